@@ -1,0 +1,30 @@
+//! CEL for OpenAgentSpec policies: a parser, a type checker and an interpreter.
+//!
+//! The crate is pure: it performs no file or network IO, and no input can make it panic
+//! or exhaust the stack; every limit violation becomes a diagnostic or an error value.
+
+#![forbid(unsafe_code)]
+
+pub mod ast;
+mod checker;
+pub mod conformance;
+mod diagnostic;
+pub mod engagement;
+mod eval;
+mod lexer;
+mod parser;
+mod time;
+mod types;
+mod value;
+
+pub use ast::Expr;
+pub use checker::{check, check_assertion};
+pub use diagnostic::{CelDiagnostic, CelErrorKind, Span, all_error_kinds};
+pub use eval::{
+    EvalError, MAX_COMPREHENSION_ITERATIONS, MAX_EVALUATION_STEPS, MAX_LIST_LENGTH,
+    MAX_VALUE_BYTES, evaluate,
+};
+pub use parser::{ParseLimits, parse, parse_with_limits};
+pub use time::{Duration, Timestamp};
+pub use types::{FieldType, ObjectType, Type, TypeEnv, type_from_json_schema};
+pub use value::{Activation, MapKey, Value, ValueMap, value_from_json, value_from_json_with_type};

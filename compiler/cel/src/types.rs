@@ -1,0 +1,309 @@
+//! CEL types as the checker sees them, and their derivation from JSON Schema.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A static CEL type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Type {
+    /// `bool`.
+    Bool,
+    /// `int` (signed 64-bit).
+    Int,
+    /// `uint` (unsigned 64-bit).
+    Uint,
+    /// `double`.
+    Double,
+    /// `string`.
+    String,
+    /// `bytes`.
+    Bytes,
+    /// `null_type`.
+    Null,
+    /// `google.protobuf.Timestamp`.
+    Timestamp,
+    /// `google.protobuf.Duration`.
+    Duration,
+    /// `list(T)`.
+    List(Box<Type>),
+    /// `map(K, V)`.
+    Map(Box<Type>, Box<Type>),
+    /// An object with declared fields, such as a tool's input or the engagement.
+    Object(ObjectType),
+    /// Any type; checked at run time.
+    Dyn,
+    /// The type of type values, such as the value of `type(1)`.
+    TypeType,
+    /// The type of an expression that already produced a diagnostic; it is compatible
+    /// with everything so that one mistake is not reported many times.
+    Error,
+}
+
+/// An object type: named fields, each with its type and whether it is always present.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectType {
+    /// A display name, such as `recent` or `hr_kb.inputs`.
+    pub name: String,
+    /// The declared fields.
+    pub fields: BTreeMap<String, FieldType>,
+    /// Whether fields beyond the declared ones may exist; such fields are `Dyn` and
+    /// selecting them is not an error.
+    pub open: bool,
+}
+
+/// The type of one object field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldType {
+    /// The field's type.
+    pub ty: Type,
+    /// Whether the field is always present; an optional field must be guarded by `has()`.
+    pub always_present: bool,
+}
+
+impl Type {
+    /// Whether values of this type are checked only at run time.
+    pub fn is_dynamic(&self) -> bool {
+        matches!(self, Type::Dyn | Type::Error)
+    }
+
+    /// Whether this is one of the three numeric types.
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, Type::Int | Type::Uint | Type::Double)
+    }
+
+    /// Whether a value of type `other` may be used where this type is expected, or the
+    /// other way round; `Dyn` is compatible with everything.
+    pub fn is_compatible_with(&self, other: &Type) -> bool {
+        if self.is_dynamic() || other.is_dynamic() {
+            return true;
+        }
+        match (self, other) {
+            (Type::List(left), Type::List(right)) => left.is_compatible_with(right),
+            (Type::Map(left_key, left_value), Type::Map(right_key, right_value)) => {
+                left_key.is_compatible_with(right_key) && left_value.is_compatible_with(right_value)
+            }
+            (Type::Object(_), Type::Object(_)) => true,
+            // Objects are represented as string-keyed maps at run time.
+            (Type::Object(_), Type::Map(key, _)) | (Type::Map(key, _), Type::Object(_)) => {
+                key.is_compatible_with(&Type::String)
+            }
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+
+    /// Returns the most specific type that covers both, or `Dyn` when they differ.
+    pub fn join(&self, other: &Type) -> Type {
+        if self == other {
+            return self.clone();
+        }
+        match (self, other) {
+            (Type::Error, _) | (_, Type::Error) => Type::Error,
+            (Type::List(left), Type::List(right)) => Type::List(Box::new(left.join(right))),
+            (Type::Map(left_key, left_value), Type::Map(right_key, right_value)) => Type::Map(
+                Box::new(left_key.join(right_key)),
+                Box::new(left_value.join(right_value)),
+            ),
+            _ => Type::Dyn,
+        }
+    }
+}
+
+impl fmt::Display for Type {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Type::Bool => formatter.write_str("bool"),
+            Type::Int => formatter.write_str("int"),
+            Type::Uint => formatter.write_str("uint"),
+            Type::Double => formatter.write_str("double"),
+            Type::String => formatter.write_str("string"),
+            Type::Bytes => formatter.write_str("bytes"),
+            Type::Null => formatter.write_str("null_type"),
+            Type::Timestamp => formatter.write_str("google.protobuf.Timestamp"),
+            Type::Duration => formatter.write_str("google.protobuf.Duration"),
+            Type::List(element) => write!(formatter, "list({element})"),
+            Type::Map(key, value) => write!(formatter, "map({key}, {value})"),
+            Type::Object(object) => write!(formatter, "object `{}`", object.name),
+            Type::Dyn => formatter.write_str("dyn"),
+            Type::TypeType => formatter.write_str("type"),
+            Type::Error => formatter.write_str("*error*"),
+        }
+    }
+}
+
+/// The deepest JSON Schema nesting translated; deeper parts become `Dyn`.
+const MAX_SCHEMA_DEPTH: usize = 32;
+
+/// Translates a JSON Schema into a CEL type.
+///
+/// Objects become object types (closed unless `additionalProperties` allows more), with
+/// `required` properties always present; arrays become lists; `anyOf`, `oneOf`, `$ref`
+/// and anything unrecognised become `Dyn`, so that the checker never rejects what the
+/// schema might allow.
+pub fn type_from_json_schema(schema: &serde_json::Value) -> Type {
+    type_from_json_schema_at_depth(schema, "object", 0)
+}
+
+fn type_from_json_schema_at_depth(schema: &serde_json::Value, name: &str, depth: usize) -> Type {
+    if depth > MAX_SCHEMA_DEPTH {
+        return Type::Dyn;
+    }
+    let Some(object) = schema.as_object() else {
+        return Type::Dyn;
+    };
+    if object.contains_key("$ref") || object.contains_key("anyOf") || object.contains_key("oneOf") {
+        return Type::Dyn;
+    }
+    if let Some(values) = object.get("enum").and_then(|values| values.as_array()) {
+        if !values.is_empty() && values.iter().all(|value| value.is_string()) {
+            return Type::String;
+        }
+        return Type::Dyn;
+    }
+    let type_name = match object.get("type") {
+        Some(serde_json::Value::String(type_name)) => type_name.as_str(),
+        Some(serde_json::Value::Array(names)) => {
+            // `["string", "null"]` is a nullable string; a value that may be null must be
+            // checked at run time, so it is Dyn unless only one non-null type is named
+            // without null.
+            let non_null: Vec<&str> = names
+                .iter()
+                .filter_map(|name| name.as_str())
+                .filter(|name| *name != "null")
+                .collect();
+            if non_null.len() == 1 && non_null.len() == names.len() {
+                non_null.first().copied().unwrap_or("")
+            } else {
+                return Type::Dyn;
+            }
+        }
+        _ => {
+            if object.contains_key("properties") {
+                "object"
+            } else {
+                return Type::Dyn;
+            }
+        }
+    };
+    match type_name {
+        "string" => Type::String,
+        "integer" => Type::Int,
+        "number" => Type::Double,
+        "boolean" => Type::Bool,
+        "null" => Type::Null,
+        "array" => match object.get("items") {
+            Some(items) => Type::List(Box::new(type_from_json_schema_at_depth(
+                items,
+                name,
+                depth + 1,
+            ))),
+            None => Type::List(Box::new(Type::Dyn)),
+        },
+        "object" => {
+            let required: Vec<&str> = object
+                .get("required")
+                .and_then(|required| required.as_array())
+                .map(|names| names.iter().filter_map(|name| name.as_str()).collect())
+                .unwrap_or_default();
+            let properties = object
+                .get("properties")
+                .and_then(|properties| properties.as_object());
+            let open = match object.get("additionalProperties") {
+                Some(serde_json::Value::Bool(false)) => false,
+                // JSON Schema allows additional properties unless they are forbidden.
+                Some(_) | None => true,
+            };
+            let Some(properties) = properties else {
+                if let Some(additional) = object.get("additionalProperties")
+                    && additional.is_object()
+                {
+                    return Type::Map(
+                        Box::new(Type::String),
+                        Box::new(type_from_json_schema_at_depth(additional, name, depth + 1)),
+                    );
+                }
+                return Type::Map(Box::new(Type::String), Box::new(Type::Dyn));
+            };
+            let mut fields = BTreeMap::new();
+            for (field_name, field_schema) in properties {
+                let field_type = type_from_json_schema_at_depth(
+                    field_schema,
+                    &format!("{name}.{field_name}"),
+                    depth + 1,
+                );
+                fields.insert(
+                    field_name.clone(),
+                    FieldType {
+                        ty: field_type,
+                        always_present: required.contains(&field_name.as_str()),
+                    },
+                );
+            }
+            Type::Object(ObjectType {
+                name: name.to_string(),
+                fields,
+                open,
+            })
+        }
+        _ => Type::Dyn,
+    }
+}
+
+/// The variables visible to an expression, with their types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypeEnv {
+    variables: BTreeMap<String, Type>,
+    container: Option<String>,
+}
+
+impl TypeEnv {
+    /// Creates an environment with no variables.
+    pub fn new() -> Self {
+        TypeEnv::default()
+    }
+
+    /// Declares (or redeclares) a variable.
+    pub fn declare(&mut self, name: impl Into<String>, ty: Type) {
+        self.variables.insert(name.into(), ty);
+    }
+
+    /// Returns the type of a declared variable, by its exact name.
+    pub fn lookup(&self, name: &str) -> Option<&Type> {
+        self.variables.get(name)
+    }
+
+    /// Sets the container (namespace) that unqualified names are resolved in first:
+    /// with container `a.b`, the name `x` means `a.b.x`, then `a.x`, then `x`.
+    pub fn set_container(&mut self, container: impl Into<String>) {
+        self.container = Some(container.into());
+    }
+
+    /// Resolves a possibly qualified name through the container, as CEL does.
+    pub fn resolve(&self, name: &str) -> Option<&Type> {
+        resolution_candidates(self.container.as_deref(), name)
+            .iter()
+            .find_map(|candidate| self.variables.get(candidate))
+    }
+
+    /// Returns the names of all declared variables, in sorted order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.variables.keys().map(String::as_str)
+    }
+}
+
+/// The names a reference may denote, most specific first: a name with a leading dot is
+/// absolute; otherwise it is tried inside each enclosing namespace of the container.
+pub(crate) fn resolution_candidates(container: Option<&str>, name: &str) -> Vec<String> {
+    if let Some(absolute) = name.strip_prefix('.') {
+        return vec![absolute.to_string()];
+    }
+    let mut candidates = Vec::new();
+    if let Some(container) = container.filter(|container| !container.is_empty()) {
+        let parts: Vec<&str> = container.split('.').collect();
+        for length in (1..=parts.len()).rev() {
+            let prefix = parts.get(..length).unwrap_or(&[]).join(".");
+            candidates.push(format!("{prefix}.{name}"));
+        }
+    }
+    candidates.push(name.to_string());
+    candidates
+}

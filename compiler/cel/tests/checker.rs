@@ -1,0 +1,293 @@
+//! Type checker tests, including the OpenAgentSpec engagement environment.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use agentc_cel::engagement::{AssertionSite, CapabilityTypes, engagement_env};
+use agentc_cel::{
+    CelDiagnostic, CelErrorKind, Type, TypeEnv, check, check_assertion, parse,
+    type_from_json_schema,
+};
+use serde_json::json;
+
+fn capabilities() -> Vec<CapabilityTypes> {
+    vec![
+        CapabilityTypes {
+            name: "hr_kb".to_string(),
+            input: type_from_json_schema(&json!({
+                "type": "object",
+                "properties": {
+                    "knowledge_base_id": {"type": "string"},
+                    "limit": {"type": "integer"}
+                },
+                "required": ["knowledge_base_id"]
+            })),
+            output: type_from_json_schema(&json!({
+                "type": "object",
+                "properties": {"documents": {"type": "array", "items": {"type": "string"}}},
+                "required": ["documents"]
+            })),
+            collects_results: true,
+        },
+        CapabilityTypes {
+            name: "search".to_string(),
+            input: type_from_json_schema(&json!({
+                "type": "object",
+                "properties": {"query": {"type": "string"}},
+                "required": ["query"]
+            })),
+            output: type_from_json_schema(&json!({
+                "type": "object",
+                "properties": {"count": {"type": "integer"}, "score": {"type": "number"}},
+                "required": ["count"]
+            })),
+            collects_results: true,
+        },
+    ]
+}
+
+fn errors(source: &str, site: &AssertionSite) -> Vec<CelDiagnostic> {
+    let env = engagement_env(&capabilities(), site);
+    let expr = parse(source).unwrap();
+    check_assertion(&expr, &env).err().unwrap_or_default()
+}
+
+fn exposes_errors(source: &str) -> Vec<CelDiagnostic> {
+    errors(source, &AssertionSite::Exposes)
+}
+
+#[test]
+fn accepts_well_formed_assertions() {
+    let input_site = AssertionSite::InputRestriction {
+        capability: "hr_kb".to_string(),
+    };
+    for source in [
+        "recent.hr_kb.inputs.knowledge_base_id == 'hr'",
+        "history._total < 10 && 'search' in history._list",
+        "history.search.all(call, size(call.inputs.query) < 100)",
+        "user.id.startsWith('emp-') && (has(user.email) ? user.email.endsWith('@corp.com') : true)",
+        "started_at < timestamp('2030-01-01T00:00:00Z')",
+        "!has(recent.search) || recent.search.inputs.query != ''",
+        "has(recent.search) && has(recent.search.outputs) && recent.search.outputs.count < 3",
+        "size(history._list) == history._total",
+    ] {
+        let found = errors(source, &input_site);
+        assert!(found.is_empty(), "{source}: {found:?}");
+    }
+}
+
+#[test]
+fn optional_fields_need_a_has_guard() {
+    let found = exposes_errors("recent.search.inputs.query == 'x'");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].kind, CelErrorKind::OptionalFieldWithoutHas);
+    assert_eq!(found[0].kind.code(), "E0513");
+    let help = found[0].help.clone().unwrap();
+    assert!(help.contains("has(recent.search) && ..."), "{help}");
+
+    let found = exposes_errors("user.email == 'a@b.c'");
+    assert_eq!(found[0].kind, CelErrorKind::OptionalFieldWithoutHas);
+    assert!(exposes_errors("has(user.email) && user.email == 'a@b.c'").is_empty());
+    assert!(exposes_errors("has(user.email) ? user.email == 'a' : false").is_empty());
+    assert!(exposes_errors("!has(user.email) ? false : user.email == 'a'").is_empty());
+    // The guard of one branch does not leak into the other.
+    assert_eq!(
+        exposes_errors("has(user.email) ? false : user.email == 'a'")[0].kind,
+        CelErrorKind::OptionalFieldWithoutHas
+    );
+    // A guard on the right of `&&` does not protect the left.
+    assert!(!exposes_errors("user.email == 'a' && has(user.email)").is_empty());
+}
+
+#[test]
+fn restriction_sites_decide_what_is_present() {
+    let input_site = AssertionSite::InputRestriction {
+        capability: "search".to_string(),
+    };
+    assert!(errors("recent.search.inputs.query == 'x'", &input_site).is_empty());
+    let found = errors("recent.search.outputs.count > 1", &input_site);
+    assert_eq!(found[0].kind, CelErrorKind::OptionalFieldWithoutHas);
+
+    let output_site = AssertionSite::OutputRestriction {
+        capability: "search".to_string(),
+    };
+    assert!(
+        errors(
+            "recent.search.outputs.count > 1 && recent.search.inputs.query != ''",
+            &output_site
+        )
+        .is_empty()
+    );
+    // Other capabilities stay optional.
+    let found = errors("recent.hr_kb.inputs.knowledge_base_id == 'x'", &output_site);
+    assert_eq!(found[0].kind, CelErrorKind::OptionalFieldWithoutHas);
+}
+
+#[test]
+fn unknown_capabilities_get_did_you_mean() {
+    let found = exposes_errors("history.hr_kbb.size() > 0");
+    assert_eq!(found[0].kind, CelErrorKind::UnknownField);
+    let help = found[0].help.clone().unwrap();
+    assert!(help.contains("did you mean `hr_kb`?"), "{help}");
+    assert!(help.contains("`search`"), "{help}");
+    let found = exposes_errors("recent.serch.inputs.query == 'x'");
+    assert_eq!(found[0].kind, CelErrorKind::UnknownField);
+    assert!(found[0].help.clone().unwrap().contains("`search`"));
+}
+
+#[test]
+fn hyphenated_names_get_the_underscore_help() {
+    let source = "recent.hr-kb.inputs.knowledge_base_id == 'x'";
+    let found = exposes_errors(source);
+    assert!(!found.is_empty());
+    assert!(
+        found.iter().any(|diagnostic| diagnostic
+            .help
+            .as_deref()
+            .is_some_and(|help| help.contains(
+                "in CEL `hr-kb` is `hr` minus `kb`; OpenAgentSpec names use `_`: write `hr_kb`"
+            ))),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn unknown_names_and_functions_are_reported_with_suggestions() {
+    let found = exposes_errors("histroy._total > 1");
+    assert_eq!(found[0].kind, CelErrorKind::UnknownName);
+    assert!(found[0].help.clone().unwrap().contains("`history`"));
+    assert_eq!(found[0].span.start, 0);
+    assert_eq!(found[0].span.end, 7);
+
+    let found = exposes_errors("user.id.startswith('a')");
+    assert_eq!(found[0].kind, CelErrorKind::UnknownFunction);
+    assert!(found[0].help.clone().unwrap().contains("startsWith"));
+}
+
+#[test]
+fn all_errors_are_collected() {
+    let found = exposes_errors("histroy._total > 1 && user.nme == 'x' && 1 + 'a' == 2");
+    assert_eq!(found.len(), 3, "{found:?}");
+}
+
+#[test]
+fn assertions_must_be_boolean() {
+    let found = exposes_errors("history._total");
+    assert_eq!(found[0].kind, CelErrorKind::NotBoolean);
+    assert!(exposes_errors("dyn(history._total)").is_empty());
+}
+
+#[test]
+fn type_errors_are_located() {
+    let env = TypeEnv::new();
+    let source = "1 + 'a'";
+    let found = check(&parse(source).unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::NoMatchingOverload);
+    assert_eq!((found[0].span.start, found[0].span.end), (0, 7));
+
+    let found = check(&parse("true ? 1 : 'a'").unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::TypeMismatch);
+
+    let found = check(&parse("'abc'.matches('(')").unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::InvalidRegex);
+
+    let found = check(&parse("Foo{a: 1}").unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::MessageConstructionUnsupported);
+
+    let found = check(&parse("size(1)").unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::NoMatchingOverload);
+    let found = check(&parse("size('a', 'b')").unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::WrongArgumentCount);
+}
+
+#[test]
+fn infers_standard_types() {
+    let env = TypeEnv::new();
+    let type_of = |source: &str| check(&parse(source).unwrap(), &env).unwrap();
+    assert_eq!(type_of("1 + 2"), Type::Int);
+    assert_eq!(type_of("1u < 2.0"), Type::Bool);
+    assert_eq!(type_of("'a' + 'b'"), Type::String);
+    assert_eq!(
+        type_of("[1, 2].map(x, x * 2)"),
+        Type::List(Box::new(Type::Int))
+    );
+    assert_eq!(type_of("{'a': 1}['a']"), Type::Int);
+    assert_eq!(type_of("'abc'.size()"), Type::Int);
+    assert_eq!(
+        type_of("timestamp('2020-01-01T00:00:00Z') - duration('1h')"),
+        Type::Timestamp
+    );
+    assert_eq!(
+        type_of("timestamp('2020-01-01T00:00:00Z').getHours('+01:00')"),
+        Type::Int
+    );
+    assert_eq!(
+        type_of("'a,b'.split(',')"),
+        Type::List(Box::new(Type::String))
+    );
+    assert_eq!(type_of("type(1) == int"), Type::Bool);
+    assert_eq!(type_of("dyn(1) + 1"), Type::Int);
+}
+
+#[test]
+fn json_schema_translation() {
+    let ty = type_from_json_schema(&json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "kind": {"enum": ["a", "b"]},
+            "any": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "link": {"$ref": "#/definitions/x"},
+            "score": {"type": "number"},
+            "flag": {"type": "boolean"}
+        },
+        "required": ["name"],
+        "additionalProperties": false
+    }));
+    let Type::Object(object) = ty else {
+        panic!("expected an object");
+    };
+    assert!(!object.open);
+    assert!(object.fields["name"].always_present);
+    assert!(!object.fields["tags"].always_present);
+    assert_eq!(object.fields["tags"].ty, Type::List(Box::new(Type::String)));
+    assert_eq!(object.fields["kind"].ty, Type::String);
+    assert_eq!(object.fields["any"].ty, Type::Dyn);
+    assert_eq!(object.fields["link"].ty, Type::Dyn);
+    assert_eq!(object.fields["score"].ty, Type::Double);
+    assert_eq!(object.fields["flag"].ty, Type::Bool);
+    assert_eq!(type_from_json_schema(&json!(true)), Type::Dyn);
+    assert_eq!(
+        type_from_json_schema(&json!({"type": "integer"})),
+        Type::Int
+    );
+}
+
+#[test]
+fn deeply_nested_schemas_are_capped() {
+    let mut schema = json!({"type": "string"});
+    for _ in 0..500 {
+        schema = json!({"type": "array", "items": schema});
+    }
+    let mut ty = type_from_json_schema(&schema);
+    let mut depth = 0;
+    while let Type::List(inner) = ty {
+        ty = *inner;
+        depth += 1;
+    }
+    assert!(depth < 100);
+    assert_eq!(ty, Type::Dyn);
+}
+
+#[test]
+fn open_objects_allow_unknown_fields() {
+    let mut env = TypeEnv::new();
+    env.declare(
+        "x",
+        type_from_json_schema(&json!({"type": "object", "properties": {"a": {"type": "string"}}})),
+    );
+    assert!(check(&parse("x.b == 1").unwrap(), &env).is_ok());
+    env.declare("y", type_from_json_schema(&json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false})));
+    let found = check(&parse("y.b == 1").unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::UnknownField);
+}

@@ -1,0 +1,204 @@
+//! Interpreter tests: CEL semantics, errors and bounded evaluation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use agentc_cel::{
+    Activation, ParseLimits, Value, evaluate, parse, parse_with_limits, value_from_json,
+};
+use serde_json::json;
+
+fn eval_with(source: &str, activation: &Activation) -> Result<Value, String> {
+    let expr = parse(source).map_err(|diagnostics| format!("{diagnostics:?}"))?;
+    evaluate(&expr, activation).map_err(|error| error.message)
+}
+
+fn eval(source: &str) -> Result<Value, String> {
+    eval_with(source, &Activation::new())
+}
+
+fn assert_true(source: &str) {
+    assert_eq!(eval(source), Ok(Value::Bool(true)), "{source}");
+}
+
+fn assert_error(source: &str, fragment: &str) {
+    match eval(source) {
+        Err(message) => assert!(message.contains(fragment), "{source}: {message}"),
+        Ok(value) => panic!("{source}: expected an error, got {value}"),
+    }
+}
+
+#[test]
+fn arithmetic_is_checked() {
+    assert_true("1 + 2 * 3 == 7");
+    assert_true("7 / 2 == 3 && 7 % 2 == 1 && -7 / 2 == -3");
+    assert_true("5u - 3u == 2u");
+    assert_true("1.5 + 1.5 == 3.0");
+    assert_error("9223372036854775807 + 1", "overflow");
+    assert_error("-9223372036854775808 - 1", "overflow");
+    assert_error("-9223372036854775808 / -1", "overflow");
+    assert_error("1 / 0", "division by zero");
+    assert_error("1 % 0", "modulus by zero");
+    assert_error("0u - 1u", "overflow");
+    assert_error("1 + 1u", "no such overload");
+    assert_true("1.0 / 0.0 > 1e308");
+}
+
+#[test]
+fn logical_operators_absorb_errors() {
+    assert_true("!(false && 1 / 0 == 1)");
+    assert_true("!(1 / 0 == 1 && false)");
+    assert_true("true || 1 / 0 == 1");
+    assert_true("1 / 0 == 1 || true");
+    assert_error("1 / 0 == 1 || false", "division by zero");
+    assert_error("true && 1 / 0 == 1", "division by zero");
+    assert_true("(true ? 1 : 1 / 0) == 1");
+}
+
+#[test]
+fn equality_is_heterogeneous_for_numbers() {
+    assert_true("1 == 1u && 1 == 1.0 && 1u == 1.0");
+    assert_true("2 > 1u && 1.5 > 1 && 18446744073709551615u > 9223372036854775807");
+    assert_true("1 != 'a'");
+    assert_true("[1, 2] == [1.0, 2u]");
+    assert_true("{'a': 1} == {'a': 1.0}");
+    assert_true("1 in [1.0, 2.0]");
+    assert_true("{1: 'a'}[1u] == 'a'");
+    assert_true("!(0.0 / 0.0 == 0.0 / 0.0)");
+}
+
+#[test]
+fn maps_and_fields() {
+    assert_error("{'a': 1}['b']", "no such key");
+    assert_error("{'a': 1}.b", "no such key");
+    assert_error("{'a': 1, 'a': 2}", "repeated key");
+    assert_true("has({'a': 1}.a) && !has({'a': 1}.b)");
+    assert_error("[1, 2][2]", "index out of bounds");
+    assert_error("[1, 2][-1]", "index out of bounds");
+    let mut activation = Activation::new();
+    activation.insert(
+        "recent",
+        value_from_json(&json!({"hr_kb": {"inputs": {"knowledge_base_id": "hr"}}})),
+    );
+    assert_eq!(
+        eval_with(
+            "has(recent.hr_kb) && recent.hr_kb.inputs.knowledge_base_id == 'hr'",
+            &activation
+        ),
+        Ok(Value::Bool(true))
+    );
+    assert_eq!(
+        eval_with(
+            "has(recent.search) && recent.search.outputs.count > 1",
+            &activation
+        ),
+        Ok(Value::Bool(false))
+    );
+    assert!(eval_with("recent.search.outputs.count > 1", &activation).is_err());
+}
+
+#[test]
+fn strings_and_regexes() {
+    assert_true("'hello'.startsWith('he') && 'hello'.endsWith('lo') && 'hello'.contains('ell')");
+    assert_true("size('héllo') == 5 && size(b'h\\xff') == 2");
+    assert_true("'user@corp.com'.matches('^[a-z]+@corp[.]com$')");
+    assert_true("matches('abc', 'b')");
+    assert_error("'abc'.matches(dyn('('))", "invalid regular expression");
+    assert_true("'Hello'.lowerAscii() == 'hello' && 'Hello'.upperAscii() == 'HELLO'");
+    assert_true("'  x '.trim() == 'x'");
+    assert_true("'a,b,c'.split(',') == ['a', 'b', 'c'] && ['a', 'b'].join('-') == 'a-b'");
+    assert_true("'aaa'.replace('a', 'b', 2) == 'bba'");
+    assert_true(
+        "'hello'.substring(1, 3) == 'el' && 'hello'.indexOf('l') == 2 && 'hello'.lastIndexOf('l') == 3",
+    );
+    assert_true("string(1.5) == '1.5' && string(12u) == '12' && int('42') == 42");
+    assert_error("int('x')", "cannot convert");
+    assert_error("int(1e100)", "overflow");
+    assert_error("uint(-1)", "overflow");
+}
+
+#[test]
+fn timestamps_and_durations() {
+    assert_true("timestamp('2009-02-13T23:31:30Z') == timestamp(1234567890)");
+    assert_true("timestamp('2009-02-13T23:31:30Z').getFullYear() == 2009");
+    assert_true("timestamp('2009-02-13T23:31:30Z').getMonth() == 1");
+    assert_true("timestamp('2009-02-13T23:31:30Z').getHours('+02:00') == 1");
+    assert_true("timestamp('2009-02-13T23:31:30Z').getDayOfWeek() == 5");
+    assert_true("duration('1h2m3.5s') == duration('3723500ms')");
+    assert_true("duration('1h').getMinutes() == 60");
+    assert_true(
+        "timestamp('2020-01-01T00:00:00Z') + duration('24h') == timestamp('2020-01-02T00:00:00Z')",
+    );
+    assert_true(
+        "timestamp('2020-01-02T00:00:00Z') - timestamp('2020-01-01T00:00:00Z') == duration('86400s')",
+    );
+    assert_true("string(timestamp('2020-01-01T00:00:00.5Z')) == '2020-01-01T00:00:00.500Z'");
+    assert_true("string(duration('1.5s')) == '1.5s'");
+    assert_error("timestamp('10000-01-01T00:00:00Z')", "cannot parse");
+    assert_error(
+        "timestamp('9999-12-31T23:59:59Z') + duration('1s')",
+        "range",
+    );
+    assert_error(
+        "timestamp('0001-01-01T00:00:00Z') - duration('1s')",
+        "range",
+    );
+    assert_error(
+        "timestamp('2020-01-01T00:00:00Z').getHours('Mars/Olympus')",
+        "time zone",
+    );
+}
+
+#[test]
+fn macros_evaluate() {
+    assert_true("[1, 2, 3].all(x, x > 0)");
+    assert_true("[1, 2, 3].exists(x, x == 2)");
+    assert_true("[1, 2, 3].exists_one(x, x > 2)");
+    assert_true("[1, 2, 3].map(x, x * 2) == [2, 4, 6]");
+    assert_true("[1, 2, 3].map(x, x > 1, x * 2) == [4, 6]");
+    assert_true("[1, 2, 3].filter(x, x % 2 == 1) == [1, 3]");
+    assert_true("{'a': 1, 'b': 2}.all(k, k in ['a', 'b'])");
+    assert_true("[1, 0].exists(x, 1 / x == 1)");
+    assert_error("[0, 1].all(x, 1 / x == 1)", "division by zero");
+    assert_true("[10, 20].all(i, v, v == (i + 1) * 10)");
+    assert_true("[1, 2].transformList(i, v, i + v) == [1, 3]");
+    assert_true("{'a': 1}.transformMap(k, v, v + 1) == {'a': 2}");
+}
+
+#[test]
+fn evaluation_is_bounded() {
+    let thousand: Vec<Value> = (0..1000).map(Value::Int).collect();
+    let mut activation = Activation::new();
+    activation.insert("l", Value::List(Arc::from(thousand)));
+    let result = eval_with("l.all(x, l.all(y, l.all(z, true)))", &activation);
+    assert!(result.unwrap_err().contains("limit"));
+    // Strings cannot grow without bound.
+    let mut source = "'aaaaaaaaaaaaaaaa'".to_string();
+    for _ in 0..10 {
+        source = format!("{source}.replace('a', 'aaaaaaaaaaaaaaaa')");
+    }
+    assert!(eval(&source).unwrap_err().contains("too large"));
+}
+
+#[test]
+fn unbound_variables_are_errors() {
+    assert!(eval("x == 1").unwrap_err().contains("undeclared reference"));
+    assert_true("x || true");
+}
+
+#[test]
+fn deep_expressions_evaluate_in_a_small_stack() {
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            let source = format!("{}1{}", "(1 + ".repeat(120), ")".repeat(120));
+            let expr = parse_with_limits(&source, &ParseLimits::default()).unwrap();
+            assert_eq!(evaluate(&expr, &Activation::new()), Ok(Value::Int(121)));
+            let checked = agentc_cel::check(&expr, &agentc_cel::TypeEnv::new());
+            assert!(checked.is_ok());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

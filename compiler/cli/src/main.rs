@@ -1,0 +1,176 @@
+//! The `agentc` command line. This is the IO edge: it reads files, calls the pure core,
+//! and prints. Exit codes: 0 valid, 1 invalid, 2 usage or IO error.
+
+#![forbid(unsafe_code)]
+
+mod files;
+
+use agentc_compiler::diagnostics::Code;
+use agentc_compiler::documents::DocumentKind;
+use agentc_compiler::{CheckOptions, check_set};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "agentc", version, about = "Check, build and run OpenAgentSpec agents", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read and validate spec documents (agents, tools, handoffs, manifests) as one set.
+    Check {
+        /// Files or directories; directories are searched for .yaml, .yml and .json files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// When to colour the output.
+        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+        color: ColorChoice,
+    },
+    /// Show the long explanation of a diagnostic code, e.g. `agentc explain E0101`.
+    Explain {
+        /// The code; omit it with `--list` to list every code.
+        code: Option<String>,
+        /// List every code with its one-line summary.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Print the JSON Schema of a document kind, for editors with a YAML language server.
+    Schema {
+        /// agent, tool, handoff, handoff-request, handoff-response or capability-manifest.
+        kind: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { paths, format, deny_warnings, color } => check(&paths, format, deny_warnings, color),
+        Command::Explain { code, list } => explain(code.as_deref(), list),
+        Command::Schema { kind } => schema(&kind),
+    }
+}
+
+fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, color: ColorChoice) -> ExitCode {
+    let inputs = match files::collect_inputs(paths) {
+        Ok(inputs) => inputs,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if inputs.is_empty() {
+        eprintln!("error: no .yaml, .yml or .json files found in the given paths");
+        return ExitCode::from(2);
+    }
+    let set = check_set(&inputs, &CheckOptions::default());
+    let view = set.view();
+    let errors = set.error_count();
+    let warnings = set.warning_count();
+    let failed = errors > 0 || (deny_warnings && warnings > 0);
+    let mut stdout = std::io::stdout().lock();
+    let written = match format {
+        Format::Json => {
+            let report = serde_json::json!({
+                "valid": !failed,
+                "files": set.names,
+                "documents": set.documents.len(),
+                "errors": errors,
+                "warnings": warnings,
+                "diagnostics": view.render_json(&set.diagnostics),
+            });
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())
+        }
+        Format::Human => {
+            let use_colour = match color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            let text = if use_colour { view.render_coloured(&set.diagnostics) } else { view.render_text(&set.diagnostics) };
+            eprint!("{text}");
+            writeln!(
+                stdout,
+                "{}: {} file(s), {} document(s), {} error(s), {} warning(s){}",
+                if failed { "invalid" } else { "valid" },
+                set.names.len(),
+                set.documents.len(),
+                errors,
+                warnings,
+                if deny_warnings && warnings > 0 && errors == 0 { " (warnings denied)" } else { "" }
+            )
+        }
+    };
+    if written.is_err() {
+        return ExitCode::from(2);
+    }
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+fn explain(code: Option<&str>, list: bool) -> ExitCode {
+    if list || code.is_none() {
+        for code in Code::all() {
+            let page = code.explain();
+            let title = page.lines().next().unwrap_or_default().trim_start_matches('#').trim();
+            if writeln!(std::io::stdout(), "{title}").is_err() {
+                return ExitCode::from(2);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let text = code.unwrap_or_default();
+    match Code::parse(text) {
+        Some(code) => {
+            print_page(code.explain().trim_end())
+        }
+        None => {
+            eprintln!("error: `{text}` is not a diagnostic code of agentc; run `agentc explain --list` to see them all");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn schema(kind: &str) -> ExitCode {
+    match DocumentKind::from_short_name(kind) {
+        Some(kind) => {
+            print_page(&serde_json::to_string_pretty(&kind.json_schema()).unwrap_or_default())
+        }
+        None => {
+            let names: Vec<&str> = DocumentKind::ALL.iter().map(|kind| kind.short_name()).collect();
+            eprintln!("error: unknown document kind `{kind}`; the kinds are: {}", names.join(", "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints a page; a closed pipe (`agentc explain E0101 | head`) is not a crash.
+fn print_page(text: &str) -> ExitCode {
+    match writeln!(std::io::stdout(), "{text}") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(2),
+    }
+}

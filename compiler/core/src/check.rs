@@ -1,0 +1,857 @@
+//! The semantic pass over the whole set of documents: names, references, identities,
+//! reviewers, tool schemas and bindings, handoff and manifest rules, and the CEL of
+//! every assertion and `exposes` value. Every problem is collected; nothing stops early.
+
+use crate::diagnostics::{Code, Diagnostic, FrontEndCode, Severity, did_you_mean};
+use crate::documents::agent::{AgentDocument, Capability, Restriction};
+use crate::documents::handoff::{GateStatus, HandoffDocument, HandoffResponse, HandoffResponseStatus, HandoffStatus};
+use crate::documents::manifest::CapabilityManifest;
+use crate::documents::tool::ToolDocument;
+use crate::documents::{Document, LoadedDocument};
+use crate::lower::CelText;
+use crate::names::{Reference, name_problem, parse_reference, suggested_name};
+use crate::span::{Span, Spanned};
+use agentc_cel::engagement::{AssertionSite, CapabilityTypes, engagement_env};
+use agentc_cel::{FieldType, ObjectType, Type, TypeEnv};
+use std::collections::{BTreeMap, HashMap};
+
+/// What a capability key resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CapabilityTarget {
+    /// Index into the set's tools.
+    Tool(usize),
+    /// Index into the set's agents.
+    Agent(usize),
+    /// An agent on another server, at this HTTPS URL.
+    Remote { url: String },
+}
+
+/// The checked view of the set that later stages (IR, build, runtime) start from.
+#[derive(Clone, Debug, Default)]
+pub struct Resolution {
+    /// Per agent (by index among agents), per capability key: its parsed reference and target.
+    pub capability_targets: Vec<Vec<Option<(Reference, CapabilityTarget)>>>,
+}
+
+pub(crate) struct Checker<'a> {
+    sources: &'a [String],
+    agents: Vec<&'a AgentDocument>,
+    tools: Vec<&'a ToolDocument>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+pub(crate) fn check_documents(sources: &[String], documents: &[LoadedDocument]) -> (Resolution, Vec<Diagnostic>) {
+    let mut checker = Checker {
+        sources,
+        agents: Vec::new(),
+        tools: Vec::new(),
+        diagnostics: Vec::new(),
+    };
+    for loaded in documents {
+        match &loaded.document {
+            Document::Agent(agent) => checker.agents.push(agent),
+            Document::Tool(tool) => checker.tools.push(tool),
+            Document::Handoff(handoff) => checker.check_handoff(handoff),
+            Document::HandoffRequest(_) => {}
+            Document::HandoffResponse(response) => checker.check_handoff_response(response),
+            Document::CapabilityManifest(manifest) => checker.check_manifest(manifest),
+        }
+    }
+    let tools = checker.tools.clone();
+    for tool in &tools {
+        checker.check_tool(tool);
+    }
+    checker.check_unique_names();
+    let agents = checker.agents.clone();
+    let mut resolution = Resolution::default();
+    for agent in &agents {
+        checker.check_name(&agent.name, "agent");
+        let targets = checker.resolve_capabilities(agent);
+        checker.check_agent_fields(agent);
+        resolution.capability_targets.push(targets);
+    }
+    checker.check_cycles(&resolution);
+    checker.check_cel(&resolution);
+    (resolution, checker.diagnostics)
+}
+
+impl Checker<'_> {
+    fn report(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn check_name(&mut self, name: &Spanned<String>, what: &str) {
+        if let Some(problem) = name_problem(name) {
+            let mut diagnostic = Diagnostic::new(
+                FrontEndCode::InvalidName,
+                name.span,
+                format!("invalid {what} name `{}`", name.value),
+            )
+            .with_primary_label(problem)
+            .with_help(format!("write `{}`", suggested_name(name)));
+            if name.contains('-') {
+                diagnostic = diagnostic.with_note(
+                    "inside a CEL expression `a-b` parses as `a` minus `b`, which is why OAS-N1 allows `_` but not `-`",
+                );
+            }
+            self.report(diagnostic);
+        }
+    }
+
+    fn check_unique_names(&mut self) {
+        let mut seen: HashMap<(&str, &str), Span> = HashMap::new();
+        let names: Vec<(&str, Spanned<String>)> = self
+            .agents
+            .iter()
+            .map(|agent| ("agent", agent.name.clone()))
+            .chain(self.tools.iter().map(|tool| ("tool", tool.name.clone())))
+            .collect();
+        for (what, name) in &names {
+            match seen.get(&(*what, name.value.as_str())) {
+                Some(first) => {
+                    let diagnostic = Diagnostic::new(
+                        FrontEndCode::DuplicateName,
+                        name.span,
+                        format!("two {what}s are named `{}`", name.value),
+                    )
+                    .with_primary_label("second definition")
+                    .with_secondary(*first, "first defined here")
+                    .with_help(format!("rename one of them: {what} names are unique in a set (OAS-A2)"));
+                    self.report(diagnostic);
+                }
+                None => {
+                    seen.insert((what, name.value.as_str()), name.span);
+                }
+            }
+        }
+    }
+
+    fn tool_index(&self, name: &str) -> Option<usize> {
+        self.tools.iter().position(|tool| tool.name.value == name)
+    }
+
+    fn agent_index(&self, name: &str) -> Option<usize> {
+        self.agents.iter().position(|agent| agent.name.value == name)
+    }
+
+    fn resolve_capabilities(&mut self, agent: &AgentDocument) -> Vec<Option<(Reference, CapabilityTarget)>> {
+        let Some(capabilities) = &agent.capabilities else {
+            return Vec::new();
+        };
+        let mut targets = Vec::with_capacity(capabilities.len());
+        for (key, _) in capabilities.iter() {
+            targets.push(self.resolve_reference(agent, key));
+        }
+        targets
+    }
+
+    fn resolve_reference(&mut self, agent: &AgentDocument, key: &Spanned<String>) -> Option<(Reference, CapabilityTarget)> {
+        let reference = match parse_reference(key) {
+            Ok(reference) => reference,
+            Err(problem) => {
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::InvalidAgentReference,
+                        key.span,
+                        format!("`{}` is not a valid capability reference", key.value),
+                    )
+                    .with_primary_label(problem)
+                    .with_note("a capability is `tool_name`, `agent_name`, `oagent://agent_name` or `oagent://host/path/agent_name` (OAS-N3)"),
+                );
+                return None;
+            }
+        };
+        if let Some(problem) = name_problem(reference.name()) {
+            let mut diagnostic = Diagnostic::new(
+                FrontEndCode::InvalidName,
+                key.span,
+                format!("capability `{}` names an invalid tool or agent", key.value),
+            )
+            .with_primary_label(problem)
+            .with_help(format!("write `{}`", key.value.replace(reference.name(), &suggested_name(reference.name()))));
+            if reference.name().contains('-') {
+                diagnostic = diagnostic.with_note(
+                    "inside a CEL expression `a-b` parses as `a` minus `b`: `recent.hr-kb` would subtract `kb` from `recent.hr`",
+                );
+            }
+            self.report(diagnostic);
+            return None;
+        }
+        let name = reference.name().to_string();
+        if name == agent.name.value && !matches!(reference, Reference::RemoteAgent { .. }) && self.tool_index(&name).is_none() {
+            self.report(
+                Diagnostic::new(FrontEndCode::SelfReference, key.span, format!("agent `{name}` lists itself as a capability"))
+                    .with_primary_label("the agent would call itself")
+                    .with_secondary(agent.name.span, "the agent is named here"),
+            );
+            return None;
+        }
+        let target = match &reference {
+            Reference::Bare(_) => match (self.tool_index(&name), self.agent_index(&name)) {
+                (Some(tool), agent_with_same_name) => {
+                    if let Some(other) = agent_with_same_name {
+                        let agent_span = self.agents[other].name.span;
+                        self.report(
+                            Diagnostic::new(
+                                FrontEndCode::AmbiguousBareReference,
+                                key.span,
+                                format!("`{name}` names both a tool and an agent; this means the tool (OAS-N4)"),
+                            )
+                            .with_primary_label("resolves to the tool")
+                            .with_secondary(agent_span, "an agent of the same name")
+                            .with_help(format!("write `oagent://{name}` to mean the agent, or rename one of them")),
+                        );
+                    }
+                    CapabilityTarget::Tool(tool)
+                }
+                (None, Some(agent_index)) => CapabilityTarget::Agent(agent_index),
+                (None, None) => {
+                    self.report_unresolved(key, &name, true);
+                    return None;
+                }
+            },
+            Reference::LocalAgent(_) => match self.agent_index(&name) {
+                Some(agent_index) => CapabilityTarget::Agent(agent_index),
+                None => {
+                    self.report_unresolved(key, &name, false);
+                    return None;
+                }
+            },
+            Reference::RemoteAgent { .. } => {
+                let url = reference.remote_url().unwrap_or_default();
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::RemoteReferenceNotVerified,
+                        key.span,
+                        format!("remote agent `{}` was not fetched, so its document was not checked", key.value),
+                    )
+                    .with_primary_label(format!("would be fetched from {url}"))
+                    .with_help("run add the remote agent's document to the checked files to check it; `agentc check` never fetches over the network"),
+                );
+                CapabilityTarget::Remote { url }
+            }
+        };
+        Some((reference, target))
+    }
+
+    fn report_unresolved(&mut self, key: &Spanned<String>, name: &str, tools_too: bool) {
+        let mut candidates: Vec<String> = self.agents.iter().map(|agent| agent.name.value.clone()).collect();
+        if tools_too {
+            candidates.extend(self.tools.iter().map(|tool| tool.name.value.clone()));
+        }
+        let what = if tools_too { "tool or agent" } else { "agent" };
+        let mut diagnostic = Diagnostic::new(
+            FrontEndCode::UnresolvedCapability,
+            key.span,
+            format!("no {what} named `{name}` in the checked set"),
+        );
+        match did_you_mean(name, candidates.iter().map(String::as_str)) {
+            Some(suggestion) => {
+                let suggestion = suggestion.to_string();
+                let span = self.tools.iter().map(|t| &t.name).chain(self.agents.iter().map(|a| &a.name)).find(|n| n.value == suggestion).map(|n| n.span);
+                diagnostic = diagnostic.with_primary_label(format!("did you mean `{suggestion}`?"));
+                if let Some(span) = span {
+                    diagnostic = diagnostic.with_secondary(span, format!("`{suggestion}` is defined here"));
+                }
+            }
+            None => {
+                diagnostic = diagnostic
+                    .with_primary_label(format!("unknown {what}"))
+                    .with_help(format!("add the {what}'s document to the files you check, or fix the name"));
+            }
+        }
+        self.report(diagnostic);
+    }
+
+    fn check_agent_fields(&mut self, agent: &AgentDocument) {
+        if let Some(capabilities) = &agent.capabilities {
+            for (key, capability) in capabilities.iter() {
+                self.check_identity(key, capability);
+                for restriction in [&capability.input_restriction, &capability.output_restriction].into_iter().flatten() {
+                    self.check_reviewer(restriction);
+                }
+            }
+        }
+        if let Some(guardrails) = &agent.guardrails {
+            for guardrail in [&guardrails.input, &guardrails.output].into_iter().flatten() {
+                let name = &guardrail.tool_name;
+                if self.tool_index(name).is_none() {
+                    let mut diagnostic = Diagnostic::new(
+                        FrontEndCode::UnresolvedGuardrailTool,
+                        name.span,
+                        format!("guardrail tool `{}` is not a tool in the checked set", name.value),
+                    );
+                    diagnostic = if self.agent_index(name).is_some() {
+                        diagnostic.with_primary_label("this is an agent; a guardrail runs a tool (OAS-G1)")
+                    } else {
+                        match did_you_mean(name, self.tools.iter().map(|tool| tool.name.value.as_str())) {
+                            Some(suggestion) => diagnostic.with_primary_label(format!("did you mean `{suggestion}`?")),
+                            None => diagnostic.with_primary_label("unknown tool").with_help("add the tool's document to the files you check"),
+                        }
+                    };
+                    self.report(diagnostic);
+                }
+            }
+        }
+        if let Some(lifespan) = &agent.lifespan
+            && let Some(short_circuit) = &lifespan.short_circuit
+            && short_circuit.value == 0
+        {
+            self.report(
+                Diagnostic::new(FrontEndCode::OutOfRange, short_circuit.span, "`short_circuit` must be at least 1")
+                    .with_primary_label("0 would refuse every call")
+                    .with_help("remove `short_circuit` for no limit, or give the number of back-to-back repetitions to stop at (OAS-L2)"),
+            );
+        }
+    }
+
+    fn check_identity(&mut self, key: &Spanned<String>, capability: &Capability) {
+        if let Some(user_identity) = &capability.user_identity
+            && !user_identity.value
+            && capability.static_identity.is_none()
+        {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::MissingStaticIdentity,
+                    user_identity.span,
+                    format!("capability `{}` is called without the user's identity, but names no static identity", key.value),
+                )
+                .with_primary_label("`user_identity: false` needs a `static_identity`")
+                .with_secondary(key.span, "in this capability")
+                .with_help("add `static_identity: <credential set name>` (OAS-C4), or remove `user_identity: false`"),
+            );
+        }
+    }
+
+    fn check_reviewer(&mut self, restriction: &Restriction) {
+        let Some(reviewer) = &restriction.require_review else {
+            return;
+        };
+        let text = reviewer.value.as_str();
+        let problem = if text == "user" || text == "owner" {
+            None
+        } else if text.starts_with("oagent://") {
+            match parse_reference(text) {
+                Ok(Reference::LocalAgent(name)) if self.agent_index(&name).is_none() => {
+                    Some(format!("no agent named `{name}` in the checked set"))
+                }
+                Ok(_) => None,
+                Err(problem) => Some(problem),
+            }
+        } else if text.trim().is_empty() {
+            Some("the reviewer is empty".to_string())
+        } else if text.chars().any(char::is_whitespace) {
+            Some("a user identifier cannot contain spaces".to_string())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.report(
+                Diagnostic::new(FrontEndCode::InvalidReviewer, reviewer.span, format!("`{text}` is not a valid reviewer"))
+                    .with_primary_label(problem)
+                    .with_note("`require_review` is `user`, `owner`, a user identifier, or `oagent://agent_name` (OAS-C7)"),
+            );
+        }
+    }
+
+    /// Reports agent-reference cycles (`a` uses `b` uses `a`): an engagement would recurse forever.
+    fn check_cycles(&mut self, resolution: &Resolution) {
+        let edges: Vec<Vec<(usize, Span)>> = self
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(index, agent)| {
+                let keys: Vec<Span> = agent.capabilities.as_ref().map(|caps| caps.iter().map(|(key, _)| key.span).collect()).unwrap_or_default();
+                resolution.capability_targets.get(index).map(|targets| {
+                    targets.iter().zip(keys).filter_map(|(target, span)| match target {
+                        Some((_, CapabilityTarget::Agent(callee))) => Some((*callee, span)),
+                        _ => None,
+                    }).collect()
+                }).unwrap_or_default()
+            })
+            .collect();
+        // Iterative depth-first search with colours; each cycle is reported once, at the
+        // edge that closes it.
+        let mut colour = vec![0u8; self.agents.len()];
+        for start in 0..self.agents.len() {
+            if colour[start] != 0 {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            let mut path: Vec<usize> = vec![start];
+            colour[start] = 1;
+            while let Some((node, next_edge)) = stack.pop() {
+                if let Some(&(callee, span)) = edges[node].get(next_edge) {
+                    stack.push((node, next_edge + 1));
+                    match colour[callee] {
+                        0 => {
+                            colour[callee] = 1;
+                            path.push(callee);
+                            stack.push((callee, 0));
+                        }
+                        1 => {
+                            let cycle_start = path.iter().position(|&agent| agent == callee).unwrap_or(0);
+                            let names: Vec<&str> = path[cycle_start..].iter().chain(std::iter::once(&callee)).map(|&agent| self.agents[agent].name.value.as_str()).collect();
+                            let diagnostic = Diagnostic::new(
+                                FrontEndCode::AgentReferenceCycle,
+                                span,
+                                format!("agents call each other in a cycle: {}", names.join(" → ")),
+                            )
+                            .with_primary_label("this capability closes the cycle")
+                            .with_secondary(self.agents[callee].name.span, "the cycle starts at this agent")
+                            .with_help("remove one of the capabilities in the cycle; an engagement could otherwise recurse without end");
+                            self.report(diagnostic);
+                        }
+                        _ => {}
+                    }
+                } else {
+                    colour[node] = 2;
+                    path.pop();
+                }
+            }
+        }
+    }
+
+    fn check_tool(&mut self, tool: &ToolDocument) {
+        self.check_name(&tool.name, "tool");
+        for (schema, what) in [(&tool.input, "input"), (&tool.output, "output")] {
+            if let Err(error) = jsonschema::meta::validate(&schema.value) {
+                self.report(
+                    Diagnostic::new(FrontEndCode::InvalidJsonSchema, schema.span, format!("the tool's `{what}` is not a valid JSON Schema"))
+                        .with_primary_label(truncate(&error.to_string(), 160))
+                        .with_note(format!("at schema path `{}`", error.schema_path())),
+                );
+            }
+        }
+        let input_type = tool.input.value.get("type");
+        if input_type != Some(&serde_json::Value::String("object".to_string())) {
+            self.report(
+                Diagnostic::new(FrontEndCode::ToolInputNotObject, tool.input.span, "a tool's input schema must describe an object")
+                    .with_primary_label("expected `type: object`")
+                    .with_help("tool inputs are named arguments: write `type: object` with `properties`"),
+            );
+        }
+        let binding = &tool.binding;
+        let kinds = usize::from(binding.http.is_some()) + usize::from(binding.mcp.is_some()) + usize::from(binding.native.is_some());
+        if kinds != 1 {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::BindingCount,
+                    binding.span,
+                    if kinds == 0 { "the binding names no way to call the tool".to_string() } else { format!("the binding names {kinds} ways to call the tool") },
+                )
+                .with_primary_label("exactly one of `http`, `mcp`, `native` is required"),
+            );
+        }
+        if let Some(http) = &binding.http {
+            self.check_url(&http.url);
+        }
+        if let Some(mcp) = &binding.mcp {
+            self.check_url(&mcp.server);
+        }
+    }
+
+    fn check_url(&mut self, url: &Spanned<String>) {
+        let valid = ["http://", "https://"].iter().any(|scheme| {
+            url.value.strip_prefix(scheme).is_some_and(|rest| {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                !host.is_empty() && !rest.chars().any(char::is_whitespace)
+            })
+        });
+        if !valid {
+            self.report(
+                Diagnostic::new(FrontEndCode::InvalidUrl, url.span, format!("`{}` is not an absolute http(s) URL", url.value))
+                    .with_primary_label("expected `https://host/path`"),
+            );
+        }
+    }
+
+    fn check_handoff(&mut self, handoff: &HandoffDocument) {
+        let regulated = [
+            ("data_classification", handoff.data_classification.is_some()),
+            ("regulation_refs", handoff.regulation_refs.is_some()),
+            ("audit_trail", handoff.audit_trail.is_some()),
+            ("sign_off_gates", handoff.sign_off_gates.is_some()),
+        ];
+        if regulated.iter().any(|(_, present)| *present) {
+            for (key, present) in regulated {
+                if !present {
+                    self.report(
+                        Diagnostic::new(FrontEndCode::MissingKey, handoff.span, format!("a regulated handoff needs `{key}`"))
+                            .with_primary_label("this handoff has some regulated fields but not all")
+                            .with_help("a regulated handoff has all of `data_classification`, `regulation_refs`, `audit_trail` and `sign_off_gates`"),
+                    );
+                }
+            }
+        }
+        for text in [&handoff.handoff_version] {
+            if !matches!(text.value.as_str(), "1.0" | "1.1") {
+                self.report(Diagnostic::new(FrontEndCode::InvalidEnumValue, text.span, format!("unknown handoff version `{}`", text.value)).with_primary_label("expected \"1.0\" or \"1.1\""));
+            }
+        }
+        if let Some(trail) = &handoff.audit_trail {
+            let mut previous: Option<&Spanned<String>> = None;
+            for entry in trail {
+                self.check_datetime(&entry.timestamp);
+                self.check_hash(&entry.hash);
+                match (previous, &entry.previous_hash) {
+                    (None, Some(link)) => self.report(Diagnostic::new(FrontEndCode::AuditChainBroken, link.span, "the first audit entry cannot link to a previous one").with_primary_label("expected null or no `previous_hash`")),
+                    (Some(earlier), None) => self.report(Diagnostic::new(FrontEndCode::AuditChainBroken, entry.span, "this audit entry does not link to the one before it").with_primary_label("`previous_hash` is missing").with_secondary(earlier.span, "the previous entry's hash")),
+                    (Some(earlier), Some(link)) if earlier.value != link.value => self.report(
+                        Diagnostic::new(FrontEndCode::AuditChainBroken, link.span, "the audit chain is broken: `previous_hash` is not the previous entry's `hash`")
+                            .with_primary_label("does not match")
+                            .with_secondary(earlier.span, "the previous entry's hash"),
+                    ),
+                    _ => {}
+                }
+                previous = Some(&entry.hash);
+            }
+        }
+        if let Some(gates) = &handoff.sign_off_gates {
+            for gate in gates {
+                let signed = matches!(gate.status, GateStatus::Approved | GateStatus::Rejected | GateStatus::Waived);
+                if signed && gate.signed_by.is_none() {
+                    self.report(Diagnostic::new(FrontEndCode::InconsistentDocument, gate.span, format!("gate `{}` is {} but names no `signed_by`", gate.gate.value, gate.status.as_str())).with_primary_label("add who signed it off"));
+                }
+                if let Some(at) = &gate.signed_at {
+                    self.check_datetime(at);
+                }
+                if handoff.status == HandoffStatus::Completed && matches!(gate.status, GateStatus::Pending | GateStatus::Rejected) {
+                    self.report(Diagnostic::new(FrontEndCode::InconsistentDocument, gate.span, format!("the handoff is completed but gate `{}` is {}", gate.gate.value, gate.status.as_str())).with_primary_label("a completed regulated handoff needs every gate approved or waived"));
+                }
+            }
+        }
+    }
+
+    fn check_handoff_response(&mut self, response: &HandoffResponse) {
+        if response.status == HandoffResponseStatus::Rejected && response.reason.is_none() {
+            self.report(Diagnostic::new(FrontEndCode::MissingKey, response.span, "a rejected handoff response needs a `reason`").with_primary_label("add `reason:` (e.g. `missing_tools`, `context_overflow`)"));
+        }
+        if response.status == HandoffResponseStatus::Accepted && response.receiver.is_none() {
+            self.report(Diagnostic::new(FrontEndCode::MissingKey, response.span, "an accepted handoff response needs a `receiver`").with_primary_label("add `receiver:` with the receiving agent's `agent_id`"));
+        }
+        if let Some(at) = &response.estimated_completion {
+            self.check_datetime(at);
+        }
+    }
+
+    fn check_manifest(&mut self, manifest: &CapabilityManifest) {
+        if !matches!(manifest.manifest_version.value.as_str(), "1.0.0" | "1.0.0-draft") {
+            self.report(Diagnostic::new(FrontEndCode::InvalidEnumValue, manifest.manifest_version.span, format!("unknown manifest version `{}`", manifest.manifest_version.value)).with_primary_label("expected \"1.0.0\" or \"1.0.0-draft\""));
+        }
+        if manifest.capabilities.is_empty() {
+            self.report(Diagnostic::new(FrontEndCode::OutOfRange, manifest.span, "a capability manifest must list at least one capability").with_primary_label("`capabilities` is empty"));
+        }
+        for capability in &manifest.capabilities {
+            self.check_fraction(capability.success_rate.as_ref(), "success_rate", 0.0, 1.0);
+        }
+        if let Some(status) = &manifest.status {
+            self.check_fraction(status.load.as_ref(), "load", 0.0, 1.0);
+            self.check_fraction(status.trust_score.as_ref(), "trust_score", 0.0, 1.0);
+            if let Some(at) = &status.last_heartbeat {
+                self.check_datetime(at);
+            }
+        }
+        if let Some(metrics) = &manifest.metrics {
+            self.check_fraction(metrics.peer_rating.as_ref(), "peer_rating", 1.0, 5.0);
+        }
+    }
+
+    fn check_fraction(&mut self, value: Option<&Spanned<f64>>, what: &str, low: f64, high: f64) {
+        if let Some(value) = value
+            && !(low..=high).contains(&value.value)
+        {
+            self.report(
+                Diagnostic::new(FrontEndCode::OutOfRange, value.span, format!("`{what}` must be between {low} and {high}, found {}", value.value))
+                    .with_primary_label(format!("outside [{low}, {high}]")),
+            );
+        }
+    }
+
+    fn check_datetime(&mut self, text: &Spanned<String>) {
+        if !is_rfc3339(&text.value) {
+            self.report(
+                Diagnostic::new(FrontEndCode::InvalidDateTime, text.span, format!("`{}` is not an RFC 3339 date-time", text.value))
+                    .with_primary_label("expected e.g. `2026-05-07T17:00:00Z`"),
+            );
+        }
+    }
+
+    fn check_hash(&mut self, text: &Spanned<String>) {
+        let valid = text.value.strip_prefix("sha256:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !valid {
+            self.report(Diagnostic::new(FrontEndCode::InvalidEnumValue, text.span, "an audit hash is `sha256:` followed by 64 hex digits").with_primary_label("malformed hash"));
+        }
+    }
+
+    /// Parses and type-checks every CEL expression against the engagement shape (OAS-E3).
+    fn check_cel(&mut self, resolution: &Resolution) {
+        // Exposes first, in dependency order, because an agent used as a capability is
+        // typed by its exposes (Reading: an agent as a tool).
+        let mut exposes_types: Vec<Option<ObjectType>> = vec![None; self.agents.len()];
+        let mut state = vec![0u8; self.agents.len()];
+        for index in 0..self.agents.len() {
+            self.exposes_type(index, resolution, &mut exposes_types, &mut state);
+        }
+        for (index, agent) in self.agents.clone().into_iter().enumerate() {
+            let capability_types = self.capability_types(index, resolution, &exposes_types);
+            let Some(capabilities) = &agent.capabilities else {
+                continue;
+            };
+            let targets = resolution.capability_targets.get(index);
+            for (position, (_, capability)) in capabilities.iter().enumerate() {
+                let Some(Some((reference, _))) = targets.and_then(|targets| targets.get(position)) else {
+                    continue;
+                };
+                let name = reference.name().to_string();
+                for (restriction, site) in [
+                    (&capability.input_restriction, AssertionSite::InputRestriction { capability: name.clone() }),
+                    (&capability.output_restriction, AssertionSite::OutputRestriction { capability: name.clone() }),
+                ] {
+                    if let Some(Restriction { assertion: Some(assertion), .. }) = restriction.as_ref() {
+                        let env = engagement_env(&capability_types, &site);
+                        self.check_expression(assertion, &env, true, capabilities);
+                    }
+                }
+            }
+            if let Some(guardrails) = &agent.guardrails {
+                for guardrail in [&guardrails.input, &guardrails.output].into_iter().flatten() {
+                    let mut env = TypeEnv::new();
+                    if let Some(tool) = self.tool_index(&guardrail.tool_name) {
+                        if let Type::Object(object) = agentc_cel::type_from_json_schema(&self.tools[tool].output.value) {
+                            for (field, field_type) in object.fields {
+                                env.declare(&field, field_type.ty);
+                            }
+                        }
+                    } else {
+                        continue;
+                    }
+                    self.check_expression(&guardrail.assertion, &env, true, capabilities);
+                }
+            }
+        }
+    }
+
+    fn capability_types(&self, index: usize, resolution: &Resolution, exposes_types: &[Option<ObjectType>]) -> Vec<CapabilityTypes> {
+        let Some(targets) = resolution.capability_targets.get(index) else {
+            return Vec::new();
+        };
+        targets
+            .iter()
+            .zip(self.agents[index].capabilities.iter().flat_map(|caps| caps.iter().map(|(_, capability)| capability)))
+            .filter_map(|(target, capability)| target.as_ref().map(|target| (target, capability)))
+            .map(|((reference, target), capability)| {
+                let (input, output) = match target {
+                    CapabilityTarget::Tool(tool) => (
+                        agentc_cel::type_from_json_schema(&self.tools[*tool].input.value),
+                        agentc_cel::type_from_json_schema(&self.tools[*tool].output.value),
+                    ),
+                    CapabilityTarget::Agent(callee) => (agent_input_type(), agent_output_type(exposes_types.get(*callee).cloned().flatten(), false)),
+                    CapabilityTarget::Remote { .. } => (agent_input_type(), agent_output_type(None, true)),
+                };
+                CapabilityTypes {
+                    name: reference.name().to_string(),
+                    input,
+                    output,
+                    collects_results: capability.collect_results.as_ref().is_none_or(|collect| collect.value),
+                }
+            })
+            .collect()
+    }
+
+    fn exposes_type(&mut self, index: usize, resolution: &Resolution, types: &mut Vec<Option<ObjectType>>, state: &mut Vec<u8>) {
+        if state[index] != 0 {
+            return;
+        }
+        state[index] = 1;
+        // Callees first; a cycle (already reported) leaves the callee untyped (open).
+        if let Some(targets) = resolution.capability_targets.get(index) {
+            for (_, target) in targets.iter().flatten() {
+                if let CapabilityTarget::Agent(callee) = target {
+                    self.exposes_type(*callee, resolution, types, state);
+                }
+            }
+        }
+        let agent = self.agents[index];
+        let capability_types = self.capability_types(index, resolution, types);
+        let mut fields = BTreeMap::new();
+        if let Some(exposes) = &agent.exposes {
+            let env = engagement_env(&capability_types, &AssertionSite::Exposes);
+            for (key, expression) in exposes.iter() {
+                let ty = self.check_expression(expression, &env, false, agent.capabilities.as_ref().unwrap_or(&Default::default())).unwrap_or(Type::Dyn);
+                fields.insert(key.value.clone(), FieldType { ty, always_present: true });
+            }
+        }
+        types[index] = Some(ObjectType { name: format!("{}.exposes", agent.name.value), fields, open: false });
+        state[index] = 2;
+    }
+
+    /// Parses and checks one expression; returns its type when it checks.
+    fn check_expression(&mut self, expression: &CelText, env: &TypeEnv, must_be_boolean: bool, capabilities: &crate::lower::SpannedMap<Capability>) -> Option<Type> {
+        let source = self.sources.get(expression.span.file.0 as usize).map(String::as_str).unwrap_or_default();
+        // `recent.hr-kb` is the most common slip in specs written from older examples; in
+        // CEL it parses as a subtraction and type-checks into several confusing errors.
+        // Say once, precisely, what happened.
+        if let Some((start, end)) = find_hyphenated_engagement_path(&expression.text) {
+            let written = &expression.text[start..end];
+            let fixed = written.replace('-', "_");
+            let mut diagnostic = Diagnostic {
+                code: Code::Cel(agentc_cel::CelErrorKind::UnknownField),
+                severity: Severity::Error,
+                message: format!("`{written}` is a subtraction in CEL, not a name"),
+                labels: vec![crate::diagnostics::Label { span: expression.span_of(source, start, end), message: format!("did you mean `{fixed}`?"), primary: true }],
+                notes: vec!["in CEL `a-b` is `a` minus `b`; OpenAgentSpec names use `_` for that reason (OAS-N1)".to_string()],
+                help: vec![format!("write `{fixed}`")],
+            };
+            let capability_name = fixed.split('.').nth(1).unwrap_or_default();
+            if let Some((key, _)) = capabilities.iter().find(|(key, _)| parse_reference(key).is_ok_and(|reference| reference.name() == capability_name)) {
+                diagnostic = diagnostic.with_secondary(key.span, format!("capability `{capability_name}` is declared here"));
+            }
+            self.report(diagnostic);
+            return None;
+        }
+        let parsed = match agentc_cel::parse(&expression.text) {
+            Ok(parsed) => parsed,
+            Err(errors) => {
+                for error in errors {
+                    self.report(cel_diagnostic(expression, source, error, capabilities));
+                }
+                return None;
+            }
+        };
+        let result = if must_be_boolean {
+            agentc_cel::check_assertion(&parsed, env).map(|()| Type::Bool)
+        } else {
+            agentc_cel::check(&parsed, env)
+        };
+        match result {
+            Ok(ty) => Some(ty),
+            Err(errors) => {
+                for error in errors {
+                    self.report(cel_diagnostic(expression, source, error, capabilities));
+                }
+                None
+            }
+        }
+    }
+}
+
+fn agent_input_type() -> Type {
+    let mut fields = BTreeMap::new();
+    fields.insert("text".to_string(), FieldType { ty: Type::String, always_present: true });
+    Type::Object(ObjectType { name: "agent.input".to_string(), fields, open: false })
+}
+
+fn agent_output_type(exposes: Option<ObjectType>, open: bool) -> Type {
+    let mut object = exposes.unwrap_or_else(|| ObjectType { name: "agent.output".to_string(), fields: BTreeMap::new(), open });
+    object.fields.insert("text".to_string(), FieldType { ty: Type::String, always_present: true });
+    object.open = open;
+    Type::Object(object)
+}
+
+/// Converts a CEL diagnostic into a located front-end diagnostic: positions inside the
+/// expression become positions in the YAML file, and a misspelt capability name gets a
+/// secondary label on the capability it probably meant.
+fn cel_diagnostic(expression: &CelText, source: &str, error: agentc_cel::CelDiagnostic, capabilities: &crate::lower::SpannedMap<Capability>) -> Diagnostic {
+    let span = expression.span_of(source, error.span.start, error.span.end);
+    let mut diagnostic = Diagnostic {
+        code: Code::Cel(error.kind),
+        severity: Severity::Error,
+        message: error.message.clone(),
+        labels: vec![crate::diagnostics::Label { span, message: String::new(), primary: true }],
+        notes: Vec::new(),
+        help: error.help.clone().into_iter().collect(),
+    };
+    for (secondary_span, label) in &error.secondary {
+        diagnostic = diagnostic.with_secondary(expression.span_of(source, secondary_span.start, secondary_span.end), label.clone());
+    }
+    // A suggestion in backticks that names a declared capability: point at its key.
+    if let Some(help) = &error.help {
+        for (key, _) in capabilities.iter() {
+            let name = parse_reference(key).map(|reference| reference.name().to_string()).unwrap_or_default();
+            if !name.is_empty() && help.contains(&format!("`{name}`")) {
+                diagnostic = diagnostic.with_secondary(key.span, format!("capability `{name}` is declared here"));
+                break;
+            }
+        }
+    }
+    diagnostic
+}
+
+/// Finds `recent.a-b` or `history.a-b` (a hyphen inside the name, no spaces) and
+/// returns its byte range.
+fn find_hyphenated_engagement_path(text: &str) -> Option<(usize, usize)> {
+    for root in ["recent.", "history."] {
+        let mut search_from = 0;
+        while let Some(found) = text.get(search_from..).and_then(|rest| rest.find(root)) {
+            let start = search_from + found;
+            search_from = start + root.len();
+            let preceded_by_identifier = text[..start].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if preceded_by_identifier {
+                continue;
+            }
+            let name_start = start + root.len();
+            let name_length = text[name_start..]
+                .char_indices()
+                .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .last()
+                .map_or(0, |(offset, c)| offset + c.len_utf8());
+            let name = text[name_start..name_start + name_length].trim_end_matches('-');
+            let is_hyphenated_name = name.split('-').count() > 1 && name.split('-').all(|part| part.starts_with(|c: char| c.is_ascii_alphabetic()));
+            if is_hyphenated_name {
+                return Some((start, name_start + name.len()));
+            }
+        }
+    }
+    None
+}
+
+fn truncate(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(limit).collect::<String>())
+    }
+}
+
+/// RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, with field ranges checked.
+pub fn is_rfc3339(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.len() < 20 {
+        return false;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(range)?;
+        if part.bytes().all(|b| b.is_ascii_digit()) { part.parse().ok() } else { None }
+    };
+    let (Some(_year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
+        (digits(0..4), digits(5..7), digits(8..10), digits(11..13), digits(14..16), digits(17..19))
+    else {
+        return false;
+    };
+    if bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't' | b' ') || bytes[13] != b':' || bytes[16] != b':' {
+        return false;
+    }
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return false;
+    }
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits_len = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits_len == 0 {
+            return false;
+        }
+        rest = &fraction[digits_len..];
+    }
+    match rest {
+        "Z" | "z" => true,
+        offset => {
+            let offset_bytes = offset.as_bytes();
+            offset_bytes.len() == 6
+                && matches!(offset_bytes[0], b'+' | b'-')
+                && offset_bytes[3] == b':'
+                && offset[1..3].parse::<u32>().is_ok_and(|h| h < 24)
+                && offset[4..6].parse::<u32>().is_ok_and(|m| m < 60)
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The pure core of agentc: spanned YAML, the OpenAgentSpec document model, the checks
+//! of `agentc check`, and diagnostics as data.
+//!
+//! Nothing here does IO: callers hand in bytes and get back documents and diagnostics.
+//! The CLI reads files and prints; the proc macro reads one spec file and emits tokens;
+//! both call [`check_set`] and render with [`render::SourceView`].
+
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod diagnostics;
+pub mod documents;
+pub mod lower;
+pub mod names;
+pub mod render;
+pub mod span;
+pub mod syntax;
+
+use diagnostics::{Diagnostic, FrontEndCode, Severity};
+use documents::{LoadedDocument, lower_document};
+use lower::LowerContext;
+use span::{FileId, Span};
+use syntax::{SyntaxLimits, parse_yaml};
+
+/// One input file: the name shown in diagnostics, and its raw bytes.
+#[derive(Clone, Debug)]
+pub struct SourceInput {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    pub limits: SyntaxLimits,
+}
+
+/// The outcome of checking a set of files.
+#[derive(Clone, Debug)]
+pub struct CheckedSet {
+    /// File names, indexed by [`FileId`].
+    pub names: Vec<String>,
+    /// File texts (invalid UTF-8 replaced), indexed by [`FileId`].
+    pub texts: Vec<String>,
+    pub documents: Vec<LoadedDocument>,
+    pub resolution: check::Resolution,
+    /// Sorted by file, position and code, so output is deterministic.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl CheckedSet {
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+    }
+
+    pub fn view(&self) -> render::SourceView<'_> {
+        render::SourceView::new(&self.names, &self.texts)
+    }
+}
+
+/// Reads, lowers and checks a set of files as one set: capability references resolve
+/// across all of them.
+pub fn check_set(inputs: &[SourceInput], options: &CheckOptions) -> CheckedSet {
+    let mut names = Vec::with_capacity(inputs.len());
+    let mut texts = Vec::with_capacity(inputs.len());
+    let mut documents = Vec::new();
+    let mut diagnostics = Vec::new();
+    for (index, input) in inputs.iter().enumerate() {
+        let file = FileId(u32::try_from(index).unwrap_or(u32::MAX));
+        names.push(input.name.clone());
+        let text = match std::str::from_utf8(&input.bytes) {
+            Ok(text) => text.to_string(),
+            Err(error) => {
+                let at = error.valid_up_to();
+                diagnostics.push(
+                    Diagnostic::new(
+                        FrontEndCode::InvalidUtf8,
+                        Span::new(file, at, at + 1),
+                        format!("the file is not valid UTF-8 (invalid byte at offset {at})"),
+                    )
+                    .with_primary_label("invalid UTF-8 starts here")
+                    .with_help("save the file as UTF-8; specs are text"),
+                );
+                // The valid prefix is identical in the lossy text, so the span above
+                // still points at the right place when rendered.
+                texts.push(String::from_utf8_lossy(&input.bytes).into_owned());
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            diagnostics.push(
+                Diagnostic::new(FrontEndCode::NotADocument, Span::new(file, 0, 0), "the file is empty")
+                    .with_primary_label("no document here")
+                    .with_help("a spec file holds one or more YAML documents, each starting with `kind:`"),
+            );
+            texts.push(text);
+            continue;
+        }
+        let (yaml_documents, syntax_diagnostics) = parse_yaml(file, &text, &options.limits);
+        diagnostics.extend(syntax_diagnostics);
+        let mut context = LowerContext::default();
+        for yaml_document in &yaml_documents {
+            if let Some(document) = lower_document(&yaml_document.root, &mut context) {
+                documents.push(LoadedDocument { file, document });
+            }
+        }
+        diagnostics.extend(context.diagnostics);
+        texts.push(text);
+    }
+    let (resolution, check_diagnostics) = check::check_documents(&texts, &documents);
+    diagnostics.extend(check_diagnostics);
+    diagnostics.sort_by(|a, b| {
+        let key = |d: &Diagnostic| (d.primary_span().unwrap_or_default(), d.code.as_str());
+        key(a).cmp(&key(b))
+    });
+    diagnostics.dedup();
+    CheckedSet { names, texts, documents, resolution, diagnostics }
+}
