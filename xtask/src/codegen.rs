@@ -9,7 +9,9 @@ pub fn run(root: &Path, check_only: bool) -> Result<(), String> {
     let mut stale = Vec::new();
     for kind in DocumentKind::ALL {
         let path = directory.join(format!("{}.schema.json", kind.short_name()));
-        let text = serde_json::to_string_pretty(&kind.json_schema()).map_err(|error| error.to_string())? + "\n";
+        let text = serde_json::to_string_pretty(&kind.json_schema())
+            .map_err(|error| error.to_string())?
+            + "\n";
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current == text {
             continue;
@@ -18,13 +20,17 @@ pub fn run(root: &Path, check_only: bool) -> Result<(), String> {
             stale.push(path.display().to_string());
         } else {
             std::fs::create_dir_all(&directory).map_err(|error| error.to_string())?;
-            std::fs::write(&path, text).map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            std::fs::write(&path, text)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
             eprintln!("wrote {}", path.display());
         }
     }
     if stale.is_empty() {
         Ok(())
     } else {
-        Err(format!("generated files are stale: {}; run `cargo xtask codegen`", stale.join(", ")))
+        Err(format!(
+            "generated files are stale: {}; run `cargo xtask codegen`",
+            stale.join(", ")
+        ))
     }
 }

@@ -25,9 +25,39 @@ const HOSTILE_SEEDS: &[&str] = &[
 ];
 
 const DICTIONARY: &[&str] = &[
-    "{", "}", "[", "]", "&a ", "*a", "- ", ": ", "\"", "'", "\t", "\n", "  ", "---\n", "oagent://", "recent.", "history.",
-    "has(", ")", "&&", "||", "!", "kind: openagentspec:v1/agent\n", "kind: openagentspec:v1/tool\n", "\u{e9}", "\u{1F600}",
-    "\\u", "size(", ".all(x, ", "capabilities:\n  ", "assertion: ", "|\n  ", "9999999999999999999999",
+    "{",
+    "}",
+    "[",
+    "]",
+    "&a ",
+    "*a",
+    "- ",
+    ": ",
+    "\"",
+    "'",
+    "\t",
+    "\n",
+    "  ",
+    "---\n",
+    "oagent://",
+    "recent.",
+    "history.",
+    "has(",
+    ")",
+    "&&",
+    "||",
+    "!",
+    "kind: openagentspec:v1/agent\n",
+    "kind: openagentspec:v1/tool\n",
+    "\u{e9}",
+    "\u{1F600}",
+    "\\u",
+    "size(",
+    ".all(x, ",
+    "capabilities:\n  ",
+    "assertion: ",
+    "|\n  ",
+    "9999999999999999999999",
 ];
 
 struct Rng(u64);
@@ -42,7 +72,11 @@ impl Rng {
     }
 
     fn below(&mut self, bound: usize) -> usize {
-        if bound == 0 { 0 } else { (self.next() % bound as u64) as usize }
+        if bound == 0 {
+            0
+        } else {
+            (self.next() % bound as u64) as usize
+        }
     }
 }
 
@@ -98,16 +132,21 @@ fn collect_seeds(directory: &Path, seeds: &mut Vec<Vec<u8>>) {
     for path in paths {
         if path.is_dir() {
             collect_seeds(&path, seeds);
-        } else if path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml") {
-            if let Ok(bytes) = std::fs::read(&path) {
-                seeds.push(bytes);
-            }
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+            && let Ok(bytes) = std::fs::read(&path)
+        {
+            seeds.push(bytes);
         }
     }
 }
 
 pub fn run(root: &Path, iterations: usize) -> Result<(), String> {
-    let mut seeds: Vec<Vec<u8>> = HOSTILE_SEEDS.iter().map(|seed| seed.as_bytes().to_vec()).collect();
+    let mut seeds: Vec<Vec<u8>> = HOSTILE_SEEDS
+        .iter()
+        .map(|seed| seed.as_bytes().to_vec())
+        .collect();
     collect_seeds(&root.join("spec-examples"), &mut seeds);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let started = Instant::now();
@@ -120,7 +159,13 @@ pub fn run(root: &Path, iterations: usize) -> Result<(), String> {
         }
         let bytes = input.clone();
         let outcome = std::panic::catch_unwind(move || {
-            let set = check_set(&[SourceInput { name: "fuzz.yaml".to_string(), bytes: bytes.clone() }], &CheckOptions::default());
+            let set = check_set(
+                &[SourceInput {
+                    name: "fuzz.yaml".to_string(),
+                    bytes: bytes.clone(),
+                }],
+                &CheckOptions::default(),
+            );
             let view = set.view();
             let _ = view.render_text(&set.diagnostics);
             let _ = view.render_json(&set.diagnostics);
@@ -128,10 +173,15 @@ pub fn run(root: &Path, iterations: usize) -> Result<(), String> {
         });
         if outcome.is_err() {
             let _ = std::panic::take_hook();
-            let crash = root.join("target").join(format!("fuzz-smoke-crash-{iteration}.yaml"));
+            let crash = root
+                .join("target")
+                .join(format!("fuzz-smoke-crash-{iteration}.yaml"));
             let _ = std::fs::create_dir_all(root.join("target"));
             let _ = std::fs::write(&crash, &input);
-            return Err(format!("iteration {iteration} panicked; input saved to {}", crash.display()));
+            return Err(format!(
+                "iteration {iteration} panicked; input saved to {}",
+                crash.display()
+            ));
         }
     }
     let _ = std::panic::take_hook();

@@ -135,7 +135,7 @@ const MAX_SCHEMA_DEPTH: usize = 32;
 
 /// Translates a JSON Schema into a CEL type.
 ///
-/// Objects become object types (closed unless `additionalProperties` allows more), with
+/// Objects become object types (closed unless `additionalProperties` is `true` or a schema), with
 /// `required` properties always present; arrays become lists; `anyOf`, `oneOf`, `$ref`
 /// and anything unrecognised become `Dyn`, so that the checker never rejects what the
 /// schema might allow.
@@ -207,10 +207,16 @@ fn type_from_json_schema_at_depth(schema: &serde_json::Value, name: &str, depth:
             let properties = object
                 .get("properties")
                 .and_then(|properties| properties.as_object());
+            // An object with declared `properties` is closed for typing unless the schema
+            // says outright that more are allowed (`additionalProperties: true` or a
+            // schema). JSON Schema's default would leave it open, but then a misspelt
+            // field in a restriction (`inputs.knowldge_base_id`) would type as `dyn`,
+            // fail at run time and deny every call; an error at check time is the
+            // useful answer, and the fix (declare the field, or allow more) is one line.
             let open = match object.get("additionalProperties") {
-                Some(serde_json::Value::Bool(false)) => false,
-                // JSON Schema allows additional properties unless they are forbidden.
-                Some(_) | None => true,
+                Some(serde_json::Value::Bool(true)) => true,
+                Some(additional) => additional.is_object(),
+                None => false,
             };
             let Some(properties) = properties else {
                 if let Some(additional) = object.get("additionalProperties")

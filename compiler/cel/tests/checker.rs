@@ -280,14 +280,26 @@ fn deeply_nested_schemas_are_capped() {
 }
 
 #[test]
-fn open_objects_allow_unknown_fields() {
+fn objects_with_declared_properties_are_closed_unless_more_are_allowed() {
     let mut env = TypeEnv::new();
+    // Declared properties, no `additionalProperties`: a misspelt field is an error.
     env.declare(
         "x",
         type_from_json_schema(&json!({"type": "object", "properties": {"a": {"type": "string"}}})),
     );
-    assert!(check(&parse("x.b == 1").unwrap(), &env).is_ok());
-    env.declare("y", type_from_json_schema(&json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false})));
-    let found = check(&parse("y.b == 1").unwrap(), &env).unwrap_err();
+    let found = check(&parse("x.b == 1").unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::UnknownField);
+    assert!(check(&parse("has(x.a) && x.a == 'q'").unwrap(), &env).is_ok());
+    // `additionalProperties: true` (or a schema) opens it: unknown fields are `dyn`.
+    env.declare(
+        "y",
+        type_from_json_schema(&json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": true})),
+    );
+    assert!(check(&parse("y.b == 1").unwrap(), &env).is_ok());
+    env.declare(
+        "z",
+        type_from_json_schema(&json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false})),
+    );
+    let found = check(&parse("z.b == 1").unwrap(), &env).unwrap_err();
     assert_eq!(found[0].kind, CelErrorKind::UnknownField);
 }

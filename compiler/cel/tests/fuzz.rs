@@ -1,5 +1,8 @@
 //! Property tests: no input makes the parser, checker or interpreter panic.
 
+// Test and benchmark code: a failed unwrap is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use agentc_cel::engagement::{AssertionSite, engagement_env};
 use agentc_cel::{Activation, TypeEnv, check, evaluate, parse};
 use proptest::prelude::*;

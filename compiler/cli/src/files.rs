@@ -12,7 +12,8 @@ pub const IGNORE_MARKER: &str = ".agentcignore";
 pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<SourceInput>, String> {
     let mut files = Vec::new();
     for path in paths {
-        let metadata = std::fs::metadata(path).map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+        let metadata = std::fs::metadata(path)
+            .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
         if metadata.is_dir() {
             walk(path, &mut files)?;
         } else {
@@ -23,8 +24,12 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<SourceInput>, String> {
     files
         .into_iter()
         .map(|path| {
-            let bytes = std::fs::read(&path).map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
-            Ok(SourceInput { name: path.display().to_string(), bytes })
+            let bytes = std::fs::read(&path)
+                .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+            Ok(SourceInput {
+                name: path.display().to_string(),
+                bytes,
+            })
         })
         .collect()
 }
@@ -36,18 +41,25 @@ fn walk(directory: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
         if directory.join(IGNORE_MARKER).exists() {
             continue;
         }
-        let entries = std::fs::read_dir(&directory).map_err(|error| format!("cannot read `{}`: {error}", directory.display()))?;
+        let entries = std::fs::read_dir(&directory)
+            .map_err(|error| format!("cannot read `{}`: {error}", directory.display()))?;
         for entry in entries {
-            let entry = entry.map_err(|error| format!("cannot read `{}`: {error}", directory.display()))?;
+            let entry =
+                entry.map_err(|error| format!("cannot read `{}`: {error}", directory.display()))?;
             let path = entry.path();
             let hidden = entry.file_name().to_string_lossy().starts_with('.');
             if hidden {
                 continue;
             }
-            let file_type = entry.file_type().map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+            let file_type = entry
+                .file_type()
+                .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
             if file_type.is_dir() {
                 pending.push(path);
-            } else if path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json") {
+            } else if path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
+            {
                 found.push(path);
             }
         }

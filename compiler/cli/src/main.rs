@@ -68,7 +68,12 @@ enum ColorChoice {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { paths, format, deny_warnings, color } => check(&paths, format, deny_warnings, color),
+        Command::Check {
+            paths,
+            format,
+            deny_warnings,
+            color,
+        } => check(&paths, format, deny_warnings, color),
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),
     }
@@ -102,15 +107,25 @@ fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, color: ColorCho
                 "warnings": warnings,
                 "diagnostics": view.render_json(&set.diagnostics),
             });
-            writeln!(stdout, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())
+            writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            )
         }
         Format::Human => {
             let use_colour = match color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
-                ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                ColorChoice::Auto => {
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
             };
-            let text = if use_colour { view.render_coloured(&set.diagnostics) } else { view.render_text(&set.diagnostics) };
+            let text = if use_colour {
+                view.render_coloured(&set.diagnostics)
+            } else {
+                view.render_text(&set.diagnostics)
+            };
             eprint!("{text}");
             writeln!(
                 stdout,
@@ -120,21 +135,34 @@ fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, color: ColorCho
                 set.documents.len(),
                 errors,
                 warnings,
-                if deny_warnings && warnings > 0 && errors == 0 { " (warnings denied)" } else { "" }
+                if deny_warnings && warnings > 0 && errors == 0 {
+                    " (warnings denied)"
+                } else {
+                    ""
+                }
             )
         }
     };
     if written.is_err() {
         return ExitCode::from(2);
     }
-    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn explain(code: Option<&str>, list: bool) -> ExitCode {
     if list || code.is_none() {
         for code in Code::all() {
             let page = code.explain();
-            let title = page.lines().next().unwrap_or_default().trim_start_matches('#').trim();
+            let title = page
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches('#')
+                .trim();
             if writeln!(std::io::stdout(), "{title}").is_err() {
                 return ExitCode::from(2);
             }
@@ -143,11 +171,11 @@ fn explain(code: Option<&str>, list: bool) -> ExitCode {
     }
     let text = code.unwrap_or_default();
     match Code::parse(text) {
-        Some(code) => {
-            print_page(code.explain().trim_end())
-        }
+        Some(code) => print_page(code.explain().trim_end()),
         None => {
-            eprintln!("error: `{text}` is not a diagnostic code of agentc; run `agentc explain --list` to see them all");
+            eprintln!(
+                "error: `{text}` is not a diagnostic code of agentc; run `agentc explain --list` to see them all"
+            );
             ExitCode::from(2)
         }
     }
@@ -159,8 +187,14 @@ fn schema(kind: &str) -> ExitCode {
             print_page(&serde_json::to_string_pretty(&kind.json_schema()).unwrap_or_default())
         }
         None => {
-            let names: Vec<&str> = DocumentKind::ALL.iter().map(|kind| kind.short_name()).collect();
-            eprintln!("error: unknown document kind `{kind}`; the kinds are: {}", names.join(", "));
+            let names: Vec<&str> = DocumentKind::ALL
+                .iter()
+                .map(|kind| kind.short_name())
+                .collect();
+            eprintln!(
+                "error: unknown document kind `{kind}`; the kinds are: {}",
+                names.join(", ")
+            );
             ExitCode::from(2)
         }
     }

@@ -3,6 +3,9 @@
 //! reference server validates). Run with `cargo xtask bench` or
 //! `cargo bench -p agentc-compiler --bench check_corpus`; figures go to docs/BENCHMARKS.md.
 
+// Test and benchmark code: a failed unwrap is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use agentc_compiler::{CheckOptions, SourceInput, check_set};
 use std::path::Path;
 use std::process::Command;
@@ -121,7 +124,10 @@ fn main() {
         .map(|index| {
             let text = spec(index);
             let _ = std::fs::write(corpus_dir.join(format!("spec_{index:04}.yaml")), &text);
-            SourceInput { name: format!("spec_{index:04}.yaml"), bytes: text.into_bytes() }
+            SourceInput {
+                name: format!("spec_{index:04}.yaml"),
+                bytes: text.into_bytes(),
+            }
         })
         .collect();
     let bytes: usize = inputs.iter().map(|input| input.bytes.len()).sum();
@@ -143,22 +149,43 @@ fn main() {
         }
     }
     let specs_per_second = SPECS as f64 / best;
-    println!("agentc check: {SPECS} specs ({} KiB) in {:.3}s: {:.0} specs/s, {:.1} µs/spec", bytes / 1024, best, specs_per_second, best * 1e6 / SPECS as f64);
-    println!("peak RSS: {} KiB (before checking: {rss_before} KiB)", peak_rss_kib().unwrap_or(0));
+    println!(
+        "agentc check: {SPECS} specs ({} KiB) in {:.3}s: {:.0} specs/s, {:.1} µs/spec",
+        bytes / 1024,
+        best,
+        specs_per_second,
+        best * 1e6 / SPECS as f64
+    );
+    println!(
+        "peak RSS: {} KiB (before checking: {rss_before} KiB)",
+        peak_rss_kib().unwrap_or(0)
+    );
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pyyaml_pydantic.py");
-    match Command::new("python3").arg(&script).arg(&corpus_dir).output() {
+    match Command::new("python3")
+        .arg(&script)
+        .arg(&corpus_dir)
+        .output()
+    {
         Ok(output) if output.status.success() => {
             let text = String::from_utf8_lossy(&output.stdout);
             print!("{text}");
             for line in text.lines() {
-                if let Some(rate) = line.split("specs/s=").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|rate| rate.parse::<f64>().ok()) {
+                if let Some(rate) = line
+                    .split("specs/s=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|rate| rate.parse::<f64>().ok())
+                {
                     let loader = line.split_whitespace().next().unwrap_or("python");
                     println!("ratio agentc / {loader}: {:.1}x", specs_per_second / rate);
                 }
             }
         }
-        Ok(output) => println!("python comparison failed: {}", String::from_utf8_lossy(&output.stderr)),
+        Ok(output) => println!(
+            "python comparison failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
         Err(error) => println!("python comparison skipped: {error}"),
     }
 }

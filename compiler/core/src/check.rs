@@ -4,7 +4,9 @@
 
 use crate::diagnostics::{Code, Diagnostic, FrontEndCode, Severity, did_you_mean};
 use crate::documents::agent::{AgentDocument, Capability, Restriction};
-use crate::documents::handoff::{GateStatus, HandoffDocument, HandoffResponse, HandoffResponseStatus, HandoffStatus};
+use crate::documents::handoff::{
+    GateStatus, HandoffDocument, HandoffResponse, HandoffResponseStatus, HandoffStatus,
+};
 use crate::documents::manifest::CapabilityManifest;
 use crate::documents::tool::ToolDocument;
 use crate::documents::{Document, LoadedDocument};
@@ -40,7 +42,10 @@ pub(crate) struct Checker<'a> {
     diagnostics: Vec<Diagnostic>,
 }
 
-pub(crate) fn check_documents(sources: &[String], documents: &[LoadedDocument]) -> (Resolution, Vec<Diagnostic>) {
+pub(crate) fn check_documents(
+    sources: &[String],
+    documents: &[LoadedDocument],
+) -> (Resolution, Vec<Diagnostic>) {
     let mut checker = Checker {
         sources,
         agents: Vec::new(),
@@ -116,7 +121,9 @@ impl Checker<'_> {
                     )
                     .with_primary_label("second definition")
                     .with_secondary(*first, "first defined here")
-                    .with_help(format!("rename one of them: {what} names are unique in a set (OAS-A2)"));
+                    .with_help(format!(
+                        "rename one of them: {what} names are unique in a set (OAS-A2)"
+                    ));
                     self.report(diagnostic);
                 }
                 None => {
@@ -131,10 +138,15 @@ impl Checker<'_> {
     }
 
     fn agent_index(&self, name: &str) -> Option<usize> {
-        self.agents.iter().position(|agent| agent.name.value == name)
+        self.agents
+            .iter()
+            .position(|agent| agent.name.value == name)
     }
 
-    fn resolve_capabilities(&mut self, agent: &AgentDocument) -> Vec<Option<(Reference, CapabilityTarget)>> {
+    fn resolve_capabilities(
+        &mut self,
+        agent: &AgentDocument,
+    ) -> Vec<Option<(Reference, CapabilityTarget)>> {
         let Some(capabilities) = &agent.capabilities else {
             return Vec::new();
         };
@@ -145,7 +157,11 @@ impl Checker<'_> {
         targets
     }
 
-    fn resolve_reference(&mut self, agent: &AgentDocument, key: &Spanned<String>) -> Option<(Reference, CapabilityTarget)> {
+    fn resolve_reference(
+        &mut self,
+        agent: &AgentDocument,
+        key: &Spanned<String>,
+    ) -> Option<(Reference, CapabilityTarget)> {
         let reference = match parse_reference(key) {
             Ok(reference) => reference,
             Err(problem) => {
@@ -168,7 +184,11 @@ impl Checker<'_> {
                 format!("capability `{}` names an invalid tool or agent", key.value),
             )
             .with_primary_label(problem)
-            .with_help(format!("write `{}`", key.value.replace(reference.name(), &suggested_name(reference.name()))));
+            .with_help(format!(
+                "write `{}`",
+                key.value
+                    .replace(reference.name(), &suggested_name(reference.name()))
+            ));
             if reference.name().contains('-') {
                 diagnostic = diagnostic.with_note(
                     "inside a CEL expression `a-b` parses as `a` minus `b`: `recent.hr-kb` would subtract `kb` from `recent.hr`",
@@ -178,11 +198,18 @@ impl Checker<'_> {
             return None;
         }
         let name = reference.name().to_string();
-        if name == agent.name.value && !matches!(reference, Reference::RemoteAgent { .. }) && self.tool_index(&name).is_none() {
+        if name == agent.name.value
+            && !matches!(reference, Reference::RemoteAgent { .. })
+            && self.tool_index(&name).is_none()
+        {
             self.report(
-                Diagnostic::new(FrontEndCode::SelfReference, key.span, format!("agent `{name}` lists itself as a capability"))
-                    .with_primary_label("the agent would call itself")
-                    .with_secondary(agent.name.span, "the agent is named here"),
+                Diagnostic::new(
+                    FrontEndCode::SelfReference,
+                    key.span,
+                    format!("agent `{name}` lists itself as a capability"),
+                )
+                .with_primary_label("the agent would call itself")
+                .with_secondary(agent.name.span, "the agent is named here"),
             );
             return None;
         }
@@ -226,7 +253,7 @@ impl Checker<'_> {
                         format!("remote agent `{}` was not fetched, so its document was not checked", key.value),
                     )
                     .with_primary_label(format!("would be fetched from {url}"))
-                    .with_help("run add the remote agent's document to the checked files to check it; `agentc check` never fetches over the network"),
+                    .with_help("add the remote agent's document to the checked files to check it; `agentc check` never fetches over the network"),
                 );
                 CapabilityTarget::Remote { url }
             }
@@ -235,7 +262,11 @@ impl Checker<'_> {
     }
 
     fn report_unresolved(&mut self, key: &Spanned<String>, name: &str, tools_too: bool) {
-        let mut candidates: Vec<String> = self.agents.iter().map(|agent| agent.name.value.clone()).collect();
+        let mut candidates: Vec<String> = self
+            .agents
+            .iter()
+            .map(|agent| agent.name.value.clone())
+            .collect();
         if tools_too {
             candidates.extend(self.tools.iter().map(|tool| tool.name.value.clone()));
         }
@@ -248,16 +279,25 @@ impl Checker<'_> {
         match did_you_mean(name, candidates.iter().map(String::as_str)) {
             Some(suggestion) => {
                 let suggestion = suggestion.to_string();
-                let span = self.tools.iter().map(|t| &t.name).chain(self.agents.iter().map(|a| &a.name)).find(|n| n.value == suggestion).map(|n| n.span);
+                let span = self
+                    .tools
+                    .iter()
+                    .map(|t| &t.name)
+                    .chain(self.agents.iter().map(|a| &a.name))
+                    .find(|n| n.value == suggestion)
+                    .map(|n| n.span);
                 diagnostic = diagnostic.with_primary_label(format!("did you mean `{suggestion}`?"));
                 if let Some(span) = span {
-                    diagnostic = diagnostic.with_secondary(span, format!("`{suggestion}` is defined here"));
+                    diagnostic =
+                        diagnostic.with_secondary(span, format!("`{suggestion}` is defined here"));
                 }
             }
             None => {
                 diagnostic = diagnostic
                     .with_primary_label(format!("unknown {what}"))
-                    .with_help(format!("add the {what}'s document to the files you check, or fix the name"));
+                    .with_help(format!(
+                        "add the {what}'s document to the files you check, or fix the name"
+                    ));
             }
         }
         self.report(diagnostic);
@@ -267,26 +307,46 @@ impl Checker<'_> {
         if let Some(capabilities) = &agent.capabilities {
             for (key, capability) in capabilities.iter() {
                 self.check_identity(key, capability);
-                for restriction in [&capability.input_restriction, &capability.output_restriction].into_iter().flatten() {
+                for restriction in [
+                    &capability.input_restriction,
+                    &capability.output_restriction,
+                ]
+                .into_iter()
+                .flatten()
+                {
                     self.check_reviewer(restriction);
                 }
             }
         }
         if let Some(guardrails) = &agent.guardrails {
-            for guardrail in [&guardrails.input, &guardrails.output].into_iter().flatten() {
+            for guardrail in [&guardrails.input, &guardrails.output]
+                .into_iter()
+                .flatten()
+            {
                 let name = &guardrail.tool_name;
                 if self.tool_index(name).is_none() {
                     let mut diagnostic = Diagnostic::new(
                         FrontEndCode::UnresolvedGuardrailTool,
                         name.span,
-                        format!("guardrail tool `{}` is not a tool in the checked set", name.value),
+                        format!(
+                            "guardrail tool `{}` is not a tool in the checked set",
+                            name.value
+                        ),
                     );
                     diagnostic = if self.agent_index(name).is_some() {
-                        diagnostic.with_primary_label("this is an agent; a guardrail runs a tool (OAS-G1)")
+                        diagnostic.with_primary_label(
+                            "this is an agent; a guardrail runs a tool (OAS-G1)",
+                        )
                     } else {
-                        match did_you_mean(name, self.tools.iter().map(|tool| tool.name.value.as_str())) {
-                            Some(suggestion) => diagnostic.with_primary_label(format!("did you mean `{suggestion}`?")),
-                            None => diagnostic.with_primary_label("unknown tool").with_help("add the tool's document to the files you check"),
+                        match did_you_mean(
+                            name,
+                            self.tools.iter().map(|tool| tool.name.value.as_str()),
+                        ) {
+                            Some(suggestion) => diagnostic
+                                .with_primary_label(format!("did you mean `{suggestion}`?")),
+                            None => diagnostic
+                                .with_primary_label("unknown tool")
+                                .with_help("add the tool's document to the files you check"),
                         }
                     };
                     self.report(diagnostic);
@@ -361,13 +421,25 @@ impl Checker<'_> {
             .iter()
             .enumerate()
             .map(|(index, agent)| {
-                let keys: Vec<Span> = agent.capabilities.as_ref().map(|caps| caps.iter().map(|(key, _)| key.span).collect()).unwrap_or_default();
-                resolution.capability_targets.get(index).map(|targets| {
-                    targets.iter().zip(keys).filter_map(|(target, span)| match target {
-                        Some((_, CapabilityTarget::Agent(callee))) => Some((*callee, span)),
-                        _ => None,
-                    }).collect()
-                }).unwrap_or_default()
+                let keys: Vec<Span> = agent
+                    .capabilities
+                    .as_ref()
+                    .map(|caps| caps.iter().map(|(key, _)| key.span).collect())
+                    .unwrap_or_default();
+                resolution
+                    .capability_targets
+                    .get(index)
+                    .map(|targets| {
+                        targets
+                            .iter()
+                            .zip(keys)
+                            .filter_map(|(target, span)| match target {
+                                Some((_, CapabilityTarget::Agent(callee))) => Some((*callee, span)),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
             })
             .collect();
         // Iterative depth-first search with colours; each cycle is reported once, at the
@@ -390,8 +462,13 @@ impl Checker<'_> {
                             stack.push((callee, 0));
                         }
                         1 => {
-                            let cycle_start = path.iter().position(|&agent| agent == callee).unwrap_or(0);
-                            let names: Vec<&str> = path[cycle_start..].iter().chain(std::iter::once(&callee)).map(|&agent| self.agents[agent].name.value.as_str()).collect();
+                            let cycle_start =
+                                path.iter().position(|&agent| agent == callee).unwrap_or(0);
+                            let names: Vec<&str> = path[cycle_start..]
+                                .iter()
+                                .chain(std::iter::once(&callee))
+                                .map(|&agent| self.agents[agent].name.value.as_str())
+                                .collect();
                             let diagnostic = Diagnostic::new(
                                 FrontEndCode::AgentReferenceCycle,
                                 span,
@@ -417,28 +494,44 @@ impl Checker<'_> {
         for (schema, what) in [(&tool.input, "input"), (&tool.output, "output")] {
             if let Err(error) = jsonschema::meta::validate(&schema.value) {
                 self.report(
-                    Diagnostic::new(FrontEndCode::InvalidJsonSchema, schema.span, format!("the tool's `{what}` is not a valid JSON Schema"))
-                        .with_primary_label(truncate(&error.to_string(), 160))
-                        .with_note(format!("at schema path `{}`", error.schema_path())),
+                    Diagnostic::new(
+                        FrontEndCode::InvalidJsonSchema,
+                        schema.span,
+                        format!("the tool's `{what}` is not a valid JSON Schema"),
+                    )
+                    .with_primary_label(truncate(&error.to_string(), 160))
+                    .with_note(format!("at schema path `{}`", error.schema_path())),
                 );
             }
         }
         let input_type = tool.input.value.get("type");
         if input_type != Some(&serde_json::Value::String("object".to_string())) {
             self.report(
-                Diagnostic::new(FrontEndCode::ToolInputNotObject, tool.input.span, "a tool's input schema must describe an object")
-                    .with_primary_label("expected `type: object`")
-                    .with_help("tool inputs are named arguments: write `type: object` with `properties`"),
+                Diagnostic::new(
+                    FrontEndCode::ToolInputNotObject,
+                    tool.input.span,
+                    "a tool's input schema must describe an object",
+                )
+                .with_primary_label("expected `type: object`")
+                .with_help(
+                    "tool inputs are named arguments: write `type: object` with `properties`",
+                ),
             );
         }
         let binding = &tool.binding;
-        let kinds = usize::from(binding.http.is_some()) + usize::from(binding.mcp.is_some()) + usize::from(binding.native.is_some());
+        let kinds = usize::from(binding.http.is_some())
+            + usize::from(binding.mcp.is_some())
+            + usize::from(binding.native.is_some());
         if kinds != 1 {
             self.report(
                 Diagnostic::new(
                     FrontEndCode::BindingCount,
                     binding.span,
-                    if kinds == 0 { "the binding names no way to call the tool".to_string() } else { format!("the binding names {kinds} ways to call the tool") },
+                    if kinds == 0 {
+                        "the binding names no way to call the tool".to_string()
+                    } else {
+                        format!("the binding names {kinds} ways to call the tool")
+                    },
                 )
                 .with_primary_label("exactly one of `http`, `mcp`, `native` is required"),
             );
@@ -460,8 +553,12 @@ impl Checker<'_> {
         });
         if !valid {
             self.report(
-                Diagnostic::new(FrontEndCode::InvalidUrl, url.span, format!("`{}` is not an absolute http(s) URL", url.value))
-                    .with_primary_label("expected `https://host/path`"),
+                Diagnostic::new(
+                    FrontEndCode::InvalidUrl,
+                    url.span,
+                    format!("`{}` is not an absolute http(s) URL", url.value),
+                )
+                .with_primary_label("expected `https://host/path`"),
             );
         }
     }
@@ -486,7 +583,14 @@ impl Checker<'_> {
         }
         for text in [&handoff.handoff_version] {
             if !matches!(text.value.as_str(), "1.0" | "1.1") {
-                self.report(Diagnostic::new(FrontEndCode::InvalidEnumValue, text.span, format!("unknown handoff version `{}`", text.value)).with_primary_label("expected \"1.0\" or \"1.1\""));
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::InvalidEnumValue,
+                        text.span,
+                        format!("unknown handoff version `{}`", text.value),
+                    )
+                    .with_primary_label("expected \"1.0\" or \"1.1\""),
+                );
             }
         }
         if let Some(trail) = &handoff.audit_trail {
@@ -509,15 +613,44 @@ impl Checker<'_> {
         }
         if let Some(gates) = &handoff.sign_off_gates {
             for gate in gates {
-                let signed = matches!(gate.status, GateStatus::Approved | GateStatus::Rejected | GateStatus::Waived);
+                let signed = matches!(
+                    gate.status,
+                    GateStatus::Approved | GateStatus::Rejected | GateStatus::Waived
+                );
                 if signed && gate.signed_by.is_none() {
-                    self.report(Diagnostic::new(FrontEndCode::InconsistentDocument, gate.span, format!("gate `{}` is {} but names no `signed_by`", gate.gate.value, gate.status.as_str())).with_primary_label("add who signed it off"));
+                    self.report(
+                        Diagnostic::new(
+                            FrontEndCode::InconsistentDocument,
+                            gate.span,
+                            format!(
+                                "gate `{}` is {} but names no `signed_by`",
+                                gate.gate.value,
+                                gate.status.as_str()
+                            ),
+                        )
+                        .with_primary_label("add who signed it off"),
+                    );
                 }
                 if let Some(at) = &gate.signed_at {
                     self.check_datetime(at);
                 }
-                if handoff.status == HandoffStatus::Completed && matches!(gate.status, GateStatus::Pending | GateStatus::Rejected) {
-                    self.report(Diagnostic::new(FrontEndCode::InconsistentDocument, gate.span, format!("the handoff is completed but gate `{}` is {}", gate.gate.value, gate.status.as_str())).with_primary_label("a completed regulated handoff needs every gate approved or waived"));
+                if handoff.status == HandoffStatus::Completed
+                    && matches!(gate.status, GateStatus::Pending | GateStatus::Rejected)
+                {
+                    self.report(
+                        Diagnostic::new(
+                            FrontEndCode::InconsistentDocument,
+                            gate.span,
+                            format!(
+                                "the handoff is completed but gate `{}` is {}",
+                                gate.gate.value,
+                                gate.status.as_str()
+                            ),
+                        )
+                        .with_primary_label(
+                            "a completed regulated handoff needs every gate approved or waived",
+                        ),
+                    );
                 }
             }
         }
@@ -525,10 +658,24 @@ impl Checker<'_> {
 
     fn check_handoff_response(&mut self, response: &HandoffResponse) {
         if response.status == HandoffResponseStatus::Rejected && response.reason.is_none() {
-            self.report(Diagnostic::new(FrontEndCode::MissingKey, response.span, "a rejected handoff response needs a `reason`").with_primary_label("add `reason:` (e.g. `missing_tools`, `context_overflow`)"));
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::MissingKey,
+                    response.span,
+                    "a rejected handoff response needs a `reason`",
+                )
+                .with_primary_label("add `reason:` (e.g. `missing_tools`, `context_overflow`)"),
+            );
         }
         if response.status == HandoffResponseStatus::Accepted && response.receiver.is_none() {
-            self.report(Diagnostic::new(FrontEndCode::MissingKey, response.span, "an accepted handoff response needs a `receiver`").with_primary_label("add `receiver:` with the receiving agent's `agent_id`"));
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::MissingKey,
+                    response.span,
+                    "an accepted handoff response needs a `receiver`",
+                )
+                .with_primary_label("add `receiver:` with the receiving agent's `agent_id`"),
+            );
         }
         if let Some(at) = &response.estimated_completion {
             self.check_datetime(at);
@@ -536,11 +683,31 @@ impl Checker<'_> {
     }
 
     fn check_manifest(&mut self, manifest: &CapabilityManifest) {
-        if !matches!(manifest.manifest_version.value.as_str(), "1.0.0" | "1.0.0-draft") {
-            self.report(Diagnostic::new(FrontEndCode::InvalidEnumValue, manifest.manifest_version.span, format!("unknown manifest version `{}`", manifest.manifest_version.value)).with_primary_label("expected \"1.0.0\" or \"1.0.0-draft\""));
+        if !matches!(
+            manifest.manifest_version.value.as_str(),
+            "1.0.0" | "1.0.0-draft"
+        ) {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::InvalidEnumValue,
+                    manifest.manifest_version.span,
+                    format!(
+                        "unknown manifest version `{}`",
+                        manifest.manifest_version.value
+                    ),
+                )
+                .with_primary_label("expected \"1.0.0\" or \"1.0.0-draft\""),
+            );
         }
         if manifest.capabilities.is_empty() {
-            self.report(Diagnostic::new(FrontEndCode::OutOfRange, manifest.span, "a capability manifest must list at least one capability").with_primary_label("`capabilities` is empty"));
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::OutOfRange,
+                    manifest.span,
+                    "a capability manifest must list at least one capability",
+                )
+                .with_primary_label("`capabilities` is empty"),
+            );
         }
         for capability in &manifest.capabilities {
             self.check_fraction(capability.success_rate.as_ref(), "success_rate", 0.0, 1.0);
@@ -562,8 +729,15 @@ impl Checker<'_> {
             && !(low..=high).contains(&value.value)
         {
             self.report(
-                Diagnostic::new(FrontEndCode::OutOfRange, value.span, format!("`{what}` must be between {low} and {high}, found {}", value.value))
-                    .with_primary_label(format!("outside [{low}, {high}]")),
+                Diagnostic::new(
+                    FrontEndCode::OutOfRange,
+                    value.span,
+                    format!(
+                        "`{what}` must be between {low} and {high}, found {}",
+                        value.value
+                    ),
+                )
+                .with_primary_label(format!("outside [{low}, {high}]")),
             );
         }
     }
@@ -571,16 +745,30 @@ impl Checker<'_> {
     fn check_datetime(&mut self, text: &Spanned<String>) {
         if !is_rfc3339(&text.value) {
             self.report(
-                Diagnostic::new(FrontEndCode::InvalidDateTime, text.span, format!("`{}` is not an RFC 3339 date-time", text.value))
-                    .with_primary_label("expected e.g. `2026-05-07T17:00:00Z`"),
+                Diagnostic::new(
+                    FrontEndCode::InvalidDateTime,
+                    text.span,
+                    format!("`{}` is not an RFC 3339 date-time", text.value),
+                )
+                .with_primary_label("expected e.g. `2026-05-07T17:00:00Z`"),
             );
         }
     }
 
     fn check_hash(&mut self, text: &Spanned<String>) {
-        let valid = text.value.strip_prefix("sha256:").is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        let valid = text
+            .value
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
         if !valid {
-            self.report(Diagnostic::new(FrontEndCode::InvalidEnumValue, text.span, "an audit hash is `sha256:` followed by 64 hex digits").with_primary_label("malformed hash"));
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::InvalidEnumValue,
+                    text.span,
+                    "an audit hash is `sha256:` followed by 64 hex digits",
+                )
+                .with_primary_label("malformed hash"),
+            );
         }
     }
 
@@ -600,25 +788,45 @@ impl Checker<'_> {
             };
             let targets = resolution.capability_targets.get(index);
             for (position, (_, capability)) in capabilities.iter().enumerate() {
-                let Some(Some((reference, _))) = targets.and_then(|targets| targets.get(position)) else {
+                let Some(Some((reference, _))) = targets.and_then(|targets| targets.get(position))
+                else {
                     continue;
                 };
                 let name = reference.name().to_string();
                 for (restriction, site) in [
-                    (&capability.input_restriction, AssertionSite::InputRestriction { capability: name.clone() }),
-                    (&capability.output_restriction, AssertionSite::OutputRestriction { capability: name.clone() }),
+                    (
+                        &capability.input_restriction,
+                        AssertionSite::InputRestriction {
+                            capability: name.clone(),
+                        },
+                    ),
+                    (
+                        &capability.output_restriction,
+                        AssertionSite::OutputRestriction {
+                            capability: name.clone(),
+                        },
+                    ),
                 ] {
-                    if let Some(Restriction { assertion: Some(assertion), .. }) = restriction.as_ref() {
+                    if let Some(Restriction {
+                        assertion: Some(assertion),
+                        ..
+                    }) = restriction.as_ref()
+                    {
                         let env = engagement_env(&capability_types, &site);
                         self.check_expression(assertion, &env, true, capabilities);
                     }
                 }
             }
             if let Some(guardrails) = &agent.guardrails {
-                for guardrail in [&guardrails.input, &guardrails.output].into_iter().flatten() {
+                for guardrail in [&guardrails.input, &guardrails.output]
+                    .into_iter()
+                    .flatten()
+                {
                     let mut env = TypeEnv::new();
                     if let Some(tool) = self.tool_index(&guardrail.tool_name) {
-                        if let Type::Object(object) = agentc_cel::type_from_json_schema(&self.tools[tool].output.value) {
+                        if let Type::Object(object) =
+                            agentc_cel::type_from_json_schema(&self.tools[tool].output.value)
+                        {
                             for (field, field_type) in object.fields {
                                 env.declare(&field, field_type.ty);
                             }
@@ -632,13 +840,23 @@ impl Checker<'_> {
         }
     }
 
-    fn capability_types(&self, index: usize, resolution: &Resolution, exposes_types: &[Option<ObjectType>]) -> Vec<CapabilityTypes> {
+    fn capability_types(
+        &self,
+        index: usize,
+        resolution: &Resolution,
+        exposes_types: &[Option<ObjectType>],
+    ) -> Vec<CapabilityTypes> {
         let Some(targets) = resolution.capability_targets.get(index) else {
             return Vec::new();
         };
         targets
             .iter()
-            .zip(self.agents[index].capabilities.iter().flat_map(|caps| caps.iter().map(|(_, capability)| capability)))
+            .zip(
+                self.agents[index]
+                    .capabilities
+                    .iter()
+                    .flat_map(|caps| caps.iter().map(|(_, capability)| capability)),
+            )
             .filter_map(|(target, capability)| target.as_ref().map(|target| (target, capability)))
             .map(|((reference, target), capability)| {
                 let (input, output) = match target {
@@ -646,20 +864,34 @@ impl Checker<'_> {
                         agentc_cel::type_from_json_schema(&self.tools[*tool].input.value),
                         agentc_cel::type_from_json_schema(&self.tools[*tool].output.value),
                     ),
-                    CapabilityTarget::Agent(callee) => (agent_input_type(), agent_output_type(exposes_types.get(*callee).cloned().flatten(), false)),
-                    CapabilityTarget::Remote { .. } => (agent_input_type(), agent_output_type(None, true)),
+                    CapabilityTarget::Agent(callee) => (
+                        agent_input_type(),
+                        agent_output_type(exposes_types.get(*callee).cloned().flatten(), false),
+                    ),
+                    CapabilityTarget::Remote { .. } => {
+                        (agent_input_type(), agent_output_type(None, true))
+                    }
                 };
                 CapabilityTypes {
                     name: reference.name().to_string(),
                     input,
                     output,
-                    collects_results: capability.collect_results.as_ref().is_none_or(|collect| collect.value),
+                    collects_results: capability
+                        .collect_results
+                        .as_ref()
+                        .is_none_or(|collect| collect.value),
                 }
             })
             .collect()
     }
 
-    fn exposes_type(&mut self, index: usize, resolution: &Resolution, types: &mut Vec<Option<ObjectType>>, state: &mut Vec<u8>) {
+    fn exposes_type(
+        &mut self,
+        index: usize,
+        resolution: &Resolution,
+        types: &mut Vec<Option<ObjectType>>,
+        state: &mut Vec<u8>,
+    ) {
         if state[index] != 0 {
             return;
         }
@@ -678,17 +910,44 @@ impl Checker<'_> {
         if let Some(exposes) = &agent.exposes {
             let env = engagement_env(&capability_types, &AssertionSite::Exposes);
             for (key, expression) in exposes.iter() {
-                let ty = self.check_expression(expression, &env, false, agent.capabilities.as_ref().unwrap_or(&Default::default())).unwrap_or(Type::Dyn);
-                fields.insert(key.value.clone(), FieldType { ty, always_present: true });
+                let ty = self
+                    .check_expression(
+                        expression,
+                        &env,
+                        false,
+                        agent.capabilities.as_ref().unwrap_or(&Default::default()),
+                    )
+                    .unwrap_or(Type::Dyn);
+                fields.insert(
+                    key.value.clone(),
+                    FieldType {
+                        ty,
+                        always_present: true,
+                    },
+                );
             }
         }
-        types[index] = Some(ObjectType { name: format!("{}.exposes", agent.name.value), fields, open: false });
+        types[index] = Some(ObjectType {
+            name: format!("{}.exposes", agent.name.value),
+            fields,
+            open: false,
+        });
         state[index] = 2;
     }
 
     /// Parses and checks one expression; returns its type when it checks.
-    fn check_expression(&mut self, expression: &CelText, env: &TypeEnv, must_be_boolean: bool, capabilities: &crate::lower::SpannedMap<Capability>) -> Option<Type> {
-        let source = self.sources.get(expression.span.file.0 as usize).map(String::as_str).unwrap_or_default();
+    fn check_expression(
+        &mut self,
+        expression: &CelText,
+        env: &TypeEnv,
+        must_be_boolean: bool,
+        capabilities: &crate::lower::SpannedMap<Capability>,
+    ) -> Option<Type> {
+        let source = self
+            .sources
+            .get(expression.span.file.0 as usize)
+            .map(String::as_str)
+            .unwrap_or_default();
         // `recent.hr-kb` is the most common slip in specs written from older examples; in
         // CEL it parses as a subtraction and type-checks into several confusing errors.
         // Say once, precisely, what happened.
@@ -704,8 +963,13 @@ impl Checker<'_> {
                 help: vec![format!("write `{fixed}`")],
             };
             let capability_name = fixed.split('.').nth(1).unwrap_or_default();
-            if let Some((key, _)) = capabilities.iter().find(|(key, _)| parse_reference(key).is_ok_and(|reference| reference.name() == capability_name)) {
-                diagnostic = diagnostic.with_secondary(key.span, format!("capability `{capability_name}` is declared here"));
+            if let Some((key, _)) = capabilities.iter().find(|(key, _)| {
+                parse_reference(key).is_ok_and(|reference| reference.name() == capability_name)
+            }) {
+                diagnostic = diagnostic.with_secondary(
+                    key.span,
+                    format!("capability `{capability_name}` is declared here"),
+                );
             }
             self.report(diagnostic);
             return None;
@@ -738,13 +1002,33 @@ impl Checker<'_> {
 
 fn agent_input_type() -> Type {
     let mut fields = BTreeMap::new();
-    fields.insert("text".to_string(), FieldType { ty: Type::String, always_present: true });
-    Type::Object(ObjectType { name: "agent.input".to_string(), fields, open: false })
+    fields.insert(
+        "text".to_string(),
+        FieldType {
+            ty: Type::String,
+            always_present: true,
+        },
+    );
+    Type::Object(ObjectType {
+        name: "agent.input".to_string(),
+        fields,
+        open: false,
+    })
 }
 
 fn agent_output_type(exposes: Option<ObjectType>, open: bool) -> Type {
-    let mut object = exposes.unwrap_or_else(|| ObjectType { name: "agent.output".to_string(), fields: BTreeMap::new(), open });
-    object.fields.insert("text".to_string(), FieldType { ty: Type::String, always_present: true });
+    let mut object = exposes.unwrap_or_else(|| ObjectType {
+        name: "agent.output".to_string(),
+        fields: BTreeMap::new(),
+        open,
+    });
+    object.fields.insert(
+        "text".to_string(),
+        FieldType {
+            ty: Type::String,
+            always_present: true,
+        },
+    );
     object.open = open;
     Type::Object(object)
 }
@@ -752,25 +1036,40 @@ fn agent_output_type(exposes: Option<ObjectType>, open: bool) -> Type {
 /// Converts a CEL diagnostic into a located front-end diagnostic: positions inside the
 /// expression become positions in the YAML file, and a misspelt capability name gets a
 /// secondary label on the capability it probably meant.
-fn cel_diagnostic(expression: &CelText, source: &str, error: agentc_cel::CelDiagnostic, capabilities: &crate::lower::SpannedMap<Capability>) -> Diagnostic {
+fn cel_diagnostic(
+    expression: &CelText,
+    source: &str,
+    error: agentc_cel::CelDiagnostic,
+    capabilities: &crate::lower::SpannedMap<Capability>,
+) -> Diagnostic {
     let span = expression.span_of(source, error.span.start, error.span.end);
     let mut diagnostic = Diagnostic {
         code: Code::Cel(error.kind),
         severity: Severity::Error,
         message: error.message.clone(),
-        labels: vec![crate::diagnostics::Label { span, message: String::new(), primary: true }],
+        labels: vec![crate::diagnostics::Label {
+            span,
+            message: String::new(),
+            primary: true,
+        }],
         notes: Vec::new(),
         help: error.help.clone().into_iter().collect(),
     };
     for (secondary_span, label) in &error.secondary {
-        diagnostic = diagnostic.with_secondary(expression.span_of(source, secondary_span.start, secondary_span.end), label.clone());
+        diagnostic = diagnostic.with_secondary(
+            expression.span_of(source, secondary_span.start, secondary_span.end),
+            label.clone(),
+        );
     }
     // A suggestion in backticks that names a declared capability: point at its key.
     if let Some(help) = &error.help {
         for (key, _) in capabilities.iter() {
-            let name = parse_reference(key).map(|reference| reference.name().to_string()).unwrap_or_default();
+            let name = parse_reference(key)
+                .map(|reference| reference.name().to_string())
+                .unwrap_or_default();
             if !name.is_empty() && help.contains(&format!("`{name}`")) {
-                diagnostic = diagnostic.with_secondary(key.span, format!("capability `{name}` is declared here"));
+                diagnostic = diagnostic
+                    .with_secondary(key.span, format!("capability `{name}` is declared here"));
                 break;
             }
         }
@@ -786,7 +1085,10 @@ fn find_hyphenated_engagement_path(text: &str) -> Option<(usize, usize)> {
         while let Some(found) = text.get(search_from..).and_then(|rest| rest.find(root)) {
             let start = search_from + found;
             search_from = start + root.len();
-            let preceded_by_identifier = text[..start].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            let preceded_by_identifier = text[..start]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
             if preceded_by_identifier {
                 continue;
             }
@@ -797,7 +1099,10 @@ fn find_hyphenated_engagement_path(text: &str) -> Option<(usize, usize)> {
                 .last()
                 .map_or(0, |(offset, c)| offset + c.len_utf8());
             let name = text[name_start..name_start + name_length].trim_end_matches('-');
-            let is_hyphenated_name = name.split('-').count() > 1 && name.split('-').all(|part| part.starts_with(|c: char| c.is_ascii_alphabetic()));
+            let is_hyphenated_name = name.split('-').count() > 1
+                && name
+                    .split('-')
+                    .all(|part| part.starts_with(|c: char| c.is_ascii_alphabetic()));
             if is_hyphenated_name {
                 return Some((start, name_start + name.len()));
             }
@@ -822,17 +1127,36 @@ pub fn is_rfc3339(text: &str) -> bool {
     }
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
         let part = text.get(range)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) { part.parse().ok() } else { None }
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
     };
-    let (Some(_year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
-        (digits(0..4), digits(5..7), digits(8..10), digits(11..13), digits(14..16), digits(17..19))
-    else {
+    let (Some(_year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+        digits(0..4),
+        digits(5..7),
+        digits(8..10),
+        digits(11..13),
+        digits(14..16),
+        digits(17..19),
+    ) else {
         return false;
     };
-    if bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't' | b' ') || bytes[13] != b':' || bytes[16] != b':' {
+    if bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
         return false;
     }
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return false;
     }
     let mut rest = &text[19..];

@@ -102,7 +102,11 @@ impl Code {
             Code::Cel(kind) => {
                 // The CEL engine's pages are plain paragraphs; give them the same heading.
                 let text = kind.explain();
-                let title = text.split(". ").next().unwrap_or(text).trim_end_matches('.');
+                let title = text
+                    .split(". ")
+                    .next()
+                    .unwrap_or(text)
+                    .trim_end_matches('.');
                 format!("# {}: {title}\n\n{text}\n", kind.code()).into()
             }
         }
@@ -225,7 +229,9 @@ pub fn did_you_mean<'a>(
             levenshtein(&normalized_unknown, candidate)
         };
         let allowed = (candidate.chars().count().max(3)) / 3;
-        if distance <= allowed.max(1) && best.is_none_or(|(best_distance, _)| distance < best_distance) {
+        if distance <= allowed.max(1)
+            && best.is_none_or(|(best_distance, _)| distance < best_distance)
+        {
             best = Some((distance, candidate));
         }
     }
@@ -271,7 +277,11 @@ mod tests {
                 "explain page of {} must start with its code",
                 code.as_str()
             );
-            assert!(page.len() > 200, "explain page of {} is too thin", code.as_str());
+            assert!(
+                page.len() > 200,
+                "explain page of {} is too thin",
+                code.as_str()
+            );
         }
     }
 

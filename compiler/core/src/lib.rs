@@ -49,11 +49,17 @@ pub struct CheckedSet {
 
 impl CheckedSet {
     pub fn error_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     pub fn warning_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 
     pub fn view(&self) -> render::SourceView<'_> {
@@ -92,9 +98,15 @@ pub fn check_set(inputs: &[SourceInput], options: &CheckOptions) -> CheckedSet {
         };
         if text.trim().is_empty() {
             diagnostics.push(
-                Diagnostic::new(FrontEndCode::NotADocument, Span::new(file, 0, 0), "the file is empty")
-                    .with_primary_label("no document here")
-                    .with_help("a spec file holds one or more YAML documents, each starting with `kind:`"),
+                Diagnostic::new(
+                    FrontEndCode::NotADocument,
+                    Span::new(file, 0, 0),
+                    "the file is empty",
+                )
+                .with_primary_label("no document here")
+                .with_help(
+                    "a spec file holds one or more YAML documents, each starting with `kind:`",
+                ),
             );
             texts.push(text);
             continue;
@@ -117,5 +129,11 @@ pub fn check_set(inputs: &[SourceInput], options: &CheckOptions) -> CheckedSet {
         key(a).cmp(&key(b))
     });
     diagnostics.dedup();
-    CheckedSet { names, texts, documents, resolution, diagnostics }
+    CheckedSet {
+        names,
+        texts,
+        documents,
+        resolution,
+        diagnostics,
+    }
 }

@@ -6,7 +6,10 @@ pub fn name_problem(name: &str) -> Option<String> {
         return Some("a name cannot be empty".to_string());
     }
     if name.len() > 253 {
-        return Some(format!("the name is {} characters long; the limit is 253", name.len()));
+        return Some(format!(
+            "the name is {} characters long; the limit is 253",
+            name.len()
+        ));
     }
     if let Some(bad) = name
         .chars()
@@ -55,7 +58,11 @@ pub enum Reference {
     /// `oagent://name`: always an agent of the set.
     LocalAgent(String),
     /// `oagent://host[/path]/name`: an agent on another server (OAS-N5: `https://host/path/name`).
-    RemoteAgent { host: String, path: String, name: String },
+    RemoteAgent {
+        host: String,
+        path: String,
+        name: String,
+    },
 }
 
 impl Reference {
@@ -94,11 +101,14 @@ pub fn parse_reference(text: &str) -> Result<Reference, String> {
         return Ok(Reference::LocalAgent(rest.to_string()));
     };
     if host.is_empty() {
-        return Err("the host is empty: write `oagent://name` for a local agent, or `oagent://host/name`".to_string());
+        return Err(
+            "the host is empty: write `oagent://name` for a local agent, or `oagent://host/name`"
+                .to_string(),
+        );
     }
     if !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
     {
         return Err(format!("`{host}` is not a valid host name"));
     }
@@ -110,7 +120,10 @@ pub fn parse_reference(text: &str) -> Result<Reference, String> {
     if name.is_empty() {
         return Err("the reference ends without an agent name".to_string());
     }
-    if path.split('/').any(|segment| segment.is_empty() && !path.is_empty()) {
+    if path
+        .split('/')
+        .any(|segment| segment.is_empty() && !path.is_empty())
+    {
         return Err("the path has an empty segment (`//`)".to_string());
     }
     Ok(Reference::RemoteAgent {
@@ -138,7 +151,10 @@ mod tests {
 
     #[test]
     fn oas_n3_reference_forms() {
-        assert_eq!(parse_reference("hr_kb"), Ok(Reference::Bare("hr_kb".into())));
+        assert_eq!(
+            parse_reference("hr_kb"),
+            Ok(Reference::Bare("hr_kb".into()))
+        );
         assert_eq!(
             parse_reference("oagent://scheduler"),
             Ok(Reference::LocalAgent("scheduler".into()))

@@ -49,7 +49,11 @@ impl<'a> SourceView<'a> {
                 codespan_label.with_message(label.message.clone())
             })
             .collect();
-        let mut notes: Vec<String> = diagnostic.notes.iter().map(|note| format!("note: {note}")).collect();
+        let mut notes: Vec<String> = diagnostic
+            .notes
+            .iter()
+            .map(|note| format!("note: {note}"))
+            .collect();
         notes.extend(diagnostic.help.iter().map(|help| format!("help: {help}")));
         notes.push(format!(
             "for more about this error, run `agentc explain {}`",
@@ -87,7 +91,14 @@ impl<'a> SourceView<'a> {
         let mut buffer = term::termcolor::Buffer::ansi();
         for diagnostic in diagnostics {
             let mut writer = term::StylesWriter::new(&mut buffer, &styles);
-            if term::emit_to_write_style(&mut writer, &config, &self.files, &self.to_codespan(diagnostic)).is_err() {
+            if term::emit_to_write_style(
+                &mut writer,
+                &config,
+                &self.files,
+                &self.to_codespan(diagnostic),
+            )
+            .is_err()
+            {
                 return self.render_text(diagnostics);
             }
         }
@@ -107,10 +118,17 @@ impl<'a> SourceView<'a> {
                     .iter()
                     .map(|label| {
                         let file = label.span.file.0 as usize;
-                        let (line, column) = self.line_column(file, label.span.start).unwrap_or((0, 0));
-                        let (end_line, end_column) = self.line_column(file, label.span.end).unwrap_or((line, column));
+                        let (line, column) =
+                            self.line_column(file, label.span.start).unwrap_or((0, 0));
+                        let (end_line, end_column) = self
+                            .line_column(file, label.span.end)
+                            .unwrap_or((line, column));
                         JsonLabel {
-                            file: self.files.get(file).map(|f| f.name().to_string()).unwrap_or_default(),
+                            file: self
+                                .files
+                                .get(file)
+                                .map(|f| f.name().to_string())
+                                .unwrap_or_default(),
                             byte_start: label.span.start,
                             byte_end: label.span.end,
                             line,

@@ -24,6 +24,8 @@ pub struct SyntaxLimits {
     /// Most nodes in one file, counting every node an alias expands to, so that an alias
     /// bomb ("billion laughs") stops early instead of exhausting memory.
     pub max_nodes: usize,
+    /// Longest scalar. No spec value needs a megabyte; a longer one is hostile or a mistake.
+    pub max_scalar_bytes: usize,
 }
 
 impl Default for SyntaxLimits {
@@ -32,6 +34,7 @@ impl Default for SyntaxLimits {
             max_file_bytes: 16 * 1024 * 1024,
             max_depth: 64,
             max_nodes: 250_000,
+            max_scalar_bytes: 1024 * 1024,
         }
     }
 }
@@ -126,7 +129,10 @@ impl Node {
                 entries
                     .iter()
                     .map(|(key, value)| {
-                        (key.scalar_text().unwrap_or_default().to_string(), value.to_json())
+                        (
+                            key.scalar_text().unwrap_or_default().to_string(),
+                            value.to_json(),
+                        )
                     })
                     .collect(),
             ),
@@ -325,6 +331,21 @@ impl Builder<'_> {
                         ScalarStyle::Folded => ScalarForm::Folded,
                     };
                     let span = self.span(start, end);
+                    if value.len() > self.limits.max_scalar_bytes {
+                        self.diagnostics.push(
+                            Diagnostic::new(
+                                FrontEndCode::InputBudgetExceeded,
+                                Span::new(self.file, span.start, span.start),
+                                format!(
+                                    "this value is {} bytes long, more than the {} bytes a spec value may have",
+                                    value.len(),
+                                    self.limits.max_scalar_bytes
+                                ),
+                            )
+                            .with_primary_label("the value starts here"),
+                        );
+                        return documents;
+                    }
                     let forced_string = match &tag {
                         None => false,
                         Some(tag) if tag.is_yaml_core_schema() => tag.suffix == "str",
@@ -446,7 +467,13 @@ impl Builder<'_> {
         documents
     }
 
-    fn finish_collection(&mut self, value: NodeValue, start: usize, end: usize, anchor: usize) -> Node {
+    fn finish_collection(
+        &mut self,
+        value: NodeValue,
+        start: usize,
+        end: usize,
+        anchor: usize,
+    ) -> Node {
         let node = Node {
             value,
             span: Span::new(self.file, start, end),
@@ -574,10 +601,10 @@ fn resolve_plain_scalar(text: &str) -> NodeValue {
             .map(NodeValue::Int)
             .unwrap_or_else(|_| NodeValue::Float(text.parse::<f64>().unwrap_or(f64::MAX)));
     }
-    if looks_like_yaml_float(digits) {
-        if let Ok(value) = text.parse::<f64>() {
-            return NodeValue::Float(value);
-        }
+    if looks_like_yaml_float(digits)
+        && let Ok(value) = text.parse::<f64>()
+    {
+        return NodeValue::Float(value);
     }
     NodeValue::String(text.to_string())
 }
@@ -596,7 +623,9 @@ fn looks_like_yaml_float(text: &str) -> bool {
     let mantissa_ok = match fraction {
         None => !whole.is_empty() && digits_only(whole),
         Some(fraction) => {
-            digits_only(whole) && digits_only(fraction) && !(whole.is_empty() && fraction.is_empty())
+            digits_only(whole)
+                && digits_only(fraction)
+                && !(whole.is_empty() && fraction.is_empty())
         }
     };
     let exponent_ok = exponent.is_none_or(|exponent| {
@@ -725,7 +754,9 @@ mod tests {
         for text in [
             "[".repeat(20_000),
             "{a: ".repeat(20_000),
-            (0..20_000).map(|depth| format!("{}- \n", " ".repeat(depth * 2))).collect(),
+            (0..20_000)
+                .map(|depth| format!("{}- \n", " ".repeat(depth * 2)))
+                .collect(),
         ] {
             let (_, diagnostics) = parse(&text);
             assert!(
@@ -760,7 +791,11 @@ mod tests {
             let decoded_offset = decoded.find(needle).unwrap();
             let form = node.scalar.as_ref().unwrap().0;
             let file_offset = scalar_offset_to_file(text, node.span, form, decoded, decoded_offset);
-            assert_eq!(&text[file_offset..file_offset + needle.len()], needle, "{text}");
+            assert_eq!(
+                &text[file_offset..file_offset + needle.len()],
+                needle,
+                "{text}"
+            );
         }
     }
 

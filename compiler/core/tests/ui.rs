@@ -2,6 +2,9 @@
 //! purpose, and its rendered diagnostics (source and message together) are snapshotted
 //! with insta. Each case must fail, and every diagnostic code must have a case.
 
+// Test and benchmark code: a failed unwrap is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use agentc_compiler::diagnostics::{Code, FrontEndCode};
 use agentc_compiler::{CheckOptions, SourceInput, check_set};
 use std::collections::BTreeSet;
@@ -20,7 +23,11 @@ fn cases() -> Vec<(String, Vec<PathBuf>)> {
         .collect();
     entries.sort();
     for path in entries {
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         if path.is_dir() {
             if name == "snapshots" {
                 continue;
@@ -31,7 +38,10 @@ fn cases() -> Vec<(String, Vec<PathBuf>)> {
                 .collect();
             files.sort();
             cases.push((name, files));
-        } else if path.extension().is_some_and(|ext| ext == "yaml" || ext == "json") {
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "json")
+        {
             cases.push((name, vec![path]));
         }
     }

@@ -104,8 +104,10 @@ impl DocumentKind {
     }
 }
 
-/// A lowered document of any kind.
+/// A lowered document of any kind. The variants differ in size, but a set holds few
+/// documents and boxing them would only add indirection to every later pass.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Document {
     Agent(AgentDocument),
     Tool(ToolDocument),
@@ -141,7 +143,10 @@ pub fn lower_document(root: &Node, context: &mut LowerContext) -> Option<Documen
     let NodeValue::Mapping(entries) = &root.value else {
         let message = match &root.value {
             NodeValue::Null => "this document is empty".to_string(),
-            _ => format!("a spec document must be a mapping, found {}", root.describe()),
+            _ => format!(
+                "a spec document must be a mapping, found {}",
+                root.describe()
+            ),
         };
         context.report(
             Diagnostic::new(FrontEndCode::NotADocument, root.span, message)
@@ -236,8 +241,14 @@ fn declared_kind(
             let suggestion = did_you_mean(text, values)
                 .or_else(|| {
                     // `agent`, `v1/tool` and similar shorthands name the kind's last part.
-                    let last = text.rsplit(['/', ':']).next().unwrap_or(text).to_ascii_lowercase();
-                    values.into_iter().find(|value| value.ends_with(&format!("/{last}")))
+                    let last = text
+                        .rsplit(['/', ':'])
+                        .next()
+                        .unwrap_or(text)
+                        .to_ascii_lowercase();
+                    values
+                        .into_iter()
+                        .find(|value| value.ends_with(&format!("/{last}")))
                 })
                 .or_else(|| best_fit.map(DocumentKind::kind_value));
             let mut diagnostic = Diagnostic::new(

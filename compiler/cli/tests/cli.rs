@@ -1,0 +1,138 @@
+//! The `agentc` binary end to end: exit codes (0 valid, 1 invalid, 2 usage or IO),
+//! output formats, `explain` and `schema`.
+
+// Test code: a failed unwrap is a failed test, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn agentc(arguments: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agentc"))
+        .args(arguments)
+        .current_dir(workspace_root())
+        .output()
+        .expect("agentc runs")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_bundled_examples_are_valid() {
+    let output = agentc(&["check", "spec-examples"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("valid:"));
+}
+
+#[test]
+fn a_wrong_document_exits_1_with_its_diagnostic() {
+    let output = agentc(&[
+        "check",
+        "--color",
+        "never",
+        "spec-examples/ui/E0203_unresolved_capability.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("error[E0203]"), "{stderr}");
+    assert!(stderr.contains("did you mean `hr_kb_search`?"), "{stderr}");
+    assert!(text(&output.stdout).starts_with("invalid:"));
+}
+
+#[test]
+fn warnings_pass_unless_denied() {
+    let file = "spec-examples/ui/W0601_remote_reference.yaml";
+    assert_eq!(agentc(&["check", file]).status.code(), Some(0));
+    assert_eq!(
+        agentc(&["check", "--deny-warnings", file]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    assert_eq!(
+        agentc(&["check", "no/such/file.yaml"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(agentc(&["check"]).status.code(), Some(2));
+    assert_eq!(agentc(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(agentc(&["explain", "E9999"]).status.code(), Some(2));
+    assert_eq!(agentc(&["schema", "widget"]).status.code(), Some(2));
+}
+
+#[test]
+fn json_format_locates_every_label() {
+    let output = agentc(&[
+        "check",
+        "--format",
+        "json",
+        "spec-examples/ui/E0507_cel_misspelt_capability.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(report["valid"], false);
+    let diagnostic = &report["diagnostics"][0];
+    assert_eq!(diagnostic["code"], "E0507");
+    assert_eq!(diagnostic["severity"], "error");
+    let primary = diagnostic["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|label| label["primary"] == true)
+        .unwrap();
+    assert_eq!(primary["line"], 9);
+    assert!(
+        primary["column"].as_u64().unwrap() > 18,
+        "the column is inside the CEL string"
+    );
+    assert!(
+        primary["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("E0507_cel_misspelt_capability.yaml")
+    );
+}
+
+#[test]
+fn explain_prints_the_page_of_every_code() {
+    let list = agentc(&["explain", "--list"]);
+    assert_eq!(list.status.code(), Some(0));
+    let listing = text(&list.stdout);
+    for code in ["E0001", "E0101", "E0203", "E0501", "E0513", "W0601"] {
+        assert!(listing.contains(code), "{code} missing from the list");
+        let page = agentc(&["explain", &code.to_lowercase()]);
+        assert_eq!(page.status.code(), Some(0));
+        assert!(text(&page.stdout).starts_with(&format!("# {code}")));
+    }
+}
+
+#[test]
+fn schema_prints_the_committed_json_schema() {
+    for kind in [
+        "agent",
+        "tool",
+        "handoff",
+        "handoff-request",
+        "handoff-response",
+        "capability-manifest",
+    ] {
+        let output = agentc(&["schema", kind]);
+        assert_eq!(output.status.code(), Some(0));
+        let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let committed: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                workspace_root().join(format!("spec-examples/schema/{kind}.schema.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(printed, committed, "{kind}");
+    }
+}
