@@ -253,7 +253,7 @@ impl Checker<'_> {
                         format!("remote agent `{}` was not fetched, so its document was not checked", key.value),
                     )
                     .with_primary_label(format!("would be fetched from {url}"))
-                    .with_help("add the remote agent's document to the checked files to check it; `agentc check` never fetches over the network"),
+                    .with_help(format!("`agentc check` never fetches over the network; to check the remote document, download {url} and check it on its own")),
                 );
                 CapabilityTarget::Remote { url }
             }
@@ -493,15 +493,18 @@ impl Checker<'_> {
         self.check_name(&tool.name, "tool");
         for (schema, what) in [(&tool.input, "input"), (&tool.output, "output")] {
             if let Err(error) = jsonschema::meta::validate(&schema.value) {
-                self.report(
-                    Diagnostic::new(
-                        FrontEndCode::InvalidJsonSchema,
-                        schema.span,
-                        format!("the tool's `{what}` is not a valid JSON Schema"),
-                    )
-                    .with_primary_label(truncate(&error.to_string(), 160))
-                    .with_note(format!("at schema path `{}`", error.schema_path())),
-                );
+                let pointer = error.instance_path().as_str().to_string();
+                let mut diagnostic = Diagnostic::new(
+                    FrontEndCode::InvalidJsonSchema,
+                    schema.span_at(&pointer),
+                    format!("the tool's `{what}` is not a valid JSON Schema"),
+                )
+                .with_primary_label(truncate(&error.to_string(), 160));
+                if !pointer.is_empty() {
+                    diagnostic = diagnostic
+                        .with_secondary(schema.span, format!("in this schema, at `{pointer}`"));
+                }
+                self.report(diagnostic);
             }
         }
         let input_type = tool.input.value.get("type");
@@ -519,9 +522,9 @@ impl Checker<'_> {
             );
         }
         let binding = &tool.binding;
-        let kinds = usize::from(binding.http.is_some())
-            + usize::from(binding.mcp.is_some())
-            + usize::from(binding.native.is_some());
+        // Count the keys written, not the ones that lowered: an invalid `http` value has
+        // its own diagnostic and must not also read as "no binding".
+        let kinds = binding.present_keys.len();
         if kinds != 1 {
             self.report(
                 Diagnostic::new(

@@ -353,6 +353,19 @@ impl<'node> MappingReader<'node> {
         }
     }
 
+    /// The keys of `known` that the mapping has, in `known`'s order.
+    pub fn present_keys(&self, known: &[&'static str]) -> Vec<&'static str> {
+        known
+            .iter()
+            .copied()
+            .filter(|key| {
+                self.entries
+                    .iter()
+                    .any(|(entry_key, _)| entry_key.scalar_text() == Some(key))
+            })
+            .collect()
+    }
+
     /// Reports every key that is not in `known`.
     pub fn reject_unknown_keys(&self, known: &[&str], what: &str, context: &mut LowerContext) {
         for (key, _) in self.entries {
@@ -408,6 +421,12 @@ macro_rules! spec_struct {
             #[serde(skip)]
             #[schemars(skip)]
             pub span: $crate::span::Span,
+            /// The keys present in the mapping, including those whose value failed to
+            /// lower, so later checks (such as "exactly one binding") do not mistake an
+            /// invalid value for an absent one.
+            #[serde(skip)]
+            #[schemars(skip)]
+            pub present_keys: Vec<&'static str>,
         }
 
         impl $name {
@@ -426,7 +445,8 @@ macro_rules! spec_struct {
                 let reader = $crate::lower::MappingReader::new(node, context)?;
                 reader.reject_unknown_keys(Self::KEYS, $what, context);
                 $( let $field = $crate::spec_struct!(@read $mode reader context $field $ty); )*
-                Some($name { $( $field: $field?, )* span: node.span })
+                let present_keys = reader.present_keys(Self::KEYS);
+                Some($name { $( $field: $field?, )* span: node.span, present_keys })
             }
         }
     };
@@ -588,6 +608,91 @@ impl JsonSchema for CelText {
         schemars::json_schema!({
             "type": "string",
             "description": "A CEL expression (https://github.com/google/cel-spec)."
+        })
+    }
+}
+
+/// A JSON value read from YAML (a JSON Schema, say) that remembers where each of its
+/// parts is, so an error found by JSON Pointer points at the exact YAML node.
+#[derive(Clone, Debug)]
+pub struct SpannedJson {
+    pub value: serde_json::Value,
+    pub span: Span,
+    /// JSON Pointer → span, for every node, in document order.
+    pointers: Vec<(String, Span)>,
+}
+
+impl SpannedJson {
+    /// The span of the node at `pointer`, or of its nearest ancestor that exists.
+    pub fn span_at(&self, pointer: &str) -> Span {
+        let mut pointer = pointer;
+        loop {
+            if let Some((_, span)) = self
+                .pointers
+                .iter()
+                .find(|(candidate, _)| candidate == pointer)
+            {
+                return *span;
+            }
+            match pointer.rfind('/') {
+                Some(at) => pointer = &pointer[..at],
+                None => return self.span,
+            }
+        }
+    }
+}
+
+impl FromNode for SpannedJson {
+    fn expected() -> String {
+        "a JSON value".to_string()
+    }
+    fn from_node(node: &Node, _context: &mut LowerContext) -> Option<Self> {
+        let mut pointers = Vec::new();
+        // Iterative walk: depth is bounded by the syntax budget, but no recursion is needed.
+        let mut pending: Vec<(String, &Node)> = vec![(String::new(), node)];
+        while let Some((pointer, current)) = pending.pop() {
+            match &current.value {
+                NodeValue::Sequence(items) => {
+                    for (index, item) in items.iter().enumerate().rev() {
+                        pending.push((format!("{pointer}/{index}"), item));
+                    }
+                }
+                NodeValue::Mapping(entries) => {
+                    for (key, value) in entries.iter().rev() {
+                        let token = key
+                            .scalar_text()
+                            .unwrap_or_default()
+                            .replace('~', "~0")
+                            .replace('/', "~1");
+                        pending.push((format!("{pointer}/{token}"), value));
+                    }
+                }
+                _ => {}
+            }
+            pointers.push((pointer, current.span));
+        }
+        Some(SpannedJson {
+            value: node.to_json(),
+            span: node.span,
+            pointers,
+        })
+    }
+}
+
+impl Serialize for SpannedJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
+impl JsonSchema for SpannedJson {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "JsonSchemaDocument".into()
+    }
+    fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["object", "boolean"],
+            "description": "A JSON Schema (draft 2020-12 unless `$schema` says otherwise)."
         })
     }
 }

@@ -98,3 +98,52 @@ fn the_generated_schema_rejects_an_unknown_key() {
     let wrong_kind = serde_json::json!({"kind": "openagentspec:v1/tool", "name": "a", "description": "d", "intent": "i", "owner": "o"});
     assert!(!validator.is_valid(&wrong_kind));
 }
+
+/// Every explain page's "Erroneous example" produces the page's code, and its
+/// "Corrected" example does not — so the pages cannot drift from the checker.
+#[test]
+fn explain_page_examples_show_their_code_and_its_fix() {
+    use agentc_compiler::diagnostics::FrontEndCode;
+    // E0001 needs invalid bytes, which a Markdown page cannot hold; E0003's alias bomb is
+    // abbreviated on the page. Both have ui cases instead.
+    const SKIP: &[&str] = &["E0001", "E0003"];
+    for code in FrontEndCode::ALL {
+        let name = code.as_str();
+        if SKIP.contains(&name) {
+            continue;
+        }
+        let page = code.explain();
+        let blocks: Vec<&str> = page
+            .split("```yaml\n")
+            .skip(1)
+            .map(|block| block.split("```").next().unwrap_or_default())
+            .collect();
+        assert!(
+            blocks.len() >= 2,
+            "{name}: the page needs an erroneous and a corrected example"
+        );
+        let codes_of = |text: &str| -> Vec<&'static str> {
+            check_set(
+                &[SourceInput {
+                    name: format!("{name}.yaml"),
+                    bytes: text.as_bytes().to_vec(),
+                }],
+                &CheckOptions::default(),
+            )
+            .diagnostics
+            .iter()
+            .map(|d| d.code.as_str())
+            .collect()
+        };
+        let wrong = codes_of(blocks[0]);
+        assert!(
+            wrong.contains(&name),
+            "{name}: the erroneous example gives {wrong:?}"
+        );
+        let right = codes_of(blocks[1]);
+        assert!(
+            !right.contains(&name),
+            "{name}: the corrected example still gives {name}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The tool document (`kind: openagentspec:v1/tool`), this project's addition beside the
 //! agent document. Its fixed keys are those of the shared spec; `auth` is added beside them.
 
+use crate::lower::SpannedJson;
 use crate::span::Spanned;
 use crate::{spec_enum, spec_struct};
 
@@ -13,9 +14,9 @@ spec_struct! {
         req name: Spanned<String>,
         req description: Spanned<String>,
         /// JSON Schema of the call's input; must describe an object.
-        req input: Spanned<serde_json::Value>,
+        req input: SpannedJson,
         /// JSON Schema of what the tool returns.
-        req output: Spanned<serde_json::Value>,
+        req output: SpannedJson,
         /// How to call it: exactly one kind of binding.
         req binding: Binding,
         /// How the tool authenticates its callers.
