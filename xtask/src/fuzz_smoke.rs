@@ -192,3 +192,41 @@ pub fn run(root: &Path, iterations: usize) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// Runs the cargo-fuzz targets (`fuzz/`) with libFuzzer for `seconds` each, seeded with
+/// the bundled examples. Needs cargo-fuzz and a nightly toolchain, which CI does not
+/// assume; the stable smoke run above is what CI runs.
+pub fn run_libfuzzer(root: &Path, seconds: u64) -> Result<(), String> {
+    let corpus = root.join("fuzz").join("corpus").join("check");
+    std::fs::create_dir_all(&corpus).map_err(|error| error.to_string())?;
+    let mut seeds = Vec::new();
+    collect_seeds(&root.join("spec-examples"), &mut seeds);
+    for (index, seed) in seeds.iter().enumerate() {
+        let _ = std::fs::write(corpus.join(format!("seed-{index:04}")), seed);
+    }
+    for target in ["check", "cel"] {
+        let status = std::process::Command::new("cargo")
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-max_len=65536",
+            ])
+            .current_dir(root.join("fuzz"))
+            .status()
+            .map_err(|error| {
+                format!(
+                    "cannot run cargo fuzz (install it with `cargo install cargo-fuzz`): {error}"
+                )
+            })?;
+        if !status.success() {
+            return Err(format!(
+                "fuzz target `{target}` failed ({status}); see fuzz/artifacts/{target}/"
+            ));
+        }
+    }
+    Ok(())
+}

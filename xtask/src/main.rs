@@ -5,7 +5,9 @@
 //! - `codegen [--check]`: writes (or checks) the committed JSON Schemas of every document
 //!   kind under `spec-examples/schema/`.
 //! - `fuzz-smoke [--iterations N]`: feeds mutated spec files and CEL to the checker and
-//!   fails on any panic; bounded, deterministic, stable toolchain.
+//!   fails on any panic; bounded, deterministic, stable toolchain (what CI runs).
+//!   `--libfuzzer SECONDS` runs the coverage-guided cargo-fuzz targets instead, for that
+//!   long each (needs `cargo install cargo-fuzz` and a nightly toolchain).
 //! - `bench`: the spec-validation throughput benchmark, against PyYAML + pydantic.
 //! - `cel-conformance`: per-file pass/fail counts of the official CEL conformance tests.
 
@@ -24,12 +26,15 @@ fn main() -> ExitCode {
     let result = match task {
         "ci" => ci(),
         "codegen" => codegen::run(&workspace_root(), rest.iter().any(|a| a == "--check")),
-        "fuzz-smoke" => fuzz_smoke::run(&workspace_root(), iterations(rest)),
+        "fuzz-smoke" => match libfuzzer_seconds(rest) {
+            Some(seconds) => fuzz_smoke::run_libfuzzer(&workspace_root(), seconds),
+            None => fuzz_smoke::run(&workspace_root(), iterations(rest)),
+        },
         "bench" => bench(),
         "cel-conformance" => cel_conformance(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N] | bench | cel-conformance>"
+                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | cel-conformance>"
             );
             return ExitCode::from(2);
         }
@@ -41,6 +46,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn libfuzzer_seconds(arguments: &[String]) -> Option<u64> {
+    let at = arguments.iter().position(|a| a == "--libfuzzer")?;
+    Some(
+        arguments
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(60),
+    )
 }
 
 fn iterations(arguments: &[String]) -> usize {

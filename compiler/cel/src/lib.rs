@@ -1,4 +1,5 @@
-//! CEL for OpenAgentSpec policies: a parser, a type checker and an interpreter.
+//! CEL for OpenAgentSpec policies: a parser, a type checker, an interpreter and a
+//! compiler to Rust ([`compile`]).
 //!
 //! The crate is pure: it performs no file or network IO, and no input can make it panic
 //! or exhaust the stack; every limit violation becomes a diagnostic or an error value.
@@ -7,6 +8,7 @@
 
 pub mod ast;
 mod checker;
+pub mod compile;
 pub mod conformance;
 mod diagnostic;
 pub mod engagement;

@@ -57,7 +57,16 @@ pub(crate) fn check_documents(
             Document::Agent(agent) => checker.agents.push(agent),
             Document::Tool(tool) => checker.tools.push(tool),
             Document::Handoff(handoff) => checker.check_handoff(handoff),
-            Document::HandoffRequest(_) => {}
+            Document::HandoffRequest(request) => {
+                if let Some(deadline) = request
+                    .context
+                    .constraints
+                    .as_ref()
+                    .and_then(|constraints| constraints.deadline.as_ref())
+                {
+                    checker.check_datetime(deadline);
+                }
+            }
             Document::HandoffResponse(response) => checker.check_handoff_response(response),
             Document::CapabilityManifest(manifest) => checker.check_manifest(manifest),
         }
@@ -1052,7 +1061,14 @@ fn cel_diagnostic(
         message: error.message.clone(),
         labels: vec![crate::diagnostics::Label {
             span,
-            message: String::new(),
+            // A suggestion reads best under the caret, as rustc shows it.
+            message: error
+                .help
+                .as_deref()
+                .and_then(|help| help.strip_prefix("did you mean "))
+                .and_then(|rest| rest.split_once('?'))
+                .map(|(suggestion, _)| format!("did you mean {suggestion}?"))
+                .unwrap_or_default(),
             primary: true,
         }],
         notes: Vec::new(),
