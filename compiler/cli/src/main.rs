@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod files;
+mod remote;
 
 use agentc_compiler::diagnostics::Code;
 use agentc_compiler::documents::DocumentKind;
@@ -36,6 +37,10 @@ enum Command {
         /// When to colour the output.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
+        /// Fetch the documents of remote agents (`oagent://host/path/name`) over HTTPS,
+        /// so assertions over their outputs are typed by their `exposes`.
+        #[arg(long)]
+        fetch_remote: bool,
     },
     /// Show the long explanation of a diagnostic code, e.g. `agentc explain E0101`.
     Explain {
@@ -73,14 +78,21 @@ fn main() -> ExitCode {
             format,
             deny_warnings,
             color,
-        } => check(&paths, format, deny_warnings, color),
+            fetch_remote,
+        } => check(&paths, format, deny_warnings, color, fetch_remote),
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),
     }
 }
 
-fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, color: ColorChoice) -> ExitCode {
-    let inputs = match files::collect_inputs(paths) {
+fn check(
+    paths: &[PathBuf],
+    format: Format,
+    deny_warnings: bool,
+    color: ColorChoice,
+    fetch_remote: bool,
+) -> ExitCode {
+    let mut inputs = match files::collect_inputs(paths) {
         Ok(inputs) => inputs,
         Err(error) => {
             eprintln!("error: {error}");
@@ -91,7 +103,12 @@ fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, color: ColorCho
         eprintln!("error: no .yaml, .yml or .json files found in the given paths");
         return ExitCode::from(2);
     }
-    let set = check_set(&inputs, &CheckOptions::default());
+    let options = CheckOptions::default();
+    if fetch_remote && let Err(error) = remote::fetch_remote_documents(&mut inputs, &options) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    let set = check_set(&inputs, &options);
     let view = set.view();
     let errors = set.error_count();
     let warnings = set.warning_count();

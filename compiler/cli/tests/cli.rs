@@ -136,3 +136,111 @@ fn schema_prints_the_committed_json_schema() {
         assert_eq!(printed, committed, "{kind}");
     }
 }
+
+/// Serves one agent document over HTTP on loopback, `count` times, from a thread.
+fn serve_agent_document(document: &'static str, count: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(count) {
+            let mut stream = stream.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{document}",
+                document.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+const REMOTE_AGENT: &str = "kind: openagentspec:v1/agent
+name: vendor_support
+description: Answers questions about vendor orders.
+intent: You answer questions about vendor orders.
+owner: support@vendor.example
+capabilities:
+  order_lookup: {}
+exposes:
+  ticket_id: '\"T-1\"'
+";
+
+fn caller_spec(port: u16, field: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("agentc-remote-{port}-{field}"));
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join("liaison.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "kind: openagentspec:v1/agent
+name: vendor_liaison
+description: Talks to vendors.
+intent: You talk to vendors.
+owner: procurement@acme.example
+capabilities:
+  oagent://127.0.0.1:{port}/agents/vendor_support:
+    user_identity: false
+    static_identity: vendor_portal
+    output_restriction:
+      assertion: recent.vendor_support.outputs.{field} != \"\"
+"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn remote_agents_are_fetched_only_when_asked_and_then_type_the_assertions() {
+    let port = serve_agent_document(REMOTE_AGENT, 2);
+    // Without the flag: a warning, and the remote output is untyped (accepted).
+    let good = caller_spec(port, "ticket_id");
+    let output = agentc(&["check", "--color", "never", good.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("warning[W0601]"));
+    // With the flag: fetched over loopback, no warning, and the exposes type the output.
+    let output = agentc(&[
+        "check",
+        "--fetch-remote",
+        "--color",
+        "never",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        !text(&output.stderr).contains("W0601"),
+        "{}",
+        text(&output.stderr)
+    );
+    let misspelt = caller_spec(port, "ticket_idd");
+    let output = agentc(&[
+        "check",
+        "--fetch-remote",
+        "--color",
+        "never",
+        misspelt.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("error[E0507]"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn an_unreachable_remote_agent_is_an_io_error() {
+    // Bind and drop a listener so the port is (almost certainly) closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = caller_spec(port, "ticket_id");
+    let output = agentc(&["check", "--fetch-remote", spec.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("cannot fetch remote agent document"));
+}

@@ -33,21 +33,39 @@ pub enum CapabilityTarget {
 pub struct Resolution {
     /// Per agent (by index among agents), per capability key: its parsed reference and target.
     pub capability_targets: Vec<Vec<Option<(Reference, CapabilityTarget)>>>,
+    /// Remote agents whose documents were fetched into the set (`agentc check
+    /// --fetch-remote`): URL → index among agents. Their `exposes` type the callers'
+    /// assertions; they are never hosted by this set.
+    pub remote_documents: BTreeMap<String, usize>,
+}
+
+/// Whether a source was fetched from a remote server rather than read locally. The CLI
+/// names fetched documents by their URL; such documents describe agents hosted
+/// elsewhere, so their names do not clash with local ones and their own capabilities
+/// (tools we cannot see) are not checked here.
+pub fn is_remote_source_name(name: &str) -> bool {
+    name.starts_with("https://") || name.starts_with("http://")
 }
 
 pub(crate) struct Checker<'a> {
+    names: &'a [String],
     sources: &'a [String],
+    /// False while typing a fetched remote agent: its problems are its owner's to fix.
+    reporting: bool,
     agents: Vec<&'a AgentDocument>,
     tools: Vec<&'a ToolDocument>,
     diagnostics: Vec<Diagnostic>,
 }
 
 pub(crate) fn check_documents(
+    names: &[String],
     sources: &[String],
     documents: &[LoadedDocument],
 ) -> (Resolution, Vec<Diagnostic>) {
     let mut checker = Checker {
+        names,
         sources,
+        reporting: true,
         agents: Vec::new(),
         tools: Vec::new(),
         diagnostics: Vec::new(),
@@ -79,8 +97,14 @@ pub(crate) fn check_documents(
     let agents = checker.agents.clone();
     let mut resolution = Resolution::default();
     for agent in &agents {
+        if checker.is_remote(agent.span) {
+            // A fetched remote agent's capabilities name tools on its own server.
+            let count = agent.capabilities.as_ref().map_or(0, |caps| caps.len());
+            resolution.capability_targets.push(vec![None; count]);
+            continue;
+        }
         checker.check_name(&agent.name, "agent");
-        let targets = checker.resolve_capabilities(agent);
+        let targets = checker.resolve_capabilities(agent, &mut resolution);
         checker.check_agent_fields(agent);
         resolution.capability_targets.push(targets);
     }
@@ -91,7 +115,15 @@ pub(crate) fn check_documents(
 
 impl Checker<'_> {
     fn report(&mut self, diagnostic: Diagnostic) {
-        self.diagnostics.push(diagnostic);
+        if self.reporting {
+            self.diagnostics.push(diagnostic);
+        }
+    }
+
+    fn is_remote(&self, span: Span) -> bool {
+        self.names
+            .get(span.file.0 as usize)
+            .is_some_and(|name| is_remote_source_name(name))
     }
 
     fn check_name(&mut self, name: &Spanned<String>, what: &str) {
@@ -119,6 +151,7 @@ impl Checker<'_> {
             .iter()
             .map(|agent| ("agent", agent.name.clone()))
             .chain(self.tools.iter().map(|tool| ("tool", tool.name.clone())))
+            .filter(|(_, name)| !self.is_remote(name.span))
             .collect();
         for (what, name) in &names {
             match seen.get(&(*what, name.value.as_str())) {
@@ -143,25 +176,28 @@ impl Checker<'_> {
     }
 
     fn tool_index(&self, name: &str) -> Option<usize> {
-        self.tools.iter().position(|tool| tool.name.value == name)
+        self.tools
+            .iter()
+            .position(|tool| tool.name.value == name && !self.is_remote(tool.span))
     }
 
     fn agent_index(&self, name: &str) -> Option<usize> {
         self.agents
             .iter()
-            .position(|agent| agent.name.value == name)
+            .position(|agent| agent.name.value == name && !self.is_remote(agent.span))
     }
 
     fn resolve_capabilities(
         &mut self,
         agent: &AgentDocument,
+        resolution: &mut Resolution,
     ) -> Vec<Option<(Reference, CapabilityTarget)>> {
         let Some(capabilities) = &agent.capabilities else {
             return Vec::new();
         };
         let mut targets = Vec::with_capacity(capabilities.len());
         for (key, _) in capabilities.iter() {
-            targets.push(self.resolve_reference(agent, key));
+            targets.push(self.resolve_reference(agent, key, resolution));
         }
         targets
     }
@@ -170,6 +206,7 @@ impl Checker<'_> {
         &mut self,
         agent: &AgentDocument,
         key: &Spanned<String>,
+        resolution: &mut Resolution,
     ) -> Option<(Reference, CapabilityTarget)> {
         let reference = match parse_reference(key) {
             Ok(reference) => reference,
@@ -255,15 +292,31 @@ impl Checker<'_> {
             },
             Reference::RemoteAgent { .. } => {
                 let url = reference.remote_url().unwrap_or_default();
-                self.report(
-                    Diagnostic::new(
-                        FrontEndCode::RemoteReferenceNotVerified,
-                        key.span,
-                        format!("remote agent `{}` was not fetched, so its document was not checked", key.value),
-                    )
-                    .with_primary_label(format!("would be fetched from {url}"))
-                    .with_help(format!("`agentc check` never fetches over the network; to check the remote document, download {url} and check it on its own")),
-                );
+                let fetched =
+                    self.agents.iter().position(|candidate| {
+                        self.is_remote(candidate.span)
+                            && candidate.name.value == name
+                            && self.names.get(candidate.span.file.0 as usize).is_some_and(
+                                |source| source == &url || source == &loopback_http_url(&url),
+                            )
+                    });
+                match fetched {
+                    Some(index) => {
+                        resolution.remote_documents.insert(url.clone(), index);
+                    }
+                    None => self.report(
+                        Diagnostic::new(
+                            FrontEndCode::RemoteReferenceNotVerified,
+                            key.span,
+                            format!(
+                                "remote agent `{}` was not fetched, so its document was not checked",
+                                key.value
+                            ),
+                        )
+                        .with_primary_label(format!("would be fetched from {url}"))
+                        .with_help("run `agentc check --fetch-remote` to fetch the remote agent's document and type the assertions that use it"),
+                    ),
+                }
                 CapabilityTarget::Remote { url }
             }
         };
@@ -794,6 +847,9 @@ impl Checker<'_> {
             self.exposes_type(index, resolution, &mut exposes_types, &mut state);
         }
         for (index, agent) in self.agents.clone().into_iter().enumerate() {
+            if self.is_remote(agent.span) {
+                continue;
+            }
             let capability_types = self.capability_types(index, resolution, &exposes_types);
             let Some(capabilities) = &agent.capabilities else {
                 continue;
@@ -880,8 +936,18 @@ impl Checker<'_> {
                         agent_input_type(),
                         agent_output_type(exposes_types.get(*callee).cloned().flatten(), false),
                     ),
-                    CapabilityTarget::Remote { .. } => {
-                        (agent_input_type(), agent_output_type(None, true))
+                    CapabilityTarget::Remote { url } => {
+                        match resolution.remote_documents.get(url) {
+                            // A fetched remote agent is typed by its exposes, as a local one.
+                            Some(fetched) => (
+                                agent_input_type(),
+                                agent_output_type(
+                                    exposes_types.get(*fetched).cloned().flatten(),
+                                    false,
+                                ),
+                            ),
+                            None => (agent_input_type(), agent_output_type(None, true)),
+                        }
                     }
                 };
                 CapabilityTypes {
@@ -911,13 +977,40 @@ impl Checker<'_> {
         // Callees first; a cycle (already reported) leaves the callee untyped (open).
         if let Some(targets) = resolution.capability_targets.get(index) {
             for (_, target) in targets.iter().flatten() {
-                if let CapabilityTarget::Agent(callee) = target {
-                    self.exposes_type(*callee, resolution, types, state);
+                let callee = match target {
+                    CapabilityTarget::Agent(callee) => Some(*callee),
+                    CapabilityTarget::Remote { url } => {
+                        resolution.remote_documents.get(url).copied()
+                    }
+                    CapabilityTarget::Tool(_) => None,
+                };
+                if let Some(callee) = callee {
+                    self.exposes_type(callee, resolution, types, state);
                 }
             }
         }
         let agent = self.agents[index];
-        let capability_types = self.capability_types(index, resolution, types);
+        let remote = self.is_remote(agent.span);
+        let capability_types = if remote {
+            // We cannot see a remote agent's tools: type its exposes over `dyn` ones and
+            // keep its diagnostics to itself.
+            agent
+                .capabilities
+                .iter()
+                .flat_map(|caps| caps.iter())
+                .filter_map(|(key, _)| parse_reference(key).ok())
+                .map(|reference| CapabilityTypes {
+                    name: reference.name().to_string(),
+                    input: Type::Dyn,
+                    output: Type::Dyn,
+                    collects_results: true,
+                })
+                .collect()
+        } else {
+            self.capability_types(index, resolution, types)
+        };
+        let previously_reporting = self.reporting;
+        self.reporting = !remote;
         let mut fields = BTreeMap::new();
         if let Some(exposes) = &agent.exposes {
             let env = engagement_env(&capability_types, &AssertionSite::Exposes);
@@ -939,6 +1032,7 @@ impl Checker<'_> {
                 );
             }
         }
+        self.reporting = previously_reporting;
         types[index] = Some(ObjectType {
             name: format!("{}.exposes", agent.name.value),
             fields,
@@ -1009,6 +1103,19 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+}
+
+/// The URL a remote reference is fetched from: OAS-N5 swaps `oagent://` for `https://`;
+/// a loopback host (a test server) is reached over plain HTTP.
+pub fn loopback_http_url(https_url: &str) -> String {
+    let rest = https_url.strip_prefix("https://").unwrap_or(https_url);
+    let host = rest.split('/').next().unwrap_or_default();
+    let host_name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    if matches!(host_name, "127.0.0.1" | "localhost" | "[::1]") {
+        format!("http://{rest}")
+    } else {
+        https_url.to_string()
     }
 }
 

@@ -22,7 +22,9 @@ use lower::LowerContext;
 use span::{FileId, Span};
 use syntax::{SyntaxLimits, parse_yaml};
 
-/// One input file: the name shown in diagnostics, and its raw bytes.
+/// One input file: the name shown in diagnostics, and its raw bytes. A name that is an
+/// `https://` (or loopback `http://`) URL marks a document fetched from a remote server
+/// (see [`check::is_remote_source_name`]).
 #[derive(Clone, Debug)]
 pub struct SourceInput {
     pub name: String,
@@ -122,7 +124,7 @@ pub fn check_set(inputs: &[SourceInput], options: &CheckOptions) -> CheckedSet {
         diagnostics.extend(context.diagnostics);
         texts.push(text);
     }
-    let (resolution, check_diagnostics) = check::check_documents(&texts, &documents);
+    let (resolution, check_diagnostics) = check::check_documents(&names, &texts, &documents);
     diagnostics.extend(check_diagnostics);
     diagnostics.sort_by(|a, b| {
         let key = |d: &Diagnostic| (d.primary_span().unwrap_or_default(), d.code.as_str());
