@@ -18,29 +18,23 @@ pub mod time;
 pub use time::{Duration, Timestamp};
 
 /// An error raised while evaluating a compiled expression: the check is denied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It holds only a `'static` message, so that `Result<bool, CelError>` is two words,
+/// returned in registers, and no error path allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CelError {
-    message: Cow<'static, str>,
+    message: &'static str,
 }
 
 impl CelError {
-    /// Creates an error with a fixed message; this does not allocate.
+    /// Creates an error with a fixed message.
     pub const fn new(message: &'static str) -> Self {
-        CelError {
-            message: Cow::Borrowed(message),
-        }
-    }
-
-    /// Creates an error with a computed message.
-    pub fn owned(message: String) -> Self {
-        CelError {
-            message: Cow::Owned(message),
-        }
+        CelError { message }
     }
 
     /// Returns the message.
-    pub fn message(&self) -> &str {
-        &self.message
+    pub fn message(&self) -> &'static str {
+        self.message
     }
 
     /// The error for selecting an absent field (`no such key`).
@@ -51,7 +45,7 @@ impl CelError {
 
 impl fmt::Display for CelError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&self.message)
+        formatter.write_str(self.message)
     }
 }
 

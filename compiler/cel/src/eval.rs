@@ -55,7 +55,7 @@ pub fn evaluate(expr: &Expr, activation: &Activation) -> Result<Value, EvalError
 
 struct Evaluator<'a> {
     activation: &'a Activation,
-    scopes: Vec<(String, Value)>,
+    scopes: Vec<(Arc<str>, Value)>,
     steps: u64,
     iterations: u64,
 }
@@ -77,10 +77,34 @@ fn check_string_size(text: String) -> EvalResult {
 
 impl Evaluator<'_> {
     fn lookup(&self, name: &str) -> Option<Value> {
-        if let Some((_, value)) = self.scopes.iter().rev().find(|(scoped, _)| scoped == name) {
+        if let Some((_, value)) = self
+            .scopes
+            .iter()
+            .rev()
+            .find(|(scoped, _)| &**scoped == name)
+        {
             return Some(value.clone());
         }
         self.activation.resolve(name).cloned()
+    }
+
+    /// Whether a selection chain `a.b.c` must be tried as a qualified variable name or a
+    /// type name before it is evaluated as field selections. Avoids building the dotted
+    /// name in the common case: the root is a comprehension variable, or a declared
+    /// variable while no variable name has a dot.
+    fn needs_qualified_resolution(&self, expr: &Expr) -> bool {
+        let mut current = expr;
+        let root = loop {
+            match &current.kind {
+                ExprKind::Select { operand, .. } => current = operand,
+                ExprKind::Ident(name) => break name.as_str(),
+                _ => return false,
+            }
+        };
+        if self.scopes.iter().any(|(scoped, _)| &**scoped == root) {
+            return false;
+        }
+        self.activation.may_resolve_qualified() || self.activation.resolve(root).is_none()
     }
 
     fn eval(&mut self, expr: &Expr) -> EvalResult {
@@ -115,9 +139,11 @@ impl Evaluator<'_> {
                 Err(EvalError::new(format!("undeclared reference to '{bare}'")))
             }
             ExprKind::Select { operand, field, .. } => {
-                if let Some(qualified) = expr.qualified_name() {
+                if self.needs_qualified_resolution(expr)
+                    && let Some(qualified) = expr.qualified_name()
+                {
                     let root = qualified.split('.').next().unwrap_or("");
-                    let scoped = self.scopes.iter().any(|(name, _)| name == root);
+                    let scoped = self.scopes.iter().any(|(name, _)| &**name == root);
                     if !scoped && let Some(value) = self.activation.resolve(&qualified) {
                         return Ok(value.clone());
                     }
@@ -242,6 +268,11 @@ impl Evaluator<'_> {
         let mut result_map = ValueMap::new();
         let mut matches: u64 = 0;
         let mut first_error: Option<EvalError> = None;
+        let first_name: Arc<str> = Arc::from(comprehension.variable.as_str());
+        let second_name: Option<Arc<str>> = comprehension
+            .second_variable
+            .as_ref()
+            .map(|(name, _)| Arc::from(name.as_str()));
         for (first, second) in items {
             self.iterations += 1;
             if self.iterations > MAX_COMPREHENSION_ITERATIONS {
@@ -250,9 +281,8 @@ impl Evaluator<'_> {
                 ));
             }
             let scope_length = self.scopes.len();
-            self.scopes
-                .push((comprehension.variable.clone(), first.clone()));
-            if let Some((second_name, _)) = &comprehension.second_variable {
+            self.scopes.push((first_name.clone(), first.clone()));
+            if let Some(second_name) = &second_name {
                 self.scopes.push((second_name.clone(), second));
             }
             let outcome = self.eval_comprehension_step(comprehension);

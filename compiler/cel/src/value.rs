@@ -130,6 +130,16 @@ impl ValueMap {
 
     /// Looks a string key up.
     pub fn get_str(&self, key: &str) -> Option<&Value> {
+        // Small maps (objects) are scanned, which avoids allocating a key to look up.
+        if self.entries.len() <= 16 {
+            return self
+                .entries
+                .iter()
+                .find_map(|(candidate, value)| match candidate {
+                    MapKey::String(text) if &**text == key => Some(value),
+                    _ => None,
+                });
+        }
         self.entries.get(&MapKey::String(Arc::from(key)))
     }
 
@@ -395,6 +405,12 @@ impl Activation {
         self.variables.get(name)
     }
 
+    /// Whether a dotted name (`a.b`) could name a variable of its own: only when a
+    /// variable's name has a dot, or a container is set.
+    pub(crate) fn may_resolve_qualified(&self) -> bool {
+        self.container.is_some() || self.variables.keys().any(|name| name.contains('.'))
+    }
+
     /// Sets the container (namespace) that unqualified names are resolved in first, as
     /// [`crate::TypeEnv::set_container`] does for checking.
     pub fn set_container(&mut self, container: impl Into<String>) {
@@ -403,6 +419,9 @@ impl Activation {
 
     /// Resolves a possibly qualified name through the container, as CEL does.
     pub fn resolve(&self, name: &str) -> Option<&Value> {
+        if self.container.is_none() && !name.starts_with('.') {
+            return self.variables.get(name);
+        }
         crate::types::resolution_candidates(self.container.as_deref(), name)
             .iter()
             .find_map(|candidate| self.variables.get(candidate))

@@ -1,0 +1,267 @@
+//! Compiled and interpreted results must agree on every corpus expression, errors
+//! included, for fixed and for randomly generated engagements.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use agentc_cel_differential::generated::{
+    CreateEventInputs, CreateEventInputsOrganizer, CreateEventInvocation, CreateEventOutputs,
+    Engagement, History, HrKbSearchInputs, HrKbSearchInvocation, HrKbSearchOutputs,
+    HrKbSearchOutputsResultsItem, Recent, User,
+};
+use agentc_cel_differential::{activation, compare, corpus, generate, parsed_corpus};
+use agentc_cel_support::Timestamp;
+use proptest::prelude::*;
+
+#[test]
+fn generated_code_is_fresh() {
+    let expected = generate().expect("the corpus compiles");
+    let committed = include_str!("../src/generated.rs");
+    assert!(
+        expected == committed,
+        "src/generated.rs is stale: run `cargo run -p agentc-cel-differential --bin regenerate`"
+    );
+    assert_eq!(generate().unwrap(), expected, "generation is deterministic");
+}
+
+#[test]
+fn fallback_expressions_are_refused_with_an_error() {
+    let layout = agentc_cel_differential::layout();
+    for (why, source) in corpus::FALLBACK {
+        let expr = agentc_cel::parse(source).unwrap();
+        let result = agentc_cel::compile::compile_function("f", &expr, "Engagement", &layout);
+        assert!(result.is_err(), "{why}: `{source}` should not compile");
+    }
+}
+
+fn sample() -> Engagement {
+    let invocation = |kb: &str, scores: &[f64]| HrKbSearchInvocation {
+        inputs: HrKbSearchInputs {
+            knowledge_base_id: kb.to_string(),
+            query: "leave policy".to_string(),
+        },
+        outputs: Some(HrKbSearchOutputs {
+            results: scores
+                .iter()
+                .map(|score| HrKbSearchOutputsResultsItem {
+                    title: format!("Policy {score}"),
+                    score: *score,
+                })
+                .collect(),
+        }),
+    };
+    let event = CreateEventInvocation {
+        inputs: CreateEventInputs {
+            title: "Review".to_string(),
+            attendees: vec!["bob@acme.com".to_string(), "ann.lee".to_string()],
+            priority: 2,
+            duration_minutes: Some(30),
+            organizer: Some(CreateEventInputsOrganizer {
+                email: "ann.lee".to_string(),
+                name: None,
+            }),
+        },
+        outputs: Some(CreateEventOutputs {
+            event_id: "evt_1".to_string(),
+            confirmed: true,
+        }),
+    };
+    Engagement {
+        started_at: Timestamp::parse("2024-03-05T09:30:00Z").unwrap(),
+        user: User {
+            id: "ann.lee".to_string(),
+            email: Some("ann.lee@acme.com".to_string()),
+        },
+        recent: Recent {
+            name: Some("hr_kb_search".to_string()),
+            create_event: Some(event.clone()),
+            hr_kb_search: Some(invocation("acme/hr/policies", &[0.75, 1.0])),
+        },
+        history: History {
+            list: vec!["create_event".to_string(), "hr_kb_search".to_string()],
+            total: 2,
+            create_event: vec![event],
+            hr_kb_search: vec![invocation("acme/hr/policies", &[0.75, 1.0])],
+        },
+    }
+}
+
+fn assert_agreement(engagement: &Engagement) -> Result<(), TestCaseError> {
+    let exprs = parsed_corpus().unwrap();
+    let activation = activation(engagement).unwrap();
+    for (index, expr) in exprs.iter().enumerate() {
+        let comparison = compare(index, expr, engagement, &activation).unwrap();
+        prop_assert!(
+            comparison.agrees(),
+            "`{}` disagrees: compiled {:?}, interpreted {:?}\nengagement: {}",
+            corpus::CORPUS[index].1,
+            comparison.compiled,
+            comparison.interpreted,
+            serde_json::to_string(engagement).unwrap()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn corpus_agrees_on_a_sample_engagement() {
+    let engagement = sample();
+    assert_agreement(&engagement).unwrap();
+    // The sample exercises both outcomes: some expressions succeed, some fail.
+    let exprs = parsed_corpus().unwrap();
+    let activation = activation(&engagement).unwrap();
+    let outcomes: Vec<bool> = exprs
+        .iter()
+        .enumerate()
+        .map(|(index, expr)| {
+            compare(index, expr, &engagement, &activation)
+                .unwrap()
+                .compiled
+                .is_ok()
+        })
+        .collect();
+    assert!(outcomes.iter().any(|ok| *ok) && outcomes.iter().any(|ok| !*ok));
+    assert!(corpus::CORPUS.len() >= 60);
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("acme/hr/policies".to_string()),
+        Just("acme/hr/benefits".to_string()),
+        Just("acme/public".to_string()),
+        Just("Policy: leave".to_string()),
+        Just("ann.lee".to_string()),
+        Just("bob@acme.com".to_string()),
+        Just(String::new()),
+        Just("3".to_string()),
+        "[a-zA-Z0-9 ./@?_-]{0,14}",
+        "[a-zé中😀 .(\\[*+?]{0,8}",
+    ]
+}
+
+fn int() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        -3i64..8,
+        Just(i64::MAX),
+        Just(i64::MIN),
+        (i64::MAX - 20)..=i64::MAX,
+        i64::MIN..(i64::MIN + 20),
+        any::<i64>(),
+    ]
+}
+
+fn score() -> impl Strategy<Value = f64> {
+    (-8i32..=24).prop_map(|k| f64::from(k) / 16.0)
+}
+
+fn hr_invocation() -> impl Strategy<Value = HrKbSearchInvocation> {
+    (
+        text(),
+        text(),
+        proptest::option::weighted(
+            0.8,
+            proptest::collection::vec(
+                (text(), score())
+                    .prop_map(|(title, score)| HrKbSearchOutputsResultsItem { title, score }),
+                0..5,
+            ),
+        ),
+    )
+        .prop_map(|(knowledge_base_id, query, results)| HrKbSearchInvocation {
+            inputs: HrKbSearchInputs {
+                knowledge_base_id,
+                query,
+            },
+            outputs: results.map(|results| HrKbSearchOutputs { results }),
+        })
+}
+
+fn event_invocation() -> impl Strategy<Value = CreateEventInvocation> {
+    (
+        text(),
+        proptest::collection::vec(text(), 0..6),
+        int(),
+        proptest::option::of(int()),
+        proptest::option::of((text(), proptest::option::of(text()))),
+        proptest::option::of((text(), any::<bool>())),
+    )
+        .prop_map(
+            |(title, attendees, priority, duration_minutes, organizer, outputs)| {
+                CreateEventInvocation {
+                    inputs: CreateEventInputs {
+                        title,
+                        attendees,
+                        priority,
+                        duration_minutes,
+                        organizer: organizer
+                            .map(|(email, name)| CreateEventInputsOrganizer { email, name }),
+                    },
+                    outputs: outputs.map(|(event_id, confirmed)| CreateEventOutputs {
+                        event_id,
+                        confirmed,
+                    }),
+                }
+            },
+        )
+}
+
+fn timestamp() -> impl Strategy<Value = Timestamp> {
+    prop_oneof![
+        (1_577_836_800i64..2_051_222_400).prop_map(i128::from),
+        Just(253_402_300_000i128),
+        Just(-62_135_596_800i128),
+    ]
+    .prop_map(|seconds| Timestamp::from_unix_nanos(seconds * 1_000_000_000).unwrap())
+}
+
+fn engagement() -> impl Strategy<Value = Engagement> {
+    let names = proptest::collection::vec(
+        prop_oneof![
+            Just("hr_kb_search".to_string()),
+            Just("create_event".to_string()),
+            Just("delete_record".to_string()),
+            text(),
+        ],
+        0..20,
+    );
+    (
+        timestamp(),
+        text(),
+        proptest::option::of(text()),
+        proptest::option::of(text()),
+        proptest::option::of(hr_invocation()),
+        proptest::option::of(event_invocation()),
+        names,
+        prop_oneof![Just(None), int().prop_map(Some)],
+        proptest::collection::vec(hr_invocation(), 0..20),
+        proptest::collection::vec(event_invocation(), 0..20),
+    )
+        .prop_map(
+            |(started_at, id, email, name, hr, event, list, total, hr_history, event_history)| {
+                let total = total.unwrap_or(list.len() as i64);
+                Engagement {
+                    started_at,
+                    user: User { id, email },
+                    recent: Recent {
+                        name,
+                        create_event: event,
+                        hr_kb_search: hr,
+                    },
+                    history: History {
+                        list,
+                        total,
+                        create_event: event_history,
+                        hr_kb_search: hr_history,
+                    },
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    #[test]
+    fn compiled_and_interpreted_agree(engagement in engagement()) {
+        assert_agreement(&engagement)?;
+    }
+}
