@@ -1,0 +1,236 @@
+//! Assertions and selections: the one interface through which both interpreted CEL (for
+//! specs loaded at run time) and compiled checks (in generated crates) are evaluated.
+
+use std::fmt;
+use std::sync::Arc;
+
+use agentc_cel::ast::ExprKind;
+use agentc_cel::{Activation, Expr, Value};
+
+/// Why a check could not give an answer; every such error denies (OAS-C8).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The expression text is not valid CEL.
+    #[error("invalid CEL `{text}`: {message}")]
+    Parse { text: String, message: String },
+    /// Evaluation failed, for example on a missing field.
+    #[error("evaluation failed: {0}")]
+    Evaluation(String),
+    /// An assertion produced something other than a boolean.
+    #[error("assertion produced a {0}, not a bool")]
+    NotBool(&'static str),
+}
+
+/// Supplies the values of the variables a check reads. The engagement supplies
+/// `started_at`, `user`, `recent` and `history`; a guardrail supplies its tool's output
+/// fields (OAS-G4).
+pub trait VariableSource {
+    /// The value of one top-level variable, or `None` when it is not bound.
+    fn variable(&self, name: &str) -> Option<Value>;
+}
+
+/// A compiled or interpreted expression over a [`VariableSource`].
+pub trait Check: Send + Sync + fmt::Debug {
+    /// The top-level variable names the check reads, so that the engagement only builds
+    /// what is needed (the history list is only materialised for checks that read it).
+    fn roots(&self) -> &[String];
+
+    /// Evaluates the expression.
+    fn evaluate(&self, variables: &dyn VariableSource) -> Result<Value, CheckError>;
+
+    /// Evaluates an assertion: only a boolean `true` passes; `false` is `Ok(false)`, and
+    /// anything else is an error, which callers treat as a denial.
+    fn holds(&self, variables: &dyn VariableSource) -> Result<bool, CheckError> {
+        match self.evaluate(variables)? {
+            Value::Bool(result) => Ok(result),
+            other => Err(CheckError::NotBool(other.type_name())),
+        }
+    }
+}
+
+/// A CEL expression run by the `agentc-cel` interpreter.
+#[derive(Debug, Clone)]
+pub struct CelCheck {
+    text: String,
+    expr: Arc<Expr>,
+    roots: Vec<String>,
+}
+
+impl CelCheck {
+    /// Parses the expression once, so that no parsing happens per call.
+    pub fn parse(text: &str) -> Result<Self, CheckError> {
+        let expr = agentc_cel::parse(text).map_err(|diagnostics| CheckError::Parse {
+            text: text.to_string(),
+            message: diagnostics
+                .iter()
+                .map(|diagnostic| diagnostic.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        })?;
+        let mut roots = Vec::new();
+        collect_roots(&expr, &mut roots);
+        roots.sort();
+        roots.dedup();
+        Ok(CelCheck {
+            text: text.to_string(),
+            expr: Arc::new(expr),
+            roots,
+        })
+    }
+
+    /// The source text of the expression.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Collects every identifier an expression names, without recursion limits mattering:
+/// the parser already bounds expression depth.
+fn collect_roots(expr: &Expr, roots: &mut Vec<String>) {
+    let mut stack = vec![expr];
+    while let Some(node) = stack.pop() {
+        if let ExprKind::Ident(name) = &node.kind {
+            roots.push(name.trim_start_matches('.').to_string());
+        }
+        stack.extend(node.children());
+    }
+}
+
+impl Check for CelCheck {
+    fn roots(&self) -> &[String] {
+        &self.roots
+    }
+
+    fn evaluate(&self, variables: &dyn VariableSource) -> Result<Value, CheckError> {
+        let mut activation = Activation::new();
+        for root in &self.roots {
+            if let Some(value) = variables.variable(root) {
+                activation.insert(root.clone(), value);
+            }
+        }
+        agentc_cel::evaluate(&self.expr, &activation)
+            .map_err(|error| CheckError::Evaluation(error.message))
+    }
+}
+
+type CheckFn = dyn Fn(&dyn VariableSource) -> Result<Value, CheckError> + Send + Sync;
+
+/// A check written in Rust, as generated crates compile assertions to.
+#[derive(Clone)]
+pub struct FnCheck {
+    roots: Vec<String>,
+    function: Arc<CheckFn>,
+}
+
+impl FnCheck {
+    /// Wraps a function that reads the given top-level variables.
+    pub fn new(
+        roots: &[&str],
+        function: impl Fn(&dyn VariableSource) -> Result<Value, CheckError> + Send + Sync + 'static,
+    ) -> Self {
+        FnCheck {
+            roots: roots.iter().map(|root| root.to_string()).collect(),
+            function: Arc::new(function),
+        }
+    }
+}
+
+impl fmt::Debug for FnCheck {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("FnCheck")
+            .field("roots", &self.roots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Check for FnCheck {
+    fn roots(&self) -> &[String] {
+        &self.roots
+    }
+
+    fn evaluate(&self, variables: &dyn VariableSource) -> Result<Value, CheckError> {
+        (self.function)(variables)
+    }
+}
+
+/// The fields of a guardrail tool's output, as the variables of its assertion (OAS-G4).
+#[derive(Debug, Clone)]
+pub struct JsonFields {
+    fields: Option<Arc<agentc_cel::ValueMap>>,
+}
+
+impl JsonFields {
+    /// Binds each top-level field of a JSON object; a non-object binds nothing, so any
+    /// assertion over it fails to evaluate and denies.
+    pub fn new(json: &serde_json::Value) -> Self {
+        match agentc_cel::value_from_json(json) {
+            Value::Map(map) => JsonFields { fields: Some(map) },
+            _ => JsonFields { fields: None },
+        }
+    }
+}
+
+impl VariableSource for JsonFields {
+    fn variable(&self, name: &str) -> Option<Value> {
+        self.fields.as_ref()?.get_str(name).cloned()
+    }
+}
+
+/// Converts a CEL value back to JSON for the caller (OAS-X1); timestamps and durations
+/// become their RFC 3339 and `1.5s` text forms, bytes a list of numbers.
+pub fn value_to_json(value: &Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(flag) => Json::Bool(*flag),
+        Value::Int(number) => Json::from(*number),
+        Value::Uint(number) => Json::from(*number),
+        Value::Double(number) => serde_json::Number::from_f64(*number)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Value::String(text) => Json::String(text.to_string()),
+        Value::Bytes(bytes) => Json::Array(bytes.iter().map(|byte| Json::from(*byte)).collect()),
+        Value::List(items) => Json::Array(items.iter().map(value_to_json).collect()),
+        Value::Map(map) => {
+            let mut object = serde_json::Map::new();
+            for (key, item) in map.iter() {
+                let key = match key {
+                    agentc_cel::MapKey::String(text) => text.to_string(),
+                    other => value_to_json(&other.to_value()).to_string(),
+                };
+                object.insert(key, value_to_json(item));
+            }
+            Json::Object(object)
+        }
+        Value::Timestamp(timestamp) => Json::String(timestamp.to_string()),
+        Value::Duration(duration) => Json::String(duration.to_string()),
+        Value::Type(name) => Json::String(name.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Vars;
+    impl VariableSource for Vars {
+        fn variable(&self, name: &str) -> Option<Value> {
+            (name == "x").then_some(Value::Int(3))
+        }
+    }
+
+    #[test]
+    fn cel_check_collects_roots_and_evaluates() {
+        let check = CelCheck::parse("x > 2 && [1].all(r, r > 0)").unwrap();
+        assert!(check.roots().contains(&"x".to_string()));
+        assert!(check.holds(&Vars).unwrap());
+    }
+
+    #[test]
+    fn non_bool_and_missing_variables_are_errors() {
+        assert!(CelCheck::parse("x + 1").unwrap().holds(&Vars).is_err());
+        assert!(CelCheck::parse("y > 1").unwrap().holds(&Vars).is_err());
+        assert!(CelCheck::parse("x >").is_err());
+    }
+}

@@ -1,0 +1,621 @@
+//! The per-call enforcement order, in one place so that it can be read and audited:
+//!
+//! 1. the model's tool name is matched against the declared capabilities (an undeclared
+//!    name never reaches a tool);
+//! 2. short circuit (OAS-L2);
+//! 3. the input is validated against the tool's input schema;
+//! 4. input restriction assertion (OAS-C5, OAS-C8), over the pending call;
+//! 5. review, when the input restriction requires it (OAS-C7);
+//! 6. credentials for the user's or the static identity (OAS-C3, OAS-C4);
+//! 7. invocation, under a timeout;
+//! 8. the output is validated against the tool's output schema;
+//! 9. output restriction assertion, then review (OAS-C6, OAS-C7, OAS-C8);
+//! 10. recording (OAS-C2), and only then is the output returned for the model.
+//!
+//! Every error, missing field, wrong type or timeout on this path denies.
+
+use std::sync::Arc;
+
+use agentc_cel::Value;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{AuditAction, AuditRecord};
+use crate::check::{Check, JsonFields};
+use crate::credentials::Identity;
+use crate::driver::Runtime;
+use crate::engagement::{Engagement, EngagementStatus, Pending, RefusedCall};
+use crate::model::ToolCall;
+use crate::review::{ReviewDecision, ReviewRequest, call_hash};
+use crate::spec::{AgentSpec, GuardrailSpec, RestrictionSpec, ReviewerRef};
+use crate::tools::ToolContext;
+
+/// The step that refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalStage {
+    /// The model named a tool the agent does not declare.
+    UndeclaredTool,
+    /// OAS-L2.
+    ShortCircuit,
+    /// The input broke the tool's input schema.
+    InputSchema,
+    /// OAS-C5/C8.
+    InputRestriction,
+    /// OAS-C7, before the call.
+    InputReview,
+    /// OAS-C3/C4.
+    Credentials,
+    /// The tool failed or timed out.
+    Invoke,
+    /// The output broke the tool's output schema.
+    OutputSchema,
+    /// OAS-C6/C8.
+    OutputRestriction,
+    /// OAS-C7, after the call.
+    OutputReview,
+    /// The audit log could not be written.
+    Audit,
+    /// A guardrail (OAS-G5).
+    Guardrail,
+}
+
+impl RefusalStage {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefusalStage::UndeclaredTool => "undeclared_tool",
+            RefusalStage::ShortCircuit => "short_circuit",
+            RefusalStage::InputSchema => "input_schema",
+            RefusalStage::InputRestriction => "input_restriction",
+            RefusalStage::InputReview => "input_review",
+            RefusalStage::Credentials => "credentials",
+            RefusalStage::Invoke => "invoke",
+            RefusalStage::OutputSchema => "output_schema",
+            RefusalStage::OutputRestriction => "output_restriction",
+            RefusalStage::OutputReview => "output_review",
+            RefusalStage::Audit => "audit",
+            RefusalStage::Guardrail => "guardrail",
+        }
+    }
+
+    /// Whether the refusal ends the engagement: a short circuit stops the agent (OAS-L2),
+    /// a refused or unanswered review fails it (OAS-C7), a guardrail stops it (OAS-G5),
+    /// and nothing may run unaudited. Other refusals are reported to the model.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            RefusalStage::ShortCircuit
+                | RefusalStage::InputReview
+                | RefusalStage::OutputReview
+                | RefusalStage::Audit
+                | RefusalStage::Guardrail
+        )
+    }
+}
+
+/// A refused call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// Which step refused.
+    pub stage: RefusalStage,
+    /// The name the model used.
+    pub tool: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// What the model is told instead of the output: the step and reason, never the
+    /// output of a refused call (OAS-C8: neither the capability nor its response).
+    pub fn to_model_json(&self) -> serde_json::Value {
+        json!({"error": "call refused", "stage": self.stage.as_str(), "reason": self.reason})
+    }
+}
+
+/// What became of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallOutcome {
+    /// The output, for the model.
+    Returned(serde_json::Value),
+    /// The call was refused.
+    Refused(Refusal),
+}
+
+/// Whether appending `next` would make `list` end in `n` back-to-back copies of one
+/// block of calls, for any block length (OAS-L2). This is the plain definition, kept as
+/// the reference that [`Engagement::would_short_circuit`] is tested against.
+pub fn would_short_circuit(list: &[u32], next: u32, n: u64) -> bool {
+    let Ok(n) = usize::try_from(n) else {
+        return false;
+    };
+    if n == 0 {
+        return false;
+    }
+    let len = list.len() + 1;
+    let at = |index: usize| list.get(index).copied().unwrap_or(next);
+    (1..=len / n).any(|block| {
+        let start = len - block * n;
+        (start..len - block).all(|index| at(index) == at(index + block))
+    })
+}
+
+struct CallContext<'a> {
+    runtime: &'a Runtime,
+    agent: &'a AgentSpec,
+    call: &'a ToolCall,
+}
+
+impl CallContext<'_> {
+    fn audit(
+        &self,
+        engagement: &Engagement,
+        action: AuditAction,
+        detail: serde_json::Value,
+    ) -> Result<(), Refusal> {
+        self.runtime
+            .audit
+            .append(AuditRecord {
+                engagement: engagement.id(),
+                user: engagement.user().map(|user| user.id.as_str()),
+                agent: &self.agent.name,
+                action,
+                subject: &self.call.name,
+                detail,
+            })
+            .map(|_| ())
+            .map_err(|error| Refusal {
+                stage: RefusalStage::Audit,
+                tool: self.call.name.clone(),
+                reason: error.to_string(),
+            })
+    }
+
+    fn refuse(&self, engagement: &mut Engagement, stage: RefusalStage, reason: String) -> Refusal {
+        tracing::warn!(
+            engagement = engagement.id(),
+            tool = %self.call.name,
+            stage = stage.as_str(),
+            %reason,
+            "call refused"
+        );
+        let refusal = Refusal {
+            stage,
+            tool: self.call.name.clone(),
+            reason,
+        };
+        engagement.record_refused(RefusedCall {
+            name: self.call.name.clone(),
+            inputs: self.call.arguments.clone(),
+            stage: stage.as_str().to_string(),
+            reason: refusal.reason.clone(),
+        });
+        let action = if stage == RefusalStage::Invoke {
+            AuditAction::Failed
+        } else {
+            AuditAction::Denied
+        };
+        let detail = json!({"stage": stage.as_str(), "reason": refusal.reason});
+        // A refusal that cannot be audited is still a refusal; the audit failure makes
+        // it fatal so that nothing further runs unrecorded.
+        match self.audit(engagement, action, detail) {
+            Ok(()) => refusal,
+            Err(audit_refusal) => audit_refusal,
+        }
+    }
+
+    async fn review(
+        &self,
+        engagement: &mut Engagement,
+        reviewer: &ReviewerRef,
+        stage: RefusalStage,
+        inputs: &serde_json::Value,
+        outputs: Option<&serde_json::Value>,
+    ) -> Result<(), Refusal> {
+        let stage_name = if outputs.is_some() { "output" } else { "input" };
+        let reviewer_id = match reviewer {
+            ReviewerRef::User => match engagement.user() {
+                Some(user) => user.id.clone(),
+                None => {
+                    return Err(self.refuse(
+                        engagement,
+                        stage,
+                        "review by the user is required but the engagement has no user".to_string(),
+                    ));
+                }
+            },
+            ReviewerRef::Owner => self.agent.owner.clone(),
+            ReviewerRef::NamedUser(name) | ReviewerRef::Agent(name) => name.clone(),
+        };
+        let hash = call_hash(&self.call.name, stage_name, inputs, outputs);
+        let request = ReviewRequest {
+            engagement: engagement.id().to_string(),
+            agent: self.agent.name.clone(),
+            reviewer: reviewer.clone(),
+            reviewer_id: reviewer_id.clone(),
+            tool: self.call.name.clone(),
+            stage: stage_name,
+            inputs: inputs.clone(),
+            outputs: outputs.cloned(),
+            call_hash: hash.clone(),
+            engagement_state: engagement.to_json(),
+        };
+        engagement.set_status(EngagementStatus::AwaitingReview {
+            tool: self.call.name.clone(),
+            reviewer: reviewer_id,
+        });
+        let decision = tokio::time::timeout(
+            self.runtime.review_timeout,
+            self.runtime.reviewer.review(&request),
+        )
+        .await;
+        engagement.set_status(EngagementStatus::AwaitingModel);
+        match decision {
+            Err(_) => Err(self.refuse(engagement, stage, "review timed out".to_string())),
+            Ok(ReviewDecision::Refuse { reason }) => {
+                Err(self.refuse(engagement, stage, format!("reviewer refused: {reason}")))
+            }
+            Ok(ReviewDecision::Approve { call_hash }) if call_hash != hash => Err(self.refuse(
+                engagement,
+                stage,
+                "the approval is for a different call".to_string(),
+            )),
+            Ok(ReviewDecision::Approve { .. }) => self.audit(
+                engagement,
+                AuditAction::Approved,
+                json!({"stage": stage_name, "call_hash": hash}),
+            ),
+        }
+    }
+
+    fn assert(
+        &self,
+        engagement: &mut Engagement,
+        check: &dyn Check,
+        stage: RefusalStage,
+        pending: Pending<'_>,
+    ) -> Result<(), Refusal> {
+        engagement.prepare(check.roots());
+        let verdict = check.holds(&engagement.scope(Some(pending)));
+        match verdict {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.refuse(engagement, stage, "assertion is false".to_string())),
+            Err(error) => Err(self.refuse(
+                engagement,
+                stage,
+                format!("assertion could not be evaluated: {error}"),
+            )),
+        }
+    }
+
+    async fn restrict(
+        &self,
+        engagement: &mut Engagement,
+        restriction: Option<&RestrictionSpec>,
+        pending: Pending<'_>,
+        stages: (RefusalStage, RefusalStage),
+        inputs: &serde_json::Value,
+        outputs: Option<&serde_json::Value>,
+    ) -> Result<(), Refusal> {
+        let Some(restriction) = restriction else {
+            return Ok(());
+        };
+        if let Some(assertion) = &restriction.assertion {
+            self.assert(engagement, assertion.as_ref(), stages.0, pending)?;
+        }
+        if let Some(reviewer) = &restriction.require_review {
+            self.review(engagement, reviewer, stages.1, inputs, outputs)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one tool call the model asked for through every check, in the fixed order.
+pub async fn enforce_call(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    engagement: &mut Engagement,
+    call: &ToolCall,
+) -> CallOutcome {
+    match enforce_call_inner(runtime, agent, engagement, call).await {
+        Ok(output) => CallOutcome::Returned(output),
+        Err(refusal) => CallOutcome::Refused(refusal),
+    }
+}
+
+async fn enforce_call_inner(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    engagement: &mut Engagement,
+    call: &ToolCall,
+) -> Result<serde_json::Value, Refusal> {
+    let context = CallContext {
+        runtime,
+        agent,
+        call,
+    };
+    context.audit(
+        engagement,
+        AuditAction::Intended,
+        json!({"inputs": call.arguments}),
+    )?;
+
+    // The model's tool name is untrusted text; it is matched here and nowhere else.
+    let Some(index) = agent.capability_index(&call.name) else {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::UndeclaredTool,
+            format!("`{}` is not a capability of this agent", call.name),
+        ));
+    };
+    let Some(capability) = agent.capabilities.get(index) else {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::UndeclaredTool,
+            "no capability".into(),
+        ));
+    };
+    let Some(tool) = runtime.tools.get(&capability.name) else {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::UndeclaredTool,
+            format!("no tool interface is known for `{}`", capability.name),
+        ));
+    };
+
+    if let Some(limit) = agent.short_circuit {
+        if engagement.would_short_circuit(index, limit) {
+            return Err(context.refuse(
+                engagement,
+                RefusalStage::ShortCircuit,
+                format!("the call would repeat a block of calls {limit} times back to back"),
+            ));
+        }
+    }
+
+    if let Err(error) = tool.validate_input(&call.arguments) {
+        return Err(context.refuse(engagement, RefusalStage::InputSchema, error.to_string()));
+    }
+    let inputs_value = agentc_cel::value_from_json(&call.arguments);
+    context
+        .restrict(
+            engagement,
+            capability.input_restriction.as_ref(),
+            Pending {
+                capability: index,
+                inputs: &inputs_value,
+                outputs: None,
+            },
+            (RefusalStage::InputRestriction, RefusalStage::InputReview),
+            &call.arguments,
+            None,
+        )
+        .await?;
+
+    let identity = Identity::choose(
+        capability.user_identity,
+        engagement.user().map(|user| user.id.as_str()),
+        capability.static_identity.as_deref(),
+    );
+    let credential = match runtime.credentials.credential(&capability.name, &identity) {
+        Ok(credential) => credential,
+        Err(error) => {
+            return Err(context.refuse(engagement, RefusalStage::Credentials, error.to_string()));
+        }
+    };
+    let backend = match tool.backend() {
+        Ok(backend) => Arc::clone(backend),
+        Err(error) => {
+            return Err(context.refuse(engagement, RefusalStage::Invoke, error.to_string()));
+        }
+    };
+    let tool_context = ToolContext {
+        engagement: engagement.id().to_string(),
+        identity,
+        credential,
+    };
+    engagement.set_status(EngagementStatus::AwaitingTool {
+        tool: capability.name.clone(),
+    });
+    let result = tokio::time::timeout(
+        runtime.tool_timeout,
+        backend.invoke(&call.arguments, &tool_context),
+    )
+    .await;
+    // The credential is dropped here, before anything else sees the context.
+    drop(tool_context);
+    engagement.set_status(EngagementStatus::AwaitingModel);
+    let output = match result {
+        Err(_) => {
+            return Err(context.refuse(engagement, RefusalStage::Invoke, "tool timed out".into()));
+        }
+        Ok(Err(error)) => {
+            return Err(context.refuse(engagement, RefusalStage::Invoke, error.to_string()));
+        }
+        Ok(Ok(output)) => output,
+    };
+    if let Err(error) = tool.validate_output(&output) {
+        return Err(context.refuse(engagement, RefusalStage::OutputSchema, error.to_string()));
+    }
+    let outputs_value = agentc_cel::value_from_json(&output);
+    context
+        .restrict(
+            engagement,
+            capability.output_restriction.as_ref(),
+            Pending {
+                capability: index,
+                inputs: &inputs_value,
+                outputs: Some(&outputs_value),
+            },
+            (RefusalStage::OutputRestriction, RefusalStage::OutputReview),
+            &call.arguments,
+            Some(&output),
+        )
+        .await?;
+
+    let recorded_output = capability
+        .collect_results
+        .then(|| (Arc::new(output.clone()), outputs_value));
+    engagement.record(
+        index,
+        Arc::new(call.arguments.clone()),
+        inputs_value,
+        recorded_output,
+    );
+    context.audit(engagement, AuditAction::Completed, json!({}))?;
+    Ok(output)
+}
+
+/// Runs a guardrail over a text (OAS-G2..G5): its tool is given `{text}`, and its
+/// assertion sees the tool's output fields. Any failure is a fatal refusal.
+pub async fn run_guardrail(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    engagement: &mut Engagement,
+    guardrail: &GuardrailSpec,
+    text: &str,
+) -> Result<(), Refusal> {
+    let call = ToolCall {
+        id: None,
+        name: guardrail.tool_name.clone(),
+        arguments: json!({ "text": text }),
+    };
+    let context = CallContext {
+        runtime,
+        agent,
+        call: &call,
+    };
+    context.audit(
+        engagement,
+        AuditAction::Intended,
+        json!({"guardrail": true}),
+    )?;
+    let fail = |engagement: &mut Engagement, reason: String| {
+        context.refuse(engagement, RefusalStage::Guardrail, reason)
+    };
+    let Some(tool) = runtime.tools.get(&guardrail.tool_name) else {
+        return Err(fail(
+            engagement,
+            "the guardrail tool is not known".to_string(),
+        ));
+    };
+    if let Err(error) = tool.validate_input(&call.arguments) {
+        return Err(fail(engagement, error.to_string()));
+    }
+    let backend = match tool.backend() {
+        Ok(backend) => Arc::clone(backend),
+        Err(error) => return Err(fail(engagement, error.to_string())),
+    };
+    let tool_context = ToolContext {
+        engagement: engagement.id().to_string(),
+        identity: Identity::Anonymous,
+        credential: None,
+    };
+    let output = match tokio::time::timeout(
+        runtime.tool_timeout,
+        backend.invoke(&call.arguments, &tool_context),
+    )
+    .await
+    {
+        Err(_) => return Err(fail(engagement, "guardrail tool timed out".to_string())),
+        Ok(Err(error)) => return Err(fail(engagement, error.to_string())),
+        Ok(Ok(output)) => output,
+    };
+    if let Err(error) = tool.validate_output(&output) {
+        return Err(fail(engagement, error.to_string()));
+    }
+    match guardrail.assertion.holds(&JsonFields::new(&output)) {
+        Ok(true) => context.audit(
+            engagement,
+            AuditAction::Completed,
+            json!({"guardrail": true}),
+        ),
+        Ok(false) => Err(fail(engagement, "guardrail assertion is false".to_string())),
+        Err(error) => Err(fail(
+            engagement,
+            format!("guardrail assertion could not be evaluated: {error}"),
+        )),
+    }
+}
+
+/// Evaluates `exposes` at a yield (OAS-X1): exactly the declared keys, or an error
+/// naming the first key that could not be evaluated.
+pub fn evaluate_exposes(
+    agent: &AgentSpec,
+    engagement: &mut Engagement,
+) -> Result<serde_json::Map<String, serde_json::Value>, (String, String)> {
+    let mut exposes = serde_json::Map::new();
+    for (key, selection) in &agent.exposes {
+        engagement.prepare(selection.roots());
+        let value: Result<Value, _> = selection.evaluate(&engagement.scope(None));
+        match value {
+            Ok(value) => {
+                exposes.insert(key.clone(), crate::check::value_to_json(&value));
+            }
+            Err(error) => return Err((key.clone(), error.to_string())),
+        }
+    }
+    Ok(exposes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed_sequence(sequence: &[u32], n: u64) -> Vec<bool> {
+        let mut list = Vec::new();
+        sequence
+            .iter()
+            .map(|next| {
+                let refused = would_short_circuit(&list, *next, n);
+                if !refused {
+                    list.push(*next);
+                }
+                !refused
+            })
+            .collect()
+    }
+
+    #[test]
+    fn short_circuit_spec_sequences() {
+        assert_eq!(allowed_sequence(&[1, 1, 1], 3), [true, true, false]);
+        assert_eq!(
+            allowed_sequence(&[1, 2, 1, 2, 1, 2], 3),
+            [true, true, true, true, true, false]
+        );
+        assert_eq!(allowed_sequence(&[1, 2, 1, 2, 1], 3), [true; 5]);
+        // Longer blocks count too, and a block need not start at the beginning.
+        assert_eq!(
+            allowed_sequence(&[9, 1, 2, 3, 1, 2, 3, 1, 2, 3], 3),
+            [true, true, true, true, true, true, true, true, true, false]
+        );
+        assert_eq!(allowed_sequence(&[1, 1], 2), [true, false]);
+    }
+
+    #[test]
+    fn incremental_short_circuit_matches_the_definition() {
+        // A fixed pseudo-random walk over three tools, for several limits.
+        let mut state = 0x2545_f491_u32;
+        for n in 1..=4u64 {
+            let mut list = Vec::new();
+            let mut engagement = Engagement::new("e", "a", &["t0", "t1", "t2"], None, None);
+            for _ in 0..400 {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let next = state % 3;
+                let expected = would_short_circuit(&list, next, n);
+                assert_eq!(
+                    engagement.would_short_circuit(next as usize, n),
+                    expected,
+                    "n={n} list={list:?} next={next}"
+                );
+                if !expected {
+                    list.push(next);
+                    let input = std::sync::Arc::new(serde_json::json!({}));
+                    engagement.record(next as usize, input, Value::Null, None);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! The engagement (OAS-E1..E3): the one object restriction assertions and `exposes`
+//! see. It is kept both as JSON (for the caller and the audit log) and as CEL values
+//! built once per recorded call, so a check never converts or clones the whole history.
+
+use std::sync::Arc;
+
+use agentc_cel::{MapKey, Timestamp, Value, ValueMap};
+use serde::Serialize;
+
+use crate::check::{VariableSource, value_to_json};
+
+/// The engaging user (OAS-E3: `user.id`, `user.email` when known).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserIdentity {
+    /// The user's identifier.
+    pub id: String,
+    /// The user's email, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl UserIdentity {
+    /// A user known only by identifier.
+    pub fn new(id: &str) -> Self {
+        UserIdentity {
+            id: id.to_string(),
+            email: None,
+        }
+    }
+}
+
+/// Why an engagement failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FailureReason {
+    /// A guardrail assertion failed or could not be evaluated (OAS-G5).
+    Guardrail { guardrail: String, detail: String },
+    /// A call would have repeated a block of calls too often (OAS-L2).
+    ShortCircuit { tool: String },
+    /// A reviewer refused, answered for another call, or did not answer in time (OAS-C7).
+    ReviewRefused { tool: String, detail: String },
+    /// The model failed or its script ran out.
+    Model { detail: String },
+    /// An `exposes` value could not be evaluated (OAS-X1), so nothing is returned.
+    Exposes { key: String, detail: String },
+    /// The audit log could not be written, so no action can be attributed.
+    Audit { detail: String },
+    /// The model kept calling tools past the turn limit.
+    TurnLimit { turns: usize },
+}
+
+/// Where an engagement is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EngagementStatus {
+    /// Created on the first instruction.
+    Created,
+    /// Waiting for the model's next turn.
+    AwaitingModel,
+    /// Waiting for a tool to answer.
+    AwaitingTool { tool: String },
+    /// Waiting for a reviewer's decision.
+    AwaitingReview { tool: String, reviewer: String },
+    /// Yielded to the user, waiting for more input.
+    AwaitingUserInput,
+    /// The task is done.
+    Completed,
+    /// The task failed, with the reason.
+    Failed { reason: FailureReason },
+}
+
+/// One recorded invocation of a capability.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The input given.
+    pub inputs: Arc<serde_json::Value>,
+    /// The output, unless results are not collected (OAS-C2).
+    pub outputs: Option<Arc<serde_json::Value>>,
+    /// `{inputs, outputs?}` as a CEL value, built once when recorded.
+    value: Value,
+}
+
+/// A call that was refused, or failed, and so never became `recent` (Reading: pending
+/// call); it is kept apart from `history._list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedCall {
+    /// The tool or agent name the model asked for (possibly undeclared).
+    pub name: String,
+    /// The input the model gave.
+    pub inputs: serde_json::Value,
+    /// Which step refused it.
+    pub stage: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The pending call a restriction is checked over (Reading: pending call).
+#[derive(Debug, Clone, Copy)]
+pub struct Pending<'a> {
+    /// The capability index.
+    pub capability: usize,
+    /// Its input as a CEL value.
+    pub inputs: &'a Value,
+    /// Its output as a CEL value, during the output restriction only.
+    pub outputs: Option<&'a Value>,
+}
+
+/// The state of one engagement. Cloning copies the history (benchmarks and snapshots).
+#[derive(Debug, Clone)]
+pub struct Engagement {
+    id: String,
+    agent: String,
+    started_at: Option<Timestamp>,
+    user: Option<UserIdentity>,
+    user_value: Value,
+    names: Vec<Arc<str>>,
+    /// Per capability, its invocations in order; `recent.<name>` is the last one.
+    per_capability: Vec<Vec<Invocation>>,
+    /// `history._list` as capability indices.
+    list: Vec<u32>,
+    /// `runs[k - 1]`: how many trailing positions `i` of `list` have
+    /// `list[i] == list[i - k]`, kept up to date on every record so that the short
+    /// circuit (OAS-L2) is one comparison per block length instead of a rescan.
+    runs: Vec<u32>,
+    /// The capability invoked last (`recent._name`).
+    last: Option<usize>,
+    /// `recent` as a CEL map, rebuilt (over the capabilities, not the history) per record.
+    recent_value: Arc<ValueMap>,
+    /// `history` as a CEL map, built only when a check reads it and dropped on change.
+    history_value: Option<Value>,
+    refused: Vec<RefusedCall>,
+    status: EngagementStatus,
+}
+
+fn string_key(text: &str) -> MapKey {
+    MapKey::String(Arc::from(text))
+}
+
+/// The current time, for `started_at`; `None` only if the clock is outside the years
+/// CEL timestamps can hold, which callers treat as a failure to start.
+pub fn now() -> Option<Timestamp> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|elapsed| i128::try_from(elapsed.as_nanos()).ok())?;
+    Timestamp::from_unix_nanos(nanos)
+}
+
+impl Engagement {
+    /// Creates an engagement for an agent with the given capability names, in order.
+    pub fn new(
+        id: &str,
+        agent: &str,
+        capability_names: &[&str],
+        user: Option<UserIdentity>,
+        started_at: Option<Timestamp>,
+    ) -> Self {
+        let mut user_map = ValueMap::new();
+        if let Some(user) = &user {
+            user_map.insert(string_key("id"), Value::string(&user.id));
+            if let Some(email) = &user.email {
+                user_map.insert(string_key("email"), Value::string(email));
+            }
+        }
+        let names: Vec<Arc<str>> = capability_names
+            .iter()
+            .map(|name| Arc::from(*name))
+            .collect();
+        Engagement {
+            id: id.to_string(),
+            agent: agent.to_string(),
+            started_at,
+            user,
+            user_value: Value::Map(Arc::new(user_map)),
+            per_capability: vec![Vec::new(); names.len()],
+            names,
+            list: Vec::new(),
+            runs: Vec::new(),
+            last: None,
+            recent_value: Arc::new(ValueMap::new()),
+            history_value: None,
+            refused: Vec::new(),
+            status: EngagementStatus::Created,
+        }
+    }
+
+    /// The engagement's identifier.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The agent engaged.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// The engaging user, if any.
+    pub fn user(&self) -> Option<&UserIdentity> {
+        self.user.as_ref()
+    }
+
+    /// The lifecycle status.
+    pub fn status(&self) -> &EngagementStatus {
+        &self.status
+    }
+
+    /// Moves to a new status; a failed or completed engagement stays so.
+    pub fn set_status(&mut self, status: EngagementStatus) {
+        if matches!(
+            self.status,
+            EngagementStatus::Failed { .. } | EngagementStatus::Completed
+        ) {
+            return;
+        }
+        tracing::debug!(engagement = %self.id, ?status, "engagement status");
+        self.status = status;
+    }
+
+    /// Whether the engagement has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.status,
+            EngagementStatus::Failed { .. } | EngagementStatus::Completed
+        )
+    }
+
+    /// `history._list` as capability indices, oldest first.
+    pub fn call_list(&self) -> &[u32] {
+        &self.list
+    }
+
+    /// The name of a capability index.
+    pub fn capability_name(&self, index: usize) -> Option<&str> {
+        self.names.get(index).map(|name| name.as_ref())
+    }
+
+    /// The invocations of a capability (`history.<name>`).
+    pub fn invocations(&self, capability: usize) -> &[Invocation] {
+        self.per_capability
+            .get(capability)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The calls that were refused or failed.
+    pub fn refused(&self) -> &[RefusedCall] {
+        &self.refused
+    }
+
+    /// Records an invocation that passed every check (OAS-C2: the output only when
+    /// results are collected). The CEL state costs the capability count and this call's
+    /// size; the short-circuit run lengths cost one integer step per earlier call.
+    pub fn record(
+        &mut self,
+        capability: usize,
+        inputs: Arc<serde_json::Value>,
+        inputs_value: Value,
+        outputs: Option<(Arc<serde_json::Value>, Value)>,
+    ) {
+        let Some(invocations) = self.per_capability.get_mut(capability) else {
+            return;
+        };
+        let (outputs_json, outputs_value) = match outputs {
+            Some((json, value)) => (Some(json), Some(value)),
+            None => (None, None),
+        };
+        let value = invocation_value(inputs_value, outputs_value);
+        invocations.push(Invocation {
+            inputs,
+            outputs: outputs_json,
+            value: value.clone(),
+        });
+        let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
+        for (earlier, run) in self.list.iter().rev().zip(self.runs.iter_mut()) {
+            *run = if *earlier == symbol { *run + 1 } else { 0 };
+        }
+        self.list.push(symbol);
+        self.runs.push(0);
+        self.last = Some(capability);
+        let recent = Arc::make_mut(&mut self.recent_value);
+        if let Some(name) = self.names.get(capability) {
+            recent.insert(MapKey::String(name.clone()), value);
+            recent.insert(string_key("_name"), Value::String(name.clone()));
+        }
+        self.history_value = None;
+    }
+
+    /// Whether calling `capability` next would make `history._list` end in `n`
+    /// back-to-back copies of one block of calls, for any block length (OAS-L2). A
+    /// block of length `k` repeats `n` times exactly when the last `(n - 1) * k` calls
+    /// each equal the call `k` before them, which the kept run lengths answer directly.
+    pub fn would_short_circuit(&self, capability: usize, n: u64) -> bool {
+        let Ok(n) = usize::try_from(n) else {
+            return false;
+        };
+        if n == 0 {
+            return false;
+        }
+        let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
+        let longest_block = (self.list.len() + 1) / n;
+        self.list
+            .iter()
+            .rev()
+            .zip(&self.runs)
+            .take(longest_block)
+            .enumerate()
+            .any(|(offset, (earlier, run))| {
+                let run = if *earlier == symbol { *run as usize + 1 } else { 0 };
+                run >= (n - 1) * (offset + 1)
+            })
+            // With `n == 1` every call is a single copy of itself, even the first.
+            || (n == 1)
+    }
+
+    /// Records a refused or failed call, outside `history._list`.
+    pub fn record_refused(&mut self, call: RefusedCall) {
+        self.refused.push(call);
+    }
+
+    /// Makes sure the values the given variables need are built. Only `history` is
+    /// built lazily, since it is the only part whose size grows with the engagement.
+    pub fn prepare(&mut self, roots: &[String]) {
+        if self.history_value.is_none() && roots.iter().any(|root| root == "history") {
+            self.history_value = Some(self.build_history());
+        }
+    }
+
+    fn build_history(&self) -> Value {
+        let mut map = ValueMap::new();
+        let list: Vec<Value> = self
+            .list
+            .iter()
+            .filter_map(|index| self.names.get(*index as usize))
+            .map(|name| Value::String(name.clone()))
+            .collect();
+        map.insert(
+            string_key("_total"),
+            Value::Int(i64::try_from(list.len()).unwrap_or(i64::MAX)),
+        );
+        map.insert(string_key("_list"), Value::List(list.into()));
+        for (name, invocations) in self.names.iter().zip(&self.per_capability) {
+            let items: Vec<Value> = invocations.iter().map(|call| call.value.clone()).collect();
+            map.insert(MapKey::String(name.clone()), Value::List(items.into()));
+        }
+        Value::Map(Arc::new(map))
+    }
+
+    /// The variables a check sees, with an optional pending call. Call
+    /// [`Engagement::prepare`] with the check's roots first.
+    pub fn scope<'a>(&'a self, pending: Option<Pending<'a>>) -> EngagementScope<'a> {
+        EngagementScope {
+            engagement: self,
+            pending,
+        }
+    }
+
+    /// The engagement as JSON: exactly the OAS-E3 fields, plus the refused calls and the
+    /// status. Secrets are never part of an engagement, so none can appear here.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut recent = serde_json::Map::new();
+        if let Some(last) = self.last.and_then(|index| self.names.get(index)) {
+            recent.insert("_name".into(), serde_json::Value::String(last.to_string()));
+        }
+        let mut history = serde_json::Map::new();
+        history.insert(
+            "_list".into(),
+            self.list
+                .iter()
+                .filter_map(|index| self.names.get(*index as usize))
+                .map(|name| serde_json::Value::String(name.to_string()))
+                .collect(),
+        );
+        history.insert("_total".into(), serde_json::Value::from(self.list.len()));
+        for (name, invocations) in self.names.iter().zip(&self.per_capability) {
+            if let Some(latest) = invocations.last() {
+                recent.insert(name.to_string(), invocation_json(latest));
+            }
+            history.insert(
+                name.to_string(),
+                invocations.iter().map(invocation_json).collect(),
+            );
+        }
+        let mut object = serde_json::Map::new();
+        object.insert("id".into(), self.id.clone().into());
+        object.insert("agent".into(), self.agent.clone().into());
+        object.insert(
+            "started_at".into(),
+            self.started_at
+                .map(|started| serde_json::Value::String(started.to_string()))
+                .unwrap_or_default(),
+        );
+        object.insert("user".into(), value_to_json(&self.user_value));
+        object.insert("recent".into(), serde_json::Value::Object(recent));
+        object.insert("history".into(), serde_json::Value::Object(history));
+        object.insert(
+            "refused".into(),
+            serde_json::to_value(&self.refused).unwrap_or_default(),
+        );
+        object.insert(
+            "status".into(),
+            serde_json::to_value(&self.status).unwrap_or_default(),
+        );
+        serde_json::Value::Object(object)
+    }
+}
+
+fn invocation_json(invocation: &Invocation) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    object.insert("inputs".into(), invocation.inputs.as_ref().clone());
+    if let Some(outputs) = &invocation.outputs {
+        object.insert("outputs".into(), outputs.as_ref().clone());
+    }
+    serde_json::Value::Object(object)
+}
+
+fn invocation_value(inputs: Value, outputs: Option<Value>) -> Value {
+    let mut map = ValueMap::new();
+    map.insert(string_key("inputs"), inputs);
+    if let Some(outputs) = outputs {
+        map.insert(string_key("outputs"), outputs);
+    }
+    Value::Map(Arc::new(map))
+}
+
+/// The engagement as seen by one check (OAS-E1: this and nothing else).
+#[derive(Debug, Clone, Copy)]
+pub struct EngagementScope<'a> {
+    engagement: &'a Engagement,
+    pending: Option<Pending<'a>>,
+}
+
+impl VariableSource for EngagementScope<'_> {
+    fn variable(&self, name: &str) -> Option<Value> {
+        let engagement = self.engagement;
+        match name {
+            // Without a valid clock `started_at` is unbound, so checks reading it deny.
+            "started_at" => engagement.started_at.map(Value::Timestamp),
+            "user" => Some(engagement.user_value.clone()),
+            "recent" => match self.pending {
+                None => Some(Value::Map(engagement.recent_value.clone())),
+                Some(pending) => {
+                    // The pending call is `recent` while it is checked; the copy is of the
+                    // per-capability map, whose size does not grow with the history.
+                    let mut recent = engagement.recent_value.as_ref().clone();
+                    let name = engagement.names.get(pending.capability)?.clone();
+                    recent.insert(
+                        MapKey::String(name.clone()),
+                        invocation_value(pending.inputs.clone(), pending.outputs.cloned()),
+                    );
+                    recent.insert(string_key("_name"), Value::String(name));
+                    Some(Value::Map(Arc::new(recent)))
+                }
+            },
+            "history" => Some(
+                engagement
+                    .history_value
+                    .clone()
+                    .unwrap_or_else(|| engagement.build_history()),
+            ),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{CelCheck, Check};
+    use serde_json::json;
+
+    fn engagement() -> Engagement {
+        Engagement::new(
+            "e1",
+            "hr_agent",
+            &["hr_kb_search", "other"],
+            Some(UserIdentity {
+                id: "u1".into(),
+                email: Some("u1@acme.example".into()),
+            }),
+            now(),
+        )
+    }
+
+    fn holds(engagement: &mut Engagement, text: &str, pending: Option<Pending<'_>>) -> bool {
+        let check = CelCheck::parse(text).unwrap();
+        engagement.prepare(check.roots());
+        check.holds(&engagement.scope(pending)).unwrap_or(false)
+    }
+
+    #[test]
+    fn oas_e3_engagement_fields() {
+        let mut engagement = engagement();
+        assert!(holds(
+            &mut engagement,
+            "user.id == 'u1' && user.email == 'u1@acme.example'",
+            None
+        ));
+        assert!(holds(
+            &mut engagement,
+            "history._total == 0 && size(history._list) == 0",
+            None
+        ));
+        assert!(holds(
+            &mut engagement,
+            "!has(recent._name) && !has(recent.hr_kb_search)",
+            None
+        ));
+        assert!(holds(
+            &mut engagement,
+            "started_at > timestamp('2020-01-01T00:00:00Z')",
+            None
+        ));
+        let input = json!({"knowledge_base_id": "acme/hr/x", "query": "leave"});
+        let output = json!({"results": []});
+        engagement.record(
+            0,
+            Arc::new(input.clone()),
+            agentc_cel::value_from_json(&input),
+            Some((
+                Arc::new(output.clone()),
+                agentc_cel::value_from_json(&output),
+            )),
+        );
+        let other = json!({"a": 1});
+        engagement.record(
+            1,
+            Arc::new(other.clone()),
+            agentc_cel::value_from_json(&other),
+            None,
+        );
+        assert!(holds(
+            &mut engagement,
+            "recent._name == 'other' && history._list == ['hr_kb_search', 'other']",
+            None
+        ));
+        assert!(holds(
+            &mut engagement,
+            "history._total == 2 && history.hr_kb_search[0].inputs.query == 'leave'",
+            None
+        ));
+        assert!(holds(
+            &mut engagement,
+            "size(recent.hr_kb_search.outputs.results) == 0",
+            None
+        ));
+        // OAS-C2: an uncollected result has no `outputs`.
+        assert!(holds(
+            &mut engagement,
+            "!has(recent.other.outputs) && has(recent.other.inputs)",
+            None
+        ));
+        // The denied path: a wrong field name does not evaluate, so it cannot hold.
+        assert!(!holds(
+            &mut engagement,
+            "recent.hr_kb_search.input.query == 'leave'",
+            None
+        ));
+        let json = engagement.to_json();
+        assert_eq!(json["history"]["_total"], 2);
+        assert_eq!(json["recent"]["_name"], "other");
+        assert!(json["recent"]["other"].get("outputs").is_none());
+    }
+
+    #[test]
+    fn history_is_built_only_for_checks_that_read_it() {
+        let mut engagement = engagement();
+        let input = json!({"knowledge_base_id": "acme/hr/x", "query": "q"});
+        for _ in 0..3 {
+            engagement.record(
+                0,
+                Arc::new(input.clone()),
+                agentc_cel::value_from_json(&input),
+                None,
+            );
+        }
+        engagement.prepare(&["recent".to_string(), "user".to_string()]);
+        assert!(engagement.history_value.is_none());
+        engagement.prepare(&["history".to_string()]);
+        assert!(engagement.history_value.is_some());
+        engagement.record(
+            0,
+            Arc::new(input.clone()),
+            agentc_cel::value_from_json(&input),
+            None,
+        );
+        assert!(engagement.history_value.is_none());
+    }
+
+    #[test]
+    fn pending_call_is_recent_only_while_checked() {
+        let mut engagement = engagement();
+        let pending_input = agentc_cel::value_from_json(&json!({"knowledge_base_id": "acme/hr/a"}));
+        let pending = Pending {
+            capability: 0,
+            inputs: &pending_input,
+            outputs: None,
+        };
+        assert!(holds(
+            &mut engagement,
+            "recent._name == 'hr_kb_search' && recent.hr_kb_search.inputs.knowledge_base_id == 'acme/hr/a' && !has(recent.hr_kb_search.outputs)",
+            Some(pending)
+        ));
+        assert!(holds(
+            &mut engagement,
+            "!has(recent.hr_kb_search) && history._total == 0",
+            None
+        ));
+    }
+}

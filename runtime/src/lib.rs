@@ -1,0 +1,35 @@
+//! The agentc runtime: runs OpenAgentSpec engagements and enforces every clause of the
+//! spec on every tool call, denying whenever anything is in doubt (fail closed).
+//!
+//! The per-call order is fixed in [`enforce`]: short circuit (OAS-L2), input restriction
+//! (OAS-C5/C8), review (OAS-C7), credentials (OAS-C3/C4), invocation, output restriction
+//! (OAS-C6/C8), recording (OAS-C2), and only then the result goes back to the model.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod check;
+pub mod credentials;
+pub mod driver;
+pub mod enforce;
+pub mod engagement;
+pub mod model;
+pub mod review;
+pub mod spec;
+pub mod tools;
+
+pub use audit::{AuditAction, AuditEntry, AuditError, AuditLog, verify};
+pub use check::{CelCheck, Check, CheckError, FnCheck, VariableSource};
+pub use credentials::{
+    CredentialError, CredentialProvider, EnvCredentials, Identity, InMemoryCredentials, Secret,
+};
+pub use driver::{EngagementOutcome, EngagementRequest, Memory, Runtime, run_engagement};
+pub use enforce::{CallOutcome, Refusal, RefusalStage};
+pub use engagement::{Engagement, EngagementStatus, FailureReason, UserIdentity};
+pub use model::{Message, Model, ModelError, ModelTurn, ScriptedModel, ToolCall, ToolDescription};
+pub use review::{ReviewDecision, ReviewRequest, Reviewer, StaticReviewer};
+pub use spec::{
+    AgentSpec, CapabilitySpec, GuardrailSpec, RestrictionSpec, ReviewerRef, SpecError, SpecSet,
+    ToolSpec,
+};
+pub use tools::{MockTool, NativeTool, ToolBackend, ToolContext, ToolError, ToolRegistry};

@@ -1,0 +1,197 @@
+//! Models: anything that, given the conversation and the tools on offer, answers with
+//! text or with tool calls. The trait carries no transport or engine detail, so a remote
+//! chat-completions client and a local inference engine implement it alike.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One tool call the model asks for. Its name is untrusted text until matched against
+/// the agent's declared capabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The model's identifier for the call, echoed in the tool's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The tool or agent name.
+    pub name: String,
+    /// The arguments, as JSON.
+    #[serde(default)]
+    pub arguments: serde_json::Value,
+}
+
+/// A model's turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTurn {
+    /// A response for the user.
+    Text(String),
+    /// Calls to make before the model continues.
+    ToolCalls(Vec<ToolCall>),
+}
+
+/// One message of the conversation the model sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Message {
+    /// Instructions (the agent's intent, OAS-A4).
+    System { content: String },
+    /// The user's input, after the input guardrail (OAS-G2).
+    User { content: String },
+    /// The model's text.
+    Assistant { content: String },
+    /// The model's tool calls.
+    AssistantToolCalls { calls: Vec<ToolCall> },
+    /// A tool's answer, or the refusal that replaced it.
+    Tool {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
+        name: String,
+        content: serde_json::Value,
+    },
+}
+
+/// A tool as described to the model (OAS-C1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolDescription {
+    /// The capability name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its input.
+    pub input_schema: serde_json::Value,
+}
+
+/// Why the model gave no turn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// A scripted model has no more turns.
+    #[error("the model script has no more turns")]
+    ScriptExhausted,
+    /// A script could not be read.
+    #[error("invalid model script: {0}")]
+    InvalidScript(String),
+    /// The model or its transport failed.
+    #[error("model failed: {0}")]
+    Failed(String),
+}
+
+/// A language model, remote or local.
+#[async_trait]
+pub trait Model: Send + Sync {
+    /// The next turn, given the conversation so far and the tools on offer.
+    async fn complete(
+        &self,
+        messages: &[Message],
+        tools: &[ToolDescription],
+    ) -> Result<ModelTurn, ModelError>;
+}
+
+/// A script: the turns a [`ScriptedModel`] gives, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Script {
+    /// The turns.
+    pub turns: Vec<ScriptTurn>,
+}
+
+/// One scripted turn: `{text: ...}` or `{tool_calls: [{name, arguments}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ScriptTurn {
+    /// A text response.
+    Text { text: String },
+    /// Tool calls.
+    ToolCalls { tool_calls: Vec<ToolCall> },
+}
+
+/// A model that replays a script, for tests and CI; it ignores what it is sent.
+#[derive(Debug)]
+pub struct ScriptedModel {
+    turns: Mutex<VecDeque<ModelTurn>>,
+}
+
+impl ScriptedModel {
+    /// Replays the given turns.
+    pub fn new(turns: Vec<ModelTurn>) -> Self {
+        ScriptedModel {
+            turns: Mutex::new(turns.into()),
+        }
+    }
+
+    /// Reads a script from YAML (JSON is YAML too).
+    pub fn from_yaml(text: &str) -> Result<Self, ModelError> {
+        let script: Script = serde_saphyr::from_str(text)
+            .map_err(|error| ModelError::InvalidScript(error.to_string()))?;
+        Ok(Self::from_script(script))
+    }
+
+    /// Reads a script from JSON.
+    pub fn from_json(text: &str) -> Result<Self, ModelError> {
+        let script: Script = serde_json::from_str(text)
+            .map_err(|error| ModelError::InvalidScript(error.to_string()))?;
+        Ok(Self::from_script(script))
+    }
+
+    fn from_script(script: Script) -> Self {
+        Self::new(
+            script
+                .turns
+                .into_iter()
+                .map(|turn| match turn {
+                    ScriptTurn::Text { text } => ModelTurn::Text(text),
+                    ScriptTurn::ToolCalls { tool_calls } => ModelTurn::ToolCalls(tool_calls),
+                })
+                .collect(),
+        )
+    }
+
+    /// How many turns are left.
+    pub fn remaining(&self) -> usize {
+        self.turns.lock().map(|turns| turns.len()).unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl Model for ScriptedModel {
+    async fn complete(
+        &self,
+        _messages: &[Message],
+        _tools: &[ToolDescription],
+    ) -> Result<ModelTurn, ModelError> {
+        let mut turns = self
+            .turns
+            .lock()
+            .map_err(|_| ModelError::Failed("script lock poisoned".to_string()))?;
+        turns.pop_front().ok_or(ModelError::ScriptExhausted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn scripts_read_from_yaml_and_json() {
+        let yaml = "turns:\n  - tool_calls:\n      - name: hr_kb_search\n        arguments: {knowledge_base_id: acme/hr/h, query: leave}\n  - text: done\n";
+        let model = ScriptedModel::from_yaml(yaml).unwrap();
+        assert_eq!(model.remaining(), 2);
+        let first = model.complete(&[], &[]).await.unwrap();
+        let ModelTurn::ToolCalls(calls) = first else {
+            panic!("expected calls")
+        };
+        assert_eq!(calls[0].arguments["knowledge_base_id"], "acme/hr/h");
+        assert_eq!(
+            model.complete(&[], &[]).await.unwrap(),
+            ModelTurn::Text("done".into())
+        );
+        assert_eq!(
+            model.complete(&[], &[]).await,
+            Err(ModelError::ScriptExhausted)
+        );
+        let json = ScriptedModel::from_json(r#"{"turns":[{"text":"hi"}]}"#).unwrap();
+        assert_eq!(json.remaining(), 1);
+        assert!(ScriptedModel::from_json("{}").is_err());
+    }
+}

@@ -1,0 +1,407 @@
+//! The runtime's own, span-free view of checked agent and tool documents. Building it
+//! parses every CEL expression once, so nothing is parsed on the per-call path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agentc_compiler::check::CapabilityTarget;
+use agentc_compiler::documents::Document;
+use agentc_compiler::documents::agent::{AgentDocument, Restriction};
+use agentc_compiler::{CheckOptions, CheckedSet, SourceInput};
+
+use crate::check::{CelCheck, Check, CheckError};
+
+/// Why a set of documents cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The checker reported errors; a set with errors is never run.
+    #[error("the documents have {0} error(s); run `agentc check` for details")]
+    CheckFailed(usize),
+    /// An expression did not parse.
+    #[error("in agent `{agent}`, {place}: {source}")]
+    Cel {
+        agent: String,
+        place: String,
+        source: CheckError,
+    },
+    /// A capability reference did not resolve.
+    #[error("in agent `{agent}`, capability `{capability}` does not resolve")]
+    Unresolved { agent: String, capability: String },
+}
+
+/// Who reviews a call (OAS-C7 Reading).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum ReviewerRef {
+    /// The engaging user.
+    User,
+    /// The agent's owner.
+    Owner,
+    /// A named user.
+    NamedUser(String),
+    /// Another agent, reviewing as an agent (`oagent://name`).
+    Agent(String),
+}
+
+impl ReviewerRef {
+    /// Reads a `require_review` value.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "user" => ReviewerRef::User,
+            "owner" => ReviewerRef::Owner,
+            other => match other.strip_prefix("oagent://") {
+                Some(agent) => ReviewerRef::Agent(agent.to_string()),
+                None => ReviewerRef::NamedUser(other.to_string()),
+            },
+        }
+    }
+}
+
+/// A restriction on a capability's input or output (OAS-C5..C8).
+#[derive(Debug, Clone, Default)]
+pub struct RestrictionSpec {
+    /// Who must approve before going on (OAS-C7).
+    pub require_review: Option<ReviewerRef>,
+    /// The assertion over the engagement (OAS-C8).
+    pub assertion: Option<Arc<dyn Check>>,
+}
+
+/// What a capability key refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapabilityKind {
+    /// A tool of the set.
+    Tool,
+    /// An agent of the set, called like a tool with `{text}`.
+    Agent,
+    /// An agent on another server.
+    RemoteAgent { url: String },
+}
+
+/// How an agent may use one tool or agent.
+#[derive(Debug, Clone)]
+pub struct CapabilitySpec {
+    /// The name used under `recent.` and `history.`, and offered to the model.
+    pub name: String,
+    /// What the name refers to.
+    pub kind: CapabilityKind,
+    /// OAS-C2 (default true).
+    pub collect_results: bool,
+    /// OAS-C3 (default true).
+    pub user_identity: bool,
+    /// OAS-C4.
+    pub static_identity: Option<String>,
+    /// OAS-C5.
+    pub input_restriction: Option<RestrictionSpec>,
+    /// OAS-C6.
+    pub output_restriction: Option<RestrictionSpec>,
+}
+
+impl CapabilitySpec {
+    /// A capability with the spec's defaults and no restrictions.
+    pub fn new(name: &str) -> Self {
+        CapabilitySpec {
+            name: name.to_string(),
+            kind: CapabilityKind::Tool,
+            collect_results: true,
+            user_identity: true,
+            static_identity: None,
+            input_restriction: None,
+            output_restriction: None,
+        }
+    }
+}
+
+/// A guardrail: its tool and the assertion over that tool's output (OAS-G1..G5).
+#[derive(Debug, Clone)]
+pub struct GuardrailSpec {
+    /// The guardrail tool.
+    pub tool_name: String,
+    /// Over the tool's output fields (OAS-G4).
+    pub assertion: Arc<dyn Check>,
+}
+
+/// An agent, ready to run.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSpec {
+    /// OAS-A2.
+    pub name: String,
+    /// OAS-A3.
+    pub description: String,
+    /// OAS-A4; given to the model as its system message.
+    pub intent: String,
+    /// OAS-A5.
+    pub owner: String,
+    /// In document order.
+    pub capabilities: Vec<CapabilitySpec>,
+    /// OAS-G2.
+    pub input_guardrail: Option<GuardrailSpec>,
+    /// OAS-G3.
+    pub output_guardrail: Option<GuardrailSpec>,
+    /// OAS-X1, in document order.
+    pub exposes: Vec<(String, Arc<dyn Check>)>,
+    /// OAS-L1 (default true).
+    pub retain_memory: bool,
+    /// OAS-L2.
+    pub short_circuit: Option<u64>,
+}
+
+impl AgentSpec {
+    /// The index of a declared capability; the only place the model's untrusted tool
+    /// name is matched.
+    pub fn capability_index(&self, name: &str) -> Option<usize> {
+        self.capabilities
+            .iter()
+            .position(|capability| capability.name == name)
+    }
+}
+
+/// A tool's interface.
+#[derive(Debug, Clone)]
+pub struct ToolSpec {
+    /// OAS-N1.
+    pub name: String,
+    /// Shown to the model.
+    pub description: String,
+    /// JSON Schema of the input.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema of the output.
+    pub output_schema: serde_json::Value,
+}
+
+/// The agents and tools of a checked set of documents.
+#[derive(Debug, Clone, Default)]
+pub struct SpecSet {
+    /// The agents.
+    pub agents: Vec<AgentSpec>,
+    /// The tools, including the interface of every agent that is used as a capability.
+    pub tools: Vec<ToolSpec>,
+}
+
+impl SpecSet {
+    /// Checks and loads YAML sources.
+    pub fn from_sources(inputs: &[SourceInput]) -> Result<Self, SpecError> {
+        Self::from_checked_set(&agentc_compiler::check_set(
+            inputs,
+            &CheckOptions::default(),
+        ))
+    }
+
+    /// Loads a checked set; a set with any error is refused.
+    pub fn from_checked_set(set: &CheckedSet) -> Result<Self, SpecError> {
+        let errors = set.error_count();
+        if errors > 0 {
+            return Err(SpecError::CheckFailed(errors));
+        }
+        let mut agents = Vec::new();
+        let mut tools = Vec::new();
+        let mut agent_docs = Vec::new();
+        for loaded in &set.documents {
+            match &loaded.document {
+                Document::Agent(agent) => agent_docs.push(agent),
+                Document::Tool(tool) => tools.push(ToolSpec {
+                    name: tool.name.value.clone(),
+                    description: tool.description.value.clone(),
+                    input_schema: tool.input.value.clone(),
+                    output_schema: tool.output.value.clone(),
+                }),
+                _ => {}
+            }
+        }
+        for (index, agent) in agent_docs.iter().enumerate() {
+            let targets = set.resolution.capability_targets.get(index);
+            agents.push(lower_agent(agent, targets.map(Vec::as_slice))?);
+        }
+        // An agent used as a capability is called like a tool with `{text}` (Reading: an
+        // agent as a tool), so its interface is added beside the tools.
+        let mut agent_tools: HashMap<String, ToolSpec> = HashMap::new();
+        for agent in &agents {
+            for capability in &agent.capabilities {
+                if capability.kind == CapabilityKind::Agent
+                    && !tools.iter().any(|tool| tool.name == capability.name)
+                {
+                    agent_tools
+                        .entry(capability.name.clone())
+                        .or_insert_with(|| agent_tool_spec(&capability.name, &agents));
+                }
+            }
+        }
+        tools.extend(agent_tools.into_values());
+        Ok(SpecSet { agents, tools })
+    }
+
+    /// An agent by name.
+    pub fn agent(&self, name: &str) -> Option<&AgentSpec> {
+        self.agents.iter().find(|agent| agent.name == name)
+    }
+
+    /// A tool by name.
+    pub fn tool(&self, name: &str) -> Option<&ToolSpec> {
+        self.tools.iter().find(|tool| tool.name == name)
+    }
+}
+
+fn agent_tool_spec(name: &str, agents: &[AgentSpec]) -> ToolSpec {
+    let description = agents
+        .iter()
+        .find(|agent| agent.name == name)
+        .map(|agent| agent.description.clone())
+        .unwrap_or_default();
+    ToolSpec {
+        name: name.to_string(),
+        description,
+        input_schema: serde_json::json!({
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        }),
+        output_schema: serde_json::json!({
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        }),
+    }
+}
+
+fn parse_cel(agent: &str, place: String, text: &str) -> Result<Arc<dyn Check>, SpecError> {
+    CelCheck::parse(text)
+        .map(|check| Arc::new(check) as Arc<dyn Check>)
+        .map_err(|source| SpecError::Cel {
+            agent: agent.to_string(),
+            place,
+            source,
+        })
+}
+
+fn lower_restriction(
+    agent: &str,
+    capability: &str,
+    which: &str,
+    restriction: &Restriction,
+) -> Result<RestrictionSpec, SpecError> {
+    let assertion = match &restriction.assertion {
+        Some(cel) => Some(parse_cel(
+            agent,
+            format!("the {which} restriction of `{capability}`"),
+            &cel.text,
+        )?),
+        None => None,
+    };
+    Ok(RestrictionSpec {
+        require_review: restriction
+            .require_review
+            .as_ref()
+            .map(|reviewer| ReviewerRef::parse(&reviewer.value)),
+        assertion,
+    })
+}
+
+fn lower_agent(
+    agent: &AgentDocument,
+    targets: Option<&[Option<(agentc_compiler::names::Reference, CapabilityTarget)>]>,
+) -> Result<AgentSpec, SpecError> {
+    let name = agent.name.value.clone();
+    let mut capabilities = Vec::new();
+    if let Some(map) = &agent.capabilities {
+        for (position, (key, capability)) in map.iter().enumerate() {
+            let target = targets.and_then(|targets| targets.get(position)).cloned();
+            let Some(Some((reference, target))) = target else {
+                return Err(SpecError::Unresolved {
+                    agent: name,
+                    capability: key.value.clone(),
+                });
+            };
+            let capability_name = reference.name().to_string();
+            let kind = match target {
+                CapabilityTarget::Tool(_) => CapabilityKind::Tool,
+                CapabilityTarget::Agent(_) => CapabilityKind::Agent,
+                CapabilityTarget::Remote { url } => CapabilityKind::RemoteAgent { url },
+            };
+            let input_restriction = match &capability.input_restriction {
+                Some(restriction) => Some(lower_restriction(
+                    &name,
+                    &capability_name,
+                    "input",
+                    restriction,
+                )?),
+                None => None,
+            };
+            let output_restriction = match &capability.output_restriction {
+                Some(restriction) => Some(lower_restriction(
+                    &name,
+                    &capability_name,
+                    "output",
+                    restriction,
+                )?),
+                None => None,
+            };
+            capabilities.push(CapabilitySpec {
+                name: capability_name,
+                kind,
+                collect_results: capability
+                    .collect_results
+                    .as_ref()
+                    .is_none_or(|flag| flag.value),
+                user_identity: capability
+                    .user_identity
+                    .as_ref()
+                    .is_none_or(|flag| flag.value),
+                static_identity: capability
+                    .static_identity
+                    .as_ref()
+                    .map(|identity| identity.value.clone()),
+                input_restriction,
+                output_restriction,
+            });
+        }
+    }
+    let mut input_guardrail = None;
+    let mut output_guardrail = None;
+    if let Some(guardrails) = &agent.guardrails {
+        if let Some(guardrail) = &guardrails.input {
+            input_guardrail = Some(GuardrailSpec {
+                tool_name: guardrail.tool_name.value.clone(),
+                assertion: parse_cel(
+                    &name,
+                    "the input guardrail".to_string(),
+                    &guardrail.assertion.text,
+                )?,
+            });
+        }
+        if let Some(guardrail) = &guardrails.output {
+            output_guardrail = Some(GuardrailSpec {
+                tool_name: guardrail.tool_name.value.clone(),
+                assertion: parse_cel(
+                    &name,
+                    "the output guardrail".to_string(),
+                    &guardrail.assertion.text,
+                )?,
+            });
+        }
+    }
+    let mut exposes = Vec::new();
+    if let Some(map) = &agent.exposes {
+        for (key, cel) in map.iter() {
+            exposes.push((
+                key.value.clone(),
+                parse_cel(&name, format!("exposes `{}`", key.value), &cel.text)?,
+            ));
+        }
+    }
+    let lifespan = agent.lifespan.as_ref();
+    Ok(AgentSpec {
+        description: agent.description.value.clone(),
+        intent: agent.intent.value.clone(),
+        owner: agent.owner.value.clone(),
+        capabilities,
+        input_guardrail,
+        output_guardrail,
+        exposes,
+        retain_memory: lifespan
+            .and_then(|lifespan| lifespan.retain_memory.as_ref())
+            .is_none_or(|flag| flag.value),
+        short_circuit: lifespan
+            .and_then(|lifespan| lifespan.short_circuit.as_ref())
+            .map(|limit| limit.value),
+        name,
+    })
+}

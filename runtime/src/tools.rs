@@ -1,0 +1,291 @@
+//! Tool backends and the registry that validates every input against the tool's input
+//! schema before the call and every output against its output schema after.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+
+use crate::credentials::{Identity, Secret};
+use crate::spec::ToolSpec;
+
+/// What a tool backend is given beside the input. The secret is for the backend alone.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    /// The engagement the call belongs to.
+    pub engagement: String,
+    /// The identity the call is made with (OAS-C3/C4).
+    pub identity: Identity,
+    /// The credential for that identity, if any.
+    pub credential: Option<Secret>,
+}
+
+/// Why a tool call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    /// The tool is declared but no backend is registered for it.
+    #[error("no backend is registered for tool `{0}`")]
+    NoBackend(String),
+    /// The input does not match the tool's input schema.
+    #[error("input does not match the schema of `{tool}`: {detail}")]
+    InvalidInput { tool: String, detail: String },
+    /// The output does not match the tool's output schema.
+    #[error("output does not match the schema of `{tool}`: {detail}")]
+    InvalidOutput { tool: String, detail: String },
+    /// A tool's schema is not a valid JSON Schema.
+    #[error("the {which} schema of `{tool}` is invalid: {detail}")]
+    InvalidSchema {
+        tool: String,
+        which: &'static str,
+        detail: String,
+    },
+    /// The tool did not answer in time.
+    #[error("tool `{0}` timed out")]
+    Timeout(String),
+    /// The tool itself failed.
+    #[error("tool failed: {0}")]
+    Failed(String),
+}
+
+/// Something that performs a tool call.
+#[async_trait]
+pub trait ToolBackend: Send + Sync {
+    /// Performs the call; the input has already passed every check.
+    async fn invoke(
+        &self,
+        input: &serde_json::Value,
+        context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError>;
+}
+
+type NativeFn =
+    dyn Fn(&serde_json::Value, &ToolContext) -> Result<serde_json::Value, ToolError> + Send + Sync;
+
+/// A tool implemented by a Rust function.
+#[derive(Clone)]
+pub struct NativeTool {
+    function: Arc<NativeFn>,
+}
+
+impl NativeTool {
+    /// Wraps a function.
+    pub fn new(
+        function: impl Fn(&serde_json::Value, &ToolContext) -> Result<serde_json::Value, ToolError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        NativeTool {
+            function: Arc::new(function),
+        }
+    }
+}
+
+impl fmt::Debug for NativeTool {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("NativeTool")
+    }
+}
+
+#[async_trait]
+impl ToolBackend for NativeTool {
+    async fn invoke(
+        &self,
+        input: &serde_json::Value,
+        context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
+        (self.function)(input, context)
+    }
+}
+
+/// A tool that answers with fixed responses, in turn (the last one repeats), and counts
+/// its calls so that tests can prove a refused call never reached it.
+#[derive(Debug, Clone)]
+pub struct MockTool {
+    responses: Arc<Vec<serde_json::Value>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl MockTool {
+    /// Always answers `response`.
+    pub fn new(response: serde_json::Value) -> Self {
+        Self::sequence(vec![response])
+    }
+
+    /// Answers the responses in order, then repeats the last.
+    pub fn sequence(responses: Vec<serde_json::Value>) -> Self {
+        MockTool {
+            responses: Arc::new(responses),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How many times the tool was invoked.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl ToolBackend for MockTool {
+    async fn invoke(
+        &self,
+        _input: &serde_json::Value,
+        _context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.responses
+            .get(call)
+            .or_else(|| self.responses.last())
+            .cloned()
+            .ok_or_else(|| ToolError::Failed("mock tool has no responses".to_string()))
+    }
+}
+
+/// One registered tool: its interface, compiled schemas and backend.
+pub struct RegisteredTool {
+    /// The interface.
+    pub spec: ToolSpec,
+    input: jsonschema::Validator,
+    output: jsonschema::Validator,
+    backend: Option<Arc<dyn ToolBackend>>,
+}
+
+impl fmt::Debug for RegisteredTool {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("RegisteredTool")
+            .field("name", &self.spec.name)
+            .field("has_backend", &self.backend.is_some())
+            .finish()
+    }
+}
+
+fn first_error(validator: &jsonschema::Validator, value: &serde_json::Value) -> Option<String> {
+    validator
+        .validate(value)
+        .err()
+        .map(|error| error.to_string())
+}
+
+impl RegisteredTool {
+    /// Checks an input against the input schema.
+    pub fn validate_input(&self, input: &serde_json::Value) -> Result<(), ToolError> {
+        match first_error(&self.input, input) {
+            None => Ok(()),
+            Some(detail) => Err(ToolError::InvalidInput {
+                tool: self.spec.name.clone(),
+                detail,
+            }),
+        }
+    }
+
+    /// Checks an output against the output schema.
+    pub fn validate_output(&self, output: &serde_json::Value) -> Result<(), ToolError> {
+        match first_error(&self.output, output) {
+            None => Ok(()),
+            Some(detail) => Err(ToolError::InvalidOutput {
+                tool: self.spec.name.clone(),
+                detail,
+            }),
+        }
+    }
+
+    /// The backend, if one is registered.
+    pub fn backend(&self) -> Result<&Arc<dyn ToolBackend>, ToolError> {
+        self.backend
+            .as_ref()
+            .ok_or_else(|| ToolError::NoBackend(self.spec.name.clone()))
+    }
+}
+
+/// The tools an engagement may reach, by name; schemas are compiled once here.
+#[derive(Debug, Default)]
+pub struct ToolRegistry {
+    tools: HashMap<String, RegisteredTool>,
+}
+
+impl ToolRegistry {
+    /// Compiles the schemas of every tool; backends are bound with [`ToolRegistry::bind`].
+    pub fn new(specs: &[ToolSpec]) -> Result<Self, ToolError> {
+        let mut tools = HashMap::new();
+        for spec in specs {
+            let compile = |schema: &serde_json::Value, which: &'static str| {
+                jsonschema::validator_for(schema).map_err(|error| ToolError::InvalidSchema {
+                    tool: spec.name.clone(),
+                    which,
+                    detail: error.to_string(),
+                })
+            };
+            let input = compile(&spec.input_schema, "input")?;
+            let output = compile(&spec.output_schema, "output")?;
+            tools.insert(
+                spec.name.clone(),
+                RegisteredTool {
+                    spec: spec.clone(),
+                    input,
+                    output,
+                    backend: None,
+                },
+            );
+        }
+        Ok(ToolRegistry { tools })
+    }
+
+    /// Binds a backend to a declared tool; an undeclared name is an error, because a
+    /// tool without a schema could not be validated.
+    pub fn bind(&mut self, name: &str, backend: Arc<dyn ToolBackend>) -> Result<(), ToolError> {
+        let tool = self
+            .tools
+            .get_mut(name)
+            .ok_or_else(|| ToolError::NoBackend(name.to_string()))?;
+        tool.backend = Some(backend);
+        Ok(())
+    }
+
+    /// A tool by name.
+    pub fn get(&self, name: &str) -> Option<&RegisteredTool> {
+        self.tools.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> ToolSpec {
+        ToolSpec {
+            name: "t".into(),
+            description: "d".into(),
+            input_schema: json!({"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}),
+            output_schema: json!({"type": "object", "required": ["r"]}),
+        }
+    }
+
+    #[tokio::test]
+    async fn schemas_are_enforced_and_mocks_count_calls() {
+        let mut registry = ToolRegistry::new(&[spec()]).unwrap();
+        let mock = MockTool::new(json!({"r": 1}));
+        registry.bind("t", Arc::new(mock.clone())).unwrap();
+        assert!(registry.bind("nope", Arc::new(mock.clone())).is_err());
+        let tool = registry.get("t").unwrap();
+        assert!(tool.validate_input(&json!({"q": "x"})).is_ok());
+        assert!(tool.validate_input(&json!({"q": 1})).is_err());
+        assert!(tool.validate_output(&json!({})).is_err());
+        let context = ToolContext {
+            engagement: "e".into(),
+            identity: Identity::Anonymous,
+            credential: None,
+        };
+        let output = tool
+            .backend()
+            .unwrap()
+            .invoke(&json!({"q": "x"}), &context)
+            .await;
+        assert_eq!(output.unwrap(), json!({"r": 1}));
+        assert_eq!(mock.calls(), 1);
+    }
+}
