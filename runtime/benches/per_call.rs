@@ -110,7 +110,11 @@ fn bench(criterion: &mut Criterion) {
             // is exactly `prior`; the copy is made outside the timed section.
             group.bench_with_input(BenchmarkId::from_parameter(prior), &prior, |bencher, _| {
                 bencher.iter_batched_ref(
-                    || engagement.clone(),
+                    || {
+                        let mut copy = engagement.clone();
+                        copy.reserve_calls(1);
+                        copy
+                    },
                     |engagement| {
                         let outcome = rt.block_on(enforce_call(&runtime, &agent, engagement, call));
                         assert!(matches!(outcome, CallOutcome::Returned(_)), "{outcome:?}");

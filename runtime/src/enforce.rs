@@ -58,6 +58,8 @@ pub enum RefusalStage {
     Audit,
     /// A guardrail (OAS-G5).
     Guardrail,
+    /// The engagement has already completed or failed, so nothing more may run.
+    Finished,
 }
 
 impl RefusalStage {
@@ -75,6 +77,7 @@ impl RefusalStage {
             RefusalStage::OutputReview => "output_review",
             RefusalStage::Audit => "audit",
             RefusalStage::Guardrail => "guardrail",
+            RefusalStage::Finished => "finished",
         }
     }
 
@@ -89,6 +92,7 @@ impl RefusalStage {
                 | RefusalStage::OutputReview
                 | RefusalStage::Audit
                 | RefusalStage::Guardrail
+                | RefusalStage::Finished
         )
     }
 }
@@ -334,6 +338,15 @@ async fn enforce_call_inner(
         agent,
         call,
     };
+    // OAS-G5 and OAS-L2 stop the engagement; a caller that keeps calling after that is
+    // refused here rather than trusted to stop.
+    if engagement.is_finished() {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::Finished,
+            "the engagement has ended".to_string(),
+        ));
+    }
     context.audit(
         engagement,
         AuditAction::Intended,
@@ -363,14 +376,14 @@ async fn enforce_call_inner(
         ));
     };
 
-    if let Some(limit) = agent.short_circuit {
-        if engagement.would_short_circuit(index, limit) {
-            return Err(context.refuse(
-                engagement,
-                RefusalStage::ShortCircuit,
-                format!("the call would repeat a block of calls {limit} times back to back"),
-            ));
-        }
+    if let Some(limit) = agent.short_circuit
+        && engagement.would_short_circuit(index, limit)
+    {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::ShortCircuit,
+            format!("the call would repeat a block of calls {limit} times back to back"),
+        ));
     }
 
     if let Err(error) = tool.validate_input(&call.arguments) {

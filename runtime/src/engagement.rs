@@ -271,8 +271,9 @@ impl Engagement {
             value: value.clone(),
         });
         let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
+        // Branch-free, so that the compiler vectorises this one step per earlier call.
         for (earlier, run) in self.list.iter().rev().zip(self.runs.iter_mut()) {
-            *run = if *earlier == symbol { *run + 1 } else { 0 };
+            *run = (*run + 1) * u32::from(*earlier == symbol);
         }
         self.list.push(symbol);
         self.runs.push(0);
@@ -283,6 +284,16 @@ impl Engagement {
             recent.insert(string_key("_name"), Value::String(name.clone()));
         }
         self.history_value = None;
+    }
+
+    /// Reserves room for `additional` more recorded calls, so that recording them does
+    /// not reallocate (a clone has no spare capacity, and a long history is slow to move).
+    pub fn reserve_calls(&mut self, additional: usize) {
+        self.list.reserve(additional);
+        self.runs.reserve(additional);
+        for invocations in &mut self.per_capability {
+            invocations.reserve(additional);
+        }
     }
 
     /// Whether calling `capability` next would make `history._list` end in `n`
@@ -298,18 +309,21 @@ impl Engagement {
         }
         let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
         let longest_block = (self.list.len() + 1) / n;
-        self.list
+        let factor = u64::try_from(n - 1).unwrap_or(u64::MAX);
+        // Branch-free over all block lengths, so that the compiler vectorises it.
+        let repeated = self
+            .list
             .iter()
             .rev()
             .zip(&self.runs)
             .take(longest_block)
-            .enumerate()
-            .any(|(offset, (earlier, run))| {
-                let run = if *earlier == symbol { *run as usize + 1 } else { 0 };
-                run >= (n - 1) * (offset + 1)
-            })
-            // With `n == 1` every call is a single copy of itself, even the first.
-            || (n == 1)
+            .zip(1u64..)
+            .fold(false, |found, ((earlier, run), block)| {
+                let run = (u64::from(*run) + 1) * u64::from(*earlier == symbol);
+                found | (run >= factor.saturating_mul(block))
+            });
+        // With `n == 1` every call is a single copy of itself, even the first.
+        repeated || n == 1
     }
 
     /// Records a refused or failed call, outside `history._list`.

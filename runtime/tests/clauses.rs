@@ -585,6 +585,35 @@ async fn oas_g4_guardrail_assertion_sees_only_the_tool_output_fields() {
 }
 
 #[tokio::test]
+async fn oas_g5_no_tool_runs_on_a_finished_engagement() {
+    use agentc_runtime::enforce::enforce_call;
+    use agentc_runtime::engagement::Engagement;
+    let h = harness(&agent_yaml(HR_CAPABILITY, ""));
+    let agent = h.set.agent("hr_agent").unwrap();
+    let mut engagement = Engagement::new(
+        "e",
+        "hr_agent",
+        &["hr_kb_search", "send_email"],
+        Some(UserIdentity::new("u1")),
+        None,
+    );
+    let ModelTurn::ToolCalls(calls) = kb_call("acme/hr/a") else {
+        unreachable!()
+    };
+    let outcome = enforce_call(&h.runtime, agent, &mut engagement, &calls[0]).await;
+    assert!(matches!(outcome, agentc_runtime::CallOutcome::Returned(_)));
+    engagement.set_status(EngagementStatus::Failed {
+        reason: FailureReason::Guardrail {
+            guardrail: "output".into(),
+            detail: "flagged".into(),
+        },
+    });
+    let outcome = enforce_call(&h.runtime, agent, &mut engagement, &calls[0]).await;
+    assert!(matches!(outcome, agentc_runtime::CallOutcome::Refused(_)));
+    assert_eq!(h.kb.calls(), 1);
+}
+
+#[tokio::test]
 async fn oas_g5_failed_guardrail_stops_at_once() {
     let h = harness_with(
         &agent_yaml(HR_CAPABILITY, OUTPUT_GUARDRAIL),

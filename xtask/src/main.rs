@@ -31,10 +31,15 @@ fn main() -> ExitCode {
             None => fuzz_smoke::run(&workspace_root(), iterations(rest)),
         },
         "bench" => bench(),
-        "cel-conformance" => cel_conformance(),
+        "cel-conformance" => cel_conformance(
+            rest.iter()
+                .position(|a| a == "--failures")
+                .and_then(|at| rest.get(at + 1))
+                .map(String::as_str),
+        ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | cel-conformance>"
+                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | cel-conformance [--failures FILE]>"
             );
             return ExitCode::from(2);
         }
@@ -112,7 +117,7 @@ fn bench() -> Result<(), String> {
 /// Prints pass/fail counts per file of the official CEL conformance tests: every file of
 /// the suite, then the figure for the files that need no protobuf message types (the
 /// target in the issue; its known failures are pinned by the `conformance` test).
-fn cel_conformance() -> Result<(), String> {
+fn cel_conformance(print_failures_of: Option<&str>) -> Result<(), String> {
     let directory = workspace_root().join("../shared/conformance/cel-spec/testdata");
     let directory = std::env::var("CEL_CONFORMANCE_DIR")
         .map(PathBuf::from)
@@ -161,6 +166,11 @@ fn cel_conformance() -> Result<(), String> {
             .file_stem()
             .and_then(|stem| stem.to_str())
             .unwrap_or_default();
+        if print_failures_of == Some(stem) {
+            for failure in &report.failed {
+                println!("    {}  {}", failure.id, failure.reason);
+            }
+        }
         if NO_PROTOBUF_FILES.contains(&stem) {
             core.push(report.clone());
         }

@@ -5,6 +5,7 @@
 
 mod files;
 mod remote;
+mod run;
 
 use agentc_compiler::diagnostics::Code;
 use agentc_compiler::documents::DocumentKind;
@@ -42,6 +43,43 @@ enum Command {
         #[arg(long)]
         fetch_remote: bool,
     },
+    /// Run one engagement of an agent (a scripted model, mocked tools) and print its
+    /// outcome as JSON: status, text, exposes and the engagement. Exit 0 when it
+    /// completed, 1 when it failed.
+    Run {
+        /// Spec files or directories (the agent and the tools it uses).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The agent to engage.
+        #[arg(long)]
+        agent: String,
+        /// The model: `scripted:FILE` (a YAML or JSON script of turns).
+        #[arg(long)]
+        model: String,
+        /// The user's instruction.
+        #[arg(long)]
+        input: String,
+        /// The engaging user's identifier (OAS-C3).
+        #[arg(long)]
+        user: Option<String>,
+        /// The engaging user's email, when known.
+        #[arg(long)]
+        user_email: Option<String>,
+        /// Answer a tool with a fixed JSON response: NAME=FILE.json (repeatable).
+        #[arg(long = "mock-tool")]
+        mock_tools: Vec<String>,
+        /// Approve every review request (OAS-C7); by default reviews are refused.
+        #[arg(long)]
+        approve_reviews: bool,
+        /// Write the hash-chained audit trail to this file.
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+    /// Work with audit trails.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Show the long explanation of a diagnostic code, e.g. `agentc explain E0101`.
     Explain {
         /// The code; omit it with `--list` to list every code.
@@ -55,6 +93,12 @@ enum Command {
         /// agent, tool, handoff, handoff-request, handoff-response or capability-manifest.
         kind: String,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that an audit trail's hash chain is intact (no edit, deletion or reordering).
+    Verify { file: PathBuf },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,6 +124,39 @@ fn main() -> ExitCode {
             color,
             fetch_remote,
         } => check(&paths, format, deny_warnings, color, fetch_remote),
+        Command::Run {
+            paths,
+            agent,
+            model,
+            input,
+            user,
+            user_email,
+            mock_tools,
+            approve_reviews,
+            audit,
+        } => {
+            let inputs = match files::collect_inputs(&paths) {
+                Ok(inputs) => inputs,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            run::run(run::RunRequest {
+                inputs,
+                agent: &agent,
+                model: &model,
+                input: &input,
+                user: user.as_deref(),
+                user_email: user_email.as_deref(),
+                mock_tools: &mock_tools,
+                approve_reviews,
+                audit: audit.as_deref(),
+            })
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => run::verify_audit(&file),
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),
     }

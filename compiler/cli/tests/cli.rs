@@ -244,3 +244,85 @@ fn an_unreachable_remote_agent_is_an_io_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("cannot fetch remote agent document"));
 }
+
+fn run_hr(scanner_file: &str, audit: &Path) -> Output {
+    agentc(&[
+        "run",
+        "spec-examples/hr",
+        "--agent",
+        "hr_agent",
+        "--model",
+        "scripted:spec-examples/scripts/hr/denied-then-allowed.yaml",
+        "--mock-tool",
+        "hr_kb_search=spec-examples/scripts/hr/hr_kb_search.json",
+        "--mock-tool",
+        &format!("prompt_injection_scanner={scanner_file}"),
+        "--input",
+        "How much parental leave do I get?",
+        "--user",
+        "emp42",
+        "--audit",
+        audit.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn run_enforces_the_hr_restriction_and_writes_a_verifiable_audit_trail() {
+    let audit = std::env::temp_dir().join(format!("agentc-audit-{}.jsonl", std::process::id()));
+    let output = run_hr(
+        "spec-examples/scripts/hr/prompt_injection_scanner.json",
+        &audit,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let outcome: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(outcome["status"]["state"], "completed");
+    // The call outside acme/hr/ was refused by the input restriction and never recorded.
+    assert_eq!(
+        outcome["engagement"]["refused"][0]["stage"],
+        "input_restriction"
+    );
+    assert_eq!(
+        outcome["engagement"]["refused"][0]["inputs"]["knowledge_base_id"],
+        "acme/legal/contracts"
+    );
+    assert_eq!(outcome["engagement"]["history"]["_total"], 1);
+    assert_eq!(outcome["exposes"]["last_kb"], "acme/hr/handbook");
+
+    let verified = agentc(&["audit", "verify", audit.to_str().unwrap()]);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        text(&verified.stdout)
+    );
+    // Any edit breaks the chain.
+    let log = std::fs::read_to_string(&audit).unwrap();
+    std::fs::write(
+        &audit,
+        log.replacen("acme/legal/contracts", "acme/hr/contracts", 1),
+    )
+    .unwrap();
+    let tampered = agentc(&["audit", "verify", audit.to_str().unwrap()]);
+    assert_eq!(
+        tampered.status.code(),
+        Some(1),
+        "{}",
+        text(&tampered.stdout)
+    );
+}
+
+#[test]
+fn run_stops_when_the_input_guardrail_flags_the_input() {
+    let flagged = std::env::temp_dir().join(format!("agentc-flagged-{}.json", std::process::id()));
+    std::fs::write(&flagged, r#"{"flagged": true, "score": 0.99}"#).unwrap();
+    let audit =
+        std::env::temp_dir().join(format!("agentc-audit-flagged-{}.jsonl", std::process::id()));
+    let output = run_hr(flagged.to_str().unwrap(), &audit);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let outcome: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(outcome["status"]["state"], "failed");
+    assert_eq!(
+        outcome["engagement"]["history"]["_total"], 0,
+        "no tool ran (OAS-G5)"
+    );
+}
