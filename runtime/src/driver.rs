@@ -1,6 +1,9 @@
 //! The engagement driver: one task, from the user's input to the agent's answer, with
 //! the guardrails, the model loop, the enforced tool calls and `exposes` at the yield.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -9,7 +12,9 @@ use serde::Serialize;
 
 use crate::audit::AuditLog;
 use crate::credentials::{CredentialProvider, InMemoryCredentials};
-use crate::enforce::{CallOutcome, Refusal, enforce_call, evaluate_exposes, run_guardrail};
+use crate::enforce::{
+    CallOutcome, Caller, Refusal, enforce_call_as, evaluate_exposes, run_guardrail,
+};
 use crate::engagement::{Engagement, EngagementStatus, FailureReason, UserIdentity, now};
 use crate::model::{Message, Model, ModelTurn, ToolDescription};
 use crate::review::{Reviewer, StaticReviewer};
@@ -33,6 +38,16 @@ pub struct Runtime {
     /// The most model turns one engagement may take, so that a model that keeps calling
     /// refused tools cannot loop for ever.
     pub max_turns: usize,
+    /// The agents a capability may call as tools, by name (Reading: an agent as a tool);
+    /// a called agent runs as a nested engagement on this same runtime.
+    pub agents: HashMap<String, Arc<AgentSpec>>,
+    /// The model a called agent runs on, by agent name; an agent without one runs on its
+    /// caller's model.
+    pub agent_models: HashMap<String, Arc<dyn Model>>,
+    /// How deep agents may call agents, so that a cycle of agents cannot recurse for ever.
+    pub max_agent_depth: usize,
+    /// How long a called agent's whole engagement may take before the call is refused.
+    pub agent_timeout: Duration,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -43,6 +58,13 @@ impl std::fmt::Debug for Runtime {
             .field("review_timeout", &self.review_timeout)
             .field("tool_timeout", &self.tool_timeout)
             .field("max_turns", &self.max_turns)
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .field(
+                "agent_models",
+                &self.agent_models.keys().collect::<Vec<_>>(),
+            )
+            .field("max_agent_depth", &self.max_agent_depth)
+            .field("agent_timeout", &self.agent_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -59,9 +81,25 @@ impl Runtime {
             review_timeout: Duration::from_secs(300),
             tool_timeout: Duration::from_secs(30),
             max_turns: 32,
+            agents: HashMap::new(),
+            agent_models: HashMap::new(),
+            max_agent_depth: DEFAULT_MAX_AGENT_DEPTH,
+            agent_timeout: Duration::from_secs(600),
         }
     }
+
+    /// Makes `agents` callable as tools by the agents that declare them as capabilities.
+    pub fn with_agents(mut self, agents: &[AgentSpec]) -> Self {
+        for agent in agents {
+            self.agents
+                .insert(agent.name.clone(), Arc::new(agent.clone()));
+        }
+        self
+    }
 }
+
+/// How many agents deep a chain of agents calling agents may go by default.
+pub const DEFAULT_MAX_AGENT_DEPTH: usize = 4;
 
 /// The model context carried between engagements when `retain_memory` allows it (OAS-L1).
 #[derive(Debug, Clone, Default)]
@@ -164,6 +202,27 @@ pub async fn run_engagement(
     model: &dyn Model,
     request: EngagementRequest<'_>,
 ) -> EngagementOutcome {
+    run_engagement_at(runtime, model, request, 0).await
+}
+
+/// Runs the engagement of an agent called as a tool, `depth` agents below the
+/// engagement the user started. It is boxed because an agent's engagement can contain
+/// another agent's, and a recursive future must have a known size.
+pub(crate) fn run_nested_engagement<'a>(
+    runtime: &'a Runtime,
+    model: &'a dyn Model,
+    request: EngagementRequest<'a>,
+    depth: usize,
+) -> Pin<Box<dyn Future<Output = EngagementOutcome> + Send + 'a>> {
+    Box::pin(run_engagement_at(runtime, model, request, depth))
+}
+
+async fn run_engagement_at(
+    runtime: &Runtime,
+    model: &dyn Model,
+    request: EngagementRequest<'_>,
+    depth: usize,
+) -> EngagementOutcome {
     let agent = request.agent;
     let id = format!(
         "{}-{}",
@@ -177,7 +236,7 @@ pub async fn run_engagement(
         .collect();
     let started_at = now();
     let mut engagement = Engagement::new(&id, &agent.name, &names, request.user, started_at);
-    tracing::info!(engagement = %id, agent = %agent.name, "engagement created");
+    tracing::info!(engagement = %id, agent = %agent.name, depth, "engagement created");
 
     // OAS-G2: the input guardrail sees the input before any model does.
     if let Some(guardrail) = &agent.input_guardrail
@@ -251,7 +310,13 @@ pub async fn run_engagement(
                     calls: calls.clone(),
                 });
                 for call in &calls {
-                    let content = match enforce_call(runtime, agent, &mut engagement, call).await {
+                    let caller = Caller {
+                        model: Some(model),
+                        depth,
+                    };
+                    let outcome =
+                        enforce_call_as(runtime, agent, &mut engagement, call, caller).await;
+                    let content = match outcome {
                         CallOutcome::Returned(output) => output,
                         CallOutcome::Refused(refusal) => {
                             if refusal.stage.is_fatal() {

@@ -7,7 +7,8 @@
 //! 4. input restriction assertion (OAS-C5, OAS-C8), over the pending call;
 //! 5. review, when the input restriction requires it (OAS-C7);
 //! 6. credentials for the user's or the static identity (OAS-C3, OAS-C4);
-//! 7. invocation, under a timeout;
+//! 7. invocation, under a timeout: a tool's backend, or for an agent of the set with no
+//!    backend bound, a nested engagement of that agent (Reading: an agent as a tool);
 //! 8. the output is validated against the tool's output schema;
 //! 9. output restriction assertion, then review (OAS-C6, OAS-C7, OAS-C8);
 //! 10. recording (OAS-C2), and only then is the output returned for the model.
@@ -23,12 +24,12 @@ use serde_json::json;
 use crate::audit::{AuditAction, AuditRecord};
 use crate::check::{Check, JsonFields};
 use crate::credentials::Identity;
-use crate::driver::Runtime;
-use crate::engagement::{Engagement, EngagementStatus, Pending, RefusedCall};
-use crate::model::ToolCall;
+use crate::driver::{EngagementRequest, Runtime, run_nested_engagement};
+use crate::engagement::{Engagement, EngagementStatus, Pending, RefusedCall, UserIdentity};
+use crate::model::{Model, ToolCall};
 use crate::review::{ReviewDecision, ReviewRequest, call_hash};
-use crate::spec::{AgentSpec, GuardrailSpec, RestrictionSpec, ReviewerRef};
-use crate::tools::ToolContext;
+use crate::spec::{AgentSpec, CapabilityKind, GuardrailSpec, RestrictionSpec, ReviewerRef};
+use crate::tools::{ToolBackend, ToolContext, ToolError};
 
 /// The step that refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -314,16 +315,122 @@ impl CallContext<'_> {
     }
 }
 
-/// Runs one tool call the model asked for through every check, in the fixed order.
+/// Who is making a call: the model an agent called as a tool runs on when the runtime
+/// names none for it, and how many agents deep the calling engagement is.
+#[derive(Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The calling engagement's model.
+    pub model: Option<&'a dyn Model>,
+    /// 0 for the engagement the user started, 1 for an agent it called, and so on.
+    pub depth: usize,
+}
+
+impl std::fmt::Debug for Caller<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Caller")
+            .field("has_model", &self.model.is_some())
+            .field("depth", &self.depth)
+            .finish()
+    }
+}
+
+/// Runs one tool call the model asked for through every check, in the fixed order. An
+/// agent called as a tool runs on the model the runtime names for it, or is refused.
 pub async fn enforce_call(
     runtime: &Runtime,
     agent: &AgentSpec,
     engagement: &mut Engagement,
     call: &ToolCall,
 ) -> CallOutcome {
-    match enforce_call_inner(runtime, agent, engagement, call).await {
+    enforce_call_as(runtime, agent, engagement, call, Caller::default()).await
+}
+
+/// [`enforce_call`] for a caller whose model and nesting depth are known.
+pub async fn enforce_call_as(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    engagement: &mut Engagement,
+    call: &ToolCall,
+    caller: Caller<'_>,
+) -> CallOutcome {
+    match enforce_call_inner(runtime, agent, engagement, call, caller).await {
         Ok(output) => CallOutcome::Returned(output),
         Err(refusal) => CallOutcome::Refused(refusal),
+    }
+}
+
+/// What performs a call that passed every check before invocation.
+enum Target {
+    /// A registered backend.
+    Backend(Arc<dyn ToolBackend>),
+    /// A nested engagement of an agent of the set.
+    Agent(Arc<AgentSpec>),
+}
+
+/// Runs an agent called as a tool: its input `{text}` is the callee's input, and its
+/// output is `{text}` and the callee's exposes (Reading: an agent as a tool). The
+/// callee runs on the same runtime, so every one of its own calls is enforced as well;
+/// anything but a completed engagement is an error.
+async fn invoke_agent(
+    runtime: &Runtime,
+    callee: &AgentSpec,
+    user: Option<UserIdentity>,
+    arguments: &serde_json::Value,
+    caller: Caller<'_>,
+) -> Result<serde_json::Value, ToolError> {
+    let failed = |detail: String| ToolError::Agent {
+        agent: callee.name.clone(),
+        detail,
+    };
+    let depth = caller.depth.saturating_add(1);
+    if depth > runtime.max_agent_depth {
+        return Err(failed(format!(
+            "agents may call agents at most {} deep",
+            runtime.max_agent_depth
+        )));
+    }
+    let model: &dyn Model = match runtime.agent_models.get(&callee.name) {
+        Some(model) => model.as_ref(),
+        None => caller
+            .model
+            .ok_or_else(|| failed("no model is configured for it".to_string()))?,
+    };
+    let Some(text) = arguments.get("text").and_then(serde_json::Value::as_str) else {
+        return Err(failed("the input has no `text`".to_string()));
+    };
+    let outcome = run_nested_engagement(
+        runtime,
+        model,
+        EngagementRequest {
+            agent: callee,
+            user,
+            input: text,
+            memory: None,
+        },
+        depth,
+    )
+    .await;
+    match (outcome.status, outcome.text) {
+        (EngagementStatus::Completed, Some(text)) => {
+            let mut output = serde_json::Map::new();
+            // The callee's text is the `text` field; an exposed key of the same name
+            // cannot replace it.
+            output.insert("text".to_string(), serde_json::Value::String(text));
+            for (key, value) in outcome.exposes {
+                output.entry(key).or_insert(value);
+            }
+            Ok(serde_json::Value::Object(output))
+        }
+        (EngagementStatus::Failed { reason }, _) => Err(failed(format!(
+            "engagement {} failed: {}",
+            outcome.engagement_id,
+            serde_json::to_string(&reason).unwrap_or_default()
+        ))),
+        (status, _) => Err(failed(format!(
+            "engagement {} ended without an answer ({status:?})",
+            outcome.engagement_id
+        ))),
     }
 }
 
@@ -332,6 +439,7 @@ async fn enforce_call_inner(
     agent: &AgentSpec,
     engagement: &mut Engagement,
     call: &ToolCall,
+    caller: Caller<'_>,
 ) -> Result<serde_json::Value, Refusal> {
     let context = CallContext {
         runtime,
@@ -416,9 +524,14 @@ async fn enforce_call_inner(
             return Err(context.refuse(engagement, RefusalStage::Credentials, error.to_string()));
         }
     };
-    let backend = match tool.backend() {
-        Ok(backend) => Arc::clone(backend),
-        Err(error) => {
+    // A bound backend comes first, so that tests and hosts can stand in for an agent.
+    let callee = (capability.kind == CapabilityKind::Agent)
+        .then(|| runtime.agents.get(&capability.name))
+        .flatten();
+    let target = match (tool.backend(), callee) {
+        (Ok(backend), _) => Target::Backend(Arc::clone(backend)),
+        (Err(_), Some(callee)) => Target::Agent(Arc::clone(callee)),
+        (Err(error), None) => {
             return Err(context.refuse(engagement, RefusalStage::Invoke, error.to_string()));
         }
     };
@@ -430,11 +543,28 @@ async fn enforce_call_inner(
     engagement.set_status(EngagementStatus::AwaitingTool {
         tool: capability.name.clone(),
     });
-    let result = tokio::time::timeout(
-        runtime.tool_timeout,
-        backend.invoke(&call.arguments, &tool_context),
-    )
-    .await;
+    let result = match target {
+        Target::Backend(backend) => {
+            tokio::time::timeout(
+                runtime.tool_timeout,
+                backend.invoke(&call.arguments, &tool_context),
+            )
+            .await
+        }
+        Target::Agent(callee) => {
+            tokio::time::timeout(
+                runtime.agent_timeout,
+                invoke_agent(
+                    runtime,
+                    &callee,
+                    engagement.user().cloned(),
+                    &call.arguments,
+                    caller,
+                ),
+            )
+            .await
+        }
+    };
     // The credential is dropped here, before anything else sees the context.
     drop(tool_context);
     engagement.set_status(EngagementStatus::AwaitingModel);

@@ -13,7 +13,9 @@ pub mod credentials;
 pub mod driver;
 pub mod enforce;
 pub mod engagement;
+pub mod http;
 pub mod model;
+pub mod openai;
 pub mod review;
 pub mod spec;
 pub mod tools;
@@ -23,13 +25,17 @@ pub use check::{CelCheck, Check, CheckError, FnCheck, VariableSource};
 pub use credentials::{
     CredentialError, CredentialProvider, EnvCredentials, Identity, InMemoryCredentials, Secret,
 };
-pub use driver::{EngagementOutcome, EngagementRequest, Memory, Runtime, run_engagement};
-pub use enforce::{CallOutcome, Refusal, RefusalStage};
+pub use driver::{
+    DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, Memory, Runtime, run_engagement,
+};
+pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
 pub use engagement::{Engagement, EngagementStatus, FailureReason, UserIdentity};
+pub use http::{HttpTool, http_client};
 pub use model::{Message, Model, ModelError, ModelTurn, ScriptedModel, ToolCall, ToolDescription};
+pub use openai::OpenAiModel;
 pub use review::{ReviewDecision, ReviewRequest, Reviewer, StaticReviewer};
 pub use spec::{
-    AgentSpec, CapabilitySpec, GuardrailSpec, RestrictionSpec, ReviewerRef, SpecError, SpecSet,
-    ToolSpec,
+    AgentSpec, AuthScheme, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,
+    RestrictionSpec, ReviewerRef, SpecError, SpecSet, ToolBinding, ToolBindingSpec, ToolSpec,
 };
 pub use tools::{MockTool, NativeTool, ToolBackend, ToolContext, ToolError, ToolRegistry};

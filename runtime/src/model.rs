@@ -76,6 +76,15 @@ pub enum ModelError {
     /// The model or its transport failed.
     #[error("model failed: {0}")]
     Failed(String),
+    /// The model server answered with a status outside 2xx.
+    #[error("the model server answered with HTTP status {0}")]
+    Status(u16),
+    /// The model server's answer could not be read as a turn.
+    #[error("the model's answer is invalid: {0}")]
+    InvalidResponse(String),
+    /// The model did not answer in time.
+    #[error("the model did not answer in time")]
+    Timeout,
 }
 
 /// A language model, remote or local.

@@ -168,6 +168,157 @@ pub struct ToolSpec {
     pub output_schema: serde_json::Value,
 }
 
+/// How a tool of the set is reached: its document's `binding` and `auth`. It is kept
+/// apart from [`ToolSpec`] because an interface alone is enough to validate and describe
+/// a call, and generated crates build interfaces without bindings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolBindingSpec {
+    /// The tool's name.
+    pub tool: String,
+    /// How it is invoked.
+    pub binding: ToolBinding,
+    /// How it authenticates its callers.
+    pub auth: AuthScheme,
+}
+
+/// How a tool is invoked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolBinding {
+    /// No binding is declared: the interface of an agent used as a tool, or a tool built
+    /// in code; its backend must be registered explicitly.
+    #[default]
+    Unbound,
+    /// An HTTP JSON endpoint.
+    Http(HttpBindingSpec),
+    /// A tool on an MCP server.
+    Mcp {
+        /// The server's URL.
+        server: String,
+        /// The tool's name on that server.
+        tool: String,
+    },
+    /// A Rust function registered with the runtime.
+    Native {
+        /// The function's Rust path.
+        function: String,
+    },
+}
+
+/// An HTTP JSON endpoint: the input is the JSON body (the query string for GET), the
+/// output is the JSON response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpBindingSpec {
+    /// The request method.
+    pub method: HttpMethod,
+    /// The absolute `http://` or `https://` URL.
+    pub url: String,
+    /// The per-call timeout in milliseconds; 30 000 when absent.
+    pub timeout_ms: Option<u64>,
+}
+
+/// The HTTP methods a binding may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+}
+
+impl HttpMethod {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+
+    /// Whether repeating the request has the same effect as sending it once, which is
+    /// the only case in which a failed attempt may be retried.
+    pub fn is_idempotent(self) -> bool {
+        matches!(self, HttpMethod::Get | HttpMethod::Put | HttpMethod::Delete)
+    }
+}
+
+/// How a tool authenticates its callers; the secret itself comes from the runtime's
+/// credential provider and is never part of the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AuthScheme {
+    /// No credential is sent.
+    #[default]
+    None,
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// The secret in a header of its own.
+    ApiKey {
+        /// The header's name (`X-Api-Key` unless the document names another).
+        header: String,
+    },
+    /// `Authorization: Basic`, the secret being `user:password`.
+    Basic,
+    /// An OAuth 2 access token, supplied by the credential provider and sent as a
+    /// bearer token.
+    OAuth2,
+}
+
+fn lower_binding(binding: &agentc_compiler::documents::tool::Binding) -> ToolBinding {
+    use agentc_compiler::documents::tool::HttpMethod as Method;
+    if let Some(http) = &binding.http {
+        return ToolBinding::Http(HttpBindingSpec {
+            method: match http.method {
+                Method::Get => HttpMethod::Get,
+                Method::Post => HttpMethod::Post,
+                Method::Put => HttpMethod::Put,
+                Method::Patch => HttpMethod::Patch,
+                Method::Delete => HttpMethod::Delete,
+            },
+            url: http.url.value.clone(),
+            timeout_ms: http.timeout_ms.as_ref().map(|timeout| timeout.value),
+        });
+    }
+    if let Some(mcp) = &binding.mcp {
+        return ToolBinding::Mcp {
+            server: mcp.server.value.clone(),
+            tool: mcp.tool.value.clone(),
+        };
+    }
+    if let Some(native) = &binding.native {
+        return ToolBinding::Native {
+            function: native.function.value.clone(),
+        };
+    }
+    ToolBinding::Unbound
+}
+
+fn lower_auth(auth: Option<&agentc_compiler::documents::tool::ToolAuth>) -> AuthScheme {
+    use agentc_compiler::documents::tool::AuthScheme as Scheme;
+    let Some(auth) = auth else {
+        return AuthScheme::None;
+    };
+    match auth.scheme {
+        Scheme::None => AuthScheme::None,
+        Scheme::Bearer => AuthScheme::Bearer,
+        Scheme::ApiKey => AuthScheme::ApiKey {
+            header: auth
+                .header
+                .as_ref()
+                .map_or_else(|| "X-Api-Key".to_string(), |header| header.value.clone()),
+        },
+        Scheme::Basic => AuthScheme::Basic,
+        Scheme::Oauth2 => AuthScheme::OAuth2,
+    }
+}
+
 /// The agents and tools of a checked set of documents.
 #[derive(Debug, Clone, Default)]
 pub struct SpecSet {
@@ -175,6 +326,8 @@ pub struct SpecSet {
     pub agents: Vec<AgentSpec>,
     /// The tools, including the interface of every agent that is used as a capability.
     pub tools: Vec<ToolSpec>,
+    /// How each tool document's tool is reached, in document order.
+    pub bindings: Vec<ToolBindingSpec>,
 }
 
 impl SpecSet {
@@ -194,16 +347,24 @@ impl SpecSet {
         }
         let mut agents = Vec::new();
         let mut tools = Vec::new();
+        let mut bindings = Vec::new();
         let mut agent_docs = Vec::new();
         for loaded in &set.documents {
             match &loaded.document {
                 Document::Agent(agent) => agent_docs.push(agent),
-                Document::Tool(tool) => tools.push(ToolSpec {
-                    name: tool.name.value.clone(),
-                    description: tool.description.value.clone(),
-                    input_schema: tool.input.value.clone(),
-                    output_schema: tool.output.value.clone(),
-                }),
+                Document::Tool(tool) => {
+                    tools.push(ToolSpec {
+                        name: tool.name.value.clone(),
+                        description: tool.description.value.clone(),
+                        input_schema: tool.input.value.clone(),
+                        output_schema: tool.output.value.clone(),
+                    });
+                    bindings.push(ToolBindingSpec {
+                        tool: tool.name.value.clone(),
+                        binding: lower_binding(&tool.binding),
+                        auth: lower_auth(tool.auth.as_ref()),
+                    });
+                }
                 _ => {}
             }
         }
@@ -226,7 +387,11 @@ impl SpecSet {
             }
         }
         tools.extend(agent_tools.into_values());
-        Ok(SpecSet { agents, tools })
+        Ok(SpecSet {
+            agents,
+            tools,
+            bindings,
+        })
     }
 
     /// An agent by name.

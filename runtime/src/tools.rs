@@ -47,6 +47,22 @@ pub enum ToolError {
     /// The tool itself failed.
     #[error("tool failed: {0}")]
     Failed(String),
+    /// A tool's binding cannot be used (a malformed URL, an invalid header name).
+    #[error("the binding of `{tool}` is invalid: {detail}")]
+    InvalidBinding { tool: String, detail: String },
+    /// The tool answered with a status outside 2xx.
+    #[error("tool `{tool}` answered with HTTP status {status}")]
+    Status { tool: String, status: u16 },
+    /// The tool's answer passed the size limit, so it was not read.
+    #[error("the answer of tool `{tool}` is larger than {limit} bytes")]
+    ResponseTooLarge { tool: String, limit: usize },
+    /// The tool's auth scheme needs a credential and the provider gave none, so the
+    /// call is not sent unauthenticated.
+    #[error("tool `{0}` requires a credential and none was provided")]
+    MissingCredential(String),
+    /// An agent called as a tool did not complete.
+    #[error("agent `{agent}` did not complete: {detail}")]
+    Agent { agent: String, detail: String },
 }
 
 /// Something that performs a tool call.

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod build;
 mod files;
 mod remote;
 mod run;
@@ -53,7 +54,8 @@ enum Command {
         /// The agent to engage.
         #[arg(long)]
         agent: String,
-        /// The model: `scripted:FILE` (a YAML or JSON script of turns).
+        /// The model: `scripted:FILE` (a YAML or JSON script of turns), or `openai:MODEL`
+        /// (an OpenAI-compatible server: `AGENTC_OPENAI_BASE_URL`, `AGENTC_OPENAI_API_KEY`).
         #[arg(long)]
         model: String,
         /// The user's instruction.
@@ -79,6 +81,27 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Generate a typed Rust crate from a set of specs, in which an agent's tool
+    /// constraints hold at compile time.
+    Build {
+        /// Spec files or directories (as for `check`); omit them with `--check` to reuse
+        /// the list recorded in the existing crate's header.
+        paths: Vec<PathBuf>,
+        /// The directory of the generated crate.
+        #[arg(short = 'o', long = "output", required = true)]
+        output: PathBuf,
+        /// Verify that the output directory is byte-identical to what would be written,
+        /// writing nothing; exit 1 when it is stale.
+        #[arg(long)]
+        check: bool,
+        /// The package name (default: the output directory's name).
+        #[arg(long)]
+        crate_name: Option<String>,
+        /// The root of the agentc checkout whose runtime the crate depends on (default:
+        /// the checkout this binary was built from).
+        #[arg(long)]
+        agentc_root: Option<PathBuf>,
     },
     /// Show the long explanation of a diagnostic code, e.g. `agentc explain E0101`.
     Explain {
@@ -157,6 +180,19 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => run::verify_audit(&file),
+        Command::Build {
+            paths,
+            output,
+            check,
+            crate_name,
+            agentc_root,
+        } => build::build(&build::BuildRequest {
+            paths: &paths,
+            output: &output,
+            check,
+            crate_name: crate_name.as_deref(),
+            agentc_root: agentc_root.as_deref(),
+        }),
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),
     }

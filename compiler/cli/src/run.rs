@@ -3,8 +3,9 @@
 
 use agentc_compiler::{CheckOptions, SourceInput, check_set};
 use agentc_runtime::{
-    AuditLog, EngagementRequest, EngagementStatus, MockTool, Runtime, ScriptedModel, SpecSet,
-    StaticReviewer, ToolRegistry, UserIdentity, run_engagement,
+    AuditLog, EngagementRequest, EngagementStatus, EnvCredentials, MockTool, Model, OpenAiModel,
+    Runtime, ScriptedModel, Secret, SpecSet, StaticReviewer, ToolRegistry, UserIdentity,
+    run_engagement,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -64,22 +65,10 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
             names.join(", ")
         )
     })?;
-    let script_path = request.model.strip_prefix("scripted:").ok_or_else(|| {
-        format!(
-            "unknown model `{}`: use `scripted:FILE` (a YAML or JSON script of turns)",
-            request.model
-        )
-    })?;
-    let script = std::fs::read_to_string(script_path)
-        .map_err(|error| format!("cannot read `{script_path}`: {error}"))?;
-    let model = if script_path.ends_with(".json") {
-        ScriptedModel::from_json(&script)
-    } else {
-        ScriptedModel::from_yaml(&script)
-    }
-    .map_err(|error| format!("`{script_path}`: {error}"))?;
+    let model = model_from_flag(request.model)?;
 
-    let mut tools = ToolRegistry::new(&specs.tools).map_err(|error| error.to_string())?;
+    // Tools with an `http` binding are called for real; `--mock-tool` replaces any of them.
+    let mut tools = ToolRegistry::with_http_tools(&specs).map_err(|error| error.to_string())?;
     for mock in request.mock_tools {
         let (name, file) = mock
             .split_once('=')
@@ -92,7 +81,10 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
             .bind(name, Arc::new(MockTool::new(response)))
             .map_err(|error| format!("`--mock-tool {name}`: {error}"))?;
     }
-    let mut runtime = Runtime::new(tools);
+    // Agents used as capabilities run in process; credentials come from
+    // `AGENTC_CREDENTIAL_<SET>` environment variables and never enter the engagement.
+    let mut runtime = Runtime::new(tools).with_agents(&specs.agents);
+    runtime.credentials = Arc::new(EnvCredentials::new());
     if request.approve_reviews {
         runtime.reviewer = Arc::new(StaticReviewer::approving());
     }
@@ -111,12 +103,12 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
         user
     });
     let tokio_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?;
     let outcome = tokio_runtime.block_on(run_engagement(
         &runtime,
-        &model,
+        model.as_ref(),
         EngagementRequest {
             agent,
             user,
@@ -131,6 +123,34 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
     let printed = serde_json::to_string_pretty(&outcome).map_err(|error| error.to_string())?;
     writeln!(std::io::stdout(), "{printed}").map_err(|error| error.to_string())?;
     Ok(matches!(outcome.status, EngagementStatus::Completed))
+}
+
+/// The model named by `--model`: `scripted:FILE`, or `openai:MODEL` for an
+/// OpenAI-compatible server at `AGENTC_OPENAI_BASE_URL` (default the OpenAI API) with the
+/// key in `AGENTC_OPENAI_API_KEY`.
+fn model_from_flag(flag: &str) -> Result<Box<dyn Model>, String> {
+    if let Some(script_path) = flag.strip_prefix("scripted:") {
+        let script = std::fs::read_to_string(script_path)
+            .map_err(|error| format!("cannot read `{script_path}`: {error}"))?;
+        let model = if script_path.ends_with(".json") {
+            ScriptedModel::from_json(&script)
+        } else {
+            ScriptedModel::from_yaml(&script)
+        }
+        .map_err(|error| format!("`{script_path}`: {error}"))?;
+        return Ok(Box::new(model));
+    }
+    if let Some(model_name) = flag.strip_prefix("openai:") {
+        let base_url = std::env::var("AGENTC_OPENAI_BASE_URL")
+            .unwrap_or_else(|_| "https://api.openai.com/v1".to_string());
+        let api_key = std::env::var("AGENTC_OPENAI_API_KEY").ok().map(Secret::new);
+        let model =
+            OpenAiModel::new(&base_url, api_key, model_name).map_err(|error| error.to_string())?;
+        return Ok(Box::new(model));
+    }
+    Err(format!(
+        "unknown model `{flag}`: use `scripted:FILE` (a YAML or JSON script of turns) or `openai:MODEL`"
+    ))
 }
 
 /// `agentc audit verify FILE`: exit 0 when the hash chain is intact, 1 when it is not.

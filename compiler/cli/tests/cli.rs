@@ -139,6 +139,11 @@ fn schema_prints_the_committed_json_schema() {
 
 /// Serves one agent document over HTTP on loopback, `count` times, from a thread.
 fn serve_agent_document(document: &'static str, count: usize) -> u16 {
+    serve_body(document, "application/yaml", count)
+}
+
+/// Serves a fixed body over HTTP on loopback, `count` times, from a thread.
+fn serve_body(document: &'static str, content_type: &'static str, count: usize) -> u16 {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -148,7 +153,7 @@ fn serve_agent_document(document: &'static str, count: usize) -> u16 {
             let mut request = [0u8; 4096];
             let _ = stream.read(&mut request);
             let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/yaml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{document}",
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{document}",
                 document.len()
             );
             let _ = stream.write_all(response.as_bytes());
@@ -325,4 +330,60 @@ fn run_stops_when_the_input_guardrail_flags_the_input() {
         outcome["engagement"]["history"]["_total"], 0,
         "no tool ran (OAS-G5)"
     );
+}
+
+#[test]
+fn run_calls_http_tools_bound_by_their_documents() {
+    let port = serve_body(r#"{"forecast": "sunny"}"#, "application/json", 1);
+    let directory = std::env::temp_dir().join(format!("agentc-http-run-{port}"));
+    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::write(
+        directory.join("weather.yaml"),
+        format!(
+            "kind: openagentspec:v1/agent
+name: weather_agent
+description: Tells the weather.
+intent: You tell the weather.
+owner: ops@acme.example
+capabilities:
+  weather:
+    input_restriction:
+      assertion: recent.weather.inputs.city in [\"Paris\", \"Oslo\"]
+exposes:
+  forecast: 'has(recent.weather) ? recent.weather.outputs.forecast : \"\"'
+---
+kind: openagentspec:v1/tool
+name: weather
+description: Returns the forecast for a city.
+input: {{type: object, properties: {{city: {{type: string}}}}, required: [city]}}
+output: {{type: object, properties: {{forecast: {{type: string}}}}, required: [forecast]}}
+binding:
+  http: {{method: POST, url: \"http://127.0.0.1:{port}/forecast\", timeout_ms: 5000}}
+"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        directory.join("script.yaml"),
+        "turns:\n  - tool_calls:\n      - name: weather\n        arguments: {city: Berlin}\n  - tool_calls:\n      - name: weather\n        arguments: {city: Oslo}\n  - text: Sunny in Oslo.\n",
+    )
+    .unwrap();
+    let output = agentc(&[
+        "run",
+        directory.join("weather.yaml").to_str().unwrap(),
+        "--agent",
+        "weather_agent",
+        "--model",
+        &format!("scripted:{}", directory.join("script.yaml").display()),
+        "--input",
+        "Weather?",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let outcome: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Berlin was refused before the request; the one request the server answers is Oslo's.
+    assert_eq!(
+        outcome["engagement"]["refused"][0]["inputs"]["city"],
+        "Berlin"
+    );
+    assert_eq!(outcome["exposes"]["forecast"], "sunny");
 }
