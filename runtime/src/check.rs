@@ -52,7 +52,7 @@ pub trait Check: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct CelCheck {
     text: String,
-    expr: Arc<Expr>,
+    program: Arc<agentc_cel::Program>,
     roots: Vec<String>,
 }
 
@@ -71,9 +71,11 @@ impl CelCheck {
         collect_roots(&expr, &mut roots);
         roots.sort();
         roots.dedup();
+        // Prepared once here, so each tool call only evaluates (no per-call preparation).
+        let program = Arc::new(agentc_cel::Program::new(&expr));
         Ok(CelCheck {
             text: text.to_string(),
-            expr: Arc::new(expr),
+            program,
             roots,
         })
     }
@@ -108,7 +110,8 @@ impl Check for CelCheck {
                 activation.insert(root.clone(), value);
             }
         }
-        agentc_cel::evaluate(&self.expr, &activation)
+        self.program
+            .evaluate(&activation)
             .map_err(|error| CheckError::Evaluation(error.message))
     }
 }

@@ -5,11 +5,19 @@
 //! node evaluation and every comprehension iteration counts against a budget, and
 //! strings, bytes and lists may not grow beyond fixed sizes, so hostile expressions end
 //! with an `EvalError` rather than exhausting time or memory.
+//!
+//! An expression is first prepared into a [`Program`]: comprehension variables become
+//! positions in a scope chain, literals become values built once, function calls get
+//! their dispatch (and a literal `matches` pattern its compiled regex) chosen once. A
+//! program is then evaluated any number of times; values are borrowed from the
+//! activation and the program wherever possible rather than copied.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use crate::ast::{BinaryOp, Comprehension, ComprehensionKind, Expr, ExprKind, Literal, UnaryOp};
+use crate::ast::{BinaryOp, ComprehensionKind, Expr, ExprKind, Literal, UnaryOp};
 use crate::checker::type_name_identifier;
 use crate::parser::with_enough_stack;
 use crate::time::{self, Duration, NANOS_PER_SECOND, Timestamp};
@@ -42,22 +50,426 @@ pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// The longest list an evaluation may build.
 pub const MAX_LIST_LENGTH: usize = 1_000_000;
 
+/// How many levels of evaluation recursion may pass between two checks for enough stack.
+/// The stack check's red zone covers these levels many times over, even in unoptimised
+/// builds.
+const STACK_CHECK_INTERVAL: u32 = 4;
+
 /// Evaluates an expression with the given variable values.
+///
+/// Prepares the expression on every call; to evaluate one expression repeatedly,
+/// prepare it once with [`Program::new`] and call [`Program::evaluate`].
 pub fn evaluate(expr: &Expr, activation: &Activation) -> Result<Value, EvalError> {
-    let mut evaluator = Evaluator {
-        activation,
-        scopes: Vec::new(),
-        steps: 0,
-        iterations: 0,
-    };
-    evaluator.eval(expr)
+    Program::new(expr).evaluate(activation)
 }
 
-struct Evaluator<'a> {
+/// An expression prepared for repeated evaluation: parse once, prepare once, evaluate
+/// per call. Evaluating a program gives exactly what [`evaluate`] gives for its
+/// expression.
+#[derive(Debug, Clone)]
+pub struct Program {
+    root: Node,
+}
+
+impl Program {
+    /// Prepares an expression. Preparing never fails: whatever would go wrong is
+    /// reported when the program is evaluated, as [`evaluate`] reports it.
+    pub fn new(expr: &Expr) -> Program {
+        let mut scopes = Vec::new();
+        Program {
+            root: prepare(expr, &mut scopes),
+        }
+    }
+
+    /// Evaluates the program with the given variable values.
+    pub fn evaluate(&self, activation: &Activation) -> Result<Value, EvalError> {
+        let machine = Machine {
+            activation,
+            qualified_names: activation.may_resolve_qualified(),
+            steps: Cell::new(0),
+            iterations: Cell::new(0),
+            depth: Cell::new(0),
+        };
+        machine.eval(&self.root, None).map(Cow::into_owned)
+    }
+}
+
+/// One node of a prepared expression.
+#[derive(Debug, Clone)]
+enum Node {
+    /// A value known in advance: a literal, or a list literal of constants; `steps` is
+    /// the number of expression nodes it stands for.
+    Const { value: Value, steps: u64 },
+    /// A comprehension variable: how many bindings out from the innermost one.
+    Local(usize),
+    /// A chain of field selections from a comprehension variable (`x.a.b`), walked
+    /// without copying; it stands for `fields.len() + 1` expression nodes.
+    Path {
+        position: usize,
+        fields: Box<[Box<str>]>,
+    },
+    /// A name that is not a comprehension variable, resolved in the activation.
+    Global(Box<GlobalName>),
+    /// Field selection; `qualified` is set when the selection chain is rooted at a name
+    /// that is not a comprehension variable, so that it may spell a qualified variable.
+    Select {
+        operand: Box<Node>,
+        field: Box<str>,
+        qualified: Option<Box<QualifiedName>>,
+    },
+    /// `has(operand.field)`.
+    Has { operand: Box<Node>, field: Box<str> },
+    /// A function call.
+    Call(Box<Call>),
+    /// A unary operator.
+    Unary { op: UnaryOp, operand: Box<Node> },
+    /// `&&` or `||`.
+    Logical {
+        op: BinaryOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// Any other binary operator.
+    Binary {
+        op: BinaryOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// `condition ? if_true : if_false`.
+    Conditional(Box<[Node; 3]>),
+    /// `operand[index]`.
+    Index {
+        operand: Box<Node>,
+        index: Box<Node>,
+    },
+    /// A list literal with some non-constant element.
+    List(Box<[Node]>),
+    /// A map literal.
+    Map(Box<[(Node, Node)]>),
+    /// A message construction, which is not supported.
+    Struct(Box<str>),
+    /// A comprehension macro.
+    Comprehension(Box<PreparedComprehension>),
+}
+
+#[derive(Debug, Clone)]
+struct GlobalName {
+    /// The name as written (a leading dot kept).
+    name: Box<str>,
+    /// The name without its leading dot.
+    bare: Box<str>,
+    /// The type value the name stands for when it names no variable, if it is a type.
+    type_value: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+struct QualifiedName {
+    /// The identifier at the root of the chain.
+    root: Box<str>,
+    /// The whole chain as a dotted name.
+    qualified: Box<str>,
+    /// The dotted name's first segment.
+    first_segment: Box<str>,
+    /// Whether that first segment is a comprehension variable in scope.
+    first_segment_scoped: bool,
+    /// The type value the dotted name stands for, if it names a type.
+    type_value: Option<Value>,
+}
+
+/// A function dispatch chosen when the program is prepared; anything else goes through
+/// the general lookup by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dispatch {
+    General,
+    Size,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Matches,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    function: Box<str>,
+    dispatch: Dispatch,
+    has_target: bool,
+    /// The target (for a member call) followed by the arguments.
+    args: Box<[Node]>,
+    /// For `matches` with a literal pattern: the pattern compiled once.
+    regex: Option<Result<regex::Regex, EvalError>>,
+}
+
+#[derive(Debug, Clone)]
+struct PreparedComprehension {
+    kind: ComprehensionKind,
+    range: Node,
+    two_variables: bool,
+    filter: Option<Node>,
+    body: Node,
+}
+
+fn boxed(expr: &Expr, scopes: &mut Vec<String>) -> Box<Node> {
+    Box::new(prepare(expr, scopes))
+}
+
+/// Whether `name` is a comprehension variable in scope, and how far out.
+fn scope_position(scopes: &[String], name: &str) -> Option<usize> {
+    scopes.iter().rev().position(|scoped| scoped == name)
+}
+
+fn compile_regex(pattern: &str) -> Result<regex::Regex, EvalError> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 22)
+        .build()
+        .map_err(|error| EvalError::new(format!("invalid regular expression: {error}")))
+}
+
+/// Prepares one expression node; `scopes` holds the comprehension variables in scope,
+/// innermost last.
+fn prepare(expr: &Expr, scopes: &mut Vec<String>) -> Node {
+    with_enough_stack(|| prepare_kind(expr, scopes))
+}
+
+fn prepare_kind(expr: &Expr, scopes: &mut Vec<String>) -> Node {
+    match &expr.kind {
+        ExprKind::Literal(literal) => Node::Const {
+            value: match literal {
+                Literal::Null => Value::Null,
+                Literal::Bool(flag) => Value::Bool(*flag),
+                Literal::Int(number) => Value::Int(*number),
+                Literal::Uint(number) => Value::Uint(*number),
+                Literal::Double(number) => Value::Double(*number),
+                Literal::String(text) => Value::String(Arc::from(text.as_str())),
+                Literal::Bytes(bytes) => Value::Bytes(Arc::from(bytes.as_slice())),
+            },
+            steps: 1,
+        },
+        ExprKind::Ident(name) => match scope_position(scopes, name) {
+            Some(position) => Node::Local(position),
+            None => {
+                let bare = name.trim_start_matches('.');
+                Node::Global(Box::new(GlobalName {
+                    name: name.as_str().into(),
+                    bare: bare.into(),
+                    type_value: type_name_identifier(bare).then(|| Value::Type(Arc::from(bare))),
+                }))
+            }
+        },
+        ExprKind::Select { operand, field, .. } => {
+            if let Some(path) = local_path(expr, scopes) {
+                return path;
+            }
+            let qualified = qualified_name(expr, scopes).map(Box::new);
+            Node::Select {
+                operand: boxed(operand, scopes),
+                field: field.as_str().into(),
+                qualified,
+            }
+        }
+        ExprKind::Has { operand, field, .. } => Node::Has {
+            operand: boxed(operand, scopes),
+            field: field.as_str().into(),
+        },
+        ExprKind::Call {
+            target,
+            function,
+            args,
+            ..
+        } => {
+            let mut nodes = Vec::with_capacity(args.len() + 1);
+            if let Some(target) = target {
+                nodes.push(prepare(target, scopes));
+            }
+            for argument in args {
+                nodes.push(prepare(argument, scopes));
+            }
+            let dispatch = match (function.as_str(), nodes.len()) {
+                ("size", 1) => Dispatch::Size,
+                ("contains", 2) => Dispatch::Contains,
+                ("startsWith", 2) => Dispatch::StartsWith,
+                ("endsWith", 2) => Dispatch::EndsWith,
+                ("matches", 2) => Dispatch::Matches,
+                _ => Dispatch::General,
+            };
+            let regex = match (dispatch, nodes.last()) {
+                (
+                    Dispatch::Matches,
+                    Some(Node::Const {
+                        value: Value::String(pattern),
+                        ..
+                    }),
+                ) => Some(compile_regex(pattern)),
+                _ => None,
+            };
+            Node::Call(Box::new(Call {
+                function: function.as_str().into(),
+                dispatch,
+                has_target: target.is_some(),
+                args: nodes.into_boxed_slice(),
+                regex,
+            }))
+        }
+        ExprKind::Unary { op, operand } => Node::Unary {
+            op: *op,
+            operand: boxed(operand, scopes),
+        },
+        ExprKind::Binary {
+            op, left, right, ..
+        } => {
+            let left = boxed(left, scopes);
+            let right = boxed(right, scopes);
+            if matches!(op, BinaryOp::And | BinaryOp::Or) {
+                Node::Logical {
+                    op: *op,
+                    left,
+                    right,
+                }
+            } else {
+                Node::Binary {
+                    op: *op,
+                    left,
+                    right,
+                }
+            }
+        }
+        ExprKind::Conditional {
+            condition,
+            if_true,
+            if_false,
+        } => Node::Conditional(Box::new([
+            prepare(condition, scopes),
+            prepare(if_true, scopes),
+            prepare(if_false, scopes),
+        ])),
+        ExprKind::Index { operand, index } => Node::Index {
+            operand: boxed(operand, scopes),
+            index: boxed(index, scopes),
+        },
+        ExprKind::List(elements) => {
+            let nodes: Vec<Node> = elements
+                .iter()
+                .map(|element| prepare(element, scopes))
+                .collect();
+            // A list of constants is built once; it still counts the steps of its nodes.
+            let mut steps: u64 = 1;
+            let mut values = Vec::with_capacity(nodes.len());
+            for node in &nodes {
+                match node {
+                    Node::Const {
+                        value,
+                        steps: element_steps,
+                    } => {
+                        steps = steps.saturating_add(*element_steps);
+                        values.push(value.clone());
+                    }
+                    _ => return Node::List(nodes.into_boxed_slice()),
+                }
+            }
+            Node::Const {
+                value: Value::List(Arc::from(values)),
+                steps,
+            }
+        }
+        ExprKind::Map(entries) => Node::Map(
+            entries
+                .iter()
+                .map(|entry| (prepare(&entry.key, scopes), prepare(&entry.value, scopes)))
+                .collect(),
+        ),
+        ExprKind::Struct { type_name, .. } => Node::Struct(type_name.as_str().into()),
+        ExprKind::Comprehension(comprehension) => {
+            let range = prepare(&comprehension.range, scopes);
+            let scope_length = scopes.len();
+            scopes.push(comprehension.variable.clone());
+            if let Some((second, _)) = &comprehension.second_variable {
+                scopes.push(second.clone());
+            }
+            let filter = comprehension
+                .filter
+                .as_ref()
+                .map(|filter| prepare(filter, scopes));
+            let body = prepare(&comprehension.body, scopes);
+            scopes.truncate(scope_length);
+            Node::Comprehension(Box::new(PreparedComprehension {
+                kind: comprehension.kind,
+                range,
+                two_variables: comprehension.second_variable.is_some(),
+                filter,
+                body,
+            }))
+        }
+    }
+}
+
+/// A selection chain `x.a.b` rooted at a comprehension variable, as one node.
+fn local_path(expr: &Expr, scopes: &[String]) -> Option<Node> {
+    let mut fields = Vec::new();
+    let mut current = expr;
+    let root = loop {
+        match &current.kind {
+            ExprKind::Select { operand, field, .. } => {
+                fields.push(Box::<str>::from(field.as_str()));
+                current = operand;
+            }
+            ExprKind::Ident(name) => break name.as_str(),
+            _ => return None,
+        }
+    };
+    let position = scope_position(scopes, root)?;
+    fields.reverse();
+    Some(Node::Path {
+        position,
+        fields: fields.into_boxed_slice(),
+    })
+}
+
+/// For a selection chain `a.b.c` rooted at a name that is not a comprehension variable:
+/// the names it is tried as before it is evaluated as field selections.
+fn qualified_name(expr: &Expr, scopes: &[String]) -> Option<QualifiedName> {
+    let mut current = expr;
+    let root = loop {
+        match &current.kind {
+            ExprKind::Select { operand, .. } => current = operand,
+            ExprKind::Ident(name) => break name.as_str(),
+            _ => return None,
+        }
+    };
+    if scope_position(scopes, root).is_some() {
+        return None;
+    }
+    let qualified = expr.qualified_name()?;
+    let first_segment = qualified.split('.').next().unwrap_or("");
+    let bare = qualified.trim_start_matches('.');
+    Some(QualifiedName {
+        root: root.into(),
+        first_segment: first_segment.into(),
+        first_segment_scoped: scope_position(scopes, first_segment).is_some(),
+        type_value: type_name_identifier(bare).then(|| Value::Type(Arc::from(bare))),
+        qualified: qualified.as_str().into(),
+    })
+}
+
+/// The comprehension variables bound while evaluating: a chain of frames on the Rust
+/// stack, innermost first.
+#[derive(Clone, Copy)]
+struct Env<'v> {
+    value: &'v Value,
+    parent: Option<&'v Env<'v>>,
+}
+
+type Scope<'v> = Option<&'v Env<'v>>;
+
+type Evaluated<'v> = Result<Cow<'v, Value>, EvalError>;
+
+struct Machine<'a> {
     activation: &'a Activation,
-    scopes: Vec<(Arc<str>, Value)>,
-    steps: u64,
-    iterations: u64,
+    /// Whether a dotted chain might name a variable of its own (see
+    /// [`Activation::may_resolve_qualified`]).
+    qualified_names: bool,
+    steps: Cell<u64>,
+    iterations: Cell<u64>,
+    depth: Cell<u32>,
 }
 
 fn no_overload(operation: &str, values: &[&Value]) -> EvalError {
@@ -75,115 +487,332 @@ fn check_string_size(text: String) -> EvalResult {
     Ok(Value::String(Arc::from(text)))
 }
 
-impl Evaluator<'_> {
-    fn lookup(&self, name: &str) -> Option<Value> {
-        if let Some((_, value)) = self
-            .scopes
-            .iter()
-            .rev()
-            .find(|(scoped, _)| &**scoped == name)
-        {
-            return Some(value.clone());
-        }
-        self.activation.resolve(name).cloned()
+/// Selects from a value that may be borrowed, borrowing the result when it can.
+fn select_from<'v>(
+    object: Cow<'v, Value>,
+    select: impl FnOnce(&Value) -> Result<&Value, EvalError>,
+) -> Evaluated<'v> {
+    match object {
+        Cow::Borrowed(object) => select(object).map(Cow::Borrowed),
+        Cow::Owned(object) => select(&object).map(|value| Cow::Owned(value.clone())),
     }
+}
 
-    /// Whether a selection chain `a.b.c` must be tried as a qualified variable name or a
-    /// type name before it is evaluated as field selections. Avoids building the dotted
-    /// name in the common case: the root is a comprehension variable, or a declared
-    /// variable while no variable name has a dot.
-    fn needs_qualified_resolution(&self, expr: &Expr) -> bool {
-        let mut current = expr;
-        let root = loop {
-            match &current.kind {
-                ExprKind::Select { operand, .. } => current = operand,
-                ExprKind::Ident(name) => break name.as_str(),
-                _ => return false,
-            }
+/// The value of the comprehension variable `position` bindings out from the innermost.
+fn local<'v>(scope: Scope<'v>, position: usize) -> Option<&'v Value> {
+    let mut frame = scope?;
+    for _ in 0..position {
+        frame = frame.parent?;
+    }
+    Some(frame.value)
+}
+
+/// A condition's value: a boolean, or whatever else the expression gave (another value
+/// or an error), boxed so that the common case stays small.
+type Truth<'v> = Result<bool, Box<Evaluated<'v>>>;
+
+/// What one comprehension iteration gave.
+enum Outcome<'v> {
+    /// The filter excluded the item.
+    Skipped,
+    /// A boolean.
+    Bool(bool),
+    /// Another value.
+    Value(Cow<'v, Value>),
+    /// An error.
+    Failed(EvalError),
+}
+
+/// Whether a node's value is always a boolean (or an error), so that
+/// [`Machine::eval_bool_node`] evaluates it.
+fn is_boolean(node: &Node) -> bool {
+    match node {
+        Node::Logical { .. } | Node::Has { .. } => true,
+        Node::Unary { op, .. } => *op == UnaryOp::Not,
+        Node::Binary { op, .. } => matches!(
+            op,
+            BinaryOp::Equal
+                | BinaryOp::NotEqual
+                | BinaryOp::Less
+                | BinaryOp::LessEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterEqual
+                | BinaryOp::In
+        ),
+        Node::Call(call) => matches!(
+            call.dispatch,
+            Dispatch::Contains | Dispatch::StartsWith | Dispatch::EndsWith | Dispatch::Matches
+        ),
+        Node::Comprehension(comprehension) => matches!(
+            comprehension.kind,
+            ComprehensionKind::All | ComprehensionKind::Exists | ComprehensionKind::ExistsOne
+        ),
+        _ => false,
+    }
+}
+
+#[cold]
+fn not_boolean() -> EvalError {
+    EvalError::new("internal error: not a boolean expression")
+}
+
+#[cold]
+fn step_budget_exceeded() -> EvalError {
+    EvalError::new("evaluation exceeded its step budget (too much work)")
+}
+
+#[cold]
+fn unbound_variable() -> EvalError {
+    EvalError::new("undeclared reference to a comprehension variable")
+}
+
+/// Follows a path from a comprehension variable; `None` when a step fails.
+#[inline]
+fn walk_path<'v>(scope: Scope<'v>, position: usize, fields: &[Box<str>]) -> Option<&'v Value> {
+    let mut value = local(scope, position)?;
+    for field in fields {
+        value = match value {
+            Value::Map(map) => map.get_str(field)?,
+            _ => return None,
         };
-        if self.scopes.iter().any(|(scoped, _)| &**scoped == root) {
-            return false;
+    }
+    Some(value)
+}
+
+/// The error of a path that [`walk_path`] could not follow.
+#[cold]
+#[inline(never)]
+fn path_error(scope: Scope<'_>, position: usize, fields: &[Box<str>]) -> EvalError {
+    let Some(mut value) = local(scope, position) else {
+        return unbound_variable();
+    };
+    for field in fields {
+        match select_field(value, field) {
+            Ok(next) => value = next,
+            Err(error) => return error,
         }
-        self.activation.may_resolve_qualified() || self.activation.resolve(root).is_none()
+    }
+    EvalError::new("internal error: a path failed without a reason")
+}
+
+/// What a comprehension has gathered so far.
+struct Accumulator {
+    results: Vec<Value>,
+    result_map: ValueMap,
+    matches: u64,
+    /// The first error of an `all` or `exists` predicate, reported unless another
+    /// item decides the result.
+    first_error: Option<EvalError>,
+    /// The error that ended the comprehension ([`Flow::Failed`]).
+    failure: Option<EvalError>,
+}
+
+impl Accumulator {
+    fn new() -> Self {
+        Accumulator {
+            results: Vec::new(),
+            result_map: ValueMap::new(),
+            matches: 0,
+            first_error: None,
+            failure: None,
+        }
     }
 
-    fn eval(&mut self, expr: &Expr) -> EvalResult {
-        with_enough_stack(|| self.eval_kind(expr))
+    #[cold]
+    fn fail(&mut self, error: EvalError) -> Flow {
+        self.failure = Some(error);
+        Flow::Failed
     }
 
-    fn eval_kind(&mut self, expr: &Expr) -> EvalResult {
-        self.steps += 1;
-        if self.steps > MAX_EVALUATION_STEPS {
-            return Err(EvalError::new(
-                "evaluation exceeded its step budget (too much work)",
-            ));
+    fn take_failure(&mut self) -> EvalError {
+        self.failure
+            .take()
+            .unwrap_or_else(|| EvalError::new("internal error: a comprehension failed silently"))
+    }
+}
+
+/// How a comprehension goes on after an iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// On to the next item.
+    Continue,
+    /// The result is decided (`all` or `exists`).
+    Done(bool),
+    /// The comprehension failed; the error is in the accumulator.
+    Failed,
+}
+
+/// Why [`Machine::leaf`] gave no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeafMiss {
+    /// The node is not a leaf; nothing was counted.
+    NotLeaf,
+    /// The step budget ran out.
+    OverBudget,
+    /// A path could not be followed.
+    Broken,
+}
+
+/// The error of a leaf that gave no value.
+#[cold]
+#[inline(never)]
+fn leaf_error(miss: LeafMiss, node: &Node, scope: Scope<'_>) -> EvalError {
+    match (miss, node) {
+        (LeafMiss::OverBudget, _) => step_budget_exceeded(),
+        (_, Node::Path { position, fields }) => path_error(scope, *position, fields),
+        _ => unbound_variable(),
+    }
+}
+
+/// Evaluates an operand to a `&Value`, borrowing a leaf's value and keeping any other
+/// node's value in `$slot`; on failure, returns `$fail(error)` from the function.
+macro_rules! operand {
+    ($machine:expr, $node:expr, $scope:expr, $slot:ident, $fail:expr) => {
+        match $machine.leaf($node, $scope) {
+            Ok(value) => value,
+            Err(LeafMiss::NotLeaf) => {
+                $slot = match $machine.guarded(|| $machine.eval_node($node, $scope)) {
+                    Ok(value) => value,
+                    Err(error) => return $fail(error),
+                };
+                &*$slot
+            }
+            Err(miss) => return $fail(leaf_error(miss, $node, $scope)),
         }
-        match &expr.kind {
-            ExprKind::Literal(literal) => Ok(match literal {
-                Literal::Null => Value::Null,
-                Literal::Bool(flag) => Value::Bool(*flag),
-                Literal::Int(number) => Value::Int(*number),
-                Literal::Uint(number) => Value::Uint(*number),
-                Literal::Double(number) => Value::Double(*number),
-                Literal::String(text) => Value::String(Arc::from(text.as_str())),
-                Literal::Bytes(bytes) => Value::Bytes(Arc::from(bytes.as_slice())),
-            }),
-            ExprKind::Ident(name) => {
-                if let Some(value) = self.lookup(name) {
-                    return Ok(value);
-                }
-                let bare = name.trim_start_matches('.');
-                if type_name_identifier(bare) {
-                    return Ok(Value::Type(Arc::from(bare)));
-                }
-                Err(EvalError::new(format!("undeclared reference to '{bare}'")))
+    };
+}
+
+impl<'a> Machine<'a> {
+    /// Runs one level of recursion, moving to a fresh stack segment first when little
+    /// stack remains (checked every few levels).
+    fn guarded<T>(&self, step: impl FnOnce() -> T) -> T {
+        let depth = self.depth.get();
+        self.depth.set(depth.wrapping_add(1));
+        let result = if depth.is_multiple_of(STACK_CHECK_INTERVAL) {
+            with_enough_stack(step)
+        } else {
+            step()
+        };
+        self.depth.set(depth);
+        result
+    }
+
+    #[inline]
+    fn count_steps(&self, count: u64) -> Result<(), EvalError> {
+        let steps = self.steps.get().saturating_add(count);
+        self.steps.set(steps);
+        if steps > MAX_EVALUATION_STEPS {
+            return Err(step_budget_exceeded());
+        }
+        Ok(())
+    }
+
+    /// Evaluates a leaf (a constant, a comprehension variable or a path from one) to a
+    /// borrowed value; small enough to come back in registers.
+    #[inline(always)]
+    fn leaf<'v>(&self, node: &'v Node, scope: Scope<'v>) -> Result<&'v Value, LeafMiss> {
+        let (steps, value) = match node {
+            Node::Const { value, steps } => (*steps, Some(value)),
+            Node::Local(position) => (1, local(scope, *position)),
+            Node::Path { position, fields } => {
+                (fields.len() as u64 + 1, walk_path(scope, *position, fields))
             }
-            ExprKind::Select { operand, field, .. } => {
-                if self.needs_qualified_resolution(expr)
-                    && let Some(qualified) = expr.qualified_name()
-                {
-                    let root = qualified.split('.').next().unwrap_or("");
-                    let scoped = self.scopes.iter().any(|(name, _)| &**name == root);
-                    if !scoped && let Some(value) = self.activation.resolve(&qualified) {
-                        return Ok(value.clone());
-                    }
-                    let bare = qualified.trim_start_matches('.');
-                    if !scoped
-                        && self.activation.resolve(root).is_none()
-                        && type_name_identifier(bare)
-                    {
-                        return Ok(Value::Type(Arc::from(bare)));
-                    }
+            _ => return Err(LeafMiss::NotLeaf),
+        };
+        if self.count_steps(steps).is_err() {
+            return Err(LeafMiss::OverBudget);
+        }
+        value.ok_or(LeafMiss::Broken)
+    }
+
+    /// Evaluates a node: leaves directly, anything else through
+    /// [`Machine::eval_node`].
+    #[inline]
+    fn eval<'v>(&self, node: &'v Node, scope: Scope<'v>) -> Evaluated<'v>
+    where
+        'a: 'v,
+    {
+        match self.leaf(node, scope) {
+            Ok(value) => Ok(Cow::Borrowed(value)),
+            Err(LeafMiss::NotLeaf) => self.guarded(|| self.eval_node(node, scope)),
+            Err(miss) => Err(leaf_error(miss, node, scope)),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_node<'v>(&self, node: &'v Node, scope: Scope<'v>) -> Evaluated<'v>
+    where
+        'a: 'v,
+    {
+        if matches!(
+            node,
+            Node::Const { .. } | Node::Local(_) | Node::Path { .. }
+        ) {
+            return self.eval(node, scope);
+        }
+        if is_boolean(node) {
+            return match self.eval_bool_node(node, scope) {
+                Ok(flag) => Ok(Cow::Owned(Value::Bool(flag))),
+                Err(other) => *other,
+            };
+        }
+        self.count_steps(1)?;
+        match node {
+            Node::Const { .. } | Node::Local(_) | Node::Path { .. } => self.eval(node, scope),
+            Node::Global(global) => {
+                if let Some(value) = self.activation.resolve(&global.name) {
+                    return Ok(Cow::Borrowed(value));
                 }
-                let object = self.eval(operand)?;
-                select_field(&object, field)
+                if let Some(type_value) = &global.type_value {
+                    return Ok(Cow::Borrowed(type_value));
+                }
+                Err(EvalError::new(format!(
+                    "undeclared reference to '{}'",
+                    global.bare
+                )))
             }
-            ExprKind::Has { operand, field, .. } => {
-                let object = self.eval(operand)?;
-                match &object {
-                    Value::Map(map) => Ok(Value::Bool(map.get_str(field).is_some())),
+            Node::Select {
+                operand,
+                field,
+                qualified,
+            } => {
+                let object = match qualified {
+                    Some(qualified) => {
+                        if self.qualified_names
+                            || self.activation.resolve(&qualified.root).is_none()
+                        {
+                            if !qualified.first_segment_scoped {
+                                if let Some(value) = self.activation.resolve(&qualified.qualified) {
+                                    return Ok(Cow::Borrowed(value));
+                                }
+                                if let Some(type_value) = &qualified.type_value
+                                    && self.activation.resolve(&qualified.first_segment).is_none()
+                                {
+                                    return Ok(Cow::Borrowed(type_value));
+                                }
+                            }
+                            self.eval(operand, scope)?
+                        } else {
+                            // The chain's root is a variable and no dotted name can
+                            // be one: the inner selections need no check either.
+                            self.eval_unqualified(operand, scope)?
+                        }
+                    }
+                    None => self.eval(operand, scope)?,
+                };
+                select_from(object, |object| select_field(object, field))
+            }
+            Node::Has { operand, field } => {
+                let object = self.eval(operand, scope)?;
+                match &*object {
+                    Value::Map(map) => Ok(Cow::Owned(Value::Bool(map.get_str(field).is_some()))),
                     other => Err(no_overload("has", &[other])),
                 }
             }
-            ExprKind::Call {
-                target,
-                function,
-                args,
-                ..
-            } => {
-                let target_value = match target {
-                    Some(target) => Some(self.eval(target)?),
-                    None => None,
-                };
-                let mut argument_values = Vec::with_capacity(args.len());
-                for argument in args {
-                    argument_values.push(self.eval(argument)?);
-                }
-                call_function(function, target_value.as_ref(), &argument_values)
-            }
-            ExprKind::Unary { op, operand } => {
-                let value = self.eval(operand)?;
-                match (op, &value) {
+            Node::Call(call) => self.eval_call(call, scope).map(Cow::Owned),
+            Node::Unary { op, operand } => {
+                let value = self.eval(operand, scope)?;
+                match (op, &*value) {
                     (UnaryOp::Not, Value::Bool(flag)) => Ok(Value::Bool(!flag)),
                     (UnaryOp::Negate, Value::Int(number)) => number
                         .checked_neg()
@@ -193,205 +822,517 @@ impl Evaluator<'_> {
                     (UnaryOp::Not, other) => Err(no_overload("!_", &[other])),
                     (UnaryOp::Negate, other) => Err(no_overload("-_", &[other])),
                 }
+                .map(Cow::Owned)
             }
-            ExprKind::Binary {
-                op, left, right, ..
-            } => self.eval_binary(*op, left, right),
-            ExprKind::Conditional {
-                condition,
-                if_true,
-                if_false,
-            } => match self.eval(condition)? {
-                Value::Bool(true) => self.eval(if_true),
-                Value::Bool(false) => self.eval(if_false),
-                other => Err(no_overload("_?_:_", &[&other])),
+            Node::Logical { .. } => match self.eval_bool_node(node, scope) {
+                Ok(flag) => Ok(Cow::Owned(Value::Bool(flag))),
+                Err(other) => *other,
             },
-            ExprKind::Index { operand, index } => {
-                let container = self.eval(operand)?;
-                let key = self.eval(index)?;
-                index_value(&container, &key)
+            Node::Binary { op, left, right } => {
+                let left_slot;
+                let left = operand!(self, left, scope, left_slot, Err);
+                let right_slot;
+                let right = operand!(self, right, scope, right_slot, Err);
+                binary_operation(*op, left, right).map(Cow::Owned)
             }
-            ExprKind::List(elements) => {
+            Node::Conditional(parts) => {
+                let [condition, if_true, if_false] = &**parts;
+                match &*self.eval(condition, scope)? {
+                    Value::Bool(true) => self.eval(if_true, scope),
+                    Value::Bool(false) => self.eval(if_false, scope),
+                    other => Err(no_overload("_?_:_", &[other])),
+                }
+            }
+            Node::Index { operand, index } => {
+                let container = self.eval(operand, scope)?;
+                let key = self.eval(index, scope)?;
+                select_from(container, |container| index_value(container, &key))
+            }
+            Node::List(elements) => {
                 let mut values = Vec::with_capacity(elements.len());
                 for element in elements {
-                    values.push(self.eval(element)?);
+                    values.push(self.eval(element, scope)?.into_owned());
                 }
-                Ok(Value::List(Arc::from(values)))
+                Ok(Cow::Owned(Value::List(Arc::from(values))))
             }
-            ExprKind::Map(entries) => {
+            Node::Map(entries) => {
                 let mut map = ValueMap::new();
-                for entry in entries {
-                    let key = self.eval(&entry.key)?;
-                    let value = self.eval(&entry.value)?;
+                for (key_node, value_node) in entries {
+                    let key = self.eval(key_node, scope)?;
+                    let value = self.eval(value_node, scope)?;
                     let Some(map_key) = MapKey::from_value(&key) else {
                         return Err(EvalError::new(format!(
                             "unsupported key type: {}",
                             key.type_name()
                         )));
                     };
-                    if !map.insert(map_key, value) {
+                    if !map.insert(map_key, value.into_owned()) {
                         return Err(EvalError::new(format!("Failed with repeated key: {key}")));
                     }
                 }
-                Ok(Value::Map(Arc::new(map)))
+                Ok(Cow::Owned(Value::Map(Arc::new(map))))
             }
-            ExprKind::Struct { type_name, .. } => Err(EvalError::new(format!(
+            Node::Struct(type_name) => Err(EvalError::new(format!(
                 "message construction is not supported: {type_name}"
             ))),
-            ExprKind::Comprehension(comprehension) => self.eval_comprehension(comprehension),
+            Node::Comprehension(comprehension) => self
+                .eval_comprehension(comprehension, scope)
+                .map(Cow::Owned),
         }
     }
 
-    fn eval_comprehension(&mut self, comprehension: &Comprehension) -> EvalResult {
-        let range = self.eval(&comprehension.range)?;
-        let two_variables = comprehension.second_variable.is_some();
-        // Each item is the pair (first variable, second variable); one-variable macros
-        // bind only the first: the element of a list, or the key of a map.
-        let items: Vec<(Value, Value)> = match &range {
-            Value::List(elements) if two_variables => elements
-                .iter()
-                .enumerate()
-                .map(|(index, element)| (Value::Int(index as i64), element.clone()))
-                .collect(),
-            Value::List(elements) => elements
-                .iter()
-                .map(|element| (element.clone(), Value::Null))
-                .collect(),
-            Value::Map(map) => map
-                .iter()
-                .map(|(key, value)| (key.to_value(), value.clone()))
-                .collect(),
-            other => return Err(no_overload(comprehension.kind.name(), &[other])),
+    /// Evaluates a selection chain whose root needs no qualified-name resolution.
+    fn eval_unqualified<'v>(&self, node: &'v Node, scope: Scope<'v>) -> Evaluated<'v>
+    where
+        'a: 'v,
+    {
+        match node {
+            Node::Select { operand, field, .. } => self.guarded(|| {
+                self.count_steps(1)?;
+                let object = self.eval_unqualified(operand, scope)?;
+                select_from(object, |object| select_field(object, field))
+            }),
+            other => self.eval(other, scope),
+        }
+    }
+
+    /// Evaluates a call whose dispatch gives a boolean (see [`is_boolean`]); the result
+    /// is an error, a boolean, or (never, in fact) another value.
+    fn eval_call_bool<'v>(&self, call: &'v Call, scope: Scope<'v>) -> Truth<'v>
+    where
+        'a: 'v,
+    {
+        let general = |result: EvalResult| -> Truth<'v> {
+            match result {
+                Ok(Value::Bool(flag)) => Ok(flag),
+                Ok(other) => Err(Box::new(Ok(Cow::Owned(other)))),
+                Err(error) => Err(Box::new(Err(error))),
+            }
         };
-        let kind = comprehension.kind;
-        let mut results: Vec<Value> = Vec::new();
-        let mut result_map = ValueMap::new();
-        let mut matches: u64 = 0;
-        let mut first_error: Option<EvalError> = None;
-        let first_name: Arc<str> = Arc::from(comprehension.variable.as_str());
-        let second_name: Option<Arc<str>> = comprehension
-            .second_variable
-            .as_ref()
-            .map(|(name, _)| Arc::from(name.as_str()));
-        for (first, second) in items {
-            self.iterations += 1;
-            if self.iterations > MAX_COMPREHENSION_ITERATIONS {
-                return Err(EvalError::new(
-                    "comprehension exceeded the iteration limit (too much work)",
-                ));
+        let [first, second] = &*call.args else {
+            return general(self.eval_call(call, scope));
+        };
+        let fail = |error: EvalError| -> Truth<'v> { Err(Box::new(Err(error))) };
+        let first_slot;
+        let first = operand!(self, first, scope, first_slot, fail);
+        let second_slot;
+        let second = operand!(self, second, scope, second_slot, fail);
+        let fast = match (call.dispatch, first, second) {
+            (Dispatch::Contains, Value::String(text), Value::String(part)) => {
+                Some(text.contains(&**part))
             }
-            let scope_length = self.scopes.len();
-            self.scopes.push((first_name.clone(), first.clone()));
-            if let Some(second_name) = &second_name {
-                self.scopes.push((second_name.clone(), second));
+            (Dispatch::StartsWith, Value::String(text), Value::String(part)) => {
+                Some(text.starts_with(&**part))
             }
-            let outcome = self.eval_comprehension_step(comprehension);
-            self.scopes.truncate(scope_length);
-            match kind {
-                ComprehensionKind::All | ComprehensionKind::Exists => {
-                    let short_circuit_value = kind == ComprehensionKind::Exists;
-                    match outcome {
-                        Ok(Some(Value::Bool(flag))) if flag == short_circuit_value => {
-                            return Ok(Value::Bool(short_circuit_value));
-                        }
-                        Ok(Some(Value::Bool(_))) | Ok(None) => {}
-                        Ok(Some(other)) => {
-                            first_error.get_or_insert(no_overload(kind.name(), &[&other]));
-                        }
-                        Err(error) => {
-                            first_error.get_or_insert(error);
-                        }
-                    }
+            (Dispatch::EndsWith, Value::String(text), Value::String(part)) => {
+                Some(text.ends_with(&**part))
+            }
+            (Dispatch::Matches, Value::String(text), Value::String(_)) => match &call.regex {
+                Some(Ok(regex)) => Some(regex.is_match(text)),
+                _ => None,
+            },
+            _ => None,
+        };
+        match fast {
+            Some(flag) => Ok(flag),
+            None => general(apply(call, &[first, second])),
+        }
+    }
+
+    fn eval_call<'v>(&self, call: &'v Call, scope: Scope<'v>) -> EvalResult
+    where
+        'a: 'v,
+    {
+        match &*call.args {
+            [] => apply(call, &[]),
+            [first] => {
+                let first = self.eval(first, scope)?;
+                apply(call, &[&*first])
+            }
+            [first, second] => {
+                let first = self.eval(first, scope)?;
+                let second = self.eval(second, scope)?;
+                apply(call, &[&*first, &*second])
+            }
+            [first, second, third] => {
+                let first = self.eval(first, scope)?;
+                let second = self.eval(second, scope)?;
+                let third = self.eval(third, scope)?;
+                apply(call, &[&*first, &*second, &*third])
+            }
+            args => {
+                let mut values = Vec::with_capacity(args.len());
+                for argument in args {
+                    values.push(self.eval(argument, scope)?);
                 }
-                ComprehensionKind::ExistsOne => match outcome? {
-                    Some(Value::Bool(true)) => matches += 1,
-                    Some(Value::Bool(false)) | None => {}
-                    Some(other) => return Err(no_overload(kind.name(), &[&other])),
-                },
-                ComprehensionKind::Filter => match outcome? {
-                    Some(Value::Bool(true)) => results.push(first),
-                    Some(Value::Bool(false)) | None => {}
-                    Some(other) => return Err(no_overload(kind.name(), &[&other])),
-                },
-                ComprehensionKind::Map | ComprehensionKind::TransformList => {
-                    if let Some(value) = outcome? {
-                        results.push(value);
-                    }
-                }
-                ComprehensionKind::TransformMap => {
-                    if let Some(value) = outcome? {
-                        let Some(key) = MapKey::from_value(&first) else {
-                            return Err(no_overload(kind.name(), &[&first]));
-                        };
-                        result_map.insert(key, value);
-                    }
-                }
+                let all: Vec<&Value> = values.iter().map(|value| &**value).collect();
+                apply(call, &all)
             }
         }
-        if let Some(error) = first_error {
+    }
+
+    fn eval_comprehension<'v>(
+        &self,
+        comprehension: &'v PreparedComprehension,
+        scope: Scope<'v>,
+    ) -> EvalResult
+    where
+        'a: 'v,
+    {
+        let mut accumulator = Accumulator::new();
+        match self.run_comprehension(comprehension, scope, &mut accumulator) {
+            Flow::Done(flag) => return Ok(Value::Bool(flag)),
+            Flow::Failed => return Err(accumulator.take_failure()),
+            Flow::Continue => {}
+        }
+        if let Some(error) = accumulator.first_error {
             return Err(error);
         }
-        Ok(match kind {
+        Ok(match comprehension.kind {
             ComprehensionKind::All => Value::Bool(true),
             ComprehensionKind::Exists => Value::Bool(false),
-            ComprehensionKind::ExistsOne => Value::Bool(matches == 1),
+            ComprehensionKind::ExistsOne => Value::Bool(accumulator.matches == 1),
             ComprehensionKind::Map
             | ComprehensionKind::Filter
-            | ComprehensionKind::TransformList => Value::List(Arc::from(results)),
-            ComprehensionKind::TransformMap => Value::Map(Arc::new(result_map)),
+            | ComprehensionKind::TransformList => Value::List(Arc::from(accumulator.results)),
+            ComprehensionKind::TransformMap => Value::Map(Arc::new(accumulator.result_map)),
         })
     }
 
-    /// Evaluates one iteration; `None` means the filter excluded the item.
-    fn eval_comprehension_step(
-        &mut self,
-        comprehension: &Comprehension,
-    ) -> Result<Option<Value>, EvalError> {
-        if let Some(filter) = &comprehension.filter {
-            match self.eval(filter)? {
-                Value::Bool(true) => {}
-                Value::Bool(false) => return Ok(None),
-                other => return Err(no_overload("filter", &[&other])),
-            }
+    /// `all`, `exists` or `exists_one`, whose result is a boolean.
+    fn eval_quantifier<'v>(
+        &self,
+        comprehension: &'v PreparedComprehension,
+        scope: Scope<'v>,
+    ) -> Result<bool, EvalError>
+    where
+        'a: 'v,
+    {
+        let mut accumulator = Accumulator::new();
+        match self.run_comprehension(comprehension, scope, &mut accumulator) {
+            Flow::Done(flag) => return Ok(flag),
+            Flow::Failed => return Err(accumulator.take_failure()),
+            Flow::Continue => {}
         }
-        self.eval(&comprehension.body).map(Some)
+        if let Some(error) = accumulator.first_error {
+            return Err(error);
+        }
+        Ok(match comprehension.kind {
+            ComprehensionKind::All => true,
+            ComprehensionKind::ExistsOne => accumulator.matches == 1,
+            _ => false,
+        })
     }
 
-    fn eval_binary(&mut self, op: BinaryOp, left: &Expr, right: &Expr) -> EvalResult {
-        if matches!(op, BinaryOp::And | BinaryOp::Or) {
-            // Logical operators are commutative over errors: a decisive operand on
-            // either side wins even when the other side failed.
-            let decisive = op == BinaryOp::Or;
-            let left_value = self.eval(left);
-            if let Ok(Value::Bool(flag)) = &left_value
-                && *flag == decisive
-            {
-                return Ok(Value::Bool(decisive));
+    /// Evaluates the range and runs the iterations; `Continue` when every item was
+    /// visited, the outcome is then in the accumulator.
+    fn run_comprehension<'v>(
+        &self,
+        comprehension: &'v PreparedComprehension,
+        scope: Scope<'v>,
+        accumulator: &mut Accumulator,
+    ) -> Flow
+    where
+        'a: 'v,
+    {
+        let range = match self.eval(&comprehension.range, scope) {
+            Ok(range) => range,
+            Err(error) => return accumulator.fail(error),
+        };
+        // Each item binds the first variable and, in the two-variable forms, the second:
+        // one-variable macros bind the element of a list, or the key of a map.
+        match &*range {
+            Value::List(elements) => {
+                for (index, element) in elements.iter().enumerate() {
+                    let flow = if comprehension.two_variables {
+                        let position = Value::Int(index as i64);
+                        self.iterate(comprehension, scope, &position, Some(element), accumulator)
+                    } else {
+                        self.iterate(comprehension, scope, element, None, accumulator)
+                    };
+                    if flow != Flow::Continue {
+                        return flow;
+                    }
+                }
             }
-            let right_value = self.eval(right);
-            if let Ok(Value::Bool(flag)) = &right_value
-                && *flag == decisive
-            {
-                return Ok(Value::Bool(decisive));
+            Value::Map(map) => {
+                for (key, value) in map.iter() {
+                    let key = key.to_value();
+                    let second = comprehension.two_variables.then_some(value);
+                    let flow = self.iterate(comprehension, scope, &key, second, accumulator);
+                    if flow != Flow::Continue {
+                        return flow;
+                    }
+                }
             }
-            return match (left_value, right_value) {
-                (Ok(Value::Bool(_)), Ok(Value::Bool(_))) => Ok(Value::Bool(!decisive)),
-                (Err(error), _) => Err(error),
-                (_, Err(error)) => Err(error),
-                (Ok(left), Ok(right)) => Err(no_overload(op.symbol(), &[&left, &right])),
-            };
+            other => return accumulator.fail(no_overload(comprehension.kind.name(), &[other])),
         }
-        let left_value = self.eval(left)?;
-        let right_value = self.eval(right)?;
-        binary_operation(op, &left_value, &right_value)
+        Flow::Continue
+    }
+
+    /// Runs one iteration.
+    fn iterate(
+        &self,
+        comprehension: &PreparedComprehension,
+        scope: Scope<'_>,
+        first: &Value,
+        second: Option<&Value>,
+        accumulator: &mut Accumulator,
+    ) -> Flow {
+        let iterations = self.iterations.get().saturating_add(1);
+        self.iterations.set(iterations);
+        if iterations > MAX_COMPREHENSION_ITERATIONS {
+            return accumulator.fail(EvalError::new(
+                "comprehension exceeded the iteration limit (too much work)",
+            ));
+        }
+        let outer = Env {
+            value: first,
+            parent: scope,
+        };
+        let inner;
+        let frame = match second {
+            Some(second) => {
+                inner = Env {
+                    value: second,
+                    parent: Some(&outer),
+                };
+                &inner
+            }
+            None => &outer,
+        };
+        let outcome = self.eval_iteration(comprehension, Some(frame));
+        let kind = comprehension.kind;
+        match kind {
+            ComprehensionKind::All | ComprehensionKind::Exists => {
+                let short_circuit_value = kind == ComprehensionKind::Exists;
+                match outcome {
+                    Outcome::Bool(flag) if flag == short_circuit_value => {
+                        return Flow::Done(short_circuit_value);
+                    }
+                    Outcome::Bool(_) | Outcome::Skipped => {}
+                    Outcome::Value(other) => {
+                        accumulator
+                            .first_error
+                            .get_or_insert_with(|| no_overload(kind.name(), &[&other]));
+                    }
+                    Outcome::Failed(error) => {
+                        accumulator.first_error.get_or_insert(error);
+                    }
+                }
+            }
+            ComprehensionKind::ExistsOne => match outcome {
+                Outcome::Bool(true) => accumulator.matches += 1,
+                Outcome::Bool(false) | Outcome::Skipped => {}
+                Outcome::Value(other) => {
+                    return accumulator.fail(no_overload(kind.name(), &[&other]));
+                }
+                Outcome::Failed(error) => return accumulator.fail(error),
+            },
+            ComprehensionKind::Filter => match outcome {
+                Outcome::Bool(true) => accumulator.results.push(first.clone()),
+                Outcome::Bool(false) | Outcome::Skipped => {}
+                Outcome::Value(other) => {
+                    return accumulator.fail(no_overload(kind.name(), &[&other]));
+                }
+                Outcome::Failed(error) => return accumulator.fail(error),
+            },
+            ComprehensionKind::Map | ComprehensionKind::TransformList => match outcome {
+                Outcome::Value(value) => accumulator.results.push(value.into_owned()),
+                Outcome::Bool(flag) => accumulator.results.push(Value::Bool(flag)),
+                Outcome::Skipped => {}
+                Outcome::Failed(error) => return accumulator.fail(error),
+            },
+            ComprehensionKind::TransformMap => {
+                let value = match outcome {
+                    Outcome::Value(value) => value.into_owned(),
+                    Outcome::Bool(flag) => Value::Bool(flag),
+                    Outcome::Skipped => return Flow::Continue,
+                    Outcome::Failed(error) => return accumulator.fail(error),
+                };
+                let Some(key) = MapKey::from_value(first) else {
+                    return accumulator.fail(no_overload(kind.name(), &[first]));
+                };
+                accumulator.result_map.insert(key, value);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Evaluates one iteration's filter and body.
+    fn eval_iteration<'v>(
+        &self,
+        comprehension: &'v PreparedComprehension,
+        scope: Scope<'v>,
+    ) -> Outcome<'v>
+    where
+        'a: 'v,
+    {
+        if let Some(filter) = &comprehension.filter {
+            match self.eval_bool(filter, scope) {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Skipped,
+                Err(other) => {
+                    return Outcome::Failed(match *other {
+                        Ok(value) => no_overload("filter", &[&value]),
+                        Err(error) => error,
+                    });
+                }
+            }
+        }
+        let predicate = matches!(
+            comprehension.kind,
+            ComprehensionKind::All
+                | ComprehensionKind::Exists
+                | ComprehensionKind::ExistsOne
+                | ComprehensionKind::Filter
+        );
+        if predicate {
+            match self.eval_bool(&comprehension.body, scope) {
+                Ok(flag) => Outcome::Bool(flag),
+                Err(other) => match *other {
+                    Ok(value) => Outcome::Value(value),
+                    Err(error) => Outcome::Failed(error),
+                },
+            }
+        } else {
+            match self.eval(&comprehension.body, scope) {
+                Ok(value) => Outcome::Value(value),
+                Err(error) => Outcome::Failed(error),
+            }
+        }
+    }
+
+    /// Evaluates a node whose value is wanted as a condition: a boolean comes back
+    /// without being wrapped in a value; anything else (another value, or an error)
+    /// comes back as it is.
+    #[inline]
+    fn eval_bool<'v>(&self, node: &'v Node, scope: Scope<'v>) -> Truth<'v>
+    where
+        'a: 'v,
+    {
+        if is_boolean(node) {
+            return self.guarded(|| self.eval_bool_node(node, scope));
+        }
+        match self.eval(node, scope) {
+            Ok(value) => match *value {
+                Value::Bool(flag) => Ok(flag),
+                _ => Err(Box::new(Ok(value))),
+            },
+            Err(error) => Err(Box::new(Err(error))),
+        }
+    }
+
+    /// Evaluates a node for which [`is_boolean`] holds.
+    #[inline(never)]
+    fn eval_bool_node<'v>(&self, node: &'v Node, scope: Scope<'v>) -> Truth<'v>
+    where
+        'a: 'v,
+    {
+        let fail = |error: EvalError| -> Truth<'v> { Err(Box::new(Err(error))) };
+        if let Err(error) = self.count_steps(1) {
+            return fail(error);
+        }
+        match node {
+            Node::Logical { op, left, right } => {
+                // Logical operators are commutative over errors: a decisive operand on
+                // either side wins even when the other side failed.
+                let decisive = *op == BinaryOp::Or;
+                let left_value = self.eval_bool(left, scope);
+                if matches!(left_value, Ok(flag) if flag == decisive) {
+                    return Ok(decisive);
+                }
+                let right_value = self.eval_bool(right, scope);
+                if matches!(right_value, Ok(flag) if flag == decisive) {
+                    return Ok(decisive);
+                }
+                match (left_value, right_value) {
+                    (Ok(_), Ok(_)) => Ok(!decisive),
+                    (Err(left), right) => match *left {
+                        Err(error) => fail(error),
+                        Ok(left) => match right {
+                            Ok(flag) => {
+                                fail(no_overload(op.symbol(), &[&left, &Value::Bool(flag)]))
+                            }
+                            Err(right) => match *right {
+                                Err(error) => fail(error),
+                                Ok(right) => fail(no_overload(op.symbol(), &[&left, &right])),
+                            },
+                        },
+                    },
+                    (Ok(flag), Err(right)) => match *right {
+                        Err(error) => fail(error),
+                        Ok(right) => fail(no_overload(op.symbol(), &[&Value::Bool(flag), &right])),
+                    },
+                }
+            }
+            Node::Binary { op, left, right } => {
+                let left_slot;
+                let left = operand!(self, left, scope, left_slot, fail);
+                let right_slot;
+                let right = operand!(self, right, scope, right_slot, fail);
+                relation(*op, left, right).or_else(fail)
+            }
+            Node::Unary { .. } | Node::Has { .. } => {
+                let (Node::Unary { operand, .. } | Node::Has { operand, .. }) = node else {
+                    return fail(not_boolean());
+                };
+                let Node::Has { field, .. } = node else {
+                    // `!`: the only unary operator with a boolean result.
+                    return match self.eval_bool(operand, scope) {
+                        Ok(flag) => Ok(!flag),
+                        Err(other) => match *other {
+                            Ok(value) => fail(no_overload("!_", &[&value])),
+                            Err(error) => fail(error),
+                        },
+                    };
+                };
+                let object = match self.eval(operand, scope) {
+                    Ok(value) => value,
+                    Err(error) => return fail(error),
+                };
+                match &*object {
+                    Value::Map(map) => Ok(map.get_str(field).is_some()),
+                    other => fail(no_overload("has", &[other])),
+                }
+            }
+            Node::Call(call) => self.eval_call_bool(call, scope),
+            Node::Comprehension(comprehension) => {
+                self.eval_quantifier(comprehension, scope).or_else(fail)
+            }
+            _ => fail(not_boolean()),
+        }
     }
 }
 
-fn select_field(object: &Value, field: &str) -> EvalResult {
+/// Calls a function with its target (for a member call) and arguments, through the
+/// dispatch chosen when the program was prepared.
+fn apply(call: &Call, all: &[&Value]) -> EvalResult {
+    match (call.dispatch, all) {
+        (Dispatch::Size, [Value::List(elements)]) => Ok(Value::Int(elements.len() as i64)),
+        (Dispatch::Size, [Value::Map(map)]) => Ok(Value::Int(map.len() as i64)),
+        (Dispatch::Contains, [Value::String(text), Value::String(part)]) => {
+            Ok(Value::Bool(text.contains(&**part)))
+        }
+        (Dispatch::StartsWith, [Value::String(text), Value::String(part)]) => {
+            Ok(Value::Bool(text.starts_with(&**part)))
+        }
+        (Dispatch::EndsWith, [Value::String(text), Value::String(part)]) => {
+            Ok(Value::Bool(text.ends_with(&**part)))
+        }
+        (Dispatch::Matches, [Value::String(text), Value::String(_)]) => match &call.regex {
+            Some(Ok(regex)) => Ok(Value::Bool(regex.is_match(text))),
+            Some(Err(error)) => Err(error.clone()),
+            None => call_function(&call.function, call.has_target, all),
+        },
+        _ => call_function(&call.function, call.has_target, all),
+    }
+}
+
+fn select_field<'v>(object: &'v Value, field: &str) -> Result<&'v Value, EvalError> {
     match object {
         Value::Map(map) => map
             .get_str(field)
-            .cloned()
             .ok_or_else(|| EvalError::new(format!("no such key: '{field}'"))),
         other => Err(EvalError::new(format!(
             "cannot select field '{field}' from a value of type {}",
@@ -400,7 +1341,7 @@ fn select_field(object: &Value, field: &str) -> EvalResult {
     }
 }
 
-fn index_value(container: &Value, key: &Value) -> EvalResult {
+fn index_value<'v>(container: &'v Value, key: &Value) -> Result<&'v Value, EvalError> {
     match container {
         Value::List(elements) => {
             let index: Option<i128> = match key {
@@ -417,7 +1358,6 @@ fn index_value(container: &Value, key: &Value) -> EvalResult {
             usize::try_from(index)
                 .ok()
                 .and_then(|position| elements.get(position))
-                .cloned()
                 .ok_or_else(|| EvalError::new(format!("index out of bounds: {index}")))
         }
         Value::Map(map) => {
@@ -425,17 +1365,19 @@ fn index_value(container: &Value, key: &Value) -> EvalResult {
                 return Err(no_overload("_[_]", &[container, key]));
             }
             map.get(key)
-                .cloned()
                 .ok_or_else(|| EvalError::new(format!("no such key: {key}")))
         }
         other => Err(no_overload("_[_]", &[other, key])),
     }
 }
 
-fn binary_operation(op: BinaryOp, left: &Value, right: &Value) -> EvalResult {
+/// A relational operator (`==`, `!=`, `<`, `<=`, `>`, `>=`, `in`), whose result is a
+/// boolean.
+fn relation(op: BinaryOp, left: &Value, right: &Value) -> Result<bool, EvalError> {
     match op {
-        BinaryOp::Equal => Ok(Value::Bool(left.cel_equals(right))),
-        BinaryOp::NotEqual => Ok(Value::Bool(!left.cel_equals(right))),
+        BinaryOp::Equal => Ok(left.cel_equals(right)),
+        BinaryOp::NotEqual => Ok(!left.cel_equals(right)),
+
         BinaryOp::Less | BinaryOp::LessEqual | BinaryOp::Greater | BinaryOp::GreaterEqual => {
             let ordering = left.cel_compare(right);
             let orderable = |value: &Value| {
@@ -460,22 +1402,33 @@ fn binary_operation(op: BinaryOp, left: &Value, right: &Value) -> EvalResult {
             }
             // A NaN operand makes every ordering comparison false.
             let Some(ordering) = ordering else {
-                return Ok(Value::Bool(false));
+                return Ok(false);
             };
-            Ok(Value::Bool(match op {
+            Ok(match op {
                 BinaryOp::Less => ordering == Ordering::Less,
                 BinaryOp::LessEqual => ordering != Ordering::Greater,
                 BinaryOp::Greater => ordering == Ordering::Greater,
                 _ => ordering != Ordering::Less,
-            }))
+            })
         }
         BinaryOp::In => match right {
-            Value::List(elements) => Ok(Value::Bool(
-                elements.iter().any(|element| element.cel_equals(left)),
-            )),
-            Value::Map(map) => Ok(Value::Bool(map.get(left).is_some())),
+            Value::List(elements) => Ok(elements.iter().any(|element| element.cel_equals(left))),
+            Value::Map(map) => Ok(map.get(left).is_some()),
             other => Err(no_overload("@in", &[left, other])),
         },
+        _ => Err(no_overload(op.symbol(), &[left, right])),
+    }
+}
+
+fn binary_operation(op: BinaryOp, left: &Value, right: &Value) -> EvalResult {
+    match op {
+        BinaryOp::Equal
+        | BinaryOp::NotEqual
+        | BinaryOp::Less
+        | BinaryOp::LessEqual
+        | BinaryOp::Greater
+        | BinaryOp::GreaterEqual
+        | BinaryOp::In => relation(op, left, right).map(Value::Bool),
         BinaryOp::Add => add(left, right),
         BinaryOp::Subtract => subtract(left, right),
         BinaryOp::Multiply => match (left, right) {
@@ -652,14 +1605,11 @@ pub(crate) fn format_double(number: f64) -> String {
     format!("{sign}{text}")
 }
 
-fn call_function(function: &str, target: Option<&Value>, args: &[Value]) -> EvalResult {
-    let mut all: Vec<&Value> = Vec::with_capacity(args.len() + 1);
-    if let Some(target) = target {
-        all.push(target);
-    }
-    all.extend(args.iter());
-    let unsupported = || no_overload(function, &all);
-    match (function, all.as_slice()) {
+/// Calls a function by name; `all` is the target (for a member call) followed by the
+/// arguments.
+fn call_function(function: &str, has_target: bool, all: &[&Value]) -> EvalResult {
+    let unsupported = || no_overload(function, all);
+    match (function, all) {
         ("size", [value]) => match value {
             Value::String(text) => Ok(Value::Int(text.chars().count() as i64)),
             Value::Bytes(bytes) => Ok(Value::Int(bytes.len() as i64)),
@@ -677,12 +1627,7 @@ fn call_function(function: &str, target: Option<&Value>, args: &[Value]) -> Eval
             Ok(Value::Bool(text.ends_with(&**part)))
         }
         ("matches", [Value::String(text), Value::String(pattern)]) => {
-            let regex = regex::RegexBuilder::new(pattern)
-                .size_limit(1 << 20)
-                .dfa_size_limit(1 << 22)
-                .build()
-                .map_err(|error| EvalError::new(format!("invalid regular expression: {error}")))?;
-            Ok(Value::Bool(regex.is_match(text)))
+            Ok(Value::Bool(compile_regex(pattern)?.is_match(text)))
         }
         ("lowerAscii", [Value::String(text)]) => {
             Ok(Value::String(Arc::from(text.to_ascii_lowercase())))
@@ -747,7 +1692,7 @@ fn call_function(function: &str, target: Option<&Value>, args: &[Value]) -> Eval
             "getFullYear" | "getMonth" | "getDate" | "getDayOfMonth" | "getDayOfWeek"
             | "getDayOfYear" | "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds",
             [Value::Timestamp(timestamp), rest @ ..],
-        ) if target.is_some() => {
+        ) if has_target => {
             let offset = match rest {
                 [] => 0,
                 [Value::String(zone)] => time::parse_time_zone_offset(zone).ok_or_else(|| {
@@ -775,7 +1720,7 @@ fn call_function(function: &str, target: Option<&Value>, args: &[Value]) -> Eval
         (
             "getHours" | "getMinutes" | "getSeconds" | "getMilliseconds",
             [Value::Duration(duration)],
-        ) if target.is_some() => {
+        ) if has_target => {
             let nanos = duration.nanos();
             let result = match function {
                 "getHours" => nanos / (3600 * NANOS_PER_SECOND),
@@ -785,7 +1730,7 @@ fn call_function(function: &str, target: Option<&Value>, args: &[Value]) -> Eval
             };
             Ok(Value::Int(i64::try_from(result).unwrap_or(0)))
         }
-        (_, [value]) if target.is_none() => convert(function, value),
+        (_, [value]) if !has_target => convert(function, value),
         _ => {
             let known = matches!(
                 function,

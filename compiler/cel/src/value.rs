@@ -73,10 +73,42 @@ impl MapKey {
     }
 }
 
+/// The most entries a map keeps in a sorted vector; larger maps use a B-tree.
+const SMALL_MAP_ENTRIES: usize = 32;
+
 /// The entries of a map value.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ValueMap {
-    entries: BTreeMap<MapKey, Value>,
+    entries: Entries,
+}
+
+/// Small maps (objects, most of all) are a sorted vector, which is faster to search
+/// than a B-tree; both keep the entries in key order.
+#[derive(Clone)]
+enum Entries {
+    Small(Vec<(MapKey, Value)>),
+    Large(BTreeMap<MapKey, Value>),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Small(Vec::new())
+    }
+}
+
+impl fmt::Debug for ValueMap {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct EntriesDebug<'m>(&'m ValueMap);
+        impl fmt::Debug for EntriesDebug<'_> {
+            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.debug_map().entries(self.0.iter()).finish()
+            }
+        }
+        formatter
+            .debug_struct("ValueMap")
+            .field("entries", &EntriesDebug(self))
+            .finish()
+    }
 }
 
 impl ValueMap {
@@ -88,74 +120,158 @@ impl ValueMap {
     /// Inserts an entry, returning whether the key (under numeric equality) was new.
     pub fn insert(&mut self, key: MapKey, value: Value) -> bool {
         let duplicate = self.get(&key.to_value()).is_some();
-        self.entries.insert(key, value);
+        match &mut self.entries {
+            Entries::Small(entries) => {
+                match entries.binary_search_by(|(candidate, _)| candidate.cmp(&key)) {
+                    Ok(position) => {
+                        if let Some(entry) = entries.get_mut(position) {
+                            entry.1 = value;
+                        }
+                    }
+                    Err(position) if entries.len() < SMALL_MAP_ENTRIES => {
+                        entries.insert(position, (key, value));
+                    }
+                    Err(_) => {
+                        let mut large: BTreeMap<MapKey, Value> =
+                            std::mem::take(entries).into_iter().collect();
+                        large.insert(key, value);
+                        self.entries = Entries::Large(large);
+                    }
+                }
+            }
+            Entries::Large(entries) => {
+                entries.insert(key, value);
+            }
+        }
         !duplicate
+    }
+
+    /// Looks an exact key up.
+    fn get_key(&self, key: &MapKey) -> Option<&Value> {
+        match &self.entries {
+            Entries::Small(entries) => entries
+                .binary_search_by(|(candidate, _)| candidate.cmp(key))
+                .ok()
+                .and_then(|position| entries.get(position))
+                .map(|(_, value)| value),
+            Entries::Large(entries) => entries.get(key),
+        }
     }
 
     /// Looks a key up, treating numerically equal int, uint and double keys as the same.
     pub fn get(&self, key: &Value) -> Option<&Value> {
-        let candidates: Vec<MapKey> = match key {
-            Value::Int(number) => {
-                let mut keys = vec![MapKey::Int(*number)];
-                if let Ok(unsigned) = u64::try_from(*number) {
-                    keys.push(MapKey::Uint(unsigned));
-                }
-                keys
-            }
-            Value::Uint(number) => {
-                let mut keys = vec![MapKey::Uint(*number)];
-                if let Ok(signed) = i64::try_from(*number) {
-                    keys.push(MapKey::Int(signed));
-                }
-                keys
-            }
+        match key {
+            Value::Int(number) => self.get_key(&MapKey::Int(*number)).or_else(|| {
+                u64::try_from(*number)
+                    .ok()
+                    .and_then(|unsigned| self.get_key(&MapKey::Uint(unsigned)))
+            }),
+            Value::Uint(number) => self.get_key(&MapKey::Uint(*number)).or_else(|| {
+                i64::try_from(*number)
+                    .ok()
+                    .and_then(|signed| self.get_key(&MapKey::Int(signed)))
+            }),
             Value::Double(number) => {
-                let mut keys = Vec::new();
-                if number.fract() == 0.0 && number.is_finite() {
-                    if *number >= -9.223_372_036_854_776e18 && *number < 9.223_372_036_854_776e18 {
-                        keys.push(MapKey::Int(*number as i64));
-                    }
-                    if *number >= 0.0 && *number < 1.844_674_407_370_955_2e19 {
-                        keys.push(MapKey::Uint(*number as u64));
-                    }
+                if !(number.fract() == 0.0 && number.is_finite()) {
+                    return None;
                 }
-                keys
+                let as_int = (*number >= -9.223_372_036_854_776e18
+                    && *number < 9.223_372_036_854_776e18)
+                    .then(|| self.get_key(&MapKey::Int(*number as i64)))
+                    .flatten();
+                as_int.or_else(|| {
+                    (*number >= 0.0 && *number < 1.844_674_407_370_955_2e19)
+                        .then(|| self.get_key(&MapKey::Uint(*number as u64)))
+                        .flatten()
+                })
             }
-            other => MapKey::from_value(other).into_iter().collect(),
-        };
-        candidates
-            .iter()
-            .find_map(|candidate| self.entries.get(candidate))
+            Value::String(text) => self.get_str(text),
+            other => MapKey::from_value(other).and_then(|candidate| self.get_key(&candidate)),
+        }
     }
 
     /// Looks a string key up.
     pub fn get_str(&self, key: &str) -> Option<&Value> {
-        // Small maps (objects) are scanned, which avoids allocating a key to look up.
-        if self.entries.len() <= 16 {
-            return self
-                .entries
-                .iter()
-                .find_map(|(candidate, value)| match candidate {
-                    MapKey::String(text) if &**text == key => Some(value),
-                    _ => None,
-                });
+        match &self.entries {
+            // Scanned: objects have few fields, and no key is allocated to look up.
+            Entries::Small(entries) => {
+                entries
+                    .iter()
+                    .find_map(|(candidate, value)| match candidate {
+                        MapKey::String(text) if same_text(text.as_bytes(), key.as_bytes()) => {
+                            Some(value)
+                        }
+                        _ => None,
+                    })
+            }
+            Entries::Large(entries) => entries.get(&MapKey::String(Arc::from(key))),
         }
-        self.entries.get(&MapKey::String(Arc::from(key)))
     }
 
     /// Returns the number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        match &self.entries {
+            Entries::Small(entries) => entries.len(),
+            Entries::Large(entries) => entries.len(),
+        }
     }
 
     /// Returns whether the map is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Iterates over the entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&MapKey, &Value)> {
-        self.entries.iter()
+        match &self.entries {
+            Entries::Small(entries) => MapIter::Small(entries.iter()),
+            Entries::Large(entries) => MapIter::Large(entries.iter()),
+        }
+    }
+}
+
+/// Whether two byte strings are equal; short ones (field names) are compared a word at
+/// a time rather than through a library call.
+#[inline]
+fn same_text(left: &[u8], right: &[u8]) -> bool {
+    let length = left.len();
+    if length != right.len() {
+        return false;
+    }
+    match length {
+        0..8 => left.iter().zip(right).all(|(a, b)| a == b),
+        8..=16 => {
+            let tail = length - 8;
+            word(left, 0) == word(right, 0) && word(left, tail) == word(right, tail)
+        }
+        _ => left == right,
+    }
+}
+
+/// Eight bytes of `bytes` from `at` (zeros past the end).
+#[inline]
+fn word(bytes: &[u8], at: usize) -> u64 {
+    let mut buffer = [0u8; 8];
+    if let Some(chunk) = bytes.get(at..at.saturating_add(8)) {
+        buffer.copy_from_slice(chunk);
+    }
+    u64::from_ne_bytes(buffer)
+}
+
+/// An iterator over a map's entries in key order.
+enum MapIter<'m> {
+    Small(std::slice::Iter<'m, (MapKey, Value)>),
+    Large(std::collections::btree_map::Iter<'m, MapKey, Value>),
+}
+
+impl<'m> Iterator for MapIter<'m> {
+    type Item = (&'m MapKey, &'m Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            MapIter::Small(entries) => entries.next().map(|(key, value)| (key, value)),
+            MapIter::Large(entries) => entries.next(),
+        }
     }
 }
 
@@ -387,6 +503,8 @@ fn value_from_json_at_depth(json: &serde_json::Value, ty: Option<&Type>, depth: 
 pub struct Activation {
     variables: BTreeMap<String, Value>,
     container: Option<String>,
+    /// Whether some variable's name has a dot.
+    dotted_names: bool,
 }
 
 impl Activation {
@@ -397,7 +515,9 @@ impl Activation {
 
     /// Binds (or rebinds) a variable.
     pub fn insert(&mut self, name: impl Into<String>, value: Value) {
-        self.variables.insert(name.into(), value);
+        let name = name.into();
+        self.dotted_names |= name.contains('.');
+        self.variables.insert(name, value);
     }
 
     /// Returns a variable's value, by its exact name.
@@ -408,7 +528,7 @@ impl Activation {
     /// Whether a dotted name (`a.b`) could name a variable of its own: only when a
     /// variable's name has a dot, or a container is set.
     pub(crate) fn may_resolve_qualified(&self) -> bool {
-        self.container.is_some() || self.variables.keys().any(|name| name.contains('.'))
+        self.container.is_some() || self.dotted_names
     }
 
     /// Sets the container (namespace) that unqualified names are resolved in first, as
