@@ -3,7 +3,8 @@
 //! - `ci`: everything CI checks — formatting, clippy with `-D warnings`, all tests,
 //!   generated files fresh, the fuzz smoke run.
 //! - `codegen [--check]`: writes (or checks) the committed JSON Schemas of every document
-//!   kind under `spec-examples/schema/`.
+//!   kind under `spec-examples/schema/` and the crates `agentc build` generates for the
+//!   examples under `spec-examples/generated/`.
 //! - `fuzz-smoke [--iterations N]`: feeds mutated spec files and CEL to the checker and
 //!   fails on any panic; bounded, deterministic, stable toolchain (what CI runs).
 //!   `--libfuzzer SECONDS` runs the coverage-guided cargo-fuzz targets instead, for that

@@ -1,0 +1,1094 @@
+//! IR → Rust tokens. Everything emitted refers to its own items by relative paths (and
+//! to dependencies by absolute ones), so the same tokens serve as a crate's `lib.rs`
+//! and as the body of a module that the proc macro expands.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use agentc_cel::ast::ExprKind;
+use agentc_cel::compile::{
+    compile_assertion, compile_function, engagement_layout, rust_field_names, struct_definitions,
+};
+use agentc_cel::{Expr, ObjectType, Type};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::quote;
+
+use crate::ir::{AgentIr, CapabilityIr, GuardrailIr, RestrictionIr, SetIr, TargetIr, ToolIr};
+
+const PRELUDE: &str = include_str!("prelude.rs.in");
+
+const RUST_KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
+    "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl",
+    "in", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref",
+    "return", "self", "Self", "static", "struct", "super", "trait", "true", "try", "type",
+    "typeof", "union", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// A snake-case identifier for an OAS-N1 name (which may start with a digit or be a
+/// keyword).
+pub fn snake_ident(name: &str) -> Ident {
+    let mut text = name.to_string();
+    if text.starts_with(|character: char| character.is_ascii_digit()) {
+        text.insert_str(0, "n_");
+    }
+    if RUST_KEYWORDS.contains(&text.as_str()) {
+        text.push('_');
+    }
+    Ident::new(&text, Span::call_site())
+}
+
+/// A CamelCase type name for an OAS-N1 name.
+pub fn camel(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = true;
+    for character in name.chars() {
+        if character.is_ascii_alphanumeric() {
+            if upper {
+                out.push(character.to_ascii_uppercase());
+            } else {
+                out.push(character);
+            }
+            upper = false;
+        } else {
+            upper = true;
+        }
+    }
+    if out.is_empty() || out.starts_with(|character: char| character.is_ascii_digit()) {
+        out.insert(0, 'N');
+    }
+    out
+}
+
+/// One `#[doc]` attribute per line, so that prettyplease prints `///` comments.
+fn docs(text: &str) -> TokenStream {
+    let lines = text.lines().map(|line| format!(" {line}"));
+    quote!(#(#[doc = #lines])*)
+}
+
+fn ident(text: &str) -> Ident {
+    Ident::new(text, Span::call_site())
+}
+
+/// Generates named Rust types (serde and schemars derives) for CEL types.
+#[derive(Default)]
+struct TypeGen {
+    items: Vec<TokenStream>,
+    taken: BTreeSet<String>,
+}
+
+impl TypeGen {
+    fn rust_type(&mut self, ty: &Type, hint: &str, doc: Option<&str>) -> TokenStream {
+        match ty {
+            Type::Bool => quote!(bool),
+            Type::Int => quote!(i64),
+            Type::Uint => quote!(u64),
+            Type::Double => quote!(f64),
+            // Timestamps and durations travel as their JSON text forms.
+            Type::String | Type::Timestamp | Type::Duration => quote!(::std::string::String),
+            Type::List(element) => {
+                let element = self.rust_type(element, &format!("{hint}Item"), None);
+                quote!(::std::vec::Vec<#element>)
+            }
+            Type::Map(key, value) if **key == Type::String => {
+                let value = self.rust_type(value, &format!("{hint}Value"), None);
+                quote!(::std::collections::BTreeMap<::std::string::String, #value>)
+            }
+            Type::Object(object) => {
+                let name = self.object(hint, object, doc);
+                quote!(#name)
+            }
+            _ => quote!(::serde_json::Value),
+        }
+    }
+
+    fn fresh(&mut self, hint: &str) -> Ident {
+        let mut candidate = hint.to_string();
+        let mut counter = 2;
+        while self.taken.contains(&candidate) {
+            candidate = format!("{hint}{counter}");
+            counter += 1;
+        }
+        self.taken.insert(candidate.clone());
+        ident(&candidate)
+    }
+
+    fn object(&mut self, hint: &str, object: &ObjectType, doc: Option<&str>) -> Ident {
+        let name = self.fresh(hint);
+        let names = rust_field_names(object);
+        let mut fields = Vec::new();
+        for (cel_name, field) in &object.fields {
+            let rust_name = names
+                .get(cel_name)
+                .cloned()
+                .unwrap_or_else(|| cel_name.clone());
+            let field_ident = ident(&rust_name);
+            let ty = self.rust_type(&field.ty, &format!("{hint}{}", camel(cel_name)), None);
+            let rename = if rust_name == *cel_name {
+                quote!()
+            } else {
+                quote!(#[serde(rename = #cel_name)])
+            };
+            if field.always_present {
+                fields.push(quote! { #rename pub #field_ident: #ty, });
+            } else {
+                fields.push(quote! {
+                    #rename
+                    #[serde(default, skip_serializing_if = "Option::is_none")]
+                    pub #field_ident: ::std::option::Option<#ty>,
+                });
+            }
+        }
+        if object.open {
+            fields.push(quote! {
+                #[serde(flatten)]
+                pub extra_fields: ::std::collections::BTreeMap<::std::string::String, ::serde_json::Value>,
+            });
+        }
+        let doc = doc.map_or_else(
+            || format!(" The object `{}`.", object.name),
+            |doc| format!(" {doc}"),
+        );
+        self.items.push(quote! {
+            #[doc = #doc]
+            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema)]
+            pub struct #name {
+                #(#fields)*
+            }
+        });
+        name
+    }
+}
+
+/// The variables an expression names that are among `known` (comprehension variables
+/// are identifiers too, so they are filtered out).
+fn roots(expr: &Expr, known: &[String]) -> Vec<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![expr];
+    while let Some(node) = stack.pop() {
+        if let ExprKind::Ident(name) = &node.kind {
+            let name = name.trim_start_matches('.');
+            if known.iter().any(|known| known == name) {
+                found.insert(name.to_string());
+            }
+        }
+        stack.extend(node.children());
+    }
+    found.into_iter().collect()
+}
+
+/// What kind of CEL item a check is, for its compiled function.
+enum CheckKind {
+    Assertion,
+    Selection,
+}
+
+/// One CEL expression turned into a `fn <name>_check() -> Result<Arc<dyn Check>,
+/// SetupError>`: compiled over the typed root when the compiler can, interpreted
+/// otherwise, as its doc comment says. `depth` is how many modules deep the function
+/// sits below the generated root.
+struct CheckSite<'a> {
+    function: &'a str,
+    text: &'a str,
+    root_name: &'a str,
+    layout: &'a ObjectType,
+    skeleton: &'a TokenStream,
+    required_roots: bool,
+    kind: CheckKind,
+    depth: usize,
+}
+
+fn up(depth: usize) -> TokenStream {
+    let supers = (0..depth).map(|_| quote!(super::));
+    quote!(#(#supers)*)
+}
+
+fn emit_check(site: &CheckSite<'_>) -> TokenStream {
+    let up = up(site.depth);
+    let check_name = ident(&format!("{}_check", site.function));
+    let text = site.text;
+    let interpreted = |reason: String| {
+        let doc = docs(&format!(
+            "`{}`\n\nInterpreted by the runtime: the CEL compiler cannot compile this expression ({reason}).",
+            site.text.replace('`', "'")
+        ));
+        quote! {
+            #doc
+            pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, #up SetupError> {
+                #up support::interpreted(#text)
+            }
+        }
+    };
+    let expr = match agentc_cel::parse(site.text) {
+        Ok(expr) => expr,
+        Err(_) => return interpreted("it does not parse".to_string()),
+    };
+    let compiled = match site.kind {
+        CheckKind::Assertion => {
+            compile_assertion(site.function, &expr, site.root_name, site.layout)
+        }
+        CheckKind::Selection => compile_function(site.function, &expr, site.root_name, site.layout),
+    };
+    let compiled = match compiled {
+        Ok(compiled) => compiled,
+        Err(error) => return interpreted(error.message),
+    };
+    let known: Vec<String> = site.layout.fields.keys().cloned().collect();
+    let roots = roots(&expr, &known);
+    let root_ident = ident(site.root_name);
+    let function = ident(site.function);
+    let skeleton = site.skeleton;
+    let required = site.required_roots;
+    let to_value = match site.kind {
+        CheckKind::Assertion => {
+            quote!(.map(::agentc_cel::Value::Bool).map_err(#up support::denial))
+        }
+        CheckKind::Selection => {
+            quote!(.map_err(#up support::denial).and_then(#up support::cel_value))
+        }
+    };
+    let tokens = compiled.tokens;
+    let doc = docs(&format!(
+        "`{}`\n\nCompiled to Rust: [`{}`].",
+        site.text.replace('`', "'"),
+        site.function
+    ));
+    quote! {
+        #tokens
+
+        #doc
+        pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, #up SetupError> {
+            #up support::compiled(&[#(#roots),*], |variables| {
+                let root: #root_ident = #up support::typed(variables, &[#(#roots),*], #skeleton, #required)?;
+                #function(&root) #to_value
+            })
+        }
+    }
+}
+
+/// A JSON value whose shape deserializes into the engagement layout, used for the roots
+/// a compiled check does not read.
+fn skeleton(layout: &ObjectType) -> TokenStream {
+    let mut history = serde_json::Map::new();
+    history.insert("_list".into(), serde_json::json!([]));
+    history.insert("_total".into(), serde_json::json!(0));
+    if let Some(Type::Object(object)) = layout.fields.get("history").map(|field| &field.ty) {
+        for name in object.fields.keys() {
+            if !name.starts_with('_') {
+                history.insert(name.clone(), serde_json::json!([]));
+            }
+        }
+    }
+    let value = serde_json::json!({
+        "started_at": "1970-01-01T00:00:00Z",
+        "user": {"id": ""},
+        "recent": {},
+        "history": history,
+    });
+    let text = value.to_string();
+    let tokens = TokenStream::from_str(&text).unwrap_or_default();
+    quote!(::serde_json::json!(#tokens))
+}
+
+struct Emitter<'a> {
+    set: &'a SetIr,
+    types: TypeGen,
+    tool_types: Vec<(TokenStream, TokenStream)>,
+    exposes_types: BTreeMap<String, Ident>,
+}
+
+/// The Rust items for a set (module-safe: no `crate::` paths, no inner attributes).
+pub fn emit(set: &SetIr) -> Result<TokenStream, String> {
+    let mut emitter = Emitter {
+        set,
+        types: TypeGen::default(),
+        tool_types: Vec::new(),
+        exposes_types: BTreeMap::new(),
+    };
+    emitter.check_names()?;
+    let prelude = TokenStream::from_str(PRELUDE).map_err(|error| format!("prelude: {error}"))?;
+    for tool in &set.tools {
+        let base = camel(&tool.name);
+        let input = emitter.types.rust_type(
+            &tool.input,
+            &format!("{base}Input"),
+            Some(&format!(
+                "The input of tool `{}`: {}",
+                tool.name, tool.description
+            )),
+        );
+        let output = emitter.types.rust_type(
+            &tool.output,
+            &format!("{base}Output"),
+            Some(&format!("The output of tool `{}`.", tool.name)),
+        );
+        emitter.tool_types.push((input, output));
+    }
+    for agent in set.hosted() {
+        let exposes = emitter.types.object(
+            &format!("{}Exposes", camel(&agent.name)),
+            &agent.exposes_type,
+            Some(&format!(
+                "What agent `{}` gives its caller beside its text (OAS-X1): these fields and nothing else.",
+                agent.name
+            )),
+        );
+        emitter.exposes_types.insert(agent.name.clone(), exposes);
+    }
+    let markers = emitter.markers();
+    let mut agents = TokenStream::new();
+    let mut policies = TokenStream::new();
+    for agent in set.hosted() {
+        agents.extend(emitter.agent(agent));
+        policies.extend(emitter.policies(agent));
+    }
+    let types = &emitter.types.items;
+    Ok(quote! {
+        #prelude
+        #(#types)*
+        #markers
+        #agents
+        /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
+        /// to Rust functions over typed engagements.
+        pub mod policies {
+            #policies
+        }
+    })
+}
+
+impl Emitter<'_> {
+    /// Refuses sets whose names would collide in the generated code.
+    fn check_names(&self) -> Result<(), String> {
+        let mut capability_kinds: BTreeMap<&str, &str> = BTreeMap::new();
+        for tool in &self.set.tools {
+            capability_kinds.insert(&tool.name, "tool");
+        }
+        for agent in self.set.hosted() {
+            for capability in &agent.capabilities {
+                let kind = match capability.target {
+                    TargetIr::Tool(_) => "tool",
+                    TargetIr::Agent(_) => "agent",
+                    TargetIr::Remote { .. } => "remote agent",
+                };
+                if let Some(existing) = capability_kinds.insert(&capability.name, kind)
+                    && existing != kind
+                {
+                    return Err(format!(
+                        "`{}` names both a {existing} and a {kind}; rename one to generate code",
+                        capability.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The Rust types of a capability's input and output.
+    fn capability_types(&self, capability: &CapabilityIr) -> (TokenStream, TokenStream) {
+        match &capability.target {
+            TargetIr::Tool(tool) => match self.tool_types.get(*tool) {
+                Some((input, output)) => (input.clone(), output.clone()),
+                None => (quote!(::serde_json::Value), quote!(::serde_json::Value)),
+            },
+            TargetIr::Agent(callee) => {
+                let exposes = self
+                    .set
+                    .agents
+                    .get(*callee)
+                    .and_then(|callee| self.exposes_types.get(&callee.name));
+                match exposes {
+                    Some(exposes) => (quote!(AgentRequest), quote!(AgentReply<#exposes>)),
+                    None => (quote!(AgentRequest), quote!(AgentReply<RemoteExposes>)),
+                }
+            }
+            TargetIr::Remote { .. } => (quote!(AgentRequest), quote!(AgentReply<RemoteExposes>)),
+        }
+    }
+
+    /// The agent and capability marker types, `Capability` for each, and `AllowedFor`
+    /// for each (capability, agent) pair of the spec — the only such impls anywhere.
+    fn markers(&self) -> TokenStream {
+        let mut agent_markers = Vec::new();
+        let mut capability_markers = Vec::new();
+        let mut impls = Vec::new();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for (tool, (input, output)) in self.set.tools.iter().zip(&self.tool_types) {
+            seen.insert(tool.name.clone());
+            capability_markers.push(self.capability_marker(
+                &tool.name,
+                &format!("Tool `{}`: {}", tool.name, tool.description),
+                input.clone(),
+                output.clone(),
+            ));
+        }
+        for agent in self.set.hosted() {
+            let marker = snake_ident(&agent.name);
+            let doc = format!(" Agent `{}`: {}", agent.name, agent.description);
+            agent_markers.push(quote! {
+                #[doc = #doc]
+                #[allow(non_camel_case_types)]
+                #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+                pub struct #marker;
+            });
+            for capability in &agent.capabilities {
+                let capability_marker = snake_ident(&capability.name);
+                if seen.insert(capability.name.clone()) {
+                    let (input, output) = self.capability_types(capability);
+                    let doc = match &capability.target {
+                        TargetIr::Remote { url } => {
+                            format!("Remote agent `{}` at {url}.", capability.name)
+                        }
+                        _ => format!("Agent `{}`, called as a capability.", capability.name),
+                    };
+                    capability_markers.push(self.capability_marker(
+                        &capability.name,
+                        &doc,
+                        input,
+                        output,
+                    ));
+                }
+                impls.push(quote! {
+                    impl AllowedFor<agents::#marker> for capabilities::#capability_marker {}
+                });
+            }
+        }
+        quote! {
+            /// The agents of this set, as types.
+            pub mod agents {
+                #(#agent_markers)*
+            }
+            /// The tools of this set and the agents used as capabilities, as types. Which
+            /// agent may use which is said by the `AllowedFor` impls, generated from the spec.
+            pub mod capabilities {
+                #[allow(unused_imports)]
+                use super::*;
+                #(#capability_markers)*
+            }
+            #(#impls)*
+        }
+    }
+
+    fn capability_marker(
+        &self,
+        name: &str,
+        doc: &str,
+        input: TokenStream,
+        output: TokenStream,
+    ) -> TokenStream {
+        let marker = snake_ident(name);
+        let doc = format!(" {doc}");
+        quote! {
+            #[doc = #doc]
+            #[allow(non_camel_case_types)]
+            #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+            pub struct #marker;
+
+            impl super::sealed::Sealed for #marker {}
+
+            impl super::Capability for #marker {
+                const NAME: &'static str = #name;
+                type Input = #input;
+                type Output = #output;
+            }
+        }
+    }
+
+    fn agent(&self, agent: &AgentIr) -> TokenStream {
+        let name = &agent.name;
+        let base = camel(name);
+        let marker = snake_ident(name);
+        let hosted_alias = ident(&base);
+        let tools_trait = ident(&format!("{base}Tools"));
+        let call_enum = ident(&format!("{base}Call"));
+        let backend = ident(&format!("{base}Backend"));
+        let guardrail_backend = ident(&format!("{base}GuardrailBackend"));
+        let exposes = self
+            .exposes_types
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| ident("RemoteExposes"));
+        let document = &agent.document;
+
+        // The closed enum of the model's calls, and the trait the host implements.
+        let mut variants = Vec::new();
+        let mut parse_arms = Vec::new();
+        let mut name_arms = Vec::new();
+        let mut dispatch_arms = Vec::new();
+        let mut methods = Vec::new();
+        for capability in &agent.capabilities {
+            let variant = ident(&camel(&capability.name));
+            let method = snake_ident(&capability.name);
+            let capability_name = &capability.name;
+            let (input, output) = self.capability_types(capability);
+            let (call_type, identity_doc) = if capability.user_identity {
+                (
+                    quote!(UserIdentityCall),
+                    "Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).",
+                )
+            } else {
+                (
+                    quote!(StaticIdentityCall),
+                    "Called with the static identity only, never the user's (OAS-C3, OAS-C4).",
+                )
+            };
+            let what = match &capability.target {
+                TargetIr::Tool(tool) => format!(
+                    "Tool `{capability_name}`: {}",
+                    self.set
+                        .tools
+                        .get(*tool)
+                        .map(|tool| tool.description.as_str())
+                        .unwrap_or_default()
+                ),
+                TargetIr::Agent(_) => format!(
+                    "Agent `{capability_name}`, called as a tool: run its engagement, for example with `engage_as_capability`."
+                ),
+                TargetIr::Remote { url } => format!("Remote agent `{capability_name}` at {url}."),
+            };
+            let variant_doc = format!(" A call of `{capability_name}`.");
+            let method_doc = docs(&format!("{what}\n\n{identity_doc}"));
+            variants.push(quote! { #[doc = #variant_doc] #variant(#input), });
+            parse_arms.push(quote! {
+                #capability_name => ::serde_json::from_value(arguments.clone())
+                    .map(Self::#variant)
+                    .map_err(|error| ParseCallError::BadArguments {
+                        capability: #capability_name,
+                        detail: error.to_string(),
+                    }),
+            });
+            name_arms.push(quote! { Self::#variant(_) => #capability_name, });
+            dispatch_arms.push(quote! {
+                Self::#variant(input) => support::output_json(tools.#method(input, #call_type::new(context)).await?),
+            });
+            methods.push(quote! {
+                #method_doc
+                async fn #method(&self, input: #input, call: #call_type<'_>) -> ::std::result::Result<#output, ::agentc_runtime::ToolError>;
+            });
+        }
+        // Guardrail tools get their own methods, unless the tool is also a capability,
+        // whose method then serves both.
+        let mut guardrail_tools: Vec<&ToolIr> = Vec::new();
+        for guardrail in [&agent.input_guardrail, &agent.output_guardrail]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(tool) = self.set.tools.get(guardrail.tool) {
+                let is_capability = agent
+                    .capabilities
+                    .iter()
+                    .any(|capability| capability.name == tool.name);
+                if !is_capability && !guardrail_tools.iter().any(|seen| seen.name == tool.name) {
+                    guardrail_tools.push(tool);
+                }
+            }
+        }
+        let mut guardrail_arms = Vec::new();
+        for tool in &guardrail_tools {
+            let method = snake_ident(&tool.name);
+            let tool_name = &tool.name;
+            let index = self
+                .set
+                .tools
+                .iter()
+                .position(|candidate| candidate.name == tool.name)
+                .unwrap_or_default();
+            let Some((input, output)) = self.tool_types.get(index) else {
+                continue;
+            };
+            let doc = format!(
+                " Guardrail tool `{tool_name}`: {} It is given the text being checked (OAS-G2, OAS-G3).",
+                tool.description
+            );
+            methods.push(quote! {
+                #[doc = #doc]
+                async fn #method(&self, input: #input) -> ::std::result::Result<#output, ::agentc_runtime::ToolError>;
+            });
+            guardrail_arms.push(quote! {
+                #tool_name => {
+                    let input: #input = ::serde_json::from_value(input.clone()).map_err(|error| {
+                        ::agentc_runtime::ToolError::InvalidInput { tool: #tool_name.to_string(), detail: error.to_string() }
+                    })?;
+                    support::output_json(self.tools.#method(input).await?)
+                }
+            });
+        }
+
+        let enum_doc = format!(
+            " The calls the model may make as agent `{name}`: the closed set of its capabilities. Parsing the model's untrusted (name, arguments) into this enum is the only place a capability is named by a string."
+        );
+        let trait_doc = format!(
+            " The tools of agent `{name}`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled."
+        );
+        let hosted_doc = format!(
+            " Agent `{name}` with its tools bound: {}",
+            agent.description
+        );
+        let new_doc = format!(
+            " Sets up agent `{name}` with the host's tools; every check is built once here."
+        );
+
+        let spec = self.agent_spec(agent);
+        let registry = self.registry(agent, &backend, &guardrail_backend, &guardrail_tools);
+
+        let guardrail_backend_items = if guardrail_tools.is_empty() {
+            quote!()
+        } else {
+            quote! {
+                /// Runs the guardrail tools of the agent through the host's methods.
+                struct #guardrail_backend<T> {
+                    tools: ::std::sync::Arc<T>,
+                    tool: &'static str,
+                }
+
+                #[::async_trait::async_trait]
+                impl<T: #tools_trait> ::agentc_runtime::ToolBackend for #guardrail_backend<T> {
+                    async fn invoke(
+                        &self,
+                        input: &::serde_json::Value,
+                        _context: &::agentc_runtime::ToolContext,
+                    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                        match self.tool {
+                            #(#guardrail_arms)*
+                            other => Err(::agentc_runtime::ToolError::NoBackend(other.to_string())),
+                        }
+                    }
+                }
+            }
+        };
+        let dispatch = if agent.capabilities.is_empty() {
+            quote! {
+                async fn dispatch<T: #tools_trait + ?Sized>(
+                    self,
+                    _tools: &T,
+                    _context: &::agentc_runtime::ToolContext,
+                ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                    match self {}
+                }
+            }
+        } else {
+            quote! {
+                async fn dispatch<T: #tools_trait + ?Sized>(
+                    self,
+                    tools: &T,
+                    context: &::agentc_runtime::ToolContext,
+                ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                    match self {
+                        #(#dispatch_arms)*
+                    }
+                }
+            }
+        };
+        let name_fn = if agent.capabilities.is_empty() {
+            quote! {
+                /// The capability's name.
+                pub fn name(&self) -> &'static str {
+                    match *self {}
+                }
+            }
+        } else {
+            quote! {
+                /// The capability's name.
+                pub fn name(&self) -> &'static str {
+                    match self {
+                        #(#name_arms)*
+                    }
+                }
+            }
+        };
+        quote! {
+            impl sealed::Sealed for agents::#marker {}
+
+            impl Agent for agents::#marker {
+                const NAME: &'static str = #name;
+                const DOCUMENT: &'static str = #document;
+                type Exposes = #exposes;
+            }
+
+            #[doc = #hosted_doc]
+            pub type #hosted_alias = Hosted<agents::#marker>;
+
+            #[doc = #enum_doc]
+            #[derive(Debug, Clone, PartialEq)]
+            pub enum #call_enum {
+                #(#variants)*
+            }
+
+            impl #call_enum {
+                /// Parses the model's tool call; an undeclared name or arguments that do not
+                /// fit the input type are typed errors.
+                pub fn parse(name: &str, arguments: &::serde_json::Value) -> ::std::result::Result<Self, ParseCallError> {
+                    match name {
+                        #(#parse_arms)*
+                        other => Err(ParseCallError::Undeclared { agent: #name, name: other.to_string() }),
+                    }
+                }
+
+                #name_fn
+
+                #dispatch
+            }
+
+            #[doc = #trait_doc]
+            #[::async_trait::async_trait]
+            pub trait #tools_trait: Send + Sync + 'static {
+                #(#methods)*
+            }
+
+            /// Runs the agent's capabilities through the host's methods, parsing each
+            /// input into the agent's closed set of calls first.
+            struct #backend<T> {
+                tools: ::std::sync::Arc<T>,
+                capability: &'static str,
+            }
+
+            #[::async_trait::async_trait]
+            impl<T: #tools_trait> ::agentc_runtime::ToolBackend for #backend<T> {
+                async fn invoke(
+                    &self,
+                    input: &::serde_json::Value,
+                    context: &::agentc_runtime::ToolContext,
+                ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                    let call = #call_enum::parse(self.capability, input).map_err(|error| {
+                        ::agentc_runtime::ToolError::InvalidInput { tool: self.capability.to_string(), detail: error.to_string() }
+                    })?;
+                    call.dispatch(self.tools.as_ref(), context).await
+                }
+            }
+
+            #guardrail_backend_items
+
+            impl Hosted<agents::#marker> {
+                #[doc = #new_doc]
+                pub fn new<T: #tools_trait>(tools: T) -> ::std::result::Result<Self, SetupError> {
+                    let tools = ::std::sync::Arc::new(tools);
+                    let spec = #spec;
+                    #registry
+                    Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+                }
+            }
+        }
+    }
+
+    fn restriction(
+        &self,
+        agent: &AgentIr,
+        restriction: Option<&RestrictionIr>,
+        function: &str,
+    ) -> TokenStream {
+        let Some(restriction) = restriction else {
+            return quote!(None);
+        };
+        let review = match &restriction.require_review {
+            Some(reviewer) => quote!(Some(::agentc_runtime::ReviewerRef::parse(#reviewer))),
+            None => quote!(None),
+        };
+        let assertion = if restriction.assertion.is_some() {
+            let module = snake_ident(&agent.name);
+            let check = ident(&format!("{function}_check"));
+            quote!(Some(policies::#module::#check()?))
+        } else {
+            quote!(None)
+        };
+        quote! {
+            Some(::agentc_runtime::RestrictionSpec { require_review: #review, assertion: #assertion })
+        }
+    }
+
+    fn agent_spec(&self, agent: &AgentIr) -> TokenStream {
+        let module = snake_ident(&agent.name);
+        let capabilities: Vec<TokenStream> = agent
+            .capabilities
+            .iter()
+            .map(|capability| {
+                let name = &capability.name;
+                let method = snake_ident(name).to_string();
+                let kind = match &capability.target {
+                    TargetIr::Tool(_) => quote!(::agentc_runtime::spec::CapabilityKind::Tool),
+                    TargetIr::Agent(_) => quote!(::agentc_runtime::spec::CapabilityKind::Agent),
+                    TargetIr::Remote { url } => quote!(::agentc_runtime::spec::CapabilityKind::RemoteAgent { url: #url.to_string() }),
+                };
+                let collect = capability.collect_results;
+                let user_identity = capability.user_identity;
+                let static_identity = match &capability.static_identity {
+                    Some(identity) => quote!(Some(#identity.to_string())),
+                    None => quote!(None),
+                };
+                let input = self.restriction(agent, capability.input_restriction.as_ref(), &format!("input_{method}"));
+                let output = self.restriction(agent, capability.output_restriction.as_ref(), &format!("output_{method}"));
+                quote! {
+                    ::agentc_runtime::CapabilitySpec {
+                        name: #name.to_string(),
+                        kind: #kind,
+                        collect_results: #collect,
+                        user_identity: #user_identity,
+                        static_identity: #static_identity,
+                        input_restriction: #input,
+                        output_restriction: #output,
+                    }
+                }
+            })
+            .collect();
+        let guardrail = |guardrail: &Option<GuardrailIr>, which: &str| match guardrail {
+            Some(guardrail) => {
+                let tool = self
+                    .set
+                    .tools
+                    .get(guardrail.tool)
+                    .map(|tool| tool.name.clone())
+                    .unwrap_or_default();
+                let check = ident(&format!("{which}_guardrail_check"));
+                quote!(Some(::agentc_runtime::GuardrailSpec { tool_name: #tool.to_string(), assertion: policies::#module::#check()? }))
+            }
+            None => quote!(None),
+        };
+        let input_guardrail = guardrail(&agent.input_guardrail, "input");
+        let output_guardrail = guardrail(&agent.output_guardrail, "output");
+        let exposes: Vec<TokenStream> = agent
+            .exposes
+            .iter()
+            .map(|(key, _)| {
+                let check = ident(&format!("exposes_{}_check", snake_ident(key)));
+                quote!((#key.to_string(), policies::#module::#check()?))
+            })
+            .collect();
+        let name = &agent.name;
+        let description = &agent.description;
+        let intent = &agent.intent;
+        let owner = &agent.owner;
+        let retain = agent.retain_memory;
+        let short_circuit = match agent.short_circuit {
+            Some(limit) => quote!(Some(#limit)),
+            None => quote!(None),
+        };
+        quote! {
+            ::agentc_runtime::AgentSpec {
+                name: #name.to_string(),
+                description: #description.to_string(),
+                intent: #intent.to_string(),
+                owner: #owner.to_string(),
+                capabilities: ::std::vec::Vec::from([#(#capabilities),*]),
+                input_guardrail: #input_guardrail,
+                output_guardrail: #output_guardrail,
+                exposes: ::std::vec::Vec::from([#(#exposes),*]),
+                retain_memory: #retain,
+                short_circuit: #short_circuit,
+            }
+        }
+    }
+
+    fn registry(
+        &self,
+        agent: &AgentIr,
+        backend: &Ident,
+        guardrail_backend: &Ident,
+        guardrail_tools: &[&ToolIr],
+    ) -> TokenStream {
+        let mut specs = Vec::new();
+        let mut binds = Vec::new();
+        let mut push_tool = |name: &str, description: &str, input: String, output: String| {
+            specs.push(quote! {
+                ::agentc_runtime::ToolSpec {
+                    name: #name.to_string(),
+                    description: #description.to_string(),
+                    input_schema: support::schema(#name, #input)?,
+                    output_schema: support::schema(#name, #output)?,
+                }
+            });
+        };
+        let agent_schema = serde_json::json!({
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"]
+        })
+        .to_string();
+        for capability in &agent.capabilities {
+            let name = &capability.name;
+            match &capability.target {
+                TargetIr::Tool(tool) => {
+                    if let Some(tool) = self.set.tools.get(*tool) {
+                        push_tool(
+                            name,
+                            &tool.description,
+                            tool.input_schema.to_string(),
+                            tool.output_schema.to_string(),
+                        );
+                    }
+                }
+                TargetIr::Agent(callee) => {
+                    let description = self
+                        .set
+                        .agents
+                        .get(*callee)
+                        .map(|callee| callee.description.clone())
+                        .unwrap_or_default();
+                    push_tool(
+                        name,
+                        &description,
+                        agent_schema.clone(),
+                        agent_schema.clone(),
+                    );
+                }
+                TargetIr::Remote { url } => {
+                    push_tool(
+                        name,
+                        &format!("The remote agent at {url}."),
+                        agent_schema.clone(),
+                        agent_schema.clone(),
+                    );
+                }
+            }
+            binds.push(quote! {
+                registry
+                    .bind(#name, ::std::sync::Arc::new(#backend { tools: ::std::sync::Arc::clone(&tools), capability: #name }))
+                    .map_err(SetupError::Tool)?;
+            });
+        }
+        for tool in guardrail_tools {
+            let name = &tool.name;
+            push_tool(
+                name,
+                &tool.description,
+                tool.input_schema.to_string(),
+                tool.output_schema.to_string(),
+            );
+            binds.push(quote! {
+                registry
+                    .bind(#name, ::std::sync::Arc::new(#guardrail_backend { tools: ::std::sync::Arc::clone(&tools), tool: #name }))
+                    .map_err(SetupError::Tool)?;
+            });
+        }
+        let binding = if binds.is_empty() {
+            quote!(let registry = ::agentc_runtime::ToolRegistry::new(&[#(#specs),*]).map_err(SetupError::Tool)?;)
+        } else {
+            quote!(let mut registry = ::agentc_runtime::ToolRegistry::new(&[#(#specs),*]).map_err(SetupError::Tool)?;)
+        };
+        let unused = if binds.is_empty() {
+            quote!(let _ = tools;)
+        } else {
+            quote!()
+        };
+        quote! {
+            #binding
+            #(#binds)*
+            #unused
+        }
+    }
+
+    /// The compiled policies of one agent, in `policies::<agent>`.
+    fn policies(&self, agent: &AgentIr) -> TokenStream {
+        let module = snake_ident(&agent.name);
+        let layout = engagement_layout(&agent.capability_types);
+        let structs = struct_definitions("Engagement", &layout);
+        let skeleton_body = skeleton(&layout);
+        let skeleton = quote!(skeleton());
+        let mut items = Vec::new();
+        for capability in &agent.capabilities {
+            let method = snake_ident(&capability.name).to_string();
+            for (restriction, which) in [
+                (&capability.input_restriction, "input"),
+                (&capability.output_restriction, "output"),
+            ] {
+                if let Some(RestrictionIr {
+                    assertion: Some(text),
+                    ..
+                }) = restriction
+                {
+                    let function = format!("{which}_{method}");
+                    items.push(emit_check(&CheckSite {
+                        function: &function,
+                        text,
+                        root_name: "Engagement",
+                        layout: &layout,
+                        skeleton: &skeleton,
+                        required_roots: true,
+                        kind: CheckKind::Assertion,
+                        depth: 2,
+                    }));
+                }
+            }
+        }
+        for (key, text) in &agent.exposes {
+            let function = format!("exposes_{}", snake_ident(key));
+            items.push(emit_check(&CheckSite {
+                function: &function,
+                text,
+                root_name: "Engagement",
+                layout: &layout,
+                skeleton: &skeleton,
+                required_roots: true,
+                kind: CheckKind::Selection,
+                depth: 2,
+            }));
+        }
+        let mut guardrail_modules = Vec::new();
+        for (guardrail, which) in [
+            (&agent.input_guardrail, "input"),
+            (&agent.output_guardrail, "output"),
+        ] {
+            let Some(guardrail) = guardrail else { continue };
+            let Some(tool) = self.set.tools.get(guardrail.tool) else {
+                continue;
+            };
+            let Type::Object(fields) = &tool.output else {
+                continue;
+            };
+            let mut fields = fields.clone();
+            fields.name = "Fields".to_string();
+            let guard_structs = struct_definitions("Fields", &fields);
+            let empty = quote!(::serde_json::json!({}));
+            let check = emit_check(&CheckSite {
+                function: "assertion",
+                text: &guardrail.assertion,
+                root_name: "Fields",
+                layout: &fields,
+                skeleton: &empty,
+                required_roots: false,
+                kind: CheckKind::Assertion,
+                depth: 3,
+            });
+            let guard_module = ident(&format!("{which}_guardrail"));
+            let check_fn = ident(&format!("{which}_guardrail_check"));
+            let doc = format!(
+                " The {which} guardrail: its assertion over the fields of `{}`'s output (OAS-G4).",
+                tool.name
+            );
+            guardrail_modules.push(quote! {
+                #[doc = #doc]
+                pub mod #guard_module {
+                    #guard_structs
+                    #check
+                }
+
+                /// The guardrail's check.
+                pub fn #check_fn() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, super::super::SetupError> {
+                    #guard_module::assertion_check()
+                }
+            });
+        }
+        let skeleton_fn = if items.is_empty() {
+            quote!()
+        } else {
+            quote! {
+                /// The engagement's shape, for the parts a check does not read.
+                fn skeleton() -> ::serde_json::Value {
+                    #skeleton_body
+                }
+            }
+        };
+        let doc = format!(
+            " The compiled policies of agent `{}`, over its typed engagement (OAS-E3).",
+            agent.name
+        );
+        quote! {
+            #[doc = #doc]
+            pub mod #module {
+                #structs
+
+                #skeleton_fn
+
+                #(#items)*
+                #(#guardrail_modules)*
+            }
+        }
+    }
+}
