@@ -8,8 +8,8 @@
 //! ```
 //!
 //! The expansion uses the same crates as a generated crate does (`agentc-runtime`,
-//! `agentc-cel`, `agentc-cel-support`, `async-trait`, `regex`, `schemars`, `serde`,
-//! `serde_json`), so the calling crate depends on them. A spec with errors expands to a
+//! `agentc-cel`, `agentc-cel-support`, `agentc-generated-support`, `async-trait`, `regex`,
+//! `schemars`, `serde`, `serde_json`), so the calling crate depends on them. A spec with errors expands to a
 //! `compile_error!` holding every diagnostic, rendered with file:line:col as
 //! `agentc check` prints it. Each spec file is included with `include_bytes!`, so that
 //! cargo re-runs the macro when a file changes (a file added to a directory is only seen

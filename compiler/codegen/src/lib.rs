@@ -117,6 +117,7 @@ publish = false
 agentc-runtime = {{ path = \"{root}/runtime\" }}
 agentc-cel = {{ path = \"{root}/compiler/cel\" }}
 agentc-cel-support = {{ path = \"{root}/compiler/cel-support\" }}
+agentc-generated-support = {{ path = \"{root}/compiler/generated-support\" }}
 async-trait = \"0.1\"
 regex = \"1\"
 schemars = \"1.2\"

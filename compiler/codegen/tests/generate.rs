@@ -63,6 +63,14 @@ fn output_is_deterministic_and_names_its_specs() {
         .unwrap()
         .contents;
     assert!(manifest.contains("agentc-runtime = { path = \"../../../runtime\" }"));
+    // The trait-independent items live in the shared crate, not in every generated one.
+    assert!(
+        manifest.contains(
+            "agentc-generated-support = { path = \"../../../compiler/generated-support\" }"
+        )
+    );
+    assert!(!lib.contains("pub enum SetupError"));
+    assert!(lib.contains("pub use ::agentc_generated_support::{"));
 }
 
 #[test]
