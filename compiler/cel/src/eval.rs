@@ -94,6 +94,26 @@ impl Program {
     }
 }
 
+/// One field of a [`Node::Path`], with an inline cache of where the field was found
+/// last time. Objects of one shape (the entries of a history list, say) keep their keys
+/// at the same positions, so after the first lookup each step is one comparison.
+#[derive(Debug)]
+struct PathField {
+    name: Box<str>,
+    hint: std::sync::atomic::AtomicU32,
+}
+
+impl Clone for PathField {
+    fn clone(&self) -> Self {
+        PathField {
+            name: self.name.clone(),
+            hint: std::sync::atomic::AtomicU32::new(
+                self.hint.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }
+    }
+}
+
 /// One node of a prepared expression.
 #[derive(Debug, Clone)]
 enum Node {
@@ -106,7 +126,7 @@ enum Node {
     /// without copying; it stands for `fields.len() + 1` expression nodes.
     Path {
         position: usize,
-        fields: Box<[Box<str>]>,
+        fields: Box<[PathField]>,
     },
     /// A name that is not a comprehension variable, resolved in the activation.
     Global(Box<GlobalName>),
@@ -420,7 +440,13 @@ fn local_path(expr: &Expr, scopes: &[String]) -> Option<Node> {
     fields.reverse();
     Some(Node::Path {
         position,
-        fields: fields.into_boxed_slice(),
+        fields: fields
+            .into_iter()
+            .map(|name| PathField {
+                name,
+                hint: std::sync::atomic::AtomicU32::new(0),
+            })
+            .collect(),
     })
 }
 
@@ -568,11 +594,11 @@ fn unbound_variable() -> EvalError {
 
 /// Follows a path from a comprehension variable; `None` when a step fails.
 #[inline]
-fn walk_path<'v>(scope: Scope<'v>, position: usize, fields: &[Box<str>]) -> Option<&'v Value> {
+fn walk_path<'v>(scope: Scope<'v>, position: usize, fields: &'v [PathField]) -> Option<&'v Value> {
     let mut value = local(scope, position)?;
     for field in fields {
         value = match value {
-            Value::Map(map) => map.get_str(field)?,
+            Value::Map(map) => map.get_str_hinted(&field.name, &field.hint)?,
             _ => return None,
         };
     }
@@ -582,12 +608,12 @@ fn walk_path<'v>(scope: Scope<'v>, position: usize, fields: &[Box<str>]) -> Opti
 /// The error of a path that [`walk_path`] could not follow.
 #[cold]
 #[inline(never)]
-fn path_error(scope: Scope<'_>, position: usize, fields: &[Box<str>]) -> EvalError {
+fn path_error(scope: Scope<'_>, position: usize, fields: &[PathField]) -> EvalError {
     let Some(mut value) = local(scope, position) else {
         return unbound_variable();
     };
     for field in fields {
-        match select_field(value, field) {
+        match select_field(value, &field.name) {
             Ok(next) => value = next,
             Err(error) => return error,
         }

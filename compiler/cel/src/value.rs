@@ -208,6 +208,32 @@ impl ValueMap {
         }
     }
 
+    /// Looks a string key up, trying the position in `hint` first and remembering where
+    /// the key was found. The hint is only a guess: a wrong one costs one comparison.
+    pub fn get_str_hinted(&self, key: &str, hint: &std::sync::atomic::AtomicU32) -> Option<&Value> {
+        use std::sync::atomic::Ordering;
+        let Entries::Small(entries) = &self.entries else {
+            return self.get_str(key);
+        };
+        let guess = hint.load(Ordering::Relaxed) as usize;
+        if let Some((MapKey::String(text), value)) = entries.get(guess)
+            && same_text(text.as_bytes(), key.as_bytes())
+        {
+            return Some(value);
+        }
+        let (position, value) = entries.iter().enumerate().find_map(
+            |(position, (candidate, value))| match candidate {
+                MapKey::String(text) if same_text(text.as_bytes(), key.as_bytes()) => {
+                    Some((position, value))
+                }
+                _ => None,
+            },
+        )?;
+        // Small maps have at most 32 entries, so the position always fits.
+        hint.store(u32::try_from(position).unwrap_or(0), Ordering::Relaxed);
+        Some(value)
+    }
+
     /// Returns the number of entries.
     pub fn len(&self) -> usize {
         match &self.entries {
