@@ -131,7 +131,23 @@ impl ScriptedModel {
 
     /// Reads a script from YAML (JSON is YAML too).
     pub fn from_yaml(text: &str) -> Result<Self, ModelError> {
-        let script: Script = serde_saphyr::from_str(text)
+        // The compiler's own YAML layer (with its budgets against hostile input) reads
+        // scripts too, so the project has one YAML stack.
+        let (documents, diagnostics) = agentc_compiler::syntax::parse_yaml(
+            agentc_compiler::span::FileId(0),
+            text,
+            &agentc_compiler::syntax::SyntaxLimits::default(),
+        );
+        if let Some(diagnostic) = diagnostics.first() {
+            return Err(ModelError::InvalidScript(diagnostic.message.clone()));
+        }
+        let [document] = documents.as_slice() else {
+            return Err(ModelError::InvalidScript(format!(
+                "a script is one YAML document, found {}",
+                documents.len()
+            )));
+        };
+        let script: Script = serde_json::from_value(document.root.to_json())
             .map_err(|error| ModelError::InvalidScript(error.to_string()))?;
         Ok(Self::from_script(script))
     }

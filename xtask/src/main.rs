@@ -9,7 +9,8 @@
 //!   fails on any panic; bounded, deterministic, stable toolchain (what CI runs).
 //!   `--libfuzzer SECONDS` runs the coverage-guided cargo-fuzz targets instead, for that
 //!   long each (needs `cargo install cargo-fuzz` and a nightly toolchain).
-//! - `bench`: the spec-validation throughput benchmark, against PyYAML + pydantic.
+//! - `bench`: every recorded benchmark (spec checking against PyYAML + pydantic, CEL
+//!   evaluation, runtime per-call enforcement).
 //! - `cel-conformance`: per-file pass/fail counts of the official CEL conformance tests.
 
 #![forbid(unsafe_code)]
@@ -111,8 +112,35 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
+/// Every benchmark whose figures docs/BENCHMARKS.md records: spec checking (against
+/// PyYAML + pydantic), CEL evaluation (compiled, interpreted, `cel` crate), and the
+/// runtime's per-call enforcement.
 fn bench() -> Result<(), String> {
-    cargo(&["bench", "-p", "agentc-compiler", "--bench", "check_corpus"])
+    cargo(&["bench", "-p", "agentc-compiler", "--bench", "check_corpus"])?;
+    cargo(&[
+        "bench",
+        "-p",
+        "agentc-cel-differential",
+        "--bench",
+        "policies",
+        "--",
+        "--warm-up-time",
+        "1",
+        "--measurement-time",
+        "4",
+    ])?;
+    cargo(&[
+        "bench",
+        "-p",
+        "agentc-runtime",
+        "--bench",
+        "per_call",
+        "--",
+        "--warm-up-time",
+        "1",
+        "--measurement-time",
+        "3",
+    ])
 }
 
 /// Prints pass/fail counts per file of the official CEL conformance tests: every file of
