@@ -123,3 +123,176 @@ fn expand(
         }
     })
 }
+
+/// Declares a native tool from an async Rust function: `#[agentc_macros::tool]` on
+/// `async fn name(input: In) -> Result<Out, ToolError>` (or `-> Out`) keeps the function
+/// and adds a unit struct named after it in CamelCase with `Tool` appended (for
+/// `lookup_policy_doc`, `LookupPolicyDocTool`) that
+///
+/// - describes the tool: `LookupPolicyDocTool::document()` is its tool document
+///   (`kind: openagentspec:v1/tool`) as JSON, with the input and output JSON Schemas
+///   generated from `In` and `Out` by schemars, the function's doc comment as the
+///   description, and a `native` binding naming the function — so a spec can bind a
+///   capability to it, and `agentc check` can check that spec;
+/// - implements the runtime's `ToolBackend`, decoding the untrusted JSON input into `In`
+///   (a mismatch is a refused call, never a panic) and encoding `Out`.
+///
+/// `In` and `Out` derive `serde::Deserialize`/`Serialize` and `schemars::JsonSchema`; the
+/// calling crate depends on `agentc-runtime`, `async-trait`, `schemars` and `serde_json`.
+#[proc_macro_attribute]
+pub fn tool(attribute: TokenStream, item: TokenStream) -> TokenStream {
+    let attribute = proc_macro2::TokenStream::from(attribute);
+    if !attribute.is_empty() {
+        return syn::Error::new_spanned(attribute, "`#[agentc_macros::tool]` takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let function = match syn::parse::<syn::ItemFn>(item) {
+        Ok(function) => function,
+        Err(error) => return error.to_compile_error().into(),
+    };
+    match expand_tool(&function) {
+        Ok(expansion) => quote!(#function #expansion).into(),
+        // The function is kept, so one mistake here does not cascade into errors at
+        // every call site of the function.
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#function #error).into()
+        }
+    }
+}
+
+fn expand_tool(function: &syn::ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+    let signature = &function.sig;
+    if signature.asyncness.is_none() {
+        return Err(syn::Error::new_spanned(
+            signature.fn_token,
+            "a tool function must be `async`",
+        ));
+    }
+    let name = &signature.ident;
+    let name_text = name.to_string();
+    if agentc_compiler::names::name_problem(&name_text).is_some() {
+        return Err(syn::Error::new_spanned(
+            name,
+            "a tool's name must be lowercase ASCII letters, digits and `_` (OAS-N1)",
+        ));
+    }
+    let mut inputs = signature.inputs.iter();
+    let (Some(syn::FnArg::Typed(argument)), None) = (inputs.next(), inputs.next()) else {
+        return Err(syn::Error::new_spanned(
+            &signature.inputs,
+            "a tool function takes exactly one argument: its input struct",
+        ));
+    };
+    let input_type = &argument.ty;
+    let (output_type, returns_result) = match &signature.output {
+        syn::ReturnType::Default => {
+            return Err(syn::Error::new_spanned(
+                signature,
+                "a tool function must return its output",
+            ));
+        }
+        syn::ReturnType::Type(_, ty) => match result_ok_type(ty) {
+            Some(ok) => (ok, true),
+            None => ((**ty).clone(), false),
+        },
+    };
+    let description = function
+        .attrs
+        .iter()
+        .filter_map(|attribute| match &attribute.meta {
+            syn::Meta::NameValue(pair) if pair.path.is_ident("doc") => match &pair.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(text),
+                    ..
+                }) => Some(text.value().trim().to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let description = if description.is_empty() {
+        format!("The native tool `{name_text}`.")
+    } else {
+        description
+    };
+    let struct_name = quote::format_ident!(
+        "{}Tool",
+        name_text
+            .split('_')
+            .map(|part| {
+                let mut characters = part.chars();
+                characters
+                    .next()
+                    .map(|first| first.to_ascii_uppercase().to_string() + characters.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<String>()
+    );
+    let call = if returns_result {
+        quote!(#name(typed).await?)
+    } else {
+        quote!(#name(typed).await)
+    };
+    let visibility = &function.vis;
+    Ok(quote! {
+        #[doc = concat!("The native tool `", #name_text, "`, declared with `#[agentc_macros::tool]`.")]
+        #[derive(Clone, Copy, Debug, Default)]
+        #visibility struct #struct_name;
+
+        impl #struct_name {
+            /// The tool's name, as capabilities reference it.
+            pub const NAME: &'static str = #name_text;
+
+            /// The tool document: schemas from the Rust types, a `native` binding.
+            pub fn document() -> ::serde_json::Value {
+                ::serde_json::json!({
+                    "kind": "openagentspec:v1/tool",
+                    "name": #name_text,
+                    "description": #description,
+                    "input": ::schemars::schema_for!(#input_type),
+                    "output": ::schemars::schema_for!(#output_type),
+                    "binding": { "native": { "function": concat!(module_path!(), "::", #name_text) } },
+                })
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl ::agentc_runtime::ToolBackend for #struct_name {
+            async fn invoke(
+                &self,
+                input: &::serde_json::Value,
+                _context: &::agentc_runtime::ToolContext,
+            ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                let typed: #input_type = ::serde_json::from_value(input.clone()).map_err(|error| {
+                    ::agentc_runtime::ToolError::InvalidInput { tool: #name_text.to_string(), detail: error.to_string() }
+                })?;
+                let output: #output_type = #call;
+                ::serde_json::to_value(output).map_err(|error| ::agentc_runtime::ToolError::InvalidOutput {
+                    tool: #name_text.to_string(),
+                    detail: error.to_string(),
+                })
+            }
+        }
+    })
+}
+
+/// `T` when `ty` is written `Result<T, _>` (the error must convert into `ToolError`).
+fn result_ok_type(ty: &syn::Type) -> Option<syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(arguments) = &last.arguments else {
+        return None;
+    };
+    match arguments.args.first()? {
+        syn::GenericArgument::Type(ok) => Some(ok.clone()),
+        _ => None,
+    }
+}
