@@ -54,6 +54,15 @@ pub const MAX_LIST_LENGTH: usize = 1_000_000;
 /// The stack check's red zone covers these levels many times over, even in unoptimised
 /// builds.
 const STACK_CHECK_INTERVAL: u32 = 4;
+/// How many levels of evaluation recursion run without any stack check: evaluation
+/// starts only once [`ENTRY_RED_ZONE`] bytes of stack are known to be free, which covers
+/// these levels many times over (even in unoptimised builds), so shallow expressions
+/// (nearly all policies) never pay for a check inside their comprehensions' loops.
+const UNCHECKED_DEPTH: u32 = 16;
+/// The stack an evaluation makes sure of before it starts.
+const ENTRY_RED_ZONE: usize = 512 * 1024;
+/// The size of the stack segment an evaluation moves to when less than that is free.
+const ENTRY_STACK_SEGMENT: usize = 4 * 1024 * 1024;
 
 /// Evaluates an expression with the given variable values.
 ///
@@ -90,7 +99,9 @@ impl Program {
             iterations: Cell::new(0),
             depth: Cell::new(0),
         };
-        machine.eval(&self.root, None).map(Cow::into_owned)
+        stacker::maybe_grow(ENTRY_RED_ZONE, ENTRY_STACK_SEGMENT, || {
+            machine.eval(&self.root, None).map(Cow::into_owned)
+        })
     }
 }
 
@@ -555,26 +566,47 @@ fn is_boolean(node: &Node) -> bool {
     match node {
         Node::Logical { .. } | Node::Has { .. } => true,
         Node::Unary { op, .. } => *op == UnaryOp::Not,
-        Node::Binary { op, .. } => matches!(
-            op,
-            BinaryOp::Equal
-                | BinaryOp::NotEqual
-                | BinaryOp::Less
-                | BinaryOp::LessEqual
-                | BinaryOp::Greater
-                | BinaryOp::GreaterEqual
-                | BinaryOp::In
-        ),
-        Node::Call(call) => matches!(
-            call.dispatch,
-            Dispatch::Contains | Dispatch::StartsWith | Dispatch::EndsWith | Dispatch::Matches
-        ),
+        Node::Binary { op, .. } => is_relation(*op),
+        Node::Call(call) => is_boolean_dispatch(call.dispatch),
         Node::Comprehension(comprehension) => matches!(
             comprehension.kind,
             ComprehensionKind::All | ComprehensionKind::Exists | ComprehensionKind::ExistsOne
         ),
         _ => false,
     }
+}
+
+/// Whether a binary operator is a comparison or `in`, whose result is a boolean.
+#[inline]
+fn is_relation(op: BinaryOp) -> bool {
+    matches!(
+        op,
+        BinaryOp::Equal
+            | BinaryOp::NotEqual
+            | BinaryOp::Less
+            | BinaryOp::LessEqual
+            | BinaryOp::Greater
+            | BinaryOp::GreaterEqual
+            | BinaryOp::In
+    )
+}
+
+/// Whether a call dispatch always gives a boolean (or an error).
+#[inline]
+fn is_boolean_dispatch(dispatch: Dispatch) -> bool {
+    matches!(
+        dispatch,
+        Dispatch::Contains | Dispatch::StartsWith | Dispatch::EndsWith | Dispatch::Matches
+    )
+}
+
+/// Whether a node is a leaf that [`Machine::leaf`] evaluates without recursion.
+#[inline]
+fn is_leaf(node: &Node) -> bool {
+    matches!(
+        node,
+        Node::Const { .. } | Node::Local(_) | Node::Path { .. }
+    )
 }
 
 #[cold]
@@ -714,7 +746,7 @@ impl<'a> Machine<'a> {
     fn guarded<T>(&self, step: impl FnOnce() -> T) -> T {
         let depth = self.depth.get();
         self.depth.set(depth.wrapping_add(1));
-        let result = if depth.is_multiple_of(STACK_CHECK_INTERVAL) {
+        let result = if depth >= UNCHECKED_DEPTH && depth.is_multiple_of(STACK_CHECK_INTERVAL) {
             with_enough_stack(step)
         } else {
             step()
@@ -1034,6 +1066,16 @@ impl<'a> Machine<'a> {
     where
         'a: 'v,
     {
+        let kind = comprehension.kind;
+        if matches!(kind, ComprehensionKind::All | ComprehensionKind::Exists)
+            && !comprehension.two_variables
+            && comprehension.filter.is_none()
+        {
+            let range = self.eval(&comprehension.range, scope)?;
+            if let Value::List(elements) = &*range {
+                return self.quantify_list(comprehension, scope, elements);
+            }
+        }
         let mut accumulator = Accumulator::new();
         match self.run_comprehension(comprehension, scope, &mut accumulator) {
             Flow::Done(flag) => return Ok(flag),
@@ -1048,6 +1090,52 @@ impl<'a> Machine<'a> {
             ComprehensionKind::ExistsOne => accumulator.matches == 1,
             _ => false,
         })
+    }
+
+    /// `all` or `exists` with one variable over a list: the common policy quantifier,
+    /// in a loop of its own. It gives exactly what [`Machine::iterate`] would: the
+    /// decisive value as soon as an item gives it, otherwise the first error, otherwise
+    /// the non-decisive value.
+    fn quantify_list<'v>(
+        &self,
+        comprehension: &'v PreparedComprehension,
+        scope: Scope<'v>,
+        elements: &[Value],
+    ) -> Result<bool, EvalError>
+    where
+        'a: 'v,
+    {
+        let decisive = comprehension.kind == ComprehensionKind::Exists;
+        let mut first_error: Option<EvalError> = None;
+        for element in elements {
+            let iterations = self.iterations.get().saturating_add(1);
+            self.iterations.set(iterations);
+            if iterations > MAX_COMPREHENSION_ITERATIONS {
+                return Err(EvalError::new(
+                    "comprehension exceeded the iteration limit (too much work)",
+                ));
+            }
+            let frame = Env {
+                value: element,
+                parent: scope,
+            };
+            match self.eval_bool(&comprehension.body, Some(&frame)) {
+                Ok(flag) if flag == decisive => return Ok(decisive),
+                Ok(_) => {}
+                Err(other) => {
+                    if first_error.is_none() {
+                        first_error = Some(match *other {
+                            Ok(value) => no_overload(comprehension.kind.name(), &[&value]),
+                            Err(error) => error,
+                        });
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(!decisive),
+        }
     }
 
     /// Evaluates the range and runs the iterations; `Continue` when every item was
@@ -1237,6 +1325,36 @@ impl<'a> Machine<'a> {
     where
         'a: 'v,
     {
+        // Two shapes that make up most of a policy's comprehension bodies are evaluated
+        // here, without entering the general evaluator: a comparison of two leaves and a
+        // string test (`startsWith`…). Steps and errors are exactly those of
+        // `eval_bool_node`; no stack check is needed, as leaves do not recurse.
+        match node {
+            Node::Binary { op, left, right }
+                if is_relation(*op) && is_leaf(left) && is_leaf(right) =>
+            {
+                let fail = |error: EvalError| -> Truth<'v> { Err(Box::new(Err(error))) };
+                if let Err(error) = self.count_steps(1) {
+                    return fail(error);
+                }
+                let left = match self.leaf(left, scope) {
+                    Ok(value) => value,
+                    Err(miss) => return fail(leaf_error(miss, left, scope)),
+                };
+                let right_value = match self.leaf(right, scope) {
+                    Ok(value) => value,
+                    Err(miss) => return fail(leaf_error(miss, right, scope)),
+                };
+                return relation(*op, left, right_value).or_else(fail);
+            }
+            Node::Call(call) if is_boolean_dispatch(call.dispatch) => {
+                if let Err(error) = self.count_steps(1) {
+                    return Err(Box::new(Err(error)));
+                }
+                return self.eval_call_bool(call, scope);
+            }
+            _ => {}
+        }
         if is_boolean(node) {
             return self.guarded(|| self.eval_bool_node(node, scope));
         }
@@ -1399,7 +1517,38 @@ fn index_value<'v>(container: &'v Value, key: &Value) -> Result<&'v Value, EvalE
 
 /// A relational operator (`==`, `!=`, `<`, `<=`, `>`, `>=`, `in`), whose result is a
 /// boolean.
+#[inline]
 fn relation(op: BinaryOp, left: &Value, right: &Value) -> Result<bool, EvalError> {
+    // The common policy comparisons (two numbers of one type) first, without the
+    // general checks below; the results are the same as the general path's.
+    let ordering = match (left, right) {
+        (Value::Int(left), Value::Int(right)) => Some(left.cmp(right)),
+        (Value::Double(left), Value::Double(right)) => {
+            let Some(ordering) = left.partial_cmp(right) else {
+                // A NaN operand: unequal to everything, and every ordering is false.
+                return Ok(op == BinaryOp::NotEqual);
+            };
+            Some(ordering)
+        }
+        _ => None,
+    };
+    if let Some(ordering) = ordering {
+        match op {
+            BinaryOp::Equal => return Ok(ordering == Ordering::Equal),
+            BinaryOp::NotEqual => return Ok(ordering != Ordering::Equal),
+            BinaryOp::Less => return Ok(ordering == Ordering::Less),
+            BinaryOp::LessEqual => return Ok(ordering != Ordering::Greater),
+            BinaryOp::Greater => return Ok(ordering == Ordering::Greater),
+            BinaryOp::GreaterEqual => return Ok(ordering != Ordering::Less),
+            _ => {}
+        }
+    }
+    general_relation(op, left, right)
+}
+
+/// [`relation`] for every other pair of operands.
+#[inline(never)]
+fn general_relation(op: BinaryOp, left: &Value, right: &Value) -> Result<bool, EvalError> {
     match op {
         BinaryOp::Equal => Ok(left.cel_equals(right)),
         BinaryOp::NotEqual => Ok(!left.cel_equals(right)),

@@ -210,6 +210,7 @@ impl ValueMap {
 
     /// Looks a string key up, trying the position in `hint` first and remembering where
     /// the key was found. The hint is only a guess: a wrong one costs one comparison.
+    #[inline]
     pub fn get_str_hinted(&self, key: &str, hint: &std::sync::atomic::AtomicU32) -> Option<&Value> {
         use std::sync::atomic::Ordering;
         let Entries::Small(entries) = &self.entries else {
@@ -258,20 +259,42 @@ impl ValueMap {
 
 /// Whether two byte strings are equal; short ones (field names) are compared a word at
 /// a time rather than through a library call.
-#[inline]
+#[inline(always)]
 fn same_text(left: &[u8], right: &[u8]) -> bool {
     let length = left.len();
     if length != right.len() {
         return false;
     }
     match length {
-        0..8 => left.iter().zip(right).all(|(a, b)| a == b),
+        0 => true,
+        // One to three bytes: the first, middle and last byte cover every position.
+        1..4 => {
+            left[0] == right[0]
+                && left[length / 2] == right[length / 2]
+                && left[length - 1] == right[length - 1]
+        }
+        // Four to seven bytes: two overlapping four-byte words cover every position.
+        4..8 => {
+            let tail = length - 4;
+            half_word(left, 0) == half_word(right, 0)
+                && half_word(left, tail) == half_word(right, tail)
+        }
         8..=16 => {
             let tail = length - 8;
             word(left, 0) == word(right, 0) && word(left, tail) == word(right, tail)
         }
         _ => left == right,
     }
+}
+
+/// Four bytes of `bytes` from `at` (zeros past the end).
+#[inline]
+fn half_word(bytes: &[u8], at: usize) -> u32 {
+    let mut buffer = [0u8; 4];
+    if let Some(chunk) = bytes.get(at..at.saturating_add(4)) {
+        buffer.copy_from_slice(chunk);
+    }
+    u32::from_ne_bytes(buffer)
 }
 
 /// Eight bytes of `bytes` from `at` (zeros past the end).
