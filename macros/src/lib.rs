@@ -1,6 +1,7 @@
 //! `#[agentc_macros::agent(spec = "path")]`: the same generator as `agentc build`, run at
 //! compile time. On a module, it fills the module with the agent code of the spec set at
-//! `path` (a file or a directory, relative to the crate's `Cargo.toml`):
+//! `path` (a file or a directory, relative to the crate's `Cargo.toml`, or else to the
+//! directory of the file that holds the attribute):
 //!
 //! ```ignore
 //! #[agentc_macros::agent(spec = "specs/hr")]
@@ -29,7 +30,12 @@ use syn::parse::Parser;
 /// Expands a module into the agent code of a spec set; see the crate documentation.
 #[proc_macro_attribute]
 pub fn agent(attribute: TokenStream, item: TokenStream) -> TokenStream {
-    match expand(attribute.into(), item.into()) {
+    // The directory of the file that holds the attribute, for a spec path that is not
+    // found relative to the crate root (as `include_str!` resolves its path).
+    let invoking_directory = proc_macro::Span::call_site()
+        .local_file()
+        .and_then(|file| file.parent().map(Path::to_path_buf));
+    match expand(attribute.into(), item.into(), invoking_directory.as_deref()) {
         Ok(tokens) => tokens.into(),
         Err(error) => error.to_compile_error().into(),
     }
@@ -57,6 +63,7 @@ fn spec_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 fn expand(
     attribute: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
+    invoking_directory: Option<&Path>,
 ) -> syn::Result<proc_macro2::TokenStream> {
     let mut spec: Option<syn::LitStr> = None;
     let parser = syn::meta::parser(|meta| {
@@ -76,7 +83,14 @@ fn expand(
     };
     let module: syn::ItemMod = syn::parse2(item)?;
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_string());
-    let base = Path::new(&manifest_dir);
+    let mut base = PathBuf::from(manifest_dir);
+    if !base.join(spec.value()).exists()
+        && let Some(directory) = invoking_directory
+        && directory.join(spec.value()).exists()
+    {
+        base = directory.to_path_buf();
+    }
+    let base = base.as_path();
     let files = spec_files(&base.join(spec.value()))
         .map_err(|message| syn::Error::new(spec.span(), message))?;
     if files.is_empty() {

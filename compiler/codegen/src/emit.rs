@@ -430,6 +430,50 @@ impl Emitter<'_> {
                 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
                 pub struct #marker;
             });
+            // A trait of the agent's own, so that a call of an undeclared capability is
+            // reported with the agent's name as the spec spells it: a diagnostic can
+            // print a generic parameter only as a full path.
+            let declared_trait = ident(&format!("{}Capability", camel(&agent.name)));
+            let message = format!(
+                "agent `{}` does not declare capability `{{Self}}`",
+                agent.name
+            );
+            let label = format!("`{{Self}}` is not a capability of agent `{}`", agent.name);
+            let trait_doc = format!(
+                " A capability that agent `{}` declares; implemented only here, once per \
+                 declared capability.",
+                agent.name
+            );
+            let session_doc = format!(
+                " Calls capability `C`, which agent `{}` must declare (checked at compile \
+                 time), through every check of the runtime.",
+                agent.name
+            );
+            impls.push(quote! {
+                #[doc = #trait_doc]
+                #[diagnostic::on_unimplemented(
+                    message = #message,
+                    label = #label,
+                    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+                )]
+                pub trait #declared_trait: AllowedFor<agents::#marker> {}
+
+                impl Session<'_, agents::#marker> {
+                    #[doc = #session_doc]
+                    pub async fn call<C: #declared_trait>(
+                        &mut self,
+                        input: C::Input,
+                    ) -> ::std::result::Result<C::Output, CallError> {
+                        self.call_declared::<C>(input).await
+                    }
+                }
+            });
+            for capability in &agent.capabilities {
+                let capability_marker = snake_ident(&capability.name);
+                impls.push(quote! {
+                    impl #declared_trait for capabilities::#capability_marker {}
+                });
+            }
             for capability in &agent.capabilities {
                 let capability_marker = snake_ident(&capability.name);
                 if seen.insert(capability.name.clone()) {

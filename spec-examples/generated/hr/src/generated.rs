@@ -189,9 +189,10 @@ pub struct Session<'a, A: Agent> {
     engagement: ::agentc_runtime::Engagement,
 }
 impl<A: Agent> Session<'_, A> {
-    /// Calls capability `C`, which must be declared by the agent (checked at compile
-    /// time), through every check of the runtime.
-    pub async fn call<C: AllowedFor<A>>(
+    /// Calls capability `C` through every check of the runtime. Each agent's own `call`
+    /// (generated beside its markers) bounds `C` by a trait that names the agent, and
+    /// calls this.
+    async fn call_declared<C: AllowedFor<A>>(
         &mut self,
         input: C::Input,
     ) -> ::std::result::Result<C::Output, CallError> {
@@ -335,6 +336,23 @@ pub mod capabilities {
         type Output = PromptInjectionScannerOutput;
     }
 }
+/// A capability that agent `hr_agent` declares; implemented only here, once per declared capability.
+#[diagnostic::on_unimplemented(
+    message = "agent `hr_agent` does not declare capability `{Self}`",
+    label = "`{Self}` is not a capability of agent `hr_agent`",
+    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+)]
+pub trait HrAgentCapability: AllowedFor<agents::hr_agent> {}
+impl Session<'_, agents::hr_agent> {
+    /// Calls capability `C`, which agent `hr_agent` must declare (checked at compile time), through every check of the runtime.
+    pub async fn call<C: HrAgentCapability>(
+        &mut self,
+        input: C::Input,
+    ) -> ::std::result::Result<C::Output, CallError> {
+        self.call_declared::<C>(input).await
+    }
+}
+impl HrAgentCapability for capabilities::hr_kb_search {}
 impl AllowedFor<agents::hr_agent> for capabilities::hr_kb_search {}
 impl sealed::Sealed for agents::hr_agent {}
 impl Agent for agents::hr_agent {

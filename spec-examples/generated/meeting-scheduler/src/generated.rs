@@ -188,9 +188,10 @@ pub struct Session<'a, A: Agent> {
     engagement: ::agentc_runtime::Engagement,
 }
 impl<A: Agent> Session<'_, A> {
-    /// Calls capability `C`, which must be declared by the agent (checked at compile
-    /// time), through every check of the runtime.
-    pub async fn call<C: AllowedFor<A>>(
+    /// Calls capability `C` through every check of the runtime. Each agent's own `call`
+    /// (generated beside its markers) bounds `C` by a trait that names the agent, and
+    /// calls this.
+    async fn call_declared<C: AllowedFor<A>>(
         &mut self,
         input: C::Input,
     ) -> ::std::result::Result<C::Output, CallError> {
@@ -341,6 +342,24 @@ pub mod capabilities {
         type Output = CreateEventOutput;
     }
 }
+/// A capability that agent `meeting_scheduler` declares; implemented only here, once per declared capability.
+#[diagnostic::on_unimplemented(
+    message = "agent `meeting_scheduler` does not declare capability `{Self}`",
+    label = "`{Self}` is not a capability of agent `meeting_scheduler`",
+    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+)]
+pub trait MeetingSchedulerCapability: AllowedFor<agents::meeting_scheduler> {}
+impl Session<'_, agents::meeting_scheduler> {
+    /// Calls capability `C`, which agent `meeting_scheduler` must declare (checked at compile time), through every check of the runtime.
+    pub async fn call<C: MeetingSchedulerCapability>(
+        &mut self,
+        input: C::Input,
+    ) -> ::std::result::Result<C::Output, CallError> {
+        self.call_declared::<C>(input).await
+    }
+}
+impl MeetingSchedulerCapability for capabilities::calendar_free_busy {}
+impl MeetingSchedulerCapability for capabilities::create_event {}
 impl AllowedFor<agents::meeting_scheduler> for capabilities::calendar_free_busy {}
 impl AllowedFor<agents::meeting_scheduler> for capabilities::create_event {}
 impl sealed::Sealed for agents::meeting_scheduler {}

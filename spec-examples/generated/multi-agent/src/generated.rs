@@ -192,9 +192,10 @@ pub struct Session<'a, A: Agent> {
     engagement: ::agentc_runtime::Engagement,
 }
 impl<A: Agent> Session<'_, A> {
-    /// Calls capability `C`, which must be declared by the agent (checked at compile
-    /// time), through every check of the runtime.
-    pub async fn call<C: AllowedFor<A>>(
+    /// Calls capability `C` through every check of the runtime. Each agent's own `call`
+    /// (generated beside its markers) bounds `C` by a trait that names the agent, and
+    /// calls this.
+    async fn call_declared<C: AllowedFor<A>>(
         &mut self,
         input: C::Input,
     ) -> ::std::result::Result<C::Output, CallError> {
@@ -496,13 +497,101 @@ pub mod capabilities {
         type Output = AgentReply<RemoteExposes>;
     }
 }
+/// A capability that agent `compliance_reviewer` declares; implemented only here, once per declared capability.
+#[diagnostic::on_unimplemented(
+    message = "agent `compliance_reviewer` does not declare capability `{Self}`",
+    label = "`{Self}` is not a capability of agent `compliance_reviewer`",
+    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+)]
+pub trait ComplianceReviewerCapability: AllowedFor<agents::compliance_reviewer> {}
+impl Session<'_, agents::compliance_reviewer> {
+    /// Calls capability `C`, which agent `compliance_reviewer` must declare (checked at compile time), through every check of the runtime.
+    pub async fn call<C: ComplianceReviewerCapability>(
+        &mut self,
+        input: C::Input,
+    ) -> ::std::result::Result<C::Output, CallError> {
+        self.call_declared::<C>(input).await
+    }
+}
+impl ComplianceReviewerCapability for capabilities::lookup_policy_doc {}
 impl AllowedFor<agents::compliance_reviewer> for capabilities::lookup_policy_doc {}
+/// A capability that agent `hr_helpdesk` declares; implemented only here, once per declared capability.
+#[diagnostic::on_unimplemented(
+    message = "agent `hr_helpdesk` does not declare capability `{Self}`",
+    label = "`{Self}` is not a capability of agent `hr_helpdesk`",
+    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+)]
+pub trait HrHelpdeskCapability: AllowedFor<agents::hr_helpdesk> {}
+impl Session<'_, agents::hr_helpdesk> {
+    /// Calls capability `C`, which agent `hr_helpdesk` must declare (checked at compile time), through every check of the runtime.
+    pub async fn call<C: HrHelpdeskCapability>(
+        &mut self,
+        input: C::Input,
+    ) -> ::std::result::Result<C::Output, CallError> {
+        self.call_declared::<C>(input).await
+    }
+}
+impl HrHelpdeskCapability for capabilities::lookup_policy_doc {}
 impl AllowedFor<agents::hr_helpdesk> for capabilities::lookup_policy_doc {}
+/// A capability that agent `office_assistant` declares; implemented only here, once per declared capability.
+#[diagnostic::on_unimplemented(
+    message = "agent `office_assistant` does not declare capability `{Self}`",
+    label = "`{Self}` is not a capability of agent `office_assistant`",
+    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+)]
+pub trait OfficeAssistantCapability: AllowedFor<agents::office_assistant> {}
+impl Session<'_, agents::office_assistant> {
+    /// Calls capability `C`, which agent `office_assistant` must declare (checked at compile time), through every check of the runtime.
+    pub async fn call<C: OfficeAssistantCapability>(
+        &mut self,
+        input: C::Input,
+    ) -> ::std::result::Result<C::Output, CallError> {
+        self.call_declared::<C>(input).await
+    }
+}
+impl OfficeAssistantCapability for capabilities::team_scheduler {}
+impl OfficeAssistantCapability for capabilities::hr_helpdesk {}
+impl OfficeAssistantCapability for capabilities::vendor_liaison {}
 impl AllowedFor<agents::office_assistant> for capabilities::team_scheduler {}
 impl AllowedFor<agents::office_assistant> for capabilities::hr_helpdesk {}
 impl AllowedFor<agents::office_assistant> for capabilities::vendor_liaison {}
+/// A capability that agent `team_scheduler` declares; implemented only here, once per declared capability.
+#[diagnostic::on_unimplemented(
+    message = "agent `team_scheduler` does not declare capability `{Self}`",
+    label = "`{Self}` is not a capability of agent `team_scheduler`",
+    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+)]
+pub trait TeamSchedulerCapability: AllowedFor<agents::team_scheduler> {}
+impl Session<'_, agents::team_scheduler> {
+    /// Calls capability `C`, which agent `team_scheduler` must declare (checked at compile time), through every check of the runtime.
+    pub async fn call<C: TeamSchedulerCapability>(
+        &mut self,
+        input: C::Input,
+    ) -> ::std::result::Result<C::Output, CallError> {
+        self.call_declared::<C>(input).await
+    }
+}
+impl TeamSchedulerCapability for capabilities::team_free_busy {}
+impl TeamSchedulerCapability for capabilities::team_create_event {}
 impl AllowedFor<agents::team_scheduler> for capabilities::team_free_busy {}
 impl AllowedFor<agents::team_scheduler> for capabilities::team_create_event {}
+/// A capability that agent `vendor_liaison` declares; implemented only here, once per declared capability.
+#[diagnostic::on_unimplemented(
+    message = "agent `vendor_liaison` does not declare capability `{Self}`",
+    label = "`{Self}` is not a capability of agent `vendor_liaison`",
+    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+)]
+pub trait VendorLiaisonCapability: AllowedFor<agents::vendor_liaison> {}
+impl Session<'_, agents::vendor_liaison> {
+    /// Calls capability `C`, which agent `vendor_liaison` must declare (checked at compile time), through every check of the runtime.
+    pub async fn call<C: VendorLiaisonCapability>(
+        &mut self,
+        input: C::Input,
+    ) -> ::std::result::Result<C::Output, CallError> {
+        self.call_declared::<C>(input).await
+    }
+}
+impl VendorLiaisonCapability for capabilities::vendor_support {}
 impl AllowedFor<agents::vendor_liaison> for capabilities::vendor_support {}
 impl sealed::Sealed for agents::compliance_reviewer {}
 impl Agent for agents::compliance_reviewer {

@@ -189,9 +189,10 @@ pub struct Session<'a, A: Agent> {
     engagement: ::agentc_runtime::Engagement,
 }
 impl<A: Agent> Session<'_, A> {
-    /// Calls capability `C`, which must be declared by the agent (checked at compile
-    /// time), through every check of the runtime.
-    pub async fn call<C: AllowedFor<A>>(
+    /// Calls capability `C` through every check of the runtime. Each agent's own `call`
+    /// (generated beside its markers) bounds `C` by a trait that names the agent, and
+    /// calls this.
+    async fn call_declared<C: AllowedFor<A>>(
         &mut self,
         input: C::Input,
     ) -> ::std::result::Result<C::Output, CallError> {
@@ -325,6 +326,23 @@ pub mod capabilities {
         type Output = PiiDetectorOutput;
     }
 }
+/// A capability that agent `web_browser` declares; implemented only here, once per declared capability.
+#[diagnostic::on_unimplemented(
+    message = "agent `web_browser` does not declare capability `{Self}`",
+    label = "`{Self}` is not a capability of agent `web_browser`",
+    note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
+)]
+pub trait WebBrowserCapability: AllowedFor<agents::web_browser> {}
+impl Session<'_, agents::web_browser> {
+    /// Calls capability `C`, which agent `web_browser` must declare (checked at compile time), through every check of the runtime.
+    pub async fn call<C: WebBrowserCapability>(
+        &mut self,
+        input: C::Input,
+    ) -> ::std::result::Result<C::Output, CallError> {
+        self.call_declared::<C>(input).await
+    }
+}
+impl WebBrowserCapability for capabilities::fetch_page {}
 impl AllowedFor<agents::web_browser> for capabilities::fetch_page {}
 impl sealed::Sealed for agents::web_browser {}
 impl Agent for agents::web_browser {
