@@ -8,15 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditLog;
 use crate::credentials::{CredentialProvider, InMemoryCredentials};
 use crate::enforce::{
     CallOutcome, Caller, Refusal, enforce_call_as, evaluate_exposes, run_guardrail,
 };
-use crate::engagement::{Engagement, EngagementStatus, FailureReason, UserIdentity, now};
-use crate::model::{Message, Model, ModelTurn, ToolDescription};
+use crate::engagement::{
+    Engagement, EngagementState, EngagementStatus, FailureReason, UserIdentity, now,
+};
+use crate::model::{Message, Model, ModelTurn, ToolCall, ToolDescription};
 use crate::review::{Reviewer, StaticReviewer};
 use crate::spec::AgentSpec;
 use crate::tools::ToolRegistry;
@@ -48,6 +51,10 @@ pub struct Runtime {
     pub max_agent_depth: usize,
     /// How long a called agent's whole engagement may take before the call is refused.
     pub agent_timeout: Duration,
+    /// Where an engagement the user started is saved at each wait point (before a call
+    /// that needs a review), so that a server can resume it after a restart; `None`
+    /// saves nothing.
+    pub checkpoints: Option<Arc<dyn Checkpoints>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -85,6 +92,7 @@ impl Runtime {
             agent_models: HashMap::new(),
             max_agent_depth: DEFAULT_MAX_AGENT_DEPTH,
             agent_timeout: Duration::from_secs(600),
+            checkpoints: None,
         }
     }
 
@@ -146,6 +154,36 @@ pub struct EngagementOutcome {
     /// The full engagement, for operators and `agentc run`; never given to a remote
     /// caller, which sees only `text` and `exposes`.
     pub engagement: serde_json::Value,
+    /// Where the engagement ended, for [`continue_engagement`] (more user input) and for
+    /// storage; not printed, since it holds the model's whole conversation.
+    #[serde(skip)]
+    pub snapshot: EngagementSnapshot,
+}
+
+/// An engagement at a wait point, as plain data: the engagement itself, the model's
+/// conversation, how many model turns it has taken, and the calls of the model's latest
+/// turn that have not run yet (the first of them is the one waiting for review). It
+/// holds no secret: credentials are never part of the engagement or the conversation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngagementSnapshot {
+    /// The engagement (OAS-E3) without its status.
+    pub engagement: EngagementState,
+    /// The conversation the model has seen so far.
+    pub messages: Vec<Message>,
+    /// Model turns taken so far, counted against [`Runtime::max_turns`].
+    pub turns: usize,
+    /// The calls of the latest model turn still to run, in order.
+    #[serde(default)]
+    pub pending_calls: Vec<ToolCall>,
+}
+
+/// Where snapshots go (a server's store).
+#[async_trait]
+pub trait Checkpoints: Send + Sync {
+    /// Saves the latest snapshot of an engagement, replacing the one before. An error
+    /// ends the engagement ([`FailureReason::Interrupted`]): a wait that could not
+    /// survive a restart is not started.
+    async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String>;
 }
 
 static NEXT_ENGAGEMENT: AtomicU64 = AtomicU64::new(1);
@@ -175,25 +213,60 @@ fn refusal_reason(refusal: &Refusal, guardrail: &str) -> FailureReason {
     }
 }
 
-fn finish(
+/// One engagement being driven: the engagement, the model's conversation and the turn
+/// count, which is everything a snapshot needs.
+struct Conversation {
     engagement: Engagement,
-    text: Option<String>,
-    exposes: serde_json::Map<String, serde_json::Value>,
-) -> EngagementOutcome {
-    let text = if engagement.is_finished()
-        && !matches!(engagement.status(), EngagementStatus::Completed)
-    {
-        None
-    } else {
-        text
-    };
-    EngagementOutcome {
-        engagement_id: engagement.id().to_string(),
-        status: engagement.status().clone(),
-        text,
-        exposes,
-        engagement: engagement.to_json(),
+    messages: Vec<Message>,
+    turns: usize,
+}
+
+impl Conversation {
+    fn snapshot(&self, pending_calls: &[ToolCall]) -> EngagementSnapshot {
+        EngagementSnapshot {
+            engagement: self.engagement.state(),
+            messages: self.messages.clone(),
+            turns: self.turns,
+            pending_calls: pending_calls.to_vec(),
+        }
     }
+
+    fn finish(
+        self,
+        text: Option<String>,
+        exposes: serde_json::Map<String, serde_json::Value>,
+    ) -> EngagementOutcome {
+        let engagement = self.engagement;
+        let text = if engagement.is_finished()
+            && !matches!(engagement.status(), EngagementStatus::Completed)
+        {
+            None
+        } else {
+            text
+        };
+        let snapshot = EngagementSnapshot {
+            engagement: engagement.state(),
+            messages: self.messages,
+            turns: self.turns,
+            pending_calls: Vec::new(),
+        };
+        EngagementOutcome {
+            engagement_id: engagement.id().to_string(),
+            status: engagement.status().clone(),
+            text,
+            exposes,
+            engagement: engagement.to_json(),
+            snapshot,
+        }
+    }
+}
+
+fn capability_names(agent: &AgentSpec) -> Vec<&str> {
+    agent
+        .capabilities
+        .iter()
+        .map(|capability| capability.name.as_str())
+        .collect()
 }
 
 /// Runs one engagement to completion or failure.
@@ -202,7 +275,23 @@ pub async fn run_engagement(
     model: &dyn Model,
     request: EngagementRequest<'_>,
 ) -> EngagementOutcome {
-    run_engagement_at(runtime, model, request, 0).await
+    let id = format!(
+        "{}-{}",
+        request.agent.name,
+        NEXT_ENGAGEMENT.fetch_add(1, Ordering::Relaxed)
+    );
+    run_engagement_at(runtime, model, request, &id, 0).await
+}
+
+/// [`run_engagement`] with an identifier chosen by the caller (a server's, unique
+/// across restarts, so that stored engagements never collide).
+pub async fn run_engagement_with_id(
+    runtime: &Runtime,
+    model: &dyn Model,
+    request: EngagementRequest<'_>,
+    id: &str,
+) -> EngagementOutcome {
+    run_engagement_at(runtime, model, request, id, 0).await
 }
 
 /// Runs the engagement of an agent called as a tool, `depth` agents below the
@@ -214,39 +303,276 @@ pub(crate) fn run_nested_engagement<'a>(
     request: EngagementRequest<'a>,
     depth: usize,
 ) -> Pin<Box<dyn Future<Output = EngagementOutcome> + Send + 'a>> {
-    Box::pin(run_engagement_at(runtime, model, request, depth))
+    Box::pin(async move {
+        let id = format!(
+            "{}-{}",
+            request.agent.name,
+            NEXT_ENGAGEMENT.fetch_add(1, Ordering::Relaxed)
+        );
+        run_engagement_at(runtime, model, request, &id, depth).await
+    })
 }
 
 async fn run_engagement_at(
     runtime: &Runtime,
     model: &dyn Model,
     request: EngagementRequest<'_>,
+    id: &str,
     depth: usize,
 ) -> EngagementOutcome {
     let agent = request.agent;
-    let id = format!(
-        "{}-{}",
-        agent.name,
-        NEXT_ENGAGEMENT.fetch_add(1, Ordering::Relaxed)
-    );
-    let names: Vec<&str> = agent
-        .capabilities
-        .iter()
-        .map(|capability| capability.name.as_str())
-        .collect();
+    let names = capability_names(agent);
     let started_at = now();
-    let mut engagement = Engagement::new(&id, &agent.name, &names, request.user, started_at);
+    let engagement = Engagement::new(id, &agent.name, &names, request.user, started_at);
     tracing::info!(engagement = %id, agent = %agent.name, depth, "engagement created");
+    let mut messages = vec![Message::System {
+        content: agent.intent.clone(),
+    }];
+    // OAS-L1: earlier context is used only when the agent allows memory.
+    let memory = request.memory;
+    if agent.retain_memory
+        && let Some(memory) = memory.as_deref()
+    {
+        messages.extend(memory.messages.iter().cloned());
+    }
+    let first_new = messages.len();
+    let mut conversation = Conversation {
+        engagement,
+        messages,
+        turns: 0,
+    };
+    let outcome = add_user_input(
+        runtime,
+        model,
+        agent,
+        &mut conversation,
+        request.input,
+        depth,
+    )
+    .await;
+    let (text, exposes) = match outcome {
+        Some(done) => done,
+        None => return conversation.finish(None, serde_json::Map::new()),
+    };
+    if agent.retain_memory
+        && let Some(memory) = memory
+    {
+        memory
+            .messages
+            .extend(conversation.messages.iter().skip(first_new).cloned());
+    }
+    conversation.finish(Some(text), exposes)
+}
 
+/// Resumes an engagement from a snapshot taken at a wait point (after a restart): the
+/// engagement is rebuilt exactly, the pending calls run again through every check —
+/// the one that waited for review asks its reviewer again, who may by then have
+/// answered — and the model loop goes on with the turns it has left.
+pub async fn resume_engagement(
+    runtime: &Runtime,
+    model: &dyn Model,
+    agent: &AgentSpec,
+    snapshot: EngagementSnapshot,
+) -> EngagementOutcome {
+    let mut conversation = match restore(agent, &snapshot) {
+        Ok(conversation) => conversation,
+        Err(outcome) => return *outcome,
+    };
+    tracing::info!(engagement = %conversation.engagement.id(), agent = %agent.name, "engagement resumed");
+    let mut done = None;
+    if !snapshot.pending_calls.is_empty() {
+        run_calls(
+            runtime,
+            model,
+            agent,
+            &mut conversation,
+            &snapshot.pending_calls,
+            0,
+        )
+        .await;
+    }
+    if !conversation.engagement.is_finished() {
+        done = model_loop(runtime, model, agent, &mut conversation, 0).await;
+    }
+    match done {
+        Some((text, exposes)) => conversation.finish(Some(text), exposes),
+        None => conversation.finish(None, serde_json::Map::new()),
+    }
+}
+
+/// Adds the user's further input to an engagement that yielded (multi-turn): the input
+/// guardrail sees it first (OAS-G2), then the model goes on with the whole
+/// conversation so far, and the engagement yields again with new text and exposes.
+pub async fn continue_engagement(
+    runtime: &Runtime,
+    model: &dyn Model,
+    agent: &AgentSpec,
+    snapshot: EngagementSnapshot,
+    input: &str,
+) -> EngagementOutcome {
+    let mut conversation = match restore(agent, &snapshot) {
+        Ok(conversation) => conversation,
+        Err(outcome) => return *outcome,
+    };
+    match add_user_input(runtime, model, agent, &mut conversation, input, 0).await {
+        Some((text, exposes)) => conversation.finish(Some(text), exposes),
+        None => conversation.finish(None, serde_json::Map::new()),
+    }
+}
+
+/// Rebuilds a conversation from a snapshot; a snapshot that does not fit the agent
+/// becomes a failed outcome rather than a guess.
+fn restore(
+    agent: &AgentSpec,
+    snapshot: &EngagementSnapshot,
+) -> Result<Conversation, Box<EngagementOutcome>> {
+    let names = capability_names(agent);
+    let restored = if snapshot.engagement.agent == agent.name {
+        Engagement::restore(&snapshot.engagement, &names).map_err(|error| error.to_string())
+    } else {
+        Err(format!(
+            "the snapshot is of agent `{}`, not `{}`",
+            snapshot.engagement.agent, agent.name
+        ))
+    };
+    match restored {
+        Ok(engagement) => Ok(Conversation {
+            engagement,
+            messages: snapshot.messages.clone(),
+            turns: snapshot.turns,
+        }),
+        Err(detail) => {
+            let id = if snapshot.engagement.id.is_empty() {
+                "unknown"
+            } else {
+                snapshot.engagement.id.as_str()
+            };
+            let mut engagement = Engagement::new(id, &agent.name, &names, None, None);
+            fail(&mut engagement, FailureReason::Interrupted { detail });
+            Err(Box::new(
+                Conversation {
+                    engagement,
+                    messages: Vec::new(),
+                    turns: snapshot.turns,
+                }
+                .finish(None, serde_json::Map::new()),
+            ))
+        }
+    }
+}
+
+/// The user's input, through the input guardrail and into the conversation, then the
+/// model loop. `None` when the engagement failed.
+async fn add_user_input(
+    runtime: &Runtime,
+    model: &dyn Model,
+    agent: &AgentSpec,
+    conversation: &mut Conversation,
+    input: &str,
+    depth: usize,
+) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
     // OAS-G2: the input guardrail sees the input before any model does.
     if let Some(guardrail) = &agent.input_guardrail
-        && let Err(refusal) =
-            run_guardrail(runtime, agent, &mut engagement, guardrail, request.input).await
+        && let Err(refusal) = run_guardrail(
+            runtime,
+            agent,
+            &mut conversation.engagement,
+            guardrail,
+            input,
+        )
+        .await
     {
-        fail(&mut engagement, refusal_reason(&refusal, "input"));
-        return finish(engagement, None, serde_json::Map::new());
+        fail(
+            &mut conversation.engagement,
+            refusal_reason(&refusal, "input"),
+        );
+        return None;
     }
+    conversation.messages.push(Message::User {
+        content: input.to_string(),
+    });
+    // Each input gets the whole turn budget; a snapshot keeps the count within one.
+    conversation.turns = 0;
+    model_loop(runtime, model, agent, conversation, depth).await
+}
 
+/// Whether a capability's call waits for a reviewer (OAS-C7), and so is a wait point.
+fn needs_review(agent: &AgentSpec, call: &ToolCall) -> bool {
+    agent
+        .capability_index(&call.name)
+        .and_then(|index| agent.capabilities.get(index))
+        .is_some_and(|capability| {
+            [
+                &capability.input_restriction,
+                &capability.output_restriction,
+            ]
+            .into_iter()
+            .flatten()
+            .any(|restriction| restriction.require_review.is_some())
+        })
+}
+
+/// Runs the calls of one model turn from the first, in order, appending each answer
+/// (or refusal) to the conversation; a fatal refusal ends the engagement.
+async fn run_calls(
+    runtime: &Runtime,
+    model: &dyn Model,
+    agent: &AgentSpec,
+    conversation: &mut Conversation,
+    calls: &[ToolCall],
+    depth: usize,
+) {
+    for (position, call) in calls.iter().enumerate() {
+        // A wait point: save where we are, so that the wait survives a restart. Only the
+        // engagement the user started is saved; a nested one is part of its caller's call.
+        if depth == 0
+            && let Some(checkpoints) = &runtime.checkpoints
+            && needs_review(agent, call)
+        {
+            let snapshot = conversation.snapshot(calls.get(position..).unwrap_or_default());
+            if let Err(detail) = checkpoints.save(&snapshot).await {
+                fail(
+                    &mut conversation.engagement,
+                    FailureReason::Interrupted {
+                        detail: format!("the engagement could not be saved: {detail}"),
+                    },
+                );
+                return;
+            }
+        }
+        let caller = Caller {
+            model: Some(model),
+            depth,
+        };
+        let outcome =
+            enforce_call_as(runtime, agent, &mut conversation.engagement, call, caller).await;
+        let content = match outcome {
+            CallOutcome::Returned(output) => output,
+            CallOutcome::Refused(refusal) => {
+                if refusal.stage.is_fatal() {
+                    fail(&mut conversation.engagement, refusal_reason(&refusal, ""));
+                    return;
+                }
+                refusal.to_model_json()
+            }
+        };
+        conversation.messages.push(Message::Tool {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content,
+        });
+    }
+}
+
+/// Asks the model for turns until it answers with text, the engagement fails, or the
+/// turn limit is reached; then evaluates `exposes`. `None` when the engagement failed.
+async fn model_loop(
+    runtime: &Runtime,
+    model: &dyn Model,
+    agent: &AgentSpec,
+    conversation: &mut Conversation,
+    depth: usize,
+) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
     let tools: Vec<ToolDescription> = agent
         .capabilities
         .iter()
@@ -259,29 +585,17 @@ async fn run_engagement_at(
             })
         })
         .collect();
-    let mut messages = vec![Message::System {
-        content: agent.intent.clone(),
-    }];
-    // OAS-L1: earlier context is used only when the agent allows memory.
-    let memory = request.memory;
-    if agent.retain_memory
-        && let Some(memory) = memory.as_deref()
-    {
-        messages.extend(memory.messages.iter().cloned());
-    }
-    let first_new = messages.len();
-    messages.push(Message::User {
-        content: request.input.to_string(),
-    });
-
     let mut final_text = None;
-    for _ in 0..runtime.max_turns {
-        engagement.set_status(EngagementStatus::AwaitingModel);
-        let turn = match model.complete(&messages, &tools).await {
+    while conversation.turns < runtime.max_turns && !conversation.engagement.is_finished() {
+        conversation.turns += 1;
+        conversation
+            .engagement
+            .set_status(EngagementStatus::AwaitingModel);
+        let turn = match model.complete(&conversation.messages, &tools).await {
             Ok(turn) => turn,
             Err(error) => {
                 fail(
-                    &mut engagement,
+                    &mut conversation.engagement,
                     FailureReason::Model {
                         detail: error.to_string(),
                     },
@@ -293,81 +607,62 @@ async fn run_engagement_at(
             ModelTurn::Text(text) => {
                 // OAS-G3: the output guardrail sees every response before the user does.
                 if let Some(guardrail) = &agent.output_guardrail
-                    && let Err(refusal) =
-                        run_guardrail(runtime, agent, &mut engagement, guardrail, &text).await
+                    && let Err(refusal) = run_guardrail(
+                        runtime,
+                        agent,
+                        &mut conversation.engagement,
+                        guardrail,
+                        &text,
+                    )
+                    .await
                 {
-                    fail(&mut engagement, refusal_reason(&refusal, "output"));
+                    fail(
+                        &mut conversation.engagement,
+                        refusal_reason(&refusal, "output"),
+                    );
                     break;
                 }
-                messages.push(Message::Assistant {
+                conversation.messages.push(Message::Assistant {
                     content: text.clone(),
                 });
                 final_text = Some(text);
                 break;
             }
             ModelTurn::ToolCalls(calls) => {
-                messages.push(Message::AssistantToolCalls {
+                conversation.messages.push(Message::AssistantToolCalls {
                     calls: calls.clone(),
                 });
-                for call in &calls {
-                    let caller = Caller {
-                        model: Some(model),
-                        depth,
-                    };
-                    let outcome =
-                        enforce_call_as(runtime, agent, &mut engagement, call, caller).await;
-                    let content = match outcome {
-                        CallOutcome::Returned(output) => output,
-                        CallOutcome::Refused(refusal) => {
-                            if refusal.stage.is_fatal() {
-                                fail(&mut engagement, refusal_reason(&refusal, ""));
-                                break;
-                            }
-                            refusal.to_model_json()
-                        }
-                    };
-                    messages.push(Message::Tool {
-                        call_id: call.id.clone(),
-                        name: call.name.clone(),
-                        content,
-                    });
-                }
-                if engagement.is_finished() {
-                    break;
-                }
+                run_calls(runtime, model, agent, conversation, &calls, depth).await;
             }
         }
     }
-    if final_text.is_none() && !engagement.is_finished() {
+    let engagement = &mut conversation.engagement;
+    if engagement.is_finished() {
+        return None;
+    }
+    let Some(text) = final_text else {
         fail(
-            &mut engagement,
+            engagement,
             FailureReason::TurnLimit {
                 turns: runtime.max_turns,
             },
         );
-    }
-    if engagement.is_finished() {
-        return finish(engagement, None, serde_json::Map::new());
-    }
+        return None;
+    };
 
     // OAS-X1: the yield carries exactly the declared exposes; if one cannot be evaluated
     // the caller gets none of them.
-    let exposes = match evaluate_exposes(agent, &mut engagement) {
+    let exposes = match evaluate_exposes(agent, engagement) {
         Ok(exposes) => exposes,
         Err((key, detail)) => {
-            fail(&mut engagement, FailureReason::Exposes { key, detail });
-            return finish(engagement, None, serde_json::Map::new());
+            fail(engagement, FailureReason::Exposes { key, detail });
+            return None;
         }
     };
     engagement.set_status(EngagementStatus::Completed);
-    if agent.retain_memory
-        && let Some(memory) = memory
-    {
-        memory.messages.extend(messages.drain(first_new..));
-    }
     if let Err(error) = runtime.audit.flush() {
         tracing::warn!(%error, "audit flush failed");
     }
-    tracing::info!(engagement = %id, "engagement completed");
-    finish(engagement, final_text, exposes)
+    tracing::info!(engagement = %engagement.id(), "engagement completed");
+    Some((text, exposes))
 }

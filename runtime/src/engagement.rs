@@ -5,17 +5,18 @@
 use std::sync::Arc;
 
 use agentc_cel::{MapKey, Timestamp, Value, ValueMap};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::{VariableSource, value_to_json};
 
 /// The engaging user (OAS-E3: `user.id`, `user.email` when known).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserIdentity {
     /// The user's identifier.
     pub id: String,
     /// The user's email, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub email: Option<String>,
 }
 
@@ -30,7 +31,7 @@ impl UserIdentity {
 }
 
 /// Why an engagement failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FailureReason {
     /// A guardrail assertion failed or could not be evaluated (OAS-G5).
@@ -47,10 +48,14 @@ pub enum FailureReason {
     Audit { detail: String },
     /// The model kept calling tools past the turn limit.
     TurnLimit { turns: usize },
+    /// The engagement could not be kept at a wait point (its snapshot could not be
+    /// saved), or the process running it stopped before it reached one, so it cannot be
+    /// resumed faithfully and is ended rather than guessed at.
+    Interrupted { detail: String },
 }
 
 /// Where an engagement is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum EngagementStatus {
     /// Created on the first instruction.
@@ -82,7 +87,7 @@ pub struct Invocation {
 
 /// A call that was refused, or failed, and so never became `recent` (Reading: pending
 /// call); it is kept apart from `history._list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefusedCall {
     /// The tool or agent name the model asked for (possibly undeclared).
     pub name: String,
@@ -368,6 +373,92 @@ impl Engagement {
         }
     }
 
+    /// The engagement as plain data that can be stored and later given to
+    /// [`Engagement::restore`]: identity, user, start time, every recorded invocation in
+    /// `history._list` order and the refused calls. The status is not part of it, since a
+    /// restored engagement is about to run again.
+    pub fn state(&self) -> EngagementState {
+        let mut positions = vec![0usize; self.per_capability.len()];
+        let history = self
+            .list
+            .iter()
+            .filter_map(|index| {
+                let index = *index as usize;
+                let position = positions.get_mut(index)?;
+                let invocation = self.per_capability.get(index)?.get(*position)?;
+                *position += 1;
+                Some(RecordedInvocation {
+                    name: self.names.get(index)?.to_string(),
+                    inputs: invocation.inputs.as_ref().clone(),
+                    outputs: invocation.outputs.as_deref().cloned(),
+                })
+            })
+            .collect();
+        EngagementState {
+            id: self.id.clone(),
+            agent: self.agent.clone(),
+            started_at: self.started_at.map(|started| started.to_string()),
+            user: self.user.clone(),
+            history,
+            refused: self.refused.clone(),
+        }
+    }
+
+    /// Rebuilds an engagement from its [`EngagementState`] for an agent with the given
+    /// capability names, replaying every recorded invocation so that `recent`, `history`
+    /// and the short-circuit run lengths are exactly what they were. A state that names a
+    /// capability the agent does not declare, or an unreadable start time, is refused:
+    /// a restored engagement must be the one that was saved, or none.
+    pub fn restore(
+        state: &EngagementState,
+        capability_names: &[&str],
+    ) -> Result<Engagement, RestoreError> {
+        if state.agent.is_empty() || state.id.is_empty() {
+            return Err(RestoreError(
+                "the state has no engagement or agent name".into(),
+            ));
+        }
+        let started_at = match &state.started_at {
+            Some(text) => Some(
+                Timestamp::parse(text)
+                    .ok_or_else(|| RestoreError(format!("`{text}` is not a timestamp")))?,
+            ),
+            None => None,
+        };
+        let mut engagement = Engagement::new(
+            &state.id,
+            &state.agent,
+            capability_names,
+            state.user.clone(),
+            started_at,
+        );
+        for invocation in &state.history {
+            let Some(index) = capability_names
+                .iter()
+                .position(|name| *name == invocation.name)
+            else {
+                return Err(RestoreError(format!(
+                    "`{}` is not a capability of agent `{}`",
+                    invocation.name, state.agent
+                )));
+            };
+            let outputs = invocation.outputs.as_ref().map(|outputs| {
+                (
+                    Arc::new(outputs.clone()),
+                    agentc_cel::value_from_json(outputs),
+                )
+            });
+            engagement.record(
+                index,
+                Arc::new(invocation.inputs.clone()),
+                agentc_cel::value_from_json(&invocation.inputs),
+                outputs,
+            );
+        }
+        engagement.refused = state.refused.clone();
+        Ok(engagement)
+    }
+
     /// The engagement as JSON: exactly the OAS-E3 fields, plus the refused calls and the
     /// status. Secrets are never part of an engagement, so none can appear here.
     pub fn to_json(&self) -> serde_json::Value {
@@ -417,6 +508,44 @@ impl Engagement {
         serde_json::Value::Object(object)
     }
 }
+
+/// One recorded invocation, as an [`EngagementState`] keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedInvocation {
+    /// The capability's name.
+    pub name: String,
+    /// The input given.
+    pub inputs: serde_json::Value,
+    /// The output, when results are collected (OAS-C2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<serde_json::Value>,
+}
+
+/// An engagement as plain, storable data ([`Engagement::state`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngagementState {
+    /// The engagement's identifier.
+    pub id: String,
+    /// The agent engaged.
+    pub agent: String,
+    /// `started_at`, as an RFC 3339 timestamp.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// The engaging user.
+    #[serde(default)]
+    pub user: Option<UserIdentity>,
+    /// Every recorded invocation, in `history._list` order.
+    #[serde(default)]
+    pub history: Vec<RecordedInvocation>,
+    /// The refused calls.
+    #[serde(default)]
+    pub refused: Vec<RefusedCall>,
+}
+
+/// Why an [`EngagementState`] could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot restore the engagement: {0}")]
+pub struct RestoreError(pub String);
 
 fn invocation_json(invocation: &Invocation) -> serde_json::Value {
     let mut object = serde_json::Map::new();
@@ -573,6 +702,46 @@ mod tests {
         assert_eq!(json["history"]["_total"], 2);
         assert_eq!(json["recent"]["_name"], "other");
         assert!(json["recent"]["other"].get("outputs").is_none());
+    }
+
+    #[test]
+    fn state_round_trips_through_restore() {
+        let mut original = engagement();
+        let input = json!({"knowledge_base_id": "acme/hr/x", "query": "leave"});
+        let output = json!({"results": []});
+        for capability in [0, 1, 0] {
+            original.record(
+                capability,
+                Arc::new(input.clone()),
+                agentc_cel::value_from_json(&input),
+                (capability == 0).then(|| {
+                    (
+                        Arc::new(output.clone()),
+                        agentc_cel::value_from_json(&output),
+                    )
+                }),
+            );
+        }
+        let state = original.state();
+        let text = serde_json::to_string(&state).unwrap();
+        let read: EngagementState = serde_json::from_str(&text).unwrap();
+        let mut restored = Engagement::restore(&read, &["hr_kb_search", "other"]).unwrap();
+        assert_eq!(restored.to_json(), original.to_json());
+        assert_eq!(restored.call_list(), original.call_list());
+        assert_eq!(
+            restored.would_short_circuit(0, 2),
+            original.would_short_circuit(0, 2)
+        );
+        assert!(holds(
+            &mut restored,
+            "history._list == ['hr_kb_search', 'other', 'hr_kb_search'] && !has(recent.other.outputs)",
+            None
+        ));
+        // The denied path: a state naming a capability the agent lacks is refused.
+        assert!(Engagement::restore(&read, &["hr_kb_search"]).is_err());
+        let mut bad_time = read.clone();
+        bad_time.started_at = Some("yesterday".into());
+        assert!(Engagement::restore(&bad_time, &["hr_kb_search", "other"]).is_err());
     }
 
     #[test]

@@ -14,8 +14,10 @@ pub mod driver;
 pub mod enforce;
 pub mod engagement;
 pub mod http;
+pub mod local;
 pub mod model;
 pub mod openai;
+pub mod remote;
 pub mod review;
 pub mod spec;
 pub mod tools;
@@ -26,14 +28,25 @@ pub use credentials::{
     CredentialError, CredentialProvider, EnvCredentials, Identity, InMemoryCredentials, Secret,
 };
 pub use driver::{
-    DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, Memory, Runtime, run_engagement,
+    Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, EngagementSnapshot,
+    Memory, Runtime, continue_engagement, resume_engagement, run_engagement,
+    run_engagement_with_id,
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
-pub use engagement::{Engagement, EngagementStatus, FailureReason, UserIdentity};
+pub use engagement::{
+    Engagement, EngagementState, EngagementStatus, FailureReason, RecordedInvocation, RestoreError,
+    UserIdentity,
+};
 pub use http::{HttpTool, http_client};
+#[cfg(feature = "mistralrs")]
+pub use local::LocalModel;
+pub use local::{LocalModelError, LocalModelSettings, inspect_local_model};
 pub use model::{Message, Model, ModelError, ModelTurn, ScriptedModel, ToolCall, ToolDescription};
 pub use openai::OpenAiModel;
-pub use review::{ReviewDecision, ReviewRequest, Reviewer, StaticReviewer};
+pub use remote::{RemoteAgentTool, RemoteLimits};
+pub use review::{
+    ReviewDecision, ReviewRequest, Reviewer, StaticReviewer, answer_approves, review_by_agent,
+};
 pub use spec::{
     AgentSpec, AuthScheme, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,
     RestrictionSpec, ReviewerRef, SpecError, SpecSet, ToolBinding, ToolBindingSpec, ToolSpec,

@@ -115,18 +115,35 @@ pub enum ScriptTurn {
     ToolCalls { tool_calls: Vec<ToolCall> },
 }
 
-/// A model that replays a script, for tests and CI; it ignores what it is sent.
+/// A model that replays a script, for tests and CI.
+///
+/// By default it hands out its turns in order, one per call, whatever it is sent. A
+/// *positional* scripted model ([`ScriptedModel::positional`]) instead answers with the
+/// turn whose index is the number of assistant turns already in the conversation, so
+/// one model serves many concurrent engagements and an engagement resumed from a
+/// snapshot (after a restart) continues the script where it stopped.
 #[derive(Debug)]
 pub struct ScriptedModel {
     turns: Mutex<VecDeque<ModelTurn>>,
+    script: Vec<ModelTurn>,
+    positional: bool,
 }
 
 impl ScriptedModel {
     /// Replays the given turns.
     pub fn new(turns: Vec<ModelTurn>) -> Self {
         ScriptedModel {
+            script: turns.clone(),
             turns: Mutex::new(turns.into()),
+            positional: false,
         }
+    }
+
+    /// Answers by position in the conversation instead of by call order: the n-th
+    /// assistant turn of every conversation is the script's n-th turn.
+    pub fn positional(mut self) -> Self {
+        self.positional = true;
+        self
     }
 
     /// Reads a script from YAML (JSON is YAML too).
@@ -182,9 +199,25 @@ impl ScriptedModel {
 impl Model for ScriptedModel {
     async fn complete(
         &self,
-        _messages: &[Message],
+        messages: &[Message],
         _tools: &[ToolDescription],
     ) -> Result<ModelTurn, ModelError> {
+        if self.positional {
+            let position = messages
+                .iter()
+                .filter(|message| {
+                    matches!(
+                        message,
+                        Message::Assistant { .. } | Message::AssistantToolCalls { .. }
+                    )
+                })
+                .count();
+            return self
+                .script
+                .get(position)
+                .cloned()
+                .ok_or(ModelError::ScriptExhausted);
+        }
         let mut turns = self
             .turns
             .lock()
@@ -213,6 +246,29 @@ mod tests {
         );
         assert_eq!(
             model.complete(&[], &[]).await,
+            Err(ModelError::ScriptExhausted)
+        );
+        // A positional model answers by the number of assistant turns already given.
+        let positional = ScriptedModel::from_yaml(yaml).unwrap().positional();
+        let first = positional.complete(&[], &[]).await.unwrap();
+        assert!(matches!(first, ModelTurn::ToolCalls(_)));
+        assert!(matches!(
+            positional.complete(&[], &[]).await.unwrap(),
+            ModelTurn::ToolCalls(_)
+        ));
+        let after_calls = [Message::AssistantToolCalls { calls: vec![] }];
+        assert_eq!(
+            positional.complete(&after_calls, &[]).await.unwrap(),
+            ModelTurn::Text("done".into())
+        );
+        let after_text = [
+            Message::AssistantToolCalls { calls: vec![] },
+            Message::Assistant {
+                content: "done".into(),
+            },
+        ];
+        assert_eq!(
+            positional.complete(&after_text, &[]).await,
             Err(ModelError::ScriptExhausted)
         );
         let json = ScriptedModel::from_json(r#"{"turns":[{"text":"hi"}]}"#).unwrap();

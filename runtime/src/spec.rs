@@ -377,9 +377,13 @@ impl SpecSet {
         let mut agent_tools: HashMap<String, ToolSpec> = HashMap::new();
         for agent in &agents {
             for capability in &agent.capabilities {
-                if capability.kind == CapabilityKind::Agent
-                    && !tools.iter().any(|tool| tool.name == capability.name)
-                {
+                // A remote agent is called the same way (OAS-S3), so it has the same
+                // interface; its exposes are whatever its server returns beside `text`.
+                let called_like_a_tool = matches!(
+                    capability.kind,
+                    CapabilityKind::Agent | CapabilityKind::RemoteAgent { .. }
+                );
+                if called_like_a_tool && !tools.iter().any(|tool| tool.name == capability.name) {
                     agent_tools
                         .entry(capability.name.clone())
                         .or_insert_with(|| agent_tool_spec(&capability.name, &agents));

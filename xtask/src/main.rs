@@ -11,12 +11,20 @@
 //!   long each (needs `cargo install cargo-fuzz` and a nightly toolchain).
 //! - `bench`: every recorded benchmark (spec checking against PyYAML + pydantic, CEL
 //!   evaluation, runtime per-call enforcement).
+//! - `compile-times`: `agentc build` time and lines generated per example, and
+//!   `cargo check` of each generated crate beside the runtime crate's own.
 //! - `cel-conformance`: per-file pass/fail counts of the official CEL conformance tests.
+//! - `tiny-model DIR [--gguf FILE] [--seed N]`: writes a tiny Llama-style model with
+//!   random weights and a real byte-level BPE tokenizer (a Hugging Face-style folder in
+//!   DIR, and with `--gguf` the same model as one GGUF file), for local inference
+//!   (`agentc run --model local:DIR`) without downloading anything.
 
 #![forbid(unsafe_code)]
 
 mod codegen;
+mod compile_times;
 mod fuzz_smoke;
+mod tiny_model;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -33,6 +41,8 @@ fn main() -> ExitCode {
             None => fuzz_smoke::run(&workspace_root(), iterations(rest)),
         },
         "bench" => bench(),
+        "compile-times" => compile_times::run(&workspace_root()),
+        "tiny-model" => write_tiny_model(rest),
         "cel-conformance" => cel_conformance(
             rest.iter()
                 .position(|a| a == "--failures")
@@ -41,7 +51,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | cel-conformance [--failures FILE]>"
+                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N]>"
             );
             return ExitCode::from(2);
         }
@@ -106,6 +116,31 @@ fn ci() -> Result<(), String> {
         "warnings",
     ])?;
     cargo(&["test", "--workspace"])?;
+    // The seven agent-readiness tests on the examples' tools (mocks from their tool
+    // documents), and the OpenAgentSpec behaviour cases on the runtime.
+    cargo(&[
+        "run",
+        "-q",
+        "-p",
+        "agentc",
+        "--",
+        "conform",
+        "spec-examples",
+        "--target",
+        "mock",
+    ])?;
+    cargo(&["run", "-q", "-p", "agentc", "--", "conform", "--runtime"])?;
+    // Local inference end to end, offline: a tiny random-weight model through the real
+    // mistral.rs loader (a debug build of the engine, in the same target directory).
+    cargo(&[
+        "test",
+        "-p",
+        "agentc-runtime",
+        "--features",
+        "mistralrs",
+        "--test",
+        "local_model",
+    ])?;
     codegen::run(&workspace_root(), true)?;
     fuzz_smoke::run(&workspace_root(), 5_000)?;
     eprintln!("xtask ci: all checks passed");
@@ -141,6 +176,34 @@ fn bench() -> Result<(), String> {
         "--measurement-time",
         "3",
     ])
+}
+
+/// `tiny-model DIR [--gguf FILE] [--seed N]`.
+fn write_tiny_model(arguments: &[String]) -> Result<(), String> {
+    let value_of = |flag: &str| {
+        arguments
+            .iter()
+            .position(|argument| argument == flag)
+            .and_then(|at| arguments.get(at + 1))
+    };
+    let directory = arguments
+        .first()
+        .filter(|argument| !argument.starts_with("--"))
+        .ok_or("usage: cargo xtask tiny-model DIR [--gguf FILE] [--seed N]")?;
+    let seed = match value_of("--seed") {
+        Some(seed) => seed
+            .parse()
+            .map_err(|_| format!("--seed {seed}: not a whole number"))?,
+        None => 1,
+    };
+    let shape = tiny_model::ModelShape::TINY;
+    tiny_model::write_hugging_face_folder(Path::new(directory), &shape, seed)?;
+    eprintln!("wrote a tiny random-weight model (seed {seed}) to {directory}");
+    if let Some(file) = value_of("--gguf") {
+        tiny_model::write_gguf(Path::new(file), &shape, seed)?;
+        eprintln!("wrote the same model as GGUF to {file}");
+    }
+    Ok(())
 }
 
 /// Prints pass/fail counts per file of the official CEL conformance tests: every file of

@@ -4,9 +4,11 @@
 #![forbid(unsafe_code)]
 
 mod build;
+mod conform;
 mod files;
 mod remote;
 mod run;
+mod serve;
 
 use agentc_compiler::diagnostics::Code;
 use agentc_compiler::documents::DocumentKind;
@@ -54,8 +56,10 @@ enum Command {
         /// The agent to engage.
         #[arg(long)]
         agent: String,
-        /// The model: `scripted:FILE` (a YAML or JSON script of turns), or `openai:MODEL`
-        /// (an OpenAI-compatible server: `AGENTC_OPENAI_BASE_URL`, `AGENTC_OPENAI_API_KEY`).
+        /// The model: `scripted:FILE` (a YAML or JSON script of turns), `openai:MODEL`
+        /// (an OpenAI-compatible server: `AGENTC_OPENAI_BASE_URL`, `AGENTC_OPENAI_API_KEY`),
+        /// or `local:PATH` (a model folder or GGUF file run in process; needs the
+        /// `mistralrs` feature; nothing is downloaded).
         #[arg(long)]
         model: String,
         /// The user's instruction.
@@ -76,6 +80,43 @@ enum Command {
         /// Write the hash-chained audit trail to this file.
         #[arg(long)]
         audit: Option<PathBuf>,
+        #[command(flatten)]
+        local: run::LocalModelFlags,
+    },
+    /// Serve every agent of a set over HTTP (OpenAgentSpec OAS-S1..S3): agent documents,
+    /// engagements (POST answers 303 See Other), reviews, discovery; engagements,
+    /// reviews and the audit trail persist in an SQLite file.
+    Serve {
+        /// Spec files or directories (the agents and the tools they use).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// The SQLite database (created on first start).
+        #[arg(long, default_value = "agentc.db")]
+        db: PathBuf,
+        /// The callers: a JSON file of bearer tokens and API keys, each mapped to a user
+        /// id and email, and the per-user rate limit.
+        #[arg(long)]
+        auth_config: PathBuf,
+        /// The model, as for `run`: `scripted:FILE` (answers by position in each
+        /// conversation), `openai:MODEL` or `local:PATH`.
+        #[arg(long)]
+        model: String,
+        /// A model for one agent: AGENT=MODEL (repeatable).
+        #[arg(long = "agent-model")]
+        agent_models: Vec<String>,
+        /// Answer a tool with a fixed JSON response: NAME=FILE.json (repeatable).
+        #[arg(long = "mock-tool")]
+        mock_tools: Vec<String>,
+        /// Credentials for tools and remote agents: a JSON file
+        /// (`{"static": {"set": "secret"}}`); default `AGENTC_CREDENTIAL_<SET>` variables.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        /// Allow plain HTTP to remote agents on loopback addresses (tests only).
+        #[arg(long)]
+        allow_loopback_http: bool,
     },
     /// Work with audit trails.
     Audit {
@@ -102,6 +143,34 @@ enum Command {
         /// the checkout this binary was built from).
         #[arg(long)]
         agentc_root: Option<PathBuf>,
+    },
+    /// Run the seven agent-readiness tests (discovery, auth, CRUD, error, rate limit,
+    /// pitfall, skill) on the tools of a set of specs, or with `--runtime` the
+    /// OpenAgentSpec behaviour cases. Exit 0 when nothing failed, 1 when a test failed.
+    Conform {
+        /// Spec files or directories; with `--runtime`, case files or directories
+        /// (default: the bundled `conformance-suite/cases`).
+        paths: Vec<PathBuf>,
+        /// `mock`: a mock per tool from its tool document; `live`: the real service.
+        #[arg(long, value_enum, default_value_t = conform::TargetChoice::Mock)]
+        target: conform::TargetChoice,
+        /// With `--target live`: replaces the origin of each binding URL (e.g. a
+        /// loopback server); credentials come from each tool's `credential_env`.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// A machine-readable report: to `--report-file`, or to stdout (the summary
+        /// then goes to stderr).
+        #[arg(long, value_enum)]
+        report: Option<conform::ReportFormat>,
+        /// Where to write the `--report`.
+        #[arg(long, requires = "report")]
+        report_file: Option<PathBuf>,
+        /// Run the OpenAgentSpec behaviour cases on the runtime instead.
+        #[arg(long, conflicts_with_all = ["base_url"])]
+        runtime: bool,
+        /// The longest `Retry-After` the rate-limit test waits, in seconds.
+        #[arg(long, default_value_t = 60)]
+        max_retry_after: u64,
     },
     /// Show the long explanation of a diagnostic code, e.g. `agentc explain E0101`.
     Explain {
@@ -157,6 +226,7 @@ fn main() -> ExitCode {
             mock_tools,
             approve_reviews,
             audit,
+            local,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -175,6 +245,37 @@ fn main() -> ExitCode {
                 mock_tools: &mock_tools,
                 approve_reviews,
                 audit: audit.as_deref(),
+                local: &local,
+            })
+        }
+        Command::Serve {
+            paths,
+            bind,
+            db,
+            auth_config,
+            model,
+            agent_models,
+            mock_tools,
+            credentials,
+            allow_loopback_http,
+        } => {
+            let inputs = match files::collect_inputs(&paths) {
+                Ok(inputs) => inputs,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            serve::serve(serve::ServeRequest {
+                inputs,
+                bind: &bind,
+                db: &db,
+                auth_config: &auth_config,
+                model: &model,
+                agent_models: &agent_models,
+                mock_tools: &mock_tools,
+                credentials: credentials.as_deref(),
+                allow_loopback_http,
             })
         }
         Command::Audit {
@@ -192,6 +293,23 @@ fn main() -> ExitCode {
             check,
             crate_name: crate_name.as_deref(),
             agentc_root: agentc_root.as_deref(),
+        }),
+        Command::Conform {
+            paths,
+            target,
+            base_url,
+            report,
+            report_file,
+            runtime,
+            max_retry_after,
+        } => conform::conform(&conform::ConformRequest {
+            paths: &paths,
+            target,
+            base_url: base_url.as_deref(),
+            report,
+            report_file: report_file.as_deref(),
+            runtime,
+            max_retry_after,
         }),
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),

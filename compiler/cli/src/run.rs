@@ -3,9 +3,9 @@
 
 use agentc_compiler::{CheckOptions, SourceInput, check_set};
 use agentc_runtime::{
-    AuditLog, EngagementRequest, EngagementStatus, EnvCredentials, MockTool, Model, OpenAiModel,
-    Runtime, ScriptedModel, Secret, SpecSet, StaticReviewer, ToolRegistry, UserIdentity,
-    run_engagement,
+    AuditLog, EngagementRequest, EngagementStatus, EnvCredentials, LocalModelSettings, MockTool,
+    Model, OpenAiModel, Runtime, ScriptedModel, Secret, SpecSet, StaticReviewer, ToolRegistry,
+    UserIdentity, inspect_local_model, run_engagement,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,60 @@ pub struct RunRequest<'a> {
     pub mock_tools: &'a [String],
     pub approve_reviews: bool,
     pub audit: Option<&'a Path>,
+    pub local: &'a LocalModelFlags,
+}
+
+/// Generation settings for `--model local:PATH`; each falls back to an
+/// `AGENTC_LOCAL_*` environment variable, then to the runtime's default.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LocalModelFlags {
+    /// Sampling temperature of a local model; 0 (the default) is greedy
+    /// [env: AGENTC_LOCAL_TEMPERATURE].
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// The most tokens a local model may generate per turn (default 1024)
+    /// [env: AGENTC_LOCAL_MAX_TOKENS].
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// The seed of a local model's sampler (default 0) [env: AGENTC_LOCAL_SEED].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A chat template (Jinja, or JSON with `chat_template`) replacing the local
+    /// model's own [env: AGENTC_LOCAL_CHAT_TEMPLATE].
+    #[arg(long)]
+    pub chat_template: Option<PathBuf>,
+}
+
+impl LocalModelFlags {
+    /// The settings, from the flags, else the environment, else the defaults.
+    pub fn settings(&self) -> Result<LocalModelSettings, String> {
+        fn from_env<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
+            match std::env::var(name) {
+                Ok(text) => text
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("`{name}={text}` is not a valid value")),
+                Err(_) => Ok(None),
+            }
+        }
+        let mut settings = LocalModelSettings::default();
+        if let Some(temperature) = self.temperature.or(from_env("AGENTC_LOCAL_TEMPERATURE")?) {
+            settings.temperature = temperature;
+        }
+        if let Some(max_tokens) = self.max_tokens.or(from_env("AGENTC_LOCAL_MAX_TOKENS")?) {
+            settings.max_tokens = max_tokens;
+        }
+        if let Some(seed) = self.seed.or(from_env("AGENTC_LOCAL_SEED")?) {
+            settings.seed = seed;
+        }
+        settings.chat_template = self
+            .chat_template
+            .clone()
+            .or(from_env::<PathBuf>("AGENTC_LOCAL_CHAT_TEMPLATE")?);
+        settings.validate().map_err(|error| error.to_string())?;
+        Ok(settings)
+    }
 }
 
 /// Runs the engagement and prints its outcome as JSON. Exit 0 when it completed, 1 when
@@ -65,7 +119,11 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
             names.join(", ")
         )
     })?;
-    let model = model_from_flag(request.model)?;
+    let tokio_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let model = model_from_flag(request.model, request.local, &tokio_runtime)?;
 
     // Tools with an `http` binding are called for real; `--mock-tool` replaces any of them.
     let mut tools = ToolRegistry::with_http_tools(&specs).map_err(|error| error.to_string())?;
@@ -102,10 +160,6 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
         user.email = request.user_email.map(str::to_string);
         user
     });
-    let tokio_runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
     let outcome = tokio_runtime.block_on(run_engagement(
         &runtime,
         model.as_ref(),
@@ -125,10 +179,18 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
     Ok(matches!(outcome.status, EngagementStatus::Completed))
 }
 
-/// The model named by `--model`: `scripted:FILE`, or `openai:MODEL` for an
+/// The model named by `--model`: `scripted:FILE`, `openai:MODEL` for an
 /// OpenAI-compatible server at `AGENTC_OPENAI_BASE_URL` (default the OpenAI API) with the
-/// key in `AGENTC_OPENAI_API_KEY`.
-fn model_from_flag(flag: &str) -> Result<Box<dyn Model>, String> {
+/// key in `AGENTC_OPENAI_API_KEY`, or `local:PATH` for a model run in process from a
+/// local folder or GGUF file (the `mistralrs` feature; nothing is downloaded).
+pub(crate) fn model_from_flag(
+    flag: &str,
+    local: &LocalModelFlags,
+    tokio_runtime: &tokio::runtime::Runtime,
+) -> Result<Box<dyn Model>, String> {
+    if let Some(path) = flag.strip_prefix("local:") {
+        return local_model(Path::new(path), local, tokio_runtime);
+    }
     if let Some(script_path) = flag.strip_prefix("scripted:") {
         let script = std::fs::read_to_string(script_path)
             .map_err(|error| format!("cannot read `{script_path}`: {error}"))?;
@@ -149,8 +211,31 @@ fn model_from_flag(flag: &str) -> Result<Box<dyn Model>, String> {
         return Ok(Box::new(model));
     }
     Err(format!(
-        "unknown model `{flag}`: use `scripted:FILE` (a YAML or JSON script of turns) or `openai:MODEL`"
+        "unknown model `{flag}`: use `scripted:FILE` (a YAML or JSON script of turns), `openai:MODEL` or `local:PATH`"
     ))
+}
+
+/// `local:PATH`: the path is checked first (so a missing or malformed model is reported
+/// the same with or without local inference compiled in), then the model is loaded.
+fn local_model(
+    path: &Path,
+    flags: &LocalModelFlags,
+    tokio_runtime: &tokio::runtime::Runtime,
+) -> Result<Box<dyn Model>, String> {
+    let settings = flags.settings()?;
+    inspect_local_model(path).map_err(|error| error.to_string())?;
+    #[cfg(feature = "mistralrs")]
+    {
+        let model = tokio_runtime
+            .block_on(agentc_runtime::LocalModel::load(path, settings))
+            .map_err(|error| error.to_string())?;
+        Ok(Box::new(model))
+    }
+    #[cfg(not(feature = "mistralrs"))]
+    {
+        let _ = (settings, tokio_runtime);
+        Err(agentc_runtime::LocalModelError::FeatureMissing.to_string())
+    }
 }
 
 /// `agentc audit verify FILE`: exit 0 when the hash chain is intact, 1 when it is not.

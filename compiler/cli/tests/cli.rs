@@ -387,3 +387,81 @@ binding:
     );
     assert_eq!(outcome["exposes"]["forecast"], "sunny");
 }
+
+fn run_hr_locally(model: &str, extra: &[&str]) -> Output {
+    let mut arguments = vec![
+        "run",
+        "spec-examples/hr",
+        "--agent",
+        "hr_agent",
+        "--model",
+        model,
+        "--mock-tool",
+        "hr_kb_search=spec-examples/scripts/hr/hr_kb_search.json",
+        "--mock-tool",
+        "prompt_injection_scanner=spec-examples/scripts/hr/prompt_injection_scanner.json",
+        "--input",
+        "How much parental leave do I get?",
+    ];
+    arguments.extend_from_slice(extra);
+    agentc(&arguments)
+}
+
+#[test]
+fn local_models_that_do_not_exist_or_are_not_models_are_clear_usage_errors() {
+    let root = std::env::temp_dir().join(format!("agentc-cli-local-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+
+    let missing = format!("local:{}", root.join("absent").display());
+    let output = run_hr_locally(&missing, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("the path does not exist"), "{stderr}");
+    assert!(stderr.contains("never downloaded"), "{stderr}");
+
+    // A folder with only a config is not a model; the message says what is missing.
+    let folder = root.join("partial");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), "{}").unwrap();
+    let output = run_hr_locally(&format!("local:{}", folder.display()), &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("is not a model"), "{stderr}");
+    assert!(stderr.contains("tokenizer.json"), "{stderr}");
+
+    // A file that is not GGUF is not a model either.
+    let file = root.join("weights.bin");
+    std::fs::write(&file, "not a model").unwrap();
+    let output = run_hr_locally(&format!("local:{}", file.display()), &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("GGUF"));
+
+    // Settings out of range are refused before anything is loaded.
+    let output = run_hr_locally(&missing, &["--temperature=-1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("temperature -1 is not between"));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Without the feature, a path that holds a model's files gets an error that names the
+/// feature and the command that builds it.
+#[cfg(not(feature = "mistralrs"))]
+#[test]
+fn local_models_without_the_feature_say_how_to_rebuild() {
+    let folder = std::env::temp_dir().join(format!("agentc-cli-local-nf-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::write(folder.join(file), "{}").unwrap();
+    }
+    std::fs::write(folder.join("model.safetensors"), "").unwrap();
+    let output = run_hr_locally(&format!("local:{}", folder.display()), &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("`mistralrs` cargo feature"), "{stderr}");
+    assert!(
+        stderr.contains("cargo build --release -p agentc --features mistralrs"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&folder).unwrap();
+}

@@ -554,20 +554,10 @@ impl Checker<'_> {
     fn check_tool(&mut self, tool: &ToolDocument) {
         self.check_name(&tool.name, "tool");
         for (schema, what) in [(&tool.input, "input"), (&tool.output, "output")] {
-            if let Err(error) = jsonschema::meta::validate(&schema.value) {
-                let pointer = error.instance_path().as_str().to_string();
-                let mut diagnostic = Diagnostic::new(
-                    FrontEndCode::InvalidJsonSchema,
-                    schema.span_at(&pointer),
-                    format!("the tool's `{what}` is not a valid JSON Schema"),
-                )
-                .with_primary_label(truncate(&error.to_string(), 160));
-                if !pointer.is_empty() {
-                    diagnostic = diagnostic
-                        .with_secondary(schema.span, format!("in this schema, at `{pointer}`"));
-                }
-                self.report(diagnostic);
-            }
+            self.check_json_schema(schema, what);
+        }
+        if let Some(conformance) = &tool.conformance {
+            self.check_conformance(conformance);
         }
         let input_type = tool.input.value.get("type");
         if input_type != Some(&serde_json::Value::String("object".to_string())) {
@@ -606,6 +596,92 @@ impl Checker<'_> {
         }
         if let Some(mcp) = &binding.mcp {
             self.check_url(&mcp.server);
+        }
+    }
+
+    fn check_json_schema(&mut self, schema: &crate::lower::SpannedJson, what: &str) {
+        if let Err(error) = jsonschema::meta::validate(&schema.value) {
+            let pointer = error.instance_path().as_str().to_string();
+            let mut diagnostic = Diagnostic::new(
+                FrontEndCode::InvalidJsonSchema,
+                schema.span_at(&pointer),
+                format!("the tool's `{what}` is not a valid JSON Schema"),
+            )
+            .with_primary_label(truncate(&error.to_string(), 160));
+            if !pointer.is_empty() {
+                diagnostic = diagnostic
+                    .with_secondary(schema.span, format!("in this schema, at `{pointer}`"));
+            }
+            self.report(diagnostic);
+        }
+    }
+
+    /// The conformance section (what `agentc conform` runs): its schemas must be JSON
+    /// Schemas, its paths must be paths, and its numbers must be usable.
+    fn check_conformance(&mut self, conformance: &crate::documents::tool::ConformanceSpec) {
+        if let Some(docs) = &conformance.docs {
+            for location in [&docs.openapi, &docs.llms_txt].into_iter().flatten() {
+                if !location.value.starts_with('/') {
+                    self.check_url(location);
+                }
+            }
+        }
+        if let Some(limit) = &conformance.rate_limit {
+            for number in [&limit.requests, &limit.per_seconds] {
+                self.check_at_least_one(number);
+            }
+        }
+        if let Some(bytes) = &conformance.max_request_bytes {
+            self.check_at_least_one(bytes);
+        }
+        if let Some(crud) = &conformance.crud {
+            self.check_json_schema(&crud.schema, "conformance.crud.schema");
+            self.check_path(&crud.path);
+        }
+        for pitfall in conformance.pitfalls.iter().flatten() {
+            self.check_path(&pitfall.request.path);
+            if let Some(schema) = &pitfall.expect.body_schema {
+                self.check_json_schema(schema, "pitfall's body_schema");
+            }
+            let status = &pitfall.expect.status;
+            if !(100..=599).contains(&status.value) {
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::OutOfRange,
+                        status.span,
+                        format!("`{}` is not an HTTP status", status.value),
+                    )
+                    .with_primary_label("expected a status from 100 to 599"),
+                );
+            }
+        }
+    }
+
+    fn check_at_least_one(&mut self, number: &Spanned<u64>) {
+        if number.value == 0 {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::OutOfRange,
+                    number.span,
+                    "this must be at least 1",
+                )
+                .with_primary_label("expected 1 or more"),
+            );
+        }
+    }
+
+    /// A request path of the conformance section: relative to the binding's origin.
+    fn check_path(&mut self, path: &Spanned<String>) {
+        if !path.value.starts_with('/') || path.value.chars().any(char::is_whitespace) {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::InvalidUrl,
+                    path.span,
+                    format!("`{}` is not a path starting with `/`", path.value),
+                )
+                .with_primary_label("expected a path such as `/calendar/events`")
+                .with_help("paths are relative to the origin of the tool's binding URL"),
+            );
         }
     }
 

@@ -1,5 +1,6 @@
 //! The tool document (`kind: openagentspec:v1/tool`), this project's addition beside the
-//! agent document. Its fixed keys are those of the shared spec; `auth` is added beside them.
+//! agent document. Its fixed keys are those of the shared spec; `auth` and `conformance` (what the
+//! seven-test conformance suite expects of the tool) are added beside them.
 
 use crate::lower::SpannedJson;
 use crate::span::Spanned;
@@ -21,6 +22,8 @@ spec_struct! {
         req binding: Binding,
         /// How the tool authenticates its callers.
         opt auth: ToolAuth,
+        /// What the conformance suite (`agentc conform`) expects of the tool.
+        opt conformance: ConformanceSpec,
     }
 }
 
@@ -89,5 +92,124 @@ spec_enum! {
         ApiKey = "api_key",
         Basic = "basic",
         Oauth2 = "oauth2",
+    }
+}
+
+spec_struct! {
+    /// What the conformance suite (`agentc conform`, the seven tests of the Agent OSI
+    /// layer 6) expects of this tool, beside the fixed keys: where its machine-readable
+    /// docs are, where a live run finds its credential, its declared rate limit, valid
+    /// example inputs, its CRUD resource and its known pitfalls. Paths are relative to
+    /// the origin of the binding's URL.
+    pub struct ConformanceSpec ("a conformance section") {
+        /// The environment variable a live run reads the credential from (default
+        /// `AGENTC_CONFORM_<TOOL NAME IN UPPER CASE>`); the value is never reported.
+        opt credential_env: Spanned<String>,
+        /// Where the machine-readable docs are served (discovery test).
+        opt docs: ConformanceDocs,
+        /// The declared rate limit (rate-limit test).
+        opt rate_limit: RateLimit,
+        /// Valid example inputs of the tool's operation (skill, auth and error tests);
+        /// `output`, when given, is what a mock of the tool answers.
+        opt examples: Vec<OperationExample>,
+        /// The largest request body the tool accepts, in bytes (default 1 MiB); the
+        /// error test sends one byte more and expects a 4xx.
+        #[schemars(range(min = 1))]
+        opt max_request_bytes: Spanned<u64>,
+        /// A resource the tool's service lets agents create, read, update and delete.
+        opt crud: CrudResource,
+        /// Known pitfalls: recorded requests and the correct behaviour (pitfall test).
+        opt pitfalls: Vec<Pitfall>,
+    }
+}
+
+spec_struct! {
+    /// Where the service describes itself to agents: an OpenAPI 3.x document and/or an
+    /// `llms.txt`, each a path (`/openapi.json`) or an absolute URL.
+    pub struct ConformanceDocs ("docs locations") {
+        opt openapi: Spanned<String>,
+        opt llms_txt: Spanned<String>,
+    }
+}
+
+spec_struct! {
+    /// At most `requests` calls per `per_seconds` seconds; past it the service answers
+    /// 429 with `Retry-After`.
+    pub struct RateLimit ("a rate limit") {
+        #[schemars(range(min = 1))]
+        req requests: Spanned<u64>,
+        #[schemars(range(min = 1))]
+        req per_seconds: Spanned<u64>,
+    }
+}
+
+spec_struct! {
+    /// A valid input of the tool's operation, and optionally the output a mock answers.
+    pub struct OperationExample ("an operation example") {
+        opt name: Spanned<String>,
+        req input: SpannedJson,
+        opt output: SpannedJson,
+    }
+}
+
+spec_struct! {
+    /// A resource served at `path` (the collection; one item is at `path/{id}`):
+    /// created with a POST of `create`, read with GET, updated with `update_method`
+    /// (default PUT) of `update`, deleted with DELETE, after which a read gives 404.
+    pub struct CrudResource ("a CRUD resource") {
+        req name: Spanned<String>,
+        /// The collection's path, e.g. `/calendar/events`.
+        req path: Spanned<String>,
+        /// The key of the resource's identifier in the create response.
+        req id_field: Spanned<String>,
+        /// JSON Schema of the resource as create, read and update answer it.
+        req schema: SpannedJson,
+        /// A valid create body.
+        req create: SpannedJson,
+        /// A valid update body.
+        req update: SpannedJson,
+        opt update_method: CrudUpdateMethod,
+    }
+}
+
+spec_enum! {
+    pub enum CrudUpdateMethod ("update method") {
+        Put = "PUT",
+        Patch = "PATCH",
+    }
+}
+
+spec_struct! {
+    /// A known pitfall: a recorded request and the correct behaviour, replayed on every
+    /// run as a regression check.
+    pub struct Pitfall ("a pitfall") {
+        req name: Spanned<String>,
+        req description: Spanned<String>,
+        req request: RecordedRequest,
+        req expect: ExpectedResponse,
+    }
+}
+
+spec_struct! {
+    /// An HTTP request as recorded: method, path (with any query), JSON body.
+    pub struct RecordedRequest ("a recorded request") {
+        req method: HttpMethod,
+        req path: Spanned<String>,
+        opt body: SpannedJson,
+        /// Whether the valid credential is sent (default true).
+        opt authenticated: Spanned<bool>,
+    }
+}
+
+spec_struct! {
+    /// The correct answer to a pitfall's request: its status, and optionally JSON the
+    /// body must contain, a JSON Schema it must match, and text it must not contain.
+    pub struct ExpectedResponse ("an expected response") {
+        #[schemars(range(min = 100, max = 599))]
+        req status: Spanned<u64>,
+        /// Every key and value given here must be in the body (other keys may be too).
+        opt body: SpannedJson,
+        opt body_schema: SpannedJson,
+        opt body_excludes: Vec<Spanned<String>>,
     }
 }

@@ -1,0 +1,153 @@
+//! `agentc serve SPEC...`: hosts every agent of a set over HTTP (OAS-S1..S3) with the
+//! `agentc-server` crate: engagements, reviews and the audit trail in an SQLite file,
+//! callers from an auth configuration, tools bound as `agentc run` binds them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use agentc_compiler::SourceInput;
+use agentc_runtime::{
+    CredentialProvider, EnvCredentials, InMemoryCredentials, MockTool, Model, RemoteLimits,
+    ScriptedModel, ToolRegistry,
+};
+use agentc_server::{AuthConfig, Engine, ServerConfig, ServerParts, SqliteStore};
+
+/// What `agentc serve` was asked to do.
+pub struct ServeRequest<'a> {
+    pub inputs: Vec<SourceInput>,
+    pub bind: &'a str,
+    pub db: &'a Path,
+    pub auth_config: &'a Path,
+    pub model: &'a str,
+    pub agent_models: &'a [String],
+    pub mock_tools: &'a [String],
+    pub credentials: Option<&'a Path>,
+    pub allow_loopback_http: bool,
+}
+
+/// Serves until Ctrl-C or SIGTERM; exit 0 after a graceful shutdown, 2 on usage, spec
+/// or IO errors.
+pub fn serve(request: ServeRequest<'_>) -> ExitCode {
+    match run(request) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A model for serving: a scripted model answers by its position in each
+/// conversation, so one script serves every engagement and a resumed one goes on where
+/// it stopped; other models are built as `agentc run` builds them.
+fn serving_model(
+    flag: &str,
+    tokio_runtime: &tokio::runtime::Runtime,
+) -> Result<Arc<dyn Model>, String> {
+    if let Some(script_path) = flag.strip_prefix("scripted:") {
+        let script = std::fs::read_to_string(script_path)
+            .map_err(|error| format!("cannot read `{script_path}`: {error}"))?;
+        let model = if script_path.ends_with(".json") {
+            ScriptedModel::from_json(&script)
+        } else {
+            ScriptedModel::from_yaml(&script)
+        }
+        .map_err(|error| format!("`{script_path}`: {error}"))?;
+        return Ok(Arc::new(model.positional()));
+    }
+    let model =
+        crate::run::model_from_flag(flag, &crate::run::LocalModelFlags::default(), tokio_runtime)?;
+    Ok(Arc::from(model))
+}
+
+fn run(request: ServeRequest<'_>) -> Result<(), String> {
+    let loaded = agentc_server::load_specs(&request.inputs).map_err(|error| error.to_string())?;
+    if loaded.agents.is_empty() {
+        return Err("the specs hold no agent to serve".to_string());
+    }
+    let auth = AuthConfig::from_file(request.auth_config).map_err(|error| error.to_string())?;
+    let tokio_runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let model = serving_model(request.model, &tokio_runtime)?;
+    let mut agent_models: HashMap<String, Arc<dyn Model>> = HashMap::new();
+    for entry in request.agent_models {
+        let (agent, flag) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("`--agent-model {entry}`: write AGENT=MODEL"))?;
+        if loaded.specs.agent(agent).is_none() {
+            return Err(format!("`--agent-model {entry}`: no agent named `{agent}`"));
+        }
+        agent_models.insert(agent.to_string(), serving_model(flag, &tokio_runtime)?);
+    }
+
+    // Tools with an `http` binding are called for real, remote agents over HTTPS;
+    // `--mock-tool` replaces any of them.
+    let mut tools =
+        ToolRegistry::with_http_tools(&loaded.specs).map_err(|error| error.to_string())?;
+    tools
+        .bind_remote_agents(
+            &loaded.specs,
+            RemoteLimits {
+                allow_loopback_http: request.allow_loopback_http,
+                ..RemoteLimits::default()
+            },
+        )
+        .map_err(|error| error.to_string())?;
+    for mock in request.mock_tools {
+        let (name, file) = mock
+            .split_once('=')
+            .ok_or_else(|| format!("`--mock-tool {mock}`: write NAME=FILE.json"))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|error| format!("cannot read `{file}`: {error}"))?;
+        let response: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|error| format!("`{file}` is not JSON: {error}"))?;
+        tools
+            .bind(name, Arc::new(MockTool::new(response)))
+            .map_err(|error| format!("`--mock-tool {name}`: {error}"))?;
+    }
+    // Credentials never enter the engagement: from a JSON file, or from
+    // `AGENTC_CREDENTIAL_<SET>` environment variables.
+    let credentials: Arc<dyn CredentialProvider> = match request.credentials {
+        Some(path) => {
+            Arc::new(InMemoryCredentials::from_json_file(path).map_err(|error| error.to_string())?)
+        }
+        None => Arc::new(EnvCredentials::new()),
+    };
+    let store = SqliteStore::open(request.db)
+        .map_err(|error| format!("cannot open `{}`: {error}", request.db.display()))?;
+    let hosted: Vec<String> = loaded
+        .agents
+        .iter()
+        .map(|agent| agent.spec.name.clone())
+        .collect();
+    let engine = Engine::new(ServerParts {
+        agents: loaded.agents,
+        set_agents: loaded.specs.agents.clone(),
+        tools,
+        credentials,
+        model,
+        agent_models,
+        store: Arc::new(store),
+        auth,
+        config: ServerConfig::default(),
+    })
+    .map_err(|error| error.to_string())?;
+    tokio_runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(request.bind)
+            .await
+            .map_err(|error| format!("cannot listen on `{}`: {error}", request.bind))?;
+        let address = listener.local_addr().map_err(|error| error.to_string())?;
+        eprintln!(
+            "agentc serve: http://{address} — agents: {}; database {}",
+            hosted.join(", "),
+            request.db.display()
+        );
+        agentc_server::serve(engine, listener, agentc_server::shutdown_signal())
+            .await
+            .map_err(|error| error.to_string())
+    })
+}

@@ -1,0 +1,102 @@
+//! `agentc conform`: exit codes, where the summary and the reports go, and the bundled
+//! runs (the examples' tools on mocks, the behaviour cases on the runtime).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn agentc(arguments: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agentc"))
+        .args(arguments)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .expect("agentc runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_examples_pass_on_mocks_and_the_json_report_goes_to_stdout() {
+    let output = agentc(&["conform", "spec-examples", "--target", "mock"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("  pass  crud "), "{stdout}");
+    assert!(
+        stdout.lines().last().unwrap().starts_with("ok: "),
+        "{stdout}"
+    );
+
+    let output = agentc(&["conform", "spec-examples", "--report", "json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["summary"]["failed"], 0);
+    // The readable summary moved to stderr, so stdout stays machine-readable.
+    assert!(text(&output.stderr).contains("mock target"));
+}
+
+#[test]
+fn the_junit_report_is_written_to_the_report_file() {
+    let file = std::env::temp_dir().join(format!("agentc-conform-{}.xml", std::process::id()));
+    let output = agentc(&[
+        "conform",
+        "spec-examples/hr",
+        "--report",
+        "junit",
+        "--report-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let xml = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(xml.starts_with("<?xml") && xml.contains("<testsuite name=\"hr_kb_search\""));
+    assert!(text(&output.stdout).contains("ok: "));
+}
+
+#[test]
+fn the_behaviour_cases_pass_and_a_wrong_expectation_exits_1() {
+    let output = agentc(&["conform", "--runtime"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("19 clauses"));
+
+    let case = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../conformance-suite/cases/oas-c7-require-review.yaml"),
+    )
+    .unwrap()
+    .replace("reviewer: refuse", "reviewer: approve");
+    let file = std::env::temp_dir().join(format!("agentc-case-{}.yaml", std::process::id()));
+    std::fs::write(&file, case).unwrap();
+    let output = agentc(&["conform", "--runtime", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("FAIL  OAS-C7  denied"));
+}
+
+#[test]
+fn a_live_run_that_cannot_reach_its_target_fails_and_bad_usage_exits_2() {
+    let output = agentc(&[
+        "conform",
+        "spec-examples/hr",
+        "--target",
+        "live",
+        "--base-url",
+        "http://tools.example.com",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stdout).contains("plain http on loopback only"));
+    assert_eq!(agentc(&["conform"]).status.code(), Some(2));
+    assert_eq!(
+        agentc(&[
+            "conform",
+            "spec-examples",
+            "--base-url",
+            "http://127.0.0.1:1"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+}

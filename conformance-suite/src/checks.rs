@@ -1,0 +1,1070 @@
+//! The seven tests, as the shared spec defines them ("The 7-test conformance suite",
+//! Agent OSI layer 6). Each returns pass (what it verified), fail (the evidence) or
+//! skip (why it cannot apply) — a test that cannot apply is never a pass.
+
+use std::time::Duration;
+
+use agentc_compiler::documents::tool::{AuthScheme, CrudUpdateMethod, HttpMethod};
+use agentc_compiler::lower::SpannedJson;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::http::{Body, Credential, Exchange, Probe};
+use crate::report::{Evidence, Outcome};
+use crate::schema::{contains, synthesize, truncate, validate};
+use crate::tool::{Endpoint, ToolUnderTest, method_text};
+
+/// What every test of one tool is given.
+pub(crate) struct Context<'a> {
+    pub tool: &'a ToolUnderTest,
+    /// The binding's endpoint, or why the HTTP tests cannot apply.
+    pub endpoint: Result<Endpoint, String>,
+    /// The probe, when there is an endpoint to probe.
+    pub probe: Option<Probe>,
+    /// The longest `Retry-After` the rate-limit test will wait.
+    pub max_retry_after: Duration,
+}
+
+/// Collects what a test verified and what failed.
+#[derive(Default)]
+struct Tally {
+    checks: Vec<String>,
+    evidence: Vec<Evidence>,
+}
+
+impl Tally {
+    fn pass(&mut self, check: impl Into<String>) {
+        self.checks.push(check.into());
+    }
+
+    fn fail(&mut self, evidence: Evidence) {
+        self.evidence.push(evidence);
+    }
+
+    fn outcome(self) -> Outcome {
+        if self.evidence.is_empty() {
+            Outcome::Pass {
+                checks: self.checks,
+            }
+        } else {
+            Outcome::Fail {
+                evidence: self.evidence,
+            }
+        }
+    }
+}
+
+fn plain_evidence(check: &str, detail: impl Into<String>) -> Evidence {
+    Evidence {
+        check: check.to_string(),
+        request: None,
+        status: None,
+        detail: detail.into(),
+        schema_location: None,
+    }
+}
+
+impl Context<'_> {
+    /// The endpoint and probe, or the reason the test is skipped.
+    fn http(&self) -> Result<(&Endpoint, &Probe), Outcome> {
+        match (&self.endpoint, &self.probe) {
+            (Ok(endpoint), Some(probe)) => Ok((endpoint, probe)),
+            (Err(reason), _) => Err(Outcome::Skip {
+                reason: reason.clone(),
+            }),
+            (Ok(_), None) => Err(Outcome::Skip {
+                reason: "no probe could be built for the tool".to_string(),
+            }),
+        }
+    }
+
+    /// A valid input of the operation: the first example, or one synthesized from the
+    /// input schema (said so in the report).
+    fn valid_input(&self) -> (Value, &'static str) {
+        match self.tool.examples().first() {
+            Some(example) => (example.input.value.clone(), "example input"),
+            None => (
+                synthesize(&self.tool.document.input.value),
+                "input synthesized from the schema",
+            ),
+        }
+    }
+
+    /// The request for the operation with `input`: a GET sends it as the query (as the
+    /// runtime's HTTP tools do), other methods as the JSON body.
+    fn operation_request(endpoint: &Endpoint, input: &Value) -> (String, Body) {
+        if endpoint.method == HttpMethod::Get {
+            let mut path = endpoint.path.clone();
+            let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(object) = input.as_object() {
+                for (key, value) in object {
+                    let text = match value {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    serializer.append_pair(key, &text);
+                }
+            }
+            let query = serializer.finish();
+            if !query.is_empty() {
+                path.push(if path.contains('?') { '&' } else { '?' });
+                path.push_str(&query);
+            }
+            (path, Body::None)
+        } else {
+            (endpoint.path.clone(), Body::Json(input.clone()))
+        }
+    }
+
+    /// Sends the operation with `input` and the given credential.
+    async fn call_operation(
+        &self,
+        endpoint: &Endpoint,
+        probe: &Probe,
+        input: &Value,
+        credential: Credential,
+        paced: bool,
+    ) -> Exchange {
+        let (path, body) = Self::operation_request(endpoint, input);
+        probe
+            .send(method_text(endpoint.method), &path, body, credential, paced)
+            .await
+    }
+
+    /// Fails `tally` when the scheme needs a credential and none is available.
+    fn require_credential(&self, probe: &Probe, tally: &mut Tally, check: &str) -> bool {
+        match &probe.missing_secret {
+            Some(reason) if probe.scheme() != AuthScheme::None => {
+                tally.fail(plain_evidence(check, reason.clone()));
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Evidence for a body that breaks `schema`.
+    fn schema_evidence(
+        &self,
+        probe: &Probe,
+        check: &str,
+        exchange: &Exchange,
+        schema: &SpannedJson,
+        body: &Value,
+    ) -> Option<Evidence> {
+        validate(self.tool, schema, body).err().map(|mismatch| {
+            let mut evidence = probe.evidence(
+                check,
+                exchange,
+                &format!("the body breaks its schema: {}", mismatch.detail),
+            );
+            evidence.schema_location = Some(mismatch.location);
+            evidence
+        })
+    }
+}
+
+/// A 2xx, or 303 See Other: the request was carried out and its result is elsewhere (the
+/// answer to a POST that starts work, as OAS-S3 requires of an agent server).
+fn is_success(exchange: &Exchange) -> bool {
+    exchange
+        .status()
+        .is_some_and(|status| (200..300).contains(&status))
+}
+
+/// Test 1, Discovery: the docs are served, parse, and match the declared operations.
+pub(crate) async fn discovery(context: &Context<'_>) -> Outcome {
+    let (_, probe) = match context.http() {
+        Ok(http) => http,
+        Err(skip) => return skip,
+    };
+    let docs = context
+        .tool
+        .conformance()
+        .and_then(|conformance| conformance.docs.as_ref())
+        .filter(|docs| docs.openapi.is_some() || docs.llms_txt.is_some());
+    let Some(docs) = docs else {
+        return Outcome::Skip {
+            reason: "the tool document declares no docs location (`conformance.docs.openapi` or `llms_txt`)".to_string(),
+        };
+    };
+    let operations = context.tool.operations();
+    let mut tally = Tally::default();
+    if let Some(location) = &docs.openapi {
+        let check = "the OpenAPI document is served, parses as OpenAPI 3.x and lists every declared operation";
+        // Docs are read without a credential: an agent must find them from the product alone.
+        let exchange = probe
+            .send(
+                "GET",
+                &location.value,
+                Body::None,
+                Credential::Missing,
+                true,
+            )
+            .await;
+        match exchange.response() {
+            Some(response) if response.status == 200 => match parse_document(&response.text()) {
+                None => tally.fail(probe.evidence(
+                    check,
+                    &exchange,
+                    "the body is neither JSON nor YAML",
+                )),
+                Some(document) => {
+                    let version = document
+                        .get("openapi")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if !version.starts_with("3.") {
+                        tally.fail(probe.evidence(
+                            check,
+                            &exchange,
+                            &format!("`openapi` is `{version}`, not 3.x"),
+                        ));
+                    }
+                    let paths = document.get("paths").and_then(Value::as_object);
+                    for (method, path) in &operations {
+                        let listed = paths.is_some_and(|paths| {
+                            paths.iter().any(|(documented, item)| {
+                                same_path(documented, path) && item.get(method).is_some()
+                            })
+                        });
+                        if !listed {
+                            tally.fail(probe.evidence(
+                                check,
+                                &exchange,
+                                &format!(
+                                    "the declared operation `{} {path}` is not in `paths`",
+                                    method.to_ascii_uppercase()
+                                ),
+                            ));
+                        }
+                    }
+                    if tally.evidence.is_empty() {
+                        tally.pass(format!(
+                            "OpenAPI {version} at {} lists the {} declared operation(s)",
+                            location.value,
+                            operations.len()
+                        ));
+                    }
+                }
+            },
+            _ => tally.fail(probe.evidence(check, &exchange, "expected 200")),
+        }
+    }
+    if let Some(location) = &docs.llms_txt {
+        let check = "llms.txt is served, starts with a `# ` title and names every declared operation's path";
+        let before = tally.evidence.len();
+        let exchange = probe
+            .send(
+                "GET",
+                &location.value,
+                Body::None,
+                Credential::Missing,
+                true,
+            )
+            .await;
+        match exchange.response() {
+            Some(response) if response.status == 200 => {
+                let text = response.text();
+                let titled = text
+                    .lines()
+                    .find(|line| !line.trim().is_empty())
+                    .is_some_and(|line| line.starts_with("# "));
+                if !titled {
+                    tally.fail(probe.evidence(
+                        check,
+                        &exchange,
+                        "the first line is not a `# ` title",
+                    ));
+                }
+                for (method, path) in &operations {
+                    let stem = path.split('{').next().unwrap_or(path);
+                    if !text.contains(stem) {
+                        tally.fail(probe.evidence(
+                            check,
+                            &exchange,
+                            &format!("`{} {path}` is not mentioned", method.to_ascii_uppercase()),
+                        ));
+                    }
+                }
+            }
+            _ => tally.fail(probe.evidence(check, &exchange, "expected 200")),
+        }
+        if tally.evidence.len() == before {
+            tally.pass(format!(
+                "llms.txt at {} names the {} declared operation(s)",
+                location.value,
+                operations.len()
+            ));
+        }
+    }
+    tally.outcome()
+}
+
+/// A docs body as JSON (JSON is YAML, so the compiler's bounded YAML reader reads both).
+fn parse_document(text: &str) -> Option<Value> {
+    if let Ok(value) = serde_json::from_str::<Value>(text) {
+        return Some(value);
+    }
+    let (documents, diagnostics) = agentc_compiler::syntax::parse_yaml(
+        agentc_compiler::span::FileId(0),
+        text,
+        &agentc_compiler::syntax::SyntaxLimits::default(),
+    );
+    if !diagnostics.is_empty() {
+        return None;
+    }
+    documents.first().map(|document| document.root.to_json())
+}
+
+/// Whether an OpenAPI path matches a declared one: equal segments, where a documented
+/// template segment (`{id}`) matches any declared segment (a template or a value, as in
+/// a binding URL `/agents/helpdesk` under `/agents/{name}`).
+fn same_path(documented: &str, declared: &str) -> bool {
+    let documented: Vec<&str> = documented.trim_end_matches('/').split('/').collect();
+    let declared: Vec<&str> = declared.trim_end_matches('/').split('/').collect();
+    documented.len() == declared.len()
+        && documented
+            .iter()
+            .zip(&declared)
+            .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}') && b.starts_with('{') && b.ends_with('}')))
+}
+
+/// Test 2, Auth: missing, malformed and wrong credentials are refused with 401/403 and a
+/// structured body, a valid one is accepted, and no credential is echoed back.
+pub(crate) async fn auth(context: &Context<'_>) -> Outcome {
+    let (endpoint, probe) = match context.http() {
+        Ok(http) => http,
+        Err(skip) => return skip,
+    };
+    let scheme = probe.scheme();
+    if scheme == AuthScheme::None {
+        return Outcome::Skip {
+            reason: "the tool declares no auth scheme (`auth: none` or no `auth`), so nothing is protected".to_string(),
+        };
+    }
+    let mut tally = Tally::default();
+    if !context.require_credential(probe, &mut tally, "a valid credential is accepted") {
+        return tally.outcome();
+    }
+    let (input, input_kind) = context.valid_input();
+    let header = probe.credential_header();
+    let wrong_value = "agentc-conformance-wrong-credential-7f3a";
+    let (malformed, wrong) = match scheme {
+        AuthScheme::Basic => (
+            "Basic %%%not-base64%%%".to_string(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("agentc-conformance:{wrong_value}"))
+            ),
+        ),
+        AuthScheme::ApiKey => (
+            "malformed key with spaces".to_string(),
+            wrong_value.to_string(),
+        ),
+        _ => ("Bearer".to_string(), format!("Bearer {wrong_value}")),
+    };
+    let refused_cases = [
+        (
+            Credential::Missing,
+            "a request without a credential is refused with 401/403 and a structured body",
+        ),
+        (
+            Credential::Raw {
+                header: header.clone(),
+                value: malformed,
+                label: "malformed credential",
+            },
+            "a malformed credential is refused with 401/403 and a structured body",
+        ),
+        (
+            Credential::Raw {
+                header,
+                value: wrong.clone(),
+                label: "wrong credential",
+            },
+            "a wrong credential is refused with 401/403 and a structured body",
+        ),
+    ];
+    for (credential, check) in refused_cases {
+        let exchange = context
+            .call_operation(endpoint, probe, &input, credential, true)
+            .await;
+        match exchange.response() {
+            Some(response) if matches!(response.status, 401 | 403) => {
+                if response.is_structured() {
+                    tally.pass(check);
+                } else {
+                    tally.fail(probe.evidence(
+                        check,
+                        &exchange,
+                        "the refusal's body is not a JSON object",
+                    ));
+                }
+                let seen = format!("{}\n{}", response.headers_text, response.text());
+                if seen.contains(wrong_value) || probe.leaks_secret(&seen) {
+                    tally.fail(probe.evidence(
+                        "no credential is echoed back",
+                        &exchange,
+                        "the response repeats the credential it was sent",
+                    ));
+                }
+            }
+            _ => tally.fail(probe.evidence(check, &exchange, "expected 401 or 403")),
+        }
+    }
+    let check = "a valid credential is accepted";
+    let exchange = context
+        .call_operation(endpoint, probe, &input, Credential::Valid, true)
+        .await;
+    if is_success(&exchange) {
+        tally.pass(format!("{check} ({input_kind})"));
+        if let Some(response) = exchange.response()
+            && probe.leaks_secret(&format!("{}\n{}", response.headers_text, response.text()))
+        {
+            tally.fail(probe.evidence(
+                "no credential is echoed back",
+                &exchange,
+                "the response repeats the valid credential",
+            ));
+        }
+    } else {
+        tally.fail(probe.evidence(
+            check,
+            &exchange,
+            &format!("expected 2xx for a valid credential and the {input_kind}"),
+        ));
+    }
+    tally.outcome()
+}
+
+/// Test 3, CRUD: create → read → update → read → delete → read gives 404, bodies in the
+/// declared schema and reads reflecting what was written.
+pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
+    let (_, probe) = match context.http() {
+        Ok(http) => http,
+        Err(skip) => return skip,
+    };
+    let Some(crud) = context.tool.conformance().and_then(|c| c.crud.as_ref()) else {
+        return Outcome::Skip {
+            reason: "the tool document declares no CRUD resource (`conformance.crud`)".to_string(),
+        };
+    };
+    let mut tally = Tally::default();
+    if !context.require_credential(probe, &mut tally, "the resource can be created") {
+        return tally.outcome();
+    }
+    let collection = crud.path.value.trim_end_matches('/').to_string();
+    let name = &crud.name.value;
+
+    let check = format!(
+        "`{name}` is created with POST {collection} (200/201, body in the resource schema, with `{}`)",
+        crud.id_field.value
+    );
+    let created = probe
+        .send(
+            "POST",
+            &collection,
+            Body::Json(crud.create.value.clone()),
+            Credential::Valid,
+            true,
+        )
+        .await;
+    if !matches!(created.status(), Some(200 | 201)) {
+        tally.fail(probe.evidence(&check, &created, "expected 200 or 201"));
+        return tally.outcome();
+    }
+    let body = created
+        .response()
+        .and_then(|r| r.json())
+        .unwrap_or(Value::Null);
+    if let Some(evidence) = context.schema_evidence(probe, &check, &created, &crud.schema, &body) {
+        tally.fail(evidence);
+        return tally.outcome();
+    }
+    let id = match body.get(&crud.id_field.value) {
+        Some(Value::String(id)) if !id.is_empty() && !id.contains(['/', '?', '#']) => id.clone(),
+        Some(Value::Number(id)) => id.to_string(),
+        _ => {
+            tally.fail(probe.evidence(
+                &check,
+                &created,
+                &format!("no usable `{}` in the body", crud.id_field.value),
+            ));
+            return tally.outcome();
+        }
+    };
+    tally.pass(check);
+    let item = format!("{collection}/{id}");
+    let shown_item = format!("{collection}/{{{}}}", crud.id_field.value);
+
+    let read_check = |what: &str| {
+        format!(
+            "GET {shown_item} after {what} gives 200, the resource schema, and what was written"
+        )
+    };
+    if !read_back(
+        context,
+        probe,
+        &mut tally,
+        &item,
+        &read_check("create"),
+        &crud.schema,
+        &crud.create.value,
+    )
+    .await
+    {
+        return tally.outcome();
+    }
+
+    let update_method = match crud.update_method {
+        Some(CrudUpdateMethod::Patch) => "PATCH",
+        _ => "PUT",
+    };
+    let check = format!("`{name}` is updated with {update_method} {shown_item}");
+    let updated = probe
+        .send(
+            update_method,
+            &item,
+            Body::Json(crud.update.value.clone()),
+            Credential::Valid,
+            true,
+        )
+        .await;
+    if !is_success(&updated) {
+        tally.fail(probe.evidence(&check, &updated, "expected 2xx"));
+        return tally.outcome();
+    }
+    if let Some(body) = updated
+        .response()
+        .filter(|r| !r.body.is_empty())
+        .map(|r| r.json().unwrap_or(Value::Null))
+        && let Some(evidence) =
+            context.schema_evidence(probe, &check, &updated, &crud.schema, &body)
+    {
+        tally.fail(evidence);
+        return tally.outcome();
+    }
+    tally.pass(check);
+    if !read_back(
+        context,
+        probe,
+        &mut tally,
+        &item,
+        &read_check("update"),
+        &crud.schema,
+        &crud.update.value,
+    )
+    .await
+    {
+        return tally.outcome();
+    }
+
+    let check = format!("`{name}` is deleted with DELETE {shown_item}");
+    let deleted = probe
+        .send("DELETE", &item, Body::None, Credential::Valid, true)
+        .await;
+    if !is_success(&deleted) {
+        tally.fail(probe.evidence(&check, &deleted, "expected 2xx"));
+        return tally.outcome();
+    }
+    tally.pass(check);
+    let check = format!("GET {shown_item} after delete gives 404");
+    let gone = probe
+        .send("GET", &item, Body::None, Credential::Valid, true)
+        .await;
+    if gone.status() == Some(404) {
+        tally.pass(check);
+    } else {
+        tally.fail(probe.evidence(
+            &check,
+            &gone,
+            "expected 404: the resource is still there, or the answer is wrong",
+        ));
+    }
+    tally.outcome()
+}
+
+/// Reads `item` and checks it: 200, in the schema, and every written field that the
+/// schema declares reads back as written. Returns whether the chain may go on.
+async fn read_back(
+    context: &Context<'_>,
+    probe: &Probe,
+    tally: &mut Tally,
+    item: &str,
+    check: &str,
+    schema: &SpannedJson,
+    written: &Value,
+) -> bool {
+    let read = probe
+        .send("GET", item, Body::None, Credential::Valid, true)
+        .await;
+    if read.status() != Some(200) {
+        tally.fail(probe.evidence(check, &read, "expected 200"));
+        return false;
+    }
+    let body = read
+        .response()
+        .and_then(|r| r.json())
+        .unwrap_or(Value::Null);
+    if let Some(evidence) = context.schema_evidence(probe, check, &read, schema, &body) {
+        tally.fail(evidence);
+        return false;
+    }
+    let declared = schema.value.get("properties").and_then(Value::as_object);
+    for (key, value) in written.as_object().into_iter().flatten() {
+        let in_schema = declared.is_none_or(|properties| properties.contains_key(key));
+        if in_schema && !body.get(key).is_some_and(|actual| contains(actual, value)) {
+            tally.fail(probe.evidence(
+                check,
+                &read,
+                &format!(
+                    "`{key}` does not read back as written ({})",
+                    truncate(&value.to_string(), 80)
+                ),
+            ));
+            return false;
+        }
+    }
+    tally.pass(check);
+    true
+}
+
+/// Test 4, Error: wrong types, missing fields, malformed JSON, an oversized body and an
+/// unknown route each get a 4xx with a structured body — never a 5xx or a hang.
+pub(crate) async fn error(context: &Context<'_>) -> Outcome {
+    let (endpoint, probe) = match context.http() {
+        Ok(http) => http,
+        Err(skip) => return skip,
+    };
+    let mut tally = Tally::default();
+    if !context.require_credential(
+        probe,
+        &mut tally,
+        "bad input is refused with a structured 4xx",
+    ) {
+        return tally.outcome();
+    }
+    let (input, _) = context.valid_input();
+    let schema = &context.tool.document.input.value;
+    let method = method_text(endpoint.method);
+    let mut cases: Vec<(String, String, Body)> = Vec::new();
+
+    // Wrong types: the first declared property given a value of another type.
+    let typed = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .and_then(|properties| {
+            properties.iter().find_map(|(name, property)| {
+                let kind = property.get("type")?.as_str()?;
+                let wrong = match kind {
+                    "string" => json!(12345),
+                    "array" | "object" | "boolean" => json!("not the declared type"),
+                    "integer" | "number" => json!("not a number"),
+                    _ => return None,
+                };
+                Some((name.clone(), kind.to_string(), wrong))
+            })
+        });
+    match (&typed, input.as_object()) {
+        (Some((name, kind, wrong)), Some(object)) => {
+            let mut bad = object.clone();
+            bad.insert(name.clone(), wrong.clone());
+            let (path, body) = Context::operation_request(endpoint, &Value::Object(bad));
+            cases.push((
+                format!("a wrong type (`{name}` is not a {kind})"),
+                path,
+                body,
+            ));
+        }
+        _ if endpoint.method != HttpMethod::Get => {
+            cases.push((
+                "a wrong type (an array where an object is declared)".into(),
+                endpoint.path.clone(),
+                Body::Json(json!([])),
+            ));
+        }
+        _ => {}
+    }
+    // Missing fields: the first required field left out.
+    let required = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .and_then(|names| names.first())
+        .and_then(Value::as_str);
+    if let (Some(name), Some(object)) = (required, input.as_object()) {
+        let mut bad = object.clone();
+        bad.remove(name);
+        let (path, body) = Context::operation_request(endpoint, &Value::Object(bad));
+        cases.push((format!("a missing required field (`{name}`)"), path, body));
+    }
+    if endpoint.method != HttpMethod::Get {
+        cases.push((
+            "malformed JSON".into(),
+            endpoint.path.clone(),
+            Body::Raw {
+                bytes: b"{\"unterminated".to_vec(),
+                content_type: "application/json",
+            },
+        ));
+        let limit = context.tool.max_request_bytes();
+        let padding = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let mut bytes = Vec::with_capacity(padding.saturating_add(16));
+        bytes.extend_from_slice(b"{\"padding\":\"");
+        bytes.resize(padding.saturating_add(12), b'x');
+        bytes.extend_from_slice(b"\"}");
+        cases.push((
+            format!("an oversized body (more than {limit} bytes)"),
+            endpoint.path.clone(),
+            Body::Raw {
+                bytes,
+                content_type: "application/json",
+            },
+        ));
+    }
+    cases.push((
+        "an unknown route".into(),
+        "/agentc-conformance/no-such-route".into(),
+        Body::Json(json!({})),
+    ));
+
+    for (what, path, body) in cases {
+        let check = format!("{what} gets a structured 4xx");
+        let exchange = probe
+            .send(method, &path, body, Credential::Valid, true)
+            .await;
+        match exchange.response() {
+            Some(response)
+                if (400..500).contains(&response.status)
+                    && !matches!(response.status, 401 | 403 | 429) =>
+            {
+                if response.is_structured() {
+                    tally.pass(format!("{check} ({})", response.status));
+                } else {
+                    tally.fail(probe.evidence(
+                        &check,
+                        &exchange,
+                        "the error's body is not a JSON object",
+                    ));
+                }
+            }
+            Some(response) if response.status >= 500 => {
+                tally.fail(probe.evidence(
+                    &check,
+                    &exchange,
+                    "a server error: bad input must get a 4xx",
+                ));
+            }
+            Some(_) => tally.fail(probe.evidence(
+                &check,
+                &exchange,
+                "expected a 4xx that judges the input (not 401, 403 or 429)",
+            )),
+            None => tally.fail(probe.evidence(&check, &exchange, "no answer")),
+        }
+    }
+    tally.outcome()
+}
+
+/// Test 5, Rate limit: a burst past the declared limit gets 429 with `Retry-After`, and a
+/// call succeeds again after waiting that long.
+pub(crate) async fn rate_limit(context: &Context<'_>) -> Outcome {
+    let (endpoint, probe) = match context.http() {
+        Ok(http) => http,
+        Err(skip) => return skip,
+    };
+    let Some(limit) = context
+        .tool
+        .conformance()
+        .and_then(|c| c.rate_limit.as_ref())
+    else {
+        return Outcome::Skip {
+            reason: "the tool document declares no rate limit (`conformance.rate_limit`)"
+                .to_string(),
+        };
+    };
+    const MAX_BURST: u64 = 1000;
+    if limit.requests.value >= MAX_BURST {
+        return Outcome::Skip {
+            reason: format!(
+                "the declared limit ({} requests) is more than this suite bursts ({MAX_BURST})",
+                limit.requests.value
+            ),
+        };
+    }
+    let mut tally = Tally::default();
+    if !context.require_credential(probe, &mut tally, "a burst past the limit gets 429") {
+        return tally.outcome();
+    }
+    let (input, _) = context.valid_input();
+    let window = Duration::from_secs(limit.per_seconds.value);
+    let check = format!(
+        "a burst of {} requests (limit {} per {} s) gets 429 with Retry-After",
+        limit.requests.value + 1,
+        limit.requests.value,
+        limit.per_seconds.value
+    );
+    let started = Instant::now();
+    let mut limited = None;
+    let mut last = None;
+    for _ in 0..=limit.requests.value {
+        let exchange = context
+            .call_operation(endpoint, probe, &input, Credential::Valid, false)
+            .await;
+        match exchange.status() {
+            Some(429) => {
+                limited = Some(exchange);
+                break;
+            }
+            Some(_) if is_success(&exchange) => last = Some(exchange),
+            _ => {
+                tally.fail(probe.evidence(
+                    &check,
+                    &exchange,
+                    "a request of the burst failed otherwise than with 429",
+                ));
+                return tally.outcome();
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let Some(limited) = limited else {
+        let detail = if elapsed > window {
+            format!(
+                "no 429, but the burst took {} ms, longer than the window: inconclusive",
+                elapsed.as_millis()
+            )
+        } else {
+            "every request succeeded: the limit is not enforced".to_string()
+        };
+        let evidence = match &last {
+            Some(exchange) => probe.evidence(&check, exchange, &detail),
+            None => plain_evidence(&check, detail),
+        };
+        tally.fail(evidence);
+        return tally.outcome();
+    };
+    let retry_after = limited
+        .response()
+        .and_then(|response| response.retry_after.as_deref())
+        .map(str::trim)
+        .map(|text| text.parse::<u64>().map_err(|_| text.to_string()));
+    let seconds = match retry_after {
+        Some(Ok(seconds)) => seconds,
+        Some(Err(text)) => {
+            tally.fail(probe.evidence(
+                &check,
+                &limited,
+                &format!("`Retry-After: {text}` is not a number of seconds"),
+            ));
+            return tally.outcome();
+        }
+        None => {
+            tally.fail(probe.evidence(&check, &limited, "the 429 has no `Retry-After` header"));
+            return tally.outcome();
+        }
+    };
+    if Duration::from_secs(seconds) > context.max_retry_after {
+        tally.fail(probe.evidence(
+            &check,
+            &limited,
+            &format!(
+                "`Retry-After: {seconds}` is longer than this run waits ({} s)",
+                context.max_retry_after.as_secs()
+            ),
+        ));
+        return tally.outcome();
+    }
+    tally.pass(format!("{check} (Retry-After: {seconds})"));
+    tokio::time::sleep(Duration::from_secs(seconds) + Duration::from_millis(100)).await;
+    let check = "a call after waiting Retry-After succeeds";
+    let again = context
+        .call_operation(endpoint, probe, &input, Credential::Valid, false)
+        .await;
+    if is_success(&again) {
+        tally.pass(check);
+    } else {
+        tally.fail(probe.evidence(check, &again, "expected 2xx"));
+    }
+    tally.outcome()
+}
+
+/// Test 6, Pitfall: every known pitfall is replayed and the correct behaviour holds.
+pub(crate) async fn pitfall(context: &Context<'_>) -> Outcome {
+    let (_, probe) = match context.http() {
+        Ok(http) => http,
+        Err(skip) => return skip,
+    };
+    let pitfalls = context
+        .tool
+        .conformance()
+        .and_then(|c| c.pitfalls.as_deref())
+        .unwrap_or_default();
+    if pitfalls.is_empty() {
+        return Outcome::Skip {
+            reason: "the tool document lists no known pitfalls (`conformance.pitfalls`)"
+                .to_string(),
+        };
+    }
+    let mut tally = Tally::default();
+    for pitfall in pitfalls {
+        let recorded = &pitfall.request;
+        let expect = &pitfall.expect;
+        let check = format!(
+            "pitfall `{}`: {}",
+            pitfall.name.value, pitfall.description.value
+        );
+        let authenticated = recorded.authenticated.as_ref().is_none_or(|a| a.value);
+        if authenticated && !context.require_credential(probe, &mut tally, &check) {
+            continue;
+        }
+        let body = recorded
+            .body
+            .as_ref()
+            .map_or(Body::None, |body| Body::Json(body.value.clone()));
+        let credential = if authenticated {
+            Credential::Valid
+        } else {
+            Credential::Missing
+        };
+        let exchange = probe
+            .send(
+                method_text(recorded.method),
+                &recorded.path.value,
+                body,
+                credential,
+                true,
+            )
+            .await;
+        let Some(response) = exchange.response() else {
+            tally.fail(probe.evidence(&check, &exchange, "no answer"));
+            continue;
+        };
+        let mut problems = Vec::new();
+        if u64::from(response.status) != expect.status.value {
+            problems.push(format!("expected status {}", expect.status.value));
+        }
+        let json = response.json();
+        if let Some(expected) = &expect.body
+            && !json
+                .as_ref()
+                .is_some_and(|actual| contains(actual, &expected.value))
+        {
+            problems.push(format!(
+                "the body does not contain {}",
+                truncate(&expected.value.to_string(), 120)
+            ));
+        }
+        for excluded in expect.body_excludes.iter().flatten() {
+            if response.text().contains(&excluded.value) {
+                problems.push(format!("the body contains `{}`", excluded.value));
+            }
+        }
+        if !problems.is_empty() {
+            tally.fail(probe.evidence(&check, &exchange, &problems.join("; ")));
+            continue;
+        }
+        if let Some(schema) = &expect.body_schema
+            && let Some(evidence) = context.schema_evidence(
+                probe,
+                &check,
+                &exchange,
+                schema,
+                &json.unwrap_or(Value::Null),
+            )
+        {
+            tally.fail(evidence);
+            continue;
+        }
+        tally.pass(check);
+    }
+    tally.outcome()
+}
+
+/// Test 7, Skill: every declared operation answers a valid example in its declared output
+/// schema (the description an agent reads matches the behaviour).
+pub(crate) async fn skill(context: &Context<'_>) -> Outcome {
+    let (endpoint, probe) = match context.http() {
+        Ok(http) => http,
+        Err(skip) => return skip,
+    };
+    let examples = context.tool.examples();
+    if examples.is_empty() {
+        return Outcome::Skip {
+            reason: "the tool document gives no example input (`conformance.examples`)".to_string(),
+        };
+    }
+    let mut tally = Tally::default();
+    if !context.require_credential(probe, &mut tally, "the operation answers its examples") {
+        return tally.outcome();
+    }
+    let operation = format!("{} {}", method_text(endpoint.method), endpoint.path);
+    for (index, example) in examples.iter().enumerate() {
+        let label = example.name.as_ref().map_or_else(
+            || format!("#{}", index + 1),
+            |name| format!("`{}`", name.value),
+        );
+        let check = format!("{operation} answers example {label} in its output schema");
+        if let Err(mismatch) = validate(
+            context.tool,
+            &context.tool.document.input,
+            &example.input.value,
+        ) {
+            let mut evidence = plain_evidence(
+                &check,
+                format!(
+                    "the example breaks the tool's own input schema: {}",
+                    mismatch.detail
+                ),
+            );
+            evidence.schema_location = Some(mismatch.location);
+            tally.fail(evidence);
+            continue;
+        }
+        let exchange = context
+            .call_operation(
+                endpoint,
+                probe,
+                &example.input.value,
+                Credential::Valid,
+                true,
+            )
+            .await;
+        if !is_success(&exchange) {
+            tally.fail(probe.evidence(&check, &exchange, "expected 2xx for a valid example"));
+            continue;
+        }
+        let Some(body) = exchange.response().and_then(|r| r.json()) else {
+            tally.fail(probe.evidence(&check, &exchange, "the answer is not JSON"));
+            continue;
+        };
+        match context.schema_evidence(
+            probe,
+            &check,
+            &exchange,
+            &context.tool.document.output,
+            &body,
+        ) {
+            Some(evidence) => tally.fail(evidence),
+            None => tally.pass(check),
+        }
+    }
+    tally.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_path;
+
+    #[test]
+    fn template_segments_match_template_segments_only() {
+        assert!(same_path("/events/{id}", "/events/{event_id}"));
+        assert!(same_path("/events/", "/events"));
+        assert!(!same_path("/events/latest", "/events/{event_id}"));
+        assert!(!same_path("/events", "/events/{event_id}"));
+        assert!(same_path("/agents/{name}", "/agents/helpdesk"));
+    }
+}

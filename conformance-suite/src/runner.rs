@@ -1,0 +1,298 @@
+//! Runs the seven tests on every tool, tools concurrently (each has its own service or
+//! mock, so they cannot disturb one another) and each tool's tests in turn, the
+//! rate-limit test last so that its burst cannot make another test see a 429.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentc_runtime::Secret;
+use tokio::time::Instant;
+
+use crate::checks::{self, Context};
+use crate::http::{Probe, ProbeSettings};
+use crate::mock::{Faults, ToolMock};
+use crate::report::{Outcome, SuiteReport, TestKind, TestReport, ToolReport};
+use crate::target::{CredentialSource, Target, TargetKind, plain_http_allowed};
+use crate::tool::ToolUnderTest;
+
+/// Options of a run.
+#[derive(Clone, Debug)]
+pub struct SuiteOptions {
+    /// The longest `Retry-After` the rate-limit test waits (default 60 s).
+    pub max_retry_after: Duration,
+    /// Behaviours a mock target breaks on purpose (the suite's own tests).
+    pub mock_faults: Faults,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        SuiteOptions {
+            max_retry_after: Duration::from_secs(60),
+            mock_faults: Faults::default(),
+        }
+    }
+}
+
+/// One finished test, for a progress display.
+#[derive(Clone, Debug)]
+pub struct ProgressEvent {
+    pub tool: String,
+    pub test: TestKind,
+    /// `pass`, `fail` or `skip`.
+    pub outcome: &'static str,
+}
+
+/// Runs the suite on `tools` against `target`.
+pub async fn run_suite(
+    tools: &[ToolUnderTest],
+    target: &Target,
+    options: &SuiteOptions,
+) -> SuiteReport {
+    run_suite_with_progress(tools, target, options, Arc::new(|_| {})).await
+}
+
+/// Runs the suite, calling `progress` after each test (from any task).
+pub async fn run_suite_with_progress(
+    tools: &[ToolUnderTest],
+    target: &Target,
+    options: &SuiteOptions,
+    progress: Arc<dyn Fn(ProgressEvent) + Send + Sync>,
+) -> SuiteReport {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, tool) in tools.iter().enumerate() {
+        let tool = tool.clone();
+        let target = target.clone();
+        let options = options.clone();
+        let progress = progress.clone();
+        tasks.spawn(async move { (index, run_tool(&tool, &target, &options, progress).await) });
+    }
+    let mut reports: Vec<(usize, ToolReport)> = Vec::with_capacity(tools.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(report) => reports.push(report),
+            Err(error) => tracing::error!(%error, "a tool's conformance run panicked"),
+        }
+    }
+    // Tools ran concurrently; the report lists them in document order.
+    reports.sort_by_key(|(index, _)| *index);
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    SuiteReport::new(
+        target.label(),
+        reports.into_iter().map(|(_, report)| report).collect(),
+        duration_ms,
+    )
+}
+
+/// Where to send a tool's requests, and with which credential.
+struct Prepared {
+    base: String,
+    secret: Option<Secret>,
+    missing_secret: Option<String>,
+    shown_target: String,
+    _mock: Option<ToolMock>,
+}
+
+/// Why a tool could not be prepared: the tests do not apply to it (skipped), or the
+/// target cannot be used (every test fails: a run that tested nothing must not pass).
+enum Unprepared {
+    NotApplicable(String),
+    Unusable(String),
+}
+
+async fn prepare(
+    tool: &ToolUnderTest,
+    target: &Target,
+    options: &SuiteOptions,
+) -> Result<Prepared, Unprepared> {
+    let endpoint = tool.endpoint().map_err(Unprepared::NotApplicable)?;
+    prepare_target(tool, target, options, endpoint)
+        .await
+        .map_err(Unprepared::Unusable)
+}
+
+async fn prepare_target(
+    tool: &ToolUnderTest,
+    target: &Target,
+    options: &SuiteOptions,
+    endpoint: crate::tool::Endpoint,
+) -> Result<Prepared, String> {
+    match &target.kind {
+        TargetKind::Mock => {
+            let mock = ToolMock::start(tool, options.mock_faults).await?;
+            Ok(Prepared {
+                base: mock.base_url(),
+                secret: mock.credential(),
+                missing_secret: None,
+                shown_target: "mock".to_string(),
+                _mock: Some(mock),
+            })
+        }
+        TargetKind::Live { base_url } => {
+            let base = base_url.clone().unwrap_or(endpoint.origin);
+            let parsed = url::Url::parse(&base)
+                .map_err(|error| format!("the base URL `{base}` is invalid: {error}"))?;
+            match parsed.scheme() {
+                "https" => {}
+                "http" if plain_http_allowed(&parsed) => {}
+                _ => {
+                    return Err(format!(
+                        "`{base}`: live runs use https, or plain http on loopback only, so a credential never crosses a network in clear text"
+                    ));
+                }
+            }
+            let (secret, missing_secret) = match &target.credentials {
+                CredentialSource::Environment => {
+                    let variable = tool.credential_variable();
+                    match std::env::var(&variable) {
+                        Ok(value) if !value.is_empty() => (Some(Secret::new(value)), None),
+                        _ => (None, Some(format!("no valid credential: set `{variable}`"))),
+                    }
+                }
+                CredentialSource::Fixed(map) => match map.get(tool.name()) {
+                    Some(secret) => (Some(secret.clone()), None),
+                    None => (
+                        None,
+                        Some(format!(
+                            "no valid credential was given for `{}`",
+                            tool.name()
+                        )),
+                    ),
+                },
+            };
+            Ok(Prepared {
+                shown_target: base.trim_end_matches('/').to_string(),
+                base,
+                secret,
+                missing_secret,
+                _mock: None,
+            })
+        }
+    }
+}
+
+async fn run_tool(
+    tool: &ToolUnderTest,
+    target: &Target,
+    options: &SuiteOptions,
+    progress: Arc<dyn Fn(ProgressEvent) + Send + Sync>,
+) -> ToolReport {
+    let prepared = prepare(tool, target, options).await;
+    let (probe, endpoint, shown_target, _mock) = match prepared {
+        Ok(prepared) => {
+            let rate_limit = tool
+                .conformance()
+                .and_then(|c| c.rate_limit.as_ref())
+                .map(|limit| (limit.requests.value, limit.per_seconds.value));
+            let probe = Probe::new(ProbeSettings {
+                base: prepared.base.clone(),
+                scheme: tool.auth_scheme(),
+                api_key_header: tool.api_key_header(),
+                secret: prepared.secret.clone(),
+                missing_secret: prepared.missing_secret.clone(),
+                rate_limit,
+                timeout: target.request_timeout,
+            });
+            match probe {
+                Ok(probe) => (
+                    Some(probe),
+                    tool.endpoint(),
+                    prepared.shown_target,
+                    prepared._mock,
+                ),
+                Err(reason) => {
+                    return unusable(tool, prepared.shown_target, &reason, &progress);
+                }
+            }
+        }
+        Err(Unprepared::NotApplicable(reason)) => {
+            (None, Err(reason), target.label().to_string(), None)
+        }
+        Err(Unprepared::Unusable(reason)) => {
+            return unusable(tool, target.label().to_string(), &reason, &progress);
+        }
+    };
+    let context = Context {
+        tool,
+        endpoint,
+        probe,
+        max_retry_after: options.max_retry_after,
+    };
+    let order = [
+        TestKind::Discovery,
+        TestKind::Auth,
+        TestKind::Crud,
+        TestKind::Error,
+        TestKind::Pitfall,
+        TestKind::Skill,
+        TestKind::RateLimit,
+    ];
+    let mut tests = Vec::with_capacity(order.len());
+    for test in order {
+        let started = Instant::now();
+        let outcome: Outcome = match test {
+            TestKind::Discovery => checks::discovery(&context).await,
+            TestKind::Auth => checks::auth(&context).await,
+            TestKind::Crud => checks::crud(&context).await,
+            TestKind::Error => checks::error(&context).await,
+            TestKind::RateLimit => checks::rate_limit(&context).await,
+            TestKind::Pitfall => checks::pitfall(&context).await,
+            TestKind::Skill => checks::skill(&context).await,
+        };
+        progress(ProgressEvent {
+            tool: tool.name().to_string(),
+            test,
+            outcome: outcome.as_str(),
+        });
+        tests.push(TestReport {
+            test,
+            outcome,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+    tests.sort_by_key(|report| report.test);
+    ToolReport {
+        tool: tool.name().to_string(),
+        source: tool.source_name().to_string(),
+        target: shown_target,
+        tests,
+    }
+}
+
+/// The report of a tool whose target cannot be used: every test fails with the reason.
+fn unusable(
+    tool: &ToolUnderTest,
+    shown_target: String,
+    reason: &str,
+    progress: &Arc<dyn Fn(ProgressEvent) + Send + Sync>,
+) -> ToolReport {
+    let tests = TestKind::ALL
+        .iter()
+        .map(|test| {
+            progress(ProgressEvent {
+                tool: tool.name().to_string(),
+                test: *test,
+                outcome: "fail",
+            });
+            TestReport {
+                test: *test,
+                outcome: Outcome::Fail {
+                    evidence: vec![crate::report::Evidence {
+                        check: "the target can be reached".to_string(),
+                        request: None,
+                        status: None,
+                        detail: reason.to_string(),
+                        schema_location: None,
+                    }],
+                },
+                duration_ms: 0,
+            }
+        })
+        .collect();
+    ToolReport {
+        tool: tool.name().to_string(),
+        source: tool.source_name().to_string(),
+        target: shown_target,
+        tests,
+    }
+}

@@ -1,0 +1,203 @@
+//! A tool under test: its checked tool document, and where in which file it was written,
+//! so that evidence can point at the line of the schema that failed.
+
+use std::sync::Arc;
+
+use agentc_compiler::documents::Document;
+use agentc_compiler::documents::tool::{AuthScheme, ConformanceSpec, HttpMethod, ToolDocument};
+use agentc_compiler::span::Span;
+use agentc_compiler::{CheckOptions, CheckedSet, SourceInput, check_set};
+
+/// Why tool documents could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The specs have check errors; the rendered diagnostics are attached.
+    #[error(
+        "the specs have {count} error(s); the conformance suite runs only on checked specs\n{rendered}"
+    )]
+    CheckErrors { count: usize, rendered: String },
+}
+
+/// One tool document, as checked, with its source for locating evidence.
+#[derive(Clone, Debug)]
+pub struct ToolUnderTest {
+    /// The tool document.
+    pub document: ToolDocument,
+    source_name: Arc<str>,
+    source_text: Arc<str>,
+}
+
+/// The tool documents of a checked set, in document order.
+pub fn tools_from_checked_set(set: &CheckedSet) -> Vec<ToolUnderTest> {
+    set.documents
+        .iter()
+        .filter_map(|loaded| match &loaded.document {
+            Document::Tool(tool) => {
+                let index = usize::try_from(loaded.file.0).unwrap_or(usize::MAX);
+                Some(ToolUnderTest {
+                    document: tool.clone(),
+                    source_name: Arc::from(set.names.get(index).map_or("", String::as_str)),
+                    source_text: Arc::from(set.texts.get(index).map_or("", String::as_str)),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checks the sources as one set and returns their tool documents; a set with check
+/// errors is refused, so the suite never runs on a document `agentc check` rejects.
+pub fn load_tools(inputs: &[SourceInput]) -> Result<Vec<ToolUnderTest>, LoadError> {
+    let set = check_set(inputs, &CheckOptions::default());
+    if set.error_count() > 0 {
+        return Err(LoadError::CheckErrors {
+            count: set.error_count(),
+            rendered: set.view().render_text(&set.diagnostics),
+        });
+    }
+    Ok(tools_from_checked_set(&set))
+}
+
+/// The binding's method and URL split into the origin and the path (with any query).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub method: HttpMethod,
+    pub origin: String,
+    pub path: String,
+}
+
+impl ToolUnderTest {
+    /// The tool's name.
+    pub fn name(&self) -> &str {
+        &self.document.name.value
+    }
+
+    /// The file the tool document was read from.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// The conformance section, if the document has one.
+    pub fn conformance(&self) -> Option<&ConformanceSpec> {
+        self.document.conformance.as_ref()
+    }
+
+    /// The auth scheme (`none` when the document declares none).
+    pub fn auth_scheme(&self) -> AuthScheme {
+        self.document
+            .auth
+            .as_ref()
+            .map_or(AuthScheme::None, |auth| auth.scheme)
+    }
+
+    /// The header an `api_key` scheme uses.
+    pub(crate) fn api_key_header(&self) -> String {
+        self.document
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.header.as_ref())
+            .map_or_else(|| "X-Api-Key".to_string(), |header| header.value.clone())
+    }
+
+    /// The HTTP endpoint of the binding, or why the HTTP tests cannot apply.
+    pub(crate) fn endpoint(&self) -> Result<Endpoint, String> {
+        let binding = &self.document.binding;
+        let Some(http) = &binding.http else {
+            let kind = if binding.mcp.is_some() {
+                "an `mcp`"
+            } else if binding.native.is_some() {
+                "a `native`"
+            } else {
+                "no"
+            };
+            return Err(format!(
+                "the tool has {kind} binding; the seven tests speak HTTP to an `http` binding"
+            ));
+        };
+        let url = url::Url::parse(&http.url.value)
+            .map_err(|error| format!("the binding URL `{}` is invalid: {error}", http.url.value))?;
+        let origin = url.origin().ascii_serialization();
+        let mut path = url.path().to_string();
+        if let Some(query) = url.query() {
+            path.push('?');
+            path.push_str(query);
+        }
+        Ok(Endpoint {
+            method: http.method,
+            origin,
+            path,
+        })
+    }
+
+    /// `file:line` of a span of this tool's document.
+    pub(crate) fn location(&self, span: Span) -> String {
+        let text = &self.source_text;
+        let end = span.start.min(text.len());
+        let line = text.as_bytes().get(..end).map_or(0, |prefix| {
+            prefix.iter().filter(|byte| **byte == b'\n').count()
+        }) + 1;
+        format!("{}:{line}", self.source_name)
+    }
+
+    /// The environment variable a live run reads this tool's credential from.
+    pub fn credential_variable(&self) -> String {
+        self.conformance()
+            .and_then(|conformance| conformance.credential_env.as_ref())
+            .map_or_else(
+                || format!("AGENTC_CONFORM_{}", self.name().to_ascii_uppercase()),
+                |variable| variable.value.clone(),
+            )
+    }
+
+    /// The valid example inputs declared for the tool's operation.
+    pub(crate) fn examples(&self) -> &[agentc_compiler::documents::tool::OperationExample] {
+        self.conformance()
+            .and_then(|conformance| conformance.examples.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The largest request body the tool accepts (default 1 MiB).
+    pub(crate) fn max_request_bytes(&self) -> u64 {
+        self.conformance()
+            .and_then(|conformance| conformance.max_request_bytes.as_ref())
+            .map_or(1024 * 1024, |bytes| bytes.value)
+    }
+}
+
+impl ToolUnderTest {
+    /// The operations the document declares, as (lowercase method, path) pairs: the
+    /// binding's operation, then the CRUD resource's create, read, update and delete
+    /// (an item's path is written as an OpenAPI template, `/events/{event_id}`).
+    pub(crate) fn operations(&self) -> Vec<(String, String)> {
+        let mut operations = Vec::new();
+        if let Ok(endpoint) = self.endpoint() {
+            operations.push((
+                method_text(endpoint.method).to_ascii_lowercase(),
+                endpoint
+                    .path
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+        }
+        if let Some(crud) = self.conformance().and_then(|c| c.crud.as_ref()) {
+            let collection = crud.path.value.trim_end_matches('/').to_string();
+            let item = format!("{collection}/{{{}}}", crud.id_field.value);
+            let update = match crud.update_method {
+                Some(agentc_compiler::documents::tool::CrudUpdateMethod::Patch) => "patch",
+                _ => "put",
+            };
+            operations.push(("post".into(), collection));
+            operations.push(("get".into(), item.clone()));
+            operations.push((update.into(), item.clone()));
+            operations.push(("delete".into(), item));
+        }
+        operations
+    }
+}
+
+/// The text of an HTTP method.
+pub(crate) fn method_text(method: HttpMethod) -> &'static str {
+    method.as_str()
+}

@@ -1,0 +1,365 @@
+//! A live run against a small real HTTP service written here with hyper (not a mock),
+//! on 127.0.0.1: the service implements the ticket tool as its document says, and the
+//! suite passes on it; with defects switched on, exactly the tests that should fail do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agentc_conformance::{Outcome, SuiteOptions, SuiteReport, Target, TestKind, run_suite};
+use agentc_runtime::Secret;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "live-service-token-2b91";
+const BODY_LIMIT: usize = 4096;
+
+/// Defects the service can be started with.
+#[derive(Clone, Copy, Default)]
+struct Defects {
+    /// The 401 repeats the credential it was sent.
+    echoes_credential: bool,
+    /// A body that is not JSON crashes the handler (500).
+    crashes_on_malformed_json: bool,
+    /// DELETE answers 204 and keeps the ticket.
+    delete_keeps_the_ticket: bool,
+    /// No llms.txt is served.
+    no_llms_txt: bool,
+}
+
+struct Service {
+    defects: Defects,
+    accepted: Mutex<VecDeque<Instant>>,
+    tickets: Mutex<BTreeMap<String, Value>>,
+    next: Mutex<u64>,
+}
+
+fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+}
+
+fn error(status: u16, code: &str) -> Response<Full<Bytes>> {
+    reply(status, json!({"error": {"code": code}}))
+}
+
+fn valid_search(input: &Value) -> bool {
+    let Some(object) = input.as_object() else {
+        return false;
+    };
+    object.keys().all(|key| key == "query" || key == "limit")
+        && object.get("query").is_some_and(Value::is_string)
+        && object
+            .get("limit")
+            .is_none_or(|limit| limit.as_u64().is_some_and(|n| n >= 1))
+}
+
+impl Service {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let method = request.method().as_str().to_string();
+        let path = request.uri().path().to_string();
+        let authorization = request
+            .headers()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        let body = match Limited::new(request.into_body(), BODY_LIMIT)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return Ok(error(413, "too_large")),
+        };
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/openapi.json") => {
+                return Ok(reply(
+                    200,
+                    json!({
+                        "openapi": "3.0.3",
+                        "info": {"title": "tickets", "version": "1"},
+                        "paths": {
+                            "/tickets/search": {"post": {}},
+                            "/tickets": {"post": {}},
+                            "/tickets/{ticket_id}": {"get": {}, "put": {}, "delete": {}}
+                        }
+                    }),
+                ));
+            }
+            ("GET", "/llms.txt") if !self.defects.no_llms_txt => {
+                let text = "# Tickets\n\n> Support tickets.\n\n- POST /tickets/search\n- POST /tickets\n- GET /tickets/{id}\n";
+                return Ok(Response::new(Full::new(Bytes::from(text))));
+            }
+            _ => {}
+        }
+        {
+            let mut accepted = self.accepted.lock().unwrap();
+            let now = Instant::now();
+            while accepted
+                .front()
+                .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1))
+            {
+                accepted.pop_front();
+            }
+            if accepted.len() >= 40 {
+                let mut response = error(429, "rate_limited");
+                response
+                    .headers_mut()
+                    .insert("retry-after", "1".parse().unwrap());
+                return Ok(response);
+            }
+            accepted.push_back(now);
+        }
+        if authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+            let body = if self.defects.echoes_credential {
+                json!({"error": {"code": "unauthorized", "received": authorization}})
+            } else {
+                json!({"error": {"code": "unauthorized"}})
+            };
+            return Ok(reply(401, body));
+        }
+        let input: Option<Value> = serde_json::from_slice(&body).ok();
+        if input.is_none() && !body.is_empty() && self.defects.crashes_on_malformed_json {
+            return Ok(Response::builder()
+                .status(500)
+                .body(Full::new(Bytes::from("panic")))
+                .unwrap());
+        }
+        match (method.as_str(), path.as_str()) {
+            ("POST", "/tickets/search") => {
+                let Some(input) = input.filter(valid_search) else {
+                    return Ok(error(400, "invalid_input"));
+                };
+                if input["query"] == "*" {
+                    return Ok(error(400, "query_too_broad"));
+                }
+                Ok(reply(
+                    200,
+                    json!({"tickets": [{"id": "T-9", "title": "Printer on fire"}]}),
+                ))
+            }
+            ("POST", "/tickets") => {
+                let Some(Value::Object(mut fields)) = input else {
+                    return Ok(error(400, "invalid_input"));
+                };
+                let id = {
+                    let mut next = self.next.lock().unwrap();
+                    *next += 1;
+                    format!("tk{next}")
+                };
+                fields.insert("id".into(), json!(id));
+                fields.entry("priority").or_insert(json!("low"));
+                let ticket = Value::Object(fields);
+                self.tickets.lock().unwrap().insert(id, ticket.clone());
+                Ok(reply(201, ticket))
+            }
+            (_, item) if item.starts_with("/tickets/") => {
+                let id = item.trim_start_matches("/tickets/").to_string();
+                let mut tickets = self.tickets.lock().unwrap();
+                match method.as_str() {
+                    "GET" => Ok(tickets.get(&id).map_or_else(
+                        || error(404, "not_found"),
+                        |ticket| reply(200, ticket.clone()),
+                    )),
+                    "PUT" => {
+                        let Some(Value::Object(update)) = input else {
+                            return Ok(error(400, "invalid_input"));
+                        };
+                        let Some(Value::Object(ticket)) = tickets.get_mut(&id) else {
+                            return Ok(error(404, "not_found"));
+                        };
+                        ticket.extend(update);
+                        Ok(reply(200, Value::Object(ticket.clone())))
+                    }
+                    "DELETE" => {
+                        let found = if self.defects.delete_keeps_the_ticket {
+                            tickets.contains_key(&id)
+                        } else {
+                            tickets.remove(&id).is_some()
+                        };
+                        Ok(if found {
+                            Response::builder()
+                                .status(204)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap()
+                        } else {
+                            error(404, "not_found")
+                        })
+                    }
+                    _ => Ok(error(405, "method_not_allowed")),
+                }
+            }
+            _ => Ok(error(404, "not_found")),
+        }
+    }
+}
+
+/// Starts the service on 127.0.0.1 (port 0) and returns its base URL.
+async fn start(defects: Defects) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = Arc::new(Service {
+        defects,
+        accepted: Mutex::new(VecDeque::new()),
+        tickets: Mutex::new(BTreeMap::new()),
+        next: Mutex::new(0),
+    });
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let handler =
+                    hyper::service::service_fn(move |request| service.clone().handle(request));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+                    .await;
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+async fn run_live(defects: Defects, credential: Option<&str>, yaml: &str) -> SuiteReport {
+    let base = start(defects).await;
+    let tool = common::load_one(yaml);
+    let mut credentials = BTreeMap::new();
+    if let Some(credential) = credential {
+        credentials.insert("ticket_search".to_string(), Secret::new(credential));
+    }
+    let target = Target::live(Some(base)).with_credentials(credentials);
+    run_suite(&[tool], &target, &SuiteOptions::default()).await
+}
+
+fn ticket_yaml() -> String {
+    // The document names the real host; the base URL replaces its origin for the run.
+    common::ticket_tool_yaml("https://tickets.example.com/tickets/search")
+}
+
+fn outcomes(report: &SuiteReport) -> BTreeMap<&'static str, &'static str> {
+    TestKind::ALL
+        .iter()
+        .map(|test| {
+            (
+                test.as_str(),
+                report.outcome("ticket_search", *test).unwrap().as_str(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correct_live_service_passes_all_seven() {
+    let report = run_live(Defects::default(), Some(TOKEN), &ticket_yaml()).await;
+    assert!(!report.failed(), "{}", report.to_text());
+    assert!(
+        outcomes(&report).values().all(|outcome| *outcome == "pass"),
+        "{}",
+        report.to_text()
+    );
+    assert!(report.tools[0].target.starts_with("http://127.0.0.1:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defective_live_service_fails_exactly_where_it_is_defective() {
+    let defects = Defects {
+        echoes_credential: true,
+        crashes_on_malformed_json: true,
+        delete_keeps_the_ticket: true,
+        no_llms_txt: true,
+    };
+    let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
+    let outcomes = outcomes(&report);
+    for failing in ["discovery", "auth", "crud", "error"] {
+        assert_eq!(outcomes[failing], "fail", "{failing}: {}", report.to_text());
+    }
+    for passing in ["rate_limit", "pitfall", "skill"] {
+        assert_eq!(outcomes[passing], "pass", "{passing}: {}", report.to_text());
+    }
+    let evidence = |test| match report.outcome("ticket_search", test).unwrap() {
+        Outcome::Fail { evidence } => evidence.clone(),
+        other => panic!("{other:?}"),
+    };
+    // Discovery: the OpenAPI document was fine; llms.txt was missing.
+    let discovery = evidence(TestKind::Discovery);
+    assert_eq!(discovery.len(), 1);
+    assert_eq!(
+        discovery[0].request.as_deref(),
+        Some("GET /llms.txt (no credential)")
+    );
+    // Auth: the wrong credential came back in the 401 body.
+    let auth = evidence(TestKind::Auth);
+    assert!(
+        auth.iter()
+            .any(|item| item.check == "no credential is echoed back"),
+        "{auth:?}"
+    );
+    // Error: malformed JSON crashed the service.
+    let error = evidence(TestKind::Error);
+    assert_eq!(error.len(), 1, "{error:?}");
+    assert!(error[0].check.starts_with("malformed JSON"));
+    assert_eq!(error[0].status, Some(500));
+    // CRUD: the ticket survived its delete.
+    let crud = evidence(TestKind::Crud);
+    assert_eq!(crud[0].check, "GET /tickets/{id} after delete gives 404");
+    // The real token never appears in the report.
+    assert!(!report.to_json().contains(TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_missing_credential_fails_closed() {
+    // The service refuses the suite's "valid" credential: auth and everything that
+    // needs a credential fail; nothing passes unauthenticated.
+    let report = run_live(Defects::default(), Some("not-the-token"), &ticket_yaml()).await;
+    let outcomes = outcomes(&report);
+    for test in ["auth", "crud", "error", "rate_limit", "pitfall", "skill"] {
+        assert_eq!(outcomes[test], "fail", "{test}: {}", report.to_text());
+    }
+    assert_eq!(outcomes["discovery"], "pass");
+    // No credential at all: the report says which variable to set.
+    let report = run_live(Defects::default(), None, &ticket_yaml()).await;
+    match report.outcome("ticket_search", TestKind::Auth).unwrap() {
+        Outcome::Fail { evidence } => {
+            assert!(evidence[0].detail.contains("no valid credential was given"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_a_non_loopback_host_fails_every_test() {
+    let tool = common::load_one(&ticket_yaml());
+    let target =
+        Target::live(Some("http://tickets.example.com".into())).with_credentials(BTreeMap::from([
+            ("ticket_search".to_string(), Secret::new(TOKEN)),
+        ]));
+    let report = run_suite(&[tool], &target, &SuiteOptions::default()).await;
+    // A run that could test nothing must not pass.
+    assert!(report.failed());
+    for test in TestKind::ALL {
+        match report.outcome("ticket_search", test).unwrap() {
+            Outcome::Fail { evidence } => {
+                assert!(
+                    evidence[0].detail.contains("plain http on loopback only"),
+                    "{evidence:?}"
+                );
+            }
+            other => panic!("{test:?}: {other:?}"),
+        }
+    }
+}

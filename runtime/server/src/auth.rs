@@ -1,0 +1,347 @@
+//! Who is calling (OAS-C3: the caller's identity is the engagement's user), and how often
+//! each caller may call.
+//!
+//! Callers present a bearer token (`Authorization: Bearer ...`) or an API key
+//! (`X-Api-Key: ...`) listed in the auth configuration, each mapped to a user id and an
+//! optional email. Tokens are kept only as SHA-256 digests, so the configuration in
+//! memory, logs and errors never hold one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use agentc_runtime::UserIdentity;
+use agentc_runtime::review::sha256_hex;
+use serde::Deserialize;
+
+/// The auth configuration file (JSON):
+///
+/// ```json
+/// {
+///   "tokens":   [{"token": "s3cret", "user": "alice", "email": "alice@acme.example"}],
+///   "api_keys": [{"key": "k-123", "user": "ci-bot"}],
+///   "rate_limit": {"requests": 120, "per_seconds": 60}
+/// }
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer tokens.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+    /// API keys, sent in `X-Api-Key`.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyEntry>,
+    /// The per-user rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// One bearer token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The token.
+    pub token: String,
+    /// The user it authenticates.
+    pub user: String,
+    /// The user's email, when known (OAS-E3 `user.email`).
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// One API key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// The key.
+    pub key: String,
+    /// The user it authenticates.
+    pub user: String,
+    /// The user's email, when known.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TokenEntry")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ApiKeyEntry {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ApiKeyEntry")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token bucket's size and refill: `requests` per `per_seconds`, in bursts of up to
+/// `requests`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// How many requests a user may make in a burst.
+    pub requests: u32,
+    /// Over how many seconds that many requests are refilled.
+    pub per_seconds: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            requests: 120,
+            per_seconds: 60,
+        }
+    }
+}
+
+/// Why the auth configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// The file could not be read.
+    #[error("cannot read the auth configuration `{path}`: {detail}")]
+    Read { path: String, detail: String },
+    /// The file is not valid; the position is given but not the text, which may hold
+    /// a token.
+    #[error("invalid auth configuration at line {line} column {column}: {detail}")]
+    Invalid {
+        line: usize,
+        column: usize,
+        detail: String,
+    },
+}
+
+impl AuthConfig {
+    /// Reads the JSON form.
+    pub fn from_json(text: &str) -> Result<Self, AuthConfigError> {
+        let config: AuthConfig =
+            serde_json::from_str(text).map_err(|error| AuthConfigError::Invalid {
+                line: error.line(),
+                column: error.column(),
+                detail: match error.classify() {
+                    serde_json::error::Category::Data => {
+                        "a key or value has the wrong shape".to_string()
+                    }
+                    _ => "not JSON".to_string(),
+                },
+            })?;
+        let empty = config
+            .tokens
+            .iter()
+            .map(|entry| (&entry.token, &entry.user))
+            .chain(
+                config
+                    .api_keys
+                    .iter()
+                    .map(|entry| (&entry.key, &entry.user)),
+            )
+            .any(|(secret, user)| secret.len() < 8 || user.is_empty());
+        if empty {
+            return Err(AuthConfigError::Invalid {
+                line: 0,
+                column: 0,
+                detail: "every token and key must be at least 8 characters and name a user"
+                    .to_string(),
+            });
+        }
+        if config
+            .rate_limit
+            .is_some_and(|limit| limit.requests == 0 || limit.per_seconds == 0)
+        {
+            return Err(AuthConfigError::Invalid {
+                line: 0,
+                column: 0,
+                detail: "rate_limit needs requests and per_seconds above 0".to_string(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Reads the JSON file at `path`.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, AuthConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| AuthConfigError::Read {
+            path: path.display().to_string(),
+            detail: error.to_string(),
+        })?;
+        Self::from_json(&text)
+    }
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No credential was sent.
+    Missing,
+    /// The `Authorization` header is not `Bearer <token>`.
+    Malformed,
+    /// The credential is not known.
+    Unknown,
+}
+
+/// Maps credentials to users.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    /// SHA-256 of `bearer:<token>` or `key:<key>` → user.
+    users: HashMap<String, UserIdentity>,
+}
+
+impl Authenticator {
+    /// From a configuration.
+    pub fn new(config: &AuthConfig) -> Self {
+        let mut users = HashMap::new();
+        for entry in &config.tokens {
+            users.insert(
+                sha256_hex(format!("bearer:{}", entry.token).as_bytes()),
+                UserIdentity {
+                    id: entry.user.clone(),
+                    email: entry.email.clone(),
+                },
+            );
+        }
+        for entry in &config.api_keys {
+            users.insert(
+                sha256_hex(format!("key:{}", entry.key).as_bytes()),
+                UserIdentity {
+                    id: entry.user.clone(),
+                    email: entry.email.clone(),
+                },
+            );
+        }
+        Authenticator { users }
+    }
+
+    /// The user a request's headers authenticate.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+    ) -> Result<UserIdentity, AuthFailure> {
+        let digest = match (authorization, api_key) {
+            (Some(header), _) => {
+                let Some(token) = header
+                    .strip_prefix("Bearer ")
+                    .or_else(|| header.strip_prefix("bearer "))
+                    .map(str::trim)
+                    .filter(|token| !token.is_empty())
+                else {
+                    return Err(AuthFailure::Malformed);
+                };
+                sha256_hex(format!("bearer:{token}").as_bytes())
+            }
+            (None, Some(key)) if !key.trim().is_empty() => {
+                sha256_hex(format!("key:{}", key.trim()).as_bytes())
+            }
+            (None, Some(_)) => return Err(AuthFailure::Malformed),
+            (None, None) => return Err(AuthFailure::Missing),
+        };
+        self.users.get(&digest).cloned().ok_or(AuthFailure::Unknown)
+    }
+}
+
+/// Per-user token buckets.
+#[derive(Debug)]
+pub struct RateLimiter {
+    config: RateLimitConfig,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// A limiter with the given bucket.
+    pub fn new(config: RateLimitConfig) -> Self {
+        RateLimiter {
+            config,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `user`; when none is left, how long until one is.
+    pub fn check(&self, user: &str) -> Result<(), Duration> {
+        let capacity = f64::from(self.config.requests);
+        let per_second = capacity / f64::from(self.config.per_seconds);
+        let now = Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else {
+            // A poisoned lock cannot count; refusing is the safe answer.
+            return Err(Duration::from_secs(1));
+        };
+        let (tokens, last) = buckets.entry(user.to_string()).or_insert((capacity, now));
+        let refilled =
+            (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(capacity);
+        *last = now;
+        if refilled >= 1.0 {
+            *tokens = refilled - 1.0;
+            Ok(())
+        } else {
+            *tokens = refilled;
+            Err(Duration::from_secs_f64((1.0 - refilled) / per_second))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tokens_and_keys_map_to_users_and_nothing_else_does() {
+        let config = AuthConfig::from_json(
+            r#"{"tokens": [{"token": "alice-token", "user": "alice", "email": "a@x.example"}],
+                "api_keys": [{"key": "bob-key-123", "user": "bob"}]}"#,
+        )
+        .unwrap();
+        let auth = Authenticator::new(&config);
+        let alice = auth.authenticate(Some("Bearer alice-token"), None).unwrap();
+        assert_eq!(alice.id, "alice");
+        assert_eq!(alice.email.as_deref(), Some("a@x.example"));
+        assert_eq!(
+            auth.authenticate(None, Some("bob-key-123")).unwrap().id,
+            "bob"
+        );
+        assert_eq!(
+            auth.authenticate(Some("Bearer wrong-token"), None),
+            Err(AuthFailure::Unknown)
+        );
+        assert_eq!(
+            auth.authenticate(Some("Basic abc"), None),
+            Err(AuthFailure::Malformed)
+        );
+        assert_eq!(auth.authenticate(None, None), Err(AuthFailure::Missing));
+        // A key is not a token: the two namespaces are kept apart.
+        assert_eq!(
+            auth.authenticate(Some("Bearer bob-key-123"), None),
+            Err(AuthFailure::Unknown)
+        );
+        assert!(!format!("{config:?}").contains("alice-token"));
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_without_echoing_secrets() {
+        let error =
+            AuthConfig::from_json(r#"{"tokens": [{"token": "short", "user": "u"}]}"#).unwrap_err();
+        assert!(!error.to_string().contains("short"));
+        let error = AuthConfig::from_json(r#"{"tokens": [{"token": 12345678901, "user": "u"}]}"#)
+            .unwrap_err();
+        assert!(!error.to_string().contains("12345678901"));
+        assert!(AuthConfig::from_json(r#"{"tokenz": []}"#).is_err());
+    }
+
+    #[test]
+    fn rate_limit_refuses_past_the_burst_and_says_when_to_retry() {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            requests: 2,
+            per_seconds: 10,
+        });
+        assert!(limiter.check("u").is_ok());
+        assert!(limiter.check("u").is_ok());
+        let wait = limiter.check("u").unwrap_err();
+        assert!(wait > Duration::from_secs(4) && wait <= Duration::from_secs(5));
+        // Users have their own buckets.
+        assert!(limiter.check("v").is_ok());
+    }
+}

@@ -1,0 +1,310 @@
+//! Discovery for agents (Agent OSI layer 3): what a caller can learn from the server
+//! alone — `/llms.txt`, an OpenAPI 3.1 document of this API, the list of agents, and a
+//! capability manifest per agent, generated from its spec. Each is built from the
+//! hosted specs in a fixed order, so the same server gives the same documents.
+
+use agentc_runtime::AgentSpec;
+use agentc_runtime::spec::CapabilityKind;
+use axum::http::HeaderMap;
+
+use crate::engine::Engine;
+
+/// The base URL callers reached the server at, from the `Host` header (and
+/// `X-Forwarded-Proto` behind a TLS proxy).
+pub fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+/// `GET /agents`: every hosted agent with its document, manifest and `oagent://` name.
+pub fn agent_list(engine: &Engine, base: &str) -> serde_json::Value {
+    let host = base.split("://").nth(1).unwrap_or(base);
+    let agents: Vec<serde_json::Value> = engine
+        .agents()
+        .values()
+        .map(|hosted| {
+            let name = &hosted.spec.name;
+            serde_json::json!({
+                "name": name,
+                "description": hosted.spec.description,
+                "document": format!("{base}/agents/{name}"),
+                "manifest": format!("{base}/agents/{name}/manifest"),
+                "oagent": format!("oagent://{host}/agents/{name}"),
+            })
+        })
+        .collect();
+    serde_json::json!({ "agents": agents })
+}
+
+/// A capability manifest (Agent OSI layer 3) for one agent: engaging it, and each
+/// capability it may use, with its endpoint and current status.
+pub fn manifest(engine: &Engine, agent: &AgentSpec, base: &str) -> serde_json::Value {
+    let mut capabilities = vec![serde_json::json!({
+        "action": "engage",
+        "target": agent.name,
+        "description": agent.description,
+        "tools_used": agent.capabilities.iter().map(|capability| capability.name.clone()).collect::<Vec<_>>(),
+    })];
+    for capability in &agent.capabilities {
+        let action = match capability.kind {
+            CapabilityKind::Tool => "call_tool",
+            CapabilityKind::Agent => "delegate_to_agent",
+            CapabilityKind::RemoteAgent { .. } => "delegate_to_remote_agent",
+        };
+        let reviewed = [
+            &capability.input_restriction,
+            &capability.output_restriction,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|restriction| restriction.require_review.is_some());
+        let mut description = format!("uses `{}`", capability.name);
+        if reviewed {
+            description.push_str(", after a reviewer approves (OAS-C7)");
+        }
+        capabilities.push(serde_json::json!({
+            "action": action,
+            "target": capability.name,
+            "description": description,
+            "tools_used": [capability.name],
+        }));
+    }
+    let running = engine.running();
+    serde_json::json!({
+        "kind": "agentosi:v1/capability-manifest",
+        "manifest_version": "1.0.0",
+        "agent_id": agent.name,
+        "agent_type": "openagentspec:v1/agent",
+        "capabilities": capabilities,
+        "endpoint": {
+            "protocol": if base.starts_with("https://") { "https" } else { "http" },
+            "address": format!("{base}/agents/{}", agent.name),
+            "health_check": format!("{base}/healthz"),
+        },
+        "status": {
+            "state": if engine.is_shutting_down() { "offline" } else if running > 0 { "busy" } else { "healthy" },
+            "current_tasks": running,
+        },
+    })
+}
+
+/// `/llms.txt`: a short Markdown guide for a model or an agent.
+pub fn llms_txt(engine: &Engine, base: &str) -> String {
+    let mut text = String::from(
+        "# agentc server\n\n\
+         > OpenAgentSpec agents served over HTTP. Every call to a tool is checked against the agent's spec and refused when in doubt.\n\n\
+         Authenticate with `Authorization: Bearer <token>` or `X-Api-Key: <key>`. Errors are JSON: `{\"error\": {\"status\", \"code\", \"message\"}}`.\n\n\
+         ## Agents\n\n",
+    );
+    for hosted in engine.agents().values() {
+        let name = &hosted.spec.name;
+        text.push_str(&format!(
+            "- [{name}]({base}/agents/{name}): {} (manifest: {base}/agents/{name}/manifest)\n",
+            hosted.spec.description.trim()
+        ));
+    }
+    text.push_str(&format!(
+        "\n## How to use an agent\n\n\
+         1. `GET {base}/agents/NAME` returns the agent document (YAML).\n\
+         2. `POST {base}/agents/NAME` with `{{\"text\": \"your instruction\"}}` starts an engagement; the answer is `303 See Other` with `Location: /engagements/ID`.\n\
+         3. `GET {base}/engagements/ID` returns `{{\"status\": {{\"state\": ...}}, \"text\", \"exposes\"}}`; poll until the state is `completed` or `failed`.\n\
+         4. `POST {base}/engagements/ID` with `{{\"text\": ...}}` adds input once it has answered.\n\
+         5. A call that needs a review waits in state `awaiting_review`; the reviewer lists `GET {base}/reviews` and answers `POST {base}/reviews/REVIEW` with `{{\"decision\": \"approve\", \"call_hash\": ...}}` or `{{\"decision\": \"refuse\", \"reason\": ...}}`.\n\n\
+         ## Reference\n\n\
+         - [OpenAPI 3.1]({base}/openapi.json)\n\
+         - [Agents]({base}/agents)\n"
+    ));
+    text
+}
+
+fn error_response(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    })
+}
+
+/// The OpenAPI 3.1 document of this API, with one operation per route.
+pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
+    let agent_names: Vec<&String> = engine.agents().keys().collect();
+    let secured = serde_json::json!([{"bearer": []}, {"apiKey": []}]);
+    let unauthorized = error_response("missing, malformed or unknown credentials");
+    let limited = serde_json::json!({
+        "description": "too many requests",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    });
+    let name_parameter = serde_json::json!({
+        "name": "name", "in": "path", "required": true,
+        "schema": {"type": "string", "enum": agent_names},
+    });
+    let id_parameter = serde_json::json!({
+        "name": "id", "in": "path", "required": true, "schema": {"type": "string"},
+    });
+    let input_body = serde_json::json!({
+        "required": true,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Input"}}},
+    });
+    let see_other = serde_json::json!({
+        "description": "the engagement's state is at Location (OAS-S3)",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    });
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "agentc server",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "OpenAgentSpec agents over HTTP (OAS-S1..S3): agent documents, engagements, reviews (OAS-C7).",
+        },
+        "servers": [{"url": base}],
+        "paths": {
+            "/agents": {"get": {
+                "operationId": "listAgents", "summary": "The hosted agents",
+                "responses": {"200": {"description": "the agents", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentList"}}}}},
+            }},
+            "/agents/{name}": {
+                "get": {
+                    "operationId": "getAgentDocument", "summary": "The agent document (OAS-S1)",
+                    "parameters": [name_parameter],
+                    "responses": {
+                        "200": {"description": "the document", "content": {"application/yaml": {"schema": {"type": "string"}}}},
+                        "404": error_response("no such agent"),
+                    },
+                },
+                "post": {
+                    "operationId": "startEngagement", "summary": "Start an engagement (OAS-S3)",
+                    "security": secured, "parameters": [name_parameter], "requestBody": input_body,
+                    "responses": {
+                        "303": see_other,
+                        "400": error_response("the body is not JSON"),
+                        "401": unauthorized,
+                        "404": error_response("no such agent"),
+                        "413": error_response("the body or input is too large"),
+                        "422": error_response("the body is not {text: string}"),
+                        "429": limited,
+                    },
+                },
+            },
+            "/agents/{name}/manifest": {"get": {
+                "operationId": "getAgentManifest", "summary": "The agent's capability manifest",
+                "parameters": [name_parameter],
+                "responses": {"200": {"description": "the manifest", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": error_response("no such agent")},
+            }},
+            "/engagements/{id}": {
+                "get": {
+                    "operationId": "getEngagement", "summary": "The engagement's state (OAS-X1: status, text, exposes)",
+                    "security": secured, "parameters": [id_parameter],
+                    "responses": {
+                        "200": {"description": "the state", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Engagement"}}}},
+                        "401": unauthorized,
+                        "404": error_response("no such engagement, or not yours"),
+                        "429": limited,
+                    },
+                },
+                "post": {
+                    "operationId": "addEngagementInput", "summary": "Add user input to an engagement that has answered",
+                    "security": secured, "parameters": [id_parameter], "requestBody": input_body,
+                    "responses": {
+                        "303": see_other,
+                        "401": unauthorized,
+                        "403": error_response("only the engagement's user may add input"),
+                        "404": error_response("no such engagement, or not yours"),
+                        "409": error_response("the engagement is not waiting for input"),
+                        "422": error_response("the body is not {text: string}"),
+                        "429": limited,
+                    },
+                },
+            },
+            "/reviews": {"get": {
+                "operationId": "listReviews", "summary": "Reviews waiting for the caller (OAS-C7)",
+                "security": secured,
+                "responses": {"200": {"description": "pending reviews", "content": {"application/json": {"schema": {"type": "object", "properties": {"reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}}}}}}}, "401": unauthorized, "429": limited},
+            }},
+            "/reviews/{id}": {
+                "get": {
+                    "operationId": "getReview", "summary": "One review, for its reviewer",
+                    "security": secured, "parameters": [id_parameter],
+                    "responses": {"200": {"description": "the review", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Review"}}}}, "401": unauthorized, "404": error_response("no such review, or not yours"), "429": limited},
+                },
+                "post": {
+                    "operationId": "decideReview", "summary": "Approve (naming the call's hash) or refuse",
+                    "security": secured, "parameters": [id_parameter],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
+                    "responses": {
+                        "200": {"description": "decided", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Review"}}}},
+                        "401": unauthorized,
+                        "404": error_response("no such review, or not yours"),
+                        "409": error_response("already decided, or the approval names another call"),
+                        "422": error_response("not a decision"),
+                        "429": limited,
+                    },
+                },
+            },
+            "/llms.txt": {"get": {"operationId": "getLlmsTxt", "summary": "A guide for models", "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"operationId": "getOpenApi", "summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/healthz": {"get": {"operationId": "getHealth", "summary": "Liveness", "responses": {"200": {"description": "serving", "content": {"application/json": {"schema": {"type": "object"}}}}, "503": {"description": "shutting down"}}}},
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object", "required": ["error"],
+                    "properties": {"error": {"type": "object", "required": ["status", "code", "message"], "properties": {
+                        "status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"},
+                    }}},
+                },
+                "Input": {
+                    "type": "object", "required": ["text"], "additionalProperties": false,
+                    "properties": {"text": {"type": "string"}},
+                },
+                "Engagement": {
+                    "type": "object", "required": ["id", "agent", "status", "exposes"],
+                    "properties": {
+                        "id": {"type": "string"}, "agent": {"type": "string"},
+                        "status": {"type": "object", "required": ["state"], "properties": {"state": {"type": "string", "enum": ["running", "awaiting_review", "completed", "failed"]}}},
+                        "text": {"type": ["string", "null"]},
+                        "exposes": {"type": "object"},
+                        "review": {"type": "string"},
+                    },
+                },
+                "Review": {
+                    "type": "object", "required": ["id", "engagement", "tool", "stage", "call_hash"],
+                    "properties": {
+                        "id": {"type": "string"}, "engagement": {"type": "string"}, "agent": {"type": "string"},
+                        "reviewer": {"type": "string"}, "tool": {"type": "string"},
+                        "stage": {"type": "string", "enum": ["input", "output"]},
+                        "inputs": {}, "outputs": {}, "call_hash": {"type": "string"},
+                        "engagement_state": {"type": "object"}, "decision": {},
+                    },
+                },
+                "Decision": {
+                    "type": "object", "required": ["decision"],
+                    "properties": {
+                        "decision": {"type": "string", "enum": ["approve", "refuse"]},
+                        "call_hash": {"type": "string"}, "reason": {"type": "string"},
+                    },
+                },
+                "AgentList": {"type": "object", "properties": {"agents": {"type": "array", "items": {"type": "object"}}}},
+            },
+        },
+    })
+}

@@ -1,0 +1,750 @@
+//! The engagements a server runs: starting them as tasks, recording their outcomes in
+//! the store, waiting for reviewers (OAS-C7) without holding anything that a restart
+//! would lose, resuming them after a restart, and draining them at shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use agentc_runtime::spec::ReviewerRef;
+use agentc_runtime::{
+    AgentSpec, AuditLog, Checkpoints, CredentialProvider, EngagementOutcome, EngagementRequest,
+    EngagementSnapshot, FailureReason, Model, ReviewDecision, ReviewRequest, Reviewer, Runtime,
+    ToolRegistry, UserIdentity, continue_engagement, resume_engagement, review_by_agent,
+    run_engagement_with_id,
+};
+use async_trait::async_trait;
+use tokio::sync::{Notify, oneshot};
+
+use crate::auth::{AuthConfig, Authenticator, RateLimiter};
+use crate::store::{
+    EngagementRecord, ReviewRecord, Store, StoreAuditWriter, StoreError, StoredDecision, now_ms,
+};
+
+/// An agent the server hosts: its runtime form and its document as written (OAS-S1).
+#[derive(Debug, Clone)]
+pub struct HostedAgent {
+    /// The agent.
+    pub spec: Arc<AgentSpec>,
+    /// The agent document as YAML.
+    pub document: String,
+}
+
+/// The server's limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The largest request body read.
+    pub max_body_bytes: usize,
+    /// The longest text input accepted.
+    pub max_input_chars: usize,
+    /// How long shutdown waits for running engagements to reach a safe point.
+    pub shutdown_grace: Duration,
+    /// How long a reviewer may take (the runtime's review timeout).
+    pub review_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: 64 * 1024,
+            max_input_chars: 32 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+            review_timeout: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What a server is made of.
+pub struct ServerParts {
+    /// The agents to host, by name, in order.
+    pub agents: Vec<HostedAgent>,
+    /// Every agent of the set (hosted ones and those only called as capabilities).
+    pub set_agents: Vec<AgentSpec>,
+    /// The tools, with their backends bound (HTTP, mocks, remote agents).
+    pub tools: ToolRegistry,
+    /// Credentials for tools and remote agents (OAS-C3/C4).
+    pub credentials: Arc<dyn CredentialProvider>,
+    /// The model agents run on.
+    pub model: Arc<dyn Model>,
+    /// Models for particular agents, by name.
+    pub agent_models: HashMap<String, Arc<dyn Model>>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Callers and the rate limit.
+    pub auth: AuthConfig,
+    /// Limits.
+    pub config: ServerConfig,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Two agents share a name (OAS-A2).
+    #[error("two hosted agents are named `{0}` (OAS-A2: a name is unique on a server)")]
+    DuplicateAgent(String),
+}
+
+/// Counts engagements that are running, as opposed to parked at a safe point (waiting
+/// for a reviewer), so that shutdown can wait for the former only.
+#[derive(Debug, Default)]
+pub struct Busy {
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+impl Busy {
+    fn enter(&self) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        if self.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// How many engagements are running.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.running() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The key under which an engagement waits for a decision on one call.
+fn waiter_key(engagement: &str, stage: &str, call_hash: &str) -> String {
+    format!("{engagement}\n{stage}\n{call_hash}")
+}
+
+/// A fresh identifier: 128 bits from the process's random hasher keys, the clock and a
+/// counter, so identifiers do not repeat across restarts or guess easily.
+pub fn fresh_id(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    let mut text = String::new();
+    for salt in [0u64, 1] {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(nanos);
+        hasher.write_u64(count);
+        hasher.write_u64(salt);
+        hasher.write_u32(std::process::id());
+        text.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    format!("{prefix}{text}")
+}
+
+/// The server's engagements and everything they run with.
+pub struct Engine {
+    agents: BTreeMap<String, HostedAgent>,
+    runtime: Runtime,
+    model: Arc<dyn Model>,
+    agent_models: HashMap<String, Arc<dyn Model>>,
+    store: Arc<dyn Store>,
+    auth: Authenticator,
+    limiter: Option<RateLimiter>,
+    waiters: Arc<Mutex<HashMap<String, oneshot::Sender<StoredDecision>>>>,
+    busy: Arc<Busy>,
+    /// Engagements with a task in this process, by identifier.
+    live: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    shutting_down: AtomicBool,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Engine")
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store's review requests as the runtime's [`Reviewer`].
+struct StoreReviewer {
+    store: Arc<dyn Store>,
+    waiters: Arc<Mutex<HashMap<String, oneshot::Sender<StoredDecision>>>>,
+    busy: Arc<Busy>,
+    engine: Arc<OnceLock<Weak<Engine>>>,
+}
+
+fn decision_for_runtime(decision: &StoredDecision) -> ReviewDecision {
+    match decision {
+        StoredDecision::Approve { call_hash } => ReviewDecision::Approve {
+            call_hash: call_hash.clone(),
+        },
+        StoredDecision::Refuse { reason } => ReviewDecision::Refuse {
+            reason: reason.clone(),
+        },
+    }
+}
+
+fn refuse(reason: impl Into<String>) -> ReviewDecision {
+    ReviewDecision::Refuse {
+        reason: reason.into(),
+    }
+}
+
+impl StoreReviewer {
+    fn new_record(request: &ReviewRequest, reviewer_is_agent: bool) -> ReviewRecord {
+        ReviewRecord {
+            id: fresh_id("r_"),
+            engagement: request.engagement.clone(),
+            agent: request.agent.clone(),
+            reviewer: request.reviewer_id.clone(),
+            reviewer_is_agent,
+            tool: request.tool.clone(),
+            stage: request.stage.to_string(),
+            inputs: request.inputs.clone(),
+            outputs: request.outputs.clone(),
+            call_hash: request.call_hash.clone(),
+            engagement_state: request.engagement_state.clone(),
+            decision: None,
+            consumed: false,
+            created_at_ms: now_ms(),
+        }
+    }
+
+    /// An agent reviews (OAS-C7 Reading: `oagent://name`): it must be an agent of this
+    /// server's set; its answer is recorded like a person's.
+    async fn review_as_agent(&self, name: &str, request: &ReviewRequest) -> ReviewDecision {
+        let Some(engine) = self.engine.get().and_then(Weak::upgrade) else {
+            return refuse("the server is shutting down");
+        };
+        let Some(reviewer) = engine.runtime.agents.get(name).cloned() else {
+            return refuse(format!(
+                "reviewer agent `{name}` is not an agent of this server"
+            ));
+        };
+        let record = Self::new_record(request, true);
+        if let Err(error) = self.store.insert_review(&record) {
+            return refuse(format!("the review could not be recorded: {error}"));
+        }
+        let model = engine.model_for(name);
+        let decision = review_by_agent(&engine.runtime, model.as_ref(), &reviewer, request).await;
+        let stored = match &decision {
+            ReviewDecision::Approve { call_hash } => StoredDecision::Approve {
+                call_hash: call_hash.clone(),
+            },
+            ReviewDecision::Refuse { reason } => StoredDecision::Refuse {
+                reason: reason.clone(),
+            },
+        };
+        let recorded = self
+            .store
+            .decide_review(&record.id, &stored)
+            .and_then(|_| self.store.consume_review(&record.id));
+        match recorded {
+            Ok(()) => decision,
+            Err(error) => refuse(format!("the decision could not be recorded: {error}")),
+        }
+    }
+}
+
+#[async_trait]
+impl Reviewer for StoreReviewer {
+    async fn review(&self, request: &ReviewRequest) -> ReviewDecision {
+        if let ReviewerRef::Agent(name) = &request.reviewer {
+            return self.review_as_agent(name, request).await;
+        }
+        let key = waiter_key(&request.engagement, request.stage, &request.call_hash);
+        // The waiter is registered before the store is read, and a decision is stored
+        // before the waiter is looked up, so a decision is never missed between the two.
+        let (sender, receiver) = oneshot::channel();
+        if let Ok(mut waiters) = self.waiters.lock() {
+            waiters.insert(key.clone(), sender);
+        }
+        let forget = |waiters: &Mutex<HashMap<String, oneshot::Sender<StoredDecision>>>| {
+            if let Ok(mut waiters) = waiters.lock() {
+                waiters.remove(&key);
+            }
+        };
+        let open = self
+            .store
+            .open_review(&request.engagement, &request.call_hash, request.stage);
+        let record = match open {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                let record = Self::new_record(request, false);
+                if let Err(error) = self.store.insert_review(&record) {
+                    forget(&self.waiters);
+                    return refuse(format!("the review could not be recorded: {error}"));
+                }
+                record
+            }
+            Err(error) => {
+                forget(&self.waiters);
+                return refuse(format!("the review could not be read: {error}"));
+            }
+        };
+        let decision = if let Some(decision) = record.decision.clone() {
+            // Decided already: after a restart, the approval given while no process
+            // was waiting.
+            forget(&self.waiters);
+            decision
+        } else {
+            let status = serde_json::json!({
+                "state": "awaiting_review",
+                "tool": request.tool,
+                "reviewer": request.reviewer_id,
+                "review": record.id,
+            });
+            if let Err(error) = self.store.set_status(&request.engagement, &status) {
+                forget(&self.waiters);
+                return refuse(format!("the engagement could not be saved: {error}"));
+            }
+            // Parked at a safe point: the snapshot is saved, so shutdown need not wait.
+            self.busy.leave();
+            let answer = receiver.await;
+            self.busy.enter();
+            match answer {
+                Ok(decision) => decision,
+                Err(_) => {
+                    forget(&self.waiters);
+                    return refuse("the review was abandoned");
+                }
+            }
+        };
+        if let Err(error) = self.store.consume_review(&record.id) {
+            return refuse(format!("the decision could not be recorded: {error}"));
+        }
+        if let Err(error) = self.store.set_status(
+            &request.engagement,
+            &serde_json::json!({"state": "running"}),
+        ) {
+            tracing::warn!(%error, "engagement status not saved");
+        }
+        decision_for_runtime(&decision)
+    }
+}
+
+/// Snapshots into the store.
+struct StoreCheckpoints {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl Checkpoints for StoreCheckpoints {
+    async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
+        self.store
+            .save_snapshot(&snapshot.engagement.id, snapshot)
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// What became of a request to start or continue an engagement.
+#[derive(Debug)]
+pub enum StartError {
+    /// No such agent.
+    UnknownAgent,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The store failed.
+    Store(StoreError),
+}
+
+/// Why a review decision was not taken.
+#[derive(Debug)]
+pub enum DecideError {
+    /// Not found, or not this caller's to decide (the same answer, so as not to say
+    /// which reviews exist).
+    NotFound,
+    /// Already decided.
+    AlreadyDecided,
+    /// The approval names another call than the pending one.
+    WrongCall,
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl Engine {
+    /// Builds the engine over its parts; the audit trail continues the store's chain.
+    pub fn new(parts: ServerParts) -> Result<Arc<Engine>, ServerError> {
+        let mut agents = BTreeMap::new();
+        for hosted in parts.agents {
+            let name = hosted.spec.name.clone();
+            if agents.insert(name.clone(), hosted).is_some() {
+                return Err(ServerError::DuplicateAgent(name));
+            }
+        }
+        let store = parts.store;
+        let waiters = Arc::new(Mutex::new(HashMap::new()));
+        let busy = Arc::new(Busy::default());
+        let engine_cell = Arc::new(OnceLock::new());
+        let mut runtime = Runtime::new(parts.tools).with_agents(&parts.set_agents);
+        runtime.credentials = parts.credentials;
+        runtime.reviewer = Arc::new(StoreReviewer {
+            store: Arc::clone(&store),
+            waiters: Arc::clone(&waiters),
+            busy: Arc::clone(&busy),
+            engine: Arc::clone(&engine_cell),
+        });
+        runtime.checkpoints = Some(Arc::new(StoreCheckpoints {
+            store: Arc::clone(&store),
+        }));
+        runtime.review_timeout = parts.config.review_timeout;
+        runtime.agent_models = parts.agent_models.clone();
+        let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
+        runtime.audit = Arc::new(match store.audit_head()? {
+            Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
+            None => AuditLog::new(writer),
+        });
+        let limiter = parts.auth.rate_limit.map(RateLimiter::new);
+        let engine = Arc::new(Engine {
+            agents,
+            runtime,
+            model: parts.model,
+            agent_models: parts.agent_models,
+            store,
+            auth: Authenticator::new(&parts.auth),
+            limiter,
+            waiters,
+            busy,
+            live: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+            config: parts.config,
+        });
+        let _ = engine_cell.set(Arc::downgrade(&engine));
+        Ok(engine)
+    }
+
+    /// The hosted agents, by name.
+    pub fn agents(&self) -> &BTreeMap<String, HostedAgent> {
+        &self.agents
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Who is calling.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// The per-user rate limiter, when one is configured.
+    pub fn limiter(&self) -> Option<&RateLimiter> {
+        self.limiter.as_ref()
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// How many engagements are running (not parked for review).
+    pub fn running(&self) -> usize {
+        self.busy.running()
+    }
+
+    fn model_for(&self, agent: &str) -> Arc<dyn Model> {
+        self.agent_models
+            .get(agent)
+            .cloned()
+            .unwrap_or_else(|| Arc::clone(&self.model))
+    }
+
+    fn is_live(&self, id: &str) -> bool {
+        self.live
+            .lock()
+            .map(|live| live.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    /// Runs `work` as the engagement `id`'s task, counted as running until it ends.
+    fn spawn_engagement<F>(self: &Arc<Self>, id: String, work: F)
+    where
+        F: Future<Output = EngagementOutcome> + Send + 'static,
+    {
+        self.busy.enter();
+        let engine = Arc::clone(self);
+        let task_id = id.clone();
+        let mut live = match self.live.lock() {
+            Ok(live) => live,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let handle = tokio::spawn(async move {
+            let outcome = work.await;
+            engine.record_outcome(&task_id, outcome);
+            if let Ok(mut live) = engine.live.lock() {
+                live.remove(&task_id);
+            }
+            engine.busy.leave();
+        });
+        live.insert(id, handle.abort_handle());
+    }
+
+    fn record_outcome(&self, id: &str, outcome: EngagementOutcome) {
+        let status = serde_json::to_value(&outcome.status)
+            .unwrap_or_else(|_| serde_json::json!({"state": "failed"}));
+        let record = EngagementRecord {
+            id: id.to_string(),
+            agent: String::new(),
+            user: UserIdentity::new(""),
+            status,
+            text: outcome.text,
+            exposes: outcome.exposes,
+            snapshot: Some(outcome.snapshot),
+            created_at_ms: 0,
+            updated_at_ms: now_ms(),
+        };
+        if let Err(error) = self.store.update_engagement(&record) {
+            tracing::error!(engagement = %id, %error, "the engagement's outcome could not be saved");
+        }
+    }
+
+    /// Starts an engagement of `agent` for `user` with `input` (OAS-S3); returns its
+    /// identifier at once, while it runs.
+    pub fn start(
+        self: &Arc<Self>,
+        agent: &str,
+        user: UserIdentity,
+        input: String,
+    ) -> Result<String, StartError> {
+        if self.is_shutting_down() {
+            return Err(StartError::ShuttingDown);
+        }
+        let hosted = self.agents.get(agent).ok_or(StartError::UnknownAgent)?;
+        let id = fresh_id("e_");
+        let now = now_ms();
+        self.store
+            .insert_engagement(&EngagementRecord {
+                id: id.clone(),
+                agent: agent.to_string(),
+                user: user.clone(),
+                status: serde_json::json!({"state": "running"}),
+                text: None,
+                exposes: serde_json::Map::new(),
+                snapshot: None,
+                created_at_ms: now,
+                updated_at_ms: now,
+            })
+            .map_err(StartError::Store)?;
+        let spec = Arc::clone(&hosted.spec);
+        let engine = Arc::clone(self);
+        let task_id = id.clone();
+        self.spawn_engagement(id.clone(), async move {
+            let model = engine.model_for(&spec.name);
+            run_engagement_with_id(
+                &engine.runtime,
+                model.as_ref(),
+                EngagementRequest {
+                    agent: &spec,
+                    user: Some(user),
+                    input: &input,
+                    memory: None,
+                },
+                &task_id,
+            )
+            .await
+        });
+        Ok(id)
+    }
+
+    /// Adds user input to an engagement that yielded (multi-turn); its own user only.
+    pub fn add_input(
+        self: &Arc<Self>,
+        record: &EngagementRecord,
+        input: String,
+    ) -> Result<(), StartError> {
+        if self.is_shutting_down() {
+            return Err(StartError::ShuttingDown);
+        }
+        let hosted = self
+            .agents
+            .get(&record.agent)
+            .ok_or(StartError::UnknownAgent)?;
+        let snapshot = record.snapshot.clone().unwrap_or_default();
+        self.store
+            .set_status(&record.id, &serde_json::json!({"state": "running"}))
+            .map_err(StartError::Store)?;
+        let spec = Arc::clone(&hosted.spec);
+        let engine = Arc::clone(self);
+        self.spawn_engagement(record.id.clone(), async move {
+            let model = engine.model_for(&spec.name);
+            continue_engagement(&engine.runtime, model.as_ref(), &spec, snapshot, &input).await
+        });
+        Ok(())
+    }
+
+    /// Resumes an engagement from its stored snapshot (after a restart).
+    fn resume(self: &Arc<Self>, record: &EngagementRecord) {
+        let Some(hosted) = self.agents.get(&record.agent) else {
+            self.fail_stored(&record.id, "its agent is no longer hosted");
+            return;
+        };
+        let Some(snapshot) = record.snapshot.clone() else {
+            self.fail_stored(&record.id, "no snapshot was saved at its wait point");
+            return;
+        };
+        let spec = Arc::clone(&hosted.spec);
+        let engine = Arc::clone(self);
+        tracing::info!(engagement = %record.id, "resuming engagement");
+        self.spawn_engagement(record.id.clone(), async move {
+            let model = engine.model_for(&spec.name);
+            resume_engagement(&engine.runtime, model.as_ref(), &spec, snapshot).await
+        });
+    }
+
+    fn fail_stored(&self, id: &str, detail: &str) {
+        let status = serde_json::to_value(agentc_runtime::EngagementStatus::Failed {
+            reason: FailureReason::Interrupted {
+                detail: detail.to_string(),
+            },
+        })
+        .unwrap_or_else(|_| serde_json::json!({"state": "failed"}));
+        if let Err(error) = self.store.set_status(id, &status) {
+            tracing::error!(engagement = %id, %error, "could not mark the engagement failed");
+        }
+    }
+
+    /// After a (re)start: engagements that were running when the last process stopped
+    /// had not reached a safe point, so they fail (their tools may have run; replaying
+    /// them is not safe). Engagements waiting for review stay waiting, and those whose
+    /// review was decided but not yet taken resume now.
+    pub fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
+        for record in self.store.engagements_in_states(&["running", "created"])? {
+            if !self.is_live(&record.id) {
+                self.fail_stored(
+                    &record.id,
+                    "the server stopped before the engagement reached a safe point",
+                );
+            }
+        }
+        for record in self.store.engagements_in_states(&["awaiting_review"])? {
+            let decided = self
+                .store
+                .reviews_of(&record.id)?
+                .iter()
+                .any(|review| review.decision.is_some() && !review.consumed);
+            if decided && !self.is_live(&record.id) {
+                self.resume(&record);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `user` is, or matches, the reviewer named in a review: by user id, or by
+    /// email (an owner or named reviewer is often written as an address).
+    pub fn is_reviewer(user: &UserIdentity, reviewer: &str) -> bool {
+        user.id == reviewer || user.email.as_deref() == Some(reviewer)
+    }
+
+    /// Whether `user` may read an engagement: its own user, or one of its reviewers.
+    pub fn may_read(
+        &self,
+        user: &UserIdentity,
+        record: &EngagementRecord,
+    ) -> Result<bool, StoreError> {
+        if record.user.id == user.id {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .reviews_of(&record.id)?
+            .iter()
+            .any(|review| !review.reviewer_is_agent && Self::is_reviewer(user, &review.reviewer)))
+    }
+
+    /// Takes a reviewer's decision (OAS-C7): only the named reviewer may decide, only
+    /// once, and an approval must name the pending call's hash, so it approves exactly
+    /// the call the reviewer saw.
+    pub fn decide(
+        self: &Arc<Self>,
+        user: &UserIdentity,
+        review_id: &str,
+        decision: StoredDecision,
+    ) -> Result<ReviewRecord, DecideError> {
+        let review = self
+            .store
+            .review(review_id)
+            .map_err(DecideError::Store)?
+            .filter(|review| !review.reviewer_is_agent && Self::is_reviewer(user, &review.reviewer))
+            .ok_or(DecideError::NotFound)?;
+        if review.decision.is_some() {
+            return Err(DecideError::AlreadyDecided);
+        }
+        if let StoredDecision::Approve { call_hash } = &decision
+            && call_hash != &review.call_hash
+        {
+            return Err(DecideError::WrongCall);
+        }
+        if !self
+            .store
+            .decide_review(review_id, &decision)
+            .map_err(DecideError::Store)?
+        {
+            return Err(DecideError::AlreadyDecided);
+        }
+        let key = waiter_key(&review.engagement, &review.stage, &review.call_hash);
+        let waiter = self
+            .waiters
+            .lock()
+            .ok()
+            .and_then(|mut waiters| waiters.remove(&key));
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(decision.clone());
+            }
+            // Nobody in this process waits (the server restarted since): resume the
+            // engagement from its snapshot; its reviewer finds the stored decision.
+            None if !self.is_live(&review.engagement) => {
+                if let Ok(Some(record)) = self.store.engagement(&review.engagement) {
+                    self.resume(&record);
+                }
+            }
+            None => {}
+        }
+        let mut decided = review;
+        decided.decision = Some(decision);
+        Ok(decided)
+    }
+
+    /// Stops taking new engagements, waits (up to the grace period) for running ones to
+    /// reach a safe point — completion, failure or a wait for review, whose snapshot is
+    /// saved — and stops the rest, which then fail as interrupted at the next start.
+    pub async fn drain(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        if tokio::time::timeout(self.config.shutdown_grace, self.busy.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.busy.running(),
+                "shutdown grace period over; stopping running engagements"
+            );
+        }
+        let handles: Vec<tokio::task::AbortHandle> = match self.live.lock() {
+            Ok(mut live) => live.drain().map(|(_, handle)| handle).collect(),
+            Err(_) => Vec::new(),
+        };
+        for handle in handles {
+            handle.abort();
+        }
+        if let Err(error) = self.runtime.audit.flush() {
+            tracing::warn!(%error, "audit flush failed at shutdown");
+        }
+    }
+}

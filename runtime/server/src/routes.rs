@@ -1,0 +1,571 @@
+//! The HTTP surface (OAS-S1..S3): agent documents, engagements, reviews and discovery.
+//! Every 4xx and 5xx answer is a JSON error `{"error": {"status", "code", "message"}}`.
+
+use std::sync::Arc;
+
+use agentc_runtime::UserIdentity;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::discovery;
+use crate::engine::{DecideError, Engine, StartError};
+use crate::store::{EngagementRecord, ReviewRecord, StoreError, StoredDecision};
+
+/// A JSON error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, a machine-readable code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} here"),
+        )
+    }
+
+    fn store(error: &StoreError) -> Self {
+        tracing::error!(%error, "store failure");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_failed",
+            "the server could not read or write its store",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": {"status": self.status.as_u16(), "code": self.code, "message": self.message}
+        });
+        let mut response = (self.status, json_body(&body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"agentc\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            headers.insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+fn json_body(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_string())
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json_body(value),
+    )
+        .into_response()
+}
+
+type Shared = State<Arc<Engine>>;
+
+/// The router over an engine.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/agents", get(list_agents))
+        .route("/agents/{name}", get(agent_document).post(start_engagement))
+        .route("/agents/{name}/manifest", get(agent_manifest))
+        .route(
+            "/engagements/{id}",
+            get(read_engagement).post(add_engagement_input),
+        )
+        .route("/reviews", get(list_reviews))
+        .route("/reviews/{id}", get(read_review).post(decide_review))
+        .route("/llms.txt", get(llms_txt))
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(health))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(engine)
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_route",
+        "no such route; see /openapi.json or /llms.txt",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /openapi.json",
+    )
+}
+
+fn path_value(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(value)| value).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "the path parameter is not valid",
+        )
+    })
+}
+
+/// The caller, authenticated and within the rate limit (OAS-C3: the identity becomes
+/// the engagement's user).
+fn caller(engine: &Engine, headers: &HeaderMap) -> Result<UserIdentity, ApiError> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|value| value.to_str().unwrap_or("\u{0}"))
+    };
+    let user = engine
+        .authenticator()
+        .authenticate(text("authorization"), text("x-api-key"))
+        .map_err(|failure| {
+            use crate::auth::AuthFailure;
+            let (code, message) = match failure {
+                AuthFailure::Missing => (
+                    "unauthenticated",
+                    "send `Authorization: Bearer <token>` or `X-Api-Key: <key>`",
+                ),
+                AuthFailure::Malformed => (
+                    "malformed_credentials",
+                    "the Authorization header must be `Bearer <token>`",
+                ),
+                AuthFailure::Unknown => ("invalid_credentials", "the credential is not valid"),
+            };
+            ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+        })?;
+    if let Some(limiter) = engine.limiter()
+        && let Err(wait) = limiter.check(&user.id)
+    {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry in {seconds} s"),
+        );
+        error.retry_after = Some(seconds.max(1));
+        return Err(error);
+    }
+    Ok(user)
+}
+
+/// Reads a JSON object body under the size limit.
+async fn json_object(
+    engine: &Engine,
+    request: Request,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let limit = engine.config().max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| too_large())?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not JSON: {error}"),
+        )
+    })?;
+    match value {
+        serde_json::Value::Object(object) => Ok(object),
+        _ => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            "the body must be a JSON object",
+        )),
+    }
+}
+
+/// The `text` input of an engagement (Reading: an agent as a tool takes `{text}`).
+fn text_input(
+    engine: &Engine,
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, ApiError> {
+    let Some(value) = body.get("text") else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_field",
+            "the body needs `text`, the instruction for the agent",
+        ));
+    };
+    let Some(text) = value.as_str() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong_type",
+            "`text` must be a string",
+        ));
+    };
+    if let Some(extra) = body.keys().find(|key| key.as_str() != "text") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_field",
+            format!("unknown field `{extra}`; the body is `{{\"text\": ...}}`"),
+        ));
+    }
+    if text.chars().count() > engine.config().max_input_chars {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "input_too_long",
+            format!(
+                "`text` is longer than {} characters",
+                engine.config().max_input_chars
+            ),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+fn start_error(error: StartError) -> ApiError {
+    match error {
+        StartError::UnknownAgent => ApiError::not_found("such agent"),
+        StartError::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry on another instance or later",
+        ),
+        StartError::Store(error) => ApiError::store(&error),
+    }
+}
+
+fn see_other(id: &str) -> Response {
+    let location = format!("/engagements/{id}");
+    let body = serde_json::json!({"engagement": id, "location": location});
+    let mut response = json(StatusCode::SEE_OTHER, &body);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+async fn list_agents(State(engine): Shared, headers: HeaderMap) -> Response {
+    json(
+        StatusCode::OK,
+        &discovery::agent_list(&engine, &discovery::base_url(&headers)),
+    )
+}
+
+/// OAS-S1/S3: the agent document, as YAML.
+async fn agent_document(
+    State(engine): Shared,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let name = path_value(path)?;
+    let hosted = engine
+        .agents()
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("such agent"))?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/yaml")],
+        hosted.document.clone(),
+    )
+        .into_response())
+}
+
+async fn agent_manifest(
+    State(engine): Shared,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let name = path_value(path)?;
+    let hosted = engine
+        .agents()
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found("such agent"))?;
+    Ok(json(
+        StatusCode::OK,
+        &discovery::manifest(&engine, &hosted.spec, &discovery::base_url(&headers)),
+    ))
+}
+
+/// OAS-S3: a POST of JSON to the agent's endpoint starts an engagement; the answer is
+/// 303 See Other to where its state is read.
+async fn start_engagement(
+    State(engine): Shared,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let name = path_value(path)?;
+    let user = caller(&engine, request.headers())?;
+    if !engine.agents().contains_key(&name) {
+        return Err(ApiError::not_found("such agent"));
+    }
+    let body = json_object(&engine, request).await?;
+    let input = text_input(&engine, &body)?;
+    let id = engine.start(&name, user, input).map_err(start_error)?;
+    Ok(see_other(&id))
+}
+
+/// The engagement, if this caller may see it; anyone else gets the same 404 as for an
+/// engagement that does not exist.
+fn visible_engagement(
+    engine: &Engine,
+    user: &UserIdentity,
+    id: &str,
+) -> Result<EngagementRecord, ApiError> {
+    let record = engine
+        .store()
+        .engagement(id)
+        .map_err(|error| ApiError::store(&error))?
+        .ok_or_else(|| ApiError::not_found("such engagement"))?;
+    if engine
+        .may_read(user, &record)
+        .map_err(|error| ApiError::store(&error))?
+    {
+        Ok(record)
+    } else {
+        Err(ApiError::not_found("such engagement"))
+    }
+}
+
+/// OAS-S3 and OAS-X1: the state is the status, the text and the exposes — nothing else
+/// of the engagement.
+fn engagement_view(record: &EngagementRecord) -> serde_json::Value {
+    let mut view = serde_json::json!({
+        "id": record.id,
+        "agent": record.agent,
+        "status": record.status,
+        "text": record.text,
+        "exposes": record.exposes,
+    });
+    if let Some(review) = record
+        .status
+        .get("review")
+        .and_then(serde_json::Value::as_str)
+        && let Some(object) = view.as_object_mut()
+    {
+        object.insert(
+            "review".into(),
+            serde_json::Value::String(format!("/reviews/{review}")),
+        );
+    }
+    view
+}
+
+async fn read_engagement(
+    State(engine): Shared,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_value(path)?;
+    let user = caller(&engine, &headers)?;
+    let record = visible_engagement(&engine, &user, &id)?;
+    Ok(json(StatusCode::OK, &engagement_view(&record)))
+}
+
+/// Adds user input to an engagement that has yielded; only its own user may.
+async fn add_engagement_input(
+    State(engine): Shared,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = path_value(path)?;
+    let user = caller(&engine, request.headers())?;
+    let record = visible_engagement(&engine, &user, &id)?;
+    if record.user.id != user.id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_the_user",
+            "only the engagement's own user may add input",
+        ));
+    }
+    let body = json_object(&engine, request).await?;
+    let input = text_input(&engine, &body)?;
+    if record.state() != "completed" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_waiting_for_input",
+            format!(
+                "the engagement is `{}`; input can be added once it has answered",
+                record.state()
+            ),
+        ));
+    }
+    engine.add_input(&record, input).map_err(start_error)?;
+    Ok(see_other(&id))
+}
+
+/// What a reviewer sees: the pending call and the engagement, to decide "given the
+/// current engagement" (OAS-C7).
+fn review_view(review: &ReviewRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": review.id,
+        "engagement": review.engagement,
+        "agent": review.agent,
+        "reviewer": review.reviewer,
+        "tool": review.tool,
+        "stage": review.stage,
+        "inputs": review.inputs,
+        "outputs": review.outputs,
+        "call_hash": review.call_hash,
+        "engagement_state": review.engagement_state,
+        "decision": review.decision,
+    })
+}
+
+async fn list_reviews(State(engine): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    let user = caller(&engine, &headers)?;
+    let mut names = vec![user.id.as_str()];
+    if let Some(email) = &user.email {
+        names.push(email);
+    }
+    let reviews = engine
+        .store()
+        .pending_reviews_for(&names)
+        .map_err(|error| ApiError::store(&error))?;
+    let views: Vec<serde_json::Value> = reviews
+        .iter()
+        .filter(|review| !review.reviewer_is_agent)
+        .map(review_view)
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({"reviews": views})))
+}
+
+async fn read_review(
+    State(engine): Shared,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_value(path)?;
+    let user = caller(&engine, &headers)?;
+    let review = engine
+        .store()
+        .review(&id)
+        .map_err(|error| ApiError::store(&error))?
+        .filter(|review| !review.reviewer_is_agent && Engine::is_reviewer(&user, &review.reviewer))
+        .ok_or_else(|| ApiError::not_found("such review"))?;
+    Ok(json(StatusCode::OK, &review_view(&review)))
+}
+
+/// OAS-C7: the named reviewer approves (naming the exact call by its hash) or refuses.
+async fn decide_review(
+    State(engine): Shared,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = path_value(path)?;
+    let user = caller(&engine, request.headers())?;
+    let body = json_object(&engine, request).await?;
+    let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
+    let decision = match field("decision") {
+        Some("approve") => match field("call_hash") {
+            Some(hash) => StoredDecision::Approve {
+                call_hash: hash.to_string(),
+            },
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "missing_field",
+                    "an approval needs `call_hash`, the hash of the call it approves",
+                ));
+            }
+        },
+        Some("refuse") => StoredDecision::Refuse {
+            reason: field("reason")
+                .unwrap_or("refused by the reviewer")
+                .to_string(),
+        },
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_decision",
+                "`decision` must be \"approve\" or \"refuse\"",
+            ));
+        }
+    };
+    match engine.decide(&user, &id, decision) {
+        Ok(review) => Ok(json(StatusCode::OK, &review_view(&review))),
+        Err(DecideError::NotFound) => Err(ApiError::not_found("such review")),
+        Err(DecideError::AlreadyDecided) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_decided",
+            "this review has already been decided",
+        )),
+        Err(DecideError::WrongCall) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong_call",
+            "the approval names another call than the pending one (OAS-C7: an approval is bound to the exact call)",
+        )),
+        Err(DecideError::Store(error)) => Err(ApiError::store(&error)),
+    }
+}
+
+async fn llms_txt(State(engine): Shared, headers: HeaderMap) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        discovery::llms_txt(&engine, &discovery::base_url(&headers)),
+    )
+        .into_response()
+}
+
+async fn openapi(State(engine): Shared, headers: HeaderMap) -> Response {
+    json(
+        StatusCode::OK,
+        &discovery::openapi(&engine, &discovery::base_url(&headers)),
+    )
+}
+
+async fn health(State(engine): Shared) -> Response {
+    let state = if engine.is_shutting_down() {
+        "shutting_down"
+    } else {
+        "ok"
+    };
+    let status = if engine.is_shutting_down() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json(
+        status,
+        &serde_json::json!({"status": state, "running_engagements": engine.running()}),
+    )
+}

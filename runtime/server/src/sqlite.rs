@@ -1,0 +1,444 @@
+//! The embedded store: one SQLite file, created on first start (WAL journal, so reads
+//! do not wait for writes). Values the runtime defines (status, snapshot, exposes) are
+//! kept as JSON text; what is looked up (identifiers, state, reviewer) has a column.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::store::{EngagementRecord, ReviewRecord, Store, StoreError, StoredDecision};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS engagements (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    user_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status_json TEXT NOT NULL,
+    text TEXT,
+    exposes_json TEXT NOT NULL,
+    snapshot_json TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS engagements_state ON engagements(state);
+CREATE TABLE IF NOT EXISTS reviews (
+    id TEXT PRIMARY KEY,
+    engagement TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    call_hash TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    decided INTEGER NOT NULL DEFAULT 0,
+    consumed INTEGER NOT NULL DEFAULT 0,
+    record_json TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_engagement ON reviews(engagement);
+CREATE INDEX IF NOT EXISTS reviews_reviewer ON reviews(reviewer, decided);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    engagement TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+"#;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("SqliteStore")
+    }
+}
+
+fn database(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+type EngagementRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    i64,
+    i64,
+);
+
+const ENGAGEMENT_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms";
+
+fn engagement_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EngagementRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+    ))
+}
+
+fn engagement_from_row(row: EngagementRow) -> Result<EngagementRecord, StoreError> {
+    let (id, agent, user, status, text, exposes, snapshot, created_at_ms, updated_at_ms) = row;
+    Ok(EngagementRecord {
+        id,
+        agent,
+        user: from_json(&user)?,
+        status: from_json(&status)?,
+        text,
+        exposes: from_json(&exposes)?,
+        snapshot: snapshot.as_deref().map(from_json).transpose()?,
+        created_at_ms,
+        updated_at_ms,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating on first start) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::from_connection(Connection::open(path).map_err(database)?)
+    }
+
+    /// A database in memory (tests that need no restart).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::from_connection(Connection::open_in_memory().map_err(database)?)
+    }
+
+    fn from_connection(connection: Connection) -> Result<Self, StoreError> {
+        // WAL keeps readers off the writer's back; NORMAL syncs at checkpoints, which
+        // in WAL mode still never corrupts the database on a crash.
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(database)?;
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(database)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(database)?;
+        connection.execute_batch(SCHEMA).map_err(database)?;
+        Ok(SqliteStore {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let connection = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError::Database("the connection lock is poisoned".into()))?;
+        work(&connection)
+    }
+
+    fn reviews_where(
+        &self,
+        clause: &str,
+        parameters: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT record_json, decided, consumed FROM reviews WHERE {clause} ORDER BY created_at_ms, rowid"
+                ))
+                .map_err(database)?;
+            let rows = statement
+                .query_map(parameters, |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(database)?;
+            let mut reviews = Vec::new();
+            for row in rows {
+                let (json, _, consumed) = row.map_err(database)?;
+                let mut review: ReviewRecord = from_json(&json)?;
+                review.consumed = consumed != 0;
+                reviews.push(review);
+            }
+            Ok(reviews)
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError> {
+        let snapshot = record.snapshot.as_ref().map(to_json).transpose()?;
+        let values = (
+            to_json(&record.user)?,
+            to_json(&record.status)?,
+            to_json(&record.exposes)?,
+        );
+        self.with(|connection| {
+            connection
+                .execute(
+                    "INSERT INTO engagements (id, agent, user_json, state, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        record.id,
+                        record.agent,
+                        values.0,
+                        record.state(),
+                        values.1,
+                        record.text,
+                        values.2,
+                        snapshot,
+                        record.created_at_ms,
+                        record.updated_at_ms
+                    ],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    fn update_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError> {
+        let snapshot = record.snapshot.as_ref().map(to_json).transpose()?;
+        let status = to_json(&record.status)?;
+        let exposes = to_json(&record.exposes)?;
+        self.with(|connection| {
+            connection
+                .execute(
+                    "UPDATE engagements SET state = ?2, status_json = ?3, text = ?4, exposes_json = ?5, snapshot_json = COALESCE(?6, snapshot_json), updated_at_ms = ?7 WHERE id = ?1",
+                    params![
+                        record.id,
+                        record.state(),
+                        status,
+                        record.text,
+                        exposes,
+                        snapshot,
+                        record.updated_at_ms
+                    ],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    fn set_status(&self, id: &str, status: &serde_json::Value) -> Result<(), StoreError> {
+        let state = status
+            .get("state")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("unknown")
+            .to_string();
+        let status = to_json(status)?;
+        self.with(|connection| {
+            connection
+                .execute(
+                    "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1",
+                    params![id, state, status, crate::store::now_ms()],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    fn save_snapshot(
+        &self,
+        id: &str,
+        snapshot: &agentc_runtime::EngagementSnapshot,
+    ) -> Result<(), StoreError> {
+        let snapshot = to_json(snapshot)?;
+        self.with(|connection| {
+            let changed = connection
+                .execute(
+                    "UPDATE engagements SET snapshot_json = ?2, updated_at_ms = ?3 WHERE id = ?1",
+                    params![id, snapshot, crate::store::now_ms()],
+                )
+                .map_err(database)?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Database(format!("no engagement `{id}`")))
+            }
+        })
+    }
+
+    fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
+        let row = self.with(|connection| {
+            connection
+                .query_row(
+                    &format!("SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE id = ?1"),
+                    params![id],
+                    engagement_row,
+                )
+                .optional()
+                .map_err(database)
+        })?;
+        row.map(engagement_from_row).transpose()
+    }
+
+    fn engagements_in_states(&self, states: &[&str]) -> Result<Vec<EngagementRecord>, StoreError> {
+        let mut records = Vec::new();
+        for state in states {
+            let rows = self.with(|connection| {
+                let mut statement = connection
+                    .prepare_cached(&format!(
+                        "SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE state = ?1 ORDER BY created_at_ms, id"
+                    ))
+                    .map_err(database)?;
+                let rows = statement
+                    .query_map(params![state], engagement_row)
+                    .map_err(database)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(database)?;
+                Ok(rows)
+            })?;
+            for row in rows {
+                records.push(engagement_from_row(row)?);
+            }
+        }
+        Ok(records)
+    }
+
+    fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError> {
+        let json = to_json(review)?;
+        self.with(|connection| {
+            connection
+                .execute(
+                    "INSERT INTO reviews (id, engagement, reviewer, call_hash, stage, decided, consumed, record_json, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        review.id,
+                        review.engagement,
+                        review.reviewer,
+                        review.call_hash,
+                        review.stage,
+                        i64::from(review.decision.is_some()),
+                        i64::from(review.consumed),
+                        json,
+                        review.created_at_ms
+                    ],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    fn review(&self, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
+        Ok(self.reviews_where("id = ?1", &[&id])?.into_iter().next())
+    }
+
+    fn open_review(
+        &self,
+        engagement: &str,
+        call_hash: &str,
+        stage: &str,
+    ) -> Result<Option<ReviewRecord>, StoreError> {
+        Ok(self
+            .reviews_where(
+                "engagement = ?1 AND call_hash = ?2 AND stage = ?3 AND consumed = 0",
+                &[&engagement, &call_hash, &stage],
+            )?
+            .into_iter()
+            .last())
+    }
+
+    fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError> {
+        let Some(mut review) = self.review(id)? else {
+            return Ok(false);
+        };
+        if review.decision.is_some() {
+            return Ok(false);
+        }
+        review.decision = Some(decision.clone());
+        let json = to_json(&review)?;
+        self.with(|connection| {
+            // `decided = 0` in the condition makes the decision once-only even if two
+            // reviewers answer at the same moment.
+            let changed = connection
+                .execute(
+                    "UPDATE reviews SET decided = 1, record_json = ?2 WHERE id = ?1 AND decided = 0",
+                    params![id, json],
+                )
+                .map_err(database)?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn consume_review(&self, id: &str) -> Result<(), StoreError> {
+        self.with(|connection| {
+            connection
+                .execute("UPDATE reviews SET consumed = 1 WHERE id = ?1", params![id])
+                .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError> {
+        self.reviews_where("engagement = ?1", &[&engagement])
+    }
+
+    fn pending_reviews_for(&self, reviewers: &[&str]) -> Result<Vec<ReviewRecord>, StoreError> {
+        let mut reviews = Vec::new();
+        for reviewer in reviewers {
+            reviews.extend(self.reviews_where("reviewer = ?1 AND decided = 0", &[reviewer])?);
+        }
+        reviews.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        reviews.dedup_by(|a, b| a.id == b.id);
+        Ok(reviews)
+    }
+
+    fn append_audit(&self, seq: u64, engagement: &str, line: &str) -> Result<(), StoreError> {
+        let seq = i64::try_from(seq).map_err(database)?;
+        self.with(|connection| {
+            connection
+                .execute(
+                    "INSERT INTO audit (seq, engagement, line) VALUES (?1, ?2, ?3)",
+                    params![seq, engagement, line],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let line: Option<String> = self.with(|connection| {
+            connection
+                .query_row(
+                    "SELECT line FROM audit ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(database)
+        })?;
+        let Some(line) = line else {
+            return Ok(None);
+        };
+        let entry: agentc_runtime::AuditEntry = from_json(&line)?;
+        Ok(Some((entry.seq, entry.hash)))
+    }
+
+    fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT line FROM audit ORDER BY seq")
+                .map_err(database)?;
+            let lines = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(database)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(database)?;
+            Ok(lines)
+        })
+    }
+}

@@ -1,0 +1,422 @@
+//! Remote agents as capabilities (OAS-N3, OAS-N5, OAS-S3): a capability
+//! `oagent://host/path/name` is an agent on another server, called like a tool with
+//! `{text}` (Reading: an agent as a tool).
+//!
+//! A call resolves the reference to `https://host/path/name`, GETs the agent document
+//! there and checks it with the compiler (it must be exactly one valid agent of that
+//! name), POSTs `{"text": ...}` to the same URL, expects `303 See Other` with a
+//! `Location` on the same origin, and polls that engagement's JSON state until it has
+//! completed or failed. The output is `{text}` plus the remote agent's `exposes`.
+//!
+//! Every response is read under a size limit and the whole call under a deadline. Plain
+//! HTTP is refused unless the client is built for loopback tests and the host is a
+//! loopback address. Redirects are never followed automatically, and the `Location`
+//! must stay on the agent's origin, so the credential (the capability's static
+//! identity, OAS-C4, sent as a bearer token) never reaches another host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use tokio::sync::OnceCell;
+
+use crate::http::{ReadError, http_client, read_limited};
+use crate::spec::{CapabilityKind, SpecSet};
+use crate::tools::{ToolBackend, ToolContext, ToolError, ToolRegistry};
+
+/// The limits a remote agent call runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteLimits {
+    /// The largest agent document accepted.
+    pub max_document_bytes: usize,
+    /// The largest engagement state accepted.
+    pub max_response_bytes: usize,
+    /// The whole call, from the first request to the completed engagement.
+    pub timeout: Duration,
+    /// The first pause between polls; it doubles up to `max_poll_interval`.
+    pub poll_interval: Duration,
+    /// The longest pause between polls.
+    pub max_poll_interval: Duration,
+    /// Whether `http://` is allowed for loopback hosts (tests only); any other host
+    /// must be HTTPS.
+    pub allow_loopback_http: bool,
+}
+
+impl Default for RemoteLimits {
+    fn default() -> Self {
+        RemoteLimits {
+            max_document_bytes: 1024 * 1024,
+            max_response_bytes: 1024 * 1024,
+            timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(50),
+            max_poll_interval: Duration::from_secs(2),
+            allow_loopback_http: false,
+        }
+    }
+}
+
+/// Whether a URL's host is a loopback address.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// Resolves a remote agent's HTTPS URL (as the checker gives it, OAS-N5) to the URL it
+/// is fetched from: itself, or its `http://` form for a loopback host when `limits`
+/// allow it. Anything else that is not HTTPS is refused.
+pub fn resolve_agent_url(https_url: &str, limits: &RemoteLimits) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(https_url)
+        .map_err(|error| format!("`{https_url}` is not a URL: {error}"))?;
+    if limits.allow_loopback_http && is_loopback(&url) && url.scheme() == "https" {
+        url.set_scheme("http")
+            .map_err(|()| format!("`{https_url}` cannot be used over HTTP"))?;
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if limits.allow_loopback_http && is_loopback(&url) => Ok(url),
+        _ => Err(format!(
+            "refusing `{url}`: remote agents are reached over HTTPS only"
+        )),
+    }
+}
+
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A remote agent reached over HTTP (OAS-S3), bound as the backend of its capability.
+#[derive(Debug, Clone)]
+pub struct RemoteAgentTool {
+    name: String,
+    url: reqwest::Url,
+    client: reqwest::Client,
+    limits: RemoteLimits,
+    /// Set once the agent document has been fetched and checked.
+    checked: Arc<OnceCell<()>>,
+}
+
+impl RemoteAgentTool {
+    /// A tool for the agent `name` whose document is at `https_url`.
+    pub fn new(
+        client: reqwest::Client,
+        name: &str,
+        https_url: &str,
+        limits: RemoteLimits,
+    ) -> Result<Self, ToolError> {
+        let url =
+            resolve_agent_url(https_url, &limits).map_err(|detail| ToolError::InvalidBinding {
+                tool: name.to_string(),
+                detail,
+            })?;
+        Ok(RemoteAgentTool {
+            name: name.to_string(),
+            url,
+            client,
+            limits,
+            checked: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The URL the agent document is fetched from and engagements are posted to.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    fn failed(&self, detail: impl Into<String>) -> ToolError {
+        ToolError::Agent {
+            agent: self.name.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    async fn read(&self, response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ToolError> {
+        read_limited(response, limit)
+            .await
+            .map_err(|error| match error {
+                ReadError::TooLarge => ToolError::ResponseTooLarge {
+                    tool: self.name.clone(),
+                    limit,
+                },
+                ReadError::Transport(error) => self.failed(format!(
+                    "reading the answer failed: {}",
+                    error.without_url()
+                )),
+            })
+    }
+
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+        context: &ToolContext,
+    ) -> reqwest::RequestBuilder {
+        match &context.credential {
+            Some(secret) => request.bearer_auth(secret.expose()),
+            None => request,
+        }
+    }
+
+    /// Fetches the agent document and checks it with the compiler: it must be exactly
+    /// one agent, named as the capability, with no error.
+    async fn check_document(&self, context: &ToolContext) -> Result<(), ToolError> {
+        let response = self
+            .authorize(self.client.get(self.url.clone()), context)
+            .header(ACCEPT, "application/yaml, application/json;q=0.9")
+            .send()
+            .await
+            .map_err(|error| {
+                self.failed(format!(
+                    "cannot fetch the agent document: {}",
+                    error.without_url()
+                ))
+            })?;
+        if !response.status().is_success() {
+            return Err(ToolError::Status {
+                tool: self.name.clone(),
+                status: response.status().as_u16(),
+            });
+        }
+        let bytes = self.read(response, self.limits.max_document_bytes).await?;
+        // Named by its URL, the document is a remote agent's to the checker: its own
+        // capabilities (tools on its own server) are not resolved here.
+        let set = agentc_compiler::check_set(
+            &[agentc_compiler::SourceInput {
+                name: self.url.to_string(),
+                bytes,
+            }],
+            &agentc_compiler::CheckOptions::default(),
+        );
+        if set.error_count() > 0 {
+            return Err(self.failed(format!(
+                "the agent document at {} has {} error(s)",
+                self.url,
+                set.error_count()
+            )));
+        }
+        let agents: Vec<&str> = set
+            .documents
+            .iter()
+            .filter_map(|loaded| match &loaded.document {
+                agentc_compiler::documents::Document::Agent(agent) => {
+                    Some(agent.name.value.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        if agents != [self.name.as_str()] || set.documents.len() != 1 {
+            return Err(self.failed(format!(
+                "the document at {} is not exactly the agent `{}`",
+                self.url, self.name
+            )));
+        }
+        Ok(())
+    }
+
+    async fn engage(
+        &self,
+        input: &serde_json::Value,
+        context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
+        self.checked
+            .get_or_try_init(|| self.check_document(context))
+            .await?;
+        let Some(text) = input.get("text").and_then(serde_json::Value::as_str) else {
+            return Err(self.failed("the input has no `text`"));
+        };
+        let response = self
+            .authorize(self.client.post(self.url.clone()), context)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(serde_json::json!({ "text": text }).to_string())
+            .send()
+            .await
+            .map_err(|error| {
+                self.failed(format!(
+                    "cannot start the engagement: {}",
+                    error.without_url()
+                ))
+            })?;
+        // OAS-S3: the answer to the POST is 303 See Other with the engagement's address.
+        if response.status() != reqwest::StatusCode::SEE_OTHER {
+            return Err(ToolError::Status {
+                tool: self.name.clone(),
+                status: response.status().as_u16(),
+            });
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| self.failed("the 303 answer has no Location"))?;
+        let state_url = self
+            .url
+            .join(location)
+            .map_err(|_| self.failed("the Location is not a URL"))?;
+        if !same_origin(&state_url, &self.url) {
+            return Err(self.failed(
+                "the Location leads to another origin; it is not followed with the credential",
+            ));
+        }
+        let mut pause = self.limits.poll_interval;
+        loop {
+            let response = self
+                .authorize(self.client.get(state_url.clone()), context)
+                .header(ACCEPT, "application/json")
+                .send()
+                .await
+                .map_err(|error| {
+                    self.failed(format!(
+                        "cannot read the engagement: {}",
+                        error.without_url()
+                    ))
+                })?;
+            if !response.status().is_success() {
+                return Err(ToolError::Status {
+                    tool: self.name.clone(),
+                    status: response.status().as_u16(),
+                });
+            }
+            let body = self.read(response, self.limits.max_response_bytes).await?;
+            let state: serde_json::Value = serde_json::from_slice(&body).map_err(|error| {
+                self.failed(format!("the engagement state is not JSON: {error}"))
+            })?;
+            match state
+                .pointer("/status/state")
+                .and_then(serde_json::Value::as_str)
+            {
+                Some("completed") => return self.output(&state),
+                Some("failed") => {
+                    return Err(self.failed(format!(
+                        "the remote engagement failed: {}",
+                        state
+                            .pointer("/status/reason")
+                            .map(serde_json::Value::to_string)
+                            .unwrap_or_default()
+                    )));
+                }
+                Some(_) => {}
+                None => return Err(self.failed("the engagement state has no status")),
+            }
+            tokio::time::sleep(pause).await;
+            pause = pause.saturating_mul(2).min(self.limits.max_poll_interval);
+        }
+    }
+
+    /// The output of a completed remote engagement: `{text}` and its exposes, and
+    /// nothing else of what the server sent (OAS-X1).
+    fn output(&self, state: &serde_json::Value) -> Result<serde_json::Value, ToolError> {
+        let Some(text) = state.get("text").and_then(serde_json::Value::as_str) else {
+            return Err(self.failed("the completed engagement has no text"));
+        };
+        let mut output = serde_json::Map::new();
+        output.insert("text".into(), serde_json::Value::String(text.to_string()));
+        if let Some(exposes) = state.get("exposes").and_then(serde_json::Value::as_object) {
+            for (key, value) in exposes {
+                output.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        Ok(serde_json::Value::Object(output))
+    }
+}
+
+#[async_trait]
+impl ToolBackend for RemoteAgentTool {
+    async fn invoke(
+        &self,
+        input: &serde_json::Value,
+        context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
+        match tokio::time::timeout(self.limits.timeout, self.engage(input, context)).await {
+            Ok(result) => result,
+            Err(_) => Err(ToolError::Timeout(self.name.clone())),
+        }
+    }
+}
+
+impl ToolRegistry {
+    /// Binds a [`RemoteAgentTool`] to every remote agent the set's agents use as a
+    /// capability; returns how many were bound. Two remote agents of one name at
+    /// different URLs cannot share the name's schema slot, so that is an error.
+    pub fn bind_remote_agents(
+        &mut self,
+        set: &SpecSet,
+        limits: RemoteLimits,
+    ) -> Result<usize, ToolError> {
+        let client = http_client()?;
+        let mut bound: Vec<(String, String)> = Vec::new();
+        for agent in &set.agents {
+            for capability in &agent.capabilities {
+                let CapabilityKind::RemoteAgent { url } = &capability.kind else {
+                    continue;
+                };
+                if let Some((_, other)) = bound.iter().find(|(name, _)| name == &capability.name) {
+                    if other != url {
+                        return Err(ToolError::InvalidBinding {
+                            tool: capability.name.clone(),
+                            detail: format!("two remote agents share the name: {other} and {url}"),
+                        });
+                    }
+                    continue;
+                }
+                let tool = RemoteAgentTool::new(client.clone(), &capability.name, url, limits)?;
+                self.bind(&capability.name, Arc::new(tool))?;
+                bound.push((capability.name.clone(), url.clone()));
+            }
+        }
+        Ok(bound.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http_in_tests() {
+        let strict = RemoteLimits::default();
+        assert!(resolve_agent_url("https://support.example.net/agents/v", &strict).is_ok());
+        assert_eq!(
+            resolve_agent_url("https://127.0.0.1:8080/agents/v", &strict)
+                .unwrap()
+                .scheme(),
+            "https"
+        );
+        assert!(resolve_agent_url("http://support.example.net/agents/v", &strict).is_err());
+        assert!(resolve_agent_url("http://127.0.0.1:8080/agents/v", &strict).is_err());
+        let tests = RemoteLimits {
+            allow_loopback_http: true,
+            ..RemoteLimits::default()
+        };
+        assert_eq!(
+            resolve_agent_url("https://127.0.0.1:8080/agents/v", &tests)
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:8080/agents/v"
+        );
+        // Loopback HTTP for tests never extends to other hosts.
+        assert!(resolve_agent_url("http://support.example.net/agents/v", &tests).is_err());
+        assert!(resolve_agent_url("ftp://127.0.0.1/agents/v", &tests).is_err());
+    }
+
+    #[test]
+    fn locations_must_stay_on_the_origin() {
+        let base = reqwest::Url::parse("https://a.example/agents/x").unwrap();
+        assert!(same_origin(&base, &base.join("/engagements/1").unwrap()));
+        assert!(!same_origin(
+            &base,
+            &base.join("https://b.example/engagements/1").unwrap()
+        ));
+        assert!(!same_origin(
+            &base,
+            &base.join("http://a.example/engagements/1").unwrap()
+        ));
+    }
+}
