@@ -167,9 +167,11 @@ impl Context<'_> {
 /// A 2xx, or 303 See Other: the request was carried out and its result is elsewhere (the
 /// answer to a POST that starts work, as OAS-S3 requires of an agent server).
 fn is_success(exchange: &Exchange) -> bool {
+    // `303 See Other` is how an operation that starts work elsewhere answers (an
+    // OpenAgentSpec server starting an engagement, OAS-S3); the suite never follows it.
     exchange
         .status()
-        .is_some_and(|status| (200..300).contains(&status))
+        .is_some_and(|status| (200..300).contains(&status) || status == 303)
 }
 
 /// Test 1, Discovery: the docs are served, parse, and match the declared operations.
@@ -327,7 +329,7 @@ fn same_path(documented: &str, declared: &str) -> bool {
         && documented
             .iter()
             .zip(&declared)
-            .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}') && b.starts_with('{') && b.ends_with('}')))
+            .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}')))
 }
 
 /// Test 2, Auth: missing, malformed and wrong credentials are refused with 401/403 and a
