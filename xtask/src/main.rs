@@ -130,6 +130,10 @@ fn ci() -> Result<(), String> {
         "mock",
     ])?;
     cargo(&["run", "-q", "-p", "agentc", "--", "conform", "--runtime"])?;
+    codegen::run(&workspace_root(), true)?;
+    fuzz_smoke::run(&workspace_root(), 5_000)?;
+    // Last, because it is by far the longest build (cold: tens of minutes on two
+    // cores), so every quicker check has reported first.
     // Local inference end to end, offline: a tiny random-weight model through the real
     // mistral.rs loader (a debug build of the engine, in the same target directory).
     cargo(&[
@@ -141,8 +145,6 @@ fn ci() -> Result<(), String> {
         "--test",
         "local_model",
     ])?;
-    codegen::run(&workspace_root(), true)?;
-    fuzz_smoke::run(&workspace_root(), 5_000)?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }
