@@ -80,6 +80,20 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// Whether the operator is a comparison or `in`, whose result is a boolean.
+    pub fn is_relation(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal
+                | BinaryOp::NotEqual
+                | BinaryOp::Less
+                | BinaryOp::LessEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterEqual
+                | BinaryOp::In
+        )
+    }
+
     /// Returns the operator as it is written in CEL source.
     pub fn symbol(self) -> &'static str {
         match self {

@@ -628,15 +628,10 @@ impl Checker<'_> {
         let left_type = self.check_expr(left);
         let right_type = self.check_expr(right);
         if left_type.is_dynamic() && right_type.is_dynamic() {
-            return match op {
-                BinaryOp::Equal
-                | BinaryOp::NotEqual
-                | BinaryOp::Less
-                | BinaryOp::LessEqual
-                | BinaryOp::Greater
-                | BinaryOp::GreaterEqual
-                | BinaryOp::In => Type::Bool,
-                _ => Type::Dyn,
+            return if op.is_relation() {
+                Type::Bool
+            } else {
+                Type::Dyn
             };
         }
         let span = left.span.to(right.span);

@@ -566,7 +566,7 @@ fn is_boolean(node: &Node) -> bool {
     match node {
         Node::Logical { .. } | Node::Has { .. } => true,
         Node::Unary { op, .. } => *op == UnaryOp::Not,
-        Node::Binary { op, .. } => is_relation(*op),
+        Node::Binary { op, .. } => op.is_relation(),
         Node::Call(call) => is_boolean_dispatch(call.dispatch),
         Node::Comprehension(comprehension) => matches!(
             comprehension.kind,
@@ -574,21 +574,6 @@ fn is_boolean(node: &Node) -> bool {
         ),
         _ => false,
     }
-}
-
-/// Whether a binary operator is a comparison or `in`, whose result is a boolean.
-#[inline]
-fn is_relation(op: BinaryOp) -> bool {
-    matches!(
-        op,
-        BinaryOp::Equal
-            | BinaryOp::NotEqual
-            | BinaryOp::Less
-            | BinaryOp::LessEqual
-            | BinaryOp::Greater
-            | BinaryOp::GreaterEqual
-            | BinaryOp::In
-    )
 }
 
 /// Whether a call dispatch always gives a boolean (or an error).
@@ -1331,7 +1316,7 @@ impl<'a> Machine<'a> {
         // `eval_bool_node`; no stack check is needed, as leaves do not recurse.
         match node {
             Node::Binary { op, left, right }
-                if is_relation(*op) && is_leaf(left) && is_leaf(right) =>
+                if op.is_relation() && is_leaf(left) && is_leaf(right) =>
             {
                 let fail = |error: EvalError| -> Truth<'v> { Err(Box::new(Err(error))) };
                 if let Err(error) = self.count_steps(1) {
@@ -1597,13 +1582,7 @@ fn general_relation(op: BinaryOp, left: &Value, right: &Value) -> Result<bool, E
 
 fn binary_operation(op: BinaryOp, left: &Value, right: &Value) -> EvalResult {
     match op {
-        BinaryOp::Equal
-        | BinaryOp::NotEqual
-        | BinaryOp::Less
-        | BinaryOp::LessEqual
-        | BinaryOp::Greater
-        | BinaryOp::GreaterEqual
-        | BinaryOp::In => relation(op, left, right).map(Value::Bool),
+        op if op.is_relation() => relation(op, left, right).map(Value::Bool),
         BinaryOp::Add => add(left, right),
         BinaryOp::Subtract => subtract(left, right),
         BinaryOp::Multiply => match (left, right) {

@@ -127,18 +127,7 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
 
     // Tools with an `http` binding are called for real; `--mock-tool` replaces any of them.
     let mut tools = ToolRegistry::with_http_tools(&specs).map_err(|error| error.to_string())?;
-    for mock in request.mock_tools {
-        let (name, file) = mock
-            .split_once('=')
-            .ok_or_else(|| format!("`--mock-tool {mock}`: write NAME=FILE.json"))?;
-        let text = std::fs::read_to_string(file)
-            .map_err(|error| format!("cannot read `{file}`: {error}"))?;
-        let response: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|error| format!("`{file}` is not JSON: {error}"))?;
-        tools
-            .bind(name, Arc::new(MockTool::new(response)))
-            .map_err(|error| format!("`--mock-tool {name}`: {error}"))?;
-    }
+    bind_mock_tools(&mut tools, request.mock_tools)?;
     // Agents used as capabilities run in process; credentials come from
     // `AGENTC_CREDENTIAL_<SET>` environment variables and never enter the engagement.
     let mut runtime = Runtime::new(tools).with_agents(&specs.agents);
@@ -183,6 +172,27 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
 /// OpenAI-compatible server at `AGENTC_OPENAI_BASE_URL` (default the OpenAI API) with the
 /// key in `AGENTC_OPENAI_API_KEY`, or `local:PATH` for a model run in process from a
 /// local folder or GGUF file (the `mistralrs` feature; nothing is downloaded).
+/// Binds `--mock-tool NAME=FILE.json` flags: each named tool answers every call with the
+/// file's JSON instead of its binding.
+pub(crate) fn bind_mock_tools(
+    tools: &mut ToolRegistry,
+    mock_tools: &[String],
+) -> Result<(), String> {
+    for mock in mock_tools {
+        let (name, file) = mock
+            .split_once('=')
+            .ok_or_else(|| format!("`--mock-tool {mock}`: write NAME=FILE.json"))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|error| format!("cannot read `{file}`: {error}"))?;
+        let response: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|error| format!("`{file}` is not JSON: {error}"))?;
+        tools
+            .bind(name, Arc::new(MockTool::new(response)))
+            .map_err(|error| format!("`--mock-tool {name}`: {error}"))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn model_from_flag(
     flag: &str,
     local: &LocalModelFlags,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use agentc_compiler::SourceInput;
 use agentc_runtime::{
-    CredentialProvider, EnvCredentials, InMemoryCredentials, MockTool, Model, RemoteLimits,
-    ScriptedModel, ToolRegistry,
+    CredentialProvider, EnvCredentials, InMemoryCredentials, Model, RemoteLimits, ScriptedModel,
+    ToolRegistry,
 };
 use agentc_server::{AuthConfig, Engine, ServerConfig, ServerParts, SqliteStore};
 
@@ -97,18 +97,7 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
             },
         )
         .map_err(|error| error.to_string())?;
-    for mock in request.mock_tools {
-        let (name, file) = mock
-            .split_once('=')
-            .ok_or_else(|| format!("`--mock-tool {mock}`: write NAME=FILE.json"))?;
-        let text = std::fs::read_to_string(file)
-            .map_err(|error| format!("cannot read `{file}`: {error}"))?;
-        let response: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|error| format!("`{file}` is not JSON: {error}"))?;
-        tools
-            .bind(name, Arc::new(MockTool::new(response)))
-            .map_err(|error| format!("`--mock-tool {name}`: {error}"))?;
-    }
+    crate::run::bind_mock_tools(&mut tools, request.mock_tools)?;
     // Credentials never enter the engagement: from a JSON file, or from
     // `AGENTC_CREDENTIAL_<SET>` environment variables.
     let credentials: Arc<dyn CredentialProvider> = match request.credentials {
