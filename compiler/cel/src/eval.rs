@@ -1582,7 +1582,13 @@ fn general_relation(op: BinaryOp, left: &Value, right: &Value) -> Result<bool, E
 
 fn binary_operation(op: BinaryOp, left: &Value, right: &Value) -> EvalResult {
     match op {
-        op if op.is_relation() => relation(op, left, right).map(Value::Bool),
+        BinaryOp::Equal
+        | BinaryOp::NotEqual
+        | BinaryOp::Less
+        | BinaryOp::LessEqual
+        | BinaryOp::Greater
+        | BinaryOp::GreaterEqual
+        | BinaryOp::In => relation(op, left, right).map(Value::Bool),
         BinaryOp::Add => add(left, right),
         BinaryOp::Subtract => subtract(left, right),
         BinaryOp::Multiply => match (left, right) {
