@@ -164,27 +164,43 @@ impl RemoteAgentTool {
         }
     }
 
-    /// Fetches the agent document and checks it with the compiler: it must be exactly
-    /// one agent, named as the capability, with no error.
-    async fn check_document(&self, context: &ToolContext) -> Result<(), ToolError> {
+    /// GETs `url` with the credential, and reads a successful answer under `limit` bytes;
+    /// any other status is an error.
+    async fn get_limited(
+        &self,
+        url: &reqwest::Url,
+        accept: &str,
+        limit: usize,
+        failure: &str,
+        context: &ToolContext,
+    ) -> Result<Vec<u8>, ToolError> {
         let response = self
-            .authorize(self.client.get(self.url.clone()), context)
-            .header(ACCEPT, "application/yaml, application/json;q=0.9")
+            .authorize(self.client.get(url.clone()), context)
+            .header(ACCEPT, accept)
             .send()
             .await
-            .map_err(|error| {
-                self.failed(format!(
-                    "cannot fetch the agent document: {}",
-                    error.without_url()
-                ))
-            })?;
+            .map_err(|error| self.failed(format!("{failure}: {}", error.without_url())))?;
         if !response.status().is_success() {
             return Err(ToolError::Status {
                 tool: self.name.clone(),
                 status: response.status().as_u16(),
             });
         }
-        let bytes = self.read(response, self.limits.max_document_bytes).await?;
+        self.read(response, limit).await
+    }
+
+    /// Fetches the agent document and checks it with the compiler: it must be exactly
+    /// one agent, named as the capability, with no error.
+    async fn check_document(&self, context: &ToolContext) -> Result<(), ToolError> {
+        let bytes = self
+            .get_limited(
+                &self.url,
+                "application/yaml, application/json;q=0.9",
+                self.limits.max_document_bytes,
+                "cannot fetch the agent document",
+                context,
+            )
+            .await?;
         // Named by its URL, the document is a remote agent's to the checker: its own
         // capabilities (tools on its own server) are not resolved here.
         let set = agentc_compiler::check_set(
@@ -267,24 +283,15 @@ impl RemoteAgentTool {
         }
         let mut pause = self.limits.poll_interval;
         loop {
-            let response = self
-                .authorize(self.client.get(state_url.clone()), context)
-                .header(ACCEPT, "application/json")
-                .send()
-                .await
-                .map_err(|error| {
-                    self.failed(format!(
-                        "cannot read the engagement: {}",
-                        error.without_url()
-                    ))
-                })?;
-            if !response.status().is_success() {
-                return Err(ToolError::Status {
-                    tool: self.name.clone(),
-                    status: response.status().as_u16(),
-                });
-            }
-            let body = self.read(response, self.limits.max_response_bytes).await?;
+            let body = self
+                .get_limited(
+                    &state_url,
+                    "application/json",
+                    self.limits.max_response_bytes,
+                    "cannot read the engagement",
+                    context,
+                )
+                .await?;
             let state: serde_json::Value = serde_json::from_slice(&body).map_err(|error| {
                 self.failed(format!("the engagement state is not JSON: {error}"))
             })?;

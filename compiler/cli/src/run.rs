@@ -193,6 +193,18 @@ pub(crate) fn bind_mock_tools(
     Ok(())
 }
 
+/// Reads a model script, JSON or YAML by its extension.
+pub(crate) fn read_script(script_path: &str) -> Result<ScriptedModel, String> {
+    let script = std::fs::read_to_string(script_path)
+        .map_err(|error| format!("cannot read `{script_path}`: {error}"))?;
+    if script_path.ends_with(".json") {
+        ScriptedModel::from_json(&script)
+    } else {
+        ScriptedModel::from_yaml(&script)
+    }
+    .map_err(|error| format!("`{script_path}`: {error}"))
+}
+
 pub(crate) fn model_from_flag(
     flag: &str,
     local: &LocalModelFlags,
@@ -202,15 +214,7 @@ pub(crate) fn model_from_flag(
         return local_model(Path::new(path), local, tokio_runtime);
     }
     if let Some(script_path) = flag.strip_prefix("scripted:") {
-        let script = std::fs::read_to_string(script_path)
-            .map_err(|error| format!("cannot read `{script_path}`: {error}"))?;
-        let model = if script_path.ends_with(".json") {
-            ScriptedModel::from_json(&script)
-        } else {
-            ScriptedModel::from_yaml(&script)
-        }
-        .map_err(|error| format!("`{script_path}`: {error}"))?;
-        return Ok(Box::new(model));
+        return Ok(Box::new(read_script(script_path)?));
     }
     if let Some(model_name) = flag.strip_prefix("openai:") {
         let base_url = std::env::var("AGENTC_OPENAI_BASE_URL")

@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use agentc_compiler::SourceInput;
 use agentc_runtime::{
-    CredentialProvider, EnvCredentials, InMemoryCredentials, Model, RemoteLimits, ScriptedModel,
-    ToolRegistry,
+    CredentialProvider, EnvCredentials, InMemoryCredentials, Model, RemoteLimits, ToolRegistry,
 };
 use agentc_server::{AuthConfig, Engine, ServerConfig, ServerParts, SqliteStore};
 
@@ -47,15 +46,7 @@ fn serving_model(
     tokio_runtime: &tokio::runtime::Runtime,
 ) -> Result<Arc<dyn Model>, String> {
     if let Some(script_path) = flag.strip_prefix("scripted:") {
-        let script = std::fs::read_to_string(script_path)
-            .map_err(|error| format!("cannot read `{script_path}`: {error}"))?;
-        let model = if script_path.ends_with(".json") {
-            ScriptedModel::from_json(&script)
-        } else {
-            ScriptedModel::from_yaml(&script)
-        }
-        .map_err(|error| format!("`{script_path}`: {error}"))?;
-        return Ok(Arc::new(model.positional()));
+        return Ok(Arc::new(crate::run::read_script(script_path)?.positional()));
     }
     let model =
         crate::run::model_from_flag(flag, &crate::run::LocalModelFlags::default(), tokio_runtime)?;
