@@ -92,6 +92,10 @@ fn bench(criterion: &mut Criterion) {
                 Some(UserIdentity::new("u")),
                 now(),
             );
+            if short_circuit.is_some() {
+                // As the first enforced call would, before any history exists.
+                engagement.track_repetitions();
+            }
             let input = json!({"knowledge_base_id": "acme/hr/handbook", "query": "leave"});
             let output = json!({"results": [{"t": 1}]});
             for index in 0..prior {

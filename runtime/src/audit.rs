@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::review::{canonical_json, sha256_hex};
+use sha2::{Digest, Sha256};
 
 /// The hash the first entry links to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -65,7 +65,44 @@ pub struct AuditRecord<'a> {
     /// The tool, guardrail or step concerned.
     pub subject: &'a str,
     /// Details; never a secret.
-    pub detail: serde_json::Value,
+    pub detail: AuditDetail<'a>,
+}
+
+/// The details of one entry, borrowed from the caller so that appending copies nothing
+/// but the bytes it writes. Absent fields are left out of the entry's `detail` object.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct AuditDetail<'a> {
+    /// The input of an intended call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<&'a serde_json::Value>,
+    /// Whether the action is a guardrail's (OAS-G2..G5).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub guardrail: bool,
+    /// The enforcement step that denied or approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<&'a str>,
+    /// Why a call was denied or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    /// The hash of the exact call a reviewer approved (OAS-C7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_hash: Option<&'a str>,
+}
+
+/// Where the chain stands after an append: the entry's position and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditHead {
+    /// The entry's position in the log, from 0.
+    pub seq: u64,
+    /// The entry's hash, as 64 lowercase hexadecimal digits.
+    pub hash: [u8; 64],
+}
+
+impl AuditHead {
+    /// The hash as text.
+    pub fn hash_hex(&self) -> &str {
+        std::str::from_utf8(&self.hash).unwrap_or_default()
+    }
 }
 
 /// Why the log could not be written or does not verify.
@@ -85,24 +122,71 @@ pub enum AuditError {
     Broken { line: usize },
 }
 
-fn entry_hash(entry: &AuditEntry) -> String {
-    let body = serde_json::json!({
-        "seq": entry.seq,
-        "engagement": entry.engagement,
-        "user": entry.user,
-        "agent": entry.agent,
-        "action": entry.action,
-        "subject": entry.subject,
-        "detail": entry.detail,
-        "prev_hash": entry.prev_hash,
-    });
-    sha256_hex(canonical_json(&body).as_bytes())
+/// The marker that separates an entry's hashed body from its hash. Entries are written
+/// as `BODY,"hash":"HEX"}` where `BODY` is the entry's JSON object up to and including
+/// `prev_hash`, unclosed, and `HEX` is the SHA-256 of exactly those bytes. Hashing the
+/// bytes as written (rather than a re-serialised, canonical form) lets an append hash
+/// what it has just encoded, once, and lets [`verify`] check a line without trusting
+/// any JSON library to reproduce the writer's formatting.
+const HASH_MARKER: &[u8] = b",\"hash\":\"";
+
+/// The SHA-256 of `bytes` as 64 lowercase hexadecimal digits.
+pub(crate) fn hex_digest(bytes: &[u8]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(bytes);
+    let mut text = [0u8; 64];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    text
+}
+
+fn action_name(action: AuditAction) -> &'static str {
+    match action {
+        AuditAction::Intended => "intended",
+        AuditAction::Denied => "denied",
+        AuditAction::Approved => "approved",
+        AuditAction::Completed => "completed",
+        AuditAction::Failed => "failed",
+    }
+}
+
+/// Encodes an entry's body: the JSON object without its closing brace and without the
+/// `hash` field, in a fixed field order.
+fn encode_body(
+    out: &mut Vec<u8>,
+    seq: u64,
+    prev_hash: &[u8; 64],
+    record: &AuditRecord<'_>,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"seq\":");
+    serde_json::to_writer(&mut *out, &seq)?;
+    out.extend_from_slice(b",\"engagement\":");
+    serde_json::to_writer(&mut *out, record.engagement)?;
+    out.extend_from_slice(b",\"user\":");
+    serde_json::to_writer(&mut *out, &record.user)?;
+    out.extend_from_slice(b",\"agent\":");
+    serde_json::to_writer(&mut *out, record.agent)?;
+    out.extend_from_slice(b",\"action\":\"");
+    out.extend_from_slice(action_name(record.action).as_bytes());
+    out.extend_from_slice(b"\",\"subject\":");
+    serde_json::to_writer(&mut *out, record.subject)?;
+    out.extend_from_slice(b",\"detail\":");
+    serde_json::to_writer(&mut *out, &record.detail)?;
+    out.extend_from_slice(b",\"prev_hash\":\"");
+    out.extend_from_slice(prev_hash);
+    out.push(b'"');
+    Ok(())
 }
 
 struct Chain {
     writer: Box<dyn Write + Send>,
     seq: u64,
-    prev_hash: String,
+    prev_hash: [u8; 64],
+    /// The line being encoded, kept between appends so that appending allocates nothing
+    /// once it has grown to the longest entry.
+    line: Vec<u8>,
 }
 
 /// An append-only, hash-chained log over any writer (a buffered file, a socket).
@@ -123,13 +207,20 @@ impl AuditLog {
     }
 
     /// Continues an existing chain whose last entry had `seq - 1` and `prev_hash`, as
-    /// [`verify`] reports them.
+    /// [`verify`] reports them. A `prev_hash` that is not 64 hexadecimal digits cannot
+    /// be linked to, so the chain continues from a hash no entry has, which [`verify`]
+    /// reports as a broken chain rather than letting the log look intact.
     pub fn resume(writer: Box<dyn Write + Send>, seq: u64, prev_hash: String) -> Self {
+        let mut head = [b'x'; 64];
+        if prev_hash.len() == 64 && prev_hash.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            head.copy_from_slice(prev_hash.as_bytes());
+        }
         AuditLog {
             chain: Mutex::new(Chain {
                 writer,
                 seq,
-                prev_hash,
+                prev_hash: head,
+                line: Vec::with_capacity(512),
             }),
         }
     }
@@ -139,31 +230,32 @@ impl AuditLog {
         Self::new(Box::new(std::io::sink()))
     }
 
-    /// Appends one entry. An error means the action must not go ahead.
-    pub fn append(&self, record: AuditRecord<'_>) -> Result<AuditEntry, AuditError> {
-        let mut chain = self
+    /// Appends one entry. An error means the action must not go ahead. The entry is
+    /// encoded once, straight from the borrowed record, and hashed over the bytes written.
+    pub fn append(&self, record: AuditRecord<'_>) -> Result<AuditHead, AuditError> {
+        let mut guard = self
             .chain
             .lock()
             .map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
-        let mut entry = AuditEntry {
-            seq: chain.seq,
-            engagement: record.engagement.to_string(),
-            user: record.user.map(str::to_string),
-            agent: record.agent.to_string(),
-            action: record.action,
-            subject: record.subject.to_string(),
-            detail: record.detail,
-            prev_hash: chain.prev_hash.clone(),
-            hash: String::new(),
-        };
-        entry.hash = entry_hash(&entry);
-        let line = serde_json::to_string(&entry)
+        let chain = &mut *guard;
+        let mut line = std::mem::take(&mut chain.line);
+        line.clear();
+        encode_body(&mut line, chain.seq, &chain.prev_hash, &record)
             .map_err(|error| std::io::Error::other(error.to_string()))?;
-        chain.writer.write_all(line.as_bytes())?;
-        chain.writer.write_all(b"\n")?;
+        let hash = hex_digest(&line);
+        line.extend_from_slice(HASH_MARKER);
+        line.extend_from_slice(&hash);
+        line.extend_from_slice(b"\"}\n");
+        let written = chain.writer.write_all(&line);
+        chain.line = line;
+        written?;
+        let head = AuditHead {
+            seq: chain.seq,
+            hash,
+        };
         chain.seq += 1;
-        chain.prev_hash = entry.hash.clone();
-        Ok(entry)
+        chain.prev_hash = hash;
+        Ok(head)
     }
 
     /// Flushes the writer.
@@ -197,12 +289,25 @@ pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
         if line.trim().is_empty() {
             continue;
         }
+        let malformed = |detail: String| AuditError::Malformed {
+            line: line_number,
+            detail,
+        };
         let entry: AuditEntry =
-            serde_json::from_str(&line).map_err(|error| AuditError::Malformed {
-                line: line_number,
-                detail: error.to_string(),
-            })?;
-        if entry_hash(&entry) != entry.hash {
+            serde_json::from_str(&line).map_err(|error| malformed(error.to_string()))?;
+        // The hash field is the last one, so the last marker is the real one: a marker
+        // inside a string earlier in the line has its quotes escaped.
+        let bytes = line.trim_end().as_bytes();
+        let body_end = bytes
+            .windows(HASH_MARKER.len())
+            .rposition(|window| window == HASH_MARKER)
+            .ok_or_else(|| malformed("no `hash` field at the end of the entry".into()))?;
+        let written_hash = bytes
+            .get(body_end + HASH_MARKER.len()..)
+            .and_then(|rest| rest.strip_suffix(b"\"}"))
+            .ok_or_else(|| malformed("the entry does not end with its `hash` field".into()))?;
+        let body = bytes.get(..body_end).unwrap_or_default();
+        if hex_digest(body).as_slice() != written_hash || entry.hash.as_bytes() != written_hash {
             return Err(AuditError::Modified { line: line_number });
         }
         if entry.prev_hash != prev_hash || entry.seq != expected_seq {
@@ -249,7 +354,10 @@ mod tests {
                 agent: "a",
                 action,
                 subject,
-                detail: serde_json::json!({"n": 1}),
+                detail: AuditDetail {
+                    stage: Some("n"),
+                    ..AuditDetail::default()
+                },
             })
             .unwrap();
         }
@@ -296,6 +404,45 @@ mod tests {
         let mut lines = log_lines();
         lines.swap(1, 2);
         assert!(matches!(check(&lines), Err(AuditError::Broken { line: 2 })));
+    }
+
+    #[test]
+    fn a_hash_marker_inside_a_value_does_not_confuse_verification() {
+        let buffer = Shared::default();
+        let log = AuditLog::new(Box::new(buffer.clone()));
+        let inputs = serde_json::json!({"q": ",\"hash\":\"00\"}"});
+        log.append(AuditRecord {
+            engagement: "e1",
+            user: None,
+            agent: "a",
+            action: AuditAction::Intended,
+            subject: ",\"hash\":\"",
+            detail: AuditDetail {
+                inputs: Some(&inputs),
+                ..AuditDetail::default()
+            },
+        })
+        .unwrap();
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(verify(text.as_bytes()).unwrap().entries, 1);
+        // Changing the embedded text is still an edit.
+        let edited = text.replace("\\\"00", "\\\"01");
+        assert_ne!(edited, text);
+        assert!(matches!(
+            verify(edited.as_bytes()),
+            Err(AuditError::Modified { line: 1 })
+        ));
+    }
+
+    #[test]
+    fn each_entry_is_one_json_object_with_every_field() {
+        let lines = log_lines();
+        let entry: AuditEntry = serde_json::from_str(&lines[3]).unwrap();
+        assert_eq!(entry.seq, 3);
+        assert_eq!(entry.action, AuditAction::Denied);
+        assert_eq!(entry.detail, serde_json::json!({"stage": "n"}));
+        let previous: AuditEntry = serde_json::from_str(&lines[2]).unwrap();
+        assert_eq!(entry.prev_hash, previous.hash);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use agentc_cel::Value;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::audit::{AuditAction, AuditRecord};
+use crate::audit::{AuditAction, AuditDetail, AuditRecord};
 use crate::check::{Check, JsonFields};
 use crate::credentials::Identity;
 use crate::driver::{EngagementRequest, Runtime, run_nested_engagement};
@@ -155,7 +155,7 @@ impl CallContext<'_> {
         &self,
         engagement: &Engagement,
         action: AuditAction,
-        detail: serde_json::Value,
+        detail: AuditDetail<'_>,
     ) -> Result<(), Refusal> {
         self.runtime
             .audit
@@ -199,7 +199,11 @@ impl CallContext<'_> {
         } else {
             AuditAction::Denied
         };
-        let detail = json!({"stage": stage.as_str(), "reason": refusal.reason});
+        let detail = AuditDetail {
+            stage: Some(stage.as_str()),
+            reason: Some(&refusal.reason),
+            ..AuditDetail::default()
+        };
         // A refusal that cannot be audited is still a refusal; the audit failure makes
         // it fatal so that nothing further runs unrecorded.
         match self.audit(engagement, action, detail) {
@@ -267,7 +271,11 @@ impl CallContext<'_> {
             Ok(ReviewDecision::Approve { .. }) => self.audit(
                 engagement,
                 AuditAction::Approved,
-                json!({"stage": stage_name, "call_hash": hash}),
+                AuditDetail {
+                    stage: Some(stage_name),
+                    call_hash: Some(&hash),
+                    ..AuditDetail::default()
+                },
             ),
         }
     }
@@ -458,7 +466,10 @@ async fn enforce_call_inner(
     context.audit(
         engagement,
         AuditAction::Intended,
-        json!({"inputs": call.arguments}),
+        AuditDetail {
+            inputs: Some(&call.arguments),
+            ..AuditDetail::default()
+        },
     )?;
 
     // The model's tool name is untrusted text; it is matched here and nowhere else.
@@ -605,9 +616,18 @@ async fn enforce_call_inner(
         inputs_value,
         recorded_output,
     );
-    context.audit(engagement, AuditAction::Completed, json!({}))?;
+    context.audit(engagement, AuditAction::Completed, AuditDetail::default())?;
     Ok(output)
 }
+
+/// The detail of a guardrail's audit entries.
+const GUARDRAIL_DETAIL: AuditDetail<'static> = AuditDetail {
+    inputs: None,
+    guardrail: true,
+    stage: None,
+    reason: None,
+    call_hash: None,
+};
 
 /// Runs a guardrail over a text (OAS-G2..G5): its tool is given `{text}`, and its
 /// assertion sees the tool's output fields. Any failure is a fatal refusal.
@@ -628,11 +648,7 @@ pub async fn run_guardrail(
         agent,
         call: &call,
     };
-    context.audit(
-        engagement,
-        AuditAction::Intended,
-        json!({"guardrail": true}),
-    )?;
+    context.audit(engagement, AuditAction::Intended, GUARDRAIL_DETAIL)?;
     let fail = |engagement: &mut Engagement, reason: String| {
         context.refuse(engagement, RefusalStage::Guardrail, reason)
     };
@@ -668,11 +684,7 @@ pub async fn run_guardrail(
         return Err(fail(engagement, error.to_string()));
     }
     match guardrail.assertion.holds(&JsonFields::new(&output)) {
-        Ok(true) => context.audit(
-            engagement,
-            AuditAction::Completed,
-            json!({"guardrail": true}),
-        ),
+        Ok(true) => context.audit(engagement, AuditAction::Completed, GUARDRAIL_DETAIL),
         Ok(false) => Err(fail(engagement, "guardrail assertion is false".to_string())),
         Err(error) => Err(fail(
             engagement,

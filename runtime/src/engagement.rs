@@ -126,7 +126,9 @@ pub struct Engagement {
     /// `runs[k - 1]`: how many trailing positions `i` of `list` have
     /// `list[i] == list[i - k]`, kept up to date on every record so that the short
     /// circuit (OAS-L2) is one comparison per block length instead of a rescan.
-    runs: Vec<u32>,
+    /// Kept only once a short circuit has been asked about (agents without one never
+    /// pay for it), and then rebuilt from `list` and kept up to date.
+    runs: Option<Vec<u32>>,
     /// The capability invoked last (`recent._name`).
     last: Option<usize>,
     /// `recent` as a CEL map, rebuilt (over the capabilities, not the history) per record.
@@ -135,6 +137,16 @@ pub struct Engagement {
     history_value: Option<Value>,
     refused: Vec<RefusedCall>,
     status: EngagementStatus,
+}
+
+/// Moves the short-circuit run lengths on by one call: `runs[k - 1]` grows when the new
+/// call equals the call `k` before it and drops to 0 otherwise. Branch-free, so that the
+/// compiler vectorises it.
+fn advance_runs(runs: &mut Vec<u32>, earlier: &[u32], symbol: u32) {
+    for (before, run) in earlier.iter().rev().zip(runs.iter_mut()) {
+        *run = (*run + 1) * u32::from(*before == symbol);
+    }
+    runs.push(0);
 }
 
 fn string_key(text: &str) -> MapKey {
@@ -180,7 +192,7 @@ impl Engagement {
             per_capability: vec![Vec::new(); names.len()],
             names,
             list: Vec::new(),
-            runs: Vec::new(),
+            runs: None,
             last: None,
             recent_value: Arc::new(ValueMap::new()),
             history_value: None,
@@ -276,12 +288,10 @@ impl Engagement {
             value: value.clone(),
         });
         let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
-        // Branch-free, so that the compiler vectorises this one step per earlier call.
-        for (earlier, run) in self.list.iter().rev().zip(self.runs.iter_mut()) {
-            *run = (*run + 1) * u32::from(*earlier == symbol);
+        if let Some(runs) = &mut self.runs {
+            advance_runs(runs, &self.list, symbol);
         }
         self.list.push(symbol);
-        self.runs.push(0);
         self.last = Some(capability);
         let recent = Arc::make_mut(&mut self.recent_value);
         if let Some(name) = self.names.get(capability) {
@@ -295,7 +305,9 @@ impl Engagement {
     /// not reallocate (a clone has no spare capacity, and a long history is slow to move).
     pub fn reserve_calls(&mut self, additional: usize) {
         self.list.reserve(additional);
-        self.runs.reserve(additional);
+        if let Some(runs) = &mut self.runs {
+            runs.reserve(additional);
+        }
         for invocations in &mut self.per_capability {
             invocations.reserve(additional);
         }
@@ -305,7 +317,7 @@ impl Engagement {
     /// back-to-back copies of one block of calls, for any block length (OAS-L2). A
     /// block of length `k` repeats `n` times exactly when the last `(n - 1) * k` calls
     /// each equal the call `k` before them, which the kept run lengths answer directly.
-    pub fn would_short_circuit(&self, capability: usize, n: u64) -> bool {
+    pub fn would_short_circuit(&mut self, capability: usize, n: u64) -> bool {
         let Ok(n) = usize::try_from(n) else {
             return false;
         };
@@ -313,14 +325,18 @@ impl Engagement {
             return false;
         }
         let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
-        let longest_block = (self.list.len() + 1) / n;
+        self.track_repetitions();
+        let list = &self.list;
+        let Some(runs) = &self.runs else {
+            return true;
+        };
+        let longest_block = (list.len() + 1) / n;
         let factor = u64::try_from(n - 1).unwrap_or(u64::MAX);
         // Branch-free over all block lengths, so that the compiler vectorises it.
-        let repeated = self
-            .list
+        let repeated = list
             .iter()
             .rev()
-            .zip(&self.runs)
+            .zip(runs.iter())
             .take(longest_block)
             .zip(1u64..)
             .fold(false, |found, ((earlier, run), block)| {
@@ -329,6 +345,67 @@ impl Engagement {
             });
         // With `n == 1` every call is a single copy of itself, even the first.
         repeated || n == 1
+    }
+
+    /// Takes back the most recent recorded call, as if it had never been made: `recent`,
+    /// `history` and the short-circuit state are what they were before it. This is for
+    /// measuring calls at a fixed history length and for tests; enforcement never
+    /// forgets a call. Kept short-circuit run lengths cannot be rewound, so they are
+    /// dropped and rebuilt on the next short-circuit question. Returns whether there was
+    /// a call to take back.
+    pub fn undo_last_call(&mut self) -> bool {
+        let Some(symbol) = self.list.pop() else {
+            return false;
+        };
+        let capability = symbol as usize;
+        if let Some(invocations) = self.per_capability.get_mut(capability) {
+            invocations.pop();
+        }
+        self.runs = None;
+        self.history_value = None;
+        self.last = self.list.last().map(|symbol| *symbol as usize);
+        let recent = Arc::make_mut(&mut self.recent_value);
+        if let Some(name) = self.names.get(capability) {
+            match self
+                .per_capability
+                .get(capability)
+                .and_then(|calls| calls.last())
+            {
+                Some(previous) => {
+                    recent.insert(MapKey::String(name.clone()), previous.value.clone());
+                }
+                None => {
+                    recent.remove(&MapKey::String(name.clone()));
+                }
+            }
+        }
+        match self.last.and_then(|index| self.names.get(index)) {
+            Some(name) => {
+                recent.insert(string_key("_name"), Value::String(name.clone()));
+            }
+            None => {
+                recent.remove(&string_key("_name"));
+            }
+        }
+        true
+    }
+
+    /// Starts keeping the short-circuit run lengths (OAS-L2), if they are not kept
+    /// already. [`Engagement::would_short_circuit`] does this itself on first use, which
+    /// costs one pass per earlier call; an engagement that will be asked about a short
+    /// circuit can start keeping them at creation instead.
+    pub fn track_repetitions(&mut self) {
+        if self.runs.is_none() {
+            let mut runs = Vec::with_capacity(self.list.capacity());
+            for (position, symbol) in self.list.iter().enumerate() {
+                advance_runs(
+                    &mut runs,
+                    self.list.get(..position).unwrap_or_default(),
+                    *symbol,
+                );
+            }
+            self.runs = Some(runs);
+        }
     }
 
     /// Records a refused or failed call, outside `history._list`.
@@ -628,6 +705,57 @@ mod tests {
         let check = CelCheck::parse(text).unwrap();
         engagement.prepare(check.roots());
         check.holds(&engagement.scope(pending)).unwrap_or(false)
+    }
+
+    #[test]
+    fn undoing_a_call_restores_recent_history_and_the_short_circuit() {
+        let mut engagement = engagement();
+        let first = json!({"knowledge_base_id": "acme/hr/a", "query": "one"});
+        let second = json!({"knowledge_base_id": "acme/hr/b", "query": "two"});
+        let other = json!({"a": 1});
+        for (index, input) in [(0, &first), (1, &other), (0, &second)] {
+            assert!(!engagement.would_short_circuit(index, 3));
+            engagement.record(
+                index,
+                Arc::new(input.clone()),
+                agentc_cel::value_from_json(input),
+                None,
+            );
+        }
+        let before_last = {
+            let mut copy = engagement.clone();
+            copy.list.pop();
+            copy
+        };
+        assert!(engagement.undo_last_call());
+        assert_eq!(engagement.call_list(), before_last.call_list());
+        assert!(holds(
+            &mut engagement,
+            "recent._name == 'other' && recent.hr_kb_search.inputs.query == 'one' \
+             && history._total == 2 && size(history.hr_kb_search) == 1",
+            None
+        ));
+        // The short circuit is answered from the rebuilt run lengths: after
+        // [0, 1, 0, 1, 0], a call to 1 would be the third copy of [0, 1].
+        for (index, input) in [(0, &first), (1, &other), (0, &first)] {
+            engagement.record(
+                index,
+                Arc::new(input.clone()),
+                agentc_cel::value_from_json(input),
+                None,
+            );
+        }
+        assert!(engagement.would_short_circuit(1, 3));
+        assert!(!engagement.would_short_circuit(0, 3));
+        for _ in 0..5 {
+            assert!(engagement.undo_last_call());
+        }
+        assert!(!engagement.undo_last_call());
+        assert!(holds(
+            &mut engagement,
+            "!has(recent._name) && !has(recent.hr_kb_search) && history._total == 0",
+            None
+        ));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! new approval.
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 
 use crate::spec::ReviewerRef;
 
@@ -189,12 +188,7 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
 
 /// Lowercase hex of a SHA-256 digest.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut text = String::with_capacity(64);
-    for byte in digest.iter() {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text
+    String::from_utf8_lossy(&crate::audit::hex_digest(bytes)).into_owned()
 }
 
 /// The hash that binds an approval to one call: tool name, stage, canonical input and,

@@ -119,11 +119,18 @@ impl ValueMap {
 
     /// Inserts an entry, returning whether the key (under numeric equality) was new.
     pub fn insert(&mut self, key: MapKey, value: Value) -> bool {
-        let duplicate = self.get(&key.to_value()).is_some();
+        // Numeric keys are equal across kinds (`1 == 1u`), so only they need a lookup
+        // under numeric equality; a string or boolean key is a duplicate exactly when
+        // the same key is there, which the insertion itself finds.
+        let mut duplicate = match &key {
+            MapKey::String(_) | MapKey::Bool(_) => false,
+            _ => self.get(&key.to_value()).is_some(),
+        };
         match &mut self.entries {
             Entries::Small(entries) => {
                 match entries.binary_search_by(|(candidate, _)| candidate.cmp(&key)) {
                     Ok(position) => {
+                        duplicate = true;
                         if let Some(entry) = entries.get_mut(position) {
                             entry.1 = value;
                         }
@@ -140,10 +147,26 @@ impl ValueMap {
                 }
             }
             Entries::Large(entries) => {
-                entries.insert(key, value);
+                duplicate |= entries.insert(key, value).is_some();
             }
         }
         !duplicate
+    }
+
+    /// Removes an entry by its exact key, returning whether it was there.
+    pub fn remove(&mut self, key: &MapKey) -> bool {
+        match &mut self.entries {
+            Entries::Small(entries) => {
+                match entries.binary_search_by(|(candidate, _)| candidate.cmp(key)) {
+                    Ok(position) => {
+                        entries.remove(position);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            Entries::Large(entries) => entries.remove(key).is_some(),
+        }
     }
 
     /// Looks an exact key up.

@@ -8,6 +8,10 @@
 
 #![forbid(unsafe_code)]
 
+mod value_de;
+
+pub use value_de::{ValueDeError, ValueDeserializer};
+
 /// What an agent used as a capability is given (Reading: an agent as a tool).
 #[derive(
     Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema,
@@ -261,34 +265,40 @@ pub mod support {
     /// Builds the typed root of a compiled check from the variables it reads; the roots
     /// it does not read are taken from `skeleton`, because the compiled function never
     /// looks at them. With `required`, a root that is not bound is an error (a denial),
-    /// as it is for the interpreter.
+    /// as it is for the interpreter. The engagement's CEL values are read in place (no
+    /// intermediate JSON tree), so a check costs the size of what it reads.
     pub fn typed<T: ::serde::de::DeserializeOwned>(
         variables: &dyn VariableSource,
         roots: &[&str],
-        skeleton: ::serde_json::Value,
+        skeleton: impl ::std::borrow::Borrow<::serde_json::Value>,
         required: bool,
     ) -> ::std::result::Result<T, CheckError> {
-        let mut object = match skeleton {
-            ::serde_json::Value::Object(object) => object,
-            _ => ::serde_json::Map::new(),
-        };
+        use crate::value_de::{RootDeserializer, RootValue};
+        let skeleton = skeleton.borrow();
+        let mut fields = ::std::vec::Vec::with_capacity(4);
+        if let ::serde_json::Value::Object(object) = skeleton {
+            for (name, value) in object {
+                if !roots.contains(&name.as_str()) {
+                    fields.push((name.as_str(), RootValue::Json(value)));
+                }
+            }
+        }
         for root in roots {
             match variables.variable(root) {
-                Some(value) => {
-                    object.insert(
-                        (*root).to_string(),
-                        ::agentc_runtime::check::value_to_json(&value),
-                    );
-                }
+                Some(value) => fields.push((*root, RootValue::Cel(value))),
                 None if required => {
                     return Err(CheckError::Evaluation(format!(
                         "no such attribute `{root}`"
                     )));
                 }
-                None => {}
+                None => {
+                    if let Some(value) = skeleton.get(*root) {
+                        fields.push((*root, RootValue::Json(value)));
+                    }
+                }
             }
         }
-        ::serde_json::from_value(::serde_json::Value::Object(object))
+        T::deserialize(RootDeserializer { fields })
             .map_err(|error| CheckError::Evaluation(error.to_string()))
     }
 

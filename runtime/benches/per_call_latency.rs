@@ -1,0 +1,260 @@
+//! Per-call enforcement latency on a real agent (issue 5), call by call, so that the
+//! median and the 99th percentile can be reported: the HR example, once with the
+//! compiled checks of its generated crate (`spec-examples/generated/hr`) and once with
+//! the same spec loaded at run time and its CEL interpreted, after 10, 1,000 and 100,000
+//! prior calls. Everything except the tool itself is timed: the capability lookup, the
+//! input and output schema checks, the input and output restriction assertions, the
+//! state update and two hash-chained audit appends (encoded and hashed in full; the
+//! writer discards the bytes), and the `block_on` that drives the call. The tool is the
+//! same in-memory mock on both paths, answering at once.
+//!
+//! Each timed call is taken back afterwards (`Engagement::undo_last_call`), so every
+//! call sees exactly the stated history, and nothing but the call runs between two
+//! timings (a copy of a long history before each call would evict the caches and time
+//! the copy's after-effects instead).
+//!
+//! The HR agent declares `short_circuit: 3` over a single capability, so a history of
+//! repeated searches would (rightly) stop it; the short circuit is switched off for the
+//! calls and its question (OAS-L2: would this call repeat a block of calls three times?)
+//! is timed on its own, since it is the one step whose cost grows with the history.
+//!
+//! Run with `cargo bench -p agentc-runtime --bench per_call_latency`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use agentc_runtime::enforce::{CallOutcome, enforce_call};
+use agentc_runtime::engagement::{Engagement, UserIdentity, now};
+use agentc_runtime::spec::{AgentSpec, SpecSet};
+use agentc_runtime::{MockTool, Runtime, ToolCall, ToolError, ToolRegistry};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+struct HrTools;
+
+#[async_trait::async_trait]
+impl hr::HrAgentTools for HrTools {
+    async fn hr_kb_search(
+        &self,
+        _input: hr::HrKbSearchInput,
+        _call: hr::UserIdentityCall<'_>,
+    ) -> Result<hr::HrKbSearchOutput, ToolError> {
+        Err(ToolError::Failed("replaced by the mock".into()))
+    }
+
+    async fn prompt_injection_scanner(
+        &self,
+        _input: hr::PromptInjectionScannerInput,
+    ) -> Result<hr::PromptInjectionScannerOutput, ToolError> {
+        Err(ToolError::Failed("not called by this benchmark".into()))
+    }
+}
+
+fn output() -> serde_json::Value {
+    json!({"results": [{"title": "Annual leave", "snippet": "Employees accrue 25 days.",
+        "url": "https://kb.acme.example/hr/leave"}]})
+}
+
+fn input() -> serde_json::Value {
+    json!({"knowledge_base_id": "acme/hr/handbook", "query": "how much annual leave"})
+}
+
+fn mock() -> Arc<MockTool> {
+    Arc::new(MockTool::new(output()))
+}
+
+/// The HR agent with the compiled checks of its generated crate.
+fn compiled() -> (AgentSpec, hr::Hosted<hr::agents::hr_agent>) {
+    let mut hosted = hr::Hosted::<hr::agents::hr_agent>::new(HrTools).unwrap();
+    let mut spec = hosted.spec().clone();
+    spec.short_circuit = None;
+    hosted
+        .runtime_mut()
+        .tools
+        .bind("hr_kb_search", mock())
+        .unwrap();
+    (spec, hosted)
+}
+
+/// The same agent loaded from its YAML at run time, with its CEL interpreted.
+fn interpreted() -> (AgentSpec, Runtime) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec-examples/hr/");
+    let sources = ["hr_agent.yaml", "tools.yaml"]
+        .iter()
+        .map(|file| agentc_compiler::SourceInput {
+            name: (*file).to_string(),
+            bytes: std::fs::read(format!("{root}{file}")).unwrap(),
+        })
+        .collect::<Vec<_>>();
+    let set = SpecSet::from_sources(&sources).unwrap();
+    let mut spec = set.agent("hr_agent").unwrap().clone();
+    spec.short_circuit = None;
+    let mut tools = ToolRegistry::new(&set.tools).unwrap();
+    tools.bind("hr_kb_search", mock()).unwrap();
+    (spec, Runtime::new(tools))
+}
+
+const TIMED_CALLS: usize = 20_000;
+const WARM_UP_CALLS: usize = 2_000;
+
+struct Latency {
+    median: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn summarise(mut samples: Vec<Duration>) -> Latency {
+    samples.sort();
+    let total: Duration = samples.iter().sum();
+    let count = samples.len().max(1);
+    Latency {
+        median: samples.get(count / 2).copied().unwrap_or_default(),
+        p99: samples.get(count * 99 / 100).copied().unwrap_or_default(),
+        mean: total / u32::try_from(count).unwrap_or(u32::MAX),
+    }
+}
+
+fn engagement_with_history(agent: &AgentSpec, prior: usize) -> Engagement {
+    let mut engagement = Engagement::new(
+        "e",
+        &agent.name,
+        &["hr_kb_search"],
+        Some(UserIdentity::new("u")),
+        now(),
+    );
+    let (input, output) = (input(), output());
+    engagement.reserve_calls(prior + 1);
+    for _ in 0..prior {
+        engagement.record(
+            0,
+            Arc::new(input.clone()),
+            agentc_cel::value_from_json(&input),
+            Some((
+                Arc::new(output.clone()),
+                agentc_cel::value_from_json(&output),
+            )),
+        );
+    }
+    engagement
+}
+
+fn time_calls(
+    rt: &tokio::runtime::Runtime,
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    prior: usize,
+) -> Latency {
+    let call = ToolCall {
+        id: None,
+        name: "hr_kb_search".into(),
+        arguments: input(),
+    };
+    let mut engagement = engagement_with_history(agent, prior);
+    let mut samples = Vec::with_capacity(TIMED_CALLS);
+    for round in 0..WARM_UP_CALLS + TIMED_CALLS {
+        let start = Instant::now();
+        let outcome = rt.block_on(enforce_call(runtime, agent, &mut engagement, &call));
+        let elapsed = start.elapsed();
+        assert!(matches!(outcome, CallOutcome::Returned(_)), "{outcome:?}");
+        assert!(engagement.undo_last_call());
+        if round >= WARM_UP_CALLS {
+            samples.push(elapsed);
+        }
+    }
+    assert_eq!(engagement.call_list().len(), prior);
+    summarise(samples)
+}
+
+/// The short-circuit question alone, over a history that alternates two capabilities
+/// the way the Thue–Morse sequence does (it never repeats a block three times, so the
+/// question is answered "no" after looking at every block length).
+fn time_short_circuit(prior: usize) -> Latency {
+    let mut engagement = Engagement::new("e", "a", &["a", "b"], None, None);
+    engagement.track_repetitions();
+    engagement.reserve_calls(prior);
+    for index in 0..prior {
+        engagement.record(
+            (index.count_ones() % 2) as usize,
+            Arc::new(serde_json::Value::Null),
+            agentc_cel::Value::Null,
+            None,
+        );
+    }
+    let next = (prior.count_ones() % 2) as usize;
+    let mut samples = Vec::with_capacity(TIMED_CALLS);
+    for round in 0..WARM_UP_CALLS + TIMED_CALLS {
+        let start = Instant::now();
+        let refused = std::hint::black_box(&mut engagement).would_short_circuit(next, 3);
+        let elapsed = start.elapsed();
+        assert!(!refused);
+        if round >= WARM_UP_CALLS {
+            samples.push(elapsed);
+        }
+    }
+    summarise(samples)
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{:.2} µs", duration.as_secs_f64() * 1e6)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument selects the rows to run by a
+    // part of their label (for profiling one of them).
+    let only = std::env::args()
+        .skip(1)
+        .find(|argument| !argument.starts_with("--"))
+        .unwrap_or_default();
+    // For profiling one history length.
+    let priors: Vec<usize> = match std::env::var("AGENTC_BENCH_PRIOR") {
+        Ok(prior) => vec![prior.parse().unwrap()],
+        Err(_) => vec![10, 1_000, 100_000],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (compiled_agent, hosted) = compiled();
+    let (interpreted_agent, interpreted_runtime) = interpreted();
+    println!("| what is timed | prior calls | median | p99 | mean |");
+    println!("|---|---:|---:|---:|---:|");
+    let setups: [(&str, &AgentSpec, &Runtime); 2] = [
+        (
+            "HR call, compiled checks",
+            &compiled_agent,
+            hosted.runtime(),
+        ),
+        (
+            "HR call, interpreted checks",
+            &interpreted_agent,
+            &interpreted_runtime,
+        ),
+    ];
+    for (label, agent, runtime) in setups {
+        if !label.contains(only.as_str()) {
+            continue;
+        }
+        for &prior in &priors {
+            let latency = time_calls(&rt, runtime, agent, prior);
+            println!(
+                "| {label} | {prior} | {} | {} | {} |",
+                micros(latency.median),
+                micros(latency.p99),
+                micros(latency.mean)
+            );
+        }
+    }
+    for &prior in &priors {
+        if !"short-circuit".contains(only.as_str()) {
+            break;
+        }
+        let latency = time_short_circuit(prior);
+        println!(
+            "| short-circuit question alone (OAS-L2, n = 3) | {prior} | {} | {} | {} |",
+            micros(latency.median),
+            micros(latency.p99),
+            micros(latency.mean)
+        );
+    }
+}
