@@ -314,6 +314,7 @@ fn run_enforces_the_hr_restriction_and_writes_a_verifiable_audit_trail() {
         "{}",
         text(&tampered.stdout)
     );
+    let _ = std::fs::remove_file(&audit);
 }
 
 #[test]
@@ -330,6 +331,8 @@ fn run_stops_when_the_input_guardrail_flags_the_input() {
         outcome["engagement"]["history"]["_total"], 0,
         "no tool ran (OAS-G5)"
     );
+    let _ = std::fs::remove_file(&flagged);
+    let _ = std::fs::remove_file(&audit);
 }
 
 #[test]
