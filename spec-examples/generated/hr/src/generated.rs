@@ -39,8 +39,8 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
 pub use ::agentc_generated_support::{
-    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteExposes,
-    SetupError, StaticIdentityCall, UserIdentityCall,
+    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
+    RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
 use ::agentc_generated_support::support;
@@ -61,15 +61,21 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
     }
 }
 impl<A: Agent> Hosted<A> {
-    fn from_parts(
-        spec: ::agentc_runtime::AgentSpec,
-        runtime: ::agentc_runtime::Runtime,
-    ) -> Self {
-        Hosted {
+    /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
+    /// `parts`), remote agents bound as `remote` says.
+    fn assemble(
+        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError> {
+        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+            parts,
+            remote,
+        )?;
+        Ok(Hosted {
             spec,
             runtime,
             agent: ::std::marker::PhantomData,
-        }
+        })
     }
     /// The agent document, as written (OAS-S1).
     pub fn document(&self) -> &'static str {
@@ -86,6 +92,15 @@ impl<A: Agent> Hosted<A> {
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
     pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
         &mut self.runtime
+    }
+    /// The model agent `B` runs on when it is called as a capability (a nested
+    /// engagement on this runtime); without one it runs on its caller's model, and a
+    /// call from a [`Session`], which has no model, is refused.
+    pub fn set_callee_model<B: Agent>(
+        &mut self,
+        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+    ) {
+        self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
@@ -412,7 +427,7 @@ impl HrAgentCall {
         }
     }
 }
-/// The tools of agent `hr_agent`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `hr_agent`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait HrAgentTools: Send + Sync + 'static {
     /// Tool `hr_kb_search`: Searches one collection of Acme's knowledge base and returns matching articles.
@@ -432,8 +447,8 @@ pub trait HrAgentTools: Send + Sync + 'static {
         ::agentc_runtime::ToolError,
     >;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct HrAgentBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -485,9 +500,14 @@ impl<T: HrAgentTools> ::agentc_runtime::ToolBackend for HrAgentGuardrailBackend<
     }
 }
 impl Hosted<agents::hr_agent> {
-    /// Sets up agent `hr_agent` with the host's tools; every check is built once here.
-    pub fn new<T: HrAgentTools>(tools: T) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: HrAgentTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "hr_agent".to_string(),
             description: "An HR assistant that answers employees' questions about leave, benefits and workplace policy from Acme's HR knowledge base."
@@ -525,56 +545,74 @@ impl Hosted<agents::hr_agent> {
             retain_memory: false,
             short_circuit: Some(3u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "hr_kb_search".to_string(),
-                        description: "Searches one collection of Acme's knowledge base and returns matching articles."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "hr_kb_search",
-                            "{\"type\":\"object\",\"properties\":{\"knowledge_base_id\":{\"type\":\"string\",\"description\":\"Collection path, such as `acme/hr/handbook`.\"},\"query\":{\"type\":\"string\",\"description\":\"Free-text search query.\"}},\"required\":[\"knowledge_base_id\",\"query\"],\"additionalProperties\":false}",
-                        )?,
-                        output_schema: support::schema(
-                            "hr_kb_search",
-                            "{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\"},\"snippet\":{\"type\":\"string\"},\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"title\",\"snippet\",\"url\"]}}},\"required\":[\"results\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "prompt_injection_scanner".to_string(),
-                        description: "Scores a piece of text for prompt-injection and jailbreak attempts."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "prompt_injection_scanner",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "prompt_injection_scanner",
-                            "{\"type\":\"object\",\"properties\":{\"flagged\":{\"type\":\"boolean\",\"description\":\"True when the text matches a known injection pattern.\"},\"score\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"description\":\"Likelihood that the text is an injection attempt.\"}},\"required\":[\"flagged\",\"score\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "hr_kb_search",
-                ::std::sync::Arc::new(HrAgentBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "hr_kb_search",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "prompt_injection_scanner",
-                ::std::sync::Arc::new(HrAgentGuardrailBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    tool: "prompt_injection_scanner",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "hr_kb_search".to_string(),
+                    description: "Searches one collection of Acme's knowledge base and returns matching articles."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "hr_kb_search",
+                        "{\"type\":\"object\",\"properties\":{\"knowledge_base_id\":{\"type\":\"string\",\"description\":\"Collection path, such as `acme/hr/handbook`.\"},\"query\":{\"type\":\"string\",\"description\":\"Free-text search query.\"}},\"required\":[\"knowledge_base_id\",\"query\"],\"additionalProperties\":false}",
+                    )?,
+                    output_schema: support::schema(
+                        "hr_kb_search",
+                        "{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\"},\"snippet\":{\"type\":\"string\"},\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"title\",\"snippet\",\"url\"]}}},\"required\":[\"results\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "prompt_injection_scanner".to_string(),
+                    description: "Scores a piece of text for prompt-injection and jailbreak attempts."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "prompt_injection_scanner",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "prompt_injection_scanner",
+                        "{\"type\":\"object\",\"properties\":{\"flagged\":{\"type\":\"boolean\",\"description\":\"True when the text matches a known injection pattern.\"},\"score\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"description\":\"Likelihood that the text is an injection attempt.\"}},\"required\":[\"flagged\",\"score\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "hr_kb_search",
+                    ::std::sync::Arc::new(HrAgentBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "hr_kb_search",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+                (
+                    "prompt_injection_scanner",
+                    ::std::sync::Arc::new(HrAgentGuardrailBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        tool: "prompt_injection_scanner",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `hr_agent` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: HrAgentTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `hr_agent` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: HrAgentTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::hr_agent>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL

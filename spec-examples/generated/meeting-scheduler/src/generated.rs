@@ -38,8 +38,8 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
 pub use ::agentc_generated_support::{
-    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteExposes,
-    SetupError, StaticIdentityCall, UserIdentityCall,
+    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
+    RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
 use ::agentc_generated_support::support;
@@ -60,15 +60,21 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
     }
 }
 impl<A: Agent> Hosted<A> {
-    fn from_parts(
-        spec: ::agentc_runtime::AgentSpec,
-        runtime: ::agentc_runtime::Runtime,
-    ) -> Self {
-        Hosted {
+    /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
+    /// `parts`), remote agents bound as `remote` says.
+    fn assemble(
+        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError> {
+        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+            parts,
+            remote,
+        )?;
+        Ok(Hosted {
             spec,
             runtime,
             agent: ::std::marker::PhantomData,
-        }
+        })
     }
     /// The agent document, as written (OAS-S1).
     pub fn document(&self) -> &'static str {
@@ -85,6 +91,15 @@ impl<A: Agent> Hosted<A> {
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
     pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
         &mut self.runtime
+    }
+    /// The model agent `B` runs on when it is called as a capability (a nested
+    /// engagement on this runtime); without one it runs on its caller's model, and a
+    /// call from a [`Session`], which has no model, is refused.
+    pub fn set_callee_model<B: Agent>(
+        &mut self,
+        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+    ) {
+        self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
@@ -438,7 +453,7 @@ impl MeetingSchedulerCall {
         }
     }
 }
-/// The tools of agent `meeting_scheduler`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `meeting_scheduler`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait MeetingSchedulerTools: Send + Sync + 'static {
     /// Tool `calendar_free_busy`: Returns the busy intervals of each attendee in a time window.
@@ -458,8 +473,8 @@ pub trait MeetingSchedulerTools: Send + Sync + 'static {
         call: UserIdentityCall<'_>,
     ) -> ::std::result::Result<CreateEventOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct MeetingSchedulerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -483,11 +498,14 @@ for MeetingSchedulerBackend<T> {
     }
 }
 impl Hosted<agents::meeting_scheduler> {
-    /// Sets up agent `meeting_scheduler` with the host's tools; every check is built once here.
-    pub fn new<T: MeetingSchedulerTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: MeetingSchedulerTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "meeting_scheduler".to_string(),
             description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
@@ -547,56 +565,74 @@ impl Hosted<agents::meeting_scheduler> {
             retain_memory: true,
             short_circuit: Some(2u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "calendar_free_busy".to_string(),
-                        description: "Returns the busy intervals of each attendee in a time window."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "calendar_free_busy",
-                            "{\"type\":\"object\",\"properties\":{\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"},\"minItems\":1},\"window_start\":{\"type\":\"string\",\"format\":\"date-time\"},\"window_end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendees\",\"window_start\",\"window_end\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "calendar_free_busy",
-                            "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "create_event".to_string(),
-                        description: "Creates a calendar event and sends invitations to its attendees."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "create_event",
-                            "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":200},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"},\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}},\"location\":{\"type\":\"string\"}},\"required\":[\"title\",\"start\",\"end\",\"attendees\"],\"additionalProperties\":false}",
-                        )?,
-                        output_schema: support::schema(
-                            "create_event",
-                            "{\"type\":\"object\",\"properties\":{\"event_id\":{\"type\":\"string\"},\"status\":{\"type\":\"string\",\"enum\":[\"confirmed\",\"tentative\",\"cancelled\"]},\"html_link\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"event_id\",\"status\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "calendar_free_busy",
-                ::std::sync::Arc::new(MeetingSchedulerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "calendar_free_busy",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "create_event",
-                ::std::sync::Arc::new(MeetingSchedulerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "create_event",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "calendar_free_busy".to_string(),
+                    description: "Returns the busy intervals of each attendee in a time window."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "calendar_free_busy",
+                        "{\"type\":\"object\",\"properties\":{\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"},\"minItems\":1},\"window_start\":{\"type\":\"string\",\"format\":\"date-time\"},\"window_end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendees\",\"window_start\",\"window_end\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "calendar_free_busy",
+                        "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "create_event".to_string(),
+                    description: "Creates a calendar event and sends invitations to its attendees."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "create_event",
+                        "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":200},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"},\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}},\"location\":{\"type\":\"string\"}},\"required\":[\"title\",\"start\",\"end\",\"attendees\"],\"additionalProperties\":false}",
+                    )?,
+                    output_schema: support::schema(
+                        "create_event",
+                        "{\"type\":\"object\",\"properties\":{\"event_id\":{\"type\":\"string\"},\"status\":{\"type\":\"string\",\"enum\":[\"confirmed\",\"tentative\",\"cancelled\"]},\"html_link\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"event_id\",\"status\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "calendar_free_busy",
+                    ::std::sync::Arc::new(MeetingSchedulerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "calendar_free_busy",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+                (
+                    "create_event",
+                    ::std::sync::Arc::new(MeetingSchedulerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "create_event",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `meeting_scheduler` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: MeetingSchedulerTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `meeting_scheduler` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: MeetingSchedulerTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::meeting_scheduler>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL

@@ -42,8 +42,8 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
 pub use ::agentc_generated_support::{
-    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteExposes,
-    SetupError, StaticIdentityCall, UserIdentityCall,
+    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
+    RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
 use ::agentc_generated_support::support;
@@ -64,15 +64,21 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
     }
 }
 impl<A: Agent> Hosted<A> {
-    fn from_parts(
-        spec: ::agentc_runtime::AgentSpec,
-        runtime: ::agentc_runtime::Runtime,
-    ) -> Self {
-        Hosted {
+    /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
+    /// `parts`), remote agents bound as `remote` says.
+    fn assemble(
+        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError> {
+        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+            parts,
+            remote,
+        )?;
+        Ok(Hosted {
             spec,
             runtime,
             agent: ::std::marker::PhantomData,
-        }
+        })
     }
     /// The agent document, as written (OAS-S1).
     pub fn document(&self) -> &'static str {
@@ -89,6 +95,15 @@ impl<A: Agent> Hosted<A> {
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
     pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
         &mut self.runtime
+    }
+    /// The model agent `B` runs on when it is called as a capability (a nested
+    /// engagement on this runtime); without one it runs on its caller's model, and a
+    /// call from a [`Session`], which has no model, is refused.
+    pub fn set_callee_model<B: Agent>(
+        &mut self,
+        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+    ) {
+        self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
@@ -653,7 +668,7 @@ impl ComplianceReviewerCall {
         }
     }
 }
-/// The tools of agent `compliance_reviewer`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `compliance_reviewer`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait ComplianceReviewerTools: Send + Sync + 'static {
     /// Tool `lookup_policy_doc`: Finds policy documents in a collection.
@@ -665,8 +680,8 @@ pub trait ComplianceReviewerTools: Send + Sync + 'static {
         call: StaticIdentityCall<'_>,
     ) -> ::std::result::Result<LookupPolicyDocOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct ComplianceReviewerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -690,11 +705,14 @@ for ComplianceReviewerBackend<T> {
     }
 }
 impl Hosted<agents::compliance_reviewer> {
-    /// Sets up agent `compliance_reviewer` with the host's tools; every check is built once here.
-    pub fn new<T: ComplianceReviewerTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: ComplianceReviewerTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "compliance_reviewer".to_string(),
             description: "A compliance reviewer that decides whether another Acme agent may go on with a pending action, given that agent's engagement."
@@ -729,34 +747,55 @@ impl Hosted<agents::compliance_reviewer> {
             retain_memory: false,
             short_circuit: Some(2u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "lookup_policy_doc".to_string(),
-                        description: "Finds policy documents in a collection."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "lookup_policy_doc",
-                            "{\"type\":\"object\",\"properties\":{\"collection\":{\"type\":\"string\"},\"query\":{\"type\":\"string\"}},\"required\":[\"collection\",\"query\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "lookup_policy_doc",
-                            "{\"type\":\"object\",\"properties\":{\"pages\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"doc_id\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},\"excerpt\":{\"type\":\"string\"}},\"required\":[\"doc_id\",\"title\",\"excerpt\"]}}},\"required\":[\"pages\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "lookup_policy_doc",
-                ::std::sync::Arc::new(ComplianceReviewerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "lookup_policy_doc",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "lookup_policy_doc".to_string(),
+                    description: "Finds policy documents in a collection.".to_string(),
+                    input_schema: support::schema(
+                        "lookup_policy_doc",
+                        "{\"type\":\"object\",\"properties\":{\"collection\":{\"type\":\"string\"},\"query\":{\"type\":\"string\"}},\"required\":[\"collection\",\"query\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "lookup_policy_doc",
+                        "{\"type\":\"object\",\"properties\":{\"pages\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"doc_id\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},\"excerpt\":{\"type\":\"string\"}},\"required\":[\"doc_id\",\"title\",\"excerpt\"]}}},\"required\":[\"pages\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "lookup_policy_doc",
+                    ::std::sync::Arc::new(ComplianceReviewerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "lookup_policy_doc",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `compliance_reviewer` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: ComplianceReviewerTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `compliance_reviewer` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: ComplianceReviewerTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([
+                Hosted::<agents::compliance_reviewer>::parts(&tools)?,
+            ]),
+            remote,
+        )
     }
 }
 impl sealed::Sealed for agents::hr_helpdesk {}
@@ -817,7 +856,7 @@ impl HrHelpdeskCall {
         }
     }
 }
-/// The tools of agent `hr_helpdesk`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `hr_helpdesk`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait HrHelpdeskTools: Send + Sync + 'static {
     /// Tool `lookup_policy_doc`: Finds policy documents in a collection.
@@ -829,8 +868,8 @@ pub trait HrHelpdeskTools: Send + Sync + 'static {
         call: UserIdentityCall<'_>,
     ) -> ::std::result::Result<LookupPolicyDocOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct HrHelpdeskBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -853,9 +892,14 @@ impl<T: HrHelpdeskTools> ::agentc_runtime::ToolBackend for HrHelpdeskBackend<T> 
     }
 }
 impl Hosted<agents::hr_helpdesk> {
-    /// Sets up agent `hr_helpdesk` with the host's tools; every check is built once here.
-    pub fn new<T: HrHelpdeskTools>(tools: T) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: HrHelpdeskTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "hr_helpdesk".to_string(),
             description: "An HR helpdesk agent that looks up Acme's policy documents and explains them."
@@ -899,34 +943,53 @@ impl Hosted<agents::hr_helpdesk> {
             retain_memory: false,
             short_circuit: None,
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "lookup_policy_doc".to_string(),
-                        description: "Finds policy documents in a collection."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "lookup_policy_doc",
-                            "{\"type\":\"object\",\"properties\":{\"collection\":{\"type\":\"string\"},\"query\":{\"type\":\"string\"}},\"required\":[\"collection\",\"query\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "lookup_policy_doc",
-                            "{\"type\":\"object\",\"properties\":{\"pages\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"doc_id\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},\"excerpt\":{\"type\":\"string\"}},\"required\":[\"doc_id\",\"title\",\"excerpt\"]}}},\"required\":[\"pages\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "lookup_policy_doc",
-                ::std::sync::Arc::new(HrHelpdeskBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "lookup_policy_doc",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "lookup_policy_doc".to_string(),
+                    description: "Finds policy documents in a collection.".to_string(),
+                    input_schema: support::schema(
+                        "lookup_policy_doc",
+                        "{\"type\":\"object\",\"properties\":{\"collection\":{\"type\":\"string\"},\"query\":{\"type\":\"string\"}},\"required\":[\"collection\",\"query\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "lookup_policy_doc",
+                        "{\"type\":\"object\",\"properties\":{\"pages\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"doc_id\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},\"excerpt\":{\"type\":\"string\"}},\"required\":[\"doc_id\",\"title\",\"excerpt\"]}}},\"required\":[\"pages\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "lookup_policy_doc",
+                    ::std::sync::Arc::new(HrHelpdeskBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "lookup_policy_doc",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `hr_helpdesk` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: HrHelpdeskTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `hr_helpdesk` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: HrHelpdeskTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::hr_helpdesk>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 impl sealed::Sealed for agents::office_assistant {}
@@ -995,97 +1058,19 @@ impl OfficeAssistantCall {
             Self::VendorLiaison(_) => "vendor_liaison",
         }
     }
-    async fn dispatch<T: OfficeAssistantTools + ?Sized>(
-        self,
-        tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-        match self {
-            Self::TeamScheduler(input) => {
-                support::output_json(
-                    tools.team_scheduler(input, UserIdentityCall::new(context)).await?,
-                )
-            }
-            Self::HrHelpdesk(input) => {
-                support::output_json(
-                    tools.hr_helpdesk(input, UserIdentityCall::new(context)).await?,
-                )
-            }
-            Self::VendorLiaison(input) => {
-                support::output_json(
-                    tools.vendor_liaison(input, UserIdentityCall::new(context)).await?,
-                )
-            }
-        }
-    }
 }
-/// The tools of agent `office_assistant`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `office_assistant`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
-pub trait OfficeAssistantTools: Send + Sync + 'static {
-    /// Agent `team_scheduler`, called as a tool: run its engagement, for example with `engage_as_capability`.
-    ///
-    /// Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).
-    async fn team_scheduler(
-        &self,
-        input: AgentRequest,
-        call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<
-        AgentReply<TeamSchedulerExposes>,
-        ::agentc_runtime::ToolError,
-    >;
-    /// Agent `hr_helpdesk`, called as a tool: run its engagement, for example with `engage_as_capability`.
-    ///
-    /// Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).
-    async fn hr_helpdesk(
-        &self,
-        input: AgentRequest,
-        call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<
-        AgentReply<HrHelpdeskExposes>,
-        ::agentc_runtime::ToolError,
-    >;
-    /// Agent `vendor_liaison`, called as a tool: run its engagement, for example with `engage_as_capability`.
-    ///
-    /// Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).
-    async fn vendor_liaison(
-        &self,
-        input: AgentRequest,
-        call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<
-        AgentReply<VendorLiaisonExposes>,
-        ::agentc_runtime::ToolError,
-    >;
-}
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
-struct OfficeAssistantBackend<T> {
-    tools: ::std::sync::Arc<T>,
-    capability: &'static str,
-}
-#[::async_trait::async_trait]
-impl<T: OfficeAssistantTools> ::agentc_runtime::ToolBackend
-for OfficeAssistantBackend<T> {
-    async fn invoke(
-        &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-        let call = OfficeAssistantCall::parse(self.capability, input)
-            .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
-                    tool: self.capability.to_string(),
-                    detail: error.to_string(),
-                }
-            })?;
-        call.dispatch(self.tools.as_ref(), context).await
-    }
-}
+pub trait OfficeAssistantTools: Send + Sync + 'static {}
 impl Hosted<agents::office_assistant> {
-    /// Sets up agent `office_assistant` with the host's tools; every check is built once here.
-    pub fn new<T: OfficeAssistantTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: OfficeAssistantTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "office_assistant".to_string(),
             description: "An office assistant that books meetings, answers HR policy questions and contacts vendors by delegating each task to a specialist agent."
@@ -1171,78 +1156,80 @@ impl Hosted<agents::office_assistant> {
             retain_memory: false,
             short_circuit: Some(3u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "team_scheduler".to_string(),
-                        description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "team_scheduler",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "team_scheduler",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "hr_helpdesk".to_string(),
-                        description: "An HR helpdesk agent that looks up Acme's policy documents and explains them."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "hr_helpdesk",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "hr_helpdesk",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "vendor_liaison".to_string(),
-                        description: "A vendor liaison that raises and follows up support cases with Acme's vendors through their support agents."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "vendor_liaison",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "vendor_liaison",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "team_scheduler",
-                ::std::sync::Arc::new(OfficeAssistantBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "team_scheduler",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "hr_helpdesk",
-                ::std::sync::Arc::new(OfficeAssistantBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "hr_helpdesk",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "vendor_liaison",
-                ::std::sync::Arc::new(OfficeAssistantBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "vendor_liaison",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        let _ = tools;
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "team_scheduler".to_string(),
+                    description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "team_scheduler",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "team_scheduler",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "hr_helpdesk".to_string(),
+                    description: "An HR helpdesk agent that looks up Acme's policy documents and explains them."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "hr_helpdesk",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "hr_helpdesk",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "vendor_liaison".to_string(),
+                    description: "A vendor liaison that raises and follows up support cases with Acme's vendors through their support agents."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "vendor_liaison",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "vendor_liaison",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([]),
+        })
+    }
+    /// Sets up agent `office_assistant` with the host's tools; every check is built once here. The agents it calls (`team_scheduler`, `hr_helpdesk`, `vendor_liaison`) run as nested engagements on the same runtime, with their tools from the same host, so the host implements their tools traits too. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: OfficeAssistantTools + TeamSchedulerTools + HrHelpdeskTools
+            + VendorLiaisonTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `office_assistant` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: OfficeAssistantTools + TeamSchedulerTools + HrHelpdeskTools
+            + VendorLiaisonTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([
+                Hosted::<agents::office_assistant>::parts(&tools)?,
+                Hosted::<agents::team_scheduler>::parts(&tools)?,
+                Hosted::<agents::hr_helpdesk>::parts(&tools)?,
+                Hosted::<agents::vendor_liaison>::parts(&tools)?,
+            ]),
+            remote,
+        )
     }
 }
 impl sealed::Sealed for agents::team_scheduler {}
@@ -1319,7 +1306,7 @@ impl TeamSchedulerCall {
         }
     }
 }
-/// The tools of agent `team_scheduler`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `team_scheduler`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait TeamSchedulerTools: Send + Sync + 'static {
     /// Tool `team_free_busy`: Returns the busy intervals of each attendee in a time window.
@@ -1339,8 +1326,8 @@ pub trait TeamSchedulerTools: Send + Sync + 'static {
         call: UserIdentityCall<'_>,
     ) -> ::std::result::Result<TeamCreateEventOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct TeamSchedulerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -1363,11 +1350,14 @@ impl<T: TeamSchedulerTools> ::agentc_runtime::ToolBackend for TeamSchedulerBacke
     }
 }
 impl Hosted<agents::team_scheduler> {
-    /// Sets up agent `team_scheduler` with the host's tools; every check is built once here.
-    pub fn new<T: TeamSchedulerTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: TeamSchedulerTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "team_scheduler".to_string(),
             description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
@@ -1427,56 +1417,74 @@ impl Hosted<agents::team_scheduler> {
             retain_memory: true,
             short_circuit: Some(2u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "team_free_busy".to_string(),
-                        description: "Returns the busy intervals of each attendee in a time window."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "team_free_busy",
-                            "{\"type\":\"object\",\"properties\":{\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}},\"window_start\":{\"type\":\"string\",\"format\":\"date-time\"},\"window_end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendees\",\"window_start\",\"window_end\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "team_free_busy",
-                            "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "team_create_event".to_string(),
-                        description: "Creates a calendar event and sends invitations to its attendees."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "team_create_event",
-                            "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":200},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"},\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}}},\"required\":[\"title\",\"start\",\"end\",\"attendees\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "team_create_event",
-                            "{\"type\":\"object\",\"properties\":{\"event_id\":{\"type\":\"string\"},\"status\":{\"type\":\"string\",\"enum\":[\"confirmed\",\"tentative\",\"cancelled\"]}},\"required\":[\"event_id\",\"status\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "team_free_busy",
-                ::std::sync::Arc::new(TeamSchedulerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "team_free_busy",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "team_create_event",
-                ::std::sync::Arc::new(TeamSchedulerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "team_create_event",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "team_free_busy".to_string(),
+                    description: "Returns the busy intervals of each attendee in a time window."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "team_free_busy",
+                        "{\"type\":\"object\",\"properties\":{\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}},\"window_start\":{\"type\":\"string\",\"format\":\"date-time\"},\"window_end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendees\",\"window_start\",\"window_end\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "team_free_busy",
+                        "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "team_create_event".to_string(),
+                    description: "Creates a calendar event and sends invitations to its attendees."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "team_create_event",
+                        "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":200},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"},\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}}},\"required\":[\"title\",\"start\",\"end\",\"attendees\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "team_create_event",
+                        "{\"type\":\"object\",\"properties\":{\"event_id\":{\"type\":\"string\"},\"status\":{\"type\":\"string\",\"enum\":[\"confirmed\",\"tentative\",\"cancelled\"]}},\"required\":[\"event_id\",\"status\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "team_free_busy",
+                    ::std::sync::Arc::new(TeamSchedulerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "team_free_busy",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+                (
+                    "team_create_event",
+                    ::std::sync::Arc::new(TeamSchedulerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "team_create_event",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `team_scheduler` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: TeamSchedulerTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `team_scheduler` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: TeamSchedulerTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::team_scheduler>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 impl sealed::Sealed for agents::vendor_liaison {}
@@ -1523,61 +1531,19 @@ impl VendorLiaisonCall {
             Self::VendorSupport(_) => "vendor_support",
         }
     }
-    async fn dispatch<T: VendorLiaisonTools + ?Sized>(
-        self,
-        tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-        match self {
-            Self::VendorSupport(input) => {
-                support::output_json(
-                    tools.vendor_support(input, StaticIdentityCall::new(context)).await?,
-                )
-            }
-        }
-    }
 }
-/// The tools of agent `vendor_liaison`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `vendor_liaison`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
-pub trait VendorLiaisonTools: Send + Sync + 'static {
-    /// Remote agent `vendor_support` at https://support.example.net/agents/vendor_support.
-    ///
-    /// Called with the static identity only, never the user's (OAS-C3, OAS-C4).
-    async fn vendor_support(
-        &self,
-        input: AgentRequest,
-        call: StaticIdentityCall<'_>,
-    ) -> ::std::result::Result<AgentReply<RemoteExposes>, ::agentc_runtime::ToolError>;
-}
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
-struct VendorLiaisonBackend<T> {
-    tools: ::std::sync::Arc<T>,
-    capability: &'static str,
-}
-#[::async_trait::async_trait]
-impl<T: VendorLiaisonTools> ::agentc_runtime::ToolBackend for VendorLiaisonBackend<T> {
-    async fn invoke(
-        &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-        let call = VendorLiaisonCall::parse(self.capability, input)
-            .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
-                    tool: self.capability.to_string(),
-                    detail: error.to_string(),
-                }
-            })?;
-        call.dispatch(self.tools.as_ref(), context).await
-    }
-}
+pub trait VendorLiaisonTools: Send + Sync + 'static {}
 impl Hosted<agents::vendor_liaison> {
-    /// Sets up agent `vendor_liaison` with the host's tools; every check is built once here.
-    pub fn new<T: VendorLiaisonTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: VendorLiaisonTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "vendor_liaison".to_string(),
             description: "A vendor liaison that raises and follows up support cases with Acme's vendors through their support agents."
@@ -1628,34 +1594,47 @@ impl Hosted<agents::vendor_liaison> {
             retain_memory: true,
             short_circuit: Some(3u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "vendor_support".to_string(),
-                        description: "The remote agent at https://support.example.net/agents/vendor_support."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "vendor_support",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "vendor_support",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "vendor_support",
-                ::std::sync::Arc::new(VendorLiaisonBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "vendor_support",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        let _ = tools;
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "vendor_support".to_string(),
+                    description: "The remote agent at https://support.example.net/agents/vendor_support."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "vendor_support",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "vendor_support",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([]),
+        })
+    }
+    /// Sets up agent `vendor_liaison` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: VendorLiaisonTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `vendor_liaison` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: VendorLiaisonTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::vendor_liaison>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL

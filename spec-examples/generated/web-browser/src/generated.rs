@@ -39,8 +39,8 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
 pub use ::agentc_generated_support::{
-    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteExposes,
-    SetupError, StaticIdentityCall, UserIdentityCall,
+    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
+    RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
 use ::agentc_generated_support::support;
@@ -61,15 +61,21 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
     }
 }
 impl<A: Agent> Hosted<A> {
-    fn from_parts(
-        spec: ::agentc_runtime::AgentSpec,
-        runtime: ::agentc_runtime::Runtime,
-    ) -> Self {
-        Hosted {
+    /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
+    /// `parts`), remote agents bound as `remote` says.
+    fn assemble(
+        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError> {
+        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+            parts,
+            remote,
+        )?;
+        Ok(Hosted {
             spec,
             runtime,
             agent: ::std::marker::PhantomData,
-        }
+        })
     }
     /// The agent document, as written (OAS-S1).
     pub fn document(&self) -> &'static str {
@@ -86,6 +92,15 @@ impl<A: Agent> Hosted<A> {
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
     pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
         &mut self.runtime
+    }
+    /// The model agent `B` runs on when it is called as a capability (a nested
+    /// engagement on this runtime); without one it runs on its caller's model, and a
+    /// call from a [`Session`], which has no model, is refused.
+    pub fn set_callee_model<B: Agent>(
+        &mut self,
+        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+    ) {
+        self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
@@ -402,7 +417,7 @@ impl WebBrowserCall {
         }
     }
 }
-/// The tools of agent `web_browser`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `web_browser`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait WebBrowserTools: Send + Sync + 'static {
     /// Tool `fetch_page`: Fetches a web page through Acme's egress proxy and returns its text.
@@ -419,8 +434,8 @@ pub trait WebBrowserTools: Send + Sync + 'static {
         input: PiiDetectorInput,
     ) -> ::std::result::Result<PiiDetectorOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct WebBrowserBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -471,9 +486,14 @@ for WebBrowserGuardrailBackend<T> {
     }
 }
 impl Hosted<agents::web_browser> {
-    /// Sets up agent `web_browser` with the host's tools; every check is built once here.
-    pub fn new<T: WebBrowserTools>(tools: T) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: WebBrowserTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "web_browser".to_string(),
             description: "A research assistant that reads public web pages and summarises them for Acme staff."
@@ -519,56 +539,74 @@ impl Hosted<agents::web_browser> {
             retain_memory: true,
             short_circuit: Some(4u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "fetch_page".to_string(),
-                        description: "Fetches a web page through Acme's egress proxy and returns its text."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "fetch_page",
-                            "{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"url\"],\"additionalProperties\":false}",
-                        )?,
-                        output_schema: support::schema(
-                            "fetch_page",
-                            "{\"type\":\"object\",\"properties\":{\"status_code\":{\"type\":\"integer\"},\"content_type\":{\"type\":\"string\"},\"body\":{\"type\":\"string\"},\"final_url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"status_code\",\"content_type\",\"body\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "pii_detector".to_string(),
-                        description: "Detects personal data (names with identifiers, ID numbers, card numbers) in text."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "pii_detector",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "pii_detector",
-                            "{\"type\":\"object\",\"properties\":{\"contains_pii\":{\"type\":\"boolean\"},\"confidence\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},\"categories\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"The kinds of personal data found, such as `email` or `payment_card`.\"}},\"required\":[\"contains_pii\",\"confidence\",\"categories\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "fetch_page",
-                ::std::sync::Arc::new(WebBrowserBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "fetch_page",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "pii_detector",
-                ::std::sync::Arc::new(WebBrowserGuardrailBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    tool: "pii_detector",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "fetch_page".to_string(),
+                    description: "Fetches a web page through Acme's egress proxy and returns its text."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "fetch_page",
+                        "{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"url\"],\"additionalProperties\":false}",
+                    )?,
+                    output_schema: support::schema(
+                        "fetch_page",
+                        "{\"type\":\"object\",\"properties\":{\"status_code\":{\"type\":\"integer\"},\"content_type\":{\"type\":\"string\"},\"body\":{\"type\":\"string\"},\"final_url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"status_code\",\"content_type\",\"body\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "pii_detector".to_string(),
+                    description: "Detects personal data (names with identifiers, ID numbers, card numbers) in text."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "pii_detector",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "pii_detector",
+                        "{\"type\":\"object\",\"properties\":{\"contains_pii\":{\"type\":\"boolean\"},\"confidence\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},\"categories\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"The kinds of personal data found, such as `email` or `payment_card`.\"}},\"required\":[\"contains_pii\",\"confidence\",\"categories\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "fetch_page",
+                    ::std::sync::Arc::new(WebBrowserBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "fetch_page",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+                (
+                    "pii_detector",
+                    ::std::sync::Arc::new(WebBrowserGuardrailBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        tool: "pii_detector",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `web_browser` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: WebBrowserTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `web_browser` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: WebBrowserTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::web_browser>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
