@@ -421,7 +421,11 @@ pub mod hosting {
                 )
                 .field(
                     "backends",
-                    &self.backends.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+                    &self
+                        .backends
+                        .iter()
+                        .map(|(name, _)| name)
+                        .collect::<Vec<_>>(),
                 )
                 .finish()
         }
