@@ -259,15 +259,15 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
         #doc
         pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, #up SetupError> {
             #up support::compiled(&[#(#roots),*], |variables| {
-                let root: #root_ident = #up support::typed(variables, &[#(#roots),*], #skeleton, #required)?;
+                let root: #root_ident = ::agentc_generated_support::cel_roots::typed(variables, &[#(#roots),*], #skeleton, #required)?;
                 #function(&root) #to_value
             })
         }
     }
 }
 
-/// A JSON value whose shape deserializes into the engagement layout, used for the roots
-/// a compiled check does not read.
+/// The JSON text of a value whose shape converts into the engagement layout, used for
+/// the roots a compiled check does not read (parsed once, at the first check).
 fn skeleton(layout: &ObjectType) -> TokenStream {
     let mut history = serde_json::Map::new();
     history.insert("_list".into(), serde_json::json!([]));
@@ -286,8 +286,113 @@ fn skeleton(layout: &ObjectType) -> TokenStream {
         "history": history,
     });
     let text = value.to_string();
-    let tokens = TokenStream::from_str(&text).unwrap_or_default();
-    quote!(::serde_json::json!(#tokens))
+    quote!(#text)
+}
+
+/// The structs a compiled check reads, made cheap to compile: each gets a small
+/// non-generic `FromCel` impl (the typed root is built straight from the runtime's CEL
+/// values by `agentc_generated_support::cel_roots`), and loses its `Deserialize`
+/// derive, whose visitors would otherwise be instantiated per struct. `Serialize` stays,
+/// for an `exposes` value that selects a whole object.
+fn cel_structs(structs: TokenStream) -> TokenStream {
+    let Ok(mut file) = syn::parse2::<syn::File>(structs.clone()) else {
+        return structs;
+    };
+    let mut impls = Vec::new();
+    for item in &mut file.items {
+        let syn::Item::Struct(item) = item else {
+            continue;
+        };
+        for attribute in &mut item.attrs {
+            if !attribute.path().is_ident("derive") {
+                continue;
+            }
+            let Ok(paths) = attribute.parse_args_with(
+                syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
+            ) else {
+                continue;
+            };
+            let kept: Vec<&syn::Path> = paths
+                .iter()
+                .filter(|path| {
+                    path.segments
+                        .last()
+                        .is_none_or(|segment| segment.ident != "Deserialize")
+                })
+                .collect();
+            *attribute = syn::parse_quote!(#[derive(#(#kept),*)]);
+        }
+        impls.push(from_cel_impl(item));
+    }
+    quote! {
+        #file
+        #(#impls)*
+    }
+}
+
+/// `impl FromCel` for one struct of a check's layout: each field read by its CEL name
+/// (the `serde(rename)`, else the field's name); a flattened field takes the keys the
+/// struct does not declare.
+fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
+    let name = &item.ident;
+    let mut declared = Vec::new();
+    let mut fields = Vec::new();
+    let mut flattened = Vec::new();
+    for field in &item.fields {
+        let Some(field_ident) = &field.ident else {
+            continue;
+        };
+        let mut cel_name = field_ident.to_string();
+        let mut flatten = false;
+        for attribute in field
+            .attrs
+            .iter()
+            .filter(|attribute| attribute.path().is_ident("serde"))
+        {
+            let _ = attribute.parse_nested_meta(|meta| {
+                if meta.path.is_ident("rename") {
+                    let text: syn::LitStr = meta.value()?.parse()?;
+                    cel_name = text.value();
+                } else if meta.path.is_ident("flatten") {
+                    flatten = true;
+                } else if meta.input.peek(syn::Token![=]) {
+                    let _: syn::Expr = meta.value()?.parse()?;
+                }
+                Ok(())
+            });
+        }
+        if flatten {
+            flattened.push(field_ident.clone());
+        } else {
+            declared.push(cel_name.clone());
+            fields.push(quote! {
+                #field_ident: ::agentc_generated_support::cel_roots::field(map, #cel_name)?,
+            });
+        }
+    }
+    let extra = flattened.iter().map(|field_ident| {
+        quote! {
+            #field_ident: ::agentc_generated_support::cel_roots::extra_fields(map, &[#(#declared),*])?,
+        }
+    });
+    let body = if fields.is_empty() && flattened.is_empty() {
+        quote! {
+            ::agentc_generated_support::cel_roots::object(value)?;
+            Ok(#name {})
+        }
+    } else {
+        quote! {
+            let map = ::agentc_generated_support::cel_roots::object(value)?;
+            Ok(#name { #(#fields)* #(#extra)* })
+        }
+    };
+    quote! {
+        impl ::agentc_generated_support::cel_roots::FromCel for #name {
+            fn from_cel(value: &::agentc_cel::Value) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                #body
+            }
+        }
+    }
 }
 
 struct Emitter<'a> {
@@ -1099,7 +1204,7 @@ impl Emitter<'_> {
     fn policies(&self, agent: &AgentIr) -> TokenStream {
         let module = snake_ident(&agent.name);
         let layout = engagement_layout(&agent.capability_types);
-        let structs = struct_definitions("Engagement", &layout);
+        let structs = cel_structs(struct_definitions("Engagement", &layout));
         let skeleton_body = skeleton(&layout);
         let skeleton = quote!(skeleton());
         let mut items = Vec::new();
@@ -1155,8 +1260,8 @@ impl Emitter<'_> {
             };
             let mut fields = fields.clone();
             fields.name = "Fields".to_string();
-            let guard_structs = struct_definitions("Fields", &fields);
-            let empty = quote!(::serde_json::json!({}));
+            let guard_structs = cel_structs(struct_definitions("Fields", &fields));
+            let empty = quote!(&::agentc_cel::Value::Null);
             let check = emit_check(&CheckSite {
                 function: "assertion",
                 text: &guardrail.assertion,
@@ -1191,8 +1296,9 @@ impl Emitter<'_> {
         } else {
             quote! {
                 /// The engagement's shape, for the parts a check does not read.
-                fn skeleton() -> ::serde_json::Value {
-                    #skeleton_body
+                fn skeleton() -> &'static ::agentc_cel::Value {
+                    static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+                    ::agentc_generated_support::cel_roots::skeleton(&SKELETON, #skeleton_body)
                 }
             }
         };

@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cel_roots;
+
 /// What an agent used as a capability is given (Reading: an agent as a tool).
 #[derive(
     Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema,

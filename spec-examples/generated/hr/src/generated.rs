@@ -621,7 +621,7 @@ pub mod policies {
     /// The compiled policies of agent `hr_agent`, over its typed engagement (OAS-E3).
     pub mod hr_agent {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -629,7 +629,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -638,7 +638,7 @@ pub mod policies {
             pub hr_kb_search: ::std::vec::Vec<HrKbSearchInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -647,42 +647,159 @@ pub mod policies {
             pub hr_kb_search: ::std::option::Option<HrKbSearchInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `HrKbSearchInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct HrKbSearchInvocation {
             pub inputs: HrKbSearchInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<HrKbSearchOutputs>,
         }
         /// The CEL object `HrKbSearchInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct HrKbSearchInputs {
             pub knowledge_base_id: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `HrKbSearchOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct HrKbSearchOutputs {
             pub results: ::std::vec::Vec<HrKbSearchOutputsResultsItem>,
         }
         /// The CEL object `HrKbSearchOutputsResultsItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct HrKbSearchOutputsResultsItem {
             pub snippet: ::std::string::String,
             pub title: ::std::string::String,
             pub url: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    hr_kb_search: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "hr_kb_search",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    hr_kb_search: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "hr_kb_search",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrKbSearchInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrKbSearchInputs {
+                    knowledge_base_id: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "knowledge_base_id",
+                    )?,
+                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrKbSearchOutputs {
+                    results: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "results",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for HrKbSearchOutputsResultsItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrKbSearchOutputsResultsItem {
+                    snippet: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "snippet",
+                    )?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                    url: ::agentc_generated_support::cel_roots::field(map, "url")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "hr_kb_search" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"hr_kb_search\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -749,7 +866,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -839,7 +956,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -874,7 +991,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history"],
                         skeleton(),
@@ -927,7 +1044,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -965,7 +1082,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["user"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["user"],
                         skeleton(),
@@ -980,10 +1097,27 @@ pub mod policies {
         /// The input guardrail: its assertion over the fields of `prompt_injection_scanner`'s output (OAS-G4).
         pub mod input_guardrail {
             /// The CEL object `Fields`.
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+            #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
             pub struct Fields {
                 pub flagged: bool,
                 pub score: f64,
+            }
+            impl ::agentc_generated_support::cel_roots::FromCel for Fields {
+                fn from_cel(
+                    value: &::agentc_cel::Value,
+                ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                    let map = ::agentc_generated_support::cel_roots::object(value)?;
+                    Ok(Fields {
+                        flagged: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "flagged",
+                        )?,
+                        score: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "score",
+                        )?,
+                    })
+                }
             }
             /// Compiled from a CEL expression of type `bool`; an `Err` denies.
             #[allow(
@@ -1008,10 +1142,10 @@ pub mod policies {
                 super::super::super::support::compiled(
                     &["flagged", "score"],
                     |variables| {
-                        let root: Fields = super::super::super::support::typed(
+                        let root: Fields = ::agentc_generated_support::cel_roots::typed(
                             variables,
                             &["flagged", "score"],
-                            ::serde_json::json!({}),
+                            &::agentc_cel::Value::Null,
                             false,
                         )?;
                         assertion(&root)

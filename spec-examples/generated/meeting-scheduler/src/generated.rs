@@ -641,7 +641,7 @@ pub mod policies {
     /// The compiled policies of agent `meeting_scheduler`, over its typed engagement (OAS-E3).
     pub mod meeting_scheduler {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -649,7 +649,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -659,7 +659,7 @@ pub mod policies {
             pub create_event: ::std::vec::Vec<CreateEventInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -670,40 +670,40 @@ pub mod policies {
             pub create_event: ::std::option::Option<CreateEventInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct CalendarFreeBusyInvocation {
             pub inputs: CalendarFreeBusyInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<CalendarFreeBusyOutputs>,
         }
         /// The CEL object `CreateEventInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct CreateEventInvocation {
             pub inputs: CreateEventInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<CreateEventOutputs>,
         }
         /// The CEL object `CalendarFreeBusyInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct CalendarFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub window_end: ::std::string::String,
             pub window_start: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct CalendarFreeBusyOutputs {
             pub busy: ::std::vec::Vec<CalendarFreeBusyOutputsBusyItem>,
         }
         /// The CEL object `CreateEventInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct CreateEventInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub end: ::std::string::String,
@@ -713,7 +713,7 @@ pub mod policies {
             pub title: ::std::string::String,
         }
         /// The CEL object `CreateEventOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct CreateEventOutputs {
             pub event_id: ::std::string::String,
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -721,18 +721,199 @@ pub mod policies {
             pub status: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyOutputsBusyItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct CalendarFreeBusyOutputsBusyItem {
             pub attendee: ::std::string::String,
             pub end: ::std::string::String,
             pub start: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    calendar_free_busy: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "calendar_free_busy",
+                    )?,
+                    create_event: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "create_event",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    calendar_free_busy: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "calendar_free_busy",
+                    )?,
+                    create_event: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "create_event",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for CalendarFreeBusyInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CalendarFreeBusyInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CreateEventInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CalendarFreeBusyInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CalendarFreeBusyInputs {
+                    attendees: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendees",
+                    )?,
+                    window_end: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "window_end",
+                    )?,
+                    window_start: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "window_start",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CalendarFreeBusyOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CalendarFreeBusyOutputs {
+                    busy: ::agentc_generated_support::cel_roots::field(map, "busy")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CreateEventInputs {
+                    attendees: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendees",
+                    )?,
+                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
+                    location: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "location",
+                    )?,
+                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CreateEventOutputs {
+                    event_id: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "event_id",
+                    )?,
+                    html_link: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "html_link",
+                    )?,
+                    status: ::agentc_generated_support::cel_roots::field(map, "status")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for CalendarFreeBusyOutputsBusyItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CalendarFreeBusyOutputsBusyItem {
+                    attendee: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendee",
+                    )?,
+                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
+                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "calendar_free_busy" :
-                [], "create_event" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"calendar_free_busy\":[],\"create_event\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -820,7 +1001,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -1085,7 +1266,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent", "started_at", "user"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent", "started_at", "user"],
                         skeleton(),
@@ -1191,7 +1372,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -1246,7 +1427,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -1295,7 +1476,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history"],
                         skeleton(),

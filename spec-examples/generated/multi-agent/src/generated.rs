@@ -1643,7 +1643,7 @@ pub mod policies {
     /// The compiled policies of agent `compliance_reviewer`, over its typed engagement (OAS-E3).
     pub mod compliance_reviewer {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -1651,7 +1651,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -1660,7 +1660,7 @@ pub mod policies {
             pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1669,43 +1669,157 @@ pub mod policies {
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct LookupPolicyDocOutputs {
             pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
         }
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::std::string::String,
             pub excerpt: ::std::string::String,
             pub title: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocInputs {
+                    collection: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "collection",
+                    )?,
+                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocOutputs {
+                    pages: ::agentc_generated_support::cel_roots::field(map, "pages")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocOutputsPagesItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocOutputsPagesItem {
+                    doc_id: ::agentc_generated_support::cel_roots::field(map, "doc_id")?,
+                    excerpt: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "excerpt",
+                    )?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "lookup_policy_doc" : []
-                } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"lookup_policy_doc\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1744,7 +1858,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -1779,7 +1893,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history"],
                         skeleton(),
@@ -1795,7 +1909,7 @@ pub mod policies {
     /// The compiled policies of agent `hr_helpdesk`, over its typed engagement (OAS-E3).
     pub mod hr_helpdesk {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -1803,7 +1917,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -1812,7 +1926,7 @@ pub mod policies {
             pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1821,43 +1935,157 @@ pub mod policies {
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct LookupPolicyDocOutputs {
             pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
         }
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::std::string::String,
             pub excerpt: ::std::string::String,
             pub title: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocInputs {
+                    collection: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "collection",
+                    )?,
+                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocOutputs {
+                    pages: ::agentc_generated_support::cel_roots::field(map, "pages")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocOutputsPagesItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocOutputsPagesItem {
+                    doc_id: ::agentc_generated_support::cel_roots::field(map, "doc_id")?,
+                    excerpt: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "excerpt",
+                    )?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "lookup_policy_doc" : []
-                } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"lookup_policy_doc\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1896,7 +2124,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2077,7 +2305,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2135,7 +2363,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2190,7 +2418,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2206,7 +2434,7 @@ pub mod policies {
     /// The compiled policies of agent `office_assistant`, over its typed engagement (OAS-E3).
     pub mod office_assistant {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -2214,7 +2442,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -2225,7 +2453,7 @@ pub mod policies {
             pub vendor_liaison: ::std::vec::Vec<VendorLiaisonInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2238,74 +2466,271 @@ pub mod policies {
             pub vendor_liaison: ::std::option::Option<VendorLiaisonInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `HrHelpdeskInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct HrHelpdeskInvocation {
             pub inputs: HrHelpdeskInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<HrHelpdeskOutputs>,
         }
         /// The CEL object `TeamSchedulerInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamSchedulerInvocation {
             pub inputs: TeamSchedulerInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamSchedulerOutputs>,
         }
         /// The CEL object `VendorLiaisonInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct VendorLiaisonInvocation {
             pub inputs: VendorLiaisonInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<VendorLiaisonOutputs>,
         }
         /// The CEL object `HrHelpdeskInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct HrHelpdeskInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `HrHelpdeskOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct HrHelpdeskOutputs {
             pub collection: ::std::string::String,
             pub documents_found: i64,
             pub text: ::std::string::String,
         }
         /// The CEL object `TeamSchedulerInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamSchedulerInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `TeamSchedulerOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamSchedulerOutputs {
             pub event_id: ::std::string::String,
             pub events_created: i64,
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorLiaisonInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct VendorLiaisonInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorLiaisonOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct VendorLiaisonOutputs {
             pub messages_sent: i64,
             pub text: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    hr_helpdesk: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "hr_helpdesk",
+                    )?,
+                    team_scheduler: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_scheduler",
+                    )?,
+                    vendor_liaison: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "vendor_liaison",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    hr_helpdesk: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "hr_helpdesk",
+                    )?,
+                    team_scheduler: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_scheduler",
+                    )?,
+                    vendor_liaison: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "vendor_liaison",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrHelpdeskInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamSchedulerInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorLiaisonInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrHelpdeskInputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrHelpdeskOutputs {
+                    collection: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "collection",
+                    )?,
+                    documents_found: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "documents_found",
+                    )?,
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamSchedulerInputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamSchedulerOutputs {
+                    event_id: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "event_id",
+                    )?,
+                    events_created: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "events_created",
+                    )?,
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorLiaisonInputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorLiaisonOutputs {
+                    messages_sent: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "messages_sent",
+                    )?,
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "hr_helpdesk" : [],
-                "team_scheduler" : [], "vendor_liaison" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"hr_helpdesk\":[],\"team_scheduler\":[],\"vendor_liaison\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2343,7 +2768,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2427,7 +2852,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2498,7 +2923,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2542,7 +2967,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2588,7 +3013,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2643,7 +3068,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2686,7 +3111,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history"],
                         skeleton(),
@@ -2702,7 +3127,7 @@ pub mod policies {
     /// The compiled policies of agent `team_scheduler`, over its typed engagement (OAS-E3).
     pub mod team_scheduler {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -2710,7 +3135,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -2720,7 +3145,7 @@ pub mod policies {
             pub team_free_busy: ::std::vec::Vec<TeamFreeBusyInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -2731,28 +3156,28 @@ pub mod policies {
             pub team_free_busy: ::std::option::Option<TeamFreeBusyInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `TeamCreateEventInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamCreateEventInvocation {
             pub inputs: TeamCreateEventInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamCreateEventOutputs>,
         }
         /// The CEL object `TeamFreeBusyInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamFreeBusyInvocation {
             pub inputs: TeamFreeBusyInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamFreeBusyOutputs>,
         }
         /// The CEL object `TeamCreateEventInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamCreateEventInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub end: ::std::string::String,
@@ -2760,36 +3185,209 @@ pub mod policies {
             pub title: ::std::string::String,
         }
         /// The CEL object `TeamCreateEventOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamCreateEventOutputs {
             pub event_id: ::std::string::String,
             pub status: ::std::string::String,
         }
         /// The CEL object `TeamFreeBusyInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub window_end: ::std::string::String,
             pub window_start: ::std::string::String,
         }
         /// The CEL object `TeamFreeBusyOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamFreeBusyOutputs {
             pub busy: ::std::vec::Vec<TeamFreeBusyOutputsBusyItem>,
         }
         /// The CEL object `TeamFreeBusyOutputsBusyItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct TeamFreeBusyOutputsBusyItem {
             pub attendee: ::std::string::String,
             pub end: ::std::string::String,
             pub start: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    team_create_event: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_create_event",
+                    )?,
+                    team_free_busy: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_free_busy",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    team_create_event: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_create_event",
+                    )?,
+                    team_free_busy: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_free_busy",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for TeamCreateEventInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamCreateEventInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamFreeBusyInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamCreateEventInputs {
+                    attendees: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendees",
+                    )?,
+                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
+                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamCreateEventOutputs {
+                    event_id: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "event_id",
+                    )?,
+                    status: ::agentc_generated_support::cel_roots::field(map, "status")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamFreeBusyInputs {
+                    attendees: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendees",
+                    )?,
+                    window_end: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "window_end",
+                    )?,
+                    window_start: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "window_start",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamFreeBusyOutputs {
+                    busy: ::agentc_generated_support::cel_roots::field(map, "busy")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for TeamFreeBusyOutputsBusyItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamFreeBusyOutputsBusyItem {
+                    attendee: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendee",
+                    )?,
+                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
+                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "team_create_event" : [],
-                "team_free_busy" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"team_create_event\":[],\"team_free_busy\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2828,7 +3426,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -2992,7 +3590,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent", "started_at"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent", "started_at"],
                         skeleton(),
@@ -3042,7 +3640,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -3099,7 +3697,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -3148,7 +3746,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history"],
                         skeleton(),
@@ -3164,7 +3762,7 @@ pub mod policies {
     /// The compiled policies of agent `vendor_liaison`, over its typed engagement (OAS-E3).
     pub mod vendor_liaison {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -3172,7 +3770,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -3181,7 +3779,7 @@ pub mod policies {
             pub vendor_support: ::std::vec::Vec<VendorSupportInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3190,26 +3788,26 @@ pub mod policies {
             pub vendor_support: ::std::option::Option<VendorSupportInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `VendorSupportInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct VendorSupportInvocation {
             pub inputs: VendorSupportInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<VendorSupportOutputs>,
         }
         /// The CEL object `VendorSupportInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct VendorSupportInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorSupportOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct VendorSupportOutputs {
             pub text: ::std::string::String,
             #[serde(flatten)]
@@ -3218,11 +3816,109 @@ pub mod policies {
                 ::serde_json::Value,
             >,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    vendor_support: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "vendor_support",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    vendor_support: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "vendor_support",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorSupportInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorSupportInputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorSupportOutputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                    extra_fields: ::agentc_generated_support::cel_roots::extra_fields(
+                        map,
+                        &["text"],
+                    )?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "vendor_support" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"vendor_support\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3345,7 +4041,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent", "user"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent", "user"],
                         skeleton(),
@@ -3394,7 +4090,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -3440,7 +4136,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history"],
                         skeleton(),

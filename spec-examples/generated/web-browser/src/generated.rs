@@ -615,7 +615,7 @@ pub mod policies {
     /// The compiled policies of agent `web_browser`, over its typed engagement (OAS-E3).
     pub mod web_browser {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -623,7 +623,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -632,7 +632,7 @@ pub mod policies {
             pub fetch_page: ::std::vec::Vec<FetchPageInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -641,26 +641,26 @@ pub mod policies {
             pub fetch_page: ::std::option::Option<FetchPageInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `FetchPageInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInvocation {
             pub inputs: FetchPageInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<FetchPageOutputs>,
         }
         /// The CEL object `FetchPageInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInputs {
             pub url: ::std::string::String,
         }
         /// The CEL object `FetchPageOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageOutputs {
             pub body: ::std::string::String,
             pub content_type: ::std::string::String,
@@ -668,11 +668,117 @@ pub mod policies {
             pub final_url: ::std::option::Option<::std::string::String>,
             pub status_code: i64,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    fetch_page: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "fetch_page",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    fetch_page: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "fetch_page",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(FetchPageInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(FetchPageInputs {
+                    url: ::agentc_generated_support::cel_roots::field(map, "url")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(FetchPageOutputs {
+                    body: ::agentc_generated_support::cel_roots::field(map, "body")?,
+                    content_type: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "content_type",
+                    )?,
+                    final_url: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "final_url",
+                    )?,
+                    status_code: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "status_code",
+                    )?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "fetch_page" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"fetch_page\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -855,7 +961,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history", "recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history", "recent"],
                         skeleton(),
@@ -1003,7 +1109,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["recent"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["recent"],
                         skeleton(),
@@ -1049,7 +1155,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history"],
                         skeleton(),
@@ -1107,7 +1213,7 @@ pub mod policies {
             super::super::support::compiled(
                 &["history"],
                 |variables| {
-                    let root: Engagement = super::super::support::typed(
+                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
                         variables,
                         &["history"],
                         skeleton(),
@@ -1133,11 +1239,32 @@ pub mod policies {
         /// The output guardrail: its assertion over the fields of `pii_detector`'s output (OAS-G4).
         pub mod output_guardrail {
             /// The CEL object `Fields`.
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+            #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
             pub struct Fields {
                 pub categories: ::std::vec::Vec<::std::string::String>,
                 pub confidence: f64,
                 pub contains_pii: bool,
+            }
+            impl ::agentc_generated_support::cel_roots::FromCel for Fields {
+                fn from_cel(
+                    value: &::agentc_cel::Value,
+                ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                    let map = ::agentc_generated_support::cel_roots::object(value)?;
+                    Ok(Fields {
+                        categories: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "categories",
+                        )?,
+                        confidence: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "confidence",
+                        )?,
+                        contains_pii: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "contains_pii",
+                        )?,
+                    })
+                }
             }
             /// Compiled from a CEL expression of type `bool`; an `Err` denies.
             #[allow(
@@ -1175,10 +1302,10 @@ pub mod policies {
                 super::super::super::support::compiled(
                     &["categories", "confidence", "contains_pii"],
                     |variables| {
-                        let root: Fields = super::super::super::support::typed(
+                        let root: Fields = ::agentc_generated_support::cel_roots::typed(
                             variables,
                             &["categories", "confidence", "contains_pii"],
-                            ::serde_json::json!({}),
+                            &::agentc_cel::Value::Null,
                             false,
                         )?;
                         assertion(&root)
