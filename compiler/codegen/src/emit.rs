@@ -248,6 +248,11 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
         }
     };
     let tokens = compiled.tokens;
+    let evaluate_name = ident(&format!("{}_evaluate", site.function));
+    let evaluate_doc = format!(
+        " Evaluates [`{}`] over the engagement's variables.",
+        site.function
+    );
     let doc = docs(&format!(
         "`{}`\n\nCompiled to Rust: [`{}`].",
         site.text.replace('`', "'"),
@@ -256,12 +261,15 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     quote! {
         #tokens
 
+        #[doc = #evaluate_doc]
+        fn #evaluate_name(variables: &dyn ::agentc_runtime::VariableSource) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: #root_ident = ::agentc_generated_support::cel_roots::typed(variables, &[#(#roots),*], #skeleton, #required)?;
+            #function(&root) #to_value
+        }
+
         #doc
         pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, #up SetupError> {
-            #up support::compiled(&[#(#roots),*], |variables| {
-                let root: #root_ident = ::agentc_generated_support::cel_roots::typed(variables, &[#(#roots),*], #skeleton, #required)?;
-                #function(&root) #to_value
-            })
+            Ok(::agentc_generated_support::cel_roots::compiled(&[#(#roots),*], #evaluate_name))
         }
     }
 }
@@ -289,12 +297,36 @@ fn skeleton(layout: &ObjectType) -> TokenStream {
     quote!(#text)
 }
 
+/// Whether a value of a CEL type may be returned by a compiled selection as one of the
+/// layout's structs: an object, or anything not known to be made of scalars only (a
+/// `dyn` selection is conservatively assumed to need them).
+fn may_hold_object(ty: &Type) -> bool {
+    match ty {
+        Type::Bool
+        | Type::Int
+        | Type::Uint
+        | Type::Double
+        | Type::String
+        | Type::Bytes
+        | Type::Null
+        | Type::Timestamp
+        | Type::Duration
+        | Type::TypeType => false,
+        Type::List(element) => may_hold_object(element),
+        Type::Map(key, value) => may_hold_object(key) || may_hold_object(value),
+        Type::Object(_) | Type::Dyn | Type::Error => true,
+    }
+}
+
 /// The structs a compiled check reads, made cheap to compile: each gets a small
 /// non-generic `FromCel` impl (the typed root is built straight from the runtime's CEL
-/// values by `agentc_generated_support::cel_roots`), and loses its `Deserialize`
-/// derive, whose visitors would otherwise be instantiated per struct. `Serialize` stays,
-/// for an `exposes` value that selects a whole object.
-fn cel_structs(structs: TokenStream) -> TokenStream {
+/// values by `agentc_generated_support::cel_roots`) and keeps only the derives it
+/// needs: `Clone` and `PartialEq` (compiled CEL may copy and compare objects), and
+/// `Serialize` (with its field attributes) only when `serialize` says that an
+/// `exposes` value may select a whole object, which is returned through serde. Serde's
+/// `Deserialize` and `Debug` are dropped: their impls were most of what a generated
+/// crate cost to compile, and nothing reads them.
+fn cel_structs(structs: TokenStream, serialize: bool) -> TokenStream {
     let Ok(mut file) = syn::parse2::<syn::File>(structs.clone()) else {
         return structs;
     };
@@ -315,14 +347,24 @@ fn cel_structs(structs: TokenStream) -> TokenStream {
             let kept: Vec<&syn::Path> = paths
                 .iter()
                 .filter(|path| {
-                    path.segments
-                        .last()
-                        .is_none_or(|segment| segment.ident != "Deserialize")
+                    path.segments.last().is_none_or(|segment| {
+                        segment.ident != "Deserialize"
+                            && segment.ident != "Debug"
+                            && (serialize || segment.ident != "Serialize")
+                    })
                 })
                 .collect();
             *attribute = syn::parse_quote!(#[derive(#(#kept),*)]);
         }
+        // The conversion reads the field attributes, so it is written before they go.
         impls.push(from_cel_impl(item));
+        if !serialize {
+            for field in &mut item.fields {
+                field
+                    .attrs
+                    .retain(|attribute| !attribute.path().is_ident("serde"));
+            }
+        }
     }
     quote! {
         #file
@@ -1204,7 +1246,12 @@ impl Emitter<'_> {
     fn policies(&self, agent: &AgentIr) -> TokenStream {
         let module = snake_ident(&agent.name);
         let layout = engagement_layout(&agent.capability_types);
-        let structs = cel_structs(struct_definitions("Engagement", &layout));
+        let serialize = agent
+            .exposes_type
+            .fields
+            .values()
+            .any(|field| may_hold_object(&field.ty));
+        let structs = cel_structs(struct_definitions("Engagement", &layout), serialize);
         let skeleton_body = skeleton(&layout);
         let skeleton = quote!(skeleton());
         let mut items = Vec::new();
@@ -1260,7 +1307,7 @@ impl Emitter<'_> {
             };
             let mut fields = fields.clone();
             fields.name = "Fields".to_string();
-            let guard_structs = cel_structs(struct_definitions("Fields", &fields));
+            let guard_structs = cel_structs(struct_definitions("Fields", &fields), false);
             let empty = quote!(&::agentc_cel::Value::Null);
             let check = emit_check(&CheckSite {
                 function: "assertion",

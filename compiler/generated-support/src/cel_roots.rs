@@ -138,27 +138,29 @@ impl<T: FromCel> FromCel for Option<T> {
 
 impl<T: FromCel> FromCel for Vec<T> {
     fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        match value {
-            // Plain loops rather than `collect`: this is instantiated once per element
-            // type in every generated crate, and the iterator adapters cost far more
-            // to compile.
-            Value::List(items) => {
-                let mut list = Vec::with_capacity(items.len());
-                for item in items.iter() {
-                    list.push(T::from_cel(item)?);
-                }
-                Ok(list)
-            }
-            // Bytes were a JSON array of numbers.
-            Value::Bytes(bytes) => {
-                let mut list = Vec::with_capacity(bytes.len());
-                for byte in bytes.iter() {
-                    list.push(T::from_cel(&Value::Uint(u64::from(*byte)))?);
-                }
-                Ok(list)
-            }
-            other => Err(mismatch("a list", other)),
+        // A plain loop rather than `collect`: this is instantiated once per element type
+        // in every generated crate, and the iterator adapters cost far more to compile;
+        // what is not generic is in `list_items`.
+        let items = list_items(value)?;
+        let mut list = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            list.push(T::from_cel(item)?);
         }
+        Ok(list)
+    }
+}
+
+/// The items of a list value; bytes are a list of numbers, as their JSON form was.
+fn list_items(value: &Value) -> Result<std::borrow::Cow<'_, [Value]>, CheckError> {
+    match value {
+        Value::List(items) => Ok(std::borrow::Cow::Borrowed(items)),
+        Value::Bytes(bytes) => Ok(std::borrow::Cow::Owned(
+            bytes
+                .iter()
+                .map(|byte| Value::Uint(u64::from(*byte)))
+                .collect(),
+        )),
+        other => Err(mismatch("a list", other)),
     }
 }
 
@@ -220,6 +222,16 @@ pub fn skeleton(cell: &'static OnceLock<Value>, json: &str) -> &'static Value {
         Ok(parsed) => agentc_cel::value_from_json(&parsed),
         Err(_) => Value::Map(Arc::new(ValueMap::new())),
     })
+}
+
+/// A compiled check: the generated function that builds the check's typed root and
+/// runs the compiled expression. A function pointer rather than a closure, so that the
+/// runtime's `FnCheck` is instantiated once here instead of once per check.
+pub fn compiled(
+    roots: &[&str],
+    function: fn(&dyn VariableSource) -> Result<Value, CheckError>,
+) -> Arc<dyn agentc_runtime::Check> {
+    Arc::new(agentc_runtime::FnCheck::new(roots, function))
 }
 
 /// Builds the typed root of a compiled check from the variables it reads; the roots it

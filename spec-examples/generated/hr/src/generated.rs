@@ -621,7 +621,7 @@ pub mod policies {
     /// The compiled policies of agent `hr_agent`, over its typed engagement (OAS-E3).
     pub mod hr_agent {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -629,50 +629,43 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub hr_kb_search: ::std::vec::Vec<HrKbSearchInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub hr_kb_search: ::std::option::Option<HrKbSearchInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `HrKbSearchInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchInvocation {
             pub inputs: HrKbSearchInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<HrKbSearchOutputs>,
         }
         /// The CEL object `HrKbSearchInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchInputs {
             pub knowledge_base_id: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `HrKbSearchOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchOutputs {
             pub results: ::std::vec::Vec<HrKbSearchOutputsResultsItem>,
         }
         /// The CEL object `HrKbSearchOutputsResultsItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchOutputsResultsItem {
             pub snippet: ::std::string::String,
             pub title: ::std::string::String,
@@ -856,6 +849,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_hr_kb_search`] over the engagement's variables.
+        fn input_hr_kb_search_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_hr_kb_search(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/") && size(recent.hr_kb_search.inputs.query) <= 500`
         ///
         /// Compiled to Rust: [`input_hr_kb_search`].
@@ -863,19 +870,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_hr_kb_search(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_hr_kb_search_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -946,6 +945,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_hr_kb_search`] over the engagement's variables.
+        fn output_hr_kb_search_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_hr_kb_search(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.hr_kb_search.outputs.results) <= 20 && recent.hr_kb_search.outputs.results.all(r, r.url.startsWith("https://kb.acme.example/hr/"))`
         ///
         /// Compiled to Rust: [`output_hr_kb_search`].
@@ -953,19 +966,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_hr_kb_search(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_hr_kb_search_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -981,6 +986,20 @@ pub mod policies {
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
             Ok(((&(root).history)).total)
         }
+        /// Evaluates [`exposes_searches`] over the engagement's variables.
+        fn exposes_searches_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_searches(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `history._total`
         ///
         /// Compiled to Rust: [`exposes_searches`].
@@ -988,19 +1007,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_searches(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_searches_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -1034,6 +1045,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_last_kb`] over the engagement's variables.
+        fn exposes_last_kb_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_last_kb(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.hr_kb_search) ? recent.hr_kb_search.inputs.knowledge_base_id : ""`
         ///
         /// Compiled to Rust: [`exposes_last_kb`].
@@ -1041,19 +1066,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_last_kb(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_last_kb_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -1072,6 +1089,20 @@ pub mod policies {
         > {
             Ok((((&(root).user)).id.as_str()).to_owned())
         }
+        /// Evaluates [`exposes_asked_by`] over the engagement's variables.
+        fn exposes_asked_by_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["user"],
+                skeleton(),
+                true,
+            )?;
+            exposes_asked_by(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `user.id`
         ///
         /// Compiled to Rust: [`exposes_asked_by`].
@@ -1079,25 +1110,17 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["user"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["user"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_asked_by(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["user"],
+                    exposes_asked_by_evaluate,
+                ),
             )
         }
         /// The input guardrail: its assertion over the fields of `prompt_injection_scanner`'s output (OAS-G4).
         pub mod input_guardrail {
             /// The CEL object `Fields`.
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+            #[derive(Clone, PartialEq)]
             pub struct Fields {
                 pub flagged: bool,
                 pub score: f64,
@@ -1132,6 +1155,23 @@ pub mod policies {
             ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
                 Ok(((!(root).flagged) && ((root).score < (0.8f64))))
             }
+            /// Evaluates [`assertion`] over the engagement's variables.
+            fn assertion_evaluate(
+                variables: &dyn ::agentc_runtime::VariableSource,
+            ) -> ::std::result::Result<
+                ::agentc_cel::Value,
+                ::agentc_runtime::CheckError,
+            > {
+                let root: Fields = ::agentc_generated_support::cel_roots::typed(
+                    variables,
+                    &["flagged", "score"],
+                    &::agentc_cel::Value::Null,
+                    false,
+                )?;
+                assertion(&root)
+                    .map(::agentc_cel::Value::Bool)
+                    .map_err(super::super::super::support::denial)
+            }
             /// `!flagged && score < 0.8`
             ///
             /// Compiled to Rust: [`assertion`].
@@ -1139,19 +1179,11 @@ pub mod policies {
                 ::std::sync::Arc<dyn ::agentc_runtime::Check>,
                 super::super::super::SetupError,
             > {
-                super::super::super::support::compiled(
-                    &["flagged", "score"],
-                    |variables| {
-                        let root: Fields = ::agentc_generated_support::cel_roots::typed(
-                            variables,
-                            &["flagged", "score"],
-                            &::agentc_cel::Value::Null,
-                            false,
-                        )?;
-                        assertion(&root)
-                            .map(::agentc_cel::Value::Bool)
-                            .map_err(super::super::super::support::denial)
-                    },
+                Ok(
+                    ::agentc_generated_support::cel_roots::compiled(
+                        &["flagged", "score"],
+                        assertion_evaluate,
+                    ),
                 )
             }
         }

@@ -641,7 +641,7 @@ pub mod policies {
     /// The compiled policies of agent `meeting_scheduler`, over its typed engagement (OAS-E3).
     pub mod meeting_scheduler {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -649,79 +649,68 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub calendar_free_busy: ::std::vec::Vec<CalendarFreeBusyInvocation>,
             pub create_event: ::std::vec::Vec<CreateEventInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub calendar_free_busy: ::std::option::Option<CalendarFreeBusyInvocation>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub create_event: ::std::option::Option<CreateEventInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyInvocation {
             pub inputs: CalendarFreeBusyInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<CalendarFreeBusyOutputs>,
         }
         /// The CEL object `CreateEventInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CreateEventInvocation {
             pub inputs: CreateEventInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<CreateEventOutputs>,
         }
         /// The CEL object `CalendarFreeBusyInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub window_end: ::std::string::String,
             pub window_start: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyOutputs {
             pub busy: ::std::vec::Vec<CalendarFreeBusyOutputsBusyItem>,
         }
         /// The CEL object `CreateEventInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CreateEventInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub end: ::std::string::String,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub location: ::std::option::Option<::std::string::String>,
             pub start: ::std::string::String,
             pub title: ::std::string::String,
         }
         /// The CEL object `CreateEventOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CreateEventOutputs {
             pub event_id: ::std::string::String,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub html_link: ::std::option::Option<::std::string::String>,
             pub status: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyOutputsBusyItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyOutputsBusyItem {
             pub attendee: ::std::string::String,
             pub end: ::std::string::String,
@@ -991,6 +980,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_calendar_free_busy`] over the engagement's variables.
+        fn input_calendar_free_busy_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_calendar_free_busy(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.calendar_free_busy.inputs.attendees) <= 25 && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration("336h")`
         ///
         /// Compiled to Rust: [`input_calendar_free_busy`].
@@ -998,19 +1001,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_calendar_free_busy(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_calendar_free_busy_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1256,6 +1251,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_create_event`] over the engagement's variables.
+        fn input_create_event_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent", "started_at", "user"],
+                skeleton(),
+                true,
+            )?;
+            input_create_event(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= 25 && recent.create_event.inputs.attendees.all(a, a.endsWith("@acme.example")) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration("4h") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)`
         ///
         /// Compiled to Rust: [`input_create_event`].
@@ -1263,19 +1272,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent", "started_at", "user"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent", "started_at", "user"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_create_event(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent", "started_at", "user"],
+                    input_create_event_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1362,6 +1363,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_create_event`] over the engagement's variables.
+        fn output_create_event_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_create_event(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.create_event.outputs.status in ["confirmed", "tentative"] && recent.create_event.outputs.event_id.matches("^evt_[A-Za-z0-9]{8,64}$")`
         ///
         /// Compiled to Rust: [`output_create_event`].
@@ -1369,19 +1384,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_create_event(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_create_event_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -1417,6 +1424,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_event_id`] over the engagement's variables.
+        fn exposes_event_id_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_event_id(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.create_event) ? recent.create_event.outputs.event_id : ""`
         ///
         /// Compiled to Rust: [`exposes_event_id`].
@@ -1424,19 +1445,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_event_id(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_event_id_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -1466,6 +1479,20 @@ pub mod policies {
                 ),
             )
         }
+        /// Evaluates [`exposes_events_created`] over the engagement's variables.
+        fn exposes_events_created_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_events_created(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `size(history._list.filter(n, n == "create_event"))`
         ///
         /// Compiled to Rust: [`exposes_events_created`].
@@ -1473,19 +1500,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_events_created(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_events_created_evaluate,
+                ),
             )
         }
     }

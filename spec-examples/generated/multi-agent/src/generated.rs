@@ -1643,7 +1643,7 @@ pub mod policies {
     /// The compiled policies of agent `compliance_reviewer`, over its typed engagement (OAS-E3).
     pub mod compliance_reviewer {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -1651,50 +1651,43 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputs {
             pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
         }
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::std::string::String,
             pub excerpt: ::std::string::String,
@@ -1848,6 +1841,20 @@ pub mod policies {
                     .any(|__item| ((__needle) == ((*__item))))
             })
         }
+        /// Evaluates [`input_lookup_policy_doc`] over the engagement's variables.
+        fn input_lookup_policy_doc_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_lookup_policy_doc(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.lookup_policy_doc.inputs.collection in ["handbook", "data-protection"]`
         ///
         /// Compiled to Rust: [`input_lookup_policy_doc`].
@@ -1855,19 +1862,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_lookup_policy_doc(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_lookup_policy_doc_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -1883,6 +1882,20 @@ pub mod policies {
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
             Ok(((&(root).history)).total)
         }
+        /// Evaluates [`exposes_policies_consulted`] over the engagement's variables.
+        fn exposes_policies_consulted_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_policies_consulted(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `history._total`
         ///
         /// Compiled to Rust: [`exposes_policies_consulted`].
@@ -1890,26 +1903,18 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_policies_consulted(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_policies_consulted_evaluate,
+                ),
             )
         }
     }
     /// The compiled policies of agent `hr_helpdesk`, over its typed engagement (OAS-E3).
     pub mod hr_helpdesk {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -1917,50 +1922,43 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputs {
             pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
         }
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::std::string::String,
             pub excerpt: ::std::string::String,
@@ -2114,6 +2112,20 @@ pub mod policies {
                     .any(|__item| ((__needle) == ((*__item))))
             })
         }
+        /// Evaluates [`input_lookup_policy_doc`] over the engagement's variables.
+        fn input_lookup_policy_doc_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_lookup_policy_doc(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.lookup_policy_doc.inputs.collection in ["handbook", "benefits", "leave", "expenses"]`
         ///
         /// Compiled to Rust: [`input_lookup_policy_doc`].
@@ -2121,19 +2133,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_lookup_policy_doc(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_lookup_policy_doc_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2295,6 +2299,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_lookup_policy_doc`] over the engagement's variables.
+        fn output_lookup_policy_doc_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_lookup_policy_doc(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.lookup_policy_doc.outputs.pages) <= 10 && recent.lookup_policy_doc.outputs.pages.all(p, p.doc_id.startsWith("pol_")) && recent.lookup_policy_doc.outputs.pages.all(p, recent.lookup_policy_doc.outputs.pages.exists_one(q, q.doc_id == p.doc_id))`
         ///
         /// Compiled to Rust: [`output_lookup_policy_doc`].
@@ -2302,19 +2320,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_lookup_policy_doc(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_lookup_policy_doc_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -2353,6 +2363,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_documents_found`] over the engagement's variables.
+        fn exposes_documents_found_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_documents_found(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.lookup_policy_doc) ? size(recent.lookup_policy_doc.outputs.pages) : 0`
         ///
         /// Compiled to Rust: [`exposes_documents_found`].
@@ -2360,19 +2384,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_documents_found(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_documents_found_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -2408,6 +2424,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_collection`] over the engagement's variables.
+        fn exposes_collection_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_collection(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.lookup_policy_doc) ? recent.lookup_policy_doc.inputs.collection : ""`
         ///
         /// Compiled to Rust: [`exposes_collection`].
@@ -2415,26 +2445,18 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_collection(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_collection_evaluate,
+                ),
             )
         }
     }
     /// The compiled policies of agent `office_assistant`, over its typed engagement (OAS-E3).
     pub mod office_assistant {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -2442,88 +2464,77 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub hr_helpdesk: ::std::vec::Vec<HrHelpdeskInvocation>,
             pub team_scheduler: ::std::vec::Vec<TeamSchedulerInvocation>,
             pub vendor_liaison: ::std::vec::Vec<VendorLiaisonInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub hr_helpdesk: ::std::option::Option<HrHelpdeskInvocation>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub team_scheduler: ::std::option::Option<TeamSchedulerInvocation>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub vendor_liaison: ::std::option::Option<VendorLiaisonInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `HrHelpdeskInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskInvocation {
             pub inputs: HrHelpdeskInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<HrHelpdeskOutputs>,
         }
         /// The CEL object `TeamSchedulerInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerInvocation {
             pub inputs: TeamSchedulerInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamSchedulerOutputs>,
         }
         /// The CEL object `VendorLiaisonInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonInvocation {
             pub inputs: VendorLiaisonInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<VendorLiaisonOutputs>,
         }
         /// The CEL object `HrHelpdeskInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `HrHelpdeskOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskOutputs {
             pub collection: ::std::string::String,
             pub documents_found: i64,
             pub text: ::std::string::String,
         }
         /// The CEL object `TeamSchedulerInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `TeamSchedulerOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerOutputs {
             pub event_id: ::std::string::String,
             pub events_created: i64,
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorLiaisonInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorLiaisonOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonOutputs {
             pub messages_sent: i64,
             pub text: ::std::string::String,
@@ -2758,6 +2769,20 @@ pub mod policies {
                 ) <= (2000i64)),
             )
         }
+        /// Evaluates [`input_team_scheduler`] over the engagement's variables.
+        fn input_team_scheduler_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_team_scheduler(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.team_scheduler.inputs.text) <= 2000`
         ///
         /// Compiled to Rust: [`input_team_scheduler`].
@@ -2765,19 +2790,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_team_scheduler(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_team_scheduler_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2842,6 +2859,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_team_scheduler`] over the engagement's variables.
+        fn output_team_scheduler_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_team_scheduler(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.team_scheduler.outputs.event_id != "" && recent.team_scheduler.outputs.events_created == 1`
         ///
         /// Compiled to Rust: [`output_team_scheduler`].
@@ -2849,19 +2880,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_team_scheduler(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_team_scheduler_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2913,6 +2936,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_hr_helpdesk`] over the engagement's variables.
+        fn input_hr_helpdesk_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_hr_helpdesk(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `!recent.hr_helpdesk.inputs.text.matches("(?i)(salary|disciplinary record) of ")`
         ///
         /// Compiled to Rust: [`input_hr_helpdesk`].
@@ -2920,19 +2957,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_hr_helpdesk(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_hr_helpdesk_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2957,6 +2986,20 @@ pub mod policies {
                     .documents_found > (0i64)),
             )
         }
+        /// Evaluates [`output_hr_helpdesk`] over the engagement's variables.
+        fn output_hr_helpdesk_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_hr_helpdesk(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.hr_helpdesk.outputs.documents_found > 0`
         ///
         /// Compiled to Rust: [`output_hr_helpdesk`].
@@ -2964,19 +3007,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_hr_helpdesk(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_hr_helpdesk_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3003,6 +3038,20 @@ pub mod policies {
                     .messages_sent <= (3i64)),
             )
         }
+        /// Evaluates [`output_vendor_liaison`] over the engagement's variables.
+        fn output_vendor_liaison_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_vendor_liaison(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.vendor_liaison.outputs.messages_sent <= 3`
         ///
         /// Compiled to Rust: [`output_vendor_liaison`].
@@ -3010,19 +3059,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_vendor_liaison(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_vendor_liaison_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -3058,6 +3099,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_event_id`] over the engagement's variables.
+        fn exposes_event_id_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_event_id(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.team_scheduler) ? recent.team_scheduler.outputs.event_id : ""`
         ///
         /// Compiled to Rust: [`exposes_event_id`].
@@ -3065,19 +3120,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_event_id(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_event_id_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `list(string)`; an `Err` denies.
@@ -3101,6 +3148,20 @@ pub mod policies {
                     .collect::<::std::vec::Vec<_>>(),
             )
         }
+        /// Evaluates [`exposes_delegations`] over the engagement's variables.
+        fn exposes_delegations_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_delegations(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `history._list`
         ///
         /// Compiled to Rust: [`exposes_delegations`].
@@ -3108,26 +3169,18 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_delegations(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_delegations_evaluate,
+                ),
             )
         }
     }
     /// The compiled policies of agent `team_scheduler`, over its typed engagement (OAS-E3).
     pub mod team_scheduler {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -3135,49 +3188,40 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub team_create_event: ::std::vec::Vec<TeamCreateEventInvocation>,
             pub team_free_busy: ::std::vec::Vec<TeamFreeBusyInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub team_create_event: ::std::option::Option<TeamCreateEventInvocation>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub team_free_busy: ::std::option::Option<TeamFreeBusyInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `TeamCreateEventInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventInvocation {
             pub inputs: TeamCreateEventInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamCreateEventOutputs>,
         }
         /// The CEL object `TeamFreeBusyInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInvocation {
             pub inputs: TeamFreeBusyInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamFreeBusyOutputs>,
         }
         /// The CEL object `TeamCreateEventInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub end: ::std::string::String,
@@ -3185,25 +3229,25 @@ pub mod policies {
             pub title: ::std::string::String,
         }
         /// The CEL object `TeamCreateEventOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventOutputs {
             pub event_id: ::std::string::String,
             pub status: ::std::string::String,
         }
         /// The CEL object `TeamFreeBusyInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub window_end: ::std::string::String,
             pub window_start: ::std::string::String,
         }
         /// The CEL object `TeamFreeBusyOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyOutputs {
             pub busy: ::std::vec::Vec<TeamFreeBusyOutputsBusyItem>,
         }
         /// The CEL object `TeamFreeBusyOutputsBusyItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyOutputsBusyItem {
             pub attendee: ::std::string::String,
             pub end: ::std::string::String,
@@ -3416,6 +3460,20 @@ pub mod policies {
                 ) <= (25i64)),
             )
         }
+        /// Evaluates [`input_team_free_busy`] over the engagement's variables.
+        fn input_team_free_busy_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_team_free_busy(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.team_free_busy.inputs.attendees) <= 25`
         ///
         /// Compiled to Rust: [`input_team_free_busy`].
@@ -3423,19 +3481,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_team_free_busy(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_team_free_busy_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3580,6 +3630,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_team_create_event`] over the engagement's variables.
+        fn input_team_create_event_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent", "started_at"],
+                skeleton(),
+                true,
+            )?;
+            input_team_create_event(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.team_create_event.inputs.attendees) <= 25 && recent.team_create_event.inputs.attendees.all(a, a.endsWith("@acme.example")) && timestamp(recent.team_create_event.inputs.start) > started_at && timestamp(recent.team_create_event.inputs.end) - timestamp(recent.team_create_event.inputs.start) <= duration("4h")`
         ///
         /// Compiled to Rust: [`input_team_create_event`].
@@ -3587,19 +3651,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent", "started_at"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent", "started_at"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_team_create_event(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent", "started_at"],
+                    input_team_create_event_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3630,6 +3686,20 @@ pub mod policies {
                     .any(|__item| ((__needle) == ((*__item))))
             })
         }
+        /// Evaluates [`output_team_create_event`] over the engagement's variables.
+        fn output_team_create_event_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_team_create_event(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.team_create_event.outputs.status in ["confirmed", "tentative"]`
         ///
         /// Compiled to Rust: [`output_team_create_event`].
@@ -3637,19 +3707,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_team_create_event(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_team_create_event_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -3687,6 +3749,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_event_id`] over the engagement's variables.
+        fn exposes_event_id_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_event_id(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.team_create_event) ? recent.team_create_event.outputs.event_id : ""`
         ///
         /// Compiled to Rust: [`exposes_event_id`].
@@ -3694,19 +3770,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_event_id(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_event_id_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -3736,6 +3804,20 @@ pub mod policies {
                 ),
             )
         }
+        /// Evaluates [`exposes_events_created`] over the engagement's variables.
+        fn exposes_events_created_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_events_created(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `size(history._list.filter(n, n == "team_create_event"))`
         ///
         /// Compiled to Rust: [`exposes_events_created`].
@@ -3743,26 +3825,18 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_events_created(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_events_created_evaluate,
+                ),
             )
         }
     }
     /// The compiled policies of agent `vendor_liaison`, over its typed engagement (OAS-E3).
     pub mod vendor_liaison {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -3770,47 +3844,39 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub vendor_support: ::std::vec::Vec<VendorSupportInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub vendor_support: ::std::option::Option<VendorSupportInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `VendorSupportInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorSupportInvocation {
             pub inputs: VendorSupportInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<VendorSupportOutputs>,
         }
         /// The CEL object `VendorSupportInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorSupportInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorSupportOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorSupportOutputs {
             pub text: ::std::string::String,
-            #[serde(flatten)]
             pub extra_fields: ::std::collections::BTreeMap<
                 ::std::string::String,
                 ::serde_json::Value,
@@ -4031,6 +4097,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_vendor_support`] over the engagement's variables.
+        fn input_vendor_support_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent", "user"],
+                skeleton(),
+                true,
+            )?;
+            input_vendor_support(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.vendor_support.inputs.text) <= 4000 && !recent.vendor_support.inputs.text.matches("(?i)(password|api[ _-]?key|secret)") && has(user.email) && user.email.endsWith("@acme.example")`
         ///
         /// Compiled to Rust: [`input_vendor_support`].
@@ -4038,19 +4118,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent", "user"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent", "user"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_vendor_support(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent", "user"],
+                    input_vendor_support_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -4080,6 +4152,20 @@ pub mod policies {
                 ) <= (20000i64)),
             )
         }
+        /// Evaluates [`output_vendor_support`] over the engagement's variables.
+        fn output_vendor_support_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_vendor_support(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.vendor_support.outputs.text) <= 20000`
         ///
         /// Compiled to Rust: [`output_vendor_support`].
@@ -4087,19 +4173,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_vendor_support(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_vendor_support_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -4126,6 +4204,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_messages_sent`] over the engagement's variables.
+        fn exposes_messages_sent_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_messages_sent(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(history.vendor_support) ? size(history.vendor_support) : 0`
         ///
         /// Compiled to Rust: [`exposes_messages_sent`].
@@ -4133,19 +4225,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_messages_sent(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_messages_sent_evaluate,
+                ),
             )
         }
     }

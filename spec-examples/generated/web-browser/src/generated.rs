@@ -615,7 +615,7 @@ pub mod policies {
     /// The compiled policies of agent `web_browser`, over its typed engagement (OAS-E3).
     pub mod web_browser {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -623,7 +623,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -632,7 +632,7 @@ pub mod policies {
             pub fetch_page: ::std::vec::Vec<FetchPageInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -641,26 +641,26 @@ pub mod policies {
             pub fetch_page: ::std::option::Option<FetchPageInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `FetchPageInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInvocation {
             pub inputs: FetchPageInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<FetchPageOutputs>,
         }
         /// The CEL object `FetchPageInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInputs {
             pub url: ::std::string::String,
         }
         /// The CEL object `FetchPageOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageOutputs {
             pub body: ::std::string::String,
             pub content_type: ::std::string::String,
@@ -951,6 +951,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_fetch_page`] over the engagement's variables.
+        fn input_fetch_page_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history", "recent"],
+                skeleton(),
+                true,
+            )?;
+            input_fetch_page(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.fetch_page.inputs.url.startsWith("https://") && !recent.fetch_page.inputs.url.matches("^https://[^/?#]*[@A-Z]") && !["intranet.acme.example", "payroll.acme.example", "wiki.corp.acme.example", "localhost", "127.0.0.1", "169.254.169.254"].exists(host, recent.fetch_page.inputs.url.startsWith("https://" + host)) && history._total < 40`
         ///
         /// Compiled to Rust: [`input_fetch_page`].
@@ -958,19 +972,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history", "recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history", "recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_fetch_page(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history", "recent"],
+                    input_fetch_page_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1099,6 +1105,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_fetch_page`] over the engagement's variables.
+        fn output_fetch_page_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_fetch_page(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.fetch_page.outputs.status_code < 400 && (recent.fetch_page.outputs.content_type.startsWith("text/") || recent.fetch_page.outputs.content_type.contains("json")) && size(recent.fetch_page.outputs.body) <= 2000000`
         ///
         /// Compiled to Rust: [`output_fetch_page`].
@@ -1106,19 +1126,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_fetch_page(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_fetch_page_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -1145,6 +1157,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_pages_fetched`] over the engagement's variables.
+        fn exposes_pages_fetched_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_pages_fetched(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(history.fetch_page) ? size(history.fetch_page) : 0`
         ///
         /// Compiled to Rust: [`exposes_pages_fetched`].
@@ -1152,19 +1178,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_pages_fetched(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_pages_fetched_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -1203,6 +1221,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_first_url`] over the engagement's variables.
+        fn exposes_first_url_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_first_url(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(history.fetch_page) && size(history.fetch_page) > 0 ? history.fetch_page[0].inputs.url : ""`
         ///
         /// Compiled to Rust: [`exposes_first_url`].
@@ -1210,19 +1242,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_first_url(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_first_url_evaluate,
+                ),
             )
         }
         /// `has(history.fetch_page) ? history.fetch_page.map(c, c.inputs.url) : []`
@@ -1239,7 +1263,7 @@ pub mod policies {
         /// The output guardrail: its assertion over the fields of `pii_detector`'s output (OAS-G4).
         pub mod output_guardrail {
             /// The CEL object `Fields`.
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize)]
+            #[derive(Clone, PartialEq)]
             pub struct Fields {
                 pub categories: ::std::vec::Vec<::std::string::String>,
                 pub confidence: f64,
@@ -1292,6 +1316,23 @@ pub mod policies {
                             }))),
                 )
             }
+            /// Evaluates [`assertion`] over the engagement's variables.
+            fn assertion_evaluate(
+                variables: &dyn ::agentc_runtime::VariableSource,
+            ) -> ::std::result::Result<
+                ::agentc_cel::Value,
+                ::agentc_runtime::CheckError,
+            > {
+                let root: Fields = ::agentc_generated_support::cel_roots::typed(
+                    variables,
+                    &["categories", "confidence", "contains_pii"],
+                    &::agentc_cel::Value::Null,
+                    false,
+                )?;
+                assertion(&root)
+                    .map(::agentc_cel::Value::Bool)
+                    .map_err(super::super::super::support::denial)
+            }
             /// `!(contains_pii && confidence >= 0.5) && !categories.exists(c, c in ["national_id", "payment_card", "bank_account"])`
             ///
             /// Compiled to Rust: [`assertion`].
@@ -1299,19 +1340,11 @@ pub mod policies {
                 ::std::sync::Arc<dyn ::agentc_runtime::Check>,
                 super::super::super::SetupError,
             > {
-                super::super::super::support::compiled(
-                    &["categories", "confidence", "contains_pii"],
-                    |variables| {
-                        let root: Fields = ::agentc_generated_support::cel_roots::typed(
-                            variables,
-                            &["categories", "confidence", "contains_pii"],
-                            &::agentc_cel::Value::Null,
-                            false,
-                        )?;
-                        assertion(&root)
-                            .map(::agentc_cel::Value::Bool)
-                            .map_err(super::super::super::support::denial)
-                    },
+                Ok(
+                    ::agentc_generated_support::cel_roots::compiled(
+                        &["categories", "confidence", "contains_pii"],
+                        assertion_evaluate,
+                    ),
                 )
             }
         }
