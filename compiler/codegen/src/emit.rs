@@ -248,6 +248,11 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
         }
     };
     let tokens = compiled.tokens;
+    let evaluate_name = ident(&format!("{}_evaluate", site.function));
+    let evaluate_doc = format!(
+        " Evaluates [`{}`] over the engagement's variables.",
+        site.function
+    );
     let doc = docs(&format!(
         "`{}`\n\nCompiled to Rust: [`{}`].",
         site.text.replace('`', "'"),
@@ -256,18 +261,21 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     quote! {
         #tokens
 
+        #[doc = #evaluate_doc]
+        fn #evaluate_name(variables: &dyn ::agentc_runtime::VariableSource) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: #root_ident = ::agentc_generated_support::cel_roots::typed(variables, &[#(#roots),*], #skeleton, #required)?;
+            #function(&root) #to_value
+        }
+
         #doc
         pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, #up SetupError> {
-            #up support::compiled(&[#(#roots),*], |variables| {
-                let root: #root_ident = #up support::typed(variables, &[#(#roots),*], #skeleton, #required)?;
-                #function(&root) #to_value
-            })
+            Ok(::agentc_generated_support::cel_roots::compiled(&[#(#roots),*], #evaluate_name))
         }
     }
 }
 
-/// A JSON value whose shape deserializes into the engagement layout, used for the roots
-/// a compiled check does not read.
+/// The JSON text of a value whose shape converts into the engagement layout, used for
+/// the roots a compiled check does not read (parsed once, at the first check).
 fn skeleton(layout: &ObjectType) -> TokenStream {
     let mut history = serde_json::Map::new();
     history.insert("_list".into(), serde_json::json!([]));
@@ -286,8 +294,147 @@ fn skeleton(layout: &ObjectType) -> TokenStream {
         "history": history,
     });
     let text = value.to_string();
-    let tokens = TokenStream::from_str(&text).unwrap_or_default();
-    quote!(::serde_json::json!(#tokens))
+    quote!(#text)
+}
+
+/// Whether a value of a CEL type may be returned by a compiled selection as one of the
+/// layout's structs: an object, or anything not known to be made of scalars only (a
+/// `dyn` selection is conservatively assumed to need them).
+fn may_hold_object(ty: &Type) -> bool {
+    match ty {
+        Type::Bool
+        | Type::Int
+        | Type::Uint
+        | Type::Double
+        | Type::String
+        | Type::Bytes
+        | Type::Null
+        | Type::Timestamp
+        | Type::Duration
+        | Type::TypeType => false,
+        Type::List(element) => may_hold_object(element),
+        Type::Map(key, value) => may_hold_object(key) || may_hold_object(value),
+        Type::Object(_) | Type::Dyn | Type::Error => true,
+    }
+}
+
+/// The structs a compiled check reads, made cheap to compile: each gets a small
+/// non-generic `FromCel` impl (the typed root is built straight from the runtime's CEL
+/// values by `agentc_generated_support::cel_roots`) and keeps only the derives it
+/// needs: `Clone` and `PartialEq` (compiled CEL may copy and compare objects), and
+/// `Serialize` (with its field attributes) only when `serialize` says that an
+/// `exposes` value may select a whole object, which is returned through serde. Serde's
+/// `Deserialize` and `Debug` are dropped: their impls were most of what a generated
+/// crate cost to compile, and nothing reads them.
+fn cel_structs(structs: TokenStream, serialize: bool) -> TokenStream {
+    let Ok(mut file) = syn::parse2::<syn::File>(structs.clone()) else {
+        return structs;
+    };
+    let mut impls = Vec::new();
+    for item in &mut file.items {
+        let syn::Item::Struct(item) = item else {
+            continue;
+        };
+        for attribute in &mut item.attrs {
+            if !attribute.path().is_ident("derive") {
+                continue;
+            }
+            let Ok(paths) = attribute.parse_args_with(
+                syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
+            ) else {
+                continue;
+            };
+            let kept: Vec<&syn::Path> = paths
+                .iter()
+                .filter(|path| {
+                    path.segments.last().is_none_or(|segment| {
+                        segment.ident != "Deserialize"
+                            && segment.ident != "Debug"
+                            && (serialize || segment.ident != "Serialize")
+                    })
+                })
+                .collect();
+            *attribute = syn::parse_quote!(#[derive(#(#kept),*)]);
+        }
+        // The conversion reads the field attributes, so it is written before they go.
+        impls.push(from_cel_impl(item));
+        if !serialize {
+            for field in &mut item.fields {
+                field
+                    .attrs
+                    .retain(|attribute| !attribute.path().is_ident("serde"));
+            }
+        }
+    }
+    quote! {
+        #file
+        #(#impls)*
+    }
+}
+
+/// `impl FromCel` for one struct of a check's layout: each field read by its CEL name
+/// (the `serde(rename)`, else the field's name); a flattened field takes the keys the
+/// struct does not declare.
+fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
+    let name = &item.ident;
+    let mut declared = Vec::new();
+    let mut fields = Vec::new();
+    let mut flattened = Vec::new();
+    for field in &item.fields {
+        let Some(field_ident) = &field.ident else {
+            continue;
+        };
+        let mut cel_name = field_ident.to_string();
+        let mut flatten = false;
+        for attribute in field
+            .attrs
+            .iter()
+            .filter(|attribute| attribute.path().is_ident("serde"))
+        {
+            let _ = attribute.parse_nested_meta(|meta| {
+                if meta.path.is_ident("rename") {
+                    let text: syn::LitStr = meta.value()?.parse()?;
+                    cel_name = text.value();
+                } else if meta.path.is_ident("flatten") {
+                    flatten = true;
+                } else if meta.input.peek(syn::Token![=]) {
+                    let _: syn::Expr = meta.value()?.parse()?;
+                }
+                Ok(())
+            });
+        }
+        if flatten {
+            flattened.push(field_ident.clone());
+        } else {
+            declared.push(cel_name.clone());
+            fields.push(quote! {
+                #field_ident: ::agentc_generated_support::cel_roots::field(map, #cel_name)?,
+            });
+        }
+    }
+    let extra = flattened.iter().map(|field_ident| {
+        quote! {
+            #field_ident: ::agentc_generated_support::cel_roots::extra_fields(map, &[#(#declared),*])?,
+        }
+    });
+    let body = if fields.is_empty() && flattened.is_empty() {
+        quote! {
+            ::agentc_generated_support::cel_roots::object(value)?;
+            Ok(#name {})
+        }
+    } else {
+        quote! {
+            let map = ::agentc_generated_support::cel_roots::object(value)?;
+            Ok(#name { #(#fields)* #(#extra)* })
+        }
+    };
+    quote! {
+        impl ::agentc_generated_support::cel_roots::FromCel for #name {
+            fn from_cel(value: &::agentc_cel::Value) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                #body
+            }
+        }
+    }
 }
 
 struct Emitter<'a> {
@@ -559,6 +706,7 @@ impl Emitter<'_> {
         let mut name_arms = Vec::new();
         let mut dispatch_arms = Vec::new();
         let mut methods = Vec::new();
+        let mut tool_capabilities: Vec<String> = Vec::new();
         for capability in &agent.capabilities {
             let variant = ident(&camel(&capability.name));
             let method = snake_ident(&capability.name);
@@ -575,22 +723,7 @@ impl Emitter<'_> {
                     "Called with the static identity only, never the user's (OAS-C3, OAS-C4).",
                 )
             };
-            let what = match &capability.target {
-                TargetIr::Tool(tool) => format!(
-                    "Tool `{capability_name}`: {}",
-                    self.set
-                        .tools
-                        .get(*tool)
-                        .map(|tool| tool.description.as_str())
-                        .unwrap_or_default()
-                ),
-                TargetIr::Agent(_) => format!(
-                    "Agent `{capability_name}`, called as a tool: run its engagement, for example with `engage_as_capability`."
-                ),
-                TargetIr::Remote { url } => format!("Remote agent `{capability_name}` at {url}."),
-            };
             let variant_doc = format!(" A call of `{capability_name}`.");
-            let method_doc = docs(&format!("{what}\n\n{identity_doc}"));
             variants.push(quote! { #[doc = #variant_doc] #variant(#input), });
             parse_arms.push(quote! {
                 #capability_name => ::serde_json::from_value(arguments.clone())
@@ -601,6 +734,26 @@ impl Emitter<'_> {
                     }),
             });
             name_arms.push(quote! { Self::#variant(_) => #capability_name, });
+            let TargetIr::Tool(tool) = &capability.target else {
+                // An agent (local or remote) used as a capability is run by the runtime
+                // (a nested engagement, or the remote agent's server), never by a
+                // method of the host; the agent's backend is bound to its tools only,
+                // so this arm is never reached, and it refuses if it ever is.
+                dispatch_arms.push(quote! {
+                    Self::#variant(_) => Err(::agentc_runtime::ToolError::NoBackend(#capability_name.to_string())),
+                });
+                continue;
+            };
+            tool_capabilities.push(capability_name.clone());
+            let what = format!(
+                "Tool `{capability_name}`: {}",
+                self.set
+                    .tools
+                    .get(*tool)
+                    .map(|tool| tool.description.as_str())
+                    .unwrap_or_default()
+            );
+            let method_doc = docs(&format!("{what}\n\n{identity_doc}"));
             dispatch_arms.push(quote! {
                 Self::#variant(input) => support::output_json(tools.#method(input, #call_type::new(context)).await?),
             });
@@ -661,16 +814,12 @@ impl Emitter<'_> {
             " The calls the model may make as agent `{name}`: the closed set of its capabilities. Parsing the model's untrusted (name, arguments) into this enum is the only place a capability is named by a string."
         );
         let trait_doc = format!(
-            " The tools of agent `{name}`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled."
+            " The tools of agent `{name}`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server)."
         );
         let hosted_doc = format!(
             " Agent `{name}` with its tools bound: {}",
             agent.description
         );
-        let new_doc = format!(
-            " Sets up agent `{name}` with the host's tools; every check is built once here."
-        );
-
         let spec = self.agent_spec(agent);
         let registry = self.registry(agent, &backend, &guardrail_backend, &guardrail_tools);
 
@@ -699,17 +848,10 @@ impl Emitter<'_> {
                 }
             }
         };
-        let dispatch = if agent.capabilities.is_empty() {
-            quote! {
-                async fn dispatch<T: #tools_trait + ?Sized>(
-                    self,
-                    _tools: &T,
-                    _context: &::agentc_runtime::ToolContext,
-                ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-                    match self {}
-                }
-            }
-        } else {
+        let has_tools = !tool_capabilities.is_empty();
+        // The backend and its dispatch exist only for an agent with tools of the host:
+        // agents and remote agents used as capabilities are run by the runtime.
+        let dispatch = if has_tools {
             quote! {
                 async fn dispatch<T: #tools_trait + ?Sized>(
                     self,
@@ -721,6 +863,34 @@ impl Emitter<'_> {
                     }
                 }
             }
+        } else {
+            quote!()
+        };
+        let backend_items = if has_tools {
+            quote! {
+                /// Runs the agent's tools through the host's methods, parsing each input
+                /// into the agent's closed set of calls first.
+                struct #backend<T> {
+                    tools: ::std::sync::Arc<T>,
+                    capability: &'static str,
+                }
+
+                #[::async_trait::async_trait]
+                impl<T: #tools_trait> ::agentc_runtime::ToolBackend for #backend<T> {
+                    async fn invoke(
+                        &self,
+                        input: &::serde_json::Value,
+                        context: &::agentc_runtime::ToolContext,
+                    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                        let call = #call_enum::parse(self.capability, input).map_err(|error| {
+                            ::agentc_runtime::ToolError::InvalidInput { tool: self.capability.to_string(), detail: error.to_string() }
+                        })?;
+                        call.dispatch(self.tools.as_ref(), context).await
+                    }
+                }
+            }
+        } else {
+            quote!()
         };
         let name_fn = if agent.capabilities.is_empty() {
             quote! {
@@ -739,6 +909,42 @@ impl Emitter<'_> {
                 }
             }
         };
+        // Every agent this one reaches through agent capabilities runs on the same
+        // runtime, with its tools from the host, so `new` needs the host to implement
+        // the tools trait of each of them.
+        let reached = self.reached_agents(agent);
+        let host_bounds: Vec<TokenStream> = reached
+            .iter()
+            .map(|reached| {
+                let tools_trait = ident(&format!("{}Tools", camel(&reached.name)));
+                quote!(#tools_trait)
+            })
+            .collect();
+        let parts: Vec<TokenStream> = reached
+            .iter()
+            .map(|reached| {
+                let marker = snake_ident(&reached.name);
+                quote!(Hosted::<agents::#marker>::parts(&tools)?)
+            })
+            .collect();
+        let called: Vec<String> = reached
+            .iter()
+            .skip(1)
+            .map(|reached| format!("`{}`", reached.name))
+            .collect();
+        let new_doc = if called.is_empty() {
+            docs(&format!(
+                "Sets up agent `{name}` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`])."
+            ))
+        } else {
+            docs(&format!(
+                "Sets up agent `{name}` with the host's tools; every check is built once here. The agents it calls ({}) run as nested engagements on the same runtime, with their tools from the same host, so the host implements their tools traits too. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).",
+                called.join(", ")
+            ))
+        };
+        let remote_doc = format!(
+            " Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `{name}` (or an agent it calls) uses."
+        );
         quote! {
             impl sealed::Sealed for agents::#marker {}
 
@@ -778,39 +984,60 @@ impl Emitter<'_> {
                 #(#methods)*
             }
 
-            /// Runs the agent's capabilities through the host's methods, parsing each
-            /// input into the agent's closed set of calls first.
-            struct #backend<T> {
-                tools: ::std::sync::Arc<T>,
-                capability: &'static str,
-            }
-
-            #[::async_trait::async_trait]
-            impl<T: #tools_trait> ::agentc_runtime::ToolBackend for #backend<T> {
-                async fn invoke(
-                    &self,
-                    input: &::serde_json::Value,
-                    context: &::agentc_runtime::ToolContext,
-                ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-                    let call = #call_enum::parse(self.capability, input).map_err(|error| {
-                        ::agentc_runtime::ToolError::InvalidInput { tool: self.capability.to_string(), detail: error.to_string() }
-                    })?;
-                    call.dispatch(self.tools.as_ref(), context).await
-                }
-            }
+            #backend_items
 
             #guardrail_backend_items
 
             impl Hosted<agents::#marker> {
-                #[doc = #new_doc]
-                pub fn new<T: #tools_trait>(tools: T) -> ::std::result::Result<Self, SetupError> {
-                    let tools = ::std::sync::Arc::new(tools);
+                /// The agent's share of a runtime: its spec, its tools' schemas and the
+                /// host's backends for them.
+                fn parts<T: #tools_trait>(
+                    tools: &::std::sync::Arc<T>,
+                ) -> ::std::result::Result<::agentc_generated_support::hosting::AgentParts, SetupError> {
                     let spec = #spec;
                     #registry
-                    Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+                }
+
+                #new_doc
+                pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+                where
+                    T: #(#host_bounds)+*,
+                {
+                    Self::with_remote_agents(tools, &RemoteAgents::new())
+                }
+
+                #[doc = #remote_doc]
+                pub fn with_remote_agents<T>(tools: T, remote: &RemoteAgents) -> ::std::result::Result<Self, SetupError>
+                where
+                    T: #(#host_bounds)+*,
+                {
+                    let tools = ::std::sync::Arc::new(tools);
+                    Self::assemble(::std::vec::Vec::from([#(#parts),*]), remote)
                 }
             }
         }
+    }
+
+    /// The agent itself, then every agent of the set it reaches through agent
+    /// capabilities, breadth first in document order (so the output is deterministic).
+    fn reached_agents<'a>(&'a self, agent: &'a AgentIr) -> Vec<&'a AgentIr> {
+        let mut reached: Vec<&AgentIr> = vec![agent];
+        let mut next = 0;
+        while let Some(current) = reached.get(next).copied() {
+            next += 1;
+            for capability in &current.capabilities {
+                let TargetIr::Agent(callee) = capability.target else {
+                    continue;
+                };
+                let Some(callee) = self.set.agents.get(callee) else {
+                    continue;
+                };
+                if !callee.remote && !reached.iter().any(|known| known.name == callee.name) {
+                    reached.push(callee);
+                }
+            }
+        }
+        reached
     }
 
     fn restriction(
@@ -920,6 +1147,9 @@ impl Emitter<'_> {
         }
     }
 
+    /// The body of an agent's `parts`: the schemas of its capabilities and guardrail
+    /// tools, and a backend for each of its tools. Agents used as capabilities get a
+    /// schema (`{text}` in and out) and no backend, so that the runtime runs them.
     fn registry(
         &self,
         agent: &AgentIr,
@@ -957,6 +1187,9 @@ impl Emitter<'_> {
                             tool.output_schema.to_string(),
                         );
                     }
+                    binds.push(quote! {
+                        (#name, ::std::sync::Arc::new(#backend { tools: ::std::sync::Arc::clone(tools), capability: #name }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>)
+                    });
                 }
                 TargetIr::Agent(callee) => {
                     let description = self
@@ -981,11 +1214,6 @@ impl Emitter<'_> {
                     );
                 }
             }
-            binds.push(quote! {
-                registry
-                    .bind(#name, ::std::sync::Arc::new(#backend { tools: ::std::sync::Arc::clone(&tools), capability: #name }))
-                    .map_err(SetupError::Tool)?;
-            });
         }
         for tool in guardrail_tools {
             let name = &tool.name;
@@ -996,25 +1224,21 @@ impl Emitter<'_> {
                 tool.output_schema.to_string(),
             );
             binds.push(quote! {
-                registry
-                    .bind(#name, ::std::sync::Arc::new(#guardrail_backend { tools: ::std::sync::Arc::clone(&tools), tool: #name }))
-                    .map_err(SetupError::Tool)?;
+                (#name, ::std::sync::Arc::new(#guardrail_backend { tools: ::std::sync::Arc::clone(tools), tool: #name }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>)
             });
         }
-        let binding = if binds.is_empty() {
-            quote!(let registry = ::agentc_runtime::ToolRegistry::new(&[#(#specs),*]).map_err(SetupError::Tool)?;)
-        } else {
-            quote!(let mut registry = ::agentc_runtime::ToolRegistry::new(&[#(#specs),*]).map_err(SetupError::Tool)?;)
-        };
         let unused = if binds.is_empty() {
             quote!(let _ = tools;)
         } else {
             quote!()
         };
         quote! {
-            #binding
-            #(#binds)*
             #unused
+            Ok(::agentc_generated_support::hosting::AgentParts {
+                spec,
+                tools: ::std::vec::Vec::from([#(#specs),*]),
+                backends: ::std::vec::Vec::from([#(#binds),*]),
+            })
         }
     }
 
@@ -1022,7 +1246,12 @@ impl Emitter<'_> {
     fn policies(&self, agent: &AgentIr) -> TokenStream {
         let module = snake_ident(&agent.name);
         let layout = engagement_layout(&agent.capability_types);
-        let structs = struct_definitions("Engagement", &layout);
+        let serialize = agent
+            .exposes_type
+            .fields
+            .values()
+            .any(|field| may_hold_object(&field.ty));
+        let structs = cel_structs(struct_definitions("Engagement", &layout), serialize);
         let skeleton_body = skeleton(&layout);
         let skeleton = quote!(skeleton());
         let mut items = Vec::new();
@@ -1078,8 +1307,8 @@ impl Emitter<'_> {
             };
             let mut fields = fields.clone();
             fields.name = "Fields".to_string();
-            let guard_structs = struct_definitions("Fields", &fields);
-            let empty = quote!(::serde_json::json!({}));
+            let guard_structs = cel_structs(struct_definitions("Fields", &fields), false);
+            let empty = quote!(&::agentc_cel::Value::Null);
             let check = emit_check(&CheckSite {
                 function: "assertion",
                 text: &guardrail.assertion,
@@ -1114,8 +1343,9 @@ impl Emitter<'_> {
         } else {
             quote! {
                 /// The engagement's shape, for the parts a check does not read.
-                fn skeleton() -> ::serde_json::Value {
-                    #skeleton_body
+                fn skeleton() -> &'static ::agentc_cel::Value {
+                    static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+                    ::agentc_generated_support::cel_roots::skeleton(&SKELETON, #skeleton_body)
                 }
             }
         };

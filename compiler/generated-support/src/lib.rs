@@ -8,9 +8,7 @@
 
 #![forbid(unsafe_code)]
 
-mod value_de;
-
-pub use value_de::{ValueDeError, ValueDeserializer};
+pub mod cel_roots;
 
 /// What an agent used as a capability is given (Reading: an agent as a tool).
 #[derive(
@@ -265,40 +263,34 @@ pub mod support {
     /// Builds the typed root of a compiled check from the variables it reads; the roots
     /// it does not read are taken from `skeleton`, because the compiled function never
     /// looks at them. With `required`, a root that is not bound is an error (a denial),
-    /// as it is for the interpreter. The engagement's CEL values are read in place (no
-    /// intermediate JSON tree), so a check costs the size of what it reads.
+    /// as it is for the interpreter.
     pub fn typed<T: ::serde::de::DeserializeOwned>(
         variables: &dyn VariableSource,
         roots: &[&str],
-        skeleton: impl ::std::borrow::Borrow<::serde_json::Value>,
+        skeleton: ::serde_json::Value,
         required: bool,
     ) -> ::std::result::Result<T, CheckError> {
-        use crate::value_de::{RootDeserializer, RootValue};
-        let skeleton = skeleton.borrow();
-        let mut fields = ::std::vec::Vec::with_capacity(4);
-        if let ::serde_json::Value::Object(object) = skeleton {
-            for (name, value) in object {
-                if !roots.contains(&name.as_str()) {
-                    fields.push((name.as_str(), RootValue::Json(value)));
-                }
-            }
-        }
+        let mut object = match skeleton {
+            ::serde_json::Value::Object(object) => object,
+            _ => ::serde_json::Map::new(),
+        };
         for root in roots {
             match variables.variable(root) {
-                Some(value) => fields.push((*root, RootValue::Cel(value))),
+                Some(value) => {
+                    object.insert(
+                        (*root).to_string(),
+                        ::agentc_runtime::check::value_to_json(&value),
+                    );
+                }
                 None if required => {
                     return Err(CheckError::Evaluation(format!(
                         "no such attribute `{root}`"
                     )));
                 }
-                None => {
-                    if let Some(value) = skeleton.get(*root) {
-                        fields.push((*root, RootValue::Json(value)));
-                    }
-                }
+                None => {}
             }
         }
-        T::deserialize(RootDeserializer { fields })
+        ::serde_json::from_value(::serde_json::Value::Object(object))
             .map_err(|error| CheckError::Evaluation(error.to_string()))
     }
 
@@ -351,5 +343,192 @@ pub mod support {
     ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
         ::serde_json::to_value(output)
             .map_err(|error| ::agentc_runtime::ToolError::Failed(error.to_string()))
+    }
+}
+
+/// How a hosted agent reaches the remote agents (`oagent://host/path/name`, OAS-N3) it
+/// uses as capabilities: the limits of every remote call and, by capability name, an
+/// endpoint that replaces the URL the reference resolves to (OAS-N5), for a staging
+/// server or a loopback test double. The credential a remote agent is given is the
+/// capability's static identity from the runtime's credential provider (OAS-C4), as for
+/// any other capability.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteAgents {
+    limits: ::agentc_runtime::RemoteLimits,
+    endpoints: ::std::collections::BTreeMap<::std::string::String, ::std::string::String>,
+}
+
+impl RemoteAgents {
+    /// HTTPS only, the runtime's default limits, every agent at the URL of its reference.
+    pub fn new() -> Self {
+        RemoteAgents::default()
+    }
+
+    /// The limits every remote call runs under (`allow_loopback_http` for tests).
+    pub fn with_limits(mut self, limits: ::agentc_runtime::RemoteLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Reaches the remote agent of capability `capability` at `https_url` instead of
+    /// the URL its reference resolves to. The URL must still be HTTPS (or loopback HTTP
+    /// when the limits allow it), and a name that is not a remote capability of the
+    /// hosted agents is a setup error, so a misspelt override cannot go unnoticed.
+    pub fn with_endpoint(mut self, capability: &str, https_url: &str) -> Self {
+        self.endpoints
+            .insert(capability.to_string(), https_url.to_string());
+        self
+    }
+
+    /// The limits every remote call runs under.
+    pub fn limits(&self) -> &::agentc_runtime::RemoteLimits {
+        &self.limits
+    }
+}
+
+/// Assembling the runtime of a hosted agent from the parts generated per agent. It is
+/// written once here rather than in every generated crate, so that a generated crate
+/// holds its spec as data and only the glue that names its own traits.
+pub mod hosting {
+    use ::std::collections::BTreeSet;
+    use ::std::sync::Arc;
+
+    use ::agentc_runtime::{
+        AgentSpec, RemoteAgentTool, Runtime, ToolBackend, ToolError, ToolRegistry, ToolSpec,
+        spec::CapabilityKind,
+    };
+
+    use super::{RemoteAgents, SetupError};
+
+    /// One agent's share of a hosted agent's runtime: its spec, the schemas of its
+    /// capabilities and guardrail tools, and the host's backends for its tools (agents
+    /// and remote agents used as capabilities have none: the runtime runs them).
+    pub struct AgentParts {
+        /// The runtime's view of the agent.
+        pub spec: AgentSpec,
+        /// The schema of every capability and guardrail tool of the agent.
+        pub tools: Vec<ToolSpec>,
+        /// The host's backend for each of the agent's tools, by tool name.
+        pub backends: Vec<(&'static str, Arc<dyn ToolBackend>)>,
+    }
+
+    impl ::std::fmt::Debug for AgentParts {
+        fn fmt(&self, formatter: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            formatter
+                .debug_struct("AgentParts")
+                .field("agent", &self.spec.name)
+                .field(
+                    "tools",
+                    &self.tools.iter().map(|tool| &tool.name).collect::<Vec<_>>(),
+                )
+                .field(
+                    "backends",
+                    &self
+                        .backends
+                        .iter()
+                        .map(|(name, _)| name)
+                        .collect::<Vec<_>>(),
+                )
+                .finish()
+        }
+    }
+
+    /// The runtime of the hosted agent `parts[0]`, which calls the other agents of
+    /// `parts` (every agent it reaches through agent capabilities) as nested engagements
+    /// on that same runtime (Reading: an agent as a tool): one tool registry holds the
+    /// schemas and the host's backends of all of them, agent capabilities are left
+    /// without a backend so that the runtime runs the callee's engagement, and every
+    /// remote agent capability is bound to a [`RemoteAgentTool`].
+    ///
+    /// The registry is keyed by tool name, so a tool that several of these agents
+    /// declare (one tool document, one schema) is served by the host's method of the
+    /// first of them in `parts` order — the hosted agent's own, when it declares it. The
+    /// identity, credential, restrictions and review of each call are still those of
+    /// the calling agent's capability, chosen by the runtime.
+    pub fn assemble(
+        parts: Vec<AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<(AgentSpec, Runtime), SetupError> {
+        let mut specs: Vec<ToolSpec> = Vec::new();
+        for part in &parts {
+            for tool in &part.tools {
+                if !specs.iter().any(|known| known.name == tool.name) {
+                    specs.push(tool.clone());
+                }
+            }
+        }
+        let mut registry = ToolRegistry::new(&specs).map_err(SetupError::Tool)?;
+        let mut bound: BTreeSet<&str> = BTreeSet::new();
+        for part in &parts {
+            for (name, backend) in &part.backends {
+                if bound.insert(name) {
+                    registry
+                        .bind(name, Arc::clone(backend))
+                        .map_err(SetupError::Tool)?;
+                }
+            }
+        }
+        bind_remote_agents(&mut registry, &parts, remote)?;
+        let mut specs = parts.into_iter().map(|part| part.spec);
+        let Some(hosted) = specs.next() else {
+            return Err(SetupError::Tool(ToolError::NoBackend(
+                "no agent to host".to_string(),
+            )));
+        };
+        let callees: Vec<AgentSpec> = specs.collect();
+        let runtime = Runtime::new(registry).with_agents(&callees);
+        Ok((hosted, runtime))
+    }
+
+    fn bind_remote_agents(
+        registry: &mut ToolRegistry,
+        parts: &[AgentParts],
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<(), SetupError> {
+        let mut bound: Vec<(&str, &str)> = Vec::new();
+        let mut client = None;
+        for part in parts {
+            for capability in &part.spec.capabilities {
+                let CapabilityKind::RemoteAgent { url } = &capability.kind else {
+                    continue;
+                };
+                let name = capability.name.as_str();
+                if let Some((_, other)) = bound.iter().find(|(known, _)| *known == name) {
+                    if *other != url.as_str() {
+                        return Err(SetupError::Tool(ToolError::InvalidBinding {
+                            tool: name.to_string(),
+                            detail: format!("two remote agents share the name: {other} and {url}"),
+                        }));
+                    }
+                    continue;
+                }
+                let endpoint = remote.endpoints.get(name).unwrap_or(url);
+                let client = match &client {
+                    Some(client) => ::std::clone::Clone::clone(client),
+                    None => {
+                        let built = ::agentc_runtime::http_client().map_err(SetupError::Tool)?;
+                        client = Some(built.clone());
+                        built
+                    }
+                };
+                let tool = RemoteAgentTool::new(client, name, endpoint, remote.limits)
+                    .map_err(SetupError::Tool)?;
+                registry
+                    .bind(name, Arc::new(tool))
+                    .map_err(SetupError::Tool)?;
+                bound.push((name, url.as_str()));
+            }
+        }
+        if let Some(unknown) = remote
+            .endpoints
+            .keys()
+            .find(|name| !bound.iter().any(|(known, _)| known == name))
+        {
+            return Err(SetupError::Tool(ToolError::InvalidBinding {
+                tool: unknown.clone(),
+                detail: "an endpoint was given for a name that is not a remote agent capability of the hosted agents".to_string(),
+            }));
+        }
+        Ok(())
     }
 }

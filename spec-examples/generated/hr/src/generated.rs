@@ -39,8 +39,8 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
 pub use ::agentc_generated_support::{
-    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteExposes,
-    SetupError, StaticIdentityCall, UserIdentityCall,
+    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
+    RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
 use ::agentc_generated_support::support;
@@ -61,15 +61,21 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
     }
 }
 impl<A: Agent> Hosted<A> {
-    fn from_parts(
-        spec: ::agentc_runtime::AgentSpec,
-        runtime: ::agentc_runtime::Runtime,
-    ) -> Self {
-        Hosted {
+    /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
+    /// `parts`), remote agents bound as `remote` says.
+    fn assemble(
+        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError> {
+        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+            parts,
+            remote,
+        )?;
+        Ok(Hosted {
             spec,
             runtime,
             agent: ::std::marker::PhantomData,
-        }
+        })
     }
     /// The agent document, as written (OAS-S1).
     pub fn document(&self) -> &'static str {
@@ -86,6 +92,15 @@ impl<A: Agent> Hosted<A> {
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
     pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
         &mut self.runtime
+    }
+    /// The model agent `B` runs on when it is called as a capability (a nested
+    /// engagement on this runtime); without one it runs on its caller's model, and a
+    /// call from a [`Session`], which has no model, is refused.
+    pub fn set_callee_model<B: Agent>(
+        &mut self,
+        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+    ) {
+        self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
@@ -412,7 +427,7 @@ impl HrAgentCall {
         }
     }
 }
-/// The tools of agent `hr_agent`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `hr_agent`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait HrAgentTools: Send + Sync + 'static {
     /// Tool `hr_kb_search`: Searches one collection of Acme's knowledge base and returns matching articles.
@@ -432,8 +447,8 @@ pub trait HrAgentTools: Send + Sync + 'static {
         ::agentc_runtime::ToolError,
     >;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct HrAgentBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -485,9 +500,14 @@ impl<T: HrAgentTools> ::agentc_runtime::ToolBackend for HrAgentGuardrailBackend<
     }
 }
 impl Hosted<agents::hr_agent> {
-    /// Sets up agent `hr_agent` with the host's tools; every check is built once here.
-    pub fn new<T: HrAgentTools>(tools: T) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: HrAgentTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "hr_agent".to_string(),
             description: "An HR assistant that answers employees' questions about leave, benefits and workplace policy from Acme's HR knowledge base."
@@ -525,56 +545,74 @@ impl Hosted<agents::hr_agent> {
             retain_memory: false,
             short_circuit: Some(3u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "hr_kb_search".to_string(),
-                        description: "Searches one collection of Acme's knowledge base and returns matching articles."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "hr_kb_search",
-                            "{\"type\":\"object\",\"properties\":{\"knowledge_base_id\":{\"type\":\"string\",\"description\":\"Collection path, such as `acme/hr/handbook`.\"},\"query\":{\"type\":\"string\",\"description\":\"Free-text search query.\"}},\"required\":[\"knowledge_base_id\",\"query\"],\"additionalProperties\":false}",
-                        )?,
-                        output_schema: support::schema(
-                            "hr_kb_search",
-                            "{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\"},\"snippet\":{\"type\":\"string\"},\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"title\",\"snippet\",\"url\"]}}},\"required\":[\"results\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "prompt_injection_scanner".to_string(),
-                        description: "Scores a piece of text for prompt-injection and jailbreak attempts."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "prompt_injection_scanner",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "prompt_injection_scanner",
-                            "{\"type\":\"object\",\"properties\":{\"flagged\":{\"type\":\"boolean\",\"description\":\"True when the text matches a known injection pattern.\"},\"score\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"description\":\"Likelihood that the text is an injection attempt.\"}},\"required\":[\"flagged\",\"score\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "hr_kb_search",
-                ::std::sync::Arc::new(HrAgentBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "hr_kb_search",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "prompt_injection_scanner",
-                ::std::sync::Arc::new(HrAgentGuardrailBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    tool: "prompt_injection_scanner",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "hr_kb_search".to_string(),
+                    description: "Searches one collection of Acme's knowledge base and returns matching articles."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "hr_kb_search",
+                        "{\"type\":\"object\",\"properties\":{\"knowledge_base_id\":{\"type\":\"string\",\"description\":\"Collection path, such as `acme/hr/handbook`.\"},\"query\":{\"type\":\"string\",\"description\":\"Free-text search query.\"}},\"required\":[\"knowledge_base_id\",\"query\"],\"additionalProperties\":false}",
+                    )?,
+                    output_schema: support::schema(
+                        "hr_kb_search",
+                        "{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\"},\"snippet\":{\"type\":\"string\"},\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"title\",\"snippet\",\"url\"]}}},\"required\":[\"results\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "prompt_injection_scanner".to_string(),
+                    description: "Scores a piece of text for prompt-injection and jailbreak attempts."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "prompt_injection_scanner",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "prompt_injection_scanner",
+                        "{\"type\":\"object\",\"properties\":{\"flagged\":{\"type\":\"boolean\",\"description\":\"True when the text matches a known injection pattern.\"},\"score\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1,\"description\":\"Likelihood that the text is an injection attempt.\"}},\"required\":[\"flagged\",\"score\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "hr_kb_search",
+                    ::std::sync::Arc::new(HrAgentBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "hr_kb_search",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+                (
+                    "prompt_injection_scanner",
+                    ::std::sync::Arc::new(HrAgentGuardrailBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        tool: "prompt_injection_scanner",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `hr_agent` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: HrAgentTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `hr_agent` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: HrAgentTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::hr_agent>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
@@ -583,7 +621,7 @@ pub mod policies {
     /// The compiled policies of agent `hr_agent`, over its typed engagement (OAS-E3).
     pub mod hr_agent {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -591,60 +629,170 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub hr_kb_search: ::std::vec::Vec<HrKbSearchInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub hr_kb_search: ::std::option::Option<HrKbSearchInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `HrKbSearchInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchInvocation {
             pub inputs: HrKbSearchInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<HrKbSearchOutputs>,
         }
         /// The CEL object `HrKbSearchInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchInputs {
             pub knowledge_base_id: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `HrKbSearchOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchOutputs {
             pub results: ::std::vec::Vec<HrKbSearchOutputsResultsItem>,
         }
         /// The CEL object `HrKbSearchOutputsResultsItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchOutputsResultsItem {
             pub snippet: ::std::string::String,
             pub title: ::std::string::String,
             pub url: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    hr_kb_search: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "hr_kb_search",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    hr_kb_search: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "hr_kb_search",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrKbSearchInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrKbSearchInputs {
+                    knowledge_base_id: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "knowledge_base_id",
+                    )?,
+                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrKbSearchOutputs {
+                    results: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "results",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for HrKbSearchOutputsResultsItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrKbSearchOutputsResultsItem {
+                    snippet: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "snippet",
+                    )?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                    url: ::agentc_generated_support::cel_roots::field(map, "url")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "hr_kb_search" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"hr_kb_search\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -701,6 +849,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_hr_kb_search`] over the engagement's variables.
+        fn input_hr_kb_search_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_hr_kb_search(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/") && size(recent.hr_kb_search.inputs.query) <= 500`
         ///
         /// Compiled to Rust: [`input_hr_kb_search`].
@@ -708,19 +870,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_hr_kb_search(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_hr_kb_search_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -791,6 +945,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_hr_kb_search`] over the engagement's variables.
+        fn output_hr_kb_search_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_hr_kb_search(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.hr_kb_search.outputs.results) <= 20 && recent.hr_kb_search.outputs.results.all(r, r.url.startsWith("https://kb.acme.example/hr/"))`
         ///
         /// Compiled to Rust: [`output_hr_kb_search`].
@@ -798,19 +966,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_hr_kb_search(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_hr_kb_search_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -826,6 +986,20 @@ pub mod policies {
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
             Ok(((&(root).history)).total)
         }
+        /// Evaluates [`exposes_searches`] over the engagement's variables.
+        fn exposes_searches_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_searches(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `history._total`
         ///
         /// Compiled to Rust: [`exposes_searches`].
@@ -833,19 +1007,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_searches(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_searches_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -879,6 +1045,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_last_kb`] over the engagement's variables.
+        fn exposes_last_kb_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_last_kb(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.hr_kb_search) ? recent.hr_kb_search.inputs.knowledge_base_id : ""`
         ///
         /// Compiled to Rust: [`exposes_last_kb`].
@@ -886,19 +1066,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_last_kb(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_last_kb_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -917,6 +1089,20 @@ pub mod policies {
         > {
             Ok((((&(root).user)).id.as_str()).to_owned())
         }
+        /// Evaluates [`exposes_asked_by`] over the engagement's variables.
+        fn exposes_asked_by_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["user"],
+                skeleton(),
+                true,
+            )?;
+            exposes_asked_by(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `user.id`
         ///
         /// Compiled to Rust: [`exposes_asked_by`].
@@ -924,28 +1110,37 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["user"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["user"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_asked_by(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["user"],
+                    exposes_asked_by_evaluate,
+                ),
             )
         }
         /// The input guardrail: its assertion over the fields of `prompt_injection_scanner`'s output (OAS-G4).
         pub mod input_guardrail {
             /// The CEL object `Fields`.
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+            #[derive(Clone, PartialEq)]
             pub struct Fields {
                 pub flagged: bool,
                 pub score: f64,
+            }
+            impl ::agentc_generated_support::cel_roots::FromCel for Fields {
+                fn from_cel(
+                    value: &::agentc_cel::Value,
+                ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                    let map = ::agentc_generated_support::cel_roots::object(value)?;
+                    Ok(Fields {
+                        flagged: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "flagged",
+                        )?,
+                        score: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "score",
+                        )?,
+                    })
+                }
             }
             /// Compiled from a CEL expression of type `bool`; an `Err` denies.
             #[allow(
@@ -960,6 +1155,23 @@ pub mod policies {
             ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
                 Ok(((!(root).flagged) && ((root).score < (0.8f64))))
             }
+            /// Evaluates [`assertion`] over the engagement's variables.
+            fn assertion_evaluate(
+                variables: &dyn ::agentc_runtime::VariableSource,
+            ) -> ::std::result::Result<
+                ::agentc_cel::Value,
+                ::agentc_runtime::CheckError,
+            > {
+                let root: Fields = ::agentc_generated_support::cel_roots::typed(
+                    variables,
+                    &["flagged", "score"],
+                    &::agentc_cel::Value::Null,
+                    false,
+                )?;
+                assertion(&root)
+                    .map(::agentc_cel::Value::Bool)
+                    .map_err(super::super::super::support::denial)
+            }
             /// `!flagged && score < 0.8`
             ///
             /// Compiled to Rust: [`assertion`].
@@ -967,19 +1179,11 @@ pub mod policies {
                 ::std::sync::Arc<dyn ::agentc_runtime::Check>,
                 super::super::super::SetupError,
             > {
-                super::super::super::support::compiled(
-                    &["flagged", "score"],
-                    |variables| {
-                        let root: Fields = super::super::super::support::typed(
-                            variables,
-                            &["flagged", "score"],
-                            ::serde_json::json!({}),
-                            false,
-                        )?;
-                        assertion(&root)
-                            .map(::agentc_cel::Value::Bool)
-                            .map_err(super::super::super::support::denial)
-                    },
+                Ok(
+                    ::agentc_generated_support::cel_roots::compiled(
+                        &["flagged", "score"],
+                        assertion_evaluate,
+                    ),
                 )
             }
         }

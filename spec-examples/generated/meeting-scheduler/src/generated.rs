@@ -38,8 +38,8 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
 pub use ::agentc_generated_support::{
-    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteExposes,
-    SetupError, StaticIdentityCall, UserIdentityCall,
+    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
+    RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
 use ::agentc_generated_support::support;
@@ -60,15 +60,21 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
     }
 }
 impl<A: Agent> Hosted<A> {
-    fn from_parts(
-        spec: ::agentc_runtime::AgentSpec,
-        runtime: ::agentc_runtime::Runtime,
-    ) -> Self {
-        Hosted {
+    /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
+    /// `parts`), remote agents bound as `remote` says.
+    fn assemble(
+        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError> {
+        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+            parts,
+            remote,
+        )?;
+        Ok(Hosted {
             spec,
             runtime,
             agent: ::std::marker::PhantomData,
-        }
+        })
     }
     /// The agent document, as written (OAS-S1).
     pub fn document(&self) -> &'static str {
@@ -85,6 +91,15 @@ impl<A: Agent> Hosted<A> {
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
     pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
         &mut self.runtime
+    }
+    /// The model agent `B` runs on when it is called as a capability (a nested
+    /// engagement on this runtime); without one it runs on its caller's model, and a
+    /// call from a [`Session`], which has no model, is refused.
+    pub fn set_callee_model<B: Agent>(
+        &mut self,
+        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+    ) {
+        self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
@@ -438,7 +453,7 @@ impl MeetingSchedulerCall {
         }
     }
 }
-/// The tools of agent `meeting_scheduler`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `meeting_scheduler`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait MeetingSchedulerTools: Send + Sync + 'static {
     /// Tool `calendar_free_busy`: Returns the busy intervals of each attendee in a time window.
@@ -458,8 +473,8 @@ pub trait MeetingSchedulerTools: Send + Sync + 'static {
         call: UserIdentityCall<'_>,
     ) -> ::std::result::Result<CreateEventOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct MeetingSchedulerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -483,11 +498,14 @@ for MeetingSchedulerBackend<T> {
     }
 }
 impl Hosted<agents::meeting_scheduler> {
-    /// Sets up agent `meeting_scheduler` with the host's tools; every check is built once here.
-    pub fn new<T: MeetingSchedulerTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: MeetingSchedulerTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "meeting_scheduler".to_string(),
             description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
@@ -547,56 +565,74 @@ impl Hosted<agents::meeting_scheduler> {
             retain_memory: true,
             short_circuit: Some(2u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "calendar_free_busy".to_string(),
-                        description: "Returns the busy intervals of each attendee in a time window."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "calendar_free_busy",
-                            "{\"type\":\"object\",\"properties\":{\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"},\"minItems\":1},\"window_start\":{\"type\":\"string\",\"format\":\"date-time\"},\"window_end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendees\",\"window_start\",\"window_end\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "calendar_free_busy",
-                            "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "create_event".to_string(),
-                        description: "Creates a calendar event and sends invitations to its attendees."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "create_event",
-                            "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":200},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"},\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}},\"location\":{\"type\":\"string\"}},\"required\":[\"title\",\"start\",\"end\",\"attendees\"],\"additionalProperties\":false}",
-                        )?,
-                        output_schema: support::schema(
-                            "create_event",
-                            "{\"type\":\"object\",\"properties\":{\"event_id\":{\"type\":\"string\"},\"status\":{\"type\":\"string\",\"enum\":[\"confirmed\",\"tentative\",\"cancelled\"]},\"html_link\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"event_id\",\"status\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "calendar_free_busy",
-                ::std::sync::Arc::new(MeetingSchedulerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "calendar_free_busy",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "create_event",
-                ::std::sync::Arc::new(MeetingSchedulerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "create_event",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "calendar_free_busy".to_string(),
+                    description: "Returns the busy intervals of each attendee in a time window."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "calendar_free_busy",
+                        "{\"type\":\"object\",\"properties\":{\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"},\"minItems\":1},\"window_start\":{\"type\":\"string\",\"format\":\"date-time\"},\"window_end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendees\",\"window_start\",\"window_end\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "calendar_free_busy",
+                        "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "create_event".to_string(),
+                    description: "Creates a calendar event and sends invitations to its attendees."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "create_event",
+                        "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":200},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"},\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}},\"location\":{\"type\":\"string\"}},\"required\":[\"title\",\"start\",\"end\",\"attendees\"],\"additionalProperties\":false}",
+                    )?,
+                    output_schema: support::schema(
+                        "create_event",
+                        "{\"type\":\"object\",\"properties\":{\"event_id\":{\"type\":\"string\"},\"status\":{\"type\":\"string\",\"enum\":[\"confirmed\",\"tentative\",\"cancelled\"]},\"html_link\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"event_id\",\"status\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "calendar_free_busy",
+                    ::std::sync::Arc::new(MeetingSchedulerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "calendar_free_busy",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+                (
+                    "create_event",
+                    ::std::sync::Arc::new(MeetingSchedulerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "create_event",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `meeting_scheduler` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: MeetingSchedulerTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `meeting_scheduler` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: MeetingSchedulerTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::meeting_scheduler>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
@@ -605,7 +641,7 @@ pub mod policies {
     /// The compiled policies of agent `meeting_scheduler`, over its typed engagement (OAS-E3).
     pub mod meeting_scheduler {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -613,90 +649,260 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub calendar_free_busy: ::std::vec::Vec<CalendarFreeBusyInvocation>,
             pub create_event: ::std::vec::Vec<CreateEventInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub calendar_free_busy: ::std::option::Option<CalendarFreeBusyInvocation>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub create_event: ::std::option::Option<CreateEventInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyInvocation {
             pub inputs: CalendarFreeBusyInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<CalendarFreeBusyOutputs>,
         }
         /// The CEL object `CreateEventInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CreateEventInvocation {
             pub inputs: CreateEventInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<CreateEventOutputs>,
         }
         /// The CEL object `CalendarFreeBusyInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub window_end: ::std::string::String,
             pub window_start: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyOutputs {
             pub busy: ::std::vec::Vec<CalendarFreeBusyOutputsBusyItem>,
         }
         /// The CEL object `CreateEventInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CreateEventInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub end: ::std::string::String,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub location: ::std::option::Option<::std::string::String>,
             pub start: ::std::string::String,
             pub title: ::std::string::String,
         }
         /// The CEL object `CreateEventOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CreateEventOutputs {
             pub event_id: ::std::string::String,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub html_link: ::std::option::Option<::std::string::String>,
             pub status: ::std::string::String,
         }
         /// The CEL object `CalendarFreeBusyOutputsBusyItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyOutputsBusyItem {
             pub attendee: ::std::string::String,
             pub end: ::std::string::String,
             pub start: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    calendar_free_busy: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "calendar_free_busy",
+                    )?,
+                    create_event: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "create_event",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    calendar_free_busy: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "calendar_free_busy",
+                    )?,
+                    create_event: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "create_event",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for CalendarFreeBusyInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CalendarFreeBusyInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CreateEventInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CalendarFreeBusyInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CalendarFreeBusyInputs {
+                    attendees: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendees",
+                    )?,
+                    window_end: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "window_end",
+                    )?,
+                    window_start: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "window_start",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CalendarFreeBusyOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CalendarFreeBusyOutputs {
+                    busy: ::agentc_generated_support::cel_roots::field(map, "busy")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CreateEventInputs {
+                    attendees: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendees",
+                    )?,
+                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
+                    location: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "location",
+                    )?,
+                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CreateEventOutputs {
+                    event_id: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "event_id",
+                    )?,
+                    html_link: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "html_link",
+                    )?,
+                    status: ::agentc_generated_support::cel_roots::field(map, "status")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for CalendarFreeBusyOutputsBusyItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(CalendarFreeBusyOutputsBusyItem {
+                    attendee: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendee",
+                    )?,
+                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
+                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "calendar_free_busy" :
-                [], "create_event" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"calendar_free_busy\":[],\"create_event\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -774,6 +980,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_calendar_free_busy`] over the engagement's variables.
+        fn input_calendar_free_busy_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_calendar_free_busy(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.calendar_free_busy.inputs.attendees) <= 25 && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration("336h")`
         ///
         /// Compiled to Rust: [`input_calendar_free_busy`].
@@ -781,19 +1001,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_calendar_free_busy(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_calendar_free_busy_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1039,6 +1251,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_create_event`] over the engagement's variables.
+        fn input_create_event_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent", "started_at", "user"],
+                skeleton(),
+                true,
+            )?;
+            input_create_event(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= 25 && recent.create_event.inputs.attendees.all(a, a.endsWith("@acme.example")) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration("4h") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)`
         ///
         /// Compiled to Rust: [`input_create_event`].
@@ -1046,19 +1272,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent", "started_at", "user"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent", "started_at", "user"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_create_event(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent", "started_at", "user"],
+                    input_create_event_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1145,6 +1363,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_create_event`] over the engagement's variables.
+        fn output_create_event_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_create_event(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.create_event.outputs.status in ["confirmed", "tentative"] && recent.create_event.outputs.event_id.matches("^evt_[A-Za-z0-9]{8,64}$")`
         ///
         /// Compiled to Rust: [`output_create_event`].
@@ -1152,19 +1384,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_create_event(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_create_event_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -1200,6 +1424,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_event_id`] over the engagement's variables.
+        fn exposes_event_id_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_event_id(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.create_event) ? recent.create_event.outputs.event_id : ""`
         ///
         /// Compiled to Rust: [`exposes_event_id`].
@@ -1207,19 +1445,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_event_id(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_event_id_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -1249,6 +1479,20 @@ pub mod policies {
                 ),
             )
         }
+        /// Evaluates [`exposes_events_created`] over the engagement's variables.
+        fn exposes_events_created_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_events_created(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `size(history._list.filter(n, n == "create_event"))`
         ///
         /// Compiled to Rust: [`exposes_events_created`].
@@ -1256,19 +1500,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_events_created(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_events_created_evaluate,
+                ),
             )
         }
     }

@@ -42,8 +42,8 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
 pub use ::agentc_generated_support::{
-    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteExposes,
-    SetupError, StaticIdentityCall, UserIdentityCall,
+    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
+    RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
 use ::agentc_generated_support::support;
@@ -64,15 +64,21 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
     }
 }
 impl<A: Agent> Hosted<A> {
-    fn from_parts(
-        spec: ::agentc_runtime::AgentSpec,
-        runtime: ::agentc_runtime::Runtime,
-    ) -> Self {
-        Hosted {
+    /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
+    /// `parts`), remote agents bound as `remote` says.
+    fn assemble(
+        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError> {
+        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+            parts,
+            remote,
+        )?;
+        Ok(Hosted {
             spec,
             runtime,
             agent: ::std::marker::PhantomData,
-        }
+        })
     }
     /// The agent document, as written (OAS-S1).
     pub fn document(&self) -> &'static str {
@@ -89,6 +95,15 @@ impl<A: Agent> Hosted<A> {
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
     pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
         &mut self.runtime
+    }
+    /// The model agent `B` runs on when it is called as a capability (a nested
+    /// engagement on this runtime); without one it runs on its caller's model, and a
+    /// call from a [`Session`], which has no model, is refused.
+    pub fn set_callee_model<B: Agent>(
+        &mut self,
+        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+    ) {
+        self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
@@ -653,7 +668,7 @@ impl ComplianceReviewerCall {
         }
     }
 }
-/// The tools of agent `compliance_reviewer`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `compliance_reviewer`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait ComplianceReviewerTools: Send + Sync + 'static {
     /// Tool `lookup_policy_doc`: Finds policy documents in a collection.
@@ -665,8 +680,8 @@ pub trait ComplianceReviewerTools: Send + Sync + 'static {
         call: StaticIdentityCall<'_>,
     ) -> ::std::result::Result<LookupPolicyDocOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct ComplianceReviewerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -690,11 +705,14 @@ for ComplianceReviewerBackend<T> {
     }
 }
 impl Hosted<agents::compliance_reviewer> {
-    /// Sets up agent `compliance_reviewer` with the host's tools; every check is built once here.
-    pub fn new<T: ComplianceReviewerTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: ComplianceReviewerTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "compliance_reviewer".to_string(),
             description: "A compliance reviewer that decides whether another Acme agent may go on with a pending action, given that agent's engagement."
@@ -729,34 +747,55 @@ impl Hosted<agents::compliance_reviewer> {
             retain_memory: false,
             short_circuit: Some(2u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "lookup_policy_doc".to_string(),
-                        description: "Finds policy documents in a collection."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "lookup_policy_doc",
-                            "{\"type\":\"object\",\"properties\":{\"collection\":{\"type\":\"string\"},\"query\":{\"type\":\"string\"}},\"required\":[\"collection\",\"query\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "lookup_policy_doc",
-                            "{\"type\":\"object\",\"properties\":{\"pages\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"doc_id\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},\"excerpt\":{\"type\":\"string\"}},\"required\":[\"doc_id\",\"title\",\"excerpt\"]}}},\"required\":[\"pages\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "lookup_policy_doc",
-                ::std::sync::Arc::new(ComplianceReviewerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "lookup_policy_doc",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "lookup_policy_doc".to_string(),
+                    description: "Finds policy documents in a collection.".to_string(),
+                    input_schema: support::schema(
+                        "lookup_policy_doc",
+                        "{\"type\":\"object\",\"properties\":{\"collection\":{\"type\":\"string\"},\"query\":{\"type\":\"string\"}},\"required\":[\"collection\",\"query\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "lookup_policy_doc",
+                        "{\"type\":\"object\",\"properties\":{\"pages\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"doc_id\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},\"excerpt\":{\"type\":\"string\"}},\"required\":[\"doc_id\",\"title\",\"excerpt\"]}}},\"required\":[\"pages\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "lookup_policy_doc",
+                    ::std::sync::Arc::new(ComplianceReviewerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "lookup_policy_doc",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `compliance_reviewer` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: ComplianceReviewerTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `compliance_reviewer` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: ComplianceReviewerTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([
+                Hosted::<agents::compliance_reviewer>::parts(&tools)?,
+            ]),
+            remote,
+        )
     }
 }
 impl sealed::Sealed for agents::hr_helpdesk {}
@@ -817,7 +856,7 @@ impl HrHelpdeskCall {
         }
     }
 }
-/// The tools of agent `hr_helpdesk`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `hr_helpdesk`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait HrHelpdeskTools: Send + Sync + 'static {
     /// Tool `lookup_policy_doc`: Finds policy documents in a collection.
@@ -829,8 +868,8 @@ pub trait HrHelpdeskTools: Send + Sync + 'static {
         call: UserIdentityCall<'_>,
     ) -> ::std::result::Result<LookupPolicyDocOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct HrHelpdeskBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -853,9 +892,14 @@ impl<T: HrHelpdeskTools> ::agentc_runtime::ToolBackend for HrHelpdeskBackend<T> 
     }
 }
 impl Hosted<agents::hr_helpdesk> {
-    /// Sets up agent `hr_helpdesk` with the host's tools; every check is built once here.
-    pub fn new<T: HrHelpdeskTools>(tools: T) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: HrHelpdeskTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "hr_helpdesk".to_string(),
             description: "An HR helpdesk agent that looks up Acme's policy documents and explains them."
@@ -899,34 +943,53 @@ impl Hosted<agents::hr_helpdesk> {
             retain_memory: false,
             short_circuit: None,
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "lookup_policy_doc".to_string(),
-                        description: "Finds policy documents in a collection."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "lookup_policy_doc",
-                            "{\"type\":\"object\",\"properties\":{\"collection\":{\"type\":\"string\"},\"query\":{\"type\":\"string\"}},\"required\":[\"collection\",\"query\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "lookup_policy_doc",
-                            "{\"type\":\"object\",\"properties\":{\"pages\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"doc_id\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},\"excerpt\":{\"type\":\"string\"}},\"required\":[\"doc_id\",\"title\",\"excerpt\"]}}},\"required\":[\"pages\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "lookup_policy_doc",
-                ::std::sync::Arc::new(HrHelpdeskBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "lookup_policy_doc",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "lookup_policy_doc".to_string(),
+                    description: "Finds policy documents in a collection.".to_string(),
+                    input_schema: support::schema(
+                        "lookup_policy_doc",
+                        "{\"type\":\"object\",\"properties\":{\"collection\":{\"type\":\"string\"},\"query\":{\"type\":\"string\"}},\"required\":[\"collection\",\"query\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "lookup_policy_doc",
+                        "{\"type\":\"object\",\"properties\":{\"pages\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"doc_id\":{\"type\":\"string\"},\"title\":{\"type\":\"string\"},\"excerpt\":{\"type\":\"string\"}},\"required\":[\"doc_id\",\"title\",\"excerpt\"]}}},\"required\":[\"pages\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "lookup_policy_doc",
+                    ::std::sync::Arc::new(HrHelpdeskBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "lookup_policy_doc",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `hr_helpdesk` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: HrHelpdeskTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `hr_helpdesk` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: HrHelpdeskTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::hr_helpdesk>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 impl sealed::Sealed for agents::office_assistant {}
@@ -995,97 +1058,19 @@ impl OfficeAssistantCall {
             Self::VendorLiaison(_) => "vendor_liaison",
         }
     }
-    async fn dispatch<T: OfficeAssistantTools + ?Sized>(
-        self,
-        tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-        match self {
-            Self::TeamScheduler(input) => {
-                support::output_json(
-                    tools.team_scheduler(input, UserIdentityCall::new(context)).await?,
-                )
-            }
-            Self::HrHelpdesk(input) => {
-                support::output_json(
-                    tools.hr_helpdesk(input, UserIdentityCall::new(context)).await?,
-                )
-            }
-            Self::VendorLiaison(input) => {
-                support::output_json(
-                    tools.vendor_liaison(input, UserIdentityCall::new(context)).await?,
-                )
-            }
-        }
-    }
 }
-/// The tools of agent `office_assistant`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `office_assistant`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
-pub trait OfficeAssistantTools: Send + Sync + 'static {
-    /// Agent `team_scheduler`, called as a tool: run its engagement, for example with `engage_as_capability`.
-    ///
-    /// Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).
-    async fn team_scheduler(
-        &self,
-        input: AgentRequest,
-        call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<
-        AgentReply<TeamSchedulerExposes>,
-        ::agentc_runtime::ToolError,
-    >;
-    /// Agent `hr_helpdesk`, called as a tool: run its engagement, for example with `engage_as_capability`.
-    ///
-    /// Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).
-    async fn hr_helpdesk(
-        &self,
-        input: AgentRequest,
-        call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<
-        AgentReply<HrHelpdeskExposes>,
-        ::agentc_runtime::ToolError,
-    >;
-    /// Agent `vendor_liaison`, called as a tool: run its engagement, for example with `engage_as_capability`.
-    ///
-    /// Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).
-    async fn vendor_liaison(
-        &self,
-        input: AgentRequest,
-        call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<
-        AgentReply<VendorLiaisonExposes>,
-        ::agentc_runtime::ToolError,
-    >;
-}
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
-struct OfficeAssistantBackend<T> {
-    tools: ::std::sync::Arc<T>,
-    capability: &'static str,
-}
-#[::async_trait::async_trait]
-impl<T: OfficeAssistantTools> ::agentc_runtime::ToolBackend
-for OfficeAssistantBackend<T> {
-    async fn invoke(
-        &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-        let call = OfficeAssistantCall::parse(self.capability, input)
-            .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
-                    tool: self.capability.to_string(),
-                    detail: error.to_string(),
-                }
-            })?;
-        call.dispatch(self.tools.as_ref(), context).await
-    }
-}
+pub trait OfficeAssistantTools: Send + Sync + 'static {}
 impl Hosted<agents::office_assistant> {
-    /// Sets up agent `office_assistant` with the host's tools; every check is built once here.
-    pub fn new<T: OfficeAssistantTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: OfficeAssistantTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "office_assistant".to_string(),
             description: "An office assistant that books meetings, answers HR policy questions and contacts vendors by delegating each task to a specialist agent."
@@ -1171,78 +1156,80 @@ impl Hosted<agents::office_assistant> {
             retain_memory: false,
             short_circuit: Some(3u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "team_scheduler".to_string(),
-                        description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "team_scheduler",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "team_scheduler",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "hr_helpdesk".to_string(),
-                        description: "An HR helpdesk agent that looks up Acme's policy documents and explains them."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "hr_helpdesk",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "hr_helpdesk",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "vendor_liaison".to_string(),
-                        description: "A vendor liaison that raises and follows up support cases with Acme's vendors through their support agents."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "vendor_liaison",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "vendor_liaison",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "team_scheduler",
-                ::std::sync::Arc::new(OfficeAssistantBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "team_scheduler",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "hr_helpdesk",
-                ::std::sync::Arc::new(OfficeAssistantBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "hr_helpdesk",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "vendor_liaison",
-                ::std::sync::Arc::new(OfficeAssistantBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "vendor_liaison",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        let _ = tools;
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "team_scheduler".to_string(),
+                    description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "team_scheduler",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "team_scheduler",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "hr_helpdesk".to_string(),
+                    description: "An HR helpdesk agent that looks up Acme's policy documents and explains them."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "hr_helpdesk",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "hr_helpdesk",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "vendor_liaison".to_string(),
+                    description: "A vendor liaison that raises and follows up support cases with Acme's vendors through their support agents."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "vendor_liaison",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "vendor_liaison",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([]),
+        })
+    }
+    /// Sets up agent `office_assistant` with the host's tools; every check is built once here. The agents it calls (`team_scheduler`, `hr_helpdesk`, `vendor_liaison`) run as nested engagements on the same runtime, with their tools from the same host, so the host implements their tools traits too. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: OfficeAssistantTools + TeamSchedulerTools + HrHelpdeskTools
+            + VendorLiaisonTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `office_assistant` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: OfficeAssistantTools + TeamSchedulerTools + HrHelpdeskTools
+            + VendorLiaisonTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([
+                Hosted::<agents::office_assistant>::parts(&tools)?,
+                Hosted::<agents::team_scheduler>::parts(&tools)?,
+                Hosted::<agents::hr_helpdesk>::parts(&tools)?,
+                Hosted::<agents::vendor_liaison>::parts(&tools)?,
+            ]),
+            remote,
+        )
     }
 }
 impl sealed::Sealed for agents::team_scheduler {}
@@ -1319,7 +1306,7 @@ impl TeamSchedulerCall {
         }
     }
 }
-/// The tools of agent `team_scheduler`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `team_scheduler`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait TeamSchedulerTools: Send + Sync + 'static {
     /// Tool `team_free_busy`: Returns the busy intervals of each attendee in a time window.
@@ -1339,8 +1326,8 @@ pub trait TeamSchedulerTools: Send + Sync + 'static {
         call: UserIdentityCall<'_>,
     ) -> ::std::result::Result<TeamCreateEventOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct TeamSchedulerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -1363,11 +1350,14 @@ impl<T: TeamSchedulerTools> ::agentc_runtime::ToolBackend for TeamSchedulerBacke
     }
 }
 impl Hosted<agents::team_scheduler> {
-    /// Sets up agent `team_scheduler` with the host's tools; every check is built once here.
-    pub fn new<T: TeamSchedulerTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: TeamSchedulerTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "team_scheduler".to_string(),
             description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
@@ -1427,56 +1417,74 @@ impl Hosted<agents::team_scheduler> {
             retain_memory: true,
             short_circuit: Some(2u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "team_free_busy".to_string(),
-                        description: "Returns the busy intervals of each attendee in a time window."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "team_free_busy",
-                            "{\"type\":\"object\",\"properties\":{\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}},\"window_start\":{\"type\":\"string\",\"format\":\"date-time\"},\"window_end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendees\",\"window_start\",\"window_end\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "team_free_busy",
-                            "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "team_create_event".to_string(),
-                        description: "Creates a calendar event and sends invitations to its attendees."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "team_create_event",
-                            "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":200},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"},\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}}},\"required\":[\"title\",\"start\",\"end\",\"attendees\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "team_create_event",
-                            "{\"type\":\"object\",\"properties\":{\"event_id\":{\"type\":\"string\"},\"status\":{\"type\":\"string\",\"enum\":[\"confirmed\",\"tentative\",\"cancelled\"]}},\"required\":[\"event_id\",\"status\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "team_free_busy",
-                ::std::sync::Arc::new(TeamSchedulerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "team_free_busy",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "team_create_event",
-                ::std::sync::Arc::new(TeamSchedulerBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "team_create_event",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "team_free_busy".to_string(),
+                    description: "Returns the busy intervals of each attendee in a time window."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "team_free_busy",
+                        "{\"type\":\"object\",\"properties\":{\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}},\"window_start\":{\"type\":\"string\",\"format\":\"date-time\"},\"window_end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendees\",\"window_start\",\"window_end\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "team_free_busy",
+                        "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "team_create_event".to_string(),
+                    description: "Creates a calendar event and sends invitations to its attendees."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "team_create_event",
+                        "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\",\"maxLength\":200},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"},\"attendees\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"email\"}}},\"required\":[\"title\",\"start\",\"end\",\"attendees\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "team_create_event",
+                        "{\"type\":\"object\",\"properties\":{\"event_id\":{\"type\":\"string\"},\"status\":{\"type\":\"string\",\"enum\":[\"confirmed\",\"tentative\",\"cancelled\"]}},\"required\":[\"event_id\",\"status\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "team_free_busy",
+                    ::std::sync::Arc::new(TeamSchedulerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "team_free_busy",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+                (
+                    "team_create_event",
+                    ::std::sync::Arc::new(TeamSchedulerBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "team_create_event",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `team_scheduler` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: TeamSchedulerTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `team_scheduler` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: TeamSchedulerTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::team_scheduler>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 impl sealed::Sealed for agents::vendor_liaison {}
@@ -1523,61 +1531,19 @@ impl VendorLiaisonCall {
             Self::VendorSupport(_) => "vendor_support",
         }
     }
-    async fn dispatch<T: VendorLiaisonTools + ?Sized>(
-        self,
-        tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-        match self {
-            Self::VendorSupport(input) => {
-                support::output_json(
-                    tools.vendor_support(input, StaticIdentityCall::new(context)).await?,
-                )
-            }
-        }
-    }
 }
-/// The tools of agent `vendor_liaison`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `vendor_liaison`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
-pub trait VendorLiaisonTools: Send + Sync + 'static {
-    /// Remote agent `vendor_support` at https://support.example.net/agents/vendor_support.
-    ///
-    /// Called with the static identity only, never the user's (OAS-C3, OAS-C4).
-    async fn vendor_support(
-        &self,
-        input: AgentRequest,
-        call: StaticIdentityCall<'_>,
-    ) -> ::std::result::Result<AgentReply<RemoteExposes>, ::agentc_runtime::ToolError>;
-}
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
-struct VendorLiaisonBackend<T> {
-    tools: ::std::sync::Arc<T>,
-    capability: &'static str,
-}
-#[::async_trait::async_trait]
-impl<T: VendorLiaisonTools> ::agentc_runtime::ToolBackend for VendorLiaisonBackend<T> {
-    async fn invoke(
-        &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-        let call = VendorLiaisonCall::parse(self.capability, input)
-            .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
-                    tool: self.capability.to_string(),
-                    detail: error.to_string(),
-                }
-            })?;
-        call.dispatch(self.tools.as_ref(), context).await
-    }
-}
+pub trait VendorLiaisonTools: Send + Sync + 'static {}
 impl Hosted<agents::vendor_liaison> {
-    /// Sets up agent `vendor_liaison` with the host's tools; every check is built once here.
-    pub fn new<T: VendorLiaisonTools>(
-        tools: T,
-    ) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: VendorLiaisonTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "vendor_liaison".to_string(),
             description: "A vendor liaison that raises and follows up support cases with Acme's vendors through their support agents."
@@ -1628,34 +1594,47 @@ impl Hosted<agents::vendor_liaison> {
             retain_memory: true,
             short_circuit: Some(3u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "vendor_support".to_string(),
-                        description: "The remote agent at https://support.example.net/agents/vendor_support."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "vendor_support",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "vendor_support",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "vendor_support",
-                ::std::sync::Arc::new(VendorLiaisonBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "vendor_support",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        let _ = tools;
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "vendor_support".to_string(),
+                    description: "The remote agent at https://support.example.net/agents/vendor_support."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "vendor_support",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "vendor_support",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([]),
+        })
+    }
+    /// Sets up agent `vendor_liaison` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: VendorLiaisonTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `vendor_liaison` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: VendorLiaisonTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::vendor_liaison>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
@@ -1664,7 +1643,7 @@ pub mod policies {
     /// The compiled policies of agent `compliance_reviewer`, over its typed engagement (OAS-E3).
     pub mod compliance_reviewer {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -1672,61 +1651,168 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputs {
             pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
         }
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::std::string::String,
             pub excerpt: ::std::string::String,
             pub title: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocInputs {
+                    collection: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "collection",
+                    )?,
+                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocOutputs {
+                    pages: ::agentc_generated_support::cel_roots::field(map, "pages")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocOutputsPagesItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocOutputsPagesItem {
+                    doc_id: ::agentc_generated_support::cel_roots::field(map, "doc_id")?,
+                    excerpt: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "excerpt",
+                    )?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "lookup_policy_doc" : []
-                } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"lookup_policy_doc\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1755,6 +1841,20 @@ pub mod policies {
                     .any(|__item| ((__needle) == ((*__item))))
             })
         }
+        /// Evaluates [`input_lookup_policy_doc`] over the engagement's variables.
+        fn input_lookup_policy_doc_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_lookup_policy_doc(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.lookup_policy_doc.inputs.collection in ["handbook", "data-protection"]`
         ///
         /// Compiled to Rust: [`input_lookup_policy_doc`].
@@ -1762,19 +1862,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_lookup_policy_doc(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_lookup_policy_doc_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -1790,6 +1882,20 @@ pub mod policies {
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
             Ok(((&(root).history)).total)
         }
+        /// Evaluates [`exposes_policies_consulted`] over the engagement's variables.
+        fn exposes_policies_consulted_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_policies_consulted(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `history._total`
         ///
         /// Compiled to Rust: [`exposes_policies_consulted`].
@@ -1797,26 +1903,18 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_policies_consulted(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_policies_consulted_evaluate,
+                ),
             )
         }
     }
     /// The compiled policies of agent `hr_helpdesk`, over its typed engagement (OAS-E3).
     pub mod hr_helpdesk {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -1824,61 +1922,168 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::std::string::String,
             pub query: ::std::string::String,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputs {
             pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
         }
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::std::string::String,
             pub excerpt: ::std::string::String,
             pub title: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocInputs {
+                    collection: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "collection",
+                    )?,
+                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocOutputs {
+                    pages: ::agentc_generated_support::cel_roots::field(map, "pages")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocOutputsPagesItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(LookupPolicyDocOutputsPagesItem {
+                    doc_id: ::agentc_generated_support::cel_roots::field(map, "doc_id")?,
+                    excerpt: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "excerpt",
+                    )?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "lookup_policy_doc" : []
-                } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"lookup_policy_doc\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1907,6 +2112,20 @@ pub mod policies {
                     .any(|__item| ((__needle) == ((*__item))))
             })
         }
+        /// Evaluates [`input_lookup_policy_doc`] over the engagement's variables.
+        fn input_lookup_policy_doc_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_lookup_policy_doc(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.lookup_policy_doc.inputs.collection in ["handbook", "benefits", "leave", "expenses"]`
         ///
         /// Compiled to Rust: [`input_lookup_policy_doc`].
@@ -1914,19 +2133,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_lookup_policy_doc(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_lookup_policy_doc_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2088,6 +2299,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_lookup_policy_doc`] over the engagement's variables.
+        fn output_lookup_policy_doc_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_lookup_policy_doc(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.lookup_policy_doc.outputs.pages) <= 10 && recent.lookup_policy_doc.outputs.pages.all(p, p.doc_id.startsWith("pol_")) && recent.lookup_policy_doc.outputs.pages.all(p, recent.lookup_policy_doc.outputs.pages.exists_one(q, q.doc_id == p.doc_id))`
         ///
         /// Compiled to Rust: [`output_lookup_policy_doc`].
@@ -2095,19 +2320,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_lookup_policy_doc(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_lookup_policy_doc_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -2146,6 +2363,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_documents_found`] over the engagement's variables.
+        fn exposes_documents_found_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_documents_found(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.lookup_policy_doc) ? size(recent.lookup_policy_doc.outputs.pages) : 0`
         ///
         /// Compiled to Rust: [`exposes_documents_found`].
@@ -2153,19 +2384,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_documents_found(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_documents_found_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -2201,6 +2424,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_collection`] over the engagement's variables.
+        fn exposes_collection_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_collection(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.lookup_policy_doc) ? recent.lookup_policy_doc.inputs.collection : ""`
         ///
         /// Compiled to Rust: [`exposes_collection`].
@@ -2208,26 +2445,18 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_collection(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_collection_evaluate,
+                ),
             )
         }
     }
     /// The compiled policies of agent `office_assistant`, over its typed engagement (OAS-E3).
     pub mod office_assistant {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -2235,98 +2464,284 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub hr_helpdesk: ::std::vec::Vec<HrHelpdeskInvocation>,
             pub team_scheduler: ::std::vec::Vec<TeamSchedulerInvocation>,
             pub vendor_liaison: ::std::vec::Vec<VendorLiaisonInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub hr_helpdesk: ::std::option::Option<HrHelpdeskInvocation>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub team_scheduler: ::std::option::Option<TeamSchedulerInvocation>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub vendor_liaison: ::std::option::Option<VendorLiaisonInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `HrHelpdeskInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskInvocation {
             pub inputs: HrHelpdeskInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<HrHelpdeskOutputs>,
         }
         /// The CEL object `TeamSchedulerInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerInvocation {
             pub inputs: TeamSchedulerInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamSchedulerOutputs>,
         }
         /// The CEL object `VendorLiaisonInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonInvocation {
             pub inputs: VendorLiaisonInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<VendorLiaisonOutputs>,
         }
         /// The CEL object `HrHelpdeskInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `HrHelpdeskOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskOutputs {
             pub collection: ::std::string::String,
             pub documents_found: i64,
             pub text: ::std::string::String,
         }
         /// The CEL object `TeamSchedulerInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `TeamSchedulerOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerOutputs {
             pub event_id: ::std::string::String,
             pub events_created: i64,
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorLiaisonInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorLiaisonOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonOutputs {
             pub messages_sent: i64,
             pub text: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    hr_helpdesk: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "hr_helpdesk",
+                    )?,
+                    team_scheduler: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_scheduler",
+                    )?,
+                    vendor_liaison: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "vendor_liaison",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    hr_helpdesk: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "hr_helpdesk",
+                    )?,
+                    team_scheduler: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_scheduler",
+                    )?,
+                    vendor_liaison: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "vendor_liaison",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrHelpdeskInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamSchedulerInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorLiaisonInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrHelpdeskInputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(HrHelpdeskOutputs {
+                    collection: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "collection",
+                    )?,
+                    documents_found: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "documents_found",
+                    )?,
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamSchedulerInputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamSchedulerOutputs {
+                    event_id: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "event_id",
+                    )?,
+                    events_created: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "events_created",
+                    )?,
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorLiaisonInputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorLiaisonOutputs {
+                    messages_sent: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "messages_sent",
+                    )?,
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "hr_helpdesk" : [],
-                "team_scheduler" : [], "vendor_liaison" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"hr_helpdesk\":[],\"team_scheduler\":[],\"vendor_liaison\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2354,6 +2769,20 @@ pub mod policies {
                 ) <= (2000i64)),
             )
         }
+        /// Evaluates [`input_team_scheduler`] over the engagement's variables.
+        fn input_team_scheduler_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_team_scheduler(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.team_scheduler.inputs.text) <= 2000`
         ///
         /// Compiled to Rust: [`input_team_scheduler`].
@@ -2361,19 +2790,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_team_scheduler(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_team_scheduler_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2438,6 +2859,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_team_scheduler`] over the engagement's variables.
+        fn output_team_scheduler_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_team_scheduler(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.team_scheduler.outputs.event_id != "" && recent.team_scheduler.outputs.events_created == 1`
         ///
         /// Compiled to Rust: [`output_team_scheduler`].
@@ -2445,19 +2880,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_team_scheduler(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_team_scheduler_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2509,6 +2936,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_hr_helpdesk`] over the engagement's variables.
+        fn input_hr_helpdesk_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_hr_helpdesk(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `!recent.hr_helpdesk.inputs.text.matches("(?i)(salary|disciplinary record) of ")`
         ///
         /// Compiled to Rust: [`input_hr_helpdesk`].
@@ -2516,19 +2957,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_hr_helpdesk(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_hr_helpdesk_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2553,6 +2986,20 @@ pub mod policies {
                     .documents_found > (0i64)),
             )
         }
+        /// Evaluates [`output_hr_helpdesk`] over the engagement's variables.
+        fn output_hr_helpdesk_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_hr_helpdesk(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.hr_helpdesk.outputs.documents_found > 0`
         ///
         /// Compiled to Rust: [`output_hr_helpdesk`].
@@ -2560,19 +3007,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_hr_helpdesk(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_hr_helpdesk_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2599,6 +3038,20 @@ pub mod policies {
                     .messages_sent <= (3i64)),
             )
         }
+        /// Evaluates [`output_vendor_liaison`] over the engagement's variables.
+        fn output_vendor_liaison_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_vendor_liaison(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.vendor_liaison.outputs.messages_sent <= 3`
         ///
         /// Compiled to Rust: [`output_vendor_liaison`].
@@ -2606,19 +3059,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_vendor_liaison(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_vendor_liaison_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -2654,6 +3099,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_event_id`] over the engagement's variables.
+        fn exposes_event_id_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_event_id(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.team_scheduler) ? recent.team_scheduler.outputs.event_id : ""`
         ///
         /// Compiled to Rust: [`exposes_event_id`].
@@ -2661,19 +3120,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_event_id(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_event_id_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `list(string)`; an `Err` denies.
@@ -2697,6 +3148,20 @@ pub mod policies {
                     .collect::<::std::vec::Vec<_>>(),
             )
         }
+        /// Evaluates [`exposes_delegations`] over the engagement's variables.
+        fn exposes_delegations_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_delegations(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `history._list`
         ///
         /// Compiled to Rust: [`exposes_delegations`].
@@ -2704,26 +3169,18 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_delegations(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_delegations_evaluate,
+                ),
             )
         }
     }
     /// The compiled policies of agent `team_scheduler`, over its typed engagement (OAS-E3).
     pub mod team_scheduler {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -2731,49 +3188,40 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub team_create_event: ::std::vec::Vec<TeamCreateEventInvocation>,
             pub team_free_busy: ::std::vec::Vec<TeamFreeBusyInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub team_create_event: ::std::option::Option<TeamCreateEventInvocation>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub team_free_busy: ::std::option::Option<TeamFreeBusyInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `TeamCreateEventInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventInvocation {
             pub inputs: TeamCreateEventInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamCreateEventOutputs>,
         }
         /// The CEL object `TeamFreeBusyInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInvocation {
             pub inputs: TeamFreeBusyInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<TeamFreeBusyOutputs>,
         }
         /// The CEL object `TeamCreateEventInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub end: ::std::string::String,
@@ -2781,36 +3229,209 @@ pub mod policies {
             pub title: ::std::string::String,
         }
         /// The CEL object `TeamCreateEventOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventOutputs {
             pub event_id: ::std::string::String,
             pub status: ::std::string::String,
         }
         /// The CEL object `TeamFreeBusyInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::std::string::String>,
             pub window_end: ::std::string::String,
             pub window_start: ::std::string::String,
         }
         /// The CEL object `TeamFreeBusyOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyOutputs {
             pub busy: ::std::vec::Vec<TeamFreeBusyOutputsBusyItem>,
         }
         /// The CEL object `TeamFreeBusyOutputsBusyItem`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyOutputsBusyItem {
             pub attendee: ::std::string::String,
             pub end: ::std::string::String,
             pub start: ::std::string::String,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    team_create_event: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_create_event",
+                    )?,
+                    team_free_busy: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_free_busy",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    team_create_event: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_create_event",
+                    )?,
+                    team_free_busy: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "team_free_busy",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for TeamCreateEventInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamCreateEventInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamFreeBusyInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamCreateEventInputs {
+                    attendees: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendees",
+                    )?,
+                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
+                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamCreateEventOutputs {
+                    event_id: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "event_id",
+                    )?,
+                    status: ::agentc_generated_support::cel_roots::field(map, "status")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamFreeBusyInputs {
+                    attendees: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendees",
+                    )?,
+                    window_end: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "window_end",
+                    )?,
+                    window_start: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "window_start",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamFreeBusyOutputs {
+                    busy: ::agentc_generated_support::cel_roots::field(map, "busy")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel
+        for TeamFreeBusyOutputsBusyItem {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(TeamFreeBusyOutputsBusyItem {
+                    attendee: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "attendee",
+                    )?,
+                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
+                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "team_create_event" : [],
-                "team_free_busy" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"team_create_event\":[],\"team_free_busy\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2839,6 +3460,20 @@ pub mod policies {
                 ) <= (25i64)),
             )
         }
+        /// Evaluates [`input_team_free_busy`] over the engagement's variables.
+        fn input_team_free_busy_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            input_team_free_busy(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.team_free_busy.inputs.attendees) <= 25`
         ///
         /// Compiled to Rust: [`input_team_free_busy`].
@@ -2846,19 +3481,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_team_free_busy(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    input_team_free_busy_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3003,6 +3630,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_team_create_event`] over the engagement's variables.
+        fn input_team_create_event_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent", "started_at"],
+                skeleton(),
+                true,
+            )?;
+            input_team_create_event(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.team_create_event.inputs.attendees) <= 25 && recent.team_create_event.inputs.attendees.all(a, a.endsWith("@acme.example")) && timestamp(recent.team_create_event.inputs.start) > started_at && timestamp(recent.team_create_event.inputs.end) - timestamp(recent.team_create_event.inputs.start) <= duration("4h")`
         ///
         /// Compiled to Rust: [`input_team_create_event`].
@@ -3010,19 +3651,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent", "started_at"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent", "started_at"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_team_create_event(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent", "started_at"],
+                    input_team_create_event_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3053,6 +3686,20 @@ pub mod policies {
                     .any(|__item| ((__needle) == ((*__item))))
             })
         }
+        /// Evaluates [`output_team_create_event`] over the engagement's variables.
+        fn output_team_create_event_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_team_create_event(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.team_create_event.outputs.status in ["confirmed", "tentative"]`
         ///
         /// Compiled to Rust: [`output_team_create_event`].
@@ -3060,19 +3707,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_team_create_event(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_team_create_event_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -3110,6 +3749,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_event_id`] over the engagement's variables.
+        fn exposes_event_id_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            exposes_event_id(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(recent.team_create_event) ? recent.team_create_event.outputs.event_id : ""`
         ///
         /// Compiled to Rust: [`exposes_event_id`].
@@ -3117,19 +3770,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_event_id(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    exposes_event_id_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -3159,6 +3804,20 @@ pub mod policies {
                 ),
             )
         }
+        /// Evaluates [`exposes_events_created`] over the engagement's variables.
+        fn exposes_events_created_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_events_created(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `size(history._list.filter(n, n == "team_create_event"))`
         ///
         /// Compiled to Rust: [`exposes_events_created`].
@@ -3166,26 +3825,18 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_events_created(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_events_created_evaluate,
+                ),
             )
         }
     }
     /// The compiled policies of agent `vendor_liaison`, over its typed engagement (OAS-E3).
     pub mod vendor_liaison {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -3193,57 +3844,147 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct History {
-            #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
-            #[serde(rename = "_total")]
             pub total: i64,
             pub vendor_support: ::std::vec::Vec<VendorSupportInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub name: ::std::option::Option<::std::string::String>,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub vendor_support: ::std::option::Option<VendorSupportInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `VendorSupportInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorSupportInvocation {
             pub inputs: VendorSupportInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<VendorSupportOutputs>,
         }
         /// The CEL object `VendorSupportInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorSupportInputs {
             pub text: ::std::string::String,
         }
         /// The CEL object `VendorSupportOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq)]
         pub struct VendorSupportOutputs {
             pub text: ::std::string::String,
-            #[serde(flatten)]
             pub extra_fields: ::std::collections::BTreeMap<
                 ::std::string::String,
                 ::serde_json::Value,
             >,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    vendor_support: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "vendor_support",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    vendor_support: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "vendor_support",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorSupportInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorSupportInputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(VendorSupportOutputs {
+                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                    extra_fields: ::agentc_generated_support::cel_roots::extra_fields(
+                        map,
+                        &["text"],
+                    )?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "vendor_support" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"vendor_support\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3356,6 +4097,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_vendor_support`] over the engagement's variables.
+        fn input_vendor_support_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent", "user"],
+                skeleton(),
+                true,
+            )?;
+            input_vendor_support(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.vendor_support.inputs.text) <= 4000 && !recent.vendor_support.inputs.text.matches("(?i)(password|api[ _-]?key|secret)") && has(user.email) && user.email.endsWith("@acme.example")`
         ///
         /// Compiled to Rust: [`input_vendor_support`].
@@ -3363,19 +4118,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent", "user"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent", "user"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_vendor_support(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent", "user"],
+                    input_vendor_support_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3405,6 +4152,20 @@ pub mod policies {
                 ) <= (20000i64)),
             )
         }
+        /// Evaluates [`output_vendor_support`] over the engagement's variables.
+        fn output_vendor_support_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_vendor_support(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `size(recent.vendor_support.outputs.text) <= 20000`
         ///
         /// Compiled to Rust: [`output_vendor_support`].
@@ -3412,19 +4173,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_vendor_support(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_vendor_support_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -3451,6 +4204,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_messages_sent`] over the engagement's variables.
+        fn exposes_messages_sent_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_messages_sent(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(history.vendor_support) ? size(history.vendor_support) : 0`
         ///
         /// Compiled to Rust: [`exposes_messages_sent`].
@@ -3458,19 +4225,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_messages_sent(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_messages_sent_evaluate,
+                ),
             )
         }
     }

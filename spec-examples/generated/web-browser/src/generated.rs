@@ -39,8 +39,8 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
 pub use ::agentc_generated_support::{
-    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteExposes,
-    SetupError, StaticIdentityCall, UserIdentityCall,
+    AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
+    RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
 use ::agentc_generated_support::support;
@@ -61,15 +61,21 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
     }
 }
 impl<A: Agent> Hosted<A> {
-    fn from_parts(
-        spec: ::agentc_runtime::AgentSpec,
-        runtime: ::agentc_runtime::Runtime,
-    ) -> Self {
-        Hosted {
+    /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
+    /// `parts`), remote agents bound as `remote` says.
+    fn assemble(
+        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError> {
+        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+            parts,
+            remote,
+        )?;
+        Ok(Hosted {
             spec,
             runtime,
             agent: ::std::marker::PhantomData,
-        }
+        })
     }
     /// The agent document, as written (OAS-S1).
     pub fn document(&self) -> &'static str {
@@ -86,6 +92,15 @@ impl<A: Agent> Hosted<A> {
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
     pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
         &mut self.runtime
+    }
+    /// The model agent `B` runs on when it is called as a capability (a nested
+    /// engagement on this runtime); without one it runs on its caller's model, and a
+    /// call from a [`Session`], which has no model, is refused.
+    pub fn set_callee_model<B: Agent>(
+        &mut self,
+        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+    ) {
+        self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
@@ -402,7 +417,7 @@ impl WebBrowserCall {
         }
     }
 }
-/// The tools of agent `web_browser`, implemented by the host: one method per declared capability (and guardrail tool), so a capability added to the spec does not compile until it is handled.
+/// The tools of agent `web_browser`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
 #[::async_trait::async_trait]
 pub trait WebBrowserTools: Send + Sync + 'static {
     /// Tool `fetch_page`: Fetches a web page through Acme's egress proxy and returns its text.
@@ -419,8 +434,8 @@ pub trait WebBrowserTools: Send + Sync + 'static {
         input: PiiDetectorInput,
     ) -> ::std::result::Result<PiiDetectorOutput, ::agentc_runtime::ToolError>;
 }
-/// Runs the agent's capabilities through the host's methods, parsing each
-/// input into the agent's closed set of calls first.
+/// Runs the agent's tools through the host's methods, parsing each input
+/// into the agent's closed set of calls first.
 struct WebBrowserBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
@@ -471,9 +486,14 @@ for WebBrowserGuardrailBackend<T> {
     }
 }
 impl Hosted<agents::web_browser> {
-    /// Sets up agent `web_browser` with the host's tools; every check is built once here.
-    pub fn new<T: WebBrowserTools>(tools: T) -> ::std::result::Result<Self, SetupError> {
-        let tools = ::std::sync::Arc::new(tools);
+    /// The agent's share of a runtime: its spec, its tools' schemas and the
+    /// host's backends for them.
+    fn parts<T: WebBrowserTools>(
+        tools: &::std::sync::Arc<T>,
+    ) -> ::std::result::Result<
+        ::agentc_generated_support::hosting::AgentParts,
+        SetupError,
+    > {
         let spec = ::agentc_runtime::AgentSpec {
             name: "web_browser".to_string(),
             description: "A research assistant that reads public web pages and summarises them for Acme staff."
@@ -519,56 +539,74 @@ impl Hosted<agents::web_browser> {
             retain_memory: true,
             short_circuit: Some(4u64),
         };
-        let mut registry = ::agentc_runtime::ToolRegistry::new(
-                &[
-                    ::agentc_runtime::ToolSpec {
-                        name: "fetch_page".to_string(),
-                        description: "Fetches a web page through Acme's egress proxy and returns its text."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "fetch_page",
-                            "{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"url\"],\"additionalProperties\":false}",
-                        )?,
-                        output_schema: support::schema(
-                            "fetch_page",
-                            "{\"type\":\"object\",\"properties\":{\"status_code\":{\"type\":\"integer\"},\"content_type\":{\"type\":\"string\"},\"body\":{\"type\":\"string\"},\"final_url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"status_code\",\"content_type\",\"body\"]}",
-                        )?,
-                    },
-                    ::agentc_runtime::ToolSpec {
-                        name: "pii_detector".to_string(),
-                        description: "Detects personal data (names with identifiers, ID numbers, card numbers) in text."
-                            .to_string(),
-                        input_schema: support::schema(
-                            "pii_detector",
-                            "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
-                        )?,
-                        output_schema: support::schema(
-                            "pii_detector",
-                            "{\"type\":\"object\",\"properties\":{\"contains_pii\":{\"type\":\"boolean\"},\"confidence\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},\"categories\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"The kinds of personal data found, such as `email` or `payment_card`.\"}},\"required\":[\"contains_pii\",\"confidence\",\"categories\"]}",
-                        )?,
-                    },
-                ],
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "fetch_page",
-                ::std::sync::Arc::new(WebBrowserBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    capability: "fetch_page",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        registry
-            .bind(
-                "pii_detector",
-                ::std::sync::Arc::new(WebBrowserGuardrailBackend {
-                    tools: ::std::sync::Arc::clone(&tools),
-                    tool: "pii_detector",
-                }),
-            )
-            .map_err(SetupError::Tool)?;
-        Ok(Self::from_parts(spec, ::agentc_runtime::Runtime::new(registry)))
+        Ok(::agentc_generated_support::hosting::AgentParts {
+            spec,
+            tools: ::std::vec::Vec::from([
+                ::agentc_runtime::ToolSpec {
+                    name: "fetch_page".to_string(),
+                    description: "Fetches a web page through Acme's egress proxy and returns its text."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "fetch_page",
+                        "{\"type\":\"object\",\"properties\":{\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"url\"],\"additionalProperties\":false}",
+                    )?,
+                    output_schema: support::schema(
+                        "fetch_page",
+                        "{\"type\":\"object\",\"properties\":{\"status_code\":{\"type\":\"integer\"},\"content_type\":{\"type\":\"string\"},\"body\":{\"type\":\"string\"},\"final_url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"status_code\",\"content_type\",\"body\"]}",
+                    )?,
+                },
+                ::agentc_runtime::ToolSpec {
+                    name: "pii_detector".to_string(),
+                    description: "Detects personal data (names with identifiers, ID numbers, card numbers) in text."
+                        .to_string(),
+                    input_schema: support::schema(
+                        "pii_detector",
+                        "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
+                    )?,
+                    output_schema: support::schema(
+                        "pii_detector",
+                        "{\"type\":\"object\",\"properties\":{\"contains_pii\":{\"type\":\"boolean\"},\"confidence\":{\"type\":\"number\",\"minimum\":0,\"maximum\":1},\"categories\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"description\":\"The kinds of personal data found, such as `email` or `payment_card`.\"}},\"required\":[\"contains_pii\",\"confidence\",\"categories\"]}",
+                    )?,
+                },
+            ]),
+            backends: ::std::vec::Vec::from([
+                (
+                    "fetch_page",
+                    ::std::sync::Arc::new(WebBrowserBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        capability: "fetch_page",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+                (
+                    "pii_detector",
+                    ::std::sync::Arc::new(WebBrowserGuardrailBackend {
+                        tools: ::std::sync::Arc::clone(tools),
+                        tool: "pii_detector",
+                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                ),
+            ]),
+        })
+    }
+    /// Sets up agent `web_browser` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    where
+        T: WebBrowserTools,
+    {
+        Self::with_remote_agents(tools, &RemoteAgents::new())
+    }
+    /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `web_browser` (or an agent it calls) uses.
+    pub fn with_remote_agents<T>(
+        tools: T,
+        remote: &RemoteAgents,
+    ) -> ::std::result::Result<Self, SetupError>
+    where
+        T: WebBrowserTools,
+    {
+        let tools = ::std::sync::Arc::new(tools);
+        Self::assemble(
+            ::std::vec::Vec::from([Hosted::<agents::web_browser>::parts(&tools)?]),
+            remote,
+        )
     }
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
@@ -577,7 +615,7 @@ pub mod policies {
     /// The compiled policies of agent `web_browser`, over its typed engagement (OAS-E3).
     pub mod web_browser {
         /// The CEL object `Engagement`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -585,7 +623,7 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
             pub list: ::std::vec::Vec<::std::string::String>,
@@ -594,7 +632,7 @@ pub mod policies {
             pub fetch_page: ::std::vec::Vec<FetchPageInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -603,26 +641,26 @@ pub mod policies {
             pub fetch_page: ::std::option::Option<FetchPageInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub email: ::std::option::Option<::std::string::String>,
             pub id: ::std::string::String,
         }
         /// The CEL object `FetchPageInvocation`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInvocation {
             pub inputs: FetchPageInputs,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<FetchPageOutputs>,
         }
         /// The CEL object `FetchPageInputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInputs {
             pub url: ::std::string::String,
         }
         /// The CEL object `FetchPageOutputs`.
-        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageOutputs {
             pub body: ::std::string::String,
             pub content_type: ::std::string::String,
@@ -630,11 +668,117 @@ pub mod policies {
             pub final_url: ::std::option::Option<::std::string::String>,
             pub status_code: i64,
         }
+        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Engagement {
+                    history: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "history",
+                    )?,
+                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
+                    started_at: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "started_at",
+                    )?,
+                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for History {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(History {
+                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
+                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
+                    fetch_page: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "fetch_page",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
+                    fetch_page: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "fetch_page",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for User {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(User {
+                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInvocation {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(FetchPageInvocation {
+                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    outputs: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "outputs",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(FetchPageInputs {
+                    url: ::agentc_generated_support::cel_roots::field(map, "url")?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageOutputs {
+            fn from_cel(
+                value: &::agentc_cel::Value,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                Ok(FetchPageOutputs {
+                    body: ::agentc_generated_support::cel_roots::field(map, "body")?,
+                    content_type: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "content_type",
+                    )?,
+                    final_url: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "final_url",
+                    )?,
+                    status_code: ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "status_code",
+                    )?,
+                })
+            }
+        }
         /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> ::serde_json::Value {
-            ::serde_json::json!(
-                { "started_at" : "1970-01-01T00:00:00Z", "user" : { "id" : "" }, "recent"
-                : {}, "history" : { "_list" : [], "_total" : 0, "fetch_page" : [] } }
+        fn skeleton() -> &'static ::agentc_cel::Value {
+            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::skeleton(
+                &SKELETON,
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"fetch_page\":[]}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -807,6 +951,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`input_fetch_page`] over the engagement's variables.
+        fn input_fetch_page_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history", "recent"],
+                skeleton(),
+                true,
+            )?;
+            input_fetch_page(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.fetch_page.inputs.url.startsWith("https://") && !recent.fetch_page.inputs.url.matches("^https://[^/?#]*[@A-Z]") && !["intranet.acme.example", "payroll.acme.example", "wiki.corp.acme.example", "localhost", "127.0.0.1", "169.254.169.254"].exists(host, recent.fetch_page.inputs.url.startsWith("https://" + host)) && history._total < 40`
         ///
         /// Compiled to Rust: [`input_fetch_page`].
@@ -814,19 +972,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history", "recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history", "recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    input_fetch_page(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history", "recent"],
+                    input_fetch_page_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -955,6 +1105,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`output_fetch_page`] over the engagement's variables.
+        fn output_fetch_page_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["recent"],
+                skeleton(),
+                true,
+            )?;
+            output_fetch_page(&root)
+                .map(::agentc_cel::Value::Bool)
+                .map_err(super::super::support::denial)
+        }
         /// `recent.fetch_page.outputs.status_code < 400 && (recent.fetch_page.outputs.content_type.startsWith("text/") || recent.fetch_page.outputs.content_type.contains("json")) && size(recent.fetch_page.outputs.body) <= 2000000`
         ///
         /// Compiled to Rust: [`output_fetch_page`].
@@ -962,19 +1126,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["recent"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["recent"],
-                        skeleton(),
-                        true,
-                    )?;
-                    output_fetch_page(&root)
-                        .map(::agentc_cel::Value::Bool)
-                        .map_err(super::super::support::denial)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["recent"],
+                    output_fetch_page_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `int`; an `Err` denies.
@@ -1001,6 +1157,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_pages_fetched`] over the engagement's variables.
+        fn exposes_pages_fetched_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_pages_fetched(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(history.fetch_page) ? size(history.fetch_page) : 0`
         ///
         /// Compiled to Rust: [`exposes_pages_fetched`].
@@ -1008,19 +1178,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_pages_fetched(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_pages_fetched_evaluate,
+                ),
             )
         }
         /// Compiled from a CEL expression of type `string`; an `Err` denies.
@@ -1059,6 +1221,20 @@ pub mod policies {
                 }),
             )
         }
+        /// Evaluates [`exposes_first_url`] over the engagement's variables.
+        fn exposes_first_url_evaluate(
+            variables: &dyn ::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+                variables,
+                &["history"],
+                skeleton(),
+                true,
+            )?;
+            exposes_first_url(&root)
+                .map_err(super::super::support::denial)
+                .and_then(super::super::support::cel_value)
+        }
         /// `has(history.fetch_page) && size(history.fetch_page) > 0 ? history.fetch_page[0].inputs.url : ""`
         ///
         /// Compiled to Rust: [`exposes_first_url`].
@@ -1066,19 +1242,11 @@ pub mod policies {
             ::std::sync::Arc<dyn ::agentc_runtime::Check>,
             super::super::SetupError,
         > {
-            super::super::support::compiled(
-                &["history"],
-                |variables| {
-                    let root: Engagement = super::super::support::typed(
-                        variables,
-                        &["history"],
-                        skeleton(),
-                        true,
-                    )?;
-                    exposes_first_url(&root)
-                        .map_err(super::super::support::denial)
-                        .and_then(super::super::support::cel_value)
-                },
+            Ok(
+                ::agentc_generated_support::cel_roots::compiled(
+                    &["history"],
+                    exposes_first_url_evaluate,
+                ),
             )
         }
         /// `has(history.fetch_page) ? history.fetch_page.map(c, c.inputs.url) : []`
@@ -1095,11 +1263,32 @@ pub mod policies {
         /// The output guardrail: its assertion over the fields of `pii_detector`'s output (OAS-G4).
         pub mod output_guardrail {
             /// The CEL object `Fields`.
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+            #[derive(Clone, PartialEq)]
             pub struct Fields {
                 pub categories: ::std::vec::Vec<::std::string::String>,
                 pub confidence: f64,
                 pub contains_pii: bool,
+            }
+            impl ::agentc_generated_support::cel_roots::FromCel for Fields {
+                fn from_cel(
+                    value: &::agentc_cel::Value,
+                ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                    let map = ::agentc_generated_support::cel_roots::object(value)?;
+                    Ok(Fields {
+                        categories: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "categories",
+                        )?,
+                        confidence: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "confidence",
+                        )?,
+                        contains_pii: ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "contains_pii",
+                        )?,
+                    })
+                }
             }
             /// Compiled from a CEL expression of type `bool`; an `Err` denies.
             #[allow(
@@ -1127,6 +1316,23 @@ pub mod policies {
                             }))),
                 )
             }
+            /// Evaluates [`assertion`] over the engagement's variables.
+            fn assertion_evaluate(
+                variables: &dyn ::agentc_runtime::VariableSource,
+            ) -> ::std::result::Result<
+                ::agentc_cel::Value,
+                ::agentc_runtime::CheckError,
+            > {
+                let root: Fields = ::agentc_generated_support::cel_roots::typed(
+                    variables,
+                    &["categories", "confidence", "contains_pii"],
+                    &::agentc_cel::Value::Null,
+                    false,
+                )?;
+                assertion(&root)
+                    .map(::agentc_cel::Value::Bool)
+                    .map_err(super::super::super::support::denial)
+            }
             /// `!(contains_pii && confidence >= 0.5) && !categories.exists(c, c in ["national_id", "payment_card", "bank_account"])`
             ///
             /// Compiled to Rust: [`assertion`].
@@ -1134,19 +1340,11 @@ pub mod policies {
                 ::std::sync::Arc<dyn ::agentc_runtime::Check>,
                 super::super::super::SetupError,
             > {
-                super::super::super::support::compiled(
-                    &["categories", "confidence", "contains_pii"],
-                    |variables| {
-                        let root: Fields = super::super::super::support::typed(
-                            variables,
-                            &["categories", "confidence", "contains_pii"],
-                            ::serde_json::json!({}),
-                            false,
-                        )?;
-                        assertion(&root)
-                            .map(::agentc_cel::Value::Bool)
-                            .map_err(super::super::super::support::denial)
-                    },
+                Ok(
+                    ::agentc_generated_support::cel_roots::compiled(
+                        &["categories", "confidence", "contains_pii"],
+                        assertion_evaluate,
+                    ),
                 )
             }
         }
