@@ -205,7 +205,7 @@ impl StoreReviewer {
     fn new_record(request: &ReviewRequest, reviewer_is_agent: bool) -> ReviewRecord {
         ReviewRecord {
             id: fresh_id("r_"),
-            engagement: request.engagement.clone(),
+            engagement: request.root_engagement.clone(),
             agent: request.agent.clone(),
             reviewer: request.reviewer_id.clone(),
             reviewer_is_agent,
@@ -263,7 +263,7 @@ impl Reviewer for StoreReviewer {
         if let ReviewerRef::Agent(name) = &request.reviewer {
             return self.review_as_agent(name, request).await;
         }
-        let key = waiter_key(&request.engagement, request.stage, &request.call_hash);
+        let key = waiter_key(&request.root_engagement, request.stage, &request.call_hash);
         // The waiter is registered before the store is read, and a decision is stored
         // before the waiter is looked up, so a decision is never missed between the two.
         let (sender, receiver) = oneshot::channel();
@@ -275,9 +275,9 @@ impl Reviewer for StoreReviewer {
                 waiters.remove(&key);
             }
         };
-        let open = self
-            .store
-            .open_review(&request.engagement, &request.call_hash, request.stage);
+        let open =
+            self.store
+                .open_review(&request.root_engagement, &request.call_hash, request.stage);
         let record = match open {
             Ok(Some(record)) => record,
             Ok(None) => {
@@ -305,7 +305,7 @@ impl Reviewer for StoreReviewer {
                 "reviewer": request.reviewer_id,
                 "review": record.id,
             });
-            if let Err(error) = self.store.set_status(&request.engagement, &status) {
+            if let Err(error) = self.store.set_status(&request.root_engagement, &status) {
                 forget(&self.waiters);
                 return refuse(format!("the engagement could not be saved: {error}"));
             }
@@ -325,7 +325,7 @@ impl Reviewer for StoreReviewer {
             return refuse(format!("the decision could not be recorded: {error}"));
         }
         if let Err(error) = self.store.set_status(
-            &request.engagement,
+            &request.root_engagement,
             &serde_json::json!({"state": "running"}),
         ) {
             tracing::warn!(%error, "engagement status not saved");

@@ -183,6 +183,158 @@ async fn oas_c7_review_survives_a_restart_and_only_the_user_may_see_or_approve()
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
+const BALANCE_TOOL: &str = r#"kind: openagentspec:v1/tool
+name: account_balance
+description: Reads an account's balance.
+input:
+  type: object
+  properties:
+    account: {type: string}
+  required: [account]
+output:
+  type: object
+  properties:
+    balance: {type: integer}
+  required: [balance]
+binding:
+  native: {function: tests::account_balance}
+"#;
+
+const WAITING_AGENTS: &str = r#"kind: openagentspec:v1/agent
+name: balances
+description: Tells the user a balance once they have seen it.
+intent: You report balances.
+owner: people-ops@acme.example
+capabilities:
+  account_balance:
+    output_restriction:
+      require_review: user                 # OAS-C7: the user sees the output first
+exposes:
+  reads: history._total
+---
+kind: openagentspec:v1/agent
+name: delegator
+description: Has the refunds agent issue refunds.
+intent: You delegate refunds.
+owner: people-ops@acme.example
+capabilities:
+  refunds: {}
+exposes:
+  delegated: history._total
+"#;
+
+const BALANCES_SCRIPT: &str = r#"turns:
+  - tool_calls:
+      - name: account_balance
+        arguments: {account: "a-1"}
+  - text: The balance is 70.
+"#;
+
+const DELEGATOR_SCRIPT: &str = r#"turns:
+  - tool_calls:
+      - name: refunds
+        arguments: {text: "refund order o-42"}
+  - text: The refunds agent has refunded it.
+"#;
+
+fn waiting_setup(
+    store: Arc<dyn agentc_server::Store>,
+) -> (Setup, agentc_runtime::MockTool, agentc_runtime::MockTool) {
+    let (setup, refund) = Setup::new(
+        vec![
+            ("refunds.yaml", REFUNDS_AGENT.to_string()),
+            ("tools.yaml", REFUND_TOOLS.to_string()),
+            ("balance.yaml", BALANCE_TOOL.to_string()),
+            ("waiting.yaml", WAITING_AGENTS.to_string()),
+        ],
+        store,
+    )
+    .script("refunds", REFUND_SCRIPT)
+    .script("balances", BALANCES_SCRIPT)
+    .script("delegator", DELEGATOR_SCRIPT)
+    .mock("issue_refund", json!({"refund_id": "rf-1"}));
+    let (setup, balance) = setup.mock("account_balance", json!({"balance": 70}));
+    (setup, refund, balance)
+}
+
+/// Approves alice's only open review of `tool` and returns the review.
+async fn approve_open_review(base: &str, tool: &str) -> serde_json::Value {
+    let (_, reviews) = get(base, "/reviews", Some("alice-token-1")).await;
+    let review = reviews["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|review| review["tool"] == tool && review["decision"].is_null())
+        .cloned()
+        .unwrap_or_else(|| panic!("no open review of {tool}: {reviews}"));
+    let approve = json!({"decision": "approve", "call_hash": review["call_hash"]}).to_string();
+    let review_path = format!("/reviews/{}", review["id"].as_str().unwrap());
+    let (status, _, body) = post(base, &review_path, Some("alice-token-1"), &approve).await;
+    assert_eq!(status, 200, "{body}");
+    review
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oas_c7_output_and_nested_reviews_survive_a_restart() {
+    let path = database_path("waits");
+    let (setup, first_refund, first_balance) = waiting_setup(sqlite(&path));
+    let server = setup.start().await;
+    let base = server.base.clone();
+    // An output review: the tool has run once, and its output waits for the user.
+    let (_, balances, _) = post(
+        &base,
+        "/agents/balances",
+        Some("alice-token-1"),
+        r#"{"text": "What is my balance?"}"#,
+    )
+    .await;
+    let balances = balances.unwrap();
+    wait_for_state(&base, &balances, "alice-token-1", &["awaiting_review"]).await;
+    assert_eq!(first_balance.calls(), 1);
+    // A review inside an agent called as a capability: the engagement alice started
+    // waits, with the called agent's wait saved inside it.
+    let (_, delegated, _) = post(
+        &base,
+        "/agents/delegator",
+        Some("alice-token-1"),
+        r#"{"text": "Get order o-42 refunded"}"#,
+    )
+    .await;
+    let delegated = delegated.unwrap();
+    let waiting = wait_for_state(&base, &delegated, "alice-token-1", &["awaiting_review"]).await;
+    assert_eq!(waiting["status"]["tool"], "issue_refund", "{waiting}");
+    assert_eq!(first_refund.calls(), 0);
+
+    server.stop().await;
+    let (setup, second_refund, second_balance) = waiting_setup(sqlite(&path));
+    let server = setup.start().await;
+    let base = server.base.clone();
+    wait_for_state(&base, &balances, "alice-token-1", &["awaiting_review"]).await;
+    wait_for_state(&base, &delegated, "alice-token-1", &["awaiting_review"]).await;
+    // Bob sees neither review.
+    let (_, bobs) = get(&base, "/reviews", Some("bob-token-22")).await;
+    assert_eq!(bobs["reviews"].as_array().unwrap().len(), 0);
+
+    let review = approve_open_review(&base, "account_balance").await;
+    assert_eq!(review["stage"], "output");
+    assert_eq!(review["outputs"], json!({"balance": 70}));
+    let done = wait_for_state(&base, &balances, "alice-token-1", &["completed", "failed"]).await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["text"], "The balance is 70.");
+    assert_eq!(done["exposes"], json!({"reads": 1}));
+    // The output reviewed was the one obtained before the restart: one call in all.
+    assert_eq!((first_balance.calls(), second_balance.calls()), (1, 0));
+
+    approve_open_review(&base, "issue_refund").await;
+    let done = wait_for_state(&base, &delegated, "alice-token-1", &["completed", "failed"]).await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["text"], "The refunds agent has refunded it.");
+    assert_eq!(done["exposes"], json!({"delegated": 1}));
+    assert_eq!((first_refund.calls(), second_refund.calls()), (0, 1));
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oas_c7_a_refusal_ends_the_engagement_and_the_tool_never_runs() {
     let (setup, tool) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
