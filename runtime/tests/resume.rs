@@ -879,3 +879,111 @@ async fn a_remote_agent_that_misbehaves_is_refused() {
     );
     assert!(refused.is_err());
 }
+
+/// An agent whose only capability is `vendor_support` on the loopback server.
+fn desk_specs(server: &MockServer) -> SpecSet {
+    let desk = format!(
+        "kind: openagentspec:v1/agent\nname: desk\ndescription: Asks the vendor.\nintent: You ask the vendor.\nowner: ops@acme.example\ncapabilities:\n  oagent://{}/agents/vendor_support:\n    user_identity: false\n    static_identity: vendor_link\nexposes:\n  vendor_calls: history._total\n",
+        server.address()
+    );
+    SpecSet::from_sources(&[SourceInput {
+        name: "desk.yaml".into(),
+        bytes: desk.into_bytes(),
+    }])
+    .unwrap()
+}
+
+/// A vendor whose remote engagement answers only after `delay` (it waits, say, for
+/// its own reviewer).
+async fn slow_vendor(delay: Duration) -> MockServer {
+    let server = loopback().await;
+    Mock::given(method("GET"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x1"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(delay)
+                .set_body_json(json!({
+                    "id": "x1", "status": {"state": "completed"}, "text": "Ships Monday.",
+                    "exposes": {"orders_checked": 1}
+                })),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn ask_vendor(
+    set: &SpecSet,
+    tool_timeout: Duration,
+    agent_timeout: Duration,
+) -> agentc_runtime::EngagementOutcome {
+    let mut tools = ToolRegistry::new(&set.tools).unwrap();
+    tools
+        .bind_remote_agents(
+            set,
+            RemoteLimits {
+                allow_loopback_http: true,
+                poll_interval: Duration::from_millis(5),
+                timeout: Duration::from_secs(10),
+                ..RemoteLimits::default()
+            },
+        )
+        .unwrap();
+    let mut runtime = Runtime::new(tools);
+    runtime.credentials = Arc::new(
+        agentc_runtime::InMemoryCredentials::new()
+            .with_static("vendor_link", Secret::new("company-token")),
+    );
+    runtime.tool_timeout = tool_timeout;
+    runtime.agent_timeout = agent_timeout;
+    let model = ScriptedModel::new(vec![
+        ModelTurn::ToolCalls(vec![ToolCall {
+            id: Some("v1".into()),
+            name: "vendor_support".into(),
+            arguments: json!({"text": "When does o-42 ship?"}),
+        }]),
+        ModelTurn::Text("Asked.".into()),
+    ])
+    .positional();
+    run_engagement(
+        &runtime,
+        &model,
+        EngagementRequest {
+            agent: set.agent("desk").unwrap(),
+            user: None,
+            input: "ask the vendor",
+            memory: None,
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_remote_agent_has_the_agent_deadline_not_the_tool_timeout() {
+    let server = slow_vendor(Duration::from_millis(400)).await;
+    let set = desk_specs(&server);
+    // Longer than the tool timeout, shorter than the agent deadline: it succeeds.
+    let outcome = ask_vendor(&set, Duration::from_millis(100), Duration::from_secs(5)).await;
+    assert_eq!(outcome.status, EngagementStatus::Completed, "{outcome:?}");
+    assert_eq!(outcome.exposes["vendor_calls"], 1, "{outcome:?}");
+    assert!(outcome.snapshot.engagement.refused.is_empty());
+
+    // Longer than the agent deadline: the call is refused as timed out, and nothing of
+    // the remote answer is recorded.
+    let outcome = ask_vendor(&set, Duration::from_secs(5), Duration::from_millis(150)).await;
+    assert_eq!(outcome.exposes["vendor_calls"], 0, "{outcome:?}");
+    let refused = &outcome.snapshot.engagement.refused;
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].stage, "invoke");
+    assert!(refused[0].reason.contains("timed out"), "{refused:?}");
+}

@@ -3,8 +3,7 @@
 //! would lose, resuming them after a restart, and draining them at shutdown.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -43,6 +42,10 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a reviewer may take (the runtime's review timeout).
     pub review_timeout: Duration,
+    /// How long an agent called as a capability, here or on another server, may take
+    /// (the runtime's agent timeout). It is longer than a tool's timeout because the
+    /// called agent's engagement may itself wait for tools and reviewers.
+    pub agent_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             max_input_chars: 32 * 1024,
             shutdown_grace: Duration::from_secs(30),
             review_timeout: Duration::from_secs(7 * 24 * 3600),
+            agent_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -129,25 +133,24 @@ fn waiter_key(engagement: &str, stage: &str, call_hash: &str) -> String {
     format!("{engagement}\n{stage}\n{call_hash}")
 }
 
-/// A fresh identifier: 128 bits from the process's random hasher keys, the clock and a
-/// counter, so identifiers do not repeat across restarts or guess easily.
-pub fn fresh_id(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    let mut text = String::new();
-    for salt in [0u64, 1] {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(nanos);
-        hasher.write_u64(count);
-        hasher.write_u64(salt);
-        hasher.write_u32(std::process::id());
-        text.push_str(&format!("{:016x}", hasher.finish()));
+/// The operating system's random source failed, so no identifier was made.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomError(String);
+
+/// A fresh identifier: 128 bits from the operating system's CSPRNG, in hex. An
+/// engagement's identifier is all that names it in a URL, so it must not be guessable
+/// from other identifiers or the clock; if the random source fails, nothing is
+/// started rather than given a weaker identifier (fail closed).
+pub fn fresh_id(prefix: &str) -> Result<String, RandomError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| RandomError(error.to_string()))?;
+    let mut text = String::with_capacity(prefix.len() + 32);
+    text.push_str(prefix);
+    for byte in bytes {
+        text.push_str(&format!("{byte:02x}"));
     }
-    format!("{prefix}{text}")
+    Ok(text)
 }
 
 /// The server's engagements and everything they run with.
@@ -202,9 +205,12 @@ fn refuse(reason: impl Into<String>) -> ReviewDecision {
 }
 
 impl StoreReviewer {
-    fn new_record(request: &ReviewRequest, reviewer_is_agent: bool) -> ReviewRecord {
-        ReviewRecord {
-            id: fresh_id("r_"),
+    fn new_record(
+        request: &ReviewRequest,
+        reviewer_is_agent: bool,
+    ) -> Result<ReviewRecord, RandomError> {
+        Ok(ReviewRecord {
+            id: fresh_id("r_")?,
             engagement: request.root_engagement.clone(),
             agent: request.agent.clone(),
             reviewer: request.reviewer_id.clone(),
@@ -218,7 +224,7 @@ impl StoreReviewer {
             decision: None,
             consumed: false,
             created_at_ms: now_ms(),
-        }
+        })
     }
 
     /// An agent reviews (OAS-C7 Reading: `oagent://name`): it must be an agent of this
@@ -232,7 +238,10 @@ impl StoreReviewer {
                 "reviewer agent `{name}` is not an agent of this server"
             ));
         };
-        let record = Self::new_record(request, true);
+        let record = match Self::new_record(request, true) {
+            Ok(record) => record,
+            Err(error) => return refuse(format!("the review could not be recorded: {error}")),
+        };
         if let Err(error) = self.store.insert_review(&record) {
             return refuse(format!("the review could not be recorded: {error}"));
         }
@@ -281,12 +290,21 @@ impl Reviewer for StoreReviewer {
         let record = match open {
             Ok(Some(record)) => record,
             Ok(None) => {
-                let record = Self::new_record(request, false);
-                if let Err(error) = self.store.insert_review(&record) {
-                    forget(&self.waiters);
-                    return refuse(format!("the review could not be recorded: {error}"));
+                let inserted = match Self::new_record(request, false) {
+                    Ok(record) => self
+                        .store
+                        .insert_review(&record)
+                        .map(|()| record)
+                        .map_err(|error| error.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
+                match inserted {
+                    Ok(record) => record,
+                    Err(error) => {
+                        forget(&self.waiters);
+                        return refuse(format!("the review could not be recorded: {error}"));
+                    }
                 }
-                record
             }
             Err(error) => {
                 forget(&self.waiters);
@@ -357,6 +375,8 @@ pub enum StartError {
     ShuttingDown,
     /// The store failed.
     Store(StoreError),
+    /// No identifier could be made for it.
+    Random(RandomError),
 }
 
 /// Why a review decision was not taken.
@@ -399,6 +419,7 @@ impl Engine {
             store: Arc::clone(&store),
         }));
         runtime.review_timeout = parts.config.review_timeout;
+        runtime.agent_timeout = parts.config.agent_timeout;
         runtime.agent_models = parts.agent_models.clone();
         let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
         runtime.audit = Arc::new(match store.audit_head()? {
@@ -527,7 +548,7 @@ impl Engine {
             return Err(StartError::ShuttingDown);
         }
         let hosted = self.agents.get(agent).ok_or(StartError::UnknownAgent)?;
-        let id = fresh_id("e_");
+        let id = fresh_id("e_").map_err(StartError::Random)?;
         let now = now_ms();
         self.store
             .insert_engagement(&EngagementRecord {
@@ -745,6 +766,24 @@ impl Engine {
         }
         if let Err(error) = self.runtime.audit.flush() {
             tracing::warn!(%error, "audit flush failed at shutdown");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn identifiers_are_128_random_bits_and_do_not_repeat() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let id = fresh_id("e_").unwrap();
+            let hex = id.strip_prefix("e_").unwrap();
+            assert_eq!(hex.len(), 32);
+            assert!(hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
+            assert!(seen.insert(id));
         }
     }
 }

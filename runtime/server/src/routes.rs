@@ -271,6 +271,14 @@ fn start_error(error: StartError) -> ApiError {
             "the server is shutting down; retry on another instance or later",
         ),
         StartError::Store(error) => ApiError::store(&error),
+        StartError::Random(error) => {
+            tracing::error!(%error, "no engagement identifier could be made");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server could not start the engagement",
+            )
+        }
     }
 }
 
