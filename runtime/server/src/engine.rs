@@ -91,6 +91,22 @@ pub enum ServerError {
     /// Two agents share a name (OAS-A2).
     #[error("two hosted agents are named `{0}` (OAS-A2: a name is unique on a server)")]
     DuplicateAgent(String),
+    /// A hosted agent's capability or guardrail tool is not in the registry it came
+    /// with, so its calls could not be validated.
+    #[error("agent `{agent}` uses tool `{tool}`, which its tool registry does not hold")]
+    MissingTool { agent: String, tool: String },
+    /// Two hosted agents bring one tool name with different interfaces or backends.
+    #[error(
+        "agents `{first}` and `{second}` bring different tools named `{tool}`; a server has one registry"
+    )]
+    ConflictingTool {
+        tool: String,
+        first: String,
+        second: String,
+    },
+    /// The tool registry could not be built.
+    #[error(transparent)]
+    Tool(agentc_runtime::ToolError),
 }
 
 /// Counts engagements that are running, as opposed to parked at a safe point (waiting

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod builder;
 pub mod discovery;
 pub mod engine;
 pub mod routes;
@@ -31,6 +32,7 @@ use agentc_compiler::{CheckOptions, CheckedSet, SourceInput, check_set};
 use agentc_runtime::SpecSet;
 
 pub use auth::{AuthConfig, Authenticator, RateLimitConfig, RateLimiter};
+pub use builder::ServerBuilder;
 pub use engine::{Engine, HostedAgent, ServerConfig, ServerError, ServerParts};
 pub use sqlite::SqliteStore;
 pub use store::{EngagementRecord, ReviewRecord, Store, StoreError, StoredDecision};
