@@ -4,7 +4,7 @@
 //! tool implementations bound (`runtime().tools`), and the agent document as written
 //! (`document()`).
 //!
-//! ```ignore
+//! ```text
 //! let hr = hr::HrAgent::new(MyKnowledgeBase::new())?;
 //! let engine = ServerBuilder::new(model, store, auth)
 //!     .host(hr.spec(), &hr.runtime().tools, hr.document())?

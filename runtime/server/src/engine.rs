@@ -178,6 +178,10 @@ pub struct Engine {
     store: Arc<dyn Store>,
     auth: Authenticator,
     limiter: Option<RateLimiter>,
+    /// The same limit for discovery requests that carry no valid credential, counted
+    /// per client address; apart from the users' buckets, so that no configured user
+    /// id can share a bucket with an address.
+    anonymous_limiter: Option<RateLimiter>,
     waiters: Arc<Mutex<HashMap<String, oneshot::Sender<StoredDecision>>>>,
     busy: Arc<Busy>,
     /// Engagements with a task in this process, by identifier.
@@ -443,6 +447,7 @@ impl Engine {
             None => AuditLog::new(writer),
         });
         let limiter = parts.auth.rate_limit.map(RateLimiter::new);
+        let anonymous_limiter = parts.auth.rate_limit.map(RateLimiter::new);
         let engine = Arc::new(Engine {
             agents,
             runtime,
@@ -451,6 +456,7 @@ impl Engine {
             store,
             auth: Authenticator::new(&parts.auth),
             limiter,
+            anonymous_limiter,
             waiters,
             busy,
             live: Mutex::new(HashMap::new()),
@@ -479,6 +485,11 @@ impl Engine {
     /// The per-user rate limiter, when one is configured.
     pub fn limiter(&self) -> Option<&RateLimiter> {
         self.limiter.as_ref()
+    }
+
+    /// The rate limiter of anonymous discovery requests, per client address.
+    pub fn anonymous_limiter(&self) -> Option<&RateLimiter> {
+        self.anonymous_limiter.as_ref()
     }
 
     /// The limits.

@@ -132,13 +132,17 @@ pub async fn serve(
         .map_err(|error| std::io::Error::other(error.to_string()))?;
     let app = routes::router(Arc::clone(&engine));
     let draining = Arc::clone(&engine);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: waiting for running engagements");
-            draining.drain().await;
-        })
-        .await
+    // The peer address is kept for the per-client limit of anonymous discovery.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: waiting for running engagements");
+        draining.drain().await;
+    })
+    .await
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM: what `agentc serve` shuts down on.

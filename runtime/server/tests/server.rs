@@ -707,6 +707,45 @@ async fn rate_limit_answers_429_with_retry_after_and_recovers() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_is_rate_limited_per_client_address_or_user() {
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.auth = r#"{"tokens": [{"token": "alice-token-1", "user": "alice"}],
+                     "rate_limit": {"requests": 3, "per_seconds": 60}}"#;
+    let server = setup.start().await;
+    let base = server.base.clone();
+    // Anonymous: counted by address, across every discovery route.
+    for path in ["/llms.txt", "/openapi.json", "/agents"] {
+        assert_eq!(get_text(&base, path).await.0, 200, "{path}");
+    }
+    for path in [
+        "/agents/refunds",
+        "/agents/refunds/manifest",
+        "/llms.txt",
+        "/agents",
+    ] {
+        let response = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 429, "{path}");
+        assert!(response.headers().contains_key("retry-after"));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited");
+    }
+    // A credential that is not valid does not escape the address's bucket.
+    let (status, _) = get(&base, "/openapi.json", Some("made-up-token")).await;
+    assert_eq!(status, 429);
+    // An authenticated user has their own bucket, shared with their API calls.
+    assert_eq!(
+        get(&base, "/openapi.json", Some("alice-token-1")).await.0,
+        200
+    );
+    assert_eq!(get(&base, "/reviews", Some("alice-token-1")).await.0, 200);
+    assert_eq!(get(&base, "/agents", Some("alice-token-1")).await.0, 200);
+    assert_eq!(get(&base, "/agents", Some("alice-token-1")).await.0, 429);
+    // Health checks are not counted.
+    assert_eq!(get_text(&base, "/healthz").await.0, 200);
+    server.stop().await;
+}
+
 const CHAT_AGENT: &str = r#"kind: openagentspec:v1/agent
 name: chat
 description: Answers questions, one after another.
