@@ -21,7 +21,7 @@ use crate::engagement::{
 };
 use crate::model::{Message, Model, ModelTurn, ToolCall, ToolDescription};
 use crate::review::{Reviewer, StaticReviewer};
-use crate::spec::AgentSpec;
+use crate::spec::{AgentSpec, CapabilityKind};
 use crate::tools::{ToolError, ToolRegistry};
 
 /// The services an engagement runs with.
@@ -561,12 +561,10 @@ fn resume_at<'a>(
                 );
             }
         };
-        if resumed.is_some() && snapshot.pending_calls.is_empty() {
-            return failed_restore(
-                agent,
-                &snapshot,
-                "the snapshot has an obtained result but no pending call".to_string(),
-            );
+        if let Some(resumed) = &resumed
+            && let Err(detail) = resumed_fits(agent, snapshot.pending_calls.first(), resumed)
+        {
+            return failed_restore(agent, &snapshot, detail);
         }
         let mut conversation = match restore(agent, &snapshot) {
             Ok(conversation) => conversation,
@@ -601,6 +599,46 @@ fn resume_at<'a>(
     })
 }
 
+/// Whether what a snapshot says was obtained for its first pending call could have
+/// been saved for that call: an output only when the capability's output waits for a
+/// review (the one wait point after an invocation), and a nested engagement only when
+/// the capability is an agent of the set. Anything else would let a snapshot skip the
+/// call's input review or invocation, so it is refused.
+fn resumed_fits(
+    agent: &AgentSpec,
+    call: Option<&ToolCall>,
+    resumed: &Resumed,
+) -> Result<(), String> {
+    let Some(call) = call else {
+        return Err("the snapshot has an obtained result but no pending call".to_string());
+    };
+    let capability = agent
+        .capability_index(&call.name)
+        .and_then(|index| agent.capabilities.get(index))
+        .ok_or_else(|| format!("`{}` is not a capability of `{}`", call.name, agent.name))?;
+    match resumed {
+        Resumed::Output(_) => capability
+            .output_restriction
+            .as_ref()
+            .is_some_and(|restriction| restriction.require_review.is_some())
+            .then_some(())
+            .ok_or_else(|| {
+                format!(
+                    "the snapshot has an output of `{}`, whose output is not reviewed",
+                    call.name
+                )
+            }),
+        Resumed::Nested(_) => (capability.kind == CapabilityKind::Agent)
+            .then_some(())
+            .ok_or_else(|| {
+                format!(
+                    "the snapshot has a nested engagement for `{}`, which is not an agent of the set",
+                    call.name
+                )
+            }),
+    }
+}
+
 /// Resumes the engagement of the agent that a resumed call engaged (`snapshot`), one
 /// level below `caller`, and gives its answer as that call's output.
 async fn resume_callee(
@@ -628,6 +666,13 @@ async fn resume_callee(
     let Some(callee) = runtime.agents.get(&name) else {
         return Err(failed("it is not an agent of this runtime".to_string()));
     };
+    // The called agent runs as its caller's user (OAS-C3), so a saved engagement of
+    // anyone else's is not resumed under this caller.
+    if snapshot.engagement.user.as_ref() != caller.user() {
+        return Err(failed(
+            "the saved engagement's user is not the caller's".to_string(),
+        ));
+    }
     let depth = depth.saturating_add(1);
     if depth > runtime.max_agent_depth {
         return Err(failed(format!(

@@ -286,6 +286,31 @@ async fn oas_c7_a_resumed_call_whose_input_changed_is_not_approved() {
 }
 
 #[tokio::test]
+async fn an_obtained_output_for_a_call_without_an_output_review_is_refused() {
+    // `pay` waits for an input review only; a snapshot claiming its output was
+    // obtained would skip that review and the invocation, so it is not resumed.
+    let set = specs();
+    let mut snapshot = wait_then_stop(&set).await;
+    snapshot.obtained_output = Some(json!({"paid": true}));
+    let pay = MockTool::new(json!({"paid": true}));
+    let mut second = runtime(&set, &pay);
+    second.reviewer = Arc::new(StaticReviewer::approving());
+    let outcome =
+        resume_engagement(&second, &script(), set.agent("payer").unwrap(), snapshot).await;
+    assert!(
+        matches!(
+            outcome.status,
+            EngagementStatus::Failed {
+                reason: FailureReason::Interrupted { .. }
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.exposes.get("payments"), None);
+    assert_eq!(pay.calls(), 0);
+}
+
+#[tokio::test]
 async fn resuming_a_snapshot_of_another_agent_fails_closed() {
     let set = specs();
     let mut snapshot = wait_then_stop(&set).await;
@@ -613,6 +638,29 @@ async fn oas_c7_a_resumed_called_agent_is_still_reviewed_and_must_match_its_call
         outcome.snapshot.engagement.refused[0]
             .reason
             .contains("auditor")
+    );
+    assert_eq!(pay.calls(), 0);
+
+    // A nested engagement saved for another user is not resumed under this one.
+    let mut impostor = snapshot.clone();
+    impostor.nested.as_mut().unwrap().engagement.user =
+        Some(agentc_runtime::UserIdentity::new("mallory"));
+    let outcome = resume_engagement(
+        &third,
+        &manager_script(),
+        set.agent("manager").unwrap(),
+        impostor,
+    )
+    .await;
+    assert_eq!(
+        outcome.exposes.get("delegated"),
+        Some(&json!(0)),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome.snapshot.engagement.refused[0]
+            .reason
+            .contains("user")
     );
     assert_eq!(pay.calls(), 0);
 
