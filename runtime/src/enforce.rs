@@ -30,8 +30,10 @@ use crate::driver::{
 use crate::engagement::{Engagement, EngagementStatus, Pending, RefusedCall, UserIdentity};
 use crate::model::{Model, ToolCall};
 use crate::review::{ReviewDecision, ReviewRequest, call_hash};
-use crate::spec::{AgentSpec, CapabilityKind, GuardrailSpec, RestrictionSpec, ReviewerRef};
-use crate::tools::{ToolBackend, ToolContext, ToolError};
+use crate::spec::{
+    AgentSpec, CapabilityKind, CapabilitySpec, GuardrailSpec, RestrictionSpec, ReviewerRef,
+};
+use crate::tools::{RegisteredTool, ToolBackend, ToolContext, ToolError};
 
 /// The step that refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -537,7 +539,7 @@ async fn enforce_call_inner(
         Some(obtained) => obtained
             .clone()
             .map_err(|error| context.refuse(engagement, RefusalStage::Invoke, error.to_string()))?,
-        None => invoke(&context, engagement, index, caller).await?,
+        None => invoke(&context, engagement, capability, tool, caller).await?,
     };
     if let Err(error) = tool.validate_output(&output) {
         return Err(context.refuse(engagement, RefusalStage::OutputSchema, error.to_string()));
@@ -579,24 +581,11 @@ async fn enforce_call_inner(
 async fn invoke(
     context: &CallContext<'_>,
     engagement: &mut Engagement,
-    index: usize,
+    capability: &CapabilitySpec,
+    tool: &RegisteredTool,
     caller: Caller<'_>,
 ) -> Result<serde_json::Value, Refusal> {
     let runtime = context.runtime;
-    let Some(capability) = context.agent.capabilities.get(index) else {
-        return Err(context.refuse(
-            engagement,
-            RefusalStage::UndeclaredTool,
-            "no capability".into(),
-        ));
-    };
-    let Some(tool) = runtime.tools.get(&capability.name) else {
-        return Err(context.refuse(
-            engagement,
-            RefusalStage::UndeclaredTool,
-            format!("no tool interface is known for `{}`", capability.name),
-        ));
-    };
 
     let identity = Identity::choose(
         capability.user_identity,
