@@ -191,9 +191,11 @@ pub struct EngagementSnapshot {
 /// Where snapshots go (a server's store).
 #[async_trait]
 pub trait Checkpoints: Send + Sync {
-    /// Saves the latest snapshot of an engagement, replacing the one before. An error
-    /// ends the engagement ([`FailureReason::Interrupted`]): a wait that could not
-    /// survive a restart is not started.
+    /// Saves the latest snapshot of an engagement (the one the user started, with any
+    /// engagement of an agent it called nested inside), replacing the one before. An
+    /// error refuses the review about to be asked, which ends the engagement
+    /// ([`FailureReason::ReviewRefused`]): a wait that could not survive a restart is
+    /// not started.
     async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String>;
 }
 

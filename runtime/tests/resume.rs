@@ -285,6 +285,47 @@ async fn oas_c7_a_resumed_call_whose_input_changed_is_not_approved() {
     assert_eq!(pay.calls(), 0);
 }
 
+/// A store that cannot save.
+struct Broken;
+
+#[async_trait]
+impl Checkpoints for Broken {
+    async fn save(&self, _: &EngagementSnapshot) -> Result<(), String> {
+        Err("disk full".into())
+    }
+}
+
+#[tokio::test]
+async fn a_wait_that_cannot_be_saved_is_not_started() {
+    let set = specs();
+    let pay = MockTool::new(json!({"paid": true}));
+    let mut runtime = runtime(&set, &pay);
+    runtime.checkpoints = Some(Arc::new(Broken));
+    // The reviewer would approve; it is never asked, so nothing is paid.
+    runtime.reviewer = Arc::new(StaticReviewer::approving());
+    let outcome = run_engagement(
+        &runtime,
+        &script(),
+        EngagementRequest {
+            agent: set.agent("payer").unwrap(),
+            user: Some(agentc_runtime::UserIdentity::new("u1")),
+            input: "pay inv-7",
+            memory: None,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            &outcome.status,
+            EngagementStatus::Failed {
+                reason: FailureReason::ReviewRefused { detail, .. }
+            } if detail.contains("disk full")
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(pay.calls(), 0);
+}
+
 #[tokio::test]
 async fn an_obtained_output_for_a_call_without_an_output_review_is_refused() {
     // `pay` waits for an input review only; a snapshot claiming its output was

@@ -162,7 +162,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Where the secrets of tools and remote agents come from (OAS-C3/C4).
+    /// Where the secrets of tools and remote agents come from (OAS-C3/C4); for the
+    /// provider a generated crate's runtime was given,
+    /// `credentials(Arc::clone(&hosted.runtime().credentials))`.
     pub fn credentials(mut self, credentials: Arc<dyn CredentialProvider>) -> Self {
         self.credentials = credentials;
         self
