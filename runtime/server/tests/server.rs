@@ -331,6 +331,25 @@ async fn oas_c7_output_and_nested_reviews_survive_a_restart() {
     assert_eq!(done["text"], "The refunds agent has refunded it.");
     assert_eq!(done["exposes"], json!({"delegated": 1}));
     assert_eq!((first_refund.calls(), second_refund.calls()), (0, 1));
+
+    // Without a restart, the waiting called agent is woken where it waits.
+    let (_, again, _) = post(
+        &base,
+        "/agents/delegator",
+        Some("alice-token-1"),
+        r#"{"text": "Get order o-42 refunded"}"#,
+    )
+    .await;
+    let again = again.unwrap();
+    wait_for_state(&base, &again, "alice-token-1", &["awaiting_review"]).await;
+    // Bob can neither read the engagement nor see its review.
+    assert_eq!(get(&base, &again, Some("bob-token-22")).await.0, 404);
+    let (_, bobs) = get(&base, "/reviews", Some("bob-token-22")).await;
+    assert_eq!(bobs["reviews"].as_array().unwrap().len(), 0);
+    approve_open_review(&base, "issue_refund").await;
+    let done = wait_for_state(&base, &again, "alice-token-1", &["completed", "failed"]).await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(second_refund.calls(), 2);
     server.stop().await;
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
