@@ -122,6 +122,9 @@ enum Command {
         /// their own shorter timeout.
         #[arg(long, default_value_t = 600)]
         agent_timeout: u64,
+        /// How long a tool may take in seconds.
+        #[arg(long, default_value_t = 30)]
+        tool_timeout: u64,
     },
     /// Work with audit trails.
     Audit {
@@ -264,6 +267,7 @@ fn main() -> ExitCode {
             credentials,
             allow_loopback_http,
             agent_timeout,
+            tool_timeout,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -283,6 +287,7 @@ fn main() -> ExitCode {
                 credentials: credentials.as_deref(),
                 allow_loopback_http,
                 agent_timeout_secs: agent_timeout,
+                tool_timeout_secs: tool_timeout,
             })
         }
         Command::Audit {

@@ -26,6 +26,8 @@ pub struct ServeRequest<'a> {
     pub allow_loopback_http: bool,
     /// How long an agent called as a capability (local or remote) may take, in seconds.
     pub agent_timeout_secs: u64,
+    /// How long a tool may take, in seconds.
+    pub tool_timeout_secs: u64,
 }
 
 /// Serves until Ctrl-C or SIGTERM; exit 0 after a graceful shutdown, 2 on usage, spec
@@ -81,6 +83,7 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
     // `--mock-tool` replaces any of them.
     let config = ServerConfig {
         agent_timeout: std::time::Duration::from_secs(request.agent_timeout_secs),
+        tool_timeout: std::time::Duration::from_secs(request.tool_timeout_secs),
         ..ServerConfig::default()
     };
     let mut tools =

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a reviewer may take (the runtime's review timeout).
     pub review_timeout: Duration,
+    /// How long a tool may take (the runtime's tool timeout).
+    pub tool_timeout: Duration,
     /// How long an agent called as a capability, here or on another server, may take
     /// (the runtime's agent timeout). It is longer than a tool's timeout because the
     /// called agent's engagement may itself wait for tools and reviewers.
@@ -55,6 +57,7 @@ impl Default for ServerConfig {
             max_input_chars: 32 * 1024,
             shutdown_grace: Duration::from_secs(30),
             review_timeout: Duration::from_secs(7 * 24 * 3600),
+            tool_timeout: Duration::from_secs(30),
             agent_timeout: Duration::from_secs(600),
         }
     }
@@ -440,6 +443,7 @@ impl Engine {
         }));
         runtime.review_timeout = parts.config.review_timeout;
         runtime.agent_timeout = parts.config.agent_timeout;
+        runtime.tool_timeout = parts.config.tool_timeout;
         runtime.agent_models = parts.agent_models.clone();
         let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
         runtime.audit = Arc::new(match store.audit_head()? {

@@ -535,6 +535,76 @@ async fn remote_agent_on_another_server_is_a_capability() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_agent_may_wait_for_its_own_review_longer_than_a_tool_may_take() {
+    // The vendor's agent asks its user (company A's alice) before every lookup.
+    let reviewed_vendor = VENDOR_AGENT.replace(
+        "    input_restriction:\n",
+        "    input_restriction:\n      require_review: user\n",
+    );
+    assert!(reviewed_vendor.contains("require_review"));
+    let (setup, vendor_tool) = Setup::new(
+        vec![
+            ("vendor.yaml", reviewed_vendor),
+            ("tools.yaml", ORDER_TOOL.to_string()),
+        ],
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    )
+    .script("vendor_support", VENDOR_SCRIPT)
+    .mock("lookup_order", json!({"ships": "Monday"}));
+    let vendor = setup.start().await;
+    // The desk's tools may take 300 ms; a called agent, 20 s.
+    let mut desk = desk_setup(&vendor, "alice-token-1");
+    desk.config.tool_timeout = Duration::from_millis(300);
+    desk.config.agent_timeout = Duration::from_secs(20);
+    let desk = desk.start().await;
+    let (_, location, _) = post(
+        &desk.base,
+        "/agents/support_desk",
+        Some("bob-token-22"),
+        r#"{"text": "When does my order o-42 ship?"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    // The vendor's engagement waits for alice, well past the desk's tool timeout.
+    let vendor_waiting = async {
+        for _ in 0..200 {
+            let waiting = vendor
+                .engine
+                .store()
+                .engagements_in_states(&["awaiting_review"])
+                .unwrap();
+            if !waiting.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the vendor's engagement never waited for its review");
+    };
+    vendor_waiting.await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, still) = get(&desk.base, &location, Some("bob-token-22")).await;
+    assert_eq!(still["status"]["state"], "running", "{still}");
+    assert_eq!(vendor_tool.calls(), 0);
+    approve_open_review(&vendor.base, "lookup_order").await;
+    let done = wait_for_state(
+        &desk.base,
+        &location,
+        "bob-token-22",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["exposes"]["vendor_calls"], 1, "{done}");
+    assert_eq!(
+        done["exposes"]["vendor_answer"],
+        "Order o-42 ships on Monday."
+    );
+    assert_eq!(vendor_tool.calls(), 1);
+    desk.stop().await;
+    vendor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_documents_describe_the_server_and_check() {
     let (setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
     let server = setup.start().await;
