@@ -202,7 +202,7 @@ pub trait Checkpoints: Send + Sync {
 /// Where an engagement is while one call of a model turn runs: with the engagement
 /// itself, everything a snapshot at a wait point inside that call needs. The wait
 /// points themselves are in the enforcement order (before an input or an output
-/// review, OAS-C7), which asks [`WaitPoint::save`] to save.
+/// review, OAS-C7), which asks its `save` to save.
 pub struct WaitPoint<'a> {
     checkpoints: &'a dyn Checkpoints,
     messages: &'a [Message],

@@ -13,6 +13,10 @@
 //! 9. output restriction assertion, then review (OAS-C6, OAS-C7, OAS-C8);
 //! 10. recording (OAS-C2), and only then is the output returned for the model.
 //!
+//! A review wait is saved first ([`crate::driver::WaitPoint`]). A call resumed after a
+//! restart with a result obtained before it ([`Caller::obtained`]) goes through every
+//! step but the input review (approved before that result existed) and steps 6 and 7.
+//!
 //! Every error, missing field, wrong type or timeout on this path denies.
 
 use std::sync::Arc;
