@@ -112,6 +112,18 @@ exposes:
   delegated: history._total
 ---
 kind: openagentspec:v1/agent
+name: director
+description: Has the manager see to payments, and reads the answer first.
+intent: You direct payments.
+owner: finance@acme.example
+capabilities:
+  manager:
+    output_restriction:
+      require_review: user
+exposes:
+  directed: history._total
+---
+kind: openagentspec:v1/agent
 name: auditor
 description: Reviews payments.
 intent: You answer approve or deny.
@@ -722,6 +734,142 @@ async fn oas_c7_a_resumed_called_agent_is_still_reviewed_and_must_match_its_call
         }
     ));
     assert_eq!(pay.calls(), 0);
+}
+
+/// Approves every input review and never answers an output review.
+struct InputsOnly;
+
+#[async_trait]
+impl Reviewer for InputsOnly {
+    async fn review(&self, request: &ReviewRequest) -> ReviewDecision {
+        if request.stage == "input" {
+            return ReviewDecision::Approve {
+                call_hash: request.call_hash.clone(),
+            };
+        }
+        std::future::pending().await
+    }
+}
+
+fn director_runtime(set: &SpecSet, pay: &MockTool) -> Runtime {
+    let mut runtime = manager_runtime(set, pay);
+    runtime
+        .agent_models
+        .insert("manager".into(), Arc::new(manager_script()));
+    runtime
+}
+
+fn director_script() -> ScriptedModel {
+    ScriptedModel::new(vec![
+        ModelTurn::ToolCalls(vec![ToolCall {
+            id: Some("d1".into()),
+            name: "manager".into(),
+            arguments: json!({"text": "see to inv-7"}),
+        }]),
+        ModelTurn::Text("Seen to.".into()),
+    ])
+    .positional()
+}
+
+async fn run_director_until_stopped(runtime: &Runtime, set: &SpecSet) {
+    let stopped = tokio::time::timeout(
+        Duration::from_millis(300),
+        run_engagement(
+            runtime,
+            &director_script(),
+            EngagementRequest {
+                agent: set.agent("director").unwrap(),
+                user: Some(agentc_runtime::UserIdentity::new("u1")),
+                input: "see to inv-7",
+                memory: None,
+            },
+        ),
+    )
+    .await;
+    assert!(stopped.is_err(), "the engagement waits for a reviewer");
+}
+
+#[tokio::test]
+async fn oas_c7_a_wait_two_agents_deep_is_saved_and_resumed_as_one_chain() {
+    let set = specs();
+    let pay = MockTool::new(json!({"paid": true}));
+    let mut first = director_runtime(&set, &pay);
+    let saved = Arc::new(Saved::default());
+    first.checkpoints = Some(saved.clone());
+    first.reviewer = Arc::new(Absent);
+    run_director_until_stopped(&first, &set).await;
+    let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
+    let snapshot: EngagementSnapshot =
+        serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap();
+    // director → manager → payer, which waits for the review of `pay`.
+    let manager = snapshot.nested.as_deref().unwrap();
+    let payer = manager.nested.as_deref().unwrap();
+    assert_eq!(
+        (
+            snapshot.engagement.agent.as_str(),
+            manager.engagement.agent.as_str(),
+            payer.engagement.agent.as_str()
+        ),
+        ("director", "manager", "payer")
+    );
+    assert_eq!(payer.pending_calls[0].name, "pay");
+    assert_eq!(pay.calls(), 0);
+
+    // After the restart the input review is approved; the director's own output review
+    // of the manager's answer is then asked, and approved too.
+    let mut second = director_runtime(&set, &pay);
+    second.reviewer = Arc::new(StaticReviewer::approving());
+    let outcome = resume_engagement(
+        &second,
+        &director_script(),
+        set.agent("director").unwrap(),
+        snapshot,
+    )
+    .await;
+    assert_eq!(outcome.status, EngagementStatus::Completed, "{outcome:?}");
+    assert_eq!(outcome.text.as_deref(), Some("Seen to."));
+    assert_eq!(outcome.exposes["directed"], 1);
+    assert_eq!(pay.calls(), 1);
+}
+
+#[tokio::test]
+async fn oas_c7_an_output_review_of_a_called_agents_answer_resumes_without_running_it_again() {
+    let set = specs();
+    let pay = MockTool::new(json!({"paid": true}));
+    let mut first = director_runtime(&set, &pay);
+    let saved = Arc::new(Saved::default());
+    first.checkpoints = Some(saved.clone());
+    first.reviewer = Arc::new(InputsOnly);
+    run_director_until_stopped(&first, &set).await;
+    // The manager (and the payer inside it) ran to the end; the director waits for
+    // the review of the manager's answer, which the snapshot carries.
+    assert_eq!(pay.calls(), 1);
+    let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(snapshot.engagement.agent, "director");
+    assert!(snapshot.nested.is_none());
+    let answer = snapshot.obtained_output.clone().unwrap();
+    assert_eq!(answer["text"], "Delegated.");
+    assert_eq!(answer["delegated"], 1);
+
+    let hash = call_hash(
+        "manager",
+        "output",
+        &json!({"text": "see to inv-7"}),
+        Some(&answer),
+    );
+    let mut second = director_runtime(&set, &pay);
+    second.reviewer = Arc::new(ApprovesOnly(hash));
+    let outcome = resume_engagement(
+        &second,
+        &director_script(),
+        set.agent("director").unwrap(),
+        snapshot,
+    )
+    .await;
+    assert_eq!(outcome.status, EngagementStatus::Completed, "{outcome:?}");
+    assert_eq!(outcome.exposes["directed"], 1);
+    // Neither the manager nor the payer ran again.
+    assert_eq!(pay.calls(), 1);
 }
 
 #[tokio::test]
