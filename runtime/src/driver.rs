@@ -21,8 +21,8 @@ use crate::engagement::{
 };
 use crate::model::{Message, Model, ModelTurn, ToolCall, ToolDescription};
 use crate::review::{Reviewer, StaticReviewer};
-use crate::spec::AgentSpec;
-use crate::tools::ToolRegistry;
+use crate::spec::{AgentSpec, CapabilityKind};
+use crate::tools::{ToolError, ToolRegistry};
 
 /// The services an engagement runs with.
 pub struct Runtime {
@@ -175,15 +175,146 @@ pub struct EngagementSnapshot {
     /// The calls of the latest model turn still to run, in order.
     #[serde(default)]
     pub pending_calls: Vec<ToolCall>,
+    /// The output of the first pending call, when the engagement waits for that
+    /// output's review (OAS-C7): the tool has run once, so a resumed engagement checks
+    /// this output again (schema, output assertion, a review bound to the same call
+    /// hash) instead of invoking the tool a second time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obtained_output: Option<serde_json::Value>,
+    /// The engagement of the agent that the first pending call engaged (Reading: an
+    /// agent as a tool), when the wait point is inside it: a resumed engagement resumes
+    /// this one first and takes its answer as that call's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested: Option<Box<EngagementSnapshot>>,
 }
 
 /// Where snapshots go (a server's store).
 #[async_trait]
 pub trait Checkpoints: Send + Sync {
-    /// Saves the latest snapshot of an engagement, replacing the one before. An error
-    /// ends the engagement ([`FailureReason::Interrupted`]): a wait that could not
-    /// survive a restart is not started.
+    /// Saves the latest snapshot of an engagement (the one the user started, with any
+    /// engagement of an agent it called nested inside), replacing the one before. An
+    /// error refuses the review about to be asked, which ends the engagement
+    /// ([`FailureReason::ReviewRefused`]): a wait that could not survive a restart is
+    /// not started.
     async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String>;
+}
+
+/// Where an engagement is while one call of a model turn runs: with the engagement
+/// itself, everything a snapshot at a wait point inside that call needs. The wait
+/// points themselves are in the enforcement order (before an input or an output
+/// review, OAS-C7), which asks its `save` to save.
+pub struct WaitPoint<'a> {
+    checkpoints: &'a dyn Checkpoints,
+    messages: &'a [Message],
+    turns: usize,
+    pending_calls: &'a [ToolCall],
+    outer: Option<&'a OuterCall<'a>>,
+}
+
+/// The call that engaged an agent as a tool, seen from inside the called agent's
+/// engagement: the caller's engagement as it was when it made the call, and the
+/// caller's own wait point. A wait inside the called agent is saved as the outermost
+/// engagement's snapshot with the inner ones nested in it, so that a restart resumes
+/// the whole chain.
+pub struct OuterCall<'a> {
+    state: EngagementState,
+    point: &'a WaitPoint<'a>,
+}
+
+impl<'a> OuterCall<'a> {
+    /// The call of an agent as a tool by `caller`, whose wait point is `point`.
+    pub(crate) fn new(caller: &Engagement, point: &'a WaitPoint<'a>) -> Self {
+        OuterCall {
+            state: caller.state(),
+            point,
+        }
+    }
+}
+
+impl std::fmt::Debug for WaitPoint<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("WaitPoint")
+            .field("turns", &self.turns)
+            .field("pending_calls", &self.pending_calls.len())
+            .field("root_engagement", &self.root_engagement())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaitPoint<'_> {
+    /// The engagement the user started, when this wait point is inside an agent called
+    /// as a tool; `None` when this engagement is that one.
+    pub(crate) fn root_engagement(&self) -> Option<&str> {
+        let outer = self.outer?;
+        Some(
+            outer
+                .point
+                .root_engagement()
+                .unwrap_or(outer.state.id.as_str()),
+        )
+    }
+
+    /// This engagement's `snapshot` inside the snapshots of the engagements that called
+    /// it, outermost last, so that the result is the snapshot of the engagement the
+    /// user started.
+    fn enclose(&self, snapshot: EngagementSnapshot) -> EngagementSnapshot {
+        match self.outer {
+            None => snapshot,
+            Some(outer) => outer.point.enclose(EngagementSnapshot {
+                engagement: outer.state.clone(),
+                messages: outer.point.messages.to_vec(),
+                turns: outer.point.turns,
+                pending_calls: outer.point.pending_calls.to_vec(),
+                obtained_output: None,
+                nested: Some(Box::new(snapshot)),
+            }),
+        }
+    }
+
+    /// Saves the snapshot of the engagement the user started, as it is now: `engagement`
+    /// waits for a review of its first pending call, whose output, for an output review,
+    /// is `obtained_output`.
+    pub(crate) async fn save(
+        &self,
+        engagement: &Engagement,
+        obtained_output: Option<&serde_json::Value>,
+    ) -> Result<(), String> {
+        let snapshot = self.enclose(EngagementSnapshot {
+            engagement: engagement.state(),
+            messages: self.messages.to_vec(),
+            turns: self.turns,
+            pending_calls: self.pending_calls.to_vec(),
+            obtained_output: obtained_output.cloned(),
+            nested: None,
+        });
+        self.checkpoints.save(&snapshot).await
+    }
+}
+
+/// How deep an engagement is, and the call that engaged it when it is saved inside its
+/// caller's snapshot.
+#[derive(Clone, Copy)]
+pub(crate) struct Nesting<'a> {
+    /// 0 for the engagement the user started.
+    pub(crate) depth: usize,
+    /// The call that engaged it, when its waits are saved inside its caller's snapshot.
+    pub(crate) outer: Option<&'a OuterCall<'a>>,
+}
+
+impl Nesting<'_> {
+    const ROOT: Nesting<'static> = Nesting {
+        depth: 0,
+        outer: None,
+    };
+}
+
+/// What a resumed engagement already has for the first of its pending calls.
+enum Resumed {
+    /// The output, obtained before the wait for its review.
+    Output(serde_json::Value),
+    /// The engagement of the agent the call engaged, to resume first.
+    Nested(Box<EngagementSnapshot>),
 }
 
 static NEXT_ENGAGEMENT: AtomicU64 = AtomicU64::new(1);
@@ -222,15 +353,6 @@ struct Conversation {
 }
 
 impl Conversation {
-    fn snapshot(&self, pending_calls: &[ToolCall]) -> EngagementSnapshot {
-        EngagementSnapshot {
-            engagement: self.engagement.state(),
-            messages: self.messages.clone(),
-            turns: self.turns,
-            pending_calls: pending_calls.to_vec(),
-        }
-    }
-
     fn finish(
         self,
         text: Option<String>,
@@ -249,6 +371,8 @@ impl Conversation {
             messages: self.messages,
             turns: self.turns,
             pending_calls: Vec::new(),
+            obtained_output: None,
+            nested: None,
         };
         EngagementOutcome {
             engagement_id: engagement.id().to_string(),
@@ -280,7 +404,7 @@ pub async fn run_engagement(
         request.agent.name,
         NEXT_ENGAGEMENT.fetch_add(1, Ordering::Relaxed)
     );
-    run_engagement_at(runtime, model, request, &id, 0).await
+    run_engagement_at(runtime, model, request, &id, Nesting::ROOT).await
 }
 
 /// [`run_engagement`] with an identifier chosen by the caller (a server's, unique
@@ -291,17 +415,20 @@ pub async fn run_engagement_with_id(
     request: EngagementRequest<'_>,
     id: &str,
 ) -> EngagementOutcome {
-    run_engagement_at(runtime, model, request, id, 0).await
+    run_engagement_at(runtime, model, request, id, Nesting::ROOT).await
 }
 
 /// Runs the engagement of an agent called as a tool, `depth` agents below the
-/// engagement the user started. It is boxed because an agent's engagement can contain
-/// another agent's, and a recursive future must have a known size.
+/// engagement the user started; with `outer`, its wait points are saved inside the
+/// snapshot of the engagement that called it. It is boxed because an agent's
+/// engagement can contain another agent's, and a recursive future must have a known
+/// size.
 pub(crate) fn run_nested_engagement<'a>(
     runtime: &'a Runtime,
     model: &'a dyn Model,
     request: EngagementRequest<'a>,
     depth: usize,
+    outer: Option<&'a OuterCall<'a>>,
 ) -> Pin<Box<dyn Future<Output = EngagementOutcome> + Send + 'a>> {
     Box::pin(async move {
         let id = format!(
@@ -309,8 +436,42 @@ pub(crate) fn run_nested_engagement<'a>(
             request.agent.name,
             NEXT_ENGAGEMENT.fetch_add(1, Ordering::Relaxed)
         );
-        run_engagement_at(runtime, model, request, &id, depth).await
+        run_engagement_at(runtime, model, request, &id, Nesting { depth, outer }).await
     })
+}
+
+/// What an agent called as a tool returns to its caller: `{text}` and the callee's
+/// exposes (Reading: an agent as a tool); anything but a completed engagement is an
+/// error.
+pub(crate) fn agent_output(
+    callee: &str,
+    outcome: EngagementOutcome,
+) -> Result<serde_json::Value, ToolError> {
+    let failed = |detail: String| ToolError::Agent {
+        agent: callee.to_string(),
+        detail,
+    };
+    match (outcome.status, outcome.text) {
+        (EngagementStatus::Completed, Some(text)) => {
+            let mut output = serde_json::Map::new();
+            // The callee's text is the `text` field; an exposed key of the same name
+            // cannot replace it.
+            output.insert("text".to_string(), serde_json::Value::String(text));
+            for (key, value) in outcome.exposes {
+                output.entry(key).or_insert(value);
+            }
+            Ok(serde_json::Value::Object(output))
+        }
+        (EngagementStatus::Failed { reason }, _) => Err(failed(format!(
+            "engagement {} failed: {}",
+            outcome.engagement_id,
+            serde_json::to_string(&reason).unwrap_or_default()
+        ))),
+        (status, _) => Err(failed(format!(
+            "engagement {} ended without an answer ({status:?})",
+            outcome.engagement_id
+        ))),
+    }
 }
 
 async fn run_engagement_at(
@@ -318,13 +479,13 @@ async fn run_engagement_at(
     model: &dyn Model,
     request: EngagementRequest<'_>,
     id: &str,
-    depth: usize,
+    nesting: Nesting<'_>,
 ) -> EngagementOutcome {
     let agent = request.agent;
     let names = capability_names(agent);
     let started_at = now();
     let engagement = Engagement::new(id, &agent.name, &names, request.user, started_at);
-    tracing::info!(engagement = %id, agent = %agent.name, depth, "engagement created");
+    tracing::info!(engagement = %id, agent = %agent.name, depth = nesting.depth, "engagement created");
     let mut messages = vec![Message::System {
         content: agent.intent.clone(),
     }];
@@ -347,7 +508,7 @@ async fn run_engagement_at(
         agent,
         &mut conversation,
         request.input,
-        depth,
+        nesting,
     )
     .await;
     let (text, exposes) = match outcome {
@@ -367,36 +528,177 @@ async fn run_engagement_at(
 /// Resumes an engagement from a snapshot taken at a wait point (after a restart): the
 /// engagement is rebuilt exactly, the pending calls run again through every check —
 /// the one that waited for review asks its reviewer again, who may by then have
-/// answered — and the model loop goes on with the turns it has left.
+/// answered — and the model loop goes on with the turns it has left. A call whose
+/// output was obtained before the wait is checked again from that output, and a call
+/// whose agent was waiting resumes that agent's engagement first; neither is invoked
+/// again.
 pub async fn resume_engagement(
     runtime: &Runtime,
     model: &dyn Model,
     agent: &AgentSpec,
     snapshot: EngagementSnapshot,
 ) -> EngagementOutcome {
-    let mut conversation = match restore(agent, &snapshot) {
-        Ok(conversation) => conversation,
-        Err(outcome) => return *outcome,
+    resume_at(runtime, model, agent, snapshot, Nesting::ROOT).await
+}
+
+/// [`resume_engagement`] at any depth; boxed, since a resumed engagement can resume
+/// the engagement of the agent it called.
+fn resume_at<'a>(
+    runtime: &'a Runtime,
+    model: &'a dyn Model,
+    agent: &'a AgentSpec,
+    mut snapshot: EngagementSnapshot,
+    nesting: Nesting<'a>,
+) -> Pin<Box<dyn Future<Output = EngagementOutcome> + Send + 'a>> {
+    Box::pin(async move {
+        let resumed = match (snapshot.nested.take(), snapshot.obtained_output.take()) {
+            (Some(nested), None) => Some(Resumed::Nested(nested)),
+            (None, Some(output)) => Some(Resumed::Output(output)),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return failed_restore(
+                    agent,
+                    &snapshot,
+                    "the snapshot has both an output and a nested engagement".to_string(),
+                );
+            }
+        };
+        if let Some(resumed) = &resumed
+            && let Err(detail) = resumed_fits(agent, snapshot.pending_calls.first(), resumed)
+        {
+            return failed_restore(agent, &snapshot, detail);
+        }
+        let mut conversation = match restore(agent, &snapshot) {
+            Ok(conversation) => conversation,
+            Err(outcome) => return *outcome,
+        };
+        tracing::info!(
+            engagement = %conversation.engagement.id(),
+            agent = %agent.name,
+            depth = nesting.depth,
+            "engagement resumed"
+        );
+        let mut done = None;
+        if !snapshot.pending_calls.is_empty() {
+            run_calls(
+                runtime,
+                model,
+                agent,
+                &mut conversation,
+                &snapshot.pending_calls,
+                nesting,
+                resumed,
+            )
+            .await;
+        }
+        if !conversation.engagement.is_finished() {
+            done = model_loop(runtime, model, agent, &mut conversation, nesting).await;
+        }
+        match done {
+            Some((text, exposes)) => conversation.finish(Some(text), exposes),
+            None => conversation.finish(None, serde_json::Map::new()),
+        }
+    })
+}
+
+/// Whether what a snapshot says was obtained for its first pending call could have
+/// been saved for that call: an output only when the capability's output waits for a
+/// review (the one wait point after an invocation), and a nested engagement only when
+/// the capability is an agent of the set. Anything else would let a snapshot skip the
+/// call's input review or invocation, so it is refused.
+fn resumed_fits(
+    agent: &AgentSpec,
+    call: Option<&ToolCall>,
+    resumed: &Resumed,
+) -> Result<(), String> {
+    let Some(call) = call else {
+        return Err("the snapshot has an obtained result but no pending call".to_string());
     };
-    tracing::info!(engagement = %conversation.engagement.id(), agent = %agent.name, "engagement resumed");
-    let mut done = None;
-    if !snapshot.pending_calls.is_empty() {
-        run_calls(
-            runtime,
-            model,
-            agent,
-            &mut conversation,
-            &snapshot.pending_calls,
-            0,
-        )
-        .await;
+    let capability = agent
+        .capability_index(&call.name)
+        .and_then(|index| agent.capabilities.get(index))
+        .ok_or_else(|| format!("`{}` is not a capability of `{}`", call.name, agent.name))?;
+    match resumed {
+        Resumed::Output(_) => capability
+            .output_restriction
+            .as_ref()
+            .is_some_and(|restriction| restriction.require_review.is_some())
+            .then_some(())
+            .ok_or_else(|| {
+                format!(
+                    "the snapshot has an output of `{}`, whose output is not reviewed",
+                    call.name
+                )
+            }),
+        Resumed::Nested(_) => (capability.kind == CapabilityKind::Agent)
+            .then_some(())
+            .ok_or_else(|| {
+                format!(
+                    "the snapshot has a nested engagement for `{}`, which is not an agent of the set",
+                    call.name
+                )
+            }),
     }
-    if !conversation.engagement.is_finished() {
-        done = model_loop(runtime, model, agent, &mut conversation, 0).await;
+}
+
+/// Resumes the engagement of the agent that a resumed call engaged (`snapshot`), one
+/// level below `caller`, and gives its answer as that call's output.
+async fn resume_callee(
+    runtime: &Runtime,
+    model: &dyn Model,
+    caller: &Engagement,
+    call: &ToolCall,
+    point: Option<&WaitPoint<'_>>,
+    snapshot: EngagementSnapshot,
+    depth: usize,
+) -> Result<serde_json::Value, ToolError> {
+    let name = snapshot.engagement.agent.clone();
+    let failed = |detail: String| ToolError::Agent {
+        agent: name.clone(),
+        detail,
+    };
+    // The nested engagement must be of the agent the pending call names, so that a
+    // snapshot cannot make one capability answer with another agent's engagement.
+    if name != call.name {
+        return Err(failed(format!(
+            "the saved engagement is of agent `{name}`, but the call is to `{}`",
+            call.name
+        )));
     }
-    match done {
-        Some((text, exposes)) => conversation.finish(Some(text), exposes),
-        None => conversation.finish(None, serde_json::Map::new()),
+    let Some(callee) = runtime.agents.get(&name) else {
+        return Err(failed("it is not an agent of this runtime".to_string()));
+    };
+    // The called agent runs as its caller's user (OAS-C3), so a saved engagement of
+    // anyone else's is not resumed under this caller.
+    if snapshot.engagement.user.as_ref() != caller.user() {
+        return Err(failed(
+            "the saved engagement's user is not the caller's".to_string(),
+        ));
+    }
+    let depth = depth.saturating_add(1);
+    if depth > runtime.max_agent_depth {
+        return Err(failed(format!(
+            "agents may call agents at most {} deep",
+            runtime.max_agent_depth
+        )));
+    }
+    let model: &dyn Model = match runtime.agent_models.get(&name) {
+        Some(model) => model.as_ref(),
+        None => model,
+    };
+    let outer = point.map(|point| OuterCall::new(caller, point));
+    let nesting = Nesting {
+        depth,
+        outer: outer.as_ref(),
+    };
+    match tokio::time::timeout(
+        runtime.agent_timeout,
+        resume_at(runtime, model, callee, snapshot, nesting),
+    )
+    .await
+    {
+        Ok(outcome) => agent_output(&name, outcome),
+        Err(_) => Err(ToolError::Timeout(name.clone())),
     }
 }
 
@@ -414,7 +716,16 @@ pub async fn continue_engagement(
         Ok(conversation) => conversation,
         Err(outcome) => return *outcome,
     };
-    match add_user_input(runtime, model, agent, &mut conversation, input, 0).await {
+    match add_user_input(
+        runtime,
+        model,
+        agent,
+        &mut conversation,
+        input,
+        Nesting::ROOT,
+    )
+    .await
+    {
         Some((text, exposes)) => conversation.finish(Some(text), exposes),
         None => conversation.finish(None, serde_json::Map::new()),
     }
@@ -441,24 +752,31 @@ fn restore(
             messages: snapshot.messages.clone(),
             turns: snapshot.turns,
         }),
-        Err(detail) => {
-            let id = if snapshot.engagement.id.is_empty() {
-                "unknown"
-            } else {
-                snapshot.engagement.id.as_str()
-            };
-            let mut engagement = Engagement::new(id, &agent.name, &names, None, None);
-            fail(&mut engagement, FailureReason::Interrupted { detail });
-            Err(Box::new(
-                Conversation {
-                    engagement,
-                    messages: Vec::new(),
-                    turns: snapshot.turns,
-                }
-                .finish(None, serde_json::Map::new()),
-            ))
-        }
+        Err(detail) => Err(Box::new(failed_restore(agent, snapshot, detail))),
     }
+}
+
+/// The outcome of a snapshot that cannot be resumed: the engagement fails as
+/// interrupted, and nothing of it runs.
+fn failed_restore(
+    agent: &AgentSpec,
+    snapshot: &EngagementSnapshot,
+    detail: String,
+) -> EngagementOutcome {
+    let names = capability_names(agent);
+    let id = if snapshot.engagement.id.is_empty() {
+        "unknown"
+    } else {
+        snapshot.engagement.id.as_str()
+    };
+    let mut engagement = Engagement::new(id, &agent.name, &names, None, None);
+    fail(&mut engagement, FailureReason::Interrupted { detail });
+    Conversation {
+        engagement,
+        messages: Vec::new(),
+        turns: snapshot.turns,
+    }
+    .finish(None, serde_json::Map::new())
 }
 
 /// The user's input, through the input guardrail and into the conversation, then the
@@ -469,7 +787,7 @@ async fn add_user_input(
     agent: &AgentSpec,
     conversation: &mut Conversation,
     input: &str,
-    depth: usize,
+    nesting: Nesting<'_>,
 ) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
     // OAS-G2: the input guardrail sees the input before any model does.
     if let Some(guardrail) = &agent.input_guardrail
@@ -493,56 +811,58 @@ async fn add_user_input(
     });
     // Each input gets the whole turn budget; a snapshot keeps the count within one.
     conversation.turns = 0;
-    model_loop(runtime, model, agent, conversation, depth).await
-}
-
-/// Whether a capability's call waits for a reviewer (OAS-C7), and so is a wait point.
-fn needs_review(agent: &AgentSpec, call: &ToolCall) -> bool {
-    agent
-        .capability_index(&call.name)
-        .and_then(|index| agent.capabilities.get(index))
-        .is_some_and(|capability| {
-            [
-                &capability.input_restriction,
-                &capability.output_restriction,
-            ]
-            .into_iter()
-            .flatten()
-            .any(|restriction| restriction.require_review.is_some())
-        })
+    model_loop(runtime, model, agent, conversation, nesting).await
 }
 
 /// Runs the calls of one model turn from the first, in order, appending each answer
-/// (or refusal) to the conversation; a fatal refusal ends the engagement.
+/// (or refusal) to the conversation; a fatal refusal ends the engagement. `resumed` is
+/// what a resumed engagement already has for the first call.
 async fn run_calls(
     runtime: &Runtime,
     model: &dyn Model,
     agent: &AgentSpec,
     conversation: &mut Conversation,
     calls: &[ToolCall],
-    depth: usize,
+    nesting: Nesting<'_>,
+    mut resumed: Option<Resumed>,
 ) {
     for (position, call) in calls.iter().enumerate() {
-        // A wait point: save where we are, so that the wait survives a restart. Only the
-        // engagement the user started is saved; a nested one is part of its caller's call.
-        if depth == 0
-            && let Some(checkpoints) = &runtime.checkpoints
-            && needs_review(agent, call)
-        {
-            let snapshot = conversation.snapshot(calls.get(position..).unwrap_or_default());
-            if let Err(detail) = checkpoints.save(&snapshot).await {
-                fail(
-                    &mut conversation.engagement,
-                    FailureReason::Interrupted {
-                        detail: format!("the engagement could not be saved: {detail}"),
-                    },
-                );
-                return;
-            }
-        }
+        // Where a wait inside this call is saved, so that it survives a restart: the
+        // engagement the user started, and an agent it called as a tool inside its
+        // snapshot. An agent engaged for anything else (a review by an agent) is part
+        // of that and saves nothing of its own.
+        let point = runtime
+            .checkpoints
+            .as_deref()
+            .filter(|_| nesting.depth == 0 || nesting.outer.is_some())
+            .map(|checkpoints| WaitPoint {
+                checkpoints,
+                messages: &conversation.messages,
+                turns: conversation.turns,
+                pending_calls: calls.get(position..).unwrap_or_default(),
+                outer: nesting.outer,
+            });
+        let obtained = match resumed.take() {
+            None => None,
+            Some(Resumed::Output(output)) => Some(Ok(output)),
+            Some(Resumed::Nested(snapshot)) => Some(
+                resume_callee(
+                    runtime,
+                    model,
+                    &conversation.engagement,
+                    call,
+                    point.as_ref(),
+                    *snapshot,
+                    nesting.depth,
+                )
+                .await,
+            ),
+        };
         let caller = Caller {
             model: Some(model),
-            depth,
+            depth: nesting.depth,
+            wait_point: point.as_ref(),
+            obtained: obtained.as_ref(),
         };
         let outcome =
             enforce_call_as(runtime, agent, &mut conversation.engagement, call, caller).await;
@@ -571,7 +891,7 @@ async fn model_loop(
     model: &dyn Model,
     agent: &AgentSpec,
     conversation: &mut Conversation,
-    depth: usize,
+    nesting: Nesting<'_>,
 ) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
     let tools: Vec<ToolDescription> = agent
         .capabilities
@@ -632,7 +952,7 @@ async fn model_loop(
                 conversation.messages.push(Message::AssistantToolCalls {
                     calls: calls.clone(),
                 });
-                run_calls(runtime, model, agent, conversation, &calls, depth).await;
+                run_calls(runtime, model, agent, conversation, &calls, nesting, None).await;
             }
         }
     }

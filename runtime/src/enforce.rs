@@ -13,6 +13,10 @@
 //! 9. output restriction assertion, then review (OAS-C6, OAS-C7, OAS-C8);
 //! 10. recording (OAS-C2), and only then is the output returned for the model.
 //!
+//! A review wait is saved first ([`crate::driver::WaitPoint`]). A call resumed after a
+//! restart with a result obtained before it ([`Caller::obtained`]) goes through every
+//! step but the input review (approved before that result existed) and steps 6 and 7.
+//!
 //! Every error, missing field, wrong type or timeout on this path denies.
 
 use std::sync::Arc;
@@ -24,12 +28,16 @@ use serde_json::json;
 use crate::audit::{AuditAction, AuditDetail, AuditRecord};
 use crate::check::{Check, JsonFields};
 use crate::credentials::Identity;
-use crate::driver::{EngagementRequest, Runtime, run_nested_engagement};
+use crate::driver::{
+    EngagementRequest, OuterCall, Runtime, WaitPoint, agent_output, run_nested_engagement,
+};
 use crate::engagement::{Engagement, EngagementStatus, Pending, RefusedCall, UserIdentity};
 use crate::model::{Model, ToolCall};
 use crate::review::{ReviewDecision, ReviewRequest, call_hash};
-use crate::spec::{AgentSpec, CapabilityKind, GuardrailSpec, RestrictionSpec, ReviewerRef};
-use crate::tools::{ToolBackend, ToolContext, ToolError};
+use crate::spec::{
+    AgentSpec, CapabilityKind, CapabilitySpec, GuardrailSpec, RestrictionSpec, ReviewerRef,
+};
+use crate::tools::{RegisteredTool, ToolBackend, ToolContext, ToolError};
 
 /// The step that refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,6 +156,8 @@ struct CallContext<'a> {
     runtime: &'a Runtime,
     agent: &'a AgentSpec,
     call: &'a ToolCall,
+    /// Where a wait for review is saved before it starts; `None` saves nothing.
+    wait_point: Option<&'a WaitPoint<'a>>,
 }
 
 impl CallContext<'_> {
@@ -235,9 +245,27 @@ impl CallContext<'_> {
             ReviewerRef::Owner => self.agent.owner.clone(),
             ReviewerRef::NamedUser(name) | ReviewerRef::Agent(name) => name.clone(),
         };
+        // A wait point (OAS-C7): the engagement is saved before it waits, with the
+        // output under review, so that after a restart the same output is reviewed
+        // again rather than obtained by invoking the tool a second time.
+        if let Some(point) = self.wait_point
+            && let Err(detail) = point.save(engagement, outputs).await
+        {
+            return Err(self.refuse(
+                engagement,
+                stage,
+                format!("the engagement could not be saved before its review: {detail}"),
+            ));
+        }
         let hash = call_hash(&self.call.name, stage_name, inputs, outputs);
+        let root_engagement = self
+            .wait_point
+            .and_then(WaitPoint::root_engagement)
+            .unwrap_or(engagement.id())
+            .to_string();
         let request = ReviewRequest {
             engagement: engagement.id().to_string(),
+            root_engagement,
             agent: self.agent.name.clone(),
             reviewer: reviewer.clone(),
             reviewer_id: reviewer_id.clone(),
@@ -300,6 +328,7 @@ impl CallContext<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn restrict(
         &self,
         engagement: &mut Engagement,
@@ -308,6 +337,7 @@ impl CallContext<'_> {
         stages: (RefusalStage, RefusalStage),
         inputs: &serde_json::Value,
         outputs: Option<&serde_json::Value>,
+        ask_reviewer: bool,
     ) -> Result<(), Refusal> {
         let Some(restriction) = restriction else {
             return Ok(());
@@ -315,7 +345,7 @@ impl CallContext<'_> {
         if let Some(assertion) = &restriction.assertion {
             self.assert(engagement, assertion.as_ref(), stages.0, pending)?;
         }
-        if let Some(reviewer) = &restriction.require_review {
+        if ask_reviewer && let Some(reviewer) = &restriction.require_review {
             self.review(engagement, reviewer, stages.1, inputs, outputs)
                 .await?;
         }
@@ -324,13 +354,22 @@ impl CallContext<'_> {
 }
 
 /// Who is making a call: the model an agent called as a tool runs on when the runtime
-/// names none for it, and how many agents deep the calling engagement is.
+/// names none for it, how many agents deep the calling engagement is, where a wait
+/// for review is saved, and what a resumed call already obtained.
 #[derive(Clone, Copy, Default)]
 pub struct Caller<'a> {
     /// The calling engagement's model.
     pub model: Option<&'a dyn Model>,
     /// 0 for the engagement the user started, 1 for an agent it called, and so on.
     pub depth: usize,
+    /// Where a wait for review inside this call is saved (the driver's snapshot);
+    /// `None` saves nothing.
+    pub wait_point: Option<&'a WaitPoint<'a>>,
+    /// The call's result, obtained before a restart (an output that waited for its
+    /// review, or the answer of the resumed agent it engaged): the call is checked
+    /// from its input schema on as usual, but its input review was approved before
+    /// the result existed and the call is not invoked again.
+    pub obtained: Option<&'a Result<serde_json::Value, ToolError>>,
 }
 
 impl std::fmt::Debug for Caller<'_> {
@@ -339,6 +378,8 @@ impl std::fmt::Debug for Caller<'_> {
             .debug_struct("Caller")
             .field("has_model", &self.model.is_some())
             .field("depth", &self.depth)
+            .field("wait_point", &self.wait_point)
+            .field("resumed", &self.obtained.is_some())
             .finish()
     }
 }
@@ -379,13 +420,15 @@ enum Target {
 /// Runs an agent called as a tool: its input `{text}` is the callee's input, and its
 /// output is `{text}` and the callee's exposes (Reading: an agent as a tool). The
 /// callee runs on the same runtime, so every one of its own calls is enforced as well;
-/// anything but a completed engagement is an error.
+/// anything but a completed engagement is an error. With `outer`, the callee's waits
+/// are saved inside its caller's snapshot.
 async fn invoke_agent(
     runtime: &Runtime,
     callee: &AgentSpec,
     user: Option<UserIdentity>,
     arguments: &serde_json::Value,
     caller: Caller<'_>,
+    outer: Option<&OuterCall<'_>>,
 ) -> Result<serde_json::Value, ToolError> {
     let failed = |detail: String| ToolError::Agent {
         agent: callee.name.clone(),
@@ -417,29 +460,10 @@ async fn invoke_agent(
             memory: None,
         },
         depth,
+        outer,
     )
     .await;
-    match (outcome.status, outcome.text) {
-        (EngagementStatus::Completed, Some(text)) => {
-            let mut output = serde_json::Map::new();
-            // The callee's text is the `text` field; an exposed key of the same name
-            // cannot replace it.
-            output.insert("text".to_string(), serde_json::Value::String(text));
-            for (key, value) in outcome.exposes {
-                output.entry(key).or_insert(value);
-            }
-            Ok(serde_json::Value::Object(output))
-        }
-        (EngagementStatus::Failed { reason }, _) => Err(failed(format!(
-            "engagement {} failed: {}",
-            outcome.engagement_id,
-            serde_json::to_string(&reason).unwrap_or_default()
-        ))),
-        (status, _) => Err(failed(format!(
-            "engagement {} ended without an answer ({status:?})",
-            outcome.engagement_id
-        ))),
-    }
+    agent_output(&callee.name, outcome)
 }
 
 async fn enforce_call_inner(
@@ -453,6 +477,7 @@ async fn enforce_call_inner(
         runtime,
         agent,
         call,
+        wait_point: caller.wait_point,
     };
     // OAS-G5 and OAS-L2 stop the engagement; a caller that keeps calling after that is
     // refused here rather than trusted to stop.
@@ -521,8 +546,61 @@ async fn enforce_call_inner(
             (RefusalStage::InputRestriction, RefusalStage::InputReview),
             &call.arguments,
             None,
+            caller.obtained.is_none(),
         )
         .await?;
+
+    let output = match caller.obtained {
+        Some(obtained) => obtained
+            .clone()
+            .map_err(|error| context.refuse(engagement, RefusalStage::Invoke, error.to_string()))?,
+        None => invoke(&context, engagement, capability, tool, caller).await?,
+    };
+    if let Err(error) = tool.validate_output(&output) {
+        return Err(context.refuse(engagement, RefusalStage::OutputSchema, error.to_string()));
+    }
+    let outputs_value = agentc_cel::value_from_json(&output);
+    context
+        .restrict(
+            engagement,
+            capability.output_restriction.as_ref(),
+            Pending {
+                capability: index,
+                inputs: &inputs_value,
+                outputs: Some(&outputs_value),
+            },
+            (RefusalStage::OutputRestriction, RefusalStage::OutputReview),
+            &call.arguments,
+            Some(&output),
+            true,
+        )
+        .await?;
+
+    let recorded_output = capability
+        .collect_results
+        .then(|| (Arc::new(output.clone()), outputs_value));
+    engagement.record(
+        index,
+        Arc::new(call.arguments.clone()),
+        inputs_value,
+        recorded_output,
+    );
+    context.audit(engagement, AuditAction::Completed, AuditDetail::default())?;
+    Ok(output)
+}
+
+/// Steps 6 and 7: credentials for the call's identity, then the invocation under its
+/// deadline. A tool has the runtime's tool timeout; an agent called as a capability,
+/// local or remote, has the agent timeout, since its engagement may wait for its own
+/// reviewers and tools.
+async fn invoke(
+    context: &CallContext<'_>,
+    engagement: &mut Engagement,
+    capability: &CapabilitySpec,
+    tool: &RegisteredTool,
+    caller: Caller<'_>,
+) -> Result<serde_json::Value, Refusal> {
+    let runtime = context.runtime;
 
     let identity = Identity::choose(
         capability.user_identity,
@@ -556,21 +634,30 @@ async fn enforce_call_inner(
     });
     let result = match target {
         Target::Backend(backend) => {
+            let deadline = match capability.kind {
+                CapabilityKind::Tool => runtime.tool_timeout,
+                CapabilityKind::Agent | CapabilityKind::RemoteAgent { .. } => runtime.agent_timeout,
+            };
             tokio::time::timeout(
-                runtime.tool_timeout,
-                backend.invoke(&call.arguments, &tool_context),
+                deadline,
+                backend.invoke(&context.call.arguments, &tool_context),
             )
             .await
         }
         Target::Agent(callee) => {
+            // The caller as it is at this call, for the callee's snapshots.
+            let outer = caller
+                .wait_point
+                .map(|point| OuterCall::new(engagement, point));
             tokio::time::timeout(
                 runtime.agent_timeout,
                 invoke_agent(
                     runtime,
                     &callee,
                     engagement.user().cloned(),
-                    &call.arguments,
+                    &context.call.arguments,
                     caller,
+                    outer.as_ref(),
                 ),
             )
             .await
@@ -588,35 +675,6 @@ async fn enforce_call_inner(
         }
         Ok(Ok(output)) => output,
     };
-    if let Err(error) = tool.validate_output(&output) {
-        return Err(context.refuse(engagement, RefusalStage::OutputSchema, error.to_string()));
-    }
-    let outputs_value = agentc_cel::value_from_json(&output);
-    context
-        .restrict(
-            engagement,
-            capability.output_restriction.as_ref(),
-            Pending {
-                capability: index,
-                inputs: &inputs_value,
-                outputs: Some(&outputs_value),
-            },
-            (RefusalStage::OutputRestriction, RefusalStage::OutputReview),
-            &call.arguments,
-            Some(&output),
-        )
-        .await?;
-
-    let recorded_output = capability
-        .collect_results
-        .then(|| (Arc::new(output.clone()), outputs_value));
-    engagement.record(
-        index,
-        Arc::new(call.arguments.clone()),
-        inputs_value,
-        recorded_output,
-    );
-    context.audit(engagement, AuditAction::Completed, AuditDetail::default())?;
     Ok(output)
 }
 
@@ -647,6 +705,7 @@ pub async fn run_guardrail(
         runtime,
         agent,
         call: &call,
+        wait_point: None,
     };
     context.audit(engagement, AuditAction::Intended, GUARDRAIL_DETAIL)?;
     let fail = |engagement: &mut Engagement, reason: String| {

@@ -10,8 +10,12 @@ use crate::spec::ReviewerRef;
 /// What is asked of a reviewer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReviewRequest {
-    /// The engagement.
+    /// The engagement whose call is reviewed.
     pub engagement: String,
+    /// The engagement the user started: `engagement` itself, or, when the call is made
+    /// by an agent called as a tool, the outermost engagement of that chain, which is
+    /// the one a server stores, saves and resumes.
+    pub root_engagement: String,
     /// The agent asking.
     pub agent: String,
     /// Who is asked.
@@ -115,6 +119,7 @@ pub async fn review_by_agent(
             memory: None,
         },
         1,
+        None,
     )
     .await;
     match (&outcome.status, outcome.text.as_deref()) {

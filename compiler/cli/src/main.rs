@@ -117,6 +117,14 @@ enum Command {
         /// Allow plain HTTP to remote agents on loopback addresses (tests only).
         #[arg(long)]
         allow_loopback_http: bool,
+        /// How long an agent called as a capability, here or on another server, may
+        /// take in seconds (its engagement may wait for its own reviewers); tools keep
+        /// their own shorter timeout.
+        #[arg(long, default_value_t = 600)]
+        agent_timeout: u64,
+        /// How long a tool may take in seconds.
+        #[arg(long, default_value_t = 30)]
+        tool_timeout: u64,
     },
     /// Work with audit trails.
     Audit {
@@ -258,6 +266,8 @@ fn main() -> ExitCode {
             mock_tools,
             credentials,
             allow_loopback_http,
+            agent_timeout,
+            tool_timeout,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -276,6 +286,8 @@ fn main() -> ExitCode {
                 mock_tools: &mock_tools,
                 credentials: credentials.as_deref(),
                 allow_loopback_http,
+                agent_timeout_secs: agent_timeout,
+                tool_timeout_secs: tool_timeout,
             })
         }
         Command::Audit {

@@ -24,6 +24,10 @@ pub struct ServeRequest<'a> {
     pub mock_tools: &'a [String],
     pub credentials: Option<&'a Path>,
     pub allow_loopback_http: bool,
+    /// How long an agent called as a capability (local or remote) may take, in seconds.
+    pub agent_timeout_secs: u64,
+    /// How long a tool may take, in seconds.
+    pub tool_timeout_secs: u64,
 }
 
 /// Serves until Ctrl-C or SIGTERM; exit 0 after a graceful shutdown, 2 on usage, spec
@@ -77,6 +81,11 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
 
     // Tools with an `http` binding are called for real, remote agents over HTTPS;
     // `--mock-tool` replaces any of them.
+    let config = ServerConfig {
+        agent_timeout: std::time::Duration::from_secs(request.agent_timeout_secs),
+        tool_timeout: std::time::Duration::from_secs(request.tool_timeout_secs),
+        ..ServerConfig::default()
+    };
     let mut tools =
         ToolRegistry::with_http_tools(&loaded.specs).map_err(|error| error.to_string())?;
     tools
@@ -84,6 +93,9 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
             &loaded.specs,
             RemoteLimits {
                 allow_loopback_http: request.allow_loopback_http,
+                // A remote agent's engagement may wait for its own reviewers; it is
+                // bounded by the agent deadline, not by a tool's timeout.
+                timeout: config.agent_timeout,
                 ..RemoteLimits::default()
             },
         )
@@ -113,7 +125,7 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
         agent_models,
         store: Arc::new(store),
         auth,
-        config: ServerConfig::default(),
+        config,
     })
     .map_err(|error| error.to_string())?;
     tokio_runtime.block_on(async move {

@@ -244,24 +244,47 @@ impl Authenticator {
     }
 }
 
-/// Per-user token buckets.
+/// How many clients a limiter tracks at once by default. Users come from the
+/// configuration, but anonymous clients are counted by address, and addresses are many:
+/// the map of buckets must not grow without bound.
+pub const DEFAULT_MAX_TRACKED_CLIENTS: usize = 100_000;
+
+/// Per-client token buckets (a user, or an address for anonymous discovery requests).
 #[derive(Debug)]
 pub struct RateLimiter {
     config: RateLimitConfig,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    max_clients: usize,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    by_client: HashMap<String, (f64, Instant)>,
+    /// Pruning scans every bucket, so it runs at most once a second; between two
+    /// prunes a full map refuses new clients (fail closed) rather than grow.
+    next_prune: Instant,
 }
 
 impl RateLimiter {
     /// A limiter with the given bucket.
     pub fn new(config: RateLimitConfig) -> Self {
+        Self::with_max_clients(config, DEFAULT_MAX_TRACKED_CLIENTS)
+    }
+
+    /// A limiter that tracks at most `max_clients` clients at once.
+    pub fn with_max_clients(config: RateLimitConfig, max_clients: usize) -> Self {
         RateLimiter {
             config,
-            buckets: Mutex::new(HashMap::new()),
+            max_clients,
+            buckets: Mutex::new(Buckets {
+                by_client: HashMap::new(),
+                next_prune: Instant::now(),
+            }),
         }
     }
 
-    /// Takes one token for `user`; when none is left, how long until one is.
-    pub fn check(&self, user: &str) -> Result<(), Duration> {
+    /// Takes one token for `client`; when none is left, how long until one is.
+    pub fn check(&self, client: &str) -> Result<(), Duration> {
         let capacity = f64::from(self.config.requests);
         let per_second = capacity / f64::from(self.config.per_seconds);
         let now = Instant::now();
@@ -269,7 +292,24 @@ impl RateLimiter {
             // A poisoned lock cannot count; refusing is the safe answer.
             return Err(Duration::from_secs(1));
         };
-        let (tokens, last) = buckets.entry(user.to_string()).or_insert((capacity, now));
+        let buckets = &mut *buckets;
+        if !buckets.by_client.contains_key(client) && buckets.by_client.len() >= self.max_clients {
+            // A bucket that has refilled to capacity holds nothing a fresh one would
+            // not, so forgetting it changes no answer.
+            if now >= buckets.next_prune {
+                buckets.by_client.retain(|_, (tokens, last)| {
+                    *tokens + now.duration_since(*last).as_secs_f64() * per_second < capacity
+                });
+                buckets.next_prune = now + Duration::from_secs(1);
+            }
+            if buckets.by_client.len() >= self.max_clients {
+                return Err(Duration::from_secs(1));
+            }
+        }
+        let (tokens, last) = buckets
+            .by_client
+            .entry(client.to_string())
+            .or_insert((capacity, now));
         let refilled =
             (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(capacity);
         *last = now;
@@ -287,6 +327,35 @@ impl RateLimiter {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_limiter_tracks_a_bounded_number_of_clients() {
+        let config = RateLimitConfig {
+            requests: 2,
+            per_seconds: 3600,
+        };
+        let limiter = RateLimiter::with_max_clients(config, 2);
+        assert!(limiter.check("10.0.0.1").is_ok());
+        assert!(limiter.check("10.0.0.2").is_ok());
+        // Both buckets are in use (not refilled), so a third client is refused rather
+        // than the map grown or a bucket forgotten early.
+        assert!(limiter.check("10.0.0.3").is_err());
+        // Known clients are still counted as before.
+        assert!(limiter.check("10.0.0.1").is_ok());
+        assert!(limiter.check("10.0.0.1").is_err());
+
+        // Buckets that have refilled are forgotten to make room.
+        let fast = RateLimiter::with_max_clients(
+            RateLimitConfig {
+                requests: 1000,
+                per_seconds: 1,
+            },
+            1,
+        );
+        assert!(fast.check("10.0.0.1").is_ok());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(fast.check("10.0.0.2").is_ok());
+    }
 
     #[test]
     fn tokens_and_keys_map_to_users_and_nothing_else_does() {

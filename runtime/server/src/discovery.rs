@@ -109,7 +109,7 @@ pub fn llms_txt(engine: &Engine, base: &str) -> String {
     let mut text = String::from(
         "# agentc server\n\n\
          > OpenAgentSpec agents served over HTTP. Every call to a tool is checked against the agent's spec and refused when in doubt.\n\n\
-         Authenticate with `Authorization: Bearer <token>` or `X-Api-Key: <key>`. Errors are JSON: `{\"error\": {\"status\", \"code\", \"message\"}}`.\n\n\
+         Authenticate with `Authorization: Bearer <token>` or `X-Api-Key: <key>`. Errors are JSON: `{\"error\": {\"status\", \"code\", \"message\"}}`. Requests are rate limited per user (discovery without credentials: per client address); `429` carries `Retry-After`.\n\n\
          ## Agents\n\n",
     );
     for hosted in engine.agents().values() {
@@ -176,7 +176,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
         "paths": {
             "/agents": {"get": {
                 "operationId": "listAgents", "summary": "The hosted agents",
-                "responses": {"200": {"description": "the agents", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentList"}}}}},
+                "responses": {"200": {"description": "the agents", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentList"}}}}, "429": limited},
             }},
             "/agents/{name}": {
                 "get": {
@@ -185,6 +185,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                     "responses": {
                         "200": {"description": "the document", "content": {"application/yaml": {"schema": {"type": "string"}}}},
                         "404": error_response("no such agent"),
+                        "429": limited,
                     },
                 },
                 "post": {
@@ -204,7 +205,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
             "/agents/{name}/manifest": {"get": {
                 "operationId": "getAgentManifest", "summary": "The agent's capability manifest",
                 "parameters": [name_parameter],
-                "responses": {"200": {"description": "the manifest", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": error_response("no such agent")},
+                "responses": {"200": {"description": "the manifest", "content": {"application/json": {"schema": {"type": "object"}}}}, "404": error_response("no such agent"), "429": limited},
             }},
             "/engagements/{id}": {
                 "get": {
@@ -256,8 +257,8 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                     },
                 },
             },
-            "/llms.txt": {"get": {"operationId": "getLlmsTxt", "summary": "A guide for models", "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": {"operationId": "getOpenApi", "summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/llms.txt": {"get": {"operationId": "getLlmsTxt", "summary": "A guide for models", "responses": {"200": {"description": "Markdown", "content": {"text/markdown": {"schema": {"type": "string"}}}}, "429": limited}}},
+            "/openapi.json": {"get": {"operationId": "getOpenApi", "summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}, "429": limited}}},
             "/healthz": {"get": {"operationId": "getHealth", "summary": "Liveness", "responses": {"200": {"description": "serving", "content": {"application/json": {"schema": {"type": "object"}}}}, "503": {"description": "shutting down"}}}},
         },
         "components": {

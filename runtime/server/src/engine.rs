@@ -3,8 +3,7 @@
 //! would lose, resuming them after a restart, and draining them at shutdown.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -43,6 +42,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a reviewer may take (the runtime's review timeout).
     pub review_timeout: Duration,
+    /// How long a tool may take (the runtime's tool timeout).
+    pub tool_timeout: Duration,
+    /// How long an agent called as a capability, here or on another server, may take
+    /// (the runtime's agent timeout). It is longer than a tool's timeout because the
+    /// called agent's engagement may itself wait for tools and reviewers.
+    pub agent_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +57,8 @@ impl Default for ServerConfig {
             max_input_chars: 32 * 1024,
             shutdown_grace: Duration::from_secs(30),
             review_timeout: Duration::from_secs(7 * 24 * 3600),
+            tool_timeout: Duration::from_secs(30),
+            agent_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -87,6 +94,22 @@ pub enum ServerError {
     /// Two agents share a name (OAS-A2).
     #[error("two hosted agents are named `{0}` (OAS-A2: a name is unique on a server)")]
     DuplicateAgent(String),
+    /// A hosted agent's capability or guardrail tool is not in the registry it came
+    /// with, so its calls could not be validated.
+    #[error("agent `{agent}` uses tool `{tool}`, which its tool registry does not hold")]
+    MissingTool { agent: String, tool: String },
+    /// Two hosted agents bring one tool name with different interfaces or backends.
+    #[error(
+        "agents `{first}` and `{second}` bring different tools named `{tool}`; a server has one registry"
+    )]
+    ConflictingTool {
+        tool: String,
+        first: String,
+        second: String,
+    },
+    /// The tool registry could not be built.
+    #[error(transparent)]
+    Tool(agentc_runtime::ToolError),
 }
 
 /// Counts engagements that are running, as opposed to parked at a safe point (waiting
@@ -129,25 +152,24 @@ fn waiter_key(engagement: &str, stage: &str, call_hash: &str) -> String {
     format!("{engagement}\n{stage}\n{call_hash}")
 }
 
-/// A fresh identifier: 128 bits from the process's random hasher keys, the clock and a
-/// counter, so identifiers do not repeat across restarts or guess easily.
-pub fn fresh_id(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    let mut text = String::new();
-    for salt in [0u64, 1] {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(nanos);
-        hasher.write_u64(count);
-        hasher.write_u64(salt);
-        hasher.write_u32(std::process::id());
-        text.push_str(&format!("{:016x}", hasher.finish()));
+/// The operating system's random source failed, so no identifier was made.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomError(String);
+
+/// A fresh identifier: 128 bits from the operating system's CSPRNG, in hex. An
+/// engagement's identifier is all that names it in a URL, so it must not be guessable
+/// from other identifiers or the clock; if the random source fails, nothing is
+/// started rather than given a weaker identifier (fail closed).
+pub fn fresh_id(prefix: &str) -> Result<String, RandomError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| RandomError(error.to_string()))?;
+    let mut text = String::with_capacity(prefix.len() + 32);
+    text.push_str(prefix);
+    for byte in bytes {
+        text.push_str(&format!("{byte:02x}"));
     }
-    format!("{prefix}{text}")
+    Ok(text)
 }
 
 /// The server's engagements and everything they run with.
@@ -159,6 +181,10 @@ pub struct Engine {
     store: Arc<dyn Store>,
     auth: Authenticator,
     limiter: Option<RateLimiter>,
+    /// The same limit for discovery requests that carry no valid credential, counted
+    /// per client address; apart from the users' buckets, so that no configured user
+    /// id can share a bucket with an address.
+    anonymous_limiter: Option<RateLimiter>,
     waiters: Arc<Mutex<HashMap<String, oneshot::Sender<StoredDecision>>>>,
     busy: Arc<Busy>,
     /// Engagements with a task in this process, by identifier.
@@ -202,10 +228,13 @@ fn refuse(reason: impl Into<String>) -> ReviewDecision {
 }
 
 impl StoreReviewer {
-    fn new_record(request: &ReviewRequest, reviewer_is_agent: bool) -> ReviewRecord {
-        ReviewRecord {
-            id: fresh_id("r_"),
-            engagement: request.engagement.clone(),
+    fn new_record(
+        request: &ReviewRequest,
+        reviewer_is_agent: bool,
+    ) -> Result<ReviewRecord, RandomError> {
+        Ok(ReviewRecord {
+            id: fresh_id("r_")?,
+            engagement: request.root_engagement.clone(),
             agent: request.agent.clone(),
             reviewer: request.reviewer_id.clone(),
             reviewer_is_agent,
@@ -218,7 +247,7 @@ impl StoreReviewer {
             decision: None,
             consumed: false,
             created_at_ms: now_ms(),
-        }
+        })
     }
 
     /// An agent reviews (OAS-C7 Reading: `oagent://name`): it must be an agent of this
@@ -232,7 +261,10 @@ impl StoreReviewer {
                 "reviewer agent `{name}` is not an agent of this server"
             ));
         };
-        let record = Self::new_record(request, true);
+        let record = match Self::new_record(request, true) {
+            Ok(record) => record,
+            Err(error) => return refuse(format!("the review could not be recorded: {error}")),
+        };
         if let Err(error) = self.store.insert_review(&record) {
             return refuse(format!("the review could not be recorded: {error}"));
         }
@@ -263,7 +295,7 @@ impl Reviewer for StoreReviewer {
         if let ReviewerRef::Agent(name) = &request.reviewer {
             return self.review_as_agent(name, request).await;
         }
-        let key = waiter_key(&request.engagement, request.stage, &request.call_hash);
+        let key = waiter_key(&request.root_engagement, request.stage, &request.call_hash);
         // The waiter is registered before the store is read, and a decision is stored
         // before the waiter is looked up, so a decision is never missed between the two.
         let (sender, receiver) = oneshot::channel();
@@ -275,18 +307,27 @@ impl Reviewer for StoreReviewer {
                 waiters.remove(&key);
             }
         };
-        let open = self
-            .store
-            .open_review(&request.engagement, &request.call_hash, request.stage);
+        let open =
+            self.store
+                .open_review(&request.root_engagement, &request.call_hash, request.stage);
         let record = match open {
             Ok(Some(record)) => record,
             Ok(None) => {
-                let record = Self::new_record(request, false);
-                if let Err(error) = self.store.insert_review(&record) {
-                    forget(&self.waiters);
-                    return refuse(format!("the review could not be recorded: {error}"));
+                let inserted = match Self::new_record(request, false) {
+                    Ok(record) => self
+                        .store
+                        .insert_review(&record)
+                        .map(|()| record)
+                        .map_err(|error| error.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
+                match inserted {
+                    Ok(record) => record,
+                    Err(error) => {
+                        forget(&self.waiters);
+                        return refuse(format!("the review could not be recorded: {error}"));
+                    }
                 }
-                record
             }
             Err(error) => {
                 forget(&self.waiters);
@@ -305,7 +346,7 @@ impl Reviewer for StoreReviewer {
                 "reviewer": request.reviewer_id,
                 "review": record.id,
             });
-            if let Err(error) = self.store.set_status(&request.engagement, &status) {
+            if let Err(error) = self.store.set_status(&request.root_engagement, &status) {
                 forget(&self.waiters);
                 return refuse(format!("the engagement could not be saved: {error}"));
             }
@@ -325,7 +366,7 @@ impl Reviewer for StoreReviewer {
             return refuse(format!("the decision could not be recorded: {error}"));
         }
         if let Err(error) = self.store.set_status(
-            &request.engagement,
+            &request.root_engagement,
             &serde_json::json!({"state": "running"}),
         ) {
             tracing::warn!(%error, "engagement status not saved");
@@ -357,6 +398,8 @@ pub enum StartError {
     ShuttingDown,
     /// The store failed.
     Store(StoreError),
+    /// No identifier could be made for it.
+    Random(RandomError),
 }
 
 /// Why a review decision was not taken.
@@ -399,6 +442,8 @@ impl Engine {
             store: Arc::clone(&store),
         }));
         runtime.review_timeout = parts.config.review_timeout;
+        runtime.agent_timeout = parts.config.agent_timeout;
+        runtime.tool_timeout = parts.config.tool_timeout;
         runtime.agent_models = parts.agent_models.clone();
         let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
         runtime.audit = Arc::new(match store.audit_head()? {
@@ -406,6 +451,7 @@ impl Engine {
             None => AuditLog::new(writer),
         });
         let limiter = parts.auth.rate_limit.map(RateLimiter::new);
+        let anonymous_limiter = parts.auth.rate_limit.map(RateLimiter::new);
         let engine = Arc::new(Engine {
             agents,
             runtime,
@@ -414,6 +460,7 @@ impl Engine {
             store,
             auth: Authenticator::new(&parts.auth),
             limiter,
+            anonymous_limiter,
             waiters,
             busy,
             live: Mutex::new(HashMap::new()),
@@ -442,6 +489,11 @@ impl Engine {
     /// The per-user rate limiter, when one is configured.
     pub fn limiter(&self) -> Option<&RateLimiter> {
         self.limiter.as_ref()
+    }
+
+    /// The rate limiter of anonymous discovery requests, per client address.
+    pub fn anonymous_limiter(&self) -> Option<&RateLimiter> {
+        self.anonymous_limiter.as_ref()
     }
 
     /// The limits.
@@ -527,7 +579,7 @@ impl Engine {
             return Err(StartError::ShuttingDown);
         }
         let hosted = self.agents.get(agent).ok_or(StartError::UnknownAgent)?;
-        let id = fresh_id("e_");
+        let id = fresh_id("e_").map_err(StartError::Random)?;
         let now = now_ms();
         self.store
             .insert_engagement(&EngagementRecord {
@@ -745,6 +797,24 @@ impl Engine {
         }
         if let Err(error) = self.runtime.audit.flush() {
             tracing::warn!(%error, "audit flush failed at shutdown");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn identifiers_are_128_random_bits_and_do_not_repeat() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let id = fresh_id("e_").unwrap();
+            let hex = id.strip_prefix("e_").unwrap();
+            assert_eq!(hex.len(), 32);
+            assert!(hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
+            assert!(seen.insert(id));
         }
     }
 }

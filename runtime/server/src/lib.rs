@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod builder;
 pub mod discovery;
 pub mod engine;
 pub mod routes;
@@ -31,6 +32,7 @@ use agentc_compiler::{CheckOptions, CheckedSet, SourceInput, check_set};
 use agentc_runtime::SpecSet;
 
 pub use auth::{AuthConfig, Authenticator, RateLimitConfig, RateLimiter};
+pub use builder::ServerBuilder;
 pub use engine::{Engine, HostedAgent, ServerConfig, ServerError, ServerParts};
 pub use sqlite::SqliteStore;
 pub use store::{EngagementRecord, ReviewRecord, Store, StoreError, StoredDecision};
@@ -130,13 +132,17 @@ pub async fn serve(
         .map_err(|error| std::io::Error::other(error.to_string()))?;
     let app = routes::router(Arc::clone(&engine));
     let draining = Arc::clone(&engine);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: waiting for running engagements");
-            draining.drain().await;
-        })
-        .await
+    // The peer address is kept for the per-client limit of anonymous discovery.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: waiting for running engagements");
+        draining.drain().await;
+    })
+    .await
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM: what `agentc serve` shuts down on.

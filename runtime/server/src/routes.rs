@@ -1,14 +1,16 @@
 //! The HTTP surface (OAS-S1..S3): agent documents, engagements, reviews and discovery.
 //! Every 4xx and 5xx answer is a JSON error `{"error": {"status", "code", "message"}}`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use agentc_runtime::UserIdentity;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -97,18 +99,28 @@ type Shared = State<Arc<Engine>>;
 
 /// The router over an engine.
 pub fn router(engine: Arc<Engine>) -> Router {
+    // Discovery is public, but not free: each GET is counted against its client, so
+    // that the documents cannot be fetched without bound. The layer is added to the
+    // GET handlers only; a POST of an engagement is counted by `caller` instead.
+    let limited = || axum::middleware::from_fn_with_state(Arc::clone(&engine), limit_discovery);
     Router::new()
-        .route("/agents", get(list_agents))
-        .route("/agents/{name}", get(agent_document).post(start_engagement))
-        .route("/agents/{name}/manifest", get(agent_manifest))
+        .route("/agents", get(list_agents).layer(limited()))
+        .route(
+            "/agents/{name}",
+            get(agent_document).layer(limited()).post(start_engagement),
+        )
+        .route(
+            "/agents/{name}/manifest",
+            get(agent_manifest).layer(limited()),
+        )
         .route(
             "/engagements/{id}",
             get(read_engagement).post(add_engagement_input),
         )
         .route("/reviews", get(list_reviews))
         .route("/reviews/{id}", get(read_review).post(decide_review))
-        .route("/llms.txt", get(llms_txt))
-        .route("/openapi.json", get(openapi))
+        .route("/llms.txt", get(llms_txt).layer(limited()))
+        .route("/openapi.json", get(openapi).layer(limited()))
         .route("/healthz", get(health))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -170,16 +182,56 @@ fn caller(engine: &Engine, headers: &HeaderMap) -> Result<UserIdentity, ApiError
     if let Some(limiter) = engine.limiter()
         && let Err(wait) = limiter.check(&user.id)
     {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many requests; retry in {seconds} s"),
-        );
-        error.retry_after = Some(seconds.max(1));
-        return Err(error);
+        return Err(rate_limited(wait));
     }
     Ok(user)
+}
+
+/// The answer to a client over its rate limit: 429 with `Retry-After`.
+fn rate_limited(wait: std::time::Duration) -> ApiError {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests; retry in {seconds} s"),
+    );
+    error.retry_after = Some(seconds.max(1));
+    error
+}
+
+/// Counts a discovery request against its client: the authenticated user when the
+/// request carries a valid credential (the user's own bucket), else the peer address.
+/// An invalid credential is not an error here, since discovery needs none; it is
+/// counted by address like any anonymous request. The address is the TCP peer, never
+/// a forwarding header that a client could write: behind a proxy, every client shares
+/// the proxy's bucket.
+async fn limit_discovery(
+    State(engine): Shared,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        let headers = request.headers();
+        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let verdict = match engine
+            .authenticator()
+            .authenticate(text("authorization"), text("x-api-key"))
+        {
+            Ok(user) => engine.limiter().map(|limiter| limiter.check(&user.id)),
+            Err(_) => engine.anonymous_limiter().map(|limiter| {
+                let address = request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(address)| address.ip().to_string())
+                    .unwrap_or_else(|| "unknown".to_string());
+                limiter.check(&address)
+            }),
+        };
+        if let Some(Err(wait)) = verdict {
+            return Err(rate_limited(wait));
+        }
+    }
+    Ok(next.run(request).await)
 }
 
 /// Reads a JSON object body under the size limit.
@@ -271,6 +323,14 @@ fn start_error(error: StartError) -> ApiError {
             "the server is shutting down; retry on another instance or later",
         ),
         StartError::Store(error) => ApiError::store(&error),
+        StartError::Random(error) => {
+            tracing::error!(%error, "no engagement identifier could be made");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server could not start the engagement",
+            )
+        }
     }
 }
 

@@ -183,6 +183,177 @@ async fn oas_c7_review_survives_a_restart_and_only_the_user_may_see_or_approve()
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
+const BALANCE_TOOL: &str = r#"kind: openagentspec:v1/tool
+name: account_balance
+description: Reads an account's balance.
+input:
+  type: object
+  properties:
+    account: {type: string}
+  required: [account]
+output:
+  type: object
+  properties:
+    balance: {type: integer}
+  required: [balance]
+binding:
+  native: {function: tests::account_balance}
+"#;
+
+const WAITING_AGENTS: &str = r#"kind: openagentspec:v1/agent
+name: balances
+description: Tells the user a balance once they have seen it.
+intent: You report balances.
+owner: people-ops@acme.example
+capabilities:
+  account_balance:
+    output_restriction:
+      require_review: user                 # OAS-C7: the user sees the output first
+exposes:
+  reads: history._total
+---
+kind: openagentspec:v1/agent
+name: delegator
+description: Has the refunds agent issue refunds.
+intent: You delegate refunds.
+owner: people-ops@acme.example
+capabilities:
+  refunds: {}
+exposes:
+  delegated: history._total
+"#;
+
+const BALANCES_SCRIPT: &str = r#"turns:
+  - tool_calls:
+      - name: account_balance
+        arguments: {account: "a-1"}
+  - text: The balance is 70.
+"#;
+
+const DELEGATOR_SCRIPT: &str = r#"turns:
+  - tool_calls:
+      - name: refunds
+        arguments: {text: "refund order o-42"}
+  - text: The refunds agent has refunded it.
+"#;
+
+fn waiting_setup(
+    store: Arc<dyn agentc_server::Store>,
+) -> (Setup, agentc_runtime::MockTool, agentc_runtime::MockTool) {
+    let (setup, refund) = Setup::new(
+        vec![
+            ("refunds.yaml", REFUNDS_AGENT.to_string()),
+            ("tools.yaml", REFUND_TOOLS.to_string()),
+            ("balance.yaml", BALANCE_TOOL.to_string()),
+            ("waiting.yaml", WAITING_AGENTS.to_string()),
+        ],
+        store,
+    )
+    .script("refunds", REFUND_SCRIPT)
+    .script("balances", BALANCES_SCRIPT)
+    .script("delegator", DELEGATOR_SCRIPT)
+    .mock("issue_refund", json!({"refund_id": "rf-1"}));
+    let (setup, balance) = setup.mock("account_balance", json!({"balance": 70}));
+    (setup, refund, balance)
+}
+
+/// Approves alice's only open review of `tool` and returns the review.
+async fn approve_open_review(base: &str, tool: &str) -> serde_json::Value {
+    let (_, reviews) = get(base, "/reviews", Some("alice-token-1")).await;
+    let review = reviews["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|review| review["tool"] == tool && review["decision"].is_null())
+        .cloned()
+        .unwrap_or_else(|| panic!("no open review of {tool}: {reviews}"));
+    let approve = json!({"decision": "approve", "call_hash": review["call_hash"]}).to_string();
+    let review_path = format!("/reviews/{}", review["id"].as_str().unwrap());
+    let (status, _, body) = post(base, &review_path, Some("alice-token-1"), &approve).await;
+    assert_eq!(status, 200, "{body}");
+    review
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oas_c7_output_and_nested_reviews_survive_a_restart() {
+    let path = database_path("waits");
+    let (setup, first_refund, first_balance) = waiting_setup(sqlite(&path));
+    let server = setup.start().await;
+    let base = server.base.clone();
+    // An output review: the tool has run once, and its output waits for the user.
+    let (_, balances, _) = post(
+        &base,
+        "/agents/balances",
+        Some("alice-token-1"),
+        r#"{"text": "What is my balance?"}"#,
+    )
+    .await;
+    let balances = balances.unwrap();
+    wait_for_state(&base, &balances, "alice-token-1", &["awaiting_review"]).await;
+    assert_eq!(first_balance.calls(), 1);
+    // A review inside an agent called as a capability: the engagement alice started
+    // waits, with the called agent's wait saved inside it.
+    let (_, delegated, _) = post(
+        &base,
+        "/agents/delegator",
+        Some("alice-token-1"),
+        r#"{"text": "Get order o-42 refunded"}"#,
+    )
+    .await;
+    let delegated = delegated.unwrap();
+    let waiting = wait_for_state(&base, &delegated, "alice-token-1", &["awaiting_review"]).await;
+    assert_eq!(waiting["status"]["tool"], "issue_refund", "{waiting}");
+    assert_eq!(first_refund.calls(), 0);
+
+    server.stop().await;
+    let (setup, second_refund, second_balance) = waiting_setup(sqlite(&path));
+    let server = setup.start().await;
+    let base = server.base.clone();
+    wait_for_state(&base, &balances, "alice-token-1", &["awaiting_review"]).await;
+    wait_for_state(&base, &delegated, "alice-token-1", &["awaiting_review"]).await;
+    // Bob sees neither review.
+    let (_, bobs) = get(&base, "/reviews", Some("bob-token-22")).await;
+    assert_eq!(bobs["reviews"].as_array().unwrap().len(), 0);
+
+    let review = approve_open_review(&base, "account_balance").await;
+    assert_eq!(review["stage"], "output");
+    assert_eq!(review["outputs"], json!({"balance": 70}));
+    let done = wait_for_state(&base, &balances, "alice-token-1", &["completed", "failed"]).await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["text"], "The balance is 70.");
+    assert_eq!(done["exposes"], json!({"reads": 1}));
+    // The output reviewed was the one obtained before the restart: one call in all.
+    assert_eq!((first_balance.calls(), second_balance.calls()), (1, 0));
+
+    approve_open_review(&base, "issue_refund").await;
+    let done = wait_for_state(&base, &delegated, "alice-token-1", &["completed", "failed"]).await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["text"], "The refunds agent has refunded it.");
+    assert_eq!(done["exposes"], json!({"delegated": 1}));
+    assert_eq!((first_refund.calls(), second_refund.calls()), (0, 1));
+
+    // Without a restart, the waiting called agent is woken where it waits.
+    let (_, again, _) = post(
+        &base,
+        "/agents/delegator",
+        Some("alice-token-1"),
+        r#"{"text": "Get order o-42 refunded"}"#,
+    )
+    .await;
+    let again = again.unwrap();
+    wait_for_state(&base, &again, "alice-token-1", &["awaiting_review"]).await;
+    // Bob can neither read the engagement nor see its review.
+    assert_eq!(get(&base, &again, Some("bob-token-22")).await.0, 404);
+    let (_, bobs) = get(&base, "/reviews", Some("bob-token-22")).await;
+    assert_eq!(bobs["reviews"].as_array().unwrap().len(), 0);
+    approve_open_review(&base, "issue_refund").await;
+    let done = wait_for_state(&base, &again, "alice-token-1", &["completed", "failed"]).await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(second_refund.calls(), 2);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oas_c7_a_refusal_ends_the_engagement_and_the_tool_never_runs() {
     let (setup, tool) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
@@ -359,6 +530,76 @@ async fn remote_agent_on_another_server_is_a_capability() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].user.id, "alice");
     assert_eq!(stored[0].exposes["orders_checked"], 1);
+    desk.stop().await;
+    vendor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_agent_may_wait_for_its_own_review_longer_than_a_tool_may_take() {
+    // The vendor's agent asks its user (company A's alice) before every lookup.
+    let reviewed_vendor = VENDOR_AGENT.replace(
+        "    input_restriction:\n",
+        "    input_restriction:\n      require_review: user\n",
+    );
+    assert!(reviewed_vendor.contains("require_review"));
+    let (setup, vendor_tool) = Setup::new(
+        vec![
+            ("vendor.yaml", reviewed_vendor),
+            ("tools.yaml", ORDER_TOOL.to_string()),
+        ],
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    )
+    .script("vendor_support", VENDOR_SCRIPT)
+    .mock("lookup_order", json!({"ships": "Monday"}));
+    let vendor = setup.start().await;
+    // The desk's tools may take 300 ms; a called agent, 20 s.
+    let mut desk = desk_setup(&vendor, "alice-token-1");
+    desk.config.tool_timeout = Duration::from_millis(300);
+    desk.config.agent_timeout = Duration::from_secs(20);
+    let desk = desk.start().await;
+    let (_, location, _) = post(
+        &desk.base,
+        "/agents/support_desk",
+        Some("bob-token-22"),
+        r#"{"text": "When does my order o-42 ship?"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    // The vendor's engagement waits for alice, well past the desk's tool timeout.
+    let vendor_waiting = async {
+        for _ in 0..200 {
+            let waiting = vendor
+                .engine
+                .store()
+                .engagements_in_states(&["awaiting_review"])
+                .unwrap();
+            if !waiting.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the vendor's engagement never waited for its review");
+    };
+    vendor_waiting.await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, still) = get(&desk.base, &location, Some("bob-token-22")).await;
+    assert_eq!(still["status"]["state"], "running", "{still}");
+    assert_eq!(vendor_tool.calls(), 0);
+    approve_open_review(&vendor.base, "lookup_order").await;
+    let done = wait_for_state(
+        &desk.base,
+        &location,
+        "bob-token-22",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["exposes"]["vendor_calls"], 1, "{done}");
+    assert_eq!(
+        done["exposes"]["vendor_answer"],
+        "Order o-42 ships on Monday."
+    );
+    assert_eq!(vendor_tool.calls(), 1);
     desk.stop().await;
     vendor.stop().await;
 }
@@ -552,6 +793,45 @@ async fn rate_limit_answers_429_with_retry_after_and_recovers() {
     assert_eq!(get(&base, "/reviews", Some("bob-token-22")).await.0, 200);
     tokio::time::sleep(Duration::from_secs(retry)).await;
     assert_eq!(get(&base, "/reviews", Some("alice-token-1")).await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_is_rate_limited_per_client_address_or_user() {
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.auth = r#"{"tokens": [{"token": "alice-token-1", "user": "alice"}],
+                     "rate_limit": {"requests": 3, "per_seconds": 60}}"#;
+    let server = setup.start().await;
+    let base = server.base.clone();
+    // Anonymous: counted by address, across every discovery route.
+    for path in ["/llms.txt", "/openapi.json", "/agents"] {
+        assert_eq!(get_text(&base, path).await.0, 200, "{path}");
+    }
+    for path in [
+        "/agents/refunds",
+        "/agents/refunds/manifest",
+        "/llms.txt",
+        "/agents",
+    ] {
+        let response = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 429, "{path}");
+        assert!(response.headers().contains_key("retry-after"));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited");
+    }
+    // A credential that is not valid does not escape the address's bucket.
+    let (status, _) = get(&base, "/openapi.json", Some("made-up-token")).await;
+    assert_eq!(status, 429);
+    // An authenticated user has their own bucket, shared with their API calls.
+    assert_eq!(
+        get(&base, "/openapi.json", Some("alice-token-1")).await.0,
+        200
+    );
+    assert_eq!(get(&base, "/reviews", Some("alice-token-1")).await.0, 200);
+    assert_eq!(get(&base, "/agents", Some("alice-token-1")).await.0, 200);
+    assert_eq!(get(&base, "/agents", Some("alice-token-1")).await.0, 429);
+    // Health checks are not counted.
+    assert_eq!(get_text(&base, "/healthz").await.0, 200);
     server.stop().await;
 }
 
