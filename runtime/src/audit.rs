@@ -89,22 +89,6 @@ pub struct AuditDetail<'a> {
     pub call_hash: Option<&'a str>,
 }
 
-/// Where the chain stands after an append: the entry's position and hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuditHead {
-    /// The entry's position in the log, from 0.
-    pub seq: u64,
-    /// The entry's hash, as 64 lowercase hexadecimal digits.
-    pub hash: [u8; 64],
-}
-
-impl AuditHead {
-    /// The hash as text.
-    pub fn hash_hex(&self) -> &str {
-        std::str::from_utf8(&self.hash).unwrap_or_default()
-    }
-}
-
 /// Why the log could not be written or does not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -232,7 +216,7 @@ impl AuditLog {
 
     /// Appends one entry. An error means the action must not go ahead. The entry is
     /// encoded once, straight from the borrowed record, and hashed over the bytes written.
-    pub fn append(&self, record: AuditRecord<'_>) -> Result<AuditHead, AuditError> {
+    pub fn append(&self, record: AuditRecord<'_>) -> Result<(), AuditError> {
         let mut guard = self
             .chain
             .lock()
@@ -249,13 +233,9 @@ impl AuditLog {
         let written = chain.writer.write_all(&line);
         chain.line = line;
         written?;
-        let head = AuditHead {
-            seq: chain.seq,
-            hash,
-        };
         chain.seq += 1;
         chain.prev_hash = hash;
-        Ok(head)
+        Ok(())
     }
 
     /// Flushes the writer.

@@ -177,7 +177,6 @@ impl CallContext<'_> {
                 subject: &self.call.name,
                 detail,
             })
-            .map(|_| ())
             .map_err(|error| Refusal {
                 stage: RefusalStage::Audit,
                 tool: self.call.name.clone(),

@@ -258,41 +258,7 @@ impl<E> Outcome<E> {
 pub mod support {
     use ::std::sync::Arc;
 
-    use ::agentc_runtime::{Check, CheckError, VariableSource};
-
-    /// Builds the typed root of a compiled check from the variables it reads; the roots
-    /// it does not read are taken from `skeleton`, because the compiled function never
-    /// looks at them. With `required`, a root that is not bound is an error (a denial),
-    /// as it is for the interpreter.
-    pub fn typed<T: ::serde::de::DeserializeOwned>(
-        variables: &dyn VariableSource,
-        roots: &[&str],
-        skeleton: ::serde_json::Value,
-        required: bool,
-    ) -> ::std::result::Result<T, CheckError> {
-        let mut object = match skeleton {
-            ::serde_json::Value::Object(object) => object,
-            _ => ::serde_json::Map::new(),
-        };
-        for root in roots {
-            match variables.variable(root) {
-                Some(value) => {
-                    object.insert(
-                        (*root).to_string(),
-                        ::agentc_runtime::check::value_to_json(&value),
-                    );
-                }
-                None if required => {
-                    return Err(CheckError::Evaluation(format!(
-                        "no such attribute `{root}`"
-                    )));
-                }
-                None => {}
-            }
-        }
-        ::serde_json::from_value(::serde_json::Value::Object(object))
-            .map_err(|error| CheckError::Evaluation(error.to_string()))
-    }
+    use ::agentc_runtime::{Check, CheckError};
 
     /// A compiled check's error, which denies (OAS-C8).
     pub fn denial(error: ::agentc_cel_support::CelError) -> CheckError {
@@ -313,17 +279,6 @@ pub mod support {
         ::agentc_runtime::CelCheck::parse(text)
             .map(|check| Arc::new(check) as Arc<dyn Check>)
             .map_err(super::SetupError::Cel)
-    }
-
-    /// A compiled check.
-    pub fn compiled(
-        roots: &[&str],
-        function: impl Fn(&dyn VariableSource) -> ::std::result::Result<::agentc_cel::Value, CheckError>
-        + Send
-        + Sync
-        + 'static,
-    ) -> ::std::result::Result<Arc<dyn Check>, super::SetupError> {
-        Ok(Arc::new(::agentc_runtime::FnCheck::new(roots, function)))
     }
 
     /// An embedded JSON Schema.
