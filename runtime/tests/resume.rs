@@ -556,16 +556,21 @@ fn manager_runtime(set: &SpecSet, pay: &MockTool) -> Runtime {
     runtime
 }
 
-fn manager_script() -> ScriptedModel {
+/// A model that hands the task to one agent, then answers.
+fn delegating_script(call_id: &str, callee: &str, task: &str, answer: &str) -> ScriptedModel {
     ScriptedModel::new(vec![
         ModelTurn::ToolCalls(vec![ToolCall {
-            id: Some("m1".into()),
-            name: "payer".into(),
-            arguments: json!({"text": "pay inv-7"}),
+            id: Some(call_id.into()),
+            name: callee.into(),
+            arguments: json!({ "text": task }),
         }]),
-        ModelTurn::Text("Delegated.".into()),
+        ModelTurn::Text(answer.into()),
     ])
     .positional()
+}
+
+fn manager_script() -> ScriptedModel {
+    delegating_script("m1", "payer", "pay inv-7", "Delegated.")
 }
 
 /// Runs `manager` until the `payer` it called waits for its reviewer, then drops it;
@@ -760,15 +765,7 @@ fn director_runtime(set: &SpecSet, pay: &MockTool) -> Runtime {
 }
 
 fn director_script() -> ScriptedModel {
-    ScriptedModel::new(vec![
-        ModelTurn::ToolCalls(vec![ToolCall {
-            id: Some("d1".into()),
-            name: "manager".into(),
-            arguments: json!({"text": "see to inv-7"}),
-        }]),
-        ModelTurn::Text("Seen to.".into()),
-    ])
-    .positional()
+    delegating_script("d1", "manager", "see to inv-7", "Seen to.")
 }
 
 async fn run_director_until_stopped(runtime: &Runtime, set: &SpecSet) {
