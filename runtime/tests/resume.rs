@@ -1224,3 +1224,108 @@ async fn a_remote_agent_has_the_agent_deadline_not_the_tool_timeout() {
     assert_eq!(refused[0].stage, "invoke");
     assert!(refused[0].reason.contains("timed out"), "{refused:?}");
 }
+
+#[tokio::test]
+async fn a_remote_engagement_is_polled_through_a_restart_of_its_server_but_not_past_a_refusal() {
+    // The remote server answers 503 and 502 while it restarts, then the engagement
+    // (stored there) has completed: the call succeeds.
+    let server = loopback().await;
+    Mock::given(method("GET"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x1"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x1"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x1"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "x1", "status": {"state": "completed"}, "text": "Ships Monday.", "exposes": {}
+        })))
+        .mount(&server)
+        .await;
+    let output = remote_tool(&server)
+        .invoke(&json!({"text": "When?"}), &context())
+        .await
+        .unwrap();
+    assert_eq!(output, json!({"text": "Ships Monday."}));
+
+    // A refusal (here 404: not this caller's engagement) ends the call at once, well
+    // before its deadline.
+    let server = loopback().await;
+    Mock::given(method("GET"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x2"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x2"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let error = remote_tool(&server)
+        .invoke(&json!({"text": "When?"}), &context())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ToolError::Status { status: 404, .. }),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A server that stays unavailable is bounded by the call's deadline.
+    let server = loopback().await;
+    Mock::given(method("GET"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x3"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x3"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let impatient = RemoteAgentTool::new(
+        agentc_runtime::http_client().unwrap(),
+        "vendor_support",
+        &format!("https://{}/agents/vendor_support", server.address()),
+        RemoteLimits {
+            allow_loopback_http: true,
+            poll_interval: Duration::from_millis(5),
+            max_poll_interval: Duration::from_millis(20),
+            timeout: Duration::from_millis(300),
+            ..RemoteLimits::default()
+        },
+    )
+    .unwrap();
+    let error = impatient
+        .invoke(&json!({"text": "When?"}), &context())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ToolError::Timeout(_)), "{error}");
+}
