@@ -210,6 +210,28 @@ fn script() -> ScriptedModel {
     ScriptedModel::new(vec![pay_call(500), ModelTurn::Text("Paid inv-7.".into())]).positional()
 }
 
+/// Drives `engagement` until `ready` holds (it has reached the wait point it is to stop
+/// at), then drops it, as a process that stops there would. Waiting on the condition
+/// rather than a fixed time keeps the tests right on a slow, busy machine.
+async fn stop_when(
+    engagement: impl std::future::Future<Output = agentc_runtime::EngagementOutcome>,
+    ready: impl Fn() -> bool,
+) {
+    let reached = async {
+        for _ in 0..2000 {
+            if ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the engagement never reached its wait point");
+    };
+    tokio::select! {
+        outcome = engagement => panic!("the engagement ended instead of waiting: {outcome:?}"),
+        () = reached => {}
+    }
+}
+
 /// Runs `payer` until it waits for its reviewer, then drops it (the process "stops");
 /// returns the snapshot saved at the wait point.
 async fn wait_then_stop(set: &SpecSet) -> EngagementSnapshot {
@@ -220,8 +242,7 @@ async fn wait_then_stop(set: &SpecSet) -> EngagementSnapshot {
     first.reviewer = Arc::new(Absent);
     let model = script();
     let agent = set.agent("payer").unwrap();
-    let stopped = tokio::time::timeout(
-        Duration::from_millis(200),
+    stop_when(
         run_engagement(
             &first,
             &model,
@@ -232,9 +253,9 @@ async fn wait_then_stop(set: &SpecSet) -> EngagementSnapshot {
                 memory: None,
             },
         ),
+        || !saved.0.lock().unwrap().is_empty(),
     )
     .await;
-    assert!(stopped.is_err(), "the engagement waits for its reviewer");
     assert_eq!(pay.calls(), 0);
     let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
     // Through JSON, as a store keeps it.
@@ -415,8 +436,7 @@ async fn wait_for_output_review_then_stop(set: &SpecSet, salary: &MockTool) -> E
     let saved = Arc::new(Saved::default());
     first.checkpoints = Some(saved.clone());
     first.reviewer = Arc::new(Absent);
-    let stopped = tokio::time::timeout(
-        Duration::from_millis(200),
+    stop_when(
         run_engagement(
             &first,
             &salary_script(),
@@ -427,9 +447,9 @@ async fn wait_for_output_review_then_stop(set: &SpecSet, salary: &MockTool) -> E
                 memory: None,
             },
         ),
+        || !saved.0.lock().unwrap().is_empty(),
     )
     .await;
-    assert!(stopped.is_err(), "the engagement waits for its reviewer");
     let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
     serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap()
 }
@@ -577,8 +597,7 @@ async fn nested_wait_then_stop(set: &SpecSet) -> (EngagementSnapshot, ReviewRequ
     let reviewer = Arc::new(AbsentRecording::default());
     first.checkpoints = Some(saved.clone());
     first.reviewer = reviewer.clone();
-    let stopped = tokio::time::timeout(
-        Duration::from_millis(200),
+    stop_when(
         run_engagement(
             &first,
             &manager_script(),
@@ -589,9 +608,10 @@ async fn nested_wait_then_stop(set: &SpecSet) -> (EngagementSnapshot, ReviewRequ
                 memory: None,
             },
         ),
+        // The review is asked right after the wait is saved.
+        || !reviewer.0.lock().unwrap().is_empty(),
     )
     .await;
-    assert!(stopped.is_err(), "the called agent waits for its reviewer");
     assert_eq!(pay.calls(), 0);
     let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
     let request = reviewer.0.lock().unwrap().last().cloned().unwrap();
@@ -771,9 +791,14 @@ fn director_script() -> ScriptedModel {
     .positional()
 }
 
-async fn run_director_until_stopped(runtime: &Runtime, set: &SpecSet) {
-    let stopped = tokio::time::timeout(
-        Duration::from_millis(300),
+/// Runs `director` until the snapshot it is to stop at has been saved.
+async fn run_director_until(
+    runtime: &Runtime,
+    set: &SpecSet,
+    saved: &Saved,
+    stop_at: impl Fn(&EngagementSnapshot) -> bool,
+) {
+    stop_when(
         run_engagement(
             runtime,
             &director_script(),
@@ -784,9 +809,9 @@ async fn run_director_until_stopped(runtime: &Runtime, set: &SpecSet) {
                 memory: None,
             },
         ),
+        || saved.0.lock().unwrap().last().is_some_and(&stop_at),
     )
     .await;
-    assert!(stopped.is_err(), "the engagement waits for a reviewer");
 }
 
 #[tokio::test]
@@ -797,7 +822,7 @@ async fn oas_c7_a_wait_two_agents_deep_is_saved_and_resumed_as_one_chain() {
     let saved = Arc::new(Saved::default());
     first.checkpoints = Some(saved.clone());
     first.reviewer = Arc::new(Absent);
-    run_director_until_stopped(&first, &set).await;
+    run_director_until(&first, &set, &saved, |_| true).await;
     let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
     let snapshot: EngagementSnapshot =
         serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap();
@@ -840,7 +865,12 @@ async fn oas_c7_an_output_review_of_a_called_agents_answer_resumes_without_runni
     let saved = Arc::new(Saved::default());
     first.checkpoints = Some(saved.clone());
     first.reviewer = Arc::new(InputsOnly);
-    run_director_until_stopped(&first, &set).await;
+    // The payer's input review is saved (and approved) first; the director's output
+    // review is the wait to stop at.
+    run_director_until(&first, &set, &saved, |snapshot| {
+        snapshot.obtained_output.is_some()
+    })
+    .await;
     // The manager (and the payer inside it) ran to the end; the director waits for
     // the review of the manager's answer, which the snapshot carries.
     assert_eq!(pay.calls(), 1);
