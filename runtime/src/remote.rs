@@ -8,6 +8,10 @@
 //! `Location` on the same origin, and polls that engagement's JSON state until it has
 //! completed or failed. The output is `{text}` plus the remote agent's `exposes`.
 //!
+//! While polling, no connection or a 429, 502, 503 or 504 answer is tried again (the
+//! remote engagement is stored on its server and outlives a restart there); any other
+//! failure ends the call.
+//!
 //! Every response is read under a size limit and the whole call under a deadline. Plain
 //! HTTP is refused unless the client is built for loopback tests and the host is a
 //! loopback address. Redirects are never followed automatically, and the `Location`
@@ -85,6 +89,14 @@ pub fn resolve_agent_url(https_url: &str, limits: &RemoteLimits) -> Result<reqwe
             "refusing `{url}`: remote agents are reached over HTTPS only"
         )),
     }
+}
+
+/// Why a remote engagement's state was not read.
+enum StateRead {
+    /// It may be read if tried again.
+    Again(ToolError),
+    /// It will not be.
+    Failed(ToolError),
 }
 
 fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
@@ -283,15 +295,18 @@ impl RemoteAgentTool {
         }
         let mut pause = self.limits.poll_interval;
         loop {
-            let body = self
-                .get_limited(
-                    &state_url,
-                    "application/json",
-                    self.limits.max_response_bytes,
-                    "cannot read the engagement",
-                    context,
-                )
-                .await?;
+            let body = match self.read_state(&state_url, context).await {
+                Ok(body) => body,
+                Err(StateRead::Again(error)) => {
+                    // The remote engagement is stored on its server and outlives a
+                    // restart there, so the poll goes on, within the call's deadline.
+                    tracing::info!(agent = %self.name, %error, "remote engagement unreachable for now; polling again");
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2).min(self.limits.max_poll_interval);
+                    continue;
+                }
+                Err(StateRead::Failed(error)) => return Err(error),
+            };
             let state: serde_json::Value = serde_json::from_slice(&body).map_err(|error| {
                 self.failed(format!("the engagement state is not JSON: {error}"))
             })?;
@@ -315,6 +330,43 @@ impl RemoteAgentTool {
             tokio::time::sleep(pause).await;
             pause = pause.saturating_mul(2).min(self.limits.max_poll_interval);
         }
+    }
+
+    /// Reads a remote engagement's state. A failure that may pass is told apart from
+    /// one that will not: no connection, or 429, 502, 503 or 504 (the server is
+    /// restarting, overloaded, or behind a gateway that lost it for a moment) may pass;
+    /// any other status, an answer over the size limit or a broken body will not.
+    async fn read_state(
+        &self,
+        url: &reqwest::Url,
+        context: &ToolContext,
+    ) -> Result<Vec<u8>, StateRead> {
+        let response = self
+            .authorize(self.client.get(url.clone()), context)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|error| {
+                StateRead::Again(self.failed(format!(
+                    "cannot read the engagement: {}",
+                    error.without_url()
+                )))
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let error = ToolError::Status {
+                tool: self.name.clone(),
+                status: status.as_u16(),
+            };
+            return Err(if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
+                StateRead::Again(error)
+            } else {
+                StateRead::Failed(error)
+            });
+        }
+        self.read(response, self.limits.max_response_bytes)
+            .await
+            .map_err(StateRead::Failed)
     }
 
     /// The output of a completed remote engagement: `{text}` and its exposes, and

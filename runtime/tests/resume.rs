@@ -210,6 +210,28 @@ fn script() -> ScriptedModel {
     ScriptedModel::new(vec![pay_call(500), ModelTurn::Text("Paid inv-7.".into())]).positional()
 }
 
+/// Drives `engagement` until `ready` holds (it has reached the wait point it is to stop
+/// at), then drops it, as a process that stops there would. Waiting on the condition
+/// rather than a fixed time keeps the tests right on a slow, busy machine.
+async fn stop_when(
+    engagement: impl std::future::Future<Output = agentc_runtime::EngagementOutcome>,
+    ready: impl Fn() -> bool,
+) {
+    let reached = async {
+        for _ in 0..2000 {
+            if ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the engagement never reached its wait point");
+    };
+    tokio::select! {
+        outcome = engagement => panic!("the engagement ended instead of waiting: {outcome:?}"),
+        () = reached => {}
+    }
+}
+
 /// Runs `payer` until it waits for its reviewer, then drops it (the process "stops");
 /// returns the snapshot saved at the wait point.
 async fn wait_then_stop(set: &SpecSet) -> EngagementSnapshot {
@@ -220,8 +242,7 @@ async fn wait_then_stop(set: &SpecSet) -> EngagementSnapshot {
     first.reviewer = Arc::new(Absent);
     let model = script();
     let agent = set.agent("payer").unwrap();
-    let stopped = tokio::time::timeout(
-        Duration::from_millis(200),
+    stop_when(
         run_engagement(
             &first,
             &model,
@@ -232,9 +253,9 @@ async fn wait_then_stop(set: &SpecSet) -> EngagementSnapshot {
                 memory: None,
             },
         ),
+        || !saved.0.lock().unwrap().is_empty(),
     )
     .await;
-    assert!(stopped.is_err(), "the engagement waits for its reviewer");
     assert_eq!(pay.calls(), 0);
     let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
     // Through JSON, as a store keeps it.
@@ -415,8 +436,7 @@ async fn wait_for_output_review_then_stop(set: &SpecSet, salary: &MockTool) -> E
     let saved = Arc::new(Saved::default());
     first.checkpoints = Some(saved.clone());
     first.reviewer = Arc::new(Absent);
-    let stopped = tokio::time::timeout(
-        Duration::from_millis(200),
+    stop_when(
         run_engagement(
             &first,
             &salary_script(),
@@ -427,9 +447,9 @@ async fn wait_for_output_review_then_stop(set: &SpecSet, salary: &MockTool) -> E
                 memory: None,
             },
         ),
+        || !saved.0.lock().unwrap().is_empty(),
     )
     .await;
-    assert!(stopped.is_err(), "the engagement waits for its reviewer");
     let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
     serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap()
 }
@@ -582,8 +602,7 @@ async fn nested_wait_then_stop(set: &SpecSet) -> (EngagementSnapshot, ReviewRequ
     let reviewer = Arc::new(AbsentRecording::default());
     first.checkpoints = Some(saved.clone());
     first.reviewer = reviewer.clone();
-    let stopped = tokio::time::timeout(
-        Duration::from_millis(200),
+    stop_when(
         run_engagement(
             &first,
             &manager_script(),
@@ -594,9 +613,10 @@ async fn nested_wait_then_stop(set: &SpecSet) -> (EngagementSnapshot, ReviewRequ
                 memory: None,
             },
         ),
+        // The review is asked right after the wait is saved.
+        || !reviewer.0.lock().unwrap().is_empty(),
     )
     .await;
-    assert!(stopped.is_err(), "the called agent waits for its reviewer");
     assert_eq!(pay.calls(), 0);
     let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
     let request = reviewer.0.lock().unwrap().last().cloned().unwrap();
@@ -768,9 +788,14 @@ fn director_script() -> ScriptedModel {
     delegating_script("d1", "manager", "see to inv-7", "Seen to.")
 }
 
-async fn run_director_until_stopped(runtime: &Runtime, set: &SpecSet) {
-    let stopped = tokio::time::timeout(
-        Duration::from_millis(300),
+/// Runs `director` until the snapshot it is to stop at has been saved.
+async fn run_director_until(
+    runtime: &Runtime,
+    set: &SpecSet,
+    saved: &Saved,
+    stop_at: impl Fn(&EngagementSnapshot) -> bool,
+) {
+    stop_when(
         run_engagement(
             runtime,
             &director_script(),
@@ -781,9 +806,9 @@ async fn run_director_until_stopped(runtime: &Runtime, set: &SpecSet) {
                 memory: None,
             },
         ),
+        || saved.0.lock().unwrap().last().is_some_and(&stop_at),
     )
     .await;
-    assert!(stopped.is_err(), "the engagement waits for a reviewer");
 }
 
 #[tokio::test]
@@ -794,7 +819,7 @@ async fn oas_c7_a_wait_two_agents_deep_is_saved_and_resumed_as_one_chain() {
     let saved = Arc::new(Saved::default());
     first.checkpoints = Some(saved.clone());
     first.reviewer = Arc::new(Absent);
-    run_director_until_stopped(&first, &set).await;
+    run_director_until(&first, &set, &saved, |_| true).await;
     let snapshot = saved.0.lock().unwrap().last().cloned().unwrap();
     let snapshot: EngagementSnapshot =
         serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap();
@@ -837,7 +862,12 @@ async fn oas_c7_an_output_review_of_a_called_agents_answer_resumes_without_runni
     let saved = Arc::new(Saved::default());
     first.checkpoints = Some(saved.clone());
     first.reviewer = Arc::new(InputsOnly);
-    run_director_until_stopped(&first, &set).await;
+    // The payer's input review is saved (and approved) first; the director's output
+    // review is the wait to stop at.
+    run_director_until(&first, &set, &saved, |snapshot| {
+        snapshot.obtained_output.is_some()
+    })
+    .await;
     // The manager (and the payer inside it) ran to the end; the director waits for
     // the review of the manager's answer, which the snapshot carries.
     assert_eq!(pay.calls(), 1);
@@ -1220,4 +1250,109 @@ async fn a_remote_agent_has_the_agent_deadline_not_the_tool_timeout() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].stage, "invoke");
     assert!(refused[0].reason.contains("timed out"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_remote_engagement_is_polled_through_a_restart_of_its_server_but_not_past_a_refusal() {
+    // The remote server answers 503 and 502 while it restarts, then the engagement
+    // (stored there) has completed: the call succeeds.
+    let server = loopback().await;
+    Mock::given(method("GET"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x1"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x1"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x1"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "x1", "status": {"state": "completed"}, "text": "Ships Monday.", "exposes": {}
+        })))
+        .mount(&server)
+        .await;
+    let output = remote_tool(&server)
+        .invoke(&json!({"text": "When?"}), &context())
+        .await
+        .unwrap();
+    assert_eq!(output, json!({"text": "Ships Monday."}));
+
+    // A refusal (here 404: not this caller's engagement) ends the call at once, well
+    // before its deadline.
+    let server = loopback().await;
+    Mock::given(method("GET"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x2"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x2"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let error = remote_tool(&server)
+        .invoke(&json!({"text": "When?"}), &context())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ToolError::Status { status: 404, .. }),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A server that stays unavailable is bounded by the call's deadline.
+    let server = loopback().await;
+    Mock::given(method("GET"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x3"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/engagements/x3"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let impatient = RemoteAgentTool::new(
+        agentc_runtime::http_client().unwrap(),
+        "vendor_support",
+        &format!("https://{}/agents/vendor_support", server.address()),
+        RemoteLimits {
+            allow_loopback_http: true,
+            poll_interval: Duration::from_millis(5),
+            max_poll_interval: Duration::from_millis(20),
+            timeout: Duration::from_millis(300),
+            ..RemoteLimits::default()
+        },
+    )
+    .unwrap();
+    let error = impatient
+        .invoke(&json!({"text": "When?"}), &context())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ToolError::Timeout(_)), "{error}");
 }

@@ -534,23 +534,91 @@ async fn remote_agent_on_another_server_is_a_capability() {
     vendor.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_remote_agent_may_wait_for_its_own_review_longer_than_a_tool_may_take() {
-    // The vendor's agent asks its user (company A's alice) before every lookup.
+/// The vendor's agent, asking its user (company A's alice) before every lookup.
+fn reviewed_vendor_setup(
+    store: Arc<dyn agentc_server::Store>,
+) -> (Setup, agentc_runtime::MockTool) {
     let reviewed_vendor = VENDOR_AGENT.replace(
         "    input_restriction:\n",
         "    input_restriction:\n      require_review: user\n",
     );
     assert!(reviewed_vendor.contains("require_review"));
-    let (setup, vendor_tool) = Setup::new(
+    Setup::new(
         vec![
             ("vendor.yaml", reviewed_vendor),
             ("tools.yaml", ORDER_TOOL.to_string()),
         ],
-        Arc::new(SqliteStore::in_memory().unwrap()),
+        store,
     )
     .script("vendor_support", VENDOR_SCRIPT)
-    .mock("lookup_order", json!({"ships": "Monday"}));
+    .mock("lookup_order", json!({"ships": "Monday"}))
+}
+
+/// Waits until one of the vendor's engagements waits for its review.
+async fn vendor_waits_for_review(vendor: &TestServer) {
+    for _ in 0..200 {
+        let waiting = vendor
+            .engine
+            .store()
+            .engagements_in_states(&["awaiting_review"])
+            .unwrap();
+        if !waiting.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the vendor's engagement never waited for its review");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_review_survives_a_restart_of_the_remote_server() {
+    let path = database_path("remote-restart");
+    let (setup, first_tool) = reviewed_vendor_setup(sqlite(&path));
+    let vendor = setup.start().await;
+    let address = vendor.base.trim_start_matches("http://").to_string();
+    let desk = desk_setup(&vendor, "alice-token-1").start().await;
+    let (_, location, _) = post(
+        &desk.base,
+        "/agents/support_desk",
+        Some("bob-token-22"),
+        r#"{"text": "When does my order o-42 ship?"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    vendor_waits_for_review(&vendor).await;
+
+    // The vendor restarts on the same address while its engagement waits; the desk
+    // keeps polling through the gap.
+    vendor.stop().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (setup, second_tool) = reviewed_vendor_setup(sqlite(&path));
+    let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
+    let vendor = setup.start_on(listener).await;
+    let (_, still) = get(&desk.base, &location, Some("bob-token-22")).await;
+    assert_eq!(still["status"]["state"], "running", "{still}");
+
+    approve_open_review(&vendor.base, "lookup_order").await;
+    let done = wait_for_state(
+        &desk.base,
+        &location,
+        "bob-token-22",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(
+        done["exposes"]["vendor_answer"],
+        "Order o-42 ships on Monday."
+    );
+    assert_eq!((first_tool.calls(), second_tool.calls()), (0, 1));
+    desk.stop().await;
+    vendor.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_agent_may_wait_for_its_own_review_longer_than_a_tool_may_take() {
+    let (setup, vendor_tool) = reviewed_vendor_setup(Arc::new(SqliteStore::in_memory().unwrap()));
     let vendor = setup.start().await;
     // The desk's tools may take 300 ms; a called agent, 20 s.
     let mut desk = desk_setup(&vendor, "alice-token-1");
@@ -566,21 +634,7 @@ async fn a_remote_agent_may_wait_for_its_own_review_longer_than_a_tool_may_take(
     .await;
     let location = location.unwrap();
     // The vendor's engagement waits for alice, well past the desk's tool timeout.
-    let vendor_waiting = async {
-        for _ in 0..200 {
-            let waiting = vendor
-                .engine
-                .store()
-                .engagements_in_states(&["awaiting_review"])
-                .unwrap();
-            if !waiting.is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the vendor's engagement never waited for its review");
-    };
-    vendor_waiting.await;
+    vendor_waits_for_review(&vendor).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (_, still) = get(&desk.base, &location, Some("bob-token-22")).await;
     assert_eq!(still["status"]["state"], "running", "{still}");

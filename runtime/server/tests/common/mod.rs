@@ -87,6 +87,12 @@ impl Setup {
     }
 
     pub async fn start(self) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.start_on(listener).await
+    }
+
+    /// Starts the server on `listener` (for a restart on the same address).
+    pub async fn start_on(self, listener: tokio::net::TcpListener) -> TestServer {
         let inputs: Vec<SourceInput> = self
             .specs
             .iter()
@@ -126,7 +132,6 @@ impl Setup {
             config: self.config,
         })
         .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(Arc::clone(&engine), listener, async move {
