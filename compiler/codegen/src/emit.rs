@@ -247,6 +247,27 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
             quote!(.map_err(#up support::denial).and_then(#up support::cel_value))
         }
     };
+    // An engagement check starts from the typed skeleton (converted once, at the first
+    // check) and converts only the roots it reads, each from the runtime's value: the
+    // unread roots cost a clone of empty fields rather than a conversion per call. A
+    // guardrail's root is its tool's output fields, all of them read from the variables.
+    let build_root = if required {
+        let assignments = roots.iter().map(|root| {
+            let field = ident(root);
+            quote!(root.#field = ::agentc_generated_support::cel_roots::root(variables, #root)?;)
+        });
+        let binding = if roots.is_empty() {
+            quote!(let root)
+        } else {
+            quote!(let mut root)
+        };
+        quote! {
+            #binding: #root_ident = ::std::clone::Clone::clone(#skeleton?);
+            #(#assignments)*
+        }
+    } else {
+        quote!(let root: #root_ident = ::agentc_generated_support::cel_roots::typed(variables, &[#(#roots),*], #skeleton, #required)?;)
+    };
     let tokens = compiled.tokens;
     let evaluate_name = ident(&format!("{}_evaluate", site.function));
     let evaluate_doc = format!(
@@ -263,7 +284,7 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
 
         #[doc = #evaluate_doc]
         fn #evaluate_name(variables: &dyn ::agentc_runtime::VariableSource) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: #root_ident = ::agentc_generated_support::cel_roots::typed(variables, &[#(#roots),*], #skeleton, #required)?;
+            #build_root
             #function(&root) #to_value
         }
 
@@ -1342,10 +1363,11 @@ impl Emitter<'_> {
             quote!()
         } else {
             quote! {
-                /// The engagement's shape, for the parts a check does not read.
-                fn skeleton() -> &'static ::agentc_cel::Value {
-                    static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-                    ::agentc_generated_support::cel_roots::skeleton(&SKELETON, #skeleton_body)
+                /// The typed engagement for the roots a check does not read, converted
+                /// once.
+                fn skeleton() -> ::std::result::Result<&'static Engagement, ::agentc_runtime::CheckError> {
+                    static SKELETON: ::std::sync::OnceLock<::std::result::Result<Engagement, ::agentc_runtime::CheckError>> = ::std::sync::OnceLock::new();
+                    ::agentc_generated_support::cel_roots::typed_skeleton(&SKELETON, #skeleton_body)
                 }
             }
         };

@@ -214,14 +214,32 @@ pub fn extra_fields(
         .collect())
 }
 
-/// The engagement's shape for the roots a check does not read, parsed once from the
-/// JSON text the generator wrote; text that does not parse gives an empty object, so
-/// that every required root is missing and the check denies.
-pub fn skeleton(cell: &'static OnceLock<Value>, json: &str) -> &'static Value {
+/// The typed engagement a compiled check starts from, converted once from the JSON text
+/// the generator wrote (the shape of the roots a check does not read). Text that does
+/// not parse or convert is an error at every check, so every check denies.
+pub fn typed_skeleton<T: FromCel + Send + Sync>(
+    cell: &'static OnceLock<Result<T, CheckError>>,
+    json: &str,
+) -> Result<&'static T, CheckError> {
     cell.get_or_init(|| match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(parsed) => agentc_cel::value_from_json(&parsed),
-        Err(_) => Value::Map(Arc::new(ValueMap::new())),
+        Ok(parsed) => T::from_cel(&agentc_cel::value_from_json(&parsed)),
+        Err(error) => Err(CheckError::Evaluation(format!(
+            "the generated engagement skeleton does not parse: {error}"
+        ))),
     })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// One root a compiled check reads, converted from the variable's value; a root that is
+/// not bound is an error (a denial), as it is for the interpreter.
+pub fn root<T: FromCel>(variables: &dyn VariableSource, name: &str) -> Result<T, CheckError> {
+    match variables.variable(name) {
+        Some(value) => T::from_cel(&value),
+        None => Err(CheckError::Evaluation(format!(
+            "no such attribute `{name}`"
+        ))),
+    }
 }
 
 /// A compiled check: the generated function that builds the check's typed root and
@@ -439,18 +457,37 @@ mod tests {
 
     #[test]
     fn typed_takes_unread_roots_from_the_skeleton_and_denies_unbound_required_ones() {
-        static SKELETON: OnceLock<Value> = OnceLock::new();
-        let skeleton = skeleton(&SKELETON, &base().to_string());
+        let skeleton = agentc_cel::value_from_json(&base());
         let variables = Variables(vec![("int", Value::Int(42))]);
-        let root: Root = typed(&variables, &["int"], skeleton, true).unwrap();
+        let root: Root = typed(&variables, &["int"], &skeleton, true).unwrap();
         assert_eq!(root.int, 42);
         assert_eq!(root.text, "t");
-        assert!(typed::<Root>(&variables, &["uint"], skeleton, true).is_err());
-        let root: Root = typed(&variables, &["uint"], skeleton, false).unwrap();
+        assert!(typed::<Root>(&variables, &["uint"], &skeleton, true).is_err());
+        let root: Root = typed(&variables, &["uint"], &skeleton, false).unwrap();
         assert_eq!(root.uint, 4);
-        // A skeleton that does not parse is an empty object: every field is missing.
-        static BROKEN: OnceLock<Value> = OnceLock::new();
-        let broken = super::skeleton(&BROKEN, "{not json");
-        assert!(typed::<Root>(&variables, &["int"], broken, true).is_err());
+    }
+
+    #[test]
+    fn a_typed_skeleton_is_converted_once_and_a_broken_one_denies_every_check() {
+        static SKELETON: OnceLock<Result<Root, CheckError>> = OnceLock::new();
+        let first = typed_skeleton(&SKELETON, &base().to_string()).unwrap();
+        assert_eq!(first.text, "t");
+        // The second call returns the same converted value, whatever the text says.
+        let again = typed_skeleton(&SKELETON, "{not json").unwrap();
+        assert!(std::ptr::eq(first, again));
+        static BROKEN: OnceLock<Result<Root, CheckError>> = OnceLock::new();
+        assert!(typed_skeleton(&BROKEN, "{not json").is_err());
+        assert!(typed_skeleton(&BROKEN, &base().to_string()).is_err());
+        // Text that parses but does not fit the struct is an error too.
+        static MISFIT: OnceLock<Result<Root, CheckError>> = OnceLock::new();
+        assert!(typed_skeleton(&MISFIT, "{}").is_err());
+    }
+
+    #[test]
+    fn a_root_is_converted_from_its_variable_and_an_unbound_one_denies() {
+        let variables = Variables(vec![("int", Value::Int(42)), ("text", Value::Int(1))]);
+        assert_eq!(root::<i64>(&variables, "int").unwrap(), 42);
+        assert!(root::<i64>(&variables, "missing").is_err());
+        assert!(root::<String>(&variables, "text").is_err());
     }
 }

@@ -787,10 +787,16 @@ pub mod policies {
                 })
             }
         }
-        /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> &'static ::agentc_cel::Value {
-            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::skeleton(
+        /// The typed engagement for the roots a check does not read, converted
+        /// once.
+        fn skeleton() -> ::std::result::Result<
+            &'static Engagement,
+            ::agentc_runtime::CheckError,
+        > {
+            static SKELETON: ::std::sync::OnceLock<
+                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
+            > = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
                 "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"hr_kb_search\":[]}}",
             )
@@ -853,11 +859,10 @@ pub mod policies {
         fn input_hr_kb_search_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             input_hr_kb_search(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -949,11 +954,10 @@ pub mod policies {
         fn output_hr_kb_search_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_hr_kb_search(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -990,11 +994,10 @@ pub mod policies {
         fn exposes_searches_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history"],
-                skeleton(),
-                true,
+                "history",
             )?;
             exposes_searches(&root)
                 .map_err(super::super::support::denial)
@@ -1049,11 +1052,10 @@ pub mod policies {
         fn exposes_last_kb_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             exposes_last_kb(&root)
                 .map_err(super::super::support::denial)
@@ -1093,12 +1095,8 @@ pub mod policies {
         fn exposes_asked_by_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
-                variables,
-                &["user"],
-                skeleton(),
-                true,
-            )?;
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.user = ::agentc_generated_support::cel_roots::root(variables, "user")?;
             exposes_asked_by(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)

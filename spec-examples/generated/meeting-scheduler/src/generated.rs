@@ -897,10 +897,16 @@ pub mod policies {
                 })
             }
         }
-        /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> &'static ::agentc_cel::Value {
-            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::skeleton(
+        /// The typed engagement for the roots a check does not read, converted
+        /// once.
+        fn skeleton() -> ::std::result::Result<
+            &'static Engagement,
+            ::agentc_runtime::CheckError,
+        > {
+            static SKELETON: ::std::sync::OnceLock<
+                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
+            > = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
                 "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"calendar_free_busy\":[],\"create_event\":[]}}",
             )
@@ -984,11 +990,10 @@ pub mod policies {
         fn input_calendar_free_busy_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             input_calendar_free_busy(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -1255,12 +1260,16 @@ pub mod policies {
         fn input_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent", "started_at", "user"],
-                skeleton(),
-                true,
+                "recent",
             )?;
+            root.started_at = ::agentc_generated_support::cel_roots::root(
+                variables,
+                "started_at",
+            )?;
+            root.user = ::agentc_generated_support::cel_roots::root(variables, "user")?;
             input_create_event(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -1367,11 +1376,10 @@ pub mod policies {
         fn output_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_create_event(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -1428,11 +1436,10 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             exposes_event_id(&root)
                 .map_err(super::super::support::denial)
@@ -1483,11 +1490,10 @@ pub mod policies {
         fn exposes_events_created_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history"],
-                skeleton(),
-                true,
+                "history",
             )?;
             exposes_events_created(&root)
                 .map_err(super::super::support::denial)

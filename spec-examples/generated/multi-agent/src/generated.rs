@@ -1807,10 +1807,16 @@ pub mod policies {
                 })
             }
         }
-        /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> &'static ::agentc_cel::Value {
-            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::skeleton(
+        /// The typed engagement for the roots a check does not read, converted
+        /// once.
+        fn skeleton() -> ::std::result::Result<
+            &'static Engagement,
+            ::agentc_runtime::CheckError,
+        > {
+            static SKELETON: ::std::sync::OnceLock<
+                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
+            > = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
                 "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"lookup_policy_doc\":[]}}",
             )
@@ -1845,11 +1851,10 @@ pub mod policies {
         fn input_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             input_lookup_policy_doc(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -1886,11 +1891,10 @@ pub mod policies {
         fn exposes_policies_consulted_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history"],
-                skeleton(),
-                true,
+                "history",
             )?;
             exposes_policies_consulted(&root)
                 .map_err(super::super::support::denial)
@@ -2078,10 +2082,16 @@ pub mod policies {
                 })
             }
         }
-        /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> &'static ::agentc_cel::Value {
-            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::skeleton(
+        /// The typed engagement for the roots a check does not read, converted
+        /// once.
+        fn skeleton() -> ::std::result::Result<
+            &'static Engagement,
+            ::agentc_runtime::CheckError,
+        > {
+            static SKELETON: ::std::sync::OnceLock<
+                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
+            > = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
                 "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"lookup_policy_doc\":[]}}",
             )
@@ -2116,11 +2126,10 @@ pub mod policies {
         fn input_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             input_lookup_policy_doc(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -2303,11 +2312,10 @@ pub mod policies {
         fn output_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_lookup_policy_doc(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -2367,11 +2375,10 @@ pub mod policies {
         fn exposes_documents_found_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             exposes_documents_found(&root)
                 .map_err(super::super::support::denial)
@@ -2428,11 +2435,10 @@ pub mod policies {
         fn exposes_collection_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             exposes_collection(&root)
                 .map_err(super::super::support::denial)
@@ -2736,10 +2742,16 @@ pub mod policies {
                 })
             }
         }
-        /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> &'static ::agentc_cel::Value {
-            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::skeleton(
+        /// The typed engagement for the roots a check does not read, converted
+        /// once.
+        fn skeleton() -> ::std::result::Result<
+            &'static Engagement,
+            ::agentc_runtime::CheckError,
+        > {
+            static SKELETON: ::std::sync::OnceLock<
+                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
+            > = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
                 "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"hr_helpdesk\":[],\"team_scheduler\":[],\"vendor_liaison\":[]}}",
             )
@@ -2773,11 +2785,10 @@ pub mod policies {
         fn input_team_scheduler_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             input_team_scheduler(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -2863,11 +2874,10 @@ pub mod policies {
         fn output_team_scheduler_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_team_scheduler(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -2940,11 +2950,10 @@ pub mod policies {
         fn input_hr_helpdesk_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             input_hr_helpdesk(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -2990,11 +2999,10 @@ pub mod policies {
         fn output_hr_helpdesk_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_hr_helpdesk(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -3042,11 +3050,10 @@ pub mod policies {
         fn output_vendor_liaison_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_vendor_liaison(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -3103,11 +3110,10 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             exposes_event_id(&root)
                 .map_err(super::super::support::denial)
@@ -3152,11 +3158,10 @@ pub mod policies {
         fn exposes_delegations_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history"],
-                skeleton(),
-                true,
+                "history",
             )?;
             exposes_delegations(&root)
                 .map_err(super::super::support::denial)
@@ -3426,10 +3431,16 @@ pub mod policies {
                 })
             }
         }
-        /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> &'static ::agentc_cel::Value {
-            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::skeleton(
+        /// The typed engagement for the roots a check does not read, converted
+        /// once.
+        fn skeleton() -> ::std::result::Result<
+            &'static Engagement,
+            ::agentc_runtime::CheckError,
+        > {
+            static SKELETON: ::std::sync::OnceLock<
+                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
+            > = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
                 "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"team_create_event\":[],\"team_free_busy\":[]}}",
             )
@@ -3464,11 +3475,10 @@ pub mod policies {
         fn input_team_free_busy_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             input_team_free_busy(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -3634,11 +3644,14 @@ pub mod policies {
         fn input_team_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent", "started_at"],
-                skeleton(),
-                true,
+                "recent",
+            )?;
+            root.started_at = ::agentc_generated_support::cel_roots::root(
+                variables,
+                "started_at",
             )?;
             input_team_create_event(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -3690,11 +3703,10 @@ pub mod policies {
         fn output_team_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_team_create_event(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -3753,11 +3765,10 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             exposes_event_id(&root)
                 .map_err(super::super::support::denial)
@@ -3808,11 +3819,10 @@ pub mod policies {
         fn exposes_events_created_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history"],
-                skeleton(),
-                true,
+                "history",
             )?;
             exposes_events_created(&root)
                 .map_err(super::super::support::denial)
@@ -3979,10 +3989,16 @@ pub mod policies {
                 })
             }
         }
-        /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> &'static ::agentc_cel::Value {
-            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::skeleton(
+        /// The typed engagement for the roots a check does not read, converted
+        /// once.
+        fn skeleton() -> ::std::result::Result<
+            &'static Engagement,
+            ::agentc_runtime::CheckError,
+        > {
+            static SKELETON: ::std::sync::OnceLock<
+                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
+            > = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
                 "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"vendor_support\":[]}}",
             )
@@ -4101,12 +4117,12 @@ pub mod policies {
         fn input_vendor_support_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent", "user"],
-                skeleton(),
-                true,
+                "recent",
             )?;
+            root.user = ::agentc_generated_support::cel_roots::root(variables, "user")?;
             input_vendor_support(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -4156,11 +4172,10 @@ pub mod policies {
         fn output_vendor_support_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_vendor_support(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -4208,11 +4223,10 @@ pub mod policies {
         fn exposes_messages_sent_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history"],
-                skeleton(),
-                true,
+                "history",
             )?;
             exposes_messages_sent(&root)
                 .map_err(super::super::support::denial)

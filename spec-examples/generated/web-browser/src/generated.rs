@@ -773,10 +773,16 @@ pub mod policies {
                 })
             }
         }
-        /// The engagement's shape, for the parts a check does not read.
-        fn skeleton() -> &'static ::agentc_cel::Value {
-            static SKELETON: ::std::sync::OnceLock<::agentc_cel::Value> = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::skeleton(
+        /// The typed engagement for the roots a check does not read, converted
+        /// once.
+        fn skeleton() -> ::std::result::Result<
+            &'static Engagement,
+            ::agentc_runtime::CheckError,
+        > {
+            static SKELETON: ::std::sync::OnceLock<
+                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
+            > = ::std::sync::OnceLock::new();
+            ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
                 "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"fetch_page\":[]}}",
             )
@@ -955,11 +961,14 @@ pub mod policies {
         fn input_fetch_page_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history", "recent"],
-                skeleton(),
-                true,
+                "history",
+            )?;
+            root.recent = ::agentc_generated_support::cel_roots::root(
+                variables,
+                "recent",
             )?;
             input_fetch_page(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -1109,11 +1118,10 @@ pub mod policies {
         fn output_fetch_page_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.recent = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["recent"],
-                skeleton(),
-                true,
+                "recent",
             )?;
             output_fetch_page(&root)
                 .map(::agentc_cel::Value::Bool)
@@ -1161,11 +1169,10 @@ pub mod policies {
         fn exposes_pages_fetched_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history"],
-                skeleton(),
-                true,
+                "history",
             )?;
             exposes_pages_fetched(&root)
                 .map_err(super::super::support::denial)
@@ -1225,11 +1232,10 @@ pub mod policies {
         fn exposes_first_url_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let root: Engagement = ::agentc_generated_support::cel_roots::typed(
+            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
+            root.history = ::agentc_generated_support::cel_roots::root(
                 variables,
-                &["history"],
-                skeleton(),
-                true,
+                "history",
             )?;
             exposes_first_url(&root)
                 .map_err(super::super::support::denial)
