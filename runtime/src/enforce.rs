@@ -625,6 +625,7 @@ async fn invoke(
     };
     let tool_context = ToolContext {
         engagement: engagement.id().to_string(),
+        agent: context.agent.name.clone(),
         identity,
         credential,
     };
@@ -725,6 +726,7 @@ pub async fn run_guardrail(
     };
     let tool_context = ToolContext {
         engagement: engagement.id().to_string(),
+        agent: agent.name.clone(),
         identity: Identity::Anonymous,
         credential: None,
     };

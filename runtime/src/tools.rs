@@ -16,6 +16,9 @@ use crate::spec::ToolSpec;
 pub struct ToolContext {
     /// The engagement the call belongs to.
     pub engagement: String,
+    /// The agent whose capability is called: a backend that several agents share (one
+    /// tool document) can serve each of them with that agent's own implementation.
+    pub agent: String,
     /// The identity the call is made with (OAS-C3/C4).
     pub identity: Identity,
     /// The credential for that identity, if any.
@@ -293,6 +296,7 @@ mod tests {
         assert!(tool.validate_output(&json!({})).is_err());
         let context = ToolContext {
             engagement: "e".into(),
+            agent: "a".into(),
             identity: Identity::Anonymous,
             credential: None,
         };

@@ -33,6 +33,7 @@ async fn server() -> MockServer {
 fn context(credential: Option<&str>) -> ToolContext {
     ToolContext {
         engagement: "e-1".into(),
+        agent: "caller".into(),
         identity: Identity::Static("kb_ro".into()),
         credential: credential.map(Secret::new),
     }

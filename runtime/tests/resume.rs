@@ -1016,6 +1016,7 @@ fn remote_tool(server: &MockServer) -> RemoteAgentTool {
 fn context() -> ToolContext {
     ToolContext {
         engagement: "e1".into(),
+        agent: "caller".into(),
         identity: Identity::Static("vendor_link".into()),
         credential: Some(Secret::new("company-token")),
     }

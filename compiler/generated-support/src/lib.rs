@@ -345,7 +345,7 @@ impl RemoteAgents {
 /// written once here rather than in every generated crate, so that a generated crate
 /// holds its spec as data and only the glue that names its own traits.
 pub mod hosting {
-    use ::std::collections::BTreeSet;
+    use ::std::collections::BTreeMap;
     use ::std::sync::Arc;
 
     use ::agentc_runtime::{
@@ -395,11 +395,11 @@ pub mod hosting {
     /// without a backend so that the runtime runs the callee's engagement, and every
     /// remote agent capability is bound to a [`RemoteAgentTool`].
     ///
-    /// The registry is keyed by tool name, so a tool that several of these agents
-    /// declare (one tool document, one schema) is served by the host's method of the
-    /// first of them in `parts` order — the hosted agent's own, when it declares it. The
-    /// identity, credential, restrictions and review of each call are still those of
-    /// the calling agent's capability, chosen by the runtime.
+    /// The registry is keyed by tool name, and a tool that several of these agents
+    /// declare (one tool document, one schema) is bound to a [`PerAgentTool`], which
+    /// serves each call with the host's method of the calling agent (the runtime names
+    /// it in the call's context). The identity, credential, restrictions and review of
+    /// each call are those of the calling agent's capability, chosen by the runtime.
     pub fn assemble(
         parts: Vec<AgentParts>,
         remote: &RemoteAgents,
@@ -413,15 +413,29 @@ pub mod hosting {
             }
         }
         let mut registry = ToolRegistry::new(&specs).map_err(SetupError::Tool)?;
-        let mut bound: BTreeSet<&str> = BTreeSet::new();
+        // Each tool name with the host's backend of every agent that declares it, in
+        // `parts` order.
+        let mut by_tool: BTreeMap<&'static str, Vec<AgentBackend>> = BTreeMap::new();
         for part in &parts {
             for (name, backend) in &part.backends {
-                if bound.insert(name) {
-                    registry
-                        .bind(name, Arc::clone(backend))
-                        .map_err(SetupError::Tool)?;
-                }
+                by_tool
+                    .entry(name)
+                    .or_default()
+                    .push((part.spec.name.clone(), Arc::clone(backend)));
             }
+        }
+        for (name, mut backends) in by_tool {
+            let backend: Arc<dyn ToolBackend> = match backends.len() {
+                1 => match backends.pop() {
+                    Some((_, backend)) => backend,
+                    None => continue,
+                },
+                _ => Arc::new(PerAgentTool {
+                    tool: name,
+                    backends,
+                }),
+            };
+            registry.bind(name, backend).map_err(SetupError::Tool)?;
         }
         bind_remote_agents(&mut registry, &parts, remote)?;
         let mut specs = parts.into_iter().map(|part| part.spec);
@@ -433,6 +447,39 @@ pub mod hosting {
         let callees: Vec<AgentSpec> = specs.collect();
         let runtime = Runtime::new(registry).with_agents(&callees);
         Ok((hosted, runtime))
+    }
+
+    /// A tool that several agents of one hosted set declare, each with its own method
+    /// on its host trait: a call is served by the backend of the agent that makes it,
+    /// as named by the runtime in the call's context. A call from any other agent is
+    /// refused (fail closed) rather than served by someone else's implementation.
+    pub struct PerAgentTool {
+        tool: &'static str,
+        backends: Vec<AgentBackend>,
+    }
+
+    /// An agent's name and the host's backend for one of its tools.
+    type AgentBackend = (String, Arc<dyn ToolBackend>);
+
+    #[::async_trait::async_trait]
+    impl ToolBackend for PerAgentTool {
+        async fn invoke(
+            &self,
+            input: &::serde_json::Value,
+            context: &::agentc_runtime::ToolContext,
+        ) -> ::std::result::Result<::serde_json::Value, ToolError> {
+            match self
+                .backends
+                .iter()
+                .find(|(agent, _)| *agent == context.agent)
+            {
+                Some((_, backend)) => backend.invoke(input, context).await,
+                None => Err(ToolError::NoBackend(format!(
+                    "{} (agent `{}` has no implementation of it here)",
+                    self.tool, context.agent
+                ))),
+            }
+        }
     }
 
     fn bind_remote_agents(
@@ -485,5 +532,46 @@ pub mod hosting {
             }));
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+        use super::*;
+        use ::agentc_runtime::{Identity, MockTool, ToolContext};
+
+        fn context(agent: &str) -> ToolContext {
+            ToolContext {
+                engagement: "e-1".into(),
+                agent: agent.into(),
+                identity: Identity::Anonymous,
+                credential: None,
+            }
+        }
+
+        #[tokio::test]
+        async fn a_shared_tool_serves_each_agent_with_its_own_backend_and_refuses_others() {
+            let first = MockTool::new(::serde_json::json!({"from": "first"}));
+            let second = MockTool::new(::serde_json::json!({"from": "second"}));
+            let tool = PerAgentTool {
+                tool: "find_record",
+                backends: vec![
+                    ("first".to_string(), Arc::new(first.clone())),
+                    ("second".to_string(), Arc::new(second.clone())),
+                ],
+            };
+            let input = ::serde_json::json!({});
+            let output = tool.invoke(&input, &context("second")).await.unwrap();
+            assert_eq!(output, ::serde_json::json!({"from": "second"}));
+            assert_eq!((first.calls(), second.calls()), (0, 1));
+            // An agent with no implementation here is refused, not served by another's.
+            let refused = tool.invoke(&input, &context("third")).await;
+            assert!(
+                matches!(refused, Err(ToolError::NoBackend(_))),
+                "{refused:?}"
+            );
+            assert_eq!((first.calls(), second.calls()), (0, 1));
+        }
     }
 }

@@ -32,6 +32,7 @@ async fn lookup_policy_doc(input: LookupInput) -> Result<LookupOutput, ToolError
 fn context() -> ToolContext {
     ToolContext {
         engagement: "e1".to_string(),
+        agent: "caller".into(),
         identity: Identity::Anonymous,
         credential: None,
     }
