@@ -221,25 +221,32 @@ pub fn typed_skeleton<T: FromCel + Send + Sync>(
     cell: &'static OnceLock<Result<T, CheckError>>,
     json: &str,
 ) -> Result<&'static T, CheckError> {
-    cell.get_or_init(|| match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(parsed) => T::from_cel(&agentc_cel::value_from_json(&parsed)),
+    cell.get_or_init(|| T::from_cel(&skeleton_value(json)?))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The CEL value of a skeleton's JSON text (not generic, so that it is compiled once).
+fn skeleton_value(json: &str) -> Result<Value, CheckError> {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(parsed) => Ok(agentc_cel::value_from_json(&parsed)),
         Err(error) => Err(CheckError::Evaluation(format!(
             "the generated engagement skeleton does not parse: {error}"
         ))),
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+    }
 }
 
 /// One root a compiled check reads, converted from the variable's value; a root that is
 /// not bound is an error (a denial), as it is for the interpreter.
 pub fn root<T: FromCel>(variables: &dyn VariableSource, name: &str) -> Result<T, CheckError> {
-    match variables.variable(name) {
-        Some(value) => T::from_cel(&value),
-        None => Err(CheckError::Evaluation(format!(
-            "no such attribute `{name}`"
-        ))),
-    }
+    T::from_cel(&bound_variable(variables, name)?)
+}
+
+/// A variable's value, or the error that denies when it is not bound (not generic).
+fn bound_variable(variables: &dyn VariableSource, name: &str) -> Result<Value, CheckError> {
+    variables
+        .variable(name)
+        .ok_or_else(|| CheckError::Evaluation(format!("no such attribute `{name}`")))
 }
 
 /// A compiled check: the generated function that builds the check's typed root and
