@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditAction, AuditDetail, AuditLog, AuditRecord};
 use crate::credentials::{CredentialProvider, InMemoryCredentials};
 use crate::enforce::{
     CallOutcome, Caller, Refusal, enforce_call_as, evaluate_exposes, run_guardrail,
@@ -20,6 +20,7 @@ use crate::engagement::{
     Engagement, EngagementState, EngagementStatus, FailureReason, UserIdentity, now,
 };
 use crate::model::{Message, Model, ModelTurn, ToolCall, ToolDescription};
+use crate::remote::{RemoteWait, remote_wait_fits, resume_remote_call};
 use crate::review::{Reviewer, StaticReviewer};
 use crate::spec::{AgentSpec, CapabilityKind};
 use crate::tools::{ToolError, ToolRegistry};
@@ -186,6 +187,23 @@ pub struct EngagementSnapshot {
     /// this one first and takes its answer as that call's output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nested: Option<Box<EngagementSnapshot>>,
+    /// The remote agent's engagement that the first pending call started (an
+    /// `oagent://host/path/name` capability, OAS-S3), when the wait is for it: a
+    /// resumed engagement polls this engagement's location and takes its answer as that
+    /// call's output, so the remote agent is never engaged twice for one call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteWait>,
+}
+
+impl EngagementSnapshot {
+    /// The remote engagement this snapshot waits for, in this engagement or in the
+    /// engagement of an agent it called (the innermost one waits).
+    pub fn remote_wait(&self) -> Option<&RemoteWait> {
+        match &self.nested {
+            Some(nested) => nested.remote_wait(),
+            None => self.remote.as_ref(),
+        }
+    }
 }
 
 /// Where snapshots go (a server's store).
@@ -197,6 +215,25 @@ pub trait Checkpoints: Send + Sync {
     /// ([`FailureReason::ReviewRefused`]): a wait that could not survive a restart is
     /// not started.
     async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String>;
+
+    /// Saves a snapshot that waits for a remote agent's engagement
+    /// ([`EngagementSnapshot::remote_wait`]), so that after a restart the engagement is
+    /// resumed by polling that engagement, and marks the engagement as parked there.
+    /// `Ok` is always followed by [`Checkpoints::end_remote_wait`] once the remote
+    /// engagement has answered or the call has given up, unless the process stops
+    /// first. An error leaves the wait unsaved: the call still polls, and a restart
+    /// before it answers ends the engagement as interrupted.
+    async fn save_remote_wait(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
+        self.save(snapshot).await
+    }
+
+    /// The engagement `root_engagement` no longer waits for a remote engagement: it
+    /// runs again from here, so a restart from now on must not resume it from the
+    /// saved wait (that would replay what runs next). An error fails the call.
+    async fn end_remote_wait(&self, root_engagement: &str) -> Result<(), String> {
+        let _ = root_engagement;
+        Ok(())
+    }
 }
 
 /// Where an engagement is while one call of a model turn runs: with the engagement
@@ -268,6 +305,7 @@ impl WaitPoint<'_> {
                 pending_calls: outer.point.pending_calls.to_vec(),
                 obtained_output: None,
                 nested: Some(Box::new(snapshot)),
+                remote: None,
             }),
         }
     }
@@ -287,8 +325,36 @@ impl WaitPoint<'_> {
             pending_calls: self.pending_calls.to_vec(),
             obtained_output: obtained_output.cloned(),
             nested: None,
+            remote: None,
         });
         self.checkpoints.save(&snapshot).await
+    }
+
+    /// Saves the snapshot of the engagement the user started, as it is now:
+    /// `engagement` waits for the remote engagement `wait` that its first pending call
+    /// started.
+    pub(crate) async fn save_remote(
+        &self,
+        engagement: &Engagement,
+        wait: RemoteWait,
+    ) -> Result<(), String> {
+        let snapshot = self.enclose(EngagementSnapshot {
+            engagement: engagement.state(),
+            messages: self.messages.to_vec(),
+            turns: self.turns,
+            pending_calls: self.pending_calls.to_vec(),
+            obtained_output: None,
+            nested: None,
+            remote: Some(wait),
+        });
+        self.checkpoints.save_remote_wait(&snapshot).await
+    }
+
+    /// Says that `engagement` no longer waits for the remote engagement saved by
+    /// [`WaitPoint::save_remote`].
+    pub(crate) async fn end_remote_wait(&self, engagement: &Engagement) -> Result<(), String> {
+        let root = self.root_engagement().unwrap_or(engagement.id());
+        self.checkpoints.end_remote_wait(root).await
     }
 }
 
@@ -315,6 +381,8 @@ enum Resumed {
     Output(serde_json::Value),
     /// The engagement of the agent the call engaged, to resume first.
     Nested(Box<EngagementSnapshot>),
+    /// The remote agent's engagement the call started, to poll.
+    Remote(RemoteWait),
 }
 
 static NEXT_ENGAGEMENT: AtomicU64 = AtomicU64::new(1);
@@ -373,6 +441,7 @@ impl Conversation {
             pending_calls: Vec::new(),
             obtained_output: None,
             nested: None,
+            remote: None,
         };
         EngagementOutcome {
             engagement_id: engagement.id().to_string(),
@@ -551,21 +620,26 @@ fn resume_at<'a>(
     nesting: Nesting<'a>,
 ) -> Pin<Box<dyn Future<Output = EngagementOutcome> + Send + 'a>> {
     Box::pin(async move {
-        let resumed = match (snapshot.nested.take(), snapshot.obtained_output.take()) {
-            (Some(nested), None) => Some(Resumed::Nested(nested)),
-            (None, Some(output)) => Some(Resumed::Output(output)),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return failed_restore(
-                    agent,
-                    &snapshot,
-                    "the snapshot has both an output and a nested engagement".to_string(),
-                );
+        let resumed = match (
+            snapshot.nested.take(),
+            snapshot.obtained_output.take(),
+            snapshot.remote.take(),
+        ) {
+            (Some(nested), None, None) => Some(Resumed::Nested(nested)),
+            (None, Some(output), None) => Some(Resumed::Output(output)),
+            (None, None, Some(wait)) => Some(Resumed::Remote(wait)),
+            (None, None, None) => None,
+            _ => {
+                let detail = "the snapshot has more than one result for its pending call";
+                audit_unresumable(runtime, agent, &snapshot, detail);
+                return failed_restore(agent, &snapshot, detail.to_string());
             }
         };
         if let Some(resumed) = &resumed
-            && let Err(detail) = resumed_fits(agent, snapshot.pending_calls.first(), resumed)
+            && let Err(detail) =
+                resumed_fits(runtime, agent, snapshot.pending_calls.first(), resumed)
         {
+            audit_unresumable(runtime, agent, &snapshot, &detail);
             return failed_restore(agent, &snapshot, detail);
         }
         let mut conversation = match restore(agent, &snapshot) {
@@ -603,10 +677,13 @@ fn resume_at<'a>(
 
 /// Whether what a snapshot says was obtained for its first pending call could have
 /// been saved for that call: an output only when the capability's output waits for a
-/// review (the one wait point after an invocation), and a nested engagement only when
-/// the capability is an agent of the set. Anything else would let a snapshot skip the
-/// call's input review or invocation, so it is refused.
+/// review (the one wait point after an invocation), a nested engagement only when the
+/// capability is an agent of the set, and a remote engagement only when the capability
+/// is a remote agent, for this very call, at a location on that agent's origin.
+/// Anything else would let a snapshot skip the call's input review or invocation, or
+/// send the capability's credential elsewhere, so it is refused.
 fn resumed_fits(
+    runtime: &Runtime,
     agent: &AgentSpec,
     call: Option<&ToolCall>,
     resumed: &Resumed,
@@ -638,6 +715,40 @@ fn resumed_fits(
                     call.name
                 )
             }),
+        Resumed::Remote(wait) => remote_wait_fits(runtime, capability, call, wait).map(|_| ()),
+    }
+}
+
+/// Records in the audit trail that a snapshot was not resumed, and why: the
+/// engagement ends there, and the trail says so rather than just stopping.
+fn audit_unresumable(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    snapshot: &EngagementSnapshot,
+    detail: &str,
+) {
+    let subject = snapshot
+        .pending_calls
+        .first()
+        .map_or("resume", |call| call.name.as_str());
+    let appended = runtime.audit.append(AuditRecord {
+        engagement: &snapshot.engagement.id,
+        user: snapshot
+            .engagement
+            .user
+            .as_ref()
+            .map(|user| user.id.as_str()),
+        agent: &agent.name,
+        action: AuditAction::Denied,
+        subject,
+        detail: AuditDetail {
+            stage: Some("resume"),
+            reason: Some(detail),
+            ..AuditDetail::default()
+        },
+    });
+    if let Err(error) = appended {
+        tracing::warn!(%error, engagement = %snapshot.engagement.id, "the refused resume could not be audited");
     }
 }
 
@@ -854,6 +965,17 @@ async fn run_calls(
                     point.as_ref(),
                     *snapshot,
                     nesting.depth,
+                )
+                .await,
+            ),
+            Some(Resumed::Remote(wait)) => Some(
+                resume_remote_call(
+                    runtime,
+                    agent,
+                    &conversation.engagement,
+                    call,
+                    point.as_ref(),
+                    &wait,
                 )
                 .await,
             ),

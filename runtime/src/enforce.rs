@@ -638,11 +638,21 @@ async fn invoke(
                 CapabilityKind::Tool => runtime.tool_timeout,
                 CapabilityKind::Agent | CapabilityKind::RemoteAgent { .. } => runtime.agent_timeout,
             };
-            tokio::time::timeout(
-                deadline,
-                backend.invoke(&context.call.arguments, &tool_context),
-            )
-            .await
+            match (&capability.kind, backend.remote_agent(), caller.wait_point) {
+                // A remote agent's engagement is saved at the wait point once started,
+                // so that a restart resumes it rather than engaging it again; the call
+                // keeps its deadline inside, so that a saved wait is always ended.
+                (CapabilityKind::RemoteAgent { .. }, Some(remote), Some(point)) => Ok(remote
+                    .call_at_wait_point(point, engagement, context.call, &tool_context, deadline)
+                    .await),
+                _ => {
+                    tokio::time::timeout(
+                        deadline,
+                        backend.invoke(&context.call.arguments, &tool_context),
+                    )
+                    .await
+                }
+            }
         }
         Target::Agent(callee) => {
             // The caller as it is at this call, for the callee's snapshots.

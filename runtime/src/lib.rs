@@ -43,7 +43,7 @@ pub use local::LocalModel;
 pub use local::{LocalModelError, LocalModelSettings, inspect_local_model};
 pub use model::{Message, Model, ModelError, ModelTurn, ScriptedModel, ToolCall, ToolDescription};
 pub use openai::OpenAiModel;
-pub use remote::{RemoteAgentTool, RemoteLimits};
+pub use remote::{RemoteAgentTool, RemoteLimits, RemoteWait, remote_call_hash};
 pub use review::{
     ReviewDecision, ReviewRequest, Reviewer, StaticReviewer, answer_approves, review_by_agent,
 };

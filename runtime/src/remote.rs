@@ -12,6 +12,13 @@
 //! remote engagement is stored on its server and outlives a restart there); any other
 //! failure ends the call.
 //!
+//! The remote engagement also outlives a restart of the calling server: when the
+//! runtime saves wait points, the engagement's location is saved in the caller's
+//! snapshot ([`RemoteWait`]) as soon as the 303 has given it, and a resumed engagement
+//! polls that location instead of posting again, so the remote agent runs once per
+//! call. A saved location is followed only if it is on the agent's origin and belongs
+//! to the pending call (its hash); its answer is then checked like a fresh one.
+//!
 //! Every response is read under a size limit and the whole call under a deadline. Plain
 //! HTTP is refused unless the client is built for loopback tests and the host is a
 //! loopback address. Redirects are never followed automatically, and the `Location`
@@ -23,11 +30,40 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+use crate::credentials::Identity;
+use crate::driver::{Runtime, WaitPoint};
+use crate::engagement::Engagement;
 use crate::http::{ReadError, http_client, read_limited};
-use crate::spec::{CapabilityKind, SpecSet};
+use crate::model::ToolCall;
+use crate::review::call_hash;
+use crate::spec::{AgentSpec, CapabilityKind, CapabilitySpec, SpecSet};
 use crate::tools::{ToolBackend, ToolContext, ToolError, ToolRegistry};
+
+/// A remote agent's engagement that a call has started (the POST answered 303 with its
+/// location), saved in the caller's snapshot so that a restart of the caller resumes
+/// the call by polling it rather than engaging the remote agent again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteWait {
+    /// The capability called: the remote agent's name.
+    pub capability: String,
+    /// The agent's URL the engagement was posted to; the location must be on its origin.
+    pub agent_url: String,
+    /// The absolute URL of the remote engagement's state.
+    pub location: String,
+    /// The hash of the call ([`remote_call_hash`]), which binds the saved location to
+    /// this call and input: a snapshot whose pending call differs is not resumed.
+    pub call_hash: String,
+}
+
+/// The hash that binds a saved remote engagement to the call that started it: the
+/// capability's name and the call's canonical input, under their own stage name so
+/// that it can never be mistaken for a review's approval hash.
+pub fn remote_call_hash(call: &ToolCall) -> String {
+    call_hash(&call.name, "remote", &call.arguments, None)
+}
 
 /// The limits a remote agent call runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +139,119 @@ fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()
         && a.host() == b.host()
         && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Why a remote engagement's location is not followed, or `None` when it may be: it
+/// must be on the agent's origin (the credential goes with it) and carry no user
+/// information (which the client would send as a second credential).
+fn location_refusal(location: &reqwest::Url, agent: &reqwest::Url) -> Option<&'static str> {
+    if !same_origin(location, agent) {
+        Some("the Location leads to another origin; it is not followed with the credential")
+    } else if !location.username().is_empty() || location.password().is_some() {
+        Some("the Location carries user information; it is not followed")
+    } else {
+        None
+    }
+}
+
+/// The [`RemoteAgentTool`] bound to a remote agent `capability`, or why there is
+/// none: a saved remote engagement is resumed only through the client the capability
+/// has now, with that client's URL, credential handling and limits.
+fn bound_remote<'a>(
+    runtime: &'a Runtime,
+    capability: &CapabilitySpec,
+) -> Result<&'a RemoteAgentTool, String> {
+    let CapabilityKind::RemoteAgent { .. } = &capability.kind else {
+        return Err(format!(
+            "the snapshot has a remote engagement for `{}`, which is not a remote agent",
+            capability.name
+        ));
+    };
+    runtime
+        .tools
+        .get(&capability.name)
+        .and_then(|tool| tool.backend().ok())
+        .and_then(|backend| backend.remote_agent())
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not bound to a remote agent client, so its saved engagement cannot be polled",
+                capability.name
+            )
+        })
+}
+
+/// Whether a saved remote engagement may be resumed for the pending `call` of an
+/// agent's `capability`: the capability is a remote agent bound to a
+/// [`RemoteAgentTool`], the wait names it and this very call (name and input, by
+/// hash), it was posted to the URL the capability has now, and its location is a URL
+/// on that URL's origin. Returns the client and the location to poll.
+pub(crate) fn remote_wait_fits<'a>(
+    runtime: &'a Runtime,
+    capability: &CapabilitySpec,
+    call: &ToolCall,
+    wait: &RemoteWait,
+) -> Result<(&'a RemoteAgentTool, reqwest::Url), String> {
+    if wait.capability != call.name || capability.name != call.name {
+        return Err(format!(
+            "the saved remote engagement is of `{}`, but the call is to `{}`",
+            wait.capability, call.name
+        ));
+    }
+    if wait.call_hash != remote_call_hash(call) {
+        return Err(format!(
+            "the saved remote engagement of `{}` was started for another call",
+            call.name
+        ));
+    }
+    let remote = bound_remote(runtime, capability)?;
+    let location = remote.saved_location(wait)?;
+    Ok((remote, location))
+}
+
+/// The output of a call of a remote agent resumed from its saved engagement
+/// (`wait`): the location is polled, with the credential of the capability's identity
+/// as for a fresh call, until the remote engagement completes or fails, within the
+/// runtime's agent deadline and the client's own limit. Nothing is posted, so the
+/// remote agent is not engaged a second time. With a wait point the wait is saved
+/// again and the engagement parked while it lasts, so that a further restart resumes
+/// it once more. The caller checks the answer as it would a fresh one.
+pub(crate) async fn resume_remote_call(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    engagement: &Engagement,
+    call: &ToolCall,
+    point: Option<&WaitPoint<'_>>,
+    wait: &RemoteWait,
+) -> Result<serde_json::Value, ToolError> {
+    let failed = |detail: String| ToolError::Agent {
+        agent: call.name.clone(),
+        detail,
+    };
+    let capability = agent
+        .capability_index(&call.name)
+        .and_then(|index| agent.capabilities.get(index))
+        .ok_or_else(|| failed(format!("it is not a capability of `{}`", agent.name)))?;
+    let (remote, location) = remote_wait_fits(runtime, capability, call, wait).map_err(failed)?;
+    let identity = Identity::choose(
+        capability.user_identity,
+        engagement.user().map(|user| user.id.as_str()),
+        capability.static_identity.as_deref(),
+    );
+    let credential = runtime
+        .credentials
+        .credential(&capability.name, &identity)
+        .map_err(|error| failed(error.to_string()))?;
+    let context = ToolContext {
+        engagement: engagement.id().to_string(),
+        agent: agent.name.clone(),
+        identity,
+        credential,
+    };
+    tracing::info!(agent = %remote.name, engagement = %engagement.id(), "resuming the wait for a remote engagement");
+    let within = runtime.agent_timeout.min(remote.limits.timeout);
+    remote
+        .wait_for(point, engagement, wait.clone(), &location, &context, within)
+        .await
 }
 
 /// A remote agent reached over HTTP (OAS-S3), bound as the backend of its capability.
@@ -248,11 +397,14 @@ impl RemoteAgentTool {
         Ok(())
     }
 
-    async fn engage(
+    /// Starts an engagement of the remote agent (OAS-S3): checks its document once,
+    /// POSTs `{text}`, and returns the location of the engagement's state from the
+    /// `303 See Other`, on the agent's origin only.
+    async fn start(
         &self,
         input: &serde_json::Value,
         context: &ToolContext,
-    ) -> Result<serde_json::Value, ToolError> {
+    ) -> Result<reqwest::Url, ToolError> {
         self.checked
             .get_or_try_init(|| self.check_document(context))
             .await?;
@@ -288,14 +440,45 @@ impl RemoteAgentTool {
             .url
             .join(location)
             .map_err(|_| self.failed("the Location is not a URL"))?;
-        if !same_origin(&state_url, &self.url) {
-            return Err(self.failed(
-                "the Location leads to another origin; it is not followed with the credential",
+        if let Some(refusal) = location_refusal(&state_url, &self.url) {
+            return Err(self.failed(refusal));
+        }
+        Ok(state_url)
+    }
+
+    /// The location of a saved remote engagement, if it may be polled: saved for this
+    /// agent's URL, and an absolute URL on its origin without user information. A
+    /// saved location is data from the store, so it gets the checks a `Location`
+    /// header gets, and the URL it was posted to must still be this agent's (a
+    /// capability moved to another host since does not follow its old engagement).
+    pub(crate) fn saved_location(&self, wait: &RemoteWait) -> Result<reqwest::Url, String> {
+        if wait.agent_url != self.url.as_str() {
+            return Err(format!(
+                "the saved remote engagement was started at {}, not at this agent's {}",
+                wait.agent_url, self.url
             ));
         }
+        let location = reqwest::Url::parse(&wait.location).map_err(|error| {
+            format!("the saved location of the remote engagement is not a URL: {error}")
+        })?;
+        match location_refusal(&location, &self.url) {
+            Some(refusal) => Err(format!(
+                "the saved location of the remote engagement is refused: {refusal}"
+            )),
+            None => Ok(location),
+        }
+    }
+
+    /// Polls a remote engagement's state until it has completed (its output) or
+    /// failed (an error).
+    async fn poll(
+        &self,
+        state_url: &reqwest::Url,
+        context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
         let mut pause = self.limits.poll_interval;
         loop {
-            let body = match self.read_state(&state_url, context).await {
+            let body = match self.read_state(state_url, context).await {
                 Ok(body) => body,
                 Err(StateRead::Again(error)) => {
                     // The remote engagement is stored on its server and outlives a
@@ -330,6 +513,86 @@ impl RemoteAgentTool {
             tokio::time::sleep(pause).await;
             pause = pause.saturating_mul(2).min(self.limits.max_poll_interval);
         }
+    }
+
+    async fn engage(
+        &self,
+        input: &serde_json::Value,
+        context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
+        let state_url = self.start(input, context).await?;
+        self.poll(&state_url, context).await
+    }
+
+    /// A call of this remote agent made at a wait point: the engagement is started,
+    /// its location saved in the caller's snapshot at once ([`RemoteWait`]), and then
+    /// polled, all within `deadline` (the runtime's agent deadline) and the client's
+    /// own limit. The deadline is kept here rather than around this call so that a
+    /// wait that was saved is always ended, even when it times out; only a process
+    /// that stops leaves it saved, for the next start to resume.
+    pub(crate) async fn call_at_wait_point(
+        &self,
+        point: &WaitPoint<'_>,
+        engagement: &Engagement,
+        call: &ToolCall,
+        context: &ToolContext,
+        deadline: Duration,
+    ) -> Result<serde_json::Value, ToolError> {
+        let started = tokio::time::Instant::now();
+        let within = deadline.min(self.limits.timeout);
+        let state_url = tokio::time::timeout(within, self.start(&call.arguments, context))
+            .await
+            .map_err(|_| ToolError::Timeout(self.name.clone()))??;
+        let wait = RemoteWait {
+            capability: self.name.clone(),
+            agent_url: self.url.to_string(),
+            location: state_url.to_string(),
+            call_hash: remote_call_hash(call),
+        };
+        let left = within.saturating_sub(started.elapsed());
+        self.wait_for(Some(point), engagement, wait, &state_url, context, left)
+            .await
+    }
+
+    /// Polls the remote engagement `wait` for at most `within`; with a wait point, the
+    /// wait is saved first and ended after, so that for as long as it lasts a restart
+    /// resumes the caller's engagement here.
+    async fn wait_for(
+        &self,
+        point: Option<&WaitPoint<'_>>,
+        engagement: &Engagement,
+        wait: RemoteWait,
+        state_url: &reqwest::Url,
+        context: &ToolContext,
+        within: Duration,
+    ) -> Result<serde_json::Value, ToolError> {
+        let mut parked = None;
+        if let Some(point) = point {
+            match point.save_remote(engagement, wait).await {
+                Ok(()) => parked = Some(point),
+                // The remote engagement has started and is left to run: the call
+                // still polls it, as it would without a store, and only a restart
+                // before it answers is lost (the engagement then fails as
+                // interrupted, never replayed).
+                Err(detail) => tracing::warn!(
+                    agent = %self.name,
+                    engagement = %engagement.id(),
+                    %detail,
+                    "the remote engagement's location could not be saved"
+                ),
+            }
+        }
+        let result = tokio::time::timeout(within, self.poll(state_url, context))
+            .await
+            .unwrap_or_else(|_| Err(ToolError::Timeout(self.name.clone())));
+        if let Some(point) = parked
+            && let Err(detail) = point.end_remote_wait(engagement).await
+        {
+            return Err(self.failed(format!(
+                "the end of the wait for the remote engagement could not be saved: {detail}"
+            )));
+        }
+        result
     }
 
     /// Reads a remote engagement's state. A failure that may pass is told apart from
@@ -397,6 +660,10 @@ impl ToolBackend for RemoteAgentTool {
             Ok(result) => result,
             Err(_) => Err(ToolError::Timeout(self.name.clone())),
         }
+    }
+
+    fn remote_agent(&self) -> Option<&RemoteAgentTool> {
+        Some(self)
     }
 }
 

@@ -77,6 +77,14 @@ pub trait ToolBackend: Send + Sync {
         input: &serde_json::Value,
         context: &ToolContext,
     ) -> Result<serde_json::Value, ToolError>;
+
+    /// This backend as a remote agent client, when it is one. A call of a remote
+    /// agent capability through it is then made at the call's wait point, where the
+    /// remote engagement's location is saved, so that a restart of this process
+    /// resumes the call instead of engaging the remote agent again.
+    fn remote_agent(&self) -> Option<&crate::remote::RemoteAgentTool> {
+        None
+    }
 }
 
 type NativeFn =
