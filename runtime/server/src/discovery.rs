@@ -125,7 +125,8 @@ pub fn llms_txt(engine: &Engine, base: &str) -> String {
          2. `POST {base}/agents/NAME` with `{{\"text\": \"your instruction\"}}` starts an engagement; the answer is `303 See Other` with `Location: /engagements/ID`.\n\
          3. `GET {base}/engagements/ID` returns `{{\"status\": {{\"state\": ...}}, \"text\", \"exposes\"}}`; poll until the state is `completed` or `failed`.\n\
          4. `POST {base}/engagements/ID` with `{{\"text\": ...}}` adds input once it has answered.\n\
-         5. A call that needs a review waits in state `awaiting_review`; the reviewer lists `GET {base}/reviews` and answers `POST {base}/reviews/REVIEW` with `{{\"decision\": \"approve\", \"call_hash\": ...}}` or `{{\"decision\": \"refuse\", \"reason\": ...}}`.\n\n\
+         5. A call that needs a review waits in state `awaiting_review`; the reviewer lists `GET {base}/reviews` and answers `POST {base}/reviews/REVIEW` with `{{\"decision\": \"approve\", \"call_hash\": ...}}` or `{{\"decision\": \"refuse\", \"reason\": ...}}`.\n\
+         6. A call to an agent on another server waits in state `awaiting_remote` until that agent's engagement answers.\n\n\
          ## Reference\n\n\
          - [OpenAPI 3.1]({base}/openapi.json)\n\
          - [Agents]({base}/agents)\n"
@@ -281,7 +282,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                     "type": "object", "required": ["id", "agent", "status", "exposes"],
                     "properties": {
                         "id": {"type": "string"}, "agent": {"type": "string"},
-                        "status": {"type": "object", "required": ["state"], "properties": {"state": {"type": "string", "enum": ["running", "awaiting_review", "completed", "failed"]}}},
+                        "status": {"type": "object", "required": ["state"], "properties": {"state": {"type": "string", "enum": ["running", "awaiting_review", "awaiting_remote", "completed", "failed"]}}},
                         "text": {"type": ["string", "null"]},
                         "exposes": {"type": "object"},
                         "review": {"type": "string"},

@@ -375,9 +375,14 @@ impl Reviewer for StoreReviewer {
     }
 }
 
+/// The state of an engagement whose call waits for a remote agent's engagement: its
+/// snapshot holds that engagement's location, so a restart resumes it by polling.
+pub const AWAITING_REMOTE: &str = "awaiting_remote";
+
 /// Snapshots into the store.
 struct StoreCheckpoints {
     store: Arc<dyn Store>,
+    busy: Arc<Busy>,
 }
 
 #[async_trait]
@@ -385,6 +390,36 @@ impl Checkpoints for StoreCheckpoints {
     async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
         self.store
             .save_snapshot(&snapshot.engagement.id, snapshot)
+            .map_err(|error| error.to_string())
+    }
+
+    async fn save_remote_wait(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
+        let id = &snapshot.engagement.id;
+        self.store
+            .save_snapshot(id, snapshot)
+            .map_err(|error| error.to_string())?;
+        let tool = snapshot
+            .remote_wait()
+            .map(|wait| wait.capability.clone())
+            .unwrap_or_default();
+        self.store
+            .set_status(
+                id,
+                &serde_json::json!({"state": AWAITING_REMOTE, "tool": tool}),
+            )
+            .map_err(|error| error.to_string())?;
+        // Parked at a safe point: the location is saved, so shutdown need not wait
+        // for the remote agent, and the next start polls it again.
+        self.busy.leave();
+        Ok(())
+    }
+
+    async fn end_remote_wait(&self, root_engagement: &str) -> Result<(), String> {
+        self.busy.enter();
+        // From here the engagement runs on past its saved wait; were it left marked
+        // as waiting, a restart would resume it there and replay what ran since.
+        self.store
+            .set_status(root_engagement, &serde_json::json!({"state": "running"}))
             .map_err(|error| error.to_string())
     }
 }
@@ -440,6 +475,7 @@ impl Engine {
         });
         runtime.checkpoints = Some(Arc::new(StoreCheckpoints {
             store: Arc::clone(&store),
+            busy: Arc::clone(&busy),
         }));
         runtime.review_timeout = parts.config.review_timeout;
         runtime.agent_timeout = parts.config.agent_timeout;
@@ -675,7 +711,9 @@ impl Engine {
     /// After a (re)start: engagements that were running when the last process stopped
     /// had not reached a safe point, so they fail (their tools may have run; replaying
     /// them is not safe). Engagements waiting for review stay waiting, and those whose
-    /// review was decided but not yet taken resume now.
+    /// review was decided but not yet taken resume now. Engagements waiting for a
+    /// remote agent resume now too: they poll the remote engagement they had started,
+    /// which has been running on its own server all along.
     pub fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
         for record in self.store.engagements_in_states(&["running", "created"])? {
             if !self.is_live(&record.id) {
@@ -692,6 +730,11 @@ impl Engine {
                 .iter()
                 .any(|review| review.decision.is_some() && !review.consumed);
             if decided && !self.is_live(&record.id) {
+                self.resume(&record);
+            }
+        }
+        for record in self.store.engagements_in_states(&[AWAITING_REMOTE])? {
+            if !self.is_live(&record.id) {
                 self.resume(&record);
             }
         }

@@ -9,6 +9,10 @@
 //!   visible to its user and its reviewers only (404 for anyone else).
 //! - OAS-C7: a call that needs a review waits, saved, until its reviewer answers through
 //!   `/reviews/{id}`; the wait survives a restart.
+//! - A call to an agent on another server (`oagent://host/path/name`, OAS-S3) waits,
+//!   saved with the remote engagement's location, in state `awaiting_remote`; a
+//!   restart of this server resumes it by polling that location, never by engaging
+//!   the remote agent again.
 //! - Engagements, reviews and the audit trail live in a [`store::Store`] (SQLite by
 //!   default), so a restart loses nothing.
 //! - Discovery (`/llms.txt`, `/openapi.json`, a manifest per agent), per-user rate

@@ -457,12 +457,15 @@ async fn vendor_server() -> (TestServer, agentc_runtime::MockTool) {
 }
 
 fn desk_setup(vendor: &TestServer, secret: &str) -> Setup {
+    desk_setup_on(vendor, secret, Arc::new(SqliteStore::in_memory().unwrap()))
+}
+
+/// The desk, calling `vendor` with the credential `secret`, keeping what it must keep
+/// in `store`.
+fn desk_setup_on(vendor: &TestServer, secret: &str, store: Arc<dyn agentc_server::Store>) -> Setup {
     let port: u16 = vendor.base.rsplit(':').next().unwrap().parse().unwrap();
-    let mut setup = Setup::new(
-        vec![("desk.yaml", desk_agent(port))],
-        Arc::new(SqliteStore::in_memory().unwrap()),
-    )
-    .script("support_desk", DESK_SCRIPT);
+    let mut setup = Setup::new(vec![("desk.yaml", desk_agent(port))], store)
+        .script("support_desk", DESK_SCRIPT);
     setup.credentials =
         Arc::new(InMemoryCredentials::new().with_static("vendor_link", Secret::new(secret)));
     setup
@@ -595,7 +598,7 @@ async fn a_remote_review_survives_a_restart_of_the_remote_server() {
     let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
     let vendor = setup.start_on(listener).await;
     let (_, still) = get(&desk.base, &location, Some("bob-token-22")).await;
-    assert_eq!(still["status"]["state"], "running", "{still}");
+    assert_eq!(still["status"]["state"], "awaiting_remote", "{still}");
 
     approve_open_review(&vendor.base, "lookup_order").await;
     let done = wait_for_state(
@@ -611,6 +614,197 @@ async fn a_remote_review_survives_a_restart_of_the_remote_server() {
         "Order o-42 ships on Monday."
     );
     assert_eq!((first_tool.calls(), second_tool.calls()), (0, 1));
+    desk.stop().await;
+    vendor.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// Every engagement the vendor's server has stored, in any state.
+fn vendor_engagements(vendor: &TestServer) -> Vec<agentc_server::EngagementRecord> {
+    vendor
+        .engine
+        .store()
+        .engagements_in_states(&[
+            "created",
+            "running",
+            "awaiting_review",
+            "awaiting_remote",
+            "completed",
+            "failed",
+        ])
+        .unwrap()
+}
+
+/// Starts the desk's engagement for bob and waits until the vendor's engagement it
+/// started waits for its review, and the desk's waits for the vendor; returns the
+/// desk engagement's location and the remote engagement's saved location.
+async fn desk_waits_for_vendor(desk: &TestServer, vendor: &TestServer) -> (String, String) {
+    let (status, location, _) = post(
+        &desk.base,
+        "/agents/support_desk",
+        Some("bob-token-22"),
+        r#"{"text": "When does my order o-42 ship?"}"#,
+    )
+    .await;
+    assert_eq!(status, 303);
+    let location = location.unwrap();
+    vendor_waits_for_review(vendor).await;
+    let waiting = wait_for_state(&desk.base, &location, "bob-token-22", &["awaiting_remote"]).await;
+    assert_eq!(waiting["status"]["tool"], "vendor_support", "{waiting}");
+    let id = location.trim_start_matches("/engagements/");
+    let record = desk.engine.store().engagement(id).unwrap().unwrap();
+    let wait = record
+        .snapshot
+        .unwrap()
+        .remote
+        .expect("the remote engagement is saved");
+    assert_eq!(wait.capability, "vendor_support");
+    // OAS-X1: the desk's caller sees the state, not where the remote engagement is.
+    let remote_path = wait.location.trim_start_matches(&vendor.base);
+    assert!(!waiting.to_string().contains(remote_path), "{waiting}");
+    (location, wait.location)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_call_survives_a_restart_of_the_calling_server() {
+    let (setup, vendor_tool) = reviewed_vendor_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    let vendor = setup.start().await;
+    let path = database_path("caller-restart");
+    let desk = desk_setup_on(&vendor, "alice-token-1", sqlite(&path))
+        .start()
+        .await;
+    let (location, remote) = desk_waits_for_vendor(&desk, &vendor).await;
+    let remote_engagements = vendor_engagements(&vendor);
+    assert_eq!(remote_engagements.len(), 1);
+    assert_eq!(
+        remote,
+        format!("{}/engagements/{}", vendor.base, remote_engagements[0].id)
+    );
+
+    // The calling server restarts on the same database while the vendor's engagement
+    // waits for its review; it resumes the call by polling the saved location.
+    desk.stop().await;
+    let desk = desk_setup_on(&vendor, "alice-token-1", sqlite(&path))
+        .start()
+        .await;
+    let still = wait_for_state(&desk.base, &location, "bob-token-22", &["awaiting_remote"]).await;
+    assert_eq!(still["status"]["tool"], "vendor_support", "{still}");
+    assert_eq!(vendor_tool.calls(), 0);
+
+    approve_open_review(&vendor.base, "lookup_order").await;
+    let done = wait_for_state(
+        &desk.base,
+        &location,
+        "bob-token-22",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["text"], "Your order ships on Monday.");
+    assert_eq!(done["exposes"]["vendor_calls"], 1, "{done}");
+    assert_eq!(
+        done["exposes"]["vendor_answer"],
+        "Order o-42 ships on Monday."
+    );
+    // The vendor's agent ran once: one engagement, one lookup.
+    assert_eq!(vendor_tool.calls(), 1);
+    let remote_engagements = vendor_engagements(&vendor);
+    assert_eq!(remote_engagements.len(), 1);
+    assert_eq!(remote_engagements[0].state(), "completed");
+    assert_eq!(remote_engagements[0].exposes["orders_checked"], 1);
+
+    // The desk's audit trail is one chain across the restart: the call was intended
+    // in each process and completed once, in the second.
+    let lines = desk.engine.store().audit_lines().unwrap();
+    agentc_runtime::verify(lines.join("\n").as_bytes()).unwrap();
+    let count = |action: &str| {
+        lines
+            .iter()
+            .filter(|line| line.contains(&format!("\"action\":\"{action}\"")))
+            .count()
+    };
+    assert_eq!((count("intended"), count("completed")), (2, 1), "{lines:?}");
+    desk.stop().await;
+    vendor.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_remote_location_fails_the_engagement_without_calling_that_host() {
+    let (setup, vendor_tool) = reviewed_vendor_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    let vendor = setup.start().await;
+    let path = database_path("caller-tampered");
+    let desk = desk_setup_on(&vendor, "alice-token-1", sqlite(&path))
+        .start()
+        .await;
+    let (location, remote) = desk_waits_for_vendor(&desk, &vendor).await;
+    desk.stop().await;
+
+    // Another host on loopback, counting every connection made to it.
+    let decoy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let decoy_address = decoy.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let decoy_task = tokio::spawn(async move {
+        while let Ok((_stream, _)) = decoy.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+
+    // The store is edited while the desk is down: the saved location now leads to the
+    // other host, where the desk's credential for the vendor would go.
+    let id = location.trim_start_matches("/engagements/").to_string();
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut snapshot = agentc_server::Store::engagement(&store, &id)
+            .unwrap()
+            .unwrap()
+            .snapshot
+            .unwrap();
+        let remote_path = remote.trim_start_matches(&vendor.base).to_string();
+        snapshot.remote.as_mut().unwrap().location = format!("http://{decoy_address}{remote_path}");
+        agentc_server::Store::save_snapshot(&store, &id, &snapshot).unwrap();
+    }
+
+    let desk = desk_setup_on(&vendor, "alice-token-1", sqlite(&path))
+        .start()
+        .await;
+    let done = wait_for_state(
+        &desk.base,
+        &location,
+        "bob-token-22",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "failed", "{done}");
+    assert_eq!(done["status"]["reason"]["kind"], "interrupted", "{done}");
+    let detail = done["status"]["reason"]["detail"].as_str().unwrap();
+    assert!(detail.contains("another origin"), "{detail}");
+    assert_eq!(done["text"], serde_json::Value::Null);
+    assert_eq!(done["exposes"], json!({}));
+    // Nothing reached the other host, and the vendor's agent did not run.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(vendor_tool.calls(), 0);
+    assert_eq!(vendor_engagements(&vendor).len(), 1);
+    // The audit trail says why the engagement ended.
+    let lines = desk.engine.store().audit_lines().unwrap();
+    agentc_runtime::verify(lines.join("\n").as_bytes()).unwrap();
+    let denied: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|entry| entry["action"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{lines:?}");
+    assert_eq!(denied[0]["subject"], "vendor_support");
+    assert_eq!(denied[0]["detail"]["stage"], "resume");
+    assert!(
+        denied[0]["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("another origin")
+    );
+    decoy_task.abort();
     desk.stop().await;
     vendor.stop().await;
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
@@ -637,7 +831,7 @@ async fn a_remote_agent_may_wait_for_its_own_review_longer_than_a_tool_may_take(
     vendor_waits_for_review(&vendor).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (_, still) = get(&desk.base, &location, Some("bob-token-22")).await;
-    assert_eq!(still["status"]["state"], "running", "{still}");
+    assert_eq!(still["status"]["state"], "awaiting_remote", "{still}");
     assert_eq!(vendor_tool.calls(), 0);
     approve_open_review(&vendor.base, "lookup_order").await;
     let done = wait_for_state(
