@@ -453,3 +453,103 @@ async fn a_saved_remote_location_that_does_not_fit_is_refused_without_calling_it
     server.verify().await;
     elsewhere.verify().await;
 }
+
+/// `front` delegates to the desk (an agent of the set), which asks the vendor.
+fn front_specs(server: &MockServer) -> SpecSet {
+    let desk = format!(
+        "kind: openagentspec:v1/agent\nname: desk\ndescription: Asks the vendor.\nintent: You ask the vendor.\nowner: ops@acme.example\ncapabilities:\n  oagent://{}/agents/vendor_support:\n    user_identity: false\n    static_identity: vendor_link\nexposes:\n  vendor_calls: history._total\n---\nkind: openagentspec:v1/agent\nname: front\ndescription: Has the desk ask the vendor.\nintent: You delegate vendor questions.\nowner: ops@acme.example\ncapabilities:\n  desk: {{}}\nexposes:\n  delegated: history._total\n",
+        server.address()
+    );
+    SpecSet::from_sources(&[SourceInput {
+        name: "front.yaml".into(),
+        bytes: desk.into_bytes(),
+    }])
+    .unwrap()
+}
+
+fn front_runtime(set: &SpecSet, checkpoints: Arc<Saved>) -> Runtime {
+    let mut runtime = runtime(set, checkpoints, &Lines::default()).with_agents(&set.agents);
+    runtime
+        .agent_models
+        .insert("desk".into(), Arc::new(script()));
+    runtime
+}
+
+fn front_script() -> ScriptedModel {
+    ScriptedModel::new(vec![
+        ModelTurn::ToolCalls(vec![ToolCall {
+            id: Some("d1".into()),
+            name: "desk".into(),
+            arguments: json!({"text": "Ask the vendor when o-42 ships."}),
+        }]),
+        ModelTurn::Text("The desk has asked.".into()),
+    ])
+    .positional()
+}
+
+#[tokio::test]
+async fn a_remote_call_inside_a_called_agent_resumes_the_whole_chain() {
+    let server = running_vendor().await;
+    let set = front_specs(&server);
+    let saved = Arc::new(Saved::default());
+    let first = front_runtime(&set, Arc::clone(&saved));
+    let model = front_script();
+    let engagement = run_engagement(
+        &first,
+        &model,
+        EngagementRequest {
+            agent: set.agent("front").unwrap(),
+            user: Some(agentc_runtime::UserIdentity::new("u1")),
+            input: "when does o-42 ship?",
+            memory: None,
+        },
+    );
+    let reached = async {
+        for _ in 0..2000 {
+            if !saved.snapshots.lock().unwrap().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the remote call never saved its wait");
+    };
+    tokio::select! {
+        outcome = engagement => panic!("the engagement ended instead of waiting: {outcome:?}"),
+        () = reached => {}
+    }
+    server.verify().await;
+    let snapshot = saved.snapshots.lock().unwrap().last().cloned().unwrap();
+    let snapshot: EngagementSnapshot =
+        serde_json::from_str(&serde_json::to_string(&snapshot).unwrap()).unwrap();
+    // The outermost engagement is saved, with the desk's wait for the vendor inside.
+    assert_eq!(snapshot.engagement.agent, "front");
+    assert_eq!(snapshot.remote, None);
+    let nested = snapshot.nested.as_deref().unwrap();
+    assert_eq!(nested.engagement.agent, "desk");
+    assert_eq!(nested.remote.as_ref(), snapshot.remote_wait());
+    assert_eq!(snapshot.remote_wait().unwrap().capability, "vendor_support");
+
+    vendor_answers(&server, completed("Ships Monday.")).await;
+    let saved = Arc::new(Saved::default());
+    let second = front_runtime(&set, Arc::clone(&saved));
+    let outcome = resume_engagement(
+        &second,
+        &front_script(),
+        set.agent("front").unwrap(),
+        snapshot.clone(),
+    )
+    .await;
+    assert_eq!(outcome.status, EngagementStatus::Completed, "{outcome:?}");
+    assert_eq!(outcome.text.as_deref(), Some("The desk has asked."));
+    assert_eq!(outcome.exposes["delegated"], 1);
+    assert_eq!(
+        outcome.engagement["recent"]["desk"]["outputs"],
+        json!({"text": "Asked.", "vendor_calls": 1})
+    );
+    // The resumed wait was ended under the outermost engagement's identifier.
+    assert_eq!(
+        *saved.remote_ends.lock().unwrap(),
+        vec![snapshot.engagement.id.clone()]
+    );
+    server.verify().await;
+}
