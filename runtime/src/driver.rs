@@ -598,9 +598,9 @@ async fn run_engagement_at(
 /// engagement is rebuilt exactly, the pending calls run again through every check —
 /// the one that waited for review asks its reviewer again, who may by then have
 /// answered — and the model loop goes on with the turns it has left. A call whose
-/// output was obtained before the wait is checked again from that output, and a call
-/// whose agent was waiting resumes that agent's engagement first; neither is invoked
-/// again.
+/// output was obtained before the wait is checked again from that output, a call whose
+/// agent was waiting resumes that agent's engagement first, and a call of a remote
+/// agent polls the remote engagement it had started; none is invoked again.
 pub async fn resume_engagement(
     runtime: &Runtime,
     model: &dyn Model,
