@@ -998,6 +998,22 @@ async fn loopback() -> MockServer {
     MockServer::builder().listener(listener).start().await
 }
 
+/// A loopback vendor that serves its agent document and answers every POST with
+/// `303 See Other` to `location`; the test mounts what that location answers.
+async fn vendor_posting_to(location: &str) -> MockServer {
+    let server = loopback().await;
+    Mock::given(method("GET"))
+        .and(path("/agents/vendor_support"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(303).insert_header("location", location))
+        .mount(&server)
+        .await;
+    server
+}
+
 fn remote_tool(server: &MockServer) -> RemoteAgentTool {
     RemoteAgentTool::new(
         agentc_runtime::http_client().unwrap(),
@@ -1089,18 +1105,7 @@ async fn a_remote_agent_that_misbehaves_is_refused() {
     assert!(matches!(error, ToolError::Agent { .. }), "{error}");
 
     // A Location on another origin is not followed with the credential.
-    let server = loopback().await;
-    Mock::given(method("GET"))
-        .and(path("/agents/vendor_support"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(303).insert_header("location", "https://evil.example/steal"),
-        )
-        .mount(&server)
-        .await;
+    let server = vendor_posting_to("https://evil.example/steal").await;
     let error = remote_tool(&server)
         .invoke(&json!({"text": "When?"}), &context())
         .await
@@ -1108,16 +1113,7 @@ async fn a_remote_agent_that_misbehaves_is_refused() {
     assert!(error.to_string().contains("another origin"), "{error}");
 
     // An answer other than 303 is an error, and an oversized state is not read.
-    let server = loopback().await;
-    Mock::given(method("GET"))
-        .and(path("/agents/vendor_support"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/big"))
-        .mount(&server)
-        .await;
+    let server = vendor_posting_to("/engagements/big").await;
     Mock::given(method("GET"))
         .and(path("/engagements/big"))
         .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(2 * 1024 * 1024)))
@@ -1296,16 +1292,7 @@ async fn a_remote_engagement_is_polled_through_a_restart_of_its_server_but_not_p
 
     // A refusal (here 404: not this caller's engagement) ends the call at once, well
     // before its deadline.
-    let server = loopback().await;
-    Mock::given(method("GET"))
-        .and(path("/agents/vendor_support"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x2"))
-        .mount(&server)
-        .await;
+    let server = vendor_posting_to("/engagements/x2").await;
     Mock::given(method("GET"))
         .and(path("/engagements/x2"))
         .respond_with(ResponseTemplate::new(404))
@@ -1323,16 +1310,7 @@ async fn a_remote_engagement_is_polled_through_a_restart_of_its_server_but_not_p
     assert!(started.elapsed() < Duration::from_secs(2));
 
     // A server that stays unavailable is bounded by the call's deadline.
-    let server = loopback().await;
-    Mock::given(method("GET"))
-        .and(path("/agents/vendor_support"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(303).insert_header("location", "/engagements/x3"))
-        .mount(&server)
-        .await;
+    let server = vendor_posting_to("/engagements/x3").await;
     Mock::given(method("GET"))
         .and(path("/engagements/x3"))
         .respond_with(ResponseTemplate::new(503))

@@ -34,13 +34,23 @@ fn conformance_directory() -> Option<PathBuf> {
     if let Ok(directory) = std::env::var("CEL_CONFORMANCE_DIR") {
         return Some(PathBuf::from(directory));
     }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    [
-        manifest.join("../../shared/conformance/cel-spec/testdata"),
-        manifest.join("../../../shared/conformance/cel-spec/testdata"),
-    ]
-    .into_iter()
-    .find(|candidate| candidate.is_dir())
+    // `cargo test` runs a test from its package's directory; the compile-time path is
+    // the fallback (a binary reused from another clone of the workspace names that
+    // clone's directory instead of this one).
+    let package_directories = [
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    package_directories
+        .into_iter()
+        .flatten()
+        .flat_map(|package| {
+            [
+                package.join("../../shared/conformance/cel-spec/testdata"),
+                package.join("../../../shared/conformance/cel-spec/testdata"),
+            ]
+        })
+        .find(|candidate| candidate.is_dir())
 }
 
 #[test]
