@@ -177,6 +177,17 @@ fn roots(expr: &Expr, known: &[String]) -> Vec<String> {
     found.into_iter().collect()
 }
 
+/// Where a compiled check's typed root comes from.
+#[derive(Clone, Copy)]
+enum CheckRoot {
+    /// The agent's engagement: its typed skeleton (the policies module's `skeleton()`,
+    /// converted once) with the roots the check reads converted from their variables;
+    /// an unbound root denies.
+    Engagement,
+    /// A guardrail tool's output fields, each read from its variable (OAS-G4).
+    GuardrailFields,
+}
+
 /// What kind of CEL item a check is, for its compiled function.
 enum CheckKind {
     Assertion,
@@ -192,8 +203,7 @@ struct CheckSite<'a> {
     text: &'a str,
     root_name: &'a str,
     layout: &'a ObjectType,
-    skeleton: &'a TokenStream,
-    required_roots: bool,
+    root: CheckRoot,
     kind: CheckKind,
     depth: usize,
 }
@@ -237,8 +247,6 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     let roots = roots(&expr, &known);
     let root_ident = ident(site.root_name);
     let function = ident(site.function);
-    let skeleton = site.skeleton;
-    let required = site.required_roots;
     let to_value = match site.kind {
         CheckKind::Assertion => {
             quote!(.map(::agentc_cel::Value::Bool).map_err(#up support::denial))
@@ -251,7 +259,7 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     // check) and converts only the roots it reads, each from the runtime's value: the
     // unread roots cost a clone of empty fields rather than a conversion per call. A
     // guardrail's root is its tool's output fields, all of them read from the variables.
-    let build_root = if required {
+    let build_root = if let CheckRoot::Engagement = site.root {
         let assignments = roots.iter().map(|root| {
             let field = ident(root);
             quote!(root.#field = ::agentc_generated_support::cel_roots::root(variables, #root)?;)
@@ -262,11 +270,11 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
             quote!(let mut root)
         };
         quote! {
-            #binding: #root_ident = ::std::clone::Clone::clone(#skeleton?);
+            #binding: #root_ident = ::std::clone::Clone::clone(skeleton()?);
             #(#assignments)*
         }
     } else {
-        quote!(let root: #root_ident = ::agentc_generated_support::cel_roots::typed(variables, &[#(#roots),*], #skeleton, #required)?;)
+        quote!(let root: #root_ident = ::agentc_generated_support::cel_roots::fields(variables, &[#(#roots),*])?;)
     };
     let tokens = compiled.tokens;
     let evaluate_name = ident(&format!("{}_evaluate", site.function));
@@ -1274,7 +1282,6 @@ impl Emitter<'_> {
             .any(|field| may_hold_object(&field.ty));
         let structs = cel_structs(struct_definitions("Engagement", &layout), serialize);
         let skeleton_body = skeleton(&layout);
-        let skeleton = quote!(skeleton());
         let mut items = Vec::new();
         for capability in &agent.capabilities {
             let method = snake_ident(&capability.name).to_string();
@@ -1293,8 +1300,7 @@ impl Emitter<'_> {
                         text,
                         root_name: "Engagement",
                         layout: &layout,
-                        skeleton: &skeleton,
-                        required_roots: true,
+                        root: CheckRoot::Engagement,
                         kind: CheckKind::Assertion,
                         depth: 2,
                     }));
@@ -1308,8 +1314,7 @@ impl Emitter<'_> {
                 text,
                 root_name: "Engagement",
                 layout: &layout,
-                skeleton: &skeleton,
-                required_roots: true,
+                root: CheckRoot::Engagement,
                 kind: CheckKind::Selection,
                 depth: 2,
             }));
@@ -1329,14 +1334,12 @@ impl Emitter<'_> {
             let mut fields = fields.clone();
             fields.name = "Fields".to_string();
             let guard_structs = cel_structs(struct_definitions("Fields", &fields), false);
-            let empty = quote!(&::agentc_cel::Value::Null);
             let check = emit_check(&CheckSite {
                 function: "assertion",
                 text: &guardrail.assertion,
                 root_name: "Fields",
                 layout: &fields,
-                skeleton: &empty,
-                required_roots: false,
+                root: CheckRoot::GuardrailFields,
                 kind: CheckKind::Assertion,
                 depth: 3,
             });

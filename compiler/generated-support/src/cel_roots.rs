@@ -259,44 +259,22 @@ pub fn compiled(
     Arc::new(agentc_runtime::FnCheck::new(roots, function))
 }
 
-/// Builds the typed root of a compiled check from the variables it reads; the roots it
-/// does not read are taken from `skeleton`, because the compiled function never looks
-/// at them. With `required`, a root that is not bound is an error (a denial), as it is
-/// for the interpreter.
-pub fn typed<T: FromCel>(
-    variables: &dyn VariableSource,
-    roots: &[&str],
-    skeleton: &Value,
-    required: bool,
-) -> Result<T, CheckError> {
-    T::from_cel(&root_value(variables, roots, skeleton, required)?)
+/// The typed root of a guardrail's compiled check: an object of the variables it reads
+/// (the guardrail tool's output fields, OAS-G4). A field that is not bound is absent, so
+/// it is `None` when optional and an error (a denial) otherwise.
+pub fn fields<T: FromCel>(variables: &dyn VariableSource, names: &[&str]) -> Result<T, CheckError> {
+    T::from_cel(&bound_fields(variables, names))
 }
 
-/// The root object [`typed`] converts (not generic, so that it is compiled once).
-fn root_value(
-    variables: &dyn VariableSource,
-    roots: &[&str],
-    skeleton: &Value,
-    required: bool,
-) -> Result<Value, CheckError> {
-    let mut map = match skeleton {
-        Value::Map(map) => ValueMap::clone(map),
-        _ => ValueMap::new(),
-    };
-    for root in roots {
-        match variables.variable(root) {
-            Some(value) => {
-                map.insert(MapKey::String(Arc::from(*root)), value);
-            }
-            None if required => {
-                return Err(CheckError::Evaluation(format!(
-                    "no such attribute `{root}`"
-                )));
-            }
-            None => {}
+/// The object [`fields`] converts (not generic, so that it is compiled once).
+fn bound_fields(variables: &dyn VariableSource, names: &[&str]) -> Value {
+    let mut map = ValueMap::new();
+    for name in names {
+        if let Some(value) = variables.variable(name) {
+            map.insert(MapKey::String(Arc::from(*name)), value);
         }
     }
-    Ok(Value::Map(Arc::new(map)))
+    Value::Map(Arc::new(map))
 }
 
 #[cfg(test)]
@@ -463,15 +441,31 @@ mod tests {
     }
 
     #[test]
-    fn typed_takes_unread_roots_from_the_skeleton_and_denies_unbound_required_ones() {
-        let skeleton = agentc_cel::value_from_json(&base());
-        let variables = Variables(vec![("int", Value::Int(42))]);
-        let root: Root = typed(&variables, &["int"], &skeleton, true).unwrap();
-        assert_eq!(root.int, 42);
-        assert_eq!(root.text, "t");
-        assert!(typed::<Root>(&variables, &["uint"], &skeleton, true).is_err());
-        let root: Root = typed(&variables, &["uint"], &skeleton, false).unwrap();
-        assert_eq!(root.uint, 4);
+    fn fields_reads_the_bound_variables_and_an_unbound_required_one_denies() {
+        let Value::Map(base) = agentc_cel::value_from_json(&base()) else {
+            panic!("not a map")
+        };
+        let all: Vec<(&'static str, Value)> = [
+            "int", "uint", "double", "text", "at", "span", "list", "_map", "optional", "any",
+        ]
+        .into_iter()
+        .map(|name| (name, base.get_str(name).cloned().unwrap()))
+        .collect();
+        let names: Vec<&str> = all.iter().map(|(name, _)| *name).collect();
+        let root: Root = fields(&Variables(all.clone()), &names).unwrap();
+        assert_eq!((root.int, root.text.as_str()), (3, "t"));
+        // A variable that is not named is not read, and an optional one may be unbound.
+        let without_optional: Vec<_> = all
+            .iter()
+            .filter(|(n, _)| *n != "optional")
+            .cloned()
+            .collect();
+        let root: Root = fields(&Variables(without_optional), &names).unwrap();
+        assert_eq!(root.optional, None);
+        assert!(fields::<Root>(&Variables(all.clone()), &names[1..]).is_err());
+        // A required field that is not bound denies.
+        let without_int: Vec<_> = all.iter().filter(|(n, _)| *n != "int").cloned().collect();
+        assert!(fields::<Root>(&Variables(without_int), &names).is_err());
     }
 
     #[test]

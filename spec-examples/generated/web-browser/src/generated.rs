@@ -1329,11 +1329,9 @@ pub mod policies {
                 ::agentc_cel::Value,
                 ::agentc_runtime::CheckError,
             > {
-                let root: Fields = ::agentc_generated_support::cel_roots::typed(
+                let root: Fields = ::agentc_generated_support::cel_roots::fields(
                     variables,
                     &["categories", "confidence", "contains_pii"],
-                    &::agentc_cel::Value::Null,
-                    false,
                 )?;
                 assertion(&root)
                     .map(::agentc_cel::Value::Bool)
