@@ -94,7 +94,7 @@ fn bench(criterion: &mut Criterion) {
             );
             if short_circuit.is_some() {
                 // As the first enforced call would, before any history exists.
-                engagement.track_repetitions();
+                engagement.track_repetitions(3);
             }
             let input = json!({"knowledge_base_id": "acme/hr/handbook", "query": "leave"});
             let output = json!({"results": [{"t": 1}]});

@@ -8,6 +8,7 @@ use agentc_cel::{MapKey, Timestamp, Value, ValueMap};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{VariableSource, value_to_json};
+use crate::repetition::RepetitionDetector;
 
 /// The engaging user (OAS-E3: `user.id`, `user.email` when known).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,12 +124,10 @@ pub struct Engagement {
     per_capability: Vec<Vec<Invocation>>,
     /// `history._list` as capability indices.
     list: Vec<u32>,
-    /// `runs[k - 1]`: how many trailing positions `i` of `list` have
-    /// `list[i] == list[i - k]`, kept up to date on every record so that the short
-    /// circuit (OAS-L2) is one comparison per block length instead of a rescan.
-    /// Kept only once a short circuit has been asked about (agents without one never
-    /// pay for it), and then rebuilt from `list` and kept up to date.
-    runs: Option<Vec<u32>>,
+    /// The short circuit's state (OAS-L2), kept once a short circuit has been asked
+    /// about (agents without one never pay for it), then kept up to date on every record
+    /// so that the question costs no rescan of the history.
+    repetitions: Option<RepetitionDetector>,
     /// The capability invoked last (`recent._name`).
     last: Option<usize>,
     /// `recent` as a CEL map, rebuilt (over the capabilities, not the history) per record.
@@ -137,16 +136,6 @@ pub struct Engagement {
     history_value: Option<Value>,
     refused: Vec<RefusedCall>,
     status: EngagementStatus,
-}
-
-/// Moves the short-circuit run lengths on by one call: `runs[k - 1]` grows when the new
-/// call equals the call `k` before it and drops to 0 otherwise. Branch-free, so that the
-/// compiler vectorises it.
-fn advance_runs(runs: &mut Vec<u32>, earlier: &[u32], symbol: u32) {
-    for (before, run) in earlier.iter().rev().zip(runs.iter_mut()) {
-        *run = (*run + 1) * u32::from(*before == symbol);
-    }
-    runs.push(0);
 }
 
 fn string_key(text: &str) -> MapKey {
@@ -192,7 +181,7 @@ impl Engagement {
             per_capability: vec![Vec::new(); names.len()],
             names,
             list: Vec::new(),
-            runs: None,
+            repetitions: None,
             last: None,
             recent_value: Arc::new(ValueMap::new()),
             history_value: None,
@@ -266,7 +255,7 @@ impl Engagement {
 
     /// Records an invocation that passed every check (OAS-C2: the output only when
     /// results are collected). The CEL state costs the capability count and this call's
-    /// size; the short-circuit run lengths cost one integer step per earlier call.
+    /// size; the short-circuit state a few hash steps per power of two of the history length.
     pub fn record(
         &mut self,
         capability: usize,
@@ -288,8 +277,8 @@ impl Engagement {
             value: value.clone(),
         });
         let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
-        if let Some(runs) = &mut self.runs {
-            advance_runs(runs, &self.list, symbol);
+        if let Some(repetitions) = &mut self.repetitions {
+            repetitions.push(&self.list, symbol);
         }
         self.list.push(symbol);
         self.last = Some(capability);
@@ -305,8 +294,8 @@ impl Engagement {
     /// not reallocate (a clone has no spare capacity, and a long history is slow to move).
     pub fn reserve_calls(&mut self, additional: usize) {
         self.list.reserve(additional);
-        if let Some(runs) = &mut self.runs {
-            runs.reserve(additional);
+        if let Some(repetitions) = &mut self.repetitions {
+            repetitions.reserve(additional);
         }
         for invocations in &mut self.per_capability {
             invocations.reserve(additional);
@@ -314,46 +303,31 @@ impl Engagement {
     }
 
     /// Whether calling `capability` next would make `history._list` end in `n`
-    /// back-to-back copies of one block of calls, for any block length (OAS-L2). A
-    /// block of length `k` repeats `n` times exactly when the last `(n - 1) * k` calls
-    /// each equal the call `k` before them, which the kept run lengths answer directly.
+    /// back-to-back copies of one block of calls, for any block length (OAS-L2). The
+    /// answer comes from a [`RepetitionDetector`], kept from the first question on, so
+    /// its cost does not follow the history's length.
     pub fn would_short_circuit(&mut self, capability: usize, n: u64) -> bool {
-        let Ok(n) = usize::try_from(n) else {
-            return false;
-        };
-        if n == 0 {
-            return false;
+        match n {
+            0 => return false,
+            // Every call is a single copy of itself, even the first.
+            1 => return true,
+            _ => {}
         }
         let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
-        self.track_repetitions();
-        let list = &self.list;
-        // `track_repetitions` has just built them; should they be missing all the
-        // same, the call is refused (fail closed) rather than let through.
-        let Some(runs) = &self.runs else {
-            return true;
-        };
-        let longest_block = (list.len() + 1) / n;
-        let factor = u64::try_from(n - 1).unwrap_or(u64::MAX);
-        // Branch-free over all block lengths, so that the compiler vectorises it.
-        let repeated = list
-            .iter()
-            .rev()
-            .zip(runs.iter())
-            .take(longest_block)
-            .zip(1u64..)
-            .fold(false, |found, ((earlier, run), block)| {
-                let run = (u64::from(*run) + 1) * u64::from(*earlier == symbol);
-                found | (run >= factor.saturating_mul(block))
-            });
-        // With `n == 1` every call is a single copy of itself, even the first.
-        repeated || n == 1
+        self.track_repetitions(n);
+        match &self.repetitions {
+            Some(repetitions) => repetitions.would_repeat(&self.list, symbol),
+            // `track_repetitions` has just built it; should it be missing all the same,
+            // the call is refused (fail closed) rather than let through.
+            None => true,
+        }
     }
 
     /// Takes back the most recent recorded call, as if it had never been made: `recent`,
     /// `history` and the short-circuit state are what they were before it. This is for
     /// measuring calls at a fixed history length and for tests; enforcement never
-    /// forgets a call. Kept short-circuit run lengths cannot be rewound, so they are
-    /// dropped and rebuilt on the next short-circuit question. Returns whether there was
+    /// forgets a call. The short-circuit state cannot be rewound, so it is dropped
+    /// and rebuilt on the next short-circuit question. Returns whether there was
     /// a call to take back.
     pub fn undo_last_call(&mut self) -> bool {
         let Some(symbol) = self.list.pop() else {
@@ -363,7 +337,7 @@ impl Engagement {
         if let Some(invocations) = self.per_capability.get_mut(capability) {
             invocations.pop();
         }
-        self.runs = None;
+        self.repetitions = None;
         self.history_value = None;
         self.last = self.list.last().map(|symbol| *symbol as usize);
         let recent = Arc::make_mut(&mut self.recent_value);
@@ -392,21 +366,14 @@ impl Engagement {
         true
     }
 
-    /// Starts keeping the short-circuit run lengths (OAS-L2), if they are not kept
-    /// already. [`Engagement::would_short_circuit`] does this itself on first use, which
-    /// costs one pass per earlier call; an engagement that will be asked about a short
-    /// circuit can start keeping them at creation instead.
-    pub fn track_repetitions(&mut self) {
-        if self.runs.is_none() {
-            let mut runs = Vec::with_capacity(self.list.capacity());
-            for (position, symbol) in self.list.iter().enumerate() {
-                advance_runs(
-                    &mut runs,
-                    self.list.get(..position).unwrap_or_default(),
-                    *symbol,
-                );
-            }
-            self.runs = Some(runs);
+    /// Starts keeping the short-circuit state for the limit `n` (OAS-L2), if it is not
+    /// kept already. [`Engagement::would_short_circuit`] does this itself on first use,
+    /// which replays the history so far; an engagement that will be asked about a short
+    /// circuit can start keeping it at creation instead.
+    pub fn track_repetitions(&mut self, n: u64) {
+        let current = self.repetitions.as_ref().map(RepetitionDetector::limit);
+        if current != Some(n) {
+            self.repetitions = RepetitionDetector::new(n, &self.list);
         }
     }
 

@@ -18,6 +18,7 @@ pub mod local;
 pub mod model;
 pub mod openai;
 pub mod remote;
+pub mod repetition;
 pub mod review;
 pub mod spec;
 pub mod tools;
