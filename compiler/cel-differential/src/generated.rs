@@ -13,7 +13,7 @@ pub struct Engagement {
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct History {
     #[serde(rename = "_list")]
-    pub list: ::std::vec::Vec<::std::string::String>,
+    pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
     #[serde(rename = "_total")]
     pub total: i64,
     pub create_event: ::std::vec::Vec<CreateEventInvocation>,
@@ -24,7 +24,7 @@ pub struct History {
 pub struct Recent {
     #[serde(rename = "_name")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: ::std::option::Option<::std::string::String>,
+    pub name: ::std::option::Option<::agentc_cel_support::Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_event: ::std::option::Option<CreateEventInvocation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,8 +34,8 @@ pub struct Recent {
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: ::std::option::Option<::std::string::String>,
-    pub id: ::std::string::String,
+    pub email: ::std::option::Option<::agentc_cel_support::Text>,
+    pub id: ::agentc_cel_support::Text,
 }
 /// The CEL object `CreateEventInvocation`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -54,25 +54,25 @@ pub struct HrKbSearchInvocation {
 /// The CEL object `CreateEventInputs`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct CreateEventInputs {
-    pub attendees: ::std::vec::Vec<::std::string::String>,
+    pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_minutes: ::std::option::Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organizer: ::std::option::Option<CreateEventInputsOrganizer>,
     pub priority: i64,
-    pub title: ::std::string::String,
+    pub title: ::agentc_cel_support::Text,
 }
 /// The CEL object `CreateEventOutputs`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct CreateEventOutputs {
     pub confirmed: bool,
-    pub event_id: ::std::string::String,
+    pub event_id: ::agentc_cel_support::Text,
 }
 /// The CEL object `HrKbSearchInputs`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HrKbSearchInputs {
-    pub knowledge_base_id: ::std::string::String,
-    pub query: ::std::string::String,
+    pub knowledge_base_id: ::agentc_cel_support::Text,
+    pub query: ::agentc_cel_support::Text,
 }
 /// The CEL object `HrKbSearchOutputs`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -82,15 +82,15 @@ pub struct HrKbSearchOutputs {
 /// The CEL object `CreateEventInputsOrganizer`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct CreateEventInputsOrganizer {
-    pub email: ::std::string::String,
+    pub email: ::agentc_cel_support::Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: ::std::option::Option<::std::string::String>,
+    pub name: ::std::option::Option<::agentc_cel_support::Text>,
 }
 /// The CEL object `HrKbSearchOutputsResultsItem`.
 #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HrKbSearchOutputsResultsItem {
     pub score: f64,
-    pub title: ::std::string::String,
+    pub title: ::agentc_cel_support::Text,
 }
 /// `recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/")`
 ///

@@ -255,13 +255,13 @@ pub fn sample_engagement(history_length: usize) -> Option<Engagement> {
     };
     let search = |index: usize| HrKbSearchInvocation {
         inputs: HrKbSearchInputs {
-            knowledge_base_id: format!("acme/hr/kb-{}", index % 7),
-            query: format!("leave policy {index}"),
+            knowledge_base_id: format!("acme/hr/kb-{}", index % 7).into(),
+            query: format!("leave policy {index}").into(),
         },
         outputs: Some(HrKbSearchOutputs {
             results: (0..3)
                 .map(|rank| HrKbSearchOutputsResultsItem {
-                    title: format!("Policy {index}.{rank}"),
+                    title: format!("Policy {index}.{rank}").into(),
                     score: 1.0 - f64::from(rank) / 8.0,
                 })
                 .collect(),
@@ -270,11 +270,11 @@ pub fn sample_engagement(history_length: usize) -> Option<Engagement> {
     Some(Engagement {
         started_at: Timestamp::parse("2024-03-05T09:30:00Z")?,
         user: generated::User {
-            id: "ann.lee".to_string(),
-            email: Some("ann.lee@acme.com".to_string()),
+            id: "ann.lee".into(),
+            email: Some("ann.lee@acme.com".into()),
         },
         recent: generated::Recent {
-            name: Some("hr_kb_search".to_string()),
+            name: Some("hr_kb_search".into()),
             create_event: None,
             hr_kb_search: Some(search(history_length)),
         },
@@ -282,9 +282,9 @@ pub fn sample_engagement(history_length: usize) -> Option<Engagement> {
             list: (0..history_length)
                 .map(|index| {
                     if index % 10 == 9 {
-                        "create_event".to_string()
+                        "create_event".into()
                     } else {
-                        "hr_kb_search".to_string()
+                        "hr_kb_search".into()
                     }
                 })
                 .collect(),

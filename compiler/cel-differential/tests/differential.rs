@@ -9,7 +9,7 @@ use agentc_cel_differential::generated::{
     HrKbSearchOutputsResultsItem, Recent, User,
 };
 use agentc_cel_differential::{activation, compare, corpus, generate, parsed_corpus};
-use agentc_cel_support::Timestamp;
+use agentc_cel_support::{Text, Timestamp};
 use proptest::prelude::*;
 
 #[test]
@@ -36,14 +36,14 @@ fn fallback_expressions_are_refused_with_an_error() {
 fn sample() -> Engagement {
     let invocation = |kb: &str, scores: &[f64]| HrKbSearchInvocation {
         inputs: HrKbSearchInputs {
-            knowledge_base_id: kb.to_string(),
-            query: "leave policy".to_string(),
+            knowledge_base_id: kb.into(),
+            query: "leave policy".into(),
         },
         outputs: Some(HrKbSearchOutputs {
             results: scores
                 .iter()
                 .map(|score| HrKbSearchOutputsResultsItem {
-                    title: format!("Policy {score}"),
+                    title: format!("Policy {score}").into(),
                     score: *score,
                 })
                 .collect(),
@@ -51,33 +51,33 @@ fn sample() -> Engagement {
     };
     let event = CreateEventInvocation {
         inputs: CreateEventInputs {
-            title: "Review".to_string(),
-            attendees: vec!["bob@acme.com".to_string(), "ann.lee".to_string()],
+            title: "Review".into(),
+            attendees: vec!["bob@acme.com".into(), "ann.lee".into()],
             priority: 2,
             duration_minutes: Some(30),
             organizer: Some(CreateEventInputsOrganizer {
-                email: "ann.lee".to_string(),
+                email: "ann.lee".into(),
                 name: None,
             }),
         },
         outputs: Some(CreateEventOutputs {
-            event_id: "evt_1".to_string(),
+            event_id: "evt_1".into(),
             confirmed: true,
         }),
     };
     Engagement {
         started_at: Timestamp::parse("2024-03-05T09:30:00Z").unwrap(),
         user: User {
-            id: "ann.lee".to_string(),
-            email: Some("ann.lee@acme.com".to_string()),
+            id: "ann.lee".into(),
+            email: Some("ann.lee@acme.com".into()),
         },
         recent: Recent {
-            name: Some("hr_kb_search".to_string()),
+            name: Some("hr_kb_search".into()),
             create_event: Some(event.clone()),
             hr_kb_search: Some(invocation("acme/hr/policies", &[0.75, 1.0])),
         },
         history: History {
-            list: vec!["create_event".to_string(), "hr_kb_search".to_string()],
+            list: vec!["create_event".into(), "hr_kb_search".into()],
             total: 2,
             create_event: vec![event],
             hr_kb_search: vec![invocation("acme/hr/policies", &[0.75, 1.0])],
@@ -123,7 +123,11 @@ fn corpus_agrees_on_a_sample_engagement() {
     assert!(corpus::CORPUS.len() >= 60);
 }
 
-fn text() -> impl Strategy<Value = String> {
+fn text() -> impl Strategy<Value = Text> {
+    text_string().prop_map(Text::from)
+}
+
+fn text_string() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("acme/hr/policies".to_string()),
         Just("acme/hr/benefits".to_string()),
@@ -216,9 +220,9 @@ fn timestamp() -> impl Strategy<Value = Timestamp> {
 fn engagement() -> impl Strategy<Value = Engagement> {
     let names = proptest::collection::vec(
         prop_oneof![
-            Just("hr_kb_search".to_string()),
-            Just("create_event".to_string()),
-            Just("delete_record".to_string()),
+            Just(Text::from("hr_kb_search")),
+            Just(Text::from("create_event")),
+            Just(Text::from("delete_record")),
             text(),
         ],
         0..20,

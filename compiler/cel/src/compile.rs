@@ -213,7 +213,7 @@ impl StructNamer {
             Type::Int => quote!(i64),
             Type::Uint => quote!(u64),
             Type::Double => quote!(f64),
-            Type::String => quote!(::std::string::String),
+            Type::String => quote!(#support::Text),
             Type::Timestamp => quote!(#support::Timestamp),
             Type::Duration => quote!(#support::Duration),
             Type::List(element) => {
@@ -1535,7 +1535,7 @@ mod tests {
         assert!(text.contains("pub struct HrKbSearchInvocation"), "{text}");
         assert!(text.contains("#[serde(rename = \"_list\")]"), "{text}");
         assert!(
-            text.contains("pub email: ::std::option::Option<::std::string::String>"),
+            text.contains("pub email: ::std::option::Option<::agentc_cel_support::Text>"),
             "{text}"
         );
     }

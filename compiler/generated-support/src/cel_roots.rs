@@ -94,6 +94,18 @@ impl FromCel for String {
     }
 }
 
+impl FromCel for agentc_cel_support::Text {
+    fn from_cel(value: &Value) -> Result<Self, CheckError> {
+        match value {
+            // The engagement's own text, shared rather than copied.
+            Value::String(text) | Value::Type(text) => Ok(Self::from(Arc::clone(text))),
+            Value::Timestamp(timestamp) => Ok(Self::from(timestamp.to_string())),
+            Value::Duration(duration) => Ok(Self::from(duration.to_string())),
+            other => Err(mismatch("a string", other)),
+        }
+    }
+}
+
 impl FromCel for agentc_cel_support::Timestamp {
     fn from_cel(value: &Value) -> Result<Self, CheckError> {
         match value {

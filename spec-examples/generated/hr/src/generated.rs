@@ -631,21 +631,21 @@ pub mod policies {
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::std::string::String>,
+            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
             pub hr_kb_search: ::std::vec::Vec<HrKbSearchInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::std::string::String>,
+            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub hr_kb_search: ::std::option::Option<HrKbSearchInvocation>,
         }
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
-            pub email: ::std::option::Option<::std::string::String>,
-            pub id: ::std::string::String,
+            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchInvocation`.
         #[derive(Clone, PartialEq)]
@@ -656,8 +656,8 @@ pub mod policies {
         /// The CEL object `HrKbSearchInputs`.
         #[derive(Clone, PartialEq)]
         pub struct HrKbSearchInputs {
-            pub knowledge_base_id: ::std::string::String,
-            pub query: ::std::string::String,
+            pub knowledge_base_id: ::agentc_cel_support::Text,
+            pub query: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchOutputs`.
         #[derive(Clone, PartialEq)]
@@ -667,9 +667,9 @@ pub mod policies {
         /// The CEL object `HrKbSearchOutputsResultsItem`.
         #[derive(Clone, PartialEq)]
         pub struct HrKbSearchOutputsResultsItem {
-            pub snippet: ::std::string::String,
-            pub title: ::std::string::String,
-            pub url: ::std::string::String,
+            pub snippet: ::agentc_cel_support::Text,
+            pub title: ::agentc_cel_support::Text,
+            pub url: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(

@@ -651,7 +651,7 @@ pub mod policies {
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::std::string::String>,
+            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
             pub calendar_free_busy: ::std::vec::Vec<CalendarFreeBusyInvocation>,
             pub create_event: ::std::vec::Vec<CreateEventInvocation>,
@@ -659,15 +659,15 @@ pub mod policies {
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::std::string::String>,
+            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub calendar_free_busy: ::std::option::Option<CalendarFreeBusyInvocation>,
             pub create_event: ::std::option::Option<CreateEventInvocation>,
         }
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
-            pub email: ::std::option::Option<::std::string::String>,
-            pub id: ::std::string::String,
+            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `CalendarFreeBusyInvocation`.
         #[derive(Clone, PartialEq)]
@@ -684,9 +684,9 @@ pub mod policies {
         /// The CEL object `CalendarFreeBusyInputs`.
         #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyInputs {
-            pub attendees: ::std::vec::Vec<::std::string::String>,
-            pub window_end: ::std::string::String,
-            pub window_start: ::std::string::String,
+            pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
+            pub window_end: ::agentc_cel_support::Text,
+            pub window_start: ::agentc_cel_support::Text,
         }
         /// The CEL object `CalendarFreeBusyOutputs`.
         #[derive(Clone, PartialEq)]
@@ -696,25 +696,25 @@ pub mod policies {
         /// The CEL object `CreateEventInputs`.
         #[derive(Clone, PartialEq)]
         pub struct CreateEventInputs {
-            pub attendees: ::std::vec::Vec<::std::string::String>,
-            pub end: ::std::string::String,
-            pub location: ::std::option::Option<::std::string::String>,
-            pub start: ::std::string::String,
-            pub title: ::std::string::String,
+            pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
+            pub end: ::agentc_cel_support::Text,
+            pub location: ::std::option::Option<::agentc_cel_support::Text>,
+            pub start: ::agentc_cel_support::Text,
+            pub title: ::agentc_cel_support::Text,
         }
         /// The CEL object `CreateEventOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct CreateEventOutputs {
-            pub event_id: ::std::string::String,
-            pub html_link: ::std::option::Option<::std::string::String>,
-            pub status: ::std::string::String,
+            pub event_id: ::agentc_cel_support::Text,
+            pub html_link: ::std::option::Option<::agentc_cel_support::Text>,
+            pub status: ::agentc_cel_support::Text,
         }
         /// The CEL object `CalendarFreeBusyOutputsBusyItem`.
         #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyOutputsBusyItem {
-            pub attendee: ::std::string::String,
-            pub end: ::std::string::String,
-            pub start: ::std::string::String,
+            pub attendee: ::agentc_cel_support::Text,
+            pub end: ::agentc_cel_support::Text,
+            pub start: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(

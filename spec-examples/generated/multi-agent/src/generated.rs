@@ -1653,21 +1653,21 @@ pub mod policies {
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::std::string::String>,
+            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
             pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::std::string::String>,
+            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
-            pub email: ::std::option::Option<::std::string::String>,
-            pub id: ::std::string::String,
+            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
         #[derive(Clone, PartialEq)]
@@ -1678,8 +1678,8 @@ pub mod policies {
         /// The CEL object `LookupPolicyDocInputs`.
         #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
-            pub collection: ::std::string::String,
-            pub query: ::std::string::String,
+            pub collection: ::agentc_cel_support::Text,
+            pub query: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
         #[derive(Clone, PartialEq)]
@@ -1689,9 +1689,9 @@ pub mod policies {
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
         #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputsPagesItem {
-            pub doc_id: ::std::string::String,
-            pub excerpt: ::std::string::String,
-            pub title: ::std::string::String,
+            pub doc_id: ::agentc_cel_support::Text,
+            pub excerpt: ::agentc_cel_support::Text,
+            pub title: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -1928,21 +1928,21 @@ pub mod policies {
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::std::string::String>,
+            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
             pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::std::string::String>,
+            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
-            pub email: ::std::option::Option<::std::string::String>,
-            pub id: ::std::string::String,
+            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
         #[derive(Clone, PartialEq)]
@@ -1953,8 +1953,8 @@ pub mod policies {
         /// The CEL object `LookupPolicyDocInputs`.
         #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
-            pub collection: ::std::string::String,
-            pub query: ::std::string::String,
+            pub collection: ::agentc_cel_support::Text,
+            pub query: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
         #[derive(Clone, PartialEq)]
@@ -1964,9 +1964,9 @@ pub mod policies {
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
         #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputsPagesItem {
-            pub doc_id: ::std::string::String,
-            pub excerpt: ::std::string::String,
-            pub title: ::std::string::String,
+            pub doc_id: ::agentc_cel_support::Text,
+            pub excerpt: ::agentc_cel_support::Text,
+            pub title: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -2472,7 +2472,7 @@ pub mod policies {
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::std::string::String>,
+            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
             pub hr_helpdesk: ::std::vec::Vec<HrHelpdeskInvocation>,
             pub team_scheduler: ::std::vec::Vec<TeamSchedulerInvocation>,
@@ -2481,7 +2481,7 @@ pub mod policies {
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::std::string::String>,
+            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub hr_helpdesk: ::std::option::Option<HrHelpdeskInvocation>,
             pub team_scheduler: ::std::option::Option<TeamSchedulerInvocation>,
             pub vendor_liaison: ::std::option::Option<VendorLiaisonInvocation>,
@@ -2489,8 +2489,8 @@ pub mod policies {
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
-            pub email: ::std::option::Option<::std::string::String>,
-            pub id: ::std::string::String,
+            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrHelpdeskInvocation`.
         #[derive(Clone, PartialEq)]
@@ -2513,37 +2513,37 @@ pub mod policies {
         /// The CEL object `HrHelpdeskInputs`.
         #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskInputs {
-            pub text: ::std::string::String,
+            pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrHelpdeskOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskOutputs {
-            pub collection: ::std::string::String,
+            pub collection: ::agentc_cel_support::Text,
             pub documents_found: i64,
-            pub text: ::std::string::String,
+            pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamSchedulerInputs`.
         #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerInputs {
-            pub text: ::std::string::String,
+            pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamSchedulerOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerOutputs {
-            pub event_id: ::std::string::String,
+            pub event_id: ::agentc_cel_support::Text,
             pub events_created: i64,
-            pub text: ::std::string::String,
+            pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `VendorLiaisonInputs`.
         #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonInputs {
-            pub text: ::std::string::String,
+            pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `VendorLiaisonOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonOutputs {
             pub messages_sent: i64,
-            pub text: ::std::string::String,
+            pub text: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -3195,7 +3195,7 @@ pub mod policies {
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::std::string::String>,
+            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
             pub team_create_event: ::std::vec::Vec<TeamCreateEventInvocation>,
             pub team_free_busy: ::std::vec::Vec<TeamFreeBusyInvocation>,
@@ -3203,15 +3203,15 @@ pub mod policies {
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::std::string::String>,
+            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub team_create_event: ::std::option::Option<TeamCreateEventInvocation>,
             pub team_free_busy: ::std::option::Option<TeamFreeBusyInvocation>,
         }
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
-            pub email: ::std::option::Option<::std::string::String>,
-            pub id: ::std::string::String,
+            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamCreateEventInvocation`.
         #[derive(Clone, PartialEq)]
@@ -3228,23 +3228,23 @@ pub mod policies {
         /// The CEL object `TeamCreateEventInputs`.
         #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventInputs {
-            pub attendees: ::std::vec::Vec<::std::string::String>,
-            pub end: ::std::string::String,
-            pub start: ::std::string::String,
-            pub title: ::std::string::String,
+            pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
+            pub end: ::agentc_cel_support::Text,
+            pub start: ::agentc_cel_support::Text,
+            pub title: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamCreateEventOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventOutputs {
-            pub event_id: ::std::string::String,
-            pub status: ::std::string::String,
+            pub event_id: ::agentc_cel_support::Text,
+            pub status: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamFreeBusyInputs`.
         #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInputs {
-            pub attendees: ::std::vec::Vec<::std::string::String>,
-            pub window_end: ::std::string::String,
-            pub window_start: ::std::string::String,
+            pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
+            pub window_end: ::agentc_cel_support::Text,
+            pub window_start: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamFreeBusyOutputs`.
         #[derive(Clone, PartialEq)]
@@ -3254,9 +3254,9 @@ pub mod policies {
         /// The CEL object `TeamFreeBusyOutputsBusyItem`.
         #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyOutputsBusyItem {
-            pub attendee: ::std::string::String,
-            pub end: ::std::string::String,
-            pub start: ::std::string::String,
+            pub attendee: ::agentc_cel_support::Text,
+            pub end: ::agentc_cel_support::Text,
+            pub start: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -3856,21 +3856,21 @@ pub mod policies {
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::std::string::String>,
+            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
             pub vendor_support: ::std::vec::Vec<VendorSupportInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::std::string::String>,
+            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub vendor_support: ::std::option::Option<VendorSupportInvocation>,
         }
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
-            pub email: ::std::option::Option<::std::string::String>,
-            pub id: ::std::string::String,
+            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `VendorSupportInvocation`.
         #[derive(Clone, PartialEq)]
@@ -3881,12 +3881,12 @@ pub mod policies {
         /// The CEL object `VendorSupportInputs`.
         #[derive(Clone, PartialEq)]
         pub struct VendorSupportInputs {
-            pub text: ::std::string::String,
+            pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `VendorSupportOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct VendorSupportOutputs {
-            pub text: ::std::string::String,
+            pub text: ::agentc_cel_support::Text,
             pub extra_fields: ::std::collections::BTreeMap<
                 ::std::string::String,
                 ::serde_json::Value,

@@ -626,7 +626,7 @@ pub mod policies {
         #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
             #[serde(rename = "_list")]
-            pub list: ::std::vec::Vec<::std::string::String>,
+            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             #[serde(rename = "_total")]
             pub total: i64,
             pub fetch_page: ::std::vec::Vec<FetchPageInvocation>,
@@ -636,7 +636,7 @@ pub mod policies {
         pub struct Recent {
             #[serde(rename = "_name")]
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub name: ::std::option::Option<::std::string::String>,
+            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub fetch_page: ::std::option::Option<FetchPageInvocation>,
         }
@@ -644,8 +644,8 @@ pub mod policies {
         #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct User {
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub email: ::std::option::Option<::std::string::String>,
-            pub id: ::std::string::String,
+            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `FetchPageInvocation`.
         #[derive(Clone, PartialEq, ::serde::Serialize)]
@@ -657,15 +657,15 @@ pub mod policies {
         /// The CEL object `FetchPageInputs`.
         #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInputs {
-            pub url: ::std::string::String,
+            pub url: ::agentc_cel_support::Text,
         }
         /// The CEL object `FetchPageOutputs`.
         #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageOutputs {
-            pub body: ::std::string::String,
-            pub content_type: ::std::string::String,
+            pub body: ::agentc_cel_support::Text,
+            pub content_type: ::agentc_cel_support::Text,
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub final_url: ::std::option::Option<::std::string::String>,
+            pub final_url: ::std::option::Option<::agentc_cel_support::Text>,
             pub status_code: i64,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
@@ -1271,7 +1271,7 @@ pub mod policies {
             /// The CEL object `Fields`.
             #[derive(Clone, PartialEq)]
             pub struct Fields {
-                pub categories: ::std::vec::Vec<::std::string::String>,
+                pub categories: ::std::vec::Vec<::agentc_cel_support::Text>,
                 pub confidence: f64,
                 pub contains_pii: bool,
             }
