@@ -255,7 +255,8 @@ impl Engagement {
 
     /// Records an invocation that passed every check (OAS-C2: the output only when
     /// results are collected). The CEL state costs the capability count and this call's
-    /// size; the short-circuit state a few hash steps per power of two of the history length.
+    /// size; the short-circuit state, when kept, a few hash steps per power of two of the
+    /// history's length.
     pub fn record(
         &mut self,
         capability: usize,
@@ -305,7 +306,7 @@ impl Engagement {
     /// Whether calling `capability` next would make `history._list` end in `n`
     /// back-to-back copies of one block of calls, for any block length (OAS-L2). The
     /// answer comes from a [`RepetitionDetector`], kept from the first question on, so
-    /// its cost does not follow the history's length.
+    /// its cost grows with the logarithm of the history's length, not the length.
     pub fn would_short_circuit(&mut self, capability: usize, n: u64) -> bool {
         match n {
             0 => return false,
