@@ -453,7 +453,7 @@ impl Engagement {
 
     /// Rebuilds an engagement from its [`EngagementState`] for an agent with the given
     /// capability names, replaying every recorded invocation so that `recent`, `history`
-    /// and the short-circuit run lengths are exactly what they were. A state that names a
+    /// and the short-circuit state are exactly what they were. A state that names a
     /// capability the agent does not declare, or an unreadable start time, is refused:
     /// a restored engagement must be the one that was saved, or none.
     pub fn restore(
@@ -700,7 +700,7 @@ mod tests {
              && history._total == 2 && size(history.hr_kb_search) == 1",
             None
         ));
-        // The short circuit is answered from the rebuilt run lengths: after
+        // The short circuit is answered from the rebuilt state: after
         // [0, 1, 0, 1, 0], a call to 1 would be the third copy of [0, 1].
         for (index, input) in [(0, &first), (1, &other), (0, &first)] {
             engagement.record(
