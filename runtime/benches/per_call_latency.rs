@@ -170,18 +170,20 @@ fn time_calls(
 /// The short circuit alone (OAS-L2): the question for one more call and, the answer
 /// being no, its record, over a history that alternates two capabilities the way the
 /// Thue–Morse sequence does (it never repeats a block three times, so it is the longest
-/// history a short circuit of 3 keeps). Each sample starts from a copy of the same
-/// detector, made outside the timed section.
+/// history a short circuit of 3 keeps). Each sample starts from the same detector,
+/// copied outside the timed section into buffers kept from sample to sample (a fresh
+/// allocation would put the page faults of the record's first write into the timing).
 fn time_short_circuit(prior: usize) -> Latency {
     let thue_morse = |index: usize| index.count_ones() % 2;
     let calls: Vec<u32> = (0..prior).map(thue_morse).collect();
     let detector = RepetitionDetector::new(3, &calls).unwrap();
     let next = thue_morse(prior);
+    let mut copy = detector.clone();
+    copy.reserve(1);
     let samples_wanted = TIMED_CALLS / 4;
     let mut samples = Vec::with_capacity(samples_wanted);
     for round in 0..WARM_UP_CALLS / 4 + samples_wanted {
-        let mut copy = detector.clone();
-        copy.reserve(1);
+        copy.clone_from(&detector);
         let start = Instant::now();
         let refused = std::hint::black_box(&copy).would_repeat(&calls, next);
         if !refused {

@@ -68,7 +68,7 @@ fn digit(symbol: u32) -> u64 {
 /// The online answer to OAS-L2's question for one limit `n` (see the module docs). It
 /// holds hashes of the history, not the history: every method takes the calls so far
 /// (`history._list` as capability indices), which must be the ones it was given.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RepetitionDetector {
     /// The short circuit's limit, at least 2.
     limit: usize,
@@ -81,6 +81,28 @@ pub struct RepetitionDetector {
     /// The block lengths whose runs may complete `limit` copies; a superset of those
     /// whose run is at least `⌊(limit - 1)·k / 2⌋`.
     candidates: Vec<usize>,
+}
+
+impl Clone for RepetitionDetector {
+    fn clone(&self) -> Self {
+        RepetitionDetector {
+            limit: self.limit,
+            base: self.base,
+            prefixes: self.prefixes.clone(),
+            powers: self.powers.clone(),
+            candidates: self.candidates.clone(),
+        }
+    }
+
+    /// Copies into the buffers `self` already has, so that copying a long history
+    /// again (an engagement's snapshot, a benchmark's fresh start) does not allocate.
+    fn clone_from(&mut self, source: &Self) {
+        self.limit = source.limit;
+        self.base = source.base;
+        self.prefixes.clone_from(&source.prefixes);
+        self.powers.clone_from(&source.powers);
+        self.candidates.clone_from(&source.candidates);
+    }
 }
 
 impl RepetitionDetector {
@@ -124,36 +146,28 @@ impl RepetitionDetector {
         self.powers.reserve(additional);
     }
 
-    /// The hash of calls `start..end`, for `end` at most the history length.
-    fn hash(&self, start: usize, end: usize) -> u64 {
-        let (Some(whole), Some(before), Some(power)) = (
-            self.prefixes.get(end),
-            self.prefixes.get(start),
-            self.powers.get(end.saturating_sub(start)),
-        ) else {
-            return u64::MAX;
-        };
-        reduce(*whole + MODULUS - multiply(*before, *power))
-    }
-
     /// Whether calls `start..end` repeat with period `period`, by their hashes: whether
     /// `start..end - period` and `start + period..end` hash equal. Written with the
-    /// prefix hashes, that is `P[end - period] - P[end] = (P[start] - P[start + period])
-    /// · base^(end - period - start)`, one multiplication instead of two.
-    fn hashes_repeat(&self, start: usize, end: usize, period: usize) -> bool {
+    /// prefix hashes `P`, that is `P[end - period] - P[end] = (P[start] - P[start +
+    /// period]) · base^(end - period - start)`, one multiplication. `end_prefix` is
+    /// `P[end]`, given by the caller since `end` may be one past the calls kept (the
+    /// call being asked about).
+    fn hashes_repeat(&self, start: usize, end: usize, period: usize, end_prefix: u64) -> bool {
         let prefixes = (
             self.prefixes.get(start),
             self.prefixes.get(start + period),
             self.prefixes.get(end - period),
-            self.prefixes.get(end),
         );
-        let (Some(first), Some(shifted), Some(before_end), Some(last)) = prefixes else {
-            return false;
+        // Out of range cannot happen for calls the detector was given; should it, the
+        // hashes say "maybe", which only adds a candidate or asks for the exact
+        // comparison, never lets a repetition through.
+        let (Some(first), Some(shifted), Some(before_end)) = prefixes else {
+            return true;
         };
         let Some(power) = self.powers.get(end - period - start) else {
-            return false;
+            return true;
         };
-        reduce(*before_end + MODULUS - *last)
+        reduce(*before_end + MODULUS - end_prefix)
             == multiply(reduce(*first + MODULUS - *shifted), *power)
     }
 
@@ -177,15 +191,8 @@ impl RepetitionDetector {
                 return false;
             };
             let start = length - span;
-            let tail_start = start + period;
-            let tail = match self.powers.get(length - tail_start) {
-                Some(power) => reduce(
-                    with_next + MODULUS
-                        - multiply(self.prefixes.get(tail_start).copied().unwrap_or(0), *power),
-                ),
-                None => return false,
-            };
-            tail == self.hash(start, length - period) && repeats_exactly(calls, next, start, period)
+            self.hashes_repeat(start, length, period, with_next)
+                && repeats_exactly(calls, next, start, period)
         })
     }
 
@@ -238,7 +245,12 @@ impl RepetitionDetector {
         else {
             return;
         };
-        if !self.candidates.contains(&period) && self.hashes_repeat(start, length, period) {
+        let Some(end_prefix) = self.prefixes.get(length).copied() else {
+            return;
+        };
+        if !self.candidates.contains(&period)
+            && self.hashes_repeat(start, length, period, end_prefix)
+        {
             self.candidates.push(period);
         }
     }
@@ -401,6 +413,22 @@ mod tests {
         let (kept, most) = agree(2, square_free(4_000));
         assert_eq!(kept.len(), 4_000);
         assert!(most <= 24, "{most} candidates");
+    }
+
+    #[test]
+    fn a_copy_into_another_detector_answers_like_the_original() {
+        let calls = square_free(500);
+        let original = RepetitionDetector::new(2, &calls).unwrap();
+        let mut copy = RepetitionDetector::new(4, &[0, 0, 0]).unwrap();
+        copy.clone_from(&original);
+        assert_eq!(copy.limit(), 2);
+        assert_eq!(copy.candidate_count(), original.candidate_count());
+        for next in 0..3 {
+            assert_eq!(
+                copy.would_repeat(&calls, next),
+                would_short_circuit(&calls, next, 2)
+            );
+        }
     }
 
     #[test]

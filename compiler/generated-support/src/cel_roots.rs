@@ -83,17 +83,6 @@ impl FromCel for f64 {
     }
 }
 
-impl FromCel for String {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        match value {
-            Value::String(text) | Value::Type(text) => Ok(text.to_string()),
-            Value::Timestamp(timestamp) => Ok(timestamp.to_string()),
-            Value::Duration(duration) => Ok(duration.to_string()),
-            other => Err(mismatch("a string", other)),
-        }
-    }
-}
-
 impl FromCel for agentc_cel_support::Text {
     fn from_cel(value: &Value) -> Result<Self, CheckError> {
         match value {
@@ -304,7 +293,7 @@ mod tests {
         int: i64,
         uint: u64,
         double: f64,
-        text: String,
+        text: agentc_cel_support::Text,
         at: agentc_cel_support::Timestamp,
         span: agentc_cel_support::Duration,
         list: Vec<i64>,
@@ -317,7 +306,7 @@ mod tests {
 
     #[derive(Debug, PartialEq, serde::Deserialize)]
     struct Inner {
-        id: String,
+        id: agentc_cel_support::Text,
         #[serde(flatten)]
         extra_fields: BTreeMap<String, serde_json::Value>,
     }
@@ -484,7 +473,7 @@ mod tests {
     fn a_typed_skeleton_is_converted_once_and_a_broken_one_denies_every_check() {
         static SKELETON: OnceLock<Result<Root, CheckError>> = OnceLock::new();
         let first = typed_skeleton(&SKELETON, &base().to_string()).unwrap();
-        assert_eq!(first.text, "t");
+        assert_eq!(first.text.as_str(), "t");
         // The second call returns the same converted value, whatever the text says.
         let again = typed_skeleton(&SKELETON, "{not json").unwrap();
         assert!(std::ptr::eq(first, again));
@@ -501,6 +490,6 @@ mod tests {
         let variables = Variables(vec![("int", Value::Int(42)), ("text", Value::Int(1))]);
         assert_eq!(root::<i64>(&variables, "int").unwrap(), 42);
         assert!(root::<i64>(&variables, "missing").is_err());
-        assert!(root::<String>(&variables, "text").is_err());
+        assert!(root::<agentc_cel_support::Text>(&variables, "text").is_err());
     }
 }
