@@ -66,7 +66,7 @@ fn setup(short_circuit: Option<u64>) -> (AgentSpec, Runtime, Vec<ToolCall>) {
         .map(|name| ToolCall {
             id: None,
             name: (*name).into(),
-            arguments: json!({"knowledge_base_id": "acme/hr/handbook", "query": "leave"}),
+            arguments: json!({"knowledge_base_id": "acme/hr/handbook", "query": "leave"}).into(),
         })
         .collect();
     (agent, Runtime::new(tools), calls)

@@ -29,14 +29,15 @@ impl Identity {
     }
 }
 
-/// A secret value. It is deliberately neither `Serialize` nor `Display`.
+/// A secret value. It is deliberately neither `Serialize` nor `Display`. Shared, so
+/// that handing a stored credential to each call copies no secret bytes around.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(std::sync::Arc::from(value.into()))
     }
 
     /// The secret itself, for the tool backend that sends it.
@@ -78,7 +79,8 @@ pub trait CredentialProvider: Send + Sync {
 #[derive(Debug, Default, Clone)]
 pub struct InMemoryCredentials {
     static_sets: HashMap<String, Secret>,
-    per_user: HashMap<(String, String), Secret>,
+    /// User, then tool: looked up by the call's borrowed names, with no key built.
+    per_user: HashMap<String, HashMap<String, Secret>>,
 }
 
 impl InMemoryCredentials {
@@ -96,7 +98,9 @@ impl InMemoryCredentials {
     /// Adds a user's credential for one tool (the translation OAS-C3 allows).
     pub fn with_user(mut self, user: &str, tool: &str, secret: Secret) -> Self {
         self.per_user
-            .insert((user.to_string(), tool.to_string()), secret);
+            .entry(user.to_string())
+            .or_default()
+            .insert(tool.to_string(), secret);
         self
     }
 }
@@ -154,7 +158,8 @@ impl CredentialProvider for InMemoryCredentials {
         match identity {
             Identity::User(user) => Ok(self
                 .per_user
-                .get(&(user.clone(), tool.to_string()))
+                .get(user.as_str())
+                .and_then(|tools| tools.get(tool))
                 .cloned()),
             Identity::Static(set) => self
                 .static_sets
@@ -251,6 +256,22 @@ mod tests {
         .unwrap();
         let user = file.credential("t", &Identity::User("u".into())).unwrap();
         assert_eq!(user.unwrap().expose(), "k2");
+        // A user's credential is for that user and that tool only.
+        let users = InMemoryCredentials::new()
+            .with_user("u", "t", Secret::new("u-t"))
+            .with_user("u", "t2", Secret::new("u-t2"))
+            .with_user("v", "t", Secret::new("v-t"));
+        let for_user = |user: &str, tool: &str| {
+            users
+                .credential(tool, &Identity::User(user.into()))
+                .unwrap()
+                .map(|secret| secret.expose().to_string())
+        };
+        assert_eq!(for_user("u", "t").as_deref(), Some("u-t"));
+        assert_eq!(for_user("u", "t2").as_deref(), Some("u-t2"));
+        assert_eq!(for_user("v", "t").as_deref(), Some("v-t"));
+        assert_eq!(for_user("v", "t2"), None);
+        assert_eq!(for_user("w", "t"), None);
         let error = InMemoryCredentials::from_json(r#"{"static": {"s": 1234567}}"#).unwrap_err();
         assert!(!error.to_string().contains("1234567"));
         let env = EnvCredentials::with_prefix("AGENTC_TEST_UNSET_PREFIX_");

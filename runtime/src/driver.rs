@@ -989,7 +989,7 @@ async fn run_calls(
         let outcome =
             enforce_call_as(runtime, agent, &mut conversation.engagement, call, caller).await;
         let content = match outcome {
-            CallOutcome::Returned(output) => output,
+            CallOutcome::Returned(output) => Arc::unwrap_or_clone(output),
             CallOutcome::Refused(refusal) => {
                 if refusal.stage.is_fatal() {
                     fail(&mut conversation.engagement, refusal_reason(&refusal, ""));

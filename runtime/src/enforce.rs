@@ -128,8 +128,8 @@ impl Refusal {
 /// What became of one call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallOutcome {
-    /// The output, for the model.
-    Returned(serde_json::Value),
+    /// The output, for the model; shared with the engagement's record of the call.
+    Returned(Arc<serde_json::Value>),
     /// The call was refused.
     Refused(Refusal),
 }
@@ -199,7 +199,7 @@ impl CallContext<'_> {
         };
         engagement.record_refused(RefusedCall {
             name: self.call.name.clone(),
-            inputs: self.call.arguments.clone(),
+            inputs: self.call.arguments.as_ref().clone(),
             stage: stage.as_str().to_string(),
             reason: refusal.reason.clone(),
         });
@@ -471,7 +471,7 @@ async fn enforce_call_inner(
     engagement: &mut Engagement,
     call: &ToolCall,
     caller: Caller<'_>,
-) -> Result<serde_json::Value, Refusal> {
+) -> Result<Arc<serde_json::Value>, Refusal> {
     let context = CallContext {
         runtime,
         agent,
@@ -533,14 +533,16 @@ async fn enforce_call_inner(
         return Err(context.refuse(engagement, RefusalStage::InputSchema, error.to_string()));
     }
     let inputs_value = agentc_cel::value_from_json(&call.arguments);
+    // The pending call as its input restriction sees it; recorded as is when its output
+    // is not collected (OAS-C2).
+    let input_invocation = engagement.invocation_value(inputs_value.clone(), None);
     context
         .restrict(
             engagement,
             capability.input_restriction.as_ref(),
             Pending {
                 capability: index,
-                inputs: &inputs_value,
-                outputs: None,
+                invocation: &input_invocation,
             },
             (RefusalStage::InputRestriction, RefusalStage::InputReview),
             &call.arguments,
@@ -558,15 +560,17 @@ async fn enforce_call_inner(
     if let Err(error) = tool.validate_output(&output) {
         return Err(context.refuse(engagement, RefusalStage::OutputSchema, error.to_string()));
     }
-    let outputs_value = agentc_cel::value_from_json(&output);
+    // From here on the output is shared, not copied: by the record, and by the caller.
+    let output = Arc::new(output);
+    let output_invocation =
+        engagement.invocation_value(inputs_value, Some(agentc_cel::value_from_json(&output)));
     context
         .restrict(
             engagement,
             capability.output_restriction.as_ref(),
             Pending {
                 capability: index,
-                inputs: &inputs_value,
-                outputs: Some(&outputs_value),
+                invocation: &output_invocation,
             },
             (RefusalStage::OutputRestriction, RefusalStage::OutputReview),
             &call.arguments,
@@ -575,14 +579,17 @@ async fn enforce_call_inner(
         )
         .await?;
 
-    let recorded_output = capability
-        .collect_results
-        .then(|| (Arc::new(output.clone()), outputs_value));
-    engagement.record(
+    // OAS-C2: without `collect_results` the engagement keeps the input only.
+    let (recorded_output, recorded_invocation) = if capability.collect_results {
+        (Some(Arc::clone(&output)), output_invocation)
+    } else {
+        (None, input_invocation)
+    };
+    engagement.record_invocation(
         index,
-        Arc::new(call.arguments.clone()),
-        inputs_value,
+        Arc::clone(&call.arguments),
         recorded_output,
+        recorded_invocation,
     );
     context.audit(engagement, AuditAction::Completed, AuditDetail::default())?;
     Ok(output)
@@ -709,7 +716,7 @@ pub async fn run_guardrail(
     let call = ToolCall {
         id: None,
         name: guardrail.tool_name.clone(),
-        arguments: json!({ "text": text }),
+        arguments: Arc::new(json!({ "text": text })),
     };
     let context = CallContext {
         runtime,

@@ -105,10 +105,11 @@ pub struct RefusedCall {
 pub struct Pending<'a> {
     /// The capability index.
     pub capability: usize,
-    /// Its input as a CEL value.
-    pub inputs: &'a Value,
-    /// Its output as a CEL value, during the output restriction only.
-    pub outputs: Option<&'a Value>,
+    /// The call as `recent.<name>` shows it, built by [`Engagement::invocation_value`]:
+    /// `{inputs}` during the input restriction, `{inputs, outputs}` during the output
+    /// restriction. Built once per stage by the caller, so that a call that passes is
+    /// recorded with the very value its checks saw.
+    pub invocation: &'a Value,
 }
 
 /// The state of one engagement. Cloning copies the history (benchmarks and snapshots).
@@ -136,6 +137,28 @@ pub struct Engagement {
     history_value: Option<Value>,
     refused: Vec<RefusedCall>,
     status: EngagementStatus,
+    /// The map keys every call uses, made once per engagement so that a call clones
+    /// them rather than allocating them (and one engagement's calls share them with no
+    /// other thread's).
+    keys: InvocationKeys,
+}
+
+/// `inputs`, `outputs` and `_name` as map keys.
+#[derive(Debug, Clone)]
+struct InvocationKeys {
+    inputs: MapKey,
+    outputs: MapKey,
+    name: MapKey,
+}
+
+impl InvocationKeys {
+    fn new() -> Self {
+        InvocationKeys {
+            inputs: string_key("inputs"),
+            outputs: string_key("outputs"),
+            name: string_key("_name"),
+        }
+    }
 }
 
 fn string_key(text: &str) -> MapKey {
@@ -187,6 +210,7 @@ impl Engagement {
             history_value: None,
             refused: Vec::new(),
             status: EngagementStatus::Created,
+            keys: InvocationKeys::new(),
         }
     }
 
@@ -264,14 +288,39 @@ impl Engagement {
         inputs_value: Value,
         outputs: Option<(Arc<serde_json::Value>, Value)>,
     ) {
-        let Some(invocations) = self.per_capability.get_mut(capability) else {
-            return;
-        };
         let (outputs_json, outputs_value) = match outputs {
             Some((json, value)) => (Some(json), Some(value)),
             None => (None, None),
         };
-        let value = invocation_value(inputs_value, outputs_value);
+        let value = self.invocation_value(inputs_value, outputs_value);
+        self.record_invocation(capability, inputs, outputs_json, value);
+    }
+
+    /// One invocation as `recent.<name>` and `history.<name>` show it (OAS-E3):
+    /// `{inputs}`, or `{inputs, outputs}` once there is an output to show.
+    pub fn invocation_value(&self, inputs: Value, outputs: Option<Value>) -> Value {
+        let mut map = ValueMap::new();
+        map.insert(self.keys.inputs.clone(), inputs);
+        if let Some(outputs) = outputs {
+            map.insert(self.keys.outputs.clone(), outputs);
+        }
+        Value::Map(Arc::new(map))
+    }
+
+    /// [`Engagement::record`] with the invocation's CEL value already built by
+    /// [`Engagement::invocation_value`] from the same inputs and outputs: the pending
+    /// call's value, which the enforcement order builds for its checks and then records
+    /// as is.
+    pub(crate) fn record_invocation(
+        &mut self,
+        capability: usize,
+        inputs: Arc<serde_json::Value>,
+        outputs_json: Option<Arc<serde_json::Value>>,
+        value: Value,
+    ) {
+        let Some(invocations) = self.per_capability.get_mut(capability) else {
+            return;
+        };
         invocations.push(Invocation {
             inputs,
             outputs: outputs_json,
@@ -286,7 +335,7 @@ impl Engagement {
         let recent = Arc::make_mut(&mut self.recent_value);
         if let Some(name) = self.names.get(capability) {
             recent.insert(MapKey::String(name.clone()), value);
-            recent.insert(string_key("_name"), Value::String(name.clone()));
+            recent.insert(self.keys.name.clone(), Value::String(name.clone()));
         }
         self.history_value = None;
     }
@@ -358,10 +407,10 @@ impl Engagement {
         }
         match self.last.and_then(|index| self.names.get(index)) {
             Some(name) => {
-                recent.insert(string_key("_name"), Value::String(name.clone()));
+                recent.insert(self.keys.name.clone(), Value::String(name.clone()));
             }
             None => {
-                recent.remove(&string_key("_name"));
+                recent.remove(&self.keys.name);
             }
         }
         true
@@ -603,15 +652,6 @@ fn invocation_json(invocation: &Invocation) -> serde_json::Value {
     serde_json::Value::Object(object)
 }
 
-fn invocation_value(inputs: Value, outputs: Option<Value>) -> Value {
-    let mut map = ValueMap::new();
-    map.insert(string_key("inputs"), inputs);
-    if let Some(outputs) = outputs {
-        map.insert(string_key("outputs"), outputs);
-    }
-    Value::Map(Arc::new(map))
-}
-
 /// The engagement as seen by one check (OAS-E1: this and nothing else).
 #[derive(Debug, Clone, Copy)]
 pub struct EngagementScope<'a> {
@@ -633,11 +673,8 @@ impl VariableSource for EngagementScope<'_> {
                     // per-capability map, whose size does not grow with the history.
                     let mut recent = engagement.recent_value.as_ref().clone();
                     let name = engagement.names.get(pending.capability)?.clone();
-                    recent.insert(
-                        MapKey::String(name.clone()),
-                        invocation_value(pending.inputs.clone(), pending.outputs.cloned()),
-                    );
-                    recent.insert(string_key("_name"), Value::String(name));
+                    recent.insert(MapKey::String(name.clone()), pending.invocation.clone());
+                    recent.insert(engagement.keys.name.clone(), Value::String(name));
                     Some(Value::Map(Arc::new(recent)))
                 }
             },
@@ -865,11 +902,13 @@ mod tests {
     #[test]
     fn pending_call_is_recent_only_while_checked() {
         let mut engagement = engagement();
-        let pending_input = agentc_cel::value_from_json(&json!({"knowledge_base_id": "acme/hr/a"}));
+        let pending_input = engagement.invocation_value(
+            agentc_cel::value_from_json(&json!({"knowledge_base_id": "acme/hr/a"})),
+            None,
+        );
         let pending = Pending {
             capability: 0,
-            inputs: &pending_input,
-            outputs: None,
+            invocation: &pending_input,
         };
         assert!(holds(
             &mut engagement,

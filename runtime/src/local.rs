@@ -690,7 +690,7 @@ pub fn parse_constrained_answer(
             Ok(ModelTurn::ToolCalls(vec![ToolCall {
                 id: Some(call_id.to_string()),
                 name: name.clone(),
-                arguments,
+                arguments: std::sync::Arc::new(arguments),
             }]))
         }
         _ => Err(invalid("neither an answer nor one tool call")),
@@ -1286,7 +1286,7 @@ mod tests {
         let call = ToolCall {
             id: Some("call_1".into()),
             name: "hr_kb_search".into(),
-            arguments: json!({"knowledge_base_id": "acme/hr/a", "query": "leave"}),
+            arguments: json!({"knowledge_base_id": "acme/hr/a", "query": "leave"}).into(),
         };
         let messages = [
             Message::System {

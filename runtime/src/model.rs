@@ -3,7 +3,7 @@
 //! chat-completions client and a local inference engine implement it alike.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -17,9 +17,10 @@ pub struct ToolCall {
     pub id: Option<String>,
     /// The tool or agent name.
     pub name: String,
-    /// The arguments, as JSON.
+    /// The arguments, as JSON; shared, not copied, by the engagement's record of the
+    /// call once it passes.
     #[serde(default)]
-    pub arguments: serde_json::Value,
+    pub arguments: Arc<serde_json::Value>,
 }
 
 /// A model's turn.

@@ -276,7 +276,7 @@ fn parse_tool_call(call: &Value) -> Result<ToolCall, ModelError> {
     Ok(ToolCall {
         id: call.get("id").and_then(Value::as_str).map(str::to_string),
         name: name.to_string(),
-        arguments,
+        arguments: std::sync::Arc::new(arguments),
     })
 }
 
@@ -291,7 +291,7 @@ mod tests {
                 calls: vec![ToolCall {
                     id: None,
                     name: "t".into(),
-                    arguments: json!({"q": 1}),
+                    arguments: json!({"q": 1}).into(),
                 }],
             },
             Message::Tool {
@@ -320,7 +320,7 @@ mod tests {
             Ok(ModelTurn::ToolCalls(vec![ToolCall {
                 id: Some("c".into()),
                 name: "t".into(),
-                arguments: json!({}),
+                arguments: json!({}).into(),
             }]))
         );
         let bad_arguments = json!({"choices": [{"message": {"tool_calls": [

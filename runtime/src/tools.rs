@@ -190,11 +190,18 @@ impl fmt::Debug for RegisteredTool {
     }
 }
 
+/// The first schema violation, if any. Valid values, the common case, are answered by
+/// `is_valid`, which tracks no error locations; only an invalid one pays for its report.
 fn first_error(validator: &jsonschema::Validator, value: &serde_json::Value) -> Option<String> {
-    validator
-        .validate(value)
-        .err()
-        .map(|error| error.to_string())
+    if validator.is_valid(value) {
+        return None;
+    }
+    // Both answers come from the same schema; should they ever disagree, the value is
+    // still refused, with a generic reason.
+    Some(validator.validate(value).err().map_or_else(
+        || "does not match the schema".to_string(),
+        |error| error.to_string(),
+    ))
 }
 
 impl RegisteredTool {

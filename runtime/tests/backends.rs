@@ -99,7 +99,7 @@ fn call(name: &str, arguments: Value) -> ModelTurn {
     ModelTurn::ToolCalls(vec![ToolCall {
         id: None,
         name: name.into(),
-        arguments,
+        arguments: arguments.into(),
     }])
 }
 
@@ -685,7 +685,7 @@ async fn openai_tool_call_answer() {
         Ok(ModelTurn::ToolCalls(vec![ToolCall {
             id: Some("call_abc".into()),
             name: "kb_search".into(),
-            arguments: json!({"knowledge_base_id": "acme/hr/h", "query": "leave"}),
+            arguments: json!({"knowledge_base_id": "acme/hr/h", "query": "leave"}).into(),
         }]))
     );
 }

@@ -203,7 +203,7 @@ fn kb_call(kb: &str) -> ModelTurn {
     ModelTurn::ToolCalls(vec![ToolCall {
         id: None,
         name: "hr_kb_search".into(),
-        arguments: json!({"knowledge_base_id": kb, "query": "leave"}),
+        arguments: json!({"knowledge_base_id": kb, "query": "leave"}).into(),
     }])
 }
 
@@ -211,7 +211,7 @@ fn call(name: &str, arguments: Value) -> ModelTurn {
     ModelTurn::ToolCalls(vec![ToolCall {
         id: None,
         name: name.into(),
-        arguments,
+        arguments: arguments.into(),
     }])
 }
 

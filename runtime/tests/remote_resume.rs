@@ -127,7 +127,7 @@ fn vendor_call() -> ToolCall {
     ToolCall {
         id: Some("v1".into()),
         name: "vendor_support".into(),
-        arguments: json!({"text": "When does o-42 ship?"}),
+        arguments: json!({"text": "When does o-42 ship?"}).into(),
     }
 }
 
@@ -409,7 +409,8 @@ async fn a_saved_remote_location_that_does_not_fit_is_refused_without_calling_it
         (
             "started for another call",
             tamper(&|snapshot| {
-                snapshot.pending_calls[0].arguments = json!({"text": "Cancel order o-42."});
+                snapshot.pending_calls[0].arguments =
+                    std::sync::Arc::new(json!({"text": "Cancel order o-42."}));
             }),
         ),
         (
@@ -480,7 +481,7 @@ fn front_script() -> ScriptedModel {
         ModelTurn::ToolCalls(vec![ToolCall {
             id: Some("d1".into()),
             name: "desk".into(),
-            arguments: json!({"text": "Ask the vendor when o-42 ships."}),
+            arguments: json!({"text": "Ask the vendor when o-42 ships."}).into(),
         }]),
         ModelTurn::Text("The desk has asked.".into()),
     ])

@@ -202,7 +202,7 @@ fn pay_call(amount: i64) -> ModelTurn {
     ModelTurn::ToolCalls(vec![ToolCall {
         id: Some("c1".into()),
         name: "pay".into(),
-        arguments: json!({"invoice": "inv-7", "amount": amount}),
+        arguments: json!({"invoice": "inv-7", "amount": amount}).into(),
     }])
 }
 
@@ -303,7 +303,8 @@ async fn oas_c7_a_resumed_call_whose_input_changed_is_not_approved() {
         None,
     );
     // The stored pending call was altered while the server was down.
-    snapshot.pending_calls[0].arguments = json!({"invoice": "inv-7", "amount": 900});
+    snapshot.pending_calls[0].arguments =
+        std::sync::Arc::new(json!({"invoice": "inv-7", "amount": 900}));
     let pay = MockTool::new(json!({"paid": true}));
     let mut second = runtime(&set, &pay);
     second.reviewer = Arc::new(ApprovesOnly(hash));
@@ -422,7 +423,7 @@ fn salary_script() -> ScriptedModel {
         ModelTurn::ToolCalls(vec![ToolCall {
             id: Some("s1".into()),
             name: "salary".into(),
-            arguments: json!({"employee": "ada"}),
+            arguments: json!({"employee": "ada"}).into(),
         }]),
         ModelTurn::Text("Ada earns 5000.".into()),
     ])
@@ -582,7 +583,7 @@ fn delegating_script(call_id: &str, callee: &str, task: &str, answer: &str) -> S
         ModelTurn::ToolCalls(vec![ToolCall {
             id: Some(call_id.into()),
             name: callee.into(),
-            arguments: json!({ "text": task }),
+            arguments: json!({ "text": task }).into(),
         }]),
         ModelTurn::Text(answer.into()),
     ])
@@ -1211,7 +1212,7 @@ async fn ask_vendor(
         ModelTurn::ToolCalls(vec![ToolCall {
             id: Some("v1".into()),
             name: "vendor_support".into(),
-            arguments: json!({"text": "When does o-42 ship?"}),
+            arguments: json!({"text": "When does o-42 ship?"}).into(),
         }]),
         ModelTurn::Text("Asked.".into()),
     ])

@@ -117,6 +117,33 @@ impl ValueMap {
         ValueMap::default()
     }
 
+    /// Builds a map from the fields of a JSON object, whose keys are strings and
+    /// distinct: one allocation of the exact size and one sort, rather than an insertion
+    /// (and a shift of the entries after it) per field. Should a key repeat all the same,
+    /// the last entry wins, as it would with [`ValueMap::insert`].
+    fn from_object_fields(mut entries: Vec<(MapKey, Value)>) -> Self {
+        if entries.len() > SMALL_MAP_ENTRIES {
+            return ValueMap {
+                entries: Entries::Large(entries.into_iter().collect()),
+            };
+        }
+        // Stable, so that equal keys keep their order and the last of them can be kept.
+        entries.sort_by(|left, right| left.0.cmp(&right.0));
+        if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            let mut distinct: Vec<(MapKey, Value)> = Vec::with_capacity(entries.len());
+            for entry in entries {
+                match distinct.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => distinct.push(entry),
+                }
+            }
+            entries = distinct;
+        }
+        ValueMap {
+            entries: Entries::Small(entries),
+        }
+    }
+
     /// Inserts an entry, returning whether the key (under numeric equality) was new.
     pub fn insert(&mut self, key: MapKey, value: Value) -> bool {
         // Numeric keys are equal across kinds (`1 == 1u`), so only they need a lookup
@@ -551,7 +578,7 @@ fn value_from_json_at_depth(json: &serde_json::Value, ty: Option<&Type>, depth: 
             )
         }
         serde_json::Value::Object(object) => {
-            let mut map = ValueMap::new();
+            let mut fields = Vec::with_capacity(object.len());
             for (key, value) in object {
                 let field_type = match ty {
                     Some(Type::Object(object_type)) => {
@@ -560,12 +587,12 @@ fn value_from_json_at_depth(json: &serde_json::Value, ty: Option<&Type>, depth: 
                     Some(Type::Map(_, value_type)) => Some(value_type.as_ref()),
                     _ => None,
                 };
-                map.insert(
+                fields.push((
                     MapKey::String(Arc::from(key.as_str())),
                     value_from_json_at_depth(value, field_type, depth + 1),
-                );
+                ));
             }
-            Value::Map(Arc::new(map))
+            Value::Map(Arc::new(ValueMap::from_object_fields(fields)))
         }
     }
 }

@@ -9,6 +9,46 @@ use agentc_cel::{
 };
 use serde_json::json;
 
+/// A JSON object becomes the same map whichever way it is built: sorted once from its
+/// fields (what `value_from_json` does) or inserted field by field, small or large.
+#[test]
+fn json_objects_become_the_maps_insertion_builds() {
+    for fields in [0usize, 1, 3, 32, 33, 100] {
+        // Keys in an order that is neither sorted nor reversed.
+        let keys: Vec<String> = (0..fields)
+            .map(|index| format!("k{}", (index * 7) % 101))
+            .collect();
+        let object: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| (key.clone(), json!(index)))
+            .collect();
+        let mut inserted = agentc_cel::ValueMap::new();
+        for (index, key) in keys.iter().enumerate() {
+            inserted.insert(
+                agentc_cel::MapKey::String(Arc::from(key.as_str())),
+                Value::Int(i64::try_from(index).unwrap()),
+            );
+        }
+        let built = value_from_json(&serde_json::Value::Object(object));
+        let Value::Map(map) = &built else {
+            panic!("an object is a map")
+        };
+        // Same entries in the same (key) order, which lookups by binary search rely on.
+        assert!(
+            map.iter().eq(inserted.iter()),
+            "{fields} fields: {map:?} != {inserted:?}"
+        );
+        for (index, key) in keys.iter().enumerate() {
+            assert_eq!(
+                map.get_str(key),
+                Some(&Value::Int(i64::try_from(index).unwrap()))
+            );
+        }
+        assert_eq!(map.get_str("absent"), None);
+    }
+}
+
 fn eval_with(source: &str, activation: &Activation) -> Result<Value, String> {
     let expr = parse(source).map_err(|diagnostics| format!("{diagnostics:?}"))?;
     evaluate(&expr, activation).map_err(|error| error.message)

@@ -55,7 +55,7 @@ fn search(id: &str, knowledge_base: &str) -> ToolCall {
     ToolCall {
         id: Some(id.into()),
         name: "hr_kb_search".into(),
-        arguments: json!({"knowledge_base_id": knowledge_base, "query": "parental leave"}),
+        arguments: json!({"knowledge_base_id": knowledge_base, "query": "parental leave"}).into(),
     }
 }
 

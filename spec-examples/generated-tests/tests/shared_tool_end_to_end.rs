@@ -77,7 +77,7 @@ fn call(name: &str, arguments: serde_json::Value) -> ToolCall {
     ToolCall {
         id: Some(format!("{name}-1")),
         name: name.into(),
-        arguments,
+        arguments: arguments.into(),
     }
 }
 

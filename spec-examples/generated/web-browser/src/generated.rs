@@ -216,7 +216,7 @@ impl<A: Agent> Session<'_, A> {
         let call = ::agentc_runtime::ToolCall {
             id: None,
             name: C::NAME.to_string(),
-            arguments,
+            arguments: ::std::sync::Arc::new(arguments),
         };
         match ::agentc_runtime::enforce::enforce_call(
                 &self.hosted.runtime,
@@ -227,8 +227,10 @@ impl<A: Agent> Session<'_, A> {
             .await
         {
             ::agentc_runtime::CallOutcome::Returned(output) => {
-                ::serde_json::from_value(output)
-                    .map_err(|error| CallError::Output(error.to_string()))
+                ::serde::Deserialize::deserialize(output.as_ref())
+                    .map_err(|error: ::serde_json::Error| CallError::Output(
+                        error.to_string(),
+                    ))
             }
             ::agentc_runtime::CallOutcome::Refused(refusal) => {
                 Err(CallError::Refused(refusal))
