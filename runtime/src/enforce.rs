@@ -128,7 +128,8 @@ impl Refusal {
 /// What became of one call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallOutcome {
-    /// The output, for the model; shared with the engagement's record of the call.
+    /// The output, for the model; shared with the engagement's record of the call when
+    /// its results are collected (OAS-C2).
     Returned(Arc<serde_json::Value>),
     /// The call was refused.
     Refused(Refusal),
@@ -560,7 +561,8 @@ async fn enforce_call_inner(
     if let Err(error) = tool.validate_output(&output) {
         return Err(context.refuse(engagement, RefusalStage::OutputSchema, error.to_string()));
     }
-    // From here on the output is shared, not copied: by the record, and by the caller.
+    // From here on the output is shared with the record rather than copied for it; a
+    // caller that needs an owned value (the driver, for the model's message) copies it.
     let output = Arc::new(output);
     let output_invocation =
         engagement.invocation_value(inputs_value, Some(agentc_cel::value_from_json(&output)));

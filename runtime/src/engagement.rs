@@ -82,7 +82,8 @@ pub struct Invocation {
     pub inputs: Arc<serde_json::Value>,
     /// The output, unless results are not collected (OAS-C2).
     pub outputs: Option<Arc<serde_json::Value>>,
-    /// `{inputs, outputs?}` as a CEL value, built once when recorded.
+    /// `{inputs, outputs?}` as a CEL value: the value the call's last check saw, kept
+    /// as is when it is recorded.
     value: Value,
 }
 
@@ -138,8 +139,7 @@ pub struct Engagement {
     refused: Vec<RefusedCall>,
     status: EngagementStatus,
     /// The map keys every call uses, made once per engagement so that a call clones
-    /// them rather than allocating them (and one engagement's calls share them with no
-    /// other thread's).
+    /// them rather than allocating them.
     keys: InvocationKeys,
 }
 

@@ -17,8 +17,8 @@ pub struct ToolCall {
     pub id: Option<String>,
     /// The tool or agent name.
     pub name: String,
-    /// The arguments, as JSON; shared, not copied, by the engagement's record of the
-    /// call once it passes.
+    /// The arguments, as JSON; the engagement's record of the call, once it passes,
+    /// shares them rather than copying them.
     #[serde(default)]
     pub arguments: Arc<serde_json::Value>,
 }

@@ -299,6 +299,75 @@ mod tests {
         }
     }
 
+    /// `first_error` accepts on `is_valid` alone, so the two answers of the validator
+    /// must agree; this pins that for the schema features where validators have been
+    /// known to disagree (references under `not`, `unevaluatedProperties`, combinators,
+    /// formats and patterns), for the version of `jsonschema` in the lock file.
+    #[test]
+    fn is_valid_and_validate_agree_so_a_fast_accept_is_a_real_accept() {
+        let cases = [
+            (
+                json!({"$defs": {"s": {"type": "string"}}, "not": {"$ref": "#/$defs/s"}}),
+                vec![json!("x"), json!(1), json!(null)],
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"type": "integer"}},
+                    "allOf": [{"properties": {"b": {"type": "string"}}}],
+                    "unevaluatedProperties": false}),
+                vec![
+                    json!({"a": 1, "b": "x"}),
+                    json!({"a": 1, "c": 2}),
+                    json!({"a": "1"}),
+                    json!({}),
+                ],
+            ),
+            (
+                json!({"oneOf": [{"type": "integer"}, {"minimum": 2}]}),
+                vec![json!(1), json!(3), json!(2.5), json!("x")],
+            ),
+            (
+                json!({"type": "object", "required": ["kb"], "properties": {
+                    "kb": {"type": "string", "pattern": "^acme/", "maxLength": 12},
+                    "n": {"type": "integer", "minimum": 0, "maximum": 20}},
+                    "additionalProperties": false}),
+                vec![
+                    json!({"kb": "acme/hr"}),
+                    json!({"kb": "evil/hr"}),
+                    json!({"kb": "acme/very/long/path"}),
+                    json!({"kb": "acme/hr", "n": 21}),
+                    json!({"kb": "acme/hr", "x": 1}),
+                    json!({"n": 1}),
+                ],
+            ),
+            (
+                json!({"type": "array", "items": {"type": "string"}, "maxItems": 2,
+                    "uniqueItems": true}),
+                vec![
+                    json!(["a"]),
+                    json!(["a", "a"]),
+                    json!(["a", "b", "c"]),
+                    json!([1]),
+                ],
+            ),
+        ];
+        for (schema, values) in cases {
+            let validator = jsonschema::validator_for(&schema).unwrap();
+            let mut outcomes = std::collections::BTreeSet::new();
+            for value in values {
+                let accepted = first_error(&validator, &value).is_none();
+                assert_eq!(
+                    accepted,
+                    validator.validate(&value).is_ok(),
+                    "{schema} {value}"
+                );
+                assert_eq!(accepted, validator.is_valid(&value), "{schema} {value}");
+                outcomes.insert(accepted);
+            }
+            // Every schema has values on both sides, so both paths are exercised.
+            assert_eq!(outcomes.len(), 2, "{schema}");
+        }
+    }
+
     #[tokio::test]
     async fn schemas_are_enforced_and_mocks_count_calls() {
         let mut registry = ToolRegistry::new(&[spec()]).unwrap();
