@@ -209,14 +209,14 @@ fn check_run(run: &Run, negated: bool) -> (usize, usize) {
         // The calls are judged in order; each lands in the history when allowed and in
         // the refused list, refused by the input restriction, when denied.
         if expected_allowed(call, negated) {
-            assert_eq!(recorded.get(next_recorded), Some(&&call.arguments));
+            assert_eq!(recorded.get(next_recorded), Some(&call.arguments.as_ref()));
             next_recorded += 1;
             allowed += 1;
         } else {
             let refusal = refused
                 .get(next_refused)
                 .expect("a denied call is recorded");
-            assert_eq!(refusal["inputs"], call.arguments);
+            assert_eq!(&refusal["inputs"], call.arguments.as_ref());
             assert_eq!(refusal["stage"], "input_restriction", "{refusal}");
             next_refused += 1;
             denied += 1;
