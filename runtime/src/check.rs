@@ -27,6 +27,28 @@ pub enum CheckError {
 pub trait VariableSource {
     /// The value of one top-level variable, or `None` when it is not bound.
     fn variable(&self, name: &str) -> Option<Value>;
+
+    /// One field of a top-level variable, for a source that can give it without
+    /// building the whole variable: the engagement gives the fields of `recent` this
+    /// way, the pending call among them, rather than copying the `recent` map with the
+    /// pending call put in. The answer must be what [`VariableSource::variable`] would
+    /// hold under that key. The default, [`FieldLookup::WholeVariableOnly`], sends the
+    /// caller to [`VariableSource::variable`].
+    fn field(&self, _variable: &str, _field: &str) -> FieldLookup {
+        FieldLookup::WholeVariableOnly
+    }
+}
+
+/// What [`VariableSource::field`] answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldLookup {
+    /// The variable is bound, and this is its field's value.
+    Found(Value),
+    /// The variable is bound and has no such field.
+    Absent,
+    /// The source gives this variable whole, or not at all; ask
+    /// [`VariableSource::variable`].
+    WholeVariableOnly,
 }
 
 /// A compiled or interpreted expression over a [`VariableSource`].

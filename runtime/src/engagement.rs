@@ -7,7 +7,7 @@ use std::sync::Arc;
 use agentc_cel::{MapKey, Timestamp, Value, ValueMap};
 use serde::{Deserialize, Serialize};
 
-use crate::check::{VariableSource, value_to_json};
+use crate::check::{FieldLookup, VariableSource, value_to_json};
 use crate::repetition::RepetitionDetector;
 
 /// The engaging user (OAS-E3: `user.id`, `user.email` when known).
@@ -687,6 +687,31 @@ impl VariableSource for EngagementScope<'_> {
             _ => None,
         }
     }
+    /// The fields of `recent` one by one, with the pending call among them, exactly as
+    /// [`EngagementScope::variable`]'s copy of the map holds them.
+    fn field(&self, variable: &str, field: &str) -> FieldLookup {
+        if variable != "recent" {
+            return FieldLookup::WholeVariableOnly;
+        }
+        let engagement = self.engagement;
+        if let Some(pending) = self.pending {
+            let Some(name) = engagement.names.get(pending.capability) else {
+                // `variable` leaves `recent` unbound here; so does the whole-variable
+                // route this sends the caller to.
+                return FieldLookup::WholeVariableOnly;
+            };
+            if field == "_name" {
+                return FieldLookup::Found(Value::String(name.clone()));
+            }
+            if field == name.as_ref() {
+                return FieldLookup::Found(pending.invocation.clone());
+            }
+        }
+        match engagement.recent_value.get_str(field) {
+            Some(value) => FieldLookup::Found(value.clone()),
+            None => FieldLookup::Absent,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -920,5 +945,67 @@ mod tests {
             "!has(recent.hr_kb_search) && history._total == 0",
             None
         ));
+    }
+
+    /// `recent`'s fields one by one are exactly the fields of the whole `recent`, with
+    /// and without a pending call, before and after calls are recorded.
+    #[test]
+    fn recent_fields_one_by_one_match_the_whole_recent() {
+        let mut engagement = engagement();
+        let inputs = |kb: &str| agentc_cel::value_from_json(&json!({"knowledge_base_id": kb}));
+        let agree = |engagement: &Engagement, pending: Option<Pending<'_>>| {
+            let scope = engagement.scope(pending);
+            let Some(Value::Map(whole)) = scope.variable("recent") else {
+                panic!("recent is a map")
+            };
+            for field in ["hr_kb_search", "other", "_name", "absent", ""] {
+                let expected = match whole.get_str(field) {
+                    Some(value) => FieldLookup::Found(value.clone()),
+                    None => FieldLookup::Absent,
+                };
+                assert_eq!(scope.field("recent", field), expected, "{field}");
+            }
+            assert_eq!(
+                scope.field("history", "_total"),
+                FieldLookup::WholeVariableOnly
+            );
+        };
+        for step in 0..3 {
+            let pending_first = engagement.invocation_value(inputs("acme/hr/p"), None);
+            let pending_second = engagement.invocation_value(inputs("acme/x"), Some(Value::Int(1)));
+            agree(&engagement, None);
+            agree(
+                &engagement,
+                Some(Pending {
+                    capability: 0,
+                    invocation: &pending_first,
+                }),
+            );
+            agree(
+                &engagement,
+                Some(Pending {
+                    capability: 1,
+                    invocation: &pending_second,
+                }),
+            );
+            engagement.record(
+                step % 2,
+                Arc::new(json!({"knowledge_base_id": "acme/hr/r"})),
+                inputs("acme/hr/r"),
+                None,
+            );
+        }
+        // A pending call of a capability the engagement does not have leaves `recent`
+        // to the whole-variable route, which does not bind it.
+        let stray = engagement.invocation_value(inputs("acme/hr/s"), None);
+        let scope = engagement.scope(Some(Pending {
+            capability: 7,
+            invocation: &stray,
+        }));
+        assert_eq!(scope.variable("recent"), None);
+        assert_eq!(
+            scope.field("recent", "_name"),
+            FieldLookup::WholeVariableOnly
+        );
     }
 }

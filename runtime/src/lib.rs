@@ -24,7 +24,7 @@ pub mod spec;
 pub mod tools;
 
 pub use audit::{AuditAction, AuditEntry, AuditError, AuditLog, verify};
-pub use check::{CelCheck, Check, CheckError, FnCheck, VariableSource};
+pub use check::{CelCheck, Check, CheckError, FieldLookup, FnCheck, VariableSource};
 pub use credentials::{
     CredentialError, CredentialProvider, EnvCredentials, Identity, InMemoryCredentials, Secret,
 };

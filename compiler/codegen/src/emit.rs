@@ -262,7 +262,12 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     let build_root = if let CheckRoot::Engagement = site.root {
         let assignments = roots.iter().map(|root| {
             let field = ident(root);
-            quote!(root.#field = ::agentc_generated_support::cel_roots::root(variables, #root)?;)
+            // `recent` is read field by field (see `from_root_fields_impl`).
+            if root == "recent" {
+                quote!(root.#field = ::agentc_generated_support::cel_roots::root_by_fields(variables, #root)?;)
+            } else {
+                quote!(root.#field = ::agentc_generated_support::cel_roots::root(variables, #root)?;)
+            }
         });
         let binding = if roots.is_empty() {
             quote!(let root)
@@ -359,6 +364,7 @@ fn cel_structs(structs: TokenStream, serialize: bool) -> TokenStream {
     let Ok(mut file) = syn::parse2::<syn::File>(structs.clone()) else {
         return structs;
     };
+    let recent = recent_struct_name(&file);
     let mut impls = Vec::new();
     for item in &mut file.items {
         let syn::Item::Struct(item) = item else {
@@ -387,6 +393,9 @@ fn cel_structs(structs: TokenStream, serialize: bool) -> TokenStream {
         }
         // The conversion reads the field attributes, so it is written before they go.
         impls.push(from_cel_impl(item));
+        if recent.as_ref() == Some(&item.ident) {
+            impls.push(from_root_fields_impl(item));
+        }
         if !serialize {
             for field in &mut item.fields {
                 field
@@ -401,14 +410,11 @@ fn cel_structs(structs: TokenStream, serialize: bool) -> TokenStream {
     }
 }
 
-/// `impl FromCel` for one struct of a check's layout: each field read by its CEL name
-/// (the `serde(rename)`, else the field's name); a flattened field takes the keys the
-/// struct does not declare.
-fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
-    let name = &item.ident;
-    let mut declared = Vec::new();
+/// The fields of one struct of a check's layout: the Rust name, the CEL name (the
+/// `serde(rename)`, else the field's name), and whether it is flattened (it then takes
+/// the keys the struct does not declare).
+fn cel_fields(item: &syn::ItemStruct) -> Vec<(syn::Ident, String, bool)> {
     let mut fields = Vec::new();
-    let mut flattened = Vec::new();
     for field in &item.fields {
         let Some(field_ident) = &field.ident else {
             continue;
@@ -432,13 +438,26 @@ fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
                 Ok(())
             });
         }
+        fields.push((field_ident.clone(), cel_name, flatten));
+    }
+    fields
+}
+
+/// `impl FromCel` for one struct of a check's layout: each field read by its CEL name;
+/// a flattened field takes the keys the struct does not declare.
+fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
+    let name = &item.ident;
+    let mut declared = Vec::new();
+    let mut fields = Vec::new();
+    let mut flattened = Vec::new();
+    for (field_ident, cel_name, flatten) in cel_fields(item) {
         if flatten {
-            flattened.push(field_ident.clone());
+            flattened.push(field_ident);
         } else {
-            declared.push(cel_name.clone());
             fields.push(quote! {
                 #field_ident: ::agentc_generated_support::cel_roots::field(map, #cel_name)?,
             });
+            declared.push(cel_name);
         }
     }
     let extra = flattened.iter().map(|field_ident| {
@@ -464,6 +483,56 @@ fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
             }
         }
     }
+}
+
+/// `impl FromRootFields` for the struct of the engagement's `recent`: each field read on
+/// its own from the variables, so that a check does not make the runtime copy the
+/// `recent` map to put the pending call in it. A struct with a flattened field (not one
+/// the engagement layout writes for `recent`) is read whole.
+fn from_root_fields_impl(item: &syn::ItemStruct) -> TokenStream {
+    let name = &item.ident;
+    let fields = cel_fields(item);
+    let body = if fields.iter().any(|(_, _, flatten)| *flatten) {
+        quote!(::agentc_generated_support::cel_roots::root(variables, root))
+    } else {
+        let fields = fields.iter().map(|(field_ident, cel_name, _)| {
+            quote! {
+                #field_ident: ::agentc_generated_support::cel_roots::root_field(variables, root, #cel_name)?,
+            }
+        });
+        quote!(Ok(#name { #(#fields)* }))
+    };
+    quote! {
+        impl ::agentc_generated_support::cel_roots::FromRootFields for #name {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                #body
+            }
+        }
+    }
+}
+
+/// The name of the struct the engagement layout's `recent` field has, when `file` holds
+/// an engagement layout (a struct `Engagement` with a field `recent`).
+fn recent_struct_name(file: &syn::File) -> Option<syn::Ident> {
+    file.items.iter().find_map(|item| {
+        let syn::Item::Struct(item) = item else {
+            return None;
+        };
+        if item.ident != "Engagement" {
+            return None;
+        }
+        let field = item
+            .fields
+            .iter()
+            .find(|field| field.ident.as_ref().is_some_and(|ident| ident == "recent"))?;
+        let syn::Type::Path(path) = &field.ty else {
+            return None;
+        };
+        Some(path.path.segments.last()?.ident.clone())
+    })
 }
 
 struct Emitter<'a> {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use agentc_cel::{MapKey, Value, ValueMap};
-use agentc_runtime::{CheckError, VariableSource};
+use agentc_runtime::{CheckError, FieldLookup, VariableSource};
 
 /// A type that a compiled check's root is built of, read from a CEL value.
 pub trait FromCel: Sized {
@@ -241,6 +241,37 @@ fn skeleton_value(json: &str) -> Result<Value, CheckError> {
 /// not bound is an error (a denial), as it is for the interpreter.
 pub fn root<T: FromCel>(variables: &dyn VariableSource, name: &str) -> Result<T, CheckError> {
     T::from_cel(&bound_variable(variables, name)?)
+}
+
+/// A root struct built field by field (generated for `recent`'s struct), so that a
+/// source that gives single fields, as the engagement does for `recent` with the
+/// pending call among them, is not asked to build the whole variable.
+pub trait FromRootFields: Sized {
+    /// Reads each field with [`root_field`].
+    fn from_root_fields(variables: &dyn VariableSource, root: &str) -> Result<Self, CheckError>;
+}
+
+/// A check's root read field by field: see [`FromRootFields`].
+pub fn root_by_fields<T: FromRootFields>(
+    variables: &dyn VariableSource,
+    name: &str,
+) -> Result<T, CheckError> {
+    T::from_root_fields(variables, name)
+}
+
+/// One field of a root variable: read with `T`, or `T`'s absent value when the variable
+/// has no such field. A source that gives the variable only whole is asked for it, and
+/// the field read from it, so either route reads the same value.
+pub fn root_field<T: FromCel>(
+    variables: &dyn VariableSource,
+    root: &str,
+    name: &str,
+) -> Result<T, CheckError> {
+    match variables.field(root, name) {
+        FieldLookup::Found(value) => T::from_cel(&value),
+        FieldLookup::Absent => T::absent(name),
+        FieldLookup::WholeVariableOnly => field(object(&bound_variable(variables, root)?)?, name),
+    }
 }
 
 /// A variable's value, or the error that denies when it is not bound (not generic).
@@ -491,5 +522,54 @@ mod tests {
         assert_eq!(root::<i64>(&variables, "int").unwrap(), 42);
         assert!(root::<i64>(&variables, "missing").is_err());
         assert!(root::<agentc_cel_support::Text>(&variables, "text").is_err());
+    }
+
+    /// A source of one variable `r`, answering field lookups itself or not at all.
+    struct OneVariable {
+        value: Value,
+        by_field: bool,
+    }
+
+    impl VariableSource for OneVariable {
+        fn variable(&self, name: &str) -> Option<Value> {
+            (name == "r").then(|| self.value.clone())
+        }
+
+        fn field(&self, variable: &str, field: &str) -> FieldLookup {
+            if !self.by_field || variable != "r" {
+                return FieldLookup::WholeVariableOnly;
+            }
+            match &self.value {
+                Value::Map(map) => match map.get_str(field) {
+                    Some(value) => FieldLookup::Found(value.clone()),
+                    None => FieldLookup::Absent,
+                },
+                _ => FieldLookup::WholeVariableOnly,
+            }
+        }
+    }
+
+    /// Read field by field or from the whole variable, a root field is the same value,
+    /// an absent optional field is `None`, and an absent required field, a field of the
+    /// wrong type or an unbound variable is an error (a denial).
+    #[test]
+    fn root_fields_read_the_same_by_either_route() {
+        let value = agentc_cel::value_from_json(&json!({"id": "a", "n": 2}));
+        for by_field in [true, false] {
+            let source = OneVariable {
+                value: value.clone(),
+                by_field,
+            };
+            let id: agentc_cel_support::Text = root_field(&source, "r", "id").unwrap();
+            assert_eq!(id.as_str(), "a");
+            assert_eq!(root_field::<i64>(&source, "r", "n").unwrap(), 2);
+            assert_eq!(
+                root_field::<Option<i64>>(&source, "r", "gone").unwrap(),
+                None
+            );
+            assert!(root_field::<i64>(&source, "r", "gone").is_err());
+            assert!(root_field::<bool>(&source, "r", "n").is_err());
+            assert!(root_field::<i64>(&source, "unbound", "n").is_err());
+        }
     }
 }

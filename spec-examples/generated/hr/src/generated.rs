@@ -721,6 +721,25 @@ pub mod policies {
                 })
             }
         }
+        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "_name",
+                    )?,
+                    hr_kb_search: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "hr_kb_search",
+                    )?,
+                })
+            }
+        }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: &::agentc_cel::Value,
@@ -862,7 +881,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -957,7 +976,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -1055,7 +1074,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;

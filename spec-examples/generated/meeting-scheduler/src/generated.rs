@@ -774,6 +774,30 @@ pub mod policies {
                 })
             }
         }
+        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "_name",
+                    )?,
+                    calendar_free_busy: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "calendar_free_busy",
+                    )?,
+                    create_event: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "create_event",
+                    )?,
+                })
+            }
+        }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: &::agentc_cel::Value,
@@ -993,7 +1017,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -1263,7 +1287,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -1379,7 +1403,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -1439,7 +1463,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;

@@ -1743,6 +1743,25 @@ pub mod policies {
                 })
             }
         }
+        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "_name",
+                    )?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: &::agentc_cel::Value,
@@ -1854,7 +1873,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -2018,6 +2037,25 @@ pub mod policies {
                 })
             }
         }
+        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "_name",
+                    )?,
+                    lookup_policy_doc: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "lookup_policy_doc",
+                    )?,
+                })
+            }
+        }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: &::agentc_cel::Value,
@@ -2129,7 +2167,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -2315,7 +2353,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -2378,7 +2416,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -2438,7 +2476,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -2606,6 +2644,35 @@ pub mod policies {
                     )?,
                     vendor_liaison: ::agentc_generated_support::cel_roots::field(
                         map,
+                        "vendor_liaison",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "_name",
+                    )?,
+                    hr_helpdesk: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "hr_helpdesk",
+                    )?,
+                    team_scheduler: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "team_scheduler",
+                    )?,
+                    vendor_liaison: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
                         "vendor_liaison",
                     )?,
                 })
@@ -2788,7 +2855,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -2877,7 +2944,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -2953,7 +3020,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -3002,7 +3069,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -3053,7 +3120,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -3113,7 +3180,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -3316,6 +3383,30 @@ pub mod policies {
                 })
             }
         }
+        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "_name",
+                    )?,
+                    team_create_event: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "team_create_event",
+                    )?,
+                    team_free_busy: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "team_free_busy",
+                    )?,
+                })
+            }
+        }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: &::agentc_cel::Value,
@@ -3478,7 +3569,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -3647,7 +3738,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -3706,7 +3797,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -3768,7 +3859,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -3937,6 +4028,25 @@ pub mod policies {
                     name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     vendor_support: ::agentc_generated_support::cel_roots::field(
                         map,
+                        "vendor_support",
+                    )?,
+                })
+            }
+        }
+        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "_name",
+                    )?,
+                    vendor_support: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
                         "vendor_support",
                     )?,
                 })
@@ -4120,7 +4230,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -4175,7 +4285,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;

@@ -718,6 +718,25 @@ pub mod policies {
                 })
             }
         }
+        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+            fn from_root_fields(
+                variables: &dyn ::agentc_runtime::VariableSource,
+                root: &str,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                Ok(Recent {
+                    name: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "_name",
+                    )?,
+                    fetch_page: ::agentc_generated_support::cel_roots::root_field(
+                        variables,
+                        root,
+                        "fetch_page",
+                    )?,
+                })
+            }
+        }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: &::agentc_cel::Value,
@@ -968,7 +987,7 @@ pub mod policies {
                 variables,
                 "history",
             )?;
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
@@ -1121,7 +1140,7 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root(
+            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
                 variables,
                 "recent",
             )?;
