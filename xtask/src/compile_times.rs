@@ -8,9 +8,15 @@
 //! (which is what an edited spec costs). CPU time (user + system, from
 //! `/usr/bin/time` where it exists) is reported beside wall time because it is far less
 //! sensitive to other work on the machine.
+//!
+//! `cargo xtask compile-times --instructions` counts instead of timing: each crate's own
+//! `rustc` runs under valgrind's instruction counter (`cachegrind`, no cache model), with
+//! this binary as cargo's rustc wrapper so that only the measured crate is counted. The
+//! count does not depend on the machine's load, so one run per crate is enough, and a
+//! change's effect can be told from noise on this shared machine; it needs `valgrind`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use crate::codegen::GENERATED_EXAMPLES;
@@ -221,4 +227,164 @@ pub fn run(root: &Path) -> Result<(), String> {
         runtime_build.describe()
     );
     Ok(())
+}
+
+/// Set (by [`run_instructions`], on the cargo it starts) to the crate whose `rustc` is
+/// counted; with it set, this binary acts as cargo's rustc wrapper.
+const COUNTED_CRATE_VARIABLE: &str = "AGENTC_XTASK_COUNTED_CRATE";
+/// Where the wrapper has valgrind write its report.
+const COUNT_REPORT_VARIABLE: &str = "AGENTC_XTASK_COUNT_REPORT";
+
+/// When cargo runs this binary as its rustc wrapper (`RUSTC_WRAPPER`, with
+/// [`COUNTED_CRATE_VARIABLE`] set), runs the rustc command it was given, under valgrind
+/// when it compiles the counted crate, and returns rustc's exit code; otherwise `None`.
+pub fn rustc_wrapper() -> Option<ExitCode> {
+    let counted = std::env::var(COUNTED_CRATE_VARIABLE).ok()?;
+    let mut arguments = std::env::args_os().skip(1);
+    let rustc = arguments.next()?;
+    let arguments: Vec<std::ffi::OsString> = arguments.collect();
+    let compiles_counted = arguments
+        .windows(2)
+        .any(|pair| pair[0] == "--crate-name" && pair[1] == counted.as_str());
+    let report = std::env::var_os(COUNT_REPORT_VARIABLE);
+    let mut command = match (compiles_counted, report) {
+        (true, Some(report)) => {
+            let mut log_file = std::ffi::OsString::from("--log-file=");
+            log_file.push(report);
+            let mut command = Command::new("valgrind");
+            command
+                .args([
+                    "--tool=cachegrind",
+                    "--cache-sim=no",
+                    "--cachegrind-out-file=/dev/null",
+                ])
+                .arg(log_file)
+                .arg(&rustc);
+            command
+        }
+        _ => Command::new(&rustc),
+    };
+    let status = command.args(&arguments).status();
+    Some(match status {
+        Ok(status) => ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)),
+        Err(error) => {
+            eprintln!(
+                "xtask rustc wrapper: cannot run {}: {error}",
+                rustc.display()
+            );
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// The instructions valgrind counted, from its report (`I refs: 1,234,567`).
+fn counted_instructions(report: &str) -> Option<u64> {
+    let line = report
+        .lines()
+        .find(|line| line.contains("I refs:") || line.contains("I   refs:"))?;
+    let digits: String = line
+        .rsplit(':')
+        .next()?
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Counts the instructions of `cargo <subcommand> -p <package>`'s rustc for that package
+/// alone, after touching `source` so that only it is compiled.
+fn count(
+    root: &Path,
+    cargo: &Path,
+    wrapper: &Path,
+    subcommand: &str,
+    package: &str,
+    source: &Path,
+) -> Result<u64, String> {
+    touch(source)?;
+    let report = std::env::temp_dir().join(format!(
+        "agentc-xtask-count-{}-{package}-{subcommand}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&report);
+    let status = Command::new(cargo)
+        .args([subcommand, "-q", "-p", package])
+        .env("CARGO_INCREMENTAL", "0")
+        .env("RUSTC_WRAPPER", wrapper)
+        .env(COUNTED_CRATE_VARIABLE, package.replace('-', "_"))
+        .env(COUNT_REPORT_VARIABLE, &report)
+        .current_dir(root)
+        .status()
+        .map_err(|error| format!("cannot run cargo: {error}"))?;
+    if !status.success() {
+        return Err(format!("cargo {subcommand} -p {package} failed"));
+    }
+    let text = std::fs::read_to_string(&report).map_err(|error| {
+        format!(
+            "no instruction count for {package} ({error}); is valgrind installed, and was the crate compiled?"
+        )
+    })?;
+    let _ = std::fs::remove_file(&report);
+    counted_instructions(&text)
+        .ok_or_else(|| format!("valgrind's report for {package} has no instruction count"))
+}
+
+/// `cargo xtask compile-times --instructions`: see the module documentation.
+pub fn run_instructions(root: &Path) -> Result<(), String> {
+    let cargo = PathBuf::from(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    let wrapper = std::env::current_exe()
+        .map_err(|error| format!("cannot find this binary, the rustc wrapper: {error}"))?;
+    let mut packages: Vec<(&str, PathBuf)> = GENERATED_EXAMPLES
+        .iter()
+        .map(|example| {
+            let source = root
+                .join("spec-examples")
+                .join("generated")
+                .join(example)
+                .join("src")
+                .join("generated.rs");
+            (*example, source)
+        })
+        .collect();
+    packages.push((
+        "agentc-runtime",
+        root.join("runtime").join("src").join("lib.rs"),
+    ));
+    let mut counts = Vec::new();
+    for (package, source) in &packages {
+        let check = count(root, &cargo, &wrapper, "check", package, source)?;
+        let build = count(root, &cargo, &wrapper, "build", package, source)?;
+        counts.push((*package, check, build));
+    }
+    let Some(&(_, runtime_check, runtime_build)) = counts.last() else {
+        return Err("nothing was counted".to_string());
+    };
+    let share = |part: u64, whole: u64| part as f64 * 100.0 / whole.max(1) as f64;
+    println!(
+        "| Crate | `cargo check`: rustc instructions | share of the runtime's | `cargo build`: rustc instructions | share of the runtime's |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (package, check, build) in &counts {
+        println!(
+            "| `{package}` | {:.2} G | {:.1}% | {:.2} G | {:.1}% |",
+            *check as f64 / 1e9,
+            share(*check, runtime_check),
+            *build as f64 / 1e9,
+            share(*build, runtime_build)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted_instructions;
+
+    #[test]
+    fn the_instruction_count_is_read_from_valgrinds_report() {
+        let report = "==4242== Cachegrind, a cache and branch-prediction profiler\n==4242== \n==4242== I   refs:      1,448,727,328\n";
+        assert_eq!(counted_instructions(report), Some(1_448_727_328));
+        assert_eq!(counted_instructions("==1== I refs: 12\n"), Some(12));
+        assert_eq!(counted_instructions("==1== no count here\n"), None);
+    }
 }

@@ -11,8 +11,9 @@
 //!   long each (needs `cargo install cargo-fuzz` and a nightly toolchain).
 //! - `bench`: every recorded benchmark (spec checking against PyYAML + pydantic, CEL
 //!   evaluation, runtime per-call enforcement).
-//! - `compile-times`: `agentc build` time and lines generated per example, and
-//!   `cargo check` of each generated crate beside the runtime crate's own.
+//! - `compile-times [--instructions]`: `agentc build` time and lines generated per
+//!   example, and `cargo check` of each generated crate beside the runtime crate's own;
+//!   with `--instructions`, each crate's rustc instructions instead (needs valgrind).
 //! - `cel-conformance`: per-file pass/fail counts of the official CEL conformance tests.
 //! - `tiny-model DIR [--gguf FILE] [--seed N]`: writes a tiny Llama-style model with
 //!   random weights and a real byte-level BPE tokenizer (a Hugging Face-style folder in
@@ -30,6 +31,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
+    // `compile-times --instructions` runs cargo with this binary as its rustc wrapper.
+    if let Some(code) = compile_times::rustc_wrapper() {
+        return code;
+    }
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let task = arguments.first().map(String::as_str).unwrap_or("help");
     let rest = arguments.get(1..).unwrap_or_default();
@@ -41,6 +46,9 @@ fn main() -> ExitCode {
             None => fuzz_smoke::run(&workspace_root(), iterations(rest)),
         },
         "bench" => bench(),
+        "compile-times" if rest.iter().any(|a| a == "--instructions") => {
+            compile_times::run_instructions(&workspace_root())
+        }
         "compile-times" => compile_times::run(&workspace_root()),
         "tiny-model" => write_tiny_model(rest),
         "cel-conformance" => cel_conformance(
@@ -51,7 +59,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N]>"
+                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N]>"
             );
             return ExitCode::from(2);
         }
