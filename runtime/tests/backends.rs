@@ -5,9 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+mod common;
+
+use common::{MemoryLog, loopback_server};
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentc_compiler::SourceInput;
@@ -23,12 +26,6 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// A wiremock server on the loopback interface only.
-async fn server() -> MockServer {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    MockServer::builder().listener(listener).start().await
-}
 
 fn context(credential: Option<&str>) -> ToolContext {
     ToolContext {
@@ -48,25 +45,6 @@ fn http_tool(server: &MockServer, method: HttpMethod, auth: AuthScheme) -> HttpT
     HttpTool::new("kb_search", &binding, &auth)
         .unwrap()
         .with_retry_backoff(Duration::from_millis(5))
-}
-
-#[derive(Clone, Default)]
-struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl SharedBuffer {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }
 
 fn load(sources: &[(&str, String)]) -> SpecSet {
@@ -109,7 +87,7 @@ fn call(name: &str, arguments: Value) -> ModelTurn {
 
 #[tokio::test]
 async fn http_post_sends_the_input_as_json_and_returns_the_json_answer() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("POST"))
         .and(path("/search"))
         .and(header("accept", "application/json"))
@@ -128,7 +106,7 @@ async fn http_post_sends_the_input_as_json_and_returns_the_json_answer() {
 
 #[tokio::test]
 async fn http_get_sends_the_input_as_the_query_string() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .and(path("/search"))
         .and(query_param("query", "leave policy"))
@@ -150,7 +128,7 @@ async fn http_get_sends_the_input_as_the_query_string() {
 
 #[tokio::test]
 async fn http_timeout_is_an_error() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("POST"))
         .respond_with(
             ResponseTemplate::new(200)
@@ -174,7 +152,7 @@ async fn http_timeout_is_an_error() {
 
 #[tokio::test]
 async fn http_oversized_answer_is_refused() {
-    let server = server().await;
+    let server = loopback_server().await;
     let big = json!({"blob": "x".repeat(10_000)});
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(big))
@@ -196,7 +174,7 @@ async fn http_oversized_answer_is_refused() {
 
 #[tokio::test]
 async fn http_500_is_an_error_and_is_not_retried() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
         .expect(1)
@@ -216,7 +194,7 @@ async fn http_500_is_an_error_and_is_not_retried() {
 
 #[tokio::test]
 async fn http_non_json_answer_is_an_error() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_string("<html>"))
         .mount(&server)
@@ -230,7 +208,7 @@ async fn http_non_json_answer_is_an_error() {
 
 #[tokio::test]
 async fn http_get_503_is_retried_then_succeeds() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(503))
         .up_to_n_times(2)
@@ -250,7 +228,7 @@ async fn http_get_503_is_retried_then_succeeds() {
 
 #[tokio::test]
 async fn http_get_gives_up_after_two_retries() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(504))
         .expect(3)
@@ -271,7 +249,7 @@ async fn http_get_gives_up_after_two_retries() {
 #[tokio::test]
 async fn http_post_and_patch_503_are_never_retried() {
     for verb in [HttpMethod::Post, HttpMethod::Patch] {
-        let server = server().await;
+        let server = loopback_server().await;
         Mock::given(method(verb.as_str()))
             .respond_with(ResponseTemplate::new(503))
             .expect(1)
@@ -305,7 +283,7 @@ async fn http_connection_refused_is_an_error() {
 
 #[tokio::test]
 async fn http_auth_schemes_put_the_secret_on_the_wire() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(header("authorization", "Bearer tok-1"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"scheme": "bearer"})))
         .mount(&server)
@@ -340,7 +318,7 @@ async fn http_auth_schemes_put_the_secret_on_the_wire() {
 
 #[tokio::test]
 async fn http_auth_without_a_credential_is_not_sent() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
         .expect(0)
@@ -426,17 +404,17 @@ struct HttpHarness {
     server: MockServer,
     set: SpecSet,
     runtime: Runtime,
-    audit: SharedBuffer,
+    audit: MemoryLog,
 }
 
 async fn http_harness() -> HttpHarness {
-    let server = server().await;
+    let server = loopback_server().await;
     let set = load(&[
         ("agent.yaml", KB_AGENT.to_string()),
         ("tools.yaml", kb_tool(&server.uri())),
     ]);
     let tools = ToolRegistry::with_http_tools(&set).unwrap();
-    let audit = SharedBuffer::default();
+    let audit = MemoryLog::default();
     let mut runtime = Runtime::new(tools);
     runtime.audit = Arc::new(AuditLog::new(Box::new(audit.clone())));
     runtime.credentials =
@@ -551,7 +529,7 @@ async fn http_tool_server_error_is_refused_and_not_recorded() {
 
 #[tokio::test]
 async fn registry_binds_http_tools_and_mocks_override_them() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
         .expect(0)
@@ -639,7 +617,7 @@ fn tool_call_answer() -> Value {
 
 #[tokio::test]
 async fn openai_text_answer_and_request_shape() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .and(header("authorization", "Bearer sk-test-key"))
@@ -672,7 +650,7 @@ async fn openai_text_answer_and_request_shape() {
 
 #[tokio::test]
 async fn openai_tool_call_answer() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(tool_call_answer()))
         .mount(&server)
@@ -692,7 +670,7 @@ async fn openai_tool_call_answer() {
 
 #[tokio::test]
 async fn openai_errors_become_model_errors() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(path("/unauthorized/chat/completions"))
         .respond_with(ResponseTemplate::new(401).set_body_json(
             json!({"error": {"message": "Incorrect API key provided: sk-test-key"}}),
@@ -744,7 +722,7 @@ async fn openai_errors_become_model_errors() {
 
 #[tokio::test]
 async fn openai_model_drives_an_engagement_with_tool_answers_paired_by_id() {
-    let server = server().await;
+    let server = loopback_server().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(tool_call_answer()))
         .up_to_n_times(1)

@@ -6,7 +6,10 @@
 // Test helpers outside `#[test]` functions may fail loudly: a panic is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+mod common;
+
+use common::MemoryLog;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -149,26 +152,7 @@ struct Harness {
     email: MockTool,
     scanner: MockTool,
     runtime: Runtime,
-    audit: SharedBuffer,
-}
-
-#[derive(Clone, Default)]
-struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl SharedBuffer {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
+    audit: MemoryLog,
 }
 
 fn harness_with(agent: &str, kb: MockTool, scanner: MockTool) -> Harness {
@@ -178,7 +162,7 @@ fn harness_with(agent: &str, kb: MockTool, scanner: MockTool) -> Harness {
     tools.bind("hr_kb_search", Arc::new(kb.clone())).unwrap();
     tools.bind("send_email", Arc::new(email.clone())).unwrap();
     tools.bind("scanner", Arc::new(scanner.clone())).unwrap();
-    let audit = SharedBuffer::default();
+    let audit = MemoryLog::default();
     let mut runtime = Runtime::new(tools);
     runtime.audit = Arc::new(AuditLog::new(Box::new(audit.clone())));
     Harness {

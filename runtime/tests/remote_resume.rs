@@ -7,7 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+mod common;
+
+use common::{MemoryLog, REMOTE_DOCUMENT, loopback_server};
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +25,6 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const REMOTE_DOCUMENT: &str = "kind: openagentspec:v1/agent\nname: vendor_support\ndescription: Answers order questions.\nintent: You answer order questions.\nowner: support@vendor.example\ncapabilities:\n  lookup_order: {}\nexposes:\n  orders_checked: history._total\n";
 
 /// Keeps every snapshot saved, and counts the remote waits ended.
 #[derive(Default)]
@@ -54,38 +55,6 @@ impl Checkpoints for Saved {
     }
 }
 
-/// The audit trail's lines, in memory.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn entries(&self) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        agentc_runtime::verify(bytes.as_slice()).unwrap();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-}
-
-async fn loopback() -> MockServer {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    MockServer::builder().listener(listener).start().await
-}
-
 /// The desk agent, whose one capability is `vendor_support` on `server`, and whose
 /// output restriction wants an answer about shipping.
 fn desk_specs(server: &MockServer) -> SpecSet {
@@ -100,7 +69,7 @@ fn desk_specs(server: &MockServer) -> SpecSet {
     .unwrap()
 }
 
-fn runtime(set: &SpecSet, checkpoints: Arc<Saved>, audit: &Lines) -> Runtime {
+fn runtime(set: &SpecSet, checkpoints: Arc<Saved>, audit: &MemoryLog) -> Runtime {
     let mut tools = ToolRegistry::new(&set.tools).unwrap();
     tools
         .bind_remote_agents(
@@ -142,7 +111,7 @@ fn script() -> ScriptedModel {
 /// A vendor whose agent document checks, which answers the POST with the engagement
 /// `x1` (exactly once), and whose engagement keeps running.
 async fn running_vendor() -> MockServer {
-    let server = loopback().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .and(path("/agents/vendor_support"))
         .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
@@ -169,7 +138,7 @@ async fn running_vendor() -> MockServer {
 /// keeps it.
 async fn remote_wait_then_stop(server: &MockServer, set: &SpecSet) -> EngagementSnapshot {
     let saved = Arc::new(Saved::default());
-    let first = runtime(set, Arc::clone(&saved), &Lines::default());
+    let first = runtime(set, Arc::clone(&saved), &MemoryLog::default());
     let model = script();
     let engagement = run_engagement(
         &first,
@@ -225,7 +194,7 @@ async fn resume(
     snapshot: EngagementSnapshot,
 ) -> (EngagementOutcome, Arc<Saved>, Vec<Value>) {
     let saved = Arc::new(Saved::default());
-    let audit = Lines::default();
+    let audit = MemoryLog::default();
     let second = runtime(set, Arc::clone(&saved), &audit);
     let outcome = resume_engagement(&second, &script(), set.agent("desk").unwrap(), snapshot).await;
     (outcome, saved, audit.entries())
@@ -364,7 +333,7 @@ async fn a_saved_remote_location_that_does_not_fit_is_refused_without_calling_it
         .expect(0)
         .mount(&server)
         .await;
-    let elsewhere = loopback().await;
+    let elsewhere = loopback_server().await;
     Mock::given(any())
         .respond_with(completed("Ships Monday."))
         .expect(0)
@@ -469,7 +438,7 @@ fn front_specs(server: &MockServer) -> SpecSet {
 }
 
 fn front_runtime(set: &SpecSet, checkpoints: Arc<Saved>) -> Runtime {
-    let mut runtime = runtime(set, checkpoints, &Lines::default()).with_agents(&set.agents);
+    let mut runtime = runtime(set, checkpoints, &MemoryLog::default()).with_agents(&set.agents);
     runtime
         .agent_models
         .insert("desk".into(), Arc::new(script()));

@@ -5,6 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{REMOTE_DOCUMENT, loopback_server};
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -649,13 +653,7 @@ async fn oas_c7_a_review_inside_a_called_agent_resumes_the_whole_chain() {
     let pay = MockTool::new(json!({"paid": true}));
     let mut second = manager_runtime(&set, &pay);
     second.reviewer = Arc::new(ApprovesOnly(hash));
-    let outcome = resume_engagement(
-        &second,
-        &manager_script(),
-        set.agent("manager").unwrap(),
-        snapshot.clone(),
-    )
-    .await;
+    let outcome = resume_manager(&second, &set, snapshot.clone()).await;
     assert_eq!(outcome.status, EngagementStatus::Completed, "{outcome:?}");
     assert_eq!(outcome.text.as_deref(), Some("Delegated."));
     assert_eq!(outcome.exposes["delegated"], 1);
@@ -669,6 +667,39 @@ async fn oas_c7_a_review_inside_a_called_agent_resumes_the_whole_chain() {
     assert!(answer, "{:?}", outcome.snapshot.messages);
 }
 
+/// Resumes the manager from `snapshot` on `runtime`.
+async fn resume_manager(
+    runtime: &Runtime,
+    set: &SpecSet,
+    snapshot: EngagementSnapshot,
+) -> agentc_runtime::EngagementOutcome {
+    resume_engagement(
+        runtime,
+        &manager_script(),
+        set.agent("manager").unwrap(),
+        snapshot,
+    )
+    .await
+}
+
+/// Checks that the manager's delegation was refused, for a reason that names
+/// `reason_part`, and that nothing was paid.
+fn assert_delegation_refused(
+    outcome: &agentc_runtime::EngagementOutcome,
+    reason_part: &str,
+    pay: &MockTool,
+) {
+    assert_eq!(
+        outcome.exposes.get("delegated"),
+        Some(&json!(0)),
+        "{outcome:?}"
+    );
+    let refused = &outcome.snapshot.engagement.refused;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].reason.contains(reason_part), "{refused:?}");
+    assert_eq!(pay.calls(), 0);
+}
+
 #[tokio::test]
 async fn oas_c7_a_resumed_called_agent_is_still_reviewed_and_must_match_its_call() {
     let set = specs();
@@ -679,21 +710,9 @@ async fn oas_c7_a_resumed_called_agent_is_still_reviewed_and_must_match_its_call
     let pay = MockTool::new(json!({"paid": true}));
     let mut second = manager_runtime(&set, &pay);
     second.reviewer = Arc::new(StaticReviewer::refusing());
-    let outcome = resume_engagement(
-        &second,
-        &manager_script(),
-        set.agent("manager").unwrap(),
-        snapshot.clone(),
-    )
-    .await;
-    assert_eq!(
-        outcome.exposes.get("delegated"),
-        Some(&json!(0)),
-        "{outcome:?}"
-    );
-    assert_eq!(outcome.snapshot.engagement.refused.len(), 1);
+    let outcome = resume_manager(&second, &set, snapshot.clone()).await;
+    assert_delegation_refused(&outcome, "", &pay);
     assert_eq!(outcome.snapshot.engagement.refused[0].stage, "invoke");
-    assert_eq!(pay.calls(), 0);
 
     // A nested engagement of another agent than the pending call names is refused
     // without running it.
@@ -701,58 +720,20 @@ async fn oas_c7_a_resumed_called_agent_is_still_reviewed_and_must_match_its_call
     swapped.nested.as_mut().unwrap().engagement.agent = "auditor".into();
     let mut third = manager_runtime(&set, &pay);
     third.reviewer = Arc::new(StaticReviewer::approving());
-    let outcome = resume_engagement(
-        &third,
-        &manager_script(),
-        set.agent("manager").unwrap(),
-        swapped,
-    )
-    .await;
-    assert_eq!(
-        outcome.exposes.get("delegated"),
-        Some(&json!(0)),
-        "{outcome:?}"
-    );
-    assert!(
-        outcome.snapshot.engagement.refused[0]
-            .reason
-            .contains("auditor")
-    );
-    assert_eq!(pay.calls(), 0);
+    let outcome = resume_manager(&third, &set, swapped).await;
+    assert_delegation_refused(&outcome, "auditor", &pay);
 
     // A nested engagement saved for another user is not resumed under this one.
     let mut impostor = snapshot.clone();
     impostor.nested.as_mut().unwrap().engagement.user =
         Some(agentc_runtime::UserIdentity::new("mallory"));
-    let outcome = resume_engagement(
-        &third,
-        &manager_script(),
-        set.agent("manager").unwrap(),
-        impostor,
-    )
-    .await;
-    assert_eq!(
-        outcome.exposes.get("delegated"),
-        Some(&json!(0)),
-        "{outcome:?}"
-    );
-    assert!(
-        outcome.snapshot.engagement.refused[0]
-            .reason
-            .contains("user")
-    );
-    assert_eq!(pay.calls(), 0);
+    let outcome = resume_manager(&third, &set, impostor).await;
+    assert_delegation_refused(&outcome, "user", &pay);
 
     // A snapshot with both an output and a nested engagement is not guessed at.
     let mut both = snapshot;
     both.obtained_output = Some(json!({"text": "Paid."}));
-    let outcome = resume_engagement(
-        &third,
-        &manager_script(),
-        set.agent("manager").unwrap(),
-        both,
-    )
-    .await;
+    let outcome = resume_manager(&third, &set, both).await;
     assert!(matches!(
         outcome.status,
         EngagementStatus::Failed {
@@ -992,17 +973,10 @@ async fn oas_g2_added_input_is_guarded_and_continues_the_same_engagement() {
     assert_eq!(pay.calls(), 1);
 }
 
-const REMOTE_DOCUMENT: &str = "kind: openagentspec:v1/agent\nname: vendor_support\ndescription: Answers order questions.\nintent: You answer order questions.\nowner: support@vendor.example\ncapabilities:\n  lookup_order: {}\nexposes:\n  orders_checked: history._total\n";
-
-async fn loopback() -> MockServer {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    MockServer::builder().listener(listener).start().await
-}
-
 /// A loopback vendor that serves its agent document and answers every POST with
 /// `303 See Other` to `location`; the test mounts what that location answers.
 async fn vendor_posting_to(location: &str) -> MockServer {
-    let server = loopback().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .and(path("/agents/vendor_support"))
         .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
@@ -1041,7 +1015,7 @@ fn context() -> ToolContext {
 
 #[tokio::test]
 async fn oas_s3_a_remote_agent_is_posted_to_followed_and_polled() {
-    let server = loopback().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .and(path("/agents/vendor_support"))
         .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
@@ -1085,7 +1059,7 @@ async fn oas_s3_a_remote_agent_is_posted_to_followed_and_polled() {
 async fn a_remote_agent_that_misbehaves_is_refused() {
     // A document that does not check (not exactly the named agent) is refused before
     // any engagement is posted.
-    let server = loopback().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .and(path("/agents/vendor_support"))
         .respond_with(
@@ -1158,7 +1132,7 @@ fn desk_specs(server: &MockServer) -> SpecSet {
 /// A vendor whose remote engagement answers only after `delay` (it waits, say, for
 /// its own reviewer).
 async fn slow_vendor(delay: Duration) -> MockServer {
-    let server = loopback().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .and(path("/agents/vendor_support"))
         .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
@@ -1254,7 +1228,7 @@ async fn a_remote_agent_has_the_agent_deadline_not_the_tool_timeout() {
 async fn a_remote_engagement_is_polled_through_a_restart_of_its_server_but_not_past_a_refusal() {
     // The remote server answers 503 and 502 while it restarts, then the engagement
     // (stored there) has completed: the call succeeds.
-    let server = loopback().await;
+    let server = loopback_server().await;
     Mock::given(method("GET"))
         .and(path("/agents/vendor_support"))
         .respond_with(ResponseTemplate::new(200).set_body_string(REMOTE_DOCUMENT))
