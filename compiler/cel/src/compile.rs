@@ -23,8 +23,13 @@
 //!
 //! [`engagement_layout`] gives the layout of the OAS-E3 engagement for a set of
 //! capabilities: one layout serves every assertion site, since absent parts are `Option`s.
+//! Every compiled function also reports the fields it reads ([`FieldReads`]), and
+//! [`prune_layout`] keeps only those: compiled code reaches into an object only by
+//! selecting a field or testing one with `has()` (it never compares, returns or copies an
+//! object whole), so a layout pruned to the fields its functions read serves them exactly,
+//! and the structs, conversions and copies of everything else need not exist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proc_macro2::{Ident, Literal as TokenLiteral, Span as TokenSpan, TokenStream};
 use quote::{format_ident, quote};
@@ -59,6 +64,78 @@ pub struct CompiledFunction {
     pub tokens: TokenStream,
     /// The CEL type of the value it returns.
     pub result: Type,
+    /// The object fields it reads.
+    pub reads: FieldReads,
+}
+
+/// The object fields compiled code reads: pairs of an object type's name (as the layout
+/// names it) and one of its fields' CEL names. A selection `a.b` and a test `has(a.b)`
+/// both read `b` of `a`'s type; a root variable is a field of the root object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldReads {
+    reads: BTreeSet<(String, String)>,
+}
+
+impl FieldReads {
+    /// Records that `field` of the object type named `object` is read.
+    pub fn insert(&mut self, object: &str, field: &str) {
+        self.reads.insert((object.to_string(), field.to_string()));
+    }
+
+    /// Adds every read of `other`.
+    pub fn extend(&mut self, other: &FieldReads) {
+        self.reads.extend(other.reads.iter().cloned());
+    }
+
+    /// Whether `field` of the object type named `object` is read.
+    pub fn contains(&self, object: &str, field: &str) -> bool {
+        self.reads
+            .contains(&(object.to_string(), field.to_string()))
+    }
+
+    /// Whether nothing is read.
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
+}
+
+/// The layout `root` with only the fields in `reads`, in every object type at any depth
+/// (inside lists and map values too), each object closed (`open: false`: compiled code
+/// cannot select an undeclared field, so the undeclared ones are never read either).
+///
+/// Objects are matched by name, as [`FieldReads`] records them; two object types that
+/// share a name keep the union of their reads, which keeps more than needed, never less.
+/// An expression that compiled against `root` compiles against the pruned layout to the
+/// same code over fewer fields: every field it selects or tests is still there, with the
+/// same type and presence.
+pub fn prune_layout(root: &ObjectType, reads: &FieldReads) -> ObjectType {
+    ObjectType {
+        name: root.name.clone(),
+        fields: root
+            .fields
+            .iter()
+            .filter(|(field_name, _)| reads.contains(&root.name, field_name))
+            .map(|(field_name, field)| {
+                (
+                    field_name.clone(),
+                    FieldType {
+                        ty: prune_type(&field.ty, reads),
+                        always_present: field.always_present,
+                    },
+                )
+            })
+            .collect(),
+        open: false,
+    }
+}
+
+fn prune_type(ty: &Type, reads: &FieldReads) -> Type {
+    match ty {
+        Type::Object(object) => Type::Object(prune_layout(object, reads)),
+        Type::List(element) => Type::List(Box::new(prune_type(element, reads))),
+        Type::Map(key, value) => Type::Map(key.clone(), Box::new(prune_type(value, reads))),
+        other => other.clone(),
+    }
 }
 
 const SUPPORT: &str = "agentc_cel_support";
@@ -540,6 +617,7 @@ struct Compiler<'a> {
     root: &'a ObjectType,
     scopes: Vec<(String, Form)>,
     statics: usize,
+    reads: FieldReads,
 }
 
 /// Compiles an expression into `pub fn <function_name>(root: &<root_name>) ->
@@ -566,6 +644,7 @@ pub fn compile_function(
         root,
         scopes: Vec::new(),
         statics: 0,
+        reads: FieldReads::default(),
     };
     let code = compiler.compile(expr)?;
     let (result_type, value) = result_conversion(&code, expr.span)?;
@@ -584,6 +663,7 @@ pub fn compile_function(
     Ok(CompiledFunction {
         tokens,
         result: cel_type,
+        reads: compiler.reads,
     })
 }
 
@@ -755,6 +835,7 @@ impl Compiler<'_> {
                 let Some(field_type) = object_type.fields.get(field) else {
                     return unsupported(format!("`has()` on the undeclared field `{field}`"), span);
                 };
+                self.reads.insert(&object_type.name, field);
                 let tokens = &object.tokens;
                 let code = if field_type.always_present {
                     quote!({ let _ = #tokens; true })
@@ -909,6 +990,7 @@ impl Compiler<'_> {
                 span,
             );
         };
+        self.reads.insert(&object.name, field);
         let names = rust_field_names(object);
         let rust_name = ident(names.get(field).map(String::as_str).unwrap_or("field"));
         let support = support();

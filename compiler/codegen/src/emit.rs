@@ -7,7 +7,8 @@ use std::str::FromStr;
 
 use agentc_cel::ast::ExprKind;
 use agentc_cel::compile::{
-    compile_assertion, compile_function, engagement_layout, rust_field_names, struct_definitions,
+    CompiledFunction, FieldReads, compile_assertion, compile_function, engagement_layout,
+    prune_layout, rust_field_names, struct_definitions,
 };
 use agentc_cel::{Expr, ObjectType, Type};
 use proc_macro2::{Ident, Span, TokenStream};
@@ -189,6 +190,7 @@ enum CheckRoot {
 }
 
 /// What kind of CEL item a check is, for its compiled function.
+#[derive(Clone, Copy)]
 enum CheckKind {
     Assertion,
     Selection,
@@ -198,6 +200,7 @@ enum CheckKind {
 /// SetupError>`: compiled over the typed root when the compiler can, interpreted
 /// otherwise, as its doc comment says. `depth` is how many modules deep the function
 /// sits below the generated root.
+#[derive(Clone, Copy)]
 struct CheckSite<'a> {
     function: &'a str,
     text: &'a str,
@@ -211,6 +214,35 @@ struct CheckSite<'a> {
 fn up(depth: usize) -> TokenStream {
     let supers = (0..depth).map(|_| quote!(super::));
     quote!(#(#supers)*)
+}
+
+/// A site's expression, parsed and compiled over its layout; the error is why it must be
+/// interpreted instead.
+fn compile_site(site: &CheckSite<'_>) -> Result<(Expr, CompiledFunction), String> {
+    let expr = agentc_cel::parse(site.text).map_err(|_| "it does not parse".to_string())?;
+    let compiled = match site.kind {
+        CheckKind::Assertion => {
+            compile_assertion(site.function, &expr, site.root_name, site.layout)
+        }
+        CheckKind::Selection => compile_function(site.function, &expr, site.root_name, site.layout),
+    }
+    .map_err(|error| error.message)?;
+    Ok((expr, compiled))
+}
+
+/// `layout` pruned to the fields that the sites which compile over it read (see
+/// [`prune_layout`]): the checks are then emitted over the pruned layout, so that a
+/// generated crate has structs, conversions and copies only for what its compiled
+/// checks look at. A site that does not compile reads nothing here; it is interpreted
+/// over the runtime's whole engagement.
+fn pruned_for(sites: &[CheckSite<'_>], layout: &ObjectType) -> ObjectType {
+    let mut reads = FieldReads::default();
+    for site in sites {
+        if let Ok((_, compiled)) = compile_site(&CheckSite { layout, ..*site }) {
+            reads.extend(&compiled.reads);
+        }
+    }
+    prune_layout(layout, &reads)
 }
 
 fn emit_check(site: &CheckSite<'_>) -> TokenStream {
@@ -229,19 +261,9 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
             }
         }
     };
-    let expr = match agentc_cel::parse(site.text) {
-        Ok(expr) => expr,
-        Err(_) => return interpreted("it does not parse".to_string()),
-    };
-    let compiled = match site.kind {
-        CheckKind::Assertion => {
-            compile_assertion(site.function, &expr, site.root_name, site.layout)
-        }
-        CheckKind::Selection => compile_function(site.function, &expr, site.root_name, site.layout),
-    };
-    let compiled = match compiled {
+    let (expr, compiled) = match compile_site(site) {
         Ok(compiled) => compiled,
-        Err(error) => return interpreted(error.message),
+        Err(reason) => return interpreted(reason),
     };
     let known: Vec<String> = site.layout.fields.keys().cloned().collect();
     let roots = roots(&expr, &known);
@@ -1343,15 +1365,13 @@ impl Emitter<'_> {
     /// The compiled policies of one agent, in `policies::<agent>`.
     fn policies(&self, agent: &AgentIr) -> TokenStream {
         let module = snake_ident(&agent.name);
-        let layout = engagement_layout(&agent.capability_types);
+        let full_layout = engagement_layout(&agent.capability_types);
         let serialize = agent
             .exposes_type
             .fields
             .values()
             .any(|field| may_hold_object(&field.ty));
-        let structs = cel_structs(struct_definitions("Engagement", &layout), serialize);
-        let skeleton_body = skeleton(&layout);
-        let mut items = Vec::new();
+        let mut sites: Vec<(String, &str, CheckKind)> = Vec::new();
         for capability in &agent.capabilities {
             let method = snake_ident(&capability.name).to_string();
             for (restriction, which) in [
@@ -1363,31 +1383,42 @@ impl Emitter<'_> {
                     ..
                 }) = restriction
                 {
-                    let function = format!("{which}_{method}");
-                    items.push(emit_check(&CheckSite {
-                        function: &function,
-                        text,
-                        root_name: "Engagement",
-                        layout: &layout,
-                        root: CheckRoot::Engagement,
-                        kind: CheckKind::Assertion,
-                        depth: 2,
-                    }));
+                    sites.push((format!("{which}_{method}"), text, CheckKind::Assertion));
                 }
             }
         }
         for (key, text) in &agent.exposes {
-            let function = format!("exposes_{}", snake_ident(key));
-            items.push(emit_check(&CheckSite {
-                function: &function,
+            sites.push((
+                format!("exposes_{}", snake_ident(key)),
+                text,
+                CheckKind::Selection,
+            ));
+        }
+        fn engagement_site<'s>(
+            (function, text, kind): &'s (String, &str, CheckKind),
+            layout: &'s ObjectType,
+        ) -> CheckSite<'s> {
+            CheckSite {
+                function: function.as_str(),
                 text,
                 root_name: "Engagement",
-                layout: &layout,
+                layout,
                 root: CheckRoot::Engagement,
-                kind: CheckKind::Selection,
+                kind: *kind,
                 depth: 2,
-            }));
+            }
         }
+        let full_sites: Vec<CheckSite<'_>> = sites
+            .iter()
+            .map(|site| engagement_site(site, &full_layout))
+            .collect();
+        let layout = pruned_for(&full_sites, &full_layout);
+        let structs = cel_structs(struct_definitions("Engagement", &layout), serialize);
+        let skeleton_body = skeleton(&layout);
+        let items: Vec<TokenStream> = sites
+            .iter()
+            .map(|site| emit_check(&engagement_site(site, &layout)))
+            .collect();
         let mut guardrail_modules = Vec::new();
         for (guardrail, which) in [
             (&agent.input_guardrail, "input"),
@@ -1402,8 +1433,7 @@ impl Emitter<'_> {
             };
             let mut fields = fields.clone();
             fields.name = "Fields".to_string();
-            let guard_structs = cel_structs(struct_definitions("Fields", &fields), false);
-            let check = emit_check(&CheckSite {
+            let site = CheckSite {
                 function: "assertion",
                 text: &guardrail.assertion,
                 root_name: "Fields",
@@ -1411,6 +1441,12 @@ impl Emitter<'_> {
                 root: CheckRoot::GuardrailFields,
                 kind: CheckKind::Assertion,
                 depth: 3,
+            };
+            let fields = pruned_for(std::slice::from_ref(&site), &fields);
+            let guard_structs = cel_structs(struct_definitions("Fields", &fields), false);
+            let check = emit_check(&CheckSite {
+                layout: &fields,
+                ..site
             });
             let guard_module = ident(&format!("{which}_guardrail"));
             let check_fn = ident(&format!("{which}_guardrail_check"));

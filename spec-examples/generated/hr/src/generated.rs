@@ -627,26 +627,21 @@ pub mod policies {
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
-            pub started_at: ::agentc_cel_support::Timestamp,
             pub user: User,
         }
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
-            pub hr_kb_search: ::std::vec::Vec<HrKbSearchInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub hr_kb_search: ::std::option::Option<HrKbSearchInvocation>,
         }
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
-            pub email: ::std::option::Option<::agentc_cel_support::Text>,
             pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchInvocation`.
@@ -669,8 +664,6 @@ pub mod policies {
         /// The CEL object `HrKbSearchOutputsResultsItem`.
         #[derive(Clone, PartialEq)]
         pub struct HrKbSearchOutputsResultsItem {
-            pub snippet: ::agentc_cel_support::Text,
-            pub title: ::agentc_cel_support::Text,
             pub url: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
@@ -684,10 +677,6 @@ pub mod policies {
                         "history",
                     )?,
                     recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    started_at: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "started_at",
-                    )?,
                     user: ::agentc_generated_support::cel_roots::field(map, "user")?,
                 })
             }
@@ -698,12 +687,7 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
                     total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                    hr_kb_search: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "hr_kb_search",
-                    )?,
                 })
             }
         }
@@ -713,7 +697,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     hr_kb_search: ::agentc_generated_support::cel_roots::field(
                         map,
                         "hr_kb_search",
@@ -727,11 +710,6 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "_name",
-                    )?,
                     hr_kb_search: ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
@@ -746,7 +724,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
-                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
                     id: ::agentc_generated_support::cel_roots::field(map, "id")?,
                 })
             }
@@ -799,11 +776,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchOutputsResultsItem {
-                    snippet: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "snippet",
-                    )?,
-                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
                     url: ::agentc_generated_support::cel_roots::field(map, "url")?,
                 })
             }
@@ -819,7 +791,7 @@ pub mod policies {
             > = ::std::sync::OnceLock::new();
             ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"hr_kb_search\":[]}}",
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.

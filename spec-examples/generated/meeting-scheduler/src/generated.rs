@@ -654,14 +654,10 @@ pub mod policies {
         #[derive(Clone, PartialEq)]
         pub struct History {
             pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub total: i64,
-            pub calendar_free_busy: ::std::vec::Vec<CalendarFreeBusyInvocation>,
-            pub create_event: ::std::vec::Vec<CreateEventInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub calendar_free_busy: ::std::option::Option<CalendarFreeBusyInvocation>,
             pub create_event: ::std::option::Option<CreateEventInvocation>,
         }
@@ -669,13 +665,11 @@ pub mod policies {
         #[derive(Clone, PartialEq)]
         pub struct User {
             pub email: ::std::option::Option<::agentc_cel_support::Text>,
-            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `CalendarFreeBusyInvocation`.
         #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyInvocation {
             pub inputs: CalendarFreeBusyInputs,
-            pub outputs: ::std::option::Option<CalendarFreeBusyOutputs>,
         }
         /// The CEL object `CreateEventInvocation`.
         #[derive(Clone, PartialEq)]
@@ -690,33 +684,18 @@ pub mod policies {
             pub window_end: ::agentc_cel_support::Text,
             pub window_start: ::agentc_cel_support::Text,
         }
-        /// The CEL object `CalendarFreeBusyOutputs`.
-        #[derive(Clone, PartialEq)]
-        pub struct CalendarFreeBusyOutputs {
-            pub busy: ::std::vec::Vec<CalendarFreeBusyOutputsBusyItem>,
-        }
         /// The CEL object `CreateEventInputs`.
         #[derive(Clone, PartialEq)]
         pub struct CreateEventInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub end: ::agentc_cel_support::Text,
-            pub location: ::std::option::Option<::agentc_cel_support::Text>,
             pub start: ::agentc_cel_support::Text,
-            pub title: ::agentc_cel_support::Text,
         }
         /// The CEL object `CreateEventOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct CreateEventOutputs {
             pub event_id: ::agentc_cel_support::Text,
-            pub html_link: ::std::option::Option<::agentc_cel_support::Text>,
             pub status: ::agentc_cel_support::Text,
-        }
-        /// The CEL object `CalendarFreeBusyOutputsBusyItem`.
-        #[derive(Clone, PartialEq)]
-        pub struct CalendarFreeBusyOutputsBusyItem {
-            pub attendee: ::agentc_cel_support::Text,
-            pub end: ::agentc_cel_support::Text,
-            pub start: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -744,15 +723,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
                     list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
-                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                    calendar_free_busy: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "calendar_free_busy",
-                    )?,
-                    create_event: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "create_event",
-                    )?,
                 })
             }
         }
@@ -762,7 +732,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     calendar_free_busy: ::agentc_generated_support::cel_roots::field(
                         map,
                         "calendar_free_busy",
@@ -780,11 +749,6 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "_name",
-                    )?,
                     calendar_free_busy: ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
@@ -805,7 +769,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
                     email: ::agentc_generated_support::cel_roots::field(map, "email")?,
-                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
                 })
             }
         }
@@ -817,10 +780,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CalendarFreeBusyInvocation {
                     inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    )?,
                 })
             }
         }
@@ -859,16 +818,6 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for CalendarFreeBusyOutputs {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(CalendarFreeBusyOutputs {
-                    busy: ::agentc_generated_support::cel_roots::field(map, "busy")?,
-                })
-            }
-        }
         impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInputs {
             fn from_cel(
                 value: &::agentc_cel::Value,
@@ -880,12 +829,7 @@ pub mod policies {
                         "attendees",
                     )?,
                     end: ::agentc_generated_support::cel_roots::field(map, "end")?,
-                    location: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "location",
-                    )?,
                     start: ::agentc_generated_support::cel_roots::field(map, "start")?,
-                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
                 })
             }
         }
@@ -899,27 +843,7 @@ pub mod policies {
                         map,
                         "event_id",
                     )?,
-                    html_link: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "html_link",
-                    )?,
                     status: ::agentc_generated_support::cel_roots::field(map, "status")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel
-        for CalendarFreeBusyOutputsBusyItem {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(CalendarFreeBusyOutputsBusyItem {
-                    attendee: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "attendee",
-                    )?,
-                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
-                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
                 })
             }
         }
@@ -934,7 +858,7 @@ pub mod policies {
             > = ::std::sync::OnceLock::new();
             ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"calendar_free_busy\":[],\"create_event\":[]}}",
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.

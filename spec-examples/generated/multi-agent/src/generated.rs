@@ -1649,51 +1649,26 @@ pub mod policies {
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
-            pub started_at: ::agentc_cel_support::Timestamp,
-            pub user: User,
         }
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub total: i64,
-            pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
-        }
-        /// The CEL object `User`.
-        #[derive(Clone, PartialEq)]
-        pub struct User {
-            pub email: ::std::option::Option<::agentc_cel_support::Text>,
-            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
         #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
-            pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
         #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::agentc_cel_support::Text,
-            pub query: ::agentc_cel_support::Text,
-        }
-        /// The CEL object `LookupPolicyDocOutputs`.
-        #[derive(Clone, PartialEq)]
-        pub struct LookupPolicyDocOutputs {
-            pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
-        }
-        /// The CEL object `LookupPolicyDocOutputsPagesItem`.
-        #[derive(Clone, PartialEq)]
-        pub struct LookupPolicyDocOutputsPagesItem {
-            pub doc_id: ::agentc_cel_support::Text,
-            pub excerpt: ::agentc_cel_support::Text,
-            pub title: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -1706,11 +1681,6 @@ pub mod policies {
                         "history",
                     )?,
                     recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    started_at: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "started_at",
-                    )?,
-                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
                 })
             }
         }
@@ -1720,12 +1690,7 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
                     total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "lookup_policy_doc",
-                    )?,
                 })
             }
         }
@@ -1735,7 +1700,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
                         map,
                         "lookup_policy_doc",
@@ -1749,27 +1713,11 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "_name",
-                    )?,
                     lookup_policy_doc: ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "lookup_policy_doc",
                     )?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for User {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(User {
-                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
-                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
                 })
             }
         }
@@ -1781,10 +1729,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInvocation {
                     inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    )?,
                 })
             }
         }
@@ -1798,33 +1742,6 @@ pub mod policies {
                         map,
                         "collection",
                     )?,
-                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocOutputs {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(LookupPolicyDocOutputs {
-                    pages: ::agentc_generated_support::cel_roots::field(map, "pages")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel
-        for LookupPolicyDocOutputsPagesItem {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(LookupPolicyDocOutputsPagesItem {
-                    doc_id: ::agentc_generated_support::cel_roots::field(map, "doc_id")?,
-                    excerpt: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "excerpt",
-                    )?,
-                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
                 })
             }
         }
@@ -1839,7 +1756,7 @@ pub mod policies {
             > = ::std::sync::OnceLock::new();
             ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"lookup_policy_doc\":[]}}",
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -1941,29 +1858,12 @@ pub mod policies {
         /// The CEL object `Engagement`.
         #[derive(Clone, PartialEq)]
         pub struct Engagement {
-            pub history: History,
             pub recent: Recent,
-            pub started_at: ::agentc_cel_support::Timestamp,
-            pub user: User,
-        }
-        /// The CEL object `History`.
-        #[derive(Clone, PartialEq)]
-        pub struct History {
-            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub total: i64,
-            pub lookup_policy_doc: ::std::vec::Vec<LookupPolicyDocInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
-        }
-        /// The CEL object `User`.
-        #[derive(Clone, PartialEq)]
-        pub struct User {
-            pub email: ::std::option::Option<::agentc_cel_support::Text>,
-            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
         #[derive(Clone, PartialEq)]
@@ -1975,7 +1875,6 @@ pub mod policies {
         #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::agentc_cel_support::Text,
-            pub query: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
         #[derive(Clone, PartialEq)]
@@ -1986,8 +1885,6 @@ pub mod policies {
         #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::agentc_cel_support::Text,
-            pub excerpt: ::agentc_cel_support::Text,
-            pub title: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -1995,31 +1892,7 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Engagement {
-                    history: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "history",
-                    )?,
                     recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    started_at: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "started_at",
-                    )?,
-                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for History {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(History {
-                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
-                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "lookup_policy_doc",
-                    )?,
                 })
             }
         }
@@ -2029,7 +1902,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
                         map,
                         "lookup_policy_doc",
@@ -2043,27 +1915,11 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "_name",
-                    )?,
                     lookup_policy_doc: ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "lookup_policy_doc",
                     )?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for User {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(User {
-                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
-                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
                 })
             }
         }
@@ -2092,7 +1948,6 @@ pub mod policies {
                         map,
                         "collection",
                     )?,
-                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
                 })
             }
         }
@@ -2114,11 +1969,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocOutputsPagesItem {
                     doc_id: ::agentc_generated_support::cel_roots::field(map, "doc_id")?,
-                    excerpt: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "excerpt",
-                    )?,
-                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
                 })
             }
         }
@@ -2133,7 +1983,7 @@ pub mod policies {
             > = ::std::sync::OnceLock::new();
             ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"lookup_policy_doc\":[]}}",
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -2506,31 +2356,18 @@ pub mod policies {
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
-            pub started_at: ::agentc_cel_support::Timestamp,
-            pub user: User,
         }
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
             pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub total: i64,
-            pub hr_helpdesk: ::std::vec::Vec<HrHelpdeskInvocation>,
-            pub team_scheduler: ::std::vec::Vec<TeamSchedulerInvocation>,
-            pub vendor_liaison: ::std::vec::Vec<VendorLiaisonInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub hr_helpdesk: ::std::option::Option<HrHelpdeskInvocation>,
             pub team_scheduler: ::std::option::Option<TeamSchedulerInvocation>,
             pub vendor_liaison: ::std::option::Option<VendorLiaisonInvocation>,
-        }
-        /// The CEL object `User`.
-        #[derive(Clone, PartialEq)]
-        pub struct User {
-            pub email: ::std::option::Option<::agentc_cel_support::Text>,
-            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrHelpdeskInvocation`.
         #[derive(Clone, PartialEq)]
@@ -2547,7 +2384,6 @@ pub mod policies {
         /// The CEL object `VendorLiaisonInvocation`.
         #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonInvocation {
-            pub inputs: VendorLiaisonInputs,
             pub outputs: ::std::option::Option<VendorLiaisonOutputs>,
         }
         /// The CEL object `HrHelpdeskInputs`.
@@ -2558,9 +2394,7 @@ pub mod policies {
         /// The CEL object `HrHelpdeskOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskOutputs {
-            pub collection: ::agentc_cel_support::Text,
             pub documents_found: i64,
-            pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamSchedulerInputs`.
         #[derive(Clone, PartialEq)]
@@ -2572,18 +2406,11 @@ pub mod policies {
         pub struct TeamSchedulerOutputs {
             pub event_id: ::agentc_cel_support::Text,
             pub events_created: i64,
-            pub text: ::agentc_cel_support::Text,
-        }
-        /// The CEL object `VendorLiaisonInputs`.
-        #[derive(Clone, PartialEq)]
-        pub struct VendorLiaisonInputs {
-            pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `VendorLiaisonOutputs`.
         #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonOutputs {
             pub messages_sent: i64,
-            pub text: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -2596,11 +2423,6 @@ pub mod policies {
                         "history",
                     )?,
                     recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    started_at: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "started_at",
-                    )?,
-                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
                 })
             }
         }
@@ -2611,19 +2433,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
                     list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
-                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                    hr_helpdesk: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "hr_helpdesk",
-                    )?,
-                    team_scheduler: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "team_scheduler",
-                    )?,
-                    vendor_liaison: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "vendor_liaison",
-                    )?,
                 })
             }
         }
@@ -2633,7 +2442,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     hr_helpdesk: ::agentc_generated_support::cel_roots::field(
                         map,
                         "hr_helpdesk",
@@ -2655,11 +2463,6 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "_name",
-                    )?,
                     hr_helpdesk: ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
@@ -2675,17 +2478,6 @@ pub mod policies {
                         root,
                         "vendor_liaison",
                     )?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for User {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(User {
-                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
-                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
                 })
             }
         }
@@ -2723,7 +2515,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorLiaisonInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
                     outputs: ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
@@ -2747,15 +2538,10 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskOutputs {
-                    collection: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "collection",
-                    )?,
                     documents_found: ::agentc_generated_support::cel_roots::field(
                         map,
                         "documents_found",
                     )?,
-                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
                 })
             }
         }
@@ -2783,17 +2569,6 @@ pub mod policies {
                         map,
                         "events_created",
                     )?,
-                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonInputs {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(VendorLiaisonInputs {
-                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
                 })
             }
         }
@@ -2807,7 +2582,6 @@ pub mod policies {
                         map,
                         "messages_sent",
                     )?,
-                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
                 })
             }
         }
@@ -2822,7 +2596,7 @@ pub mod policies {
             > = ::std::sync::OnceLock::new();
             ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"hr_helpdesk\":[],\"team_scheduler\":[],\"vendor_liaison\":[]}}",
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3259,28 +3033,17 @@ pub mod policies {
             pub history: History,
             pub recent: Recent,
             pub started_at: ::agentc_cel_support::Timestamp,
-            pub user: User,
         }
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
             pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub total: i64,
-            pub team_create_event: ::std::vec::Vec<TeamCreateEventInvocation>,
-            pub team_free_busy: ::std::vec::Vec<TeamFreeBusyInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub team_create_event: ::std::option::Option<TeamCreateEventInvocation>,
             pub team_free_busy: ::std::option::Option<TeamFreeBusyInvocation>,
-        }
-        /// The CEL object `User`.
-        #[derive(Clone, PartialEq)]
-        pub struct User {
-            pub email: ::std::option::Option<::agentc_cel_support::Text>,
-            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamCreateEventInvocation`.
         #[derive(Clone, PartialEq)]
@@ -3292,7 +3055,6 @@ pub mod policies {
         #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInvocation {
             pub inputs: TeamFreeBusyInputs,
-            pub outputs: ::std::option::Option<TeamFreeBusyOutputs>,
         }
         /// The CEL object `TeamCreateEventInputs`.
         #[derive(Clone, PartialEq)]
@@ -3300,7 +3062,6 @@ pub mod policies {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub end: ::agentc_cel_support::Text,
             pub start: ::agentc_cel_support::Text,
-            pub title: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamCreateEventOutputs`.
         #[derive(Clone, PartialEq)]
@@ -3312,20 +3073,6 @@ pub mod policies {
         #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub window_end: ::agentc_cel_support::Text,
-            pub window_start: ::agentc_cel_support::Text,
-        }
-        /// The CEL object `TeamFreeBusyOutputs`.
-        #[derive(Clone, PartialEq)]
-        pub struct TeamFreeBusyOutputs {
-            pub busy: ::std::vec::Vec<TeamFreeBusyOutputsBusyItem>,
-        }
-        /// The CEL object `TeamFreeBusyOutputsBusyItem`.
-        #[derive(Clone, PartialEq)]
-        pub struct TeamFreeBusyOutputsBusyItem {
-            pub attendee: ::agentc_cel_support::Text,
-            pub end: ::agentc_cel_support::Text,
-            pub start: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -3342,7 +3089,6 @@ pub mod policies {
                         map,
                         "started_at",
                     )?,
-                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
                 })
             }
         }
@@ -3353,15 +3099,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
                     list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
-                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                    team_create_event: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "team_create_event",
-                    )?,
-                    team_free_busy: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "team_free_busy",
-                    )?,
                 })
             }
         }
@@ -3371,7 +3108,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     team_create_event: ::agentc_generated_support::cel_roots::field(
                         map,
                         "team_create_event",
@@ -3389,11 +3125,6 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "_name",
-                    )?,
                     team_create_event: ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
@@ -3404,17 +3135,6 @@ pub mod policies {
                         root,
                         "team_free_busy",
                     )?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for User {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(User {
-                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
-                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
                 })
             }
         }
@@ -3440,10 +3160,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamFreeBusyInvocation {
                     inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    )?,
                 })
             }
         }
@@ -3459,7 +3175,6 @@ pub mod policies {
                     )?,
                     end: ::agentc_generated_support::cel_roots::field(map, "end")?,
                     start: ::agentc_generated_support::cel_roots::field(map, "start")?,
-                    title: ::agentc_generated_support::cel_roots::field(map, "title")?,
                 })
             }
         }
@@ -3487,40 +3202,6 @@ pub mod policies {
                         map,
                         "attendees",
                     )?,
-                    window_end: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "window_end",
-                    )?,
-                    window_start: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "window_start",
-                    )?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyOutputs {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(TeamFreeBusyOutputs {
-                    busy: ::agentc_generated_support::cel_roots::field(map, "busy")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel
-        for TeamFreeBusyOutputsBusyItem {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(TeamFreeBusyOutputsBusyItem {
-                    attendee: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "attendee",
-                    )?,
-                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
-                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
                 })
             }
         }
@@ -3535,7 +3216,7 @@ pub mod policies {
             > = ::std::sync::OnceLock::new();
             ::agentc_generated_support::cel_roots::typed_skeleton(
                 &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"team_create_event\":[],\"team_free_busy\":[]}}",
+                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
             )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3943,27 +3624,22 @@ pub mod policies {
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
-            pub started_at: ::agentc_cel_support::Timestamp,
             pub user: User,
         }
         /// The CEL object `History`.
         #[derive(Clone, PartialEq)]
         pub struct History {
-            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub total: i64,
             pub vendor_support: ::std::vec::Vec<VendorSupportInvocation>,
         }
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq)]
         pub struct Recent {
-            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             pub vendor_support: ::std::option::Option<VendorSupportInvocation>,
         }
         /// The CEL object `User`.
         #[derive(Clone, PartialEq)]
         pub struct User {
             pub email: ::std::option::Option<::agentc_cel_support::Text>,
-            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `VendorSupportInvocation`.
         #[derive(Clone, PartialEq)]
@@ -3980,10 +3656,6 @@ pub mod policies {
         #[derive(Clone, PartialEq)]
         pub struct VendorSupportOutputs {
             pub text: ::agentc_cel_support::Text,
-            pub extra_fields: ::std::collections::BTreeMap<
-                ::std::string::String,
-                ::serde_json::Value,
-            >,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
             fn from_cel(
@@ -3996,10 +3668,6 @@ pub mod policies {
                         "history",
                     )?,
                     recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    started_at: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "started_at",
-                    )?,
                     user: ::agentc_generated_support::cel_roots::field(map, "user")?,
                 })
             }
@@ -4010,8 +3678,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
-                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
                     vendor_support: ::agentc_generated_support::cel_roots::field(
                         map,
                         "vendor_support",
@@ -4025,7 +3691,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     vendor_support: ::agentc_generated_support::cel_roots::field(
                         map,
                         "vendor_support",
@@ -4039,11 +3704,6 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "_name",
-                    )?,
                     vendor_support: ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
@@ -4059,7 +3719,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
                     email: ::agentc_generated_support::cel_roots::field(map, "email")?,
-                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
                 })
             }
         }
@@ -4094,10 +3753,6 @@ pub mod policies {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportOutputs {
                     text: ::agentc_generated_support::cel_roots::field(map, "text")?,
-                    extra_fields: ::agentc_generated_support::cel_roots::extra_fields(
-                        map,
-                        &["text"],
-                    )?,
                 })
             }
         }

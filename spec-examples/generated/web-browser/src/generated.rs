@@ -621,14 +621,10 @@ pub mod policies {
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
-            pub started_at: ::agentc_cel_support::Timestamp,
-            pub user: User,
         }
         /// The CEL object `History`.
         #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct History {
-            #[serde(rename = "_list")]
-            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
             #[serde(rename = "_total")]
             pub total: i64,
             pub fetch_page: ::std::vec::Vec<FetchPageInvocation>,
@@ -636,18 +632,8 @@ pub mod policies {
         /// The CEL object `Recent`.
         #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct Recent {
-            #[serde(rename = "_name")]
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub name: ::std::option::Option<::agentc_cel_support::Text>,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub fetch_page: ::std::option::Option<FetchPageInvocation>,
-        }
-        /// The CEL object `User`.
-        #[derive(Clone, PartialEq, ::serde::Serialize)]
-        pub struct User {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub email: ::std::option::Option<::agentc_cel_support::Text>,
-            pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `FetchPageInvocation`.
         #[derive(Clone, PartialEq, ::serde::Serialize)]
@@ -666,8 +652,6 @@ pub mod policies {
         pub struct FetchPageOutputs {
             pub body: ::agentc_cel_support::Text,
             pub content_type: ::agentc_cel_support::Text,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub final_url: ::std::option::Option<::agentc_cel_support::Text>,
             pub status_code: i64,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
@@ -681,11 +665,6 @@ pub mod policies {
                         "history",
                     )?,
                     recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    started_at: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "started_at",
-                    )?,
-                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
                 })
             }
         }
@@ -695,7 +674,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
                     total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
                     fetch_page: ::agentc_generated_support::cel_roots::field(
                         map,
@@ -710,7 +688,6 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::field(map, "_name")?,
                     fetch_page: ::agentc_generated_support::cel_roots::field(
                         map,
                         "fetch_page",
@@ -724,27 +701,11 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    name: ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "_name",
-                    )?,
                     fetch_page: ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "fetch_page",
                     )?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for User {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(User {
-                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
-                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
                 })
             }
         }
@@ -782,10 +743,6 @@ pub mod policies {
                     content_type: ::agentc_generated_support::cel_roots::field(
                         map,
                         "content_type",
-                    )?,
-                    final_url: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "final_url",
                     )?,
                     status_code: ::agentc_generated_support::cel_roots::field(
                         map,
