@@ -17,13 +17,15 @@ const MAX_TIMESTAMP_SECONDS: i128 = 253_402_300_799;
 const MAX_DURATION_SECONDS: i128 = 315_576_000_000;
 
 /// An instant, as nanoseconds since 1970-01-01T00:00:00Z, within years 0001 to 9999.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The default is the Unix epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
     unix_nanos: i128,
 }
 
-/// A signed span of time in nanoseconds, within about ±10,000 years.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A signed span of time in nanoseconds, within about ±10,000 years. The default is
+/// zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration {
     nanos: i128,
 }

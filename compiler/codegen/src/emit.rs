@@ -181,9 +181,9 @@ fn roots(expr: &Expr, known: &[String]) -> Vec<String> {
 /// Where a compiled check's typed root comes from.
 #[derive(Clone, Copy)]
 enum CheckRoot {
-    /// The agent's engagement: its typed skeleton (the policies module's `skeleton()`,
-    /// converted once) with the roots the check reads converted from their variables;
-    /// an unbound root denies.
+    /// The agent's engagement: the roots the check reads converted from their
+    /// variables (an unbound root denies), the others left at their defaults, which the
+    /// check never reads.
     Engagement,
     /// A guardrail tool's output fields, each read from its variable (OAS-G4).
     GuardrailFields,
@@ -277,28 +277,27 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
             quote!(.map_err(#up support::denial).and_then(#up support::cel_value))
         }
     };
-    // An engagement check starts from the typed skeleton (converted once, at the first
-    // check) and converts only the roots it reads, each from the runtime's value: the
-    // unread roots cost a clone of empty fields rather than a conversion per call. A
-    // guardrail's root is its tool's output fields, all of them read from the variables.
+    // An engagement check converts only the roots it reads, each from the runtime's
+    // value; the other roots of the agent's layout are never looked at, so they are
+    // their cheap defaults. A guardrail's root is its tool's output fields, all of them
+    // read from the variables.
     let build_root = if let CheckRoot::Engagement = site.root {
         let assignments = roots.iter().map(|root| {
             let field = ident(root);
             // `recent` is read field by field (see `from_root_fields_impl`).
             if root == "recent" {
-                quote!(root.#field = ::agentc_generated_support::cel_roots::root_by_fields(variables, #root)?;)
+                quote!(#field: ::agentc_generated_support::cel_roots::root_by_fields(variables, #root)?,)
             } else {
-                quote!(root.#field = ::agentc_generated_support::cel_roots::root(variables, #root)?;)
+                quote!(#field: ::agentc_generated_support::cel_roots::root(variables, #root)?,)
             }
         });
-        let binding = if roots.is_empty() {
-            quote!(let root)
+        let rest = if roots.len() < known.len() {
+            quote!(..::std::default::Default::default())
         } else {
-            quote!(let mut root)
+            quote!()
         };
         quote! {
-            #binding: #root_ident = ::std::clone::Clone::clone(skeleton()?);
-            #(#assignments)*
+            let root = #root_ident { #(#assignments)* #rest };
         }
     } else {
         quote!(let root: #root_ident = ::agentc_generated_support::cel_roots::fields(variables, &[#(#roots),*])?;)
@@ -330,61 +329,34 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     }
 }
 
-/// The JSON text of a value whose shape converts into the engagement layout, used for
-/// the roots a compiled check does not read (parsed once, at the first check).
-fn skeleton(layout: &ObjectType) -> TokenStream {
-    let mut history = serde_json::Map::new();
-    history.insert("_list".into(), serde_json::json!([]));
-    history.insert("_total".into(), serde_json::json!(0));
-    if let Some(Type::Object(object)) = layout.fields.get("history").map(|field| &field.ty) {
-        for name in object.fields.keys() {
-            if !name.starts_with('_') {
-                history.insert(name.clone(), serde_json::json!([]));
-            }
-        }
-    }
-    let value = serde_json::json!({
-        "started_at": "1970-01-01T00:00:00Z",
-        "user": {"id": ""},
-        "recent": {},
-        "history": history,
-    });
-    let text = value.to_string();
-    quote!(#text)
-}
-
-/// Whether a value of a CEL type may be returned by a compiled selection as one of the
-/// layout's structs: an object, or anything not known to be made of scalars only (a
-/// `dyn` selection is conservatively assumed to need them).
-fn may_hold_object(ty: &Type) -> bool {
-    match ty {
-        Type::Bool
-        | Type::Int
-        | Type::Uint
-        | Type::Double
-        | Type::String
-        | Type::Bytes
-        | Type::Null
-        | Type::Timestamp
-        | Type::Duration
-        | Type::TypeType => false,
-        Type::List(element) => may_hold_object(element),
-        Type::Map(key, value) => may_hold_object(key) || may_hold_object(value),
-        Type::Object(_) | Type::Dyn | Type::Error => true,
-    }
+/// What a set of layout structs is for, which decides what they derive.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CelStructsFor {
+    /// An agent's engagement: every struct derives `Default` (a check builds the root
+    /// `Engagement` from the roots it reads and defaults for the others), and the root
+    /// `Engagement` gets no `FromCel`, since it is never converted whole.
+    Engagement,
+    /// A guardrail's output fields, converted whole.
+    GuardrailFields,
 }
 
 /// The structs a compiled check reads, made cheap to compile: each gets a small
 /// non-generic `FromCel` impl (the typed root is built straight from the runtime's CEL
 /// values by `agentc_generated_support::cel_roots`) and keeps only the derives it
-/// needs: `Clone` and `PartialEq` (compiled CEL may copy and compare objects), and
-/// `Serialize` (with its field attributes) only when `serialize` says that an
-/// `exposes` value may select a whole object, which is returned through serde. Serde's
-/// `Deserialize` and `Debug` are dropped: their impls were most of what a generated
-/// crate cost to compile, and nothing reads them.
-fn cel_structs(structs: TokenStream, serialize: bool) -> TokenStream {
+/// needs (see [`CelStructsFor`]). Compiled CEL reaches into objects only by field access:
+/// it never copies, compares or returns one (the CEL compiler refuses object equality and
+/// object results, which are interpreted instead). So `Clone`, `PartialEq`, `Debug` and
+/// serde's derives (with their field attributes) are dropped: their impls were most of
+/// what a generated crate cost to compile, and nothing reads them.
+fn cel_structs(structs: TokenStream, purpose: CelStructsFor) -> TokenStream {
     let Ok(mut file) = syn::parse2::<syn::File>(structs.clone()) else {
         return structs;
+    };
+    let engagement = purpose == CelStructsFor::Engagement;
+    let needs_default = if engagement {
+        structs_built_by_default(&file)
+    } else {
+        BTreeSet::new()
     };
     let recent = recent_struct_name(&file);
     let mut impls = Vec::new();
@@ -392,38 +364,23 @@ fn cel_structs(structs: TokenStream, serialize: bool) -> TokenStream {
         let syn::Item::Struct(item) = item else {
             continue;
         };
-        for attribute in &mut item.attrs {
-            if !attribute.path().is_ident("derive") {
-                continue;
-            }
-            let Ok(paths) = attribute.parse_args_with(
-                syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
-            ) else {
-                continue;
-            };
-            let kept: Vec<&syn::Path> = paths
-                .iter()
-                .filter(|path| {
-                    path.segments.last().is_none_or(|segment| {
-                        segment.ident != "Deserialize"
-                            && segment.ident != "Debug"
-                            && (serialize || segment.ident != "Serialize")
-                    })
-                })
-                .collect();
-            *attribute = syn::parse_quote!(#[derive(#(#kept),*)]);
+        item.attrs
+            .retain(|attribute| !attribute.path().is_ident("derive"));
+        if needs_default.contains(&item.ident) {
+            item.attrs
+                .push(syn::parse_quote!(#[derive(::std::default::Default)]));
         }
         // The conversion reads the field attributes, so it is written before they go.
-        impls.push(from_cel_impl(item));
+        if !(engagement && item.ident == "Engagement") {
+            impls.push(from_cel_impl(item));
+        }
         if recent.as_ref() == Some(&item.ident) {
             impls.push(from_root_fields_impl(item));
         }
-        if !serialize {
-            for field in &mut item.fields {
-                field
-                    .attrs
-                    .retain(|attribute| !attribute.path().is_ident("serde"));
-            }
+        for field in &mut item.fields {
+            field
+                .attrs
+                .retain(|attribute| !attribute.path().is_ident("serde"));
         }
     }
     quote! {
@@ -463,6 +420,39 @@ fn cel_fields(item: &syn::ItemStruct) -> Vec<(syn::Ident, String, bool)> {
         fields.push((field_ident.clone(), cel_name, flatten));
     }
     fields
+}
+
+/// The structs of an engagement layout that `Engagement::default()` builds: the root,
+/// and every struct held directly (not in an `Option`, a `Vec` or a map) by one of them.
+fn structs_built_by_default(file: &syn::File) -> BTreeSet<syn::Ident> {
+    let structs: BTreeMap<syn::Ident, &syn::ItemStruct> = file
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            syn::Item::Struct(item) => Some((item.ident.clone(), item)),
+            _ => None,
+        })
+        .collect();
+    let mut built = BTreeSet::new();
+    let mut pending: Vec<syn::Ident> = vec![syn::parse_quote!(Engagement)];
+    while let Some(name) = pending.pop() {
+        let Some(item) = structs.get(&name) else {
+            continue;
+        };
+        if !built.insert(name) {
+            continue;
+        }
+        for field in &item.fields {
+            if let syn::Type::Path(path) = &field.ty
+                && path.qself.is_none()
+                && let [segment] = path.path.segments.iter().collect::<Vec<_>>()[..]
+                && segment.arguments.is_none()
+            {
+                pending.push(segment.ident.clone());
+            }
+        }
+    }
+    built
 }
 
 /// `impl FromCel` for one struct of a check's layout: each field read by its CEL name;
@@ -1366,11 +1356,6 @@ impl Emitter<'_> {
     fn policies(&self, agent: &AgentIr) -> TokenStream {
         let module = snake_ident(&agent.name);
         let full_layout = engagement_layout(&agent.capability_types);
-        let serialize = agent
-            .exposes_type
-            .fields
-            .values()
-            .any(|field| may_hold_object(&field.ty));
         let mut sites: Vec<(String, &str, CheckKind)> = Vec::new();
         for capability in &agent.capabilities {
             let method = snake_ident(&capability.name).to_string();
@@ -1413,8 +1398,10 @@ impl Emitter<'_> {
             .map(|site| engagement_site(site, &full_layout))
             .collect();
         let layout = pruned_for(&full_sites, &full_layout);
-        let structs = cel_structs(struct_definitions("Engagement", &layout), serialize);
-        let skeleton_body = skeleton(&layout);
+        let structs = cel_structs(
+            struct_definitions("Engagement", &layout),
+            CelStructsFor::Engagement,
+        );
         let items: Vec<TokenStream> = sites
             .iter()
             .map(|site| emit_check(&engagement_site(site, &layout)))
@@ -1443,7 +1430,10 @@ impl Emitter<'_> {
                 depth: 3,
             };
             let fields = pruned_for(std::slice::from_ref(&site), &fields);
-            let guard_structs = cel_structs(struct_definitions("Fields", &fields), false);
+            let guard_structs = cel_structs(
+                struct_definitions("Fields", &fields),
+                CelStructsFor::GuardrailFields,
+            );
             let check = emit_check(&CheckSite {
                 layout: &fields,
                 ..site
@@ -1467,18 +1457,6 @@ impl Emitter<'_> {
                 }
             });
         }
-        let skeleton_fn = if items.is_empty() {
-            quote!()
-        } else {
-            quote! {
-                /// The typed engagement for the roots a check does not read, converted
-                /// once.
-                fn skeleton() -> ::std::result::Result<&'static Engagement, ::agentc_runtime::CheckError> {
-                    static SKELETON: ::std::sync::OnceLock<::std::result::Result<Engagement, ::agentc_runtime::CheckError>> = ::std::sync::OnceLock::new();
-                    ::agentc_generated_support::cel_roots::typed_skeleton(&SKELETON, #skeleton_body)
-                }
-            }
-        };
         let doc = format!(
             " The compiled policies of agent `{}`, over its typed engagement (OAS-E3).",
             agent.name
@@ -1487,8 +1465,6 @@ impl Emitter<'_> {
             #[doc = #doc]
             pub mod #module {
                 #structs
-
-                #skeleton_fn
 
                 #(#items)*
                 #(#guardrail_modules)*

@@ -16,7 +16,7 @@
 //! error — which denies (OAS-C8).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use agentc_cel::{MapKey, Value, ValueMap};
 use agentc_runtime::{CheckError, FieldLookup, VariableSource};
@@ -213,28 +213,6 @@ pub fn extra_fields(
         .filter(|(key, _)| !declared.contains(&key.as_str()))
         .map(|(key, item)| (key, agentc_runtime::check::value_to_json(item)))
         .collect())
-}
-
-/// The typed engagement a compiled check starts from, converted once from the JSON text
-/// the generator wrote (the shape of the roots a check does not read). Text that does
-/// not parse or convert is an error at every check, so every check denies.
-pub fn typed_skeleton<T: FromCel + Send + Sync>(
-    cell: &'static OnceLock<Result<T, CheckError>>,
-    json: &str,
-) -> Result<&'static T, CheckError> {
-    cell.get_or_init(|| T::from_cel(&skeleton_value(json)?))
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
-/// The CEL value of a skeleton's JSON text (not generic, so that it is compiled once).
-fn skeleton_value(json: &str) -> Result<Value, CheckError> {
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(parsed) => Ok(agentc_cel::value_from_json(&parsed)),
-        Err(error) => Err(CheckError::Evaluation(format!(
-            "the generated engagement skeleton does not parse: {error}"
-        ))),
-    }
 }
 
 /// One root a compiled check reads, converted from the variable's value; a root that is
@@ -498,22 +476,6 @@ mod tests {
         // A required field that is not bound denies.
         let without_int: Vec<_> = all.iter().filter(|(n, _)| *n != "int").cloned().collect();
         assert!(fields::<Root>(&Variables(without_int), &names).is_err());
-    }
-
-    #[test]
-    fn a_typed_skeleton_is_converted_once_and_a_broken_one_denies_every_check() {
-        static SKELETON: OnceLock<Result<Root, CheckError>> = OnceLock::new();
-        let first = typed_skeleton(&SKELETON, &base().to_string()).unwrap();
-        assert_eq!(first.text.as_str(), "t");
-        // The second call returns the same converted value, whatever the text says.
-        let again = typed_skeleton(&SKELETON, "{not json").unwrap();
-        assert!(std::ptr::eq(first, again));
-        static BROKEN: OnceLock<Result<Root, CheckError>> = OnceLock::new();
-        assert!(typed_skeleton(&BROKEN, "{not json").is_err());
-        assert!(typed_skeleton(&BROKEN, &base().to_string()).is_err());
-        // Text that parses but does not fit the struct is an error too.
-        static MISFIT: OnceLock<Result<Root, CheckError>> = OnceLock::new();
-        assert!(typed_skeleton(&MISFIT, "{}").is_err());
     }
 
     #[test]

@@ -623,63 +623,44 @@ pub mod policies {
     /// The compiled policies of agent `hr_agent`, over its typed engagement (OAS-E3).
     pub mod hr_agent {
         /// The CEL object `Engagement`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct History {
             pub total: i64,
         }
         /// The CEL object `Recent`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Recent {
             pub hr_kb_search: ::std::option::Option<HrKbSearchInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct User {
             pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchInvocation {
             pub inputs: HrKbSearchInputs,
             pub outputs: ::std::option::Option<HrKbSearchOutputs>,
         }
         /// The CEL object `HrKbSearchInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchInputs {
             pub knowledge_base_id: ::agentc_cel_support::Text,
             pub query: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchOutputs`.
-        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchOutputs {
             pub results: ::std::vec::Vec<HrKbSearchOutputsResultsItem>,
         }
         /// The CEL object `HrKbSearchOutputsResultsItem`.
-        #[derive(Clone, PartialEq)]
         pub struct HrKbSearchOutputsResultsItem {
             pub url: ::agentc_cel_support::Text,
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Engagement {
-                    history: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "history",
-                    )?,
-                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
-                })
-            }
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
@@ -780,20 +761,6 @@ pub mod policies {
                 })
             }
         }
-        /// The typed engagement for the roots a check does not read, converted
-        /// once.
-        fn skeleton() -> ::std::result::Result<
-            &'static Engagement,
-            ::agentc_runtime::CheckError,
-        > {
-            static SKELETON: ::std::sync::OnceLock<
-                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
-            > = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::typed_skeleton(
-                &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
-            )
-        }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
         #[allow(
             clippy::all,
@@ -852,11 +819,13 @@ pub mod policies {
         fn input_hr_kb_search_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             input_hr_kb_search(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -947,11 +916,13 @@ pub mod policies {
         fn output_hr_kb_search_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             output_hr_kb_search(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -987,11 +958,13 @@ pub mod policies {
         fn exposes_searches_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_searches(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -1045,11 +1018,13 @@ pub mod policies {
         fn exposes_last_kb_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_last_kb(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -1088,8 +1063,10 @@ pub mod policies {
         fn exposes_asked_by_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.user = ::agentc_generated_support::cel_roots::root(variables, "user")?;
+            let root = Engagement {
+                user: ::agentc_generated_support::cel_roots::root(variables, "user")?,
+                ..::std::default::Default::default()
+            };
             exposes_asked_by(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -1111,7 +1088,6 @@ pub mod policies {
         /// The input guardrail: its assertion over the fields of `prompt_injection_scanner`'s output (OAS-G4).
         pub mod input_guardrail {
             /// The CEL object `Fields`.
-            #[derive(Clone, PartialEq)]
             pub struct Fields {
                 pub flagged: bool,
                 pub score: f64,

@@ -643,7 +643,7 @@ pub mod policies {
     /// The compiled policies of agent `meeting_scheduler`, over its typed engagement (OAS-E3).
     pub mod meeting_scheduler {
         /// The CEL object `Engagement`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
@@ -651,70 +651,46 @@ pub mod policies {
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct History {
             pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
         }
         /// The CEL object `Recent`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Recent {
             pub calendar_free_busy: ::std::option::Option<CalendarFreeBusyInvocation>,
             pub create_event: ::std::option::Option<CreateEventInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct User {
             pub email: ::std::option::Option<::agentc_cel_support::Text>,
         }
         /// The CEL object `CalendarFreeBusyInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyInvocation {
             pub inputs: CalendarFreeBusyInputs,
         }
         /// The CEL object `CreateEventInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct CreateEventInvocation {
             pub inputs: CreateEventInputs,
             pub outputs: ::std::option::Option<CreateEventOutputs>,
         }
         /// The CEL object `CalendarFreeBusyInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct CalendarFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub window_end: ::agentc_cel_support::Text,
             pub window_start: ::agentc_cel_support::Text,
         }
         /// The CEL object `CreateEventInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct CreateEventInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub end: ::agentc_cel_support::Text,
             pub start: ::agentc_cel_support::Text,
         }
         /// The CEL object `CreateEventOutputs`.
-        #[derive(Clone, PartialEq)]
         pub struct CreateEventOutputs {
             pub event_id: ::agentc_cel_support::Text,
             pub status: ::agentc_cel_support::Text,
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Engagement {
-                    history: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "history",
-                    )?,
-                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    started_at: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "started_at",
-                    )?,
-                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
-                })
-            }
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
@@ -847,20 +823,6 @@ pub mod policies {
                 })
             }
         }
-        /// The typed engagement for the roots a check does not read, converted
-        /// once.
-        fn skeleton() -> ::std::result::Result<
-            &'static Engagement,
-            ::agentc_runtime::CheckError,
-        > {
-            static SKELETON: ::std::sync::OnceLock<
-                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
-            > = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::typed_skeleton(
-                &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
-            )
-        }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
         #[allow(
             clippy::all,
@@ -940,11 +902,13 @@ pub mod policies {
         fn input_calendar_free_busy_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             input_calendar_free_busy(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -1210,16 +1174,18 @@ pub mod policies {
         fn input_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
-            root.started_at = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "started_at",
-            )?;
-            root.user = ::agentc_generated_support::cel_roots::root(variables, "user")?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                started_at: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "started_at",
+                )?,
+                user: ::agentc_generated_support::cel_roots::root(variables, "user")?,
+                ..::std::default::Default::default()
+            };
             input_create_event(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -1326,11 +1292,13 @@ pub mod policies {
         fn output_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             output_create_event(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -1386,11 +1354,13 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_event_id(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -1440,11 +1410,13 @@ pub mod policies {
         fn exposes_events_created_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_events_created(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)

@@ -1645,44 +1645,28 @@ pub mod policies {
     /// The compiled policies of agent `compliance_reviewer`, over its typed engagement (OAS-E3).
     pub mod compliance_reviewer {
         /// The CEL object `Engagement`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
         }
         /// The CEL object `History`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct History {
             pub total: i64,
         }
         /// The CEL object `Recent`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Recent {
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
         }
         /// The CEL object `LookupPolicyDocInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::agentc_cel_support::Text,
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Engagement {
-                    history: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "history",
-                    )?,
-                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                })
-            }
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
@@ -1745,20 +1729,6 @@ pub mod policies {
                 })
             }
         }
-        /// The typed engagement for the roots a check does not read, converted
-        /// once.
-        fn skeleton() -> ::std::result::Result<
-            &'static Engagement,
-            ::agentc_runtime::CheckError,
-        > {
-            static SKELETON: ::std::sync::OnceLock<
-                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
-            > = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::typed_skeleton(
-                &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
-            )
-        }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
         #[allow(
             clippy::all,
@@ -1789,11 +1759,13 @@ pub mod policies {
         fn input_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             input_lookup_policy_doc(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -1829,11 +1801,13 @@ pub mod policies {
         fn exposes_policies_consulted_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_policies_consulted(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -1856,45 +1830,31 @@ pub mod policies {
     /// The compiled policies of agent `hr_helpdesk`, over its typed engagement (OAS-E3).
     pub mod hr_helpdesk {
         /// The CEL object `Engagement`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Engagement {
             pub recent: Recent,
         }
         /// The CEL object `Recent`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Recent {
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
             pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
-        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputs {
             pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
         }
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
-        #[derive(Clone, PartialEq)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::agentc_cel_support::Text,
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Engagement {
-                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                })
-            }
         }
         impl ::agentc_generated_support::cel_roots::FromCel for Recent {
             fn from_cel(
@@ -1972,20 +1932,6 @@ pub mod policies {
                 })
             }
         }
-        /// The typed engagement for the roots a check does not read, converted
-        /// once.
-        fn skeleton() -> ::std::result::Result<
-            &'static Engagement,
-            ::agentc_runtime::CheckError,
-        > {
-            static SKELETON: ::std::sync::OnceLock<
-                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
-            > = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::typed_skeleton(
-                &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
-            )
-        }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
         #[allow(
             clippy::all,
@@ -2016,11 +1962,12 @@ pub mod policies {
         fn input_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+            };
             input_lookup_policy_doc(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -2202,11 +2149,12 @@ pub mod policies {
         fn output_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+            };
             output_lookup_policy_doc(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -2265,11 +2213,12 @@ pub mod policies {
         fn exposes_documents_found_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+            };
             exposes_documents_found(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -2325,11 +2274,12 @@ pub mod policies {
         fn exposes_collection_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+            };
             exposes_collection(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -2352,79 +2302,57 @@ pub mod policies {
     /// The compiled policies of agent `office_assistant`, over its typed engagement (OAS-E3).
     pub mod office_assistant {
         /// The CEL object `Engagement`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
         }
         /// The CEL object `History`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct History {
             pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
         }
         /// The CEL object `Recent`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Recent {
             pub hr_helpdesk: ::std::option::Option<HrHelpdeskInvocation>,
             pub team_scheduler: ::std::option::Option<TeamSchedulerInvocation>,
             pub vendor_liaison: ::std::option::Option<VendorLiaisonInvocation>,
         }
         /// The CEL object `HrHelpdeskInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskInvocation {
             pub inputs: HrHelpdeskInputs,
             pub outputs: ::std::option::Option<HrHelpdeskOutputs>,
         }
         /// The CEL object `TeamSchedulerInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerInvocation {
             pub inputs: TeamSchedulerInputs,
             pub outputs: ::std::option::Option<TeamSchedulerOutputs>,
         }
         /// The CEL object `VendorLiaisonInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonInvocation {
             pub outputs: ::std::option::Option<VendorLiaisonOutputs>,
         }
         /// The CEL object `HrHelpdeskInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskInputs {
             pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrHelpdeskOutputs`.
-        #[derive(Clone, PartialEq)]
         pub struct HrHelpdeskOutputs {
             pub documents_found: i64,
         }
         /// The CEL object `TeamSchedulerInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerInputs {
             pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamSchedulerOutputs`.
-        #[derive(Clone, PartialEq)]
         pub struct TeamSchedulerOutputs {
             pub event_id: ::agentc_cel_support::Text,
             pub events_created: i64,
         }
         /// The CEL object `VendorLiaisonOutputs`.
-        #[derive(Clone, PartialEq)]
         pub struct VendorLiaisonOutputs {
             pub messages_sent: i64,
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Engagement {
-                    history: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "history",
-                    )?,
-                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                })
-            }
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
@@ -2585,20 +2513,6 @@ pub mod policies {
                 })
             }
         }
-        /// The typed engagement for the roots a check does not read, converted
-        /// once.
-        fn skeleton() -> ::std::result::Result<
-            &'static Engagement,
-            ::agentc_runtime::CheckError,
-        > {
-            static SKELETON: ::std::sync::OnceLock<
-                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
-            > = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::typed_skeleton(
-                &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
-            )
-        }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
         #[allow(
             clippy::all,
@@ -2628,11 +2542,13 @@ pub mod policies {
         fn input_team_scheduler_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             input_team_scheduler(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -2717,11 +2633,13 @@ pub mod policies {
         fn output_team_scheduler_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             output_team_scheduler(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -2793,11 +2711,13 @@ pub mod policies {
         fn input_hr_helpdesk_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             input_hr_helpdesk(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -2842,11 +2762,13 @@ pub mod policies {
         fn output_hr_helpdesk_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             output_hr_helpdesk(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -2893,11 +2815,13 @@ pub mod policies {
         fn output_vendor_liaison_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             output_vendor_liaison(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -2953,11 +2877,13 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_event_id(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -3001,11 +2927,13 @@ pub mod policies {
         fn exposes_delegations_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_delegations(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -3028,69 +2956,46 @@ pub mod policies {
     /// The compiled policies of agent `team_scheduler`, over its typed engagement (OAS-E3).
     pub mod team_scheduler {
         /// The CEL object `Engagement`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
             pub started_at: ::agentc_cel_support::Timestamp,
         }
         /// The CEL object `History`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct History {
             pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
         }
         /// The CEL object `Recent`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Recent {
             pub team_create_event: ::std::option::Option<TeamCreateEventInvocation>,
             pub team_free_busy: ::std::option::Option<TeamFreeBusyInvocation>,
         }
         /// The CEL object `TeamCreateEventInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventInvocation {
             pub inputs: TeamCreateEventInputs,
             pub outputs: ::std::option::Option<TeamCreateEventOutputs>,
         }
         /// The CEL object `TeamFreeBusyInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInvocation {
             pub inputs: TeamFreeBusyInputs,
         }
         /// The CEL object `TeamCreateEventInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub end: ::agentc_cel_support::Text,
             pub start: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamCreateEventOutputs`.
-        #[derive(Clone, PartialEq)]
         pub struct TeamCreateEventOutputs {
             pub event_id: ::agentc_cel_support::Text,
             pub status: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamFreeBusyInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct TeamFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Engagement {
-                    history: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "history",
-                    )?,
-                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    started_at: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "started_at",
-                    )?,
-                })
-            }
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
@@ -3205,20 +3110,6 @@ pub mod policies {
                 })
             }
         }
-        /// The typed engagement for the roots a check does not read, converted
-        /// once.
-        fn skeleton() -> ::std::result::Result<
-            &'static Engagement,
-            ::agentc_runtime::CheckError,
-        > {
-            static SKELETON: ::std::sync::OnceLock<
-                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
-            > = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::typed_skeleton(
-                &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0}}",
-            )
-        }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
         #[allow(
             clippy::all,
@@ -3249,11 +3140,13 @@ pub mod policies {
         fn input_team_free_busy_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             input_team_free_busy(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -3418,15 +3311,17 @@ pub mod policies {
         fn input_team_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
-            root.started_at = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "started_at",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                started_at: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "started_at",
+                )?,
+                ..::std::default::Default::default()
+            };
             input_team_create_event(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -3477,11 +3372,13 @@ pub mod policies {
         fn output_team_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             output_team_create_event(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -3539,11 +3436,13 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_event_id(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -3593,11 +3492,13 @@ pub mod policies {
         fn exposes_events_created_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_events_created(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -3620,57 +3521,39 @@ pub mod policies {
     /// The compiled policies of agent `vendor_liaison`, over its typed engagement (OAS-E3).
     pub mod vendor_liaison {
         /// The CEL object `Engagement`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
             pub user: User,
         }
         /// The CEL object `History`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct History {
             pub vendor_support: ::std::vec::Vec<VendorSupportInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct Recent {
             pub vendor_support: ::std::option::Option<VendorSupportInvocation>,
         }
         /// The CEL object `User`.
-        #[derive(Clone, PartialEq)]
+        #[derive(::std::default::Default)]
         pub struct User {
             pub email: ::std::option::Option<::agentc_cel_support::Text>,
         }
         /// The CEL object `VendorSupportInvocation`.
-        #[derive(Clone, PartialEq)]
         pub struct VendorSupportInvocation {
             pub inputs: VendorSupportInputs,
             pub outputs: ::std::option::Option<VendorSupportOutputs>,
         }
         /// The CEL object `VendorSupportInputs`.
-        #[derive(Clone, PartialEq)]
         pub struct VendorSupportInputs {
             pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `VendorSupportOutputs`.
-        #[derive(Clone, PartialEq)]
         pub struct VendorSupportOutputs {
             pub text: ::agentc_cel_support::Text,
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Engagement {
-                    history: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "history",
-                    )?,
-                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                    user: ::agentc_generated_support::cel_roots::field(map, "user")?,
-                })
-            }
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
@@ -3755,20 +3638,6 @@ pub mod policies {
                     text: ::agentc_generated_support::cel_roots::field(map, "text")?,
                 })
             }
-        }
-        /// The typed engagement for the roots a check does not read, converted
-        /// once.
-        fn skeleton() -> ::std::result::Result<
-            &'static Engagement,
-            ::agentc_runtime::CheckError,
-        > {
-            static SKELETON: ::std::sync::OnceLock<
-                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
-            > = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::typed_skeleton(
-                &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"vendor_support\":[]}}",
-            )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
         #[allow(
@@ -3884,12 +3753,14 @@ pub mod policies {
         fn input_vendor_support_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
-            root.user = ::agentc_generated_support::cel_roots::root(variables, "user")?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                user: ::agentc_generated_support::cel_roots::root(variables, "user")?,
+                ..::std::default::Default::default()
+            };
             input_vendor_support(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -3939,11 +3810,13 @@ pub mod policies {
         fn output_vendor_support_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             output_vendor_support(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -3990,11 +3863,13 @@ pub mod policies {
         fn exposes_messages_sent_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_messages_sent(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)

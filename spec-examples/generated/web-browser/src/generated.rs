@@ -617,56 +617,36 @@ pub mod policies {
     /// The compiled policies of agent `web_browser`, over its typed engagement (OAS-E3).
     pub mod web_browser {
         /// The CEL object `Engagement`.
-        #[derive(Clone, PartialEq, ::serde::Serialize)]
+        #[derive(::std::default::Default)]
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
         }
         /// The CEL object `History`.
-        #[derive(Clone, PartialEq, ::serde::Serialize)]
+        #[derive(::std::default::Default)]
         pub struct History {
-            #[serde(rename = "_total")]
             pub total: i64,
             pub fetch_page: ::std::vec::Vec<FetchPageInvocation>,
         }
         /// The CEL object `Recent`.
-        #[derive(Clone, PartialEq, ::serde::Serialize)]
+        #[derive(::std::default::Default)]
         pub struct Recent {
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub fetch_page: ::std::option::Option<FetchPageInvocation>,
         }
         /// The CEL object `FetchPageInvocation`.
-        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInvocation {
             pub inputs: FetchPageInputs,
-            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub outputs: ::std::option::Option<FetchPageOutputs>,
         }
         /// The CEL object `FetchPageInputs`.
-        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageInputs {
             pub url: ::agentc_cel_support::Text,
         }
         /// The CEL object `FetchPageOutputs`.
-        #[derive(Clone, PartialEq, ::serde::Serialize)]
         pub struct FetchPageOutputs {
             pub body: ::agentc_cel_support::Text,
             pub content_type: ::agentc_cel_support::Text,
             pub status_code: i64,
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Engagement {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Engagement {
-                    history: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "history",
-                    )?,
-                    recent: ::agentc_generated_support::cel_roots::field(map, "recent")?,
-                })
-            }
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
@@ -750,20 +730,6 @@ pub mod policies {
                     )?,
                 })
             }
-        }
-        /// The typed engagement for the roots a check does not read, converted
-        /// once.
-        fn skeleton() -> ::std::result::Result<
-            &'static Engagement,
-            ::agentc_runtime::CheckError,
-        > {
-            static SKELETON: ::std::sync::OnceLock<
-                ::std::result::Result<Engagement, ::agentc_runtime::CheckError>,
-            > = ::std::sync::OnceLock::new();
-            ::agentc_generated_support::cel_roots::typed_skeleton(
-                &SKELETON,
-                "{\"started_at\":\"1970-01-01T00:00:00Z\",\"user\":{\"id\":\"\"},\"recent\":{},\"history\":{\"_list\":[],\"_total\":0,\"fetch_page\":[]}}",
-            )
         }
         /// Compiled from a CEL expression of type `bool`; an `Err` denies.
         #[allow(
@@ -939,15 +905,16 @@ pub mod policies {
         fn input_fetch_page_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+            };
             input_fetch_page(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -1096,11 +1063,13 @@ pub mod policies {
         fn output_fetch_page_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.recent = ::agentc_generated_support::cel_roots::root_by_fields(
-                variables,
-                "recent",
-            )?;
+            let root = Engagement {
+                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                )?,
+                ..::std::default::Default::default()
+            };
             output_fetch_page(&root)
                 .map(::agentc_cel::Value::Bool)
                 .map_err(super::super::support::denial)
@@ -1147,11 +1116,13 @@ pub mod policies {
         fn exposes_pages_fetched_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_pages_fetched(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -1210,11 +1181,13 @@ pub mod policies {
         fn exposes_first_url_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let mut root: Engagement = ::std::clone::Clone::clone(skeleton()?);
-            root.history = ::agentc_generated_support::cel_roots::root(
-                variables,
-                "history",
-            )?;
+            let root = Engagement {
+                history: ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "history",
+                )?,
+                ..::std::default::Default::default()
+            };
             exposes_first_url(&root)
                 .map_err(super::super::support::denial)
                 .and_then(super::super::support::cel_value)
@@ -1247,7 +1220,6 @@ pub mod policies {
         /// The output guardrail: its assertion over the fields of `pii_detector`'s output (OAS-G4).
         pub mod output_guardrail {
             /// The CEL object `Fields`.
-            #[derive(Clone, PartialEq)]
             pub struct Fields {
                 pub categories: ::std::vec::Vec<::agentc_cel_support::Text>,
                 pub confidence: f64,
