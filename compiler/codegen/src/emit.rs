@@ -332,8 +332,9 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
 /// What a set of layout structs is for, which decides what they derive.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum CelStructsFor {
-    /// An agent's engagement: every struct derives `Default` (a check builds the root
-    /// `Engagement` from the roots it reads and defaults for the others), and the root
+    /// An agent's engagement: the structs that `Engagement::default()` builds derive
+    /// `Default` (a check builds the root `Engagement` from the roots it reads and
+    /// defaults for the others; see [`structs_built_by_default`]), and the root
     /// `Engagement` gets no `FromCel`, since it is never converted whole.
     Engagement,
     /// A guardrail's output fields, converted whole.
