@@ -121,6 +121,20 @@ fn touch(path: &Path) -> Result<(), String> {
         .map_err(|error| format!("cannot touch {}: {error}", path.display()))
 }
 
+/// The committed source of an example's generated crate (what is touched to rebuild it).
+fn generated_source(root: &Path, example: &str) -> PathBuf {
+    root.join("spec-examples")
+        .join("generated")
+        .join(example)
+        .join("src")
+        .join("generated.rs")
+}
+
+/// The runtime crate's root source file (what is touched to rebuild it).
+fn runtime_source(root: &Path) -> PathBuf {
+    root.join("runtime").join("src").join("lib.rs")
+}
+
 fn target_directory(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -185,12 +199,7 @@ pub fn run(root: &Path) -> Result<(), String> {
                 )
             },
         )?;
-        let generated = root
-            .join("spec-examples")
-            .join("generated")
-            .join(example)
-            .join("src")
-            .join("generated.rs");
+        let generated = generated_source(root, example);
         let lines = std::fs::read_to_string(&generated)
             .map_err(|error| format!("cannot read {}: {error}", generated.display()))?
             .lines()
@@ -211,13 +220,13 @@ pub fn run(root: &Path) -> Result<(), String> {
         );
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    let runtime_source = root.join("runtime").join("src").join("lib.rs");
+    let runtime_file = runtime_source(root);
     let runtime = best_of(
-        || touch(&runtime_source),
+        || touch(&runtime_file),
         || timed(root, &cargo, &["check", "-q", "-p", "agentc-runtime"]),
     )?;
     let runtime_build = best_of(
-        || touch(&runtime_source),
+        || touch(&runtime_file),
         || timed(root, &cargo, &["build", "-q", "-p", "agentc-runtime"]),
     )?;
     println!();
@@ -336,20 +345,9 @@ pub fn run_instructions(root: &Path) -> Result<(), String> {
         .map_err(|error| format!("cannot find this binary, the rustc wrapper: {error}"))?;
     let mut packages: Vec<(&str, PathBuf)> = GENERATED_EXAMPLES
         .iter()
-        .map(|example| {
-            let source = root
-                .join("spec-examples")
-                .join("generated")
-                .join(example)
-                .join("src")
-                .join("generated.rs");
-            (*example, source)
-        })
+        .map(|example| (*example, generated_source(root, example)))
         .collect();
-    packages.push((
-        "agentc-runtime",
-        root.join("runtime").join("src").join("lib.rs"),
-    ));
+    packages.push(("agentc-runtime", runtime_source(root)));
     let mut counts = Vec::new();
     for (package, source) in &packages {
         let check = count(root, &cargo, &wrapper, "check", package, source)?;

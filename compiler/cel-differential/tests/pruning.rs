@@ -83,6 +83,10 @@ fn selections_tests_and_comprehension_items_are_reads() {
         expected.insert(object, field);
     }
     assert_eq!(reads, expected);
+    assert_eq!(
+        reads.fields_of("Engagement").collect::<Vec<_>>(),
+        ["history", "recent"]
+    );
     let pruned = prune_layout(&full, &reads);
     assert_eq!(
         pruned.fields.keys().collect::<Vec<_>>(),
@@ -114,4 +118,17 @@ fn a_field_only_tested_with_has_is_kept() {
         panic!("user is an object");
     };
     assert_eq!(user.fields.keys().collect::<Vec<_>>(), ["email"]);
+}
+
+#[test]
+fn a_comprehension_variable_that_shadows_a_root_is_not_a_read_of_the_root() {
+    let expr = agentc_cel::parse("history.hr_kb_search.exists(user, has(user.outputs))").unwrap();
+    let reads = compile_function("f", &expr, "Engagement", &layout())
+        .unwrap()
+        .reads;
+    assert_eq!(
+        reads.fields_of("Engagement").collect::<Vec<_>>(),
+        ["history"]
+    );
+    assert!(reads.contains("HrKbSearchInvocation", "outputs"));
 }

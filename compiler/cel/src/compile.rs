@@ -93,9 +93,14 @@ impl FieldReads {
             .contains(&(object.to_string(), field.to_string()))
     }
 
-    /// Whether nothing is read.
-    pub fn is_empty(&self) -> bool {
-        self.reads.is_empty()
+    /// The fields read of the object type named `object`, in order: for the layout's
+    /// root, the root variables the code reads (a comprehension variable that shadows
+    /// one is not a read of it).
+    pub fn fields_of<'a>(&'a self, object: &'a str) -> impl Iterator<Item = &'a str> {
+        self.reads
+            .iter()
+            .filter(move |(read_object, _)| read_object == object)
+            .map(|(_, field)| field.as_str())
     }
 }
 

@@ -5,12 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use agentc_cel::ast::ExprKind;
 use agentc_cel::compile::{
     CompiledFunction, FieldReads, compile_assertion, compile_function, engagement_layout,
     prune_layout, rust_field_names, struct_definitions,
 };
-use agentc_cel::{Expr, ObjectType, Type};
+use agentc_cel::{ObjectType, Type};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote;
 
@@ -161,23 +160,6 @@ impl TypeGen {
     }
 }
 
-/// The variables an expression names that are among `known` (comprehension variables
-/// are identifiers too, so they are filtered out).
-fn roots(expr: &Expr, known: &[String]) -> Vec<String> {
-    let mut found = BTreeSet::new();
-    let mut stack = vec![expr];
-    while let Some(node) = stack.pop() {
-        if let ExprKind::Ident(name) = &node.kind {
-            let name = name.trim_start_matches('.');
-            if known.iter().any(|known| known == name) {
-                found.insert(name.to_string());
-            }
-        }
-        stack.extend(node.children());
-    }
-    found.into_iter().collect()
-}
-
 /// Where a compiled check's typed root comes from.
 #[derive(Clone, Copy)]
 enum CheckRoot {
@@ -218,16 +200,15 @@ fn up(depth: usize) -> TokenStream {
 
 /// A site's expression, parsed and compiled over its layout; the error is why it must be
 /// interpreted instead.
-fn compile_site(site: &CheckSite<'_>) -> Result<(Expr, CompiledFunction), String> {
+fn compile_site(site: &CheckSite<'_>) -> Result<CompiledFunction, String> {
     let expr = agentc_cel::parse(site.text).map_err(|_| "it does not parse".to_string())?;
-    let compiled = match site.kind {
+    match site.kind {
         CheckKind::Assertion => {
             compile_assertion(site.function, &expr, site.root_name, site.layout)
         }
         CheckKind::Selection => compile_function(site.function, &expr, site.root_name, site.layout),
     }
-    .map_err(|error| error.message)?;
-    Ok((expr, compiled))
+    .map_err(|error| error.message)
 }
 
 /// `layout` pruned to the fields that the sites which compile over it read (see
@@ -238,7 +219,7 @@ fn compile_site(site: &CheckSite<'_>) -> Result<(Expr, CompiledFunction), String
 fn pruned_for(sites: &[CheckSite<'_>], layout: &ObjectType) -> ObjectType {
     let mut reads = FieldReads::default();
     for site in sites {
-        if let Ok((_, compiled)) = compile_site(&CheckSite { layout, ..*site }) {
+        if let Ok(compiled) = compile_site(&CheckSite { layout, ..*site }) {
             reads.extend(&compiled.reads);
         }
     }
@@ -261,12 +242,12 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
             }
         }
     };
-    let (expr, compiled) = match compile_site(site) {
+    let compiled = match compile_site(site) {
         Ok(compiled) => compiled,
         Err(reason) => return interpreted(reason),
     };
-    let known: Vec<String> = site.layout.fields.keys().cloned().collect();
-    let roots = roots(&expr, &known);
+    // The roots the compiled function reads, as the compiler recorded them.
+    let roots: Vec<&str> = compiled.reads.fields_of(&site.layout.name).collect();
     let root_ident = ident(site.root_name);
     let function = ident(site.function);
     let to_value = match site.kind {
@@ -285,13 +266,13 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
         let assignments = roots.iter().map(|root| {
             let field = ident(root);
             // `recent` is read field by field (see `from_root_fields_impl`).
-            if root == "recent" {
+            if *root == "recent" {
                 quote!(#field: ::agentc_generated_support::cel_roots::root_by_fields(variables, #root)?,)
             } else {
                 quote!(#field: ::agentc_generated_support::cel_roots::root(variables, #root)?,)
             }
         });
-        let rest = if roots.len() < known.len() {
+        let rest = if roots.len() < site.layout.fields.len() {
             quote!(..::std::default::Default::default())
         } else {
             quote!()
