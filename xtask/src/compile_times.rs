@@ -66,6 +66,7 @@ fn timed(directory: &Path, program: &Path, arguments: &[&str]) -> Result<Timing,
     } else {
         Command::new(program)
     };
+    crate::remove_cargo_run_variables(&mut command);
     command
         .args(arguments)
         .env("CARGO_INCREMENTAL", "0")
@@ -151,7 +152,7 @@ fn target_directory(root: &Path) -> PathBuf {
 pub fn run(root: &Path) -> Result<(), String> {
     let cargo = PathBuf::from(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
     // Everything is built first, so that only the touched crate is compiled below.
-    let status = Command::new(&cargo)
+    let status = crate::cargo_command()
         .args(["build", "-p", "agentc"])
         .env("CARGO_INCREMENTAL", "0")
         .current_dir(root)
@@ -165,7 +166,7 @@ pub fn run(root: &Path) -> Result<(), String> {
         for example in GENERATED_EXAMPLES {
             everything.extend(["-p", example]);
         }
-        let status = Command::new(&cargo)
+        let status = crate::cargo_command()
             .args(&everything)
             .env("CARGO_INCREMENTAL", "0")
             .current_dir(root)
@@ -304,7 +305,6 @@ fn counted_instructions(report: &str) -> Option<u64> {
 /// alone, after touching `source` so that only it is compiled.
 fn count(
     root: &Path,
-    cargo: &Path,
     wrapper: &Path,
     subcommand: &str,
     package: &str,
@@ -316,7 +316,7 @@ fn count(
         std::process::id()
     ));
     let _ = std::fs::remove_file(&report);
-    let status = Command::new(cargo)
+    let status = crate::cargo_command()
         .args([subcommand, "-q", "-p", package])
         .env("CARGO_INCREMENTAL", "0")
         .env("RUSTC_WRAPPER", wrapper)
@@ -340,7 +340,6 @@ fn count(
 
 /// `cargo xtask compile-times --instructions`: see the module documentation.
 pub fn run_instructions(root: &Path) -> Result<(), String> {
-    let cargo = PathBuf::from(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
     let wrapper = std::env::current_exe()
         .map_err(|error| format!("cannot find this binary, the rustc wrapper: {error}"))?;
     let mut packages: Vec<(&str, PathBuf)> = GENERATED_EXAMPLES
@@ -350,8 +349,8 @@ pub fn run_instructions(root: &Path) -> Result<(), String> {
     packages.push(("agentc-runtime", runtime_source(root)));
     let mut counts = Vec::new();
     for (package, source) in &packages {
-        let check = count(root, &cargo, &wrapper, "check", package, source)?;
-        let build = count(root, &cargo, &wrapper, "build", package, source)?;
+        let check = count(root, &wrapper, "check", package, source)?;
+        let build = count(root, &wrapper, "build", package, source)?;
         counts.push((*package, check, build));
     }
     let Some(&(_, runtime_check, runtime_build)) = counts.last() else {

@@ -99,17 +99,23 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A `cargo` command with the environment a direct invocation would have. `cargo run`
-/// (which is how `cargo xtask` starts) gives this binary `CARGO_MANIFEST_DIR`,
-/// `CARGO_MANIFEST_PATH` and the `CARGO_PKG_*`/`CARGO_CRATE_NAME`/`CARGO_BIN_NAME`
-/// variables of the xtask crate; passed on, they reach the build scripts of the nested
-/// build, and a build script that declares `rerun-if-env-changed` on one of them (ring
-/// does, for `CARGO_MANIFEST_DIR`) is rerun, and everything that depends on it rebuilt,
-/// whenever the clone's path differs from the last build's: every CI run, since each
-/// is a fresh clone. Removed, they cannot differ between clones or between `cargo xtask
-/// ci` and plain `cargo test`.
-fn cargo_command() -> Command {
+/// A `cargo` command with the environment a direct invocation would have (see
+/// [`remove_cargo_run_variables`]).
+pub fn cargo_command() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    remove_cargo_run_variables(&mut command);
+    command
+}
+
+/// Keeps from `command` the variables `cargo run` (which is how `cargo xtask` starts)
+/// gave this binary: `CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH` and the
+/// `CARGO_PKG_*`/`CARGO_CRATE_NAME`/`CARGO_BIN_NAME` of the xtask crate. Passed on to a
+/// nested cargo, they reach its build scripts, and one that declares
+/// `rerun-if-env-changed` on them (ring does, for `CARGO_MANIFEST_DIR`) is rerun, and
+/// everything that depends on it rebuilt, whenever the clone's path differs from the
+/// last build's: every CI run, since each is a fresh clone. Removed, they cannot differ
+/// between clones, or between `cargo xtask` and plain `cargo test`.
+pub fn remove_cargo_run_variables(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else {
             continue;
@@ -127,7 +133,6 @@ fn cargo_command() -> Command {
             command.env_remove(name);
         }
     }
-    command
 }
 
 fn cargo(arguments: &[&str]) -> Result<(), String> {

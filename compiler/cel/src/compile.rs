@@ -73,34 +73,45 @@ pub struct CompiledFunction {
 /// both read `b` of `a`'s type; a root variable is a field of the root object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldReads {
-    reads: BTreeSet<(String, String)>,
+    /// Per object type name, the fields read of it.
+    reads: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl FieldReads {
     /// Records that `field` of the object type named `object` is read.
     pub fn insert(&mut self, object: &str, field: &str) {
-        self.reads.insert((object.to_string(), field.to_string()));
+        self.reads
+            .entry(object.to_string())
+            .or_default()
+            .insert(field.to_string());
     }
 
     /// Adds every read of `other`.
     pub fn extend(&mut self, other: &FieldReads) {
-        self.reads.extend(other.reads.iter().cloned());
+        for (object, fields) in &other.reads {
+            self.reads
+                .entry(object.clone())
+                .or_default()
+                .extend(fields.iter().cloned());
+        }
     }
 
     /// Whether `field` of the object type named `object` is read.
     pub fn contains(&self, object: &str, field: &str) -> bool {
         self.reads
-            .contains(&(object.to_string(), field.to_string()))
+            .get(object)
+            .is_some_and(|fields| fields.contains(field))
     }
 
     /// The fields read of the object type named `object`, in order: for the layout's
     /// root, the root variables the code reads (a comprehension variable that shadows
     /// one is not a read of it).
-    pub fn fields_of<'a>(&'a self, object: &'a str) -> impl Iterator<Item = &'a str> {
+    pub fn fields_of<'a>(&'a self, object: &str) -> impl Iterator<Item = &'a str> {
         self.reads
-            .iter()
-            .filter(move |(read_object, _)| read_object == object)
-            .map(|(_, field)| field.as_str())
+            .get(object)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 }
 
