@@ -100,10 +100,14 @@ pub fn kb_prefix(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((&(((&(root).recent))
-            .hr_kb_search
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+        (((&(match &((&(root).recent)).hr_kb_search {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                );
+            }
+        })
             .inputs))
             .knowledge_base_id
             .as_str())
@@ -135,12 +139,14 @@ pub fn history_rule(
                         Ok(
                             ((((&(v_h).inputs)).knowledge_base_id.as_str())
                                 .starts_with(("acme/"))
-                                && (((v_h)
-                                    .outputs
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                    )?)
+                                && ((match &(v_h).outputs {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
                                     .results
                                     .as_slice())
                                     .iter()
@@ -180,10 +186,14 @@ pub fn kb_in_list(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok({
-        let __needle = ((&(((&(root).recent))
-            .hr_kb_search
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+        let __needle = ((&(match &((&(root).recent)).hr_kb_search {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                );
+            }
+        })
             .inputs))
             .knowledge_base_id
             .as_str();
@@ -201,10 +211,14 @@ pub fn query_size(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (::agentc_cel_support::size_str(
-            (((&(((&(root).recent))
-                .hr_kb_search
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+            (((&(match &((&(root).recent)).hr_kb_search {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    );
+                }
+            })
                 .inputs))
                 .query
                 .as_str()),
@@ -231,12 +245,14 @@ pub fn query_regex(
             Ok(__regex) => {
                 __regex
                     .is_match(
-                        (((&(((&(root).recent))
-                            .hr_kb_search
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                            )?)
+                        (((&(match &((&(root).recent)).hr_kb_search {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                );
+                            }
+                        })
                             .inputs))
                             .query
                             .as_str()),
@@ -258,10 +274,14 @@ pub fn query_no_password(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (!(((&(((&(root).recent))
-            .hr_kb_search
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+        (!(((&(match &((&(root).recent)).hr_kb_search {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                );
+            }
+        })
             .inputs))
             .query
             .as_str())
@@ -276,10 +296,14 @@ pub fn kb_public(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((&(((&(root).recent))
-            .hr_kb_search
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+        (((&(match &((&(root).recent)).hr_kb_search {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                );
+            }
+        })
             .inputs))
             .knowledge_base_id
             .as_str())
@@ -294,13 +318,23 @@ pub fn results_all_scored(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((((&(root).recent))
-            .hr_kb_search
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+        ((match &(match &((&(root).recent)).hr_kb_search {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                );
+            }
+        })
             .outputs
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+        {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                );
+            }
+        })
             .results
             .as_slice())
             .iter()
@@ -318,13 +352,23 @@ pub fn results_exists_policy(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((((&(root).recent))
-            .hr_kb_search
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+        ((match &(match &((&(root).recent)).hr_kb_search {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                );
+            }
+        })
             .outputs
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+        {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                );
+            }
+        })
             .results
             .as_slice())
             .iter()
@@ -343,13 +387,23 @@ pub fn results_exists_one_perfect(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok({
         let mut __count: usize = 0;
-        for __item in (((((&(root).recent))
-            .hr_kb_search
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+        for __item in ((match &(match &((&(root).recent)).hr_kb_search {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                );
+            }
+        })
             .outputs
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+        {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                );
+            }
+        })
             .results
             .as_slice())
             .iter()
@@ -373,13 +427,23 @@ pub fn results_filter_size(
         (::agentc_cel_support::size_len(
             ({
                 let mut __out = ::std::vec::Vec::new();
-                for __item in (((((&(root).recent))
-                    .hr_kb_search
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+                for __item in ((match &(match &((&(root).recent)).hr_kb_search {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        );
+                    }
+                })
                     .outputs
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        );
+                    }
+                })
                     .results
                     .as_slice())
                     .iter()
@@ -408,13 +472,23 @@ pub fn results_titles(
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
-            for __item in (((((&(root).recent))
-                .hr_kb_search
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+            for __item in ((match &(match &((&(root).recent)).hr_kb_search {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    );
+                }
+            })
                 .outputs
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+            {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    );
+                }
+            })
                 .results
                 .as_slice())
                 .iter()
@@ -438,13 +512,23 @@ pub fn results_size(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (::agentc_cel_support::size_len(
-            (((((&(root).recent))
-                .hr_kb_search
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+            ((match &(match &((&(root).recent)).hr_kb_search {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    );
+                }
+            })
                 .outputs
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+            {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    );
+                }
+            })
                 .results
                 .as_slice())
                 .len(),
@@ -460,13 +544,23 @@ pub fn first_result_score(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         ((::agentc_cel_support::index(
-            ((((&(root).recent))
-                .hr_kb_search
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+            (match &(match &((&(root).recent)).hr_kb_search {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    );
+                }
+            })
                 .outputs
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+            {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    );
+                }
+            })
                 .results
                 .as_slice(),
             (0i64),
@@ -483,10 +577,14 @@ pub fn guarded_query(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (((&(root).recent)).hr_kb_search.is_some()
-            && (!((((&(((&(root).recent))
-                .hr_kb_search
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+            && (!((((&(match &((&(root).recent)).hr_kb_search {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    );
+                }
+            })
                 .inputs))
                 .query
                 .as_str()) == ("")))),
@@ -501,10 +599,14 @@ pub fn guarded_priority(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         ((!((&(root).recent)).create_event.is_some())
-            || (((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            || (((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .priority <= (3i64))),
     )
@@ -518,10 +620,14 @@ pub fn priority_mul_overflow(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (::agentc_cel_support::mul_int(
-            ((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .priority,
             (1000000000000i64),
@@ -537,10 +643,14 @@ pub fn priority_add_overflow(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (::agentc_cel_support::add_int(
-            ((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .priority,
             ((&(root).history)).total,
@@ -557,10 +667,14 @@ pub fn total_div_priority(
     Ok(
         (::agentc_cel_support::div_int(
             ((&(root).history)).total,
-            ((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .priority,
         )? >= (1i64)),
@@ -577,10 +691,14 @@ pub fn total_mod_priority(
         (::agentc_cel_support::rem_int(
             ((&(root).history)).total,
             ::agentc_cel_support::sub_int(
-                ((&(((&(root).recent))
-                    .create_event
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+                ((&(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        );
+                    }
+                })
                     .inputs))
                     .priority,
                 (1i64),
@@ -597,10 +715,14 @@ pub fn negate_priority(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (::agentc_cel_support::neg_int(
-            ((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .priority,
         )? < (0i64)),
@@ -615,10 +737,14 @@ pub fn attendees_size(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (::agentc_cel_support::size_len(
-            (((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            (((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .attendees
                 .as_slice())
@@ -634,10 +760,14 @@ pub fn attendees_internal(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((&(((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        (((&(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .inputs))
             .attendees
             .as_slice())
@@ -658,10 +788,14 @@ pub fn attendees_include_email(
     Ok({
         let mut __decided = false;
         let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
-        for __item in (((&(((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        for __item in (((&(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .inputs))
             .attendees
             .as_slice())
@@ -671,12 +805,14 @@ pub fn attendees_include_email(
             match (|| -> ::agentc_cel_support::CelResult<_> {
                 Ok(
                     ((v_a)
-                        == (((&(root).user))
-                            .email
-                            .as_deref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("email"),
-                            )?)),
+                        == (match ((&(root).user)).email.as_deref() {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("email"),
+                                );
+                            }
+                        })),
                 )
             })() {
                 Ok(true) => {
@@ -708,10 +844,14 @@ pub fn email_domain_unguarded(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((&(root).user))
-            .email
-            .as_deref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("email"))?)
+        (match ((&(root).user)).email.as_deref() {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("email"),
+                );
+            }
+        })
             .ends_with(("@acme.com")),
     )
 }
@@ -724,10 +864,14 @@ pub fn email_domain(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (((&(root).user)).email.is_some()
-            && (((&(root).user))
-                .email
-                .as_deref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("email"))?)
+            && (match ((&(root).user)).email.as_deref() {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("email"),
+                    );
+                }
+            })
                 .ends_with(("@acme.com"))),
     )
 }
@@ -740,10 +884,14 @@ pub fn user_attends(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok({
         let __needle = ((&(root).user)).id.as_str();
-        (((&(((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        (((&(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .inputs))
             .attendees
             .as_slice())
@@ -759,14 +907,24 @@ pub fn duration_unguarded(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((&(((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        (match ((&(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .inputs))
             .duration_minutes
-            .ok_or(::agentc_cel_support::CelError::no_such_key("duration_minutes"))?
-            <= (120i64)),
+        {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("duration_minutes"),
+                );
+            }
+        } <= (120i64)),
     )
 }
 /// `!has(recent.create_event.inputs.duration_minutes) || recent.create_event.inputs.duration_minutes <= 120`
@@ -779,10 +937,14 @@ pub fn duration_guarded(
     Ok(
         (match (|| -> ::agentc_cel_support::CelResult<_> {
             Ok(
-                (!((&(((&(root).recent))
-                    .create_event
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+                (!((&(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        );
+                    }
+                })
                     .inputs))
                     .duration_minutes
                     .is_some()),
@@ -792,19 +954,26 @@ pub fn duration_guarded(
             __left => {
                 match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (((&(((&(root).recent))
-                            .create_event
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("create_event"),
-                            )?)
+                        (match ((&(match &((&(root).recent)).create_event {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                );
+                            }
+                        })
                             .inputs))
                             .duration_minutes
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key(
-                                    "duration_minutes",
-                                ),
-                            )? <= (120i64)),
+                        {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key(
+                                        "duration_minutes",
+                                    ),
+                                );
+                            }
+                        } <= (120i64)),
                     )
                 })() {
                     Ok(true) => true,
@@ -826,14 +995,24 @@ pub fn organizer_is_user(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((((&(((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        (((match &((&(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .inputs))
             .organizer
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("organizer"))?)
+        {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("organizer"),
+                );
+            }
+        })
             .email
             .as_str()) == (((&(root).user)).id.as_str())),
     )
@@ -850,12 +1029,14 @@ pub fn organizer_named(
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
-                        ((&(((&(root).recent))
-                            .create_event
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("create_event"),
-                            )?)
+                        ((&(match &((&(root).recent)).create_event {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                );
+                            }
+                        })
                             .inputs))
                             .organizer
                             .is_some(),
@@ -865,18 +1046,24 @@ pub fn organizer_named(
                     __left => {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
-                                (((&(((&(root).recent))
-                                    .create_event
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                    )?)
+                                (match &((&(match &((&(root).recent)).create_event {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                        );
+                                    }
+                                })
                                     .inputs))
                                     .organizer
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("organizer"),
-                                    )?)
+                                {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("organizer"),
+                                        );
+                                    }
+                                })
                                     .name
                                     .is_some(),
                             )
@@ -897,23 +1084,34 @@ pub fn organizer_named(
                 match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (::agentc_cel_support::size_str(
-                            ((((&(((&(root).recent))
-                                .create_event
-                                .as_ref()
-                                .ok_or(
-                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                )?)
+                            (match (match &((&(match &((&(root).recent)).create_event {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                    );
+                                }
+                            })
                                 .inputs))
                                 .organizer
-                                .as_ref()
-                                .ok_or(
-                                    ::agentc_cel_support::CelError::no_such_key("organizer"),
-                                )?)
+                            {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key("organizer"),
+                                    );
+                                }
+                            })
                                 .name
                                 .as_deref()
-                                .ok_or(
-                                    ::agentc_cel_support::CelError::no_such_key("name"),
-                                )?),
+                            {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key("name"),
+                                    );
+                                }
+                            }),
                         ) > (0i64)),
                     )
                 })() {
@@ -937,17 +1135,25 @@ pub fn attendee_at_priority(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (!(((::agentc_cel_support::index(
-            ((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .attendees
                 .as_slice(),
-            ((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .priority,
         )?)
@@ -962,10 +1168,14 @@ pub fn priority_in_list(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok({
-        let __needle = ((&(((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        let __needle = ((&(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .inputs))
             .priority;
         ([(1i64), (2i64), (3i64)]).iter().any(|__item| (__needle == (*__item)))
@@ -979,13 +1189,23 @@ pub fn event_confirmed(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        ((((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        (match &(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .outputs
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+        {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                );
+            }
+        })
             .confirmed,
     )
 }
@@ -997,13 +1217,23 @@ pub fn event_id_prefix(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (((((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        ((match &(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .outputs
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+        {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                );
+            }
+        })
             .event_id
             .as_str())
             .starts_with(("evt_")),
@@ -1039,10 +1269,14 @@ pub fn history_confirmed(
             let v_e = __item;
             match (|| -> ::agentc_cel_support::CelResult<_> {
                 Ok(
-                    ((v_e)
-                        .outputs
-                        .as_ref()
-                        .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                    (match &(v_e).outputs {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            );
+                        }
+                    })
                         .confirmed,
                 )
             })() {
@@ -1216,10 +1450,14 @@ pub fn last_is_recent(
             ::agentc_cel_support::sub_int(((&(root).history)).total, (1i64))?,
         )?)
             .as_str())
-            == (((&(root).recent))
-                .name
-                .as_deref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("_name"))?)),
+            == (match ((&(root).recent)).name.as_deref() {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("_name"),
+                    );
+                }
+            })),
     )
 }
 /// `!has(recent._name) || recent._name in history._list`
@@ -1232,10 +1470,14 @@ pub fn recent_name_known(
     Ok(
         ((!((&(root).recent)).name.is_some())
             || {
-                let __needle = ((&(root).recent))
-                    .name
-                    .as_deref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("_name"))?;
+                let __needle = match ((&(root).recent)).name.as_deref() {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("_name"),
+                        );
+                    }
+                };
                 (((&(root).history)).list.as_slice())
                     .iter()
                     .any(|__item| ((__needle) == ((__item).as_str())))
@@ -1403,10 +1645,14 @@ pub fn email_from_id(
             __text
         })
             .as_str()
-            == (((&(root).user))
-                .email
-                .as_deref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("email"))?)),
+            == (match ((&(root).user)).email.as_deref() {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("email"),
+                    );
+                }
+            })),
     )
 }
 /// `size(user.id + recent.hr_kb_search.inputs.query) < 30`
@@ -1424,12 +1670,14 @@ pub fn concat_size(
                 );
                 __text
                     .push_str(
-                        (((&(((&(root).recent))
-                            .hr_kb_search
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                            )?)
+                        (((&(match &((&(root).recent)).hr_kb_search {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                );
+                            }
+                        })
                             .inputs))
                             .query
                             .as_str()),
@@ -1449,10 +1697,14 @@ pub fn dynamic_regex(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         match ::regex::RegexBuilder::new(
-                (((&(((&(root).recent))
-                    .hr_kb_search
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+                (((&(match &((&(root).recent)).hr_kb_search {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        );
+                    }
+                })
                     .inputs))
                     .query
                     .as_str()),
@@ -1480,13 +1732,23 @@ pub fn score_percent(
     Ok(
         (::agentc_cel_support::int_from_double(
             ((::agentc_cel_support::index(
-                ((((&(root).recent))
-                    .hr_kb_search
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+                (match &(match &((&(root).recent)).hr_kb_search {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        );
+                    }
+                })
                     .outputs
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        );
+                    }
+                })
                     .results
                     .as_slice(),
                 (0i64),
@@ -1512,13 +1774,23 @@ pub fn score_label(
     root: &Engagement,
 ) -> ::std::result::Result<::std::string::String, ::agentc_cel_support::CelError> {
     Ok(
-        (if (((((&(root).recent))
-            .hr_kb_search
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+        (if ((match &(match &((&(root).recent)).hr_kb_search {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                );
+            }
+        })
             .outputs
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+        {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                );
+            }
+        })
             .results
             .as_slice())
             .iter()
@@ -1543,13 +1815,23 @@ pub fn or_absorbs_error(
     Ok(
         (match (|| -> ::agentc_cel_support::CelResult<_> {
             Ok(
-                (((((&(root).recent))
-                    .hr_kb_search
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+                ((match &(match &((&(root).recent)).hr_kb_search {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        );
+                    }
+                })
                     .outputs
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        );
+                    }
+                })
                     .results
                     .as_slice())
                     .iter()
@@ -1563,12 +1845,14 @@ pub fn or_absorbs_error(
             __left => {
                 match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (((&(root).user))
-                            .email
-                            .as_deref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("email"),
-                            )?)
+                        (match ((&(root).user)).email.as_deref() {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("email"),
+                                );
+                            }
+                        })
                             .ends_with(("@acme.com")),
                     )
                 })() {
@@ -1593,10 +1877,14 @@ pub fn and_absorbs_error(
     Ok(
         (match (|| -> ::agentc_cel_support::CelResult<_> {
             Ok(
-                (((&(root).user))
-                    .email
-                    .as_deref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("email"))?)
+                (match ((&(root).user)).email.as_deref() {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("email"),
+                        );
+                    }
+                })
                     .ends_with(("@acme.com")),
             )
         })() {
@@ -1631,12 +1919,14 @@ pub fn all_absorbs_error(
             match (|| -> ::agentc_cel_support::CelResult<_> {
                 Ok(
                     (::agentc_cel_support::size_len(
-                        (((v_h)
-                            .outputs
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                            )?)
+                        ((match &(v_h).outputs {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                );
+                            }
+                        })
                             .results
                             .as_slice())
                             .len(),
@@ -1679,12 +1969,14 @@ pub fn same_kb_as_before(
             match (|| -> ::agentc_cel_support::CelResult<_> {
                 Ok(
                     ((((&(v_h).inputs)).knowledge_base_id.as_str())
-                        == (((&(((&(root).recent))
-                            .hr_kb_search
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                            )?)
+                        == (((&(match &((&(root).recent)).hr_kb_search {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                );
+                            }
+                        })
                             .inputs))
                             .knowledge_base_id
                             .as_str())),
@@ -1719,24 +2011,36 @@ pub fn priority_square(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        (if (((&(((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        (if (((&(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .inputs))
             .priority > (2i64))
         {
             (::agentc_cel_support::mul_int(
-                ((&(((&(root).recent))
-                    .create_event
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+                ((&(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        );
+                    }
+                })
                     .inputs))
                     .priority,
-                ((&(((&(root).recent))
-                    .create_event
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+                ((&(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        );
+                    }
+                })
                     .inputs))
                     .priority,
             )? < (100i64))
@@ -1753,10 +2057,14 @@ pub fn title_as_int(
     root: &Engagement,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
-        ((((&(((&(root).recent))
-            .create_event
-            .as_ref()
-            .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+        ((((&(match &((&(root).recent)).create_event {
+            ::std::option::Option::Some(value) => value,
+            ::std::option::Option::None => {
+                return ::std::result::Result::Err(
+                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                );
+            }
+        })
             .inputs))
             .title
             .as_str())
@@ -1774,10 +2082,14 @@ pub fn title_not_blank(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (::agentc_cel_support::size_str(
-            ((((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .title
                 .as_str())
@@ -1794,10 +2106,14 @@ pub fn literal_list_exists(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         ([
-            ((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .priority,
             ((&(root).history)).total,
@@ -1819,13 +2135,23 @@ pub fn scores_exist(
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
-            for __item in (((((&(root).recent))
-                .hr_kb_search
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("hr_kb_search"))?)
+            for __item in ((match &(match &((&(root).recent)).hr_kb_search {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    );
+                }
+            })
                 .outputs
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+            {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    );
+                }
+            })
                 .results
                 .as_slice())
                 .iter()
@@ -1860,10 +2186,14 @@ pub fn priority_underflow(
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
     Ok(
         (::agentc_cel_support::sub_int(
-            ((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            ((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .priority,
             (9223372036854775807i64),
@@ -1898,10 +2228,14 @@ pub fn upper_attendees(
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
-            for __item in (((&(((&(root).recent))
-                .create_event
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("create_event"))?)
+            for __item in (((&(match &((&(root).recent)).create_event {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    );
+                }
+            })
                 .inputs))
                 .attendees
                 .as_slice())
@@ -1997,12 +2331,14 @@ pub fn nested_filter_map(
                         ::agentc_cel_support::size_len(
                             ({
                                 let mut __out = ::std::vec::Vec::new();
-                                for __item in (((v_h)
-                                    .outputs
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                    )?)
+                                for __item in ((match &(v_h).outputs {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
                                     .results
                                     .as_slice())
                                     .iter()
@@ -2038,10 +2374,14 @@ pub fn exists_one_errors(
         let mut __count: usize = 0;
         for __item in (((&(root).history)).create_event.as_slice()).iter() {
             let v_e = __item;
-            if ((v_e)
-                .outputs
-                .as_ref()
-                .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+            if (match &(v_e).outputs {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => {
+                    return ::std::result::Result::Err(
+                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    );
+                }
+            })
                 .confirmed
             {
                 __count += 1;

@@ -1021,11 +1021,17 @@ impl Compiler<'_> {
             Ok(Code::new(tokens, form, false))
         } else {
             let missing = quote!(#support::CelError::no_such_key(#field));
-            let tokens = match &form {
-                Form::Str | Form::List(..) => quote!(#place.as_deref().ok_or(#missing)?),
-                Form::Object(_) => quote!(#place.as_ref().ok_or(#missing)?),
-                _ => quote!(#place.ok_or(#missing)?),
+            // A `match` rather than `.ok_or(..)?`: those are generic functions, and
+            // would be instantiated once per field type in every generated crate.
+            let present = match &form {
+                Form::Str | Form::List(..) => quote!(#place.as_deref()),
+                Form::Object(_) => quote!(&#place),
+                _ => place,
             };
+            let tokens = quote!(match #present {
+                ::std::option::Option::Some(value) => value,
+                ::std::option::Option::None => return ::std::result::Result::Err(#missing),
+            });
             Ok(Code::new(tokens, form, true))
         }
     }

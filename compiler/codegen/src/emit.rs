@@ -10,10 +10,11 @@ use agentc_cel::compile::{
     prune_layout, rust_field_names, struct_definitions,
 };
 use agentc_cel::{ObjectType, Type};
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 
 use crate::ir::{AgentIr, CapabilityIr, GuardrailIr, RestrictionIr, SetIr, TargetIr, ToolIr};
+use crate::schemas;
 
 const PRELUDE: &str = include_str!("prelude.rs.in");
 
@@ -66,11 +67,25 @@ fn docs(text: &str) -> TokenStream {
     quote!(#(#[doc = #lines])*)
 }
 
+/// `text` as a raw string literal (`r#"…"#`, with as many `#`s as it needs), so that
+/// embedded JSON reads as JSON in the generated code.
+fn raw_string(text: &str) -> Literal {
+    let mut hashes = String::from("#");
+    while text.contains(&format!("\"{hashes}")) {
+        hashes.push('#');
+    }
+    // With more `#`s than any `"#…` run in the text, the literal ends where it should;
+    // should the lexer still refuse it, the escaped form means the same.
+    Literal::from_str(&format!("r{hashes}\"{text}\"{hashes}"))
+        .unwrap_or_else(|_| Literal::string(text))
+}
+
 fn ident(text: &str) -> Ident {
     Ident::new(text, Span::call_site())
 }
 
-/// Generates named Rust types (serde and schemars derives) for CEL types.
+/// Generates named Rust types for CEL types: serde derives, and a `JsonSchema` impl that
+/// reports the schema the type came from (see [`crate::schemas`]).
 #[derive(Default)]
 struct TypeGen {
     items: Vec<TokenStream>,
@@ -78,7 +93,15 @@ struct TypeGen {
 }
 
 impl TypeGen {
-    fn rust_type(&mut self, ty: &Type, hint: &str, doc: Option<&str>) -> TokenStream {
+    /// The Rust type for `ty`, declaring the structs it needs. `schema` is the part of a
+    /// tool document's JSON Schema that `ty` was translated from, when there is one.
+    fn rust_type(
+        &mut self,
+        ty: &Type,
+        schema: Option<&serde_json::Value>,
+        hint: &str,
+        doc: Option<&str>,
+    ) -> TokenStream {
         match ty {
             Type::Bool => quote!(bool),
             Type::Int => quote!(i64),
@@ -87,15 +110,25 @@ impl TypeGen {
             // Timestamps and durations travel as their JSON text forms.
             Type::String | Type::Timestamp | Type::Duration => quote!(::std::string::String),
             Type::List(element) => {
-                let element = self.rust_type(element, &format!("{hint}Item"), None);
+                let element = self.rust_type(
+                    element,
+                    schemas::items(schema),
+                    &format!("{hint}Item"),
+                    None,
+                );
                 quote!(::std::vec::Vec<#element>)
             }
             Type::Map(key, value) if **key == Type::String => {
-                let value = self.rust_type(value, &format!("{hint}Value"), None);
+                let value = self.rust_type(
+                    value,
+                    schemas::additional_properties(schema),
+                    &format!("{hint}Value"),
+                    None,
+                );
                 quote!(::std::collections::BTreeMap<::std::string::String, #value>)
             }
             Type::Object(object) => {
-                let name = self.object(hint, object, doc);
+                let name = self.object(hint, object, schema, doc);
                 quote!(#name)
             }
             _ => quote!(::serde_json::Value),
@@ -113,7 +146,13 @@ impl TypeGen {
         ident(&candidate)
     }
 
-    fn object(&mut self, hint: &str, object: &ObjectType, doc: Option<&str>) -> Ident {
+    fn object(
+        &mut self,
+        hint: &str,
+        object: &ObjectType,
+        schema: Option<&serde_json::Value>,
+        doc: Option<&str>,
+    ) -> Ident {
         let name = self.fresh(hint);
         let names = rust_field_names(object);
         let mut fields = Vec::new();
@@ -123,7 +162,12 @@ impl TypeGen {
                 .cloned()
                 .unwrap_or_else(|| cel_name.clone());
             let field_ident = ident(&rust_name);
-            let ty = self.rust_type(&field.ty, &format!("{hint}{}", camel(cel_name)), None);
+            let ty = self.rust_type(
+                &field.ty,
+                schemas::property(schema, cel_name),
+                &format!("{hint}{}", camel(cel_name)),
+                None,
+            );
             let rename = if rust_name == *cel_name {
                 quote!()
             } else {
@@ -145,15 +189,28 @@ impl TypeGen {
                 pub extra_fields: ::std::collections::BTreeMap<::std::string::String, ::serde_json::Value>,
             });
         }
+        let schema_text = raw_string(&schemas::struct_schema(object, schema, doc).to_string());
+        let name_text = name.to_string();
         let doc = doc.map_or_else(
             || format!(" The object `{}`.", object.name),
             |doc| format!(" {doc}"),
         );
         self.items.push(quote! {
             #[doc = #doc]
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema)]
+            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
             pub struct #name {
                 #(#fields)*
+            }
+            impl ::schemars::JsonSchema for #name {
+                fn schema_name() -> ::std::borrow::Cow<'static, str> {
+                    ::std::borrow::Cow::Borrowed(#name_text)
+                }
+                fn schema_id() -> ::std::borrow::Cow<'static, str> {
+                    ::std::borrow::Cow::Borrowed(::std::concat!(::std::module_path!(), "::", #name_text))
+                }
+                fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+                    support::json_schema(#schema_text)
+                }
             }
         });
         name
@@ -250,13 +307,21 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     let roots: Vec<&str> = compiled.reads.fields_of(&site.layout.name).collect();
     let root_ident = ident(site.root_name);
     let function = ident(site.function);
+    // `match`es rather than `?`, `map` and `map_err`, which would each be one more
+    // generic function instantiated per check (see `from_cel_impl`).
     let to_value = match site.kind {
-        CheckKind::Assertion => {
-            quote!(.map(::agentc_cel::Value::Bool).map_err(#up support::denial))
-        }
-        CheckKind::Selection => {
-            quote!(.map_err(#up support::denial).and_then(#up support::cel_value))
-        }
+        CheckKind::Assertion => quote! {
+            match #function(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(#up support::denial(error)),
+            }
+        },
+        CheckKind::Selection => quote! {
+            match #function(&root) {
+                Ok(selected) => #up support::cel_value(selected),
+                Err(error) => Err(#up support::denial(error)),
+            }
+        },
     };
     // An engagement check converts only the roots it reads, each from the runtime's
     // value; the other roots of the agent's layout are never looked at, so they are
@@ -266,10 +331,16 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
         let assignments = roots.iter().map(|root| {
             let field = ident(root);
             // `recent` is read field by field (see `from_root_fields_impl`).
-            if *root == "recent" {
-                quote!(#field: ::agentc_generated_support::cel_roots::root_by_fields(variables, #root)?,)
+            let read = if *root == "recent" {
+                quote!(::agentc_generated_support::cel_roots::root_by_fields(variables, #root))
             } else {
-                quote!(#field: ::agentc_generated_support::cel_roots::root(variables, #root)?,)
+                quote!(::agentc_generated_support::cel_roots::root(variables, #root))
+            };
+            quote! {
+                #field: match #read {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
             }
         });
         let rest = if roots.len() < site.layout.fields.len() {
@@ -281,7 +352,12 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
             let root = #root_ident { #(#assignments)* #rest };
         }
     } else {
-        quote!(let root: #root_ident = ::agentc_generated_support::cel_roots::fields(variables, &[#(#roots),*])?;)
+        quote! {
+            let root: #root_ident = match ::agentc_generated_support::cel_roots::fields(variables, &[#(#roots),*]) {
+                Ok(root) => root,
+                Err(error) => return Err(error),
+            };
+        }
     };
     let tokens = compiled.tokens;
     let evaluate_name = ident(&format!("{}_evaluate", site.function));
@@ -300,7 +376,7 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
         #[doc = #evaluate_doc]
         fn #evaluate_name(variables: &dyn ::agentc_runtime::VariableSource) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             #build_root
-            #function(&root) #to_value
+            #to_value
         }
 
         #doc
@@ -353,10 +429,15 @@ fn cel_structs(structs: TokenStream, purpose: CelStructsFor) -> TokenStream {
                 .push(syn::parse_quote!(#[derive(::std::default::Default)]));
         }
         // The conversion reads the field attributes, so it is written before they go.
-        if !(engagement && item.ident == "Engagement") {
+        // `recent`'s struct is read field by field, and whole only when it has a
+        // flattened field (see `from_root_fields_impl`).
+        let is_recent = recent.as_ref() == Some(&item.ident);
+        let is_root = engagement && item.ident == "Engagement";
+        let read_by_fields_only = is_recent && !has_flattened_field(item);
+        if !is_root && !read_by_fields_only {
             impls.push(from_cel_impl(item));
         }
-        if recent.as_ref() == Some(&item.ident) {
+        if is_recent {
             impls.push(from_root_fields_impl(item));
         }
         for field in &mut item.fields {
@@ -448,8 +529,13 @@ fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
         if flatten {
             flattened.push(field_ident);
         } else {
+            // A `match` rather than `?`: `?` calls `Try::branch` for `Result<T, _>`,
+            // one more function instantiated per field type in every generated crate.
             fields.push(quote! {
-                #field_ident: ::agentc_generated_support::cel_roots::field(map, #cel_name)?,
+                #field_ident: match ::agentc_generated_support::cel_roots::field(map, #cel_name) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
             });
             declared.push(cel_name);
         }
@@ -486,12 +572,15 @@ fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
 fn from_root_fields_impl(item: &syn::ItemStruct) -> TokenStream {
     let name = &item.ident;
     let fields = cel_fields(item);
-    let body = if fields.iter().any(|(_, _, flatten)| *flatten) {
+    let body = if has_flattened_field(item) {
         quote!(::agentc_generated_support::cel_roots::root(variables, root))
     } else {
         let fields = fields.iter().map(|(field_ident, cel_name, _)| {
             quote! {
-                #field_ident: ::agentc_generated_support::cel_roots::root_field(variables, root, #cel_name)?,
+                #field_ident: match ::agentc_generated_support::cel_roots::root_field(variables, root, #cel_name) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
             }
         });
         quote!(Ok(#name { #(#fields)* }))
@@ -506,6 +595,11 @@ fn from_root_fields_impl(item: &syn::ItemStruct) -> TokenStream {
             }
         }
     }
+}
+
+/// Whether a layout struct has a flattened field (an open object's `extra_fields`).
+fn has_flattened_field(item: &syn::ItemStruct) -> bool {
+    cel_fields(item).iter().any(|(_, _, flatten)| *flatten)
 }
 
 /// The name of the struct the engagement layout's `recent` field has, when `file` holds
@@ -550,6 +644,7 @@ pub fn emit(set: &SetIr) -> Result<TokenStream, String> {
         let base = camel(&tool.name);
         let input = emitter.types.rust_type(
             &tool.input,
+            Some(&tool.input_schema),
             &format!("{base}Input"),
             Some(&format!(
                 "The input of tool `{}`: {}",
@@ -558,6 +653,7 @@ pub fn emit(set: &SetIr) -> Result<TokenStream, String> {
         );
         let output = emitter.types.rust_type(
             &tool.output,
+            Some(&tool.output_schema),
             &format!("{base}Output"),
             Some(&format!("The output of tool `{}`.", tool.name)),
         );
@@ -567,6 +663,7 @@ pub fn emit(set: &SetIr) -> Result<TokenStream, String> {
         let exposes = emitter.types.object(
             &format!("{}Exposes", camel(&agent.name)),
             &agent.exposes_type,
+            None,
             Some(&format!(
                 "What agent `{}` gives its caller beside its text (OAS-X1): these fields and nothing else.",
                 agent.name
@@ -589,6 +686,9 @@ pub fn emit(set: &SetIr) -> Result<TokenStream, String> {
         #agents
         /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
         /// to Rust functions over typed engagements.
+        // Errors are passed on with `match` rather than `?`, which costs one generic
+        // instantiation per type to compile (see `from_cel_impl` in agentc-codegen).
+        #[allow(clippy::question_mark)]
         pub mod policies {
             #policies
         }

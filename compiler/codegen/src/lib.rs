@@ -14,6 +14,7 @@
 
 mod emit;
 pub mod ir;
+mod schemas;
 
 use agentc_compiler::CheckedSet;
 use proc_macro2::TokenStream;

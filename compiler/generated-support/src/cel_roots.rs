@@ -15,6 +15,12 @@
 //! absent or `null` optional field is `None`, and anything else that does not fit is an
 //! error — which denies (OAS-C8).
 
+// The generic impls and functions here are instantiated once per field type in every
+// generated crate, so they pass errors on with `match` rather than `?`, `map` or
+// `map_err`: each of those is one more generic function per type for the compiler to
+// instantiate, which is what a generated crate spends most of its compile time on.
+#![allow(clippy::question_mark)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -126,9 +132,12 @@ impl FromCel for serde_json::Value {
 
 impl<T: FromCel> FromCel for Option<T> {
     fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        match value {
-            Value::Null => Ok(None),
-            other => T::from_cel(other).map(Some),
+        if let Value::Null = value {
+            return Ok(None);
+        }
+        match T::from_cel(value) {
+            Ok(converted) => Ok(Some(converted)),
+            Err(error) => Err(error),
         }
     }
 
@@ -142,10 +151,16 @@ impl<T: FromCel> FromCel for Vec<T> {
         // A plain loop rather than `collect`: this is instantiated once per element type
         // in every generated crate, and the iterator adapters cost far more to compile;
         // what is not generic is in `list_items`.
-        let items = list_items(value)?;
+        let items = match list_items(value) {
+            Ok(items) => items,
+            Err(error) => return Err(error),
+        };
         let mut list = Vec::with_capacity(items.len());
         for item in items.iter() {
-            list.push(T::from_cel(item)?);
+            match T::from_cel(item) {
+                Ok(converted) => list.push(converted),
+                Err(error) => return Err(error),
+            }
         }
         Ok(list)
     }
@@ -176,9 +191,16 @@ fn key_text(key: &MapKey) -> String {
 
 impl<T: FromCel> FromCel for BTreeMap<String, T> {
     fn from_cel(value: &Value) -> Result<Self, CheckError> {
+        let entries = match object(value) {
+            Ok(entries) => entries,
+            Err(error) => return Err(error),
+        };
         let mut map = BTreeMap::new();
-        for (key, item) in object(value)?.iter() {
-            map.insert(key_text(key), T::from_cel(item)?);
+        for (key, item) in entries.iter() {
+            match T::from_cel(item) {
+                Ok(converted) => map.insert(key_text(key), converted),
+                Err(error) => return Err(error),
+            };
         }
         Ok(map)
     }
@@ -218,7 +240,10 @@ pub fn extra_fields(
 /// One root a compiled check reads, converted from the variable's value; a root that is
 /// not bound is an error (a denial), as it is for the interpreter.
 pub fn root<T: FromCel>(variables: &dyn VariableSource, name: &str) -> Result<T, CheckError> {
-    T::from_cel(&bound_variable(variables, name)?)
+    match bound_variable(variables, name) {
+        Ok(value) => T::from_cel(&value),
+        Err(error) => Err(error),
+    }
 }
 
 /// A root struct built field by field (generated for `recent`'s struct), so that a
@@ -245,10 +270,28 @@ pub fn root_field<T: FromCel>(
     root: &str,
     name: &str,
 ) -> Result<T, CheckError> {
+    match root_field_value(variables, root, name) {
+        Ok(Some(value)) => T::from_cel(&value),
+        Ok(None) => T::absent(name),
+        Err(error) => Err(error),
+    }
+}
+
+/// What [`root_field`] converts: the field's value, `None` when the variable has no such
+/// field, or the error of an unbound variable or one that is not an object (not
+/// generic, so that it is compiled once).
+fn root_field_value(
+    variables: &dyn VariableSource,
+    root: &str,
+    name: &str,
+) -> Result<Option<Value>, CheckError> {
     match variables.field(root, name) {
-        FieldLookup::Found(value) => T::from_cel(&value),
-        FieldLookup::Absent => T::absent(name),
-        FieldLookup::WholeVariableOnly => field(object(&bound_variable(variables, root)?)?, name),
+        FieldLookup::Found(value) => Ok(Some(value)),
+        FieldLookup::Absent => Ok(None),
+        FieldLookup::WholeVariableOnly => {
+            let whole = bound_variable(variables, root)?;
+            Ok(object(&whole)?.get_str(name).cloned())
+        }
     }
 }
 

@@ -292,6 +292,13 @@ pub mod support {
         })
     }
 
+    /// The JSON Schema a generated type reports (`schemars::JsonSchema`): text that
+    /// `agentc build` wrote from a JSON value. Text that is not a schema gives `false`,
+    /// the schema no value meets, rather than one that would accept anything.
+    pub fn json_schema(text: &str) -> ::schemars::Schema {
+        ::serde_json::from_str(text).unwrap_or_else(|_| ::schemars::Schema::from(false))
+    }
+
     /// A tool's output as JSON for the runtime.
     pub fn output_json<T: ::serde::Serialize>(
         output: T,

@@ -243,82 +243,130 @@ impl<A: Agent> Session<'_, A> {
     }
 }
 /// The input of tool `hr_kb_search`: Searches one collection of Acme's knowledge base and returns matching articles.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HrKbSearchInput {
     pub knowledge_base_id: ::std::string::String,
     pub query: ::std::string::String,
 }
+impl ::schemars::JsonSchema for HrKbSearchInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("HrKbSearchInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "HrKbSearchInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"knowledge_base_id":{"type":"string","description":"Collection path, such as `acme/hr/handbook`."},"query":{"type":"string","description":"Free-text search query."}},"required":["knowledge_base_id","query"],"additionalProperties":false,"description":"The input of tool `hr_kb_search`: Searches one collection of Acme's knowledge base and returns matching articles."}"#,
+        )
+    }
+}
 /// The object `object.results`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HrKbSearchOutputResultsItem {
     pub snippet: ::std::string::String,
     pub title: ::std::string::String,
     pub url: ::std::string::String,
 }
+impl ::schemars::JsonSchema for HrKbSearchOutputResultsItem {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("HrKbSearchOutputResultsItem")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "HrKbSearchOutputResultsItem"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"title":{"type":"string"},"snippet":{"type":"string"},"url":{"type":"string","format":"uri"}},"required":["title","snippet","url"]}"#,
+        )
+    }
+}
 /// The output of tool `hr_kb_search`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HrKbSearchOutput {
     pub results: ::std::vec::Vec<HrKbSearchOutputResultsItem>,
 }
+impl ::schemars::JsonSchema for HrKbSearchOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("HrKbSearchOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "HrKbSearchOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"results":{"type":"array","items":{"type":"object","properties":{"title":{"type":"string"},"snippet":{"type":"string"},"url":{"type":"string","format":"uri"}},"required":["title","snippet","url"]}}},"required":["results"],"description":"The output of tool `hr_kb_search`."}"#,
+        )
+    }
+}
 /// The input of tool `prompt_injection_scanner`: Scores a piece of text for prompt-injection and jailbreak attempts.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PromptInjectionScannerInput {
     pub text: ::std::string::String,
 }
+impl ::schemars::JsonSchema for PromptInjectionScannerInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("PromptInjectionScannerInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "PromptInjectionScannerInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"description":"The input of tool `prompt_injection_scanner`: Scores a piece of text for prompt-injection and jailbreak attempts."}"#,
+        )
+    }
+}
 /// The output of tool `prompt_injection_scanner`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PromptInjectionScannerOutput {
     pub flagged: bool,
     pub score: f64,
 }
+impl ::schemars::JsonSchema for PromptInjectionScannerOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("PromptInjectionScannerOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "PromptInjectionScannerOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"flagged":{"type":"boolean","description":"True when the text matches a known injection pattern."},"score":{"type":"number","minimum":0,"maximum":1,"description":"Likelihood that the text is an injection attempt."}},"required":["flagged","score"],"description":"The output of tool `prompt_injection_scanner`."}"#,
+        )
+    }
+}
 /// What agent `hr_agent` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HrAgentExposes {
     pub asked_by: ::std::string::String,
     pub last_kb: ::std::string::String,
     pub searches: i64,
+}
+impl ::schemars::JsonSchema for HrAgentExposes {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("HrAgentExposes")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "HrAgentExposes"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"asked_by":{"type":"string"},"last_kb":{"type":"string"},"searches":{"type":"integer","format":"int64"}},"required":["asked_by","last_kb","searches"],"additionalProperties":false,"description":"What agent `hr_agent` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
+        )
+    }
 }
 /// The agents of this set, as types.
 pub mod agents {
@@ -619,6 +667,7 @@ impl Hosted<agents::hr_agent> {
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
 /// to Rust functions over typed engagements.
+#[allow(clippy::question_mark)]
 pub mod policies {
     /// The compiled policies of agent `hr_agent`, over its typed engagement (OAS-E3).
     pub mod hr_agent {
@@ -668,20 +717,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Recent {
-                    hr_kb_search: ::agentc_generated_support::cel_roots::field(
+                    total: match ::agentc_generated_support::cel_roots::field(
                         map,
-                        "hr_kb_search",
-                    )?,
+                        "_total",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -691,11 +733,14 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    hr_kb_search: ::agentc_generated_support::cel_roots::root_field(
+                    hr_kb_search: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "hr_kb_search",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -705,7 +750,10 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
-                    id: ::agentc_generated_support::cel_roots::field(map, "id")?,
+                    id: match ::agentc_generated_support::cel_roots::field(map, "id") {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -715,11 +763,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -729,11 +786,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchInputs {
-                    knowledge_base_id: ::agentc_generated_support::cel_roots::field(
+                    knowledge_base_id: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "knowledge_base_id",
-                    )?,
-                    query: ::agentc_generated_support::cel_roots::field(map, "query")?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    query: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "query",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -743,10 +809,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchOutputs {
-                    results: ::agentc_generated_support::cel_roots::field(
+                    results: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "results",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -757,7 +826,10 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchOutputsResultsItem {
-                    url: ::agentc_generated_support::cel_roots::field(map, "url")?,
+                    url: match ::agentc_generated_support::cel_roots::field(map, "url") {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -775,12 +847,14 @@ pub mod policies {
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (((&(((&(root).recent))
-                            .hr_kb_search
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                            )?)
+                        (((&(match &((&(root).recent)).hr_kb_search {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                );
+                            }
+                        })
                             .inputs))
                             .knowledge_base_id
                             .as_str())
@@ -792,12 +866,14 @@ pub mod policies {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_str(
-                                    (((&(((&(root).recent))
-                                        .hr_kb_search
-                                        .as_ref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                                        )?)
+                                    (((&(match &((&(root).recent)).hr_kb_search {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                            );
+                                        }
+                                    })
                                         .inputs))
                                         .query
                                         .as_str()),
@@ -820,15 +896,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_hr_kb_search(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_hr_kb_search(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/") && size(recent.hr_kb_search.inputs.query) <= 500`
         ///
@@ -859,17 +939,23 @@ pub mod policies {
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (::agentc_cel_support::size_len(
-                            (((((&(root).recent))
-                                .hr_kb_search
-                                .as_ref()
-                                .ok_or(
-                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                                )?)
+                            ((match &(match &((&(root).recent)).hr_kb_search {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                    );
+                                }
+                            })
                                 .outputs
-                                .as_ref()
-                                .ok_or(
-                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                )?)
+                            {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                    );
+                                }
+                            })
                                 .results
                                 .as_slice())
                                 .len(),
@@ -880,17 +966,23 @@ pub mod policies {
                     __left => {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
-                                (((((&(root).recent))
-                                    .hr_kb_search
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                                    )?)
+                                ((match &(match &((&(root).recent)).hr_kb_search {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                        );
+                                    }
+                                })
                                     .outputs
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                    )?)
+                                {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
                                     .results
                                     .as_slice())
                                     .iter()
@@ -917,15 +1009,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            output_hr_kb_search(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_hr_kb_search(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.hr_kb_search.outputs.results) <= 20 && recent.hr_kb_search.outputs.results.all(r, r.url.startsWith("https://kb.acme.example/hr/"))`
         ///
@@ -959,15 +1055,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_searches(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_searches(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `history._total`
         ///
@@ -999,12 +1099,14 @@ pub mod policies {
         > {
             Ok(
                 (if ((&(root).recent)).hr_kb_search.is_some() {
-                    (((&(((&(root).recent))
-                        .hr_kb_search
-                        .as_ref()
-                        .ok_or(
-                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                        )?)
+                    (((&(match &((&(root).recent)).hr_kb_search {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            );
+                        }
+                    })
                         .inputs))
                         .knowledge_base_id
                         .as_str())
@@ -1019,15 +1121,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_last_kb(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_last_kb(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(recent.hr_kb_search) ? recent.hr_kb_search.inputs.knowledge_base_id : ""`
         ///
@@ -1064,12 +1170,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                user: ::agentc_generated_support::cel_roots::root(variables, "user")?,
+                user: match ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "user",
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_asked_by(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_asked_by(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `user.id`
         ///
@@ -1098,14 +1211,20 @@ pub mod policies {
                 ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                     let map = ::agentc_generated_support::cel_roots::object(value)?;
                     Ok(Fields {
-                        flagged: ::agentc_generated_support::cel_roots::field(
+                        flagged: match ::agentc_generated_support::cel_roots::field(
                             map,
                             "flagged",
-                        )?,
-                        score: ::agentc_generated_support::cel_roots::field(
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        },
+                        score: match ::agentc_generated_support::cel_roots::field(
                             map,
                             "score",
-                        )?,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        },
                     })
                 }
             }
@@ -1129,13 +1248,17 @@ pub mod policies {
                 ::agentc_cel::Value,
                 ::agentc_runtime::CheckError,
             > {
-                let root: Fields = ::agentc_generated_support::cel_roots::fields(
+                let root: Fields = match ::agentc_generated_support::cel_roots::fields(
                     variables,
                     &["flagged", "score"],
-                )?;
-                assertion(&root)
-                    .map(::agentc_cel::Value::Bool)
-                    .map_err(super::super::super::support::denial)
+                ) {
+                    Ok(root) => root,
+                    Err(error) => return Err(error),
+                };
+                match assertion(&root) {
+                    Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                    Err(error) => Err(super::super::super::support::denial(error)),
+                }
             }
             /// `!flagged && score < 0.8`
             ///

@@ -242,54 +242,71 @@ impl<A: Agent> Session<'_, A> {
     }
 }
 /// The input of tool `calendar_free_busy`: Returns the busy intervals of each attendee in a time window.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct CalendarFreeBusyInput {
     pub attendees: ::std::vec::Vec<::std::string::String>,
     pub window_end: ::std::string::String,
     pub window_start: ::std::string::String,
 }
+impl ::schemars::JsonSchema for CalendarFreeBusyInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("CalendarFreeBusyInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "CalendarFreeBusyInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"attendees":{"type":"array","items":{"type":"string","format":"email"},"minItems":1},"window_start":{"type":"string","format":"date-time"},"window_end":{"type":"string","format":"date-time"}},"required":["attendees","window_start","window_end"],"description":"The input of tool `calendar_free_busy`: Returns the busy intervals of each attendee in a time window."}"#,
+        )
+    }
+}
 /// The object `object.busy`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct CalendarFreeBusyOutputBusyItem {
     pub attendee: ::std::string::String,
     pub end: ::std::string::String,
     pub start: ::std::string::String,
 }
+impl ::schemars::JsonSchema for CalendarFreeBusyOutputBusyItem {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("CalendarFreeBusyOutputBusyItem")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "CalendarFreeBusyOutputBusyItem"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"attendee":{"type":"string"},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"}},"required":["attendee","start","end"]}"#,
+        )
+    }
+}
 /// The output of tool `calendar_free_busy`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct CalendarFreeBusyOutput {
     pub busy: ::std::vec::Vec<CalendarFreeBusyOutputBusyItem>,
 }
+impl ::schemars::JsonSchema for CalendarFreeBusyOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("CalendarFreeBusyOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "CalendarFreeBusyOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"busy":{"type":"array","items":{"type":"object","properties":{"attendee":{"type":"string"},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"}},"required":["attendee","start","end"]}}},"required":["busy"],"description":"The output of tool `calendar_free_busy`."}"#,
+        )
+    }
+}
 /// The input of tool `create_event`: Creates a calendar event and sends invitations to its attendees.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct CreateEventInput {
     pub attendees: ::std::vec::Vec<::std::string::String>,
     pub end: ::std::string::String,
@@ -298,33 +315,64 @@ pub struct CreateEventInput {
     pub start: ::std::string::String,
     pub title: ::std::string::String,
 }
+impl ::schemars::JsonSchema for CreateEventInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("CreateEventInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "CreateEventInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"title":{"type":"string","maxLength":200},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"},"attendees":{"type":"array","items":{"type":"string","format":"email"}},"location":{"type":"string"}},"required":["title","start","end","attendees"],"additionalProperties":false,"description":"The input of tool `create_event`: Creates a calendar event and sends invitations to its attendees."}"#,
+        )
+    }
+}
 /// The output of tool `create_event`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct CreateEventOutput {
     pub event_id: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html_link: ::std::option::Option<::std::string::String>,
     pub status: ::std::string::String,
 }
+impl ::schemars::JsonSchema for CreateEventOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("CreateEventOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "CreateEventOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"event_id":{"type":"string"},"status":{"type":"string","enum":["confirmed","tentative","cancelled"]},"html_link":{"type":"string","format":"uri"}},"required":["event_id","status"],"description":"The output of tool `create_event`."}"#,
+        )
+    }
+}
 /// What agent `meeting_scheduler` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct MeetingSchedulerExposes {
     pub event_id: ::std::string::String,
     pub events_created: i64,
+}
+impl ::schemars::JsonSchema for MeetingSchedulerExposes {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("MeetingSchedulerExposes")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "MeetingSchedulerExposes"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"event_id":{"type":"string"},"events_created":{"type":"integer","format":"int64"}},"required":["event_id","events_created"],"additionalProperties":false,"description":"What agent `meeting_scheduler` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
+        )
+    }
 }
 /// The agents of this set, as types.
 pub mod agents {
@@ -639,6 +687,7 @@ impl Hosted<agents::meeting_scheduler> {
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
 /// to Rust functions over typed engagements.
+#[allow(clippy::question_mark)]
 pub mod policies {
     /// The compiled policies of agent `meeting_scheduler`, over its typed engagement (OAS-E3).
     pub mod meeting_scheduler {
@@ -698,24 +747,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Recent {
-                    calendar_free_busy: ::agentc_generated_support::cel_roots::field(
+                    list: match ::agentc_generated_support::cel_roots::field(
                         map,
-                        "calendar_free_busy",
-                    )?,
-                    create_event: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "create_event",
-                    )?,
+                        "_list",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -725,16 +763,22 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    calendar_free_busy: ::agentc_generated_support::cel_roots::root_field(
+                    calendar_free_busy: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "calendar_free_busy",
-                    )?,
-                    create_event: ::agentc_generated_support::cel_roots::root_field(
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    create_event: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "create_event",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -744,7 +788,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
-                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    email: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "email",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -755,7 +805,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CalendarFreeBusyInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -765,11 +821,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -779,18 +844,27 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CalendarFreeBusyInputs {
-                    attendees: ::agentc_generated_support::cel_roots::field(
+                    attendees: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "attendees",
-                    )?,
-                    window_end: ::agentc_generated_support::cel_roots::field(
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    window_end: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "window_end",
-                    )?,
-                    window_start: ::agentc_generated_support::cel_roots::field(
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    window_start: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "window_start",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -800,12 +874,24 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventInputs {
-                    attendees: ::agentc_generated_support::cel_roots::field(
+                    attendees: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "attendees",
-                    )?,
-                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
-                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    end: match ::agentc_generated_support::cel_roots::field(map, "end") {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    start: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "start",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -815,11 +901,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventOutputs {
-                    event_id: ::agentc_generated_support::cel_roots::field(
+                    event_id: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "event_id",
-                    )?,
-                    status: ::agentc_generated_support::cel_roots::field(map, "status")?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    status: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "status",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -838,14 +933,16 @@ pub mod policies {
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (::agentc_cel_support::size_len(
-                            (((&(((&(root).recent))
-                                .calendar_free_busy
-                                .as_ref()
-                                .ok_or(
-                                    ::agentc_cel_support::CelError::no_such_key(
-                                        "calendar_free_busy",
-                                    ),
-                                )?)
+                            (((&(match &((&(root).recent)).calendar_free_busy {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key(
+                                            "calendar_free_busy",
+                                        ),
+                                    );
+                                }
+                            })
                                 .inputs))
                                 .attendees
                                 .as_slice())
@@ -859,27 +956,31 @@ pub mod policies {
                             Ok(
                                 (::agentc_cel_support::sub_timestamps(
                                     ::agentc_cel_support::parse_timestamp(
-                                        (((&(((&(root).recent))
-                                            .calendar_free_busy
-                                            .as_ref()
-                                            .ok_or(
-                                                ::agentc_cel_support::CelError::no_such_key(
-                                                    "calendar_free_busy",
-                                                ),
-                                            )?)
+                                        (((&(match &((&(root).recent)).calendar_free_busy {
+                                            ::std::option::Option::Some(value) => value,
+                                            ::std::option::Option::None => {
+                                                return ::std::result::Result::Err(
+                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                        "calendar_free_busy",
+                                                    ),
+                                                );
+                                            }
+                                        })
                                             .inputs))
                                             .window_end
                                             .as_str()),
                                     )?,
                                     ::agentc_cel_support::parse_timestamp(
-                                        (((&(((&(root).recent))
-                                            .calendar_free_busy
-                                            .as_ref()
-                                            .ok_or(
-                                                ::agentc_cel_support::CelError::no_such_key(
-                                                    "calendar_free_busy",
-                                                ),
-                                            )?)
+                                        (((&(match &((&(root).recent)).calendar_free_busy {
+                                            ::std::option::Option::Some(value) => value,
+                                            ::std::option::Option::None => {
+                                                return ::std::result::Result::Err(
+                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                        "calendar_free_busy",
+                                                    ),
+                                                );
+                                            }
+                                        })
                                             .inputs))
                                             .window_start
                                             .as_str()),
@@ -903,15 +1004,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_calendar_free_busy(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_calendar_free_busy(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.calendar_free_busy.inputs.attendees) <= 25 && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration("336h")`
         ///
@@ -946,12 +1051,14 @@ pub mod policies {
                                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                                     Ok(
                                         (::agentc_cel_support::size_len(
-                                            (((&(((&(root).recent))
-                                                .create_event
-                                                .as_ref()
-                                                .ok_or(
-                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                )?)
+                                            (((&(match &((&(root).recent)).create_event {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                    );
+                                                }
+                                            })
                                                 .inputs))
                                                 .attendees
                                                 .as_slice())
@@ -964,12 +1071,14 @@ pub mod policies {
                                         match (|| -> ::agentc_cel_support::CelResult<_> {
                                             Ok(
                                                 (::agentc_cel_support::size_len(
-                                                    (((&(((&(root).recent))
-                                                        .create_event
-                                                        .as_ref()
-                                                        .ok_or(
-                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                        )?)
+                                                    (((&(match &((&(root).recent)).create_event {
+                                                        ::std::option::Option::Some(value) => value,
+                                                        ::std::option::Option::None => {
+                                                            return ::std::result::Result::Err(
+                                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                            );
+                                                        }
+                                                    })
                                                         .inputs))
                                                         .attendees
                                                         .as_slice())
@@ -994,12 +1103,14 @@ pub mod policies {
                                     Ok(
                                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                                             Ok(
-                                                (((&(((&(root).recent))
-                                                    .create_event
-                                                    .as_ref()
-                                                    .ok_or(
-                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                    )?)
+                                                (((&(match &((&(root).recent)).create_event {
+                                                    ::std::option::Option::Some(value) => value,
+                                                    ::std::option::Option::None => {
+                                                        return ::std::result::Result::Err(
+                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                        );
+                                                    }
+                                                })
                                                     .inputs))
                                                     .attendees
                                                     .as_slice())
@@ -1016,18 +1127,22 @@ pub mod policies {
                                                     Ok(
                                                         ((!((&(root).user)).email.is_some())
                                                             || {
-                                                                let __needle = ((&(root).user))
-                                                                    .email
-                                                                    .as_deref()
-                                                                    .ok_or(
-                                                                        ::agentc_cel_support::CelError::no_such_key("email"),
-                                                                    )?;
-                                                                (((&(((&(root).recent))
-                                                                    .create_event
-                                                                    .as_ref()
-                                                                    .ok_or(
-                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                                    )?)
+                                                                let __needle = match ((&(root).user)).email.as_deref() {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key("email"),
+                                                                        );
+                                                                    }
+                                                                };
+                                                                (((&(match &((&(root).recent)).create_event {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                        );
+                                                                    }
+                                                                })
                                                                     .inputs))
                                                                     .attendees
                                                                     .as_slice())
@@ -1067,12 +1182,14 @@ pub mod policies {
                                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                                             Ok(
                                                 (::agentc_cel_support::parse_timestamp(
-                                                    (((&(((&(root).recent))
-                                                        .create_event
-                                                        .as_ref()
-                                                        .ok_or(
-                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                        )?)
+                                                    (((&(match &((&(root).recent)).create_event {
+                                                        ::std::option::Option::Some(value) => value,
+                                                        ::std::option::Option::None => {
+                                                            return ::std::result::Result::Err(
+                                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                            );
+                                                        }
+                                                    })
                                                         .inputs))
                                                         .start
                                                         .as_str()),
@@ -1085,23 +1202,27 @@ pub mod policies {
                                                     Ok(
                                                         (::agentc_cel_support::sub_timestamps(
                                                             ::agentc_cel_support::parse_timestamp(
-                                                                (((&(((&(root).recent))
-                                                                    .create_event
-                                                                    .as_ref()
-                                                                    .ok_or(
-                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                                    )?)
+                                                                (((&(match &((&(root).recent)).create_event {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                        );
+                                                                    }
+                                                                })
                                                                     .inputs))
                                                                     .end
                                                                     .as_str()),
                                                             )?,
                                                             ::agentc_cel_support::parse_timestamp(
-                                                                (((&(((&(root).recent))
-                                                                    .create_event
-                                                                    .as_ref()
-                                                                    .ok_or(
-                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                                    )?)
+                                                                (((&(match &((&(root).recent)).create_event {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                        );
+                                                                    }
+                                                                })
                                                                     .inputs))
                                                                     .start
                                                                     .as_str()),
@@ -1125,23 +1246,27 @@ pub mod policies {
                                         match (|| -> ::agentc_cel_support::CelResult<_> {
                                             Ok(
                                                 (::agentc_cel_support::parse_timestamp(
-                                                    (((&(((&(root).recent))
-                                                        .create_event
-                                                        .as_ref()
-                                                        .ok_or(
-                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                        )?)
+                                                    (((&(match &((&(root).recent)).create_event {
+                                                        ::std::option::Option::Some(value) => value,
+                                                        ::std::option::Option::None => {
+                                                            return ::std::result::Result::Err(
+                                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                            );
+                                                        }
+                                                    })
                                                         .inputs))
                                                         .start
                                                         .as_str()),
                                                 )?
                                                     < ::agentc_cel_support::parse_timestamp(
-                                                        (((&(((&(root).recent))
-                                                            .create_event
-                                                            .as_ref()
-                                                            .ok_or(
-                                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                            )?)
+                                                        (((&(match &((&(root).recent)).create_event {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                );
+                                                            }
+                                                        })
                                                             .inputs))
                                                             .end
                                                             .as_str()),
@@ -1175,20 +1300,33 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
-                started_at: ::agentc_generated_support::cel_roots::root(
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
+                started_at: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "started_at",
-                )?,
-                user: ::agentc_generated_support::cel_roots::root(variables, "user")?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
+                user: match ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "user",
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_create_event(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_create_event(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= 25 && recent.create_event.inputs.attendees.all(a, a.endsWith("@acme.example")) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration("4h") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)`
         ///
@@ -1218,17 +1356,23 @@ pub mod policies {
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok({
-                        let __needle = ((((&(root).recent))
-                            .create_event
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("create_event"),
-                            )?)
+                        let __needle = (match &(match &((&(root).recent)).create_event {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                );
+                            }
+                        })
                             .outputs
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                            )?)
+                        {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                );
+                            }
+                        })
                             .status
                             .as_str();
                         (["confirmed", "tentative"])
@@ -1252,17 +1396,23 @@ pub mod policies {
                                     Ok(__regex) => {
                                         __regex
                                             .is_match(
-                                                (((((&(root).recent))
-                                                    .create_event
-                                                    .as_ref()
-                                                    .ok_or(
-                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                    )?)
+                                                ((match &(match &((&(root).recent)).create_event {
+                                                    ::std::option::Option::Some(value) => value,
+                                                    ::std::option::Option::None => {
+                                                        return ::std::result::Result::Err(
+                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                        );
+                                                    }
+                                                })
                                                     .outputs
-                                                    .as_ref()
-                                                    .ok_or(
-                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                                    )?)
+                                                {
+                                                    ::std::option::Option::Some(value) => value,
+                                                    ::std::option::Option::None => {
+                                                        return ::std::result::Result::Err(
+                                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                        );
+                                                    }
+                                                })
                                                     .event_id
                                                     .as_str()),
                                             )
@@ -1293,15 +1443,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            output_create_event(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_create_event(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.create_event.outputs.status in ["confirmed", "tentative"] && recent.create_event.outputs.event_id.matches("^evt_[A-Za-z0-9]{8,64}$")`
         ///
@@ -1333,15 +1487,23 @@ pub mod policies {
         > {
             Ok(
                 (if ((&(root).recent)).create_event.is_some() {
-                    (((((&(root).recent))
-                        .create_event
-                        .as_ref()
-                        .ok_or(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
-                        )?)
+                    ((match &(match &((&(root).recent)).create_event {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            );
+                        }
+                    })
                         .outputs
-                        .as_ref()
-                        .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                    {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            );
+                        }
+                    })
                         .event_id
                         .as_str())
                         .to_owned()
@@ -1355,15 +1517,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_event_id(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_event_id(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(recent.create_event) ? recent.create_event.outputs.event_id : ""`
         ///
@@ -1411,15 +1577,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_events_created(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_events_created(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(history._list.filter(n, n == "create_event"))`
         ///

@@ -246,174 +246,278 @@ impl<A: Agent> Session<'_, A> {
     }
 }
 /// The input of tool `lookup_policy_doc`: Finds policy documents in a collection.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct LookupPolicyDocInput {
     pub collection: ::std::string::String,
     pub query: ::std::string::String,
 }
+impl ::schemars::JsonSchema for LookupPolicyDocInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("LookupPolicyDocInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "LookupPolicyDocInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"collection":{"type":"string"},"query":{"type":"string"}},"required":["collection","query"],"description":"The input of tool `lookup_policy_doc`: Finds policy documents in a collection."}"#,
+        )
+    }
+}
 /// The object `object.pages`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct LookupPolicyDocOutputPagesItem {
     pub doc_id: ::std::string::String,
     pub excerpt: ::std::string::String,
     pub title: ::std::string::String,
 }
+impl ::schemars::JsonSchema for LookupPolicyDocOutputPagesItem {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("LookupPolicyDocOutputPagesItem")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "LookupPolicyDocOutputPagesItem"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"doc_id":{"type":"string"},"title":{"type":"string"},"excerpt":{"type":"string"}},"required":["doc_id","title","excerpt"]}"#,
+        )
+    }
+}
 /// The output of tool `lookup_policy_doc`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct LookupPolicyDocOutput {
     pub pages: ::std::vec::Vec<LookupPolicyDocOutputPagesItem>,
 }
+impl ::schemars::JsonSchema for LookupPolicyDocOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("LookupPolicyDocOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "LookupPolicyDocOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"pages":{"type":"array","items":{"type":"object","properties":{"doc_id":{"type":"string"},"title":{"type":"string"},"excerpt":{"type":"string"}},"required":["doc_id","title","excerpt"]}}},"required":["pages"],"description":"The output of tool `lookup_policy_doc`."}"#,
+        )
+    }
+}
 /// The input of tool `team_free_busy`: Returns the busy intervals of each attendee in a time window.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct TeamFreeBusyInput {
     pub attendees: ::std::vec::Vec<::std::string::String>,
     pub window_end: ::std::string::String,
     pub window_start: ::std::string::String,
 }
+impl ::schemars::JsonSchema for TeamFreeBusyInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("TeamFreeBusyInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "TeamFreeBusyInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"attendees":{"type":"array","items":{"type":"string","format":"email"}},"window_start":{"type":"string","format":"date-time"},"window_end":{"type":"string","format":"date-time"}},"required":["attendees","window_start","window_end"],"description":"The input of tool `team_free_busy`: Returns the busy intervals of each attendee in a time window."}"#,
+        )
+    }
+}
 /// The object `object.busy`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct TeamFreeBusyOutputBusyItem {
     pub attendee: ::std::string::String,
     pub end: ::std::string::String,
     pub start: ::std::string::String,
 }
+impl ::schemars::JsonSchema for TeamFreeBusyOutputBusyItem {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("TeamFreeBusyOutputBusyItem")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "TeamFreeBusyOutputBusyItem"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"attendee":{"type":"string"},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"}},"required":["attendee","start","end"]}"#,
+        )
+    }
+}
 /// The output of tool `team_free_busy`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct TeamFreeBusyOutput {
     pub busy: ::std::vec::Vec<TeamFreeBusyOutputBusyItem>,
 }
+impl ::schemars::JsonSchema for TeamFreeBusyOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("TeamFreeBusyOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "TeamFreeBusyOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"busy":{"type":"array","items":{"type":"object","properties":{"attendee":{"type":"string"},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"}},"required":["attendee","start","end"]}}},"required":["busy"],"description":"The output of tool `team_free_busy`."}"#,
+        )
+    }
+}
 /// The input of tool `team_create_event`: Creates a calendar event and sends invitations to its attendees.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct TeamCreateEventInput {
     pub attendees: ::std::vec::Vec<::std::string::String>,
     pub end: ::std::string::String,
     pub start: ::std::string::String,
     pub title: ::std::string::String,
 }
+impl ::schemars::JsonSchema for TeamCreateEventInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("TeamCreateEventInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "TeamCreateEventInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"title":{"type":"string","maxLength":200},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"},"attendees":{"type":"array","items":{"type":"string","format":"email"}}},"required":["title","start","end","attendees"],"description":"The input of tool `team_create_event`: Creates a calendar event and sends invitations to its attendees."}"#,
+        )
+    }
+}
 /// The output of tool `team_create_event`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct TeamCreateEventOutput {
     pub event_id: ::std::string::String,
     pub status: ::std::string::String,
 }
+impl ::schemars::JsonSchema for TeamCreateEventOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("TeamCreateEventOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "TeamCreateEventOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"event_id":{"type":"string"},"status":{"type":"string","enum":["confirmed","tentative","cancelled"]}},"required":["event_id","status"],"description":"The output of tool `team_create_event`."}"#,
+        )
+    }
+}
 /// What agent `compliance_reviewer` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct ComplianceReviewerExposes {
     pub policies_consulted: i64,
 }
+impl ::schemars::JsonSchema for ComplianceReviewerExposes {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("ComplianceReviewerExposes")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "ComplianceReviewerExposes"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"policies_consulted":{"type":"integer","format":"int64"}},"required":["policies_consulted"],"additionalProperties":false,"description":"What agent `compliance_reviewer` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
+        )
+    }
+}
 /// What agent `hr_helpdesk` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct HrHelpdeskExposes {
     pub collection: ::std::string::String,
     pub documents_found: i64,
 }
+impl ::schemars::JsonSchema for HrHelpdeskExposes {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("HrHelpdeskExposes")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "HrHelpdeskExposes"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"collection":{"type":"string"},"documents_found":{"type":"integer","format":"int64"}},"required":["collection","documents_found"],"additionalProperties":false,"description":"What agent `hr_helpdesk` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
+        )
+    }
+}
 /// What agent `office_assistant` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct OfficeAssistantExposes {
     pub delegations: ::std::vec::Vec<::std::string::String>,
     pub event_id: ::std::string::String,
 }
+impl ::schemars::JsonSchema for OfficeAssistantExposes {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("OfficeAssistantExposes")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "OfficeAssistantExposes"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"delegations":{"type":"array","items":{"type":"string"}},"event_id":{"type":"string"}},"required":["delegations","event_id"],"additionalProperties":false,"description":"What agent `office_assistant` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
+        )
+    }
+}
 /// What agent `team_scheduler` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct TeamSchedulerExposes {
     pub event_id: ::std::string::String,
     pub events_created: i64,
 }
+impl ::schemars::JsonSchema for TeamSchedulerExposes {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("TeamSchedulerExposes")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "TeamSchedulerExposes"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"event_id":{"type":"string"},"events_created":{"type":"integer","format":"int64"}},"required":["event_id","events_created"],"additionalProperties":false,"description":"What agent `team_scheduler` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
+        )
+    }
+}
 /// What agent `vendor_liaison` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct VendorLiaisonExposes {
     pub messages_sent: i64,
+}
+impl ::schemars::JsonSchema for VendorLiaisonExposes {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("VendorLiaisonExposes")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "VendorLiaisonExposes"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"messages_sent":{"type":"integer","format":"int64"}},"required":["messages_sent"],"additionalProperties":false,"description":"What agent `vendor_liaison` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
+        )
+    }
 }
 /// The agents of this set, as types.
 pub mod agents {
@@ -1641,6 +1745,7 @@ impl Hosted<agents::vendor_liaison> {
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
 /// to Rust functions over typed engagements.
+#[allow(clippy::question_mark)]
 pub mod policies {
     /// The compiled policies of agent `compliance_reviewer`, over its typed engagement (OAS-E3).
     pub mod compliance_reviewer {
@@ -1674,20 +1779,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Recent {
-                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
+                    total: match ::agentc_generated_support::cel_roots::field(
                         map,
-                        "lookup_policy_doc",
-                    )?,
+                        "_total",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1697,11 +1795,14 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    lookup_policy_doc: ::agentc_generated_support::cel_roots::root_field(
+                    lookup_policy_doc: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "lookup_policy_doc",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1712,7 +1813,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1722,10 +1829,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInputs {
-                    collection: ::agentc_generated_support::cel_roots::field(
+                    collection: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "collection",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1741,12 +1851,16 @@ pub mod policies {
             root: &Engagement,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
             Ok({
-                let __needle = ((&(((&(root).recent))
-                    .lookup_policy_doc
-                    .as_ref()
-                    .ok_or(
-                        ::agentc_cel_support::CelError::no_such_key("lookup_policy_doc"),
-                    )?)
+                let __needle = ((&(match &((&(root).recent)).lookup_policy_doc {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key(
+                                "lookup_policy_doc",
+                            ),
+                        );
+                    }
+                })
                     .inputs))
                     .collection
                     .as_str();
@@ -1760,15 +1874,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_lookup_policy_doc(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_lookup_policy_doc(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.lookup_policy_doc.inputs.collection in ["handbook", "data-protection"]`
         ///
@@ -1802,15 +1920,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_policies_consulted(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_policies_consulted(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `history._total`
         ///
@@ -1856,30 +1978,20 @@ pub mod policies {
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::agentc_cel_support::Text,
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Recent {
-                    lookup_policy_doc: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "lookup_policy_doc",
-                    )?,
-                })
-            }
-        }
         impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    lookup_policy_doc: ::agentc_generated_support::cel_roots::root_field(
+                    lookup_policy_doc: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "lookup_policy_doc",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1890,11 +2002,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1904,10 +2025,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInputs {
-                    collection: ::agentc_generated_support::cel_roots::field(
+                    collection: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "collection",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1917,7 +2041,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocOutputs {
-                    pages: ::agentc_generated_support::cel_roots::field(map, "pages")?,
+                    pages: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "pages",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1928,7 +2058,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocOutputsPagesItem {
-                    doc_id: ::agentc_generated_support::cel_roots::field(map, "doc_id")?,
+                    doc_id: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "doc_id",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -1944,12 +2080,16 @@ pub mod policies {
             root: &Engagement,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
             Ok({
-                let __needle = ((&(((&(root).recent))
-                    .lookup_policy_doc
-                    .as_ref()
-                    .ok_or(
-                        ::agentc_cel_support::CelError::no_such_key("lookup_policy_doc"),
-                    )?)
+                let __needle = ((&(match &((&(root).recent)).lookup_policy_doc {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key(
+                                "lookup_policy_doc",
+                            ),
+                        );
+                    }
+                })
                     .inputs))
                     .collection
                     .as_str();
@@ -1963,14 +2103,18 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
             };
-            input_lookup_policy_doc(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_lookup_policy_doc(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.lookup_policy_doc.inputs.collection in ["handbook", "benefits", "leave", "expenses"]`
         ///
@@ -2003,19 +2147,25 @@ pub mod policies {
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_len(
-                                    (((((&(root).recent))
-                                        .lookup_policy_doc
-                                        .as_ref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key(
-                                                "lookup_policy_doc",
-                                            ),
-                                        )?)
+                                    ((match &(match &((&(root).recent)).lookup_policy_doc {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key(
+                                                    "lookup_policy_doc",
+                                                ),
+                                            );
+                                        }
+                                    })
                                         .outputs
-                                        .as_ref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                        )?)
+                                    {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            );
+                                        }
+                                    })
                                         .pages
                                         .as_slice())
                                         .len(),
@@ -2026,19 +2176,25 @@ pub mod policies {
                             __left => {
                                 match (|| -> ::agentc_cel_support::CelResult<_> {
                                     Ok(
-                                        (((((&(root).recent))
-                                            .lookup_policy_doc
-                                            .as_ref()
-                                            .ok_or(
-                                                ::agentc_cel_support::CelError::no_such_key(
-                                                    "lookup_policy_doc",
-                                                ),
-                                            )?)
+                                        ((match &(match &((&(root).recent)).lookup_policy_doc {
+                                            ::std::option::Option::Some(value) => value,
+                                            ::std::option::Option::None => {
+                                                return ::std::result::Result::Err(
+                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                        "lookup_policy_doc",
+                                                    ),
+                                                );
+                                            }
+                                        })
                                             .outputs
-                                            .as_ref()
-                                            .ok_or(
-                                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                            )?)
+                                        {
+                                            ::std::option::Option::Some(value) => value,
+                                            ::std::option::Option::None => {
+                                                return ::std::result::Result::Err(
+                                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                );
+                                            }
+                                        })
                                             .pages
                                             .as_slice())
                                             .iter()
@@ -2067,19 +2223,27 @@ pub mod policies {
                                 let mut __error: ::std::option::Option<
                                     ::agentc_cel_support::CelError,
                                 > = None;
-                                for __item in (((((&(root).recent))
+                                for __item in ((match &(match &((&(root).recent))
                                     .lookup_policy_doc
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key(
-                                            "lookup_policy_doc",
-                                        ),
-                                    )?)
+                                {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key(
+                                                "lookup_policy_doc",
+                                            ),
+                                        );
+                                    }
+                                })
                                     .outputs
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                    )?)
+                                {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
                                     .pages
                                     .as_slice())
                                     .iter()
@@ -2088,19 +2252,27 @@ pub mod policies {
                                     match (|| -> ::agentc_cel_support::CelResult<_> {
                                         Ok({
                                             let mut __count: usize = 0;
-                                            for __item in (((((&(root).recent))
+                                            for __item in ((match &(match &((&(root).recent))
                                                 .lookup_policy_doc
-                                                .as_ref()
-                                                .ok_or(
-                                                    ::agentc_cel_support::CelError::no_such_key(
-                                                        "lookup_policy_doc",
-                                                    ),
-                                                )?)
+                                            {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                            "lookup_policy_doc",
+                                                        ),
+                                                    );
+                                                }
+                                            })
                                                 .outputs
-                                                .as_ref()
-                                                .ok_or(
-                                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                                )?)
+                                            {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                    );
+                                                }
+                                            })
                                                 .pages
                                                 .as_slice())
                                                 .iter()
@@ -2150,14 +2322,18 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
             };
-            output_lookup_policy_doc(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_lookup_policy_doc(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.lookup_policy_doc.outputs.pages) <= 10 && recent.lookup_policy_doc.outputs.pages.all(p, p.doc_id.startsWith("pol_")) && recent.lookup_policy_doc.outputs.pages.all(p, recent.lookup_policy_doc.outputs.pages.exists_one(q, q.doc_id == p.doc_id))`
         ///
@@ -2187,19 +2363,25 @@ pub mod policies {
             Ok(
                 (if ((&(root).recent)).lookup_policy_doc.is_some() {
                     ::agentc_cel_support::size_len(
-                        (((((&(root).recent))
-                            .lookup_policy_doc
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key(
-                                    "lookup_policy_doc",
-                                ),
-                            )?)
+                        ((match &(match &((&(root).recent)).lookup_policy_doc {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key(
+                                        "lookup_policy_doc",
+                                    ),
+                                );
+                            }
+                        })
                             .outputs
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                            )?)
+                        {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                );
+                            }
+                        })
                             .pages
                             .as_slice())
                             .len(),
@@ -2214,14 +2396,18 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
             };
-            exposes_documents_found(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_documents_found(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(recent.lookup_policy_doc) ? size(recent.lookup_policy_doc.outputs.pages) : 0`
         ///
@@ -2253,14 +2439,16 @@ pub mod policies {
         > {
             Ok(
                 (if ((&(root).recent)).lookup_policy_doc.is_some() {
-                    (((&(((&(root).recent))
-                        .lookup_policy_doc
-                        .as_ref()
-                        .ok_or(
-                            ::agentc_cel_support::CelError::no_such_key(
-                                "lookup_policy_doc",
-                            ),
-                        )?)
+                    (((&(match &((&(root).recent)).lookup_policy_doc {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key(
+                                    "lookup_policy_doc",
+                                ),
+                            );
+                        }
+                    })
                         .inputs))
                         .collection
                         .as_str())
@@ -2275,14 +2463,18 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
             };
-            exposes_collection(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_collection(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(recent.lookup_policy_doc) ? recent.lookup_policy_doc.inputs.collection : ""`
         ///
@@ -2360,28 +2552,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Recent {
-                    hr_helpdesk: ::agentc_generated_support::cel_roots::field(
+                    list: match ::agentc_generated_support::cel_roots::field(
                         map,
-                        "hr_helpdesk",
-                    )?,
-                    team_scheduler: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "team_scheduler",
-                    )?,
-                    vendor_liaison: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "vendor_liaison",
-                    )?,
+                        "_list",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2391,21 +2568,30 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    hr_helpdesk: ::agentc_generated_support::cel_roots::root_field(
+                    hr_helpdesk: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "hr_helpdesk",
-                    )?,
-                    team_scheduler: ::agentc_generated_support::cel_roots::root_field(
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    team_scheduler: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "team_scheduler",
-                    )?,
-                    vendor_liaison: ::agentc_generated_support::cel_roots::root_field(
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    vendor_liaison: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "vendor_liaison",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2415,11 +2601,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2429,11 +2624,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2443,10 +2647,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorLiaisonInvocation {
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2456,7 +2663,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskInputs {
-                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                    text: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "text",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2466,10 +2679,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskOutputs {
-                    documents_found: ::agentc_generated_support::cel_roots::field(
+                    documents_found: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "documents_found",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2479,7 +2695,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerInputs {
-                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                    text: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "text",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2489,14 +2711,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerOutputs {
-                    event_id: ::agentc_generated_support::cel_roots::field(
+                    event_id: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "event_id",
-                    )?,
-                    events_created: ::agentc_generated_support::cel_roots::field(
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    events_created: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "events_created",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2506,10 +2734,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorLiaisonOutputs {
-                    messages_sent: ::agentc_generated_support::cel_roots::field(
+                    messages_sent: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "messages_sent",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -2526,12 +2757,16 @@ pub mod policies {
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
             Ok(
                 (::agentc_cel_support::size_str(
-                    (((&(((&(root).recent))
-                        .team_scheduler
-                        .as_ref()
-                        .ok_or(
-                            ::agentc_cel_support::CelError::no_such_key("team_scheduler"),
-                        )?)
+                    (((&(match &((&(root).recent)).team_scheduler {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key(
+                                    "team_scheduler",
+                                ),
+                            );
+                        }
+                    })
                         .inputs))
                         .text
                         .as_str()),
@@ -2543,15 +2778,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_team_scheduler(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_team_scheduler(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.team_scheduler.inputs.text) <= 2000`
         ///
@@ -2581,19 +2820,25 @@ pub mod policies {
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (!((((((&(root).recent))
-                            .team_scheduler
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key(
-                                    "team_scheduler",
-                                ),
-                            )?)
+                        (!(((match &(match &((&(root).recent)).team_scheduler {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key(
+                                        "team_scheduler",
+                                    ),
+                                );
+                            }
+                        })
                             .outputs
-                            .as_ref()
-                            .ok_or(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                            )?)
+                        {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                );
+                            }
+                        })
                             .event_id
                             .as_str()) == (""))),
                     )
@@ -2602,19 +2847,25 @@ pub mod policies {
                     __left => {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
-                                (((((&(root).recent))
-                                    .team_scheduler
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key(
-                                            "team_scheduler",
-                                        ),
-                                    )?)
+                                ((match &(match &((&(root).recent)).team_scheduler {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key(
+                                                "team_scheduler",
+                                            ),
+                                        );
+                                    }
+                                })
                                     .outputs
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                    )?)
+                                {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
                                     .events_created == (1i64)),
                             )
                         })() {
@@ -2634,15 +2885,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            output_team_scheduler(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_team_scheduler(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.team_scheduler.outputs.event_id != "" && recent.team_scheduler.outputs.events_created == 1`
         ///
@@ -2685,12 +2940,14 @@ pub mod policies {
                         Ok(__regex) => {
                             __regex
                                 .is_match(
-                                    (((&(((&(root).recent))
-                                        .hr_helpdesk
-                                        .as_ref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key("hr_helpdesk"),
-                                        )?)
+                                    (((&(match &((&(root).recent)).hr_helpdesk {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("hr_helpdesk"),
+                                            );
+                                        }
+                                    })
                                         .inputs))
                                         .text
                                         .as_str()),
@@ -2712,15 +2969,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_hr_helpdesk(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_hr_helpdesk(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `!recent.hr_helpdesk.inputs.text.matches("(?i)(salary|disciplinary record) of ")`
         ///
@@ -2748,13 +3009,23 @@ pub mod policies {
             root: &Engagement,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
             Ok(
-                (((((&(root).recent))
-                    .hr_helpdesk
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("hr_helpdesk"))?)
+                ((match &(match &((&(root).recent)).hr_helpdesk {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("hr_helpdesk"),
+                        );
+                    }
+                })
                     .outputs
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        );
+                    }
+                })
                     .documents_found > (0i64)),
             )
         }
@@ -2763,15 +3034,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            output_hr_helpdesk(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_hr_helpdesk(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.hr_helpdesk.outputs.documents_found > 0`
         ///
@@ -2799,15 +3074,23 @@ pub mod policies {
             root: &Engagement,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
             Ok(
-                (((((&(root).recent))
-                    .vendor_liaison
-                    .as_ref()
-                    .ok_or(
-                        ::agentc_cel_support::CelError::no_such_key("vendor_liaison"),
-                    )?)
+                ((match &(match &((&(root).recent)).vendor_liaison {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("vendor_liaison"),
+                        );
+                    }
+                })
                     .outputs
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        );
+                    }
+                })
                     .messages_sent <= (3i64)),
             )
         }
@@ -2816,15 +3099,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            output_vendor_liaison(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_vendor_liaison(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.vendor_liaison.outputs.messages_sent <= 3`
         ///
@@ -2856,15 +3143,25 @@ pub mod policies {
         > {
             Ok(
                 (if ((&(root).recent)).team_scheduler.is_some() {
-                    (((((&(root).recent))
-                        .team_scheduler
-                        .as_ref()
-                        .ok_or(
-                            ::agentc_cel_support::CelError::no_such_key("team_scheduler"),
-                        )?)
+                    ((match &(match &((&(root).recent)).team_scheduler {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key(
+                                    "team_scheduler",
+                                ),
+                            );
+                        }
+                    })
                         .outputs
-                        .as_ref()
-                        .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                    {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            );
+                        }
+                    })
                         .event_id
                         .as_str())
                         .to_owned()
@@ -2878,15 +3175,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_event_id(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_event_id(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(recent.team_scheduler) ? recent.team_scheduler.outputs.event_id : ""`
         ///
@@ -2928,15 +3229,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_delegations(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_delegations(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `history._list`
         ///
@@ -3003,24 +3308,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: ::agentc_generated_support::cel_roots::field(map, "_list")?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Recent {
-                    team_create_event: ::agentc_generated_support::cel_roots::field(
+                    list: match ::agentc_generated_support::cel_roots::field(
                         map,
-                        "team_create_event",
-                    )?,
-                    team_free_busy: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "team_free_busy",
-                    )?,
+                        "_list",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3030,16 +3324,22 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    team_create_event: ::agentc_generated_support::cel_roots::root_field(
+                    team_create_event: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "team_create_event",
-                    )?,
-                    team_free_busy: ::agentc_generated_support::cel_roots::root_field(
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    team_free_busy: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "team_free_busy",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3050,11 +3350,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3064,7 +3373,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamFreeBusyInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3074,12 +3389,24 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventInputs {
-                    attendees: ::agentc_generated_support::cel_roots::field(
+                    attendees: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "attendees",
-                    )?,
-                    end: ::agentc_generated_support::cel_roots::field(map, "end")?,
-                    start: ::agentc_generated_support::cel_roots::field(map, "start")?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    end: match ::agentc_generated_support::cel_roots::field(map, "end") {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    start: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "start",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3089,11 +3416,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventOutputs {
-                    event_id: ::agentc_generated_support::cel_roots::field(
+                    event_id: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "event_id",
-                    )?,
-                    status: ::agentc_generated_support::cel_roots::field(map, "status")?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    status: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "status",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3103,10 +3439,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamFreeBusyInputs {
-                    attendees: ::agentc_generated_support::cel_roots::field(
+                    attendees: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "attendees",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3123,12 +3462,16 @@ pub mod policies {
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
             Ok(
                 (::agentc_cel_support::size_len(
-                    (((&(((&(root).recent))
-                        .team_free_busy
-                        .as_ref()
-                        .ok_or(
-                            ::agentc_cel_support::CelError::no_such_key("team_free_busy"),
-                        )?)
+                    (((&(match &((&(root).recent)).team_free_busy {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key(
+                                    "team_free_busy",
+                                ),
+                            );
+                        }
+                    })
                         .inputs))
                         .attendees
                         .as_slice())
@@ -3141,15 +3484,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_team_free_busy(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_team_free_busy(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.team_free_busy.inputs.attendees) <= 25`
         ///
@@ -3182,14 +3529,16 @@ pub mod policies {
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_len(
-                                    (((&(((&(root).recent))
-                                        .team_create_event
-                                        .as_ref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key(
-                                                "team_create_event",
-                                            ),
-                                        )?)
+                                    (((&(match &((&(root).recent)).team_create_event {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key(
+                                                    "team_create_event",
+                                                ),
+                                            );
+                                        }
+                                    })
                                         .inputs))
                                         .attendees
                                         .as_slice())
@@ -3201,14 +3550,16 @@ pub mod policies {
                             __left => {
                                 match (|| -> ::agentc_cel_support::CelResult<_> {
                                     Ok(
-                                        (((&(((&(root).recent))
-                                            .team_create_event
-                                            .as_ref()
-                                            .ok_or(
-                                                ::agentc_cel_support::CelError::no_such_key(
-                                                    "team_create_event",
-                                                ),
-                                            )?)
+                                        (((&(match &((&(root).recent)).team_create_event {
+                                            ::std::option::Option::Some(value) => value,
+                                            ::std::option::Option::None => {
+                                                return ::std::result::Result::Err(
+                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                        "team_create_event",
+                                                    ),
+                                                );
+                                            }
+                                        })
                                             .inputs))
                                             .attendees
                                             .as_slice())
@@ -3237,14 +3588,16 @@ pub mod policies {
                                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                                     Ok(
                                         (::agentc_cel_support::parse_timestamp(
-                                            (((&(((&(root).recent))
-                                                .team_create_event
-                                                .as_ref()
-                                                .ok_or(
-                                                    ::agentc_cel_support::CelError::no_such_key(
-                                                        "team_create_event",
-                                                    ),
-                                                )?)
+                                            (((&(match &((&(root).recent)).team_create_event {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                            "team_create_event",
+                                                        ),
+                                                    );
+                                                }
+                                            })
                                                 .inputs))
                                                 .start
                                                 .as_str()),
@@ -3257,27 +3610,31 @@ pub mod policies {
                                             Ok(
                                                 (::agentc_cel_support::sub_timestamps(
                                                     ::agentc_cel_support::parse_timestamp(
-                                                        (((&(((&(root).recent))
-                                                            .team_create_event
-                                                            .as_ref()
-                                                            .ok_or(
-                                                                ::agentc_cel_support::CelError::no_such_key(
-                                                                    "team_create_event",
-                                                                ),
-                                                            )?)
+                                                        (((&(match &((&(root).recent)).team_create_event {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                                        "team_create_event",
+                                                                    ),
+                                                                );
+                                                            }
+                                                        })
                                                             .inputs))
                                                             .end
                                                             .as_str()),
                                                     )?,
                                                     ::agentc_cel_support::parse_timestamp(
-                                                        (((&(((&(root).recent))
-                                                            .team_create_event
-                                                            .as_ref()
-                                                            .ok_or(
-                                                                ::agentc_cel_support::CelError::no_such_key(
-                                                                    "team_create_event",
-                                                                ),
-                                                            )?)
+                                                        (((&(match &((&(root).recent)).team_create_event {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                                        "team_create_event",
+                                                                    ),
+                                                                );
+                                                            }
+                                                        })
                                                             .inputs))
                                                             .start
                                                             .as_str()),
@@ -3312,19 +3669,26 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
-                started_at: ::agentc_generated_support::cel_roots::root(
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
+                started_at: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "started_at",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_team_create_event(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_team_create_event(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.team_create_event.inputs.attendees) <= 25 && recent.team_create_event.inputs.attendees.all(a, a.endsWith("@acme.example")) && timestamp(recent.team_create_event.inputs.start) > started_at && timestamp(recent.team_create_event.inputs.end) - timestamp(recent.team_create_event.inputs.start) <= duration("4h")`
         ///
@@ -3352,15 +3716,25 @@ pub mod policies {
             root: &Engagement,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
             Ok({
-                let __needle = ((((&(root).recent))
-                    .team_create_event
-                    .as_ref()
-                    .ok_or(
-                        ::agentc_cel_support::CelError::no_such_key("team_create_event"),
-                    )?)
+                let __needle = (match &(match &((&(root).recent)).team_create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key(
+                                "team_create_event",
+                            ),
+                        );
+                    }
+                })
                     .outputs
-                    .as_ref()
-                    .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        );
+                    }
+                })
                     .status
                     .as_str();
                 (["confirmed", "tentative"])
@@ -3373,15 +3747,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            output_team_create_event(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_team_create_event(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.team_create_event.outputs.status in ["confirmed", "tentative"]`
         ///
@@ -3413,17 +3791,25 @@ pub mod policies {
         > {
             Ok(
                 (if ((&(root).recent)).team_create_event.is_some() {
-                    (((((&(root).recent))
-                        .team_create_event
-                        .as_ref()
-                        .ok_or(
-                            ::agentc_cel_support::CelError::no_such_key(
-                                "team_create_event",
-                            ),
-                        )?)
+                    ((match &(match &((&(root).recent)).team_create_event {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key(
+                                    "team_create_event",
+                                ),
+                            );
+                        }
+                    })
                         .outputs
-                        .as_ref()
-                        .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                    {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            );
+                        }
+                    })
                         .event_id
                         .as_str())
                         .to_owned()
@@ -3437,15 +3823,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_event_id(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_event_id(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(recent.team_create_event) ? recent.team_create_event.outputs.event_id : ""`
         ///
@@ -3493,15 +3883,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_events_created(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_events_created(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(history._list.filter(n, n == "team_create_event"))`
         ///
@@ -3561,23 +3955,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    vendor_support: ::agentc_generated_support::cel_roots::field(
+                    vendor_support: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "vendor_support",
-                    )?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Recent {
-                    vendor_support: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "vendor_support",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3587,11 +3971,14 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    vendor_support: ::agentc_generated_support::cel_roots::root_field(
+                    vendor_support: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "vendor_support",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3601,7 +3988,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
-                    email: ::agentc_generated_support::cel_roots::field(map, "email")?,
+                    email: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "email",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3611,11 +4004,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3625,7 +4027,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportInputs {
-                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                    text: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "text",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3635,7 +4043,13 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportOutputs {
-                    text: ::agentc_generated_support::cel_roots::field(map, "text")?,
+                    text: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "text",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -3656,14 +4070,16 @@ pub mod policies {
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_str(
-                                    (((&(((&(root).recent))
-                                        .vendor_support
-                                        .as_ref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key(
-                                                "vendor_support",
-                                            ),
-                                        )?)
+                                    (((&(match &((&(root).recent)).vendor_support {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key(
+                                                    "vendor_support",
+                                                ),
+                                            );
+                                        }
+                                    })
                                         .inputs))
                                         .text
                                         .as_str()),
@@ -3689,14 +4105,16 @@ pub mod policies {
                                                 Ok(__regex) => {
                                                     __regex
                                                         .is_match(
-                                                            (((&(((&(root).recent))
-                                                                .vendor_support
-                                                                .as_ref()
-                                                                .ok_or(
-                                                                    ::agentc_cel_support::CelError::no_such_key(
-                                                                        "vendor_support",
-                                                                    ),
-                                                                )?)
+                                                            (((&(match &((&(root).recent)).vendor_support {
+                                                                ::std::option::Option::Some(value) => value,
+                                                                ::std::option::Option::None => {
+                                                                    return ::std::result::Result::Err(
+                                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                                            "vendor_support",
+                                                                        ),
+                                                                    );
+                                                                }
+                                                            })
                                                                 .inputs))
                                                                 .text
                                                                 .as_str()),
@@ -3729,12 +4147,14 @@ pub mod policies {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (((&(root).user)).email.is_some()
-                                    && (((&(root).user))
-                                        .email
-                                        .as_deref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key("email"),
-                                        )?)
+                                    && (match ((&(root).user)).email.as_deref() {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("email"),
+                                            );
+                                        }
+                                    })
                                         .ends_with(("@acme.example"))),
                             )
                         })() {
@@ -3754,16 +4174,26 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
-                user: ::agentc_generated_support::cel_roots::root(variables, "user")?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
+                user: match ::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "user",
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            input_vendor_support(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_vendor_support(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.vendor_support.inputs.text) <= 4000 && !recent.vendor_support.inputs.text.matches("(?i)(password|api[ _-]?key|secret)") && has(user.email) && user.email.endsWith("@acme.example")`
         ///
@@ -3792,15 +4222,25 @@ pub mod policies {
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
             Ok(
                 (::agentc_cel_support::size_str(
-                    (((((&(root).recent))
-                        .vendor_support
-                        .as_ref()
-                        .ok_or(
-                            ::agentc_cel_support::CelError::no_such_key("vendor_support"),
-                        )?)
+                    ((match &(match &((&(root).recent)).vendor_support {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key(
+                                    "vendor_support",
+                                ),
+                            );
+                        }
+                    })
                         .outputs
-                        .as_ref()
-                        .ok_or(::agentc_cel_support::CelError::no_such_key("outputs"))?)
+                    {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            );
+                        }
+                    })
                         .text
                         .as_str()),
                 ) <= (20000i64)),
@@ -3811,15 +4251,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            output_vendor_support(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_vendor_support(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `size(recent.vendor_support.outputs.text) <= 20000`
         ///
@@ -3864,15 +4308,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_messages_sent(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_messages_sent(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(history.vendor_support) ? size(history.vendor_support) : 0`
         ///

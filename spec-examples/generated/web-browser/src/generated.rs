@@ -243,26 +243,27 @@ impl<A: Agent> Session<'_, A> {
     }
 }
 /// The input of tool `fetch_page`: Fetches a web page through Acme's egress proxy and returns its text.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct FetchPageInput {
     pub url: ::std::string::String,
 }
+impl ::schemars::JsonSchema for FetchPageInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("FetchPageInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "FetchPageInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"url":{"type":"string","format":"uri"}},"required":["url"],"additionalProperties":false,"description":"The input of tool `fetch_page`: Fetches a web page through Acme's egress proxy and returns its text."}"#,
+        )
+    }
+}
 /// The output of tool `fetch_page`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct FetchPageOutput {
     pub body: ::std::string::String,
     pub content_type: ::std::string::String,
@@ -270,45 +271,84 @@ pub struct FetchPageOutput {
     pub final_url: ::std::option::Option<::std::string::String>,
     pub status_code: i64,
 }
+impl ::schemars::JsonSchema for FetchPageOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("FetchPageOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "FetchPageOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"status_code":{"type":"integer"},"content_type":{"type":"string"},"body":{"type":"string"},"final_url":{"type":"string","format":"uri"}},"required":["status_code","content_type","body"],"description":"The output of tool `fetch_page`."}"#,
+        )
+    }
+}
 /// The input of tool `pii_detector`: Detects personal data (names with identifiers, ID numbers, card numbers) in text.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PiiDetectorInput {
     pub text: ::std::string::String,
 }
+impl ::schemars::JsonSchema for PiiDetectorInput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("PiiDetectorInput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "PiiDetectorInput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"description":"The input of tool `pii_detector`: Detects personal data (names with identifiers, ID numbers, card numbers) in text."}"#,
+        )
+    }
+}
 /// The output of tool `pii_detector`.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct PiiDetectorOutput {
     pub categories: ::std::vec::Vec<::std::string::String>,
     pub confidence: f64,
     pub contains_pii: bool,
 }
+impl ::schemars::JsonSchema for PiiDetectorOutput {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("PiiDetectorOutput")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "PiiDetectorOutput"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"contains_pii":{"type":"boolean"},"confidence":{"type":"number","minimum":0,"maximum":1},"categories":{"type":"array","items":{"type":"string"},"description":"The kinds of personal data found, such as `email` or `payment_card`."}},"required":["contains_pii","confidence","categories"],"description":"The output of tool `pii_detector`."}"#,
+        )
+    }
+}
 /// What agent `web_browser` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    ::serde::Serialize,
-    ::serde::Deserialize,
-    ::schemars::JsonSchema
-)]
+#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
 pub struct WebBrowserExposes {
     pub first_url: ::std::string::String,
     pub pages_fetched: i64,
     pub urls: ::std::vec::Vec<::serde_json::Value>,
+}
+impl ::schemars::JsonSchema for WebBrowserExposes {
+    fn schema_name() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed("WebBrowserExposes")
+    }
+    fn schema_id() -> ::std::borrow::Cow<'static, str> {
+        ::std::borrow::Cow::Borrowed(
+            ::std::concat!(::std::module_path!(), "::", "WebBrowserExposes"),
+        )
+    }
+    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+        support::json_schema(
+            r#"{"type":"object","properties":{"first_url":{"type":"string"},"pages_fetched":{"type":"integer","format":"int64"},"urls":{"type":"array","items":true}},"required":["first_url","pages_fetched","urls"],"additionalProperties":false,"description":"What agent `web_browser` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
+        )
+    }
 }
 /// The agents of this set, as types.
 pub mod agents {
@@ -613,6 +653,7 @@ impl Hosted<agents::web_browser> {
 }
 /// The agents' restrictions, guardrail assertions and exposes, compiled from CEL
 /// to Rust functions over typed engagements.
+#[allow(clippy::question_mark)]
 pub mod policies {
     /// The compiled policies of agent `web_browser`, over its typed engagement (OAS-E3).
     pub mod web_browser {
@@ -654,24 +695,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    total: ::agentc_generated_support::cel_roots::field(map, "_total")?,
-                    fetch_page: ::agentc_generated_support::cel_roots::field(
+                    total: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "_total",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    fetch_page: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "fetch_page",
-                    )?,
-                })
-            }
-        }
-        impl ::agentc_generated_support::cel_roots::FromCel for Recent {
-            fn from_cel(
-                value: &::agentc_cel::Value,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
-                Ok(Recent {
-                    fetch_page: ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "fetch_page",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -681,11 +718,14 @@ pub mod policies {
                 root: &str,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    fetch_page: ::agentc_generated_support::cel_roots::root_field(
+                    fetch_page: match ::agentc_generated_support::cel_roots::root_field(
                         variables,
                         root,
                         "fetch_page",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -695,11 +735,20 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageInvocation {
-                    inputs: ::agentc_generated_support::cel_roots::field(map, "inputs")?,
-                    outputs: ::agentc_generated_support::cel_roots::field(
+                    inputs: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "inputs",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    outputs: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "outputs",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -709,7 +758,10 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageInputs {
-                    url: ::agentc_generated_support::cel_roots::field(map, "url")?,
+                    url: match ::agentc_generated_support::cel_roots::field(map, "url") {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -719,15 +771,27 @@ pub mod policies {
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageOutputs {
-                    body: ::agentc_generated_support::cel_roots::field(map, "body")?,
-                    content_type: ::agentc_generated_support::cel_roots::field(
+                    body: match ::agentc_generated_support::cel_roots::field(
+                        map,
+                        "body",
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    content_type: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "content_type",
-                    )?,
-                    status_code: ::agentc_generated_support::cel_roots::field(
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
+                    status_code: match ::agentc_generated_support::cel_roots::field(
                         map,
                         "status_code",
-                    )?,
+                    ) {
+                        Ok(value) => value,
+                        Err(error) => return Err(error),
+                    },
                 })
             }
         }
@@ -747,12 +811,14 @@ pub mod policies {
                     Ok(
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
-                                (((&(((&(root).recent))
-                                    .fetch_page
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                    )?)
+                                (((&(match &((&(root).recent)).fetch_page {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                        );
+                                    }
+                                })
                                     .inputs))
                                     .url
                                     .as_str())
@@ -776,12 +842,14 @@ pub mod policies {
                                                 Ok(__regex) => {
                                                     __regex
                                                         .is_match(
-                                                            (((&(((&(root).recent))
-                                                                .fetch_page
-                                                                .as_ref()
-                                                                .ok_or(
-                                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                                                )?)
+                                                            (((&(match &((&(root).recent)).fetch_page {
+                                                                ::std::option::Option::Some(value) => value,
+                                                                ::std::option::Option::None => {
+                                                                    return ::std::result::Result::Err(
+                                                                        ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                    );
+                                                                }
+                                                            })
                                                                 .inputs))
                                                                 .url
                                                                 .as_str()),
@@ -833,12 +901,14 @@ pub mod policies {
                                                 let v_host = (*__item);
                                                 match (|| -> ::agentc_cel_support::CelResult<_> {
                                                     Ok(
-                                                        (((&(((&(root).recent))
-                                                            .fetch_page
-                                                            .as_ref()
-                                                            .ok_or(
-                                                                ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                                            )?)
+                                                        (((&(match &((&(root).recent)).fetch_page {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                );
+                                                            }
+                                                        })
                                                             .inputs))
                                                             .url
                                                             .as_str())
@@ -906,18 +976,25 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
             };
-            input_fetch_page(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match input_fetch_page(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.fetch_page.inputs.url.startsWith("https://") && !recent.fetch_page.inputs.url.matches("^https://[^/?#]*[@A-Z]") && !["intranet.acme.example", "payroll.acme.example", "wiki.corp.acme.example", "localhost", "127.0.0.1", "169.254.169.254"].exists(host, recent.fetch_page.inputs.url.startsWith("https://" + host)) && history._total < 40`
         ///
@@ -949,17 +1026,23 @@ pub mod policies {
                     Ok(
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
-                                (((((&(root).recent))
-                                    .fetch_page
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                    )?)
+                                ((match &(match &((&(root).recent)).fetch_page {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                        );
+                                    }
+                                })
                                     .outputs
-                                    .as_ref()
-                                    .ok_or(
-                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                    )?)
+                                {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
                                     .status_code < (400i64)),
                             )
                         })() {
@@ -969,17 +1052,23 @@ pub mod policies {
                                     Ok(
                                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                                             Ok(
-                                                (((((&(root).recent))
-                                                    .fetch_page
-                                                    .as_ref()
-                                                    .ok_or(
-                                                        ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                                    )?)
+                                                ((match &(match &((&(root).recent)).fetch_page {
+                                                    ::std::option::Option::Some(value) => value,
+                                                    ::std::option::Option::None => {
+                                                        return ::std::result::Result::Err(
+                                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                        );
+                                                    }
+                                                })
                                                     .outputs
-                                                    .as_ref()
-                                                    .ok_or(
-                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                                    )?)
+                                                {
+                                                    ::std::option::Option::Some(value) => value,
+                                                    ::std::option::Option::None => {
+                                                        return ::std::result::Result::Err(
+                                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                        );
+                                                    }
+                                                })
                                                     .content_type
                                                     .as_str())
                                                     .starts_with(("text/")),
@@ -989,17 +1078,23 @@ pub mod policies {
                                             __left => {
                                                 match (|| -> ::agentc_cel_support::CelResult<_> {
                                                     Ok(
-                                                        (((((&(root).recent))
-                                                            .fetch_page
-                                                            .as_ref()
-                                                            .ok_or(
-                                                                ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                                            )?)
+                                                        ((match &(match &((&(root).recent)).fetch_page {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                );
+                                                            }
+                                                        })
                                                             .outputs
-                                                            .as_ref()
-                                                            .ok_or(
-                                                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                                            )?)
+                                                        {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                                );
+                                                            }
+                                                        })
                                                             .content_type
                                                             .as_str())
                                                             .contains(("json")),
@@ -1032,17 +1127,23 @@ pub mod policies {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_str(
-                                    (((((&(root).recent))
-                                        .fetch_page
-                                        .as_ref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                        )?)
+                                    ((match &(match &((&(root).recent)).fetch_page {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                            );
+                                        }
+                                    })
                                         .outputs
-                                        .as_ref()
-                                        .ok_or(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                        )?)
+                                    {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            );
+                                        }
+                                    })
                                         .body
                                         .as_str()),
                                 ) <= (2000000i64)),
@@ -1064,15 +1165,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                recent: ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            output_fetch_page(&root)
-                .map(::agentc_cel::Value::Bool)
-                .map_err(super::super::support::denial)
+            match output_fetch_page(&root) {
+                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `recent.fetch_page.outputs.status_code < 400 && (recent.fetch_page.outputs.content_type.startsWith("text/") || recent.fetch_page.outputs.content_type.contains("json")) && size(recent.fetch_page.outputs.body) <= 2000000`
         ///
@@ -1117,15 +1222,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_pages_fetched(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_pages_fetched(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(history.fetch_page) ? size(history.fetch_page) : 0`
         ///
@@ -1182,15 +1291,19 @@ pub mod policies {
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
             let root = Engagement {
-                history: ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
-                )?,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
                 ..::std::default::Default::default()
             };
-            exposes_first_url(&root)
-                .map_err(super::super::support::denial)
-                .and_then(super::super::support::cel_value)
+            match exposes_first_url(&root) {
+                Ok(selected) => super::super::support::cel_value(selected),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
         }
         /// `has(history.fetch_page) && size(history.fetch_page) > 0 ? history.fetch_page[0].inputs.url : ""`
         ///
@@ -1231,18 +1344,27 @@ pub mod policies {
                 ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                     let map = ::agentc_generated_support::cel_roots::object(value)?;
                     Ok(Fields {
-                        categories: ::agentc_generated_support::cel_roots::field(
+                        categories: match ::agentc_generated_support::cel_roots::field(
                             map,
                             "categories",
-                        )?,
-                        confidence: ::agentc_generated_support::cel_roots::field(
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        },
+                        confidence: match ::agentc_generated_support::cel_roots::field(
                             map,
                             "confidence",
-                        )?,
-                        contains_pii: ::agentc_generated_support::cel_roots::field(
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        },
+                        contains_pii: match ::agentc_generated_support::cel_roots::field(
                             map,
                             "contains_pii",
-                        )?,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        },
                     })
                 }
             }
@@ -1279,13 +1401,17 @@ pub mod policies {
                 ::agentc_cel::Value,
                 ::agentc_runtime::CheckError,
             > {
-                let root: Fields = ::agentc_generated_support::cel_roots::fields(
+                let root: Fields = match ::agentc_generated_support::cel_roots::fields(
                     variables,
                     &["categories", "confidence", "contains_pii"],
-                )?;
-                assertion(&root)
-                    .map(::agentc_cel::Value::Bool)
-                    .map_err(super::super::super::support::denial)
+                ) {
+                    Ok(root) => root,
+                    Err(error) => return Err(error),
+                };
+                match assertion(&root) {
+                    Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                    Err(error) => Err(super::super::super::support::denial(error)),
+                }
             }
             /// `!(contains_pii && confidence >= 0.5) && !categories.exists(c, c in ["national_id", "payment_card", "bank_account"])`
             ///
