@@ -150,7 +150,7 @@ fn target_directory(root: &Path) -> PathBuf {
 }
 
 pub fn run(root: &Path) -> Result<(), String> {
-    let cargo = PathBuf::from(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    let cargo = crate::cargo_program();
     // Everything is built first, so that only the touched crate is compiled below.
     let status = crate::cargo_command()
         .args(["build", "-p", "agentc"])

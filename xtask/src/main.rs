@@ -99,10 +99,15 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The cargo that started xtask (`$CARGO`), or the one on the path.
+pub fn cargo_program() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+}
+
 /// A `cargo` command with the environment a direct invocation would have (see
 /// [`remove_cargo_run_variables`]).
 pub fn cargo_command() -> Command {
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()));
+    let mut command = Command::new(cargo_program());
     remove_cargo_run_variables(&mut command);
     command
 }
