@@ -102,11 +102,7 @@ fn bench(criterion: &mut Criterion) {
                 engagement.record(
                     thue_morse(index),
                     Arc::new(input.clone()),
-                    agentc_cel::value_from_json(&input),
-                    Some((
-                        Arc::new(output.clone()),
-                        agentc_cel::value_from_json(&output),
-                    )),
+                    Some(Arc::new(output.clone())),
                 );
             }
             let call = &calls[thue_morse(prior)];

@@ -236,15 +236,7 @@ fn engagement_with_history(agent: &AgentSpec, prior: usize) -> Engagement {
     let (input, output) = (input(), output());
     engagement.reserve_calls(prior + 1);
     for _ in 0..prior {
-        engagement.record(
-            0,
-            Arc::new(input.clone()),
-            agentc_cel::value_from_json(&input),
-            Some((
-                Arc::new(output.clone()),
-                agentc_cel::value_from_json(&output),
-            )),
-        );
+        engagement.record(0, Arc::new(input.clone()), Some(Arc::new(output.clone())));
     }
     engagement
 }
@@ -293,6 +285,13 @@ fn time_calls(
         }
         Driver::BlockOn => rt.block_on(enforce_call(runtime, agent, engagement, &call)),
     };
+    if std::env::var("AGENTC_FUTURE_SIZE").is_ok() {
+        let future = enforce_call(runtime, agent, &mut engagement, &call);
+        eprintln!(
+            "enforce_call future: {} bytes",
+            std::mem::size_of_val(&future)
+        );
+    }
     for round in 0..WARM_UP_CALLS + TIMED_CALLS {
         let start = Instant::now();
         let outcome = run(&mut engagement);
@@ -395,7 +394,7 @@ fn micros(duration: Duration) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument selects the rows to run by a
-    // part of their label (for profiling one of them).
+    // part of their label, or by the whole label followed by `$` (for profiling one).
     let only = std::env::args()
         .skip(1)
         .find(|argument| !argument.starts_with("--"))
@@ -441,7 +440,12 @@ fn main() {
         ),
     ];
     for (label, compiled_checks, answers, driver) in rows {
-        if !label.contains(only.as_str()) {
+        // A selection ending in `$` names one row exactly.
+        let selected = match only.strip_suffix('$') {
+            Some(exact) => label == exact,
+            None => label.contains(only.as_str()),
+        };
+        if !selected {
             continue;
         }
         let (agent, runtime) = if compiled_checks {

@@ -114,14 +114,25 @@ pub enum AuditError {
 /// any JSON library to reproduce the writer's formatting.
 const HASH_MARKER: &[u8] = b",\"hash\":\"";
 
+/// Every byte's two lowercase hexadecimal digits, so that writing a hash is one table
+/// read per byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+        byte += 1;
+    }
+    pairs
+};
+
 /// The SHA-256 of `bytes` as 64 lowercase hexadecimal digits.
 pub(crate) fn hex_digest(bytes: &[u8]) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut text = [0u8; 64];
     for (pair, byte) in text.chunks_exact_mut(2).zip(digest.iter()) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
     text
 }
@@ -136,32 +147,110 @@ fn action_name(action: AuditAction) -> &'static str {
     }
 }
 
+/// Writes `text` as a JSON string.
+fn encode_string(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
+    serde_json::to_writer(out, text)
+}
+
+/// The encoded `"engagement":…,"user":…,"agent":…` of the last entry, and the
+/// `"subject":…` of the last entry, kept with the text they encode: one engagement's
+/// entries name the same engagement, user, agent and (per call) tool, so an append
+/// compares those names rather than escaping them again. An entry for other names
+/// encodes them afresh and keeps them.
+#[derive(Default)]
+struct EncodedNames {
+    engagement: String,
+    user: Option<String>,
+    agent: String,
+    /// `,"engagement":"…","user":…,"agent":"…"`.
+    attribution: Vec<u8>,
+    subject: String,
+    /// `,"subject":"…"`.
+    encoded_subject: Vec<u8>,
+}
+
+impl EncodedNames {
+    /// The encoded attribution of `record`, encoded afresh if its names changed.
+    fn attribution(&mut self, record: &AuditRecord<'_>) -> serde_json::Result<&[u8]> {
+        let same = self.engagement == record.engagement
+            && self.user.as_deref() == record.user
+            && self.agent == record.agent
+            && !self.attribution.is_empty();
+        if !same {
+            let out = &mut self.attribution;
+            out.clear();
+            out.extend_from_slice(b",\"engagement\":");
+            encode_string(out, record.engagement)?;
+            out.extend_from_slice(b",\"user\":");
+            serde_json::to_writer(&mut *out, &record.user)?;
+            out.extend_from_slice(b",\"agent\":");
+            encode_string(out, record.agent)?;
+            self.engagement.clear();
+            self.engagement.push_str(record.engagement);
+            match (&mut self.user, record.user) {
+                (Some(kept), Some(user)) => {
+                    kept.clear();
+                    kept.push_str(user);
+                }
+                (kept, user) => *kept = user.map(str::to_string),
+            }
+            self.agent.clear();
+            self.agent.push_str(record.agent);
+        }
+        Ok(&self.attribution)
+    }
+
+    /// The encoded subject of `record`, encoded afresh if it changed.
+    fn subject(&mut self, subject: &str) -> serde_json::Result<&[u8]> {
+        if self.subject != subject || self.encoded_subject.is_empty() {
+            let out = &mut self.encoded_subject;
+            out.clear();
+            out.extend_from_slice(b",\"subject\":");
+            encode_string(out, subject)?;
+            self.subject.clear();
+            self.subject.push_str(subject);
+        }
+        Ok(&self.encoded_subject)
+    }
+}
+
 /// Encodes an entry's body: the JSON object without its closing brace and without the
 /// `hash` field, in a fixed field order.
 fn encode_body(
     out: &mut Vec<u8>,
+    names: &mut EncodedNames,
     seq: u64,
     prev_hash: &[u8; 64],
     record: &AuditRecord<'_>,
 ) -> serde_json::Result<()> {
     out.extend_from_slice(b"{\"seq\":");
     serde_json::to_writer(&mut *out, &seq)?;
-    out.extend_from_slice(b",\"engagement\":");
-    serde_json::to_writer(&mut *out, record.engagement)?;
-    out.extend_from_slice(b",\"user\":");
-    serde_json::to_writer(&mut *out, &record.user)?;
-    out.extend_from_slice(b",\"agent\":");
-    serde_json::to_writer(&mut *out, record.agent)?;
+    out.extend_from_slice(names.attribution(record)?);
     out.extend_from_slice(b",\"action\":\"");
     out.extend_from_slice(action_name(record.action).as_bytes());
-    out.extend_from_slice(b"\",\"subject\":");
-    serde_json::to_writer(&mut *out, record.subject)?;
+    out.push(b'"');
+    out.extend_from_slice(names.subject(record.subject)?);
     out.extend_from_slice(b",\"detail\":");
-    serde_json::to_writer(&mut *out, &record.detail)?;
+    if record.detail.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        serde_json::to_writer(&mut *out, &record.detail)?;
+    }
     out.extend_from_slice(b",\"prev_hash\":\"");
     out.extend_from_slice(prev_hash);
     out.push(b'"');
     Ok(())
+}
+
+impl AuditDetail<'_> {
+    /// Whether every field is absent, so that the detail is `{}`.
+    fn is_empty(&self) -> bool {
+        self.inputs.is_none()
+            && !self.guardrail
+            && self.stage.is_none()
+            && self.reason.is_none()
+            && self.call_hash.is_none()
+    }
 }
 
 struct Chain {
@@ -171,6 +260,7 @@ struct Chain {
     /// The line being encoded, kept between appends so that appending allocates nothing
     /// once it has grown to the longest entry.
     line: Vec<u8>,
+    names: EncodedNames,
 }
 
 /// An append-only, hash-chained log over any writer (a buffered file, a socket).
@@ -205,6 +295,7 @@ impl AuditLog {
                 seq,
                 prev_hash: head,
                 line: Vec::with_capacity(512),
+                names: EncodedNames::default(),
             }),
         }
     }
@@ -224,8 +315,14 @@ impl AuditLog {
         let chain = &mut *guard;
         let mut line = std::mem::take(&mut chain.line);
         line.clear();
-        encode_body(&mut line, chain.seq, &chain.prev_hash, &record)
-            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        encode_body(
+            &mut line,
+            &mut chain.names,
+            chain.seq,
+            &chain.prev_hash,
+            &record,
+        )
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
         let hash = hex_digest(&line);
         line.extend_from_slice(HASH_MARKER);
         line.extend_from_slice(&hash);
@@ -423,6 +520,54 @@ mod tests {
         assert_eq!(entry.detail, serde_json::json!({"stage": "n"}));
         let previous: AuditEntry = serde_json::from_str(&lines[2]).unwrap();
         assert_eq!(entry.prev_hash, previous.hash);
+    }
+
+    /// The names kept from one entry to the next are never written into an entry for
+    /// other names: engagements, users (present, absent, present), agents and subjects
+    /// that alternate, as on a log that several engagements share, are each written
+    /// as given.
+    #[test]
+    fn each_entry_names_its_own_engagement_user_agent_and_subject() {
+        let buffer = Shared::default();
+        let log = AuditLog::new(Box::new(buffer.clone()));
+        let records = [
+            ("e1", Some("u1"), "a", "t1"),
+            ("e1", Some("u1"), "a", "t1"),
+            ("e2", None, "a", "t1"),
+            ("e2", Some("u\"2"), "a", "t2"),
+            ("e2", Some("u3"), "b", "t2"),
+            ("e1", Some("u1"), "a", "t1"),
+            ("e1", Some("u1"), "a", ""),
+        ];
+        for (engagement, user, agent, subject) in records {
+            log.append(AuditRecord {
+                engagement,
+                user,
+                agent,
+                action: AuditAction::Completed,
+                subject,
+                detail: AuditDetail::default(),
+            })
+            .unwrap();
+        }
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(verify(text.as_bytes()).unwrap().entries, 7);
+        for (line, (engagement, user, agent, subject)) in text.lines().zip(records) {
+            let entry: AuditEntry = serde_json::from_str(line).unwrap();
+            assert_eq!(entry.engagement, engagement);
+            assert_eq!(entry.user.as_deref(), user);
+            assert_eq!(entry.agent, agent);
+            assert_eq!(entry.subject, subject);
+            assert_eq!(entry.detail, serde_json::json!({}));
+        }
+    }
+
+    #[test]
+    fn hashes_are_sha256_in_lowercase_hexadecimal() {
+        assert_eq!(
+            &hex_digest(b"abc"),
+            b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use agentc_cel::ast::ExprKind;
 use agentc_cel::{Activation, Expr, Value};
 
+use crate::engagement::Invocation;
+
 /// Why a check could not give an answer; every such error denies (OAS-C8).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckError {
@@ -34,21 +36,37 @@ pub trait VariableSource {
     /// pending call put in. The answer must be what [`VariableSource::variable`] would
     /// hold under that key. The default, [`FieldLookup::WholeVariableOnly`], sends the
     /// caller to [`VariableSource::variable`].
-    fn field(&self, _variable: &str, _field: &str) -> FieldLookup {
+    fn field(&self, _variable: &str, _field: &str) -> FieldLookup<'_> {
         FieldLookup::WholeVariableOnly
     }
 }
 
 /// What [`VariableSource::field`] answers.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FieldLookup {
+#[derive(Debug, Clone)]
+pub enum FieldLookup<'a> {
     /// The variable is bound, and this is its field's value.
     Found(Value),
+    /// The variable is bound, and its field is this call (`recent.<name>`): its JSON,
+    /// which a compiled check reads directly, and its CEL value on demand
+    /// ([`Invocation::cel_value`]), which is the field's value.
+    Invocation(&'a Invocation),
     /// The variable is bound and has no such field.
     Absent,
     /// The source gives this variable whole, or not at all; ask
     /// [`VariableSource::variable`].
     WholeVariableOnly,
+}
+
+impl FieldLookup<'_> {
+    /// The field's CEL value, when the lookup found one: what
+    /// [`VariableSource::variable`] holds under the field's key.
+    pub fn cel_value(&self) -> Option<Value> {
+        match self {
+            FieldLookup::Found(value) => Some(value.clone()),
+            FieldLookup::Invocation(invocation) => Some(invocation.cel_value().clone()),
+            FieldLookup::Absent | FieldLookup::WholeVariableOnly => None,
+        }
+    }
 }
 
 /// A compiled or interpreted expression over a [`VariableSource`].

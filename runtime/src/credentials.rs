@@ -4,15 +4,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// The identity a tool is called with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(tag = "kind", content = "name", rename_all = "snake_case")]
 pub enum Identity {
     /// The engaging user's identity (OAS-C3).
-    User(String),
+    User(Arc<str>),
     /// A named static credential set (OAS-C4).
-    Static(String),
+    Static(Arc<str>),
     /// No identity: `user_identity: false` (or no user) and no static identity.
     Anonymous,
 }
@@ -20,10 +21,15 @@ pub enum Identity {
 impl Identity {
     /// Chooses the identity per OAS-C3/C4: the user's when `user_identity` holds and
     /// there is a user, else the static identity, else none.
-    pub fn choose(user_identity: bool, user: Option<&str>, static_identity: Option<&str>) -> Self {
+    /// The names are shared with the engagement and the spec, not copied.
+    pub fn choose(
+        user_identity: bool,
+        user: Option<&Arc<str>>,
+        static_identity: Option<&Arc<str>>,
+    ) -> Self {
         match (user_identity, user, static_identity) {
-            (true, Some(user), _) => Identity::User(user.to_string()),
-            (_, _, Some(set)) => Identity::Static(set.to_string()),
+            (true, Some(user), _) => Identity::User(Arc::clone(user)),
+            (_, _, Some(set)) => Identity::Static(Arc::clone(set)),
             _ => Identity::Anonymous,
         }
     }
@@ -158,15 +164,15 @@ impl CredentialProvider for InMemoryCredentials {
         match identity {
             Identity::User(user) => Ok(self
                 .per_user
-                .get(user.as_str())
+                .get(user.as_ref())
                 .and_then(|tools| tools.get(tool))
                 .cloned()),
             Identity::Static(set) => self
                 .static_sets
-                .get(set)
+                .get(set.as_ref())
                 .cloned()
                 .map(Some)
-                .ok_or_else(|| CredentialError::MissingStatic(set.clone())),
+                .ok_or_else(|| CredentialError::MissingStatic(set.to_string())),
             Identity::Anonymous => Ok(None),
         }
     }
@@ -208,7 +214,7 @@ impl CredentialProvider for EnvCredentials {
         match identity {
             Identity::Static(set) => std::env::var(self.variable_name(set))
                 .map(|value| Some(Secret::new(value)))
-                .map_err(|_| CredentialError::MissingStatic(set.clone())),
+                .map_err(|_| CredentialError::MissingStatic(set.to_string())),
             Identity::User(_) | Identity::Anonymous => Ok(None),
         }
     }
@@ -220,22 +226,21 @@ mod tests {
 
     #[test]
     fn identity_choice_follows_c3_c4() {
+        let (u, s): (Arc<str>, Arc<str>) = ("u".into(), "s".into());
+        let (u, s) = (&u, &s);
         assert_eq!(
-            Identity::choose(true, Some("u"), Some("s")),
+            Identity::choose(true, Some(u), Some(s)),
             Identity::User("u".into())
         );
         assert_eq!(
-            Identity::choose(false, Some("u"), Some("s")),
+            Identity::choose(false, Some(u), Some(s)),
             Identity::Static("s".into())
         );
         assert_eq!(
-            Identity::choose(true, None, Some("s")),
+            Identity::choose(true, None, Some(s)),
             Identity::Static("s".into())
         );
-        assert_eq!(
-            Identity::choose(false, Some("u"), None),
-            Identity::Anonymous
-        );
+        assert_eq!(Identity::choose(false, Some(u), None), Identity::Anonymous);
     }
 
     #[test]

@@ -31,12 +31,12 @@ use crate::credentials::Identity;
 use crate::driver::{
     EngagementRequest, OuterCall, Runtime, WaitPoint, agent_output, run_nested_engagement,
 };
-use crate::engagement::{Engagement, EngagementStatus, Pending, RefusedCall, UserIdentity};
+use crate::engagement::{
+    Engagement, EngagementStatus, Invocation, Pending, RefusedCall, UserIdentity,
+};
 use crate::model::{Model, ToolCall};
 use crate::review::{ReviewDecision, ReviewRequest, call_hash};
-use crate::spec::{
-    AgentSpec, CapabilityKind, CapabilitySpec, GuardrailSpec, RestrictionSpec, ReviewerRef,
-};
+use crate::spec::{AgentSpec, CapabilityKind, GuardrailSpec, RestrictionSpec, ReviewerRef};
 use crate::tools::{RegisteredTool, ToolBackend, ToolContext, ToolError};
 
 /// The step that refused a call.
@@ -346,8 +346,9 @@ impl CallContext<'_> {
             self.assert(engagement, assertion.as_ref(), stages.0, pending)?;
         }
         if ask_reviewer && let Some(reviewer) = &restriction.require_review {
-            self.review(engagement, reviewer, stages.1, inputs, outputs)
-                .await?;
+            // Boxed: a review's wait is large and rare, and kept inline it would make
+            // every call's future larger, and every call copy it.
+            Box::pin(self.review(engagement, reviewer, stages.1, inputs, outputs)).await?;
         }
         Ok(())
     }
@@ -533,10 +534,9 @@ async fn enforce_call_inner(
     if let Err(error) = tool.validate_input(&call.arguments) {
         return Err(context.refuse(engagement, RefusalStage::InputSchema, error.to_string()));
     }
-    let inputs_value = agentc_cel::value_from_json(&call.arguments);
     // The pending call as its input restriction sees it; recorded as is when its output
-    // is not collected (OAS-C2).
-    let input_invocation = engagement.invocation_value(inputs_value.clone(), None);
+    // is not collected (OAS-C2). Its CEL value is built only if a check interprets it.
+    let input_invocation = Invocation::new(Arc::clone(&call.arguments));
     context
         .restrict(
             engagement,
@@ -556,7 +556,7 @@ async fn enforce_call_inner(
         Some(obtained) => obtained
             .clone()
             .map_err(|error| context.refuse(engagement, RefusalStage::Invoke, error.to_string()))?,
-        None => invoke(&context, engagement, capability, tool, caller).await?,
+        None => invoke(&context, engagement, index, tool, caller).await?,
     };
     if let Err(error) = tool.validate_output(&output) {
         return Err(context.refuse(engagement, RefusalStage::OutputSchema, error.to_string()));
@@ -564,8 +564,7 @@ async fn enforce_call_inner(
     // From here on the output is shared with the record rather than copied for it; a
     // caller that needs an owned value (the driver, for the model's message) copies it.
     let output = Arc::new(output);
-    let output_invocation =
-        engagement.invocation_value(inputs_value, Some(agentc_cel::value_from_json(&output)));
+    let output_invocation = input_invocation.with_outputs(Arc::clone(&output));
     context
         .restrict(
             engagement,
@@ -582,17 +581,12 @@ async fn enforce_call_inner(
         .await?;
 
     // OAS-C2: without `collect_results` the engagement keeps the input only.
-    let (recorded_output, recorded_invocation) = if capability.collect_results {
-        (Some(Arc::clone(&output)), output_invocation)
+    let recorded = if capability.collect_results {
+        output_invocation
     } else {
-        (None, input_invocation)
+        output_invocation.without_outputs()
     };
-    engagement.record_invocation(
-        index,
-        Arc::clone(&call.arguments),
-        recorded_output,
-        recorded_invocation,
-    );
+    engagement.record_invocation(index, recorded);
     context.audit(engagement, AuditAction::Completed, AuditDetail::default())?;
     Ok(output)
 }
@@ -604,16 +598,23 @@ async fn enforce_call_inner(
 async fn invoke(
     context: &CallContext<'_>,
     engagement: &mut Engagement,
-    capability: &CapabilitySpec,
+    index: usize,
     tool: &RegisteredTool,
     caller: Caller<'_>,
 ) -> Result<serde_json::Value, Refusal> {
     let runtime = context.runtime;
+    let Some(capability) = context.agent.capabilities.get(index) else {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::UndeclaredTool,
+            "no capability".into(),
+        ));
+    };
 
     let identity = Identity::choose(
         capability.user_identity,
-        engagement.user().map(|user| user.id.as_str()),
-        capability.static_identity.as_deref(),
+        engagement.shared_user_id(),
+        capability.static_identity.as_ref(),
     );
     let credential = match runtime.credentials.credential(&capability.name, &identity) {
         Ok(credential) => credential,
@@ -632,15 +633,12 @@ async fn invoke(
             return Err(context.refuse(engagement, RefusalStage::Invoke, error.to_string()));
         }
     };
-    let tool_context = ToolContext {
-        engagement: engagement.id().to_string(),
-        agent: context.agent.name.clone(),
-        identity,
-        credential,
+    let tool_context = ToolContext::for_call(engagement, &context.agent.name, identity, credential);
+    let tool = match engagement.shared_capability_name(index) {
+        Some(name) if **name == *capability.name => Arc::clone(name),
+        _ => Arc::from(capability.name.as_str()),
     };
-    engagement.set_status(EngagementStatus::AwaitingTool {
-        tool: capability.name.clone(),
-    });
+    engagement.set_status(EngagementStatus::AwaitingTool { tool });
     let result = match target {
         Target::Backend(backend) => {
             let deadline = match capability.kind {
@@ -651,9 +649,16 @@ async fn invoke(
                 // A remote agent's engagement is saved at the wait point once started,
                 // so that a restart resumes it rather than engaging it again; the call
                 // keeps its deadline inside, so that a saved wait is always ended.
-                (CapabilityKind::RemoteAgent { .. }, Some(remote), Some(point)) => Ok(remote
-                    .call_at_wait_point(point, engagement, context.call, &tool_context, deadline)
-                    .await),
+                (CapabilityKind::RemoteAgent { .. }, Some(remote), Some(point)) => {
+                    Ok(Box::pin(remote.call_at_wait_point(
+                        point,
+                        engagement,
+                        context.call,
+                        &tool_context,
+                        deadline,
+                    ))
+                    .await)
+                }
                 _ => {
                     tokio::time::timeout(
                         deadline,
@@ -668,7 +673,9 @@ async fn invoke(
             let outer = caller
                 .wait_point
                 .map(|point| OuterCall::new(engagement, point));
-            tokio::time::timeout(
+            // Boxed, as a nested engagement's future is large and most calls are not
+            // to agents.
+            Box::pin(tokio::time::timeout(
                 runtime.agent_timeout,
                 invoke_agent(
                     runtime,
@@ -678,7 +685,7 @@ async fn invoke(
                     caller,
                     outer.as_ref(),
                 ),
-            )
+            ))
             .await
         }
     };
@@ -743,12 +750,7 @@ pub async fn run_guardrail(
         Ok(backend) => Arc::clone(backend),
         Err(error) => return Err(fail(engagement, error.to_string())),
     };
-    let tool_context = ToolContext {
-        engagement: engagement.id().to_string(),
-        agent: agent.name.clone(),
-        identity: Identity::Anonymous,
-        credential: None,
-    };
+    let tool_context = ToolContext::for_call(engagement, &agent.name, Identity::Anonymous, None);
     let output = match tokio::time::timeout(
         runtime.tool_timeout,
         backend.invoke(&call.arguments, &tool_context),
@@ -847,7 +849,7 @@ mod tests {
                 if !expected {
                     list.push(next);
                     let input = std::sync::Arc::new(serde_json::json!({}));
-                    engagement.record(next as usize, input, Value::Null, None);
+                    engagement.record(next as usize, input, None);
                 }
             }
         }

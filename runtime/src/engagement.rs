@@ -1,8 +1,11 @@
 //! The engagement (OAS-E1..E3): the one object restriction assertions and `exposes`
-//! see. It is kept both as JSON (for the caller and the audit log) and as CEL values
-//! built once per recorded call, so a check never converts or clones the whole history.
+//! see. Each call is kept as the JSON it was made with. Its CEL value, which the
+//! interpreter reads, is built from that JSON the first time an interpreted check,
+//! an `exposes` or the history asks for it, and kept: a check never converts or clones
+//! the whole history, and an agent whose checks are all compiled (they read the JSON
+//! directly, through [`FieldLookup::Invocation`]) never builds a CEL value per call.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use agentc_cel::{MapKey, Timestamp, Value, ValueMap};
 use serde::{Deserialize, Serialize};
@@ -64,7 +67,7 @@ pub enum EngagementStatus {
     /// Waiting for the model's next turn.
     AwaitingModel,
     /// Waiting for a tool to answer.
-    AwaitingTool { tool: String },
+    AwaitingTool { tool: Arc<str> },
     /// Waiting for a reviewer's decision.
     AwaitingReview { tool: String, reviewer: String },
     /// Yielded to the user, waiting for more input.
@@ -75,16 +78,81 @@ pub enum EngagementStatus {
     Failed { reason: FailureReason },
 }
 
-/// One recorded invocation of a capability.
+/// One invocation of a capability: a recorded one, or the pending call being checked
+/// (Reading: pending call), which is recorded as it was checked.
 #[derive(Debug, Clone)]
 pub struct Invocation {
     /// The input given.
     pub inputs: Arc<serde_json::Value>,
-    /// The output, unless results are not collected (OAS-C2).
+    /// The output: the pending call's once it has one, a recorded call's unless results
+    /// are not collected (OAS-C2).
     pub outputs: Option<Arc<serde_json::Value>>,
-    /// `{inputs, outputs?}` as a CEL value: the value the call's last check saw, kept
-    /// as is when it is recorded.
-    value: Value,
+    /// `inputs` as a CEL value, built on first use; shared by the input and output
+    /// stages of one call, so that the interpreter converts an input once.
+    inputs_value: OnceLock<Value>,
+    /// `{inputs, outputs?}` as a CEL value, built on first use.
+    value: OnceLock<Value>,
+}
+
+/// `inputs` and `outputs` as map keys, made once per process so that building a call's
+/// CEL value clones them rather than allocating them.
+static INVOCATION_KEYS: LazyLock<(MapKey, MapKey)> =
+    LazyLock::new(|| (string_key("inputs"), string_key("outputs")));
+
+impl Invocation {
+    /// A call with its input only: the pending call at its input restriction, or a
+    /// recorded call whose results are not collected.
+    pub fn new(inputs: Arc<serde_json::Value>) -> Self {
+        Invocation {
+            inputs,
+            outputs: None,
+            inputs_value: OnceLock::new(),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The same call with its output, sharing the input's CEL value if it was built.
+    pub fn with_outputs(&self, outputs: Arc<serde_json::Value>) -> Self {
+        Invocation {
+            inputs: Arc::clone(&self.inputs),
+            outputs: Some(outputs),
+            inputs_value: self.inputs_value.clone(),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The same call without its output (OAS-C2: recorded without `collect_results`),
+    /// keeping the CEL values that do not include the output.
+    pub fn without_outputs(self) -> Self {
+        let value = if self.outputs.is_none() {
+            self.value
+        } else {
+            OnceLock::new()
+        };
+        Invocation {
+            inputs: self.inputs,
+            outputs: None,
+            inputs_value: self.inputs_value,
+            value,
+        }
+    }
+
+    /// `{inputs, outputs?}` as `recent.<name>` and `history.<name>` show it (OAS-E3),
+    /// as a CEL value: built from the JSON on the first call, then kept.
+    pub fn cel_value(&self) -> &Value {
+        self.value.get_or_init(|| {
+            let (inputs_key, outputs_key) = &*INVOCATION_KEYS;
+            let inputs = self
+                .inputs_value
+                .get_or_init(|| agentc_cel::value_from_json(&self.inputs));
+            let mut map = ValueMap::new();
+            map.insert(inputs_key.clone(), inputs.clone());
+            if let Some(outputs) = &self.outputs {
+                map.insert(outputs_key.clone(), agentc_cel::value_from_json(outputs));
+            }
+            Value::Map(Arc::new(map))
+        })
+    }
 }
 
 /// A call that was refused, or failed, and so never became `recent` (Reading: pending
@@ -106,18 +174,20 @@ pub struct RefusedCall {
 pub struct Pending<'a> {
     /// The capability index.
     pub capability: usize,
-    /// The call as `recent.<name>` shows it, built by [`Engagement::invocation_value`]:
-    /// `{inputs}` during the input restriction, `{inputs, outputs}` during the output
-    /// restriction. Built once per stage by the caller, so that a call that passes is
-    /// recorded with the very value its checks saw.
-    pub invocation: &'a Value,
+    /// The call as `recent.<name>` shows it: `{inputs}` during the input restriction,
+    /// `{inputs, outputs}` during the output restriction. A call that passes is
+    /// recorded as this very invocation, with any CEL value its checks built.
+    pub invocation: &'a Invocation,
 }
 
 /// The state of one engagement. Cloning copies the history (benchmarks and snapshots).
 #[derive(Debug, Clone)]
 pub struct Engagement {
-    id: String,
-    agent: String,
+    /// Shared with each tool call's context rather than copied for it.
+    id: Arc<str>,
+    agent: Arc<str>,
+    /// The user's identifier, shared with the identity a call is made as (OAS-C3).
+    user_id: Option<Arc<str>>,
     started_at: Option<Timestamp>,
     user: Option<UserIdentity>,
     user_value: Value,
@@ -132,33 +202,13 @@ pub struct Engagement {
     repetitions: Option<RepetitionDetector>,
     /// The capability invoked last (`recent._name`).
     last: Option<usize>,
-    /// `recent` as a CEL map, rebuilt (over the capabilities, not the history) per record.
-    recent_value: Arc<ValueMap>,
+    /// `recent` as a CEL map, built (over the capabilities, not the history) when a
+    /// check reads it whole, and dropped on change.
+    recent_value: OnceLock<Arc<ValueMap>>,
     /// `history` as a CEL map, built only when a check reads it and dropped on change.
     history_value: Option<Value>,
     refused: Vec<RefusedCall>,
     status: EngagementStatus,
-    /// The map keys every call uses, made once per engagement so that a call clones
-    /// them rather than allocating them.
-    keys: InvocationKeys,
-}
-
-/// `inputs`, `outputs` and `_name` as map keys.
-#[derive(Debug, Clone)]
-struct InvocationKeys {
-    inputs: MapKey,
-    outputs: MapKey,
-    name: MapKey,
-}
-
-impl InvocationKeys {
-    fn new() -> Self {
-        InvocationKeys {
-            inputs: string_key("inputs"),
-            outputs: string_key("outputs"),
-            name: string_key("_name"),
-        }
-    }
 }
 
 fn string_key(text: &str) -> MapKey {
@@ -196,8 +246,9 @@ impl Engagement {
             .map(|name| Arc::from(*name))
             .collect();
         Engagement {
-            id: id.to_string(),
-            agent: agent.to_string(),
+            id: Arc::from(id),
+            agent: Arc::from(agent),
+            user_id: user.as_ref().map(|user| Arc::from(user.id.as_str())),
             started_at,
             user,
             user_value: Value::Map(Arc::new(user_map)),
@@ -206,11 +257,10 @@ impl Engagement {
             list: Vec::new(),
             repetitions: None,
             last: None,
-            recent_value: Arc::new(ValueMap::new()),
+            recent_value: OnceLock::new(),
             history_value: None,
             refused: Vec::new(),
             status: EngagementStatus::Created,
-            keys: InvocationKeys::new(),
         }
     }
 
@@ -227,6 +277,26 @@ impl Engagement {
     /// The engaging user, if any.
     pub fn user(&self) -> Option<&UserIdentity> {
         self.user.as_ref()
+    }
+
+    /// The engagement's identifier, to share rather than copy.
+    pub fn shared_id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The agent's name, to share rather than copy.
+    pub fn shared_agent(&self) -> &Arc<str> {
+        &self.agent
+    }
+
+    /// The engaging user's identifier, to share rather than copy.
+    pub fn shared_user_id(&self) -> Option<&Arc<str>> {
+        self.user_id.as_ref()
+    }
+
+    /// The name of a capability index, to share rather than copy.
+    pub fn shared_capability_name(&self, index: usize) -> Option<&Arc<str>> {
+        self.names.get(index)
     }
 
     /// The lifecycle status.
@@ -278,65 +348,37 @@ impl Engagement {
     }
 
     /// Records an invocation that passed every check (OAS-C2: the output only when
-    /// results are collected). The CEL state costs the capability count and this call's
-    /// size; the short-circuit state, when kept, a few hash steps per power of two of the
-    /// history's length.
+    /// results are collected). The state update costs this call's size; the
+    /// short-circuit state, when kept, a few hash steps per power of two of the
+    /// history's length. No CEL value is built here.
     pub fn record(
         &mut self,
         capability: usize,
         inputs: Arc<serde_json::Value>,
-        inputs_value: Value,
-        outputs: Option<(Arc<serde_json::Value>, Value)>,
+        outputs: Option<Arc<serde_json::Value>>,
     ) {
-        let (outputs_json, outputs_value) = match outputs {
-            Some((json, value)) => (Some(json), Some(value)),
-            None => (None, None),
+        let invocation = Invocation::new(inputs);
+        let invocation = match outputs {
+            Some(outputs) => invocation.with_outputs(outputs),
+            None => invocation,
         };
-        let value = self.invocation_value(inputs_value, outputs_value);
-        self.record_invocation(capability, inputs, outputs_json, value);
+        self.record_invocation(capability, invocation);
     }
 
-    /// One invocation as `recent.<name>` and `history.<name>` show it (OAS-E3):
-    /// `{inputs}`, or `{inputs, outputs}` once there is an output to show.
-    pub fn invocation_value(&self, inputs: Value, outputs: Option<Value>) -> Value {
-        let mut map = ValueMap::new();
-        map.insert(self.keys.inputs.clone(), inputs);
-        if let Some(outputs) = outputs {
-            map.insert(self.keys.outputs.clone(), outputs);
-        }
-        Value::Map(Arc::new(map))
-    }
-
-    /// [`Engagement::record`] with the invocation's CEL value already built by
-    /// [`Engagement::invocation_value`] from the same inputs and outputs: the pending
-    /// call's value, which the enforcement order builds for its checks and then records
-    /// as is.
-    pub(crate) fn record_invocation(
-        &mut self,
-        capability: usize,
-        inputs: Arc<serde_json::Value>,
-        outputs_json: Option<Arc<serde_json::Value>>,
-        value: Value,
-    ) {
+    /// Records an invocation as it is: the pending call, with whatever CEL values its
+    /// checks built, which are kept rather than built again.
+    pub fn record_invocation(&mut self, capability: usize, invocation: Invocation) {
         let Some(invocations) = self.per_capability.get_mut(capability) else {
             return;
         };
-        invocations.push(Invocation {
-            inputs,
-            outputs: outputs_json,
-            value: value.clone(),
-        });
+        invocations.push(invocation);
         let symbol = u32::try_from(capability).unwrap_or(u32::MAX);
         if let Some(repetitions) = &mut self.repetitions {
             repetitions.push(&self.list, symbol);
         }
         self.list.push(symbol);
         self.last = Some(capability);
-        let recent = Arc::make_mut(&mut self.recent_value);
-        if let Some(name) = self.names.get(capability) {
-            recent.insert(MapKey::String(name.clone()), value);
-            recent.insert(self.keys.name.clone(), Value::String(name.clone()));
-        }
+        self.recent_value = OnceLock::new();
         self.history_value = None;
     }
 
@@ -389,30 +431,8 @@ impl Engagement {
         }
         self.repetitions = None;
         self.history_value = None;
+        self.recent_value = OnceLock::new();
         self.last = self.list.last().map(|symbol| *symbol as usize);
-        let recent = Arc::make_mut(&mut self.recent_value);
-        if let Some(name) = self.names.get(capability) {
-            match self
-                .per_capability
-                .get(capability)
-                .and_then(|calls| calls.last())
-            {
-                Some(previous) => {
-                    recent.insert(MapKey::String(name.clone()), previous.value.clone());
-                }
-                None => {
-                    recent.remove(&MapKey::String(name.clone()));
-                }
-            }
-        }
-        match self.last.and_then(|index| self.names.get(index)) {
-            Some(name) => {
-                recent.insert(self.keys.name.clone(), Value::String(name.clone()));
-            }
-            None => {
-                recent.remove(&self.keys.name);
-            }
-        }
         true
     }
 
@@ -454,10 +474,29 @@ impl Engagement {
         );
         map.insert(string_key("_list"), Value::List(list.into()));
         for (name, invocations) in self.names.iter().zip(&self.per_capability) {
-            let items: Vec<Value> = invocations.iter().map(|call| call.value.clone()).collect();
+            let items: Vec<Value> = invocations
+                .iter()
+                .map(|call| call.cel_value().clone())
+                .collect();
             map.insert(MapKey::String(name.clone()), Value::List(items.into()));
         }
         Value::Map(Arc::new(map))
+    }
+
+    /// `recent` as a CEL map: each capability's last call, and `_name`.
+    fn recent_map(&self) -> &Arc<ValueMap> {
+        self.recent_value.get_or_init(|| {
+            let mut map = ValueMap::new();
+            for (name, invocations) in self.names.iter().zip(&self.per_capability) {
+                if let Some(latest) = invocations.last() {
+                    map.insert(MapKey::String(name.clone()), latest.cel_value().clone());
+                }
+            }
+            if let Some(name) = self.last.and_then(|index| self.names.get(index)) {
+                map.insert(string_key("_name"), Value::String(name.clone()));
+            }
+            Arc::new(map)
+        })
     }
 
     /// The variables a check sees, with an optional pending call. Call
@@ -491,8 +530,8 @@ impl Engagement {
             })
             .collect();
         EngagementState {
-            id: self.id.clone(),
-            agent: self.agent.clone(),
+            id: self.id.to_string(),
+            agent: self.agent.to_string(),
             started_at: self.started_at.map(|started| started.to_string()),
             user: self.user.clone(),
             history,
@@ -538,17 +577,10 @@ impl Engagement {
                     invocation.name, state.agent
                 )));
             };
-            let outputs = invocation.outputs.as_ref().map(|outputs| {
-                (
-                    Arc::new(outputs.clone()),
-                    agentc_cel::value_from_json(outputs),
-                )
-            });
             engagement.record(
                 index,
                 Arc::new(invocation.inputs.clone()),
-                agentc_cel::value_from_json(&invocation.inputs),
-                outputs,
+                invocation.outputs.clone().map(Arc::new),
             );
         }
         engagement.refused = state.refused.clone();
@@ -582,8 +614,8 @@ impl Engagement {
             );
         }
         let mut object = serde_json::Map::new();
-        object.insert("id".into(), self.id.clone().into());
-        object.insert("agent".into(), self.agent.clone().into());
+        object.insert("id".into(), self.id.to_string().into());
+        object.insert("agent".into(), self.agent.to_string().into());
         object.insert(
             "started_at".into(),
             self.started_at
@@ -667,14 +699,17 @@ impl VariableSource for EngagementScope<'_> {
             "started_at" => engagement.started_at.map(Value::Timestamp),
             "user" => Some(engagement.user_value.clone()),
             "recent" => match self.pending {
-                None => Some(Value::Map(engagement.recent_value.clone())),
+                None => Some(Value::Map(Arc::clone(engagement.recent_map()))),
                 Some(pending) => {
                     // The pending call is `recent` while it is checked; the copy is of the
                     // per-capability map, whose size does not grow with the history.
-                    let mut recent = engagement.recent_value.as_ref().clone();
                     let name = engagement.names.get(pending.capability)?.clone();
-                    recent.insert(MapKey::String(name.clone()), pending.invocation.clone());
-                    recent.insert(engagement.keys.name.clone(), Value::String(name));
+                    let mut recent = engagement.recent_map().as_ref().clone();
+                    recent.insert(
+                        MapKey::String(name.clone()),
+                        pending.invocation.cel_value().clone(),
+                    );
+                    recent.insert(string_key("_name"), Value::String(name));
                     Some(Value::Map(Arc::new(recent)))
                 }
             },
@@ -688,27 +723,43 @@ impl VariableSource for EngagementScope<'_> {
         }
     }
     /// The fields of `recent` one by one, with the pending call among them, exactly as
-    /// [`EngagementScope::variable`]'s copy of the map holds them.
-    fn field(&self, variable: &str, field: &str) -> FieldLookup {
+    /// [`EngagementScope::variable`]'s copy of the map holds them: a call is given as
+    /// its [`Invocation`], whose JSON a compiled check reads without a CEL value.
+    fn field(&self, variable: &str, field: &str) -> FieldLookup<'_> {
         if variable != "recent" {
             return FieldLookup::WholeVariableOnly;
         }
         let engagement = self.engagement;
-        if let Some(pending) = self.pending {
-            let Some(name) = engagement.names.get(pending.capability) else {
-                // `variable` leaves `recent` unbound here; so does the whole-variable
-                // route this sends the caller to.
-                return FieldLookup::WholeVariableOnly;
+        let last = match self.pending {
+            Some(pending) => {
+                let Some(name) = engagement.names.get(pending.capability) else {
+                    // `variable` leaves `recent` unbound here; so does the whole-variable
+                    // route this sends the caller to.
+                    return FieldLookup::WholeVariableOnly;
+                };
+                if field == name.as_ref() {
+                    return FieldLookup::Invocation(pending.invocation);
+                }
+                Some(name)
+            }
+            None => engagement
+                .last
+                .and_then(|index| engagement.names.get(index)),
+        };
+        if field == "_name" {
+            return match last {
+                Some(name) => FieldLookup::Found(Value::String(name.clone())),
+                None => FieldLookup::Absent,
             };
-            if field == "_name" {
-                return FieldLookup::Found(Value::String(name.clone()));
-            }
-            if field == name.as_ref() {
-                return FieldLookup::Found(pending.invocation.clone());
-            }
         }
-        match engagement.recent_value.get_str(field) {
-            Some(value) => FieldLookup::Found(value.clone()),
+        let latest = engagement
+            .names
+            .iter()
+            .position(|name| name.as_ref() == field)
+            .and_then(|index| engagement.per_capability.get(index))
+            .and_then(|invocations| invocations.last());
+        match latest {
+            Some(invocation) => FieldLookup::Invocation(invocation),
             None => FieldLookup::Absent,
         }
     }
@@ -747,12 +798,7 @@ mod tests {
         let other = json!({"a": 1});
         for (index, input) in [(0, &first), (1, &other), (0, &second)] {
             assert!(!engagement.would_short_circuit(index, 3));
-            engagement.record(
-                index,
-                Arc::new(input.clone()),
-                agentc_cel::value_from_json(input),
-                None,
-            );
+            engagement.record(index, Arc::new(input.clone()), None);
         }
         assert!(engagement.undo_last_call());
         assert_eq!(engagement.call_list(), [0, 1]);
@@ -765,12 +811,7 @@ mod tests {
         // The short circuit is answered from the rebuilt state: after
         // [0, 1, 0, 1, 0], a call to 1 would be the third copy of [0, 1].
         for (index, input) in [(0, &first), (1, &other), (0, &first)] {
-            engagement.record(
-                index,
-                Arc::new(input.clone()),
-                agentc_cel::value_from_json(input),
-                None,
-            );
+            engagement.record(index, Arc::new(input.clone()), None);
         }
         assert!(engagement.would_short_circuit(1, 3));
         assert!(!engagement.would_short_circuit(0, 3));
@@ -810,22 +851,9 @@ mod tests {
         ));
         let input = json!({"knowledge_base_id": "acme/hr/x", "query": "leave"});
         let output = json!({"results": []});
-        engagement.record(
-            0,
-            Arc::new(input.clone()),
-            agentc_cel::value_from_json(&input),
-            Some((
-                Arc::new(output.clone()),
-                agentc_cel::value_from_json(&output),
-            )),
-        );
+        engagement.record(0, Arc::new(input.clone()), Some(Arc::new(output.clone())));
         let other = json!({"a": 1});
-        engagement.record(
-            1,
-            Arc::new(other.clone()),
-            agentc_cel::value_from_json(&other),
-            None,
-        );
+        engagement.record(1, Arc::new(other.clone()), None);
         assert!(holds(
             &mut engagement,
             "recent._name == 'other' && history._list == ['hr_kb_search', 'other']",
@@ -868,13 +896,7 @@ mod tests {
             original.record(
                 capability,
                 Arc::new(input.clone()),
-                agentc_cel::value_from_json(&input),
-                (capability == 0).then(|| {
-                    (
-                        Arc::new(output.clone()),
-                        agentc_cel::value_from_json(&output),
-                    )
-                }),
+                (capability == 0).then(|| Arc::new(output.clone())),
             );
         }
         let state = original.state();
@@ -904,33 +926,20 @@ mod tests {
         let mut engagement = engagement();
         let input = json!({"knowledge_base_id": "acme/hr/x", "query": "q"});
         for _ in 0..3 {
-            engagement.record(
-                0,
-                Arc::new(input.clone()),
-                agentc_cel::value_from_json(&input),
-                None,
-            );
+            engagement.record(0, Arc::new(input.clone()), None);
         }
         engagement.prepare(&["recent".to_string(), "user".to_string()]);
         assert!(engagement.history_value.is_none());
         engagement.prepare(&["history".to_string()]);
         assert!(engagement.history_value.is_some());
-        engagement.record(
-            0,
-            Arc::new(input.clone()),
-            agentc_cel::value_from_json(&input),
-            None,
-        );
+        engagement.record(0, Arc::new(input.clone()), None);
         assert!(engagement.history_value.is_none());
     }
 
     #[test]
     fn pending_call_is_recent_only_while_checked() {
         let mut engagement = engagement();
-        let pending_input = engagement.invocation_value(
-            agentc_cel::value_from_json(&json!({"knowledge_base_id": "acme/hr/a"})),
-            None,
-        );
+        let pending_input = Invocation::new(Arc::new(json!({"knowledge_base_id": "acme/hr/a"})));
         let pending = Pending {
             capability: 0,
             invocation: &pending_input,
@@ -948,31 +957,38 @@ mod tests {
     }
 
     /// `recent`'s fields one by one are exactly the fields of the whole `recent`, with
-    /// and without a pending call, before and after calls are recorded.
+    /// and without a pending call, before and after calls are recorded; a call is given
+    /// as its JSON, which is the JSON it was made with.
     #[test]
     fn recent_fields_one_by_one_match_the_whole_recent() {
         let mut engagement = engagement();
-        let inputs = |kb: &str| agentc_cel::value_from_json(&json!({"knowledge_base_id": kb}));
+        let inputs = |kb: &str| Arc::new(json!({"knowledge_base_id": kb}));
         let agree = |engagement: &Engagement, pending: Option<Pending<'_>>| {
             let scope = engagement.scope(pending);
             let Some(Value::Map(whole)) = scope.variable("recent") else {
                 panic!("recent is a map")
             };
             for field in ["hr_kb_search", "other", "_name", "absent", ""] {
-                let expected = match whole.get_str(field) {
-                    Some(value) => FieldLookup::Found(value.clone()),
-                    None => FieldLookup::Absent,
-                };
-                assert_eq!(scope.field("recent", field), expected, "{field}");
+                let lookup = scope.field("recent", field);
+                assert_eq!(lookup.cel_value().as_ref(), whole.get_str(field), "{field}");
+                match lookup {
+                    FieldLookup::Invocation(call) => assert_eq!(
+                        agentc_cel::value_from_json(&invocation_json(call)),
+                        call.cel_value().clone()
+                    ),
+                    FieldLookup::Found(_) => assert_eq!(field, "_name"),
+                    FieldLookup::Absent => {}
+                    FieldLookup::WholeVariableOnly => panic!("{field} is given field by field"),
+                }
             }
-            assert_eq!(
+            assert!(matches!(
                 scope.field("history", "_total"),
                 FieldLookup::WholeVariableOnly
-            );
+            ));
         };
         for step in 0..3 {
-            let pending_first = engagement.invocation_value(inputs("acme/hr/p"), None);
-            let pending_second = engagement.invocation_value(inputs("acme/x"), Some(Value::Int(1)));
+            let pending_first = Invocation::new(inputs("acme/hr/p"));
+            let pending_second = Invocation::new(inputs("acme/x")).with_outputs(Arc::new(json!(1)));
             agree(&engagement, None);
             agree(
                 &engagement,
@@ -988,24 +1004,57 @@ mod tests {
                     invocation: &pending_second,
                 }),
             );
-            engagement.record(
-                step % 2,
-                Arc::new(json!({"knowledge_base_id": "acme/hr/r"})),
-                inputs("acme/hr/r"),
-                None,
-            );
+            engagement.record(step % 2, inputs("acme/hr/r"), None);
         }
         // A pending call of a capability the engagement does not have leaves `recent`
         // to the whole-variable route, which does not bind it.
-        let stray = engagement.invocation_value(inputs("acme/hr/s"), None);
+        let stray = Invocation::new(inputs("acme/hr/s"));
         let scope = engagement.scope(Some(Pending {
             capability: 7,
             invocation: &stray,
         }));
         assert_eq!(scope.variable("recent"), None);
-        assert_eq!(
+        assert!(matches!(
             scope.field("recent", "_name"),
             FieldLookup::WholeVariableOnly
+        ));
+    }
+
+    /// A call's CEL value is built only when something interprets it, once, and an
+    /// output stage shares the input's converted value.
+    #[test]
+    fn a_calls_cel_value_is_built_on_demand_and_shared_between_stages() {
+        let call = Invocation::new(Arc::new(json!({"q": "leave"})));
+        assert!(call.value.get().is_none() && call.inputs_value.get().is_none());
+        let input_stage = call.cel_value().clone();
+        assert_eq!(
+            input_stage,
+            agentc_cel::value_from_json(&json!({"inputs": {"q": "leave"}}))
         );
+        let with_output = call.with_outputs(Arc::new(json!({"n": 1})));
+        assert!(with_output.value.get().is_none());
+        let Some(Value::String(first)) = call.inputs_value.get().and_then(|v| match v {
+            Value::Map(map) => map.get_str("q").cloned(),
+            _ => None,
+        }) else {
+            panic!("the input's value was built")
+        };
+        let Value::Map(output_stage) = with_output.cel_value() else {
+            panic!("a map")
+        };
+        let Some(Value::Map(shared_inputs)) = output_stage.get_str("inputs") else {
+            panic!("inputs")
+        };
+        let Some(Value::String(second)) = shared_inputs.get_str("q") else {
+            panic!("q")
+        };
+        assert!(Arc::ptr_eq(&first, second), "the input was converted twice");
+        assert_eq!(
+            with_output.cel_value().clone(),
+            agentc_cel::value_from_json(&json!({"inputs": {"q": "leave"}, "outputs": {"n": 1}}))
+        );
+        // Recorded without its output (OAS-C2), the call shows no `outputs`.
+        let recorded = with_output.without_outputs();
+        assert_eq!(recorded.cel_value().clone(), input_stage);
     }
 }

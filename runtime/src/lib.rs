@@ -35,8 +35,8 @@ pub use driver::{
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
 pub use engagement::{
-    Engagement, EngagementState, EngagementStatus, FailureReason, RecordedInvocation, RestoreError,
-    UserIdentity,
+    Engagement, EngagementState, EngagementStatus, FailureReason, Invocation, RecordedInvocation,
+    RestoreError, UserIdentity,
 };
 pub use http::{HttpTool, http_client};
 #[cfg(feature = "mistralrs")]

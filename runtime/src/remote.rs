@@ -234,19 +234,14 @@ pub(crate) async fn resume_remote_call(
     let (remote, location) = remote_wait_fits(runtime, capability, call, wait).map_err(failed)?;
     let identity = Identity::choose(
         capability.user_identity,
-        engagement.user().map(|user| user.id.as_str()),
-        capability.static_identity.as_deref(),
+        engagement.shared_user_id(),
+        capability.static_identity.as_ref(),
     );
     let credential = runtime
         .credentials
         .credential(&capability.name, &identity)
         .map_err(|error| failed(error.to_string()))?;
-    let context = ToolContext {
-        engagement: engagement.id().to_string(),
-        agent: agent.name.clone(),
-        identity,
-        credential,
-    };
+    let context = ToolContext::for_call(engagement, &agent.name, identity, credential);
     tracing::info!(agent = %remote.name, engagement = %engagement.id(), "resuming the wait for a remote engagement");
     let within = runtime.agent_timeout.min(remote.limits.timeout);
     remote

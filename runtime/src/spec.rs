@@ -89,7 +89,7 @@ pub struct CapabilitySpec {
     /// OAS-C3 (default true).
     pub user_identity: bool,
     /// OAS-C4.
-    pub static_identity: Option<String>,
+    pub static_identity: Option<Arc<str>>,
     /// OAS-C5.
     pub input_restriction: Option<RestrictionSpec>,
     /// OAS-C6.
@@ -517,7 +517,7 @@ fn lower_agent(
                 static_identity: capability
                     .static_identity
                     .as_ref()
-                    .map(|identity| identity.value.clone()),
+                    .map(|identity| Arc::from(identity.value.as_str())),
                 input_restriction,
                 output_restriction,
             });

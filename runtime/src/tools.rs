@@ -9,20 +9,45 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 
 use crate::credentials::{Identity, Secret};
+use crate::engagement::Engagement;
 use crate::spec::ToolSpec;
 
 /// What a tool backend is given beside the input. The secret is for the backend alone.
 #[derive(Debug, Clone)]
 pub struct ToolContext {
-    /// The engagement the call belongs to.
-    pub engagement: String,
+    /// The engagement the call belongs to (shared with the engagement, not copied).
+    pub engagement: Arc<str>,
     /// The agent whose capability is called: a backend that several agents share (one
     /// tool document) can serve each of them with that agent's own implementation.
-    pub agent: String,
+    pub agent: Arc<str>,
     /// The identity the call is made with (OAS-C3/C4).
     pub identity: Identity,
     /// The credential for that identity, if any.
     pub credential: Option<Secret>,
+}
+
+impl ToolContext {
+    /// The context of a call that `agent` makes in `engagement`: the names are shared
+    /// with the engagement rather than copied (the agent's, when the engagement is
+    /// that agent's, as it always is when the runtime makes the call).
+    pub fn for_call(
+        engagement: &Engagement,
+        agent: &str,
+        identity: Identity,
+        credential: Option<Secret>,
+    ) -> Self {
+        let agent = if engagement.agent() == agent {
+            Arc::clone(engagement.shared_agent())
+        } else {
+            Arc::from(agent)
+        };
+        ToolContext {
+            engagement: Arc::clone(engagement.shared_id()),
+            agent,
+            identity,
+            credential,
+        }
+    }
 }
 
 /// Why a tool call failed.

@@ -558,7 +558,7 @@ fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
     };
     quote! {
         impl ::agentc_generated_support::cel_roots::FromCel for #name {
-            fn from_cel(value: &::agentc_cel::Value) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+            fn from_cel(value: ::agentc_generated_support::cel_roots::Source<'_>) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 #body
             }
         }
@@ -1273,7 +1273,7 @@ impl Emitter<'_> {
                 let collect = capability.collect_results;
                 let user_identity = capability.user_identity;
                 let static_identity = match &capability.static_identity {
-                    Some(identity) => quote!(Some(#identity.to_string())),
+                    Some(identity) => quote!(Some(::std::sync::Arc::from(#identity))),
                     None => quote!(None),
                 };
                 let input = self.restriction(agent, capability.input_restriction.as_ref(), &format!("input_{method}"));

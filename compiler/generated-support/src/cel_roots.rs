@@ -1,4 +1,4 @@
-//! The typed roots of compiled checks, built straight from the runtime's CEL values.
+//! The typed roots of compiled checks, built straight from the engagement's data.
 //!
 //! A compiled check reads typed structs (one per object of the engagement layout).
 //! Building them through `serde_json` (CEL value → JSON → `Deserialize`) instantiates
@@ -7,13 +7,19 @@
 //! struct gets a small non-generic [`FromCel`] impl (generated: one [`field`] call per
 //! field), and everything generic is written once in this crate.
 //!
-//! The conversion accepts exactly what the JSON route accepted for the types that
-//! compiled CEL reads, so that a check allows and denies the same engagements: numbers
-//! convert between `int`, `uint` and `double` as JSON numbers do, timestamps and
-//! durations are read from their CEL values or their RFC 3339 / duration text, strings
-//! also take the text of timestamps, durations and type values (their JSON form), an
-//! absent or `null` optional field is `None`, and anything else that does not fit is an
-//! error — which denies (OAS-C8).
+//! A root is read from a [`Source`]: a CEL value, or the JSON a call was made with.
+//! The engagement gives each call (`recent.<name>`, the pending call among them) as its
+//! JSON ([`FieldLookup::Invocation`]), so that a compiled check costs no CEL value per
+//! call; the interpreter's CEL values are built only when something interprets them.
+//!
+//! Both routes accept exactly what the JSON route through `Deserialize` accepted for
+//! the types that compiled CEL reads, so that a check allows and denies the same
+//! engagements: numbers convert between `int`, `uint` and `double` as JSON numbers do,
+//! timestamps and durations are read from their CEL values or their RFC 3339 /
+//! duration text, strings also take the text of timestamps, durations and type values
+//! (their JSON form), an absent or `null` optional field is `None`, and anything else
+//! that does not fit is an error — which denies (OAS-C8). A JSON value is read as the
+//! CEL value `agentc_cel::value_from_json` makes of it would be.
 
 // The generic impls and functions here are instantiated once per field type in every
 // generated crate, so they pass errors on with `match` rather than `?`, `map` or
@@ -25,12 +31,60 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agentc_cel::{MapKey, Value, ValueMap};
-use agentc_runtime::{CheckError, FieldLookup, VariableSource};
+use agentc_runtime::{CheckError, FieldLookup, Invocation, VariableSource};
 
-/// A type that a compiled check's root is built of, read from a CEL value.
+type Json = serde_json::Value;
+
+/// What a typed root is read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A CEL value.
+    Cel(&'a Value),
+    /// A JSON value, read as the CEL value it converts to.
+    Json(&'a Json),
+    /// A call, `{inputs, outputs?}`, read from its JSON.
+    Invocation(&'a Invocation),
+}
+
+/// The most keys a JSON object may have to be searched in order rather than hashed.
+const SMALL_OBJECT: usize = 8;
+
+/// The fields of an object a typed struct is read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Object<'a> {
+    /// A CEL map.
+    Cel(&'a ValueMap),
+    /// A JSON object.
+    Json(&'a serde_json::Map<String, Json>),
+    /// A call's `inputs` and, when it has one, `outputs`.
+    Invocation(&'a Invocation),
+}
+
+impl<'a> Object<'a> {
+    /// The field `name`, or `None` when the object has no such key.
+    pub fn get(self, name: &str) -> Option<Source<'a>> {
+        match self {
+            Object::Cel(map) => map.get_str(name).map(Source::Cel),
+            // A small object is searched in order: comparing a few short keys is
+            // cheaper than hashing the name, which a lookup in `serde_json`'s map does.
+            Object::Json(map) if map.len() <= SMALL_OBJECT => map
+                .iter()
+                .find(|(key, _)| key.as_str() == name)
+                .map(|(_, value)| Source::Json(value)),
+            Object::Json(map) => map.get(name).map(Source::Json),
+            Object::Invocation(call) => match name {
+                "inputs" => Some(Source::Json(&call.inputs)),
+                "outputs" => call.outputs.as_deref().map(Source::Json),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A type that a compiled check's root is built of.
 pub trait FromCel: Sized {
     /// Reads the value; a value that does not fit is an error.
-    fn from_cel(value: &Value) -> Result<Self, CheckError>;
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError>;
 
     /// The value of a field that is absent from its object: an error, except for
     /// optional fields.
@@ -39,100 +93,164 @@ pub trait FromCel: Sized {
     }
 }
 
-fn mismatch(expected: &str, value: &Value) -> CheckError {
+/// The CEL type name of what a value is (a JSON value: of the CEL value it converts to).
+fn type_name(value: Source<'_>) -> &'static str {
+    match value {
+        Source::Cel(value) => value.type_name(),
+        Source::Json(json) => match json {
+            Json::Null => "null_type",
+            Json::Bool(_) => "bool",
+            Json::Number(number) if number.is_i64() => "int",
+            Json::Number(number) if number.is_u64() => "uint",
+            Json::Number(_) => "double",
+            Json::String(_) => "string",
+            Json::Array(_) => "list",
+            Json::Object(_) => "map",
+        },
+        Source::Invocation(_) => "map",
+    }
+}
+
+fn mismatch(expected: &str, value: Source<'_>) -> CheckError {
     CheckError::Evaluation(format!(
         "invalid type: {}, expected {expected}",
-        value.type_name()
+        type_name(value)
     ))
 }
 
+/// A JSON number as CEL reads it: `int` when it fits, else `uint`, else `double`.
+enum Number {
+    Int(i64),
+    Uint(u64),
+    Double(f64),
+}
+
+/// The number a value holds, if it is one.
+fn number(value: Source<'_>) -> Option<Number> {
+    match value {
+        Source::Cel(Value::Int(number)) => Some(Number::Int(*number)),
+        Source::Cel(Value::Uint(number)) => Some(Number::Uint(*number)),
+        Source::Cel(Value::Double(number)) => Some(Number::Double(*number)),
+        Source::Json(Json::Number(number)) => Some(match (number.as_i64(), number.as_u64()) {
+            (Some(integer), _) => Number::Int(integer),
+            (None, Some(unsigned)) => Number::Uint(unsigned),
+            (None, None) => Number::Double(number.as_f64().unwrap_or(f64::NAN)),
+        }),
+        _ => None,
+    }
+}
+
+/// The text a value holds, if it is a string.
+fn string(value: Source<'_>) -> Option<&str> {
+    match value {
+        Source::Cel(Value::String(text)) => Some(text),
+        Source::Json(Json::String(text)) => Some(text),
+        _ => None,
+    }
+}
+
 impl FromCel for bool {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
         match value {
-            Value::Bool(flag) => Ok(*flag),
+            Source::Cel(Value::Bool(flag)) | Source::Json(Json::Bool(flag)) => Ok(*flag),
             other => Err(mismatch("a boolean", other)),
         }
     }
 }
 
 impl FromCel for i64 {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        match value {
-            Value::Int(number) => Ok(*number),
-            Value::Uint(number) => i64::try_from(*number)
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        match number(value) {
+            Some(Number::Int(number)) => Ok(number),
+            Some(Number::Uint(number)) => i64::try_from(number)
                 .map_err(|_| CheckError::Evaluation(format!("{number} is out of range for i64"))),
-            other => Err(mismatch("i64", other)),
+            _ => Err(mismatch("i64", value)),
         }
     }
 }
 
 impl FromCel for u64 {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        match value {
-            Value::Uint(number) => Ok(*number),
-            Value::Int(number) => u64::try_from(*number)
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        match number(value) {
+            Some(Number::Uint(number)) => Ok(number),
+            Some(Number::Int(number)) => u64::try_from(number)
                 .map_err(|_| CheckError::Evaluation(format!("{number} is out of range for u64"))),
-            other => Err(mismatch("u64", other)),
+            _ => Err(mismatch("u64", value)),
         }
     }
 }
 
 impl FromCel for f64 {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        match value {
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        match number(value) {
             // A non-finite double has no JSON form (it was `null` on the JSON route).
-            Value::Double(number) if number.is_finite() => Ok(*number),
-            Value::Int(number) => Ok(*number as f64),
-            Value::Uint(number) => Ok(*number as f64),
-            other => Err(mismatch("f64", other)),
+            Some(Number::Double(number)) if number.is_finite() => Ok(number),
+            Some(Number::Int(number)) => Ok(number as f64),
+            Some(Number::Uint(number)) => Ok(number as f64),
+            _ => Err(mismatch("f64", value)),
         }
     }
 }
 
 impl FromCel for agentc_cel_support::Text {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
         match value {
             // The engagement's own text, shared rather than copied.
-            Value::String(text) | Value::Type(text) => Ok(Self::from(Arc::clone(text))),
-            Value::Timestamp(timestamp) => Ok(Self::from(timestamp.to_string())),
-            Value::Duration(duration) => Ok(Self::from(duration.to_string())),
+            Source::Cel(Value::String(text) | Value::Type(text)) => {
+                Ok(Self::from(Arc::clone(text)))
+            }
+            Source::Cel(Value::Timestamp(timestamp)) => Ok(Self::from(timestamp.to_string())),
+            Source::Cel(Value::Duration(duration)) => Ok(Self::from(duration.to_string())),
+            Source::Json(Json::String(text)) => Ok(Self::from(text.as_str())),
             other => Err(mismatch("a string", other)),
         }
     }
 }
 
 impl FromCel for agentc_cel_support::Timestamp {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        match value {
-            Value::Timestamp(timestamp) => Ok(*timestamp),
-            Value::String(text) => agentc_cel_support::Timestamp::parse(text).ok_or_else(|| {
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        if let Source::Cel(Value::Timestamp(timestamp)) = value {
+            return Ok(*timestamp);
+        }
+        match string(value) {
+            Some(text) => agentc_cel_support::Timestamp::parse(text).ok_or_else(|| {
                 CheckError::Evaluation("expected an RFC 3339 timestamp".to_string())
             }),
-            other => Err(mismatch("a timestamp", other)),
+            None => Err(mismatch("a timestamp", value)),
         }
     }
 }
 
 impl FromCel for agentc_cel_support::Duration {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        match value {
-            Value::Duration(duration) => Ok(*duration),
-            Value::String(text) => agentc_cel_support::Duration::parse(text)
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        if let Source::Cel(Value::Duration(duration)) = value {
+            return Ok(*duration);
+        }
+        match string(value) {
+            Some(text) => agentc_cel_support::Duration::parse(text)
                 .ok_or_else(|| CheckError::Evaluation("expected a duration".to_string())),
-            other => Err(mismatch("a duration", other)),
+            None => Err(mismatch("a duration", value)),
         }
     }
 }
 
 impl FromCel for serde_json::Value {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        Ok(agentc_runtime::check::value_to_json(value))
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        Ok(match value {
+            Source::Cel(value) => agentc_runtime::check::value_to_json(value),
+            // Through the CEL value, so that this reads what the CEL route reads (a
+            // nesting deeper than the conversion allows becomes `null` on both).
+            Source::Json(json) => {
+                agentc_runtime::check::value_to_json(&agentc_cel::value_from_json(json))
+            }
+            Source::Invocation(call) => agentc_runtime::check::value_to_json(call.cel_value()),
+        })
     }
 }
 
 impl<T: FromCel> FromCel for Option<T> {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        if let Value::Null = value {
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        if let Source::Cel(Value::Null) | Source::Json(Json::Null) = value {
             return Ok(None);
         }
         match T::from_cel(value) {
@@ -147,7 +265,7 @@ impl<T: FromCel> FromCel for Option<T> {
 }
 
 impl<T: FromCel> FromCel for Vec<T> {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
         // A plain loop rather than `collect`: this is instantiated once per element type
         // in every generated crate, and the iterator adapters cost far more to compile;
         // what is not generic is in `list_items`.
@@ -156,8 +274,8 @@ impl<T: FromCel> FromCel for Vec<T> {
             Err(error) => return Err(error),
         };
         let mut list = Vec::with_capacity(items.len());
-        for item in items.iter() {
-            match T::from_cel(item) {
+        for index in 0..items.len() {
+            match T::from_cel(items.get(index)) {
                 Ok(converted) => list.push(converted),
                 Err(error) => return Err(error),
             }
@@ -166,16 +284,42 @@ impl<T: FromCel> FromCel for Vec<T> {
     }
 }
 
+/// The items of a list value.
+enum ListItems<'a> {
+    Cel(std::borrow::Cow<'a, [Value]>),
+    Json(&'a [Json]),
+}
+
+impl ListItems<'_> {
+    fn len(&self) -> usize {
+        match self {
+            ListItems::Cel(items) => items.len(),
+            ListItems::Json(items) => items.len(),
+        }
+    }
+
+    /// The item at `index`, which is in bounds; out of bounds reads as `null`, which no
+    /// typed item accepts.
+    fn get(&self, index: usize) -> Source<'_> {
+        const NULL: Json = Json::Null;
+        match self {
+            ListItems::Cel(items) => items.get(index).map_or(Source::Json(&NULL), Source::Cel),
+            ListItems::Json(items) => Source::Json(items.get(index).unwrap_or(&NULL)),
+        }
+    }
+}
+
 /// The items of a list value; bytes are a list of numbers, as their JSON form was.
-fn list_items(value: &Value) -> Result<std::borrow::Cow<'_, [Value]>, CheckError> {
+fn list_items(value: Source<'_>) -> Result<ListItems<'_>, CheckError> {
     match value {
-        Value::List(items) => Ok(std::borrow::Cow::Borrowed(items)),
-        Value::Bytes(bytes) => Ok(std::borrow::Cow::Owned(
+        Source::Cel(Value::List(items)) => Ok(ListItems::Cel(std::borrow::Cow::Borrowed(items))),
+        Source::Cel(Value::Bytes(bytes)) => Ok(ListItems::Cel(std::borrow::Cow::Owned(
             bytes
                 .iter()
                 .map(|byte| Value::Uint(u64::from(*byte)))
                 .collect(),
-        )),
+        ))),
+        Source::Json(Json::Array(items)) => Ok(ListItems::Json(items)),
         other => Err(mismatch("a list", other)),
     }
 }
@@ -189,16 +333,34 @@ fn key_text(key: &MapKey) -> String {
     }
 }
 
+/// The entries of an object, in the object's order, with their keys as text.
+fn entries(object: Object<'_>) -> Vec<(String, Source<'_>)> {
+    match object {
+        Object::Cel(map) => map
+            .iter()
+            .map(|(key, item)| (key_text(key), Source::Cel(item)))
+            .collect(),
+        Object::Json(map) => map
+            .iter()
+            .map(|(key, item)| (key.clone(), Source::Json(item)))
+            .collect(),
+        Object::Invocation(_) => ["inputs", "outputs"]
+            .into_iter()
+            .filter_map(|key| Some((key.to_string(), object.get(key)?)))
+            .collect(),
+    }
+}
+
 impl<T: FromCel> FromCel for BTreeMap<String, T> {
-    fn from_cel(value: &Value) -> Result<Self, CheckError> {
-        let entries = match object(value) {
-            Ok(entries) => entries,
+    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        let fields = match object(value) {
+            Ok(fields) => fields,
             Err(error) => return Err(error),
         };
         let mut map = BTreeMap::new();
-        for (key, item) in entries.iter() {
+        for (key, item) in entries(fields) {
             match T::from_cel(item) {
-                Ok(converted) => map.insert(key_text(key), converted),
+                Ok(converted) => map.insert(key, converted),
                 Err(error) => return Err(error),
             };
         }
@@ -206,18 +368,20 @@ impl<T: FromCel> FromCel for BTreeMap<String, T> {
     }
 }
 
-/// The map of an object value; anything else is an error.
-pub fn object(value: &Value) -> Result<&ValueMap, CheckError> {
+/// The fields of an object value; anything else is an error.
+pub fn object(value: Source<'_>) -> Result<Object<'_>, CheckError> {
     match value {
-        Value::Map(map) => Ok(map),
+        Source::Cel(Value::Map(map)) => Ok(Object::Cel(map)),
+        Source::Json(Json::Object(map)) => Ok(Object::Json(map)),
+        Source::Invocation(call) => Ok(Object::Invocation(call)),
         other => Err(mismatch("an object", other)),
     }
 }
 
 /// One field of an object: read with `T`, or `T`'s absent value when the object has no
 /// such key.
-pub fn field<T: FromCel>(map: &ValueMap, name: &str) -> Result<T, CheckError> {
-    match map.get_str(name) {
+pub fn field<T: FromCel>(object: Object<'_>, name: &str) -> Result<T, CheckError> {
+    match object.get(name) {
         Some(value) => T::from_cel(value),
         None => T::absent(name),
     }
@@ -226,22 +390,28 @@ pub fn field<T: FromCel>(map: &ValueMap, name: &str) -> Result<T, CheckError> {
 /// The keys of an open object that its struct does not declare, as JSON (the
 /// `extra_fields` of an object whose schema allows more properties).
 pub fn extra_fields(
-    map: &ValueMap,
+    object: Object<'_>,
     declared: &[&str],
 ) -> Result<BTreeMap<String, serde_json::Value>, CheckError> {
-    Ok(map
-        .iter()
-        .map(|(key, item)| (key_text(key), item))
-        .filter(|(key, _)| !declared.contains(&key.as_str()))
-        .map(|(key, item)| (key, agentc_runtime::check::value_to_json(item)))
-        .collect())
+    let mut extra = BTreeMap::new();
+    for (key, item) in entries(object) {
+        if declared.contains(&key.as_str()) {
+            continue;
+        }
+        let item = match serde_json::Value::from_cel(item) {
+            Ok(item) => item,
+            Err(error) => return Err(error),
+        };
+        extra.insert(key, item);
+    }
+    Ok(extra)
 }
 
 /// One root a compiled check reads, converted from the variable's value; a root that is
 /// not bound is an error (a denial), as it is for the interpreter.
 pub fn root<T: FromCel>(variables: &dyn VariableSource, name: &str) -> Result<T, CheckError> {
     match bound_variable(variables, name) {
-        Ok(value) => T::from_cel(&value),
+        Ok(value) => T::from_cel(Source::Cel(&value)),
         Err(error) => Err(error),
     }
 }
@@ -271,26 +441,43 @@ pub fn root_field<T: FromCel>(
     name: &str,
 ) -> Result<T, CheckError> {
     match root_field_value(variables, root, name) {
-        Ok(Some(value)) => T::from_cel(&value),
-        Ok(None) => T::absent(name),
+        Ok(RootField::Call(call)) => T::from_cel(Source::Invocation(call)),
+        Ok(RootField::Value(value)) => T::from_cel(Source::Cel(&value)),
+        Ok(RootField::Absent) => T::absent(name),
         Err(error) => Err(error),
     }
 }
 
-/// What [`root_field`] converts: the field's value, `None` when the variable has no such
-/// field, or the error of an unbound variable or one that is not an object (not
-/// generic, so that it is compiled once).
-fn root_field_value(
-    variables: &dyn VariableSource,
+/// What [`root_field`] converts.
+enum RootField<'a> {
+    /// A call, read from its JSON.
+    Call(&'a Invocation),
+    /// A CEL value.
+    Value(Value),
+    /// The variable has no such field.
+    Absent,
+}
+
+/// The field [`root_field`] converts, or the error of an unbound variable or one that
+/// is not an object (not generic, so that it is compiled once).
+fn root_field_value<'a>(
+    variables: &'a dyn VariableSource,
     root: &str,
     name: &str,
-) -> Result<Option<Value>, CheckError> {
+) -> Result<RootField<'a>, CheckError> {
     match variables.field(root, name) {
-        FieldLookup::Found(value) => Ok(Some(value)),
-        FieldLookup::Absent => Ok(None),
+        FieldLookup::Invocation(call) => Ok(RootField::Call(call)),
+        FieldLookup::Found(value) => Ok(RootField::Value(value)),
+        FieldLookup::Absent => Ok(RootField::Absent),
         FieldLookup::WholeVariableOnly => {
             let whole = bound_variable(variables, root)?;
-            Ok(object(&whole)?.get_str(name).cloned())
+            let Value::Map(map) = &whole else {
+                return Err(mismatch("an object", Source::Cel(&whole)));
+            };
+            Ok(match map.get_str(name) {
+                Some(value) => RootField::Value(value.clone()),
+                None => RootField::Absent,
+            })
         }
     }
 }
@@ -316,7 +503,7 @@ pub fn compiled(
 /// (the guardrail tool's output fields, OAS-G4). A field that is not bound is absent, so
 /// it is `None` when optional and an error (a denial) otherwise.
 pub fn fields<T: FromCel>(variables: &dyn VariableSource, names: &[&str]) -> Result<T, CheckError> {
-    T::from_cel(&bound_fields(variables, names))
+    T::from_cel(Source::Cel(&bound_fields(variables, names)))
 }
 
 /// The object [`fields`] converts (not generic, so that it is compiled once).
@@ -364,7 +551,7 @@ mod tests {
     }
 
     impl FromCel for Root {
-        fn from_cel(value: &Value) -> Result<Self, CheckError> {
+        fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
             let map = object(value)?;
             Ok(Root {
                 int: field(map, "int")?,
@@ -382,7 +569,7 @@ mod tests {
     }
 
     impl FromCel for Inner {
-        fn from_cel(value: &Value) -> Result<Self, CheckError> {
+        fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
             let map = object(value)?;
             Ok(Inner {
                 id: field(map, "id")?,
@@ -401,15 +588,27 @@ mod tests {
     }
 
     /// The JSON route (CEL value → JSON → `Deserialize`) and `FromCel` agree on whether
-    /// a value converts, and on what it converts to.
+    /// a value converts, and on what it converts to; so does `FromCel` over the JSON
+    /// that the value is written as (the JSON a call is recorded with), whenever that
+    /// JSON converts back to the same CEL value.
     fn agree(value: &Value) {
-        let through_json: Result<Root, _> =
-            serde_json::from_value(agentc_runtime::check::value_to_json(value));
-        let direct = Root::from_cel(value);
+        let json = agentc_runtime::check::value_to_json(value);
+        let through_json: Result<Root, _> = serde_json::from_value(json.clone());
+        let direct = Root::from_cel(Source::Cel(value));
         match (&through_json, &direct) {
             (Ok(left), Ok(right)) => assert_eq!(left, right),
             (Err(_), Err(_)) => {}
             _ => panic!("the routes disagree on {value:?}: {through_json:?} vs {direct:?}"),
+        }
+        let cel_of_json = agentc_cel::value_from_json(&json);
+        let from_cel_of_json = Root::from_cel(Source::Cel(&cel_of_json));
+        let from_json = Root::from_cel(Source::Json(&json));
+        match (&from_cel_of_json, &from_json) {
+            (Ok(left), Ok(right)) => assert_eq!(left, right),
+            (Err(left), Err(right)) => assert_eq!(left, right),
+            _ => panic!(
+                "JSON and its CEL value disagree on {json}: {from_cel_of_json:?} vs {from_json:?}"
+            ),
         }
     }
 
@@ -431,7 +630,7 @@ mod tests {
     #[test]
     fn from_cel_accepts_and_refuses_what_the_json_route_did() {
         let plain = agentc_cel::value_from_json(&base());
-        assert!(Root::from_cel(&plain).is_ok());
+        assert!(Root::from_cel(Source::Cel(&plain)).is_ok());
         agree(&plain);
         let timestamp = agentc_cel_support::Timestamp::parse("2031-05-06T07:08:09Z").unwrap();
         let duration = agentc_cel_support::Duration::parse("2h").unwrap();
@@ -477,9 +676,14 @@ mod tests {
         keyed.insert(MapKey::Bool(false), Value::Bool(false));
         agree(&with("_map", Value::Map(Arc::new(keyed))));
         // A required field that is missing or mistyped denies.
-        assert!(Root::from_cel(&without("int")).is_err());
-        assert!(Root::from_cel(&with("int", Value::Double(2.0))).is_err());
-        assert_eq!(Root::from_cel(&without("optional")).unwrap().optional, None);
+        assert!(Root::from_cel(Source::Cel(&without("int"))).is_err());
+        assert!(Root::from_cel(Source::Cel(&with("int", Value::Double(2.0)))).is_err());
+        assert_eq!(
+            Root::from_cel(Source::Cel(&without("optional")))
+                .unwrap()
+                .optional,
+            None
+        );
     }
 
     struct Variables(Vec<(&'static str, Value)>);
@@ -540,7 +744,7 @@ mod tests {
             (name == "r").then(|| self.value.clone())
         }
 
-        fn field(&self, variable: &str, field: &str) -> FieldLookup {
+        fn field(&self, variable: &str, field: &str) -> FieldLookup<'_> {
             if !self.by_field || variable != "r" {
                 return FieldLookup::WholeVariableOnly;
             }
@@ -576,5 +780,82 @@ mod tests {
             assert!(root_field::<bool>(&source, "r", "n").is_err());
             assert!(root_field::<i64>(&source, "unbound", "n").is_err());
         }
+    }
+
+    /// A call as a compiled check reads it: `{inputs, outputs?}`.
+    #[derive(Debug, PartialEq)]
+    struct Call {
+        inputs: Root,
+        outputs: Option<Inner>,
+    }
+
+    impl FromCel for Call {
+        fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+            let map = object(value)?;
+            Ok(Call {
+                inputs: field(map, "inputs")?,
+                outputs: field(map, "outputs")?,
+            })
+        }
+    }
+
+    /// The engagement's way of giving `recent.<name>`: the call itself.
+    struct RecentCall(Invocation);
+
+    impl VariableSource for RecentCall {
+        fn variable(&self, name: &str) -> Option<Value> {
+            let mut map = ValueMap::new();
+            map.insert(MapKey::String(Arc::from("c")), self.0.cel_value().clone());
+            (name == "recent").then(|| Value::Map(Arc::new(map)))
+        }
+
+        fn field(&self, variable: &str, field: &str) -> FieldLookup<'_> {
+            match (variable, field) {
+                ("recent", "c") => FieldLookup::Invocation(&self.0),
+                ("recent", _) => FieldLookup::Absent,
+                _ => FieldLookup::WholeVariableOnly,
+            }
+        }
+    }
+
+    /// A call read from its JSON is what its CEL value reads as, with and without an
+    /// output, and a call that does not fit is refused by both routes.
+    #[test]
+    fn a_call_reads_the_same_from_its_json_as_from_its_cel_value() {
+        let call = Invocation::new(Arc::new(base()));
+        let read = Call::from_cel(Source::Invocation(&call)).unwrap();
+        assert_eq!(read, Call::from_cel(Source::Cel(call.cel_value())).unwrap());
+        assert_eq!((read.inputs.int, read.outputs), (3, None));
+
+        let answered = call.with_outputs(Arc::new(json!({"id": "o", "k": [1, 2.5]})));
+        let read = Call::from_cel(Source::Invocation(&answered)).unwrap();
+        assert_eq!(
+            read,
+            Call::from_cel(Source::Cel(answered.cel_value())).unwrap()
+        );
+        let outputs = read.outputs.unwrap();
+        assert_eq!(outputs.id.as_str(), "o");
+        assert_eq!(outputs.extra_fields["k"], json!([1, 2.5]));
+
+        // An output without its required `id`, or an input of the wrong type, denies.
+        let missing = call.with_outputs(Arc::new(json!({"k": 1})));
+        assert!(Call::from_cel(Source::Invocation(&missing)).is_err());
+        assert!(Call::from_cel(Source::Cel(missing.cel_value())).is_err());
+        let mut wrong = base();
+        wrong["int"] = json!("3");
+        let wrong = Invocation::new(Arc::new(wrong));
+        assert_eq!(
+            Call::from_cel(Source::Invocation(&wrong)).unwrap_err(),
+            Call::from_cel(Source::Cel(wrong.cel_value())).unwrap_err()
+        );
+
+        // Given as `recent.c` by a source, the call reads as its CEL value would.
+        let source = RecentCall(answered);
+        let by_field: Option<Call> = root_field(&source, "recent", "c").unwrap();
+        assert_eq!(by_field.unwrap().inputs.text.as_str(), "t");
+        assert_eq!(
+            root_field::<Option<Call>>(&source, "recent", "other").unwrap(),
+            None
+        );
     }
 }

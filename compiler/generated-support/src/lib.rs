@@ -478,7 +478,7 @@ pub mod hosting {
             match self
                 .backends
                 .iter()
-                .find(|(agent, _)| *agent == context.agent)
+                .find(|(agent, _)| agent.as_str() == &*context.agent)
             {
                 Some((_, backend)) => backend.invoke(input, context).await,
                 None => Err(ToolError::NoBackend(format!(

@@ -31,7 +31,7 @@ async fn lookup_policy_doc(input: LookupInput) -> Result<LookupOutput, ToolError
 
 fn context() -> ToolContext {
     ToolContext {
-        engagement: "e1".to_string(),
+        engagement: "e1".into(),
         agent: "caller".into(),
         identity: Identity::Anonymous,
         credential: None,

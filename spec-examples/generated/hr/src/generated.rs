@@ -571,7 +571,7 @@ impl Hosted<agents::hr_agent> {
                     kind: ::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: true,
-                    static_identity: Some("hr_kb_readonly".to_string()),
+                    static_identity: Some(::std::sync::Arc::from("hr_kb_readonly")),
                     input_restriction: Some(::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(policies::hr_agent::input_hr_kb_search_check()?),
@@ -713,7 +713,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
@@ -746,7 +746,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
@@ -759,7 +759,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchInvocation {
@@ -782,7 +782,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchInputs {
@@ -805,7 +805,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchOutputs {
@@ -822,7 +822,7 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel
         for HrKbSearchOutputsResultsItem {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchOutputsResultsItem {
@@ -1207,7 +1207,7 @@ pub mod policies {
             }
             impl ::agentc_generated_support::cel_roots::FromCel for Fields {
                 fn from_cel(
-                    value: &::agentc_cel::Value,
+                    value: ::agentc_generated_support::cel_roots::Source<'_>,
                 ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                     let map = ::agentc_generated_support::cel_roots::object(value)?;
                     Ok(Fields {

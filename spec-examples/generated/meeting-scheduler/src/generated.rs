@@ -743,7 +743,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
@@ -784,7 +784,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
@@ -801,7 +801,7 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel
         for CalendarFreeBusyInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CalendarFreeBusyInvocation {
@@ -817,7 +817,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventInvocation {
@@ -840,7 +840,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for CalendarFreeBusyInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CalendarFreeBusyInputs {
@@ -870,7 +870,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventInputs {
@@ -897,7 +897,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for CreateEventOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventOutputs {

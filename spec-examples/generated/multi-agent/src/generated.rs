@@ -832,7 +832,7 @@ impl Hosted<agents::compliance_reviewer> {
                     kind: ::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: false,
-                    static_identity: Some("compliance_readonly".to_string()),
+                    static_identity: Some(::std::sync::Arc::from("compliance_readonly")),
                     input_restriction: Some(::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
@@ -1666,7 +1666,7 @@ impl Hosted<agents::vendor_liaison> {
                     },
                     collect_results: true,
                     user_identity: false,
-                    static_identity: Some("vendor_portal".to_string()),
+                    static_identity: Some(::std::sync::Arc::from("vendor_portal")),
                     input_restriction: Some(::agentc_runtime::RestrictionSpec {
                         require_review: Some(
                             ::agentc_runtime::ReviewerRef::parse(
@@ -1775,7 +1775,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
@@ -1809,7 +1809,7 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel
         for LookupPolicyDocInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInvocation {
@@ -1825,7 +1825,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInputs {
@@ -1998,7 +1998,7 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel
         for LookupPolicyDocInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInvocation {
@@ -2021,7 +2021,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInputs {
@@ -2037,7 +2037,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocOutputs {
@@ -2054,7 +2054,7 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel
         for LookupPolicyDocOutputsPagesItem {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocOutputsPagesItem {
@@ -2548,7 +2548,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
@@ -2597,7 +2597,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskInvocation {
@@ -2620,7 +2620,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerInvocation {
@@ -2643,7 +2643,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorLiaisonInvocation {
@@ -2659,7 +2659,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskInputs {
@@ -2675,7 +2675,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskOutputs {
@@ -2691,7 +2691,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerInputs {
@@ -2707,7 +2707,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerOutputs {
@@ -2730,7 +2730,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorLiaisonOutputs {
@@ -3304,7 +3304,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
@@ -3346,7 +3346,7 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel
         for TeamCreateEventInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventInvocation {
@@ -3369,7 +3369,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamFreeBusyInvocation {
@@ -3385,7 +3385,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventInputs {
@@ -3412,7 +3412,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventOutputs {
@@ -3435,7 +3435,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamFreeBusyInputs {
@@ -3951,7 +3951,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
@@ -3984,7 +3984,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
@@ -4000,7 +4000,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportInvocation {
@@ -4023,7 +4023,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportInputs {
@@ -4039,7 +4039,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportOutputs {

@@ -549,7 +549,9 @@ impl Hosted<agents::web_browser> {
                     kind: ::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: false,
-                    static_identity: Some("browser_service_account".to_string()),
+                    static_identity: Some(
+                        ::std::sync::Arc::from("browser_service_account"),
+                    ),
                     input_restriction: Some(::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(policies::web_browser::input_fetch_page_check()?),
@@ -691,7 +693,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
@@ -731,7 +733,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInvocation {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageInvocation {
@@ -754,7 +756,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageInputs {
@@ -767,7 +769,7 @@ pub mod policies {
         }
         impl ::agentc_generated_support::cel_roots::FromCel for FetchPageOutputs {
             fn from_cel(
-                value: &::agentc_cel::Value,
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageOutputs {
@@ -1340,7 +1342,7 @@ pub mod policies {
             }
             impl ::agentc_generated_support::cel_roots::FromCel for Fields {
                 fn from_cel(
-                    value: &::agentc_cel::Value,
+                    value: ::agentc_generated_support::cel_roots::Source<'_>,
                 ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                     let map = ::agentc_generated_support::cel_roots::object(value)?;
                     Ok(Fields {
