@@ -452,8 +452,9 @@ impl Engagement {
         self.refused.push(call);
     }
 
-    /// Makes sure the values the given variables need are built. Only `history` is
-    /// built lazily, since it is the only part whose size grows with the engagement.
+    /// Makes sure the values the given variables need are built: `history`, the only
+    /// part whose size grows with the engagement, is built here and kept until the next
+    /// record. `recent` and each call's CEL value are built on first read instead.
     pub fn prepare(&mut self, roots: &[String]) {
         if self.history_value.is_none() && roots.iter().any(|root| root == "history") {
             self.history_value = Some(self.build_history());
