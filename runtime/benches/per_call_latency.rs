@@ -285,6 +285,8 @@ fn time_calls(
         }
         Driver::BlockOn => rt.block_on(enforce_call(runtime, agent, engagement, &call)),
     };
+    // With `AGENTC_FUTURE_SIZE` set, the size of a call's future is printed: every call
+    // writes its future's state, so a larger one costs each call more to set up.
     if std::env::var("AGENTC_FUTURE_SIZE").is_ok() {
         let future = enforce_call(runtime, agent, &mut engagement, &call);
         eprintln!(
