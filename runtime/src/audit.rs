@@ -147,44 +147,46 @@ fn action_name(action: AuditAction) -> &'static str {
     }
 }
 
-/// Writes `text` as a JSON string.
-fn encode_string(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
-    serde_json::to_writer(out, text)
-}
-
 /// The encoded `"engagement":…,"user":…,"agent":…` of the last entry, and the
 /// `"subject":…` of the last entry, kept with the text they encode: one engagement's
 /// entries name the same engagement, user, agent and (per call) tool, so an append
 /// compares those names rather than escaping them again. An entry for other names
-/// encodes them afresh and keeps them.
+/// encodes them afresh and keeps them. An encoding that fails is dropped, so that the
+/// next entry encodes its names afresh.
 #[derive(Default)]
 struct EncodedNames {
     engagement: String,
     user: Option<String>,
     agent: String,
-    /// `,"engagement":"…","user":…,"agent":"…"`.
+    /// `,"engagement":"…","user":…,"agent":"…"`; empty when nothing is kept.
     attribution: Vec<u8>,
     subject: String,
-    /// `,"subject":"…"`.
+    /// `,"subject":"…"`; empty when nothing is kept.
     encoded_subject: Vec<u8>,
 }
 
 impl EncodedNames {
     /// The encoded attribution of `record`, encoded afresh if its names changed.
     fn attribution(&mut self, record: &AuditRecord<'_>) -> serde_json::Result<&[u8]> {
-        let same = self.engagement == record.engagement
+        let same = !self.attribution.is_empty()
+            && self.engagement == record.engagement
             && self.user.as_deref() == record.user
-            && self.agent == record.agent
-            && !self.attribution.is_empty();
+            && self.agent == record.agent;
         if !same {
             let out = &mut self.attribution;
             out.clear();
-            out.extend_from_slice(b",\"engagement\":");
-            encode_string(out, record.engagement)?;
-            out.extend_from_slice(b",\"user\":");
-            serde_json::to_writer(&mut *out, &record.user)?;
-            out.extend_from_slice(b",\"agent\":");
-            encode_string(out, record.agent)?;
+            let encoded = (|| {
+                out.extend_from_slice(b",\"engagement\":");
+                serde_json::to_writer(&mut *out, record.engagement)?;
+                out.extend_from_slice(b",\"user\":");
+                serde_json::to_writer(&mut *out, &record.user)?;
+                out.extend_from_slice(b",\"agent\":");
+                serde_json::to_writer(&mut *out, record.agent)
+            })();
+            if let Err(error) = encoded {
+                out.clear();
+                return Err(error);
+            }
             self.engagement.clear();
             self.engagement.push_str(record.engagement);
             match (&mut self.user, record.user) {
@@ -202,11 +204,14 @@ impl EncodedNames {
 
     /// The encoded subject of `record`, encoded afresh if it changed.
     fn subject(&mut self, subject: &str) -> serde_json::Result<&[u8]> {
-        if self.subject != subject || self.encoded_subject.is_empty() {
+        if self.encoded_subject.is_empty() || self.subject != subject {
             let out = &mut self.encoded_subject;
             out.clear();
             out.extend_from_slice(b",\"subject\":");
-            encode_string(out, subject)?;
+            if let Err(error) = serde_json::to_writer(&mut *out, subject) {
+                out.clear();
+                return Err(error);
+            }
             self.subject.clear();
             self.subject.push_str(subject);
         }

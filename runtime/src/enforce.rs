@@ -32,11 +32,13 @@ use crate::driver::{
     EngagementRequest, OuterCall, Runtime, WaitPoint, agent_output, run_nested_engagement,
 };
 use crate::engagement::{
-    Engagement, EngagementStatus, Invocation, Pending, RefusedCall, UserIdentity,
+    Engagement, EngagementStatus, Invocation, Pending, RefusedCall, UserIdentity, share_or_copy,
 };
 use crate::model::{Model, ToolCall};
 use crate::review::{ReviewDecision, ReviewRequest, call_hash};
-use crate::spec::{AgentSpec, CapabilityKind, GuardrailSpec, RestrictionSpec, ReviewerRef};
+use crate::spec::{
+    AgentSpec, CapabilityKind, CapabilitySpec, GuardrailSpec, RestrictionSpec, ReviewerRef,
+};
 use crate::tools::{RegisteredTool, ToolBackend, ToolContext, ToolError};
 
 /// The step that refused a call.
@@ -556,7 +558,7 @@ async fn enforce_call_inner(
         Some(obtained) => obtained
             .clone()
             .map_err(|error| context.refuse(engagement, RefusalStage::Invoke, error.to_string()))?,
-        None => invoke(&context, engagement, index, tool, caller).await?,
+        None => invoke(&context, engagement, index, capability, tool, caller).await?,
     };
     if let Err(error) = tool.validate_output(&output) {
         return Err(context.refuse(engagement, RefusalStage::OutputSchema, error.to_string()));
@@ -599,17 +601,11 @@ async fn invoke(
     context: &CallContext<'_>,
     engagement: &mut Engagement,
     index: usize,
+    capability: &CapabilitySpec,
     tool: &RegisteredTool,
     caller: Caller<'_>,
 ) -> Result<serde_json::Value, Refusal> {
     let runtime = context.runtime;
-    let Some(capability) = context.agent.capabilities.get(index) else {
-        return Err(context.refuse(
-            engagement,
-            RefusalStage::UndeclaredTool,
-            "no capability".into(),
-        ));
-    };
 
     let identity = Identity::choose(
         capability.user_identity,
@@ -634,10 +630,7 @@ async fn invoke(
         }
     };
     let tool_context = ToolContext::for_call(engagement, &context.agent.name, identity, credential);
-    let tool = match engagement.shared_capability_name(index) {
-        Some(name) if **name == *capability.name => Arc::clone(name),
-        _ => Arc::from(capability.name.as_str()),
-    };
+    let tool = share_or_copy(engagement.shared_capability_name(index), &capability.name);
     engagement.set_status(EngagementStatus::AwaitingTool { tool });
     let result = match target {
         Target::Backend(backend) => {

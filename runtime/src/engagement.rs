@@ -94,10 +94,19 @@ pub struct Invocation {
     value: OnceLock<Value>,
 }
 
-/// `inputs` and `outputs` as map keys, made once per process so that building a call's
-/// CEL value clones them rather than allocating them.
-static INVOCATION_KEYS: LazyLock<(MapKey, MapKey)> =
-    LazyLock::new(|| (string_key("inputs"), string_key("outputs")));
+/// The map keys of a call's and of `recent`'s CEL values, made once per process so that
+/// building those values clones them rather than allocating them.
+struct Keys {
+    inputs: MapKey,
+    outputs: MapKey,
+    name: MapKey,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    inputs: string_key("inputs"),
+    outputs: string_key("outputs"),
+    name: string_key("_name"),
+});
 
 impl Invocation {
     /// A call with its input only: the pending call at its input restriction, or a
@@ -141,14 +150,13 @@ impl Invocation {
     /// as a CEL value: built from the JSON on the first call, then kept.
     pub fn cel_value(&self) -> &Value {
         self.value.get_or_init(|| {
-            let (inputs_key, outputs_key) = &*INVOCATION_KEYS;
             let inputs = self
                 .inputs_value
                 .get_or_init(|| agentc_cel::value_from_json(&self.inputs));
             let mut map = ValueMap::new();
-            map.insert(inputs_key.clone(), inputs.clone());
+            map.insert(KEYS.inputs.clone(), inputs.clone());
             if let Some(outputs) = &self.outputs {
-                map.insert(outputs_key.clone(), agentc_cel::value_from_json(outputs));
+                map.insert(KEYS.outputs.clone(), agentc_cel::value_from_json(outputs));
             }
             Value::Map(Arc::new(map))
         })
@@ -298,7 +306,18 @@ impl Engagement {
     pub fn shared_capability_name(&self, index: usize) -> Option<&Arc<str>> {
         self.names.get(index)
     }
+}
 
+/// `text` as an `Arc<str>`: `shared` itself when it holds the same text, so that a name
+/// the engagement already holds is shared rather than copied, and a copy otherwise.
+pub(crate) fn share_or_copy(shared: Option<&Arc<str>>, text: &str) -> Arc<str> {
+    match shared {
+        Some(shared) if **shared == *text => Arc::clone(shared),
+        _ => Arc::from(text),
+    }
+}
+
+impl Engagement {
     /// The lifecycle status.
     pub fn status(&self) -> &EngagementStatus {
         &self.status
@@ -357,10 +376,9 @@ impl Engagement {
         inputs: Arc<serde_json::Value>,
         outputs: Option<Arc<serde_json::Value>>,
     ) {
-        let invocation = Invocation::new(inputs);
-        let invocation = match outputs {
-            Some(outputs) => invocation.with_outputs(outputs),
-            None => invocation,
+        let invocation = Invocation {
+            outputs,
+            ..Invocation::new(inputs)
         };
         self.record_invocation(capability, invocation);
     }
@@ -494,7 +512,7 @@ impl Engagement {
                 }
             }
             if let Some(name) = self.last.and_then(|index| self.names.get(index)) {
-                map.insert(string_key("_name"), Value::String(name.clone()));
+                map.insert(KEYS.name.clone(), Value::String(name.clone()));
             }
             Arc::new(map)
         })
@@ -710,7 +728,7 @@ impl VariableSource for EngagementScope<'_> {
                         MapKey::String(name.clone()),
                         pending.invocation.cel_value().clone(),
                     );
-                    recent.insert(string_key("_name"), Value::String(name));
+                    recent.insert(KEYS.name.clone(), Value::String(name));
                     Some(Value::Map(Arc::new(recent)))
                 }
             },

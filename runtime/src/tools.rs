@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 
 use crate::credentials::{Identity, Secret};
-use crate::engagement::Engagement;
+use crate::engagement::{Engagement, share_or_copy};
 use crate::spec::ToolSpec;
 
 /// What a tool backend is given beside the input. The secret is for the backend alone.
@@ -36,14 +36,9 @@ impl ToolContext {
         identity: Identity,
         credential: Option<Secret>,
     ) -> Self {
-        let agent = if engagement.agent() == agent {
-            Arc::clone(engagement.shared_agent())
-        } else {
-            Arc::from(agent)
-        };
         ToolContext {
             engagement: Arc::clone(engagement.shared_id()),
-            agent,
+            agent: share_or_copy(Some(engagement.shared_agent()), agent),
             identity,
             credential,
         }
