@@ -47,7 +47,8 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
     /// The hash of the previous entry ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
-    /// The hash of this entry, over all the fields above.
+    /// The hash of this entry: the SHA-256 of the previous hash (its 32 bytes) and of
+    /// the entry's text up to and including `detail`.
     pub hash: String,
 }
 
@@ -106,13 +107,25 @@ pub enum AuditError {
     Broken { line: usize },
 }
 
-/// The marker that separates an entry's hashed body from its hash. Entries are written
-/// as `BODY,"hash":"HEX"}` where `BODY` is the entry's JSON object up to and including
-/// `prev_hash`, unclosed, and `HEX` is the SHA-256 of exactly those bytes. Hashing the
-/// bytes as written (rather than a re-serialised, canonical form) lets an append hash
-/// what it has just encoded, once, and lets [`verify`] check a line without trusting
-/// any JSON library to reproduce the writer's formatting.
-const HASH_MARKER: &[u8] = b",\"hash\":\"";
+/// How an entry ends: `,"prev_hash":"PREV","hash":"HASH"}`, where both are 64
+/// lowercase hexadecimal digits. Everything before this tail is the entry's body: its
+/// JSON object up to and including `detail`, unclosed. `HASH` is the SHA-256 of the
+/// previous entry's hash as its 32 raw bytes followed by exactly the body's bytes.
+///
+/// Hashing the bytes as written (rather than a re-serialised, canonical form) lets an
+/// append hash what it has just encoded, once, and lets [`verify`] check a line without
+/// trusting any JSON library to reproduce the writer's formatting. The previous hash
+/// enters the hash as 32 raw bytes rather than as the 78 bytes of its text field, which
+/// is one 64-byte SHA-256 block fewer for most entries; the chain is as strong, as
+/// every hash still covers the hash before it. The tail has a fixed length, so
+/// [`verify`] splits a line at a fixed offset, whatever its values contain.
+const PREV_HASH_FIELD: &[u8] = b",\"prev_hash\":\"";
+/// What separates the two hashes of the tail.
+const HASH_FIELD: &[u8] = b"\",\"hash\":\"";
+/// What closes the tail, and the entry.
+const TAIL_END: &[u8] = b"\"}";
+/// The length of the tail: both fields, their 64-digit values and the closing `"}`.
+const TAIL_LENGTH: usize = PREV_HASH_FIELD.len() + 64 + HASH_FIELD.len() + 64 + TAIL_END.len();
 
 /// Every byte's two lowercase hexadecimal digits, so that writing a hash is one table
 /// read per byte.
@@ -127,14 +140,43 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
     pairs
 };
 
-/// The SHA-256 of `bytes` as 64 lowercase hexadecimal digits.
-pub(crate) fn hex_digest(bytes: &[u8]) -> [u8; 64] {
-    let digest = Sha256::digest(bytes);
+/// 32 bytes as 64 lowercase hexadecimal digits.
+fn hex(bytes: &[u8; 32]) -> [u8; 64] {
     let mut text = [0u8; 64];
-    for (pair, byte) in text.chunks_exact_mut(2).zip(digest.iter()) {
+    for (pair, byte) in text.chunks_exact_mut(2).zip(bytes.iter()) {
         pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
     text
+}
+
+/// The SHA-256 of `bytes` as 64 lowercase hexadecimal digits.
+pub(crate) fn hex_digest(bytes: &[u8]) -> [u8; 64] {
+    hex(&Sha256::digest(bytes).into())
+}
+
+/// The hash of an entry: the SHA-256 of the previous entry's hash, raw, and the body.
+fn entry_hash(previous: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
+    hasher.update(body);
+    hasher.finalize().into()
+}
+
+/// 64 hexadecimal digits (either case) as the 32 bytes they spell.
+fn from_hex(text: &[u8]) -> Option<[u8; 32]> {
+    let digit = |byte: u8| char::from(byte).to_digit(16);
+    let mut bytes = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        let &[high, low] = pair else {
+            return None;
+        };
+        let (high, low) = (digit(high)?, digit(low)?);
+        *byte = u8::try_from(high * 16 + low).ok()?;
+    }
+    Some(bytes)
 }
 
 fn action_name(action: AuditAction) -> &'static str {
@@ -219,13 +261,12 @@ impl EncodedNames {
     }
 }
 
-/// Encodes an entry's body: the JSON object without its closing brace and without the
-/// `hash` field, in a fixed field order.
+/// Encodes an entry's body: the JSON object up to and including `detail`, unclosed, in
+/// a fixed field order.
 fn encode_body(
     out: &mut Vec<u8>,
     names: &mut EncodedNames,
     seq: u64,
-    prev_hash: &[u8; 64],
     record: &AuditRecord<'_>,
 ) -> serde_json::Result<()> {
     out.extend_from_slice(b"{\"seq\":");
@@ -241,9 +282,6 @@ fn encode_body(
     } else {
         serde_json::to_writer(&mut *out, &record.detail)?;
     }
-    out.extend_from_slice(b",\"prev_hash\":\"");
-    out.extend_from_slice(prev_hash);
-    out.push(b'"');
     Ok(())
 }
 
@@ -261,7 +299,10 @@ impl AuditDetail<'_> {
 struct Chain {
     writer: Box<dyn Write + Send>,
     seq: u64,
-    prev_hash: [u8; 64],
+    /// The last entry's hash, raw as the next entry's hash covers it and as the text
+    /// the next entry's `prev_hash` field holds.
+    prev_hash: [u8; 32],
+    prev_hash_text: [u8; 64],
     /// The line being encoded, kept between appends so that appending allocates nothing
     /// once it has grown to the longest entry.
     line: Vec<u8>,
@@ -290,15 +331,16 @@ impl AuditLog {
     /// be linked to, so the chain continues from a hash no entry has, which [`verify`]
     /// reports as a broken chain rather than letting the log look intact.
     pub fn resume(writer: Box<dyn Write + Send>, seq: u64, prev_hash: String) -> Self {
-        let mut head = [b'x'; 64];
-        if prev_hash.len() == 64 && prev_hash.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-            head.copy_from_slice(prev_hash.as_bytes());
-        }
+        let (prev_hash, prev_hash_text) = match from_hex(prev_hash.as_bytes()) {
+            Some(raw) => (raw, hex(&raw)),
+            None => ([0; 32], [b'x'; 64]),
+        };
         AuditLog {
             chain: Mutex::new(Chain {
                 writer,
                 seq,
-                prev_hash: head,
+                prev_hash,
+                prev_hash_text,
                 line: Vec::with_capacity(512),
                 names: EncodedNames::default(),
             }),
@@ -320,23 +362,22 @@ impl AuditLog {
         let chain = &mut *guard;
         let mut line = std::mem::take(&mut chain.line);
         line.clear();
-        encode_body(
-            &mut line,
-            &mut chain.names,
-            chain.seq,
-            &chain.prev_hash,
-            &record,
-        )
-        .map_err(|error| std::io::Error::other(error.to_string()))?;
-        let hash = hex_digest(&line);
-        line.extend_from_slice(HASH_MARKER);
-        line.extend_from_slice(&hash);
-        line.extend_from_slice(b"\"}\n");
+        encode_body(&mut line, &mut chain.names, chain.seq, &record)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        let hash = entry_hash(&chain.prev_hash, &line);
+        let hash_text = hex(&hash);
+        line.extend_from_slice(PREV_HASH_FIELD);
+        line.extend_from_slice(&chain.prev_hash_text);
+        line.extend_from_slice(HASH_FIELD);
+        line.extend_from_slice(&hash_text);
+        line.extend_from_slice(TAIL_END);
+        line.push(b'\n');
         let written = chain.writer.write_all(&line);
         chain.line = line;
         written?;
         chain.seq += 1;
         chain.prev_hash = hash;
+        chain.prev_hash_text = hash_text;
         Ok(())
     }
 
@@ -361,9 +402,21 @@ pub struct VerifiedChain {
     pub head: String,
 }
 
+/// The body, previous hash and hash of an entry's line, split at its fixed-length tail;
+/// `None` when the line does not end with the tail.
+fn split_entry(line: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (body, tail) = line.split_at_checked(line.len().checked_sub(TAIL_LENGTH)?)?;
+    let rest = tail.strip_prefix(PREV_HASH_FIELD)?;
+    let (prev_hash, rest) = rest.split_at_checked(64)?;
+    let rest = rest.strip_prefix(HASH_FIELD)?;
+    let (hash, rest) = rest.split_at_checked(64)?;
+    (rest == TAIL_END).then_some((body, prev_hash, hash))
+}
+
 /// Checks every entry's hash and link.
 pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
-    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut prev_hash = [0u8; 32];
+    let mut prev_hash_text = GENESIS_HASH.as_bytes().to_vec();
     let mut expected_seq = 0u64;
     for (index, line) in reader.lines().enumerate() {
         let line_number = index + 1;
@@ -377,30 +430,29 @@ pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
         };
         let entry: AuditEntry =
             serde_json::from_str(&line).map_err(|error| malformed(error.to_string()))?;
-        // The hash field is the last one, so the last marker is the real one: a marker
-        // inside a string earlier in the line has its quotes escaped.
-        let bytes = line.trim_end().as_bytes();
-        let body_end = bytes
-            .windows(HASH_MARKER.len())
-            .rposition(|window| window == HASH_MARKER)
-            .ok_or_else(|| malformed("no `hash` field at the end of the entry".into()))?;
-        let written_hash = bytes
-            .get(body_end + HASH_MARKER.len()..)
-            .and_then(|rest| rest.strip_suffix(b"\"}"))
-            .ok_or_else(|| malformed("the entry does not end with its `hash` field".into()))?;
-        let body = bytes.get(..body_end).unwrap_or_default();
-        if hex_digest(body).as_slice() != written_hash || entry.hash.as_bytes() != written_hash {
-            return Err(AuditError::Modified { line: line_number });
-        }
-        if entry.prev_hash != prev_hash || entry.seq != expected_seq {
+        let (body, written_prev_hash, written_hash) = split_entry(line.trim_end().as_bytes())
+            .ok_or_else(|| {
+                malformed("the entry does not end with its `prev_hash` and `hash` fields".into())
+            })?;
+        // A line that names another previous entry, or stands at another position, is
+        // out of place: something before it was deleted, inserted or reordered.
+        if written_prev_hash != prev_hash_text.as_slice()
+            || entry.prev_hash.as_bytes() != written_prev_hash
+            || entry.seq != expected_seq
+        {
             return Err(AuditError::Broken { line: line_number });
         }
-        prev_hash = entry.hash;
+        let hash = entry_hash(&prev_hash, body);
+        if hex(&hash).as_slice() != written_hash || entry.hash.as_bytes() != written_hash {
+            return Err(AuditError::Modified { line: line_number });
+        }
+        prev_hash = hash;
+        prev_hash_text = written_hash.to_vec();
         expected_seq += 1;
     }
     Ok(VerifiedChain {
         entries: expected_seq,
-        head: prev_hash,
+        head: String::from_utf8_lossy(&prev_hash_text).into_owned(),
     })
 }
 
@@ -573,6 +625,95 @@ mod tests {
             &hex_digest(b"abc"),
             b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    /// Each hash covers the one before it: an entry whose body is exactly that of the
+    /// entry it replaces, taken from a log with another predecessor and with its
+    /// `prev_hash` text rewritten to match, does not verify; and an entry whose
+    /// `prev_hash` text alone was changed is out of place.
+    #[test]
+    fn each_hash_covers_the_previous_hash() {
+        let two_entries = |first_subject: &str| {
+            let buffer = Shared::default();
+            let log = AuditLog::new(Box::new(buffer.clone()));
+            for subject in [first_subject, "t"] {
+                log.append(AuditRecord {
+                    engagement: "e1",
+                    user: None,
+                    agent: "a",
+                    action: AuditAction::Completed,
+                    subject,
+                    detail: AuditDetail::default(),
+                })
+                .unwrap();
+            }
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        };
+        let (original, other) = (two_entries("x"), two_entries("y"));
+        let hash_of = |line: &str| serde_json::from_str::<AuditEntry>(line).unwrap().hash;
+        assert_eq!(check(&original).unwrap().entries, 2);
+        let spliced = vec![
+            original[0].clone(),
+            other[1].replace(&hash_of(&other[0]), &hash_of(&original[0])),
+        ];
+        // Everything but the hash is now what the original second line says.
+        assert_eq!(
+            spliced[1].replace(&hash_of(&spliced[1]), ""),
+            original[1].replace(&hash_of(&original[1]), "")
+        );
+        assert!(matches!(
+            check(&spliced),
+            Err(AuditError::Modified { line: 2 })
+        ));
+        let mut relinked = original.clone();
+        relinked[1] = relinked[1].replace(&hash_of(&original[0]), GENESIS_HASH);
+        assert!(matches!(
+            check(&relinked),
+            Err(AuditError::Broken { line: 2 })
+        ));
+    }
+
+    /// A log resumed from what [`verify`] reports continues the same chain, and a
+    /// resumed head that is not a hash breaks it rather than starting a new one.
+    #[test]
+    fn a_resumed_log_continues_the_chain() {
+        let lines = log_lines();
+        let head = check(&lines).unwrap();
+        let append_one = |prev_hash: String| {
+            let buffer = Shared::default();
+            let log = AuditLog::resume(Box::new(buffer.clone()), head.entries, prev_hash);
+            log.append(AuditRecord {
+                engagement: "e1",
+                user: None,
+                agent: "a",
+                action: AuditAction::Completed,
+                subject: "t3",
+                detail: AuditDetail::default(),
+            })
+            .unwrap();
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            let mut all = lines.clone();
+            all.push(text.trim_end().to_string());
+            all
+        };
+        assert_eq!(check(&append_one(head.head.clone())).unwrap().entries, 5);
+        assert!(matches!(
+            check(&append_one("not a hash".into())),
+            Err(AuditError::Broken { line: 5 })
+        ));
+    }
+
+    #[test]
+    fn a_line_without_its_hash_fields_is_malformed() {
+        let mut lines = log_lines();
+        lines[0] = serde_json::to_string(&serde_json::from_str::<AuditEntry>(&lines[0]).unwrap())
+            .unwrap()
+            .replace(",\"hash\"", ", \"hash\"");
+        assert!(matches!(
+            check(&lines),
+            Err(AuditError::Malformed { line: 1, .. })
+        ));
     }
 
     #[test]

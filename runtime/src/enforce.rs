@@ -653,7 +653,7 @@ async fn invoke(
                     .await)
                 }
                 _ => {
-                    tokio::time::timeout(
+                    within(
                         deadline,
                         backend.invoke(&context.call.arguments, &tool_context),
                     )
@@ -695,6 +695,25 @@ async fn invoke(
         Ok(Ok(output)) => output,
     };
     Ok(output)
+}
+
+/// Runs `future` under a deadline of `limit` from now, as `tokio::time::timeout` does,
+/// but makes the timer only if the future waits: a tool that answers at its first poll
+/// (an in-process tool, a cached answer) costs one clock read rather than a timer
+/// entry. The deadline is taken before the first poll, so a tool that waits gets
+/// exactly the time it would have had under `tokio::time::timeout`.
+async fn within<F: std::future::Future>(
+    limit: std::time::Duration,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut future = std::pin::pin!(future);
+    let first =
+        std::future::poll_fn(|context| std::task::Poll::Ready(future.as_mut().poll(context))).await;
+    match first {
+        std::task::Poll::Ready(output) => Ok(output),
+        std::task::Poll::Pending => tokio::time::timeout_at(deadline, future).await,
+    }
 }
 
 /// The detail of a guardrail's audit entries.
@@ -744,7 +763,7 @@ pub async fn run_guardrail(
         Err(error) => return Err(fail(engagement, error.to_string())),
     };
     let tool_context = ToolContext::for_call(engagement, &agent.name, Identity::Anonymous, None);
-    let output = match tokio::time::timeout(
+    let output = match within(
         runtime.tool_timeout,
         backend.invoke(&call.arguments, &tool_context),
     )
@@ -790,6 +809,39 @@ pub fn evaluate_exposes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A future that answers at once is not given a timer: it completes outside any
+    /// Tokio runtime, where making one would panic.
+    #[test]
+    fn within_answers_an_immediate_future_without_a_timer() {
+        let future = within(std::time::Duration::from_millis(1), async { 7 });
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            future.as_mut().poll(&mut context),
+            std::task::Poll::Ready(Ok(7))
+        ));
+    }
+
+    /// A future that waits is cut off at its deadline, which counts from before its
+    /// first poll: time spent inside that poll is not given back.
+    #[tokio::test(start_paused = true)]
+    async fn within_cuts_off_a_waiting_future_at_a_deadline_taken_before_its_first_poll() {
+        let limit = std::time::Duration::from_millis(20);
+        assert!(within(limit, std::future::pending::<()>()).await.is_err());
+        let started = tokio::time::Instant::now();
+        let slow_first_poll = async {
+            tokio::time::advance(std::time::Duration::from_millis(30)).await;
+            std::future::pending::<()>().await;
+        };
+        assert!(within(limit, slow_first_poll).await.is_err());
+        assert_eq!(started.elapsed(), std::time::Duration::from_millis(30));
+        let waits_then_answers = async {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            5
+        };
+        assert_eq!(within(limit, waits_then_answers).await.ok(), Some(5));
+    }
 
     fn allowed_sequence(sequence: &[u32], n: u64) -> Vec<bool> {
         let mut list = Vec::new();

@@ -20,6 +20,7 @@ pub mod openai;
 pub mod remote;
 pub mod repetition;
 pub mod review;
+mod schema;
 pub mod spec;
 pub mod tools;
 

@@ -1,7 +1,9 @@
 //! Tool backends and the registry that validates every input against the tool's input
 //! schema before the call and every output against its output schema after.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+
+use crate::schema::CompiledSchema;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -195,8 +197,8 @@ impl ToolBackend for MockTool {
 pub struct RegisteredTool {
     /// The interface.
     pub spec: ToolSpec,
-    input: jsonschema::Validator,
-    output: jsonschema::Validator,
+    input: CompiledSchema,
+    output: CompiledSchema,
     backend: Option<Arc<dyn ToolBackend>>,
 }
 
@@ -210,24 +212,10 @@ impl fmt::Debug for RegisteredTool {
     }
 }
 
-/// The first schema violation, if any. Valid values, the common case, are answered by
-/// `is_valid`, which tracks no error locations; only an invalid one pays for its report.
-fn first_error(validator: &jsonschema::Validator, value: &serde_json::Value) -> Option<String> {
-    if validator.is_valid(value) {
-        return None;
-    }
-    // Both answers come from the same schema; should they ever disagree, the value is
-    // still refused, with a generic reason.
-    Some(validator.validate(value).err().map_or_else(
-        || "does not match the schema".to_string(),
-        |error| error.to_string(),
-    ))
-}
-
 impl RegisteredTool {
     /// Checks an input against the input schema.
     pub fn validate_input(&self, input: &serde_json::Value) -> Result<(), ToolError> {
-        match first_error(&self.input, input) {
+        match self.input.first_error(input) {
             None => Ok(()),
             Some(detail) => Err(ToolError::InvalidInput {
                 tool: self.spec.name.clone(),
@@ -238,7 +226,7 @@ impl RegisteredTool {
 
     /// Checks an output against the output schema.
     pub fn validate_output(&self, output: &serde_json::Value) -> Result<(), ToolError> {
-        match first_error(&self.output, output) {
+        match self.output.first_error(output) {
             None => Ok(()),
             Some(detail) => Err(ToolError::InvalidOutput {
                 tool: self.spec.name.clone(),
@@ -255,22 +243,24 @@ impl RegisteredTool {
     }
 }
 
-/// The tools an engagement may reach, by name; schemas are compiled once here.
+/// The tools an engagement may reach, by name; schemas are compiled once here. Every
+/// call looks its tool up here, so the names are kept ordered: a few comparisons of
+/// short names cost less than hashing the name with the standard library's SipHash.
 #[derive(Debug, Default)]
 pub struct ToolRegistry {
-    tools: HashMap<String, RegisteredTool>,
+    tools: BTreeMap<String, RegisteredTool>,
 }
 
 impl ToolRegistry {
     /// Compiles the schemas of every tool; backends are bound with [`ToolRegistry::bind`].
     pub fn new(specs: &[ToolSpec]) -> Result<Self, ToolError> {
-        let mut tools = HashMap::new();
+        let mut tools = BTreeMap::new();
         for spec in specs {
             let compile = |schema: &serde_json::Value, which: &'static str| {
-                jsonschema::validator_for(schema).map_err(|error| ToolError::InvalidSchema {
+                CompiledSchema::new(schema).map_err(|detail| ToolError::InvalidSchema {
                     tool: spec.name.clone(),
                     which,
-                    detail: error.to_string(),
+                    detail,
                 })
             };
             let input = compile(&spec.input_schema, "input")?;
@@ -372,9 +362,10 @@ mod tests {
         ];
         for (schema, values) in cases {
             let validator = jsonschema::validator_for(&schema).unwrap();
+            let compiled = CompiledSchema::new(&schema).unwrap();
             let mut outcomes = std::collections::BTreeSet::new();
             for value in values {
-                let accepted = first_error(&validator, &value).is_none();
+                let accepted = compiled.first_error(&value).is_none();
                 assert_eq!(
                     accepted,
                     validator.validate(&value).is_ok(),

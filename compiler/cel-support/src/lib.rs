@@ -297,32 +297,34 @@ pub fn duration_field(duration: Duration, field: TimestampField) -> CelResult<i6
 
 /// A string of the typed engagement. It shares its text with the engagement's CEL value
 /// (a reference count, not a copy), so that building the typed engagement a compiled
-/// check reads does not copy every string of the calls it sees.
+/// check reads does not copy every string of the calls it sees; text short enough to
+/// be kept inline (most identifiers, paths and queries) is kept inline instead, so that
+/// reading it from JSON, which has no reference count to share, allocates nothing.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Text(Arc<str>);
+pub struct Text(smol_str::SmolStr);
 
 impl Text {
     /// The text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 impl From<Arc<str>> for Text {
     fn from(text: Arc<str>) -> Self {
-        Text(text)
+        Text(smol_str::SmolStr::from(text))
     }
 }
 
 impl From<&str> for Text {
     fn from(text: &str) -> Self {
-        Text(Arc::from(text))
+        Text(smol_str::SmolStr::new(text))
     }
 }
 
 impl From<String> for Text {
     fn from(text: String) -> Self {
-        Text(Arc::from(text))
+        Text(smol_str::SmolStr::from(text))
     }
 }
 
@@ -330,7 +332,7 @@ impl std::ops::Deref for Text {
     type Target = str;
 
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -403,6 +405,39 @@ mod tests {
         assert_eq!(index(&[1, 2], 1), Ok(&2));
         assert!(index(&[1, 2], -1).is_err());
         assert_eq!(size_str("héllo"), 5);
+    }
+
+    /// Short text is kept inline and long text shared, and both read back, compare,
+    /// order and hash as the text they hold, including at the boundary and for
+    /// multi-byte characters.
+    #[test]
+    fn text_reads_back_whether_inline_or_shared() {
+        use std::hash::{BuildHasher, RandomState};
+        const INLINE: usize = smol_str::SmolStr::INLINE_CAP;
+        let hasher = RandomState::new();
+        let samples = [
+            String::new(),
+            "a".to_string(),
+            "x".repeat(INLINE),
+            "x".repeat(INLINE + 1),
+            "é".repeat(INLINE / 2),
+            "é".repeat(INLINE / 2 + 1),
+        ];
+        for sample in &samples {
+            let inline_or_long = Text::from(sample.as_str());
+            let shared = Text::from(Arc::<str>::from(sample.as_str()));
+            assert_eq!(inline_or_long.as_str(), sample);
+            assert_eq!(&*shared, sample);
+            assert_eq!(inline_or_long, shared);
+            assert_eq!(
+                hasher.hash_one(&inline_or_long),
+                hasher.hash_one(sample.as_str())
+            );
+            assert_eq!(hasher.hash_one(&shared), hasher.hash_one(sample.as_str()));
+            assert_eq!(inline_or_long.0.is_heap_allocated(), sample.len() > INLINE);
+        }
+        assert!(Text::from("ab") < Text::from(Arc::<str>::from("b")));
+        assert_eq!(Text::default().as_str(), "");
     }
 
     #[test]
