@@ -154,12 +154,36 @@ pub(crate) fn hex_digest(bytes: &[u8]) -> [u8; 64] {
     hex(&Sha256::digest(bytes).into())
 }
 
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_INITIAL_STATE: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
 /// The hash of an entry: the SHA-256 of the previous entry's hash, raw, and the body.
-fn entry_hash(previous: &[u8; 32], body: &[u8]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(previous);
-    hasher.update(body);
-    hasher.finalize().into()
+///
+/// The message is laid out in `message` (kept by the caller, so that hashing allocates
+/// nothing once it has grown) with its padding (FIPS 180-4, 5.1.1), and its blocks are
+/// compressed in one call. Entries are a few blocks long, and hashing them through
+/// `Sha256`'s buffered `update` and `finalize` cost a third more than the compression
+/// itself for a three-block entry; a test holds this to `Sha256`.
+fn entry_hash(message: &mut Vec<u8>, previous: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    message.clear();
+    message.extend_from_slice(previous);
+    message.extend_from_slice(body);
+    // A message in memory is far shorter than 2^61 bytes, so its length in bits fits.
+    let bit_length = (message.len() as u64).wrapping_mul(8);
+    message.push(0x80);
+    let padded_length = (message.len() + 8).div_ceil(64) * 64;
+    message.resize(padded_length - 8, 0);
+    message.extend_from_slice(&bit_length.to_be_bytes());
+    let (blocks, _) = message.as_chunks::<64>();
+    let mut state = SHA256_INITIAL_STATE;
+    sha2::block_api::compress256(&mut state, blocks);
+    let mut hash = [0u8; 32];
+    for (bytes, word) in hash.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    hash
 }
 
 /// 64 hexadecimal digits (either case) as the 32 bytes they spell.
@@ -306,6 +330,8 @@ struct Chain {
     /// The line being encoded, kept between appends so that appending allocates nothing
     /// once it has grown to the longest entry.
     line: Vec<u8>,
+    /// The message an entry's hash is computed over, kept for the same reason.
+    message: Vec<u8>,
     names: EncodedNames,
 }
 
@@ -342,6 +368,7 @@ impl AuditLog {
                 prev_hash,
                 prev_hash_text,
                 line: Vec::with_capacity(512),
+                message: Vec::with_capacity(512),
                 names: EncodedNames::default(),
             }),
         }
@@ -364,7 +391,7 @@ impl AuditLog {
         line.clear();
         encode_body(&mut line, &mut chain.names, chain.seq, &record)
             .map_err(|error| std::io::Error::other(error.to_string()))?;
-        let hash = entry_hash(&chain.prev_hash, &line);
+        let hash = entry_hash(&mut chain.message, &chain.prev_hash, &line);
         let hash_text = hex(&hash);
         line.extend_from_slice(PREV_HASH_FIELD);
         line.extend_from_slice(&chain.prev_hash_text);
@@ -418,6 +445,7 @@ pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
     let mut prev_hash = [0u8; 32];
     let mut prev_hash_text = GENESIS_HASH.as_bytes().to_vec();
     let mut expected_seq = 0u64;
+    let mut message = Vec::new();
     for (index, line) in reader.lines().enumerate() {
         let line_number = index + 1;
         let line = line?;
@@ -442,7 +470,7 @@ pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
         {
             return Err(AuditError::Broken { line: line_number });
         }
-        let hash = entry_hash(&prev_hash, body);
+        let hash = entry_hash(&mut message, &prev_hash, body);
         if hex(&hash).as_slice() != written_hash || entry.hash.as_bytes() != written_hash {
             return Err(AuditError::Modified { line: line_number });
         }
@@ -714,6 +742,23 @@ mod tests {
             check(&lines),
             Err(AuditError::Malformed { line: 1, .. })
         ));
+    }
+
+    /// The entry hash is SHA-256 over the previous hash and the body, at every length
+    /// around the block and padding boundaries, and with a buffer left from a longer
+    /// message.
+    #[test]
+    fn entry_hashes_are_sha256_of_the_previous_hash_and_the_body() {
+        let previous = [0xa5u8; 32];
+        let mut message = Vec::new();
+        for length in (0..300usize).rev() {
+            let body: Vec<u8> = (0..length).map(|index| (index * 7 % 251) as u8).collect();
+            let mut expected = Sha256::new();
+            expected.update(previous);
+            expected.update(&body);
+            let expected: [u8; 32] = expected.finalize().into();
+            assert_eq!(entry_hash(&mut message, &previous, &body), expected, "{length}");
+        }
     }
 
     #[test]
