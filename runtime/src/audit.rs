@@ -757,7 +757,11 @@ mod tests {
             expected.update(previous);
             expected.update(&body);
             let expected: [u8; 32] = expected.finalize().into();
-            assert_eq!(entry_hash(&mut message, &previous, &body), expected, "{length}");
+            assert_eq!(
+                entry_hash(&mut message, &previous, &body),
+                expected,
+                "{length}"
+            );
         }
     }
 
