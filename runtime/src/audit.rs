@@ -443,7 +443,7 @@ fn split_entry(line: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
 /// Checks every entry's hash and link.
 pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
     let mut prev_hash = [0u8; 32];
-    let mut prev_hash_text = GENESIS_HASH.as_bytes().to_vec();
+    let mut prev_hash_text = hex(&prev_hash);
     let mut expected_seq = 0u64;
     let mut message = Vec::new();
     for (index, line) in reader.lines().enumerate() {
@@ -464,18 +464,19 @@ pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
             })?;
         // A line that names another previous entry, or stands at another position, is
         // out of place: something before it was deleted, inserted or reordered.
-        if written_prev_hash != prev_hash_text.as_slice()
+        if written_prev_hash != prev_hash_text
             || entry.prev_hash.as_bytes() != written_prev_hash
             || entry.seq != expected_seq
         {
             return Err(AuditError::Broken { line: line_number });
         }
         let hash = entry_hash(&mut message, &prev_hash, body);
-        if hex(&hash).as_slice() != written_hash || entry.hash.as_bytes() != written_hash {
+        let hash_text = hex(&hash);
+        if hash_text != written_hash || entry.hash.as_bytes() != written_hash {
             return Err(AuditError::Modified { line: line_number });
         }
         prev_hash = hash;
-        prev_hash_text = written_hash.to_vec();
+        prev_hash_text = hash_text;
         expected_seq += 1;
     }
     Ok(VerifiedChain {

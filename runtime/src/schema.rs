@@ -51,7 +51,7 @@ impl CompiledSchema {
         ))
     }
 
-    /// Whether the direct walk answers for this schema (tests and benchmarks).
+    /// Whether the direct walk answers for this schema.
     #[cfg(test)]
     pub(crate) fn has_shape(&self) -> bool {
         self.shape.is_some()

@@ -2,8 +2,6 @@
 //! schema before the call and every output against its output schema after.
 
 use std::collections::BTreeMap;
-
-use crate::schema::CompiledSchema;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::credentials::{Identity, Secret};
 use crate::engagement::{Engagement, share_or_copy};
+use crate::schema::CompiledSchema;
 use crate::spec::ToolSpec;
 
 /// What a tool backend is given beside the input. The secret is for the backend alone.
