@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use sha2::{Digest, Sha256};
 
+use crate::json_text;
+
 /// The hash the first entry links to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -120,6 +122,8 @@ pub enum AuditError {
 /// every hash still covers the hash before it. The tail has a fixed length, so
 /// [`verify`] splits a line at a fixed offset, whatever its values contain.
 const PREV_HASH_FIELD: &[u8] = b",\"prev_hash\":\"";
+/// How many bytes of an entry's hash message come before its body: the previous hash.
+const PREVIOUS_HASH_LENGTH: usize = 32;
 /// What separates the two hashes of the tail.
 const HASH_FIELD: &[u8] = b"\",\"hash\":\"";
 /// What closes the tail, and the entry.
@@ -127,24 +131,15 @@ const TAIL_END: &[u8] = b"\"}";
 /// The length of the tail: both fields, their 64-digit values and the closing `"}`.
 const TAIL_LENGTH: usize = PREV_HASH_FIELD.len() + 64 + HASH_FIELD.len() + 64 + TAIL_END.len();
 
-/// Every byte's two lowercase hexadecimal digits, so that writing a hash is one table
-/// read per byte.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut pairs = [[0u8; 2]; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
-        byte += 1;
-    }
-    pairs
-};
-
-/// 32 bytes as 64 lowercase hexadecimal digits.
+/// 32 bytes as 64 lowercase hexadecimal digits. Each digit is computed rather than
+/// looked up, so that the compiler can convert all 32 bytes at once in vector
+/// registers; a table read per byte cost about as much as appending the rest of the
+/// entry's tail.
 fn hex(bytes: &[u8; 32]) -> [u8; 64] {
+    let digit = |nibble: u8| nibble + if nibble < 10 { b'0' } else { b'a' - 10 };
     let mut text = [0u8; 64];
-    for (pair, byte) in text.chunks_exact_mut(2).zip(bytes.iter()) {
-        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
+    for (pair, byte) in text.as_chunks_mut::<2>().0.iter_mut().zip(bytes) {
+        *pair = [digit(byte >> 4), digit(byte & 0x0f)];
     }
     text
 }
@@ -159,19 +154,28 @@ const SHA256_INITIAL_STATE: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
-/// The hash of an entry: the SHA-256 of the previous entry's hash, raw, and the body.
-///
-/// The message is laid out in `message` (kept by the caller, so that hashing allocates
-/// nothing once it has grown) with its padding (FIPS 180-4, 5.1.1), and its blocks are
-/// compressed in one call. Entries are a few blocks long, and hashing them through
-/// `Sha256`'s buffered `update` and `finalize` cost a third more than the compression
-/// itself for a three-block entry; a test holds this to `Sha256`.
+/// The hash of an entry: the SHA-256 of the previous entry's hash, raw, and the body,
+/// laid out in `message` (kept by the caller, so that hashing allocates nothing once it
+/// has grown).
 fn entry_hash(message: &mut Vec<u8>, previous: &[u8; 32], body: &[u8]) -> [u8; 32] {
     message.clear();
     message.extend_from_slice(previous);
     message.extend_from_slice(body);
+    sha256_in_place(message)
+}
+
+/// The SHA-256 of the bytes in `message`, which are left as they were.
+///
+/// The padding (FIPS 180-4, 5.1.1) is appended to the message where it lies, its blocks
+/// are compressed in one call, and the padding is cut off again; an append encodes its
+/// entry's body right after the previous hash, so the message is never copied. Entries
+/// are a few blocks long, and hashing them through `Sha256`'s buffered `update` and
+/// `finalize` cost a third more than the compression itself for a three-block entry; a
+/// test holds this to `Sha256`.
+fn sha256_in_place(message: &mut Vec<u8>) -> [u8; 32] {
+    let length = message.len();
     // A message in memory is far shorter than 2^61 bytes, so its length in bits fits.
-    let bit_length = (message.len() as u64).wrapping_mul(8);
+    let bit_length = (length as u64).wrapping_mul(8);
     message.push(0x80);
     let padded_length = (message.len() + 8).div_ceil(64) * 64;
     message.resize(padded_length - 8, 0);
@@ -179,6 +183,7 @@ fn entry_hash(message: &mut Vec<u8>, previous: &[u8; 32], body: &[u8]) -> [u8; 3
     let (blocks, _) = message.as_chunks::<64>();
     let mut state = SHA256_INITIAL_STATE;
     sha2::block_api::compress256(&mut state, blocks);
+    message.truncate(length);
     let mut hash = [0u8; 32];
     for (bytes, word) in hash.chunks_exact_mut(4).zip(state) {
         bytes.copy_from_slice(&word.to_be_bytes());
@@ -301,23 +306,41 @@ fn encode_body(
     out.push(b'"');
     out.extend_from_slice(names.subject(record.subject)?);
     out.extend_from_slice(b",\"detail\":");
-    if record.detail.is_empty() {
-        out.extend_from_slice(b"{}");
-    } else {
-        serde_json::to_writer(&mut *out, &record.detail)?;
-    }
-    Ok(())
+    encode_detail(out, &record.detail)
 }
 
-impl AuditDetail<'_> {
-    /// Whether every field is absent, so that the detail is `{}`.
-    fn is_empty(&self) -> bool {
-        self.inputs.is_none()
-            && !self.guardrail
-            && self.stage.is_none()
-            && self.reason.is_none()
-            && self.call_hash.is_none()
+/// Encodes an entry's `detail`: the object `AuditDetail`'s `Serialize` writes (a test
+/// holds the two together), written here without going through a serializer, as it is
+/// on the path of every call.
+fn encode_detail(out: &mut Vec<u8>, detail: &AuditDetail<'_>) -> serde_json::Result<()> {
+    let mut separator = b'{';
+    let mut field = |out: &mut Vec<u8>, name: &[u8]| {
+        out.push(separator);
+        separator = b',';
+        out.extend_from_slice(name);
+    };
+    if let Some(inputs) = detail.inputs {
+        field(out, b"\"inputs\":");
+        json_text::write_value(out, inputs)?;
     }
+    if detail.guardrail {
+        field(out, b"\"guardrail\":true");
+    }
+    for (name, text) in [
+        (&b"\"stage\":"[..], detail.stage),
+        (b"\"reason\":", detail.reason),
+        (b"\"call_hash\":", detail.call_hash),
+    ] {
+        if let Some(text) = text {
+            field(out, name);
+            json_text::write_string(out, text);
+        }
+    }
+    if separator == b'{' {
+        out.push(b'{');
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 struct Chain {
@@ -327,11 +350,10 @@ struct Chain {
     /// the next entry's `prev_hash` field holds.
     prev_hash: [u8; 32],
     prev_hash_text: [u8; 64],
-    /// The line being encoded, kept between appends so that appending allocates nothing
-    /// once it has grown to the longest entry.
-    line: Vec<u8>,
-    /// The message an entry's hash is computed over, kept for the same reason.
-    message: Vec<u8>,
+    /// The previous hash's 32 raw bytes and then the line being encoded, which is the
+    /// message the line's hash covers: kept between appends so that appending
+    /// allocates nothing once it has grown to the longest entry.
+    message_and_line: Vec<u8>,
     names: EncodedNames,
 }
 
@@ -367,8 +389,7 @@ impl AuditLog {
                 seq,
                 prev_hash,
                 prev_hash_text,
-                line: Vec::with_capacity(512),
-                message: Vec::with_capacity(512),
+                message_and_line: Vec::with_capacity(512),
                 names: EncodedNames::default(),
             }),
         }
@@ -387,20 +408,25 @@ impl AuditLog {
             .lock()
             .map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
         let chain = &mut *guard;
-        let mut line = std::mem::take(&mut chain.line);
-        line.clear();
-        encode_body(&mut line, &mut chain.names, chain.seq, &record)
-            .map_err(|error| std::io::Error::other(error.to_string()))?;
-        let hash = entry_hash(&mut chain.message, &chain.prev_hash, &line);
+        let mut message = std::mem::take(&mut chain.message_and_line);
+        message.clear();
+        message.extend_from_slice(&chain.prev_hash);
+        let encoded = encode_body(&mut message, &mut chain.names, chain.seq, &record);
+        if let Err(error) = encoded {
+            chain.message_and_line = message;
+            return Err(std::io::Error::other(error.to_string()).into());
+        }
+        let hash = sha256_in_place(&mut message);
         let hash_text = hex(&hash);
-        line.extend_from_slice(PREV_HASH_FIELD);
-        line.extend_from_slice(&chain.prev_hash_text);
-        line.extend_from_slice(HASH_FIELD);
-        line.extend_from_slice(&hash_text);
-        line.extend_from_slice(TAIL_END);
-        line.push(b'\n');
-        let written = chain.writer.write_all(&line);
-        chain.line = line;
+        message.extend_from_slice(PREV_HASH_FIELD);
+        message.extend_from_slice(&chain.prev_hash_text);
+        message.extend_from_slice(HASH_FIELD);
+        message.extend_from_slice(&hash_text);
+        message.extend_from_slice(TAIL_END);
+        message.push(b'\n');
+        let line = message.get(PREVIOUS_HASH_LENGTH..).unwrap_or_default();
+        let written = chain.writer.write_all(line);
+        chain.message_and_line = message;
         written?;
         chain.seq += 1;
         chain.prev_hash = hash;
@@ -530,6 +556,29 @@ mod tests {
 
     fn check(lines: &[String]) -> Result<VerifiedChain, AuditError> {
         verify(lines.join("\n").as_bytes())
+    }
+
+    /// The detail is written as its `Serialize` would write it, for every combination of
+    /// present and absent fields, with text that needs escaping.
+    #[test]
+    fn details_are_written_as_their_serialize_writes_them() {
+        let inputs = serde_json::json!({"q": "a \"b\"\n", "n": [1, 2.5, null, true]});
+        for mask in 0..32u32 {
+            let present = |bit: u32| mask & (1 << bit) != 0;
+            let detail = AuditDetail {
+                inputs: present(0).then_some(&inputs),
+                guardrail: present(1),
+                stage: present(2).then_some("input_restriction"),
+                reason: present(3).then_some("denied: \\ \u{1}"),
+                call_hash: present(4).then_some("ab12"),
+            };
+            let mut out = Vec::new();
+            encode_detail(&mut out, &detail).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&detail).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -630,8 +630,13 @@ async fn invoke(
         }
     };
     let tool_context = ToolContext::for_call(engagement, &context.agent.name, identity, credential);
-    let tool = share_or_copy(engagement.shared_capability_name(index), &capability.name);
-    engagement.set_status(EngagementStatus::AwaitingTool { tool });
+    // The engagement awaits the tool from the moment the call has to wait for it. A
+    // tool that answers at its first poll (an in-process tool, a cached answer) never
+    // leaves the call, so nothing could see the status in between, and it is not set.
+    let awaiting_tool = |engagement: &mut Engagement| {
+        let tool = share_or_copy(engagement.shared_capability_name(index), &capability.name);
+        engagement.set_status(EngagementStatus::AwaitingTool { tool });
+    };
     let result = match target {
         Target::Backend(backend) => {
             let deadline = match capability.kind {
@@ -643,6 +648,7 @@ async fn invoke(
                 // so that a restart resumes it rather than engaging it again; the call
                 // keeps its deadline inside, so that a saved wait is always ended.
                 (CapabilityKind::RemoteAgent { .. }, Some(remote), Some(point)) => {
+                    awaiting_tool(engagement);
                     Ok(Box::pin(remote.call_at_wait_point(
                         point,
                         engagement,
@@ -656,12 +662,14 @@ async fn invoke(
                     within(
                         deadline,
                         backend.invoke(&context.call.arguments, &tool_context),
+                        || awaiting_tool(engagement),
                     )
                     .await
                 }
             }
         }
         Target::Agent(callee) => {
+            awaiting_tool(engagement);
             // The caller as it is at this call, for the callee's snapshots.
             let outer = caller
                 .wait_point
@@ -701,10 +709,12 @@ async fn invoke(
 /// but makes the timer only if the future waits: a tool that answers at its first poll
 /// (an in-process tool, a cached answer) costs one clock read rather than a timer
 /// entry. The deadline is taken before the first poll, so a tool that waits gets
-/// exactly the time it would have had under `tokio::time::timeout`.
+/// exactly the time it would have had under `tokio::time::timeout`. `on_wait` runs
+/// once the first poll has found that the future waits, before the wait.
 async fn within<F: std::future::Future>(
     limit: std::time::Duration,
     future: F,
+    on_wait: impl FnOnce(),
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut future = std::pin::pin!(future);
@@ -712,7 +722,10 @@ async fn within<F: std::future::Future>(
         std::future::poll_fn(|context| std::task::Poll::Ready(future.as_mut().poll(context))).await;
     match first {
         std::task::Poll::Ready(output) => Ok(output),
-        std::task::Poll::Pending => tokio::time::timeout_at(deadline, future).await,
+        std::task::Poll::Pending => {
+            on_wait();
+            tokio::time::timeout_at(deadline, future).await
+        }
     }
 }
 
@@ -766,6 +779,7 @@ pub async fn run_guardrail(
     let output = match within(
         runtime.tool_timeout,
         backend.invoke(&call.arguments, &tool_context),
+        || {},
     )
     .await
     {
@@ -814,13 +828,17 @@ mod tests {
     /// Tokio runtime, where making one would panic.
     #[test]
     fn within_answers_an_immediate_future_without_a_timer() {
-        let future = within(std::time::Duration::from_millis(1), async { 7 });
+        let waited = std::cell::Cell::new(false);
+        let future = within(std::time::Duration::from_millis(1), async { 7 }, || {
+            waited.set(true)
+        });
         let mut future = std::pin::pin!(future);
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(matches!(
             future.as_mut().poll(&mut context),
             std::task::Poll::Ready(Ok(7))
         ));
+        assert!(!waited.get(), "an immediate answer is not a wait");
     }
 
     /// A future that waits is cut off at its deadline, which counts from before its
@@ -828,19 +846,30 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn within_cuts_off_a_waiting_future_at_a_deadline_taken_before_its_first_poll() {
         let limit = std::time::Duration::from_millis(20);
-        assert!(within(limit, std::future::pending::<()>()).await.is_err());
+        let waits = std::cell::Cell::new(0);
+        let on_wait = || waits.set(waits.get() + 1);
+        assert!(
+            within(limit, std::future::pending::<()>(), on_wait)
+                .await
+                .is_err()
+        );
         let started = tokio::time::Instant::now();
         let slow_first_poll = async {
             tokio::time::advance(std::time::Duration::from_millis(30)).await;
             std::future::pending::<()>().await;
         };
-        assert!(within(limit, slow_first_poll).await.is_err());
+        assert!(within(limit, slow_first_poll, on_wait).await.is_err());
         assert_eq!(started.elapsed(), std::time::Duration::from_millis(30));
         let waits_then_answers = async {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             5
         };
-        assert_eq!(within(limit, waits_then_answers).await.ok(), Some(5));
+        assert_eq!(
+            within(limit, waits_then_answers, on_wait).await.ok(),
+            Some(5)
+        );
+        // Each of the three waited, and was reported once.
+        assert_eq!(waits.get(), 3);
     }
 
     fn allowed_sequence(sequence: &[u32], n: u64) -> Vec<bool> {

@@ -14,6 +14,7 @@ pub mod driver;
 pub mod enforce;
 pub mod engagement;
 pub mod http;
+mod json_text;
 pub mod local;
 pub mod model;
 pub mod openai;

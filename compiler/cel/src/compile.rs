@@ -371,6 +371,25 @@ impl StructNamer {
 /// when it is already a Rust type name, else after their path (`RootFieldItem`);
 /// structurally equal objects with the same name share one definition.
 pub fn struct_definitions(root_name: &str, root: &ObjectType) -> TokenStream {
+    named_struct_definitions(root_name, root).0
+}
+
+/// The name of the object type each struct of [`struct_definitions`] holds (what
+/// [`FieldReads`] are keyed by), by the struct's Rust name. Structs of object types
+/// that share a name also share its reads.
+pub fn struct_object_names(root_name: &str, root: &ObjectType) -> BTreeMap<String, String> {
+    named_struct_definitions(root_name, root)
+        .1
+        .into_iter()
+        .map(|(struct_name, object)| (struct_name, object.name))
+        .collect()
+}
+
+/// The struct definitions, and each struct's Rust name with the object type it holds.
+fn named_struct_definitions(
+    root_name: &str,
+    root: &ObjectType,
+) -> (TokenStream, Vec<(String, ObjectType)>) {
     let mut namer = StructNamer {
         definitions: Vec::new(),
     };
@@ -383,7 +402,7 @@ pub fn struct_definitions(root_name: &str, root: &ObjectType) -> TokenStream {
         output.extend(namer.definition(&name, &object));
         index += 1;
     }
-    output
+    (output, namer.definitions)
 }
 
 fn with_names(ty: &Type, name: &str) -> Type {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use agentc_cel::compile::{
     CompiledFunction, FieldReads, compile_assertion, compile_function, engagement_layout,
-    prune_layout, rust_field_names, struct_definitions,
+    prune_layout, rust_field_names, struct_definitions, struct_object_names,
 };
 use agentc_cel::{ObjectType, Type};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
@@ -283,7 +283,65 @@ fn pruned_for(sites: &[CheckSite<'_>], layout: &ObjectType) -> ObjectType {
     prune_layout(layout, &reads)
 }
 
-fn emit_check(site: &CheckSite<'_>) -> TokenStream {
+/// The fields of a layout's structs, numbered for `cel_roots::Reads` in the order
+/// [`cel_structs`] writes their conversions: each field's object type and CEL name.
+#[derive(Default)]
+struct FieldNumbers {
+    fields: Vec<(String, String)>,
+}
+
+impl FieldNumbers {
+    /// The bits of the fields that `reads` holds.
+    fn bits(&self, reads: &FieldReads) -> Vec<u64> {
+        self.bits_where(|object, field| reads.contains(object, field))
+    }
+
+    /// The bits of every field.
+    fn every_field(&self) -> Vec<u64> {
+        self.bits_where(|_, _| true)
+    }
+
+    fn bits_where(&self, read: impl Fn(&str, &str) -> bool) -> Vec<u64> {
+        let mut words = vec![0u64; self.fields.len().div_ceil(64)];
+        for (number, (object, field)) in self.fields.iter().enumerate() {
+            if read(object, field)
+                && let Some(word) = words.get_mut(number / 64)
+            {
+                *word |= 1 << (number % 64);
+            }
+        }
+        words
+    }
+}
+
+/// The `Reads` of a compiled check: the fields its code reads, as the compiler recorded
+/// them. They are trusted only once the check compiles again over a layout that holds
+/// those fields and nothing else (code that reached any other field would not compile
+/// there); a check that does not is given every field, which is never wrong, only
+/// slower.
+fn check_reads(
+    site: &CheckSite<'_>,
+    compiled: &CompiledFunction,
+    numbers: &FieldNumbers,
+) -> TokenStream {
+    let alone = prune_layout(site.layout, &compiled.reads);
+    let words = if compile_site(&CheckSite {
+        layout: &alone,
+        ..*site
+    })
+    .is_ok()
+    {
+        numbers.bits(&compiled.reads)
+    } else {
+        numbers.every_field()
+    };
+    let words = words.into_iter().map(|word| {
+        Literal::from_str(&format!("{word:#x}")).unwrap_or_else(|_| Literal::u64_unsuffixed(word))
+    });
+    quote!(::agentc_generated_support::cel_roots::Reads::new(&[#(#words),*]))
+}
+
+fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
     let up = up(site.depth);
     let check_name = ident(&format!("{}_check", site.function));
     let text = site.text;
@@ -325,16 +383,18 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     };
     // An engagement check converts only the roots it reads, each from the runtime's
     // value; the other roots of the agent's layout are never looked at, so they are
-    // their cheap defaults. A guardrail's root is its tool's output fields, all of them
-    // read from the variables.
+    // their cheap defaults. So are the fields of the structs below them that the check
+    // does not read (see `check_reads`). A guardrail's root is its tool's output
+    // fields, all of them read from the variables.
+    let reads = check_reads(site, &compiled, numbers);
     let build_root = if let CheckRoot::Engagement = site.root {
         let assignments = roots.iter().map(|root| {
             let field = ident(root);
             // `recent` is read field by field (see `from_root_fields_impl`).
             let read = if *root == "recent" {
-                quote!(::agentc_generated_support::cel_roots::root_by_fields(variables, #root))
+                quote!(::agentc_generated_support::cel_roots::root_by_fields(variables, #root, reads))
             } else {
-                quote!(::agentc_generated_support::cel_roots::root(variables, #root))
+                quote!(::agentc_generated_support::cel_roots::root(variables, #root, reads))
             };
             quote! {
                 #field: match #read {
@@ -349,11 +409,13 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
             quote!()
         };
         quote! {
+            let reads = #reads;
             let root = #root_ident { #(#assignments)* #rest };
         }
     } else {
         quote! {
-            let root: #root_ident = match ::agentc_generated_support::cel_roots::fields(variables, &[#(#roots),*]) {
+            let reads = #reads;
+            let root: #root_ident = match ::agentc_generated_support::cel_roots::fields(variables, &[#(#roots),*], reads) {
                 Ok(root) => root,
                 Err(error) => return Err(error),
             };
@@ -386,36 +448,54 @@ fn emit_check(site: &CheckSite<'_>) -> TokenStream {
     }
 }
 
-/// What a set of layout structs is for, which decides what they derive.
+/// What a set of layout structs is for, which decides which of them convert whole.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum CelStructsFor {
-    /// An agent's engagement: the structs that `Engagement::default()` builds derive
-    /// `Default` (a check builds the root `Engagement` from the roots it reads and
-    /// defaults for the others; see [`structs_built_by_default`]), and the root
-    /// `Engagement` gets no `FromCel`, since it is never converted whole.
+    /// An agent's engagement: the root `Engagement` gets no `FromCel`, since a check
+    /// builds it from the roots it reads and defaults for the others.
     Engagement,
     /// A guardrail's output fields, converted whole.
     GuardrailFields,
 }
 
+/// The structs of a layout, with their conversions, and their fields numbered for the
+/// checks' `Reads` (see [`cel_structs`]).
+fn layout_structs(
+    root_name: &str,
+    layout: &ObjectType,
+    purpose: CelStructsFor,
+) -> (TokenStream, FieldNumbers) {
+    cel_structs(
+        struct_definitions(root_name, layout),
+        &struct_object_names(root_name, layout),
+        purpose,
+    )
+}
+
 /// The structs a compiled check reads, made cheap to compile: each gets a small
 /// non-generic `FromCel` impl (the typed root is built straight from the runtime's CEL
-/// values by `agentc_generated_support::cel_roots`) and keeps only the derives it
-/// needs (see [`CelStructsFor`]). Compiled CEL reaches into objects only by field access:
-/// it never copies, compares or returns one (the CEL compiler refuses object equality and
-/// object results, which are interpreted instead). So `Clone`, `PartialEq`, `Debug` and
-/// serde's derives (with their field attributes) are dropped: their impls were most of
-/// what a generated crate cost to compile, and nothing reads them.
-fn cel_structs(structs: TokenStream, purpose: CelStructsFor) -> TokenStream {
+/// values by `agentc_generated_support::cel_roots`) and derives only `Default`, the
+/// value of a field that a check does not read. Compiled CEL reaches into objects only
+/// by field access: it never copies, compares or returns one (the CEL compiler refuses
+/// object equality and object results, which are interpreted instead). So `Clone`,
+/// `PartialEq`, `Debug` and serde's derives (with their field attributes) are dropped:
+/// their impls were most of what a generated crate cost to compile, and nothing reads
+/// them.
+///
+/// Each field a conversion reads by name is numbered, struct after struct in the order
+/// they are written, and converted only when the check's `Reads` has its bit; the
+/// numbers are returned with the object type (`object_names`, by struct name) and CEL
+/// name of each field.
+fn cel_structs(
+    structs: TokenStream,
+    object_names: &BTreeMap<String, String>,
+    purpose: CelStructsFor,
+) -> (TokenStream, FieldNumbers) {
+    let mut numbers = FieldNumbers::default();
     let Ok(mut file) = syn::parse2::<syn::File>(structs.clone()) else {
-        return structs;
+        return (structs, numbers);
     };
     let engagement = purpose == CelStructsFor::Engagement;
-    let needs_default = if engagement {
-        structs_built_by_default(&file)
-    } else {
-        BTreeSet::new()
-    };
     let recent = recent_struct_name(&file);
     let mut impls = Vec::new();
     for item in &mut file.items {
@@ -424,9 +504,17 @@ fn cel_structs(structs: TokenStream, purpose: CelStructsFor) -> TokenStream {
         };
         item.attrs
             .retain(|attribute| !attribute.path().is_ident("derive"));
-        if needs_default.contains(&item.ident) {
-            item.attrs
-                .push(syn::parse_quote!(#[derive(::std::default::Default)]));
+        item.attrs
+            .push(syn::parse_quote!(#[derive(::std::default::Default)]));
+        let first_number = numbers.fields.len();
+        let object_name = object_names
+            .get(&item.ident.to_string())
+            .cloned()
+            .unwrap_or_else(|| item.ident.to_string());
+        for (_, cel_name, flatten) in cel_fields(item) {
+            if !flatten {
+                numbers.fields.push((object_name.clone(), cel_name));
+            }
         }
         // The conversion reads the field attributes, so it is written before they go.
         // `recent`'s struct is read field by field, and whole only when it has a
@@ -435,10 +523,10 @@ fn cel_structs(structs: TokenStream, purpose: CelStructsFor) -> TokenStream {
         let is_root = engagement && item.ident == "Engagement";
         let read_by_fields_only = is_recent && !has_flattened_field(item);
         if !is_root && !read_by_fields_only {
-            impls.push(from_cel_impl(item));
+            impls.push(from_cel_impl(item, first_number));
         }
         if is_recent {
-            impls.push(from_root_fields_impl(item));
+            impls.push(from_root_fields_impl(item, first_number));
         }
         for field in &mut item.fields {
             field
@@ -446,10 +534,13 @@ fn cel_structs(structs: TokenStream, purpose: CelStructsFor) -> TokenStream {
                 .retain(|attribute| !attribute.path().is_ident("serde"));
         }
     }
-    quote! {
-        #file
-        #(#impls)*
-    }
+    (
+        quote! {
+            #file
+            #(#impls)*
+        },
+        numbers,
+    )
 }
 
 /// The fields of one struct of a check's layout: the Rust name, the CEL name (the
@@ -485,42 +576,33 @@ fn cel_fields(item: &syn::ItemStruct) -> Vec<(syn::Ident, String, bool)> {
     fields
 }
 
-/// The structs of an engagement layout that `Engagement::default()` builds: the root,
-/// and every struct held directly (not in an `Option`, a `Vec` or a map) by one of them.
-fn structs_built_by_default(file: &syn::File) -> BTreeSet<syn::Ident> {
-    let structs: BTreeMap<syn::Ident, &syn::ItemStruct> = file
-        .items
-        .iter()
-        .filter_map(|item| match item {
-            syn::Item::Struct(item) => Some((item.ident.clone(), item)),
-            _ => None,
-        })
-        .collect();
-    let mut built = BTreeSet::new();
-    let mut pending: Vec<syn::Ident> = vec![syn::parse_quote!(Engagement)];
-    while let Some(name) = pending.pop() {
-        let Some(item) = structs.get(&name) else {
-            continue;
-        };
-        if !built.insert(name) {
-            continue;
-        }
-        for field in &item.fields {
-            if let syn::Type::Path(path) = &field.ty
-                && path.qself.is_none()
-                && let [segment] = path.path.segments.iter().collect::<Vec<_>>()[..]
-                && segment.arguments.is_none()
-            {
-                pending.push(segment.ident.clone());
+/// One field's value in a conversion: converted by `read` when the check's `reads` has
+/// the field's bit, its default otherwise.
+fn read_when_numbered(number: usize, read: TokenStream) -> TokenStream {
+    let number = Literal::usize_unsuffixed(number);
+    // A `match` rather than `?`: `?` calls `Try::branch` for `Result<T, _>`, one more
+    // function instantiated per field type in every generated crate.
+    quote! {
+        if reads.field(#number) {
+            match #read {
+                Ok(value) => value,
+                Err(error) => return Err(error),
             }
+        } else {
+            ::std::default::Default::default()
         }
     }
-    built
 }
 
-/// `impl FromCel` for one struct of a check's layout: each field read by its CEL name;
-/// a flattened field takes the keys the struct does not declare.
-fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
+/// The name of a conversion's `reads` parameter: `_reads` where no field reads it.
+fn reads_parameter(fields: &[TokenStream]) -> Ident {
+    ident(if fields.is_empty() { "_reads" } else { "reads" })
+}
+
+/// `impl FromCel` for one struct of a check's layout: each field read by its CEL name
+/// when the check reads it (its number is `first_number` plus its place among the
+/// fields read by name); a flattened field takes the keys the struct does not declare.
+fn from_cel_impl(item: &syn::ItemStruct, first_number: usize) -> TokenStream {
     let name = &item.ident;
     let mut declared = Vec::new();
     let mut fields = Vec::new();
@@ -529,14 +611,11 @@ fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
         if flatten {
             flattened.push(field_ident);
         } else {
-            // A `match` rather than `?`: `?` calls `Try::branch` for `Result<T, _>`,
-            // one more function instantiated per field type in every generated crate.
-            fields.push(quote! {
-                #field_ident: match ::agentc_generated_support::cel_roots::field(map, #cel_name) {
-                    Ok(value) => value,
-                    Err(error) => return Err(error),
-                },
-            });
+            let value = read_when_numbered(
+                first_number + fields.len(),
+                quote!(::agentc_generated_support::cel_roots::field(map, #cel_name, reads)),
+            );
+            fields.push(quote!(#field_ident: #value,));
             declared.push(cel_name);
         }
     }
@@ -556,40 +635,54 @@ fn from_cel_impl(item: &syn::ItemStruct) -> TokenStream {
             Ok(#name { #(#fields)* #(#extra)* })
         }
     };
+    let reads = reads_parameter(&fields);
     quote! {
         impl ::agentc_generated_support::cel_roots::FromCel for #name {
-            fn from_cel(value: ::agentc_generated_support::cel_roots::Source<'_>) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+            fn from_cel(
+                value: ::agentc_generated_support::cel_roots::Source<'_>,
+                #reads: ::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 #body
             }
         }
     }
 }
 
-/// `impl FromRootFields` for the struct of the engagement's `recent`: each field read on
-/// its own from the variables, so that a check does not make the runtime copy the
-/// `recent` map to put the pending call in it. A struct with a flattened field (not one
-/// the engagement layout writes for `recent`) is read whole.
-fn from_root_fields_impl(item: &syn::ItemStruct) -> TokenStream {
+/// `impl FromRootFields` for the struct of the engagement's `recent`: each field the
+/// check reads is read on its own from the variables (numbered from `first_number`, as
+/// in [`from_cel_impl`]), so that a check does not make the runtime copy the `recent`
+/// map to put the pending call in it, nor convert the calls of capabilities it does not
+/// look at. A struct with a flattened field (not one the engagement layout writes for
+/// `recent`) is read whole.
+fn from_root_fields_impl(item: &syn::ItemStruct, first_number: usize) -> TokenStream {
     let name = &item.ident;
-    let fields = cel_fields(item);
-    let body = if has_flattened_field(item) {
-        quote!(::agentc_generated_support::cel_roots::root(variables, root))
+    let (body, reads) = if has_flattened_field(item) {
+        (
+            quote!(::agentc_generated_support::cel_roots::root(
+                variables, root, reads
+            )),
+            ident("reads"),
+        )
     } else {
-        let fields = fields.iter().map(|(field_ident, cel_name, _)| {
-            quote! {
-                #field_ident: match ::agentc_generated_support::cel_roots::root_field(variables, root, #cel_name) {
-                    Ok(value) => value,
-                    Err(error) => return Err(error),
-                },
-            }
-        });
-        quote!(Ok(#name { #(#fields)* }))
+        let fields: Vec<TokenStream> = cel_fields(item)
+            .into_iter()
+            .enumerate()
+            .map(|(place, (field_ident, cel_name, _))| {
+                let value = read_when_numbered(
+                    first_number + place,
+                    quote!(::agentc_generated_support::cel_roots::root_field(variables, root, #cel_name, reads)),
+                );
+                quote!(#field_ident: #value,)
+            })
+            .collect();
+        (quote!(Ok(#name { #(#fields)* })), reads_parameter(&fields))
     };
     quote! {
         impl ::agentc_generated_support::cel_roots::FromRootFields for #name {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                #reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 #body
             }
@@ -1480,13 +1573,10 @@ impl Emitter<'_> {
             .map(|site| engagement_site(site, &full_layout))
             .collect();
         let layout = pruned_for(&full_sites, &full_layout);
-        let structs = cel_structs(
-            struct_definitions("Engagement", &layout),
-            CelStructsFor::Engagement,
-        );
+        let (structs, numbers) = layout_structs("Engagement", &layout, CelStructsFor::Engagement);
         let items: Vec<TokenStream> = sites
             .iter()
-            .map(|site| emit_check(&engagement_site(site, &layout)))
+            .map(|site| emit_check(&engagement_site(site, &layout), &numbers))
             .collect();
         let mut guardrail_modules = Vec::new();
         for (guardrail, which) in [
@@ -1512,14 +1602,15 @@ impl Emitter<'_> {
                 depth: 3,
             };
             let fields = pruned_for(std::slice::from_ref(&site), &fields);
-            let guard_structs = cel_structs(
-                struct_definitions("Fields", &fields),
-                CelStructsFor::GuardrailFields,
+            let (guard_structs, numbers) =
+                layout_structs("Fields", &fields, CelStructsFor::GuardrailFields);
+            let check = emit_check(
+                &CheckSite {
+                    layout: &fields,
+                    ..site
+                },
+                &numbers,
             );
-            let check = emit_check(&CheckSite {
-                layout: &fields,
-                ..site
-            });
             let guard_module = ident(&format!("{which}_guardrail"));
             let check_fn = ident(&format!("{which}_guardrail_check"));
             let doc = format!(

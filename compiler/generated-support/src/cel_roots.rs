@@ -81,10 +81,43 @@ impl<'a> Object<'a> {
     }
 }
 
+/// Which fields of its typed root one compiled check reads: one bit per field of the
+/// root's structs, numbered by the generator (struct by struct, field by field, in the
+/// order the structs are written). An agent's typed root holds every field that any of
+/// its checks reads; each check converts only its own fields and leaves the others at
+/// their defaults, which it never looks at, so that an output check does not convert
+/// the call's inputs, nor an input check the other capabilities' calls. A field
+/// numbered past the bits is not read.
+///
+/// The generator numbers a check's bits from the fields its compiled code reads, and
+/// only after compiling the check again over a layout that holds nothing else: a check
+/// that reached any other field would not compile there, and would read every field.
+#[derive(Debug, Clone, Copy)]
+pub struct Reads {
+    bits: &'static [u64],
+}
+
+impl Reads {
+    /// The fields whose bits are set.
+    pub const fn new(bits: &'static [u64]) -> Self {
+        Reads { bits }
+    }
+
+    /// Whether the field numbered `field` is read.
+    #[inline]
+    pub fn field(self, field: usize) -> bool {
+        match self.bits.get(field / 64) {
+            Some(word) => (word >> (field % 64)) & 1 == 1,
+            None => false,
+        }
+    }
+}
+
 /// A type that a compiled check's root is built of.
 pub trait FromCel: Sized {
-    /// Reads the value; a value that does not fit is an error.
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError>;
+    /// Reads the value; a value that does not fit is an error. Of a struct, only the
+    /// fields in `reads` are read; the others are their defaults.
+    fn from_cel(value: Source<'_>, reads: Reads) -> Result<Self, CheckError>;
 
     /// The value of a field that is absent from its object: an error, except for
     /// optional fields.
@@ -150,7 +183,7 @@ fn string(value: Source<'_>) -> Option<&str> {
 }
 
 impl FromCel for bool {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, _reads: Reads) -> Result<Self, CheckError> {
         match value {
             Source::Cel(Value::Bool(flag)) | Source::Json(Json::Bool(flag)) => Ok(*flag),
             other => Err(mismatch("a boolean", other)),
@@ -159,7 +192,7 @@ impl FromCel for bool {
 }
 
 impl FromCel for i64 {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, _reads: Reads) -> Result<Self, CheckError> {
         match number(value) {
             Some(Number::Int(number)) => Ok(number),
             Some(Number::Uint(number)) => i64::try_from(number)
@@ -170,7 +203,7 @@ impl FromCel for i64 {
 }
 
 impl FromCel for u64 {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, _reads: Reads) -> Result<Self, CheckError> {
         match number(value) {
             Some(Number::Uint(number)) => Ok(number),
             Some(Number::Int(number)) => u64::try_from(number)
@@ -181,7 +214,7 @@ impl FromCel for u64 {
 }
 
 impl FromCel for f64 {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, _reads: Reads) -> Result<Self, CheckError> {
         match number(value) {
             // A non-finite double has no JSON form (it was `null` on the JSON route).
             Some(Number::Double(number)) if number.is_finite() => Ok(number),
@@ -193,7 +226,7 @@ impl FromCel for f64 {
 }
 
 impl FromCel for agentc_cel_support::Text {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, _reads: Reads) -> Result<Self, CheckError> {
         match value {
             // The engagement's own text, shared rather than copied.
             Source::Cel(Value::String(text) | Value::Type(text)) => {
@@ -208,7 +241,7 @@ impl FromCel for agentc_cel_support::Text {
 }
 
 impl FromCel for agentc_cel_support::Timestamp {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, _reads: Reads) -> Result<Self, CheckError> {
         if let Source::Cel(Value::Timestamp(timestamp)) = value {
             return Ok(*timestamp);
         }
@@ -222,7 +255,7 @@ impl FromCel for agentc_cel_support::Timestamp {
 }
 
 impl FromCel for agentc_cel_support::Duration {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, _reads: Reads) -> Result<Self, CheckError> {
         if let Source::Cel(Value::Duration(duration)) = value {
             return Ok(*duration);
         }
@@ -235,7 +268,7 @@ impl FromCel for agentc_cel_support::Duration {
 }
 
 impl FromCel for serde_json::Value {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, _reads: Reads) -> Result<Self, CheckError> {
         Ok(match value {
             Source::Cel(value) => agentc_runtime::check::value_to_json(value),
             // Through the CEL value, so that this reads what the CEL route reads (a
@@ -249,11 +282,11 @@ impl FromCel for serde_json::Value {
 }
 
 impl<T: FromCel> FromCel for Option<T> {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, reads: Reads) -> Result<Self, CheckError> {
         if let Source::Cel(Value::Null) | Source::Json(Json::Null) = value {
             return Ok(None);
         }
-        match T::from_cel(value) {
+        match T::from_cel(value, reads) {
             Ok(converted) => Ok(Some(converted)),
             Err(error) => Err(error),
         }
@@ -265,7 +298,7 @@ impl<T: FromCel> FromCel for Option<T> {
 }
 
 impl<T: FromCel> FromCel for Vec<T> {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, reads: Reads) -> Result<Self, CheckError> {
         // A plain loop rather than `collect`: this is instantiated once per element type
         // in every generated crate, and the iterator adapters cost far more to compile;
         // what is not generic is in `list_items`.
@@ -275,7 +308,7 @@ impl<T: FromCel> FromCel for Vec<T> {
         };
         let mut list = Vec::with_capacity(items.len());
         for index in 0..items.len() {
-            match T::from_cel(items.get(index)) {
+            match T::from_cel(items.get(index), reads) {
                 Ok(converted) => list.push(converted),
                 Err(error) => return Err(error),
             }
@@ -352,14 +385,14 @@ fn entries(object: Object<'_>) -> Vec<(String, Source<'_>)> {
 }
 
 impl<T: FromCel> FromCel for BTreeMap<String, T> {
-    fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+    fn from_cel(value: Source<'_>, reads: Reads) -> Result<Self, CheckError> {
         let fields = match object(value) {
             Ok(fields) => fields,
             Err(error) => return Err(error),
         };
         let mut map = BTreeMap::new();
         for (key, item) in entries(fields) {
-            match T::from_cel(item) {
+            match T::from_cel(item, reads) {
                 Ok(converted) => map.insert(key, converted),
                 Err(error) => return Err(error),
             };
@@ -380,9 +413,9 @@ pub fn object(value: Source<'_>) -> Result<Object<'_>, CheckError> {
 
 /// One field of an object: read with `T`, or `T`'s absent value when the object has no
 /// such key.
-pub fn field<T: FromCel>(object: Object<'_>, name: &str) -> Result<T, CheckError> {
+pub fn field<T: FromCel>(object: Object<'_>, name: &str, reads: Reads) -> Result<T, CheckError> {
     match object.get(name) {
-        Some(value) => T::from_cel(value),
+        Some(value) => T::from_cel(value, reads),
         None => T::absent(name),
     }
 }
@@ -398,7 +431,8 @@ pub fn extra_fields(
         if declared.contains(&key.as_str()) {
             continue;
         }
-        let item = match serde_json::Value::from_cel(item) {
+        // A JSON value has no fields to choose from.
+        let item = match serde_json::Value::from_cel(item, Reads::new(&[])) {
             Ok(item) => item,
             Err(error) => return Err(error),
         };
@@ -409,9 +443,13 @@ pub fn extra_fields(
 
 /// One root a compiled check reads, converted from the variable's value; a root that is
 /// not bound is an error (a denial), as it is for the interpreter.
-pub fn root<T: FromCel>(variables: &dyn VariableSource, name: &str) -> Result<T, CheckError> {
+pub fn root<T: FromCel>(
+    variables: &dyn VariableSource,
+    name: &str,
+    reads: Reads,
+) -> Result<T, CheckError> {
     match bound_variable(variables, name) {
-        Ok(value) => T::from_cel(Source::Cel(&value)),
+        Ok(value) => T::from_cel(Source::Cel(&value), reads),
         Err(error) => Err(error),
     }
 }
@@ -420,16 +458,21 @@ pub fn root<T: FromCel>(variables: &dyn VariableSource, name: &str) -> Result<T,
 /// source that gives single fields, as the engagement does for `recent` with the
 /// pending call among them, is not asked to build the whole variable.
 pub trait FromRootFields: Sized {
-    /// Reads each field with [`root_field`].
-    fn from_root_fields(variables: &dyn VariableSource, root: &str) -> Result<Self, CheckError>;
+    /// Reads each field in `reads` with [`root_field`]; the others are their defaults.
+    fn from_root_fields(
+        variables: &dyn VariableSource,
+        root: &str,
+        reads: Reads,
+    ) -> Result<Self, CheckError>;
 }
 
 /// A check's root read field by field: see [`FromRootFields`].
 pub fn root_by_fields<T: FromRootFields>(
     variables: &dyn VariableSource,
     name: &str,
+    reads: Reads,
 ) -> Result<T, CheckError> {
-    T::from_root_fields(variables, name)
+    T::from_root_fields(variables, name, reads)
 }
 
 /// One field of a root variable: read with `T`, or `T`'s absent value when the variable
@@ -439,10 +482,11 @@ pub fn root_field<T: FromCel>(
     variables: &dyn VariableSource,
     root: &str,
     name: &str,
+    reads: Reads,
 ) -> Result<T, CheckError> {
     match root_field_value(variables, root, name) {
-        Ok(RootField::Call(call)) => T::from_cel(Source::Invocation(call)),
-        Ok(RootField::Value(value)) => T::from_cel(Source::Cel(&value)),
+        Ok(RootField::Call(call)) => T::from_cel(Source::Invocation(call), reads),
+        Ok(RootField::Value(value)) => T::from_cel(Source::Cel(&value), reads),
         Ok(RootField::Absent) => T::absent(name),
         Err(error) => Err(error),
     }
@@ -502,8 +546,12 @@ pub fn compiled(
 /// The typed root of a guardrail's compiled check: an object of the variables it reads
 /// (the guardrail tool's output fields, OAS-G4). A field that is not bound is absent, so
 /// it is `None` when optional and an error (a denial) otherwise.
-pub fn fields<T: FromCel>(variables: &dyn VariableSource, names: &[&str]) -> Result<T, CheckError> {
-    T::from_cel(Source::Cel(&bound_fields(variables, names)))
+pub fn fields<T: FromCel>(
+    variables: &dyn VariableSource,
+    names: &[&str],
+    reads: Reads,
+) -> Result<T, CheckError> {
+    T::from_cel(Source::Cel(&bound_fields(variables, names)), reads)
 }
 
 /// The object [`fields`] converts (not generic, so that it is compiled once).
@@ -527,7 +575,7 @@ mod tests {
     /// A struct shaped as `agentc-cel`'s `struct_definitions` writes them, with the
     /// `FromCel` impl the generator writes beside it, and `Deserialize` for the JSON
     /// route it replaces.
-    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[derive(Debug, Default, PartialEq, serde::Deserialize)]
     struct Root {
         int: i64,
         uint: u64,
@@ -543,36 +591,52 @@ mod tests {
         any: serde_json::Value,
     }
 
-    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[derive(Debug, Default, PartialEq, serde::Deserialize)]
     struct Inner {
         id: agentc_cel_support::Text,
         #[serde(flatten)]
         extra_fields: BTreeMap<String, serde_json::Value>,
     }
 
+    /// Every field of the test structs: `Root`'s are numbered 0 to 9, `Inner`'s `id` 10,
+    /// and `Call`'s `inputs` and `outputs` 11 and 12, as the generator numbers them.
+    const EVERY_FIELD: Reads = Reads::new(&[u64::MAX]);
+
+    /// One field of a test struct, as the generator writes it: read when its bit is
+    /// set, its default otherwise.
+    macro_rules! read {
+        ($reads:expr, $bit:expr, $map:expr, $name:expr) => {
+            if $reads.field($bit) {
+                field($map, $name, $reads)?
+            } else {
+                Default::default()
+            }
+        };
+    }
+
     impl FromCel for Root {
-        fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        fn from_cel(value: Source<'_>, reads: Reads) -> Result<Self, CheckError> {
             let map = object(value)?;
             Ok(Root {
-                int: field(map, "int")?,
-                uint: field(map, "uint")?,
-                double: field(map, "double")?,
-                text: field(map, "text")?,
-                at: field(map, "at")?,
-                span: field(map, "span")?,
-                list: field(map, "list")?,
-                map: field(map, "_map")?,
-                optional: field(map, "optional")?,
-                any: field(map, "any")?,
+                int: read!(reads, 0, map, "int"),
+                uint: read!(reads, 1, map, "uint"),
+                double: read!(reads, 2, map, "double"),
+                text: read!(reads, 3, map, "text"),
+                at: read!(reads, 4, map, "at"),
+                span: read!(reads, 5, map, "span"),
+                list: read!(reads, 6, map, "list"),
+                map: read!(reads, 7, map, "_map"),
+                optional: read!(reads, 8, map, "optional"),
+                any: read!(reads, 9, map, "any"),
             })
         }
     }
 
     impl FromCel for Inner {
-        fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        fn from_cel(value: Source<'_>, reads: Reads) -> Result<Self, CheckError> {
             let map = object(value)?;
             Ok(Inner {
-                id: field(map, "id")?,
+                id: read!(reads, 10, map, "id"),
                 extra_fields: extra_fields(map, &["id"])?,
             })
         }
@@ -594,15 +658,15 @@ mod tests {
     fn agree(value: &Value) {
         let json = agentc_runtime::check::value_to_json(value);
         let through_json: Result<Root, _> = serde_json::from_value(json.clone());
-        let direct = Root::from_cel(Source::Cel(value));
+        let direct = Root::from_cel(Source::Cel(value), EVERY_FIELD);
         match (&through_json, &direct) {
             (Ok(left), Ok(right)) => assert_eq!(left, right),
             (Err(_), Err(_)) => {}
             _ => panic!("the routes disagree on {value:?}: {through_json:?} vs {direct:?}"),
         }
         let cel_of_json = agentc_cel::value_from_json(&json);
-        let from_cel_of_json = Root::from_cel(Source::Cel(&cel_of_json));
-        let from_json = Root::from_cel(Source::Json(&json));
+        let from_cel_of_json = Root::from_cel(Source::Cel(&cel_of_json), EVERY_FIELD);
+        let from_json = Root::from_cel(Source::Json(&json), EVERY_FIELD);
         match (&from_cel_of_json, &from_json) {
             (Ok(left), Ok(right)) => assert_eq!(left, right),
             (Err(left), Err(right)) => assert_eq!(left, right),
@@ -630,7 +694,7 @@ mod tests {
     #[test]
     fn from_cel_accepts_and_refuses_what_the_json_route_did() {
         let plain = agentc_cel::value_from_json(&base());
-        assert!(Root::from_cel(Source::Cel(&plain)).is_ok());
+        assert!(Root::from_cel(Source::Cel(&plain), EVERY_FIELD).is_ok());
         agree(&plain);
         let timestamp = agentc_cel_support::Timestamp::parse("2031-05-06T07:08:09Z").unwrap();
         let duration = agentc_cel_support::Duration::parse("2h").unwrap();
@@ -676,10 +740,12 @@ mod tests {
         keyed.insert(MapKey::Bool(false), Value::Bool(false));
         agree(&with("_map", Value::Map(Arc::new(keyed))));
         // A required field that is missing or mistyped denies.
-        assert!(Root::from_cel(Source::Cel(&without("int"))).is_err());
-        assert!(Root::from_cel(Source::Cel(&with("int", Value::Double(2.0)))).is_err());
+        assert!(Root::from_cel(Source::Cel(&without("int")), EVERY_FIELD).is_err());
+        assert!(
+            Root::from_cel(Source::Cel(&with("int", Value::Double(2.0))), EVERY_FIELD).is_err()
+        );
         assert_eq!(
-            Root::from_cel(Source::Cel(&without("optional")))
+            Root::from_cel(Source::Cel(&without("optional")), EVERY_FIELD)
                 .unwrap()
                 .optional,
             None
@@ -709,7 +775,7 @@ mod tests {
         .map(|name| (name, base.get_str(name).cloned().unwrap()))
         .collect();
         let names: Vec<&str> = all.iter().map(|(name, _)| *name).collect();
-        let root: Root = fields(&Variables(all.clone()), &names).unwrap();
+        let root: Root = fields(&Variables(all.clone()), &names, EVERY_FIELD).unwrap();
         assert_eq!((root.int, root.text.as_str()), (3, "t"));
         // A variable that is not named is not read, and an optional one may be unbound.
         let without_optional: Vec<_> = all
@@ -717,20 +783,20 @@ mod tests {
             .filter(|(n, _)| *n != "optional")
             .cloned()
             .collect();
-        let root: Root = fields(&Variables(without_optional), &names).unwrap();
+        let root: Root = fields(&Variables(without_optional), &names, EVERY_FIELD).unwrap();
         assert_eq!(root.optional, None);
-        assert!(fields::<Root>(&Variables(all.clone()), &names[1..]).is_err());
+        assert!(fields::<Root>(&Variables(all.clone()), &names[1..], EVERY_FIELD).is_err());
         // A required field that is not bound denies.
         let without_int: Vec<_> = all.iter().filter(|(n, _)| *n != "int").cloned().collect();
-        assert!(fields::<Root>(&Variables(without_int), &names).is_err());
+        assert!(fields::<Root>(&Variables(without_int), &names, EVERY_FIELD).is_err());
     }
 
     #[test]
     fn a_root_is_converted_from_its_variable_and_an_unbound_one_denies() {
         let variables = Variables(vec![("int", Value::Int(42)), ("text", Value::Int(1))]);
-        assert_eq!(root::<i64>(&variables, "int").unwrap(), 42);
-        assert!(root::<i64>(&variables, "missing").is_err());
-        assert!(root::<agentc_cel_support::Text>(&variables, "text").is_err());
+        assert_eq!(root::<i64>(&variables, "int", EVERY_FIELD).unwrap(), 42);
+        assert!(root::<i64>(&variables, "missing", EVERY_FIELD).is_err());
+        assert!(root::<agentc_cel_support::Text>(&variables, "text", EVERY_FIELD).is_err());
     }
 
     /// A source of one variable `r`, answering field lookups itself or not at all.
@@ -769,16 +835,19 @@ mod tests {
                 value: value.clone(),
                 by_field,
             };
-            let id: agentc_cel_support::Text = root_field(&source, "r", "id").unwrap();
+            let id: agentc_cel_support::Text = root_field(&source, "r", "id", EVERY_FIELD).unwrap();
             assert_eq!(id.as_str(), "a");
-            assert_eq!(root_field::<i64>(&source, "r", "n").unwrap(), 2);
             assert_eq!(
-                root_field::<Option<i64>>(&source, "r", "gone").unwrap(),
+                root_field::<i64>(&source, "r", "n", EVERY_FIELD).unwrap(),
+                2
+            );
+            assert_eq!(
+                root_field::<Option<i64>>(&source, "r", "gone", EVERY_FIELD).unwrap(),
                 None
             );
-            assert!(root_field::<i64>(&source, "r", "gone").is_err());
-            assert!(root_field::<bool>(&source, "r", "n").is_err());
-            assert!(root_field::<i64>(&source, "unbound", "n").is_err());
+            assert!(root_field::<i64>(&source, "r", "gone", EVERY_FIELD).is_err());
+            assert!(root_field::<bool>(&source, "r", "n", EVERY_FIELD).is_err());
+            assert!(root_field::<i64>(&source, "unbound", "n", EVERY_FIELD).is_err());
         }
     }
 
@@ -790,11 +859,11 @@ mod tests {
     }
 
     impl FromCel for Call {
-        fn from_cel(value: Source<'_>) -> Result<Self, CheckError> {
+        fn from_cel(value: Source<'_>, reads: Reads) -> Result<Self, CheckError> {
             let map = object(value)?;
             Ok(Call {
-                inputs: field(map, "inputs")?,
-                outputs: field(map, "outputs")?,
+                inputs: read!(reads, 11, map, "inputs"),
+                outputs: read!(reads, 12, map, "outputs"),
             })
         }
     }
@@ -823,15 +892,18 @@ mod tests {
     #[test]
     fn a_call_reads_the_same_from_its_json_as_from_its_cel_value() {
         let call = Invocation::new(Arc::new(base()));
-        let read = Call::from_cel(Source::Invocation(&call)).unwrap();
-        assert_eq!(read, Call::from_cel(Source::Cel(call.cel_value())).unwrap());
+        let read = Call::from_cel(Source::Invocation(&call), EVERY_FIELD).unwrap();
+        assert_eq!(
+            read,
+            Call::from_cel(Source::Cel(call.cel_value()), EVERY_FIELD).unwrap()
+        );
         assert_eq!((read.inputs.int, read.outputs), (3, None));
 
         let answered = call.with_outputs(Arc::new(json!({"id": "o", "k": [1, 2.5]})));
-        let read = Call::from_cel(Source::Invocation(&answered)).unwrap();
+        let read = Call::from_cel(Source::Invocation(&answered), EVERY_FIELD).unwrap();
         assert_eq!(
             read,
-            Call::from_cel(Source::Cel(answered.cel_value())).unwrap()
+            Call::from_cel(Source::Cel(answered.cel_value()), EVERY_FIELD).unwrap()
         );
         let outputs = read.outputs.unwrap();
         assert_eq!(outputs.id.as_str(), "o");
@@ -839,23 +911,58 @@ mod tests {
 
         // An output without its required `id`, or an input of the wrong type, denies.
         let missing = call.with_outputs(Arc::new(json!({"k": 1})));
-        assert!(Call::from_cel(Source::Invocation(&missing)).is_err());
-        assert!(Call::from_cel(Source::Cel(missing.cel_value())).is_err());
+        assert!(Call::from_cel(Source::Invocation(&missing), EVERY_FIELD).is_err());
+        assert!(Call::from_cel(Source::Cel(missing.cel_value()), EVERY_FIELD).is_err());
         let mut wrong = base();
         wrong["int"] = json!("3");
         let wrong = Invocation::new(Arc::new(wrong));
         assert_eq!(
-            Call::from_cel(Source::Invocation(&wrong)).unwrap_err(),
-            Call::from_cel(Source::Cel(wrong.cel_value())).unwrap_err()
+            Call::from_cel(Source::Invocation(&wrong), EVERY_FIELD).unwrap_err(),
+            Call::from_cel(Source::Cel(wrong.cel_value()), EVERY_FIELD).unwrap_err()
         );
 
         // Given as `recent.c` by a source, the call reads as its CEL value would.
         let source = RecentCall(answered);
-        let by_field: Option<Call> = root_field(&source, "recent", "c").unwrap();
+        let by_field: Option<Call> = root_field(&source, "recent", "c", EVERY_FIELD).unwrap();
         assert_eq!(by_field.unwrap().inputs.text.as_str(), "t");
         assert_eq!(
-            root_field::<Option<Call>>(&source, "recent", "other").unwrap(),
+            root_field::<Option<Call>>(&source, "recent", "other", EVERY_FIELD).unwrap(),
             None
         );
+    }
+
+    /// A check converts only the fields whose bits it has: a field it does not read is
+    /// its default, even where its value would not convert, and the same value with the
+    /// field's bit set is refused. A call read for its output alone does not convert its
+    /// inputs (field 11), which is what an output restriction's check does.
+    #[test]
+    fn a_check_converts_only_the_fields_it_reads() {
+        let mut json = base();
+        json["int"] = json!("not a number");
+        json["text"] = json!("kept");
+        let value = agentc_cel::value_from_json(&json);
+        assert!(Root::from_cel(Source::Cel(&value), EVERY_FIELD).is_err());
+        // Every field but `int` (bit 0).
+        let all_but_int = Reads::new(&[u64::MAX << 1]);
+        for source in [Source::Cel(&value), Source::Json(&json)] {
+            let root = Root::from_cel(source, all_but_int).unwrap();
+            assert_eq!((root.int, root.text.as_str()), (0, "kept"));
+        }
+        // `text` (bit 3) alone: the others are their defaults, `optional` included.
+        let root = Root::from_cel(Source::Json(&json), Reads::new(&[1 << 3])).unwrap();
+        assert_eq!(
+            (root.text.as_str(), root.uint, &root.optional),
+            ("kept", 0, &None)
+        );
+        // A bit past the end is a field that is not read.
+        assert!(!Reads::new(&[u64::MAX]).field(64));
+        assert!(Reads::new(&[0, 1]).field(64));
+
+        let call = Invocation::new(Arc::new(json)).with_outputs(Arc::new(json!({"id": "o"})));
+        assert!(Call::from_cel(Source::Invocation(&call), EVERY_FIELD).is_err());
+        let outputs_only = Reads::new(&[(1 << 12) | (1 << 10)]);
+        let read = Call::from_cel(Source::Invocation(&call), outputs_only).unwrap();
+        assert_eq!(read.inputs, Root::default());
+        assert_eq!(read.outputs.unwrap().id.as_str(), "o");
     }
 }

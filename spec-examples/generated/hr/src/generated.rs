@@ -694,35 +694,45 @@ pub mod policies {
             pub id: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchInvocation`.
+        #[derive(::std::default::Default)]
         pub struct HrKbSearchInvocation {
             pub inputs: HrKbSearchInputs,
             pub outputs: ::std::option::Option<HrKbSearchOutputs>,
         }
         /// The CEL object `HrKbSearchInputs`.
+        #[derive(::std::default::Default)]
         pub struct HrKbSearchInputs {
             pub knowledge_base_id: ::agentc_cel_support::Text,
             pub query: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchOutputs`.
+        #[derive(::std::default::Default)]
         pub struct HrKbSearchOutputs {
             pub results: ::std::vec::Vec<HrKbSearchOutputsResultsItem>,
         }
         /// The CEL object `HrKbSearchOutputsResultsItem`.
+        #[derive(::std::default::Default)]
         pub struct HrKbSearchOutputsResultsItem {
             pub url: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    total: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "_total",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    total: if reads.field(3) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "_total",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -731,15 +741,21 @@ pub mod policies {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    hr_kb_search: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "hr_kb_search",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    hr_kb_search: if reads.field(4) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "hr_kb_search",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -747,12 +763,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
-                    id: match ::agentc_generated_support::cel_roots::field(map, "id") {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    id: if reads.field(5) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "id",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -760,22 +785,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(6) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(7) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -783,22 +819,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchInputs {
-                    knowledge_base_id: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "knowledge_base_id",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    knowledge_base_id: if reads.field(8) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "knowledge_base_id",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    query: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "query",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    query: if reads.field(9) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "query",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -806,15 +853,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchOutputs {
-                    results: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "results",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    results: if reads.field(10) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "results",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -823,12 +876,21 @@ pub mod policies {
         for HrKbSearchOutputsResultsItem {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrKbSearchOutputsResultsItem {
-                    url: match ::agentc_generated_support::cel_roots::field(map, "url") {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    url: if reads.field(11) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "url",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -895,10 +957,12 @@ pub mod policies {
         fn input_hr_kb_search_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x352]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1008,10 +1072,12 @@ pub mod policies {
         fn output_hr_kb_search_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xc92]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1054,10 +1120,12 @@ pub mod policies {
         fn exposes_searches_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x9]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1120,10 +1188,12 @@ pub mod policies {
         fn exposes_last_kb_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x152]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1169,10 +1239,12 @@ pub mod policies {
         fn exposes_asked_by_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x24]);
             let root = Engagement {
                 user: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "user",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1201,6 +1273,7 @@ pub mod policies {
         /// The input guardrail: its assertion over the fields of `prompt_injection_scanner`'s output (OAS-G4).
         pub mod input_guardrail {
             /// The CEL object `Fields`.
+            #[derive(::std::default::Default)]
             pub struct Fields {
                 pub flagged: bool,
                 pub score: f64,
@@ -1208,22 +1281,33 @@ pub mod policies {
             impl ::agentc_generated_support::cel_roots::FromCel for Fields {
                 fn from_cel(
                     value: ::agentc_generated_support::cel_roots::Source<'_>,
+                    reads: ::agentc_generated_support::cel_roots::Reads,
                 ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                     let map = ::agentc_generated_support::cel_roots::object(value)?;
                     Ok(Fields {
-                        flagged: match ::agentc_generated_support::cel_roots::field(
-                            map,
-                            "flagged",
-                        ) {
-                            Ok(value) => value,
-                            Err(error) => return Err(error),
+                        flagged: if reads.field(0) {
+                            match ::agentc_generated_support::cel_roots::field(
+                                map,
+                                "flagged",
+                                reads,
+                            ) {
+                                Ok(value) => value,
+                                Err(error) => return Err(error),
+                            }
+                        } else {
+                            ::std::default::Default::default()
                         },
-                        score: match ::agentc_generated_support::cel_roots::field(
-                            map,
-                            "score",
-                        ) {
-                            Ok(value) => value,
-                            Err(error) => return Err(error),
+                        score: if reads.field(1) {
+                            match ::agentc_generated_support::cel_roots::field(
+                                map,
+                                "score",
+                                reads,
+                            ) {
+                                Ok(value) => value,
+                                Err(error) => return Err(error),
+                            }
+                        } else {
+                            ::std::default::Default::default()
                         },
                     })
                 }
@@ -1248,9 +1332,11 @@ pub mod policies {
                 ::agentc_cel::Value,
                 ::agentc_runtime::CheckError,
             > {
+                let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x3]);
                 let root: Fields = match ::agentc_generated_support::cel_roots::fields(
                     variables,
                     &["flagged", "score"],
+                    reads,
                 ) {
                     Ok(root) => root,
                     Err(error) => return Err(error),

@@ -716,27 +716,32 @@ pub mod policies {
             pub email: ::std::option::Option<::agentc_cel_support::Text>,
         }
         /// The CEL object `CalendarFreeBusyInvocation`.
+        #[derive(::std::default::Default)]
         pub struct CalendarFreeBusyInvocation {
             pub inputs: CalendarFreeBusyInputs,
         }
         /// The CEL object `CreateEventInvocation`.
+        #[derive(::std::default::Default)]
         pub struct CreateEventInvocation {
             pub inputs: CreateEventInputs,
             pub outputs: ::std::option::Option<CreateEventOutputs>,
         }
         /// The CEL object `CalendarFreeBusyInputs`.
+        #[derive(::std::default::Default)]
         pub struct CalendarFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub window_end: ::agentc_cel_support::Text,
             pub window_start: ::agentc_cel_support::Text,
         }
         /// The CEL object `CreateEventInputs`.
+        #[derive(::std::default::Default)]
         pub struct CreateEventInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub end: ::agentc_cel_support::Text,
             pub start: ::agentc_cel_support::Text,
         }
         /// The CEL object `CreateEventOutputs`.
+        #[derive(::std::default::Default)]
         pub struct CreateEventOutputs {
             pub event_id: ::agentc_cel_support::Text,
             pub status: ::agentc_cel_support::Text,
@@ -744,15 +749,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "_list",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    list: if reads.field(4) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "_list",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -761,23 +772,34 @@ pub mod policies {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    calendar_free_busy: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "calendar_free_busy",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    calendar_free_busy: if reads.field(5) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "calendar_free_busy",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    create_event: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "create_event",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    create_event: if reads.field(6) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "create_event",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -785,15 +807,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
-                    email: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "email",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    email: if reads.field(7) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "email",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -802,15 +830,21 @@ pub mod policies {
         for CalendarFreeBusyInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CalendarFreeBusyInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(8) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -818,22 +852,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(9) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(10) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -841,29 +886,45 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for CalendarFreeBusyInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CalendarFreeBusyInputs {
-                    attendees: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "attendees",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    attendees: if reads.field(11) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "attendees",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    window_end: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "window_end",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    window_end: if reads.field(12) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "window_end",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    window_start: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "window_start",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    window_start: if reads.field(13) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "window_start",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -871,26 +932,45 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventInputs {
-                    attendees: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "attendees",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    attendees: if reads.field(14) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "attendees",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    end: match ::agentc_generated_support::cel_roots::field(map, "end") {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    end: if reads.field(15) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "end",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    start: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "start",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    start: if reads.field(16) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "start",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -898,22 +978,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for CreateEventOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(CreateEventOutputs {
-                    event_id: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "event_id",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    event_id: if reads.field(17) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "event_id",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    status: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "status",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    status: if reads.field(18) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "status",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -1003,10 +1094,12 @@ pub mod policies {
         fn input_calendar_free_busy_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x3922]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1299,10 +1392,12 @@ pub mod policies {
         fn input_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x1c2ce]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1310,6 +1405,7 @@ pub mod policies {
                 started_at: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "started_at",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1317,6 +1413,7 @@ pub mod policies {
                 user: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "user",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1442,10 +1539,12 @@ pub mod policies {
         fn output_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x60442]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1516,10 +1615,12 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x20442]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1576,10 +1677,12 @@ pub mod policies {
         fn exposes_events_created_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x11]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),

@@ -1766,25 +1766,33 @@ pub mod policies {
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
+        #[derive(::std::default::Default)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
         }
         /// The CEL object `LookupPolicyDocInputs`.
+        #[derive(::std::default::Default)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    total: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "_total",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    total: if reads.field(2) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "_total",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -1793,15 +1801,21 @@ pub mod policies {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    lookup_policy_doc: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "lookup_policy_doc",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    lookup_policy_doc: if reads.field(3) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "lookup_policy_doc",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -1810,15 +1824,21 @@ pub mod policies {
         for LookupPolicyDocInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(4) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -1826,15 +1846,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInputs {
-                    collection: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "collection",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    collection: if reads.field(5) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "collection",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -1873,10 +1899,12 @@ pub mod policies {
         fn input_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x3a]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1919,10 +1947,12 @@ pub mod policies {
         fn exposes_policies_consulted_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x5]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1962,19 +1992,23 @@ pub mod policies {
             pub lookup_policy_doc: ::std::option::Option<LookupPolicyDocInvocation>,
         }
         /// The CEL object `LookupPolicyDocInvocation`.
+        #[derive(::std::default::Default)]
         pub struct LookupPolicyDocInvocation {
             pub inputs: LookupPolicyDocInputs,
             pub outputs: ::std::option::Option<LookupPolicyDocOutputs>,
         }
         /// The CEL object `LookupPolicyDocInputs`.
+        #[derive(::std::default::Default)]
         pub struct LookupPolicyDocInputs {
             pub collection: ::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
+        #[derive(::std::default::Default)]
         pub struct LookupPolicyDocOutputs {
             pub pages: ::std::vec::Vec<LookupPolicyDocOutputsPagesItem>,
         }
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
+        #[derive(::std::default::Default)]
         pub struct LookupPolicyDocOutputsPagesItem {
             pub doc_id: ::agentc_cel_support::Text,
         }
@@ -1982,15 +2016,21 @@ pub mod policies {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    lookup_policy_doc: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "lookup_policy_doc",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    lookup_policy_doc: if reads.field(1) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "lookup_policy_doc",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -1999,22 +2039,33 @@ pub mod policies {
         for LookupPolicyDocInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(2) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(3) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2022,15 +2073,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocInputs {
-                    collection: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "collection",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    collection: if reads.field(4) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "collection",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2038,15 +2095,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocOutputs {
-                    pages: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "pages",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    pages: if reads.field(5) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "pages",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2055,15 +2118,21 @@ pub mod policies {
         for LookupPolicyDocOutputsPagesItem {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(LookupPolicyDocOutputsPagesItem {
-                    doc_id: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "doc_id",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    doc_id: if reads.field(6) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "doc_id",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2102,10 +2171,12 @@ pub mod policies {
         fn input_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x17]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -2321,10 +2392,12 @@ pub mod policies {
         fn output_lookup_policy_doc_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x6b]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -2395,10 +2468,12 @@ pub mod policies {
         fn exposes_documents_found_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x2b]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -2462,10 +2537,12 @@ pub mod policies {
         fn exposes_collection_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x17]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -2512,52 +2589,66 @@ pub mod policies {
             pub vendor_liaison: ::std::option::Option<VendorLiaisonInvocation>,
         }
         /// The CEL object `HrHelpdeskInvocation`.
+        #[derive(::std::default::Default)]
         pub struct HrHelpdeskInvocation {
             pub inputs: HrHelpdeskInputs,
             pub outputs: ::std::option::Option<HrHelpdeskOutputs>,
         }
         /// The CEL object `TeamSchedulerInvocation`.
+        #[derive(::std::default::Default)]
         pub struct TeamSchedulerInvocation {
             pub inputs: TeamSchedulerInputs,
             pub outputs: ::std::option::Option<TeamSchedulerOutputs>,
         }
         /// The CEL object `VendorLiaisonInvocation`.
+        #[derive(::std::default::Default)]
         pub struct VendorLiaisonInvocation {
             pub outputs: ::std::option::Option<VendorLiaisonOutputs>,
         }
         /// The CEL object `HrHelpdeskInputs`.
+        #[derive(::std::default::Default)]
         pub struct HrHelpdeskInputs {
             pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `HrHelpdeskOutputs`.
+        #[derive(::std::default::Default)]
         pub struct HrHelpdeskOutputs {
             pub documents_found: i64,
         }
         /// The CEL object `TeamSchedulerInputs`.
+        #[derive(::std::default::Default)]
         pub struct TeamSchedulerInputs {
             pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamSchedulerOutputs`.
+        #[derive(::std::default::Default)]
         pub struct TeamSchedulerOutputs {
             pub event_id: ::agentc_cel_support::Text,
             pub events_created: i64,
         }
         /// The CEL object `VendorLiaisonOutputs`.
+        #[derive(::std::default::Default)]
         pub struct VendorLiaisonOutputs {
             pub messages_sent: i64,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "_list",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    list: if reads.field(2) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "_list",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2566,31 +2657,47 @@ pub mod policies {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    hr_helpdesk: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "hr_helpdesk",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    hr_helpdesk: if reads.field(3) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "hr_helpdesk",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    team_scheduler: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "team_scheduler",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    team_scheduler: if reads.field(4) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "team_scheduler",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    vendor_liaison: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "vendor_liaison",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    vendor_liaison: if reads.field(5) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "vendor_liaison",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2598,22 +2705,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(6) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(7) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2621,22 +2739,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(8) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(9) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2644,15 +2773,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorLiaisonInvocation {
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(10) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2660,15 +2795,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskInputs {
-                    text: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "text",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    text: if reads.field(11) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "text",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2676,15 +2817,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(HrHelpdeskOutputs {
-                    documents_found: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "documents_found",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    documents_found: if reads.field(12) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "documents_found",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2692,15 +2839,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerInputs {
-                    text: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "text",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    text: if reads.field(13) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "text",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2708,22 +2861,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamSchedulerOutputs {
-                    event_id: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "event_id",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    event_id: if reads.field(14) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "event_id",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    events_created: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "events_created",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    events_created: if reads.field(15) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "events_created",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2731,15 +2895,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorLiaisonOutputs {
-                    messages_sent: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "messages_sent",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    messages_sent: if reads.field(16) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "messages_sent",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -2777,10 +2947,12 @@ pub mod policies {
         fn input_team_scheduler_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x2112]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -2884,10 +3056,12 @@ pub mod policies {
         fn output_team_scheduler_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xc212]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -2968,10 +3142,12 @@ pub mod policies {
         fn input_hr_helpdesk_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x84a]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3033,10 +3209,12 @@ pub mod policies {
         fn output_hr_helpdesk_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x108a]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3098,10 +3276,12 @@ pub mod policies {
         fn output_vendor_liaison_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x10422]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3174,10 +3354,12 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x4212]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3228,10 +3410,12 @@ pub mod policies {
         fn exposes_delegations_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x5]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3279,41 +3463,52 @@ pub mod policies {
             pub team_free_busy: ::std::option::Option<TeamFreeBusyInvocation>,
         }
         /// The CEL object `TeamCreateEventInvocation`.
+        #[derive(::std::default::Default)]
         pub struct TeamCreateEventInvocation {
             pub inputs: TeamCreateEventInputs,
             pub outputs: ::std::option::Option<TeamCreateEventOutputs>,
         }
         /// The CEL object `TeamFreeBusyInvocation`.
+        #[derive(::std::default::Default)]
         pub struct TeamFreeBusyInvocation {
             pub inputs: TeamFreeBusyInputs,
         }
         /// The CEL object `TeamCreateEventInputs`.
+        #[derive(::std::default::Default)]
         pub struct TeamCreateEventInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
             pub end: ::agentc_cel_support::Text,
             pub start: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamCreateEventOutputs`.
+        #[derive(::std::default::Default)]
         pub struct TeamCreateEventOutputs {
             pub event_id: ::agentc_cel_support::Text,
             pub status: ::agentc_cel_support::Text,
         }
         /// The CEL object `TeamFreeBusyInputs`.
+        #[derive(::std::default::Default)]
         pub struct TeamFreeBusyInputs {
             pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    list: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "_list",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    list: if reads.field(3) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "_list",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3322,23 +3517,34 @@ pub mod policies {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    team_create_event: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "team_create_event",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    team_create_event: if reads.field(4) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "team_create_event",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    team_free_busy: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "team_free_busy",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    team_free_busy: if reads.field(5) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "team_free_busy",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3347,22 +3553,33 @@ pub mod policies {
         for TeamCreateEventInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(6) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(7) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3370,15 +3587,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamFreeBusyInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(8) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3386,26 +3609,45 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventInputs {
-                    attendees: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "attendees",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    attendees: if reads.field(9) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "attendees",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    end: match ::agentc_generated_support::cel_roots::field(map, "end") {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    end: if reads.field(10) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "end",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    start: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "start",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    start: if reads.field(11) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "start",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3413,22 +3655,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamCreateEventOutputs {
-                    event_id: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "event_id",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    event_id: if reads.field(12) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "event_id",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    status: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "status",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    status: if reads.field(13) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "status",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3436,15 +3689,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(TeamFreeBusyInputs {
-                    attendees: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "attendees",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    attendees: if reads.field(14) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "attendees",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3483,10 +3742,12 @@ pub mod policies {
         fn input_team_free_busy_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x4122]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3668,10 +3929,12 @@ pub mod policies {
         fn input_team_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xe56]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3679,6 +3942,7 @@ pub mod policies {
                 started_at: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "started_at",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3746,10 +4010,12 @@ pub mod policies {
         fn output_team_create_event_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x2092]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3822,10 +4088,12 @@ pub mod policies {
         fn exposes_event_id_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x1092]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3882,10 +4150,12 @@ pub mod policies {
         fn exposes_events_created_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x9]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -3937,30 +4207,39 @@ pub mod policies {
             pub email: ::std::option::Option<::agentc_cel_support::Text>,
         }
         /// The CEL object `VendorSupportInvocation`.
+        #[derive(::std::default::Default)]
         pub struct VendorSupportInvocation {
             pub inputs: VendorSupportInputs,
             pub outputs: ::std::option::Option<VendorSupportOutputs>,
         }
         /// The CEL object `VendorSupportInputs`.
+        #[derive(::std::default::Default)]
         pub struct VendorSupportInputs {
             pub text: ::agentc_cel_support::Text,
         }
         /// The CEL object `VendorSupportOutputs`.
+        #[derive(::std::default::Default)]
         pub struct VendorSupportOutputs {
             pub text: ::agentc_cel_support::Text,
         }
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    vendor_support: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "vendor_support",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    vendor_support: if reads.field(3) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "vendor_support",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3969,15 +4248,21 @@ pub mod policies {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    vendor_support: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "vendor_support",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    vendor_support: if reads.field(4) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "vendor_support",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -3985,15 +4270,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(User {
-                    email: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "email",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    email: if reads.field(5) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "email",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -4001,22 +4292,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(6) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(7) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -4024,15 +4326,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportInputs {
-                    text: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "text",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    text: if reads.field(8) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "text",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -4040,15 +4348,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(VendorSupportOutputs {
-                    text: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "text",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    text: if reads.field(9) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "text",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -4173,10 +4487,12 @@ pub mod policies {
         fn input_vendor_support_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x176]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -4184,6 +4500,7 @@ pub mod policies {
                 user: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "user",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -4250,10 +4567,12 @@ pub mod policies {
         fn output_vendor_support_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x292]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -4307,10 +4626,12 @@ pub mod policies {
         fn exposes_messages_sent_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x9]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),

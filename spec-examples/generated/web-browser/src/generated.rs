@@ -677,15 +677,18 @@ pub mod policies {
             pub fetch_page: ::std::option::Option<FetchPageInvocation>,
         }
         /// The CEL object `FetchPageInvocation`.
+        #[derive(::std::default::Default)]
         pub struct FetchPageInvocation {
             pub inputs: FetchPageInputs,
             pub outputs: ::std::option::Option<FetchPageOutputs>,
         }
         /// The CEL object `FetchPageInputs`.
+        #[derive(::std::default::Default)]
         pub struct FetchPageInputs {
             pub url: ::agentc_cel_support::Text,
         }
         /// The CEL object `FetchPageOutputs`.
+        #[derive(::std::default::Default)]
         pub struct FetchPageOutputs {
             pub body: ::agentc_cel_support::Text,
             pub content_type: ::agentc_cel_support::Text,
@@ -694,22 +697,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for History {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(History {
-                    total: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "_total",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    total: if reads.field(2) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "_total",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    fetch_page: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "fetch_page",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    fetch_page: if reads.field(3) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "fetch_page",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -718,15 +732,21 @@ pub mod policies {
             fn from_root_fields(
                 variables: &dyn ::agentc_runtime::VariableSource,
                 root: &str,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 Ok(Recent {
-                    fetch_page: match ::agentc_generated_support::cel_roots::root_field(
-                        variables,
-                        root,
-                        "fetch_page",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    fetch_page: if reads.field(4) {
+                        match ::agentc_generated_support::cel_roots::root_field(
+                            variables,
+                            root,
+                            "fetch_page",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -734,22 +754,33 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInvocation {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageInvocation {
-                    inputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "inputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    inputs: if reads.field(5) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "inputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    outputs: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "outputs",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    outputs: if reads.field(6) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "outputs",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -757,12 +788,21 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageInputs {
-                    url: match ::agentc_generated_support::cel_roots::field(map, "url") {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    url: if reads.field(7) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "url",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -770,29 +810,45 @@ pub mod policies {
         impl ::agentc_generated_support::cel_roots::FromCel for FetchPageOutputs {
             fn from_cel(
                 value: ::agentc_generated_support::cel_roots::Source<'_>,
+                reads: ::agentc_generated_support::cel_roots::Reads,
             ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                 let map = ::agentc_generated_support::cel_roots::object(value)?;
                 Ok(FetchPageOutputs {
-                    body: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "body",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    body: if reads.field(8) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "body",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    content_type: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "content_type",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    content_type: if reads.field(9) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "content_type",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
-                    status_code: match ::agentc_generated_support::cel_roots::field(
-                        map,
-                        "status_code",
-                    ) {
-                        Ok(value) => value,
-                        Err(error) => return Err(error),
+                    status_code: if reads.field(10) {
+                        match ::agentc_generated_support::cel_roots::field(
+                            map,
+                            "status_code",
+                            reads,
+                        ) {
+                            Ok(value) => value,
+                            Err(error) => return Err(error),
+                        }
+                    } else {
+                        ::std::default::Default::default()
                     },
                 })
             }
@@ -977,10 +1033,12 @@ pub mod policies {
         fn input_fetch_page_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xb7]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -988,6 +1046,7 @@ pub mod policies {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1166,10 +1225,12 @@ pub mod policies {
         fn output_fetch_page_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x752]);
             let root = Engagement {
                 recent: match ::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1223,10 +1284,12 @@ pub mod policies {
         fn exposes_pages_fetched_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x9]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1292,10 +1355,12 @@ pub mod policies {
         fn exposes_first_url_evaluate(
             variables: &dyn ::agentc_runtime::VariableSource,
         ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xa9]);
             let root = Engagement {
                 history: match ::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
+                    reads,
                 ) {
                     Ok(value) => value,
                     Err(error) => return Err(error),
@@ -1335,6 +1400,7 @@ pub mod policies {
         /// The output guardrail: its assertion over the fields of `pii_detector`'s output (OAS-G4).
         pub mod output_guardrail {
             /// The CEL object `Fields`.
+            #[derive(::std::default::Default)]
             pub struct Fields {
                 pub categories: ::std::vec::Vec<::agentc_cel_support::Text>,
                 pub confidence: f64,
@@ -1343,29 +1409,45 @@ pub mod policies {
             impl ::agentc_generated_support::cel_roots::FromCel for Fields {
                 fn from_cel(
                     value: ::agentc_generated_support::cel_roots::Source<'_>,
+                    reads: ::agentc_generated_support::cel_roots::Reads,
                 ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
                     let map = ::agentc_generated_support::cel_roots::object(value)?;
                     Ok(Fields {
-                        categories: match ::agentc_generated_support::cel_roots::field(
-                            map,
-                            "categories",
-                        ) {
-                            Ok(value) => value,
-                            Err(error) => return Err(error),
+                        categories: if reads.field(0) {
+                            match ::agentc_generated_support::cel_roots::field(
+                                map,
+                                "categories",
+                                reads,
+                            ) {
+                                Ok(value) => value,
+                                Err(error) => return Err(error),
+                            }
+                        } else {
+                            ::std::default::Default::default()
                         },
-                        confidence: match ::agentc_generated_support::cel_roots::field(
-                            map,
-                            "confidence",
-                        ) {
-                            Ok(value) => value,
-                            Err(error) => return Err(error),
+                        confidence: if reads.field(1) {
+                            match ::agentc_generated_support::cel_roots::field(
+                                map,
+                                "confidence",
+                                reads,
+                            ) {
+                                Ok(value) => value,
+                                Err(error) => return Err(error),
+                            }
+                        } else {
+                            ::std::default::Default::default()
                         },
-                        contains_pii: match ::agentc_generated_support::cel_roots::field(
-                            map,
-                            "contains_pii",
-                        ) {
-                            Ok(value) => value,
-                            Err(error) => return Err(error),
+                        contains_pii: if reads.field(2) {
+                            match ::agentc_generated_support::cel_roots::field(
+                                map,
+                                "contains_pii",
+                                reads,
+                            ) {
+                                Ok(value) => value,
+                                Err(error) => return Err(error),
+                            }
+                        } else {
+                            ::std::default::Default::default()
                         },
                     })
                 }
@@ -1403,9 +1485,11 @@ pub mod policies {
                 ::agentc_cel::Value,
                 ::agentc_runtime::CheckError,
             > {
+                let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x7]);
                 let root: Fields = match ::agentc_generated_support::cel_roots::fields(
                     variables,
                     &["categories", "confidence", "contains_pii"],
+                    reads,
                 ) {
                     Ok(root) => root,
                     Err(error) => return Err(error),
