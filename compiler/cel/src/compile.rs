@@ -103,6 +103,15 @@ impl FieldReads {
             .is_some_and(|fields| fields.contains(field))
     }
 
+    /// Every read, as (object type name, field name) pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.reads.iter().flat_map(|(object, fields)| {
+            fields
+                .iter()
+                .map(move |field| (object.as_str(), field.as_str()))
+        })
+    }
+
     /// The fields read of the object type named `object`, in order: for the layout's
     /// root, the root variables the code reads (a comprehension variable that shadows
     /// one is not a read of it).

@@ -296,6 +296,15 @@ impl FieldNumbers {
         self.bits_where(|object, field| reads.contains(object, field))
     }
 
+    /// Whether every field in `reads` has a number.
+    fn numbers_all_of(&self, reads: &FieldReads) -> bool {
+        reads.iter().all(|(object, field)| {
+            self.fields.iter().any(|(numbered_object, numbered_field)| {
+                numbered_object == object && numbered_field == field
+            })
+        })
+    }
+
     /// The bits of every field.
     fn every_field(&self) -> Vec<u64> {
         self.bits_where(|_, _| true)
@@ -317,20 +326,21 @@ impl FieldNumbers {
 /// The `Reads` of a compiled check: the fields its code reads, as the compiler recorded
 /// them. They are trusted only once the check compiles again over a layout that holds
 /// those fields and nothing else (code that reached any other field would not compile
-/// there); a check that does not is given every field, which is never wrong, only
-/// slower.
+/// there), and only when each of them has a number (a read the numbering missed would
+/// otherwise be left at its default); a check that fails either test is given every
+/// field, which is never wrong, only slower.
 fn check_reads(
     site: &CheckSite<'_>,
     compiled: &CompiledFunction,
     numbers: &FieldNumbers,
 ) -> TokenStream {
     let alone = prune_layout(site.layout, &compiled.reads);
-    let words = if compile_site(&CheckSite {
+    let proven = compile_site(&CheckSite {
         layout: &alone,
         ..*site
     })
-    .is_ok()
-    {
+    .is_ok();
+    let words = if proven && numbers.numbers_all_of(&compiled.reads) {
         numbers.bits(&compiled.reads)
     } else {
         numbers.every_field()
