@@ -92,6 +92,28 @@ impl RefusalStage {
         }
     }
 
+    /// The fixed sentence the model is given for a refusal at this step.
+    pub fn model_message(self) -> &'static str {
+        match self {
+            RefusalStage::UndeclaredTool => "this tool is not available to you",
+            RefusalStage::ShortCircuit => "the call repeats earlier calls too often",
+            RefusalStage::InputSchema => "the arguments do not match the tool's input schema",
+            RefusalStage::InputRestriction => "the call is not allowed by the agent's policy",
+            RefusalStage::InputReview | RefusalStage::OutputReview => {
+                "the call was not approved by its reviewer"
+            }
+            RefusalStage::Credentials => "no credential is available for this call",
+            RefusalStage::Invoke => "the tool failed",
+            RefusalStage::OutputSchema => "the tool's answer did not match its output schema",
+            RefusalStage::OutputRestriction => {
+                "the tool's answer is not allowed by the agent's policy"
+            }
+            RefusalStage::Audit => "the call could not be recorded",
+            RefusalStage::Guardrail => "a guardrail stopped the engagement",
+            RefusalStage::Finished => "the engagement has ended",
+        }
+    }
+
     /// Whether the refusal ends the engagement: a short circuit stops the agent (OAS-L2),
     /// a refused or unanswered review fails it (OAS-C7), a guardrail stops it (OAS-G5),
     /// and nothing may run unaudited. Other refusals are reported to the model.
@@ -120,10 +142,16 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// What the model is told instead of the output: the step and reason, never the
-    /// output of a refused call (OAS-C8: neither the capability nor its response).
+    /// What the model is told instead of the output: a short, fixed sentence for the
+    /// step that refused, never the reason's detail and never the output of a refused
+    /// call (OAS-C8: neither the capability nor its response). The model is untrusted
+    /// and may relay what it is told; the detail is for the operator's audit trail.
     pub fn to_model_json(&self) -> serde_json::Value {
-        json!({"error": "call refused", "stage": self.stage.as_str(), "reason": self.reason})
+        json!({
+            "error": "call refused",
+            "stage": self.stage.as_str(),
+            "reason": self.stage.model_message(),
+        })
     }
 }
 

@@ -35,6 +35,12 @@ impl CompiledSchema {
     }
 
     /// The first reason `value` does not match, or `None` when it does.
+    ///
+    /// The reason names the rule that failed and where it sits in the schema (the
+    /// keyword and its schema path), never the value: a refused value must not travel
+    /// in a refusal reason (OAS-C8), and `jsonschema`'s own wording quotes it (a whole
+    /// refused output, or the names of unexpected properties). The schema path comes
+    /// from the tool document alone, so it carries nothing the tool or the model wrote.
     pub(crate) fn first_error(&self, value: &Json) -> Option<String> {
         let accepted = match &self.shape {
             Some(shape) => shape.accepts(value),
@@ -47,7 +53,7 @@ impl CompiledSchema {
         // is still refused, with a generic reason.
         Some(self.general.validate(value).err().map_or_else(
             || "does not match the schema".to_string(),
-            |error| error.to_string(),
+            |error| value_free_reason(&error),
         ))
     }
 
@@ -56,6 +62,20 @@ impl CompiledSchema {
     pub(crate) fn has_shape(&self) -> bool {
         self.shape.is_some()
     }
+}
+
+/// `error` as the keyword that failed and its place in the schema, without the value.
+fn value_free_reason(error: &jsonschema::ValidationError<'_>) -> String {
+    let schema_path = error.schema_path().to_string();
+    let place = if schema_path.is_empty() {
+        "/".to_string()
+    } else {
+        schema_path
+    };
+    format!(
+        "fails the schema's `{}` rule at schema path {place}",
+        error.kind().keyword()
+    )
 }
 
 /// The JSON types a `type` keyword allows, as bits.
@@ -258,6 +278,49 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// OAS-C8: a refused value never travels in the reason, whichever keyword refused
+    /// it and whichever validator answered; the reason names the rule and its place.
+    #[test]
+    fn refusal_reason_never_quotes_refused_output() {
+        let marker = "MARKER-7f3a";
+        let cases = [
+            (
+                json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+                json!({"n": marker}),
+                "`type` rule at schema path /properties/n/type",
+            ),
+            (
+                json!({"type": "object", "additionalProperties": false}),
+                json!({marker: 1}),
+                "`additionalProperties` rule at schema path /additionalProperties",
+            ),
+            (
+                json!({"type": "object", "additionalProperties": {"type": "integer"}}),
+                json!({marker: marker}),
+                "`type` rule at schema path /additionalProperties/type",
+            ),
+            (
+                json!({"type": "string", "pattern": "^a"}),
+                json!(marker),
+                "`pattern` rule at schema path /pattern",
+            ),
+            (
+                json!({"enum": ["a"]}),
+                json!({"records": vec![marker; 2_000]}),
+                "`enum` rule at schema path /enum",
+            ),
+        ];
+        for (schema, value, expected) in cases {
+            let reason = CompiledSchema::new(&schema)
+                .unwrap()
+                .first_error(&value)
+                .unwrap();
+            assert!(!reason.contains(marker), "{reason}");
+            assert!(reason.contains(expected), "{reason}");
+            assert!(reason.len() < 200, "{reason}");
+        }
+    }
 
     /// The schemas of the bundled examples are all answered by the walk.
     #[test]

@@ -734,7 +734,7 @@ impl Checker<'_> {
         if function == "matches"
             && let Some(pattern) = args.last()
             && let ExprKind::Literal(Literal::String(text)) = &pattern.kind
-            && let Err(error) = regex::Regex::new(text)
+            && let Err(error) = crate::eval::build_regex(text)
         {
             self.report(CelDiagnostic::new(
                 CelErrorKind::InvalidRegex,

@@ -1287,6 +1287,12 @@ impl Compiler<'_> {
             ("matches", [text, pattern]) if text.form.is_string() && pattern.form.is_string() => {
                 let t = text.as_str();
                 let pattern_expr = if is_member { args.first() } else { args.get(1) };
+                // The generated code spells the interpreter's limits (checked below at
+                // compile time), so the two back ends refuse the same patterns.
+                const _: () = assert!(
+                    crate::eval::REGEX_SIZE_LIMIT == 1 << 20
+                        && crate::eval::REGEX_DFA_SIZE_LIMIT == 1 << 22
+                );
                 let build = |pattern: TokenStream| {
                     quote!(::regex::RegexBuilder::new(#pattern)
                         .size_limit(1 << 20)

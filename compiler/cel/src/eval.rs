@@ -1,10 +1,19 @@
 //! The CEL interpreter.
 //!
 //! Evaluation follows CEL semantics: checked integer arithmetic, errors as values that
-//! `&&`, `||` and `?:` can absorb, heterogeneous numeric equality. Work is bounded: every
-//! node evaluation and every comprehension iteration counts against a budget, and
-//! strings, bytes and lists may not grow beyond fixed sizes, so hostile expressions end
-//! with an `EvalError` rather than exhausting time or memory.
+//! `&&`, `||` and `?:` can absorb, heterogeneous numeric equality. Work is bounded, so
+//! hostile expressions (and hostile data under a benign expression) end with an
+//! `EvalError`, which denies, rather than exhausting time or memory:
+//! - every node evaluation and every comprehension iteration is a step, and so is the
+//!   work a built-in or an operator does on its operands: one step per element of a
+//!   list or map and per [`BYTES_PER_STEP`] bytes of a string or bytes value it is
+//!   given or gives back, and [`REGEX_COMPILE_STEPS`] for a pattern compiled at run
+//!   time (at most [`MAX_EVALUATION_STEPS`] in all);
+//! - the strings, bytes, lists and maps an evaluation builds add up to at most
+//!   [`MAX_EVALUATION_BYTES`], and none may be larger than [`MAX_VALUE_BYTES`] or
+//!   longer than [`MAX_LIST_LENGTH`];
+//! - an evaluation that still runs after [`MAX_EVALUATION_TIME`] stops (checked every
+//!   few thousand steps), a backstop for work the step count does not see.
 //!
 //! An expression is first prepared into a [`Program`]: comprehension variables become
 //! positions in a scope chain, literals become values built once, function calls get
@@ -49,6 +58,20 @@ pub const MAX_EVALUATION_STEPS: u64 = 10_000_000;
 pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 /// The longest list an evaluation may build.
 pub const MAX_LIST_LENGTH: usize = 1_000_000;
+/// The most bytes the values an evaluation builds may add up to: strings and bytes by
+/// their length, lists and maps by [`BYTES_PER_ELEMENT`] per element.
+pub const MAX_EVALUATION_BYTES: u64 = 64 * 1024 * 1024;
+/// How many bytes of a string or bytes value one step of a built-in's work covers.
+pub const BYTES_PER_STEP: u64 = 16;
+/// What one element of a built list or map counts against [`MAX_EVALUATION_BYTES`].
+pub const BYTES_PER_ELEMENT: u64 = 32;
+/// The steps a regular expression compiled at run time costs (a constant pattern is
+/// compiled once, when the program is prepared).
+pub const REGEX_COMPILE_STEPS: u64 = 10_000;
+/// The longest an evaluation may run.
+pub const MAX_EVALUATION_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+/// The clock is read when the step count crosses a multiple of 2^this.
+const TIME_CHECK_SHIFT: u32 = 14;
 
 /// How many levels of evaluation recursion may pass between two checks for enough stack.
 /// The stack check's red zone covers these levels many times over, even in unoptimised
@@ -96,8 +119,10 @@ impl Program {
             activation,
             qualified_names: activation.may_resolve_qualified(),
             steps: Cell::new(0),
+            built_bytes: Cell::new(0),
             iterations: Cell::new(0),
             depth: Cell::new(0),
+            started: std::time::Instant::now(),
         };
         stacker::maybe_grow(ENTRY_RED_ZONE, ENTRY_STACK_SEGMENT, || {
             machine.eval(&self.root, None).map(Cow::into_owned)
@@ -248,12 +273,29 @@ fn scope_position(scopes: &[String], name: &str) -> Option<usize> {
     scopes.iter().rev().position(|scoped| scoped == name)
 }
 
-fn compile_regex(pattern: &str) -> Result<regex::Regex, EvalError> {
+/// The most memory a compiled regular expression may take, in bytes. One limit for
+/// `agentc check` (a constant pattern too large is a check error), the interpreter and
+/// compiled checks (whose generated code spells the same numbers), so a pattern that
+/// checks clean is never refused on every call at run time.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The most memory a regular expression's lazy DFA may take, in bytes.
+pub const REGEX_DFA_SIZE_LIMIT: usize = 1 << 22;
+
+/// Compiles `pattern` under [`REGEX_SIZE_LIMIT`] and [`REGEX_DFA_SIZE_LIMIT`].
+pub fn build_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .dfa_size_limit(1 << 22)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
         .build()
-        .map_err(|error| EvalError::new(format!("invalid regular expression: {error}")))
+}
+
+/// [`build_regex`] for a pattern met at run time, which may come from the data: the
+/// error names the failure's kind, never the pattern.
+fn compile_regex(pattern: &str) -> Result<regex::Regex, EvalError> {
+    build_regex(pattern).map_err(|error| match error {
+        regex::Error::CompiledTooBig(_) => EvalError::new("regular expression is too large"),
+        _ => EvalError::new("invalid regular expression"),
+    })
 }
 
 /// Prepares one expression node; `scopes` holds the comprehension variables in scope,
@@ -505,8 +547,36 @@ struct Machine<'a> {
     /// [`Activation::may_resolve_qualified`]).
     qualified_names: bool,
     steps: Cell<u64>,
+    /// What the values built so far add up to (see [`MAX_EVALUATION_BYTES`]).
+    built_bytes: Cell<u64>,
     iterations: Cell<u64>,
     depth: Cell<u32>,
+    started: std::time::Instant,
+}
+
+/// The work, in steps, of reading `values` once (see [`BYTES_PER_STEP`]).
+fn work_of(values: &[&Value]) -> u64 {
+    values
+        .iter()
+        .map(|value| match value {
+            Value::String(text) => text.len() as u64 / BYTES_PER_STEP,
+            Value::Bytes(bytes) => bytes.len() as u64 / BYTES_PER_STEP,
+            Value::List(elements) => elements.len() as u64,
+            Value::Map(map) => map.len() as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// What building `value` counts against [`MAX_EVALUATION_BYTES`].
+fn built_size(value: &Value) -> u64 {
+    match value {
+        Value::String(text) => text.len() as u64,
+        Value::Bytes(bytes) => bytes.len() as u64,
+        Value::List(elements) => elements.len() as u64 * BYTES_PER_ELEMENT,
+        Value::Map(map) => map.len() as u64 * BYTES_PER_ELEMENT,
+        _ => 0,
+    }
 }
 
 fn no_overload(operation: &str, values: &[&Value]) -> EvalError {
@@ -602,6 +672,14 @@ fn not_boolean() -> EvalError {
 #[cold]
 fn step_budget_exceeded() -> EvalError {
     EvalError::new("evaluation exceeded its step budget (too much work)")
+}
+
+fn time_budget_exceeded() -> EvalError {
+    EvalError::new("evaluation exceeded its time budget (too much work)")
+}
+
+fn byte_budget_exceeded() -> EvalError {
+    EvalError::new("evaluation exceeded its memory budget (values too large)")
 }
 
 #[cold]
@@ -742,12 +820,60 @@ impl<'a> Machine<'a> {
 
     #[inline]
     fn count_steps(&self, count: u64) -> Result<(), EvalError> {
-        let steps = self.steps.get().saturating_add(count);
+        let before = self.steps.get();
+        let steps = before.saturating_add(count);
         self.steps.set(steps);
         if steps > MAX_EVALUATION_STEPS {
             return Err(step_budget_exceeded());
         }
+        if (before ^ steps) >> TIME_CHECK_SHIFT != 0 && self.started.elapsed() > MAX_EVALUATION_TIME
+        {
+            return Err(time_budget_exceeded());
+        }
         Ok(())
+    }
+
+    /// Counts the work of an operation on `operands` (see [`work_of`]).
+    #[inline]
+    fn charge_work(&self, operands: &[&Value]) -> Result<(), EvalError> {
+        match work_of(operands) {
+            0 => Ok(()),
+            work => self.count_steps(work),
+        }
+    }
+
+    /// Counts a value an operation built: the work of writing it, and its size against
+    /// [`MAX_EVALUATION_BYTES`].
+    fn charge_built(&self, result: EvalResult) -> EvalResult {
+        let value = result?;
+        let size = built_size(&value);
+        if size > 0 {
+            let built = self.built_bytes.get().saturating_add(size);
+            self.built_bytes.set(built);
+            if built > MAX_EVALUATION_BYTES {
+                return Err(byte_budget_exceeded());
+            }
+            self.charge_work(&[&value])?;
+        }
+        Ok(value)
+    }
+
+    /// Counts the work of a call before it runs: its operands, and the compilation of
+    /// a pattern that is not a constant.
+    fn charge_call(&self, call: &Call, operands: &[&Value]) -> Result<(), EvalError> {
+        if matches!(call.dispatch, Dispatch::Matches | Dispatch::General)
+            && &*call.function == "matches"
+            && call.regex.is_none()
+        {
+            self.count_steps(REGEX_COMPILE_STEPS)?;
+        }
+        self.charge_work(operands)
+    }
+
+    /// Runs a call: its work counted before, what it built after.
+    fn run_call(&self, call: &Call, operands: &[&Value]) -> EvalResult {
+        self.charge_call(call, operands)?;
+        self.charge_built(apply(call, operands))
     }
 
     /// Evaluates a leaf (a constant, a comprehension variable or a path from one) to a
@@ -876,7 +1002,9 @@ impl<'a> Machine<'a> {
                 let left = operand!(self, left, scope, left_slot, Err);
                 let right_slot;
                 let right = operand!(self, right, scope, right_slot, Err);
-                binary_operation(*op, left, right).map(Cow::Owned)
+                self.charge_work(&[left, right])?;
+                self.charge_built(binary_operation(*op, left, right))
+                    .map(Cow::Owned)
             }
             Node::Conditional(parts) => {
                 let [condition, if_true, if_false] = &**parts;
@@ -910,7 +1038,7 @@ impl<'a> Machine<'a> {
                         )));
                     };
                     if !map.insert(map_key, value.into_owned()) {
-                        return Err(EvalError::new(format!("Failed with repeated key: {key}")));
+                        return Err(EvalError::new("Failed with repeated key"));
                     }
                 }
                 Ok(Cow::Owned(Value::Map(Arc::new(map))))
@@ -960,6 +1088,9 @@ impl<'a> Machine<'a> {
         let first = operand!(self, first, scope, first_slot, fail);
         let second_slot;
         let second = operand!(self, second, scope, second_slot, fail);
+        if let Err(error) = self.charge_call(call, &[first, second]) {
+            return fail(error);
+        }
         let fast = match (call.dispatch, first, second) {
             (Dispatch::Contains, Value::String(text), Value::String(part)) => {
                 Some(text.contains(&**part))
@@ -978,7 +1109,7 @@ impl<'a> Machine<'a> {
         };
         match fast {
             Some(flag) => Ok(flag),
-            None => general(apply(call, &[first, second])),
+            None => general(self.charge_built(apply(call, &[first, second]))),
         }
     }
 
@@ -987,21 +1118,21 @@ impl<'a> Machine<'a> {
         'a: 'v,
     {
         match &*call.args {
-            [] => apply(call, &[]),
+            [] => self.run_call(call, &[]),
             [first] => {
                 let first = self.eval(first, scope)?;
-                apply(call, &[&*first])
+                self.run_call(call, &[&*first])
             }
             [first, second] => {
                 let first = self.eval(first, scope)?;
                 let second = self.eval(second, scope)?;
-                apply(call, &[&*first, &*second])
+                self.run_call(call, &[&*first, &*second])
             }
             [first, second, third] => {
                 let first = self.eval(first, scope)?;
                 let second = self.eval(second, scope)?;
                 let third = self.eval(third, scope)?;
-                apply(call, &[&*first, &*second, &*third])
+                self.run_call(call, &[&*first, &*second, &*third])
             }
             args => {
                 let mut values = Vec::with_capacity(args.len());
@@ -1009,7 +1140,7 @@ impl<'a> Machine<'a> {
                     values.push(self.eval(argument, scope)?);
                 }
                 let all: Vec<&Value> = values.iter().map(|value| &**value).collect();
-                apply(call, &all)
+                self.run_call(call, &all)
             }
         }
     }
@@ -1031,7 +1162,7 @@ impl<'a> Machine<'a> {
         if let Some(error) = accumulator.first_error {
             return Err(error);
         }
-        Ok(match comprehension.kind {
+        self.charge_built(Ok(match comprehension.kind {
             ComprehensionKind::All => Value::Bool(true),
             ComprehensionKind::Exists => Value::Bool(false),
             ComprehensionKind::ExistsOne => Value::Bool(accumulator.matches == 1),
@@ -1039,7 +1170,7 @@ impl<'a> Machine<'a> {
             | ComprehensionKind::Filter
             | ComprehensionKind::TransformList => Value::List(Arc::from(accumulator.results)),
             ComprehensionKind::TransformMap => Value::Map(Arc::new(accumulator.result_map)),
-        })
+        }))
     }
 
     /// `all`, `exists` or `exists_one`, whose result is a boolean.
@@ -1330,6 +1461,9 @@ impl<'a> Machine<'a> {
                     Ok(value) => value,
                     Err(miss) => return fail(leaf_error(miss, right, scope)),
                 };
+                if let Err(error) = self.charge_work(&[left, right_value]) {
+                    return fail(error);
+                }
                 return relation(*op, left, right_value).or_else(fail);
             }
             Node::Call(call) if is_boolean_dispatch(call.dispatch) => {
@@ -1400,6 +1534,9 @@ impl<'a> Machine<'a> {
                 let left = operand!(self, left, scope, left_slot, fail);
                 let right_slot;
                 let right = operand!(self, right, scope, right_slot, fail);
+                if let Err(error) = self.charge_work(&[left, right]) {
+                    return fail(error);
+                }
                 relation(*op, left, right).or_else(fail)
             }
             Node::Unary { .. } | Node::Has { .. } => {
@@ -1487,14 +1624,13 @@ fn index_value<'v>(container: &'v Value, key: &Value) -> Result<&'v Value, EvalE
             usize::try_from(index)
                 .ok()
                 .and_then(|position| elements.get(position))
-                .ok_or_else(|| EvalError::new(format!("index out of bounds: {index}")))
+                .ok_or_else(|| EvalError::new("index out of bounds"))
         }
         Value::Map(map) => {
             if MapKey::from_value(key).is_none() && !matches!(key, Value::Double(_)) {
                 return Err(no_overload("_[_]", &[container, key]));
             }
-            map.get(key)
-                .ok_or_else(|| EvalError::new(format!("no such key: {key}")))
+            map.get(key).ok_or_else(|| EvalError::new("no such key"))
         }
         other => Err(no_overload("_[_]", &[other, key])),
     }
@@ -1840,7 +1976,7 @@ fn call_function(function: &str, has_target: bool, all: &[&Value]) -> EvalResult
         ("charAt", [Value::String(text), Value::Int(index)]) => {
             let length = text.chars().count() as i64;
             if *index < 0 || *index > length {
-                return Err(EvalError::new(format!("index out of range: {index}")));
+                return Err(EvalError::new("index out of range"));
             }
             Ok(text
                 .chars()
@@ -1856,9 +1992,9 @@ fn call_function(function: &str, has_target: bool, all: &[&Value]) -> EvalResult
             let offset = match rest {
                 [] => 0,
                 [Value::String(zone)] => time::parse_time_zone_offset(zone).ok_or_else(|| {
-                    EvalError::new(format!(
-                        "unsupported time zone '{zone}' (use UTC or a fixed offset such as +01:00)"
-                    ))
+                    EvalError::new(
+                        "unsupported time zone (use UTC or a fixed offset such as +01:00)",
+                    )
                 })?,
                 _ => return Err(unsupported()),
             };
@@ -1950,7 +2086,7 @@ fn convert(function: &str, value: &Value) -> EvalResult {
             Value::String(text) => text
                 .parse::<i64>()
                 .map(Value::Int)
-                .map_err(|_| EvalError::new(format!("cannot convert '{text}' to int"))),
+                .map_err(|_| EvalError::new("cannot convert string to int")),
             Value::Timestamp(timestamp) => i64::try_from(timestamp.unix_seconds())
                 .map(Value::Int)
                 .map_err(|_| EvalError::new("integer overflow in int(timestamp)")),
@@ -1971,7 +2107,7 @@ fn convert(function: &str, value: &Value) -> EvalResult {
             Value::String(text) => text
                 .parse::<u64>()
                 .map(Value::Uint)
-                .map_err(|_| EvalError::new(format!("cannot convert '{text}' to uint"))),
+                .map_err(|_| EvalError::new("cannot convert string to uint")),
             _ => Err(unsupported()),
         },
         "double" => match value {
@@ -1981,7 +2117,7 @@ fn convert(function: &str, value: &Value) -> EvalResult {
             Value::String(text) => text
                 .parse::<f64>()
                 .map(Value::Double)
-                .map_err(|_| EvalError::new(format!("cannot convert '{text}' to double"))),
+                .map_err(|_| EvalError::new("cannot convert string to double")),
             _ => Err(unsupported()),
         },
         "string" => match value {
@@ -2010,7 +2146,7 @@ fn convert(function: &str, value: &Value) -> EvalResult {
             Value::String(text) => match &**text {
                 "1" | "t" | "true" | "TRUE" | "True" => Ok(Value::Bool(true)),
                 "0" | "f" | "false" | "FALSE" | "False" => Ok(Value::Bool(false)),
-                _ => Err(EvalError::new(format!("cannot convert '{text}' to bool"))),
+                _ => Err(EvalError::new("cannot convert string to bool")),
             },
             _ => Err(unsupported()),
         },
@@ -2018,7 +2154,7 @@ fn convert(function: &str, value: &Value) -> EvalResult {
             Value::Timestamp(timestamp) => Ok(Value::Timestamp(*timestamp)),
             Value::String(text) => Timestamp::parse(text)
                 .map(Value::Timestamp)
-                .ok_or_else(|| EvalError::new(format!("cannot parse '{text}' as a timestamp"))),
+                .ok_or_else(|| EvalError::new("cannot parse the string as a timestamp")),
             Value::Int(seconds) => {
                 Timestamp::from_unix_nanos(i128::from(*seconds) * NANOS_PER_SECOND)
                     .map(Value::Timestamp)
@@ -2030,7 +2166,7 @@ fn convert(function: &str, value: &Value) -> EvalResult {
             Value::Duration(duration) => Ok(Value::Duration(*duration)),
             Value::String(text) => Duration::parse(text)
                 .map(Value::Duration)
-                .ok_or_else(|| EvalError::new(format!("cannot parse '{text}' as a duration"))),
+                .ok_or_else(|| EvalError::new("cannot parse the string as a duration")),
             _ => Err(unsupported()),
         },
         "dyn" => Ok(value.clone()),
@@ -2081,7 +2217,13 @@ fn split(text: &str, separator: &str, limit: i64) -> EvalResult {
     if limit == 0 {
         return Ok(Value::List(Arc::from(Vec::new())));
     }
+    // A split of a long text could make more parts than any list may hold; refuse that
+    // before building them (each part is a value of its own, far larger than its text).
+    let too_long = || EvalError::new("list result is too large");
     let parts: Vec<Value> = if separator.is_empty() {
+        if text.chars().count() > MAX_LIST_LENGTH {
+            return Err(too_long());
+        }
         let characters: Vec<char> = text.chars().collect();
         let count = if limit < 0 {
             characters.len()
@@ -2101,12 +2243,19 @@ fn split(text: &str, separator: &str, limit: i64) -> EvalResult {
         }
         parts
     } else if limit < 0 {
-        text.split(separator).map(Value::string).collect()
+        text.split(separator)
+            .take(MAX_LIST_LENGTH + 1)
+            .map(Value::string)
+            .collect()
     } else {
         text.splitn(usize::try_from(limit).unwrap_or(usize::MAX), separator)
+            .take(MAX_LIST_LENGTH + 1)
             .map(Value::string)
             .collect()
     };
+    if parts.len() > MAX_LIST_LENGTH {
+        return Err(too_long());
+    }
     Ok(Value::List(Arc::from(parts)))
 }
 
@@ -2132,7 +2281,7 @@ fn index_of(text: &str, part: &str, start: i64, reverse: bool) -> EvalResult {
     let needle: Vec<char> = part.chars().collect();
     let length = characters.len() as i64;
     if start < 0 || start > length {
-        return Err(EvalError::new(format!("index out of range: {start}")));
+        return Err(EvalError::new("index out of range"));
     }
     let start = usize::try_from(start).unwrap_or(0);
     let matches_at = |position: usize| {
@@ -2151,9 +2300,7 @@ fn index_of(text: &str, part: &str, start: i64, reverse: bool) -> EvalResult {
 fn substring(text: &str, start: i64, end: i64) -> EvalResult {
     let length = text.chars().count() as i64;
     if start < 0 || start > length || end < start || end > length {
-        return Err(EvalError::new(format!(
-            "substring range [{start}, {end}) is out of range for a string of length {length}"
-        )));
+        return Err(EvalError::new("substring range is out of range"));
     }
     let result: String = text
         .chars()

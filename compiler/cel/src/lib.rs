@@ -24,7 +24,7 @@ pub use checker::{check, check_assertion};
 pub use diagnostic::{CelDiagnostic, CelErrorKind, Span, all_error_kinds};
 pub use eval::{
     EvalError, MAX_COMPREHENSION_ITERATIONS, MAX_EVALUATION_STEPS, MAX_LIST_LENGTH,
-    MAX_VALUE_BYTES, Program, evaluate,
+    MAX_VALUE_BYTES, Program, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT, build_regex, evaluate,
 };
 pub use parser::{ParseLimits, parse, parse_with_limits};
 pub use time::{Duration, Timestamp};

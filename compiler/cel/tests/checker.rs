@@ -4,8 +4,8 @@
 
 use agentc_cel::engagement::{AssertionSite, CapabilityTypes, engagement_env};
 use agentc_cel::{
-    CelDiagnostic, CelErrorKind, Type, TypeEnv, check, check_assertion, parse,
-    type_from_json_schema,
+    Activation, CelDiagnostic, CelErrorKind, Type, TypeEnv, check, check_assertion, evaluate,
+    parse, type_from_json_schema,
 };
 use serde_json::json;
 
@@ -302,4 +302,28 @@ fn objects_with_declared_properties_are_closed_unless_more_are_allowed() {
     );
     let found = check(&parse("z.b == 1").unwrap(), &env).unwrap_err();
     assert_eq!(found[0].kind, CelErrorKind::UnknownField);
+}
+
+/// One regex size limit: a constant pattern that the run time would refuse on every
+/// call (its compiled form is over `REGEX_SIZE_LIMIT`, though under the regex crate's
+/// default 10 MiB) is a check error, and one under the limit checks clean.
+#[test]
+fn regex_limit_is_one_limit_enforced_at_check_time() {
+    let env = TypeEnv::new();
+    let too_large = r"'abc'.matches('\\w{200}')";
+    assert!(
+        regex::Regex::new(r"\w{200}").is_ok(),
+        "the default limit takes it"
+    );
+    assert!(agentc_cel::build_regex(r"\w{200}").is_err());
+    let found = check(&parse(too_large).unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::InvalidRegex);
+    assert!(check(&parse(r"'abc'.matches('\\w{3}')").unwrap(), &env).is_ok());
+    // The interpreter refuses it with the same limit, without quoting the pattern.
+    let error = evaluate(
+        &parse(r"'abc'.matches('\\w{200}')").unwrap(),
+        &Activation::new(),
+    )
+    .unwrap_err();
+    assert_eq!(error.message, "regular expression is too large");
 }

@@ -242,3 +242,99 @@ fn deep_expressions_evaluate_in_a_small_stack() {
         .join()
         .unwrap();
 }
+
+/// The list `[0, 1, …, n - 1]` as CEL source.
+fn literal_list(n: usize) -> String {
+    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Runs `source` and requires it to fail on a budget within `seconds` (the budgets are
+/// what stops it; before them each of these ran for seconds to minutes, or aborted).
+fn assert_stopped_by_budget(source: &str, activation: &Activation, seconds: u64) {
+    let started = std::time::Instant::now();
+    let error = eval_with(source, activation).unwrap_err();
+    let took = started.elapsed();
+    assert!(error.contains("budget"), "{error}");
+    assert!(
+        took < std::time::Duration::from_secs(seconds),
+        "took {took:?}: {error}"
+    );
+}
+
+/// Issue 23, item 3: a step of a built-in is counted by the bytes it touches and the
+/// bytes it builds, not as one step.
+#[test]
+fn cel_budget_counts_bytes_and_builtin_work() {
+    // 100 replacements, each building a 16.7 MB string (just under the size limit for
+    // one value): 1.66 GB and 9 s before the byte budget, which stops the fourth.
+    let source = format!(
+        "size({}.map(i, '{}'.replace('a', '{}'))) > 0",
+        literal_list(100),
+        "a".repeat(90_000),
+        "a".repeat(186)
+    );
+    assert_stopped_by_budget(&source, &Activation::new(), 10);
+
+    // `size()` of a 16 MB string a million times: each reads 16 MB.
+    let mut activation = Activation::new();
+    activation.insert("s", Value::string(&"x".repeat(16 * 1024 * 1024)));
+    let thousand = literal_list(1000);
+    let source = format!("{thousand}.all(i, {thousand}.all(j, size(s) > 0))");
+    assert_stopped_by_budget(&source, &activation, 10);
+
+    // A regex compiled at run time a million times.
+    let mut activation = Activation::new();
+    activation.insert("p", Value::string("^(a|b)*[c-z]+$"));
+    let source = format!("{thousand}.all(i, {thousand}.all(j, !'ab'.matches(p)))");
+    assert_stopped_by_budget(&source, &activation, 10);
+
+    // A split into more parts than a list may hold is refused before it is built.
+    let mut activation = Activation::new();
+    activation.insert("s", Value::string(&",".repeat(2_000_000)));
+    let error = eval_with("size(s.split(',')) > 0", &activation).unwrap_err();
+    assert!(error.contains("too large"), "{error}");
+
+    // The same built-ins on ordinary data are well within every budget.
+    let mut activation = Activation::new();
+    activation.insert("s", Value::string(&"x".repeat(100_000)));
+    activation.insert("p", Value::string("^x+$"));
+    let source = format!(
+        "{}.all(i, size(s.replace('x', 'yy')) == 200000 && s.matches(p))",
+        literal_list(20)
+    );
+    assert_eq!(eval_with(&source, &activation), Ok(Value::Bool(true)));
+}
+
+/// Issue 23, item 3: an evaluation error names what failed, never the value (a
+/// refusal reason must not carry refused data, OAS-C8).
+#[test]
+fn cel_errors_never_quote_values() {
+    let marker = "MARKER-5d1c";
+    let mut activation = Activation::new();
+    activation.insert("m", Value::string(marker));
+    activation.insert(
+        "o",
+        value_from_json(&json!({"k": marker, "list": [marker]})),
+    );
+    for source in [
+        "int(m) == 1",
+        "uint(m) == 1u",
+        "double(m) == 1.0",
+        "bool(m)",
+        "timestamp(m) == timestamp(0)",
+        "duration(m) == duration('1s')",
+        "o[m] == 1",
+        "o.list[size(m)] == m",
+        "m.charAt(100) == m",
+        "m.substring(5, 100) == m",
+        "m.indexOf('x', 100) == 1",
+        "timestamp(0).getHours(m) == 1",
+        "'a'.matches(m + '(')",
+        "{m: 1, m: 2}.size() == 1",
+    ] {
+        let error = eval_with(source, &activation).unwrap_err();
+        assert!(!error.contains(marker), "{source}: {error}");
+        assert!(!error.contains("5d1c"), "{source}: {error}");
+    }
+}

@@ -215,6 +215,7 @@ enum ColorChoice {
 }
 
 fn main() -> ExitCode {
+    install_log_subscriber();
     let cli = Cli::parse();
     match cli.command {
         Command::Check {
@@ -326,6 +327,20 @@ fn main() -> ExitCode {
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),
     }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (nothing unless it is set, so stdout and
+/// stderr stay the commands' own). The runtime logs identifiers, stages and refusal
+/// reasons, which never carry refused data or tool payloads, and never secrets.
+fn install_log_subscriber() {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 fn check(

@@ -468,3 +468,139 @@ fn local_models_without_the_feature_say_how_to_rebuild() {
     );
     std::fs::remove_dir_all(&folder).unwrap();
 }
+
+/// A loopback stand-in for an OpenAI-compatible chat-completions server: it answers the
+/// `answers` in order, one per connection, and hands back every request it read.
+fn serve_model_answers(
+    answers: Vec<serde_json::Value>,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let mut requests = Vec::new();
+        for answer in answers {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            requests.push(format!("{head}{}", text(&body)));
+            let body = answer.to_string();
+            let mut stream = reader.into_inner();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        }
+        requests
+    });
+    (base_url, server)
+}
+
+/// OAS-C8 end to end: a tool output that breaks its schema carries a planted marker,
+/// and the marker appears in nothing the run produces: not in the model's requests,
+/// stdout (the engagement, its refused calls), stderr (logs at every level) or the
+/// audit trail. The model is told of the refusal, in a fixed form.
+#[test]
+fn refused_output_marker_appears_in_nothing_a_run_produces() {
+    let marker = "MARKER-c0ffee-refused";
+    let directory = std::env::temp_dir().join(format!("agentc-marker-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let records: Vec<serde_json::Value> = (0..2_000)
+        .map(|index| serde_json::json!({"title": format!("{marker} {index}"), "snippet": 1}))
+        .collect();
+    let refused_output = directory.join("hr_kb_search.json");
+    std::fs::write(
+        &refused_output,
+        serde_json::json!({"results": records, "note": marker}).to_string(),
+    )
+    .unwrap();
+    let audit = directory.join("audit.jsonl");
+    let call = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": null,
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "hr_kb_search",
+            "arguments": "{\"knowledge_base_id\": \"acme/hr/handbook\", \"query\": \"leave\"}"}}]}}]});
+    let answer = serde_json::json!({"choices": [{"message": {"role": "assistant",
+        "content": "I could not read the handbook."}}]});
+    let (base_url, server) = serve_model_answers(vec![call, answer]);
+    let output = Command::new(env!("CARGO_BIN_EXE_agentc"))
+        .args([
+            "run",
+            "spec-examples/hr",
+            "--agent",
+            "hr_agent",
+            "--model",
+            "openai:test-model",
+            "--mock-tool",
+            &format!("hr_kb_search={}", refused_output.display()),
+            "--mock-tool",
+            "prompt_injection_scanner=spec-examples/scripts/hr/prompt_injection_scanner.json",
+            "--input",
+            "How much parental leave do I get?",
+            "--user",
+            "emp42",
+            "--audit",
+            audit.to_str().unwrap(),
+        ])
+        .env("AGENTC_OPENAI_BASE_URL", &base_url)
+        .env("RUST_LOG", "trace")
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    let requests = server.join().unwrap();
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // The output was refused, and the model was told so.
+    let outcome: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        outcome["engagement"]["refused"][0]["stage"],
+        "output_schema"
+    );
+    assert!(
+        outcome["engagement"]["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("fails the schema's"),
+        "{stdout}"
+    );
+    assert_eq!(requests.len(), 2);
+    assert!(requests[1].contains("call refused"), "{}", requests[1]);
+    assert!(
+        requests[1].len() < 8_000,
+        "a short refusal: {}",
+        requests[1]
+    );
+    let audit_text = std::fs::read_to_string(&audit).unwrap();
+    assert!(audit_text.contains("output_schema"));
+    for (place, produced) in [
+        ("stdout", &stdout),
+        ("stderr", &stderr),
+        ("the audit trail", &audit_text),
+        ("the first model request", &requests[0]),
+        ("the second model request", &requests[1]),
+    ] {
+        assert!(!produced.contains("c0ffee"), "{place}: {produced}");
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
