@@ -89,3 +89,63 @@ fn a_set_with_errors_generates_nothing_and_says_where() {
         other => panic!("expected check errors, got {other:?}"),
     }
 }
+
+/// Issue 23, item 6: a spec file's name is user input. One that holds line breaks (and
+/// other characters that end or bend a comment) stays inside the header's comments, so
+/// it cannot add a `[build-dependencies]` table to `Cargo.toml` (code run at `cargo
+/// build`) or lines to the Rust source.
+#[test]
+fn hostile_spec_file_names_stay_inside_generated_comments() {
+    let hostile = [
+        "z\n[build-dependencies]\nx = \"1\"\n#.yaml",
+        "z\r\n[build-dependencies]\r\nx = \"1\".yaml",
+        "z\u{2028}pub fn evil() {}\u{202e}`.yaml",
+        "z`\u{0}\u{1b}[31m.yaml",
+    ];
+    for name in hostile {
+        let mut sources = inputs(&[
+            "spec-examples/hr/hr_agent.yaml",
+            "spec-examples/hr/tools.yaml",
+        ]);
+        sources[1].name = name.to_string();
+        let set = check_set(&sources, &CheckOptions::default());
+        assert_eq!(set.error_count(), 0, "{name:?}");
+        let files = generate_crate(&set, &options()).unwrap();
+        for file in &files {
+            let comment = match file.path.as_str() {
+                "Cargo.toml" => "#",
+                "src/lib.rs" => "//!",
+                _ => "//",
+            };
+            // The header: a line naming agentc, one per spec file, an empty comment
+            // line and "Do not edit"; each a comment of printable ASCII.
+            let header: Vec<&str> = file.contents.lines().take(2 + 3).collect();
+            for line in &header {
+                assert!(line.starts_with(comment), "{}: {line:?}", file.path);
+                assert!(
+                    line.chars().all(|c| c == ' ' || c.is_ascii_graphic()),
+                    "{}: {line:?}",
+                    file.path
+                );
+            }
+            assert!(header[4].contains("Do not edit"), "{}", file.path);
+            assert!(
+                !file.contents.contains("[build-dependencies]\n")
+                    && !file.contents.contains("\n[build-dependencies]"),
+                "{}",
+                file.path
+            );
+            assert!(
+                !file
+                    .contents
+                    .lines()
+                    .any(|line| line.trim_start().starts_with("pub fn evil")),
+                "{}",
+                file.path
+            );
+        }
+        let lib = &files[1].contents;
+        // The name is still there to read, with its odd characters escaped.
+        assert!(lib.contains("- `z\\u{"), "{lib}");
+    }
+}
