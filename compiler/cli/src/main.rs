@@ -23,6 +23,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Follow symbolic links that lead out of a directory searched for spec files (by
+    /// default such a link is refused, with its path).
+    #[arg(long, global = true)]
+    follow_symlinks: bool,
 }
 
 #[derive(Subcommand)]
@@ -217,6 +221,7 @@ enum ColorChoice {
 fn main() -> ExitCode {
     install_log_subscriber();
     let cli = Cli::parse();
+    files::follow_every_symlink(cli.follow_symlinks);
     match cli.command {
         Command::Check {
             paths,

@@ -604,3 +604,96 @@ fn refused_output_marker_appears_in_nothing_a_run_produces() {
     }
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// Runs agentc with a deadline: a hang is a failure, not a stuck test run.
+fn agentc_within(arguments: &[&str], seconds: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentc"))
+        .args(arguments)
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("agentc {arguments:?} did not finish within {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 23, item 8: spec files are read with a bound, only regular files are read,
+/// and symbolic links out of a walked directory are followed only when asked. Each
+/// refusal is an IO error (exit 2) that names the path.
+#[cfg(unix)]
+#[test]
+fn spec_files_are_read_bounded_regular_and_inside_the_directory() {
+    let root = std::env::temp_dir().join(format!("agentc-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let hr = workspace_root().join("spec-examples/hr");
+
+    // A link to /dev/zero: refused as outside the directory, and as not a regular file
+    // when links are followed (it used to be read until 2.1 GB).
+    let zero = root.join("zero");
+    std::fs::create_dir_all(&zero).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", zero.join("evil.yaml")).unwrap();
+    let output = agentc_within(&["check", zero.to_str().unwrap()], 20);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("evil.yaml"));
+    assert!(text(&output.stderr).contains("--follow-symlinks"));
+    let output = agentc_within(&["check", "--follow-symlinks", zero.to_str().unwrap()], 20);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("not a regular file"));
+
+    // A FIFO with a spec file's name: refused at once (it used to hang for ever).
+    let fifo = root.join("fifo");
+    std::fs::create_dir_all(&fifo).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(fifo.join("pipe.yaml"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let output = agentc_within(&["check", fifo.to_str().unwrap()], 20);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("pipe.yaml"));
+    assert!(text(&output.stderr).contains("not a regular file"));
+    let named = fifo.join("pipe.yaml");
+    let output = agentc_within(&["check", named.to_str().unwrap()], 20);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+
+    // A file over the limit is refused without being read whole.
+    let large = root.join("large");
+    std::fs::create_dir_all(&large).unwrap();
+    let file = std::fs::File::create(large.join("big.yaml")).unwrap();
+    file.set_len(64 * 1024 * 1024).unwrap();
+    let output = agentc_within(&["check", large.to_str().unwrap()], 20);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("larger than"));
+
+    // A link that stays inside the directory is followed, and so is one outside when
+    // asked: the set checks clean either way.
+    let inside = root.join("inside");
+    std::fs::create_dir_all(inside.join("real")).unwrap();
+    for name in ["hr_agent.yaml", "tools.yaml"] {
+        std::fs::copy(hr.join(name), inside.join("real").join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(inside.join("real"), inside.join("linked")).unwrap();
+    let output = agentc_within(&["check", inside.to_str().unwrap()], 20);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let outside = root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    for name in ["hr_agent.yaml", "tools.yaml"] {
+        std::os::unix::fs::symlink(hr.join(name), outside.join(name)).unwrap();
+    }
+    let output = agentc_within(&["check", outside.to_str().unwrap()], 20);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let output = agentc_within(
+        &["check", "--follow-symlinks", outside.to_str().unwrap()],
+        20,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let _ = std::fs::remove_dir_all(&root);
+}
