@@ -406,6 +406,9 @@ fn refusal_reason(refusal: &Refusal, guardrail: &str) -> FailureReason {
             guardrail: guardrail.to_string(),
             detail: refusal.reason.clone(),
         },
+        RefusalStage::CallLimit => FailureReason::CallLimit {
+            detail: refusal.reason.clone(),
+        },
         _ => FailureReason::Audit {
             detail: refusal.reason.clone(),
         },
@@ -1071,6 +1074,15 @@ async fn model_loop(
                 break;
             }
             ModelTurn::ToolCalls(calls) => {
+                if let Some(refusal) = crate::enforce::refuse_oversized_turn(
+                    runtime,
+                    agent,
+                    &mut conversation.engagement,
+                    &calls,
+                ) {
+                    fail(&mut conversation.engagement, refusal_reason(&refusal, ""));
+                    break;
+                }
                 conversation.messages.push(Message::AssistantToolCalls {
                     calls: calls.clone(),
                 });

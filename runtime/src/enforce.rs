@@ -71,6 +71,8 @@ pub enum RefusalStage {
     Guardrail,
     /// The engagement has already completed or failed, so nothing more may run.
     Finished,
+    /// The turn or the engagement asked for more calls than its limit (AGX-L1/L2).
+    CallLimit,
 }
 
 impl RefusalStage {
@@ -89,6 +91,7 @@ impl RefusalStage {
             RefusalStage::Audit => "audit",
             RefusalStage::Guardrail => "guardrail",
             RefusalStage::Finished => "finished",
+            RefusalStage::CallLimit => "call_limit",
         }
     }
 
@@ -111,6 +114,7 @@ impl RefusalStage {
             RefusalStage::Audit => "the call could not be recorded",
             RefusalStage::Guardrail => "a guardrail stopped the engagement",
             RefusalStage::Finished => "the engagement has ended",
+            RefusalStage::CallLimit => "too many tool calls were asked for",
         }
     }
 
@@ -126,6 +130,7 @@ impl RefusalStage {
                 | RefusalStage::Audit
                 | RefusalStage::Guardrail
                 | RefusalStage::Finished
+                | RefusalStage::CallLimit
         )
     }
 }
@@ -415,6 +420,37 @@ impl std::fmt::Debug for Caller<'_> {
     }
 }
 
+/// AGX-L1: refuses a model turn that asks for more calls than the agent's
+/// `max_calls_per_turn`, before any of them runs, or answers `None` when the turn is
+/// within it. The refusal is audited against the turn's first call, and ends the
+/// engagement.
+pub fn refuse_oversized_turn(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    engagement: &mut Engagement,
+    calls: &[ToolCall],
+) -> Option<Refusal> {
+    let limit = agent.call_limits.per_turn;
+    if u64::try_from(calls.len()).is_ok_and(|count| count <= limit) {
+        return None;
+    }
+    let first = calls.first()?;
+    let context = CallContext {
+        runtime,
+        agent,
+        call: first,
+        wait_point: None,
+    };
+    Some(context.refuse(
+        engagement,
+        RefusalStage::CallLimit,
+        format!(
+            "the model asked for {} tool calls in one turn, more than its limit of {limit} (max_calls_per_turn)",
+            calls.len()
+        ),
+    ))
+}
+
 /// Runs one tool call the model asked for through every check, in the fixed order. An
 /// agent called as a tool runs on the model the runtime names for it, or is refused.
 pub async fn enforce_call(
@@ -517,6 +553,16 @@ async fn enforce_call_inner(
             engagement,
             RefusalStage::Finished,
             "the engagement has ended".to_string(),
+        ));
+    }
+    // AGX-L2: every call the model asks for counts, allowed or refused.
+    let asked = engagement.call_list().len() + engagement.refused().len();
+    let limit = agent.call_limits.total;
+    if u64::try_from(asked).map_or(true, |asked| asked >= limit) {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::CallLimit,
+            format!("the engagement has asked for {limit} tool calls, its limit (max_calls)"),
         ));
     }
     context.audit(
@@ -744,7 +790,9 @@ async fn within<F: std::future::Future>(
     future: F,
     on_wait: impl FnOnce(),
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
-    let deadline = tokio::time::Instant::now() + limit;
+    // A limit too long to add to the clock (`--tool-timeout 18446744073709551615`) is
+    // no limit at all, rather than an overflow that panics mid-call.
+    let deadline = tokio::time::Instant::now().checked_add(limit);
     let mut future = std::pin::pin!(future);
     let first =
         std::future::poll_fn(|context| std::task::Poll::Ready(future.as_mut().poll(context))).await;
@@ -752,7 +800,10 @@ async fn within<F: std::future::Future>(
         std::task::Poll::Ready(output) => Ok(output),
         std::task::Poll::Pending => {
             on_wait();
-            tokio::time::timeout_at(deadline, future).await
+            match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, future).await,
+                None => Ok(future.await),
+            }
         }
     }
 }
@@ -854,6 +905,26 @@ mod tests {
 
     /// A future that answers at once is not given a timer: it completes outside any
     /// Tokio runtime, where making one would panic.
+    #[test]
+    fn tool_timeout_overflow_saturates_instead_of_panicking() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let waited = std::cell::Cell::new(false);
+            let slow = async {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                7
+            };
+            let answer = within(std::time::Duration::MAX, slow, || waited.set(true)).await;
+            assert_eq!(answer.ok(), Some(7));
+            assert!(waited.get());
+            let answer = within(std::time::Duration::from_secs(u64::MAX), async { 8 }, || {}).await;
+            assert_eq!(answer.ok(), Some(8));
+        });
+    }
+
     #[test]
     fn within_answers_an_immediate_future_without_a_timer() {
         let waited = std::cell::Cell::new(false);

@@ -52,6 +52,8 @@ pub enum FailureReason {
     Audit { detail: String },
     /// The model kept calling tools past the turn limit.
     TurnLimit { turns: usize },
+    /// A turn or the engagement asked for more tool calls than its limit (AGX-L1/L2).
+    CallLimit { detail: String },
     /// The engagement could not be kept at a wait point (its snapshot could not be
     /// saved), or the process running it stopped before it reached one, so it cannot be
     /// resumed faithfully and is ended rather than guessed at.

@@ -51,7 +51,7 @@ pub use review::{
     ReviewDecision, ReviewRequest, Reviewer, StaticReviewer, answer_approves, review_by_agent,
 };
 pub use spec::{
-    AgentSpec, AuthScheme, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,
+    AgentSpec, AuthScheme, CallLimits, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,
     RestrictionSpec, ReviewerRef, SpecError, SpecSet, ToolBinding, ToolBindingSpec, ToolSpec,
 };
 pub use tools::{MockTool, NativeTool, ToolBackend, ToolContext, ToolError, ToolRegistry};

@@ -143,6 +143,50 @@ pub struct AgentSpec {
     pub retain_memory: bool,
     /// OAS-L2.
     pub short_circuit: Option<u64>,
+    /// AGX-L1 and AGX-L2: how many tool calls a turn and the engagement may ask for.
+    pub call_limits: CallLimits,
+}
+
+/// How many tool calls an engagement's model may ask for (agentc extensions AGX-L1 and
+/// AGX-L2, `lifespan.max_calls_per_turn` and `lifespan.max_calls`). Without them one
+/// turn of 20,000 calls that never repeats a block back to back passes the short
+/// circuit (OAS-L2) and costs each history-reading check time in proportion to all the
+/// calls before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// The most calls one model turn may ask for; a turn asking for more ends the
+    /// engagement before any of its calls runs.
+    pub per_turn: u64,
+    /// The most calls the engagement may ask for, allowed or refused; the next one ends
+    /// the engagement.
+    pub total: u64,
+}
+
+impl CallLimits {
+    /// The default of `max_calls_per_turn`.
+    pub const DEFAULT_PER_TURN: u64 = 64;
+    /// The default of `max_calls`.
+    pub const DEFAULT_TOTAL: u64 = 1_000;
+
+    /// The limits a spec declares, with the defaults for what it leaves out.
+    pub const fn new(per_turn: Option<u64>, total: Option<u64>) -> Self {
+        CallLimits {
+            per_turn: match per_turn {
+                Some(limit) => limit,
+                None => Self::DEFAULT_PER_TURN,
+            },
+            total: match total {
+                Some(limit) => limit,
+                None => Self::DEFAULT_TOTAL,
+            },
+        }
+    }
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        Self::new(None, None)
+    }
 }
 
 impl AgentSpec {
@@ -571,6 +615,14 @@ fn lower_agent(
         short_circuit: lifespan
             .and_then(|lifespan| lifespan.short_circuit.as_ref())
             .map(|limit| limit.value),
+        call_limits: CallLimits::new(
+            lifespan
+                .and_then(|lifespan| lifespan.max_calls_per_turn.as_ref())
+                .map(|limit| limit.value),
+            lifespan
+                .and_then(|lifespan| lifespan.max_calls.as_ref())
+                .map(|limit| limit.value),
+        ),
         name,
     })
 }

@@ -1038,3 +1038,87 @@ async fn compiled_checks_enforce_like_interpreted_ones() {
     assert_eq!(h.kb.calls(), 1);
     assert_eq!(refused_stages(&outcome), ["input_restriction"]);
 }
+
+fn kb_calls(count: usize) -> ModelTurn {
+    ModelTurn::ToolCalls(
+        (0..count)
+            .map(|index| ToolCall {
+                id: None,
+                name: "hr_kb_search".into(),
+                arguments: json!({"knowledge_base_id": format!("acme/hr/{index}"), "query": "q"})
+                    .into(),
+            })
+            .collect(),
+    )
+}
+
+/// agentc extension AGX-L1 (`lifespan.max_calls_per_turn`): a turn within the limit
+/// runs; a turn over it ends the engagement before any of its calls reaches a tool,
+/// with one audited refusal. Issue 23, item 10: a turn of 20,000 calls that never
+/// repeats a block back to back passes the short circuit, and is refused here.
+#[tokio::test]
+async fn agx_l1_max_calls_per_turn_refuses_an_oversized_turn() {
+    let agent = agent_yaml(HR_CAPABILITY, "lifespan:\n  max_calls_per_turn: 3\n");
+    let h = harness(&agent);
+    let outcome = h.run(vec![kb_calls(3), text("done")]).await;
+    assert!(completed(&outcome), "{:?}", outcome.status);
+    assert_eq!(h.kb.calls(), 3);
+
+    let h = harness(&agent);
+    let outcome = h.run(vec![kb_calls(4), text("done")]).await;
+    assert_eq!(h.kb.calls(), 0, "no call of an oversized turn runs");
+    assert!(matches!(
+        outcome.status,
+        EngagementStatus::Failed {
+            reason: FailureReason::CallLimit { .. }
+        }
+    ));
+    assert_eq!(refused_stages(&outcome), ["call_limit"]);
+    assert!(h.audit.text().contains("max_calls_per_turn"));
+
+    // The default (64) holds without any `lifespan`.
+    let h = harness(&agent_yaml(HR_CAPABILITY, ""));
+    let started = std::time::Instant::now();
+    let outcome = h.run(vec![kb_calls(20_000), text("done")]).await;
+    assert_eq!(h.kb.calls(), 0);
+    assert_eq!(refused_stages(&outcome), ["call_limit"]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// agentc extension AGX-L2 (`lifespan.max_calls`): the engagement may ask for that
+/// many calls, allowed or refused, and the next one ends it.
+#[tokio::test]
+async fn agx_l2_max_calls_counts_allowed_and_refused_calls() {
+    let agent = agent_yaml(HR_CAPABILITY, "lifespan:\n  max_calls: 3\n");
+    let h = harness(&agent);
+    let turns = vec![
+        kb_call("acme/hr/a"),
+        kb_call("acme/legal/b"),
+        kb_call("acme/hr/c"),
+        text("done"),
+    ];
+    let outcome = h.run(turns).await;
+    assert!(completed(&outcome), "{:?}", outcome.status);
+    assert_eq!(refused_stages(&outcome), ["input_restriction"]);
+
+    let h = harness(&agent);
+    let turns = vec![
+        kb_call("acme/hr/a"),
+        kb_call("acme/legal/b"),
+        kb_call("acme/hr/c"),
+        kb_call("acme/hr/d"),
+        text("done"),
+    ];
+    let outcome = h.run(turns).await;
+    assert_eq!(h.kb.calls(), 2, "the fourth call never reaches the tool");
+    assert_eq!(
+        refused_stages(&outcome),
+        ["input_restriction", "call_limit"]
+    );
+    assert!(matches!(
+        outcome.status,
+        EngagementStatus::Failed {
+            reason: FailureReason::CallLimit { .. }
+        }
+    ));
+}

@@ -124,10 +124,10 @@ enum Command {
         /// How long an agent called as a capability, here or on another server, may
         /// take in seconds (its engagement may wait for its own reviewers); tools keep
         /// their own shorter timeout.
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = seconds_limit())]
         agent_timeout: u64,
         /// How long a tool may take in seconds.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_parser = seconds_limit())]
         tool_timeout: u64,
     },
     /// Work with audit trails.
@@ -332,6 +332,15 @@ fn main() -> ExitCode {
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),
     }
+}
+
+/// The longest timeout a flag takes, in seconds: a week. A wait longer than that is a
+/// mistake, and a larger number could overflow the clock's arithmetic.
+const MAX_TIMEOUT_SECONDS: u64 = 7 * 24 * 60 * 60;
+
+/// Parses a timeout in whole seconds, from 1 to [`MAX_TIMEOUT_SECONDS`].
+fn seconds_limit() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECONDS)
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (nothing unless it is set, so stdout and

@@ -697,3 +697,29 @@ fn spec_files_are_read_bounded_regular_and_inside_the_directory() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Issue 23, item 11: a timeout too large for the clock is a usage error (exit 2)
+/// that names the allowed range, not a panic mid-call; so is zero.
+#[test]
+fn tool_timeout_overflow_is_a_usage_error() {
+    for flag in ["--tool-timeout", "--agent-timeout"] {
+        for value in ["18446744073709551615", "0", "604801"] {
+            let output = agentc(&[
+                "serve",
+                "spec-examples/hr",
+                "--auth-config",
+                "no-such-file.json",
+                "--model",
+                "scripted:none.yaml",
+                flag,
+                value,
+            ]);
+            assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+            assert!(
+                text(&output.stderr).contains("604800"),
+                "{}",
+                text(&output.stderr)
+            );
+        }
+    }
+}

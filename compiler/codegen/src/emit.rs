@@ -1422,10 +1422,13 @@ impl Emitter<'_> {
         let intent = &agent.intent;
         let owner = &agent.owner;
         let retain = agent.retain_memory;
-        let short_circuit = match agent.short_circuit {
+        let optional = |limit: Option<u64>| match limit {
             Some(limit) => quote!(Some(#limit)),
             None => quote!(None),
         };
+        let short_circuit = optional(agent.short_circuit);
+        let max_calls_per_turn = optional(agent.max_calls_per_turn);
+        let max_calls = optional(agent.max_calls);
         quote! {
             ::agentc_runtime::AgentSpec {
                 name: #name.to_string(),
@@ -1438,6 +1441,7 @@ impl Emitter<'_> {
                 exposes: ::std::vec::Vec::from([#(#exposes),*]),
                 retain_memory: #retain,
                 short_circuit: #short_circuit,
+                call_limits: ::agentc_runtime::CallLimits::new(#max_calls_per_turn, #max_calls),
             }
         }
     }

@@ -78,6 +78,10 @@ pub struct AgentIr {
     pub exposes_type: ObjectType,
     pub retain_memory: bool,
     pub short_circuit: Option<u64>,
+    /// AGX-L1: `lifespan.max_calls_per_turn`, when the spec gives it.
+    pub max_calls_per_turn: Option<u64>,
+    /// AGX-L2: `lifespan.max_calls`, when the spec gives it.
+    pub max_calls: Option<u64>,
     /// The CEL types of the capabilities, in document order.
     pub capability_types: Vec<CapabilityTypes>,
     /// Fetched from another server (`--fetch-remote`): typed, never hosted here.
@@ -269,6 +273,12 @@ pub fn lower(set: &CheckedSet) -> Result<SetIr, String> {
                 .is_none_or(|flag| flag.value),
             short_circuit: lifespan
                 .and_then(|lifespan| lifespan.short_circuit.as_ref())
+                .map(|limit| limit.value),
+            max_calls_per_turn: lifespan
+                .and_then(|lifespan| lifespan.max_calls_per_turn.as_ref())
+                .map(|limit| limit.value),
+            max_calls: lifespan
+                .and_then(|lifespan| lifespan.max_calls.as_ref())
                 .map(|limit| limit.value),
             capability_types: Vec::new(),
             remote,

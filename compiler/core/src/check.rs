@@ -425,6 +425,22 @@ impl Checker<'_> {
                     .with_help("remove `short_circuit` for no limit, or give the number of back-to-back repetitions to stop at (OAS-L2)"),
             );
         }
+        if let Some(lifespan) = &agent.lifespan {
+            for (key, limit) in [
+                ("max_calls_per_turn", &lifespan.max_calls_per_turn),
+                ("max_calls", &lifespan.max_calls),
+            ] {
+                if let Some(limit) = limit
+                    && limit.value == 0
+                {
+                    self.report(
+                        Diagnostic::new(FrontEndCode::OutOfRange, limit.span, format!("`{key}` must be at least 1"))
+                            .with_primary_label("0 would end every engagement at its first call")
+                            .with_help("remove it for the default limit, or give the most tool calls to allow (agentc extension AGX-L1/L2)"),
+                    );
+                }
+            }
+        }
     }
 
     fn check_identity(&mut self, key: &Spanned<String>, capability: &Capability) {

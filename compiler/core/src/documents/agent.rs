@@ -79,6 +79,14 @@ spec_struct! {
         /// Stop when the history would end in this many back-to-back copies of one block (OAS-L2).
         #[schemars(range(min = 1))]
         opt short_circuit: Spanned<u64>,
+        /// agentc extension AGX-L1: the most tool calls one model turn may ask for; a
+        /// turn asking for more ends the engagement before any of them runs (default 64).
+        #[schemars(range(min = 1))]
+        opt max_calls_per_turn: Spanned<u64>,
+        /// agentc extension AGX-L2: the most tool calls one engagement may ask for,
+        /// allowed or refused; the next ends the engagement (default 1,000).
+        #[schemars(range(min = 1))]
+        opt max_calls: Spanned<u64>,
     }
 }
 

@@ -594,6 +594,7 @@ impl Hosted<agents::hr_agent> {
             ]),
             retain_memory: false,
             short_circuit: Some(3u64),
+            call_limits: ::agentc_runtime::CallLimits::new(None, None),
         };
         Ok(::agentc_generated_support::hosting::AgentParts {
             spec,

@@ -614,6 +614,7 @@ impl Hosted<agents::meeting_scheduler> {
             ]),
             retain_memory: true,
             short_circuit: Some(2u64),
+            call_limits: ::agentc_runtime::CallLimits::new(None, None),
         };
         Ok(::agentc_generated_support::hosting::AgentParts {
             spec,

@@ -852,6 +852,7 @@ impl Hosted<agents::compliance_reviewer> {
             ]),
             retain_memory: false,
             short_circuit: Some(2u64),
+            call_limits: ::agentc_runtime::CallLimits::new(None, None),
         };
         Ok(::agentc_generated_support::hosting::AgentParts {
             spec,
@@ -1048,6 +1049,7 @@ impl Hosted<agents::hr_helpdesk> {
             ]),
             retain_memory: false,
             short_circuit: None,
+            call_limits: ::agentc_runtime::CallLimits::new(None, None),
         };
         Ok(::agentc_generated_support::hosting::AgentParts {
             spec,
@@ -1261,6 +1263,7 @@ impl Hosted<agents::office_assistant> {
             ]),
             retain_memory: false,
             short_circuit: Some(3u64),
+            call_limits: ::agentc_runtime::CallLimits::new(None, None),
         };
         let _ = tools;
         Ok(::agentc_generated_support::hosting::AgentParts {
@@ -1522,6 +1525,7 @@ impl Hosted<agents::team_scheduler> {
             ]),
             retain_memory: true,
             short_circuit: Some(2u64),
+            call_limits: ::agentc_runtime::CallLimits::new(None, None),
         };
         Ok(::agentc_generated_support::hosting::AgentParts {
             spec,
@@ -1699,6 +1703,7 @@ impl Hosted<agents::vendor_liaison> {
             ]),
             retain_memory: true,
             short_circuit: Some(3u64),
+            call_limits: ::agentc_runtime::CallLimits::new(None, None),
         };
         let _ = tools;
         Ok(::agentc_generated_support::hosting::AgentParts {

@@ -582,6 +582,7 @@ impl Hosted<agents::web_browser> {
             ]),
             retain_memory: true,
             short_circuit: Some(4u64),
+            call_limits: ::agentc_runtime::CallLimits::new(None, None),
         };
         Ok(::agentc_generated_support::hosting::AgentParts {
             spec,
