@@ -131,7 +131,7 @@ fn hostile_assertions_are_denied_within_their_budgets() {
     std::fs::create_dir_all(&directory).unwrap();
     // A tool output with a 1 MB string and 200 results, within the output schema.
     let mut results = vec![serde_json::json!({
-        "title": "^(a|b)*$",
+        "title": "^(a|b)*c$",
         "snippet": "x".repeat(1024 * 1024),
         "url": "https://kb.acme.example/hr/a"
     })];
@@ -173,6 +173,8 @@ fn hostile_assertions_are_denied_within_their_budgets() {
             "prompt_injection_scanner=spec-examples/scripts/hr/prompt_injection_scanner.json",
             "--input",
             "How much parental leave do I get?",
+            "--user",
+            "emp42",
         ]);
         assert_clean(&name, &output, took);
         let outcome: serde_json::Value = serde_json::from_slice(&output.stdout)
