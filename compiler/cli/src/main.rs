@@ -125,6 +125,19 @@ enum Command {
         /// How long a tool may take in seconds.
         #[arg(long, default_value_t = 30)]
         tool_timeout: u64,
+        /// The base URL callers reach the server at (`https://agents.example.com`),
+        /// written into `/openapi.json`, `/llms.txt`, `/agents` and the manifests;
+        /// default `http://` and the bound address. The request's `Host` is never used.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// How many failed authentications one client address may make per
+        /// `--auth-failure-window` before its API requests are answered 429 without
+        /// their credential being checked (0: no limit).
+        #[arg(long, default_value_t = 10)]
+        auth_failure_limit: u32,
+        /// The window of `--auth-failure-limit`, in seconds.
+        #[arg(long, default_value_t = 60)]
+        auth_failure_window: u32,
     },
     /// Work with audit trails.
     Audit {
@@ -268,6 +281,9 @@ fn main() -> ExitCode {
             allow_loopback_http,
             agent_timeout,
             tool_timeout,
+            public_url,
+            auth_failure_limit,
+            auth_failure_window,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -288,6 +304,9 @@ fn main() -> ExitCode {
                 allow_loopback_http,
                 agent_timeout_secs: agent_timeout,
                 tool_timeout_secs: tool_timeout,
+                public_url,
+                auth_failure_limit,
+                auth_failure_window,
             })
         }
         Command::Audit {

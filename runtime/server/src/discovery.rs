@@ -3,33 +3,48 @@
 //! capability manifest per agent, generated from its spec. Each is built from the
 //! hosted specs in a fixed order, so the same server gives the same documents.
 
+use crate::engine::Engine;
 use agentc_runtime::AgentSpec;
 use agentc_runtime::spec::CapabilityKind;
-use axum::http::HeaderMap;
 
-use crate::engine::Engine;
+/// Why a configured public URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the public URL must be `http://` or `https://` followed by a host (letters, digits, `.`, `-`, `:`, `[`, `]`), an optional port and an optional path, with no query, fragment or credentials"
+)]
+pub struct PublicUrlError;
 
-/// The base URL callers reached the server at, from the `Host` header (and
-/// `X-Forwarded-Proto` behind a TLS proxy).
-pub fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get("host")
-        .and_then(|value| value.to_str().ok())
-        .filter(|host| {
-            !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-        })
-        .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
+/// A configured public base URL, checked and without its trailing `/`: the scheme
+/// `http` or `https`, a host (with an optional port) and an optional path prefix.
+/// The URL is written into every discovery document, so it may hold nothing a client
+/// could read as markup or another URL (no query, fragment, credentials or spaces).
+pub fn normalize_public_url(text: &str) -> Result<String, PublicUrlError> {
+    let text = text.trim_end_matches('/');
+    let (scheme, rest) = text.split_once("://").ok_or(PublicUrlError)?;
+    if !matches!(scheme, "http" | "https") {
+        return Err(PublicUrlError);
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
     };
-    format!("{scheme}://{host}")
+    let host_ok = !authority.is_empty()
+        && !authority.starts_with(':')
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | '~'));
+    if !host_ok || !path_ok || path.contains("//") {
+        return Err(PublicUrlError);
+    }
+    Ok(format!("{scheme}://{authority}{path}"))
+}
+
+/// The default public base URL: `http://` and the address the server is bound to.
+pub fn bound_url(address: std::net::SocketAddr) -> String {
+    format!("http://{address}")
 }
 
 /// `GET /agents`: every hosted agent with its document, manifest and `oagent://` name.

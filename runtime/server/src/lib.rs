@@ -131,6 +131,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    engine.default_public_url(listener.local_addr()?);
     engine
         .recover()
         .map_err(|error| std::io::Error::other(error.to_string()))?;

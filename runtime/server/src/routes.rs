@@ -153,9 +153,61 @@ fn path_value(path: Result<Path<String>, PathRejection>) -> Result<String, ApiEr
     })
 }
 
+/// The TCP peer's address, when the connection gave one (never a forwarding header a
+/// client could write: behind a proxy, every client shares the proxy's address).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip()),
+        ))
+    }
+}
+
+impl Peer {
+    /// The key the peer is counted under.
+    fn key(self) -> String {
+        self.0
+            .map(crate::auth::address_key)
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+}
+
+/// Refuses a request from an address that has failed to authenticate too often,
+/// before its credential is checked, so that guessing is slowed to the limit.
+fn check_auth_failures(engine: &Engine, peer: Peer) -> Result<(), ApiError> {
+    if let Some(failures) = engine.auth_failures()
+        && let Err(wait) = failures.peek(&peer.key())
+    {
+        tracing::debug!("request refused: too many failed authentications from its address");
+        return Err(rate_limited(wait));
+    }
+    Ok(())
+}
+
+/// Counts a failed authentication against the peer's address.
+fn record_auth_failure(engine: &Engine, peer: Peer) {
+    if let Some(failures) = engine.auth_failures() {
+        let _ = failures.check(&peer.key());
+    }
+}
+
 /// The caller, authenticated and within the rate limit (OAS-C3: the identity becomes
-/// the engagement's user).
-fn caller(engine: &Engine, headers: &HeaderMap) -> Result<UserIdentity, ApiError> {
+/// the engagement's user). An address over its limit of failed authentications is
+/// answered 429 whatever it sends; a request without any credential is not a failed
+/// guess and is not counted.
+fn caller(engine: &Engine, peer: Peer, headers: &HeaderMap) -> Result<UserIdentity, ApiError> {
+    check_auth_failures(engine, peer)?;
     let text = |name: &str| {
         headers
             .get(name)
@@ -166,6 +218,9 @@ fn caller(engine: &Engine, headers: &HeaderMap) -> Result<UserIdentity, ApiError
         .authenticate(text("authorization"), text("x-api-key"))
         .map_err(|failure| {
             use crate::auth::AuthFailure;
+            if failure != AuthFailure::Missing {
+                record_auth_failure(engine, peer);
+            }
             let (code, message) = match failure {
                 AuthFailure::Missing => (
                     "unauthenticated",
@@ -207,25 +262,34 @@ fn rate_limited(wait: std::time::Duration) -> ApiError {
 /// the proxy's bucket.
 async fn limit_discovery(
     State(engine): Shared,
+    peer: Peer,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     if request.method() == Method::GET || request.method() == Method::HEAD {
         let headers = request.headers();
         let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        let verdict = match engine
-            .authenticator()
-            .authenticate(text("authorization"), text("x-api-key"))
-        {
+        let authorization = headers
+            .get("authorization")
+            .map(|_| text("authorization").unwrap_or("\u{0}"));
+        let api_key = headers
+            .get("x-api-key")
+            .map(|_| text("x-api-key").unwrap_or("\u{0}"));
+        // A credential sent with discovery is a guess like any other: refused from an
+        // address over its limit of failures, and counted when it fails.
+        if authorization.is_some() || api_key.is_some() {
+            check_auth_failures(&engine, peer)?;
+        }
+        let verdict = match engine.authenticator().authenticate(authorization, api_key) {
             Ok(user) => engine.limiter().map(|limiter| limiter.check(&user.id)),
-            Err(_) => engine.anonymous_limiter().map(|limiter| {
-                let address = request
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|ConnectInfo(address)| address.ip().to_string())
-                    .unwrap_or_else(|| "unknown".to_string());
-                limiter.check(&address)
-            }),
+            Err(failure) => {
+                if failure != crate::auth::AuthFailure::Missing {
+                    record_auth_failure(&engine, peer);
+                }
+                engine
+                    .anonymous_limiter()
+                    .map(|limiter| limiter.check(&peer.key()))
+            }
         };
         if let Some(Err(wait)) = verdict {
             return Err(rate_limited(wait));
@@ -344,10 +408,10 @@ fn see_other(id: &str) -> Response {
     response
 }
 
-async fn list_agents(State(engine): Shared, headers: HeaderMap) -> Response {
+async fn list_agents(State(engine): Shared) -> Response {
     json(
         StatusCode::OK,
-        &discovery::agent_list(&engine, &discovery::base_url(&headers)),
+        &discovery::agent_list(&engine, engine.public_url()),
     )
 }
 
@@ -371,7 +435,6 @@ async fn agent_document(
 
 async fn agent_manifest(
     State(engine): Shared,
-    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let name = path_value(path)?;
@@ -381,7 +444,7 @@ async fn agent_manifest(
         .ok_or_else(|| ApiError::not_found("such agent"))?;
     Ok(json(
         StatusCode::OK,
-        &discovery::manifest(&engine, &hosted.spec, &discovery::base_url(&headers)),
+        &discovery::manifest(&engine, &hosted.spec, engine.public_url()),
     ))
 }
 
@@ -389,11 +452,12 @@ async fn agent_manifest(
 /// 303 See Other to where its state is read.
 async fn start_engagement(
     State(engine): Shared,
+    peer: Peer,
     path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let name = path_value(path)?;
-    let user = caller(&engine, request.headers())?;
+    let user = caller(&engine, peer, request.headers())?;
     if !engine.agents().contains_key(&name) {
         return Err(ApiError::not_found("such agent"));
     }
@@ -451,11 +515,12 @@ fn engagement_view(record: &EngagementRecord) -> serde_json::Value {
 
 async fn read_engagement(
     State(engine): Shared,
+    peer: Peer,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
-    let user = caller(&engine, &headers)?;
+    let user = caller(&engine, peer, &headers)?;
     let record = visible_engagement(&engine, &user, &id)?;
     Ok(json(StatusCode::OK, &engagement_view(&record)))
 }
@@ -463,11 +528,12 @@ async fn read_engagement(
 /// Adds user input to an engagement that has yielded; only its own user may.
 async fn add_engagement_input(
     State(engine): Shared,
+    peer: Peer,
     path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
-    let user = caller(&engine, request.headers())?;
+    let user = caller(&engine, peer, request.headers())?;
     let record = visible_engagement(&engine, &user, &id)?;
     if record.user.id != user.id {
         return Err(ApiError::new(
@@ -510,8 +576,12 @@ fn review_view(review: &ReviewRecord) -> serde_json::Value {
     })
 }
 
-async fn list_reviews(State(engine): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
-    let user = caller(&engine, &headers)?;
+async fn list_reviews(
+    State(engine): Shared,
+    peer: Peer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let user = caller(&engine, peer, &headers)?;
     let mut names = vec![user.id.as_str()];
     if let Some(email) = &user.email {
         names.push(email);
@@ -530,11 +600,12 @@ async fn list_reviews(State(engine): Shared, headers: HeaderMap) -> Result<Respo
 
 async fn read_review(
     State(engine): Shared,
+    peer: Peer,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
-    let user = caller(&engine, &headers)?;
+    let user = caller(&engine, peer, &headers)?;
     let review = engine
         .store()
         .review(&id)
@@ -547,11 +618,12 @@ async fn read_review(
 /// OAS-C7: the named reviewer approves (naming the exact call by its hash) or refuses.
 async fn decide_review(
     State(engine): Shared,
+    peer: Peer,
     path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
-    let user = caller(&engine, request.headers())?;
+    let user = caller(&engine, peer, request.headers())?;
     let body = json_object(&engine, request).await?;
     let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
     let decision = match field("decision") {
@@ -597,19 +669,19 @@ async fn decide_review(
     }
 }
 
-async fn llms_txt(State(engine): Shared, headers: HeaderMap) -> Response {
+async fn llms_txt(State(engine): Shared) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-        discovery::llms_txt(&engine, &discovery::base_url(&headers)),
+        discovery::llms_txt(&engine, engine.public_url()),
     )
         .into_response()
 }
 
-async fn openapi(State(engine): Shared, headers: HeaderMap) -> Response {
+async fn openapi(State(engine): Shared) -> Response {
     json(
         StatusCode::OK,
-        &discovery::openapi(&engine, &discovery::base_url(&headers)),
+        &discovery::openapi(&engine, engine.public_url()),
     )
 }
 

@@ -1226,3 +1226,195 @@ async fn graceful_shutdown_lets_running_engagements_finish() {
     drop(store);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// Every URL in the discovery documents, for a request sent with `host`.
+async fn discovery_texts(base: &str, host: Option<&str>) -> Vec<String> {
+    let mut texts = Vec::new();
+    for path in [
+        "/openapi.json",
+        "/llms.txt",
+        "/agents",
+        "/agents/refunds/manifest",
+    ] {
+        let host_line = host
+            .map(|host| format!("Host: {host}\r\n"))
+            .unwrap_or_default();
+        let (status, body) = raw_request(
+            base,
+            &format!("GET {path} HTTP/1.1\r\n{host_line}Connection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{path}: {body}");
+        texts.push(body);
+    }
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_urls_ignore_the_host_header() {
+    // Default: `http://` and the bound address, whatever the client says its host is.
+    let (setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    let server = setup.start().await;
+    let base = server.base.clone();
+    for host in [Some("evil.test:1"), Some(""), None] {
+        let texts = discovery_texts(&base, host).await;
+        for text in &texts {
+            assert!(!text.contains("evil.test"), "{text}");
+            assert!(!text.contains("localhost"), "{text}");
+        }
+        let openapi: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
+        assert_eq!(openapi["servers"][0]["url"], base.as_str());
+        assert!(texts[1].contains(&format!("({base}/agents/refunds)")));
+        let agents: serde_json::Value = serde_json::from_str(&texts[2]).unwrap();
+        assert_eq!(
+            agents["agents"][0]["document"],
+            format!("{base}/agents/refunds")
+        );
+        assert_eq!(
+            agents["agents"][0]["oagent"],
+            format!("oagent://{}/agents/refunds", address(&base))
+        );
+        let manifest: serde_json::Value = serde_json::from_str(&texts[3]).unwrap();
+        assert_eq!(
+            manifest["endpoint"]["address"],
+            format!("{base}/agents/refunds")
+        );
+    }
+    server.stop().await;
+
+    // Configured: every link uses the public URL (its trailing `/` dropped).
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.public_url = Some("https://agents.acme.example/v1/".into());
+    let server = setup.start().await;
+    let public = "https://agents.acme.example/v1";
+    let texts = discovery_texts(&server.base, Some("evil.test:1")).await;
+    for text in &texts {
+        assert!(
+            !text.contains("evil.test") && !text.contains("127.0.0.1"),
+            "{text}"
+        );
+    }
+    let openapi: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
+    assert_eq!(openapi["servers"][0]["url"], public);
+    assert!(texts[1].contains(&format!("({public}/agents/refunds)")));
+    let agents: serde_json::Value = serde_json::from_str(&texts[2]).unwrap();
+    assert_eq!(
+        agents["agents"][0]["oagent"],
+        "oagent://agents.acme.example/v1/agents/refunds"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&texts[3]).unwrap();
+    assert_eq!(manifest["endpoint"]["protocol"], "https");
+    assert_eq!(
+        manifest["endpoint"]["health_check"],
+        format!("{public}/healthz")
+    );
+    server.stop().await;
+
+    // A public URL that is not a plain http(s) URL is refused at start.
+    for bad in [
+        "ftp://agents.acme.example",
+        "https://",
+        "https://user@host",
+        "https://host/a?b",
+        "https://host/<script>",
+        "agents.acme.example",
+    ] {
+        assert!(
+            agentc_server::discovery::normalize_public_url(bad).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+/// A client whose connections come from `source` (another loopback address).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn status_of(request: reqwest::RequestBuilder) -> (u16, Option<u64>) {
+    let response = request.send().await.unwrap();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    (response.status().as_u16(), retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentication_is_rate_limited_per_client_address() {
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.auth_failure_limit = Some(agentc_server::RateLimitConfig {
+        requests: 3,
+        per_seconds: 3,
+    });
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let guesser = client_from("127.0.0.1");
+    let other = client_from("127.0.0.2");
+    let reviews = format!("{base}/reviews");
+
+    // Requests without any credential are not guesses: never counted.
+    for _ in 0..5 {
+        assert_eq!(status_of(guesser.get(&reviews)).await.0, 401);
+    }
+    // Three wrong guesses are answered 401; from then on the address gets 429 with
+    // Retry-After, even with a valid token (its credential is not checked at all).
+    for guess in ["guess-0001", "guess-0002", "guess-0003"] {
+        let (status, _) = status_of(guesser.get(&reviews).bearer_auth(guess)).await;
+        assert_eq!(status, 401);
+    }
+    for token in ["guess-0004", "alice-token-1"] {
+        let (status, retry) = status_of(guesser.get(&reviews).bearer_auth(token)).await;
+        assert_eq!(status, 429, "{token}");
+        assert!(
+            retry.is_some_and(|seconds| (1..=2).contains(&seconds)),
+            "{retry:?}"
+        );
+    }
+    let (status, _) = status_of(
+        guesser
+            .post(format!("{base}/agents/refunds"))
+            .header("x-api-key", "guess-0005")
+            .body(r#"{"text": "x"}"#),
+    )
+    .await;
+    assert_eq!(status, 429);
+    // Discovery with a credential is a guess too; without one it is still served.
+    let openapi = format!("{base}/openapi.json");
+    assert_eq!(
+        status_of(guesser.get(&openapi).bearer_auth("guess-0006"))
+            .await
+            .0,
+        429
+    );
+    assert_eq!(status_of(guesser.get(&openapi)).await.0, 200);
+
+    // Another address is not affected: its valid requests succeed, its guesses count
+    // against its own budget.
+    assert_eq!(
+        status_of(other.get(&reviews).bearer_auth("alice-token-1"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        status_of(other.get(&reviews).bearer_auth("guess-0007"))
+            .await
+            .0,
+        401
+    );
+
+    // Once the window has refilled, the first address may authenticate again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        status_of(guesser.get(&reviews).bearer_auth("alice-token-1"))
+            .await
+            .0,
+        200
+    );
+    server.stop().await;
+}
