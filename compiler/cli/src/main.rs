@@ -138,6 +138,17 @@ enum Command {
         /// The window of `--auth-failure-limit`, in seconds.
         #[arg(long, default_value_t = 60)]
         auth_failure_window: u32,
+        /// Seconds a client has to send a request's complete header, from when its
+        /// connection opens or its previous answer was sent (also the idle keep-alive
+        /// limit); then the connection is closed.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        header_timeout: u64,
+        /// Seconds reading a request's body may take; then the answer is 408.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        body_timeout: u64,
+        /// How many connections are served at once; more are closed as they arrive.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections: u64,
     },
     /// Work with audit trails.
     Audit {
@@ -284,6 +295,9 @@ fn main() -> ExitCode {
             public_url,
             auth_failure_limit,
             auth_failure_window,
+            header_timeout,
+            body_timeout,
+            max_connections,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -307,6 +321,9 @@ fn main() -> ExitCode {
                 public_url,
                 auth_failure_limit,
                 auth_failure_window,
+                header_timeout_secs: header_timeout,
+                body_timeout_secs: body_timeout,
+                max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
             })
         }
         Command::Audit {

@@ -34,6 +34,12 @@ pub struct ServeRequest<'a> {
     pub auth_failure_limit: u32,
     /// The window of `auth_failure_limit`, in seconds.
     pub auth_failure_window: u32,
+    /// Seconds to send a request's header (and the idle keep-alive limit).
+    pub header_timeout_secs: u64,
+    /// Seconds to send a request's body.
+    pub body_timeout_secs: u64,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 /// Serves until Ctrl-C or SIGTERM; exit 0 after a graceful shutdown, 2 on usage, spec
@@ -95,6 +101,9 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
             requests: request.auth_failure_limit,
             per_seconds: request.auth_failure_window,
         }),
+        header_read_timeout: std::time::Duration::from_secs(request.header_timeout_secs),
+        body_read_timeout: std::time::Duration::from_secs(request.body_timeout_secs),
+        max_connections: request.max_connections,
         ..ServerConfig::default()
     };
     let mut tools =

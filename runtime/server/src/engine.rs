@@ -58,6 +58,16 @@ pub struct ServerConfig {
     /// over the window) before its API requests are answered 429 with `Retry-After`,
     /// without their credential being checked; `None`: unlimited.
     pub auth_failure_limit: Option<RateLimitConfig>,
+    /// How long a client has to send a request's complete header, from the moment its
+    /// connection opens or its previous answer was sent (so it also bounds an idle
+    /// kept-alive connection); then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long reading a request's body may take once a handler reads it; then the
+    /// answer is 408 and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// How many connections are served at once; a connection accepted over the limit
+    /// is closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +81,9 @@ impl Default for ServerConfig {
             agent_timeout: Duration::from_secs(600),
             public_url: None,
             auth_failure_limit: Some(crate::auth::DEFAULT_AUTH_FAILURE_LIMIT),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 512,
         }
     }
 }
@@ -516,6 +529,14 @@ impl Engine {
         {
             return Err(ServerError::InvalidLimit(
                 "the auth failure limit needs a count and a window above 0",
+            ));
+        }
+        if parts.config.header_read_timeout.is_zero()
+            || parts.config.body_read_timeout.is_zero()
+            || parts.config.max_connections == 0
+        {
+            return Err(ServerError::InvalidLimit(
+                "the header and body timeouts and the connection limit must be above 0",
             ));
         }
         let public_url = OnceLock::new();

@@ -30,6 +30,7 @@ pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agentc_compiler::documents::Document;
 use agentc_compiler::{CheckOptions, CheckedSet, SourceInput, check_set};
@@ -125,7 +126,14 @@ pub fn load_specs(inputs: &[SourceInput]) -> Result<LoadedSpecs, LoadError> {
 
 /// Serves `engine` on `listener` until `shutdown` completes, then drains: new
 /// engagements are refused while running ones reach a safe point (up to the grace
-/// period), and the listener closes.
+/// period), the listener closes, and open connections finish the answer they are
+/// sending (up to the grace period again).
+///
+/// Each connection is HTTP/1 with the configured header read timeout (which also
+/// bounds an idle kept-alive connection); the body read timeout is applied where a
+/// body is read. At most `max_connections` are served at once: one accepted over the
+/// limit is closed at once, so a client holding connections open cannot exhaust the
+/// process's descriptors, and the timeouts free what it holds.
 pub async fn serve(
     engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
@@ -136,18 +144,101 @@ pub async fn serve(
         .recover()
         .map_err(|error| std::io::Error::other(error.to_string()))?;
     let app = routes::router(Arc::clone(&engine));
+    let config = engine.config().clone();
+    let limit = config
+        .max_connections
+        .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
     let draining = Arc::clone(&engine);
-    // The peer address is kept for the per-client limit of anonymous discovery.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let mut shutdown = std::pin::pin!(async move {
         shutdown.await;
         tracing::info!("shutting down: waiting for running engagements");
         draining.drain().await;
-    })
-    .await
+    });
+    let mut last_refusal_logged: Option<std::time::Instant> = None;
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            // Over the limit: closed at once, before anything is read.
+            drop(stream);
+            if last_refusal_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                tracing::warn!(limit, "connection limit reached: closing new connections");
+                last_refusal_logged = Some(std::time::Instant::now());
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        // The peer address is kept for the per-client limits.
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::Service::call(&mut app.clone(), request)
+            },
+        );
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection closed");
+                    }
+                    return;
+                }
+                _ = stopping.wait_for(|stop| *stop) => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let closed = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.shutdown_grace, closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing open connections");
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// After a failed accept: a connection that failed before it was taken is skipped at
+/// once; anything else (above all, no descriptor left) waits a moment rather than
+/// spin, while open connections finish and free theirs.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM: what `agentc serve` shuts down on.

@@ -73,6 +73,9 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"agentc\""),
             );
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = self.retry_after
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
@@ -319,9 +322,21 @@ async fn json_object(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| too_large())?;
+    // A client sending its body slowly holds a connection; past the timeout it gets
+    // 408 and the connection closes (the unread rest of the body is not waited for).
+    let timeout = engine.config().body_read_timeout;
+    let bytes: Bytes =
+        match tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), limit)).await
+        {
+            Ok(read) => read.map_err(|_| too_large())?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body did not arrive within {} s", timeout.as_secs_f64()),
+                ));
+            }
+        };
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

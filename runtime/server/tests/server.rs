@@ -1418,3 +1418,138 @@ async fn failed_authentication_is_rate_limited_per_client_address() {
     );
     server.stop().await;
 }
+
+/// Reads from `stream` until the server closes it; `None` when it is still open after
+/// `within`. Returns what was read.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(count) => answer.extend_from_slice(&buffer[..count]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&answer).to_string())
+}
+
+/// Whether `/healthz` answers 200 within `within`, on a connection closed after it.
+async fn health_within(base: &str, within: Duration) -> bool {
+    let started = std::time::Instant::now();
+    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answered = tokio::time::timeout(within, raw_request(base, request)).await;
+    matches!(answered, Ok((200, _))) && started.elapsed() <= within
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_do_not_starve_healthz() {
+    use tokio::io::AsyncWriteExt;
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.header_read_timeout = Duration::from_millis(800);
+    setup.config.body_read_timeout = Duration::from_millis(800);
+    setup.config.max_connections = 64;
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let connect = || tokio::net::TcpStream::connect(address(&base));
+
+    // 50 slow clients: idle ones that send nothing, half-sent headers, bodies sent
+    // slowly (authenticated, so the body is read), and kept-alive connections idle
+    // after one answer.
+    let mut slow = Vec::new();
+    for index in 0..50 {
+        let mut stream = connect().await.unwrap();
+        match index % 4 {
+            0 => {}
+            1 => stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap(),
+            2 => stream
+                .write_all(
+                    b"POST /agents/refunds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-token-1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"text\": ",
+                )
+                .await
+                .unwrap(),
+            _ => stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap(),
+        }
+        slow.push((index % 4, stream));
+    }
+    // A normal request is answered at once.
+    assert!(health_within(&base, Duration::from_secs(1)).await);
+    // Every slow client is disconnected once its timeout has passed; a slow body gets
+    // 408 first, a kept-alive connection its one answer.
+    let started = std::time::Instant::now();
+    for (kind, stream) in &mut slow {
+        let answer = closed_within(stream, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("a slow client of kind {kind} is still connected"));
+        match kind {
+            2 => assert!(answer.starts_with("HTTP/1.1 408"), "{answer}"),
+            3 => assert!(answer.starts_with("HTTP/1.1 200"), "{answer}"),
+            _ => assert!(!answer.contains("200 OK"), "{answer}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // A client that sends its request in time is served as before.
+    assert!(health_within(&base, Duration::from_secs(1)).await);
+    // No engagement was started by a body that never arrived.
+    assert!(
+        server
+            .engine
+            .store()
+            .engagements_in_states(&["running", "completed", "awaiting_review", "failed"])
+            .unwrap()
+            .is_empty()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.header_read_timeout = Duration::from_millis(800);
+    setup.config.max_connections = 4;
+    let server = setup.start().await;
+    let base = server.base.clone();
+    // Within the limit, requests are served.
+    assert!(health_within(&base, Duration::from_secs(1)).await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tokio::net::TcpStream::connect(address(&base))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Over the limit: the connection is closed at once, without an answer.
+    let mut over = tokio::net::TcpStream::connect(address(&base))
+        .await
+        .unwrap();
+    let answer = closed_within(&mut over, Duration::from_millis(500)).await;
+    assert_eq!(answer.as_deref(), Some(""));
+    // Once the idle connections have timed out, there is room again.
+    for stream in &mut held {
+        assert!(
+            closed_within(stream, Duration::from_secs(3))
+                .await
+                .is_some()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(health_within(&base, Duration::from_secs(1)).await);
+    server.stop().await;
+}
