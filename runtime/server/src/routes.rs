@@ -504,13 +504,36 @@ fn visible_engagement(
     }
 }
 
+/// What a failed `exposes` says to the caller: its kind and key, never the evaluation's
+/// error text, which may quote the tool data it failed on.
+pub const EXPOSES_FAILED: &str = "exposes could not be evaluated";
+
+/// The status as the caller sees it. A failure of `exposes` keeps its kind and key and
+/// a fixed detail, whatever was stored (a record written before the runtime stopped
+/// recording the error text, or by another runtime).
+fn public_status(status: &serde_json::Value) -> serde_json::Value {
+    let mut status = status.clone();
+    if let Some(reason) = status
+        .get_mut("reason")
+        .and_then(serde_json::Value::as_object_mut)
+        && reason.get("kind").and_then(serde_json::Value::as_str) == Some("exposes")
+    {
+        reason.retain(|field, _| field == "kind" || field == "key");
+        reason.insert(
+            "detail".into(),
+            serde_json::Value::String(EXPOSES_FAILED.into()),
+        );
+    }
+    status
+}
+
 /// OAS-S3 and OAS-X1: the state is the status, the text and the exposes — nothing else
 /// of the engagement.
 fn engagement_view(record: &EngagementRecord) -> serde_json::Value {
     let mut view = serde_json::json!({
         "id": record.id,
         "agent": record.agent,
-        "status": record.status,
+        "status": public_status(&record.status),
         "text": record.text,
         "exposes": record.exposes,
     });

@@ -1553,3 +1553,86 @@ async fn connections_over_the_limit_are_closed_at_once() {
     assert!(health_within(&base, Duration::from_secs(1)).await);
     server.stop().await;
 }
+
+const EXPOSING_AGENT: &str = r#"kind: openagentspec:v1/agent
+name: refunds
+description: Issues refunds and exposes the refund's number.
+intent: You issue refunds the customer asks for.
+owner: people-ops@acme.example
+capabilities:
+  issue_refund: {}
+exposes:
+  refund_number: 'has(recent.issue_refund) ? int(recent.issue_refund.outputs.refund_id) : 0'
+"#;
+
+/// Runs one refund whose tool answers `refund_id`; returns the engagement's raw JSON
+/// text and the server.
+async fn exposing_engagement(refund_id: &str) -> (String, TestServer) {
+    let (setup, _) = Setup::new(
+        vec![
+            ("refunds.yaml", EXPOSING_AGENT.to_string()),
+            ("tools.yaml", REFUND_TOOLS.to_string()),
+        ],
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    )
+    .script("refunds", REFUND_SCRIPT)
+    .mock("issue_refund", json!({"refund_id": refund_id}));
+    let server = setup.start().await;
+    let (_, location, _) = post(
+        &server.base,
+        "/agents/refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-42"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["completed", "failed"],
+    )
+    .await;
+    let text = client()
+        .get(format!("{}{location}", server.base))
+        .bearer_auth("alice-token-1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (text, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_exposes_show_their_kind_and_never_the_tool_data() {
+    // Allowed: a refund number that converts is exposed.
+    let (text, server) = exposing_engagement("1234").await;
+    let done: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["exposes"], json!({"refund_number": 1234}));
+    server.stop().await;
+
+    // Denied: the conversion fails on the tool's output; the caller learns which
+    // exposes failed, but nothing of the value it failed on.
+    let marker = "PLANTED-MARKER-5e0c";
+    let (text, server) = exposing_engagement(marker).await;
+    assert!(!text.contains(marker), "{text}");
+    let failed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(failed["status"]["state"], "failed", "{failed}");
+    assert_eq!(
+        failed["status"]["reason"],
+        json!({"kind": "exposes", "key": "refund_number", "detail": "exposes could not be evaluated"})
+    );
+    assert_eq!(failed["exposes"], json!({}));
+    // Nor is it kept in the stored status.
+    let stored = server
+        .engine
+        .store()
+        .engagements_in_states(&["failed"])
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].status.to_string().contains(marker));
+    server.stop().await;
+}
