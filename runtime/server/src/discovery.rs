@@ -47,12 +47,32 @@ pub fn bound_url(address: std::net::SocketAddr) -> String {
     format!("http://{address}")
 }
 
-/// `GET /agents`: every hosted agent with its document, manifest and `oagent://` name.
-pub fn agent_list(engine: &Engine, base: &str) -> serde_json::Value {
+/// `GET /agents`: the hosted agents named after `after` (by name), at most `limit`,
+/// each with its document, manifest and `oagent://` name; `next_after` is the last
+/// name when more follow.
+pub fn agent_list(
+    engine: &Engine,
+    base: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> serde_json::Value {
+    use std::ops::Bound;
     let host = base.split("://").nth(1).unwrap_or(base);
-    let agents: Vec<serde_json::Value> = engine
+    let start = after.map_or(Bound::Unbounded, |name| Bound::Excluded(name.to_string()));
+    let mut hosted: Vec<_> = engine
         .agents()
-        .values()
+        .range((start, Bound::Unbounded))
+        .take(limit.saturating_add(1))
+        .map(|(_, hosted)| hosted)
+        .collect();
+    let more = hosted.len() > limit;
+    hosted.truncate(limit);
+    let next_after = match hosted.last() {
+        Some(last) if more => serde_json::Value::String(last.spec.name.clone()),
+        _ => serde_json::Value::Null,
+    };
+    let agents: Vec<serde_json::Value> = hosted
+        .into_iter()
         .map(|hosted| {
             let name = &hosted.spec.name;
             serde_json::json!({
@@ -64,7 +84,7 @@ pub fn agent_list(engine: &Engine, base: &str) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({ "agents": agents })
+    serde_json::json!({ "agents": agents, "next_after": next_after })
 }
 
 /// A capability manifest (Agent OSI layer 3) for one agent: engaging it, and each
@@ -140,7 +160,7 @@ pub fn llms_txt(engine: &Engine, base: &str) -> String {
          2. `POST {base}/agents/NAME` with `{{\"text\": \"your instruction\"}}` starts an engagement; the answer is `303 See Other` with `Location: /engagements/ID`.\n\
          3. `GET {base}/engagements/ID` returns `{{\"status\": {{\"state\": ...}}, \"text\", \"exposes\"}}`; poll until the state is `completed` or `failed`.\n\
          4. `POST {base}/engagements/ID` with `{{\"text\": ...}}` adds input once it has answered.\n\
-         5. A call that needs a review waits in state `awaiting_review`; the reviewer lists `GET {base}/reviews` and answers `POST {base}/reviews/REVIEW` with `{{\"decision\": \"approve\", \"call_hash\": ...}}` or `{{\"decision\": \"refuse\", \"reason\": ...}}`.\n\
+         5. A call that needs a review waits in state `awaiting_review`; the reviewer lists `GET {base}/reviews` (a page of up to `?limit=` 50 at a time, 200 at most, oldest first; follow `next` until it is null) and answers `POST {base}/reviews/REVIEW` with `{{\"decision\": \"approve\", \"call_hash\": ...}}` or `{{\"decision\": \"refuse\", \"reason\": ...}}`.\n\
          6. A call to an agent on another server waits in state `awaiting_remote` until that agent's engagement answers.\n\n\
          ## Reference\n\n\
          - [OpenAPI 3.1]({base}/openapi.json)\n\
@@ -177,6 +197,19 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
         "required": true,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Input"}}},
     });
+    let page_parameters = serde_json::json!([
+        {"name": "limit", "in": "query", "required": false,
+         "description": "how many items to answer (default 50)",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+        {"name": "after", "in": "query", "required": false,
+         "description": "the cursor of the previous page's `next` link; items come in a stable order",
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,200}$"}},
+    ]);
+    let next_schema = serde_json::json!({
+        "type": ["string", "null"],
+        "description": "the path of the next page (`?limit=N&after=CURSOR`), or null on the last page",
+    });
+    let bad_query = error_response("`limit` or `after` is not valid");
     let see_other = serde_json::json!({
         "description": "the engagement's state is at Location (OAS-S3)",
         "headers": {"Location": {"schema": {"type": "string"}}},
@@ -191,8 +224,9 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
         "servers": [{"url": base}],
         "paths": {
             "/agents": {"get": {
-                "operationId": "listAgents", "summary": "The hosted agents",
-                "responses": {"200": {"description": "the agents", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentList"}}}}, "429": limited},
+                "operationId": "listAgents", "summary": "The hosted agents, a page at a time, by name",
+                "parameters": page_parameters,
+                "responses": {"200": {"description": "the agents", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentList"}}}}, "400": bad_query, "429": limited},
             }},
             "/agents/{name}": {
                 "get": {
@@ -249,9 +283,9 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                 },
             },
             "/reviews": {"get": {
-                "operationId": "listReviews", "summary": "Reviews waiting for the caller (OAS-C7)",
-                "security": secured,
-                "responses": {"200": {"description": "pending reviews", "content": {"application/json": {"schema": {"type": "object", "properties": {"reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}}}}}}}, "401": unauthorized, "429": limited},
+                "operationId": "listReviews", "summary": "Reviews waiting for the caller (OAS-C7), a page at a time, oldest first",
+                "security": secured, "parameters": page_parameters,
+                "responses": {"200": {"description": "pending reviews", "content": {"application/json": {"schema": {"type": "object", "required": ["reviews", "next"], "properties": {"reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}}, "next": next_schema}}}}}, "400": bad_query, "401": unauthorized, "429": limited},
             }},
             "/reviews/{id}": {
                 "get": {
@@ -320,7 +354,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "call_hash": {"type": "string"}, "reason": {"type": "string"},
                     },
                 },
-                "AgentList": {"type": "object", "properties": {"agents": {"type": "array", "items": {"type": "object"}}}},
+                "AgentList": {"type": "object", "required": ["agents", "next"], "properties": {"agents": {"type": "array", "items": {"type": "object"}}, "next": next_schema}},
             },
         },
     })

@@ -423,11 +423,23 @@ fn see_other(id: &str) -> Response {
     response
 }
 
-async fn list_agents(State(engine): Shared) -> Response {
-    json(
-        StatusCode::OK,
-        &discovery::agent_list(&engine, engine.public_url()),
-    )
+/// The hosted agents, a page at a time, by name.
+async fn list_agents(State(engine): Shared, uri: axum::http::Uri) -> Result<Response, ApiError> {
+    let page = page_query(uri.query())?;
+    let mut list = discovery::agent_list(
+        &engine,
+        engine.public_url(),
+        page.after.as_deref(),
+        page.limit,
+    );
+    if let Some(object) = list.as_object_mut() {
+        let next = match object.remove("next_after") {
+            Some(serde_json::Value::String(cursor)) => next_link("/agents", page.limit, &cursor),
+            _ => serde_json::Value::Null,
+        };
+        object.insert("next".into(), next);
+    }
+    Ok(json(StatusCode::OK, &list))
 }
 
 /// OAS-S1/S3: the agent document, as YAML.
@@ -614,26 +626,108 @@ fn review_view(review: &ReviewRecord) -> serde_json::Value {
     })
 }
 
+/// How many items a list answers by default, and at most (`?limit=`).
+pub const DEFAULT_PAGE_LIMIT: usize = 50;
+/// The largest `?limit=` a list accepts.
+pub const MAX_PAGE_LIMIT: usize = 200;
+
+/// A page of a list: `?limit=N` (1 to [`MAX_PAGE_LIMIT`], default
+/// [`DEFAULT_PAGE_LIMIT`]) and `?after=CURSOR`, the `next` link's cursor.
+struct PageQuery {
+    limit: usize,
+    after: Option<String>,
+}
+
+fn invalid_query(message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+/// Reads `limit` and `after` from a query string. A cursor is short and made of
+/// letters, digits, `_`, `-` and `.` (what the server writes), so it needs no decoding;
+/// anything else is refused. Other parameters are ignored.
+fn page_query(query: Option<&str>) -> Result<PageQuery, ApiError> {
+    let mut page = PageQuery {
+        limit: DEFAULT_PAGE_LIMIT,
+        after: None,
+    };
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => {
+                page.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|limit| (1..=MAX_PAGE_LIMIT).contains(limit))
+                    .ok_or_else(|| invalid_query("`limit` must be a whole number from 1 to 200"))?;
+            }
+            "after" => {
+                let valid = !value.is_empty()
+                    && value.len() <= 200
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                if !valid {
+                    return Err(invalid_query("`after` must be the cursor of a `next` link"));
+                }
+                page.after = Some(value.to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+/// The link to the page after `cursor`.
+fn next_link(path: &str, limit: usize, cursor: &str) -> serde_json::Value {
+    serde_json::Value::String(format!("{path}?limit={limit}&after={cursor}"))
+}
+
+/// A review's position in the list: its creation time and identifier.
+fn review_cursor(review: &ReviewRecord) -> String {
+    format!("{}.{}", review.created_at_ms, review.id)
+}
+
+fn parse_review_cursor(cursor: &str) -> Result<(i64, &str), ApiError> {
+    cursor
+        .split_once('.')
+        .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id)))
+        .filter(|(_, id)| !id.is_empty())
+        .ok_or_else(|| invalid_query("`after` must be the cursor of a `next` link"))
+}
+
+/// The reviews waiting for the caller, a page at a time, oldest first.
 async fn list_reviews(
     State(engine): Shared,
     peer: Peer,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let user = caller(&engine, peer, &headers)?;
+    let page = page_query(uri.query())?;
+    let after = page.after.as_deref().map(parse_review_cursor).transpose()?;
     let mut names = vec![user.id.as_str()];
     if let Some(email) = &user.email {
         names.push(email);
     }
-    let reviews = engine
+    let mut reviews = engine
         .store()
-        .pending_reviews_for(&names)
+        .pending_reviews_page(&names, after, page.limit + 1)
         .map_err(|error| ApiError::store(&error))?;
-    let views: Vec<serde_json::Value> = reviews
-        .iter()
-        .filter(|review| !review.reviewer_is_agent)
-        .map(review_view)
-        .collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({"reviews": views})))
+    let more = reviews.len() > page.limit;
+    reviews.truncate(page.limit);
+    let next = match reviews.last() {
+        Some(last) if more => next_link("/reviews", page.limit, &review_cursor(last)),
+        _ => serde_json::Value::Null,
+    };
+    let views: Vec<serde_json::Value> = reviews.iter().map(review_view).collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"reviews": views, "next": next}),
+    ))
 }
 
 async fn read_review(

@@ -397,6 +397,51 @@ impl Store for SqliteStore {
         Ok(reviews)
     }
 
+    fn pending_reviews_page(
+        &self,
+        reviewers: &[&str],
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        if reviewers.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let placeholders = (0..reviewers.len())
+            .map(|index| format!("?{}", index + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (after_ms, after_id) = after.unwrap_or((i64::MIN, ""));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&after_ms, &after_id, &limit];
+        for reviewer in reviewers {
+            parameters.push(reviewer);
+        }
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT record_json, consumed FROM reviews \
+                     WHERE reviewer IN ({placeholders}) AND decided = 0 \
+                     AND json_extract(record_json, '$.reviewer_is_agent') = 0 \
+                     AND (created_at_ms > ?1 OR (created_at_ms = ?1 AND id > ?2)) \
+                     ORDER BY created_at_ms, id LIMIT ?3"
+                ))
+                .map_err(database)?;
+            let rows = statement
+                .query_map(parameters.as_slice(), |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(database)?;
+            let mut reviews = Vec::new();
+            for row in rows {
+                let (json, consumed) = row.map_err(database)?;
+                let mut review: ReviewRecord = from_json(&json)?;
+                review.consumed = consumed != 0;
+                reviews.push(review);
+            }
+            Ok(reviews)
+        })
+    }
+
     fn append_audit(&self, seq: u64, engagement: &str, line: &str) -> Result<(), StoreError> {
         let seq = i64::try_from(seq).map_err(database)?;
         self.with(|connection| {

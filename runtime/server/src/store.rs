@@ -132,6 +132,15 @@ pub trait Store: Send + Sync {
     fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError>;
     /// Undecided reviews addressed to any of `reviewers`, oldest first.
     fn pending_reviews_for(&self, reviewers: &[&str]) -> Result<Vec<ReviewRecord>, StoreError>;
+    /// One page of the undecided reviews addressed to any of `reviewers` that a person
+    /// decides (not an agent): in the order of `(created_at_ms, id)`, those after the
+    /// position `after` when given, at most `limit` of them.
+    fn pending_reviews_page(
+        &self,
+        reviewers: &[&str],
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<ReviewRecord>, StoreError>;
 
     /// Appends one line of the hash-chained audit trail.
     fn append_audit(&self, seq: u64, engagement: &str, line: &str) -> Result<(), StoreError>;

@@ -1636,3 +1636,154 @@ async fn failed_exposes_show_their_kind_and_never_the_tool_data() {
     assert!(!stored[0].status.to_string().contains(marker));
     server.stop().await;
 }
+
+fn pending_review(id: &str, reviewer: &str, created_at_ms: i64) -> agentc_server::ReviewRecord {
+    agentc_server::ReviewRecord {
+        id: id.to_string(),
+        engagement: "e_0".into(),
+        agent: "refunds".into(),
+        reviewer: reviewer.to_string(),
+        reviewer_is_agent: false,
+        tool: "issue_refund".into(),
+        stage: "input".into(),
+        inputs: json!({"order": "o-1", "amount": 1}),
+        outputs: None,
+        call_hash: "0".repeat(64),
+        engagement_state: json!({}),
+        decision: None,
+        consumed: false,
+        created_at_ms,
+    }
+}
+
+/// Follows `next` from `first`, returning every id seen and how many pages.
+async fn walk_reviews(base: &str, first: &str) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut path = Some(first.to_string());
+    while let Some(current) = path {
+        let (status, page) = get(base, &current, Some("alice-token-1")).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        for review in page["reviews"].as_array().unwrap() {
+            ids.push(review["id"].as_str().unwrap().to_string());
+        }
+        path = page["next"].as_str().map(str::to_string);
+        assert!(pages <= 100);
+    }
+    (ids, pages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_and_agent_lists_are_paginated_in_a_stable_order() {
+    let setup = Setup::new(
+        vec![
+            ("refunds.yaml", REFUNDS_AGENT.to_string()),
+            ("chat.yaml", CHAT_AGENT.to_string()),
+            ("tools.yaml", REFUND_TOOLS.to_string()),
+        ],
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    );
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let store = server.engine.store();
+    // 60 pending reviews for alice (by id or by email; pairs share a creation time, so
+    // the identifier breaks the tie), and others that she must never see listed.
+    let mut expected = Vec::new();
+    for index in 0..60 {
+        let id = format!("r_{:02}", 59 - index);
+        let reviewer = if index % 3 == 0 {
+            "alice@acme.example"
+        } else {
+            "alice"
+        };
+        store
+            .insert_review(&pending_review(&id, reviewer, 1_000 + index / 2))
+            .unwrap();
+        expected.push((1_000 + index / 2, id));
+    }
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    store
+        .insert_review(&pending_review("r_bob", "bob", 1_001))
+        .unwrap();
+    let mut by_agent = pending_review("r_agent", "alice", 1_002);
+    by_agent.reviewer_is_agent = true;
+    store.insert_review(&by_agent).unwrap();
+    store
+        .insert_review(&pending_review("r_decided", "alice", 1_003))
+        .unwrap();
+    assert!(
+        store
+            .decide_review(
+                "r_decided",
+                &agentc_server::StoredDecision::Refuse {
+                    reason: "no".into()
+                }
+            )
+            .unwrap()
+    );
+
+    // Default page: 50, with a link to the rest.
+    let (status, first) = get(&base, "/reviews", Some("alice-token-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["reviews"].as_array().unwrap().len(), 50);
+    let next = first["next"].as_str().unwrap();
+    assert!(next.starts_with("/reviews?limit=50&after="), "{next}");
+    let (_, second) = get(&base, next, Some("alice-token-1")).await;
+    assert_eq!(second["reviews"].as_array().unwrap().len(), 10);
+    assert_eq!(second["next"], serde_json::Value::Null);
+    // Pages of 7 walk every review once, in the same order as one page of 200.
+    let (walked, pages) = walk_reviews(&base, "/reviews?limit=7").await;
+    assert_eq!(walked, expected);
+    assert_eq!(pages, 9);
+    let (all, pages) = walk_reviews(&base, "/reviews?limit=200").await;
+    assert_eq!((all, pages), (expected.clone(), 1));
+    // Bob sees his one review only.
+    let (_, bobs) = get(&base, "/reviews", Some("bob-token-22")).await;
+    assert_eq!(bobs["reviews"].as_array().unwrap().len(), 1);
+    assert_eq!(bobs["reviews"][0]["id"], "r_bob");
+
+    // Limits and cursors out of range are refused.
+    for query in [
+        "limit=0",
+        "limit=201",
+        "limit=ten",
+        "limit=-1",
+        "after=",
+        "after=%2F..",
+        "after=no-dot",
+        "after=12.",
+    ] {
+        let (status, body) = get(&base, &format!("/reviews?{query}"), Some("alice-token-1")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query");
+    }
+
+    // The agent list pages the same way, by name.
+    let (status, page) = get(&base, "/agents?limit=1", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["agents"][0]["name"], "chat");
+    assert_eq!(page["next"], "/agents?limit=1&after=chat");
+    let (_, page) = get(&base, "/agents?limit=1&after=chat", None).await;
+    assert_eq!(page["agents"][0]["name"], "refunds");
+    assert_eq!(page["next"], serde_json::Value::Null);
+    let (_, page) = get(&base, "/agents", None).await;
+    assert_eq!(page["agents"].as_array().unwrap().len(), 2);
+    assert_eq!(get(&base, "/agents?limit=500", None).await.0, 400);
+
+    // Both are documented.
+    let (_, openapi) = get(&base, "/openapi.json", None).await;
+    for path in ["/reviews", "/agents"] {
+        let parameters = &openapi["paths"][path]["get"]["parameters"];
+        assert_eq!(parameters[0]["name"], "limit", "{path}");
+        assert_eq!(parameters[0]["schema"]["maximum"], 200);
+        assert_eq!(parameters[1]["name"], "after");
+        assert!(
+            openapi["paths"][path]["get"]["responses"]
+                .get("400")
+                .is_some()
+        );
+    }
+    server.stop().await;
+}
