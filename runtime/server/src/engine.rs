@@ -398,14 +398,16 @@ impl Reviewer for StoreReviewer {
                 }
             }
         };
-        if let Err(error) = self.store.consume_review(&record.id) {
-            return refuse(format!("the decision could not be recorded: {error}"));
-        }
-        if let Err(error) = self.store.set_status(
+        // The decision is taken and the engagement set running in one transaction: a
+        // crash before it leaves the decision to be taken by the resumed engagement, a
+        // crash after it leaves a running engagement, which fails as interrupted.
+        if let Err(error) = self.store.take_decision(
+            &record.id,
             &request.root_engagement,
             &serde_json::json!({"state": "running"}),
         ) {
-            tracing::warn!(%error, "engagement status not saved");
+            tracing::error!(%error, "a review decision could not be taken");
+            return refuse(format!("the decision could not be recorded: {error}"));
         }
         decision_for_runtime(&decision)
     }

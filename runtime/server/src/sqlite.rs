@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -46,6 +47,9 @@ CREATE TABLE IF NOT EXISTS audit (
 /// The SQLite store.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    /// Fault injection for crash tests: the next `take_decision` fails between its two
+    /// statements, inside its transaction.
+    fail_take_midway: AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -135,7 +139,15 @@ impl SqliteStore {
         connection.execute_batch(SCHEMA).map_err(database)?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
+            fail_take_midway: AtomicBool::new(false),
         })
+    }
+
+    /// For crash tests: makes the next [`Store::take_decision`] fail after its first
+    /// statement, inside its transaction, as a crash at that point would.
+    #[doc(hidden)]
+    pub fn fail_next_take_decision_midway(&self) {
+        self.fail_take_midway.store(true, Ordering::SeqCst);
     }
 
     fn with<T>(
@@ -380,6 +392,50 @@ impl Store for SqliteStore {
                 .execute("UPDATE reviews SET consumed = 1 WHERE id = ?1", params![id])
                 .map_err(database)?;
             Ok(())
+        })
+    }
+
+    fn take_decision(
+        &self,
+        review: &str,
+        engagement: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let state = status
+            .get("state")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("unknown")
+            .to_string();
+        let status = to_json(status)?;
+        self.with(|connection| {
+            // Dropped without `commit` on any error, which rolls both statements back.
+            let transaction = connection.unchecked_transaction().map_err(database)?;
+            let consumed = transaction
+                .execute(
+                    "UPDATE reviews SET consumed = 1 WHERE id = ?1 AND decided = 1",
+                    params![review],
+                )
+                .map_err(database)?;
+            if consumed != 1 {
+                return Err(StoreError::Database(format!(
+                    "review `{review}` is not decided"
+                )));
+            }
+            if self.fail_take_midway.swap(false, Ordering::SeqCst) {
+                return Err(StoreError::Database("injected fault".into()));
+            }
+            let updated = transaction
+                .execute(
+                    "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1",
+                    params![engagement, state, status, crate::store::now_ms()],
+                )
+                .map_err(database)?;
+            if updated != 1 {
+                return Err(StoreError::Database(format!(
+                    "no engagement `{engagement}`"
+                )));
+            }
+            transaction.commit().map_err(database)
         })
     }
 

@@ -128,6 +128,16 @@ pub trait Store: Send + Sync {
     fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError>;
     /// Marks a decided review as taken by its engagement.
     fn consume_review(&self, id: &str) -> Result<(), StoreError>;
+    /// Marks a decided review as taken and sets its waiting engagement's status, in one
+    /// transaction: both or neither. Were they two steps, a crash between them would
+    /// leave the engagement `awaiting_review` with its decision already taken, which
+    /// no restart resumes.
+    fn take_decision(
+        &self,
+        review: &str,
+        engagement: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), StoreError>;
     /// Every review of an engagement, oldest first.
     fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError>;
     /// Undecided reviews addressed to any of `reviewers`, oldest first.

@@ -1787,3 +1787,263 @@ async fn review_and_agent_lists_are_paginated_in_a_stable_order() {
     }
     server.stop().await;
 }
+
+/// A store that dies: once `take_decision` has failed (midway, inside its transaction,
+/// by the SQLite store's fault injection), every later call fails too, as if the
+/// process had crashed at that point and nothing more reached the database.
+struct CrashingStore {
+    inner: Arc<SqliteStore>,
+    crashed: std::sync::atomic::AtomicBool,
+}
+
+impl CrashingStore {
+    fn alive(&self) -> Result<(), agentc_server::StoreError> {
+        if self.crashed.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(agentc_server::StoreError::Database("crashed".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl agentc_server::Store for CrashingStore {
+    fn insert_engagement(
+        &self,
+        record: &agentc_server::EngagementRecord,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.insert_engagement(record)
+    }
+    fn update_engagement(
+        &self,
+        record: &agentc_server::EngagementRecord,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.update_engagement(record)
+    }
+    fn set_status(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.set_status(id, status)
+    }
+    fn save_snapshot(
+        &self,
+        id: &str,
+        snapshot: &agentc_runtime::EngagementSnapshot,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.save_snapshot(id, snapshot)
+    }
+    fn engagement(
+        &self,
+        id: &str,
+    ) -> Result<Option<agentc_server::EngagementRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.engagement(id)
+    }
+    fn engagements_in_states(
+        &self,
+        states: &[&str],
+    ) -> Result<Vec<agentc_server::EngagementRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.engagements_in_states(states)
+    }
+    fn insert_review(
+        &self,
+        review: &agentc_server::ReviewRecord,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.insert_review(review)
+    }
+    fn review(
+        &self,
+        id: &str,
+    ) -> Result<Option<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.review(id)
+    }
+    fn open_review(
+        &self,
+        engagement: &str,
+        call_hash: &str,
+        stage: &str,
+    ) -> Result<Option<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.open_review(engagement, call_hash, stage)
+    }
+    fn decide_review(
+        &self,
+        id: &str,
+        decision: &agentc_server::StoredDecision,
+    ) -> Result<bool, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.decide_review(id, decision)
+    }
+    fn consume_review(&self, id: &str) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.consume_review(id)
+    }
+    fn take_decision(
+        &self,
+        review: &str,
+        engagement: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        let taken = self.inner.take_decision(review, engagement, status);
+        if taken.is_err() {
+            self.crashed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        taken
+    }
+    fn reviews_of(
+        &self,
+        engagement: &str,
+    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.reviews_of(engagement)
+    }
+    fn pending_reviews_for(
+        &self,
+        reviewers: &[&str],
+    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.pending_reviews_for(reviewers)
+    }
+    fn pending_reviews_page(
+        &self,
+        reviewers: &[&str],
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.pending_reviews_page(reviewers, after, limit)
+    }
+    fn append_audit(
+        &self,
+        seq: u64,
+        engagement: &str,
+        line: &str,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.append_audit(seq, engagement, line)
+    }
+    fn audit_head(&self) -> Result<Option<(u64, String)>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.audit_head()
+    }
+    fn audit_lines(&self) -> Result<Vec<String>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.audit_lines()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_a_review_decision_is_one_transaction_and_resumes_after_a_crash() {
+    let path = database_path("take-decision");
+    let sqlite_store = Arc::new(SqliteStore::open(&path).unwrap());
+    let crashing = Arc::new(CrashingStore {
+        inner: Arc::clone(&sqlite_store),
+        crashed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let (setup, first_tool) = refund_setup(crashing.clone());
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let (_, location, _) = post(
+        &base,
+        "/agents/refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-42"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    let id = location.trim_start_matches("/engagements/").to_string();
+    wait_for_state(&base, &location, "alice-token-1", &["awaiting_review"]).await;
+    let (_, reviews) = get(&base, "/reviews", Some("alice-token-1")).await;
+    let review = reviews["reviews"][0].clone();
+    let review_id = review["id"].as_str().unwrap().to_string();
+
+    // The approval is stored; the engagement then takes it and "crashes" midway.
+    sqlite_store.fail_next_take_decision_midway();
+    let approve = json!({"decision": "approve", "call_hash": review["call_hash"]}).to_string();
+    let (status, _, _) = post(
+        &base,
+        &format!("/reviews/{review_id}"),
+        Some("alice-token-1"),
+        &approve,
+    )
+    .await;
+    assert_eq!(status, 200);
+    for _ in 0..200 {
+        if crashing.crashed.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(crashing.crashed.load(std::sync::atomic::Ordering::SeqCst));
+    server.stop().await;
+    drop(crashing);
+    drop(sqlite_store);
+
+    // Neither step reached the database: the engagement still waits, and its
+    // decision has not been taken.
+    let store = SqliteStore::open(&path).unwrap();
+    let record = agentc_server::Store::engagement(&store, &id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state(), "awaiting_review", "{:?}", record.status);
+    let stored = agentc_server::Store::review(&store, &review_id)
+        .unwrap()
+        .unwrap();
+    assert!(stored.decision.is_some() && !stored.consumed);
+    drop(store);
+
+    // After a restart the engagement resumes with the decision and completes; the
+    // approved call runs exactly once.
+    let (setup, second_tool) = refund_setup(sqlite(&path));
+    let server = setup.start().await;
+    let done = wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!((first_tool.calls(), second_tool.calls()), (0, 1));
+    let taken = server.engine.store().review(&review_id).unwrap().unwrap();
+    assert!(taken.consumed);
+
+    // Allowed path: without a fault, taking the decision is one committed step.
+    let (_, location, _) = post(
+        &server.base,
+        "/agents/refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-42"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["awaiting_review"],
+    )
+    .await;
+    approve_open_review(&server.base, "issue_refund").await;
+    let done = wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(second_tool.calls(), 2);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
