@@ -182,7 +182,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
     let secured = serde_json::json!([{"bearer": []}, {"apiKey": []}]);
     let unauthorized = error_response("missing, malformed or unknown credentials");
     let limited = serde_json::json!({
-        "description": "too many requests",
+        "description": "too many requests, or too many failed authentications from the client's address",
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     });
@@ -246,6 +246,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "400": error_response("the body is not JSON"),
                         "401": unauthorized,
                         "404": error_response("no such agent"),
+                        "408": error_response("the body did not arrive within the body read timeout"),
                         "413": error_response("the body or input is too large"),
                         "422": error_response("the body is not {text: string}"),
                         "429": limited,
@@ -276,6 +277,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "401": unauthorized,
                         "403": error_response("only the engagement's user may add input"),
                         "404": error_response("no such engagement, or not yours"),
+                        "408": error_response("the body did not arrive within the body read timeout"),
                         "409": error_response("the engagement is not waiting for input"),
                         "422": error_response("the body is not {text: string}"),
                         "429": limited,
@@ -301,6 +303,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "200": {"description": "decided", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Review"}}}},
                         "401": unauthorized,
                         "404": error_response("no such review, or not yours"),
+                        "408": error_response("the body did not arrive within the body read timeout"),
                         "409": error_response("already decided, or the approval names another call"),
                         "422": error_response("not a decision"),
                         "429": limited,

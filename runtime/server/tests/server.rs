@@ -1502,6 +1502,12 @@ async fn slow_clients_are_cut_off_and_do_not_starve_healthz() {
         "{:?}",
         started.elapsed()
     );
+    let (_, openapi) = get(&base, "/openapi.json", None).await;
+    assert!(
+        openapi["paths"]["/agents/{name}"]["post"]["responses"]
+            .get("408")
+            .is_some()
+    );
     // A client that sends its request in time is served as before.
     assert!(health_within(&base, Duration::from_secs(1)).await);
     // No engagement was started by a body that never arrived.
