@@ -149,6 +149,10 @@ enum Command {
         /// How many connections are served at once; more are closed as they arrive.
         #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
         max_connections: u64,
+        /// How many connections one client address (IPv6: its /64) may hold at once;
+        /// default half of `--max-connections`. Behind a proxy, raise it.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections_per_address: Option<u64>,
     },
     /// Work with audit trails.
     Audit {
@@ -298,6 +302,7 @@ fn main() -> ExitCode {
             header_timeout,
             body_timeout,
             max_connections,
+            max_connections_per_address,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -324,6 +329,8 @@ fn main() -> ExitCode {
                 header_timeout_secs: header_timeout,
                 body_timeout_secs: body_timeout,
                 max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+                max_connections_per_address: max_connections_per_address
+                    .map(|count| usize::try_from(count).unwrap_or(usize::MAX)),
             })
         }
         Command::Audit {

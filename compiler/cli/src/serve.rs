@@ -40,6 +40,8 @@ pub struct ServeRequest<'a> {
     pub body_timeout_secs: u64,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections one client address may hold; `None`: half of `max_connections`.
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// Serves until Ctrl-C or SIGTERM; exit 0 after a graceful shutdown, 2 on usage, spec
@@ -104,6 +106,7 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
         header_read_timeout: std::time::Duration::from_secs(request.header_timeout_secs),
         body_read_timeout: std::time::Duration::from_secs(request.body_timeout_secs),
         max_connections: request.max_connections,
+        max_connections_per_address: request.max_connections_per_address,
         ..ServerConfig::default()
     };
     let mut tools =

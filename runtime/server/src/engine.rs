@@ -68,6 +68,10 @@ pub struct ServerConfig {
     /// How many connections are served at once; a connection accepted over the limit
     /// is closed at once.
     pub max_connections: usize,
+    /// How many connections one client address (IPv6: its /64) may hold at once; a
+    /// connection over it is closed at once. `None`: half of `max_connections`.
+    /// Behind a proxy every client has the proxy's address: raise it there.
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 512,
+            max_connections_per_address: None,
         }
     }
 }
@@ -536,6 +541,7 @@ impl Engine {
         if parts.config.header_read_timeout.is_zero()
             || parts.config.body_read_timeout.is_zero()
             || parts.config.max_connections == 0
+            || parts.config.max_connections_per_address == Some(0)
         {
             return Err(ServerError::InvalidLimit(
                 "the header and body timeouts and the connection limit must be above 0",

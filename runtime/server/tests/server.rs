@@ -1453,6 +1453,7 @@ async fn slow_clients_are_cut_off_and_do_not_starve_healthz() {
     setup.config.header_read_timeout = Duration::from_millis(800);
     setup.config.body_read_timeout = Duration::from_millis(800);
     setup.config.max_connections = 64;
+    setup.config.max_connections_per_address = Some(64);
     let server = setup.start().await;
     let base = server.base.clone();
     let connect = || tokio::net::TcpStream::connect(address(&base));
@@ -1527,6 +1528,7 @@ async fn connections_over_the_limit_are_closed_at_once() {
     let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
     setup.config.header_read_timeout = Duration::from_millis(800);
     setup.config.max_connections = 4;
+    setup.config.max_connections_per_address = Some(4);
     let server = setup.start().await;
     let base = server.base.clone();
     // Within the limit, requests are served.
@@ -1557,6 +1559,37 @@ async fn connections_over_the_limit_are_closed_at_once() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(health_within(&base, Duration::from_secs(1)).await);
+    server.stop().await;
+
+    // Per address: one address holding its share leaves room for others.
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.header_read_timeout = Duration::from_millis(800);
+    setup.config.max_connections = 8;
+    setup.config.max_connections_per_address = Some(2);
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            tokio::net::TcpStream::connect(address(&base))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = tokio::net::TcpStream::connect(address(&base))
+        .await
+        .unwrap();
+    let answer = closed_within(&mut over, Duration::from_millis(500)).await;
+    assert_eq!(answer.as_deref(), Some(""));
+    let from_other = client_from("127.0.0.2")
+        .get(format!("{base}/healthz"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_other.status().as_u16(), 200);
+    drop(held);
     server.stop().await;
 }
 
