@@ -1105,10 +1105,12 @@ async fn model_loop(
     };
 
     // OAS-X1: the yield carries exactly the declared exposes; if one cannot be evaluated
-    // the caller gets none of them.
+    // the caller gets none of them. The evaluation's error text may quote the data it
+    // failed on (a tool's output), so the failure names the key only.
     let exposes = match evaluate_exposes(agent, engagement) {
         Ok(exposes) => exposes,
-        Err((key, detail)) => {
+        Err((key, _)) => {
+            let detail = "exposes could not be evaluated".to_string();
             fail(engagement, FailureReason::Exposes { key, detail });
             return None;
         }

@@ -129,6 +129,34 @@ enum Command {
         /// How long a tool may take in seconds.
         #[arg(long, default_value_t = 30, value_parser = seconds_limit())]
         tool_timeout: u64,
+        /// The base URL callers reach the server at (`https://agents.example.com`),
+        /// written into `/openapi.json`, `/llms.txt`, `/agents` and the manifests;
+        /// default `http://` and the bound address. The request's `Host` is never used.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// How many failed authentications one client address may make per
+        /// `--auth-failure-window` before its API requests are answered 429 without
+        /// their credential being checked (0: no limit).
+        #[arg(long, default_value_t = 10)]
+        auth_failure_limit: u32,
+        /// The window of `--auth-failure-limit`, in seconds.
+        #[arg(long, default_value_t = 60)]
+        auth_failure_window: u32,
+        /// Seconds a client has to send a request's complete header, from when its
+        /// connection opens or its previous answer was sent (also the idle keep-alive
+        /// limit); then the connection is closed.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        header_timeout: u64,
+        /// Seconds reading a request's body may take; then the answer is 408.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        body_timeout: u64,
+        /// How many connections are served at once; more are closed as they arrive.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections: u64,
+        /// How many connections one client address (IPv6: its /64) may hold at once;
+        /// default half of `--max-connections`. Behind a proxy, raise it.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections_per_address: Option<u64>,
     },
     /// Work with audit trails.
     Audit {
@@ -274,6 +302,13 @@ fn main() -> ExitCode {
             allow_loopback_http,
             agent_timeout,
             tool_timeout,
+            public_url,
+            auth_failure_limit,
+            auth_failure_window,
+            header_timeout,
+            body_timeout,
+            max_connections,
+            max_connections_per_address,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -294,6 +329,14 @@ fn main() -> ExitCode {
                 allow_loopback_http,
                 agent_timeout_secs: agent_timeout,
                 tool_timeout_secs: tool_timeout,
+                public_url,
+                auth_failure_limit,
+                auth_failure_window,
+                header_timeout_secs: header_timeout,
+                body_timeout_secs: body_timeout,
+                max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+                max_connections_per_address: max_connections_per_address
+                    .map(|count| usize::try_from(count).unwrap_or(usize::MAX)),
             })
         }
         Command::Audit {

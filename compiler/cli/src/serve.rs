@@ -11,7 +11,7 @@ use agentc_compiler::SourceInput;
 use agentc_runtime::{
     CredentialProvider, EnvCredentials, InMemoryCredentials, Model, RemoteLimits, ToolRegistry,
 };
-use agentc_server::{AuthConfig, Engine, ServerConfig, ServerParts, SqliteStore};
+use agentc_server::{AuthConfig, Engine, RateLimitConfig, ServerConfig, ServerParts, SqliteStore};
 
 /// What `agentc serve` was asked to do.
 pub struct ServeRequest<'a> {
@@ -28,6 +28,20 @@ pub struct ServeRequest<'a> {
     pub agent_timeout_secs: u64,
     /// How long a tool may take, in seconds.
     pub tool_timeout_secs: u64,
+    /// The base URL of the links the server gives out; `None`: the bound address.
+    pub public_url: Option<String>,
+    /// Failed authentications allowed per client address and window (0: no limit).
+    pub auth_failure_limit: u32,
+    /// The window of `auth_failure_limit`, in seconds.
+    pub auth_failure_window: u32,
+    /// Seconds to send a request's header (and the idle keep-alive limit).
+    pub header_timeout_secs: u64,
+    /// Seconds to send a request's body.
+    pub body_timeout_secs: u64,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Connections one client address may hold; `None`: half of `max_connections`.
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// Serves until Ctrl-C or SIGTERM; exit 0 after a graceful shutdown, 2 on usage, spec
@@ -84,6 +98,15 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
     let config = ServerConfig {
         agent_timeout: std::time::Duration::from_secs(request.agent_timeout_secs),
         tool_timeout: std::time::Duration::from_secs(request.tool_timeout_secs),
+        public_url: request.public_url.clone(),
+        auth_failure_limit: (request.auth_failure_limit > 0).then_some(RateLimitConfig {
+            requests: request.auth_failure_limit,
+            per_seconds: request.auth_failure_window,
+        }),
+        header_read_timeout: std::time::Duration::from_secs(request.header_timeout_secs),
+        body_read_timeout: std::time::Duration::from_secs(request.body_timeout_secs),
+        max_connections: request.max_connections,
+        max_connections_per_address: request.max_connections_per_address,
         ..ServerConfig::default()
     };
     let mut tools =

@@ -283,6 +283,44 @@ impl RateLimiter {
         }
     }
 
+    /// Whether `client` has a token left, without taking it; when none is left, how
+    /// long until one is. A client not yet tracked has a full bucket, unless the map
+    /// is full (and nothing in it has refilled), when it is refused like in `check`.
+    pub fn peek(&self, client: &str) -> Result<(), Duration> {
+        let capacity = f64::from(self.config.requests);
+        let per_second = capacity / f64::from(self.config.per_seconds);
+        let now = Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Err(Duration::from_secs(1));
+        };
+        let buckets = &mut *buckets;
+        match buckets.by_client.get(client) {
+            Some((tokens, last)) => {
+                let refilled =
+                    (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(capacity);
+                if refilled >= 1.0 {
+                    Ok(())
+                } else {
+                    Err(Duration::from_secs_f64((1.0 - refilled) / per_second))
+                }
+            }
+            None if buckets.by_client.len() >= self.max_clients => {
+                if now >= buckets.next_prune {
+                    buckets.by_client.retain(|_, (tokens, last)| {
+                        *tokens + now.duration_since(*last).as_secs_f64() * per_second < capacity
+                    });
+                    buckets.next_prune = now + Duration::from_secs(1);
+                }
+                if buckets.by_client.len() >= self.max_clients {
+                    Err(Duration::from_secs(1))
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Takes one token for `client`; when none is left, how long until one is.
     pub fn check(&self, client: &str) -> Result<(), Duration> {
         let capacity = f64::from(self.config.requests);
@@ -323,6 +361,32 @@ impl RateLimiter {
     }
 }
 
+/// The default limit on failed authentications per client address: 10 failures, then
+/// one more every 6 seconds (10 per minute).
+pub const DEFAULT_AUTH_FAILURE_LIMIT: RateLimitConfig = RateLimitConfig {
+    requests: 10,
+    per_seconds: 60,
+};
+
+/// The key a client address is counted under: an IPv4 address (IPv4-mapped IPv6
+/// included) as it is, an IPv6 address by its /64 network, which is what one host is
+/// usually given, so that one host cannot take a fresh key per guess.
+pub fn address_key(address: std::net::IpAddr) -> String {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let segments = v6.segments();
+                format!(
+                    "{:x}:{:x}:{:x}:{:x}::/64",
+                    segments[0], segments[1], segments[2], segments[3]
+                )
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -355,6 +419,29 @@ mod tests {
         assert!(fast.check("10.0.0.1").is_ok());
         std::thread::sleep(Duration::from_millis(20));
         assert!(fast.check("10.0.0.2").is_ok());
+    }
+
+    #[test]
+    fn peek_takes_nothing_and_addresses_are_keyed_by_host() {
+        let limiter = RateLimiter::with_max_clients(
+            RateLimitConfig {
+                requests: 2,
+                per_seconds: 3600,
+            },
+            1,
+        );
+        assert!(limiter.peek("10.0.0.1").is_ok());
+        assert!(limiter.peek("10.0.0.1").is_ok());
+        assert!(limiter.check("10.0.0.1").is_ok());
+        assert!(limiter.check("10.0.0.1").is_ok());
+        assert!(limiter.peek("10.0.0.1").is_err());
+        // The map is full of a bucket in use: an unknown client is refused.
+        assert!(limiter.peek("10.0.0.2").is_err());
+        let v6 = |text: &str| address_key(text.parse().unwrap());
+        assert_eq!(v6("2001:db8:1:2:aaaa::1"), v6("2001:db8:1:2:bbbb::2"));
+        assert_ne!(v6("2001:db8:1:2::1"), v6("2001:db8:1:3::1"));
+        assert_eq!(v6("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(v6("10.0.0.1"), "10.0.0.1");
     }
 
     #[test]

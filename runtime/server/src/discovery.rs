@@ -3,41 +3,76 @@
 //! capability manifest per agent, generated from its spec. Each is built from the
 //! hosted specs in a fixed order, so the same server gives the same documents.
 
+use crate::engine::Engine;
 use agentc_runtime::AgentSpec;
 use agentc_runtime::spec::CapabilityKind;
-use axum::http::HeaderMap;
 
-use crate::engine::Engine;
+/// Why a configured public URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the public URL must be `http://` or `https://` followed by a host (letters, digits, `.`, `-`, `:`, `[`, `]`), an optional port and an optional path, with no query, fragment or credentials"
+)]
+pub struct PublicUrlError;
 
-/// The base URL callers reached the server at, from the `Host` header (and
-/// `X-Forwarded-Proto` behind a TLS proxy).
-pub fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get("host")
-        .and_then(|value| value.to_str().ok())
-        .filter(|host| {
-            !host.is_empty()
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-        })
-        .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
+/// A configured public base URL, checked and without its trailing `/`: the scheme
+/// `http` or `https`, a host (with an optional port) and an optional path prefix.
+/// The URL is written into every discovery document, so it may hold nothing a client
+/// could read as markup or another URL (no query, fragment, credentials or spaces).
+pub fn normalize_public_url(text: &str) -> Result<String, PublicUrlError> {
+    let text = text.trim_end_matches('/');
+    let (scheme, rest) = text.split_once("://").ok_or(PublicUrlError)?;
+    if !matches!(scheme, "http" | "https") {
+        return Err(PublicUrlError);
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
     };
-    format!("{scheme}://{host}")
+    let host_ok = !authority.is_empty()
+        && !authority.starts_with(':')
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | '~'));
+    if !host_ok || !path_ok || path.contains("//") {
+        return Err(PublicUrlError);
+    }
+    Ok(format!("{scheme}://{authority}{path}"))
 }
 
-/// `GET /agents`: every hosted agent with its document, manifest and `oagent://` name.
-pub fn agent_list(engine: &Engine, base: &str) -> serde_json::Value {
+/// The default public base URL: `http://` and the address the server is bound to.
+pub fn bound_url(address: std::net::SocketAddr) -> String {
+    format!("http://{address}")
+}
+
+/// `GET /agents`: the hosted agents named after `after` (by name), at most `limit`,
+/// each with its document, manifest and `oagent://` name; `next_after` is the last
+/// name when more follow.
+pub fn agent_list(
+    engine: &Engine,
+    base: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> serde_json::Value {
+    use std::ops::Bound;
     let host = base.split("://").nth(1).unwrap_or(base);
-    let agents: Vec<serde_json::Value> = engine
+    let start = after.map_or(Bound::Unbounded, |name| Bound::Excluded(name.to_string()));
+    let mut hosted: Vec<_> = engine
         .agents()
-        .values()
+        .range((start, Bound::Unbounded))
+        .take(limit.saturating_add(1))
+        .map(|(_, hosted)| hosted)
+        .collect();
+    let more = hosted.len() > limit;
+    hosted.truncate(limit);
+    let next_after = match hosted.last() {
+        Some(last) if more => serde_json::Value::String(last.spec.name.clone()),
+        _ => serde_json::Value::Null,
+    };
+    let agents: Vec<serde_json::Value> = hosted
+        .into_iter()
         .map(|hosted| {
             let name = &hosted.spec.name;
             serde_json::json!({
@@ -49,7 +84,7 @@ pub fn agent_list(engine: &Engine, base: &str) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({ "agents": agents })
+    serde_json::json!({ "agents": agents, "next_after": next_after })
 }
 
 /// A capability manifest (Agent OSI layer 3) for one agent: engaging it, and each
@@ -125,7 +160,7 @@ pub fn llms_txt(engine: &Engine, base: &str) -> String {
          2. `POST {base}/agents/NAME` with `{{\"text\": \"your instruction\"}}` starts an engagement; the answer is `303 See Other` with `Location: /engagements/ID`.\n\
          3. `GET {base}/engagements/ID` returns `{{\"status\": {{\"state\": ...}}, \"text\", \"exposes\"}}`; poll until the state is `completed` or `failed`.\n\
          4. `POST {base}/engagements/ID` with `{{\"text\": ...}}` adds input once it has answered.\n\
-         5. A call that needs a review waits in state `awaiting_review`; the reviewer lists `GET {base}/reviews` and answers `POST {base}/reviews/REVIEW` with `{{\"decision\": \"approve\", \"call_hash\": ...}}` or `{{\"decision\": \"refuse\", \"reason\": ...}}`.\n\
+         5. A call that needs a review waits in state `awaiting_review`; the reviewer lists `GET {base}/reviews` (a page of up to `?limit=` 50 at a time, 200 at most, oldest first; follow `next` until it is null) and answers `POST {base}/reviews/REVIEW` with `{{\"decision\": \"approve\", \"call_hash\": ...}}` or `{{\"decision\": \"refuse\", \"reason\": ...}}`.\n\
          6. A call to an agent on another server waits in state `awaiting_remote` until that agent's engagement answers.\n\n\
          ## Reference\n\n\
          - [OpenAPI 3.1]({base}/openapi.json)\n\
@@ -147,7 +182,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
     let secured = serde_json::json!([{"bearer": []}, {"apiKey": []}]);
     let unauthorized = error_response("missing, malformed or unknown credentials");
     let limited = serde_json::json!({
-        "description": "too many requests",
+        "description": "too many requests, or too many failed authentications from the client's address",
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     });
@@ -162,6 +197,19 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
         "required": true,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Input"}}},
     });
+    let page_parameters = serde_json::json!([
+        {"name": "limit", "in": "query", "required": false,
+         "description": "how many items to answer (default 50)",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+        {"name": "after", "in": "query", "required": false,
+         "description": "the cursor of the previous page's `next` link; items come in a stable order",
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,200}$"}},
+    ]);
+    let next_schema = serde_json::json!({
+        "type": ["string", "null"],
+        "description": "the path of the next page (`?limit=N&after=CURSOR`), or null on the last page",
+    });
+    let bad_query = error_response("`limit` or `after` is not valid");
     let see_other = serde_json::json!({
         "description": "the engagement's state is at Location (OAS-S3)",
         "headers": {"Location": {"schema": {"type": "string"}}},
@@ -176,8 +224,9 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
         "servers": [{"url": base}],
         "paths": {
             "/agents": {"get": {
-                "operationId": "listAgents", "summary": "The hosted agents",
-                "responses": {"200": {"description": "the agents", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentList"}}}}, "429": limited},
+                "operationId": "listAgents", "summary": "The hosted agents, a page at a time, by name",
+                "parameters": page_parameters,
+                "responses": {"200": {"description": "the agents", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentList"}}}}, "400": bad_query, "429": limited},
             }},
             "/agents/{name}": {
                 "get": {
@@ -197,6 +246,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "400": error_response("the body is not JSON"),
                         "401": unauthorized,
                         "404": error_response("no such agent"),
+                        "408": error_response("the body did not arrive within the body read timeout"),
                         "413": error_response("the body or input is too large"),
                         "422": error_response("the body is not {text: string}"),
                         "429": limited,
@@ -227,6 +277,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "401": unauthorized,
                         "403": error_response("only the engagement's user may add input"),
                         "404": error_response("no such engagement, or not yours"),
+                        "408": error_response("the body did not arrive within the body read timeout"),
                         "409": error_response("the engagement is not waiting for input"),
                         "422": error_response("the body is not {text: string}"),
                         "429": limited,
@@ -234,9 +285,9 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                 },
             },
             "/reviews": {"get": {
-                "operationId": "listReviews", "summary": "Reviews waiting for the caller (OAS-C7)",
-                "security": secured,
-                "responses": {"200": {"description": "pending reviews", "content": {"application/json": {"schema": {"type": "object", "properties": {"reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}}}}}}}, "401": unauthorized, "429": limited},
+                "operationId": "listReviews", "summary": "Reviews waiting for the caller (OAS-C7), a page at a time, oldest first",
+                "security": secured, "parameters": page_parameters,
+                "responses": {"200": {"description": "pending reviews", "content": {"application/json": {"schema": {"type": "object", "required": ["reviews", "next"], "properties": {"reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}}, "next": next_schema}}}}}, "400": bad_query, "401": unauthorized, "429": limited},
             }},
             "/reviews/{id}": {
                 "get": {
@@ -252,6 +303,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "200": {"description": "decided", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Review"}}}},
                         "401": unauthorized,
                         "404": error_response("no such review, or not yours"),
+                        "408": error_response("the body did not arrive within the body read timeout"),
                         "409": error_response("already decided, or the approval names another call"),
                         "422": error_response("not a decision"),
                         "429": limited,
@@ -305,7 +357,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "call_hash": {"type": "string"}, "reason": {"type": "string"},
                     },
                 },
-                "AgentList": {"type": "object", "properties": {"agents": {"type": "array", "items": {"type": "object"}}}},
+                "AgentList": {"type": "object", "required": ["agents", "next"], "properties": {"agents": {"type": "array", "items": {"type": "object"}}, "next": next_schema}},
             },
         },
     })

@@ -17,7 +17,7 @@ use agentc_runtime::{
 use async_trait::async_trait;
 use tokio::sync::{Notify, oneshot};
 
-use crate::auth::{AuthConfig, Authenticator, RateLimiter};
+use crate::auth::{AuthConfig, Authenticator, RateLimitConfig, RateLimiter};
 use crate::store::{
     EngagementRecord, ReviewRecord, Store, StoreAuditWriter, StoreError, StoredDecision, now_ms,
 };
@@ -48,6 +48,30 @@ pub struct ServerConfig {
     /// (the runtime's agent timeout). It is longer than a tool's timeout because the
     /// called agent's engagement may itself wait for tools and reviewers.
     pub agent_timeout: Duration,
+    /// The base URL callers reach this server at (`https://agents.example.com`, or
+    /// with a path prefix behind a proxy), written into `/openapi.json`, `/llms.txt`,
+    /// `/agents` and the manifests. `None`: `http://` and the bound address. The
+    /// request's `Host` header is never used, so a client cannot make the server
+    /// advertise another origin.
+    pub public_url: Option<String>,
+    /// How many failed authentications one client address may make (a burst, refilled
+    /// over the window) before its API requests are answered 429 with `Retry-After`,
+    /// without their credential being checked; `None`: unlimited.
+    pub auth_failure_limit: Option<RateLimitConfig>,
+    /// How long a client has to send a request's complete header, from the moment its
+    /// connection opens or its previous answer was sent (so it also bounds an idle
+    /// kept-alive connection); then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long reading a request's body may take once a handler reads it; then the
+    /// answer is 408 and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// How many connections are served at once; a connection accepted over the limit
+    /// is closed at once.
+    pub max_connections: usize,
+    /// How many connections one client address (IPv6: its /64) may hold at once; a
+    /// connection over it is closed at once. `None`: half of `max_connections`.
+    /// Behind a proxy every client has the proxy's address: raise it there.
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +83,12 @@ impl Default for ServerConfig {
             review_timeout: Duration::from_secs(7 * 24 * 3600),
             tool_timeout: Duration::from_secs(30),
             agent_timeout: Duration::from_secs(600),
+            public_url: None,
+            auth_failure_limit: Some(crate::auth::DEFAULT_AUTH_FAILURE_LIMIT),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_connections_per_address: None,
         }
     }
 }
@@ -110,6 +140,12 @@ pub enum ServerError {
     /// The tool registry could not be built.
     #[error(transparent)]
     Tool(agentc_runtime::ToolError),
+    /// A limit is zero where it must not be.
+    #[error("invalid server limit: {0}")]
+    InvalidLimit(&'static str),
+    /// The configured public URL is not a plain `http(s)://host[:port][/path]`.
+    #[error(transparent)]
+    PublicUrl(#[from] crate::discovery::PublicUrlError),
 }
 
 /// Counts engagements that are running, as opposed to parked at a safe point (waiting
@@ -185,12 +221,17 @@ pub struct Engine {
     /// per client address; apart from the users' buckets, so that no configured user
     /// id can share a bucket with an address.
     anonymous_limiter: Option<RateLimiter>,
+    /// Failed authentications, per client address.
+    auth_failures: Option<RateLimiter>,
     waiters: Arc<Mutex<HashMap<String, oneshot::Sender<StoredDecision>>>>,
     busy: Arc<Busy>,
     /// Engagements with a task in this process, by identifier.
     live: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     shutting_down: AtomicBool,
     config: ServerConfig,
+    /// The base URL of every link the server gives out: the configured one, or
+    /// `http://` and the bound address, set once when serving starts.
+    public_url: OnceLock<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -362,14 +403,16 @@ impl Reviewer for StoreReviewer {
                 }
             }
         };
-        if let Err(error) = self.store.consume_review(&record.id) {
-            return refuse(format!("the decision could not be recorded: {error}"));
-        }
-        if let Err(error) = self.store.set_status(
+        // The decision is taken and the engagement set running in one transaction: a
+        // crash before it leaves the decision to be taken by the resumed engagement, a
+        // crash after it leaves a running engagement, which fails as interrupted.
+        if let Err(error) = self.store.take_decision(
+            &record.id,
             &request.root_engagement,
             &serde_json::json!({"state": "running"}),
         ) {
-            tracing::warn!(%error, "engagement status not saved");
+            tracing::error!(%error, "a review decision could not be taken");
+            return refuse(format!("the decision could not be recorded: {error}"));
         }
         decision_for_runtime(&decision)
     }
@@ -486,8 +529,31 @@ impl Engine {
             Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
             None => AuditLog::new(writer),
         });
+        if parts
+            .config
+            .auth_failure_limit
+            .is_some_and(|limit| limit.requests == 0 || limit.per_seconds == 0)
+        {
+            return Err(ServerError::InvalidLimit(
+                "the auth failure limit needs a count and a window above 0",
+            ));
+        }
+        if parts.config.header_read_timeout.is_zero()
+            || parts.config.body_read_timeout.is_zero()
+            || parts.config.max_connections == 0
+            || parts.config.max_connections_per_address == Some(0)
+        {
+            return Err(ServerError::InvalidLimit(
+                "the header and body timeouts and the connection limit must be above 0",
+            ));
+        }
+        let public_url = OnceLock::new();
+        if let Some(url) = &parts.config.public_url {
+            let _ = public_url.set(crate::discovery::normalize_public_url(url)?);
+        }
         let limiter = parts.auth.rate_limit.map(RateLimiter::new);
         let anonymous_limiter = parts.auth.rate_limit.map(RateLimiter::new);
+        let auth_failures = parts.config.auth_failure_limit.map(RateLimiter::new);
         let engine = Arc::new(Engine {
             agents,
             runtime,
@@ -497,11 +563,13 @@ impl Engine {
             auth: Authenticator::new(&parts.auth),
             limiter,
             anonymous_limiter,
+            auth_failures,
             waiters,
             busy,
             live: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             config: parts.config,
+            public_url,
         });
         let _ = engine_cell.set(Arc::downgrade(&engine));
         Ok(engine)
@@ -532,9 +600,29 @@ impl Engine {
         self.anonymous_limiter.as_ref()
     }
 
+    /// The limiter of failed authentications, per client address.
+    pub fn auth_failures(&self) -> Option<&RateLimiter> {
+        self.auth_failures.as_ref()
+    }
+
     /// The limits.
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The base URL of the links the server gives out (never the request's `Host`):
+    /// the configured public URL, else `http://` and the bound address once serving
+    /// has started, else `http://localhost`.
+    pub fn public_url(&self) -> &str {
+        self.public_url
+            .get()
+            .map_or("http://localhost", String::as_str)
+    }
+
+    /// Sets the public URL to `http://` and the bound address, unless one is
+    /// configured (or already set).
+    pub fn default_public_url(&self, address: std::net::SocketAddr) {
+        let _ = self.public_url.set(crate::discovery::bound_url(address));
     }
 
     /// Whether shutdown has begun.

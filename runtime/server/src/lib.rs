@@ -30,6 +30,7 @@ pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agentc_compiler::documents::Document;
 use agentc_compiler::{CheckOptions, CheckedSet, SourceInput, check_set};
@@ -125,28 +126,224 @@ pub fn load_specs(inputs: &[SourceInput]) -> Result<LoadedSpecs, LoadError> {
 
 /// Serves `engine` on `listener` until `shutdown` completes, then drains: new
 /// engagements are refused while running ones reach a safe point (up to the grace
-/// period), and the listener closes.
+/// period), the listener closes, and open connections finish the answer they are
+/// sending (up to the grace period again).
+///
+/// Each connection is HTTP/1 with the configured header read timeout (which also
+/// bounds an idle kept-alive connection); the body read timeout is applied where a
+/// body is read. At most `max_connections` are served at once (fewer when the limit of
+/// open files is lower), and at most `max_connections_per_address` from one client
+/// address: one accepted over either limit is closed at once, so a client holding
+/// connections open cannot exhaust the process's descriptors nor take every slot, and
+/// the timeouts free what it holds.
 pub async fn serve(
     engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    engine.default_public_url(listener.local_addr()?);
     engine
         .recover()
         .map_err(|error| std::io::Error::other(error.to_string()))?;
     let app = routes::router(Arc::clone(&engine));
+    let config = engine.config().clone();
+    let limit = connection_limit(config.max_connections, open_files_limit());
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+    let per_address = Arc::new(PerAddress::new(
+        config
+            .max_connections_per_address
+            .unwrap_or(limit / 2)
+            .clamp(1, limit),
+    ));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
     let draining = Arc::clone(&engine);
-    // The peer address is kept for the per-client limit of anonymous discovery.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let mut shutdown = std::pin::pin!(async move {
         shutdown.await;
         tracing::info!("shutting down: waiting for running engagements");
         draining.drain().await;
-    })
-    .await
+    });
+    let mut last_refusal_logged: Option<std::time::Instant> = None;
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    accept_failed(&error).await;
+                    continue;
+                }
+            },
+        };
+        let slot = per_address.take(auth::address_key(peer.ip()));
+        let permit = Arc::clone(&permits).try_acquire_owned().ok();
+        let (Some(slot), Some(permit)) = (slot, permit) else {
+            // Over the limit, in all or for this address: closed at once, before
+            // anything is read.
+            drop(stream);
+            if last_refusal_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+                tracing::warn!(
+                    limit,
+                    per_address = per_address.limit,
+                    "connection limit reached: closing new connections"
+                );
+                last_refusal_logged = Some(std::time::Instant::now());
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        // The peer address is kept for the per-client limits.
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::Service::call(&mut app.clone(), request)
+            },
+        );
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let _held = (permit, slot);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection closed");
+                    }
+                    return;
+                }
+                _ = stopping.wait_for(|stop| *stop) => {}
+            }
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let closed = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.shutdown_grace, closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing open connections");
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// Open connections per client address (IPv6 by /64), so that one address cannot take
+/// every connection the server serves.
+struct PerAddress {
+    limit: usize,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One connection counted against its address, until dropped.
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    key: String,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> Self {
+        PerAddress {
+            limit,
+            open: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// A slot for one more connection from `key`, unless it has `limit` open already.
+    fn take(self: &Arc<Self>, key: String) -> Option<AddressSlot> {
+        let mut open = self.open.lock().ok()?;
+        let count = open.entry(key.clone()).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = match self.counts.open.lock() {
+            Ok(open) => open,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(count) = open.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Descriptors kept for everything but connections: the store, the listener, outgoing
+/// calls to tools and remote agents.
+const RESERVED_DESCRIPTORS: u64 = 32;
+
+/// The connection limit: the configured one, lowered to fit the process's limit of
+/// open files when that is known (keeping [`RESERVED_DESCRIPTORS`] free), so that the
+/// limit is reached, and extra connections closed at once, before `accept` runs out
+/// of descriptors and stalls every new connection, `/healthz` included.
+pub fn connection_limit(configured: usize, open_files: Option<u64>) -> usize {
+    let mut limit = configured.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+    if let Some(open_files) = open_files {
+        let fits = usize::try_from(open_files.saturating_sub(RESERVED_DESCRIPTORS).max(1))
+            .unwrap_or(usize::MAX);
+        if fits < limit {
+            tracing::warn!(
+                configured,
+                open_files,
+                limit = fits,
+                "the connection limit is lowered to fit the limit of open files"
+            );
+            limit = fits;
+        }
+    }
+    limit
+}
+
+/// The soft limit of open files of this process, where the system tells it
+/// (`/proc/self/limits` on Linux); `None` elsewhere or when unlimited.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&limits)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
+}
+
+/// After a failed accept: a connection that failed before it was taken is skipped at
+/// once; anything else (above all, no descriptor left) waits a moment rather than
+/// spin, while open connections finish and free theirs.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM: what `agentc serve` shuts down on.
@@ -170,5 +367,29 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_limit_fits_the_open_files_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63704                63704                processes \n\
+                      Max open files            64                   4096                 files     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(64));
+        assert_eq!(
+            parse_open_files_limit(
+                "Max open files            unlimited            unlimited            files"
+            ),
+            None
+        );
+        assert_eq!(connection_limit(512, Some(64)), 32);
+        assert_eq!(connection_limit(512, Some(20_000)), 512);
+        assert_eq!(connection_limit(512, None), 512);
+        assert_eq!(connection_limit(512, Some(10)), 1);
+        assert_eq!(connection_limit(0, None), 1);
     }
 }

@@ -73,6 +73,9 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"agentc\""),
             );
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = self.retry_after
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
@@ -153,9 +156,61 @@ fn path_value(path: Result<Path<String>, PathRejection>) -> Result<String, ApiEr
     })
 }
 
+/// The TCP peer's address, when the connection gave one (never a forwarding header a
+/// client could write: behind a proxy, every client shares the proxy's address).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip()),
+        ))
+    }
+}
+
+impl Peer {
+    /// The key the peer is counted under.
+    fn key(self) -> String {
+        self.0
+            .map(crate::auth::address_key)
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+}
+
+/// Refuses a request from an address that has failed to authenticate too often,
+/// before its credential is checked, so that guessing is slowed to the limit.
+fn check_auth_failures(engine: &Engine, peer: Peer) -> Result<(), ApiError> {
+    if let Some(failures) = engine.auth_failures()
+        && let Err(wait) = failures.peek(&peer.key())
+    {
+        tracing::debug!("request refused: too many failed authentications from its address");
+        return Err(rate_limited(wait));
+    }
+    Ok(())
+}
+
+/// Counts a failed authentication against the peer's address.
+fn record_auth_failure(engine: &Engine, peer: Peer) {
+    if let Some(failures) = engine.auth_failures() {
+        let _ = failures.check(&peer.key());
+    }
+}
+
 /// The caller, authenticated and within the rate limit (OAS-C3: the identity becomes
-/// the engagement's user).
-fn caller(engine: &Engine, headers: &HeaderMap) -> Result<UserIdentity, ApiError> {
+/// the engagement's user). An address over its limit of failed authentications is
+/// answered 429 whatever it sends; a request without any credential is not a failed
+/// guess and is not counted.
+fn caller(engine: &Engine, peer: Peer, headers: &HeaderMap) -> Result<UserIdentity, ApiError> {
+    check_auth_failures(engine, peer)?;
     let text = |name: &str| {
         headers
             .get(name)
@@ -166,6 +221,9 @@ fn caller(engine: &Engine, headers: &HeaderMap) -> Result<UserIdentity, ApiError
         .authenticate(text("authorization"), text("x-api-key"))
         .map_err(|failure| {
             use crate::auth::AuthFailure;
+            if failure != AuthFailure::Missing {
+                record_auth_failure(engine, peer);
+            }
             let (code, message) = match failure {
                 AuthFailure::Missing => (
                     "unauthenticated",
@@ -207,25 +265,34 @@ fn rate_limited(wait: std::time::Duration) -> ApiError {
 /// the proxy's bucket.
 async fn limit_discovery(
     State(engine): Shared,
+    peer: Peer,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     if request.method() == Method::GET || request.method() == Method::HEAD {
         let headers = request.headers();
         let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        let verdict = match engine
-            .authenticator()
-            .authenticate(text("authorization"), text("x-api-key"))
-        {
+        let authorization = headers
+            .get("authorization")
+            .map(|_| text("authorization").unwrap_or("\u{0}"));
+        let api_key = headers
+            .get("x-api-key")
+            .map(|_| text("x-api-key").unwrap_or("\u{0}"));
+        // A credential sent with discovery is a guess like any other: refused from an
+        // address over its limit of failures, and counted when it fails.
+        if authorization.is_some() || api_key.is_some() {
+            check_auth_failures(&engine, peer)?;
+        }
+        let verdict = match engine.authenticator().authenticate(authorization, api_key) {
             Ok(user) => engine.limiter().map(|limiter| limiter.check(&user.id)),
-            Err(_) => engine.anonymous_limiter().map(|limiter| {
-                let address = request
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|ConnectInfo(address)| address.ip().to_string())
-                    .unwrap_or_else(|| "unknown".to_string());
-                limiter.check(&address)
-            }),
+            Err(failure) => {
+                if failure != crate::auth::AuthFailure::Missing {
+                    record_auth_failure(&engine, peer);
+                }
+                engine
+                    .anonymous_limiter()
+                    .map(|limiter| limiter.check(&peer.key()))
+            }
         };
         if let Some(Err(wait)) = verdict {
             return Err(rate_limited(wait));
@@ -255,9 +322,21 @@ async fn json_object(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| too_large())?;
+    // A client sending its body slowly holds a connection; past the timeout it gets
+    // 408 and the connection closes (the unread rest of the body is not waited for).
+    let timeout = engine.config().body_read_timeout;
+    let bytes: Bytes =
+        match tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), limit)).await
+        {
+            Ok(read) => read.map_err(|_| too_large())?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body did not arrive within {} s", timeout.as_secs_f64()),
+                ));
+            }
+        };
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -344,11 +423,23 @@ fn see_other(id: &str) -> Response {
     response
 }
 
-async fn list_agents(State(engine): Shared, headers: HeaderMap) -> Response {
-    json(
-        StatusCode::OK,
-        &discovery::agent_list(&engine, &discovery::base_url(&headers)),
-    )
+/// The hosted agents, a page at a time, by name.
+async fn list_agents(State(engine): Shared, uri: axum::http::Uri) -> Result<Response, ApiError> {
+    let page = page_query(uri.query())?;
+    let mut list = discovery::agent_list(
+        &engine,
+        engine.public_url(),
+        page.after.as_deref(),
+        page.limit,
+    );
+    if let Some(object) = list.as_object_mut() {
+        let next = match object.remove("next_after") {
+            Some(serde_json::Value::String(cursor)) => next_link("/agents", page.limit, &cursor),
+            _ => serde_json::Value::Null,
+        };
+        object.insert("next".into(), next);
+    }
+    Ok(json(StatusCode::OK, &list))
 }
 
 /// OAS-S1/S3: the agent document, as YAML.
@@ -371,7 +462,6 @@ async fn agent_document(
 
 async fn agent_manifest(
     State(engine): Shared,
-    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let name = path_value(path)?;
@@ -381,7 +471,7 @@ async fn agent_manifest(
         .ok_or_else(|| ApiError::not_found("such agent"))?;
     Ok(json(
         StatusCode::OK,
-        &discovery::manifest(&engine, &hosted.spec, &discovery::base_url(&headers)),
+        &discovery::manifest(&engine, &hosted.spec, engine.public_url()),
     ))
 }
 
@@ -389,11 +479,12 @@ async fn agent_manifest(
 /// 303 See Other to where its state is read.
 async fn start_engagement(
     State(engine): Shared,
+    peer: Peer,
     path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let name = path_value(path)?;
-    let user = caller(&engine, request.headers())?;
+    let user = caller(&engine, peer, request.headers())?;
     if !engine.agents().contains_key(&name) {
         return Err(ApiError::not_found("such agent"));
     }
@@ -425,13 +516,36 @@ fn visible_engagement(
     }
 }
 
+/// What a failed `exposes` says to the caller: its kind and key, never the evaluation's
+/// error text, which may quote the tool data it failed on.
+pub const EXPOSES_FAILED: &str = "exposes could not be evaluated";
+
+/// The status as the caller sees it. A failure of `exposes` keeps its kind and key and
+/// a fixed detail, whatever was stored (a record written before the runtime stopped
+/// recording the error text, or by another runtime).
+fn public_status(status: &serde_json::Value) -> serde_json::Value {
+    let mut status = status.clone();
+    if let Some(reason) = status
+        .get_mut("reason")
+        .and_then(serde_json::Value::as_object_mut)
+        && reason.get("kind").and_then(serde_json::Value::as_str) == Some("exposes")
+    {
+        reason.retain(|field, _| field == "kind" || field == "key");
+        reason.insert(
+            "detail".into(),
+            serde_json::Value::String(EXPOSES_FAILED.into()),
+        );
+    }
+    status
+}
+
 /// OAS-S3 and OAS-X1: the state is the status, the text and the exposes — nothing else
 /// of the engagement.
 fn engagement_view(record: &EngagementRecord) -> serde_json::Value {
     let mut view = serde_json::json!({
         "id": record.id,
         "agent": record.agent,
-        "status": record.status,
+        "status": public_status(&record.status),
         "text": record.text,
         "exposes": record.exposes,
     });
@@ -451,11 +565,12 @@ fn engagement_view(record: &EngagementRecord) -> serde_json::Value {
 
 async fn read_engagement(
     State(engine): Shared,
+    peer: Peer,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
-    let user = caller(&engine, &headers)?;
+    let user = caller(&engine, peer, &headers)?;
     let record = visible_engagement(&engine, &user, &id)?;
     Ok(json(StatusCode::OK, &engagement_view(&record)))
 }
@@ -463,11 +578,12 @@ async fn read_engagement(
 /// Adds user input to an engagement that has yielded; only its own user may.
 async fn add_engagement_input(
     State(engine): Shared,
+    peer: Peer,
     path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
-    let user = caller(&engine, request.headers())?;
+    let user = caller(&engine, peer, request.headers())?;
     let record = visible_engagement(&engine, &user, &id)?;
     if record.user.id != user.id {
         return Err(ApiError::new(
@@ -510,31 +626,118 @@ fn review_view(review: &ReviewRecord) -> serde_json::Value {
     })
 }
 
-async fn list_reviews(State(engine): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
-    let user = caller(&engine, &headers)?;
+/// How many items a list answers by default, and at most (`?limit=`).
+pub const DEFAULT_PAGE_LIMIT: usize = 50;
+/// The largest `?limit=` a list accepts.
+pub const MAX_PAGE_LIMIT: usize = 200;
+
+/// A page of a list: `?limit=N` (1 to [`MAX_PAGE_LIMIT`], default
+/// [`DEFAULT_PAGE_LIMIT`]) and `?after=CURSOR`, the `next` link's cursor.
+struct PageQuery {
+    limit: usize,
+    after: Option<String>,
+}
+
+fn invalid_query(message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+/// Reads `limit` and `after` from a query string. A cursor is short and made of
+/// letters, digits, `_`, `-` and `.` (what the server writes), so it needs no decoding;
+/// anything else is refused. Other parameters are ignored.
+fn page_query(query: Option<&str>) -> Result<PageQuery, ApiError> {
+    let mut page = PageQuery {
+        limit: DEFAULT_PAGE_LIMIT,
+        after: None,
+    };
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => {
+                page.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|limit| (1..=MAX_PAGE_LIMIT).contains(limit))
+                    .ok_or_else(|| invalid_query("`limit` must be a whole number from 1 to 200"))?;
+            }
+            "after" => {
+                let valid = !value.is_empty()
+                    && value.len() <= 200
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                if !valid {
+                    return Err(invalid_query("`after` must be the cursor of a `next` link"));
+                }
+                page.after = Some(value.to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+/// The link to the page after `cursor`.
+fn next_link(path: &str, limit: usize, cursor: &str) -> serde_json::Value {
+    serde_json::Value::String(format!("{path}?limit={limit}&after={cursor}"))
+}
+
+/// A review's position in the list: its creation time and identifier.
+fn review_cursor(review: &ReviewRecord) -> String {
+    format!("{}.{}", review.created_at_ms, review.id)
+}
+
+fn parse_review_cursor(cursor: &str) -> Result<(i64, &str), ApiError> {
+    cursor
+        .split_once('.')
+        .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id)))
+        .filter(|(_, id)| !id.is_empty())
+        .ok_or_else(|| invalid_query("`after` must be the cursor of a `next` link"))
+}
+
+/// The reviews waiting for the caller, a page at a time, oldest first.
+async fn list_reviews(
+    State(engine): Shared,
+    peer: Peer,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let user = caller(&engine, peer, &headers)?;
+    let page = page_query(uri.query())?;
+    let after = page.after.as_deref().map(parse_review_cursor).transpose()?;
     let mut names = vec![user.id.as_str()];
     if let Some(email) = &user.email {
         names.push(email);
     }
-    let reviews = engine
+    let mut reviews = engine
         .store()
-        .pending_reviews_for(&names)
+        .pending_reviews_page(&names, after, page.limit + 1)
         .map_err(|error| ApiError::store(&error))?;
-    let views: Vec<serde_json::Value> = reviews
-        .iter()
-        .filter(|review| !review.reviewer_is_agent)
-        .map(review_view)
-        .collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({"reviews": views})))
+    let more = reviews.len() > page.limit;
+    reviews.truncate(page.limit);
+    let next = match reviews.last() {
+        Some(last) if more => next_link("/reviews", page.limit, &review_cursor(last)),
+        _ => serde_json::Value::Null,
+    };
+    let views: Vec<serde_json::Value> = reviews.iter().map(review_view).collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"reviews": views, "next": next}),
+    ))
 }
 
 async fn read_review(
     State(engine): Shared,
+    peer: Peer,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
-    let user = caller(&engine, &headers)?;
+    let user = caller(&engine, peer, &headers)?;
     let review = engine
         .store()
         .review(&id)
@@ -547,11 +750,12 @@ async fn read_review(
 /// OAS-C7: the named reviewer approves (naming the exact call by its hash) or refuses.
 async fn decide_review(
     State(engine): Shared,
+    peer: Peer,
     path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
-    let user = caller(&engine, request.headers())?;
+    let user = caller(&engine, peer, request.headers())?;
     let body = json_object(&engine, request).await?;
     let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
     let decision = match field("decision") {
@@ -597,19 +801,19 @@ async fn decide_review(
     }
 }
 
-async fn llms_txt(State(engine): Shared, headers: HeaderMap) -> Response {
+async fn llms_txt(State(engine): Shared) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-        discovery::llms_txt(&engine, &discovery::base_url(&headers)),
+        discovery::llms_txt(&engine, engine.public_url()),
     )
         .into_response()
 }
 
-async fn openapi(State(engine): Shared, headers: HeaderMap) -> Response {
+async fn openapi(State(engine): Shared) -> Response {
     json(
         StatusCode::OK,
-        &discovery::openapi(&engine, &discovery::base_url(&headers)),
+        &discovery::openapi(&engine, engine.public_url()),
     )
 }
 

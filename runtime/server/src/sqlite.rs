@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -46,6 +47,9 @@ CREATE TABLE IF NOT EXISTS audit (
 /// The SQLite store.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    /// Fault injection for crash tests: the next `take_decision` fails between its two
+    /// statements, inside its transaction.
+    fail_take_midway: AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -135,7 +139,15 @@ impl SqliteStore {
         connection.execute_batch(SCHEMA).map_err(database)?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
+            fail_take_midway: AtomicBool::new(false),
         })
+    }
+
+    /// For crash tests: makes the next [`Store::take_decision`] fail after its first
+    /// statement, inside its transaction, as a crash at that point would.
+    #[doc(hidden)]
+    pub fn fail_next_take_decision_midway(&self) {
+        self.fail_take_midway.store(true, Ordering::SeqCst);
     }
 
     fn with<T>(
@@ -383,6 +395,50 @@ impl Store for SqliteStore {
         })
     }
 
+    fn take_decision(
+        &self,
+        review: &str,
+        engagement: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let state = status
+            .get("state")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("unknown")
+            .to_string();
+        let status = to_json(status)?;
+        self.with(|connection| {
+            // Dropped without `commit` on any error, which rolls both statements back.
+            let transaction = connection.unchecked_transaction().map_err(database)?;
+            let consumed = transaction
+                .execute(
+                    "UPDATE reviews SET consumed = 1 WHERE id = ?1 AND decided = 1",
+                    params![review],
+                )
+                .map_err(database)?;
+            if consumed != 1 {
+                return Err(StoreError::Database(format!(
+                    "review `{review}` is not decided"
+                )));
+            }
+            if self.fail_take_midway.swap(false, Ordering::SeqCst) {
+                return Err(StoreError::Database("injected fault".into()));
+            }
+            let updated = transaction
+                .execute(
+                    "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1",
+                    params![engagement, state, status, crate::store::now_ms()],
+                )
+                .map_err(database)?;
+            if updated != 1 {
+                return Err(StoreError::Database(format!(
+                    "no engagement `{engagement}`"
+                )));
+            }
+            transaction.commit().map_err(database)
+        })
+    }
+
     fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError> {
         self.reviews_where("engagement = ?1", &[&engagement])
     }
@@ -395,6 +451,51 @@ impl Store for SqliteStore {
         reviews.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         reviews.dedup_by(|a, b| a.id == b.id);
         Ok(reviews)
+    }
+
+    fn pending_reviews_page(
+        &self,
+        reviewers: &[&str],
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        if reviewers.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let placeholders = (0..reviewers.len())
+            .map(|index| format!("?{}", index + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (after_ms, after_id) = after.unwrap_or((i64::MIN, ""));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&after_ms, &after_id, &limit];
+        for reviewer in reviewers {
+            parameters.push(reviewer);
+        }
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT record_json, consumed FROM reviews \
+                     WHERE reviewer IN ({placeholders}) AND decided = 0 \
+                     AND json_extract(record_json, '$.reviewer_is_agent') = 0 \
+                     AND (created_at_ms > ?1 OR (created_at_ms = ?1 AND id > ?2)) \
+                     ORDER BY created_at_ms, id LIMIT ?3"
+                ))
+                .map_err(database)?;
+            let rows = statement
+                .query_map(parameters.as_slice(), |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(database)?;
+            let mut reviews = Vec::new();
+            for row in rows {
+                let (json, consumed) = row.map_err(database)?;
+                let mut review: ReviewRecord = from_json(&json)?;
+                review.consumed = consumed != 0;
+                reviews.push(review);
+            }
+            Ok(reviews)
+        })
     }
 
     fn append_audit(&self, seq: u64, engagement: &str, line: &str) -> Result<(), StoreError> {

@@ -128,10 +128,29 @@ pub trait Store: Send + Sync {
     fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError>;
     /// Marks a decided review as taken by its engagement.
     fn consume_review(&self, id: &str) -> Result<(), StoreError>;
+    /// Marks a decided review as taken and sets its waiting engagement's status, in one
+    /// transaction: both or neither. Were they two steps, a crash between them would
+    /// leave the engagement `awaiting_review` with its decision already taken, which
+    /// no restart resumes.
+    fn take_decision(
+        &self,
+        review: &str,
+        engagement: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), StoreError>;
     /// Every review of an engagement, oldest first.
     fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError>;
     /// Undecided reviews addressed to any of `reviewers`, oldest first.
     fn pending_reviews_for(&self, reviewers: &[&str]) -> Result<Vec<ReviewRecord>, StoreError>;
+    /// One page of the undecided reviews addressed to any of `reviewers` that a person
+    /// decides (not an agent): in the order of `(created_at_ms, id)`, those after the
+    /// position `after` when given, at most `limit` of them.
+    fn pending_reviews_page(
+        &self,
+        reviewers: &[&str],
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<ReviewRecord>, StoreError>;
 
     /// Appends one line of the hash-chained audit trail.
     fn append_audit(&self, seq: u64, engagement: &str, line: &str) -> Result<(), StoreError>;

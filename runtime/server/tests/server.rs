@@ -1226,3 +1226,863 @@ async fn graceful_shutdown_lets_running_engagements_finish() {
     drop(store);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// Every URL in the discovery documents, for a request sent with `host`.
+async fn discovery_texts(base: &str, host: Option<&str>) -> Vec<String> {
+    let mut texts = Vec::new();
+    for path in [
+        "/openapi.json",
+        "/llms.txt",
+        "/agents",
+        "/agents/refunds/manifest",
+    ] {
+        let host_line = host
+            .map(|host| format!("Host: {host}\r\n"))
+            .unwrap_or_default();
+        let (status, body) = raw_request(
+            base,
+            &format!("GET {path} HTTP/1.1\r\n{host_line}Connection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{path}: {body}");
+        texts.push(body);
+    }
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_urls_ignore_the_host_header() {
+    // Default: `http://` and the bound address, whatever the client says its host is.
+    let (setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    let server = setup.start().await;
+    let base = server.base.clone();
+    for host in [Some("evil.test:1"), Some(""), None] {
+        let texts = discovery_texts(&base, host).await;
+        for text in &texts {
+            assert!(!text.contains("evil.test"), "{text}");
+            assert!(!text.contains("localhost"), "{text}");
+        }
+        let openapi: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
+        assert_eq!(openapi["servers"][0]["url"], base.as_str());
+        assert!(texts[1].contains(&format!("({base}/agents/refunds)")));
+        let agents: serde_json::Value = serde_json::from_str(&texts[2]).unwrap();
+        assert_eq!(
+            agents["agents"][0]["document"],
+            format!("{base}/agents/refunds")
+        );
+        assert_eq!(
+            agents["agents"][0]["oagent"],
+            format!("oagent://{}/agents/refunds", address(&base))
+        );
+        let manifest: serde_json::Value = serde_json::from_str(&texts[3]).unwrap();
+        assert_eq!(
+            manifest["endpoint"]["address"],
+            format!("{base}/agents/refunds")
+        );
+    }
+    server.stop().await;
+
+    // Configured: every link uses the public URL (its trailing `/` dropped).
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.public_url = Some("https://agents.acme.example/v1/".into());
+    let server = setup.start().await;
+    let public = "https://agents.acme.example/v1";
+    let texts = discovery_texts(&server.base, Some("evil.test:1")).await;
+    for text in &texts {
+        assert!(
+            !text.contains("evil.test") && !text.contains("127.0.0.1"),
+            "{text}"
+        );
+    }
+    let openapi: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
+    assert_eq!(openapi["servers"][0]["url"], public);
+    assert!(texts[1].contains(&format!("({public}/agents/refunds)")));
+    let agents: serde_json::Value = serde_json::from_str(&texts[2]).unwrap();
+    assert_eq!(
+        agents["agents"][0]["oagent"],
+        "oagent://agents.acme.example/v1/agents/refunds"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&texts[3]).unwrap();
+    assert_eq!(manifest["endpoint"]["protocol"], "https");
+    assert_eq!(
+        manifest["endpoint"]["health_check"],
+        format!("{public}/healthz")
+    );
+    server.stop().await;
+
+    // A public URL that is not a plain http(s) URL is refused at start.
+    for bad in [
+        "ftp://agents.acme.example",
+        "https://",
+        "https://user@host",
+        "https://host/a?b",
+        "https://host/<script>",
+        "agents.acme.example",
+    ] {
+        assert!(
+            agentc_server::discovery::normalize_public_url(bad).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+/// A client whose connections come from `source` (another loopback address).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn status_of(request: reqwest::RequestBuilder) -> (u16, Option<u64>) {
+    let response = request.send().await.unwrap();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    (response.status().as_u16(), retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentication_is_rate_limited_per_client_address() {
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.auth_failure_limit = Some(agentc_server::RateLimitConfig {
+        requests: 3,
+        per_seconds: 3,
+    });
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let guesser = client_from("127.0.0.1");
+    let other = client_from("127.0.0.2");
+    let reviews = format!("{base}/reviews");
+
+    // Requests without any credential are not guesses: never counted.
+    for _ in 0..5 {
+        assert_eq!(status_of(guesser.get(&reviews)).await.0, 401);
+    }
+    // Three wrong guesses are answered 401; from then on the address gets 429 with
+    // Retry-After, even with a valid token (its credential is not checked at all).
+    for guess in ["guess-0001", "guess-0002", "guess-0003"] {
+        let (status, _) = status_of(guesser.get(&reviews).bearer_auth(guess)).await;
+        assert_eq!(status, 401);
+    }
+    for token in ["guess-0004", "alice-token-1"] {
+        let (status, retry) = status_of(guesser.get(&reviews).bearer_auth(token)).await;
+        assert_eq!(status, 429, "{token}");
+        assert!(
+            retry.is_some_and(|seconds| (1..=2).contains(&seconds)),
+            "{retry:?}"
+        );
+    }
+    let (status, _) = status_of(
+        guesser
+            .post(format!("{base}/agents/refunds"))
+            .header("x-api-key", "guess-0005")
+            .body(r#"{"text": "x"}"#),
+    )
+    .await;
+    assert_eq!(status, 429);
+    // Discovery with a credential is a guess too; without one it is still served.
+    let openapi = format!("{base}/openapi.json");
+    assert_eq!(
+        status_of(guesser.get(&openapi).bearer_auth("guess-0006"))
+            .await
+            .0,
+        429
+    );
+    assert_eq!(status_of(guesser.get(&openapi)).await.0, 200);
+
+    // Another address is not affected: its valid requests succeed, its guesses count
+    // against its own budget.
+    assert_eq!(
+        status_of(other.get(&reviews).bearer_auth("alice-token-1"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        status_of(other.get(&reviews).bearer_auth("guess-0007"))
+            .await
+            .0,
+        401
+    );
+
+    // Once the window has refilled, the first address may authenticate again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        status_of(guesser.get(&reviews).bearer_auth("alice-token-1"))
+            .await
+            .0,
+        200
+    );
+    server.stop().await;
+}
+
+/// Reads from `stream` until the server closes it; `None` when it is still open after
+/// `within`. Returns what was read.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(count) => answer.extend_from_slice(&buffer[..count]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&answer).to_string())
+}
+
+/// Whether `/healthz` answers 200 within `within`, on a connection closed after it.
+async fn health_within(base: &str, within: Duration) -> bool {
+    let started = std::time::Instant::now();
+    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answered = tokio::time::timeout(within, raw_request(base, request)).await;
+    matches!(answered, Ok((200, _))) && started.elapsed() <= within
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_do_not_starve_healthz() {
+    use tokio::io::AsyncWriteExt;
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.header_read_timeout = Duration::from_millis(800);
+    setup.config.body_read_timeout = Duration::from_millis(800);
+    setup.config.max_connections = 64;
+    setup.config.max_connections_per_address = Some(64);
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let connect = || tokio::net::TcpStream::connect(address(&base));
+
+    // 50 slow clients: idle ones that send nothing, half-sent headers, bodies sent
+    // slowly (authenticated, so the body is read), and kept-alive connections idle
+    // after one answer.
+    let mut slow = Vec::new();
+    for index in 0..50 {
+        let mut stream = connect().await.unwrap();
+        match index % 4 {
+            0 => {}
+            1 => stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap(),
+            2 => stream
+                .write_all(
+                    b"POST /agents/refunds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-token-1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"text\": ",
+                )
+                .await
+                .unwrap(),
+            _ => stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap(),
+        }
+        slow.push((index % 4, stream));
+    }
+    // A normal request is answered at once.
+    assert!(health_within(&base, Duration::from_secs(1)).await);
+    // Every slow client is disconnected once its timeout has passed; a slow body gets
+    // 408 first, a kept-alive connection its one answer.
+    let started = std::time::Instant::now();
+    for (kind, stream) in &mut slow {
+        let answer = closed_within(stream, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("a slow client of kind {kind} is still connected"));
+        match kind {
+            2 => assert!(answer.starts_with("HTTP/1.1 408"), "{answer}"),
+            3 => assert!(answer.starts_with("HTTP/1.1 200"), "{answer}"),
+            _ => assert!(!answer.contains("200 OK"), "{answer}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, openapi) = get(&base, "/openapi.json", None).await;
+    assert!(
+        openapi["paths"]["/agents/{name}"]["post"]["responses"]
+            .get("408")
+            .is_some()
+    );
+    // A client that sends its request in time is served as before.
+    assert!(health_within(&base, Duration::from_secs(1)).await);
+    // No engagement was started by a body that never arrived.
+    assert!(
+        server
+            .engine
+            .store()
+            .engagements_in_states(&["running", "completed", "awaiting_review", "failed"])
+            .unwrap()
+            .is_empty()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.header_read_timeout = Duration::from_millis(800);
+    setup.config.max_connections = 4;
+    setup.config.max_connections_per_address = Some(4);
+    let server = setup.start().await;
+    let base = server.base.clone();
+    // Within the limit, requests are served.
+    assert!(health_within(&base, Duration::from_secs(1)).await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tokio::net::TcpStream::connect(address(&base))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Over the limit: the connection is closed at once, without an answer.
+    let mut over = tokio::net::TcpStream::connect(address(&base))
+        .await
+        .unwrap();
+    let answer = closed_within(&mut over, Duration::from_millis(500)).await;
+    assert_eq!(answer.as_deref(), Some(""));
+    // Once the idle connections have timed out, there is room again.
+    for stream in &mut held {
+        assert!(
+            closed_within(stream, Duration::from_secs(3))
+                .await
+                .is_some()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(health_within(&base, Duration::from_secs(1)).await);
+    server.stop().await;
+
+    // Per address: one address holding its share leaves room for others.
+    let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    setup.config.header_read_timeout = Duration::from_millis(800);
+    setup.config.max_connections = 8;
+    setup.config.max_connections_per_address = Some(2);
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            tokio::net::TcpStream::connect(address(&base))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = tokio::net::TcpStream::connect(address(&base))
+        .await
+        .unwrap();
+    let answer = closed_within(&mut over, Duration::from_millis(500)).await;
+    assert_eq!(answer.as_deref(), Some(""));
+    let from_other = client_from("127.0.0.2")
+        .get(format!("{base}/healthz"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_other.status().as_u16(), 200);
+    drop(held);
+    server.stop().await;
+}
+
+const EXPOSING_AGENT: &str = r#"kind: openagentspec:v1/agent
+name: refunds
+description: Issues refunds and exposes the refund's number.
+intent: You issue refunds the customer asks for.
+owner: people-ops@acme.example
+capabilities:
+  issue_refund: {}
+exposes:
+  refund_number: 'has(recent.issue_refund) ? int(recent.issue_refund.outputs.refund_id) : 0'
+"#;
+
+/// Runs one refund whose tool answers `refund_id`; returns the engagement's raw JSON
+/// text and the server.
+async fn exposing_engagement(refund_id: &str) -> (String, TestServer) {
+    let (setup, _) = Setup::new(
+        vec![
+            ("refunds.yaml", EXPOSING_AGENT.to_string()),
+            ("tools.yaml", REFUND_TOOLS.to_string()),
+        ],
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    )
+    .script("refunds", REFUND_SCRIPT)
+    .mock("issue_refund", json!({"refund_id": refund_id}));
+    let server = setup.start().await;
+    let (_, location, _) = post(
+        &server.base,
+        "/agents/refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-42"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["completed", "failed"],
+    )
+    .await;
+    let text = client()
+        .get(format!("{}{location}", server.base))
+        .bearer_auth("alice-token-1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (text, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_exposes_show_their_kind_and_never_the_tool_data() {
+    // Allowed: a refund number that converts is exposed.
+    let (text, server) = exposing_engagement("1234").await;
+    let done: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(done["exposes"], json!({"refund_number": 1234}));
+    server.stop().await;
+
+    // Denied: the conversion fails on the tool's output; the caller learns which
+    // exposes failed, but nothing of the value it failed on.
+    let marker = "PLANTED-MARKER-5e0c";
+    let (text, server) = exposing_engagement(marker).await;
+    assert!(!text.contains(marker), "{text}");
+    let failed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(failed["status"]["state"], "failed", "{failed}");
+    assert_eq!(
+        failed["status"]["reason"],
+        json!({"kind": "exposes", "key": "refund_number", "detail": "exposes could not be evaluated"})
+    );
+    assert_eq!(failed["exposes"], json!({}));
+    // Nor is it kept in the stored status.
+    let stored = server
+        .engine
+        .store()
+        .engagements_in_states(&["failed"])
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].status.to_string().contains(marker));
+    server.stop().await;
+}
+
+fn pending_review(id: &str, reviewer: &str, created_at_ms: i64) -> agentc_server::ReviewRecord {
+    agentc_server::ReviewRecord {
+        id: id.to_string(),
+        engagement: "e_0".into(),
+        agent: "refunds".into(),
+        reviewer: reviewer.to_string(),
+        reviewer_is_agent: false,
+        tool: "issue_refund".into(),
+        stage: "input".into(),
+        inputs: json!({"order": "o-1", "amount": 1}),
+        outputs: None,
+        call_hash: "0".repeat(64),
+        engagement_state: json!({}),
+        decision: None,
+        consumed: false,
+        created_at_ms,
+    }
+}
+
+/// Follows `next` from `first`, returning every id seen and how many pages.
+async fn walk_reviews(base: &str, first: &str) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut path = Some(first.to_string());
+    while let Some(current) = path {
+        let (status, page) = get(base, &current, Some("alice-token-1")).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        for review in page["reviews"].as_array().unwrap() {
+            ids.push(review["id"].as_str().unwrap().to_string());
+        }
+        path = page["next"].as_str().map(str::to_string);
+        assert!(pages <= 100);
+    }
+    (ids, pages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_and_agent_lists_are_paginated_in_a_stable_order() {
+    let setup = Setup::new(
+        vec![
+            ("refunds.yaml", REFUNDS_AGENT.to_string()),
+            ("chat.yaml", CHAT_AGENT.to_string()),
+            ("tools.yaml", REFUND_TOOLS.to_string()),
+        ],
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    );
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let store = server.engine.store();
+    // 60 pending reviews for alice (by id or by email; pairs share a creation time, so
+    // the identifier breaks the tie), and others that she must never see listed.
+    let mut expected = Vec::new();
+    for index in 0..60 {
+        let id = format!("r_{:02}", 59 - index);
+        let reviewer = if index % 3 == 0 {
+            "alice@acme.example"
+        } else {
+            "alice"
+        };
+        store
+            .insert_review(&pending_review(&id, reviewer, 1_000 + index / 2))
+            .unwrap();
+        expected.push((1_000 + index / 2, id));
+    }
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    store
+        .insert_review(&pending_review("r_bob", "bob", 1_001))
+        .unwrap();
+    let mut by_agent = pending_review("r_agent", "alice", 1_002);
+    by_agent.reviewer_is_agent = true;
+    store.insert_review(&by_agent).unwrap();
+    store
+        .insert_review(&pending_review("r_decided", "alice", 1_003))
+        .unwrap();
+    assert!(
+        store
+            .decide_review(
+                "r_decided",
+                &agentc_server::StoredDecision::Refuse {
+                    reason: "no".into()
+                }
+            )
+            .unwrap()
+    );
+
+    // Default page: 50, with a link to the rest.
+    let (status, first) = get(&base, "/reviews", Some("alice-token-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["reviews"].as_array().unwrap().len(), 50);
+    let next = first["next"].as_str().unwrap();
+    assert!(next.starts_with("/reviews?limit=50&after="), "{next}");
+    let (_, second) = get(&base, next, Some("alice-token-1")).await;
+    assert_eq!(second["reviews"].as_array().unwrap().len(), 10);
+    assert_eq!(second["next"], serde_json::Value::Null);
+    // Pages of 7 walk every review once, in the same order as one page of 200.
+    let (walked, pages) = walk_reviews(&base, "/reviews?limit=7").await;
+    assert_eq!(walked, expected);
+    assert_eq!(pages, 9);
+    let (all, pages) = walk_reviews(&base, "/reviews?limit=200").await;
+    assert_eq!((all, pages), (expected.clone(), 1));
+    // Bob sees his one review only.
+    let (_, bobs) = get(&base, "/reviews", Some("bob-token-22")).await;
+    assert_eq!(bobs["reviews"].as_array().unwrap().len(), 1);
+    assert_eq!(bobs["reviews"][0]["id"], "r_bob");
+
+    // Limits and cursors out of range are refused.
+    for query in [
+        "limit=0",
+        "limit=201",
+        "limit=ten",
+        "limit=-1",
+        "after=",
+        "after=%2F..",
+        "after=no-dot",
+        "after=12.",
+    ] {
+        let (status, body) = get(&base, &format!("/reviews?{query}"), Some("alice-token-1")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query");
+    }
+
+    // The agent list pages the same way, by name.
+    let (status, page) = get(&base, "/agents?limit=1", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["agents"][0]["name"], "chat");
+    assert_eq!(page["next"], "/agents?limit=1&after=chat");
+    let (_, page) = get(&base, "/agents?limit=1&after=chat", None).await;
+    assert_eq!(page["agents"][0]["name"], "refunds");
+    assert_eq!(page["next"], serde_json::Value::Null);
+    let (_, page) = get(&base, "/agents", None).await;
+    assert_eq!(page["agents"].as_array().unwrap().len(), 2);
+    assert_eq!(get(&base, "/agents?limit=500", None).await.0, 400);
+
+    // Both are documented.
+    let (_, openapi) = get(&base, "/openapi.json", None).await;
+    for path in ["/reviews", "/agents"] {
+        let parameters = &openapi["paths"][path]["get"]["parameters"];
+        assert_eq!(parameters[0]["name"], "limit", "{path}");
+        assert_eq!(parameters[0]["schema"]["maximum"], 200);
+        assert_eq!(parameters[1]["name"], "after");
+        assert!(
+            openapi["paths"][path]["get"]["responses"]
+                .get("400")
+                .is_some()
+        );
+    }
+    server.stop().await;
+}
+
+/// A store that dies: once `take_decision` has failed (midway, inside its transaction,
+/// by the SQLite store's fault injection), every later call fails too, as if the
+/// process had crashed at that point and nothing more reached the database.
+struct CrashingStore {
+    inner: Arc<SqliteStore>,
+    crashed: std::sync::atomic::AtomicBool,
+}
+
+impl CrashingStore {
+    fn alive(&self) -> Result<(), agentc_server::StoreError> {
+        if self.crashed.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(agentc_server::StoreError::Database("crashed".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl agentc_server::Store for CrashingStore {
+    fn insert_engagement(
+        &self,
+        record: &agentc_server::EngagementRecord,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.insert_engagement(record)
+    }
+    fn update_engagement(
+        &self,
+        record: &agentc_server::EngagementRecord,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.update_engagement(record)
+    }
+    fn set_status(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.set_status(id, status)
+    }
+    fn save_snapshot(
+        &self,
+        id: &str,
+        snapshot: &agentc_runtime::EngagementSnapshot,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.save_snapshot(id, snapshot)
+    }
+    fn engagement(
+        &self,
+        id: &str,
+    ) -> Result<Option<agentc_server::EngagementRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.engagement(id)
+    }
+    fn engagements_in_states(
+        &self,
+        states: &[&str],
+    ) -> Result<Vec<agentc_server::EngagementRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.engagements_in_states(states)
+    }
+    fn insert_review(
+        &self,
+        review: &agentc_server::ReviewRecord,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.insert_review(review)
+    }
+    fn review(
+        &self,
+        id: &str,
+    ) -> Result<Option<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.review(id)
+    }
+    fn open_review(
+        &self,
+        engagement: &str,
+        call_hash: &str,
+        stage: &str,
+    ) -> Result<Option<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.open_review(engagement, call_hash, stage)
+    }
+    fn decide_review(
+        &self,
+        id: &str,
+        decision: &agentc_server::StoredDecision,
+    ) -> Result<bool, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.decide_review(id, decision)
+    }
+    fn consume_review(&self, id: &str) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.consume_review(id)
+    }
+    fn take_decision(
+        &self,
+        review: &str,
+        engagement: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        let taken = self.inner.take_decision(review, engagement, status);
+        if taken.is_err() {
+            self.crashed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        taken
+    }
+    fn reviews_of(
+        &self,
+        engagement: &str,
+    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.reviews_of(engagement)
+    }
+    fn pending_reviews_for(
+        &self,
+        reviewers: &[&str],
+    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.pending_reviews_for(reviewers)
+    }
+    fn pending_reviews_page(
+        &self,
+        reviewers: &[&str],
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.pending_reviews_page(reviewers, after, limit)
+    }
+    fn append_audit(
+        &self,
+        seq: u64,
+        engagement: &str,
+        line: &str,
+    ) -> Result<(), agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.append_audit(seq, engagement, line)
+    }
+    fn audit_head(&self) -> Result<Option<(u64, String)>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.audit_head()
+    }
+    fn audit_lines(&self) -> Result<Vec<String>, agentc_server::StoreError> {
+        self.alive()?;
+        self.inner.audit_lines()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_a_review_decision_is_one_transaction_and_resumes_after_a_crash() {
+    let path = database_path("take-decision");
+    let sqlite_store = Arc::new(SqliteStore::open(&path).unwrap());
+    let crashing = Arc::new(CrashingStore {
+        inner: Arc::clone(&sqlite_store),
+        crashed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let (setup, first_tool) = refund_setup(crashing.clone());
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let (_, location, _) = post(
+        &base,
+        "/agents/refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-42"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    let id = location.trim_start_matches("/engagements/").to_string();
+    wait_for_state(&base, &location, "alice-token-1", &["awaiting_review"]).await;
+    let (_, reviews) = get(&base, "/reviews", Some("alice-token-1")).await;
+    let review = reviews["reviews"][0].clone();
+    let review_id = review["id"].as_str().unwrap().to_string();
+
+    // The approval is stored; the engagement then takes it and "crashes" midway.
+    sqlite_store.fail_next_take_decision_midway();
+    let approve = json!({"decision": "approve", "call_hash": review["call_hash"]}).to_string();
+    let (status, _, _) = post(
+        &base,
+        &format!("/reviews/{review_id}"),
+        Some("alice-token-1"),
+        &approve,
+    )
+    .await;
+    assert_eq!(status, 200);
+    for _ in 0..200 {
+        if crashing.crashed.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(crashing.crashed.load(std::sync::atomic::Ordering::SeqCst));
+    server.stop().await;
+    drop(crashing);
+    drop(sqlite_store);
+
+    // Neither step reached the database: the engagement still waits, and its
+    // decision has not been taken.
+    let store = SqliteStore::open(&path).unwrap();
+    let record = agentc_server::Store::engagement(&store, &id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state(), "awaiting_review", "{:?}", record.status);
+    let stored = agentc_server::Store::review(&store, &review_id)
+        .unwrap()
+        .unwrap();
+    assert!(stored.decision.is_some() && !stored.consumed);
+    drop(store);
+
+    // After a restart the engagement resumes with the decision and completes; the
+    // approved call runs exactly once.
+    let (setup, second_tool) = refund_setup(sqlite(&path));
+    let server = setup.start().await;
+    let done = wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!((first_tool.calls(), second_tool.calls()), (0, 1));
+    let taken = server.engine.store().review(&review_id).unwrap().unwrap();
+    assert!(taken.consumed);
+
+    // Allowed path: without a fault, taking the decision is one committed step.
+    let (_, location, _) = post(
+        &server.base,
+        "/agents/refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-42"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["awaiting_review"],
+    )
+    .await;
+    approve_open_review(&server.base, "issue_refund").await;
+    let done = wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["completed", "failed"],
+    )
+    .await;
+    assert_eq!(done["status"]["state"], "completed", "{done}");
+    assert_eq!(second_tool.calls(), 2);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

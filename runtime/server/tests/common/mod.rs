@@ -250,3 +250,32 @@ pub async fn wait_for_state(
 pub fn sqlite(path: &std::path::Path) -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(path).unwrap())
 }
+
+/// The address (`127.0.0.1:PORT`) of a base URL.
+pub fn address(base: &str) -> String {
+    base.trim_start_matches("http://").to_string()
+}
+
+/// Sends `request` as raw bytes on a fresh connection and reads the answer until the
+/// server closes it (bounded by 5 s); returns the status and the body.
+pub async fn raw_request(base: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address(base)).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
