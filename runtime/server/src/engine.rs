@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use agentc_runtime::spec::ReviewerRef;
 use agentc_runtime::{
-    AgentSpec, AuditLog, Checkpoints, CredentialProvider, EngagementOutcome, EngagementRequest,
-    EngagementSnapshot, FailureReason, Model, ReviewDecision, ReviewRequest, Reviewer, Runtime,
-    ToolRegistry, UserIdentity, continue_engagement, resume_engagement, review_by_agent,
-    run_engagement_with_id,
+    AgentSpec, AuditLog, AuditSigningKey, Checkpoints, CredentialProvider,
+    DEFAULT_CHECKPOINT_INTERVAL, EngagementOutcome, EngagementRequest, EngagementSnapshot,
+    FailureReason, Model, ReviewDecision, ReviewRequest, Reviewer, Runtime, ToolRegistry,
+    UserIdentity, continue_engagement, resume_engagement, review_by_agent, run_engagement_with_id,
 };
 use async_trait::async_trait;
 use tokio::sync::{Notify, oneshot};
@@ -48,6 +48,11 @@ pub struct ServerConfig {
     /// (the runtime's agent timeout). It is longer than a tool's timeout because the
     /// called agent's engagement may itself wait for tools and reviewers.
     pub agent_timeout: Duration,
+    /// The key that signs the audit trail's checkpoints; `None` signs none (the trail
+    /// is then only hash-chained).
+    pub audit_key: Option<AuditSigningKey>,
+    /// How many audit entries at most between two signed checkpoints.
+    pub audit_checkpoint_every: u64,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +64,8 @@ impl Default for ServerConfig {
             review_timeout: Duration::from_secs(7 * 24 * 3600),
             tool_timeout: Duration::from_secs(30),
             agent_timeout: Duration::from_secs(600),
+            audit_key: None,
+            audit_checkpoint_every: DEFAULT_CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -482,9 +489,13 @@ impl Engine {
         runtime.tool_timeout = parts.config.tool_timeout;
         runtime.agent_models = parts.agent_models.clone();
         let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
-        runtime.audit = Arc::new(match store.audit_head()? {
+        let audit = match store.audit_head()? {
             Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
             None => AuditLog::new(writer),
+        };
+        runtime.audit = Arc::new(match &parts.config.audit_key {
+            Some(key) => audit.with_checkpoints(key.clone(), parts.config.audit_checkpoint_every),
+            None => audit,
         });
         let limiter = parts.auth.rate_limit.map(RateLimiter::new);
         let anonymous_limiter = parts.auth.rate_limit.map(RateLimiter::new);
@@ -837,6 +848,10 @@ impl Engine {
         };
         for handle in handles {
             handle.abort();
+        }
+        // The trail ends signed, so that a clean restart leaves no unsigned entries.
+        if let Err(error) = self.runtime.audit.checkpoint() {
+            tracing::warn!(%error, "audit checkpoint failed at shutdown");
         }
         if let Err(error) = self.runtime.audit.flush() {
             tracing::warn!(%error, "audit flush failed at shutdown");
