@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod build;
 mod conform;
 mod files;
@@ -80,6 +81,14 @@ enum Command {
         /// Write the hash-chained audit trail to this file.
         #[arg(long)]
         audit: Option<PathBuf>,
+        /// Sign checkpoints into the audit trail with the secret key in this file (64
+        /// hexadecimal digits, as `agentc audit keygen` writes it).
+        #[arg(long, requires = "audit")]
+        audit_key: Option<PathBuf>,
+        /// With `--audit-key`: sign a checkpoint after at most this many entries (and
+        /// always at the engagement's end).
+        #[arg(long, default_value_t = agentc_runtime::DEFAULT_CHECKPOINT_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
+        audit_checkpoint_every: u64,
         #[command(flatten)]
         local: run::LocalModelFlags,
     },
@@ -125,6 +134,14 @@ enum Command {
         /// How long a tool may take in seconds.
         #[arg(long, default_value_t = 30)]
         tool_timeout: u64,
+        /// Sign checkpoints into the audit trail with the secret key in this file (64
+        /// hexadecimal digits, as `agentc audit keygen` writes it).
+        #[arg(long)]
+        audit_key: Option<PathBuf>,
+        /// With `--audit-key`: sign a checkpoint after at most this many entries (and
+        /// at every engagement's end and at shutdown).
+        #[arg(long, default_value_t = agentc_runtime::DEFAULT_CHECKPOINT_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
+        audit_checkpoint_every: u64,
     },
     /// Work with audit trails.
     Audit {
@@ -197,8 +214,38 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check that an audit trail's hash chain is intact (no edit, deletion or reordering).
-    Verify { file: PathBuf },
+    /// Check that an audit trail's hash chain is intact (no edit, deletion or
+    /// reordering) and, with `--key`, that every signed checkpoint verifies and covers
+    /// every entry. Exit 0 when intact (and, with `--key`, every entry is signed), 1
+    /// when altered or not proven.
+    Verify {
+        file: PathBuf,
+        /// The public key of the checkpoints: 64 hexadecimal digits, or a file holding
+        /// them (the `.pub` file of `keygen`).
+        #[arg(long)]
+        key: Option<String>,
+        /// The hash the trail must end with (kept elsewhere, e.g. from the server's
+        /// log at a checkpoint): detects entries cut off the end.
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Create a checkpoint signing key pair: the secret key to FILE (never
+    /// overwritten, owner-readable only), the public key to FILE.pub and stdout.
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the audit trail of an `agentc serve` database as the JSON lines `verify`
+    /// reads (the database is only read).
+    Export {
+        /// The SQLite database.
+        #[arg(long)]
+        db: PathBuf,
+        /// The file to write (default: stdout).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -234,6 +281,8 @@ fn main() -> ExitCode {
             mock_tools,
             approve_reviews,
             audit,
+            audit_key,
+            audit_checkpoint_every,
             local,
         } => {
             let inputs = match files::collect_inputs(&paths) {
@@ -253,6 +302,8 @@ fn main() -> ExitCode {
                 mock_tools: &mock_tools,
                 approve_reviews,
                 audit: audit.as_deref(),
+                audit_key: audit_key.as_deref(),
+                audit_checkpoint_every,
                 local: &local,
             })
         }
@@ -268,6 +319,8 @@ fn main() -> ExitCode {
             allow_loopback_http,
             agent_timeout,
             tool_timeout,
+            audit_key,
+            audit_checkpoint_every,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -288,11 +341,17 @@ fn main() -> ExitCode {
                 allow_loopback_http,
                 agent_timeout_secs: agent_timeout,
                 tool_timeout_secs: tool_timeout,
+                audit_key: audit_key.as_deref(),
+                audit_checkpoint_every,
             })
         }
-        Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => run::verify_audit(&file),
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { file, key, head } => {
+                audit::verify(&file, key.as_deref(), head.as_deref())
+            }
+            AuditCommand::Keygen { out } => audit::keygen(&out),
+            AuditCommand::Export { db, output } => audit::export(&db, output.as_deref()),
+        },
         Command::Build {
             paths,
             output,

@@ -28,6 +28,10 @@ pub struct ServeRequest<'a> {
     pub agent_timeout_secs: u64,
     /// How long a tool may take, in seconds.
     pub tool_timeout_secs: u64,
+    /// The file of the key that signs the audit trail's checkpoints.
+    pub audit_key: Option<&'a Path>,
+    /// How many audit entries at most between two signed checkpoints.
+    pub audit_checkpoint_every: u64,
 }
 
 /// Serves until Ctrl-C or SIGTERM; exit 0 after a graceful shutdown, 2 on usage, spec
@@ -84,6 +88,11 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
     let config = ServerConfig {
         agent_timeout: std::time::Duration::from_secs(request.agent_timeout_secs),
         tool_timeout: std::time::Duration::from_secs(request.tool_timeout_secs),
+        audit_key: request
+            .audit_key
+            .map(crate::audit::read_signing_key)
+            .transpose()?,
+        audit_checkpoint_every: request.audit_checkpoint_every,
         ..ServerConfig::default()
     };
     let mut tools =
