@@ -390,11 +390,23 @@ pub const AWAITING_REMOTE: &str = "awaiting_remote";
 struct StoreCheckpoints {
     store: Arc<dyn Store>,
     busy: Arc<Busy>,
+    /// The audit trail, signed at each wait point (when it signs), so that what an
+    /// engagement did before a wait of hours or days is covered in the meantime.
+    audit: Arc<AuditLog>,
+}
+
+impl StoreCheckpoints {
+    fn sign_audit(&self, engagement: &str) {
+        if let Err(error) = self.audit.checkpoint() {
+            tracing::warn!(%error, engagement, "the audit checkpoint could not be written");
+        }
+    }
 }
 
 #[async_trait]
 impl Checkpoints for StoreCheckpoints {
     async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
+        self.sign_audit(&snapshot.engagement.id);
         self.store
             .save_snapshot(&snapshot.engagement.id, snapshot)
             .map_err(|error| error.to_string())
@@ -402,6 +414,7 @@ impl Checkpoints for StoreCheckpoints {
 
     async fn save_remote_wait(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
         let id = &snapshot.engagement.id;
+        self.sign_audit(id);
         self.store
             .save_snapshot(id, snapshot)
             .map_err(|error| error.to_string())?;
@@ -480,14 +493,6 @@ impl Engine {
             busy: Arc::clone(&busy),
             engine: Arc::clone(&engine_cell),
         });
-        runtime.checkpoints = Some(Arc::new(StoreCheckpoints {
-            store: Arc::clone(&store),
-            busy: Arc::clone(&busy),
-        }));
-        runtime.review_timeout = parts.config.review_timeout;
-        runtime.agent_timeout = parts.config.agent_timeout;
-        runtime.tool_timeout = parts.config.tool_timeout;
-        runtime.agent_models = parts.agent_models.clone();
         let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
         let audit = match store.audit_head()? {
             Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
@@ -497,6 +502,15 @@ impl Engine {
             Some(key) => audit.with_checkpoints(key.clone(), parts.config.audit_checkpoint_every),
             None => audit,
         });
+        runtime.checkpoints = Some(Arc::new(StoreCheckpoints {
+            store: Arc::clone(&store),
+            busy: Arc::clone(&busy),
+            audit: Arc::clone(&runtime.audit),
+        }));
+        runtime.review_timeout = parts.config.review_timeout;
+        runtime.agent_timeout = parts.config.agent_timeout;
+        runtime.tool_timeout = parts.config.tool_timeout;
+        runtime.agent_models = parts.agent_models.clone();
         let limiter = parts.auth.rate_limit.map(RateLimiter::new);
         let anonymous_limiter = parts.auth.rate_limit.map(RateLimiter::new);
         let engine = Arc::new(Engine {

@@ -148,6 +148,16 @@ async fn oas_c7_review_survives_a_restart_and_only_the_user_may_see_or_approve()
     let (status, _) = get(&base, &review_path, Some("bob-token-22")).await;
     assert_eq!(status, 404);
 
+    // While it waits for the review, what it did so far is signed.
+    let lines = server.engine.store().audit_lines().unwrap();
+    let waiting = agentc_runtime::verify_signed(
+        lines.join("\n").as_bytes(),
+        &refund_audit_key().public_key(),
+    )
+    .unwrap();
+    assert!(waiting.checkpoints >= 1, "{lines:?}");
+    assert_eq!(waiting.unsigned_entries(), 0, "{lines:?}");
+
     // Restart in the middle of the wait.
     server.stop().await;
     let (setup, second_tool) = refund_setup(sqlite(&path));
