@@ -857,10 +857,13 @@ fn verify_with(
             other => {
                 return Err(AuditError::Version {
                     line: line_number,
-                    version: other.as_ref().map_or_else(
-                        || "1 (no `v`) after a version 2 entry".into(),
-                        ToString::to_string,
-                    ),
+                    version: match other {
+                        Some(value) => value.to_string(),
+                        None if kind.checkpoint.is_some() => {
+                            "1 (no `v`), which has no checkpoints".into()
+                        }
+                        None => "1 (no `v`) after a version 2 entry".into(),
+                    },
                 });
             }
         }

@@ -30,6 +30,18 @@ fn read_small(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
 /// The checkpoint signing key in `path` (`--audit-key`): 64 hexadecimal digits, as
 /// `agentc audit keygen` writes them. Errors never quote the file's content.
 pub fn read_signing_key(path: &Path) -> Result<AuditSigningKey, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "warning: the audit key `{}` can be read by other users; `chmod 600` it",
+                path.display()
+            );
+        }
+    }
     let text = read_small(path)?;
     AuditSigningKey::from_hex(&text)
         .map_err(|error| format!("`{}` is not an audit signing key: {error}", path.display()))

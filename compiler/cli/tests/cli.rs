@@ -388,6 +388,11 @@ fn audit_keygen_writes_a_key_pair_that_signs_and_verifies_a_run() {
     let run = agentc(&arguments);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
     assert!(!text(&run.stderr).contains(secret.trim()));
+    assert!(
+        !text(&run.stderr).contains("warning"),
+        "{}",
+        text(&run.stderr)
+    );
     let trail = std::fs::read_to_string(&audit).unwrap();
     assert!(
         trail.lines().all(|line| line.starts_with("{\"v\":2,")),
@@ -471,6 +476,31 @@ fn audit_keygen_writes_a_key_pair_that_signs_and_verifies_a_run() {
         text(&truncated.stdout)
     );
     assert!(text(&truncated.stdout).starts_with("truncated or extended:"));
+
+    // A key file others can read is used, with a warning that never quotes it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let run = agentc(&arguments);
+        assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+        assert!(
+            text(&run.stderr).contains("can be read by other users"),
+            "{}",
+            text(&run.stderr)
+        );
+        assert!(!text(&run.stderr).contains(secret.trim()));
+    }
+    // A key file that is not a key is refused, without quoting it.
+    std::fs::write(&key, "not a key\n").unwrap();
+    let run = agentc(&arguments);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stderr).contains("is not an audit signing key"),
+        "{}",
+        text(&run.stderr)
+    );
+    assert!(!text(&run.stderr).contains("not a key\n"));
     let _ = std::fs::remove_dir_all(&directory);
 }
 
