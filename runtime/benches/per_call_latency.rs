@@ -361,6 +361,7 @@ fn time_required_floor(runtime: &Runtime) -> Latency {
     let (input, output) = (input(), output());
     let record = |action, detail| AuditRecord {
         engagement: "e",
+        parent: None,
         user: Some("u"),
         agent: "hr_agent",
         action,

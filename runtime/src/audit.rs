@@ -1,18 +1,135 @@
 //! The audit trail: an append-only JSON-lines log in which every entry carries the
 //! SHA-256 hash of the entry before it, so any edit, deletion or reordering breaks the
 //! chain and [`verify`] finds it.
+//!
+//! A chain alone does not stop someone who can write the file: they can delete or
+//! forge entries and recompute every hash after them. So a log given a signing key
+//! ([`AuditLog::with_checkpoints`]) writes signed checkpoints into the trail, as
+//! entries of their own: every [`DEFAULT_CHECKPOINT_INTERVAL`] entries (configurable),
+//! at the end of every engagement and whenever [`AuditLog::checkpoint`] is called. A
+//! checkpoint is an ed25519 signature over the chain's head (the last entry's `seq`
+//! and hash), so it covers every entry before it; [`verify_signed`] checks each with
+//! the public key alone. Entries after the last checkpoint are not covered, and cutting
+//! whole checkpoints off the end is seen only by comparing the head with one kept
+//! elsewhere ([`VerifiedChain::head`]).
 
 use std::io::{BufRead, Write};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::json_text;
 
 /// The hash the first entry links to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The version of the entry format written here, in every entry's `v` field. [`verify`]
+/// refuses any other version, and an entry without `v` (version 1, written before
+/// versions and checkpoints existed) after an entry with one.
+pub const FORMAT_VERSION: u64 = 2;
+
+/// How many entries a signing log writes between two checkpoints by default.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 100;
+
+/// What a checkpoint's signature covers, before the head's `seq` (8 bytes, big endian)
+/// and hash (32 bytes): a domain separator, so that the signature cannot be taken for
+/// one over anything else the key might sign.
+const CHECKPOINT_DOMAIN: &[u8] = b"agentc audit checkpoint v2\0";
+
+/// The secret key that signs a log's checkpoints. Its `Debug` shows only the public
+/// key, and its bytes are zeroized when it is dropped.
+#[derive(Clone)]
+pub struct AuditSigningKey(SigningKey);
+
+impl std::fmt::Debug for AuditSigningKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AuditSigningKey")
+            .field("public_key", &self.public_key().to_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a key could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditKeyError {
+    /// The text is not 64 hexadecimal digits (the key's 32 bytes).
+    #[error("an audit key must be 64 hexadecimal digits (32 bytes)")]
+    NotHex,
+    /// The bytes are not an ed25519 public key.
+    #[error("not an ed25519 public key")]
+    NotAPublicKey,
+    /// The OS random source failed, so no key was made.
+    #[error("the OS random source failed: {0}")]
+    Random(String),
+}
+
+impl AuditSigningKey {
+    /// A new key from the OS CSPRNG; none is made if it fails.
+    pub fn generate() -> Result<Self, AuditKeyError> {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        getrandom::fill(secret.as_mut_slice())
+            .map_err(|error| AuditKeyError::Random(error.to_string()))?;
+        Ok(AuditSigningKey(SigningKey::from_bytes(&secret)))
+    }
+
+    /// The key written as 64 hexadecimal digits (surrounding whitespace allowed), as
+    /// [`AuditSigningKey::to_hex`] writes it.
+    pub fn from_hex(text: &str) -> Result<Self, AuditKeyError> {
+        let secret = Zeroizing::new(from_hex(text.trim().as_bytes()).ok_or(AuditKeyError::NotHex)?);
+        Ok(AuditSigningKey(SigningKey::from_bytes(&secret)))
+    }
+
+    /// The secret key as 64 lowercase hexadecimal digits, for the key file only.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        let secret = Zeroizing::new(self.0.to_bytes());
+        let digits = Zeroizing::new(hex(&secret));
+        Zeroizing::new(String::from_utf8_lossy(digits.as_slice()).into_owned())
+    }
+
+    /// The public key, which is all a verifier needs.
+    pub fn public_key(&self) -> AuditPublicKey {
+        AuditPublicKey(self.0.verifying_key())
+    }
+}
+
+/// The public key that checks a log's checkpoints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AuditPublicKey(VerifyingKey);
+
+impl std::fmt::Debug for AuditPublicKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "AuditPublicKey({})", self.to_hex())
+    }
+}
+
+impl AuditPublicKey {
+    /// The key written as 64 hexadecimal digits (surrounding whitespace allowed).
+    pub fn from_hex(text: &str) -> Result<Self, AuditKeyError> {
+        let bytes = from_hex(text.trim().as_bytes()).ok_or(AuditKeyError::NotHex)?;
+        VerifyingKey::from_bytes(&bytes)
+            .map(AuditPublicKey)
+            .map_err(|_| AuditKeyError::NotAPublicKey)
+    }
+
+    /// The key as 64 lowercase hexadecimal digits.
+    pub fn to_hex(&self) -> String {
+        String::from_utf8_lossy(&hex(self.0.as_bytes())).into_owned()
+    }
+}
+
+/// The message a checkpoint signs: the domain, then the head's `seq` and hash.
+fn checkpoint_message(head_seq: u64, head: &[u8; 32]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(CHECKPOINT_DOMAIN.len() + 8 + 32);
+    message.extend_from_slice(CHECKPOINT_DOMAIN);
+    message.extend_from_slice(&head_seq.to_be_bytes());
+    message.extend_from_slice(head);
+    message
+}
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,13 +147,21 @@ pub enum AuditAction {
     Failed,
 }
 
-/// One entry of the log.
+/// One entry of the log (a checkpoint is a [`CheckpointEntry`] instead).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// The format version ([`FORMAT_VERSION`]; 1 when absent, as in trails written
+    /// before versions existed).
+    #[serde(default = "legacy_version")]
+    pub v: u64,
     /// Position in the log, from 0.
     pub seq: u64,
     /// The engagement.
     pub engagement: String,
+    /// The engagement that engaged this one, for an agent called as a tool; following
+    /// the parents leads to the engagement the user started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// The engaging user, if any.
     pub user: Option<String>,
     /// The agent.
@@ -54,11 +179,49 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+fn legacy_version() -> u64 {
+    1
+}
+
+/// A signed checkpoint, an entry of its own in the trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointEntry {
+    /// The format version.
+    pub v: u64,
+    /// Position in the log.
+    pub seq: u64,
+    /// What is signed.
+    pub checkpoint: Checkpoint,
+    /// The hash of the previous entry: the head the checkpoint signs.
+    pub prev_hash: String,
+    /// The hash of this entry, as for any entry.
+    pub hash: String,
+}
+
+/// What a checkpoint says: the chain's head when it was written, signed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The `seq` of the last entry covered (the one just before the checkpoint).
+    pub head_seq: u64,
+    /// That entry's hash.
+    pub head: String,
+    /// The public key that signed, in hexadecimal (informative: a verifier uses the key
+    /// it was given, never this one).
+    pub key: String,
+    /// The ed25519 signature, in hexadecimal, of the domain `agentc audit checkpoint
+    /// v2` and a zero byte, `head_seq` as 8 big-endian bytes and the head's 32 bytes.
+    pub signature: String,
+}
+
 /// What the caller supplies for one entry.
 #[derive(Debug, Clone)]
 pub struct AuditRecord<'a> {
     /// The engagement.
     pub engagement: &'a str,
+    /// The engagement that engaged this one, if any.
+    pub parent: Option<&'a str>,
     /// The engaging user, if any.
     pub user: Option<&'a str>,
     /// The agent.
@@ -107,6 +270,14 @@ pub enum AuditError {
     /// An entry does not link to the one before: something was deleted or reordered.
     #[error("line {line}: chain broken (an entry was deleted, inserted or reordered)")]
     Broken { line: usize },
+    /// An entry is of a format version this verifier does not know.
+    #[error("line {line}: unsupported entry format version {version}")]
+    Version { line: usize, version: String },
+    /// A checkpoint does not name the entry before it as its head, or its signature
+    /// does not verify with the key: the trail before it was rewritten, or the
+    /// checkpoint forged.
+    #[error("line {line}: checkpoint does not verify: {detail}")]
+    Checkpoint { line: usize, detail: String },
 }
 
 /// How an entry ends: `,"prev_hash":"PREV","hash":"HASH"}`, where both are 64
@@ -142,6 +313,31 @@ fn hex(bytes: &[u8; 32]) -> [u8; 64] {
         *pair = [digit(byte >> 4), digit(byte & 0x0f)];
     }
     text
+}
+
+/// Any bytes as lowercase hexadecimal digits (signatures, keys: not on the hot path).
+fn hex_text(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
+/// Hexadecimal digits as the bytes they spell; `None` unless exactly `N` bytes.
+fn from_hex_array<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    let digit = |byte: u8| char::from(byte).to_digit(16);
+    if text.len() != N * 2 {
+        return None;
+    }
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        let &[high, low] = pair else {
+            return None;
+        };
+        *byte = u8::try_from(digit(high)? * 16 + digit(low)?).ok()?;
+    }
+    Some(bytes)
 }
 
 /// The SHA-256 of `bytes` as 64 lowercase hexadecimal digits.
@@ -193,19 +389,7 @@ fn sha256_in_place(message: &mut Vec<u8>) -> [u8; 32] {
 
 /// 64 hexadecimal digits (either case) as the 32 bytes they spell.
 fn from_hex(text: &[u8]) -> Option<[u8; 32]> {
-    let digit = |byte: u8| char::from(byte).to_digit(16);
-    let mut bytes = [0u8; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
-        let &[high, low] = pair else {
-            return None;
-        };
-        let (high, low) = (digit(high)?, digit(low)?);
-        *byte = u8::try_from(high * 16 + low).ok()?;
-    }
-    Some(bytes)
+    from_hex_array(text)
 }
 
 fn action_name(action: AuditAction) -> &'static str {
@@ -227,9 +411,11 @@ fn action_name(action: AuditAction) -> &'static str {
 #[derive(Default)]
 struct EncodedNames {
     engagement: String,
+    parent: Option<String>,
     user: Option<String>,
     agent: String,
-    /// `,"engagement":"…","user":…,"agent":"…"`; empty when nothing is kept.
+    /// `,"engagement":"…"[,"parent":"…"],"user":…,"agent":"…"`; empty when nothing is
+    /// kept.
     attribution: Vec<u8>,
     subject: String,
     /// `,"subject":"…"`; empty when nothing is kept.
@@ -241,6 +427,7 @@ impl EncodedNames {
     fn attribution(&mut self, record: &AuditRecord<'_>) -> serde_json::Result<&[u8]> {
         let same = !self.attribution.is_empty()
             && self.engagement == record.engagement
+            && self.parent.as_deref() == record.parent
             && self.user.as_deref() == record.user
             && self.agent == record.agent;
         if !same {
@@ -249,6 +436,10 @@ impl EncodedNames {
             let encoded = (|| {
                 out.extend_from_slice(b",\"engagement\":");
                 serde_json::to_writer(&mut *out, record.engagement)?;
+                if let Some(parent) = record.parent {
+                    out.extend_from_slice(b",\"parent\":");
+                    serde_json::to_writer(&mut *out, parent)?;
+                }
                 out.extend_from_slice(b",\"user\":");
                 serde_json::to_writer(&mut *out, &record.user)?;
                 out.extend_from_slice(b",\"agent\":");
@@ -260,12 +451,17 @@ impl EncodedNames {
             }
             self.engagement.clear();
             self.engagement.push_str(record.engagement);
-            match (&mut self.user, record.user) {
-                (Some(kept), Some(user)) => {
-                    kept.clear();
-                    kept.push_str(user);
+            for (kept, given) in [
+                (&mut self.parent, record.parent),
+                (&mut self.user, record.user),
+            ] {
+                match (kept, given) {
+                    (Some(kept), Some(given)) => {
+                        kept.clear();
+                        kept.push_str(given);
+                    }
+                    (kept, given) => *kept = given.map(str::to_string),
                 }
-                (kept, user) => *kept = user.map(str::to_string),
             }
             self.agent.clear();
             self.agent.push_str(record.agent);
@@ -290,6 +486,9 @@ impl EncodedNames {
     }
 }
 
+/// How every entry's body begins: its format version, then its `seq`.
+const VERSION_AND_SEQ: &[u8] = b"{\"v\":2,\"seq\":";
+
 /// Encodes an entry's body: the JSON object up to and including `detail`, unclosed, in
 /// a fixed field order.
 fn encode_body(
@@ -298,7 +497,7 @@ fn encode_body(
     seq: u64,
     record: &AuditRecord<'_>,
 ) -> serde_json::Result<()> {
-    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(VERSION_AND_SEQ);
     serde_json::to_writer(&mut *out, &seq)?;
     out.extend_from_slice(names.attribution(record)?);
     out.extend_from_slice(b",\"action\":\"");
@@ -355,6 +554,88 @@ struct Chain {
     /// allocates nothing once it has grown to the longest entry.
     message_and_line: Vec<u8>,
     names: EncodedNames,
+    /// The key and interval of signed checkpoints; `None` writes none.
+    signing: Option<Signing>,
+}
+
+struct Signing {
+    key: AuditSigningKey,
+    /// The key's public half in hexadecimal, as each checkpoint names it.
+    public_key: String,
+    /// How many entries between two checkpoints at most.
+    every: u64,
+    /// How many entries were written since the last checkpoint (or since the log was
+    /// started or resumed).
+    since_checkpoint: u64,
+}
+
+impl Chain {
+    /// Hashes the body in `message` (after the previous hash's 32 bytes), closes the
+    /// line with its tail and writes it; the chain moves on only if the write did.
+    fn seal(&mut self, mut message: Vec<u8>) -> Result<(), AuditError> {
+        let hash = sha256_in_place(&mut message);
+        let hash_text = hex(&hash);
+        message.extend_from_slice(PREV_HASH_FIELD);
+        message.extend_from_slice(&self.prev_hash_text);
+        message.extend_from_slice(HASH_FIELD);
+        message.extend_from_slice(&hash_text);
+        message.extend_from_slice(TAIL_END);
+        message.push(b'\n');
+        let line = message.get(PREVIOUS_HASH_LENGTH..).unwrap_or_default();
+        let written = self.writer.write_all(line);
+        self.message_and_line = message;
+        written?;
+        self.seq += 1;
+        self.prev_hash = hash;
+        self.prev_hash_text = hash_text;
+        Ok(())
+    }
+
+    /// Writes a checkpoint over the current head, if the log signs and an entry was
+    /// written since the last one; says whether it wrote one.
+    fn checkpoint(&mut self) -> Result<bool, AuditError> {
+        let Some(signing) = &self.signing else {
+            return Ok(false);
+        };
+        if signing.since_checkpoint == 0 {
+            return Ok(false);
+        }
+        let Some(head_seq) = self.seq.checked_sub(1) else {
+            return Ok(false);
+        };
+        let signature = signing
+            .key
+            .0
+            .sign(&checkpoint_message(head_seq, &self.prev_hash));
+        let checkpoint = Checkpoint {
+            head_seq,
+            head: String::from_utf8_lossy(&self.prev_hash_text).into_owned(),
+            key: signing.public_key.clone(),
+            signature: hex_text(&signature.to_bytes()),
+        };
+        let mut message = std::mem::take(&mut self.message_and_line);
+        message.clear();
+        message.extend_from_slice(&self.prev_hash);
+        message.extend_from_slice(VERSION_AND_SEQ);
+        let encoded = serde_json::to_writer(&mut message, &self.seq).and_then(|()| {
+            message.extend_from_slice(b",\"checkpoint\":");
+            serde_json::to_writer(&mut message, &checkpoint)
+        });
+        if let Err(error) = encoded {
+            self.message_and_line = message;
+            return Err(std::io::Error::other(error.to_string()).into());
+        }
+        self.seal(message)?;
+        if let Some(signing) = &mut self.signing {
+            signing.since_checkpoint = 0;
+        }
+        tracing::info!(
+            seq = head_seq,
+            head = %checkpoint.head,
+            "audit checkpoint signed"
+        );
+        Ok(true)
+    }
 }
 
 /// An append-only, hash-chained log over any writer (a buffered file, a socket).
@@ -391,8 +672,38 @@ impl AuditLog {
                 prev_hash_text,
                 message_and_line: Vec::with_capacity(512),
                 names: EncodedNames::default(),
+                signing: None,
             }),
         }
+    }
+
+    /// Makes the log sign checkpoints with `key`: after every `every` entries (at
+    /// least 1), and whenever [`AuditLog::checkpoint`] is called after an entry.
+    pub fn with_checkpoints(self, key: AuditSigningKey, every: u64) -> Self {
+        let mut chain = match self.chain.into_inner() {
+            Ok(chain) => chain,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        chain.signing = Some(Signing {
+            public_key: key.public_key().to_hex(),
+            key,
+            every: every.max(1),
+            since_checkpoint: 0,
+        });
+        AuditLog {
+            chain: Mutex::new(chain),
+        }
+    }
+
+    /// Signs a checkpoint over the chain's head now (the end of an engagement, a
+    /// shutdown), if the log signs and an entry was written since the last one. Says
+    /// whether one was written.
+    pub fn checkpoint(&self) -> Result<bool, AuditError> {
+        let mut chain = self
+            .chain
+            .lock()
+            .map_err(|_| std::io::Error::other("audit log lock poisoned"))?;
+        chain.checkpoint()
     }
 
     /// A log that discards entries while still computing the chain (benchmarks).
@@ -416,21 +727,15 @@ impl AuditLog {
             chain.message_and_line = message;
             return Err(std::io::Error::other(error.to_string()).into());
         }
-        let hash = sha256_in_place(&mut message);
-        let hash_text = hex(&hash);
-        message.extend_from_slice(PREV_HASH_FIELD);
-        message.extend_from_slice(&chain.prev_hash_text);
-        message.extend_from_slice(HASH_FIELD);
-        message.extend_from_slice(&hash_text);
-        message.extend_from_slice(TAIL_END);
-        message.push(b'\n');
-        let line = message.get(PREVIOUS_HASH_LENGTH..).unwrap_or_default();
-        let written = chain.writer.write_all(line);
-        chain.message_and_line = message;
-        written?;
-        chain.seq += 1;
-        chain.prev_hash = hash;
-        chain.prev_hash_text = hash_text;
+        chain.seal(message)?;
+        // The checkpoint due after this entry; if it cannot be written the entry
+        // stands, but the action does not go ahead, and the next entry tries again.
+        if let Some(signing) = &mut chain.signing {
+            signing.since_checkpoint += 1;
+            if signing.since_checkpoint >= signing.every {
+                chain.checkpoint()?;
+            }
+        }
         Ok(())
     }
 
@@ -446,13 +751,30 @@ impl AuditLog {
 }
 
 /// What a verified log ends with, so that a caller can compare the head hash with one
-/// kept elsewhere (the only way to detect that entries were cut off the end).
+/// kept elsewhere (the only way to detect that whole checkpoints were cut off the end),
+/// and how much of it the checkpoints cover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedChain {
-    /// How many entries there are.
+    /// How many entries there are, checkpoints included.
     pub entries: u64,
     /// The last entry's hash ([`GENESIS_HASH`] when empty).
     pub head: String,
+    /// How many checkpoints there are.
+    pub checkpoints: u64,
+    /// How many entries, from the first, the last checkpoint covers (itself included);
+    /// 0 when there is none.
+    pub signed_entries: u64,
+    /// Whether each checkpoint's signature was checked ([`verify_signed`]) or only its
+    /// place in the chain ([`verify`]).
+    pub signatures_checked: bool,
+}
+
+impl VerifiedChain {
+    /// How many entries at the end no checkpoint covers: written after the last one
+    /// (an engagement still running), or written, edited or cut by someone else.
+    pub fn unsigned_entries(&self) -> u64 {
+        self.entries.saturating_sub(self.signed_entries)
+    }
 }
 
 /// The body, previous hash and hash of an entry's line, split at its fixed-length tail;
@@ -466,12 +788,53 @@ fn split_entry(line: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     (rest == TAIL_END).then_some((body, prev_hash, hash))
 }
 
-/// Checks every entry's hash and link.
+/// The fields that say what kind of line an entry is, read before the rest.
+#[derive(Deserialize)]
+struct LineKind {
+    /// `None` only when absent: a `null` is a version, and not one that is known.
+    #[serde(default, deserialize_with = "present")]
+    v: Option<serde_json::Value>,
+    #[serde(default)]
+    checkpoint: Option<serde::de::IgnoredAny>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+/// Checks every entry's hash and link, and that each checkpoint names the entry before
+/// it as its head; it does not check signatures (see [`verify_signed`]), so it proves
+/// nothing against someone who recomputes the chain.
 pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
+    verify_with(reader, None)
+}
+
+/// [`verify`], and also every checkpoint's signature with `key`. What it proves is that
+/// the holder of the secret key signed each checkpoint's head, so every entry up to
+/// the last checkpoint ([`VerifiedChain::signed_entries`]) is as it was then; entries
+/// after it are not proven ([`VerifiedChain::unsigned_entries`]), and a trail cut back
+/// to a checkpoint is seen only by comparing [`VerifiedChain::head`] with a head kept
+/// elsewhere.
+pub fn verify_signed(
+    reader: impl BufRead,
+    key: &AuditPublicKey,
+) -> Result<VerifiedChain, AuditError> {
+    verify_with(reader, Some(key))
+}
+
+fn verify_with(
+    reader: impl BufRead,
+    key: Option<&AuditPublicKey>,
+) -> Result<VerifiedChain, AuditError> {
     let mut prev_hash = [0u8; 32];
     let mut prev_hash_text = hex(&prev_hash);
     let mut expected_seq = 0u64;
     let mut message = Vec::new();
+    let mut versioned = false;
+    let mut checkpoints = 0u64;
+    let mut signed_entries = 0u64;
     for (index, line) in reader.lines().enumerate() {
         let line_number = index + 1;
         let line = line?;
@@ -482,8 +845,42 @@ pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
             line: line_number,
             detail,
         };
-        let entry: AuditEntry =
+        let kind: LineKind =
             serde_json::from_str(&line).map_err(|error| malformed(error.to_string()))?;
+        // Version 1 entries (no `v`) may only begin a trail that later entries
+        // continue in version 2, never follow one.
+        match &kind.v {
+            None if !versioned && kind.checkpoint.is_none() => {}
+            Some(serde_json::Value::Number(number)) if number.as_u64() == Some(FORMAT_VERSION) => {
+                versioned = true;
+            }
+            other => {
+                return Err(AuditError::Version {
+                    line: line_number,
+                    version: match other {
+                        Some(value) => value.to_string(),
+                        None if kind.checkpoint.is_some() => {
+                            "1 (no `v`), which has no checkpoints".into()
+                        }
+                        None => "1 (no `v`) after a version 2 entry".into(),
+                    },
+                });
+            }
+        }
+        let (seq, written_prev, written, checkpoint) = if kind.checkpoint.is_some() {
+            let entry: CheckpointEntry =
+                serde_json::from_str(&line).map_err(|error| malformed(error.to_string()))?;
+            (
+                entry.seq,
+                entry.prev_hash,
+                entry.hash,
+                Some(entry.checkpoint),
+            )
+        } else {
+            let entry: AuditEntry =
+                serde_json::from_str(&line).map_err(|error| malformed(error.to_string()))?;
+            (entry.seq, entry.prev_hash, entry.hash, None)
+        };
         let (body, written_prev_hash, written_hash) = split_entry(line.trim_end().as_bytes())
             .ok_or_else(|| {
                 malformed("the entry does not end with its `prev_hash` and `hash` fields".into())
@@ -491,15 +888,25 @@ pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
         // A line that names another previous entry, or stands at another position, is
         // out of place: something before it was deleted, inserted or reordered.
         if written_prev_hash != prev_hash_text
-            || entry.prev_hash.as_bytes() != written_prev_hash
-            || entry.seq != expected_seq
+            || written_prev.as_bytes() != written_prev_hash
+            || seq != expected_seq
         {
             return Err(AuditError::Broken { line: line_number });
         }
         let hash = entry_hash(&mut message, &prev_hash, body);
         let hash_text = hex(&hash);
-        if hash_text != written_hash || entry.hash.as_bytes() != written_hash {
+        if hash_text != written_hash || written.as_bytes() != written_hash {
             return Err(AuditError::Modified { line: line_number });
+        }
+        if let Some(checkpoint) = checkpoint {
+            check_checkpoint(&checkpoint, seq, &prev_hash, &prev_hash_text, key).map_err(
+                |detail| AuditError::Checkpoint {
+                    line: line_number,
+                    detail,
+                },
+            )?;
+            checkpoints += 1;
+            signed_entries = seq.saturating_add(1);
         }
         prev_hash = hash;
         prev_hash_text = hash_text;
@@ -508,7 +915,46 @@ pub fn verify(reader: impl BufRead) -> Result<VerifiedChain, AuditError> {
     Ok(VerifiedChain {
         entries: expected_seq,
         head: String::from_utf8_lossy(&prev_hash_text).into_owned(),
+        checkpoints,
+        signed_entries,
+        signatures_checked: key.is_some(),
     })
+}
+
+/// Whether a checkpoint at `seq` names the entry before it (`head`) and, with a key,
+/// carries that key's signature over it.
+fn check_checkpoint(
+    checkpoint: &Checkpoint,
+    seq: u64,
+    head: &[u8; 32],
+    head_text: &[u8; 64],
+    key: Option<&AuditPublicKey>,
+) -> Result<(), String> {
+    if seq.checked_sub(1) != Some(checkpoint.head_seq) || checkpoint.head.as_bytes() != head_text {
+        return Err("it does not name the entry before it as its head".into());
+    }
+    let Some(key) = key else {
+        return Ok(());
+    };
+    let signature = from_hex_array::<64>(checkpoint.signature.as_bytes())
+        .ok_or_else(|| "its signature is not 128 hexadecimal digits".to_string())?;
+    let signature = ed25519_dalek::Signature::from_bytes(&signature);
+    if key
+        .0
+        .verify_strict(&checkpoint_message(checkpoint.head_seq, head), &signature)
+        .is_err()
+    {
+        let expected = key.to_hex();
+        return Err(if checkpoint.key.eq_ignore_ascii_case(&expected) {
+            "the signature does not verify with the given key".into()
+        } else {
+            format!(
+                "the signature does not verify with the given key (the checkpoint names key {:?})",
+                checkpoint.key
+            )
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -539,6 +985,7 @@ mod tests {
         ] {
             log.append(AuditRecord {
                 engagement: "e1",
+                parent: None,
                 user: Some("u1"),
                 agent: "a",
                 action,
@@ -625,6 +1072,7 @@ mod tests {
         let inputs = serde_json::json!({"q": ",\"hash\":\"00\"}"});
         log.append(AuditRecord {
             engagement: "e1",
+            parent: None,
             user: None,
             agent: "a",
             action: AuditAction::Intended,
@@ -677,6 +1125,7 @@ mod tests {
         for (engagement, user, agent, subject) in records {
             log.append(AuditRecord {
                 engagement,
+                parent: None,
                 user,
                 agent,
                 action: AuditAction::Completed,
@@ -717,6 +1166,7 @@ mod tests {
             for subject in [first_subject, "t"] {
                 log.append(AuditRecord {
                     engagement: "e1",
+                    parent: None,
                     user: None,
                     agent: "a",
                     action: AuditAction::Completed,
@@ -763,6 +1213,7 @@ mod tests {
             let log = AuditLog::resume(Box::new(buffer.clone()), head.entries, prev_hash);
             log.append(AuditRecord {
                 engagement: "e1",
+                parent: None,
                 user: None,
                 agent: "a",
                 action: AuditAction::Completed,
@@ -821,5 +1272,302 @@ mod tests {
         let full = check(&lines).unwrap();
         let cut = check(&lines[..3]).unwrap();
         assert_ne!(full.head, cut.head);
+    }
+
+    /// A fixed key for tests (never used outside them).
+    fn test_key() -> AuditSigningKey {
+        AuditSigningKey::from_hex(&"7".repeat(64)).unwrap()
+    }
+
+    /// A signing log's lines: for each `(action, subject)`, an entry of engagement
+    /// `e1`; `end` calls for a checkpoint as an engagement's end does.
+    fn signed_lines(entries: &[(AuditAction, &str)], every: u64, end: bool) -> Vec<String> {
+        let buffer = Shared::default();
+        let log = AuditLog::new(Box::new(buffer.clone())).with_checkpoints(test_key(), every);
+        for &(action, subject) in entries {
+            log.append(AuditRecord {
+                engagement: "e1",
+                parent: None,
+                user: Some("u1"),
+                agent: "a",
+                action,
+                subject,
+                detail: AuditDetail::default(),
+            })
+            .unwrap();
+        }
+        if end {
+            log.checkpoint().unwrap();
+        }
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    const CALLS: [(AuditAction, &str); 6] = [
+        (AuditAction::Intended, "t1"),
+        (AuditAction::Completed, "t1"),
+        (AuditAction::Intended, "t2"),
+        (AuditAction::Denied, "t2"),
+        (AuditAction::Intended, "t3"),
+        (AuditAction::Completed, "t3"),
+    ];
+
+    fn check_signed(lines: &[String]) -> Result<VerifiedChain, AuditError> {
+        verify_signed(lines.join("\n").as_bytes(), &test_key().public_key())
+    }
+
+    /// What someone with write access does to hide an edit: renumber every line and
+    /// recompute every hash after the first line that changed. With `rehead`, each
+    /// checkpoint is also made to name its new head (its signature cannot follow).
+    fn rechain(lines: &[String], rehead: bool) -> Vec<String> {
+        let mut previous = [0u8; 32];
+        let mut message = Vec::new();
+        let mut out = Vec::new();
+        for (seq, line) in lines.iter().enumerate() {
+            let (body, _, _) = split_entry(line.as_bytes()).unwrap();
+            let mut value: serde_json::Value =
+                serde_json::from_slice(&[body, b"}"].concat()).unwrap();
+            value["seq"] = serde_json::json!(seq);
+            if rehead && let Some(checkpoint) = value.get_mut("checkpoint") {
+                checkpoint["head_seq"] = serde_json::json!(seq - 1);
+                checkpoint["head"] = serde_json::json!(String::from_utf8_lossy(&hex(&previous)));
+            }
+            let text = serde_json::to_string(&value).unwrap();
+            let body = &text.as_bytes()[..text.len() - 1];
+            let hash = entry_hash(&mut message, &previous, body);
+            out.push(format!(
+                "{},\"prev_hash\":\"{}\",\"hash\":\"{}\"}}",
+                String::from_utf8_lossy(body),
+                String::from_utf8_lossy(&hex(&previous)),
+                String::from_utf8_lossy(&hex(&hash))
+            ));
+            previous = hash;
+        }
+        out
+    }
+
+    #[test]
+    fn a_signed_trail_verifies_with_a_checkpoint_every_n_entries_and_at_the_end() {
+        let lines = signed_lines(&CALLS, 4, true);
+        // Six entries, a checkpoint after the fourth and one at the end.
+        assert_eq!(lines.len(), 8);
+        for index in [4, 7] {
+            let checkpoint: CheckpointEntry = serde_json::from_str(&lines[index]).unwrap();
+            assert_eq!(checkpoint.v, FORMAT_VERSION);
+            assert_eq!(checkpoint.checkpoint.head_seq, index as u64 - 1);
+            assert_eq!(checkpoint.checkpoint.key, test_key().public_key().to_hex());
+        }
+        let chain = check_signed(&lines).unwrap();
+        assert_eq!(chain.entries, 8);
+        assert_eq!(chain.checkpoints, 2);
+        assert_eq!(chain.signed_entries, 8);
+        assert_eq!(chain.unsigned_entries(), 0);
+        assert!(chain.signatures_checked);
+        assert_eq!(
+            chain,
+            VerifiedChain {
+                signatures_checked: true,
+                ..check(&lines).unwrap()
+            }
+        );
+        // No checkpoint over a head that already has one, and none over an empty log.
+        let buffer = Shared::default();
+        let log = AuditLog::new(Box::new(buffer.clone())).with_checkpoints(test_key(), 4);
+        assert!(!log.checkpoint().unwrap());
+        let lines = signed_lines(&CALLS[..4], 4, true);
+        assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn deleting_denied_entries_and_recomputing_the_chain_fails_signed_verification() {
+        let lines = signed_lines(&CALLS, 100, true);
+        let without_denied: Vec<String> = lines
+            .iter()
+            .filter(|line| !line.contains("\"denied\""))
+            .cloned()
+            .collect();
+        assert_eq!(without_denied.len(), lines.len() - 1);
+        // The chain alone is fooled; the checkpoint is not, whether it still names the
+        // old head or is made to name the new one.
+        let recomputed = rechain(&without_denied, false);
+        assert!(matches!(
+            check(&recomputed),
+            Err(AuditError::Checkpoint { line: 6, .. })
+        ));
+        let reheaded = rechain(&without_denied, true);
+        assert_eq!(check(&reheaded).unwrap().entries, 6);
+        assert!(matches!(
+            check_signed(&reheaded),
+            Err(AuditError::Checkpoint { line: 6, .. })
+        ));
+        // Dropping the checkpoints too leaves nothing signed.
+        let unsigned = rechain(
+            &without_denied
+                .iter()
+                .filter(|line| !line.contains("\"checkpoint\""))
+                .cloned()
+                .collect::<Vec<_>>(),
+            false,
+        );
+        let chain = check_signed(&unsigned).unwrap();
+        assert_eq!((chain.checkpoints, chain.signed_entries), (0, 0));
+        assert_eq!(chain.unsigned_entries(), 5);
+    }
+
+    #[test]
+    fn a_forged_approved_entry_fails_signed_verification() {
+        let lines = signed_lines(&CALLS, 100, true);
+        let mut forged = lines.clone();
+        forged.insert(3, lines[2].replace("\"intended\"", "\"approved\""));
+        assert!(matches!(
+            check_signed(&rechain(&forged, true)),
+            Err(AuditError::Checkpoint { line: 8, .. })
+        ));
+        // Turning the denial into an approval, likewise.
+        let mut edited = lines.clone();
+        edited[3] = edited[3].replace("\"denied\"", "\"approved\"");
+        assert!(matches!(
+            check_signed(&rechain(&edited, true)),
+            Err(AuditError::Checkpoint { line: 7, .. })
+        ));
+        // A checkpoint signed with another key, or forged, does not verify.
+        let other = AuditSigningKey::from_hex(&"8".repeat(64)).unwrap();
+        let result = verify_signed(lines.join("\n").as_bytes(), &other.public_key());
+        assert!(
+            matches!(&result, Err(AuditError::Checkpoint { line: 7, detail }) if detail.contains("names key")),
+            "{result:?}"
+        );
+        let mut bad_signature = lines.clone();
+        let signature: CheckpointEntry = serde_json::from_str(&lines[6]).unwrap();
+        let flipped = format!("0{}", &signature.checkpoint.signature[1..]);
+        let flipped = if flipped == signature.checkpoint.signature {
+            format!("1{}", &signature.checkpoint.signature[1..])
+        } else {
+            flipped
+        };
+        bad_signature[6] = lines[6].replace(&signature.checkpoint.signature, &flipped);
+        assert!(matches!(
+            check_signed(&rechain(&bad_signature, false)),
+            Err(AuditError::Checkpoint { line: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn dropped_last_lines_are_reported_as_unsigned_or_by_the_head() {
+        let lines = signed_lines(&CALLS, 4, true);
+        let full = check_signed(&lines).unwrap();
+        // Cut inside the last stretch: the entries after the last checkpoint are
+        // reported as not covered.
+        let cut = check_signed(&lines[..6]).unwrap();
+        assert_eq!(cut.signed_entries, 5);
+        assert_eq!(cut.unsigned_entries(), 1);
+        // Cut back to a checkpoint: everything left is signed, and only the head
+        // kept elsewhere shows what is missing.
+        let cut = check_signed(&lines[..5]).unwrap();
+        assert_eq!(cut.unsigned_entries(), 0);
+        assert_ne!(cut.head, full.head);
+    }
+
+    #[test]
+    fn unknown_format_versions_are_refused() {
+        let lines = log_lines();
+        assert!(lines[0].starts_with("{\"v\":2,\"seq\":0,"));
+        assert_eq!(
+            VERSION_AND_SEQ,
+            format!("{{\"v\":{FORMAT_VERSION},\"seq\":").as_bytes()
+        );
+        for version in ["3", "\"2\"", "1", "null"] {
+            let mut edited = lines.clone();
+            edited[0] = edited[0].replacen("\"v\":2", &format!("\"v\":{version}"), 1);
+            assert!(
+                matches!(
+                    check(&rechain(&edited, false)),
+                    Err(AuditError::Version { line: 1, .. })
+                ),
+                "{version}"
+            );
+        }
+        // Version 1 lines (no `v`) may begin a trail, never follow a version 2 line.
+        let legacy: Vec<String> = lines
+            .iter()
+            .map(|line| line.replacen("{\"v\":2,", "{", 1))
+            .collect();
+        assert_eq!(check(&rechain(&legacy, false)).unwrap().entries, 4);
+        let mut mixed = lines.clone();
+        mixed[3] = legacy[3].clone();
+        assert!(matches!(
+            check(&rechain(&mixed, false)),
+            Err(AuditError::Version { line: 4, .. })
+        ));
+        let mut upgraded = legacy.clone();
+        upgraded[3] = lines[3].clone();
+        assert_eq!(check(&rechain(&upgraded, false)).unwrap().entries, 4);
+    }
+
+    #[test]
+    fn the_signing_key_is_never_printed() {
+        let key = test_key();
+        let secret = key.to_hex();
+        let debug = format!("{key:?}");
+        assert!(!debug.contains(secret.as_str()), "{debug}");
+        assert!(debug.contains(&key.public_key().to_hex()));
+        assert_eq!(
+            AuditSigningKey::from_hex(&format!(" {}\n", *secret))
+                .unwrap()
+                .public_key(),
+            key.public_key()
+        );
+        assert!(matches!(
+            AuditSigningKey::from_hex("abc"),
+            Err(AuditKeyError::NotHex)
+        ));
+        let generated = AuditSigningKey::generate().unwrap();
+        assert_ne!(
+            generated.public_key(),
+            AuditSigningKey::generate().unwrap().public_key()
+        );
+        assert_eq!(
+            AuditPublicKey::from_hex(&generated.public_key().to_hex()).unwrap(),
+            generated.public_key()
+        );
+    }
+
+    #[test]
+    fn a_nested_entry_names_its_parent() {
+        let buffer = Shared::default();
+        let log = AuditLog::new(Box::new(buffer.clone()));
+        for parent in [Some("root-1"), Some("root-1"), None, Some("root-\"2")] {
+            log.append(AuditRecord {
+                engagement: "inner-1",
+                parent,
+                user: None,
+                agent: "a",
+                action: AuditAction::Completed,
+                subject: "t",
+                detail: AuditDetail::default(),
+            })
+            .unwrap();
+        }
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(verify(text.as_bytes()).unwrap().entries, 4);
+        let parents: Vec<Option<String>> = text
+            .lines()
+            .map(|line| serde_json::from_str::<AuditEntry>(line).unwrap().parent)
+            .collect();
+        assert_eq!(
+            parents,
+            [
+                Some("root-1".into()),
+                Some("root-1".into()),
+                None,
+                Some("root-\"2".into())
+            ]
+        );
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .contains(",\"engagement\":\"inner-1\",\"parent\":\"root-1\",\"user\":null,")
+        );
     }
 }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -385,7 +384,40 @@ enum Resumed {
     Remote(RemoteWait),
 }
 
-static NEXT_ENGAGEMENT: AtomicU64 = AtomicU64::new(1);
+/// A new engagement identifier: the agent's name, `-` and 128 bits from the OS CSPRNG
+/// in hexadecimal, so that identifiers (and the audit entries that name them) never
+/// repeat across runs, processes or restarts. None is made if the random source fails.
+pub fn fresh_engagement_id(agent: &str) -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| format!("the OS random source failed: {error}"))?;
+    let mut id = String::with_capacity(agent.len() + 33);
+    id.push_str(agent);
+    id.push('-');
+    for byte in bytes {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    Ok(id)
+}
+
+/// The outcome of an engagement that could not be given an identifier: it fails
+/// before anything of it runs, since nothing it did could be attributed.
+fn unidentified(agent: &AgentSpec, detail: String) -> EngagementOutcome {
+    let names = capability_names(agent);
+    let mut engagement = Engagement::new(
+        &format!("{}-unidentified", agent.name),
+        &agent.name,
+        &names,
+        None,
+        None,
+    );
+    fail(&mut engagement, FailureReason::Audit { detail });
+    Conversation {
+        engagement,
+        messages: Vec::new(),
+        turns: 0,
+    }
+    .finish(None, serde_json::Map::new())
+}
 
 fn fail(engagement: &mut Engagement, reason: FailureReason) {
     tracing::warn!(engagement = engagement.id(), ?reason, "engagement failed");
@@ -471,12 +503,12 @@ pub async fn run_engagement(
     model: &dyn Model,
     request: EngagementRequest<'_>,
 ) -> EngagementOutcome {
-    let id = format!(
-        "{}-{}",
-        request.agent.name,
-        NEXT_ENGAGEMENT.fetch_add(1, Ordering::Relaxed)
-    );
-    run_engagement_at(runtime, model, request, &id, Nesting::ROOT).await
+    let id = match fresh_engagement_id(&request.agent.name) {
+        Ok(id) => id,
+        Err(detail) => return unidentified(request.agent, detail),
+    };
+    let outcome = run_engagement_at(runtime, model, request, &id, None, Nesting::ROOT).await;
+    checkpointed(runtime, outcome)
 }
 
 /// [`run_engagement`] with an identifier chosen by the caller (a server's, unique
@@ -487,11 +519,24 @@ pub async fn run_engagement_with_id(
     request: EngagementRequest<'_>,
     id: &str,
 ) -> EngagementOutcome {
-    run_engagement_at(runtime, model, request, id, Nesting::ROOT).await
+    let outcome = run_engagement_at(runtime, model, request, id, None, Nesting::ROOT).await;
+    checkpointed(runtime, outcome)
 }
 
-/// Runs the engagement of an agent called as a tool, `depth` agents below the
-/// engagement the user started; with `outer`, its wait points are saved inside the
+/// Signs an audit checkpoint as an engagement ends or yields (when the log signs and
+/// something was written since the last one), so that its entries are covered. One
+/// that cannot be written is logged: the engagement's actions are done, and the next
+/// checkpoint covers its entries.
+fn checkpointed(runtime: &Runtime, outcome: EngagementOutcome) -> EngagementOutcome {
+    if let Err(error) = runtime.audit.checkpoint() {
+        tracing::warn!(%error, engagement = %outcome.engagement_id, "the audit checkpoint could not be written");
+    }
+    outcome
+}
+
+/// Runs the engagement of an agent called as a tool by the engagement `parent`, which
+/// its audit entries name, `depth` agents below the engagement the user started; with
+/// `outer`, its wait points are saved inside the
 /// snapshot of the engagement that called it. It is boxed because an agent's
 /// engagement can contain another agent's, and a recursive future must have a known
 /// size.
@@ -499,16 +544,18 @@ pub(crate) fn run_nested_engagement<'a>(
     runtime: &'a Runtime,
     model: &'a dyn Model,
     request: EngagementRequest<'a>,
+    parent: &'a str,
     depth: usize,
     outer: Option<&'a OuterCall<'a>>,
 ) -> Pin<Box<dyn Future<Output = EngagementOutcome> + Send + 'a>> {
     Box::pin(async move {
-        let id = format!(
-            "{}-{}",
-            request.agent.name,
-            NEXT_ENGAGEMENT.fetch_add(1, Ordering::Relaxed)
-        );
-        run_engagement_at(runtime, model, request, &id, Nesting { depth, outer }).await
+        let id = match fresh_engagement_id(&request.agent.name) {
+            Ok(id) => id,
+            Err(detail) => return unidentified(request.agent, detail),
+        };
+        let nesting = Nesting { depth, outer };
+        let outcome = run_engagement_at(runtime, model, request, &id, Some(parent), nesting).await;
+        checkpointed(runtime, outcome)
     })
 }
 
@@ -551,13 +598,17 @@ async fn run_engagement_at(
     model: &dyn Model,
     request: EngagementRequest<'_>,
     id: &str,
+    parent: Option<&str>,
     nesting: Nesting<'_>,
 ) -> EngagementOutcome {
     let agent = request.agent;
     let names = capability_names(agent);
     let started_at = now();
-    let engagement = Engagement::new(id, &agent.name, &names, request.user, started_at);
-    tracing::info!(engagement = %id, agent = %agent.name, depth = nesting.depth, "engagement created");
+    let mut engagement = Engagement::new(id, &agent.name, &names, request.user, started_at);
+    if let Some(parent) = parent {
+        engagement = engagement.with_parent(parent);
+    }
+    tracing::info!(engagement = %id, parent = ?parent, agent = %agent.name, depth = nesting.depth, "engagement created");
     let mut messages = vec![Message::System {
         content: agent.intent.clone(),
     }];
@@ -610,7 +661,8 @@ pub async fn resume_engagement(
     agent: &AgentSpec,
     snapshot: EngagementSnapshot,
 ) -> EngagementOutcome {
-    resume_at(runtime, model, agent, snapshot, Nesting::ROOT).await
+    let outcome = resume_at(runtime, model, agent, snapshot, Nesting::ROOT).await;
+    checkpointed(runtime, outcome)
 }
 
 /// [`resume_engagement`] at any depth; boxed, since a resumed engagement can resume
@@ -736,6 +788,7 @@ fn audit_unresumable(
         .map_or("resume", |call| call.name.as_str());
     let appended = runtime.audit.append(AuditRecord {
         engagement: &snapshot.engagement.id,
+        parent: snapshot.engagement.parent.as_deref(),
         user: snapshot
             .engagement
             .user
@@ -811,7 +864,7 @@ async fn resume_callee(
     )
     .await
     {
-        Ok(outcome) => agent_output(&name, outcome),
+        Ok(outcome) => agent_output(&name, checkpointed(runtime, outcome)),
         Err(_) => Err(ToolError::Timeout(name.clone())),
     }
 }
@@ -840,8 +893,8 @@ pub async fn continue_engagement(
     )
     .await
     {
-        Some((text, exposes)) => conversation.finish(Some(text), exposes),
-        None => conversation.finish(None, serde_json::Map::new()),
+        Some((text, exposes)) => checkpointed(runtime, conversation.finish(Some(text), exposes)),
+        None => checkpointed(runtime, conversation.finish(None, serde_json::Map::new())),
     }
 }
 

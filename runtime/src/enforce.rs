@@ -207,6 +207,7 @@ impl CallContext<'_> {
             .audit
             .append(AuditRecord {
                 engagement: engagement.id(),
+                parent: engagement.parent(),
                 user: engagement.user().map(|user| user.id.as_str()),
                 agent: &self.agent.name,
                 action,
@@ -492,6 +493,7 @@ enum Target {
 async fn invoke_agent(
     runtime: &Runtime,
     callee: &AgentSpec,
+    parent: &str,
     user: Option<UserIdentity>,
     arguments: &serde_json::Value,
     caller: Caller<'_>,
@@ -526,6 +528,7 @@ async fn invoke_agent(
             input: text,
             memory: None,
         },
+        parent,
         depth,
         outer,
     )
@@ -755,6 +758,7 @@ async fn invoke(
                 invoke_agent(
                     runtime,
                     &callee,
+                    engagement.id(),
                     engagement.user().cloned(),
                     &context.call.arguments,
                     caller,

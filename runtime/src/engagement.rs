@@ -195,6 +195,8 @@ pub struct Pending<'a> {
 pub struct Engagement {
     /// Shared with each tool call's context rather than copied for it.
     id: Arc<str>,
+    /// The engagement that engaged this one, for an agent called as a tool.
+    parent: Option<Arc<str>>,
     agent: Arc<str>,
     /// The user's identifier, shared with the identity a call is made as (OAS-C3).
     user_id: Option<Arc<str>>,
@@ -257,6 +259,7 @@ impl Engagement {
             .collect();
         Engagement {
             id: Arc::from(id),
+            parent: None,
             agent: Arc::from(agent),
             user_id: user.as_ref().map(|user| Arc::from(user.id.as_str())),
             started_at,
@@ -277,6 +280,18 @@ impl Engagement {
     /// The engagement's identifier.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The same engagement, engaged by the engagement `parent` (an agent called as a
+    /// tool), which its audit entries name.
+    pub fn with_parent(mut self, parent: &str) -> Self {
+        self.parent = Some(Arc::from(parent));
+        self
+    }
+
+    /// The engagement that engaged this one, if it is an agent called as a tool.
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
     }
 
     /// The agent engaged.
@@ -552,6 +567,7 @@ impl Engagement {
             .collect();
         EngagementState {
             id: self.id.to_string(),
+            parent: self.parent.as_deref().map(str::to_string),
             agent: self.agent.to_string(),
             started_at: self.started_at.map(|started| started.to_string()),
             user: self.user.clone(),
@@ -588,6 +604,7 @@ impl Engagement {
             state.user.clone(),
             started_at,
         );
+        engagement.parent = state.parent.as_deref().map(Arc::from);
         for invocation in &state.history {
             let Some(index) = capability_names
                 .iter()
@@ -675,6 +692,9 @@ pub struct RecordedInvocation {
 pub struct EngagementState {
     /// The engagement's identifier.
     pub id: String,
+    /// The engagement that engaged this one (an agent called as a tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// The agent engaged.
     pub agent: String,
     /// `started_at`, as an RFC 3339 timestamp.
@@ -906,6 +926,23 @@ mod tests {
         assert_eq!(json["history"]["_total"], 2);
         assert_eq!(json["recent"]["_name"], "other");
         assert!(json["recent"]["other"].get("outputs").is_none());
+    }
+
+    /// A nested engagement's parent is part of its saved state, so that its entries
+    /// still name the parent after a resume; a root engagement's state names none.
+    #[test]
+    fn a_restored_engagement_keeps_its_parent() {
+        let nested = engagement().with_parent("planner-0f");
+        let text = serde_json::to_string(&nested.state()).unwrap();
+        assert!(text.contains("\"parent\":\"planner-0f\""), "{text}");
+        let read: EngagementState = serde_json::from_str(&text).unwrap();
+        let restored = Engagement::restore(&read, &["hr_kb_search", "other"]).unwrap();
+        assert_eq!(restored.parent(), Some("planner-0f"));
+        let root = serde_json::to_string(&engagement().state()).unwrap();
+        assert!(!root.contains("parent"), "{root}");
+        let read: EngagementState = serde_json::from_str(&root).unwrap();
+        let restored = Engagement::restore(&read, &["hr_kb_search", "other"]).unwrap();
+        assert_eq!(restored.parent(), None);
     }
 
     #[test]

@@ -25,14 +25,17 @@ mod schema;
 pub mod spec;
 pub mod tools;
 
-pub use audit::{AuditAction, AuditEntry, AuditError, AuditLog, verify};
+pub use audit::{
+    AuditAction, AuditEntry, AuditError, AuditKeyError, AuditLog, AuditPublicKey, AuditSigningKey,
+    DEFAULT_CHECKPOINT_INTERVAL, VerifiedChain, verify, verify_signed,
+};
 pub use check::{CelCheck, Check, CheckError, FieldLookup, FnCheck, VariableSource};
 pub use credentials::{
     CredentialError, CredentialProvider, EnvCredentials, Identity, InMemoryCredentials, Secret,
 };
 pub use driver::{
     Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, EngagementSnapshot,
-    Memory, Runtime, continue_engagement, resume_engagement, run_engagement,
+    Memory, Runtime, continue_engagement, fresh_engagement_id, resume_engagement, run_engagement,
     run_engagement_with_id,
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};

@@ -107,8 +107,8 @@ pub async fn review_by_agent(
         "outputs": request.outputs,
         "engagement": request.engagement_state,
     });
-    // Run as one level down, like an agent called as a tool: the depth limit applies,
-    // and its own wait points are part of this review rather than saved on their own.
+    // Run as one level down, like an agent called as a tool, its parent the engagement
+    // under review: the depth limit applies, and its own wait points are part of this review rather than saved on their own.
     let outcome = crate::driver::run_nested_engagement(
         runtime,
         model,
@@ -118,6 +118,7 @@ pub async fn review_by_agent(
             input: &question.to_string(),
             memory: None,
         },
+        &request.engagement,
         1,
         None,
     )

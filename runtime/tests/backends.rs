@@ -885,6 +885,62 @@ async fn agent_as_tool_output_restriction_allows_the_exposed_field() {
     assert_eq!(h.calendar.calls(), 1);
 }
 
+/// A nested engagement's identifier is the agent's name and 128 random bits, never a
+/// count that starts again with each process, and each of its audit entries names the
+/// engagement that engaged it; the trail is signed at each engagement's end.
+#[tokio::test]
+async fn nested_engagement_ids_are_random_and_their_audit_entries_name_the_parent() {
+    let key = agentc_runtime::AuditSigningKey::from_hex(&"3".repeat(64)).unwrap();
+    let mut nested_ids = Vec::new();
+    for _ in 0..2 {
+        let mut h = agent_harness("evt-42");
+        h.runtime
+            .agent_models
+            .insert("meeting_scheduler".into(), callee_model());
+        let log = MemoryLog::default();
+        h.runtime.audit = Arc::new(
+            AuditLog::new(Box::new(log.clone()))
+                .with_checkpoints(key.clone(), agentc_runtime::DEFAULT_CHECKPOINT_INTERVAL),
+        );
+        let outcome = h.run(&planner_model()).await;
+        assert_eq!(outcome.status, EngagementStatus::Completed, "{outcome:#?}");
+        let root = outcome.engagement_id.clone();
+        let random_part = |id: &str, agent: &str| {
+            let digits = id.strip_prefix(&format!("{agent}-")).unwrap().to_string();
+            assert_eq!(digits.len(), 32, "{id}");
+            assert!(digits.bytes().all(|byte| byte.is_ascii_hexdigit()), "{id}");
+        };
+        random_part(&root, "planner");
+        let entries: Vec<Value> = log.entries();
+        let nested: Vec<&Value> = entries
+            .iter()
+            .filter(|entry| entry["agent"] == "meeting_scheduler")
+            .collect();
+        assert!(!nested.is_empty(), "{entries:#?}");
+        for entry in &nested {
+            assert_eq!(entry["parent"], json!(root), "{entry}");
+            assert_eq!(entry["v"], json!(2));
+        }
+        let id = nested[0]["engagement"].as_str().unwrap().to_string();
+        random_part(&id, "meeting_scheduler");
+        assert_ne!(id, root);
+        // The root's own entries name no parent.
+        assert!(
+            entries
+                .iter()
+                .filter(|entry| entry["engagement"] == json!(root))
+                .all(|entry| entry.get("parent").is_none())
+        );
+        // Signed at the nested engagement's end and at the root's: all covered.
+        let chain =
+            agentc_runtime::verify_signed(log.text().as_bytes(), &key.public_key()).unwrap();
+        assert_eq!(chain.checkpoints, 2);
+        assert_eq!(chain.unsigned_entries(), 0);
+        nested_ids.push(id);
+    }
+    assert_ne!(nested_ids[0], nested_ids[1]);
+}
+
 #[tokio::test]
 async fn agent_as_tool_output_restriction_denies_a_bad_exposed_field() {
     let mut h = agent_harness("tmp-42");

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod build;
 mod conform;
 mod files;
@@ -84,6 +85,14 @@ enum Command {
         /// Write the hash-chained audit trail to this file.
         #[arg(long)]
         audit: Option<PathBuf>,
+        /// Sign checkpoints into the audit trail with the secret key in this file (64
+        /// hexadecimal digits, as `agentc audit keygen` writes it).
+        #[arg(long, requires = "audit")]
+        audit_key: Option<PathBuf>,
+        /// With `--audit-key`: sign a checkpoint after at most this many entries (and
+        /// always at the engagement's end).
+        #[arg(long, default_value_t = agentc_runtime::DEFAULT_CHECKPOINT_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
+        audit_checkpoint_every: u64,
         #[command(flatten)]
         local: run::LocalModelFlags,
     },
@@ -157,6 +166,14 @@ enum Command {
         /// default half of `--max-connections`. Behind a proxy, raise it.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_connections_per_address: Option<u64>,
+        /// Sign checkpoints into the audit trail with the secret key in this file (64
+        /// hexadecimal digits, as `agentc audit keygen` writes it).
+        #[arg(long)]
+        audit_key: Option<PathBuf>,
+        /// With `--audit-key`: sign a checkpoint after at most this many entries (and
+        /// at every engagement's end and at shutdown).
+        #[arg(long, default_value_t = agentc_runtime::DEFAULT_CHECKPOINT_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
+        audit_checkpoint_every: u64,
     },
     /// Work with audit trails.
     Audit {
@@ -229,8 +246,38 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check that an audit trail's hash chain is intact (no edit, deletion or reordering).
-    Verify { file: PathBuf },
+    /// Check that an audit trail's hash chain is intact (no edit, deletion or
+    /// reordering) and, with `--key`, that every signed checkpoint verifies and covers
+    /// every entry. Exit 0 when intact (and, with `--key`, every entry is signed), 1
+    /// when altered or not proven.
+    Verify {
+        file: PathBuf,
+        /// The public key of the checkpoints: 64 hexadecimal digits, or a file holding
+        /// them (the `.pub` file of `keygen`).
+        #[arg(long)]
+        key: Option<String>,
+        /// The hash the trail must end with (kept elsewhere, e.g. from the server's
+        /// log at a checkpoint): detects entries cut off the end.
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Create a checkpoint signing key pair: the secret key to FILE (never
+    /// overwritten, owner-readable only), the public key to FILE.pub and stdout.
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the audit trail of an `agentc serve` database as the JSON lines `verify`
+    /// reads (the database is only read).
+    Export {
+        /// The SQLite database.
+        #[arg(long)]
+        db: PathBuf,
+        /// The file to write (default: stdout).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -268,6 +315,8 @@ fn main() -> ExitCode {
             mock_tools,
             approve_reviews,
             audit,
+            audit_key,
+            audit_checkpoint_every,
             local,
         } => {
             let inputs = match files::collect_inputs(&paths) {
@@ -287,6 +336,8 @@ fn main() -> ExitCode {
                 mock_tools: &mock_tools,
                 approve_reviews,
                 audit: audit.as_deref(),
+                audit_key: audit_key.as_deref(),
+                audit_checkpoint_every,
                 local: &local,
             })
         }
@@ -309,6 +360,8 @@ fn main() -> ExitCode {
             body_timeout,
             max_connections,
             max_connections_per_address,
+            audit_key,
+            audit_checkpoint_every,
         } => {
             let inputs = match files::collect_inputs(&paths) {
                 Ok(inputs) => inputs,
@@ -337,11 +390,17 @@ fn main() -> ExitCode {
                 max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
                 max_connections_per_address: max_connections_per_address
                     .map(|count| usize::try_from(count).unwrap_or(usize::MAX)),
+                audit_key: audit_key.as_deref(),
+                audit_checkpoint_every,
             })
         }
-        Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => run::verify_audit(&file),
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { file, key, head } => {
+                audit::verify(&file, key.as_deref(), head.as_deref())
+            }
+            AuditCommand::Keygen { out } => audit::keygen(&out),
+            AuditCommand::Export { db, output } => audit::export(&db, output.as_deref()),
+        },
         Command::Build {
             paths,
             output,

@@ -1,5 +1,5 @@
 //! `agentc run`: one engagement of one agent, with a scripted model and mocked tools, so
-//! users can test an agent's behaviour in CI without a model; and `agentc audit verify`.
+//! users can test an agent's behaviour in CI without a model.
 
 use agentc_compiler::{CheckOptions, SourceInput, check_set};
 use agentc_runtime::{
@@ -23,6 +23,10 @@ pub struct RunRequest<'a> {
     pub mock_tools: &'a [String],
     pub approve_reviews: bool,
     pub audit: Option<&'a Path>,
+    /// The file of the key that signs the audit trail's checkpoints.
+    pub audit_key: Option<&'a Path>,
+    /// How many entries at most between two signed checkpoints.
+    pub audit_checkpoint_every: u64,
     pub local: &'a LocalModelFlags,
 }
 
@@ -142,7 +146,14 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
             .write(true)
             .open(path)
             .map_err(|error| format!("cannot open audit log `{}`: {error}", path.display()))?;
-        runtime.audit = Arc::new(AuditLog::new(Box::new(std::io::BufWriter::new(file))));
+        let log = AuditLog::new(Box::new(std::io::BufWriter::new(file)));
+        runtime.audit = Arc::new(match request.audit_key {
+            Some(key) => log.with_checkpoints(
+                crate::audit::read_signing_key(key)?,
+                request.audit_checkpoint_every,
+            ),
+            None => log,
+        });
     }
     let user = request.user.map(|id| {
         let mut user = UserIdentity::new(id);
@@ -249,26 +260,5 @@ fn local_model(
     {
         let _ = (settings, tokio_runtime);
         Err(agentc_runtime::LocalModelError::FeatureMissing.to_string())
-    }
-}
-
-/// `agentc audit verify FILE`: exit 0 when the hash chain is intact, 1 when it is not.
-pub fn verify_audit(path: &PathBuf) -> ExitCode {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(error) => {
-            eprintln!("error: cannot read `{}`: {error}", path.display());
-            return ExitCode::from(2);
-        }
-    };
-    match agentc_runtime::verify(std::io::BufReader::new(file)) {
-        Ok(chain) => {
-            println!("intact: {} entries, head {}", chain.entries, chain.head);
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            println!("tampered: {error}");
-            ExitCode::from(1)
-        }
     }
 }

@@ -42,6 +42,10 @@ pub struct ServeRequest<'a> {
     pub max_connections: usize,
     /// Connections one client address may hold; `None`: half of `max_connections`.
     pub max_connections_per_address: Option<usize>,
+    /// The file of the key that signs the audit trail's checkpoints.
+    pub audit_key: Option<&'a Path>,
+    /// How many audit entries at most between two signed checkpoints.
+    pub audit_checkpoint_every: u64,
 }
 
 /// Serves until Ctrl-C or SIGTERM; exit 0 after a graceful shutdown, 2 on usage, spec
@@ -107,6 +111,11 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
         body_read_timeout: std::time::Duration::from_secs(request.body_timeout_secs),
         max_connections: request.max_connections,
         max_connections_per_address: request.max_connections_per_address,
+        audit_key: request
+            .audit_key
+            .map(crate::audit::read_signing_key)
+            .transpose()?,
+        audit_checkpoint_every: request.audit_checkpoint_every,
         ..ServerConfig::default()
     };
     let mut tools =

@@ -317,6 +317,294 @@ fn run_enforces_the_hr_restriction_and_writes_a_verifiable_audit_trail() {
     let _ = std::fs::remove_file(&audit);
 }
 
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!(
+        "agentc-cli-{test}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&directory).unwrap();
+    directory
+}
+
+#[test]
+fn audit_keygen_writes_a_key_pair_that_signs_and_verifies_a_run() {
+    let directory = scratch("keygen");
+    let key = directory.join("audit.key");
+    let generated = agentc(&["audit", "keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(
+        generated.status.code(),
+        Some(0),
+        "{}",
+        text(&generated.stderr)
+    );
+    let public = text(&generated.stdout).trim().to_string();
+    assert_eq!(public.len(), 64);
+    let secret = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(secret.trim().len(), 64);
+    assert_ne!(secret.trim(), public);
+    assert!(!text(&generated.stderr).contains(secret.trim()));
+    let public_file = directory.join("audit.key.pub");
+    assert_eq!(
+        std::fs::read_to_string(&public_file).unwrap().trim(),
+        public
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    // An existing key is never overwritten.
+    let again = agentc(&["audit", "keygen", "--out", key.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), secret);
+
+    // A run signs its trail; it verifies with the public key, given or in a file.
+    let audit = directory.join("trail.jsonl");
+    let mut arguments = vec![
+        "run",
+        "spec-examples/hr",
+        "--agent",
+        "hr_agent",
+        "--model",
+        "scripted:spec-examples/scripts/hr/denied-then-allowed.yaml",
+        "--mock-tool",
+        "hr_kb_search=spec-examples/scripts/hr/hr_kb_search.json",
+        "--mock-tool",
+        "prompt_injection_scanner=spec-examples/scripts/hr/prompt_injection_scanner.json",
+        "--input",
+        "How much parental leave do I get?",
+        "--audit",
+        audit.to_str().unwrap(),
+        "--audit-key",
+        key.to_str().unwrap(),
+    ];
+    arguments.extend(["--user", "emp42", "--audit-checkpoint-every", "3"]);
+    let run = agentc(&arguments);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(!text(&run.stderr).contains(secret.trim()));
+    assert!(
+        !text(&run.stderr).contains("warning"),
+        "{}",
+        text(&run.stderr)
+    );
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        trail.lines().all(|line| line.starts_with("{\"v\":2,")),
+        "{trail}"
+    );
+    assert!(
+        trail.lines().last().unwrap().contains("\"checkpoint\":"),
+        "{trail}"
+    );
+    let path = audit.to_str().unwrap();
+    for given in [public.as_str(), public_file.to_str().unwrap()] {
+        let verified = agentc(&["audit", "verify", path, "--key", given]);
+        assert_eq!(
+            verified.status.code(),
+            Some(0),
+            "{}",
+            text(&verified.stdout)
+        );
+        assert!(
+            text(&verified.stdout).starts_with("intact and signed:"),
+            "{}",
+            text(&verified.stdout)
+        );
+    }
+    // The head it reports is what `--head` checks.
+    let verified = agentc(&["audit", "verify", path]);
+    assert_eq!(verified.status.code(), Some(0));
+    let head = text(&verified.stdout)
+        .split("head ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let with_head = agentc(&["audit", "verify", path, "--key", &public, "--head", &head]);
+    assert_eq!(
+        with_head.status.code(),
+        Some(0),
+        "{}",
+        text(&with_head.stdout)
+    );
+
+    // Another key does not verify it.
+    let other = directory.join("other.key");
+    let other_public = text(&agentc(&["audit", "keygen", "--out", other.to_str().unwrap()]).stdout)
+        .trim()
+        .to_string();
+    let wrong = agentc(&["audit", "verify", path, "--key", &other_public]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong.stdout));
+    assert!(text(&wrong.stdout).starts_with("tampered:"));
+
+    // Dropping the last lines: the entries after the last checkpoint are reported as
+    // unsigned; cut back to a checkpoint, only `--head` sees it.
+    let lines: Vec<&str> = trail.lines().collect();
+    let checkpoints: Vec<usize> = (0..lines.len())
+        .filter(|index| lines[*index].contains("\"checkpoint\":"))
+        .collect();
+    assert!(checkpoints.len() >= 2, "{trail}");
+    let cut = directory.join("cut.jsonl");
+    std::fs::write(&cut, lines[..lines.len() - 2].join("\n")).unwrap();
+    let report = agentc(&["audit", "verify", cut.to_str().unwrap(), "--key", &public]);
+    assert_eq!(report.status.code(), Some(1), "{}", text(&report.stdout));
+    assert!(
+        text(&report.stdout).contains("unsigned: the last"),
+        "{}",
+        text(&report.stdout)
+    );
+    let at_checkpoint = checkpoints[checkpoints.len() - 2];
+    std::fs::write(&cut, lines[..=at_checkpoint].join("\n")).unwrap();
+    let cut_path = cut.to_str().unwrap();
+    let signed = agentc(&["audit", "verify", cut_path, "--key", &public]);
+    assert_eq!(signed.status.code(), Some(0), "{}", text(&signed.stdout));
+    assert!(text(&signed.stdout).contains("compare the head with --head"));
+    let truncated = agentc(&[
+        "audit", "verify", cut_path, "--key", &public, "--head", &head,
+    ]);
+    assert_eq!(
+        truncated.status.code(),
+        Some(1),
+        "{}",
+        text(&truncated.stdout)
+    );
+    assert!(text(&truncated.stdout).starts_with("truncated or extended:"));
+
+    // A key file others can read is used, with a warning that never quotes it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let run = agentc(&arguments);
+        assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+        assert!(
+            text(&run.stderr).contains("can be read by other users"),
+            "{}",
+            text(&run.stderr)
+        );
+        assert!(!text(&run.stderr).contains(secret.trim()));
+    }
+    // A key file that is not a key is refused, without quoting it.
+    std::fs::write(&key, "not a key\n").unwrap();
+    let run = agentc(&arguments);
+    assert_eq!(run.status.code(), Some(2), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stderr).contains("is not an audit signing key"),
+        "{}",
+        text(&run.stderr)
+    );
+    assert!(!text(&run.stderr).contains("not a key\n"));
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn audit_verify_with_a_key_refuses_an_unsigned_trail() {
+    let directory = scratch("unsigned");
+    let key = directory.join("audit.key");
+    let public = text(&agentc(&["audit", "keygen", "--out", key.to_str().unwrap()]).stdout)
+        .trim()
+        .to_string();
+    let audit = directory.join("trail.jsonl");
+    let output = run_hr(
+        "spec-examples/scripts/hr/prompt_injection_scanner.json",
+        &audit,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let path = audit.to_str().unwrap();
+    // Without a key the chain alone verifies, and the report says what that is worth.
+    let chain_only = agentc(&["audit", "verify", path]);
+    assert_eq!(chain_only.status.code(), Some(0));
+    assert!(text(&chain_only.stdout).contains("hash chain only"));
+    // With a key, nothing is signed, so nothing is proven.
+    let signed = agentc(&["audit", "verify", path, "--key", &public]);
+    assert_eq!(signed.status.code(), Some(1), "{}", text(&signed.stdout));
+    assert!(text(&signed.stdout).contains("no checkpoint signed by"));
+    // Bad arguments are usage errors.
+    for arguments in [
+        ["audit", "verify", path, "--key", "not-a-key"],
+        ["audit", "verify", path, "--head", "abc"],
+    ] {
+        assert_eq!(agentc(&arguments).status.code(), Some(2));
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[test]
+fn audit_export_writes_a_server_databases_trail_for_verify() {
+    use agentc_runtime::audit::{AuditAction, AuditDetail, AuditLog, AuditRecord};
+    let directory = scratch("export");
+    let database = directory.join("agentc.db");
+    let key = agentc_runtime::AuditSigningKey::generate().unwrap();
+    {
+        let store: std::sync::Arc<dyn agentc_server::Store> =
+            std::sync::Arc::new(agentc_server::SqliteStore::open(&database).unwrap());
+        let log = AuditLog::new(Box::new(agentc_server::store::StoreAuditWriter::new(store)))
+            .with_checkpoints(key.clone(), 2);
+        for action in [
+            AuditAction::Intended,
+            AuditAction::Denied,
+            AuditAction::Intended,
+        ] {
+            log.append(AuditRecord {
+                engagement: "e_1",
+                parent: None,
+                user: Some("alice"),
+                agent: "a",
+                action,
+                subject: "t",
+                detail: AuditDetail::default(),
+            })
+            .unwrap();
+        }
+        log.checkpoint().unwrap();
+    }
+    let exported = directory.join("trail.jsonl");
+    let output = agentc(&[
+        "audit",
+        "export",
+        "--db",
+        database.to_str().unwrap(),
+        "-o",
+        exported.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let public = key.public_key().to_hex();
+    let verified = agentc(&[
+        "audit",
+        "verify",
+        exported.to_str().unwrap(),
+        "--key",
+        &public,
+    ]);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        text(&verified.stdout)
+    );
+    assert!(
+        text(&verified.stdout).contains("5 entries"),
+        "{}",
+        text(&verified.stdout)
+    );
+    // To stdout, the same lines.
+    let to_stdout = agentc(&["audit", "export", "--db", database.to_str().unwrap()]);
+    assert_eq!(to_stdout.stdout, std::fs::read(&exported).unwrap());
+    // A database that does not exist is an error, and is not created.
+    let missing = directory.join("missing.db");
+    let output = agentc(&["audit", "export", "--db", missing.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!missing.exists());
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
 #[test]
 fn run_stops_when_the_input_guardrail_flags_the_input() {
     let flagged = std::env::temp_dir().join(format!("agentc-flagged-{}.json", std::process::id()));

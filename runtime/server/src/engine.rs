@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use agentc_runtime::spec::ReviewerRef;
 use agentc_runtime::{
-    AgentSpec, AuditLog, Checkpoints, CredentialProvider, EngagementOutcome, EngagementRequest,
-    EngagementSnapshot, FailureReason, Model, ReviewDecision, ReviewRequest, Reviewer, Runtime,
-    ToolRegistry, UserIdentity, continue_engagement, resume_engagement, review_by_agent,
-    run_engagement_with_id,
+    AgentSpec, AuditLog, AuditSigningKey, Checkpoints, CredentialProvider,
+    DEFAULT_CHECKPOINT_INTERVAL, EngagementOutcome, EngagementRequest, EngagementSnapshot,
+    FailureReason, Model, ReviewDecision, ReviewRequest, Reviewer, Runtime, ToolRegistry,
+    UserIdentity, continue_engagement, resume_engagement, review_by_agent, run_engagement_with_id,
 };
 use async_trait::async_trait;
 use tokio::sync::{Notify, oneshot};
@@ -72,6 +72,11 @@ pub struct ServerConfig {
     /// connection over it is closed at once. `None`: half of `max_connections`.
     /// Behind a proxy every client has the proxy's address: raise it there.
     pub max_connections_per_address: Option<usize>,
+    /// The key that signs the audit trail's checkpoints; `None` signs none (the trail
+    /// is then only hash-chained).
+    pub audit_key: Option<AuditSigningKey>,
+    /// How many audit entries at most between two signed checkpoints.
+    pub audit_checkpoint_every: u64,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +94,8 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             max_connections: 512,
             max_connections_per_address: None,
+            audit_key: None,
+            audit_checkpoint_every: DEFAULT_CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -426,11 +433,23 @@ pub const AWAITING_REMOTE: &str = "awaiting_remote";
 struct StoreCheckpoints {
     store: Arc<dyn Store>,
     busy: Arc<Busy>,
+    /// The audit trail, signed at each wait point (when it signs), so that what an
+    /// engagement did before a wait of hours or days is covered in the meantime.
+    audit: Arc<AuditLog>,
+}
+
+impl StoreCheckpoints {
+    fn sign_audit(&self, engagement: &str) {
+        if let Err(error) = self.audit.checkpoint() {
+            tracing::warn!(%error, engagement, "the audit checkpoint could not be written");
+        }
+    }
 }
 
 #[async_trait]
 impl Checkpoints for StoreCheckpoints {
     async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
+        self.sign_audit(&snapshot.engagement.id);
         self.store
             .save_snapshot(&snapshot.engagement.id, snapshot)
             .map_err(|error| error.to_string())
@@ -438,6 +457,7 @@ impl Checkpoints for StoreCheckpoints {
 
     async fn save_remote_wait(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
         let id = &snapshot.engagement.id;
+        self.sign_audit(id);
         self.store
             .save_snapshot(id, snapshot)
             .map_err(|error| error.to_string())?;
@@ -516,19 +536,24 @@ impl Engine {
             busy: Arc::clone(&busy),
             engine: Arc::clone(&engine_cell),
         });
+        let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
+        let audit = match store.audit_head()? {
+            Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
+            None => AuditLog::new(writer),
+        };
+        runtime.audit = Arc::new(match &parts.config.audit_key {
+            Some(key) => audit.with_checkpoints(key.clone(), parts.config.audit_checkpoint_every),
+            None => audit,
+        });
         runtime.checkpoints = Some(Arc::new(StoreCheckpoints {
             store: Arc::clone(&store),
             busy: Arc::clone(&busy),
+            audit: Arc::clone(&runtime.audit),
         }));
         runtime.review_timeout = parts.config.review_timeout;
         runtime.agent_timeout = parts.config.agent_timeout;
         runtime.tool_timeout = parts.config.tool_timeout;
         runtime.agent_models = parts.agent_models.clone();
-        let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
-        runtime.audit = Arc::new(match store.audit_head()? {
-            Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
-            None => AuditLog::new(writer),
-        });
         if parts
             .config
             .auth_failure_limit
@@ -925,6 +950,10 @@ impl Engine {
         };
         for handle in handles {
             handle.abort();
+        }
+        // The trail ends signed, so that a clean restart leaves no unsigned entries.
+        if let Err(error) = self.runtime.audit.checkpoint() {
+            tracing::warn!(%error, "audit checkpoint failed at shutdown");
         }
         if let Err(error) = self.runtime.audit.flush() {
             tracing::warn!(%error, "audit flush failed at shutdown");

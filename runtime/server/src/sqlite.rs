@@ -113,6 +113,42 @@ fn engagement_from_row(row: EngagementRow) -> Result<EngagementRecord, StoreErro
     })
 }
 
+/// Writes the audit trail of the database at `path` to `out` as JSON lines, in order,
+/// as `agentc audit verify` reads them; says how many. The database is opened read-only
+/// and must exist: nothing is created or changed.
+pub fn export_audit(path: &Path, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+    use rusqlite::OpenFlags;
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(database)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(database)?;
+    let mut statement = connection
+        .prepare("SELECT line FROM audit ORDER BY seq")
+        .map_err(database)?;
+    let mut rows = statement.query([]).map_err(database)?;
+    let mut count = 0u64;
+    while let Some(row) = rows.next().map_err(database)? {
+        let line: String = row.get(0).map_err(database)?;
+        // One entry per line: a stored line with a line break in it would be read
+        // as two, so it is refused rather than exported.
+        if line.contains(['\n', '\r']) {
+            return Err(StoreError::Corrupt(format!(
+                "audit entry {count} spans several lines"
+            )));
+        }
+        out.write_all(line.as_bytes())
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(database)?;
+        count += 1;
+    }
+    out.flush().map_err(database)?;
+    Ok(count)
+}
+
 impl SqliteStore {
     /// Opens (creating on first start) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -525,8 +561,14 @@ impl Store for SqliteStore {
         let Some(line) = line else {
             return Ok(None);
         };
-        let entry: agentc_runtime::AuditEntry = from_json(&line)?;
-        Ok(Some((entry.seq, entry.hash)))
+        // An entry or a signed checkpoint: both have these two fields.
+        #[derive(serde::Deserialize)]
+        struct Head {
+            seq: u64,
+            hash: String,
+        }
+        let head: Head = from_json(&line)?;
+        Ok(Some((head.seq, head.hash)))
     }
 
     fn audit_lines(&self) -> Result<Vec<String>, StoreError> {

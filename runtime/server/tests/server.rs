@@ -72,8 +72,13 @@ const REFUND_SCRIPT: &str = r#"turns:
   - text: Refunded 50 on order o-42.
 "#;
 
+/// The key that signs the refund server's audit checkpoints (tests only).
+fn refund_audit_key() -> agentc_runtime::AuditSigningKey {
+    agentc_runtime::AuditSigningKey::from_hex(&"5".repeat(64)).unwrap()
+}
+
 fn refund_setup(store: Arc<dyn agentc_server::Store>) -> (Setup, agentc_runtime::MockTool) {
-    Setup::new(
+    let (mut setup, tool) = Setup::new(
         vec![
             ("refunds.yaml", REFUNDS_AGENT.to_string()),
             ("tools.yaml", REFUND_TOOLS.to_string()),
@@ -81,7 +86,9 @@ fn refund_setup(store: Arc<dyn agentc_server::Store>) -> (Setup, agentc_runtime:
         store,
     )
     .script("refunds", REFUND_SCRIPT)
-    .mock("issue_refund", json!({"refund_id": "rf-1"}))
+    .mock("issue_refund", json!({"refund_id": "rf-1"}));
+    setup.config.audit_key = Some(refund_audit_key());
+    (setup, tool)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,6 +148,16 @@ async fn oas_c7_review_survives_a_restart_and_only_the_user_may_see_or_approve()
     let (status, _) = get(&base, &review_path, Some("bob-token-22")).await;
     assert_eq!(status, 404);
 
+    // While it waits for the review, what it did so far is signed.
+    let lines = server.engine.store().audit_lines().unwrap();
+    let waiting = agentc_runtime::verify_signed(
+        lines.join("\n").as_bytes(),
+        &refund_audit_key().public_key(),
+    )
+    .unwrap();
+    assert!(waiting.checkpoints >= 1, "{lines:?}");
+    assert_eq!(waiting.unsigned_entries(), 0, "{lines:?}");
+
     // Restart in the middle of the wait.
     server.stop().await;
     let (setup, second_tool) = refund_setup(sqlite(&path));
@@ -174,12 +191,27 @@ async fn oas_c7_review_survives_a_restart_and_only_the_user_may_see_or_approve()
     let (status, _) = get(&base, &location, Some("bob-token-22")).await;
     assert_eq!(status, 404);
 
-    // The audit trail is one hash chain across the restart.
-    let lines = server.engine.store().audit_lines().unwrap();
-    let chain = agentc_runtime::verify(lines.join("\n").as_bytes()).unwrap();
-    assert!(chain.entries >= 4, "{lines:?}");
-    assert!(lines.iter().any(|line| line.contains("\"approved\"")));
+    // The audit trail is one hash chain across the restart, signed at the shutdown
+    // and at the engagement's end, so every entry is covered.
     server.stop().await;
+    let lines = sqlite(&path).audit_lines().unwrap();
+    let chain = agentc_runtime::verify_signed(
+        lines.join("\n").as_bytes(),
+        &refund_audit_key().public_key(),
+    )
+    .unwrap();
+    assert!(chain.entries >= 4, "{lines:?}");
+    assert!(chain.checkpoints >= 2, "{lines:?}");
+    assert_eq!(chain.unsigned_entries(), 0, "{lines:?}");
+    assert!(lines.iter().any(|line| line.contains("\"approved\"")));
+    // `agentc audit export` gives the same lines.
+    let mut exported = Vec::new();
+    let count = agentc_server::sqlite::export_audit(&path, &mut exported).unwrap();
+    assert_eq!(count, chain.entries);
+    assert_eq!(
+        String::from_utf8(exported).unwrap(),
+        lines.join("\n") + "\n"
+    );
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
