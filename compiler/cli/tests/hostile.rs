@@ -27,7 +27,9 @@ fn agentc_bounded(arguments: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -v {ADDRESS_SPACE_KIB} && exec \"$0\" \"$@\""))
+        .arg(format!(
+            "ulimit -v {ADDRESS_SPACE_KIB} && exec \"$0\" \"$@\""
+        ))
         .arg(env!("CARGO_BIN_EXE_agentc"))
         .args(arguments)
         .env("MALLOC_ARENA_MAX", "2")
@@ -110,8 +112,8 @@ fn hostile_specs_are_refused_cleanly() {
 
 /// The HR agent with `assertion` as its search tool's output restriction.
 fn hr_agent_with_output_restriction(assertion: &str) -> String {
-    let agent = std::fs::read_to_string(workspace_root().join("spec-examples/hr/hr_agent.yaml"))
-        .unwrap();
+    let agent =
+        std::fs::read_to_string(workspace_root().join("spec-examples/hr/hr_agent.yaml")).unwrap();
     let start = agent.find("    output_restriction:").unwrap();
     let end = agent.find("\nguardrails:").unwrap();
     let quoted = assertion.trim().replace('\'', "''");
@@ -126,8 +128,7 @@ fn hr_agent_with_output_restriction(assertion: &str) -> String {
 fn hostile_assertions_are_denied_within_their_budgets() {
     let cases = files_in(&corpus().join("cel"), "cel");
     assert!(cases.len() >= 5, "the corpus is there");
-    let directory =
-        std::env::temp_dir().join(format!("agentc-hostile-cel-{}", std::process::id()));
+    let directory = std::env::temp_dir().join(format!("agentc-hostile-cel-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     // A tool output with a 1 MB string and 200 results, within the output schema.
     let mut results = vec![serde_json::json!({
@@ -136,8 +137,10 @@ fn hostile_assertions_are_denied_within_their_budgets() {
         "url": "https://kb.acme.example/hr/a"
     })];
     for index in 1..200 {
-        results.push(serde_json::json!({"title": format!("t{index}"), "snippet": "s",
-            "url": "https://kb.acme.example/hr/b"}));
+        results.push(
+            serde_json::json!({"title": format!("t{index}"), "snippet": "s",
+            "url": "https://kb.acme.example/hr/b"}),
+        );
     }
     let output_file = directory.join("output.json");
     std::fs::write(
@@ -177,8 +180,8 @@ fn hostile_assertions_are_denied_within_their_budgets() {
             "emp42",
         ]);
         assert_clean(&name, &output, took);
-        let outcome: serde_json::Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|error| {
+        let outcome: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
                 panic!(
                     "{name}: {error}: {}",
                     String::from_utf8_lossy(&output.stderr)
