@@ -32,6 +32,8 @@ fn setup(short_circuit: Option<u64>) -> (AgentSpec, Runtime, Vec<ToolCall>) {
     let mut agent = AgentSpec {
         name: "bench_agent".into(),
         short_circuit,
+        // The timed engagements hold up to 100,000 prior calls, past `max_calls`' default.
+        call_limits: agentc_runtime::CallLimits::new(None, Some(u64::MAX)),
         ..AgentSpec::default()
     };
     let mut specs = Vec::new();

@@ -182,6 +182,8 @@ fn compiled() -> (AgentSpec, hr::Hosted<hr::agents::hr_agent>) {
     let hosted = hr::Hosted::<hr::agents::hr_agent>::new(HrTools).unwrap();
     let mut spec = hosted.spec().clone();
     spec.short_circuit = None;
+    // The timed engagements hold up to 100,000 prior calls, past `max_calls`' default.
+    spec.call_limits.total = u64::MAX;
     (spec, hosted)
 }
 
@@ -198,6 +200,7 @@ fn interpreted() -> (AgentSpec, Runtime) {
     let set = SpecSet::from_sources(&sources).unwrap();
     let mut spec = set.agent("hr_agent").unwrap().clone();
     spec.short_circuit = None;
+    spec.call_limits.total = u64::MAX;
     let tools = ToolRegistry::new(&set.tools).unwrap();
     (spec, Runtime::new(tools))
 }

@@ -1639,15 +1639,28 @@ exposes:
 /// Runs one refund whose tool answers `refund_id`; returns the engagement's raw JSON
 /// text and the server.
 async fn exposing_engagement(refund_id: &str) -> (String, TestServer) {
+    refund_with_output(
+        json!({"refund_id": refund_id}),
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    )
+    .await
+}
+
+/// Runs one refund of the exposing agent whose tool answers `output`, on `store`;
+/// returns the engagement's raw JSON text and the server.
+async fn refund_with_output(
+    output: serde_json::Value,
+    store: Arc<dyn agentc_server::Store>,
+) -> (String, TestServer) {
     let (setup, _) = Setup::new(
         vec![
             ("refunds.yaml", EXPOSING_AGENT.to_string()),
             ("tools.yaml", REFUND_TOOLS.to_string()),
         ],
-        Arc::new(SqliteStore::in_memory().unwrap()),
+        store,
     )
     .script("refunds", REFUND_SCRIPT)
-    .mock("issue_refund", json!({"refund_id": refund_id}));
+    .mock("issue_refund", output);
     let server = setup.start().await;
     let (_, location, _) = post(
         &server.base,
@@ -2116,5 +2129,49 @@ async fn taking_a_review_decision_is_one_transaction_and_resumes_after_a_crash()
     assert_eq!(done["status"]["state"], "completed", "{done}");
     assert_eq!(second_tool.calls(), 2);
     server.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// OAS-C8 through the server: a tool output that breaks its schema carries a planted
+/// marker, and the marker reaches no HTTP answer (the engagement, the review list,
+/// discovery) and nothing in the database's files (engagements, snapshots, audit rows),
+/// while the refusal itself is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_output_marker_reaches_no_http_answer_and_no_database_file() {
+    let marker = "PLANTED-MARKER-9a7d";
+    let path = database_path("marker");
+    let refused_output = json!({
+        "refund_id": 12345,
+        "records": (0..2_000).map(|index| format!("{marker} {index}")).collect::<Vec<_>>(),
+    });
+    let (engagement_text, server) = refund_with_output(refused_output, sqlite(&path)).await;
+    let mut answers = vec![("the engagement".to_string(), engagement_text)];
+    for path in ["/reviews", "/agents", "/llms.txt", "/openapi.json"] {
+        let answer = client()
+            .get(format!("{}{path}", server.base))
+            .bearer_auth("alice-token-1")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        answers.push((path.to_string(), answer));
+    }
+    let engagement: serde_json::Value = serde_json::from_str(&answers[0].1).unwrap();
+    assert_eq!(engagement["status"]["state"], "completed", "{engagement}");
+    server.stop().await;
+    for (path, answer) in &answers {
+        assert!(!answer.contains("9a7d"), "{path}: {answer}");
+    }
+    // Every file SQLite keeps (the database, its write-ahead log), byte for byte.
+    let mut audit_seen = false;
+    for entry in std::fs::read_dir(path.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("9a7d"), "the marker is in the database");
+        audit_seen |= text.contains("output_schema");
+    }
+    assert!(audit_seen, "the refusal is recorded");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
