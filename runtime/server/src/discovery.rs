@@ -177,6 +177,36 @@ fn error_response(description: &str) -> serde_json::Value {
 }
 
 /// The OpenAPI 3.1 document of this API, with one operation per route.
+/// The agent document's JSON Schema (what `agentc schema agent` prints) as a component
+/// of the OpenAPI document: its `$defs` stay inside it, so its references are rewritten
+/// to point there, and its `$schema` (the dialect, which OpenAPI 3.1 fixes) is dropped.
+fn agent_document_schema() -> serde_json::Value {
+    fn rewrite_references(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(object) => {
+                for (key, item) in object.iter_mut() {
+                    match item {
+                        serde_json::Value::String(reference) if key == "$ref" => {
+                            if let Some(rest) = reference.strip_prefix("#/") {
+                                *reference = format!("#/components/schemas/AgentDocument/{rest}");
+                            }
+                        }
+                        _ => rewrite_references(item),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(rewrite_references),
+            _ => {}
+        }
+    }
+    let mut schema = agentc_compiler::documents::DocumentKind::Agent.json_schema();
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("$schema");
+    }
+    rewrite_references(&mut schema);
+    schema
+}
+
 pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
     let agent_names: Vec<&String> = engine.agents().keys().collect();
     let secured = serde_json::json!([{"bearer": []}, {"apiKey": []}]);
@@ -213,7 +243,13 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
     let see_other = serde_json::json!({
         "description": "the engagement's state is at Location (OAS-S3)",
         "headers": {"Location": {"schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["engagement", "location"],
+            "properties": {"engagement": {"type": "string"}, "location": {"type": "string"}},
+        }}},
     });
+    let not_json = error_response("the body is not a JSON object");
+    let too_large = error_response("the body or input is too large");
     serde_json::json!({
         "openapi": "3.1.0",
         "info": {
@@ -233,7 +269,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                     "operationId": "getAgentDocument", "summary": "The agent document (OAS-S1)",
                     "parameters": [name_parameter],
                     "responses": {
-                        "200": {"description": "the document", "content": {"application/yaml": {"schema": {"type": "string"}}}},
+                        "200": {"description": "the document, as YAML", "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/AgentDocument"}}}},
                         "404": error_response("no such agent"),
                         "429": limited,
                     },
@@ -243,11 +279,11 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                     "security": secured, "parameters": [name_parameter], "requestBody": input_body,
                     "responses": {
                         "303": see_other,
-                        "400": error_response("the body is not JSON"),
+                        "400": not_json,
                         "401": unauthorized,
                         "404": error_response("no such agent"),
                         "408": error_response("the body did not arrive within the body read timeout"),
-                        "413": error_response("the body or input is too large"),
+                        "413": too_large,
                         "422": error_response("the body is not {text: string}"),
                         "429": limited,
                     },
@@ -274,11 +310,13 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                     "security": secured, "parameters": [id_parameter], "requestBody": input_body,
                     "responses": {
                         "303": see_other,
+                        "400": not_json,
                         "401": unauthorized,
                         "403": error_response("only the engagement's user may add input"),
                         "404": error_response("no such engagement, or not yours"),
                         "408": error_response("the body did not arrive within the body read timeout"),
                         "409": error_response("the engagement is not waiting for input"),
+                        "413": too_large,
                         "422": error_response("the body is not {text: string}"),
                         "429": limited,
                     },
@@ -301,10 +339,12 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
                     "responses": {
                         "200": {"description": "decided", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Review"}}}},
+                        "400": not_json,
                         "401": unauthorized,
                         "404": error_response("no such review, or not yours"),
                         "408": error_response("the body did not arrive within the body read timeout"),
                         "409": error_response("already decided, or the approval names another call"),
+                        "413": too_large,
                         "422": error_response("not a decision"),
                         "429": limited,
                     },
@@ -328,13 +368,20 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                 },
                 "Input": {
                     "type": "object", "required": ["text"], "additionalProperties": false,
-                    "properties": {"text": {"type": "string"}},
+                    "properties": {"text": {"type": "string", "maxLength": engine.config().max_input_chars}},
                 },
                 "Engagement": {
                     "type": "object", "required": ["id", "agent", "status", "exposes"],
                     "properties": {
                         "id": {"type": "string"}, "agent": {"type": "string"},
-                        "status": {"type": "object", "required": ["state"], "properties": {"state": {"type": "string", "enum": ["running", "awaiting_review", "awaiting_remote", "completed", "failed"]}}},
+                        "status": {"type": "object", "required": ["state"], "properties": {
+                            "state": {"type": "string", "enum": ["running", "awaiting_review", "awaiting_remote", "completed", "failed"]},
+                            "reason": {
+                                "description": "why a failed engagement failed: its kind (`guardrail`, `short_circuit`, `review_refused`, `model`, `exposes`, `audit`, `turn_limit`, `call_limit`, `interrupted`) and that kind's fields; never refused data",
+                                "type": "object", "required": ["kind"],
+                                "properties": {"kind": {"type": "string"}},
+                            },
+                        }},
                         "text": {"type": ["string", "null"]},
                         "exposes": {"type": "object"},
                         "review": {"type": "string"},
@@ -351,12 +398,15 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                     },
                 },
                 "Decision": {
-                    "type": "object", "required": ["decision"],
-                    "properties": {
-                        "decision": {"type": "string", "enum": ["approve", "refuse"]},
-                        "call_hash": {"type": "string"}, "reason": {"type": "string"},
-                    },
+                    "description": "an approval names the hash of the exact call it approves (OAS-C7); a refusal may give a reason",
+                    "oneOf": [
+                        {"type": "object", "required": ["decision", "call_hash"],
+                         "properties": {"decision": {"const": "approve"}, "call_hash": {"type": "string"}}},
+                        {"type": "object", "required": ["decision"],
+                         "properties": {"decision": {"const": "refuse"}, "reason": {"type": "string"}}},
+                    ],
                 },
+                "AgentDocument": agent_document_schema(),
                 "AgentList": {"type": "object", "required": ["agents", "next"], "properties": {"agents": {"type": "array", "items": {"type": "object"}}, "next": next_schema}},
             },
         },

@@ -2175,3 +2175,106 @@ async fn refused_output_marker_reaches_no_http_answer_and_no_database_file() {
     assert!(audit_seen, "the refusal is recorded");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+/// Every `$ref` in `value`, as JSON pointers into the document it came from.
+fn references(value: &serde_json::Value, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(object) => {
+            for (key, item) in object {
+                match item {
+                    serde_json::Value::String(reference) if key == "$ref" => {
+                        found.push(reference.trim_start_matches('#').to_string());
+                    }
+                    _ => references(item, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| references(item, found)),
+        _ => {}
+    }
+}
+
+/// Issue 23, item 18 (the document's half): `/openapi.json` says what the server does.
+/// The statuses the server answers are documented; a decision that the schema accepts
+/// is one the server accepts (an approval without `call_hash` is neither); the agent
+/// document is typed by the agent JSON Schema (and the served document passes it);
+/// `Input.text` carries its limit; a failed engagement's `status.reason` and the 303
+/// body are described; every `$ref` resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_agrees_with_the_server() {
+    let (setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let (status, openapi) = get(&base, "/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let mut found = Vec::new();
+    references(&openapi, &mut found);
+    assert!(found.len() > 10);
+    for pointer in &found {
+        assert!(
+            openapi.pointer(pointer).is_some(),
+            "unresolved $ref {pointer}"
+        );
+    }
+    for (path, method) in [
+        ("/agents/{name}", "post"),
+        ("/engagements/{id}", "post"),
+        ("/reviews/{id}", "post"),
+    ] {
+        let responses = &openapi["paths"][path][method]["responses"];
+        for code in ["400", "401", "404", "413", "422", "429"] {
+            assert!(responses.get(code).is_some(), "{method} {path}: {code}");
+        }
+    }
+    let created = &openapi["paths"]["/agents/{name}"]["post"]["responses"]["303"];
+    assert!(created["content"]["application/json"]["schema"]["properties"]["location"].is_object());
+    let schemas = &openapi["components"]["schemas"];
+    assert_eq!(
+        schemas["Input"]["properties"]["text"]["maxLength"],
+        json!(32 * 1024)
+    );
+    assert!(schemas["Engagement"]["properties"]["status"]["properties"]["reason"].is_object());
+
+    // A decision: the schema and the server agree on an approval without its hash.
+    let decision = jsonschema::validator_for(&json!({
+        "$ref": "#/components/schemas/Decision",
+        "components": openapi["components"].clone(),
+    }))
+    .unwrap();
+    assert!(!decision.is_valid(&json!({"decision": "approve"})));
+    assert!(decision.is_valid(&json!({"decision": "approve", "call_hash": "ab"})));
+    assert!(decision.is_valid(&json!({"decision": "refuse"})));
+    let (status, _, _) = post(
+        &base,
+        "/reviews/r_missing",
+        Some("alice-token-1"),
+        r#"{"decision": "approve"}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "the server refuses it too");
+
+    // The agent document: typed by the agent JSON Schema, which the served YAML passes.
+    let document_schema = &openapi["paths"]["/agents/{name}"]["get"]["responses"]["200"]["content"]
+        ["application/yaml"]["schema"];
+    assert_eq!(
+        document_schema["$ref"],
+        "#/components/schemas/AgentDocument"
+    );
+    let agent = jsonschema::validator_for(&json!({
+        "$ref": "#/components/schemas/AgentDocument",
+        "components": openapi["components"].clone(),
+    }))
+    .unwrap();
+    let (status, _, yaml) = get_text(&base, "/agents/refunds").await;
+    assert_eq!(status, 200);
+    let (documents, diagnostics) = agentc_compiler::syntax::parse_yaml(
+        agentc_compiler::span::FileId(0),
+        &yaml,
+        &agentc_compiler::syntax::SyntaxLimits::default(),
+    );
+    assert!(diagnostics.is_empty());
+    let served = documents[0].root.to_json();
+    assert!(agent.is_valid(&served), "{served}");
+    assert!(!agent.is_valid(&json!({"kind": "openagentspec:v1/agent", "name": 5})));
+    server.stop().await;
+}
