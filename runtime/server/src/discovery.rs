@@ -227,14 +227,20 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
         "required": true,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Input"}}},
     });
-    let page_parameters = serde_json::json!([
-        {"name": "limit", "in": "query", "required": false,
-         "description": "how many items to answer (default 50)",
-         "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-        {"name": "after", "in": "query", "required": false,
-         "description": "the cursor of the previous page's `next` link; items come in a stable order",
-         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,200}$"}},
-    ]);
+    // A cursor is what the previous page's `next` link holds: an agent's name, or a
+    // review's creation time (milliseconds) and identifier.
+    let page_parameters = |cursor_pattern: &str| {
+        serde_json::json!([
+            {"name": "limit", "in": "query", "required": false,
+             "description": "how many items to answer (default 50)",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+            {"name": "after", "in": "query", "required": false,
+             "description": "the cursor of the previous page's `next` link; items come in a stable order",
+             "schema": {"type": "string", "pattern": cursor_pattern}},
+        ])
+    };
+    let agent_page_parameters = page_parameters("^[A-Za-z0-9_.-]{1,200}$");
+    let review_page_parameters = page_parameters("^-?[0-9]{1,18}[.][A-Za-z0-9_.-]{1,180}$");
     let next_schema = serde_json::json!({
         "type": ["string", "null"],
         "description": "the path of the next page (`?limit=N&after=CURSOR`), or null on the last page",
@@ -261,7 +267,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
         "paths": {
             "/agents": {"get": {
                 "operationId": "listAgents", "summary": "The hosted agents, a page at a time, by name",
-                "parameters": page_parameters,
+                "parameters": agent_page_parameters,
                 "responses": {"200": {"description": "the agents", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AgentList"}}}}, "400": bad_query, "429": limited},
             }},
             "/agents/{name}": {
@@ -324,7 +330,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
             },
             "/reviews": {"get": {
                 "operationId": "listReviews", "summary": "Reviews waiting for the caller (OAS-C7), a page at a time, oldest first",
-                "security": secured, "parameters": page_parameters,
+                "security": secured, "parameters": review_page_parameters,
                 "responses": {"200": {"description": "pending reviews", "content": {"application/json": {"schema": {"type": "object", "required": ["reviews", "next"], "properties": {"reviews": {"type": "array", "items": {"$ref": "#/components/schemas/Review"}}, "next": next_schema}}}}}, "400": bad_query, "401": unauthorized, "429": limited},
             }},
             "/reviews/{id}": {
