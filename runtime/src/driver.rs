@@ -388,13 +388,20 @@ enum Resumed {
 /// in hexadecimal, so that identifiers (and the audit entries that name them) never
 /// repeat across runs, processes or restarts. None is made if the random source fails.
 pub fn fresh_engagement_id(agent: &str) -> Result<String, String> {
+    fresh_id(&format!("{agent}-"))
+}
+
+/// `prefix` followed by 128 bits from the OS CSPRNG in hexadecimal: the identifiers
+/// of engagements here and of engagements and reviews on a server. None is made if the
+/// random source fails.
+pub fn fresh_id(prefix: &str) -> Result<String, String> {
+    use std::fmt::Write;
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|error| format!("the OS random source failed: {error}"))?;
-    let mut id = String::with_capacity(agent.len() + 33);
-    id.push_str(agent);
-    id.push('-');
+    let mut id = String::with_capacity(prefix.len() + 32);
+    id.push_str(prefix);
     for byte in bytes {
-        id.push_str(&format!("{byte:02x}"));
+        let _ = write!(id, "{byte:02x}");
     }
     Ok(id)
 }

@@ -35,8 +35,8 @@ pub use credentials::{
 };
 pub use driver::{
     Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, EngagementSnapshot,
-    Memory, Runtime, continue_engagement, fresh_engagement_id, resume_engagement, run_engagement,
-    run_engagement_with_id,
+    Memory, Runtime, continue_engagement, fresh_engagement_id, fresh_id, resume_engagement,
+    run_engagement, run_engagement_with_id,
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
 pub use engagement::{

@@ -861,10 +861,7 @@ impl<'a> Machine<'a> {
     /// Counts the work of a call before it runs: its operands, and the compilation of
     /// a pattern that is not a constant.
     fn charge_call(&self, call: &Call, operands: &[&Value]) -> Result<(), EvalError> {
-        if matches!(call.dispatch, Dispatch::Matches | Dispatch::General)
-            && &*call.function == "matches"
-            && call.regex.is_none()
-        {
+        if &*call.function == "matches" && call.regex.is_none() {
             self.count_steps(REGEX_COMPILE_STEPS)?;
         }
         self.charge_work(operands)

@@ -96,17 +96,23 @@ fn hostile_specs_are_refused_cleanly() {
         let (output, took) = agentc_bounded(&["check", case.to_str().unwrap()]);
         assert_clean(&case.display().to_string(), &output, took);
     }
-    // Cases made here rather than committed: a flat mapping of 120,000 keys.
+    // Cases made here rather than committed: a flat mapping of 120,000 keys, and
+    // twenty thousand empty documents.
     let directory = std::env::temp_dir().join(format!("agentc-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
-    let wide = directory.join("wide.yaml");
-    let mut text = String::new();
+    let mut wide = String::new();
     for index in 0..120_000 {
-        text.push_str(&format!("key_{index:08}: {index}\n"));
+        wide.push_str(&format!("key_{index:08}: {index}\n"));
     }
-    std::fs::write(&wide, text).unwrap();
-    let (output, took) = agentc_bounded(&["check", wide.to_str().unwrap()]);
-    assert_clean("wide mapping", &output, took);
+    for (name, text) in [
+        ("wide.yaml", wide),
+        ("many_documents.yaml", "---\n".repeat(20_000)),
+    ] {
+        let file = directory.join(name);
+        std::fs::write(&file, text).unwrap();
+        let (output, took) = agentc_bounded(&["check", file.to_str().unwrap()]);
+        assert_clean(name, &output, took);
+    }
     let _ = std::fs::remove_dir_all(&directory);
 }
 

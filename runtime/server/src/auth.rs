@@ -287,45 +287,22 @@ impl RateLimiter {
     /// long until one is. A client not yet tracked has a full bucket, unless the map
     /// is full (and nothing in it has refilled), when it is refused like in `check`.
     pub fn peek(&self, client: &str) -> Result<(), Duration> {
-        let capacity = f64::from(self.config.requests);
-        let per_second = capacity / f64::from(self.config.per_seconds);
-        let now = Instant::now();
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Err(Duration::from_secs(1));
-        };
-        let buckets = &mut *buckets;
-        match buckets.by_client.get(client) {
-            Some((tokens, last)) => {
-                let refilled =
-                    (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(capacity);
-                if refilled >= 1.0 {
-                    Ok(())
-                } else {
-                    Err(Duration::from_secs_f64((1.0 - refilled) / per_second))
-                }
-            }
-            None if buckets.by_client.len() >= self.max_clients => {
-                if now >= buckets.next_prune {
-                    buckets.by_client.retain(|_, (tokens, last)| {
-                        *tokens + now.duration_since(*last).as_secs_f64() * per_second < capacity
-                    });
-                    buckets.next_prune = now + Duration::from_secs(1);
-                }
-                if buckets.by_client.len() >= self.max_clients {
-                    Err(Duration::from_secs(1))
-                } else {
-                    Ok(())
-                }
-            }
-            None => Ok(()),
-        }
+        self.answer(client, false)
     }
 
     /// Takes one token for `client`; when none is left, how long until one is.
     pub fn check(&self, client: &str) -> Result<(), Duration> {
+        self.answer(client, true)
+    }
+
+    /// The answer for `client`, taking its token when `take` (and there is one).
+    fn answer(&self, client: &str, take: bool) -> Result<(), Duration> {
         let capacity = f64::from(self.config.requests);
         let per_second = capacity / f64::from(self.config.per_seconds);
         let now = Instant::now();
+        let refill = |tokens: f64, last: Instant| {
+            (tokens + now.duration_since(last).as_secs_f64() * per_second).min(capacity)
+        };
         let Ok(mut buckets) = self.buckets.lock() else {
             // A poisoned lock cannot count; refusing is the safe answer.
             return Err(Duration::from_secs(1));
@@ -335,29 +312,29 @@ impl RateLimiter {
             // A bucket that has refilled to capacity holds nothing a fresh one would
             // not, so forgetting it changes no answer.
             if now >= buckets.next_prune {
-                buckets.by_client.retain(|_, (tokens, last)| {
-                    *tokens + now.duration_since(*last).as_secs_f64() * per_second < capacity
-                });
+                buckets
+                    .by_client
+                    .retain(|_, (tokens, last)| refill(*tokens, *last) < capacity);
                 buckets.next_prune = now + Duration::from_secs(1);
             }
             if buckets.by_client.len() >= self.max_clients {
                 return Err(Duration::from_secs(1));
             }
         }
-        let (tokens, last) = buckets
-            .by_client
-            .entry(client.to_string())
-            .or_insert((capacity, now));
-        let refilled =
-            (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(capacity);
-        *last = now;
-        if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
-            Ok(())
-        } else {
-            *tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / per_second))
+        let refilled = match buckets.by_client.get(client) {
+            Some(&(tokens, last)) => refill(tokens, last),
+            None => capacity,
+        };
+        let wait = (refilled < 1.0).then(|| Duration::from_secs_f64((1.0 - refilled) / per_second));
+        if take {
+            let left = if wait.is_none() {
+                refilled - 1.0
+            } else {
+                refilled
+            };
+            buckets.by_client.insert(client.to_string(), (left, now));
         }
+        wait.map_or(Ok(()), Err)
     }
 }
 

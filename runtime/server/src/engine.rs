@@ -197,7 +197,7 @@ fn waiter_key(engagement: &str, stage: &str, call_hash: &str) -> String {
 
 /// The operating system's random source failed, so no identifier was made.
 #[derive(Debug, thiserror::Error)]
-#[error("the operating system's random source failed: {0}")]
+#[error("{0}")]
 pub struct RandomError(String);
 
 /// A fresh identifier: 128 bits from the operating system's CSPRNG, in hex. An
@@ -205,14 +205,7 @@ pub struct RandomError(String);
 /// from other identifiers or the clock; if the random source fails, nothing is
 /// started rather than given a weaker identifier (fail closed).
 pub fn fresh_id(prefix: &str) -> Result<String, RandomError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|error| RandomError(error.to_string()))?;
-    let mut text = String::with_capacity(prefix.len() + 32);
-    text.push_str(prefix);
-    for byte in bytes {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    Ok(text)
+    agentc_runtime::fresh_id(prefix).map_err(RandomError)
 }
 
 /// The server's engagements and everything they run with.

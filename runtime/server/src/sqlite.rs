@@ -283,11 +283,7 @@ impl Store for SqliteStore {
     }
 
     fn set_status(&self, id: &str, status: &serde_json::Value) -> Result<(), StoreError> {
-        let state = status
-            .get("state")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("unknown")
-            .to_string();
+        let state = state_of(status);
         let status = to_json(status)?;
         self.with(|connection| {
             connection
@@ -437,11 +433,7 @@ impl Store for SqliteStore {
         engagement: &str,
         status: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let state = status
-            .get("state")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("unknown")
-            .to_string();
+        let state = state_of(status);
         let status = to_json(status)?;
         self.with(|connection| {
             // Dropped without `commit` on any error, which rolls both statements back.
@@ -584,4 +576,13 @@ impl Store for SqliteStore {
             Ok(lines)
         })
     }
+}
+
+/// The `state` column of a status: its `state` tag, or `unknown`.
+fn state_of(status: &serde_json::Value) -> String {
+    status
+        .get("state")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown")
+        .to_string()
 }
