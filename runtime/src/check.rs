@@ -21,6 +21,11 @@ pub enum CheckError {
     /// An assertion produced something other than a boolean.
     #[error("assertion produced a {0}, not a bool")]
     NotBool(&'static str),
+    /// Compiled code ran past its conservative budget (`agentc_cel_support::budget`):
+    /// an [`FnCheck`] with an interpreter behind it evaluates the expression there
+    /// instead; anywhere else this denies like any evaluation error.
+    #[error("evaluation exceeded the compiled code's budget (too much work)")]
+    OverCompiledBudget,
 }
 
 /// Supplies the values of the variables a check reads. The engagement supplies
@@ -163,6 +168,9 @@ type CheckFn = dyn Fn(&dyn VariableSource) -> Result<Value, CheckError> + Send +
 pub struct FnCheck {
     roots: Vec<String>,
     function: Arc<CheckFn>,
+    /// The same expression for the interpreter, which answers when the function ran
+    /// past its budget ([`CheckError::OverCompiledBudget`]).
+    interpreter: Option<CelCheck>,
 }
 
 impl FnCheck {
@@ -174,7 +182,23 @@ impl FnCheck {
         FnCheck {
             roots: roots.iter().map(|root| root.to_string()).collect(),
             function: Arc::new(function),
+            interpreter: None,
         }
+    }
+
+    /// Puts the interpreter behind the function: when the function answers
+    /// [`CheckError::OverCompiledBudget`], `interpreter` (the same expression) is
+    /// evaluated and its answer, a value or a budget error of its own, is the check's.
+    /// So a compiled check decides exactly as the interpreted one on every input,
+    /// budget exhaustion included.
+    pub fn with_interpreter(mut self, interpreter: CelCheck) -> Self {
+        for root in interpreter.roots() {
+            if !self.roots.contains(root) {
+                self.roots.push(root.clone());
+            }
+        }
+        self.interpreter = Some(interpreter);
+        self
     }
 }
 
@@ -193,7 +217,12 @@ impl Check for FnCheck {
     }
 
     fn evaluate(&self, variables: &dyn VariableSource) -> Result<Value, CheckError> {
-        (self.function)(variables)
+        match ((self.function)(variables), &self.interpreter) {
+            (Err(CheckError::OverCompiledBudget), Some(interpreter)) => {
+                interpreter.evaluate(variables)
+            }
+            (answer, _) => answer,
+        }
     }
 }
 
@@ -275,5 +304,36 @@ mod tests {
         assert!(CelCheck::parse("x + 1").unwrap().holds(&Vars).is_err());
         assert!(CelCheck::parse("y > 1").unwrap().holds(&Vars).is_err());
         assert!(CelCheck::parse("x >").is_err());
+    }
+
+    /// A compiled check whose budget ran out is answered by the interpreter behind it,
+    /// whatever that answer is; with none behind it, it denies.
+    #[test]
+    fn compiled_checks_over_their_budget_are_answered_by_the_interpreter() {
+        let over_budget = |_: &dyn VariableSource| Err(CheckError::OverCompiledBudget);
+        let allowed =
+            FnCheck::new(&[], over_budget).with_interpreter(CelCheck::parse("x > 2").unwrap());
+        assert_eq!(allowed.roots(), ["x".to_string()]);
+        assert!(allowed.holds(&Vars).unwrap());
+        let refused =
+            FnCheck::new(&[], over_budget).with_interpreter(CelCheck::parse("x > 5").unwrap());
+        assert!(!refused.holds(&Vars).unwrap());
+        let exhausted = FnCheck::new(&[], over_budget).with_interpreter(
+            CelCheck::parse("[1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(a, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(b, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(c, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(d, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(e, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(f, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].all(g, x > 0)))))))")
+                .unwrap(),
+        );
+        assert!(matches!(
+            exhausted.holds(&Vars),
+            Err(CheckError::Evaluation(message)) if message.contains("exceeded")
+        ));
+        let alone = FnCheck::new(&[], over_budget);
+        assert!(matches!(
+            alone.holds(&Vars),
+            Err(CheckError::OverCompiledBudget)
+        ));
+        // Any other answer of the function is the check's own.
+        let compiled = FnCheck::new(&[], |_: &dyn VariableSource| Ok(Value::Bool(false)))
+            .with_interpreter(CelCheck::parse("true").unwrap());
+        assert!(!compiled.holds(&Vars).unwrap());
     }
 }

@@ -14,6 +14,7 @@
 use std::hint::black_box;
 
 use agentc_cel_differential::{activation, corpus, generated, sample_engagement};
+use agentc_cel_support::Meter;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn source(name: &str) -> &'static str {
@@ -69,17 +70,23 @@ fn bench(criterion: &mut Criterion) {
         group.finish();
     };
     group_for("kb_prefix", &|engagement| {
-        generated::kb_prefix(engagement) == Ok(true)
+        generated::kb_prefix(engagement, &Meter::new()) == Ok(true)
     });
     group_for("history_rule", &|engagement| {
-        generated::history_rule(engagement) == Ok(true)
+        generated::history_rule(engagement, &Meter::new()) == Ok(true)
     });
     // The compiled functions are called directly, as generated code calls them.
     criterion.bench_function("kb_prefix/compiled", |bencher| {
-        bencher.iter(|| generated::kb_prefix(black_box(&engagement)))
+        bencher.iter(|| {
+            let meter = Meter::new();
+            meter.settle(generated::kb_prefix(black_box(&engagement), &meter))
+        })
     });
     criterion.bench_function("history_rule/compiled", |bencher| {
-        bencher.iter(|| generated::history_rule(black_box(&engagement)))
+        bencher.iter(|| {
+            let meter = Meter::new();
+            meter.settle(generated::history_rule(black_box(&engagement), &meter))
+        })
     });
 }
 

@@ -290,6 +290,28 @@ pub const CORPUS: &[(&str, &str)] = &[
         "ternary_error_branch",
         r#"history._total > 5 ? history._total * history._total > 0 : true"#,
     ),
+    // Quadratic and byte-hungry policies, which run out of budget on a long history
+    // (see the differential test's budget cases).
+    (
+        "pairwise_queries",
+        r#"history.hr_kb_search.all(a, history.hr_kb_search.exists(b, b.inputs.query == a.inputs.query))"#,
+    ),
+    (
+        "pairwise_query_sizes",
+        r#"history.hr_kb_search.all(a, history.hr_kb_search.all(b, size(b.inputs.query) >= size(a.inputs.knowledge_base_id) - 100))"#,
+    ),
+    (
+        "doubled_queries",
+        r#"history.hr_kb_search.all(h, size(h.inputs.query + h.inputs.query) >= 0)"#,
+    ),
+    (
+        "queries_as_patterns",
+        r#"history.hr_kb_search.exists(h, h.inputs.query.matches(h.inputs.knowledge_base_id))"#,
+    ),
+    (
+        "lowered_titles",
+        r#"size(history.create_event.map(e, e.inputs.title.lowerAscii().trim())) >= 0"#,
+    ),
 ];
 
 /// Expressions that the compiler must refuse (so that the caller falls back to the

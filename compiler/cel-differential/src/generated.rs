@@ -98,20 +98,25 @@ pub struct HrKbSearchOutputsResultsItem {
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn kb_prefix(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
-        (((&(match &((&(root).recent)).hr_kb_search {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                );
-            }
-        })
-            .inputs))
-            .knowledge_base_id
-            .as_str())
-            .starts_with(("acme/hr/")),
+        __meter
+            .str(
+                (((&(match &((&(root).recent)).hr_kb_search {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        );
+                    }
+                })
+                    .inputs))
+                    .knowledge_base_id
+                    .as_str()),
+            )
+            .starts_with(__meter.str(("acme/hr/"))),
     )
 }
 /// `size(history._list) <= 200 && !("delete_record" in history._list) && history.hr_kb_search.all(h, h.inputs.knowledge_base_id.startsWith("acme/") && h.outputs.results.all(r, r.score >= 0.0))`
@@ -120,25 +125,36 @@ pub fn kb_prefix(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_rule(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(30u64);
     Ok(
-        (((::agentc_cel_support::size_len((((&(root).history)).list.as_slice()).len())
-            <= (200i64))
+        (((::agentc_cel_support::size_len(
+            __meter.list(&(((&(root).history)).list.as_slice())[..]).len(),
+        ) <= (200i64))
             && (!{
                 let __needle = "delete_record";
-                (((&(root).history)).list.as_slice())
+                __meter.str(&__needle);
+                __meter
+                    .list(&(((&(root).history)).list.as_slice())[..])
                     .iter()
-                    .any(|__item| ((__needle) == ((__item).as_str())))
+                    .any(|__item| {
+                        (__meter.str((__needle)) == __meter.str(((__item).as_str())))
+                    })
             }))
             && {
                 let mut __decided = false;
                 let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
                 for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
+                    if !__meter.iteration(20u64) {
+                        break;
+                    }
                     let v_h = __item;
                     match (|| -> ::agentc_cel_support::CelResult<_> {
                         Ok(
-                            ((((&(v_h).inputs)).knowledge_base_id.as_str())
-                                .starts_with(("acme/"))
+                            (__meter
+                                .str((((&(v_h).inputs)).knowledge_base_id.as_str()))
+                                .starts_with(__meter.str(("acme/")))
                                 && ((match &(v_h).outputs {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
@@ -151,6 +167,9 @@ pub fn history_rule(
                                     .as_slice())
                                     .iter()
                                     .all(|__item| {
+                                        if !__meter.iteration(8u64) {
+                                            return false;
+                                        }
                                         let v_r = __item;
                                         ((v_r).score >= (0f64))
                                     })),
@@ -184,7 +203,9 @@ pub fn history_rule(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn kb_in_list(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(16u64);
     Ok({
         let __needle = ((&(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
@@ -197,9 +218,11 @@ pub fn kb_in_list(
             .inputs))
             .knowledge_base_id
             .as_str();
-        (["acme/hr/policies", "acme/hr/benefits"])
+        __meter.str(&__needle);
+        __meter
+            .list(&(["acme/hr/policies", "acme/hr/benefits"])[..])
             .iter()
-            .any(|__item| ((__needle) == ((*__item))))
+            .any(|__item| (__meter.str((__needle)) == __meter.str(((*__item)))))
     })
 }
 /// `size(recent.hr_kb_search.inputs.query) <= 12`
@@ -208,20 +231,25 @@ pub fn kb_in_list(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn query_size(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
         (::agentc_cel_support::size_str(
-            (((&(match &((&(root).recent)).hr_kb_search {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                    );
-                }
-            })
-                .inputs))
-                .query
-                .as_str()),
+            __meter
+                .str(
+                    (((&(match &((&(root).recent)).hr_kb_search {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            );
+                        }
+                    })
+                        .inputs))
+                        .query
+                        .as_str()),
+                ),
         ) <= (12i64)),
     )
 }
@@ -231,8 +259,11 @@ pub fn query_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn query_regex(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok({
+        __meter.steps(1u64);
         static PATTERN_1: ::std::sync::LazyLock<
             ::std::result::Result<::regex::Regex, ::regex::Error>,
         > = ::std::sync::LazyLock::new(|| {
@@ -241,24 +272,25 @@ pub fn query_regex(
                 .dfa_size_limit(1 << 22)
                 .build()
         });
-        match &*PATTERN_1 {
-            Ok(__regex) => {
-                __regex
-                    .is_match(
-                        (((&(match &((&(root).recent)).hr_kb_search {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                                );
-                            }
-                        })
-                            .inputs))
-                            .query
-                            .as_str()),
-                    )
-            }
-            Err(_) => {
+        match (
+            __meter
+                .str(
+                    (((&(match &((&(root).recent)).hr_kb_search {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            );
+                        }
+                    })
+                        .inputs))
+                        .query
+                        .as_str()),
+                ),
+            &*PATTERN_1,
+        ) {
+            (__text, Ok(__regex)) => __regex.is_match(__text),
+            (_, Err(_)) => {
                 return Err(
                     ::agentc_cel_support::CelError::new("invalid regular expression"),
                 );
@@ -272,20 +304,25 @@ pub fn query_regex(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn query_no_password(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
-        (!(((&(match &((&(root).recent)).hr_kb_search {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                );
-            }
-        })
-            .inputs))
-            .query
-            .as_str())
-            .contains(("password"))),
+        (!__meter
+            .str(
+                (((&(match &((&(root).recent)).hr_kb_search {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        );
+                    }
+                })
+                    .inputs))
+                    .query
+                    .as_str()),
+            )
+            .contains(__meter.str(("password")))),
     )
 }
 /// `recent.hr_kb_search.inputs.knowledge_base_id.endsWith("/public")`
@@ -294,20 +331,25 @@ pub fn query_no_password(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn kb_public(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
-        (((&(match &((&(root).recent)).hr_kb_search {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                );
-            }
-        })
-            .inputs))
-            .knowledge_base_id
-            .as_str())
-            .ends_with(("/public")),
+        __meter
+            .str(
+                (((&(match &((&(root).recent)).hr_kb_search {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        );
+                    }
+                })
+                    .inputs))
+                    .knowledge_base_id
+                    .as_str()),
+            )
+            .ends_with(__meter.str(("/public"))),
     )
 }
 /// `recent.hr_kb_search.outputs.results.all(r, r.score > 0.5)`
@@ -316,7 +358,9 @@ pub fn kb_public(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_all_scored(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(10u64);
     Ok(
         ((match &(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
@@ -339,6 +383,9 @@ pub fn results_all_scored(
             .as_slice())
             .iter()
             .all(|__item| {
+                if !__meter.iteration(8u64) {
+                    return false;
+                }
                 let v_r = __item;
                 ((v_r).score > (0.5f64))
             }),
@@ -350,7 +397,9 @@ pub fn results_all_scored(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_exists_policy(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(10u64);
     Ok(
         ((match &(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
@@ -373,8 +422,11 @@ pub fn results_exists_policy(
             .as_slice())
             .iter()
             .any(|__item| {
+                if !__meter.iteration(8u64) {
+                    return true;
+                }
                 let v_r = __item;
-                ((v_r).title.as_str()).starts_with(("Policy"))
+                __meter.str(((v_r).title.as_str())).starts_with(__meter.str(("Policy")))
             }),
     )
 }
@@ -384,7 +436,9 @@ pub fn results_exists_policy(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_exists_one_perfect(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(10u64);
     Ok({
         let mut __count: usize = 0;
         for __item in ((match &(match &((&(root).recent)).hr_kb_search {
@@ -408,6 +462,9 @@ pub fn results_exists_one_perfect(
             .as_slice())
             .iter()
         {
+            if !__meter.iteration(8u64) {
+                break;
+            }
             let v_r = __item;
             if ((v_r).score == (1f64)) {
                 __count += 1;
@@ -422,39 +479,47 @@ pub fn results_exists_one_perfect(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_filter_size(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(16u64);
     Ok(
         (::agentc_cel_support::size_len(
-            ({
-                let mut __out = ::std::vec::Vec::new();
-                for __item in ((match &(match &((&(root).recent)).hr_kb_search {
-                    ::std::option::Option::Some(value) => value,
-                    ::std::option::Option::None => {
-                        return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                        );
-                    }
-                })
-                    .outputs
-                {
-                    ::std::option::Option::Some(value) => value,
-                    ::std::option::Option::None => {
-                        return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("outputs"),
-                        );
-                    }
-                })
-                    .results
-                    .as_slice())
-                    .iter()
-                {
-                    let v_r = __item;
-                    if ((v_r).score >= (0.5f64)) {
-                        __out.push(v_r);
-                    }
-                }
-                __out
-            })
+            __meter
+                .list(
+                    &({
+                        let mut __out = ::std::vec::Vec::new();
+                        for __item in ((match &(match &((&(root).recent)).hr_kb_search {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                );
+                            }
+                        })
+                            .outputs
+                        {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                );
+                            }
+                        })
+                            .results
+                            .as_slice())
+                            .iter()
+                        {
+                            if !__meter.iteration(8u64) {
+                                break;
+                            }
+                            let v_r = __item;
+                            if ((v_r).score >= (0.5f64)) {
+                                __out.push(v_r);
+                            }
+                        }
+                        __meter.built_list(__out)
+                    })[..],
+                )
                 .len(),
         ) >= (1i64)),
     )
@@ -465,10 +530,12 @@ pub fn results_filter_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_titles(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<
     ::std::vec::Vec<::std::string::String>,
     ::agentc_cel_support::CelError,
 > {
+    __meter.steps(10u64);
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
@@ -493,10 +560,13 @@ pub fn results_titles(
                 .as_slice())
                 .iter()
             {
+                if !__meter.iteration(4u64) {
+                    break;
+                }
                 let v_r = __item;
                 __out.push((v_r).title.as_str());
             }
-            __out
+            __meter.built_list(__out)
         })
             .iter()
             .map(|__item| ((*__item)).to_owned())
@@ -509,28 +579,33 @@ pub fn results_titles(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_size(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
         (::agentc_cel_support::size_len(
-            ((match &(match &((&(root).recent)).hr_kb_search {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                    );
-                }
-            })
-                .outputs
-            {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                    );
-                }
-            })
-                .results
-                .as_slice())
+            __meter
+                .list(
+                    &((match &(match &((&(root).recent)).hr_kb_search {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            );
+                        }
+                    })
+                        .outputs
+                    {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            );
+                        }
+                    })
+                        .results
+                        .as_slice())[..],
+                )
                 .len(),
         ) <= (10i64)),
     )
@@ -541,7 +616,9 @@ pub fn results_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn first_result_score(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(18u64);
     Ok(
         ((::agentc_cel_support::index(
             (match &(match &((&(root).recent)).hr_kb_search {
@@ -574,20 +651,25 @@ pub fn first_result_score(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn guarded_query(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(18u64);
     Ok(
         (((&(root).recent)).hr_kb_search.is_some()
-            && (!((((&(match &((&(root).recent)).hr_kb_search {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                    );
-                }
-            })
-                .inputs))
-                .query
-                .as_str()) == ("")))),
+            && (!(__meter
+                .str(
+                    (((&(match &((&(root).recent)).hr_kb_search {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            );
+                        }
+                    })
+                        .inputs))
+                        .query
+                        .as_str()),
+                ) == __meter.str((""))))),
     )
 }
 /// `!has(recent.create_event) || recent.create_event.inputs.priority <= 3`
@@ -596,7 +678,9 @@ pub fn guarded_query(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn guarded_priority(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(20u64);
     Ok(
         ((!((&(root).recent)).create_event.is_some())
             || (((&(match &((&(root).recent)).create_event {
@@ -617,7 +701,9 @@ pub fn guarded_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_mul_overflow(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(16u64);
     Ok(
         (::agentc_cel_support::mul_int(
             ((&(match &((&(root).recent)).create_event {
@@ -640,7 +726,9 @@ pub fn priority_mul_overflow(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_add_overflow(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(18u64);
     Ok(
         (::agentc_cel_support::add_int(
             ((&(match &((&(root).recent)).create_event {
@@ -663,7 +751,9 @@ pub fn priority_add_overflow(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_div_priority(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(18u64);
     Ok(
         (::agentc_cel_support::div_int(
             ((&(root).history)).total,
@@ -686,7 +776,9 @@ pub fn total_div_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_mod_priority(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(22u64);
     Ok(
         (::agentc_cel_support::rem_int(
             ((&(root).history)).total,
@@ -712,7 +804,9 @@ pub fn total_mod_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn negate_priority(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
         (::agentc_cel_support::neg_int(
             ((&(match &((&(root).recent)).create_event {
@@ -734,20 +828,25 @@ pub fn negate_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn attendees_size(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
         (::agentc_cel_support::size_len(
-            (((&(match &((&(root).recent)).create_event {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                    );
-                }
-            })
-                .inputs))
-                .attendees
-                .as_slice())
+            __meter
+                .list(
+                    &(((&(match &((&(root).recent)).create_event {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            );
+                        }
+                    })
+                        .inputs))
+                        .attendees
+                        .as_slice())[..],
+                )
                 .len(),
         ) <= (20i64)),
     )
@@ -758,7 +857,9 @@ pub fn attendees_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn attendees_internal(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(10u64);
     Ok(
         (((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
@@ -773,8 +874,11 @@ pub fn attendees_internal(
             .as_slice())
             .iter()
             .all(|__item| {
+                if !__meter.iteration(6u64) {
+                    return false;
+                }
                 let v_a = (__item).as_str();
-                (v_a).ends_with(("@acme.com"))
+                __meter.str((v_a)).ends_with(__meter.str(("@acme.com")))
             }),
     )
 }
@@ -784,7 +888,9 @@ pub fn attendees_internal(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn attendees_include_email(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(10u64);
     Ok({
         let mut __decided = false;
         let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
@@ -801,18 +907,24 @@ pub fn attendees_include_email(
             .as_slice())
             .iter()
         {
+            if !__meter.iteration(8u64) {
+                break;
+            }
             let v_a = (__item).as_str();
             match (|| -> ::agentc_cel_support::CelResult<_> {
                 Ok(
-                    ((v_a)
-                        == (match ((&(root).user)).email.as_deref() {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("email"),
-                                );
-                            }
-                        })),
+                    (__meter.str((v_a))
+                        == __meter
+                            .str(
+                                (match ((&(root).user)).email.as_deref() {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("email"),
+                                        );
+                                    }
+                                }),
+                            )),
                 )
             })() {
                 Ok(true) => {
@@ -842,17 +954,22 @@ pub fn attendees_include_email(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn email_domain_unguarded(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok(
-        (match ((&(root).user)).email.as_deref() {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("email"),
-                );
-            }
-        })
-            .ends_with(("@acme.com")),
+        __meter
+            .str(
+                (match ((&(root).user)).email.as_deref() {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("email"),
+                        );
+                    }
+                }),
+            )
+            .ends_with(__meter.str(("@acme.com"))),
     )
 }
 /// `has(user.email) && user.email.endsWith("@acme.com")`
@@ -861,18 +978,23 @@ pub fn email_domain_unguarded(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn email_domain(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
         (((&(root).user)).email.is_some()
-            && (match ((&(root).user)).email.as_deref() {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("email"),
-                    );
-                }
-            })
-                .ends_with(("@acme.com"))),
+            && __meter
+                .str(
+                    (match ((&(root).user)).email.as_deref() {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("email"),
+                            );
+                        }
+                    }),
+                )
+                .ends_with(__meter.str(("@acme.com")))),
     )
 }
 /// `user.id in recent.create_event.inputs.attendees`
@@ -881,22 +1003,28 @@ pub fn email_domain(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn user_attends(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok({
         let __needle = ((&(root).user)).id.as_str();
-        (((&(match &((&(root).recent)).create_event {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
-                );
-            }
-        })
-            .inputs))
-            .attendees
-            .as_slice())
+        __meter.str(&__needle);
+        __meter
+            .list(
+                &(((&(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        );
+                    }
+                })
+                    .inputs))
+                    .attendees
+                    .as_slice())[..],
+            )
             .iter()
-            .any(|__item| ((__needle) == ((__item).as_str())))
+            .any(|__item| (__meter.str((__needle)) == __meter.str(((__item).as_str()))))
     })
 }
 /// `recent.create_event.inputs.duration_minutes <= 120`
@@ -905,7 +1033,9 @@ pub fn user_attends(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn duration_unguarded(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
         (match ((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
@@ -933,7 +1063,9 @@ pub fn duration_unguarded(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn duration_guarded(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(24u64);
     Ok(
         (match (|| -> ::agentc_cel_support::CelResult<_> {
             Ok(
@@ -993,28 +1125,33 @@ pub fn duration_guarded(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn organizer_is_user(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(16u64);
     Ok(
-        (((match &((&(match &((&(root).recent)).create_event {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
-                );
-            }
-        })
-            .inputs))
-            .organizer
-        {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("organizer"),
-                );
-            }
-        })
-            .email
-            .as_str()) == (((&(root).user)).id.as_str())),
+        (__meter
+            .str(
+                ((match &((&(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        );
+                    }
+                })
+                    .inputs))
+                    .organizer
+                {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("organizer"),
+                        );
+                    }
+                })
+                    .email
+                    .as_str()),
+            ) == __meter.str((((&(root).user)).id.as_str()))),
     )
 }
 /// `has(recent.create_event.inputs.organizer) && has(recent.create_event.inputs.organizer.name) && size(recent.create_event.inputs.organizer.name) > 0`
@@ -1023,7 +1160,9 @@ pub fn organizer_is_user(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn organizer_named(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(38u64);
     Ok(
         (match (|| -> ::agentc_cel_support::CelResult<_> {
             Ok(
@@ -1084,34 +1223,37 @@ pub fn organizer_named(
                 match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (::agentc_cel_support::size_str(
-                            (match (match &((&(match &((&(root).recent)).create_event {
-                                ::std::option::Option::Some(value) => value,
-                                ::std::option::Option::None => {
-                                    return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                    );
-                                }
-                            })
-                                .inputs))
-                                .organizer
-                            {
-                                ::std::option::Option::Some(value) => value,
-                                ::std::option::Option::None => {
-                                    return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key("organizer"),
-                                    );
-                                }
-                            })
-                                .name
-                                .as_deref()
-                            {
-                                ::std::option::Option::Some(value) => value,
-                                ::std::option::Option::None => {
-                                    return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key("name"),
-                                    );
-                                }
-                            }),
+                            __meter
+                                .str(
+                                    (match (match &((&(match &((&(root).recent)).create_event {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                            );
+                                        }
+                                    })
+                                        .inputs))
+                                        .organizer
+                                    {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("organizer"),
+                                            );
+                                        }
+                                    })
+                                        .name
+                                        .as_deref()
+                                    {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("name"),
+                                            );
+                                        }
+                                    }),
+                                ),
                         ) > (0i64)),
                     )
                 })() {
@@ -1132,32 +1274,37 @@ pub fn organizer_named(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn attendee_at_priority(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(22u64);
     Ok(
-        (!(((::agentc_cel_support::index(
-            ((&(match &((&(root).recent)).create_event {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                    );
-                }
-            })
-                .inputs))
-                .attendees
-                .as_slice(),
-            ((&(match &((&(root).recent)).create_event {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                    );
-                }
-            })
-                .inputs))
-                .priority,
-        )?)
-            .as_str()) == (""))),
+        (!(__meter
+            .str(
+                ((::agentc_cel_support::index(
+                    ((&(match &((&(root).recent)).create_event {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            );
+                        }
+                    })
+                        .inputs))
+                        .attendees
+                        .as_slice(),
+                    ((&(match &((&(root).recent)).create_event {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            );
+                        }
+                    })
+                        .inputs))
+                        .priority,
+                )?)
+                    .as_str()),
+            ) == __meter.str(("")))),
     )
 }
 /// `recent.create_event.inputs.priority in [1, 2, 3]`
@@ -1166,7 +1313,9 @@ pub fn attendee_at_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_in_list(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(18u64);
     Ok({
         let __needle = ((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
@@ -1178,7 +1327,10 @@ pub fn priority_in_list(
         })
             .inputs))
             .priority;
-        ([(1i64), (2i64), (3i64)]).iter().any(|__item| (__needle == (*__item)))
+        __meter
+            .list(&([(1i64), (2i64), (3i64)])[..])
+            .iter()
+            .any(|__item| (__needle == (*__item)))
     })
 }
 /// `recent.create_event.outputs.confirmed`
@@ -1187,7 +1339,9 @@ pub fn priority_in_list(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn event_confirmed(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok(
         (match &(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
@@ -1215,28 +1369,33 @@ pub fn event_confirmed(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn event_id_prefix(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
-        ((match &(match &((&(root).recent)).create_event {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
-                );
-            }
-        })
-            .outputs
-        {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("outputs"),
-                );
-            }
-        })
-            .event_id
-            .as_str())
-            .starts_with(("evt_")),
+        __meter
+            .str(
+                ((match &(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        );
+                    }
+                })
+                    .outputs
+                {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        );
+                    }
+                })
+                    .event_id
+                    .as_str()),
+            )
+            .starts_with(__meter.str(("evt_"))),
     )
 }
 /// `history.create_event.all(e, e.inputs.priority < 5)`
@@ -1245,11 +1404,16 @@ pub fn event_id_prefix(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_priorities(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
     Ok(
         (((&(root).history)).create_event.as_slice())
             .iter()
             .all(|__item| {
+                if !__meter.iteration(10u64) {
+                    return false;
+                }
                 let v_e = __item;
                 (((&(v_e).inputs)).priority < (5i64))
             }),
@@ -1261,11 +1425,16 @@ pub fn history_priorities(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_confirmed(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
     Ok({
         let mut __decided = false;
         let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
         for __item in (((&(root).history)).create_event.as_slice()).iter() {
+            if !__meter.iteration(6u64) {
+                break;
+            }
             let v_e = __item;
             match (|| -> ::agentc_cel_support::CelResult<_> {
                 Ok(
@@ -1307,19 +1476,29 @@ pub fn history_confirmed(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_urgent_count(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
         (::agentc_cel_support::size_len(
-            ({
-                let mut __out = ::std::vec::Vec::new();
-                for __item in (((&(root).history)).create_event.as_slice()).iter() {
-                    let v_e = __item;
-                    if (((&(v_e).inputs)).priority >= (3i64)) {
-                        __out.push(v_e);
-                    }
-                }
-                __out
-            })
+            __meter
+                .list(
+                    &({
+                        let mut __out = ::std::vec::Vec::new();
+                        for __item in (((&(root).history)).create_event.as_slice())
+                            .iter()
+                        {
+                            if !__meter.iteration(10u64) {
+                                break;
+                            }
+                            let v_e = __item;
+                            if (((&(v_e).inputs)).priority >= (3i64)) {
+                                __out.push(v_e);
+                            }
+                        }
+                        __meter.built_list(__out)
+                    })[..],
+                )
                 .len(),
         ) < (3i64)),
     )
@@ -1330,15 +1509,20 @@ pub fn history_urgent_count(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_priority_list(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<::std::vec::Vec<i64>, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
             for __item in (((&(root).history)).create_event.as_slice()).iter() {
+                if !__meter.iteration(6u64) {
+                    break;
+                }
                 let v_e = __item;
                 __out.push(((&(v_e).inputs)).priority);
             }
-            __out
+            __meter.built_list(__out)
         })
             .iter()
             .map(|__item| (*__item))
@@ -1351,11 +1535,16 @@ pub fn history_priority_list(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_priority_doubled(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<::std::vec::Vec<i64>, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
             for __item in (((&(root).history)).create_event.as_slice()).iter() {
+                if !__meter.iteration(10u64) {
+                    break;
+                }
                 let v_e = __item;
                 __out
                     .push(
@@ -1365,7 +1554,7 @@ pub fn history_priority_doubled(
                         )?,
                     );
             }
-            __out
+            __meter.built_list(__out)
         })
             .iter()
             .map(|__item| (*__item))
@@ -1378,12 +1567,17 @@ pub fn history_priority_doubled(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn one_create_event(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
     Ok({
         let mut __count: usize = 0;
         for __item in (((&(root).history)).list.as_slice()).iter() {
+            if !__meter.iteration(6u64) {
+                break;
+            }
             let v_n = (__item).as_str();
-            if ((v_n) == ("create_event")) {
+            if (__meter.str((v_n)) == __meter.str(("create_event"))) {
                 __count += 1;
             }
         }
@@ -1396,20 +1590,25 @@ pub fn one_create_event(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn searches_in_list(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<
     ::std::vec::Vec<::std::string::String>,
     ::agentc_cel_support::CelError,
 > {
+    __meter.steps(6u64);
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
             for __item in (((&(root).history)).list.as_slice()).iter() {
+                if !__meter.iteration(6u64) {
+                    break;
+                }
                 let v_n = (__item).as_str();
-                if ((v_n) == ("hr_kb_search")) {
+                if (__meter.str((v_n)) == __meter.str(("hr_kb_search"))) {
                     __out.push(v_n);
                 }
             }
-            __out
+            __meter.built_list(__out)
         })
             .iter()
             .map(|__item| ((*__item)).to_owned())
@@ -1422,10 +1621,13 @@ pub fn searches_in_list(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn list_matches_total(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
-        (::agentc_cel_support::size_len((((&(root).history)).list.as_slice()).len())
-            == ((&(root).history)).total),
+        (::agentc_cel_support::size_len(
+            __meter.list(&(((&(root).history)).list.as_slice())[..]).len(),
+        ) == ((&(root).history)).total),
     )
 }
 /// `history._total + 1`
@@ -1434,7 +1636,9 @@ pub fn list_matches_total(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_plus_one(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok(::agentc_cel_support::add_int(((&(root).history)).total, (1i64))?)
 }
 /// `history._list[history._total - 1] == recent._name`
@@ -1443,21 +1647,29 @@ pub fn total_plus_one(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn last_is_recent(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(20u64);
     Ok(
-        (((::agentc_cel_support::index(
-            ((&(root).history)).list.as_slice(),
-            ::agentc_cel_support::sub_int(((&(root).history)).total, (1i64))?,
-        )?)
-            .as_str())
-            == (match ((&(root).recent)).name.as_deref() {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("_name"),
-                    );
-                }
-            })),
+        (__meter
+            .str(
+                ((::agentc_cel_support::index(
+                    ((&(root).history)).list.as_slice(),
+                    ::agentc_cel_support::sub_int(((&(root).history)).total, (1i64))?,
+                )?)
+                    .as_str()),
+            )
+            == __meter
+                .str(
+                    (match ((&(root).recent)).name.as_deref() {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("_name"),
+                            );
+                        }
+                    }),
+                )),
     )
 }
 /// `!has(recent._name) || recent._name in history._list`
@@ -1466,7 +1678,9 @@ pub fn last_is_recent(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn recent_name_known(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(18u64);
     Ok(
         ((!((&(root).recent)).name.is_some())
             || {
@@ -1478,9 +1692,13 @@ pub fn recent_name_known(
                         );
                     }
                 };
-                (((&(root).history)).list.as_slice())
+                __meter.str(&__needle);
+                __meter
+                    .list(&(((&(root).history)).list.as_slice())[..])
                     .iter()
-                    .any(|__item| ((__needle) == ((__item).as_str())))
+                    .any(|__item| {
+                        (__meter.str((__needle)) == __meter.str(((__item).as_str())))
+                    })
             }),
     )
 }
@@ -1490,10 +1708,14 @@ pub fn recent_name_known(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn before_2030(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok(
         ((root).started_at
-            < ::agentc_cel_support::parse_timestamp(("2030-01-01T00:00:00Z"))?),
+            < ::agentc_cel_support::parse_timestamp(
+                __meter.str(("2030-01-01T00:00:00Z")),
+            )?),
     )
 }
 /// `started_at.getHours() >= 8 && started_at.getHours() < 18`
@@ -1502,7 +1724,9 @@ pub fn before_2030(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn office_hours(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(18u64);
     Ok(
         (match (|| -> ::agentc_cel_support::CelResult<_> {
             Ok(
@@ -1541,7 +1765,9 @@ pub fn office_hours(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn not_sunday(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok(
         (!(::agentc_cel_support::timestamp_field(
             (root).started_at,
@@ -1556,12 +1782,17 @@ pub fn not_sunday(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn started_plus_hour(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
         (::agentc_cel_support::add_timestamp(
             (root).started_at,
-            ::agentc_cel_support::parse_duration(("1h"))?,
-        )? > ::agentc_cel_support::parse_timestamp(("2024-01-01T00:00:00Z"))?),
+            ::agentc_cel_support::parse_duration(__meter.str(("1h")))?,
+        )?
+            > ::agentc_cel_support::parse_timestamp(
+                __meter.str(("2024-01-01T00:00:00Z")),
+            )?),
     )
 }
 /// `started_at.getFullYear("+02:00") >= 2024`
@@ -1570,12 +1801,14 @@ pub fn started_plus_hour(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn year_in_zone(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(10u64);
     Ok(
         (::agentc_cel_support::timestamp_field(
             (root).started_at,
             ::agentc_cel_support::TimestampField::FullYear,
-            Some(("+02:00")),
+            Some(__meter.str(("+02:00"))),
         )? >= (2024i64)),
     )
 }
@@ -1585,12 +1818,16 @@ pub fn year_in_zone(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn within_thirty_days(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
         (::agentc_cel_support::sub_timestamps(
-            ::agentc_cel_support::parse_timestamp(("2024-01-01T00:00:00Z"))?,
+            ::agentc_cel_support::parse_timestamp(
+                __meter.str(("2024-01-01T00:00:00Z")),
+            )?,
             (root).started_at,
-        )? < ::agentc_cel_support::parse_duration(("720h"))?),
+        )? < ::agentc_cel_support::parse_duration(__meter.str(("720h")))?),
     )
 }
 /// `user.id.matches("^[a-z]+\\.[a-z]+$")`
@@ -1599,8 +1836,11 @@ pub fn within_thirty_days(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn user_id_shape(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok({
+        __meter.steps(1u64);
         static PATTERN_1: ::std::sync::LazyLock<
             ::std::result::Result<::regex::Regex, ::regex::Error>,
         > = ::std::sync::LazyLock::new(|| {
@@ -1609,9 +1849,9 @@ pub fn user_id_shape(
                 .dfa_size_limit(1 << 22)
                 .build()
         });
-        match &*PATTERN_1 {
-            Ok(__regex) => __regex.is_match((((&(root).user)).id.as_str())),
-            Err(_) => {
+        match (__meter.str((((&(root).user)).id.as_str())), &*PATTERN_1) {
+            (__text, Ok(__regex)) => __regex.is_match(__text),
+            (_, Err(_)) => {
                 return Err(
                     ::agentc_cel_support::CelError::new("invalid regular expression"),
                 );
@@ -1625,10 +1865,18 @@ pub fn user_id_shape(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn user_id_lowercase(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
-        (((((&(root).user)).id.as_str()).to_ascii_lowercase()).as_str()
-            == (((&(root).user)).id.as_str())),
+        (__meter
+            .str(
+                (__meter
+                    .built_string(
+                        __meter.str((((&(root).user)).id.as_str())).to_ascii_lowercase(),
+                    ))
+                    .as_str(),
+            ) == __meter.str((((&(root).user)).id.as_str()))),
     )
 }
 /// `user.id + "@acme.com" == user.email`
@@ -1637,22 +1885,33 @@ pub fn user_id_lowercase(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn email_from_id(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
-        (({
-            let mut __text = ::std::string::String::from((((&(root).user)).id.as_str()));
-            __text.push_str(("@acme.com"));
-            __text
-        })
-            .as_str()
-            == (match ((&(root).user)).email.as_deref() {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("email"),
-                    );
-                }
-            })),
+        (__meter
+            .str(
+                (__meter
+                    .built_string({
+                        let mut __text = ::std::string::String::from(
+                            __meter.str((((&(root).user)).id.as_str())),
+                        );
+                        __text.push_str(__meter.str(("@acme.com")));
+                        __text
+                    }))
+                    .as_str(),
+            )
+            == __meter
+                .str(
+                    (match ((&(root).user)).email.as_deref() {
+                        ::std::option::Option::Some(value) => value,
+                        ::std::option::Option::None => {
+                            return ::std::result::Result::Err(
+                                ::agentc_cel_support::CelError::no_such_key("email"),
+                            );
+                        }
+                    }),
+                )),
     )
 }
 /// `size(user.id + recent.hr_kb_search.inputs.query) < 30`
@@ -1661,30 +1920,39 @@ pub fn email_from_id(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn concat_size(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(20u64);
     Ok(
         (::agentc_cel_support::size_str(
-            ({
-                let mut __text = ::std::string::String::from(
-                    (((&(root).user)).id.as_str()),
-                );
-                __text
-                    .push_str(
-                        (((&(match &((&(root).recent)).hr_kb_search {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+            __meter
+                .str(
+                    (__meter
+                        .built_string({
+                            let mut __text = ::std::string::String::from(
+                                __meter.str((((&(root).user)).id.as_str())),
+                            );
+                            __text
+                                .push_str(
+                                    __meter
+                                        .str(
+                                            (((&(match &((&(root).recent)).hr_kb_search {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                                    );
+                                                }
+                                            })
+                                                .inputs))
+                                                .query
+                                                .as_str()),
+                                        ),
                                 );
-                            }
-                        })
-                            .inputs))
-                            .query
-                            .as_str()),
-                    );
-                __text
-            })
-                .as_str(),
+                            __text
+                        }))
+                        .as_str(),
+                ),
         ) < (30i64)),
     )
 }
@@ -1694,27 +1962,37 @@ pub fn concat_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn dynamic_regex(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
-        match ::regex::RegexBuilder::new(
-                (((&(match &((&(root).recent)).hr_kb_search {
-                    ::std::option::Option::Some(value) => value,
-                    ::std::option::Option::None => {
-                        return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                        );
-                    }
-                })
-                    .inputs))
-                    .query
-                    .as_str()),
-            )
-            .size_limit(1 << 20)
-            .dfa_size_limit(1 << 22)
-            .build()
-        {
-            Ok(__regex) => __regex.is_match((((&(root).user)).id.as_str())),
-            Err(_) => {
+        match (
+            __meter.str((((&(root).user)).id.as_str())),
+            {
+                __meter.steps(::agentc_cel_support::budget::REGEX_COMPILE_STEPS);
+                ::regex::RegexBuilder::new(
+                        __meter
+                            .str(
+                                (((&(match &((&(root).recent)).hr_kb_search {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                        );
+                                    }
+                                })
+                                    .inputs))
+                                    .query
+                                    .as_str()),
+                            ),
+                    )
+                    .size_limit(1 << 20)
+                    .dfa_size_limit(1 << 22)
+                    .build()
+            },
+        ) {
+            (__text, Ok(__regex)) => __regex.is_match(__text),
+            (_, Err(_)) => {
                 return Err(
                     ::agentc_cel_support::CelError::new("invalid regular expression"),
                 );
@@ -1728,7 +2006,9 @@ pub fn dynamic_regex(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn score_percent(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(24u64);
     Ok(
         (::agentc_cel_support::int_from_double(
             ((::agentc_cel_support::index(
@@ -1763,7 +2043,9 @@ pub fn score_percent(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_halved(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok((((((&(root).history)).total as f64) / (2f64)) > (1.5f64)))
 }
 /// `recent.hr_kb_search.outputs.results.all(r, r.score >= 0.5) ? "ok" : "low"`
@@ -1772,7 +2054,9 @@ pub fn total_halved(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn score_label(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<::std::string::String, ::agentc_cel_support::CelError> {
+    __meter.steps(16u64);
     Ok(
         (if ((match &(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
@@ -1795,6 +2079,9 @@ pub fn score_label(
             .as_slice())
             .iter()
             .all(|__item| {
+                if !__meter.iteration(8u64) {
+                    return false;
+                }
                 let v_r = __item;
                 ((v_r).score >= (0.5f64))
             })
@@ -1811,7 +2098,9 @@ pub fn score_label(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn or_absorbs_error(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(20u64);
     Ok(
         (match (|| -> ::agentc_cel_support::CelResult<_> {
             Ok(
@@ -1836,6 +2125,9 @@ pub fn or_absorbs_error(
                     .as_slice())
                     .iter()
                     .any(|__item| {
+                        if !__meter.iteration(8u64) {
+                            return true;
+                        }
                         let v_r = __item;
                         ((v_r).score > (0.9f64))
                     }),
@@ -1845,15 +2137,18 @@ pub fn or_absorbs_error(
             __left => {
                 match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (match ((&(root).user)).email.as_deref() {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("email"),
-                                );
-                            }
-                        })
-                            .ends_with(("@acme.com")),
+                        __meter
+                            .str(
+                                (match ((&(root).user)).email.as_deref() {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("email"),
+                                        );
+                                    }
+                                }),
+                            )
+                            .ends_with(__meter.str(("@acme.com"))),
                     )
                 })() {
                     Ok(true) => true,
@@ -1873,19 +2168,24 @@ pub fn or_absorbs_error(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn and_absorbs_error(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(18u64);
     Ok(
         (match (|| -> ::agentc_cel_support::CelResult<_> {
             Ok(
-                (match ((&(root).user)).email.as_deref() {
-                    ::std::option::Option::Some(value) => value,
-                    ::std::option::Option::None => {
-                        return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("email"),
-                        );
-                    }
-                })
-                    .ends_with(("@acme.com")),
+                __meter
+                    .str(
+                        (match ((&(root).user)).email.as_deref() {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc_cel_support::CelError::no_such_key("email"),
+                                );
+                            }
+                        }),
+                    )
+                    .ends_with(__meter.str(("@acme.com"))),
             )
         })() {
             Ok(false) => false,
@@ -1910,25 +2210,33 @@ pub fn and_absorbs_error(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn all_absorbs_error(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
     Ok({
         let mut __decided = false;
         let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
         for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
+            if !__meter.iteration(12u64) {
+                break;
+            }
             let v_h = __item;
             match (|| -> ::agentc_cel_support::CelResult<_> {
                 Ok(
                     (::agentc_cel_support::size_len(
-                        ((match &(v_h).outputs {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                );
-                            }
-                        })
-                            .results
-                            .as_slice())
+                        __meter
+                            .list(
+                                &((match &(v_h).outputs {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
+                                    .results
+                                    .as_slice())[..],
+                            )
                             .len(),
                     ) > (0i64)),
                 )
@@ -1960,26 +2268,34 @@ pub fn all_absorbs_error(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn same_kb_as_before(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
     Ok({
         let mut __decided = false;
         let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
         for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
+            if !__meter.iteration(16u64) {
+                break;
+            }
             let v_h = __item;
             match (|| -> ::agentc_cel_support::CelResult<_> {
                 Ok(
-                    ((((&(v_h).inputs)).knowledge_base_id.as_str())
-                        == (((&(match &((&(root).recent)).hr_kb_search {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                                );
-                            }
-                        })
-                            .inputs))
-                            .knowledge_base_id
-                            .as_str())),
+                    (__meter.str((((&(v_h).inputs)).knowledge_base_id.as_str()))
+                        == __meter
+                            .str(
+                                (((&(match &((&(root).recent)).hr_kb_search {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                        );
+                                    }
+                                })
+                                    .inputs))
+                                    .knowledge_base_id
+                                    .as_str()),
+                            )),
                 )
             })() {
                 Ok(true) => {
@@ -2009,7 +2325,9 @@ pub fn same_kb_as_before(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_square(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(38u64);
     Ok(
         (if (((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
@@ -2055,19 +2373,24 @@ pub fn priority_square(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn title_as_int(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
-        ((((&(match &((&(root).recent)).create_event {
-            ::std::option::Option::Some(value) => value,
-            ::std::option::Option::None => {
-                return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
-                );
-            }
-        })
-            .inputs))
-            .title
-            .as_str())
+        (__meter
+            .str(
+                (((&(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        );
+                    }
+                })
+                    .inputs))
+                    .title
+                    .as_str()),
+            )
             .parse::<i64>()
             .map_err(|_| ::agentc_cel_support::CelError::new("cannot convert to int"))?
             > (0i64)),
@@ -2079,21 +2402,32 @@ pub fn title_as_int(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn title_not_blank(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(16u64);
     Ok(
         (::agentc_cel_support::size_str(
-            ((((&(match &((&(root).recent)).create_event {
-                ::std::option::Option::Some(value) => value,
-                ::std::option::Option::None => {
-                    return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                    );
-                }
-            })
-                .inputs))
-                .title
-                .as_str())
-                .trim()),
+            __meter
+                .str(
+                    (__meter
+                        .built_str(
+                            __meter
+                                .str(
+                                    (((&(match &((&(root).recent)).create_event {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                            );
+                                        }
+                                    })
+                                        .inputs))
+                                        .title
+                                        .as_str()),
+                                )
+                                .trim(),
+                        )),
+                ),
         ) > (0i64)),
     )
 }
@@ -2103,7 +2437,9 @@ pub fn title_not_blank(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn literal_list_exists(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(16u64);
     Ok(
         ([
             ((&(match &((&(root).recent)).create_event {
@@ -2120,6 +2456,9 @@ pub fn literal_list_exists(
         ])
             .iter()
             .any(|__item| {
+                if !__meter.iteration(6u64) {
+                    return true;
+                }
                 let v_x = (*__item);
                 (v_x > (5i64))
             }),
@@ -2131,7 +2470,9 @@ pub fn literal_list_exists(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn scores_exist(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
@@ -2156,13 +2497,19 @@ pub fn scores_exist(
                 .as_slice())
                 .iter()
             {
+                if !__meter.iteration(4u64) {
+                    break;
+                }
                 let v_r = __item;
                 __out.push((v_r).score);
             }
-            __out
+            __meter.built_list(__out)
         })
             .iter()
             .any(|__item| {
+                if !__meter.iteration(6u64) {
+                    return true;
+                }
                 let v_s = (*__item);
                 (v_s > (0.5f64))
             }),
@@ -2174,7 +2521,9 @@ pub fn scores_exist(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_equals_double(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok(::agentc_cel_support::int_eq_double(((&(root).history)).total, (3f64)))
 }
 /// `recent.create_event.inputs.priority - 9223372036854775807 < 0`
@@ -2183,7 +2532,9 @@ pub fn total_equals_double(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_underflow(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(16u64);
     Ok(
         (::agentc_cel_support::sub_int(
             ((&(match &((&(root).recent)).create_event {
@@ -2206,16 +2557,27 @@ pub fn priority_underflow(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_as_string(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(14u64);
     Ok(
-        (({
-            let mut __text = ::std::string::String::from(
-                ((((&(root).history)).total).to_string()).as_str(),
-            );
-            __text.push_str(("x"));
-            __text
-        })
-            .as_str() == ("3x")),
+        (__meter
+            .str(
+                (__meter
+                    .built_string({
+                        let mut __text = ::std::string::String::from(
+                            __meter
+                                .str(
+                                    (__meter
+                                        .built_string((((&(root).history)).total).to_string()))
+                                        .as_str(),
+                                ),
+                        );
+                        __text.push_str(__meter.str(("x")));
+                        __text
+                    }))
+                    .as_str(),
+            ) == __meter.str(("3x"))),
     )
 }
 /// `recent.create_event.inputs.attendees.map(a, a.upperAscii()).exists(a, a.startsWith("BOB"))`
@@ -2224,7 +2586,9 @@ pub fn total_as_string(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn upper_attendees(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
@@ -2241,15 +2605,22 @@ pub fn upper_attendees(
                 .as_slice())
                 .iter()
             {
+                if !__meter.iteration(4u64) {
+                    break;
+                }
                 let v_a = (__item).as_str();
-                __out.push((v_a).to_ascii_uppercase());
+                __out
+                    .push(__meter.built_string(__meter.str((v_a)).to_ascii_uppercase()));
             }
-            __out
+            __meter.built_list(__out)
         })
             .iter()
             .any(|__item| {
+                if !__meter.iteration(6u64) {
+                    return true;
+                }
                 let v_a = (__item).as_str();
-                (v_a).starts_with(("BOB"))
+                __meter.str((v_a)).starts_with(__meter.str(("BOB")))
             }),
     )
 }
@@ -2259,29 +2630,37 @@ pub fn upper_attendees(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn long_titles(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<
     ::std::vec::Vec<::std::string::String>,
     ::agentc_cel_support::CelError,
 > {
+    __meter.steps(8u64);
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
             for __item in ({
                 let mut __out = ::std::vec::Vec::new();
                 for __item in (((&(root).history)).create_event.as_slice()).iter() {
+                    if !__meter.iteration(6u64) {
+                        break;
+                    }
                     let v_e = __item;
                     __out.push(((&(v_e).inputs)).title.as_str());
                 }
-                __out
+                __meter.built_list(__out)
             })
                 .iter()
             {
+                if !__meter.iteration(8u64) {
+                    break;
+                }
                 let v_t = (*__item);
-                if (::agentc_cel_support::size_str((v_t)) > (3i64)) {
+                if (::agentc_cel_support::size_str(__meter.str((v_t))) > (3i64)) {
                     __out.push(v_t);
                 }
             }
-            __out
+            __meter.built_list(__out)
         })
             .iter()
             .map(|__item| ((*__item)).to_owned())
@@ -2294,8 +2673,11 @@ pub fn long_titles(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn bad_constant_regex(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok({
+        __meter.steps(0u64);
         static PATTERN_1: ::std::sync::LazyLock<
             ::std::result::Result<::regex::Regex, ::regex::Error>,
         > = ::std::sync::LazyLock::new(|| {
@@ -2304,9 +2686,9 @@ pub fn bad_constant_regex(
                 .dfa_size_limit(1 << 22)
                 .build()
         });
-        match &*PATTERN_1 {
-            Ok(__regex) => __regex.is_match((((&(root).user)).id.as_str())),
-            Err(_) => {
+        match (__meter.str((((&(root).user)).id.as_str())), &*PATTERN_1) {
+            (__text, Ok(__regex)) => __regex.is_match(__text),
+            (_, Err(_)) => {
                 return Err(
                     ::agentc_cel_support::CelError::new("invalid regular expression"),
                 );
@@ -2320,44 +2702,58 @@ pub fn bad_constant_regex(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn nested_filter_map(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
     Ok(
         ({
             let mut __out = ::std::vec::Vec::new();
             for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
+                if !__meter.iteration(10u64) {
+                    break;
+                }
                 let v_h = __item;
                 __out
                     .push(
                         ::agentc_cel_support::size_len(
-                            ({
-                                let mut __out = ::std::vec::Vec::new();
-                                for __item in ((match &(v_h).outputs {
-                                    ::std::option::Option::Some(value) => value,
-                                    ::std::option::Option::None => {
-                                        return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                        );
-                                    }
-                                })
-                                    .results
-                                    .as_slice())
-                                    .iter()
-                                {
-                                    let v_r = __item;
-                                    if ((v_r).score > (0.5f64)) {
-                                        __out.push(v_r);
-                                    }
-                                }
-                                __out
-                            })
+                            __meter
+                                .list(
+                                    &({
+                                        let mut __out = ::std::vec::Vec::new();
+                                        for __item in ((match &(v_h).outputs {
+                                            ::std::option::Option::Some(value) => value,
+                                            ::std::option::Option::None => {
+                                                return ::std::result::Result::Err(
+                                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                );
+                                            }
+                                        })
+                                            .results
+                                            .as_slice())
+                                            .iter()
+                                        {
+                                            if !__meter.iteration(8u64) {
+                                                break;
+                                            }
+                                            let v_r = __item;
+                                            if ((v_r).score > (0.5f64)) {
+                                                __out.push(v_r);
+                                            }
+                                        }
+                                        __meter.built_list(__out)
+                                    })[..],
+                                )
                                 .len(),
                         ),
                     );
             }
-            __out
+            __meter.built_list(__out)
         })
             .iter()
             .all(|__item| {
+                if !__meter.iteration(6u64) {
+                    return false;
+                }
                 let v_n = (*__item);
                 (v_n < (3i64))
             }),
@@ -2369,10 +2765,15 @@ pub fn nested_filter_map(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn exists_one_errors(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
     Ok({
         let mut __count: usize = 0;
         for __item in (((&(root).history)).create_event.as_slice()).iter() {
+            if !__meter.iteration(6u64) {
+                break;
+            }
             let v_e = __item;
             if (match &(v_e).outputs {
                 ::std::option::Option::Some(value) => value,
@@ -2396,7 +2797,9 @@ pub fn exists_one_errors(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn ternary_error_branch(
     root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(26u64);
     Ok(
         (if (((&(root).history)).total > (5i64)) {
             (::agentc_cel_support::mul_int(
@@ -2408,90 +2811,380 @@ pub fn ternary_error_branch(
         }),
     )
 }
-/// Runs the compiled corpus expression at `index`.
+/// `history.hr_kb_search.all(a, history.hr_kb_search.exists(b, b.inputs.query == a.inputs.query))`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn pairwise_queries(
+    root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
+    Ok(
+        (((&(root).history)).hr_kb_search.as_slice())
+            .iter()
+            .all(|__item| {
+                if !__meter.iteration(6u64) {
+                    return false;
+                }
+                let v_a = __item;
+                (((&(root).history)).hr_kb_search.as_slice())
+                    .iter()
+                    .any(|__item| {
+                        if !__meter.iteration(14u64) {
+                            return true;
+                        }
+                        let v_b = __item;
+                        (__meter.str((((&(v_b).inputs)).query.as_str()))
+                            == __meter.str((((&(v_a).inputs)).query.as_str())))
+                    })
+            }),
+    )
+}
+/// `history.hr_kb_search.all(a, history.hr_kb_search.all(b, size(b.inputs.query) >= size(a.inputs.knowledge_base_id) - 100))`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn pairwise_query_sizes(
+    root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
+    Ok({
+        let mut __decided = false;
+        let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+        for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
+            if !__meter.iteration(6u64) {
+                break;
+            }
+            let v_a = __item;
+            match (|| -> ::agentc_cel_support::CelResult<_> {
+                Ok({
+                    let mut __decided = false;
+                    let mut __error: ::std::option::Option<
+                        ::agentc_cel_support::CelError,
+                    > = None;
+                    for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
+                        if !__meter.iteration(22u64) {
+                            break;
+                        }
+                        let v_b = __item;
+                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                            Ok(
+                                (::agentc_cel_support::size_str(
+                                    __meter.str((((&(v_b).inputs)).query.as_str())),
+                                )
+                                    >= ::agentc_cel_support::sub_int(
+                                        ::agentc_cel_support::size_str(
+                                            __meter.str((((&(v_a).inputs)).knowledge_base_id.as_str())),
+                                        ),
+                                        (100i64),
+                                    )?),
+                            )
+                        })() {
+                            Ok(false) => {
+                                __decided = true;
+                                break;
+                            }
+                            Ok(_) => {}
+                            Err(__failure) => {
+                                if __error.is_none() {
+                                    __error = Some(__failure);
+                                }
+                            }
+                        }
+                    }
+                    if __decided {
+                        false
+                    } else if let Some(__failure) = __error {
+                        return Err(__failure);
+                    } else {
+                        !false
+                    }
+                })
+            })() {
+                Ok(false) => {
+                    __decided = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(__failure) => {
+                    if __error.is_none() {
+                        __error = Some(__failure);
+                    }
+                }
+            }
+        }
+        if __decided {
+            false
+        } else if let Some(__failure) = __error {
+            return Err(__failure);
+        } else {
+            !false
+        }
+    })
+}
+/// `history.hr_kb_search.all(h, size(h.inputs.query + h.inputs.query) >= 0)`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn doubled_queries(
+    root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
+    Ok(
+        (((&(root).history)).hr_kb_search.as_slice())
+            .iter()
+            .all(|__item| {
+                if !__meter.iteration(20u64) {
+                    return false;
+                }
+                let v_h = __item;
+                (::agentc_cel_support::size_str(
+                    __meter
+                        .str(
+                            (__meter
+                                .built_string({
+                                    let mut __text = ::std::string::String::from(
+                                        __meter.str((((&(v_h).inputs)).query.as_str())),
+                                    );
+                                    __text
+                                        .push_str(__meter.str((((&(v_h).inputs)).query.as_str())));
+                                    __text
+                                }))
+                                .as_str(),
+                        ),
+                ) >= (0i64))
+            }),
+    )
+}
+/// `history.hr_kb_search.exists(h, h.inputs.query.matches(h.inputs.knowledge_base_id))`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn queries_as_patterns(
+    root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
+    Ok({
+        let mut __decided = false;
+        let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+        for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
+            if !__meter.iteration(14u64) {
+                break;
+            }
+            let v_h = __item;
+            match (|| -> ::agentc_cel_support::CelResult<_> {
+                Ok(
+                    match (
+                        __meter.str((((&(v_h).inputs)).query.as_str())),
+                        {
+                            __meter
+                                .steps(::agentc_cel_support::budget::REGEX_COMPILE_STEPS);
+                            ::regex::RegexBuilder::new(
+                                    __meter.str((((&(v_h).inputs)).knowledge_base_id.as_str())),
+                                )
+                                .size_limit(1 << 20)
+                                .dfa_size_limit(1 << 22)
+                                .build()
+                        },
+                    ) {
+                        (__text, Ok(__regex)) => __regex.is_match(__text),
+                        (_, Err(_)) => {
+                            return Err(
+                                ::agentc_cel_support::CelError::new(
+                                    "invalid regular expression",
+                                ),
+                            );
+                        }
+                    },
+                )
+            })() {
+                Ok(true) => {
+                    __decided = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(__failure) => {
+                    if __error.is_none() {
+                        __error = Some(__failure);
+                    }
+                }
+            }
+        }
+        if __decided {
+            true
+        } else if let Some(__failure) = __error {
+            return Err(__failure);
+        } else {
+            !true
+        }
+    })
+}
+/// `size(history.create_event.map(e, e.inputs.title.lowerAscii().trim())) >= 0`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn lowered_titles(
+    root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
+    Ok(
+        (::agentc_cel_support::size_len(
+            __meter
+                .list(
+                    &({
+                        let mut __out = ::std::vec::Vec::new();
+                        for __item in (((&(root).history)).create_event.as_slice())
+                            .iter()
+                        {
+                            if !__meter.iteration(10u64) {
+                                break;
+                            }
+                            let v_e = __item;
+                            __out
+                                .push(
+                                    __meter
+                                        .built_string(
+                                            __meter
+                                                .str(
+                                                    (__meter
+                                                        .built_string(
+                                                            __meter
+                                                                .str((((&(v_e).inputs)).title.as_str()))
+                                                                .to_ascii_lowercase(),
+                                                        ))
+                                                        .as_str(),
+                                                )
+                                                .trim()
+                                                .to_owned(),
+                                        ),
+                                );
+                        }
+                        __meter.built_list(__out)
+                    })[..],
+                )
+                .len(),
+        ) >= (0i64)),
+    )
+}
+/// Runs the compiled corpus expression at `index`, counting its work on `meter`.
 pub fn run(
     index: usize,
     root: &Engagement,
+    meter: &::agentc_cel_support::Meter,
 ) -> Option<Result<crate::CompiledValue, ::agentc_cel_support::CelError>> {
     match index {
-        0usize => Some(kb_prefix(root).map(crate::CompiledValue::from)),
-        1usize => Some(history_rule(root).map(crate::CompiledValue::from)),
-        2usize => Some(kb_in_list(root).map(crate::CompiledValue::from)),
-        3usize => Some(query_size(root).map(crate::CompiledValue::from)),
-        4usize => Some(query_regex(root).map(crate::CompiledValue::from)),
-        5usize => Some(query_no_password(root).map(crate::CompiledValue::from)),
-        6usize => Some(kb_public(root).map(crate::CompiledValue::from)),
-        7usize => Some(results_all_scored(root).map(crate::CompiledValue::from)),
-        8usize => Some(results_exists_policy(root).map(crate::CompiledValue::from)),
-        9usize => Some(results_exists_one_perfect(root).map(crate::CompiledValue::from)),
-        10usize => Some(results_filter_size(root).map(crate::CompiledValue::from)),
-        11usize => Some(results_titles(root).map(crate::CompiledValue::from)),
-        12usize => Some(results_size(root).map(crate::CompiledValue::from)),
-        13usize => Some(first_result_score(root).map(crate::CompiledValue::from)),
-        14usize => Some(guarded_query(root).map(crate::CompiledValue::from)),
-        15usize => Some(guarded_priority(root).map(crate::CompiledValue::from)),
-        16usize => Some(priority_mul_overflow(root).map(crate::CompiledValue::from)),
-        17usize => Some(priority_add_overflow(root).map(crate::CompiledValue::from)),
-        18usize => Some(total_div_priority(root).map(crate::CompiledValue::from)),
-        19usize => Some(total_mod_priority(root).map(crate::CompiledValue::from)),
-        20usize => Some(negate_priority(root).map(crate::CompiledValue::from)),
-        21usize => Some(attendees_size(root).map(crate::CompiledValue::from)),
-        22usize => Some(attendees_internal(root).map(crate::CompiledValue::from)),
-        23usize => Some(attendees_include_email(root).map(crate::CompiledValue::from)),
-        24usize => Some(email_domain_unguarded(root).map(crate::CompiledValue::from)),
-        25usize => Some(email_domain(root).map(crate::CompiledValue::from)),
-        26usize => Some(user_attends(root).map(crate::CompiledValue::from)),
-        27usize => Some(duration_unguarded(root).map(crate::CompiledValue::from)),
-        28usize => Some(duration_guarded(root).map(crate::CompiledValue::from)),
-        29usize => Some(organizer_is_user(root).map(crate::CompiledValue::from)),
-        30usize => Some(organizer_named(root).map(crate::CompiledValue::from)),
-        31usize => Some(attendee_at_priority(root).map(crate::CompiledValue::from)),
-        32usize => Some(priority_in_list(root).map(crate::CompiledValue::from)),
-        33usize => Some(event_confirmed(root).map(crate::CompiledValue::from)),
-        34usize => Some(event_id_prefix(root).map(crate::CompiledValue::from)),
-        35usize => Some(history_priorities(root).map(crate::CompiledValue::from)),
-        36usize => Some(history_confirmed(root).map(crate::CompiledValue::from)),
-        37usize => Some(history_urgent_count(root).map(crate::CompiledValue::from)),
-        38usize => Some(history_priority_list(root).map(crate::CompiledValue::from)),
-        39usize => Some(history_priority_doubled(root).map(crate::CompiledValue::from)),
-        40usize => Some(one_create_event(root).map(crate::CompiledValue::from)),
-        41usize => Some(searches_in_list(root).map(crate::CompiledValue::from)),
-        42usize => Some(list_matches_total(root).map(crate::CompiledValue::from)),
-        43usize => Some(total_plus_one(root).map(crate::CompiledValue::from)),
-        44usize => Some(last_is_recent(root).map(crate::CompiledValue::from)),
-        45usize => Some(recent_name_known(root).map(crate::CompiledValue::from)),
-        46usize => Some(before_2030(root).map(crate::CompiledValue::from)),
-        47usize => Some(office_hours(root).map(crate::CompiledValue::from)),
-        48usize => Some(not_sunday(root).map(crate::CompiledValue::from)),
-        49usize => Some(started_plus_hour(root).map(crate::CompiledValue::from)),
-        50usize => Some(year_in_zone(root).map(crate::CompiledValue::from)),
-        51usize => Some(within_thirty_days(root).map(crate::CompiledValue::from)),
-        52usize => Some(user_id_shape(root).map(crate::CompiledValue::from)),
-        53usize => Some(user_id_lowercase(root).map(crate::CompiledValue::from)),
-        54usize => Some(email_from_id(root).map(crate::CompiledValue::from)),
-        55usize => Some(concat_size(root).map(crate::CompiledValue::from)),
-        56usize => Some(dynamic_regex(root).map(crate::CompiledValue::from)),
-        57usize => Some(score_percent(root).map(crate::CompiledValue::from)),
-        58usize => Some(total_halved(root).map(crate::CompiledValue::from)),
-        59usize => Some(score_label(root).map(crate::CompiledValue::from)),
-        60usize => Some(or_absorbs_error(root).map(crate::CompiledValue::from)),
-        61usize => Some(and_absorbs_error(root).map(crate::CompiledValue::from)),
-        62usize => Some(all_absorbs_error(root).map(crate::CompiledValue::from)),
-        63usize => Some(same_kb_as_before(root).map(crate::CompiledValue::from)),
-        64usize => Some(priority_square(root).map(crate::CompiledValue::from)),
-        65usize => Some(title_as_int(root).map(crate::CompiledValue::from)),
-        66usize => Some(title_not_blank(root).map(crate::CompiledValue::from)),
-        67usize => Some(literal_list_exists(root).map(crate::CompiledValue::from)),
-        68usize => Some(scores_exist(root).map(crate::CompiledValue::from)),
-        69usize => Some(total_equals_double(root).map(crate::CompiledValue::from)),
-        70usize => Some(priority_underflow(root).map(crate::CompiledValue::from)),
-        71usize => Some(total_as_string(root).map(crate::CompiledValue::from)),
-        72usize => Some(upper_attendees(root).map(crate::CompiledValue::from)),
-        73usize => Some(long_titles(root).map(crate::CompiledValue::from)),
-        74usize => Some(bad_constant_regex(root).map(crate::CompiledValue::from)),
-        75usize => Some(nested_filter_map(root).map(crate::CompiledValue::from)),
-        76usize => Some(exists_one_errors(root).map(crate::CompiledValue::from)),
-        77usize => Some(ternary_error_branch(root).map(crate::CompiledValue::from)),
+        0usize => Some(kb_prefix(root, meter).map(crate::CompiledValue::from)),
+        1usize => Some(history_rule(root, meter).map(crate::CompiledValue::from)),
+        2usize => Some(kb_in_list(root, meter).map(crate::CompiledValue::from)),
+        3usize => Some(query_size(root, meter).map(crate::CompiledValue::from)),
+        4usize => Some(query_regex(root, meter).map(crate::CompiledValue::from)),
+        5usize => Some(query_no_password(root, meter).map(crate::CompiledValue::from)),
+        6usize => Some(kb_public(root, meter).map(crate::CompiledValue::from)),
+        7usize => Some(results_all_scored(root, meter).map(crate::CompiledValue::from)),
+        8usize => {
+            Some(results_exists_policy(root, meter).map(crate::CompiledValue::from))
+        }
+        9usize => {
+            Some(results_exists_one_perfect(root, meter).map(crate::CompiledValue::from))
+        }
+        10usize => Some(results_filter_size(root, meter).map(crate::CompiledValue::from)),
+        11usize => Some(results_titles(root, meter).map(crate::CompiledValue::from)),
+        12usize => Some(results_size(root, meter).map(crate::CompiledValue::from)),
+        13usize => Some(first_result_score(root, meter).map(crate::CompiledValue::from)),
+        14usize => Some(guarded_query(root, meter).map(crate::CompiledValue::from)),
+        15usize => Some(guarded_priority(root, meter).map(crate::CompiledValue::from)),
+        16usize => {
+            Some(priority_mul_overflow(root, meter).map(crate::CompiledValue::from))
+        }
+        17usize => {
+            Some(priority_add_overflow(root, meter).map(crate::CompiledValue::from))
+        }
+        18usize => Some(total_div_priority(root, meter).map(crate::CompiledValue::from)),
+        19usize => Some(total_mod_priority(root, meter).map(crate::CompiledValue::from)),
+        20usize => Some(negate_priority(root, meter).map(crate::CompiledValue::from)),
+        21usize => Some(attendees_size(root, meter).map(crate::CompiledValue::from)),
+        22usize => Some(attendees_internal(root, meter).map(crate::CompiledValue::from)),
+        23usize => {
+            Some(attendees_include_email(root, meter).map(crate::CompiledValue::from))
+        }
+        24usize => {
+            Some(email_domain_unguarded(root, meter).map(crate::CompiledValue::from))
+        }
+        25usize => Some(email_domain(root, meter).map(crate::CompiledValue::from)),
+        26usize => Some(user_attends(root, meter).map(crate::CompiledValue::from)),
+        27usize => Some(duration_unguarded(root, meter).map(crate::CompiledValue::from)),
+        28usize => Some(duration_guarded(root, meter).map(crate::CompiledValue::from)),
+        29usize => Some(organizer_is_user(root, meter).map(crate::CompiledValue::from)),
+        30usize => Some(organizer_named(root, meter).map(crate::CompiledValue::from)),
+        31usize => {
+            Some(attendee_at_priority(root, meter).map(crate::CompiledValue::from))
+        }
+        32usize => Some(priority_in_list(root, meter).map(crate::CompiledValue::from)),
+        33usize => Some(event_confirmed(root, meter).map(crate::CompiledValue::from)),
+        34usize => Some(event_id_prefix(root, meter).map(crate::CompiledValue::from)),
+        35usize => Some(history_priorities(root, meter).map(crate::CompiledValue::from)),
+        36usize => Some(history_confirmed(root, meter).map(crate::CompiledValue::from)),
+        37usize => {
+            Some(history_urgent_count(root, meter).map(crate::CompiledValue::from))
+        }
+        38usize => {
+            Some(history_priority_list(root, meter).map(crate::CompiledValue::from))
+        }
+        39usize => {
+            Some(history_priority_doubled(root, meter).map(crate::CompiledValue::from))
+        }
+        40usize => Some(one_create_event(root, meter).map(crate::CompiledValue::from)),
+        41usize => Some(searches_in_list(root, meter).map(crate::CompiledValue::from)),
+        42usize => Some(list_matches_total(root, meter).map(crate::CompiledValue::from)),
+        43usize => Some(total_plus_one(root, meter).map(crate::CompiledValue::from)),
+        44usize => Some(last_is_recent(root, meter).map(crate::CompiledValue::from)),
+        45usize => Some(recent_name_known(root, meter).map(crate::CompiledValue::from)),
+        46usize => Some(before_2030(root, meter).map(crate::CompiledValue::from)),
+        47usize => Some(office_hours(root, meter).map(crate::CompiledValue::from)),
+        48usize => Some(not_sunday(root, meter).map(crate::CompiledValue::from)),
+        49usize => Some(started_plus_hour(root, meter).map(crate::CompiledValue::from)),
+        50usize => Some(year_in_zone(root, meter).map(crate::CompiledValue::from)),
+        51usize => Some(within_thirty_days(root, meter).map(crate::CompiledValue::from)),
+        52usize => Some(user_id_shape(root, meter).map(crate::CompiledValue::from)),
+        53usize => Some(user_id_lowercase(root, meter).map(crate::CompiledValue::from)),
+        54usize => Some(email_from_id(root, meter).map(crate::CompiledValue::from)),
+        55usize => Some(concat_size(root, meter).map(crate::CompiledValue::from)),
+        56usize => Some(dynamic_regex(root, meter).map(crate::CompiledValue::from)),
+        57usize => Some(score_percent(root, meter).map(crate::CompiledValue::from)),
+        58usize => Some(total_halved(root, meter).map(crate::CompiledValue::from)),
+        59usize => Some(score_label(root, meter).map(crate::CompiledValue::from)),
+        60usize => Some(or_absorbs_error(root, meter).map(crate::CompiledValue::from)),
+        61usize => Some(and_absorbs_error(root, meter).map(crate::CompiledValue::from)),
+        62usize => Some(all_absorbs_error(root, meter).map(crate::CompiledValue::from)),
+        63usize => Some(same_kb_as_before(root, meter).map(crate::CompiledValue::from)),
+        64usize => Some(priority_square(root, meter).map(crate::CompiledValue::from)),
+        65usize => Some(title_as_int(root, meter).map(crate::CompiledValue::from)),
+        66usize => Some(title_not_blank(root, meter).map(crate::CompiledValue::from)),
+        67usize => Some(literal_list_exists(root, meter).map(crate::CompiledValue::from)),
+        68usize => Some(scores_exist(root, meter).map(crate::CompiledValue::from)),
+        69usize => Some(total_equals_double(root, meter).map(crate::CompiledValue::from)),
+        70usize => Some(priority_underflow(root, meter).map(crate::CompiledValue::from)),
+        71usize => Some(total_as_string(root, meter).map(crate::CompiledValue::from)),
+        72usize => Some(upper_attendees(root, meter).map(crate::CompiledValue::from)),
+        73usize => Some(long_titles(root, meter).map(crate::CompiledValue::from)),
+        74usize => Some(bad_constant_regex(root, meter).map(crate::CompiledValue::from)),
+        75usize => Some(nested_filter_map(root, meter).map(crate::CompiledValue::from)),
+        76usize => Some(exists_one_errors(root, meter).map(crate::CompiledValue::from)),
+        77usize => {
+            Some(ternary_error_branch(root, meter).map(crate::CompiledValue::from))
+        }
+        78usize => Some(pairwise_queries(root, meter).map(crate::CompiledValue::from)),
+        79usize => {
+            Some(pairwise_query_sizes(root, meter).map(crate::CompiledValue::from))
+        }
+        80usize => Some(doubled_queries(root, meter).map(crate::CompiledValue::from)),
+        81usize => Some(queries_as_patterns(root, meter).map(crate::CompiledValue::from)),
+        82usize => Some(lowered_titles(root, meter).map(crate::CompiledValue::from)),
         _ => None,
     }
 }

@@ -14,7 +14,7 @@ pub mod generated;
 use agentc_cel::compile::{compile_function, engagement_layout, engagement_structs, format_tokens};
 use agentc_cel::engagement::CapabilityTypes;
 use agentc_cel::{Activation, EvalError, ObjectType, Type, Value, type_from_json_schema};
-use agentc_cel_support::{CelError, Duration, Timestamp};
+use agentc_cel_support::{CelError, Duration, Meter, Timestamp, Usage};
 use generated::Engagement;
 use quote::{format_ident, quote};
 
@@ -101,14 +101,15 @@ pub fn generate() -> Result<String, String> {
         });
         let function_ident = format_ident!("{}", name);
         arms.push(quote! {
-            #index => Some(#function_ident(root).map(crate::CompiledValue::from)),
+            #index => Some(#function_ident(root, meter).map(crate::CompiledValue::from)),
         });
     }
     items.extend(quote! {
-        /// Runs the compiled corpus expression at `index`.
+        /// Runs the compiled corpus expression at `index`, counting its work on `meter`.
         pub fn run(
             index: usize,
             root: &Engagement,
+            meter: &::agentc_cel_support::Meter,
         ) -> Option<Result<crate::CompiledValue, ::agentc_cel_support::CelError>> {
             match index {
                 #(#arms)*
@@ -211,20 +212,45 @@ pub fn parsed_corpus() -> Result<Vec<agentc_cel::Expr>, String> {
 /// The outcome of one corpus expression both ways.
 #[derive(Debug)]
 pub struct Comparison {
-    /// The compiled result.
+    /// The compiled result, settled by its meter: [`CelError::OVER_COMPILED_BUDGET`]
+    /// when the meter ran out and the interpreter is to answer.
     pub compiled: Result<CompiledValue, CelError>,
+    /// What the compiled code's meter counted.
+    pub compiled_usage: Usage,
     /// The interpreted result.
     pub interpreted: Result<Value, EvalError>,
+    /// What the interpreter counted.
+    pub interpreted_usage: Usage,
 }
 
 impl Comparison {
-    /// Whether both failed, or both succeeded with equal values.
+    /// Whether the compiled check decides as the interpreted one: both failed, or both
+    /// succeeded with equal values, or the compiled code handed the evaluation to the
+    /// interpreter (which a generated check then runs: its answer is the check's).
     pub fn agrees(&self) -> bool {
         match (&self.compiled, &self.interpreted) {
+            (Err(error), _) if error.is_over_compiled_budget() => true,
             (Ok(compiled), Ok(interpreted)) => compiled.same_as(interpreted),
             (Err(_), Err(_)) => true,
             _ => false,
         }
+    }
+
+    /// Whether the compiled code handed the evaluation to the interpreter.
+    pub fn deferred(&self) -> bool {
+        matches!(&self.compiled, Err(error) if error.is_over_compiled_budget())
+    }
+
+    /// Whether the compiled code's meter counted at least what the interpreter did, on
+    /// every count, as it must while it has not run out (past that, the compiled code
+    /// stops early and its result is not used). This is what makes a compiled result
+    /// safe to use: the interpreter would not have run out either.
+    pub fn meter_covers_the_interpreter(&self) -> bool {
+        let (compiled, interpreted) = (&self.compiled_usage, &self.interpreted_usage);
+        self.deferred()
+            || (compiled.steps >= interpreted.steps
+                && compiled.built_bytes >= interpreted.built_bytes
+                && compiled.iterations >= interpreted.iterations)
     }
 }
 
@@ -235,9 +261,15 @@ pub fn compare(
     engagement: &Engagement,
     activation: &Activation,
 ) -> Option<Comparison> {
+    let meter = Meter::new();
+    let compiled = generated::run(index, engagement, &meter)?;
+    let (interpreted, interpreted_usage) =
+        agentc_cel::Program::new(expr).evaluate_with_usage(activation);
     Some(Comparison {
-        compiled: generated::run(index, engagement)?,
-        interpreted: agentc_cel::evaluate(expr, activation),
+        compiled: meter.settle(compiled),
+        compiled_usage: meter.usage(),
+        interpreted,
+        interpreted_usage,
     })
 }
 

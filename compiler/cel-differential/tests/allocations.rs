@@ -12,6 +12,7 @@ use std::hint::black_box;
 
 use agentc_cel_differential::generated::{history_rule, kb_prefix};
 use agentc_cel_differential::sample_engagement;
+use agentc_cel_support::Meter;
 
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
@@ -54,25 +55,25 @@ fn compiled_checks_do_not_allocate() {
     let mut without_search = engagement.clone();
     without_search.recent.hr_kb_search = None;
     // Warm up: the first call may initialise lazily compiled statics.
-    assert_eq!(kb_prefix(&engagement), Ok(true));
-    assert_eq!(history_rule(&engagement), Ok(true));
-    assert!(kb_prefix(&without_search).is_err());
+    assert_eq!(kb_prefix(&engagement, &Meter::new()), Ok(true));
+    assert_eq!(history_rule(&engagement, &Meter::new()), Ok(true));
+    assert!(kb_prefix(&without_search, &Meter::new()).is_err());
 
     let count = allocations_during(|| {
         for _ in 0..1000 {
-            black_box(kb_prefix(black_box(&engagement))).ok();
+            black_box(kb_prefix(black_box(&engagement), &Meter::new())).ok();
         }
     });
     assert_eq!(count, 0, "kb_prefix allocated");
     let count = allocations_during(|| {
         for _ in 0..100 {
-            black_box(history_rule(black_box(&engagement))).ok();
+            black_box(history_rule(black_box(&engagement), &Meter::new())).ok();
         }
     });
     assert_eq!(count, 0, "history_rule allocated");
     let count = allocations_during(|| {
         for _ in 0..1000 {
-            black_box(kb_prefix(black_box(&without_search))).ok();
+            black_box(kb_prefix(black_box(&without_search), &Meter::new())).ok();
         }
     });
     assert_eq!(count, 0, "a failing kb_prefix allocated");

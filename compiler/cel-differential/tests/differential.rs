@@ -98,8 +98,110 @@ fn assert_agreement(engagement: &Engagement) -> Result<(), TestCaseError> {
             comparison.interpreted,
             serde_json::to_string(engagement).unwrap()
         );
+        prop_assert!(
+            comparison.meter_covers_the_interpreter(),
+            "`{}`: the compiled meter counted {:?}, less than the interpreter's {:?}",
+            corpus::CORPUS[index].1,
+            comparison.compiled_usage,
+            comparison.interpreted_usage,
+        );
     }
     Ok(())
+}
+
+/// An engagement whose history holds `count` searches, made by `search(index)`.
+fn with_searches(count: usize, search: impl Fn(usize) -> HrKbSearchInvocation) -> Engagement {
+    let mut engagement = sample();
+    engagement.history.hr_kb_search = (0..count).map(search).collect();
+    engagement
+}
+
+fn search(knowledge_base_id: &str, query: String) -> HrKbSearchInvocation {
+    HrKbSearchInvocation {
+        inputs: HrKbSearchInputs {
+            knowledge_base_id: knowledge_base_id.into(),
+            query: query.into(),
+        },
+        outputs: None,
+    }
+}
+
+/// Item 4 of issue 23: policies that do too much work on a long history. The interpreter
+/// runs out of budget on each (an error, which denies); the compiled code must never
+/// answer on its own there, but hand the evaluation to the interpreter (its meter runs
+/// out first), so a generated check denies exactly as an interpreted one. On a short
+/// history the same policies answer compiled, with the interpreter's answer.
+#[test]
+fn compiled_and_interpreted_agree_on_budget_exhaustion() {
+    let exprs = parsed_corpus().unwrap();
+    let position = |name: &str| {
+        corpus::CORPUS
+            .iter()
+            .position(|(corpus_name, _)| *corpus_name == name)
+            .unwrap()
+    };
+    let distinct = |count| with_searches(count, |index| search("acme/hr", format!("q{index}")));
+    let long_queries = |count, bytes| {
+        with_searches(count, move |index| {
+            search("acme/hr", format!("{index}{}", "a".repeat(bytes)))
+        })
+    };
+    let patterns = |count| with_searches(count, |_| search("^x$", "y".to_string()));
+    let mut long_titles = sample();
+    let event = long_titles.history.create_event[0].clone();
+    long_titles.history.create_event = (0..40)
+        .map(|_| {
+            let mut event = event.clone();
+            event.inputs.title = "T".repeat(1 << 20).into();
+            event
+        })
+        .collect();
+    let over_budget: Vec<(&str, Engagement)> = vec![
+        // 2,000² / 2 iterations: past the iteration limit.
+        ("pairwise_queries", distinct(2_000)),
+        // 300² sizes of 16 KiB strings: past the step budget.
+        ("pairwise_query_sizes", long_queries(300, 16 * 1024)),
+        // Forty 2 MiB strings built: past the step or the byte budget.
+        ("doubled_queries", long_queries(40, 1 << 20)),
+        // 1,001 patterns compiled at run time: past the step budget.
+        ("queries_as_patterns", patterns(1_001)),
+        // Forty 1 MiB titles lowered and trimmed: past the step or the byte budget.
+        ("lowered_titles", long_titles),
+    ];
+    for (name, engagement) in &over_budget {
+        let index = position(name);
+        let activation = activation(engagement).unwrap();
+        let comparison = compare(index, &exprs[index], engagement, &activation).unwrap();
+        let interpreted = comparison.interpreted.as_ref().unwrap_err();
+        assert!(
+            interpreted.message.contains("exceeded"),
+            "`{name}`: the interpreter should run out of budget, got {interpreted:?}"
+        );
+        assert!(
+            comparison.deferred(),
+            "`{name}`: the compiled code answered {:?} on its own where the interpreter ran out",
+            comparison.compiled
+        );
+    }
+    let within_budget: Vec<(&str, Engagement)> = vec![
+        ("pairwise_queries", distinct(100)),
+        ("pairwise_query_sizes", long_queries(30, 1024)),
+        ("doubled_queries", long_queries(4, 1024)),
+        ("queries_as_patterns", patterns(10)),
+        ("lowered_titles", sample()),
+    ];
+    for (name, engagement) in &within_budget {
+        let index = position(name);
+        let activation = activation(engagement).unwrap();
+        let comparison = compare(index, &exprs[index], engagement, &activation).unwrap();
+        assert!(!comparison.deferred(), "`{name}` should answer compiled");
+        assert!(comparison.agrees(), "`{name}`: {comparison:?}");
+        assert!(
+            comparison.meter_covers_the_interpreter(),
+            "`{name}`: {comparison:?}"
+        );
+        assert!(comparison.interpreted.is_ok(), "`{name}`: {comparison:?}");
+    }
 }
 
 #[test]
@@ -139,6 +241,8 @@ fn text_string() -> impl Strategy<Value = String> {
         Just("3".to_string()),
         "[a-zA-Z0-9 ./@?_-]{0,14}",
         "[a-zé中😀 .(\\[*+?]{0,8}",
+        // Long enough for the interpreter to count their bytes (one step per 16).
+        "[a-z ]{16,90}",
     ]
 }
 

@@ -14,8 +14,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+pub mod budget;
 pub mod time;
 
+pub use budget::{Meter, Usage};
 pub use time::{Duration, Timestamp};
 
 /// An error raised while evaluating a compiled expression: the check is denied.
@@ -41,6 +43,18 @@ impl CelError {
     /// The error for selecting an absent field (`no such key`).
     pub const fn no_such_key(_field: &'static str) -> Self {
         CelError::new("no such key")
+    }
+
+    /// Compiled code counted more work than its conservative budget allows
+    /// ([`budget::Meter`]): its result is not used, and the expression is evaluated by
+    /// the interpreter instead, whose answer is the check's. Where no interpreter stands
+    /// behind the compiled code, this error denies like any other.
+    pub const OVER_COMPILED_BUDGET: CelError =
+        CelError::new("evaluation exceeded the compiled code's budget (too much work)");
+
+    /// Whether this is [`CelError::OVER_COMPILED_BUDGET`].
+    pub fn is_over_compiled_budget(&self) -> bool {
+        *self == CelError::OVER_COMPILED_BUDGET
     }
 }
 

@@ -38,6 +38,7 @@ use crate::ast::{BinaryOp, Comprehension, ComprehensionKind, Expr, ExprKind, Lit
 use crate::diagnostic::Span;
 use crate::engagement::CapabilityTypes;
 use crate::types::{FieldType, ObjectType, Type};
+use agentc_cel_support::budget::{BYTES_PER_STEP, STEPS_PER_NODE};
 
 /// Why an expression (or a type) could not be compiled to Rust; the caller should use the
 /// interpreter instead.
@@ -692,6 +693,7 @@ pub fn compile_function(
     };
     let code = compiler.compile(expr)?;
     let (result_type, value) = result_conversion(&code, expr.span)?;
+    let steps = TokenLiteral::u64_suffixed(node_steps(expr));
     let function = ident(function_name);
     let root_ident = ident(&camel_case(root_name));
     let support = support();
@@ -700,7 +702,8 @@ pub fn compile_function(
     let tokens = quote! {
         #[doc = #doc]
         #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
-        pub fn #function(root: &#root_ident) -> ::std::result::Result<#result_type, #support::CelError> {
+        pub fn #function(root: &#root_ident, __meter: &#support::Meter) -> ::std::result::Result<#result_type, #support::CelError> {
+            __meter.steps(#steps);
             Ok(#value)
         }
     };
@@ -727,6 +730,24 @@ pub fn compile_assertion(
         );
     }
     Ok(function)
+}
+
+/// The steps compiled code counts for the nodes of `expr` that run at most once each time
+/// `expr` does: every node but those of a comprehension's body and filter, which count
+/// once per iteration (see [`Compiler::compile_comprehension`]). Counted whether or not
+/// they run, at [`STEPS_PER_NODE`] each, so never less than the interpreter counts for
+/// them (see `agentc_cel_support::budget`).
+fn node_steps(expr: &Expr) -> u64 {
+    let mut nodes: u64 = 0;
+    let mut pending = vec![expr];
+    while let Some(node) = pending.pop() {
+        nodes = nodes.saturating_add(1);
+        match &node.kind {
+            ExprKind::Comprehension(comprehension) => pending.push(&comprehension.range),
+            _ => pending.extend(node.children()),
+        }
+    }
+    nodes.saturating_mul(STEPS_PER_NODE)
 }
 
 /// Whether a name is a plain Rust identifier (not a keyword), usable with `Ident::new`.
@@ -1129,7 +1150,7 @@ impl Compiler<'_> {
                 let tokens = match (&left.form, &right.form) {
                     (a, b) if a.is_string() && b.is_string() => {
                         let (ls, rs) = (left.as_str(), right.as_str());
-                        quote!((#ls #operator #rs))
+                        quote!((__meter.str(#ls) #operator __meter.str(#rs)))
                     }
                     (a, b) if a == b && a.is_copy_scalar() => quote!((#l #operator #r)),
                     (Form::Int, Form::Uint) => {
@@ -1195,11 +1216,11 @@ impl Compiler<'_> {
                     (BinaryOp::Add, a, b) if a.is_string() && b.is_string() => {
                         let (ls, rs) = (left.as_str(), right.as_str());
                         return Ok(Code::new(
-                            quote!({
-                                let mut __text = ::std::string::String::from(#ls);
-                                __text.push_str(#rs);
+                            quote!(__meter.built_string({
+                                let mut __text = ::std::string::String::from(__meter.str(#ls));
+                                __text.push_str(__meter.str(#rs));
                                 __text
-                            }),
+                            })),
                             Form::OwnedStr,
                             fallible,
                         ));
@@ -1223,10 +1244,18 @@ impl Compiler<'_> {
         let needle = Code::new(quote!(__needle), left.form.clone(), false);
         let equal = equality(&needle, &element_code, span)?;
         let l = &left.tokens;
+        // The interpreter counts the needle's bytes and the list's length (the string
+        // comparisons below count each item's bytes as well: more, never less).
+        let count_needle = if left.form.is_string() {
+            quote!(__meter.str(&__needle);)
+        } else {
+            quote!()
+        };
         Ok(Code::new(
             quote!({
                 let __needle = #l;
-                (#r).iter().any(|__item| #equal)
+                #count_needle
+                __meter.list(&(#r)[..]).iter().any(|__item| #equal)
             }),
             Form::Bool,
             fallible,
@@ -1265,11 +1294,12 @@ impl Compiler<'_> {
                 match forms.first() {
                     Some(Form::Str | Form::OwnedStr) => {
                         let text = value.as_str();
-                        ok(quote!(#support::size_str(#text)), Form::Int)
+                        ok(quote!(#support::size_str(__meter.str(#text))), Form::Int)
                     }
-                    Some(Form::List(..)) => {
-                        ok(quote!(#support::size_len((#tokens).len())), Form::Int)
-                    }
+                    Some(Form::List(..)) => ok(
+                        quote!(#support::size_len(__meter.list(&(#tokens)[..]).len())),
+                        Form::Int,
+                    ),
                     _ => unsupported("`size` of this type", span),
                 }
             }
@@ -1282,10 +1312,11 @@ impl Compiler<'_> {
                     _ => quote!(contains),
                 };
                 let (t, p) = (text.as_str(), part.as_str());
-                ok(quote!(#t.#method(#p)), Form::Bool)
+                ok(quote!(__meter.str(#t).#method(__meter.str(#p))), Form::Bool)
             }
             ("matches", [text, pattern]) if text.form.is_string() && pattern.form.is_string() => {
-                let t = text.as_str();
+                let text_str = text.as_str();
+                let t = quote!(__meter.str(#text_str));
                 let pattern_expr = if is_member { args.first() } else { args.get(1) };
                 // The generated code spells the interpreter's limits (checked below at
                 // compile time), so the two back ends refuse the same patterns.
@@ -1303,24 +1334,32 @@ impl Compiler<'_> {
                     self.statics += 1;
                     let name = format_ident!("PATTERN_{}", self.statics);
                     let built = build(literal_string(constant));
+                    let pattern_steps =
+                        TokenLiteral::u64_suffixed(constant.len() as u64 / BYTES_PER_STEP);
                     failing(
                         quote!({
+                            __meter.steps(#pattern_steps);
                             static #name: ::std::sync::LazyLock<::std::result::Result<::regex::Regex, ::regex::Error>> =
                                 ::std::sync::LazyLock::new(|| #built);
-                            match &*#name {
-                                Ok(__regex) => __regex.is_match(#t),
-                                Err(_) => return Err(#support::CelError::new("invalid regular expression")),
+                            // The text first, as the interpreter reads (and counts) it
+                            // even when the pattern is invalid.
+                            match (#t, &*#name) {
+                                (__text, Ok(__regex)) => __regex.is_match(__text),
+                                (_, Err(_)) => return Err(#support::CelError::new("invalid regular expression")),
                             }
                         }),
                         Form::Bool,
                     )
                 } else {
-                    let p = pattern.as_str();
-                    let built = build(p);
+                    let pattern_str = pattern.as_str();
+                    let built = build(quote!(__meter.str(#pattern_str)));
                     failing(
-                        quote!(match #built {
-                            Ok(__regex) => __regex.is_match(#t),
-                            Err(_) => return Err(#support::CelError::new("invalid regular expression")),
+                        quote!(match (#t, {
+                            __meter.steps(#support::budget::REGEX_COMPILE_STEPS);
+                            #built
+                        }) {
+                            (__text, Ok(__regex)) => __regex.is_match(__text),
+                            (_, Err(_)) => return Err(#support::CelError::new("invalid regular expression")),
                         }),
                         Form::Bool,
                     )
@@ -1333,14 +1372,20 @@ impl Compiler<'_> {
                 } else {
                     quote!(to_ascii_uppercase)
                 };
-                ok(quote!(#t.#method()), Form::OwnedStr)
+                ok(
+                    quote!(__meter.built_string(__meter.str(#t).#method())),
+                    Form::OwnedStr,
+                )
             }
             ("trim", [text]) if is_member && text.form.is_string() => {
                 let t = text.as_str();
                 if text.form == Form::Str {
-                    ok(quote!(#t.trim()), Form::Str)
+                    ok(quote!(__meter.built_str(__meter.str(#t).trim())), Form::Str)
                 } else {
-                    ok(quote!(#t.trim().to_owned()), Form::OwnedStr)
+                    ok(
+                        quote!(__meter.built_string(__meter.str(#t).trim().to_owned())),
+                        Form::OwnedStr,
+                    )
                 }
             }
             ("int", [value]) if !is_member => {
@@ -1355,7 +1400,7 @@ impl Compiler<'_> {
                     Form::Str | Form::OwnedStr => {
                         let t = value.as_str();
                         failing(
-                            quote!(#t.parse::<i64>().map_err(|_| #support::CelError::new("cannot convert to int"))?),
+                            quote!(__meter.str(#t).parse::<i64>().map_err(|_| #support::CelError::new("cannot convert to int"))?),
                             Form::Int,
                         )
                     }
@@ -1370,7 +1415,7 @@ impl Compiler<'_> {
                     Form::Str | Form::OwnedStr => {
                         let t = value.as_str();
                         failing(
-                            quote!(#t.parse::<f64>().map_err(|_| #support::CelError::new("cannot convert to double"))?),
+                            quote!(__meter.str(#t).parse::<f64>().map_err(|_| #support::CelError::new("cannot convert to double"))?),
                             Form::Double,
                         )
                     }
@@ -1380,21 +1425,38 @@ impl Compiler<'_> {
             ("string", [value]) if !is_member => {
                 let v = &value.tokens;
                 match &value.form {
-                    Form::Str => ok(quote!((#v).to_owned()), Form::OwnedStr),
-                    Form::OwnedStr => ok(v.clone(), Form::OwnedStr),
-                    Form::Int | Form::Uint | Form::Bool => {
-                        ok(quote!((#v).to_string()), Form::OwnedStr)
-                    }
+                    Form::Str => ok(
+                        quote!(__meter.built_string(__meter.str(#v).to_owned())),
+                        Form::OwnedStr,
+                    ),
+                    Form::OwnedStr => ok(
+                        quote!({
+                            let __text = #v;
+                            __meter.str(&__text);
+                            __meter.built_string(__text)
+                        }),
+                        Form::OwnedStr,
+                    ),
+                    Form::Int | Form::Uint | Form::Bool => ok(
+                        quote!(__meter.built_string((#v).to_string())),
+                        Form::OwnedStr,
+                    ),
                     _ => unsupported("`string` of this type", span),
                 }
             }
             ("timestamp", [value]) if !is_member && value.form.is_string() => {
                 let t = value.as_str();
-                failing(quote!(#support::parse_timestamp(#t)?), Form::Timestamp)
+                failing(
+                    quote!(#support::parse_timestamp(__meter.str(#t))?),
+                    Form::Timestamp,
+                )
             }
             ("duration", [value]) if !is_member && value.form.is_string() => {
                 let t = value.as_str();
-                failing(quote!(#support::parse_duration(#t)?), Form::Duration)
+                failing(
+                    quote!(#support::parse_duration(__meter.str(#t))?),
+                    Form::Duration,
+                )
             }
             (
                 "getFullYear" | "getMonth" | "getDate" | "getDayOfMonth" | "getDayOfWeek"
@@ -1420,7 +1482,8 @@ impl Compiler<'_> {
                         Form::Int,
                     ),
                     (Form::Timestamp, [zone]) if zone.form.is_string() => {
-                        let z = zone.as_str();
+                        let zone_str = zone.as_str();
+                        let z = quote!(__meter.str(#zone_str));
                         failing(
                             quote!(#support::timestamp_field(#v, #support::TimestampField::#field, Some(#z))?),
                             Form::Int,
@@ -1473,6 +1536,13 @@ impl Compiler<'_> {
         let b = &body.tokens;
         let support = support();
         let kind_name = comprehension.kind;
+        // Each iteration counts its body's and filter's nodes (see `node_steps`); once the
+        // meter has run out, the loop stops, its result to be thrown away.
+        let body_steps = TokenLiteral::u64_suffixed(
+            node_steps(&comprehension.body)
+                .saturating_add(comprehension.filter.as_ref().map_or(0, node_steps)),
+        );
+        let next = quote!(if !__meter.iteration(#body_steps) { break; });
         if matches!(
             kind_name,
             ComprehensionKind::All
@@ -1488,7 +1558,15 @@ impl Compiler<'_> {
                 let is_all = kind_name == ComprehensionKind::All;
                 if !body.fallible {
                     let method = if is_all { quote!(all) } else { quote!(any) };
-                    quote!((#r).iter().#method(|__item| { let #variable = #converted; #b }))
+                    // Out of budget: the answer that stops the iteration.
+                    let stop = !is_all;
+                    quote!((#r).iter().#method(|__item| {
+                        if !__meter.iteration(#body_steps) {
+                            return #stop;
+                        }
+                        let #variable = #converted;
+                        #b
+                    }))
                 } else {
                     let decisive = !is_all;
                     let body_result = body.as_result();
@@ -1496,6 +1574,7 @@ impl Compiler<'_> {
                         let mut __decided = false;
                         let mut __error: ::std::option::Option<#support::CelError> = None;
                         for __item in (#r).iter() {
+                            #next
                             let #variable = #converted;
                             match #body_result {
                                 Ok(#decisive) => {
@@ -1523,6 +1602,7 @@ impl Compiler<'_> {
             ComprehensionKind::ExistsOne => quote!({
                 let mut __count: usize = 0;
                 for __item in (#r).iter() {
+                    #next
                     let #variable = #converted;
                     if #b {
                         __count += 1;
@@ -1537,12 +1617,13 @@ impl Compiler<'_> {
                 quote!({
                     let mut __out = ::std::vec::Vec::new();
                     for __item in (#r).iter() {
+                        #next
                         let #variable = #converted;
                         if #b {
                             __out.push(#variable);
                         }
                     }
-                    __out
+                    __meter.built_list(__out)
                 })
             }
             ComprehensionKind::Map => {
@@ -1565,10 +1646,11 @@ impl Compiler<'_> {
                 quote!({
                     let mut __out = ::std::vec::Vec::new();
                     for __item in (#r).iter() {
+                        #next
                         let #variable = #converted;
                         #push
                     }
-                    __out
+                    __meter.built_list(__out)
                 })
             }
             ComprehensionKind::TransformList | ComprehensionKind::TransformMap => {
@@ -1596,7 +1678,7 @@ fn equality(left: &Code, right: &Code, span: Span) -> Result<TokenStream, Compil
     Ok(match (&left.form, &right.form) {
         (a, b) if a.is_string() && b.is_string() => {
             let (ls, rs) = (left.as_str(), right.as_str());
-            quote!((#ls == #rs))
+            quote!((__meter.str(#ls) == __meter.str(#rs)))
         }
         (a, b) if a == b && a.is_copy_scalar() => quote!((#l == #r)),
         (Form::Int, Form::Double) => quote!(#support::int_eq_double(#l, #r)),

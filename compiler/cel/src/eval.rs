@@ -50,26 +50,13 @@ impl EvalError {
 
 type EvalResult = Result<Value, EvalError>;
 
-/// The most comprehension iterations one evaluation may perform.
-pub const MAX_COMPREHENSION_ITERATIONS: u64 = 1_000_000;
-/// The most node evaluations one evaluation may perform.
-pub const MAX_EVALUATION_STEPS: u64 = 10_000_000;
-/// The largest string or bytes value an evaluation may build, in bytes.
-pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
-/// The longest list an evaluation may build.
-pub const MAX_LIST_LENGTH: usize = 1_000_000;
-/// The most bytes the values an evaluation builds may add up to: strings and bytes by
-/// their length, lists and maps by [`BYTES_PER_ELEMENT`] per element.
-pub const MAX_EVALUATION_BYTES: u64 = 64 * 1024 * 1024;
-/// How many bytes of a string or bytes value one step of a built-in's work covers.
-pub const BYTES_PER_STEP: u64 = 16;
-/// What one element of a built list or map counts against [`MAX_EVALUATION_BYTES`].
-pub const BYTES_PER_ELEMENT: u64 = 32;
-/// The steps a regular expression compiled at run time costs (a constant pattern is
-/// compiled once, when the program is prepared).
-pub const REGEX_COMPILE_STEPS: u64 = 10_000;
-/// The longest an evaluation may run.
-pub const MAX_EVALUATION_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+use agentc_cel_support::budget::Usage;
+pub use agentc_cel_support::budget::{
+    BYTES_PER_ELEMENT, BYTES_PER_STEP, MAX_COMPREHENSION_ITERATIONS, MAX_EVALUATION_BYTES,
+    MAX_EVALUATION_STEPS, MAX_EVALUATION_TIME, MAX_LIST_LENGTH, MAX_VALUE_BYTES,
+    REGEX_COMPILE_STEPS,
+};
+
 /// The clock is read when the step count crosses a multiple of 2^this.
 const TIME_CHECK_SHIFT: u32 = 14;
 
@@ -115,6 +102,15 @@ impl Program {
 
     /// Evaluates the program with the given variable values.
     pub fn evaluate(&self, activation: &Activation) -> Result<Value, EvalError> {
+        self.evaluate_with_usage(activation).0
+    }
+
+    /// Evaluates the program, and says what the evaluation used of its budget (for
+    /// tests that hold compiled code's conservative count against this one).
+    pub fn evaluate_with_usage(
+        &self,
+        activation: &Activation,
+    ) -> (Result<Value, EvalError>, Usage) {
         let machine = Machine {
             activation,
             qualified_names: activation.may_resolve_qualified(),
@@ -124,9 +120,15 @@ impl Program {
             depth: Cell::new(0),
             started: std::time::Instant::now(),
         };
-        stacker::maybe_grow(ENTRY_RED_ZONE, ENTRY_STACK_SEGMENT, || {
+        let result = stacker::maybe_grow(ENTRY_RED_ZONE, ENTRY_STACK_SEGMENT, || {
             machine.eval(&self.root, None).map(Cow::into_owned)
-        })
+        });
+        let usage = Usage {
+            steps: machine.steps.get(),
+            built_bytes: machine.built_bytes.get(),
+            iterations: machine.iterations.get(),
+        };
+        (result, usage)
     }
 }
 

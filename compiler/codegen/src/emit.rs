@@ -377,15 +377,22 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
     let function = ident(site.function);
     // `match`es rather than `?`, `map` and `map_err`, which would each be one more
     // generic function instantiated per check (see `from_cel_impl`).
+    // The meter counts the compiled code's work; once it has run out, `settle` turns
+    // the result into the error that hands the check to the interpreter (see
+    // `agentc_cel_support::budget`).
     let to_value = match site.kind {
         CheckKind::Assertion => quote! {
-            match #function(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = #function(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(#up support::denial(error)),
             }
         },
         CheckKind::Selection => quote! {
-            match #function(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = #function(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => #up support::cel_value(selected),
                 Err(error) => Err(#up support::denial(error)),
             }
@@ -453,7 +460,11 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
 
         #doc
         pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, #up SetupError> {
-            Ok(::agentc_generated_support::cel_roots::compiled(&[#(#roots),*], #evaluate_name))
+            Ok(::agentc_generated_support::cel_roots::compiled(
+                &[#(#roots),*],
+                #evaluate_name,
+                #up support::interpreter(#text)?,
+            ))
         }
     }
 }

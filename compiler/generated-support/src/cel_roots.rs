@@ -534,13 +534,16 @@ fn bound_variable(variables: &dyn VariableSource, name: &str) -> Result<Value, C
 }
 
 /// A compiled check: the generated function that builds the check's typed root and
-/// runs the compiled expression. A function pointer rather than a closure, so that the
-/// runtime's `FnCheck` is instantiated once here instead of once per check.
+/// runs the compiled expression, with the interpreter behind it for the evaluations that
+/// run past the compiled code's conservative budget (see `agentc_cel_support::budget`).
+/// A function pointer rather than a closure, so that the runtime's `FnCheck` is
+/// instantiated once here instead of once per check.
 pub fn compiled(
     roots: &[&str],
     function: fn(&dyn VariableSource) -> Result<Value, CheckError>,
+    interpreter: agentc_runtime::CelCheck,
 ) -> Arc<dyn agentc_runtime::Check> {
-    Arc::new(agentc_runtime::FnCheck::new(roots, function))
+    Arc::new(agentc_runtime::FnCheck::new(roots, function).with_interpreter(interpreter))
 }
 
 /// The typed root of a guardrail's compiled check: an object of the variables it reads

@@ -260,9 +260,15 @@ pub mod support {
 
     use ::agentc_runtime::{Check, CheckError};
 
-    /// A compiled check's error, which denies (OAS-C8).
+    /// A compiled check's error, which denies (OAS-C8), unless it is the compiled
+    /// code's budget running out: then the interpreter behind the check answers
+    /// ([`CheckError::OverCompiledBudget`]).
     pub fn denial(error: ::agentc_cel_support::CelError) -> CheckError {
-        CheckError::Evaluation(error.message().to_string())
+        if error.is_over_compiled_budget() {
+            CheckError::OverCompiledBudget
+        } else {
+            CheckError::Evaluation(error.message().to_string())
+        }
     }
 
     /// A compiled selection's result as a CEL value (OAS-X1).
@@ -276,9 +282,15 @@ pub mod support {
 
     /// An expression the CEL compiler cannot compile, run by the interpreter instead.
     pub fn interpreted(text: &str) -> ::std::result::Result<Arc<dyn Check>, super::SetupError> {
-        ::agentc_runtime::CelCheck::parse(text)
-            .map(|check| Arc::new(check) as Arc<dyn Check>)
-            .map_err(super::SetupError::Cel)
+        interpreter(text).map(|check| Arc::new(check) as Arc<dyn Check>)
+    }
+
+    /// The interpreter's program for an expression: the whole check where the CEL
+    /// compiler cannot compile it, and behind the compiled code where it can.
+    pub fn interpreter(
+        text: &str,
+    ) -> ::std::result::Result<::agentc_runtime::CelCheck, super::SetupError> {
+        ::agentc_runtime::CelCheck::parse(text).map_err(super::SetupError::Cel)
     }
 
     /// An embedded JSON Schema.

@@ -906,22 +906,27 @@ pub mod policies {
         )]
         pub fn input_hr_kb_search(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(28u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (((&(match &((&(root).recent)).hr_kb_search {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                                );
-                            }
-                        })
-                            .inputs))
-                            .knowledge_base_id
-                            .as_str())
-                            .starts_with(("acme/hr/")),
+                        __meter
+                            .str(
+                                (((&(match &((&(root).recent)).hr_kb_search {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                        );
+                                    }
+                                })
+                                    .inputs))
+                                    .knowledge_base_id
+                                    .as_str()),
+                            )
+                            .starts_with(__meter.str(("acme/hr/"))),
                     )
                 })() {
                     Ok(false) => false,
@@ -929,17 +934,20 @@ pub mod policies {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_str(
-                                    (((&(match &((&(root).recent)).hr_kb_search {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                                            );
-                                        }
-                                    })
-                                        .inputs))
-                                        .query
-                                        .as_str()),
+                                    __meter
+                                        .str(
+                                            (((&(match &((&(root).recent)).hr_kb_search {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                                    );
+                                                }
+                                            })
+                                                .inputs))
+                                                .query
+                                                .as_str()),
+                                        ),
                                 ) <= (500i64)),
                             )
                         })() {
@@ -970,7 +978,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_hr_kb_search(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_hr_kb_search(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -986,6 +996,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_hr_kb_search_evaluate,
+                    super::super::support::interpreter(
+                        "recent.hr_kb_search.inputs.knowledge_base_id.startsWith(\"acme/hr/\") && size(recent.hr_kb_search.inputs.query) <= 500",
+                    )?,
                 ),
             )
         }
@@ -999,30 +1012,35 @@ pub mod policies {
         )]
         pub fn output_hr_kb_search(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(26u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (::agentc_cel_support::size_len(
-                            ((match &(match &((&(root).recent)).hr_kb_search {
-                                ::std::option::Option::Some(value) => value,
-                                ::std::option::Option::None => {
-                                    return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
-                                    );
-                                }
-                            })
-                                .outputs
-                            {
-                                ::std::option::Option::Some(value) => value,
-                                ::std::option::Option::None => {
-                                    return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                    );
-                                }
-                            })
-                                .results
-                                .as_slice())
+                            __meter
+                                .list(
+                                    &((match &(match &((&(root).recent)).hr_kb_search {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                            );
+                                        }
+                                    })
+                                        .outputs
+                                    {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            );
+                                        }
+                                    })
+                                        .results
+                                        .as_slice())[..],
+                                )
                                 .len(),
                         ) <= (20i64)),
                     )
@@ -1052,9 +1070,13 @@ pub mod policies {
                                     .as_slice())
                                     .iter()
                                     .all(|__item| {
+                                        if !__meter.iteration(8u64) {
+                                            return false;
+                                        }
                                         let v_r = __item;
-                                        ((v_r).url.as_str())
-                                            .starts_with(("https://kb.acme.example/hr/"))
+                                        __meter
+                                            .str(((v_r).url.as_str()))
+                                            .starts_with(__meter.str(("https://kb.acme.example/hr/")))
                                     }),
                             )
                         })() {
@@ -1085,7 +1107,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match output_hr_kb_search(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_hr_kb_search(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1101,6 +1125,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_hr_kb_search_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.hr_kb_search.outputs.results) <= 20 && recent.hr_kb_search.outputs.results.all(r, r.url.startsWith(\"https://kb.acme.example/hr/\"))",
+                    )?,
                 ),
             )
         }
@@ -1114,7 +1141,9 @@ pub mod policies {
         )]
         pub fn exposes_searches(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter.steps(4u64);
             Ok(((&(root).history)).total)
         }
         /// Evaluates [`exposes_searches`] over the engagement's variables.
@@ -1133,7 +1162,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_searches(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_searches(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1149,6 +1180,7 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_searches_evaluate,
+                    super::super::support::interpreter("history._total")?,
                 ),
             )
         }
@@ -1162,10 +1194,12 @@ pub mod policies {
         )]
         pub fn exposes_last_kb(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
             ::agentc_cel_support::CelError,
         > {
+            __meter.steps(16u64);
             Ok(
                 (if ((&(root).recent)).hr_kb_search.is_some() {
                     (((&(match &((&(root).recent)).hr_kb_search {
@@ -1201,7 +1235,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_last_kb(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_last_kb(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1217,6 +1253,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_last_kb_evaluate,
+                    super::super::support::interpreter(
+                        "has(recent.hr_kb_search) ? recent.hr_kb_search.inputs.knowledge_base_id : \"\"",
+                    )?,
                 ),
             )
         }
@@ -1230,10 +1269,12 @@ pub mod policies {
         )]
         pub fn exposes_asked_by(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
             ::agentc_cel_support::CelError,
         > {
+            __meter.steps(4u64);
             Ok((((&(root).user)).id.as_str()).to_owned())
         }
         /// Evaluates [`exposes_asked_by`] over the engagement's variables.
@@ -1252,7 +1293,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_asked_by(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_asked_by(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1268,6 +1311,7 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["user"],
                     exposes_asked_by_evaluate,
+                    super::super::support::interpreter("user.id")?,
                 ),
             )
         }
@@ -1323,7 +1367,9 @@ pub mod policies {
             )]
             pub fn assertion(
                 root: &Fields,
+                __meter: &::agentc_cel_support::Meter,
             ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+                __meter.steps(12u64);
                 Ok(((!(root).flagged) && ((root).score < (0.8f64))))
             }
             /// Evaluates [`assertion`] over the engagement's variables.
@@ -1342,7 +1388,9 @@ pub mod policies {
                     Ok(root) => root,
                     Err(error) => return Err(error),
                 };
-                match assertion(&root) {
+                let meter = ::agentc_cel_support::Meter::new();
+                let result = assertion(&root, &meter);
+                match meter.settle(result) {
                     Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                     Err(error) => Err(super::super::super::support::denial(error)),
                 }
@@ -1358,6 +1406,9 @@ pub mod policies {
                     ::agentc_generated_support::cel_roots::compiled(
                         &["flagged", "score"],
                         assertion_evaluate,
+                        super::super::super::support::interpreter(
+                            "!flagged && score < 0.8",
+                        )?,
                     ),
                 )
             }

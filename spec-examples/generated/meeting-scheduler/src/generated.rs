@@ -1020,24 +1020,29 @@ pub mod policies {
         )]
         pub fn input_calendar_free_busy(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(44u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (::agentc_cel_support::size_len(
-                            (((&(match &((&(root).recent)).calendar_free_busy {
-                                ::std::option::Option::Some(value) => value,
-                                ::std::option::Option::None => {
-                                    return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key(
-                                            "calendar_free_busy",
-                                        ),
-                                    );
-                                }
-                            })
-                                .inputs))
-                                .attendees
-                                .as_slice())
+                            __meter
+                                .list(
+                                    &(((&(match &((&(root).recent)).calendar_free_busy {
+                                        ::std::option::Option::Some(value) => value,
+                                        ::std::option::Option::None => {
+                                            return ::std::result::Result::Err(
+                                                ::agentc_cel_support::CelError::no_such_key(
+                                                    "calendar_free_busy",
+                                                ),
+                                            );
+                                        }
+                                    })
+                                        .inputs))
+                                        .attendees
+                                        .as_slice())[..],
+                                )
                                 .len(),
                         ) <= (25i64)),
                     )
@@ -1048,36 +1053,45 @@ pub mod policies {
                             Ok(
                                 (::agentc_cel_support::sub_timestamps(
                                     ::agentc_cel_support::parse_timestamp(
-                                        (((&(match &((&(root).recent)).calendar_free_busy {
-                                            ::std::option::Option::Some(value) => value,
-                                            ::std::option::Option::None => {
-                                                return ::std::result::Result::Err(
-                                                    ::agentc_cel_support::CelError::no_such_key(
-                                                        "calendar_free_busy",
-                                                    ),
-                                                );
-                                            }
-                                        })
-                                            .inputs))
-                                            .window_end
-                                            .as_str()),
+                                        __meter
+                                            .str(
+                                                (((&(match &((&(root).recent)).calendar_free_busy {
+                                                    ::std::option::Option::Some(value) => value,
+                                                    ::std::option::Option::None => {
+                                                        return ::std::result::Result::Err(
+                                                            ::agentc_cel_support::CelError::no_such_key(
+                                                                "calendar_free_busy",
+                                                            ),
+                                                        );
+                                                    }
+                                                })
+                                                    .inputs))
+                                                    .window_end
+                                                    .as_str()),
+                                            ),
                                     )?,
                                     ::agentc_cel_support::parse_timestamp(
-                                        (((&(match &((&(root).recent)).calendar_free_busy {
-                                            ::std::option::Option::Some(value) => value,
-                                            ::std::option::Option::None => {
-                                                return ::std::result::Result::Err(
-                                                    ::agentc_cel_support::CelError::no_such_key(
-                                                        "calendar_free_busy",
-                                                    ),
-                                                );
-                                            }
-                                        })
-                                            .inputs))
-                                            .window_start
-                                            .as_str()),
+                                        __meter
+                                            .str(
+                                                (((&(match &((&(root).recent)).calendar_free_busy {
+                                                    ::std::option::Option::Some(value) => value,
+                                                    ::std::option::Option::None => {
+                                                        return ::std::result::Result::Err(
+                                                            ::agentc_cel_support::CelError::no_such_key(
+                                                                "calendar_free_busy",
+                                                            ),
+                                                        );
+                                                    }
+                                                })
+                                                    .inputs))
+                                                    .window_start
+                                                    .as_str()),
+                                            ),
                                     )?,
-                                )? <= ::agentc_cel_support::parse_duration(("336h"))?),
+                                )?
+                                    <= ::agentc_cel_support::parse_duration(
+                                        __meter.str(("336h")),
+                                    )?),
                             )
                         })() {
                             Ok(false) => false,
@@ -1107,7 +1121,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_calendar_free_busy(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_calendar_free_busy(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1123,6 +1139,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_calendar_free_busy_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.calendar_free_busy.inputs.attendees) <= 25 && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")",
+                    )?,
                 ),
             )
         }
@@ -1136,7 +1155,9 @@ pub mod policies {
         )]
         pub fn input_create_event(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(136u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
@@ -1145,27 +1166,9 @@ pub mod policies {
                                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                                     Ok(
                                         (::agentc_cel_support::size_len(
-                                            (((&(match &((&(root).recent)).create_event {
-                                                ::std::option::Option::Some(value) => value,
-                                                ::std::option::Option::None => {
-                                                    return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                    );
-                                                }
-                                            })
-                                                .inputs))
-                                                .attendees
-                                                .as_slice())
-                                                .len(),
-                                        ) >= (1i64)),
-                                    )
-                                })() {
-                                    Ok(false) => false,
-                                    __left => {
-                                        match (|| -> ::agentc_cel_support::CelResult<_> {
-                                            Ok(
-                                                (::agentc_cel_support::size_len(
-                                                    (((&(match &((&(root).recent)).create_event {
+                                            __meter
+                                                .list(
+                                                    &(((&(match &((&(root).recent)).create_event {
                                                         ::std::option::Option::Some(value) => value,
                                                         ::std::option::Option::None => {
                                                             return ::std::result::Result::Err(
@@ -1175,7 +1178,31 @@ pub mod policies {
                                                     })
                                                         .inputs))
                                                         .attendees
-                                                        .as_slice())
+                                                        .as_slice())[..],
+                                                )
+                                                .len(),
+                                        ) >= (1i64)),
+                                    )
+                                })() {
+                                    Ok(false) => false,
+                                    __left => {
+                                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                                            Ok(
+                                                (::agentc_cel_support::size_len(
+                                                    __meter
+                                                        .list(
+                                                            &(((&(match &((&(root).recent)).create_event {
+                                                                ::std::option::Option::Some(value) => value,
+                                                                ::std::option::Option::None => {
+                                                                    return ::std::result::Result::Err(
+                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                    );
+                                                                }
+                                                            })
+                                                                .inputs))
+                                                                .attendees
+                                                                .as_slice())[..],
+                                                        )
                                                         .len(),
                                                 ) <= (25i64)),
                                             )
@@ -1210,8 +1237,11 @@ pub mod policies {
                                                     .as_slice())
                                                     .iter()
                                                     .all(|__item| {
+                                                        if !__meter.iteration(6u64) {
+                                                            return false;
+                                                        }
                                                         let v_a = (__item).as_str();
-                                                        (v_a).ends_with(("@acme.example"))
+                                                        __meter.str((v_a)).ends_with(__meter.str(("@acme.example")))
                                                     }),
                                             )
                                         })() {
@@ -1229,19 +1259,26 @@ pub mod policies {
                                                                         );
                                                                     }
                                                                 };
-                                                                (((&(match &((&(root).recent)).create_event {
-                                                                    ::std::option::Option::Some(value) => value,
-                                                                    ::std::option::Option::None => {
-                                                                        return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                                        );
-                                                                    }
-                                                                })
-                                                                    .inputs))
-                                                                    .attendees
-                                                                    .as_slice())
+                                                                __meter.str(&__needle);
+                                                                __meter
+                                                                    .list(
+                                                                        &(((&(match &((&(root).recent)).create_event {
+                                                                            ::std::option::Option::Some(value) => value,
+                                                                            ::std::option::Option::None => {
+                                                                                return ::std::result::Result::Err(
+                                                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                                );
+                                                                            }
+                                                                        })
+                                                                            .inputs))
+                                                                            .attendees
+                                                                            .as_slice())[..],
+                                                                    )
                                                                     .iter()
-                                                                    .any(|__item| ((__needle) == ((__item).as_str())))
+                                                                    .any(|__item| {
+                                                                        (__meter.str((__needle))
+                                                                            == __meter.str(((__item).as_str())))
+                                                                    })
                                                             }),
                                                     )
                                                 })() {
@@ -1276,17 +1313,20 @@ pub mod policies {
                                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                                             Ok(
                                                 (::agentc_cel_support::parse_timestamp(
-                                                    (((&(match &((&(root).recent)).create_event {
-                                                        ::std::option::Option::Some(value) => value,
-                                                        ::std::option::Option::None => {
-                                                            return ::std::result::Result::Err(
-                                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                            );
-                                                        }
-                                                    })
-                                                        .inputs))
-                                                        .start
-                                                        .as_str()),
+                                                    __meter
+                                                        .str(
+                                                            (((&(match &((&(root).recent)).create_event {
+                                                                ::std::option::Option::Some(value) => value,
+                                                                ::std::option::Option::None => {
+                                                                    return ::std::result::Result::Err(
+                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                    );
+                                                                }
+                                                            })
+                                                                .inputs))
+                                                                .start
+                                                                .as_str()),
+                                                        ),
                                                 )? > (root).started_at),
                                             )
                                         })() {
@@ -1296,32 +1336,41 @@ pub mod policies {
                                                     Ok(
                                                         (::agentc_cel_support::sub_timestamps(
                                                             ::agentc_cel_support::parse_timestamp(
-                                                                (((&(match &((&(root).recent)).create_event {
-                                                                    ::std::option::Option::Some(value) => value,
-                                                                    ::std::option::Option::None => {
-                                                                        return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                                        );
-                                                                    }
-                                                                })
-                                                                    .inputs))
-                                                                    .end
-                                                                    .as_str()),
+                                                                __meter
+                                                                    .str(
+                                                                        (((&(match &((&(root).recent)).create_event {
+                                                                            ::std::option::Option::Some(value) => value,
+                                                                            ::std::option::Option::None => {
+                                                                                return ::std::result::Result::Err(
+                                                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                                );
+                                                                            }
+                                                                        })
+                                                                            .inputs))
+                                                                            .end
+                                                                            .as_str()),
+                                                                    ),
                                                             )?,
                                                             ::agentc_cel_support::parse_timestamp(
-                                                                (((&(match &((&(root).recent)).create_event {
-                                                                    ::std::option::Option::Some(value) => value,
-                                                                    ::std::option::Option::None => {
-                                                                        return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                                        );
-                                                                    }
-                                                                })
-                                                                    .inputs))
-                                                                    .start
-                                                                    .as_str()),
+                                                                __meter
+                                                                    .str(
+                                                                        (((&(match &((&(root).recent)).create_event {
+                                                                            ::std::option::Option::Some(value) => value,
+                                                                            ::std::option::Option::None => {
+                                                                                return ::std::result::Result::Err(
+                                                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                                );
+                                                                            }
+                                                                        })
+                                                                            .inputs))
+                                                                            .start
+                                                                            .as_str()),
+                                                                    ),
                                                             )?,
-                                                        )? <= ::agentc_cel_support::parse_duration(("4h"))?),
+                                                        )?
+                                                            <= ::agentc_cel_support::parse_duration(
+                                                                __meter.str(("4h")),
+                                                            )?),
                                                     )
                                                 })() {
                                                     Ok(false) => false,
@@ -1340,30 +1389,36 @@ pub mod policies {
                                         match (|| -> ::agentc_cel_support::CelResult<_> {
                                             Ok(
                                                 (::agentc_cel_support::parse_timestamp(
-                                                    (((&(match &((&(root).recent)).create_event {
-                                                        ::std::option::Option::Some(value) => value,
-                                                        ::std::option::Option::None => {
-                                                            return ::std::result::Result::Err(
-                                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                            );
-                                                        }
-                                                    })
-                                                        .inputs))
-                                                        .start
-                                                        .as_str()),
+                                                    __meter
+                                                        .str(
+                                                            (((&(match &((&(root).recent)).create_event {
+                                                                ::std::option::Option::Some(value) => value,
+                                                                ::std::option::Option::None => {
+                                                                    return ::std::result::Result::Err(
+                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                    );
+                                                                }
+                                                            })
+                                                                .inputs))
+                                                                .start
+                                                                .as_str()),
+                                                        ),
                                                 )?
                                                     < ::agentc_cel_support::parse_timestamp(
-                                                        (((&(match &((&(root).recent)).create_event {
-                                                            ::std::option::Option::Some(value) => value,
-                                                            ::std::option::Option::None => {
-                                                                return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                                );
-                                                            }
-                                                        })
-                                                            .inputs))
-                                                            .end
-                                                            .as_str()),
+                                                        __meter
+                                                            .str(
+                                                                (((&(match &((&(root).recent)).create_event {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                        );
+                                                                    }
+                                                                })
+                                                                    .inputs))
+                                                                    .end
+                                                                    .as_str()),
+                                                            ),
                                                     )?),
                                             )
                                         })() {
@@ -1421,7 +1476,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_create_event(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_create_event(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1437,6 +1494,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent", "started_at", "user"],
                     input_create_event_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= 25 && recent.create_event.inputs.attendees.all(a, a.endsWith(\"@acme.example\")) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)",
+                    )?,
                 ),
             )
         }
@@ -1450,7 +1510,9 @@ pub mod policies {
         )]
         pub fn output_create_event(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(30u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok({
@@ -1473,15 +1535,20 @@ pub mod policies {
                         })
                             .status
                             .as_str();
-                        (["confirmed", "tentative"])
+                        __meter.str(&__needle);
+                        __meter
+                            .list(&(["confirmed", "tentative"])[..])
                             .iter()
-                            .any(|__item| ((__needle) == ((*__item))))
+                            .any(|__item| {
+                                (__meter.str((__needle)) == __meter.str(((*__item))))
+                            })
                     })
                 })() {
                     Ok(false) => false,
                     __left => {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok({
+                                __meter.steps(1u64);
                                 static PATTERN_1: ::std::sync::LazyLock<
                                     ::std::result::Result<::regex::Regex, ::regex::Error>,
                                 > = ::std::sync::LazyLock::new(|| {
@@ -1490,32 +1557,33 @@ pub mod policies {
                                         .dfa_size_limit(1 << 22)
                                         .build()
                                 });
-                                match &*PATTERN_1 {
-                                    Ok(__regex) => {
-                                        __regex
-                                            .is_match(
-                                                ((match &(match &((&(root).recent)).create_event {
-                                                    ::std::option::Option::Some(value) => value,
-                                                    ::std::option::Option::None => {
-                                                        return ::std::result::Result::Err(
-                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
-                                                        );
-                                                    }
-                                                })
-                                                    .outputs
-                                                {
-                                                    ::std::option::Option::Some(value) => value,
-                                                    ::std::option::Option::None => {
-                                                        return ::std::result::Result::Err(
-                                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                                        );
-                                                    }
-                                                })
-                                                    .event_id
-                                                    .as_str()),
-                                            )
-                                    }
-                                    Err(_) => {
+                                match (
+                                    __meter
+                                        .str(
+                                            ((match &(match &((&(root).recent)).create_event {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                    );
+                                                }
+                                            })
+                                                .outputs
+                                            {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                    );
+                                                }
+                                            })
+                                                .event_id
+                                                .as_str()),
+                                        ),
+                                    &*PATTERN_1,
+                                ) {
+                                    (__text, Ok(__regex)) => __regex.is_match(__text),
+                                    (_, Err(_)) => {
                                         return Err(
                                             ::agentc_cel_support::CelError::new(
                                                 "invalid regular expression",
@@ -1552,7 +1620,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match output_create_event(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_create_event(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1568,6 +1638,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_create_event_evaluate,
+                    super::super::support::interpreter(
+                        "recent.create_event.outputs.status in [\"confirmed\", \"tentative\"] && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")",
+                    )?,
                 ),
             )
         }
@@ -1581,10 +1654,12 @@ pub mod policies {
         )]
         pub fn exposes_event_id(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
             ::agentc_cel_support::CelError,
         > {
+            __meter.steps(16u64);
             Ok(
                 (if ((&(root).recent)).create_event.is_some() {
                     ((match &(match &((&(root).recent)).create_event {
@@ -1628,7 +1703,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_event_id(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_event_id(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1644,6 +1721,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_event_id_evaluate,
+                    super::super::support::interpreter(
+                        "has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"",
+                    )?,
                 ),
             )
         }
@@ -1657,19 +1737,27 @@ pub mod policies {
         )]
         pub fn exposes_events_created(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter.steps(8u64);
             Ok(
                 ::agentc_cel_support::size_len(
-                    ({
-                        let mut __out = ::std::vec::Vec::new();
-                        for __item in (((&(root).history)).list.as_slice()).iter() {
-                            let v_n = (__item).as_str();
-                            if ((v_n) == ("create_event")) {
-                                __out.push(v_n);
-                            }
-                        }
-                        __out
-                    })
+                    __meter
+                        .list(
+                            &({
+                                let mut __out = ::std::vec::Vec::new();
+                                for __item in (((&(root).history)).list.as_slice()).iter() {
+                                    if !__meter.iteration(6u64) {
+                                        break;
+                                    }
+                                    let v_n = (__item).as_str();
+                                    if (__meter.str((v_n)) == __meter.str(("create_event"))) {
+                                        __out.push(v_n);
+                                    }
+                                }
+                                __meter.built_list(__out)
+                            })[..],
+                        )
                         .len(),
                 ),
             )
@@ -1690,7 +1778,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_events_created(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_events_created(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1706,6 +1796,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_events_created_evaluate,
+                    super::super::support::interpreter(
+                        "size(history._list.filter(n, n == \"create_event\"))",
+                    )?,
                 ),
             )
         }

@@ -1880,7 +1880,9 @@ pub mod policies {
         )]
         pub fn input_lookup_policy_doc(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(16u64);
             Ok({
                 let __needle = ((&(match &((&(root).recent)).lookup_policy_doc {
                     ::std::option::Option::Some(value) => value,
@@ -1895,9 +1897,11 @@ pub mod policies {
                     .inputs))
                     .collection
                     .as_str();
-                (["handbook", "data-protection"])
+                __meter.str(&__needle);
+                __meter
+                    .list(&(["handbook", "data-protection"])[..])
                     .iter()
-                    .any(|__item| ((__needle) == ((*__item))))
+                    .any(|__item| (__meter.str((__needle)) == __meter.str(((*__item)))))
             })
         }
         /// Evaluates [`input_lookup_policy_doc`] over the engagement's variables.
@@ -1916,7 +1920,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_lookup_policy_doc(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_lookup_policy_doc(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1932,6 +1938,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_lookup_policy_doc_evaluate,
+                    super::super::support::interpreter(
+                        "recent.lookup_policy_doc.inputs.collection in [\"handbook\", \"data-protection\"]",
+                    )?,
                 ),
             )
         }
@@ -1945,7 +1954,9 @@ pub mod policies {
         )]
         pub fn exposes_policies_consulted(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter.steps(4u64);
             Ok(((&(root).history)).total)
         }
         /// Evaluates [`exposes_policies_consulted`] over the engagement's variables.
@@ -1964,7 +1975,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_policies_consulted(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_policies_consulted(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1980,6 +1993,7 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_policies_consulted_evaluate,
+                    super::super::support::interpreter("history._total")?,
                 ),
             )
         }
@@ -2152,7 +2166,9 @@ pub mod policies {
         )]
         pub fn input_lookup_policy_doc(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(20u64);
             Ok({
                 let __needle = ((&(match &((&(root).recent)).lookup_policy_doc {
                     ::std::option::Option::Some(value) => value,
@@ -2167,9 +2183,11 @@ pub mod policies {
                     .inputs))
                     .collection
                     .as_str();
-                (["handbook", "benefits", "leave", "expenses"])
+                __meter.str(&__needle);
+                __meter
+                    .list(&(["handbook", "benefits", "leave", "expenses"])[..])
                     .iter()
-                    .any(|__item| ((__needle) == ((*__item))))
+                    .any(|__item| (__meter.str((__needle)) == __meter.str(((*__item)))))
             })
         }
         /// Evaluates [`input_lookup_policy_doc`] over the engagement's variables.
@@ -2187,7 +2205,9 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            match input_lookup_policy_doc(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_lookup_policy_doc(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -2203,6 +2223,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_lookup_policy_doc_evaluate,
+                    super::super::support::interpreter(
+                        "recent.lookup_policy_doc.inputs.collection in [\"handbook\", \"benefits\", \"leave\", \"expenses\"]",
+                    )?,
                 ),
             )
         }
@@ -2216,34 +2239,39 @@ pub mod policies {
         )]
         pub fn output_lookup_policy_doc(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(38u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_len(
-                                    ((match &(match &((&(root).recent)).lookup_policy_doc {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key(
-                                                    "lookup_policy_doc",
-                                                ),
-                                            );
-                                        }
-                                    })
-                                        .outputs
-                                    {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                            );
-                                        }
-                                    })
-                                        .pages
-                                        .as_slice())
+                                    __meter
+                                        .list(
+                                            &((match &(match &((&(root).recent)).lookup_policy_doc {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                            "lookup_policy_doc",
+                                                        ),
+                                                    );
+                                                }
+                                            })
+                                                .outputs
+                                            {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                    );
+                                                }
+                                            })
+                                                .pages
+                                                .as_slice())[..],
+                                        )
                                         .len(),
                                 ) <= (10i64)),
                             )
@@ -2275,8 +2303,13 @@ pub mod policies {
                                             .as_slice())
                                             .iter()
                                             .all(|__item| {
+                                                if !__meter.iteration(8u64) {
+                                                    return false;
+                                                }
                                                 let v_p = __item;
-                                                ((v_p).doc_id.as_str()).starts_with(("pol_"))
+                                                __meter
+                                                    .str(((v_p).doc_id.as_str()))
+                                                    .starts_with(__meter.str(("pol_")))
                                             }),
                                     )
                                 })() {
@@ -2324,6 +2357,9 @@ pub mod policies {
                                     .as_slice())
                                     .iter()
                                 {
+                                    if !__meter.iteration(10u64) {
+                                        break;
+                                    }
                                     let v_p = __item;
                                     match (|| -> ::agentc_cel_support::CelResult<_> {
                                         Ok({
@@ -2353,8 +2389,13 @@ pub mod policies {
                                                 .as_slice())
                                                 .iter()
                                             {
+                                                if !__meter.iteration(10u64) {
+                                                    break;
+                                                }
                                                 let v_q = __item;
-                                                if (((v_q).doc_id.as_str()) == ((v_p).doc_id.as_str())) {
+                                                if (__meter.str(((v_q).doc_id.as_str()))
+                                                    == __meter.str(((v_p).doc_id.as_str())))
+                                                {
                                                     __count += 1;
                                                 }
                                             }
@@ -2408,7 +2449,9 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            match output_lookup_policy_doc(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_lookup_policy_doc(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -2424,6 +2467,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_lookup_policy_doc_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.lookup_policy_doc.outputs.pages) <= 10 && recent.lookup_policy_doc.outputs.pages.all(p, p.doc_id.startsWith(\"pol_\")) && recent.lookup_policy_doc.outputs.pages.all(p, recent.lookup_policy_doc.outputs.pages.exists_one(q, q.doc_id == p.doc_id))",
+                    )?,
                 ),
             )
         }
@@ -2437,31 +2483,36 @@ pub mod policies {
         )]
         pub fn exposes_documents_found(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter.steps(18u64);
             Ok(
                 (if ((&(root).recent)).lookup_policy_doc.is_some() {
                     ::agentc_cel_support::size_len(
-                        ((match &(match &((&(root).recent)).lookup_policy_doc {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key(
-                                        "lookup_policy_doc",
-                                    ),
-                                );
-                            }
-                        })
-                            .outputs
-                        {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                );
-                            }
-                        })
-                            .pages
-                            .as_slice())
+                        __meter
+                            .list(
+                                &((match &(match &((&(root).recent)).lookup_policy_doc {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key(
+                                                "lookup_policy_doc",
+                                            ),
+                                        );
+                                    }
+                                })
+                                    .outputs
+                                {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
+                                    .pages
+                                    .as_slice())[..],
+                            )
                             .len(),
                     )
                 } else {
@@ -2484,7 +2535,9 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            match exposes_documents_found(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_documents_found(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -2500,6 +2553,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_documents_found_evaluate,
+                    super::super::support::interpreter(
+                        "has(recent.lookup_policy_doc) ? size(recent.lookup_policy_doc.outputs.pages) : 0",
+                    )?,
                 ),
             )
         }
@@ -2513,10 +2569,12 @@ pub mod policies {
         )]
         pub fn exposes_collection(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
             ::agentc_cel_support::CelError,
         > {
+            __meter.steps(16u64);
             Ok(
                 (if ((&(root).recent)).lookup_policy_doc.is_some() {
                     (((&(match &((&(root).recent)).lookup_policy_doc {
@@ -2553,7 +2611,9 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            match exposes_collection(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_collection(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -2569,6 +2629,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_collection_evaluate,
+                    super::super::support::interpreter(
+                        "has(recent.lookup_policy_doc) ? recent.lookup_policy_doc.inputs.collection : \"\"",
+                    )?,
                 ),
             )
         }
@@ -2929,22 +2992,27 @@ pub mod policies {
         )]
         pub fn input_team_scheduler(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(14u64);
             Ok(
                 (::agentc_cel_support::size_str(
-                    (((&(match &((&(root).recent)).team_scheduler {
-                        ::std::option::Option::Some(value) => value,
-                        ::std::option::Option::None => {
-                            return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key(
-                                    "team_scheduler",
-                                ),
-                            );
-                        }
-                    })
-                        .inputs))
-                        .text
-                        .as_str()),
+                    __meter
+                        .str(
+                            (((&(match &((&(root).recent)).team_scheduler {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key(
+                                            "team_scheduler",
+                                        ),
+                                    );
+                                }
+                            })
+                                .inputs))
+                                .text
+                                .as_str()),
+                        ),
                 ) <= (2000i64)),
             )
         }
@@ -2964,7 +3032,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_team_scheduler(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_team_scheduler(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -2980,6 +3050,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_team_scheduler_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.team_scheduler.inputs.text) <= 2000",
+                    )?,
                 ),
             )
         }
@@ -2993,31 +3066,36 @@ pub mod policies {
         )]
         pub fn output_team_scheduler(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(26u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (!(((match &(match &((&(root).recent)).team_scheduler {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key(
-                                        "team_scheduler",
-                                    ),
-                                );
-                            }
-                        })
-                            .outputs
-                        {
-                            ::std::option::Option::Some(value) => value,
-                            ::std::option::Option::None => {
-                                return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                );
-                            }
-                        })
-                            .event_id
-                            .as_str()) == (""))),
+                        (!(__meter
+                            .str(
+                                ((match &(match &((&(root).recent)).team_scheduler {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key(
+                                                "team_scheduler",
+                                            ),
+                                        );
+                                    }
+                                })
+                                    .outputs
+                                {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        );
+                                    }
+                                })
+                                    .event_id
+                                    .as_str()),
+                            ) == __meter.str(("")))),
                     )
                 })() {
                     Ok(false) => false,
@@ -3073,7 +3151,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match output_team_scheduler(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_team_scheduler(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -3089,6 +3169,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_team_scheduler_evaluate,
+                    super::super::support::interpreter(
+                        "recent.team_scheduler.outputs.event_id != \"\" && recent.team_scheduler.outputs.events_created == 1",
+                    )?,
                 ),
             )
         }
@@ -3102,9 +3185,12 @@ pub mod policies {
         )]
         pub fn input_hr_helpdesk(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(14u64);
             Ok(
                 (!{
+                    __meter.steps(2u64);
                     static PATTERN_1: ::std::sync::LazyLock<
                         ::std::result::Result<::regex::Regex, ::regex::Error>,
                     > = ::std::sync::LazyLock::new(|| {
@@ -3115,24 +3201,25 @@ pub mod policies {
                             .dfa_size_limit(1 << 22)
                             .build()
                     });
-                    match &*PATTERN_1 {
-                        Ok(__regex) => {
-                            __regex
-                                .is_match(
-                                    (((&(match &((&(root).recent)).hr_helpdesk {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("hr_helpdesk"),
-                                            );
-                                        }
-                                    })
-                                        .inputs))
-                                        .text
-                                        .as_str()),
-                                )
-                        }
-                        Err(_) => {
+                    match (
+                        __meter
+                            .str(
+                                (((&(match &((&(root).recent)).hr_helpdesk {
+                                    ::std::option::Option::Some(value) => value,
+                                    ::std::option::Option::None => {
+                                        return ::std::result::Result::Err(
+                                            ::agentc_cel_support::CelError::no_such_key("hr_helpdesk"),
+                                        );
+                                    }
+                                })
+                                    .inputs))
+                                    .text
+                                    .as_str()),
+                            ),
+                        &*PATTERN_1,
+                    ) {
+                        (__text, Ok(__regex)) => __regex.is_match(__text),
+                        (_, Err(_)) => {
                             return Err(
                                 ::agentc_cel_support::CelError::new(
                                     "invalid regular expression",
@@ -3159,7 +3246,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_hr_helpdesk(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_hr_helpdesk(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -3175,6 +3264,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_hr_helpdesk_evaluate,
+                    super::super::support::interpreter(
+                        "!recent.hr_helpdesk.inputs.text.matches(\"(?i)(salary|disciplinary record) of \")",
+                    )?,
                 ),
             )
         }
@@ -3188,7 +3280,9 @@ pub mod policies {
         )]
         pub fn output_hr_helpdesk(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(12u64);
             Ok(
                 ((match &(match &((&(root).recent)).hr_helpdesk {
                     ::std::option::Option::Some(value) => value,
@@ -3226,7 +3320,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match output_hr_helpdesk(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_hr_helpdesk(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -3242,6 +3338,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_hr_helpdesk_evaluate,
+                    super::super::support::interpreter(
+                        "recent.hr_helpdesk.outputs.documents_found > 0",
+                    )?,
                 ),
             )
         }
@@ -3255,7 +3354,9 @@ pub mod policies {
         )]
         pub fn output_vendor_liaison(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(12u64);
             Ok(
                 ((match &(match &((&(root).recent)).vendor_liaison {
                     ::std::option::Option::Some(value) => value,
@@ -3293,7 +3394,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match output_vendor_liaison(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_vendor_liaison(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -3309,6 +3412,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_vendor_liaison_evaluate,
+                    super::super::support::interpreter(
+                        "recent.vendor_liaison.outputs.messages_sent <= 3",
+                    )?,
                 ),
             )
         }
@@ -3322,10 +3428,12 @@ pub mod policies {
         )]
         pub fn exposes_event_id(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
             ::agentc_cel_support::CelError,
         > {
+            __meter.steps(16u64);
             Ok(
                 (if ((&(root).recent)).team_scheduler.is_some() {
                     ((match &(match &((&(root).recent)).team_scheduler {
@@ -3371,7 +3479,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_event_id(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_event_id(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -3387,6 +3497,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_event_id_evaluate,
+                    super::super::support::interpreter(
+                        "has(recent.team_scheduler) ? recent.team_scheduler.outputs.event_id : \"\"",
+                    )?,
                 ),
             )
         }
@@ -3400,10 +3513,12 @@ pub mod policies {
         )]
         pub fn exposes_delegations(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::vec::Vec<::std::string::String>,
             ::agentc_cel_support::CelError,
         > {
+            __meter.steps(4u64);
             Ok(
                 (((&(root).history)).list.as_slice())
                     .iter()
@@ -3427,7 +3542,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_delegations(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_delegations(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -3443,6 +3560,7 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_delegations_evaluate,
+                    super::super::support::interpreter("history._list")?,
                 ),
             )
         }
@@ -3723,22 +3841,27 @@ pub mod policies {
         )]
         pub fn input_team_free_busy(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(14u64);
             Ok(
                 (::agentc_cel_support::size_len(
-                    (((&(match &((&(root).recent)).team_free_busy {
-                        ::std::option::Option::Some(value) => value,
-                        ::std::option::Option::None => {
-                            return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key(
-                                    "team_free_busy",
-                                ),
-                            );
-                        }
-                    })
-                        .inputs))
-                        .attendees
-                        .as_slice())
+                    __meter
+                        .list(
+                            &(((&(match &((&(root).recent)).team_free_busy {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key(
+                                            "team_free_busy",
+                                        ),
+                                    );
+                                }
+                            })
+                                .inputs))
+                                .attendees
+                                .as_slice())[..],
+                        )
                         .len(),
                 ) <= (25i64)),
             )
@@ -3759,7 +3882,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_team_free_busy(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_team_free_busy(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -3775,6 +3900,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_team_free_busy_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.team_free_busy.inputs.attendees) <= 25",
+                    )?,
                 ),
             )
         }
@@ -3788,26 +3916,31 @@ pub mod policies {
         )]
         pub fn input_team_create_event(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(72u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_len(
-                                    (((&(match &((&(root).recent)).team_create_event {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key(
-                                                    "team_create_event",
-                                                ),
-                                            );
-                                        }
-                                    })
-                                        .inputs))
-                                        .attendees
-                                        .as_slice())
+                                    __meter
+                                        .list(
+                                            &(((&(match &((&(root).recent)).team_create_event {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                            "team_create_event",
+                                                        ),
+                                                    );
+                                                }
+                                            })
+                                                .inputs))
+                                                .attendees
+                                                .as_slice())[..],
+                                        )
                                         .len(),
                                 ) <= (25i64)),
                             )
@@ -3831,8 +3964,11 @@ pub mod policies {
                                             .as_slice())
                                             .iter()
                                             .all(|__item| {
+                                                if !__meter.iteration(6u64) {
+                                                    return false;
+                                                }
                                                 let v_a = (__item).as_str();
-                                                (v_a).ends_with(("@acme.example"))
+                                                __meter.str((v_a)).ends_with(__meter.str(("@acme.example")))
                                             }),
                                     )
                                 })() {
@@ -3854,19 +3990,22 @@ pub mod policies {
                                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                                     Ok(
                                         (::agentc_cel_support::parse_timestamp(
-                                            (((&(match &((&(root).recent)).team_create_event {
-                                                ::std::option::Option::Some(value) => value,
-                                                ::std::option::Option::None => {
-                                                    return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key(
-                                                            "team_create_event",
-                                                        ),
-                                                    );
-                                                }
-                                            })
-                                                .inputs))
-                                                .start
-                                                .as_str()),
+                                            __meter
+                                                .str(
+                                                    (((&(match &((&(root).recent)).team_create_event {
+                                                        ::std::option::Option::Some(value) => value,
+                                                        ::std::option::Option::None => {
+                                                            return ::std::result::Result::Err(
+                                                                ::agentc_cel_support::CelError::no_such_key(
+                                                                    "team_create_event",
+                                                                ),
+                                                            );
+                                                        }
+                                                    })
+                                                        .inputs))
+                                                        .start
+                                                        .as_str()),
+                                                ),
                                         )? > (root).started_at),
                                     )
                                 })() {
@@ -3876,36 +4015,45 @@ pub mod policies {
                                             Ok(
                                                 (::agentc_cel_support::sub_timestamps(
                                                     ::agentc_cel_support::parse_timestamp(
-                                                        (((&(match &((&(root).recent)).team_create_event {
-                                                            ::std::option::Option::Some(value) => value,
-                                                            ::std::option::Option::None => {
-                                                                return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key(
-                                                                        "team_create_event",
-                                                                    ),
-                                                                );
-                                                            }
-                                                        })
-                                                            .inputs))
-                                                            .end
-                                                            .as_str()),
+                                                        __meter
+                                                            .str(
+                                                                (((&(match &((&(root).recent)).team_create_event {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key(
+                                                                                "team_create_event",
+                                                                            ),
+                                                                        );
+                                                                    }
+                                                                })
+                                                                    .inputs))
+                                                                    .end
+                                                                    .as_str()),
+                                                            ),
                                                     )?,
                                                     ::agentc_cel_support::parse_timestamp(
-                                                        (((&(match &((&(root).recent)).team_create_event {
-                                                            ::std::option::Option::Some(value) => value,
-                                                            ::std::option::Option::None => {
-                                                                return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key(
-                                                                        "team_create_event",
-                                                                    ),
-                                                                );
-                                                            }
-                                                        })
-                                                            .inputs))
-                                                            .start
-                                                            .as_str()),
+                                                        __meter
+                                                            .str(
+                                                                (((&(match &((&(root).recent)).team_create_event {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key(
+                                                                                "team_create_event",
+                                                                            ),
+                                                                        );
+                                                                    }
+                                                                })
+                                                                    .inputs))
+                                                                    .start
+                                                                    .as_str()),
+                                                            ),
                                                     )?,
-                                                )? <= ::agentc_cel_support::parse_duration(("4h"))?),
+                                                )?
+                                                    <= ::agentc_cel_support::parse_duration(
+                                                        __meter.str(("4h")),
+                                                    )?),
                                             )
                                         })() {
                                             Ok(false) => false,
@@ -3954,7 +4102,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_team_create_event(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_team_create_event(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -3970,6 +4120,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent", "started_at"],
                     input_team_create_event_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.team_create_event.inputs.attendees) <= 25 && recent.team_create_event.inputs.attendees.all(a, a.endsWith(\"@acme.example\")) && timestamp(recent.team_create_event.inputs.start) > started_at && timestamp(recent.team_create_event.inputs.end) - timestamp(recent.team_create_event.inputs.start) <= duration(\"4h\")",
+                    )?,
                 ),
             )
         }
@@ -3983,7 +4136,9 @@ pub mod policies {
         )]
         pub fn output_team_create_event(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(16u64);
             Ok({
                 let __needle = (match &(match &((&(root).recent)).team_create_event {
                     ::std::option::Option::Some(value) => value,
@@ -4006,9 +4161,11 @@ pub mod policies {
                 })
                     .status
                     .as_str();
-                (["confirmed", "tentative"])
+                __meter.str(&__needle);
+                __meter
+                    .list(&(["confirmed", "tentative"])[..])
                     .iter()
-                    .any(|__item| ((__needle) == ((*__item))))
+                    .any(|__item| (__meter.str((__needle)) == __meter.str(((*__item)))))
             })
         }
         /// Evaluates [`output_team_create_event`] over the engagement's variables.
@@ -4027,7 +4184,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match output_team_create_event(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_team_create_event(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -4043,6 +4202,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_team_create_event_evaluate,
+                    super::super::support::interpreter(
+                        "recent.team_create_event.outputs.status in [\"confirmed\", \"tentative\"]",
+                    )?,
                 ),
             )
         }
@@ -4056,10 +4218,12 @@ pub mod policies {
         )]
         pub fn exposes_event_id(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
             ::agentc_cel_support::CelError,
         > {
+            __meter.steps(16u64);
             Ok(
                 (if ((&(root).recent)).team_create_event.is_some() {
                     ((match &(match &((&(root).recent)).team_create_event {
@@ -4105,7 +4269,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_event_id(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_event_id(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -4121,6 +4287,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_event_id_evaluate,
+                    super::super::support::interpreter(
+                        "has(recent.team_create_event) ? recent.team_create_event.outputs.event_id : \"\"",
+                    )?,
                 ),
             )
         }
@@ -4134,19 +4303,29 @@ pub mod policies {
         )]
         pub fn exposes_events_created(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter.steps(8u64);
             Ok(
                 ::agentc_cel_support::size_len(
-                    ({
-                        let mut __out = ::std::vec::Vec::new();
-                        for __item in (((&(root).history)).list.as_slice()).iter() {
-                            let v_n = (__item).as_str();
-                            if ((v_n) == ("team_create_event")) {
-                                __out.push(v_n);
-                            }
-                        }
-                        __out
-                    })
+                    __meter
+                        .list(
+                            &({
+                                let mut __out = ::std::vec::Vec::new();
+                                for __item in (((&(root).history)).list.as_slice()).iter() {
+                                    if !__meter.iteration(6u64) {
+                                        break;
+                                    }
+                                    let v_n = (__item).as_str();
+                                    if (__meter.str((v_n))
+                                        == __meter.str(("team_create_event")))
+                                    {
+                                        __out.push(v_n);
+                                    }
+                                }
+                                __meter.built_list(__out)
+                            })[..],
+                        )
                         .len(),
                 ),
             )
@@ -4167,7 +4346,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_events_created(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_events_created(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -4183,6 +4364,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_events_created_evaluate,
+                    super::super::support::interpreter(
+                        "size(history._list.filter(n, n == \"team_create_event\"))",
+                    )?,
                 ),
             )
         }
@@ -4382,26 +4566,31 @@ pub mod policies {
         )]
         pub fn input_vendor_support(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(46u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_str(
-                                    (((&(match &((&(root).recent)).vendor_support {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key(
-                                                    "vendor_support",
-                                                ),
-                                            );
-                                        }
-                                    })
-                                        .inputs))
-                                        .text
-                                        .as_str()),
+                                    __meter
+                                        .str(
+                                            (((&(match &((&(root).recent)).vendor_support {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                            "vendor_support",
+                                                        ),
+                                                    );
+                                                }
+                                            })
+                                                .inputs))
+                                                .text
+                                                .as_str()),
+                                        ),
                                 ) <= (4000i64)),
                             )
                         })() {
@@ -4410,6 +4599,7 @@ pub mod policies {
                                 match (|| -> ::agentc_cel_support::CelResult<_> {
                                     Ok(
                                         (!{
+                                            __meter.steps(2u64);
                                             static PATTERN_1: ::std::sync::LazyLock<
                                                 ::std::result::Result<::regex::Regex, ::regex::Error>,
                                             > = ::std::sync::LazyLock::new(|| {
@@ -4420,26 +4610,27 @@ pub mod policies {
                                                     .dfa_size_limit(1 << 22)
                                                     .build()
                                             });
-                                            match &*PATTERN_1 {
-                                                Ok(__regex) => {
-                                                    __regex
-                                                        .is_match(
-                                                            (((&(match &((&(root).recent)).vendor_support {
-                                                                ::std::option::Option::Some(value) => value,
-                                                                ::std::option::Option::None => {
-                                                                    return ::std::result::Result::Err(
-                                                                        ::agentc_cel_support::CelError::no_such_key(
-                                                                            "vendor_support",
-                                                                        ),
-                                                                    );
-                                                                }
-                                                            })
-                                                                .inputs))
-                                                                .text
-                                                                .as_str()),
-                                                        )
-                                                }
-                                                Err(_) => {
+                                            match (
+                                                __meter
+                                                    .str(
+                                                        (((&(match &((&(root).recent)).vendor_support {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                                        "vendor_support",
+                                                                    ),
+                                                                );
+                                                            }
+                                                        })
+                                                            .inputs))
+                                                            .text
+                                                            .as_str()),
+                                                    ),
+                                                &*PATTERN_1,
+                                            ) {
+                                                (__text, Ok(__regex)) => __regex.is_match(__text),
+                                                (_, Err(_)) => {
                                                     return Err(
                                                         ::agentc_cel_support::CelError::new(
                                                             "invalid regular expression",
@@ -4466,15 +4657,18 @@ pub mod policies {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (((&(root).user)).email.is_some()
-                                    && (match ((&(root).user)).email.as_deref() {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("email"),
-                                            );
-                                        }
-                                    })
-                                        .ends_with(("@acme.example"))),
+                                    && __meter
+                                        .str(
+                                            (match ((&(root).user)).email.as_deref() {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("email"),
+                                                    );
+                                                }
+                                            }),
+                                        )
+                                        .ends_with(__meter.str(("@acme.example")))),
                             )
                         })() {
                             Ok(false) => false,
@@ -4512,7 +4706,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match input_vendor_support(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_vendor_support(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -4528,6 +4724,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent", "user"],
                     input_vendor_support_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.vendor_support.inputs.text) <= 4000 && !recent.vendor_support.inputs.text.matches(\"(?i)(password|api[ _-]?key|secret)\") && has(user.email) && user.email.endsWith(\"@acme.example\")",
+                    )?,
                 ),
             )
         }
@@ -4541,30 +4740,35 @@ pub mod policies {
         )]
         pub fn output_vendor_support(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(14u64);
             Ok(
                 (::agentc_cel_support::size_str(
-                    ((match &(match &((&(root).recent)).vendor_support {
-                        ::std::option::Option::Some(value) => value,
-                        ::std::option::Option::None => {
-                            return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key(
-                                    "vendor_support",
-                                ),
-                            );
-                        }
-                    })
-                        .outputs
-                    {
-                        ::std::option::Option::Some(value) => value,
-                        ::std::option::Option::None => {
-                            return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                            );
-                        }
-                    })
-                        .text
-                        .as_str()),
+                    __meter
+                        .str(
+                            ((match &(match &((&(root).recent)).vendor_support {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key(
+                                            "vendor_support",
+                                        ),
+                                    );
+                                }
+                            })
+                                .outputs
+                            {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                    );
+                                }
+                            })
+                                .text
+                                .as_str()),
+                        ),
                 ) <= (20000i64)),
             )
         }
@@ -4584,7 +4788,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match output_vendor_support(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_vendor_support(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -4600,6 +4806,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_vendor_support_evaluate,
+                    super::super::support::interpreter(
+                        "size(recent.vendor_support.outputs.text) <= 20000",
+                    )?,
                 ),
             )
         }
@@ -4613,14 +4822,18 @@ pub mod policies {
         )]
         pub fn exposes_messages_sent(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter.steps(14u64);
             Ok(
                 (if {
                     let _ = (&(root).history);
                     true
                 } {
                     ::agentc_cel_support::size_len(
-                        (((&(root).history)).vendor_support.as_slice()).len(),
+                        __meter
+                            .list(&(((&(root).history)).vendor_support.as_slice())[..])
+                            .len(),
                     )
                 } else {
                     (0i64)
@@ -4643,7 +4856,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_messages_sent(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_messages_sent(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -4659,6 +4874,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_messages_sent_evaluate,
+                    super::super::support::interpreter(
+                        "has(history.vendor_support) ? size(history.vendor_support) : 0",
+                    )?,
                 ),
             )
         }

@@ -864,24 +864,29 @@ pub mod policies {
         )]
         pub fn input_fetch_page(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(58u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
-                                (((&(match &((&(root).recent)).fetch_page {
-                                    ::std::option::Option::Some(value) => value,
-                                    ::std::option::Option::None => {
-                                        return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                        );
-                                    }
-                                })
-                                    .inputs))
-                                    .url
-                                    .as_str())
-                                    .starts_with(("https://")),
+                                __meter
+                                    .str(
+                                        (((&(match &((&(root).recent)).fetch_page {
+                                            ::std::option::Option::Some(value) => value,
+                                            ::std::option::Option::None => {
+                                                return ::std::result::Result::Err(
+                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                );
+                                            }
+                                        })
+                                            .inputs))
+                                            .url
+                                            .as_str()),
+                                    )
+                                    .starts_with(__meter.str(("https://"))),
                             )
                         })() {
                             Ok(false) => false,
@@ -889,6 +894,7 @@ pub mod policies {
                                 match (|| -> ::agentc_cel_support::CelResult<_> {
                                     Ok(
                                         (!{
+                                            __meter.steps(1u64);
                                             static PATTERN_1: ::std::sync::LazyLock<
                                                 ::std::result::Result<::regex::Regex, ::regex::Error>,
                                             > = ::std::sync::LazyLock::new(|| {
@@ -897,24 +903,25 @@ pub mod policies {
                                                     .dfa_size_limit(1 << 22)
                                                     .build()
                                             });
-                                            match &*PATTERN_1 {
-                                                Ok(__regex) => {
-                                                    __regex
-                                                        .is_match(
-                                                            (((&(match &((&(root).recent)).fetch_page {
-                                                                ::std::option::Option::Some(value) => value,
-                                                                ::std::option::Option::None => {
-                                                                    return ::std::result::Result::Err(
-                                                                        ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                                                    );
-                                                                }
-                                                            })
-                                                                .inputs))
-                                                                .url
-                                                                .as_str()),
-                                                        )
-                                                }
-                                                Err(_) => {
+                                            match (
+                                                __meter
+                                                    .str(
+                                                        (((&(match &((&(root).recent)).fetch_page {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                );
+                                                            }
+                                                        })
+                                                            .inputs))
+                                                            .url
+                                                            .as_str()),
+                                                    ),
+                                                &*PATTERN_1,
+                                            ) {
+                                                (__text, Ok(__regex)) => __regex.is_match(__text),
+                                                (_, Err(_)) => {
                                                     return Err(
                                                         ::agentc_cel_support::CelError::new(
                                                             "invalid regular expression",
@@ -957,27 +964,39 @@ pub mod policies {
                                             ])
                                                 .iter()
                                             {
+                                                if !__meter.iteration(16u64) {
+                                                    break;
+                                                }
                                                 let v_host = (*__item);
                                                 match (|| -> ::agentc_cel_support::CelResult<_> {
                                                     Ok(
-                                                        (((&(match &((&(root).recent)).fetch_page {
-                                                            ::std::option::Option::Some(value) => value,
-                                                            ::std::option::Option::None => {
-                                                                return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                                                );
-                                                            }
-                                                        })
-                                                            .inputs))
-                                                            .url
-                                                            .as_str())
-                                                            .starts_with(
-                                                                ({
-                                                                    let mut __text = ::std::string::String::from(("https://"));
-                                                                    __text.push_str((v_host));
-                                                                    __text
+                                                        __meter
+                                                            .str(
+                                                                (((&(match &((&(root).recent)).fetch_page {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                        );
+                                                                    }
                                                                 })
-                                                                    .as_str(),
+                                                                    .inputs))
+                                                                    .url
+                                                                    .as_str()),
+                                                            )
+                                                            .starts_with(
+                                                                __meter
+                                                                    .str(
+                                                                        (__meter
+                                                                            .built_string({
+                                                                                let mut __text = ::std::string::String::from(
+                                                                                    __meter.str(("https://")),
+                                                                                );
+                                                                                __text.push_str(__meter.str((v_host)));
+                                                                                __text
+                                                                            }))
+                                                                            .as_str(),
+                                                                    ),
                                                             ),
                                                     )
                                                 })() {
@@ -1053,7 +1072,9 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            match input_fetch_page(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = input_fetch_page(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1069,6 +1090,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history", "recent"],
                     input_fetch_page_evaluate,
+                    super::super::support::interpreter(
+                        "recent.fetch_page.inputs.url.startsWith(\"https://\") && !recent.fetch_page.inputs.url.matches(\"^https://[^/?#]*[@A-Z]\") && ![\"intranet.acme.example\", \"payroll.acme.example\", \"wiki.corp.acme.example\", \"localhost\", \"127.0.0.1\", \"169.254.169.254\"].exists(host, recent.fetch_page.inputs.url.startsWith(\"https://\" + host)) && history._total < 40",
+                    )?,
                 ),
             )
         }
@@ -1082,7 +1106,9 @@ pub mod policies {
         )]
         pub fn output_fetch_page(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter.steps(56u64);
             Ok(
                 (match (|| -> ::agentc_cel_support::CelResult<_> {
                     Ok(
@@ -1114,32 +1140,8 @@ pub mod policies {
                                     Ok(
                                         (match (|| -> ::agentc_cel_support::CelResult<_> {
                                             Ok(
-                                                ((match &(match &((&(root).recent)).fetch_page {
-                                                    ::std::option::Option::Some(value) => value,
-                                                    ::std::option::Option::None => {
-                                                        return ::std::result::Result::Err(
-                                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                                        );
-                                                    }
-                                                })
-                                                    .outputs
-                                                {
-                                                    ::std::option::Option::Some(value) => value,
-                                                    ::std::option::Option::None => {
-                                                        return ::std::result::Result::Err(
-                                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                                        );
-                                                    }
-                                                })
-                                                    .content_type
-                                                    .as_str())
-                                                    .starts_with(("text/")),
-                                            )
-                                        })() {
-                                            Ok(true) => true,
-                                            __left => {
-                                                match (|| -> ::agentc_cel_support::CelResult<_> {
-                                                    Ok(
+                                                __meter
+                                                    .str(
                                                         ((match &(match &((&(root).recent)).fetch_page {
                                                             ::std::option::Option::Some(value) => value,
                                                             ::std::option::Option::None => {
@@ -1158,8 +1160,38 @@ pub mod policies {
                                                             }
                                                         })
                                                             .content_type
-                                                            .as_str())
-                                                            .contains(("json")),
+                                                            .as_str()),
+                                                    )
+                                                    .starts_with(__meter.str(("text/"))),
+                                            )
+                                        })() {
+                                            Ok(true) => true,
+                                            __left => {
+                                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                                    Ok(
+                                                        __meter
+                                                            .str(
+                                                                ((match &(match &((&(root).recent)).fetch_page {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                        );
+                                                                    }
+                                                                })
+                                                                    .outputs
+                                                                {
+                                                                    ::std::option::Option::Some(value) => value,
+                                                                    ::std::option::Option::None => {
+                                                                        return ::std::result::Result::Err(
+                                                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                                        );
+                                                                    }
+                                                                })
+                                                                    .content_type
+                                                                    .as_str()),
+                                                            )
+                                                            .contains(__meter.str(("json"))),
                                                     )
                                                 })() {
                                                     Ok(true) => true,
@@ -1189,25 +1221,28 @@ pub mod policies {
                         match (|| -> ::agentc_cel_support::CelResult<_> {
                             Ok(
                                 (::agentc_cel_support::size_str(
-                                    ((match &(match &((&(root).recent)).fetch_page {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("fetch_page"),
-                                            );
-                                        }
-                                    })
-                                        .outputs
-                                    {
-                                        ::std::option::Option::Some(value) => value,
-                                        ::std::option::Option::None => {
-                                            return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("outputs"),
-                                            );
-                                        }
-                                    })
-                                        .body
-                                        .as_str()),
+                                    __meter
+                                        .str(
+                                            ((match &(match &((&(root).recent)).fetch_page {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                    );
+                                                }
+                                            })
+                                                .outputs
+                                            {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                    );
+                                                }
+                                            })
+                                                .body
+                                                .as_str()),
+                                        ),
                                 ) <= (2000000i64)),
                             )
                         })() {
@@ -1238,7 +1273,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match output_fetch_page(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = output_fetch_page(&root, &meter);
+            match meter.settle(result) {
                 Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1254,6 +1291,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_fetch_page_evaluate,
+                    super::super::support::interpreter(
+                        "recent.fetch_page.outputs.status_code < 400 && (recent.fetch_page.outputs.content_type.startsWith(\"text/\") || recent.fetch_page.outputs.content_type.contains(\"json\")) && size(recent.fetch_page.outputs.body) <= 2000000",
+                    )?,
                 ),
             )
         }
@@ -1267,14 +1307,18 @@ pub mod policies {
         )]
         pub fn exposes_pages_fetched(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter.steps(14u64);
             Ok(
                 (if {
                     let _ = (&(root).history);
                     true
                 } {
                     ::agentc_cel_support::size_len(
-                        (((&(root).history)).fetch_page.as_slice()).len(),
+                        __meter
+                            .list(&(((&(root).history)).fetch_page.as_slice())[..])
+                            .len(),
                     )
                 } else {
                     (0i64)
@@ -1297,7 +1341,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_pages_fetched(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_pages_fetched(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1313,6 +1359,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_pages_fetched_evaluate,
+                    super::super::support::interpreter(
+                        "has(history.fetch_page) ? size(history.fetch_page) : 0",
+                    )?,
                 ),
             )
         }
@@ -1326,17 +1375,21 @@ pub mod policies {
         )]
         pub fn exposes_first_url(
             root: &Engagement,
+            __meter: &::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
             ::agentc_cel_support::CelError,
         > {
+            __meter.steps(32u64);
             Ok(
                 (if ({
                     let _ = (&(root).history);
                     true
                 }
                     && (::agentc_cel_support::size_len(
-                        (((&(root).history)).fetch_page.as_slice()).len(),
+                        __meter
+                            .list(&(((&(root).history)).fetch_page.as_slice())[..])
+                            .len(),
                     ) > (0i64)))
                 {
                     (((&(::agentc_cel_support::index(
@@ -1368,7 +1421,9 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            match exposes_first_url(&root) {
+            let meter = ::agentc_cel_support::Meter::new();
+            let result = exposes_first_url(&root, &meter);
+            match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
                 Err(error) => Err(super::super::support::denial(error)),
             }
@@ -1384,6 +1439,9 @@ pub mod policies {
                 ::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_first_url_evaluate,
+                    super::super::support::interpreter(
+                        "has(history.fetch_page) && size(history.fetch_page) > 0 ? history.fetch_page[0].inputs.url : \"\"",
+                    )?,
                 ),
             )
         }
@@ -1463,18 +1521,29 @@ pub mod policies {
             )]
             pub fn assertion(
                 root: &Fields,
+                __meter: &::agentc_cel_support::Meter,
             ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+                __meter.steps(20u64);
                 Ok(
                     ((!((root).contains_pii && ((root).confidence >= (0.5f64))))
                         && (!((root).categories.as_slice())
                             .iter()
                             .any(|__item| {
+                                if !__meter.iteration(12u64) {
+                                    return true;
+                                }
                                 let v_c = (__item).as_str();
                                 {
                                     let __needle = v_c;
-                                    (["national_id", "payment_card", "bank_account"])
+                                    __meter.str(&__needle);
+                                    __meter
+                                        .list(
+                                            &(["national_id", "payment_card", "bank_account"])[..],
+                                        )
                                         .iter()
-                                        .any(|__item| ((__needle) == ((*__item))))
+                                        .any(|__item| {
+                                            (__meter.str((__needle)) == __meter.str(((*__item))))
+                                        })
                                 }
                             }))),
                 )
@@ -1495,7 +1564,9 @@ pub mod policies {
                     Ok(root) => root,
                     Err(error) => return Err(error),
                 };
-                match assertion(&root) {
+                let meter = ::agentc_cel_support::Meter::new();
+                let result = assertion(&root, &meter);
+                match meter.settle(result) {
                     Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
                     Err(error) => Err(super::super::super::support::denial(error)),
                 }
@@ -1511,6 +1582,9 @@ pub mod policies {
                     ::agentc_generated_support::cel_roots::compiled(
                         &["categories", "confidence", "contains_pii"],
                         assertion_evaluate,
+                        super::super::super::support::interpreter(
+                            "!(contains_pii && confidence >= 0.5) && !categories.exists(c, c in [\"national_id\", \"payment_card\", \"bank_account\"])",
+                        )?,
                     ),
                 )
             }
