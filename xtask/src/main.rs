@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+mod api_fuzz;
 mod codegen;
 mod compile_times;
 mod fuzz_smoke;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
             None => fuzz_smoke::run(&workspace_root(), iterations(rest)),
         },
         "bench" => bench(),
+        "api-fuzz" => api_fuzz::run(&workspace_root()),
         "compile-times" if rest.iter().any(|a| a == "--instructions") => {
             compile_times::run_instructions(&workspace_root())
         }
@@ -59,7 +61,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N]>"
+                "usage: cargo xtask <ci | codegen [--check] | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N]>"
             );
             return ExitCode::from(2);
         }
@@ -179,6 +181,8 @@ fn ci() -> Result<(), String> {
         "mock",
     ])?;
     cargo(&["run", "-q", "-p", "agentc", "--", "conform", "--runtime"])?;
+    // The served API as a property-based fuzzer sees it (schemathesis, from PyPI).
+    api_fuzz::run(&workspace_root())?;
     codegen::run(&workspace_root(), true)?;
     fuzz_smoke::run(&workspace_root(), 5_000)?;
     // Last, because it is by far the longest build (cold: tens of minutes on two

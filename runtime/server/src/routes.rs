@@ -381,8 +381,10 @@ fn text_input(
         ));
     }
     if text.chars().count() > engine.config().max_input_chars {
+        // 422 as for any other breach of the request schema (`maxLength`); 413 is for
+        // a body over the byte limit.
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "input_too_long",
             format!(
                 "`text` is longer than {} characters",

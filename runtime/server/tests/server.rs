@@ -952,6 +952,7 @@ type Answer = (u16, Option<String>, serde_json::Value);
 async fn every_client_error_is_structured_json() {
     let (mut setup, _) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
     setup.config.max_body_bytes = 1024;
+    setup.config.max_input_chars = 100;
     let server = setup.start().await;
     let base = server.base.clone();
     let token = Some("alice-token-1");
@@ -980,6 +981,19 @@ async fn every_client_error_is_structured_json() {
             422,
             "invalid_input",
             post(&base, "/agents/refunds", token, "[1]").await,
+        ),
+        // Within the body limit, over `text`'s maxLength: a validation error like any
+        // other breach of the request schema, not a body too large.
+        (
+            422,
+            "input_too_long",
+            post(
+                &base,
+                "/agents/refunds",
+                token,
+                &format!(r#"{{"text": "{}"}}"#, "a".repeat(101)),
+            )
+            .await,
         ),
         (
             413,
