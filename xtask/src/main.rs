@@ -26,6 +26,7 @@ mod api_fuzz;
 mod codegen;
 mod compile_times;
 mod fuzz_smoke;
+mod layers;
 mod tiny_model;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         },
         "bench" => bench(),
         "api-fuzz" => api_fuzz::run(&workspace_root()),
+        "layers" => layers::run(&workspace_root()),
         "compile-times" if rest.iter().any(|a| a == "--instructions") => {
             compile_times::run_instructions(&workspace_root())
         }
@@ -61,7 +63,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N]>"
+                "usage: cargo xtask <ci | codegen [--check] | layers | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N]>"
             );
             return ExitCode::from(2);
         }
@@ -158,6 +160,7 @@ fn cargo(arguments: &[&str]) -> Result<(), String> {
 
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])?;
+    layers::run(&workspace_root())?;
     cargo(&[
         "clippy",
         "--workspace",

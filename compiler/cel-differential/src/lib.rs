@@ -11,9 +11,9 @@ pub mod corpus;
 #[rustfmt::skip]
 pub mod generated;
 
-use agentc_cel::compile::{compile_function, engagement_layout, engagement_structs, format_tokens};
 use agentc_cel::engagement::CapabilityTypes;
 use agentc_cel::{Activation, EvalError, ObjectType, Type, Value, type_from_json_schema};
+use agentc_cel_compile::{compile_function, engagement_layout, engagement_structs, format_tokens};
 use agentc_cel_support::{CelError, Duration, Meter, Timestamp, Usage};
 use generated::Engagement;
 use quote::{format_ident, quote};

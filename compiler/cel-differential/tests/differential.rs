@@ -28,7 +28,7 @@ fn fallback_expressions_are_refused_with_an_error() {
     let layout = agentc_cel_differential::layout();
     for (why, source) in corpus::FALLBACK {
         let expr = agentc_cel::parse(source).unwrap();
-        let result = agentc_cel::compile::compile_function("f", &expr, "Engagement", &layout);
+        let result = agentc_cel_compile::compile_function("f", &expr, "Engagement", &layout);
         assert!(result.is_err(), "{why}: `{source}` should not compile");
     }
 }

@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use agentc_cel::compile::{FieldReads, compile_function, prune_layout};
 use agentc_cel::{ObjectType, Type};
+use agentc_cel_compile::{FieldReads, compile_function, prune_layout};
 use agentc_cel_differential::{corpus, layout};
 
 /// Every (object name, field) pair of a layout, at any depth.

@@ -1,5 +1,6 @@
-//! CEL for OpenAgentSpec policies: a parser, a type checker, an interpreter and a
-//! compiler to Rust ([`compile`]).
+//! CEL for OpenAgentSpec policies: a parser, a type checker and an interpreter. The
+//! compiler to Rust is a crate of its own (`agentc-cel-compile`), so that the runtime and
+//! generated crates, which need only this one, carry no code generator.
 //!
 //! The crate is pure: it performs no file or network IO, and no input can make it panic
 //! or exhaust the stack; every limit violation becomes a diagnostic or an error value.
@@ -8,7 +9,6 @@
 
 pub mod ast;
 mod checker;
-pub mod compile;
 pub mod conformance;
 mod diagnostic;
 pub mod engagement;
@@ -26,7 +26,7 @@ pub use eval::{
     EvalError, MAX_COMPREHENSION_ITERATIONS, MAX_EVALUATION_STEPS, MAX_LIST_LENGTH,
     MAX_VALUE_BYTES, Program, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT, build_regex, evaluate,
 };
-pub use parser::{ParseLimits, parse, parse_with_limits};
+pub use parser::{ParseLimits, parse, parse_with_limits, with_enough_stack};
 pub use time::{Duration, Timestamp};
 pub use types::{FieldType, ObjectType, Type, TypeEnv, type_from_json_schema};
 pub use value::{Activation, MapKey, Value, ValueMap, value_from_json, value_from_json_with_type};

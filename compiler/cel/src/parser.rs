@@ -929,7 +929,7 @@ const STACK_SEGMENT: usize = 4 * 1024 * 1024;
 ///
 /// Recursion depth is already bounded by `ParseLimits::max_depth`; this guards the
 /// bounded recursion itself against small thread stacks in unoptimised builds.
-pub(crate) fn with_enough_stack<T>(step: impl FnOnce() -> T) -> T {
+pub fn with_enough_stack<T>(step: impl FnOnce() -> T) -> T {
     stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, step)
 }
 

@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use agentc_cel::compile::{
+use agentc_cel::{ObjectType, Type};
+use agentc_cel_compile::{
     CompiledFunction, FieldReads, compile_assertion, compile_function, engagement_layout,
     prune_layout, rust_field_names, struct_definitions, struct_object_names,
 };
-use agentc_cel::{ObjectType, Type};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 

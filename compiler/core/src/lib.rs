@@ -3,7 +3,7 @@
 //!
 //! Nothing here does IO: callers hand in bytes and get back documents and diagnostics.
 //! The CLI reads files and prints; the proc macro reads one spec file and emits tokens;
-//! both call [`check_set`] and render with [`render::SourceView`].
+//! both call [`check_set`] and render with `render::SourceView` (the `render` feature).
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +12,7 @@ pub mod diagnostics;
 pub mod documents;
 pub mod lower;
 pub mod names;
+#[cfg(feature = "render")]
 pub mod render;
 pub mod span;
 pub mod syntax;
@@ -64,6 +65,8 @@ impl CheckedSet {
             .count()
     }
 
+    /// The set's sources, to render its diagnostics (the `render` feature).
+    #[cfg(feature = "render")]
     pub fn view(&self) -> render::SourceView<'_> {
         render::SourceView::new(&self.names, &self.texts)
     }

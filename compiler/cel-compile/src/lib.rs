@@ -1,4 +1,6 @@
-//! Compiles CEL expressions to Rust over typed structs.
+//! Compiles CEL expressions to Rust over typed structs: the code generator behind
+//! `agentc build` and the `#[agent]` macro, in a crate of its own so that nothing that
+//! runs policies (the runtime, generated crates) carries syn, quote or prettyplease.
 //!
 //! Two halves that must agree:
 //!
@@ -29,15 +31,19 @@
 //! object whole), so a layout pruned to the fields its functions read serves them exactly,
 //! and the structs, conversions and copies of everything else need not exist.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proc_macro2::{Ident, Literal as TokenLiteral, Span as TokenSpan, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::ast::{BinaryOp, Comprehension, ComprehensionKind, Expr, ExprKind, Literal, UnaryOp};
-use crate::diagnostic::Span;
-use crate::engagement::CapabilityTypes;
-use crate::types::{FieldType, ObjectType, Type};
+use agentc_cel::Span;
+use agentc_cel::ast::{
+    BinaryOp, Comprehension, ComprehensionKind, Expr, ExprKind, Literal, UnaryOp,
+};
+use agentc_cel::engagement::CapabilityTypes;
+use agentc_cel::{FieldType, ObjectType, Type};
 use agentc_cel_support::budget::{BYTES_PER_STEP, STEPS_PER_NODE};
 
 /// Why an expression (or a type) could not be compiled to Rust; the caller should use the
@@ -837,7 +843,7 @@ fn constant_string(expr: &Expr) -> Option<&str> {
 
 impl Compiler<'_> {
     fn compile(&mut self, expr: &Expr) -> Result<Code, CompileError> {
-        crate::parser::with_enough_stack(|| self.compile_kind(expr))
+        agentc_cel::with_enough_stack(|| self.compile_kind(expr))
     }
 
     fn compile_kind(&mut self, expr: &Expr) -> Result<Code, CompileError> {
@@ -1321,8 +1327,8 @@ impl Compiler<'_> {
                 // The generated code spells the interpreter's limits (checked below at
                 // compile time), so the two back ends refuse the same patterns.
                 const _: () = assert!(
-                    crate::eval::REGEX_SIZE_LIMIT == 1 << 20
-                        && crate::eval::REGEX_DFA_SIZE_LIMIT == 1 << 22
+                    agentc_cel::REGEX_SIZE_LIMIT == 1 << 20
+                        && agentc_cel::REGEX_DFA_SIZE_LIMIT == 1 << 22
                 );
                 let build = |pattern: TokenStream| {
                     quote!(::regex::RegexBuilder::new(#pattern)
@@ -1708,7 +1714,7 @@ mod tests {
     use super::*;
 
     fn layout() -> ObjectType {
-        let input = crate::type_from_json_schema(&serde_json::json!({
+        let input = agentc_cel::type_from_json_schema(&serde_json::json!({
             "type": "object",
             "properties": {"knowledge_base_id": {"type": "string"}, "query": {"type": "string"}},
             "required": ["knowledge_base_id", "query"]
@@ -1722,7 +1728,7 @@ mod tests {
     }
 
     fn compile_text(source: &str) -> Result<String, CompileError> {
-        let expr = crate::parse(source).unwrap();
+        let expr = agentc_cel::parse(source).unwrap();
         let function = compile_function("check", &expr, "Engagement", &layout())?;
         format_tokens(function.tokens)
     }
