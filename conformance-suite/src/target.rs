@@ -87,10 +87,5 @@ impl Target {
 /// Whether plain HTTP may be used for `url`: only on loopback, so a credential never
 /// crosses a network in clear text.
 pub(crate) fn plain_http_allowed(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(address)) => address.is_loopback(),
-        Some(url::Host::Ipv6(address)) => address.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain == "localhost",
-        None => false,
-    }
+    agentc_compiler::urls::is_loopback(url)
 }

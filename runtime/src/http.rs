@@ -118,6 +118,17 @@ impl HttpTool {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(format!("`{}` is not an http(s) URL", binding.url)));
         }
+        // A credential never crosses a network in clear text: with one, plain HTTP only
+        // on loopback (the one loopback policy, `agentc_compiler::urls`).
+        if url.scheme() == "http"
+            && *auth != AuthScheme::None
+            && !agentc_compiler::urls::is_loopback(&url)
+        {
+            return Err(invalid(format!(
+                "`{}` would send the tool's credential in clear text: use https (plain http is allowed only on loopback)",
+                binding.url
+            )));
+        }
         if let AuthScheme::ApiKey { header } = auth
             && HeaderName::from_bytes(header.as_bytes()).is_err()
         {

@@ -25,6 +25,7 @@
 //! must stay on the agent's origin, so the credential (the capability's static
 //! identity, OAS-C4, sent as a bearer token) never reaches another host.
 
+use agentc_compiler::urls::is_loopback;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,18 +95,6 @@ impl Default for RemoteLimits {
             allow_loopback_http: false,
         }
     }
-}
-
-/// Whether a URL's host is a loopback address.
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
 }
 
 /// Resolves a remote agent's HTTPS URL (as the checker gives it, OAS-N5) to the URL it

@@ -347,6 +347,53 @@ fn api_key_auth_defaults_to_the_x_api_key_header() {
 }
 
 #[test]
+fn credentials_never_travel_over_plain_http_off_loopback() {
+    let binding = |url: &str| HttpBindingSpec {
+        method: HttpMethod::Post,
+        url: url.into(),
+        timeout_ms: None,
+    };
+    let credentialed = [
+        AuthScheme::Bearer,
+        AuthScheme::Basic,
+        AuthScheme::OAuth2,
+        AuthScheme::ApiKey {
+            header: "X-Api-Key".into(),
+        },
+    ];
+    for auth in &credentialed {
+        for url in [
+            "http://tools.acme.example/kb",
+            "http://127.0.0.1:80@tools.acme.example/kb",
+        ] {
+            assert!(
+                matches!(
+                    HttpTool::new("t", &binding(url), auth),
+                    Err(ToolError::InvalidBinding { .. })
+                ),
+                "{url} with {auth:?}"
+            );
+        }
+        for url in [
+            "https://tools.acme.example/kb",
+            "http://127.0.0.1:9/kb",
+            "http://localhost:9/kb",
+        ] {
+            assert!(HttpTool::new("t", &binding(url), auth).is_ok(), "{url}");
+        }
+    }
+    // Without a credential, plain HTTP carries nothing secret.
+    assert!(
+        HttpTool::new(
+            "t",
+            &binding("http://tools.acme.example/kb"),
+            &AuthScheme::None
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn http_bindings_must_be_http_urls() {
     for url in ["ftp://example.com/x", "not a url"] {
         let binding = HttpBindingSpec {

@@ -3,7 +3,8 @@
 //! are typed by their `exposes`. Off by default: checking a spec should not make network
 //! requests unless asked, least of all in CI.
 
-use agentc_compiler::check::{CapabilityTarget, loopback_http_url};
+use agentc_compiler::check::CapabilityTarget;
+use agentc_compiler::urls::{is_loopback_http, loopback_http_url};
 use agentc_compiler::{CheckOptions, SourceInput, check_set};
 use std::io::Read;
 use std::time::Duration;
@@ -58,15 +59,6 @@ pub fn fetch_remote_documents(
         });
     }
     Ok(wanted.len())
-}
-
-fn is_loopback_http(url: &str) -> bool {
-    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|prefix| {
-            url.strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with([':', '/']))
-        })
 }
 
 fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {

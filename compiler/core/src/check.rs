@@ -1198,18 +1198,7 @@ impl Checker<'_> {
     }
 }
 
-/// The URL a remote reference is fetched from: OAS-N5 swaps `oagent://` for `https://`;
-/// a loopback host (a test server) is reached over plain HTTP.
-pub fn loopback_http_url(https_url: &str) -> String {
-    let rest = https_url.strip_prefix("https://").unwrap_or(https_url);
-    let host = rest.split('/').next().unwrap_or_default();
-    let host_name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    if matches!(host_name, "127.0.0.1" | "localhost" | "[::1]") {
-        format!("http://{rest}")
-    } else {
-        https_url.to_string()
-    }
-}
+pub use crate::urls::loopback_http_url;
 
 fn agent_input_type() -> Type {
     let mut fields = BTreeMap::new();

@@ -16,6 +16,7 @@ pub mod names;
 pub mod render;
 pub mod span;
 pub mod syntax;
+pub mod urls;
 
 use diagnostics::{Diagnostic, FrontEndCode, Severity};
 use documents::{LoadedDocument, lower_document};
