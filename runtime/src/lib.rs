@@ -6,6 +6,14 @@
 //! (OAS-C6/C8), recording (OAS-C2), and only then the result goes back to the model.
 
 #![forbid(unsafe_code)]
+// The trusted path never panics on data: no unwrap, expect, panic or unchecked
+// indexing outside tests (clippy.toml allows them in tests).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod audit;
 pub mod check;
@@ -14,7 +22,6 @@ pub mod driver;
 pub mod enforce;
 pub mod engagement;
 pub mod http;
-mod json_text;
 pub mod local;
 pub mod model;
 pub mod openai;

@@ -194,7 +194,7 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
 
 /// Lowercase hex of a SHA-256 digest.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&crate::audit::hex_digest(bytes)).into_owned()
+    crate::audit::hex_digest(bytes)
 }
 
 /// The hash that binds an approval to one call: tool name, stage, canonical input and,

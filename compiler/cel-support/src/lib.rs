@@ -9,6 +9,14 @@
 //! even a failing check does not allocate.
 
 #![forbid(unsafe_code)]
+// The trusted path never panics on data: no unwrap, expect, panic or unchecked
+// indexing outside tests (clippy.toml allows them in tests).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::borrow::Cow;
 use std::fmt;

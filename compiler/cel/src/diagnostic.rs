@@ -304,23 +304,34 @@ impl fmt::Display for CelDiagnostic {
     }
 }
 
-/// Computes the Levenshtein edit distance between two strings, by characters.
-pub(crate) fn edit_distance(left: &str, right: &str) -> usize {
-    let right_chars: Vec<char> = right.chars().collect();
-    let mut previous_row: Vec<usize> = (0..=right_chars.len()).collect();
-    let mut current_row = vec![0; right_chars.len() + 1];
-    for (left_index, left_char) in left.chars().enumerate() {
-        current_row[0] = left_index + 1;
-        for (right_index, right_char) in right_chars.iter().enumerate() {
-            let substitution_cost = usize::from(left_char != *right_char);
-            let best = (previous_row[right_index] + substitution_cost)
-                .min(previous_row[right_index + 1] + 1)
-                .min(current_row[right_index] + 1);
-            current_row[right_index + 1] = best;
-        }
-        std::mem::swap(&mut previous_row, &mut current_row);
+/// The longest name, in characters, [`edit_distance`] compares: no declared name is
+/// that long, and the bound keeps the quadratic comparison cheap on hostile input.
+const LONGEST_COMPARED_NAME: usize = 256;
+
+/// The Levenshtein edit distance between two names, by characters; `usize::MAX` when
+/// either is longer than 256 characters. The one implementation of the did-you-mean
+/// suggestions of CEL and of the spec checker.
+pub fn edit_distance(left: &str, right: &str) -> usize {
+    let right: Vec<char> = right.chars().collect();
+    if right.len() > LONGEST_COMPARED_NAME || left.chars().count() > LONGEST_COMPARED_NAME {
+        return usize::MAX;
     }
-    previous_row.last().copied().unwrap_or(0)
+    // One row of the distance matrix at a time: `previous[j]` is the distance between
+    // the prefix of `left` read so far and the first `j` characters of `right`.
+    let mut previous: Vec<usize> = (0..=right.len()).collect();
+    for (left_index, left_char) in left.chars().enumerate() {
+        let mut current = Vec::with_capacity(right.len() + 1);
+        current.push(left_index + 1);
+        for ((right_char, diagonal), above) in
+            right.iter().zip(&previous).zip(previous.iter().skip(1))
+        {
+            let substitution = diagonal + usize::from(left_char != *right_char);
+            let beside = current.last().map_or(usize::MAX, |cell| cell + 1);
+            current.push(substitution.min(above + 1).min(beside));
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or(0)
 }
 
 /// Returns the candidates close enough to `name` to be suggested, best first.

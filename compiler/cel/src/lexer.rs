@@ -91,10 +91,11 @@ impl<'a> Lexer<'a> {
                 } else {
                     self.lex_identifier()
                 }
-            } else if let Some(symbol) = SYMBOLS
-                .iter()
-                .find(|symbol| self.bytes[self.position..].starts_with(symbol.as_bytes()))
-            {
+            } else if let Some(symbol) = SYMBOLS.iter().find(|symbol| {
+                self.bytes
+                    .get(self.position..)
+                    .is_some_and(|rest| rest.starts_with(symbol.as_bytes()))
+            }) {
                 self.position += symbol.len();
                 TokenKind::Symbol(symbol)
             } else {

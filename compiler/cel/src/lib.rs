@@ -6,6 +6,14 @@
 //! or exhaust the stack; every limit violation becomes a diagnostic or an error value.
 
 #![forbid(unsafe_code)]
+// The trusted path never panics on data: no unwrap, expect, panic or unchecked
+// indexing outside tests (clippy.toml allows them in tests).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod ast;
 mod checker;
@@ -21,7 +29,7 @@ mod value;
 
 pub use ast::Expr;
 pub use checker::{check, check_assertion};
-pub use diagnostic::{CelDiagnostic, CelErrorKind, Span, all_error_kinds};
+pub use diagnostic::{CelDiagnostic, CelErrorKind, Span, all_error_kinds, edit_distance};
 pub use eval::{
     EvalError, MAX_COMPREHENSION_ITERATIONS, MAX_EVALUATION_STEPS, MAX_LIST_LENGTH,
     MAX_VALUE_BYTES, Program, REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT, build_regex, evaluate,

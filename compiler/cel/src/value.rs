@@ -130,7 +130,10 @@ impl ValueMap {
         }
         // Stable, so that equal keys keep their order and the last of them can be kept.
         entries.sort_by(|left, right| left.0.cmp(&right.0));
-        if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        if entries
+            .windows(2)
+            .any(|pair| matches!(pair, [first, second] if first.0 == second.0))
+        {
             let mut distinct: Vec<(MapKey, Value)> = Vec::with_capacity(entries.len());
             for entry in entries {
                 match distinct.last_mut() {
@@ -249,9 +252,7 @@ impl ValueMap {
                 entries
                     .iter()
                     .find_map(|(candidate, value)| match candidate {
-                        MapKey::String(text) if same_text(text.as_bytes(), key.as_bytes()) => {
-                            Some(value)
-                        }
+                        MapKey::String(text) if **text == *key => Some(value),
                         _ => None,
                     })
             }
@@ -269,15 +270,13 @@ impl ValueMap {
         };
         let guess = hint.load(Ordering::Relaxed) as usize;
         if let Some((MapKey::String(text), value)) = entries.get(guess)
-            && same_text(text.as_bytes(), key.as_bytes())
+            && **text == *key
         {
             return Some(value);
         }
         let (position, value) = entries.iter().enumerate().find_map(
             |(position, (candidate, value))| match candidate {
-                MapKey::String(text) if same_text(text.as_bytes(), key.as_bytes()) => {
-                    Some((position, value))
-                }
+                MapKey::String(text) if **text == *key => Some((position, value)),
                 _ => None,
             },
         )?;
@@ -306,56 +305,6 @@ impl ValueMap {
             Entries::Large(entries) => MapIter::Large(entries.iter()),
         }
     }
-}
-
-/// Whether two byte strings are equal; short ones (field names) are compared a word at
-/// a time rather than through a library call.
-#[inline(always)]
-fn same_text(left: &[u8], right: &[u8]) -> bool {
-    let length = left.len();
-    if length != right.len() {
-        return false;
-    }
-    match length {
-        0 => true,
-        // One to three bytes: the first, middle and last byte cover every position.
-        1..4 => {
-            left[0] == right[0]
-                && left[length / 2] == right[length / 2]
-                && left[length - 1] == right[length - 1]
-        }
-        // Four to seven bytes: two overlapping four-byte words cover every position.
-        4..8 => {
-            let tail = length - 4;
-            half_word(left, 0) == half_word(right, 0)
-                && half_word(left, tail) == half_word(right, tail)
-        }
-        8..=16 => {
-            let tail = length - 8;
-            word(left, 0) == word(right, 0) && word(left, tail) == word(right, tail)
-        }
-        _ => left == right,
-    }
-}
-
-/// Four bytes of `bytes` from `at` (zeros past the end).
-#[inline]
-fn half_word(bytes: &[u8], at: usize) -> u32 {
-    let mut buffer = [0u8; 4];
-    if let Some(chunk) = bytes.get(at..at.saturating_add(4)) {
-        buffer.copy_from_slice(chunk);
-    }
-    u32::from_ne_bytes(buffer)
-}
-
-/// Eight bytes of `bytes` from `at` (zeros past the end).
-#[inline]
-fn word(bytes: &[u8], at: usize) -> u64 {
-    let mut buffer = [0u8; 8];
-    if let Some(chunk) = bytes.get(at..at.saturating_add(8)) {
-        buffer.copy_from_slice(chunk);
-    }
-    u64::from_ne_bytes(buffer)
 }
 
 /// An iterator over a map's entries in key order.

@@ -262,8 +262,10 @@ impl Checker<'_> {
         let target = match &reference {
             Reference::Bare(_) => match (self.tool_index(&name), self.agent_index(&name)) {
                 (Some(tool), agent_with_same_name) => {
-                    if let Some(other) = agent_with_same_name {
-                        let agent_span = self.agents[other].name.span;
+                    if let Some(other) =
+                        agent_with_same_name.and_then(|other| self.agents.get(other))
+                    {
+                        let agent_span = other.name.span;
                         self.report(
                             Diagnostic::new(
                                 FrontEndCode::AmbiguousBareReference,
@@ -522,45 +524,53 @@ impl Checker<'_> {
             .collect();
         // Iterative depth-first search with colours; each cycle is reported once, at the
         // edge that closes it.
-        let mut colour = vec![0u8; self.agents.len()];
+        // Unvisited agents are absent; 1: on the current path; 2: done.
+        let mut colour: BTreeMap<usize, u8> = BTreeMap::new();
         for start in 0..self.agents.len() {
-            if colour[start] != 0 {
+            if colour.contains_key(&start) {
                 continue;
             }
             let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
             let mut path: Vec<usize> = vec![start];
-            colour[start] = 1;
+            colour.insert(start, 1);
             while let Some((node, next_edge)) = stack.pop() {
-                if let Some(&(callee, span)) = edges[node].get(next_edge) {
+                let edge = edges.get(node).and_then(|edges| edges.get(next_edge));
+                if let Some(&(callee, span)) = edge {
                     stack.push((node, next_edge + 1));
-                    match colour[callee] {
-                        0 => {
-                            colour[callee] = 1;
+                    match colour.get(&callee) {
+                        None => {
+                            colour.insert(callee, 1);
                             path.push(callee);
                             stack.push((callee, 0));
                         }
-                        1 => {
+                        Some(1) => {
                             let cycle_start =
                                 path.iter().position(|&agent| agent == callee).unwrap_or(0);
-                            let names: Vec<&str> = path[cycle_start..]
+                            let names: Vec<&str> = path
+                                .get(cycle_start..)
+                                .unwrap_or_default()
                                 .iter()
                                 .chain(std::iter::once(&callee))
-                                .map(|&agent| self.agents[agent].name.value.as_str())
+                                .filter_map(|&agent| self.agents.get(agent))
+                                .map(|agent| agent.name.value.as_str())
                                 .collect();
+                            let Some(cycle_agent) = self.agents.get(callee) else {
+                                continue;
+                            };
                             let diagnostic = Diagnostic::new(
                                 FrontEndCode::AgentReferenceCycle,
                                 span,
                                 format!("agents call each other in a cycle: {}", names.join(" → ")),
                             )
                             .with_primary_label("this capability closes the cycle")
-                            .with_secondary(self.agents[callee].name.span, "the cycle starts at this agent")
+                            .with_secondary(cycle_agent.name.span, "the cycle starts at this agent")
                             .with_help("remove one of the capabilities in the cycle; an engagement could otherwise recurse without end");
                             self.report(diagnostic);
                         }
                         _ => {}
                     }
                 } else {
-                    colour[node] = 2;
+                    colour.insert(node, 2);
                     path.pop();
                 }
             }
@@ -983,9 +993,12 @@ impl Checker<'_> {
                     .flatten()
                 {
                     let mut env = TypeEnv::new();
-                    if let Some(tool) = self.tool_index(&guardrail.tool_name) {
+                    if let Some(tool) = self
+                        .tool_index(&guardrail.tool_name)
+                        .and_then(|tool| self.tools.get(tool))
+                    {
                         if let Type::Object(object) =
-                            agentc_cel::type_from_json_schema(&self.tools[tool].output.value)
+                            agentc_cel::type_from_json_schema(&tool.output.value)
                         {
                             for (field, field_type) in object.fields {
                                 env.declare(&field, field_type.ty);
@@ -1006,13 +1019,16 @@ impl Checker<'_> {
         resolution: &Resolution,
         exposes_types: &[Option<ObjectType>],
     ) -> Vec<CapabilityTypes> {
-        let Some(targets) = resolution.capability_targets.get(index) else {
+        let (Some(targets), Some(agent)) = (
+            resolution.capability_targets.get(index),
+            self.agents.get(index),
+        ) else {
             return Vec::new();
         };
         targets
             .iter()
             .zip(
-                self.agents[index]
+                agent
                     .capabilities
                     .iter()
                     .flat_map(|caps| caps.iter().map(|(_, capability)| capability)),
@@ -1020,10 +1036,13 @@ impl Checker<'_> {
             .filter_map(|(target, capability)| target.as_ref().map(|target| (target, capability)))
             .map(|((reference, target), capability)| {
                 let (input, output) = match target {
-                    CapabilityTarget::Tool(tool) => (
-                        agentc_cel::type_from_json_schema(&self.tools[*tool].input.value),
-                        agentc_cel::type_from_json_schema(&self.tools[*tool].output.value),
-                    ),
+                    CapabilityTarget::Tool(tool) => match self.tools.get(*tool) {
+                        Some(tool) => (
+                            agentc_cel::type_from_json_schema(&tool.input.value),
+                            agentc_cel::type_from_json_schema(&tool.output.value),
+                        ),
+                        None => (Type::Dyn, Type::Dyn),
+                    },
                     CapabilityTarget::Agent(callee) => (
                         agent_input_type(),
                         agent_output_type(exposes_types.get(*callee).cloned().flatten(), false),
@@ -1062,10 +1081,10 @@ impl Checker<'_> {
         types: &mut Vec<Option<ObjectType>>,
         state: &mut Vec<u8>,
     ) {
-        if state[index] != 0 {
-            return;
+        match state.get_mut(index) {
+            Some(visit @ 0) => *visit = 1,
+            _ => return,
         }
-        state[index] = 1;
         // Callees first; a cycle (already reported) leaves the callee untyped (open).
         if let Some(targets) = resolution.capability_targets.get(index) {
             for (_, target) in targets.iter().flatten() {
@@ -1081,7 +1100,9 @@ impl Checker<'_> {
                 }
             }
         }
-        let agent = self.agents[index];
+        let Some(&agent) = self.agents.get(index) else {
+            return;
+        };
         let remote = self.is_remote(agent.span);
         let capability_types = if remote {
             // We cannot see a remote agent's tools: type its exposes over `dyn` ones and
@@ -1125,12 +1146,16 @@ impl Checker<'_> {
             }
         }
         self.reporting = previously_reporting;
-        types[index] = Some(ObjectType {
-            name: format!("{}.exposes", agent.name.value),
-            fields,
-            open: false,
-        });
-        state[index] = 2;
+        if let Some(slot) = types.get_mut(index) {
+            *slot = Some(ObjectType {
+                name: format!("{}.exposes", agent.name.value),
+                fields,
+                open: false,
+            });
+        }
+        if let Some(visit) = state.get_mut(index) {
+            *visit = 2;
+        }
     }
 
     /// Parses and checks one expression; returns its type when it checks.
@@ -1350,11 +1375,12 @@ pub fn is_rfc3339(text: &str) -> bool {
     ) else {
         return false;
     };
-    if bytes[4] != b'-'
-        || bytes[7] != b'-'
-        || !matches!(bytes[10], b'T' | b't' | b' ')
-        || bytes[13] != b':'
-        || bytes[16] != b':'
+    let byte = |at: usize| bytes.get(at).copied();
+    if byte(4) != Some(b'-')
+        || byte(7) != Some(b'-')
+        || !matches!(byte(10), Some(b'T' | b't' | b' '))
+        || byte(13) != Some(b':')
+        || byte(16) != Some(b':')
     {
         return false;
     }
@@ -1366,23 +1392,29 @@ pub fn is_rfc3339(text: &str) -> bool {
     {
         return false;
     }
-    let mut rest = &text[19..];
+    let Some(mut rest) = text.get(19..) else {
+        return false;
+    };
     if let Some(fraction) = rest.strip_prefix('.') {
         let digits_len = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits_len == 0 {
-            return false;
+        match fraction.get(digits_len..) {
+            Some(after) if digits_len > 0 => rest = after,
+            _ => return false,
         }
-        rest = &fraction[digits_len..];
     }
     match rest {
         "Z" | "z" => true,
         offset => {
-            let offset_bytes = offset.as_bytes();
-            offset_bytes.len() == 6
-                && matches!(offset_bytes[0], b'+' | b'-')
-                && offset_bytes[3] == b':'
-                && offset[1..3].parse::<u32>().is_ok_and(|h| h < 24)
-                && offset[4..6].parse::<u32>().is_ok_and(|m| m < 60)
+            let number = |range: std::ops::Range<usize>| {
+                offset
+                    .get(range)
+                    .and_then(|digits| digits.parse::<u32>().ok())
+            };
+            offset.len() == 6
+                && matches!(offset.as_bytes().first(), Some(b'+' | b'-'))
+                && offset.as_bytes().get(3) == Some(&b':')
+                && number(1..3).is_some_and(|hours| hours < 24)
+                && number(4..6).is_some_and(|minutes| minutes < 60)
         }
     }
 }

@@ -226,7 +226,7 @@ pub fn did_you_mean<'a>(
         let distance = if candidate == normalized_unknown {
             0
         } else {
-            levenshtein(&normalized_unknown, candidate)
+            agentc_cel::edit_distance(&normalized_unknown, candidate)
         };
         let allowed = (candidate.chars().count().max(3)) / 3;
         if distance <= allowed.max(1)
@@ -236,28 +236,6 @@ pub fn did_you_mean<'a>(
         }
     }
     best.map(|(_, candidate)| candidate)
-}
-
-/// Edit distance over chars, in O(len(a) * len(b)) time and O(len(b)) memory. Inputs
-/// longer than 256 chars are not compared (no spec key is that long), which bounds the
-/// cost on hostile input.
-pub fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len() > 256 || b.len() > 256 {
-        return usize::MAX;
-    }
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for (i, char_a) in a.iter().enumerate() {
-        current[0] = i + 1;
-        for (j, char_b) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(char_a != char_b);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]

@@ -6,6 +6,14 @@
 //! both call [`check_set`] and render with `render::SourceView` (the `render` feature).
 
 #![forbid(unsafe_code)]
+// The trusted path never panics on data: no unwrap, expect, panic or unchecked
+// indexing outside tests (clippy.toml allows them in tests).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod check;
 pub mod diagnostics;
