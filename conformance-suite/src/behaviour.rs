@@ -488,7 +488,10 @@ async fn run_engagement_case(
         }
         backends.insert(name.clone(), backend);
     }
-    let mut runtime = Runtime::new(registry).with_agents(&specs.agents);
+    // The behaviour cases observe calls through recording tools and the model, not the
+    // trail: none is kept.
+    let mut runtime = Runtime::new(registry, Arc::new(agentc_runtime::AuditLog::discard()))
+        .with_agents(&specs.agents);
     let mut credentials = InMemoryCredentials::new();
     for (set, secret) in &case.credentials {
         credentials = credentials.with_static(set, agentc_runtime::Secret::new(secret.clone()));

@@ -71,7 +71,14 @@ fn setup(short_circuit: Option<u64>) -> (AgentSpec, Runtime, Vec<ToolCall>) {
             arguments: json!({"knowledge_base_id": "acme/hr/handbook", "query": "leave"}).into(),
         })
         .collect();
-    (agent, Runtime::new(tools), calls)
+    (
+        agent,
+        Runtime::new(
+            tools,
+            std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+        ),
+        calls,
+    )
 }
 
 fn bench(criterion: &mut Criterion) {

@@ -179,7 +179,11 @@ fn bind_tool(runtime: &mut Runtime, answers: Answers, prepared: &Arc<PreparedAns
 
 /// The HR agent with the compiled checks of its generated crate.
 fn compiled() -> (AgentSpec, hr::Hosted<hr::agents::hr_agent>) {
-    let hosted = hr::Hosted::<hr::agents::hr_agent>::new(HrTools).unwrap();
+    let hosted = hr::Hosted::<hr::agents::hr_agent>::new(
+        HrTools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     let mut spec = hosted.spec().clone();
     spec.short_circuit = None;
     // The timed engagements hold up to 100,000 prior calls, past `max_calls`' default.
@@ -202,7 +206,13 @@ fn interpreted() -> (AgentSpec, Runtime) {
     spec.short_circuit = None;
     spec.call_limits.total = u64::MAX;
     let tools = ToolRegistry::new(&set.tools).unwrap();
-    (spec, Runtime::new(tools))
+    (
+        spec,
+        Runtime::new(
+            tools,
+            std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+        ),
+    )
 }
 
 const TIMED_CALLS: usize = 20_000;
@@ -360,7 +370,7 @@ fn time_short_circuit(prior: usize) -> Latency {
 fn time_required_floor(runtime: &Runtime) -> Latency {
     use agentc_runtime::audit::{AuditAction, AuditDetail, AuditLog, AuditRecord};
     let tool = runtime.tools.get("hr_kb_search").unwrap();
-    let log = AuditLog::sink();
+    let log = AuditLog::discard();
     let (input, output) = (input(), output());
     let record = |action, detail| AuditRecord {
         engagement: "e",

@@ -529,8 +529,10 @@ impl AuditLog {
         chain.checkpoint()
     }
 
-    /// A log that discards entries while still computing the chain (benchmarks).
-    pub fn sink() -> Self {
+    /// A log that writes nowhere (it still computes the chain): for tests and
+    /// benchmarks, and for a runtime whose owner decided to keep no trail — named so
+    /// that it is never chosen by accident.
+    pub fn discard() -> Self {
         Self::new(Box::new(std::io::sink()))
     }
 

@@ -78,13 +78,15 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// A runtime whose reviewer refuses everything and which has no credentials, so that
-    /// anything not configured explicitly is denied.
-    pub fn new(tools: ToolRegistry) -> Self {
+    /// anything not configured explicitly is denied, writing its audit trail to `audit`.
+    /// The trail has no default: a runtime that keeps none says so with
+    /// [`AuditLog::discard`].
+    pub fn new(tools: ToolRegistry, audit: Arc<AuditLog>) -> Self {
         Runtime {
             tools,
             reviewer: Arc::new(StaticReviewer::refusing()),
             credentials: Arc::new(InMemoryCredentials::new()),
-            audit: Arc::new(AuditLog::sink()),
+            audit,
             review_timeout: Duration::from_secs(300),
             tool_timeout: Duration::from_secs(30),
             max_turns: 32,

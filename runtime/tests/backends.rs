@@ -462,7 +462,10 @@ async fn http_harness() -> HttpHarness {
     ]);
     let tools = ToolRegistry::with_http_tools(&set).unwrap();
     let audit = MemoryLog::default();
-    let mut runtime = Runtime::new(tools);
+    let mut runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    );
     runtime.audit = Arc::new(AuditLog::new(Box::new(audit.clone())));
     runtime.credentials =
         Arc::new(InMemoryCredentials::new().with_static("kb_ro", Secret::new("s3cr3t-token")));
@@ -798,7 +801,10 @@ async fn openai_model_drives_an_engagement_with_tool_answers_paired_by_id() {
             Arc::new(MockTool::new(json!({"results": ["a"]}))),
         )
         .unwrap();
-    let mut runtime = Runtime::new(tools);
+    let mut runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    );
     runtime.credentials =
         Arc::new(InMemoryCredentials::new().with_static("kb_ro", Secret::new("k")));
     let outcome = run_engagement(
@@ -871,7 +877,11 @@ fn agent_harness(event_id: &str) -> AgentHarness {
     let mut tools = ToolRegistry::new(&set.tools).unwrap();
     let calendar = MockTool::new(json!({"id": event_id}));
     tools.bind("calendar", Arc::new(calendar.clone())).unwrap();
-    let runtime = Runtime::new(tools).with_agents(&set.agents);
+    let runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .with_agents(&set.agents);
     AgentHarness {
         set,
         calendar,
@@ -1037,7 +1047,10 @@ async fn agent_as_tool_that_fails_is_refused_to_the_caller() {
 async fn agent_as_tool_without_the_agent_registered_is_refused() {
     let set = load(&[("agents.yaml", AGENTS.to_string())]);
     let tools = ToolRegistry::new(&set.tools).unwrap();
-    let runtime = Runtime::new(tools);
+    let runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    );
     let outcome = run_engagement(
         &runtime,
         &planner_model(),
@@ -1099,8 +1112,11 @@ async fn agent_cycles_stop_at_the_depth_limit() {
         output_schema: text_schema,
     };
     for depth in [1, 4] {
-        let mut runtime = Runtime::new(ToolRegistry::new(std::slice::from_ref(&spec)).unwrap())
-            .with_agents(std::slice::from_ref(&agent));
+        let mut runtime = Runtime::new(
+            ToolRegistry::new(std::slice::from_ref(&spec)).unwrap(),
+            std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+        )
+        .with_agents(std::slice::from_ref(&agent));
         runtime.max_agent_depth = depth;
         let model = SelfCaller {
             turns: AtomicUsize::new(0),

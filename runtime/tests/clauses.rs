@@ -163,7 +163,10 @@ fn harness_with(agent: &str, kb: MockTool, scanner: MockTool) -> Harness {
     tools.bind("send_email", Arc::new(email.clone())).unwrap();
     tools.bind("scanner", Arc::new(scanner.clone())).unwrap();
     let audit = MemoryLog::default();
-    let mut runtime = Runtime::new(tools);
+    let mut runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    );
     runtime.audit = Arc::new(AuditLog::new(Box::new(audit.clone())));
     Harness {
         set,
@@ -974,7 +977,10 @@ async fn bundled_hr_example_runs_with_mocked_tools() {
     tools
         .bind("prompt_injection_scanner", Arc::new(scanner.clone()))
         .unwrap();
-    let runtime = Runtime::new(tools);
+    let runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    );
     let model = ScriptedModel::from_yaml(
         "turns:\n  - tool_calls:\n      - name: hr_kb_search\n        arguments: {knowledge_base_id: acme/hr/handbook, query: leave}\n  - tool_calls:\n      - name: hr_kb_search\n        arguments: {knowledge_base_id: acme/legal/contracts, query: leave}\n  - text: You have 25 days of leave.\n",
     )

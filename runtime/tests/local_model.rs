@@ -137,7 +137,10 @@ async fn run_hr(model_path: &Path, seed: u64, negated: bool) -> Run {
             Arc::new(MockTool::new(json!({"flagged": false, "score": 0.1}))),
         )
         .unwrap();
-    let mut runtime = Runtime::new(tools);
+    let mut runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    );
     runtime.max_turns = 4;
     let model = RecordingModel {
         inner: LocalModel::load(model_path, settings(seed)).await.unwrap(),

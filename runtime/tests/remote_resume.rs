@@ -83,7 +83,10 @@ fn runtime(set: &SpecSet, checkpoints: Arc<Saved>, audit: &MemoryLog) -> Runtime
             },
         )
         .unwrap();
-    let mut runtime = Runtime::new(tools);
+    let mut runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    );
     runtime.credentials = Arc::new(
         InMemoryCredentials::new().with_static("vendor_link", Secret::new("company-token")),
     );

@@ -199,7 +199,11 @@ fn runtime(set: &SpecSet, pay: &MockTool) -> Runtime {
     let mut tools = ToolRegistry::new(&set.tools).unwrap();
     tools.bind("pay", Arc::new(pay.clone())).unwrap();
     tools.bind("scanner", Arc::new(Flags)).unwrap();
-    Runtime::new(tools).with_agents(&set.agents)
+    Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .with_agents(&set.agents)
 }
 
 fn pay_call(amount: i64) -> ModelTurn {
@@ -419,7 +423,11 @@ fn salary_runtime(set: &SpecSet, salary: &MockTool) -> Runtime {
     let mut tools = ToolRegistry::new(&set.tools).unwrap();
     tools.bind("salary", Arc::new(salary.clone())).unwrap();
     tools.bind("scanner", Arc::new(Flags)).unwrap();
-    Runtime::new(tools).with_agents(&set.agents)
+    Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .with_agents(&set.agents)
 }
 
 fn salary_script() -> ScriptedModel {
@@ -1175,7 +1183,10 @@ async fn ask_vendor(
             },
         )
         .unwrap();
-    let mut runtime = Runtime::new(tools);
+    let mut runtime = Runtime::new(
+        tools,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    );
     runtime.credentials = Arc::new(
         agentc_runtime::InMemoryCredentials::new()
             .with_static("vendor_link", Secret::new("company-token")),

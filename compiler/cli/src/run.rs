@@ -134,26 +134,31 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
     bind_mock_tools(&mut tools, request.mock_tools)?;
     // Agents used as capabilities run in process; credentials come from
     // `AGENTC_CREDENTIAL_<SET>` environment variables and never enter the engagement.
-    let mut runtime = Runtime::new(tools).with_agents(&specs.agents);
+    // The audit trail goes to `--audit`; without it, the run keeps none (the operator's
+    // explicit choice: `AuditLog::discard`).
+    let audit = match request.audit {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(path)
+                .map_err(|error| format!("cannot open audit log `{}`: {error}", path.display()))?;
+            let log = AuditLog::new(Box::new(std::io::BufWriter::new(file)));
+            match request.audit_key {
+                Some(key) => log.with_checkpoints(
+                    crate::audit::read_signing_key(key)?,
+                    request.audit_checkpoint_every,
+                ),
+                None => log,
+            }
+        }
+        None => AuditLog::discard(),
+    };
+    let mut runtime = Runtime::new(tools, Arc::new(audit)).with_agents(&specs.agents);
     runtime.credentials = Arc::new(EnvCredentials::new());
     if request.approve_reviews {
         runtime.reviewer = Arc::new(StaticReviewer::approving());
-    }
-    if let Some(path) = request.audit {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(path)
-            .map_err(|error| format!("cannot open audit log `{}`: {error}", path.display()))?;
-        let log = AuditLog::new(Box::new(std::io::BufWriter::new(file)));
-        runtime.audit = Arc::new(match request.audit_key {
-            Some(key) => log.with_checkpoints(
-                crate::audit::read_signing_key(key)?,
-                request.audit_checkpoint_every,
-            ),
-            None => log,
-        });
     }
     let user = request.user.map(|id| {
         let mut user = UserIdentity::new(id);

@@ -1240,11 +1240,11 @@ impl Emitter<'_> {
             .collect();
         let new_doc = if called.is_empty() {
             docs(&format!(
-                "Sets up agent `{name}` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`])."
+                "Sets up agent `{name}` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`])."
             ))
         } else {
             docs(&format!(
-                "Sets up agent `{name}` with the host's tools; every check is built once here. The agents it calls ({}) run as nested engagements on the same runtime, with their tools from the same host, so the host implements their tools traits too. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).",
+                "Sets up agent `{name}` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. The agents it calls ({}) run as nested engagements on the same runtime, with their tools from the same host, so the host implements their tools traits too. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).",
                 called.join(", ")
             ))
         };
@@ -1305,20 +1305,27 @@ impl Emitter<'_> {
                 }
 
                 #new_doc
-                pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+                pub fn new<T>(
+                    tools: T,
+                    audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+                ) -> ::std::result::Result<Self, SetupError>
                 where
                     T: #(#host_bounds)+*,
                 {
-                    Self::with_remote_agents(tools, &RemoteAgents::new())
+                    Self::with_remote_agents(tools, audit, &RemoteAgents::new())
                 }
 
                 #[doc = #remote_doc]
-                pub fn with_remote_agents<T>(tools: T, remote: &RemoteAgents) -> ::std::result::Result<Self, SetupError>
+                pub fn with_remote_agents<T>(
+                    tools: T,
+                    audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+                    remote: &RemoteAgents,
+                ) -> ::std::result::Result<Self, SetupError>
                 where
                     T: #(#host_bounds)+*,
                 {
                     let tools = ::std::sync::Arc::new(tools);
-                    Self::assemble(::std::vec::Vec::from([#(#parts),*]), remote)
+                    Self::assemble(::std::vec::Vec::from([#(#parts),*]), audit, remote)
                 }
             }
         }

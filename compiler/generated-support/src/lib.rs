@@ -421,6 +421,7 @@ pub mod hosting {
     /// each call are those of the calling agent's capability, chosen by the runtime.
     pub fn assemble(
         parts: Vec<AgentParts>,
+        audit: Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<(AgentSpec, Runtime), SetupError> {
         let mut specs: Vec<ToolSpec> = Vec::new();
@@ -464,7 +465,7 @@ pub mod hosting {
             )));
         };
         let callees: Vec<AgentSpec> = specs.collect();
-        let runtime = Runtime::new(registry).with_agents(&callees);
+        let runtime = Runtime::new(registry, audit).with_agents(&callees);
         Ok((hosted, runtime))
     }
 

@@ -5,7 +5,7 @@
 //! (`document()`).
 //!
 //! ```text
-//! let hr = hr::HrAgent::new(MyKnowledgeBase::new())?;
+//! let hr = hr::HrAgent::new(MyKnowledgeBase::new(), std::sync::Arc::new(agentc_runtime::AuditLog::discard()))?;
 //! let engine = ServerBuilder::new(model, store, auth)
 //!     .host(hr.spec(), &hr.runtime().tools, hr.document())?
 //!     .build()?;

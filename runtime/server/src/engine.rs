@@ -521,22 +521,22 @@ impl Engine {
         let waiters = Arc::new(Mutex::new(HashMap::new()));
         let busy = Arc::new(Busy::default());
         let engine_cell = Arc::new(OnceLock::new());
-        let mut runtime = Runtime::new(parts.tools).with_agents(&parts.set_agents);
+        let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
+        let audit = match store.audit_head()? {
+            Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
+            None => AuditLog::new(writer),
+        };
+        let audit = Arc::new(match &parts.config.audit_key {
+            Some(key) => audit.with_checkpoints(key.clone(), parts.config.audit_checkpoint_every),
+            None => audit,
+        });
+        let mut runtime = Runtime::new(parts.tools, audit).with_agents(&parts.set_agents);
         runtime.credentials = parts.credentials;
         runtime.reviewer = Arc::new(StoreReviewer {
             store: Arc::clone(&store),
             waiters: Arc::clone(&waiters),
             busy: Arc::clone(&busy),
             engine: Arc::clone(&engine_cell),
-        });
-        let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
-        let audit = match store.audit_head()? {
-            Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
-            None => AuditLog::new(writer),
-        };
-        runtime.audit = Arc::new(match &parts.config.audit_key {
-            Some(key) => audit.with_checkpoints(key.clone(), parts.config.audit_checkpoint_every),
-            None => audit,
         });
         runtime.checkpoints = Some(Arc::new(StoreCheckpoints {
             store: Arc::clone(&store),

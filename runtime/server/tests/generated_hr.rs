@@ -83,7 +83,11 @@ fn builder(hr: &HrAgent) -> ServerBuilder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_crates_agent_is_served_and_its_policies_hold() {
     let kb = MockKb::default();
-    let hr = HrAgent::new(kb.clone()).unwrap();
+    let hr = HrAgent::new(
+        kb.clone(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     let engine = builder(&hr).build().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -148,7 +152,11 @@ async fn a_generated_crates_agent_is_served_and_its_policies_hold() {
 
 #[test]
 fn hosting_refuses_what_it_cannot_serve_safely() {
-    let hr = HrAgent::new(MockKb::default()).unwrap();
+    let hr = HrAgent::new(
+        MockKb::default(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     // The same agent twice (OAS-A2).
     let twice = builder(&hr).host(hr.spec(), &hr.runtime().tools, hr.document());
     assert!(matches!(twice, Err(ServerError::DuplicateAgent(_))));
@@ -161,7 +169,11 @@ fn hosting_refuses_what_it_cannot_serve_safely() {
     );
     // The same tool name with another implementation (a second `HrAgent` with its own
     // tools) is not silently shared.
-    let other = HrAgent::new(MockKb::default()).unwrap();
+    let other = HrAgent::new(
+        MockKb::default(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     let conflict = builder(&hr).host(&renamed, &other.runtime().tools, other.document());
     assert!(matches!(conflict, Err(ServerError::ConflictingTool { .. })));
     // The same registry is shared as it is.

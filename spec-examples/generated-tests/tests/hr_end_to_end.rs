@@ -59,10 +59,27 @@ fn search(id: &str, knowledge_base: &str) -> ToolCall {
     }
 }
 
+/// A writer whose bytes the test reads back.
+#[derive(Clone, Default)]
+struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn a_search_outside_the_hr_knowledge_base_never_reaches_the_tool() {
     let tools = MockKb::default();
-    let agent = HrAgent::new(tools.clone()).unwrap();
+    // The audit trail goes where the host says (there is no default destination).
+    let trail = SharedBuffer::default();
+    let audit = agentc_runtime::AuditLog::new(Box::new(trail.clone()));
+    let agent = HrAgent::new(tools.clone(), std::sync::Arc::new(audit)).unwrap();
     let model = ScriptedModel::new(vec![
         ModelTurn::ToolCalls(vec![search("1", "acme/finance/payroll")]),
         ModelTurn::ToolCalls(vec![search("2", "acme/hr/handbook")]),
@@ -91,12 +108,21 @@ async fn a_search_outside_the_hr_knowledge_base_never_reaches_the_tool() {
     assert_eq!(exposes.searches, 1);
     assert_eq!(exposes.last_kb, "acme/hr/handbook");
     assert_eq!(exposes.asked_by, "emp-42");
+
+    let written = String::from_utf8(trail.0.lock().unwrap().clone()).unwrap();
+    let chain = agentc_runtime::audit::verify(written.as_bytes()).unwrap();
+    assert!(chain.entries >= 3, "{written}");
+    assert!(written.contains("\"action\":\"denied\""), "{written}");
 }
 
 #[tokio::test]
 async fn typed_session_calls_are_enforced_too() {
     let tools = MockKb::default();
-    let agent = HrAgent::new(tools.clone()).unwrap();
+    let agent = HrAgent::new(
+        tools.clone(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     let mut session = agent.session(Some(UserIdentity::new("emp-42")));
     let denied = session
         .call::<capabilities::hr_kb_search>(HrKbSearchInput {
@@ -139,9 +165,12 @@ fn the_model_s_calls_parse_into_the_closed_enum() {
         Err(ParseCallError::BadArguments { .. })
     ));
     assert!(
-        HrAgent::new(MockKb::default())
-            .unwrap()
-            .document()
-            .contains("name: hr_agent")
+        HrAgent::new(
+            MockKb::default(),
+            std::sync::Arc::new(agentc_runtime::AuditLog::discard())
+        )
+        .unwrap()
+        .document()
+        .contains("name: hr_agent")
     );
 }

@@ -37,7 +37,11 @@ impl HrAgentTools for NoResults {
 
 #[test]
 fn the_macro_expands_the_hr_example() {
-    let agent = HrAgent::new(NoResults).unwrap();
+    let agent = HrAgent::new(
+        NoResults,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     assert_eq!(agent.spec().name, "hr_agent");
     assert!(agent.document().contains("short_circuit: 3"));
 }

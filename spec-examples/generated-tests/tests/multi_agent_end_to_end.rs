@@ -113,7 +113,11 @@ fn user() -> UserIdentity {
 #[tokio::test]
 async fn a_local_agent_capability_runs_as_a_nested_engagement_and_its_exposes_come_back() {
     let host = Host::default();
-    let mut assistant = OfficeAssistant::new(host.clone()).unwrap();
+    let mut assistant = OfficeAssistant::new(
+        host.clone(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     // `hr_helpdesk` is reviewed by `compliance_reviewer` (OAS-C7); here it approves.
     assistant.runtime_mut().reviewer = Arc::new(StaticReviewer::approving());
     assistant.set_callee_model::<agents::hr_helpdesk>(helpdesk_model());
@@ -148,7 +152,11 @@ async fn a_local_agent_capability_runs_as_a_nested_engagement_and_its_exposes_co
 async fn a_refused_review_stops_the_nested_engagement_before_it_starts() {
     let host = Host::default();
     // The default reviewer refuses, so the reviewed call never reaches `hr_helpdesk`.
-    let mut assistant = OfficeAssistant::new(host.clone()).unwrap();
+    let mut assistant = OfficeAssistant::new(
+        host.clone(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     assistant.set_callee_model::<agents::hr_helpdesk>(helpdesk_model());
     let model = ScriptedModel::new(vec![
         ModelTurn::ToolCalls(vec![call(
@@ -177,7 +185,11 @@ async fn a_refused_review_stops_the_nested_engagement_before_it_starts() {
 #[tokio::test]
 async fn a_typed_session_call_of_an_agent_returns_its_typed_reply() {
     let host = Host::default();
-    let mut assistant = OfficeAssistant::new(host.clone()).unwrap();
+    let mut assistant = OfficeAssistant::new(
+        host.clone(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     assistant.runtime_mut().reviewer = Arc::new(StaticReviewer::approving());
     assistant.set_callee_model::<agents::hr_helpdesk>(helpdesk_model());
     let mut session = assistant.session(Some(user()));
@@ -211,7 +223,11 @@ async fn a_typed_session_call_of_an_agent_returns_its_typed_reply() {
 #[tokio::test]
 async fn a_session_call_of_an_agent_without_a_model_is_refused() {
     let host = Host::default();
-    let mut assistant = OfficeAssistant::new(host.clone()).unwrap();
+    let mut assistant = OfficeAssistant::new(
+        host.clone(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     assistant.runtime_mut().reviewer = Arc::new(StaticReviewer::approving());
     // No model for `hr_helpdesk`, and a session has none of its own: fail closed.
     let mut session = assistant.session(Some(user()));
@@ -264,8 +280,12 @@ fn loopback_remote(server: &MockServer) -> RemoteAgents {
 }
 
 fn vendor_liaison(server: &MockServer) -> VendorLiaison {
-    let mut liaison =
-        VendorLiaison::with_remote_agents(Host::default(), &loopback_remote(server)).unwrap();
+    let mut liaison = VendorLiaison::with_remote_agents(
+        Host::default(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+        &loopback_remote(server),
+    )
+    .unwrap();
     liaison.runtime_mut().reviewer = Arc::new(StaticReviewer::approving());
     // OAS-C4: the remote agent is given the capability's static identity only.
     liaison.runtime_mut().credentials = Arc::new(
@@ -341,7 +361,12 @@ async fn remote_agents_are_https_only_unless_loopback_http_is_allowed() {
         "vendor_support",
         &format!("https://{}/agents/vendor_support", server.address()),
     );
-    let mut liaison = VendorLiaison::with_remote_agents(Host::default(), &strict).unwrap();
+    let mut liaison = VendorLiaison::with_remote_agents(
+        Host::default(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+        &strict,
+    )
+    .unwrap();
     liaison.runtime_mut().reviewer = Arc::new(StaticReviewer::approving());
     // Without the static identity's credential the call is refused before any request.
     let outcome = liaison
@@ -372,7 +397,11 @@ async fn remote_agents_are_https_only_unless_loopback_http_is_allowed() {
             "http://support.example.net/agents/vendor_support",
         );
     assert!(matches!(
-        VendorLiaison::with_remote_agents(Host::default(), &public),
+        VendorLiaison::with_remote_agents(
+            Host::default(),
+            std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+            &public
+        ),
         Err(SetupError::Tool(ToolError::InvalidBinding { .. }))
     ));
 }
@@ -382,13 +411,21 @@ fn an_endpoint_for_a_name_that_is_not_a_remote_agent_is_a_setup_error() {
     let misspelt =
         RemoteAgents::new().with_endpoint("vendor_suport", "https://127.0.0.1:1/agents/x");
     assert!(matches!(
-        VendorLiaison::with_remote_agents(Host::default(), &misspelt),
+        VendorLiaison::with_remote_agents(
+            Host::default(),
+            std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+            &misspelt
+        ),
         Err(SetupError::Tool(ToolError::InvalidBinding { .. }))
     ));
     // `hr_helpdesk` is a local agent, run as a nested engagement, not a remote one.
     let local = RemoteAgents::new().with_endpoint("hr_helpdesk", "https://127.0.0.1:1/agents/x");
     assert!(matches!(
-        OfficeAssistant::with_remote_agents(Host::default(), &local),
+        OfficeAssistant::with_remote_agents(
+            Host::default(),
+            std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+            &local
+        ),
         Err(SetupError::Tool(ToolError::InvalidBinding { .. }))
     ));
 }

@@ -48,7 +48,11 @@ fn the_guardrail_root_holds_only_the_field_its_assertion_reads() {
 
 #[tokio::test]
 async fn an_unflagged_input_passes_and_a_flagged_one_is_refused() {
-    let agent = ScreenedAgent::new(Host).unwrap();
+    let agent = ScreenedAgent::new(
+        Host,
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     let model = ScriptedModel::new(vec![ModelTurn::Text("Here you are.".into())]);
     let passed = agent
         .engage(

@@ -94,7 +94,11 @@ fn clerk_model(ledger: &str) -> Arc<ScriptedModel> {
 #[tokio::test]
 async fn a_tool_two_agents_declare_is_served_by_the_calling_agents_own_method() {
     let host = Host::default();
-    let mut desk = FrontDesk::new(host.clone()).unwrap();
+    let mut desk = FrontDesk::new(
+        host.clone(),
+        std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
+    )
+    .unwrap();
     desk.set_callee_model::<agents::archive_clerk>(clerk_model("archive"));
     desk.set_callee_model::<agents::payroll_clerk>(clerk_model("payroll"));
     let model = ScriptedModel::new(vec![

@@ -65,13 +65,16 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
 }
 impl<A: Agent> Hosted<A> {
     /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
-    /// `parts`), remote agents bound as `remote` says.
+    /// `parts`), its audit trail written to `audit`, remote agents bound as `remote`
+    /// says.
     fn assemble(
         parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError> {
         let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
             parts,
+            audit,
             remote,
         )?;
         Ok(Hosted {
@@ -881,16 +884,20 @@ impl Hosted<agents::compliance_reviewer> {
             ]),
         })
     }
-    /// Sets up agent `compliance_reviewer` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
-    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    /// Sets up agent `compliance_reviewer` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(
+        tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+    ) -> ::std::result::Result<Self, SetupError>
     where
         T: ComplianceReviewerTools,
     {
-        Self::with_remote_agents(tools, &RemoteAgents::new())
+        Self::with_remote_agents(tools, audit, &RemoteAgents::new())
     }
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `compliance_reviewer` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -901,6 +908,7 @@ impl Hosted<agents::compliance_reviewer> {
             ::std::vec::Vec::from([
                 Hosted::<agents::compliance_reviewer>::parts(&tools)?,
             ]),
+            audit,
             remote,
         )
     }
@@ -1078,16 +1086,20 @@ impl Hosted<agents::hr_helpdesk> {
             ]),
         })
     }
-    /// Sets up agent `hr_helpdesk` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
-    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    /// Sets up agent `hr_helpdesk` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(
+        tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+    ) -> ::std::result::Result<Self, SetupError>
     where
         T: HrHelpdeskTools,
     {
-        Self::with_remote_agents(tools, &RemoteAgents::new())
+        Self::with_remote_agents(tools, audit, &RemoteAgents::new())
     }
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `hr_helpdesk` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -1096,6 +1108,7 @@ impl Hosted<agents::hr_helpdesk> {
         let tools = ::std::sync::Arc::new(tools);
         Self::assemble(
             ::std::vec::Vec::from([Hosted::<agents::hr_helpdesk>::parts(&tools)?]),
+            audit,
             remote,
         )
     }
@@ -1312,17 +1325,21 @@ impl Hosted<agents::office_assistant> {
             backends: ::std::vec::Vec::from([]),
         })
     }
-    /// Sets up agent `office_assistant` with the host's tools; every check is built once here. The agents it calls (`team_scheduler`, `hr_helpdesk`, `vendor_liaison`) run as nested engagements on the same runtime, with their tools from the same host, so the host implements their tools traits too. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
-    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    /// Sets up agent `office_assistant` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. The agents it calls (`team_scheduler`, `hr_helpdesk`, `vendor_liaison`) run as nested engagements on the same runtime, with their tools from the same host, so the host implements their tools traits too. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(
+        tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+    ) -> ::std::result::Result<Self, SetupError>
     where
         T: OfficeAssistantTools + TeamSchedulerTools + HrHelpdeskTools
             + VendorLiaisonTools,
     {
-        Self::with_remote_agents(tools, &RemoteAgents::new())
+        Self::with_remote_agents(tools, audit, &RemoteAgents::new())
     }
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `office_assistant` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -1337,6 +1354,7 @@ impl Hosted<agents::office_assistant> {
                 Hosted::<agents::hr_helpdesk>::parts(&tools)?,
                 Hosted::<agents::vendor_liaison>::parts(&tools)?,
             ]),
+            audit,
             remote,
         )
     }
@@ -1575,16 +1593,20 @@ impl Hosted<agents::team_scheduler> {
             ]),
         })
     }
-    /// Sets up agent `team_scheduler` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
-    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    /// Sets up agent `team_scheduler` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(
+        tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+    ) -> ::std::result::Result<Self, SetupError>
     where
         T: TeamSchedulerTools,
     {
-        Self::with_remote_agents(tools, &RemoteAgents::new())
+        Self::with_remote_agents(tools, audit, &RemoteAgents::new())
     }
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `team_scheduler` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -1593,6 +1615,7 @@ impl Hosted<agents::team_scheduler> {
         let tools = ::std::sync::Arc::new(tools);
         Self::assemble(
             ::std::vec::Vec::from([Hosted::<agents::team_scheduler>::parts(&tools)?]),
+            audit,
             remote,
         )
     }
@@ -1726,16 +1749,20 @@ impl Hosted<agents::vendor_liaison> {
             backends: ::std::vec::Vec::from([]),
         })
     }
-    /// Sets up agent `vendor_liaison` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
-    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    /// Sets up agent `vendor_liaison` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(
+        tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+    ) -> ::std::result::Result<Self, SetupError>
     where
         T: VendorLiaisonTools,
     {
-        Self::with_remote_agents(tools, &RemoteAgents::new())
+        Self::with_remote_agents(tools, audit, &RemoteAgents::new())
     }
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `vendor_liaison` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -1744,6 +1771,7 @@ impl Hosted<agents::vendor_liaison> {
         let tools = ::std::sync::Arc::new(tools);
         Self::assemble(
             ::std::vec::Vec::from([Hosted::<agents::vendor_liaison>::parts(&tools)?]),
+            audit,
             remote,
         )
     }

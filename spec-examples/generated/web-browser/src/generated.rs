@@ -62,13 +62,16 @@ impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
 }
 impl<A: Agent> Hosted<A> {
     /// The hosted agent `parts[0]` on one runtime with the agents it calls (the rest of
-    /// `parts`), remote agents bound as `remote` says.
+    /// `parts`), its audit trail written to `audit`, remote agents bound as `remote`
+    /// says.
     fn assemble(
         parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError> {
         let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
             parts,
+            audit,
             remote,
         )?;
         Ok(Hosted {
@@ -632,16 +635,20 @@ impl Hosted<agents::web_browser> {
             ]),
         })
     }
-    /// Sets up agent `web_browser` with the host's tools; every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
-    pub fn new<T>(tools: T) -> ::std::result::Result<Self, SetupError>
+    /// Sets up agent `web_browser` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
+    pub fn new<T>(
+        tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+    ) -> ::std::result::Result<Self, SetupError>
     where
         T: WebBrowserTools,
     {
-        Self::with_remote_agents(tools, &RemoteAgents::new())
+        Self::with_remote_agents(tools, audit, &RemoteAgents::new())
     }
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `web_browser` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
+        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -650,6 +657,7 @@ impl Hosted<agents::web_browser> {
         let tools = ::std::sync::Arc::new(tools);
         Self::assemble(
             ::std::vec::Vec::from([Hosted::<agents::web_browser>::parts(&tools)?]),
+            audit,
             remote,
         )
     }
