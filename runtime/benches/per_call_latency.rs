@@ -168,17 +168,24 @@ impl ToolBackend for PreparedAnswers {
     }
 }
 
-/// Binds the tool the rows of `answers` use.
-fn bind_tool(runtime: &mut Runtime, answers: Answers, prepared: &Arc<PreparedAnswers>) {
+/// A runtime whose tool is the one the rows of `answers` use (a runtime's backends are
+/// bound before it is made); the checks are the agent spec's, compiled or interpreted.
+fn runtime_with_tool(
+    tools: &[agentc_runtime::ToolSpec],
+    answers: Answers,
+    prepared: &Arc<PreparedAnswers>,
+) -> Runtime {
     let backend: Arc<dyn ToolBackend> = match answers {
         Answers::CopiedByTheMock => Arc::new(MockTool::new(output())),
         Answers::PreparedAhead => prepared.clone(),
     };
-    runtime.tools.bind("hr_kb_search", backend).unwrap();
+    let mut registry = ToolRegistry::new(tools).unwrap();
+    registry.bind("hr_kb_search", backend).unwrap();
+    Runtime::new(registry, Arc::new(agentc_runtime::AuditLog::discard()))
 }
 
 /// The HR agent with the compiled checks of its generated crate.
-fn compiled() -> (AgentSpec, hr::Hosted<hr::agents::hr_agent>) {
+fn compiled() -> AgentSpec {
     let hosted = hr::Hosted::<hr::agents::hr_agent>::new(
         HrTools,
         std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
@@ -188,11 +195,11 @@ fn compiled() -> (AgentSpec, hr::Hosted<hr::agents::hr_agent>) {
     spec.short_circuit = None;
     // The timed engagements hold up to 100,000 prior calls, past `max_calls`' default.
     spec.call_limits.total = u64::MAX;
-    (spec, hosted)
+    spec
 }
 
 /// The same agent loaded from its YAML at run time, with its CEL interpreted.
-fn interpreted() -> (AgentSpec, Runtime) {
+fn interpreted() -> (AgentSpec, Vec<agentc_runtime::ToolSpec>) {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec-examples/hr/");
     let sources = ["hr_agent.yaml", "tools.yaml"]
         .iter()
@@ -205,14 +212,7 @@ fn interpreted() -> (AgentSpec, Runtime) {
     let mut spec = set.agent("hr_agent").unwrap().clone();
     spec.short_circuit = None;
     spec.call_limits.total = u64::MAX;
-    let tools = ToolRegistry::new(&set.tools).unwrap();
-    (
-        spec,
-        Runtime::new(
-            tools,
-            std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
-        ),
-    )
+    (spec, set.tools.clone())
 }
 
 const TIMED_CALLS: usize = 20_000;
@@ -369,7 +369,7 @@ fn time_short_circuit(prior: usize) -> Latency {
 /// checks, the state and the rest.
 fn time_required_floor(runtime: &Runtime) -> Latency {
     use agentc_runtime::audit::{AuditAction, AuditDetail, AuditLog, AuditRecord};
-    let tool = runtime.tools.get("hr_kb_search").unwrap();
+    let tool = runtime.tools().get("hr_kb_search").unwrap();
     let log = AuditLog::discard();
     let (input, output) = (input(), output());
     let record = |action, detail| AuditRecord {
@@ -424,8 +424,8 @@ fn main() {
         .enable_time()
         .build()
         .unwrap();
-    let (compiled_agent, mut hosted) = compiled();
-    let (interpreted_agent, mut interpreted_runtime) = interpreted();
+    let compiled_agent = compiled();
+    let (interpreted_agent, tool_specs) = interpreted();
     let prepared = Arc::new(PreparedAnswers::default());
     println!("| what is timed | prior calls | median | p99 | mean | allocations |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -464,12 +464,12 @@ fn main() {
         if !selected {
             continue;
         }
-        let (agent, runtime) = if compiled_checks {
-            (&compiled_agent, hosted.runtime_mut())
+        let agent = if compiled_checks {
+            &compiled_agent
         } else {
-            (&interpreted_agent, &mut interpreted_runtime)
+            &interpreted_agent
         };
-        bind_tool(runtime, answers, &prepared);
+        let runtime = &mut runtime_with_tool(&tool_specs, answers, &prepared);
         for &prior in &priors {
             let latency = time_calls(&rt, driver, runtime, agent, prior, &prepared, answers);
             println!(
@@ -482,7 +482,11 @@ fn main() {
         }
     }
     if "required work alone".contains(only.as_str()) {
-        let latency = time_required_floor(&interpreted_runtime);
+        let latency = time_required_floor(&runtime_with_tool(
+            &tool_specs,
+            Answers::PreparedAhead,
+            &prepared,
+        ));
         println!(
             "| required work alone: two schema checks and two audit appends | any | {} | {} | {} | |",
             micros(latency.median),

@@ -26,8 +26,9 @@ use crate::tools::{ToolError, ToolRegistry};
 
 /// The services an engagement runs with.
 pub struct Runtime {
-    /// The tools, with their schemas and backends.
-    pub tools: ToolRegistry,
+    /// The tools, with their schemas and backends: bound before the runtime is made
+    /// (`Runtime::new`), never swapped after, and reached only through enforcement.
+    pub(crate) tools: ToolRegistry,
     /// Who answers review requests (OAS-C7).
     pub reviewer: Arc<dyn Reviewer>,
     /// Where credentials come from (OAS-C3/C4).
@@ -96,6 +97,12 @@ impl Runtime {
             agent_timeout: Duration::from_secs(600),
             checkpoints: None,
         }
+    }
+
+    /// The tools' interfaces and schemas (read-only: backends are bound before the
+    /// runtime is made, and a tool is called only through enforcement).
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
     }
 
     /// Makes `agents` callable as tools by the agents that declare them as capabilities.

@@ -64,4 +64,7 @@ pub use spec::{
     AgentSpec, AuthScheme, CallLimits, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,
     RestrictionSpec, ReviewerRef, SpecError, SpecSet, ToolBinding, ToolBindingSpec, ToolSpec,
 };
-pub use tools::{MockTool, NativeTool, ToolBackend, ToolContext, ToolError, ToolRegistry};
+pub use tools::{
+    BoundBackend, MockTool, NativeTool, RegisteredTool, ToolBackend, ToolContext, ToolError,
+    ToolRegistry,
+};

@@ -234,11 +234,40 @@ impl RegisteredTool {
         }
     }
 
-    /// The backend, if one is registered.
-    pub fn backend(&self) -> Result<&Arc<dyn ToolBackend>, ToolError> {
+    /// The backend, if one is registered. Crate-private: outside the runtime a tool is
+    /// reached only through enforcement, never invoked by name (see [`BoundBackend`]).
+    pub(crate) fn backend(&self) -> Result<&Arc<dyn ToolBackend>, ToolError> {
         self.backend
             .as_ref()
             .ok_or_else(|| ToolError::NoBackend(self.spec.name.clone()))
+    }
+
+    /// The bound backend as an opaque handle, to bind into another registry (a server
+    /// hosting a generated crate's agents), if one is bound.
+    pub fn bound_backend(&self) -> Option<BoundBackend> {
+        self.backend
+            .as_ref()
+            .map(|backend| BoundBackend(Arc::clone(backend)))
+    }
+}
+
+/// A backend bound in a registry, as code outside the runtime may hold it: it can be
+/// bound into another registry ([`ToolRegistry::bind_bound`]) and compared, never
+/// invoked. So no public path leads from a tool's name to a call that skips
+/// enforcement (ARCHITECTURE.md: the runtime exposes no call-a-tool-by-name API).
+#[derive(Clone)]
+pub struct BoundBackend(Arc<dyn ToolBackend>);
+
+impl BoundBackend {
+    /// Whether both handles are the same backend.
+    pub fn same_as(&self, other: &BoundBackend) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for BoundBackend {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("BoundBackend")
     }
 }
 
@@ -288,7 +317,12 @@ impl ToolRegistry {
         Ok(())
     }
 
-    /// A tool by name.
+    /// Binds a backend taken from another registry ([`RegisteredTool::bound_backend`]).
+    pub fn bind_bound(&mut self, name: &str, backend: BoundBackend) -> Result<(), ToolError> {
+        self.bind(name, backend.0)
+    }
+
+    /// A tool by name: its interface and schemas (its backend stays inside the runtime).
     pub fn get(&self, name: &str) -> Option<&RegisteredTool> {
         self.tools.get(name)
     }

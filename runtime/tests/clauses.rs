@@ -207,6 +207,32 @@ fn text(text: &str) -> ModelTurn {
 }
 
 impl Harness {
+    /// Serves `hr_kb_search` with `backend` instead: a runtime's backends are bound
+    /// before it is made, so the runtime is made again (with the same audit trail).
+    fn bind_kb(&mut self, backend: Arc<dyn agentc_runtime::ToolBackend>) {
+        let mut tools = ToolRegistry::new(&self.set.tools).unwrap();
+        tools.bind("hr_kb_search", backend).unwrap();
+        tools
+            .bind("send_email", Arc::new(self.email.clone()))
+            .unwrap();
+        tools
+            .bind("scanner", Arc::new(self.scanner.clone()))
+            .unwrap();
+        let audit = Arc::clone(&self.runtime.audit);
+        let previous = std::mem::replace(&mut self.runtime, Runtime::new(tools, audit));
+        let runtime = &mut self.runtime;
+        runtime.reviewer = previous.reviewer;
+        runtime.credentials = previous.credentials;
+        runtime.review_timeout = previous.review_timeout;
+        runtime.tool_timeout = previous.tool_timeout;
+        runtime.max_turns = previous.max_turns;
+        runtime.agents = previous.agents;
+        runtime.agent_models = previous.agent_models;
+        runtime.max_agent_depth = previous.max_agent_depth;
+        runtime.agent_timeout = previous.agent_timeout;
+        runtime.checkpoints = previous.checkpoints;
+    }
+
     /// Replaces a check after loading. The checker rejects ill-typed CEL, so these
     /// stand for checks that reach the runtime some other way (a generated crate, a
     /// spec changed after checking); the runtime must still deny on them.
@@ -329,10 +355,7 @@ fn identity_recorder(seen: SeenCalls) -> NativeTool {
 
 fn bind_recorder(h: &mut Harness) -> SeenCalls {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    h.runtime
-        .tools
-        .bind("hr_kb_search", Arc::new(identity_recorder(seen.clone())))
-        .unwrap();
+    h.bind_kb(Arc::new(identity_recorder(seen.clone())));
     seen
 }
 
@@ -877,10 +900,7 @@ impl agentc_runtime::ToolBackend for SlowTool {
 #[tokio::test]
 async fn tool_timeout_and_bad_output_deny_and_are_not_recorded() {
     let mut h = harness(&agent_yaml(HR_CAPABILITY, ""));
-    h.runtime
-        .tools
-        .bind("hr_kb_search", Arc::new(SlowTool))
-        .unwrap();
+    h.bind_kb(Arc::new(SlowTool));
     h.runtime.tool_timeout = Duration::from_millis(20);
     let outcome = h.run(vec![kb_call("acme/hr/a"), text("done")]).await;
     assert!(completed(&outcome));

@@ -7,7 +7,7 @@
 //! ```text
 //! let hr = hr::HrAgent::new(MyKnowledgeBase::new(), std::sync::Arc::new(agentc_runtime::AuditLog::discard()))?;
 //! let engine = ServerBuilder::new(model, store, auth)
-//!     .host(hr.spec(), &hr.runtime().tools, hr.document())?
+//!     .host(hr.spec(), hr.runtime().tools(), hr.document())?
 //!     .build()?;
 //! agentc_server::serve(engine, listener, agentc_server::shutdown_signal()).await?;
 //! ```
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use agentc_runtime::{
-    AgentSpec, CredentialProvider, InMemoryCredentials, Model, ToolBackend, ToolRegistry, ToolSpec,
+    AgentSpec, BoundBackend, CredentialProvider, InMemoryCredentials, Model, ToolRegistry, ToolSpec,
 };
 
 use crate::auth::AuthConfig;
@@ -30,7 +30,7 @@ use crate::store::Store;
 /// One tool as a hosted agent brings it: its interface, and its backend when bound.
 struct BroughtTool {
     spec: ToolSpec,
-    backend: Option<Arc<dyn ToolBackend>>,
+    backend: Option<BoundBackend>,
     /// The agent that brought it, to name in a conflict.
     agent: String,
 }
@@ -91,7 +91,7 @@ impl ServerBuilder {
     /// Hosts one agent: its runtime spec, the registry that holds the interfaces (and
     /// bound backends) of its capabilities and guardrail tools, and its document as
     /// written, which `GET /agents/{name}` returns (OAS-S1). For a generated crate:
-    /// `host(hosted.spec(), &hosted.runtime().tools, hosted.document())`.
+    /// `host(hosted.spec(), hosted.runtime().tools(), hosted.document())`.
     ///
     /// Every capability and guardrail tool must be in `tools`, since a call of a tool
     /// without a schema could not be validated. A tool name that two hosted agents
@@ -126,7 +126,7 @@ impl ServerBuilder {
                     tool: name.to_string(),
                 });
             };
-            let backend = tool.backend().ok().map(Arc::clone);
+            let backend = tool.bound_backend();
             match self.tools.iter().find(|brought| brought.spec.name == name) {
                 None => self.tools.push(BroughtTool {
                     spec: tool.spec.clone(),
@@ -135,7 +135,7 @@ impl ServerBuilder {
                 }),
                 Some(brought) => {
                     let same_backend = match (&brought.backend, &backend) {
-                        (Some(first), Some(second)) => Arc::ptr_eq(first, second),
+                        (Some(first), Some(second)) => first.same_as(second),
                         (None, None) => true,
                         _ => false,
                     };
@@ -184,7 +184,7 @@ impl ServerBuilder {
         for tool in self.tools {
             if let Some(backend) = tool.backend {
                 registry
-                    .bind(&tool.spec.name, backend)
+                    .bind_bound(&tool.spec.name, backend)
                     .map_err(ServerError::Tool)?;
             }
         }

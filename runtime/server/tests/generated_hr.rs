@@ -76,7 +76,7 @@ fn builder(hr: &HrAgent) -> ServerBuilder {
         Arc::new(SqliteStore::in_memory().unwrap()),
         AuthConfig::from_json(AUTH).unwrap(),
     )
-    .host(hr.spec(), &hr.runtime().tools, hr.document())
+    .host(hr.spec(), hr.runtime().tools(), hr.document())
     .unwrap()
 }
 
@@ -158,7 +158,7 @@ fn hosting_refuses_what_it_cannot_serve_safely() {
     )
     .unwrap();
     // The same agent twice (OAS-A2).
-    let twice = builder(&hr).host(hr.spec(), &hr.runtime().tools, hr.document());
+    let twice = builder(&hr).host(hr.spec(), hr.runtime().tools(), hr.document());
     assert!(matches!(twice, Err(ServerError::DuplicateAgent(_))));
     // A registry without the agent's tools: its calls could not be validated.
     let mut renamed = hr.spec().clone();
@@ -174,12 +174,12 @@ fn hosting_refuses_what_it_cannot_serve_safely() {
         std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
     )
     .unwrap();
-    let conflict = builder(&hr).host(&renamed, &other.runtime().tools, other.document());
+    let conflict = builder(&hr).host(&renamed, other.runtime().tools(), other.document());
     assert!(matches!(conflict, Err(ServerError::ConflictingTool { .. })));
     // The same registry is shared as it is.
     assert!(
         builder(&hr)
-            .host(&renamed, &hr.runtime().tools, hr.document())
+            .host(&renamed, hr.runtime().tools(), hr.document())
             .unwrap()
             .build()
             .is_ok()
