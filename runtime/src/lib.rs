@@ -22,7 +22,6 @@ pub mod driver;
 pub mod enforce;
 pub mod engagement;
 pub mod http;
-pub mod local;
 pub mod model;
 pub mod openai;
 pub mod remote;
@@ -51,9 +50,6 @@ pub use engagement::{
     RestoreError, UserIdentity,
 };
 pub use http::{HttpTool, http_client};
-#[cfg(feature = "mistralrs")]
-pub use local::LocalModel;
-pub use local::{LocalModelError, LocalModelSettings, inspect_local_model};
 pub use model::{Message, Model, ModelError, ModelTurn, ScriptedModel, ToolCall, ToolDescription};
 pub use openai::OpenAiModel;
 pub use remote::{RemoteAgentTool, RemoteLimits, RemoteWait, remote_call_hash};

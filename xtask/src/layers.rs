@@ -26,8 +26,13 @@ const LAYERS: &[&[&str]] = &[
     &["agentc-compiler", "agentc-cel-compile"],
     // The runtime: enforcement, engagements, tools, models, audit.
     &["agentc-runtime"],
-    // What generated crates need besides the runtime; code generation.
-    &["agentc-generated-support", "agentc-codegen"],
+    // What generated crates need besides the runtime; code generation; the local-model
+    // backend (mistral.rs), an adapter on the runtime's `Model` trait.
+    &[
+        "agentc-generated-support",
+        "agentc-codegen",
+        "agentc-local-model",
+    ],
     // The generated example crates, the server, the conformance suite, the macro, the
     // differential tests of the CEL compiler.
     &[

@@ -195,7 +195,7 @@ fn ci() -> Result<(), String> {
     cargo(&[
         "test",
         "-p",
-        "agentc-runtime",
+        "agentc-local-model",
         "--features",
         "mistralrs",
         "--test",

@@ -2,10 +2,11 @@
 //! users can test an agent's behaviour in CI without a model.
 
 use agentc_compiler::{CheckOptions, SourceInput, check_set};
+use agentc_local_model::{LocalModelSettings, inspect_local_model};
 use agentc_runtime::{
-    AuditLog, EngagementRequest, EngagementStatus, EnvCredentials, LocalModelSettings, MockTool,
-    Model, OpenAiModel, Runtime, ScriptedModel, Secret, SpecSet, StaticReviewer, ToolRegistry,
-    UserIdentity, inspect_local_model, run_engagement,
+    AuditLog, EngagementRequest, EngagementStatus, EnvCredentials, MockTool, Model, OpenAiModel,
+    Runtime, ScriptedModel, Secret, SpecSet, StaticReviewer, ToolRegistry, UserIdentity,
+    run_engagement,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -257,13 +258,13 @@ fn local_model(
     #[cfg(feature = "mistralrs")]
     {
         let model = tokio_runtime
-            .block_on(agentc_runtime::LocalModel::load(path, settings))
+            .block_on(agentc_local_model::LocalModel::load(path, settings))
             .map_err(|error| error.to_string())?;
         Ok(Box::new(model))
     }
     #[cfg(not(feature = "mistralrs"))]
     {
         let _ = (settings, tokio_runtime);
-        Err(agentc_runtime::LocalModelError::FeatureMissing.to_string())
+        Err(agentc_local_model::LocalModelError::FeatureMissing.to_string())
     }
 }

@@ -10,7 +10,7 @@
 // Test helpers outside `#[test]` functions may fail loudly: a panic is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../xtask/src/tiny_model.rs"]
+#[path = "../../../xtask/src/tiny_model.rs"]
 #[allow(dead_code, unused_imports)]
 mod tiny_model;
 
@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use agentc_compiler::SourceInput;
-use agentc_runtime::local::{ConstraintLimits, LocalModelFormat, LocalModelSettings};
+use agentc_local_model::{ConstraintLimits, LocalModelFormat, LocalModelSettings};
+use agentc_local_model::{LocalModel, LocalModelError};
 use agentc_runtime::{
-    EngagementOutcome, EngagementRequest, LocalModel, LocalModelError, Message, MockTool, Model,
-    ModelError, ModelTurn, Runtime, SpecSet, ToolCall, ToolDescription, ToolRegistry, UserIdentity,
-    run_engagement,
+    EngagementOutcome, EngagementRequest, Message, MockTool, Model, ModelError, ModelTurn, Runtime,
+    SpecSet, ToolCall, ToolDescription, ToolRegistry, UserIdentity, run_engagement,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -81,7 +81,7 @@ fn settings(seed: u64) -> LocalModelSettings {
 /// so that the calls random weights make (never into `acme/hr/`) are allowed instead of
 /// denied and both paths of OAS-C5 are exercised.
 fn hr_specs(negate_collection_check: bool) -> SpecSet {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec-examples/hr");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec-examples/hr");
     let inputs: Vec<SourceInput> = ["hr_agent.yaml", "tools.yaml"]
         .iter()
         .map(|name| {

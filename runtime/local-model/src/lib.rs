@@ -1,4 +1,5 @@
-//! Local inference: a [`Model`] that runs a model from a local path with mistral.rs
+//! Local inference (a crate of its own, so that the runtime does not carry mistral.rs's
+//! build): a [`Model`](agentc_runtime::Model) that runs a model from a local path with mistral.rs
 //! (cargo feature `mistralrs`), for users who may not send engagement data to a hosted
 //! model. Nothing is ever downloaded: the path must hold the whole model, and anything
 //! that would make the engine reach the network is refused before loading.
@@ -17,13 +18,15 @@
 //! so `agentc run --model local:PATH` reports a bad path clearly even in a build without
 //! the feature; only [`LocalModel`] itself needs mistral.rs.
 
+#![forbid(unsafe_code)]
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::model::{Message, ModelError, ModelTurn, ToolCall, ToolDescription};
+use agentc_runtime::{Message, ModelError, ModelTurn, ToolCall, ToolDescription};
 
 /// The cargo feature that compiles [`LocalModel`] in.
 pub const LOCAL_MODEL_FEATURE: &str = "mistralrs";
@@ -777,7 +780,7 @@ mod engine {
     };
 
     use super::*;
-    use crate::model::Model;
+    use agentc_runtime::Model;
 
     /// A model run in process by mistral.rs from a local path.
     pub struct LocalModel {

@@ -1,19 +1,20 @@
 //! Local inference speed on the tiny random-weight model (feature `mistralrs`): time to
 //! first token and decode tokens per second, for free text and for a constrained HR tool
 //! call. Run with
-//! `cargo bench -p agentc-runtime --features mistralrs --bench local_model`.
+//! `cargo bench -p agentc-local-model --features mistralrs --bench local_model`.
 //! The figures are recorded in docs/BENCHMARKS.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../xtask/src/tiny_model.rs"]
+#[path = "../../../xtask/src/tiny_model.rs"]
 #[allow(dead_code, unused_imports)]
 mod tiny_model;
 
 use std::time::Duration;
 
-use agentc_runtime::local::{ConstraintLimits, LocalModelSettings, StreamTiming};
-use agentc_runtime::{LocalModel, Message, ToolDescription};
+use agentc_local_model::LocalModel;
+use agentc_local_model::{ConstraintLimits, LocalModelSettings, StreamTiming};
+use agentc_runtime::{Message, ToolDescription};
 use serde_json::json;
 
 const ROUNDS: usize = 15;
