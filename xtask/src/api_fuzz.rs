@@ -88,6 +88,8 @@ fn fuzz(root: &Path, agentc: &Path, schemathesis: &Path, scratch: &Path) -> Resu
             "prompt_injection_scanner={}",
             scripts.join("prompt_injection_scanner.json").display()
         ))
+        // Logs off, so that the first line on stderr is the address banner.
+        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

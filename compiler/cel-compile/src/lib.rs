@@ -782,6 +782,7 @@ fn result_conversion(code: &Code, span: Span) -> Result<(TokenStream, TokenStrea
         Form::List(element, kind) => {
             let item = quote!(__item);
             let (converted, element_form) = list_item(&item, element, *kind, span)?;
+            let counted = converted.clone();
             let (element_type, element_value) = match element_form {
                 Form::Str => (
                     quote!(::std::string::String),
@@ -795,10 +796,30 @@ fn result_conversion(code: &Code, span: Span) -> Result<(TokenStream, TokenStrea
                 Form::Duration => (quote!(#support::Duration), converted),
                 _ => return unsupported("a list of this element type as a result", span),
             };
-            (
-                quote!(::std::vec::Vec<#element_type>),
-                quote!((#tokens).iter().map(|__item| #element_value).collect::<::std::vec::Vec<_>>()),
-            )
+            // A list of borrowed strings is copied out: the copies are counted first, and
+            // nothing is copied once the meter has run out (the result is then thrown
+            // away), so a list naming one long string many times costs no more than the
+            // budget allows.
+            let copy = quote!((__list).iter().map(|__item| #element_value).collect::<::std::vec::Vec<_>>());
+            let value = if element_form == Form::Str {
+                quote!({
+                    let __list = #tokens;
+                    for __item in (__list).iter() {
+                        __meter.built_str(#counted);
+                    }
+                    if __meter.exhausted() {
+                        ::std::vec::Vec::new()
+                    } else {
+                        #copy
+                    }
+                })
+            } else {
+                quote!({
+                    let __list = #tokens;
+                    #copy
+                })
+            };
+            (quote!(::std::vec::Vec<#element_type>), value)
         }
         Form::Object(_) => return unsupported("an object as a result", span),
     })
@@ -955,11 +976,18 @@ impl Compiler<'_> {
                 }
                 let mut if_true = self.compile(if_true)?;
                 let mut if_false = self.compile(if_false)?;
-                for branch in [&mut if_true, &mut if_false] {
-                    if branch.form == Form::Str {
-                        let tokens = &branch.tokens;
-                        branch.tokens = quote!((#tokens).to_owned());
-                        branch.form = Form::OwnedStr;
+                // Two borrowed strings stay borrowed. A borrowed one beside a computed
+                // one is copied, and the copy counted (the interpreter copies nothing
+                // here, so without the count a long string copied once per iteration
+                // would be work no budget sees).
+                if !(if_true.form == Form::Str && if_false.form == Form::Str) {
+                    for branch in [&mut if_true, &mut if_false] {
+                        if branch.form == Form::Str {
+                            let tokens = &branch.tokens;
+                            branch.tokens =
+                                quote!(__meter.built_string(__meter.str(#tokens).to_owned()));
+                            branch.form = Form::OwnedStr;
+                        }
                     }
                 }
                 if if_true.form != if_false.form {

@@ -309,6 +309,10 @@ pub const CORPUS: &[(&str, &str)] = &[
         r#"history.hr_kb_search.exists(h, h.inputs.query.matches(h.inputs.knowledge_base_id))"#,
     ),
     (
+        "conditional_copies",
+        r#"size(history.hr_kb_search.map(h, h.inputs.query != "" ? recent.hr_kb_search.inputs.query : "q" + "")) >= 0"#,
+    ),
+    (
         "lowered_titles",
         r#"size(history.create_event.map(e, e.inputs.title.lowerAscii().trim())) >= 0"#,
     ),

@@ -536,8 +536,8 @@ pub fn results_titles(
     ::agentc_cel_support::CelError,
 > {
     __meter.steps(10u64);
-    Ok(
-        ({
+    Ok({
+        let __list = {
             let mut __out = ::std::vec::Vec::new();
             for __item in ((match &(match &((&(root).recent)).hr_kb_search {
                 ::std::option::Option::Some(value) => value,
@@ -567,11 +567,19 @@ pub fn results_titles(
                 __out.push((v_r).title.as_str());
             }
             __meter.built_list(__out)
-        })
-            .iter()
-            .map(|__item| ((*__item)).to_owned())
-            .collect::<::std::vec::Vec<_>>(),
-    )
+        };
+        for __item in (__list).iter() {
+            __meter.built_str((*__item));
+        }
+        if __meter.exhausted() {
+            ::std::vec::Vec::new()
+        } else {
+            (__list)
+                .iter()
+                .map(|__item| ((*__item)).to_owned())
+                .collect::<::std::vec::Vec<_>>()
+        }
+    })
 }
 /// `size(recent.hr_kb_search.outputs.results) <= 10`
 ///
@@ -1512,8 +1520,8 @@ pub fn history_priority_list(
     __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<::std::vec::Vec<i64>, ::agentc_cel_support::CelError> {
     __meter.steps(6u64);
-    Ok(
-        ({
+    Ok({
+        let __list = {
             let mut __out = ::std::vec::Vec::new();
             for __item in (((&(root).history)).create_event.as_slice()).iter() {
                 if !__meter.iteration(6u64) {
@@ -1523,11 +1531,9 @@ pub fn history_priority_list(
                 __out.push(((&(v_e).inputs)).priority);
             }
             __meter.built_list(__out)
-        })
-            .iter()
-            .map(|__item| (*__item))
-            .collect::<::std::vec::Vec<_>>(),
-    )
+        };
+        (__list).iter().map(|__item| (*__item)).collect::<::std::vec::Vec<_>>()
+    })
 }
 /// `history.create_event.map(e, e.inputs.priority * 2)`
 ///
@@ -1538,8 +1544,8 @@ pub fn history_priority_doubled(
     __meter: &::agentc_cel_support::Meter,
 ) -> ::std::result::Result<::std::vec::Vec<i64>, ::agentc_cel_support::CelError> {
     __meter.steps(6u64);
-    Ok(
-        ({
+    Ok({
+        let __list = {
             let mut __out = ::std::vec::Vec::new();
             for __item in (((&(root).history)).create_event.as_slice()).iter() {
                 if !__meter.iteration(10u64) {
@@ -1555,11 +1561,9 @@ pub fn history_priority_doubled(
                     );
             }
             __meter.built_list(__out)
-        })
-            .iter()
-            .map(|__item| (*__item))
-            .collect::<::std::vec::Vec<_>>(),
-    )
+        };
+        (__list).iter().map(|__item| (*__item)).collect::<::std::vec::Vec<_>>()
+    })
 }
 /// `history._list.exists_one(n, n == "create_event")`
 ///
@@ -1596,8 +1600,8 @@ pub fn searches_in_list(
     ::agentc_cel_support::CelError,
 > {
     __meter.steps(6u64);
-    Ok(
-        ({
+    Ok({
+        let __list = {
             let mut __out = ::std::vec::Vec::new();
             for __item in (((&(root).history)).list.as_slice()).iter() {
                 if !__meter.iteration(6u64) {
@@ -1609,11 +1613,19 @@ pub fn searches_in_list(
                 }
             }
             __meter.built_list(__out)
-        })
-            .iter()
-            .map(|__item| ((*__item)).to_owned())
-            .collect::<::std::vec::Vec<_>>(),
-    )
+        };
+        for __item in (__list).iter() {
+            __meter.built_str((*__item));
+        }
+        if __meter.exhausted() {
+            ::std::vec::Vec::new()
+        } else {
+            (__list)
+                .iter()
+                .map(|__item| ((*__item)).to_owned())
+                .collect::<::std::vec::Vec<_>>()
+        }
+    })
 }
 /// `size(history._list) == history._total`
 ///
@@ -2058,7 +2070,7 @@ pub fn score_label(
 ) -> ::std::result::Result<::std::string::String, ::agentc_cel_support::CelError> {
     __meter.steps(16u64);
     Ok(
-        (if ((match &(match &((&(root).recent)).hr_kb_search {
+        ((if ((match &(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
@@ -2086,10 +2098,11 @@ pub fn score_label(
                 ((v_r).score >= (0.5f64))
             })
         {
-            ("ok").to_owned()
+            "ok"
         } else {
-            ("low").to_owned()
-        }),
+            "low"
+        }))
+            .to_owned(),
     )
 }
 /// `recent.hr_kb_search.outputs.results.exists(r, r.score > 0.9) || user.email.endsWith("@acme.com")`
@@ -2636,8 +2649,8 @@ pub fn long_titles(
     ::agentc_cel_support::CelError,
 > {
     __meter.steps(8u64);
-    Ok(
-        ({
+    Ok({
+        let __list = {
             let mut __out = ::std::vec::Vec::new();
             for __item in ({
                 let mut __out = ::std::vec::Vec::new();
@@ -2661,11 +2674,19 @@ pub fn long_titles(
                 }
             }
             __meter.built_list(__out)
-        })
-            .iter()
-            .map(|__item| ((*__item)).to_owned())
-            .collect::<::std::vec::Vec<_>>(),
-    )
+        };
+        for __item in (__list).iter() {
+            __meter.built_str((*__item));
+        }
+        if __meter.exhausted() {
+            ::std::vec::Vec::new()
+        } else {
+            (__list)
+                .iter()
+                .map(|__item| ((*__item)).to_owned())
+                .collect::<::std::vec::Vec<_>>()
+        }
+    })
 }
 /// `user.id.matches("(unclosed")`
 ///
@@ -3023,6 +3044,70 @@ pub fn queries_as_patterns(
         }
     })
 }
+/// `size(history.hr_kb_search.map(h, h.inputs.query != "" ? recent.hr_kb_search.inputs.query : "q" + "")) >= 0`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn conditional_copies(
+    root: &Engagement,
+    __meter: &::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
+    Ok(
+        (::agentc_cel_support::size_len(
+            __meter
+                .list(
+                    &({
+                        let mut __out = ::std::vec::Vec::new();
+                        for __item in (((&(root).history)).hr_kb_search.as_slice())
+                            .iter()
+                        {
+                            if !__meter.iteration(26u64) {
+                                break;
+                            }
+                            let v_h = __item;
+                            __out
+                                .push(
+                                    (if (!(__meter.str((((&(v_h).inputs)).query.as_str()))
+                                        == __meter.str((""))))
+                                    {
+                                        __meter
+                                            .built_string(
+                                                __meter
+                                                    .str(
+                                                        ((&(match &((&(root).recent)).hr_kb_search {
+                                                            ::std::option::Option::Some(value) => value,
+                                                            ::std::option::Option::None => {
+                                                                return ::std::result::Result::Err(
+                                                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                                                );
+                                                            }
+                                                        })
+                                                            .inputs))
+                                                            .query
+                                                            .as_str(),
+                                                    )
+                                                    .to_owned(),
+                                            )
+                                    } else {
+                                        __meter
+                                            .built_string({
+                                                let mut __text = ::std::string::String::from(
+                                                    __meter.str(("q")),
+                                                );
+                                                __text.push_str(__meter.str(("")));
+                                                __text
+                                            })
+                                    }),
+                                );
+                        }
+                        __meter.built_list(__out)
+                    })[..],
+                )
+                .len(),
+        ) >= (0i64)),
+    )
+}
 /// `size(history.create_event.map(e, e.inputs.title.lowerAscii().trim())) >= 0`
 ///
 /// Compiled from a CEL expression of type `bool`; an `Err` denies.
@@ -3184,7 +3269,8 @@ pub fn run(
         }
         80usize => Some(doubled_queries(root, meter).map(crate::CompiledValue::from)),
         81usize => Some(queries_as_patterns(root, meter).map(crate::CompiledValue::from)),
-        82usize => Some(lowered_titles(root, meter).map(crate::CompiledValue::from)),
+        82usize => Some(conditional_copies(root, meter).map(crate::CompiledValue::from)),
+        83usize => Some(lowered_titles(root, meter).map(crate::CompiledValue::from)),
         _ => None,
     }
 }

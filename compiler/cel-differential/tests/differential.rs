@@ -183,6 +183,25 @@ fn compiled_and_interpreted_agree_on_budget_exhaustion() {
             comparison.compiled
         );
     }
+    // The compiled code may count more than the interpreter, never less: a borrowed
+    // string copied once per iteration (to join a computed one in `?:`) is counted, so
+    // 100 copies of a 1 MiB query hand over to the interpreter, which copies nothing and
+    // answers within its budget.
+    let mut copies = long_queries(100, 16);
+    copies.recent.hr_kb_search = Some(search("acme/hr", "q".repeat(1 << 20)));
+    let index = position("conditional_copies");
+    let comparison = compare(index, &exprs[index], &copies, &activation(&copies).unwrap()).unwrap();
+    assert!(comparison.deferred(), "{:?}", comparison.compiled_usage);
+    assert!(
+        comparison.interpreted.is_ok(),
+        "{:?}",
+        comparison.interpreted
+    );
+    assert!(
+        comparison.compiled_usage.built_bytes <= 66 << 20,
+        "stopped at the budget"
+    );
+
     let within_budget: Vec<(&str, Engagement)> = vec![
         ("pairwise_queries", distinct(100)),
         ("pairwise_query_sizes", long_queries(30, 1024)),

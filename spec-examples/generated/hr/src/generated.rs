@@ -1209,8 +1209,8 @@ pub mod policies {
         > {
             __meter.steps(16u64);
             Ok(
-                (if ((&(root).recent)).hr_kb_search.is_some() {
-                    (((&(match &((&(root).recent)).hr_kb_search {
+                ((if ((&(root).recent)).hr_kb_search.is_some() {
+                    ((&(match &((&(root).recent)).hr_kb_search {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
@@ -1220,11 +1220,11 @@ pub mod policies {
                     })
                         .inputs))
                         .knowledge_base_id
-                        .as_str())
-                        .to_owned()
+                        .as_str()
                 } else {
-                    ("").to_owned()
-                }),
+                    ""
+                }))
+                    .to_owned(),
             )
         }
         /// Evaluates [`exposes_last_kb`] over the engagement's variables.

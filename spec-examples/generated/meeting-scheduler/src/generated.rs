@@ -1669,8 +1669,8 @@ pub mod policies {
         > {
             __meter.steps(16u64);
             Ok(
-                (if ((&(root).recent)).create_event.is_some() {
-                    ((match &(match &((&(root).recent)).create_event {
+                ((if ((&(root).recent)).create_event.is_some() {
+                    (match &(match &((&(root).recent)).create_event {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
@@ -1688,11 +1688,11 @@ pub mod policies {
                         }
                     })
                         .event_id
-                        .as_str())
-                        .to_owned()
+                        .as_str()
                 } else {
-                    ("").to_owned()
-                }),
+                    ""
+                }))
+                    .to_owned(),
             )
         }
         /// Evaluates [`exposes_event_id`] over the engagement's variables.

@@ -2604,8 +2604,8 @@ pub mod policies {
         > {
             __meter.steps(16u64);
             Ok(
-                (if ((&(root).recent)).lookup_policy_doc.is_some() {
-                    (((&(match &((&(root).recent)).lookup_policy_doc {
+                ((if ((&(root).recent)).lookup_policy_doc.is_some() {
+                    ((&(match &((&(root).recent)).lookup_policy_doc {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
@@ -2617,11 +2617,11 @@ pub mod policies {
                     })
                         .inputs))
                         .collection
-                        .as_str())
-                        .to_owned()
+                        .as_str()
                 } else {
-                    ("").to_owned()
-                }),
+                    ""
+                }))
+                    .to_owned(),
             )
         }
         /// Evaluates [`exposes_collection`] over the engagement's variables.
@@ -3463,8 +3463,8 @@ pub mod policies {
         > {
             __meter.steps(16u64);
             Ok(
-                (if ((&(root).recent)).team_scheduler.is_some() {
-                    ((match &(match &((&(root).recent)).team_scheduler {
+                ((if ((&(root).recent)).team_scheduler.is_some() {
+                    (match &(match &((&(root).recent)).team_scheduler {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
@@ -3484,11 +3484,11 @@ pub mod policies {
                         }
                     })
                         .event_id
-                        .as_str())
-                        .to_owned()
+                        .as_str()
                 } else {
-                    ("").to_owned()
-                }),
+                    ""
+                }))
+                    .to_owned(),
             )
         }
         /// Evaluates [`exposes_event_id`] over the engagement's variables.
@@ -3547,12 +3547,20 @@ pub mod policies {
             ::agentc_cel_support::CelError,
         > {
             __meter.steps(4u64);
-            Ok(
-                (((&(root).history)).list.as_slice())
-                    .iter()
-                    .map(|__item| ((__item).as_str()).to_owned())
-                    .collect::<::std::vec::Vec<_>>(),
-            )
+            Ok({
+                let __list = ((&(root).history)).list.as_slice();
+                for __item in (__list).iter() {
+                    __meter.built_str((__item).as_str());
+                }
+                if __meter.exhausted() {
+                    ::std::vec::Vec::new()
+                } else {
+                    (__list)
+                        .iter()
+                        .map(|__item| ((__item).as_str()).to_owned())
+                        .collect::<::std::vec::Vec<_>>()
+                }
+            })
         }
         /// Evaluates [`exposes_delegations`] over the engagement's variables.
         fn exposes_delegations_evaluate(
@@ -4253,8 +4261,8 @@ pub mod policies {
         > {
             __meter.steps(16u64);
             Ok(
-                (if ((&(root).recent)).team_create_event.is_some() {
-                    ((match &(match &((&(root).recent)).team_create_event {
+                ((if ((&(root).recent)).team_create_event.is_some() {
+                    (match &(match &((&(root).recent)).team_create_event {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
@@ -4274,11 +4282,11 @@ pub mod policies {
                         }
                     })
                         .event_id
-                        .as_str())
-                        .to_owned()
+                        .as_str()
                 } else {
-                    ("").to_owned()
-                }),
+                    ""
+                }))
+                    .to_owned(),
             )
         }
         /// Evaluates [`exposes_event_id`] over the engagement's variables.

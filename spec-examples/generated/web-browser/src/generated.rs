@@ -1390,7 +1390,7 @@ pub mod policies {
         > {
             __meter.steps(32u64);
             Ok(
-                (if ({
+                ((if ({
                     let _ = (&(root).history);
                     true
                 }
@@ -1400,17 +1400,17 @@ pub mod policies {
                             .len(),
                     ) > (0i64)))
                 {
-                    (((&(::agentc_cel_support::index(
+                    ((&(::agentc_cel_support::index(
                         ((&(root).history)).fetch_page.as_slice(),
                         (0i64),
                     )?)
                         .inputs))
                         .url
-                        .as_str())
-                        .to_owned()
+                        .as_str()
                 } else {
-                    ("").to_owned()
-                }),
+                    ""
+                }))
+                    .to_owned(),
             )
         }
         /// Evaluates [`exposes_first_url`] over the engagement's variables.
