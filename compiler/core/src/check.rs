@@ -8,7 +8,7 @@ use crate::documents::handoff::{
     GateStatus, HandoffDocument, HandoffResponse, HandoffResponseStatus, HandoffStatus,
 };
 use crate::documents::manifest::CapabilityManifest;
-use crate::documents::tool::ToolDocument;
+use crate::documents::tool::{AuthScheme, ToolDocument};
 use crate::documents::{Document, LoadedDocument};
 use crate::lower::CelText;
 use crate::names::{Reference, name_problem, parse_reference, suggested_name};
@@ -619,6 +619,7 @@ impl Checker<'_> {
         }
         if let Some(http) = &binding.http {
             self.check_url(&http.url);
+            self.check_credential_transport(tool, &http.url);
         }
         if let Some(mcp) = &binding.mcp {
             self.check_url(&mcp.server);
@@ -707,6 +708,34 @@ impl Checker<'_> {
                 )
                 .with_primary_label("expected a path such as `/calendar/events`")
                 .with_help("paths are relative to the origin of the tool's binding URL"),
+            );
+        }
+    }
+
+    /// A tool that authenticates its callers sends a credential on every call: never in
+    /// clear text, so plain `http://` only on loopback (the one policy of
+    /// [`crate::urls`], which the runtime enforces too).
+    fn check_credential_transport(&mut self, tool: &ToolDocument, url: &Spanned<String>) {
+        let credentialed = tool
+            .auth
+            .as_ref()
+            .is_some_and(|auth| !matches!(auth.scheme, AuthScheme::None));
+        let in_clear = crate::urls::Url::parse(&url.value)
+            .is_ok_and(|parsed| parsed.scheme() == "http" && !crate::urls::is_loopback(&parsed));
+        if credentialed && in_clear {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::CredentialInClearText,
+                    url.span,
+                    format!(
+                        "`{}` would carry the tool's credential in clear text",
+                        url.value
+                    ),
+                )
+                .with_primary_label("a plain `http://` URL off this machine")
+                .with_help(
+                    "use `https://`; plain `http://` is allowed for a tool with a credential only on loopback (`localhost`, 127.0.0.0/8, `::1`)",
+                ),
             );
         }
     }

@@ -73,6 +73,7 @@ catalogue! {
     E0302 BindingCount Error "a tool has no binding, or more than one (it must have exactly one)";
     E0303 ToolInputNotObject Error "a tool's `input` schema does not describe an object";
     E0304 InvalidUrl Error "a URL is not a valid absolute http(s) URL";
+    E0305 CredentialInClearText Error "a tool with a credential is bound to a plain http:// URL off loopback";
     E0401 InvalidDateTime Error "a date-time is not in RFC 3339 form";
     E0402 AuditChainBroken Error "a regulated handoff's audit entries do not chain by hash";
     E0403 InconsistentDocument Error "a handoff's fields contradict each other";
