@@ -41,6 +41,32 @@ use crate::spec::{
 };
 use crate::tools::{RegisteredTool, ToolBackend, ToolContext, ToolError};
 
+/// How deeply a tool call's arguments may nest: far below the 128 levels at which JSON
+/// parsers (serde_json's included) stop, so that the audit entry and the stored
+/// engagement that carry the arguments can always be read back and verified.
+pub const MAX_ARGUMENT_DEPTH: usize = 64;
+
+/// How deeply `value` nests (a scalar is 0), counted without recursion.
+fn nesting_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0_usize)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        let depth = depth + 1;
+        deepest = deepest.max(depth);
+        if depth > MAX_ARGUMENT_DEPTH {
+            // Deep enough to refuse: no need to walk the rest.
+            return deepest;
+        }
+        pending.extend(children.map(|child| (child, depth)));
+    }
+    deepest
+}
+
 /// The step that refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -222,6 +248,14 @@ impl CallContext<'_> {
     }
 
     fn refuse(&self, engagement: &mut Engagement, stage: RefusalStage, reason: String) -> Refusal {
+        // Arguments too deep to be read back (see `MAX_ARGUMENT_DEPTH`) are not recorded.
+        let inputs = if nesting_depth(&self.call.arguments) > MAX_ARGUMENT_DEPTH {
+            serde_json::Value::String(format!(
+                "(not recorded: nested deeper than {MAX_ARGUMENT_DEPTH} levels)"
+            ))
+        } else {
+            self.call.arguments.as_ref().clone()
+        };
         tracing::warn!(
             engagement = engagement.id(),
             tool = %self.call.name,
@@ -236,7 +270,7 @@ impl CallContext<'_> {
         };
         engagement.record_refused(RefusedCall {
             name: self.call.name.clone(),
-            inputs: self.call.arguments.as_ref().clone(),
+            inputs,
             stage: stage.as_str().to_string(),
             reason: refusal.reason.clone(),
         });
@@ -566,6 +600,16 @@ async fn enforce_call_inner(
             engagement,
             RefusalStage::CallLimit,
             format!("the engagement has asked for {limit} tool calls, its limit (max_calls)"),
+        ));
+    }
+    // Arguments nested deeper than the audit trail and the store can read back (JSON
+    // parsers stop at 128 levels, and an entry adds its own) are refused before they are
+    // recorded anywhere: otherwise a model could make the trail unverifiable.
+    if nesting_depth(&call.arguments) > MAX_ARGUMENT_DEPTH {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::InputSchema,
+            format!("the arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels"),
         ));
     }
     context.audit(

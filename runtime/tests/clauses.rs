@@ -883,6 +883,36 @@ async fn audit_log_records_every_action_and_verifies() {
     assert_eq!(chain.entries, 4);
 }
 
+/// Arguments nested too deep to be read back are refused before they are recorded, so a
+/// model cannot make the audit trail unverifiable (its entries would nest past the JSON
+/// parser's limit) or the stored engagement unreadable.
+#[tokio::test]
+async fn arguments_too_deep_to_read_back_are_refused_and_the_trail_still_verifies() {
+    let h = harness(&agent_yaml(HR_CAPABILITY, ""));
+    let mut deep = json!("leave");
+    // 126 levels here, plus the arguments object and the entry's own: past 128.
+    for _ in 0..126 {
+        deep = json!([deep]);
+    }
+    let outcome = h
+        .run(vec![
+            call(
+                "hr_kb_search",
+                json!({"knowledge_base_id": "acme/hr/a", "query": deep}),
+            ),
+            kb_call("acme/hr/a"),
+            text("done"),
+        ])
+        .await;
+    assert_eq!(refused_stages(&outcome), ["input_schema"]);
+    assert_eq!(h.kb.calls(), 1, "the shallow call still runs");
+    let text = serde_json::to_string(&outcome.engagement).unwrap();
+    serde_json::from_str::<Value>(&text).expect("the engagement reads back");
+    let log = h.audit.text();
+    assert!(log.contains("nested deeper than 64 levels"), "{log}");
+    verify(log.as_bytes()).expect("the trail verifies");
+}
+
 struct SlowTool;
 
 #[async_trait]
