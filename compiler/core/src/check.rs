@@ -1434,16 +1434,37 @@ pub fn is_rfc3339(text: &str) -> bool {
     match rest {
         "Z" | "z" => true,
         offset => {
+            // Two ASCII digits, not anything `parse` takes (it takes a sign: `+1`).
             let number = |range: std::ops::Range<usize>| {
                 offset
                     .get(range)
-                    .and_then(|digits| digits.parse::<u32>().ok())
+                    .filter(|part| part.bytes().all(|byte| byte.is_ascii_digit()))
+                    .and_then(|part| part.parse::<u32>().ok())
             };
             offset.len() == 6
                 && matches!(offset.as_bytes().first(), Some(b'+' | b'-'))
                 && offset.as_bytes().get(3) == Some(&b':')
                 && number(1..3).is_some_and(|hours| hours < 24)
                 && number(4..6).is_some_and(|minutes| minutes < 60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::is_rfc3339;
+
+    #[test]
+    fn rfc3339_offsets_are_two_digits_each() {
+        assert!(is_rfc3339("2026-12-05T10:00:00+01:00"));
+        assert!(is_rfc3339("2026-12-05T10:00:00.5Z"));
+        for wrong in [
+            "2026-12-05T10:00:00++1:00",
+            "2026-12-05T10:00:00+01:+5",
+            "2026-12-05T10:00:00+1:000",
+            "2026-12-05T10:00:00+é:00",
+        ] {
+            assert!(!is_rfc3339(wrong), "{wrong}");
         }
     }
 }
