@@ -46,23 +46,27 @@ use crate::tools::{RegisteredTool, ToolBackend, ToolContext, ToolError};
 /// engagement that carry the arguments can always be read back and verified.
 pub const MAX_ARGUMENT_DEPTH: usize = 64;
 
-/// How deeply `value` nests (a scalar is 0), counted without recursion.
+/// How many containers deep the innermost value of `value` sits (a scalar, or an empty
+/// container, at the top is 0), counted without recursion.
 fn nesting_depth(value: &serde_json::Value) -> usize {
+    // Each pending value with the depth of the container holding it.
     let mut deepest = 0;
     let mut pending = vec![(value, 0_usize)];
     while let Some((value, depth)) = pending.pop() {
-        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
-            serde_json::Value::Array(items) => Box::new(items.iter()),
-            serde_json::Value::Object(fields) => Box::new(fields.values()),
-            _ => continue,
-        };
-        let depth = depth + 1;
         deepest = deepest.max(depth);
-        if depth > MAX_ARGUMENT_DEPTH {
+        if deepest > MAX_ARGUMENT_DEPTH {
             // Deep enough to refuse: no need to walk the rest.
-            return deepest;
+            break;
         }
-        pending.extend(children.map(|child| (child, depth)));
+        match value {
+            serde_json::Value::Array(items) => {
+                pending.extend(items.iter().map(|item| (item, depth + 1)));
+            }
+            serde_json::Value::Object(fields) => {
+                pending.extend(fields.values().map(|field| (field, depth + 1)));
+            }
+            _ => {}
+        }
     }
     deepest
 }

@@ -157,11 +157,8 @@ struct Harness {
 
 fn harness_with(agent: &str, kb: MockTool, scanner: MockTool) -> Harness {
     let set = load(agent);
-    let mut tools = ToolRegistry::new(&set.tools).unwrap();
     let email = MockTool::new(json!({}));
-    tools.bind("hr_kb_search", Arc::new(kb.clone())).unwrap();
-    tools.bind("send_email", Arc::new(email.clone())).unwrap();
-    tools.bind("scanner", Arc::new(scanner.clone())).unwrap();
+    let tools = registry(&set, Arc::new(kb.clone()), &email, &scanner);
     let audit = MemoryLog::default();
     let mut runtime = Runtime::new(
         tools,
@@ -176,6 +173,20 @@ fn harness_with(agent: &str, kb: MockTool, scanner: MockTool) -> Harness {
         runtime,
         audit,
     }
+}
+
+/// The harness's tools: `kb` for the search, the recording mocks for the others.
+fn registry(
+    set: &SpecSet,
+    kb: Arc<dyn agentc_runtime::ToolBackend>,
+    email: &MockTool,
+    scanner: &MockTool,
+) -> ToolRegistry {
+    let mut tools = ToolRegistry::new(&set.tools).unwrap();
+    tools.bind("hr_kb_search", kb).unwrap();
+    tools.bind("send_email", Arc::new(email.clone())).unwrap();
+    tools.bind("scanner", Arc::new(scanner.clone())).unwrap();
+    tools
 }
 
 fn harness(agent: &str) -> Harness {
@@ -210,14 +221,7 @@ impl Harness {
     /// Serves `hr_kb_search` with `backend` instead: a runtime's backends are bound
     /// before it is made, so the runtime is made again (with the same audit trail).
     fn bind_kb(&mut self, backend: Arc<dyn agentc_runtime::ToolBackend>) {
-        let mut tools = ToolRegistry::new(&self.set.tools).unwrap();
-        tools.bind("hr_kb_search", backend).unwrap();
-        tools
-            .bind("send_email", Arc::new(self.email.clone()))
-            .unwrap();
-        tools
-            .bind("scanner", Arc::new(self.scanner.clone()))
-            .unwrap();
+        let tools = registry(&self.set, backend, &self.email, &self.scanner);
         let audit = Arc::clone(&self.runtime.audit);
         let previous = std::mem::replace(&mut self.runtime, Runtime::new(tools, audit));
         let runtime = &mut self.runtime;

@@ -1434,18 +1434,13 @@ pub fn is_rfc3339(text: &str) -> bool {
     match rest {
         "Z" | "z" => true,
         offset => {
-            // Two ASCII digits, not anything `parse` takes (it takes a sign: `+1`).
-            let number = |range: std::ops::Range<usize>| {
-                offset
-                    .get(range)
-                    .filter(|part| part.bytes().all(|byte| byte.is_ascii_digit()))
-                    .and_then(|part| part.parse::<u32>().ok())
-            };
+            // The offset is the end of `text`; its digits are read as the others are.
+            let at = text.len().saturating_sub(offset.len());
             offset.len() == 6
                 && matches!(offset.as_bytes().first(), Some(b'+' | b'-'))
                 && offset.as_bytes().get(3) == Some(&b':')
-                && number(1..3).is_some_and(|hours| hours < 24)
-                && number(4..6).is_some_and(|minutes| minutes < 60)
+                && digits(at + 1..at + 3).is_some_and(|hours| hours < 24)
+                && digits(at + 4..at + 6).is_some_and(|minutes| minutes < 60)
         }
     }
 }
