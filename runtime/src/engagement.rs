@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, LazyLock, OnceLock};
 
+use agentc_cel::engagement::field;
 use agentc_cel::{MapKey, Timestamp, Value, ValueMap};
 use serde::{Deserialize, Serialize};
 
@@ -105,9 +106,9 @@ struct Keys {
 }
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
-    inputs: string_key("inputs"),
-    outputs: string_key("outputs"),
-    name: string_key("_name"),
+    inputs: string_key(field::INPUTS),
+    outputs: string_key(field::OUTPUTS),
+    name: string_key(field::RECENT_NAME),
 });
 
 impl Invocation {
@@ -248,9 +249,9 @@ impl Engagement {
     ) -> Self {
         let mut user_map = ValueMap::new();
         if let Some(user) = &user {
-            user_map.insert(string_key("id"), Value::string(&user.id));
+            user_map.insert(string_key(field::USER_ID), Value::string(&user.id));
             if let Some(email) = &user.email {
-                user_map.insert(string_key("email"), Value::string(email));
+                user_map.insert(string_key(field::USER_EMAIL), Value::string(email));
             }
         }
         let names: Vec<Arc<str>> = capability_names
@@ -491,7 +492,7 @@ impl Engagement {
     /// part whose size grows with the engagement, is built here and kept until the next
     /// record. `recent` and each call's CEL value are built on first read instead.
     pub fn prepare(&mut self, roots: &[String]) {
-        if self.history_value.is_none() && roots.iter().any(|root| root == "history") {
+        if self.history_value.is_none() && roots.iter().any(|root| root == field::HISTORY) {
             self.history_value = Some(self.build_history());
         }
     }
@@ -505,10 +506,10 @@ impl Engagement {
             .map(|name| Value::String(name.clone()))
             .collect();
         map.insert(
-            string_key("_total"),
+            string_key(field::HISTORY_TOTAL),
             Value::Int(i64::try_from(list.len()).unwrap_or(i64::MAX)),
         );
-        map.insert(string_key("_list"), Value::List(list.into()));
+        map.insert(string_key(field::HISTORY_LIST), Value::List(list.into()));
         for (name, invocations) in self.names.iter().zip(&self.per_capability) {
             let items: Vec<Value> = invocations
                 .iter()
@@ -630,18 +631,24 @@ impl Engagement {
     pub fn to_json(&self) -> serde_json::Value {
         let mut recent = serde_json::Map::new();
         if let Some(last) = self.last.and_then(|index| self.names.get(index)) {
-            recent.insert("_name".into(), serde_json::Value::String(last.to_string()));
+            recent.insert(
+                field::RECENT_NAME.into(),
+                serde_json::Value::String(last.to_string()),
+            );
         }
         let mut history = serde_json::Map::new();
         history.insert(
-            "_list".into(),
+            field::HISTORY_LIST.into(),
             self.list
                 .iter()
                 .filter_map(|index| self.names.get(*index as usize))
                 .map(|name| serde_json::Value::String(name.to_string()))
                 .collect(),
         );
-        history.insert("_total".into(), serde_json::Value::from(self.list.len()));
+        history.insert(
+            field::HISTORY_TOTAL.into(),
+            serde_json::Value::from(self.list.len()),
+        );
         for (name, invocations) in self.names.iter().zip(&self.per_capability) {
             if let Some(latest) = invocations.last() {
                 recent.insert(name.to_string(), invocation_json(latest));
@@ -655,14 +662,14 @@ impl Engagement {
         object.insert("id".into(), self.id.to_string().into());
         object.insert("agent".into(), self.agent.to_string().into());
         object.insert(
-            "started_at".into(),
+            field::STARTED_AT.into(),
             self.started_at
                 .map(|started| serde_json::Value::String(started.to_string()))
                 .unwrap_or_default(),
         );
-        object.insert("user".into(), value_to_json(&self.user_value));
-        object.insert("recent".into(), serde_json::Value::Object(recent));
-        object.insert("history".into(), serde_json::Value::Object(history));
+        object.insert(field::USER.into(), value_to_json(&self.user_value));
+        object.insert(field::RECENT.into(), serde_json::Value::Object(recent));
+        object.insert(field::HISTORY.into(), serde_json::Value::Object(history));
         object.insert(
             "refused".into(),
             serde_json::to_value(&self.refused).unwrap_or_default(),
@@ -718,9 +725,9 @@ pub struct RestoreError(pub String);
 
 fn invocation_json(invocation: &Invocation) -> serde_json::Value {
     let mut object = serde_json::Map::new();
-    object.insert("inputs".into(), invocation.inputs.as_ref().clone());
+    object.insert(field::INPUTS.into(), invocation.inputs.as_ref().clone());
     if let Some(outputs) = &invocation.outputs {
-        object.insert("outputs".into(), outputs.as_ref().clone());
+        object.insert(field::OUTPUTS.into(), outputs.as_ref().clone());
     }
     serde_json::Value::Object(object)
 }
@@ -737,9 +744,9 @@ impl VariableSource for EngagementScope<'_> {
         let engagement = self.engagement;
         match name {
             // Without a valid clock `started_at` is unbound, so checks reading it deny.
-            "started_at" => engagement.started_at.map(Value::Timestamp),
-            "user" => Some(engagement.user_value.clone()),
-            "recent" => match self.pending {
+            field::STARTED_AT => engagement.started_at.map(Value::Timestamp),
+            field::USER => Some(engagement.user_value.clone()),
+            field::RECENT => match self.pending {
                 None => Some(Value::Map(Arc::clone(engagement.recent_map()))),
                 Some(pending) => {
                     // The pending call is `recent` while it is checked; the copy is of the
@@ -754,7 +761,7 @@ impl VariableSource for EngagementScope<'_> {
                     Some(Value::Map(Arc::new(recent)))
                 }
             },
-            "history" => Some(
+            field::HISTORY => Some(
                 engagement
                     .history_value
                     .clone()
@@ -766,8 +773,8 @@ impl VariableSource for EngagementScope<'_> {
     /// The fields of `recent` one by one, with the pending call among them, exactly as
     /// [`EngagementScope::variable`]'s copy of the map holds them: a call is given as
     /// its [`Invocation`], whose JSON a compiled check reads without a CEL value.
-    fn field(&self, variable: &str, field: &str) -> FieldLookup<'_> {
-        if variable != "recent" {
+    fn field(&self, variable: &str, selected: &str) -> FieldLookup<'_> {
+        if variable != field::RECENT {
             return FieldLookup::WholeVariableOnly;
         }
         let engagement = self.engagement;
@@ -778,7 +785,7 @@ impl VariableSource for EngagementScope<'_> {
                     // route this sends the caller to.
                     return FieldLookup::WholeVariableOnly;
                 };
-                if field == name.as_ref() {
+                if selected == name.as_ref() {
                     return FieldLookup::Invocation(pending.invocation);
                 }
                 Some(name)
@@ -787,7 +794,7 @@ impl VariableSource for EngagementScope<'_> {
                 .last
                 .and_then(|index| engagement.names.get(index)),
         };
-        if field == "_name" {
+        if selected == field::RECENT_NAME {
             return match last {
                 Some(name) => FieldLookup::Found(Value::String(name.clone())),
                 None => FieldLookup::Absent,
@@ -796,7 +803,7 @@ impl VariableSource for EngagementScope<'_> {
         let latest = engagement
             .names
             .iter()
-            .position(|name| name.as_ref() == field)
+            .position(|name| name.as_ref() == selected)
             .and_then(|index| engagement.per_capability.get(index))
             .and_then(|invocations| invocations.last());
         match latest {
@@ -926,6 +933,155 @@ mod tests {
         assert_eq!(json["history"]["_total"], 2);
         assert_eq!(json["recent"]["_name"], "other");
         assert!(json["recent"]["other"].get("outputs").is_none());
+    }
+
+    /// Whether `value` has the declared `ty`: every always-present field there, no field
+    /// a closed object does not declare, recursively. `Dyn` (tool data) takes anything.
+    fn has_shape(
+        value: &serde_json::Value,
+        ty: &agentc_cel::Type,
+        path: &str,
+    ) -> Result<(), String> {
+        use agentc_cel::Type;
+        match (ty, value) {
+            (Type::Dyn, _) => Ok(()),
+            (Type::Object(object), serde_json::Value::Object(fields)) => {
+                for (name, declared) in &object.fields {
+                    match fields.get(name) {
+                        Some(inner) => has_shape(inner, &declared.ty, &format!("{path}.{name}"))?,
+                        None if declared.always_present => {
+                            return Err(format!("{path}.{name} is missing"));
+                        }
+                        None => {}
+                    }
+                }
+                match fields
+                    .keys()
+                    .find(|name| !object.fields.contains_key(*name))
+                {
+                    Some(extra) if !object.open => Err(format!("{path}.{extra} is not declared")),
+                    _ => Ok(()),
+                }
+            }
+            (Type::List(element), serde_json::Value::Array(items)) => {
+                items.iter().enumerate().try_for_each(|(index, item)| {
+                    has_shape(item, element, &format!("{path}[{index}]"))
+                })
+            }
+            (Type::String | Type::Timestamp, serde_json::Value::String(_))
+            | (Type::Int, serde_json::Value::Number(_)) => Ok(()),
+            (ty, value) => Err(format!("{path} is {value}, declared {ty}")),
+        }
+    }
+
+    /// The runtime builds exactly the engagement `agentc_cel::engagement` declares (one
+    /// declaration, OAS-E3): the JSON of an engagement and the variables a check sees,
+    /// at each assertion site, empty and with calls recorded, collected or not.
+    #[test]
+    fn the_runtime_builds_the_declared_engagement_shape() {
+        use agentc_cel::Type;
+        use agentc_cel::engagement::{
+            AssertionSite, CapabilityTypes, Presence, display_name, engagement_shape,
+        };
+        let capabilities: Vec<CapabilityTypes> = [("hr_kb_search", true), ("other", false)]
+            .into_iter()
+            .map(|(name, collects_results)| CapabilityTypes {
+                name: name.to_string(),
+                input: Type::Dyn,
+                output: Type::Dyn,
+                collects_results,
+            })
+            .collect();
+        let exposes_shape = engagement_shape(
+            &capabilities,
+            Presence::At(&AssertionSite::Exposes),
+            display_name,
+        );
+        let variables_of = |scope: EngagementScope<'_>| {
+            let mut object = serde_json::Map::new();
+            for name in field::VARIABLES {
+                if let Some(value) = scope.variable(name) {
+                    object.insert(name.to_string(), value_to_json(&value));
+                }
+            }
+            serde_json::Value::Object(object)
+        };
+
+        // The engagement's JSON carries its identity and outcome besides the shape.
+        let shape_part = |engagement: &Engagement| {
+            let mut json = engagement.to_json();
+            if let Some(object) = json.as_object_mut() {
+                for extra in ["id", "agent", "refused", "status"] {
+                    object.remove(extra);
+                }
+            }
+            json
+        };
+
+        let mut engagement = engagement();
+        for round in 0..2 {
+            let json = shape_part(&engagement);
+            has_shape(&json, &Type::Object(exposes_shape.clone()), "engagement")
+                .unwrap_or_else(|problem| panic!("to_json, round {round}: {problem}"));
+            has_shape(
+                &variables_of(engagement.scope(None)),
+                &Type::Object(exposes_shape.clone()),
+                "engagement",
+            )
+            .unwrap_or_else(|problem| panic!("variables, round {round}: {problem}"));
+
+            // The pending call of each capability, at its input and its output restriction.
+            for (index, capability) in capabilities.iter().enumerate() {
+                let inputs = Invocation::new(Arc::new(json!({"q": round})));
+                let outputs = inputs.with_outputs(Arc::new(json!({"r": round})));
+                for (site, invocation) in [
+                    (
+                        AssertionSite::InputRestriction {
+                            capability: capability.name.clone(),
+                        },
+                        &inputs,
+                    ),
+                    (
+                        AssertionSite::OutputRestriction {
+                            capability: capability.name.clone(),
+                        },
+                        &outputs,
+                    ),
+                ] {
+                    let shape = engagement_shape(&capabilities, Presence::At(&site), display_name);
+                    engagement.prepare(&field::VARIABLES.map(String::from));
+                    let pending = Pending {
+                        capability: index,
+                        invocation,
+                    };
+                    has_shape(
+                        &variables_of(engagement.scope(Some(pending))),
+                        &Type::Object(shape),
+                        "engagement",
+                    )
+                    .unwrap_or_else(|problem| panic!("{site:?}, round {round}: {problem}"));
+                }
+            }
+            engagement.record(
+                0,
+                Arc::new(json!({"q": "a"})),
+                Some(Arc::new(json!({"r": 1}))),
+            );
+            engagement.record(1, Arc::new(json!({"q": "b"})), None);
+        }
+
+        // The denied path: a field the declaration does not have is found.
+        let mut undeclared = shape_part(&engagement);
+        assert!(
+            has_shape(
+                &undeclared,
+                &Type::Object(exposes_shape.clone()),
+                "engagement"
+            )
+            .is_ok()
+        );
+        undeclared["recent"]["surprise"] = json!(1);
+        assert!(has_shape(&undeclared, &Type::Object(exposes_shape), "engagement").is_err());
     }
 
     /// A nested engagement's parent is part of its saved state, so that its entries

@@ -42,7 +42,7 @@ use agentc_cel::Span;
 use agentc_cel::ast::{
     BinaryOp, Comprehension, ComprehensionKind, Expr, ExprKind, Literal, UnaryOp,
 };
-use agentc_cel::engagement::CapabilityTypes;
+use agentc_cel::engagement::{CapabilityTypes, ObjectRole, Presence, engagement_shape};
 use agentc_cel::{FieldType, ObjectType, Type};
 use agentc_cel_support::budget::{BYTES_PER_STEP, STEPS_PER_NODE};
 
@@ -452,75 +452,31 @@ fn with_names(ty: &Type, name: &str) -> Type {
     }
 }
 
-fn object(name: &str, fields: Vec<(&str, Type, bool)>) -> Type {
-    Type::Object(ObjectType {
-        name: name.to_string(),
-        fields: fields
-            .into_iter()
-            .map(|(field_name, ty, always_present)| {
-                (field_name.to_string(), FieldType { ty, always_present })
-            })
-            .collect(),
-        open: false,
-    })
-}
-
-/// The layout of the engagement (OAS-E3) for the given capabilities: one root object
-/// `Engagement` with `started_at`, `user {id, email?}`, `recent {_name?, <cap>?}` and
-/// `history {_list, _total, <cap>: list}`, where each capability's invocation is
-/// `{inputs, outputs?}`. It serves every assertion site: what a site guarantees present
-/// is simply `Some` at run time.
+/// The layout of the engagement (OAS-E3) for the given capabilities, as
+/// [`engagement_shape`] declares it with the presence every site guarantees: one root
+/// struct `Engagement` whose objects are named `User`, `Recent`, `History` and
+/// `<Capability>Invocation`, and whose tool types are named from their capability
+/// (`<Capability>Inputs`, `<Capability>Outputs`). It serves every assertion site: what a
+/// site guarantees present is simply `Some` at run time.
 pub fn engagement_layout(capabilities: &[CapabilityTypes]) -> ObjectType {
-    let user = object(
-        "User",
-        vec![("id", Type::String, true), ("email", Type::String, false)],
-    );
-    let mut recent = vec![("_name", Type::String, false)];
-    let mut history = vec![
-        ("_list", Type::List(Box::new(Type::String)), true),
-        ("_total", Type::Int, true),
-    ];
-    for capability in capabilities {
-        let base = camel_case(&capability.name);
-        let invocation = object(
-            &format!("{base}Invocation"),
-            vec![
-                (
-                    "inputs",
-                    with_names(&capability.input, &format!("{base}Inputs")),
-                    true,
-                ),
-                (
-                    "outputs",
-                    with_names(&capability.output, &format!("{base}Outputs")),
-                    false,
-                ),
-            ],
-        );
-        recent.push((capability.name.as_str(), invocation.clone(), false));
-        history.push((
-            capability.name.as_str(),
-            Type::List(Box::new(invocation)),
-            true,
-        ));
-    }
-    let root = object(
-        "Engagement",
-        vec![
-            ("started_at", Type::Timestamp, true),
-            ("user", user, true),
-            ("recent", object("Recent", recent), true),
-            ("history", object("History", history), true),
-        ],
-    );
-    match root {
-        Type::Object(object) => object,
-        _ => ObjectType {
-            name: "Engagement".to_string(),
-            fields: BTreeMap::new(),
-            open: false,
-        },
-    }
+    let named: Vec<CapabilityTypes> = capabilities
+        .iter()
+        .map(|capability| {
+            let base = camel_case(&capability.name);
+            CapabilityTypes {
+                input: with_names(&capability.input, &format!("{base}Inputs")),
+                output: with_names(&capability.output, &format!("{base}Outputs")),
+                ..capability.clone()
+            }
+        })
+        .collect();
+    engagement_shape(&named, Presence::EverySite, |role| match role {
+        ObjectRole::Engagement => "Engagement".to_string(),
+        ObjectRole::User => "User".to_string(),
+        ObjectRole::Recent => "Recent".to_string(),
+        ObjectRole::History => "History".to_string(),
+        ObjectRole::Invocation { capability } => format!("{}Invocation", camel_case(capability)),
+    })
 }
 
 /// The struct definitions of [`engagement_layout`], the root named `Engagement`.

@@ -1,13 +1,51 @@
-//! The engagement environment that OpenAgentSpec assertions are checked against (OAS-E3).
+//! The engagement environment that OpenAgentSpec assertions are checked against (OAS-E3),
+//! declared once.
 //!
 //! Restriction assertions see `started_at`, `user`, `recent` and `history`. Which parts
 //! of `recent` are guaranteed present depends on where the assertion runs: an input
 //! restriction of capability X runs with the pending call's inputs as `recent.X.inputs`
 //! but no outputs yet, while an output restriction of X sees both.
-
-use std::collections::BTreeMap;
+//!
+//! [`engagement_shape`] is the only place the shape is written. Its consumers each ask it
+//! for what they need, so adding a field to the engagement is a change here plus the
+//! runtime code that supplies its value:
+//! - the CEL checker declares its root fields as variables ([`engagement_env`], with
+//!   presence at one assertion site and display names such as `recent`);
+//! - the CEL→Rust compiler (`agentc-cel-compile`) lays it out as Rust structs (presence
+//!   over every site, struct names such as `Recent`);
+//! - the runtime builds the values under the names in [`field`], and its tests check
+//!   that what it builds has exactly this shape.
 
 use crate::types::{FieldType, ObjectType, Type, TypeEnv};
+
+/// The names of the engagement's variables and fixed fields, as assertions write them.
+pub mod field {
+    /// When the engagement started (a timestamp).
+    pub const STARTED_AT: &str = "started_at";
+    /// The engaging user.
+    pub const USER: &str = "user";
+    /// The user's identifier.
+    pub const USER_ID: &str = "id";
+    /// The user's email, when known.
+    pub const USER_EMAIL: &str = "email";
+    /// The latest invocation of each capability (and the pending call while it is checked).
+    pub const RECENT: &str = "recent";
+    /// The name of the capability invoked last.
+    pub const RECENT_NAME: &str = "_name";
+    /// Every invocation of each capability, in order.
+    pub const HISTORY: &str = "history";
+    /// The names of the capabilities invoked, in call order.
+    pub const HISTORY_LIST: &str = "_list";
+    /// How many calls were recorded.
+    pub const HISTORY_TOTAL: &str = "_total";
+    /// An invocation's input.
+    pub const INPUTS: &str = "inputs";
+    /// An invocation's output (absent while the call is pending, or when results are
+    /// not collected).
+    pub const OUTPUTS: &str = "outputs";
+    /// The engagement's variables, in the order the shape declares them.
+    pub const VARIABLES: [&str; 4] = [STARTED_AT, USER, RECENT, HISTORY];
+}
 
 /// The input and output types of one capability, from its tool's schemas.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,104 +78,192 @@ pub enum AssertionSite {
     Exposes,
 }
 
-fn field(ty: Type, always_present: bool) -> FieldType {
+/// Whose guarantees decide which fields are always present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence<'a> {
+    /// What one assertion site is guaranteed (the checker's view).
+    At(&'a AssertionSite),
+    /// What every site is guaranteed, with one invocation type per capability shared by
+    /// `recent` and `history` (a layout that serves every site, as compiled checks use).
+    EverySite,
+}
+
+/// The objects of the engagement, for naming them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectRole<'a> {
+    /// The engagement itself, whose fields are the variables.
+    Engagement,
+    /// `user`.
+    User,
+    /// `recent`.
+    Recent,
+    /// `history`.
+    History,
+    /// One invocation of a capability, `{inputs, outputs?}`.
+    Invocation {
+        /// The capability's name.
+        capability: &'a str,
+    },
+}
+
+/// The names an assertion's diagnostics use: `recent`, `user`, the capability's name.
+pub fn display_name(role: ObjectRole<'_>) -> String {
+    match role {
+        ObjectRole::Engagement => "engagement".to_string(),
+        ObjectRole::User => field::USER.to_string(),
+        ObjectRole::Recent => field::RECENT.to_string(),
+        ObjectRole::History => field::HISTORY.to_string(),
+        ObjectRole::Invocation { capability } => capability.to_string(),
+    }
+}
+
+/// How present each part of a capability's invocation is, in `recent` and in `history`.
+struct InvocationPresence {
+    /// Whether `recent.<capability>` is always there.
+    in_recent: bool,
+    /// Whether `recent.<capability>.outputs` is always there (inputs always are).
+    recent_outputs: bool,
+    /// Whether `history.<capability>[i].outputs` is always there.
+    history_outputs: bool,
+}
+
+fn invocation_presence(capability: &CapabilityTypes, presence: Presence<'_>) -> InvocationPresence {
+    // A recorded invocation always has its inputs, and its outputs unless results are
+    // not collected (OAS-C2). Refused calls never become `recent` (Reading: pending
+    // call), so they do not make outputs optional. The pending call is `recent` while
+    // its own restrictions are checked: without outputs before the call, with them after.
+    let recorded = InvocationPresence {
+        in_recent: false,
+        recent_outputs: capability.collects_results,
+        history_outputs: capability.collects_results,
+    };
+    match presence {
+        Presence::At(AssertionSite::InputRestriction {
+            capability: restricted,
+        }) if *restricted == capability.name => InvocationPresence {
+            in_recent: true,
+            recent_outputs: false,
+            ..recorded
+        },
+        Presence::At(AssertionSite::OutputRestriction {
+            capability: restricted,
+        }) if *restricted == capability.name => InvocationPresence {
+            in_recent: true,
+            recent_outputs: true,
+            ..recorded
+        },
+        Presence::At(_) => recorded,
+        // One type serves `recent` at an input restriction (no outputs yet) and every
+        // recorded call, so its outputs are never guaranteed.
+        Presence::EverySite => InvocationPresence {
+            in_recent: false,
+            recent_outputs: false,
+            history_outputs: false,
+        },
+    }
+}
+
+fn field_of(ty: Type, always_present: bool) -> FieldType {
     FieldType { ty, always_present }
 }
 
-fn invocation_type(
-    capability: &CapabilityTypes,
-    inputs_present: bool,
-    outputs_present: bool,
-) -> Type {
-    let mut fields = BTreeMap::new();
-    fields.insert(
-        "inputs".to_string(),
-        field(capability.input.clone(), inputs_present),
-    );
-    fields.insert(
-        "outputs".to_string(),
-        field(capability.output.clone(), outputs_present),
-    );
-    Type::Object(ObjectType {
-        name: capability.name.clone(),
-        fields,
+fn object(name: String, fields: impl IntoIterator<Item = (&'static str, FieldType)>) -> ObjectType {
+    ObjectType {
+        name,
+        fields: fields
+            .into_iter()
+            .map(|(field_name, field)| (field_name.to_string(), field))
+            .collect(),
         open: false,
-    })
+    }
 }
 
-/// Builds the type environment for an assertion at the given site.
-pub fn engagement_env(capabilities: &[CapabilityTypes], site: &AssertionSite) -> TypeEnv {
-    let mut env = TypeEnv::new();
-    env.declare("started_at", Type::Timestamp);
-
-    let mut user_fields = BTreeMap::new();
-    user_fields.insert("id".to_string(), field(Type::String, true));
-    user_fields.insert("email".to_string(), field(Type::String, false));
-    env.declare(
-        "user",
-        Type::Object(ObjectType {
-            name: "user".to_string(),
-            fields: user_fields,
-            open: false,
+fn invocation(
+    capability: &CapabilityTypes,
+    outputs_present: bool,
+    name: &impl Fn(ObjectRole<'_>) -> String,
+) -> Type {
+    Type::Object(object(
+        name(ObjectRole::Invocation {
+            capability: &capability.name,
         }),
-    );
-
-    let mut recent_fields = BTreeMap::new();
-    recent_fields.insert("_name".to_string(), field(Type::String, false));
-    let mut history_fields = BTreeMap::new();
-    history_fields.insert(
-        "_list".to_string(),
-        field(Type::List(Box::new(Type::String)), true),
-    );
-    history_fields.insert("_total".to_string(), field(Type::Int, true));
-
-    for capability in capabilities {
-        let (present, inputs_present, outputs_present) = match site {
-            AssertionSite::InputRestriction {
-                capability: restricted,
-            } if *restricted == capability.name => (true, true, false),
-            AssertionSite::OutputRestriction {
-                capability: restricted,
-            } if *restricted == capability.name => (true, true, true),
-            // A recorded invocation always has its inputs, and its outputs unless results
-            // are not collected (OAS-C2). Refused calls never become `recent` (Reading:
-            // pending call), so they do not make outputs optional.
-            _ => (false, true, capability.collects_results),
-        };
-        recent_fields.insert(
-            capability.name.clone(),
-            field(
-                invocation_type(capability, inputs_present, outputs_present),
-                present,
+        [
+            (field::INPUTS, field_of(capability.input.clone(), true)),
+            (
+                field::OUTPUTS,
+                field_of(capability.output.clone(), outputs_present),
             ),
-        );
-        history_fields.insert(
+        ],
+    ))
+}
+
+/// The engagement (OAS-E3) for the given capabilities: `started_at`, `user {id,
+/// email?}`, `recent {_name?, <capability>?}` and `history {_list, _total,
+/// <capability>: list}`, each invocation `{inputs, outputs?}`; which fields are always
+/// present is decided by `presence`, and each object is named by `name`.
+pub fn engagement_shape(
+    capabilities: &[CapabilityTypes],
+    presence: Presence<'_>,
+    name: impl Fn(ObjectRole<'_>) -> String,
+) -> ObjectType {
+    let user = object(
+        name(ObjectRole::User),
+        [
+            (field::USER_ID, field_of(Type::String, true)),
+            (field::USER_EMAIL, field_of(Type::String, false)),
+        ],
+    );
+    let mut recent = object(
+        name(ObjectRole::Recent),
+        [(field::RECENT_NAME, field_of(Type::String, false))],
+    );
+    let mut history = object(
+        name(ObjectRole::History),
+        [
+            (
+                field::HISTORY_LIST,
+                field_of(Type::List(Box::new(Type::String)), true),
+            ),
+            (field::HISTORY_TOTAL, field_of(Type::Int, true)),
+        ],
+    );
+    for capability in capabilities {
+        let present = invocation_presence(capability, presence);
+        let in_recent = invocation(capability, present.recent_outputs, &name);
+        recent.fields.insert(
             capability.name.clone(),
-            field(
-                Type::List(Box::new(invocation_type(
+            field_of(in_recent, present.in_recent),
+        );
+        history.fields.insert(
+            capability.name.clone(),
+            field_of(
+                Type::List(Box::new(invocation(
                     capability,
-                    true,
-                    capability.collects_results,
+                    present.history_outputs,
+                    &name,
                 ))),
                 true,
             ),
         );
     }
-    env.declare(
-        "recent",
-        Type::Object(ObjectType {
-            name: "recent".to_string(),
-            fields: recent_fields,
-            open: false,
-        }),
-    );
-    env.declare(
-        "history",
-        Type::Object(ObjectType {
-            name: "history".to_string(),
-            fields: history_fields,
-            open: false,
-        }),
-    );
+    object(
+        name(ObjectRole::Engagement),
+        [
+            (field::STARTED_AT, field_of(Type::Timestamp, true)),
+            (field::USER, field_of(Type::Object(user), true)),
+            (field::RECENT, field_of(Type::Object(recent), true)),
+            (field::HISTORY, field_of(Type::Object(history), true)),
+        ],
+    )
+}
+
+/// Builds the type environment for an assertion at the given site: the engagement's
+/// fields, each a variable.
+pub fn engagement_env(capabilities: &[CapabilityTypes], site: &AssertionSite) -> TypeEnv {
+    let mut env = TypeEnv::new();
+    for (variable, field) in engagement_shape(capabilities, Presence::At(site), display_name).fields
+    {
+        env.declare(variable, field.ty);
+    }
     env
 }

@@ -30,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use agentc_cel::engagement::field;
 use agentc_cel::{MapKey, Value, ValueMap};
 use agentc_runtime::{CheckError, FieldLookup, Invocation, VariableSource};
 
@@ -73,8 +74,8 @@ impl<'a> Object<'a> {
                 .map(|(_, value)| Source::Json(value)),
             Object::Json(map) => map.get(name).map(Source::Json),
             Object::Invocation(call) => match name {
-                "inputs" => Some(Source::Json(&call.inputs)),
-                "outputs" => call.outputs.as_deref().map(Source::Json),
+                field::INPUTS => Some(Source::Json(&call.inputs)),
+                field::OUTPUTS => call.outputs.as_deref().map(Source::Json),
                 _ => None,
             },
         }
@@ -377,7 +378,7 @@ fn entries(object: Object<'_>) -> Vec<(String, Source<'_>)> {
             .iter()
             .map(|(key, item)| (key.clone(), Source::Json(item)))
             .collect(),
-        Object::Invocation(_) => ["inputs", "outputs"]
+        Object::Invocation(_) => [field::INPUTS, field::OUTPUTS]
             .into_iter()
             .filter_map(|key| Some((key.to_string(), object.get(key)?)))
             .collect(),
