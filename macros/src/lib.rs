@@ -1,10 +1,10 @@
-//! `#[agentc_macros::agent(spec = "path")]`: the same generator as `agentc build`, run at
+//! `#[agentc::agent(spec = "path")]`: the same generator as `agentc build`, run at
 //! compile time. On a module, it fills the module with the agent code of the spec set at
 //! `path` (a file or a directory, relative to the crate's `Cargo.toml`, or else to the
 //! directory of the file that holds the attribute):
 //!
 //! ```ignore
-//! #[agentc_macros::agent(spec = "specs/hr")]
+//! #[agentc::agent(spec = "specs/hr")]
 //! mod hr {}
 //! ```
 //!
@@ -138,7 +138,7 @@ fn expand(
     })
 }
 
-/// Declares a native tool from an async Rust function: `#[agentc_macros::tool]` on
+/// Declares a native tool from an async Rust function: `#[agentc::tool]` on
 /// `async fn name(input: In) -> Result<Out, ToolError>` (or `-> Out`) keeps the function
 /// and adds a unit struct named after it in CamelCase with `Tool` appended (for
 /// `lookup_policy_doc`, `LookupPolicyDocTool`) that
@@ -157,7 +157,7 @@ fn expand(
 pub fn tool(attribute: TokenStream, item: TokenStream) -> TokenStream {
     let attribute = proc_macro2::TokenStream::from(attribute);
     if !attribute.is_empty() {
-        return syn::Error::new_spanned(attribute, "`#[agentc_macros::tool]` takes no arguments")
+        return syn::Error::new_spanned(attribute, "`#[agentc::tool]` takes no arguments")
             .to_compile_error()
             .into();
     }
@@ -252,7 +252,7 @@ fn expand_tool(function: &syn::ItemFn) -> syn::Result<proc_macro2::TokenStream> 
     };
     let visibility = &function.vis;
     Ok(quote! {
-        #[doc = concat!("The native tool `", #name_text, "`, declared with `#[agentc_macros::tool]`.")]
+        #[doc = concat!("The native tool `", #name_text, "`, declared with `#[agentc::tool]`.")]
         #[derive(Clone, Copy, Debug, Default)]
         #visibility struct #struct_name;
 
@@ -261,30 +261,30 @@ fn expand_tool(function: &syn::ItemFn) -> syn::Result<proc_macro2::TokenStream> 
             pub const NAME: &'static str = #name_text;
 
             /// The tool document: schemas from the Rust types, a `native` binding.
-            pub fn document() -> ::serde_json::Value {
-                ::serde_json::json!({
+            pub fn document() -> ::agentc::__private::serde_json::Value {
+                ::agentc::__private::serde_json::json!({
                     "kind": "openagentspec:v1/tool",
                     "name": #name_text,
                     "description": #description,
-                    "input": ::schemars::schema_for!(#input_type),
-                    "output": ::schemars::schema_for!(#output_type),
+                    "input": ::agentc::__private::schemars::schema_for!(#input_type),
+                    "output": ::agentc::__private::schemars::schema_for!(#output_type),
                     "binding": { "native": { "function": concat!(module_path!(), "::", #name_text) } },
                 })
             }
         }
 
-        #[::async_trait::async_trait]
-        impl ::agentc_runtime::ToolBackend for #struct_name {
+        #[::agentc::__private::async_trait::async_trait]
+        impl ::agentc::__private::agentc_runtime::ToolBackend for #struct_name {
             async fn invoke(
                 &self,
-                input: &::serde_json::Value,
-                _context: &::agentc_runtime::ToolContext,
-            ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
-                let typed: #input_type = ::serde_json::from_value(input.clone()).map_err(|error| {
-                    ::agentc_runtime::ToolError::InvalidInput { tool: #name_text.to_string(), detail: error.to_string() }
+                input: &::agentc::__private::serde_json::Value,
+                _context: &::agentc::__private::agentc_runtime::ToolContext,
+            ) -> ::std::result::Result<::agentc::__private::serde_json::Value, ::agentc::__private::agentc_runtime::ToolError> {
+                let typed: #input_type = ::agentc::__private::serde_json::from_value(input.clone()).map_err(|error| {
+                    ::agentc::__private::agentc_runtime::ToolError::InvalidInput { tool: #name_text.to_string(), detail: error.to_string() }
                 })?;
                 let output: #output_type = #call;
-                ::serde_json::to_value(output).map_err(|error| ::agentc_runtime::ToolError::InvalidOutput {
+                ::agentc::__private::serde_json::to_value(output).map_err(|error| ::agentc::__private::agentc_runtime::ToolError::InvalidOutput {
                     tool: #name_text.to_string(),
                     detail: error.to_string(),
                 })

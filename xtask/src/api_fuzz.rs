@@ -46,8 +46,8 @@ impl Drop for Server {
 
 pub fn run(root: &Path) -> Result<(), String> {
     let schemathesis = installed_schemathesis()?;
-    crate::cargo(&["build", "-q", "-p", "agentc"])?;
-    let agentc = target_directory(root).join("debug").join("agentc");
+    crate::cargo(&["build", "-q", "-p", "agentc-cli"])?;
+    let agentc = crate::target_directory(root).join("debug").join("agentc");
     let scratch = std::env::temp_dir().join(format!("agentc-api-fuzz-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)
@@ -199,18 +199,4 @@ fn run_quietly(command: &mut Command, what: &str) -> Result<(), String> {
     } else {
         Err(format!("{what} failed ({status})"))
     }
-}
-
-/// Where cargo puts build outputs: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
-fn target_directory(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|directory| {
-            if directory.is_absolute() {
-                directory
-            } else {
-                root.join(directory)
-            }
-        })
-        .unwrap_or_else(|| root.join("target"))
 }

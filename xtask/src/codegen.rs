@@ -76,7 +76,7 @@ fn generated_crates(root: &Path, check_only: bool, stale: &mut Vec<String>) -> R
         let set = agentc_compiler::check_set(&inputs, &agentc_compiler::CheckOptions::default());
         let options = agentc_codegen::BuildOptions {
             crate_name: agentc_codegen::crate_name_from(example),
-            agentc_root: "../../..".to_string(),
+            agentc: agentc_codegen::AgentcDependency::Path("../../../agentc".to_string()),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let files = agentc_codegen::generate_crate(&set, &options)

@@ -136,30 +136,17 @@ fn runtime_source(root: &Path) -> PathBuf {
     root.join("runtime").join("src").join("lib.rs")
 }
 
-fn target_directory(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|directory| {
-            if directory.is_absolute() {
-                directory
-            } else {
-                root.join(directory)
-            }
-        })
-        .unwrap_or_else(|| root.join("target"))
-}
-
 pub fn run(root: &Path) -> Result<(), String> {
     let cargo = crate::cargo_program();
     // Everything is built first, so that only the touched crate is compiled below.
     let status = crate::cargo_command()
-        .args(["build", "-p", "agentc"])
+        .args(["build", "-p", "agentc-cli"])
         .env("CARGO_INCREMENTAL", "0")
         .current_dir(root)
         .status()
         .map_err(|error| format!("cannot run cargo: {error}"))?;
     if !status.success() {
-        return Err("cargo build -p agentc failed".to_string());
+        return Err("cargo build -p agentc-cli failed".to_string());
     }
     for subcommand in ["check", "build"] {
         let mut everything = vec![subcommand, "-p", "agentc-runtime"];
@@ -176,7 +163,7 @@ pub fn run(root: &Path) -> Result<(), String> {
             return Err(format!("cargo {subcommand} of the generated crates failed"));
         }
     }
-    let agentc = target_directory(root).join("debug").join("agentc");
+    let agentc = crate::target_directory(root).join("debug").join("agentc");
     let scratch = std::env::temp_dir().join(format!("agentc-compile-times-{}", std::process::id()));
     println!(
         "| Example | `agentc build` | Lines generated | `cargo check` of the generated crate | `cargo build` of the generated crate |"

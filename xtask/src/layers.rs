@@ -33,8 +33,13 @@ const LAYERS: &[&[&str]] = &[
         "agentc-codegen",
         "agentc-local-model",
     ],
-    // The generated example crates, the server, the conformance suite, the macro, the
-    // differential tests of the CEL compiler.
+    // The attribute macros (a front end of codegen).
+    &["agentc-macros"],
+    // The one dependency of users and of generated code: the runtime, the macros and
+    // what generated code needs, re-exported.
+    &["agentc"],
+    // The generated example crates, the server, the conformance suite, the differential
+    // tests of the CEL compiler.
     &[
         "hr",
         "meeting-scheduler",
@@ -42,11 +47,10 @@ const LAYERS: &[&[&str]] = &[
         "multi-agent",
         "agentc-server",
         "agentc-conformance",
-        "agentc-macros",
         "agentc-cel-differential",
     ],
     // The command line, the repository's tasks, the generated crates' tests.
-    &["agentc", "xtask", "agentc-generated-tests"],
+    &["agentc-cli", "xtask", "agentc-generated-tests"],
 ];
 
 /// Crates whose linked dependencies must not include [`GENERATOR_CRATES`].
@@ -55,6 +59,7 @@ const POLICY_RUNNERS: &[&str] = &[
     "agentc-cel",
     "agentc-runtime",
     "agentc-generated-support",
+    "agentc",
     "hr",
     "meeting-scheduler",
     "web-browser",

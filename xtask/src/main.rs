@@ -27,6 +27,7 @@ mod codegen;
 mod compile_times;
 mod fuzz_smoke;
 mod layers;
+mod outside;
 mod tiny_model;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         "bench" => bench(),
         "api-fuzz" => api_fuzz::run(&workspace_root()),
         "layers" => layers::run(&workspace_root()),
+        "outside" => outside::run(&workspace_root()),
         "compile-times" if rest.iter().any(|a| a == "--instructions") => {
             compile_times::run_instructions(&workspace_root())
         }
@@ -110,6 +112,21 @@ pub fn cargo_program() -> PathBuf {
 
 /// A `cargo` command with the environment a direct invocation would have (see
 /// [`remove_cargo_run_variables`]).
+/// Where cargo puts what it builds: `$CARGO_TARGET_DIR` (relative to the workspace root
+/// when relative), or the workspace's `target/`.
+pub fn target_directory(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|directory| {
+            if directory.is_absolute() {
+                directory
+            } else {
+                root.join(directory)
+            }
+        })
+        .unwrap_or_else(|| root.join("target"))
+}
+
 pub fn cargo_command() -> Command {
     let mut command = Command::new(cargo_program());
     remove_cargo_run_variables(&mut command);
@@ -176,17 +193,27 @@ fn ci() -> Result<(), String> {
         "run",
         "-q",
         "-p",
-        "agentc",
+        "agentc-cli",
         "--",
         "conform",
         "spec-examples",
         "--target",
         "mock",
     ])?;
-    cargo(&["run", "-q", "-p", "agentc", "--", "conform", "--runtime"])?;
+    cargo(&[
+        "run",
+        "-q",
+        "-p",
+        "agentc-cli",
+        "--",
+        "conform",
+        "--runtime",
+    ])?;
     // The served API as a property-based fuzzer sees it (schemathesis, from PyPI).
     api_fuzz::run(&workspace_root())?;
     codegen::run(&workspace_root(), true)?;
+    // agentc as a user outside this workspace gets it: one dependency.
+    outside::run(&workspace_root())?;
     fuzz_smoke::run(&workspace_root(), 5_000)?;
     // Last, because it is by far the longest build (cold: tens of minutes on two
     // cores), so every quicker check has reported first.

@@ -170,11 +170,10 @@ fn prune_type(ty: &Type, reads: &FieldReads) -> Type {
     }
 }
 
-const SUPPORT: &str = "agentc_cel_support";
-
+/// Where compiled code finds its run-time support: through the `agentc` façade, the one
+/// dependency of the crates (and macro expansions) it is compiled into.
 fn support() -> TokenStream {
-    let krate = Ident::new(SUPPORT, TokenSpan::call_site());
-    quote!(::#krate)
+    quote!(::agentc::__private::agentc_cel_support)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -337,7 +336,7 @@ impl StructNamer {
                 let name = ident(&self.name_for(suggested, object));
                 quote!(#name)
             }
-            _ => quote!(::serde_json::Value),
+            _ => quote!(::agentc::__private::serde_json::Value),
         }
     }
 
@@ -367,14 +366,15 @@ impl StructNamer {
             let extra = ident(EXTRA_FIELDS);
             fields.push(quote! {
                 #[serde(flatten)]
-                pub #extra: ::std::collections::BTreeMap<::std::string::String, ::serde_json::Value>,
+                pub #extra: ::std::collections::BTreeMap<::std::string::String, ::agentc::__private::serde_json::Value>,
             });
         }
         let struct_ident = ident(name);
         let doc = format!(" The CEL object `{}`.", object.name);
         quote! {
             #[doc = #doc]
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+            #[derive(Debug, Clone, PartialEq, ::agentc::__private::serde::Serialize, ::agentc::__private::serde::Deserialize)]
+            #[serde(crate = "::agentc::__private::serde")]
             pub struct #struct_ident {
                 #(#fields)*
             }
@@ -1315,7 +1315,7 @@ impl Compiler<'_> {
                         && agentc_cel::REGEX_DFA_SIZE_LIMIT == 1 << 22
                 );
                 let build = |pattern: TokenStream| {
-                    quote!(::regex::RegexBuilder::new(#pattern)
+                    quote!(::agentc::__private::regex::RegexBuilder::new(#pattern)
                         .size_limit(1 << 20)
                         .dfa_size_limit(1 << 22)
                         .build())
@@ -1329,7 +1329,7 @@ impl Compiler<'_> {
                     failing(
                         quote!({
                             __meter.steps(#pattern_steps);
-                            static #name: ::std::sync::LazyLock<::std::result::Result<::regex::Regex, ::regex::Error>> =
+                            static #name: ::std::sync::LazyLock<::std::result::Result<::agentc::__private::regex::Regex, ::agentc::__private::regex::Error>> =
                                 ::std::sync::LazyLock::new(|| #built);
                             // The text first, as the interpreter reads (and counts) it
                             // even when the pattern is invalid.
@@ -1745,7 +1745,9 @@ mod tests {
         assert!(text.contains("pub struct HrKbSearchInvocation"), "{text}");
         assert!(text.contains("#[serde(rename = \"_list\")]"), "{text}");
         assert!(
-            text.contains("pub email: ::std::option::Option<::agentc_cel_support::Text>"),
+            text.contains(
+                "pub email: ::std::option::Option<::agentc::__private::agentc_cel_support::Text>"
+            ),
             "{text}"
         );
     }

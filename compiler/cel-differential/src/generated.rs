@@ -2,95 +2,179 @@
 //! `src/corpus.rs`; do not edit.
 
 /// The CEL object `Engagement`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct Engagement {
     pub history: History,
     pub recent: Recent,
-    pub started_at: ::agentc_cel_support::Timestamp,
+    pub started_at: ::agentc::__private::agentc_cel_support::Timestamp,
     pub user: User,
 }
 /// The CEL object `History`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct History {
     #[serde(rename = "_list")]
-    pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
+    pub list: ::std::vec::Vec<::agentc::__private::agentc_cel_support::Text>,
     #[serde(rename = "_total")]
     pub total: i64,
     pub create_event: ::std::vec::Vec<CreateEventInvocation>,
     pub hr_kb_search: ::std::vec::Vec<HrKbSearchInvocation>,
 }
 /// The CEL object `Recent`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct Recent {
     #[serde(rename = "_name")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: ::std::option::Option<::agentc_cel_support::Text>,
+    pub name: ::std::option::Option<::agentc::__private::agentc_cel_support::Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_event: ::std::option::Option<CreateEventInvocation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hr_kb_search: ::std::option::Option<HrKbSearchInvocation>,
 }
 /// The CEL object `User`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: ::std::option::Option<::agentc_cel_support::Text>,
-    pub id: ::agentc_cel_support::Text,
+    pub email: ::std::option::Option<::agentc::__private::agentc_cel_support::Text>,
+    pub id: ::agentc::__private::agentc_cel_support::Text,
 }
 /// The CEL object `CreateEventInvocation`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CreateEventInvocation {
     pub inputs: CreateEventInputs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: ::std::option::Option<CreateEventOutputs>,
 }
 /// The CEL object `HrKbSearchInvocation`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrKbSearchInvocation {
     pub inputs: HrKbSearchInputs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: ::std::option::Option<HrKbSearchOutputs>,
 }
 /// The CEL object `CreateEventInputs`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CreateEventInputs {
-    pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
+    pub attendees: ::std::vec::Vec<::agentc::__private::agentc_cel_support::Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_minutes: ::std::option::Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organizer: ::std::option::Option<CreateEventInputsOrganizer>,
     pub priority: i64,
-    pub title: ::agentc_cel_support::Text,
+    pub title: ::agentc::__private::agentc_cel_support::Text,
 }
 /// The CEL object `CreateEventOutputs`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CreateEventOutputs {
     pub confirmed: bool,
-    pub event_id: ::agentc_cel_support::Text,
+    pub event_id: ::agentc::__private::agentc_cel_support::Text,
 }
 /// The CEL object `HrKbSearchInputs`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrKbSearchInputs {
-    pub knowledge_base_id: ::agentc_cel_support::Text,
-    pub query: ::agentc_cel_support::Text,
+    pub knowledge_base_id: ::agentc::__private::agentc_cel_support::Text,
+    pub query: ::agentc::__private::agentc_cel_support::Text,
 }
 /// The CEL object `HrKbSearchOutputs`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrKbSearchOutputs {
     pub results: ::std::vec::Vec<HrKbSearchOutputsResultsItem>,
 }
 /// The CEL object `CreateEventInputsOrganizer`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CreateEventInputsOrganizer {
-    pub email: ::agentc_cel_support::Text,
+    pub email: ::agentc::__private::agentc_cel_support::Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: ::std::option::Option<::agentc_cel_support::Text>,
+    pub name: ::std::option::Option<::agentc::__private::agentc_cel_support::Text>,
 }
 /// The CEL object `HrKbSearchOutputsResultsItem`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrKbSearchOutputsResultsItem {
     pub score: f64,
-    pub title: ::agentc_cel_support::Text,
+    pub title: ::agentc::__private::agentc_cel_support::Text,
 }
 /// `recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/")`
 ///
@@ -98,8 +182,8 @@ pub struct HrKbSearchOutputsResultsItem {
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn kb_prefix(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
         __meter
@@ -108,7 +192,9 @@ pub fn kb_prefix(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "hr_kb_search",
+                            ),
                         );
                     }
                 })
@@ -125,11 +211,11 @@ pub fn kb_prefix(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_rule(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(30u64);
     Ok(
-        (((::agentc_cel_support::size_len(
+        (((::agentc::__private::agentc_cel_support::size_len(
             __meter.list(&(((&(root).history)).list.as_slice())[..]).len(),
         ) <= (200i64))
             && (!{
@@ -144,13 +230,15 @@ pub fn history_rule(
             }))
             && {
                 let mut __decided = false;
-                let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+                let mut __error: ::std::option::Option<
+                    ::agentc::__private::agentc_cel_support::CelError,
+                > = None;
                 for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
                     if !__meter.iteration(20u64) {
                         break;
                     }
                     let v_h = __item;
-                    match (|| -> ::agentc_cel_support::CelResult<_> {
+                    match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                         Ok(
                             (__meter
                                 .str((((&(v_h).inputs)).knowledge_base_id.as_str()))
@@ -159,7 +247,9 @@ pub fn history_rule(
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "outputs",
+                                            ),
                                         );
                                     }
                                 })
@@ -203,15 +293,17 @@ pub fn history_rule(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn kb_in_list(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(16u64);
     Ok({
         let __needle = ((&(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "hr_kb_search",
+                    ),
                 );
             }
         })
@@ -231,18 +323,20 @@ pub fn kb_in_list(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn query_size(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
-        (::agentc_cel_support::size_str(
+        (::agentc::__private::agentc_cel_support::size_str(
             __meter
                 .str(
                     (((&(match &((&(root).recent)).hr_kb_search {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "hr_kb_search",
+                                ),
                             );
                         }
                     })
@@ -259,15 +353,18 @@ pub fn query_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn query_regex(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok({
         __meter.steps(1u64);
         static PATTERN_1: ::std::sync::LazyLock<
-            ::std::result::Result<::regex::Regex, ::regex::Error>,
+            ::std::result::Result<
+                ::agentc::__private::regex::Regex,
+                ::agentc::__private::regex::Error,
+            >,
         > = ::std::sync::LazyLock::new(|| {
-            ::regex::RegexBuilder::new("^[a-zA-Z0-9 ?]*$")
+            ::agentc::__private::regex::RegexBuilder::new("^[a-zA-Z0-9 ?]*$")
                 .size_limit(1 << 20)
                 .dfa_size_limit(1 << 22)
                 .build()
@@ -279,7 +376,9 @@ pub fn query_regex(
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "hr_kb_search",
+                                ),
                             );
                         }
                     })
@@ -292,7 +391,9 @@ pub fn query_regex(
             (__text, Ok(__regex)) => __regex.is_match(__text),
             (_, Err(_)) => {
                 return Err(
-                    ::agentc_cel_support::CelError::new("invalid regular expression"),
+                    ::agentc::__private::agentc_cel_support::CelError::new(
+                        "invalid regular expression",
+                    ),
                 );
             }
         }
@@ -304,8 +405,8 @@ pub fn query_regex(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn query_no_password(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
         (!__meter
@@ -314,7 +415,9 @@ pub fn query_no_password(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "hr_kb_search",
+                            ),
                         );
                     }
                 })
@@ -331,8 +434,8 @@ pub fn query_no_password(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn kb_public(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
         __meter
@@ -341,7 +444,9 @@ pub fn kb_public(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "hr_kb_search",
+                            ),
                         );
                     }
                 })
@@ -358,15 +463,17 @@ pub fn kb_public(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_all_scored(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(10u64);
     Ok(
         ((match &(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "hr_kb_search",
+                    ),
                 );
             }
         })
@@ -375,7 +482,9 @@ pub fn results_all_scored(
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "outputs",
+                    ),
                 );
             }
         })
@@ -397,15 +506,17 @@ pub fn results_all_scored(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_exists_policy(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(10u64);
     Ok(
         ((match &(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "hr_kb_search",
+                    ),
                 );
             }
         })
@@ -414,7 +525,9 @@ pub fn results_exists_policy(
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "outputs",
+                    ),
                 );
             }
         })
@@ -436,8 +549,8 @@ pub fn results_exists_policy(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_exists_one_perfect(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(10u64);
     Ok({
         let mut __count: usize = 0;
@@ -445,7 +558,9 @@ pub fn results_exists_one_perfect(
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "hr_kb_search",
+                    ),
                 );
             }
         })
@@ -454,7 +569,9 @@ pub fn results_exists_one_perfect(
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "outputs",
+                    ),
                 );
             }
         })
@@ -479,11 +596,11 @@ pub fn results_exists_one_perfect(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_filter_size(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(16u64);
     Ok(
-        (::agentc_cel_support::size_len(
+        (::agentc::__private::agentc_cel_support::size_len(
             __meter
                 .list(
                     &({
@@ -492,7 +609,9 @@ pub fn results_filter_size(
                             ::std::option::Option::Some(value) => value,
                             ::std::option::Option::None => {
                                 return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "hr_kb_search",
+                                    ),
                                 );
                             }
                         })
@@ -501,7 +620,9 @@ pub fn results_filter_size(
                             ::std::option::Option::Some(value) => value,
                             ::std::option::Option::None => {
                                 return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "outputs",
+                                    ),
                                 );
                             }
                         })
@@ -530,10 +651,10 @@ pub fn results_filter_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_titles(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
 ) -> ::std::result::Result<
     ::std::vec::Vec<::std::string::String>,
-    ::agentc_cel_support::CelError,
+    ::agentc::__private::agentc_cel_support::CelError,
 > {
     __meter.steps(10u64);
     Ok({
@@ -543,7 +664,9 @@ pub fn results_titles(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "hr_kb_search",
+                        ),
                     );
                 }
             })
@@ -552,7 +675,9 @@ pub fn results_titles(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "outputs",
+                        ),
                     );
                 }
             })
@@ -587,18 +712,20 @@ pub fn results_titles(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn results_size(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
-        (::agentc_cel_support::size_len(
+        (::agentc::__private::agentc_cel_support::size_len(
             __meter
                 .list(
                     &((match &(match &((&(root).recent)).hr_kb_search {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "hr_kb_search",
+                                ),
                             );
                         }
                     })
@@ -607,7 +734,9 @@ pub fn results_size(
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "outputs",
+                                ),
                             );
                         }
                     })
@@ -624,16 +753,18 @@ pub fn results_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn first_result_score(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(18u64);
     Ok(
-        ((::agentc_cel_support::index(
+        ((::agentc::__private::agentc_cel_support::index(
             (match &(match &((&(root).recent)).hr_kb_search {
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "hr_kb_search",
+                        ),
                     );
                 }
             })
@@ -642,7 +773,9 @@ pub fn first_result_score(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "outputs",
+                        ),
                     );
                 }
             })
@@ -659,8 +792,8 @@ pub fn first_result_score(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn guarded_query(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(18u64);
     Ok(
         (((&(root).recent)).hr_kb_search.is_some()
@@ -670,7 +803,9 @@ pub fn guarded_query(
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "hr_kb_search",
+                                ),
                             );
                         }
                     })
@@ -686,8 +821,8 @@ pub fn guarded_query(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn guarded_priority(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(20u64);
     Ok(
         ((!((&(root).recent)).create_event.is_some())
@@ -695,7 +830,9 @@ pub fn guarded_priority(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "create_event",
+                        ),
                     );
                 }
             })
@@ -709,16 +846,18 @@ pub fn guarded_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_mul_overflow(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(16u64);
     Ok(
-        (::agentc_cel_support::mul_int(
+        (::agentc::__private::agentc_cel_support::mul_int(
             ((&(match &((&(root).recent)).create_event {
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "create_event",
+                        ),
                     );
                 }
             })
@@ -734,16 +873,18 @@ pub fn priority_mul_overflow(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_add_overflow(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(18u64);
     Ok(
-        (::agentc_cel_support::add_int(
+        (::agentc::__private::agentc_cel_support::add_int(
             ((&(match &((&(root).recent)).create_event {
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "create_event",
+                        ),
                     );
                 }
             })
@@ -759,17 +900,19 @@ pub fn priority_add_overflow(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_div_priority(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(18u64);
     Ok(
-        (::agentc_cel_support::div_int(
+        (::agentc::__private::agentc_cel_support::div_int(
             ((&(root).history)).total,
             ((&(match &((&(root).recent)).create_event {
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "create_event",
+                        ),
                     );
                 }
             })
@@ -784,18 +927,20 @@ pub fn total_div_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_mod_priority(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(22u64);
     Ok(
-        (::agentc_cel_support::rem_int(
+        (::agentc::__private::agentc_cel_support::rem_int(
             ((&(root).history)).total,
-            ::agentc_cel_support::sub_int(
+            ::agentc::__private::agentc_cel_support::sub_int(
                 ((&(match &((&(root).recent)).create_event {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
                         );
                     }
                 })
@@ -812,16 +957,18 @@ pub fn total_mod_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn negate_priority(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
-        (::agentc_cel_support::neg_int(
+        (::agentc::__private::agentc_cel_support::neg_int(
             ((&(match &((&(root).recent)).create_event {
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "create_event",
+                        ),
                     );
                 }
             })
@@ -836,18 +983,20 @@ pub fn negate_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn attendees_size(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
-        (::agentc_cel_support::size_len(
+        (::agentc::__private::agentc_cel_support::size_len(
             __meter
                 .list(
                     &(((&(match &((&(root).recent)).create_event {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "create_event",
+                                ),
                             );
                         }
                     })
@@ -865,15 +1014,17 @@ pub fn attendees_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn attendees_internal(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(10u64);
     Ok(
         (((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "create_event",
+                    ),
                 );
             }
         })
@@ -896,17 +1047,21 @@ pub fn attendees_internal(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn attendees_include_email(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(10u64);
     Ok({
         let mut __decided = false;
-        let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+        let mut __error: ::std::option::Option<
+            ::agentc::__private::agentc_cel_support::CelError,
+        > = None;
         for __item in (((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "create_event",
+                    ),
                 );
             }
         })
@@ -919,7 +1074,7 @@ pub fn attendees_include_email(
                 break;
             }
             let v_a = (__item).as_str();
-            match (|| -> ::agentc_cel_support::CelResult<_> {
+            match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                 Ok(
                     (__meter.str((v_a))
                         == __meter
@@ -928,7 +1083,9 @@ pub fn attendees_include_email(
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("email"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "email",
+                                            ),
                                         );
                                     }
                                 }),
@@ -962,8 +1119,8 @@ pub fn attendees_include_email(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn email_domain_unguarded(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
     Ok(
         __meter
@@ -972,7 +1129,9 @@ pub fn email_domain_unguarded(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("email"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "email",
+                            ),
                         );
                     }
                 }),
@@ -986,8 +1145,8 @@ pub fn email_domain_unguarded(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn email_domain(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
         (((&(root).user)).email.is_some()
@@ -997,7 +1156,9 @@ pub fn email_domain(
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("email"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "email",
+                                ),
                             );
                         }
                     }),
@@ -1011,8 +1172,8 @@ pub fn email_domain(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn user_attends(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok({
         let __needle = ((&(root).user)).id.as_str();
@@ -1023,7 +1184,9 @@ pub fn user_attends(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
                         );
                     }
                 })
@@ -1041,15 +1204,17 @@ pub fn user_attends(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn duration_unguarded(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
         (match ((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "create_event",
+                    ),
                 );
             }
         })
@@ -1059,7 +1224,9 @@ pub fn duration_unguarded(
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("duration_minutes"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "duration_minutes",
+                    ),
                 );
             }
         } <= (120i64)),
@@ -1071,17 +1238,19 @@ pub fn duration_unguarded(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn duration_guarded(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(24u64);
     Ok(
-        (match (|| -> ::agentc_cel_support::CelResult<_> {
+        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
             Ok(
                 (!((&(match &((&(root).recent)).create_event {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
                         );
                     }
                 })
@@ -1092,13 +1261,15 @@ pub fn duration_guarded(
         })() {
             Ok(true) => true,
             __left => {
-                match (|| -> ::agentc_cel_support::CelResult<_> {
+                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
                         (match ((&(match &((&(root).recent)).create_event {
                             ::std::option::Option::Some(value) => value,
                             ::std::option::Option::None => {
                                 return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "create_event",
+                                    ),
                                 );
                             }
                         })
@@ -1108,7 +1279,7 @@ pub fn duration_guarded(
                             ::std::option::Option::Some(value) => value,
                             ::std::option::Option::None => {
                                 return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key(
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                         "duration_minutes",
                                     ),
                                 );
@@ -1133,8 +1304,8 @@ pub fn duration_guarded(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn organizer_is_user(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(16u64);
     Ok(
         (__meter
@@ -1143,7 +1314,9 @@ pub fn organizer_is_user(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
                         );
                     }
                 })
@@ -1153,7 +1326,9 @@ pub fn organizer_is_user(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("organizer"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "organizer",
+                            ),
                         );
                     }
                 })
@@ -1168,19 +1343,21 @@ pub fn organizer_is_user(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn organizer_named(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(38u64);
     Ok(
-        (match (|| -> ::agentc_cel_support::CelResult<_> {
+        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
                         ((&(match &((&(root).recent)).create_event {
                             ::std::option::Option::Some(value) => value,
                             ::std::option::Option::None => {
                                 return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "create_event",
+                                    ),
                                 );
                             }
                         })
@@ -1191,13 +1368,17 @@ pub fn organizer_named(
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
                                 (match &((&(match &((&(root).recent)).create_event {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "create_event",
+                                            ),
                                         );
                                     }
                                 })
@@ -1207,7 +1388,9 @@ pub fn organizer_named(
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("organizer"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "organizer",
+                                            ),
                                         );
                                     }
                                 })
@@ -1228,16 +1411,18 @@ pub fn organizer_named(
         })() {
             Ok(false) => false,
             __left => {
-                match (|| -> ::agentc_cel_support::CelResult<_> {
+                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (::agentc_cel_support::size_str(
+                        (::agentc::__private::agentc_cel_support::size_str(
                             __meter
                                 .str(
                                     (match (match &((&(match &((&(root).recent)).create_event {
                                         ::std::option::Option::Some(value) => value,
                                         ::std::option::Option::None => {
                                             return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                    "create_event",
+                                                ),
                                             );
                                         }
                                     })
@@ -1247,7 +1432,9 @@ pub fn organizer_named(
                                         ::std::option::Option::Some(value) => value,
                                         ::std::option::Option::None => {
                                             return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("organizer"),
+                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                    "organizer",
+                                                ),
                                             );
                                         }
                                     })
@@ -1257,7 +1444,9 @@ pub fn organizer_named(
                                         ::std::option::Option::Some(value) => value,
                                         ::std::option::Option::None => {
                                             return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("name"),
+                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                    "name",
+                                                ),
                                             );
                                         }
                                     }),
@@ -1282,18 +1471,20 @@ pub fn organizer_named(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn attendee_at_priority(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(22u64);
     Ok(
         (!(__meter
             .str(
-                ((::agentc_cel_support::index(
+                ((::agentc::__private::agentc_cel_support::index(
                     ((&(match &((&(root).recent)).create_event {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "create_event",
+                                ),
                             );
                         }
                     })
@@ -1304,7 +1495,9 @@ pub fn attendee_at_priority(
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "create_event",
+                                ),
                             );
                         }
                     })
@@ -1321,15 +1514,17 @@ pub fn attendee_at_priority(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_in_list(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(18u64);
     Ok({
         let __needle = ((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "create_event",
+                    ),
                 );
             }
         })
@@ -1347,15 +1542,17 @@ pub fn priority_in_list(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn event_confirmed(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
     Ok(
         (match &(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "create_event",
+                    ),
                 );
             }
         })
@@ -1364,7 +1561,9 @@ pub fn event_confirmed(
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "outputs",
+                    ),
                 );
             }
         })
@@ -1377,8 +1576,8 @@ pub fn event_confirmed(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn event_id_prefix(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
         __meter
@@ -1387,7 +1586,9 @@ pub fn event_id_prefix(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
                         );
                     }
                 })
@@ -1396,7 +1597,9 @@ pub fn event_id_prefix(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "outputs",
+                            ),
                         );
                     }
                 })
@@ -1412,8 +1615,8 @@ pub fn event_id_prefix(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_priorities(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok(
         (((&(root).history)).create_event.as_slice())
@@ -1433,24 +1636,28 @@ pub fn history_priorities(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_confirmed(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok({
         let mut __decided = false;
-        let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+        let mut __error: ::std::option::Option<
+            ::agentc::__private::agentc_cel_support::CelError,
+        > = None;
         for __item in (((&(root).history)).create_event.as_slice()).iter() {
             if !__meter.iteration(6u64) {
                 break;
             }
             let v_e = __item;
-            match (|| -> ::agentc_cel_support::CelResult<_> {
+            match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                 Ok(
                     (match &(v_e).outputs {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "outputs",
+                                ),
                             );
                         }
                     })
@@ -1484,11 +1691,11 @@ pub fn history_confirmed(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_urgent_count(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
-        (::agentc_cel_support::size_len(
+        (::agentc::__private::agentc_cel_support::size_len(
             __meter
                 .list(
                     &({
@@ -1517,8 +1724,11 @@ pub fn history_urgent_count(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_priority_list(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<::std::vec::Vec<i64>, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<
+    ::std::vec::Vec<i64>,
+    ::agentc::__private::agentc_cel_support::CelError,
+> {
     __meter.steps(6u64);
     Ok({
         let __list = {
@@ -1541,8 +1751,11 @@ pub fn history_priority_list(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn history_priority_doubled(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<::std::vec::Vec<i64>, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<
+    ::std::vec::Vec<i64>,
+    ::agentc::__private::agentc_cel_support::CelError,
+> {
     __meter.steps(6u64);
     Ok({
         let __list = {
@@ -1554,7 +1767,7 @@ pub fn history_priority_doubled(
                 let v_e = __item;
                 __out
                     .push(
-                        ::agentc_cel_support::mul_int(
+                        ::agentc::__private::agentc_cel_support::mul_int(
                             ((&(v_e).inputs)).priority,
                             (2i64),
                         )?,
@@ -1571,8 +1784,8 @@ pub fn history_priority_doubled(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn one_create_event(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok({
         let mut __count: usize = 0;
@@ -1594,10 +1807,10 @@ pub fn one_create_event(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn searches_in_list(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
 ) -> ::std::result::Result<
     ::std::vec::Vec<::std::string::String>,
-    ::agentc_cel_support::CelError,
+    ::agentc::__private::agentc_cel_support::CelError,
 > {
     __meter.steps(6u64);
     Ok({
@@ -1633,11 +1846,11 @@ pub fn searches_in_list(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn list_matches_total(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
-        (::agentc_cel_support::size_len(
+        (::agentc::__private::agentc_cel_support::size_len(
             __meter.list(&(((&(root).history)).list.as_slice())[..]).len(),
         ) == ((&(root).history)).total),
     )
@@ -1648,10 +1861,15 @@ pub fn list_matches_total(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_plus_one(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<i64, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
-    Ok(::agentc_cel_support::add_int(((&(root).history)).total, (1i64))?)
+    Ok(
+        ::agentc::__private::agentc_cel_support::add_int(
+            ((&(root).history)).total,
+            (1i64),
+        )?,
+    )
 }
 /// `history._list[history._total - 1] == recent._name`
 ///
@@ -1659,15 +1877,18 @@ pub fn total_plus_one(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn last_is_recent(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(20u64);
     Ok(
         (__meter
             .str(
-                ((::agentc_cel_support::index(
+                ((::agentc::__private::agentc_cel_support::index(
                     ((&(root).history)).list.as_slice(),
-                    ::agentc_cel_support::sub_int(((&(root).history)).total, (1i64))?,
+                    ::agentc::__private::agentc_cel_support::sub_int(
+                        ((&(root).history)).total,
+                        (1i64),
+                    )?,
                 )?)
                     .as_str()),
             )
@@ -1677,7 +1898,9 @@ pub fn last_is_recent(
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("_name"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "_name",
+                                ),
                             );
                         }
                     }),
@@ -1690,8 +1913,8 @@ pub fn last_is_recent(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn recent_name_known(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(18u64);
     Ok(
         ((!((&(root).recent)).name.is_some())
@@ -1700,7 +1923,9 @@ pub fn recent_name_known(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("_name"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "_name",
+                            ),
                         );
                     }
                 };
@@ -1720,12 +1945,12 @@ pub fn recent_name_known(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn before_2030(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
     Ok(
         ((root).started_at
-            < ::agentc_cel_support::parse_timestamp(
+            < ::agentc::__private::agentc_cel_support::parse_timestamp(
                 __meter.str(("2030-01-01T00:00:00Z")),
             )?),
     )
@@ -1736,26 +1961,26 @@ pub fn before_2030(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn office_hours(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(18u64);
     Ok(
-        (match (|| -> ::agentc_cel_support::CelResult<_> {
+        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
             Ok(
-                (::agentc_cel_support::timestamp_field(
+                (::agentc::__private::agentc_cel_support::timestamp_field(
                     (root).started_at,
-                    ::agentc_cel_support::TimestampField::Hours,
+                    ::agentc::__private::agentc_cel_support::TimestampField::Hours,
                     None,
                 )? >= (8i64)),
             )
         })() {
             Ok(false) => false,
             __left => {
-                match (|| -> ::agentc_cel_support::CelResult<_> {
+                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (::agentc_cel_support::timestamp_field(
+                        (::agentc::__private::agentc_cel_support::timestamp_field(
                             (root).started_at,
-                            ::agentc_cel_support::TimestampField::Hours,
+                            ::agentc::__private::agentc_cel_support::TimestampField::Hours,
                             None,
                         )? < (18i64)),
                     )
@@ -1777,13 +2002,13 @@ pub fn office_hours(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn not_sunday(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
     Ok(
-        (!(::agentc_cel_support::timestamp_field(
+        (!(::agentc::__private::agentc_cel_support::timestamp_field(
             (root).started_at,
-            ::agentc_cel_support::TimestampField::DayOfWeek,
+            ::agentc::__private::agentc_cel_support::TimestampField::DayOfWeek,
             None,
         )? == (0i64))),
     )
@@ -1794,15 +2019,15 @@ pub fn not_sunday(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn started_plus_hour(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
-        (::agentc_cel_support::add_timestamp(
+        (::agentc::__private::agentc_cel_support::add_timestamp(
             (root).started_at,
-            ::agentc_cel_support::parse_duration(__meter.str(("1h")))?,
+            ::agentc::__private::agentc_cel_support::parse_duration(__meter.str(("1h")))?,
         )?
-            > ::agentc_cel_support::parse_timestamp(
+            > ::agentc::__private::agentc_cel_support::parse_timestamp(
                 __meter.str(("2024-01-01T00:00:00Z")),
             )?),
     )
@@ -1813,13 +2038,13 @@ pub fn started_plus_hour(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn year_in_zone(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(10u64);
     Ok(
-        (::agentc_cel_support::timestamp_field(
+        (::agentc::__private::agentc_cel_support::timestamp_field(
             (root).started_at,
-            ::agentc_cel_support::TimestampField::FullYear,
+            ::agentc::__private::agentc_cel_support::TimestampField::FullYear,
             Some(__meter.str(("+02:00"))),
         )? >= (2024i64)),
     )
@@ -1830,16 +2055,19 @@ pub fn year_in_zone(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn within_thirty_days(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
-        (::agentc_cel_support::sub_timestamps(
-            ::agentc_cel_support::parse_timestamp(
+        (::agentc::__private::agentc_cel_support::sub_timestamps(
+            ::agentc::__private::agentc_cel_support::parse_timestamp(
                 __meter.str(("2024-01-01T00:00:00Z")),
             )?,
             (root).started_at,
-        )? < ::agentc_cel_support::parse_duration(__meter.str(("720h")))?),
+        )?
+            < ::agentc::__private::agentc_cel_support::parse_duration(
+                __meter.str(("720h")),
+            )?),
     )
 }
 /// `user.id.matches("^[a-z]+\\.[a-z]+$")`
@@ -1848,15 +2076,18 @@ pub fn within_thirty_days(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn user_id_shape(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
     Ok({
         __meter.steps(1u64);
         static PATTERN_1: ::std::sync::LazyLock<
-            ::std::result::Result<::regex::Regex, ::regex::Error>,
+            ::std::result::Result<
+                ::agentc::__private::regex::Regex,
+                ::agentc::__private::regex::Error,
+            >,
         > = ::std::sync::LazyLock::new(|| {
-            ::regex::RegexBuilder::new("^[a-z]+\\.[a-z]+$")
+            ::agentc::__private::regex::RegexBuilder::new("^[a-z]+\\.[a-z]+$")
                 .size_limit(1 << 20)
                 .dfa_size_limit(1 << 22)
                 .build()
@@ -1865,7 +2096,9 @@ pub fn user_id_shape(
             (__text, Ok(__regex)) => __regex.is_match(__text),
             (_, Err(_)) => {
                 return Err(
-                    ::agentc_cel_support::CelError::new("invalid regular expression"),
+                    ::agentc::__private::agentc_cel_support::CelError::new(
+                        "invalid regular expression",
+                    ),
                 );
             }
         }
@@ -1877,8 +2110,8 @@ pub fn user_id_shape(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn user_id_lowercase(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
         (__meter
@@ -1897,8 +2130,8 @@ pub fn user_id_lowercase(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn email_from_id(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
         (__meter
@@ -1919,7 +2152,9 @@ pub fn email_from_id(
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("email"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "email",
+                                ),
                             );
                         }
                     }),
@@ -1932,11 +2167,11 @@ pub fn email_from_id(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn concat_size(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(20u64);
     Ok(
-        (::agentc_cel_support::size_str(
+        (::agentc::__private::agentc_cel_support::size_str(
             __meter
                 .str(
                     (__meter
@@ -1952,7 +2187,9 @@ pub fn concat_size(
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "hr_kb_search",
+                                                        ),
                                                     );
                                                 }
                                             })
@@ -1974,22 +2211,27 @@ pub fn concat_size(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn dynamic_regex(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
         match (
             __meter.str((((&(root).user)).id.as_str())),
             {
-                __meter.steps(::agentc_cel_support::budget::REGEX_COMPILE_STEPS);
-                ::regex::RegexBuilder::new(
+                __meter
+                    .steps(
+                        ::agentc::__private::agentc_cel_support::budget::REGEX_COMPILE_STEPS,
+                    );
+                ::agentc::__private::regex::RegexBuilder::new(
                         __meter
                             .str(
                                 (((&(match &((&(root).recent)).hr_kb_search {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "hr_kb_search",
+                                            ),
                                         );
                                     }
                                 })
@@ -2006,7 +2248,9 @@ pub fn dynamic_regex(
             (__text, Ok(__regex)) => __regex.is_match(__text),
             (_, Err(_)) => {
                 return Err(
-                    ::agentc_cel_support::CelError::new("invalid regular expression"),
+                    ::agentc::__private::agentc_cel_support::CelError::new(
+                        "invalid regular expression",
+                    ),
                 );
             }
         },
@@ -2018,17 +2262,19 @@ pub fn dynamic_regex(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn score_percent(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(24u64);
     Ok(
-        (::agentc_cel_support::int_from_double(
-            ((::agentc_cel_support::index(
+        (::agentc::__private::agentc_cel_support::int_from_double(
+            ((::agentc::__private::agentc_cel_support::index(
                 (match &(match &((&(root).recent)).hr_kb_search {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "hr_kb_search",
+                            ),
                         );
                     }
                 })
@@ -2037,7 +2283,9 @@ pub fn score_percent(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "outputs",
+                            ),
                         );
                     }
                 })
@@ -2055,8 +2303,8 @@ pub fn score_percent(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_halved(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok((((((&(root).history)).total as f64) / (2f64)) > (1.5f64)))
 }
@@ -2066,15 +2314,20 @@ pub fn total_halved(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn score_label(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<::std::string::String, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<
+    ::std::string::String,
+    ::agentc::__private::agentc_cel_support::CelError,
+> {
     __meter.steps(16u64);
     Ok(
         ((if ((match &(match &((&(root).recent)).hr_kb_search {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "hr_kb_search",
+                    ),
                 );
             }
         })
@@ -2083,7 +2336,9 @@ pub fn score_label(
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "outputs",
+                    ),
                 );
             }
         })
@@ -2111,17 +2366,19 @@ pub fn score_label(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn or_absorbs_error(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(20u64);
     Ok(
-        (match (|| -> ::agentc_cel_support::CelResult<_> {
+        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
             Ok(
                 ((match &(match &((&(root).recent)).hr_kb_search {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "hr_kb_search",
+                            ),
                         );
                     }
                 })
@@ -2130,7 +2387,9 @@ pub fn or_absorbs_error(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "outputs",
+                            ),
                         );
                     }
                 })
@@ -2148,7 +2407,7 @@ pub fn or_absorbs_error(
         })() {
             Ok(true) => true,
             __left => {
-                match (|| -> ::agentc_cel_support::CelResult<_> {
+                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
                         __meter
                             .str(
@@ -2156,7 +2415,9 @@ pub fn or_absorbs_error(
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("email"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "email",
+                                            ),
                                         );
                                     }
                                 }),
@@ -2181,11 +2442,11 @@ pub fn or_absorbs_error(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn and_absorbs_error(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(18u64);
     Ok(
-        (match (|| -> ::agentc_cel_support::CelResult<_> {
+        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
             Ok(
                 __meter
                     .str(
@@ -2193,7 +2454,9 @@ pub fn and_absorbs_error(
                             ::std::option::Option::Some(value) => value,
                             ::std::option::Option::None => {
                                 return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("email"),
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "email",
+                                    ),
                                 );
                             }
                         }),
@@ -2203,7 +2466,7 @@ pub fn and_absorbs_error(
         })() {
             Ok(false) => false,
             __left => {
-                match ::agentc_cel_support::CelResult::Ok(
+                match ::agentc::__private::agentc_cel_support::CelResult::Ok(
                     (((&(root).history)).total > (1000000i64)),
                 ) {
                     Ok(false) => false,
@@ -2223,27 +2486,31 @@ pub fn and_absorbs_error(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn all_absorbs_error(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok({
         let mut __decided = false;
-        let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+        let mut __error: ::std::option::Option<
+            ::agentc::__private::agentc_cel_support::CelError,
+        > = None;
         for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
             if !__meter.iteration(12u64) {
                 break;
             }
             let v_h = __item;
-            match (|| -> ::agentc_cel_support::CelResult<_> {
+            match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                 Ok(
-                    (::agentc_cel_support::size_len(
+                    (::agentc::__private::agentc_cel_support::size_len(
                         __meter
                             .list(
                                 &((match &(v_h).outputs {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "outputs",
+                                            ),
                                         );
                                     }
                                 })
@@ -2281,18 +2548,20 @@ pub fn all_absorbs_error(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn same_kb_as_before(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok({
         let mut __decided = false;
-        let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+        let mut __error: ::std::option::Option<
+            ::agentc::__private::agentc_cel_support::CelError,
+        > = None;
         for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
             if !__meter.iteration(16u64) {
                 break;
             }
             let v_h = __item;
-            match (|| -> ::agentc_cel_support::CelResult<_> {
+            match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                 Ok(
                     (__meter.str((((&(v_h).inputs)).knowledge_base_id.as_str()))
                         == __meter
@@ -2301,7 +2570,9 @@ pub fn same_kb_as_before(
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "hr_kb_search",
+                                            ),
                                         );
                                     }
                                 })
@@ -2338,27 +2609,31 @@ pub fn same_kb_as_before(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_square(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(38u64);
     Ok(
         (if (((&(match &((&(root).recent)).create_event {
             ::std::option::Option::Some(value) => value,
             ::std::option::Option::None => {
                 return ::std::result::Result::Err(
-                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                        "create_event",
+                    ),
                 );
             }
         })
             .inputs))
             .priority > (2i64))
         {
-            (::agentc_cel_support::mul_int(
+            (::agentc::__private::agentc_cel_support::mul_int(
                 ((&(match &((&(root).recent)).create_event {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
                         );
                     }
                 })
@@ -2368,7 +2643,9 @@ pub fn priority_square(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
                         );
                     }
                 })
@@ -2386,8 +2663,8 @@ pub fn priority_square(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn title_as_int(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
         (__meter
@@ -2396,7 +2673,9 @@ pub fn title_as_int(
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
                         );
                     }
                 })
@@ -2405,8 +2684,9 @@ pub fn title_as_int(
                     .as_str()),
             )
             .parse::<i64>()
-            .map_err(|_| ::agentc_cel_support::CelError::new("cannot convert to int"))?
-            > (0i64)),
+            .map_err(|_| ::agentc::__private::agentc_cel_support::CelError::new(
+                "cannot convert to int",
+            ))? > (0i64)),
     )
 }
 /// `recent.create_event.inputs.title.trim().size() > 0`
@@ -2415,11 +2695,11 @@ pub fn title_as_int(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn title_not_blank(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(16u64);
     Ok(
-        (::agentc_cel_support::size_str(
+        (::agentc::__private::agentc_cel_support::size_str(
             __meter
                 .str(
                     (__meter
@@ -2430,7 +2710,9 @@ pub fn title_not_blank(
                                         ::std::option::Option::Some(value) => value,
                                         ::std::option::Option::None => {
                                             return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                    "create_event",
+                                                ),
                                             );
                                         }
                                     })
@@ -2450,8 +2732,8 @@ pub fn title_not_blank(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn literal_list_exists(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(16u64);
     Ok(
         ([
@@ -2459,7 +2741,9 @@ pub fn literal_list_exists(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "create_event",
+                        ),
                     );
                 }
             })
@@ -2483,8 +2767,8 @@ pub fn literal_list_exists(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn scores_exist(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
         ({
@@ -2493,7 +2777,9 @@ pub fn scores_exist(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "hr_kb_search",
+                        ),
                     );
                 }
             })
@@ -2502,7 +2788,9 @@ pub fn scores_exist(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "outputs",
+                        ),
                     );
                 }
             })
@@ -2534,10 +2822,15 @@ pub fn scores_exist(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_equals_double(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
-    Ok(::agentc_cel_support::int_eq_double(((&(root).history)).total, (3f64)))
+    Ok(
+        ::agentc::__private::agentc_cel_support::int_eq_double(
+            ((&(root).history)).total,
+            (3f64),
+        ),
+    )
 }
 /// `recent.create_event.inputs.priority - 9223372036854775807 < 0`
 ///
@@ -2545,16 +2838,18 @@ pub fn total_equals_double(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn priority_underflow(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(16u64);
     Ok(
-        (::agentc_cel_support::sub_int(
+        (::agentc::__private::agentc_cel_support::sub_int(
             ((&(match &((&(root).recent)).create_event {
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "create_event",
+                        ),
                     );
                 }
             })
@@ -2570,8 +2865,8 @@ pub fn priority_underflow(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn total_as_string(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(14u64);
     Ok(
         (__meter
@@ -2599,8 +2894,8 @@ pub fn total_as_string(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn upper_attendees(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
         ({
@@ -2609,7 +2904,9 @@ pub fn upper_attendees(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "create_event",
+                        ),
                     );
                 }
             })
@@ -2643,10 +2940,10 @@ pub fn upper_attendees(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn long_titles(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
 ) -> ::std::result::Result<
     ::std::vec::Vec<::std::string::String>,
-    ::agentc_cel_support::CelError,
+    ::agentc::__private::agentc_cel_support::CelError,
 > {
     __meter.steps(8u64);
     Ok({
@@ -2669,7 +2966,9 @@ pub fn long_titles(
                     break;
                 }
                 let v_t = (*__item);
-                if (::agentc_cel_support::size_str(__meter.str((v_t))) > (3i64)) {
+                if (::agentc::__private::agentc_cel_support::size_str(__meter.str((v_t)))
+                    > (3i64))
+                {
                     __out.push(v_t);
                 }
             }
@@ -2694,15 +2993,18 @@ pub fn long_titles(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn bad_constant_regex(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
     Ok({
         __meter.steps(0u64);
         static PATTERN_1: ::std::sync::LazyLock<
-            ::std::result::Result<::regex::Regex, ::regex::Error>,
+            ::std::result::Result<
+                ::agentc::__private::regex::Regex,
+                ::agentc::__private::regex::Error,
+            >,
         > = ::std::sync::LazyLock::new(|| {
-            ::regex::RegexBuilder::new("(unclosed")
+            ::agentc::__private::regex::RegexBuilder::new("(unclosed")
                 .size_limit(1 << 20)
                 .dfa_size_limit(1 << 22)
                 .build()
@@ -2711,7 +3013,9 @@ pub fn bad_constant_regex(
             (__text, Ok(__regex)) => __regex.is_match(__text),
             (_, Err(_)) => {
                 return Err(
-                    ::agentc_cel_support::CelError::new("invalid regular expression"),
+                    ::agentc::__private::agentc_cel_support::CelError::new(
+                        "invalid regular expression",
+                    ),
                 );
             }
         }
@@ -2723,8 +3027,8 @@ pub fn bad_constant_regex(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn nested_filter_map(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(8u64);
     Ok(
         ({
@@ -2736,7 +3040,7 @@ pub fn nested_filter_map(
                 let v_h = __item;
                 __out
                     .push(
-                        ::agentc_cel_support::size_len(
+                        ::agentc::__private::agentc_cel_support::size_len(
                             __meter
                                 .list(
                                     &({
@@ -2745,7 +3049,9 @@ pub fn nested_filter_map(
                                             ::std::option::Option::Some(value) => value,
                                             ::std::option::Option::None => {
                                                 return ::std::result::Result::Err(
-                                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                        "outputs",
+                                                    ),
                                                 );
                                             }
                                         })
@@ -2786,8 +3092,8 @@ pub fn nested_filter_map(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn exists_one_errors(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok({
         let mut __count: usize = 0;
@@ -2800,7 +3106,9 @@ pub fn exists_one_errors(
                 ::std::option::Option::Some(value) => value,
                 ::std::option::Option::None => {
                     return ::std::result::Result::Err(
-                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                            "outputs",
+                        ),
                     );
                 }
             })
@@ -2818,12 +3126,12 @@ pub fn exists_one_errors(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn ternary_error_branch(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(26u64);
     Ok(
         (if (((&(root).history)).total > (5i64)) {
-            (::agentc_cel_support::mul_int(
+            (::agentc::__private::agentc_cel_support::mul_int(
                 ((&(root).history)).total,
                 ((&(root).history)).total,
             )? > (0i64))
@@ -2838,8 +3146,8 @@ pub fn ternary_error_branch(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn pairwise_queries(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok(
         (((&(root).history)).hr_kb_search.as_slice())
@@ -2868,35 +3176,39 @@ pub fn pairwise_queries(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn pairwise_query_sizes(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok({
         let mut __decided = false;
-        let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+        let mut __error: ::std::option::Option<
+            ::agentc::__private::agentc_cel_support::CelError,
+        > = None;
         for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
             if !__meter.iteration(6u64) {
                 break;
             }
             let v_a = __item;
-            match (|| -> ::agentc_cel_support::CelResult<_> {
+            match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                 Ok({
                     let mut __decided = false;
                     let mut __error: ::std::option::Option<
-                        ::agentc_cel_support::CelError,
+                        ::agentc::__private::agentc_cel_support::CelError,
                     > = None;
                     for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
                         if !__meter.iteration(22u64) {
                             break;
                         }
                         let v_b = __item;
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (::agentc_cel_support::size_str(
+                                (::agentc::__private::agentc_cel_support::size_str(
                                     __meter.str((((&(v_b).inputs)).query.as_str())),
                                 )
-                                    >= ::agentc_cel_support::sub_int(
-                                        ::agentc_cel_support::size_str(
+                                    >= ::agentc::__private::agentc_cel_support::sub_int(
+                                        ::agentc::__private::agentc_cel_support::size_str(
                                             __meter.str((((&(v_a).inputs)).knowledge_base_id.as_str())),
                                         ),
                                         (100i64),
@@ -2951,8 +3263,8 @@ pub fn pairwise_query_sizes(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn doubled_queries(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok(
         (((&(root).history)).hr_kb_search.as_slice())
@@ -2962,7 +3274,7 @@ pub fn doubled_queries(
                     return false;
                 }
                 let v_h = __item;
-                (::agentc_cel_support::size_str(
+                (::agentc::__private::agentc_cel_support::size_str(
                     __meter
                         .str(
                             (__meter
@@ -2986,25 +3298,29 @@ pub fn doubled_queries(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn queries_as_patterns(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(6u64);
     Ok({
         let mut __decided = false;
-        let mut __error: ::std::option::Option<::agentc_cel_support::CelError> = None;
+        let mut __error: ::std::option::Option<
+            ::agentc::__private::agentc_cel_support::CelError,
+        > = None;
         for __item in (((&(root).history)).hr_kb_search.as_slice()).iter() {
             if !__meter.iteration(14u64) {
                 break;
             }
             let v_h = __item;
-            match (|| -> ::agentc_cel_support::CelResult<_> {
+            match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                 Ok(
                     match (
                         __meter.str((((&(v_h).inputs)).query.as_str())),
                         {
                             __meter
-                                .steps(::agentc_cel_support::budget::REGEX_COMPILE_STEPS);
-                            ::regex::RegexBuilder::new(
+                                .steps(
+                                    ::agentc::__private::agentc_cel_support::budget::REGEX_COMPILE_STEPS,
+                                );
+                            ::agentc::__private::regex::RegexBuilder::new(
                                     __meter.str((((&(v_h).inputs)).knowledge_base_id.as_str())),
                                 )
                                 .size_limit(1 << 20)
@@ -3015,7 +3331,7 @@ pub fn queries_as_patterns(
                         (__text, Ok(__regex)) => __regex.is_match(__text),
                         (_, Err(_)) => {
                             return Err(
-                                ::agentc_cel_support::CelError::new(
+                                ::agentc::__private::agentc_cel_support::CelError::new(
                                     "invalid regular expression",
                                 ),
                             );
@@ -3050,11 +3366,11 @@ pub fn queries_as_patterns(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn conditional_copies(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
-        (::agentc_cel_support::size_len(
+        (::agentc::__private::agentc_cel_support::size_len(
             __meter
                 .list(
                     &({
@@ -3079,7 +3395,9 @@ pub fn conditional_copies(
                                                             ::std::option::Option::Some(value) => value,
                                                             ::std::option::Option::None => {
                                                                 return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                        "hr_kb_search",
+                                                                    ),
                                                                 );
                                                             }
                                                         })
@@ -3114,11 +3432,11 @@ pub fn conditional_copies(
 #[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
 pub fn lowered_titles(
     root: &Engagement,
-    __meter: &::agentc_cel_support::Meter,
-) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
     __meter.steps(12u64);
     Ok(
-        (::agentc_cel_support::size_len(
+        (::agentc::__private::agentc_cel_support::size_len(
             __meter
                 .list(
                     &({

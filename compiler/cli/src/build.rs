@@ -1,10 +1,10 @@
 //! `agentc build`: the IO around the pure generator in `agentc-codegen` — reading the
-//! specs, finding the runtime, and writing (or, with `--check`, comparing) the crate.
+//! specs, choosing how the crate gets agentc, and writing (or, with `--check`, comparing) the crate.
 
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
-use agentc_codegen::{BuildError, BuildOptions, crate_name_from, generate_crate};
+use agentc_codegen::{AgentcDependency, BuildError, BuildOptions, crate_name_from, generate_crate};
 use agentc_compiler::{CheckOptions, check_set};
 
 use crate::files;
@@ -15,12 +15,9 @@ pub struct BuildRequest<'a> {
     pub output: &'a Path,
     pub check: bool,
     pub crate_name: Option<&'a str>,
-    pub agentc_root: Option<&'a Path>,
-}
-
-/// The checkout this binary was built from: its runtime is what generated crates use.
-fn default_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    /// A local `agentc` crate to depend on by path, instead of the released version of
+    /// this binary.
+    pub agentc_path: Option<&'a Path>,
 }
 
 /// An absolute, normalised form of a path that may not exist yet: the longest existing
@@ -123,7 +120,10 @@ fn build_inner(request: &BuildRequest<'_>) -> Result<ExitCode, String> {
     }
     let set = check_set(&inputs, &CheckOptions::default());
     let output = absolute(request.output)?;
-    let root = absolute(request.agentc_root.unwrap_or(&default_root()))?;
+    let agentc = match request.agentc_path {
+        Some(path) => AgentcDependency::Path(relative(&output, &absolute(path)?)),
+        None => AgentcDependency::Version(env!("CARGO_PKG_VERSION").to_string()),
+    };
     let crate_name = match request.crate_name {
         Some(name) => name.to_string(),
         None => crate_name_from(
@@ -135,7 +135,7 @@ fn build_inner(request: &BuildRequest<'_>) -> Result<ExitCode, String> {
     };
     let options = BuildOptions {
         crate_name,
-        agentc_root: relative(&output, &root),
+        agentc,
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let generated = match generate_crate(&set, &options) {

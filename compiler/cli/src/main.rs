@@ -196,10 +196,10 @@ enum Command {
         /// The package name (default: the output directory's name).
         #[arg(long)]
         crate_name: Option<String>,
-        /// The root of the agentc checkout whose runtime the crate depends on (default:
-        /// the checkout this binary was built from).
-        #[arg(long)]
-        agentc_root: Option<PathBuf>,
+        /// Depend on the `agentc` crate in this directory (e.g. `agentc/` of a checkout)
+        /// by path, instead of on the released `agentc` of this binary's version.
+        #[arg(long, value_name = "DIR")]
+        agentc_path: Option<PathBuf>,
     },
     /// Run the seven agent-readiness tests (discovery, auth, CRUD, error, rate limit,
     /// pitfall, skill) on the tools of a set of specs, or with `--runtime` the
@@ -406,13 +406,13 @@ fn main() -> ExitCode {
             output,
             check,
             crate_name,
-            agentc_root,
+            agentc_path,
         } => build::build(&build::BuildRequest {
             paths: &paths,
             output: &output,
             check,
             crate_name: crate_name.as_deref(),
-            agentc_root: agentc_root.as_deref(),
+            agentc_path: agentc_path.as_deref(),
         }),
         Command::Conform {
             paths,

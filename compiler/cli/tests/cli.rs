@@ -751,7 +751,7 @@ fn local_models_without_the_feature_say_how_to_rebuild() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains("`mistralrs` cargo feature"), "{stderr}");
     assert!(
-        stderr.contains("cargo build --release -p agentc --features mistralrs"),
+        stderr.contains("cargo build --release -p agentc-cli --features mistralrs"),
         "{stderr}"
     );
     std::fs::remove_dir_all(&folder).unwrap();

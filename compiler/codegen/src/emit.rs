@@ -131,7 +131,7 @@ impl TypeGen {
                 let name = self.object(hint, object, schema, doc);
                 quote!(#name)
             }
-            _ => quote!(::serde_json::Value),
+            _ => quote!(::agentc::__private::serde_json::Value),
         }
     }
 
@@ -186,7 +186,7 @@ impl TypeGen {
         if object.open {
             fields.push(quote! {
                 #[serde(flatten)]
-                pub extra_fields: ::std::collections::BTreeMap<::std::string::String, ::serde_json::Value>,
+                pub extra_fields: ::std::collections::BTreeMap<::std::string::String, ::agentc::__private::serde_json::Value>,
             });
         }
         let schema_text = raw_string(&schemas::struct_schema(object, schema, doc).to_string());
@@ -197,18 +197,19 @@ impl TypeGen {
         );
         self.items.push(quote! {
             #[doc = #doc]
-            #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+            #[derive(Debug, Clone, PartialEq, ::agentc::__private::serde::Serialize, ::agentc::__private::serde::Deserialize)]
+            #[serde(crate = "::agentc::__private::serde")]
             pub struct #name {
                 #(#fields)*
             }
-            impl ::schemars::JsonSchema for #name {
+            impl ::agentc::__private::schemars::JsonSchema for #name {
                 fn schema_name() -> ::std::borrow::Cow<'static, str> {
                     ::std::borrow::Cow::Borrowed(#name_text)
                 }
                 fn schema_id() -> ::std::borrow::Cow<'static, str> {
                     ::std::borrow::Cow::Borrowed(::std::concat!(::std::module_path!(), "::", #name_text))
                 }
-                fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+                fn json_schema(_: &mut ::agentc::__private::schemars::SchemaGenerator) -> ::agentc::__private::schemars::Schema {
                     support::json_schema(#schema_text)
                 }
             }
@@ -348,7 +349,7 @@ fn check_reads(
     let words = words.into_iter().map(|word| {
         Literal::from_str(&format!("{word:#x}")).unwrap_or_else(|_| Literal::u64_unsuffixed(word))
     });
-    quote!(::agentc_generated_support::cel_roots::Reads::new(&[#(#words),*]))
+    quote!(::agentc::__private::agentc_generated_support::cel_roots::Reads::new(&[#(#words),*]))
 }
 
 fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
@@ -362,7 +363,7 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
         ));
         quote! {
             #doc
-            pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, #up SetupError> {
+            pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>, #up SetupError> {
                 #up support::interpreted(#text)
             }
         }
@@ -382,15 +383,15 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
     // `agentc_cel_support::budget`).
     let to_value = match site.kind {
         CheckKind::Assertion => quote! {
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = #function(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(#up support::denial(error)),
             }
         },
         CheckKind::Selection => quote! {
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = #function(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => #up support::cel_value(selected),
@@ -409,9 +410,9 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
             let field = ident(root);
             // `recent` is read field by field (see `from_root_fields_impl`).
             let read = if *root == "recent" {
-                quote!(::agentc_generated_support::cel_roots::root_by_fields(variables, #root, reads))
+                quote!(::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(variables, #root, reads))
             } else {
-                quote!(::agentc_generated_support::cel_roots::root(variables, #root, reads))
+                quote!(::agentc::__private::agentc_generated_support::cel_roots::root(variables, #root, reads))
             };
             quote! {
                 #field: match #read {
@@ -432,7 +433,7 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
     } else {
         quote! {
             let reads = #reads;
-            let root: #root_ident = match ::agentc_generated_support::cel_roots::fields(variables, &[#(#roots),*], reads) {
+            let root: #root_ident = match ::agentc::__private::agentc_generated_support::cel_roots::fields(variables, &[#(#roots),*], reads) {
                 Ok(root) => root,
                 Err(error) => return Err(error),
             };
@@ -453,14 +454,14 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
         #tokens
 
         #[doc = #evaluate_doc]
-        fn #evaluate_name(variables: &dyn ::agentc_runtime::VariableSource) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
+        fn #evaluate_name(variables: &dyn ::agentc::__private::agentc_runtime::VariableSource) -> ::std::result::Result<::agentc::__private::agentc_cel::Value, ::agentc::__private::agentc_runtime::CheckError> {
             #build_root
             #to_value
         }
 
         #doc
-        pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, #up SetupError> {
-            Ok(::agentc_generated_support::cel_roots::compiled(
+        pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>, #up SetupError> {
+            Ok(::agentc::__private::agentc_generated_support::cel_roots::compiled(
                 &[#(#roots),*],
                 #evaluate_name,
                 #up support::interpreter(#text)?,
@@ -523,8 +524,11 @@ fn cel_structs(
         let syn::Item::Struct(item) = item else {
             continue;
         };
-        item.attrs
-            .retain(|attribute| !attribute.path().is_ident("derive"));
+        // The serde derives and their container attribute go: these structs are read by
+        // `FromCel` conversions, not deserialized.
+        item.attrs.retain(|attribute| {
+            !attribute.path().is_ident("derive") && !attribute.path().is_ident("serde")
+        });
         item.attrs
             .push(syn::parse_quote!(#[derive(::std::default::Default)]));
         let first_number = numbers.fields.len();
@@ -634,7 +638,7 @@ fn from_cel_impl(item: &syn::ItemStruct, first_number: usize) -> TokenStream {
         } else {
             let value = read_when_numbered(
                 first_number + fields.len(),
-                quote!(::agentc_generated_support::cel_roots::field(map, #cel_name, reads)),
+                quote!(::agentc::__private::agentc_generated_support::cel_roots::field(map, #cel_name, reads)),
             );
             fields.push(quote!(#field_ident: #value,));
             declared.push(cel_name);
@@ -642,27 +646,27 @@ fn from_cel_impl(item: &syn::ItemStruct, first_number: usize) -> TokenStream {
     }
     let extra = flattened.iter().map(|field_ident| {
         quote! {
-            #field_ident: ::agentc_generated_support::cel_roots::extra_fields(map, &[#(#declared),*])?,
+            #field_ident: ::agentc::__private::agentc_generated_support::cel_roots::extra_fields(map, &[#(#declared),*])?,
         }
     });
     let body = if fields.is_empty() && flattened.is_empty() {
         quote! {
-            ::agentc_generated_support::cel_roots::object(value)?;
+            ::agentc::__private::agentc_generated_support::cel_roots::object(value)?;
             Ok(#name {})
         }
     } else {
         quote! {
-            let map = ::agentc_generated_support::cel_roots::object(value)?;
+            let map = ::agentc::__private::agentc_generated_support::cel_roots::object(value)?;
             Ok(#name { #(#fields)* #(#extra)* })
         }
     };
     let reads = reads_parameter(&fields);
     quote! {
-        impl ::agentc_generated_support::cel_roots::FromCel for #name {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel for #name {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                #reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<'_>,
+                #reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<Self, ::agentc::__private::agentc_runtime::CheckError> {
                 #body
             }
         }
@@ -679,9 +683,11 @@ fn from_root_fields_impl(item: &syn::ItemStruct, first_number: usize) -> TokenSt
     let name = &item.ident;
     let (body, reads) = if has_flattened_field(item) {
         (
-            quote!(::agentc_generated_support::cel_roots::root(
-                variables, root, reads
-            )),
+            quote!(
+                ::agentc::__private::agentc_generated_support::cel_roots::root(
+                    variables, root, reads
+                )
+            ),
             ident("reads"),
         )
     } else {
@@ -691,7 +697,7 @@ fn from_root_fields_impl(item: &syn::ItemStruct, first_number: usize) -> TokenSt
             .map(|(place, (field_ident, cel_name, _))| {
                 let value = read_when_numbered(
                     first_number + place,
-                    quote!(::agentc_generated_support::cel_roots::root_field(variables, root, #cel_name, reads)),
+                    quote!(::agentc::__private::agentc_generated_support::cel_roots::root_field(variables, root, #cel_name, reads)),
                 );
                 quote!(#field_ident: #value,)
             })
@@ -699,12 +705,12 @@ fn from_root_fields_impl(item: &syn::ItemStruct, first_number: usize) -> TokenSt
         (quote!(Ok(#name { #(#fields)* })), reads_parameter(&fields))
     };
     quote! {
-        impl ::agentc_generated_support::cel_roots::FromRootFields for #name {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields for #name {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                #reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                #reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<Self, ::agentc::__private::agentc_runtime::CheckError> {
                 #body
             }
         }
@@ -841,7 +847,10 @@ impl Emitter<'_> {
         match &capability.target {
             TargetIr::Tool(tool) => match self.tool_types.get(*tool) {
                 Some((input, output)) => (input.clone(), output.clone()),
-                None => (quote!(::serde_json::Value), quote!(::serde_json::Value)),
+                None => (
+                    quote!(::agentc::__private::serde_json::Value),
+                    quote!(::agentc::__private::serde_json::Value),
+                ),
             },
             TargetIr::Agent(callee) => {
                 let exposes = self
@@ -1032,7 +1041,7 @@ impl Emitter<'_> {
             let variant_doc = format!(" A call of `{capability_name}`.");
             variants.push(quote! { #[doc = #variant_doc] #variant(#input), });
             parse_arms.push(quote! {
-                #capability_name => ::serde_json::from_value(arguments.clone())
+                #capability_name => ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::#variant)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: #capability_name,
@@ -1046,7 +1055,7 @@ impl Emitter<'_> {
                 // method of the host; the agent's backend is bound to its tools only,
                 // so this arm is never reached, and it refuses if it ever is.
                 dispatch_arms.push(quote! {
-                    Self::#variant(_) => Err(::agentc_runtime::ToolError::NoBackend(#capability_name.to_string())),
+                    Self::#variant(_) => Err(::agentc::__private::agentc_runtime::ToolError::NoBackend(#capability_name.to_string())),
                 });
                 continue;
             };
@@ -1065,7 +1074,7 @@ impl Emitter<'_> {
             });
             methods.push(quote! {
                 #method_doc
-                async fn #method(&self, input: #input, call: #call_type<'_>) -> ::std::result::Result<#output, ::agentc_runtime::ToolError>;
+                async fn #method(&self, input: #input, call: #call_type<'_>) -> ::std::result::Result<#output, ::agentc::__private::agentc_runtime::ToolError>;
             });
         }
         // Guardrail tools get their own methods, unless the tool is also a capability,
@@ -1104,12 +1113,12 @@ impl Emitter<'_> {
             );
             methods.push(quote! {
                 #[doc = #doc]
-                async fn #method(&self, input: #input) -> ::std::result::Result<#output, ::agentc_runtime::ToolError>;
+                async fn #method(&self, input: #input) -> ::std::result::Result<#output, ::agentc::__private::agentc_runtime::ToolError>;
             });
             guardrail_arms.push(quote! {
                 #tool_name => {
-                    let input: #input = ::serde_json::from_value(input.clone()).map_err(|error| {
-                        ::agentc_runtime::ToolError::InvalidInput { tool: #tool_name.to_string(), detail: error.to_string() }
+                    let input: #input = ::agentc::__private::serde_json::from_value(input.clone()).map_err(|error| {
+                        ::agentc::__private::agentc_runtime::ToolError::InvalidInput { tool: #tool_name.to_string(), detail: error.to_string() }
                     })?;
                     support::output_json(self.tools.#method(input).await?)
                 }
@@ -1139,16 +1148,16 @@ impl Emitter<'_> {
                     tool: &'static str,
                 }
 
-                #[::async_trait::async_trait]
-                impl<T: #tools_trait> ::agentc_runtime::ToolBackend for #guardrail_backend<T> {
+                #[::agentc::__private::async_trait::async_trait]
+                impl<T: #tools_trait> ::agentc::__private::agentc_runtime::ToolBackend for #guardrail_backend<T> {
                     async fn invoke(
                         &self,
-                        input: &::serde_json::Value,
-                        _context: &::agentc_runtime::ToolContext,
-                    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                        input: &::agentc::__private::serde_json::Value,
+                        _context: &::agentc::__private::agentc_runtime::ToolContext,
+                    ) -> ::std::result::Result<::agentc::__private::serde_json::Value, ::agentc::__private::agentc_runtime::ToolError> {
                         match self.tool {
                             #(#guardrail_arms)*
-                            other => Err(::agentc_runtime::ToolError::NoBackend(other.to_string())),
+                            other => Err(::agentc::__private::agentc_runtime::ToolError::NoBackend(other.to_string())),
                         }
                     }
                 }
@@ -1162,8 +1171,8 @@ impl Emitter<'_> {
                 async fn dispatch<T: #tools_trait + ?Sized>(
                     self,
                     tools: &T,
-                    context: &::agentc_runtime::ToolContext,
-                ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                    context: &::agentc::__private::agentc_runtime::ToolContext,
+                ) -> ::std::result::Result<::agentc::__private::serde_json::Value, ::agentc::__private::agentc_runtime::ToolError> {
                     match self {
                         #(#dispatch_arms)*
                     }
@@ -1181,15 +1190,15 @@ impl Emitter<'_> {
                     capability: &'static str,
                 }
 
-                #[::async_trait::async_trait]
-                impl<T: #tools_trait> ::agentc_runtime::ToolBackend for #backend<T> {
+                #[::agentc::__private::async_trait::async_trait]
+                impl<T: #tools_trait> ::agentc::__private::agentc_runtime::ToolBackend for #backend<T> {
                     async fn invoke(
                         &self,
-                        input: &::serde_json::Value,
-                        context: &::agentc_runtime::ToolContext,
-                    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+                        input: &::agentc::__private::serde_json::Value,
+                        context: &::agentc::__private::agentc_runtime::ToolContext,
+                    ) -> ::std::result::Result<::agentc::__private::serde_json::Value, ::agentc::__private::agentc_runtime::ToolError> {
                         let call = #call_enum::parse(self.capability, input).map_err(|error| {
-                            ::agentc_runtime::ToolError::InvalidInput { tool: self.capability.to_string(), detail: error.to_string() }
+                            ::agentc::__private::agentc_runtime::ToolError::InvalidInput { tool: self.capability.to_string(), detail: error.to_string() }
                         })?;
                         call.dispatch(self.tools.as_ref(), context).await
                     }
@@ -1272,7 +1281,7 @@ impl Emitter<'_> {
             impl #call_enum {
                 /// Parses the model's tool call; an undeclared name or arguments that do not
                 /// fit the input type are typed errors.
-                pub fn parse(name: &str, arguments: &::serde_json::Value) -> ::std::result::Result<Self, ParseCallError> {
+                pub fn parse(name: &str, arguments: &::agentc::__private::serde_json::Value) -> ::std::result::Result<Self, ParseCallError> {
                     match name {
                         #(#parse_arms)*
                         other => Err(ParseCallError::Undeclared { agent: #name, name: other.to_string() }),
@@ -1285,7 +1294,7 @@ impl Emitter<'_> {
             }
 
             #[doc = #trait_doc]
-            #[::async_trait::async_trait]
+            #[::agentc::__private::async_trait::async_trait]
             pub trait #tools_trait: Send + Sync + 'static {
                 #(#methods)*
             }
@@ -1299,7 +1308,7 @@ impl Emitter<'_> {
                 /// host's backends for them.
                 fn parts<T: #tools_trait>(
                     tools: &::std::sync::Arc<T>,
-                ) -> ::std::result::Result<::agentc_generated_support::hosting::AgentParts, SetupError> {
+                ) -> ::std::result::Result<::agentc::__private::agentc_generated_support::hosting::AgentParts, SetupError> {
                     let spec = #spec;
                     #registry
                 }
@@ -1307,7 +1316,7 @@ impl Emitter<'_> {
                 #new_doc
                 pub fn new<T>(
                     tools: T,
-                    audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+                    audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
                 ) -> ::std::result::Result<Self, SetupError>
                 where
                     T: #(#host_bounds)+*,
@@ -1318,7 +1327,7 @@ impl Emitter<'_> {
                 #[doc = #remote_doc]
                 pub fn with_remote_agents<T>(
                     tools: T,
-                    audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+                    audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
                     remote: &RemoteAgents,
                 ) -> ::std::result::Result<Self, SetupError>
                 where
@@ -1363,7 +1372,9 @@ impl Emitter<'_> {
             return quote!(None);
         };
         let review = match &restriction.require_review {
-            Some(reviewer) => quote!(Some(::agentc_runtime::ReviewerRef::parse(#reviewer))),
+            Some(reviewer) => {
+                quote!(Some(::agentc::__private::agentc_runtime::ReviewerRef::parse(#reviewer)))
+            }
             None => quote!(None),
         };
         let assertion = if restriction.assertion.is_some() {
@@ -1374,7 +1385,7 @@ impl Emitter<'_> {
             quote!(None)
         };
         quote! {
-            Some(::agentc_runtime::RestrictionSpec { require_review: #review, assertion: #assertion })
+            Some(::agentc::__private::agentc_runtime::RestrictionSpec { require_review: #review, assertion: #assertion })
         }
     }
 
@@ -1387,9 +1398,9 @@ impl Emitter<'_> {
                 let name = &capability.name;
                 let method = snake_ident(name).to_string();
                 let kind = match &capability.target {
-                    TargetIr::Tool(_) => quote!(::agentc_runtime::spec::CapabilityKind::Tool),
-                    TargetIr::Agent(_) => quote!(::agentc_runtime::spec::CapabilityKind::Agent),
-                    TargetIr::Remote { url } => quote!(::agentc_runtime::spec::CapabilityKind::RemoteAgent { url: #url.to_string() }),
+                    TargetIr::Tool(_) => quote!(::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool),
+                    TargetIr::Agent(_) => quote!(::agentc::__private::agentc_runtime::spec::CapabilityKind::Agent),
+                    TargetIr::Remote { url } => quote!(::agentc::__private::agentc_runtime::spec::CapabilityKind::RemoteAgent { url: #url.to_string() }),
                 };
                 let collect = capability.collect_results;
                 let user_identity = capability.user_identity;
@@ -1400,7 +1411,7 @@ impl Emitter<'_> {
                 let input = self.restriction(agent, capability.input_restriction.as_ref(), &format!("input_{method}"));
                 let output = self.restriction(agent, capability.output_restriction.as_ref(), &format!("output_{method}"));
                 quote! {
-                    ::agentc_runtime::CapabilitySpec {
+                    ::agentc::__private::agentc_runtime::CapabilitySpec {
                         name: #name.to_string(),
                         kind: #kind,
                         collect_results: #collect,
@@ -1421,7 +1432,7 @@ impl Emitter<'_> {
                     .map(|tool| tool.name.clone())
                     .unwrap_or_default();
                 let check = ident(&format!("{which}_guardrail_check"));
-                quote!(Some(::agentc_runtime::GuardrailSpec { tool_name: #tool.to_string(), assertion: policies::#module::#check()? }))
+                quote!(Some(::agentc::__private::agentc_runtime::GuardrailSpec { tool_name: #tool.to_string(), assertion: policies::#module::#check()? }))
             }
             None => quote!(None),
         };
@@ -1448,7 +1459,7 @@ impl Emitter<'_> {
         let max_calls_per_turn = optional(agent.max_calls_per_turn);
         let max_calls = optional(agent.max_calls);
         quote! {
-            ::agentc_runtime::AgentSpec {
+            ::agentc::__private::agentc_runtime::AgentSpec {
                 name: #name.to_string(),
                 description: #description.to_string(),
                 intent: #intent.to_string(),
@@ -1459,7 +1470,7 @@ impl Emitter<'_> {
                 exposes: ::std::vec::Vec::from([#(#exposes),*]),
                 retain_memory: #retain,
                 short_circuit: #short_circuit,
-                call_limits: ::agentc_runtime::CallLimits::new(#max_calls_per_turn, #max_calls),
+                call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(#max_calls_per_turn, #max_calls),
             }
         }
     }
@@ -1478,7 +1489,7 @@ impl Emitter<'_> {
         let mut binds = Vec::new();
         let mut push_tool = |name: &str, description: &str, input: String, output: String| {
             specs.push(quote! {
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: #name.to_string(),
                     description: #description.to_string(),
                     input_schema: support::schema(#name, #input)?,
@@ -1505,7 +1516,7 @@ impl Emitter<'_> {
                         );
                     }
                     binds.push(quote! {
-                        (#name, ::std::sync::Arc::new(#backend { tools: ::std::sync::Arc::clone(tools), capability: #name }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>)
+                        (#name, ::std::sync::Arc::new(#backend { tools: ::std::sync::Arc::clone(tools), capability: #name }) as ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::ToolBackend>)
                     });
                 }
                 TargetIr::Agent(callee) => {
@@ -1541,7 +1552,7 @@ impl Emitter<'_> {
                 tool.output_schema.to_string(),
             );
             binds.push(quote! {
-                (#name, ::std::sync::Arc::new(#guardrail_backend { tools: ::std::sync::Arc::clone(tools), tool: #name }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>)
+                (#name, ::std::sync::Arc::new(#guardrail_backend { tools: ::std::sync::Arc::clone(tools), tool: #name }) as ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::ToolBackend>)
             });
         }
         let unused = if binds.is_empty() {
@@ -1551,7 +1562,7 @@ impl Emitter<'_> {
         };
         quote! {
             #unused
-            Ok(::agentc_generated_support::hosting::AgentParts {
+            Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
                 spec,
                 tools: ::std::vec::Vec::from([#(#specs),*]),
                 backends: ::std::vec::Vec::from([#(#binds),*]),
@@ -1657,7 +1668,7 @@ impl Emitter<'_> {
                 }
 
                 /// The guardrail's check.
-                pub fn #check_fn() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc_runtime::Check>, super::super::SetupError> {
+                pub fn #check_fn() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>, super::super::SetupError> {
                     #guard_module::assertion_check()
                 }
             });

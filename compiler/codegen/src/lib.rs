@@ -24,11 +24,22 @@ use proc_macro2::TokenStream;
 pub struct BuildOptions {
     /// The package name of the generated crate.
     pub crate_name: String,
-    /// The path from the output directory to the root of an agentc checkout, with `/`
-    /// separators, so that the generated crate depends on the runtime by path.
-    pub agentc_root: String,
+    /// Where the generated crate gets agentc from (its one dependency).
+    pub agentc: AgentcDependency,
     /// The agentc version written in the header.
     pub version: String,
+}
+
+/// How a generated crate depends on the `agentc` crate, the only dependency it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentcDependency {
+    /// The released crate of exactly this version (`agentc = "=0.1.0"`). Exactly,
+    /// because generated code reaches agentc's support code through `agentc::__private`,
+    /// which follows the generator rather than semver.
+    Version(String),
+    /// A local `agentc` crate directory, as a path relative to the output directory with
+    /// `/` separators (development of agentc itself, and its CI).
+    Path(String),
 }
 
 /// One generated file.
@@ -109,8 +120,24 @@ pub fn generate_crate(
         "{}\n#![forbid(unsafe_code)]\n\n#[rustfmt::skip]\nmod generated;\n\npub use generated::*;\n",
         header(set, &options.version, "//!")
     );
-    let root = options.agentc_root.trim_end_matches('/');
-    let root = if root.is_empty() { "." } else { root };
+    // The macros are left out (`default-features = false`): the crate is already
+    // generated, so its build needs no code generator.
+    let agentc = match &options.agentc {
+        AgentcDependency::Version(version) => {
+            format!(
+                "{{ version = \"={}\", default-features = false }}",
+                toml_safe(version)
+            )
+        }
+        AgentcDependency::Path(path) => {
+            let path = path.trim_end_matches('/');
+            let path = if path.is_empty() { "." } else { path };
+            format!(
+                "{{ path = \"{}\", default-features = false }}",
+                toml_safe(path)
+            )
+        }
+    };
     let manifest = format!(
         "{header}
 [package]
@@ -121,15 +148,7 @@ rust-version = \"1.95\"
 publish = false
 
 [dependencies]
-agentc-runtime = {{ path = \"{root}/runtime\" }}
-agentc-cel = {{ path = \"{root}/compiler/cel\" }}
-agentc-cel-support = {{ path = \"{root}/compiler/cel-support\" }}
-agentc-generated-support = {{ path = \"{root}/compiler/generated-support\" }}
-async-trait = \"0.1\"
-regex = \"1\"
-schemars = \"1.2\"
-serde = {{ version = \"1\", features = [\"derive\"] }}
-serde_json = \"1\"
+agentc = {agentc}
 ",
         header = header(set, &options.version, "#"),
         name = options.crate_name,
@@ -161,6 +180,23 @@ fn comment_safe(text: &str) -> String {
             safe.push(character);
         } else {
             safe.extend(character.escape_unicode());
+        }
+    }
+    safe
+}
+
+/// `text` as the inside of a TOML basic string: quotes, backslashes and control
+/// characters escaped, so that a path or version cannot end the string or the line.
+fn toml_safe(text: &str) -> String {
+    let mut safe = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '"' => safe.push_str("\\\""),
+            '\\' => safe.push_str("\\\\"),
+            character if character.is_control() => {
+                safe.push_str(&format!("\\u{:04X}", u32::from(character)));
+            }
+            character => safe.push(character),
         }
     }
     safe

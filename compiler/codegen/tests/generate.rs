@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use agentc_codegen::{BuildError, BuildOptions, generate_crate};
+use agentc_codegen::{AgentcDependency, BuildError, BuildOptions, generate_crate};
 use agentc_compiler::{CheckOptions, SourceInput, check_set};
 
 fn inputs(paths: &[&str]) -> Vec<SourceInput> {
@@ -20,7 +20,7 @@ fn inputs(paths: &[&str]) -> Vec<SourceInput> {
 fn options() -> BuildOptions {
     BuildOptions {
         crate_name: "hr".into(),
-        agentc_root: "../../..".into(),
+        agentc: AgentcDependency::Path("../../../agentc".into()),
         version: "0.1.0".into(),
     }
 }
@@ -62,15 +62,18 @@ fn output_is_deterministic_and_names_its_specs() {
         .find(|file| file.path == "Cargo.toml")
         .unwrap()
         .contents;
-    assert!(manifest.contains("agentc-runtime = { path = \"../../../runtime\" }"));
-    // The trait-independent items live in the shared crate, not in every generated one.
-    assert!(
-        manifest.contains(
-            "agentc-generated-support = { path = \"../../../compiler/generated-support\" }"
-        )
+    // One dependency, the façade, without its macros (the crate is already generated).
+    let dependencies = manifest
+        .split_once("[dependencies]\n")
+        .map(|(_, dependencies)| dependencies.trim())
+        .unwrap();
+    assert_eq!(
+        dependencies,
+        "agentc = { path = \"../../../agentc\", default-features = false }"
     );
     assert!(!lib.contains("pub enum SetupError"));
-    assert!(lib.contains("pub use ::agentc_generated_support::{"));
+    // The trait-independent items live in the shared crate, not in every generated one.
+    assert!(lib.contains("pub use ::agentc::__private::agentc_generated_support::{"));
 }
 
 #[test]
@@ -148,4 +151,44 @@ fn hostile_spec_file_names_stay_inside_generated_comments() {
         // The name is still there to read, with its odd characters escaped.
         assert!(lib.contains("- `z\\u{"), "{lib}");
     }
+}
+
+/// By default a generated crate depends on the released agentc of exactly the version
+/// that wrote it; a local path is written as one TOML string whatever it holds, so a
+/// directory name cannot add a line (a `[build-dependencies]` table) to the manifest.
+#[test]
+fn the_agentc_dependency_is_the_exact_version_or_a_quoted_path() {
+    let set = check_set(
+        &inputs(&[
+            "spec-examples/hr/hr_agent.yaml",
+            "spec-examples/hr/tools.yaml",
+        ]),
+        &CheckOptions::default(),
+    );
+    let manifest_with = |agentc: AgentcDependency| {
+        let files = generate_crate(
+            &set,
+            &BuildOptions {
+                agentc,
+                ..options()
+            },
+        )
+        .unwrap();
+        files
+            .into_iter()
+            .find(|file| file.path == "Cargo.toml")
+            .unwrap()
+            .contents
+    };
+    let released = manifest_with(AgentcDependency::Version("0.1.0".into()));
+    assert!(released.ends_with(
+        "[dependencies]\nagentc = { version = \"=0.1.0\", default-features = false }\n"
+    ));
+    let hostile = manifest_with(AgentcDependency::Path(
+        "../x\"\n[build-dependencies]\nevil = { path = \"/tmp\" }\n#".into(),
+    ));
+    let dependencies = hostile.split_once("[dependencies]\n").unwrap().1;
+    assert_eq!(dependencies.lines().count(), 1, "{dependencies}");
+    assert!(!hostile.contains("\n[build-dependencies]"));
+    assert!(dependencies.starts_with("agentc = { path = \"../x\\\"\\u000A[build-dependencies]"));
 }

@@ -1,5 +1,5 @@
 //! The trait-independent part of every crate `agentc build` generates (and of every
-//! module `#[agentc_macros::agent]` expands): the request and reply of an agent used as
+//! module `#[agentc::agent]` expands): the request and reply of an agent used as
 //! a capability, the identity views a tool method is given, the errors, the outcome of
 //! an engagement, and the helpers that bridge the runtime's dynamic values and compiled
 //! CEL. Generated code re-exports these items, so they are named through the generated

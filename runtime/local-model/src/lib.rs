@@ -32,7 +32,8 @@ use agentc_runtime::{Message, ModelError, ModelTurn, ToolCall, ToolDescription};
 pub const LOCAL_MODEL_FEATURE: &str = "mistralrs";
 
 /// The command that builds `agentc` with local inference.
-pub const LOCAL_MODEL_BUILD_COMMAND: &str = "cargo build --release -p agentc --features mistralrs";
+pub const LOCAL_MODEL_BUILD_COMMAND: &str =
+    "cargo build --release -p agentc-cli --features mistralrs";
 
 /// Whether this build can run local models.
 pub const LOCAL_MODEL_AVAILABLE: bool = cfg!(feature = "mistralrs");

@@ -1,9 +1,9 @@
 //! The proc macro expands to the same agent code as `agentc build`: the HR example used
-//! through `#[agentc_macros::agent]` has the same typed surface as the generated crate.
+//! through `#[agentc::agent]` has the same typed surface as the generated crate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[agentc_macros::agent(spec = "../hr")]
+#[agentc::agent(spec = "../hr")]
 mod hr_agents {}
 
 use agentc_runtime::ToolError;

@@ -1,4 +1,4 @@
-//! `#[agentc_macros::tool]`: a native tool declared from Rust gets a tool document that
+//! `#[agentc::tool]`: a native tool declared from Rust gets a tool document that
 //! `agentc check` accepts (schemas from the Rust types) and a backend that decodes the
 //! untrusted input into its typed argument.
 
@@ -19,7 +19,7 @@ struct LookupOutput {
 }
 
 /// Finds policy documents in a collection.
-#[agentc_macros::tool]
+#[agentc::tool]
 async fn lookup_policy_doc(input: LookupInput) -> Result<LookupOutput, ToolError> {
     if input.collection.is_empty() {
         return Err(ToolError::Failed("empty collection".to_string()));

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[agentc_macros::agent(spec = "tests/specs/partial_guardrail")]
+#[agentc::agent(spec = "tests/specs/partial_guardrail")]
 mod screened {}
 
 use agentc_runtime::{ModelTurn, ScriptedModel, ToolError, UserIdentity};

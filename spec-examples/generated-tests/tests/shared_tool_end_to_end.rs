@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[agentc_macros::agent(spec = "tests/specs/shared_tool")]
+#[agentc::agent(spec = "tests/specs/shared_tool")]
 mod desk {}
 
 use std::sync::{Arc, Mutex};

@@ -17,7 +17,7 @@ pub trait Agent: sealed::Sealed + Send + Sync + 'static {
     /// The agent document as written in the spec, for a server to show (OAS-S1).
     const DOCUMENT: &'static str;
     /// What the agent gives its caller beside its text, and nothing else (OAS-X1).
-    type Exposes: ::serde::de::DeserializeOwned + Send;
+    type Exposes: ::agentc::__private::serde::de::DeserializeOwned + Send;
 }
 /// A tool or an agent that an agent of this set may be given, as a type (the markers are
 /// in [`capabilities`]).
@@ -25,9 +25,9 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
     /// The name the model and the engagement use.
     const NAME: &'static str;
     /// What a call is given.
-    type Input: ::serde::Serialize + Send + Sync;
+    type Input: ::agentc::__private::serde::Serialize + Send + Sync;
     /// What a call returns.
-    type Output: ::serde::de::DeserializeOwned + Send;
+    type Output: ::agentc::__private::serde::de::DeserializeOwned + Send;
 }
 /// Proof that agent `A` declares this capability. It is implemented only in this
 /// generated code, once per (capability, agent) pair of the spec, and sealed, so that no
@@ -38,17 +38,17 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
     note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
-pub use ::agentc_generated_support::{
+pub use ::agentc::__private::agentc_generated_support::{
     AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
     RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
-use ::agentc_generated_support::support;
+use ::agentc::__private::agentc_generated_support::support;
 /// An agent of this set with its tools bound, ready to run engagements. Every call goes
 /// through the runtime's enforcement, in its fixed order.
 pub struct Hosted<A: Agent> {
-    spec: ::agentc_runtime::AgentSpec,
-    runtime: ::agentc_runtime::Runtime,
+    spec: ::agentc::__private::agentc_runtime::AgentSpec,
+    runtime: ::agentc::__private::agentc_runtime::Runtime,
     agent: ::std::marker::PhantomData<fn() -> A>,
 }
 impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
@@ -65,11 +65,13 @@ impl<A: Agent> Hosted<A> {
     /// `parts`), its audit trail written to `audit`, remote agents bound as `remote`
     /// says.
     fn assemble(
-        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        parts: ::std::vec::Vec<
+            ::agentc::__private::agentc_generated_support::hosting::AgentParts,
+        >,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError> {
-        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+        let (spec, runtime) = ::agentc::__private::agentc_generated_support::hosting::assemble(
             parts,
             audit,
             remote,
@@ -85,15 +87,15 @@ impl<A: Agent> Hosted<A> {
         A::DOCUMENT
     }
     /// The runtime's view of the agent.
-    pub fn spec(&self) -> &::agentc_runtime::AgentSpec {
+    pub fn spec(&self) -> &::agentc::__private::agentc_runtime::AgentSpec {
         &self.spec
     }
     /// The runtime services (reviewer, credentials, audit, timeouts).
-    pub fn runtime(&self) -> &::agentc_runtime::Runtime {
+    pub fn runtime(&self) -> &::agentc::__private::agentc_runtime::Runtime {
         &self.runtime
     }
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
-    pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
+    pub fn runtime_mut(&mut self) -> &mut ::agentc::__private::agentc_runtime::Runtime {
         &mut self.runtime
     }
     /// The model agent `B` runs on when it is called as a capability (a nested
@@ -101,15 +103,15 @@ impl<A: Agent> Hosted<A> {
     /// call from a [`Session`], which has no model, is refused.
     pub fn set_callee_model<B: Agent>(
         &mut self,
-        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+        model: ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Model>,
     ) {
         self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
     ) -> Outcome<A::Exposes> {
         self.run(model, user, input, None).await
@@ -118,24 +120,24 @@ impl<A: Agent> Hosted<A> {
     /// agent's lifespan allows it (OAS-L1).
     pub async fn engage_with_memory(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
-        memory: &mut ::agentc_runtime::Memory,
+        memory: &mut ::agentc::__private::agentc_runtime::Memory,
     ) -> Outcome<A::Exposes> {
         self.run(model, user, input, Some(memory)).await
     }
     async fn run(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
-        memory: ::std::option::Option<&mut ::agentc_runtime::Memory>,
+        memory: ::std::option::Option<&mut ::agentc::__private::agentc_runtime::Memory>,
     ) -> Outcome<A::Exposes> {
-        let outcome = ::agentc_runtime::run_engagement(
+        let outcome = ::agentc::__private::agentc_runtime::run_engagement(
                 &self.runtime,
                 model,
-                ::agentc_runtime::EngagementRequest {
+                ::agentc::__private::agentc_runtime::EngagementRequest {
                     agent: &self.spec,
                     user,
                     input,
@@ -149,16 +151,19 @@ impl<A: Agent> Hosted<A> {
     /// request's text in, the text and the exposes out; a failed engagement is an error.
     pub async fn engage_as_capability(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         request: AgentRequest,
-    ) -> ::std::result::Result<AgentReply<A::Exposes>, ::agentc_runtime::ToolError> {
+    ) -> ::std::result::Result<
+        AgentReply<A::Exposes>,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let outcome = self.engage(model, user, &request.text).await;
         match (outcome.text, outcome.exposes) {
             (Some(text), Some(exposes)) => Ok(AgentReply { text, exposes }),
             _ => {
                 Err(
-                    ::agentc_runtime::ToolError::Failed(
+                    ::agentc::__private::agentc_runtime::ToolError::Failed(
                         format!(
                             "agent `{}` did not complete: {:?}", A::NAME, outcome.status
                         ),
@@ -172,7 +177,7 @@ impl<A: Agent> Hosted<A> {
     /// every call is enforced as a model's call would be.
     pub fn session(
         &self,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
     ) -> Session<'_, A> {
         static NEXT_SESSION: ::std::sync::atomic::AtomicU64 = ::std::sync::atomic::AtomicU64::new(
             1,
@@ -187,12 +192,12 @@ impl<A: Agent> Hosted<A> {
             .iter()
             .map(|capability| capability.name.as_str())
             .collect();
-        let engagement = ::agentc_runtime::Engagement::new(
+        let engagement = ::agentc::__private::agentc_runtime::Engagement::new(
             &id,
             A::NAME,
             &names,
             user,
-            ::agentc_runtime::engagement::now(),
+            ::agentc::__private::agentc_runtime::engagement::now(),
         );
         Session {
             hosted: self,
@@ -204,7 +209,7 @@ impl<A: Agent> Hosted<A> {
 #[derive(Debug)]
 pub struct Session<'a, A: Agent> {
     hosted: &'a Hosted<A>,
-    engagement: ::agentc_runtime::Engagement,
+    engagement: ::agentc::__private::agentc_runtime::Engagement,
 }
 impl<A: Agent> Session<'_, A> {
     /// Calls capability `C` through every check of the runtime. Each agent's own `call`
@@ -214,14 +219,14 @@ impl<A: Agent> Session<'_, A> {
         &mut self,
         input: C::Input,
     ) -> ::std::result::Result<C::Output, CallError> {
-        let arguments = ::serde_json::to_value(&input)
+        let arguments = ::agentc::__private::serde_json::to_value(&input)
             .map_err(|error| CallError::Input(error.to_string()))?;
-        let call = ::agentc_runtime::ToolCall {
+        let call = ::agentc::__private::agentc_runtime::ToolCall {
             id: None,
             name: C::NAME.to_string(),
             arguments: ::std::sync::Arc::new(arguments),
         };
-        match ::agentc_runtime::enforce::enforce_call(
+        match ::agentc::__private::agentc_runtime::enforce::enforce_call(
                 &self.hosted.runtime,
                 &self.hosted.spec,
                 &mut self.engagement,
@@ -229,29 +234,36 @@ impl<A: Agent> Session<'_, A> {
             )
             .await
         {
-            ::agentc_runtime::CallOutcome::Returned(output) => {
-                ::serde::Deserialize::deserialize(output.as_ref())
-                    .map_err(|error: ::serde_json::Error| CallError::Output(
+            ::agentc::__private::agentc_runtime::CallOutcome::Returned(output) => {
+                ::agentc::__private::serde::Deserialize::deserialize(output.as_ref())
+                    .map_err(|error: ::agentc::__private::serde_json::Error| CallError::Output(
                         error.to_string(),
                     ))
             }
-            ::agentc_runtime::CallOutcome::Refused(refusal) => {
+            ::agentc::__private::agentc_runtime::CallOutcome::Refused(refusal) => {
                 Err(CallError::Refused(refusal))
             }
         }
     }
     /// The session's engagement, as restrictions see it.
-    pub fn engagement(&self) -> &::agentc_runtime::Engagement {
+    pub fn engagement(&self) -> &::agentc::__private::agentc_runtime::Engagement {
         &self.engagement
     }
 }
 /// The input of tool `hr_kb_search`: Searches one collection of Acme's knowledge base and returns matching articles.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrKbSearchInput {
     pub knowledge_base_id: ::std::string::String,
     pub query: ::std::string::String,
 }
-impl ::schemars::JsonSchema for HrKbSearchInput {
+impl ::agentc::__private::schemars::JsonSchema for HrKbSearchInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("HrKbSearchInput")
     }
@@ -260,20 +272,29 @@ impl ::schemars::JsonSchema for HrKbSearchInput {
             ::std::concat!(::std::module_path!(), "::", "HrKbSearchInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"knowledge_base_id":{"type":"string","description":"Collection path, such as `acme/hr/handbook`."},"query":{"type":"string","description":"Free-text search query."}},"required":["knowledge_base_id","query"],"additionalProperties":false,"description":"The input of tool `hr_kb_search`: Searches one collection of Acme's knowledge base and returns matching articles."}"#,
         )
     }
 }
 /// The object `object.results`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrKbSearchOutputResultsItem {
     pub snippet: ::std::string::String,
     pub title: ::std::string::String,
     pub url: ::std::string::String,
 }
-impl ::schemars::JsonSchema for HrKbSearchOutputResultsItem {
+impl ::agentc::__private::schemars::JsonSchema for HrKbSearchOutputResultsItem {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("HrKbSearchOutputResultsItem")
     }
@@ -282,18 +303,27 @@ impl ::schemars::JsonSchema for HrKbSearchOutputResultsItem {
             ::std::concat!(::std::module_path!(), "::", "HrKbSearchOutputResultsItem"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"title":{"type":"string"},"snippet":{"type":"string"},"url":{"type":"string","format":"uri"}},"required":["title","snippet","url"]}"#,
         )
     }
 }
 /// The output of tool `hr_kb_search`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrKbSearchOutput {
     pub results: ::std::vec::Vec<HrKbSearchOutputResultsItem>,
 }
-impl ::schemars::JsonSchema for HrKbSearchOutput {
+impl ::agentc::__private::schemars::JsonSchema for HrKbSearchOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("HrKbSearchOutput")
     }
@@ -302,18 +332,27 @@ impl ::schemars::JsonSchema for HrKbSearchOutput {
             ::std::concat!(::std::module_path!(), "::", "HrKbSearchOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"results":{"type":"array","items":{"type":"object","properties":{"title":{"type":"string"},"snippet":{"type":"string"},"url":{"type":"string","format":"uri"}},"required":["title","snippet","url"]}}},"required":["results"],"description":"The output of tool `hr_kb_search`."}"#,
         )
     }
 }
 /// The input of tool `prompt_injection_scanner`: Scores a piece of text for prompt-injection and jailbreak attempts.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct PromptInjectionScannerInput {
     pub text: ::std::string::String,
 }
-impl ::schemars::JsonSchema for PromptInjectionScannerInput {
+impl ::agentc::__private::schemars::JsonSchema for PromptInjectionScannerInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("PromptInjectionScannerInput")
     }
@@ -322,19 +361,28 @@ impl ::schemars::JsonSchema for PromptInjectionScannerInput {
             ::std::concat!(::std::module_path!(), "::", "PromptInjectionScannerInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"description":"The input of tool `prompt_injection_scanner`: Scores a piece of text for prompt-injection and jailbreak attempts."}"#,
         )
     }
 }
 /// The output of tool `prompt_injection_scanner`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct PromptInjectionScannerOutput {
     pub flagged: bool,
     pub score: f64,
 }
-impl ::schemars::JsonSchema for PromptInjectionScannerOutput {
+impl ::agentc::__private::schemars::JsonSchema for PromptInjectionScannerOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("PromptInjectionScannerOutput")
     }
@@ -343,20 +391,29 @@ impl ::schemars::JsonSchema for PromptInjectionScannerOutput {
             ::std::concat!(::std::module_path!(), "::", "PromptInjectionScannerOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"flagged":{"type":"boolean","description":"True when the text matches a known injection pattern."},"score":{"type":"number","minimum":0,"maximum":1,"description":"Likelihood that the text is an injection attempt."}},"required":["flagged","score"],"description":"The output of tool `prompt_injection_scanner`."}"#,
         )
     }
 }
 /// What agent `hr_agent` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrAgentExposes {
     pub asked_by: ::std::string::String,
     pub last_kb: ::std::string::String,
     pub searches: i64,
 }
-impl ::schemars::JsonSchema for HrAgentExposes {
+impl ::agentc::__private::schemars::JsonSchema for HrAgentExposes {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("HrAgentExposes")
     }
@@ -365,7 +422,9 @@ impl ::schemars::JsonSchema for HrAgentExposes {
             ::std::concat!(::std::module_path!(), "::", "HrAgentExposes"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"asked_by":{"type":"string"},"last_kb":{"type":"string"},"searches":{"type":"integer","format":"int64"}},"required":["asked_by","last_kb","searches"],"additionalProperties":false,"description":"What agent `hr_agent` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
         )
@@ -441,11 +500,11 @@ impl HrAgentCall {
     /// fit the input type are typed errors.
     pub fn parse(
         name: &str,
-        arguments: &::serde_json::Value,
+        arguments: &::agentc::__private::serde_json::Value,
     ) -> ::std::result::Result<Self, ParseCallError> {
         match name {
             "hr_kb_search" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::HrKbSearch)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "hr_kb_search",
@@ -469,8 +528,11 @@ impl HrAgentCall {
     async fn dispatch<T: HrAgentTools + ?Sized>(
         self,
         tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         match self {
             Self::HrKbSearch(input) => {
                 support::output_json(
@@ -481,7 +543,7 @@ impl HrAgentCall {
     }
 }
 /// The tools of agent `hr_agent`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
-#[::async_trait::async_trait]
+#[::agentc::__private::async_trait::async_trait]
 pub trait HrAgentTools: Send + Sync + 'static {
     /// Tool `hr_kb_search`: Searches one collection of Acme's knowledge base and returns matching articles.
     ///
@@ -490,14 +552,17 @@ pub trait HrAgentTools: Send + Sync + 'static {
         &self,
         input: HrKbSearchInput,
         call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<HrKbSearchOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        HrKbSearchOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
     /// Guardrail tool `prompt_injection_scanner`: Scores a piece of text for prompt-injection and jailbreak attempts. It is given the text being checked (OAS-G2, OAS-G3).
     async fn prompt_injection_scanner(
         &self,
         input: PromptInjectionScannerInput,
     ) -> ::std::result::Result<
         PromptInjectionScannerOutput,
-        ::agentc_runtime::ToolError,
+        ::agentc::__private::agentc_runtime::ToolError,
     >;
 }
 /// Runs the agent's tools through the host's methods, parsing each input
@@ -506,16 +571,20 @@ struct HrAgentBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
 }
-#[::async_trait::async_trait]
-impl<T: HrAgentTools> ::agentc_runtime::ToolBackend for HrAgentBackend<T> {
+#[::agentc::__private::async_trait::async_trait]
+impl<T: HrAgentTools> ::agentc::__private::agentc_runtime::ToolBackend
+for HrAgentBackend<T> {
     async fn invoke(
         &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        input: &::agentc::__private::serde_json::Value,
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let call = HrAgentCall::parse(self.capability, input)
             .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
+                ::agentc::__private::agentc_runtime::ToolError::InvalidInput {
                     tool: self.capability.to_string(),
                     detail: error.to_string(),
                 }
@@ -528,27 +597,37 @@ struct HrAgentGuardrailBackend<T> {
     tools: ::std::sync::Arc<T>,
     tool: &'static str,
 }
-#[::async_trait::async_trait]
-impl<T: HrAgentTools> ::agentc_runtime::ToolBackend for HrAgentGuardrailBackend<T> {
+#[::agentc::__private::async_trait::async_trait]
+impl<T: HrAgentTools> ::agentc::__private::agentc_runtime::ToolBackend
+for HrAgentGuardrailBackend<T> {
     async fn invoke(
         &self,
-        input: &::serde_json::Value,
-        _context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        input: &::agentc::__private::serde_json::Value,
+        _context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         match self.tool {
             "prompt_injection_scanner" => {
-                let input: PromptInjectionScannerInput = ::serde_json::from_value(
+                let input: PromptInjectionScannerInput = ::agentc::__private::serde_json::from_value(
                         input.clone(),
                     )
                     .map_err(|error| {
-                        ::agentc_runtime::ToolError::InvalidInput {
+                        ::agentc::__private::agentc_runtime::ToolError::InvalidInput {
                             tool: "prompt_injection_scanner".to_string(),
                             detail: error.to_string(),
                         }
                     })?;
                 support::output_json(self.tools.prompt_injection_scanner(input).await?)
             }
-            other => Err(::agentc_runtime::ToolError::NoBackend(other.to_string())),
+            other => {
+                Err(
+                    ::agentc::__private::agentc_runtime::ToolError::NoBackend(
+                        other.to_string(),
+                    ),
+                )
+            }
         }
     }
 }
@@ -558,10 +637,10 @@ impl Hosted<agents::hr_agent> {
     fn parts<T: HrAgentTools>(
         tools: &::std::sync::Arc<T>,
     ) -> ::std::result::Result<
-        ::agentc_generated_support::hosting::AgentParts,
+        ::agentc::__private::agentc_generated_support::hosting::AgentParts,
         SetupError,
     > {
-        let spec = ::agentc_runtime::AgentSpec {
+        let spec = ::agentc::__private::agentc_runtime::AgentSpec {
             name: "hr_agent".to_string(),
             description: "An HR assistant that answers employees' questions about leave, benefits and workplace policy from Acme's HR knowledge base."
                 .to_string(),
@@ -569,23 +648,23 @@ impl Hosted<agents::hr_agent> {
                 .to_string(),
             owner: "people-ops@acme.example".to_string(),
             capabilities: ::std::vec::Vec::from([
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "hr_kb_search".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Tool,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: true,
                     static_identity: Some(::std::sync::Arc::from("hr_kb_readonly")),
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(policies::hr_agent::input_hr_kb_search_check()?),
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(policies::hr_agent::output_hr_kb_search_check()?),
                     }),
                 },
             ]),
-            input_guardrail: Some(::agentc_runtime::GuardrailSpec {
+            input_guardrail: Some(::agentc::__private::agentc_runtime::GuardrailSpec {
                 tool_name: "prompt_injection_scanner".to_string(),
                 assertion: policies::hr_agent::input_guardrail_check()?,
             }),
@@ -597,12 +676,12 @@ impl Hosted<agents::hr_agent> {
             ]),
             retain_memory: false,
             short_circuit: Some(3u64),
-            call_limits: ::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
         };
-        Ok(::agentc_generated_support::hosting::AgentParts {
+        Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
             tools: ::std::vec::Vec::from([
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "hr_kb_search".to_string(),
                     description: "Searches one collection of Acme's knowledge base and returns matching articles."
                         .to_string(),
@@ -615,7 +694,7 @@ impl Hosted<agents::hr_agent> {
                         "{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\"},\"snippet\":{\"type\":\"string\"},\"url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"title\",\"snippet\",\"url\"]}}},\"required\":[\"results\"]}",
                     )?,
                 },
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "prompt_injection_scanner".to_string(),
                     description: "Scores a piece of text for prompt-injection and jailbreak attempts."
                         .to_string(),
@@ -635,14 +714,20 @@ impl Hosted<agents::hr_agent> {
                     ::std::sync::Arc::new(HrAgentBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         capability: "hr_kb_search",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
                 (
                     "prompt_injection_scanner",
                     ::std::sync::Arc::new(HrAgentGuardrailBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         tool: "prompt_injection_scanner",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
             ]),
         })
@@ -650,7 +735,7 @@ impl Hosted<agents::hr_agent> {
     /// Sets up agent `hr_agent` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
     pub fn new<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
     ) -> ::std::result::Result<Self, SetupError>
     where
         T: HrAgentTools,
@@ -660,7 +745,7 @@ impl Hosted<agents::hr_agent> {
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `hr_agent` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -700,7 +785,7 @@ pub mod policies {
         /// The CEL object `User`.
         #[derive(::std::default::Default)]
         pub struct User {
-            pub id: ::agentc_cel_support::Text,
+            pub id: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchInvocation`.
         #[derive(::std::default::Default)]
@@ -711,8 +796,8 @@ pub mod policies {
         /// The CEL object `HrKbSearchInputs`.
         #[derive(::std::default::Default)]
         pub struct HrKbSearchInputs {
-            pub knowledge_base_id: ::agentc_cel_support::Text,
-            pub query: ::agentc_cel_support::Text,
+            pub knowledge_base_id: ::agentc::__private::agentc_cel_support::Text,
+            pub query: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `HrKbSearchOutputs`.
         #[derive(::std::default::Default)]
@@ -722,17 +807,25 @@ pub mod policies {
         /// The CEL object `HrKbSearchOutputsResultsItem`.
         #[derive(::std::default::Default)]
         pub struct HrKbSearchOutputsResultsItem {
-            pub url: ::agentc_cel_support::Text,
+            pub url: ::agentc::__private::agentc_cel_support::Text,
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for History {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for History {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(History {
                     total: if reads.field(3) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "_total",
                             reads,
@@ -746,15 +839,19 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields
+        for Recent {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
                 Ok(Recent {
                     hr_kb_search: if reads.field(4) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "hr_kb_search",
@@ -769,15 +866,22 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for User {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(User {
                     id: if reads.field(5) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "id",
                             reads,
@@ -791,15 +895,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInvocation {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for HrKbSearchInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(HrKbSearchInvocation {
                     inputs: if reads.field(6) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -811,7 +923,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     outputs: if reads.field(7) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -825,15 +937,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for HrKbSearchInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(HrKbSearchInputs {
                     knowledge_base_id: if reads.field(8) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "knowledge_base_id",
                             reads,
@@ -845,7 +965,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     query: if reads.field(9) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "query",
                             reads,
@@ -859,15 +979,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for HrKbSearchOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for HrKbSearchOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(HrKbSearchOutputs {
                     results: if reads.field(10) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "results",
                             reads,
@@ -881,16 +1009,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
         for HrKbSearchOutputsResultsItem {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(HrKbSearchOutputsResultsItem {
                     url: if reads.field(11) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "url",
                             reads,
@@ -914,11 +1049,14 @@ pub mod policies {
         )]
         pub fn input_hr_kb_search(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(28u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
                         __meter
                             .str(
@@ -926,7 +1064,9 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "hr_kb_search",
+                                            ),
                                         );
                                     }
                                 })
@@ -939,16 +1079,20 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (::agentc_cel_support::size_str(
+                                (::agentc::__private::agentc_cel_support::size_str(
                                     __meter
                                         .str(
                                             (((&(match &((&(root).recent)).hr_kb_search {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "hr_kb_search",
+                                                        ),
                                                     );
                                                 }
                                             })
@@ -972,11 +1116,16 @@ pub mod policies {
         }
         /// Evaluates [`input_hr_kb_search`] over the engagement's variables.
         fn input_hr_kb_search_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x352]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x352],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -986,10 +1135,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_hr_kb_search(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -997,11 +1146,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_hr_kb_search`].
         pub fn input_hr_kb_search_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_hr_kb_search_evaluate,
                     super::super::support::interpreter(
@@ -1020,20 +1169,25 @@ pub mod policies {
         )]
         pub fn output_hr_kb_search(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(26u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (::agentc_cel_support::size_len(
+                        (::agentc::__private::agentc_cel_support::size_len(
                             __meter
                                 .list(
                                     &((match &(match &((&(root).recent)).hr_kb_search {
                                         ::std::option::Option::Some(value) => value,
                                         ::std::option::Option::None => {
                                             return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                    "hr_kb_search",
+                                                ),
                                             );
                                         }
                                     })
@@ -1042,7 +1196,9 @@ pub mod policies {
                                         ::std::option::Option::Some(value) => value,
                                         ::std::option::Option::None => {
                                             return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                    "outputs",
+                                                ),
                                             );
                                         }
                                     })
@@ -1055,13 +1211,17 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
                                 ((match &(match &((&(root).recent)).hr_kb_search {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "hr_kb_search",
+                                            ),
                                         );
                                     }
                                 })
@@ -1070,7 +1230,9 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "outputs",
+                                            ),
                                         );
                                     }
                                 })
@@ -1101,11 +1263,16 @@ pub mod policies {
         }
         /// Evaluates [`output_hr_kb_search`] over the engagement's variables.
         fn output_hr_kb_search_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xc92]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0xc92],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1115,10 +1282,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_hr_kb_search(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -1126,11 +1293,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_hr_kb_search`].
         pub fn output_hr_kb_search_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_hr_kb_search_evaluate,
                     super::super::support::interpreter(
@@ -1149,18 +1316,26 @@ pub mod policies {
         )]
         pub fn exposes_searches(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            i64,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(4u64);
             Ok(((&(root).history)).total)
         }
         /// Evaluates [`exposes_searches`] over the engagement's variables.
         fn exposes_searches_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x9]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x9],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -1170,7 +1345,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_searches(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -1181,11 +1356,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_searches`].
         pub fn exposes_searches_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_searches_evaluate,
                     super::super::support::interpreter("history._total")?,
@@ -1202,10 +1377,10 @@ pub mod policies {
         )]
         pub fn exposes_last_kb(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
-            ::agentc_cel_support::CelError,
+            ::agentc::__private::agentc_cel_support::CelError,
         > {
             __meter.steps(16u64);
             Ok(
@@ -1214,7 +1389,9 @@ pub mod policies {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("hr_kb_search"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "hr_kb_search",
+                                ),
                             );
                         }
                     })
@@ -1229,11 +1406,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_last_kb`] over the engagement's variables.
         fn exposes_last_kb_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x152]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x152],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1243,7 +1425,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_last_kb(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -1254,11 +1436,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_last_kb`].
         pub fn exposes_last_kb_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_last_kb_evaluate,
                     super::super::support::interpreter(
@@ -1277,21 +1459,26 @@ pub mod policies {
         )]
         pub fn exposes_asked_by(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
-            ::agentc_cel_support::CelError,
+            ::agentc::__private::agentc_cel_support::CelError,
         > {
             __meter.steps(4u64);
             Ok((((&(root).user)).id.as_str()).to_owned())
         }
         /// Evaluates [`exposes_asked_by`] over the engagement's variables.
         fn exposes_asked_by_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x24]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x24],
+            );
             let root = Engagement {
-                user: match ::agentc_generated_support::cel_roots::root(
+                user: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "user",
                     reads,
@@ -1301,7 +1488,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_asked_by(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -1312,11 +1499,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_asked_by`].
         pub fn exposes_asked_by_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["user"],
                     exposes_asked_by_evaluate,
                     super::super::support::interpreter("user.id")?,
@@ -1331,15 +1518,23 @@ pub mod policies {
                 pub flagged: bool,
                 pub score: f64,
             }
-            impl ::agentc_generated_support::cel_roots::FromCel for Fields {
+            impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+            for Fields {
                 fn from_cel(
-                    value: ::agentc_generated_support::cel_roots::Source<'_>,
-                    reads: ::agentc_generated_support::cel_roots::Reads,
-                ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                    let map = ::agentc_generated_support::cel_roots::object(value)?;
+                    value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                        '_,
+                    >,
+                    reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+                ) -> ::std::result::Result<
+                    Self,
+                    ::agentc::__private::agentc_runtime::CheckError,
+                > {
+                    let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                        value,
+                    )?;
                     Ok(Fields {
                         flagged: if reads.field(0) {
-                            match ::agentc_generated_support::cel_roots::field(
+                            match ::agentc::__private::agentc_generated_support::cel_roots::field(
                                 map,
                                 "flagged",
                                 reads,
@@ -1351,7 +1546,7 @@ pub mod policies {
                             ::std::default::Default::default()
                         },
                         score: if reads.field(1) {
-                            match ::agentc_generated_support::cel_roots::field(
+                            match ::agentc::__private::agentc_generated_support::cel_roots::field(
                                 map,
                                 "score",
                                 reads,
@@ -1375,20 +1570,25 @@ pub mod policies {
             )]
             pub fn assertion(
                 root: &Fields,
-                __meter: &::agentc_cel_support::Meter,
-            ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+                __meter: &::agentc::__private::agentc_cel_support::Meter,
+            ) -> ::std::result::Result<
+                bool,
+                ::agentc::__private::agentc_cel_support::CelError,
+            > {
                 __meter.steps(12u64);
                 Ok(((!(root).flagged) && ((root).score < (0.8f64))))
             }
             /// Evaluates [`assertion`] over the engagement's variables.
             fn assertion_evaluate(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
             ) -> ::std::result::Result<
-                ::agentc_cel::Value,
-                ::agentc_runtime::CheckError,
+                ::agentc::__private::agentc_cel::Value,
+                ::agentc::__private::agentc_runtime::CheckError,
             > {
-                let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x3]);
-                let root: Fields = match ::agentc_generated_support::cel_roots::fields(
+                let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                    &[0x3],
+                );
+                let root: Fields = match ::agentc::__private::agentc_generated_support::cel_roots::fields(
                     variables,
                     &["flagged", "score"],
                     reads,
@@ -1396,10 +1596,12 @@ pub mod policies {
                     Ok(root) => root,
                     Err(error) => return Err(error),
                 };
-                let meter = ::agentc_cel_support::Meter::new();
+                let meter = ::agentc::__private::agentc_cel_support::Meter::new();
                 let result = assertion(&root, &meter);
                 match meter.settle(result) {
-                    Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                    Ok(verdict) => {
+                        Ok(::agentc::__private::agentc_cel::Value::Bool(verdict))
+                    }
                     Err(error) => Err(super::super::super::support::denial(error)),
                 }
             }
@@ -1407,11 +1609,11 @@ pub mod policies {
             ///
             /// Compiled to Rust: [`assertion`].
             pub fn assertion_check() -> ::std::result::Result<
-                ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+                ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
                 super::super::super::SetupError,
             > {
                 Ok(
-                    ::agentc_generated_support::cel_roots::compiled(
+                    ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                         &["flagged", "score"],
                         assertion_evaluate,
                         super::super::super::support::interpreter(
@@ -1423,7 +1625,7 @@ pub mod policies {
         }
         /// The guardrail's check.
         pub fn input_guardrail_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             input_guardrail::assertion_check()

@@ -16,7 +16,7 @@ pub trait Agent: sealed::Sealed + Send + Sync + 'static {
     /// The agent document as written in the spec, for a server to show (OAS-S1).
     const DOCUMENT: &'static str;
     /// What the agent gives its caller beside its text, and nothing else (OAS-X1).
-    type Exposes: ::serde::de::DeserializeOwned + Send;
+    type Exposes: ::agentc::__private::serde::de::DeserializeOwned + Send;
 }
 /// A tool or an agent that an agent of this set may be given, as a type (the markers are
 /// in [`capabilities`]).
@@ -24,9 +24,9 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
     /// The name the model and the engagement use.
     const NAME: &'static str;
     /// What a call is given.
-    type Input: ::serde::Serialize + Send + Sync;
+    type Input: ::agentc::__private::serde::Serialize + Send + Sync;
     /// What a call returns.
-    type Output: ::serde::de::DeserializeOwned + Send;
+    type Output: ::agentc::__private::serde::de::DeserializeOwned + Send;
 }
 /// Proof that agent `A` declares this capability. It is implemented only in this
 /// generated code, once per (capability, agent) pair of the spec, and sealed, so that no
@@ -37,17 +37,17 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
     note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
-pub use ::agentc_generated_support::{
+pub use ::agentc::__private::agentc_generated_support::{
     AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
     RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
-use ::agentc_generated_support::support;
+use ::agentc::__private::agentc_generated_support::support;
 /// An agent of this set with its tools bound, ready to run engagements. Every call goes
 /// through the runtime's enforcement, in its fixed order.
 pub struct Hosted<A: Agent> {
-    spec: ::agentc_runtime::AgentSpec,
-    runtime: ::agentc_runtime::Runtime,
+    spec: ::agentc::__private::agentc_runtime::AgentSpec,
+    runtime: ::agentc::__private::agentc_runtime::Runtime,
     agent: ::std::marker::PhantomData<fn() -> A>,
 }
 impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
@@ -64,11 +64,13 @@ impl<A: Agent> Hosted<A> {
     /// `parts`), its audit trail written to `audit`, remote agents bound as `remote`
     /// says.
     fn assemble(
-        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        parts: ::std::vec::Vec<
+            ::agentc::__private::agentc_generated_support::hosting::AgentParts,
+        >,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError> {
-        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+        let (spec, runtime) = ::agentc::__private::agentc_generated_support::hosting::assemble(
             parts,
             audit,
             remote,
@@ -84,15 +86,15 @@ impl<A: Agent> Hosted<A> {
         A::DOCUMENT
     }
     /// The runtime's view of the agent.
-    pub fn spec(&self) -> &::agentc_runtime::AgentSpec {
+    pub fn spec(&self) -> &::agentc::__private::agentc_runtime::AgentSpec {
         &self.spec
     }
     /// The runtime services (reviewer, credentials, audit, timeouts).
-    pub fn runtime(&self) -> &::agentc_runtime::Runtime {
+    pub fn runtime(&self) -> &::agentc::__private::agentc_runtime::Runtime {
         &self.runtime
     }
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
-    pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
+    pub fn runtime_mut(&mut self) -> &mut ::agentc::__private::agentc_runtime::Runtime {
         &mut self.runtime
     }
     /// The model agent `B` runs on when it is called as a capability (a nested
@@ -100,15 +102,15 @@ impl<A: Agent> Hosted<A> {
     /// call from a [`Session`], which has no model, is refused.
     pub fn set_callee_model<B: Agent>(
         &mut self,
-        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+        model: ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Model>,
     ) {
         self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
     ) -> Outcome<A::Exposes> {
         self.run(model, user, input, None).await
@@ -117,24 +119,24 @@ impl<A: Agent> Hosted<A> {
     /// agent's lifespan allows it (OAS-L1).
     pub async fn engage_with_memory(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
-        memory: &mut ::agentc_runtime::Memory,
+        memory: &mut ::agentc::__private::agentc_runtime::Memory,
     ) -> Outcome<A::Exposes> {
         self.run(model, user, input, Some(memory)).await
     }
     async fn run(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
-        memory: ::std::option::Option<&mut ::agentc_runtime::Memory>,
+        memory: ::std::option::Option<&mut ::agentc::__private::agentc_runtime::Memory>,
     ) -> Outcome<A::Exposes> {
-        let outcome = ::agentc_runtime::run_engagement(
+        let outcome = ::agentc::__private::agentc_runtime::run_engagement(
                 &self.runtime,
                 model,
-                ::agentc_runtime::EngagementRequest {
+                ::agentc::__private::agentc_runtime::EngagementRequest {
                     agent: &self.spec,
                     user,
                     input,
@@ -148,16 +150,19 @@ impl<A: Agent> Hosted<A> {
     /// request's text in, the text and the exposes out; a failed engagement is an error.
     pub async fn engage_as_capability(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         request: AgentRequest,
-    ) -> ::std::result::Result<AgentReply<A::Exposes>, ::agentc_runtime::ToolError> {
+    ) -> ::std::result::Result<
+        AgentReply<A::Exposes>,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let outcome = self.engage(model, user, &request.text).await;
         match (outcome.text, outcome.exposes) {
             (Some(text), Some(exposes)) => Ok(AgentReply { text, exposes }),
             _ => {
                 Err(
-                    ::agentc_runtime::ToolError::Failed(
+                    ::agentc::__private::agentc_runtime::ToolError::Failed(
                         format!(
                             "agent `{}` did not complete: {:?}", A::NAME, outcome.status
                         ),
@@ -171,7 +176,7 @@ impl<A: Agent> Hosted<A> {
     /// every call is enforced as a model's call would be.
     pub fn session(
         &self,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
     ) -> Session<'_, A> {
         static NEXT_SESSION: ::std::sync::atomic::AtomicU64 = ::std::sync::atomic::AtomicU64::new(
             1,
@@ -186,12 +191,12 @@ impl<A: Agent> Hosted<A> {
             .iter()
             .map(|capability| capability.name.as_str())
             .collect();
-        let engagement = ::agentc_runtime::Engagement::new(
+        let engagement = ::agentc::__private::agentc_runtime::Engagement::new(
             &id,
             A::NAME,
             &names,
             user,
-            ::agentc_runtime::engagement::now(),
+            ::agentc::__private::agentc_runtime::engagement::now(),
         );
         Session {
             hosted: self,
@@ -203,7 +208,7 @@ impl<A: Agent> Hosted<A> {
 #[derive(Debug)]
 pub struct Session<'a, A: Agent> {
     hosted: &'a Hosted<A>,
-    engagement: ::agentc_runtime::Engagement,
+    engagement: ::agentc::__private::agentc_runtime::Engagement,
 }
 impl<A: Agent> Session<'_, A> {
     /// Calls capability `C` through every check of the runtime. Each agent's own `call`
@@ -213,14 +218,14 @@ impl<A: Agent> Session<'_, A> {
         &mut self,
         input: C::Input,
     ) -> ::std::result::Result<C::Output, CallError> {
-        let arguments = ::serde_json::to_value(&input)
+        let arguments = ::agentc::__private::serde_json::to_value(&input)
             .map_err(|error| CallError::Input(error.to_string()))?;
-        let call = ::agentc_runtime::ToolCall {
+        let call = ::agentc::__private::agentc_runtime::ToolCall {
             id: None,
             name: C::NAME.to_string(),
             arguments: ::std::sync::Arc::new(arguments),
         };
-        match ::agentc_runtime::enforce::enforce_call(
+        match ::agentc::__private::agentc_runtime::enforce::enforce_call(
                 &self.hosted.runtime,
                 &self.hosted.spec,
                 &mut self.engagement,
@@ -228,30 +233,37 @@ impl<A: Agent> Session<'_, A> {
             )
             .await
         {
-            ::agentc_runtime::CallOutcome::Returned(output) => {
-                ::serde::Deserialize::deserialize(output.as_ref())
-                    .map_err(|error: ::serde_json::Error| CallError::Output(
+            ::agentc::__private::agentc_runtime::CallOutcome::Returned(output) => {
+                ::agentc::__private::serde::Deserialize::deserialize(output.as_ref())
+                    .map_err(|error: ::agentc::__private::serde_json::Error| CallError::Output(
                         error.to_string(),
                     ))
             }
-            ::agentc_runtime::CallOutcome::Refused(refusal) => {
+            ::agentc::__private::agentc_runtime::CallOutcome::Refused(refusal) => {
                 Err(CallError::Refused(refusal))
             }
         }
     }
     /// The session's engagement, as restrictions see it.
-    pub fn engagement(&self) -> &::agentc_runtime::Engagement {
+    pub fn engagement(&self) -> &::agentc::__private::agentc_runtime::Engagement {
         &self.engagement
     }
 }
 /// The input of tool `calendar_free_busy`: Returns the busy intervals of each attendee in a time window.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CalendarFreeBusyInput {
     pub attendees: ::std::vec::Vec<::std::string::String>,
     pub window_end: ::std::string::String,
     pub window_start: ::std::string::String,
 }
-impl ::schemars::JsonSchema for CalendarFreeBusyInput {
+impl ::agentc::__private::schemars::JsonSchema for CalendarFreeBusyInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("CalendarFreeBusyInput")
     }
@@ -260,20 +272,29 @@ impl ::schemars::JsonSchema for CalendarFreeBusyInput {
             ::std::concat!(::std::module_path!(), "::", "CalendarFreeBusyInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"attendees":{"type":"array","items":{"type":"string","format":"email"},"minItems":1},"window_start":{"type":"string","format":"date-time"},"window_end":{"type":"string","format":"date-time"}},"required":["attendees","window_start","window_end"],"description":"The input of tool `calendar_free_busy`: Returns the busy intervals of each attendee in a time window."}"#,
         )
     }
 }
 /// The object `object.busy`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CalendarFreeBusyOutputBusyItem {
     pub attendee: ::std::string::String,
     pub end: ::std::string::String,
     pub start: ::std::string::String,
 }
-impl ::schemars::JsonSchema for CalendarFreeBusyOutputBusyItem {
+impl ::agentc::__private::schemars::JsonSchema for CalendarFreeBusyOutputBusyItem {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("CalendarFreeBusyOutputBusyItem")
     }
@@ -282,18 +303,27 @@ impl ::schemars::JsonSchema for CalendarFreeBusyOutputBusyItem {
             ::std::concat!(::std::module_path!(), "::", "CalendarFreeBusyOutputBusyItem"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"attendee":{"type":"string"},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"}},"required":["attendee","start","end"]}"#,
         )
     }
 }
 /// The output of tool `calendar_free_busy`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CalendarFreeBusyOutput {
     pub busy: ::std::vec::Vec<CalendarFreeBusyOutputBusyItem>,
 }
-impl ::schemars::JsonSchema for CalendarFreeBusyOutput {
+impl ::agentc::__private::schemars::JsonSchema for CalendarFreeBusyOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("CalendarFreeBusyOutput")
     }
@@ -302,14 +332,23 @@ impl ::schemars::JsonSchema for CalendarFreeBusyOutput {
             ::std::concat!(::std::module_path!(), "::", "CalendarFreeBusyOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"busy":{"type":"array","items":{"type":"object","properties":{"attendee":{"type":"string"},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"}},"required":["attendee","start","end"]}}},"required":["busy"],"description":"The output of tool `calendar_free_busy`."}"#,
         )
     }
 }
 /// The input of tool `create_event`: Creates a calendar event and sends invitations to its attendees.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CreateEventInput {
     pub attendees: ::std::vec::Vec<::std::string::String>,
     pub end: ::std::string::String,
@@ -318,7 +357,7 @@ pub struct CreateEventInput {
     pub start: ::std::string::String,
     pub title: ::std::string::String,
 }
-impl ::schemars::JsonSchema for CreateEventInput {
+impl ::agentc::__private::schemars::JsonSchema for CreateEventInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("CreateEventInput")
     }
@@ -327,21 +366,30 @@ impl ::schemars::JsonSchema for CreateEventInput {
             ::std::concat!(::std::module_path!(), "::", "CreateEventInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"title":{"type":"string","maxLength":200},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"},"attendees":{"type":"array","items":{"type":"string","format":"email"}},"location":{"type":"string"}},"required":["title","start","end","attendees"],"additionalProperties":false,"description":"The input of tool `create_event`: Creates a calendar event and sends invitations to its attendees."}"#,
         )
     }
 }
 /// The output of tool `create_event`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct CreateEventOutput {
     pub event_id: ::std::string::String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html_link: ::std::option::Option<::std::string::String>,
     pub status: ::std::string::String,
 }
-impl ::schemars::JsonSchema for CreateEventOutput {
+impl ::agentc::__private::schemars::JsonSchema for CreateEventOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("CreateEventOutput")
     }
@@ -350,19 +398,28 @@ impl ::schemars::JsonSchema for CreateEventOutput {
             ::std::concat!(::std::module_path!(), "::", "CreateEventOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"event_id":{"type":"string"},"status":{"type":"string","enum":["confirmed","tentative","cancelled"]},"html_link":{"type":"string","format":"uri"}},"required":["event_id","status"],"description":"The output of tool `create_event`."}"#,
         )
     }
 }
 /// What agent `meeting_scheduler` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct MeetingSchedulerExposes {
     pub event_id: ::std::string::String,
     pub events_created: i64,
 }
-impl ::schemars::JsonSchema for MeetingSchedulerExposes {
+impl ::agentc::__private::schemars::JsonSchema for MeetingSchedulerExposes {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("MeetingSchedulerExposes")
     }
@@ -371,7 +428,9 @@ impl ::schemars::JsonSchema for MeetingSchedulerExposes {
             ::std::concat!(::std::module_path!(), "::", "MeetingSchedulerExposes"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"event_id":{"type":"string"},"events_created":{"type":"integer","format":"int64"}},"required":["event_id","events_created"],"additionalProperties":false,"description":"What agent `meeting_scheduler` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
         )
@@ -451,11 +510,11 @@ impl MeetingSchedulerCall {
     /// fit the input type are typed errors.
     pub fn parse(
         name: &str,
-        arguments: &::serde_json::Value,
+        arguments: &::agentc::__private::serde_json::Value,
     ) -> ::std::result::Result<Self, ParseCallError> {
         match name {
             "calendar_free_busy" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::CalendarFreeBusy)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "calendar_free_busy",
@@ -463,7 +522,7 @@ impl MeetingSchedulerCall {
                     })
             }
             "create_event" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::CreateEvent)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "create_event",
@@ -488,8 +547,11 @@ impl MeetingSchedulerCall {
     async fn dispatch<T: MeetingSchedulerTools + ?Sized>(
         self,
         tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         match self {
             Self::CalendarFreeBusy(input) => {
                 support::output_json(
@@ -507,7 +569,7 @@ impl MeetingSchedulerCall {
     }
 }
 /// The tools of agent `meeting_scheduler`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
-#[::async_trait::async_trait]
+#[::agentc::__private::async_trait::async_trait]
 pub trait MeetingSchedulerTools: Send + Sync + 'static {
     /// Tool `calendar_free_busy`: Returns the busy intervals of each attendee in a time window.
     ///
@@ -516,7 +578,10 @@ pub trait MeetingSchedulerTools: Send + Sync + 'static {
         &self,
         input: CalendarFreeBusyInput,
         call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<CalendarFreeBusyOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        CalendarFreeBusyOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
     /// Tool `create_event`: Creates a calendar event and sends invitations to its attendees.
     ///
     /// Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).
@@ -524,7 +589,10 @@ pub trait MeetingSchedulerTools: Send + Sync + 'static {
         &self,
         input: CreateEventInput,
         call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<CreateEventOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        CreateEventOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
 }
 /// Runs the agent's tools through the host's methods, parsing each input
 /// into the agent's closed set of calls first.
@@ -532,17 +600,20 @@ struct MeetingSchedulerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
 }
-#[::async_trait::async_trait]
-impl<T: MeetingSchedulerTools> ::agentc_runtime::ToolBackend
+#[::agentc::__private::async_trait::async_trait]
+impl<T: MeetingSchedulerTools> ::agentc::__private::agentc_runtime::ToolBackend
 for MeetingSchedulerBackend<T> {
     async fn invoke(
         &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        input: &::agentc::__private::serde_json::Value,
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let call = MeetingSchedulerCall::parse(self.capability, input)
             .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
+                ::agentc::__private::agentc_runtime::ToolError::InvalidInput {
                     tool: self.capability.to_string(),
                     detail: error.to_string(),
                 }
@@ -556,10 +627,10 @@ impl Hosted<agents::meeting_scheduler> {
     fn parts<T: MeetingSchedulerTools>(
         tools: &::std::sync::Arc<T>,
     ) -> ::std::result::Result<
-        ::agentc_generated_support::hosting::AgentParts,
+        ::agentc::__private::agentc_generated_support::hosting::AgentParts,
         SetupError,
     > {
-        let spec = ::agentc_runtime::AgentSpec {
+        let spec = ::agentc::__private::agentc_runtime::AgentSpec {
             name: "meeting_scheduler".to_string(),
             description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
                 .to_string(),
@@ -567,13 +638,13 @@ impl Hosted<agents::meeting_scheduler> {
                 .to_string(),
             owner: "workplace-it@acme.example".to_string(),
             capabilities: ::std::vec::Vec::from([
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "calendar_free_busy".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Tool,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: false,
                     user_identity: true,
                     static_identity: None,
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::meeting_scheduler::input_calendar_free_busy_check()?,
@@ -581,21 +652,23 @@ impl Hosted<agents::meeting_scheduler> {
                     }),
                     output_restriction: None,
                 },
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "create_event".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Tool,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: true,
                     static_identity: None,
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: Some(
-                            ::agentc_runtime::ReviewerRef::parse("user"),
+                            ::agentc::__private::agentc_runtime::ReviewerRef::parse(
+                                "user",
+                            ),
                         ),
                         assertion: Some(
                             policies::meeting_scheduler::input_create_event_check()?,
                         ),
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::meeting_scheduler::output_create_event_check()?,
@@ -617,12 +690,12 @@ impl Hosted<agents::meeting_scheduler> {
             ]),
             retain_memory: true,
             short_circuit: Some(2u64),
-            call_limits: ::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
         };
-        Ok(::agentc_generated_support::hosting::AgentParts {
+        Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
             tools: ::std::vec::Vec::from([
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "calendar_free_busy".to_string(),
                     description: "Returns the busy intervals of each attendee in a time window."
                         .to_string(),
@@ -635,7 +708,7 @@ impl Hosted<agents::meeting_scheduler> {
                         "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
                     )?,
                 },
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "create_event".to_string(),
                     description: "Creates a calendar event and sends invitations to its attendees."
                         .to_string(),
@@ -655,14 +728,20 @@ impl Hosted<agents::meeting_scheduler> {
                     ::std::sync::Arc::new(MeetingSchedulerBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         capability: "calendar_free_busy",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
                 (
                     "create_event",
                     ::std::sync::Arc::new(MeetingSchedulerBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         capability: "create_event",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
             ]),
         })
@@ -670,7 +749,7 @@ impl Hosted<agents::meeting_scheduler> {
     /// Sets up agent `meeting_scheduler` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
     pub fn new<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
     ) -> ::std::result::Result<Self, SetupError>
     where
         T: MeetingSchedulerTools,
@@ -680,7 +759,7 @@ impl Hosted<agents::meeting_scheduler> {
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `meeting_scheduler` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -705,13 +784,13 @@ pub mod policies {
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
-            pub started_at: ::agentc_cel_support::Timestamp,
+            pub started_at: ::agentc::__private::agentc_cel_support::Timestamp,
             pub user: User,
         }
         /// The CEL object `History`.
         #[derive(::std::default::Default)]
         pub struct History {
-            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
+            pub list: ::std::vec::Vec<::agentc::__private::agentc_cel_support::Text>,
         }
         /// The CEL object `Recent`.
         #[derive(::std::default::Default)]
@@ -722,7 +801,9 @@ pub mod policies {
         /// The CEL object `User`.
         #[derive(::std::default::Default)]
         pub struct User {
-            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub email: ::std::option::Option<
+                ::agentc::__private::agentc_cel_support::Text,
+            >,
         }
         /// The CEL object `CalendarFreeBusyInvocation`.
         #[derive(::std::default::Default)]
@@ -738,32 +819,44 @@ pub mod policies {
         /// The CEL object `CalendarFreeBusyInputs`.
         #[derive(::std::default::Default)]
         pub struct CalendarFreeBusyInputs {
-            pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub window_end: ::agentc_cel_support::Text,
-            pub window_start: ::agentc_cel_support::Text,
+            pub attendees: ::std::vec::Vec<
+                ::agentc::__private::agentc_cel_support::Text,
+            >,
+            pub window_end: ::agentc::__private::agentc_cel_support::Text,
+            pub window_start: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `CreateEventInputs`.
         #[derive(::std::default::Default)]
         pub struct CreateEventInputs {
-            pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub end: ::agentc_cel_support::Text,
-            pub start: ::agentc_cel_support::Text,
+            pub attendees: ::std::vec::Vec<
+                ::agentc::__private::agentc_cel_support::Text,
+            >,
+            pub end: ::agentc::__private::agentc_cel_support::Text,
+            pub start: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `CreateEventOutputs`.
         #[derive(::std::default::Default)]
         pub struct CreateEventOutputs {
-            pub event_id: ::agentc_cel_support::Text,
-            pub status: ::agentc_cel_support::Text,
+            pub event_id: ::agentc::__private::agentc_cel_support::Text,
+            pub status: ::agentc::__private::agentc_cel_support::Text,
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for History {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for History {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(History {
                     list: if reads.field(4) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "_list",
                             reads,
@@ -777,15 +870,19 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields
+        for Recent {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
                 Ok(Recent {
                     calendar_free_busy: if reads.field(5) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "calendar_free_busy",
@@ -798,7 +895,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     create_event: if reads.field(6) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "create_event",
@@ -813,15 +910,22 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for User {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(User {
                     email: if reads.field(7) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "email",
                             reads,
@@ -835,16 +939,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
         for CalendarFreeBusyInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(CalendarFreeBusyInvocation {
                     inputs: if reads.field(8) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -858,15 +969,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInvocation {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for CreateEventInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(CreateEventInvocation {
                     inputs: if reads.field(9) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -878,7 +997,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     outputs: if reads.field(10) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -892,15 +1011,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for CalendarFreeBusyInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for CalendarFreeBusyInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(CalendarFreeBusyInputs {
                     attendees: if reads.field(11) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "attendees",
                             reads,
@@ -912,7 +1039,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     window_end: if reads.field(12) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "window_end",
                             reads,
@@ -924,7 +1051,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     window_start: if reads.field(13) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "window_start",
                             reads,
@@ -938,15 +1065,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for CreateEventInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(CreateEventInputs {
                     attendees: if reads.field(14) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "attendees",
                             reads,
@@ -958,7 +1093,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     end: if reads.field(15) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "end",
                             reads,
@@ -970,7 +1105,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     start: if reads.field(16) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "start",
                             reads,
@@ -984,15 +1119,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for CreateEventOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for CreateEventOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(CreateEventOutputs {
                     event_id: if reads.field(17) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "event_id",
                             reads,
@@ -1004,7 +1147,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     status: if reads.field(18) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "status",
                             reads,
@@ -1028,20 +1171,23 @@ pub mod policies {
         )]
         pub fn input_calendar_free_busy(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(44u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (::agentc_cel_support::size_len(
+                        (::agentc::__private::agentc_cel_support::size_len(
                             __meter
                                 .list(
                                     &(((&(match &((&(root).recent)).calendar_free_busy {
                                         ::std::option::Option::Some(value) => value,
                                         ::std::option::Option::None => {
                                             return ::std::result::Result::Err(
-                                                ::agentc_cel_support::CelError::no_such_key(
+                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                     "calendar_free_busy",
                                                 ),
                                             );
@@ -1057,17 +1203,19 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (::agentc_cel_support::sub_timestamps(
-                                    ::agentc_cel_support::parse_timestamp(
+                                (::agentc::__private::agentc_cel_support::sub_timestamps(
+                                    ::agentc::__private::agentc_cel_support::parse_timestamp(
                                         __meter
                                             .str(
                                                 (((&(match &((&(root).recent)).calendar_free_busy {
                                                     ::std::option::Option::Some(value) => value,
                                                     ::std::option::Option::None => {
                                                         return ::std::result::Result::Err(
-                                                            ::agentc_cel_support::CelError::no_such_key(
+                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                                 "calendar_free_busy",
                                                             ),
                                                         );
@@ -1078,14 +1226,14 @@ pub mod policies {
                                                     .as_str()),
                                             ),
                                     )?,
-                                    ::agentc_cel_support::parse_timestamp(
+                                    ::agentc::__private::agentc_cel_support::parse_timestamp(
                                         __meter
                                             .str(
                                                 (((&(match &((&(root).recent)).calendar_free_busy {
                                                     ::std::option::Option::Some(value) => value,
                                                     ::std::option::Option::None => {
                                                         return ::std::result::Result::Err(
-                                                            ::agentc_cel_support::CelError::no_such_key(
+                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                                 "calendar_free_busy",
                                                             ),
                                                         );
@@ -1097,7 +1245,7 @@ pub mod policies {
                                             ),
                                     )?,
                                 )?
-                                    <= ::agentc_cel_support::parse_duration(
+                                    <= ::agentc::__private::agentc_cel_support::parse_duration(
                                         __meter.str(("336h")),
                                     )?),
                             )
@@ -1115,11 +1263,16 @@ pub mod policies {
         }
         /// Evaluates [`input_calendar_free_busy`] over the engagement's variables.
         fn input_calendar_free_busy_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x3922]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x3922],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1129,10 +1282,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_calendar_free_busy(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -1140,11 +1293,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_calendar_free_busy`].
         pub fn input_calendar_free_busy_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_calendar_free_busy_evaluate,
                     super::super::support::interpreter(
@@ -1163,24 +1316,33 @@ pub mod policies {
         )]
         pub fn input_create_event(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(136u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
-                                        (::agentc_cel_support::size_len(
+                                        (::agentc::__private::agentc_cel_support::size_len(
                                             __meter
                                                 .list(
                                                     &(((&(match &((&(root).recent)).create_event {
                                                         ::std::option::Option::Some(value) => value,
                                                         ::std::option::Option::None => {
                                                             return ::std::result::Result::Err(
-                                                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                    "create_event",
+                                                                ),
                                                             );
                                                         }
                                                     })
@@ -1194,16 +1356,20 @@ pub mod policies {
                                 })() {
                                     Ok(false) => false,
                                     __left => {
-                                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                            _,
+                                        > {
                                             Ok(
-                                                (::agentc_cel_support::size_len(
+                                                (::agentc::__private::agentc_cel_support::size_len(
                                                     __meter
                                                         .list(
                                                             &(((&(match &((&(root).recent)).create_event {
                                                                 ::std::option::Option::Some(value) => value,
                                                                 ::std::option::Option::None => {
                                                                     return ::std::result::Result::Err(
-                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                            "create_event",
+                                                                        ),
                                                                     );
                                                                 }
                                                             })
@@ -1228,15 +1394,21 @@ pub mod policies {
                         })() {
                             Ok(false) => false,
                             __left => {
-                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
-                                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                            _,
+                                        > {
                                             Ok(
                                                 (((&(match &((&(root).recent)).create_event {
                                                     ::std::option::Option::Some(value) => value,
                                                     ::std::option::Option::None => {
                                                         return ::std::result::Result::Err(
-                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                "create_event",
+                                                            ),
                                                         );
                                                     }
                                                 })
@@ -1255,7 +1427,9 @@ pub mod policies {
                                         })() {
                                             Ok(false) => false,
                                             __left => {
-                                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                                    _,
+                                                > {
                                                     Ok(
                                                         ((!((&(root).user)).email.is_some())
                                                             || {
@@ -1263,7 +1437,9 @@ pub mod policies {
                                                                     ::std::option::Option::Some(value) => value,
                                                                     ::std::option::Option::None => {
                                                                         return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key("email"),
+                                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                                "email",
+                                                                            ),
                                                                         );
                                                                     }
                                                                 };
@@ -1274,7 +1450,9 @@ pub mod policies {
                                                                             ::std::option::Option::Some(value) => value,
                                                                             ::std::option::Option::None => {
                                                                                 return ::std::result::Result::Err(
-                                                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                                        "create_event",
+                                                                                    ),
                                                                                 );
                                                                             }
                                                                         })
@@ -1314,20 +1492,28 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
-                                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                            _,
+                                        > {
                                             Ok(
-                                                (::agentc_cel_support::parse_timestamp(
+                                                (::agentc::__private::agentc_cel_support::parse_timestamp(
                                                     __meter
                                                         .str(
                                                             (((&(match &((&(root).recent)).create_event {
                                                                 ::std::option::Option::Some(value) => value,
                                                                 ::std::option::Option::None => {
                                                                     return ::std::result::Result::Err(
-                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                            "create_event",
+                                                                        ),
                                                                     );
                                                                 }
                                                             })
@@ -1340,17 +1526,21 @@ pub mod policies {
                                         })() {
                                             Ok(false) => false,
                                             __left => {
-                                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                                    _,
+                                                > {
                                                     Ok(
-                                                        (::agentc_cel_support::sub_timestamps(
-                                                            ::agentc_cel_support::parse_timestamp(
+                                                        (::agentc::__private::agentc_cel_support::sub_timestamps(
+                                                            ::agentc::__private::agentc_cel_support::parse_timestamp(
                                                                 __meter
                                                                     .str(
                                                                         (((&(match &((&(root).recent)).create_event {
                                                                             ::std::option::Option::Some(value) => value,
                                                                             ::std::option::Option::None => {
                                                                                 return ::std::result::Result::Err(
-                                                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                                        "create_event",
+                                                                                    ),
                                                                                 );
                                                                             }
                                                                         })
@@ -1359,14 +1549,16 @@ pub mod policies {
                                                                             .as_str()),
                                                                     ),
                                                             )?,
-                                                            ::agentc_cel_support::parse_timestamp(
+                                                            ::agentc::__private::agentc_cel_support::parse_timestamp(
                                                                 __meter
                                                                     .str(
                                                                         (((&(match &((&(root).recent)).create_event {
                                                                             ::std::option::Option::Some(value) => value,
                                                                             ::std::option::Option::None => {
                                                                                 return ::std::result::Result::Err(
-                                                                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                                        "create_event",
+                                                                                    ),
                                                                                 );
                                                                             }
                                                                         })
@@ -1376,7 +1568,7 @@ pub mod policies {
                                                                     ),
                                                             )?,
                                                         )?
-                                                            <= ::agentc_cel_support::parse_duration(
+                                                            <= ::agentc::__private::agentc_cel_support::parse_duration(
                                                                 __meter.str(("4h")),
                                                             )?),
                                                     )
@@ -1394,16 +1586,20 @@ pub mod policies {
                                 })() {
                                     Ok(false) => false,
                                     __left => {
-                                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                            _,
+                                        > {
                                             Ok(
-                                                (::agentc_cel_support::parse_timestamp(
+                                                (::agentc::__private::agentc_cel_support::parse_timestamp(
                                                     __meter
                                                         .str(
                                                             (((&(match &((&(root).recent)).create_event {
                                                                 ::std::option::Option::Some(value) => value,
                                                                 ::std::option::Option::None => {
                                                                     return ::std::result::Result::Err(
-                                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                            "create_event",
+                                                                        ),
                                                                     );
                                                                 }
                                                             })
@@ -1412,14 +1608,16 @@ pub mod policies {
                                                                 .as_str()),
                                                         ),
                                                 )?
-                                                    < ::agentc_cel_support::parse_timestamp(
+                                                    < ::agentc::__private::agentc_cel_support::parse_timestamp(
                                                         __meter
                                                             .str(
                                                                 (((&(match &((&(root).recent)).create_event {
                                                                     ::std::option::Option::Some(value) => value,
                                                                     ::std::option::Option::None => {
                                                                         return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                                "create_event",
+                                                                            ),
                                                                         );
                                                                     }
                                                                 })
@@ -1454,11 +1652,16 @@ pub mod policies {
         }
         /// Evaluates [`input_create_event`] over the engagement's variables.
         fn input_create_event_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x1c2ce]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x1c2ce],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1466,7 +1669,7 @@ pub mod policies {
                     Ok(value) => value,
                     Err(error) => return Err(error),
                 },
-                started_at: match ::agentc_generated_support::cel_roots::root(
+                started_at: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "started_at",
                     reads,
@@ -1474,7 +1677,7 @@ pub mod policies {
                     Ok(value) => value,
                     Err(error) => return Err(error),
                 },
-                user: match ::agentc_generated_support::cel_roots::root(
+                user: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "user",
                     reads,
@@ -1484,10 +1687,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_create_event(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -1495,11 +1698,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_create_event`].
         pub fn input_create_event_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent", "started_at", "user"],
                     input_create_event_evaluate,
                     super::super::support::interpreter(
@@ -1518,17 +1721,22 @@ pub mod policies {
         )]
         pub fn output_create_event(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(30u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok({
                         let __needle = (match &(match &((&(root).recent)).create_event {
                             ::std::option::Option::Some(value) => value,
                             ::std::option::Option::None => {
                                 return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "create_event",
+                                    ),
                                 );
                             }
                         })
@@ -1537,7 +1745,9 @@ pub mod policies {
                             ::std::option::Option::Some(value) => value,
                             ::std::option::Option::None => {
                                 return ::std::result::Result::Err(
-                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "outputs",
+                                    ),
                                 );
                             }
                         })
@@ -1554,13 +1764,20 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok({
                                 __meter.steps(1u64);
                                 static PATTERN_1: ::std::sync::LazyLock<
-                                    ::std::result::Result<::regex::Regex, ::regex::Error>,
+                                    ::std::result::Result<
+                                        ::agentc::__private::regex::Regex,
+                                        ::agentc::__private::regex::Error,
+                                    >,
                                 > = ::std::sync::LazyLock::new(|| {
-                                    ::regex::RegexBuilder::new("^evt_[A-Za-z0-9]{8,64}$")
+                                    ::agentc::__private::regex::RegexBuilder::new(
+                                            "^evt_[A-Za-z0-9]{8,64}$",
+                                        )
                                         .size_limit(1 << 20)
                                         .dfa_size_limit(1 << 22)
                                         .build()
@@ -1572,7 +1789,9 @@ pub mod policies {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "create_event",
+                                                        ),
                                                     );
                                                 }
                                             })
@@ -1581,7 +1800,9 @@ pub mod policies {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "outputs",
+                                                        ),
                                                     );
                                                 }
                                             })
@@ -1593,7 +1814,7 @@ pub mod policies {
                                     (__text, Ok(__regex)) => __regex.is_match(__text),
                                     (_, Err(_)) => {
                                         return Err(
-                                            ::agentc_cel_support::CelError::new(
+                                            ::agentc::__private::agentc_cel_support::CelError::new(
                                                 "invalid regular expression",
                                             ),
                                         );
@@ -1614,11 +1835,16 @@ pub mod policies {
         }
         /// Evaluates [`output_create_event`] over the engagement's variables.
         fn output_create_event_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x60442]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x60442],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1628,10 +1854,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_create_event(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -1639,11 +1865,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_create_event`].
         pub fn output_create_event_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_create_event_evaluate,
                     super::super::support::interpreter(
@@ -1662,10 +1888,10 @@ pub mod policies {
         )]
         pub fn exposes_event_id(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
-            ::agentc_cel_support::CelError,
+            ::agentc::__private::agentc_cel_support::CelError,
         > {
             __meter.steps(16u64);
             Ok(
@@ -1674,7 +1900,9 @@ pub mod policies {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("create_event"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "create_event",
+                                ),
                             );
                         }
                     })
@@ -1683,7 +1911,9 @@ pub mod policies {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "outputs",
+                                ),
                             );
                         }
                     })
@@ -1697,11 +1927,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_event_id`] over the engagement's variables.
         fn exposes_event_id_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x20442]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x20442],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1711,7 +1946,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_event_id(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -1722,11 +1957,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_event_id`].
         pub fn exposes_event_id_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_event_id_evaluate,
                     super::super::support::interpreter(
@@ -1745,11 +1980,14 @@ pub mod policies {
         )]
         pub fn exposes_events_created(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            i64,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(8u64);
             Ok(
-                ::agentc_cel_support::size_len(
+                ::agentc::__private::agentc_cel_support::size_len(
                     __meter
                         .list(
                             &({
@@ -1772,11 +2010,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_events_created`] over the engagement's variables.
         fn exposes_events_created_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x11]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x11],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -1786,7 +2029,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_events_created(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -1797,11 +2040,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_events_created`].
         pub fn exposes_events_created_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_events_created_evaluate,
                     super::super::support::interpreter(

@@ -20,7 +20,7 @@ pub trait Agent: sealed::Sealed + Send + Sync + 'static {
     /// The agent document as written in the spec, for a server to show (OAS-S1).
     const DOCUMENT: &'static str;
     /// What the agent gives its caller beside its text, and nothing else (OAS-X1).
-    type Exposes: ::serde::de::DeserializeOwned + Send;
+    type Exposes: ::agentc::__private::serde::de::DeserializeOwned + Send;
 }
 /// A tool or an agent that an agent of this set may be given, as a type (the markers are
 /// in [`capabilities`]).
@@ -28,9 +28,9 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
     /// The name the model and the engagement use.
     const NAME: &'static str;
     /// What a call is given.
-    type Input: ::serde::Serialize + Send + Sync;
+    type Input: ::agentc::__private::serde::Serialize + Send + Sync;
     /// What a call returns.
-    type Output: ::serde::de::DeserializeOwned + Send;
+    type Output: ::agentc::__private::serde::de::DeserializeOwned + Send;
 }
 /// Proof that agent `A` declares this capability. It is implemented only in this
 /// generated code, once per (capability, agent) pair of the spec, and sealed, so that no
@@ -41,17 +41,17 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
     note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
-pub use ::agentc_generated_support::{
+pub use ::agentc::__private::agentc_generated_support::{
     AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
     RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
-use ::agentc_generated_support::support;
+use ::agentc::__private::agentc_generated_support::support;
 /// An agent of this set with its tools bound, ready to run engagements. Every call goes
 /// through the runtime's enforcement, in its fixed order.
 pub struct Hosted<A: Agent> {
-    spec: ::agentc_runtime::AgentSpec,
-    runtime: ::agentc_runtime::Runtime,
+    spec: ::agentc::__private::agentc_runtime::AgentSpec,
+    runtime: ::agentc::__private::agentc_runtime::Runtime,
     agent: ::std::marker::PhantomData<fn() -> A>,
 }
 impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
@@ -68,11 +68,13 @@ impl<A: Agent> Hosted<A> {
     /// `parts`), its audit trail written to `audit`, remote agents bound as `remote`
     /// says.
     fn assemble(
-        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        parts: ::std::vec::Vec<
+            ::agentc::__private::agentc_generated_support::hosting::AgentParts,
+        >,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError> {
-        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+        let (spec, runtime) = ::agentc::__private::agentc_generated_support::hosting::assemble(
             parts,
             audit,
             remote,
@@ -88,15 +90,15 @@ impl<A: Agent> Hosted<A> {
         A::DOCUMENT
     }
     /// The runtime's view of the agent.
-    pub fn spec(&self) -> &::agentc_runtime::AgentSpec {
+    pub fn spec(&self) -> &::agentc::__private::agentc_runtime::AgentSpec {
         &self.spec
     }
     /// The runtime services (reviewer, credentials, audit, timeouts).
-    pub fn runtime(&self) -> &::agentc_runtime::Runtime {
+    pub fn runtime(&self) -> &::agentc::__private::agentc_runtime::Runtime {
         &self.runtime
     }
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
-    pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
+    pub fn runtime_mut(&mut self) -> &mut ::agentc::__private::agentc_runtime::Runtime {
         &mut self.runtime
     }
     /// The model agent `B` runs on when it is called as a capability (a nested
@@ -104,15 +106,15 @@ impl<A: Agent> Hosted<A> {
     /// call from a [`Session`], which has no model, is refused.
     pub fn set_callee_model<B: Agent>(
         &mut self,
-        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+        model: ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Model>,
     ) {
         self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
     ) -> Outcome<A::Exposes> {
         self.run(model, user, input, None).await
@@ -121,24 +123,24 @@ impl<A: Agent> Hosted<A> {
     /// agent's lifespan allows it (OAS-L1).
     pub async fn engage_with_memory(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
-        memory: &mut ::agentc_runtime::Memory,
+        memory: &mut ::agentc::__private::agentc_runtime::Memory,
     ) -> Outcome<A::Exposes> {
         self.run(model, user, input, Some(memory)).await
     }
     async fn run(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
-        memory: ::std::option::Option<&mut ::agentc_runtime::Memory>,
+        memory: ::std::option::Option<&mut ::agentc::__private::agentc_runtime::Memory>,
     ) -> Outcome<A::Exposes> {
-        let outcome = ::agentc_runtime::run_engagement(
+        let outcome = ::agentc::__private::agentc_runtime::run_engagement(
                 &self.runtime,
                 model,
-                ::agentc_runtime::EngagementRequest {
+                ::agentc::__private::agentc_runtime::EngagementRequest {
                     agent: &self.spec,
                     user,
                     input,
@@ -152,16 +154,19 @@ impl<A: Agent> Hosted<A> {
     /// request's text in, the text and the exposes out; a failed engagement is an error.
     pub async fn engage_as_capability(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         request: AgentRequest,
-    ) -> ::std::result::Result<AgentReply<A::Exposes>, ::agentc_runtime::ToolError> {
+    ) -> ::std::result::Result<
+        AgentReply<A::Exposes>,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let outcome = self.engage(model, user, &request.text).await;
         match (outcome.text, outcome.exposes) {
             (Some(text), Some(exposes)) => Ok(AgentReply { text, exposes }),
             _ => {
                 Err(
-                    ::agentc_runtime::ToolError::Failed(
+                    ::agentc::__private::agentc_runtime::ToolError::Failed(
                         format!(
                             "agent `{}` did not complete: {:?}", A::NAME, outcome.status
                         ),
@@ -175,7 +180,7 @@ impl<A: Agent> Hosted<A> {
     /// every call is enforced as a model's call would be.
     pub fn session(
         &self,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
     ) -> Session<'_, A> {
         static NEXT_SESSION: ::std::sync::atomic::AtomicU64 = ::std::sync::atomic::AtomicU64::new(
             1,
@@ -190,12 +195,12 @@ impl<A: Agent> Hosted<A> {
             .iter()
             .map(|capability| capability.name.as_str())
             .collect();
-        let engagement = ::agentc_runtime::Engagement::new(
+        let engagement = ::agentc::__private::agentc_runtime::Engagement::new(
             &id,
             A::NAME,
             &names,
             user,
-            ::agentc_runtime::engagement::now(),
+            ::agentc::__private::agentc_runtime::engagement::now(),
         );
         Session {
             hosted: self,
@@ -207,7 +212,7 @@ impl<A: Agent> Hosted<A> {
 #[derive(Debug)]
 pub struct Session<'a, A: Agent> {
     hosted: &'a Hosted<A>,
-    engagement: ::agentc_runtime::Engagement,
+    engagement: ::agentc::__private::agentc_runtime::Engagement,
 }
 impl<A: Agent> Session<'_, A> {
     /// Calls capability `C` through every check of the runtime. Each agent's own `call`
@@ -217,14 +222,14 @@ impl<A: Agent> Session<'_, A> {
         &mut self,
         input: C::Input,
     ) -> ::std::result::Result<C::Output, CallError> {
-        let arguments = ::serde_json::to_value(&input)
+        let arguments = ::agentc::__private::serde_json::to_value(&input)
             .map_err(|error| CallError::Input(error.to_string()))?;
-        let call = ::agentc_runtime::ToolCall {
+        let call = ::agentc::__private::agentc_runtime::ToolCall {
             id: None,
             name: C::NAME.to_string(),
             arguments: ::std::sync::Arc::new(arguments),
         };
-        match ::agentc_runtime::enforce::enforce_call(
+        match ::agentc::__private::agentc_runtime::enforce::enforce_call(
                 &self.hosted.runtime,
                 &self.hosted.spec,
                 &mut self.engagement,
@@ -232,29 +237,36 @@ impl<A: Agent> Session<'_, A> {
             )
             .await
         {
-            ::agentc_runtime::CallOutcome::Returned(output) => {
-                ::serde::Deserialize::deserialize(output.as_ref())
-                    .map_err(|error: ::serde_json::Error| CallError::Output(
+            ::agentc::__private::agentc_runtime::CallOutcome::Returned(output) => {
+                ::agentc::__private::serde::Deserialize::deserialize(output.as_ref())
+                    .map_err(|error: ::agentc::__private::serde_json::Error| CallError::Output(
                         error.to_string(),
                     ))
             }
-            ::agentc_runtime::CallOutcome::Refused(refusal) => {
+            ::agentc::__private::agentc_runtime::CallOutcome::Refused(refusal) => {
                 Err(CallError::Refused(refusal))
             }
         }
     }
     /// The session's engagement, as restrictions see it.
-    pub fn engagement(&self) -> &::agentc_runtime::Engagement {
+    pub fn engagement(&self) -> &::agentc::__private::agentc_runtime::Engagement {
         &self.engagement
     }
 }
 /// The input of tool `lookup_policy_doc`: Finds policy documents in a collection.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct LookupPolicyDocInput {
     pub collection: ::std::string::String,
     pub query: ::std::string::String,
 }
-impl ::schemars::JsonSchema for LookupPolicyDocInput {
+impl ::agentc::__private::schemars::JsonSchema for LookupPolicyDocInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("LookupPolicyDocInput")
     }
@@ -263,20 +275,29 @@ impl ::schemars::JsonSchema for LookupPolicyDocInput {
             ::std::concat!(::std::module_path!(), "::", "LookupPolicyDocInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"collection":{"type":"string"},"query":{"type":"string"}},"required":["collection","query"],"description":"The input of tool `lookup_policy_doc`: Finds policy documents in a collection."}"#,
         )
     }
 }
 /// The object `object.pages`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct LookupPolicyDocOutputPagesItem {
     pub doc_id: ::std::string::String,
     pub excerpt: ::std::string::String,
     pub title: ::std::string::String,
 }
-impl ::schemars::JsonSchema for LookupPolicyDocOutputPagesItem {
+impl ::agentc::__private::schemars::JsonSchema for LookupPolicyDocOutputPagesItem {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("LookupPolicyDocOutputPagesItem")
     }
@@ -285,18 +306,27 @@ impl ::schemars::JsonSchema for LookupPolicyDocOutputPagesItem {
             ::std::concat!(::std::module_path!(), "::", "LookupPolicyDocOutputPagesItem"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"doc_id":{"type":"string"},"title":{"type":"string"},"excerpt":{"type":"string"}},"required":["doc_id","title","excerpt"]}"#,
         )
     }
 }
 /// The output of tool `lookup_policy_doc`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct LookupPolicyDocOutput {
     pub pages: ::std::vec::Vec<LookupPolicyDocOutputPagesItem>,
 }
-impl ::schemars::JsonSchema for LookupPolicyDocOutput {
+impl ::agentc::__private::schemars::JsonSchema for LookupPolicyDocOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("LookupPolicyDocOutput")
     }
@@ -305,20 +335,29 @@ impl ::schemars::JsonSchema for LookupPolicyDocOutput {
             ::std::concat!(::std::module_path!(), "::", "LookupPolicyDocOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"pages":{"type":"array","items":{"type":"object","properties":{"doc_id":{"type":"string"},"title":{"type":"string"},"excerpt":{"type":"string"}},"required":["doc_id","title","excerpt"]}}},"required":["pages"],"description":"The output of tool `lookup_policy_doc`."}"#,
         )
     }
 }
 /// The input of tool `team_free_busy`: Returns the busy intervals of each attendee in a time window.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct TeamFreeBusyInput {
     pub attendees: ::std::vec::Vec<::std::string::String>,
     pub window_end: ::std::string::String,
     pub window_start: ::std::string::String,
 }
-impl ::schemars::JsonSchema for TeamFreeBusyInput {
+impl ::agentc::__private::schemars::JsonSchema for TeamFreeBusyInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("TeamFreeBusyInput")
     }
@@ -327,20 +366,29 @@ impl ::schemars::JsonSchema for TeamFreeBusyInput {
             ::std::concat!(::std::module_path!(), "::", "TeamFreeBusyInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"attendees":{"type":"array","items":{"type":"string","format":"email"}},"window_start":{"type":"string","format":"date-time"},"window_end":{"type":"string","format":"date-time"}},"required":["attendees","window_start","window_end"],"description":"The input of tool `team_free_busy`: Returns the busy intervals of each attendee in a time window."}"#,
         )
     }
 }
 /// The object `object.busy`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct TeamFreeBusyOutputBusyItem {
     pub attendee: ::std::string::String,
     pub end: ::std::string::String,
     pub start: ::std::string::String,
 }
-impl ::schemars::JsonSchema for TeamFreeBusyOutputBusyItem {
+impl ::agentc::__private::schemars::JsonSchema for TeamFreeBusyOutputBusyItem {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("TeamFreeBusyOutputBusyItem")
     }
@@ -349,18 +397,27 @@ impl ::schemars::JsonSchema for TeamFreeBusyOutputBusyItem {
             ::std::concat!(::std::module_path!(), "::", "TeamFreeBusyOutputBusyItem"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"attendee":{"type":"string"},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"}},"required":["attendee","start","end"]}"#,
         )
     }
 }
 /// The output of tool `team_free_busy`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct TeamFreeBusyOutput {
     pub busy: ::std::vec::Vec<TeamFreeBusyOutputBusyItem>,
 }
-impl ::schemars::JsonSchema for TeamFreeBusyOutput {
+impl ::agentc::__private::schemars::JsonSchema for TeamFreeBusyOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("TeamFreeBusyOutput")
     }
@@ -369,21 +426,30 @@ impl ::schemars::JsonSchema for TeamFreeBusyOutput {
             ::std::concat!(::std::module_path!(), "::", "TeamFreeBusyOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"busy":{"type":"array","items":{"type":"object","properties":{"attendee":{"type":"string"},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"}},"required":["attendee","start","end"]}}},"required":["busy"],"description":"The output of tool `team_free_busy`."}"#,
         )
     }
 }
 /// The input of tool `team_create_event`: Creates a calendar event and sends invitations to its attendees.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct TeamCreateEventInput {
     pub attendees: ::std::vec::Vec<::std::string::String>,
     pub end: ::std::string::String,
     pub start: ::std::string::String,
     pub title: ::std::string::String,
 }
-impl ::schemars::JsonSchema for TeamCreateEventInput {
+impl ::agentc::__private::schemars::JsonSchema for TeamCreateEventInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("TeamCreateEventInput")
     }
@@ -392,19 +458,28 @@ impl ::schemars::JsonSchema for TeamCreateEventInput {
             ::std::concat!(::std::module_path!(), "::", "TeamCreateEventInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"title":{"type":"string","maxLength":200},"start":{"type":"string","format":"date-time"},"end":{"type":"string","format":"date-time"},"attendees":{"type":"array","items":{"type":"string","format":"email"}}},"required":["title","start","end","attendees"],"description":"The input of tool `team_create_event`: Creates a calendar event and sends invitations to its attendees."}"#,
         )
     }
 }
 /// The output of tool `team_create_event`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct TeamCreateEventOutput {
     pub event_id: ::std::string::String,
     pub status: ::std::string::String,
 }
-impl ::schemars::JsonSchema for TeamCreateEventOutput {
+impl ::agentc::__private::schemars::JsonSchema for TeamCreateEventOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("TeamCreateEventOutput")
     }
@@ -413,18 +488,27 @@ impl ::schemars::JsonSchema for TeamCreateEventOutput {
             ::std::concat!(::std::module_path!(), "::", "TeamCreateEventOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"event_id":{"type":"string"},"status":{"type":"string","enum":["confirmed","tentative","cancelled"]}},"required":["event_id","status"],"description":"The output of tool `team_create_event`."}"#,
         )
     }
 }
 /// What agent `compliance_reviewer` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct ComplianceReviewerExposes {
     pub policies_consulted: i64,
 }
-impl ::schemars::JsonSchema for ComplianceReviewerExposes {
+impl ::agentc::__private::schemars::JsonSchema for ComplianceReviewerExposes {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("ComplianceReviewerExposes")
     }
@@ -433,19 +517,28 @@ impl ::schemars::JsonSchema for ComplianceReviewerExposes {
             ::std::concat!(::std::module_path!(), "::", "ComplianceReviewerExposes"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"policies_consulted":{"type":"integer","format":"int64"}},"required":["policies_consulted"],"additionalProperties":false,"description":"What agent `compliance_reviewer` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
         )
     }
 }
 /// What agent `hr_helpdesk` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct HrHelpdeskExposes {
     pub collection: ::std::string::String,
     pub documents_found: i64,
 }
-impl ::schemars::JsonSchema for HrHelpdeskExposes {
+impl ::agentc::__private::schemars::JsonSchema for HrHelpdeskExposes {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("HrHelpdeskExposes")
     }
@@ -454,19 +547,28 @@ impl ::schemars::JsonSchema for HrHelpdeskExposes {
             ::std::concat!(::std::module_path!(), "::", "HrHelpdeskExposes"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"collection":{"type":"string"},"documents_found":{"type":"integer","format":"int64"}},"required":["collection","documents_found"],"additionalProperties":false,"description":"What agent `hr_helpdesk` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
         )
     }
 }
 /// What agent `office_assistant` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct OfficeAssistantExposes {
     pub delegations: ::std::vec::Vec<::std::string::String>,
     pub event_id: ::std::string::String,
 }
-impl ::schemars::JsonSchema for OfficeAssistantExposes {
+impl ::agentc::__private::schemars::JsonSchema for OfficeAssistantExposes {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("OfficeAssistantExposes")
     }
@@ -475,19 +577,28 @@ impl ::schemars::JsonSchema for OfficeAssistantExposes {
             ::std::concat!(::std::module_path!(), "::", "OfficeAssistantExposes"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"delegations":{"type":"array","items":{"type":"string"}},"event_id":{"type":"string"}},"required":["delegations","event_id"],"additionalProperties":false,"description":"What agent `office_assistant` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
         )
     }
 }
 /// What agent `team_scheduler` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct TeamSchedulerExposes {
     pub event_id: ::std::string::String,
     pub events_created: i64,
 }
-impl ::schemars::JsonSchema for TeamSchedulerExposes {
+impl ::agentc::__private::schemars::JsonSchema for TeamSchedulerExposes {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("TeamSchedulerExposes")
     }
@@ -496,18 +607,27 @@ impl ::schemars::JsonSchema for TeamSchedulerExposes {
             ::std::concat!(::std::module_path!(), "::", "TeamSchedulerExposes"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"event_id":{"type":"string"},"events_created":{"type":"integer","format":"int64"}},"required":["event_id","events_created"],"additionalProperties":false,"description":"What agent `team_scheduler` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
         )
     }
 }
 /// What agent `vendor_liaison` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct VendorLiaisonExposes {
     pub messages_sent: i64,
 }
-impl ::schemars::JsonSchema for VendorLiaisonExposes {
+impl ::agentc::__private::schemars::JsonSchema for VendorLiaisonExposes {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("VendorLiaisonExposes")
     }
@@ -516,7 +636,9 @@ impl ::schemars::JsonSchema for VendorLiaisonExposes {
             ::std::concat!(::std::module_path!(), "::", "VendorLiaisonExposes"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"messages_sent":{"type":"integer","format":"int64"}},"required":["messages_sent"],"additionalProperties":false,"description":"What agent `vendor_liaison` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
         )
@@ -736,11 +858,11 @@ impl ComplianceReviewerCall {
     /// fit the input type are typed errors.
     pub fn parse(
         name: &str,
-        arguments: &::serde_json::Value,
+        arguments: &::agentc::__private::serde_json::Value,
     ) -> ::std::result::Result<Self, ParseCallError> {
         match name {
             "lookup_policy_doc" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::LookupPolicyDoc)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "lookup_policy_doc",
@@ -764,8 +886,11 @@ impl ComplianceReviewerCall {
     async fn dispatch<T: ComplianceReviewerTools + ?Sized>(
         self,
         tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         match self {
             Self::LookupPolicyDoc(input) => {
                 support::output_json(
@@ -778,7 +903,7 @@ impl ComplianceReviewerCall {
     }
 }
 /// The tools of agent `compliance_reviewer`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
-#[::async_trait::async_trait]
+#[::agentc::__private::async_trait::async_trait]
 pub trait ComplianceReviewerTools: Send + Sync + 'static {
     /// Tool `lookup_policy_doc`: Finds policy documents in a collection.
     ///
@@ -787,7 +912,10 @@ pub trait ComplianceReviewerTools: Send + Sync + 'static {
         &self,
         input: LookupPolicyDocInput,
         call: StaticIdentityCall<'_>,
-    ) -> ::std::result::Result<LookupPolicyDocOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        LookupPolicyDocOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
 }
 /// Runs the agent's tools through the host's methods, parsing each input
 /// into the agent's closed set of calls first.
@@ -795,17 +923,20 @@ struct ComplianceReviewerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
 }
-#[::async_trait::async_trait]
-impl<T: ComplianceReviewerTools> ::agentc_runtime::ToolBackend
+#[::agentc::__private::async_trait::async_trait]
+impl<T: ComplianceReviewerTools> ::agentc::__private::agentc_runtime::ToolBackend
 for ComplianceReviewerBackend<T> {
     async fn invoke(
         &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        input: &::agentc::__private::serde_json::Value,
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let call = ComplianceReviewerCall::parse(self.capability, input)
             .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
+                ::agentc::__private::agentc_runtime::ToolError::InvalidInput {
                     tool: self.capability.to_string(),
                     detail: error.to_string(),
                 }
@@ -819,10 +950,10 @@ impl Hosted<agents::compliance_reviewer> {
     fn parts<T: ComplianceReviewerTools>(
         tools: &::std::sync::Arc<T>,
     ) -> ::std::result::Result<
-        ::agentc_generated_support::hosting::AgentParts,
+        ::agentc::__private::agentc_generated_support::hosting::AgentParts,
         SetupError,
     > {
-        let spec = ::agentc_runtime::AgentSpec {
+        let spec = ::agentc::__private::agentc_runtime::AgentSpec {
             name: "compliance_reviewer".to_string(),
             description: "A compliance reviewer that decides whether another Acme agent may go on with a pending action, given that agent's engagement."
                 .to_string(),
@@ -830,13 +961,13 @@ impl Hosted<agents::compliance_reviewer> {
                 .to_string(),
             owner: "compliance@acme.example".to_string(),
             capabilities: ::std::vec::Vec::from([
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "lookup_policy_doc".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Tool,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: false,
                     static_identity: Some(::std::sync::Arc::from("compliance_readonly")),
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::compliance_reviewer::input_lookup_policy_doc_check()?,
@@ -855,12 +986,12 @@ impl Hosted<agents::compliance_reviewer> {
             ]),
             retain_memory: false,
             short_circuit: Some(2u64),
-            call_limits: ::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
         };
-        Ok(::agentc_generated_support::hosting::AgentParts {
+        Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
             tools: ::std::vec::Vec::from([
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "lookup_policy_doc".to_string(),
                     description: "Finds policy documents in a collection.".to_string(),
                     input_schema: support::schema(
@@ -879,7 +1010,10 @@ impl Hosted<agents::compliance_reviewer> {
                     ::std::sync::Arc::new(ComplianceReviewerBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         capability: "lookup_policy_doc",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
             ]),
         })
@@ -887,7 +1021,7 @@ impl Hosted<agents::compliance_reviewer> {
     /// Sets up agent `compliance_reviewer` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
     pub fn new<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
     ) -> ::std::result::Result<Self, SetupError>
     where
         T: ComplianceReviewerTools,
@@ -897,7 +1031,7 @@ impl Hosted<agents::compliance_reviewer> {
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `compliance_reviewer` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -932,11 +1066,11 @@ impl HrHelpdeskCall {
     /// fit the input type are typed errors.
     pub fn parse(
         name: &str,
-        arguments: &::serde_json::Value,
+        arguments: &::agentc::__private::serde_json::Value,
     ) -> ::std::result::Result<Self, ParseCallError> {
         match name {
             "lookup_policy_doc" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::LookupPolicyDoc)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "lookup_policy_doc",
@@ -960,8 +1094,11 @@ impl HrHelpdeskCall {
     async fn dispatch<T: HrHelpdeskTools + ?Sized>(
         self,
         tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         match self {
             Self::LookupPolicyDoc(input) => {
                 support::output_json(
@@ -972,7 +1109,7 @@ impl HrHelpdeskCall {
     }
 }
 /// The tools of agent `hr_helpdesk`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
-#[::async_trait::async_trait]
+#[::agentc::__private::async_trait::async_trait]
 pub trait HrHelpdeskTools: Send + Sync + 'static {
     /// Tool `lookup_policy_doc`: Finds policy documents in a collection.
     ///
@@ -981,7 +1118,10 @@ pub trait HrHelpdeskTools: Send + Sync + 'static {
         &self,
         input: LookupPolicyDocInput,
         call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<LookupPolicyDocOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        LookupPolicyDocOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
 }
 /// Runs the agent's tools through the host's methods, parsing each input
 /// into the agent's closed set of calls first.
@@ -989,16 +1129,20 @@ struct HrHelpdeskBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
 }
-#[::async_trait::async_trait]
-impl<T: HrHelpdeskTools> ::agentc_runtime::ToolBackend for HrHelpdeskBackend<T> {
+#[::agentc::__private::async_trait::async_trait]
+impl<T: HrHelpdeskTools> ::agentc::__private::agentc_runtime::ToolBackend
+for HrHelpdeskBackend<T> {
     async fn invoke(
         &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        input: &::agentc::__private::serde_json::Value,
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let call = HrHelpdeskCall::parse(self.capability, input)
             .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
+                ::agentc::__private::agentc_runtime::ToolError::InvalidInput {
                     tool: self.capability.to_string(),
                     detail: error.to_string(),
                 }
@@ -1012,10 +1156,10 @@ impl Hosted<agents::hr_helpdesk> {
     fn parts<T: HrHelpdeskTools>(
         tools: &::std::sync::Arc<T>,
     ) -> ::std::result::Result<
-        ::agentc_generated_support::hosting::AgentParts,
+        ::agentc::__private::agentc_generated_support::hosting::AgentParts,
         SetupError,
     > {
-        let spec = ::agentc_runtime::AgentSpec {
+        let spec = ::agentc::__private::agentc_runtime::AgentSpec {
             name: "hr_helpdesk".to_string(),
             description: "An HR helpdesk agent that looks up Acme's policy documents and explains them."
                 .to_string(),
@@ -1023,19 +1167,19 @@ impl Hosted<agents::hr_helpdesk> {
                 .to_string(),
             owner: "people-ops@acme.example".to_string(),
             capabilities: ::std::vec::Vec::from([
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "lookup_policy_doc".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Tool,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: true,
                     static_identity: None,
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::hr_helpdesk::input_lookup_policy_doc_check()?,
                         ),
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::hr_helpdesk::output_lookup_policy_doc_check()?,
@@ -1057,12 +1201,12 @@ impl Hosted<agents::hr_helpdesk> {
             ]),
             retain_memory: false,
             short_circuit: None,
-            call_limits: ::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
         };
-        Ok(::agentc_generated_support::hosting::AgentParts {
+        Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
             tools: ::std::vec::Vec::from([
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "lookup_policy_doc".to_string(),
                     description: "Finds policy documents in a collection.".to_string(),
                     input_schema: support::schema(
@@ -1081,7 +1225,10 @@ impl Hosted<agents::hr_helpdesk> {
                     ::std::sync::Arc::new(HrHelpdeskBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         capability: "lookup_policy_doc",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
             ]),
         })
@@ -1089,7 +1236,7 @@ impl Hosted<agents::hr_helpdesk> {
     /// Sets up agent `hr_helpdesk` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
     pub fn new<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
     ) -> ::std::result::Result<Self, SetupError>
     where
         T: HrHelpdeskTools,
@@ -1099,7 +1246,7 @@ impl Hosted<agents::hr_helpdesk> {
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `hr_helpdesk` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -1136,11 +1283,11 @@ impl OfficeAssistantCall {
     /// fit the input type are typed errors.
     pub fn parse(
         name: &str,
-        arguments: &::serde_json::Value,
+        arguments: &::agentc::__private::serde_json::Value,
     ) -> ::std::result::Result<Self, ParseCallError> {
         match name {
             "team_scheduler" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::TeamScheduler)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "team_scheduler",
@@ -1148,7 +1295,7 @@ impl OfficeAssistantCall {
                     })
             }
             "hr_helpdesk" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::HrHelpdesk)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "hr_helpdesk",
@@ -1156,7 +1303,7 @@ impl OfficeAssistantCall {
                     })
             }
             "vendor_liaison" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::VendorLiaison)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "vendor_liaison",
@@ -1181,7 +1328,7 @@ impl OfficeAssistantCall {
     }
 }
 /// The tools of agent `office_assistant`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
-#[::async_trait::async_trait]
+#[::agentc::__private::async_trait::async_trait]
 pub trait OfficeAssistantTools: Send + Sync + 'static {}
 impl Hosted<agents::office_assistant> {
     /// The agent's share of a runtime: its spec, its tools' schemas and the
@@ -1189,10 +1336,10 @@ impl Hosted<agents::office_assistant> {
     fn parts<T: OfficeAssistantTools>(
         tools: &::std::sync::Arc<T>,
     ) -> ::std::result::Result<
-        ::agentc_generated_support::hosting::AgentParts,
+        ::agentc::__private::agentc_generated_support::hosting::AgentParts,
         SetupError,
     > {
-        let spec = ::agentc_runtime::AgentSpec {
+        let spec = ::agentc::__private::agentc_runtime::AgentSpec {
             name: "office_assistant".to_string(),
             description: "An office assistant that books meetings, answers HR policy questions and contacts vendors by delegating each task to a specialist agent."
                 .to_string(),
@@ -1200,34 +1347,34 @@ impl Hosted<agents::office_assistant> {
                 .to_string(),
             owner: "workplace-it@acme.example".to_string(),
             capabilities: ::std::vec::Vec::from([
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "team_scheduler".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Agent,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Agent,
                     collect_results: true,
                     user_identity: true,
                     static_identity: None,
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::office_assistant::input_team_scheduler_check()?,
                         ),
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::office_assistant::output_team_scheduler_check()?,
                         ),
                     }),
                 },
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "hr_helpdesk".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Agent,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Agent,
                     collect_results: true,
                     user_identity: true,
                     static_identity: None,
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: Some(
-                            ::agentc_runtime::ReviewerRef::parse(
+                            ::agentc::__private::agentc_runtime::ReviewerRef::parse(
                                 "oagent://compliance_reviewer",
                             ),
                         ),
@@ -1235,26 +1382,28 @@ impl Hosted<agents::office_assistant> {
                             policies::office_assistant::input_hr_helpdesk_check()?,
                         ),
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::office_assistant::output_hr_helpdesk_check()?,
                         ),
                     }),
                 },
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "vendor_liaison".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Agent,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Agent,
                     collect_results: true,
                     user_identity: true,
                     static_identity: None,
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: Some(
-                            ::agentc_runtime::ReviewerRef::parse("owner"),
+                            ::agentc::__private::agentc_runtime::ReviewerRef::parse(
+                                "owner",
+                            ),
                         ),
                         assertion: None,
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::office_assistant::output_vendor_liaison_check()?,
@@ -1276,13 +1425,13 @@ impl Hosted<agents::office_assistant> {
             ]),
             retain_memory: false,
             short_circuit: Some(3u64),
-            call_limits: ::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
         };
         let _ = tools;
-        Ok(::agentc_generated_support::hosting::AgentParts {
+        Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
             tools: ::std::vec::Vec::from([
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "team_scheduler".to_string(),
                     description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
                         .to_string(),
@@ -1295,7 +1444,7 @@ impl Hosted<agents::office_assistant> {
                         "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
                     )?,
                 },
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "hr_helpdesk".to_string(),
                     description: "An HR helpdesk agent that looks up Acme's policy documents and explains them."
                         .to_string(),
@@ -1308,7 +1457,7 @@ impl Hosted<agents::office_assistant> {
                         "{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}},\"required\":[\"text\"]}",
                     )?,
                 },
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "vendor_liaison".to_string(),
                     description: "A vendor liaison that raises and follows up support cases with Acme's vendors through their support agents."
                         .to_string(),
@@ -1328,7 +1477,7 @@ impl Hosted<agents::office_assistant> {
     /// Sets up agent `office_assistant` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. The agents it calls (`team_scheduler`, `hr_helpdesk`, `vendor_liaison`) run as nested engagements on the same runtime, with their tools from the same host, so the host implements their tools traits too. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
     pub fn new<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
     ) -> ::std::result::Result<Self, SetupError>
     where
         T: OfficeAssistantTools + TeamSchedulerTools + HrHelpdeskTools
@@ -1339,7 +1488,7 @@ impl Hosted<agents::office_assistant> {
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `office_assistant` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -1380,11 +1529,11 @@ impl TeamSchedulerCall {
     /// fit the input type are typed errors.
     pub fn parse(
         name: &str,
-        arguments: &::serde_json::Value,
+        arguments: &::agentc::__private::serde_json::Value,
     ) -> ::std::result::Result<Self, ParseCallError> {
         match name {
             "team_free_busy" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::TeamFreeBusy)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "team_free_busy",
@@ -1392,7 +1541,7 @@ impl TeamSchedulerCall {
                     })
             }
             "team_create_event" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::TeamCreateEvent)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "team_create_event",
@@ -1417,8 +1566,11 @@ impl TeamSchedulerCall {
     async fn dispatch<T: TeamSchedulerTools + ?Sized>(
         self,
         tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         match self {
             Self::TeamFreeBusy(input) => {
                 support::output_json(
@@ -1434,7 +1586,7 @@ impl TeamSchedulerCall {
     }
 }
 /// The tools of agent `team_scheduler`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
-#[::async_trait::async_trait]
+#[::agentc::__private::async_trait::async_trait]
 pub trait TeamSchedulerTools: Send + Sync + 'static {
     /// Tool `team_free_busy`: Returns the busy intervals of each attendee in a time window.
     ///
@@ -1443,7 +1595,10 @@ pub trait TeamSchedulerTools: Send + Sync + 'static {
         &self,
         input: TeamFreeBusyInput,
         call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<TeamFreeBusyOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        TeamFreeBusyOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
     /// Tool `team_create_event`: Creates a calendar event and sends invitations to its attendees.
     ///
     /// Called with the engaging user's identity (OAS-C3), or the static identity when there is no user (OAS-C4).
@@ -1451,7 +1606,10 @@ pub trait TeamSchedulerTools: Send + Sync + 'static {
         &self,
         input: TeamCreateEventInput,
         call: UserIdentityCall<'_>,
-    ) -> ::std::result::Result<TeamCreateEventOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        TeamCreateEventOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
 }
 /// Runs the agent's tools through the host's methods, parsing each input
 /// into the agent's closed set of calls first.
@@ -1459,16 +1617,20 @@ struct TeamSchedulerBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
 }
-#[::async_trait::async_trait]
-impl<T: TeamSchedulerTools> ::agentc_runtime::ToolBackend for TeamSchedulerBackend<T> {
+#[::agentc::__private::async_trait::async_trait]
+impl<T: TeamSchedulerTools> ::agentc::__private::agentc_runtime::ToolBackend
+for TeamSchedulerBackend<T> {
     async fn invoke(
         &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        input: &::agentc::__private::serde_json::Value,
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let call = TeamSchedulerCall::parse(self.capability, input)
             .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
+                ::agentc::__private::agentc_runtime::ToolError::InvalidInput {
                     tool: self.capability.to_string(),
                     detail: error.to_string(),
                 }
@@ -1482,10 +1644,10 @@ impl Hosted<agents::team_scheduler> {
     fn parts<T: TeamSchedulerTools>(
         tools: &::std::sync::Arc<T>,
     ) -> ::std::result::Result<
-        ::agentc_generated_support::hosting::AgentParts,
+        ::agentc::__private::agentc_generated_support::hosting::AgentParts,
         SetupError,
     > {
-        let spec = ::agentc_runtime::AgentSpec {
+        let spec = ::agentc::__private::agentc_runtime::AgentSpec {
             name: "team_scheduler".to_string(),
             description: "A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar."
                 .to_string(),
@@ -1493,13 +1655,13 @@ impl Hosted<agents::team_scheduler> {
                 .to_string(),
             owner: "workplace-it@acme.example".to_string(),
             capabilities: ::std::vec::Vec::from([
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "team_free_busy".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Tool,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: false,
                     user_identity: true,
                     static_identity: None,
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::team_scheduler::input_team_free_busy_check()?,
@@ -1507,21 +1669,23 @@ impl Hosted<agents::team_scheduler> {
                     }),
                     output_restriction: None,
                 },
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "team_create_event".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Tool,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: true,
                     static_identity: None,
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: Some(
-                            ::agentc_runtime::ReviewerRef::parse("user"),
+                            ::agentc::__private::agentc_runtime::ReviewerRef::parse(
+                                "user",
+                            ),
                         ),
                         assertion: Some(
                             policies::team_scheduler::input_team_create_event_check()?,
                         ),
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::team_scheduler::output_team_create_event_check()?,
@@ -1543,12 +1707,12 @@ impl Hosted<agents::team_scheduler> {
             ]),
             retain_memory: true,
             short_circuit: Some(2u64),
-            call_limits: ::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
         };
-        Ok(::agentc_generated_support::hosting::AgentParts {
+        Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
             tools: ::std::vec::Vec::from([
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "team_free_busy".to_string(),
                     description: "Returns the busy intervals of each attendee in a time window."
                         .to_string(),
@@ -1561,7 +1725,7 @@ impl Hosted<agents::team_scheduler> {
                         "{\"type\":\"object\",\"properties\":{\"busy\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"attendee\":{\"type\":\"string\"},\"start\":{\"type\":\"string\",\"format\":\"date-time\"},\"end\":{\"type\":\"string\",\"format\":\"date-time\"}},\"required\":[\"attendee\",\"start\",\"end\"]}}},\"required\":[\"busy\"]}",
                     )?,
                 },
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "team_create_event".to_string(),
                     description: "Creates a calendar event and sends invitations to its attendees."
                         .to_string(),
@@ -1581,14 +1745,20 @@ impl Hosted<agents::team_scheduler> {
                     ::std::sync::Arc::new(TeamSchedulerBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         capability: "team_free_busy",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
                 (
                     "team_create_event",
                     ::std::sync::Arc::new(TeamSchedulerBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         capability: "team_create_event",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
             ]),
         })
@@ -1596,7 +1766,7 @@ impl Hosted<agents::team_scheduler> {
     /// Sets up agent `team_scheduler` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
     pub fn new<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
     ) -> ::std::result::Result<Self, SetupError>
     where
         T: TeamSchedulerTools,
@@ -1606,7 +1776,7 @@ impl Hosted<agents::team_scheduler> {
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `team_scheduler` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -1639,11 +1809,11 @@ impl VendorLiaisonCall {
     /// fit the input type are typed errors.
     pub fn parse(
         name: &str,
-        arguments: &::serde_json::Value,
+        arguments: &::agentc::__private::serde_json::Value,
     ) -> ::std::result::Result<Self, ParseCallError> {
         match name {
             "vendor_support" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::VendorSupport)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "vendor_support",
@@ -1666,7 +1836,7 @@ impl VendorLiaisonCall {
     }
 }
 /// The tools of agent `vendor_liaison`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
-#[::async_trait::async_trait]
+#[::agentc::__private::async_trait::async_trait]
 pub trait VendorLiaisonTools: Send + Sync + 'static {}
 impl Hosted<agents::vendor_liaison> {
     /// The agent's share of a runtime: its spec, its tools' schemas and the
@@ -1674,10 +1844,10 @@ impl Hosted<agents::vendor_liaison> {
     fn parts<T: VendorLiaisonTools>(
         tools: &::std::sync::Arc<T>,
     ) -> ::std::result::Result<
-        ::agentc_generated_support::hosting::AgentParts,
+        ::agentc::__private::agentc_generated_support::hosting::AgentParts,
         SetupError,
     > {
-        let spec = ::agentc_runtime::AgentSpec {
+        let spec = ::agentc::__private::agentc_runtime::AgentSpec {
             name: "vendor_liaison".to_string(),
             description: "A vendor liaison that raises and follows up support cases with Acme's vendors through their support agents."
                 .to_string(),
@@ -1685,18 +1855,18 @@ impl Hosted<agents::vendor_liaison> {
                 .to_string(),
             owner: "procurement@acme.example".to_string(),
             capabilities: ::std::vec::Vec::from([
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "vendor_support".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::RemoteAgent {
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::RemoteAgent {
                         url: "https://support.example.net/agents/vendor_support"
                             .to_string(),
                     },
                     collect_results: true,
                     user_identity: false,
                     static_identity: Some(::std::sync::Arc::from("vendor_portal")),
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: Some(
-                            ::agentc_runtime::ReviewerRef::parse(
+                            ::agentc::__private::agentc_runtime::ReviewerRef::parse(
                                 "oagent://compliance_reviewer",
                             ),
                         ),
@@ -1704,9 +1874,9 @@ impl Hosted<agents::vendor_liaison> {
                             policies::vendor_liaison::input_vendor_support_check()?,
                         ),
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: Some(
-                            ::agentc_runtime::ReviewerRef::parse(
+                            ::agentc::__private::agentc_runtime::ReviewerRef::parse(
                                 "procurement.lead@acme.example",
                             ),
                         ),
@@ -1726,13 +1896,13 @@ impl Hosted<agents::vendor_liaison> {
             ]),
             retain_memory: true,
             short_circuit: Some(3u64),
-            call_limits: ::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
         };
         let _ = tools;
-        Ok(::agentc_generated_support::hosting::AgentParts {
+        Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
             tools: ::std::vec::Vec::from([
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "vendor_support".to_string(),
                     description: "The remote agent at https://support.example.net/agents/vendor_support."
                         .to_string(),
@@ -1752,7 +1922,7 @@ impl Hosted<agents::vendor_liaison> {
     /// Sets up agent `vendor_liaison` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
     pub fn new<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
     ) -> ::std::result::Result<Self, SetupError>
     where
         T: VendorLiaisonTools,
@@ -1762,7 +1932,7 @@ impl Hosted<agents::vendor_liaison> {
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `vendor_liaison` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -1806,17 +1976,25 @@ pub mod policies {
         /// The CEL object `LookupPolicyDocInputs`.
         #[derive(::std::default::Default)]
         pub struct LookupPolicyDocInputs {
-            pub collection: ::agentc_cel_support::Text,
+            pub collection: ::agentc::__private::agentc_cel_support::Text,
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for History {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for History {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(History {
                     total: if reads.field(2) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "_total",
                             reads,
@@ -1830,15 +2008,19 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields
+        for Recent {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
                 Ok(Recent {
                     lookup_policy_doc: if reads.field(3) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "lookup_policy_doc",
@@ -1853,16 +2035,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
         for LookupPolicyDocInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(LookupPolicyDocInvocation {
                     inputs: if reads.field(4) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -1876,15 +2065,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(LookupPolicyDocInputs {
                     collection: if reads.field(5) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "collection",
                             reads,
@@ -1908,15 +2105,18 @@ pub mod policies {
         )]
         pub fn input_lookup_policy_doc(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(16u64);
             Ok({
                 let __needle = ((&(match &((&(root).recent)).lookup_policy_doc {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key(
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                 "lookup_policy_doc",
                             ),
                         );
@@ -1934,11 +2134,16 @@ pub mod policies {
         }
         /// Evaluates [`input_lookup_policy_doc`] over the engagement's variables.
         fn input_lookup_policy_doc_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x3a]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x3a],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1948,10 +2153,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_lookup_policy_doc(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -1959,11 +2164,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_lookup_policy_doc`].
         pub fn input_lookup_policy_doc_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_lookup_policy_doc_evaluate,
                     super::super::support::interpreter(
@@ -1982,18 +2187,26 @@ pub mod policies {
         )]
         pub fn exposes_policies_consulted(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            i64,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(4u64);
             Ok(((&(root).history)).total)
         }
         /// Evaluates [`exposes_policies_consulted`] over the engagement's variables.
         fn exposes_policies_consulted_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x5]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x5],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -2003,7 +2216,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_policies_consulted(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -2014,11 +2227,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_policies_consulted`].
         pub fn exposes_policies_consulted_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_policies_consulted_evaluate,
                     super::super::support::interpreter("history._total")?,
@@ -2047,7 +2260,7 @@ pub mod policies {
         /// The CEL object `LookupPolicyDocInputs`.
         #[derive(::std::default::Default)]
         pub struct LookupPolicyDocInputs {
-            pub collection: ::agentc_cel_support::Text,
+            pub collection: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `LookupPolicyDocOutputs`.
         #[derive(::std::default::Default)]
@@ -2057,17 +2270,21 @@ pub mod policies {
         /// The CEL object `LookupPolicyDocOutputsPagesItem`.
         #[derive(::std::default::Default)]
         pub struct LookupPolicyDocOutputsPagesItem {
-            pub doc_id: ::agentc_cel_support::Text,
+            pub doc_id: ::agentc::__private::agentc_cel_support::Text,
         }
-        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields
+        for Recent {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
                 Ok(Recent {
                     lookup_policy_doc: if reads.field(1) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "lookup_policy_doc",
@@ -2082,16 +2299,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
         for LookupPolicyDocInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(LookupPolicyDocInvocation {
                     inputs: if reads.field(2) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -2103,7 +2327,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     outputs: if reads.field(3) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -2117,15 +2341,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(LookupPolicyDocInputs {
                     collection: if reads.field(4) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "collection",
                             reads,
@@ -2139,15 +2371,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for LookupPolicyDocOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for LookupPolicyDocOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(LookupPolicyDocOutputs {
                     pages: if reads.field(5) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "pages",
                             reads,
@@ -2161,16 +2401,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
         for LookupPolicyDocOutputsPagesItem {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(LookupPolicyDocOutputsPagesItem {
                     doc_id: if reads.field(6) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "doc_id",
                             reads,
@@ -2194,15 +2441,18 @@ pub mod policies {
         )]
         pub fn input_lookup_policy_doc(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(20u64);
             Ok({
                 let __needle = ((&(match &((&(root).recent)).lookup_policy_doc {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key(
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                 "lookup_policy_doc",
                             ),
                         );
@@ -2220,11 +2470,16 @@ pub mod policies {
         }
         /// Evaluates [`input_lookup_policy_doc`] over the engagement's variables.
         fn input_lookup_policy_doc_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x17]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x17],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -2233,10 +2488,10 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_lookup_policy_doc(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -2244,11 +2499,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_lookup_policy_doc`].
         pub fn input_lookup_policy_doc_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_lookup_policy_doc_evaluate,
                     super::super::support::interpreter(
@@ -2267,22 +2522,27 @@ pub mod policies {
         )]
         pub fn output_lookup_policy_doc(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(38u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (::agentc_cel_support::size_len(
+                                (::agentc::__private::agentc_cel_support::size_len(
                                     __meter
                                         .list(
                                             &((match &(match &((&(root).recent)).lookup_policy_doc {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                             "lookup_policy_doc",
                                                         ),
                                                     );
@@ -2293,7 +2553,9 @@ pub mod policies {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "outputs",
+                                                        ),
                                                     );
                                                 }
                                             })
@@ -2306,13 +2568,15 @@ pub mod policies {
                         })() {
                             Ok(false) => false,
                             __left => {
-                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
                                         ((match &(match &((&(root).recent)).lookup_policy_doc {
                                             ::std::option::Option::Some(value) => value,
                                             ::std::option::Option::None => {
                                                 return ::std::result::Result::Err(
-                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                         "lookup_policy_doc",
                                                     ),
                                                 );
@@ -2323,7 +2587,9 @@ pub mod policies {
                                             ::std::option::Option::Some(value) => value,
                                             ::std::option::Option::None => {
                                                 return ::std::result::Result::Err(
-                                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                        "outputs",
+                                                    ),
                                                 );
                                             }
                                         })
@@ -2354,11 +2620,13 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok({
                                 let mut __decided = false;
                                 let mut __error: ::std::option::Option<
-                                    ::agentc_cel_support::CelError,
+                                    ::agentc::__private::agentc_cel_support::CelError,
                                 > = None;
                                 for __item in ((match &(match &((&(root).recent))
                                     .lookup_policy_doc
@@ -2366,7 +2634,7 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key(
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                 "lookup_policy_doc",
                                             ),
                                         );
@@ -2377,7 +2645,9 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "outputs",
+                                            ),
                                         );
                                     }
                                 })
@@ -2389,7 +2659,9 @@ pub mod policies {
                                         break;
                                     }
                                     let v_p = __item;
-                                    match (|| -> ::agentc_cel_support::CelResult<_> {
+                                    match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                        _,
+                                    > {
                                         Ok({
                                             let mut __count: usize = 0;
                                             for __item in ((match &(match &((&(root).recent))
@@ -2398,7 +2670,7 @@ pub mod policies {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                             "lookup_policy_doc",
                                                         ),
                                                     );
@@ -2409,7 +2681,9 @@ pub mod policies {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "outputs",
+                                                        ),
                                                     );
                                                 }
                                             })
@@ -2464,11 +2738,16 @@ pub mod policies {
         }
         /// Evaluates [`output_lookup_policy_doc`] over the engagement's variables.
         fn output_lookup_policy_doc_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x6b]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x6b],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -2477,10 +2756,10 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_lookup_policy_doc(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -2488,11 +2767,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_lookup_policy_doc`].
         pub fn output_lookup_policy_doc_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_lookup_policy_doc_evaluate,
                     super::super::support::interpreter(
@@ -2511,19 +2790,22 @@ pub mod policies {
         )]
         pub fn exposes_documents_found(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            i64,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(18u64);
             Ok(
                 (if ((&(root).recent)).lookup_policy_doc.is_some() {
-                    ::agentc_cel_support::size_len(
+                    ::agentc::__private::agentc_cel_support::size_len(
                         __meter
                             .list(
                                 &((match &(match &((&(root).recent)).lookup_policy_doc {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key(
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                 "lookup_policy_doc",
                                             ),
                                         );
@@ -2534,7 +2816,9 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "outputs",
+                                            ),
                                         );
                                     }
                                 })
@@ -2550,11 +2834,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_documents_found`] over the engagement's variables.
         fn exposes_documents_found_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x2b]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x2b],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -2563,7 +2852,7 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_documents_found(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -2574,11 +2863,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_documents_found`].
         pub fn exposes_documents_found_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_documents_found_evaluate,
                     super::super::support::interpreter(
@@ -2597,10 +2886,10 @@ pub mod policies {
         )]
         pub fn exposes_collection(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
-            ::agentc_cel_support::CelError,
+            ::agentc::__private::agentc_cel_support::CelError,
         > {
             __meter.steps(16u64);
             Ok(
@@ -2609,7 +2898,7 @@ pub mod policies {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key(
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                     "lookup_policy_doc",
                                 ),
                             );
@@ -2626,11 +2915,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_collection`] over the engagement's variables.
         fn exposes_collection_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x17]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x17],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -2639,7 +2933,7 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_collection(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -2650,11 +2944,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_collection`].
         pub fn exposes_collection_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_collection_evaluate,
                     super::super::support::interpreter(
@@ -2675,7 +2969,7 @@ pub mod policies {
         /// The CEL object `History`.
         #[derive(::std::default::Default)]
         pub struct History {
-            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
+            pub list: ::std::vec::Vec<::agentc::__private::agentc_cel_support::Text>,
         }
         /// The CEL object `Recent`.
         #[derive(::std::default::Default)]
@@ -2704,7 +2998,7 @@ pub mod policies {
         /// The CEL object `HrHelpdeskInputs`.
         #[derive(::std::default::Default)]
         pub struct HrHelpdeskInputs {
-            pub text: ::agentc_cel_support::Text,
+            pub text: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `HrHelpdeskOutputs`.
         #[derive(::std::default::Default)]
@@ -2714,12 +3008,12 @@ pub mod policies {
         /// The CEL object `TeamSchedulerInputs`.
         #[derive(::std::default::Default)]
         pub struct TeamSchedulerInputs {
-            pub text: ::agentc_cel_support::Text,
+            pub text: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `TeamSchedulerOutputs`.
         #[derive(::std::default::Default)]
         pub struct TeamSchedulerOutputs {
-            pub event_id: ::agentc_cel_support::Text,
+            pub event_id: ::agentc::__private::agentc_cel_support::Text,
             pub events_created: i64,
         }
         /// The CEL object `VendorLiaisonOutputs`.
@@ -2727,15 +3021,23 @@ pub mod policies {
         pub struct VendorLiaisonOutputs {
             pub messages_sent: i64,
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for History {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for History {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(History {
                     list: if reads.field(2) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "_list",
                             reads,
@@ -2749,15 +3051,19 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields
+        for Recent {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
                 Ok(Recent {
                     hr_helpdesk: if reads.field(3) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "hr_helpdesk",
@@ -2770,7 +3076,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     team_scheduler: if reads.field(4) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "team_scheduler",
@@ -2783,7 +3089,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     vendor_liaison: if reads.field(5) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "vendor_liaison",
@@ -2798,15 +3104,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInvocation {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for HrHelpdeskInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(HrHelpdeskInvocation {
                     inputs: if reads.field(6) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -2818,7 +3132,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     outputs: if reads.field(7) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -2832,15 +3146,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInvocation {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for TeamSchedulerInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(TeamSchedulerInvocation {
                     inputs: if reads.field(8) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -2852,7 +3174,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     outputs: if reads.field(9) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -2866,15 +3188,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonInvocation {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for VendorLiaisonInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(VendorLiaisonInvocation {
                     outputs: if reads.field(10) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -2888,15 +3218,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for HrHelpdeskInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(HrHelpdeskInputs {
                     text: if reads.field(11) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "text",
                             reads,
@@ -2910,15 +3248,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for HrHelpdeskOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for HrHelpdeskOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(HrHelpdeskOutputs {
                     documents_found: if reads.field(12) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "documents_found",
                             reads,
@@ -2932,15 +3278,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for TeamSchedulerInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(TeamSchedulerInputs {
                     text: if reads.field(13) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "text",
                             reads,
@@ -2954,15 +3308,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for TeamSchedulerOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for TeamSchedulerOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(TeamSchedulerOutputs {
                     event_id: if reads.field(14) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "event_id",
                             reads,
@@ -2974,7 +3336,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     events_created: if reads.field(15) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "events_created",
                             reads,
@@ -2988,15 +3350,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for VendorLiaisonOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for VendorLiaisonOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(VendorLiaisonOutputs {
                     messages_sent: if reads.field(16) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "messages_sent",
                             reads,
@@ -3020,18 +3390,21 @@ pub mod policies {
         )]
         pub fn input_team_scheduler(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(14u64);
             Ok(
-                (::agentc_cel_support::size_str(
+                (::agentc::__private::agentc_cel_support::size_str(
                     __meter
                         .str(
                             (((&(match &((&(root).recent)).team_scheduler {
                                 ::std::option::Option::Some(value) => value,
                                 ::std::option::Option::None => {
                                     return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key(
+                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                             "team_scheduler",
                                         ),
                                     );
@@ -3046,11 +3419,16 @@ pub mod policies {
         }
         /// Evaluates [`input_team_scheduler`] over the engagement's variables.
         fn input_team_scheduler_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x2112]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x2112],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -3060,10 +3438,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_team_scheduler(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -3071,11 +3449,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_team_scheduler`].
         pub fn input_team_scheduler_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_team_scheduler_evaluate,
                     super::super::support::interpreter(
@@ -3094,11 +3472,14 @@ pub mod policies {
         )]
         pub fn output_team_scheduler(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(26u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
                         (!(__meter
                             .str(
@@ -3106,7 +3487,7 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key(
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                 "team_scheduler",
                                             ),
                                         );
@@ -3117,7 +3498,9 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "outputs",
+                                            ),
                                         );
                                     }
                                 })
@@ -3128,13 +3511,15 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
                                 ((match &(match &((&(root).recent)).team_scheduler {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key(
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                 "team_scheduler",
                                             ),
                                         );
@@ -3145,7 +3530,9 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "outputs",
+                                            ),
                                         );
                                     }
                                 })
@@ -3165,11 +3552,16 @@ pub mod policies {
         }
         /// Evaluates [`output_team_scheduler`] over the engagement's variables.
         fn output_team_scheduler_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xc212]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0xc212],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -3179,10 +3571,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_team_scheduler(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -3190,11 +3582,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_team_scheduler`].
         pub fn output_team_scheduler_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_team_scheduler_evaluate,
                     super::super::support::interpreter(
@@ -3213,16 +3605,22 @@ pub mod policies {
         )]
         pub fn input_hr_helpdesk(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(14u64);
             Ok(
                 (!{
                     __meter.steps(2u64);
                     static PATTERN_1: ::std::sync::LazyLock<
-                        ::std::result::Result<::regex::Regex, ::regex::Error>,
+                        ::std::result::Result<
+                            ::agentc::__private::regex::Regex,
+                            ::agentc::__private::regex::Error,
+                        >,
                     > = ::std::sync::LazyLock::new(|| {
-                        ::regex::RegexBuilder::new(
+                        ::agentc::__private::regex::RegexBuilder::new(
                                 "(?i)(salary|disciplinary record) of ",
                             )
                             .size_limit(1 << 20)
@@ -3236,7 +3634,9 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("hr_helpdesk"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "hr_helpdesk",
+                                            ),
                                         );
                                     }
                                 })
@@ -3249,7 +3649,7 @@ pub mod policies {
                         (__text, Ok(__regex)) => __regex.is_match(__text),
                         (_, Err(_)) => {
                             return Err(
-                                ::agentc_cel_support::CelError::new(
+                                ::agentc::__private::agentc_cel_support::CelError::new(
                                     "invalid regular expression",
                                 ),
                             );
@@ -3260,11 +3660,16 @@ pub mod policies {
         }
         /// Evaluates [`input_hr_helpdesk`] over the engagement's variables.
         fn input_hr_helpdesk_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x84a]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x84a],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -3274,10 +3679,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_hr_helpdesk(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -3285,11 +3690,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_hr_helpdesk`].
         pub fn input_hr_helpdesk_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_hr_helpdesk_evaluate,
                     super::super::support::interpreter(
@@ -3308,15 +3713,20 @@ pub mod policies {
         )]
         pub fn output_hr_helpdesk(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(12u64);
             Ok(
                 ((match &(match &((&(root).recent)).hr_helpdesk {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("hr_helpdesk"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "hr_helpdesk",
+                            ),
                         );
                     }
                 })
@@ -3325,7 +3735,9 @@ pub mod policies {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "outputs",
+                            ),
                         );
                     }
                 })
@@ -3334,11 +3746,16 @@ pub mod policies {
         }
         /// Evaluates [`output_hr_helpdesk`] over the engagement's variables.
         fn output_hr_helpdesk_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x108a]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x108a],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -3348,10 +3765,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_hr_helpdesk(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -3359,11 +3776,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_hr_helpdesk`].
         pub fn output_hr_helpdesk_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_hr_helpdesk_evaluate,
                     super::super::support::interpreter(
@@ -3382,15 +3799,20 @@ pub mod policies {
         )]
         pub fn output_vendor_liaison(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(12u64);
             Ok(
                 ((match &(match &((&(root).recent)).vendor_liaison {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("vendor_liaison"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "vendor_liaison",
+                            ),
                         );
                     }
                 })
@@ -3399,7 +3821,9 @@ pub mod policies {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "outputs",
+                            ),
                         );
                     }
                 })
@@ -3408,11 +3832,16 @@ pub mod policies {
         }
         /// Evaluates [`output_vendor_liaison`] over the engagement's variables.
         fn output_vendor_liaison_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x10422]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x10422],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -3422,10 +3851,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_vendor_liaison(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -3433,11 +3862,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_vendor_liaison`].
         pub fn output_vendor_liaison_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_vendor_liaison_evaluate,
                     super::super::support::interpreter(
@@ -3456,10 +3885,10 @@ pub mod policies {
         )]
         pub fn exposes_event_id(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
-            ::agentc_cel_support::CelError,
+            ::agentc::__private::agentc_cel_support::CelError,
         > {
             __meter.steps(16u64);
             Ok(
@@ -3468,7 +3897,7 @@ pub mod policies {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key(
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                     "team_scheduler",
                                 ),
                             );
@@ -3479,7 +3908,9 @@ pub mod policies {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "outputs",
+                                ),
                             );
                         }
                     })
@@ -3493,11 +3924,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_event_id`] over the engagement's variables.
         fn exposes_event_id_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x4212]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x4212],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -3507,7 +3943,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_event_id(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -3518,11 +3954,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_event_id`].
         pub fn exposes_event_id_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_event_id_evaluate,
                     super::super::support::interpreter(
@@ -3541,10 +3977,10 @@ pub mod policies {
         )]
         pub fn exposes_delegations(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::vec::Vec<::std::string::String>,
-            ::agentc_cel_support::CelError,
+            ::agentc::__private::agentc_cel_support::CelError,
         > {
             __meter.steps(4u64);
             Ok({
@@ -3564,11 +4000,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_delegations`] over the engagement's variables.
         fn exposes_delegations_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x5]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x5],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -3578,7 +4019,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_delegations(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -3589,11 +4030,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_delegations`].
         pub fn exposes_delegations_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_delegations_evaluate,
                     super::super::support::interpreter("history._list")?,
@@ -3608,12 +4049,12 @@ pub mod policies {
         pub struct Engagement {
             pub history: History,
             pub recent: Recent,
-            pub started_at: ::agentc_cel_support::Timestamp,
+            pub started_at: ::agentc::__private::agentc_cel_support::Timestamp,
         }
         /// The CEL object `History`.
         #[derive(::std::default::Default)]
         pub struct History {
-            pub list: ::std::vec::Vec<::agentc_cel_support::Text>,
+            pub list: ::std::vec::Vec<::agentc::__private::agentc_cel_support::Text>,
         }
         /// The CEL object `Recent`.
         #[derive(::std::default::Default)]
@@ -3635,30 +4076,42 @@ pub mod policies {
         /// The CEL object `TeamCreateEventInputs`.
         #[derive(::std::default::Default)]
         pub struct TeamCreateEventInputs {
-            pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
-            pub end: ::agentc_cel_support::Text,
-            pub start: ::agentc_cel_support::Text,
+            pub attendees: ::std::vec::Vec<
+                ::agentc::__private::agentc_cel_support::Text,
+            >,
+            pub end: ::agentc::__private::agentc_cel_support::Text,
+            pub start: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `TeamCreateEventOutputs`.
         #[derive(::std::default::Default)]
         pub struct TeamCreateEventOutputs {
-            pub event_id: ::agentc_cel_support::Text,
-            pub status: ::agentc_cel_support::Text,
+            pub event_id: ::agentc::__private::agentc_cel_support::Text,
+            pub status: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `TeamFreeBusyInputs`.
         #[derive(::std::default::Default)]
         pub struct TeamFreeBusyInputs {
-            pub attendees: ::std::vec::Vec<::agentc_cel_support::Text>,
+            pub attendees: ::std::vec::Vec<
+                ::agentc::__private::agentc_cel_support::Text,
+            >,
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for History {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for History {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(History {
                     list: if reads.field(3) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "_list",
                             reads,
@@ -3672,15 +4125,19 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields
+        for Recent {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
                 Ok(Recent {
                     team_create_event: if reads.field(4) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "team_create_event",
@@ -3693,7 +4150,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     team_free_busy: if reads.field(5) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "team_free_busy",
@@ -3708,16 +4165,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
         for TeamCreateEventInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(TeamCreateEventInvocation {
                     inputs: if reads.field(6) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -3729,7 +4193,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     outputs: if reads.field(7) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -3743,15 +4207,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInvocation {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for TeamFreeBusyInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(TeamFreeBusyInvocation {
                     inputs: if reads.field(8) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -3765,15 +4237,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for TeamCreateEventInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(TeamCreateEventInputs {
                     attendees: if reads.field(9) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "attendees",
                             reads,
@@ -3785,7 +4265,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     end: if reads.field(10) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "end",
                             reads,
@@ -3797,7 +4277,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     start: if reads.field(11) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "start",
                             reads,
@@ -3811,15 +4291,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for TeamCreateEventOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for TeamCreateEventOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(TeamCreateEventOutputs {
                     event_id: if reads.field(12) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "event_id",
                             reads,
@@ -3831,7 +4319,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     status: if reads.field(13) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "status",
                             reads,
@@ -3845,15 +4333,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for TeamFreeBusyInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for TeamFreeBusyInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(TeamFreeBusyInputs {
                     attendees: if reads.field(14) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "attendees",
                             reads,
@@ -3877,18 +4373,21 @@ pub mod policies {
         )]
         pub fn input_team_free_busy(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(14u64);
             Ok(
-                (::agentc_cel_support::size_len(
+                (::agentc::__private::agentc_cel_support::size_len(
                     __meter
                         .list(
                             &(((&(match &((&(root).recent)).team_free_busy {
                                 ::std::option::Option::Some(value) => value,
                                 ::std::option::Option::None => {
                                     return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key(
+                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                             "team_free_busy",
                                         ),
                                     );
@@ -3904,11 +4403,16 @@ pub mod policies {
         }
         /// Evaluates [`input_team_free_busy`] over the engagement's variables.
         fn input_team_free_busy_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x4122]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x4122],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -3918,10 +4422,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_team_free_busy(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -3929,11 +4433,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_team_free_busy`].
         pub fn input_team_free_busy_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_team_free_busy_evaluate,
                     super::super::support::interpreter(
@@ -3952,22 +4456,27 @@ pub mod policies {
         )]
         pub fn input_team_create_event(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(72u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (::agentc_cel_support::size_len(
+                                (::agentc::__private::agentc_cel_support::size_len(
                                     __meter
                                         .list(
                                             &(((&(match &((&(root).recent)).team_create_event {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                             "team_create_event",
                                                         ),
                                                     );
@@ -3983,13 +4492,15 @@ pub mod policies {
                         })() {
                             Ok(false) => false,
                             __left => {
-                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
                                         (((&(match &((&(root).recent)).team_create_event {
                                             ::std::option::Option::Some(value) => value,
                                             ::std::option::Option::None => {
                                                 return ::std::result::Result::Err(
-                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                         "team_create_event",
                                                     ),
                                                 );
@@ -4021,18 +4532,22 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
-                                        (::agentc_cel_support::parse_timestamp(
+                                        (::agentc::__private::agentc_cel_support::parse_timestamp(
                                             __meter
                                                 .str(
                                                     (((&(match &((&(root).recent)).team_create_event {
                                                         ::std::option::Option::Some(value) => value,
                                                         ::std::option::Option::None => {
                                                             return ::std::result::Result::Err(
-                                                                ::agentc_cel_support::CelError::no_such_key(
+                                                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                                     "team_create_event",
                                                                 ),
                                                             );
@@ -4047,17 +4562,19 @@ pub mod policies {
                                 })() {
                                     Ok(false) => false,
                                     __left => {
-                                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                            _,
+                                        > {
                                             Ok(
-                                                (::agentc_cel_support::sub_timestamps(
-                                                    ::agentc_cel_support::parse_timestamp(
+                                                (::agentc::__private::agentc_cel_support::sub_timestamps(
+                                                    ::agentc::__private::agentc_cel_support::parse_timestamp(
                                                         __meter
                                                             .str(
                                                                 (((&(match &((&(root).recent)).team_create_event {
                                                                     ::std::option::Option::Some(value) => value,
                                                                     ::std::option::Option::None => {
                                                                         return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key(
+                                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                                                 "team_create_event",
                                                                             ),
                                                                         );
@@ -4068,14 +4585,14 @@ pub mod policies {
                                                                     .as_str()),
                                                             ),
                                                     )?,
-                                                    ::agentc_cel_support::parse_timestamp(
+                                                    ::agentc::__private::agentc_cel_support::parse_timestamp(
                                                         __meter
                                                             .str(
                                                                 (((&(match &((&(root).recent)).team_create_event {
                                                                     ::std::option::Option::Some(value) => value,
                                                                     ::std::option::Option::None => {
                                                                         return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key(
+                                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                                                 "team_create_event",
                                                                             ),
                                                                         );
@@ -4087,7 +4604,7 @@ pub mod policies {
                                                             ),
                                                     )?,
                                                 )?
-                                                    <= ::agentc_cel_support::parse_duration(
+                                                    <= ::agentc::__private::agentc_cel_support::parse_duration(
                                                         __meter.str(("4h")),
                                                     )?),
                                             )
@@ -4116,11 +4633,16 @@ pub mod policies {
         }
         /// Evaluates [`input_team_create_event`] over the engagement's variables.
         fn input_team_create_event_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xe56]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0xe56],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -4128,7 +4650,7 @@ pub mod policies {
                     Ok(value) => value,
                     Err(error) => return Err(error),
                 },
-                started_at: match ::agentc_generated_support::cel_roots::root(
+                started_at: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "started_at",
                     reads,
@@ -4138,10 +4660,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_team_create_event(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -4149,11 +4671,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_team_create_event`].
         pub fn input_team_create_event_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent", "started_at"],
                     input_team_create_event_evaluate,
                     super::super::support::interpreter(
@@ -4172,15 +4694,18 @@ pub mod policies {
         )]
         pub fn output_team_create_event(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(16u64);
             Ok({
                 let __needle = (match &(match &((&(root).recent)).team_create_event {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key(
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                 "team_create_event",
                             ),
                         );
@@ -4191,7 +4716,9 @@ pub mod policies {
                     ::std::option::Option::Some(value) => value,
                     ::std::option::Option::None => {
                         return ::std::result::Result::Err(
-                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "outputs",
+                            ),
                         );
                     }
                 })
@@ -4206,11 +4733,16 @@ pub mod policies {
         }
         /// Evaluates [`output_team_create_event`] over the engagement's variables.
         fn output_team_create_event_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x2092]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x2092],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -4220,10 +4752,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_team_create_event(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -4231,11 +4763,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_team_create_event`].
         pub fn output_team_create_event_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_team_create_event_evaluate,
                     super::super::support::interpreter(
@@ -4254,10 +4786,10 @@ pub mod policies {
         )]
         pub fn exposes_event_id(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
-            ::agentc_cel_support::CelError,
+            ::agentc::__private::agentc_cel_support::CelError,
         > {
             __meter.steps(16u64);
             Ok(
@@ -4266,7 +4798,7 @@ pub mod policies {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key(
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                     "team_create_event",
                                 ),
                             );
@@ -4277,7 +4809,9 @@ pub mod policies {
                         ::std::option::Option::Some(value) => value,
                         ::std::option::Option::None => {
                             return ::std::result::Result::Err(
-                                ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                    "outputs",
+                                ),
                             );
                         }
                     })
@@ -4291,11 +4825,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_event_id`] over the engagement's variables.
         fn exposes_event_id_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x1092]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x1092],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -4305,7 +4844,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_event_id(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -4316,11 +4855,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_event_id`].
         pub fn exposes_event_id_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_event_id_evaluate,
                     super::super::support::interpreter(
@@ -4339,11 +4878,14 @@ pub mod policies {
         )]
         pub fn exposes_events_created(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            i64,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(8u64);
             Ok(
-                ::agentc_cel_support::size_len(
+                ::agentc::__private::agentc_cel_support::size_len(
                     __meter
                         .list(
                             &({
@@ -4368,11 +4910,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_events_created`] over the engagement's variables.
         fn exposes_events_created_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x9]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x9],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -4382,7 +4929,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_events_created(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -4393,11 +4940,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_events_created`].
         pub fn exposes_events_created_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_events_created_evaluate,
                     super::super::support::interpreter(
@@ -4429,7 +4976,9 @@ pub mod policies {
         /// The CEL object `User`.
         #[derive(::std::default::Default)]
         pub struct User {
-            pub email: ::std::option::Option<::agentc_cel_support::Text>,
+            pub email: ::std::option::Option<
+                ::agentc::__private::agentc_cel_support::Text,
+            >,
         }
         /// The CEL object `VendorSupportInvocation`.
         #[derive(::std::default::Default)]
@@ -4440,22 +4989,30 @@ pub mod policies {
         /// The CEL object `VendorSupportInputs`.
         #[derive(::std::default::Default)]
         pub struct VendorSupportInputs {
-            pub text: ::agentc_cel_support::Text,
+            pub text: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `VendorSupportOutputs`.
         #[derive(::std::default::Default)]
         pub struct VendorSupportOutputs {
-            pub text: ::agentc_cel_support::Text,
+            pub text: ::agentc::__private::agentc_cel_support::Text,
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for History {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for History {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(History {
                     vendor_support: if reads.field(3) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "vendor_support",
                             reads,
@@ -4469,15 +5026,19 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields
+        for Recent {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
                 Ok(Recent {
                     vendor_support: if reads.field(4) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "vendor_support",
@@ -4492,15 +5053,22 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for User {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel for User {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(User {
                     email: if reads.field(5) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "email",
                             reads,
@@ -4514,15 +5082,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInvocation {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for VendorSupportInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(VendorSupportInvocation {
                     inputs: if reads.field(6) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -4534,7 +5110,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     outputs: if reads.field(7) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -4548,15 +5124,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for VendorSupportInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(VendorSupportInputs {
                     text: if reads.field(8) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "text",
                             reads,
@@ -4570,15 +5154,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for VendorSupportOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for VendorSupportOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(VendorSupportOutputs {
                     text: if reads.field(9) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "text",
                             reads,
@@ -4602,22 +5194,27 @@ pub mod policies {
         )]
         pub fn input_vendor_support(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(46u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (::agentc_cel_support::size_str(
+                                (::agentc::__private::agentc_cel_support::size_str(
                                     __meter
                                         .str(
                                             (((&(match &((&(root).recent)).vendor_support {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key(
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                             "vendor_support",
                                                         ),
                                                     );
@@ -4632,14 +5229,19 @@ pub mod policies {
                         })() {
                             Ok(false) => false,
                             __left => {
-                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
                                         (!{
                                             __meter.steps(2u64);
                                             static PATTERN_1: ::std::sync::LazyLock<
-                                                ::std::result::Result<::regex::Regex, ::regex::Error>,
+                                                ::std::result::Result<
+                                                    ::agentc::__private::regex::Regex,
+                                                    ::agentc::__private::regex::Error,
+                                                >,
                                             > = ::std::sync::LazyLock::new(|| {
-                                                ::regex::RegexBuilder::new(
+                                                ::agentc::__private::regex::RegexBuilder::new(
                                                         "(?i)(password|api[ _-]?key|secret)",
                                                     )
                                                     .size_limit(1 << 20)
@@ -4653,7 +5255,7 @@ pub mod policies {
                                                             ::std::option::Option::Some(value) => value,
                                                             ::std::option::Option::None => {
                                                                 return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key(
+                                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                                                         "vendor_support",
                                                                     ),
                                                                 );
@@ -4668,7 +5270,7 @@ pub mod policies {
                                                 (__text, Ok(__regex)) => __regex.is_match(__text),
                                                 (_, Err(_)) => {
                                                     return Err(
-                                                        ::agentc_cel_support::CelError::new(
+                                                        ::agentc::__private::agentc_cel_support::CelError::new(
                                                             "invalid regular expression",
                                                         ),
                                                     );
@@ -4690,7 +5292,9 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
                                 (((&(root).user)).email.is_some()
                                     && __meter
@@ -4699,7 +5303,9 @@ pub mod policies {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("email"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "email",
+                                                        ),
                                                     );
                                                 }
                                             }),
@@ -4720,11 +5326,16 @@ pub mod policies {
         }
         /// Evaluates [`input_vendor_support`] over the engagement's variables.
         fn input_vendor_support_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x176]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x176],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -4732,7 +5343,7 @@ pub mod policies {
                     Ok(value) => value,
                     Err(error) => return Err(error),
                 },
-                user: match ::agentc_generated_support::cel_roots::root(
+                user: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "user",
                     reads,
@@ -4742,10 +5353,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_vendor_support(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -4753,11 +5364,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_vendor_support`].
         pub fn input_vendor_support_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent", "user"],
                     input_vendor_support_evaluate,
                     super::super::support::interpreter(
@@ -4776,18 +5387,21 @@ pub mod policies {
         )]
         pub fn output_vendor_support(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(14u64);
             Ok(
-                (::agentc_cel_support::size_str(
+                (::agentc::__private::agentc_cel_support::size_str(
                     __meter
                         .str(
                             ((match &(match &((&(root).recent)).vendor_support {
                                 ::std::option::Option::Some(value) => value,
                                 ::std::option::Option::None => {
                                     return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key(
+                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
                                             "vendor_support",
                                         ),
                                     );
@@ -4798,7 +5412,9 @@ pub mod policies {
                                 ::std::option::Option::Some(value) => value,
                                 ::std::option::Option::None => {
                                     return ::std::result::Result::Err(
-                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                            "outputs",
+                                        ),
                                     );
                                 }
                             })
@@ -4810,11 +5426,16 @@ pub mod policies {
         }
         /// Evaluates [`output_vendor_support`] over the engagement's variables.
         fn output_vendor_support_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x292]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x292],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -4824,10 +5445,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_vendor_support(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -4835,11 +5456,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_vendor_support`].
         pub fn output_vendor_support_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_vendor_support_evaluate,
                     super::super::support::interpreter(
@@ -4858,15 +5479,18 @@ pub mod policies {
         )]
         pub fn exposes_messages_sent(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            i64,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(14u64);
             Ok(
                 (if {
                     let _ = (&(root).history);
                     true
                 } {
-                    ::agentc_cel_support::size_len(
+                    ::agentc::__private::agentc_cel_support::size_len(
                         __meter
                             .list(&(((&(root).history)).vendor_support.as_slice())[..])
                             .len(),
@@ -4878,11 +5502,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_messages_sent`] over the engagement's variables.
         fn exposes_messages_sent_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x9]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x9],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -4892,7 +5521,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_messages_sent(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -4903,11 +5532,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_messages_sent`].
         pub fn exposes_messages_sent_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_messages_sent_evaluate,
                     super::super::support::interpreter(

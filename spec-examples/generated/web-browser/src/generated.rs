@@ -17,7 +17,7 @@ pub trait Agent: sealed::Sealed + Send + Sync + 'static {
     /// The agent document as written in the spec, for a server to show (OAS-S1).
     const DOCUMENT: &'static str;
     /// What the agent gives its caller beside its text, and nothing else (OAS-X1).
-    type Exposes: ::serde::de::DeserializeOwned + Send;
+    type Exposes: ::agentc::__private::serde::de::DeserializeOwned + Send;
 }
 /// A tool or an agent that an agent of this set may be given, as a type (the markers are
 /// in [`capabilities`]).
@@ -25,9 +25,9 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
     /// The name the model and the engagement use.
     const NAME: &'static str;
     /// What a call is given.
-    type Input: ::serde::Serialize + Send + Sync;
+    type Input: ::agentc::__private::serde::Serialize + Send + Sync;
     /// What a call returns.
-    type Output: ::serde::de::DeserializeOwned + Send;
+    type Output: ::agentc::__private::serde::de::DeserializeOwned + Send;
 }
 /// Proof that agent `A` declares this capability. It is implemented only in this
 /// generated code, once per (capability, agent) pair of the spec, and sealed, so that no
@@ -38,17 +38,17 @@ pub trait Capability: sealed::Sealed + Send + Sync + 'static {
     note = "declare it under `capabilities:` in the agent's spec and run `agentc build` again"
 )]
 pub trait AllowedFor<A: Agent>: Capability {}
-pub use ::agentc_generated_support::{
+pub use ::agentc::__private::agentc_generated_support::{
     AgentReply, AgentRequest, CallError, Outcome, ParseCallError, RemoteAgents,
     RemoteExposes, SetupError, StaticIdentityCall, UserIdentityCall,
 };
 #[allow(unused_imports)]
-use ::agentc_generated_support::support;
+use ::agentc::__private::agentc_generated_support::support;
 /// An agent of this set with its tools bound, ready to run engagements. Every call goes
 /// through the runtime's enforcement, in its fixed order.
 pub struct Hosted<A: Agent> {
-    spec: ::agentc_runtime::AgentSpec,
-    runtime: ::agentc_runtime::Runtime,
+    spec: ::agentc::__private::agentc_runtime::AgentSpec,
+    runtime: ::agentc::__private::agentc_runtime::Runtime,
     agent: ::std::marker::PhantomData<fn() -> A>,
 }
 impl<A: Agent> ::std::fmt::Debug for Hosted<A> {
@@ -65,11 +65,13 @@ impl<A: Agent> Hosted<A> {
     /// `parts`), its audit trail written to `audit`, remote agents bound as `remote`
     /// says.
     fn assemble(
-        parts: ::std::vec::Vec<::agentc_generated_support::hosting::AgentParts>,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        parts: ::std::vec::Vec<
+            ::agentc::__private::agentc_generated_support::hosting::AgentParts,
+        >,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError> {
-        let (spec, runtime) = ::agentc_generated_support::hosting::assemble(
+        let (spec, runtime) = ::agentc::__private::agentc_generated_support::hosting::assemble(
             parts,
             audit,
             remote,
@@ -85,15 +87,15 @@ impl<A: Agent> Hosted<A> {
         A::DOCUMENT
     }
     /// The runtime's view of the agent.
-    pub fn spec(&self) -> &::agentc_runtime::AgentSpec {
+    pub fn spec(&self) -> &::agentc::__private::agentc_runtime::AgentSpec {
         &self.spec
     }
     /// The runtime services (reviewer, credentials, audit, timeouts).
-    pub fn runtime(&self) -> &::agentc_runtime::Runtime {
+    pub fn runtime(&self) -> &::agentc::__private::agentc_runtime::Runtime {
         &self.runtime
     }
     /// The runtime services, to configure the reviewer, credentials, audit and timeouts.
-    pub fn runtime_mut(&mut self) -> &mut ::agentc_runtime::Runtime {
+    pub fn runtime_mut(&mut self) -> &mut ::agentc::__private::agentc_runtime::Runtime {
         &mut self.runtime
     }
     /// The model agent `B` runs on when it is called as a capability (a nested
@@ -101,15 +103,15 @@ impl<A: Agent> Hosted<A> {
     /// call from a [`Session`], which has no model, is refused.
     pub fn set_callee_model<B: Agent>(
         &mut self,
-        model: ::std::sync::Arc<dyn ::agentc_runtime::Model>,
+        model: ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Model>,
     ) {
         self.runtime.agent_models.insert(B::NAME.to_string(), model);
     }
     /// Runs one engagement: guardrails, the model loop, enforced tool calls, exposes.
     pub async fn engage(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
     ) -> Outcome<A::Exposes> {
         self.run(model, user, input, None).await
@@ -118,24 +120,24 @@ impl<A: Agent> Hosted<A> {
     /// agent's lifespan allows it (OAS-L1).
     pub async fn engage_with_memory(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
-        memory: &mut ::agentc_runtime::Memory,
+        memory: &mut ::agentc::__private::agentc_runtime::Memory,
     ) -> Outcome<A::Exposes> {
         self.run(model, user, input, Some(memory)).await
     }
     async fn run(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         input: &str,
-        memory: ::std::option::Option<&mut ::agentc_runtime::Memory>,
+        memory: ::std::option::Option<&mut ::agentc::__private::agentc_runtime::Memory>,
     ) -> Outcome<A::Exposes> {
-        let outcome = ::agentc_runtime::run_engagement(
+        let outcome = ::agentc::__private::agentc_runtime::run_engagement(
                 &self.runtime,
                 model,
-                ::agentc_runtime::EngagementRequest {
+                ::agentc::__private::agentc_runtime::EngagementRequest {
                     agent: &self.spec,
                     user,
                     input,
@@ -149,16 +151,19 @@ impl<A: Agent> Hosted<A> {
     /// request's text in, the text and the exposes out; a failed engagement is an error.
     pub async fn engage_as_capability(
         &self,
-        model: &dyn ::agentc_runtime::Model,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        model: &dyn ::agentc::__private::agentc_runtime::Model,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
         request: AgentRequest,
-    ) -> ::std::result::Result<AgentReply<A::Exposes>, ::agentc_runtime::ToolError> {
+    ) -> ::std::result::Result<
+        AgentReply<A::Exposes>,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let outcome = self.engage(model, user, &request.text).await;
         match (outcome.text, outcome.exposes) {
             (Some(text), Some(exposes)) => Ok(AgentReply { text, exposes }),
             _ => {
                 Err(
-                    ::agentc_runtime::ToolError::Failed(
+                    ::agentc::__private::agentc_runtime::ToolError::Failed(
                         format!(
                             "agent `{}` did not complete: {:?}", A::NAME, outcome.status
                         ),
@@ -172,7 +177,7 @@ impl<A: Agent> Hosted<A> {
     /// every call is enforced as a model's call would be.
     pub fn session(
         &self,
-        user: ::std::option::Option<::agentc_runtime::UserIdentity>,
+        user: ::std::option::Option<::agentc::__private::agentc_runtime::UserIdentity>,
     ) -> Session<'_, A> {
         static NEXT_SESSION: ::std::sync::atomic::AtomicU64 = ::std::sync::atomic::AtomicU64::new(
             1,
@@ -187,12 +192,12 @@ impl<A: Agent> Hosted<A> {
             .iter()
             .map(|capability| capability.name.as_str())
             .collect();
-        let engagement = ::agentc_runtime::Engagement::new(
+        let engagement = ::agentc::__private::agentc_runtime::Engagement::new(
             &id,
             A::NAME,
             &names,
             user,
-            ::agentc_runtime::engagement::now(),
+            ::agentc::__private::agentc_runtime::engagement::now(),
         );
         Session {
             hosted: self,
@@ -204,7 +209,7 @@ impl<A: Agent> Hosted<A> {
 #[derive(Debug)]
 pub struct Session<'a, A: Agent> {
     hosted: &'a Hosted<A>,
-    engagement: ::agentc_runtime::Engagement,
+    engagement: ::agentc::__private::agentc_runtime::Engagement,
 }
 impl<A: Agent> Session<'_, A> {
     /// Calls capability `C` through every check of the runtime. Each agent's own `call`
@@ -214,14 +219,14 @@ impl<A: Agent> Session<'_, A> {
         &mut self,
         input: C::Input,
     ) -> ::std::result::Result<C::Output, CallError> {
-        let arguments = ::serde_json::to_value(&input)
+        let arguments = ::agentc::__private::serde_json::to_value(&input)
             .map_err(|error| CallError::Input(error.to_string()))?;
-        let call = ::agentc_runtime::ToolCall {
+        let call = ::agentc::__private::agentc_runtime::ToolCall {
             id: None,
             name: C::NAME.to_string(),
             arguments: ::std::sync::Arc::new(arguments),
         };
-        match ::agentc_runtime::enforce::enforce_call(
+        match ::agentc::__private::agentc_runtime::enforce::enforce_call(
                 &self.hosted.runtime,
                 &self.hosted.spec,
                 &mut self.engagement,
@@ -229,28 +234,35 @@ impl<A: Agent> Session<'_, A> {
             )
             .await
         {
-            ::agentc_runtime::CallOutcome::Returned(output) => {
-                ::serde::Deserialize::deserialize(output.as_ref())
-                    .map_err(|error: ::serde_json::Error| CallError::Output(
+            ::agentc::__private::agentc_runtime::CallOutcome::Returned(output) => {
+                ::agentc::__private::serde::Deserialize::deserialize(output.as_ref())
+                    .map_err(|error: ::agentc::__private::serde_json::Error| CallError::Output(
                         error.to_string(),
                     ))
             }
-            ::agentc_runtime::CallOutcome::Refused(refusal) => {
+            ::agentc::__private::agentc_runtime::CallOutcome::Refused(refusal) => {
                 Err(CallError::Refused(refusal))
             }
         }
     }
     /// The session's engagement, as restrictions see it.
-    pub fn engagement(&self) -> &::agentc_runtime::Engagement {
+    pub fn engagement(&self) -> &::agentc::__private::agentc_runtime::Engagement {
         &self.engagement
     }
 }
 /// The input of tool `fetch_page`: Fetches a web page through Acme's egress proxy and returns its text.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct FetchPageInput {
     pub url: ::std::string::String,
 }
-impl ::schemars::JsonSchema for FetchPageInput {
+impl ::agentc::__private::schemars::JsonSchema for FetchPageInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("FetchPageInput")
     }
@@ -259,14 +271,23 @@ impl ::schemars::JsonSchema for FetchPageInput {
             ::std::concat!(::std::module_path!(), "::", "FetchPageInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"url":{"type":"string","format":"uri"}},"required":["url"],"additionalProperties":false,"description":"The input of tool `fetch_page`: Fetches a web page through Acme's egress proxy and returns its text."}"#,
         )
     }
 }
 /// The output of tool `fetch_page`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct FetchPageOutput {
     pub body: ::std::string::String,
     pub content_type: ::std::string::String,
@@ -274,7 +295,7 @@ pub struct FetchPageOutput {
     pub final_url: ::std::option::Option<::std::string::String>,
     pub status_code: i64,
 }
-impl ::schemars::JsonSchema for FetchPageOutput {
+impl ::agentc::__private::schemars::JsonSchema for FetchPageOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("FetchPageOutput")
     }
@@ -283,18 +304,27 @@ impl ::schemars::JsonSchema for FetchPageOutput {
             ::std::concat!(::std::module_path!(), "::", "FetchPageOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"status_code":{"type":"integer"},"content_type":{"type":"string"},"body":{"type":"string"},"final_url":{"type":"string","format":"uri"}},"required":["status_code","content_type","body"],"description":"The output of tool `fetch_page`."}"#,
         )
     }
 }
 /// The input of tool `pii_detector`: Detects personal data (names with identifiers, ID numbers, card numbers) in text.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct PiiDetectorInput {
     pub text: ::std::string::String,
 }
-impl ::schemars::JsonSchema for PiiDetectorInput {
+impl ::agentc::__private::schemars::JsonSchema for PiiDetectorInput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("PiiDetectorInput")
     }
@@ -303,20 +333,29 @@ impl ::schemars::JsonSchema for PiiDetectorInput {
             ::std::concat!(::std::module_path!(), "::", "PiiDetectorInput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"description":"The input of tool `pii_detector`: Detects personal data (names with identifiers, ID numbers, card numbers) in text."}"#,
         )
     }
 }
 /// The output of tool `pii_detector`.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct PiiDetectorOutput {
     pub categories: ::std::vec::Vec<::std::string::String>,
     pub confidence: f64,
     pub contains_pii: bool,
 }
-impl ::schemars::JsonSchema for PiiDetectorOutput {
+impl ::agentc::__private::schemars::JsonSchema for PiiDetectorOutput {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("PiiDetectorOutput")
     }
@@ -325,20 +364,29 @@ impl ::schemars::JsonSchema for PiiDetectorOutput {
             ::std::concat!(::std::module_path!(), "::", "PiiDetectorOutput"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"contains_pii":{"type":"boolean"},"confidence":{"type":"number","minimum":0,"maximum":1},"categories":{"type":"array","items":{"type":"string"},"description":"The kinds of personal data found, such as `email` or `payment_card`."}},"required":["contains_pii","confidence","categories"],"description":"The output of tool `pii_detector`."}"#,
         )
     }
 }
 /// What agent `web_browser` gives its caller beside its text (OAS-X1): these fields and nothing else.
-#[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
 pub struct WebBrowserExposes {
     pub first_url: ::std::string::String,
     pub pages_fetched: i64,
-    pub urls: ::std::vec::Vec<::serde_json::Value>,
+    pub urls: ::std::vec::Vec<::agentc::__private::serde_json::Value>,
 }
-impl ::schemars::JsonSchema for WebBrowserExposes {
+impl ::agentc::__private::schemars::JsonSchema for WebBrowserExposes {
     fn schema_name() -> ::std::borrow::Cow<'static, str> {
         ::std::borrow::Cow::Borrowed("WebBrowserExposes")
     }
@@ -347,7 +395,9 @@ impl ::schemars::JsonSchema for WebBrowserExposes {
             ::std::concat!(::std::module_path!(), "::", "WebBrowserExposes"),
         )
     }
-    fn json_schema(_: &mut ::schemars::SchemaGenerator) -> ::schemars::Schema {
+    fn json_schema(
+        _: &mut ::agentc::__private::schemars::SchemaGenerator,
+    ) -> ::agentc::__private::schemars::Schema {
         support::json_schema(
             r#"{"type":"object","properties":{"first_url":{"type":"string"},"pages_fetched":{"type":"integer","format":"int64"},"urls":{"type":"array","items":true}},"required":["first_url","pages_fetched","urls"],"additionalProperties":false,"description":"What agent `web_browser` gives its caller beside its text (OAS-X1): these fields and nothing else."}"#,
         )
@@ -423,11 +473,11 @@ impl WebBrowserCall {
     /// fit the input type are typed errors.
     pub fn parse(
         name: &str,
-        arguments: &::serde_json::Value,
+        arguments: &::agentc::__private::serde_json::Value,
     ) -> ::std::result::Result<Self, ParseCallError> {
         match name {
             "fetch_page" => {
-                ::serde_json::from_value(arguments.clone())
+                ::agentc::__private::serde_json::from_value(arguments.clone())
                     .map(Self::FetchPage)
                     .map_err(|error| ParseCallError::BadArguments {
                         capability: "fetch_page",
@@ -451,8 +501,11 @@ impl WebBrowserCall {
     async fn dispatch<T: WebBrowserTools + ?Sized>(
         self,
         tools: &T,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         match self {
             Self::FetchPage(input) => {
                 support::output_json(
@@ -463,7 +516,7 @@ impl WebBrowserCall {
     }
 }
 /// The tools of agent `web_browser`, implemented by the host: one method per declared tool capability (and guardrail tool), so a tool added to the spec does not compile until it is handled. Agents it uses as capabilities have no method: the runtime runs them (a nested engagement, or the remote agent's server).
-#[::async_trait::async_trait]
+#[::agentc::__private::async_trait::async_trait]
 pub trait WebBrowserTools: Send + Sync + 'static {
     /// Tool `fetch_page`: Fetches a web page through Acme's egress proxy and returns its text.
     ///
@@ -472,12 +525,18 @@ pub trait WebBrowserTools: Send + Sync + 'static {
         &self,
         input: FetchPageInput,
         call: StaticIdentityCall<'_>,
-    ) -> ::std::result::Result<FetchPageOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        FetchPageOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
     /// Guardrail tool `pii_detector`: Detects personal data (names with identifiers, ID numbers, card numbers) in text. It is given the text being checked (OAS-G2, OAS-G3).
     async fn pii_detector(
         &self,
         input: PiiDetectorInput,
-    ) -> ::std::result::Result<PiiDetectorOutput, ::agentc_runtime::ToolError>;
+    ) -> ::std::result::Result<
+        PiiDetectorOutput,
+        ::agentc::__private::agentc_runtime::ToolError,
+    >;
 }
 /// Runs the agent's tools through the host's methods, parsing each input
 /// into the agent's closed set of calls first.
@@ -485,16 +544,20 @@ struct WebBrowserBackend<T> {
     tools: ::std::sync::Arc<T>,
     capability: &'static str,
 }
-#[::async_trait::async_trait]
-impl<T: WebBrowserTools> ::agentc_runtime::ToolBackend for WebBrowserBackend<T> {
+#[::agentc::__private::async_trait::async_trait]
+impl<T: WebBrowserTools> ::agentc::__private::agentc_runtime::ToolBackend
+for WebBrowserBackend<T> {
     async fn invoke(
         &self,
-        input: &::serde_json::Value,
-        context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        input: &::agentc::__private::serde_json::Value,
+        context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         let call = WebBrowserCall::parse(self.capability, input)
             .map_err(|error| {
-                ::agentc_runtime::ToolError::InvalidInput {
+                ::agentc::__private::agentc_runtime::ToolError::InvalidInput {
                     tool: self.capability.to_string(),
                     detail: error.to_string(),
                 }
@@ -507,26 +570,37 @@ struct WebBrowserGuardrailBackend<T> {
     tools: ::std::sync::Arc<T>,
     tool: &'static str,
 }
-#[::async_trait::async_trait]
-impl<T: WebBrowserTools> ::agentc_runtime::ToolBackend
+#[::agentc::__private::async_trait::async_trait]
+impl<T: WebBrowserTools> ::agentc::__private::agentc_runtime::ToolBackend
 for WebBrowserGuardrailBackend<T> {
     async fn invoke(
         &self,
-        input: &::serde_json::Value,
-        _context: &::agentc_runtime::ToolContext,
-    ) -> ::std::result::Result<::serde_json::Value, ::agentc_runtime::ToolError> {
+        input: &::agentc::__private::serde_json::Value,
+        _context: &::agentc::__private::agentc_runtime::ToolContext,
+    ) -> ::std::result::Result<
+        ::agentc::__private::serde_json::Value,
+        ::agentc::__private::agentc_runtime::ToolError,
+    > {
         match self.tool {
             "pii_detector" => {
-                let input: PiiDetectorInput = ::serde_json::from_value(input.clone())
+                let input: PiiDetectorInput = ::agentc::__private::serde_json::from_value(
+                        input.clone(),
+                    )
                     .map_err(|error| {
-                        ::agentc_runtime::ToolError::InvalidInput {
+                        ::agentc::__private::agentc_runtime::ToolError::InvalidInput {
                             tool: "pii_detector".to_string(),
                             detail: error.to_string(),
                         }
                     })?;
                 support::output_json(self.tools.pii_detector(input).await?)
             }
-            other => Err(::agentc_runtime::ToolError::NoBackend(other.to_string())),
+            other => {
+                Err(
+                    ::agentc::__private::agentc_runtime::ToolError::NoBackend(
+                        other.to_string(),
+                    ),
+                )
+            }
         }
     }
 }
@@ -536,10 +610,10 @@ impl Hosted<agents::web_browser> {
     fn parts<T: WebBrowserTools>(
         tools: &::std::sync::Arc<T>,
     ) -> ::std::result::Result<
-        ::agentc_generated_support::hosting::AgentParts,
+        ::agentc::__private::agentc_generated_support::hosting::AgentParts,
         SetupError,
     > {
-        let spec = ::agentc_runtime::AgentSpec {
+        let spec = ::agentc::__private::agentc_runtime::AgentSpec {
             name: "web_browser".to_string(),
             description: "A research assistant that reads public web pages and summarises them for Acme staff."
                 .to_string(),
@@ -547,19 +621,19 @@ impl Hosted<agents::web_browser> {
                 .to_string(),
             owner: "oagent-platform@acme.example".to_string(),
             capabilities: ::std::vec::Vec::from([
-                ::agentc_runtime::CapabilitySpec {
+                ::agentc::__private::agentc_runtime::CapabilitySpec {
                     name: "fetch_page".to_string(),
-                    kind: ::agentc_runtime::spec::CapabilityKind::Tool,
+                    kind: ::agentc::__private::agentc_runtime::spec::CapabilityKind::Tool,
                     collect_results: true,
                     user_identity: false,
                     static_identity: Some(
                         ::std::sync::Arc::from("browser_service_account"),
                     ),
-                    input_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(policies::web_browser::input_fetch_page_check()?),
                     }),
-                    output_restriction: Some(::agentc_runtime::RestrictionSpec {
+                    output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::web_browser::output_fetch_page_check()?,
@@ -568,7 +642,7 @@ impl Hosted<agents::web_browser> {
                 },
             ]),
             input_guardrail: None,
-            output_guardrail: Some(::agentc_runtime::GuardrailSpec {
+            output_guardrail: Some(::agentc::__private::agentc_runtime::GuardrailSpec {
                 tool_name: "pii_detector".to_string(),
                 assertion: policies::web_browser::output_guardrail_check()?,
             }),
@@ -585,12 +659,12 @@ impl Hosted<agents::web_browser> {
             ]),
             retain_memory: true,
             short_circuit: Some(4u64),
-            call_limits: ::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
         };
-        Ok(::agentc_generated_support::hosting::AgentParts {
+        Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
             tools: ::std::vec::Vec::from([
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "fetch_page".to_string(),
                     description: "Fetches a web page through Acme's egress proxy and returns its text."
                         .to_string(),
@@ -603,7 +677,7 @@ impl Hosted<agents::web_browser> {
                         "{\"type\":\"object\",\"properties\":{\"status_code\":{\"type\":\"integer\"},\"content_type\":{\"type\":\"string\"},\"body\":{\"type\":\"string\"},\"final_url\":{\"type\":\"string\",\"format\":\"uri\"}},\"required\":[\"status_code\",\"content_type\",\"body\"]}",
                     )?,
                 },
-                ::agentc_runtime::ToolSpec {
+                ::agentc::__private::agentc_runtime::ToolSpec {
                     name: "pii_detector".to_string(),
                     description: "Detects personal data (names with identifiers, ID numbers, card numbers) in text."
                         .to_string(),
@@ -623,14 +697,20 @@ impl Hosted<agents::web_browser> {
                     ::std::sync::Arc::new(WebBrowserBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         capability: "fetch_page",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
                 (
                     "pii_detector",
                     ::std::sync::Arc::new(WebBrowserGuardrailBackend {
                         tools: ::std::sync::Arc::clone(tools),
                         tool: "pii_detector",
-                    }) as ::std::sync::Arc<dyn ::agentc_runtime::ToolBackend>,
+                    })
+                        as ::std::sync::Arc<
+                            dyn ::agentc::__private::agentc_runtime::ToolBackend,
+                        >,
                 ),
             ]),
         })
@@ -638,7 +718,7 @@ impl Hosted<agents::web_browser> {
     /// Sets up agent `web_browser` with the host's tools, writing its audit trail to `audit` (there is no default: `AuditLog::discard()` is the explicit choice of none); every check is built once here. Remote agents it uses are reached over HTTPS at the URLs of their references (see [`Hosted::with_remote_agents`]).
     pub fn new<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
     ) -> ::std::result::Result<Self, SetupError>
     where
         T: WebBrowserTools,
@@ -648,7 +728,7 @@ impl Hosted<agents::web_browser> {
     /// Like [`Hosted::new`], with the limits and endpoints of the remote agents that agent `web_browser` (or an agent it calls) uses.
     pub fn with_remote_agents<T>(
         tools: T,
-        audit: ::std::sync::Arc<::agentc_runtime::AuditLog>,
+        audit: ::std::sync::Arc<::agentc::__private::agentc_runtime::AuditLog>,
         remote: &RemoteAgents,
     ) -> ::std::result::Result<Self, SetupError>
     where
@@ -694,24 +774,32 @@ pub mod policies {
         /// The CEL object `FetchPageInputs`.
         #[derive(::std::default::Default)]
         pub struct FetchPageInputs {
-            pub url: ::agentc_cel_support::Text,
+            pub url: ::agentc::__private::agentc_cel_support::Text,
         }
         /// The CEL object `FetchPageOutputs`.
         #[derive(::std::default::Default)]
         pub struct FetchPageOutputs {
-            pub body: ::agentc_cel_support::Text,
-            pub content_type: ::agentc_cel_support::Text,
+            pub body: ::agentc::__private::agentc_cel_support::Text,
+            pub content_type: ::agentc::__private::agentc_cel_support::Text,
             pub status_code: i64,
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for History {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for History {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(History {
                     total: if reads.field(2) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "_total",
                             reads,
@@ -723,7 +811,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     fetch_page: if reads.field(3) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "fetch_page",
                             reads,
@@ -737,15 +825,19 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromRootFields for Recent {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromRootFields
+        for Recent {
             fn from_root_fields(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
                 root: &str,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
                 Ok(Recent {
                     fetch_page: if reads.field(4) {
-                        match ::agentc_generated_support::cel_roots::root_field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::root_field(
                             variables,
                             root,
                             "fetch_page",
@@ -760,15 +852,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInvocation {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for FetchPageInvocation {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(FetchPageInvocation {
                     inputs: if reads.field(5) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "inputs",
                             reads,
@@ -780,7 +880,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     outputs: if reads.field(6) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "outputs",
                             reads,
@@ -794,15 +894,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageInputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for FetchPageInputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(FetchPageInputs {
                     url: if reads.field(7) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "url",
                             reads,
@@ -816,15 +924,23 @@ pub mod policies {
                 })
             }
         }
-        impl ::agentc_generated_support::cel_roots::FromCel for FetchPageOutputs {
+        impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+        for FetchPageOutputs {
             fn from_cel(
-                value: ::agentc_generated_support::cel_roots::Source<'_>,
-                reads: ::agentc_generated_support::cel_roots::Reads,
-            ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                let map = ::agentc_generated_support::cel_roots::object(value)?;
+                value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                    '_,
+                >,
+                reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+            ) -> ::std::result::Result<
+                Self,
+                ::agentc::__private::agentc_runtime::CheckError,
+            > {
+                let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                    value,
+                )?;
                 Ok(FetchPageOutputs {
                     body: if reads.field(8) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "body",
                             reads,
@@ -836,7 +952,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     content_type: if reads.field(9) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "content_type",
                             reads,
@@ -848,7 +964,7 @@ pub mod policies {
                         ::std::default::Default::default()
                     },
                     status_code: if reads.field(10) {
-                        match ::agentc_generated_support::cel_roots::field(
+                        match ::agentc::__private::agentc_generated_support::cel_roots::field(
                             map,
                             "status_code",
                             reads,
@@ -872,13 +988,18 @@ pub mod policies {
         )]
         pub fn input_fetch_page(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(58u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
                                 __meter
                                     .str(
@@ -886,7 +1007,9 @@ pub mod policies {
                                             ::std::option::Option::Some(value) => value,
                                             ::std::option::Option::None => {
                                                 return ::std::result::Result::Err(
-                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                        "fetch_page",
+                                                    ),
                                                 );
                                             }
                                         })
@@ -899,14 +1022,21 @@ pub mod policies {
                         })() {
                             Ok(false) => false,
                             __left => {
-                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
                                         (!{
                                             __meter.steps(1u64);
                                             static PATTERN_1: ::std::sync::LazyLock<
-                                                ::std::result::Result<::regex::Regex, ::regex::Error>,
+                                                ::std::result::Result<
+                                                    ::agentc::__private::regex::Regex,
+                                                    ::agentc::__private::regex::Error,
+                                                >,
                                             > = ::std::sync::LazyLock::new(|| {
-                                                ::regex::RegexBuilder::new("^https://[^/?#]*[@A-Z]")
+                                                ::agentc::__private::regex::RegexBuilder::new(
+                                                        "^https://[^/?#]*[@A-Z]",
+                                                    )
                                                     .size_limit(1 << 20)
                                                     .dfa_size_limit(1 << 22)
                                                     .build()
@@ -918,7 +1048,9 @@ pub mod policies {
                                                             ::std::option::Option::Some(value) => value,
                                                             ::std::option::Option::None => {
                                                                 return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                        "fetch_page",
+                                                                    ),
                                                                 );
                                                             }
                                                         })
@@ -931,7 +1063,7 @@ pub mod policies {
                                                 (__text, Ok(__regex)) => __regex.is_match(__text),
                                                 (_, Err(_)) => {
                                                     return Err(
-                                                        ::agentc_cel_support::CelError::new(
+                                                        ::agentc::__private::agentc_cel_support::CelError::new(
                                                             "invalid regular expression",
                                                         ),
                                                     );
@@ -953,14 +1085,18 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
                                         (!{
                                             let mut __decided = false;
                                             let mut __error: ::std::option::Option<
-                                                ::agentc_cel_support::CelError,
+                                                ::agentc::__private::agentc_cel_support::CelError,
                                             > = None;
                                             for __item in ([
                                                 "intranet.acme.example",
@@ -976,7 +1112,9 @@ pub mod policies {
                                                     break;
                                                 }
                                                 let v_host = (*__item);
-                                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                                    _,
+                                                > {
                                                     Ok(
                                                         __meter
                                                             .str(
@@ -984,7 +1122,9 @@ pub mod policies {
                                                                     ::std::option::Option::Some(value) => value,
                                                                     ::std::option::Option::None => {
                                                                         return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                                "fetch_page",
+                                                                            ),
                                                                         );
                                                                     }
                                                                 })
@@ -1032,7 +1172,7 @@ pub mod policies {
                                 })() {
                                     Ok(false) => false,
                                     __left => {
-                                        match ::agentc_cel_support::CelResult::Ok(
+                                        match ::agentc::__private::agentc_cel_support::CelResult::Ok(
                                             (((&(root).history)).total < (40i64)),
                                         ) {
                                             Ok(false) => false,
@@ -1059,11 +1199,16 @@ pub mod policies {
         }
         /// Evaluates [`input_fetch_page`] over the engagement's variables.
         fn input_fetch_page_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xb7]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0xb7],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -1071,7 +1216,7 @@ pub mod policies {
                     Ok(value) => value,
                     Err(error) => return Err(error),
                 },
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1080,10 +1225,10 @@ pub mod policies {
                     Err(error) => return Err(error),
                 },
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = input_fetch_page(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -1091,11 +1236,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`input_fetch_page`].
         pub fn input_fetch_page_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history", "recent"],
                     input_fetch_page_evaluate,
                     super::super::support::interpreter(
@@ -1114,19 +1259,26 @@ pub mod policies {
         )]
         pub fn output_fetch_page(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(56u64);
             Ok(
-                (match (|| -> ::agentc_cel_support::CelResult<_> {
+                (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
                     Ok(
-                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
                                 ((match &(match &((&(root).recent)).fetch_page {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "fetch_page",
+                                            ),
                                         );
                                     }
                                 })
@@ -1135,7 +1287,9 @@ pub mod policies {
                                     ::std::option::Option::Some(value) => value,
                                     ::std::option::Option::None => {
                                         return ::std::result::Result::Err(
-                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                "outputs",
+                                            ),
                                         );
                                     }
                                 })
@@ -1144,9 +1298,13 @@ pub mod policies {
                         })() {
                             Ok(false) => false,
                             __left => {
-                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                    _,
+                                > {
                                     Ok(
-                                        (match (|| -> ::agentc_cel_support::CelResult<_> {
+                                        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                            _,
+                                        > {
                                             Ok(
                                                 __meter
                                                     .str(
@@ -1154,7 +1312,9 @@ pub mod policies {
                                                             ::std::option::Option::Some(value) => value,
                                                             ::std::option::Option::None => {
                                                                 return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                        "fetch_page",
+                                                                    ),
                                                                 );
                                                             }
                                                         })
@@ -1163,7 +1323,9 @@ pub mod policies {
                                                             ::std::option::Option::Some(value) => value,
                                                             ::std::option::Option::None => {
                                                                 return ::std::result::Result::Err(
-                                                                    ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                        "outputs",
+                                                                    ),
                                                                 );
                                                             }
                                                         })
@@ -1175,7 +1337,9 @@ pub mod policies {
                                         })() {
                                             Ok(true) => true,
                                             __left => {
-                                                match (|| -> ::agentc_cel_support::CelResult<_> {
+                                                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                                                    _,
+                                                > {
                                                     Ok(
                                                         __meter
                                                             .str(
@@ -1183,7 +1347,9 @@ pub mod policies {
                                                                     ::std::option::Option::Some(value) => value,
                                                                     ::std::option::Option::None => {
                                                                         return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                                "fetch_page",
+                                                                            ),
                                                                         );
                                                                     }
                                                                 })
@@ -1192,7 +1358,9 @@ pub mod policies {
                                                                     ::std::option::Option::Some(value) => value,
                                                                     ::std::option::Option::None => {
                                                                         return ::std::result::Result::Err(
-                                                                            ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                                                "outputs",
+                                                                            ),
                                                                         );
                                                                     }
                                                                 })
@@ -1226,16 +1394,20 @@ pub mod policies {
                 })() {
                     Ok(false) => false,
                     __left => {
-                        match (|| -> ::agentc_cel_support::CelResult<_> {
+                        match (|| -> ::agentc::__private::agentc_cel_support::CelResult<
+                            _,
+                        > {
                             Ok(
-                                (::agentc_cel_support::size_str(
+                                (::agentc::__private::agentc_cel_support::size_str(
                                     __meter
                                         .str(
                                             ((match &(match &((&(root).recent)).fetch_page {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("fetch_page"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "fetch_page",
+                                                        ),
                                                     );
                                                 }
                                             })
@@ -1244,7 +1416,9 @@ pub mod policies {
                                                 ::std::option::Option::Some(value) => value,
                                                 ::std::option::Option::None => {
                                                     return ::std::result::Result::Err(
-                                                        ::agentc_cel_support::CelError::no_such_key("outputs"),
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "outputs",
+                                                        ),
                                                     );
                                                 }
                                             })
@@ -1267,11 +1441,16 @@ pub mod policies {
         }
         /// Evaluates [`output_fetch_page`] over the engagement's variables.
         fn output_fetch_page_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x752]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x752],
+            );
             let root = Engagement {
-                recent: match ::agentc_generated_support::cel_roots::root_by_fields(
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
                     variables,
                     "recent",
                     reads,
@@ -1281,10 +1460,10 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = output_fetch_page(&root, &meter);
             match meter.settle(result) {
-                Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
@@ -1292,11 +1471,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`output_fetch_page`].
         pub fn output_fetch_page_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_fetch_page_evaluate,
                     super::super::support::interpreter(
@@ -1315,15 +1494,18 @@ pub mod policies {
         )]
         pub fn exposes_pages_fetched(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
-        ) -> ::std::result::Result<i64, ::agentc_cel_support::CelError> {
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            i64,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
             __meter.steps(14u64);
             Ok(
                 (if {
                     let _ = (&(root).history);
                     true
                 } {
-                    ::agentc_cel_support::size_len(
+                    ::agentc::__private::agentc_cel_support::size_len(
                         __meter
                             .list(&(((&(root).history)).fetch_page.as_slice())[..])
                             .len(),
@@ -1335,11 +1517,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_pages_fetched`] over the engagement's variables.
         fn exposes_pages_fetched_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x9]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x9],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -1349,7 +1536,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_pages_fetched(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -1360,11 +1547,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_pages_fetched`].
         pub fn exposes_pages_fetched_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_pages_fetched_evaluate,
                     super::super::support::interpreter(
@@ -1383,10 +1570,10 @@ pub mod policies {
         )]
         pub fn exposes_first_url(
             root: &Engagement,
-            __meter: &::agentc_cel_support::Meter,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
         ) -> ::std::result::Result<
             ::std::string::String,
-            ::agentc_cel_support::CelError,
+            ::agentc::__private::agentc_cel_support::CelError,
         > {
             __meter.steps(32u64);
             Ok(
@@ -1394,13 +1581,13 @@ pub mod policies {
                     let _ = (&(root).history);
                     true
                 }
-                    && (::agentc_cel_support::size_len(
+                    && (::agentc::__private::agentc_cel_support::size_len(
                         __meter
                             .list(&(((&(root).history)).fetch_page.as_slice())[..])
                             .len(),
                     ) > (0i64)))
                 {
-                    ((&(::agentc_cel_support::index(
+                    ((&(::agentc::__private::agentc_cel_support::index(
                         ((&(root).history)).fetch_page.as_slice(),
                         (0i64),
                     )?)
@@ -1415,11 +1602,16 @@ pub mod policies {
         }
         /// Evaluates [`exposes_first_url`] over the engagement's variables.
         fn exposes_first_url_evaluate(
-            variables: &dyn ::agentc_runtime::VariableSource,
-        ) -> ::std::result::Result<::agentc_cel::Value, ::agentc_runtime::CheckError> {
-            let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0xa9]);
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0xa9],
+            );
             let root = Engagement {
-                history: match ::agentc_generated_support::cel_roots::root(
+                history: match ::agentc::__private::agentc_generated_support::cel_roots::root(
                     variables,
                     "history",
                     reads,
@@ -1429,7 +1621,7 @@ pub mod policies {
                 },
                 ..::std::default::Default::default()
             };
-            let meter = ::agentc_cel_support::Meter::new();
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
             let result = exposes_first_url(&root, &meter);
             match meter.settle(result) {
                 Ok(selected) => super::super::support::cel_value(selected),
@@ -1440,11 +1632,11 @@ pub mod policies {
         ///
         /// Compiled to Rust: [`exposes_first_url`].
         pub fn exposes_first_url_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             Ok(
-                ::agentc_generated_support::cel_roots::compiled(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_first_url_evaluate,
                     super::super::support::interpreter(
@@ -1457,7 +1649,7 @@ pub mod policies {
         ///
         /// Interpreted by the runtime: the CEL compiler cannot compile this expression (an empty list literal).
         pub fn exposes_urls_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             super::super::support::interpreted(
@@ -1469,19 +1661,29 @@ pub mod policies {
             /// The CEL object `Fields`.
             #[derive(::std::default::Default)]
             pub struct Fields {
-                pub categories: ::std::vec::Vec<::agentc_cel_support::Text>,
+                pub categories: ::std::vec::Vec<
+                    ::agentc::__private::agentc_cel_support::Text,
+                >,
                 pub confidence: f64,
                 pub contains_pii: bool,
             }
-            impl ::agentc_generated_support::cel_roots::FromCel for Fields {
+            impl ::agentc::__private::agentc_generated_support::cel_roots::FromCel
+            for Fields {
                 fn from_cel(
-                    value: ::agentc_generated_support::cel_roots::Source<'_>,
-                    reads: ::agentc_generated_support::cel_roots::Reads,
-                ) -> ::std::result::Result<Self, ::agentc_runtime::CheckError> {
-                    let map = ::agentc_generated_support::cel_roots::object(value)?;
+                    value: ::agentc::__private::agentc_generated_support::cel_roots::Source<
+                        '_,
+                    >,
+                    reads: ::agentc::__private::agentc_generated_support::cel_roots::Reads,
+                ) -> ::std::result::Result<
+                    Self,
+                    ::agentc::__private::agentc_runtime::CheckError,
+                > {
+                    let map = ::agentc::__private::agentc_generated_support::cel_roots::object(
+                        value,
+                    )?;
                     Ok(Fields {
                         categories: if reads.field(0) {
-                            match ::agentc_generated_support::cel_roots::field(
+                            match ::agentc::__private::agentc_generated_support::cel_roots::field(
                                 map,
                                 "categories",
                                 reads,
@@ -1493,7 +1695,7 @@ pub mod policies {
                             ::std::default::Default::default()
                         },
                         confidence: if reads.field(1) {
-                            match ::agentc_generated_support::cel_roots::field(
+                            match ::agentc::__private::agentc_generated_support::cel_roots::field(
                                 map,
                                 "confidence",
                                 reads,
@@ -1505,7 +1707,7 @@ pub mod policies {
                             ::std::default::Default::default()
                         },
                         contains_pii: if reads.field(2) {
-                            match ::agentc_generated_support::cel_roots::field(
+                            match ::agentc::__private::agentc_generated_support::cel_roots::field(
                                 map,
                                 "contains_pii",
                                 reads,
@@ -1529,8 +1731,11 @@ pub mod policies {
             )]
             pub fn assertion(
                 root: &Fields,
-                __meter: &::agentc_cel_support::Meter,
-            ) -> ::std::result::Result<bool, ::agentc_cel_support::CelError> {
+                __meter: &::agentc::__private::agentc_cel_support::Meter,
+            ) -> ::std::result::Result<
+                bool,
+                ::agentc::__private::agentc_cel_support::CelError,
+            > {
                 __meter.steps(20u64);
                 Ok(
                     ((!((root).contains_pii && ((root).confidence >= (0.5f64))))
@@ -1558,13 +1763,15 @@ pub mod policies {
             }
             /// Evaluates [`assertion`] over the engagement's variables.
             fn assertion_evaluate(
-                variables: &dyn ::agentc_runtime::VariableSource,
+                variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
             ) -> ::std::result::Result<
-                ::agentc_cel::Value,
-                ::agentc_runtime::CheckError,
+                ::agentc::__private::agentc_cel::Value,
+                ::agentc::__private::agentc_runtime::CheckError,
             > {
-                let reads = ::agentc_generated_support::cel_roots::Reads::new(&[0x7]);
-                let root: Fields = match ::agentc_generated_support::cel_roots::fields(
+                let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                    &[0x7],
+                );
+                let root: Fields = match ::agentc::__private::agentc_generated_support::cel_roots::fields(
                     variables,
                     &["categories", "confidence", "contains_pii"],
                     reads,
@@ -1572,10 +1779,12 @@ pub mod policies {
                     Ok(root) => root,
                     Err(error) => return Err(error),
                 };
-                let meter = ::agentc_cel_support::Meter::new();
+                let meter = ::agentc::__private::agentc_cel_support::Meter::new();
                 let result = assertion(&root, &meter);
                 match meter.settle(result) {
-                    Ok(verdict) => Ok(::agentc_cel::Value::Bool(verdict)),
+                    Ok(verdict) => {
+                        Ok(::agentc::__private::agentc_cel::Value::Bool(verdict))
+                    }
                     Err(error) => Err(super::super::super::support::denial(error)),
                 }
             }
@@ -1583,11 +1792,11 @@ pub mod policies {
             ///
             /// Compiled to Rust: [`assertion`].
             pub fn assertion_check() -> ::std::result::Result<
-                ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+                ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
                 super::super::super::SetupError,
             > {
                 Ok(
-                    ::agentc_generated_support::cel_roots::compiled(
+                    ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                         &["categories", "confidence", "contains_pii"],
                         assertion_evaluate,
                         super::super::super::support::interpreter(
@@ -1599,7 +1808,7 @@ pub mod policies {
         }
         /// The guardrail's check.
         pub fn output_guardrail_check() -> ::std::result::Result<
-            ::std::sync::Arc<dyn ::agentc_runtime::Check>,
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
             super::super::SetupError,
         > {
             output_guardrail::assertion_check()
