@@ -1,6 +1,12 @@
 //! The seven tests, as the shared spec defines them ("The 7-test conformance suite",
 //! Agent OSI layer 6). Each returns pass (what it verified), fail (the evidence) or
 //! skip (why it cannot apply) — a test that cannot apply is never a pass.
+//!
+//! In order: the `Context` each test gets, the private `Tally` that turns passes and
+//! failures into one outcome, the shared helpers (skip reasons, valid input, requests,
+//! evidence); then the tests in the spec's order, `discovery` to `skill`. One file so
+//! that the seven read against the spec side by side and share `Tally` and `Context`'s
+//! private helpers without widening their visibility.
 
 use std::time::Duration;
 

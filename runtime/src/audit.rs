@@ -12,6 +12,13 @@
 //! the public key alone. Entries after the last checkpoint are not covered, and cutting
 //! whole checkpoints off the end is seen only by comparing the head with one kept
 //! elsewhere ([`VerifiedChain::head`]).
+//!
+//! In order: the keys and the checkpoint message they sign; the entry and record types;
+//! the line format (fixed-length hash tail, hex helpers, `entry_hash`, bodies in field
+//! order); the private `Chain` behind [`AuditLog`]; then [`verify`] and
+//! [`verify_signed`]. One file because writer and verifier must agree byte for byte on
+//! the tail, the hash and the signed message, and with both beside those private
+//! definitions one reading shows that what is written is what is verified.
 
 use std::io::{BufRead, Write};
 use std::sync::Mutex;

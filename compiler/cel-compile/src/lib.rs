@@ -30,6 +30,13 @@
 //! selecting a field or testing one with `has()` (it never compares, returns or copies an
 //! object whole), so a layout pruned to the fields its functions read serves them exactly,
 //! and the structs, conversions and copies of everything else need not exist.
+//!
+//! Sections, in order: the public types and [`prune_layout`]; *Names* (case, keywords,
+//! [`rust_field_names`]); *Struct definitions* (the private `StructNamer`,
+//! [`struct_definitions`], [`engagement_layout`]); *Expressions* (`Form`, the private
+//! `Compiler`, [`compile_function`]). One file because the two halves agree through
+//! private helpers they share: the same names, and each field's stored type (`Option`
+//! when not always present) matched by how compiled code reads it (`stored_form`).
 
 #![forbid(unsafe_code)]
 

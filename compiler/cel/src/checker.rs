@@ -5,6 +5,13 @@
 //! diagnostic gets the `Error` type, which is compatible with everything, so that one
 //! mistake is reported once. It also tracks which optional fields are known to be
 //! present because of an enclosing `has()` guard.
+//!
+//! In order: [`check`], [`check_assertion`] and the known function names; the `has()`
+//! facts (`access_path`, `facts_when_true`/`_false`); the private `Checker`'s method per
+//! node kind; the overload tables (`arithmetic_result`, `function_signature`); the
+//! hyphen help. One file because the methods share the `Checker`'s private scopes, facts
+//! and diagnostics, and the facts that `&&`, `||`, `?:` and filters make are the ones
+//! that selections of optional fields read.
 
 use crate::ast::{BinaryOp, Comprehension, ComprehensionKind, Expr, ExprKind, Literal, UnaryOp};
 use crate::diagnostic::{CelDiagnostic, CelErrorKind, Span, did_you_mean};

@@ -6,6 +6,13 @@
 //! 20,000 nested parentheses or a 50,000-long `a.b.c...` chain yields a `NestingTooDeep`
 //! diagnostic long before the native stack is at risk. Chains of unary and binary
 //! operators are parsed with loops, not recursion.
+//!
+//! In order: [`ParseLimits`] and the entry points (size and bracket pre-checks); the
+//! private `Parser`'s token helpers and `enter`/`leave`/`node` limit checks; the grammar
+//! from the ternary down to primaries, calls, structs and macros; the stack guard. One
+//! file because every rule counts against the same private `Parser` state (depth,
+//! comprehension nesting, node heights): one reading shows no recursive path skips a
+//! limit, and that state stays private.
 
 use crate::ast::{
     BinaryOp, Comprehension, ComprehensionKind, Expr, ExprKind, Literal, MapEntry, StructField,

@@ -1,6 +1,13 @@
 //! The semantic pass over the whole set of documents: names, references, identities,
 //! reviewers, tool schemas and bindings, handoff and manifest rules, and the CEL of
 //! every assertion and `exposes` value. Every problem is collected; nothing stops early.
+//!
+//! In order: [`Resolution`]; `check_documents`, which fixes the pass's order (handoffs
+//! and manifests, tools, names, each agent's references and fields, cycles, then CEL);
+//! the private `Checker`'s rule per document part; the CEL step (exposes in dependency
+//! order, then assertions and guardrails); free helpers (types, CEL diagnostics, RFC
+//! 3339). One file because every rule reports through that one `Checker` and the CEL
+//! step reads the references resolved before it, so the order is seen in one place.
 
 use crate::diagnostics::{Code, Diagnostic, FrontEndCode, Severity, did_you_mean};
 use crate::documents::agent::{AgentDocument, Capability, Restriction};

@@ -20,6 +20,13 @@
 //! (their JSON form), an absent or `null` optional field is `None`, and anything else
 //! that does not fit is an error — which denies (OAS-C8). A JSON value is read as the
 //! CEL value `agentc_cel::value_from_json` makes of it would be.
+//!
+//! In order: [`Source`], [`Object`] and [`Reads`]; [`FromCel`] and its impls over
+//! private helpers (`number`, `string`, `list_items`, `entries`, `mismatch`); the entry
+//! points generated code calls ([`field`], [`root`], [`root_field`], [`fields`],
+//! [`compiled`]); tests that read the same data by both routes. One file because the
+//! rules above are one contract: both routes share those private helpers, and the tests
+//! that prove they agree need both in view.
 
 // The generic impls and functions here are instantiated once per field type in every
 // generated crate, so they pass errors on with `match` rather than `?`, `map` or

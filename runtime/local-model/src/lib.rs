@@ -17,6 +17,13 @@
 //! The path checks, the settings and the constraint are plain Rust and always compiled,
 //! so `agentc run --model local:PATH` reports a bad path clearly even in a build without
 //! the feature; only [`LocalModel`] itself needs mistral.rs.
+//!
+//! In order: settings and errors; [`inspect_local_model`] and its bounded folder and
+//! GGUF readers; the constraint ([`bounded_schema`], [`tool_call_constraint`]) and its
+//! protocol ([`tool_instructions`], [`local_conversation`],
+//! [`parse_constrained_answer`]); the feature-gated `engine` ([`LocalModel`], sampler).
+//! One file because [`LocalModel`] loads and runs through exactly these checks and this
+//! protocol, whose constraint, instructions and parser are one JSON format.
 
 #![forbid(unsafe_code)]
 

@@ -1,6 +1,13 @@
 //! The engagements a server runs: starting them as tasks, recording their outcomes in
 //! the store, waiting for reviewers (OAS-C7) without holding anything that a restart
 //! would lose, resuming them after a restart, and draining them at shutdown.
+//!
+//! In order: config and error types; `Busy`; the [`Engine`]; `StoreReviewer` and
+//! `StoreCheckpoints` (the runtime's reviewer and checkpoints, backed by the store); the
+//! engine's start, resume, [`Engine::recover`], [`Engine::decide`], [`Engine::drain`].
+//! One file because the restart guarantees rest on private state these parts share and
+//! order (the waiter map `decide` and the reviewer meet in, `Busy`'s leave/enter around
+//! a park, the live-task map read before resuming), which a split would have to expose.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
