@@ -7,7 +7,7 @@ use std::sync::Arc;
 use agentc_cel::ast::ExprKind;
 use agentc_cel::{Activation, Expr, Value};
 
-use crate::engagement::Invocation;
+use crate::invocation::Invocation;
 
 /// Why a check could not give an answer; every such error denies (OAS-C8).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

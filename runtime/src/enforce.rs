@@ -13,7 +13,7 @@
 //! 9. output restriction assertion, then review (OAS-C6, OAS-C7, OAS-C8);
 //! 10. recording (OAS-C2), and only then is the output returned for the model.
 //!
-//! A review wait is saved first ([`crate::driver::WaitPoint`]). A call resumed after a
+//! A review wait is saved first ([`crate::context::WaitPoint`]). A call resumed after a
 //! restart with a result obtained before it ([`Caller::obtained`]) goes through every
 //! step but the input review (approved before that result existed) and steps 6 and 7.
 //!
@@ -27,14 +27,15 @@ use serde_json::json;
 
 use crate::audit::{AuditAction, AuditDetail, AuditRecord};
 use crate::check::{Check, JsonFields};
-use crate::credentials::Identity;
-use crate::driver::{
-    EngagementRequest, OuterCall, Runtime, WaitPoint, agent_output, run_nested_engagement,
+use crate::context::{
+    EngagementOutcome, EngagementRequest, NestedEngagements, OuterCall, Runtime, WaitPoint,
 };
+use crate::credentials::Identity;
 use crate::engagement::{
     Engagement, EngagementStatus, Invocation, Pending, RefusedCall, UserIdentity, share_or_copy,
 };
 use crate::model::{Model, ToolCall};
+use crate::remote::RemoteAgentTool;
 use crate::review::{ReviewDecision, ReviewRequest, call_hash};
 use crate::spec::{
     AgentSpec, CapabilityKind, CapabilitySpec, GuardrailSpec, RestrictionSpec, ReviewerRef,
@@ -557,20 +558,20 @@ async fn invoke_agent(
     let Some(text) = arguments.get("text").and_then(serde_json::Value::as_str) else {
         return Err(failed("the input has no `text`".to_string()));
     };
-    let outcome = run_nested_engagement(
-        runtime,
-        model,
-        EngagementRequest {
-            agent: callee,
-            user,
-            input: text,
-            memory: None,
-        },
-        parent,
-        depth,
-        outer,
-    )
-    .await;
+    let outcome = runtime
+        .run_nested(
+            model,
+            EngagementRequest {
+                agent: callee,
+                user,
+                input: text,
+                memory: None,
+            },
+            parent,
+            depth,
+            outer,
+        )
+        .await;
     agent_output(&callee.name, outcome)
 }
 
@@ -768,7 +769,8 @@ async fn invoke(
                 CapabilityKind::Tool => runtime.tool_timeout,
                 CapabilityKind::Agent | CapabilityKind::RemoteAgent { .. } => runtime.agent_timeout,
             };
-            match (&capability.kind, backend.remote_agent(), caller.wait_point) {
+            let remote = crate::tools::backend_as::<RemoteAgentTool>(backend.as_ref());
+            match (&capability.kind, remote, caller.wait_point) {
                 // A remote agent's engagement is saved at the wait point once started,
                 // so that a restart resumes it rather than engaging it again; the call
                 // keeps its deadline inside, so that a saved wait is always ended.
@@ -949,6 +951,40 @@ pub fn evaluate_exposes(
         }
     }
     Ok(exposes)
+}
+
+/// What an agent called as a tool returns to its caller: `{text}` and the callee's
+/// exposes (Reading: an agent as a tool); anything but a completed engagement is an
+/// error.
+pub(crate) fn agent_output(
+    callee: &str,
+    outcome: EngagementOutcome,
+) -> Result<serde_json::Value, ToolError> {
+    let failed = |detail: String| ToolError::Agent {
+        agent: callee.to_string(),
+        detail,
+    };
+    match (outcome.status, outcome.text) {
+        (EngagementStatus::Completed, Some(text)) => {
+            let mut output = serde_json::Map::new();
+            // The callee's text is the `text` field; an exposed key of the same name
+            // cannot replace it.
+            output.insert("text".to_string(), serde_json::Value::String(text));
+            for (key, value) in outcome.exposes {
+                output.entry(key).or_insert(value);
+            }
+            Ok(serde_json::Value::Object(output))
+        }
+        (EngagementStatus::Failed { reason }, _) => Err(failed(format!(
+            "engagement {} failed: {}",
+            outcome.engagement_id,
+            serde_json::to_string(&reason).unwrap_or_default()
+        ))),
+        (status, _) => Err(failed(format!(
+            "engagement {} ended without an answer ({status:?})",
+            outcome.engagement_id
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -17,11 +17,13 @@
 
 pub mod audit;
 pub mod check;
+mod context;
 pub mod credentials;
 pub mod driver;
 pub mod enforce;
 pub mod engagement;
 pub mod http;
+mod invocation;
 pub mod model;
 pub mod openai;
 pub mod remote;
@@ -42,7 +44,7 @@ pub use credentials::{
 pub use driver::{
     Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, EngagementSnapshot,
     Memory, Runtime, continue_engagement, fresh_engagement_id, fresh_id, resume_engagement,
-    run_engagement, run_engagement_with_id,
+    review_by_agent, run_engagement, run_engagement_with_id,
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
 pub use engagement::{
@@ -53,9 +55,7 @@ pub use http::{HttpTool, http_client};
 pub use model::{Message, Model, ModelError, ModelTurn, ScriptedModel, ToolCall, ToolDescription};
 pub use openai::OpenAiModel;
 pub use remote::{RemoteAgentTool, RemoteLimits, RemoteWait, remote_call_hash};
-pub use review::{
-    ReviewDecision, ReviewRequest, Reviewer, StaticReviewer, answer_approves, review_by_agent,
-};
+pub use review::{ReviewDecision, ReviewRequest, Reviewer, StaticReviewer, answer_approves};
 pub use spec::{
     AgentSpec, AuthScheme, CallLimits, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,
     RestrictionSpec, ReviewerRef, SpecError, SpecSet, ToolBinding, ToolBindingSpec, ToolSpec,

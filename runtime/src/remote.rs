@@ -31,33 +31,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
-use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+pub use crate::context::RemoteWait;
+use crate::context::{Runtime, WaitPoint};
 use crate::credentials::Identity;
-use crate::driver::{Runtime, WaitPoint};
 use crate::engagement::Engagement;
 use crate::http::{ReadError, http_client, read_limited};
 use crate::model::ToolCall;
 use crate::review::call_hash;
 use crate::spec::{AgentSpec, CapabilityKind, CapabilitySpec, SpecSet};
 use crate::tools::{ToolBackend, ToolContext, ToolError, ToolRegistry};
-
-/// A remote agent's engagement that a call has started (the POST answered 303 with its
-/// location), saved in the caller's snapshot so that a restart of the caller resumes
-/// the call by polling it rather than engaging the remote agent again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteWait {
-    /// The capability called: the remote agent's name.
-    pub capability: String,
-    /// The agent's URL the engagement was posted to; the location must be on its origin.
-    pub agent_url: String,
-    /// The absolute URL of the remote engagement's state.
-    pub location: String,
-    /// The hash of the call ([`remote_call_hash`]), which binds the saved location to
-    /// this call and input: a snapshot whose pending call differs is not resumed.
-    pub call_hash: String,
-}
 
 /// The hash that binds a saved remote engagement to the call that started it: the
 /// capability's name and the call's canonical input, under their own stage name so
@@ -160,7 +144,7 @@ fn bound_remote<'a>(
         .tools
         .get(&capability.name)
         .and_then(|tool| tool.backend().ok())
-        .and_then(|backend| backend.remote_agent())
+        .and_then(|backend| crate::tools::backend_as::<RemoteAgentTool>(backend.as_ref()))
         .ok_or_else(|| {
             format!(
                 "`{}` is not bound to a remote agent client, so its saved engagement cannot be polled",
@@ -644,10 +628,6 @@ impl ToolBackend for RemoteAgentTool {
             Ok(result) => result,
             Err(_) => Err(ToolError::Timeout(self.name.clone())),
         }
-    }
-
-    fn remote_agent(&self) -> Option<&RemoteAgentTool> {
-        Some(self)
     }
 }
 

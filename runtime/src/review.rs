@@ -85,63 +85,6 @@ impl Reviewer for StaticReviewer {
     }
 }
 
-/// Asks an agent to review a pending call (OAS-C7 Reading: `oagent://name` reviews as
-/// an agent). The reviewing agent is engaged with the request as JSON — the agent
-/// asking, the tool, the stage, the pending input (and output), and the engagement —
-/// and approves only when it completes and its answer begins with the word `approve`
-/// (or `approved`), case aside. Any other answer, a failure or a guardrail stop is a
-/// refusal (fail closed). The approval carries the request's own call hash, so it
-/// approves this call and no other.
-pub async fn review_by_agent(
-    runtime: &crate::driver::Runtime,
-    model: &dyn crate::model::Model,
-    reviewer: &crate::spec::AgentSpec,
-    request: &ReviewRequest,
-) -> ReviewDecision {
-    let question = serde_json::json!({
-        "review": "May the agent go on with this call? Answer `approve` or `deny`, with a reason.",
-        "agent": request.agent,
-        "tool": request.tool,
-        "stage": request.stage,
-        "inputs": request.inputs,
-        "outputs": request.outputs,
-        "engagement": request.engagement_state,
-    });
-    // Run as one level down, like an agent called as a tool, its parent the engagement
-    // under review: the depth limit applies, and its own wait points are part of this review rather than saved on their own.
-    let outcome = crate::driver::run_nested_engagement(
-        runtime,
-        model,
-        crate::driver::EngagementRequest {
-            agent: reviewer,
-            user: None,
-            input: &question.to_string(),
-            memory: None,
-        },
-        &request.engagement,
-        1,
-        None,
-    )
-    .await;
-    match (&outcome.status, outcome.text.as_deref()) {
-        (crate::engagement::EngagementStatus::Completed, Some(text)) if answer_approves(text) => {
-            ReviewDecision::Approve {
-                call_hash: request.call_hash.clone(),
-            }
-        }
-        (crate::engagement::EngagementStatus::Completed, Some(text)) => ReviewDecision::Refuse {
-            reason: format!("agent `{}` answered: {text}", reviewer.name),
-        },
-        (status, _) => ReviewDecision::Refuse {
-            reason: format!(
-                "agent `{}` did not complete its review: {}",
-                reviewer.name,
-                serde_json::to_string(status).unwrap_or_default()
-            ),
-        },
-    }
-}
-
 /// Whether a reviewing agent's answer approves: its first word is `approve` or
 /// `approved`, whatever the case and punctuation around it.
 pub fn answer_approves(text: &str) -> bool {

@@ -90,22 +90,37 @@ pub enum ToolError {
 }
 
 /// Something that performs a tool call.
+///
+/// Every backend can be seen as [`std::any::Any`] ([`BackendAny`], implemented for all
+/// of them), so that enforcement recognises the backends it treats specially (a remote
+/// agent client, whose call is made at the engagement's wait point) without this module
+/// knowing them.
 #[async_trait]
-pub trait ToolBackend: Send + Sync {
+pub trait ToolBackend: BackendAny + Send + Sync {
     /// Performs the call; the input has already passed every check.
     async fn invoke(
         &self,
         input: &serde_json::Value,
         context: &ToolContext,
     ) -> Result<serde_json::Value, ToolError>;
+}
 
-    /// This backend as a remote agent client, when it is one. A call of a remote
-    /// agent capability through it is then made at the call's wait point, where the
-    /// remote engagement's location is saved, so that a restart of this process
-    /// resumes the call instead of engaging the remote agent again.
-    fn remote_agent(&self) -> Option<&crate::remote::RemoteAgentTool> {
-        None
+/// A backend as [`std::any::Any`], for downcasting to a concrete backend type.
+pub trait BackendAny {
+    /// This backend, as `Any`.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> BackendAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
+}
+
+/// `backend` as a `T`, when it is one. Taking `&dyn ToolBackend` matters: called on an
+/// `Arc<dyn ToolBackend>`, `as_any` would see the `Arc` itself and never match.
+pub(crate) fn backend_as<T: std::any::Any>(backend: &dyn ToolBackend) -> Option<&T> {
+    backend.as_any().downcast_ref::<T>()
 }
 
 type NativeFn =

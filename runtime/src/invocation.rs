@@ -1,0 +1,99 @@
+//! One call of a capability as the engagement keeps it: the JSON it was made with, and
+//! the CEL value of `{inputs, outputs?}`, built from that JSON only when something
+//! interprets it. At the bottom of the runtime: the engagement records these, and a check
+//! reads them ([`crate::check::FieldLookup::Invocation`]) without knowing the engagement.
+
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use agentc_cel::engagement::field;
+use agentc_cel::{MapKey, Value, ValueMap};
+
+/// One invocation of a capability: a recorded one, or the pending call being checked
+/// (Reading: pending call), which is recorded as it was checked.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The input given.
+    pub inputs: Arc<serde_json::Value>,
+    /// The output: the pending call's once it has one, a recorded call's unless results
+    /// are not collected (OAS-C2).
+    pub outputs: Option<Arc<serde_json::Value>>,
+    /// `inputs` as a CEL value, built on first use; shared by the input and output
+    /// stages of one call, so that the interpreter converts an input once.
+    inputs_value: OnceLock<Value>,
+    /// `{inputs, outputs?}` as a CEL value, built on first use.
+    value: OnceLock<Value>,
+}
+
+/// The map keys of a call's and of `recent`'s CEL values, made once per process so that
+/// building those values clones them rather than allocating them.
+pub(crate) struct Keys {
+    pub(crate) inputs: MapKey,
+    pub(crate) outputs: MapKey,
+    pub(crate) name: MapKey,
+}
+
+pub(crate) static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    inputs: string_key(field::INPUTS),
+    outputs: string_key(field::OUTPUTS),
+    name: string_key(field::RECENT_NAME),
+});
+
+impl Invocation {
+    /// A call with its input only: the pending call at its input restriction, or a
+    /// recorded call whose results are not collected.
+    pub fn new(inputs: Arc<serde_json::Value>) -> Self {
+        Invocation {
+            inputs,
+            outputs: None,
+            inputs_value: OnceLock::new(),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The same call with its output, sharing the input's CEL value if it was built.
+    pub fn with_outputs(&self, outputs: Arc<serde_json::Value>) -> Self {
+        Invocation {
+            inputs: Arc::clone(&self.inputs),
+            outputs: Some(outputs),
+            inputs_value: self.inputs_value.clone(),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The same call without its output (OAS-C2: recorded without `collect_results`),
+    /// keeping the CEL values that do not include the output.
+    pub fn without_outputs(self) -> Self {
+        let value = if self.outputs.is_none() {
+            self.value
+        } else {
+            OnceLock::new()
+        };
+        Invocation {
+            inputs: self.inputs,
+            outputs: None,
+            inputs_value: self.inputs_value,
+            value,
+        }
+    }
+
+    /// `{inputs, outputs?}` as `recent.<name>` and `history.<name>` show it (OAS-E3),
+    /// as a CEL value: built from the JSON on the first call, then kept.
+    pub fn cel_value(&self) -> &Value {
+        self.value.get_or_init(|| {
+            let inputs = self
+                .inputs_value
+                .get_or_init(|| agentc_cel::value_from_json(&self.inputs));
+            let mut map = ValueMap::new();
+            map.insert(KEYS.inputs.clone(), inputs.clone());
+            if let Some(outputs) = &self.outputs {
+                map.insert(KEYS.outputs.clone(), agentc_cel::value_from_json(outputs));
+            }
+            Value::Map(Arc::new(map))
+        })
+    }
+}
+
+/// A CEL map key for a field name.
+pub(crate) fn string_key(text: &str) -> MapKey {
+    MapKey::String(Arc::from(text))
+}
