@@ -1145,42 +1145,4 @@ mod tests {
             FieldLookup::WholeVariableOnly
         ));
     }
-
-    /// A call's CEL value is built only when something interprets it, once, and an
-    /// output stage shares the input's converted value.
-    #[test]
-    fn a_calls_cel_value_is_built_on_demand_and_shared_between_stages() {
-        let call = Invocation::new(Arc::new(json!({"q": "leave"})));
-        assert!(call.value.get().is_none() && call.inputs_value.get().is_none());
-        let input_stage = call.cel_value().clone();
-        assert_eq!(
-            input_stage,
-            agentc_cel::value_from_json(&json!({"inputs": {"q": "leave"}}))
-        );
-        let with_output = call.with_outputs(Arc::new(json!({"n": 1})));
-        assert!(with_output.value.get().is_none());
-        let Some(Value::String(first)) = call.inputs_value.get().and_then(|v| match v {
-            Value::Map(map) => map.get_str("q").cloned(),
-            _ => None,
-        }) else {
-            panic!("the input's value was built")
-        };
-        let Value::Map(output_stage) = with_output.cel_value() else {
-            panic!("a map")
-        };
-        let Some(Value::Map(shared_inputs)) = output_stage.get_str("inputs") else {
-            panic!("inputs")
-        };
-        let Some(Value::String(second)) = shared_inputs.get_str("q") else {
-            panic!("q")
-        };
-        assert!(Arc::ptr_eq(&first, second), "the input was converted twice");
-        assert_eq!(
-            with_output.cel_value().clone(),
-            agentc_cel::value_from_json(&json!({"inputs": {"q": "leave"}, "outputs": {"n": 1}}))
-        );
-        // Recorded without its output (OAS-C2), the call shows no `outputs`.
-        let recorded = with_output.without_outputs();
-        assert_eq!(recorded.cel_value().clone(), input_stage);
-    }
 }
