@@ -7,7 +7,11 @@
 //!    strictly down the layers of [`LAYERS`] (dev-dependencies may point anywhere: tests
 //!    and benchmarks sit above everything). A crate missing from the table fails too, so
 //!    a new crate is placed deliberately.
-//! 2. What runs policies — the runtime, the generated crates' support and the generated
+//! 2. Inside the runtime crate, a module refers (`crate::<module>` outside comments and
+//!    its `mod tests`) only to modules of lower layers of [`RUNTIME_MODULE_LAYERS`]: no
+//!    cycle between modules, and the per-call order in `enforce` does not reach into the
+//!    engagement loop that calls it.
+//! 3. What runs policies — the runtime, the generated crates' support and the generated
 //!    crates themselves — links none of the code generator: no syn, quote, proc-macro2 or
 //!    prettyplease (other than inside third-party derive macros, which run at build time),
 //!    no terminal renderer of diagnostics, no agentc-cel-compile or agentc-codegen.
@@ -53,6 +57,37 @@ const LAYERS: &[&[&str]] = &[
     &["agentc-cli", "xtask", "agentc-generated-tests"],
 ];
 
+/// The runtime crate's modules, bottom layer first. A module may refer only to modules
+/// of lower layers (`lib.rs`, the façade, may refer to all).
+const RUNTIME_MODULE_LAYERS: &[&[&str]] = &[
+    // Leaves: the audit trail, credentials, a call's data, the model interface,
+    // repetition detection, schema validation.
+    &[
+        "audit",
+        "credentials",
+        "invocation",
+        "model",
+        "repetition",
+        "schema",
+    ],
+    // Checks over an engagement's variables.
+    &["check"],
+    // The engagement; the runtime's form of the spec.
+    &["engagement", "spec"],
+    // Reviewers; tool backends and the registry.
+    &["review", "tools"],
+    // The services an engagement runs with, snapshots and wait points.
+    &["context"],
+    // The HTTP client and HTTP tools.
+    &["http"],
+    // Adapters on HTTP: OpenAI-compatible models, remote agents.
+    &["openai", "remote"],
+    // The per-call enforcement order.
+    &["enforce"],
+    // The engagement loop.
+    &["driver"],
+];
+
 /// Crates whose linked dependencies must not include [`GENERATOR_CRATES`].
 const POLICY_RUNNERS: &[&str] = &[
     "agentc-cel-support",
@@ -79,6 +114,7 @@ const GENERATOR_CRATES: &[&str] = &[
 
 pub fn run(root: &Path) -> Result<(), String> {
     let mut problems = declared_dependencies_point_down(root)?;
+    problems.extend(runtime_modules_point_down(&root.join("runtime/src"))?);
     for crate_name in POLICY_RUNNERS {
         for linked in linked_crates(root, crate_name)? {
             if GENERATOR_CRATES.contains(&linked.as_str()) {
@@ -104,6 +140,86 @@ fn layer_of(crate_name: &str) -> Option<usize> {
 }
 
 /// Rule 1, from `cargo metadata --no-deps`.
+/// The problems with the runtime's module references (rule 2).
+fn runtime_modules_point_down(source: &Path) -> Result<Vec<String>, String> {
+    let layer_of = |module: &str| {
+        RUNTIME_MODULE_LAYERS
+            .iter()
+            .position(|layer| layer.contains(&module))
+    };
+    let mut problems = Vec::new();
+    let entries = std::fs::read_dir(source)
+        .map_err(|error| format!("cannot read {}: {error}", source.display()))?;
+    let mut files: Vec<_> = entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .collect();
+    files.sort();
+    for path in files {
+        let Some(module) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".rs"))
+        else {
+            problems.push(format!(
+                "runtime/src/{}: only modules of one file are expected",
+                path.display()
+            ));
+            continue;
+        };
+        if module == "lib" {
+            continue;
+        }
+        let Some(layer) = layer_of(module) else {
+            problems.push(format!(
+                "runtime module `{module}` has no layer in RUNTIME_MODULE_LAYERS"
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        for referenced in module_references(&text) {
+            if referenced == module {
+                continue;
+            }
+            match layer_of(&referenced) {
+                Some(lower) if lower < layer => {}
+                _ => problems.push(format!(
+                    "runtime module `{module}` refers to `crate::{referenced}`, which is not in a lower layer"
+                )),
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// The modules a runtime source file refers to as `crate::<module>`, outside comments
+/// and its `mod tests` (tests may reach anywhere).
+fn module_references(text: &str) -> std::collections::BTreeSet<String> {
+    let code = match text.find("#[cfg(test)]\nmod tests") {
+        Some(tests) => text.get(..tests).unwrap_or(text),
+        None => text,
+    };
+    let mut modules = std::collections::BTreeSet::new();
+    for line in code
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+    {
+        for (start, _) in line.match_indices("crate::") {
+            let name: String = line
+                .get(start + "crate::".len()..)
+                .unwrap_or("")
+                .chars()
+                .take_while(|character| character.is_ascii_alphanumeric() || *character == '_')
+                .collect();
+            if !name.is_empty() {
+                modules.insert(name);
+            }
+        }
+    }
+    modules
+}
+
 fn declared_dependencies_point_down(root: &Path) -> Result<Vec<String>, String> {
     let output = crate::cargo_command()
         .args(["metadata", "--no-deps", "--format-version", "1"])
@@ -201,5 +317,35 @@ mod tests {
         }
         assert_eq!(layer_of("agentc-cel"), Some(1));
         assert!(layer_of("agentc-runtime") < layer_of("agentc-codegen"));
+    }
+
+    #[test]
+    fn runtime_module_references_skip_comments_and_tests() {
+        let text = "//! [`crate::driver`]\nuse crate::check::Check;\nfn f() { crate::audit::x(); }\n\
+                    #[cfg(test)]\nmod tests { use crate::driver::X; }\n";
+        let found: Vec<String> = module_references(text).into_iter().collect();
+        assert_eq!(found, ["audit", "check"]);
+    }
+
+    #[test]
+    fn a_runtime_module_referring_up_is_reported() {
+        let directory = std::env::temp_dir().join(format!("agentc-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        std::fs::write(
+            directory.join("check.rs"),
+            "use crate::invocation::Invocation;\n",
+        )
+        .unwrap();
+        std::fs::write(
+            directory.join("enforce.rs"),
+            "use crate::driver::Runtime;\n",
+        )
+        .unwrap();
+        std::fs::write(directory.join("surprise.rs"), "\n").unwrap();
+        let problems = runtime_modules_point_down(&directory).unwrap();
+        std::fs::remove_dir_all(&directory).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("`enforce` refers to `crate::driver`"));
+        assert!(problems[1].contains("`surprise` has no layer"));
     }
 }
