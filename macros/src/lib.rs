@@ -8,9 +8,10 @@
 //! mod hr {}
 //! ```
 //!
-//! The expansion uses the same crates as a generated crate does (`agentc-runtime`,
-//! `agentc-cel`, `agentc-cel-support`, `agentc-generated-support`, `async-trait`, `regex`,
-//! `schemars`, `serde`, `serde_json`), so the calling crate depends on them. A spec with errors expands to a
+//! Users reach this crate through the `agentc` façade (`#[agentc::agent]`), and the
+//! expansion refers only to `::agentc` (its hidden `__private` module holds what
+//! generated code needs), so the calling crate depends on `agentc` and nothing else of
+//! ours. A spec with errors expands to a
 //! `compile_error!` holding every diagnostic, rendered with file:line:col as
 //! `agentc check` prints it. Each spec file is included with `include_bytes!`, so that
 //! cargo re-runs the macro when a file changes (a file added to a directory is only seen
@@ -152,7 +153,8 @@ fn expand(
 ///   (a mismatch is a refused call, never a panic) and encoding `Out`.
 ///
 /// `In` and `Out` derive `serde::Deserialize`/`Serialize` and `schemars::JsonSchema`; the
-/// calling crate depends on `agentc-runtime`, `async-trait`, `schemars` and `serde_json`.
+/// calling crate depends on `agentc` and, for those derives on its own types, on `serde`
+/// and `schemars`.
 #[proc_macro_attribute]
 pub fn tool(attribute: TokenStream, item: TokenStream) -> TokenStream {
     let attribute = proc_macro2::TokenStream::from(attribute);
