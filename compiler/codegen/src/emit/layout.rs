@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use agentc_cel::ObjectType;
+use agentc_cel::engagement::field;
 use agentc_cel_compile::{FieldReads, struct_definitions, struct_object_names};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::quote;
@@ -313,10 +314,12 @@ fn recent_struct_name(file: &syn::File) -> Option<syn::Ident> {
         if item.ident != "Engagement" {
             return None;
         }
-        let field = item
-            .fields
-            .iter()
-            .find(|field| field.ident.as_ref().is_some_and(|ident| ident == "recent"))?;
+        let field = item.fields.iter().find(|field| {
+            field
+                .ident
+                .as_ref()
+                .is_some_and(|ident| ident == field::RECENT)
+        })?;
         let syn::Type::Path(path) = &field.ty else {
             return None;
         };

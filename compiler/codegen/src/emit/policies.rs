@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use agentc_cel::engagement::field;
 use agentc_cel::{ObjectType, Type};
 use agentc_cel_compile::{
     CompiledFunction, FieldReads, compile_assertion, compile_function, engagement_layout,
@@ -166,15 +167,15 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
     let reads = check_reads(site, &compiled, numbers);
     let build_root = if let CheckRoot::Engagement = site.root {
         let assignments = roots.iter().map(|root| {
-            let field = ident(root);
+            let root_field = ident(root);
             // `recent` is read field by field (see `from_root_fields_impl`).
-            let read = if *root == "recent" {
+            let read = if *root == field::RECENT {
                 quote!(::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(variables, #root, reads))
             } else {
                 quote!(::agentc::__private::agentc_generated_support::cel_roots::root(variables, #root, reads))
             };
             quote! {
-                #field: match #read {
+                #root_field: match #read {
                     Ok(value) => value,
                     Err(error) => return Err(error),
                 },
