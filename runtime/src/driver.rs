@@ -6,12 +6,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::audit::{AuditAction, AuditDetail, AuditRecord};
-use crate::context::RemoteWait;
-pub use crate::context::{
-    Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, EngagementSnapshot,
-    Memory, Runtime, fresh_engagement_id, fresh_id,
+use crate::context::{
+    EngagementOutcome, EngagementRequest, EngagementSnapshot, NestedEngagements, Nesting,
+    OuterCall, RemoteWait, Runtime, WaitPoint, fresh_engagement_id,
 };
-use crate::context::{NestedEngagements, Nesting, OuterCall, WaitPoint};
 use crate::enforce::{
     CallOutcome, Caller, Refusal, agent_output, enforce_call_as, evaluate_exposes, run_guardrail,
 };

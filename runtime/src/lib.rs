@@ -38,13 +38,15 @@ pub use audit::{
     DEFAULT_CHECKPOINT_INTERVAL, VerifiedChain, verify, verify_signed,
 };
 pub use check::{CelCheck, Check, CheckError, FieldLookup, FnCheck, VariableSource};
+pub use context::{
+    Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, EngagementSnapshot,
+    Memory, RemoteWait, Runtime, fresh_engagement_id, fresh_id,
+};
 pub use credentials::{
     CredentialError, CredentialProvider, EnvCredentials, Identity, InMemoryCredentials, Secret,
 };
 pub use driver::{
-    Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, EngagementSnapshot,
-    Memory, Runtime, continue_engagement, fresh_engagement_id, fresh_id, resume_engagement,
-    review_by_agent, run_engagement, run_engagement_with_id,
+    continue_engagement, resume_engagement, review_by_agent, run_engagement, run_engagement_with_id,
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
 pub use engagement::{
@@ -54,7 +56,7 @@ pub use engagement::{
 pub use http::{HttpTool, http_client};
 pub use model::{Message, Model, ModelError, ModelTurn, ScriptedModel, ToolCall, ToolDescription};
 pub use openai::OpenAiModel;
-pub use remote::{RemoteAgentTool, RemoteLimits, RemoteWait, remote_call_hash};
+pub use remote::{RemoteAgentTool, RemoteLimits, remote_call_hash};
 pub use review::{ReviewDecision, ReviewRequest, Reviewer, StaticReviewer, answer_approves};
 pub use spec::{
     AgentSpec, AuthScheme, CallLimits, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,

@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use tokio::sync::OnceCell;
 
-pub use crate::context::RemoteWait;
+use crate::context::RemoteWait;
 use crate::context::{Runtime, WaitPoint};
 use crate::credentials::Identity;
 use crate::engagement::Engagement;

@@ -273,35 +273,38 @@ fn declared_dependencies_point_down(root: &Path) -> Result<Vec<String>, String> 
 /// The crates `crate_name` links (normal dependencies, without what proc macros use at
 /// build time), from `cargo tree`, resolved for that crate alone.
 fn linked_crates(root: &Path, crate_name: &str) -> Result<Vec<String>, String> {
-    let output = crate::cargo_command()
-        .args([
-            "tree",
-            "-p",
-            crate_name,
-            "-e",
-            "normal,no-proc-macro",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
-        .current_dir(root)
+    let mut command = crate::cargo_command();
+    command.current_dir(root);
+    let mut names = tree_packages(command, &["-p", crate_name, "-e", "normal,no-proc-macro"])?;
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The package names `cargo tree --prefix none --format {p}` lists with `arguments`, in
+/// its order (the root crate first), run by `command` (which says where, and with which
+/// target directory).
+pub(crate) fn tree_packages(
+    mut command: std::process::Command,
+    arguments: &[&str],
+) -> Result<Vec<String>, String> {
+    let output = command
+        .args(["tree", "--prefix", "none", "--format", "{p}"])
+        .args(arguments)
         .output()
         .map_err(|error| format!("cannot run cargo tree: {error}"))?;
     if !output.status.success() {
         return Err(format!(
-            "cargo tree -p {crate_name} failed: {}",
+            "cargo tree {} failed: {}",
+            arguments.join(" "),
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+    Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| line.split_whitespace().next())
         .map(str::to_string)
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
+        .collect())
 }
 
 #[cfg(test)]

@@ -150,23 +150,7 @@ fn expect_direct_dependencies(
 
 /// The package names `cargo tree` lists for the crate in `directory`, in order.
 fn tree(root: &Path, directory: &Path, arguments: &[&str]) -> Result<Vec<String>, String> {
-    let output = command_in(root, directory)
-        .args(["tree", "--prefix", "none", "--format", "{p}"])
-        .args(arguments)
-        .output()
-        .map_err(|error| format!("cannot run cargo tree: {error}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo tree in {} failed: {}",
-            directory.display(),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_string)
-        .collect();
+    let mut names = crate::layers::tree_packages(command_in(root, directory), arguments)?;
     names.dedup();
     Ok(names)
 }
