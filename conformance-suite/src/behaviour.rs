@@ -30,7 +30,7 @@ const MAX_CASE_FILE_BYTES: u64 = 1024 * 1024;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseFile {
-    /// The clause checked, e.g. `OAS-C5`.
+    /// The clause checked, e.g. `OAS-C5`, or an agentc extension's, e.g. `AGX-P1`.
     pub clause: String,
     /// What the clause requires, in a sentence.
     pub title: String,
@@ -211,9 +211,10 @@ pub fn parse_case_file(text: &str) -> Result<CaseFile, String> {
     };
     let file: CaseFile =
         serde_json::from_value(document.root.to_json()).map_err(|error| error.to_string())?;
-    if !file.clause.starts_with("OAS-") {
+    if !file.clause.starts_with("OAS-") && !file.clause.starts_with("AGX-") {
         return Err(format!(
-            "`clause: {}` does not name an OpenAgentSpec clause (OAS-…)",
+            "`clause: {}` names neither an OpenAgentSpec clause (OAS-…) nor an agentc \
+             extension (AGX-…, docs/spec-extensions.md)",
             file.clause
         ));
     }

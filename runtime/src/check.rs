@@ -44,6 +44,12 @@ pub trait VariableSource {
     fn field(&self, _variable: &str, _field: &str) -> FieldLookup<'_> {
         FieldLookup::WholeVariableOnly
     }
+
+    /// What provenance questions (`fromUser()`, `fromTool(…)`, AGX-P1) are answered
+    /// from; `None` (the default) where there is no engagement, where they fail and deny.
+    fn sources(&self) -> Option<Arc<agentc_cel::provenance::Sources>> {
+        None
+    }
 }
 
 /// What [`VariableSource::field`] answers.
@@ -99,6 +105,9 @@ pub struct CelCheck {
     text: String,
     program: Arc<agentc_cel::Program>,
     roots: Vec<String>,
+    /// Whether the expression asks a provenance question, so that only such checks
+    /// take the engagement's sources.
+    asks_provenance: bool,
 }
 
 impl CelCheck {
@@ -113,7 +122,7 @@ impl CelCheck {
                 .join("; "),
         })?;
         let mut roots = Vec::new();
-        collect_roots(&expr, &mut roots);
+        let asks_provenance = collect_roots(&expr, &mut roots);
         roots.sort();
         roots.dedup();
         // Prepared once here, so each tool call only evaluates (no per-call preparation).
@@ -122,6 +131,7 @@ impl CelCheck {
             text: text.to_string(),
             program,
             roots,
+            asks_provenance,
         })
     }
 
@@ -131,16 +141,26 @@ impl CelCheck {
     }
 }
 
-/// Collects every identifier an expression names, without recursion limits mattering:
-/// the parser already bounds expression depth.
-fn collect_roots(expr: &Expr, roots: &mut Vec<String>) {
+/// Collects every identifier an expression names, without recursion limits mattering
+/// (the parser already bounds expression depth), and says whether it calls a provenance
+/// question (`fromUser`, `fromTool`, `fromTrusted`, `fromUntrusted`).
+fn collect_roots(expr: &Expr, roots: &mut Vec<String>) -> bool {
+    let mut asks_provenance = false;
     let mut stack = vec![expr];
     while let Some(node) = stack.pop() {
-        if let ExprKind::Ident(name) = &node.kind {
-            roots.push(name.trim_start_matches('.').to_string());
+        match &node.kind {
+            ExprKind::Ident(name) => roots.push(name.trim_start_matches('.').to_string()),
+            ExprKind::Call { function, .. } => {
+                asks_provenance |= matches!(
+                    function.as_str(),
+                    "fromUser" | "fromTool" | "fromTrusted" | "fromUntrusted"
+                );
+            }
+            _ => {}
         }
         stack.extend(node.children());
     }
+    asks_provenance
 }
 
 impl Check for CelCheck {
@@ -154,6 +174,11 @@ impl Check for CelCheck {
             if let Some(value) = variables.variable(root) {
                 activation.insert(root.clone(), value);
             }
+        }
+        if self.asks_provenance
+            && let Some(sources) = variables.sources()
+        {
+            activation.set_sources(sources);
         }
         self.program
             .evaluate(&activation)

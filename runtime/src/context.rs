@@ -389,7 +389,9 @@ impl Nesting<'_> {
 /// enforcement needs it; implemented by the engagement loop (`driver`).
 pub(crate) trait NestedEngagements {
     /// Runs the engagement of an agent called by the engagement `parent`, which its
-    /// audit entries name, `depth` agents below the engagement the user started; with
+    /// audit entries name, `depth` agents below the engagement the user started. Its
+    /// `request` (AGX-E1) is `parent_request`, the words of the user who started the
+    /// chain, never the text its caller (a model) sent it; with
     /// `outer`, its wait points are saved inside the snapshot of the engagement that
     /// called it. Boxed, because an agent's engagement can contain another agent's,
     /// and a recursive future must have a known size.
@@ -398,6 +400,7 @@ pub(crate) trait NestedEngagements {
         model: &'a dyn Model,
         request: EngagementRequest<'a>,
         parent: &'a str,
+        parent_request: &'a [Arc<str>],
         depth: usize,
         outer: Option<&'a OuterCall<'a>>,
     ) -> Pin<Box<dyn Future<Output = EngagementOutcome> + Send + 'a>>;

@@ -171,6 +171,7 @@ impl NestedEngagements for Runtime {
         model: &'a dyn Model,
         request: EngagementRequest<'a>,
         parent: &'a str,
+        parent_request: &'a [Arc<str>],
         depth: usize,
         outer: Option<&'a OuterCall<'a>>,
     ) -> Pin<Box<dyn Future<Output = EngagementOutcome> + Send + 'a>> {
@@ -180,7 +181,8 @@ impl NestedEngagements for Runtime {
                 Err(detail) => return unidentified(request.agent, detail),
             };
             let nesting = Nesting { depth, outer };
-            let outcome = run_engagement_at(self, model, request, &id, Some(parent), nesting).await;
+            let parent = Some((parent, parent_request));
+            let outcome = run_engagement_at(self, model, request, &id, parent, nesting).await;
             checkpointed(self, outcome)
         })
     }
@@ -191,16 +193,22 @@ async fn run_engagement_at(
     model: &dyn Model,
     request: EngagementRequest<'_>,
     id: &str,
-    parent: Option<&str>,
+    parent: Option<(&str, &[Arc<str>])>,
     nesting: Nesting<'_>,
 ) -> EngagementOutcome {
     let agent = request.agent;
     let names = capability_names(agent);
     let started_at = now();
     let mut engagement = Engagement::new(id, &agent.name, &names, request.user, started_at);
-    if let Some(parent) = parent {
-        engagement = engagement.with_parent(parent);
+    if let Some((parent_id, parent_request)) = parent {
+        engagement = engagement.with_parent(parent_id);
+        // AGX-E1: an agent called as a tool sees the words of the user who started the
+        // chain; its input came from a model, so it is not the user's request.
+        for text in parent_request {
+            engagement.record_user_input(text);
+        }
     }
+    let parent = parent.map(|(parent_id, _)| parent_id);
     tracing::info!(engagement = %id, parent = ?parent, agent = %agent.name, depth = nesting.depth, "engagement created");
     let mut messages = vec![Message::System {
         content: agent.intent.clone(),
@@ -566,6 +574,11 @@ async fn add_user_input(
         );
         return None;
     }
+    // AGX-E1: the user's own words join the request; an agent called as a tool got its
+    // input from a model, and has its caller's request instead (`run_engagement_at`).
+    if nesting.depth == 0 {
+        conversation.engagement.record_user_input(input);
+    }
     conversation.messages.push(Message::User {
         content: input.to_string(),
     });
@@ -803,6 +816,9 @@ pub async fn review_by_agent(
                 memory: None,
             },
             &request.engagement,
+            // A reviewing agent is not asked for by the user: nothing it reads is the
+            // user's request.
+            &[],
             1,
             None,
         )

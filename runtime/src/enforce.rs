@@ -511,7 +511,16 @@ pub async fn enforce_call_as(
     caller: Caller<'_>,
 ) -> CallOutcome {
     match enforce_call_inner(runtime, agent, engagement, call, caller).await {
-        Ok(output) => CallOutcome::Returned(output),
+        Ok(output) => {
+            // AGX-P1: the model is about to see this output, so what it holds becomes a
+            // source later calls' values may have come from, labelled by its schema.
+            let schema = runtime
+                .tools
+                .get(&call.name)
+                .map(|tool| &tool.spec.output_schema);
+            engagement.observe_output(&call.name, &output, schema);
+            CallOutcome::Returned(output)
+        }
         Err(refusal) => CallOutcome::Refused(refusal),
     }
 }
@@ -533,6 +542,7 @@ async fn invoke_agent(
     runtime: &Runtime,
     callee: &AgentSpec,
     parent: &str,
+    parent_request: &[Arc<str>],
     user: Option<UserIdentity>,
     arguments: &serde_json::Value,
     caller: Caller<'_>,
@@ -568,6 +578,7 @@ async fn invoke_agent(
                 memory: None,
             },
             parent,
+            parent_request,
             depth,
             outer,
         )
@@ -809,6 +820,7 @@ async fn invoke(
                     runtime,
                     &callee,
                     engagement.id(),
+                    engagement.request(),
                     engagement.user().cloned(),
                     &context.call.arguments,
                     caller,

@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use agentc_cel::engagement::field;
+use agentc_cel::provenance::Sources;
 use agentc_cel::{MapKey, Timestamp, Value, ValueMap};
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +123,13 @@ pub struct Engagement {
     started_at: Option<Timestamp>,
     user: Option<UserIdentity>,
     user_value: Value,
+    /// The user's inputs, in order (AGX-E1), as given; `request_value` is their CEL list.
+    request: Vec<Arc<str>>,
+    request_value: Value,
+    /// What provenance questions are answered from (AGX-P1): the request and the string
+    /// leaves of every output the model was given. Shared with a check's activation
+    /// while it runs, and copied on the next change only if a check still holds it.
+    sources: Arc<Sources>,
     names: Vec<Arc<str>>,
     /// Per capability, its invocations in order; `recent.<name>` is the last one.
     per_capability: Vec<Vec<Invocation>>,
@@ -180,6 +188,9 @@ impl Engagement {
             started_at,
             user,
             user_value: Value::Map(Arc::new(user_map)),
+            request: Vec::new(),
+            request_value: Value::List(Arc::from(Vec::new())),
+            sources: Arc::new(Sources::new()),
             per_capability: vec![Vec::new(); names.len()],
             names,
             list: Vec::new(),
@@ -395,6 +406,47 @@ impl Engagement {
         }
     }
 
+    /// Adds one of the user's inputs to `request` (AGX-E1) and to the provenance sources.
+    pub fn record_user_input(&mut self, text: &str) {
+        let text: Arc<str> = Arc::from(text);
+        Arc::make_mut(&mut self.sources).add_request(&text);
+        self.request.push(text);
+        self.request_value = Value::List(Arc::from(
+            self.request
+                .iter()
+                .map(|text| Value::String(Arc::clone(text)))
+                .collect::<Vec<_>>(),
+        ));
+    }
+
+    /// The user's inputs of this engagement, in order (AGX-E1).
+    pub fn request(&self) -> &[Arc<str>] {
+        &self.request
+    }
+
+    /// Records the string leaves of an output the model is given (AGX-P1), labelled by
+    /// the capability's output schema (see [`crate::provenance`]).
+    pub fn observe_output(
+        &mut self,
+        capability: &str,
+        output: &serde_json::Value,
+        schema: Option<&serde_json::Value>,
+    ) {
+        let leaves = crate::provenance::output_leaves(output, schema);
+        if leaves.is_empty() {
+            return;
+        }
+        let sources = Arc::make_mut(&mut self.sources);
+        for leaf in leaves {
+            sources.add_leaf(capability, &leaf.path, leaf.text, leaf.trusted);
+        }
+    }
+
+    /// What provenance questions are answered from.
+    pub fn sources(&self) -> &Arc<Sources> {
+        &self.sources
+    }
+
     /// Records a refused or failed call, outside `history._list`.
     pub fn record_refused(&mut self, call: RefusedCall) {
         self.refused.push(call);
@@ -484,6 +536,17 @@ impl Engagement {
             agent: self.agent.to_string(),
             started_at: self.started_at.map(|started| started.to_string()),
             user: self.user.clone(),
+            request: self.request.iter().map(|text| text.to_string()).collect(),
+            observed: self
+                .sources
+                .leaves()
+                .map(|(tool, path, text, trusted)| ObservedLeaf {
+                    tool: tool.to_string(),
+                    path: path.to_string(),
+                    text: text.to_string(),
+                    trusted,
+                })
+                .collect(),
             history,
             refused: self.refused.clone(),
         }
@@ -518,6 +581,13 @@ impl Engagement {
             started_at,
         );
         engagement.parent = state.parent.as_deref().map(Arc::from);
+        for text in &state.request {
+            engagement.record_user_input(text);
+        }
+        let sources = Arc::make_mut(&mut engagement.sources);
+        for leaf in &state.observed {
+            sources.add_leaf(&leaf.tool, &leaf.path, &leaf.text, leaf.trusted);
+        }
         for invocation in &state.history {
             let Some(index) = capability_names
                 .iter()
@@ -580,6 +650,13 @@ impl Engagement {
                 .unwrap_or_default(),
         );
         object.insert(field::USER.into(), value_to_json(&self.user_value));
+        object.insert(
+            field::REQUEST.into(),
+            self.request
+                .iter()
+                .map(|text| serde_json::Value::String(text.to_string()))
+                .collect(),
+        );
         object.insert(field::RECENT.into(), serde_json::Value::Object(recent));
         object.insert(field::HISTORY.into(), serde_json::Value::Object(history));
         object.insert(
@@ -606,6 +683,19 @@ pub struct RecordedInvocation {
     pub outputs: Option<serde_json::Value>,
 }
 
+/// One string leaf of an output the model was given, as provenance keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedLeaf {
+    /// The capability whose output it is.
+    pub tool: String,
+    /// Its path in the output (keys joined by `.`).
+    pub path: String,
+    /// Its text, folded (`agentc_cel::provenance::fold`).
+    pub text: String,
+    /// Whether the output schema trusts it.
+    pub trusted: bool,
+}
+
 /// An engagement as plain, storable data ([`Engagement::state`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngagementState {
@@ -622,6 +712,12 @@ pub struct EngagementState {
     /// The engaging user.
     #[serde(default)]
     pub user: Option<UserIdentity>,
+    /// The user's inputs, in order (AGX-E1).
+    #[serde(default)]
+    pub request: Vec<String>,
+    /// The string leaves of the outputs the model was given, folded (AGX-P1).
+    #[serde(default)]
+    pub observed: Vec<ObservedLeaf>,
     /// Every recorded invocation, in `history._list` order.
     #[serde(default)]
     pub history: Vec<RecordedInvocation>,
@@ -658,6 +754,7 @@ impl VariableSource for EngagementScope<'_> {
             // Without a valid clock `started_at` is unbound, so checks reading it deny.
             field::STARTED_AT => engagement.started_at.map(Value::Timestamp),
             field::USER => Some(engagement.user_value.clone()),
+            field::REQUEST => Some(engagement.request_value.clone()),
             field::RECENT => match self.pending {
                 None => Some(Value::Map(Arc::clone(engagement.recent_map()))),
                 Some(pending) => {
@@ -682,6 +779,10 @@ impl VariableSource for EngagementScope<'_> {
             _ => None,
         }
     }
+    fn sources(&self) -> Option<Arc<Sources>> {
+        Some(Arc::clone(&self.engagement.sources))
+    }
+
     /// The fields of `recent` one by one, with the pending call among them, exactly as
     /// [`EngagementScope::variable`]'s copy of the map holds them: a call is given as
     /// its [`Invocation`], whose JSON a compiled check reads without a CEL value.
@@ -1025,12 +1126,26 @@ mod tests {
                 (capability == 0).then(|| Arc::new(output.clone())),
             );
         }
+        // AGX-E1/P1: the request and what the model saw survive a restart.
+        original.record_user_input("Mail Bob@acme.example");
+        original.observe_output(
+            "other",
+            &json!({"from": "carol@acme.example", "body": "hi"}),
+            Some(&json!({"properties": {"from": {"x-agentc-trust": "trusted"}}})),
+        );
         let state = original.state();
         let text = serde_json::to_string(&state).unwrap();
         let read: EngagementState = serde_json::from_str(&text).unwrap();
         let mut restored = Engagement::restore(&read, &["hr_kb_search", "other"]).unwrap();
         assert_eq!(restored.to_json(), original.to_json());
         assert_eq!(restored.call_list(), original.call_list());
+        assert_eq!(restored.sources(), original.sources());
+        assert!(holds(
+            &mut restored,
+            "request == ['Mail Bob@acme.example'] && 'bob@acme.example'.fromUser() \
+             && 'carol@acme.example'.fromTool('other', 'from') && !'hi'.fromTrusted()",
+            None
+        ));
         assert_eq!(
             restored.would_short_circuit(0, 2),
             original.would_short_circuit(0, 2)

@@ -26,6 +26,7 @@ pub mod http;
 mod invocation;
 pub mod model;
 pub mod openai;
+pub mod provenance;
 pub mod remote;
 pub mod repetition;
 pub mod review;

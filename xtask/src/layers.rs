@@ -61,12 +61,13 @@ const LAYERS: &[&[&str]] = &[
 /// of lower layers (`lib.rs`, the façade, may refer to all).
 const RUNTIME_MODULE_LAYERS: &[&[&str]] = &[
     // Leaves: the audit trail, credentials, a call's data, the model interface,
-    // repetition detection, schema validation.
+    // provenance labels of outputs, repetition detection, schema validation.
     &[
         "audit",
         "credentials",
         "invocation",
         "model",
+        "provenance",
         "repetition",
         "schema",
     ],

@@ -23,6 +23,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub mod budget;
+pub mod provenance;
 pub mod time;
 
 pub use budget::{Meter, Usage};

@@ -56,6 +56,10 @@ pub fn check_assertion(expr: &Expr, env: &TypeEnv) -> Result<(), Vec<CelDiagnost
 /// The global and member functions the checker knows, for did-you-mean suggestions.
 const KNOWN_FUNCTIONS: &[&str] = &[
     "size",
+    "fromUser",
+    "fromTool",
+    "fromTrusted",
+    "fromUntrusted",
     "contains",
     "startsWith",
     "endsWith",
@@ -761,6 +765,9 @@ impl Checker<'_> {
             return Type::Dyn;
         }
         let is_member = target.is_some();
+        if is_member && PROVENANCE_FUNCTIONS.contains(&function) {
+            self.check_provenance_question(function, function_span, args);
+        }
         match function_signature(function, is_member, &all_types) {
             Signature::Result(result) => result,
             Signature::UnknownFunction => {
@@ -799,6 +806,96 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// The provenance questions (AGX-P1): member functions of a string.
+const PROVENANCE_FUNCTIONS: &[&str] = &["fromUser", "fromTool", "fromTrusted", "fromUntrusted"];
+
+impl Checker<'_> {
+    /// A provenance question needs an engagement, and `fromTool`'s constant capability
+    /// and field must be ones the engagement can hold.
+    fn check_provenance_question(&mut self, function: &str, span: Span, args: &[Expr]) {
+        let Some(outputs) = self.env.sources() else {
+            self.report(CelDiagnostic::new(
+                CelErrorKind::UnknownSource,
+                format!("`{function}` asks where a value came from, but there is no engagement here"),
+                span,
+            )
+            .with_help("provenance questions work in restrictions and exposes, not in a guardrail's assertion"));
+            return;
+        };
+        if function != "fromTool" {
+            return;
+        }
+        let literal = |index: usize| match args.get(index).map(|arg| &arg.kind) {
+            Some(ExprKind::Literal(Literal::String(text))) => Some(text.clone()),
+            _ => None,
+        };
+        let Some(tool) = literal(0) else { return };
+        let Some(output) = outputs.get(&tool) else {
+            let mut diagnostic = CelDiagnostic::new(
+                CelErrorKind::UnknownSource,
+                format!("`fromTool` names `{tool}`, which is not a capability of this agent"),
+                args.first().map_or(span, |arg| arg.span),
+            );
+            if let Some(best) = did_you_mean(&tool, outputs.keys().map(String::as_str)).first() {
+                diagnostic = diagnostic.with_help(format!("did you mean `{best}`?"));
+            }
+            self.report(diagnostic);
+            return;
+        };
+        let Some(field) = literal(1) else { return };
+        let (paths, complete) = string_leaf_paths(output);
+        if complete && !paths.iter().any(|path| *path == field) {
+            let mut diagnostic = CelDiagnostic::new(
+                CelErrorKind::UnknownSource,
+                format!("`{tool}`'s output has no string field `{field}`"),
+                args.get(1).map_or(span, |arg| arg.span),
+            );
+            if let Some(best) = did_you_mean(&field, paths.iter().map(String::as_str)).first() {
+                diagnostic = diagnostic.with_help(format!("did you mean `{best}`?"));
+            } else if !paths.is_empty() {
+                diagnostic =
+                    diagnostic.with_help(format!("its string fields: {}", paths.join(", ")));
+            }
+            self.report(diagnostic);
+        }
+    }
+}
+
+/// The paths of an output type's string leaves as provenance names them: keys joined by
+/// `.`, list positions left out; and whether those are all (a path under a map or a
+/// dynamic part is not known before the output exists).
+fn string_leaf_paths(output: &Type) -> (Vec<String>, bool) {
+    fn walk(ty: &Type, path: &str, paths: &mut Vec<String>, complete: &mut bool, depth: usize) {
+        if depth > 32 {
+            *complete = false;
+            return;
+        }
+        match ty {
+            Type::String => paths.push(path.to_string()),
+            Type::List(element) => walk(element, path, paths, complete, depth + 1),
+            Type::Object(object) => {
+                for (name, field) in &object.fields {
+                    let nested = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    walk(&field.ty, &nested, paths, complete, depth + 1);
+                }
+                if object.open {
+                    *complete = false;
+                }
+            }
+            Type::Map(..) | Type::Dyn => *complete = false,
+            _ => {}
+        }
+    }
+    let mut paths = Vec::new();
+    let mut complete = true;
+    walk(output, "", &mut paths, &mut complete, 0);
+    (paths, complete)
 }
 
 fn first_line(text: &str) -> String {
@@ -904,6 +1001,26 @@ fn function_signature(function: &str, is_member: bool, types: &[Type]) -> Signat
                 NoMatch
             }
         }
+        "fromUser" | "fromTrusted" | "fromUntrusted" if is_member => {
+            if types.len() != 1 {
+                return Count("no arguments");
+            }
+            if is(first, &T::String) {
+                R(T::Bool)
+            } else {
+                NoMatch
+            }
+        }
+        "fromTool" if is_member => match types.len() {
+            2 | 3 => {
+                if types.iter().all(|ty| is(Some(ty), &T::String)) {
+                    R(T::Bool)
+                } else {
+                    NoMatch
+                }
+            }
+            _ => Count("one or two arguments"),
+        },
         "lowerAscii" | "upperAscii" | "trim" if is_member => {
             if types.len() != 1 {
                 return Count("no arguments");

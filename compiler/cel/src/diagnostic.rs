@@ -66,6 +66,9 @@ pub enum CelErrorKind {
     MessageConstructionUnsupported,
     /// A constant regular expression does not compile.
     InvalidRegex,
+    /// A provenance question (`fromTool`, `fromUser`, …) names a tool or field the
+    /// engagement cannot have, or is asked where there is no engagement (AGX-P1).
+    UnknownSource,
 }
 
 const ALL_ERROR_KINDS: &[CelErrorKind] = &[
@@ -86,6 +89,7 @@ const ALL_ERROR_KINDS: &[CelErrorKind] = &[
     CelErrorKind::ComprehensionNestingTooDeep,
     CelErrorKind::MessageConstructionUnsupported,
     CelErrorKind::InvalidRegex,
+    CelErrorKind::UnknownSource,
 ];
 
 /// Returns every error kind, in code order, so that tools can list and explain them all.
@@ -114,6 +118,7 @@ impl CelErrorKind {
             CelErrorKind::ComprehensionNestingTooDeep => "E0515",
             CelErrorKind::MessageConstructionUnsupported => "E0516",
             CelErrorKind::InvalidRegex => "E0517",
+            CelErrorKind::UnknownSource => "E0518",
         }
     }
 
@@ -236,6 +241,17 @@ impl CelErrorKind {
                  syntax: no look-around and no back-references.\n\n\
                  Wrong:  user.email.matches('(?<=@)example')\n\
                  Right:  user.email.matches('@example[.]com$')"
+            }
+            CelErrorKind::UnknownSource => {
+                "A provenance question asks where a string came from: the user's request \
+                 (`fromUser()`), a trusted field of a capability's output (`fromTool(name)`, \
+                 `fromTool(name, field)`), any trusted source (`fromTrusted()`) or untrusted \
+                 content (`fromUntrusted()`). The capability must be one the agent declares, \
+                 the field a path (keys joined by `.`, list positions left out) of its output \
+                 schema, and the question must be asked where there is an engagement \
+                 (restrictions and exposes, not a guardrail's assertion).\n\n\
+                 Wrong:  inputs.to.fromTool('contacts', 'mail')\n\
+                 Right:  recent.send_email.inputs.to.fromTool('search_contacts', 'contacts.email')"
             }
         }
     }

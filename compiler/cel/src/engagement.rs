@@ -1,7 +1,8 @@
 //! The engagement environment that OpenAgentSpec assertions are checked against (OAS-E3),
 //! declared once.
 //!
-//! Restriction assertions see `started_at`, `user`, `recent` and `history`. Which parts
+//! Restriction assertions see `started_at`, `user`, `request` (the user's inputs,
+//! AGX-E1), `recent` and `history`. Which parts
 //! of `recent` are guaranteed present depends on where the assertion runs: an input
 //! restriction of capability X runs with the pending call's inputs as `recent.X.inputs`
 //! but no outputs yet, while an output restriction of X sees both.
@@ -43,8 +44,10 @@ pub mod field {
     /// An invocation's output (absent while the call is pending, or when results are
     /// not collected).
     pub const OUTPUTS: &str = "outputs";
+    /// The user's inputs of this engagement, in order (AGX-E1).
+    pub const REQUEST: &str = "request";
     /// The engagement's variables, in the order the shape declares them.
-    pub const VARIABLES: [&str; 4] = [STARTED_AT, USER, RECENT, HISTORY];
+    pub const VARIABLES: [&str; 5] = [STARTED_AT, USER, REQUEST, RECENT, HISTORY];
 }
 
 /// The input and output types of one capability, from its tool's schemas.
@@ -198,7 +201,7 @@ fn invocation(
 }
 
 /// The engagement (OAS-E3) for the given capabilities: `started_at`, `user {id,
-/// email?}`, `recent {_name?, <capability>?}` and `history {_list, _total,
+/// email?}`, `request` (AGX-E1: a list of strings), `recent {_name?, <capability>?}` and `history {_list, _total,
 /// <capability>: list}`, each invocation `{inputs, outputs?}`; which fields are always
 /// present is decided by `presence`, and each object is named by `name`.
 pub fn engagement_shape(
@@ -251,6 +254,10 @@ pub fn engagement_shape(
         [
             (field::STARTED_AT, field_of(Type::Timestamp, true)),
             (field::USER, field_of(Type::Object(user), true)),
+            (
+                field::REQUEST,
+                field_of(Type::List(Box::new(Type::String)), true),
+            ),
             (field::RECENT, field_of(Type::Object(recent), true)),
             (field::HISTORY, field_of(Type::Object(history), true)),
         ],
@@ -265,5 +272,11 @@ pub fn engagement_env(capabilities: &[CapabilityTypes], site: &AssertionSite) ->
     {
         env.declare(variable, field.ty);
     }
+    env.declare_sources(
+        capabilities
+            .iter()
+            .map(|capability| (capability.name.clone(), capability.output.clone()))
+            .collect(),
+    );
     env
 }

@@ -27,6 +27,7 @@ mod time;
 mod types;
 mod value;
 
+pub use agentc_cel_support::provenance;
 pub use ast::Expr;
 pub use checker::{check, check_assertion};
 pub use diagnostic::{CelDiagnostic, CelErrorKind, Span, all_error_kinds, edit_distance};

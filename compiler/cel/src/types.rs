@@ -259,6 +259,9 @@ fn type_from_json_schema_at_depth(schema: &serde_json::Value, name: &str, depth:
 pub struct TypeEnv {
     variables: BTreeMap<String, Type>,
     container: Option<String>,
+    /// Where provenance questions may be asked (AGX-P1): each capability's output
+    /// type, by name; `None` where there is no engagement.
+    sources: Option<BTreeMap<String, Type>>,
 }
 
 impl TypeEnv {
@@ -288,6 +291,17 @@ impl TypeEnv {
         resolution_candidates(self.container.as_deref(), name)
             .iter()
             .find_map(|candidate| self.variables.get(candidate))
+    }
+
+    /// Allows provenance questions (`fromUser()`, `fromTool(name, field)`, …), whose
+    /// `fromTool` may name these capabilities and the paths of their output types.
+    pub fn declare_sources(&mut self, outputs: BTreeMap<String, Type>) {
+        self.sources = Some(outputs);
+    }
+
+    /// The capabilities' output types provenance questions may name, when allowed.
+    pub fn sources(&self) -> Option<&BTreeMap<String, Type>> {
+        self.sources.as_ref()
     }
 
     /// Returns the names of all declared variables, in sorted order.

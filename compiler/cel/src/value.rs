@@ -552,6 +552,9 @@ fn value_from_json_at_depth(json: &serde_json::Value, ty: Option<&Type>, depth: 
 pub struct Activation {
     variables: BTreeMap<String, Value>,
     container: Option<String>,
+    /// What the engagement has seen, for provenance questions (AGX-P1); `None` where
+    /// no engagement is behind the expression, where such questions fail (and deny).
+    sources: Option<Arc<agentc_cel_support::provenance::Sources>>,
     /// Whether some variable's name has a dot.
     dotted_names: bool,
 }
@@ -572,6 +575,16 @@ impl Activation {
     /// Returns a variable's value, by its exact name.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.variables.get(name)
+    }
+
+    /// Gives provenance questions (`fromUser()`, `fromTool(…)`, …) their sources.
+    pub fn set_sources(&mut self, sources: Arc<agentc_cel_support::provenance::Sources>) {
+        self.sources = Some(sources);
+    }
+
+    /// The sources provenance questions are answered from, if any.
+    pub fn sources(&self) -> Option<&agentc_cel_support::provenance::Sources> {
+        self.sources.as_deref()
     }
 
     /// Whether a dotted name (`a.b`) could name a variable of its own: only when a

@@ -327,3 +327,59 @@ fn regex_limit_is_one_limit_enforced_at_check_time() {
     .unwrap_err();
     assert_eq!(error.message, "regular expression is too large");
 }
+
+/// AGX-E1: `request` is a list of strings every assertion can read.
+#[test]
+fn agx_e1_request_is_a_list_of_strings() {
+    assert!(exposes_errors("request.exists(text, text.contains('leave'))").is_empty());
+    assert!(exposes_errors("size(request) > 0 && request[0].startsWith('x')").is_empty());
+    let found = exposes_errors("request.exists(text, text > 1)");
+    assert_eq!(found[0].kind, CelErrorKind::NoMatchingOverload, "{found:?}");
+}
+
+/// AGX-P1: provenance questions are string methods returning `bool`; `fromTool`'s
+/// constant capability and field are checked against the agent's capabilities and the
+/// output schema, and none can be asked without an engagement (E0518).
+#[test]
+fn agx_p1_provenance_questions_are_type_checked() {
+    let site = AssertionSite::InputRestriction {
+        capability: "search".to_string(),
+    };
+    for allowed in [
+        "recent.search.inputs.query.fromUser()",
+        "recent.search.inputs.query.fromTrusted() || !recent.search.inputs.query.fromUntrusted()",
+        "recent.search.inputs.query.fromTool('hr_kb')",
+        "recent.search.inputs.query.fromTool('hr_kb', 'documents')",
+    ] {
+        assert!(
+            errors(allowed, &site).is_empty(),
+            "{allowed}: {:?}",
+            errors(allowed, &site)
+        );
+    }
+    let found = errors("recent.search.inputs.query.fromTool('hr_kbb')", &site);
+    assert_eq!(found[0].kind, CelErrorKind::UnknownSource);
+    assert!(
+        found[0].help.clone().unwrap().contains("hr_kb"),
+        "{found:?}"
+    );
+    let found = errors(
+        "recent.search.inputs.query.fromTool('hr_kb', 'document')",
+        &site,
+    );
+    assert_eq!(found[0].kind, CelErrorKind::UnknownSource);
+    assert!(
+        found[0].help.clone().unwrap().contains("documents"),
+        "{found:?}"
+    );
+    // Not a string, or the wrong count of arguments.
+    let found = errors("history._total.fromUser()", &site);
+    assert_eq!(found[0].kind, CelErrorKind::NoMatchingOverload);
+    let found = errors("recent.search.inputs.query.fromUser('x')", &site);
+    assert_eq!(found[0].kind, CelErrorKind::WrongArgumentCount);
+    // Without an engagement (a guardrail's assertion sees its tool's output only).
+    let mut env = TypeEnv::new();
+    env.declare("flagged", agentc_cel::Type::String);
+    let found = check_assertion(&parse("flagged.fromUser()").unwrap(), &env).unwrap_err();
+    assert_eq!(found[0].kind, CelErrorKind::UnknownSource);
+}

@@ -301,7 +301,38 @@ impl<'a> Machine<'a> {
     /// Runs a call: its work counted before, what it built after.
     fn run_call(&self, call: &Call, operands: &[&Value]) -> EvalResult {
         self.charge_call(call, operands)?;
-        self.charge_built(apply(call, operands))
+        self.charge_built(self.apply_call(call, operands))
+    }
+
+    /// Applies a function: a provenance question (AGX-P1) reads the activation's
+    /// sources, after charging the bytes it reads; anything else is pure.
+    fn apply_call(&self, call: &Call, operands: &[&Value]) -> EvalResult {
+        use agentc_cel_support::provenance::Origin;
+        let origin = match (&*call.function, call.has_target, operands) {
+            ("fromUser", true, [Value::String(_)]) => Origin::User,
+            ("fromTrusted", true, [Value::String(_)]) => Origin::Trusted,
+            ("fromUntrusted", true, [Value::String(_)]) => Origin::Untrusted,
+            ("fromTool", true, [Value::String(_), Value::String(name)]) => {
+                Origin::Tool { name, field: None }
+            }
+            ("fromTool", true, [Value::String(_), Value::String(name), Value::String(field)]) => {
+                Origin::Tool {
+                    name,
+                    field: Some(field),
+                }
+            }
+            _ => return apply(call, operands),
+        };
+        let (Some(Value::String(value)), Some(sources)) =
+            (operands.first(), self.activation.sources())
+        else {
+            return Err(EvalError::new(format!(
+                "`{}` has no engagement to answer from here",
+                call.function
+            )));
+        };
+        self.count_steps(sources.work(value, origin) / BYTES_PER_STEP)?;
+        Ok(Value::Bool(sources.holds(value, origin)))
     }
 
     /// Evaluates a leaf (a constant, a comprehension variable or a path from one) to a
@@ -537,7 +568,7 @@ impl<'a> Machine<'a> {
         };
         match fast {
             Some(flag) => Ok(flag),
-            None => general(self.charge_built(apply(call, &[first, second]))),
+            None => general(self.charge_built(self.apply_call(call, &[first, second]))),
         }
     }
 
