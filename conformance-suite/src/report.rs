@@ -291,21 +291,21 @@ fn evidence_text(evidence: &[Evidence], indent: &str) -> String {
 }
 
 /// One `<testsuite>` of a JUnit report.
-pub(crate) struct JunitSuite {
+pub struct JunitSuite {
     pub name: String,
     pub properties: Vec<(String, String)>,
     pub cases: Vec<JunitCase>,
 }
 
 /// One `<testcase>`.
-pub(crate) struct JunitCase {
+pub struct JunitCase {
     pub name: String,
     pub classname: String,
     pub time_ms: u64,
     pub outcome: JunitOutcome,
 }
 
-pub(crate) enum JunitOutcome {
+pub enum JunitOutcome {
     Pass,
     Skip(String),
     Fail {
@@ -321,12 +321,7 @@ pub(crate) enum JunitOutcome {
 /// `hostname`, and the children `properties`, `testcase*`, `system-out`, `system-err` in
 /// that order; on `<testcase>`: `name`, `classname`, `time`; on `<failure>`: `message`
 /// and `type`. `timestamp` is the caller's (reports are otherwise deterministic).
-pub(crate) fn junit_xml(
-    name: &str,
-    suites: &[JunitSuite],
-    total_ms: u64,
-    timestamp: &str,
-) -> String {
+pub fn junit_xml(name: &str, suites: &[JunitSuite], total_ms: u64, timestamp: &str) -> String {
     let count = |suite: &JunitSuite, wanted: fn(&JunitOutcome) -> bool| {
         suite
             .cases

@@ -107,7 +107,14 @@ pub enum RefusalStage {
 }
 
 impl RefusalStage {
-    fn as_str(self) -> &'static str {
+    /// Whether the stage is the tool's own failure (or timeout) after every check
+    /// before it passed, rather than a check refusing the call.
+    pub fn is_tool_failure(self) -> bool {
+        matches!(self, RefusalStage::Invoke)
+    }
+
+    /// The stage as reports, the audit trail and the model's refusal name it.
+    pub fn as_str(self) -> &'static str {
         match self {
             RefusalStage::UndeclaredTool => "undeclared_tool",
             RefusalStage::ShortCircuit => "short_circuit",

@@ -29,6 +29,7 @@ pub mod openai;
 pub mod provenance;
 pub mod remote;
 pub mod repetition;
+pub mod replay;
 pub mod review;
 mod schema;
 pub mod spec;

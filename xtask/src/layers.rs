@@ -85,8 +85,8 @@ const RUNTIME_MODULE_LAYERS: &[&[&str]] = &[
     &["openai", "remote"],
     // The per-call enforcement order.
     &["enforce"],
-    // The engagement loop.
-    &["driver"],
+    // The engagement loop; replaying recorded calls through enforcement.
+    &["driver", "replay"],
 ];
 
 /// Crates whose linked dependencies must not include [`GENERATOR_CRATES`].

@@ -8,6 +8,7 @@ mod build;
 mod conform;
 mod files;
 mod remote;
+mod replay;
 mod run;
 mod serve;
 
@@ -95,6 +96,24 @@ enum Command {
         audit_checkpoint_every: u64,
         #[command(flatten)]
         local: run::LocalModelFlags,
+    },
+    /// Replay recorded engagements (JSON lines: the user's inputs, the model's calls,
+    /// the tools' recorded outputs) through the current policies, with no model and no
+    /// tool, and print each call's decision (AGX-R1). Exit 1 when a line cannot be
+    /// replayed or, with `--expect`, a decision differs from the trace's `expect`.
+    Replay {
+        /// Spec files or directories (the agents and the tools they use).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The trace file: one JSON object per line.
+        #[arg(long)]
+        traces: PathBuf,
+        /// Fail (exit 1) when a decision differs from the call's `expect`.
+        #[arg(long)]
+        expect: bool,
+        /// The report's format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: replay::ReplayFormat,
     },
     /// Serve every agent of a set over HTTP (OpenAgentSpec OAS-S1..S3): agent documents,
     /// engagements (POST answers 303 See Other), reviews, discovery; engagements,
@@ -305,6 +324,26 @@ fn main() -> ExitCode {
             color,
             fetch_remote,
         } => check(&paths, format, deny_warnings, color, fetch_remote),
+        Command::Replay {
+            paths,
+            traces,
+            expect,
+            format,
+        } => {
+            let inputs = match files::collect_inputs(&paths) {
+                Ok(inputs) => inputs,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            replay::replay(replay::ReplayRequest {
+                inputs,
+                traces: &traces,
+                expect,
+                format,
+            })
+        }
         Command::Run {
             paths,
             agent,
