@@ -72,6 +72,12 @@ fn refusal_reason(refusal: &Refusal, guardrail: &str) -> FailureReason {
         RefusalStage::CallLimit => FailureReason::CallLimit {
             detail: refusal.reason.clone(),
         },
+        RefusalStage::InputRestriction | RefusalStage::OutputRestriction => {
+            FailureReason::Refused {
+                tool: refusal.tool.clone(),
+                detail: refusal.reason.clone(),
+            }
+        }
         _ => FailureReason::Audit {
             detail: refusal.reason.clone(),
         },
@@ -653,7 +659,11 @@ async fn run_calls(
         let content = match outcome {
             CallOutcome::Returned(output) => Arc::unwrap_or_clone(output),
             CallOutcome::Refused(refusal) => {
-                if refusal.stage.is_fatal() {
+                // AGX-L3: a refused call is the model's to act on, unless the agent
+                // asks to stop at the first refusal.
+                if refusal.stage.is_fatal()
+                    || (agent.stop_on_refusal && refusal.stage.is_policy_refusal())
+                {
                     fail(&mut conversation.engagement, refusal_reason(&refusal, ""));
                     return;
                 }

@@ -113,6 +113,18 @@ impl RefusalStage {
         matches!(self, RefusalStage::Invoke)
     }
 
+    /// Whether a policy refused the call: a restriction's assertion or a reviewer
+    /// (what `lifespan.stop_on_refusal`, AGX-L3, stops on).
+    pub fn is_policy_refusal(self) -> bool {
+        matches!(
+            self,
+            RefusalStage::InputRestriction
+                | RefusalStage::OutputRestriction
+                | RefusalStage::InputReview
+                | RefusalStage::OutputReview
+        )
+    }
+
     /// The stage as reports, the audit trail and the model's refusal name it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -156,15 +168,14 @@ impl RefusalStage {
         }
     }
 
-    /// Whether the refusal ends the engagement: a short circuit stops the agent (OAS-L2),
-    /// a refused or unanswered review fails it (OAS-C7), a guardrail stops it (OAS-G5),
-    /// and nothing may run unaudited. Other refusals are reported to the model.
+    /// Whether the refusal ends the engagement whatever the agent says: a short circuit
+    /// stops the agent (OAS-L2), a guardrail stops it (OAS-G5), and nothing may run
+    /// unaudited. Other refusals, a reviewer's included, are reported to the model and
+    /// the engagement goes on (AGX-L3), unless the agent sets `stop_on_refusal`.
     pub fn is_fatal(self) -> bool {
         matches!(
             self,
             RefusalStage::ShortCircuit
-                | RefusalStage::InputReview
-                | RefusalStage::OutputReview
                 | RefusalStage::Audit
                 | RefusalStage::Guardrail
                 | RefusalStage::Finished

@@ -59,6 +59,10 @@ pub enum FailureReason {
     TurnLimit { turns: usize },
     /// A turn or the engagement asked for more tool calls than its limit (AGX-L1/L2).
     CallLimit { detail: String },
+    /// A restriction refused a call of an agent that stops at the first refusal
+    /// (AGX-L3, `lifespan.stop_on_refusal`); a reviewer's refusal there is
+    /// `review_refused`.
+    Refused { tool: String, detail: String },
     /// The engagement could not be kept at a wait point (its snapshot could not be
     /// saved), or the process running it stopped before it reached one, so it cannot be
     /// resumed faithfully and is ended rather than guessed at.

@@ -145,6 +145,9 @@ pub struct AgentSpec {
     pub short_circuit: Option<u64>,
     /// AGX-L1 and AGX-L2: how many tool calls a turn and the engagement may ask for.
     pub call_limits: CallLimits,
+    /// AGX-L3 (`lifespan.stop_on_refusal`): whether a call refused by a restriction or
+    /// a reviewer ends the engagement; by default the model is told and goes on.
+    pub stop_on_refusal: bool,
 }
 
 /// How many tool calls an engagement's model may ask for (agentc extensions AGX-L1 and
@@ -623,6 +626,9 @@ fn lower_agent(
                 .and_then(|lifespan| lifespan.max_calls.as_ref())
                 .map(|limit| limit.value),
         ),
+        stop_on_refusal: lifespan
+            .and_then(|lifespan| lifespan.stop_on_refusal.as_ref())
+            .is_some_and(|flag| flag.value),
         name,
     })
 }

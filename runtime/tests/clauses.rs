@@ -501,6 +501,27 @@ async fn oas_c7_review_waits_for_an_approval_of_the_exact_call() {
         h.runtime.reviewer = reviewer;
         h.runtime.review_timeout = Duration::from_millis(20);
         let outcome = h.run(vec![kb_call("acme/hr/a"), text("done")]).await;
+        // AGX-L3: the call is refused, the model is told, and the task goes on.
+        assert!(completed(&outcome), "{:?}", outcome.status);
+        assert_eq!(refused_stages(&outcome), ["input_review"]);
+        assert_eq!(h.kb.calls(), 0);
+    }
+    // With `stop_on_refusal` (AGX-L3) a refused, mismatched or late review ends it.
+    let strict = agent_yaml(
+        r#"    input_restriction:
+      require_review: owner
+      assertion: recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/")"#,
+        "lifespan:\n  stop_on_refusal: true",
+    );
+    for reviewer in [
+        Arc::new(StaticReviewer::refusing()) as Arc<dyn Reviewer>,
+        Arc::new(HashTamperingReviewer),
+        Arc::new(SlowReviewer),
+    ] {
+        let mut h = harness(&strict);
+        h.runtime.reviewer = reviewer;
+        h.runtime.review_timeout = Duration::from_millis(20);
+        let outcome = h.run(vec![kb_call("acme/hr/a"), text("done")]).await;
         assert!(matches!(
             outcome.status,
             EngagementStatus::Failed {

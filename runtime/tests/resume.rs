@@ -64,6 +64,9 @@ name: payer
 description: Pays invoices once the user confirms.
 intent: You pay invoices.
 owner: finance@acme.example
+# A refused review ends the engagement (AGX-L3), so a test sees it in the status.
+lifespan:
+  stop_on_refusal: true
 capabilities:
   pay:
     input_restriction:
@@ -529,15 +532,11 @@ async fn oas_c7_a_changed_output_in_the_snapshot_is_not_approved() {
         snapshot.clone(),
     )
     .await;
-    assert!(
-        matches!(
-            outcome.status,
-            EngagementStatus::Failed {
-                reason: FailureReason::ReviewRefused { .. }
-            }
-        ),
-        "{outcome:?}"
-    );
+    // The output is refused at its review and never given to the model; the engagement
+    // goes on without it (AGX-L3).
+    let refused = &outcome.snapshot.engagement.refused;
+    assert_eq!(refused.len(), 1, "{outcome:?}");
+    assert_eq!(refused[0].stage, "output_review");
     assert_eq!(restarted_salary.calls(), 0);
 
     // An output that breaks the output schema or assertion is refused before any

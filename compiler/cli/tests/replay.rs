@@ -58,10 +58,8 @@ binding:
 "#;
 
 fn directory(name: &str) -> PathBuf {
-    let directory = std::env::temp_dir().join(format!(
-        "agentc-replay-{name}-{}",
-        std::process::id()
-    ));
+    let directory =
+        std::env::temp_dir().join(format!("agentc-replay-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     std::fs::write(directory.join("specs.yaml"), SPECS).unwrap();
     directory
@@ -112,7 +110,10 @@ fn agx_r1_replay_decides_each_call_and_expect_passes_when_they_match() {
     let output = replay(&directory, &["--expect"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("#1 send_email: refused at input_restriction"), "{stdout}");
+    assert!(
+        stdout.contains("#1 send_email: refused at input_restriction"),
+        "{stdout}"
+    );
     assert!(stdout.contains("#2 send_email: allowed"), "{stdout}");
     assert!(stdout.contains("0 decision(s) not as expected"), "{stdout}");
     // The refused value never appears in the report.
@@ -122,9 +123,15 @@ fn agx_r1_replay_decides_each_call_and_expect_passes_when_they_match() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["summary"]["calls"], 4);
     assert_eq!(report["summary"]["refused"], 1);
-    assert_eq!(report["traces"][1]["calls"][1]["stage"], "input_restriction");
+    assert_eq!(
+        report["traces"][1]["calls"][1]["stage"],
+        "input_restriction"
+    );
     // Deterministic: the same input gives the same report, byte for byte.
-    assert_eq!(replay(&directory, &["--format", "json"]).stdout, output.stdout);
+    assert_eq!(
+        replay(&directory, &["--format", "json"]).stdout,
+        output.stdout
+    );
 }
 
 #[test]
@@ -150,11 +157,23 @@ fn agx_r1_expect_fails_on_a_flipped_decision_and_bad_lines_are_reported_one_by_o
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("[expected refused]"), "{stdout}");
     assert!(stdout.contains("line 4: error: not a trace"), "{stdout}");
-    assert!(stdout.contains("line 5 (stranger): error: no agent named `nobody`"), "{stdout}");
+    assert!(
+        stdout.contains("line 5 (stranger): error: no agent named `nobody`"),
+        "{stdout}"
+    );
     // A wrong-typed argument and an undeclared tool are decisions, and the rest replays.
-    assert!(stdout.contains("#0 send_email: refused at input_schema"), "{stdout}");
-    assert!(stdout.contains("#1 delete_all: refused at undeclared_tool"), "{stdout}");
-    assert!(stdout.contains("#1 send_email: refused at input_restriction"), "{stdout}");
+    assert!(
+        stdout.contains("#0 send_email: refused at input_schema"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("#1 delete_all: refused at undeclared_tool"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("#1 send_email: refused at input_restriction"),
+        "{stdout}"
+    );
 
     let output = replay(&directory, &["--expect", "--format", "junit"]);
     let xml = String::from_utf8_lossy(&output.stdout);
@@ -168,7 +187,10 @@ fn agx_r1_specs_with_errors_are_never_replayed() {
     let directory = directory("broken");
     std::fs::write(
         directory.join("specs.yaml"),
-        SPECS.replace("fromTool(\"read_inbox\", \"emails.sender\")", "fromTool(\"read_inbox\", \"emails.sendr\")"),
+        SPECS.replace(
+            "fromTool(\"read_inbox\", \"emails.sender\")",
+            "fromTool(\"read_inbox\", \"emails.sendr\")",
+        ),
     )
     .unwrap();
     write_traces(&directory, &traces());

@@ -82,6 +82,8 @@ pub struct AgentIr {
     pub max_calls_per_turn: Option<u64>,
     /// AGX-L2: `lifespan.max_calls`, when the spec gives it.
     pub max_calls: Option<u64>,
+    /// AGX-L3: `lifespan.stop_on_refusal` (default false).
+    pub stop_on_refusal: bool,
     /// The CEL types of the capabilities, in document order.
     pub capability_types: Vec<CapabilityTypes>,
     /// Fetched from another server (`--fetch-remote`): typed, never hosted here.
@@ -280,6 +282,9 @@ pub fn lower(set: &CheckedSet) -> Result<SetIr, String> {
             max_calls: lifespan
                 .and_then(|lifespan| lifespan.max_calls.as_ref())
                 .map(|limit| limit.value),
+            stop_on_refusal: lifespan
+                .and_then(|lifespan| lifespan.stop_on_refusal.as_ref())
+                .is_some_and(|flag| flag.value),
             capability_types: Vec::new(),
             remote,
         });

@@ -383,7 +383,7 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
                         "status": {"type": "object", "required": ["state"], "properties": {
                             "state": {"type": "string", "enum": ["running", "awaiting_review", "awaiting_remote", "completed", "failed"]},
                             "reason": {
-                                "description": "why a failed engagement failed: its kind (`guardrail`, `short_circuit`, `review_refused`, `model`, `exposes`, `audit`, `turn_limit`, `call_limit`, `interrupted`) and that kind's fields; never refused data",
+                                "description": "why a failed engagement failed: its kind (`guardrail`, `short_circuit`, `review_refused`, `model`, `exposes`, `audit`, `turn_limit`, `call_limit`, `refused`, `interrupted`) and that kind's fields; never refused data",
                                 "type": "object", "required": ["kind"],
                                 "properties": {"kind": {"type": "string"}},
                             },

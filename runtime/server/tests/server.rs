@@ -387,7 +387,7 @@ async fn oas_c7_output_and_nested_reviews_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oas_c7_a_refusal_ends_the_engagement_and_the_tool_never_runs() {
+async fn oas_c7_a_refusal_refuses_the_call_the_tool_never_runs_and_the_task_goes_on() {
     let (setup, tool) = refund_setup(Arc::new(SqliteStore::in_memory().unwrap()));
     let server = setup.start().await;
     let base = server.base.clone();
@@ -405,11 +405,11 @@ async fn oas_c7_a_refusal_ends_the_engagement_and_the_tool_never_runs() {
     let (status, _, _) = post(&base, &review_path, Some("alice-token-1"), &refuse).await;
     assert_eq!(status, 200);
     let done = wait_for_state(&base, &location, "alice-token-1", &["completed", "failed"]).await;
-    assert_eq!(done["status"]["state"], "failed");
-    assert_eq!(done["status"]["reason"]["kind"], "review_refused");
-    assert_eq!(done["text"], serde_json::Value::Null);
-    assert_eq!(done["exposes"], json!({}));
+    // AGX-L3: the model is told the call was refused, and the engagement goes on (this
+    // script then answers with its text); the refund never ran.
+    assert_eq!(done["status"]["state"], "completed", "{done}");
     assert_eq!(tool.calls(), 0);
+    assert!(!done.to_string().contains("not this one"), "{done}");
     server.stop().await;
 }
 

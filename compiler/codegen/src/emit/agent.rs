@@ -468,6 +468,7 @@ impl Emitter<'_> {
         let short_circuit = optional(agent.short_circuit);
         let max_calls_per_turn = optional(agent.max_calls_per_turn);
         let max_calls = optional(agent.max_calls);
+        let stop_on_refusal = agent.stop_on_refusal;
         quote! {
             ::agentc::__private::agentc_runtime::AgentSpec {
                 name: #name.to_string(),
@@ -481,6 +482,7 @@ impl Emitter<'_> {
                 retain_memory: #retain,
                 short_circuit: #short_circuit,
                 call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(#max_calls_per_turn, #max_calls),
+                stop_on_refusal: #stop_on_refusal,
             }
         }
     }

@@ -87,6 +87,10 @@ spec_struct! {
         /// allowed or refused; the next ends the engagement (default 1,000).
         #[schemars(range(min = 1))]
         opt max_calls: Spanned<u64>,
+        /// agentc extension AGX-L3: true ends the engagement at the first call a
+        /// restriction or a reviewer refuses; by default (false) the model is told the
+        /// call was refused and the engagement goes on.
+        opt stop_on_refusal: Spanned<bool>,
     }
 }
 

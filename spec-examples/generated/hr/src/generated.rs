@@ -676,7 +676,11 @@ impl Hosted<agents::hr_agent> {
             ]),
             retain_memory: false,
             short_circuit: Some(3u64),
-            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(
+                None,
+                None,
+            ),
+            stop_on_refusal: false,
         };
         Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,

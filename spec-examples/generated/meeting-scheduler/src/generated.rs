@@ -690,7 +690,11 @@ impl Hosted<agents::meeting_scheduler> {
             ]),
             retain_memory: true,
             short_circuit: Some(2u64),
-            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(
+                None,
+                None,
+            ),
+            stop_on_refusal: false,
         };
         Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,

@@ -986,7 +986,11 @@ impl Hosted<agents::compliance_reviewer> {
             ]),
             retain_memory: false,
             short_circuit: Some(2u64),
-            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(
+                None,
+                None,
+            ),
+            stop_on_refusal: false,
         };
         Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
@@ -1201,7 +1205,11 @@ impl Hosted<agents::hr_helpdesk> {
             ]),
             retain_memory: false,
             short_circuit: None,
-            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(
+                None,
+                None,
+            ),
+            stop_on_refusal: false,
         };
         Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
@@ -1425,7 +1433,11 @@ impl Hosted<agents::office_assistant> {
             ]),
             retain_memory: false,
             short_circuit: Some(3u64),
-            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(
+                None,
+                None,
+            ),
+            stop_on_refusal: false,
         };
         let _ = tools;
         Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
@@ -1707,7 +1719,11 @@ impl Hosted<agents::team_scheduler> {
             ]),
             retain_memory: true,
             short_circuit: Some(2u64),
-            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(
+                None,
+                None,
+            ),
+            stop_on_refusal: false,
         };
         Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
@@ -1896,7 +1912,11 @@ impl Hosted<agents::vendor_liaison> {
             ]),
             retain_memory: true,
             short_circuit: Some(3u64),
-            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(
+                None,
+                None,
+            ),
+            stop_on_refusal: false,
         };
         let _ = tools;
         Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {

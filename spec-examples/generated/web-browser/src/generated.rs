@@ -659,7 +659,11 @@ impl Hosted<agents::web_browser> {
             ]),
             retain_memory: true,
             short_circuit: Some(4u64),
-            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(None, None),
+            call_limits: ::agentc::__private::agentc_runtime::CallLimits::new(
+                None,
+                None,
+            ),
+            stop_on_refusal: false,
         };
         Ok(::agentc::__private::agentc_generated_support::hosting::AgentParts {
             spec,
