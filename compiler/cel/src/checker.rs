@@ -740,6 +740,15 @@ impl Checker<'_> {
         args: &[Expr],
     ) -> Type {
         let target_type = target.map(|target| self.check_expr(target));
+        // A function that does not exist is one error naming it: its arguments are not
+        // checked, since a misspelt macro (`list.any(x, x > 1)`) would otherwise report
+        // its variable as undeclared at every use.
+        if matches!(
+            function_signature(function, target.is_some(), &[]),
+            Signature::UnknownFunction
+        ) {
+            return self.report_unknown_function(function, function_span);
+        }
         let argument_types: Vec<Type> = args.iter().map(|arg| self.check_expr(arg)).collect();
         // Constant patterns are compiled now so that a bad regex is a compile-time error.
         if function == "matches"
@@ -770,18 +779,7 @@ impl Checker<'_> {
         }
         match function_signature(function, is_member, &all_types) {
             Signature::Result(result) => result,
-            Signature::UnknownFunction => {
-                let suggestions = did_you_mean(function, KNOWN_FUNCTIONS.iter().copied());
-                let mut diagnostic = CelDiagnostic::new(
-                    CelErrorKind::UnknownFunction,
-                    format!("unknown function `{function}`"),
-                    function_span,
-                );
-                if let Some(best) = suggestions.first() {
-                    diagnostic = diagnostic.with_help(format!("did you mean `{best}`?"));
-                }
-                self.report(diagnostic)
-            }
+            Signature::UnknownFunction => self.report_unknown_function(function, function_span),
             Signature::WrongArgumentCount(expected) => self.report(CelDiagnostic::new(
                 CelErrorKind::WrongArgumentCount,
                 format!(
@@ -805,6 +803,52 @@ impl Checker<'_> {
                 ))
             }
         }
+    }
+}
+
+/// What other languages call CEL's functions and macros, for the suggestion on an
+/// unknown one: `any` is not a misspelling of `all`, it means `exists`.
+const OTHER_LANGUAGES_NAMES: &[(&str, &str)] = &[
+    ("any", "exists"),
+    ("some", "exists"),
+    ("every", "all"),
+    ("forall", "all"),
+    ("one", "exists_one"),
+    ("select", "filter"),
+    ("where", "filter"),
+    ("length", "size"),
+    ("len", "size"),
+    ("count", "size"),
+    ("lower", "lowerAscii"),
+    ("toLowerCase", "lowerAscii"),
+    ("upper", "upperAscii"),
+    ("toUpperCase", "upperAscii"),
+    ("includes", "contains"),
+    ("starts_with", "startsWith"),
+    ("ends_with", "endsWith"),
+];
+
+impl Checker<'_> {
+    /// One error for a function that does not exist, with the closest known name.
+    fn report_unknown_function(&mut self, function: &str, span: Span) -> Type {
+        let suggestion = OTHER_LANGUAGES_NAMES
+            .iter()
+            .find(|(other, _)| *other == function)
+            .map(|(_, cel)| cel.to_string())
+            .or_else(|| {
+                did_you_mean(function, KNOWN_FUNCTIONS.iter().copied())
+                    .into_iter()
+                    .next()
+            });
+        let mut diagnostic = CelDiagnostic::new(
+            CelErrorKind::UnknownFunction,
+            format!("unknown function `{function}`"),
+            span,
+        );
+        if let Some(best) = suggestion {
+            diagnostic = diagnostic.with_help(format!("did you mean `{best}`?"));
+        }
+        self.report(diagnostic)
     }
 }
 

@@ -383,3 +383,24 @@ fn agx_p1_provenance_questions_are_type_checked() {
     let found = check_assertion(&parse("flagged.fromUser()").unwrap(), &env).unwrap_err();
     assert_eq!(found[0].kind, CelErrorKind::UnknownSource);
 }
+
+/// Issue 25, item 7: a method that does not exist is one error naming it, with the CEL
+/// name for what other languages call it; its arguments are not reported one by one.
+#[test]
+fn an_unknown_method_is_one_error_with_the_cel_name() {
+    let found = exposes_errors("history._list.any(x, x == 'a' && x.size() > 0 && x != 'b')");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, CelErrorKind::UnknownFunction);
+    assert!(found[0].message.contains("`any`"), "{found:?}");
+    assert!(
+        found[0].help.clone().unwrap().contains("`exists`"),
+        "{found:?}"
+    );
+    let found = exposes_errors("history._list.every(x, x == 'a')");
+    assert!(
+        found[0].help.clone().unwrap().contains("`all`"),
+        "{found:?}"
+    );
+    // A real macro with the same body checks clean.
+    assert!(exposes_errors("history._list.exists(x, x == 'a')").is_empty());
+}
