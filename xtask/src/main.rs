@@ -19,9 +19,14 @@
 //!   random weights and a real byte-level BPE tokenizer (a Hugging Face-style folder in
 //!   DIR, and with `--gguf` the same model as one GGUF file), for local inference
 //!   (`agentc run --model local:DIR`) without downloading anything.
+//! - `agentdojo [--data DIR] [--out DIR] [--check]`: converts the AgentDojo development
+//!   set (suites workspace and slack) into tool documents with trust-labelled output
+//!   schemas and replay traces under `spec-examples/agentdojo/`; `--check` fails if the
+//!   committed files are stale.
 
 #![forbid(unsafe_code)]
 
+mod agentdojo;
 mod api_fuzz;
 mod codegen;
 mod compile_times;
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         }
         "compile-times" => compile_times::run(&workspace_root()),
         "tiny-model" => write_tiny_model(rest),
+        "agentdojo" => agentdojo::run(&workspace_root(), rest),
         "cel-conformance" => cel_conformance(
             rest.iter()
                 .position(|a| a == "--failures")
@@ -65,7 +71,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | layers | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N]>"
+                "usage: cargo xtask <ci | codegen [--check] | layers | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N] | agentdojo [--data DIR] [--out DIR] [--check]>"
             );
             return ExitCode::from(2);
         }
