@@ -32,7 +32,7 @@ use crate::context::{
 };
 use crate::credentials::Identity;
 use crate::engagement::{
-    Engagement, EngagementStatus, Invocation, Pending, RefusedCall, UserIdentity, share_or_copy,
+    Engagement, EngagementStatus, Invocation, Pending, RefusedCall, share_or_copy,
 };
 use crate::model::{Model, ToolCall};
 use crate::remote::RemoteAgentTool;
@@ -559,9 +559,7 @@ enum Target {
 async fn invoke_agent(
     runtime: &Runtime,
     callee: &AgentSpec,
-    parent: &str,
-    parent_request: &[Arc<str>],
-    user: Option<UserIdentity>,
+    parent: &Engagement,
     arguments: &serde_json::Value,
     caller: Caller<'_>,
     outer: Option<&OuterCall<'_>>,
@@ -591,12 +589,12 @@ async fn invoke_agent(
             model,
             EngagementRequest {
                 agent: callee,
-                user,
+                user: parent.user().cloned(),
                 input: text,
                 memory: None,
             },
-            parent,
-            parent_request,
+            parent.id(),
+            parent.request(),
             depth,
             outer,
         )
@@ -837,9 +835,7 @@ async fn invoke(
                 invoke_agent(
                     runtime,
                     &callee,
-                    engagement.id(),
-                    engagement.request(),
-                    engagement.user().cloned(),
+                    engagement,
                     &context.call.arguments,
                     caller,
                     outer.as_ref(),

@@ -218,6 +218,9 @@ fn ci() -> Result<(), String> {
     // The served API as a property-based fuzzer sees it (schemathesis, from PyPI).
     api_fuzz::run(&workspace_root())?;
     codegen::run(&workspace_root(), true)?;
+    // The AgentDojo tool documents and traces are what the converter makes of the
+    // development set beside the project.
+    agentdojo::run(&workspace_root(), &["--check".to_string()])?;
     // agentc as a user outside this workspace gets it: one dependency.
     outside::run(&workspace_root())?;
     fuzz_smoke::run(&workspace_root(), 5_000)?;

@@ -890,7 +890,7 @@ impl Checker<'_> {
         };
         let Some(field) = literal(1) else { return };
         let (paths, complete) = string_leaf_paths(output);
-        if complete && !paths.iter().any(|path| *path == field) {
+        if complete && !paths.contains(&field) {
             let mut diagnostic = CelDiagnostic::new(
                 CelErrorKind::UnknownSource,
                 format!("`{tool}`'s output has no string field `{field}`"),
