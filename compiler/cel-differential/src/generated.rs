@@ -13,6 +13,7 @@
 pub struct Engagement {
     pub history: History,
     pub recent: Recent,
+    pub request: ::std::vec::Vec<::agentc::__private::agentc_cel_support::Text>,
     pub started_at: ::agentc::__private::agentc_cel_support::Timestamp,
     pub user: User,
 }
