@@ -301,6 +301,7 @@ pub fn sample_engagement(history_length: usize) -> Option<Engagement> {
     };
     Some(Engagement {
         started_at: Timestamp::parse("2024-03-05T09:30:00Z")?,
+        request: vec!["How much parental leave do I get?".into()],
         user: generated::User {
             id: "ann.lee".into(),
             email: Some("ann.lee@acme.com".into()),

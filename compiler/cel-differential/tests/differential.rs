@@ -67,6 +67,7 @@ fn sample() -> Engagement {
     };
     Engagement {
         started_at: Timestamp::parse("2024-03-05T09:30:00Z").unwrap(),
+        request: vec!["How much parental leave do I get?".into()],
         user: User {
             id: "ann.lee".into(),
             email: Some("ann.lee@acme.com".into()),
@@ -367,6 +368,8 @@ fn engagement() -> impl Strategy<Value = Engagement> {
                 let total = total.unwrap_or(list.len() as i64);
                 Engagement {
                     started_at,
+                    // AGX-E1: none or one input, drawn from the strategies above.
+                    request: email.iter().cloned().collect(),
                     user: User { id, email },
                     recent: Recent {
                         name,
