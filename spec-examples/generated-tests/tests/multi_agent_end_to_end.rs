@@ -149,7 +149,7 @@ async fn a_local_agent_capability_runs_as_a_nested_engagement_and_its_exposes_co
 }
 
 #[tokio::test]
-async fn a_refused_review_stops_the_nested_engagement_before_it_starts() {
+async fn a_refused_review_refuses_the_nested_engagement_before_it_starts() {
     let host = Host::default();
     // The default reviewer refuses, so the reviewed call never reaches `hr_helpdesk`.
     let mut assistant = OfficeAssistant::new(
@@ -167,19 +167,15 @@ async fn a_refused_review_stops_the_nested_engagement_before_it_starts() {
     ]);
     let outcome = assistant.engage(&model, Some(user()), "Leave?").await;
 
-    // A refused review ends the engagement (OAS-C7), and the callee never ran.
+    // A refused review refuses the call (OAS-C7): the callee never ran, the model is
+    // told, and the engagement goes on to its answer (AGX-L3).
     assert!(
-        matches!(
-            &outcome.status,
-            EngagementStatus::Failed {
-                reason: FailureReason::ReviewRefused { tool, .. }
-            } if tool == "hr_helpdesk"
-        ),
+        matches!(&outcome.status, EngagementStatus::Completed),
         "{:?}",
         outcome.status
     );
+    assert_eq!(outcome.text.as_deref(), Some("I could not ask HR."));
     assert_eq!(host.lookups.load(Ordering::SeqCst), 0);
-    assert!(outcome.exposes.is_none());
 }
 
 #[tokio::test]
