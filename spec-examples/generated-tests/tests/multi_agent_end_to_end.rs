@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agentc_runtime::{
-    EngagementStatus, FailureReason, InMemoryCredentials, ModelTurn, RefusalStage, RemoteLimits,
-    ScriptedModel, Secret, StaticReviewer, ToolCall, ToolError, UserIdentity,
+    EngagementStatus, InMemoryCredentials, ModelTurn, RefusalStage, RemoteLimits, ScriptedModel,
+    Secret, StaticReviewer, ToolCall, ToolError, UserIdentity,
 };
 use multi_agent::{
     AgentRequest, CallError, HrHelpdeskTools, LookupPolicyDocInput, LookupPolicyDocOutput,
