@@ -89,6 +89,12 @@ pub trait Check: Send + Sync + fmt::Debug {
     /// Evaluates the expression.
     fn evaluate(&self, variables: &dyn VariableSource) -> Result<Value, CheckError>;
 
+    /// Whether the expression asks a provenance question (`fromUser()`, `fromTool(…)`,
+    /// AGX-P1), so that outputs are indexed as sources only for agents that ask.
+    fn asks_provenance(&self) -> bool {
+        false
+    }
+
     /// Evaluates an assertion: only a boolean `true` passes; `false` is `Ok(false)`, and
     /// anything else is an error, which callers treat as a denial.
     fn holds(&self, variables: &dyn VariableSource) -> Result<bool, CheckError> {
@@ -151,10 +157,7 @@ fn collect_roots(expr: &Expr, roots: &mut Vec<String>) -> bool {
         match &node.kind {
             ExprKind::Ident(name) => roots.push(name.trim_start_matches('.').to_string()),
             ExprKind::Call { function, .. } => {
-                asks_provenance |= matches!(
-                    function.as_str(),
-                    "fromUser" | "fromTool" | "fromTrusted" | "fromUntrusted"
-                );
+                asks_provenance |= agentc_cel::provenance::QUESTIONS.contains(&function.as_str());
             }
             _ => {}
         }
@@ -166,6 +169,10 @@ fn collect_roots(expr: &Expr, roots: &mut Vec<String>) -> bool {
 impl Check for CelCheck {
     fn roots(&self) -> &[String] {
         &self.roots
+    }
+
+    fn asks_provenance(&self) -> bool {
+        self.asks_provenance
     }
 
     fn evaluate(&self, variables: &dyn VariableSource) -> Result<Value, CheckError> {
@@ -239,6 +246,14 @@ impl fmt::Debug for FnCheck {
 impl Check for FnCheck {
     fn roots(&self) -> &[String] {
         &self.roots
+    }
+
+    /// Compiled code never asks (the compiler leaves provenance questions to the
+    /// interpreter), so only the interpreter behind it can.
+    fn asks_provenance(&self) -> bool {
+        self.interpreter
+            .as_ref()
+            .is_some_and(CelCheck::asks_provenance)
     }
 
     fn evaluate(&self, variables: &dyn VariableSource) -> Result<Value, CheckError> {
@@ -322,6 +337,21 @@ mod tests {
         let check = CelCheck::parse("x > 2 && [1].all(r, r > 0)").unwrap();
         assert!(check.roots().contains(&"x".to_string()));
         assert!(check.holds(&Vars).unwrap());
+    }
+
+    /// Outputs are indexed for provenance only for agents whose checks ask (AGX-P1).
+    #[test]
+    fn checks_say_whether_they_ask_provenance_questions() {
+        let asks = CelCheck::parse("[x].all(v, string(v).fromUser())").unwrap();
+        assert!(asks.asks_provenance());
+        assert!(!CelCheck::parse("x > 2").unwrap().asks_provenance());
+        let compiled = |_: &dyn VariableSource| Ok(Value::Bool(true));
+        assert!(!FnCheck::new(&[], compiled).asks_provenance());
+        assert!(
+            FnCheck::new(&[], compiled)
+                .with_interpreter(asks)
+                .asks_provenance()
+        );
     }
 
     #[test]

@@ -531,12 +531,15 @@ pub async fn enforce_call_as(
     match enforce_call_inner(runtime, agent, engagement, call, caller).await {
         Ok(output) => {
             // AGX-P1: the model is about to see this output, so what it holds becomes a
-            // source later calls' values may have come from, labelled by its schema.
-            let schema = runtime
-                .tools
-                .get(&call.name)
-                .map(|tool| &tool.spec.output_schema);
-            engagement.observe_output(&call.name, &output, schema);
+            // source later calls' values may have come from, labelled by its schema —
+            // for an agent whose rules ask where values came from.
+            if agent.asks_provenance() {
+                let schema = runtime
+                    .tools
+                    .get(&call.name)
+                    .map(|tool| &tool.spec.output_schema);
+                engagement.observe_output(&call.name, &output, schema);
+            }
             CallOutcome::Returned(output)
         }
         Err(refusal) => CallOutcome::Refused(refusal),

@@ -321,12 +321,14 @@ impl Replayer {
                     Some(stage) => (Decision::Review, Some(stage), None, false),
                     None => (Decision::Allowed, None, None, false),
                 },
-                CallOutcome::Refused(refusal) if refusal.stage.is_tool_failure() => (
-                    review_stage.map_or(Decision::Allowed, |_| Decision::Review),
-                    review_stage.or(Some(refusal.stage.as_str())),
-                    None,
-                    true,
-                ),
+                // The recorded tool failed after every check before it passed: the
+                // policies' decision is the one they made before the call.
+                CallOutcome::Refused(refusal) if refusal.stage.is_tool_failure() => {
+                    match review_stage {
+                        Some(stage) => (Decision::Review, Some(stage), None, true),
+                        None => (Decision::Allowed, None, None, true),
+                    }
+                }
                 CallOutcome::Refused(refusal) => (
                     Decision::Refused,
                     Some(refusal.stage.as_str()),

@@ -193,6 +193,23 @@ impl Default for CallLimits {
 }
 
 impl AgentSpec {
+    /// Whether any restriction or `exposes` of the agent asks a provenance question
+    /// (AGX-P1). Only then are outputs indexed as sources: an agent that never asks
+    /// pays nothing for them on each call.
+    pub fn asks_provenance(&self) -> bool {
+        let restrictions = self.capabilities.iter().flat_map(|capability| {
+            [
+                &capability.input_restriction,
+                &capability.output_restriction,
+            ]
+        });
+        restrictions
+            .flatten()
+            .filter_map(|restriction| restriction.assertion.as_deref())
+            .chain(self.exposes.iter().map(|(_, check)| check.as_ref()))
+            .any(|check| check.asks_provenance())
+    }
+
     /// The index of a declared capability; the only place the model's untrusted tool
     /// name is matched.
     pub fn capability_index(&self, name: &str) -> Option<usize> {

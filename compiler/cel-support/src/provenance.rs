@@ -35,6 +35,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The provenance questions, the methods of a string that ask them: the checker types
+/// them, the interpreter answers them, and a check that calls one is given the sources.
+pub const QUESTIONS: [&str; 4] = ["fromUser", "fromTool", "fromTrusted", "fromUntrusted"];
+
 /// The fewest characters a value must have to be found inside free text: shorter values
 /// (`a`, `to`, `bob`) occur by chance in any text.
 pub const MIN_FREE_TEXT_CHARS: usize = 4;
@@ -88,14 +92,14 @@ impl Sources {
 
     /// Adds one of the user's inputs.
     pub fn add_request(&mut self, text: &str) {
-        let folded: Arc<str> = Arc::from(fold(text).as_ref());
+        let folded: Arc<str> = Arc::from(fold(text));
         self.request_bytes = self.request_bytes.saturating_add(folded.len() as u64);
         self.request.push(folded);
     }
 
     /// Adds one string leaf of a tool's output, at `path`, trusted or not.
     pub fn add_leaf(&mut self, tool: &str, path: &str, text: &str, trusted: bool) {
-        let folded: Arc<str> = Arc::from(fold(text).as_ref());
+        let folded: Arc<str> = Arc::from(fold(text));
         if folded.is_empty() {
             return;
         }
@@ -164,10 +168,10 @@ impl Sources {
         match origin {
             Origin::User => self.in_request(&folded),
             Origin::Trusted => {
-                self.trusted.contains_key(folded.as_ref()) || self.in_request(&folded)
+                self.trusted.contains_key(folded.as_str()) || self.in_request(&folded)
             }
             Origin::Tool { name, field } => {
-                self.trusted.get(folded.as_ref()).is_some_and(|positions| {
+                self.trusted.get(folded.as_str()).is_some_and(|positions| {
                     positions.iter().any(|position| {
                         self.leaves.get(*position as usize).is_some_and(|leaf| {
                             leaf.tool.as_ref() == name
@@ -194,9 +198,8 @@ impl Sources {
 /// A value or source text as provenance compares it (see the module's rules). Folding
 /// is idempotent: a folded text folds to itself, so folded sources can be stored and
 /// added again.
-pub fn fold(text: &str) -> std::borrow::Cow<'_, str> {
-    let trimmed = text.trim();
-    let mut folded = trimmed.to_ascii_lowercase();
+pub fn fold(text: &str) -> String {
+    let mut folded = text.trim().to_ascii_lowercase();
     // Each pass only shortens the text, so this ends; it repeats until nothing changes,
     // which is what makes folding idempotent (`https://http://x/ /` is `x`).
     loop {
@@ -220,11 +223,7 @@ pub fn fold(text: &str) -> std::borrow::Cow<'_, str> {
     if is_iban_like(&folded) {
         folded.retain(|character| character != ' ');
     }
-    if folded == trimmed {
-        std::borrow::Cow::Borrowed(trimmed)
-    } else {
-        std::borrow::Cow::Owned(folded)
-    }
+    folded
 }
 
 /// Two letters, two digits, then at least eleven more letters, digits or spaces, and
@@ -416,7 +415,7 @@ mod tests {
             "Hello World",
             "\u{212a}elvin",
         ] {
-            let once = fold(text).into_owned();
+            let once = fold(text);
             assert_eq!(fold(&once), once, "{text:?}");
         }
     }

@@ -774,7 +774,7 @@ impl Checker<'_> {
             return Type::Dyn;
         }
         let is_member = target.is_some();
-        if is_member && PROVENANCE_FUNCTIONS.contains(&function) {
+        if is_member && agentc_cel_support::provenance::QUESTIONS.contains(&function) {
             self.check_provenance_question(function, function_span, args);
         }
         match function_signature(function, is_member, &all_types) {
@@ -851,9 +851,6 @@ impl Checker<'_> {
         self.report(diagnostic)
     }
 }
-
-/// The provenance questions (AGX-P1): member functions of a string.
-const PROVENANCE_FUNCTIONS: &[&str] = &["fromUser", "fromTool", "fromTrusted", "fromUntrusted"];
 
 impl Checker<'_> {
     /// A provenance question needs an engagement, and `fromTool`'s constant capability
