@@ -103,24 +103,25 @@ impl Sources {
         if folded.is_empty() {
             return;
         }
-        let Ok(position) = u32::try_from(self.leaves.len()) else {
-            // Past four billion leaves nothing more is recorded, so nothing more can
-            // match: provenance questions answer "not from there", which denies.
-            return;
-        };
-        if trusted {
-            self.trusted
+        // A trusted leaf is indexed by its position; past four billion leaves there is
+        // none, and the leaf is kept as untrusted: never trusted without its index, and
+        // still found by `fromUntrusted()`.
+        let position = u32::try_from(self.leaves.len()).ok().filter(|_| trusted);
+        match position {
+            Some(position) => self
+                .trusted
                 .entry(Arc::clone(&folded))
                 .or_default()
-                .push(position);
-        } else {
-            self.untrusted_bytes = self.untrusted_bytes.saturating_add(folded.len() as u64);
+                .push(position),
+            None => {
+                self.untrusted_bytes = self.untrusted_bytes.saturating_add(folded.len() as u64);
+            }
         }
         self.leaves.push(Leaf {
             tool: Arc::from(tool),
             path: Arc::from(path),
             folded,
-            trusted,
+            trusted: position.is_some(),
         });
     }
 
