@@ -25,6 +25,7 @@ fn restriction(text: &str) -> Option<RestrictionSpec> {
     Some(RestrictionSpec {
         require_review: None,
         assertion: Some(Arc::new(CelCheck::parse(text).unwrap())),
+        review_when: None,
     })
 }
 

@@ -421,6 +421,28 @@ impl CallContext<'_> {
         }
     }
 
+    /// AGX-V1: whether a restriction's `review_when` holds for the pending call. A
+    /// condition that cannot be evaluated denies the call (fail closed): whether a
+    /// human had to see it is unknown.
+    fn review_wanted(
+        &self,
+        engagement: &mut Engagement,
+        condition: &dyn Check,
+        stage: RefusalStage,
+        pending: Pending<'_>,
+    ) -> Result<bool, Refusal> {
+        engagement.prepare(condition.roots());
+        condition
+            .holds(&engagement.scope(Some(pending)))
+            .map_err(|error| {
+                self.refuse(
+                    engagement,
+                    stage,
+                    format!("review condition could not be evaluated: {error}"),
+                )
+            })
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn restrict(
         &self,
@@ -438,7 +460,19 @@ impl CallContext<'_> {
         if let Some(assertion) = &restriction.assertion {
             self.assert(engagement, assertion.as_ref(), stages.0, pending)?;
         }
-        if ask_reviewer && let Some(reviewer) = &restriction.require_review {
+        let Some(reviewer) = &restriction.require_review else {
+            return Ok(());
+        };
+        // AGX-V1: the condition is asked only of a call its assertion allowed (a call
+        // that is refused is never reviewed), and it is evaluated even for a resumed
+        // call whose review was already approved, so its budget and errors are the same
+        // on every path.
+        if let Some(condition) = &restriction.review_when
+            && !self.review_wanted(engagement, condition.as_ref(), stages.0, pending)?
+        {
+            return Ok(());
+        }
+        if ask_reviewer {
             // Boxed: a review's wait is large and rare, and kept inline it would make
             // every call's future larger, and every call copy it.
             Box::pin(self.review(engagement, reviewer, stages.1, inputs, outputs)).await?;

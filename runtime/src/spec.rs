@@ -64,6 +64,20 @@ pub struct RestrictionSpec {
     pub require_review: Option<ReviewerRef>,
     /// The assertion over the engagement (OAS-C8).
     pub assertion: Option<Arc<dyn Check>>,
+    /// AGX-V1: when the reviewer is asked. `None` asks on every call that passed the
+    /// assertion; a condition asks only when it holds, and denies when it cannot be
+    /// evaluated.
+    pub review_when: Option<Arc<dyn Check>>,
+}
+
+impl RestrictionSpec {
+    /// The restriction's checks over the engagement: its assertion and its review
+    /// condition.
+    pub fn checks(&self) -> impl Iterator<Item = &dyn Check> {
+        [self.assertion.as_deref(), self.review_when.as_deref()]
+            .into_iter()
+            .flatten()
+    }
 }
 
 /// What a capability key refers to.
@@ -205,7 +219,7 @@ impl AgentSpec {
         });
         restrictions
             .flatten()
-            .filter_map(|restriction| restriction.assertion.as_deref())
+            .flat_map(RestrictionSpec::checks)
             .chain(self.exposes.iter().map(|(_, check)| check.as_ref()))
             .any(|check| check.asks_provenance())
     }
@@ -519,12 +533,21 @@ fn lower_restriction(
         )?),
         None => None,
     };
+    let review_when = match &restriction.review_when {
+        Some(cel) => Some(parse_cel(
+            agent,
+            format!("the {which} restriction's `review_when` of `{capability}`"),
+            &cel.text,
+        )?),
+        None => None,
+    };
     Ok(RestrictionSpec {
         require_review: restriction
             .require_review
             .as_ref()
             .map(|reviewer| ReviewerRef::parse(&reviewer.value)),
         assertion,
+        review_when,
     })
 }
 

@@ -252,6 +252,7 @@ impl Harness {
         self.agent_mut().capabilities[0].input_restriction = Some(RestrictionSpec {
             require_review: None,
             assertion: Some(Arc::new(CelCheck::parse(text).unwrap())),
+            review_when: None,
         });
     }
 
@@ -1108,6 +1109,7 @@ async fn compiled_checks_enforce_like_interpreted_ones() {
     h.agent_mut().capabilities[0].input_restriction = Some(RestrictionSpec {
         require_review: None,
         assertion: Some(Arc::new(compiled_kb_check())),
+        review_when: None,
     });
     let outcome = h
         .run(vec![
@@ -1202,4 +1204,63 @@ async fn agx_l2_max_calls_counts_allowed_and_refused_calls() {
             reason: FailureReason::CallLimit { .. }
         }
     ));
+}
+
+/// agentc extension AGX-V1 (`review_when`): a restriction asks its reviewer only when
+/// the condition holds, its assertion still denies first, everything else is allowed,
+/// and a condition that cannot be evaluated denies.
+#[tokio::test]
+async fn agx_v1_review_when_asks_the_reviewer_only_when_it_holds() {
+    let agent = agent_yaml(
+        r#"    input_restriction:
+      require_review: owner
+      assertion: recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/")
+      review_when: '!recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/")'"#,
+        "",
+    );
+    let turns = || {
+        vec![
+            kb_call("acme/hr/a"),
+            kb_call("acme/legal/b"),
+            kb_call("other/c"),
+            text("done"),
+        ]
+    };
+    // A refusing reviewer: the HR call never asks it, the legal one does and is
+    // refused, and the assertion refuses the third before any review.
+    let mut h = harness(&agent);
+    h.runtime.reviewer = Arc::new(StaticReviewer::refusing());
+    let outcome = h.run(turns()).await;
+    assert!(completed(&outcome), "{:?}", outcome.status);
+    assert_eq!(h.kb.calls(), 1);
+    assert_eq!(
+        refused_stages(&outcome),
+        ["input_review", "input_restriction"]
+    );
+    // An approving reviewer is asked once, for the legal call only.
+    let mut h = harness(&agent);
+    h.runtime.reviewer = Arc::new(StaticReviewer::approving());
+    let outcome = h.run(turns()).await;
+    assert_eq!(h.kb.calls(), 2);
+    assert_eq!(refused_stages(&outcome), ["input_restriction"]);
+    assert_eq!(h.audit.text().matches("\"approved\"").count(), 1);
+
+    // A condition that cannot be evaluated denies; it is neither "review" nor "allow".
+    let mut h = harness(&agent);
+    h.runtime.reviewer = Arc::new(StaticReviewer::approving());
+    h.agent_mut().capabilities[0]
+        .input_restriction
+        .as_mut()
+        .unwrap()
+        .review_when = Some(Arc::new(
+        CelCheck::parse("recent.hr_kb_search.inputs.no_such_field == 'x'").unwrap(),
+    ));
+    let outcome = h.run(vec![kb_call("acme/hr/a"), text("done")]).await;
+    assert_eq!(h.kb.calls(), 0);
+    assert_eq!(refused_stages(&outcome), ["input_restriction"]);
+    assert!(
+        h.audit
+            .text()
+            .contains("review condition could not be evaluated")
+    );
 }

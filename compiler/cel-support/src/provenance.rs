@@ -60,6 +60,15 @@ pub enum Origin<'a> {
     Trusted,
     /// Untrusted content of any tool's output (free text).
     Untrusted,
+    /// Untrusted content of a named tool's output (free text); with a field, only
+    /// leaves at that path. Lets a rule tell one untrusted source from another (a
+    /// colleague's message from a web page) without trusting either.
+    UntrustedFrom {
+        /// The tool's capability name.
+        name: &'a str,
+        /// The field's path, when asked.
+        field: Option<&'a str>,
+    },
 }
 
 /// One string leaf of a tool output the model was given.
@@ -154,7 +163,9 @@ impl Sources {
         let value_bytes = value.len() as u64;
         let scanned = match origin {
             Origin::User | Origin::Trusted => self.request_bytes,
-            Origin::Untrusted => self.untrusted_bytes,
+            // The bytes of every untrusted leaf: a bound on those of one tool's, kept
+            // so that the charge needs no pass over the leaves.
+            Origin::Untrusted | Origin::UntrustedFrom { .. } => self.untrusted_bytes,
             Origin::Tool { .. } => 0,
         };
         scanned.saturating_add(value_bytes)
@@ -185,6 +196,15 @@ impl Sources {
                 .leaves
                 .iter()
                 .filter(|leaf| !leaf.trusted)
+                .any(|leaf| occurs_as_token(&leaf.folded, &folded)),
+            Origin::UntrustedFrom { name, field } => self
+                .leaves
+                .iter()
+                .filter(|leaf| {
+                    !leaf.trusted
+                        && leaf.tool.as_ref() == name
+                        && field.is_none_or(|field| leaf.path.as_ref() == field)
+                })
                 .any(|leaf| occurs_as_token(&leaf.folded, &folded)),
         }
     }
@@ -394,6 +414,32 @@ mod tests {
             }
         ));
         assert!(!sources.holds("carol@acme.example", Origin::Untrusted));
+    }
+
+    #[test]
+    fn agx_p2_untrusted_content_of_one_tool_is_told_from_another() {
+        let mut sources = sources();
+        sources.add_leaf(
+            "get_webpage",
+            "",
+            "Visit www.true-informations.com now.",
+            false,
+        );
+        let from = |name, field| Origin::UntrustedFrom { name, field };
+        assert!(sources.holds("mallory@evil.example", from("read_inbox", None)));
+        assert!(sources.holds(
+            "mallory@evil.example",
+            from("read_inbox", Some("emails.body"))
+        ));
+        assert!(sources.holds("www.true-informations.com", from("get_webpage", None)));
+        // Denied: another tool's content, another field, a trusted leaf.
+        assert!(!sources.holds("mallory@evil.example", from("get_webpage", None)));
+        assert!(!sources.holds("www.true-informations.com", from("read_inbox", None)));
+        assert!(!sources.holds(
+            "mallory@evil.example",
+            from("read_inbox", Some("emails.subject"))
+        ));
+        assert!(!sources.holds("carol@acme.example", from("search_contacts", None)));
     }
 
     #[test]

@@ -853,8 +853,8 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
-    /// A provenance question needs an engagement, and `fromTool`'s constant capability
-    /// and field must be ones the engagement can hold.
+    /// A provenance question needs an engagement, and the constant capability and field
+    /// of `fromTool` or `fromUntrusted` must be ones the engagement can hold.
     fn check_provenance_question(&mut self, function: &str, span: Span, args: &[Expr]) {
         let Some(outputs) = self.env.sources() else {
             self.report(CelDiagnostic::new(
@@ -865,7 +865,7 @@ impl Checker<'_> {
             .with_help("provenance questions work in restrictions and exposes, not in a guardrail's assertion"));
             return;
         };
-        if function != "fromTool" {
+        if function != "fromTool" && function != "fromUntrusted" {
             return;
         }
         let literal = |index: usize| match args.get(index).map(|arg| &arg.kind) {
@@ -876,7 +876,7 @@ impl Checker<'_> {
         let Some(output) = outputs.get(&tool) else {
             let mut diagnostic = CelDiagnostic::new(
                 CelErrorKind::UnknownSource,
-                format!("`fromTool` names `{tool}`, which is not a capability of this agent"),
+                format!("`{function}` names `{tool}`, which is not a capability of this agent"),
                 args.first().map_or(span, |arg| arg.span),
             );
             if let Some(best) = did_you_mean(&tool, outputs.keys().map(String::as_str)).first() {
@@ -928,6 +928,17 @@ fn string_leaf_paths(output: &Type) -> (Vec<String>, bool) {
                 if object.open {
                     *complete = false;
                 }
+            }
+            // A map's keys are leaves at its path and its values at `<map>.*`
+            // (AGX-P1), as the runtime records them.
+            Type::Map(key, value) if matches!(**key, Type::String) => {
+                paths.push(path.to_string());
+                let entries = if path.is_empty() {
+                    "*".to_string()
+                } else {
+                    format!("{path}.*")
+                };
+                walk(value, &entries, paths, complete, depth + 1);
             }
             Type::Map(..) | Type::Dyn => *complete = false,
             _ => {}
@@ -1042,7 +1053,17 @@ fn function_signature(function: &str, is_member: bool, types: &[Type]) -> Signat
                 NoMatch
             }
         }
-        "fromUser" | "fromTrusted" | "fromUntrusted" if is_member => {
+        "fromUntrusted" if is_member => match types.len() {
+            1..=3 => {
+                if types.iter().all(|ty| is(Some(ty), &T::String)) {
+                    R(T::Bool)
+                } else {
+                    NoMatch
+                }
+            }
+            _ => Count("no arguments, or one or two"),
+        },
+        "fromUser" | "fromTrusted" if is_member => {
             if types.len() != 1 {
                 return Count("no arguments");
             }

@@ -246,7 +246,8 @@ impl CelErrorKind {
                 "A provenance question asks where a string came from: the user's request \
                  (`fromUser()`), a trusted field of a capability's output (`fromTool(name)`, \
                  `fromTool(name, field)`), any trusted source (`fromTrusted()`) or untrusted \
-                 content (`fromUntrusted()`). The capability must be one the agent declares, \
+                 content (`fromUntrusted()`, or one capability's: `fromUntrusted(name)`, \
+                 `fromUntrusted(name, field)`). The capability must be one the agent declares, \
                  the field a path (keys joined by `.`, list positions left out) of its output \
                  schema, and the question must be asked where there is an engagement \
                  (restrictions and exposes, not a guardrail's assertion).\n\n\

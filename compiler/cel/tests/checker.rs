@@ -350,6 +350,8 @@ fn agx_p1_provenance_questions_are_type_checked() {
         "recent.search.inputs.query.fromTrusted() || !recent.search.inputs.query.fromUntrusted()",
         "recent.search.inputs.query.fromTool('hr_kb')",
         "recent.search.inputs.query.fromTool('hr_kb', 'documents')",
+        "recent.search.inputs.query.fromUntrusted('hr_kb')",
+        "recent.search.inputs.query.fromUntrusted('hr_kb', 'documents')",
     ] {
         assert!(
             errors(allowed, &site).is_empty(),
@@ -372,6 +374,13 @@ fn agx_p1_provenance_questions_are_type_checked() {
         found[0].help.clone().unwrap().contains("documents"),
         "{found:?}"
     );
+    let found = errors("recent.search.inputs.query.fromUntrusted('hr_kbb')", &site);
+    assert_eq!(found[0].kind, CelErrorKind::UnknownSource);
+    let found = errors(
+        "recent.search.inputs.query.fromUntrusted('hr_kb', 'document')",
+        &site,
+    );
+    assert_eq!(found[0].kind, CelErrorKind::UnknownSource);
     // Not a string, or the wrong count of arguments.
     let found = errors("history._total.fromUser()", &site);
     assert_eq!(found[0].kind, CelErrorKind::NoMatchingOverload);

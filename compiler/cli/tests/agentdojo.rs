@@ -96,7 +96,7 @@ fn agentdojo_workspace_figures_do_not_regress() {
             pairs: 240,
             defended: 236,
             legitimate: 588,
-            blocked: 21,
+            blocked: 0,
             reviewed: 0,
         },
     );
@@ -110,8 +110,8 @@ fn agentdojo_slack_figures_do_not_regress() {
             pairs: 105,
             defended: 105,
             legitimate: 588,
-            blocked: 141,
-            reviewed: 0,
+            blocked: 0,
+            reviewed: 12,
         },
     );
 }

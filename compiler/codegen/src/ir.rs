@@ -38,6 +38,8 @@ pub enum TargetIr {
 pub struct RestrictionIr {
     pub require_review: Option<String>,
     pub assertion: Option<String>,
+    /// AGX-V1: when the reviewer is asked.
+    pub review_when: Option<String>,
 }
 
 /// One capability of an agent.
@@ -117,6 +119,10 @@ fn restriction(restriction: Option<&Restriction>) -> Option<RestrictionIr> {
             .assertion
             .as_ref()
             .map(|assertion| assertion.text.clone()),
+        review_when: restriction
+            .review_when
+            .as_ref()
+            .map(|condition| condition.text.clone()),
     })
 }
 

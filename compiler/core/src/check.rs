@@ -472,6 +472,17 @@ impl Checker<'_> {
 
     fn check_reviewer(&mut self, restriction: &Restriction) {
         let Some(reviewer) = &restriction.require_review else {
+            if let Some(condition) = &restriction.review_when {
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::ReviewConditionWithoutReviewer,
+                        condition.span,
+                        "`review_when` says when to ask a reviewer, but the restriction names none",
+                    )
+                    .with_primary_label("no `require_review` beside this condition")
+                    .with_help("add `require_review: <reviewer>` to the restriction, or remove `review_when` (AGX-V1)"),
+                );
+            }
             return;
         };
         let text = reviewer.value.as_str();
@@ -1013,13 +1024,15 @@ impl Checker<'_> {
                         },
                     ),
                 ] {
-                    if let Some(Restriction {
-                        assertion: Some(assertion),
-                        ..
-                    }) = restriction.as_ref()
+                    let Some(restriction) = restriction.as_ref() else {
+                        continue;
+                    };
+                    let env = engagement_env(&capability_types, &site);
+                    for expression in [&restriction.assertion, &restriction.review_when]
+                        .into_iter()
+                        .flatten()
                     {
-                        let env = engagement_env(&capability_types, &site);
-                        self.check_expression(assertion, &env, true, capabilities);
+                        self.check_expression(expression, &env, true, capabilities);
                     }
                 }
             }

@@ -69,6 +69,7 @@ catalogue! {
     E0207 InvalidReviewer Error "`require_review` names no valid reviewer (OAS-C7)";
     E0208 MissingStaticIdentity Error "`user_identity: false` without a `static_identity` (OAS-C3, OAS-C4)";
     E0209 SelfReference Error "an agent lists itself as a capability";
+    E0210 ReviewConditionWithoutReviewer Error "`review_when` without `require_review` (AGX-V1)";
     E0301 InvalidJsonSchema Error "a tool's `input` or `output` is not a valid JSON Schema";
     E0302 BindingCount Error "a tool has no binding, or more than one (it must have exactly one)";
     E0303 ToolInputNotObject Error "a tool's `input` schema does not describe an object";

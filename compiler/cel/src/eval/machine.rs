@@ -312,6 +312,17 @@ impl<'a> Machine<'a> {
             ("fromUser", true, [Value::String(_)]) => Origin::User,
             ("fromTrusted", true, [Value::String(_)]) => Origin::Trusted,
             ("fromUntrusted", true, [Value::String(_)]) => Origin::Untrusted,
+            ("fromUntrusted", true, [Value::String(_), Value::String(name)]) => {
+                Origin::UntrustedFrom { name, field: None }
+            }
+            (
+                "fromUntrusted",
+                true,
+                [Value::String(_), Value::String(name), Value::String(field)],
+            ) => Origin::UntrustedFrom {
+                name,
+                field: Some(field),
+            },
             ("fromTool", true, [Value::String(_), Value::String(name)]) => {
                 Origin::Tool { name, field: None }
             }

@@ -387,15 +387,21 @@ impl Emitter<'_> {
             }
             None => quote!(None),
         };
+        let module = snake_ident(&agent.name);
         let assertion = if restriction.assertion.is_some() {
-            let module = snake_ident(&agent.name);
             let check = ident(&format!("{function}_check"));
             quote!(Some(policies::#module::#check()?))
         } else {
             quote!(None)
         };
+        let review_when = if restriction.review_when.is_some() {
+            let check = ident(&format!("review_when_{function}_check"));
+            quote!(Some(policies::#module::#check()?))
+        } else {
+            quote!(None)
+        };
         quote! {
-            Some(::agentc::__private::agentc_runtime::RestrictionSpec { require_review: #review, assertion: #assertion })
+            Some(::agentc::__private::agentc_runtime::RestrictionSpec { require_review: #review, assertion: #assertion, review_when: #review_when })
         }
     }
 

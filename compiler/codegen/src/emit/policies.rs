@@ -12,7 +12,7 @@ use agentc_cel_compile::{
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
-use crate::ir::{AgentIr, RestrictionIr};
+use crate::ir::AgentIr;
 
 use super::Emitter;
 use super::layout::{CelStructsFor, FieldNumbers, layout_structs};
@@ -242,12 +242,19 @@ impl Emitter<'_> {
                 (&capability.input_restriction, "input"),
                 (&capability.output_restriction, "output"),
             ] {
-                if let Some(RestrictionIr {
-                    assertion: Some(text),
-                    ..
-                }) = restriction
-                {
+                let Some(restriction) = restriction else {
+                    continue;
+                };
+                if let Some(text) = &restriction.assertion {
                     sites.push((format!("{which}_{method}"), text, CheckKind::Assertion));
+                }
+                if let Some(text) = &restriction.review_when {
+                    // `review_when_` cannot collide with `input_`/`output_`/`exposes_`.
+                    sites.push((
+                        format!("review_when_{which}_{method}"),
+                        text,
+                        CheckKind::Assertion,
+                    ));
                 }
             }
         }

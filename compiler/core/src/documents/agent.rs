@@ -50,6 +50,9 @@ spec_struct! {
         opt require_review: Spanned<String>,
         /// A CEL expression over the engagement; false or an error denies (OAS-C8).
         opt assertion: CelText,
+        /// AGX-V1: a CEL condition over the engagement; the reviewer is asked only when
+        /// it holds (an error denies). Needs `require_review`.
+        opt review_when: CelText,
     }
 }
 

@@ -657,10 +657,14 @@ impl Hosted<agents::hr_agent> {
                     input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(policies::hr_agent::input_hr_kb_search_check()?),
+                        review_when: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
-                        assertion: Some(policies::hr_agent::output_hr_kb_search_check()?),
+                        assertion: Some(
+                            policies::hr_agent::output_hr_kb_search_check()?,
+                        ),
+                        review_when: None,
                     }),
                 },
             ]),

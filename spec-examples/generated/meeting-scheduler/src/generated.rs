@@ -492,7 +492,7 @@ impl AllowedFor<agents::meeting_scheduler> for capabilities::create_event {}
 impl sealed::Sealed for agents::meeting_scheduler {}
 impl Agent for agents::meeting_scheduler {
     const NAME: &'static str = "meeting_scheduler";
-    const DOCUMENT: &'static str = "kind: openagentspec:v1/agent\nname: meeting_scheduler\ndescription: >-\n  A scheduling assistant that finds a time when everyone is free and books the\n  meeting in Acme's calendar.\nintent: >-\n  You schedule meetings between Acme colleagues. Check everyone's free/busy time\n  first, propose a slot, and create the event only once the user has agreed.\nowner: workplace-it@acme.example\n\ncapabilities:\n  calendar_free_busy:\n    # OAS-C2: colleagues' busy times are used once and not recorded in the engagement,\n    # so no assertion or `exposes` reads this tool's outputs.\n    collect_results: false\n    input_restriction:\n      assertion: >-\n        size(recent.calendar_free_busy.inputs.attendees) <= 25\n        && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")\n\n  create_event:\n    input_restriction:\n      require_review: user                  # OAS-C7: the engaging user approves every booking\n      assertion: >-\n        size(recent.create_event.inputs.attendees) >= 1\n        && size(recent.create_event.inputs.attendees) <= 25\n        && recent.create_event.inputs.attendees.all(a, a.endsWith(\"@acme.example\"))\n        && (!has(user.email) || user.email in recent.create_event.inputs.attendees)\n        && timestamp(recent.create_event.inputs.start) > started_at\n        && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\")\n        && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)\n    output_restriction:\n      assertion: >-\n        recent.create_event.outputs.status in [\"confirmed\", \"tentative\"]\n        && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")\n\nexposes:\n  # Empty until an event has been created (OAS-X1); the caller reads it as a string.\n  event_id: 'has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"'\n  events_created: 'size(history._list.filter(n, n == \"create_event\"))'\n\nlifespan:\n  retain_memory: true                       # OAS-L1: may remember the user's preferences\n  short_circuit: 2";
+    const DOCUMENT: &'static str = "kind: openagentspec:v1/agent\nname: meeting_scheduler\ndescription: >-\n  A scheduling assistant that finds a time when everyone is free and books the\n  meeting in Acme's calendar.\nintent: >-\n  You schedule meetings between Acme colleagues. Check everyone's free/busy time\n  first, propose a slot, and create the event only once the user has agreed.\nowner: workplace-it@acme.example\n\ncapabilities:\n  calendar_free_busy:\n    # OAS-C2: colleagues' busy times are used once and not recorded in the engagement,\n    # so no assertion or `exposes` reads this tool's outputs.\n    collect_results: false\n    input_restriction:\n      assertion: >-\n        size(recent.calendar_free_busy.inputs.attendees) <= 25\n        && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")\n\n  create_event:\n    input_restriction:\n      require_review: user                  # OAS-C7: the engaging user approves a booking\n      # AGX-V1: ...when it invites someone besides them; a slot in their own calendar\n      # is booked without asking.\n      review_when: >-\n        recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)\n      assertion: >-\n        size(recent.create_event.inputs.attendees) >= 1\n        && size(recent.create_event.inputs.attendees) <= 25\n        && recent.create_event.inputs.attendees.all(a, a.endsWith(\"@acme.example\"))\n        && (!has(user.email) || user.email in recent.create_event.inputs.attendees)\n        && timestamp(recent.create_event.inputs.start) > started_at\n        && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\")\n        && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)\n    output_restriction:\n      assertion: >-\n        recent.create_event.outputs.status in [\"confirmed\", \"tentative\"]\n        && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")\n\nexposes:\n  # Empty until an event has been created (OAS-X1); the caller reads it as a string.\n  event_id: 'has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"'\n  events_created: 'size(history._list.filter(n, n == \"create_event\"))'\n\nlifespan:\n  retain_memory: true                       # OAS-L1: may remember the user's preferences\n  short_circuit: 2";
     type Exposes = MeetingSchedulerExposes;
 }
 /// Agent `meeting_scheduler` with its tools bound: A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar.
@@ -649,6 +649,7 @@ impl Hosted<agents::meeting_scheduler> {
                         assertion: Some(
                             policies::meeting_scheduler::input_calendar_free_busy_check()?,
                         ),
+                        review_when: None,
                     }),
                     output_restriction: None,
                 },
@@ -667,12 +668,16 @@ impl Hosted<agents::meeting_scheduler> {
                         assertion: Some(
                             policies::meeting_scheduler::input_create_event_check()?,
                         ),
+                        review_when: Some(
+                            policies::meeting_scheduler::review_when_input_create_event_check()?,
+                        ),
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::meeting_scheduler::output_create_event_check()?,
                         ),
+                        review_when: None,
                     }),
                 },
             ]),
@@ -1711,6 +1716,139 @@ pub mod policies {
                     input_create_event_evaluate,
                     super::super::support::interpreter(
                         "size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= 25 && recent.create_event.inputs.attendees.all(a, a.endsWith(\"@acme.example\")) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)",
+                    )?,
+                ),
+            )
+        }
+        /// Compiled from a CEL expression of type `bool`; an `Err` denies.
+        #[allow(
+            clippy::all,
+            unused_parens,
+            unused_braces,
+            unreachable_code,
+            non_snake_case
+        )]
+        pub fn review_when_input_create_event(
+            root: &Engagement,
+            __meter: &::agentc::__private::agentc_cel_support::Meter,
+        ) -> ::std::result::Result<
+            bool,
+            ::agentc::__private::agentc_cel_support::CelError,
+        > {
+            __meter.steps(10u64);
+            Ok({
+                let mut __decided = false;
+                let mut __error: ::std::option::Option<
+                    ::agentc::__private::agentc_cel_support::CelError,
+                > = None;
+                for __item in (((&(match &((&(root).recent)).create_event {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "create_event",
+                            ),
+                        );
+                    }
+                })
+                    .inputs))
+                    .attendees
+                    .as_slice())
+                    .iter()
+                {
+                    if !__meter.iteration(16u64) {
+                        break;
+                    }
+                    let v_a = (__item).as_str();
+                    match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
+                        Ok(
+                            ((!((&(root).user)).email.is_some())
+                                || (!(__meter.str((v_a))
+                                    == __meter
+                                        .str(
+                                            (match ((&(root).user)).email.as_deref() {
+                                                ::std::option::Option::Some(value) => value,
+                                                ::std::option::Option::None => {
+                                                    return ::std::result::Result::Err(
+                                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                                            "email",
+                                                        ),
+                                                    );
+                                                }
+                                            }),
+                                        )))),
+                        )
+                    })() {
+                        Ok(true) => {
+                            __decided = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(__failure) => {
+                            if __error.is_none() {
+                                __error = Some(__failure);
+                            }
+                        }
+                    }
+                }
+                if __decided {
+                    true
+                } else if let Some(__failure) = __error {
+                    return Err(__failure);
+                } else {
+                    !true
+                }
+            })
+        }
+        /// Evaluates [`review_when_input_create_event`] over the engagement's variables.
+        fn review_when_input_create_event_evaluate(
+            variables: &dyn ::agentc::__private::agentc_runtime::VariableSource,
+        ) -> ::std::result::Result<
+            ::agentc::__private::agentc_cel::Value,
+            ::agentc::__private::agentc_runtime::CheckError,
+        > {
+            let reads = ::agentc::__private::agentc_generated_support::cel_roots::Reads::new(
+                &[0x42ca],
+            );
+            let root = Engagement {
+                recent: match ::agentc::__private::agentc_generated_support::cel_roots::root_by_fields(
+                    variables,
+                    "recent",
+                    reads,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
+                user: match ::agentc::__private::agentc_generated_support::cel_roots::root(
+                    variables,
+                    "user",
+                    reads,
+                ) {
+                    Ok(value) => value,
+                    Err(error) => return Err(error),
+                },
+                ..::std::default::Default::default()
+            };
+            let meter = ::agentc::__private::agentc_cel_support::Meter::new();
+            let result = review_when_input_create_event(&root, &meter);
+            match meter.settle(result) {
+                Ok(verdict) => Ok(::agentc::__private::agentc_cel::Value::Bool(verdict)),
+                Err(error) => Err(super::super::support::denial(error)),
+            }
+        }
+        /// `recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)`
+        ///
+        /// Compiled to Rust: [`review_when_input_create_event`].
+        pub fn review_when_input_create_event_check() -> ::std::result::Result<
+            ::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>,
+            super::super::SetupError,
+        > {
+            Ok(
+                ::agentc::__private::agentc_generated_support::cel_roots::compiled(
+                    &["recent", "user"],
+                    review_when_input_create_event_evaluate,
+                    super::super::support::interpreter(
+                        "recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)",
                     )?,
                 ),
             )

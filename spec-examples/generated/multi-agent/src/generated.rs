@@ -972,6 +972,7 @@ impl Hosted<agents::compliance_reviewer> {
                         assertion: Some(
                             policies::compliance_reviewer::input_lookup_policy_doc_check()?,
                         ),
+                        review_when: None,
                     }),
                     output_restriction: None,
                 },
@@ -1182,12 +1183,14 @@ impl Hosted<agents::hr_helpdesk> {
                         assertion: Some(
                             policies::hr_helpdesk::input_lookup_policy_doc_check()?,
                         ),
+                        review_when: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::hr_helpdesk::output_lookup_policy_doc_check()?,
                         ),
+                        review_when: None,
                     }),
                 },
             ]),
@@ -1366,12 +1369,14 @@ impl Hosted<agents::office_assistant> {
                         assertion: Some(
                             policies::office_assistant::input_team_scheduler_check()?,
                         ),
+                        review_when: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::office_assistant::output_team_scheduler_check()?,
                         ),
+                        review_when: None,
                     }),
                 },
                 ::agentc::__private::agentc_runtime::CapabilitySpec {
@@ -1389,12 +1394,14 @@ impl Hosted<agents::office_assistant> {
                         assertion: Some(
                             policies::office_assistant::input_hr_helpdesk_check()?,
                         ),
+                        review_when: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::office_assistant::output_hr_helpdesk_check()?,
                         ),
+                        review_when: None,
                     }),
                 },
                 ::agentc::__private::agentc_runtime::CapabilitySpec {
@@ -1410,12 +1417,14 @@ impl Hosted<agents::office_assistant> {
                             ),
                         ),
                         assertion: None,
+                        review_when: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::office_assistant::output_vendor_liaison_check()?,
                         ),
+                        review_when: None,
                     }),
                 },
             ]),
@@ -1678,6 +1687,7 @@ impl Hosted<agents::team_scheduler> {
                         assertion: Some(
                             policies::team_scheduler::input_team_free_busy_check()?,
                         ),
+                        review_when: None,
                     }),
                     output_restriction: None,
                 },
@@ -1696,12 +1706,14 @@ impl Hosted<agents::team_scheduler> {
                         assertion: Some(
                             policies::team_scheduler::input_team_create_event_check()?,
                         ),
+                        review_when: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::team_scheduler::output_team_create_event_check()?,
                         ),
+                        review_when: None,
                     }),
                 },
             ]),
@@ -1889,6 +1901,7 @@ impl Hosted<agents::vendor_liaison> {
                         assertion: Some(
                             policies::vendor_liaison::input_vendor_support_check()?,
                         ),
+                        review_when: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: Some(
@@ -1899,6 +1912,7 @@ impl Hosted<agents::vendor_liaison> {
                         assertion: Some(
                             policies::vendor_liaison::output_vendor_support_check()?,
                         ),
+                        review_when: None,
                     }),
                 },
             ]),

@@ -631,13 +631,17 @@ impl Hosted<agents::web_browser> {
                     ),
                     input_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
-                        assertion: Some(policies::web_browser::input_fetch_page_check()?),
+                        assertion: Some(
+                            policies::web_browser::input_fetch_page_check()?,
+                        ),
+                        review_when: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
                         assertion: Some(
                             policies::web_browser::output_fetch_page_check()?,
                         ),
+                        review_when: None,
                     }),
                 },
             ]),
