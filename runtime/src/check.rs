@@ -119,14 +119,24 @@ pub struct CelCheck {
 impl CelCheck {
     /// Parses the expression once, so that no parsing happens per call.
     pub fn parse(text: &str) -> Result<Self, CheckError> {
-        let expr = agentc_cel::parse(text).map_err(|diagnostics| CheckError::Parse {
+        CelCheck::parse_with(text, &agentc_cel::Definitions::new())
+    }
+
+    /// Parses the expression once with the agent's definitions (AGX-D1) inlined.
+    pub fn parse_with(
+        text: &str,
+        definitions: &agentc_cel::Definitions,
+    ) -> Result<Self, CheckError> {
+        let parse_error = |diagnostics: Vec<agentc_cel::CelDiagnostic>| CheckError::Parse {
             text: text.to_string(),
             message: diagnostics
                 .iter()
                 .map(|diagnostic| diagnostic.to_string())
                 .collect::<Vec<_>>()
                 .join("; "),
-        })?;
+        };
+        let expr = agentc_cel::parse(text).map_err(parse_error)?;
+        let expr = definitions.expand(&expr).map_err(parse_error)?;
         let mut roots = Vec::new();
         let asks_provenance = collect_roots(&expr, &mut roots);
         roots.sort();

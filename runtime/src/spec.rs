@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use agentc_cel::Definitions;
 use agentc_compiler::check::CapabilityTarget;
 use agentc_compiler::documents::Document;
 use agentc_compiler::documents::agent::{AgentDocument, Restriction};
@@ -27,6 +28,9 @@ pub enum SpecError {
     /// A capability reference did not resolve.
     #[error("in agent `{agent}`, capability `{capability}` does not resolve")]
     Unresolved { agent: String, capability: String },
+    /// A definition (AGX-D1) did not parse or could not be added.
+    #[error("in agent `{agent}`, {message}")]
+    Definition { agent: String, message: String },
 }
 
 /// Who reviews a call (OAS-C7 Reading).
@@ -509,8 +513,13 @@ fn agent_tool_spec(name: &str, agents: &[AgentSpec]) -> ToolSpec {
     }
 }
 
-fn parse_cel(agent: &str, place: String, text: &str) -> Result<Arc<dyn Check>, SpecError> {
-    CelCheck::parse(text)
+fn parse_cel(
+    agent: &str,
+    place: String,
+    text: &str,
+    definitions: &Definitions,
+) -> Result<Arc<dyn Check>, SpecError> {
+    CelCheck::parse_with(text, definitions)
         .map(|check| Arc::new(check) as Arc<dyn Check>)
         .map_err(|source| SpecError::Cel {
             agent: agent.to_string(),
@@ -524,12 +533,14 @@ fn lower_restriction(
     capability: &str,
     which: &str,
     restriction: &Restriction,
+    definitions: &Definitions,
 ) -> Result<RestrictionSpec, SpecError> {
     let assertion = match &restriction.assertion {
         Some(cel) => Some(parse_cel(
             agent,
             format!("the {which} restriction of `{capability}`"),
             &cel.text,
+            definitions,
         )?),
         None => None,
     };
@@ -538,6 +549,7 @@ fn lower_restriction(
             agent,
             format!("the {which} restriction's `review_when` of `{capability}`"),
             &cel.text,
+            definitions,
         )?),
         None => None,
     };
@@ -556,6 +568,17 @@ fn lower_agent(
     targets: Option<&[Option<(agentc_compiler::names::Reference, CapabilityTarget)>]>,
 ) -> Result<AgentSpec, SpecError> {
     let name = agent.name.value.clone();
+    let definitions = match &agent.definitions {
+        Some(map) => Definitions::from_texts(
+            map.iter()
+                .map(|(key, cel)| (key.value.as_str(), cel.text.as_str())),
+        )
+        .map_err(|message| SpecError::Definition {
+            agent: name.clone(),
+            message,
+        })?,
+        None => Definitions::new(),
+    };
     let mut capabilities = Vec::new();
     if let Some(map) = &agent.capabilities {
         for (position, (key, capability)) in map.iter().enumerate() {
@@ -578,6 +601,7 @@ fn lower_agent(
                     &capability_name,
                     "input",
                     restriction,
+                    &definitions,
                 )?),
                 None => None,
             };
@@ -587,6 +611,7 @@ fn lower_agent(
                     &capability_name,
                     "output",
                     restriction,
+                    &definitions,
                 )?),
                 None => None,
             };
@@ -620,6 +645,7 @@ fn lower_agent(
                     &name,
                     "the input guardrail".to_string(),
                     &guardrail.assertion.text,
+                    &Definitions::new(),
                 )?,
             });
         }
@@ -630,6 +656,7 @@ fn lower_agent(
                     &name,
                     "the output guardrail".to_string(),
                     &guardrail.assertion.text,
+                    &Definitions::new(),
                 )?,
             });
         }
@@ -639,7 +666,12 @@ fn lower_agent(
         for (key, cel) in map.iter() {
             exposes.push((
                 key.value.clone(),
-                parse_cel(&name, format!("exposes `{}`", key.value), &cel.text)?,
+                parse_cel(
+                    &name,
+                    format!("exposes `{}`", key.value),
+                    &cel.text,
+                    &definitions,
+                )?,
             ));
         }
     }

@@ -69,6 +69,9 @@ pub enum CelErrorKind {
     /// A provenance question (`fromTool`, `fromUser`, …) names a tool or field the
     /// engagement cannot have, or is asked where there is no engagement (AGX-P1).
     UnknownSource,
+    /// An agent's definition (AGX-D1) has a bad key, is defined twice, or cannot be
+    /// inlined where it is used.
+    InvalidDefinition,
 }
 
 const ALL_ERROR_KINDS: &[CelErrorKind] = &[
@@ -90,6 +93,7 @@ const ALL_ERROR_KINDS: &[CelErrorKind] = &[
     CelErrorKind::MessageConstructionUnsupported,
     CelErrorKind::InvalidRegex,
     CelErrorKind::UnknownSource,
+    CelErrorKind::InvalidDefinition,
 ];
 
 /// Returns every error kind, in code order, so that tools can list and explain them all.
@@ -119,6 +123,7 @@ impl CelErrorKind {
             CelErrorKind::MessageConstructionUnsupported => "E0516",
             CelErrorKind::InvalidRegex => "E0517",
             CelErrorKind::UnknownSource => "E0518",
+            CelErrorKind::InvalidDefinition => "E0519",
         }
     }
 
@@ -253,6 +258,17 @@ impl CelErrorKind {
                  (restrictions and exposes, not a guardrail's assertion).\n\n\
                  Wrong:  inputs.to.fromTool('contacts', 'mail')\n\
                  Right:  recent.send_email.inputs.to.fromTool('search_contacts', 'contacts.email')"
+            }
+            CelErrorKind::InvalidDefinition => {
+                "An agent's `definitions` (AGX-D1) name constants and predicates its \
+                 expressions share: a key is `name` or `name(param, ...)`, and the value is \
+                 the CEL it stands for, which may use the definitions above it. A name \
+                 cannot be one CEL or the engagement already has (`size`, `recent`, ...), \
+                 nor be defined twice; a predicate is called with its parameters; and a \
+                 comprehension variable cannot hide an engagement name a definition it \
+                 uses reads.\n\n\
+                 Wrong:  recent.send_email.inputs.to.all(user, internal(user))\n\
+                 Right:  recent.send_email.inputs.to.all(r, internal(r))"
             }
         }
     }

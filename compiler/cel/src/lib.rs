@@ -18,6 +18,7 @@
 pub mod ast;
 mod checker;
 pub mod conformance;
+pub mod definitions;
 mod diagnostic;
 pub mod engagement;
 mod eval;
@@ -30,6 +31,7 @@ mod value;
 pub use agentc_cel_support::provenance;
 pub use ast::Expr;
 pub use checker::{check, check_assertion};
+pub use definitions::{DefinitionKey, Definitions, parse_definition_key};
 pub use diagnostic::{CelDiagnostic, CelErrorKind, Span, all_error_kinds, edit_distance};
 pub use eval::{
     EvalError, MAX_COMPREHENSION_ITERATIONS, MAX_EVALUATION_STEPS, MAX_LIST_LENGTH,

@@ -76,6 +76,8 @@ pub struct AgentIr {
     pub output_guardrail: Option<GuardrailIr>,
     /// Key and CEL text, in document order.
     pub exposes: Vec<(String, String)>,
+    /// AGX-D1: each definition's key and CEL text, in document order.
+    pub definitions: Vec<(String, String)>,
     /// The CEL type of each exposes key, as the checker types it.
     pub exposes_type: ObjectType,
     pub retain_memory: bool,
@@ -267,6 +269,12 @@ pub fn lower(set: &CheckedSet) -> Result<SetIr, String> {
             output_guardrail: guardrail(guardrails.and_then(|g| g.output.as_ref())),
             exposes: agent
                 .exposes
+                .iter()
+                .flat_map(|map| map.iter())
+                .map(|(key, cel)| (key.value.clone(), cel.text.clone()))
+                .collect(),
+            definitions: agent
+                .definitions
                 .iter()
                 .flat_map(|map| map.iter())
                 .map(|(key, cel)| (key.value.clone(), cel.text.clone()))

@@ -62,6 +62,44 @@ pub(crate) struct Checker<'a> {
     agents: Vec<&'a AgentDocument>,
     tools: Vec<&'a ToolDocument>,
     diagnostics: Vec<Diagnostic>,
+    /// Each agent's definitions (AGX-D1), checked once when first needed.
+    definitions: Vec<Option<std::rc::Rc<AgentDefinitions>>>,
+}
+
+/// An agent's definitions (AGX-D1) as checked: those that check, inlined into the
+/// agent's expressions, and the names of those that do not, whose uses are not checked
+/// again (one mistake, one diagnostic).
+#[derive(Debug, Default)]
+struct AgentDefinitions {
+    usable: agentc_cel::Definitions,
+    broken: Vec<String>,
+}
+
+impl AgentDefinitions {
+    /// Whether `expr` uses a definition that did not check.
+    fn uses_broken(&self, expr: &agentc_cel::Expr) -> bool {
+        use agentc_cel::ast::ExprKind;
+        if self.broken.is_empty() {
+            return false;
+        }
+        let mut stack = vec![expr];
+        while let Some(node) = stack.pop() {
+            let name = match &node.kind {
+                ExprKind::Ident(name) => Some(name),
+                ExprKind::Call {
+                    target: None,
+                    function,
+                    ..
+                } => Some(function),
+                _ => None,
+            };
+            if name.is_some_and(|name| self.broken.contains(name)) {
+                return true;
+            }
+            stack.extend(node.children());
+        }
+        false
+    }
 }
 
 pub(crate) fn check_documents(
@@ -76,6 +114,7 @@ pub(crate) fn check_documents(
         agents: Vec::new(),
         tools: Vec::new(),
         diagnostics: Vec::new(),
+        definitions: Vec::new(),
     };
     for loaded in documents {
         match &loaded.document {
@@ -1000,6 +1039,7 @@ impl Checker<'_> {
                 continue;
             }
             let capability_types = self.capability_types(index, resolution, &exposes_types);
+            let definitions = self.agent_definitions(index, &capability_types);
             let Some(capabilities) = &agent.capabilities else {
                 continue;
             };
@@ -1032,7 +1072,13 @@ impl Checker<'_> {
                         .into_iter()
                         .flatten()
                     {
-                        self.check_expression(expression, &env, true, capabilities);
+                        self.check_expression_with(
+                            expression,
+                            &env,
+                            true,
+                            capabilities,
+                            Some(&definitions),
+                        );
                     }
                 }
             }
@@ -1173,16 +1219,18 @@ impl Checker<'_> {
         };
         let previously_reporting = self.reporting;
         self.reporting = !remote;
+        let definitions = self.agent_definitions(index, &capability_types);
         let mut fields = BTreeMap::new();
         if let Some(exposes) = &agent.exposes {
             let env = engagement_env(&capability_types, &AssertionSite::Exposes);
             for (key, expression) in exposes.iter() {
                 let ty = self
-                    .check_expression(
+                    .check_expression_with(
                         expression,
                         &env,
                         false,
                         agent.capabilities.as_ref().unwrap_or(&Default::default()),
+                        Some(&definitions),
                     )
                     .unwrap_or(Type::Dyn);
                 fields.insert(
@@ -1207,6 +1255,91 @@ impl Checker<'_> {
         }
     }
 
+    /// An agent's definitions (AGX-D1), checked the first time they are asked for: each
+    /// key is read, each body parsed and checked once where `exposes` are (parameters
+    /// are `dyn`), and each that checks is added for the ones below it to use.
+    fn agent_definitions(
+        &mut self,
+        index: usize,
+        capability_types: &[CapabilityTypes],
+    ) -> std::rc::Rc<AgentDefinitions> {
+        if let Some(Some(done)) = self.definitions.get(index) {
+            return std::rc::Rc::clone(done);
+        }
+        let mut checked = AgentDefinitions::default();
+        let entries = self
+            .agents
+            .get(index)
+            .and_then(|agent| agent.definitions.as_ref());
+        let capabilities = self
+            .agents
+            .get(index)
+            .and_then(|agent| agent.capabilities.clone())
+            .unwrap_or_default();
+        for (key, body) in entries.into_iter().flat_map(|map| map.iter()) {
+            let parsed_key = match agentc_cel::parse_definition_key(&key.value) {
+                Ok(parsed_key) => parsed_key,
+                Err(problem) => {
+                    self.report(Diagnostic {
+                        code: Code::Cel(agentc_cel::CelErrorKind::InvalidDefinition),
+                        severity: Severity::Error,
+                        message: format!("`{}` is not a usable definition name", key.value),
+                        labels: vec![crate::diagnostics::Label {
+                            span: key.span,
+                            message: problem,
+                            primary: true,
+                        }],
+                        notes: Vec::new(),
+                        help: vec![
+                            "a definition is `name: <CEL>` or `name(param, …): <CEL>` (AGX-D1)"
+                                .to_string(),
+                        ],
+                    });
+                    checked.broken.push(key.value.clone());
+                    continue;
+                }
+            };
+            let mut env = engagement_env(capability_types, &AssertionSite::Exposes);
+            for param in &parsed_key.params {
+                env.declare(param, Type::Dyn);
+            }
+            // Checked with the definitions above it, so a use of one of those is typed
+            // by its body.
+            let typed = self
+                .check_expression_with(body, &env, false, &capabilities, Some(&checked))
+                .is_some();
+            let added = typed
+                && match agentc_cel::parse(&body.text) {
+                    Ok(parsed) => match checked.usable.add(&parsed_key, &parsed) {
+                        Ok(()) => true,
+                        Err(errors) => {
+                            let source = self
+                                .sources
+                                .get(body.span.file.0 as usize)
+                                .cloned()
+                                .unwrap_or_default();
+                            for error in errors {
+                                self.report(cel_diagnostic(body, &source, error, &capabilities));
+                            }
+                            false
+                        }
+                    },
+                    Err(_) => false,
+                };
+            if !added {
+                checked.broken.push(parsed_key.name.clone());
+            }
+        }
+        let checked = std::rc::Rc::new(checked);
+        if self.definitions.len() <= index {
+            self.definitions.resize(index + 1, None);
+        }
+        if let Some(slot) = self.definitions.get_mut(index) {
+            *slot = Some(std::rc::Rc::clone(&checked));
+        }
+        checked
+    }
+
     /// Parses and checks one expression; returns its type when it checks.
     fn check_expression(
         &mut self,
@@ -1214,6 +1347,18 @@ impl Checker<'_> {
         env: &TypeEnv,
         must_be_boolean: bool,
         capabilities: &crate::lower::SpannedMap<Capability>,
+    ) -> Option<Type> {
+        self.check_expression_with(expression, env, must_be_boolean, capabilities, None)
+    }
+
+    /// Checks one expression with an agent's definitions inlined (AGX-D1).
+    fn check_expression_with(
+        &mut self,
+        expression: &CelText,
+        env: &TypeEnv,
+        must_be_boolean: bool,
+        capabilities: &crate::lower::SpannedMap<Capability>,
+        definitions: Option<&AgentDefinitions>,
     ) -> Option<Type> {
         let source = self
             .sources
@@ -1254,6 +1399,19 @@ impl Checker<'_> {
                 }
                 return None;
             }
+        };
+        let parsed = match definitions {
+            Some(definitions) if definitions.uses_broken(&parsed) => return None,
+            Some(definitions) => match definitions.usable.expand(&parsed) {
+                Ok(expanded) => expanded,
+                Err(errors) => {
+                    for error in errors {
+                        self.report(cel_diagnostic(expression, source, error, capabilities));
+                    }
+                    return None;
+                }
+            },
+            None => parsed,
         };
         let result = if must_be_boolean {
             agentc_cel::check_assertion(&parsed, env).map(|()| Type::Bool)

@@ -293,6 +293,30 @@ pub mod support {
         ::agentc_runtime::CelCheck::parse(text).map_err(super::SetupError::Cel)
     }
 
+    /// [`interpreted`] for an agent with definitions (AGX-D1), inlined as the
+    /// compiled code has them.
+    pub fn interpreted_with(
+        text: &str,
+        definitions: &[(&str, &str)],
+    ) -> ::std::result::Result<Arc<dyn Check>, super::SetupError> {
+        interpreter_with(text, definitions).map(|check| Arc::new(check) as Arc<dyn Check>)
+    }
+
+    /// [`interpreter`] for an agent with definitions (AGX-D1).
+    pub fn interpreter_with(
+        text: &str,
+        definitions: &[(&str, &str)],
+    ) -> ::std::result::Result<::agentc_runtime::CelCheck, super::SetupError> {
+        let definitions = ::agentc_cel::Definitions::from_texts(definitions.iter().copied())
+            .map_err(|message| {
+                super::SetupError::Cel(::agentc_runtime::CheckError::Parse {
+                    text: text.to_string(),
+                    message,
+                })
+            })?;
+        ::agentc_runtime::CelCheck::parse_with(text, &definitions).map_err(super::SetupError::Cel)
+    }
+
     /// An embedded JSON Schema.
     pub fn schema(
         tool: &'static str,

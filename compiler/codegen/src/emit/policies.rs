@@ -44,6 +44,9 @@ enum CheckKind {
 struct CheckSite<'a> {
     function: &'a str,
     text: &'a str,
+    /// The agent's definitions (AGX-D1), inlined before compiling; `None` where
+    /// there are none (and in a guardrail, which has none).
+    definitions: Option<&'a agentc_cel::Definitions>,
     root_name: &'a str,
     layout: &'a ObjectType,
     root: CheckRoot,
@@ -60,6 +63,12 @@ fn up(depth: usize) -> TokenStream {
 /// interpreted instead.
 fn compile_site(site: &CheckSite<'_>) -> Result<CompiledFunction, String> {
     let expr = agentc_cel::parse(site.text).map_err(|_| "it does not parse".to_string())?;
+    let expr = match site.definitions {
+        Some(definitions) => definitions
+            .expand(&expr)
+            .map_err(|_| "its definitions do not inline".to_string())?,
+        None => expr,
+    };
     match site.kind {
         CheckKind::Assertion => {
             compile_assertion(site.function, &expr, site.root_name, site.layout)
@@ -116,6 +125,19 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
     let up = up(site.depth);
     let check_name = ident(&format!("{}_check", site.function));
     let text = site.text;
+    // With definitions, the interpreter inlines them as the compiler did
+    // (`DEFINITIONS` is the agent module's).
+    let (interpreted_call, interpreter_call) = if site.definitions.is_some() {
+        (
+            quote!(#up support::interpreted_with(#text, DEFINITIONS)),
+            quote!(#up support::interpreter_with(#text, DEFINITIONS)?),
+        )
+    } else {
+        (
+            quote!(#up support::interpreted(#text)),
+            quote!(#up support::interpreter(#text)?),
+        )
+    };
     let interpreted = |reason: String| {
         let doc = docs(&format!(
             "`{}`\n\nInterpreted by the runtime: the CEL compiler cannot compile this expression ({reason}).",
@@ -124,7 +146,7 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
         quote! {
             #doc
             pub fn #check_name() -> ::std::result::Result<::std::sync::Arc<dyn ::agentc::__private::agentc_runtime::Check>, #up SetupError> {
-                #up support::interpreted(#text)
+                #interpreted_call
             }
         }
     };
@@ -224,7 +246,7 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
             Ok(::agentc::__private::agentc_generated_support::cel_roots::compiled(
                 &[#(#roots),*],
                 #evaluate_name,
-                #up support::interpreter(#text)?,
+                #interpreter_call,
             ))
         }
     }
@@ -265,13 +287,26 @@ impl Emitter<'_> {
                 CheckKind::Selection,
             ));
         }
+        // AGX-D1: the checker has accepted the definitions, so they load; should they
+        // not, the expressions that use them do not compile, and their interpreted
+        // checks fail at setup (fail closed).
+        let loaded = agentc_cel::Definitions::from_texts(
+            agent
+                .definitions
+                .iter()
+                .map(|(key, text)| (key.as_str(), text.as_str())),
+        )
+        .unwrap_or_default();
+        let definitions = (!agent.definitions.is_empty()).then_some(&loaded);
         fn engagement_site<'s>(
             (function, text, kind): &'s (String, &str, CheckKind),
             layout: &'s ObjectType,
+            definitions: Option<&'s agentc_cel::Definitions>,
         ) -> CheckSite<'s> {
             CheckSite {
                 function: function.as_str(),
                 text,
+                definitions,
                 root_name: "Engagement",
                 layout,
                 root: CheckRoot::Engagement,
@@ -281,13 +316,13 @@ impl Emitter<'_> {
         }
         let full_sites: Vec<CheckSite<'_>> = sites
             .iter()
-            .map(|site| engagement_site(site, &full_layout))
+            .map(|site| engagement_site(site, &full_layout, definitions))
             .collect();
         let layout = pruned_for(&full_sites, &full_layout);
         let (structs, numbers) = layout_structs("Engagement", &layout, CelStructsFor::Engagement);
         let items: Vec<TokenStream> = sites
             .iter()
-            .map(|site| emit_check(&engagement_site(site, &layout), &numbers))
+            .map(|site| emit_check(&engagement_site(site, &layout, definitions), &numbers))
             .collect();
         let mut guardrail_modules = Vec::new();
         for (guardrail, which) in [
@@ -306,6 +341,7 @@ impl Emitter<'_> {
             let site = CheckSite {
                 function: "assertion",
                 text: &guardrail.assertion,
+                definitions: None,
                 root_name: "Fields",
                 layout: &fields,
                 root: CheckRoot::GuardrailFields,
@@ -345,9 +381,22 @@ impl Emitter<'_> {
             " The compiled policies of agent `{}`, over its typed engagement (OAS-E3).",
             agent.name
         );
+        let definitions_const = if agent.definitions.is_empty() {
+            quote!()
+        } else {
+            let entries = agent
+                .definitions
+                .iter()
+                .map(|(key, text)| quote!((#key, #text)));
+            quote! {
+                /// The agent's definitions (AGX-D1), as written: key and CEL text.
+                pub const DEFINITIONS: &[(&str, &str)] = &[#(#entries),*];
+            }
+        };
         quote! {
             #[doc = #doc]
             pub mod #module {
+                #definitions_const
                 #structs
 
                 #(#items)*

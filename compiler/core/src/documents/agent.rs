@@ -18,6 +18,9 @@ spec_struct! {
         req intent: Spanned<String>,
         /// Who owns the agent (OAS-A5); `require_review: owner` asks them.
         req owner: Spanned<String>,
+        /// AGX-D1: named constants (`name`) and predicates (`name(param, …)`) every
+        /// expression of the agent can use, each CEL that may use those above it.
+        opt definitions: SpannedMap<CelText>,
         /// Each key references a tool or an agent (OAS-C1, OAS-N3, OAS-N4).
         opt capabilities: SpannedMap<Capability>,
         opt guardrails: Guardrails,

@@ -492,7 +492,7 @@ impl AllowedFor<agents::meeting_scheduler> for capabilities::create_event {}
 impl sealed::Sealed for agents::meeting_scheduler {}
 impl Agent for agents::meeting_scheduler {
     const NAME: &'static str = "meeting_scheduler";
-    const DOCUMENT: &'static str = "kind: openagentspec:v1/agent\nname: meeting_scheduler\ndescription: >-\n  A scheduling assistant that finds a time when everyone is free and books the\n  meeting in Acme's calendar.\nintent: >-\n  You schedule meetings between Acme colleagues. Check everyone's free/busy time\n  first, propose a slot, and create the event only once the user has agreed.\nowner: workplace-it@acme.example\n\ncapabilities:\n  calendar_free_busy:\n    # OAS-C2: colleagues' busy times are used once and not recorded in the engagement,\n    # so no assertion or `exposes` reads this tool's outputs.\n    collect_results: false\n    input_restriction:\n      assertion: >-\n        size(recent.calendar_free_busy.inputs.attendees) <= 25\n        && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")\n\n  create_event:\n    input_restriction:\n      require_review: user                  # OAS-C7: the engaging user approves a booking\n      # AGX-V1: ...when it invites someone besides them; a slot in their own calendar\n      # is booked without asking.\n      review_when: >-\n        recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)\n      assertion: >-\n        size(recent.create_event.inputs.attendees) >= 1\n        && size(recent.create_event.inputs.attendees) <= 25\n        && recent.create_event.inputs.attendees.all(a, a.endsWith(\"@acme.example\"))\n        && (!has(user.email) || user.email in recent.create_event.inputs.attendees)\n        && timestamp(recent.create_event.inputs.start) > started_at\n        && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\")\n        && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)\n    output_restriction:\n      assertion: >-\n        recent.create_event.outputs.status in [\"confirmed\", \"tentative\"]\n        && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")\n\nexposes:\n  # Empty until an event has been created (OAS-X1); the caller reads it as a string.\n  event_id: 'has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"'\n  events_created: 'size(history._list.filter(n, n == \"create_event\"))'\n\nlifespan:\n  retain_memory: true                       # OAS-L1: may remember the user's preferences\n  short_circuit: 2";
+    const DOCUMENT: &'static str = "kind: openagentspec:v1/agent\nname: meeting_scheduler\ndescription: >-\n  A scheduling assistant that finds a time when everyone is free and books the\n  meeting in Acme's calendar.\nintent: >-\n  You schedule meetings between Acme colleagues. Check everyone's free/busy time\n  first, propose a slot, and create the event only once the user has agreed.\nowner: workplace-it@acme.example\n\n# AGX-D1: rules both capabilities share, written once (checked once, inlined where used).\ndefinitions:\n  max_attendees: '25'\n  colleague(address): address.endsWith(\"@acme.example\")\n\ncapabilities:\n  calendar_free_busy:\n    # OAS-C2: colleagues' busy times are used once and not recorded in the engagement,\n    # so no assertion or `exposes` reads this tool's outputs.\n    collect_results: false\n    input_restriction:\n      assertion: >-\n        size(recent.calendar_free_busy.inputs.attendees) <= max_attendees\n        && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")\n\n  create_event:\n    input_restriction:\n      require_review: user                  # OAS-C7: the engaging user approves a booking\n      # AGX-V1: ...when it invites someone besides them; a slot in their own calendar\n      # is booked without asking.\n      review_when: >-\n        recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)\n      assertion: >-\n        size(recent.create_event.inputs.attendees) >= 1\n        && size(recent.create_event.inputs.attendees) <= max_attendees\n        && recent.create_event.inputs.attendees.all(a, colleague(a))\n        && (!has(user.email) || user.email in recent.create_event.inputs.attendees)\n        && timestamp(recent.create_event.inputs.start) > started_at\n        && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\")\n        && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)\n    output_restriction:\n      assertion: >-\n        recent.create_event.outputs.status in [\"confirmed\", \"tentative\"]\n        && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")\n\nexposes:\n  # Empty until an event has been created (OAS-X1); the caller reads it as a string.\n  event_id: 'has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"'\n  events_created: 'size(history._list.filter(n, n == \"create_event\"))'\n\nlifespan:\n  retain_memory: true                       # OAS-L1: may remember the user's preferences\n  short_circuit: 2";
     type Exposes = MeetingSchedulerExposes;
 }
 /// Agent `meeting_scheduler` with its tools bound: A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar.
@@ -788,6 +788,11 @@ impl Hosted<agents::meeting_scheduler> {
 pub mod policies {
     /// The compiled policies of agent `meeting_scheduler`, over its typed engagement (OAS-E3).
     pub mod meeting_scheduler {
+        /// The agent's definitions (AGX-D1), as written: key and CEL text.
+        pub const DEFINITIONS: &[(&str, &str)] = &[
+            ("max_attendees", "25"),
+            ("colleague(address)", "address.endsWith(\"@acme.example\")"),
+        ];
         /// The CEL object `Engagement`.
         #[derive(::std::default::Default)]
         pub struct Engagement {
@@ -1298,7 +1303,7 @@ pub mod policies {
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
-        /// `size(recent.calendar_free_busy.inputs.attendees) <= 25 && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration("336h")`
+        /// `size(recent.calendar_free_busy.inputs.attendees) <= max_attendees && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration("336h")`
         ///
         /// Compiled to Rust: [`input_calendar_free_busy`].
         pub fn input_calendar_free_busy_check() -> ::std::result::Result<
@@ -1309,8 +1314,9 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     input_calendar_free_busy_evaluate,
-                    super::super::support::interpreter(
-                        "size(recent.calendar_free_busy.inputs.attendees) <= 25 && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")",
+                    super::super::support::interpreter_with(
+                        "size(recent.calendar_free_busy.inputs.attendees) <= max_attendees && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")",
+                        DEFINITIONS,
                     )?,
                 ),
             )
@@ -1703,7 +1709,7 @@ pub mod policies {
                 Err(error) => Err(super::super::support::denial(error)),
             }
         }
-        /// `size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= 25 && recent.create_event.inputs.attendees.all(a, a.endsWith("@acme.example")) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration("4h") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)`
+        /// `size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= max_attendees && recent.create_event.inputs.attendees.all(a, colleague(a)) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration("4h") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)`
         ///
         /// Compiled to Rust: [`input_create_event`].
         pub fn input_create_event_check() -> ::std::result::Result<
@@ -1714,8 +1720,9 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent", "started_at", "user"],
                     input_create_event_evaluate,
-                    super::super::support::interpreter(
-                        "size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= 25 && recent.create_event.inputs.attendees.all(a, a.endsWith(\"@acme.example\")) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)",
+                    super::super::support::interpreter_with(
+                        "size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= max_attendees && recent.create_event.inputs.attendees.all(a, colleague(a)) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)",
+                        DEFINITIONS,
                     )?,
                 ),
             )
@@ -1847,8 +1854,9 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent", "user"],
                     review_when_input_create_event_evaluate,
-                    super::super::support::interpreter(
+                    super::super::support::interpreter_with(
                         "recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)",
+                        DEFINITIONS,
                     )?,
                 ),
             )
@@ -2014,8 +2022,9 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     output_create_event_evaluate,
-                    super::super::support::interpreter(
+                    super::super::support::interpreter_with(
                         "recent.create_event.outputs.status in [\"confirmed\", \"tentative\"] && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")",
+                        DEFINITIONS,
                     )?,
                 ),
             )
@@ -2106,8 +2115,9 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["recent"],
                     exposes_event_id_evaluate,
-                    super::super::support::interpreter(
+                    super::super::support::interpreter_with(
                         "has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"",
+                        DEFINITIONS,
                     )?,
                 ),
             )
@@ -2189,8 +2199,9 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_events_created_evaluate,
-                    super::super::support::interpreter(
+                    super::super::support::interpreter_with(
                         "size(history._list.filter(n, n == \"create_event\"))",
+                        DEFINITIONS,
                     )?,
                 ),
             )
