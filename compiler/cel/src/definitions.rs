@@ -137,7 +137,7 @@ pub fn parse_definition_key(key: &str) -> Result<DefinitionKey, String> {
         if !is_identifier(param) || RESERVED.contains(&param.as_str()) {
             return Err(format!("`{param}` is not a usable parameter name"));
         }
-        if params[..position].contains(param) {
+        if params.iter().take(position).any(|earlier| earlier == param) {
             return Err(format!("the parameter `{param}` is named twice"));
         }
     }
@@ -732,7 +732,7 @@ mod tests {
         }
         assert_eq!(refused_at, Some(12));
         // Uses that together pass the limit are refused too.
-        let uses = vec!["d11"; 4].join(" + ");
+        let uses = ["d11"; 4].join(" + ");
         let errors = definitions
             .expand(&parse(&format!("{uses} > 0")).unwrap())
             .unwrap_err();
