@@ -6,6 +6,7 @@
 mod audit;
 mod build;
 mod conform;
+mod diff;
 mod files;
 mod remote;
 mod replay;
@@ -114,6 +115,25 @@ enum Command {
         /// The report's format.
         #[arg(long, value_enum, default_value = "text")]
         format: replay::ReplayFormat,
+    },
+    /// Compare two versions of a set (AGX-R2): capabilities, identities, restrictions,
+    /// reviews, exposes, limits and trust labels added, removed or changed, each marked
+    /// loosened, tightened or changed; with `--traces`, the recorded decisions that
+    /// flip. `--fail-on loosened` exits 1 on any loosening (a CI gate).
+    Diff {
+        /// The old version: a spec file or directory.
+        old: PathBuf,
+        /// The new version: a spec file or directory.
+        new: PathBuf,
+        /// Recorded traffic (as for `agentc replay`) to replay under both versions.
+        #[arg(long)]
+        traces: Option<PathBuf>,
+        /// The report's format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: diff::DiffFormat,
+        /// Exit 1 when the comparison finds this.
+        #[arg(long, value_enum)]
+        fail_on: Option<diff::FailOn>,
     },
     /// Serve every agent of a set over HTTP (OpenAgentSpec OAS-S1..S3): agent documents,
     /// engagements (POST answers 303 See Other), reviews, discovery; engagements,
@@ -324,6 +344,29 @@ fn main() -> ExitCode {
             color,
             fetch_remote,
         } => check(&paths, format, deny_warnings, color, fetch_remote),
+        Command::Diff {
+            old,
+            new,
+            traces,
+            format,
+            fail_on,
+        } => {
+            let load = |path: &PathBuf| files::collect_inputs(std::slice::from_ref(path));
+            let (old, new) = match (load(&old), load(&new)) {
+                (Ok(old), Ok(new)) => (old, new),
+                (Err(error), _) | (_, Err(error)) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            diff::diff(diff::DiffRequest {
+                old,
+                new,
+                traces: traces.as_deref(),
+                format,
+                fail_on,
+            })
+        }
         Command::Replay {
             paths,
             traces,
