@@ -639,6 +639,7 @@ impl Checker<'_> {
         for (schema, what) in [(&tool.input, "input"), (&tool.output, "output")] {
             self.check_json_schema(schema, what);
         }
+        self.check_trust_labels(&tool.output);
         if let Some(conformance) = &tool.conformance {
             self.check_conformance(conformance);
         }
@@ -680,6 +681,51 @@ impl Checker<'_> {
         }
         if let Some(mcp) = &binding.mcp {
             self.check_url(&mcp.server);
+        }
+    }
+
+    /// AGX-P1: a trust label other than exactly `trusted` or `untrusted` is read as
+    /// untrusted (fail closed), which is safe but surely not what its author meant.
+    fn check_trust_labels(&mut self, output: &crate::lower::SpannedJson) {
+        const LABELS: [&str; 2] = ["trusted", "untrusted"];
+        let mut stack = vec![(String::new(), &output.value)];
+        while let Some((pointer, node)) = stack.pop() {
+            match node {
+                serde_json::Value::Object(map) => {
+                    for (key, child) in map {
+                        let child_pointer =
+                            format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"));
+                        if key == "x-agentc-trust" {
+                            let written = child.as_str();
+                            if written.is_some_and(|label| LABELS.contains(&label)) {
+                                continue;
+                            }
+                            let shown = written.map_or_else(|| child.to_string(), str::to_string);
+                            let mut diagnostic = Diagnostic::new(
+                                FrontEndCode::UnknownTrustLabel,
+                                output.span_at(&child_pointer),
+                                format!("`{shown}` is not a trust label; this part of the output is read as untrusted"),
+                            )
+                            .with_primary_label("expected `trusted` or `untrusted`");
+                            if let Some(best) = written.and_then(|label| {
+                                did_you_mean(label.trim(), LABELS.iter().copied())
+                            }) {
+                                diagnostic =
+                                    diagnostic.with_help(format!("did you mean `{best}`?"));
+                            }
+                            self.report(diagnostic);
+                        } else {
+                            stack.push((child_pointer, child));
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => {
+                    for (index, child) in items.iter().enumerate() {
+                        stack.push((format!("{pointer}/{index}"), child));
+                    }
+                }
+                _ => {}
+            }
         }
     }
 

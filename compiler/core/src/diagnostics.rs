@@ -80,6 +80,7 @@ catalogue! {
     E0403 InconsistentDocument Error "a handoff's fields contradict each other";
     W0601 RemoteReferenceNotVerified Warning "a remote agent reference was recognised but not fetched";
     W0602 AmbiguousBareReference Warning "a bare reference names both a tool and an agent (OAS-N4)";
+    W0603 UnknownTrustLabel Warning "an `x-agentc-trust` label is neither `trusted` nor `untrusted` (AGX-P1)";
 }
 
 /// A diagnostic code: one from the front end, or one from the CEL engine.
