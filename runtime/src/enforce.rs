@@ -463,10 +463,9 @@ impl CallContext<'_> {
         let Some(reviewer) = &restriction.require_review else {
             return Ok(());
         };
-        // AGX-V1: the condition is asked only of a call its assertion allowed (a call
-        // that is refused is never reviewed), and it is evaluated even for a resumed
-        // call whose review was already approved, so its budget and errors are the same
-        // on every path.
+        // AGX-V1: the condition is asked only of a call its assertion allowed (a refused
+        // call is never reviewed). It is evaluated for a resumed call too, whose review
+        // was approved before the restart, so that an error in it denies on every path.
         if let Some(condition) = &restriction.review_when
             && !self.review_wanted(engagement, condition.as_ref(), stages.0, pending)?
         {

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use agentc_compiler::documents::Document;
 use agentc_compiler::documents::agent::{AgentDocument, Capability, Lifespan, Restriction};
 use agentc_compiler::documents::tool::ToolDocument;
-use agentc_compiler::{CheckOptions, CheckedSet, SourceInput, check_set};
+use agentc_compiler::{CheckedSet, SourceInput};
 use agentc_runtime::SpecSet;
 use agentc_runtime::replay::{Decision, Replayer, Trace};
 use serde::Serialize;
@@ -134,21 +134,10 @@ pub fn diff(request: DiffRequest<'_>) -> ExitCode {
     }
 }
 
-fn checked(inputs: &[SourceInput], which: &str) -> Result<CheckedSet, String> {
-    let set = check_set(inputs, &CheckOptions::default());
-    if set.error_count() > 0 {
-        eprint!("{}", set.view().render_text(&set.diagnostics));
-        return Err(format!(
-            "the {which} version has {} error(s); only valid sets are compared",
-            set.error_count()
-        ));
-    }
-    Ok(set)
-}
-
 fn diff_and_report(request: &DiffRequest<'_>) -> Result<bool, String> {
-    let old = checked(&request.old, "old")?;
-    let new = checked(&request.new, "new")?;
+    let refusal = "only valid sets are compared";
+    let old = crate::files::valid_set(&request.old, "the old version", refusal)?;
+    let new = crate::files::valid_set(&request.new, "the new version", refusal)?;
     let changes = compare_sets(&old, &new);
     let flips = match request.traces {
         Some(path) => Some(flips(&old, &new, path)?),

@@ -12,7 +12,7 @@
 //!   every link to be followed (`--follow-symlinks`). A path named on the command line
 //!   is the user's choice and is followed.
 
-use agentc_compiler::SourceInput;
+use agentc_compiler::{CheckOptions, CheckedSet, SourceInput, check_set};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -163,4 +163,22 @@ fn walk(root: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
     found.sort();
     files.extend(found);
     Ok(())
+}
+
+/// The checked set, for a command that only works on a valid one: with errors, they
+/// are printed to stderr and the error says `{subject} has N error(s); {consequence}`.
+pub fn valid_set(
+    inputs: &[SourceInput],
+    subject: &str,
+    consequence: &str,
+) -> Result<CheckedSet, String> {
+    let set = check_set(inputs, &CheckOptions::default());
+    if set.error_count() > 0 {
+        eprint!("{}", set.view().render_text(&set.diagnostics));
+        return Err(format!(
+            "{subject} has {} error(s); {consequence}",
+            set.error_count()
+        ));
+    }
+    Ok(set)
 }

@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use agentc_compiler::{CheckOptions, SourceInput, check_set};
+use agentc_compiler::SourceInput;
 use agentc_conformance::report::{JunitCase, JunitOutcome, JunitSuite, junit_xml};
 use agentc_runtime::SpecSet;
 use agentc_runtime::replay::{CallDecision, Decision, Replayer, Trace};
@@ -83,14 +83,11 @@ pub fn replay(request: ReplayRequest<'_>) -> ExitCode {
 }
 
 fn replay_and_report(request: &ReplayRequest<'_>) -> Result<bool, String> {
-    let set = check_set(&request.inputs, &CheckOptions::default());
-    if set.error_count() > 0 {
-        eprint!("{}", set.view().render_text(&set.diagnostics));
-        return Err(format!(
-            "the specs have {} error(s); a policy with errors is never replayed",
-            set.error_count()
-        ));
-    }
+    let set = crate::files::valid_set(
+        &request.inputs,
+        "the specs",
+        "a policy with errors is never replayed",
+    )?;
     let specs = SpecSet::from_checked_set(&set).map_err(|error| error.to_string())?;
     let replayer = Replayer::new(&specs).map_err(|error| error.to_string())?;
     let text = std::fs::read_to_string(request.traces)

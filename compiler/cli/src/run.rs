@@ -1,7 +1,7 @@
 //! `agentc run`: one engagement of one agent, with a scripted model and mocked tools, so
 //! users can test an agent's behaviour in CI without a model.
 
-use agentc_compiler::{CheckOptions, SourceInput, check_set};
+use agentc_compiler::SourceInput;
 use agentc_local_model::{LocalModelSettings, inspect_local_model};
 use agentc_runtime::{
     AuditLog, EngagementRequest, EngagementStatus, EnvCredentials, MockTool, Model, OpenAiModel,
@@ -103,14 +103,11 @@ pub fn run(request: RunRequest<'_>) -> ExitCode {
 }
 
 fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
-    let set = check_set(&request.inputs, &CheckOptions::default());
-    if set.error_count() > 0 {
-        eprint!("{}", set.view().render_text(&set.diagnostics));
-        return Err(format!(
-            "the specs have {} error(s); an agent with errors is never run",
-            set.error_count()
-        ));
-    }
+    let set = crate::files::valid_set(
+        &request.inputs,
+        "the specs",
+        "an agent with errors is never run",
+    )?;
     let specs = SpecSet::from_checked_set(&set).map_err(|error| error.to_string())?;
     let agent = specs.agent(request.agent).ok_or_else(|| {
         let names: Vec<&str> = specs

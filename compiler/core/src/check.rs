@@ -159,7 +159,7 @@ pub(crate) fn check_documents(
     (resolution, checker.diagnostics)
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn report(&mut self, diagnostic: Diagnostic) {
         if self.reporting {
             self.diagnostics.push(diagnostic);
@@ -1313,15 +1313,13 @@ impl Checker<'_> {
             return std::rc::Rc::clone(done);
         }
         let mut checked = AgentDefinitions::default();
-        let entries = self
-            .agents
-            .get(index)
-            .and_then(|agent| agent.definitions.as_ref());
-        let capabilities = self
-            .agents
-            .get(index)
-            .and_then(|agent| agent.capabilities.clone())
-            .unwrap_or_default();
+        // The document outlives the checker's borrow of itself: no copy is needed.
+        let agent: Option<&'a AgentDocument> = self.agents.get(index).copied();
+        let entries = agent.and_then(|agent| agent.definitions.as_ref());
+        let no_capabilities = crate::lower::SpannedMap::default();
+        let capabilities = agent
+            .and_then(|agent| agent.capabilities.as_ref())
+            .unwrap_or(&no_capabilities);
         for (key, body) in entries.into_iter().flat_map(|map| map.iter()) {
             let parsed_key = match agentc_cel::parse_definition_key(&key.value) {
                 Ok(parsed_key) => parsed_key,
@@ -1351,27 +1349,24 @@ impl Checker<'_> {
             }
             // Checked with the definitions above it, so a use of one of those is typed
             // by its body.
-            let typed = self
-                .check_expression_with(body, &env, false, &capabilities, Some(&checked))
-                .is_some();
-            let added = typed
-                && match agentc_cel::parse(&body.text) {
-                    Ok(parsed) => match checked.usable.add(&parsed_key, &parsed) {
-                        Ok(()) => true,
-                        Err(errors) => {
-                            let source = self
-                                .sources
-                                .get(body.span.file.0 as usize)
-                                .cloned()
-                                .unwrap_or_default();
-                            for error in errors {
-                                self.report(cel_diagnostic(body, &source, error, &capabilities));
-                            }
-                            false
+            let added = match self.parse_and_check(body, &env, false, capabilities, Some(&checked))
+            {
+                None => false,
+                Some((_, parsed)) => match checked.usable.add(&parsed_key, &parsed) {
+                    Ok(()) => true,
+                    Err(errors) => {
+                        let source = self
+                            .sources
+                            .get(body.span.file.0 as usize)
+                            .cloned()
+                            .unwrap_or_default();
+                        for error in errors {
+                            self.report(cel_diagnostic(body, &source, error, capabilities));
                         }
-                    },
-                    Err(_) => false,
-                };
+                        false
+                    }
+                },
+            };
             if !added {
                 checked.broken.push(parsed_key.name.clone());
             }
@@ -1406,6 +1401,20 @@ impl Checker<'_> {
         capabilities: &crate::lower::SpannedMap<Capability>,
         definitions: Option<&AgentDefinitions>,
     ) -> Option<Type> {
+        self.parse_and_check(expression, env, must_be_boolean, capabilities, definitions)
+            .map(|(ty, _)| ty)
+    }
+
+    /// Parses and checks one expression, reporting its problems; when it checks, its
+    /// type and the expression as parsed (before definitions are inlined).
+    fn parse_and_check(
+        &mut self,
+        expression: &CelText,
+        env: &TypeEnv,
+        must_be_boolean: bool,
+        capabilities: &crate::lower::SpannedMap<Capability>,
+        definitions: Option<&AgentDefinitions>,
+    ) -> Option<(Type, agentc_cel::Expr)> {
         let source = self
             .sources
             .get(expression.span.file.0 as usize)
@@ -1446,10 +1455,10 @@ impl Checker<'_> {
                 return None;
             }
         };
-        let parsed = match definitions {
+        let expanded = match definitions {
             Some(definitions) if definitions.uses_broken(&parsed) => return None,
             Some(definitions) => match definitions.usable.expand(&parsed) {
-                Ok(expanded) => expanded,
+                Ok(expanded) => std::borrow::Cow::Owned(expanded),
                 Err(errors) => {
                     for error in errors {
                         self.report(cel_diagnostic(expression, source, error, capabilities));
@@ -1457,15 +1466,15 @@ impl Checker<'_> {
                     return None;
                 }
             },
-            None => parsed,
+            None => std::borrow::Cow::Borrowed(&parsed),
         };
         let result = if must_be_boolean {
-            agentc_cel::check_assertion(&parsed, env).map(|()| Type::Bool)
+            agentc_cel::check_assertion(&expanded, env).map(|()| Type::Bool)
         } else {
-            agentc_cel::check(&parsed, env)
+            agentc_cel::check(&expanded, env)
         };
         match result {
-            Ok(ty) => Some(ty),
+            Ok(ty) => Some((ty, parsed)),
             Err(errors) => {
                 for error in errors {
                     self.report(cel_diagnostic(expression, source, error, capabilities));
