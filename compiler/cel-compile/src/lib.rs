@@ -159,7 +159,7 @@ pub fn prune_layout(root: &ObjectType, reads: &FieldReads) -> ObjectType {
                     field_name.clone(),
                     FieldType {
                         ty: prune_type(&field.ty, reads),
-                        always_present: field.always_present,
+                        ..field.clone()
                     },
                 )
             })
@@ -438,8 +438,18 @@ fn with_names(ty: &Type, name: &str) -> Type {
                     (
                         field_name.clone(),
                         FieldType {
-                            ty: with_names(&field.ty, &format!("{name}{}", camel_case(field_name))),
+                            // A field that may be `null` is stored as a dynamic value,
+                            // so an expression that reads it is interpreted rather than
+                            // compiled: compiled code over a typed `Option<T>` would
+                            // treat `null` unlike the interpreter (`has()` of a `null`
+                            // field is true).
+                            ty: if field.nullable {
+                                Type::Dyn
+                            } else {
+                                with_names(&field.ty, &format!("{name}{}", camel_case(field_name)))
+                            },
                             always_present: field.always_present,
+                            nullable: false,
                         },
                     )
                 })
@@ -1707,7 +1717,11 @@ mod tests {
     fn layout() -> ObjectType {
         let input = agentc_cel::type_from_json_schema(&serde_json::json!({
             "type": "object",
-            "properties": {"knowledge_base_id": {"type": "string"}, "query": {"type": "string"}},
+            "properties": {
+                "knowledge_base_id": {"type": "string"},
+                "query": {"type": "string"},
+                "owner": {"anyOf": [{"type": "string"}, {"type": "null"}]}
+            },
             "required": ["knowledge_base_id", "query"]
         }));
         engagement_layout(&[CapabilityTypes {
@@ -1743,6 +1757,16 @@ mod tests {
         let error = compile_text("recent.hr_kb_search.outputs.x == 1").unwrap_err();
         assert!(error.message.contains("dynamic"), "{error}");
         assert!(compile_text("{'a': 1}.size() == 1").is_err());
+    }
+
+    #[test]
+    fn a_field_that_may_be_null_is_left_to_the_interpreter() {
+        // The checker types `owner` as a string; compiled code would store it as an
+        // `Option<String>`, where `null` and absent are one, while `has()` tells them
+        // apart in the interpreter. So it stays dynamic and is not compiled.
+        let error = compile_text("recent.hr_kb_search.inputs.owner == 'me'").unwrap_err();
+        assert!(error.message.contains("dynamic"), "{error}");
+        assert!(compile_text("recent.hr_kb_search.inputs.query == 'me'").is_ok());
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn invocation_presence(capability: &CapabilityTypes, presence: Presence<'_>) -> 
 }
 
 fn field_of(ty: Type, always_present: bool) -> FieldType {
-    FieldType { ty, always_present }
+    FieldType::new(ty, always_present)
 }
 
 fn object(name: String, fields: impl IntoIterator<Item = (&'static str, FieldType)>) -> ObjectType {

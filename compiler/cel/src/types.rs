@@ -58,6 +58,23 @@ pub struct FieldType {
     pub ty: Type,
     /// Whether the field is always present; an optional field must be guarded by `has()`.
     pub always_present: bool,
+    /// Whether the field's value may also be `null` (a schema's `anyOf: [T, null]` or
+    /// `type: [T, "null"]`). The checker types such a field as `T`, so that a misspelt
+    /// field or method under it is an error at check time; comparing it with `null` is
+    /// allowed, and any other use of a `null` is an error at run time, which denies. A
+    /// layout that stores values (compiled checks) must keep such a field dynamic.
+    pub nullable: bool,
+}
+
+impl FieldType {
+    /// A field that is never `null`.
+    pub fn new(ty: Type, always_present: bool) -> Self {
+        FieldType {
+            ty,
+            always_present,
+            nullable: false,
+        }
+    }
 }
 
 impl Type {
@@ -136,9 +153,11 @@ const MAX_SCHEMA_DEPTH: usize = 32;
 /// Translates a JSON Schema into a CEL type.
 ///
 /// Objects become object types (closed unless `additionalProperties` is `true` or a schema), with
-/// `required` properties always present; arrays become lists; `anyOf`, `oneOf`, `$ref`
-/// and anything unrecognised become `Dyn`, so that the checker never rejects what the
-/// schema might allow.
+/// `required` properties always present; arrays become lists. A property that may also be
+/// `null` (`anyOf`/`oneOf` of one schema and `{type: null}`, or `type: [T, "null"]`) has
+/// the type of its non-null schema and is marked [`FieldType::nullable`]; elsewhere such
+/// a schema is `Dyn`. Other `anyOf`/`oneOf`, `$ref` and anything unrecognised become
+/// `Dyn`, so that the checker never rejects what the schema might allow.
 pub fn type_from_json_schema(schema: &serde_json::Value) -> Type {
     type_from_json_schema_at_depth(schema, "object", 0)
 }
@@ -231,16 +250,19 @@ fn type_from_json_schema_at_depth(schema: &serde_json::Value, name: &str, depth:
             };
             let mut fields = BTreeMap::new();
             for (field_name, field_schema) in properties {
-                let field_type = type_from_json_schema_at_depth(
-                    field_schema,
-                    &format!("{name}.{field_name}"),
-                    depth + 1,
-                );
+                let field_name_path = format!("{name}.{field_name}");
+                let (schema_of_value, nullable) = match non_null_schema(field_schema) {
+                    Some(inner) => (inner, true),
+                    None => (std::borrow::Cow::Borrowed(field_schema), false),
+                };
+                let field_type =
+                    type_from_json_schema_at_depth(&schema_of_value, &field_name_path, depth + 1);
                 fields.insert(
                     field_name.clone(),
                     FieldType {
                         ty: field_type,
                         always_present: required.contains(&field_name.as_str()),
+                        nullable,
                     },
                 );
             }
@@ -252,6 +274,55 @@ fn type_from_json_schema_at_depth(schema: &serde_json::Value, name: &str, depth:
         }
         _ => Type::Dyn,
     }
+}
+
+/// For a schema that allows one kind of value or `null`, the schema of that value:
+/// `anyOf`/`oneOf` of exactly two schemas, one of them `{type: "null"}`, gives the other;
+/// `type: [T, "null"]` gives the schema itself with `type: T`. `None` for anything else.
+fn non_null_schema(schema: &serde_json::Value) -> Option<std::borrow::Cow<'_, serde_json::Value>> {
+    let object = schema.as_object()?;
+    if object.contains_key("$ref") {
+        return None;
+    }
+    let is_null = |member: &serde_json::Value| {
+        member.get("type").and_then(|name| name.as_str()) == Some("null")
+            && member.as_object().is_some_and(|member| {
+                member
+                    .keys()
+                    .all(|key| matches!(key.as_str(), "type" | "description" | "title"))
+            })
+    };
+    for combinator in ["anyOf", "oneOf"] {
+        let Some(members) = object.get(combinator) else {
+            continue;
+        };
+        if object.contains_key(if combinator == "anyOf" {
+            "oneOf"
+        } else {
+            "anyOf"
+        }) {
+            return None;
+        }
+        let [first, second] = members.as_array()?.as_slice() else {
+            return None;
+        };
+        return match (is_null(first), is_null(second)) {
+            (true, false) => Some(std::borrow::Cow::Borrowed(second)),
+            (false, true) => Some(std::borrow::Cow::Borrowed(first)),
+            _ => None,
+        };
+    }
+    let names = object.get("type")?.as_array()?;
+    let [first, second] = names.as_slice() else {
+        return None;
+    };
+    let inner = match (first.as_str()?, second.as_str()?) {
+        ("null", inner) | (inner, "null") if inner != "null" => inner,
+        _ => return None,
+    };
+    let mut narrowed = object.clone();
+    narrowed.insert("type".into(), serde_json::Value::String(inner.to_string()));
+    Some(std::borrow::Cow::Owned(serde_json::Value::Object(narrowed)))
 }
 
 /// The variables visible to an expression, with their types.

@@ -413,3 +413,71 @@ fn an_unknown_method_is_one_error_with_the_cel_name() {
     // A real macro with the same body checks clean.
     assert!(exposes_errors("history._list.exists(x, x == 'a')").is_empty());
 }
+
+/// How most tool schemas write an optional field (`anyOf: [T, null]`, `oneOf`, or
+/// `type: [T, "null"]`): typed as `T` marked nullable, so that a misspelt field or
+/// method under it is found at check time, while a comparison with `null` still checks.
+#[test]
+fn nullable_properties_type_as_their_non_null_schema() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "cc": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": null},
+            "meta": {"oneOf": [
+                {"type": "null"},
+                {"type": "object", "properties": {"owner": {"type": "string"}}, "required": ["owner"]}
+            ]},
+            "limit": {"type": ["integer", "null"], "minimum": 0},
+            "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "three": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+            "referenced": {"anyOf": [{"$ref": "#/$defs/x"}, {"type": "null"}]},
+            "items": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "null"}]}}
+        },
+        "required": ["cc"]
+    });
+    let Type::Object(object) = type_from_json_schema(&schema) else {
+        panic!("expected an object");
+    };
+    let cc = &object.fields["cc"];
+    assert_eq!(
+        (cc.ty.clone(), cc.always_present, cc.nullable),
+        (Type::String, true, true)
+    );
+    let Type::Object(meta) = &object.fields["meta"].ty else {
+        panic!(
+            "expected `meta` to be an object, got {:?}",
+            object.fields["meta"].ty
+        );
+    };
+    assert!(object.fields["meta"].nullable && meta.fields["owner"].always_present);
+    assert_eq!(object.fields["limit"].ty, Type::Int);
+    assert!(object.fields["limit"].nullable);
+    for dynamic in ["either", "three", "referenced"] {
+        assert_eq!(object.fields[dynamic].ty, Type::Dyn, "{dynamic}");
+    }
+    // Only properties are narrowed; a nullable list item stays dynamic.
+    assert_eq!(object.fields["items"].ty, Type::List(Box::new(Type::Dyn)));
+
+    let mut env = TypeEnv::new();
+    env.declare("x", Type::Object(object));
+    for accepted in [
+        "x.cc == null || x.cc.endsWith('@acme.example')",
+        "has(x.meta) && x.meta != null && x.meta.owner == 'me'",
+        "!has(x.limit) || x.limit == null || x.limit < 10",
+    ] {
+        assert!(check(&parse(accepted).unwrap(), &env).is_ok(), "{accepted}");
+    }
+    for (rejected, because) in [
+        ("x.meta.ownr == 'me'", "ownr"),
+        ("x.cc.endWith('@acme.example')", "endWith"),
+        ("x.limit + 'a' == 'b'", "+"),
+    ] {
+        let found = check(&parse(rejected).unwrap(), &env).unwrap_err();
+        assert!(
+            found
+                .iter()
+                .any(|diagnostic| diagnostic.message.contains(because)),
+            "{rejected}: {found:?}"
+        );
+    }
+}

@@ -155,15 +155,7 @@ fn object(name: &str, fields: BTreeMap<String, Type>, open: bool) -> Type {
         name: name.to_string(),
         fields: fields
             .into_iter()
-            .map(|(key, ty)| {
-                (
-                    key,
-                    FieldType {
-                        ty,
-                        always_present: true,
-                    },
-                )
-            })
+            .map(|(key, ty)| (key, FieldType::new(ty, true)))
             .collect(),
         open,
     })
@@ -386,13 +378,7 @@ fn type_agent(
             .ok()
             .and_then(|expr| agentc_cel::check(&expr, &env).ok())
             .unwrap_or(Type::Dyn);
-        fields.insert(
-            key.clone(),
-            FieldType {
-                ty,
-                always_present: true,
-            },
-        );
+        fields.insert(key.clone(), FieldType::new(ty, true));
     }
     let exposes_type = ObjectType {
         name: format!("{}.exposes", agent.name),

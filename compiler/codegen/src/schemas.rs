@@ -86,7 +86,15 @@ fn object_schema(object: &ObjectType) -> Map<String, Value> {
     let properties: Map<String, Value> = object
         .fields
         .iter()
-        .map(|(name, field)| (name.clone(), type_schema(&field.ty)))
+        .map(|(name, field)| {
+            let schema = type_schema(&field.ty);
+            let schema = if field.nullable {
+                json!({"anyOf": [schema, {"type": "null"}]})
+            } else {
+                schema
+            };
+            (name.clone(), schema)
+        })
         .collect();
     let required: Vec<Value> = object
         .fields

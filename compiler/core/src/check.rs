@@ -1279,13 +1279,7 @@ impl<'a> Checker<'a> {
                         Some(&definitions),
                     )
                     .unwrap_or(Type::Dyn);
-                fields.insert(
-                    key.value.clone(),
-                    FieldType {
-                        ty,
-                        always_present: true,
-                    },
-                );
+                fields.insert(key.value.clone(), FieldType::new(ty, true));
             }
         }
         self.reporting = previously_reporting;
@@ -1489,13 +1483,7 @@ pub use crate::urls::loopback_http_url;
 
 fn agent_input_type() -> Type {
     let mut fields = BTreeMap::new();
-    fields.insert(
-        "text".to_string(),
-        FieldType {
-            ty: Type::String,
-            always_present: true,
-        },
-    );
+    fields.insert("text".to_string(), FieldType::new(Type::String, true));
     Type::Object(ObjectType {
         name: "agent.input".to_string(),
         fields,
@@ -1509,13 +1497,9 @@ fn agent_output_type(exposes: Option<ObjectType>, open: bool) -> Type {
         fields: BTreeMap::new(),
         open,
     });
-    object.fields.insert(
-        "text".to_string(),
-        FieldType {
-            ty: Type::String,
-            always_present: true,
-        },
-    );
+    object
+        .fields
+        .insert("text".to_string(), FieldType::new(Type::String, true));
     object.open = open;
     Type::Object(object)
 }

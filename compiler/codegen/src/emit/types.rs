@@ -100,7 +100,13 @@ impl TypeGen {
             } else {
                 quote!(#[serde(rename = #cel_name)])
             };
-            if field.always_present {
+            if field.nullable && field.always_present {
+                // Present but possibly `null`: `None` is written back as `null`.
+                fields.push(quote! {
+                    #rename
+                    pub #field_ident: ::std::option::Option<#ty>,
+                });
+            } else if field.always_present {
                 fields.push(quote! { #rename pub #field_ident: #ty, });
             } else {
                 fields.push(quote! {
