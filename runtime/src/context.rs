@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditLog;
 use crate::credentials::{CredentialProvider, InMemoryCredentials};
-use crate::engagement::{Engagement, EngagementState, EngagementStatus, UserIdentity};
+use crate::engagement::{
+    Clock, Engagement, EngagementState, EngagementStatus, SystemClock, UserIdentity,
+};
 use crate::model::{Message, Model, ToolCall};
 use crate::review::{Reviewer, StaticReviewer};
 use crate::spec::AgentSpec;
@@ -58,6 +60,9 @@ pub struct Runtime {
     /// that needs a review), so that a server can resume it after a restart; `None`
     /// saves nothing.
     pub checkpoints: Option<Arc<dyn Checkpoints>>,
+    /// Where the time of engagements and calls is read (AGX-T1): the system clock,
+    /// unless a replay gives recorded times.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -98,6 +103,7 @@ impl Runtime {
             max_agent_depth: DEFAULT_MAX_AGENT_DEPTH,
             agent_timeout: Duration::from_secs(600),
             checkpoints: None,
+            clock: Arc::new(SystemClock),
         }
     }
 

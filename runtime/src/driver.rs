@@ -13,7 +13,7 @@ use crate::context::{
 use crate::enforce::{
     CallOutcome, Caller, Refusal, agent_output, enforce_call_as, evaluate_exposes, run_guardrail,
 };
-use crate::engagement::{Engagement, EngagementStatus, FailureReason, now};
+use crate::engagement::{Engagement, EngagementStatus, FailureReason};
 use crate::model::{Message, Model, ModelTurn, ToolCall, ToolDescription};
 use crate::remote::{remote_wait_fits, resume_remote_call};
 use crate::review::{ReviewDecision, ReviewRequest, answer_approves};
@@ -204,7 +204,7 @@ async fn run_engagement_at(
 ) -> EngagementOutcome {
     let agent = request.agent;
     let names = capability_names(agent);
-    let started_at = now();
+    let started_at = runtime.clock.now();
     let mut engagement = Engagement::new(id, &agent.name, &names, request.user, started_at);
     if let Some((parent_id, parent_request)) = parent {
         engagement = engagement.with_parent(parent_id);

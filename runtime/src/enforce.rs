@@ -727,7 +727,10 @@ async fn enforce_call_inner(
     }
     // The pending call as its input restriction sees it; recorded as is when its output
     // is not collected (OAS-C2). Its CEL value is built only if a check interprets it.
-    let input_invocation = Invocation::new(Arc::clone(&call.arguments));
+    // AGX-T1: the call starts now; `now` is this time for its input restriction.
+    let started_at = runtime.clock.now();
+    engagement.set_check_time(started_at);
+    let input_invocation = Invocation::new(Arc::clone(&call.arguments)).started(started_at);
     context
         .restrict(
             engagement,
@@ -755,7 +758,12 @@ async fn enforce_call_inner(
     // From here on the output is shared with the record rather than copied for it; a
     // caller that needs an owned value (the driver, for the model's message) copies it.
     let output = Arc::new(output);
-    let output_invocation = input_invocation.with_outputs(Arc::clone(&output));
+    // AGX-T1: the call has ended; `now` is this time for its output restriction.
+    let ended_at = runtime.clock.now();
+    engagement.set_check_time(ended_at);
+    let output_invocation = input_invocation
+        .with_outputs(Arc::clone(&output))
+        .ended(ended_at);
     context
         .restrict(
             engagement,

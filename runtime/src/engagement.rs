@@ -151,7 +151,30 @@ pub struct Engagement {
     /// `history` as a CEL map, built only when a check reads it and dropped on change.
     history_value: Option<Value>,
     refused: Vec<RefusedCall>,
+    /// `refused` as a CEL list of `{name, stage}` (AGX-E2), rebuilt on each refusal.
+    refused_value: Value,
+    /// When the current check runs (`now`, AGX-T1), as the runtime's clock read it for
+    /// the pending call; before any call, `started_at`.
+    check_time: Option<Timestamp>,
     status: EngagementStatus,
+}
+
+/// Where the runtime reads the time: when an engagement starts, and when each call
+/// starts and ends (AGX-T1). The system clock serves live engagements; a replay gives
+/// the recorded times instead, so that time windows decide as they did.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time; `None` when it cannot be read (checks reading it deny).
+    fn now(&self) -> Option<Timestamp>;
+}
+
+/// The system clock ([`now`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Option<Timestamp> {
+        now()
+    }
 }
 
 /// The current time, for `started_at`; `None` only if the clock is outside the years
@@ -203,8 +226,22 @@ impl Engagement {
             recent_value: OnceLock::new(),
             history_value: None,
             refused: Vec::new(),
+            refused_value: Value::List(Arc::from(Vec::new())),
+            check_time: started_at,
             status: EngagementStatus::Created,
         }
+    }
+
+    /// Sets `now` (AGX-T1) for the checks that follow: the runtime's clock as read for
+    /// the pending call's start, then for its end. `None` (a clock that could not be
+    /// read) leaves `now` unbound, so checks reading it deny.
+    pub fn set_check_time(&mut self, at: Option<Timestamp>) {
+        self.check_time = at;
+    }
+
+    /// When the engagement started.
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.started_at
     }
 
     /// The engagement's identifier.
@@ -317,13 +354,17 @@ impl Engagement {
     /// results are collected). The state update costs this call's size; the
     /// short-circuit state, when kept, a few hash steps per power of two of the
     /// history's length. No CEL value is built here.
+    /// The call is taken to have started and ended when the engagement started; a
+    /// caller that knows better uses [`Engagement::record_invocation`].
     pub fn record(
         &mut self,
         capability: usize,
         inputs: Arc<serde_json::Value>,
         outputs: Option<Arc<serde_json::Value>>,
     ) {
-        let mut invocation = Invocation::new(inputs);
+        let mut invocation = Invocation::new(inputs)
+            .started(self.started_at)
+            .ended(self.started_at);
         invocation.outputs = outputs;
         self.record_invocation(capability, invocation);
     }
@@ -451,9 +492,11 @@ impl Engagement {
         &self.sources
     }
 
-    /// Records a refused or failed call, outside `history._list`.
+    /// Records a refused or failed call, outside `history._list`; `refused` (AGX-E2)
+    /// shows its name and stage, never its input or the reason.
     pub fn record_refused(&mut self, call: RefusedCall) {
         self.refused.push(call);
+        self.refused_value = refused_list(&self.refused);
     }
 
     /// Makes sure the values the given variables need are built: `history`, the only
@@ -527,10 +570,13 @@ impl Engagement {
                 let position = positions.get_mut(index)?;
                 let invocation = self.per_capability.get(index)?.get(*position)?;
                 *position += 1;
+                let (started_at, ended_at) = invocation.times();
                 Some(RecordedInvocation {
                     name: self.names.get(index)?.to_string(),
                     inputs: invocation.inputs.as_ref().clone(),
                     outputs: invocation.outputs.as_deref().cloned(),
+                    started_at: started_at.map(|at| at.to_string()),
+                    ended_at: ended_at.map(|at| at.to_string()),
                 })
             })
             .collect();
@@ -602,13 +648,23 @@ impl Engagement {
                     invocation.name, state.agent
                 )));
             };
-            engagement.record(
-                index,
-                Arc::new(invocation.inputs.clone()),
-                invocation.outputs.clone().map(Arc::new),
-            );
+            // A state saved before calls carried times has none: the call is taken to
+            // have happened when the engagement started, which counts it in every
+            // window that reaches back that far.
+            let time = |text: &Option<String>| match text {
+                Some(text) => Timestamp::parse(text)
+                    .map(Some)
+                    .ok_or_else(|| RestoreError(format!("`{text}` is not a timestamp"))),
+                None => Ok(started_at),
+            };
+            let mut recorded = Invocation::new(Arc::new(invocation.inputs.clone()))
+                .started(time(&invocation.started_at)?)
+                .ended(time(&invocation.ended_at)?);
+            recorded.outputs = invocation.outputs.clone().map(Arc::new);
+            engagement.record_invocation(index, recorded);
         }
         engagement.refused = state.refused.clone();
+        engagement.refused_value = refused_list(&engagement.refused);
         Ok(engagement)
     }
 
@@ -664,7 +720,7 @@ impl Engagement {
         object.insert(field::RECENT.into(), serde_json::Value::Object(recent));
         object.insert(field::HISTORY.into(), serde_json::Value::Object(history));
         object.insert(
-            "refused".into(),
+            field::REFUSED.into(),
             serde_json::to_value(&self.refused).unwrap_or_default(),
         );
         object.insert(
@@ -685,6 +741,12 @@ pub struct RecordedInvocation {
     /// The output, when results are collected (OAS-C2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<serde_json::Value>,
+    /// When the call started (AGX-T1), as an RFC 3339 timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When the call ended (AGX-T1), as an RFC 3339 timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
 }
 
 /// One string leaf of an output the model was given, as provenance keeps it.
@@ -741,7 +803,33 @@ fn invocation_json(invocation: &Invocation) -> serde_json::Value {
     if let Some(outputs) = &invocation.outputs {
         object.insert(field::OUTPUTS.into(), outputs.as_ref().clone());
     }
+    let (started_at, ended_at) = invocation.times();
+    for (name, at) in [
+        (field::CALL_STARTED_AT, started_at),
+        (field::CALL_ENDED_AT, ended_at),
+    ] {
+        if let Some(at) = at {
+            object.insert(name.into(), serde_json::Value::String(at.to_string()));
+        }
+    }
     serde_json::Value::Object(object)
+}
+
+/// `refused` (AGX-E2) as CEL: each refused call's name and stage, in order.
+fn refused_list(refused: &[RefusedCall]) -> Value {
+    let name = string_key(field::REFUSED_NAME);
+    let stage = string_key(field::REFUSED_STAGE);
+    Value::List(Arc::from(
+        refused
+            .iter()
+            .map(|call| {
+                let mut map = ValueMap::new();
+                map.insert(name.clone(), Value::string(&call.name));
+                map.insert(stage.clone(), Value::string(&call.stage));
+                Value::Map(Arc::new(map))
+            })
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// The engagement as seen by one check (OAS-E1: this and nothing else).
@@ -757,6 +845,8 @@ impl VariableSource for EngagementScope<'_> {
         match name {
             // Without a valid clock `started_at` is unbound, so checks reading it deny.
             field::STARTED_AT => engagement.started_at.map(Value::Timestamp),
+            field::NOW => engagement.check_time.map(Value::Timestamp),
+            field::REFUSED => Some(engagement.refused_value.clone()),
             field::USER => Some(engagement.user_value.clone()),
             field::REQUEST => Some(engagement.request_value.clone()),
             field::RECENT => match self.pending {
@@ -1024,7 +1114,11 @@ mod tests {
             serde_json::Value::Object(object)
         };
 
-        // The engagement's JSON carries its identity and outcome besides the shape.
+        // The engagement's JSON carries its identity and outcome besides the shape, and
+        // the refused calls in full; `now` is a check's, not the engagement's.
+        let mut json_shape = exposes_shape.clone();
+        json_shape.fields.remove(field::NOW);
+        json_shape.fields.remove(field::REFUSED);
         let shape_part = |engagement: &Engagement| {
             let mut json = engagement.to_json();
             if let Some(object) = json.as_object_mut() {
@@ -1038,7 +1132,7 @@ mod tests {
         let mut engagement = engagement();
         for round in 0..2 {
             let json = shape_part(&engagement);
-            has_shape(&json, &Type::Object(exposes_shape.clone()), "engagement")
+            has_shape(&json, &Type::Object(json_shape.clone()), "engagement")
                 .unwrap_or_else(|problem| panic!("to_json, round {round}: {problem}"));
             has_shape(
                 &variables_of(engagement.scope(None)),
@@ -1049,8 +1143,10 @@ mod tests {
 
             // The pending call of each capability, at its input and its output restriction.
             for (index, capability) in capabilities.iter().enumerate() {
-                let inputs = Invocation::new(Arc::new(json!({"q": round})));
-                let outputs = inputs.with_outputs(Arc::new(json!({"r": round})));
+                let inputs = Invocation::new(Arc::new(json!({"q": round}))).started(now());
+                let outputs = inputs
+                    .with_outputs(Arc::new(json!({"r": round})))
+                    .ended(now());
                 for (site, invocation) in [
                     (
                         AssertionSite::InputRestriction {
@@ -1085,20 +1181,19 @@ mod tests {
                 Some(Arc::new(json!({"r": 1}))),
             );
             engagement.record(1, Arc::new(json!({"q": "b"})), None);
+            engagement.record_refused(RefusedCall {
+                name: "other".into(),
+                inputs: json!({"q": "refused"}),
+                stage: "input_restriction".into(),
+                reason: "assertion is false".into(),
+            });
         }
 
         // The denied path: a field the declaration does not have is found.
         let mut undeclared = shape_part(&engagement);
-        assert!(
-            has_shape(
-                &undeclared,
-                &Type::Object(exposes_shape.clone()),
-                "engagement"
-            )
-            .is_ok()
-        );
+        assert!(has_shape(&undeclared, &Type::Object(json_shape.clone()), "engagement").is_ok());
         undeclared["recent"]["surprise"] = json!(1);
-        assert!(has_shape(&undeclared, &Type::Object(exposes_shape), "engagement").is_err());
+        assert!(has_shape(&undeclared, &Type::Object(json_shape), "engagement").is_err());
     }
 
     /// A nested engagement's parent is part of its saved state, so that its entries
@@ -1217,10 +1312,9 @@ mod tests {
                 let lookup = scope.field("recent", field);
                 assert_eq!(lookup.cel_value().as_ref(), whole.get_str(field), "{field}");
                 match lookup {
-                    FieldLookup::Invocation(call) => assert_eq!(
-                        agentc_cel::value_from_json(&invocation_json(call)),
-                        call.cel_value().clone()
-                    ),
+                    FieldLookup::Invocation(call) => {
+                        assert_eq!(invocation_json(call), value_to_json(call.cel_value()))
+                    }
                     FieldLookup::Found(_) => assert_eq!(field, "_name"),
                     FieldLookup::Absent => {}
                     FieldLookup::WholeVariableOnly => panic!("{field} is given field by field"),

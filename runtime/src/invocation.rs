@@ -6,7 +6,7 @@
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use agentc_cel::engagement::field;
-use agentc_cel::{MapKey, Value, ValueMap};
+use agentc_cel::{MapKey, Timestamp, Value, ValueMap};
 
 /// One invocation of a capability: a recorded one, or the pending call being checked
 /// (Reading: pending call), which is recorded as it was checked.
@@ -17,6 +17,11 @@ pub struct Invocation {
     /// The output: the pending call's once it has one, a recorded call's unless results
     /// are not collected (OAS-C2).
     pub outputs: Option<Arc<serde_json::Value>>,
+    /// When the call started (AGX-T1), as a CEL timestamp; `None` when the clock could
+    /// not be read, so that a check reading it denies.
+    started_at: Option<Value>,
+    /// When the call ended (AGX-T1): set once it has an output (or failed).
+    ended_at: Option<Value>,
     /// `inputs` as a CEL value, built on first use; shared by the input and output
     /// stages of one call, so that the interpreter converts an input once.
     inputs_value: OnceLock<Value>,
@@ -30,12 +35,16 @@ pub(crate) struct Keys {
     pub(crate) inputs: MapKey,
     pub(crate) outputs: MapKey,
     pub(crate) name: MapKey,
+    pub(crate) started_at: MapKey,
+    pub(crate) ended_at: MapKey,
 }
 
 pub(crate) static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     inputs: string_key(field::INPUTS),
     outputs: string_key(field::OUTPUTS),
     name: string_key(field::RECENT_NAME),
+    started_at: string_key(field::CALL_STARTED_AT),
+    ended_at: string_key(field::CALL_ENDED_AT),
 });
 
 impl Invocation {
@@ -45,9 +54,44 @@ impl Invocation {
         Invocation {
             inputs,
             outputs: None,
+            started_at: None,
+            ended_at: None,
             inputs_value: OnceLock::new(),
             value: OnceLock::new(),
         }
+    }
+
+    /// The same call, started at `at` (AGX-T1).
+    pub fn started(mut self, at: Option<Timestamp>) -> Self {
+        self.started_at = at.map(Value::Timestamp);
+        self.value = OnceLock::new();
+        self
+    }
+
+    /// The same call, ended at `at` (AGX-T1).
+    pub fn ended(mut self, at: Option<Timestamp>) -> Self {
+        self.ended_at = at.map(Value::Timestamp);
+        self.value = OnceLock::new();
+        self
+    }
+
+    /// When the call started, as a CEL timestamp (AGX-T1).
+    pub fn started_at(&self) -> Option<&Value> {
+        self.started_at.as_ref()
+    }
+
+    /// When the call ended, as a CEL timestamp (AGX-T1).
+    pub fn ended_at(&self) -> Option<&Value> {
+        self.ended_at.as_ref()
+    }
+
+    /// The start and end as timestamps, for snapshots and traces.
+    pub fn times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+        let timestamp = |value: &Option<Value>| match value {
+            Some(Value::Timestamp(at)) => Some(*at),
+            _ => None,
+        };
+        (timestamp(&self.started_at), timestamp(&self.ended_at))
     }
 
     /// The same call with its output, sharing the input's CEL value if it was built.
@@ -55,6 +99,8 @@ impl Invocation {
         Invocation {
             inputs: Arc::clone(&self.inputs),
             outputs: Some(outputs),
+            started_at: self.started_at.clone(),
+            ended_at: self.ended_at.clone(),
             inputs_value: self.inputs_value.clone(),
             value: OnceLock::new(),
         }
@@ -71,6 +117,8 @@ impl Invocation {
         Invocation {
             inputs: self.inputs,
             outputs: None,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
             inputs_value: self.inputs_value,
             value,
         }
@@ -87,6 +135,12 @@ impl Invocation {
             map.insert(KEYS.inputs.clone(), inputs.clone());
             if let Some(outputs) = &self.outputs {
                 map.insert(KEYS.outputs.clone(), agentc_cel::value_from_json(outputs));
+            }
+            if let Some(started_at) = &self.started_at {
+                map.insert(KEYS.started_at.clone(), started_at.clone());
+            }
+            if let Some(ended_at) = &self.ended_at {
+                map.insert(KEYS.ended_at.clone(), ended_at.clone());
             }
             Value::Map(Arc::new(map))
         })

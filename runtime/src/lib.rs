@@ -52,8 +52,8 @@ pub use driver::{
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
 pub use engagement::{
-    Engagement, EngagementState, EngagementStatus, FailureReason, Invocation, RecordedInvocation,
-    RestoreError, UserIdentity,
+    Clock, Engagement, EngagementState, EngagementStatus, FailureReason, Invocation,
+    RecordedInvocation, RestoreError, SystemClock, UserIdentity,
 };
 pub use http::{HttpTool, http_client};
 pub use model::{Message, Model, ModelError, ModelTurn, ScriptedModel, ToolCall, ToolDescription};

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use agentc_cel::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +26,7 @@ use crate::audit::AuditLog;
 use crate::context::Runtime;
 use crate::credentials::{CredentialError, CredentialProvider, Identity, Secret};
 use crate::enforce::{CallOutcome, Caller, enforce_call_as};
-use crate::engagement::{Engagement, UserIdentity, now};
+use crate::engagement::{Clock, Engagement, UserIdentity, now};
 use crate::model::ToolCall;
 use crate::review::{ReviewDecision, ReviewRequest, Reviewer};
 use crate::spec::{AgentSpec, SpecSet};
@@ -45,6 +46,9 @@ pub struct Trace {
     /// The user's inputs, in order (AGX-E1).
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// When the engagement started (RFC 3339); without it, when the replay runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     /// The model's calls, in order.
     #[serde(default)]
     pub calls: Vec<TraceCall>,
@@ -69,6 +73,13 @@ pub struct TraceCall {
     /// How the tool failed, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When the call started (RFC 3339, AGX-T1); without it, when the call before it
+    /// ended (or the engagement started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When the call ended; without it, when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
     /// The decision the policies are expected to make (`--expect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Decision>,
@@ -152,6 +163,9 @@ pub enum ReplayError {
     /// The clock is outside what an engagement can record.
     #[error("the clock cannot be read as a timestamp")]
     Clock,
+    /// A recorded time is not an RFC 3339 timestamp.
+    #[error("{0} is not an RFC 3339 timestamp")]
+    Time(String),
 }
 
 /// What the replayed tool answers next, and whether the current call was sent to review.
@@ -159,6 +173,21 @@ pub enum ReplayError {
 struct Slot {
     answer: Option<Result<serde_json::Value, String>>,
     review_stage: Option<&'static str>,
+    /// What the clock reads (AGX-T1): the call's recorded start until the tool answers,
+    /// then its recorded end.
+    now: Option<Timestamp>,
+    /// The call's recorded end.
+    ended: Option<Timestamp>,
+}
+
+/// The replay's clock: the recorded times of the call being replayed.
+#[derive(Debug)]
+struct RecordedTimes(Arc<Mutex<Slot>>);
+
+impl Clock for RecordedTimes {
+    fn now(&self) -> Option<Timestamp> {
+        lock(&self.0).now
+    }
 }
 
 /// A lock poisoned by a panic elsewhere still holds consistent data here (each field is
@@ -177,7 +206,9 @@ impl ToolBackend for RecordedAnswers {
         _input: &serde_json::Value,
         context: &ToolContext,
     ) -> Result<serde_json::Value, ToolError> {
-        match lock(&self.0).answer.take() {
+        let mut slot = lock(&self.0);
+        slot.now = slot.ended;
+        match slot.answer.take() {
             Some(Ok(output)) => Ok(output),
             Some(Err(error)) => Err(ToolError::Failed(error)),
             None => Err(ToolError::Failed(format!(
@@ -253,6 +284,7 @@ impl Replayer {
             Runtime::new(tools, Arc::new(AuditLog::discard())).with_agents(&specs.agents);
         runtime.reviewer = Arc::new(NotingReviewer(Arc::clone(&slot)));
         runtime.credentials = Arc::new(PlaceholderCredentials);
+        runtime.clock = Arc::new(RecordedTimes(Arc::clone(&slot)));
         let agents = specs
             .agents
             .iter()
@@ -276,7 +308,14 @@ impl Replayer {
             .iter()
             .map(|capability| capability.name.as_str())
             .collect();
-        let started_at = now().ok_or(ReplayError::Clock)?;
+        let time = |text: &str, what: String| {
+            Timestamp::parse(text).ok_or_else(|| ReplayError::Time(format!("{what} `{text}`")))
+        };
+        let started_at = match &trace.started_at {
+            Some(text) => time(text, "the engagement's start".into())?,
+            None => now().ok_or(ReplayError::Clock)?,
+        };
+        let mut cursor = started_at;
         let mut engagement = Engagement::new(
             &trace.id,
             &agent.name,
@@ -301,6 +340,17 @@ impl Replayer {
                     (None, None) => None,
                 };
                 slot.review_stage = None;
+                let started = match &recorded.started_at {
+                    Some(text) => time(text, format!("call {index}'s start"))?,
+                    None => cursor,
+                };
+                let ended = match &recorded.ended_at {
+                    Some(text) => time(text, format!("call {index}'s end"))?,
+                    None => started,
+                };
+                cursor = ended;
+                slot.now = Some(started);
+                slot.ended = Some(ended);
             }
             let call = ToolCall {
                 id: Some(format!("call-{index}")),
@@ -348,5 +398,94 @@ impl Replayer {
             });
         }
         Ok(decisions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use agentc_compiler::SourceInput;
+    use serde_json::json;
+
+    /// At most one payment an hour (AGX-T1).
+    const SPECS: &str = r#"
+kind: openagentspec:v1/agent
+name: payer
+description: Pays bills.
+intent: You pay the bills the user asks you to pay.
+owner: finance@acme.example
+capabilities:
+  pay:
+    input_restriction:
+      assertion: history.pay.filter(c, c.started_at > now - duration("1h")).size() == 0
+---
+kind: openagentspec:v1/tool
+name: pay
+description: Pays a bill.
+input: {type: object, properties: {amount: {type: integer}}, required: [amount]}
+output: {type: object}
+binding:
+  native: {function: bills::pay}
+"#;
+
+    fn trace(times: &[Option<&str>]) -> Trace {
+        let calls = times
+            .iter()
+            .map(|time| {
+                serde_json::from_value(json!({
+                    "name": "pay",
+                    "arguments": {"amount": 5},
+                    "output": {},
+                    "started_at": time,
+                    "ended_at": time,
+                }))
+                .unwrap()
+            })
+            .collect();
+        Trace {
+            id: "t".into(),
+            agent: "payer".into(),
+            user: None,
+            inputs: vec!["Pay my bills.".into()],
+            started_at: Some("2026-03-01T09:59:00Z".into()),
+            calls,
+        }
+    }
+
+    fn decisions(outcome: &[CallDecision]) -> Vec<Decision> {
+        outcome.iter().map(|call| call.decision).collect()
+    }
+
+    /// AGX-T1 in a replay: the recorded times decide a window as they did live, and a
+    /// trace without times puts every call at the engagement's start (each in the
+    /// window of the one before). A time that is not RFC 3339 fails the trace.
+    #[tokio::test]
+    async fn agx_t1_recorded_times_decide_a_window() {
+        let specs = SpecSet::from_sources(&[SourceInput {
+            name: "specs.yaml".into(),
+            bytes: SPECS.as_bytes().to_vec(),
+        }])
+        .unwrap();
+        let replayer = Replayer::new(&specs).unwrap();
+        let timed = trace(&[
+            Some("2026-03-01T10:00:00Z"),
+            Some("2026-03-01T10:30:00Z"),
+            Some("2026-03-01T11:05:00Z"),
+        ]);
+        assert_eq!(
+            decisions(&replayer.replay(&timed).await.unwrap()),
+            [Decision::Allowed, Decision::Refused, Decision::Allowed]
+        );
+        let untimed = trace(&[None, None, None]);
+        assert_eq!(
+            decisions(&replayer.replay(&untimed).await.unwrap()),
+            [Decision::Allowed, Decision::Refused, Decision::Refused]
+        );
+        let bad = trace(&[Some("yesterday")]);
+        assert!(matches!(
+            replayer.replay(&bad).await,
+            Err(ReplayError::Time(message)) if message.contains("call 0's start")
+        ));
     }
 }

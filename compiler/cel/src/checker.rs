@@ -56,6 +56,7 @@ pub fn check_assertion(expr: &Expr, env: &TypeEnv) -> Result<(), Vec<CelDiagnost
 /// The global and member functions the checker knows, for did-you-mean suggestions.
 const KNOWN_FUNCTIONS: &[&str] = &[
     "size",
+    "sum",
     "fromUser",
     "fromTool",
     "fromTrusted",
@@ -1053,6 +1054,21 @@ fn function_signature(function: &str, is_member: bool, types: &[Type]) -> Signat
                 NoMatch
             }
         }
+        // AGX-T1: the total of a list of numbers, for sums over a time window.
+        "sum" if is_member => match types.len() {
+            1 => match first {
+                Some(T::List(element)) => match element.as_ref() {
+                    T::Int => R(T::Int),
+                    T::Uint => R(T::Uint),
+                    T::Double => R(T::Double),
+                    element if dynamic(element) => R(T::Dyn),
+                    _ => NoMatch,
+                },
+                Some(ty) if dynamic(ty) => R(T::Dyn),
+                _ => NoMatch,
+            },
+            _ => Count("no arguments"),
+        },
         "fromUntrusted" if is_member => match types.len() {
             1..=3 => {
                 if types.iter().all(|ty| is(Some(ty), &T::String)) {

@@ -1,8 +1,9 @@
 //! The engagement environment that OpenAgentSpec assertions are checked against (OAS-E3),
 //! declared once.
 //!
-//! Restriction assertions see `started_at`, `user`, `request` (the user's inputs,
-//! AGX-E1), `recent` and `history`. Which parts
+//! Restriction assertions see `started_at`, `now` (when the check runs, AGX-T1), `user`,
+//! `request` (the user's inputs, AGX-E1), `refused` (the calls refused so far, AGX-E2),
+//! `recent` and `history`; each call carries when it started and ended (AGX-T1). Which parts
 //! of `recent` are guaranteed present depends on where the assertion runs: an input
 //! restriction of capability X runs with the pending call's inputs as `recent.X.inputs`
 //! but no outputs yet, while an output restriction of X sees both.
@@ -46,8 +47,22 @@ pub mod field {
     pub const OUTPUTS: &str = "outputs";
     /// The user's inputs of this engagement, in order (AGX-E1).
     pub const REQUEST: &str = "request";
+    /// When the check runs (AGX-T1): the pending call's start during its input
+    /// restriction, its end during its output restriction.
+    pub const NOW: &str = "now";
+    /// The calls refused (or failed) so far, in order (AGX-E2).
+    pub const REFUSED: &str = "refused";
+    /// A refused call's capability (or the undeclared name the model used).
+    pub const REFUSED_NAME: &str = "name";
+    /// The step that refused it, as the audit trail names it (`input_restriction`, …).
+    pub const REFUSED_STAGE: &str = "stage";
+    /// When an invocation started (AGX-T1).
+    pub const CALL_STARTED_AT: &str = "started_at";
+    /// When an invocation ended (AGX-T1); absent while the call is pending its input
+    /// restriction.
+    pub const CALL_ENDED_AT: &str = "ended_at";
     /// The engagement's variables, in the order the shape declares them.
-    pub const VARIABLES: [&str; 5] = [STARTED_AT, USER, REQUEST, RECENT, HISTORY];
+    pub const VARIABLES: [&str; 7] = [STARTED_AT, NOW, USER, REQUEST, REFUSED, RECENT, HISTORY];
 }
 
 /// The input and output types of one capability, from its tool's schemas.
@@ -102,6 +117,8 @@ pub enum ObjectRole<'a> {
     Recent,
     /// `history`.
     History,
+    /// One element of `refused`, `{name, stage}`.
+    Refusal,
     /// One invocation of a capability, `{inputs, outputs?}`.
     Invocation {
         /// The capability's name.
@@ -116,6 +133,7 @@ pub fn display_name(role: ObjectRole<'_>) -> String {
         ObjectRole::User => field::USER.to_string(),
         ObjectRole::Recent => field::RECENT.to_string(),
         ObjectRole::History => field::HISTORY.to_string(),
+        ObjectRole::Refusal => "refused call".to_string(),
         ObjectRole::Invocation { capability } => capability.to_string(),
     }
 }
@@ -128,6 +146,10 @@ struct InvocationPresence {
     recent_outputs: bool,
     /// Whether `history.<capability>[i].outputs` is always there.
     history_outputs: bool,
+    /// Whether `recent.<capability>.ended_at` is always there (a recorded call's is).
+    recent_ended: bool,
+    /// Whether `history.<capability>[i].ended_at` is always there.
+    history_ended: bool,
 }
 
 fn invocation_presence(capability: &CapabilityTypes, presence: Presence<'_>) -> InvocationPresence {
@@ -139,6 +161,8 @@ fn invocation_presence(capability: &CapabilityTypes, presence: Presence<'_>) -> 
         in_recent: false,
         recent_outputs: capability.collects_results,
         history_outputs: capability.collects_results,
+        recent_ended: true,
+        history_ended: true,
     };
     match presence {
         Presence::At(AssertionSite::InputRestriction {
@@ -146,6 +170,7 @@ fn invocation_presence(capability: &CapabilityTypes, presence: Presence<'_>) -> 
         }) if *restricted == capability.name => InvocationPresence {
             in_recent: true,
             recent_outputs: false,
+            recent_ended: false,
             ..recorded
         },
         Presence::At(AssertionSite::OutputRestriction {
@@ -162,6 +187,8 @@ fn invocation_presence(capability: &CapabilityTypes, presence: Presence<'_>) -> 
             in_recent: false,
             recent_outputs: false,
             history_outputs: false,
+            recent_ended: false,
+            history_ended: false,
         },
     }
 }
@@ -184,6 +211,7 @@ fn object(name: String, fields: impl IntoIterator<Item = (&'static str, FieldTyp
 fn invocation(
     capability: &CapabilityTypes,
     outputs_present: bool,
+    ended_present: bool,
     name: &impl Fn(ObjectRole<'_>) -> String,
 ) -> Type {
     Type::Object(object(
@@ -196,14 +224,23 @@ fn invocation(
                 field::OUTPUTS,
                 field_of(capability.output.clone(), outputs_present),
             ),
+            (field::CALL_STARTED_AT, field_of(Type::Timestamp, true)),
+            // A call has ended once it has an output (or is recorded): the same
+            // presence as `outputs` with results collected.
+            (
+                field::CALL_ENDED_AT,
+                field_of(Type::Timestamp, ended_present),
+            ),
         ],
     ))
 }
 
-/// The engagement (OAS-E3) for the given capabilities: `started_at`, `user {id,
-/// email?}`, `request` (AGX-E1: a list of strings), `recent {_name?, <capability>?}` and `history {_list, _total,
-/// <capability>: list}`, each invocation `{inputs, outputs?}`; which fields are always
-/// present is decided by `presence`, and each object is named by `name`.
+/// The engagement (OAS-E3) for the given capabilities: `started_at`, `now` (AGX-T1),
+/// `user {id, email?}`, `request` (AGX-E1: a list of strings), `refused` (AGX-E2: a list
+/// of `{name, stage}`), `recent {_name?, <capability>?}` and `history {_list, _total,
+/// <capability>: list}`, each invocation `{inputs, outputs?, started_at, ended_at?}`;
+/// which fields are always present is decided by `presence`, and each object is named
+/// by `name`.
 pub fn engagement_shape(
     capabilities: &[CapabilityTypes],
     presence: Presence<'_>,
@@ -232,7 +269,12 @@ pub fn engagement_shape(
     );
     for capability in capabilities {
         let present = invocation_presence(capability, presence);
-        let in_recent = invocation(capability, present.recent_outputs, &name);
+        let in_recent = invocation(
+            capability,
+            present.recent_outputs,
+            present.recent_ended,
+            &name,
+        );
         recent.fields.insert(
             capability.name.clone(),
             field_of(in_recent, present.in_recent),
@@ -243,20 +285,33 @@ pub fn engagement_shape(
                 Type::List(Box::new(invocation(
                     capability,
                     present.history_outputs,
+                    present.history_ended,
                     &name,
                 ))),
                 true,
             ),
         );
     }
+    let refusal = object(
+        name(ObjectRole::Refusal),
+        [
+            (field::REFUSED_NAME, field_of(Type::String, true)),
+            (field::REFUSED_STAGE, field_of(Type::String, true)),
+        ],
+    );
     object(
         name(ObjectRole::Engagement),
         [
             (field::STARTED_AT, field_of(Type::Timestamp, true)),
+            (field::NOW, field_of(Type::Timestamp, true)),
             (field::USER, field_of(Type::Object(user), true)),
             (
                 field::REQUEST,
                 field_of(Type::List(Box::new(Type::String)), true),
+            ),
+            (
+                field::REFUSED,
+                field_of(Type::List(Box::new(Type::Object(refusal))), true),
             ),
             (field::RECENT, field_of(Type::Object(recent), true)),
             (field::HISTORY, field_of(Type::Object(history), true)),

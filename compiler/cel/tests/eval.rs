@@ -393,3 +393,28 @@ fn agx_p1_provenance_questions_read_the_sources_within_the_budget() {
     assert!(!error.message.contains("lorem"));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// AGX-T1: `sum()` totals a list of numbers, checked like `+`, for sums over a window.
+#[test]
+fn agx_t1_sum_totals_numbers_and_refuses_anything_else() {
+    for (source, expected) in [
+        ("[].sum() == 0", true),
+        ("[1, 2, 3].sum() == 6", true),
+        ("[1u, 2u].sum() == 3u", true),
+        ("[1.5, 2.5].sum() == 4.0", true),
+        // JSON amounts may be written `100` or `100.5`: mixed, the total is a double.
+        ("[100, 0.5].sum() == 100.5", true),
+        ("[1, 2].map(x, x * 10).sum() <= 30", true),
+        ("[1, 2].filter(x, x > 1).sum() == 3", false),
+        (
+            "[timestamp('2026-01-01T00:00:00Z'), timestamp('2026-01-01T02:00:00Z')]\
+             .filter(t, t > timestamp('2026-01-01T01:00:00Z') - duration('1h')).size() == 1",
+            true,
+        ),
+    ] {
+        assert_eq!(eval(source), Ok(Value::Bool(expected)), "{source}");
+    }
+    assert_error("[9223372036854775807, 1].sum() > 0", "overflow");
+    assert_error("['a'].sum() == 0", "sum");
+    assert_error("[1, 1u].sum() == 2", "sum");
+}

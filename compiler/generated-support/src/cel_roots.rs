@@ -64,7 +64,7 @@ pub enum Object<'a> {
     Cel(&'a ValueMap),
     /// A JSON object.
     Json(&'a serde_json::Map<String, Json>),
-    /// A call's `inputs` and, when it has one, `outputs`.
+    /// A call's `inputs`, `started_at` and, when it has them, `outputs` and `ended_at`.
     Invocation(&'a Invocation),
 }
 
@@ -83,6 +83,8 @@ impl<'a> Object<'a> {
             Object::Invocation(call) => match name {
                 field::INPUTS => Some(Source::Json(&call.inputs)),
                 field::OUTPUTS => call.outputs.as_deref().map(Source::Json),
+                field::CALL_STARTED_AT => call.started_at().map(Source::Cel),
+                field::CALL_ENDED_AT => call.ended_at().map(Source::Cel),
                 _ => None,
             },
         }

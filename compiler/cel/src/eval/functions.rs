@@ -142,6 +142,7 @@ fn call_function(function: &str, has_target: bool, all: &[&Value]) -> EvalResult
                 Value::Int(limit),
             ],
         ) => split(text, separator, *limit),
+        ("sum", [Value::List(elements)]) if has_target => sum(elements),
         ("join", [Value::List(elements)]) => join(elements, ""),
         ("join", [Value::List(elements), Value::String(separator)]) => join(elements, separator),
         ("indexOf", [Value::String(text), Value::String(part)]) => index_of(text, part, 0, false),
@@ -220,6 +221,7 @@ fn call_function(function: &str, has_target: bool, all: &[&Value]) -> EvalResult
             let known = matches!(
                 function,
                 "size"
+                    | "sum"
                     | "contains"
                     | "startsWith"
                     | "endsWith"
@@ -446,6 +448,51 @@ fn split(text: &str, separator: &str, limit: i64) -> EvalResult {
         return Err(too_long());
     }
     Ok(Value::List(Arc::from(parts)))
+}
+
+/// `list.sum()` (AGX-T1): the total of ints (checked), of uints (checked), or of
+/// numbers of which any is a double (a double); 0 for an empty list. JSON numbers
+/// become ints or doubles by how they are written, so a list of amounts may mix them.
+fn sum(elements: &[Value]) -> EvalResult {
+    let overflow = || EvalError::new("integer overflow in sum()");
+    if elements
+        .iter()
+        .any(|element| matches!(element, Value::Double(_)))
+    {
+        let mut total = 0.0;
+        for element in elements {
+            total += match element {
+                Value::Double(number) => *number,
+                Value::Int(number) => *number as f64,
+                Value::Uint(number) => *number as f64,
+                other => return Err(no_overload("sum", &[other])),
+            };
+        }
+        return Ok(Value::Double(total));
+    }
+    match elements.first() {
+        None | Some(Value::Int(_)) => {
+            let mut total: i64 = 0;
+            for element in elements {
+                let Value::Int(number) = element else {
+                    return Err(no_overload("sum", &[element]));
+                };
+                total = total.checked_add(*number).ok_or_else(overflow)?;
+            }
+            Ok(Value::Int(total))
+        }
+        Some(Value::Uint(_)) => {
+            let mut total: u64 = 0;
+            for element in elements {
+                let Value::Uint(number) = element else {
+                    return Err(no_overload("sum", &[element]));
+                };
+                total = total.checked_add(*number).ok_or_else(overflow)?;
+            }
+            Ok(Value::Uint(total))
+        }
+        Some(other) => Err(no_overload("sum", &[other])),
+    }
 }
 
 fn join(elements: &[Value], separator: &str) -> EvalResult {
