@@ -103,6 +103,100 @@ pub trait Check: Send + Sync + fmt::Debug {
             other => Err(CheckError::NotBool(other.type_name())),
         }
     }
+
+    /// For an assertion that did not hold, which part of it failed, in the policy's own
+    /// words: the first conjunct of a top-level `a && b && …` that is false (or, if none
+    /// is, that could not be evaluated), as `conjunct 2 of 3, \`…\``. Never a value of
+    /// the engagement: only the rule's text. `None` when the assertion is not a
+    /// conjunction or the check cannot say.
+    fn failing_part(&self, _variables: &dyn VariableSource) -> Option<String> {
+        None
+    }
+
+    /// Where the expression is written (`agent.yaml:12:18`), when known.
+    fn location(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// The longest conjunct text a refusal reason quotes; longer ones are cut with `…`.
+const MAX_QUOTED_CONJUNCT: usize = 160;
+
+/// One conjunct of a top-level conjunction, kept to say which part of a refused
+/// assertion failed ([`Check::failing_part`]).
+#[derive(Debug)]
+struct Conjunct {
+    /// The conjunct as the policy writes it, whitespace collapsed.
+    text: String,
+    /// The conjunct with the agent's definitions inlined.
+    program: agentc_cel::Program,
+    roots: Vec<String>,
+    asks_provenance: bool,
+}
+
+/// The conjuncts of `expr` (as written, before definitions are inlined) when it is a
+/// conjunction of two or more; empty otherwise.
+fn conjuncts(text: &str, expr: &Expr, definitions: &agentc_cel::Definitions) -> Vec<Conjunct> {
+    let mut parts = Vec::new();
+    let mut pending = vec![expr];
+    // Left to right: `a && b && c` parses as `(a && b) && c`.
+    while let Some(node) = pending.pop() {
+        match &node.kind {
+            ExprKind::Binary {
+                op: agentc_cel::ast::BinaryOp::And,
+                left,
+                right,
+                ..
+            } => {
+                pending.push(right);
+                pending.push(left);
+            }
+            _ => parts.push(node),
+        }
+    }
+    if parts.len() < 2 {
+        return Vec::new();
+    }
+    parts
+        .into_iter()
+        .filter_map(|part| {
+            let expanded = definitions.expand(part).ok()?;
+            let mut roots = Vec::new();
+            let asks_provenance = collect_roots(&expanded, &mut roots);
+            roots.sort();
+            roots.dedup();
+            let written = text.get(part.span.start..part.span.end).unwrap_or("");
+            let mut quoted = written.split_whitespace().collect::<Vec<_>>().join(" ");
+            if quoted.chars().count() > MAX_QUOTED_CONJUNCT {
+                quoted = quoted.chars().take(MAX_QUOTED_CONJUNCT).collect::<String>() + "…";
+            }
+            Some(Conjunct {
+                text: quoted,
+                program: agentc_cel::Program::new(&expanded),
+                roots,
+                asks_provenance,
+            })
+        })
+        .collect()
+}
+
+/// The activation of an interpreted expression: the variables it reads and, when it
+/// asks provenance questions, the engagement's sources.
+fn activation_for(
+    variables: &dyn VariableSource,
+    roots: &[String],
+    asks_provenance: bool,
+) -> Activation {
+    let mut activation = Activation::new();
+    for root in roots {
+        if let Some(value) = variables.variable(root) {
+            activation.insert(root.clone(), value);
+        }
+    }
+    if asks_provenance && let Some(sources) = variables.sources() {
+        activation.set_sources(sources);
+    }
+    activation
 }
 
 /// A CEL expression run by the `agentc-cel` interpreter.
@@ -114,6 +208,10 @@ pub struct CelCheck {
     /// Whether the expression asks a provenance question, so that only such checks
     /// take the engagement's sources.
     asks_provenance: bool,
+    /// The top-level conjuncts, evaluated one by one only to explain a refusal.
+    conjuncts: Arc<[Conjunct]>,
+    /// Where the expression is written in the spec (`file:line:column`).
+    location: Option<Arc<str>>,
 }
 
 impl CelCheck {
@@ -135,8 +233,8 @@ impl CelCheck {
                 .collect::<Vec<_>>()
                 .join("; "),
         };
-        let expr = agentc_cel::parse(text).map_err(parse_error)?;
-        let expr = definitions.expand(&expr).map_err(parse_error)?;
+        let written = agentc_cel::parse(text).map_err(parse_error)?;
+        let expr = definitions.expand(&written).map_err(parse_error)?;
         let mut roots = Vec::new();
         let asks_provenance = collect_roots(&expr, &mut roots);
         roots.sort();
@@ -148,7 +246,16 @@ impl CelCheck {
             program,
             roots,
             asks_provenance,
+            conjuncts: Arc::from(conjuncts(text, &written, definitions)),
+            location: None,
         })
+    }
+
+    /// The same check, written at `location` in the spec (`file:line:column`), which a
+    /// refusal reason names.
+    pub fn at(mut self, location: &str) -> Self {
+        self.location = Some(Arc::from(location));
+        self
     }
 
     /// The source text of the expression.
@@ -186,20 +293,41 @@ impl Check for CelCheck {
     }
 
     fn evaluate(&self, variables: &dyn VariableSource) -> Result<Value, CheckError> {
-        let mut activation = Activation::new();
-        for root in &self.roots {
-            if let Some(value) = variables.variable(root) {
-                activation.insert(root.clone(), value);
-            }
-        }
-        if self.asks_provenance
-            && let Some(sources) = variables.sources()
-        {
-            activation.set_sources(sources);
-        }
+        let activation = activation_for(variables, &self.roots, self.asks_provenance);
         self.program
             .evaluate(&activation)
             .map_err(|error| CheckError::Evaluation(error.message))
+    }
+
+    fn failing_part(&self, variables: &dyn VariableSource) -> Option<String> {
+        let count = self.conjuncts.len();
+        let mut first_error = None;
+        for (index, conjunct) in self.conjuncts.iter().enumerate() {
+            let activation = activation_for(variables, &conjunct.roots, conjunct.asks_provenance);
+            match conjunct.program.evaluate(&activation) {
+                Ok(Value::Bool(true)) => {}
+                Ok(Value::Bool(false)) => {
+                    return Some(format!(
+                        "conjunct {} of {count} is false, `{}`",
+                        index + 1,
+                        conjunct.text
+                    ));
+                }
+                _ => {
+                    first_error.get_or_insert((index, &conjunct.text));
+                }
+            }
+        }
+        first_error.map(|(index, text)| {
+            format!(
+                "conjunct {} of {count} could not be evaluated, `{text}`",
+                index + 1
+            )
+        })
+    }
+
+    fn location(&self) -> Option<&str> {
+        self.location.as_deref()
     }
 }
 
@@ -273,6 +401,16 @@ impl Check for FnCheck {
             }
             (answer, _) => answer,
         }
+    }
+
+    /// The interpreter behind the function explains: it is the same expression, and a
+    /// refusal is rare enough to be explained slowly.
+    fn failing_part(&self, variables: &dyn VariableSource) -> Option<String> {
+        self.interpreter.as_ref()?.failing_part(variables)
+    }
+
+    fn location(&self) -> Option<&str> {
+        self.interpreter.as_ref()?.location()
     }
 }
 

@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{AuditAction, AuditDetail, AuditRecord};
-use crate::check::{Check, JsonFields};
+use crate::check::{Check, JsonFields, VariableSource};
 use crate::context::{
     EngagementOutcome, EngagementRequest, NestedEngagements, OuterCall, Runtime, WaitPoint,
 };
@@ -409,16 +409,17 @@ impl CallContext<'_> {
         pending: Pending<'_>,
     ) -> Result<(), Refusal> {
         engagement.prepare(check.roots());
-        let verdict = check.holds(&engagement.scope(Some(pending)));
-        match verdict {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(self.refuse(engagement, stage, "assertion is false".to_string())),
-            Err(error) => Err(self.refuse(
-                engagement,
-                stage,
-                format!("assertion could not be evaluated: {error}"),
-            )),
-        }
+        let scope = engagement.scope(Some(pending));
+        let reason = match check.holds(&scope) {
+            Ok(true) => return Ok(()),
+            Ok(false) => refusal_reason("assertion is false", check, &scope),
+            Err(error) => refusal_reason(
+                &format!("assertion could not be evaluated: {error}"),
+                check,
+                &scope,
+            ),
+        };
+        Err(self.refuse(engagement, stage, reason))
     }
 
     /// AGX-V1: whether a restriction's `review_when` holds for the pending call. A
@@ -432,15 +433,18 @@ impl CallContext<'_> {
         pending: Pending<'_>,
     ) -> Result<bool, Refusal> {
         engagement.prepare(condition.roots());
-        condition
-            .holds(&engagement.scope(Some(pending)))
-            .map_err(|error| {
-                self.refuse(
-                    engagement,
-                    stage,
-                    format!("review condition could not be evaluated: {error}"),
-                )
-            })
+        let scope = engagement.scope(Some(pending));
+        match condition.holds(&scope) {
+            Ok(wanted) => Ok(wanted),
+            Err(error) => {
+                let reason = refusal_reason(
+                    &format!("review condition could not be evaluated: {error}"),
+                    condition,
+                    &scope,
+                );
+                Err(self.refuse(engagement, stage, reason))
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -993,14 +997,41 @@ pub async fn run_guardrail(
     if let Err(error) = tool.validate_output(&output) {
         return Err(fail(engagement, error.to_string()));
     }
-    match guardrail.assertion.holds(&JsonFields::new(&output)) {
+    let fields = JsonFields::new(&output);
+    let check = guardrail.assertion.as_ref();
+    match check.holds(&fields) {
         Ok(true) => context.audit(engagement, AuditAction::Completed, GUARDRAIL_DETAIL),
-        Ok(false) => Err(fail(engagement, "guardrail assertion is false".to_string())),
+        Ok(false) => Err(fail(
+            engagement,
+            refusal_reason("guardrail assertion is false", check, &fields),
+        )),
         Err(error) => Err(fail(
             engagement,
-            format!("guardrail assertion could not be evaluated: {error}"),
+            refusal_reason(
+                &format!("guardrail assertion could not be evaluated: {error}"),
+                check,
+                &fields,
+            ),
         )),
     }
+}
+
+/// The operator's reason for a check that refused (AGX-L3): what went wrong, which part
+/// of the rule failed (the first false conjunct, in the rule's words) and where the rule
+/// is written — `assertion is false: conjunct 2 of 3 is false, \`…\` (at agent.yaml:14:9)`.
+/// Only the policy's text and the engine's messages appear, never a value of the call.
+fn refusal_reason(what: &str, check: &dyn Check, variables: &dyn VariableSource) -> String {
+    let mut reason = what.to_string();
+    if let Some(part) = check.failing_part(variables) {
+        reason.push_str(": ");
+        reason.push_str(&part);
+    }
+    if let Some(location) = check.location() {
+        reason.push_str(" (at ");
+        reason.push_str(location);
+        reason.push(')');
+    }
+    reason
 }
 
 /// Evaluates `exposes` at a yield (OAS-X1): exactly the declared keys, or an error

@@ -452,7 +452,11 @@ impl SpecSet {
         }
         for (index, agent) in agent_docs.iter().enumerate() {
             let targets = set.resolution.capability_targets.get(index);
-            agents.push(lower_agent(agent, targets.map(Vec::as_slice))?);
+            let files = SpecFiles {
+                names: &set.names,
+                texts: &set.texts,
+            };
+            agents.push(lower_agent(agent, targets.map(Vec::as_slice), files)?);
         }
         // An agent used as a capability is called like a tool with `{text}` (Reading: an
         // agent as a tool), so its interface is added beside the tools.
@@ -513,13 +517,38 @@ fn agent_tool_spec(name: &str, agents: &[AgentSpec]) -> ToolSpec {
     }
 }
 
+/// The checked set's file names and texts, to say where an expression is written.
+#[derive(Clone, Copy)]
+struct SpecFiles<'a> {
+    names: &'a [String],
+    texts: &'a [String],
+}
+
+impl SpecFiles<'_> {
+    /// `file:line:column` of the start of `span` (lines and columns from 1, columns in
+    /// characters), as refusal reasons name a rule's place.
+    fn location(&self, span: agentc_compiler::span::Span) -> Option<String> {
+        let file = usize::try_from(span.file.0).ok()?;
+        let name = self.names.get(file)?;
+        let before = self.texts.get(file)?.get(..span.start)?;
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+        Some(format!("{name}:{line}:{column}"))
+    }
+}
+
 fn parse_cel(
     agent: &str,
     place: String,
-    text: &str,
+    cel: &agentc_compiler::lower::CelText,
     definitions: &Definitions,
+    files: SpecFiles<'_>,
 ) -> Result<Arc<dyn Check>, SpecError> {
-    CelCheck::parse_with(text, definitions)
+    CelCheck::parse_with(&cel.text, definitions)
+        .map(|check| match files.location(cel.span) {
+            Some(location) => check.at(&location),
+            None => check,
+        })
         .map(|check| Arc::new(check) as Arc<dyn Check>)
         .map_err(|source| SpecError::Cel {
             agent: agent.to_string(),
@@ -534,13 +563,15 @@ fn lower_restriction(
     which: &str,
     restriction: &Restriction,
     definitions: &Definitions,
+    files: SpecFiles<'_>,
 ) -> Result<RestrictionSpec, SpecError> {
     let assertion = match &restriction.assertion {
         Some(cel) => Some(parse_cel(
             agent,
             format!("the {which} restriction of `{capability}`"),
-            &cel.text,
+            cel,
             definitions,
+            files,
         )?),
         None => None,
     };
@@ -548,8 +579,9 @@ fn lower_restriction(
         Some(cel) => Some(parse_cel(
             agent,
             format!("the {which} restriction's `review_when` of `{capability}`"),
-            &cel.text,
+            cel,
             definitions,
+            files,
         )?),
         None => None,
     };
@@ -566,6 +598,7 @@ fn lower_restriction(
 fn lower_agent(
     agent: &AgentDocument,
     targets: Option<&[Option<(agentc_compiler::names::Reference, CapabilityTarget)>]>,
+    files: SpecFiles<'_>,
 ) -> Result<AgentSpec, SpecError> {
     let name = agent.name.value.clone();
     let definitions = match &agent.definitions {
@@ -602,6 +635,7 @@ fn lower_agent(
                     "input",
                     restriction,
                     &definitions,
+                    files,
                 )?),
                 None => None,
             };
@@ -612,6 +646,7 @@ fn lower_agent(
                     "output",
                     restriction,
                     &definitions,
+                    files,
                 )?),
                 None => None,
             };
@@ -644,8 +679,9 @@ fn lower_agent(
                 assertion: parse_cel(
                     &name,
                     "the input guardrail".to_string(),
-                    &guardrail.assertion.text,
+                    &guardrail.assertion,
                     &Definitions::new(),
+                    files,
                 )?,
             });
         }
@@ -655,8 +691,9 @@ fn lower_agent(
                 assertion: parse_cel(
                     &name,
                     "the output guardrail".to_string(),
-                    &guardrail.assertion.text,
+                    &guardrail.assertion,
                     &Definitions::new(),
+                    files,
                 )?,
             });
         }
@@ -669,8 +706,9 @@ fn lower_agent(
                 parse_cel(
                     &name,
                     format!("exposes `{}`", key.value),
-                    &cel.text,
+                    cel,
                     &definitions,
+                    files,
                 )?,
             ));
         }

@@ -1412,3 +1412,54 @@ async fn agx_t1_a_sum_over_a_window_includes_the_pending_call() {
     assert_eq!(h.kb.calls(), 3);
     assert_eq!(refused_stages(&outcome), ["input_restriction"]);
 }
+
+/// AGX-L3: a refusal's reason, in the audit trail and the operator's output, names the
+/// failing part of the rule (the first false conjunct, in the rule's words) and where
+/// the rule is written, never the refused values; the model is told a fixed sentence.
+#[tokio::test]
+async fn agx_l3_a_refusal_reason_names_the_failing_conjunct_and_its_place() {
+    let agent = agent_yaml(
+        r#"    input_restriction:
+      assertion: size(recent.hr_kb_search.inputs.query) < 100 && recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/")"#,
+        "",
+    );
+    let h = harness(&agent);
+    let outcome = h.run(vec![kb_call("evil/secret-kb"), text("done")]).await;
+    assert_eq!(h.kb.calls(), 0);
+    let reason = outcome.engagement["refused"][0]["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        "assertion is false: conjunct 2 of 2 is false, \
+         `recent.hr_kb_search.inputs.knowledge_base_id.startsWith(\"acme/hr/\")` \
+         (at agent.yaml:9:18)"
+    );
+    // The attempt is audited with its input (`intended`); the denial names no value.
+    let audit = h.audit.text();
+    let denied = audit
+        .lines()
+        .find(|line| line.contains("\"denied\""))
+        .unwrap();
+    assert!(denied.contains("conjunct 2 of 2 is false"), "{denied}");
+    assert!(!denied.contains("secret-kb"), "{denied}");
+
+    // An assertion that is not a conjunction is named by its place only; one whose
+    // conjunct cannot be evaluated says so.
+    let mut h = harness(&agent);
+    h.set_input_assertion("recent.hr_kb_search.inputs.knowledge_base_id == 'x'");
+    let outcome = h.run(vec![kb_call("evil/secret-kb"), text("done")]).await;
+    assert_eq!(
+        outcome.engagement["refused"][0]["reason"],
+        "assertion is false"
+    );
+    h.set_input_assertion("true && recent.hr_kb_search.inputs.no_such_field == 'x'");
+    let outcome = h.run(vec![kb_call("acme/hr/a"), text("done")]).await;
+    let reason = outcome.engagement["refused"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("assertion could not be evaluated: ")
+            && reason.ends_with(
+                "conjunct 2 of 2 could not be evaluated, \
+                 `recent.hr_kb_search.inputs.no_such_field == 'x'`"
+            ),
+        "{reason}"
+    );
+}
