@@ -26,6 +26,7 @@ fn restriction(text: &str) -> Option<RestrictionSpec> {
         require_review: None,
         assertion: Some(Arc::new(CelCheck::parse(text).unwrap())),
         review_when: None,
+        shadow: None,
     })
 }
 

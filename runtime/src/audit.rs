@@ -150,6 +150,12 @@ pub enum AuditAction {
     Completed,
     /// It failed.
     Failed,
+    /// A shadow restriction's would-be decision (AGX-S1, `decision`: `allowed`,
+    /// `refused` with its `reason`, or `review`); nothing was enforced by it.
+    Shadow,
+    /// A stage whose restriction only observes (AGX-S1): enforcement is off there for
+    /// this engagement. Written when the engagement starts, once per such stage.
+    ObserveOnly,
 }
 
 /// One entry of the log (a checkpoint is a [`CheckpointEntry`] instead).
@@ -258,6 +264,9 @@ pub struct AuditDetail<'a> {
     /// The hash of the exact call a reviewer approved (OAS-C7).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_hash: Option<&'a str>,
+    /// A shadow restriction's would-be decision (AGX-S1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'a str>,
 }
 
 /// Why the log could not be written or does not verify.
@@ -860,6 +869,7 @@ mod tests {
                 stage: Some("input_restriction"),
                 reason: Some("denied: \\ \u{1}"),
                 call_hash: None,
+                decision: None,
             },
         })
         .unwrap();

@@ -227,6 +227,15 @@ async fn run_engagement_at(
         messages.extend(memory.messages.iter().cloned());
     }
     let first_new = messages.len();
+    if let Err(detail) = audit_observe_only(runtime, agent, &engagement) {
+        fail(&mut engagement, FailureReason::Audit { detail });
+        return Conversation {
+            engagement,
+            messages,
+            turns: 0,
+        }
+        .finish(None, serde_json::Map::new());
+    }
     let mut conversation = Conversation {
         engagement,
         messages,
@@ -379,6 +388,48 @@ fn resumed_fits(
             }),
         Resumed::Remote(wait) => remote_wait_fits(runtime, capability, call, wait).map(|_| ()),
     }
+}
+
+/// AGX-S1: turning enforcement off is never silent. Each stage whose restriction only
+/// observes (a shadow beside no assertion and no reviewer) is written to the audit
+/// trail when an engagement starts, so the trail of every engagement it did not guard
+/// says so. An error means the trail cannot be written, and the engagement must not run.
+fn audit_observe_only(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    engagement: &Engagement,
+) -> Result<(), String> {
+    for capability in &agent.capabilities {
+        for (restriction, stage) in [
+            (&capability.input_restriction, "input_restriction"),
+            (&capability.output_restriction, "output_restriction"),
+        ] {
+            let observes_only = restriction.as_ref().is_some_and(|restriction| {
+                restriction.shadow.is_some()
+                    && restriction.assertion.is_none()
+                    && restriction.require_review.is_none()
+            });
+            if !observes_only {
+                continue;
+            }
+            runtime
+                .audit
+                .append(AuditRecord {
+                    engagement: engagement.id(),
+                    parent: engagement.parent(),
+                    user: engagement.user().map(|user| user.id.as_str()),
+                    agent: &agent.name,
+                    action: AuditAction::ObserveOnly,
+                    subject: &capability.name,
+                    detail: AuditDetail {
+                        stage: Some(stage),
+                        ..AuditDetail::default()
+                    },
+                })
+                .map_err(|error| error.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// Records in the audit trail that a snapshot was not resumed, and why: the

@@ -422,6 +422,34 @@ impl CallContext<'_> {
         Err(self.refuse(engagement, stage, reason))
     }
 
+    /// AGX-S1: audits what a shadow restriction would have decided about the pending
+    /// call — refused (with the reason), sent to review, or allowed — in the same order
+    /// an enforced restriction decides. Nothing is refused and no reviewer is asked; only
+    /// an audit trail that cannot be written stops the call, as for any other entry.
+    fn observe(
+        &self,
+        engagement: &mut Engagement,
+        shadow: &RestrictionSpec,
+        stage: RefusalStage,
+        pending: Pending<'_>,
+    ) -> Result<(), Refusal> {
+        for check in shadow.checks() {
+            engagement.prepare(check.roots());
+        }
+        let scope = engagement.scope(Some(pending));
+        let (decision, reason) = would_be_decision(shadow, &scope);
+        self.audit(
+            engagement,
+            AuditAction::Shadow,
+            AuditDetail {
+                stage: Some(stage.as_str()),
+                decision: Some(decision),
+                reason: reason.as_deref(),
+                ..AuditDetail::default()
+            },
+        )
+    }
+
     /// AGX-V1: whether a restriction's `review_when` holds for the pending call. A
     /// condition that cannot be evaluated denies the call (fail closed): whether a
     /// human had to see it is unknown.
@@ -461,6 +489,12 @@ impl CallContext<'_> {
         let Some(restriction) = restriction else {
             return Ok(());
         };
+        // AGX-S1: the candidate is asked first, so that its would-be decision is
+        // recorded for every call the stage sees, including those the enforced rule
+        // refuses.
+        if let Some(shadow) = &restriction.shadow {
+            self.observe(engagement, shadow, stages.0, pending)?;
+        }
         if let Some(assertion) = &restriction.assertion {
             self.assert(engagement, assertion.as_ref(), stages.0, pending)?;
         }
@@ -943,6 +977,7 @@ const GUARDRAIL_DETAIL: AuditDetail<'static> = AuditDetail {
     stage: None,
     reason: None,
     call_hash: None,
+    decision: None,
 };
 
 /// Runs a guardrail over a text (OAS-G2..G5): its tool is given `{text}`, and its
@@ -1013,6 +1048,47 @@ pub async fn run_guardrail(
                 &fields,
             ),
         )),
+    }
+}
+
+/// What a restriction would decide about the pending call (AGX-S1: for a shadow), with
+/// the reason for a refusal: the assertion first, then whether a reviewer would be asked.
+fn would_be_decision(
+    restriction: &RestrictionSpec,
+    scope: &dyn VariableSource,
+) -> (&'static str, Option<String>) {
+    if let Some(assertion) = &restriction.assertion {
+        let check = assertion.as_ref();
+        match check.holds(scope) {
+            Ok(true) => {}
+            Ok(false) => {
+                return (
+                    "refused",
+                    Some(refusal_reason("assertion is false", check, scope)),
+                );
+            }
+            Err(error) => {
+                let what = format!("assertion could not be evaluated: {error}");
+                return ("refused", Some(refusal_reason(&what, check, scope)));
+            }
+        }
+    }
+    if restriction.require_review.is_none() {
+        return ("allowed", None);
+    }
+    match &restriction.review_when {
+        None => ("review", None),
+        Some(condition) => match condition.holds(scope) {
+            Ok(true) => ("review", None),
+            Ok(false) => ("allowed", None),
+            Err(error) => {
+                let what = format!("review condition could not be evaluated: {error}");
+                (
+                    "refused",
+                    Some(refusal_reason(&what, condition.as_ref(), scope)),
+                )
+            }
+        },
     }
 }
 

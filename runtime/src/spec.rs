@@ -72,15 +72,24 @@ pub struct RestrictionSpec {
     /// assertion; a condition asks only when it holds, and denies when it cannot be
     /// evaluated.
     pub review_when: Option<Arc<dyn Check>>,
+    /// AGX-S1: a candidate version of this restriction in observe-only mode, evaluated
+    /// beside it on every call; its would-be decision is audited, never enforced.
+    pub shadow: Option<Box<RestrictionSpec>>,
 }
 
 impl RestrictionSpec {
     /// The restriction's checks over the engagement: its assertion and its review
-    /// condition.
+    /// condition, and its shadow's (AGX-S1).
     pub fn checks(&self) -> impl Iterator<Item = &dyn Check> {
-        [self.assertion.as_deref(), self.review_when.as_deref()]
-            .into_iter()
-            .flatten()
+        let shadow = self.shadow.as_deref();
+        [
+            self.assertion.as_deref(),
+            self.review_when.as_deref(),
+            shadow.and_then(|shadow| shadow.assertion.as_deref()),
+            shadow.and_then(|shadow| shadow.review_when.as_deref()),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -565,7 +574,51 @@ fn lower_restriction(
     definitions: &Definitions,
     files: SpecFiles<'_>,
 ) -> Result<RestrictionSpec, SpecError> {
-    let assertion = match &restriction.assertion {
+    let mut lowered = lower_restriction_parts(
+        agent,
+        capability,
+        which,
+        RestrictionParts {
+            require_review: restriction.require_review.as_ref(),
+            assertion: restriction.assertion.as_ref(),
+            review_when: restriction.review_when.as_ref(),
+        },
+        definitions,
+        files,
+    )?;
+    if let Some(shadow) = &restriction.shadow {
+        lowered.shadow = Some(Box::new(lower_restriction_parts(
+            agent,
+            capability,
+            &format!("{which} shadow"),
+            RestrictionParts {
+                require_review: shadow.require_review.as_ref(),
+                assertion: shadow.assertion.as_ref(),
+                review_when: shadow.review_when.as_ref(),
+            },
+            definitions,
+            files,
+        )?));
+    }
+    Ok(lowered)
+}
+
+/// The parts an enforced restriction and its shadow (AGX-S1) share.
+struct RestrictionParts<'a> {
+    require_review: Option<&'a agentc_compiler::span::Spanned<String>>,
+    assertion: Option<&'a agentc_compiler::lower::CelText>,
+    review_when: Option<&'a agentc_compiler::lower::CelText>,
+}
+
+fn lower_restriction_parts(
+    agent: &str,
+    capability: &str,
+    which: &str,
+    restriction: RestrictionParts<'_>,
+    definitions: &Definitions,
+    files: SpecFiles<'_>,
+) -> Result<RestrictionSpec, SpecError> {
+    let assertion = match restriction.assertion {
         Some(cel) => Some(parse_cel(
             agent,
             format!("the {which} restriction of `{capability}`"),
@@ -575,7 +628,7 @@ fn lower_restriction(
         )?),
         None => None,
     };
-    let review_when = match &restriction.review_when {
+    let review_when = match restriction.review_when {
         Some(cel) => Some(parse_cel(
             agent,
             format!("the {which} restriction's `review_when` of `{capability}`"),
@@ -588,10 +641,10 @@ fn lower_restriction(
     Ok(RestrictionSpec {
         require_review: restriction
             .require_review
-            .as_ref()
             .map(|reviewer| ReviewerRef::parse(&reviewer.value)),
         assertion,
         review_when,
+        shadow: None,
     })
 }
 

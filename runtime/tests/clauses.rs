@@ -254,6 +254,7 @@ impl Harness {
             require_review: None,
             assertion: Some(Arc::new(CelCheck::parse(text).unwrap())),
             review_when: None,
+            shadow: None,
         });
     }
 
@@ -1111,6 +1112,7 @@ async fn compiled_checks_enforce_like_interpreted_ones() {
         require_review: None,
         assertion: Some(Arc::new(compiled_kb_check())),
         review_when: None,
+        shadow: None,
     });
     let outcome = h
         .run(vec![
@@ -1462,4 +1464,100 @@ async fn agx_l3_a_refusal_reason_names_the_failing_conjunct_and_its_place() {
             ),
         "{reason}"
     );
+}
+
+/// The `shadow` entries of an audit trail: each call's would-be decision.
+fn shadow_decisions(audit: &str) -> Vec<String> {
+    audit
+        .lines()
+        .filter(|line| line.contains("\"action\":\"shadow\""))
+        .map(|line| {
+            let entry: Value = serde_json::from_str(line).unwrap();
+            entry["detail"]["decision"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// AGX-S1: a shadow restriction is evaluated beside the enforced one on every call, its
+/// would-be decision audited; it never refuses a call nor asks a reviewer.
+#[tokio::test]
+async fn agx_s1_a_shadow_restriction_is_audited_never_enforced() {
+    let agent = agent_yaml(
+        r#"    input_restriction:
+      assertion: recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/")
+      shadow:
+        assertion: recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/")"#,
+        "",
+    );
+    let h = harness(&agent);
+    let outcome = h
+        .run(vec![
+            kb_call("acme/hr/a"),
+            kb_call("acme/legal/b"),
+            kb_call("other/c"),
+            text("done"),
+        ])
+        .await;
+    assert!(completed(&outcome), "{:?}", outcome.status);
+    // Allowed: the candidate would refuse the legal search, which runs all the same.
+    // Denied: the enforced rule refuses the third, whatever the candidate says.
+    assert_eq!(h.kb.calls(), 2);
+    assert_eq!(refused_stages(&outcome), ["input_restriction"]);
+    let audit = h.audit.text();
+    assert_eq!(shadow_decisions(&audit), ["allowed", "refused", "refused"]);
+    let would_refuse = audit
+        .lines()
+        .find(|line| line.contains("\"decision\":\"refused\""))
+        .unwrap();
+    assert!(
+        would_refuse.contains("assertion is false (at agent.yaml:"),
+        "{would_refuse}"
+    );
+    assert!(!would_refuse.contains("acme/legal/b"), "{would_refuse}");
+    assert!(!audit.contains("observe_only"));
+
+    // A candidate review is recorded as `review`; no reviewer is asked (this one would
+    // refuse, and the call runs).
+    let agent = agent_yaml(
+        r#"    input_restriction:
+      assertion: "true"
+      shadow:
+        require_review: owner
+        review_when: '!recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/")'"#,
+        "",
+    );
+    let mut h = harness(&agent);
+    h.runtime.reviewer = Arc::new(StaticReviewer::refusing());
+    let outcome = h
+        .run(vec![
+            kb_call("acme/hr/a"),
+            kb_call("acme/legal/b"),
+            text("done"),
+        ])
+        .await;
+    assert!(refused_stages(&outcome).is_empty());
+    assert_eq!(h.kb.calls(), 2);
+    assert_eq!(shadow_decisions(&h.audit.text()), ["allowed", "review"]);
+}
+
+/// AGX-S1: a restriction that only observes is enforcement turned off at its stage;
+/// never silently: each engagement's trail starts with an `observe_only` entry for it.
+#[tokio::test]
+async fn agx_s1_enforcement_off_is_an_audited_event() {
+    let agent = agent_yaml(
+        r#"    input_restriction:
+      shadow:
+        assertion: recent.hr_kb_search.inputs.knowledge_base_id.startsWith("acme/hr/")"#,
+        "",
+    );
+    let h = harness(&agent);
+    let outcome = h.run(vec![kb_call("other/c"), text("done")]).await;
+    assert!(completed(&outcome), "{:?}", outcome.status);
+    assert_eq!(h.kb.calls(), 1);
+    let audit = h.audit.text();
+    let first: Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(first["action"], "observe_only");
+    assert_eq!(first["subject"], "hr_kb_search");
+    assert_eq!(first["detail"]["stage"], "input_restriction");
+    assert_eq!(shadow_decisions(&audit), ["refused"]);
 }

@@ -17,7 +17,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use agentc_compiler::documents::Document;
-use agentc_compiler::documents::agent::{AgentDocument, Capability, Lifespan, Restriction};
+use agentc_compiler::documents::agent::{
+    AgentDocument, Capability, Lifespan, Restriction, ShadowRestriction,
+};
 use agentc_compiler::documents::tool::ToolDocument;
 use agentc_compiler::{CheckedSet, SourceInput};
 use agentc_runtime::SpecSet;
@@ -521,6 +523,9 @@ fn compare_agents(out: &mut Out<'_>, old: &AgentDocument, new: &AgentDocument) {
     compare_lifespans(out, old.lifespan.as_ref(), new.lifespan.as_ref());
 }
 
+/// One part of a shadow restriction, as text to compare.
+type ShadowField = fn(&ShadowRestriction) -> Option<String>;
+
 fn compare_restrictions(
     out: &mut Out<'_>,
     path: &str,
@@ -567,6 +572,36 @@ fn compare_restrictions(
         text(new, condition),
         Effect::Loosened,
     );
+    // AGX-S1: a shadow decides nothing, so adding, removing or changing one neither
+    // loosens nor tightens; moving a rule from the restriction into its shadow shows as
+    // the enforced rule removed (a loosening) and the shadow added.
+    let shadow_text = |restriction: Option<&Restriction>, field: ShadowField| {
+        restriction
+            .and_then(|restriction| restriction.shadow.as_ref())
+            .and_then(field)
+    };
+    let shadow_fields: [(&str, ShadowField); 3] = [
+        ("assertion", |shadow| {
+            shadow.assertion.as_ref().map(|cel| normalised(&cel.text))
+        }),
+        ("require_review", |shadow| {
+            shadow
+                .require_review
+                .as_ref()
+                .map(|reviewer| reviewer.value.clone())
+        }),
+        ("review_when", |shadow| {
+            shadow.review_when.as_ref().map(|cel| normalised(&cel.text))
+        }),
+    ];
+    for (name, field) in shadow_fields {
+        out.optional(
+            &format!("{path}.shadow.{name}"),
+            shadow_text(old, field),
+            shadow_text(new, field),
+            Effect::Changed,
+        );
+    }
 }
 
 fn compare_lifespans(out: &mut Out<'_>, old: Option<&Lifespan>, new: Option<&Lifespan>) {

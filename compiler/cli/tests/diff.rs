@@ -277,3 +277,67 @@ fn agx_r2_a_version_with_errors_is_not_compared() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("the new version has 1 error(s)"));
 }
+
+/// AGX-S1: adding a shadow beside the enforced rule changes nothing enforced; moving
+/// the rule into the shadow (enforcement turned off, observe only) is a loosening.
+#[test]
+fn agx_s1_turning_enforcement_off_is_a_loosening_and_a_shadow_alone_is_not() {
+    const RULE: &str = "    input_restriction:\n      assertion: >-\n        recent.send_email.inputs.to.fromUser()\n        || recent.send_email.inputs.to.fromTool(\"read_inbox\", \"emails.sender\")\n";
+    let old = version("shadow-old", &same, &same);
+    let beside = version(
+        "shadow-beside",
+        &|text| {
+            text.replace(
+                RULE,
+                &format!("{RULE}      shadow:\n        assertion: recent.send_email.inputs.to.fromUser()\n"),
+            )
+        },
+        &same,
+    );
+    let report = json_report(&old, &beside, &[]);
+    assert_eq!(
+        effect_of(
+            &report,
+            "mail_agent",
+            "capabilities.send_email.input_restriction.shadow.assertion"
+        )
+        .as_deref(),
+        Some("changed"),
+        "{report}"
+    );
+    assert_eq!(report["summary"]["loosened"], 0, "{report}");
+    assert_eq!(
+        diff(&old, &beside, &["--fail-on", "loosened"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    let observe_only = version(
+        "shadow-only",
+        &|text| {
+            text.replace(
+                RULE,
+                "    input_restriction:\n      shadow:\n        assertion: >-\n          recent.send_email.inputs.to.fromUser()\n          || recent.send_email.inputs.to.fromTool(\"read_inbox\", \"emails.sender\")\n",
+            )
+        },
+        &same,
+    );
+    let report = json_report(&old, &observe_only, &[]);
+    assert_eq!(
+        effect_of(
+            &report,
+            "mail_agent",
+            "capabilities.send_email.input_restriction.assertion"
+        )
+        .as_deref(),
+        Some("loosened"),
+        "{report}"
+    );
+    assert_eq!(
+        diff(&old, &observe_only, &["--fail-on", "loosened"])
+            .status
+            .code(),
+        Some(1)
+    );
+}

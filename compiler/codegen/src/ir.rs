@@ -40,6 +40,9 @@ pub struct RestrictionIr {
     pub assertion: Option<String>,
     /// AGX-V1: when the reviewer is asked.
     pub review_when: Option<String>,
+    /// AGX-S1: the candidate restriction run beside this one in observe-only mode
+    /// (interpreted in generated crates: it decides nothing, so it is not compiled).
+    pub shadow: Option<Box<RestrictionIr>>,
 }
 
 /// One capability of an agent.
@@ -125,6 +128,23 @@ fn restriction(restriction: Option<&Restriction>) -> Option<RestrictionIr> {
             .review_when
             .as_ref()
             .map(|condition| condition.text.clone()),
+        shadow: restriction.shadow.as_ref().map(|shadow| {
+            Box::new(RestrictionIr {
+                require_review: shadow
+                    .require_review
+                    .as_ref()
+                    .map(|reviewer| reviewer.value.clone()),
+                assertion: shadow
+                    .assertion
+                    .as_ref()
+                    .map(|assertion| assertion.text.clone()),
+                review_when: shadow
+                    .review_when
+                    .as_ref()
+                    .map(|condition| condition.text.clone()),
+                shadow: None,
+            })
+        }),
     })
 }
 

@@ -10,7 +10,7 @@
 //! step reads the references resolved before it, so the order is seen in one place.
 
 use crate::diagnostics::{Code, Diagnostic, FrontEndCode, Severity, did_you_mean};
-use crate::documents::agent::{AgentDocument, Capability, Restriction};
+use crate::documents::agent::{AgentDocument, Capability, Restriction, ShadowRestriction};
 use crate::documents::handoff::{
     GateStatus, HandoffDocument, HandoffResponse, HandoffResponseStatus, HandoffStatus,
 };
@@ -425,6 +425,9 @@ impl<'a> Checker<'a> {
                 .flatten()
                 {
                     self.check_reviewer(restriction);
+                    if let Some(shadow) = &restriction.shadow {
+                        self.check_shadow(restriction, shadow);
+                    }
                 }
             }
         }
@@ -509,9 +512,52 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// AGX-S1: a shadow's reviewer is checked as an enforced one's; a restriction that
+    /// only observes (a `shadow` and neither an assertion nor a reviewer) is enforcement
+    /// turned off at that stage, which is never silent (W0604).
+    fn check_shadow(&mut self, restriction: &Restriction, shadow: &ShadowRestriction) {
+        self.check_reviewer_parts(shadow.require_review.as_ref(), shadow.review_when.as_ref());
+        if restriction.assertion.is_none() && restriction.require_review.is_none() {
+            // The shadow's own span runs on to the next key or document; its first
+            // part is a tighter place to point at.
+            let span = shadow
+                .assertion
+                .as_ref()
+                .map(|cel| cel.span)
+                .or(shadow.require_review.as_ref().map(|reviewer| reviewer.span))
+                .or(shadow.review_when.as_ref().map(|cel| cel.span))
+                .unwrap_or(shadow.span);
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::EnforcementOff,
+                    span,
+                    "this restriction only observes: nothing at this stage is enforced",
+                )
+                .with_primary_label(
+                    "only observed: no assertion and no reviewer beside this shadow",
+                )
+                .with_help(
+                    "keep the enforced `assertion` (or `require_review`) beside the `shadow` \
+                     until the candidate is ready to replace it (AGX-S1)",
+                ),
+            );
+        }
+    }
+
     fn check_reviewer(&mut self, restriction: &Restriction) {
-        let Some(reviewer) = &restriction.require_review else {
-            if let Some(condition) = &restriction.review_when {
+        self.check_reviewer_parts(
+            restriction.require_review.as_ref(),
+            restriction.review_when.as_ref(),
+        );
+    }
+
+    fn check_reviewer_parts(
+        &mut self,
+        require_review: Option<&Spanned<String>>,
+        review_when: Option<&CelText>,
+    ) {
+        let Some(reviewer) = require_review else {
+            if let Some(condition) = review_when {
                 self.report(
                     Diagnostic::new(
                         FrontEndCode::ReviewConditionWithoutReviewer,
@@ -1114,9 +1160,15 @@ impl<'a> Checker<'a> {
                         continue;
                     };
                     let env = engagement_env(&capability_types, &site);
-                    for expression in [&restriction.assertion, &restriction.review_when]
-                        .into_iter()
-                        .flatten()
+                    let shadow = restriction.shadow.as_ref();
+                    for expression in [
+                        restriction.assertion.as_ref(),
+                        restriction.review_when.as_ref(),
+                        shadow.and_then(|shadow| shadow.assertion.as_ref()),
+                        shadow.and_then(|shadow| shadow.review_when.as_ref()),
+                    ]
+                    .into_iter()
+                    .flatten()
                     {
                         self.check_expression_with(
                             expression,

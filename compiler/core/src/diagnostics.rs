@@ -81,6 +81,7 @@ catalogue! {
     W0601 RemoteReferenceNotVerified Warning "a remote agent reference was recognised but not fetched";
     W0602 AmbiguousBareReference Warning "a bare reference names both a tool and an agent (OAS-N4)";
     W0603 UnknownTrustLabel Warning "an `x-agentc-trust` label is neither `trusted` nor `untrusted` (AGX-P1)";
+    W0604 EnforcementOff Warning "a restriction only observes: it has a `shadow` but nothing enforced (AGX-S1)";
 }
 
 /// A diagnostic code: one from the front end, or one from the CEL engine.

@@ -400,8 +400,41 @@ impl Emitter<'_> {
         } else {
             quote!(None)
         };
+        let shadow = match &restriction.shadow {
+            Some(shadow) => {
+                let shadow = self.shadow_restriction(agent, shadow);
+                quote!(Some(::std::boxed::Box::new(#shadow)))
+            }
+            None => quote!(None),
+        };
         quote! {
-            Some(::agentc::__private::agentc_runtime::RestrictionSpec { require_review: #review, assertion: #assertion, review_when: #review_when })
+            Some(::agentc::__private::agentc_runtime::RestrictionSpec { require_review: #review, assertion: #assertion, review_when: #review_when, shadow: #shadow })
+        }
+    }
+
+    /// AGX-S1: a shadow restriction, interpreted (it decides nothing, so it is not
+    /// compiled), with the agent's definitions inlined as for its compiled checks.
+    fn shadow_restriction(&self, agent: &AgentIr, shadow: &RestrictionIr) -> TokenStream {
+        let module = snake_ident(&agent.name);
+        let review = match &shadow.require_review {
+            Some(reviewer) => {
+                quote!(Some(::agentc::__private::agentc_runtime::ReviewerRef::parse(#reviewer)))
+            }
+            None => quote!(None),
+        };
+        let interpreted = |text: &Option<String>| match text {
+            Some(text) if agent.definitions.is_empty() => {
+                quote!(Some(support::interpreted(#text)?))
+            }
+            Some(text) => {
+                quote!(Some(support::interpreted_with(#text, policies::#module::DEFINITIONS)?))
+            }
+            None => quote!(None),
+        };
+        let assertion = interpreted(&shadow.assertion);
+        let review_when = interpreted(&shadow.review_when);
+        quote! {
+            ::agentc::__private::agentc_runtime::RestrictionSpec { require_review: #review, assertion: #assertion, review_when: #review_when, shadow: None }
         }
     }
 

@@ -56,6 +56,24 @@ spec_struct! {
         /// AGX-V1: a CEL condition over the engagement; the reviewer is asked only when
         /// it holds (an error denies). Needs `require_review`.
         opt review_when: CelText,
+        /// AGX-S1: a candidate version of this restriction, run beside it in
+        /// observe-only mode: its would-be decision is audited, never enforced.
+        opt shadow: ShadowRestriction,
+    }
+}
+
+spec_struct! {
+    /// AGX-S1: a restriction in observe-only mode, beside the enforced one at the same
+    /// stage. Evaluated on every call the stage sees; its would-be decision (allowed,
+    /// refused with the reason, or review by whom) goes to the audit trail. It never
+    /// refuses a call and never asks a reviewer.
+    pub struct ShadowRestriction ("a shadow restriction") {
+        /// The reviewer the candidate would ask (never asked in shadow mode).
+        opt require_review: Spanned<String>,
+        /// The candidate assertion.
+        opt assertion: CelText,
+        /// The candidate review condition (needs `require_review`).
+        opt review_when: CelText,
     }
 }
 

@@ -658,6 +658,7 @@ impl Hosted<agents::hr_agent> {
                         require_review: None,
                         assertion: Some(policies::hr_agent::input_hr_kb_search_check()?),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
@@ -665,6 +666,7 @@ impl Hosted<agents::hr_agent> {
                             policies::hr_agent::output_hr_kb_search_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
             ]),

@@ -492,7 +492,7 @@ impl AllowedFor<agents::meeting_scheduler> for capabilities::create_event {}
 impl sealed::Sealed for agents::meeting_scheduler {}
 impl Agent for agents::meeting_scheduler {
     const NAME: &'static str = "meeting_scheduler";
-    const DOCUMENT: &'static str = "kind: openagentspec:v1/agent\nname: meeting_scheduler\ndescription: >-\n  A scheduling assistant that finds a time when everyone is free and books the\n  meeting in Acme's calendar.\nintent: >-\n  You schedule meetings between Acme colleagues. Check everyone's free/busy time\n  first, propose a slot, and create the event only once the user has agreed.\nowner: workplace-it@acme.example\n\n# AGX-D1: rules both capabilities share, written once (checked once, inlined where used).\ndefinitions:\n  max_attendees: '25'\n  colleague(address): address.endsWith(\"@acme.example\")\n\ncapabilities:\n  calendar_free_busy:\n    # OAS-C2: colleagues' busy times are used once and not recorded in the engagement,\n    # so no assertion or `exposes` reads this tool's outputs.\n    collect_results: false\n    input_restriction:\n      assertion: >-\n        size(recent.calendar_free_busy.inputs.attendees) <= max_attendees\n        && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")\n\n  create_event:\n    input_restriction:\n      require_review: user                  # OAS-C7: the engaging user approves a booking\n      # AGX-V1: ...when it invites someone besides them; a slot in their own calendar\n      # is booked without asking.\n      review_when: >-\n        recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)\n      assertion: >-\n        size(recent.create_event.inputs.attendees) >= 1\n        && size(recent.create_event.inputs.attendees) <= max_attendees\n        && recent.create_event.inputs.attendees.all(a, colleague(a))\n        && (!has(user.email) || user.email in recent.create_event.inputs.attendees)\n        && timestamp(recent.create_event.inputs.start) > started_at\n        && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\")\n        && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)\n    output_restriction:\n      assertion: >-\n        recent.create_event.outputs.status in [\"confirmed\", \"tentative\"]\n        && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")\n\nexposes:\n  # Empty until an event has been created (OAS-X1); the caller reads it as a string.\n  event_id: 'has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"'\n  events_created: 'size(history._list.filter(n, n == \"create_event\"))'\n\nlifespan:\n  retain_memory: true                       # OAS-L1: may remember the user's preferences\n  short_circuit: 2";
+    const DOCUMENT: &'static str = "kind: openagentspec:v1/agent\nname: meeting_scheduler\ndescription: >-\n  A scheduling assistant that finds a time when everyone is free and books the\n  meeting in Acme's calendar.\nintent: >-\n  You schedule meetings between Acme colleagues. Check everyone's free/busy time\n  first, propose a slot, and create the event only once the user has agreed.\nowner: workplace-it@acme.example\n\n# AGX-D1: rules both capabilities share, written once (checked once, inlined where used).\ndefinitions:\n  max_attendees: '25'\n  colleague(address): address.endsWith(\"@acme.example\")\n\ncapabilities:\n  calendar_free_busy:\n    # OAS-C2: colleagues' busy times are used once and not recorded in the engagement,\n    # so no assertion or `exposes` reads this tool's outputs.\n    collect_results: false\n    input_restriction:\n      assertion: >-\n        size(recent.calendar_free_busy.inputs.attendees) <= max_attendees\n        && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")\n\n  create_event:\n    input_restriction:\n      require_review: user                  # OAS-C7: the engaging user approves a booking\n      # AGX-V1: ...when it invites someone besides them; a slot in their own calendar\n      # is booked without asking.\n      review_when: >-\n        recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)\n      assertion: >-\n        size(recent.create_event.inputs.attendees) >= 1\n        && size(recent.create_event.inputs.attendees) <= max_attendees\n        && recent.create_event.inputs.attendees.all(a, colleague(a))\n        && (!has(user.email) || user.email in recent.create_event.inputs.attendees)\n        && timestamp(recent.create_event.inputs.start) > started_at\n        && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\")\n        && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)\n      # AGX-S1: a candidate rule, watched in the audit trail before it is enforced: at\n      # most ten attendees, and no more than three bookings in any hour.\n      shadow:\n        assertion: >-\n          size(recent.create_event.inputs.attendees) <= 10\n          && history.create_event.filter(e, e.started_at > now - duration(\"1h\")).size() < 3\n    output_restriction:\n      assertion: >-\n        recent.create_event.outputs.status in [\"confirmed\", \"tentative\"]\n        && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")\n\nexposes:\n  # Empty until an event has been created (OAS-X1); the caller reads it as a string.\n  event_id: 'has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"'\n  events_created: 'size(history._list.filter(n, n == \"create_event\"))'\n\nlifespan:\n  retain_memory: true                       # OAS-L1: may remember the user's preferences\n  short_circuit: 2";
     type Exposes = MeetingSchedulerExposes;
 }
 /// Agent `meeting_scheduler` with its tools bound: A scheduling assistant that finds a time when everyone is free and books the meeting in Acme's calendar.
@@ -650,6 +650,7 @@ impl Hosted<agents::meeting_scheduler> {
                             policies::meeting_scheduler::input_calendar_free_busy_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: None,
                 },
@@ -671,6 +672,19 @@ impl Hosted<agents::meeting_scheduler> {
                         review_when: Some(
                             policies::meeting_scheduler::review_when_input_create_event_check()?,
                         ),
+                        shadow: Some(
+                            ::std::boxed::Box::new(::agentc::__private::agentc_runtime::RestrictionSpec {
+                                require_review: None,
+                                assertion: Some(
+                                    support::interpreted_with(
+                                        "size(recent.create_event.inputs.attendees) <= 10 && history.create_event.filter(e, e.started_at > now - duration(\"1h\")).size() < 3",
+                                        policies::meeting_scheduler::DEFINITIONS,
+                                    )?,
+                                ),
+                                review_when: None,
+                                shadow: None,
+                            }),
+                        ),
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
@@ -678,6 +692,7 @@ impl Hosted<agents::meeting_scheduler> {
                             policies::meeting_scheduler::output_create_event_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
             ]),

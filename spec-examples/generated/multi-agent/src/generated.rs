@@ -973,6 +973,7 @@ impl Hosted<agents::compliance_reviewer> {
                             policies::compliance_reviewer::input_lookup_policy_doc_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: None,
                 },
@@ -1184,6 +1185,7 @@ impl Hosted<agents::hr_helpdesk> {
                             policies::hr_helpdesk::input_lookup_policy_doc_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
@@ -1191,6 +1193,7 @@ impl Hosted<agents::hr_helpdesk> {
                             policies::hr_helpdesk::output_lookup_policy_doc_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
             ]),
@@ -1370,6 +1373,7 @@ impl Hosted<agents::office_assistant> {
                             policies::office_assistant::input_team_scheduler_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
@@ -1377,6 +1381,7 @@ impl Hosted<agents::office_assistant> {
                             policies::office_assistant::output_team_scheduler_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
                 ::agentc::__private::agentc_runtime::CapabilitySpec {
@@ -1395,6 +1400,7 @@ impl Hosted<agents::office_assistant> {
                             policies::office_assistant::input_hr_helpdesk_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
@@ -1402,6 +1408,7 @@ impl Hosted<agents::office_assistant> {
                             policies::office_assistant::output_hr_helpdesk_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
                 ::agentc::__private::agentc_runtime::CapabilitySpec {
@@ -1418,6 +1425,7 @@ impl Hosted<agents::office_assistant> {
                         ),
                         assertion: None,
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
@@ -1425,6 +1433,7 @@ impl Hosted<agents::office_assistant> {
                             policies::office_assistant::output_vendor_liaison_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
             ]),
@@ -1688,6 +1697,7 @@ impl Hosted<agents::team_scheduler> {
                             policies::team_scheduler::input_team_free_busy_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: None,
                 },
@@ -1707,6 +1717,7 @@ impl Hosted<agents::team_scheduler> {
                             policies::team_scheduler::input_team_create_event_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
@@ -1714,6 +1725,7 @@ impl Hosted<agents::team_scheduler> {
                             policies::team_scheduler::output_team_create_event_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
             ]),
@@ -1902,6 +1914,7 @@ impl Hosted<agents::vendor_liaison> {
                             policies::vendor_liaison::input_vendor_support_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: Some(
@@ -1913,6 +1926,7 @@ impl Hosted<agents::vendor_liaison> {
                             policies::vendor_liaison::output_vendor_support_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
             ]),

@@ -635,6 +635,7 @@ impl Hosted<agents::web_browser> {
                             policies::web_browser::input_fetch_page_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                     output_restriction: Some(::agentc::__private::agentc_runtime::RestrictionSpec {
                         require_review: None,
@@ -642,6 +643,7 @@ impl Hosted<agents::web_browser> {
                             policies::web_browser::output_fetch_page_check()?,
                         ),
                         review_when: None,
+                        shadow: None,
                     }),
                 },
             ]),
