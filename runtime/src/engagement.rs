@@ -151,6 +151,9 @@ pub struct Engagement {
     /// `history` as a CEL map, built only when a check reads it and dropped on change.
     history_value: Option<Value>,
     refused: Vec<RefusedCall>,
+    /// Every call the model asked for, recorded or refused, in the order it asked, so
+    /// that the engagement can be exported as a replayable trace (AGX-R1).
+    order: Vec<CallInOrder>,
     /// `refused` as a CEL list of `{name, stage}` (AGX-E2), rebuilt on each refusal.
     refused_value: Value,
     /// When the current check runs (`now`, AGX-T1), as the runtime's clock read it for
@@ -226,6 +229,7 @@ impl Engagement {
             recent_value: OnceLock::new(),
             history_value: None,
             refused: Vec::new(),
+            order: Vec::new(),
             refused_value: Value::List(Arc::from(Vec::new())),
             check_time: started_at,
             status: EngagementStatus::Created,
@@ -350,6 +354,11 @@ impl Engagement {
         &self.refused
     }
 
+    /// Every call the model asked for, in order (see [`CallInOrder`]).
+    pub fn calls_in_order(&self) -> &[CallInOrder] {
+        &self.order
+    }
+
     /// Records an invocation that passed every check (OAS-C2: the output only when
     /// results are collected). The state update costs this call's size; the
     /// short-circuit state, when kept, a few hash steps per power of two of the
@@ -380,6 +389,11 @@ impl Engagement {
         if let Some(repetitions) = &mut self.repetitions {
             repetitions.push(&self.list, symbol);
         }
+        self.order.push(CallInOrder {
+            refused: false,
+            index: self.list.len(),
+            turn: self.request.len().saturating_sub(1),
+        });
         self.list.push(symbol);
         self.last = Some(capability);
         self.recent_value = OnceLock::new();
@@ -429,6 +443,13 @@ impl Engagement {
         let Some(symbol) = self.list.pop() else {
             return false;
         };
+        if let Some(position) = self
+            .order
+            .iter()
+            .rposition(|call| !call.refused && call.index == self.list.len())
+        {
+            self.order.remove(position);
+        }
         let capability = symbol as usize;
         if let Some(invocations) = self.per_capability.get_mut(capability) {
             invocations.pop();
@@ -495,6 +516,11 @@ impl Engagement {
     /// Records a refused or failed call, outside `history._list`; `refused` (AGX-E2)
     /// shows its name and stage, never its input or the reason.
     pub fn record_refused(&mut self, call: RefusedCall) {
+        self.order.push(CallInOrder {
+            refused: true,
+            index: self.refused.len(),
+            turn: self.request.len().saturating_sub(1),
+        });
         self.refused.push(call);
         self.refused_value = refused_list(&self.refused);
     }
@@ -599,6 +625,7 @@ impl Engagement {
                 .collect(),
             history,
             refused: self.refused.clone(),
+            order: self.order.clone(),
         }
     }
 
@@ -664,6 +691,19 @@ impl Engagement {
             engagement.record_invocation(index, recorded);
         }
         engagement.refused = state.refused.clone();
+        // Restoring replayed the recorded calls in order; the saved order, which places
+        // the refused ones among them, replaces that when it is whole.
+        if state.order.len() == state.history.len() + state.refused.len() {
+            engagement.order = state.order.clone();
+        } else {
+            engagement
+                .order
+                .extend((0..state.refused.len()).map(|index| CallInOrder {
+                    refused: true,
+                    index,
+                    turn: state.request.len().saturating_sub(1),
+                }));
+        }
         engagement.refused_value = refused_list(&engagement.refused);
         Ok(engagement)
     }
@@ -790,6 +830,23 @@ pub struct EngagementState {
     /// The refused calls.
     #[serde(default)]
     pub refused: Vec<RefusedCall>,
+    /// Every call in the order the model asked for it (absent in states saved before
+    /// it was kept: then the recorded calls, then the refused ones).
+    #[serde(default)]
+    pub order: Vec<CallInOrder>,
+}
+
+/// One call in the order the model asked for it: a recorded call (its position in
+/// `history._list`) or a refused one (its position among the refused calls), and the
+/// user's input it followed (its index in `request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallInOrder {
+    /// Whether the call was refused.
+    pub refused: bool,
+    /// Its position in `history._list`, or among the refused calls.
+    pub index: usize,
+    /// The index of the user's input it followed.
+    pub turn: usize,
 }
 
 /// Why an [`EngagementState`] could not be restored.

@@ -52,7 +52,7 @@ pub use driver::{
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
 pub use engagement::{
-    Clock, Engagement, EngagementState, EngagementStatus, FailureReason, Invocation,
+    CallInOrder, Clock, Engagement, EngagementState, EngagementStatus, FailureReason, Invocation,
     RecordedInvocation, RestoreError, SystemClock, UserIdentity,
 };
 pub use http::{HttpTool, http_client};

@@ -26,7 +26,7 @@ use crate::audit::AuditLog;
 use crate::context::Runtime;
 use crate::credentials::{CredentialError, CredentialProvider, Identity, Secret};
 use crate::enforce::{CallOutcome, Caller, enforce_call_as};
-use crate::engagement::{Clock, Engagement, UserIdentity, now};
+use crate::engagement::{CallInOrder, Clock, Engagement, EngagementState, UserIdentity, now};
 use crate::model::ToolCall;
 use crate::review::{ReviewDecision, ReviewRequest, Reviewer};
 use crate::spec::{AgentSpec, SpecSet};
@@ -86,6 +86,73 @@ pub struct TraceCall {
     /// Labels carried into the report (for example where the call came from).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+}
+
+impl Trace {
+    /// The engagement as a trace that `agentc replay` can run against another version
+    /// of the policies (AGX-R1): the user's inputs, and every call the model asked for,
+    /// in order, with its arguments, when it started and ended, and what the tool
+    /// answered (or how it failed), from its saved state. Outputs that the engagement does not keep are not
+    /// in it: those of a capability that does not collect results (OAS-C2), and those
+    /// a check refused (refused data never travels); such a call replays as a tool that
+    /// answered nothing.
+    pub fn from_state(state: &EngagementState) -> Trace {
+        let order: Vec<CallInOrder> =
+            if state.order.len() == state.history.len() + state.refused.len() {
+                state.order.clone()
+            } else {
+                // A state saved before the order was kept: recorded calls, then refused.
+                let last_turn = state.request.len().saturating_sub(1);
+                (0..state.history.len())
+                    .map(|index| (false, index))
+                    .chain((0..state.refused.len()).map(|index| (true, index)))
+                    .map(|(refused, index)| CallInOrder {
+                        refused,
+                        index,
+                        turn: last_turn,
+                    })
+                    .collect()
+            };
+        let calls = order
+            .iter()
+            .filter_map(|call| {
+                if call.refused {
+                    let refused = state.refused.get(call.index)?;
+                    return Some(TraceCall {
+                        name: refused.name.clone(),
+                        arguments: refused.inputs.clone(),
+                        turn: call.turn,
+                        output: None,
+                        error: (refused.stage == "invoke").then(|| refused.reason.clone()),
+                        started_at: None,
+                        ended_at: None,
+                        expect: None,
+                        tags: BTreeMap::new(),
+                    });
+                }
+                let recorded = state.history.get(call.index)?;
+                Some(TraceCall {
+                    name: recorded.name.clone(),
+                    arguments: recorded.inputs.clone(),
+                    turn: call.turn,
+                    output: recorded.outputs.clone(),
+                    error: None,
+                    started_at: recorded.started_at.clone(),
+                    ended_at: recorded.ended_at.clone(),
+                    expect: None,
+                    tags: BTreeMap::new(),
+                })
+            })
+            .collect();
+        Trace {
+            id: state.id.clone(),
+            agent: state.agent.clone(),
+            user: state.user.clone(),
+            inputs: state.request.clone(),
+            started_at: state.started_at.clone(),
+            calls,
+        }
+    }
 }
 
 fn empty_object() -> serde_json::Value {

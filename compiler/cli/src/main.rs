@@ -12,6 +12,7 @@ mod remote;
 mod replay;
 mod run;
 mod serve;
+mod traces;
 
 use agentc_compiler::diagnostics::Code;
 use agentc_compiler::documents::DocumentKind;
@@ -95,6 +96,10 @@ enum Command {
         /// always at the engagement's end).
         #[arg(long, default_value_t = agentc_runtime::DEFAULT_CHECKPOINT_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
         audit_checkpoint_every: u64,
+        /// Append the engagement to this file as a trace line that `agentc replay`
+        /// runs against another version of the policies (AGX-R1).
+        #[arg(long)]
+        trace_out: Option<PathBuf>,
         #[command(flatten)]
         local: run::LocalModelFlags,
     },
@@ -115,6 +120,16 @@ enum Command {
         /// The report's format.
         #[arg(long, value_enum, default_value = "text")]
         format: replay::ReplayFormat,
+    },
+    /// Write the engagements a server kept (`agentc serve --db`) as trace lines that
+    /// `agentc replay` and `agentc diff --traces` run (AGX-R1), oldest first.
+    Traces {
+        /// The server's SQLite database.
+        #[arg(long)]
+        db: PathBuf,
+        /// Only the engagements of this agent.
+        #[arg(long)]
+        agent: Option<String>,
     },
     /// Compare two versions of a set (AGX-R2): capabilities, identities, restrictions,
     /// reviews, exposes, limits and trust labels added, removed or changed, each marked
@@ -387,6 +402,7 @@ fn main() -> ExitCode {
                 format,
             })
         }
+        Command::Traces { db, agent } => traces::export(&db, agent.as_deref()),
         Command::Run {
             paths,
             agent,
@@ -399,6 +415,7 @@ fn main() -> ExitCode {
             audit,
             audit_key,
             audit_checkpoint_every,
+            trace_out,
             local,
         } => {
             let inputs = match files::collect_inputs(&paths) {
@@ -420,6 +437,7 @@ fn main() -> ExitCode {
                 audit: audit.as_deref(),
                 audit_key: audit_key.as_deref(),
                 audit_checkpoint_every,
+                trace_out: trace_out.as_deref(),
                 local: &local,
             })
         }

@@ -3,6 +3,7 @@
 
 use agentc_compiler::SourceInput;
 use agentc_local_model::{LocalModelSettings, inspect_local_model};
+use agentc_runtime::replay::Trace;
 use agentc_runtime::{
     AuditLog, EngagementRequest, EngagementStatus, EnvCredentials, MockTool, Model, OpenAiModel,
     Runtime, ScriptedModel, Secret, SpecSet, StaticReviewer, ToolRegistry, UserIdentity,
@@ -28,6 +29,8 @@ pub struct RunRequest<'a> {
     pub audit_key: Option<&'a Path>,
     /// How many entries at most between two signed checkpoints.
     pub audit_checkpoint_every: u64,
+    /// Where to append the engagement as a replayable trace line (AGX-R1).
+    pub trace_out: Option<&'a Path>,
     pub local: &'a LocalModelFlags,
 }
 
@@ -177,9 +180,24 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
         .audit
         .flush()
         .map_err(|error| format!("cannot write the audit log: {error}"))?;
+    if let Some(path) = request.trace_out {
+        append_trace(path, &Trace::from_state(&outcome.snapshot.engagement))?;
+    }
     let printed = serde_json::to_string_pretty(&outcome).map_err(|error| error.to_string())?;
     writeln!(std::io::stdout(), "{printed}").map_err(|error| error.to_string())?;
     Ok(matches!(outcome.status, EngagementStatus::Completed))
+}
+
+/// Appends one trace line (AGX-R1's format) to `path`, creating the file if needed.
+fn append_trace(path: &Path, trace: &Trace) -> Result<(), String> {
+    let mut line = serde_json::to_string(trace).map_err(|error| error.to_string())?;
+    line.push('\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(line.as_bytes()))
+        .map_err(|error| format!("cannot write the trace to `{}`: {error}", path.display()))
 }
 
 /// The model named by `--model`: `scripted:FILE`, `openai:MODEL` for an
