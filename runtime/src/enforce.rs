@@ -401,27 +401,6 @@ impl CallContext<'_> {
         }
     }
 
-    fn assert(
-        &self,
-        engagement: &mut Engagement,
-        check: &dyn Check,
-        stage: RefusalStage,
-        pending: Pending<'_>,
-    ) -> Result<(), Refusal> {
-        engagement.prepare(check.roots());
-        let scope = engagement.scope(Some(pending));
-        let reason = match check.holds(&scope) {
-            Ok(true) => return Ok(()),
-            Ok(false) => refusal_reason("assertion is false", check, &scope),
-            Err(error) => refusal_reason(
-                &format!("assertion could not be evaluated: {error}"),
-                check,
-                &scope,
-            ),
-        };
-        Err(self.refuse(engagement, stage, reason))
-    }
-
     /// AGX-S1: audits what a shadow restriction would have decided about the pending
     /// call — refused (with the reason), sent to review, or allowed — in the same order
     /// an enforced restriction decides. Nothing is refused and no reviewer is asked; only
@@ -433,11 +412,11 @@ impl CallContext<'_> {
         stage: RefusalStage,
         pending: Pending<'_>,
     ) -> Result<(), Refusal> {
-        for check in shadow.checks() {
-            engagement.prepare(check.roots());
-        }
-        let scope = engagement.scope(Some(pending));
-        let (decision, reason) = would_be_decision(shadow, &scope);
+        let (decision, reason) = match restriction_decision(engagement, shadow, pending) {
+            RestrictionDecision::Allowed => ("allowed", None),
+            RestrictionDecision::Refused(reason) => ("refused", Some(reason)),
+            RestrictionDecision::Review(_) => ("review", None),
+        };
         self.audit(
             engagement,
             AuditAction::Shadow,
@@ -448,31 +427,6 @@ impl CallContext<'_> {
                 ..AuditDetail::default()
             },
         )
-    }
-
-    /// AGX-V1: whether a restriction's `review_when` holds for the pending call. A
-    /// condition that cannot be evaluated denies the call (fail closed): whether a
-    /// human had to see it is unknown.
-    fn review_wanted(
-        &self,
-        engagement: &mut Engagement,
-        condition: &dyn Check,
-        stage: RefusalStage,
-        pending: Pending<'_>,
-    ) -> Result<bool, Refusal> {
-        engagement.prepare(condition.roots());
-        let scope = engagement.scope(Some(pending));
-        match condition.holds(&scope) {
-            Ok(wanted) => Ok(wanted),
-            Err(error) => {
-                let reason = refusal_reason(
-                    &format!("review condition could not be evaluated: {error}"),
-                    condition,
-                    &scope,
-                );
-                Err(self.refuse(engagement, stage, reason))
-            }
-        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -495,20 +449,16 @@ impl CallContext<'_> {
         if let Some(shadow) = &restriction.shadow {
             self.observe(engagement, shadow, stages.0, pending)?;
         }
-        if let Some(assertion) = &restriction.assertion {
-            self.assert(engagement, assertion.as_ref(), stages.0, pending)?;
-        }
-        let Some(reviewer) = &restriction.require_review else {
-            return Ok(());
+        // The enforced restriction decides by the same rules as its shadow. A condition
+        // is evaluated for a resumed call too, whose review was approved before the
+        // restart, so that an error in it denies on every path.
+        let reviewer = match restriction_decision(engagement, restriction, pending) {
+            RestrictionDecision::Allowed => return Ok(()),
+            RestrictionDecision::Refused(reason) => {
+                return Err(self.refuse(engagement, stages.0, reason));
+            }
+            RestrictionDecision::Review(reviewer) => reviewer,
         };
-        // AGX-V1: the condition is asked only of a call its assertion allowed (a refused
-        // call is never reviewed). It is evaluated for a resumed call too, whose review
-        // was approved before the restart, so that an error in it denies on every path.
-        if let Some(condition) = &restriction.review_when
-            && !self.review_wanted(engagement, condition.as_ref(), stages.0, pending)?
-        {
-            return Ok(());
-        }
         if ask_reviewer {
             // Boxed: a review's wait is large and rare, and kept inline it would make
             // every call's future larger, and every call copy it.
@@ -1051,44 +1001,59 @@ pub async fn run_guardrail(
     }
 }
 
-/// What a restriction would decide about the pending call (AGX-S1: for a shadow), with
-/// the reason for a refusal: the assertion first, then whether a reviewer would be asked.
-fn would_be_decision(
-    restriction: &RestrictionSpec,
-    scope: &dyn VariableSource,
-) -> (&'static str, Option<String>) {
+/// What a restriction decides about the pending call, before any reviewer is asked.
+enum RestrictionDecision<'a> {
+    /// The call goes on.
+    Allowed,
+    /// The call is refused at the restriction's stage, with the operator's reason.
+    Refused(String),
+    /// The call goes to this reviewer (OAS-C7).
+    Review(&'a ReviewerRef),
+}
+
+/// The one decision rule of a restriction, for the enforced one and its shadow
+/// (AGX-S1) alike: the assertion first (false, or an error, refuses: OAS-C8); then,
+/// with a reviewer, the review condition (AGX-V1: true asks, false allows, an error
+/// refuses); a reviewer without a condition is always asked.
+fn restriction_decision<'a>(
+    engagement: &mut Engagement,
+    restriction: &'a RestrictionSpec,
+    pending: Pending<'_>,
+) -> RestrictionDecision<'a> {
+    for check in restriction.own_checks() {
+        engagement.prepare(check.roots());
+    }
+    let scope = engagement.scope(Some(pending));
     if let Some(assertion) = &restriction.assertion {
         let check = assertion.as_ref();
-        match check.holds(scope) {
+        match check.holds(&scope) {
             Ok(true) => {}
             Ok(false) => {
-                return (
-                    "refused",
-                    Some(refusal_reason("assertion is false", check, scope)),
-                );
+                return RestrictionDecision::Refused(refusal_reason(
+                    "assertion is false",
+                    check,
+                    &scope,
+                ));
             }
             Err(error) => {
                 let what = format!("assertion could not be evaluated: {error}");
-                return ("refused", Some(refusal_reason(&what, check, scope)));
+                return RestrictionDecision::Refused(refusal_reason(&what, check, &scope));
             }
         }
     }
-    if restriction.require_review.is_none() {
-        return ("allowed", None);
-    }
-    match &restriction.review_when {
-        None => ("review", None),
-        Some(condition) => match condition.holds(scope) {
-            Ok(true) => ("review", None),
-            Ok(false) => ("allowed", None),
-            Err(error) => {
-                let what = format!("review condition could not be evaluated: {error}");
-                (
-                    "refused",
-                    Some(refusal_reason(&what, condition.as_ref(), scope)),
-                )
-            }
-        },
+    let Some(reviewer) = &restriction.require_review else {
+        return RestrictionDecision::Allowed;
+    };
+    let Some(condition) = &restriction.review_when else {
+        return RestrictionDecision::Review(reviewer);
+    };
+    match condition.holds(&scope) {
+        Ok(true) => RestrictionDecision::Review(reviewer),
+        Ok(false) => RestrictionDecision::Allowed,
+        Err(error) => {
+            let what = format!("review condition could not be evaluated: {error}");
+            RestrictionDecision::Refused(refusal_reason(&what, condition.as_ref(), &scope))
+        }
     }
 }
 

@@ -243,11 +243,6 @@ impl Engagement {
         self.check_time = at;
     }
 
-    /// When the engagement started.
-    pub fn started_at(&self) -> Option<Timestamp> {
-        self.started_at
-    }
-
     /// The engagement's identifier.
     pub fn id(&self) -> &str {
         &self.id

@@ -81,15 +81,15 @@ impl RestrictionSpec {
     /// The restriction's checks over the engagement: its assertion and its review
     /// condition, and its shadow's (AGX-S1).
     pub fn checks(&self) -> impl Iterator<Item = &dyn Check> {
-        let shadow = self.shadow.as_deref();
-        [
-            self.assertion.as_deref(),
-            self.review_when.as_deref(),
-            shadow.and_then(|shadow| shadow.assertion.as_deref()),
-            shadow.and_then(|shadow| shadow.review_when.as_deref()),
-        ]
-        .into_iter()
-        .flatten()
+        self.own_checks()
+            .chain(self.shadow.iter().flat_map(|shadow| shadow.own_checks()))
+    }
+
+    /// The restriction's own assertion and review condition, without its shadow's.
+    pub fn own_checks(&self) -> impl Iterator<Item = &dyn Check> {
+        [self.assertion.as_deref(), self.review_when.as_deref()]
+            .into_iter()
+            .flatten()
     }
 }
 

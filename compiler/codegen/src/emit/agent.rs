@@ -381,12 +381,7 @@ impl Emitter<'_> {
         let Some(restriction) = restriction else {
             return quote!(None);
         };
-        let review = match &restriction.require_review {
-            Some(reviewer) => {
-                quote!(Some(::agentc::__private::agentc_runtime::ReviewerRef::parse(#reviewer)))
-            }
-            None => quote!(None),
-        };
+        let review = reviewer_tokens(restriction.require_review.as_deref());
         let module = snake_ident(&agent.name);
         let assertion = if restriction.assertion.is_some() {
             let check = ident(&format!("{function}_check"));
@@ -416,12 +411,7 @@ impl Emitter<'_> {
     /// compiled), with the agent's definitions inlined as for its compiled checks.
     fn shadow_restriction(&self, agent: &AgentIr, shadow: &RestrictionIr) -> TokenStream {
         let module = snake_ident(&agent.name);
-        let review = match &shadow.require_review {
-            Some(reviewer) => {
-                quote!(Some(::agentc::__private::agentc_runtime::ReviewerRef::parse(#reviewer)))
-            }
-            None => quote!(None),
-        };
+        let review = reviewer_tokens(shadow.require_review.as_deref());
         let interpreted = |text: &Option<String>| match text {
             Some(text) if agent.definitions.is_empty() => {
                 quote!(Some(support::interpreted(#text)?))
@@ -619,5 +609,15 @@ impl Emitter<'_> {
                 backends: ::std::vec::Vec::from([#(#binds),*]),
             })
         }
+    }
+}
+
+/// A restriction's `require_review` as the runtime's `ReviewerRef`, or `None`.
+fn reviewer_tokens(reviewer: Option<&str>) -> TokenStream {
+    match reviewer {
+        Some(reviewer) => {
+            quote!(Some(::agentc::__private::agentc_runtime::ReviewerRef::parse(#reviewer)))
+        }
+        None => quote!(None),
     }
 }
