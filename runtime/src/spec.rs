@@ -461,11 +461,7 @@ impl SpecSet {
         }
         for (index, agent) in agent_docs.iter().enumerate() {
             let targets = set.resolution.capability_targets.get(index);
-            let files = SpecFiles {
-                names: &set.names,
-                texts: &set.texts,
-            };
-            agents.push(lower_agent(agent, targets.map(Vec::as_slice), files)?);
+            agents.push(lower_agent(agent, targets.map(Vec::as_slice), set)?);
         }
         // An agent used as a capability is called like a tool with `{text}` (Reading: an
         // agent as a tool), so its interface is added beside the tools.
@@ -526,36 +522,16 @@ fn agent_tool_spec(name: &str, agents: &[AgentSpec]) -> ToolSpec {
     }
 }
 
-/// The checked set's file names and texts, to say where an expression is written.
-#[derive(Clone, Copy)]
-struct SpecFiles<'a> {
-    names: &'a [String],
-    texts: &'a [String],
-}
-
-impl SpecFiles<'_> {
-    /// `file:line:column` of the start of `span` (lines and columns from 1, columns in
-    /// characters), as refusal reasons name a rule's place.
-    fn location(&self, span: agentc_compiler::span::Span) -> Option<String> {
-        let file = usize::try_from(span.file.0).ok()?;
-        let name = self.names.get(file)?;
-        let before = self.texts.get(file)?.get(..span.start)?;
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-        Some(format!("{name}:{line}:{column}"))
-    }
-}
-
 fn parse_cel(
     agent: &str,
     place: String,
     cel: &agentc_compiler::lower::CelText,
     definitions: &Definitions,
-    files: SpecFiles<'_>,
+    files: &CheckedSet,
 ) -> Result<Arc<dyn Check>, SpecError> {
     CelCheck::parse_with(&cel.text, definitions)
-        .map(|check| match files.location(cel.span) {
-            Some(location) => check.at(&location),
+        .map(|check| match files.place(cel.span) {
+            Some(place) => check.at(&place.to_string()),
             None => check,
         })
         .map(|check| Arc::new(check) as Arc<dyn Check>)
@@ -572,7 +548,7 @@ fn lower_restriction(
     which: &str,
     restriction: &Restriction,
     definitions: &Definitions,
-    files: SpecFiles<'_>,
+    files: &CheckedSet,
 ) -> Result<RestrictionSpec, SpecError> {
     let mut lowered = lower_restriction_parts(
         agent,
@@ -616,7 +592,7 @@ fn lower_restriction_parts(
     which: &str,
     restriction: RestrictionParts<'_>,
     definitions: &Definitions,
-    files: SpecFiles<'_>,
+    files: &CheckedSet,
 ) -> Result<RestrictionSpec, SpecError> {
     let assertion = match restriction.assertion {
         Some(cel) => Some(parse_cel(
@@ -651,7 +627,7 @@ fn lower_restriction_parts(
 fn lower_agent(
     agent: &AgentDocument,
     targets: Option<&[Option<(agentc_compiler::names::Reference, CapabilityTarget)>]>,
-    files: SpecFiles<'_>,
+    files: &CheckedSet,
 ) -> Result<AgentSpec, SpecError> {
     let name = agent.name.value.clone();
     let definitions = match &agent.definitions {

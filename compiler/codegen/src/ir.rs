@@ -33,13 +33,30 @@ pub enum TargetIr {
     Remote { url: String },
 }
 
-/// A restriction: its reviewer and assertion text.
+/// A CEL expression of a rule: its text, and where it is written (`file:line:column`,
+/// the file's base name), which a refusal reason names (AGX-L3).
+#[derive(Debug, Clone)]
+pub struct CelIr {
+    pub text: String,
+    pub at: Option<String>,
+}
+
+impl CelIr {
+    fn new(set: &CheckedSet, cel: &agentc_compiler::lower::CelText) -> Self {
+        CelIr {
+            text: cel.text.clone(),
+            at: set.place(cel.span).map(|place| place.with_base_name()),
+        }
+    }
+}
+
+/// A restriction: its reviewer and assertion.
 #[derive(Debug, Clone, Default)]
 pub struct RestrictionIr {
     pub require_review: Option<String>,
-    pub assertion: Option<String>,
+    pub assertion: Option<CelIr>,
     /// AGX-V1: when the reviewer is asked.
-    pub review_when: Option<String>,
+    pub review_when: Option<CelIr>,
     /// AGX-S1: the candidate restriction run beside this one in observe-only mode
     /// (interpreted in generated crates: it decides nothing, so it is not compiled).
     pub shadow: Option<Box<RestrictionIr>>,
@@ -58,11 +75,11 @@ pub struct CapabilityIr {
     pub output_restriction: Option<RestrictionIr>,
 }
 
-/// A guardrail: the index of its tool and its assertion text.
+/// A guardrail: the index of its tool and its assertion.
 #[derive(Debug, Clone)]
 pub struct GuardrailIr {
     pub tool: usize,
-    pub assertion: String,
+    pub assertion: CelIr,
 }
 
 /// An agent hosted by the generated code.
@@ -114,7 +131,7 @@ impl SetIr {
     }
 }
 
-fn restriction(restriction: Option<&Restriction>) -> Option<RestrictionIr> {
+fn restriction(set: &CheckedSet, restriction: Option<&Restriction>) -> Option<RestrictionIr> {
     restriction.map(|restriction| RestrictionIr {
         require_review: restriction
             .require_review
@@ -123,11 +140,11 @@ fn restriction(restriction: Option<&Restriction>) -> Option<RestrictionIr> {
         assertion: restriction
             .assertion
             .as_ref()
-            .map(|assertion| assertion.text.clone()),
+            .map(|assertion| CelIr::new(set, assertion)),
         review_when: restriction
             .review_when
             .as_ref()
-            .map(|condition| condition.text.clone()),
+            .map(|condition| CelIr::new(set, condition)),
         shadow: restriction.shadow.as_ref().map(|shadow| {
             Box::new(RestrictionIr {
                 require_review: shadow
@@ -137,11 +154,11 @@ fn restriction(restriction: Option<&Restriction>) -> Option<RestrictionIr> {
                 assertion: shadow
                     .assertion
                     .as_ref()
-                    .map(|assertion| assertion.text.clone()),
+                    .map(|assertion| CelIr::new(set, assertion)),
                 review_when: shadow
                     .review_when
                     .as_ref()
-                    .map(|condition| condition.text.clone()),
+                    .map(|condition| CelIr::new(set, condition)),
                 shadow: None,
             })
         }),
@@ -246,8 +263,8 @@ pub fn lower(set: &CheckedSet) -> Result<SetIr, String> {
                         .static_identity
                         .as_ref()
                         .map(|identity| identity.value.clone()),
-                    input_restriction: restriction(capability.input_restriction.as_ref()),
-                    output_restriction: restriction(capability.output_restriction.as_ref()),
+                    input_restriction: restriction(set, capability.input_restriction.as_ref()),
+                    output_restriction: restriction(set, capability.output_restriction.as_ref()),
                 });
             }
         }
@@ -258,7 +275,7 @@ pub fn lower(set: &CheckedSet) -> Result<SetIr, String> {
                     .position(|tool| tool.name == guardrail.tool_name.value)
                     .map(|tool| GuardrailIr {
                         tool,
-                        assertion: guardrail.assertion.text.clone(),
+                        assertion: CelIr::new(set, &guardrail.assertion),
                     })
             })
         };

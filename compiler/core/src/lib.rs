@@ -59,7 +59,44 @@ pub struct CheckedSet {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// Where an expression is written: its file's name as the set was given it, and the
+/// line and column of its first character (from 1; columns count characters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpecPlace<'a> {
+    pub file: &'a str,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl SpecPlace<'_> {
+    /// `file:line:column` with the file's base name only, as generated code writes a
+    /// place: the same crate whichever directory it was generated from.
+    pub fn with_base_name(&self) -> String {
+        let base = self.file.rsplit(['/', '\\']).next().unwrap_or(self.file);
+        format!("{base}:{}:{}", self.line, self.column)
+    }
+}
+
+impl std::fmt::Display for SpecPlace<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
 impl CheckedSet {
+    /// Where `span` starts, for a refusal reason to name a rule's place (AGX-L3);
+    /// `None` for a span outside the set's files.
+    pub fn place(&self, span: Span) -> Option<SpecPlace<'_>> {
+        let file = usize::try_from(span.file.0).ok()?;
+        let name = self.names.get(file)?;
+        let before = self.texts.get(file)?.get(..span.start)?;
+        Some(SpecPlace {
+            file: name,
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().unwrap_or("").chars().count() + 1,
+        })
+    }
+
     pub fn error_count(&self) -> usize {
         self.diagnostics
             .iter()

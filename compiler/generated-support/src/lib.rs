@@ -280,31 +280,41 @@ pub mod support {
             .map_err(|error| CheckError::Evaluation(error.to_string()))
     }
 
-    /// An expression the CEL compiler cannot compile, run by the interpreter instead.
-    pub fn interpreted(text: &str) -> ::std::result::Result<Arc<dyn Check>, super::SetupError> {
-        interpreter(text).map(|check| Arc::new(check) as Arc<dyn Check>)
+    /// An expression the CEL compiler cannot compile, run by the interpreter instead;
+    /// `at` is where the spec writes it (`agent.yaml:9:18`), which a refusal names.
+    pub fn interpreted(
+        text: &str,
+        at: Option<&str>,
+    ) -> ::std::result::Result<Arc<dyn Check>, super::SetupError> {
+        interpreter(text, at).map(|check| Arc::new(check) as Arc<dyn Check>)
     }
 
     /// The interpreter's program for an expression: the whole check where the CEL
-    /// compiler cannot compile it, and behind the compiled code where it can.
+    /// compiler cannot compile it, and behind the compiled code where it can (which
+    /// then explains a refusal through it, AGX-L3).
     pub fn interpreter(
         text: &str,
+        at: Option<&str>,
     ) -> ::std::result::Result<::agentc_runtime::CelCheck, super::SetupError> {
-        ::agentc_runtime::CelCheck::parse(text).map_err(super::SetupError::Cel)
+        ::agentc_runtime::CelCheck::parse(text)
+            .map(|check| placed(check, at))
+            .map_err(super::SetupError::Cel)
     }
 
     /// [`interpreted`] for an agent with definitions (AGX-D1), inlined as the
     /// compiled code has them.
     pub fn interpreted_with(
         text: &str,
+        at: Option<&str>,
         definitions: &[(&str, &str)],
     ) -> ::std::result::Result<Arc<dyn Check>, super::SetupError> {
-        interpreter_with(text, definitions).map(|check| Arc::new(check) as Arc<dyn Check>)
+        interpreter_with(text, at, definitions).map(|check| Arc::new(check) as Arc<dyn Check>)
     }
 
     /// [`interpreter`] for an agent with definitions (AGX-D1).
     pub fn interpreter_with(
         text: &str,
+        at: Option<&str>,
         definitions: &[(&str, &str)],
     ) -> ::std::result::Result<::agentc_runtime::CelCheck, super::SetupError> {
         let definitions = ::agentc_cel::Definitions::from_texts(definitions.iter().copied())
@@ -314,7 +324,16 @@ pub mod support {
                     message,
                 })
             })?;
-        ::agentc_runtime::CelCheck::parse_with(text, &definitions).map_err(super::SetupError::Cel)
+        ::agentc_runtime::CelCheck::parse_with(text, &definitions)
+            .map(|check| placed(check, at))
+            .map_err(super::SetupError::Cel)
+    }
+
+    fn placed(check: ::agentc_runtime::CelCheck, at: Option<&str>) -> ::agentc_runtime::CelCheck {
+        match at {
+            Some(at) => check.at(at),
+            None => check,
+        }
     }
 
     /// An embedded JSON Schema.

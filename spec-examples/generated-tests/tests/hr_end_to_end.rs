@@ -103,6 +103,14 @@ async fn a_search_outside_the_hr_knowledge_base_never_reaches_the_tool() {
         refused[0]["inputs"]["knowledge_base_id"],
         "acme/finance/payroll"
     );
+    // AGX-L3: the compiled check explains its refusal through the interpreter behind
+    // it: the failing conjunct and where the spec writes the rule, never the value.
+    assert_eq!(
+        refused[0]["reason"],
+        "assertion is false: conjunct 1 of 2 is false, \
+         `recent.hr_kb_search.inputs.knowledge_base_id.startsWith(\"acme/hr/\")` \
+         (at hr_agent.yaml:21:9)"
+    );
 
     let exposes = outcome.exposes.expect("typed exposes");
     assert_eq!(exposes.searches, 1);

@@ -3,10 +3,11 @@
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
 
-use crate::ir::{AgentIr, GuardrailIr, RestrictionIr, TargetIr, ToolIr};
+use crate::ir::{AgentIr, CelIr, GuardrailIr, RestrictionIr, TargetIr, ToolIr};
 
 use super::Emitter;
 use super::names::{camel, docs, ident, snake_ident};
+use super::policies::optional_str;
 
 impl Emitter<'_> {
     pub(super) fn agent(&self, agent: &AgentIr) -> TokenStream {
@@ -412,12 +413,15 @@ impl Emitter<'_> {
     fn shadow_restriction(&self, agent: &AgentIr, shadow: &RestrictionIr) -> TokenStream {
         let module = snake_ident(&agent.name);
         let review = reviewer_tokens(shadow.require_review.as_deref());
-        let interpreted = |text: &Option<String>| match text {
-            Some(text) if agent.definitions.is_empty() => {
-                quote!(Some(support::interpreted(#text)?))
-            }
-            Some(text) => {
-                quote!(Some(support::interpreted_with(#text, policies::#module::DEFINITIONS)?))
+        let interpreted = |cel: &Option<CelIr>| match cel {
+            Some(cel) => {
+                let text = &cel.text;
+                let at = optional_str(cel.at.as_deref());
+                if agent.definitions.is_empty() {
+                    quote!(Some(support::interpreted(#text, #at)?))
+                } else {
+                    quote!(Some(support::interpreted_with(#text, #at, policies::#module::DEFINITIONS)?))
+                }
             }
             None => quote!(None),
         };

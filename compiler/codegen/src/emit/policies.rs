@@ -44,6 +44,8 @@ enum CheckKind {
 struct CheckSite<'a> {
     function: &'a str,
     text: &'a str,
+    /// Where the spec writes the expression (`file:line:column`), for refusal reasons.
+    at: Option<&'a str>,
     /// The agent's definitions (AGX-D1), inlined before compiling; `None` where
     /// there are none (and in a guardrail, which has none).
     definitions: Option<&'a agentc_cel::Definitions>,
@@ -52,6 +54,14 @@ struct CheckSite<'a> {
     root: CheckRoot,
     kind: CheckKind,
     depth: usize,
+}
+
+/// `Some("…")` or `None`, as a literal of type `Option<&'static str>`.
+pub(super) fn optional_str(value: Option<&str>) -> TokenStream {
+    match value {
+        Some(value) => quote!(Some(#value)),
+        None => quote!(None),
+    }
 }
 
 fn up(depth: usize) -> TokenStream {
@@ -125,17 +135,18 @@ fn emit_check(site: &CheckSite<'_>, numbers: &FieldNumbers) -> TokenStream {
     let up = up(site.depth);
     let check_name = ident(&format!("{}_check", site.function));
     let text = site.text;
+    let at = optional_str(site.at);
     // With definitions, the interpreter inlines them as the compiler did
     // (`DEFINITIONS` is the agent module's).
     let (interpreted_call, interpreter_call) = if site.definitions.is_some() {
         (
-            quote!(#up support::interpreted_with(#text, DEFINITIONS)),
-            quote!(#up support::interpreter_with(#text, DEFINITIONS)?),
+            quote!(#up support::interpreted_with(#text, #at, DEFINITIONS)),
+            quote!(#up support::interpreter_with(#text, #at, DEFINITIONS)?),
         )
     } else {
         (
-            quote!(#up support::interpreted(#text)),
-            quote!(#up support::interpreter(#text)?),
+            quote!(#up support::interpreted(#text, #at)),
+            quote!(#up support::interpreter(#text, #at)?),
         )
     };
     let interpreted = |reason: String| {
@@ -257,7 +268,7 @@ impl Emitter<'_> {
     pub(super) fn policies(&self, agent: &AgentIr) -> TokenStream {
         let module = snake_ident(&agent.name);
         let full_layout = engagement_layout(&agent.capability_types);
-        let mut sites: Vec<(String, &str, CheckKind)> = Vec::new();
+        let mut sites: Vec<(String, &str, Option<&str>, CheckKind)> = Vec::new();
         for capability in &agent.capabilities {
             let method = snake_ident(&capability.name).to_string();
             for (restriction, which) in [
@@ -267,14 +278,20 @@ impl Emitter<'_> {
                 let Some(restriction) = restriction else {
                     continue;
                 };
-                if let Some(text) = &restriction.assertion {
-                    sites.push((format!("{which}_{method}"), text, CheckKind::Assertion));
+                if let Some(cel) = &restriction.assertion {
+                    sites.push((
+                        format!("{which}_{method}"),
+                        &cel.text,
+                        cel.at.as_deref(),
+                        CheckKind::Assertion,
+                    ));
                 }
-                if let Some(text) = &restriction.review_when {
+                if let Some(cel) = &restriction.review_when {
                     // `review_when_` cannot collide with `input_`/`output_`/`exposes_`.
                     sites.push((
                         format!("review_when_{which}_{method}"),
-                        text,
+                        &cel.text,
+                        cel.at.as_deref(),
                         CheckKind::Assertion,
                     ));
                 }
@@ -284,6 +301,7 @@ impl Emitter<'_> {
             sites.push((
                 format!("exposes_{}", snake_ident(key)),
                 text,
+                None,
                 CheckKind::Selection,
             ));
         }
@@ -299,13 +317,14 @@ impl Emitter<'_> {
         .unwrap_or_default();
         let definitions = (!agent.definitions.is_empty()).then_some(&loaded);
         fn engagement_site<'s>(
-            (function, text, kind): &'s (String, &str, CheckKind),
+            (function, text, at, kind): &'s (String, &str, Option<&str>, CheckKind),
             layout: &'s ObjectType,
             definitions: Option<&'s agentc_cel::Definitions>,
         ) -> CheckSite<'s> {
             CheckSite {
                 function: function.as_str(),
                 text,
+                at: *at,
                 definitions,
                 root_name: "Engagement",
                 layout,
@@ -340,7 +359,8 @@ impl Emitter<'_> {
             fields.name = "Fields".to_string();
             let site = CheckSite {
                 function: "assertion",
-                text: &guardrail.assertion,
+                text: &guardrail.assertion.text,
+                at: guardrail.assertion.at.as_deref(),
                 definitions: None,
                 root_name: "Fields",
                 layout: &fields,

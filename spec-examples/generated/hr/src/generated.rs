@@ -1165,6 +1165,7 @@ pub mod policies {
                     input_hr_kb_search_evaluate,
                     super::super::support::interpreter(
                         "recent.hr_kb_search.inputs.knowledge_base_id.startsWith(\"acme/hr/\") && size(recent.hr_kb_search.inputs.query) <= 500",
+                        Some("hr_agent.yaml:21:9"),
                     )?,
                 ),
             )
@@ -1312,6 +1313,7 @@ pub mod policies {
                     output_hr_kb_search_evaluate,
                     super::super::support::interpreter(
                         "size(recent.hr_kb_search.outputs.results) <= 20 && recent.hr_kb_search.outputs.results.all(r, r.url.startsWith(\"https://kb.acme.example/hr/\"))",
+                        Some("hr_agent.yaml:25:9"),
                     )?,
                 ),
             )
@@ -1373,7 +1375,7 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_searches_evaluate,
-                    super::super::support::interpreter("history._total")?,
+                    super::super::support::interpreter("history._total", None)?,
                 ),
             )
         }
@@ -1455,6 +1457,7 @@ pub mod policies {
                     exposes_last_kb_evaluate,
                     super::super::support::interpreter(
                         "has(recent.hr_kb_search) ? recent.hr_kb_search.inputs.knowledge_base_id : \"\"",
+                        None,
                     )?,
                 ),
             )
@@ -1516,7 +1519,7 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["user"],
                     exposes_asked_by_evaluate,
-                    super::super::support::interpreter("user.id")?,
+                    super::super::support::interpreter("user.id", None)?,
                 ),
             )
         }
@@ -1628,6 +1631,7 @@ pub mod policies {
                         assertion_evaluate,
                         super::super::super::support::interpreter(
                             "!flagged && score < 0.8",
+                            Some("hr_agent.yaml:32:16"),
                         )?,
                     ),
                 )

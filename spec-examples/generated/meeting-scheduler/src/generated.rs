@@ -678,6 +678,7 @@ impl Hosted<agents::meeting_scheduler> {
                                 assertion: Some(
                                     support::interpreted_with(
                                         "size(recent.create_event.inputs.attendees) <= 10 && history.create_event.filter(e, e.started_at > now - duration(\"1h\")).size() < 3",
+                                        Some("meeting_scheduler.yaml:47:11"),
                                         policies::meeting_scheduler::DEFINITIONS,
                                     )?,
                                 ),
@@ -1331,6 +1332,7 @@ pub mod policies {
                     input_calendar_free_busy_evaluate,
                     super::super::support::interpreter_with(
                         "size(recent.calendar_free_busy.inputs.attendees) <= max_attendees && timestamp(recent.calendar_free_busy.inputs.window_end) - timestamp(recent.calendar_free_busy.inputs.window_start) <= duration(\"336h\")",
+                        Some("meeting_scheduler.yaml:25:9"),
                         DEFINITIONS,
                     )?,
                 ),
@@ -1737,6 +1739,7 @@ pub mod policies {
                     input_create_event_evaluate,
                     super::super::support::interpreter_with(
                         "size(recent.create_event.inputs.attendees) >= 1 && size(recent.create_event.inputs.attendees) <= max_attendees && recent.create_event.inputs.attendees.all(a, colleague(a)) && (!has(user.email) || user.email in recent.create_event.inputs.attendees) && timestamp(recent.create_event.inputs.start) > started_at && timestamp(recent.create_event.inputs.end) - timestamp(recent.create_event.inputs.start) <= duration(\"4h\") && timestamp(recent.create_event.inputs.start) < timestamp(recent.create_event.inputs.end)",
+                        Some("meeting_scheduler.yaml:36:9"),
                         DEFINITIONS,
                     )?,
                 ),
@@ -1871,6 +1874,7 @@ pub mod policies {
                     review_when_input_create_event_evaluate,
                     super::super::support::interpreter_with(
                         "recent.create_event.inputs.attendees.exists(a, !has(user.email) || a != user.email)",
+                        Some("meeting_scheduler.yaml:34:9"),
                         DEFINITIONS,
                     )?,
                 ),
@@ -2039,6 +2043,7 @@ pub mod policies {
                     output_create_event_evaluate,
                     super::super::support::interpreter_with(
                         "recent.create_event.outputs.status in [\"confirmed\", \"tentative\"] && recent.create_event.outputs.event_id.matches(\"^evt_[A-Za-z0-9]{8,64}$\")",
+                        Some("meeting_scheduler.yaml:51:9"),
                         DEFINITIONS,
                     )?,
                 ),
@@ -2132,6 +2137,7 @@ pub mod policies {
                     exposes_event_id_evaluate,
                     super::super::support::interpreter_with(
                         "has(recent.create_event) ? recent.create_event.outputs.event_id : \"\"",
+                        None,
                         DEFINITIONS,
                     )?,
                 ),
@@ -2216,6 +2222,7 @@ pub mod policies {
                     exposes_events_created_evaluate,
                     super::super::support::interpreter_with(
                         "size(history._list.filter(n, n == \"create_event\"))",
+                        None,
                         DEFINITIONS,
                     )?,
                 ),

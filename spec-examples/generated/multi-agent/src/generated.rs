@@ -2221,6 +2221,7 @@ pub mod policies {
                     input_lookup_policy_doc_evaluate,
                     super::super::support::interpreter(
                         "recent.lookup_policy_doc.inputs.collection in [\"handbook\", \"data-protection\"]",
+                        Some("compliance_reviewer.yaml:17:18"),
                     )?,
                 ),
             )
@@ -2282,7 +2283,7 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_policies_consulted_evaluate,
-                    super::super::support::interpreter("history._total")?,
+                    super::super::support::interpreter("history._total", None)?,
                 ),
             )
         }
@@ -2556,6 +2557,7 @@ pub mod policies {
                     input_lookup_policy_doc_evaluate,
                     super::super::support::interpreter(
                         "recent.lookup_policy_doc.inputs.collection in [\"handbook\", \"benefits\", \"leave\", \"expenses\"]",
+                        Some("hr_helpdesk.yaml:15:18"),
                     )?,
                 ),
             )
@@ -2824,6 +2826,7 @@ pub mod policies {
                     output_lookup_policy_doc_evaluate,
                     super::super::support::interpreter(
                         "size(recent.lookup_policy_doc.outputs.pages) <= 10 && recent.lookup_policy_doc.outputs.pages.all(p, p.doc_id.startsWith(\"pol_\")) && recent.lookup_policy_doc.outputs.pages.all(p, recent.lookup_policy_doc.outputs.pages.exists_one(q, q.doc_id == p.doc_id))",
+                        Some("hr_helpdesk.yaml:19:9"),
                     )?,
                 ),
             )
@@ -2920,6 +2923,7 @@ pub mod policies {
                     exposes_documents_found_evaluate,
                     super::super::support::interpreter(
                         "has(recent.lookup_policy_doc) ? size(recent.lookup_policy_doc.outputs.pages) : 0",
+                        None,
                     )?,
                 ),
             )
@@ -3001,6 +3005,7 @@ pub mod policies {
                     exposes_collection_evaluate,
                     super::super::support::interpreter(
                         "has(recent.lookup_policy_doc) ? recent.lookup_policy_doc.inputs.collection : \"\"",
+                        None,
                     )?,
                 ),
             )
@@ -3506,6 +3511,7 @@ pub mod policies {
                     input_team_scheduler_evaluate,
                     super::super::support::interpreter(
                         "size(recent.team_scheduler.inputs.text) <= 2000",
+                        Some("office_assistant.yaml:18:18"),
                     )?,
                 ),
             )
@@ -3639,6 +3645,7 @@ pub mod policies {
                     output_team_scheduler_evaluate,
                     super::super::support::interpreter(
                         "recent.team_scheduler.outputs.event_id != \"\" && recent.team_scheduler.outputs.events_created == 1",
+                        Some("office_assistant.yaml:22:9"),
                     )?,
                 ),
             )
@@ -3747,6 +3754,7 @@ pub mod policies {
                     input_hr_helpdesk_evaluate,
                     super::super::support::interpreter(
                         "!recent.hr_helpdesk.inputs.text.matches(\"(?i)(salary|disciplinary record) of \")",
+                        Some("office_assistant.yaml:28:18"),
                     )?,
                 ),
             )
@@ -3833,6 +3841,7 @@ pub mod policies {
                     output_hr_helpdesk_evaluate,
                     super::super::support::interpreter(
                         "recent.hr_helpdesk.outputs.documents_found > 0",
+                        Some("office_assistant.yaml:31:18"),
                     )?,
                 ),
             )
@@ -3919,6 +3928,7 @@ pub mod policies {
                     output_vendor_liaison_evaluate,
                     super::super::support::interpreter(
                         "recent.vendor_liaison.outputs.messages_sent <= 3",
+                        Some("office_assistant.yaml:37:18"),
                     )?,
                 ),
             )
@@ -4011,6 +4021,7 @@ pub mod policies {
                     exposes_event_id_evaluate,
                     super::super::support::interpreter(
                         "has(recent.team_scheduler) ? recent.team_scheduler.outputs.event_id : \"\"",
+                        None,
                     )?,
                 ),
             )
@@ -4085,7 +4096,7 @@ pub mod policies {
                 ::agentc::__private::agentc_generated_support::cel_roots::compiled(
                     &["history"],
                     exposes_delegations_evaluate,
-                    super::super::support::interpreter("history._list")?,
+                    super::super::support::interpreter("history._list", None)?,
                 ),
             )
         }
@@ -4490,6 +4501,7 @@ pub mod policies {
                     input_team_free_busy_evaluate,
                     super::super::support::interpreter(
                         "size(recent.team_free_busy.inputs.attendees) <= 25",
+                        Some("scheduler.yaml:17:18"),
                     )?,
                 ),
             )
@@ -4728,6 +4740,7 @@ pub mod policies {
                     input_team_create_event_evaluate,
                     super::super::support::interpreter(
                         "size(recent.team_create_event.inputs.attendees) <= 25 && recent.team_create_event.inputs.attendees.all(a, a.endsWith(\"@acme.example\")) && timestamp(recent.team_create_event.inputs.start) > started_at && timestamp(recent.team_create_event.inputs.end) - timestamp(recent.team_create_event.inputs.start) <= duration(\"4h\")",
+                        Some("scheduler.yaml:23:9"),
                     )?,
                 ),
             )
@@ -4820,6 +4833,7 @@ pub mod policies {
                     output_team_create_event_evaluate,
                     super::super::support::interpreter(
                         "recent.team_create_event.outputs.status in [\"confirmed\", \"tentative\"]",
+                        Some("scheduler.yaml:28:18"),
                     )?,
                 ),
             )
@@ -4912,6 +4926,7 @@ pub mod policies {
                     exposes_event_id_evaluate,
                     super::super::support::interpreter(
                         "has(recent.team_create_event) ? recent.team_create_event.outputs.event_id : \"\"",
+                        None,
                     )?,
                 ),
             )
@@ -4997,6 +5012,7 @@ pub mod policies {
                     exposes_events_created_evaluate,
                     super::super::support::interpreter(
                         "size(history._list.filter(n, n == \"team_create_event\"))",
+                        None,
                     )?,
                 ),
             )
@@ -5421,6 +5437,7 @@ pub mod policies {
                     input_vendor_support_evaluate,
                     super::super::support::interpreter(
                         "size(recent.vendor_support.inputs.text) <= 4000 && !recent.vendor_support.inputs.text.matches(\"(?i)(password|api[ _-]?key|secret)\") && has(user.email) && user.email.endsWith(\"@acme.example\")",
+                        Some("vendor_liaison.yaml:22:9"),
                     )?,
                 ),
             )
@@ -5513,6 +5530,7 @@ pub mod policies {
                     output_vendor_support_evaluate,
                     super::super::support::interpreter(
                         "size(recent.vendor_support.outputs.text) <= 20000",
+                        Some("vendor_liaison.yaml:27:18"),
                     )?,
                 ),
             )
@@ -5589,6 +5607,7 @@ pub mod policies {
                     exposes_messages_sent_evaluate,
                     super::super::support::interpreter(
                         "has(history.vendor_support) ? size(history.vendor_support) : 0",
+                        None,
                     )?,
                 ),
             )

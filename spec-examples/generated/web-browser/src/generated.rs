@@ -1255,6 +1255,7 @@ pub mod policies {
                     input_fetch_page_evaluate,
                     super::super::support::interpreter(
                         "recent.fetch_page.inputs.url.startsWith(\"https://\") && !recent.fetch_page.inputs.url.matches(\"^https://[^/?#]*[@A-Z]\") && ![\"intranet.acme.example\", \"payroll.acme.example\", \"wiki.corp.acme.example\", \"localhost\", \"127.0.0.1\", \"169.254.169.254\"].exists(host, recent.fetch_page.inputs.url.startsWith(\"https://\" + host)) && history._total < 40",
+                        Some("web_browser.yaml:19:9"),
                     )?,
                 ),
             )
@@ -1490,6 +1491,7 @@ pub mod policies {
                     output_fetch_page_evaluate,
                     super::super::support::interpreter(
                         "recent.fetch_page.outputs.status_code < 400 && (recent.fetch_page.outputs.content_type.startsWith(\"text/\") || recent.fetch_page.outputs.content_type.contains(\"json\")) && size(recent.fetch_page.outputs.body) <= 2000000",
+                        Some("web_browser.yaml:25:9"),
                     )?,
                 ),
             )
@@ -1566,6 +1568,7 @@ pub mod policies {
                     exposes_pages_fetched_evaluate,
                     super::super::support::interpreter(
                         "has(history.fetch_page) ? size(history.fetch_page) : 0",
+                        None,
                     )?,
                 ),
             )
@@ -1651,6 +1654,7 @@ pub mod policies {
                     exposes_first_url_evaluate,
                     super::super::support::interpreter(
                         "has(history.fetch_page) && size(history.fetch_page) > 0 ? history.fetch_page[0].inputs.url : \"\"",
+                        None,
                     )?,
                 ),
             )
@@ -1664,6 +1668,7 @@ pub mod policies {
         > {
             super::super::support::interpreted(
                 "has(history.fetch_page) ? history.fetch_page.map(c, c.inputs.url) : []",
+                None,
             )
         }
         /// The output guardrail: its assertion over the fields of `pii_detector`'s output (OAS-G4).
@@ -1811,6 +1816,7 @@ pub mod policies {
                         assertion_evaluate,
                         super::super::super::support::interpreter(
                             "!(contains_pii && confidence >= 0.5) && !categories.exists(c, c in [\"national_id\", \"payment_card\", \"bank_account\"])",
+                            Some("web_browser.yaml:34:7"),
                         )?,
                     ),
                 )
