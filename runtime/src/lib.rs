@@ -62,7 +62,8 @@ pub use remote::{RemoteAgentTool, RemoteLimits, remote_call_hash};
 pub use review::{ReviewDecision, ReviewRequest, Reviewer, StaticReviewer, answer_approves};
 pub use spec::{
     AgentSpec, AuthScheme, CallLimits, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,
-    RestrictionSpec, ReviewerRef, SpecError, SpecSet, ToolBinding, ToolBindingSpec, ToolSpec,
+    McpBindingSpec, McpTransport, RestrictionSpec, ReviewerRef, SpecError, SpecSet, ToolBinding,
+    ToolBindingSpec, ToolSpec,
 };
 pub use tools::{
     BoundBackend, MockTool, NativeTool, RegisteredTool, ToolBackend, ToolContext, ToolError,

@@ -281,17 +281,39 @@ pub enum ToolBinding {
     Unbound,
     /// An HTTP JSON endpoint.
     Http(HttpBindingSpec),
-    /// A tool on an MCP server.
-    Mcp {
-        /// The server's URL.
-        server: String,
-        /// The tool's name on that server.
-        tool: String,
-    },
+    /// A tool on an MCP server (AGX-M1).
+    Mcp(McpBindingSpec),
     /// A Rust function registered with the runtime.
     Native {
         /// The function's Rust path.
         function: String,
+    },
+}
+
+/// A tool on an MCP server (AGX-M1): how to reach the server, the tool's name there,
+/// and the pin of its definition (AGX-M2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpBindingSpec {
+    pub transport: McpTransport,
+    /// The tool's name on the server.
+    pub tool: String,
+    /// `sha256:…` of the tool's definition when it was imported; `None` when unpinned.
+    pub pin: Option<String>,
+    /// The per-call deadline in milliseconds, when the binding names one.
+    pub timeout_ms: Option<u64>,
+}
+
+/// How an MCP server is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum McpTransport {
+    /// Streamable HTTP at this URL.
+    Http { url: String },
+    /// A program started by the runtime, speaking MCP on its stdin and stdout.
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        /// The variables set for it, in the document's order.
+        env: Vec<(String, String)>,
     },
 }
 
@@ -378,10 +400,37 @@ fn lower_binding(binding: &agentc_compiler::documents::tool::Binding) -> ToolBin
         });
     }
     if let Some(mcp) = &binding.mcp {
-        return ToolBinding::Mcp {
-            server: mcp.server.value.clone(),
-            tool: mcp.tool.value.clone(),
+        // The checker has made sure exactly one of `server` and `command` is given;
+        // with `server` absent, `command` is the transport.
+        let transport = match (&mcp.server, &mcp.command) {
+            (Some(server), _) => McpTransport::Http {
+                url: server.value.clone(),
+            },
+            (None, command) => McpTransport::Stdio {
+                command: command
+                    .as_ref()
+                    .map(|command| command.value.clone())
+                    .unwrap_or_default(),
+                args: mcp
+                    .args
+                    .iter()
+                    .flatten()
+                    .map(|arg| arg.value.clone())
+                    .collect(),
+                env: mcp
+                    .env
+                    .iter()
+                    .flat_map(|env| env.entries.iter())
+                    .map(|(key, value)| (key.value.clone(), value.value.clone()))
+                    .collect(),
+            },
         };
+        return ToolBinding::Mcp(McpBindingSpec {
+            transport,
+            tool: mcp.tool.value.clone(),
+            pin: mcp.pin.as_ref().map(|pin| pin.value.clone()),
+            timeout_ms: mcp.timeout_ms.as_ref().map(|timeout| timeout.value),
+        });
     }
     if let Some(native) = &binding.native {
         return ToolBinding::Native {

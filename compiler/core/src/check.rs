@@ -726,7 +726,83 @@ impl<'a> Checker<'a> {
             self.check_credential_transport(tool, &http.url);
         }
         if let Some(mcp) = &binding.mcp {
-            self.check_url(&mcp.server);
+            self.check_mcp_binding(tool, mcp);
+        }
+    }
+
+    /// AGX-M1/M2: one transport, a URL that is one, and a pin of the one form
+    /// `agentc import mcp` writes; an unpinned tool is allowed but warned about.
+    fn check_mcp_binding(&mut self, tool: &ToolDocument, mcp: &crate::documents::tool::McpBinding) {
+        match (&mcp.server, &mcp.command) {
+            (Some(server), None) => {
+                self.check_url(server);
+                self.check_credential_transport(tool, server);
+            }
+            (None, Some(_)) => {}
+            (server, command) => {
+                let both = server.is_some();
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::McpTransportCount,
+                        command.as_ref().map_or(mcp.span, |command| command.span),
+                        if both {
+                            "the MCP binding names both `server` and `command`".to_string()
+                        } else {
+                            "the MCP binding names neither `server` nor `command`".to_string()
+                        },
+                    )
+                    .with_primary_label("exactly one of `server` and `command` is required")
+                    .with_help(
+                        "`server: https://host/mcp` reaches a streamable-HTTP server; `command: NAME` with `args` starts a stdio server",
+                    ),
+                );
+            }
+        }
+        if mcp.command.is_none() && (mcp.args.is_some() || mcp.env.is_some()) {
+            let span = mcp
+                .env
+                .as_ref()
+                .map(|env| env.span)
+                .or_else(|| {
+                    mcp.args
+                        .as_ref()
+                        .and_then(|args| args.first().map(|arg| arg.span))
+                })
+                .unwrap_or(mcp.span);
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::McpTransportCount,
+                    span,
+                    "`args` and `env` are for a stdio server, and the binding has no `command`",
+                )
+                .with_primary_label("no `command` to pass these to"),
+            );
+        }
+        match &mcp.pin {
+            Some(pin) if !is_mcp_pin(&pin.value) => self.report(
+                Diagnostic::new(
+                    FrontEndCode::InvalidMcpPin,
+                    pin.span,
+                    format!("`{}` is not a pin", pin.value),
+                )
+                .with_primary_label("expected `sha256:` and 64 lowercase hex digits")
+                .with_help("`agentc import mcp` writes the pin of each tool it imports"),
+            ),
+            Some(_) => {}
+            None => self.report(
+                Diagnostic::new(
+                    FrontEndCode::McpToolNotPinned,
+                    mcp.tool.span,
+                    format!(
+                        "MCP tool `{}` is not pinned: a change to its description or schemas on the server would go unnoticed",
+                        mcp.tool.value
+                    ),
+                )
+                .with_primary_label("no `pin` for this tool")
+                .with_help(
+                    "write the tool document with `agentc import mcp`, which pins each tool, or add the `pin` it prints",
+                ),
+            ),
         }
     }
 
@@ -1731,4 +1807,14 @@ mod rfc3339_tests {
             assert!(!is_rfc3339(wrong), "{wrong}");
         }
     }
+}
+
+/// `sha256:` and 64 lowercase hex digits: the one form of an MCP tool's pin (AGX-M2).
+pub fn is_mcp_pin(pin: &str) -> bool {
+    pin.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }

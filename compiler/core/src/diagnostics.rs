@@ -75,6 +75,8 @@ catalogue! {
     E0303 ToolInputNotObject Error "a tool's `input` schema does not describe an object";
     E0304 InvalidUrl Error "a URL is not a valid absolute http(s) URL";
     E0305 CredentialInClearText Error "a tool with a credential is bound to a plain http:// URL off loopback";
+    E0306 McpTransportCount Error "an MCP binding needs exactly one of `server` (streamable HTTP) and `command` (stdio) (AGX-M1)";
+    E0307 InvalidMcpPin Error "an MCP binding's `pin` is not `sha256:` and 64 hex digits (AGX-M2)";
     E0401 InvalidDateTime Error "a date-time is not in RFC 3339 form";
     E0402 AuditChainBroken Error "a regulated handoff's audit entries do not chain by hash";
     E0403 InconsistentDocument Error "a handoff's fields contradict each other";
@@ -82,6 +84,8 @@ catalogue! {
     W0602 AmbiguousBareReference Warning "a bare reference names both a tool and an agent (OAS-N4)";
     W0603 UnknownTrustLabel Warning "an `x-agentc-trust` label is neither `trusted` nor `untrusted` (AGX-P1)";
     W0604 EnforcementOff Warning "a restriction only observes: it has a `shadow` but nothing enforced (AGX-S1)";
+    W0605 McpToolNotPinned Warning "an MCP tool has no `pin`, so a change to its definition on the server goes unnoticed (AGX-M2)";
+    W0606 BindingNotServed Warning "this build of agentc cannot call a tool's binding (AGX-M1)";
 }
 
 /// A diagnostic code: one from the front end, or one from the CEL engine.

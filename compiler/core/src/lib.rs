@@ -44,6 +44,10 @@ pub struct SourceInput {
 #[derive(Clone, Debug, Default)]
 pub struct CheckOptions {
     pub limits: SyntaxLimits,
+    /// Why the tool calling `check` cannot call MCP-bound tools (an `agentc` built
+    /// without its `mcp` feature), so that each such tool is warned about (W0606)
+    /// instead of being refused at its first call; `None` when it can.
+    pub mcp_unavailable: Option<String>,
 }
 
 /// The outcome of checking a set of files.
@@ -118,6 +122,29 @@ impl CheckedSet {
     }
 }
 
+/// W0606 for each MCP-bound tool, when the caller cannot call MCP tools.
+fn unserved_mcp_bindings(documents: &[LoadedDocument], why: &str) -> Vec<Diagnostic> {
+    documents
+        .iter()
+        .filter_map(|loaded| match &loaded.document {
+            documents::Document::Tool(tool) => tool.binding.mcp.as_ref(),
+            _ => None,
+        })
+        .map(|mcp| {
+            Diagnostic::new(
+                FrontEndCode::BindingNotServed,
+                mcp.tool.span,
+                format!(
+                    "calls to MCP tool `{}` would be refused: {why}",
+                    mcp.tool.value
+                ),
+            )
+            .with_primary_label("this binding cannot be called by this build")
+            .with_help("build agentc with its default features (`mcp` among them)")
+        })
+        .collect()
+}
+
 /// Reads, lowers and checks a set of files as one set: capability references resolve
 /// across all of them.
 pub fn check_set(inputs: &[SourceInput], options: &CheckOptions) -> CheckedSet {
@@ -175,6 +202,9 @@ pub fn check_set(inputs: &[SourceInput], options: &CheckOptions) -> CheckedSet {
     }
     let (resolution, check_diagnostics) = check::check_documents(&names, &texts, &documents);
     diagnostics.extend(check_diagnostics);
+    if let Some(why) = &options.mcp_unavailable {
+        diagnostics.extend(unserved_mcp_bindings(&documents, why));
+    }
     diagnostics.sort_by(|a, b| {
         let key = |d: &Diagnostic| (d.primary_span().unwrap_or_default(), d.code.as_str());
         key(a).cmp(&key(b))

@@ -2,7 +2,7 @@
 //! agent document. Its fixed keys are those of the shared spec; `auth` and `conformance` (what the
 //! seven-test conformance suite expects of the tool) are added beside them.
 
-use crate::lower::SpannedJson;
+use crate::lower::{SpannedJson, SpannedMap};
 use crate::span::Spanned;
 use crate::{spec_enum, spec_struct};
 
@@ -59,12 +59,29 @@ spec_enum! {
 }
 
 spec_struct! {
-    /// A tool served by an MCP server.
+    /// A tool served by an MCP server, reached over streamable HTTP (`server`) or over
+    /// stdio (`command`): exactly one of the two (AGX-M1).
     pub struct McpBinding ("an MCP binding") {
-        /// The MCP server's URL.
-        req server: Spanned<String>,
+        /// The server's streamable-HTTP endpoint, an absolute `http(s)://` URL.
+        opt server: Spanned<String>,
+        /// The program that runs the server over stdio: a path, or a name looked up on
+        /// `PATH`. It is started at the first call and stopped with the runtime.
+        opt command: Spanned<String>,
+        /// The program's arguments.
+        opt args: Vec<Spanned<String>>,
+        /// Environment variables set for the program. Only these and `PATH`, `HOME`,
+        /// `LANG` and `TMPDIR` reach it; agentc's own environment (and any secret in it)
+        /// does not.
+        opt env: SpannedMap<Spanned<String>>,
         /// The tool's name on that server.
         req tool: Spanned<String>,
+        /// The digest of the tool's definition on the server (`sha256:` and 64 hex
+        /// digits, written by `agentc import mcp`): a server whose tool no longer
+        /// matches it is refused (AGX-M2).
+        opt pin: Spanned<String>,
+        /// Per-call timeout in milliseconds (default 30 000).
+        #[schemars(range(min = 1))]
+        opt timeout_ms: Spanned<u64>,
     }
 }
 
