@@ -23,6 +23,8 @@
 //!   set (suites workspace and slack) into tool documents with trust-labelled output
 //!   schemas and replay traces under `spec-examples/agentdojo/`; `--check` fails if the
 //!   committed files are stale.
+//! - `mcp-peers`: installs the pinned real MCP servers, conformance suite and Python SDK
+//!   the tests drive (`mcp_peers.rs`); `ci` does it before the tests.
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +34,7 @@ mod codegen;
 mod compile_times;
 mod fuzz_smoke;
 mod layers;
+mod mcp_peers;
 mod outside;
 mod tiny_model;
 
@@ -56,6 +59,9 @@ fn main() -> ExitCode {
         "bench" => bench(),
         "api-fuzz" => api_fuzz::run(&workspace_root()),
         "layers" => layers::run(&workspace_root()),
+        "mcp-peers" => mcp_peers::install(&workspace_root()).map(|at| {
+            println!("{}", at.display());
+        }),
         "outside" => outside::run(&workspace_root()),
         "compile-times" if rest.iter().any(|a| a == "--instructions") => {
             compile_times::run_instructions(&workspace_root())
@@ -71,7 +77,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | layers | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N] | agentdojo [--data DIR] [--out DIR] [--check]>"
+                "usage: cargo xtask <ci | codegen [--check] | layers | mcp-peers | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N] | agentdojo [--data DIR] [--out DIR] [--check]>"
             );
             return ExitCode::from(2);
         }
@@ -192,6 +198,8 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
+    // The real MCP peers (npm, PyPI) the MCP tests drive, installed before them.
+    mcp_peers::install(&workspace_root())?;
     cargo(&["test", "--workspace"])?;
     // The seven agent-readiness tests on the examples' tools (mocks from their tool
     // documents), and the OpenAgentSpec behaviour cases on the runtime.

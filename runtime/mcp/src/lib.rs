@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod output;
+pub mod peers;
 pub mod pin;
 mod process;
 mod tool;

@@ -152,7 +152,10 @@ mod tests {
     fn a_deeply_nested_schema_is_hashed_without_recursion() {
         let mut value = serde_json::json!({});
         for _ in 0..20_000 {
-            value = serde_json::json!({ "not": value });
+            // Not `json!`, which would serialize `value` again, recursively.
+            let mut wrapper = serde_json::Map::new();
+            wrapper.insert("not".to_string(), value);
+            value = serde_json::Value::Object(wrapper);
         }
         let mut schema = definition(serde_json::Value::Null);
         schema.input_schema = value;

@@ -94,6 +94,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for LineLimited<R> {
                 }
                 if this.since_newline > this.limit {
                     this.oversized.store(true, Ordering::SeqCst);
+                    // A read that fails hands back no bytes.
+                    buffer.set_filled(before);
                     return Poll::Ready(Err(std::io::Error::other(
                         "the MCP server sent a message larger than the limit",
                     )));
