@@ -31,11 +31,13 @@ const LAYERS: &[&[&str]] = &[
     // The runtime: enforcement, engagements, tools, models, audit.
     &["agentc-runtime"],
     // What generated crates need besides the runtime; code generation; the local-model
-    // backend (mistral.rs), an adapter on the runtime's `Model` trait.
+    // backend (mistral.rs), an adapter on the runtime's `Model` trait; MCP (rmcp), an
+    // adapter on its `ToolBackend` trait and a server in front of its enforcement.
     &[
         "agentc-generated-support",
         "agentc-codegen",
         "agentc-local-model",
+        "agentc-mcp",
     ],
     // The attribute macros (a front end of codegen).
     &["agentc-macros"],

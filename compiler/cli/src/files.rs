@@ -12,7 +12,7 @@
 //!   every link to be followed (`--follow-symlinks`). A path named on the command line
 //!   is the user's choice and is followed.
 
-use agentc_compiler::{CheckOptions, CheckedSet, SourceInput, check_set};
+use agentc_compiler::{CheckedSet, SourceInput, check_set};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -172,7 +172,7 @@ pub fn valid_set(
     subject: &str,
     consequence: &str,
 ) -> Result<CheckedSet, String> {
-    let set = check_set(inputs, &CheckOptions::default());
+    let set = check_set(inputs, &crate::mcp::check_options());
     if set.error_count() > 0 {
         eprint!("{}", set.view().render_text(&set.diagnostics));
         return Err(format!(

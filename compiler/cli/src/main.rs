@@ -8,6 +8,9 @@ mod build;
 mod conform;
 mod diff;
 mod files;
+#[cfg(feature = "mcp")]
+mod import;
+mod mcp;
 mod remote;
 mod replay;
 mod run;
@@ -16,7 +19,7 @@ mod traces;
 
 use agentc_compiler::diagnostics::Code;
 use agentc_compiler::documents::DocumentKind;
-use agentc_compiler::{CheckOptions, check_set};
+use agentc_compiler::check_set;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -229,6 +232,12 @@ enum Command {
         #[arg(long, default_value_t = agentc_runtime::DEFAULT_CHECKPOINT_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
         audit_checkpoint_every: u64,
     },
+    /// Write tool documents from what an external source offers.
+    #[cfg(feature = "mcp")]
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Work with audit trails.
     Audit {
         #[command(subcommand)]
@@ -347,6 +356,34 @@ enum ColorChoice {
     Never,
 }
 
+#[cfg(feature = "mcp")]
+#[derive(Subcommand)]
+enum ImportSource {
+    /// One tool document per tool an MCP server lists, each pinned to the tool's
+    /// definition (AGX-M2); `--check` reports drift instead and exits 1 on any.
+    Mcp {
+        /// A stdio server: its command line (`"node server.js /srv/data"`).
+        #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+        stdio: Option<String>,
+        /// A streamable-HTTP server: its endpoint URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// A variable for the stdio server, `NAME=VALUE` (repeatable); written into
+        /// the documents' bindings.
+        #[arg(long = "env", requires = "stdio")]
+        env: Vec<String>,
+        /// The environment variable that holds a bearer token for the HTTP server.
+        #[arg(long, requires = "url")]
+        bearer_env: Option<String>,
+        /// The directory the documents are written to (or, with `--check`, read from).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Compare the directory's pins with the server instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
 fn main() -> ExitCode {
     install_log_subscriber();
     let cli = Cli::parse();
@@ -403,6 +440,25 @@ fn main() -> ExitCode {
             })
         }
         Command::Traces { db, agent } => traces::export(&db, agent.as_deref()),
+        #[cfg(feature = "mcp")]
+        Command::Import {
+            source:
+                ImportSource::Mcp {
+                    stdio,
+                    url,
+                    env,
+                    bearer_env,
+                    out,
+                    check,
+                },
+        } => import::import_mcp(import::ImportRequest {
+            stdio: stdio.as_deref(),
+            url: url.as_deref(),
+            env: &env,
+            bearer_env: bearer_env.as_deref(),
+            out: &out,
+            check,
+        }),
         Command::Run {
             paths,
             agent,
@@ -577,7 +633,7 @@ fn check(
         eprintln!("error: no .yaml, .yml or .json files found in the given paths");
         return ExitCode::from(2);
     }
-    let options = CheckOptions::default();
+    let options = mcp::check_options();
     if fetch_remote && let Err(error) = remote::fetch_remote_documents(&mut inputs, &options) {
         eprintln!("error: {error}");
         return ExitCode::from(2);

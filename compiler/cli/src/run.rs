@@ -131,7 +131,9 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
     let model = model_from_flag(request.model, request.local, &tokio_runtime)?;
 
     // Tools with an `http` binding are called for real; `--mock-tool` replaces any of them.
+    // Tools with an `mcp` binding are called on their MCP servers (AGX-M1).
     let mut tools = ToolRegistry::with_http_tools(&specs).map_err(|error| error.to_string())?;
+    let mcp = crate::mcp::McpTools::bind(&mut tools, &specs)?;
     bind_mock_tools(&mut tools, request.mock_tools)?;
     // Agents used as capabilities run in process; credentials come from
     // `AGENTC_CREDENTIAL_<SET>` environment variables and never enter the engagement.
@@ -176,6 +178,8 @@ fn prepare_and_run(request: RunRequest<'_>) -> Result<bool, String> {
             memory: None,
         },
     ));
+    // MCP servers started for this run stop with it.
+    tokio_runtime.block_on(mcp.shutdown());
     runtime
         .audit
         .flush()

@@ -132,6 +132,7 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
             },
         )
         .map_err(|error| error.to_string())?;
+    let mcp = crate::mcp::McpTools::bind(&mut tools, &loaded.specs)?;
     crate::run::bind_mock_tools(&mut tools, request.mock_tools)?;
     // Credentials never enter the engagement: from a JSON file, or from
     // `AGENTC_CREDENTIAL_<SET>` environment variables.
@@ -170,8 +171,11 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
             hosted.join(", "),
             request.db.display()
         );
-        agentc_server::serve(engine, listener, agentc_server::shutdown_signal())
+        let served = agentc_server::serve(engine, listener, agentc_server::shutdown_signal())
             .await
-            .map_err(|error| error.to_string())
+            .map_err(|error| error.to_string());
+        // MCP servers started for tools stop with the server.
+        mcp.shutdown().await;
+        served
     })
 }

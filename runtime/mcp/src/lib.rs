@@ -15,6 +15,7 @@
 )]
 
 pub mod client;
+pub mod import;
 pub mod output;
 pub mod peers;
 pub mod pin;

@@ -11,6 +11,7 @@ usage: hostile_server.py MODE [N]
   drift      after its first tools/call, changes the tool's description and says so
              (notifications/tools/list_changed)
   dies       exits before answering initialize
+The tool's description is $HOSTILE_DESCRIPTION when set.
 """
 import json
 import os
@@ -19,7 +20,7 @@ import time
 
 mode = sys.argv[1]
 size = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-description = "Echoes its input."
+description = os.environ.get("HOSTILE_DESCRIPTION", "Echoes its input.")
 schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 
 
