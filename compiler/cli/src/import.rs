@@ -149,9 +149,7 @@ fn check_drift(
         };
         let same_server = match (transport, &mcp.server, &mcp.command) {
             (McpTransport::Http { url }, Some(server), _) => server.value == *url,
-            (McpTransport::Stdio { command, .. }, None, Some(written)) => {
-                written.value == *command
-            }
+            (McpTransport::Stdio { command, .. }, None, Some(written)) => written.value == *command,
             _ => false,
         };
         if !same_server {

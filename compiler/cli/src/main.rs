@@ -17,9 +17,9 @@ mod run;
 mod serve;
 mod traces;
 
+use agentc_compiler::check_set;
 use agentc_compiler::diagnostics::Code;
 use agentc_compiler::documents::DocumentKind;
-use agentc_compiler::check_set;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

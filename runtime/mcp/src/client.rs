@@ -79,8 +79,8 @@ struct AgentcClient {
 
 impl ClientHandler for AgentcClient {
     fn get_info(&self) -> ClientConfig {
-        let mut info = ClientConfig::default()
-            .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
+        let mut info =
+            ClientConfig::default().with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
         info.client_info = Implementation::new("agentc", env!("CARGO_PKG_VERSION"));
         info
     }
@@ -110,7 +110,10 @@ impl Connection {
     }
 
     async fn stop(mut self) {
-        let _ = self.service.close_with_timeout(Duration::from_secs(2)).await;
+        let _ = self
+            .service
+            .close_with_timeout(Duration::from_secs(2))
+            .await;
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
             let _ = child.wait().await;
@@ -268,7 +271,11 @@ impl McpServers {
     pub async fn shutdown(&self) {
         let slots: Vec<Arc<ServerSlot>> = match self.inner.slots.lock() {
             Ok(mut slots) => slots.drain().map(|(_, slot)| slot).collect(),
-            Err(poisoned) => poisoned.into_inner().drain().map(|(_, slot)| slot).collect(),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .drain()
+                .map(|(_, slot)| slot)
+                .collect(),
         };
         for slot in slots {
             if let Some(connection) = slot.state.lock().await.live.take() {
@@ -403,22 +410,26 @@ async fn connect(
                 server.stdin,
             )
             .with_max_line_length(limits.max_message_bytes);
-            let service = match tokio::time::timeout(limits.connect_timeout, client.serve(transport)).await {
-                Ok(Ok(service)) => service,
-                Ok(Err(error)) => {
-                    let _ = server.child.start_kill();
-                    let _ = server.child.wait().await;
-                    return Err(format!("the server did not initialize MCP: {}", initialize_error(&error)));
-                }
-                Err(_) => {
-                    let _ = server.child.start_kill();
-                    let _ = server.child.wait().await;
-                    return Err(format!(
-                        "the server did not initialize MCP within {} s",
-                        limits.connect_timeout.as_secs()
-                    ));
-                }
-            };
+            let service =
+                match tokio::time::timeout(limits.connect_timeout, client.serve(transport)).await {
+                    Ok(Ok(service)) => service,
+                    Ok(Err(error)) => {
+                        let _ = server.child.start_kill();
+                        let _ = server.child.wait().await;
+                        return Err(format!(
+                            "the server did not initialize MCP: {}",
+                            initialize_error(&error)
+                        ));
+                    }
+                    Err(_) => {
+                        let _ = server.child.start_kill();
+                        let _ = server.child.wait().await;
+                        return Err(format!(
+                            "the server did not initialize MCP within {} s",
+                            limits.connect_timeout.as_secs()
+                        ));
+                    }
+                };
             Ok(Connection {
                 service,
                 tools: HashMap::new(),
@@ -435,7 +446,9 @@ async fn connect(
                 .max_json_response_size(limits.max_message_bytes);
             match (auth, credential) {
                 (AuthScheme::None, _) => {}
-                (_, None) => return Err("the tool requires a credential and none was provided".to_string()),
+                (_, None) => {
+                    return Err("the tool requires a credential and none was provided".to_string());
+                }
                 (AuthScheme::Bearer | AuthScheme::OAuth2, Some(secret)) => {
                     config = config.auth_header(secret.expose());
                 }
@@ -452,18 +465,22 @@ async fn connect(
                 }
             }
             let transport = StreamableHttpClientTransport::from_config(config);
-            let service = match tokio::time::timeout(limits.connect_timeout, client.serve(transport)).await {
-                Ok(Ok(service)) => service,
-                Ok(Err(error)) => {
-                    return Err(format!("the server did not initialize MCP: {}", initialize_error(&error)));
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "the server did not initialize MCP within {} s",
-                        limits.connect_timeout.as_secs()
-                    ));
-                }
-            };
+            let service =
+                match tokio::time::timeout(limits.connect_timeout, client.serve(transport)).await {
+                    Ok(Ok(service)) => service,
+                    Ok(Err(error)) => {
+                        return Err(format!(
+                            "the server did not initialize MCP: {}",
+                            initialize_error(&error)
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "the server did not initialize MCP within {} s",
+                            limits.connect_timeout.as_secs()
+                        ));
+                    }
+                };
             Ok(Connection {
                 service,
                 tools: HashMap::new(),
@@ -489,10 +506,18 @@ async fn list_tools(
         let page = tokio::time::timeout(limits.connect_timeout, service.peer().list_tools(params))
             .await
             .map_err(|_| "the server did not list its tools in time".to_string())?
-            .map_err(|error| format!("listing the server's tools failed: {}", service_error(&error)))?;
+            .map_err(|error| {
+                format!(
+                    "listing the server's tools failed: {}",
+                    service_error(&error)
+                )
+            })?;
         tools.extend(page.tools);
         if tools.len() > limits.max_tools {
-            return Err(format!("the server lists more than {} tools", limits.max_tools));
+            return Err(format!(
+                "the server lists more than {} tools",
+                limits.max_tools
+            ));
         }
         match page.next_cursor {
             Some(next) => cursor = Some(next),

@@ -102,7 +102,10 @@ mod tests {
 
     #[test]
     fn agx_m1_text_fills_the_one_string_property_and_json_text_is_an_object() {
-        let result = CallToolResult::success(vec![ContentBlock::text("line 1"), ContentBlock::text("line 2")]);
+        let result = CallToolResult::success(vec![
+            ContentBlock::text("line 1"),
+            ContentBlock::text("line 2"),
+        ]);
         assert_eq!(
             tool_output(result, &text_schema()),
             Ok(serde_json::json!({"text": "line 1\nline 2"}))
@@ -116,7 +119,8 @@ mod tests {
 
     #[test]
     fn agx_m1_an_error_result_is_an_error_and_its_text_is_not_passed_on() {
-        let result = CallToolResult::error(vec![ContentBlock::text("secret path /etc/shadow denied")]);
+        let result =
+            CallToolResult::error(vec![ContentBlock::text("secret path /etc/shadow denied")]);
         let error = tool_output(result, &text_schema()).unwrap_err();
         assert_eq!(error, OutputError::ReportedError);
         assert!(!error.to_string().contains("shadow"));
@@ -126,7 +130,10 @@ mod tests {
     fn agx_m1_text_the_schema_cannot_hold_is_refused() {
         let two = serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}});
         let result = CallToolResult::success(vec![ContentBlock::text("plain")]);
-        assert_eq!(tool_output(result, &two), Err(OutputError::TextWithoutPlace));
+        assert_eq!(
+            tool_output(result, &two),
+            Err(OutputError::TextWithoutPlace)
+        );
         let result = CallToolResult::success(vec![]);
         assert_eq!(tool_output(result, &text_schema()), Err(OutputError::Empty));
     }

@@ -23,11 +23,7 @@ impl ToolDefinition {
     pub fn from_listed(tool: &rmcp::model::Tool) -> Self {
         ToolDefinition {
             name: tool.name.to_string(),
-            description: tool
-                .description
-                .as_deref()
-                .unwrap_or_default()
-                .to_string(),
+            description: tool.description.as_deref().unwrap_or_default().to_string(),
             input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
             output_schema: tool
                 .output_schema
@@ -124,8 +120,12 @@ mod tests {
 
     #[test]
     fn agx_m2_the_pin_ignores_key_order_and_sees_every_covered_change() {
-        let a = definition(serde_json::json!({"type": "object", "properties": {"path": {"type": "string"}, "head": {"type": "number"}}}));
-        let b = definition(serde_json::json!({"properties": {"head": {"type": "number"}, "path": {"type": "string"}}, "type": "object"}));
+        let a = definition(
+            serde_json::json!({"type": "object", "properties": {"path": {"type": "string"}, "head": {"type": "number"}}}),
+        );
+        let b = definition(
+            serde_json::json!({"properties": {"head": {"type": "number"}, "path": {"type": "string"}}, "type": "object"}),
+        );
         assert_eq!(a.pin(), b.pin());
         assert!(agentc_compiler::check::is_mcp_pin(&a.pin()), "{}", a.pin());
         let mut described = a.clone();
@@ -134,7 +134,9 @@ mod tests {
         let mut output = a.clone();
         output.output_schema = Some(serde_json::json!({"type": "object"}));
         assert_ne!(a.pin(), output.pin());
-        let widened = definition(serde_json::json!({"type": "object", "properties": {"path": {"type": "string"}, "head": {"type": "string"}}}));
+        let widened = definition(
+            serde_json::json!({"type": "object", "properties": {"path": {"type": "string"}, "head": {"type": "string"}}}),
+        );
         assert_ne!(a.pin(), widened.pin());
     }
 

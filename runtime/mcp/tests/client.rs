@@ -72,7 +72,10 @@ fn processes_with(marker: &str) -> usize {
 }
 
 async fn pin_of(servers: &McpServers, transport: &McpTransport, tool: &str) -> String {
-    let tools = servers.list(transport, &AuthScheme::None, None).await.unwrap();
+    let tools = servers
+        .list(transport, &AuthScheme::None, None)
+        .await
+        .unwrap();
     let listed = tools.iter().find(|listed| listed.name == tool).unwrap();
     ToolDefinition::from_listed(listed).pin()
 }
@@ -140,7 +143,11 @@ async fn agx_m1_a_real_filesystem_server_answers_and_its_process_ends_with_the_s
     assert!(!message.contains("passwd"), "{message}");
 
     servers.shutdown().await;
-    assert_eq!(processes_with(&marker), 0, "no server process outlives shutdown");
+    assert_eq!(
+        processes_with(&marker),
+        0,
+        "no server process outlives shutdown"
+    );
 }
 
 #[tokio::test]
@@ -166,7 +173,10 @@ async fn agx_m2_a_wrong_pin_refuses_the_call_before_it_is_sent() {
         )
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("no longer matches the pin"), "{error}");
+    assert!(
+        error.to_string().contains("no longer matches the pin"),
+        "{error}"
+    );
     assert!(!target.exists(), "a refused call never reaches the server");
 
     // With the right pin, the same call goes through.
@@ -212,7 +222,10 @@ async fn agx_m2_a_tool_that_changes_on_the_server_is_refused_from_then_on() {
     loop {
         match call().await {
             Err(error) => {
-                assert!(error.to_string().contains("no longer matches the pin"), "{error}");
+                assert!(
+                    error.to_string().contains("no longer matches the pin"),
+                    "{error}"
+                );
                 break;
             }
             Ok(_) if Instant::now() < deadline => {
@@ -266,14 +279,28 @@ async fn bad_servers_give_clear_bounded_errors() {
         timeout_ms: None,
     };
     let error = servers
-        .call("echo", &missing, &AuthScheme::None, None, &serde_json::json!({}), &text_output())
+        .call(
+            "echo",
+            &missing,
+            &AuthScheme::None,
+            None,
+            &serde_json::json!({}),
+            &text_output(),
+        )
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("cannot start the server"), "{error}");
+    assert!(
+        error.to_string().contains("cannot start the server"),
+        "{error}"
+    );
 
     let (result, _) = call("dies", &[], 10_000).await;
     assert!(
-        result.as_ref().unwrap_err().to_string().contains("did not initialize"),
+        result
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("did not initialize"),
         "{result:?}"
     );
 
@@ -316,15 +343,32 @@ async fn a_crashed_server_is_started_again_at_the_next_call_within_limits() {
     let crash = binding(&hostile("crash", &[]), "echo", None);
     for _ in 0..2 {
         let error = servers
-            .call("echo", &crash, &AuthScheme::None, None, &serde_json::json!({"text": "x"}), &text_output())
+            .call(
+                "echo",
+                &crash,
+                &AuthScheme::None,
+                None,
+                &serde_json::json!({"text": "x"}),
+                &text_output(),
+            )
             .await
             .unwrap_err();
         assert!(error.to_string().contains("closed"), "{error}");
     }
     let error = servers
-        .call("echo", &crash, &AuthScheme::None, None, &serde_json::json!({"text": "x"}), &text_output())
+        .call(
+            "echo",
+            &crash,
+            &AuthScheme::None,
+            None,
+            &serde_json::json!({"text": "x"}),
+            &text_output(),
+        )
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("not started again yet"), "{error}");
+    assert!(
+        error.to_string().contains("not started again yet"),
+        "{error}"
+    );
     servers.shutdown().await;
 }
