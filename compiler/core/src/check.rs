@@ -1790,6 +1790,16 @@ pub fn is_rfc3339(text: &str) -> bool {
     }
 }
 
+/// `sha256:` and 64 lowercase hex digits: the one form of an MCP tool's pin (AGX-M2).
+pub fn is_mcp_pin(pin: &str) -> bool {
+    pin.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 #[cfg(test)]
 mod rfc3339_tests {
     use super::is_rfc3339;
@@ -1807,14 +1817,4 @@ mod rfc3339_tests {
             assert!(!is_rfc3339(wrong), "{wrong}");
         }
     }
-}
-
-/// `sha256:` and 64 lowercase hex digits: the one form of an MCP tool's pin (AGX-M2).
-pub fn is_mcp_pin(pin: &str) -> bool {
-    pin.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
