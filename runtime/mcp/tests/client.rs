@@ -372,3 +372,127 @@ async fn a_crashed_server_is_started_again_at_the_next_call_within_limits() {
     );
     servers.shutdown().await;
 }
+
+/// The Python SDK's streamable-HTTP server (`tests/peers/http_server.py`) on a free
+/// loopback port, killed when dropped.
+struct HttpPeer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl HttpPeer {
+    fn start(peers: &McpPeers, token: &str) -> HttpPeer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/http_server.py");
+        let child = std::process::Command::new(peers.python())
+            .arg(script)
+            .arg(port.to_string())
+            .arg(token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the Python MCP server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        HttpPeer {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+}
+
+impl Drop for HttpPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn agx_m1_a_streamable_http_server_is_called_with_the_callers_bearer_token() {
+    use agentc_runtime::credentials::Secret;
+    let peers = McpPeers::required();
+    let peer = HttpPeer::start(&peers, "s3cret-token");
+    let transport = McpTransport::Http {
+        url: peer.url.clone(),
+    };
+    let servers = McpServers::default();
+    let token = Secret::new("s3cret-token");
+    let tools = servers
+        .list(&transport, &AuthScheme::Bearer, Some(&token))
+        .await
+        .unwrap();
+    let add = tools.iter().find(|tool| tool.name == "add").unwrap();
+    let pin = ToolDefinition::from_listed(add).pin();
+    let add_binding = binding(&transport, "add", Some(pin));
+    let output = servers
+        .call(
+            "add",
+            &add_binding,
+            &AuthScheme::Bearer,
+            Some(&token),
+            &serde_json::json!({"a": 2, "b": 3}),
+            &serde_json::json!({"type": "object"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(output, serde_json::json!({"result": 5}));
+    let shout = binding(&transport, "shout", None);
+    let output = servers
+        .call(
+            "shout",
+            &shout,
+            &AuthScheme::Bearer,
+            Some(&token),
+            &serde_json::json!({"text": "hi"}),
+            &text_output(),
+        )
+        .await
+        .unwrap();
+    // The Python SDK wraps a function's result as structured content.
+    assert_eq!(output, serde_json::json!({"result": "HI"}));
+
+    // No credential: the call is not sent unauthenticated.
+    let error = servers
+        .call(
+            "add",
+            &add_binding,
+            &AuthScheme::Bearer,
+            None,
+            &serde_json::json!({"a": 1, "b": 1}),
+            &text_output(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("requires a credential"),
+        "{error}"
+    );
+    // Another credential is another session, and the server refuses this one; the
+    // token is in no error.
+    let wrong = Secret::new("wrong-token");
+    let error = servers
+        .call(
+            "add",
+            &add_binding,
+            &AuthScheme::Bearer,
+            Some(&wrong),
+            &serde_json::json!({"a": 1, "b": 1}),
+            &text_output(),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("did not initialize"), "{error}");
+    assert!(!error.to_string().contains("token"), "{error}");
+    servers.shutdown().await;
+}
