@@ -376,7 +376,15 @@ impl McpServers {
             return Err("the connection could not be made".to_string());
         };
         if connection.tools_changed.swap(false, Ordering::SeqCst) {
-            connection.tools = index_tools(list_tools(&connection.service, limits).await?);
+            match list_tools(&connection.service, limits).await {
+                Ok(tools) => connection.tools = index_tools(tools),
+                Err(error) => {
+                    // The old list is stale: until a listing succeeds, no call is made
+                    // on it (fail closed).
+                    connection.tools_changed.store(true, Ordering::SeqCst);
+                    return Err(error);
+                }
+            }
         }
         Ok(connection)
     }
