@@ -154,13 +154,28 @@ struct ServersInner {
     limits: McpLimits,
 }
 
-/// A server as errors name it: its command, or its URL without query or fragment.
+/// A server as errors name it: its command, or its URL without user information, query
+/// or fragment (any of which may hold a credential).
 pub fn server_label(transport: &McpTransport) -> String {
     match transport {
         McpTransport::Stdio { command, .. } => format!("`{command}`"),
         McpTransport::Http { url } => {
             let end = url.find(['?', '#']).unwrap_or(url.len());
-            format!("`{}`", url.get(..end).unwrap_or(url))
+            let url = url.get(..end).unwrap_or(url);
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let rest = match rest
+                .get(..authority_end)
+                .and_then(|authority| authority.rfind('@'))
+            {
+                Some(at) => rest.get(at + 1..).unwrap_or(rest),
+                None => rest,
+            };
+            if scheme.is_empty() {
+                format!("`{rest}`")
+            } else {
+                format!("`{scheme}://{rest}`")
+            }
         }
     }
 }
@@ -418,85 +433,89 @@ async fn connect(
                 server.stdin,
             )
             .with_max_line_length(limits.max_message_bytes);
-            let service =
-                match tokio::time::timeout(limits.connect_timeout, client.serve(transport)).await {
-                    Ok(Ok(service)) => service,
-                    Ok(Err(error)) => {
-                        let _ = server.child.start_kill();
-                        let _ = server.child.wait().await;
-                        return Err(format!(
-                            "the server did not initialize MCP: {}",
-                            initialize_error(&error)
-                        ));
-                    }
-                    Err(_) => {
-                        let _ = server.child.start_kill();
-                        let _ = server.child.wait().await;
-                        return Err(format!(
-                            "the server did not initialize MCP within {} s",
-                            limits.connect_timeout.as_secs()
-                        ));
-                    }
-                };
-            Ok(Connection {
-                service,
-                tools: HashMap::new(),
-                tools_changed,
-                child: Some(server.child),
-                oversized: Some(server.oversized),
-            })
-        }
-        McpTransport::Http { url } => {
-            use rmcp::transport::StreamableHttpClientTransport;
-            use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-            let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                .max_sse_event_size(limits.max_message_bytes)
-                .max_json_response_size(limits.max_message_bytes);
-            match (auth, credential) {
-                (AuthScheme::None, _) => {}
-                (_, None) => {
-                    return Err("the tool requires a credential and none was provided".to_string());
-                }
-                (AuthScheme::Bearer | AuthScheme::OAuth2, Some(secret)) => {
-                    config = config.auth_header(secret.expose());
-                }
-                (AuthScheme::ApiKey { header }, Some(secret)) => {
-                    let name = http::HeaderName::from_bytes(header.as_bytes())
-                        .map_err(|_| "the API key header name is invalid".to_string())?;
-                    let mut value = http::HeaderValue::from_str(secret.expose())
-                        .map_err(|_| "the credential is not a valid header value".to_string())?;
-                    value.set_sensitive(true);
-                    config = config.custom_headers(HashMap::from([(name, value)]));
-                }
-                (AuthScheme::Basic, Some(_)) => {
-                    return Err("basic authentication is not supported for MCP servers; use a bearer token or an API key".to_string());
+            match initialize(client, transport, limits).await {
+                Ok(service) => Ok(Connection {
+                    service,
+                    tools: HashMap::new(),
+                    tools_changed,
+                    child: Some(server.child),
+                    oversized: Some(server.oversized),
+                }),
+                Err(error) => {
+                    let _ = server.child.start_kill();
+                    let _ = server.child.wait().await;
+                    Err(error)
                 }
             }
-            let transport = StreamableHttpClientTransport::from_config(config);
-            let service =
-                match tokio::time::timeout(limits.connect_timeout, client.serve(transport)).await {
-                    Ok(Ok(service)) => service,
-                    Ok(Err(error)) => {
-                        return Err(format!(
-                            "the server did not initialize MCP: {}",
-                            initialize_error(&error)
-                        ));
-                    }
-                    Err(_) => {
-                        return Err(format!(
-                            "the server did not initialize MCP within {} s",
-                            limits.connect_timeout.as_secs()
-                        ));
-                    }
-                };
+        }
+        McpTransport::Http { url } => {
+            let config = http_config(url, auth, credential, limits)?;
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
             Ok(Connection {
-                service,
+                service: initialize(client, transport, limits).await?,
                 tools: HashMap::new(),
                 tools_changed,
                 child: None,
                 oversized: None,
             })
         }
+    }
+}
+
+/// MCP initialized over `transport`, within the connect timeout.
+async fn initialize<T, E, A>(
+    client: AgentcClient,
+    transport: T,
+    limits: &McpLimits,
+) -> Result<RunningService<RoleClient, AgentcClient>, String>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(limits.connect_timeout, client.serve(transport)).await {
+        Ok(Ok(service)) => Ok(service),
+        Ok(Err(error)) => Err(format!(
+            "the server did not initialize MCP: {}",
+            initialize_error(&error)
+        )),
+        Err(_) => Err(format!(
+            "the server did not initialize MCP within {} s",
+            limits.connect_timeout.as_secs()
+        )),
+    }
+}
+
+/// A streamable-HTTP connection's settings: the message limits, and the credential per
+/// the tool's auth scheme (a scheme that needs one and has none is refused rather than
+/// sent unauthenticated; the secret is never part of an error).
+fn http_config(
+    url: &str,
+    auth: &AuthScheme,
+    credential: Option<&Secret>,
+    limits: &McpLimits,
+) -> Result<rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig, String> {
+    let config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url)
+            .max_sse_event_size(limits.max_message_bytes)
+            .max_json_response_size(limits.max_message_bytes);
+    match (auth, credential) {
+        (AuthScheme::None, _) => Ok(config),
+        (_, None) => Err("the tool requires a credential and none was provided".to_string()),
+        (AuthScheme::Bearer | AuthScheme::OAuth2, Some(secret)) => {
+            Ok(config.auth_header(secret.expose()))
+        }
+        (AuthScheme::ApiKey { header }, Some(secret)) => {
+            let name = http::HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| "the API key header name is invalid".to_string())?;
+            let mut value = http::HeaderValue::from_str(secret.expose())
+                .map_err(|_| "the credential is not a valid header value".to_string())?;
+            value.set_sensitive(true);
+            Ok(config.custom_headers(HashMap::from([(name, value)])))
+        }
+        (AuthScheme::Basic, Some(_)) => Err(
+            "basic authentication is not supported for MCP servers; use a bearer token or an API key"
+                .to_string(),
+        ),
     }
 }
 
@@ -559,5 +578,24 @@ fn initialize_error(error: &rmcp::service::ClientInitializeError) -> String {
         Error::ConnectionClosed(_) => "it closed the connection".to_string(),
         Error::JsonRpcError(data) => format!("it answered with JSON-RPC error {}", data.code.0),
         _ => "its answer was not a valid initialization".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_label_drops_what_may_hold_a_credential() {
+        let label = |url: &str| server_label(&McpTransport::Http { url: url.into() });
+        assert_eq!(
+            label("https://user:s3cret@mcp.acme.example/mcp?key=s3cret#x"),
+            "`https://mcp.acme.example/mcp`"
+        );
+        assert_eq!(
+            label("http://127.0.0.1:8080/mcp"),
+            "`http://127.0.0.1:8080/mcp`"
+        );
+        assert_eq!(label("https://host/a@b"), "`https://host/a@b`");
     }
 }

@@ -79,3 +79,24 @@ impl McpPeers {
         self.root.join("py/bin/python")
     }
 }
+
+/// How many processes of this machine have `marker` in their command line (Linux's
+/// `/proc`): how the tests see that no server process outlives its run.
+pub fn processes_with(marker: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.bytes().all(|byte| byte.is_ascii_digit()))
+        })
+        .filter(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+        })
+        .count()
+}

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agentc_mcp::peers::McpPeers;
+use agentc_mcp::peers::{McpPeers, processes_with};
 use agentc_mcp::pin::ToolDefinition;
 use agentc_mcp::{McpLimits, McpServers};
 use agentc_runtime::{AuthScheme, McpBindingSpec, McpTransport, ToolError};
@@ -50,25 +50,6 @@ fn binding(transport: &McpTransport, tool: &str, pin: Option<String>) -> McpBind
         pin,
         timeout_ms: None,
     }
-}
-
-/// Processes whose command line contains `marker` (this test's own servers).
-fn processes_with(marker: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_str()
-                .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .filter(|entry| {
-            std::fs::read(entry.path().join("cmdline"))
-                .map(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
-                .unwrap_or(false)
-        })
-        .count()
 }
 
 async fn pin_of(servers: &McpServers, transport: &McpTransport, tool: &str) -> String {
@@ -331,7 +312,15 @@ async fn bad_servers_give_clear_bounded_errors() {
     assert!(result.is_err(), "{result:?}");
 
     servers.shutdown().await;
-    assert_eq!(processes_with("hostile_server.py"), 0);
+    // Each mode's own process is gone (`crash` is left out: another test runs it).
+    // A command line's arguments are separated by NUL bytes.
+    for mode in ["dies", "oversized", "endless", "malformed", "hang"] {
+        assert_eq!(
+            processes_with(&format!("hostile_server.py\0{mode}")),
+            0,
+            "{mode}"
+        );
+    }
 }
 
 #[tokio::test]
