@@ -432,6 +432,57 @@ fn audit_observe_only(
     Ok(())
 }
 
+/// AGX-M3: starts an engagement whose calls come from a client outside the runtime —
+/// an MCP client through the gateway — rather than from a model the runtime drives.
+/// There is no user input here to guard or to record as the request: the client's own
+/// model read it, so provenance rules that ask for the user's words deny.
+pub fn start_direct_engagement(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    user: Option<crate::engagement::UserIdentity>,
+) -> Result<Engagement, String> {
+    let id = fresh_engagement_id(&agent.name)?;
+    let names = capability_names(agent);
+    let mut engagement = Engagement::new(&id, &agent.name, &names, user, runtime.clock.now());
+    audit_observe_only(runtime, agent, &engagement)?;
+    engagement.set_status(EngagementStatus::AwaitingModel);
+    tracing::info!(engagement = %id, agent = %agent.name, "direct engagement created");
+    Ok(engagement)
+}
+
+/// AGX-M3: one call of a direct engagement, through every check of [`enforce_call_as`];
+/// a refusal ends the engagement exactly when it would end one the runtime drives (a
+/// fatal stage, or a policy refusal under `stop_on_refusal`), so a client cannot go on
+/// where a model could not.
+pub async fn enforce_direct_call(
+    runtime: &Runtime,
+    agent: &AgentSpec,
+    engagement: &mut Engagement,
+    call: &ToolCall,
+) -> CallOutcome {
+    let outcome = enforce_call_as(runtime, agent, engagement, call, Caller::default()).await;
+    if let CallOutcome::Refused(refusal) = &outcome
+        && !engagement.is_finished()
+        && (refusal.stage.is_fatal()
+            || (agent.stop_on_refusal && refusal.stage.is_policy_refusal()))
+    {
+        fail(engagement, refusal_reason(refusal, ""));
+    }
+    outcome
+}
+
+/// AGX-M3: ends a direct engagement when its client leaves: completed unless it had
+/// failed, and the audit trail's entries covered by a checkpoint.
+pub fn end_direct_engagement(runtime: &Runtime, engagement: &mut Engagement) {
+    if !engagement.is_finished() {
+        engagement.set_status(EngagementStatus::Completed);
+    }
+    tracing::info!(engagement = engagement.id(), status = ?engagement.status(), "direct engagement ended");
+    if let Err(error) = runtime.audit.checkpoint() {
+        tracing::warn!(%error, engagement = engagement.id(), "the audit checkpoint could not be written");
+    }
+}
+
 /// Records in the audit trail that a snapshot was not resumed, and why: the
 /// engagement ends there, and the trail says so rather than just stopping.
 fn audit_unresumable(

@@ -48,7 +48,8 @@ pub use credentials::{
     CredentialError, CredentialProvider, EnvCredentials, Identity, InMemoryCredentials, Secret,
 };
 pub use driver::{
-    continue_engagement, resume_engagement, review_by_agent, run_engagement, run_engagement_with_id,
+    continue_engagement, end_direct_engagement, enforce_direct_call, resume_engagement,
+    review_by_agent, run_engagement, run_engagement_with_id, start_direct_engagement,
 };
 pub use enforce::{CallOutcome, Caller, Refusal, RefusalStage};
 pub use engagement::{

@@ -9,6 +9,8 @@ mod conform;
 mod diff;
 mod files;
 #[cfg(feature = "mcp")]
+mod gateway;
+#[cfg(feature = "mcp")]
 mod import;
 mod mcp;
 mod remote;
@@ -238,6 +240,63 @@ enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+    /// Serve one agent's capabilities to any MCP client as an enforcing MCP server
+    /// (AGX-M3): each `tools/call` runs through every check, one session is one
+    /// engagement, refusals are tool errors, and the audit trail records every call.
+    #[cfg(feature = "mcp")]
+    Gateway {
+        /// Spec files or directories (the agent and the tools it uses).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The agent whose capabilities are offered.
+        #[arg(long)]
+        agent: String,
+        /// Serve one session on stdin and stdout (for a client that starts the gateway).
+        #[arg(long, conflicts_with_all = ["bind", "auth_config"], required_unless_present = "bind")]
+        stdio: bool,
+        /// With `--stdio`: the user the session's calls are made for (`user.id`).
+        #[arg(long, requires = "stdio")]
+        user: Option<String>,
+        /// With `--user`: the user's email (`user.email`).
+        #[arg(long, requires = "user")]
+        user_email: Option<String>,
+        /// Serve streamable HTTP at `/mcp` on this address.
+        #[arg(long, requires = "auth_config")]
+        bind: Option<String>,
+        /// With `--bind`: the callers, as for `agentc serve` (bearer tokens and API keys,
+        /// each mapped to a user).
+        #[arg(long)]
+        auth_config: Option<PathBuf>,
+        /// With `--bind`: a host name accepted in requests' `Host` header besides the
+        /// loopback names (repeatable); other hosts are refused (DNS rebinding).
+        #[arg(long = "allowed-host")]
+        allowed_hosts: Vec<String>,
+        /// The audit trail (JSON lines): created, or continued after it verifies.
+        #[arg(long)]
+        audit: PathBuf,
+        /// Sign checkpoints into the audit trail with the secret key in this file.
+        #[arg(long)]
+        audit_key: Option<PathBuf>,
+        /// With `--audit-key`: sign a checkpoint after at most this many entries.
+        #[arg(long, default_value_t = agentc_runtime::DEFAULT_CHECKPOINT_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
+        audit_checkpoint_every: u64,
+        /// Answer a tool with a fixed JSON response: NAME=FILE.json (repeatable).
+        #[arg(long = "mock-tool")]
+        mock_tools: Vec<String>,
+        /// Credentials for tools: a JSON file (`{"static": {"set": "secret"}}`); default
+        /// `AGENTC_CREDENTIAL_<SET>` variables.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        /// How long a tool may take in seconds.
+        #[arg(long, default_value_t = 30, value_parser = seconds_limit())]
+        tool_timeout: u64,
+        /// How long a review asked of the client may take in seconds.
+        #[arg(long, default_value_t = 300, value_parser = seconds_limit())]
+        review_timeout: u64,
+        /// Sessions (engagements) open at once.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        max_sessions: u64,
+    },
     /// Work with audit trails.
     Audit {
         #[command(subcommand)]
@@ -459,6 +518,51 @@ fn main() -> ExitCode {
             out: &out,
             check,
         }),
+        #[cfg(feature = "mcp")]
+        Command::Gateway {
+            paths,
+            agent,
+            stdio,
+            user,
+            user_email,
+            bind,
+            auth_config,
+            allowed_hosts,
+            audit,
+            audit_key,
+            audit_checkpoint_every,
+            mock_tools,
+            credentials,
+            tool_timeout,
+            review_timeout,
+            max_sessions,
+        } => {
+            let inputs = match files::collect_inputs(&paths) {
+                Ok(inputs) => inputs,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            gateway::gateway(gateway::GatewayRequest {
+                inputs,
+                agent: &agent,
+                stdio,
+                user: user.as_deref(),
+                user_email: user_email.as_deref(),
+                bind: bind.as_deref(),
+                auth_config: auth_config.as_deref(),
+                allowed_hosts: &allowed_hosts,
+                audit: &audit,
+                audit_key: audit_key.as_deref(),
+                audit_checkpoint_every,
+                mock_tools: &mock_tools,
+                credentials: credentials.as_deref(),
+                tool_timeout_secs: tool_timeout,
+                review_timeout_secs: review_timeout,
+                max_sessions: usize::try_from(max_sessions).unwrap_or(usize::MAX),
+            })
+        }
         Command::Run {
             paths,
             agent,

@@ -186,3 +186,367 @@ fn agx_m2_import_pins_each_tool_and_check_reports_a_changed_definition() {
     );
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// A fresh copy of the notes keeper example under a scratch directory, without notes.
+fn notes_keeper_copy(name: &str) -> PathBuf {
+    let scratch = std::env::temp_dir().join(format!("agentc-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let example = scratch.join("spec-examples/mcp-files");
+    copy_tree(&workspace_root().join("spec-examples/mcp-files"), &example);
+    let _ = std::fs::remove_file(example.join("workspace/notes/handbook-summary.md"));
+    scratch
+}
+
+/// What the Python SDK's client (`tests/peers/gateway_client.py`) reported.
+fn python_client(
+    scratch: &Path,
+    peers: &McpPeers,
+    plan: &serde_json::Value,
+    target: &[&str],
+) -> serde_json::Value {
+    let plan_path = scratch.join("plan.json");
+    std::fs::write(&plan_path, plan.to_string()).unwrap();
+    let client = workspace_root().join("compiler/cli/tests/peers/gateway_client.py");
+    let path = format!(
+        "{}:{}",
+        peers.root().join("node_modules/.bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new(peers.python())
+        .arg(&client)
+        .arg(target[0])
+        .arg(&plan_path)
+        .args(&target[1..])
+        .current_dir(scratch)
+        .env("PATH", path)
+        .output()
+        .expect("the Python MCP client runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The calls of the notes keeper's gateway tests: the handbook, the write its hidden
+/// instruction asks for, a private note, a shared note (reviewed) and a tool the agent
+/// does not have.
+fn notes_keeper_plan(approve: bool) -> serde_json::Value {
+    serde_json::json!({
+        "approve": approve,
+        "calls": [
+            {"tool": "list_directory", "arguments": {"path": "docs"}},
+            {"tool": "read_text_file", "arguments": {"path": "docs/handbook.md"}},
+            {"tool": "write_file", "arguments": {"path": "../secrets.env", "content": "copied handbook"}},
+            {"tool": "write_file", "arguments": {"path": "notes/summary.md", "content": "Laptops on day one."}},
+            {"tool": "write_file", "arguments": {"path": "notes/shared/team.md", "content": "Team summary."}},
+            {"tool": "delete_file", "arguments": {"path": "docs/handbook.md"}}
+        ]
+    })
+}
+
+#[test]
+fn agx_m3_a_real_mcp_client_gets_the_agents_tools_through_the_gateway_over_stdio_and_its_refusals()
+{
+    let peers = McpPeers::required();
+    let scratch = notes_keeper_copy("gateway-stdio");
+    let example = scratch.join("spec-examples/mcp-files");
+    let audit = scratch.join("audit.jsonl");
+    let agentc = env!("CARGO_BIN_EXE_agentc");
+    let report = python_client(
+        &scratch,
+        &peers,
+        &notes_keeper_plan(false),
+        &[
+            "stdio",
+            "--",
+            agentc,
+            "gateway",
+            "spec-examples/mcp-files",
+            "--agent",
+            "notes_keeper",
+            "--stdio",
+            "--user",
+            "emp42",
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+    );
+    // Exactly the agent's capabilities are offered.
+    assert_eq!(
+        report["tools"],
+        serde_json::json!(["list_directory", "read_text_file", "write_file"])
+    );
+    let calls = report["calls"].as_array().unwrap();
+    // Allowed calls reach the real server; its structured content comes back.
+    assert_eq!(calls[0]["is_error"], false, "{report}");
+    assert_eq!(calls[0]["structured"]["content"], "[FILE] handbook.md");
+    assert!(
+        calls[1]["structured"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Laptops are issued")
+    );
+    // The injected write is a tool error with the fixed sentence, never the detail.
+    assert_eq!(calls[2]["is_error"], true);
+    let refusal: serde_json::Value =
+        serde_json::from_str(calls[2]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(refusal["stage"], "input_restriction");
+    assert!(!calls[2]["text"].as_str().unwrap().contains("secrets"));
+    assert!(!scratch.join("spec-examples/secrets.env").exists());
+    // The private note is written.
+    assert_eq!(calls[3]["is_error"], false, "{report}");
+    assert!(example.join("workspace/notes/summary.md").exists());
+    // The shared note needs the user's review: the client was asked (elicitation),
+    // declined, and the call never reached the server.
+    let asked = report["elicitations"].as_array().unwrap();
+    assert_eq!(asked.len(), 1, "{report}");
+    assert!(asked[0].as_str().unwrap().contains("write_file"));
+    assert_eq!(calls[4]["is_error"], true);
+    assert!(calls[4]["text"].as_str().unwrap().contains("input_review"));
+    assert!(!example.join("workspace/notes/shared/team.md").exists());
+    // A tool the agent does not have is a JSON-RPC error (invalid params).
+    assert_eq!(calls[5]["error"], -32602, "{report}");
+    assert!(example.join("workspace/docs/handbook.md").exists());
+
+    // The audit trail records every call for the session's user, the refusals with
+    // their stage, and verifies.
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    let entries: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(entries.iter().all(|entry| entry["user"] == "emp42"));
+    let denied: Vec<&str> = entries
+        .iter()
+        .filter(|entry| entry["action"] == "denied")
+        .map(|entry| entry["detail"]["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        denied,
+        ["input_restriction", "input_review", "undeclared_tool"],
+        "{trail}"
+    );
+    let verify = agentc_in(
+        &scratch,
+        &peers,
+        &["audit", "verify", audit.to_str().unwrap()],
+    );
+    assert_eq!(verify.status.code(), Some(0), "{}", text(&verify.stderr));
+    // The gateway and the server it started ended with the client.
+    assert_eq!(processes_with(scratch.to_str().unwrap()), 0);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// `agentc gateway --bind 127.0.0.1:0` in `scratch`, stopped when dropped.
+struct HttpGateway {
+    child: std::process::Child,
+    address: String,
+}
+
+impl HttpGateway {
+    fn start(scratch: &Path, peers: &McpPeers, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        std::fs::write(
+            scratch.join("auth.json"),
+            r#"{"tokens": [{"token": "alice-token-1", "user": "alice"}, {"token": "bob-token-22", "user": "bob"}]}"#,
+        )
+        .unwrap();
+        let path = format!(
+            "{}:{}",
+            peers.root().join("node_modules/.bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agentc"))
+            .args([
+                "gateway",
+                "spec-examples/mcp-files",
+                "--agent",
+                "notes_keeper",
+                "--bind",
+                "127.0.0.1:0",
+                "--auth-config",
+                "auth.json",
+                "--audit",
+                "audit.jsonl",
+            ])
+            .args(extra)
+            .current_dir(scratch)
+            .env("PATH", path)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        HttpGateway { child, address }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/mcp", self.address)
+    }
+
+    /// One raw HTTP/1.1 POST to `/mcp`: the status and the whole answer.
+    fn post(&self, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut request = format!(
+            "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            request.push_str(&format!("Host: {}\r\n", self.address));
+        }
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let _ = stream.write_all(body.as_bytes());
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        (status, answer)
+    }
+
+    /// Initializes a session as the user of `token`: its `Mcp-Session-Id`.
+    fn initialize(&self, token: &str) -> Option<String> {
+        let bearer = format!("Bearer {token}");
+        let (status, answer) = self.post(
+            &[("Authorization", &bearer)],
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
+        );
+        if status != 200 {
+            return None;
+        }
+        answer.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| value.trim().to_string())
+        })
+    }
+}
+
+impl Drop for HttpGateway {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn agx_m3_over_http_the_user_comes_from_the_token_and_an_approved_review_lets_the_shared_note_through()
+ {
+    let peers = McpPeers::required();
+    let scratch = notes_keeper_copy("gateway-http");
+    let example = scratch.join("spec-examples/mcp-files");
+    let gateway = HttpGateway::start(&scratch, &peers, &[]);
+    let report = python_client(
+        &scratch,
+        &peers,
+        &notes_keeper_plan(true),
+        &["http", &gateway.url(), "alice-token-1"],
+    );
+    let calls = report["calls"].as_array().unwrap();
+    assert_eq!(calls[2]["is_error"], true, "{report}");
+    assert_eq!(calls[3]["is_error"], false, "{report}");
+    // Approved through elicitation: the shared note is written.
+    assert_eq!(report["elicitations"].as_array().unwrap().len(), 1);
+    assert_eq!(calls[4]["is_error"], false, "{report}");
+    assert_eq!(
+        std::fs::read_to_string(example.join("workspace/notes/shared/team.md")).unwrap(),
+        "Team summary."
+    );
+    drop(gateway);
+    let trail = std::fs::read_to_string(scratch.join("audit.jsonl")).unwrap();
+    assert!(
+        trail.lines().all(|line| line.contains("\"user\":\"alice\"")
+            || line.contains("\"action\":\"checkpoint\"")),
+        "{trail}"
+    );
+    assert!(trail.contains("\"action\":\"approved\""), "{trail}");
+    assert_eq!(processes_with(scratch.to_str().unwrap()), 0);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn agx_m3_hostile_http_clients_are_refused_without_reaching_a_tool() {
+    let peers = McpPeers::required();
+    let scratch = notes_keeper_copy("gateway-hostile");
+    let gateway = HttpGateway::start(&scratch, &peers, &["--max-sessions", "2"]);
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    // No credential, an unknown one: 401 before MCP is read.
+    assert_eq!(gateway.post(&[], initialize).0, 401);
+    assert_eq!(
+        gateway
+            .post(&[("Authorization", "Bearer not-a-token")], initialize)
+            .0,
+        401
+    );
+    // A Host that is not loopback (DNS rebinding): refused.
+    let (status, _) = gateway.post(
+        &[
+            ("Authorization", "Bearer alice-token-1"),
+            ("Host", "attacker.example"),
+        ],
+        initialize,
+    );
+    assert_eq!(status, 403);
+    // An oversized request: 413.
+    let oversized = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    assert_eq!(
+        gateway
+            .post(&[("Authorization", "Bearer alice-token-1")], &oversized)
+            .0,
+        413
+    );
+    // Another user's session: bob cannot call a tool in alice's engagement.
+    let session = gateway
+        .initialize("alice-token-1")
+        .expect("alice gets a session");
+    let (_, answer) = gateway.post(
+        &[
+            ("Authorization", "Bearer bob-token-22"),
+            ("Mcp-Session-Id", &session),
+            ("MCP-Protocol-Version", "2025-06-18"),
+        ],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"notes/bob.md","content":"x"}}}"#,
+    );
+    assert!(
+        answer.contains("this session belongs to another user"),
+        "{answer}"
+    );
+    assert!(
+        !scratch
+            .join("spec-examples/mcp-files/workspace/notes/bob.md")
+            .exists()
+    );
+    // Past `--max-sessions`, no new session is opened.
+    let second = gateway.initialize("bob-token-22");
+    assert!(second.is_some());
+    assert_eq!(gateway.initialize("bob-token-22"), None);
+    drop(gateway);
+    let trail = std::fs::read_to_string(scratch.join("audit.jsonl")).unwrap_or_default();
+    assert!(!trail.contains("notes/bob.md"), "{trail}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
