@@ -26,6 +26,8 @@ pub struct GatewayRequest<'a> {
     /// Serve streamable HTTP on this address, callers from `auth_config`.
     pub bind: Option<&'a str>,
     pub auth_config: Option<&'a Path>,
+    /// With `bind` on a loopback address: the user of requests without a credential.
+    pub anonymous_user: Option<&'a str>,
     pub allowed_hosts: &'a [String],
     pub audit: &'a Path,
     pub audit_key: Option<&'a Path>,
@@ -122,8 +124,14 @@ fn run(request: GatewayRequest<'_>) -> Result<(), String> {
             let config = AuthConfig::from_file(path).map_err(|error| error.to_string())?;
             Some(Arc::new(ConfiguredUsers(Authenticator::new(&config))))
         }
+        (false, Some(_), None) if request.anonymous_user.is_some() => Some(Arc::new(
+            ConfiguredUsers(Authenticator::new(&AuthConfig::default())),
+        )),
         (false, Some(_), None) => {
-            return Err("`--bind` needs `--auth-config`: the gateway's callers".to_string());
+            return Err(
+                "`--bind` needs `--auth-config` (the gateway's callers) or, on a loopback address, `--anonymous-user`"
+                    .to_string(),
+            );
         }
         _ => return Err("give either `--stdio` or `--bind ADDR --auth-config FILE`".to_string()),
     };
@@ -179,8 +187,16 @@ fn run(request: GatewayRequest<'_>) -> Result<(), String> {
                     .await
                     .map_err(|error| format!("cannot listen on `{bind}`: {error}"))?;
                 let address = listener.local_addr().map_err(|error| error.to_string())?;
+                // Callers without a credential are taken only where no other machine can
+                // reach the gateway.
+                if request.anonymous_user.is_some() && !address.ip().is_loopback() {
+                    return Err(format!(
+                        "`--anonymous-user` is refused on `{address}`: only a loopback address may serve callers without a credential"
+                    ));
+                }
                 let config = GatewayHttpConfig {
                     allowed_hosts: request.allowed_hosts.to_vec(),
+                    anonymous_user: request.anonymous_user.map(UserIdentity::new),
                     ..GatewayHttpConfig::default()
                 };
                 let router =

@@ -261,12 +261,17 @@ enum Command {
         #[arg(long, requires = "user")]
         user_email: Option<String>,
         /// Serve streamable HTTP at `/mcp` on this address.
-        #[arg(long, requires = "auth_config")]
+        #[arg(long)]
         bind: Option<String>,
         /// With `--bind`: the callers, as for `agentc serve` (bearer tokens and API keys,
         /// each mapped to a user).
         #[arg(long)]
         auth_config: Option<PathBuf>,
+        /// With `--bind` on a loopback address: the user of requests that carry no
+        /// credential (a local client such as a desktop app); a wrong credential is still
+        /// refused.
+        #[arg(long, requires = "bind")]
+        anonymous_user: Option<String>,
         /// With `--bind`: a host name accepted in requests' `Host` header besides the
         /// loopback names (repeatable); other hosts are refused (DNS rebinding).
         #[arg(long = "allowed-host")]
@@ -527,6 +532,7 @@ fn main() -> ExitCode {
             user_email,
             bind,
             auth_config,
+            anonymous_user,
             allowed_hosts,
             audit,
             audit_key,
@@ -552,6 +558,7 @@ fn main() -> ExitCode {
                 user_email: user_email.as_deref(),
                 bind: bind.as_deref(),
                 auth_config: auth_config.as_deref(),
+                anonymous_user: anonymous_user.as_deref(),
                 allowed_hosts: &allowed_hosts,
                 audit: &audit,
                 audit_key: audit_key.as_deref(),

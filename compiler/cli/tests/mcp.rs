@@ -342,32 +342,38 @@ struct HttpGateway {
 }
 
 impl HttpGateway {
-    fn start(scratch: &Path, peers: &McpPeers, extra: &[&str]) -> Self {
-        use std::io::BufRead;
+    /// The notes keeper's gateway, callers alice and bob, with `extra` arguments.
+    fn notes_keeper(scratch: &Path, peers: &McpPeers, extra: &[&str]) -> Self {
         std::fs::write(
             scratch.join("auth.json"),
             r#"{"tokens": [{"token": "alice-token-1", "user": "alice"}, {"token": "bob-token-22", "user": "bob"}]}"#,
         )
         .unwrap();
+        let mut arguments = vec![
+            "gateway",
+            "spec-examples/mcp-files",
+            "--agent",
+            "notes_keeper",
+            "--auth-config",
+            "auth.json",
+            "--audit",
+            "audit.jsonl",
+        ];
+        arguments.extend_from_slice(extra);
+        Self::start(scratch, peers, &arguments)
+    }
+
+    /// `agentc ARGUMENTS... --bind 127.0.0.1:0` in `scratch`.
+    fn start(scratch: &Path, peers: &McpPeers, arguments: &[&str]) -> Self {
+        use std::io::BufRead;
         let path = format!(
             "{}:{}",
             peers.root().join("node_modules/.bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
         let mut child = Command::new(env!("CARGO_BIN_EXE_agentc"))
-            .args([
-                "gateway",
-                "spec-examples/mcp-files",
-                "--agent",
-                "notes_keeper",
-                "--bind",
-                "127.0.0.1:0",
-                "--auth-config",
-                "auth.json",
-                "--audit",
-                "audit.jsonl",
-            ])
-            .args(extra)
+            .args(arguments)
+            .args(["--bind", "127.0.0.1:0"])
             .current_dir(scratch)
             .env("PATH", path)
             .stderr(std::process::Stdio::piped())
@@ -457,7 +463,7 @@ fn agx_m3_over_http_the_user_comes_from_the_token_and_an_approved_review_lets_th
     let peers = McpPeers::required();
     let scratch = notes_keeper_copy("gateway-http");
     let example = scratch.join("spec-examples/mcp-files");
-    let gateway = HttpGateway::start(&scratch, &peers, &[]);
+    let gateway = HttpGateway::notes_keeper(&scratch, &peers, &[]);
     let report = python_client(
         &scratch,
         &peers,
@@ -490,7 +496,7 @@ fn agx_m3_over_http_the_user_comes_from_the_token_and_an_approved_review_lets_th
 fn agx_m3_hostile_http_clients_are_refused_without_reaching_a_tool() {
     let peers = McpPeers::required();
     let scratch = notes_keeper_copy("gateway-hostile");
-    let gateway = HttpGateway::start(&scratch, &peers, &["--max-sessions", "2"]);
+    let gateway = HttpGateway::notes_keeper(&scratch, &peers, &["--max-sessions", "2"]);
     let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
     // No credential, an unknown one: 401 before MCP is read.
     assert_eq!(gateway.post(&[], initialize).0, 401);
@@ -548,5 +554,89 @@ fn agx_m3_hostile_http_clients_are_refused_without_reaching_a_tool() {
     drop(gateway);
     let trail = std::fs::read_to_string(scratch.join("audit.jsonl")).unwrap_or_default();
     assert!(!trail.contains("notes/bob.md"), "{trail}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[test]
+fn agx_m3_the_official_mcp_conformance_suite_passes_against_the_gateway_but_for_its_listed_failures()
+ {
+    let peers = McpPeers::required();
+    let scratch =
+        std::env::temp_dir().join(format!("agentc-cli-mcp-conformance-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let here = workspace_root().join("compiler/cli/tests/peers");
+    // The upstream server's tools, imported and pinned as a user would.
+    let upstream = format!(
+        "{} {}",
+        peers.python().display(),
+        here.join("conformance_upstream.py").display()
+    );
+    let import = agentc_in(
+        &scratch,
+        &peers,
+        &["import", "mcp", "--stdio", &upstream, "-o", "tools"],
+    );
+    assert_eq!(import.status.code(), Some(0), "{}", text(&import.stderr));
+    std::fs::copy(
+        here.join("conformance_probe.yaml"),
+        scratch.join("conformance_probe.yaml"),
+    )
+    .unwrap();
+    // The suite sends no credential: a loopback gateway takes such callers as one user.
+    let gateway = HttpGateway::start(
+        &scratch,
+        &peers,
+        &[
+            "gateway",
+            ".",
+            "--agent",
+            "conformance_probe",
+            "--anonymous-user",
+            "conformance",
+            "--audit",
+            "audit.jsonl",
+        ],
+    );
+    let suite = Command::new("node")
+        .arg(peers.conformance_suite())
+        .args(["server", "--url", &gateway.url(), "--suite", "all"])
+        .arg("--expected-failures")
+        .arg(here.join("conformance-baseline.yml"))
+        .current_dir(&scratch)
+        .output()
+        .expect("node runs the conformance suite");
+    let report = text(&suite.stdout);
+    let summary = report.split("=== SUMMARY ===").nth(1).unwrap_or(&report);
+    // Exit 0: every scenario not in the baseline passed, and every one in it failed
+    // (a baseline entry that starts passing fails the run, so the list stays true).
+    assert_eq!(
+        suite.status.code(),
+        Some(0),
+        "{summary}\n{}",
+        text(&suite.stderr)
+    );
+    for scenario in [
+        "server-initialize",
+        "tools-list",
+        "tools-call-simple-text",
+        "tools-call-error",
+        "dns-rebinding-protection",
+        "json-schema-2020-12",
+    ] {
+        assert!(
+            summary.contains(&format!("✓ {scenario}:")),
+            "{scenario}: {summary}"
+        );
+    }
+    drop(gateway);
+    // Every call the suite made is in the trail, as the anonymous user's.
+    let trail = std::fs::read_to_string(scratch.join("audit.jsonl")).unwrap();
+    assert!(
+        trail.contains("\"subject\":\"test_simple_text\""),
+        "{trail}"
+    );
+    assert!(trail.contains("\"user\":\"conformance\""));
+    assert_eq!(processes_with("conformance_upstream.py"), 0);
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -39,6 +39,9 @@ pub struct GatewayHttpConfig {
     pub allowed_hosts: Vec<String>,
     /// How long a session may stay idle before it is closed.
     pub session_idle: Duration,
+    /// The user of a request that carries no credential at all; `None` refuses it. A
+    /// request with a credential the authenticator does not know is refused either way.
+    pub anonymous_user: Option<UserIdentity>,
 }
 
 impl Default for GatewayHttpConfig {
@@ -47,6 +50,7 @@ impl Default for GatewayHttpConfig {
             max_request_bytes: 1024 * 1024,
             allowed_hosts: Vec::new(),
             session_idle: Duration::from_secs(300),
+            anonymous_user: None,
         }
     }
 }
@@ -73,13 +77,23 @@ pub fn router(
     axum::Router::new()
         .route_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(
-            authenticator,
+            Callers {
+                authenticator,
+                anonymous_user: config.anonymous_user.clone(),
+            },
             authenticate,
         ))
 }
 
+/// Who may call: the authenticator, and the user of requests without a credential.
+#[derive(Clone)]
+struct Callers {
+    authenticator: Arc<dyn GatewayAuthenticator>,
+    anonymous_user: Option<UserIdentity>,
+}
+
 async fn authenticate(
-    State(authenticator): State<Arc<dyn GatewayAuthenticator>>,
+    State(callers): State<Callers>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -88,7 +102,16 @@ async fn authenticate(
     let user = {
         let headers = request.headers();
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        authenticator.authenticate(header("authorization"), header("x-api-key"))
+        let credential = [http::header::AUTHORIZATION.as_str(), "x-api-key"]
+            .iter()
+            .any(|name| headers.contains_key(*name));
+        if credential {
+            callers
+                .authenticator
+                .authenticate(header("authorization"), header("x-api-key"))
+        } else {
+            callers.anonymous_user.clone()
+        }
     };
     match user {
         Some(user) => {
