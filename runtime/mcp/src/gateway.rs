@@ -35,7 +35,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ElicitRequestParams,
     ElicitationAction, ElicitationSchema, Implementation, InitializeRequestParams,
     InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{ElicitationMode, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
@@ -329,18 +329,13 @@ fn returned(output: &serde_json::Value) -> CallToolResult {
 impl ServerHandler for GatewaySession {
     fn get_info(&self) -> ServerConfig {
         let agent = &self.gateway.agent;
-        InitializeResult::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_logging()
-                .build(),
-        )
-        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
-        .with_server_info(Implementation::new(
-            format!("agentc-gateway-{}", agent.name),
-            env!("CARGO_PKG_VERSION"),
-        ))
-        .with_instructions(agent.intent.clone())
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+            .with_server_info(Implementation::new(
+                format!("agentc-gateway-{}", agent.name),
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(agent.intent.clone())
     }
 
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
@@ -370,16 +365,6 @@ impl ServerHandler for GatewaySession {
         Ok(ListToolsResult::with_all_items(
             self.gateway.offered.as_ref().clone(),
         ))
-    }
-
-    /// The gateway sends its clients no log messages — an upstream server's are
-    /// untrusted text and are not forwarded — so every level is honoured by sending none.
-    async fn set_level(
-        &self,
-        _request: SetLevelRequestParams,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        Ok(())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
