@@ -277,7 +277,8 @@ fn bench() -> Result<(), String> {
         "1",
         "--measurement-time",
         "3",
-    ])
+    ])?;
+    cargo(&["bench", "-p", "agentc-mcp", "--bench", "gateway_overhead"])
 }
 
 /// `tiny-model DIR [--gguf FILE] [--seed N]`.
