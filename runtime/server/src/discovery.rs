@@ -418,3 +418,85 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
         },
     })
 }
+
+/// The version of the A2A Agent Card format written at `/.well-known/agent-card.json`.
+pub const A2A_PROTOCOL_VERSION: &str = "0.3.0";
+
+/// The transport the Agent Card names for the server's own HTTP API. agentc does not
+/// speak the A2A protocol's JSON-RPC, gRPC or HTTP+JSON bindings, so the card names its
+/// own transport rather than claim one of them: an A2A client that knows only those
+/// skips it, and a person or a registry still finds the agents and where they answer.
+pub const OPENAGENTSPEC_TRANSPORT: &str = "OPENAGENTSPEC+HTTP";
+
+/// AGX-M4: the A2A Agent Card of the server (`/.well-known/agent-card.json`, A2A 0.3):
+/// one skill per hosted agent, the OpenAgentSpec HTTP API as the main interface and MCP
+/// (`/mcp`) as another, the same credentials the API takes.
+pub fn agent_card(engine: &Engine, base: &str) -> serde_json::Value {
+    let skills: Vec<serde_json::Value> = engine
+        .agents()
+        .values()
+        .map(|hosted| {
+            let spec = &hosted.spec;
+            serde_json::json!({
+                "id": spec.name,
+                "name": spec.name,
+                "description": spec.description,
+                "tags": ["openagentspec"],
+                "inputModes": ["text/plain"],
+                "outputModes": ["application/json"],
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "protocolVersion": A2A_PROTOCOL_VERSION,
+        "name": "agentc server",
+        "description": "OpenAgentSpec agents served by agentc: every tool call checked against the agent's declared policy.",
+        "url": format!("{base}/agents"),
+        "preferredTransport": OPENAGENTSPEC_TRANSPORT,
+        "additionalInterfaces": [
+            {"url": format!("{base}/agents"), "transport": OPENAGENTSPEC_TRANSPORT},
+            {"url": format!("{base}/mcp"), "transport": "MCP"}
+        ],
+        "version": env!("CARGO_PKG_VERSION"),
+        "documentationUrl": format!("{base}/llms.txt"),
+        "capabilities": {"streaming": false, "pushNotifications": false, "stateTransitionHistory": false},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["application/json"],
+        "skills": skills,
+    })
+}
+
+/// AGX-M4: the MCP Server Card of the server's `/mcp` endpoint (`/mcp/server-card`,
+/// the draft of SEP-2127), with its transport, protocol versions and the credential it
+/// takes. Its tools (the hosted agents) are listed by the protocol, not the card.
+pub fn mcp_server_card(base: &str) -> serde_json::Value {
+    let versions: Vec<&str> = crate::mcp::protocol_versions()
+        .iter()
+        .map(|version| version.as_str())
+        .collect();
+    serde_json::json!({
+        "$schema": "https://static.modelcontextprotocol.io/schemas/v1/server-card.schema.json",
+        "name": "dev.agentc/serve",
+        "title": "agentc server",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "OpenAgentSpec agents as MCP tools, each call enforced by agentc.",
+        "remotes": [{
+            "type": "streamable-http",
+            "url": format!("{base}/mcp"),
+            "supportedProtocolVersions": versions,
+            "headers": [{
+                "name": "Authorization",
+                "description": "A bearer token of this server's auth configuration.",
+                "isRequired": true,
+                "isSecret": true,
+                "value": "Bearer {token}",
+                "variables": {"token": {"description": "The bearer token.", "isRequired": true, "isSecret": true}}
+            }]
+        }]
+    })
+}

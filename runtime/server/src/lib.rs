@@ -24,6 +24,7 @@ pub mod auth;
 pub mod builder;
 pub mod discovery;
 pub mod engine;
+pub mod mcp;
 pub mod routes;
 pub mod sqlite;
 pub mod store;

@@ -125,9 +125,94 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/llms.txt", get(llms_txt).layer(limited()))
         .route("/openapi.json", get(openapi).layer(limited()))
         .route("/healthz", get(health))
+        .route(
+            "/.well-known/agent-card.json",
+            get(agent_card).layer(limited()),
+        )
+        .route("/mcp/server-card", get(mcp_server_card).layer(limited()))
+        .merge(mcp_router(&engine))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(engine)
+}
+
+/// AGX-M4: rmcp's streamable-HTTP service at `/mcp`, every request authenticated as the
+/// API's are (`caller`: failure limits, the per-user rate limit) before rmcp reads it.
+fn mcp_router(engine: &Arc<Engine>) -> Router<Arc<Engine>> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let mut config = StreamableHttpServerConfig::default();
+    config.max_request_body_bytes = engine.config().max_body_bytes;
+    // The Host header is not trusted for links (`--public-url` is), and every request
+    // is authenticated; the loopback names and the public URL's host are accepted.
+    let mut hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    if let Some(host) = public_host(engine.public_url()) {
+        hosts.push(host);
+    }
+    config = config.with_allowed_hosts(hosts);
+    let factory_engine = Arc::clone(engine);
+    let service = StreamableHttpService::new(
+        move || {
+            Ok(crate::mcp::HostedAgentsMcp::new(Arc::clone(
+                &factory_engine,
+            )))
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(engine),
+            authenticate_mcp,
+        ))
+}
+
+/// The host (and port) of a public URL, as a `Host` header would carry it.
+fn public_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    (!authority.is_empty()).then(|| authority.to_string())
+}
+
+async fn authenticate_mcp(
+    State(engine): Shared,
+    peer: Peer,
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let user = caller(&engine, peer, request.headers());
+    match user {
+        Ok(user) => {
+            request
+                .extensions_mut()
+                .insert(agentc_mcp::gateway::GatewayCaller(user));
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn agent_card(State(engine): Shared) -> Response {
+    json(
+        StatusCode::OK,
+        &discovery::agent_card(&engine, engine.public_url()),
+    )
+}
+
+async fn mcp_server_card(State(engine): Shared) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/mcp-server-card+json")],
+        json_body(&discovery::mcp_server_card(engine.public_url())),
+    )
+        .into_response()
 }
 
 async fn unknown_route() -> ApiError {
@@ -543,7 +628,7 @@ fn public_status(status: &serde_json::Value) -> serde_json::Value {
 
 /// OAS-S3 and OAS-X1: the state is the status, the text and the exposes — nothing else
 /// of the engagement.
-fn engagement_view(record: &EngagementRecord) -> serde_json::Value {
+pub(crate) fn engagement_view(record: &EngagementRecord) -> serde_json::Value {
     let mut view = serde_json::json!({
         "id": record.id,
         "agent": record.agent,
