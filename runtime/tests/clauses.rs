@@ -1561,3 +1561,75 @@ async fn agx_s1_enforcement_off_is_an_audited_event() {
     assert_eq!(first["detail"]["stage"], "input_restriction");
     assert_eq!(shadow_decisions(&audit), ["refused"]);
 }
+
+/// AGX-M3: a direct engagement (the MCP gateway's) runs each call through the same
+/// checks, and ends where a driven engagement would: after a policy refusal under
+/// `stop_on_refusal`, its later calls are refused at `finished` and never reach a tool.
+#[tokio::test]
+async fn agx_m3_a_direct_engagement_is_enforced_and_ends_like_a_driven_one() {
+    use agentc_runtime::{
+        CallOutcome, ToolCall, end_direct_engagement, enforce_direct_call, start_direct_engagement,
+    };
+    let call = |knowledge_base: &str| ToolCall {
+        id: None,
+        name: "hr_kb_search".into(),
+        arguments: Arc::new(json!({"query": "leave", "knowledge_base_id": knowledge_base})),
+    };
+    let stage = |outcome: &CallOutcome| match outcome {
+        CallOutcome::Returned(_) => "returned".to_string(),
+        CallOutcome::Refused(refusal) => refusal.stage.as_str().to_string(),
+    };
+    for (stop_on_refusal, after_refusal) in [(false, "returned"), (true, "finished")] {
+        let extra = if stop_on_refusal {
+            "lifespan:\n  stop_on_refusal: true"
+        } else {
+            ""
+        };
+        let h = harness(&agent_yaml(HR_CAPABILITY, extra));
+        let agent = h.set.agent("hr_agent").unwrap();
+        let user = Some(agentc_runtime::UserIdentity::new("emp42"));
+        let mut engagement = start_direct_engagement(&h.runtime, agent, user).unwrap();
+        let allowed = enforce_direct_call(
+            &h.runtime,
+            agent,
+            &mut engagement,
+            &call("acme/hr/handbook"),
+        )
+        .await;
+        assert_eq!(stage(&allowed), "returned");
+        let refused = enforce_direct_call(
+            &h.runtime,
+            agent,
+            &mut engagement,
+            &call("acme/finance/payroll"),
+        )
+        .await;
+        assert_eq!(stage(&refused), "input_restriction");
+        assert_eq!(engagement.is_finished(), stop_on_refusal);
+        let later = enforce_direct_call(
+            &h.runtime,
+            agent,
+            &mut engagement,
+            &call("acme/hr/handbook"),
+        )
+        .await;
+        assert_eq!(
+            stage(&later),
+            after_refusal,
+            "stop_on_refusal: {stop_on_refusal}"
+        );
+        assert_eq!(h.kb.calls(), if stop_on_refusal { 1 } else { 2 });
+        end_direct_engagement(&h.runtime, &mut engagement);
+        assert!(engagement.is_finished());
+        // Every call the engagement considered is in the trail, for its user; a call on
+        // a finished engagement is refused before anything of it is recorded (OAS-G5).
+        let trail = h.audit.text();
+        let considered = if stop_on_refusal { 2 } else { 3 };
+        assert_eq!(
+            trail.matches("\"action\":\"intended\"").count(),
+            considered,
+            "{trail}"
+        );
+        assert!(trail.contains("\"user\":\"emp42\""));
+    }
+}
