@@ -489,12 +489,9 @@ fn main() -> ExitCode {
             expect,
             format,
         } => {
-            let inputs = match files::collect_inputs(&paths) {
+            let inputs = match read_inputs(&paths) {
                 Ok(inputs) => inputs,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             replay::replay(replay::ReplayRequest {
                 inputs,
@@ -543,12 +540,9 @@ fn main() -> ExitCode {
             review_timeout,
             max_sessions,
         } => {
-            let inputs = match files::collect_inputs(&paths) {
+            let inputs = match read_inputs(&paths) {
                 Ok(inputs) => inputs,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             gateway::gateway(gateway::GatewayRequest {
                 inputs,
@@ -585,12 +579,9 @@ fn main() -> ExitCode {
             trace_out,
             local,
         } => {
-            let inputs = match files::collect_inputs(&paths) {
+            let inputs = match read_inputs(&paths) {
                 Ok(inputs) => inputs,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             run::run(run::RunRequest {
                 inputs,
@@ -630,12 +621,9 @@ fn main() -> ExitCode {
             audit_key,
             audit_checkpoint_every,
         } => {
-            let inputs = match files::collect_inputs(&paths) {
+            let inputs = match read_inputs(&paths) {
                 Ok(inputs) => inputs,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             serve::serve(serve::ServeRequest {
                 inputs,
@@ -708,6 +696,14 @@ fn main() -> ExitCode {
 const MAX_TIMEOUT_SECONDS: u64 = 7 * 24 * 60 * 60;
 
 /// Parses a timeout in whole seconds, from 1 to [`MAX_TIMEOUT_SECONDS`].
+/// The spec files under `paths`; on an IO error, says so and gives the usage exit code.
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<agentc_compiler::SourceInput>, ExitCode> {
+    files::collect_inputs(paths).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })
+}
+
 fn seconds_limit() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECONDS)
 }
@@ -733,12 +729,9 @@ fn check(
     color: ColorChoice,
     fetch_remote: bool,
 ) -> ExitCode {
-    let mut inputs = match files::collect_inputs(paths) {
+    let mut inputs = match read_inputs(paths) {
         Ok(inputs) => inputs,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if inputs.is_empty() {
         eprintln!("error: no .yaml, .yml or .json files found in the given paths");

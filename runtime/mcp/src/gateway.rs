@@ -40,6 +40,13 @@ use rmcp::model::{
 use rmcp::service::{ElicitationMode, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 
+/// The MCP protocol versions with sessions (up to 2025-11-25), the only ones served
+/// where a session holds state: the stateless 2026-07-28 protocol has nothing to hold an
+/// engagement, so clients negotiate down.
+pub fn session_protocol_versions() -> &'static [ProtocolVersion] {
+    ProtocolVersion::known_up_to(&ProtocolVersion::LATEST_WITH_INITIALIZE)
+}
+
 /// The user an HTTP front authenticated for a request, put in the request's extensions
 /// for the gateway to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,9 +346,7 @@ impl ServerHandler for GatewaySession {
     }
 
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
-        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(
-            &ProtocolVersion::LATEST_WITH_INITIALIZE,
-        ))
+        std::borrow::Cow::Borrowed(session_protocol_versions())
     }
 
     async fn initialize(
@@ -454,7 +459,7 @@ impl GatewayReviewer {
         let refuse = |reason: &str| ReviewDecision::Refuse {
             reason: reason.to_string(),
         };
-        let schema = serde_json::json!({
+        let form = serde_json::json!({
             "type": "object",
             "properties": {
                 "approve": {
@@ -465,19 +470,16 @@ impl GatewayReviewer {
             },
             "required": ["approve"]
         });
-        let Ok(requested_schema) = (match schema {
-            serde_json::Value::Object(object) => ElicitationSchema::from_json_schema(object),
-            _ => return refuse("the review form could not be built"),
-        }) else {
+        let serde_json::Value::Object(form) = form else {
             return refuse("the review form could not be built");
         };
-        let mut inputs = request.inputs.to_string();
-        if inputs.len() > 2048 {
-            let mut end = 2048;
-            while !inputs.is_char_boundary(end) {
-                end -= 1;
-            }
-            inputs.truncate(end);
+        let Ok(requested_schema) = ElicitationSchema::from_json_schema(form) else {
+            return refuse("the review form could not be built");
+        };
+        // The call's input came from this client; it is shown shortened, never its output.
+        let full = request.inputs.to_string();
+        let mut inputs: String = full.chars().take(2048).collect();
+        if inputs.len() < full.len() {
             inputs.push('…');
         }
         let message = format!(

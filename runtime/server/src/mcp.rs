@@ -28,10 +28,8 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use crate::engine::{Engine, StartError};
 use crate::store::EngagementRecord;
 
-/// The MCP protocol versions served: those with sessions (as the gateway, AGX-M3).
-pub fn protocol_versions() -> &'static [ProtocolVersion] {
-    ProtocolVersion::known_up_to(&ProtocolVersion::LATEST_WITH_INITIALIZE)
-}
+/// The MCP protocol versions served: those with sessions, as by the gateway (AGX-M3).
+pub use agentc_mcp::gateway::session_protocol_versions as protocol_versions;
 
 /// The MCP handler of one session on a server.
 #[derive(Clone)]
