@@ -34,21 +34,21 @@ pub(crate) struct Context<'a> {
 
 /// Collects what a test verified and what failed.
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     checks: Vec<String>,
     evidence: Vec<Evidence>,
 }
 
 impl Tally {
-    fn pass(&mut self, check: impl Into<String>) {
+    pub(crate) fn pass(&mut self, check: impl Into<String>) {
         self.checks.push(check.into());
     }
 
-    fn fail(&mut self, evidence: Evidence) {
+    pub(crate) fn fail(&mut self, evidence: Evidence) {
         self.evidence.push(evidence);
     }
 
-    fn outcome(self) -> Outcome {
+    pub(crate) fn outcome(self) -> Outcome {
         if self.evidence.is_empty() {
             Outcome::Pass {
                 checks: self.checks,
@@ -61,7 +61,7 @@ impl Tally {
     }
 }
 
-fn plain_evidence(check: &str, detail: impl Into<String>) -> Evidence {
+pub(crate) fn plain_evidence(check: &str, detail: impl Into<String>) -> Evidence {
     Evidence {
         check: check.to_string(),
         request: None,
@@ -88,13 +88,7 @@ impl Context<'_> {
     /// A valid input of the operation: the first example, or one synthesized from the
     /// input schema (said so in the report).
     fn valid_input(&self) -> (Value, &'static str) {
-        match self.tool.examples().first() {
-            Some(example) => (example.input.value.clone(), "example input"),
-            None => (
-                synthesize(&self.tool.document.input.value),
-                "input synthesized from the schema",
-            ),
-        }
+        valid_input(self.tool)
     }
 
     /// The request for the operation with `input`: a GET sends it as the query (as the
@@ -167,6 +161,74 @@ impl Context<'_> {
             evidence.schema_location = Some(mismatch.location);
             evidence
         })
+    }
+}
+
+/// Inputs that break an input schema, each with what is wrong with it.
+pub(crate) struct InvalidInputs {
+    /// The first declared property given a value of another type.
+    pub wrong_type: Option<(String, Value)>,
+    /// The first required field left out.
+    pub missing_field: Option<(String, Value)>,
+}
+
+/// Invalid variants of the valid `input` under `schema` (the error tests of HTTP and
+/// MCP tools send the same ones).
+pub(crate) fn invalid_inputs(schema: &Value, input: &Value) -> InvalidInputs {
+    let Some(object) = input.as_object() else {
+        return InvalidInputs {
+            wrong_type: None,
+            missing_field: None,
+        };
+    };
+    let wrong_type = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .and_then(|properties| {
+            properties.iter().find_map(|(name, property)| {
+                let kind = property.get("type")?.as_str()?;
+                let wrong = match kind {
+                    "string" => json!(12345),
+                    "array" | "object" | "boolean" => json!("not the declared type"),
+                    "integer" | "number" => json!("not a number"),
+                    _ => return None,
+                };
+                let mut bad = object.clone();
+                bad.insert(name.clone(), wrong);
+                Some((
+                    format!("a wrong type (`{name}` is not a {kind})"),
+                    Value::Object(bad),
+                ))
+            })
+        });
+    let missing_field = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .and_then(|names| names.first())
+        .and_then(Value::as_str)
+        .map(|name| {
+            let mut bad = object.clone();
+            bad.remove(name);
+            (
+                format!("a missing required field (`{name}`)"),
+                Value::Object(bad),
+            )
+        });
+    InvalidInputs {
+        wrong_type,
+        missing_field,
+    }
+}
+
+/// A valid input of the tool: its first example, or one synthesized from the input
+/// schema (said so in the report).
+pub(crate) fn valid_input(tool: &ToolUnderTest) -> (Value, &'static str) {
+    match tool.examples().first() {
+        Some(example) => (example.input.value.clone(), "example input"),
+        None => (
+            synthesize(&tool.document.input.value),
+            "input synthesized from the schema",
+        ),
     }
 }
 
@@ -659,53 +721,24 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
     let method = method_text(endpoint.method);
     let mut cases: Vec<(String, String, Body)> = Vec::new();
 
-    // Wrong types: the first declared property given a value of another type.
-    let typed = schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .and_then(|properties| {
-            properties.iter().find_map(|(name, property)| {
-                let kind = property.get("type")?.as_str()?;
-                let wrong = match kind {
-                    "string" => json!(12345),
-                    "array" | "object" | "boolean" => json!("not the declared type"),
-                    "integer" | "number" => json!("not a number"),
-                    _ => return None,
-                };
-                Some((name.clone(), kind.to_string(), wrong))
-            })
-        });
-    match (&typed, input.as_object()) {
-        (Some((name, kind, wrong)), Some(object)) => {
-            let mut bad = object.clone();
-            bad.insert(name.clone(), wrong.clone());
-            let (path, body) = Context::operation_request(endpoint, &Value::Object(bad));
-            cases.push((
-                format!("a wrong type (`{name}` is not a {kind})"),
-                path,
-                body,
-            ));
+    let invalid = invalid_inputs(schema, &input);
+    match invalid.wrong_type {
+        Some((what, bad)) => {
+            let (path, body) = Context::operation_request(endpoint, &bad);
+            cases.push((what, path, body));
         }
-        _ if endpoint.method != HttpMethod::Get => {
+        None if endpoint.method != HttpMethod::Get => {
             cases.push((
                 "a wrong type (an array where an object is declared)".into(),
                 endpoint.path.clone(),
                 Body::Json(json!([])),
             ));
         }
-        _ => {}
+        None => {}
     }
-    // Missing fields: the first required field left out.
-    let required = schema
-        .get("required")
-        .and_then(Value::as_array)
-        .and_then(|names| names.first())
-        .and_then(Value::as_str);
-    if let (Some(name), Some(object)) = (required, input.as_object()) {
-        let mut bad = object.clone();
-        bad.remove(name);
-        let (path, body) = Context::operation_request(endpoint, &Value::Object(bad));
-        cases.push((format!("a missing required field (`{name}`)"), path, body));
+    if let Some((what, bad)) = invalid.missing_field {
+        let (path, body) = Context::operation_request(endpoint, &bad);
+        cases.push((what, path, body));
     }
     if endpoint.method != HttpMethod::Get {
         cases.push((
@@ -919,8 +952,11 @@ pub(crate) async fn pitfall(context: &Context<'_>) -> Outcome {
     }
     let mut tally = Tally::default();
     for pitfall in pitfalls {
-        let recorded = &pitfall.request;
         let expect = &pitfall.expect;
+        // A checked HTTP tool's pitfall always records a request and a status (E0308).
+        let (Some(recorded), Some(expected_status)) = (&pitfall.request, &expect.status) else {
+            continue;
+        };
         let check = format!(
             "pitfall `{}`: {}",
             pitfall.name.value, pitfall.description.value
@@ -952,8 +988,8 @@ pub(crate) async fn pitfall(context: &Context<'_>) -> Outcome {
             continue;
         };
         let mut problems = Vec::new();
-        if u64::from(response.status) != expect.status.value {
-            problems.push(format!("expected status {}", expect.status.value));
+        if u64::from(response.status) != expected_status.value {
+            problems.push(format!("expected status {}", expected_status.value));
         }
         let json = response.json();
         if let Some(expected) = &expect.body

@@ -27,6 +27,8 @@
 pub mod behaviour;
 mod checks;
 mod http;
+mod mcp_checks;
+pub mod mcp_mock;
 pub mod mock;
 pub mod report;
 mod runner;

@@ -196,7 +196,12 @@ impl Respond for ToolResponder {
                 .and_then(|c| c.pitfalls.as_deref())
                 .unwrap_or_default()
             {
-                let recorded = &pitfall.request;
+                // A checked HTTP tool's pitfall always records a request (E0308).
+                let (Some(recorded), Some(expected_status)) =
+                    (&pitfall.request, &pitfall.expect.status)
+                else {
+                    continue;
+                };
                 let wants_credential = recorded.authenticated.as_ref().is_none_or(|a| a.value);
                 let body_matches = recorded.body.as_ref().is_none_or(|body| {
                     serde_json::from_slice::<Value>(&request.body)
@@ -225,11 +230,12 @@ impl Respond for ToolResponder {
                         },
                         |body| body.value.clone(),
                     );
-                    if expect.status.value >= 400 && body.as_object().is_some_and(|o| o.is_empty())
+                    if expected_status.value >= 400
+                        && body.as_object().is_some_and(|o| o.is_empty())
                     {
                         body = json!({"error": {"code": "refused", "message": pitfall.description.value}});
                     }
-                    let status = u16::try_from(expect.status.value).unwrap_or(500);
+                    let status = u16::try_from(expected_status.value).unwrap_or(500);
                     return ResponseTemplate::new(status).set_body_json(body);
                 }
             }

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentc_runtime::Secret;
+use agentc_runtime::{McpTransport, Secret, ToolBinding, ToolBindingSpec};
 use tokio::time::Instant;
 
 use crate::checks::{self, Context};
 use crate::http::{Probe, ProbeSettings};
+use crate::mcp_checks::{self, McpContext};
+use crate::mcp_mock::McpToolMock;
 use crate::mock::{Faults, ToolMock};
 use crate::report::{Outcome, SuiteReport, TestKind, TestReport, ToolReport};
 use crate::target::{CredentialSource, Target, TargetKind, plain_http_allowed};
@@ -141,25 +143,7 @@ async fn prepare_target(
                     ));
                 }
             }
-            let (secret, missing_secret) = match &target.credentials {
-                CredentialSource::Environment => {
-                    let variable = tool.credential_variable();
-                    match std::env::var(&variable) {
-                        Ok(value) if !value.is_empty() => (Some(Secret::new(value)), None),
-                        _ => (None, Some(format!("no valid credential: set `{variable}`"))),
-                    }
-                }
-                CredentialSource::Fixed(map) => match map.get(tool.name()) {
-                    Some(secret) => (Some(secret.clone()), None),
-                    None => (
-                        None,
-                        Some(format!(
-                            "no valid credential was given for `{}`",
-                            tool.name()
-                        )),
-                    ),
-                },
-            };
+            let (secret, missing_secret) = live_credential(tool, target);
             Ok(Prepared {
                 shown_target: base.trim_end_matches('/').to_string(),
                 base,
@@ -171,12 +155,205 @@ async fn prepare_target(
     }
 }
 
+/// A live run's valid credential for `tool`, or why there is none.
+fn live_credential(tool: &ToolUnderTest, target: &Target) -> (Option<Secret>, Option<String>) {
+    match &target.credentials {
+        CredentialSource::Environment => {
+            let variable = tool.credential_variable();
+            match std::env::var(&variable) {
+                Ok(value) if !value.is_empty() => (Some(Secret::new(value)), None),
+                _ => (None, Some(format!("no valid credential: set `{variable}`"))),
+            }
+        }
+        CredentialSource::Fixed(map) => match map.get(tool.name()) {
+            Some(secret) => (Some(secret.clone()), None),
+            None => (
+                None,
+                Some(format!(
+                    "no valid credential was given for `{}`",
+                    tool.name()
+                )),
+            ),
+        },
+    }
+}
+
+/// Where an MCP tool's tests go (AGX-M5): its mock, or its server (live).
+struct PreparedMcp {
+    transport: McpTransport,
+    secret: Option<Secret>,
+    missing_secret: Option<String>,
+    shown_target: String,
+    _mock: Option<McpToolMock>,
+}
+
+async fn prepare_mcp(
+    tool: &ToolUnderTest,
+    target: &Target,
+    options: &SuiteOptions,
+) -> Result<PreparedMcp, String> {
+    match &target.kind {
+        TargetKind::Mock => {
+            let mock = McpToolMock::start(tool, options.mock_faults).await?;
+            Ok(PreparedMcp {
+                transport: McpTransport::Http {
+                    url: mock.url().to_string(),
+                },
+                secret: mock.credential(),
+                missing_secret: None,
+                shown_target: "mock".to_string(),
+                _mock: Some(mock),
+            })
+        }
+        TargetKind::Live { base_url } => {
+            let ToolBinding::Mcp(binding) = ToolBindingSpec::from_document(&tool.document).binding
+            else {
+                return Err("the tool has no `mcp` binding".to_string());
+            };
+            let transport = match (binding.transport, base_url) {
+                (McpTransport::Http { url }, Some(base)) => McpTransport::Http {
+                    url: rebased(&url, base)?,
+                },
+                (transport, _) => transport,
+            };
+            if let McpTransport::Http { url } = &transport {
+                let parsed = url::Url::parse(url)
+                    .map_err(|error| format!("the server URL `{url}` is invalid: {error}"))?;
+                match parsed.scheme() {
+                    "https" => {}
+                    "http" if plain_http_allowed(&parsed) => {}
+                    _ => {
+                        return Err(format!(
+                            "`{url}`: live runs use https, or plain http on loopback only, so a credential never crosses a network in clear text"
+                        ));
+                    }
+                }
+            }
+            let (secret, missing_secret) = live_credential(tool, target);
+            Ok(PreparedMcp {
+                shown_target: agentc_mcp::server_label(&transport)
+                    .trim_matches('`')
+                    .to_string(),
+                transport,
+                secret,
+                missing_secret,
+                _mock: None,
+            })
+        }
+    }
+}
+
+/// `url` with its origin replaced by `base` (and `base`'s path put before its path).
+fn rebased(url: &str, base: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(url)
+        .map_err(|error| format!("the server URL `{url}` is invalid: {error}"))?;
+    let base = base.trim_end_matches('/');
+    let mut rebased = format!("{base}{}", parsed.path());
+    if let Some(query) = parsed.query() {
+        rebased.push('?');
+        rebased.push_str(query);
+    }
+    Ok(rebased)
+}
+
+/// The seven tests of an MCP tool.
+async fn run_mcp_tool(
+    tool: &ToolUnderTest,
+    target: &Target,
+    options: &SuiteOptions,
+    progress: &Arc<dyn Fn(ProgressEvent) + Send + Sync>,
+) -> ToolReport {
+    let prepared = match prepare_mcp(tool, target, options).await {
+        Ok(prepared) => prepared,
+        Err(reason) => return unusable(tool, target.label().to_string(), &reason, progress),
+    };
+    let specification = ToolBindingSpec::from_document(&tool.document);
+    let (server_tool, pin) = match &specification.binding {
+        ToolBinding::Mcp(binding) => (binding.tool.clone(), binding.pin.clone()),
+        _ => (tool.name().to_string(), None),
+    };
+    let context = McpContext {
+        tool,
+        transport: prepared.transport.clone(),
+        auth: specification.auth,
+        secret: prepared.secret.clone(),
+        missing_secret: prepared.missing_secret.clone(),
+        server_tool,
+        pin,
+        timeout: target.request_timeout,
+        max_retry_after: options.max_retry_after,
+    };
+    let tests = run_in_order(tool, progress, |test| {
+        let context = &context;
+        async move {
+            match test {
+                TestKind::Discovery => mcp_checks::discovery(context).await,
+                TestKind::Auth => mcp_checks::auth(context).await,
+                TestKind::Crud => mcp_checks::crud(),
+                TestKind::Error => mcp_checks::error(context).await,
+                TestKind::RateLimit => mcp_checks::rate_limit(context).await,
+                TestKind::Pitfall => mcp_checks::pitfall(context).await,
+                TestKind::Skill => mcp_checks::skill(context).await,
+            }
+        }
+    })
+    .await;
+    ToolReport {
+        tool: tool.name().to_string(),
+        source: tool.source_name().to_string(),
+        target: prepared.shown_target,
+        tests,
+    }
+}
+
+/// Runs the seven tests in turn, the rate-limit test last so that its burst cannot
+/// make another test see a limit; the reports in the order of [`TestKind`].
+async fn run_in_order<F, Fut>(
+    tool: &ToolUnderTest,
+    progress: &Arc<dyn Fn(ProgressEvent) + Send + Sync>,
+    run: F,
+) -> Vec<TestReport>
+where
+    F: Fn(TestKind) -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let order = [
+        TestKind::Discovery,
+        TestKind::Auth,
+        TestKind::Crud,
+        TestKind::Error,
+        TestKind::Pitfall,
+        TestKind::Skill,
+        TestKind::RateLimit,
+    ];
+    let mut tests = Vec::with_capacity(order.len());
+    for test in order {
+        let started = Instant::now();
+        let outcome = run(test).await;
+        progress(ProgressEvent {
+            tool: tool.name().to_string(),
+            test,
+            outcome: outcome.as_str(),
+        });
+        tests.push(TestReport {
+            test,
+            outcome,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+    tests.sort_by_key(|report| report.test);
+    tests
+}
+
 async fn run_tool(
     tool: &ToolUnderTest,
     target: &Target,
     options: &SuiteOptions,
     progress: Arc<dyn Fn(ProgressEvent) + Send + Sync>,
 ) -> ToolReport {
+    if tool.document.binding.mcp.is_some() {
+        return run_mcp_tool(tool, target, options, &progress).await;
+    }
     let prepared = prepare(tool, target, options).await;
     let (probe, endpoint, shown_target, _mock) = match prepared {
         Ok(prepared) => {
@@ -218,39 +395,21 @@ async fn run_tool(
         probe,
         max_retry_after: options.max_retry_after,
     };
-    let order = [
-        TestKind::Discovery,
-        TestKind::Auth,
-        TestKind::Crud,
-        TestKind::Error,
-        TestKind::Pitfall,
-        TestKind::Skill,
-        TestKind::RateLimit,
-    ];
-    let mut tests = Vec::with_capacity(order.len());
-    for test in order {
-        let started = Instant::now();
-        let outcome: Outcome = match test {
-            TestKind::Discovery => checks::discovery(&context).await,
-            TestKind::Auth => checks::auth(&context).await,
-            TestKind::Crud => checks::crud(&context).await,
-            TestKind::Error => checks::error(&context).await,
-            TestKind::RateLimit => checks::rate_limit(&context).await,
-            TestKind::Pitfall => checks::pitfall(&context).await,
-            TestKind::Skill => checks::skill(&context).await,
-        };
-        progress(ProgressEvent {
-            tool: tool.name().to_string(),
-            test,
-            outcome: outcome.as_str(),
-        });
-        tests.push(TestReport {
-            test,
-            outcome,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        });
-    }
-    tests.sort_by_key(|report| report.test);
+    let tests = run_in_order(tool, &progress, |test| {
+        let context = &context;
+        async move {
+            match test {
+                TestKind::Discovery => checks::discovery(context).await,
+                TestKind::Auth => checks::auth(context).await,
+                TestKind::Crud => checks::crud(context).await,
+                TestKind::Error => checks::error(context).await,
+                TestKind::RateLimit => checks::rate_limit(context).await,
+                TestKind::Pitfall => checks::pitfall(context).await,
+                TestKind::Skill => checks::skill(context).await,
+            }
+        }
+    })
+    .await;
     ToolReport {
         tool: tool.name().to_string(),
         source: tool.source_name().to_string(),

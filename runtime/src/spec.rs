@@ -272,6 +272,18 @@ pub struct ToolBindingSpec {
     pub auth: AuthScheme,
 }
 
+impl ToolBindingSpec {
+    /// How a checked tool document's tool is reached (the conformance suite reads a
+    /// tool document on its own, without an agent set around it).
+    pub fn from_document(tool: &agentc_compiler::documents::tool::ToolDocument) -> Self {
+        ToolBindingSpec {
+            tool: tool.name.value.clone(),
+            binding: lower_binding(&tool.binding),
+            auth: lower_auth(tool.auth.as_ref()),
+        }
+    }
+}
+
 /// How a tool is invoked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ToolBinding {
@@ -499,11 +511,7 @@ impl SpecSet {
                         input_schema: tool.input.value.clone(),
                         output_schema: tool.output.value.clone(),
                     });
-                    bindings.push(ToolBindingSpec {
-                        tool: tool.name.value.clone(),
-                        binding: lower_binding(&tool.binding),
-                        auth: lower_auth(tool.auth.as_ref()),
-                    });
+                    bindings.push(ToolBindingSpec::from_document(tool));
                 }
                 _ => {}
             }

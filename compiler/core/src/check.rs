@@ -687,7 +687,7 @@ impl<'a> Checker<'a> {
         }
         self.check_trust_labels(&tool.output);
         if let Some(conformance) = &tool.conformance {
-            self.check_conformance(conformance);
+            self.check_conformance(conformance, tool.binding.mcp.is_some());
         }
         let input_type = tool.input.value.get("type");
         if input_type != Some(&serde_json::Value::String("object".to_string())) {
@@ -870,7 +870,11 @@ impl<'a> Checker<'a> {
 
     /// The conformance section (what `agentc conform` runs): its schemas must be JSON
     /// Schemas, its paths must be paths, and its numbers must be usable.
-    fn check_conformance(&mut self, conformance: &crate::documents::tool::ConformanceSpec) {
+    fn check_conformance(
+        &mut self,
+        conformance: &crate::documents::tool::ConformanceSpec,
+        mcp_bound: bool,
+    ) {
         if let Some(docs) = &conformance.docs {
             for location in [&docs.openapi, &docs.llms_txt].into_iter().flatten() {
                 if !location.value.starts_with('/') {
@@ -891,20 +895,117 @@ impl<'a> Checker<'a> {
             self.check_path(&crud.path);
         }
         for pitfall in conformance.pitfalls.iter().flatten() {
-            self.check_path(&pitfall.request.path);
-            if let Some(schema) = &pitfall.expect.body_schema {
-                self.check_json_schema(schema, "pitfall's body_schema");
+            self.check_pitfall(pitfall, mcp_bound);
+        }
+    }
+
+    /// AGX-M5: a pitfall replays what the tool's binding speaks. An HTTP request and
+    /// its status for an `http` tool; a `tools/call` and whether it errs for an `mcp`
+    /// tool. A pitfall of the other kind could never be replayed, so it is an error
+    /// rather than a test that silently never runs.
+    fn check_pitfall(&mut self, pitfall: &crate::documents::tool::Pitfall, mcp_bound: bool) {
+        if let Some(request) = &pitfall.request {
+            self.check_path(&request.path);
+        }
+        if let Some(call) = &pitfall.call
+            && !call.arguments.value.is_object()
+        {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::PitfallDoesNotFitBinding,
+                    call.arguments.span,
+                    "a `tools/call`'s arguments are an object",
+                )
+                .with_primary_label("expected an object of named arguments"),
+            );
+        }
+        let expect = &pitfall.expect;
+        if let Some(schema) = &expect.body_schema {
+            self.check_json_schema(schema, "pitfall's body_schema");
+        }
+        if let Some(status) = &expect.status
+            && !(100..=599).contains(&status.value)
+        {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::OutOfRange,
+                    status.span,
+                    format!("`{}` is not an HTTP status", status.value),
+                )
+                .with_primary_label("expected a status from 100 to 599"),
+            );
+        }
+        let name = &pitfall.name.value;
+        let misfit = |span: crate::span::Span, message: String, label: &str, help: &str| {
+            Diagnostic::new(FrontEndCode::PitfallDoesNotFitBinding, span, message)
+                .with_primary_label(label.to_string())
+                .with_help(help.to_string())
+        };
+        const MCP_HELP: &str = "an MCP tool's pitfall is a recorded `tools/call`: `call: {arguments: {...}}` with `expect: {is_error: true}` (or `false`)";
+        const HTTP_HELP: &str = "an HTTP tool's pitfall is a recorded request: `request: {method: POST, path: /...}` with `expect: {status: 400}`";
+        if mcp_bound {
+            if let Some(request) = &pitfall.request {
+                self.report(misfit(
+                    request.path.span,
+                    format!("pitfall `{name}` records an HTTP request, and its tool is bound to an MCP server"),
+                    "an HTTP request cannot be replayed on an MCP tool",
+                    MCP_HELP,
+                ));
+            } else if pitfall.call.is_none() {
+                self.report(misfit(
+                    pitfall.name.span,
+                    format!("pitfall `{name}` records no `tools/call`"),
+                    "expected `call: {arguments: {...}}`",
+                    MCP_HELP,
+                ));
             }
-            let status = &pitfall.expect.status;
-            if !(100..=599).contains(&status.value) {
-                self.report(
-                    Diagnostic::new(
-                        FrontEndCode::OutOfRange,
-                        status.span,
-                        format!("`{}` is not an HTTP status", status.value),
-                    )
-                    .with_primary_label("expected a status from 100 to 599"),
-                );
+            if let Some(status) = &expect.status {
+                self.report(misfit(
+                    status.span,
+                    format!("pitfall `{name}` expects an HTTP status of an MCP tool's call"),
+                    "a `tools/call` has no status",
+                    MCP_HELP,
+                ));
+            } else if expect.is_error.is_none() && pitfall.request.is_none() {
+                self.report(misfit(
+                    pitfall.name.span,
+                    format!("pitfall `{name}` does not say whether its call's result is an error"),
+                    "expected `expect: {is_error: true}` or `false`",
+                    MCP_HELP,
+                ));
+            }
+        } else {
+            if let Some(call) = &pitfall.call {
+                self.report(misfit(
+                    call.arguments.span,
+                    format!("pitfall `{name}` records a `tools/call`, and its tool is not bound to an MCP server"),
+                    "a `tools/call` can only be replayed on an MCP tool",
+                    HTTP_HELP,
+                ));
+            } else if pitfall.request.is_none() {
+                self.report(misfit(
+                    pitfall.name.span,
+                    format!("pitfall `{name}` records no request"),
+                    "expected `request: {method: ..., path: ...}`",
+                    HTTP_HELP,
+                ));
+            }
+            if let Some(is_error) = &expect.is_error {
+                self.report(misfit(
+                    is_error.span,
+                    format!(
+                        "pitfall `{name}` expects `is_error`, which only an MCP tool's call has"
+                    ),
+                    "an HTTP answer is judged by its status",
+                    HTTP_HELP,
+                ));
+            } else if expect.status.is_none() && pitfall.call.is_none() {
+                self.report(misfit(
+                    pitfall.name.span,
+                    format!("pitfall `{name}` does not say which status is correct"),
+                    "expected `expect: {status: ...}`",
+                    HTTP_HELP,
+                ));
             }
         }
     }

@@ -77,6 +77,7 @@ catalogue! {
     E0305 CredentialInClearText Error "a tool with a credential is bound to a plain http:// URL off loopback";
     E0306 McpTransportCount Error "an MCP binding needs exactly one of `server` (streamable HTTP) and `command` (stdio) (AGX-M1)";
     E0307 InvalidMcpPin Error "an MCP binding's `pin` is not `sha256:` and 64 hex digits (AGX-M2)";
+    E0308 PitfallDoesNotFitBinding Error "a pitfall records what its tool's binding does not speak: `request` and `status` for HTTP, `call` and `is_error` for MCP (AGX-M5)";
     E0401 InvalidDateTime Error "a date-time is not in RFC 3339 form";
     E0402 AuditChainBroken Error "a regulated handoff's audit entries do not chain by hash";
     E0403 InconsistentDocument Error "a handoff's fields contradict each other";

@@ -405,6 +405,97 @@ impl McpServers {
     }
 }
 
+/// What a raw `tools/call` came back with.
+#[derive(Debug, Clone)]
+pub enum RawCallOutcome {
+    /// A result: a success, or a tool error when `is_error` is set.
+    Result(rmcp::model::CallToolResult),
+    /// A JSON-RPC error answer.
+    JsonRpcError { code: i32, message: String },
+    /// No answer: the connection closed, the call timed out, or the answer was not a
+    /// tool result.
+    NoAnswer(String),
+}
+
+/// One MCP connection for a test harness (`agentc conform`): calls come back as the
+/// server gave them, JSON-RPC errors and the server's own text included, because the
+/// harness reports them to the tool's owner. It is not on the enforcement path; an
+/// agent's calls go through [`McpServers::call`], which passes none of that text on.
+pub struct McpSession {
+    connection: Connection,
+    limits: McpLimits,
+}
+
+impl McpSession {
+    /// Starts (stdio) or reaches (HTTP) the server and initializes MCP, bounded as a
+    /// runtime connection is.
+    pub async fn open(
+        transport: &McpTransport,
+        auth: &AuthScheme,
+        credential: Option<&Secret>,
+        limits: McpLimits,
+    ) -> Result<Self, String> {
+        let connection = connect(transport, auth, credential, &limits).await?;
+        Ok(McpSession { connection, limits })
+    }
+
+    /// Every page of the server's `tools/list`.
+    pub async fn list_tools(&self) -> Result<Vec<rmcp::model::Tool>, String> {
+        list_tools(&self.connection.service, &self.limits).await
+    }
+
+    /// Sends `tools/call` for `name` with `arguments`, waiting at most `timeout`.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+        timeout: Duration,
+    ) -> RawCallOutcome {
+        let mut params = CallToolRequestParams::new(name.to_string());
+        params.arguments = Some(arguments);
+        let peer = self.connection.service.peer();
+        match tokio::time::timeout(timeout, peer.call_tool(params)).await {
+            Err(_) => {
+                RawCallOutcome::NoAnswer(format!("no answer within {} ms", timeout.as_millis()))
+            }
+            Ok(Ok(result)) => RawCallOutcome::Result(result),
+            Ok(Err(rmcp::ServiceError::McpError(data))) => RawCallOutcome::JsonRpcError {
+                code: data.code.0,
+                message: data.message.to_string(),
+            },
+            Ok(Err(error)) => RawCallOutcome::NoAnswer(service_error(&error)),
+        }
+    }
+
+    /// Sends `ping`, waiting at most `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        let request = rmcp::model::ClientRequest::PingRequest(rmcp::model::PingRequest {
+            method: Default::default(),
+            extensions: Default::default(),
+        });
+        match tokio::time::timeout(
+            timeout,
+            self.connection.service.peer().send_request(request),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(service_error(&error)),
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        }
+    }
+
+    /// Whether the connection is still open (and a stdio server still running).
+    pub fn is_open(&mut self) -> bool {
+        self.connection.usable()
+    }
+
+    /// Closes the connection and stops a stdio server, waiting for it to end.
+    pub async fn close(self) {
+        self.connection.stop().await;
+    }
+}
+
 fn index_tools(tools: Vec<rmcp::model::Tool>) -> HashMap<String, ToolDefinition> {
     tools
         .iter()

@@ -27,5 +27,5 @@ pub mod pin;
 mod process;
 mod tool;
 
-pub use client::{McpLimits, McpServers, server_label};
+pub use client::{McpLimits, McpServers, McpSession, RawCallOutcome, server_label};
 pub use tool::{McpTool, bind_mcp_tools};

@@ -135,7 +135,8 @@ spec_struct! {
         opt max_request_bytes: Spanned<u64>,
         /// A resource the tool's service lets agents create, read, update and delete.
         opt crud: CrudResource,
-        /// Known pitfalls: recorded requests and the correct behaviour (pitfall test).
+        /// Known pitfalls: recorded requests (HTTP) or `tools/call`s (MCP) and the
+        /// correct behaviour (pitfall test).
         opt pitfalls: Vec<Pitfall>,
     }
 }
@@ -198,11 +199,14 @@ spec_enum! {
 
 spec_struct! {
     /// A known pitfall: a recorded request and the correct behaviour, replayed on every
-    /// run as a regression check.
+    /// run as a regression check. An `http`-bound tool's pitfall records an HTTP
+    /// `request` and its expected `status`; an `mcp`-bound tool's records a `tools/call`
+    /// (`call`) and whether its result is an error (`is_error`, AGX-M5).
     pub struct Pitfall ("a pitfall") {
         req name: Spanned<String>,
         req description: Spanned<String>,
-        req request: RecordedRequest,
+        opt request: RecordedRequest,
+        opt call: RecordedCall,
         req expect: ExpectedResponse,
     }
 }
@@ -219,11 +223,23 @@ spec_struct! {
 }
 
 spec_struct! {
-    /// The correct answer to a pitfall's request: its status, and optionally JSON the
-    /// body must contain, a JSON Schema it must match, and text it must not contain.
+    /// An MCP `tools/call` of the tool as recorded: its arguments (AGX-M5).
+    pub struct RecordedCall ("a recorded tools/call") {
+        req arguments: SpannedJson,
+    }
+}
+
+spec_struct! {
+    /// The correct answer to a pitfall: for an HTTP request its status, for a
+    /// `tools/call` whether the result is an error; and optionally JSON the body must
+    /// contain, a JSON Schema it must match, and text it must not contain. The body of
+    /// a `tools/call` is its output (the structured content, or the text mapped per the
+    /// output schema), or the error's text when the result is an error.
     pub struct ExpectedResponse ("an expected response") {
         #[schemars(range(min = 100, max = 599))]
-        req status: Spanned<u64>,
+        opt status: Spanned<u64>,
+        /// Whether the call's result is a tool error (`isError`, or a JSON-RPC error).
+        opt is_error: Spanned<bool>,
         /// Every key and value given here must be in the body (other keys may be too).
         opt body: SpannedJson,
         opt body_schema: SpannedJson,
