@@ -276,11 +276,16 @@ fn evidence_text(evidence: &[Evidence], indent: &str) -> String {
     let mut text = String::new();
     for item in evidence {
         let _ = writeln!(text, "{indent}- {}", item.check);
-        if let Some(request) = &item.request {
-            let status = item
-                .status
-                .map_or_else(|| "no answer".to_string(), |s| s.to_string());
-            let _ = writeln!(text, "{indent}  request: {request} -> {status}");
+        // An HTTP exchange shows its status; a `tools/call` (AGX-M5) has none, and what
+        // came back is in the detail, as is the reason an HTTP request got no answer.
+        match (&item.request, item.status) {
+            (Some(request), Some(status)) => {
+                let _ = writeln!(text, "{indent}  request: {request} -> {status}");
+            }
+            (Some(request), None) => {
+                let _ = writeln!(text, "{indent}  request: {request}");
+            }
+            (None, _) => {}
         }
         let _ = writeln!(text, "{indent}  {}", item.detail);
         if let Some(location) = &item.schema_location {

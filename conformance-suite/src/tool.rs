@@ -103,15 +103,15 @@ impl ToolUnderTest {
     pub(crate) fn endpoint(&self) -> Result<Endpoint, String> {
         let binding = &self.document.binding;
         let Some(http) = &binding.http else {
-            let kind = if binding.mcp.is_some() {
-                "an `mcp`"
-            } else if binding.native.is_some() {
+            // An `mcp` tool never gets here: the runner gives it the MCP reading of the
+            // tests (AGX-M5).
+            let kind = if binding.native.is_some() {
                 "a `native`"
             } else {
                 "no"
             };
             return Err(format!(
-                "the tool has {kind} binding; the seven tests speak HTTP to an `http` binding"
+                "the tool has {kind} binding; the seven tests speak to a service (an `http` or `mcp` binding)"
             ));
         };
         let url = url::Url::parse(&http.url.value)

@@ -640,3 +640,63 @@ fn agx_m3_the_official_mcp_conformance_suite_passes_against_the_gateway_but_for_
     assert_eq!(processes_with("conformance_upstream.py"), 0);
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+#[test]
+fn agx_m5_the_notes_keepers_mcp_tools_pass_conformance_on_the_real_server_and_on_mocks() {
+    let peers = McpPeers::required();
+    let marker = "mcp-server-filesystem";
+    let before = processes_with(marker);
+    for target in ["live", "mock"] {
+        let output = agentc_in(
+            &workspace_root(),
+            &peers,
+            &[
+                "conform",
+                "spec-examples/mcp-files",
+                "--target",
+                target,
+                "--report",
+                "json",
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{target}: {}",
+            text(&output.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let outcome = |tool: &str, test: &str| {
+            report["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|entry| entry["tool"] == tool)
+                .and_then(|entry| {
+                    entry["tests"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|entry| entry["test"] == test)
+                })
+                .map(|entry| entry["outcome"].as_str().unwrap().to_string())
+                .unwrap()
+        };
+        // The pins match, bad arguments are errors, the paths outside the allowed
+        // directory are refused, and the examples answer in the output schema.
+        for tool in ["read_text_file", "list_directory"] {
+            for test in ["discovery", "error", "pitfall", "skill"] {
+                assert_eq!(outcome(tool, test), "pass", "{target} {tool} {test}");
+            }
+            assert_eq!(outcome(tool, "crud"), "skip");
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_with(marker) > before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a filesystem server outlived the run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
