@@ -8,7 +8,10 @@
 //! `conformance:` section), and a [`Target`] says where to test it — a [`mock`] started
 //! from the document itself, or a live service at the declared URL or a base URL. So any
 //! HTTP service that can be described by a tool document (the runtime's own agent
-//! server included) is tested the same way:
+//! server included) is tested the same way. A tool bound to an MCP server gets the MCP
+//! reading of the seven tests (AGX-M5): `tools/list` and the pin, auth at `initialize`,
+//! errors without a crash, the rate limit, recorded `tools/call` pitfalls and examples,
+//! against an [`mcp_mock`] or the live server:
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), agentc_conformance::LoadError> {
