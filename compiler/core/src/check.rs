@@ -688,7 +688,9 @@ impl<'a> Checker<'a> {
         self.check_trust_labels(&tool.output);
         if let Some(conformance) = &tool.conformance {
             self.check_conformance(conformance, tool.binding.mcp.is_some());
+            self.check_examples(tool, conformance);
         }
+        self.check_ignored_keys(tool);
         let input_type = tool.input.value.get("type");
         if input_type != Some(&serde_json::Value::String("object".to_string())) {
             self.report(
@@ -896,6 +898,109 @@ impl<'a> Checker<'a> {
         }
         for pitfall in conformance.pitfalls.iter().flatten() {
             self.check_pitfall(pitfall, mcp_bound);
+        }
+    }
+
+    /// A conformance example is a *valid* call: the skill test sends it and expects an
+    /// answer, and a mock answers with its `output`. One that breaks the tool's own
+    /// schemas would fail every run for the document's fault, not the service's.
+    fn check_examples(
+        &mut self,
+        tool: &ToolDocument,
+        conformance: &crate::documents::tool::ConformanceSpec,
+    ) {
+        let (Ok(input), Ok(output)) = (
+            jsonschema::validator_for(&tool.input.value),
+            jsonschema::validator_for(&tool.output.value),
+        ) else {
+            // An invalid schema has its own diagnostic (E0301).
+            return;
+        };
+        for example in conformance.examples.iter().flatten() {
+            let name = example
+                .name
+                .as_ref()
+                .map_or_else(|| "an example".to_string(), |name| format!("example `{}`", name.value));
+            let mut parts = vec![(&example.input, &input, "input")];
+            if let Some(answer) = &example.output {
+                parts.push((answer, &output, "output"));
+            }
+            for (value, validator, what) in parts {
+                if let Some(error) = validator.iter_errors(&value.value).next() {
+                    let pointer = error.instance_path().as_str().to_string();
+                    self.report(
+                        Diagnostic::new(
+                            FrontEndCode::ExampleBreaksSchema,
+                            value.span_at(&pointer),
+                            format!("{name}'s {what} breaks the tool's {what} schema"),
+                        )
+                        .with_primary_label(truncate(&error.to_string(), 160))
+                        .with_help(format!(
+                            "an example is a valid call, sent as is by `agentc conform`; fix the example or the tool's `{what}` schema"
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
+    /// W0607: keys that nothing reads in this document, because of another choice
+    /// made in it; each would silently do nothing.
+    fn check_ignored_keys(&mut self, tool: &ToolDocument) {
+        let scheme = tool.auth.as_ref().map(|auth| auth.scheme);
+        if let Some(auth) = &tool.auth
+            && let Some(header) = &auth.header
+            && auth.scheme != AuthScheme::ApiKey
+        {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::IgnoredKey,
+                    header.span,
+                    format!(
+                        "`header` is read only for `scheme: api_key`; this `{}` credential is sent in `Authorization`",
+                        auth.scheme.as_str()
+                    ),
+                )
+                .with_primary_label("ignored")
+                .with_help("for a key in its own header, write `scheme: api_key` with this `header`"),
+            );
+        }
+        let Some(conformance) = &tool.conformance else {
+            return;
+        };
+        if let Some(variable) = &conformance.credential_env
+            && matches!(scheme, None | Some(AuthScheme::None))
+        {
+            self.report(
+                Diagnostic::new(
+                    FrontEndCode::IgnoredKey,
+                    variable.span,
+                    "`credential_env` is read only for a tool with an auth scheme, and this tool declares none",
+                )
+                .with_primary_label("ignored")
+                .with_help("declare the tool's `auth` scheme, or remove `credential_env`"),
+            );
+        }
+        if tool.binding.mcp.is_some() {
+            let http_only = [
+                conformance.docs.as_ref().map(|docs| (docs.span, "docs")),
+                conformance.crud.as_ref().map(|crud| (crud.name.span, "crud")),
+                conformance
+                    .max_request_bytes
+                    .as_ref()
+                    .map(|bytes| (bytes.span, "max_request_bytes")),
+            ];
+            for (span, key) in http_only.into_iter().flatten() {
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::IgnoredKey,
+                        span,
+                        format!("`conformance.{key}` is read only for an `http` tool, and this tool is bound to an MCP server"),
+                    )
+                    .with_primary_label("ignored")
+                    .with_help("the MCP reading of the conformance tests (AGX-M5) finds the tool with `tools/list`, and has no CRUD or body-size test"),
+                );
+            }
         }
     }
 

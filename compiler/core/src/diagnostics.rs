@@ -78,6 +78,7 @@ catalogue! {
     E0306 McpTransportCount Error "an MCP binding needs exactly one of `server` (streamable HTTP) and `command` (stdio) (AGX-M1)";
     E0307 InvalidMcpPin Error "an MCP binding's `pin` is not `sha256:` and 64 hex digits (AGX-M2)";
     E0308 PitfallDoesNotFitBinding Error "a pitfall records what its tool's binding does not speak: `request` and `status` for HTTP, `call` and `is_error` for MCP (AGX-M5)";
+    E0309 ExampleBreaksSchema Error "a conformance example's input or output breaks the tool's own input or output schema";
     E0401 InvalidDateTime Error "a date-time is not in RFC 3339 form";
     E0402 AuditChainBroken Error "a regulated handoff's audit entries do not chain by hash";
     E0403 InconsistentDocument Error "a handoff's fields contradict each other";
@@ -87,6 +88,7 @@ catalogue! {
     W0604 EnforcementOff Warning "a restriction only observes: it has a `shadow` but nothing enforced (AGX-S1)";
     W0605 McpToolNotPinned Warning "an MCP tool has no `pin`, so a change to its definition on the server goes unnoticed (AGX-M2)";
     W0606 BindingNotServed Warning "this build of agentc cannot call a tool's binding (AGX-M1)";
+    W0607 IgnoredKey Warning "a key is written where nothing reads it, so it has no effect";
 }
 
 /// A diagnostic code: one from the front end, or one from the CEL engine.
