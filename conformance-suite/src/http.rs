@@ -13,7 +13,6 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::report::Evidence;
-use crate::schema::truncate;
 
 /// The most bytes of a response body the probe reads.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -322,7 +321,7 @@ impl Probe {
         let detail = match &exchange.result {
             Ok(response) if !response.body.is_empty() => format!(
                 "{detail}; body: {}",
-                truncate(&self.redact(&response.text()), 200)
+                crate::redact::excerpt(&response.text(), self.secret.as_ref(), 200)
             ),
             Ok(_) => detail.to_string(),
             Err(reason) => format!("{detail}; {reason}"),

@@ -33,6 +33,7 @@ mod http;
 mod mcp_checks;
 pub mod mcp_mock;
 pub mod mock;
+mod redact;
 pub mod report;
 mod runner;
 mod schema;

@@ -110,12 +110,12 @@ impl McpContext<'_> {
     }
 
     fn redact(&self, text: &str) -> String {
-        match &self.secret {
-            Some(secret) if !secret.expose().is_empty() => {
-                text.replace(secret.expose(), "[redacted]")
-            }
-            _ => text.to_string(),
-        }
+        crate::redact::redact(text, self.secret.as_ref()).0
+    }
+
+    /// An excerpt of what the server sent, redacted before it is cut.
+    fn excerpt(&self, text: &str) -> String {
+        crate::redact::excerpt(text, self.secret.as_ref(), 200)
     }
 
     /// How a call is shown in evidence.
@@ -693,7 +693,7 @@ pub(crate) async fn pitfall(context: &McpContext<'_>) -> Outcome {
             let detail = format!(
                 "{}; body: {}",
                 problems.join("; "),
-                truncate(&answer.body.to_string(), 200)
+                context.excerpt(&answer.body.to_string())
             );
             tally.fail(context.evidence(&check, Some(shown), &detail));
             continue;
@@ -769,7 +769,7 @@ pub(crate) async fn skill(context: &McpContext<'_>) -> Outcome {
                     Some(shown),
                     &format!(
                         "expected a result for a valid example, got an error: {}",
-                        truncate(&answer.text, 200)
+                        context.excerpt(&answer.text)
                     ),
                 ));
                 continue;
@@ -788,7 +788,7 @@ pub(crate) async fn skill(context: &McpContext<'_>) -> Outcome {
                     &format!(
                         "the output breaks its schema: {}; output: {}",
                         mismatch.detail,
-                        truncate(&answer.body.to_string(), 200)
+                        context.excerpt(&answer.body.to_string())
                     ),
                 );
                 evidence.schema_location = Some(mismatch.location);

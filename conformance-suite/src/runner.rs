@@ -13,6 +13,7 @@ use crate::http::{Probe, ProbeSettings};
 use crate::mcp_checks::{self, McpContext};
 use crate::mcp_mock::McpToolMock;
 use crate::mock::{Faults, ToolMock};
+use crate::redact::redact_tool_report;
 use crate::report::{Outcome, SuiteReport, TestKind, TestReport, ToolReport};
 use crate::target::{CredentialSource, Target, TargetKind, plain_http_allowed};
 use crate::tool::ToolUnderTest;
@@ -298,12 +299,14 @@ async fn run_mcp_tool(
         }
     })
     .await;
-    ToolReport {
+    let mut report = ToolReport {
         tool: tool.name().to_string(),
         source: tool.source_name().to_string(),
         target: prepared.shown_target,
         tests,
-    }
+    };
+    redact_tool_report(&mut report, prepared.secret.as_ref());
+    report
 }
 
 /// Runs the seven tests in turn, the rate-limit test last so that its burst cannot
@@ -355,7 +358,7 @@ async fn run_tool(
         return run_mcp_tool(tool, target, options, &progress).await;
     }
     let prepared = prepare(tool, target, options).await;
-    let (probe, endpoint, shown_target, _mock) = match prepared {
+    let (probe, endpoint, shown_target, own_secret, _mock) = match prepared {
         Ok(prepared) => {
             let rate_limit = tool
                 .conformance()
@@ -375,6 +378,7 @@ async fn run_tool(
                     Some(probe),
                     tool.endpoint(),
                     prepared.shown_target,
+                    prepared.secret,
                     prepared._mock,
                 ),
                 Err(reason) => {
@@ -383,7 +387,7 @@ async fn run_tool(
             }
         }
         Err(Unprepared::NotApplicable(reason)) => {
-            (None, Err(reason), target.label().to_string(), None)
+            (None, Err(reason), target.label().to_string(), None, None)
         }
         Err(Unprepared::Unusable(reason)) => {
             return unusable(tool, target.label().to_string(), &reason, &progress);
@@ -410,12 +414,14 @@ async fn run_tool(
         }
     })
     .await;
-    ToolReport {
+    let mut report = ToolReport {
         tool: tool.name().to_string(),
         source: tool.source_name().to_string(),
         target: shown_target,
         tests,
-    }
+    };
+    redact_tool_report(&mut report, own_secret.as_ref());
+    report
 }
 
 /// The report of a tool whose target cannot be used: every test fails with the reason.
@@ -448,10 +454,12 @@ fn unusable(
             }
         })
         .collect();
-    ToolReport {
+    let mut report = ToolReport {
         tool: tool.name().to_string(),
         source: tool.source_name().to_string(),
         target: shown_target,
         tests,
-    }
+    };
+    redact_tool_report(&mut report, None);
+    report
 }

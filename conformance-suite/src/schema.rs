@@ -42,7 +42,11 @@ pub(crate) fn validate(
         format!("`{instance_pointer}`")
     };
     Err(SchemaMismatch {
-        detail: format!("{at}: {}", truncate(&error.to_string(), 200)),
+        // The error quotes the value, which came from the service.
+        detail: format!(
+            "{at}: {}",
+            crate::redact::excerpt(&error.to_string(), None, 200)
+        ),
         location: format!(
             "{} ({})",
             tool.location(schema.span_at(&schema_pointer)),

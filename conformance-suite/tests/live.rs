@@ -32,7 +32,17 @@ struct Defects {
     delete_keeps_the_ticket: bool,
     /// No llms.txt is served.
     no_llms_txt: bool,
+    /// The crash of `crashes_on_malformed_json` dumps the service's secrets in its body.
+    crash_dumps_secrets: bool,
 }
+
+/// The secrets a crashing service dumps: each must be redacted from the report.
+const PLANTED: [&str; 4] = [
+    "planted-db-password-31",
+    "tok_planted_stored_4e5f6a",
+    "planted-bearer-7788",
+    "AKIAPLANTEDEXAMPLE00",
+];
 
 struct Service {
     defects: Defects,
@@ -133,9 +143,20 @@ impl Service {
         }
         let input: Option<Value> = serde_json::from_slice(&body).ok();
         if input.is_none() && !body.is_empty() && self.defects.crashes_on_malformed_json {
+            let body = if self.defects.crash_dumps_secrets {
+                json!({
+                    "error": "panic",
+                    "env": {"DATABASE_PASSWORD": PLANTED[0], "aws": PLANTED[3]},
+                    "session": {"access_token": PLANTED[1]},
+                    "trace": format!("while calling billing with Authorization: Bearer {}", PLANTED[2]),
+                })
+                .to_string()
+            } else {
+                "panic".to_string()
+            };
             return Ok(Response::builder()
                 .status(500)
-                .body(Full::new(Bytes::from("panic")))
+                .body(Full::new(Bytes::from(body)))
                 .unwrap());
         }
         match (method.as_str(), path.as_str()) {
@@ -282,6 +303,7 @@ async fn a_defective_live_service_fails_exactly_where_it_is_defective() {
         crashes_on_malformed_json: true,
         delete_keeps_the_ticket: true,
         no_llms_txt: true,
+        crash_dumps_secrets: false,
     };
     let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
     let outcomes = outcomes(&report);
@@ -360,6 +382,40 @@ async fn plain_http_to_a_non_loopback_host_fails_every_test() {
                 );
             }
             other => panic!("{test:?}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_a_service_hands_out_are_reported_but_redacted() {
+    let defects = Defects {
+        crashes_on_malformed_json: true,
+        crash_dumps_secrets: true,
+        ..Defects::default()
+    };
+    let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
+    // The crash is still a finding, and its evidence says what was in the answer.
+    let Outcome::Fail { evidence } = report.outcome("ticket_search", TestKind::Error).unwrap()
+    else {
+        panic!("{}", report.to_text());
+    };
+    assert_eq!(evidence[0].status, Some(500));
+    assert!(
+        evidence[0].detail.contains("redacted from this report")
+            && evidence[0]
+                .detail
+                .contains("a JSON value named as a secret")
+            && evidence[0].detail.contains("an authorization value"),
+        "{evidence:?}"
+    );
+    // None of the planted secrets, nor the run's own token, is in any report format.
+    for rendered in [
+        report.to_text(),
+        report.to_json(),
+        report.to_junit("2026-12-05T00:00:00Z"),
+    ] {
+        for secret in PLANTED.iter().chain([&TOKEN]) {
+            assert!(!rendered.contains(secret), "{secret} in {rendered}");
         }
     }
 }

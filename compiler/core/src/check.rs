@@ -917,10 +917,10 @@ impl<'a> Checker<'a> {
             return;
         };
         for example in conformance.examples.iter().flatten() {
-            let name = example
-                .name
-                .as_ref()
-                .map_or_else(|| "an example".to_string(), |name| format!("example `{}`", name.value));
+            let name = example.name.as_ref().map_or_else(
+                || "an example".to_string(),
+                |name| format!("example `{}`", name.value),
+            );
             let mut parts = vec![(&example.input, &input, "input")];
             if let Some(answer) = &example.output {
                 parts.push((answer, &output, "output"));
@@ -984,7 +984,10 @@ impl<'a> Checker<'a> {
         if tool.binding.mcp.is_some() {
             let http_only = [
                 conformance.docs.as_ref().map(|docs| (docs.span, "docs")),
-                conformance.crud.as_ref().map(|crud| (crud.name.span, "crud")),
+                conformance
+                    .crud
+                    .as_ref()
+                    .map(|crud| (crud.name.span, "crud")),
                 conformance
                     .max_request_bytes
                     .as_ref()
