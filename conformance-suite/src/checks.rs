@@ -173,8 +173,10 @@ pub(crate) struct InvalidInputs {
 }
 
 /// Invalid variants of the valid `input` under `schema` (the error tests of HTTP and
-/// MCP tools send the same ones).
-pub(crate) fn invalid_inputs(schema: &Value, input: &Value) -> InvalidInputs {
+/// MCP tools send the same ones). In a query string every value is text, so a number
+/// for a string is no wrong type there: with `in_query`, only a property whose type a
+/// text can break (a number, an integer, a boolean) is given a wrong type.
+pub(crate) fn invalid_inputs(schema: &Value, input: &Value, in_query: bool) -> InvalidInputs {
     let Some(object) = input.as_object() else {
         return InvalidInputs {
             wrong_type: None,
@@ -188,6 +190,7 @@ pub(crate) fn invalid_inputs(schema: &Value, input: &Value) -> InvalidInputs {
             properties.iter().find_map(|(name, property)| {
                 let kind = property.get("type")?.as_str()?;
                 let wrong = match kind {
+                    "string" | "array" | "object" if in_query => return None,
                     "string" => json!(12345),
                     "array" | "object" | "boolean" => json!("not the declared type"),
                     "integer" | "number" => json!("not a number"),
@@ -217,6 +220,45 @@ pub(crate) fn invalid_inputs(schema: &Value, input: &Value) -> InvalidInputs {
     InvalidInputs {
         wrong_type,
         missing_field,
+    }
+}
+
+/// A body of more than `limit` bytes, and how it was made. It is the valid input with
+/// its first free-form string property (no `maxLength`, `enum`, `const`, `pattern` or
+/// `format`) padded, so that only its size is wrong; otherwise an extra `padding` field,
+/// which may also make it invalid (said so in the check).
+fn oversized_body(schema: &Value, input: &Value, limit: u64) -> (Vec<u8>, &'static str) {
+    let length = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let free_string = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .and_then(|properties| {
+            properties.iter().find_map(|(name, property)| {
+                let constrained = ["maxLength", "enum", "const", "pattern", "format"]
+                    .iter()
+                    .any(|keyword| property.get(*keyword).is_some());
+                (property.get("type").and_then(Value::as_str) == Some("string") && !constrained)
+                    .then_some(name)
+            })
+        });
+    match (free_string, input.as_object()) {
+        (Some(name), Some(object)) => {
+            let mut padded = object.clone();
+            padded.insert(name.clone(), Value::String("x".repeat(length)));
+            (
+                Value::Object(padded).to_string().into_bytes(),
+                "a valid body",
+            )
+        }
+        _ => {
+            let mut bytes = Vec::with_capacity(length.saturating_add(16));
+            bytes.extend_from_slice(b"{\"padding\":\"");
+            bytes.resize(length.saturating_add(12), b'x');
+            bytes.extend_from_slice(b"\"}");
+            (bytes, "a body padded with an extra field")
+        }
     }
 }
 
@@ -721,7 +763,8 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
     let method = method_text(endpoint.method);
     let mut cases: Vec<(String, String, Body)> = Vec::new();
 
-    let invalid = invalid_inputs(schema, &input);
+    let in_query = endpoint.method == HttpMethod::Get;
+    let invalid = invalid_inputs(schema, &input, in_query);
     match invalid.wrong_type {
         Some((what, bad)) => {
             let (path, body) = Context::operation_request(endpoint, &bad);
@@ -750,15 +793,9 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
             },
         ));
         let limit = context.tool.max_request_bytes();
-        let padding = usize::try_from(limit)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
-        let mut bytes = Vec::with_capacity(padding.saturating_add(16));
-        bytes.extend_from_slice(b"{\"padding\":\"");
-        bytes.resize(padding.saturating_add(12), b'x');
-        bytes.extend_from_slice(b"\"}");
+        let (bytes, how) = oversized_body(schema, &input, limit);
         cases.push((
-            format!("an oversized body (more than {limit} bytes)"),
+            format!("{how} over the declared limit ({limit} bytes)"),
             endpoint.path.clone(),
             Body::Raw {
                 bytes,
@@ -774,15 +811,34 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
 
     for (what, path, body) in cases {
         let check = format!("{what} gets a structured 4xx");
+        let on_the_operation = path == endpoint.path
+            || path.starts_with(&format!(
+                "{}?",
+                endpoint.path.split('?').next().unwrap_or_default()
+            ));
         let exchange = probe
             .send(method, &path, body, Credential::Valid, true)
             .await;
         match exchange.response() {
+            // A route that is not there answers every request 404 (or 405): that is not
+            // bad input handled, and a misspelt binding must not pass this test.
+            Some(response) if on_the_operation && matches!(response.status, 404 | 405) => {
+                tally.fail(probe.evidence(
+                    &check,
+                    &exchange,
+                    "the operation's own route answered as if it did not exist: bad input was never judged (is the binding's URL right?)",
+                ));
+            }
             Some(response)
                 if (400..500).contains(&response.status)
                     && !matches!(response.status, 401 | 403 | 429) =>
             {
-                if response.is_structured() {
+                if response.is_structured() && response.truncated {
+                    tally.pass(format!(
+                        "{check} ({}; a JSON body over the suite's read limit, judged by its content type)",
+                        response.status
+                    ));
+                } else if response.is_structured() {
                     tally.pass(format!("{check} ({})", response.status));
                 } else {
                     tally.fail(probe.evidence(
@@ -1101,7 +1157,29 @@ pub(crate) async fn skill(context: &Context<'_>) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::same_path;
+    use super::{invalid_inputs, same_path};
+    use serde_json::json;
+
+    #[test]
+    fn in_a_query_a_number_for_a_string_is_no_wrong_type() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"entity": {"type": "string"}, "limit": {"type": "integer"}},
+            "required": ["entity"],
+        });
+        let input = json!({"entity": "acme", "limit": 3});
+        let in_body = invalid_inputs(&schema, &input, false).wrong_type.unwrap();
+        assert_eq!(in_body.1["entity"], json!(12345));
+        let in_query = invalid_inputs(&schema, &input, true).wrong_type.unwrap();
+        assert_eq!(in_query.1["limit"], json!("not a number"));
+        assert_eq!(in_query.1["entity"], json!("acme"));
+        let strings_only = json!({"type": "object", "properties": {"entity": {"type": "string"}}});
+        assert!(
+            invalid_inputs(&strings_only, &input, true)
+                .wrong_type
+                .is_none()
+        );
+    }
 
     #[test]
     fn template_segments_match_template_segments_only() {

@@ -51,6 +51,11 @@ pub(crate) struct Response {
     pub retry_after: Option<String>,
     pub headers_text: String,
     pub body: Vec<u8>,
+    /// The body was longer than [`MAX_RESPONSE_BYTES`] and was cut: what was read is
+    /// not the whole body, and must not be judged as if it were.
+    pub truncated: bool,
+    /// The `Content-Type` header, when there is one.
+    pub content_type: Option<String>,
 }
 
 impl Response {
@@ -60,7 +65,17 @@ impl Response {
     }
 
     /// Whether the body is a machine-readable error: a JSON object with at least one key.
+    /// A body cut at the read limit cannot be parsed, so it is judged by its content
+    /// type (a JSON type starting with `{`).
     pub fn is_structured(&self) -> bool {
+        if self.truncated {
+            let json_type = self.content_type.as_deref().is_some_and(|kind| {
+                let kind = kind.to_ascii_lowercase();
+                kind.starts_with("application/json") || kind.contains("+json")
+            });
+            return json_type
+                && self.body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
+        }
         self.json()
             .as_ref()
             .and_then(Value::as_object)
@@ -349,13 +364,20 @@ async fn read_response(mut response: reqwest::Response) -> Result<Response, Stri
         .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())))
         .collect::<Vec<_>>()
         .join("\n");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
     let mut body = Vec::new();
+    let mut truncated = false;
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= MAX_RESPONSE_BYTES {
+                if chunk.len() > room {
+                    truncated = true;
                     break;
                 }
             }
@@ -371,5 +393,31 @@ async fn read_response(mut response: reqwest::Response) -> Result<Response, Stri
         retry_after,
         headers_text,
         body,
+        truncated,
+        content_type,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Response;
+
+    fn cut(body: &[u8], content_type: &str) -> Response {
+        Response {
+            status: 422,
+            retry_after: None,
+            headers_text: String::new(),
+            body: body.to_vec(),
+            truncated: true,
+            content_type: Some(content_type.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_cut_body_is_judged_by_its_content_type_never_parsed() {
+        assert!(cut(b"{\"detail\": [{\"input\": \"xxxx", "application/json").is_structured());
+        assert!(cut(b"  {\"a\":", "application/problem+json").is_structured());
+        assert!(!cut(b"{\"detail\":", "text/plain").is_structured());
+        assert!(!cut(b"<html>", "application/json").is_structured());
+    }
 }

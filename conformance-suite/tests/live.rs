@@ -34,6 +34,11 @@ struct Defects {
     no_llms_txt: bool,
     /// The crash of `crashes_on_malformed_json` dumps the service's secrets in its body.
     crash_dumps_secrets: bool,
+    /// Bodies up to 10 MiB are read: a valid body over the declared limit is served.
+    no_size_limit: bool,
+    /// An invalid input's 400 echoes it with 1.5 MiB of context: a valid JSON error,
+    /// larger than the suite reads.
+    huge_json_errors: bool,
 }
 
 /// The secrets a crashing service dumps: each must be redacted from the report.
@@ -87,10 +92,12 @@ impl Service {
             .get("authorization")
             .and_then(|value| value.to_str().ok())
             .map(str::to_string);
-        let body = match Limited::new(request.into_body(), BODY_LIMIT)
-            .collect()
-            .await
-        {
+        let limit = if self.defects.no_size_limit {
+            10 * 1024 * 1024
+        } else {
+            BODY_LIMIT
+        };
+        let body = match Limited::new(request.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return Ok(error(413, "too_large")),
         };
@@ -162,6 +169,13 @@ impl Service {
         match (method.as_str(), path.as_str()) {
             ("POST", "/tickets/search") => {
                 let Some(input) = input.filter(valid_search) else {
+                    if self.defects.huge_json_errors {
+                        let context = "x".repeat(1536 * 1024);
+                        return Ok(reply(
+                            400,
+                            json!({"error": {"code": "invalid_input", "context": context}}),
+                        ));
+                    }
                     return Ok(error(400, "invalid_input"));
                 };
                 if input["query"] == "*" {
@@ -303,7 +317,7 @@ async fn a_defective_live_service_fails_exactly_where_it_is_defective() {
         crashes_on_malformed_json: true,
         delete_keeps_the_ticket: true,
         no_llms_txt: true,
-        crash_dumps_secrets: false,
+        ..Defects::default()
     };
     let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
     let outcomes = outcomes(&report);
@@ -418,4 +432,70 @@ async fn secrets_a_service_hands_out_are_reported_but_redacted() {
             assert!(!rendered.contains(secret), "{secret} in {rendered}");
         }
     }
+}
+
+fn error_evidence(report: &SuiteReport) -> Vec<agentc_conformance::Evidence> {
+    match report.outcome("ticket_search", TestKind::Error).unwrap() {
+        Outcome::Fail { evidence } => evidence.clone(),
+        other => panic!(
+            "the error test should fail: {other:?}\n{}",
+            report.to_text()
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_body_over_the_declared_limit_must_be_refused() {
+    let defects = Defects {
+        no_size_limit: true,
+        ..Defects::default()
+    };
+    let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
+    // The probe is the valid example with its query padded: only its size is wrong,
+    // so a service that checks fields but not size is caught.
+    let evidence = error_evidence(&report);
+    assert_eq!(evidence.len(), 1, "{evidence:?}");
+    assert!(
+        evidence[0]
+            .check
+            .starts_with("a valid body over the declared limit (4096 bytes)"),
+        "{evidence:?}"
+    );
+    assert_eq!(evidence[0].status, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_error_larger_than_the_read_limit_is_not_misread_as_unstructured() {
+    let defects = Defects {
+        huge_json_errors: true,
+        ..Defects::default()
+    };
+    let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
+    let Outcome::Pass { checks } = report.outcome("ticket_search", TestKind::Error).unwrap() else {
+        panic!("{}", report.to_text());
+    };
+    assert!(
+        checks
+            .iter()
+            .any(|check| check.contains("judged by its content type")),
+        "{checks:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_binding_route_fails_the_error_test_instead_of_passing_on_404s() {
+    let yaml = common::ticket_tool_yaml("https://tickets.example.com/tickets/serach");
+    let report = run_live(Defects::default(), Some(TOKEN), &yaml).await;
+    let evidence = error_evidence(&report);
+    // The service reads `/tickets/serach` as a ticket, which cannot be POSTed: the
+    // wrong type, the missing field and the malformed JSON all got 405 (the oversized
+    // body is refused before routing, 413, rightly).
+    assert_eq!(evidence.len(), 3, "{evidence:?}");
+    assert!(
+        evidence
+            .iter()
+            .all(|item| matches!(item.status, Some(404 | 405))
+                && item.detail.contains("as if it did not exist")),
+        "{evidence:?}"
+    );
 }
