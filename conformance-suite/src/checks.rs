@@ -30,6 +30,17 @@ pub(crate) struct Context<'a> {
     pub probe: Option<Probe>,
     /// The longest `Retry-After` the rate-limit test will wait.
     pub max_retry_after: Duration,
+    /// Whether requests that can change the service may be sent.
+    pub writes_allowed: bool,
+}
+
+/// The skip of a test that would write to a live service run without `--allow-writes`.
+pub(crate) fn no_writes(would: &str) -> Outcome {
+    Outcome::Skip {
+        reason: format!(
+            "a live run writes nothing without `--allow-writes`, and this test would {would}"
+        ),
+    }
 }
 
 /// Collects what a test verified and what failed.
@@ -72,6 +83,21 @@ pub(crate) fn plain_evidence(check: &str, detail: impl Into<String>) -> Evidence
 }
 
 impl Context<'_> {
+    /// The endpoint and probe for a test that calls the operation, or the reason the
+    /// test is skipped (no endpoint, or a live run without `--allow-writes` and an
+    /// operation that may write).
+    fn http_calling_the_operation(&self) -> Result<(&Endpoint, &Probe), Outcome> {
+        let http = self.http()?;
+        if !self.writes_allowed && self.tool.operation_writes() {
+            return Err(no_writes(&format!(
+                "call `{} {}`, which may change the service (mark the tool `read_only: true` if it does not)",
+                method_text(http.0.method),
+                http.0.path
+            )));
+        }
+        Ok(http)
+    }
+
     /// The endpoint and probe, or the reason the test is skipped.
     fn http(&self) -> Result<(&Endpoint, &Probe), Outcome> {
         match (&self.endpoint, &self.probe) {
@@ -445,7 +471,7 @@ fn same_path(documented: &str, declared: &str) -> bool {
 /// Test 2, Auth: missing, malformed and wrong credentials are refused with 401/403 and a
 /// structured body, a valid one is accepted, and no credential is echoed back.
 pub(crate) async fn auth(context: &Context<'_>) -> Outcome {
-    let (endpoint, probe) = match context.http() {
+    let (endpoint, probe) = match context.http_calling_the_operation() {
         Ok(http) => http,
         Err(skip) => return skip,
     };
@@ -563,6 +589,12 @@ pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
             reason: "the tool document declares no CRUD resource (`conformance.crud`)".to_string(),
         };
     };
+    if !context.writes_allowed {
+        return no_writes(&format!(
+            "create, update and delete a `{}`",
+            crud.name.value
+        ));
+    }
     let mut tally = Tally::default();
     if !context.require_credential(probe, &mut tally, "the resource can be created") {
         return tally.outcome();
@@ -609,6 +641,24 @@ pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
     };
     tally.pass(check);
     let item = format!("{collection}/{id}");
+    let gone = crud_after_create(context, probe, crud, &mut tally, &collection, &item).await;
+    if !gone {
+        leave_nothing_behind(probe, &mut tally, &collection, &item).await;
+    }
+    tally.outcome()
+}
+
+/// The CRUD steps after the create: read, update, read, delete, read. `true` when the
+/// resource is confirmed gone.
+async fn crud_after_create(
+    context: &Context<'_>,
+    probe: &Probe,
+    crud: &agentc_compiler::documents::tool::CrudResource,
+    tally: &mut Tally,
+    collection: &str,
+    item: &str,
+) -> bool {
+    let name = &crud.name.value;
     let shown_item = format!("{collection}/{{{}}}", crud.id_field.value);
 
     let read_check = |what: &str| {
@@ -619,15 +669,15 @@ pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
     if !read_back(
         context,
         probe,
-        &mut tally,
-        &item,
+        tally,
+        item,
         &read_check("create"),
         &crud.schema,
         &crud.create.value,
     )
     .await
     {
-        return tally.outcome();
+        return false;
     }
 
     let update_method = match crud.update_method {
@@ -638,7 +688,7 @@ pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
     let updated = probe
         .send(
             update_method,
-            &item,
+            item,
             Body::Json(crud.update.value.clone()),
             Credential::Valid,
             true,
@@ -646,7 +696,7 @@ pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
         .await;
     if !is_success(&updated) {
         tally.fail(probe.evidence(&check, &updated, "expected 2xx"));
-        return tally.outcome();
+        return false;
     }
     if let Some(body) = updated
         .response()
@@ -656,46 +706,68 @@ pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
             context.schema_evidence(probe, &check, &updated, &crud.schema, &body)
     {
         tally.fail(evidence);
-        return tally.outcome();
+        return false;
     }
     tally.pass(check);
     if !read_back(
         context,
         probe,
-        &mut tally,
-        &item,
+        tally,
+        item,
         &read_check("update"),
         &crud.schema,
         &crud.update.value,
     )
     .await
     {
-        return tally.outcome();
+        return false;
     }
 
     let check = format!("`{name}` is deleted with DELETE {shown_item}");
     let deleted = probe
-        .send("DELETE", &item, Body::None, Credential::Valid, true)
+        .send("DELETE", item, Body::None, Credential::Valid, true)
         .await;
     if !is_success(&deleted) {
         tally.fail(probe.evidence(&check, &deleted, "expected 2xx"));
-        return tally.outcome();
+        return false;
     }
     tally.pass(check);
     let check = format!("GET {shown_item} after delete gives 404");
     let gone = probe
-        .send("GET", &item, Body::None, Credential::Valid, true)
+        .send("GET", item, Body::None, Credential::Valid, true)
         .await;
     if gone.status() == Some(404) {
         tally.pass(check);
+        true
     } else {
         tally.fail(probe.evidence(
             &check,
             &gone,
             "expected 404: the resource is still there, or the answer is wrong",
         ));
+        false
     }
-    tally.outcome()
+}
+
+/// A resource the CRUD test created and did not see deleted: one more DELETE, and if it
+/// is still there, the report says so, so that nothing is left behind unnoticed.
+async fn leave_nothing_behind(probe: &Probe, tally: &mut Tally, collection: &str, item: &str) {
+    let deleted = probe
+        .send("DELETE", item, Body::None, Credential::Valid, true)
+        .await;
+    let still_there = probe
+        .send("GET", item, Body::None, Credential::Valid, true)
+        .await;
+    if still_there.status() != Some(404) {
+        tally.fail(plain_evidence(
+            "nothing the run created is left behind",
+            format!(
+                "`{item}`, created with POST {collection}, could not be deleted (DELETE answered {}, then GET {}): remove it by hand",
+                deleted.status().map_or_else(|| "nothing".to_string(), |s| s.to_string()),
+                still_there.status().map_or_else(|| "nothing".to_string(), |s| s.to_string()),
+            ),
+        ));
+    }
 }
 
 /// Reads `item` and checks it: 200, in the schema, and every written field that the
@@ -746,7 +818,7 @@ async fn read_back(
 /// Test 4, Error: wrong types, missing fields, malformed JSON, an oversized body and an
 /// unknown route each get a 4xx with a structured body — never a 5xx or a hang.
 pub(crate) async fn error(context: &Context<'_>) -> Outcome {
-    let (endpoint, probe) = match context.http() {
+    let (endpoint, probe) = match context.http_calling_the_operation() {
         Ok(http) => http,
         Err(skip) => return skip,
     };
@@ -803,10 +875,12 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
             },
         ));
     }
+    // Asked with GET: a route that is not there must say so, and a GET can write
+    // nothing even on a service that routes carelessly.
     cases.push((
         "an unknown route".into(),
         "/agentc-conformance/no-such-route".into(),
-        Body::Json(json!({})),
+        Body::None,
     ));
 
     for (what, path, body) in cases {
@@ -816,8 +890,9 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
                 "{}?",
                 endpoint.path.split('?').next().unwrap_or_default()
             ));
+        let sent_with = if on_the_operation { method } else { "GET" };
         let exchange = probe
-            .send(method, &path, body, Credential::Valid, true)
+            .send(sent_with, &path, body, Credential::Valid, true)
             .await;
         match exchange.response() {
             // A route that is not there answers every request 404 (or 405): that is not
@@ -869,7 +944,7 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
 /// Test 5, Rate limit: a burst past the declared limit gets 429 with `Retry-After`, and a
 /// call succeeds again after waiting that long.
 pub(crate) async fn rate_limit(context: &Context<'_>) -> Outcome {
-    let (endpoint, probe) = match context.http() {
+    let (endpoint, probe) = match context.http_calling_the_operation() {
         Ok(http) => http,
         Err(skip) => return skip,
     };
@@ -1006,6 +1081,22 @@ pub(crate) async fn pitfall(context: &Context<'_>) -> Outcome {
                 .to_string(),
         };
     }
+    let writing: Vec<&str> = pitfalls
+        .iter()
+        .filter(|pitfall| {
+            pitfall
+                .request
+                .as_ref()
+                .is_some_and(|request| context.tool.request_writes(request.method))
+        })
+        .map(|pitfall| pitfall.name.value.as_str())
+        .collect();
+    if !context.writes_allowed && !writing.is_empty() {
+        return no_writes(&format!(
+            "replay requests that may change the service (pitfalls `{}`)",
+            writing.join("`, `")
+        ));
+    }
     let mut tally = Tally::default();
     for pitfall in pitfalls {
         let expect = &pitfall.expect;
@@ -1087,7 +1178,7 @@ pub(crate) async fn pitfall(context: &Context<'_>) -> Outcome {
 /// Test 7, Skill: every declared operation answers a valid example in its declared output
 /// schema (the description an agent reads matches the behaviour).
 pub(crate) async fn skill(context: &Context<'_>) -> Outcome {
-    let (endpoint, probe) = match context.http() {
+    let (endpoint, probe) = match context.http_calling_the_operation() {
         Ok(http) => http,
         Err(skip) => return skip,
     };

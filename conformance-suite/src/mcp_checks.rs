@@ -28,7 +28,7 @@ use agentc_runtime::{AuthScheme, McpTransport, Secret};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::checks::{Tally, invalid_inputs, plain_evidence, valid_input};
+use crate::checks::{Tally, invalid_inputs, no_writes, plain_evidence, valid_input};
 use crate::report::{Evidence, Outcome};
 use crate::schema::{contains, truncate, validate};
 use crate::tool::ToolUnderTest;
@@ -49,6 +49,8 @@ pub(crate) struct McpContext<'a> {
     pub timeout: Duration,
     /// The longest wait the rate-limit test accepts.
     pub max_retry_after: Duration,
+    /// Whether calls that can change the service may be sent.
+    pub writes_allowed: bool,
 }
 
 /// A call's result as the pitfall and skill tests judge it.
@@ -61,6 +63,17 @@ struct CallBody {
 }
 
 impl McpContext<'_> {
+    /// The skip of a test that calls the tool, in a live run without `--allow-writes`
+    /// of a tool not marked `read_only`: any MCP call may change the service.
+    fn calls_forbidden(&self) -> Option<Outcome> {
+        (!self.writes_allowed && self.tool.operation_writes()).then(|| {
+            no_writes(&format!(
+                "call `{}`, and an MCP call may change the service (mark the tool `read_only: true` if it does not)",
+                self.server_tool
+            ))
+        })
+    }
+
     fn needs_credential(&self) -> bool {
         matches!(self.transport, McpTransport::Http { .. }) && self.auth != AuthScheme::None
     }
@@ -450,6 +463,9 @@ pub(crate) fn crud() -> Outcome {
 
 /// Test 4, Error: invalid arguments and an unknown tool get an error, never a crash.
 pub(crate) async fn error(context: &McpContext<'_>) -> Outcome {
+    if let Some(skip) = context.calls_forbidden() {
+        return skip;
+    }
     let mut tally = Tally::default();
     let check = "invalid arguments get an error";
     if !context.require_credential(&mut tally, check) {
@@ -535,6 +551,9 @@ pub(crate) async fn rate_limit(context: &McpContext<'_>) -> Outcome {
                 limit.requests.value
             ),
         };
+    }
+    if let Some(skip) = context.calls_forbidden() {
+        return skip;
     }
     let window = Duration::from_secs(limit.per_seconds.value);
     if window > context.max_retry_after {
@@ -635,6 +654,9 @@ pub(crate) async fn pitfall(context: &McpContext<'_>) -> Outcome {
                 .to_string(),
         };
     }
+    if let Some(skip) = context.calls_forbidden() {
+        return skip;
+    }
     let mut tally = Tally::default();
     if !context.require_credential(&mut tally, "the pitfalls are replayed") {
         return tally.outcome();
@@ -723,6 +745,9 @@ pub(crate) async fn skill(context: &McpContext<'_>) -> Outcome {
         return Outcome::Skip {
             reason: "the tool document gives no example input (`conformance.examples`)".to_string(),
         };
+    }
+    if let Some(skip) = context.calls_forbidden() {
+        return skip;
     }
     let mut tally = Tally::default();
     let check = "the tool answers its examples";

@@ -25,6 +25,11 @@ pub struct SuiteOptions {
     pub max_retry_after: Duration,
     /// Behaviours a mock target breaks on purpose (the suite's own tests).
     pub mock_faults: Faults,
+    /// Whether a live run may send requests that can change the service (`--allow-writes`):
+    /// the operation of a tool that is not GET or `read_only`, any MCP call, the CRUD
+    /// test. Without it those tests are skipped, with the reason. A mock may always be
+    /// written to.
+    pub allow_writes: bool,
 }
 
 impl Default for SuiteOptions {
@@ -32,6 +37,7 @@ impl Default for SuiteOptions {
         SuiteOptions {
             max_retry_after: Duration::from_secs(60),
             mock_faults: Faults::default(),
+            allow_writes: false,
         }
     }
 }
@@ -154,6 +160,12 @@ async fn prepare_target(
             })
         }
     }
+}
+
+/// Whether requests that can change the service may be sent: always to a mock, to a
+/// live service only with `--allow-writes`.
+fn writes_allowed(target: &Target, options: &SuiteOptions) -> bool {
+    target.kind == TargetKind::Mock || options.allow_writes
 }
 
 /// A live run's valid credential for `tool`, or why there is none.
@@ -283,6 +295,7 @@ async fn run_mcp_tool(
         pin,
         timeout: target.request_timeout,
         max_retry_after: options.max_retry_after,
+        writes_allowed: writes_allowed(target, options),
     };
     let tests = run_in_order(tool, progress, |test| {
         let context = &context;
@@ -398,6 +411,7 @@ async fn run_tool(
         endpoint,
         probe,
         max_retry_after: options.max_retry_after,
+        writes_allowed: writes_allowed(target, options),
     };
     let tests = run_in_order(tool, &progress, |test| {
         let context = &context;

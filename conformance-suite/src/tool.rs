@@ -156,6 +156,31 @@ impl ToolUnderTest {
             .unwrap_or_default()
     }
 
+    /// Whether calling the tool's operation may change the service: an HTTP method
+    /// other than GET, or any MCP call, unless the document says it is `read_only`.
+    pub(crate) fn operation_writes(&self) -> bool {
+        let read_only = self
+            .conformance()
+            .and_then(|conformance| conformance.read_only.as_ref())
+            .is_some_and(|read_only| read_only.value);
+        if read_only {
+            return false;
+        }
+        match &self.document.binding.http {
+            Some(http) => http.method != HttpMethod::Get,
+            None => true,
+        }
+    }
+
+    /// Whether a recorded request of a pitfall may change the service.
+    pub(crate) fn request_writes(&self, method: HttpMethod) -> bool {
+        method != HttpMethod::Get
+            && !self
+                .conformance()
+                .and_then(|conformance| conformance.read_only.as_ref())
+                .is_some_and(|read_only| read_only.value)
+    }
+
     /// The largest request body the tool accepts (default 1 MiB).
     pub(crate) fn max_request_bytes(&self) -> u64 {
         self.conformance()

@@ -123,12 +123,15 @@ async fn a_delete_that_does_not_delete_fails_crud_only() {
         .await,
         TestKind::Crud,
     );
-    assert_eq!(evidence.len(), 1);
+    // The read after delete, and what the run left behind after trying once more.
+    assert_eq!(evidence.len(), 2, "{evidence:?}");
     assert_eq!(
         evidence[0].check,
         "GET /tickets/{id} after delete gives 404"
     );
     assert_eq!(evidence[0].status, Some(200));
+    assert_eq!(evidence[1].check, "nothing the run created is left behind");
+    assert!(evidence[1].detail.contains("remove it by hand"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,8 @@ const PLANTED: [&str; 4] = [
 
 struct Service {
     defects: Defects,
+    /// Every request's method and path, in order: what the run sent.
+    requests: Mutex<Vec<(String, String)>>,
     accepted: Mutex<VecDeque<Instant>>,
     tickets: Mutex<BTreeMap<String, Value>>,
     next: Mutex<u64>,
@@ -87,6 +89,10 @@ impl Service {
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let method = request.method().as_str().to_string();
         let path = request.uri().path().to_string();
+        self.requests
+            .lock()
+            .unwrap()
+            .push((method.clone(), path.clone()));
         let authorization = request
             .headers()
             .get("authorization")
@@ -243,21 +249,23 @@ impl Service {
 }
 
 /// Starts the service on 127.0.0.1 (port 0) and returns its base URL.
-async fn start(defects: Defects) -> String {
+async fn start(defects: Defects) -> (String, Arc<Service>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let service = Arc::new(Service {
         defects,
+        requests: Mutex::new(Vec::new()),
         accepted: Mutex::new(VecDeque::new()),
         tickets: Mutex::new(BTreeMap::new()),
         next: Mutex::new(0),
     });
+    let serving = service.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let service = service.clone();
+            let service = serving.clone();
             tokio::spawn(async move {
                 let handler =
                     hyper::service::service_fn(move |request| service.clone().handle(request));
@@ -267,18 +275,32 @@ async fn start(defects: Defects) -> String {
             });
         }
     });
-    format!("http://{address}")
+    (format!("http://{address}"), service)
 }
 
 async fn run_live(defects: Defects, credential: Option<&str>, yaml: &str) -> SuiteReport {
-    let base = start(defects).await;
+    let options = SuiteOptions {
+        allow_writes: true,
+        ..SuiteOptions::default()
+    };
+    run_live_with(defects, credential, yaml, &options).await.0
+}
+
+/// A live run with `options`, and the service it ran against.
+async fn run_live_with(
+    defects: Defects,
+    credential: Option<&str>,
+    yaml: &str,
+    options: &SuiteOptions,
+) -> (SuiteReport, Arc<Service>) {
+    let (base, service) = start(defects).await;
     let tool = common::load_one(yaml);
     let mut credentials = BTreeMap::new();
     if let Some(credential) = credential {
         credentials.insert("ticket_search".to_string(), Secret::new(credential));
     }
     let target = Target::live(Some(base)).with_credentials(credentials);
-    run_suite(&[tool], &target, &SuiteOptions::default()).await
+    (run_suite(&[tool], &target, options).await, service)
 }
 
 fn ticket_yaml() -> String {
@@ -497,5 +519,121 @@ async fn a_misspelt_binding_route_fails_the_error_test_instead_of_passing_on_404
             .all(|item| matches!(item.status, Some(404 | 405))
                 && item.detail.contains("as if it did not exist")),
         "{evidence:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_writes_nothing_without_allow_writes() {
+    let (report, service) = run_live_with(
+        Defects::default(),
+        Some(TOKEN),
+        &ticket_yaml(),
+        &SuiteOptions::default(),
+    )
+    .await;
+    // Only GETs reached the service: the docs.
+    let requests = service.requests.lock().unwrap().clone();
+    assert!(!requests.is_empty());
+    assert!(
+        requests.iter().all(|(method, _)| method == "GET"),
+        "{requests:?}"
+    );
+    // Discovery ran; every test that would have POSTed says why it did not.
+    assert!(matches!(
+        report
+            .outcome("ticket_search", TestKind::Discovery)
+            .unwrap(),
+        Outcome::Pass { .. }
+    ));
+    for test in [
+        TestKind::Auth,
+        TestKind::Crud,
+        TestKind::Error,
+        TestKind::RateLimit,
+        TestKind::Pitfall,
+        TestKind::Skill,
+    ] {
+        match report.outcome("ticket_search", test).unwrap() {
+            Outcome::Skip { reason } => assert!(reason.contains("--allow-writes"), "{reason}"),
+            other => panic!("{test:?}: {other:?}"),
+        }
+    }
+    // A tool marked read-only is called: its searches change nothing.
+    let read_only = ticket_yaml().replace("conformance:\n", "conformance:\n  read_only: true\n");
+    let (report, service) = run_live_with(
+        Defects::default(),
+        Some(TOKEN),
+        &read_only,
+        &SuiteOptions::default(),
+    )
+    .await;
+    for test in [
+        TestKind::Auth,
+        TestKind::Error,
+        TestKind::Pitfall,
+        TestKind::Skill,
+    ] {
+        assert!(
+            matches!(
+                report.outcome("ticket_search", test).unwrap(),
+                Outcome::Pass { .. }
+            ),
+            "{test:?}: {}",
+            report.to_text()
+        );
+    }
+    // The CRUD test still writes, so it still waits for `--allow-writes`.
+    assert!(matches!(
+        report.outcome("ticket_search", TestKind::Crud).unwrap(),
+        Outcome::Skip { .. }
+    ));
+    let requests = service.requests.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .all(|(method, path)| method == "GET" || path == "/tickets/search"),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_allow_writes_nothing_is_left_behind_or_the_report_says_what_is() {
+    let options = SuiteOptions {
+        allow_writes: true,
+        ..SuiteOptions::default()
+    };
+    let (report, service) =
+        run_live_with(Defects::default(), Some(TOKEN), &ticket_yaml(), &options).await;
+    assert!(!report.failed(), "{}", report.to_text());
+    assert!(service.tickets.lock().unwrap().is_empty());
+    // A service whose DELETE keeps the ticket: the run tries once more, and the report
+    // names what it left behind.
+    let defects = Defects {
+        delete_keeps_the_ticket: true,
+        ..Defects::default()
+    };
+    let (report, service) = run_live_with(defects, Some(TOKEN), &ticket_yaml(), &options).await;
+    let left = service
+        .tickets
+        .lock()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(left.len(), 1);
+    let Outcome::Fail { evidence } = report.outcome("ticket_search", TestKind::Crud).unwrap()
+    else {
+        panic!("{}", report.to_text());
+    };
+    let left_behind = evidence
+        .iter()
+        .find(|item| item.check == "nothing the run created is left behind")
+        .unwrap();
+    assert!(
+        left_behind
+            .detail
+            .contains(&format!("/tickets/{}", left[0]))
+            && left_behind.detail.contains("remove it by hand"),
+        "{left_behind:?}"
     );
 }

@@ -85,6 +85,7 @@ async fn a_real_npm_server_over_stdio_passes_the_mcp_tests_live() {
     let documents = imported(&transport, &AuthScheme::None, None).await;
     let echo = documents["echo"].clone()
         + r#"conformance:
+  read_only: true
   examples:
     - name: hello
       input: {message: hello}
@@ -96,6 +97,7 @@ async fn a_real_npm_server_over_stdio_passes_the_mcp_tests_live() {
 "#;
     let weather = documents["get-structured-content"].clone()
         + r#"conformance:
+  read_only: true
   examples:
     - name: chicago
       input: {location: Chicago}
@@ -193,6 +195,7 @@ async fn run_on_ticket_server(mode: &str) -> SuiteReport {
     let documents = imported(&transport, &AuthScheme::Bearer, Some(&token)).await;
     let tickets = documents["search_tickets"].clone()
         + r#"conformance:
+  read_only: true
   rate_limit: {requests: 5, per_seconds: 1}
   examples:
     - name: printer

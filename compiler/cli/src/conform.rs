@@ -44,6 +44,8 @@ pub struct ConformRequest<'a> {
     pub report_file: Option<&'a Path>,
     pub runtime: bool,
     pub max_retry_after: u64,
+    /// `--allow-writes`: a live run may send requests that can change the service.
+    pub allow_writes: bool,
 }
 
 pub fn conform(request: &ConformRequest<'_>) -> ExitCode {
@@ -153,12 +155,19 @@ fn conform_inner(request: &ConformRequest<'_>) -> Result<bool, String> {
                 if request.base_url.is_some() {
                     return Err("`--base-url` is for `--target live`".to_string());
                 }
+                if request.allow_writes {
+                    return Err(
+                        "`--allow-writes` is for `--target live`: a mock may always be written to"
+                            .to_string(),
+                    );
+                }
                 Target::mock()
             }
             TargetChoice::Live => Target::live(request.base_url.map(str::to_string)),
         };
         let options = SuiteOptions {
             max_retry_after: Duration::from_secs(request.max_retry_after),
+            allow_writes: request.allow_writes,
             ..SuiteOptions::default()
         };
         let bar = progress_bar(u64::try_from(tools.len() * 7).unwrap_or(0));

@@ -355,6 +355,12 @@ enum Command {
         /// The longest `Retry-After` the rate-limit test waits, in seconds.
         #[arg(long, default_value_t = 60)]
         max_retry_after: u64,
+        /// With `--target live`: let the run send requests that may change the
+        /// service (a tool that is not GET or `read_only`, any MCP call, the CRUD test).
+        /// Without it those tests are skipped, with the reason; what the CRUD test
+        /// creates is deleted, and what it could not delete is reported.
+        #[arg(long)]
+        allow_writes: bool,
     },
     /// Show the long explanation of a diagnostic code, e.g. `agentc explain E0101`.
     Explain {
@@ -677,6 +683,7 @@ fn main() -> ExitCode {
             report_file,
             runtime,
             max_retry_after,
+            allow_writes,
         } => conform::conform(&conform::ConformRequest {
             paths: &paths,
             target,
@@ -685,6 +692,7 @@ fn main() -> ExitCode {
             report_file: report_file.as_deref(),
             runtime,
             max_retry_after,
+            allow_writes,
         }),
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),

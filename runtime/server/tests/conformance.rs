@@ -68,7 +68,12 @@ async fn run_against(server: &TestServer, credential: &str) -> SuiteReport {
         TOOL.to_string(),
         Secret::new(credential),
     )]));
-    run_suite(&[server_tool()], &target, &SuiteOptions::default()).await
+    // A server started for this test: starting engagements on it (a write) is fine.
+    let options = SuiteOptions {
+        allow_writes: true,
+        ..SuiteOptions::default()
+    };
+    run_suite(&[server_tool()], &target, &options).await
 }
 
 fn outcome(report: &SuiteReport, test: TestKind) -> &Outcome {

@@ -138,6 +138,11 @@ spec_struct! {
         /// Known pitfalls: recorded requests (HTTP) or `tools/call`s (MCP) and the
         /// correct behaviour (pitfall test).
         opt pitfalls: Vec<Pitfall>,
+        /// Calling the tool (its operation and its pitfalls' requests) changes nothing,
+        /// though its method is not GET (a search sent as POST) or it is an MCP tool: a
+        /// live run may call it without `--allow-writes`. Default false: such a call is
+        /// taken to write.
+        opt read_only: Spanned<bool>,
     }
 }
 
