@@ -328,6 +328,8 @@ pub(crate) async fn discovery(context: &Context<'_>) -> Outcome {
     };
     let operations = context.tool.operations();
     let mut tally = Tally::default();
+    // The OpenAPI document and its path prefixes, for comparing llms.txt with it.
+    let mut openapi: Option<(Value, Vec<String>)> = None;
     if let Some(location) = &docs.openapi {
         let check = "the OpenAPI document is served, parses as OpenAPI 3.x and lists every declared operation";
         // Docs are read without a credential: an agent must find them from the product alone.
@@ -360,10 +362,14 @@ pub(crate) async fn discovery(context: &Context<'_>) -> Outcome {
                         ));
                     }
                     let paths = document.get("paths").and_then(Value::as_object);
+                    let prefixes = server_prefixes(&document);
                     for (method, path) in &operations {
                         let listed = paths.is_some_and(|paths| {
                             paths.iter().any(|(documented, item)| {
-                                same_path(documented, path) && item.get(method).is_some()
+                                item.get(method).is_some()
+                                    && prefixes.iter().any(|prefix| {
+                                        same_path(&format!("{prefix}{documented}"), path)
+                                    })
                             })
                         });
                         if !listed {
@@ -384,6 +390,8 @@ pub(crate) async fn discovery(context: &Context<'_>) -> Outcome {
                             operations.len()
                         ));
                     }
+                    documented_operations_answer(probe, &mut tally, &document, &prefixes).await;
+                    openapi = Some((document, prefixes));
                 }
             },
             _ => tally.fail(probe.evidence(check, &exchange, "expected 200")),
@@ -404,10 +412,7 @@ pub(crate) async fn discovery(context: &Context<'_>) -> Outcome {
         match exchange.response() {
             Some(response) if response.status == 200 => {
                 let text = response.text();
-                let titled = text
-                    .lines()
-                    .find(|line| !line.trim().is_empty())
-                    .is_some_and(|line| line.starts_with("# "));
+                let titled = first_content_line(&text).is_some_and(|line| line.starts_with("# "));
                 if !titled {
                     tally.fail(probe.evidence(
                         check,
@@ -423,6 +428,30 @@ pub(crate) async fn discovery(context: &Context<'_>) -> Outcome {
                             &exchange,
                             &format!("`{} {path}` is not mentioned", method.to_ascii_uppercase()),
                         ));
+                    }
+                }
+                // What llms.txt names, the OpenAPI document must list too: an operation
+                // documented for agents in one place only is half documented.
+                if let Some((document, prefixes)) = &openapi {
+                    for (method, path) in operations_named_in(&text) {
+                        let listed = document
+                            .get("paths")
+                            .and_then(Value::as_object)
+                            .is_some_and(|paths| {
+                                paths.iter().any(|(documented, item)| {
+                                    item.get(method.to_ascii_lowercase()).is_some()
+                                        && prefixes.iter().any(|prefix| {
+                                            same_path(&format!("{prefix}{documented}"), &path)
+                                        })
+                                })
+                            });
+                        if !listed {
+                            tally.fail(probe.evidence(
+                                check,
+                                &exchange,
+                                &format!("llms.txt names `{method} {path}`, which the OpenAPI document does not list"),
+                            ));
+                        }
                     }
                 }
             }
@@ -453,6 +482,115 @@ fn parse_document(text: &str) -> Option<Value> {
         return None;
     }
     documents.first().map(|document| document.root.to_json())
+}
+
+/// The path prefixes an OpenAPI document's `servers` put before its paths (`/v1` of
+/// `https://host/v1` or of `/v1`); the empty prefix when it names none. A server URL with
+/// variables (`{basePath}`) cannot be resolved here, so it adds no prefix.
+fn server_prefixes(document: &Value) -> Vec<String> {
+    let mut prefixes: Vec<String> = document
+        .get("servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|server| server.get("url")?.as_str())
+        .filter(|url| !url.contains('{'))
+        .map(|url| {
+            let path = if url.starts_with('/') {
+                url.to_string()
+            } else {
+                url::Url::parse(url).map_or_else(|_| String::new(), |url| url.path().to_string())
+            };
+            path.trim_end_matches('/').to_string()
+        })
+        .collect();
+    if prefixes.is_empty() {
+        prefixes.push(String::new());
+    }
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+}
+
+/// The first line of `text` that is not blank and not inside an HTML comment (an
+/// `llms.txt` may open with a comment before its `# ` title).
+fn first_content_line(text: &str) -> Option<&str> {
+    let mut rest = text;
+    loop {
+        let trimmed = rest.trim_start();
+        match trimmed.strip_prefix("<!--") {
+            Some(comment) => rest = comment.find("-->").and_then(|end| comment.get(end + 3..))?,
+            None => return trimmed.lines().next(),
+        }
+    }
+}
+
+/// The operations a text names as `METHOD /path` (upper-case method), in order.
+fn operations_named_in(text: &str) -> Vec<(String, String)> {
+    const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, '`' | '(' | ')' | '[' | ']' | ','))
+        .filter(|word| !word.is_empty())
+        .collect();
+    let mut named = Vec::new();
+    for pair in words.windows(2) {
+        if let [method, path] = pair
+            && METHODS.contains(method)
+            && path.starts_with('/')
+        {
+            let path = path.trim_end_matches(['.', ':', ';']).to_string();
+            if !named
+                .iter()
+                .any(|(m, p): &(String, String)| m == method && *p == path)
+            {
+                named.push(((*method).to_string(), path));
+            }
+        }
+    }
+    named
+}
+
+/// Discovery the other way: every documented GET operation without path parameters is
+/// asked, and one that answers 404 or 405 is a documented operation the service does not
+/// serve. Other methods are not probed (a probe could write), nor templated paths (a
+/// 404 for a made-up id proves nothing).
+async fn documented_operations_answer(
+    probe: &Probe,
+    tally: &mut Tally,
+    document: &Value,
+    prefixes: &[String],
+) {
+    let Some(paths) = document.get("paths").and_then(Value::as_object) else {
+        return;
+    };
+    let prefix = prefixes.first().map_or("", String::as_str);
+    let mut asked = 0;
+    let before = tally.evidence.len();
+    for (documented, item) in paths {
+        if documented.contains('{') || item.get("get").is_none() {
+            continue;
+        }
+        asked += 1;
+        let path = format!("{prefix}{documented}");
+        let credential = if probe.missing_secret.is_some() {
+            Credential::Missing
+        } else {
+            Credential::Valid
+        };
+        let exchange = probe.send("GET", &path, Body::None, credential, true).await;
+        if matches!(exchange.status(), Some(404 | 405)) {
+            tally.fail(probe.evidence(
+                &format!("the documented operation `GET {path}` is served"),
+                &exchange,
+                "the OpenAPI document lists it, and the service answers as if it did not exist",
+            ));
+        }
+    }
+    if asked > 0 && tally.evidence.len() == before {
+        tally.pass(format!(
+            "the {asked} documented GET operation(s) without path parameters are served"
+        ));
+    }
 }
 
 /// Whether an OpenAPI path matches a declared one: equal segments, where a documented
@@ -1250,6 +1388,47 @@ pub(crate) async fn skill(context: &Context<'_>) -> Outcome {
 mod tests {
     use super::{invalid_inputs, same_path};
     use serde_json::json;
+
+    #[test]
+    fn openapi_server_prefixes_come_before_its_paths() {
+        use super::server_prefixes;
+        assert_eq!(server_prefixes(&json!({})), vec![String::new()]);
+        assert_eq!(
+            server_prefixes(
+                &json!({"servers": [{"url": "https://api.example.com/v1/"}, {"url": "/v1"}]})
+            ),
+            vec!["/v1".to_string()]
+        );
+        assert_eq!(
+            server_prefixes(&json!({"servers": [{"url": "https://{region}.example.com/{base}"}]})),
+            vec![String::new()]
+        );
+    }
+
+    #[test]
+    fn an_llms_txt_title_may_follow_html_comments() {
+        use super::first_content_line;
+        assert_eq!(
+            first_content_line("<!-- generated -->\n\n<!-- two\nlines -->\n# Facts\n"),
+            Some("# Facts")
+        );
+        assert_eq!(first_content_line("\n# Title"), Some("# Title"));
+        assert_eq!(first_content_line("<!-- never closed\n# Title"), None);
+    }
+
+    #[test]
+    fn operations_are_read_from_llms_txt_prose() {
+        use super::operations_named_in;
+        let text = "# Tickets\n- `POST /tickets/search`: search.\n- GET /tickets/{id}, or (DELETE /tickets/{id}).\n- POST /tickets/search again";
+        assert_eq!(
+            operations_named_in(text),
+            vec![
+                ("POST".to_string(), "/tickets/search".to_string()),
+                ("GET".to_string(), "/tickets/{id}".to_string()),
+                ("DELETE".to_string(), "/tickets/{id}".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn in_a_query_a_number_for_a_string_is_no_wrong_type() {

@@ -39,6 +39,8 @@ struct Defects {
     /// An invalid input's 400 echoes it with 1.5 MiB of context: a valid JSON error,
     /// larger than the suite reads.
     huge_json_errors: bool,
+    /// The OpenAPI document lists `GET /tickets/export`, which the service does not serve.
+    documents_a_dead_route: bool,
 }
 
 /// The secrets a crashing service dumps: each must be redacted from the report.
@@ -109,19 +111,22 @@ impl Service {
         };
         match (method.as_str(), path.as_str()) {
             ("GET", "/openapi.json") => {
-                return Ok(reply(
-                    200,
-                    json!({
-                        "openapi": "3.0.3",
-                        "info": {"title": "tickets", "version": "1"},
-                        "paths": {
-                            "/tickets/search": {"post": {}},
-                            "/tickets": {"post": {}},
-                            "/tickets/{ticket_id}": {"get": {}, "put": {}, "delete": {}}
-                        }
-                    }),
-                ));
+                let mut document = json!({
+                    "openapi": "3.0.3",
+                    "info": {"title": "tickets", "version": "1"},
+                    "paths": {
+                        "/tickets/search": {"post": {}},
+                        "/tickets": {"post": {}},
+                        "/tickets/{ticket_id}": {"get": {}, "put": {}, "delete": {}},
+                        "/health": {"get": {}}
+                    }
+                });
+                if self.defects.documents_a_dead_route {
+                    document["paths"]["/tickets/export"] = json!({"get": {}});
+                }
+                return Ok(reply(200, document));
             }
+            ("GET", "/health") => return Ok(reply(200, json!({"ok": true}))),
             ("GET", "/llms.txt") if !self.defects.no_llms_txt => {
                 let text = "# Tickets\n\n> Support tickets.\n\n- POST /tickets/search\n- POST /tickets\n- GET /tickets/{id}\n";
                 return Ok(Response::new(Full::new(Bytes::from(text))));
@@ -635,5 +640,40 @@ async fn with_allow_writes_nothing_is_left_behind_or_the_report_says_what_is() {
             .contains(&format!("/tickets/{}", left[0]))
             && left_behind.detail.contains("remove it by hand"),
         "{left_behind:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_documented_operation_the_service_does_not_serve_fails_discovery() {
+    let defects = Defects {
+        documents_a_dead_route: true,
+        ..Defects::default()
+    };
+    let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
+    let Outcome::Fail { evidence } = report
+        .outcome("ticket_search", TestKind::Discovery)
+        .unwrap()
+    else {
+        panic!("{}", report.to_text());
+    };
+    assert_eq!(evidence.len(), 1, "{evidence:?}");
+    assert_eq!(
+        evidence[0].check,
+        "the documented operation `GET /tickets/export` is served"
+    );
+    assert_eq!(evidence[0].status, Some(404));
+    // The correct service documents only what it serves.
+    let report = run_live(Defects::default(), Some(TOKEN), &ticket_yaml()).await;
+    let Outcome::Pass { checks } = report
+        .outcome("ticket_search", TestKind::Discovery)
+        .unwrap()
+    else {
+        panic!("{}", report.to_text());
+    };
+    assert!(
+        checks
+            .iter()
+            .any(|check| check.contains("documented GET operation(s)")),
+        "{checks:?}"
     );
 }
