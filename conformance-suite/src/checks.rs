@@ -225,7 +225,14 @@ pub(crate) fn invalid_inputs(schema: &Value, input: &Value, in_query: bool) -> I
                 let mut bad = object.clone();
                 bad.insert(name.clone(), wrong);
                 Some((
-                    format!("a wrong type (`{name}` is not a {kind})"),
+                    format!(
+                        "a wrong type (`{name}` is not {} {kind})",
+                        if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                            "an"
+                        } else {
+                            "a"
+                        }
+                    ),
                     Value::Object(bad),
                 ))
             })

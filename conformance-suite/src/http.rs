@@ -335,7 +335,9 @@ impl Probe {
     pub fn evidence(&self, check: &str, exchange: &Exchange, detail: &str) -> Evidence {
         let detail = match &exchange.result {
             Ok(response) if !response.body.is_empty() => format!(
-                "{detail}; body: {}",
+                "{detail}; body ({}{} bytes): {}",
+                if response.truncated { "over " } else { "" },
+                response.body.len(),
                 crate::redact::excerpt(&response.text(), self.secret.as_ref(), 200)
             ),
             Ok(_) => detail.to_string(),

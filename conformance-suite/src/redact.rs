@@ -124,7 +124,9 @@ pub(crate) fn redact(text: &str, own: Option<&Secret>) -> (String, BTreeSet<&'st
 /// what was redacted.
 pub(crate) fn excerpt(text: &str, own: Option<&Secret>, limit: usize) -> String {
     let (redacted, kinds) = redact(text, own);
-    let mut excerpt = crate::schema::truncate(&redacted, limit);
+    // One line: a body's line breaks and indentation would break the report's layout.
+    let flat = redacted.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut excerpt = crate::schema::truncate(&flat, limit);
     if !kinds.is_empty() {
         let kinds: Vec<&str> = kinds.into_iter().collect();
         excerpt.push_str(&format!(
@@ -231,6 +233,15 @@ mod tests {
         // An excerpt already cut inside a secret's value loses the rest of it.
         let (redacted, _) = redact(r#"{"password":"hunter2-and-then-cu…"#, None);
         assert!(!redacted.contains("hunter2"), "{redacted}");
+    }
+
+    #[test]
+    fn an_excerpt_is_one_line() {
+        let html = "<html>\n  <head>\n    <title>Error</title>\n  </head>\n</html>";
+        assert_eq!(
+            excerpt(html, None, 200),
+            "<html> <head> <title>Error</title> </head> </html>"
+        );
     }
 
     #[test]

@@ -193,7 +193,9 @@ fn conform_inner(request: &ConformRequest<'_>) -> Result<bool, String> {
             print_text(&summary, false)?;
         }
         (Some(report), None) => {
-            print_text(&summary, true)?;
+            // stdout holds the machine report; stderr gets the one-line verdict only.
+            let verdict = summary.lines().last().unwrap_or_default();
+            print_text(&format!("{verdict}\n"), true)?;
             print_text(&report, false)?;
         }
         (None, _) => print_text(&summary, false)?,

@@ -33,8 +33,10 @@ fn the_examples_pass_on_mocks_and_the_json_report_goes_to_stdout() {
     assert_eq!(output.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["summary"]["failed"], 0);
-    // The readable summary moved to stderr, so stdout stays machine-readable.
-    assert!(text(&output.stderr).contains("mock target"));
+    // stdout stays machine-readable; stderr gets the one-line verdict.
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("mock target"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]
