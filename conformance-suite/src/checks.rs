@@ -67,6 +67,7 @@ impl Tally {
         } else {
             Outcome::Fail {
                 evidence: self.evidence,
+                passed: self.checks,
             }
         }
     }

@@ -142,7 +142,10 @@ pub(crate) fn excerpt(text: &str, own: Option<&Secret>, limit: usize) -> String 
 pub(crate) fn redact_tool_report(report: &mut ToolReport, own: Option<&Secret>) {
     for test in &mut report.tests {
         match &mut test.outcome {
-            Outcome::Fail { evidence } => {
+            Outcome::Fail { evidence, passed } => {
+                for check in passed {
+                    *check = redact(check, own).0;
+                }
                 for item in evidence {
                     let mut found = BTreeSet::new();
                     for text in [&mut item.check, &mut item.detail]

@@ -95,8 +95,13 @@ pub struct Evidence {
 pub enum Outcome {
     /// Every check held; `checks` says what was verified.
     Pass { checks: Vec<String> },
-    /// At least one check failed.
-    Fail { evidence: Vec<Evidence> },
+    /// At least one check failed; `passed` says what held beside the failures, so
+    /// that a failure is read against what was verified.
+    Fail {
+        evidence: Vec<Evidence>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        passed: Vec<String>,
+    },
     /// The test cannot apply to this tool; never counted as a pass.
     Skip { reason: String },
 }
@@ -212,9 +217,17 @@ impl SuiteReport {
                     Outcome::Skip { reason } => {
                         let _ = writeln!(text, " {reason}");
                     }
-                    Outcome::Fail { evidence } => {
-                        let _ = writeln!(text, " {} problem(s)", evidence.len());
+                    Outcome::Fail { evidence, passed } => {
+                        let _ = writeln!(
+                            text,
+                            " {} problem(s), {} check(s) held",
+                            evidence.len(),
+                            passed.len()
+                        );
                         text.push_str(&evidence_text(evidence, "        "));
+                        for check in passed {
+                            let _ = writeln!(text, "        + {check}");
+                        }
                     }
                 }
             }
@@ -255,7 +268,7 @@ impl SuiteReport {
                         outcome: match &test.outcome {
                             Outcome::Pass { .. } => JunitOutcome::Pass,
                             Outcome::Skip { reason } => JunitOutcome::Skip(reason.clone()),
-                            Outcome::Fail { evidence } => JunitOutcome::Fail {
+                            Outcome::Fail { evidence, .. } => JunitOutcome::Fail {
                                 message: evidence
                                     .first()
                                     .map_or_else(String::new, |first| first.check.clone()),

@@ -463,6 +463,7 @@ fn unusable(
                         detail: reason.to_string(),
                         schema_location: None,
                     }],
+                    passed: Vec::new(),
                 },
                 duration_ms: 0,
             }

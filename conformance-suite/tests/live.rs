@@ -355,7 +355,7 @@ async fn a_defective_live_service_fails_exactly_where_it_is_defective() {
         assert_eq!(outcomes[passing], "pass", "{passing}: {}", report.to_text());
     }
     let evidence = |test| match report.outcome("ticket_search", test).unwrap() {
-        Outcome::Fail { evidence } => evidence.clone(),
+        Outcome::Fail { evidence, .. } => evidence.clone(),
         other => panic!("{other:?}"),
     };
     // Discovery: the OpenAPI document was fine; llms.txt was missing.
@@ -397,7 +397,7 @@ async fn a_wrong_or_missing_credential_fails_closed() {
     // No credential at all: the report says which variable to set.
     let report = run_live(Defects::default(), None, &ticket_yaml()).await;
     match report.outcome("ticket_search", TestKind::Auth).unwrap() {
-        Outcome::Fail { evidence } => {
+        Outcome::Fail { evidence, .. } => {
             assert!(evidence[0].detail.contains("no valid credential was given"))
         }
         other => panic!("{other:?}"),
@@ -416,7 +416,7 @@ async fn plain_http_to_a_non_loopback_host_fails_every_test() {
     assert!(report.failed());
     for test in TestKind::ALL {
         match report.outcome("ticket_search", test).unwrap() {
-            Outcome::Fail { evidence } => {
+            Outcome::Fail { evidence, .. } => {
                 assert!(
                     evidence[0].detail.contains("plain http on loopback only"),
                     "{evidence:?}"
@@ -436,7 +436,7 @@ async fn secrets_a_service_hands_out_are_reported_but_redacted() {
     };
     let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
     // The crash is still a finding, and its evidence says what was in the answer.
-    let Outcome::Fail { evidence } = report.outcome("ticket_search", TestKind::Error).unwrap()
+    let Outcome::Fail { evidence, .. } = report.outcome("ticket_search", TestKind::Error).unwrap()
     else {
         panic!("{}", report.to_text());
     };
@@ -463,7 +463,7 @@ async fn secrets_a_service_hands_out_are_reported_but_redacted() {
 
 fn error_evidence(report: &SuiteReport) -> Vec<agentc_conformance::Evidence> {
     match report.outcome("ticket_search", TestKind::Error).unwrap() {
-        Outcome::Fail { evidence } => evidence.clone(),
+        Outcome::Fail { evidence, .. } => evidence.clone(),
         other => panic!(
             "the error test should fail: {other:?}\n{}",
             report.to_text()
@@ -489,6 +489,23 @@ async fn a_valid_body_over_the_declared_limit_must_be_refused() {
         "{evidence:?}"
     );
     assert_eq!(evidence[0].status, Some(200));
+    // The failure is reported beside what held, in the text report too.
+    let Outcome::Fail { passed, .. } = report.outcome("ticket_search", TestKind::Error).unwrap()
+    else {
+        unreachable!()
+    };
+    assert!(
+        passed
+            .iter()
+            .any(|check| check.starts_with("a wrong type (`query` is not a string)")),
+        "{passed:?}"
+    );
+    let text = report.to_text();
+    assert!(
+        text.contains("1 problem(s), 4 check(s) held")
+            && text.contains("        + malformed JSON gets a structured 4xx"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -626,7 +643,7 @@ async fn with_allow_writes_nothing_is_left_behind_or_the_report_says_what_is() {
         .cloned()
         .collect::<Vec<_>>();
     assert_eq!(left.len(), 1);
-    let Outcome::Fail { evidence } = report.outcome("ticket_search", TestKind::Crud).unwrap()
+    let Outcome::Fail { evidence, .. } = report.outcome("ticket_search", TestKind::Crud).unwrap()
     else {
         panic!("{}", report.to_text());
     };
@@ -650,7 +667,7 @@ async fn a_documented_operation_the_service_does_not_serve_fails_discovery() {
         ..Defects::default()
     };
     let report = run_live(defects, Some(TOKEN), &ticket_yaml()).await;
-    let Outcome::Fail { evidence } = report
+    let Outcome::Fail { evidence, .. } = report
         .outcome("ticket_search", TestKind::Discovery)
         .unwrap()
     else {

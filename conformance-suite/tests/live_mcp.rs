@@ -237,7 +237,8 @@ async fn a_real_http_server_with_auth_and_a_rate_limit_passes_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_server_whose_pitfall_regressed_fails_the_pitfall_test_live() {
     let report = run_on_ticket_server("regressed").await;
-    let Outcome::Fail { evidence } = outcome(&report, "search_tickets", TestKind::Pitfall) else {
+    let Outcome::Fail { evidence, .. } = outcome(&report, "search_tickets", TestKind::Pitfall)
+    else {
         panic!("the pitfall test should fail\n{}", report.to_text());
     };
     assert_eq!(evidence.len(), 1);

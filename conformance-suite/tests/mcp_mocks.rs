@@ -90,7 +90,9 @@ fn only_failure(report: &SuiteReport, broken: TestKind) -> Vec<Evidence> {
         let outcome = report.outcome("ticket_search", test).unwrap();
         if test == broken {
             match outcome {
-                Outcome::Fail { evidence: found } => evidence = found.clone(),
+                Outcome::Fail {
+                    evidence: found, ..
+                } => evidence = found.clone(),
                 other => panic!("{test:?} should fail, got {other:?}\n{}", report.to_text()),
             }
         } else if test == TestKind::Crud {

@@ -166,7 +166,7 @@ async fn a_wrong_credential_fails_every_test_that_needs_one() {
     ));
     // The auth test's evidence is the refused "valid" credential: a 401.
     match outcome(&report, TestKind::Auth) {
-        Outcome::Fail { evidence } => {
+        Outcome::Fail { evidence, .. } => {
             assert!(
                 evidence.iter().any(|item| item
                     .check
