@@ -69,17 +69,26 @@ pub async fn run_suite_with_progress(
 ) -> SuiteReport {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, tool) in tools.iter().enumerate() {
-        let tool = tool.clone();
+    for group in service_groups(tools, target) {
         let target = target.clone();
         let options = options.clone();
         let progress = progress.clone();
-        tasks.spawn(async move { (index, run_tool(&tool, &target, &options, progress).await) });
+        tasks.spawn(async move {
+            let mut reports = Vec::with_capacity(group.len());
+            for (position, (index, tool)) in group.iter().enumerate() {
+                if position > 0 {
+                    cool_down(&group, position).await;
+                }
+                let report = run_tool(tool, &target, &options, progress.clone()).await;
+                reports.push((*index, report));
+            }
+            reports
+        });
     }
     let mut reports: Vec<(usize, ToolReport)> = Vec::with_capacity(tools.len());
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(report) => reports.push(report),
+            Ok(group) => reports.extend(group),
             Err(error) => tracing::error!(%error, "a tool's conformance run panicked"),
         }
     }
@@ -91,6 +100,62 @@ pub async fn run_suite_with_progress(
         reports.into_iter().map(|(_, report)| report).collect(),
         duration_ms,
     )
+}
+
+/// The tools, by the service they test, each group in document order. Tools of one
+/// live service run one after another: a real service's rate limit is usually per
+/// credential across its API, so one tool's burst would make another tool's tests see
+/// spurious 429s. Different services, and mocks (one per tool), run concurrently.
+fn service_groups(tools: &[ToolUnderTest], target: &Target) -> Vec<Vec<(usize, ToolUnderTest)>> {
+    let mut groups: Vec<(String, Vec<(usize, ToolUnderTest)>)> = Vec::new();
+    for (index, tool) in tools.iter().enumerate() {
+        let key = match &target.kind {
+            TargetKind::Mock => format!("mock {index}"),
+            TargetKind::Live { base_url } => service_key(tool, base_url.as_deref()),
+        };
+        match groups.iter_mut().find(|(existing, _)| *existing == key) {
+            Some((_, group)) => group.push((index, tool.clone())),
+            None => groups.push((key, vec![(index, tool.clone())])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+/// The service a live run of `tool` talks to: the origin of its URL (or of the base
+/// URL that replaces it), or a stdio server's command line.
+fn service_key(tool: &ToolUnderTest, base_url: Option<&str>) -> String {
+    let origin = |url: &str| {
+        url::Url::parse(url).map_or_else(
+            |_| url.to_string(),
+            |url| url.origin().ascii_serialization(),
+        )
+    };
+    if let Some(base) = base_url {
+        return origin(base);
+    }
+    match ToolBindingSpec::from_document(&tool.document).binding {
+        ToolBinding::Http(http) => origin(&http.url),
+        ToolBinding::Mcp(mcp) => match mcp.transport {
+            McpTransport::Http { url } => origin(&url),
+            McpTransport::Stdio { command, args, .. } => {
+                format!("stdio {command} {}", args.join(" "))
+            }
+        },
+        _ => format!("tool {}", tool.name()),
+    }
+}
+
+/// Before the next tool of a service: when the tool before it declared a rate limit,
+/// its rate-limit test may have spent the window, so the next one waits it out.
+async fn cool_down(group: &[(usize, ToolUnderTest)], position: usize) {
+    let previous = position
+        .checked_sub(1)
+        .and_then(|before| group.get(before))
+        .and_then(|(_, tool)| tool.conformance())
+        .and_then(|conformance| conformance.rate_limit.as_ref());
+    if let Some(limit) = previous {
+        tokio::time::sleep(Duration::from_secs(limit.per_seconds.value)).await;
+    }
 }
 
 /// Where to send a tool's requests, and with which credential.

@@ -694,3 +694,26 @@ async fn a_documented_operation_the_service_does_not_serve_fails_discovery() {
         "{checks:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_of_one_service_share_its_rate_limit_without_spurious_failures() {
+    // Two tools on one live service whose limit (40 requests a second) is per service,
+    // as real limits usually are: their tests must not see each other's bursts.
+    let (base, service) = start(Defects::default()).await;
+    let first = common::load_one(&ticket_yaml());
+    let second = common::load_one(
+        &ticket_yaml().replace("name: ticket_search", "name: ticket_search_again"),
+    );
+    let target = Target::live(Some(base)).with_credentials(BTreeMap::from([
+        ("ticket_search".to_string(), Secret::new(TOKEN)),
+        ("ticket_search_again".to_string(), Secret::new(TOKEN)),
+    ]));
+    let options = SuiteOptions {
+        allow_writes: true,
+        ..SuiteOptions::default()
+    };
+    let report = run_suite(&[first, second], &target, &options).await;
+    assert!(!report.failed(), "{}", report.to_text());
+    assert_eq!(report.summary.passed, 14);
+    assert!(service.tickets.lock().unwrap().is_empty());
+}
