@@ -546,7 +546,8 @@ fn operations_named_in(text: &str) -> Vec<(String, String)> {
             && METHODS.contains(method)
             && path.starts_with('/')
         {
-            let path = path.trim_end_matches(['.', ':', ';']).to_string();
+            let path = path.trim_end_matches(['.', ':', ';']);
+            let path = path.split('?').next().unwrap_or(path).to_string();
             if !named
                 .iter()
                 .any(|(m, p): &(String, String)| m == method && *p == path)
@@ -671,6 +672,7 @@ pub(crate) async fn auth(context: &Context<'_>) -> Outcome {
             "a wrong credential is refused with 401/403 and a structured body",
         ),
     ];
+    let mut disclosure_reported = false;
     for (credential, check) in refused_cases {
         let exchange = context
             .call_operation(endpoint, probe, &input, credential, true)
@@ -693,6 +695,19 @@ pub(crate) async fn auth(context: &Context<'_>) -> Outcome {
                         &exchange,
                         "the response repeats the credential it was sent",
                     ));
+                } else if !disclosure_reported {
+                    // A refusal that hands out a stored token (a debug field, a session
+                    // dump) gives a caller without a credential one that works.
+                    let (_, held) = crate::redact::redact(&response.text(), None);
+                    if !held.is_empty() {
+                        disclosure_reported = true;
+                        let held: Vec<&str> = held.into_iter().collect();
+                        tally.fail(probe.evidence(
+                            "a refusal discloses no credential",
+                            &exchange,
+                            &format!("the refusal holds {}", held.join(", ")),
+                        ));
+                    }
                 }
             }
             _ => tally.fail(probe.evidence(check, &exchange, "expected 401 or 403")),

@@ -1,0 +1,266 @@
+//! The truth table (issue 27): `agentc conform --target live` against a fixture service
+//! written for the tests in another stack (`tests/fixture/facts_service.py`, Python on
+//! Starlette and uvicorn), correct and with each of its flaws. Every verdict, and every
+//! failing check with its evidence, must be what `tests/fixture/truth.yaml` says. A run
+//! with default flags sends no write (the fixture's request log says so), and a run
+//! with `--allow-writes` leaves nothing behind. Needs `cargo xtask mcp-peers`, whose
+//! Python environment has Starlette and uvicorn.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentc_compiler::SourceInput;
+use agentc_conformance::{
+    Outcome, SuiteOptions, SuiteReport, Target, TestKind, ToolUnderTest, load_tools, run_suite,
+};
+use agentc_mcp::peers::McpPeers;
+use agentc_runtime::Secret;
+use serde_json::Value;
+
+const TOKEN: &str = "fixture-token-6d0f";
+/// The stored token the `leaks_token` flaw hands out; no report may hold it.
+const ADMIN_TOKEN: &str = "sk-fixture-admin-0123456789abcdef";
+const TOOLS: [&str; 2] = ["search_facts", "facts_about"];
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture")
+}
+
+fn yaml(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let (documents, diagnostics) = agentc_compiler::syntax::parse_yaml(
+        agentc_compiler::span::FileId(0),
+        &text,
+        &agentc_compiler::syntax::SyntaxLimits::default(),
+    );
+    assert!(diagnostics.is_empty(), "{} does not parse", path.display());
+    documents.first().unwrap().root.to_json()
+}
+
+fn tools() -> Vec<ToolUnderTest> {
+    let path = fixture_dir().join("tools.yaml");
+    load_tools(&[SourceInput {
+        name: "tools.yaml".into(),
+        bytes: std::fs::read(path).unwrap(),
+    }])
+    .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The fixture on a free loopback port, killed when dropped.
+struct Fixture {
+    child: std::process::Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Fixture {
+    fn start(peers: &McpPeers, flaws: &[String]) -> Fixture {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::env::temp_dir().join(format!(
+            "agentc-facts-fixture-{}-{port}.log",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&log);
+        let child = std::process::Command::new(peers.python())
+            .arg(fixture_dir().join("facts_service.py"))
+            .arg(port.to_string())
+            .arg(TOKEN)
+            .arg(&log)
+            .args(flaws)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the fixture did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Fixture {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    /// What the run sent, as `METHOD PATH` lines.
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+async fn run(fixture: &Fixture, allow_writes: bool) -> SuiteReport {
+    let credentials = TOOLS
+        .iter()
+        .map(|tool| (tool.to_string(), Secret::new(TOKEN)))
+        .collect::<BTreeMap<_, _>>();
+    let target = Target::live(Some(fixture.base.clone())).with_credentials(credentials);
+    let options = SuiteOptions {
+        allow_writes,
+        ..SuiteOptions::default()
+    };
+    run_suite(&tools(), &target, &options).await
+}
+
+fn test_kind(name: &str) -> TestKind {
+    *TestKind::ALL
+        .iter()
+        .find(|test| test.as_str() == name)
+        .unwrap_or_else(|| panic!("no test `{name}`"))
+}
+
+/// Every difference between `report` and the table's row (the `correct` verdicts,
+/// overridden by the row's failures), as readable lines.
+fn differences(report: &SuiteReport, correct: &Value, failures: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    for tool in TOOLS {
+        for (test_name, verdict) in correct[tool].as_object().unwrap() {
+            let test = test_kind(test_name);
+            let outcome = report.outcome(tool, test).unwrap();
+            let expected_failures = failures[tool][test_name].as_array();
+            let expected = if expected_failures.is_some() {
+                "fail"
+            } else {
+                verdict.as_str().unwrap()
+            };
+            if outcome.as_str() != expected {
+                found.push(format!(
+                    "{tool} {test_name}: expected {expected}, got {outcome:?}"
+                ));
+                continue;
+            }
+            let (Some(expected_failures), Outcome::Fail { evidence, .. }) =
+                (expected_failures, outcome)
+            else {
+                continue;
+            };
+            if evidence.len() != expected_failures.len() {
+                found.push(format!(
+                    "{tool} {test_name}: expected {} failing check(s), got {evidence:?}",
+                    expected_failures.len()
+                ));
+            }
+            for pair in expected_failures {
+                let check = pair[0].as_str().unwrap();
+                let detail = pair[1].as_str().unwrap();
+                let named = evidence
+                    .iter()
+                    .any(|item| item.check.starts_with(check) && item.detail.contains(detail));
+                if !named {
+                    found.push(format!(
+                        "{tool} {test_name}: no failing check `{check}…` with `{detail}` in {evidence:?}"
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_verdict_and_its_evidence_matches_the_truth_table() {
+    let peers = Arc::new(McpPeers::required());
+    let truth = yaml(&fixture_dir().join("truth.yaml"));
+    let correct = truth["correct"].clone();
+    let mut rows = vec![(Vec::new(), Value::Null)];
+    for row in truth["flawed"].as_array().unwrap() {
+        let flaws = row["flaws"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|flaw| flaw.as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        rows.push((flaws, row["fail"].clone()));
+    }
+    // Three fixtures at a time: each run bursts against its own fixture's rate limit,
+    // and the machine has two cores.
+    let slots = Arc::new(tokio::sync::Semaphore::new(3));
+    let mut runs = tokio::task::JoinSet::new();
+    for (flaws, failures) in rows {
+        let peers = Arc::clone(&peers);
+        let slots = Arc::clone(&slots);
+        let correct = correct.clone();
+        runs.spawn(async move {
+            let _slot = slots.acquire().await.unwrap();
+            let fixture = Fixture::start(&peers, &flaws);
+            let report = run(&fixture, true).await;
+            let mut problems = differences(&report, &correct, &failures);
+            for rendered in [report.to_text(), report.to_json()] {
+                for secret in [TOKEN, ADMIN_TOKEN] {
+                    if rendered.contains(secret) {
+                        problems.push(format!("the report holds `{secret}`"));
+                    }
+                }
+            }
+            (flaws, problems, report.to_text())
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = runs.join_next().await {
+        let (flaws, problems, text) = done.unwrap();
+        if !problems.is_empty() {
+            all.push(format!(
+                "flaws {flaws:?}:\n  {}\n{text}",
+                problems.join("\n  ")
+            ));
+        }
+    }
+    assert!(all.is_empty(), "{}", all.join("\n\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_live_run_writes_nothing_and_allow_writes_leaves_nothing_behind() {
+    let peers = McpPeers::required();
+    let fixture = Fixture::start(&peers, &[]);
+    let report = run(&fixture, false).await;
+    // Only GETs, and the searches the document declares read-only.
+    let requests = fixture.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|line| line.starts_with("GET ") || line == "POST /v1/search"),
+        "{requests:?}"
+    );
+    // CRUD waits for `--allow-writes`; everything else is as with writes allowed.
+    match report.outcome("facts_about", TestKind::Crud).unwrap() {
+        Outcome::Skip { reason } => assert!(reason.contains("--allow-writes"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!report.failed(), "{}", report.to_text());
+
+    let report = run(&fixture, true).await;
+    assert!(!report.failed(), "{}", report.to_text());
+    let requests = fixture.requests();
+    assert!(requests.iter().any(|line| line == "POST /v1/facts"));
+    // The fact the CRUD test created is gone.
+    let left = reqwest::Client::new()
+        .get(format!("{}/v1/facts?entity=agentc-conform", fixture.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(left["facts"], serde_json::json!([]), "{left}");
+}
