@@ -726,9 +726,68 @@ impl<'a> Checker<'a> {
         if let Some(http) = &binding.http {
             self.check_url(&http.url);
             self.check_credential_transport(tool, &http.url);
+            self.check_path_template(tool, &http.url);
         }
         if let Some(mcp) = &binding.mcp {
             self.check_mcp_binding(tool, mcp);
+        }
+    }
+
+    /// AGX-H1: each `{name}` of a binding URL's path is filled from the input, so it must
+    /// name a property the input always has (required) and that fits in a path (a string,
+    /// number or boolean).
+    fn check_path_template(&mut self, tool: &ToolDocument, url: &Spanned<String>) {
+        let names = match crate::path_template::parameters(&url.value) {
+            Ok(names) => names,
+            Err(error) => {
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::InvalidPathTemplate,
+                        url.span,
+                        format!("`{}` is not a path template: {error}", url.value),
+                    )
+                    .with_primary_label("write path parameters as `{name}` segments of the path")
+                    .with_help("`https://api.example.com/skills/{name}` fills `{name}` from the input's `name`"),
+                );
+                return;
+            }
+        };
+        let input = &tool.input.value;
+        let required: Vec<&str> = input
+            .get("required")
+            .and_then(serde_json::Value::as_array)
+            .map(|names| names.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        for name in names {
+            let property = input
+                .get("properties")
+                .and_then(|properties| properties.get(&name));
+            let fits = property
+                .and_then(|property| property.get("type"))
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|kind| matches!(kind, "string" | "integer" | "number" | "boolean"));
+            let problem = if property.is_none() {
+                Some("the input has no such property")
+            } else if !required.contains(&name.as_str()) {
+                Some("the property is not `required`, so a call could leave the path incomplete")
+            } else if !fits {
+                Some("the property's `type` is not a string, integer, number or boolean")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.report(
+                    Diagnostic::new(
+                        FrontEndCode::InvalidPathTemplate,
+                        url.span,
+                        format!("path parameter `{{{name}}}` cannot be filled from the input: {problem}"),
+                    )
+                    .with_primary_label(format!("`{{{name}}}` is in this URL's path"))
+                    .with_help(format!(
+                        "declare `{name}` in the input's `properties` with `type: string` (or a number), and list it in `required`"
+                    )),
+                );
+            }
         }
     }
 

@@ -79,6 +79,7 @@ catalogue! {
     E0307 InvalidMcpPin Error "an MCP binding's `pin` is not `sha256:` and 64 hex digits (AGX-M2)";
     E0308 PitfallDoesNotFitBinding Error "a pitfall records what its tool's binding does not speak: `request` and `status` for HTTP, `call` and `is_error` for MCP (AGX-M5)";
     E0309 ExampleBreaksSchema Error "a conformance example's input or output breaks the tool's own input or output schema";
+    E0310 InvalidPathTemplate Error "a binding URL's path template is malformed, or names no required string, number or boolean input property (AGX-H1)";
     E0401 InvalidDateTime Error "a date-time is not in RFC 3339 form";
     E0402 AuditChainBroken Error "a regulated handoff's audit entries do not chain by hash";
     E0403 InconsistentDocument Error "a handoff's fields contradict each other";

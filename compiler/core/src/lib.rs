@@ -20,6 +20,7 @@ pub mod diagnostics;
 pub mod documents;
 pub mod lower;
 pub mod names;
+pub mod path_template;
 #[cfg(feature = "render")]
 pub mod render;
 pub mod span;
