@@ -85,6 +85,9 @@ pub struct HttpTool {
     client: reqwest::Client,
     method: HttpMethod,
     url: reqwest::Url,
+    /// The binding URL as written, when its path has parameters (AGX-H1): each call's
+    /// URL is this, filled from the input.
+    path_template: Option<String>,
     timeout: Duration,
     max_response_bytes: usize,
     retry_backoff: Duration,
@@ -113,7 +116,17 @@ impl HttpTool {
             tool: name.to_string(),
             detail,
         };
-        let url = reqwest::Url::parse(&binding.url)
+        let parameters = agentc_compiler::path_template::parameters(&binding.url)
+            .map_err(|error| invalid(format!("`{}`: {error}", binding.url)))?;
+        // The URL is judged (scheme, loopback) with its parameters filled by a
+        // placeholder: only the path can vary between calls.
+        let placeholder: serde_json::Map<String, serde_json::Value> = parameters
+            .iter()
+            .map(|name| (name.clone(), serde_json::Value::String("x".to_string())))
+            .collect();
+        let judged = agentc_compiler::path_template::fill(&binding.url, &placeholder)
+            .map_err(|error| invalid(error.to_string()))?;
+        let url = reqwest::Url::parse(&judged)
             .map_err(|error| invalid(format!("`{}` is not a URL: {error}", binding.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(format!("`{}` is not an http(s) URL", binding.url)));
@@ -139,6 +152,7 @@ impl HttpTool {
             client,
             method: binding.method,
             url,
+            path_template: (!parameters.is_empty()).then(|| binding.url.clone()),
             timeout: binding
                 .timeout_ms
                 .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
@@ -179,12 +193,42 @@ impl HttpTool {
         ToolError::Failed(format!("tool `{}`: {detail}", self.name))
     }
 
+    /// The call's URL and what is left of the input for its body or query: the binding
+    /// URL, or its template filled from the input's path parameters (AGX-H1), which
+    /// are then not sent again.
+    fn url_for(
+        &self,
+        input: &serde_json::Value,
+    ) -> Result<(reqwest::Url, serde_json::Value), ToolError> {
+        let Some(template) = &self.path_template else {
+            return Ok((self.url.clone(), input.clone()));
+        };
+        let serde_json::Value::Object(fields) = input else {
+            return Err(self.failed("a tool with path parameters takes an object"));
+        };
+        // The error names the parameter, never its value (which may be refused data).
+        let filled = agentc_compiler::path_template::fill(template, fields)
+            .map_err(|error| self.failed(error))?;
+        let url = reqwest::Url::parse(&filled)
+            .map_err(|_| self.failed("the URL filled from the input is not a URL"))?;
+        // Filling changes only the path: the call goes where the binding says.
+        if url.origin() != self.url.origin() {
+            return Err(self.failed("the URL filled from the input leaves the binding's origin"));
+        }
+        let rest = agentc_compiler::path_template::without_parameters(template, fields);
+        Ok((url, serde_json::Value::Object(rest)))
+    }
+
     /// The URL for a GET: the input object's fields become query parameters.
-    fn query_url(&self, input: &serde_json::Value) -> Result<reqwest::Url, ToolError> {
+    fn query_url(
+        &self,
+        base: reqwest::Url,
+        input: &serde_json::Value,
+    ) -> Result<reqwest::Url, ToolError> {
         let serde_json::Value::Object(fields) = input else {
             return Err(self.failed("a GET tool's input must be an object"));
         };
-        let mut url = self.url.clone();
+        let mut url = base;
         {
             let mut pairs = url.query_pairs_mut();
             for (key, value) in fields {
@@ -241,13 +285,12 @@ impl HttpTool {
         input: &serde_json::Value,
         credential: Option<&Secret>,
     ) -> Result<serde_json::Value, AttemptError> {
+        let (url, rest) = self.url_for(input).map_err(AttemptError::Final)?;
         let request = if self.method == HttpMethod::Get {
-            let url = self.query_url(input).map_err(AttemptError::Final)?;
+            let url = self.query_url(url, &rest).map_err(AttemptError::Final)?;
             self.client.request(self.method(), url)
         } else {
-            self.client
-                .request(self.method(), self.url.clone())
-                .json(input)
+            self.client.request(self.method(), url).json(&rest)
         };
         let request = self
             .authorize(request.header(ACCEPT, "application/json"), credential)

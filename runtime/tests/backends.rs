@@ -1136,3 +1136,65 @@ async fn agent_cycles_stop_at_the_depth_limit() {
         assert!(outcome.text.unwrap().contains("text"));
     }
 }
+
+/// AGX-H1: a binding URL with path parameters takes them from the input, each
+/// percent-encoded into its own segment, and sends only the rest as body or query; a
+/// value that would change the route is refused before anything is sent.
+#[tokio::test]
+async fn agx_h1_path_parameters_fill_their_segment_and_never_change_the_route() {
+    let server = loopback_server().await;
+    Mock::given(method("GET"))
+        .and(path("/skills/a%20b%2F..%2Fc/versions/3"))
+        .and(query_param("format", "full"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"name": "a b/../c"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/skills/ocr"))
+        .and(body_json(json!({"level": 2})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let tool = |method, url: &str| {
+        HttpTool::new(
+            "skills",
+            &HttpBindingSpec {
+                method,
+                url: format!("{}{url}", server.uri()),
+                timeout_ms: Some(2_000),
+            },
+            &AuthScheme::None,
+        )
+        .unwrap()
+    };
+    let get = tool(HttpMethod::Get, "/skills/{name}/versions/{version}");
+    let output = get
+        .invoke(
+            &json!({"name": "a b/../c", "version": 3, "format": "full"}),
+            &context(None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(output, json!({"name": "a b/../c"}));
+    let put = tool(HttpMethod::Put, "/skills/{name}");
+    let output = put
+        .invoke(&json!({"name": "ocr", "level": 2}), &context(None))
+        .await
+        .unwrap();
+    assert_eq!(output, json!({"ok": true}));
+    // A dot segment, an empty value or a missing one is refused before anything is
+    // sent (the mocks expect one call each), and the error names the parameter.
+    for input in [
+        json!({"name": "..", "version": 1}),
+        json!({"name": ".", "version": 1}),
+        json!({"name": "", "version": 1}),
+        json!({"version": 1}),
+        json!({"name": ["a"], "version": 1}),
+    ] {
+        let error = get.invoke(&input, &context(None)).await.unwrap_err();
+        assert!(error.to_string().contains("`name`"), "{error}");
+    }
+    server.verify().await;
+}
