@@ -121,8 +121,9 @@ impl Context<'_> {
     /// The request for the operation with `input`: a GET sends it as the query (as the
     /// runtime's HTTP tools do), other methods as the JSON body.
     fn operation_request(endpoint: &Endpoint, input: &Value) -> (String, Body) {
+        // Path parameters (AGX-H1) go in the path, and only the rest is sent again.
+        let (mut path, input) = endpoint.path_for(input);
         if endpoint.method == HttpMethod::Get {
-            let mut path = endpoint.path.clone();
             let mut serializer = url::form_urlencoded::Serializer::new(String::new());
             if let Some(object) = input.as_object() {
                 for (key, value) in object {
@@ -140,7 +141,7 @@ impl Context<'_> {
             }
             (path, Body::None)
         } else {
-            (endpoint.path.clone(), Body::Json(input.clone()))
+            (path, Body::Json(input))
         }
     }
 
@@ -203,7 +204,12 @@ pub(crate) struct InvalidInputs {
 /// MCP tools send the same ones). In a query string every value is text, so a number
 /// for a string is no wrong type there: with `in_query`, only a property whose type a
 /// text can break (a number, an integer, a boolean) is given a wrong type.
-pub(crate) fn invalid_inputs(schema: &Value, input: &Value, in_query: bool) -> InvalidInputs {
+pub(crate) fn invalid_inputs(
+    schema: &Value,
+    input: &Value,
+    in_query: bool,
+    path_parameters: &[String],
+) -> InvalidInputs {
     let Some(object) = input.as_object() else {
         return InvalidInputs {
             wrong_type: None,
@@ -215,6 +221,10 @@ pub(crate) fn invalid_inputs(schema: &Value, input: &Value, in_query: bool) -> I
         .and_then(Value::as_object)
         .and_then(|properties| {
             properties.iter().find_map(|(name, property)| {
+                // A path parameter is not input sent as data: it picks the route.
+                if path_parameters.contains(name) {
+                    return None;
+                }
                 let kind = property.get("type")?.as_str()?;
                 let wrong = match kind {
                     "string" | "array" | "object" if in_query => return None,
@@ -241,8 +251,12 @@ pub(crate) fn invalid_inputs(schema: &Value, input: &Value, in_query: bool) -> I
     let missing_field = schema
         .get("required")
         .and_then(Value::as_array)
-        .and_then(|names| names.first())
-        .and_then(Value::as_str)
+        .and_then(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|name| !path_parameters.iter().any(|parameter| parameter == name))
+        })
         .map(|name| {
             let mut bad = object.clone();
             bad.remove(name);
@@ -273,7 +287,10 @@ fn oversized_body(schema: &Value, input: &Value, limit: u64) -> (Vec<u8>, &'stat
                 let constrained = ["maxLength", "enum", "const", "pattern", "format"]
                     .iter()
                     .any(|keyword| property.get(*keyword).is_some());
-                (property.get("type").and_then(Value::as_str) == Some("string") && !constrained)
+                let sent = input.get(name.as_str()).is_some();
+                (property.get("type").and_then(Value::as_str) == Some("string")
+                    && !constrained
+                    && sent)
                     .then_some(name)
             })
         });
@@ -605,7 +622,7 @@ async fn documented_operations_answer(
 /// Whether an OpenAPI path matches a declared one: equal segments, where a documented
 /// template segment (`{id}`) matches any declared segment (a template or a value, as in
 /// a binding URL `/agents/helpdesk` under `/agents/{name}`).
-fn same_path(documented: &str, declared: &str) -> bool {
+pub(crate) fn same_path(documented: &str, declared: &str) -> bool {
     let documented: Vec<&str> = documented.trim_end_matches('/').split('/').collect();
     let declared: Vec<&str> = declared.trim_end_matches('/').split('/').collect();
     documented.len() == declared.len()
@@ -997,7 +1014,10 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
     let mut cases: Vec<(String, String, Body)> = Vec::new();
 
     let in_query = endpoint.method == HttpMethod::Get;
-    let invalid = invalid_inputs(schema, &input, in_query);
+    // The operation's route for the valid input (its path parameters filled), and the
+    // input that is sent as data.
+    let (operation_path, body_input) = endpoint.path_for(&input);
+    let invalid = invalid_inputs(schema, &input, in_query, &endpoint.parameters);
     match invalid.wrong_type {
         Some((what, bad)) => {
             let (path, body) = Context::operation_request(endpoint, &bad);
@@ -1006,7 +1026,7 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
         None if endpoint.method != HttpMethod::Get => {
             cases.push((
                 "a wrong type (an array where an object is declared)".into(),
-                endpoint.path.clone(),
+                operation_path.clone(),
                 Body::Json(json!([])),
             ));
         }
@@ -1019,17 +1039,17 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
     if endpoint.method != HttpMethod::Get {
         cases.push((
             "malformed JSON".into(),
-            endpoint.path.clone(),
+            operation_path.clone(),
             Body::Raw {
                 bytes: b"{\"unterminated".to_vec(),
                 content_type: "application/json",
             },
         ));
         let limit = context.tool.max_request_bytes();
-        let (bytes, how) = oversized_body(schema, &input, limit);
+        let (bytes, how) = oversized_body(schema, &body_input, limit);
         cases.push((
             format!("{how} over the declared limit ({limit} bytes)"),
-            endpoint.path.clone(),
+            operation_path.clone(),
             Body::Raw {
                 bytes,
                 content_type: "application/json",
@@ -1046,11 +1066,8 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
 
     for (what, path, body) in cases {
         let check = format!("{what} gets a structured 4xx");
-        let on_the_operation = path == endpoint.path
-            || path.starts_with(&format!(
-                "{}?",
-                endpoint.path.split('?').next().unwrap_or_default()
-            ));
+        let on_the_operation =
+            same_path(endpoint.route(), path.split('?').next().unwrap_or_default());
         let sent_with = if on_the_operation { method } else { "GET" };
         let exchange = probe
             .send(sent_with, &path, body, Credential::Valid, true)
@@ -1461,14 +1478,18 @@ mod tests {
             "required": ["entity"],
         });
         let input = json!({"entity": "acme", "limit": 3});
-        let in_body = invalid_inputs(&schema, &input, false).wrong_type.unwrap();
+        let in_body = invalid_inputs(&schema, &input, false, &[])
+            .wrong_type
+            .unwrap();
         assert_eq!(in_body.1["entity"], json!(12345));
-        let in_query = invalid_inputs(&schema, &input, true).wrong_type.unwrap();
+        let in_query = invalid_inputs(&schema, &input, true, &[])
+            .wrong_type
+            .unwrap();
         assert_eq!(in_query.1["limit"], json!("not a number"));
         assert_eq!(in_query.1["entity"], json!("acme"));
         let strings_only = json!({"type": "object", "properties": {"entity": {"type": "string"}}});
         assert!(
-            invalid_inputs(&strings_only, &input, true)
+            invalid_inputs(&strings_only, &input, true, &[])
                 .wrong_type
                 .is_none()
         );

@@ -472,7 +472,7 @@ pub(crate) async fn error(context: &McpContext<'_>) -> Outcome {
         return tally.outcome();
     }
     let (input, _) = valid_input(context.tool);
-    let invalid = invalid_inputs(&context.tool.document.input.value, &input, false);
+    let invalid = invalid_inputs(&context.tool.document.input.value, &input, false, &[]);
     let mut cases: Vec<(String, String, Value)> = Vec::new();
     for (what, arguments) in [invalid.wrong_type, invalid.missing_field]
         .into_iter()

@@ -17,6 +17,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::checks::same_path;
 use crate::schema::synthesize;
 use crate::tool::{Endpoint, ToolUnderTest, method_text};
 
@@ -280,7 +281,9 @@ impl Respond for ToolResponder {
             if let Some(id) = path
                 .strip_prefix(collection)
                 .and_then(|rest| rest.strip_prefix('/'))
-                .filter(|id| !id.is_empty() && !id.contains('/') && path != operation_path)
+                .filter(|id| {
+                    !id.is_empty() && !id.contains('/') && !same_path(operation_path, &path)
+                })
             {
                 let id = id.to_string();
                 let update = match crud.update_method {
@@ -330,8 +333,8 @@ impl Respond for ToolResponder {
         }
 
         let operation_path = self.endpoint.path.split('?').next().unwrap_or_default();
-        if path == operation_path && method == method_text(self.endpoint.method) {
-            let input = if method == "GET" {
+        if same_path(operation_path, &path) && method == method_text(self.endpoint.method) {
+            let mut input = if method == "GET" {
                 query_input(&request.url)
             } else {
                 match serde_json::from_slice::<Value>(&request.body) {
@@ -339,6 +342,12 @@ impl Respond for ToolResponder {
                     Err(_) => return self.bad_input("the body is not JSON"),
                 }
             };
+            // Path parameters (AGX-H1) are part of the input the schema judges.
+            if let Value::Object(fields) = &mut input {
+                for (name, value) in self.path_parameters(operation_path, &path) {
+                    fields.insert(name, value);
+                }
+            }
             if let Err(problem) = jsonschema::validate(&self.tool.document.input.value, &input) {
                 return self.bad_input(&format!("invalid input: {problem}"));
             }
@@ -358,10 +367,38 @@ impl Respond for ToolResponder {
                 );
             return ResponseTemplate::new(200).set_body_json(output);
         }
-        if path == operation_path {
+        if same_path(operation_path, &path) {
             return error(405, "method_not_allowed", "method not allowed");
         }
         error(404, "not_found", "no such route")
+    }
+}
+
+impl ToolResponder {
+    /// The values of the operation's path parameters in `path`, decoded, each read as
+    /// JSON when its schema wants a number or boolean.
+    fn path_parameters(&self, template: &str, path: &str) -> Vec<(String, Value)> {
+        let properties = self.tool.document.input.value.get("properties");
+        template
+            .split('/')
+            .zip(path.split('/'))
+            .filter_map(|(part, text)| {
+                let name = part.strip_prefix('{')?.strip_suffix('}')?;
+                let decoded = percent_encoding::percent_decode_str(text)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                let wants_text = properties
+                    .and_then(|properties| properties.get(name))
+                    .and_then(|property| property.get("type"))
+                    .is_none_or(|kind| kind == "string");
+                let value = if wants_text {
+                    Value::String(decoded)
+                } else {
+                    serde_json::from_str(&decoded).unwrap_or(Value::String(decoded))
+                };
+                Some((name.to_string(), value))
+            })
+            .collect()
     }
 }
 

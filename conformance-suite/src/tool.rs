@@ -63,7 +63,47 @@ pub fn load_tools(inputs: &[SourceInput]) -> Result<Vec<ToolUnderTest>, LoadErro
 pub(crate) struct Endpoint {
     pub method: HttpMethod,
     pub origin: String,
+    /// As written in the binding: a path template keeps its `{name}`s (AGX-H1).
     pub path: String,
+    /// The path parameters, filled from the input of each call.
+    pub parameters: Vec<String>,
+}
+
+impl Endpoint {
+    /// The path for `input` (its parameters filled in) and what is left of the input
+    /// for the body or query. A parameter the input lacks (a probe that left it out)
+    /// is filled with a placeholder, so the request still goes to the operation's route.
+    pub(crate) fn path_for(&self, input: &serde_json::Value) -> (String, serde_json::Value) {
+        let Some(fields) = input.as_object().filter(|_| !self.parameters.is_empty()) else {
+            return (self.path.clone(), input.clone());
+        };
+        let mut filled_from = fields.clone();
+        for name in &self.parameters {
+            let usable = matches!(
+                filled_from.get(name),
+                Some(
+                    serde_json::Value::String(_)
+                        | serde_json::Value::Number(_)
+                        | serde_json::Value::Bool(_)
+                )
+            );
+            if !usable {
+                filled_from.insert(
+                    name.clone(),
+                    serde_json::Value::String("agentc-conformance-probe".into()),
+                );
+            }
+        }
+        let path = agentc_compiler::path_template::fill(&self.path, &filled_from)
+            .unwrap_or_else(|_| self.path.clone());
+        let rest = agentc_compiler::path_template::without_parameters(&self.path, fields);
+        (path, serde_json::Value::Object(rest))
+    }
+
+    /// The path without its query.
+    pub(crate) fn route(&self) -> &str {
+        self.path.split('?').next().unwrap_or_default()
+    }
 }
 
 impl ToolUnderTest {
@@ -114,18 +154,32 @@ impl ToolUnderTest {
                 "the tool has {kind} binding; the seven tests speak to a service (an `http` or `mcp` binding)"
             ));
         };
-        let url = url::Url::parse(&http.url.value)
+        let parameters = agentc_compiler::path_template::parameters(&http.url.value)
+            .map_err(|error| format!("the binding URL `{}`: {error}", http.url.value))?;
+        let placeholders: serde_json::Map<String, serde_json::Value> = parameters
+            .iter()
+            .map(|name| (name.clone(), serde_json::Value::String("x".into())))
+            .collect();
+        let judged = agentc_compiler::path_template::fill(&http.url.value, &placeholders)
+            .unwrap_or_else(|_| http.url.value.clone());
+        let url = url::Url::parse(&judged)
             .map_err(|error| format!("the binding URL `{}` is invalid: {error}", http.url.value))?;
         let origin = url.origin().ascii_serialization();
-        let mut path = url.path().to_string();
-        if let Some(query) = url.query() {
-            path.push('?');
-            path.push_str(query);
-        }
+        let path = if parameters.is_empty() {
+            let mut path = url.path().to_string();
+            if let Some(query) = url.query() {
+                path.push('?');
+                path.push_str(query);
+            }
+            path
+        } else {
+            agentc_compiler::path_template::path_as_written(&http.url.value).to_string()
+        };
         Ok(Endpoint {
             method: http.method,
             origin,
             path,
+            parameters,
         })
     }
 

@@ -24,7 +24,7 @@ use serde_json::Value;
 const TOKEN: &str = "fixture-token-6d0f";
 /// The stored token the `leaks_token` flaw hands out; no report may hold it.
 const ADMIN_TOKEN: &str = "sk-fixture-admin-0123456789abcdef";
-const TOOLS: [&str; 2] = ["search_facts", "facts_about"];
+const TOOLS: [&str; 3] = ["search_facts", "facts_about", "fact_details"];
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture")
@@ -263,4 +263,20 @@ async fn a_default_live_run_writes_nothing_and_allow_writes_leaves_nothing_behin
         .await
         .unwrap();
     assert_eq!(left["facts"], serde_json::json!([]), "{left}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fixture_tools_pass_on_their_mocks() {
+    // The mocks started from the same documents, path templates included.
+    let report = run_suite(&tools(), &Target::mock(), &SuiteOptions::default()).await;
+    assert!(!report.failed(), "{}", report.to_text());
+    let Outcome::Pass { checks } = report.outcome("fact_details", TestKind::Skill).unwrap() else {
+        panic!("{}", report.to_text());
+    };
+    assert!(
+        checks
+            .iter()
+            .any(|check| check.contains("/v1/facts/{fact_id}")),
+        "{checks:?}"
+    );
 }

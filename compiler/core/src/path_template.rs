@@ -101,6 +101,11 @@ fn pieces(url: &str) -> Result<(Vec<&str>, Vec<&str>), TemplateError> {
     }
 }
 
+/// The path (with any query) of `url` as written, templates kept: `/skills/{name}?x=1`.
+pub fn path_as_written(url: &str) -> &str {
+    url.get(path_start(url)..).unwrap_or_default()
+}
+
 /// The path parameters of `url`, in order (empty when it has none).
 pub fn parameters(url: &str) -> Result<Vec<String>, TemplateError> {
     let (_, names) = pieces(url)?;
