@@ -755,8 +755,13 @@ pub(crate) async fn auth(context: &Context<'_>) -> Outcome {
     tally.outcome()
 }
 
-/// Test 3, CRUD: create → read → update → read → delete → read gives 404, bodies in the
-/// declared schema and reads reflecting what was written.
+/// Test 3, CRUD: create → read → update → read → delete → read finds nothing, every
+/// body in the resource schema and reads returning what was written. The resource's
+/// shape is the document's: its item path from `id_field` or the create's `Location`, or
+/// reads by `read_query`; updates by PUT or PATCH to the item, or an upsert POST to the
+/// collection; a delete, or `delete: false` (reported, with what stays). Each step is a
+/// check of its own, so a failure names the step. A resource the test made and did not
+/// see deleted gets one more DELETE, and is named in the report if it is still there.
 pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
     let (_, probe) = match context.http() {
         Ok(http) => http,
@@ -777,220 +782,466 @@ pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
     if !context.require_credential(probe, &mut tally, "the resource can be created") {
         return tally.outcome();
     }
-    let collection = crud.path.value.trim_end_matches('/').to_string();
-    let name = &crud.name.value;
-
-    let check = format!(
-        "`{name}` is created with POST {collection} (200/201, body in the resource schema, with `{}`)",
-        crud.id_field.value
-    );
-    let created = probe
-        .send(
-            "POST",
-            &collection,
-            Body::Json(crud.create.value.clone()),
-            Credential::Valid,
-            true,
-        )
-        .await;
-    if !matches!(created.status(), Some(200 | 201)) {
-        tally.fail(probe.evidence(&check, &created, "expected 200 or 201"));
-        return tally.outcome();
-    }
-    let body = created
-        .response()
-        .and_then(|r| r.json())
-        .unwrap_or(Value::Null);
-    if let Some(evidence) = context.schema_evidence(probe, &check, &created, &crud.schema, &body) {
-        tally.fail(evidence);
-        return tally.outcome();
-    }
-    let id = match body.get(&crud.id_field.value) {
-        Some(Value::String(id)) if !id.is_empty() && !id.contains(['/', '?', '#']) => id.clone(),
-        Some(Value::Number(id)) => id.to_string(),
-        _ => {
-            tally.fail(probe.evidence(
-                &check,
-                &created,
-                &format!("no usable `{}` in the body", crud.id_field.value),
-            ));
-            return tally.outcome();
-        }
+    let resource = CrudSteps {
+        context,
+        probe,
+        crud,
+        collection: crud.path.value.trim_end_matches('/').to_string(),
     };
-    tally.pass(check);
-    let item = format!("{collection}/{id}");
-    let gone = crud_after_create(context, probe, crud, &mut tally, &collection, &item).await;
-    if !gone {
-        leave_nothing_behind(probe, &mut tally, &collection, &item).await;
+    let mut item = None;
+    match resource.run(&mut tally, &mut item).await {
+        CrudEnd::Gone | CrudEnd::NotCreated | CrudEnd::Kept => {}
+        CrudEnd::MayRemain => {
+            resource
+                .leave_nothing_behind(&mut tally, item.as_deref())
+                .await
+        }
     }
     tally.outcome()
 }
 
-/// The CRUD steps after the create: read, update, read, delete, read. `true` when the
-/// resource is confirmed gone.
-async fn crud_after_create(
-    context: &Context<'_>,
-    probe: &Probe,
-    crud: &agentc_compiler::documents::tool::CrudResource,
-    tally: &mut Tally,
-    collection: &str,
-    item: &str,
-) -> bool {
-    let name = &crud.name.value;
-    let shown_item = format!("{collection}/{{{}}}", crud.id_field.value);
+/// How a CRUD run ended, for what is left to clean up.
+enum CrudEnd {
+    /// Nothing was created.
+    NotCreated,
+    /// The resource was deleted and reads as gone.
+    Gone,
+    /// The document says delete is not offered; the report says what stays.
+    Kept,
+    /// The resource was created and may still be there.
+    MayRemain,
+}
 
-    let read_check = |what: &str| {
-        format!(
-            "GET {shown_item} after {what} gives 200, the resource schema, and what was written"
-        )
-    };
-    if !read_back(
-        context,
-        probe,
-        tally,
-        item,
-        &read_check("create"),
-        &crud.schema,
-        &crud.create.value,
-    )
-    .await
-    {
-        return false;
+/// One CRUD run's fixed parts.
+struct CrudSteps<'a> {
+    context: &'a Context<'a>,
+    probe: &'a Probe,
+    crud: &'a agentc_compiler::documents::tool::CrudResource,
+    collection: String,
+}
+
+impl CrudSteps<'_> {
+    fn name(&self) -> &str {
+        &self.crud.name.value
     }
 
-    let update_method = match crud.update_method {
-        Some(CrudUpdateMethod::Patch) => "PATCH",
-        _ => "PUT",
-    };
-    let check = format!("`{name}` is updated with {update_method} {shown_item}");
-    let updated = probe
-        .send(
-            update_method,
-            item,
-            Body::Json(crud.update.value.clone()),
-            Credential::Valid,
-            true,
-        )
-        .await;
-    if !is_success(&updated) {
-        tally.fail(probe.evidence(&check, &updated, "expected 2xx"));
-        return false;
-    }
-    if let Some(body) = updated
-        .response()
-        .filter(|r| !r.body.is_empty())
-        .map(|r| r.json().unwrap_or(Value::Null))
-        && let Some(evidence) =
-            context.schema_evidence(probe, &check, &updated, &crud.schema, &body)
-    {
-        tally.fail(evidence);
-        return false;
-    }
-    tally.pass(check);
-    if !read_back(
-        context,
-        probe,
-        tally,
-        item,
-        &read_check("update"),
-        &crud.schema,
-        &crud.update.value,
-    )
-    .await
-    {
-        return false;
+    /// The item path as shown in checks: `/tickets/{id}`.
+    fn shown_item(&self) -> String {
+        let id = self
+            .crud
+            .id_field
+            .as_ref()
+            .map_or("id", |field| field.value.as_str());
+        format!("{}/{{{id}}}", self.collection)
     }
 
-    let check = format!("`{name}` is deleted with DELETE {shown_item}");
-    let deleted = probe
-        .send("DELETE", item, Body::None, Credential::Valid, true)
-        .await;
-    if !is_success(&deleted) {
-        tally.fail(probe.evidence(&check, &deleted, "expected 2xx"));
-        return false;
-    }
-    tally.pass(check);
-    let check = format!("GET {shown_item} after delete gives 404");
-    let gone = probe
-        .send("GET", item, Body::None, Credential::Valid, true)
-        .await;
-    if gone.status() == Some(404) {
+    /// The steps in order; `item` is the item's path once known.
+    async fn run(&self, tally: &mut Tally, item: &mut Option<String>) -> CrudEnd {
+        let (probe, collection, name) = (self.probe, &self.collection, self.name());
+        let check =
+            format!("`{name}` is created with POST {collection} (200/201, in the resource schema)");
+        let created = probe
+            .send(
+                "POST",
+                collection,
+                Body::Json(self.crud.create.value.clone()),
+                Credential::Valid,
+                true,
+            )
+            .await;
+        if !matches!(created.status(), Some(200 | 201)) {
+            tally.fail(probe.evidence(&check, &created, "expected 200 or 201"));
+            return CrudEnd::NotCreated;
+        }
+        let body = created
+            .response()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null);
+        if let Some(evidence) =
+            self.context
+                .schema_evidence(probe, &check, &created, &self.crud.schema, &body)
+        {
+            tally.fail(evidence);
+            return CrudEnd::MayRemain;
+        }
+        match self.locate(&created, &body) {
+            Ok(located) => *item = located,
+            Err(detail) => {
+                tally.fail(probe.evidence(&check, &created, &detail));
+                return CrudEnd::MayRemain;
+            }
+        }
         tally.pass(check);
-        true
-    } else {
-        tally.fail(probe.evidence(
-            &check,
-            &gone,
-            "expected 404: the resource is still there, or the answer is wrong",
-        ));
-        false
-    }
-}
+        if !self
+            .read_back(tally, item.as_deref(), "create", &self.crud.create.value)
+            .await
+        {
+            return CrudEnd::MayRemain;
+        }
 
-/// A resource the CRUD test created and did not see deleted: one more DELETE, and if it
-/// is still there, the report says so, so that nothing is left behind unnoticed.
-async fn leave_nothing_behind(probe: &Probe, tally: &mut Tally, collection: &str, item: &str) {
-    let deleted = probe
-        .send("DELETE", item, Body::None, Credential::Valid, true)
-        .await;
-    let still_there = probe
-        .send("GET", item, Body::None, Credential::Valid, true)
-        .await;
-    if still_there.status() != Some(404) {
-        tally.fail(plain_evidence(
-            "nothing the run created is left behind",
-            format!(
-                "`{item}`, created with POST {collection}, could not be deleted (DELETE answered {}, then GET {}): remove it by hand",
-                deleted.status().map_or_else(|| "nothing".to_string(), |s| s.to_string()),
-                still_there.status().map_or_else(|| "nothing".to_string(), |s| s.to_string()),
-            ),
-        ));
-    }
-}
-
-/// Reads `item` and checks it: 200, in the schema, and every written field that the
-/// schema declares reads back as written. Returns whether the chain may go on.
-async fn read_back(
-    context: &Context<'_>,
-    probe: &Probe,
-    tally: &mut Tally,
-    item: &str,
-    check: &str,
-    schema: &SpannedJson,
-    written: &Value,
-) -> bool {
-    let read = probe
-        .send("GET", item, Body::None, Credential::Valid, true)
-        .await;
-    if read.status() != Some(200) {
-        tally.fail(probe.evidence(check, &read, "expected 200"));
-        return false;
-    }
-    let body = read
-        .response()
-        .and_then(|r| r.json())
-        .unwrap_or(Value::Null);
-    if let Some(evidence) = context.schema_evidence(probe, check, &read, schema, &body) {
-        tally.fail(evidence);
-        return false;
-    }
-    let declared = schema.value.get("properties").and_then(Value::as_object);
-    for (key, value) in written.as_object().into_iter().flatten() {
-        let in_schema = declared.is_none_or(|properties| properties.contains_key(key));
-        if in_schema && !body.get(key).is_some_and(|actual| contains(actual, value)) {
-            tally.fail(probe.evidence(
-                check,
-                &read,
-                &format!(
-                    "`{key}` does not read back as written ({})",
-                    truncate(&value.to_string(), 80)
-                ),
+        let (method, target) = match self.crud.update_method {
+            Some(CrudUpdateMethod::Post) => ("POST", Some(collection.clone())),
+            Some(CrudUpdateMethod::Patch) => ("PATCH", item.clone()),
+            _ => ("PUT", item.clone()),
+        };
+        let shown_target = if method == "POST" {
+            collection.clone()
+        } else {
+            self.shown_item()
+        };
+        let check = format!("`{name}` is updated with {method} {shown_target}");
+        let Some(target) = target else {
+            tally.fail(plain_evidence(
+                &check,
+                "the update needs the item's path: declare `id_field`, or answer the create with a `Location`",
             ));
-            return false;
+            return CrudEnd::MayRemain;
+        };
+        let updated = probe
+            .send(
+                method,
+                &target,
+                Body::Json(self.crud.update.value.clone()),
+                Credential::Valid,
+                true,
+            )
+            .await;
+        if !is_success(&updated) {
+            tally.fail(probe.evidence(&check, &updated, "expected 2xx"));
+            return CrudEnd::MayRemain;
+        }
+        if let Some(body) = updated
+            .response()
+            .filter(|r| !r.body.is_empty())
+            .map(|r| r.json().unwrap_or(Value::Null))
+            && let Some(evidence) =
+                self.context
+                    .schema_evidence(probe, &check, &updated, &self.crud.schema, &body)
+        {
+            tally.fail(evidence);
+            return CrudEnd::MayRemain;
+        }
+        tally.pass(check);
+        if !self
+            .read_back(tally, item.as_deref(), "update", &self.crud.update.value)
+            .await
+        {
+            return CrudEnd::MayRemain;
+        }
+
+        if self
+            .crud
+            .delete
+            .as_ref()
+            .is_some_and(|delete| !delete.value)
+        {
+            tally.pass(format!(
+                "delete is not offered (`delete: false`): the `{name}` this test wrote stays{}",
+                item.as_deref()
+                    .map(|item| format!(" at `{item}`"))
+                    .unwrap_or_default()
+            ));
+            return CrudEnd::Kept;
+        }
+        let check = format!("`{name}` is deleted with DELETE {}", self.shown_item());
+        let Some(target) = item.clone() else {
+            tally.fail(plain_evidence(
+                &check,
+                "the delete needs the item's path: declare `id_field`, or answer the create with a `Location`",
+            ));
+            return CrudEnd::MayRemain;
+        };
+        let deleted = probe
+            .send("DELETE", &target, Body::None, Credential::Valid, true)
+            .await;
+        if !is_success(&deleted) {
+            tally.fail(probe.evidence(&check, &deleted, "expected 2xx"));
+            return CrudEnd::MayRemain;
+        }
+        tally.pass(check);
+        if self.reads_as_gone(tally, &target).await {
+            CrudEnd::Gone
+        } else {
+            CrudEnd::MayRemain
         }
     }
-    tally.pass(check);
-    true
+
+    /// Where the created resource lives: at `collection/<id_field>`, at the create's
+    /// `Location`, or nowhere of its own (read by `read_query`).
+    fn locate(&self, created: &Exchange, body: &Value) -> Result<Option<String>, String> {
+        if let Some(field) = &self.crud.id_field {
+            return match body.get(&field.value) {
+                Some(Value::String(id)) if !id.is_empty() && !id.contains(['/', '?', '#']) => {
+                    Ok(Some(format!("{}/{id}", self.collection)))
+                }
+                Some(Value::Number(id)) => Ok(Some(format!("{}/{id}", self.collection))),
+                _ => Err(format!("no usable `{}` in the body", field.value)),
+            };
+        }
+        let location = created
+            .response()
+            .and_then(|response| header_value(&response.headers_text, "location"));
+        match location {
+            Some(location) => {
+                let path = if location.starts_with('/') {
+                    location
+                } else {
+                    url::Url::parse(&location)
+                        .map(|url| url.path().to_string())
+                        .map_err(|_| format!("the `Location` `{location}` is not a URL"))?
+                };
+                Ok(Some(path))
+            }
+            None if self.crud.read_query.is_some() => Ok(None),
+            None => Err(
+                "no `Location` and no `id_field`: the resource cannot be found again (declare `id_field`, or `read_query`)"
+                    .to_string(),
+            ),
+        }
+    }
+
+    /// Reads the resource back after `after` and checks it holds `written`.
+    async fn read_back(
+        &self,
+        tally: &mut Tally,
+        item: Option<&str>,
+        after: &str,
+        written: &Value,
+    ) -> bool {
+        let probe = self.probe;
+        let Some(query) = &self.crud.read_query else {
+            let check = format!(
+                "GET {} after {after} gives 200, the resource schema, and what was written",
+                self.shown_item()
+            );
+            let Some(item) = item else {
+                tally.fail(plain_evidence(
+                    &check,
+                    "the resource has no path of its own",
+                ));
+                return false;
+            };
+            let read = probe
+                .send("GET", item, Body::None, Credential::Valid, true)
+                .await;
+            if read.status() != Some(200) {
+                tally.fail(probe.evidence(&check, &read, "expected 200"));
+                return false;
+            }
+            let body = read
+                .response()
+                .and_then(|r| r.json())
+                .unwrap_or(Value::Null);
+            return self.holds_written(tally, &check, &read, &body, written);
+        };
+        let key = &query.value;
+        let check = format!(
+            "GET {}?{key}=… after {after} finds the `{}` once, as written",
+            self.collection,
+            self.name()
+        );
+        let Some(value) = written.get(key) else {
+            tally.fail(plain_evidence(
+                &check,
+                format!("what was written has no `{key}` to read it by"),
+            ));
+            return false;
+        };
+        let read = self.query(key, value).await;
+        if read.status() != Some(200) {
+            tally.fail(probe.evidence(&check, &read, "expected 200"));
+            return false;
+        }
+        let body = read
+            .response()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null);
+        let found = resources_with(&body, key, value);
+        match found.as_slice() {
+            [only] => self.holds_written(tally, &check, &read, only, written),
+            _ => {
+                tally.fail(probe.evidence(
+                    &check,
+                    &read,
+                    &format!(
+                        "the answer holds {} resources with `{key}` = {}{}",
+                        found.len(),
+                        truncate(&value.to_string(), 60),
+                        if found.len() > 1 && after == "update" {
+                            ": the update made another one instead of replacing it"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+                false
+            }
+        }
+    }
+
+    /// `GET collection?key=value`.
+    async fn query(&self, key: &str, value: &Value) -> Exchange {
+        let text = match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair(key, &text)
+            .finish();
+        let path = format!("{}?{query}", self.collection);
+        self.probe
+            .send("GET", &path, Body::None, Credential::Valid, true)
+            .await
+    }
+
+    /// Checks a read resource against the schema and what was written.
+    fn holds_written(
+        &self,
+        tally: &mut Tally,
+        check: &str,
+        read: &Exchange,
+        resource: &Value,
+        written: &Value,
+    ) -> bool {
+        let schema = &self.crud.schema;
+        if let Some(evidence) = self
+            .context
+            .schema_evidence(self.probe, check, read, schema, resource)
+        {
+            tally.fail(evidence);
+            return false;
+        }
+        let declared = schema.value.get("properties").and_then(Value::as_object);
+        for (key, value) in written.as_object().into_iter().flatten() {
+            let in_schema = declared.is_none_or(|properties| properties.contains_key(key));
+            if in_schema
+                && !resource
+                    .get(key)
+                    .is_some_and(|actual| contains(actual, value))
+            {
+                tally.fail(self.probe.evidence(
+                    check,
+                    read,
+                    &format!(
+                        "`{key}` does not read back as written ({})",
+                        truncate(&value.to_string(), 80)
+                    ),
+                ));
+                return false;
+            }
+        }
+        tally.pass(check);
+        true
+    }
+
+    /// After the delete: the item gives 404, or a read by query finds nothing.
+    async fn reads_as_gone(&self, tally: &mut Tally, item: &str) -> bool {
+        let probe = self.probe;
+        if let Some(query) = &self.crud.read_query
+            && let Some(value) = self.crud.update.value.get(&query.value)
+        {
+            let check = format!(
+                "GET {}?{}=… after delete finds no `{}`",
+                self.collection,
+                query.value,
+                self.name()
+            );
+            let read = self.query(&query.value, value).await;
+            let body = read
+                .response()
+                .and_then(|r| r.json())
+                .unwrap_or(Value::Null);
+            let left = resources_with(&body, &query.value, value).len();
+            return if matches!(read.status(), Some(200 | 404)) && left == 0 {
+                tally.pass(check);
+                true
+            } else {
+                tally.fail(probe.evidence(&check, &read, "the resource is still there"));
+                false
+            };
+        }
+        let check = format!("GET {} after delete gives 404", self.shown_item());
+        let gone = probe
+            .send("GET", item, Body::None, Credential::Valid, true)
+            .await;
+        if gone.status() == Some(404) {
+            tally.pass(check);
+            true
+        } else {
+            tally.fail(probe.evidence(
+                &check,
+                &gone,
+                "expected 404: the resource is still there, or the answer is wrong",
+            ));
+            false
+        }
+    }
+
+    /// A resource the test made and did not see deleted: one more DELETE, and if it is
+    /// still there, the report says so, so that nothing is left behind unnoticed.
+    async fn leave_nothing_behind(&self, tally: &mut Tally, item: Option<&str>) {
+        let check = "nothing the run created is left behind";
+        let Some(item) = item else {
+            tally.fail(plain_evidence(
+                check,
+                format!(
+                    "a `{}` created with POST {} has no path to delete it at: remove it by hand",
+                    self.name(),
+                    self.collection
+                ),
+            ));
+            return;
+        };
+        let probe = self.probe;
+        let deleted = probe
+            .send("DELETE", item, Body::None, Credential::Valid, true)
+            .await;
+        let still_there = probe
+            .send("GET", item, Body::None, Credential::Valid, true)
+            .await;
+        if still_there.status() != Some(404) {
+            tally.fail(plain_evidence(
+                check,
+                format!(
+                    "`{item}`, created with POST {}, could not be deleted (DELETE answered {}, then GET {}): remove it by hand",
+                    self.collection,
+                    deleted.status().map_or_else(|| "nothing".to_string(), |s| s.to_string()),
+                    still_there.status().map_or_else(|| "nothing".to_string(), |s| s.to_string()),
+                ),
+            ));
+        }
+    }
+}
+
+/// The objects anywhere in `body` whose `key` is `value` (a read by query may answer a
+/// list, or a list inside an envelope).
+fn resources_with<'v>(body: &'v Value, key: &str, value: &Value) -> Vec<&'v Value> {
+    let mut found = Vec::new();
+    let mut stack = vec![body];
+    while let Some(node) = stack.pop() {
+        match node {
+            Value::Object(map) => {
+                if map.get(key) == Some(value) {
+                    found.push(node);
+                } else {
+                    stack.extend(map.values());
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// A header's value from a response's `name: value` lines.
+fn header_value(headers_text: &str, name: &str) -> Option<String> {
+    headers_text.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
 }
 
 /// Test 4, Error: wrong types, missing fields, malformed JSON, an oversized body and an

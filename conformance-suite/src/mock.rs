@@ -263,6 +263,32 @@ impl Respond for ToolResponder {
                 {
                     return self.bad_input(&format!("invalid input: {problem}"));
                 }
+                // An upsert replaces the resource its natural key (the read key, else
+                // the id field) names.
+                if crud.update_method == Some(CrudUpdateMethod::Post) {
+                    let key = crud
+                        .read_query
+                        .as_ref()
+                        .or(crud.id_field.as_ref())
+                        .map(|key| key.value.clone());
+                    let existing = key.and_then(|key| {
+                        let wanted = body.get(&key)?.clone();
+                        state
+                            .resources
+                            .iter()
+                            .find(|(_, resource)| resource.get(&key) == Some(&wanted))
+                            .map(|(id, _)| id.clone())
+                    });
+                    if let Some(id) = existing
+                        && let Some(Value::Object(fields)) = state.resources.get_mut(&id)
+                    {
+                        for (key, value) in body {
+                            fields.insert(key, value);
+                        }
+                        return ResponseTemplate::new(200)
+                            .set_body_json(Value::Object(fields.clone()));
+                    }
+                }
                 state.next_id += 1;
                 let id = format!("mock{:012}", state.next_id);
                 let mut resource = synthesize(&crud.schema.value);
@@ -270,10 +296,40 @@ impl Respond for ToolResponder {
                     for (key, value) in body {
                         fields.insert(key, value);
                     }
-                    fields.insert(crud.id_field.value.clone(), Value::String(id.clone()));
+                    if let Some(field) = &crud.id_field {
+                        fields.insert(field.value.clone(), Value::String(id.clone()));
+                    }
                 }
-                state.resources.insert(id, resource.clone());
-                return ResponseTemplate::new(201).set_body_json(resource);
+                state.resources.insert(id.clone(), resource.clone());
+                return ResponseTemplate::new(201)
+                    .insert_header("location", format!("{collection}/{id}").as_str())
+                    .set_body_json(resource);
+            }
+            // A read by query: every resource whose field is the value asked for.
+            if let Some(query) = &crud.read_query
+                && path == collection
+                && method == "GET"
+            {
+                let wanted = request
+                    .url
+                    .query_pairs()
+                    .find(|(key, _)| *key == query.value.as_str())
+                    .map(|(_, value)| value.into_owned());
+                let found: Vec<Value> = state
+                    .resources
+                    .values()
+                    .filter(|resource| {
+                        resource.get(&query.value).is_some_and(|actual| {
+                            wanted.as_deref()
+                                == Some(&match actual {
+                                    Value::String(text) => text.clone(),
+                                    other => other.to_string(),
+                                })
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                return ResponseTemplate::new(200).set_body_json(Value::Array(found));
             }
             // The operation's own path wins over an item path it happens to look like
             // (`/tickets/search` beside `/tickets/{id}`).
@@ -296,6 +352,9 @@ impl Respond for ToolResponder {
                             Some(resource) => ResponseTemplate::new(200).set_body_json(resource),
                             None => error(404, "not_found", "no such resource"),
                         };
+                    }
+                    "DELETE" if crud.delete.as_ref().is_some_and(|delete| !delete.value) => {
+                        return error(405, "method_not_allowed", "delete is not offered");
                     }
                     "DELETE" => {
                         let existed = if self.faults.delete_does_not_delete {
@@ -320,7 +379,11 @@ impl Respond for ToolResponder {
                         };
                         if let Value::Object(fields) = resource {
                             for (key, value) in body {
-                                if key != crud.id_field.value {
+                                if crud
+                                    .id_field
+                                    .as_ref()
+                                    .is_none_or(|field| key != field.value)
+                                {
                                     fields.insert(key, value);
                                 }
                             }

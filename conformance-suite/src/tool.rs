@@ -261,16 +261,27 @@ impl ToolUnderTest {
             ));
         }
         if let Some(crud) = self.conformance().and_then(|c| c.crud.as_ref()) {
+            use agentc_compiler::documents::tool::CrudUpdateMethod;
             let collection = crud.path.value.trim_end_matches('/').to_string();
-            let item = format!("{collection}/{{{}}}", crud.id_field.value);
-            let update = match crud.update_method {
-                Some(agentc_compiler::documents::tool::CrudUpdateMethod::Patch) => "patch",
-                _ => "put",
-            };
-            operations.push(("post".into(), collection));
-            operations.push(("get".into(), item.clone()));
-            operations.push((update.into(), item.clone()));
-            operations.push(("delete".into(), item));
+            let id = crud
+                .id_field
+                .as_ref()
+                .map_or("id", |field| field.value.as_str());
+            let item = format!("{collection}/{{{id}}}");
+            operations.push(("post".into(), collection.clone()));
+            if crud.read_query.is_some() {
+                operations.push(("get".into(), collection.clone()));
+            } else {
+                operations.push(("get".into(), item.clone()));
+            }
+            match crud.update_method {
+                Some(CrudUpdateMethod::Post) => {}
+                Some(CrudUpdateMethod::Patch) => operations.push(("patch".into(), item.clone())),
+                _ => operations.push(("put".into(), item.clone())),
+            }
+            if crud.delete.as_ref().is_none_or(|delete| delete.value) {
+                operations.push(("delete".into(), item));
+            }
         }
         operations
     }

@@ -179,19 +179,33 @@ spec_struct! {
     /// A resource served at `path` (the collection; one item is at `path/{id}`):
     /// created with a POST of `create`, read with GET, updated with `update_method`
     /// (default PUT) of `update`, deleted with DELETE, after which a read gives 404.
+    /// Services that do not fit that shape say so: an upsert (`update_method: POST` to
+    /// the collection), reads by query (`read_query`), an id in the `Location` header
+    /// (no `id_field`), no delete (`delete: false`).
     pub struct CrudResource ("a CRUD resource") {
         req name: Spanned<String>,
         /// The collection's path, e.g. `/calendar/events`.
         req path: Spanned<String>,
-        /// The key of the resource's identifier in the create response.
-        req id_field: Spanned<String>,
+        /// The key of the resource's identifier in the create response. Without it the
+        /// item's path is the create response's `Location`, and without that the
+        /// resource is read by `read_query` only.
+        opt id_field: Spanned<String>,
         /// JSON Schema of the resource as create, read and update answer it.
         req schema: SpannedJson,
         /// A valid create body.
         req create: SpannedJson,
         /// A valid update body.
         req update: SpannedJson,
+        /// PUT or PATCH to the item (default PUT), or POST to the collection (an
+        /// upsert: the update body names the resource it replaces).
         opt update_method: CrudUpdateMethod,
+        /// Read the resource back with `GET path?NAME=VALUE`, VALUE being the `NAME`
+        /// field of what was written, instead of at its own path: the answer must hold
+        /// exactly one resource with that value, as written.
+        opt read_query: Spanned<String>,
+        /// Whether the service lets agents delete the resource (default true). With
+        /// `false`, the test reports that delete is not offered and what it leaves.
+        opt delete: Spanned<bool>,
     }
 }
 
@@ -199,6 +213,7 @@ spec_enum! {
     pub enum CrudUpdateMethod ("update method") {
         Put = "PUT",
         Patch = "PATCH",
+        Post = "POST",
     }
 }
 
