@@ -789,8 +789,11 @@ pub(crate) async fn crud(context: &Context<'_>) -> Outcome {
         collection: crud.path.value.trim_end_matches('/').to_string(),
     };
     let mut item = None;
+    let delete_offered = crud.delete.as_ref().is_none_or(|delete| delete.value);
     match resource.run(&mut tally, &mut item).await {
         CrudEnd::Gone | CrudEnd::NotCreated | CrudEnd::Kept => {}
+        // Without a delete (declared), there is nothing to clean up with.
+        CrudEnd::MayRemain if !delete_offered => {}
         CrudEnd::MayRemain => {
             resource
                 .leave_nothing_behind(&mut tally, item.as_deref())

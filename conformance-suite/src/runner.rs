@@ -75,11 +75,13 @@ pub async fn run_suite_with_progress(
         let progress = progress.clone();
         tasks.spawn(async move {
             let mut reports = Vec::with_capacity(group.len());
+            let shared_limit = strictest_limit(&group);
             for (position, (index, tool)) in group.iter().enumerate() {
                 if position > 0 {
-                    cool_down(&group, position).await;
+                    cool_down(shared_limit).await;
                 }
-                let report = run_tool(tool, &target, &options, progress.clone()).await;
+                let report =
+                    run_tool(tool, &target, &options, progress.clone(), shared_limit).await;
                 reports.push((*index, report));
             }
             reports
@@ -145,16 +147,26 @@ fn service_key(tool: &ToolUnderTest, base_url: Option<&str>) -> String {
     }
 }
 
-/// Before the next tool of a service: when the tool before it declared a rate limit,
-/// its rate-limit test may have spent the window, so the next one waits it out.
-async fn cool_down(group: &[(usize, ToolUnderTest)], position: usize) {
-    let previous = position
-        .checked_sub(1)
-        .and_then(|before| group.get(before))
-        .and_then(|(_, tool)| tool.conformance())
-        .and_then(|conformance| conformance.rate_limit.as_ref());
-    if let Some(limit) = previous {
-        tokio::time::sleep(Duration::from_secs(limit.per_seconds.value)).await;
+/// The strictest rate limit any tool of a service declares, as (requests, seconds):
+/// a real limit is usually per credential across the service's API, so every tool of
+/// the service is paced by it, not only the one that declares it.
+fn strictest_limit(group: &[(usize, ToolUnderTest)]) -> Option<(u64, u64)> {
+    group
+        .iter()
+        .filter_map(|(_, tool)| tool.conformance()?.rate_limit.as_ref())
+        .map(|limit| (limit.requests.value, limit.per_seconds.value.max(1)))
+        .min_by(|(a_requests, a_seconds), (b_requests, b_seconds)| {
+            // Compare requests per second without division: a/as < b/bs.
+            (u128::from(*a_requests) * u128::from(*b_seconds))
+                .cmp(&(u128::from(*b_requests) * u128::from(*a_seconds)))
+        })
+}
+
+/// Before the next tool of a service with a rate limit: the tool before may have spent
+/// the window (its rate-limit test bursts), so the next one waits it out.
+async fn cool_down(shared_limit: Option<(u64, u64)>) {
+    if let Some((_, seconds)) = shared_limit {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
     }
 }
 
@@ -431,6 +443,7 @@ async fn run_tool(
     target: &Target,
     options: &SuiteOptions,
     progress: Arc<dyn Fn(ProgressEvent) + Send + Sync>,
+    shared_limit: Option<(u64, u64)>,
 ) -> ToolReport {
     if tool.document.binding.mcp.is_some() {
         return run_mcp_tool(tool, target, options, &progress).await;
@@ -438,10 +451,12 @@ async fn run_tool(
     let prepared = prepare(tool, target, options).await;
     let (probe, endpoint, shown_target, own_secret, _mock) = match prepared {
         Ok(prepared) => {
+            // Paced by its own declared limit, else by the service's (another tool's).
             let rate_limit = tool
                 .conformance()
                 .and_then(|c| c.rate_limit.as_ref())
-                .map(|limit| (limit.requests.value, limit.per_seconds.value));
+                .map(|limit| (limit.requests.value, limit.per_seconds.value))
+                .or(shared_limit);
             let probe = Probe::new(ProbeSettings {
                 base: prepared.base.clone(),
                 scheme: tool.auth_scheme(),

@@ -24,7 +24,12 @@ use serde_json::Value;
 const TOKEN: &str = "fixture-token-6d0f";
 /// The stored token the `leaks_token` flaw hands out; no report may hold it.
 const ADMIN_TOKEN: &str = "sk-fixture-admin-0123456789abcdef";
-const TOOLS: [&str; 3] = ["search_facts", "facts_about", "fact_details"];
+const TOOLS: [&str; 4] = [
+    "search_facts",
+    "facts_about",
+    "fact_details",
+    "remember_note",
+];
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture")
@@ -277,6 +282,25 @@ async fn the_fixture_tools_pass_on_their_mocks() {
         checks
             .iter()
             .any(|check| check.contains("/v1/facts/{fact_id}")),
+        "{checks:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_resource_read_by_key_without_delete_is_tested_as_declared() {
+    let peers = McpPeers::required();
+    let fixture = Fixture::start(&peers, &[]);
+    let report = run(&fixture, true).await;
+    let Outcome::Pass { checks } = report.outcome("remember_note", TestKind::Crud).unwrap() else {
+        panic!("{}", report.to_text());
+    };
+    // Each step is its own check: create, read by key, upsert, read by key, and the
+    // delete that is not offered, said with what stays.
+    assert_eq!(checks.len(), 5, "{checks:?}");
+    assert!(checks[1].starts_with("GET /v1/notes?key=… after create finds the `note` once"));
+    assert!(checks[2].starts_with("`note` is updated with POST /v1/notes"));
+    assert!(
+        checks[4].starts_with("delete is not offered (`delete: false`)"),
         "{checks:?}"
     );
 }
