@@ -32,6 +32,9 @@ pub(crate) struct Context<'a> {
     pub max_retry_after: Duration,
     /// Whether requests that can change the service may be sent.
     pub writes_allowed: bool,
+    /// How many requests that may have changed the service succeeded (the operation's,
+    /// a pitfall's), for the report's "left behind".
+    pub writes: std::sync::atomic::AtomicUsize,
 }
 
 /// The skip of a test that would write to a live service run without `--allow-writes`.
@@ -155,9 +158,21 @@ impl Context<'_> {
         paced: bool,
     ) -> Exchange {
         let (path, body) = Self::operation_request(endpoint, input);
-        probe
+        let exchange = probe
             .send(method_text(endpoint.method), &path, body, credential, paced)
-            .await
+            .await;
+        if self.tool.operation_writes() {
+            self.count_write(&exchange);
+        }
+        exchange
+    }
+
+    /// Counts a writing request that succeeded.
+    fn count_write(&self, exchange: &Exchange) {
+        if is_success(exchange) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Fails `tally` when the scheme needs a credential and none is available.
@@ -1326,6 +1341,9 @@ pub(crate) async fn error(context: &Context<'_>) -> Outcome {
         let exchange = probe
             .send(sent_with, &path, body, Credential::Valid, true)
             .await;
+        if on_the_operation && context.tool.operation_writes() {
+            context.count_write(&exchange);
+        }
         match exchange.response() {
             // A route that is not there answers every request 404 (or 405): that is not
             // bad input handled, and a misspelt binding must not pass this test.
@@ -1562,6 +1580,9 @@ pub(crate) async fn pitfall(context: &Context<'_>) -> Outcome {
                 true,
             )
             .await;
+        if context.tool.request_writes(recorded.method) {
+            context.count_write(&exchange);
+        }
         let Some(response) = exchange.response() else {
             tally.fail(probe.evidence(&check, &exchange, "no answer"));
             continue;

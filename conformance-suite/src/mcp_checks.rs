@@ -51,6 +51,8 @@ pub(crate) struct McpContext<'a> {
     pub max_retry_after: Duration,
     /// Whether calls that can change the service may be sent.
     pub writes_allowed: bool,
+    /// How many calls that may have changed the service succeeded.
+    pub writes: std::sync::atomic::AtomicUsize,
 }
 
 /// A call's result as the pitfall and skill tests judge it.
@@ -151,7 +153,14 @@ impl McpContext<'_> {
 
     async fn call(&self, session: &McpSession, name: &str, arguments: &Value) -> RawCallOutcome {
         let arguments = arguments.as_object().cloned().unwrap_or_default();
-        session.call_tool(name, arguments, self.timeout).await
+        let outcome = session.call_tool(name, arguments, self.timeout).await;
+        let succeeded =
+            matches!(&outcome, RawCallOutcome::Result(result) if result.is_error != Some(true));
+        if succeeded && name == self.server_tool && self.tool.operation_writes() {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        outcome
     }
 
     /// A raw outcome as error flag, body and text; `None` with the reason when there

@@ -136,6 +136,10 @@ pub struct ToolReport {
     /// Where it was tested: `mock`, or the live base URL.
     pub target: String,
     pub tests: Vec<TestReport>,
+    /// What the run changed on a live service and could not undo (`--allow-writes`):
+    /// successful calls of an operation that writes, which no declared delete covers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_behind: Vec<String>,
 }
 
 /// How many tests passed, failed and were skipped.
@@ -203,6 +207,9 @@ impl SuiteReport {
         let mut text = String::new();
         for tool in &self.tools {
             let _ = writeln!(text, "{} ({}, {})", tool.tool, tool.source, tool.target);
+            for left in &tool.left_behind {
+                let _ = writeln!(text, "  left behind: {left}");
+            }
             for test in &tool.tests {
                 let mark = match test.outcome {
                     Outcome::Pass { .. } => "pass",

@@ -16,7 +16,7 @@ use crate::mock::{Faults, ToolMock};
 use crate::redact::redact_tool_report;
 use crate::report::{Outcome, SuiteReport, TestKind, TestReport, ToolReport};
 use crate::target::{CredentialSource, Target, TargetKind, plain_http_allowed};
-use crate::tool::ToolUnderTest;
+use crate::tool::{ToolUnderTest, method_text};
 
 /// Options of a run.
 #[derive(Clone, Debug)]
@@ -373,6 +373,7 @@ async fn run_mcp_tool(
         timeout: target.request_timeout,
         max_retry_after: options.max_retry_after,
         writes_allowed: writes_allowed(target, options),
+        writes: std::sync::atomic::AtomicUsize::new(0),
     };
     let tests = run_in_order(tool, progress, |test| {
         let context = &context;
@@ -394,9 +395,27 @@ async fn run_mcp_tool(
         source: tool.source_name().to_string(),
         target: prepared.shown_target,
         tests,
+        left_behind: if target.kind == TargetKind::Mock {
+            Vec::new()
+        } else {
+            left_behind(
+                context.writes.load(std::sync::atomic::Ordering::SeqCst),
+                &format!("`tools/call` of `{}`", context.server_tool),
+            )
+        },
     };
     redact_tool_report(&mut report, prepared.secret.as_ref());
     report
+}
+
+/// The report's note of what `writes` successful writing calls of `operation` left.
+fn left_behind(writes: usize, operation: &str) -> Vec<String> {
+    if writes == 0 {
+        return Vec::new();
+    }
+    vec![format!(
+        "{writes} successful {operation} call(s) may have changed the service, and no declared delete undoes them"
+    )]
 }
 
 /// Runs the seven tests in turn, the rate-limit test last so that its burst cannot
@@ -492,6 +511,7 @@ async fn run_tool(
         probe,
         max_retry_after: options.max_retry_after,
         writes_allowed: writes_allowed(target, options),
+        writes: std::sync::atomic::AtomicUsize::new(0),
     };
     let tests = run_in_order(tool, &progress, |test| {
         let context = &context;
@@ -513,6 +533,14 @@ async fn run_tool(
         source: tool.source_name().to_string(),
         target: shown_target,
         tests,
+        left_behind: match &context.endpoint {
+            _ if target.kind == TargetKind::Mock => Vec::new(),
+            Ok(endpoint) => left_behind(
+                context.writes.load(std::sync::atomic::Ordering::SeqCst),
+                &format!("`{} {}`", method_text(endpoint.method), endpoint.route()),
+            ),
+            Err(_) => Vec::new(),
+        },
     };
     redact_tool_report(&mut report, own_secret.as_ref());
     report
@@ -554,6 +582,7 @@ fn unusable(
         source: tool.source_name().to_string(),
         target: shown_target,
         tests,
+        left_behind: Vec::new(),
     };
     redact_tool_report(&mut report, None);
     report

@@ -303,4 +303,24 @@ async fn an_upsert_resource_read_by_key_without_delete_is_tested_as_declared() {
         checks[4].starts_with("delete is not offered (`delete: false`)"),
         "{checks:?}"
     );
+    // The notes the tool's own calls wrote cannot be deleted: the report says so. The
+    // read-only search and the GET tools left nothing.
+    for tool in &report.tools {
+        if tool.tool == "remember_note" {
+            assert!(
+                tool.left_behind.len() == 1
+                    && tool.left_behind[0].contains("successful `POST /v1/notes` call(s)"),
+                "{:?}",
+                tool.left_behind
+            );
+        } else {
+            assert!(
+                tool.left_behind.is_empty(),
+                "{}: {:?}",
+                tool.tool,
+                tool.left_behind
+            );
+        }
+    }
+    assert!(report.to_text().contains("  left behind: "));
 }
