@@ -42,6 +42,7 @@ pub struct McpToolMock {
     url: String,
     credential: Option<Secret>,
     server: tokio::task::JoinHandle<()>,
+    served: Arc<ServedTool>,
 }
 
 impl std::fmt::Debug for McpToolMock {
@@ -63,6 +64,16 @@ impl McpToolMock {
     /// Starts the mock on 127.0.0.1 (a free port). Fails when the tool has no `mcp`
     /// binding.
     pub async fn start(tool: &ToolUnderTest, faults: Faults) -> Result<McpToolMock, String> {
+        Self::start_with(tool, faults, false).await
+    }
+
+    /// Like [`McpToolMock::start`]; with `record`, the mock keeps every `tools/list` and
+    /// `tools/call` it answers, for [`McpToolMock::requests`] (a dry run's plan).
+    pub async fn start_with(
+        tool: &ToolUnderTest,
+        faults: Faults,
+        record: bool,
+    ) -> Result<McpToolMock, String> {
         let Some(binding) = &tool.document.binding.mcp else {
             return Err("the tool has no `mcp` binding to imitate".to_string());
         };
@@ -81,6 +92,8 @@ impl McpToolMock {
             text_only: definition.output_schema.is_none(),
             faults,
             accepted: Mutex::new(VecDeque::new()),
+            record,
+            requests: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -116,6 +129,7 @@ impl McpToolMock {
             url: format!("http://{address}/mcp"),
             credential: credential.map(Secret::new),
             server,
+            served,
         })
     }
 
@@ -127,6 +141,16 @@ impl McpToolMock {
     /// The credential the mock accepts.
     pub fn credential(&self) -> Option<Secret> {
         self.credential.clone()
+    }
+
+    /// The `tools/list` and `tools/call` requests the mock answered, in order (a session's
+    /// `initialize` and `ping` are not listed). Empty unless started with `record`.
+    pub fn requests(&self) -> Vec<String> {
+        self.served
+            .requests
+            .lock()
+            .map(|requests| requests.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -193,6 +217,19 @@ struct ServedTool {
     text_only: bool,
     faults: Faults,
     accepted: Mutex<VecDeque<Instant>>,
+    /// Whether requests are kept (a dry run), and those kept.
+    record: bool,
+    requests: Mutex<Vec<String>>,
+}
+
+impl ServedTool {
+    fn note(&self, request: String) {
+        if self.record
+            && let Ok(mut requests) = self.requests.lock()
+        {
+            requests.push(request);
+        }
+    }
 }
 
 impl ServedTool {
@@ -339,6 +376,7 @@ impl ServerHandler for MockSession {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        self.served.note("tools/list".to_string());
         Ok(ListToolsResult::with_all_items(vec![
             self.served.listed.clone(),
         ]))
@@ -353,6 +391,14 @@ impl ServerHandler for MockSession {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let arguments = request
+            .arguments
+            .as_ref()
+            .map_or_else(String::new, |arguments| {
+                crate::schema::truncate(&Value::Object(arguments.clone()).to_string(), 120)
+            });
+        self.served
+            .note(format!("tools/call `{}` {arguments}", request.name));
         self.served.call(request).map(CallToolResponse::from)
     }
 }

@@ -59,6 +59,16 @@ impl ToolMock {
     /// Starts the mock on 127.0.0.1 (a free port). Fails when the tool has no `http`
     /// binding, since there is nothing HTTP to imitate.
     pub async fn start(tool: &ToolUnderTest, faults: Faults) -> Result<ToolMock, String> {
+        Self::start_with(tool, faults, false).await
+    }
+
+    /// Like [`ToolMock::start`]; with `record`, the mock keeps every request it gets, for
+    /// [`ToolMock::requests`] (a dry run's plan).
+    pub async fn start_with(
+        tool: &ToolUnderTest,
+        faults: Faults,
+        record: bool,
+    ) -> Result<ToolMock, String> {
         let endpoint = tool.endpoint()?;
         let credential = match tool.auth_scheme() {
             AuthScheme::None => None,
@@ -72,10 +82,13 @@ impl ToolMock {
             credential: credential.clone(),
             state: Mutex::new(MockState::default()),
         };
-        let server = MockServer::builder()
-            .disable_request_recording()
-            .start()
-            .await;
+        let builder = MockServer::builder();
+        let builder = if record {
+            builder
+        } else {
+            builder.disable_request_recording()
+        };
+        let server = builder.start().await;
         Mock::given(wiremock::matchers::any())
             .respond_with(responder)
             .mount(&server)
@@ -94,6 +107,37 @@ impl ToolMock {
     /// The credential the mock accepts.
     pub fn credential(&self) -> Option<Secret> {
         self.credential.clone()
+    }
+
+    /// The requests the mock got, in order, as `METHOD /path?query (credential)`: what a
+    /// live run would send to a service that answers as the document says. Empty unless
+    /// started with `record`.
+    pub async fn requests(&self) -> Vec<String> {
+        let requests = self.server.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .map(|request| {
+                let mut line = format!("{} {}", request.method, request.url.path());
+                if let Some(query) = request.url.query() {
+                    line.push('?');
+                    line.push_str(query);
+                }
+                let credentialed = request.headers.contains_key("authorization")
+                    || request
+                        .headers
+                        .keys()
+                        .any(|name| name.as_str().contains("key"));
+                line.push_str(if credentialed {
+                    " (with a credential)"
+                } else {
+                    " (no credential)"
+                });
+                if !request.body.is_empty() {
+                    line.push_str(&format!(", {}-byte body", request.body.len()));
+                }
+                line
+            })
+            .collect()
     }
 }
 

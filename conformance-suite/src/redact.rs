@@ -140,6 +140,13 @@ pub(crate) fn excerpt(text: &str, own: Option<&Secret>, limit: usize) -> String 
 /// Redacts every piece of evidence and every passed check of a tool's report. The
 /// evidence keeps saying that something was there.
 pub(crate) fn redact_tool_report(report: &mut ToolReport, own: Option<&Secret>) {
+    for line in report
+        .planned
+        .iter_mut()
+        .chain(report.left_behind.iter_mut())
+    {
+        *line = redact(line, own).0;
+    }
     for test in &mut report.tests {
         match &mut test.outcome {
             Outcome::Fail { evidence, passed } => {

@@ -140,6 +140,9 @@ pub struct ToolReport {
     /// successful calls of an operation that writes, which no declared delete covers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_behind: Vec<String>,
+    /// A dry run's plan: the requests the live run would send, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<String>,
 }
 
 /// How many tests passed, failed and were skipped.
@@ -247,6 +250,36 @@ impl SuiteReport {
             self.summary.failed,
             self.summary.skipped,
             self.target,
+            self.tools.len()
+        );
+        text
+    }
+
+    /// A dry run's plan: for each tool, the requests the live run would send, and the
+    /// tests it would not run (with why).
+    pub fn to_plan_text(&self) -> String {
+        let mut text = String::new();
+        for tool in &self.tools {
+            let _ = writeln!(
+                text,
+                "{} ({}): the live run would send {} request(s) to {}",
+                tool.tool,
+                tool.source,
+                tool.planned.len(),
+                tool.target
+            );
+            for line in &tool.planned {
+                let _ = writeln!(text, "  {line}");
+            }
+            for test in &tool.tests {
+                if let Outcome::Skip { reason } = &test.outcome {
+                    let _ = writeln!(text, "  not run: {} ({reason})", test.test.as_str());
+                }
+            }
+        }
+        let _ = writeln!(
+            text,
+            "dry run: nothing was sent ({} tool(s))",
             self.tools.len()
         );
         text

@@ -30,6 +30,11 @@ pub struct SuiteOptions {
     /// test. Without it those tests are skipped, with the reason. A mock may always be
     /// written to.
     pub allow_writes: bool,
+    /// A dry run of a live target: nothing is sent to the service. Each tool's tests run
+    /// against its mock under the live run's write policy, and each report's `planned`
+    /// lists what the live run would send to a service that answers as its document
+    /// says.
+    pub dry_run: bool,
 }
 
 impl Default for SuiteOptions {
@@ -38,6 +43,7 @@ impl Default for SuiteOptions {
             max_retry_after: Duration::from_secs(60),
             mock_faults: Faults::default(),
             allow_writes: false,
+            dry_run: false,
         }
     }
 }
@@ -69,8 +75,23 @@ pub async fn run_suite_with_progress(
 ) -> SuiteReport {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    // A dry run tests each tool on its mock, and sends nothing to the live service.
+    let dry_run = options.dry_run && target.kind != TargetKind::Mock;
+    let live_base = match &target.kind {
+        TargetKind::Live { base_url } => base_url.clone(),
+        TargetKind::Mock => None,
+    };
+    let run_target = if dry_run {
+        Target {
+            kind: TargetKind::Mock,
+            ..target.clone()
+        }
+    } else {
+        target.clone()
+    };
     for group in service_groups(tools, target) {
-        let target = target.clone();
+        let target = run_target.clone();
+        let live_base = live_base.clone();
         let options = options.clone();
         let progress = progress.clone();
         tasks.spawn(async move {
@@ -80,8 +101,13 @@ pub async fn run_suite_with_progress(
                 if position > 0 {
                     cool_down(shared_limit).await;
                 }
-                let report =
+                let mut report =
                     run_tool(tool, &target, &options, progress.clone(), shared_limit).await;
+                if dry_run {
+                    report.target = service_key(tool, live_base.as_deref())
+                        .trim_start_matches("stdio ")
+                        .to_string();
+                }
                 reports.push((*index, report));
             }
             reports
@@ -205,7 +231,7 @@ async fn prepare_target(
 ) -> Result<Prepared, String> {
     match &target.kind {
         TargetKind::Mock => {
-            let mock = ToolMock::start(tool, options.mock_faults).await?;
+            let mock = ToolMock::start_with(tool, options.mock_faults, options.dry_run).await?;
             Ok(Prepared {
                 base: mock.base_url(),
                 secret: mock.credential(),
@@ -242,7 +268,7 @@ async fn prepare_target(
 /// Whether requests that can change the service may be sent: always to a mock, to a
 /// live service only with `--allow-writes`.
 fn writes_allowed(target: &Target, options: &SuiteOptions) -> bool {
-    target.kind == TargetKind::Mock || options.allow_writes
+    options.allow_writes || (target.kind == TargetKind::Mock && !options.dry_run)
 }
 
 /// A live run's valid credential for `tool`, or why there is none.
@@ -284,7 +310,7 @@ async fn prepare_mcp(
 ) -> Result<PreparedMcp, String> {
     match &target.kind {
         TargetKind::Mock => {
-            let mock = McpToolMock::start(tool, options.mock_faults).await?;
+            let mock = McpToolMock::start_with(tool, options.mock_faults, options.dry_run).await?;
             Ok(PreparedMcp {
                 transport: McpTransport::Http {
                     url: mock.url().to_string(),
@@ -395,6 +421,10 @@ async fn run_mcp_tool(
         source: tool.source_name().to_string(),
         target: prepared.shown_target,
         tests,
+        planned: match &prepared._mock {
+            Some(mock) if options.dry_run => mock.requests(),
+            _ => Vec::new(),
+        },
         left_behind: if target.kind == TargetKind::Mock {
             Vec::new()
         } else {
@@ -533,6 +563,10 @@ async fn run_tool(
         source: tool.source_name().to_string(),
         target: shown_target,
         tests,
+        planned: match &_mock {
+            Some(mock) if options.dry_run => mock.requests().await,
+            _ => Vec::new(),
+        },
         left_behind: match &context.endpoint {
             _ if target.kind == TargetKind::Mock => Vec::new(),
             Ok(endpoint) => left_behind(
@@ -583,6 +617,7 @@ fn unusable(
         target: shown_target,
         tests,
         left_behind: Vec::new(),
+        planned: Vec::new(),
     };
     redact_tool_report(&mut report, None);
     report

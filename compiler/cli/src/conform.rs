@@ -46,6 +46,8 @@ pub struct ConformRequest<'a> {
     pub max_retry_after: u64,
     /// `--allow-writes`: a live run may send requests that can change the service.
     pub allow_writes: bool,
+    /// `--dry-run`: print what a live run would send, send nothing.
+    pub dry_run: bool,
 }
 
 pub fn conform(request: &ConformRequest<'_>) -> ExitCode {
@@ -161,6 +163,9 @@ fn conform_inner(request: &ConformRequest<'_>) -> Result<bool, String> {
                             .to_string(),
                     );
                 }
+                if request.dry_run {
+                    return Err("`--dry-run` is for `--target live`".to_string());
+                }
                 Target::mock()
             }
             TargetChoice::Live => Target::live(request.base_url.map(str::to_string)),
@@ -168,6 +173,7 @@ fn conform_inner(request: &ConformRequest<'_>) -> Result<bool, String> {
         let options = SuiteOptions {
             max_retry_after: Duration::from_secs(request.max_retry_after),
             allow_writes: request.allow_writes,
+            dry_run: request.dry_run,
             ..SuiteOptions::default()
         };
         let bar = progress_bar(u64::try_from(tools.len() * 7).unwrap_or(0));
@@ -180,6 +186,10 @@ fn conform_inner(request: &ConformRequest<'_>) -> Result<bool, String> {
             &tools, &target, &options, progress,
         ));
         bar.finish_and_clear();
+        if request.dry_run {
+            // A plan, not a verdict: the mocks' outcomes say nothing about the service.
+            return print_text(&report.to_plan_text(), false).map(|()| false);
+        }
         let machine = request.report.map(|format| match format {
             ReportFormat::Json => report.to_json(),
             ReportFormat::Junit => report.to_junit(&timestamp()),

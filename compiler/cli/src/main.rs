@@ -361,6 +361,10 @@ enum Command {
         /// creates is deleted, and what it could not delete is reported.
         #[arg(long)]
         allow_writes: bool,
+        /// With `--target live`: send nothing; print every request the live run would
+        /// send (each tool's tests run on its mock, under the live run's write policy).
+        #[arg(long, conflicts_with_all = ["report", "runtime"])]
+        dry_run: bool,
     },
     /// Show the long explanation of a diagnostic code, e.g. `agentc explain E0101`.
     Explain {
@@ -684,6 +688,7 @@ fn main() -> ExitCode {
             runtime,
             max_retry_after,
             allow_writes,
+            dry_run,
         } => conform::conform(&conform::ConformRequest {
             paths: &paths,
             target,
@@ -693,6 +698,7 @@ fn main() -> ExitCode {
             runtime,
             max_retry_after,
             allow_writes,
+            dry_run,
         }),
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Schema { kind } => schema(&kind),

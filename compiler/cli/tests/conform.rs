@@ -102,3 +102,74 @@ fn a_live_run_that_cannot_reach_its_target_fails_and_bad_usage_exits_2() {
         Some(2)
     );
 }
+
+#[test]
+fn a_dry_run_prints_what_a_live_run_would_send_and_sends_nothing() {
+    // Nothing listens on the base URL: a request sent there would fail the run.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let output = agentc(&[
+        "conform",
+        "conformance-suite/tests/fixture/tools.yaml",
+        "--target",
+        "live",
+        "--base-url",
+        &base,
+        "--dry-run",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(
+            "search_facts (conformance-suite/tests/fixture/tools.yaml): the live run would send"
+        ) && stdout.contains(&format!("request(s) to {base}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  GET /openapi.json (no credential)"),
+        "{stdout}"
+    );
+    // Without `--allow-writes`, the plan holds no write: `remember_note` (a POST that
+    // is not read-only) is not called, and the CRUD tests do not run.
+    assert!(!stdout.contains("  POST /v1/notes ("), "{stdout}");
+    assert!(!stdout.contains("  DELETE "), "{stdout}");
+    assert!(
+        stdout.contains("not run: crud (a live run writes nothing without `--allow-writes`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("dry run: nothing was sent")
+    );
+    // With `--allow-writes`, the plan shows the writes the run would make.
+    let output = agentc(&[
+        "conform",
+        "conformance-suite/tests/fixture/tools.yaml",
+        "--target",
+        "live",
+        "--base-url",
+        &base,
+        "--dry-run",
+        "--allow-writes",
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("  POST /v1/notes (with a credential)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  DELETE /v1/facts/"), "{stdout}");
+    // A dry run of a mock makes no sense.
+    let output = agentc(&[
+        "conform",
+        "conformance-suite/tests/fixture/tools.yaml",
+        "--dry-run",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+}
