@@ -430,7 +430,14 @@ pub(crate) async fn discovery(context: &Context<'_>) -> Outcome {
                             operations.len()
                         ));
                     }
-                    documented_operations_answer(probe, &mut tally, &document, &prefixes).await;
+                    documented_operations_answer(
+                        probe,
+                        &mut tally,
+                        &document,
+                        &prefixes,
+                        context.writes_allowed,
+                    )
+                    .await;
                     openapi = Some((document, prefixes));
                 }
             },
@@ -591,16 +598,19 @@ fn operations_named_in(text: &str) -> Vec<(String, String)> {
     named
 }
 
-/// Discovery the other way: every documented GET operation without path parameters is
+/// Discovery the other way: every documented operation without path parameters is
 /// asked, and one that answers 404 or 405 is a documented operation the service does not
-/// serve. Other methods are not probed (a probe could write), nor templated paths (a
-/// 404 for a made-up id proves nothing).
+/// serve. GETs always; other methods only when writes are allowed, with a malformed
+/// JSON body that nothing can be made of. Templated paths are not probed:
+/// a 404 for a made-up id proves nothing.
 async fn documented_operations_answer(
     probe: &Probe,
     tally: &mut Tally,
     document: &Value,
     prefixes: &[String],
+    writes_allowed: bool,
 ) {
+    const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
     let Some(paths) = document.get("paths").and_then(Value::as_object) else {
         return;
     };
@@ -608,28 +618,49 @@ async fn documented_operations_answer(
     let mut asked = 0;
     let before = tally.evidence.len();
     for (documented, item) in paths {
-        if documented.contains('{') || item.get("get").is_none() {
+        if documented.contains('{') {
             continue;
         }
-        asked += 1;
-        let path = format!("{prefix}{documented}");
-        let credential = if probe.missing_secret.is_some() {
-            Credential::Missing
-        } else {
-            Credential::Valid
-        };
-        let exchange = probe.send("GET", &path, Body::None, credential, true).await;
-        if matches!(exchange.status(), Some(404 | 405)) {
-            tally.fail(probe.evidence(
-                &format!("the documented operation `GET {path}` is served"),
-                &exchange,
-                "the OpenAPI document lists it, and the service answers as if it did not exist",
-            ));
+        for method in METHODS {
+            if item.get(method).is_none() || (method != "get" && !writes_allowed) {
+                continue;
+            }
+            asked += 1;
+            let method = method.to_ascii_uppercase();
+            let path = format!("{prefix}{documented}");
+            let credential = if probe.missing_secret.is_some() {
+                Credential::Missing
+            } else {
+                Credential::Valid
+            };
+            // Malformed JSON: a route that exists refuses it (400, 422), one that does
+            // not answers 404 or 405, and no service can make anything of it.
+            let body = if method == "GET" {
+                Body::None
+            } else {
+                Body::Raw {
+                    bytes: b"{\"agentc-conformance\": ".to_vec(),
+                    content_type: "application/json",
+                }
+            };
+            let exchange = probe.send(&method, &path, body, credential, true).await;
+            if matches!(exchange.status(), Some(404 | 405)) {
+                tally.fail(probe.evidence(
+                    &format!("the documented operation `{method} {path}` is served"),
+                    &exchange,
+                    "the OpenAPI document lists it, and the service answers as if it did not exist",
+                ));
+            }
         }
     }
     if asked > 0 && tally.evidence.len() == before {
         tally.pass(format!(
-            "the {asked} documented GET operation(s) without path parameters are served"
+            "the {asked} documented operation(s) without path parameters are served{}",
+            if writes_allowed {
+                ""
+            } else {
+                " (GETs only: other methods are asked with `--allow-writes`)"
+            }
         ));
     }
 }

@@ -283,6 +283,10 @@ impl ToolUnderTest {
                 operations.push(("delete".into(), item));
             }
         }
+        // The operation may also be one of the resource's (a create that is the tool):
+        // each is checked, and reported, once.
+        let mut seen = std::collections::BTreeSet::new();
+        operations.retain(|operation| seen.insert(operation.clone()));
         operations
     }
 }

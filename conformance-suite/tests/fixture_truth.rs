@@ -24,7 +24,15 @@ use serde_json::Value;
 const TOKEN: &str = "fixture-token-6d0f";
 /// The stored token the `leaks_token` flaw hands out; no report may hold it.
 const ADMIN_TOKEN: &str = "sk-fixture-admin-0123456789abcdef";
-const TOOLS: [&str; 4] = [
+const TOOLS: [&str; 5] = [
+    "search_facts",
+    "facts_about",
+    "fact_details",
+    "remember_note",
+    "service_health",
+];
+/// The tools that authenticate (the health check is public: no credential is given).
+const CREDENTIALED: [&str; 4] = [
     "search_facts",
     "facts_about",
     "fact_details",
@@ -47,10 +55,21 @@ fn yaml(path: &Path) -> Value {
 }
 
 fn tools() -> Vec<ToolUnderTest> {
+    tools_rewritten(None)
+}
+
+/// The fixture's tools, with one text replaced in their documents (a row that tests a
+/// document's mistake, not the service's).
+fn tools_rewritten(rewrite: Option<(&str, &str)>) -> Vec<ToolUnderTest> {
     let path = fixture_dir().join("tools.yaml");
+    let mut text = std::fs::read_to_string(path).unwrap();
+    if let Some((from, to)) = rewrite {
+        assert!(text.contains(from), "`{from}` is not in tools.yaml");
+        text = text.replace(from, to);
+    }
     load_tools(&[SourceInput {
         name: "tools.yaml".into(),
-        bytes: std::fs::read(path).unwrap(),
+        bytes: text.into_bytes(),
     }])
     .unwrap_or_else(|error| panic!("{error}"))
 }
@@ -115,7 +134,15 @@ impl Drop for Fixture {
 }
 
 async fn run(fixture: &Fixture, allow_writes: bool) -> SuiteReport {
-    let credentials = TOOLS
+    run_tools(fixture, allow_writes, tools()).await
+}
+
+async fn run_tools(
+    fixture: &Fixture,
+    allow_writes: bool,
+    tools: Vec<ToolUnderTest>,
+) -> SuiteReport {
+    let credentials = CREDENTIALED
         .iter()
         .map(|tool| (tool.to_string(), Secret::new(TOKEN)))
         .collect::<BTreeMap<_, _>>();
@@ -124,7 +151,7 @@ async fn run(fixture: &Fixture, allow_writes: bool) -> SuiteReport {
         allow_writes,
         ..SuiteOptions::default()
     };
-    run_suite(&tools(), &target, &options).await
+    run_suite(&tools, &target, &options).await
 }
 
 fn test_kind(name: &str) -> TestKind {
@@ -187,28 +214,42 @@ async fn every_verdict_and_its_evidence_matches_the_truth_table() {
     let peers = Arc::new(McpPeers::required());
     let truth = yaml(&fixture_dir().join("truth.yaml"));
     let correct = truth["correct"].clone();
-    let mut rows = vec![(Vec::new(), Value::Null)];
+    let mut rows = vec![(Vec::new(), None, Value::Null)];
     for row in truth["flawed"].as_array().unwrap() {
         let flaws = row["flaws"]
             .as_array()
-            .unwrap()
-            .iter()
-            .map(|flaw| flaw.as_str().unwrap().to_string())
-            .collect::<Vec<_>>();
-        rows.push((flaws, row["fail"].clone()));
+            .map(|flaws| {
+                flaws
+                    .iter()
+                    .map(|flaw| flaw.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let rewrite = row["rewrite"].as_array().map(|pair| {
+            (
+                pair[0].as_str().unwrap().to_string(),
+                pair[1].as_str().unwrap().to_string(),
+            )
+        });
+        rows.push((flaws, rewrite, row["fail"].clone()));
     }
     // Three fixtures at a time: each run bursts against its own fixture's rate limit,
     // and the machine has two cores.
     let slots = Arc::new(tokio::sync::Semaphore::new(3));
     let mut runs = tokio::task::JoinSet::new();
-    for (flaws, failures) in rows {
+    for (flaws, rewrite, failures) in rows {
         let peers = Arc::clone(&peers);
         let slots = Arc::clone(&slots);
         let correct = correct.clone();
         runs.spawn(async move {
             let _slot = slots.acquire().await.unwrap();
             let fixture = Fixture::start(&peers, &flaws);
-            let report = run(&fixture, true).await;
+            let tools = tools_rewritten(
+                rewrite
+                    .as_ref()
+                    .map(|(from, to)| (from.as_str(), to.as_str())),
+            );
+            let report = run_tools(&fixture, true, tools).await;
             let mut problems = differences(&report, &correct, &failures);
             for rendered in [report.to_text(), report.to_json()] {
                 for secret in [TOKEN, ADMIN_TOKEN] {
@@ -217,7 +258,16 @@ async fn every_verdict_and_its_evidence_matches_the_truth_table() {
                     }
                 }
             }
-            (flaws, problems, report.to_text())
+            (
+                format!(
+                    "{flaws:?}{}",
+                    rewrite
+                        .map(|(from, to)| format!(" {from} -> {to}"))
+                        .unwrap_or_default()
+                ),
+                problems,
+                report.to_text(),
+            )
         });
     }
     let mut all = Vec::new();
