@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod builder;
+mod console;
 pub mod discovery;
 pub mod engine;
 pub mod mcp;

@@ -133,7 +133,20 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .merge(mcp_router(&engine))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(engine)
+        .with_state(Arc::clone(&engine))
+        .merge(console_router_or_none(&engine))
+}
+
+/// The review console (`/console`), or no routes when the process cannot draw its
+/// session key (then nobody can sign in, rather than sign in with a weak key).
+fn console_router_or_none(engine: &Arc<Engine>) -> Router {
+    match crate::console::console_router(Arc::clone(engine)) {
+        Ok(console) => console,
+        Err(error) => {
+            tracing::error!(%error, "the review console is not served");
+            Router::new()
+        }
+    }
 }
 
 /// AGX-M4: rmcp's streamable-HTTP service at `/mcp`, every request authenticated as the
@@ -273,7 +286,7 @@ impl Peer {
 
 /// Refuses a request from an address that has failed to authenticate too often,
 /// before its credential is checked, so that guessing is slowed to the limit.
-fn check_auth_failures(engine: &Engine, peer: Peer) -> Result<(), ApiError> {
+pub(crate) fn check_auth_failures(engine: &Engine, peer: Peer) -> Result<(), ApiError> {
     if let Some(failures) = engine.auth_failures()
         && let Err(wait) = failures.peek(&peer.key())
     {
@@ -284,7 +297,7 @@ fn check_auth_failures(engine: &Engine, peer: Peer) -> Result<(), ApiError> {
 }
 
 /// Counts a failed authentication against the peer's address.
-fn record_auth_failure(engine: &Engine, peer: Peer) {
+pub(crate) fn record_auth_failure(engine: &Engine, peer: Peer) {
     if let Some(failures) = engine.auth_failures() {
         let _ = failures.check(&peer.key());
     }
@@ -583,7 +596,7 @@ async fn start_engagement(
 
 /// The engagement, if this caller may see it; anyone else gets the same 404 as for an
 /// engagement that does not exist.
-fn visible_engagement(
+pub(crate) fn visible_engagement(
     engine: &Engine,
     user: &UserIdentity,
     id: &str,
@@ -774,8 +787,13 @@ fn next_link(path: &str, limit: usize, cursor: &str) -> serde_json::Value {
 }
 
 /// A review's position in the list: its creation time and identifier.
-fn review_cursor(review: &ReviewRecord) -> String {
+pub(crate) fn review_cursor(review: &ReviewRecord) -> String {
     format!("{}.{}", review.created_at_ms, review.id)
+}
+
+/// A `next` cursor, or `None` when `cursor` is not one.
+pub(crate) fn parse_review_cursor_text(cursor: &str) -> Option<(i64, &str)> {
+    parse_review_cursor(cursor).ok()
 }
 
 fn parse_review_cursor(cursor: &str) -> Result<(i64, &str), ApiError> {

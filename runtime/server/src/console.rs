@@ -1,0 +1,672 @@
+//! The review console (issue 29): `/console`, the web page where people approve or refuse
+//! agents' calls and read what happened, served by `agentc serve` with the API's own
+//! identities.
+//!
+//! - **Sign-in.** A bearer token or API key of the server, entered once, becomes a
+//!   session cookie: `HttpOnly`, `SameSite=Strict`, `Secure` when the server's public
+//!   URL is `https`, scoped to `/console`, valid 8 hours. The cookie holds the user and a
+//!   CSRF token, signed with HMAC-SHA256 under a key drawn when the process starts, so
+//!   nothing is stored; a cookie from a restarted server (a new key) fails its signature
+//!   and leads back to sign-in, cleanly.
+//! - **What a user sees** is what the API would show them: the pending reviews whose
+//!   reviewer they are, and the engagements they may read. Everything else is "not
+//!   found", as in the API.
+//! - **Decisions** are forms carrying the CSRF token and, for an approval, the hash of
+//!   the exact call shown; the engine's own rules decide them (a stale page — a call
+//!   decided elsewhere, or changed — gets a clear message, never a wrong approval).
+//! - **Pages** are server-rendered with `maud`, which escapes every value. No script
+//!   runs: the Content Security Policy allows only the console's own style sheet and
+//!   forms. Long values are folded, very long ones cut, and Unicode bidi controls are
+//!   shown as visible marks so that an argument cannot disguise itself.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use maud::{DOCTYPE, Markup, html};
+use sha2::Sha256;
+
+use agentc_runtime::UserIdentity;
+
+use crate::engine::{DecideError, Engine};
+use crate::routes::Peer;
+use crate::store::{ReviewRecord, StoredDecision};
+
+/// How long a console session lasts.
+const SESSION_SECONDS: u64 = 8 * 60 * 60;
+/// The session cookie's name.
+const COOKIE: &str = "agentc_console";
+/// The most characters of one value a page shows (the rest is said, not shown).
+const SHOWN_CHARACTERS: usize = 64 * 1024;
+/// Values longer than this are folded under a summary.
+const FOLDED_CHARACTERS: usize = 300;
+/// Pending reviews on one page.
+const PAGE: usize = 20;
+
+/// The console's state: the engine, and the key sessions are signed with.
+pub(crate) struct Console {
+    engine: Arc<Engine>,
+    key: [u8; 32],
+    secure_cookie: bool,
+}
+
+/// The console's routes, under `/console`.
+pub(crate) fn console_router(engine: Arc<Engine>) -> Result<Router, String> {
+    let mut key = [0_u8; 32];
+    getrandom::fill(&mut key)
+        .map_err(|error| format!("no randomness for the console key: {error}"))?;
+    let secure_cookie = engine.public_url().starts_with("https://");
+    let console = Arc::new(Console {
+        engine,
+        key,
+        secure_cookie,
+    });
+    Ok(Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/reviews") }),
+        )
+        .route("/console/style.css", get(style))
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/reviews", get(reviews_page))
+        .route("/console/reviews/{id}", post(decide))
+        .route("/console/engagements/{id}", get(engagement_page))
+        .with_state(console))
+}
+
+/// A signed-in user and the session's CSRF token.
+struct Session {
+    user: UserIdentity,
+    csrf: String,
+}
+
+impl Console {
+    /// The session MAC under this process's key. HMAC takes keys of any length, so
+    /// this is always `Some`; were it not, no session would be made or accepted.
+    fn mac(&self) -> Option<Hmac<Sha256>> {
+        Hmac::<Sha256>::new_from_slice(&self.key).ok()
+    }
+
+    /// The cookie value for `user`: payload and signature, both base64url.
+    fn seal(&self, user: &UserIdentity, csrf: &str) -> Option<String> {
+        let expires = now_seconds().saturating_add(SESSION_SECONDS);
+        let payload = serde_json::json!({"u": user.id, "m": user.email, "x": expires, "c": csrf});
+        let payload = payload.to_string();
+        let mut mac = self.mac()?;
+        mac.update(payload.as_bytes());
+        let signature = mac.finalize().into_bytes();
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        Some(format!(
+            "{}.{}",
+            encode(payload.as_bytes()),
+            encode(&signature)
+        ))
+    }
+
+    /// The session a request's cookie carries, if it is signed by this process and not
+    /// expired.
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let value = cookie(headers, COOKIE)?;
+        let (payload, signature) = value.split_once('.')?;
+        let decode = |text: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text)
+                .ok()
+        };
+        let (payload, signature) = (decode(payload)?, decode(signature)?);
+        let mut mac = self.mac()?;
+        mac.update(&payload);
+        mac.verify_slice(&signature).ok()?;
+        let payload: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+        if payload.get("x")?.as_u64()? <= now_seconds() {
+            return None;
+        }
+        Some(Session {
+            user: UserIdentity {
+                id: payload.get("u")?.as_str()?.to_string(),
+                email: payload
+                    .get("m")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string),
+            },
+            csrf: payload.get("c")?.as_str()?.to_string(),
+        })
+    }
+
+    fn set_cookie(&self, value: &str, max_age: u64) -> String {
+        format!(
+            "{COOKIE}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+            if self.secure_cookie { "; Secure" } else { "" }
+        )
+    }
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
+}
+
+/// A fresh CSRF token; `None` when the system has no randomness to give.
+fn random_token() -> Option<String> {
+    let mut bytes = [0_u8; 24];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A page with the console's security headers: no script, no framing, no caching.
+fn page(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · agentc console" }
+                link rel="stylesheet" href="/console/style.css";
+            }
+            body {
+                header {
+                    nav {
+                        a href="/console/reviews" { "Reviews" }
+                        @if let Some(session) = session {
+                            span class="who" { "Signed in as " strong { (session.user.id) } }
+                            form method="post" action="/console/sign-out" {
+                                input type="hidden" name="csrf" value=(session.csrf);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+fn message_page(
+    status: StatusCode,
+    title: &str,
+    session: Option<&Session>,
+    text: &str,
+) -> Response {
+    page(
+        status,
+        layout(
+            title,
+            session,
+            html! {
+                p class="message" { (text) }
+                p { a href="/console/reviews" { "Back to the reviews" } }
+            },
+        ),
+    )
+}
+
+fn to_sign_in() -> Response {
+    Redirect::to("/console/sign-in?expired=1").into_response()
+}
+
+/// Unicode controls that reorder or hide text, shown as visible marks.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                format!("⟦U+{:04X}⟧", u32::from(c))
+            }
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// A value as the reviewer reads it: text as is, anything else as pretty JSON; bidi
+/// controls made visible; long values folded, very long ones cut.
+fn shown_value(value: &serde_json::Value) -> Markup {
+    let text = match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    };
+    let total = text.chars().count();
+    let mut shown: String = visible(&text.chars().take(SHOWN_CHARACTERS).collect::<String>());
+    if total > SHOWN_CHARACTERS {
+        shown.push_str(&format!(
+            "\n… ({} more characters not shown)",
+            total - SHOWN_CHARACTERS
+        ));
+    }
+    if total <= FOLDED_CHARACTERS {
+        return html! { pre { (shown) } };
+    }
+    let summary: String = visible(&text.chars().take(120).collect::<String>());
+    html! {
+        details {
+            summary { (summary) "… (" (total) " characters)" }
+            pre { (shown) }
+        }
+    }
+}
+
+/// The fields of a call's input or output, one row each.
+fn fields_table(value: &serde_json::Value) -> Markup {
+    match value.as_object() {
+        Some(fields) => html! {
+            table class="fields" {
+                @for (name, field) in fields {
+                    tr { th scope="row" { (visible(name)) } td { (shown_value(field)) } }
+                }
+            }
+        },
+        None => shown_value(value),
+    }
+}
+
+async fn style() -> Response {
+    let mut response = (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("console.css"),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct SignInQuery {
+    expired: Option<String>,
+}
+
+async fn sign_in_page(Query(query): Query<SignInQuery>) -> Response {
+    page(
+        StatusCode::OK,
+        sign_in_form(
+            query
+                .expired
+                .is_some()
+                .then_some("Your session has ended. Sign in again."),
+        ),
+    )
+}
+
+fn sign_in_form(notice: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            @if let Some(notice) = notice { p class="message" { (notice) } }
+            form method="post" action="/console/sign-in" class="sign-in" {
+                label for="credential" { "Your token or API key for this server" }
+                input id="credential" name="credential" type="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct SignInForm {
+    credential: String,
+}
+
+async fn sign_in(
+    State(console): State<Arc<Console>>,
+    peer: Peer,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let engine = &console.engine;
+    if let Err(refused) = crate::routes::check_auth_failures(engine, peer) {
+        return refused.into_response();
+    }
+    let credential = form.credential.trim();
+    // The same identities as the API: a token, else an API key.
+    let bearer = format!("Bearer {credential}");
+    let user = engine
+        .authenticator()
+        .authenticate(Some(&bearer), None)
+        .or_else(|_| engine.authenticator().authenticate(None, Some(credential)));
+    let Ok(user) = user else {
+        crate::routes::record_auth_failure(engine, peer);
+        return page(
+            StatusCode::UNAUTHORIZED,
+            sign_in_form(Some("That is not a token or key of this server.")),
+        );
+    };
+    let Some(sealed) = random_token().and_then(|csrf| console.seal(&user, &csrf)) else {
+        return message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            None,
+            "No session can be made right now.",
+        );
+    };
+    let cookie = console.set_cookie(&sealed, SESSION_SECONDS);
+    let mut response = Redirect::to("/console/reviews").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn sign_out(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some(session) = console.session(&headers) else {
+        return to_sign_in();
+    };
+    if !same_token(&session.csrf, &form.csrf) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            Some(&session),
+            "The form was not sent from this console.",
+        );
+    }
+    let mut response = Redirect::to("/console/sign-in").into_response();
+    if let Ok(value) = HeaderValue::from_str(&console.set_cookie("", 0)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Compares tokens without an early exit on the first differing byte.
+fn same_token(expected: &str, given: &str) -> bool {
+    let (expected, given) = (expected.as_bytes(), given.as_bytes());
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0_u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
+}
+
+#[derive(serde::Deserialize)]
+struct ReviewsQuery {
+    after: Option<String>,
+    done: Option<String>,
+}
+
+async fn reviews_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<ReviewsQuery>,
+) -> Response {
+    let Some(session) = console.session(&headers) else {
+        return to_sign_in();
+    };
+    let engine = &console.engine;
+    let mut names = vec![session.user.id.as_str()];
+    if let Some(email) = &session.user.email {
+        names.push(email);
+    }
+    let after = query
+        .after
+        .as_deref()
+        .and_then(crate::routes::parse_review_cursor_text);
+    let reviews = match engine.store().pending_reviews_page(&names, after, PAGE + 1) {
+        Ok(reviews) => reviews,
+        Err(_) => {
+            return message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                Some(&session),
+                "The reviews cannot be read right now.",
+            );
+        }
+    };
+    let more = reviews.len() > PAGE;
+    let reviews: Vec<&ReviewRecord> = reviews
+        .iter()
+        .filter(|review| !review.reviewer_is_agent)
+        .take(PAGE)
+        .collect();
+    let next = more
+        .then(|| {
+            reviews
+                .last()
+                .map(|last| crate::routes::review_cursor(last))
+        })
+        .flatten();
+    let done = query.done.as_deref().map(|done| match done {
+        "approved" => "Approved. The engagement goes on with the call you saw.",
+        _ => "Refused. The engagement is told, without the call's values.",
+    });
+    let body = html! {
+        @if let Some(done) = done { p class="message" { (done) } }
+        @if reviews.is_empty() {
+            p { "Nothing is waiting for your review." }
+        }
+        @for review in &reviews { (review_card(review, &session)) }
+        @if let Some(next) = next {
+            p { a href={ "/console/reviews?after=" (next) } { "Older reviews" } }
+        }
+    };
+    page(StatusCode::OK, layout("Reviews", Some(&session), body))
+}
+
+fn review_card(review: &ReviewRecord, session: &Session) -> Markup {
+    let state = &review.engagement_state;
+    let user = state
+        .get("user")
+        .and_then(|user| user.get("id"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown");
+    let calls = state
+        .get("history")
+        .and_then(|history| history.get("calls"))
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    html! {
+        article class="review" {
+            h2 { code { (visible(&review.tool)) } " asked by agent " code { (visible(&review.agent)) } }
+            dl {
+                dt { "For user" } dd { (visible(user)) }
+                dt { "Engagement" } dd { a href={ "/console/engagements/" (review.engagement) } { (review.engagement) } }
+                dt { "Why you are asked" } dd {
+                    @if review.stage == "output" {
+                        "The agent's rules ask for a review of this call's output before the agent sees it."
+                    } @else {
+                        "The agent's rules (`require_review`) ask for a review of this call before it runs."
+                    }
+                }
+            }
+            h3 { "Exact arguments" }
+            (fields_table(&review.inputs))
+            @if let Some(outputs) = &review.outputs {
+                h3 { "The tool's answer" }
+                (fields_table(outputs))
+            }
+            @if !calls.is_empty() {
+                details {
+                    summary { "Earlier calls in this engagement (" (calls.len()) ")" }
+                    ol { @for call in calls { li { (shown_value(call)) } } }
+                }
+            }
+            div class="decide" {
+                form method="post" action={ "/console/reviews/" (review.id) } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    input type="hidden" name="decision" value="approve";
+                    input type="hidden" name="call_hash" value=(review.call_hash);
+                    button type="submit" class="approve" { "Approve this call" }
+                }
+                form method="post" action={ "/console/reviews/" (review.id) } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    input type="hidden" name="decision" value="refuse";
+                    label { "Reason " input type="text" name="reason" maxlength="500" placeholder="why not"; }
+                    button type="submit" class="refuse" { "Refuse" }
+                }
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DecisionForm {
+    csrf: String,
+    decision: String,
+    call_hash: Option<String>,
+    reason: Option<String>,
+}
+
+async fn decide(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    let Some(session) = console.session(&headers) else {
+        return to_sign_in();
+    };
+    if !same_token(&session.csrf, &form.csrf) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            Some(&session),
+            "The form was not sent from this console; nothing was decided.",
+        );
+    }
+    let decision = match (form.decision.as_str(), form.call_hash) {
+        ("approve", Some(call_hash)) => StoredDecision::Approve { call_hash },
+        ("refuse", _) => StoredDecision::Refuse {
+            reason: form
+                .reason
+                .map(|reason| reason.trim().chars().take(500).collect::<String>())
+                .filter(|reason| !reason.is_empty())
+                .unwrap_or_else(|| "refused by the reviewer".to_string()),
+        },
+        _ => {
+            return message_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Not decided",
+                Some(&session),
+                "The form was incomplete; nothing was decided.",
+            );
+        }
+    };
+    let approved = matches!(decision, StoredDecision::Approve { .. });
+    match console.engine.decide(&session.user, &id, decision) {
+        Ok(_) => Redirect::to(if approved {
+            "/console/reviews?done=approved"
+        } else {
+            "/console/reviews?done=refused"
+        })
+        .into_response(),
+        Err(DecideError::NotFound) => message_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            Some(&session),
+            "There is no such review for you.",
+        ),
+        Err(DecideError::AlreadyDecided) => message_page(
+            StatusCode::CONFLICT,
+            "Already decided",
+            Some(&session),
+            "This review was decided already, here or elsewhere. Nothing changed.",
+        ),
+        Err(DecideError::WrongCall) => message_page(
+            StatusCode::CONFLICT,
+            "The call changed",
+            Some(&session),
+            "The call waiting for review is not the one this page showed. Nothing was approved: reload the reviews and look again.",
+        ),
+        Err(DecideError::Store(_)) => message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            Some(&session),
+            "The decision could not be saved; try again.",
+        ),
+    }
+}
+
+async fn engagement_page(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = console.session(&headers) else {
+        return to_sign_in();
+    };
+    let record = match crate::routes::visible_engagement(&console.engine, &session.user, &id) {
+        Ok(record) => record,
+        Err(_) => {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                Some(&session),
+                "There is no such engagement for you.",
+            );
+        }
+    };
+    let view = crate::routes::engagement_view(&record);
+    let status = view.get("status").cloned().unwrap_or_default();
+    let body = html! {
+        dl {
+            dt { "Agent" } dd { code { (visible(&record.agent)) } }
+            dt { "User" } dd { (visible(&record.user.id)) }
+            dt { "Status" } dd { (fields_table(&status)) }
+        }
+        @if let Some(text) = view.get("text").and_then(serde_json::Value::as_str) {
+            h2 { "The agent's answer" }
+            (shown_value(&serde_json::Value::String(text.to_string())))
+        }
+        @if let Some(exposes) = view.get("exposes").filter(|exposes| !exposes.is_null()) {
+            h2 { "What the agent exposes" }
+            (fields_table(exposes))
+        }
+    };
+    page(
+        StatusCode::OK,
+        layout(&format!("Engagement {}", record.id), Some(&session), body),
+    )
+}
