@@ -200,6 +200,8 @@ fn ci() -> Result<(), String> {
     ])?;
     // The real MCP peers (npm, PyPI) the MCP tests drive, installed before them.
     mcp_peers::install(&workspace_root())?;
+    // Debian's Chromium, which the review console's browser tests drive.
+    mcp_peers::ensure_chromium()?;
     cargo(&["test", "--workspace"])?;
     // The seven agent-readiness tests on the examples' tools (mocks from their tool
     // documents), and the OpenAgentSpec behaviour cases on the runtime.

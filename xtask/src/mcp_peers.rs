@@ -66,6 +66,38 @@ pub fn install(root: &Path) -> Result<PathBuf, String> {
     Ok(target)
 }
 
+/// Debian's Chromium, which the review console's browser tests drive (with
+/// `playwright-core`, installed with the npm peers): installed from the distribution's
+/// packages when it is missing (CI runs as root on a fresh machine; elsewhere, with
+/// `sudo -n` if that works without a password).
+pub fn ensure_chromium() -> Result<(), String> {
+    let chromium = std::env::var("AGENTC_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if Path::new(&chromium).exists() {
+        return Ok(());
+    }
+    eprintln!("$ installing Chromium from Debian's packages (the console's browser tests)");
+    let as_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+    let mut command = if as_root {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", "apt-get"]);
+        sudo
+    };
+    run(
+        command.env("DEBIAN_FRONTEND", "noninteractive").args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "chromium",
+        ]),
+        "apt-get install chromium (the review console's browser tests; or set AGENTC_CHROMIUM to a Chromium)",
+    )
+}
+
 /// Where the peers go (the same rule as `agentc_mcp::peers`).
 fn peers_directory() -> PathBuf {
     if let Some(explicit) = std::env::var_os("AGENTC_MCP_PEERS") {

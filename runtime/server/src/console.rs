@@ -261,6 +261,41 @@ fn visible(text: &str) -> String {
         .collect()
 }
 
+/// The timeline's entries, with the values of every call that was refused left out:
+/// an `intended` entry is followed by the call's outcome (`denied`, `completed`, …) for
+/// the same subject, and when that outcome is `denied` the intended call's details are
+/// replaced by a note. The API shows no refused value to anyone; neither does the
+/// console.
+fn without_refused_values(mut entries: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    let text = |entry: &serde_json::Value, key: &str| {
+        entry
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    for index in 0..entries.len() {
+        let Some(entry) = entries.get(index) else {
+            continue;
+        };
+        if text(entry, "action") != "intended" {
+            continue;
+        }
+        let subject = text(entry, "subject");
+        let refused = entries
+            .iter()
+            .skip(index + 1)
+            .find(|later| text(later, "subject") == subject && text(later, "action") != "intended")
+            .is_some_and(|outcome| text(outcome, "action") == "denied");
+        if refused && let Some(entry) = entries.get_mut(index) {
+            entry["detail"] = serde_json::Value::String(
+                "(the call was refused: its values are not shown)".to_string(),
+            );
+        }
+    }
+    entries
+}
+
 /// A value as the reviewer reads it: text as is, anything else as pretty JSON; bidi
 /// controls made visible; long values folded, very long ones cut.
 fn shown_value(value: &serde_json::Value) -> Markup {
@@ -517,7 +552,7 @@ fn review_card(review: &ReviewRecord, session: &Session) -> Markup {
                     @if review.stage == "output" {
                         "The agent's rules ask for a review of this call's output before the agent sees it."
                     } @else {
-                        "The agent's rules (`require_review`) ask for a review of this call before it runs."
+                        "The agent's rules (" code { "require_review" } ") ask for a review of this call before it runs."
                     }
                 }
             }
@@ -650,6 +685,22 @@ async fn engagement_page(
     };
     let view = crate::routes::engagement_view(&record);
     let status = view.get("status").cloned().unwrap_or_default();
+    let store = console.engine.store();
+    let reviews = store.reviews_of(&record.id).unwrap_or_default();
+    // The audit trail: this engagement's entries, and whether the whole chain holds.
+    // (The trail is one chain for the server, so it is verified whole.)
+    let lines = store.audit_lines().unwrap_or_default();
+    let verdict = agentc_runtime::verify(std::io::Cursor::new(lines.join("\n")));
+    let entries: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| {
+            entry.get("engagement").and_then(serde_json::Value::as_str) == Some(record.id.as_str())
+                || entry.get("parent").and_then(serde_json::Value::as_str)
+                    == Some(record.id.as_str())
+        })
+        .collect();
+    let entries = without_refused_values(entries);
     let body = html! {
         dl {
             dt { "Agent" } dd { code { (visible(&record.agent)) } }
@@ -660,9 +711,51 @@ async fn engagement_page(
             h2 { "The agent's answer" }
             (shown_value(&serde_json::Value::String(text.to_string())))
         }
-        @if let Some(exposes) = view.get("exposes").filter(|exposes| !exposes.is_null()) {
+        @if let Some(exposes) = view.get("exposes").filter(|exposes| exposes.as_object().is_some_and(|map| !map.is_empty())) {
             h2 { "What the agent exposes" }
             (fields_table(exposes))
+        }
+        @if !reviews.is_empty() {
+            h2 { "Reviews" }
+            ul class="reviews" {
+                @for review in &reviews {
+                    li {
+                        (review.stage) " review of " code { (visible(&review.tool)) } " by " (visible(&review.reviewer)) ": "
+                        @match &review.decision {
+                            Some(StoredDecision::Approve { .. }) => strong { "approved" },
+                            Some(StoredDecision::Refuse { reason }) => { strong { "refused" } ", “" (visible(reason)) "”" },
+                            None => em { "waiting" },
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Timeline" }
+        p class="message" {
+            @match &verdict {
+                Ok(chain) => {
+                    "The audit trail verifies: " (chain.entries) " entries, "
+                    (chain.checkpoints) " signed checkpoint(s)"
+                    @if chain.checkpoints > 0 { ", covering the first " (chain.signed_entries) " entries" }
+                    "."
+                }
+                Err(error) => { "The audit trail does not verify: " (error.to_string()) "." }
+            }
+        }
+        @if entries.is_empty() {
+            p { "No audit entries for this engagement." }
+        } @else {
+            table class="fields timeline" {
+                @for entry in &entries {
+                    tr {
+                        th scope="row" {
+                            (entry.get("action").and_then(serde_json::Value::as_str).unwrap_or("?")) " "
+                            code { (visible(entry.get("subject").and_then(serde_json::Value::as_str).unwrap_or(""))) }
+                        }
+                        td { (shown_value(entry.get("detail").unwrap_or(&serde_json::Value::Null))) }
+                    }
+                }
+            }
         }
     };
     page(
