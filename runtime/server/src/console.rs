@@ -763,3 +763,24 @@ async fn engagement_page(
         layout(&format!("Engagement {}", record.id), Some(&session), body),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_ten_megabyte_value_is_cut_folded_and_inert() {
+        let hostile = format!(
+            "<script>alert(1)</script>\u{202e}{}",
+            "x".repeat(10 * 1024 * 1024)
+        );
+        let html = shown_value(&serde_json::Value::String(hostile)).into_string();
+        assert!(html.len() < 200 * 1024, "{} bytes", html.len());
+        assert!(
+            html.starts_with("<details><summary>&lt;script&gt;alert(1)&lt;/script&gt;⟦U+202E⟧")
+        );
+        assert!(html.contains("more characters not shown"));
+        assert!(!html.contains("<script>") && !html.contains('\u{202e}'));
+    }
+}

@@ -151,24 +151,25 @@ async fn a_reviewer_approves_and_refuses_in_a_real_browser_and_no_injected_scrip
     assert_eq!(steps["left"], 0);
 
     // The server's side: the approved engagement completed and the tool ran once; the
-    // refused one did not run it.
-    let first = wait_for_state(&base, &engagements[0], "alice-token-1", &["completed"]).await;
-    assert_eq!(first["text"], "Refunded 50.");
+    // refused one did not run it. (The reviews are listed by age, and both were made in
+    // the same millisecond: which came first is read from the browser's run.)
+    let approved = format!(
+        "/engagements/{}",
+        steps["approved_engagement"].as_str().unwrap()
+    );
+    let refused = format!(
+        "/engagements/{}",
+        steps["refused_engagement"].as_str().unwrap()
+    );
+    assert!(
+        approved != refused && engagements.contains(&approved) && engagements.contains(&refused)
+    );
+    let done = wait_for_state(&base, &approved, "alice-token-1", &["completed"]).await;
+    assert_eq!(done["text"], "Refunded 50.");
     // (The scripted model says its line whatever happened: the tool's count is the
     // truth.)
-    wait_for_state(
-        &base,
-        &engagements[1],
-        "alice-token-1",
-        &["completed", "failed"],
-    )
-    .await;
+    wait_for_state(&base, &refused, "alice-token-1", &["completed", "failed"]).await;
     assert_eq!(tool.calls(), 1);
-    // The refused engagement's page opened in the browser.
-    assert_eq!(
-        steps["refused_engagement"].as_str().unwrap(),
-        engagements[1].trim_start_matches("/engagements/")
-    );
     // The refused engagement's page says who refused what and why, with its timeline
     // from the audit trail, which verifies.
     let refused_page = steps["refused_page"].as_str().unwrap();
@@ -194,4 +195,18 @@ async fn a_reviewer_approves_and_refuses_in_a_real_browser_and_no_injected_scrip
         "{seen}"
     );
     assert_eq!(steps["bob_engagement_status"], 404);
+    assert_eq!(steps["bob_approved_status"], 404);
+    // The approved engagement's page, in the browser: completed, with the tool's call
+    // in its timeline.
+    let approved_page = steps["approved_page"].as_str().unwrap();
+    for expected in [
+        "completed",
+        "input review of issue_refund by alice: approved",
+        "completed issue_refund",
+    ] {
+        assert!(
+            approved_page.contains(expected),
+            "{expected}: {approved_page}"
+        );
+    }
 }

@@ -52,10 +52,19 @@ try {
     await page.screenshot({ path: `${screenshots}/console-review.png`, fullPage: true });
   }
 
-  // Approve the first.
+  // Approve the first, and see its engagement complete.
+  const approved = await first.locator("dd a").first().textContent();
   await first.getByRole("button", { name: "Approve this call" }).click();
   await page.waitForURL(/done=approved/);
   seen.steps.after_approval = await page.locator("p.message").first().textContent();
+  seen.steps.approved_engagement = approved;
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    await page.goto(`${base}/console/engagements/${approved}`);
+    seen.steps.approved_page = await page.locator("main").innerText();
+    if (seen.steps.approved_page.includes("completed")) break;
+    await page.waitForTimeout(100);
+  }
+  await page.goto(`${base}/console/reviews`);
 
   // Refuse the next, with a reason.
   const next = page.locator("article.review").first();
@@ -84,6 +93,8 @@ try {
   seen.steps.bob_reviews = await bobPage.locator("main").innerText();
   const response = await bobPage.goto(`${base}/console/engagements/${engagement}`);
   seen.steps.bob_engagement_status = response.status();
+  const approvedResponse = await bobPage.goto(`${base}/console/engagements/${approved}`);
+  seen.steps.bob_approved_status = approvedResponse.status();
   seen.steps.injected_anywhere = seen.dialogs > 0 || (await page.evaluate(() => window.__xss === 1));
 } finally {
   await browser.close();
