@@ -323,6 +323,84 @@ fn shown_value(value: &serde_json::Value) -> Markup {
     }
 }
 
+/// Where each string argument of a call came from (AGX-P1), from what the engagement
+/// had seen when the call was made: the user's request, a tool's trusted field, a
+/// tool's untrusted content, or none of them (the model wrote it). Answered by the same
+/// rules as `fromUser()` and `fromTool(…)`, so the reviewer reads what a rule would.
+fn provenance_of(
+    state: Option<&agentc_runtime::EngagementState>,
+    value: &serde_json::Value,
+) -> Option<String> {
+    use agentc_cel::provenance::{Origin, Sources};
+    let text = value.as_str()?;
+    let state = state?;
+    let mut sources = Sources::new();
+    for request in &state.request {
+        sources.add_request(request);
+    }
+    let mut tools: Vec<&str> = Vec::new();
+    for leaf in &state.observed {
+        sources.add_leaf(&leaf.tool, &leaf.path, &leaf.text, leaf.trusted);
+        if !tools.contains(&leaf.tool.as_str()) {
+            tools.push(&leaf.tool);
+        }
+    }
+    let mut found = Vec::new();
+    if sources.holds(text, Origin::User) {
+        found.push("the user's request".to_string());
+    }
+    for tool in tools {
+        if sources.holds(
+            text,
+            Origin::Tool {
+                name: tool,
+                field: None,
+            },
+        ) {
+            found.push(format!("a trusted field of `{tool}`'s output"));
+        }
+        if sources.holds(
+            text,
+            Origin::UntrustedFrom {
+                name: tool,
+                field: None,
+            },
+        ) {
+            found.push(format!("untrusted content of `{tool}`'s output"));
+        }
+    }
+    Some(if found.is_empty() {
+        "nowhere the engagement saw: the model wrote it".to_string()
+    } else {
+        format!("from {}", found.join(", and "))
+    })
+}
+
+/// A call's arguments, one row each, with where each string came from.
+fn arguments_table(
+    value: &serde_json::Value,
+    state: Option<&agentc_runtime::EngagementState>,
+) -> Markup {
+    match value.as_object() {
+        Some(fields) => html! {
+            table class="fields" {
+                @for (name, field) in fields {
+                    tr {
+                        th scope="row" { (visible(name)) }
+                        td {
+                            (shown_value(field))
+                            @if let Some(origin) = provenance_of(state, field) {
+                                p class="origin" { "Came " (origin) "." }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        None => shown_value(value),
+    }
+}
+
 /// The fields of a call's input or output, one row each.
 fn fields_table(value: &serde_json::Value) -> Markup {
     match value.as_object() {
@@ -521,7 +599,9 @@ async fn reviews_page(
         @if reviews.is_empty() {
             p { "Nothing is waiting for your review." }
         }
-        @for review in &reviews { (review_card(review, &session)) }
+        @for review in &reviews {
+            (review_card(review, &session, snapshot_state(engine, &review.engagement).as_ref()))
+        }
         @if let Some(next) = next {
             p { a href={ "/console/reviews?after=" (next) } { "Older reviews" } }
         }
@@ -529,14 +609,29 @@ async fn reviews_page(
     page(StatusCode::OK, layout("Reviews", Some(&session), body))
 }
 
-fn review_card(review: &ReviewRecord, session: &Session) -> Markup {
-    let state = &review.engagement_state;
-    let user = state
+/// What the waiting engagement had seen, from its saved snapshot.
+fn snapshot_state(engine: &Engine, engagement: &str) -> Option<agentc_runtime::EngagementState> {
+    engine
+        .store()
+        .engagement(engagement)
+        .ok()
+        .flatten()?
+        .snapshot
+        .map(|snapshot| snapshot.engagement)
+}
+
+fn review_card(
+    review: &ReviewRecord,
+    session: &Session,
+    state: Option<&agentc_runtime::EngagementState>,
+) -> Markup {
+    let shown = &review.engagement_state;
+    let user = shown
         .get("user")
         .and_then(|user| user.get("id"))
         .and_then(serde_json::Value::as_str)
         .unwrap_or("unknown");
-    let calls = state
+    let calls = shown
         .get("history")
         .and_then(|history| history.get("calls"))
         .and_then(serde_json::Value::as_array)
@@ -557,7 +652,7 @@ fn review_card(review: &ReviewRecord, session: &Session) -> Markup {
                 }
             }
             h3 { "Exact arguments" }
-            (fields_table(&review.inputs))
+            (arguments_table(&review.inputs, state))
             @if let Some(outputs) = &review.outputs {
                 h3 { "The tool's answer" }
                 (fields_table(outputs))

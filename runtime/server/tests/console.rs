@@ -194,6 +194,11 @@ async fn a_reviewer_signs_in_reads_the_exact_call_escaped_and_approves_it_once()
         "{html}"
     );
     assert!(!html.contains('\u{202e}'), "{html}");
+    // Where the argument came from (AGX-P1): not from the user's request, nor any tool.
+    assert!(
+        html.contains("Came nowhere the engagement saw: the model wrote it."),
+        "{html}"
+    );
     let csrf = hidden(&html, "csrf");
     let call_hash = hidden(&html, "call_hash");
     let action = review_action(&html);
@@ -364,4 +369,44 @@ async fn a_refusal_by_form_stops_the_call_and_a_cookie_from_another_server_is_re
     );
     let (status, _, _) = page(&base, "/console/reviews", Some(&tampered)).await;
     assert_eq!(status, 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_review_says_an_argument_came_from_the_users_request() {
+    let (setup, _tool) = Setup::new(
+        vec![
+            ("refunds.yaml", AGENT.to_string()),
+            ("tools.yaml", TOOLS.to_string()),
+        ],
+        Arc::new(SqliteStore::in_memory().unwrap()),
+    )
+    .script(
+        "refunds",
+        "turns:\n  - tool_calls:\n      - name: issue_refund\n        arguments: {order: \"o-4242\", amount: 5}\n  - text: Refunded 5.\n",
+    )
+    .mock("issue_refund", json!({"refund_id": "rf-2"}));
+    let server = setup.start().await;
+    let base = server.base.clone();
+    let (status, location, _) = post(
+        &base,
+        "/agents/refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-4242"}"#,
+    )
+    .await;
+    assert_eq!(status, 303);
+    wait_for_state(
+        &base,
+        &location.unwrap(),
+        "alice-token-1",
+        &["awaiting_review"],
+    )
+    .await;
+    let alice = cookie_pair(&sign_in(&base, "alice-token-1").await.1.unwrap());
+    let (_, html, _) = page(&base, "/console/reviews", Some(&alice)).await;
+    assert!(
+        html.contains("Came from the user&#39;s request.")
+            || html.contains("Came from the user's request."),
+        "{html}"
+    );
 }
