@@ -80,20 +80,24 @@ pub fn ensure_chromium() -> Result<(), String> {
         .arg("-u")
         .output()
         .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
-    let mut command = if as_root {
-        Command::new("apt-get")
-    } else {
-        let mut sudo = Command::new("sudo");
-        sudo.args(["-n", "apt-get"]);
-        sudo
+    let apt_get = || {
+        let mut command = if as_root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        command.env("DEBIAN_FRONTEND", "noninteractive");
+        command
     };
+    // A fresh machine may have no package lists yet.
     run(
-        command.env("DEBIAN_FRONTEND", "noninteractive").args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "chromium",
-        ]),
+        apt_get().args(["update", "-qq"]),
+        "apt-get update (before installing Chromium)",
+    )?;
+    run(
+        apt_get().args(["install", "-y", "--no-install-recommends", "chromium"]),
         "apt-get install chromium (the review console's browser tests; or set AGENTC_CHROMIUM to a Chromium)",
     )
 }
