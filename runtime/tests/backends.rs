@@ -1144,9 +1144,9 @@ async fn agent_cycles_stop_at_the_depth_limit() {
 async fn agx_h1_path_parameters_fill_their_segment_and_never_change_the_route() {
     let server = loopback_server().await;
     Mock::given(method("GET"))
-        .and(path("/skills/a%20b%2F..%2Fc/versions/3"))
+        .and(path("/skills/a%20b%3Fc%23d/versions/3"))
         .and(query_param("format", "full"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"name": "a b/../c"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"name": "a b?c#d"})))
         .expect(1)
         .mount(&server)
         .await;
@@ -1172,12 +1172,12 @@ async fn agx_h1_path_parameters_fill_their_segment_and_never_change_the_route() 
     let get = tool(HttpMethod::Get, "/skills/{name}/versions/{version}");
     let output = get
         .invoke(
-            &json!({"name": "a b/../c", "version": 3, "format": "full"}),
+            &json!({"name": "a b?c#d", "version": 3, "format": "full"}),
             &context(None),
         )
         .await
         .unwrap();
-    assert_eq!(output, json!({"name": "a b/../c"}));
+    assert_eq!(output, json!({"name": "a b?c#d"}));
     let put = tool(HttpMethod::Put, "/skills/{name}");
     let output = put
         .invoke(&json!({"name": "ocr", "level": 2}), &context(None))
@@ -1188,6 +1188,8 @@ async fn agx_h1_path_parameters_fill_their_segment_and_never_change_the_route() 
     // sent (the mocks expect one call each), and the error names the parameter.
     for input in [
         json!({"name": "..", "version": 1}),
+        json!({"name": "a/../../admin", "version": 1}),
+        json!({"name": "a\\b", "version": 1}),
         json!({"name": ".", "version": 1}),
         json!({"name": "", "version": 1}),
         json!({"version": 1}),

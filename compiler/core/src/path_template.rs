@@ -34,9 +34,14 @@ pub enum FillError {
     /// A value that is not a string, number or boolean.
     #[error("`{0}` must be a string, number or boolean to go in the URL's path")]
     NotScalar(String),
-    /// A value that would be empty or a dot segment in the path.
-    #[error("`{0}` is empty, `.` or `..`, which would change the URL's path")]
+    /// A value that is empty, holds `..`, `/` or `\`, or would make a dot segment: it
+    /// could change which route is called (a server or proxy that decodes `%2F` or
+    /// resolves `..` before routing would move the call elsewhere), so it is refused.
+    #[error("`{0}` is empty or holds `..`, `/` or `\\`, which could change the URL's path")]
     ChangesThePath(String),
+    /// The values together make a `.` or `..` segment (`{a}{b}` with `.` and `.`).
+    #[error("the filled path has a `.` or `..` segment, which would change the route")]
+    DotSegment,
 }
 
 /// Where the path starts in `url`: after `scheme://authority`, or 0 for a bare path.
@@ -136,10 +141,23 @@ pub fn fill(
             Some(serde_json::Value::Bool(flag)) => flag.to_string(),
             Some(_) => return Err(FillError::NotScalar(name.to_string())),
         };
-        if matches!(text.as_str(), "" | "." | "..") {
+        // Fail closed: whatever a server might decode into a path change is refused,
+        // not only what this encoding would let through.
+        if text.is_empty() || text == "." || text.contains("..") || text.contains(['/', '\\']) {
             return Err(FillError::ChangesThePath(name.to_string()));
         }
         encode_into(&text, &mut filled);
+    }
+    // Values next to each other or to a literal `.` can still make a dot segment.
+    let start = path_start(&filled);
+    let end = path_end(&filled, start);
+    let dot_segment = filled
+        .get(start..end)
+        .unwrap_or_default()
+        .split('/')
+        .any(|segment| matches!(segment, "." | ".."));
+    if dot_segment && !names.is_empty() {
+        return Err(FillError::DotSegment);
     }
     Ok(filled)
 }
@@ -219,8 +237,35 @@ mod tests {
     fn values_stay_inside_their_segment() {
         let url = "https://api.example.com/skills/{name}?format=json";
         assert_eq!(
-            fill(url, &object(json!({"name": "a b/../c?d#e%"}))).unwrap(),
-            "https://api.example.com/skills/a%20b%2F..%2Fc%3Fd%23e%25?format=json"
+            fill(url, &object(json!({"name": "a b?d#e%é"}))).unwrap(),
+            "https://api.example.com/skills/a%20b%3Fd%23e%25%C3%A9?format=json"
+        );
+        for escapes in ["a/b", "a\\b", "../x", "x..y", "/"] {
+            assert_eq!(
+                fill(url, &object(json!({"name": escapes}))),
+                Err(FillError::ChangesThePath("name".into())),
+                "{escapes}"
+            );
+        }
+        // Values that make a dot segment together, or with a literal dot.
+        assert_eq!(
+            fill(
+                "https://a.example/x/{a}{b}/y",
+                &object(json!({"a": ".", "b": "."}))
+            ),
+            Err(FillError::DotSegment)
+        );
+        assert_eq!(
+            fill("https://a.example/x/.{a}/y", &object(json!({"a": "."}))),
+            Err(FillError::DotSegment)
+        );
+        assert_eq!(
+            fill(
+                "https://a.example/x/{a}.{b}",
+                &object(json!({"a": "v1", "b": "json"}))
+            )
+            .unwrap(),
+            "https://a.example/x/v1.json"
         );
         assert_eq!(
             fill(url, &object(json!({"name": 42}))).unwrap(),
