@@ -247,16 +247,21 @@ mod tests {
                 "{escapes}"
             );
         }
-        // Values that make a dot segment together, or with a literal dot.
+        // Values that would make a dot segment together, or with a literal dot, are
+        // each refused; a template whose own path has a dot segment fills to nothing.
         assert_eq!(
             fill(
                 "https://a.example/x/{a}{b}/y",
                 &object(json!({"a": ".", "b": "."}))
             ),
-            Err(FillError::DotSegment)
+            Err(FillError::ChangesThePath("a".into()))
         );
         assert_eq!(
             fill("https://a.example/x/.{a}/y", &object(json!({"a": "."}))),
+            Err(FillError::ChangesThePath("a".into()))
+        );
+        assert_eq!(
+            fill("https://a.example/x/../{a}", &object(json!({"a": "v"}))),
             Err(FillError::DotSegment)
         );
         assert_eq!(
