@@ -189,7 +189,9 @@ fn page(status: StatusCode, markup: Markup) -> Response {
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it a browser sends `Origin: null` with the console's
+        // own forms, and the origin check below needs the real one.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
@@ -249,11 +251,71 @@ fn to_sign_in() -> Response {
     Redirect::to("/console/sign-in?expired=1").into_response()
 }
 
-/// Unicode controls that reorder or hide text, shown as visible marks.
+/// The request's session, within the user's rate limit (the API's limiter: a page costs
+/// what an API request costs); otherwise the answer to give.
+fn signed_in(console: &Console, headers: &HeaderMap) -> Result<Session, Box<Response>> {
+    let session = console
+        .session(headers)
+        .ok_or_else(|| Box::new(to_sign_in()))?;
+    if let Some(limiter) = console.engine.limiter()
+        && limiter.check(&session.user.id).is_err()
+    {
+        return Err(Box::new(message_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            Some(&session),
+            "Slow down, then reload the page.",
+        )));
+    }
+    Ok(session)
+}
+
+/// Whether a form was posted from the console's own pages: a browser says so in
+/// `Sec-Fetch-Site`, and an `Origin` header must name the host the form was posted to.
+/// A cross-site post (a login form on another site signing the victim in as the
+/// attacker, a forged decision) is refused before the CSRF token is even looked at.
+fn from_this_site(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+    };
+    let fetch_site_ok =
+        text("sec-fetch-site").is_none_or(|site| matches!(site, "same-origin" | "none"));
+    let same_origin_fetch = text("sec-fetch-site") == Some("same-origin");
+    let origin_ok = match (text("origin"), text("host")) {
+        (None, _) => true,
+        // An opaque origin is trusted only when the browser also says same-origin.
+        (Some("null"), _) => same_origin_fetch,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    };
+    fetch_site_ok && origin_ok
+}
+
+fn cross_site(session: Option<&Session>) -> Response {
+    message_page(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        session,
+        "The form was not sent from this console; nothing was done.",
+    )
+}
+
+/// Unicode controls that reorder text, and characters that are invisible (zero-width,
+/// word joiners, the byte order mark, tag characters), shown as visible marks.
 fn visible(text: &str) -> String {
     text.chars()
         .map(|c| match c {
-            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+            | '\u{e0000}'..='\u{e007f}' => {
                 format!("⟦U+{:04X}⟧", u32::from(c))
             }
             other => other.to_string(),
@@ -261,12 +323,15 @@ fn visible(text: &str) -> String {
         .collect()
 }
 
-/// The timeline's entries, with the values of every call that was refused left out:
-/// an `intended` entry is followed by the call's outcome (`denied`, `completed`, …) for
-/// the same subject, and when that outcome is `denied` the intended call's details are
-/// replaced by a note. The API shows no refused value to anyone; neither does the
-/// console.
+/// The timeline's entries, with the values of every call that was not carried out left
+/// out. An `intended` entry is followed, for the same engagement and subject, by the
+/// call's outcome; entries that are not outcomes (`approved`, a shadow rule's verdict)
+/// may come between. The intended call's details stay only when that outcome is
+/// `completed`: a call that was refused or failed, or whose outcome is not (yet) in the
+/// trail, shows a note instead (fail closed). The API shows no refused value to anyone;
+/// neither does the console.
 fn without_refused_values(mut entries: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    const OUTCOMES: [&str; 3] = ["completed", "denied", "failed"];
     let text = |entry: &serde_json::Value, key: &str| {
         entry
             .get(key)
@@ -281,15 +346,20 @@ fn without_refused_values(mut entries: Vec<serde_json::Value>) -> Vec<serde_json
         if text(entry, "action") != "intended" {
             continue;
         }
-        let subject = text(entry, "subject");
-        let refused = entries
+        let (engagement, subject) = (text(entry, "engagement"), text(entry, "subject"));
+        let completed = entries
             .iter()
             .skip(index + 1)
-            .find(|later| text(later, "subject") == subject && text(later, "action") != "intended")
-            .is_some_and(|outcome| text(outcome, "action") == "denied");
-        if refused && let Some(entry) = entries.get_mut(index) {
+            .find(|later| {
+                text(later, "engagement") == engagement
+                    && text(later, "subject") == subject
+                    && (OUTCOMES.contains(&text(later, "action").as_str())
+                        || text(later, "action") == "intended")
+            })
+            .is_some_and(|outcome| text(outcome, "action") == "completed");
+        if !completed && let Some(entry) = entries.get_mut(index) {
             entry["detail"] = serde_json::Value::String(
-                "(the call was refused: its values are not shown)".to_string(),
+                "(the call was not carried out: its values are not shown)".to_string(),
             );
         }
     }
@@ -468,8 +538,12 @@ struct SignInForm {
 async fn sign_in(
     State(console): State<Arc<Console>>,
     peer: Peer,
+    headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
+    if !from_this_site(&headers) {
+        return cross_site(None);
+    }
     let engine = &console.engine;
     if let Err(refused) = crate::routes::check_auth_failures(engine, peer) {
         return refused.into_response();
@@ -514,16 +588,12 @@ async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let Some(session) = console.session(&headers) else {
-        return to_sign_in();
+    let session = match signed_in(&console, &headers) {
+        Ok(session) => session,
+        Err(response) => return *response,
     };
-    if !same_token(&session.csrf, &form.csrf) {
-        return message_page(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            Some(&session),
-            "The form was not sent from this console.",
-        );
+    if !from_this_site(&headers) || !same_token(&session.csrf, &form.csrf) {
+        return cross_site(Some(&session));
     }
     let mut response = Redirect::to("/console/sign-in").into_response();
     if let Ok(value) = HeaderValue::from_str(&console.set_cookie("", 0)) {
@@ -554,8 +624,9 @@ async fn reviews_page(
     headers: HeaderMap,
     Query(query): Query<ReviewsQuery>,
 ) -> Response {
-    let Some(session) = console.session(&headers) else {
-        return to_sign_in();
+    let session = match signed_in(&console, &headers) {
+        Ok(session) => session,
+        Err(response) => return *response,
     };
     let engine = &console.engine;
     let mut names = vec![session.user.id.as_str()];
@@ -600,7 +671,7 @@ async fn reviews_page(
             p { "Nothing is waiting for your review." }
         }
         @for review in &reviews {
-            (review_card(review, &session, snapshot_state(engine, &review.engagement).as_ref()))
+            (review_card(review, &session, snapshot_state(engine, review).as_ref()))
         }
         @if let Some(next) = next {
             p { a href={ "/console/reviews?after=" (next) } { "Older reviews" } }
@@ -609,15 +680,27 @@ async fn reviews_page(
     page(StatusCode::OK, layout("Reviews", Some(&session), body))
 }
 
-/// What the waiting engagement had seen, from its saved snapshot.
-fn snapshot_state(engine: &Engine, engagement: &str) -> Option<agentc_runtime::EngagementState> {
-    engine
+/// What the engagement that made the reviewed call had seen, from the saved snapshot:
+/// the root engagement's, or a nested one's for a call made by an agent called as a
+/// capability. `None` (no provenance shown) when no saved engagement is the one the
+/// review names.
+fn snapshot_state(
+    engine: &Engine,
+    review: &ReviewRecord,
+) -> Option<agentc_runtime::EngagementState> {
+    let calling = review.engagement_state.get("id")?.as_str()?;
+    let mut snapshot = engine
         .store()
-        .engagement(engagement)
+        .engagement(&review.engagement)
         .ok()
         .flatten()?
-        .snapshot
-        .map(|snapshot| snapshot.engagement)
+        .snapshot?;
+    loop {
+        if snapshot.engagement.id == calling {
+            return Some(snapshot.engagement);
+        }
+        snapshot = *snapshot.nested?;
+    }
 }
 
 fn review_card(
@@ -633,7 +716,7 @@ fn review_card(
         .unwrap_or("unknown");
     let calls = shown
         .get("history")
-        .and_then(|history| history.get("calls"))
+        .and_then(|history| history.get("_list"))
         .and_then(serde_json::Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
@@ -695,16 +778,12 @@ async fn decide(
     Path(id): Path<String>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    let Some(session) = console.session(&headers) else {
-        return to_sign_in();
+    let session = match signed_in(&console, &headers) {
+        Ok(session) => session,
+        Err(response) => return *response,
     };
-    if !same_token(&session.csrf, &form.csrf) {
-        return message_page(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            Some(&session),
-            "The form was not sent from this console; nothing was decided.",
-        );
+    if !from_this_site(&headers) || !same_token(&session.csrf, &form.csrf) {
+        return cross_site(Some(&session));
     }
     let decision = match (form.decision.as_str(), form.call_hash) {
         ("approve", Some(call_hash)) => StoredDecision::Approve { call_hash },
@@ -764,8 +843,9 @@ async fn engagement_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(session) = console.session(&headers) else {
-        return to_sign_in();
+    let session = match signed_in(&console, &headers) {
+        Ok(session) => session,
+        Err(response) => return *response,
     };
     let record = match crate::routes::visible_engagement(&console.engine, &session.user, &id) {
         Ok(record) => record,
@@ -780,11 +860,23 @@ async fn engagement_page(
     };
     let view = crate::routes::engagement_view(&record);
     let status = view.get("status").cloned().unwrap_or_default();
+    // The reviews and the timeline are the engagement's user's to read. A reviewer of
+    // one of its calls may read the engagement, as through the API, and sees what the
+    // API shows: its status, answer and exposes.
+    let own = record.user.id == session.user.id;
     let store = console.engine.store();
-    let reviews = store.reviews_of(&record.id).unwrap_or_default();
+    let reviews = if own {
+        store.reviews_of(&record.id).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     // The audit trail: this engagement's entries, and whether the whole chain holds.
     // (The trail is one chain for the server, so it is verified whole.)
-    let lines = store.audit_lines().unwrap_or_default();
+    let lines = if own {
+        store.audit_lines().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let verdict = agentc_runtime::verify(std::io::Cursor::new(lines.join("\n")));
     let entries: Vec<serde_json::Value> = lines
         .iter()
@@ -825,6 +917,9 @@ async fn engagement_page(
                 }
             }
         }
+        @if !own {
+            p class="message" { "The engagement's reviews and timeline are shown to its user only." }
+        } @else {
         h2 { "Timeline" }
         p class="message" {
             @match &verdict {
@@ -852,6 +947,7 @@ async fn engagement_page(
                 }
             }
         }
+        }
     };
     page(
         StatusCode::OK,
@@ -863,6 +959,81 @@ async fn engagement_page(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn entry(engagement: &str, action: &str, subject: &str) -> serde_json::Value {
+        serde_json::json!({"engagement": engagement, "action": action, "subject": subject, "detail": {"inputs": {"to": "secret@evil.example"}}})
+    }
+
+    #[test]
+    fn only_a_completed_calls_values_are_shown() {
+        let shown = |entries: Vec<serde_json::Value>| {
+            without_refused_values(entries)
+                .first()
+                .is_some_and(|first| first["detail"].is_object())
+        };
+        // Completed: shown, whatever came between.
+        assert!(shown(vec![
+            entry("e1", "intended", "send"),
+            entry("e1", "approved", "send"),
+            entry("e1", "completed", "send")
+        ]));
+        // Refused after a shadow verdict or an approval, failed, or no outcome yet:
+        // hidden.
+        for outcome in [
+            vec![
+                entry("e1", "intended", "send"),
+                entry("e1", "shadow", "send"),
+                entry("e1", "denied", "send"),
+            ],
+            vec![
+                entry("e1", "intended", "send"),
+                entry("e1", "approved", "send"),
+                entry("e1", "denied", "send"),
+            ],
+            vec![
+                entry("e1", "intended", "send"),
+                entry("e1", "failed", "send"),
+            ],
+            vec![entry("e1", "intended", "send")],
+            // Another engagement's completion of a same-named call says nothing.
+            vec![
+                entry("e1", "intended", "send"),
+                entry("e2", "completed", "send"),
+                entry("e1", "denied", "send"),
+            ],
+        ] {
+            assert!(!shown(outcome));
+        }
+    }
+
+    #[test]
+    fn a_cross_site_post_is_not_from_this_site() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(from_this_site(&headers(&[])));
+        assert!(from_this_site(&headers(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "http://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080")
+        ])));
+        assert!(!from_this_site(&headers(&[(
+            "sec-fetch-site",
+            "cross-site"
+        )])));
+        assert!(!from_this_site(&headers(&[(
+            "sec-fetch-site",
+            "same-site"
+        )])));
+        assert!(!from_this_site(&headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8080")
+        ])));
+    }
 
     #[test]
     fn a_ten_megabyte_value_is_cut_folded_and_inert() {

@@ -177,7 +177,7 @@ async fn a_reviewer_approves_and_refuses_in_a_real_browser_and_no_injected_scrip
         "input review of issue_refund by alice: refused, “the customer never asked for this”",
         "The audit trail verifies:",
         "Timeline",
-        "(the call was refused: its values are not shown)",
+        "(the call was not carried out: its values are not shown)",
     ] {
         assert!(
             refused_page.contains(expected),
