@@ -1033,6 +1033,12 @@ mod tests {
             ("origin", "https://evil.example"),
             ("host", "127.0.0.1:8080")
         ])));
+        // An opaque origin only with the browser's own word that it is same-origin.
+        assert!(from_this_site(&headers(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "null")
+        ])));
+        assert!(!from_this_site(&headers(&[("origin", "null")])));
     }
 
     #[test]
