@@ -50,7 +50,7 @@ fn rule(pattern: &str, kind: &'static str, replacement: &'static str) -> Option<
 
 /// The key names that hold secrets (matched inside longer names: `x_api_key`,
 /// `stripe_secret`, `refreshToken`).
-const SECRET_KEY: &str = r"[A-Za-z0-9_.\-]*(?i:token|secret|passw(?:or)?d|api[_\-]?key|apikey|private[_\-]?key|authorization|credential|session[_\-]?id|cookie)[A-Za-z0-9_.\-]*";
+const SECRET_KEY: &str = r"[A-Za-z0-9_.\-]*(?i:token|secret|passw(?:or)?d|passphrase|pwd|api[_\-]?key|apikey|private[_\-]?key|authorization|credential|session[_\-]?id|cookie|signature|jwt)[A-Za-z0-9_.\-]*";
 
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     [
@@ -70,9 +70,16 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             "$1\"[redacted]\"",
         ),
         rule(
-            &format!(r#"(\\"{SECRET_KEY}\\"\s*:\s*)\\"(?:[^"\\]|\\[^"])*(?:\\"|$)"#),
+            // An escaped quote inside the value (`\\\"`) is tried first, so the value
+            // is not cut short at it.
+            &format!(r#"(\\"{SECRET_KEY}\\"\s*:\s*)\\"(?:\\\\\\"|[^"\\]|\\[^"])*(?:\\"|$)"#),
             "a JSON value named as a secret",
             "$1\\\"[redacted]\\\"",
+        ),
+        rule(
+            &format!(r#"("{SECRET_KEY}"\s*:\s*)-?[0-9]{{4,}}"#),
+            "a JSON value named as a secret",
+            "$1\"[redacted]\"",
         ),
         rule(
             &format!(r#"(\b{SECRET_KEY}=)[^&\s"'<>]+"#),
@@ -80,12 +87,21 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             "$1[redacted]",
         ),
         rule(
+            // A header or YAML line: `X-Api-Key: k-123`, `password: hunter2`,
+            // `Authorization: Token abc` (the JSON forms are handled above).
+            // Only at the start of a line, as headers and YAML are written, so that prose
+            // ("no valid credential: set `X`") is left alone.
+            &format!(r#"(?m)^([ \t]*{SECRET_KEY})([ \t]*:[ \t]*)([^\s"',;&][^\r\n"',;&]*)"#),
+            "a header or field value named as a secret",
+            "$1$2[redacted]",
+        ),
+        rule(
             r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
             "a JWT",
             MARK,
         ),
         rule(
-            r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{16,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}|\bxox[abprs]-[A-Za-z0-9\-]{10,}|\bglpat-[A-Za-z0-9_\-]{20,}|\bAKIA[0-9A-Z]{16}\b",
+            r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{16,}|\b[srp]k_(?:live|test)_[A-Za-z0-9]{10,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bgithub_pat_[A-Za-z0-9_]{20,}|\bxox[abeprs]-[A-Za-z0-9\-]{10,}|\bxapp-[A-Za-z0-9\-]{10,}|\bglpat-[A-Za-z0-9_\-]{20,}|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_\-]{35}|\bnpm_[A-Za-z0-9]{36}|\bhf_[A-Za-z0-9]{30,}",
             "an API token",
             MARK,
         ),
@@ -101,10 +117,27 @@ pub(crate) fn redact(text: &str, own: Option<&Secret>) -> (String, BTreeSet<&'st
     let mut text = text.to_string();
     if let Some(secret) = own {
         let value = secret.expose();
-        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
-        for form in [value, encoded.as_str()] {
-            if form.len() >= 4 && text.contains(form) {
-                text = text.replace(form, MARK);
+        // The credential as it may come back: as sent, in base64 (basic auth; padded or
+        // not, standard or URL-safe), percent-encoded, or escaped inside JSON.
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        let mut forms = vec![
+            value.to_string(),
+            STANDARD.encode(value),
+            STANDARD_NO_PAD.encode(value),
+            URL_SAFE.encode(value),
+            URL_SAFE_NO_PAD.encode(value),
+            url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
+        ];
+        if let Ok(json) = serde_json::to_string(value) {
+            forms.push(json.trim_matches('"').to_string());
+        }
+        forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+        forms.dedup();
+        for form in forms {
+            if form.len() >= 4 && text.contains(&form) {
+                text = text.replace(&form, MARK);
                 kinds.insert("the credential this run used");
             }
         }
@@ -188,7 +221,7 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles() {
-        assert_eq!(RULES.len(), 7);
+        assert_eq!(RULES.len(), 9);
     }
 
     #[test]
@@ -219,6 +252,12 @@ mod tests {
                 "gh ghp_abcdefghijklmnopqrstuvwxyz0123",
                 "ghp_abcdefghijklmnopqrstuvwxyz0123",
             ),
+            ("X-Api-Key: k-1234567\nother: fine", "k-1234567"),
+            ("password: hunter2", "hunter2"),
+            ("Authorization: Token abc123xyz", "abc123xyz"),
+            (r#"{"api_key": 98765432}"#, "98765432"),
+            ("stripe sk_live_abcdefghij1234", "sk_live_abcdefghij1234"),
+            (r#"{\"password\":\"a\\\"secret\"}"#, "secret"),
             (
                 "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
                 "MIIEowIBAAKCAQEA",
@@ -267,6 +306,13 @@ mod tests {
             "{redacted}"
         );
         assert!(kinds.contains("the credential this run used"));
+        // Percent-encoded and unpadded URL-safe forms too.
+        let (redacted, _) = redact("echo agentc%3As3cr3t-value", Some(&own));
+        assert!(!redacted.contains("s3cr3t"), "{redacted}");
+        let unpadded =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("agentc:s3cr3t-value");
+        let (redacted, _) = redact(&format!("echo {unpadded}"), Some(&own));
+        assert!(!redacted.contains(&unpadded), "{redacted}");
     }
 
     #[test]
@@ -274,6 +320,7 @@ mod tests {
         for text in [
             r#"{"tickets":[{"id":"T-1","title":"Printer jams"}],"max_tokens":100}"#,
             "POST /tickets/search (valid credential) -> 200",
+            "no valid credential: set `TICKETS_TOKEN`",
             "the body breaks its schema: `/tickets/0`: \"id\" is a required property",
         ] {
             let (redacted, kinds) = redact(text, None);
