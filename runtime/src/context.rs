@@ -209,6 +209,23 @@ pub struct EngagementSnapshot {
     /// call's output, so the remote agent is never engaged twice for one call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteWait>,
+    /// Where the first pending call's invocation was when this snapshot was saved
+    /// (AGX-T2), for a server that takes the engagement over after the one running it
+    /// died: under way (a resumed engagement makes the call again only when its tool
+    /// allows, [`crate::tools::Rerun`]), or returned with `obtained_output` (checked
+    /// again from that output, never invoked a second time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<CallJournal>,
+}
+
+/// Where the invocation of a snapshot's first pending call was (AGX-T2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallJournal {
+    /// Sent, or about to be: no answer was recorded.
+    Invoking,
+    /// Answered: the snapshot's `obtained_output` is the answer.
+    Returned,
 }
 
 impl EngagementSnapshot {
@@ -249,6 +266,25 @@ pub trait Checkpoints: Send + Sync {
     async fn end_remote_wait(&self, root_engagement: &str) -> Result<(), String> {
         let _ = root_engagement;
         Ok(())
+    }
+
+    /// Saves the snapshot of a call's invocation (AGX-T2): just before the call is sent
+    /// (`journal` [`CallJournal::Invoking`]) and as soon as it has answered
+    /// ([`CallJournal::Returned`], with the answer), so that a server taking the
+    /// engagement over after this one died never sends a call that returned again, and
+    /// sends one cut off mid-call again only when its tool allows. An error before the
+    /// call means it is not sent (a server that has lost the engagement to another
+    /// must not call its tools); after it, the call fails. By default nothing is saved,
+    /// as a single process that dies takes its engagements with it.
+    async fn journal(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
+        let _ = snapshot;
+        Ok(())
+    }
+
+    /// Whether [`Checkpoints::journal`] saves anything, so that a runtime without a
+    /// store does not build snapshots for nothing.
+    fn journals(&self) -> bool {
+        false
     }
 }
 
@@ -322,6 +358,7 @@ impl WaitPoint<'_> {
                 obtained_output: None,
                 nested: Some(Box::new(snapshot)),
                 remote: None,
+                journal: None,
             }),
         }
     }
@@ -342,8 +379,36 @@ impl WaitPoint<'_> {
             obtained_output: obtained_output.cloned(),
             nested: None,
             remote: None,
+            journal: None,
         });
         self.checkpoints.save(&snapshot).await
+    }
+
+    /// Saves the snapshot of the engagement the user started at a call's invocation
+    /// (AGX-T2): `engagement`'s first pending call is about to be sent (`returned` is
+    /// `None`), or has answered `returned`.
+    pub(crate) async fn journal(
+        &self,
+        engagement: &Engagement,
+        returned: Option<&serde_json::Value>,
+    ) -> Result<(), String> {
+        if !self.checkpoints.journals() {
+            return Ok(());
+        }
+        let snapshot = self.enclose(EngagementSnapshot {
+            engagement: engagement.state(),
+            messages: self.messages.to_vec(),
+            turns: self.turns,
+            pending_calls: self.pending_calls.to_vec(),
+            obtained_output: returned.cloned(),
+            nested: None,
+            remote: None,
+            journal: Some(match returned {
+                None => CallJournal::Invoking,
+                Some(_) => CallJournal::Returned,
+            }),
+        });
+        self.checkpoints.journal(&snapshot).await
     }
 
     /// Saves the snapshot of the engagement the user started, as it is now:
@@ -362,6 +427,7 @@ impl WaitPoint<'_> {
             obtained_output: None,
             nested: None,
             remote: Some(wait),
+            journal: None,
         });
         self.checkpoints.save_remote_wait(&snapshot).await
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::audit::{AuditAction, AuditDetail, AuditRecord};
 use crate::context::{
-    EngagementOutcome, EngagementRequest, EngagementSnapshot, NestedEngagements, Nesting,
-    OuterCall, RemoteWait, Runtime, WaitPoint, fresh_engagement_id,
+    CallJournal, EngagementOutcome, EngagementRequest, EngagementSnapshot, NestedEngagements,
+    Nesting, OuterCall, RemoteWait, Runtime, WaitPoint, fresh_engagement_id,
 };
 use crate::enforce::{
     CallOutcome, Caller, Refusal, agent_output, enforce_call_as, evaluate_exposes, run_guardrail,
@@ -18,7 +18,7 @@ use crate::model::{Message, Model, ModelTurn, ToolCall, ToolDescription};
 use crate::remote::{remote_wait_fits, resume_remote_call};
 use crate::review::{ReviewDecision, ReviewRequest, answer_approves};
 use crate::spec::{AgentSpec, CapabilityKind};
-use crate::tools::ToolError;
+use crate::tools::{Rerun, ToolError};
 
 /// What a resumed engagement already has for the first of its pending calls.
 enum Resumed {
@@ -78,6 +78,15 @@ fn refusal_reason(refusal: &Refusal, guardrail: &str) -> FailureReason {
                 detail: refusal.reason.clone(),
             }
         }
+        // Not sent: the engagement stops where it is (another instance may hold it).
+        RefusalStage::Journal => FailureReason::Interrupted {
+            detail: refusal.reason.clone(),
+        },
+        // Sent and answered, but not recorded: a person must look at the tool.
+        RefusalStage::JournalAnswer => FailureReason::OutcomeUnknown {
+            tool: refusal.tool.clone(),
+            detail: refusal.reason.clone(),
+        },
         _ => FailureReason::Audit {
             detail: refusal.reason.clone(),
         },
@@ -114,6 +123,7 @@ impl Conversation {
             obtained_output: None,
             nested: None,
             remote: None,
+            journal: None,
         };
         EngagementOutcome {
             engagement_id: engagement.id().to_string(),
@@ -306,9 +316,15 @@ fn resume_at<'a>(
                 return failed_restore(agent, &snapshot, detail.to_string());
             }
         };
+        let journal = snapshot.journal.take();
         if let Some(resumed) = &resumed
-            && let Err(detail) =
-                resumed_fits(runtime, agent, snapshot.pending_calls.first(), resumed)
+            && let Err(detail) = resumed_fits(
+                runtime,
+                agent,
+                snapshot.pending_calls.first(),
+                resumed,
+                journal == Some(CallJournal::Returned),
+            )
         {
             audit_unresumable(runtime, agent, &snapshot, &detail);
             return failed_restore(agent, &snapshot, detail);
@@ -317,6 +333,25 @@ fn resume_at<'a>(
             Ok(conversation) => conversation,
             Err(outcome) => return *outcome,
         };
+        // AGX-T2: the call was under way when the server running it died. It is made
+        // again only when its tool allows; otherwise its outcome is unknown, and the
+        // engagement ends there for a person to resolve, nothing retried.
+        if journal == Some(CallJournal::Invoking)
+            && resumed.is_none()
+            && let Some(call) = snapshot.pending_calls.first()
+            && rerun_of(runtime, agent, call) == Rerun::Never
+        {
+            let detail = "the server running the engagement stopped while the call was under way, and its tool neither only reads nor takes an idempotency key";
+            audit_unresumable(runtime, agent, &snapshot, detail);
+            fail(
+                &mut conversation.engagement,
+                FailureReason::OutcomeUnknown {
+                    tool: call.name.clone(),
+                    detail: detail.to_string(),
+                },
+            );
+            return conversation.finish(None, serde_json::Map::new());
+        }
         tracing::info!(
             engagement = %conversation.engagement.id(),
             agent = %agent.name,
@@ -358,6 +393,7 @@ fn resumed_fits(
     agent: &AgentSpec,
     call: Option<&ToolCall>,
     resumed: &Resumed,
+    journaled: bool,
 ) -> Result<(), String> {
     let Some(call) = call else {
         return Err("the snapshot has an obtained result but no pending call".to_string());
@@ -367,11 +403,15 @@ fn resumed_fits(
         .and_then(|index| agent.capabilities.get(index))
         .ok_or_else(|| format!("`{}` is not a capability of `{}`", call.name, agent.name))?;
     match resumed {
-        Resumed::Output(_) => capability
+        // An output is saved before its review, or (AGX-T2) as the answer of a call
+        // journaled at its invocation; a remote agent's call is never journaled so
+        // (its wait is saved with its location instead).
+        Resumed::Output(_) => (capability
             .output_restriction
             .as_ref()
             .is_some_and(|restriction| restriction.require_review.is_some())
-            .then_some(())
+            || (journaled && !matches!(capability.kind, CapabilityKind::RemoteAgent { .. })))
+        .then_some(())
             .ok_or_else(|| {
                 format!(
                     "the snapshot has an output of `{}`, whose output is not reviewed",
@@ -388,6 +428,18 @@ fn resumed_fits(
             }),
         Resumed::Remote(wait) => remote_wait_fits(runtime, capability, call, wait).map(|_| ()),
     }
+}
+
+/// Whether `call`, cut off mid-call, may be made again (AGX-T2): as its tool's
+/// backend says; a capability without a backend of its own (an agent of the set) or
+/// unknown here, never.
+fn rerun_of(runtime: &Runtime, agent: &AgentSpec, call: &ToolCall) -> Rerun {
+    agent
+        .capability_index(&call.name)
+        .and_then(|index| agent.capabilities.get(index))
+        .and_then(|capability| runtime.tools.get(&capability.name))
+        .and_then(|tool| tool.backend().ok())
+        .map_or(Rerun::Never, |backend| backend.rerun())
 }
 
 /// AGX-S1: turning enforcement off is never silent. Each stage whose restriction only

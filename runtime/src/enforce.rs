@@ -40,7 +40,7 @@ use crate::review::{ReviewDecision, ReviewRequest, call_hash};
 use crate::spec::{
     AgentSpec, CapabilityKind, CapabilitySpec, GuardrailSpec, RestrictionSpec, ReviewerRef,
 };
-use crate::tools::{RegisteredTool, ToolBackend, ToolContext, ToolError};
+use crate::tools::{RegisteredTool, Rerun, ToolBackend, ToolContext, ToolError};
 
 /// How deeply a tool call's arguments may nest: far below the 128 levels at which JSON
 /// parsers (serde_json's included) stop, so that the audit entry and the stored
@@ -104,6 +104,12 @@ pub enum RefusalStage {
     Finished,
     /// The turn or the engagement asked for more calls than its limit (AGX-L1/L2).
     CallLimit,
+    /// The call could not be journaled before it was sent (AGX-T2): it was not sent.
+    Journal,
+    /// The call's answer could not be journaled (AGX-T2): the call had its effect, and
+    /// the engagement must not go on as if it had not (a model told it failed could
+    /// make it again).
+    JournalAnswer,
 }
 
 impl RefusalStage {
@@ -142,6 +148,8 @@ impl RefusalStage {
             RefusalStage::Guardrail => "guardrail",
             RefusalStage::Finished => "finished",
             RefusalStage::CallLimit => "call_limit",
+            RefusalStage::Journal => "journal",
+            RefusalStage::JournalAnswer => "journal_answer",
         }
     }
 
@@ -165,6 +173,7 @@ impl RefusalStage {
             RefusalStage::Guardrail => "a guardrail stopped the engagement",
             RefusalStage::Finished => "the engagement has ended",
             RefusalStage::CallLimit => "too many tool calls were asked for",
+            RefusalStage::Journal | RefusalStage::JournalAnswer => "the call could not be recorded",
         }
     }
 
@@ -180,6 +189,8 @@ impl RefusalStage {
                 | RefusalStage::Guardrail
                 | RefusalStage::Finished
                 | RefusalStage::CallLimit
+                | RefusalStage::Journal
+                | RefusalStage::JournalAnswer
         )
     }
 }
@@ -734,10 +745,13 @@ async fn enforce_call_inner(
         )
         .await?;
 
-    let output = match caller.obtained {
-        Some(obtained) => obtained
-            .clone()
-            .map_err(|error| context.refuse(engagement, RefusalStage::Invoke, error.to_string()))?,
+    let (output, journaled) = match caller.obtained {
+        Some(obtained) => (
+            obtained.clone().map_err(|error| {
+                context.refuse(engagement, RefusalStage::Invoke, error.to_string())
+            })?,
+            false,
+        ),
         None => invoke(&context, engagement, index, capability, tool, caller).await?,
     };
     if let Err(error) = tool.validate_output(&output) {
@@ -767,6 +781,20 @@ async fn enforce_call_inner(
         )
         .await?;
 
+    // AGX-T2: the answer is journaled once it has passed every output check, never
+    // before (refused data is never stored): a server that takes the engagement over
+    // from here goes on from this answer rather than invoking the call again. Until
+    // then the journal says only that the call was under way.
+    if journaled
+        && let Some(point) = caller.wait_point
+        && let Err(detail) = point.journal(engagement, Some(&output)).await
+    {
+        return Err(context.refuse(
+            engagement,
+            RefusalStage::JournalAnswer,
+            format!("the call's answer could not be journaled: {detail}"),
+        ));
+    }
     // OAS-C2: without `collect_results` the engagement keeps the input only.
     let recorded = if capability.collect_results {
         output_invocation
@@ -789,7 +817,7 @@ async fn invoke(
     capability: &CapabilitySpec,
     tool: &RegisteredTool,
     caller: Caller<'_>,
-) -> Result<serde_json::Value, Refusal> {
+) -> Result<(serde_json::Value, bool), Refusal> {
     let runtime = context.runtime;
 
     let identity = Identity::choose(
@@ -814,7 +842,11 @@ async fn invoke(
             return Err(context.refuse(engagement, RefusalStage::Invoke, error.to_string()));
         }
     };
-    let tool_context = ToolContext::for_call(engagement, &context.agent.name, identity, credential);
+    let mut tool_context =
+        ToolContext::for_call(engagement, &context.agent.name, identity, credential);
+    // Whether the invocation was journaled (AGX-T2), so its answer is journaled too once
+    // it has passed the output checks.
+    let mut journaled = false;
     // The engagement awaits the tool from the moment the call has to wait for it. A
     // tool that answers at its first poll (an in-process tool, a cached answer) never
     // leaves the call, so nothing could see the status in between, and it is not set.
@@ -845,6 +877,25 @@ async fn invoke(
                     .await)
                 }
                 _ => {
+                    if backend.rerun() == Rerun::WithIdempotencyKey {
+                        tool_context.idempotency_key =
+                            Some(idempotency_key(engagement, &capability.name, context.call));
+                    }
+                    // AGX-T2: the call is journaled before it is sent, so a server
+                    // that takes the engagement over knows it may have had its effect;
+                    // a journal that cannot be written (the engagement is another
+                    // server's now) stops the call before it is sent.
+                    if let Some(point) = caller.wait_point
+                        && let Err(detail) = point.journal(engagement, None).await
+                    {
+                        drop(tool_context);
+                        return Err(context.refuse(
+                            engagement,
+                            RefusalStage::Journal,
+                            format!("the call could not be journaled: {detail}"),
+                        ));
+                    }
+                    journaled = caller.wait_point.is_some();
                     within(
                         deadline,
                         backend.invoke(&context.call.arguments, &tool_context),
@@ -888,7 +939,22 @@ async fn invoke(
         }
         Ok(Ok(output)) => output,
     };
-    Ok(output)
+    Ok((output, journaled))
+}
+
+/// The idempotency key of a call (AGX-T2): a digest of the engagement, the call's
+/// place in it (how many calls it had asked for before) and the call itself. Every
+/// attempt of one call carries the same key, on any server, since a server that takes
+/// the engagement over restores that place from its snapshot; two calls never share
+/// one. It names nothing the tool does not already see.
+fn idempotency_key(engagement: &Engagement, tool: &str, call: &ToolCall) -> String {
+    let place = engagement.call_list().len() + engagement.refused().len();
+    let text = format!(
+        "agentc idempotency key\n{}\n{place}\n{}",
+        engagement.id(),
+        call_hash(tool, "call", &call.arguments, None)
+    );
+    crate::review::sha256_hex(text.as_bytes())
 }
 
 /// Runs `future` under a deadline of `limit` from now, as `tokio::time::timeout` does,

@@ -67,6 +67,11 @@ pub enum FailureReason {
     /// saved), or the process running it stopped before it reached one, so it cannot be
     /// resumed faithfully and is ended rather than guessed at.
     Interrupted { detail: String },
+    /// The server running the engagement died while a call was under way, and the call
+    /// may not be made again (AGX-T2: its tool neither only reads nor takes an
+    /// idempotency key), so whether it had its effect is unknown: a person must look
+    /// at the tool and resolve it. Nothing is retried.
+    OutcomeUnknown { tool: String, detail: String },
 }
 
 /// Where an engagement is in its life.

@@ -14,8 +14,10 @@ use async_trait::async_trait;
 use reqwest::header::{ACCEPT, HeaderName, HeaderValue};
 
 use crate::credentials::Secret;
-use crate::spec::{AuthScheme, HttpBindingSpec, HttpMethod, SpecSet, ToolBinding, ToolBindingSpec};
-use crate::tools::{ToolBackend, ToolContext, ToolError, ToolRegistry};
+use crate::spec::{
+    AuthScheme, HttpBindingSpec, HttpMethod, SpecSet, ToolBinding, ToolBindingSpec, ToolEffect,
+};
+use crate::tools::{Rerun, ToolBackend, ToolContext, ToolError, ToolRegistry};
 
 /// The per-call deadline when the binding names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,6 +94,10 @@ pub struct HttpTool {
     max_response_bytes: usize,
     retry_backoff: Duration,
     auth: AuthScheme,
+    /// The header that carries each call's idempotency key (AGX-T2).
+    idempotency_header: Option<HeaderName>,
+    /// What a call does (AGX-T2), when the tool document says.
+    effect: Option<ToolEffect>,
 }
 
 impl HttpTool {
@@ -147,6 +153,13 @@ impl HttpTool {
         {
             return Err(invalid(format!("`{header}` is not a header name")));
         }
+        let idempotency_header = match &binding.idempotency_header {
+            None => None,
+            Some(header) => Some(
+                HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| invalid(format!("`{header}` is not a header name")))?,
+            ),
+        };
         Ok(HttpTool {
             name: name.to_string(),
             client,
@@ -159,7 +172,15 @@ impl HttpTool {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             auth: auth.clone(),
+            idempotency_header,
+            effect: None,
         })
+    }
+
+    /// Sets what a call does (AGX-T2, the tool document's `effect`).
+    pub fn with_effect(mut self, effect: Option<ToolEffect>) -> Self {
+        self.effect = effect;
+        self
     }
 
     /// Sets the response size limit.
@@ -284,6 +305,7 @@ impl HttpTool {
         &self,
         input: &serde_json::Value,
         credential: Option<&Secret>,
+        idempotency_key: Option<&str>,
     ) -> Result<serde_json::Value, AttemptError> {
         let (url, rest) = self.url_for(input).map_err(AttemptError::Final)?;
         let request = if self.method == HttpMethod::Get {
@@ -291,6 +313,17 @@ impl HttpTool {
             self.client.request(self.method(), url)
         } else {
             self.client.request(self.method(), url).json(&rest)
+        };
+        let request = match (&self.idempotency_header, idempotency_key) {
+            (Some(header), Some(key)) => request.header(header.clone(), key),
+            // A tool that takes a key is never called without one: a call made without
+            // it could not be told apart from its repetition.
+            (Some(_), None) => {
+                return Err(AttemptError::Final(
+                    self.failed("the call has no idempotency key"),
+                ));
+            }
+            (None, _) => request,
         };
         let request = self
             .authorize(request.header(ACCEPT, "application/json"), credential)
@@ -355,15 +388,17 @@ impl HttpTool {
         &self,
         input: &serde_json::Value,
         credential: Option<&Secret>,
+        idempotency_key: Option<&str>,
     ) -> Result<serde_json::Value, ToolError> {
         let mut backoff = self.retry_backoff;
         let mut attempt = 0;
+        // With a key, the tool itself makes a repetition harmless (AGX-T2).
+        let repeatable = self.method.is_idempotent()
+            || (self.idempotency_header.is_some() && idempotency_key.is_some());
         loop {
-            match self.attempt(input, credential).await {
+            match self.attempt(input, credential, idempotency_key).await {
                 Ok(output) => return Ok(output),
-                Err(AttemptError::Transient(error))
-                    if self.method.is_idempotent() && attempt < MAX_RETRIES =>
-                {
+                Err(AttemptError::Transient(error)) if repeatable && attempt < MAX_RETRIES => {
                     attempt += 1;
                     tracing::debug!(tool = %self.name, attempt, %error, "retrying an idempotent request");
                     tokio::time::sleep(backoff).await;
@@ -395,12 +430,26 @@ impl ToolBackend for HttpTool {
         // The deadline covers every attempt and the pauses between them.
         match tokio::time::timeout(
             self.timeout,
-            self.call_with_retries(input, context.credential.as_ref()),
+            self.call_with_retries(
+                input,
+                context.credential.as_ref(),
+                context.idempotency_key.as_deref(),
+            ),
         )
         .await
         {
             Ok(result) => result,
             Err(_) => Err(ToolError::Timeout(self.name.clone())),
+        }
+    }
+
+    fn rerun(&self) -> Rerun {
+        if self.idempotency_header.is_some() {
+            Rerun::WithIdempotencyKey
+        } else if self.effect == Some(ToolEffect::Read) {
+            Rerun::Read
+        } else {
+            Rerun::Never
         }
     }
 }
@@ -417,7 +466,8 @@ impl ToolRegistry {
         for binding in bindings {
             if let ToolBinding::Http(http) = &binding.binding {
                 let tool =
-                    HttpTool::with_client(client.clone(), &binding.tool, http, &binding.auth)?;
+                    HttpTool::with_client(client.clone(), &binding.tool, http, &binding.auth)?
+                        .with_effect(binding.effect);
                 self.bind(&binding.tool, Arc::new(tool))?;
                 bound += 1;
             }

@@ -41,8 +41,8 @@ pub use audit::{
 };
 pub use check::{CelCheck, Check, CheckError, FieldLookup, FnCheck, VariableSource};
 pub use context::{
-    Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest, EngagementSnapshot,
-    Memory, RemoteWait, Runtime, fresh_engagement_id, fresh_id,
+    CallJournal, Checkpoints, DEFAULT_MAX_AGENT_DEPTH, EngagementOutcome, EngagementRequest,
+    EngagementSnapshot, Memory, RemoteWait, Runtime, fresh_engagement_id, fresh_id,
 };
 pub use credentials::{
     CredentialError, CredentialProvider, EnvCredentials, Identity, InMemoryCredentials, Secret,
@@ -64,9 +64,9 @@ pub use review::{ReviewDecision, ReviewRequest, Reviewer, StaticReviewer, answer
 pub use spec::{
     AgentSpec, AuthScheme, CallLimits, CapabilitySpec, GuardrailSpec, HttpBindingSpec, HttpMethod,
     McpBindingSpec, McpTransport, RestrictionSpec, ReviewerRef, SpecError, SpecSet, ToolBinding,
-    ToolBindingSpec, ToolSpec,
+    ToolBindingSpec, ToolEffect, ToolSpec,
 };
 pub use tools::{
-    BoundBackend, MockTool, NativeTool, RegisteredTool, ToolBackend, ToolContext, ToolError,
+    BoundBackend, MockTool, NativeTool, RegisteredTool, Rerun, ToolBackend, ToolContext, ToolError,
     ToolRegistry,
 };

@@ -270,6 +270,19 @@ pub struct ToolBindingSpec {
     pub binding: ToolBinding,
     /// How it authenticates its callers.
     pub auth: AuthScheme,
+    /// What a call does to the world (AGX-T2), when the document says.
+    pub effect: Option<ToolEffect>,
+}
+
+/// What a tool's call does to the world (AGX-T2, the tool document's `effect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ToolEffect {
+    /// Nothing: running the call again is safe.
+    Read,
+    /// It changes state the tool keeps.
+    Write,
+    /// It sends data out of the tool.
+    Egress,
 }
 
 impl ToolBindingSpec {
@@ -280,6 +293,14 @@ impl ToolBindingSpec {
             tool: tool.name.value.clone(),
             binding: lower_binding(&tool.binding),
             auth: lower_auth(tool.auth.as_ref()),
+            effect: tool.effect.map(|effect| {
+                use agentc_compiler::documents::tool::ToolEffect as Declared;
+                match effect {
+                    Declared::Read => ToolEffect::Read,
+                    Declared::Write => ToolEffect::Write,
+                    Declared::Egress => ToolEffect::Egress,
+                }
+            }),
         }
     }
 }
@@ -339,6 +360,9 @@ pub struct HttpBindingSpec {
     pub url: String,
     /// The per-call timeout in milliseconds; 30 000 when absent.
     pub timeout_ms: Option<u64>,
+    /// The header that carries each call's idempotency key (AGX-T2), when the tool
+    /// takes one.
+    pub idempotency_header: Option<String>,
 }
 
 /// The HTTP methods a binding may use.
@@ -409,6 +433,10 @@ fn lower_binding(binding: &agentc_compiler::documents::tool::Binding) -> ToolBin
             },
             url: http.url.value.clone(),
             timeout_ms: http.timeout_ms.as_ref().map(|timeout| timeout.value),
+            idempotency_header: http
+                .idempotency_header
+                .as_ref()
+                .map(|header| header.value.clone()),
         });
     }
     if let Some(mcp) = &binding.mcp {

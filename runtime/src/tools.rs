@@ -25,6 +25,10 @@ pub struct ToolContext {
     pub identity: Identity,
     /// The credential for that identity, if any.
     pub credential: Option<Secret>,
+    /// The call's idempotency key (AGX-T2), given to a backend that takes one
+    /// ([`Rerun::WithIdempotencyKey`]): derived from the engagement and the call's place
+    /// in it, so every attempt of one call, on any server, carries the same key.
+    pub idempotency_key: Option<String>,
 }
 
 impl ToolContext {
@@ -42,8 +46,23 @@ impl ToolContext {
             agent: share_or_copy(Some(engagement.shared_agent()), agent),
             identity,
             credential,
+            idempotency_key: None,
         }
     }
+}
+
+/// Whether a call that was cut off mid-call (the server running it died between
+/// sending it and recording its answer) may be made again by the server that takes
+/// the engagement over (AGX-T2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerun {
+    /// No: its effect may have happened, and a second call could repeat it. The
+    /// engagement ends with the call's outcome unknown, for a person to resolve.
+    Never,
+    /// Yes: the call only reads (`effect: read`).
+    Read,
+    /// Yes, with the same idempotency key, which the tool uses to have the effect once.
+    WithIdempotencyKey,
 }
 
 /// Why a tool call failed.
@@ -103,6 +122,12 @@ pub trait ToolBackend: BackendAny + Send + Sync {
         input: &serde_json::Value,
         context: &ToolContext,
     ) -> Result<serde_json::Value, ToolError>;
+
+    /// Whether a call cut off mid-call may be made again (AGX-T2); by default not,
+    /// since nothing says the call has no effect (fail closed).
+    fn rerun(&self) -> Rerun {
+        Rerun::Never
+    }
 }
 
 /// A backend as [`std::any::Any`], for downcasting to a concrete backend type.
@@ -442,6 +467,7 @@ mod tests {
             agent: "a".into(),
             identity: Identity::Anonymous,
             credential: None,
+            idempotency_key: None,
         };
         let output = tool
             .backend()

@@ -33,6 +33,7 @@ fn context(credential: Option<&str>) -> ToolContext {
         agent: "caller".into(),
         identity: Identity::Static("kb_ro".into()),
         credential: credential.map(Secret::new),
+        idempotency_key: None,
     }
 }
 
@@ -41,6 +42,7 @@ fn http_tool(server: &MockServer, method: HttpMethod, auth: AuthScheme) -> HttpT
         method,
         url: format!("{}/search", server.uri()),
         timeout_ms: Some(2_000),
+        idempotency_header: None,
     };
     HttpTool::new("kb_search", &binding, &auth)
         .unwrap()
@@ -141,6 +143,7 @@ async fn http_timeout_is_an_error() {
         method: HttpMethod::Post,
         url: format!("{}/search", server.uri()),
         timeout_ms: Some(100),
+        idempotency_header: None,
     };
     let tool = HttpTool::new("kb_search", &binding, &AuthScheme::None).unwrap();
     assert_eq!(tool.timeout(), Duration::from_millis(100));
@@ -273,6 +276,7 @@ async fn http_connection_refused_is_an_error() {
         method: HttpMethod::Get,
         url: format!("http://127.0.0.1:{port}/search"),
         timeout_ms: Some(2_000),
+        idempotency_header: None,
     };
     let tool = HttpTool::new("kb_search", &binding, &AuthScheme::None)
         .unwrap()
@@ -352,6 +356,7 @@ fn credentials_never_travel_over_plain_http_off_loopback() {
         method: HttpMethod::Post,
         url: url.into(),
         timeout_ms: None,
+        idempotency_header: None,
     };
     let credentialed = [
         AuthScheme::Bearer,
@@ -400,6 +405,7 @@ fn http_bindings_must_be_http_urls() {
             method: HttpMethod::Get,
             url: url.into(),
             timeout_ms: None,
+            idempotency_header: None,
         };
         assert!(matches!(
             HttpTool::new("t", &binding, &AuthScheme::None),
@@ -597,8 +603,10 @@ async fn registry_binds_http_tools_and_mocks_override_them() {
                 method: HttpMethod::Post,
                 url: format!("{}/search", server.uri()),
                 timeout_ms: Some(2000),
+                idempotency_header: None,
             }),
             auth: AuthScheme::Bearer,
+            effect: None,
         }]
     );
     let mut tools = ToolRegistry::with_http_tools(&set).unwrap();
@@ -1164,6 +1172,7 @@ async fn agx_h1_path_parameters_fill_their_segment_and_never_change_the_route() 
                 method,
                 url: format!("{}{url}", server.uri()),
                 timeout_ms: Some(2_000),
+                idempotency_header: None,
             },
             &AuthScheme::None,
         )

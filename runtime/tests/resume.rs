@@ -1019,6 +1019,7 @@ fn context() -> ToolContext {
         agent: "caller".into(),
         identity: Identity::Static("vendor_link".into()),
         credential: Some(Secret::new("company-token")),
+        idempotency_key: None,
     }
 }
 

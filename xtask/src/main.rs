@@ -25,6 +25,8 @@
 //!   committed files are stale.
 //! - `mcp-peers`: installs the pinned real MCP servers, conformance suite and Python SDK
 //!   the tests drive (`mcp_peers.rs`); `ci` does it before the tests.
+//! - `with-postgres COMMAND...`: runs COMMAND with a throwaway PostgreSQL server
+//!   (`postgres.rs`) and its URL in `AGENTC_TEST_POSTGRES_URL`; `ci` runs the tests so.
 
 #![forbid(unsafe_code)]
 
@@ -36,6 +38,7 @@ mod fuzz_smoke;
 mod layers;
 mod mcp_peers;
 mod outside;
+mod postgres;
 mod tiny_model;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
             println!("{}", at.display());
         }),
         "outside" => outside::run(&workspace_root()),
+        "with-postgres" => with_postgres(rest),
         "compile-times" if rest.iter().any(|a| a == "--instructions") => {
             compile_times::run_instructions(&workspace_root())
         }
@@ -77,7 +81,7 @@ fn main() -> ExitCode {
         ),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | codegen [--check] | layers | mcp-peers | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N] | agentdojo [--data DIR] [--out DIR] [--check]>"
+                "usage: cargo xtask <ci | codegen [--check] | layers | mcp-peers | with-postgres COMMAND... | api-fuzz | fuzz-smoke [--iterations N | --libfuzzer SECONDS] | bench | compile-times [--instructions] | cel-conformance [--failures FILE] | tiny-model DIR [--gguf FILE] [--seed N] | agentdojo [--data DIR] [--out DIR] [--check]>"
             );
             return ExitCode::from(2);
         }
@@ -88,6 +92,26 @@ fn main() -> ExitCode {
             eprintln!("xtask {task}: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `cargo xtask with-postgres COMMAND...`: COMMAND with a throwaway PostgreSQL server.
+fn with_postgres(command: &[String]) -> Result<(), String> {
+    let (program, arguments) = command
+        .split_first()
+        .ok_or("usage: cargo xtask with-postgres COMMAND...")?;
+    let cluster = postgres::start()?;
+    let status = Command::new(program)
+        .args(arguments)
+        .env(postgres::URL_VARIABLE, &cluster.url)
+        .env(postgres::REQUIRE_VARIABLE, "1")
+        .status()
+        .map_err(|error| format!("cannot run `{program}`: {error}"))?;
+    drop(cluster);
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({status})", command.join(" ")))
     }
 }
 
@@ -174,8 +198,14 @@ pub fn remove_cargo_run_variables(command: &mut Command) {
 }
 
 fn cargo(arguments: &[&str]) -> Result<(), String> {
+    cargo_with_env(arguments, &[])
+}
+
+/// `cargo ARGUMENTS` with `variables` set.
+fn cargo_with_env(arguments: &[&str], variables: &[(&str, &str)]) -> Result<(), String> {
     eprintln!("$ cargo {}", arguments.join(" "));
     let status = cargo_command()
+        .envs(variables.iter().copied())
         .args(arguments)
         .current_dir(workspace_root())
         .status()
@@ -202,7 +232,17 @@ fn ci() -> Result<(), String> {
     mcp_peers::install(&workspace_root())?;
     // Debian's Chromium, which the review console's browser tests drive.
     mcp_peers::ensure_chromium()?;
-    cargo(&["test", "--workspace"])?;
+    // A real PostgreSQL for the shared store and the several-instance tests, which
+    // fail (rather than skip) without it here.
+    let cluster = postgres::start()?;
+    cargo_with_env(
+        &["test", "--workspace"],
+        &[
+            (postgres::URL_VARIABLE, cluster.url.as_str()),
+            (postgres::REQUIRE_VARIABLE, "1"),
+        ],
+    )?;
+    drop(cluster);
     // The seven agent-readiness tests on the examples' tools (mocks from their tool
     // documents), and the OpenAgentSpec behaviour cases on the runtime.
     cargo(&[

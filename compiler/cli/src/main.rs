@@ -165,9 +165,24 @@ enum Command {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: String,
-        /// The SQLite database (created on first start).
+        /// Where engagements, reviews and the audit trail are kept: an SQLite file
+        /// (created on first start; one server), or a PostgreSQL URL
+        /// (`postgres://user:password@host/db`, `?sslmode=require` for TLS) that several
+        /// servers share, each taking over the engagements of one that died.
         #[arg(long, default_value = "agentc.db")]
-        db: PathBuf,
+        db: String,
+        /// With a PostgreSQL `--db`: the PEM file of the certificate authority to trust
+        /// for its TLS (default: the web's roots).
+        #[arg(long)]
+        db_ca_cert: Option<PathBuf>,
+        /// How long this server's lease on its engagements lasts without a heartbeat,
+        /// in milliseconds; then another server sharing the database takes them over.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+        lease_ms: u64,
+        /// How often the lease is renewed (and engagements to take over are looked
+        /// for), in milliseconds; under `--lease-ms`.
+        #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+        heartbeat_ms: u64,
         /// The callers: a JSON file of bearer tokens and API keys, each mapped to a user
         /// id and email, and the per-user rate limit.
         #[arg(long)]
@@ -613,6 +628,9 @@ fn main() -> ExitCode {
             paths,
             bind,
             db,
+            db_ca_cert,
+            lease_ms,
+            heartbeat_ms,
             auth_config,
             model,
             agent_models,
@@ -639,6 +657,9 @@ fn main() -> ExitCode {
                 inputs,
                 bind: &bind,
                 db: &db,
+                db_ca_cert: db_ca_cert.as_deref(),
+                lease_ms,
+                heartbeat_ms,
                 auth_config: &auth_config,
                 model: &model,
                 agent_models: &agent_models,

@@ -11,13 +11,23 @@ use agentc_compiler::SourceInput;
 use agentc_runtime::{
     CredentialProvider, EnvCredentials, InMemoryCredentials, Model, RemoteLimits, ToolRegistry,
 };
-use agentc_server::{AuthConfig, Engine, RateLimitConfig, ServerConfig, ServerParts, SqliteStore};
+use agentc_server::{
+    AuthConfig, Engine, PostgresStore, RateLimitConfig, ServerConfig, ServerParts, SqliteStore,
+    Store,
+};
 
 /// What `agentc serve` was asked to do.
 pub struct ServeRequest<'a> {
     pub inputs: Vec<SourceInput>,
     pub bind: &'a str,
-    pub db: &'a Path,
+    /// An SQLite file, or a PostgreSQL URL.
+    pub db: &'a str,
+    /// The certificate authority of the PostgreSQL server's TLS.
+    pub db_ca_cert: Option<&'a Path>,
+    /// The lease on engagements, in milliseconds.
+    pub lease_ms: u64,
+    /// The heartbeat interval, in milliseconds.
+    pub heartbeat_ms: u64,
     pub auth_config: &'a Path,
     pub model: &'a str,
     pub agent_models: &'a [String],
@@ -58,6 +68,11 @@ pub fn serve(request: ServeRequest<'_>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `--db` names a PostgreSQL database rather than an SQLite file.
+fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
 /// A model for serving: a scripted model answers by its position in each
@@ -116,6 +131,8 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
             .map(crate::audit::read_signing_key)
             .transpose()?,
         audit_checkpoint_every: request.audit_checkpoint_every,
+        lease_ttl: std::time::Duration::from_millis(request.lease_ms),
+        heartbeat_interval: std::time::Duration::from_millis(request.heartbeat_ms),
         ..ServerConfig::default()
     };
     let mut tools =
@@ -142,34 +159,44 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
         }
         None => Arc::new(EnvCredentials::new()),
     };
-    let store = SqliteStore::open(request.db)
-        .map_err(|error| format!("cannot open `{}`: {error}", request.db.display()))?;
+    let (store, database): (Arc<dyn Store>, String) = if is_postgres_url(request.db) {
+        let store = tokio_runtime
+            .block_on(PostgresStore::connect(request.db, request.db_ca_cert))
+            .map_err(|error| format!("cannot open the PostgreSQL database: {error}"))?;
+        // The URL may hold a password: it is never printed.
+        (Arc::new(store), "PostgreSQL (shared)".to_string())
+    } else {
+        let store = SqliteStore::open(Path::new(request.db))
+            .map_err(|error| format!("cannot open `{}`: {error}", request.db))?;
+        (Arc::new(store), request.db.to_string())
+    };
     let hosted: Vec<String> = loaded
         .agents
         .iter()
         .map(|agent| agent.spec.name.clone())
         .collect();
-    let engine = Engine::new(ServerParts {
-        agents: loaded.agents,
-        set_agents: loaded.specs.agents.clone(),
-        tools,
-        credentials,
-        model,
-        agent_models,
-        store: Arc::new(store),
-        auth,
-        config,
-    })
-    .map_err(|error| error.to_string())?;
+    let engine = tokio_runtime
+        .block_on(Engine::new(ServerParts {
+            agents: loaded.agents,
+            set_agents: loaded.specs.agents.clone(),
+            tools,
+            credentials,
+            model,
+            agent_models,
+            store,
+            auth,
+            config,
+        }))
+        .map_err(|error| error.to_string())?;
     tokio_runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(request.bind)
             .await
             .map_err(|error| format!("cannot listen on `{}`: {error}", request.bind))?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;
         eprintln!(
-            "agentc serve: http://{address} — agents: {}; database {}",
+            "agentc serve: http://{address} — agents: {}; database {database}; instance {}",
             hosted.join(", "),
-            request.db.display()
+            engine.instance()
         );
         let served = agentc_server::serve(engine, listener, agentc_server::shutdown_signal())
             .await

@@ -48,8 +48,11 @@ fn write_traces(db: &Path, agent: Option<&str>) -> Result<(usize, usize), String
         return Err(format!("no database at `{}`", db.display()));
     }
     let store = SqliteStore::open(db).map_err(|error| error.to_string())?;
-    let mut records = store
-        .engagements_in_states(STATES)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|error| error.to_string())?;
+    let mut records = runtime
+        .block_on(store.engagements_in_states(STATES))
         .map_err(|error| error.to_string())?;
     records.retain(|record| agent.is_none_or(|agent| record.agent == agent));
     records.sort_by(|left, right| {

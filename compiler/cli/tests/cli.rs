@@ -545,8 +545,10 @@ fn audit_export_writes_a_server_databases_trail_for_verify() {
     {
         let store: std::sync::Arc<dyn agentc_server::Store> =
             std::sync::Arc::new(agentc_server::SqliteStore::open(&database).unwrap());
-        let log = AuditLog::new(Box::new(agentc_server::store::StoreAuditWriter::new(store)))
-            .with_checkpoints(key.clone(), 2);
+        let log = AuditLog::new(Box::new(agentc_server::store::StoreAuditWriter::new(
+            store, "main",
+        )))
+        .with_checkpoints(key.clone(), 2);
         for action in [
             AuditAction::Intended,
             AuditAction::Denied,

@@ -343,18 +343,24 @@ fn agx_r1_a_servers_database_exports_replayable_traces() {
     let db = directory.join("server.db");
     let _ = std::fs::remove_file(&db);
     let store = SqliteStore::open(&db).unwrap();
-    store
-        .insert_engagement(&EngagementRecord {
-            id: outcome.engagement_id.clone(),
-            agent: "mail_agent".into(),
-            user,
-            status: serde_json::to_value(&outcome.status).unwrap(),
-            text: outcome.text.clone(),
-            exposes: outcome.exposes.clone(),
-            snapshot: Some(outcome.snapshot.clone()),
-            created_at_ms: 1,
-            updated_at_ms: 1,
-        })
+    let record = EngagementRecord {
+        id: outcome.engagement_id.clone(),
+        agent: "mail_agent".into(),
+        user,
+        status: serde_json::to_value(&outcome.status).unwrap(),
+        text: outcome.text.clone(),
+        exposes: outcome.exposes.clone(),
+        snapshot: Some(outcome.snapshot.clone()),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        owner: "i_test".into(),
+        fence: 1,
+        pending_input: None,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(store.insert_engagement(&record))
         .unwrap();
     drop(store);
 

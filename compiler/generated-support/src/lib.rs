@@ -610,6 +610,7 @@ pub mod hosting {
                 agent: agent.into(),
                 identity: Identity::Anonymous,
                 credential: None,
+                idempotency_key: None,
             }
         }
 

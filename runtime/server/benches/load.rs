@@ -94,6 +94,7 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
         auth: AuthConfig::from_json(AUTH).unwrap(),
         config: ServerConfig::default(),
     })
+    .await
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -168,7 +169,11 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
         p50: percentile(0.50),
         p99: percentile(0.99),
         completed: latencies.len(),
-        stored_completed: store.engagements_in_states(&["completed"]).unwrap().len(),
+        stored_completed: store
+            .engagements_in_states(&["completed"])
+            .await
+            .unwrap()
+            .len(),
     };
     assert_eq!(
         tool.calls(),

@@ -178,7 +178,7 @@ impl ServerBuilder {
 
     /// The engine, ready for [`crate::serve`]: one registry of every hosted agent's
     /// tools, and the hosted agents callable as capabilities of one another.
-    pub fn build(self) -> Result<Arc<Engine>, ServerError> {
+    pub async fn build(self) -> Result<Arc<Engine>, ServerError> {
         let specs: Vec<ToolSpec> = self.tools.iter().map(|tool| tool.spec.clone()).collect();
         let mut registry = ToolRegistry::new(&specs).map_err(ServerError::Tool)?;
         for tool in self.tools {
@@ -204,5 +204,6 @@ impl ServerBuilder {
             auth: self.auth,
             config: self.config,
         })
+        .await
     }
 }

@@ -637,7 +637,11 @@ async fn reviews_page(
         .after
         .as_deref()
         .and_then(crate::routes::parse_review_cursor_text);
-    let reviews = match engine.store().pending_reviews_page(&names, after, PAGE + 1) {
+    let reviews = match engine
+        .store()
+        .pending_reviews_page(&names, after, PAGE + 1)
+        .await
+    {
         Ok(reviews) => reviews,
         Err(_) => {
             return message_page(
@@ -665,13 +669,17 @@ async fn reviews_page(
         "approved" => "Approved. The engagement goes on with the call you saw.",
         _ => "Refused. The engagement is told, without the call's values.",
     });
+    let mut states = std::collections::HashMap::new();
+    for review in &reviews {
+        states.insert(review.id.as_str(), snapshot_state(engine, review).await);
+    }
     let body = html! {
         @if let Some(done) = done { p class="message" { (done) } }
         @if reviews.is_empty() {
             p { "Nothing is waiting for your review." }
         }
         @for review in &reviews {
-            (review_card(review, &session, snapshot_state(engine, review).as_ref()))
+            (review_card(review, &session, states.get(review.id.as_str()).and_then(Option::as_ref)))
         }
         @if let Some(next) = next {
             p { a href={ "/console/reviews?after=" (next) } { "Older reviews" } }
@@ -684,7 +692,7 @@ async fn reviews_page(
 /// the root engagement's, or a nested one's for a call made by an agent called as a
 /// capability. `None` (no provenance shown) when no saved engagement is the one the
 /// review names.
-fn snapshot_state(
+async fn snapshot_state(
     engine: &Engine,
     review: &ReviewRecord,
 ) -> Option<agentc_runtime::EngagementState> {
@@ -692,6 +700,7 @@ fn snapshot_state(
     let mut snapshot = engine
         .store()
         .engagement(&review.engagement)
+        .await
         .ok()
         .flatten()?
         .snapshot?;
@@ -804,7 +813,7 @@ async fn decide(
         }
     };
     let approved = matches!(decision, StoredDecision::Approve { .. });
-    match console.engine.decide(&session.user, &id, decision) {
+    match console.engine.decide(&session.user, &id, decision).await {
         Ok(_) => Redirect::to(if approved {
             "/console/reviews?done=approved"
         } else {
@@ -847,7 +856,8 @@ async fn engagement_page(
         Ok(session) => session,
         Err(response) => return *response,
     };
-    let record = match crate::routes::visible_engagement(&console.engine, &session.user, &id) {
+    let record = match crate::routes::visible_engagement(&console.engine, &session.user, &id).await
+    {
         Ok(record) => record,
         Err(_) => {
             return message_page(
@@ -866,18 +876,43 @@ async fn engagement_page(
     let own = record.user.id == session.user.id;
     let store = console.engine.store();
     let reviews = if own {
-        store.reviews_of(&record.id).unwrap_or_default()
+        store.reviews_of(&record.id).await.unwrap_or_default()
     } else {
         Vec::new()
     };
-    // The audit trail: this engagement's entries, and whether the whole chain holds.
-    // (The trail is one chain for the server, so it is verified whole.)
-    let lines = if own {
-        store.audit_lines().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let verdict = agentc_runtime::verify(std::io::Cursor::new(lines.join("\n")));
+    // The audit trail: this engagement's entries, and whether the chains that hold
+    // them verify whole (one chain per instance that ran it, in a shared store).
+    let mut lines = Vec::new();
+    let mut verdict = Ok(agentc_runtime::VerifiedChain {
+        entries: 0,
+        head: String::new(),
+        checkpoints: 0,
+        signed_entries: 0,
+        signatures_checked: false,
+    });
+    if own {
+        for chain in store.audit_chains().await.unwrap_or_default() {
+            let chain_lines = store.audit_lines(&chain).await.unwrap_or_default();
+            if !chain_lines
+                .iter()
+                .any(|line| line.contains(record.id.as_str()))
+            {
+                continue;
+            }
+            let checked = agentc_runtime::verify(std::io::Cursor::new(chain_lines.join("\n")));
+            verdict = match (verdict, checked) {
+                (Ok(total), Ok(chain)) => Ok(agentc_runtime::VerifiedChain {
+                    entries: total.entries + chain.entries,
+                    head: chain.head,
+                    checkpoints: total.checkpoints + chain.checkpoints,
+                    signed_entries: total.signed_entries + chain.signed_entries,
+                    signatures_checked: false,
+                }),
+                (Err(error), _) | (_, Err(error)) => Err(error),
+            };
+            lines.extend(chain_lines);
+        }
+    }
     let entries: Vec<serde_json::Value> = lines
         .iter()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())

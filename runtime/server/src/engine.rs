@@ -9,7 +9,7 @@
 //! order (the waiter map `decide` and the reviewer meet in, `Busy`'s leave/enter around
 //! a park, the live-task map read before resuming), which a split would have to expose.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -84,6 +84,12 @@ pub struct ServerConfig {
     pub audit_key: Option<AuditSigningKey>,
     /// How many audit entries at most between two signed checkpoints.
     pub audit_checkpoint_every: u64,
+    /// How long an instance's lease on its engagements lasts without a heartbeat: once
+    /// it has passed, another instance sharing the store takes them over.
+    pub lease_ttl: Duration,
+    /// How often an instance renews its lease, looks for engagements to take over, and
+    /// looks for review decisions that a lost notification did not bring.
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +109,8 @@ impl Default for ServerConfig {
             max_connections_per_address: None,
             audit_key: None,
             audit_checkpoint_every: DEFAULT_CHECKPOINT_INTERVAL,
+            lease_ttl: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(2),
         }
     }
 }
@@ -176,9 +184,24 @@ impl Busy {
     }
 
     fn leave(&self) {
-        if self.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // Saturating: a task stopped from outside (its engagement taken over) leaves
+        // through its guard, and must never wrap the count.
+        let before = self
+            .running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |running| {
+                Some(running.saturating_sub(1))
+            })
+            .unwrap_or(0);
+        if before <= 1 {
             self.idle.notify_waiters();
         }
+    }
+
+    /// Leaves for a wait at a safe point, and enters again when the guard is dropped
+    /// (the wait ended, or the task was stopped during it).
+    fn park(self: &Arc<Self>) -> Parked {
+        self.leave();
+        Parked(Arc::clone(self))
     }
 
     /// How many engagements are running.
@@ -197,9 +220,90 @@ impl Busy {
     }
 }
 
+/// An engagement parked at a safe point: counted as running again once dropped.
+struct Parked(Arc<Busy>);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.enter();
+    }
+}
+
+/// What an engagement's task holds while it runs, given back when it ends or is
+/// stopped (dropped): its place in the live map, its fence, its count as running.
+struct EngagementTask {
+    engine: Weak<Engine>,
+    id: String,
+    fence: i64,
+}
+
+impl Drop for EngagementTask {
+    fn drop(&mut self) {
+        let Some(engine) = self.engine.upgrade() else {
+            return;
+        };
+        let this_task = tokio::task::try_id();
+        if let Ok(mut live) = engine.live.lock()
+            && live
+                .get(&self.id)
+                .is_some_and(|handle| Some(handle.id()) == this_task)
+        {
+            live.remove(&self.id);
+        }
+        if let Ok(mut fences) = engine.fences.0.lock()
+            && fences.get(&self.id) == Some(&self.fence)
+        {
+            fences.remove(&self.id);
+        }
+        engine.busy.leave();
+    }
+}
+
 /// The key under which an engagement waits for a decision on one call.
 fn waiter_key(engagement: &str, stage: &str, call_hash: &str) -> String {
     format!("{engagement}\n{stage}\n{call_hash}")
+}
+
+/// The fence this process holds for each engagement it runs (the engagement the user
+/// started, by identifier): every write about the engagement carries it, so that a
+/// write after another instance took the engagement over is refused.
+#[derive(Debug, Default)]
+struct Fences(Mutex<HashMap<String, i64>>);
+
+impl Fences {
+    /// The fence held for `engagement`; `-1` (which no engagement has, so every write
+    /// with it is refused) when none is.
+    fn of(&self, engagement: &str) -> i64 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|fences| fences.get(engagement).copied())
+            .unwrap_or(-1)
+    }
+
+    fn hold(&self, engagement: &str, fence: i64) {
+        if let Ok(mut fences) = self.0.lock() {
+            fences.insert(engagement.to_string(), fence);
+        }
+    }
+
+    fn release(&self, engagement: &str) {
+        if let Ok(mut fences) = self.0.lock() {
+            fences.remove(engagement);
+        }
+    }
+
+    fn held(&self) -> Vec<(String, i64)> {
+        self.0
+            .lock()
+            .map(|fences| {
+                fences
+                    .iter()
+                    .map(|(id, fence)| (id.clone(), *fence))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// The operating system's random source failed, so no identifier was made.
@@ -232,6 +336,11 @@ pub struct Engine {
     auth_failures: Option<RateLimiter>,
     waiters: Arc<Mutex<HashMap<String, oneshot::Sender<StoredDecision>>>>,
     busy: Arc<Busy>,
+    /// This process among the instances that share the store: fresh at each start.
+    instance: String,
+    fences: Arc<Fences>,
+    /// Engagements held here without a task at the last coordination round.
+    strays: Mutex<HashSet<String>>,
     /// Engagements with a task in this process, by identifier.
     live: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     shutting_down: AtomicBool,
@@ -253,6 +362,7 @@ impl std::fmt::Debug for Engine {
 /// The store's review requests as the runtime's [`Reviewer`].
 struct StoreReviewer {
     store: Arc<dyn Store>,
+    fences: Arc<Fences>,
     waiters: Arc<Mutex<HashMap<String, oneshot::Sender<StoredDecision>>>>,
     busy: Arc<Busy>,
     engine: Arc<OnceLock<Weak<Engine>>>,
@@ -313,7 +423,7 @@ impl StoreReviewer {
             Ok(record) => record,
             Err(error) => return refuse(format!("the review could not be recorded: {error}")),
         };
-        if let Err(error) = self.store.insert_review(&record) {
+        if let Err(error) = self.store.insert_review(&record).await {
             return refuse(format!("the review could not be recorded: {error}"));
         }
         let model = engine.model_for(name);
@@ -326,10 +436,10 @@ impl StoreReviewer {
                 reason: reason.clone(),
             },
         };
-        let recorded = self
-            .store
-            .decide_review(&record.id, &stored)
-            .and_then(|_| self.store.consume_review(&record.id));
+        let recorded = match self.store.decide_review(&record.id, &stored).await {
+            Ok(_) => self.store.consume_review(&record.id).await,
+            Err(error) => Err(error),
+        };
         match recorded {
             Ok(()) => decision,
             Err(error) => refuse(format!("the decision could not be recorded: {error}")),
@@ -355,9 +465,10 @@ impl Reviewer for StoreReviewer {
                 waiters.remove(&key);
             }
         };
-        let open =
-            self.store
-                .open_review(&request.root_engagement, &request.call_hash, request.stage);
+        let open = self
+            .store
+            .open_review(&request.root_engagement, &request.call_hash, request.stage)
+            .await;
         let record = match open {
             Ok(Some(record)) => record,
             Ok(None) => {
@@ -365,6 +476,7 @@ impl Reviewer for StoreReviewer {
                     Ok(record) => self
                         .store
                         .insert_review(&record)
+                        .await
                         .map(|()| record)
                         .map_err(|error| error.to_string()),
                     Err(error) => Err(error.to_string()),
@@ -394,14 +506,19 @@ impl Reviewer for StoreReviewer {
                 "reviewer": request.reviewer_id,
                 "review": record.id,
             });
-            if let Err(error) = self.store.set_status(&request.root_engagement, &status) {
+            let fence = self.fences.of(&request.root_engagement);
+            if let Err(error) = self
+                .store
+                .set_status(&request.root_engagement, &status, fence)
+                .await
+            {
                 forget(&self.waiters);
                 return refuse(format!("the engagement could not be saved: {error}"));
             }
             // Parked at a safe point: the snapshot is saved, so shutdown need not wait.
-            self.busy.leave();
+            let parked = self.busy.park();
             let answer = receiver.await;
-            self.busy.enter();
+            drop(parked);
             match answer {
                 Ok(decision) => decision,
                 Err(_) => {
@@ -413,11 +530,16 @@ impl Reviewer for StoreReviewer {
         // The decision is taken and the engagement set running in one transaction: a
         // crash before it leaves the decision to be taken by the resumed engagement, a
         // crash after it leaves a running engagement, which fails as interrupted.
-        if let Err(error) = self.store.take_decision(
-            &record.id,
-            &request.root_engagement,
-            &serde_json::json!({"state": "running"}),
-        ) {
+        if let Err(error) = self
+            .store
+            .take_decision(
+                &record.id,
+                &request.root_engagement,
+                &serde_json::json!({"state": "running"}),
+                self.fences.of(&request.root_engagement),
+            )
+            .await
+        {
             tracing::error!(%error, "a review decision could not be taken");
             return refuse(format!("the decision could not be recorded: {error}"));
         }
@@ -432,6 +554,7 @@ pub const AWAITING_REMOTE: &str = "awaiting_remote";
 /// Snapshots into the store.
 struct StoreCheckpoints {
     store: Arc<dyn Store>,
+    fences: Arc<Fences>,
     busy: Arc<Busy>,
     /// The audit trail, signed at each wait point (when it signs), so that what an
     /// engagement did before a wait of hours or days is covered in the meantime.
@@ -449,17 +572,33 @@ impl StoreCheckpoints {
 #[async_trait]
 impl Checkpoints for StoreCheckpoints {
     async fn save(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
-        self.sign_audit(&snapshot.engagement.id);
+        let id = &snapshot.engagement.id;
+        self.sign_audit(id);
         self.store
-            .save_snapshot(&snapshot.engagement.id, snapshot)
+            .save_snapshot(id, snapshot, self.fences.of(id))
+            .await
             .map_err(|error| error.to_string())
+    }
+
+    async fn journal(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
+        let id = &snapshot.engagement.id;
+        self.store
+            .save_snapshot(id, snapshot, self.fences.of(id))
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    fn journals(&self) -> bool {
+        true
     }
 
     async fn save_remote_wait(&self, snapshot: &EngagementSnapshot) -> Result<(), String> {
         let id = &snapshot.engagement.id;
         self.sign_audit(id);
+        let fence = self.fences.of(id);
         self.store
-            .save_snapshot(id, snapshot)
+            .save_snapshot(id, snapshot, fence)
+            .await
             .map_err(|error| error.to_string())?;
         let tool = snapshot
             .remote_wait()
@@ -469,7 +608,9 @@ impl Checkpoints for StoreCheckpoints {
             .set_status(
                 id,
                 &serde_json::json!({"state": AWAITING_REMOTE, "tool": tool}),
+                fence,
             )
+            .await
             .map_err(|error| error.to_string())?;
         // Parked at a safe point: the location is saved, so shutdown need not wait
         // for the remote agent, and the next start polls it again.
@@ -482,7 +623,12 @@ impl Checkpoints for StoreCheckpoints {
         // From here the engagement runs on past its saved wait; were it left marked
         // as waiting, a restart would resume it there and replay what ran since.
         self.store
-            .set_status(root_engagement, &serde_json::json!({"state": "running"}))
+            .set_status(
+                root_engagement,
+                &serde_json::json!({"state": "running"}),
+                self.fences.of(root_engagement),
+            )
+            .await
             .map_err(|error| error.to_string())
     }
 }
@@ -515,8 +661,10 @@ pub enum DecideError {
 }
 
 impl Engine {
-    /// Builds the engine over its parts; the audit trail continues the store's chain.
-    pub fn new(parts: ServerParts) -> Result<Arc<Engine>, ServerError> {
+    /// Builds the engine over its parts, as a new instance among those that share the
+    /// store; the audit trail continues the store's chain (SQLite) or starts this
+    /// instance's own (a shared store).
+    pub async fn new(parts: ServerParts) -> Result<Arc<Engine>, ServerError> {
         let mut agents = BTreeMap::new();
         for hosted in parts.agents {
             let name = hosted.spec.name.clone();
@@ -527,9 +675,32 @@ impl Engine {
         let store = parts.store;
         let waiters = Arc::new(Mutex::new(HashMap::new()));
         let busy = Arc::new(Busy::default());
+        let fences = Arc::new(Fences::default());
         let engine_cell = Arc::new(OnceLock::new());
-        let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store)));
-        let audit = match store.audit_head()? {
+        if parts.config.lease_ttl.is_zero()
+            || parts.config.heartbeat_interval.is_zero()
+            || parts.config.heartbeat_interval >= parts.config.lease_ttl
+        {
+            return Err(ServerError::InvalidLimit(
+                "the lease must last longer than the heartbeat interval, both above 0",
+            ));
+        }
+        let instance = fresh_id("i_").map_err(|error| {
+            ServerError::Store(StoreError::Database(format!("no instance id: {error}")))
+        })?;
+        // Registered before anything else, so that no other instance takes this one's
+        // engagements for those of a dead one.
+        store.heartbeat(&instance, now_ms()).await?;
+        // One process writes an unshared store, and continues its one chain; each
+        // instance of a shared store writes a chain of its own, so that no two
+        // processes ever extend one chain.
+        let chain = if store.is_shared() {
+            instance.clone()
+        } else {
+            crate::store::SINGLE_CHAIN.to_string()
+        };
+        let writer = Box::new(StoreAuditWriter::new(Arc::clone(&store), &chain));
+        let audit = match store.audit_head(&chain).await? {
             Some((seq, hash)) => AuditLog::resume(writer, seq + 1, hash),
             None => AuditLog::new(writer),
         };
@@ -541,12 +712,14 @@ impl Engine {
         runtime.credentials = parts.credentials;
         runtime.reviewer = Arc::new(StoreReviewer {
             store: Arc::clone(&store),
+            fences: Arc::clone(&fences),
             waiters: Arc::clone(&waiters),
             busy: Arc::clone(&busy),
             engine: Arc::clone(&engine_cell),
         });
         runtime.checkpoints = Some(Arc::new(StoreCheckpoints {
             store: Arc::clone(&store),
+            fences: Arc::clone(&fences),
             busy: Arc::clone(&busy),
             audit: Arc::clone(&runtime.audit),
         }));
@@ -591,6 +764,9 @@ impl Engine {
             auth_failures,
             waiters,
             busy,
+            instance,
+            fences,
+            strays: Mutex::new(HashSet::new()),
             live: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             config: parts.config,
@@ -674,30 +850,39 @@ impl Engine {
             .unwrap_or(false)
     }
 
-    /// Runs `work` as the engagement `id`'s task, counted as running until it ends.
-    fn spawn_engagement<F>(self: &Arc<Self>, id: String, work: F)
+    /// This process's identifier among the instances that share the store.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Runs `work` as the engagement `id`'s task, counted as running until it ends,
+    /// holding the engagement at `fence`.
+    fn spawn_engagement<F>(self: &Arc<Self>, id: String, fence: i64, work: F)
     where
         F: Future<Output = EngagementOutcome> + Send + 'static,
     {
         self.busy.enter();
+        self.fences.hold(&id, fence);
         let engine = Arc::clone(self);
-        let task_id = id.clone();
+        let task = EngagementTask {
+            engine: Arc::downgrade(self),
+            id: id.clone(),
+            fence,
+        };
         let mut live = match self.live.lock() {
             Ok(live) => live,
             Err(poisoned) => poisoned.into_inner(),
         };
         let handle = tokio::spawn(async move {
+            let task = task;
             let outcome = work.await;
-            engine.record_outcome(&task_id, outcome);
-            if let Ok(mut live) = engine.live.lock() {
-                live.remove(&task_id);
-            }
-            engine.busy.leave();
+            engine.record_outcome(&task.id, outcome).await;
+            drop(task);
         });
         live.insert(id, handle.abort_handle());
     }
 
-    fn record_outcome(&self, id: &str, outcome: EngagementOutcome) {
+    async fn record_outcome(&self, id: &str, outcome: EngagementOutcome) {
         let status = serde_json::to_value(&outcome.status)
             .unwrap_or_else(|_| serde_json::json!({"state": "failed"}));
         let record = EngagementRecord {
@@ -710,15 +895,26 @@ impl Engine {
             snapshot: Some(outcome.snapshot),
             created_at_ms: 0,
             updated_at_ms: now_ms(),
+            owner: self.instance.clone(),
+            fence: self.fences.of(id),
+            pending_input: None,
         };
-        if let Err(error) = self.store.update_engagement(&record) {
-            tracing::error!(engagement = %id, %error, "the engagement's outcome could not be saved");
+        match self.store.update_engagement(&record, record.fence).await {
+            Ok(()) => {}
+            // Another instance runs the engagement now; what this one made of it is not
+            // the engagement's outcome.
+            Err(StoreError::Fenced(_)) => {
+                tracing::warn!(engagement = %id, "the engagement was taken over; its outcome here is dropped");
+            }
+            Err(error) => {
+                tracing::error!(engagement = %id, %error, "the engagement's outcome could not be saved");
+            }
         }
     }
 
     /// Starts an engagement of `agent` for `user` with `input` (OAS-S3); returns its
     /// identifier at once, while it runs.
-    pub fn start(
+    pub async fn start(
         self: &Arc<Self>,
         agent: &str,
         user: UserIdentity,
@@ -730,6 +926,7 @@ impl Engine {
         let hosted = self.agents.get(agent).ok_or(StartError::UnknownAgent)?;
         let id = fresh_id("e_").map_err(StartError::Random)?;
         let now = now_ms();
+        let fence = 1;
         self.store
             .insert_engagement(&EngagementRecord {
                 id: id.clone(),
@@ -741,12 +938,29 @@ impl Engine {
                 snapshot: None,
                 created_at_ms: now,
                 updated_at_ms: now,
+                owner: self.instance.clone(),
+                fence,
+                pending_input: Some(input.clone()),
             })
+            .await
             .map_err(StartError::Store)?;
-        let spec = Arc::clone(&hosted.spec);
+        self.spawn_run(id.clone(), fence, Arc::clone(&hosted.spec), user, input);
+        Ok(id)
+    }
+
+    /// Runs an engagement from its first input (at its start, or taken over before it
+    /// saved anything).
+    fn spawn_run(
+        self: &Arc<Self>,
+        id: String,
+        fence: i64,
+        spec: Arc<AgentSpec>,
+        user: UserIdentity,
+        input: String,
+    ) {
         let engine = Arc::clone(self);
         let task_id = id.clone();
-        self.spawn_engagement(id.clone(), async move {
+        self.spawn_engagement(id, fence, async move {
             let model = engine.model_for(&spec.name);
             run_engagement_with_id(
                 &engine.runtime,
@@ -761,11 +975,11 @@ impl Engine {
             )
             .await
         });
-        Ok(id)
     }
 
     /// Adds user input to an engagement that yielded (multi-turn); its own user only.
-    pub fn add_input(
+    /// Whichever instance gets the input runs the turn: it takes the engagement over.
+    pub async fn add_input(
         self: &Arc<Self>,
         record: &EngagementRecord,
         input: String,
@@ -777,81 +991,287 @@ impl Engine {
             .agents
             .get(&record.agent)
             .ok_or(StartError::UnknownAgent)?;
-        let snapshot = record.snapshot.clone().unwrap_or_default();
+        let Some(claimed) = self
+            .store
+            .claim_engagement(&record.id, &self.instance, record.fence)
+            .await
+            .map_err(StartError::Store)?
+        else {
+            // Another request took it first: this input was not added.
+            return Err(StartError::Store(StoreError::Fenced(record.id.clone())));
+        };
         self.store
-            .set_status(&record.id, &serde_json::json!({"state": "running"}))
+            .set_pending_input(
+                &record.id,
+                &serde_json::json!({"state": "running"}),
+                &input,
+                claimed.fence,
+            )
+            .await
             .map_err(StartError::Store)?;
-        let spec = Arc::clone(&hosted.spec);
-        let engine = Arc::clone(self);
-        self.spawn_engagement(record.id.clone(), async move {
-            let model = engine.model_for(&spec.name);
-            continue_engagement(&engine.runtime, model.as_ref(), &spec, snapshot, &input).await
-        });
+        let snapshot = claimed.snapshot.unwrap_or_default();
+        self.spawn_continue(
+            record.id.clone(),
+            claimed.fence,
+            Arc::clone(&hosted.spec),
+            snapshot,
+            input,
+        );
         Ok(())
     }
 
-    /// Resumes an engagement from its stored snapshot (after a restart).
-    fn resume(self: &Arc<Self>, record: &EngagementRecord) {
-        let Some(hosted) = self.agents.get(&record.agent) else {
-            self.fail_stored(&record.id, "its agent is no longer hosted");
-            return;
-        };
-        let Some(snapshot) = record.snapshot.clone() else {
-            self.fail_stored(&record.id, "no snapshot was saved at its wait point");
-            return;
-        };
-        let spec = Arc::clone(&hosted.spec);
+    fn spawn_continue(
+        self: &Arc<Self>,
+        id: String,
+        fence: i64,
+        spec: Arc<AgentSpec>,
+        snapshot: EngagementSnapshot,
+        input: String,
+    ) {
         let engine = Arc::clone(self);
-        tracing::info!(engagement = %record.id, "resuming engagement");
-        self.spawn_engagement(record.id.clone(), async move {
+        self.spawn_engagement(id, fence, async move {
             let model = engine.model_for(&spec.name);
-            resume_engagement(&engine.runtime, model.as_ref(), &spec, snapshot).await
+            continue_engagement(&engine.runtime, model.as_ref(), &spec, snapshot, &input).await
         });
     }
 
-    fn fail_stored(&self, id: &str, detail: &str) {
+    /// Runs an engagement this instance has just taken (over): from its pending input
+    /// when no snapshot was saved since that input, else from its latest snapshot — a
+    /// wait for a review or a remote agent, or a call's invocation (AGX-T2), where it
+    /// goes on without invoking again a call that returned.
+    async fn run_taken(self: &Arc<Self>, record: EngagementRecord) {
+        let Some(hosted) = self.agents.get(&record.agent) else {
+            self.fail_stored(&record.id, record.fence, "its agent is no longer hosted")
+                .await;
+            return;
+        };
+        let spec = Arc::clone(&hosted.spec);
+        tracing::info!(engagement = %record.id, instance = %self.instance, "running a taken engagement");
+        match (record.pending_input, record.snapshot) {
+            (Some(input), None) => {
+                self.spawn_run(record.id, record.fence, spec, record.user, input);
+            }
+            (Some(input), Some(snapshot)) => {
+                self.spawn_continue(record.id, record.fence, spec, snapshot, input);
+            }
+            (None, Some(snapshot)) => {
+                let engine = Arc::clone(self);
+                self.spawn_engagement(record.id, record.fence, async move {
+                    let model = engine.model_for(&spec.name);
+                    resume_engagement(&engine.runtime, model.as_ref(), &spec, snapshot).await
+                });
+            }
+            (None, None) => {
+                self.fail_stored(
+                    &record.id,
+                    record.fence,
+                    "nothing was saved to resume it from",
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn fail_stored(&self, id: &str, fence: i64, detail: &str) {
         let status = serde_json::to_value(agentc_runtime::EngagementStatus::Failed {
             reason: FailureReason::Interrupted {
                 detail: detail.to_string(),
             },
         })
         .unwrap_or_else(|_| serde_json::json!({"state": "failed"}));
-        if let Err(error) = self.store.set_status(id, &status) {
+        if let Err(error) = self.store.set_status(id, &status, fence).await {
             tracing::error!(engagement = %id, %error, "could not mark the engagement failed");
         }
     }
 
-    /// After a (re)start: engagements that were running when the last process stopped
-    /// had not reached a safe point, so they fail (their tools may have run; replaying
-    /// them is not safe). Engagements waiting for review stay waiting, and those whose
-    /// review was decided but not yet taken resume now. Engagements waiting for a
-    /// remote agent resume now too: they poll the remote engagement they had started,
-    /// which has been running on its own server all along.
-    pub fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
-        for record in self.store.engagements_in_states(&["running", "created"])? {
-            if !self.is_live(&record.id) {
-                self.fail_stored(
-                    &record.id,
-                    "the server stopped before the engagement reached a safe point",
-                );
+    /// At start: takes over every engagement that an earlier process left (an unshared
+    /// store) or whose owner's lease has expired (a shared one), then keeps the lease
+    /// and the takeover going in the background ([`Engine::coordinate`]).
+    pub async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.take_over_orphans().await?;
+        let engine = Arc::downgrade(self);
+        let interval = self.config.heartbeat_interval;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                if engine.is_shutting_down() {
+                    return;
+                }
+                engine.coordinate().await;
             }
-        }
-        for record in self.store.engagements_in_states(&["awaiting_review"])? {
-            let decided = self
-                .store
-                .reviews_of(&record.id)?
-                .iter()
-                .any(|review| review.decision.is_some() && !review.consumed);
-            if decided && !self.is_live(&record.id) {
-                self.resume(&record);
-            }
-        }
-        for record in self.store.engagements_in_states(&[AWAITING_REMOTE])? {
-            if !self.is_live(&record.id) {
-                self.resume(&record);
-            }
+        });
+        if let Some(mut decisions) = self.store.decision_notifications().await? {
+            let engine = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while let Some(engagement) = decisions.recv().await {
+                    let Some(engine) = engine.upgrade() else {
+                        return;
+                    };
+                    engine.deliver_decisions(Some(&engagement)).await;
+                }
+            });
         }
         Ok(())
+    }
+
+    /// One round of coordination: renews this instance's lease, stops the engagements
+    /// whose lease it lost (it was paused or cut off past the lease, and another took
+    /// them over), takes over those whose owner's lease expired, and delivers review
+    /// decisions that a lost notification did not bring.
+    pub async fn coordinate(self: &Arc<Self>) {
+        if let Err(error) = self.store.heartbeat(&self.instance, now_ms()).await {
+            tracing::warn!(%error, "the lease could not be renewed");
+            return;
+        }
+        match self.store.owned_engagements(&self.instance).await {
+            Ok(owned) => {
+                self.stop_lost_engagements(&owned);
+                self.adopt_strays(&owned).await;
+            }
+            Err(error) => tracing::warn!(%error, "the engagements held could not be read"),
+        }
+        if let Err(error) = self.take_over_orphans().await {
+            tracing::warn!(%error, "engagements could not be taken over");
+        }
+        self.deliver_decisions(None).await;
+    }
+
+    /// Aborts the tasks of engagements this instance no longer holds. Their writes are
+    /// refused anyway (the fence moved on); stopping them saves the work.
+    fn stop_lost_engagements(&self, owned: &[(String, i64)]) {
+        let owned: HashMap<&str, i64> = owned
+            .iter()
+            .map(|(id, fence)| (id.as_str(), *fence))
+            .collect();
+        for (id, fence) in self.fences.held() {
+            if owned.get(id.as_str()) == Some(&fence) {
+                continue;
+            }
+            tracing::warn!(engagement = %id, "the engagement was taken over by another instance; stopping it here");
+            let handle = self.live.lock().ok().and_then(|mut live| live.remove(&id));
+            if let Some(handle) = handle {
+                handle.abort();
+            }
+            self.fences.release(&id);
+        }
+    }
+
+    /// Runs again the unsettled engagements this instance holds without a task here,
+    /// found so in two rounds in a row (an engagement just started or taken gets its
+    /// task at once, so it is never one of them): a claim whose answer was lost with
+    /// its database connection, say. Every unsettled engagement a live instance holds
+    /// has a task there. Taken with a new fence, so that any task of it that were still
+    /// about could write nothing more.
+    async fn adopt_strays(self: &Arc<Self>, owned: &[(String, i64)]) {
+        let strays: HashSet<String> = owned
+            .iter()
+            .filter(|(id, _)| !self.is_live(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let seen_before = match self.strays.lock() {
+            Ok(mut previous) => std::mem::replace(&mut *previous, strays.clone()),
+            Err(_) => return,
+        };
+        for (id, fence) in owned {
+            if !strays.contains(id) || !seen_before.contains(id) || self.is_live(id) {
+                continue;
+            }
+            tracing::warn!(engagement = %id, "an engagement held here had no task; running it again");
+            if let Ok(Some(record)) = self
+                .store
+                .claim_engagement(id, &self.instance, *fence)
+                .await
+            {
+                self.run_taken(record).await;
+            }
+        }
+    }
+
+    /// Takes over the engagements no live instance holds, and runs each.
+    async fn take_over_orphans(self: &Arc<Self>) -> Result<(), StoreError> {
+        // An unshared store has one process: every engagement it did not start here
+        // was left by an earlier one.
+        let expired_before = if self.store.is_shared() {
+            now_ms().saturating_sub(
+                i64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(i64::MAX),
+            )
+        } else {
+            i64::MAX
+        };
+        loop {
+            let orphans = self
+                .store
+                .orphaned_engagements(&self.instance, expired_before, TAKEOVER_BATCH)
+                .await?;
+            let count = orphans.len();
+            for (id, fence) in orphans {
+                if self.is_shutting_down() {
+                    return Ok(());
+                }
+                if let Some(record) = self
+                    .store
+                    .claim_engagement(&id, &self.instance, fence)
+                    .await?
+                {
+                    self.run_taken(record).await;
+                }
+            }
+            if count < TAKEOVER_BATCH {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hands decided reviews of engagements this instance holds to their waiting calls
+    /// (of `engagement` only, when given); an engagement held here without a task (its
+    /// decision came while none waited) runs again from its snapshot.
+    async fn deliver_decisions(self: &Arc<Self>, engagement: Option<&str>) {
+        let decided = match self.store.decided_reviews_owned_by(&self.instance).await {
+            Ok(decided) => decided,
+            Err(error) => {
+                tracing::warn!(%error, "decided reviews could not be read");
+                return;
+            }
+        };
+        for review in decided {
+            if engagement.is_some_and(|engagement| engagement != review.engagement) {
+                continue;
+            }
+            let Some(decision) = review.decision.clone() else {
+                continue;
+            };
+            let key = waiter_key(&review.engagement, &review.stage, &review.call_hash);
+            let waiter = self
+                .waiters
+                .lock()
+                .ok()
+                .and_then(|mut waiters| waiters.remove(&key));
+            match waiter {
+                Some(waiter) => {
+                    let _ = waiter.send(decision);
+                }
+                None if !self.is_live(&review.engagement) => {
+                    if let Ok(Some(record)) = self.store.engagement(&review.engagement).await
+                        && record.owner == self.instance
+                        && let Some(claimed) = self
+                            .store
+                            .claim_engagement(&record.id, &self.instance, record.fence)
+                            .await
+                            .ok()
+                            .flatten()
+                    {
+                        self.run_taken(claimed).await;
+                    }
+                }
+                None => {}
+            }
+        }
     }
 
     /// Whether `user` is, or matches, the reviewer named in a review: by user id, or by
@@ -861,7 +1281,7 @@ impl Engine {
     }
 
     /// Whether `user` may read an engagement: its own user, or one of its reviewers.
-    pub fn may_read(
+    pub async fn may_read(
         &self,
         user: &UserIdentity,
         record: &EngagementRecord,
@@ -871,15 +1291,17 @@ impl Engine {
         }
         Ok(self
             .store
-            .reviews_of(&record.id)?
+            .reviews_of(&record.id)
+            .await?
             .iter()
             .any(|review| !review.reviewer_is_agent && Self::is_reviewer(user, &review.reviewer)))
     }
 
     /// Takes a reviewer's decision (OAS-C7): only the named reviewer may decide, only
     /// once, and an approval must name the pending call's hash, so it approves exactly
-    /// the call the reviewer saw.
-    pub fn decide(
+    /// the call the reviewer saw. The decision reaches the waiting call wherever it
+    /// runs: here directly, on another instance by the store's notification.
+    pub async fn decide(
         self: &Arc<Self>,
         user: &UserIdentity,
         review_id: &str,
@@ -888,6 +1310,7 @@ impl Engine {
         let review = self
             .store
             .review(review_id)
+            .await
             .map_err(DecideError::Store)?
             .filter(|review| !review.reviewer_is_agent && Self::is_reviewer(user, &review.reviewer))
             .ok_or(DecideError::NotFound)?;
@@ -902,29 +1325,12 @@ impl Engine {
         if !self
             .store
             .decide_review(review_id, &decision)
+            .await
             .map_err(DecideError::Store)?
         {
             return Err(DecideError::AlreadyDecided);
         }
-        let key = waiter_key(&review.engagement, &review.stage, &review.call_hash);
-        let waiter = self
-            .waiters
-            .lock()
-            .ok()
-            .and_then(|mut waiters| waiters.remove(&key));
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.send(decision.clone());
-            }
-            // Nobody in this process waits (the server restarted since): resume the
-            // engagement from its snapshot; its reviewer finds the stored decision.
-            None if !self.is_live(&review.engagement) => {
-                if let Ok(Some(record)) = self.store.engagement(&review.engagement) {
-                    self.resume(&record);
-                }
-            }
-            None => {}
-        }
+        self.deliver_decisions(Some(&review.engagement)).await;
         let mut decided = review;
         decided.decision = Some(decision);
         Ok(decided)
@@ -932,7 +1338,9 @@ impl Engine {
 
     /// Stops taking new engagements, waits (up to the grace period) for running ones to
     /// reach a safe point — completion, failure or a wait for review, whose snapshot is
-    /// saved — and stops the rest, which then fail as interrupted at the next start.
+    /// saved — and stops the rest, which another instance (or the next start) takes
+    /// over from their latest snapshot. The instance leaves the store's list, so that
+    /// others take its engagements at once rather than after its lease.
     pub async fn drain(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         if tokio::time::timeout(self.config.shutdown_grace, self.busy.wait_idle())
@@ -958,8 +1366,14 @@ impl Engine {
         if let Err(error) = self.runtime.audit.flush() {
             tracing::warn!(%error, "audit flush failed at shutdown");
         }
+        if let Err(error) = self.store.retire_instance(&self.instance).await {
+            tracing::warn!(%error, "the instance could not leave the store's list");
+        }
     }
 }
+
+/// How many engagements one takeover query reads at a time.
+const TAKEOVER_BATCH: usize = 100;
 
 #[cfg(test)]
 mod tests {

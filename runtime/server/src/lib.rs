@@ -26,6 +26,7 @@ mod console;
 pub mod discovery;
 pub mod engine;
 pub mod mcp;
+pub mod postgres;
 pub mod routes;
 pub mod sqlite;
 pub mod store;
@@ -41,6 +42,7 @@ use agentc_runtime::SpecSet;
 pub use auth::{AuthConfig, Authenticator, RateLimitConfig, RateLimiter};
 pub use builder::ServerBuilder;
 pub use engine::{Engine, HostedAgent, ServerConfig, ServerError, ServerParts};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{EngagementRecord, ReviewRecord, Store, StoreError, StoredDecision};
 
@@ -146,6 +148,7 @@ pub async fn serve(
     engine.default_public_url(listener.local_addr()?);
     engine
         .recover()
+        .await
         .map_err(|error| std::io::Error::other(error.to_string()))?;
     let app = routes::router(Arc::clone(&engine));
     let config = engine.config().clone();

@@ -122,18 +122,20 @@ impl HostedAgentsMcp {
                 None,
             ));
         }
-        let id = engine
-            .start(&name, user, text.to_string())
-            .map_err(|error| match error {
-                StartError::ShuttingDown => {
-                    ErrorData::internal_error("the server is shutting down", None)
-                }
-                StartError::UnknownAgent => ErrorData::invalid_params("unknown agent", None),
-                other => {
-                    tracing::error!(error = ?other, "an MCP engagement could not start");
-                    ErrorData::internal_error("the engagement could not start", None)
-                }
-            })?;
+        let id =
+            engine
+                .start(&name, user, text.to_string())
+                .await
+                .map_err(|error| match error {
+                    StartError::ShuttingDown => {
+                        ErrorData::internal_error("the server is shutting down", None)
+                    }
+                    StartError::UnknownAgent => ErrorData::invalid_params("unknown agent", None),
+                    other => {
+                        tracing::error!(error = ?other, "an MCP engagement could not start");
+                        ErrorData::internal_error("the engagement could not start", None)
+                    }
+                })?;
         let record = self.wait_for_answer(&id, &context).await?;
         let view = crate::routes::engagement_view(&record);
         if record.state() == "completed" {
@@ -161,6 +163,7 @@ impl HostedAgentsMcp {
                 .engine
                 .store()
                 .engagement(id)
+                .await
                 .map_err(|error| {
                     tracing::error!(engagement = %id, %error, "an MCP engagement could not be read");
                     ErrorData::internal_error("the engagement could not be read", None)

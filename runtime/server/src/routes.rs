@@ -590,13 +590,16 @@ async fn start_engagement(
     }
     let body = json_object(&engine, request).await?;
     let input = text_input(&engine, &body)?;
-    let id = engine.start(&name, user, input).map_err(start_error)?;
+    let id = engine
+        .start(&name, user, input)
+        .await
+        .map_err(start_error)?;
     Ok(see_other(&id))
 }
 
 /// The engagement, if this caller may see it; anyone else gets the same 404 as for an
 /// engagement that does not exist.
-pub(crate) fn visible_engagement(
+pub(crate) async fn visible_engagement(
     engine: &Engine,
     user: &UserIdentity,
     id: &str,
@@ -604,10 +607,12 @@ pub(crate) fn visible_engagement(
     let record = engine
         .store()
         .engagement(id)
+        .await
         .map_err(|error| ApiError::store(&error))?
         .ok_or_else(|| ApiError::not_found("such engagement"))?;
     if engine
         .may_read(user, &record)
+        .await
         .map_err(|error| ApiError::store(&error))?
     {
         Ok(record)
@@ -671,7 +676,7 @@ async fn read_engagement(
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
     let user = caller(&engine, peer, &headers)?;
-    let record = visible_engagement(&engine, &user, &id)?;
+    let record = visible_engagement(&engine, &user, &id).await?;
     Ok(json(StatusCode::OK, &engagement_view(&record)))
 }
 
@@ -684,7 +689,7 @@ async fn add_engagement_input(
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
     let user = caller(&engine, peer, request.headers())?;
-    let record = visible_engagement(&engine, &user, &id)?;
+    let record = visible_engagement(&engine, &user, &id).await?;
     if record.user.id != user.id {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -704,7 +709,10 @@ async fn add_engagement_input(
             ),
         ));
     }
-    engine.add_input(&record, input).map_err(start_error)?;
+    engine
+        .add_input(&record, input)
+        .await
+        .map_err(start_error)?;
     Ok(see_other(&id))
 }
 
@@ -821,6 +829,7 @@ async fn list_reviews(
     let mut reviews = engine
         .store()
         .pending_reviews_page(&names, after, page.limit + 1)
+        .await
         .map_err(|error| ApiError::store(&error))?;
     let more = reviews.len() > page.limit;
     reviews.truncate(page.limit);
@@ -846,6 +855,7 @@ async fn read_review(
     let review = engine
         .store()
         .review(&id)
+        .await
         .map_err(|error| ApiError::store(&error))?
         .filter(|review| !review.reviewer_is_agent && Engine::is_reviewer(&user, &review.reviewer))
         .ok_or_else(|| ApiError::not_found("such review"))?;
@@ -889,7 +899,7 @@ async fn decide_review(
             ));
         }
     };
-    match engine.decide(&user, &id, decision) {
+    match engine.decide(&user, &id, decision).await {
         Ok(review) => Ok(json(StatusCode::OK, &review_view(&review))),
         Err(DecideError::NotFound) => Err(ApiError::not_found("such review")),
         Err(DecideError::AlreadyDecided) => Err(ApiError::new(

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::{EngagementRecord, ReviewRecord, Store, StoreError, StoredDecision};
+use crate::store::{
+    EngagementRecord, ReviewRecord, SETTLED_STATES, Store, StoreError, StoredDecision,
+};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS engagements (
@@ -21,9 +23,16 @@ CREATE TABLE IF NOT EXISTS engagements (
     exposes_json TEXT NOT NULL,
     snapshot_json TEXT,
     created_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL
+    updated_at_ms INTEGER NOT NULL,
+    owner TEXT NOT NULL DEFAULT '',
+    fence INTEGER NOT NULL DEFAULT 0,
+    pending_input TEXT
 );
 CREATE INDEX IF NOT EXISTS engagements_state ON engagements(state);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY,
+    heartbeat_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS reviews (
     id TEXT PRIMARY KEY,
     engagement TEXT NOT NULL,
@@ -70,47 +79,81 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError
     serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
-type EngagementRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    i64,
-    i64,
-);
+/// Columns added after the first release, with their definitions: a database made
+/// before them gets them at open.
+const ADDED_ENGAGEMENT_COLUMNS: &[(&str, &str)] = &[
+    ("owner", "TEXT NOT NULL DEFAULT ''"),
+    ("fence", "INTEGER NOT NULL DEFAULT 0"),
+    ("pending_input", "TEXT"),
+];
 
-const ENGAGEMENT_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms";
+/// An engagement's row as read, before its JSON is parsed.
+struct EngagementRow {
+    id: String,
+    agent: String,
+    user: String,
+    status: String,
+    text: Option<String>,
+    exposes: String,
+    snapshot: Option<String>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    owner: String,
+    fence: i64,
+    pending_input: Option<String>,
+}
+
+const ENGAGEMENT_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input";
 
 fn engagement_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EngagementRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-    ))
+    Ok(EngagementRow {
+        id: row.get(0)?,
+        agent: row.get(1)?,
+        user: row.get(2)?,
+        status: row.get(3)?,
+        text: row.get(4)?,
+        exposes: row.get(5)?,
+        snapshot: row.get(6)?,
+        created_at_ms: row.get(7)?,
+        updated_at_ms: row.get(8)?,
+        owner: row.get(9)?,
+        fence: row.get(10)?,
+        pending_input: row.get(11)?,
+    })
 }
 
 fn engagement_from_row(row: EngagementRow) -> Result<EngagementRecord, StoreError> {
-    let (id, agent, user, status, text, exposes, snapshot, created_at_ms, updated_at_ms) = row;
     Ok(EngagementRecord {
-        id,
-        agent,
-        user: from_json(&user)?,
-        status: from_json(&status)?,
-        text,
-        exposes: from_json(&exposes)?,
-        snapshot: snapshot.as_deref().map(from_json).transpose()?,
-        created_at_ms,
-        updated_at_ms,
+        id: row.id,
+        agent: row.agent,
+        user: from_json(&row.user)?,
+        status: from_json(&row.status)?,
+        text: row.text,
+        exposes: from_json(&row.exposes)?,
+        snapshot: row.snapshot.as_deref().map(from_json).transpose()?,
+        created_at_ms: row.created_at_ms,
+        updated_at_ms: row.updated_at_ms,
+        owner: row.owner,
+        fence: row.fence,
+        pending_input: row.pending_input,
     })
+}
+
+/// The fenced-write answer: one row changed, or the engagement is another's (or gone).
+fn fenced(changed: usize, id: &str) -> Result<(), StoreError> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced(id.to_string()))
+    }
+}
+
+/// `?N, ?N+1, …` for `count` parameters from `first`.
+fn placeholders(first: usize, count: usize) -> String {
+    (0..count)
+        .map(|index| format!("?{}", first + index))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Writes the audit trail of the database at `path` to `out` as JSON lines, in order,
@@ -149,6 +192,28 @@ pub fn export_audit(path: &Path, out: &mut dyn std::io::Write) -> Result<u64, St
     Ok(count)
 }
 
+/// Adds the columns a database made by an earlier version lacks.
+fn add_missing_columns(connection: &Connection) -> Result<(), StoreError> {
+    let mut statement = connection
+        .prepare("SELECT name FROM pragma_table_info('engagements')")
+        .map_err(database)?;
+    let present = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(database)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(database)?;
+    for (column, definition) in ADDED_ENGAGEMENT_COLUMNS {
+        if !present.iter().any(|name| name == column) {
+            connection
+                .execute_batch(&format!(
+                    "ALTER TABLE engagements ADD COLUMN {column} {definition}"
+                ))
+                .map_err(database)?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating on first start) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -173,6 +238,7 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(database)?;
         connection.execute_batch(SCHEMA).map_err(database)?;
+        add_missing_columns(&connection)?;
         Ok(SqliteStore {
             connection: Mutex::new(connection),
             fail_take_midway: AtomicBool::new(false),
@@ -229,8 +295,105 @@ impl SqliteStore {
     }
 }
 
+#[async_trait::async_trait]
 impl Store for SqliteStore {
-    fn insert_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError> {
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    async fn heartbeat(&self, instance: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.with(|connection| {
+            connection
+                .execute(
+                    "INSERT INTO instances (id, heartbeat_ms) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+                    params![instance, now_ms],
+                )
+                .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    async fn retire_instance(&self, instance: &str) -> Result<(), StoreError> {
+        self.with(|connection| {
+            connection
+                .execute("DELETE FROM instances WHERE id = ?1", params![instance])
+                .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    async fn orphaned_engagements(
+        &self,
+        instance: &str,
+        expired_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let settled = placeholders(4, SETTLED_STATES.len());
+        let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&instance, &expired_before_ms, &limit];
+        for state in SETTLED_STATES {
+            parameters.push(state);
+        }
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT e.id, e.fence FROM engagements e LEFT JOIN instances i ON i.id = e.owner \
+                     WHERE e.owner <> ?1 AND e.state NOT IN ({settled}) \
+                     AND (i.id IS NULL OR i.heartbeat_ms < ?2) \
+                     ORDER BY e.created_at_ms, e.id LIMIT ?3"
+                ))
+                .map_err(database)?;
+            let rows = statement
+                .query_map(parameters.as_slice(), |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(database)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(database)?;
+            Ok(rows)
+        })
+    }
+
+    async fn claim_engagement(
+        &self,
+        id: &str,
+        instance: &str,
+        seen_fence: i64,
+    ) -> Result<Option<EngagementRecord>, StoreError> {
+        let changed = self.with(|connection| {
+            connection
+                .execute(
+                    "UPDATE engagements SET owner = ?2, fence = fence + 1 WHERE id = ?1 AND fence = ?3",
+                    params![id, instance, seen_fence],
+                )
+                .map_err(database)
+        })?;
+        if changed != 1 {
+            return Ok(None);
+        }
+        self.engagement(id).await
+    }
+
+    async fn owned_engagements(&self, instance: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let settled = placeholders(2, SETTLED_STATES.len());
+        let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&instance];
+        for state in SETTLED_STATES {
+            parameters.push(state);
+        }
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare_cached(&format!(
+                    "SELECT id, fence FROM engagements WHERE owner = ?1 AND state NOT IN ({settled})"
+                ))
+                .map_err(database)?;
+            let rows = statement
+                .query_map(parameters.as_slice(), |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(database)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(database)?;
+            Ok(rows)
+        })
+    }
+
+    async fn insert_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError> {
         let snapshot = record.snapshot.as_ref().map(to_json).transpose()?;
         let values = (
             to_json(&record.user)?,
@@ -240,7 +403,7 @@ impl Store for SqliteStore {
         self.with(|connection| {
             connection
                 .execute(
-                    "INSERT INTO engagements (id, agent, user_json, state, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO engagements (id, agent, user_json, state, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         record.id,
                         record.agent,
@@ -251,7 +414,10 @@ impl Store for SqliteStore {
                         values.2,
                         snapshot,
                         record.created_at_ms,
-                        record.updated_at_ms
+                        record.updated_at_ms,
+                        record.owner,
+                        record.fence,
+                        record.pending_input,
                     ],
                 )
                 .map_err(database)?;
@@ -259,14 +425,18 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError> {
+    async fn update_engagement(
+        &self,
+        record: &EngagementRecord,
+        fence: i64,
+    ) -> Result<(), StoreError> {
         let snapshot = record.snapshot.as_ref().map(to_json).transpose()?;
         let status = to_json(&record.status)?;
         let exposes = to_json(&record.exposes)?;
-        self.with(|connection| {
+        let changed = self.with(|connection| {
             connection
                 .execute(
-                    "UPDATE engagements SET state = ?2, status_json = ?3, text = ?4, exposes_json = ?5, snapshot_json = COALESCE(?6, snapshot_json), updated_at_ms = ?7 WHERE id = ?1",
+                    "UPDATE engagements SET state = ?2, status_json = ?3, text = ?4, exposes_json = ?5, snapshot_json = COALESCE(?6, snapshot_json), updated_at_ms = ?7, pending_input = NULL WHERE id = ?1 AND fence = ?8",
                     params![
                         record.id,
                         record.state(),
@@ -274,50 +444,73 @@ impl Store for SqliteStore {
                         record.text,
                         exposes,
                         snapshot,
-                        record.updated_at_ms
+                        record.updated_at_ms,
+                        fence
                     ],
                 )
-                .map_err(database)?;
-            Ok(())
-        })
+                .map_err(database)
+        })?;
+        fenced(changed, &record.id)
     }
 
-    fn set_status(&self, id: &str, status: &serde_json::Value) -> Result<(), StoreError> {
+    async fn set_status(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+        fence: i64,
+    ) -> Result<(), StoreError> {
         let state = state_of(status);
         let status = to_json(status)?;
-        self.with(|connection| {
+        let changed = self.with(|connection| {
             connection
                 .execute(
-                    "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1",
-                    params![id, state, status, crate::store::now_ms()],
+                    "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1 AND fence = ?5",
+                    params![id, state, status, crate::store::now_ms(), fence],
                 )
-                .map_err(database)?;
-            Ok(())
-        })
+                .map_err(database)
+        })?;
+        fenced(changed, id)
     }
 
-    fn save_snapshot(
+    async fn set_pending_input(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+        input: &str,
+        fence: i64,
+    ) -> Result<(), StoreError> {
+        let state = state_of(status);
+        let status = to_json(status)?;
+        let changed = self.with(|connection| {
+            connection
+                .execute(
+                    "UPDATE engagements SET state = ?2, status_json = ?3, pending_input = ?4, updated_at_ms = ?5 WHERE id = ?1 AND fence = ?6",
+                    params![id, state, status, input, crate::store::now_ms(), fence],
+                )
+                .map_err(database)
+        })?;
+        fenced(changed, id)
+    }
+
+    async fn save_snapshot(
         &self,
         id: &str,
         snapshot: &agentc_runtime::EngagementSnapshot,
+        fence: i64,
     ) -> Result<(), StoreError> {
         let snapshot = to_json(snapshot)?;
-        self.with(|connection| {
-            let changed = connection
+        let changed = self.with(|connection| {
+            connection
                 .execute(
-                    "UPDATE engagements SET snapshot_json = ?2, updated_at_ms = ?3 WHERE id = ?1",
-                    params![id, snapshot, crate::store::now_ms()],
+                    "UPDATE engagements SET snapshot_json = ?2, pending_input = NULL, updated_at_ms = ?3 WHERE id = ?1 AND fence = ?4",
+                    params![id, snapshot, crate::store::now_ms(), fence],
                 )
-                .map_err(database)?;
-            if changed == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Database(format!("no engagement `{id}`")))
-            }
-        })
+                .map_err(database)
+        })?;
+        fenced(changed, id)
     }
 
-    fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
+    async fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
         let row = self.with(|connection| {
             connection
                 .query_row(
@@ -331,7 +524,10 @@ impl Store for SqliteStore {
         row.map(engagement_from_row).transpose()
     }
 
-    fn engagements_in_states(&self, states: &[&str]) -> Result<Vec<EngagementRecord>, StoreError> {
+    async fn engagements_in_states(
+        &self,
+        states: &[&str],
+    ) -> Result<Vec<EngagementRecord>, StoreError> {
         let mut records = Vec::new();
         for state in states {
             let rows = self.with(|connection| {
@@ -354,7 +550,7 @@ impl Store for SqliteStore {
         Ok(records)
     }
 
-    fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError> {
+    async fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError> {
         let json = to_json(review)?;
         self.with(|connection| {
             connection
@@ -377,11 +573,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn review(&self, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
+    async fn review(&self, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
         Ok(self.reviews_where("id = ?1", &[&id])?.into_iter().next())
     }
 
-    fn open_review(
+    async fn open_review(
         &self,
         engagement: &str,
         call_hash: &str,
@@ -396,8 +592,8 @@ impl Store for SqliteStore {
             .last())
     }
 
-    fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError> {
-        let Some(mut review) = self.review(id)? else {
+    async fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError> {
+        let Some(mut review) = self.review(id).await? else {
             return Ok(false);
         };
         if review.decision.is_some() {
@@ -418,7 +614,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn consume_review(&self, id: &str) -> Result<(), StoreError> {
+    async fn consume_review(&self, id: &str) -> Result<(), StoreError> {
         self.with(|connection| {
             connection
                 .execute("UPDATE reviews SET consumed = 1 WHERE id = ?1", params![id])
@@ -427,11 +623,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn take_decision(
+    async fn take_decision(
         &self,
         review: &str,
         engagement: &str,
         status: &serde_json::Value,
+        fence: i64,
     ) -> Result<(), StoreError> {
         let state = state_of(status);
         let status = to_json(status)?;
@@ -454,24 +651,23 @@ impl Store for SqliteStore {
             }
             let updated = transaction
                 .execute(
-                    "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1",
-                    params![engagement, state, status, crate::store::now_ms()],
+                    "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1 AND fence = ?5",
+                    params![engagement, state, status, crate::store::now_ms(), fence],
                 )
                 .map_err(database)?;
-            if updated != 1 {
-                return Err(StoreError::Database(format!(
-                    "no engagement `{engagement}`"
-                )));
-            }
+            fenced(updated, engagement)?;
             transaction.commit().map_err(database)
         })
     }
 
-    fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError> {
+    async fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError> {
         self.reviews_where("engagement = ?1", &[&engagement])
     }
 
-    fn pending_reviews_for(&self, reviewers: &[&str]) -> Result<Vec<ReviewRecord>, StoreError> {
+    async fn pending_reviews_for(
+        &self,
+        reviewers: &[&str],
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
         let mut reviews = Vec::new();
         for reviewer in reviewers {
             reviews.extend(self.reviews_where("reviewer = ?1 AND decided = 0", &[reviewer])?);
@@ -481,7 +677,7 @@ impl Store for SqliteStore {
         Ok(reviews)
     }
 
-    fn pending_reviews_page(
+    async fn pending_reviews_page(
         &self,
         reviewers: &[&str],
         after: Option<(i64, &str)>,
@@ -490,10 +686,7 @@ impl Store for SqliteStore {
         if reviewers.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let placeholders = (0..reviewers.len())
-            .map(|index| format!("?{}", index + 4))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = placeholders(4, reviewers.len());
         let (after_ms, after_id) = after.unwrap_or((i64::MIN, ""));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut parameters: Vec<&dyn rusqlite::ToSql> = vec![&after_ms, &after_id, &limit];
@@ -526,7 +719,31 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_audit(&self, seq: u64, engagement: &str, line: &str) -> Result<(), StoreError> {
+    async fn decided_reviews_owned_by(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        self.reviews_where(
+            "decided = 1 AND consumed = 0 AND engagement IN (SELECT id FROM engagements WHERE owner = ?1)",
+            &[&instance],
+        )
+    }
+
+    async fn decision_notifications(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
+        // One process uses this store: its waiters hear of decisions directly.
+        Ok(None)
+    }
+
+    fn append_audit(
+        &self,
+        _chain: &str,
+        seq: u64,
+        engagement: &str,
+        line: &str,
+    ) -> Result<(), StoreError> {
+        // One process writes this store, so it has one chain, continued across restarts.
         let seq = i64::try_from(seq).map_err(database)?;
         self.with(|connection| {
             connection
@@ -539,7 +756,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError> {
+    async fn audit_head(&self, _chain: &str) -> Result<Option<(u64, String)>, StoreError> {
         let line: Option<String> = self.with(|connection| {
             connection
                 .query_row(
@@ -550,20 +767,22 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(database)
         })?;
-        let Some(line) = line else {
-            return Ok(None);
-        };
-        // An entry or a signed checkpoint: both have these two fields.
-        #[derive(serde::Deserialize)]
-        struct Head {
-            seq: u64,
-            hash: String,
-        }
-        let head: Head = from_json(&line)?;
-        Ok(Some((head.seq, head.hash)))
+        line.as_deref().map(crate::store::chain_head).transpose()
     }
 
-    fn audit_lines(&self) -> Result<Vec<String>, StoreError> {
+    async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
+        let any: Option<i64> = self.with(|connection| {
+            connection
+                .query_row("SELECT seq FROM audit LIMIT 1", [], |row| row.get(0))
+                .optional()
+                .map_err(database)
+        })?;
+        Ok(any
+            .map(|_| vec![crate::store::SINGLE_CHAIN.to_string()])
+            .unwrap_or_default())
+    }
+
+    async fn audit_lines(&self, _chain: &str) -> Result<Vec<String>, StoreError> {
         self.with(|connection| {
             let mut statement = connection
                 .prepare_cached("SELECT line FROM audit ORDER BY seq")

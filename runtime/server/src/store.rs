@@ -1,11 +1,16 @@
 //! Where the server keeps what must survive a restart: engagements (with their latest
-//! snapshot), review requests and the audit trail. The [`Store`] trait is what the
-//! server uses; [`crate::sqlite::SqliteStore`] is the embedded default, and a shared
-//! database (PostgreSQL) can implement the same trait for several server instances.
+//! snapshot), review requests, the audit trail, and which server instance runs which
+//! engagement. The [`Store`] trait is what the server uses; [`crate::sqlite::SqliteStore`]
+//! is the embedded default (one instance), [`crate::postgres::PostgresStore`] the shared
+//! one (several instances on one database, ARCHITECTURE.md, "Coordination").
 //!
-//! The trait is synchronous: the audit trail is written through `std::io::Write` (the
-//! runtime's [`agentc_runtime::AuditLog`]), every operation is one short statement, and
-//! an implementation over a network keeps its own connection pool.
+//! Every write about an engagement carries the fence its writer holds: the token it got
+//! when it created or took the engagement over. A takeover increments the fence, so a
+//! writer that lost the engagement (a paused process that woke up after its lease
+//! expired) has every write refused ([`StoreError::Fenced`]) and stops.
+//!
+//! The trait is asynchronous, but for [`Store::append_audit`]: the runtime's audit log
+//! writes through `std::io::Write`, and an action is taken only once its line is stored.
 
 use agentc_runtime::{EngagementSnapshot, UserIdentity};
 use serde::{Deserialize, Serialize};
@@ -19,6 +24,10 @@ pub enum StoreError {
     /// A stored value could not be read back.
     #[error("a stored value is corrupt: {0}")]
     Corrupt(String),
+    /// The engagement is no longer this writer's: another instance took it over (its
+    /// fence moved on), so nothing this writer does for it may be stored.
+    #[error("engagement `{0}` is held by another server instance")]
+    Fenced(String),
 }
 
 /// One engagement as stored.
@@ -42,7 +51,18 @@ pub struct EngagementRecord {
     pub created_at_ms: i64,
     /// Milliseconds since the Unix epoch.
     pub updated_at_ms: i64,
+    /// The server instance that runs the engagement (holds its lease).
+    pub owner: String,
+    /// The fence of the owner's lease: incremented by every takeover.
+    pub fence: i64,
+    /// The user input that started the engagement, or was added to it, while no
+    /// snapshot has been saved since (a takeover before the first one starts from it).
+    pub pending_input: Option<String>,
 }
+
+/// The states of an engagement that has ended, or waits for its user: no instance
+/// needs to run it, so none takes it over.
+pub const SETTLED_STATES: &[&str] = &["completed", "failed", "awaiting_user_input"];
 
 impl EngagementRecord {
     /// The status's `state` name (`completed`, `awaiting_review`, ...).
@@ -99,65 +119,165 @@ pub struct ReviewRecord {
 }
 
 /// The store.
+#[async_trait::async_trait]
 pub trait Store: Send + Sync {
-    /// Adds a new engagement; an existing identifier is an error.
-    fn insert_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError>;
-    /// Replaces an engagement's status, results and snapshot.
-    fn update_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError>;
-    /// Sets only the status.
-    fn set_status(&self, id: &str, status: &serde_json::Value) -> Result<(), StoreError>;
-    /// Saves the latest snapshot.
-    fn save_snapshot(&self, id: &str, snapshot: &EngagementSnapshot) -> Result<(), StoreError>;
+    /// Whether several server instances may share this store. When not (SQLite), one
+    /// process owns every engagement, so at start it takes over every engagement that
+    /// another (earlier) process left, without waiting for that one's lease to expire.
+    fn is_shared(&self) -> bool;
+
+    /// Records that `instance` is alive at `now_ms` (registering it the first time).
+    async fn heartbeat(&self, instance: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Removes `instance` (a graceful stop): its engagements may be taken over at once.
+    async fn retire_instance(&self, instance: &str) -> Result<(), StoreError>;
+    /// Engagements not settled ([`SETTLED_STATES`]) and not owned by `instance`, whose
+    /// owner's last heartbeat is before `expired_before_ms` or who has none, oldest
+    /// first, at most `limit`: their identifier and fence.
+    async fn orphaned_engagements(
+        &self,
+        instance: &str,
+        expired_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Takes the engagement `id` over for `instance` if its fence is still
+    /// `seen_fence`: the owner becomes `instance` and the fence moves on by one. The
+    /// engagement as taken (with its new fence), or `None` when another took it first.
+    async fn claim_engagement(
+        &self,
+        id: &str,
+        instance: &str,
+        seen_fence: i64,
+    ) -> Result<Option<EngagementRecord>, StoreError>;
+    /// The unsettled engagements `instance` owns, with their fences.
+    async fn owned_engagements(&self, instance: &str) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Adds a new engagement (owned by its `owner`, at its `fence`); an existing
+    /// identifier is an error.
+    async fn insert_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError>;
+    /// Replaces an engagement's status, results and snapshot, and clears its pending
+    /// input; [`StoreError::Fenced`] unless the fence is still `fence`.
+    async fn update_engagement(
+        &self,
+        record: &EngagementRecord,
+        fence: i64,
+    ) -> Result<(), StoreError>;
+    /// Sets only the status (fenced).
+    async fn set_status(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+        fence: i64,
+    ) -> Result<(), StoreError>;
+    /// Sets the status and the input to run from (a turn added to an engagement that
+    /// yielded), fenced.
+    async fn set_pending_input(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+        input: &str,
+        fence: i64,
+    ) -> Result<(), StoreError>;
+    /// Saves the latest snapshot and clears the pending input (fenced).
+    async fn save_snapshot(
+        &self,
+        id: &str,
+        snapshot: &EngagementSnapshot,
+        fence: i64,
+    ) -> Result<(), StoreError>;
     /// An engagement by identifier.
-    fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError>;
+    async fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError>;
     /// The engagements whose state is one of `states`.
-    fn engagements_in_states(&self, states: &[&str]) -> Result<Vec<EngagementRecord>, StoreError>;
+    async fn engagements_in_states(
+        &self,
+        states: &[&str],
+    ) -> Result<Vec<EngagementRecord>, StoreError>;
 
     /// Adds a review request.
-    fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError>;
+    async fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError>;
     /// A review by identifier.
-    fn review(&self, id: &str) -> Result<Option<ReviewRecord>, StoreError>;
+    async fn review(&self, id: &str) -> Result<Option<ReviewRecord>, StoreError>;
     /// The latest review of one call of one engagement that has not been consumed.
-    fn open_review(
+    async fn open_review(
         &self,
         engagement: &str,
         call_hash: &str,
         stage: &str,
     ) -> Result<Option<ReviewRecord>, StoreError>;
     /// Records a decision on a review that has none; `false` when it already had one.
-    fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError>;
+    /// A shared store tells every instance ([`Store::decision_notifications`]).
+    async fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError>;
     /// Marks a decided review as taken by its engagement.
-    fn consume_review(&self, id: &str) -> Result<(), StoreError>;
+    async fn consume_review(&self, id: &str) -> Result<(), StoreError>;
     /// Marks a decided review as taken and sets its waiting engagement's status, in one
-    /// transaction: both or neither. Were they two steps, a crash between them would
-    /// leave the engagement `awaiting_review` with its decision already taken, which
-    /// no restart resumes.
-    fn take_decision(
+    /// transaction: both or neither, and neither unless the engagement's fence is still
+    /// `fence`. Were they two steps, a crash between them would leave the engagement
+    /// `awaiting_review` with its decision already taken, which no restart resumes.
+    async fn take_decision(
         &self,
         review: &str,
         engagement: &str,
         status: &serde_json::Value,
+        fence: i64,
     ) -> Result<(), StoreError>;
     /// Every review of an engagement, oldest first.
-    fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError>;
+    async fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError>;
     /// Undecided reviews addressed to any of `reviewers`, oldest first.
-    fn pending_reviews_for(&self, reviewers: &[&str]) -> Result<Vec<ReviewRecord>, StoreError>;
+    async fn pending_reviews_for(
+        &self,
+        reviewers: &[&str],
+    ) -> Result<Vec<ReviewRecord>, StoreError>;
     /// One page of the undecided reviews addressed to any of `reviewers` that a person
     /// decides (not an agent): in the order of `(created_at_ms, id)`, those after the
     /// position `after` when given, at most `limit` of them.
-    fn pending_reviews_page(
+    async fn pending_reviews_page(
         &self,
         reviewers: &[&str],
         after: Option<(i64, &str)>,
         limit: usize,
     ) -> Result<Vec<ReviewRecord>, StoreError>;
+    /// Decided reviews not yet taken, of engagements `instance` owns: what a
+    /// notification lost on the way would have woken.
+    async fn decided_reviews_owned_by(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<ReviewRecord>, StoreError>;
+    /// The identifiers of engagements whose review was just decided on any instance, as
+    /// they come (PostgreSQL `LISTEN`); `None` for a store that only one instance uses.
+    async fn decision_notifications(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError>;
 
-    /// Appends one line of the hash-chained audit trail.
-    fn append_audit(&self, seq: u64, engagement: &str, line: &str) -> Result<(), StoreError>;
-    /// The last audit entry's sequence number and hash, to continue the chain.
-    fn audit_head(&self) -> Result<Option<(u64, String)>, StoreError>;
-    /// Every audit line, in order (for `agentc audit verify`).
-    fn audit_lines(&self) -> Result<Vec<String>, StoreError>;
+    /// Appends one line to the hash-chained audit trail `chain` (synchronous: see the
+    /// module documentation).
+    fn append_audit(
+        &self,
+        chain: &str,
+        seq: u64,
+        engagement: &str,
+        line: &str,
+    ) -> Result<(), StoreError>;
+    /// The last entry of `chain`: its sequence number and hash, to continue the chain.
+    async fn audit_head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError>;
+    /// The audit chains, oldest first: one per writing instance in a shared store.
+    async fn audit_chains(&self) -> Result<Vec<String>, StoreError>;
+    /// Every line of `chain`, in order (for `agentc audit verify`).
+    async fn audit_lines(&self, chain: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// The name of the one audit chain of a store that one process writes (SQLite).
+pub const SINGLE_CHAIN: &str = "main";
+
+/// The sequence number and hash of a stored audit line (an entry or a signed
+/// checkpoint: both have the two fields), to continue its chain from.
+pub fn chain_head(line: &str) -> Result<(u64, String), StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        seq: u64,
+        hash: String,
+    }
+    let head: Head =
+        serde_json::from_str(line).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    Ok((head.seq, head.hash))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -174,14 +294,16 @@ pub fn now_ms() -> i64 {
 /// does not go ahead (the audit log fails closed).
 pub struct StoreAuditWriter {
     store: std::sync::Arc<dyn Store>,
+    chain: String,
     pending: Vec<u8>,
 }
 
 impl StoreAuditWriter {
-    /// A writer into `store`.
-    pub fn new(store: std::sync::Arc<dyn Store>) -> Self {
+    /// A writer into the chain `chain` of `store`.
+    pub fn new(store: std::sync::Arc<dyn Store>, chain: &str) -> Self {
         StoreAuditWriter {
             store,
+            chain: chain.to_string(),
             pending: Vec::new(),
         }
     }
@@ -205,7 +327,7 @@ impl std::io::Write for StoreAuditWriter {
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or_default();
             self.store
-                .append_audit(seq, engagement, text)
+                .append_audit(&self.chain, seq, engagement, text)
                 .map_err(|error| std::io::Error::other(error.to_string()))?;
         }
         Ok(bytes.len())

@@ -88,7 +88,7 @@ async fn a_generated_crates_agent_is_served_and_its_policies_hold() {
         std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
     )
     .unwrap();
-    let engine = builder(&hr).build().unwrap();
+    let engine = builder(&hr).build().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
@@ -150,8 +150,8 @@ async fn a_generated_crates_agent_is_served_and_its_policies_hold() {
     server.await.unwrap().unwrap();
 }
 
-#[test]
-fn hosting_refuses_what_it_cannot_serve_safely() {
+#[tokio::test]
+async fn hosting_refuses_what_it_cannot_serve_safely() {
     let hr = HrAgent::new(
         MockKb::default(),
         std::sync::Arc::new(agentc_runtime::AuditLog::discard()),
@@ -182,6 +182,7 @@ fn hosting_refuses_what_it_cannot_serve_safely() {
             .host(&renamed, hr.runtime().tools(), hr.document())
             .unwrap()
             .build()
+            .await
             .is_ok()
     );
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use agentc_compiler::SourceInput;
 use agentc_runtime::{InMemoryCredentials, Secret, ToolBackend, ToolContext, ToolError};
-use agentc_server::SqliteStore;
+use agentc_server::{EngagementRecord, SqliteStore, StoreError};
 use common::*;
 use serde_json::json;
 
@@ -149,7 +149,7 @@ async fn oas_c7_review_survives_a_restart_and_only_the_user_may_see_or_approve()
     assert_eq!(status, 404);
 
     // While it waits for the review, what it did so far is signed.
-    let lines = server.engine.store().audit_lines().unwrap();
+    let lines = server.engine.store().audit_lines("main").await.unwrap();
     let waiting = agentc_runtime::verify_signed(
         lines.join("\n").as_bytes(),
         &refund_audit_key().public_key(),
@@ -194,7 +194,7 @@ async fn oas_c7_review_survives_a_restart_and_only_the_user_may_see_or_approve()
     // The audit trail is one hash chain across the restart, signed at the shutdown
     // and at the engagement's end, so every entry is covered.
     server.stop().await;
-    let lines = sqlite(&path).audit_lines().unwrap();
+    let lines = sqlite(&path).audit_lines("main").await.unwrap();
     let chain = agentc_runtime::verify_signed(
         lines.join("\n").as_bytes(),
         &refund_audit_key().public_key(),
@@ -561,6 +561,7 @@ async fn remote_agent_on_another_server_is_a_capability() {
         .engine
         .store()
         .engagements_in_states(&["completed"])
+        .await
         .unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].user.id, "alice");
@@ -596,6 +597,7 @@ async fn vendor_waits_for_review(vendor: &TestServer) {
             .engine
             .store()
             .engagements_in_states(&["awaiting_review"])
+            .await
             .unwrap();
         if !waiting.is_empty() {
             return;
@@ -652,7 +654,7 @@ async fn a_remote_review_survives_a_restart_of_the_remote_server() {
 }
 
 /// Every engagement the vendor's server has stored, in any state.
-fn vendor_engagements(vendor: &TestServer) -> Vec<agentc_server::EngagementRecord> {
+async fn vendor_engagements(vendor: &TestServer) -> Vec<agentc_server::EngagementRecord> {
     vendor
         .engine
         .store()
@@ -664,6 +666,7 @@ fn vendor_engagements(vendor: &TestServer) -> Vec<agentc_server::EngagementRecor
             "completed",
             "failed",
         ])
+        .await
         .unwrap()
 }
 
@@ -684,7 +687,7 @@ async fn desk_waits_for_vendor(desk: &TestServer, vendor: &TestServer) -> (Strin
     let waiting = wait_for_state(&desk.base, &location, "bob-token-22", &["awaiting_remote"]).await;
     assert_eq!(waiting["status"]["tool"], "vendor_support", "{waiting}");
     let id = location.trim_start_matches("/engagements/");
-    let record = desk.engine.store().engagement(id).unwrap().unwrap();
+    let record = desk.engine.store().engagement(id).await.unwrap().unwrap();
     let wait = record
         .snapshot
         .unwrap()
@@ -706,7 +709,7 @@ async fn a_remote_call_survives_a_restart_of_the_calling_server() {
         .start()
         .await;
     let (location, remote) = desk_waits_for_vendor(&desk, &vendor).await;
-    let remote_engagements = vendor_engagements(&vendor);
+    let remote_engagements = vendor_engagements(&vendor).await;
     assert_eq!(remote_engagements.len(), 1);
     assert_eq!(
         remote,
@@ -740,14 +743,14 @@ async fn a_remote_call_survives_a_restart_of_the_calling_server() {
     );
     // The vendor's agent ran once: one engagement, one lookup.
     assert_eq!(vendor_tool.calls(), 1);
-    let remote_engagements = vendor_engagements(&vendor);
+    let remote_engagements = vendor_engagements(&vendor).await;
     assert_eq!(remote_engagements.len(), 1);
     assert_eq!(remote_engagements[0].state(), "completed");
     assert_eq!(remote_engagements[0].exposes["orders_checked"], 1);
 
     // The desk's audit trail is one chain across the restart: the call was intended
     // in each process and completed once, in the second.
-    let lines = desk.engine.store().audit_lines().unwrap();
+    let lines = desk.engine.store().audit_lines("main").await.unwrap();
     agentc_runtime::verify(lines.join("\n").as_bytes()).unwrap();
     let count = |action: &str| {
         lines
@@ -788,14 +791,16 @@ async fn a_tampered_remote_location_fails_the_engagement_without_calling_that_ho
     let id = location.trim_start_matches("/engagements/").to_string();
     {
         let store = SqliteStore::open(&path).unwrap();
-        let mut snapshot = agentc_server::Store::engagement(&store, &id)
+        let record = agentc_server::Store::engagement(&store, &id)
+            .await
             .unwrap()
-            .unwrap()
-            .snapshot
             .unwrap();
+        let mut snapshot = record.snapshot.unwrap();
         let remote_path = remote.trim_start_matches(&vendor.base).to_string();
         snapshot.remote.as_mut().unwrap().location = format!("http://{decoy_address}{remote_path}");
-        agentc_server::Store::save_snapshot(&store, &id, &snapshot).unwrap();
+        agentc_server::Store::save_snapshot(&store, &id, &snapshot, record.fence)
+            .await
+            .unwrap();
     }
 
     let desk = desk_setup_on(&vendor, "alice-token-1", sqlite(&path))
@@ -818,9 +823,9 @@ async fn a_tampered_remote_location_fails_the_engagement_without_calling_that_ho
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(vendor_tool.calls(), 0);
-    assert_eq!(vendor_engagements(&vendor).len(), 1);
+    assert_eq!(vendor_engagements(&vendor).await.len(), 1);
     // The audit trail says why the engagement ended.
-    let lines = desk.engine.store().audit_lines().unwrap();
+    let lines = desk.engine.store().audit_lines("main").await.unwrap();
     agentc_runtime::verify(lines.join("\n").as_bytes()).unwrap();
     let denied: Vec<serde_json::Value> = lines
         .iter()
@@ -1052,6 +1057,7 @@ async fn every_client_error_is_structured_json() {
             .engine
             .store()
             .engagements_in_states(&["running", "completed", "awaiting_review"])
+            .await
             .unwrap()
             .is_empty()
     );
@@ -1265,6 +1271,7 @@ async fn graceful_shutdown_lets_running_engagements_finish() {
     server.stop().await;
     let store = SqliteStore::open(&path).unwrap();
     let record = agentc_server::Store::engagement(&store, &id)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(record.state(), "completed", "{:?}", record.status);
@@ -1563,6 +1570,7 @@ async fn slow_clients_are_cut_off_and_do_not_starve_healthz() {
             .engine
             .store()
             .engagements_in_states(&["running", "completed", "awaiting_review", "failed"])
+            .await
             .unwrap()
             .is_empty()
     );
@@ -1729,6 +1737,7 @@ async fn failed_exposes_show_their_kind_and_never_the_tool_data() {
         .engine
         .store()
         .engagements_in_states(&["failed"])
+        .await
         .unwrap();
     assert_eq!(stored.len(), 1);
     assert!(!stored[0].status.to_string().contains(marker));
@@ -1797,6 +1806,7 @@ async fn review_and_agent_lists_are_paginated_in_a_stable_order() {
         };
         store
             .insert_review(&pending_review(&id, reviewer, 1_000 + index / 2))
+            .await
             .unwrap();
         expected.push((1_000 + index / 2, id));
     }
@@ -1804,12 +1814,14 @@ async fn review_and_agent_lists_are_paginated_in_a_stable_order() {
     let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
     store
         .insert_review(&pending_review("r_bob", "bob", 1_001))
+        .await
         .unwrap();
     let mut by_agent = pending_review("r_agent", "alice", 1_002);
     by_agent.reviewer_is_agent = true;
-    store.insert_review(&by_agent).unwrap();
+    store.insert_review(&by_agent).await.unwrap();
     store
         .insert_review(&pending_review("r_decided", "alice", 1_003))
+        .await
         .unwrap();
     assert!(
         store
@@ -1819,6 +1831,7 @@ async fn review_and_agent_lists_are_paginated_in_a_stable_order() {
                     reason: "no".into()
                 }
             )
+            .await
             .unwrap()
     );
 
@@ -1904,139 +1917,199 @@ impl CrashingStore {
     }
 }
 
+#[async_trait::async_trait]
 impl agentc_server::Store for CrashingStore {
-    fn insert_engagement(
-        &self,
-        record: &agentc_server::EngagementRecord,
-    ) -> Result<(), agentc_server::StoreError> {
-        self.alive()?;
-        self.inner.insert_engagement(record)
+    fn is_shared(&self) -> bool {
+        false
     }
-    fn update_engagement(
-        &self,
-        record: &agentc_server::EngagementRecord,
-    ) -> Result<(), agentc_server::StoreError> {
+    async fn heartbeat(&self, instance: &str, now_ms: i64) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.update_engagement(record)
+        self.inner.heartbeat(instance, now_ms).await
     }
-    fn set_status(
+    async fn retire_instance(&self, instance: &str) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.retire_instance(instance).await
+    }
+    async fn orphaned_engagements(
+        &self,
+        instance: &str,
+        expired_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.alive()?;
+        self.inner
+            .orphaned_engagements(instance, expired_before_ms, limit)
+            .await
+    }
+    async fn claim_engagement(
+        &self,
+        id: &str,
+        instance: &str,
+        seen_fence: i64,
+    ) -> Result<Option<EngagementRecord>, StoreError> {
+        self.alive()?;
+        self.inner.claim_engagement(id, instance, seen_fence).await
+    }
+    async fn owned_engagements(&self, instance: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.alive()?;
+        self.inner.owned_engagements(instance).await
+    }
+    async fn insert_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.insert_engagement(record).await
+    }
+    async fn update_engagement(
+        &self,
+        record: &EngagementRecord,
+        fence: i64,
+    ) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.update_engagement(record, fence).await
+    }
+    async fn set_status(
         &self,
         id: &str,
         status: &serde_json::Value,
-    ) -> Result<(), agentc_server::StoreError> {
+        fence: i64,
+    ) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.set_status(id, status)
+        self.inner.set_status(id, status, fence).await
     }
-    fn save_snapshot(
+    async fn set_pending_input(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+        input: &str,
+        fence: i64,
+    ) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.set_pending_input(id, status, input, fence).await
+    }
+    async fn save_snapshot(
         &self,
         id: &str,
         snapshot: &agentc_runtime::EngagementSnapshot,
-    ) -> Result<(), agentc_server::StoreError> {
+        fence: i64,
+    ) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.save_snapshot(id, snapshot)
+        self.inner.save_snapshot(id, snapshot, fence).await
     }
-    fn engagement(
-        &self,
-        id: &str,
-    ) -> Result<Option<agentc_server::EngagementRecord>, agentc_server::StoreError> {
+    async fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
         self.alive()?;
-        self.inner.engagement(id)
+        self.inner.engagement(id).await
     }
-    fn engagements_in_states(
+    async fn engagements_in_states(
         &self,
         states: &[&str],
-    ) -> Result<Vec<agentc_server::EngagementRecord>, agentc_server::StoreError> {
+    ) -> Result<Vec<EngagementRecord>, StoreError> {
         self.alive()?;
-        self.inner.engagements_in_states(states)
+        self.inner.engagements_in_states(states).await
     }
-    fn insert_review(
-        &self,
-        review: &agentc_server::ReviewRecord,
-    ) -> Result<(), agentc_server::StoreError> {
+    async fn insert_review(&self, review: &agentc_server::ReviewRecord) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.insert_review(review)
+        self.inner.insert_review(review).await
     }
-    fn review(
-        &self,
-        id: &str,
-    ) -> Result<Option<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+    async fn review(&self, id: &str) -> Result<Option<agentc_server::ReviewRecord>, StoreError> {
         self.alive()?;
-        self.inner.review(id)
+        self.inner.review(id).await
     }
-    fn open_review(
+    async fn open_review(
         &self,
         engagement: &str,
         call_hash: &str,
         stage: &str,
-    ) -> Result<Option<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+    ) -> Result<Option<agentc_server::ReviewRecord>, StoreError> {
         self.alive()?;
-        self.inner.open_review(engagement, call_hash, stage)
+        self.inner.open_review(engagement, call_hash, stage).await
     }
-    fn decide_review(
+    async fn decide_review(
         &self,
         id: &str,
         decision: &agentc_server::StoredDecision,
-    ) -> Result<bool, agentc_server::StoreError> {
+    ) -> Result<bool, StoreError> {
         self.alive()?;
-        self.inner.decide_review(id, decision)
+        self.inner.decide_review(id, decision).await
     }
-    fn consume_review(&self, id: &str) -> Result<(), agentc_server::StoreError> {
+    async fn consume_review(&self, id: &str) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.consume_review(id)
+        self.inner.consume_review(id).await
     }
-    fn take_decision(
+    async fn take_decision(
         &self,
         review: &str,
         engagement: &str,
         status: &serde_json::Value,
-    ) -> Result<(), agentc_server::StoreError> {
+        fence: i64,
+    ) -> Result<(), StoreError> {
         self.alive()?;
-        let taken = self.inner.take_decision(review, engagement, status);
+        let taken = self
+            .inner
+            .take_decision(review, engagement, status, fence)
+            .await;
         if taken.is_err() {
             self.crashed
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         taken
     }
-    fn reviews_of(
+    async fn reviews_of(
         &self,
         engagement: &str,
-    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+    ) -> Result<Vec<agentc_server::ReviewRecord>, StoreError> {
         self.alive()?;
-        self.inner.reviews_of(engagement)
+        self.inner.reviews_of(engagement).await
     }
-    fn pending_reviews_for(
+    async fn pending_reviews_for(
         &self,
         reviewers: &[&str],
-    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+    ) -> Result<Vec<agentc_server::ReviewRecord>, StoreError> {
         self.alive()?;
-        self.inner.pending_reviews_for(reviewers)
+        self.inner.pending_reviews_for(reviewers).await
     }
-    fn pending_reviews_page(
+    async fn pending_reviews_page(
         &self,
         reviewers: &[&str],
         after: Option<(i64, &str)>,
         limit: usize,
-    ) -> Result<Vec<agentc_server::ReviewRecord>, agentc_server::StoreError> {
+    ) -> Result<Vec<agentc_server::ReviewRecord>, StoreError> {
         self.alive()?;
-        self.inner.pending_reviews_page(reviewers, after, limit)
+        self.inner
+            .pending_reviews_page(reviewers, after, limit)
+            .await
+    }
+    async fn decided_reviews_owned_by(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<agentc_server::ReviewRecord>, StoreError> {
+        self.alive()?;
+        self.inner.decided_reviews_owned_by(instance).await
+    }
+    async fn decision_notifications(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
+        Ok(None)
     }
     fn append_audit(
         &self,
+        chain: &str,
         seq: u64,
         engagement: &str,
         line: &str,
-    ) -> Result<(), agentc_server::StoreError> {
+    ) -> Result<(), StoreError> {
         self.alive()?;
-        self.inner.append_audit(seq, engagement, line)
+        self.inner.append_audit(chain, seq, engagement, line)
     }
-    fn audit_head(&self) -> Result<Option<(u64, String)>, agentc_server::StoreError> {
+    async fn audit_head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
         self.alive()?;
-        self.inner.audit_head()
+        self.inner.audit_head(chain).await
     }
-    fn audit_lines(&self) -> Result<Vec<String>, agentc_server::StoreError> {
+    async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
         self.alive()?;
-        self.inner.audit_lines()
+        self.inner.audit_chains().await
+    }
+    async fn audit_lines(&self, chain: &str) -> Result<Vec<String>, StoreError> {
+        self.alive()?;
+        self.inner.audit_lines(chain).await
     }
 }
 
@@ -2091,10 +2164,12 @@ async fn taking_a_review_decision_is_one_transaction_and_resumes_after_a_crash()
     // decision has not been taken.
     let store = SqliteStore::open(&path).unwrap();
     let record = agentc_server::Store::engagement(&store, &id)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(record.state(), "awaiting_review", "{:?}", record.status);
     let stored = agentc_server::Store::review(&store, &review_id)
+        .await
         .unwrap()
         .unwrap();
     assert!(stored.decision.is_some() && !stored.consumed);
@@ -2113,7 +2188,13 @@ async fn taking_a_review_decision_is_one_transaction_and_resumes_after_a_crash()
     .await;
     assert_eq!(done["status"]["state"], "completed", "{done}");
     assert_eq!((first_tool.calls(), second_tool.calls()), (0, 1));
-    let taken = server.engine.store().review(&review_id).unwrap().unwrap();
+    let taken = server
+        .engine
+        .store()
+        .review(&review_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(taken.consumed);
 
     // Allowed path: without a fault, taking the decision is one committed step.

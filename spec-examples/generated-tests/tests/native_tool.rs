@@ -35,6 +35,7 @@ fn context() -> ToolContext {
         agent: "caller".into(),
         identity: Identity::Anonymous,
         credential: None,
+        idempotency_key: None,
     }
 }
 

@@ -24,6 +24,20 @@ spec_struct! {
         opt auth: ToolAuth,
         /// What the conformance suite (`agentc conform`) expects of the tool.
         opt conformance: ConformanceSpec,
+        /// What a call does to the world (AGX-T2): `read` (nothing: safe to run again),
+        /// `write` (changes state the tool keeps) or `egress` (sends data out of it).
+        /// A server that takes over an engagement whose call was cut off mid-call runs
+        /// a `read` call again, and any other only with an idempotency key; without
+        /// one the call's outcome is unknown and the engagement ends so.
+        opt effect: ToolEffect,
+    }
+}
+
+spec_enum! {
+    pub enum ToolEffect ("tool effect") {
+        Read = "read",
+        Write = "write",
+        Egress = "egress",
     }
 }
 
@@ -45,6 +59,11 @@ spec_struct! {
         /// Per-call timeout in milliseconds (default 30 000).
         #[schemars(range(min = 1))]
         opt timeout_ms: Spanned<u64>,
+        /// The header in which the tool takes an idempotency key (AGX-T2), e.g.
+        /// `Idempotency-Key`: every call carries a key derived from its engagement and
+        /// its place there, the same on every attempt, so a call run again after a
+        /// server died mid-call has its effect once at the tool.
+        opt idempotency_header: Spanned<String>,
     }
 }
 

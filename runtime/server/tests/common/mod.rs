@@ -17,6 +17,10 @@ use agentc_server::{
 };
 use tokio::sync::oneshot;
 
+mod postgres;
+#[allow(unused_imports)]
+pub use postgres::fresh_postgres;
+
 /// A running server.
 pub struct TestServer {
     pub base: String,
@@ -131,6 +135,7 @@ impl Setup {
             auth: AuthConfig::from_json(self.auth).unwrap(),
             config: self.config,
         })
+        .await
         .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, signal) = oneshot::channel::<()>();

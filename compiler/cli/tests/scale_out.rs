@@ -1,0 +1,604 @@
+//! Issue 28: several `agentc serve` processes on one PostgreSQL, killed and restarted
+//! at random while they run engagements with reviews and side-effecting tools.
+//!
+//! Real components: the `agentc` binary (three processes, each on its own port), a real
+//! PostgreSQL server (`AGENTC_TEST_POSTGRES_URL`, which `cargo xtask ci` starts), and the
+//! tools as an HTTP service in another stack (`scale_out/effects_service.py`), which
+//! counts their effects itself: `charge` takes an idempotency key and has its effect
+//! once per key; `notify` takes none. Every engagement is reviewed (its `charge` by its
+//! user), approvals go to random instances, some to two at once.
+//!
+//! What must hold: no engagement is lost (each one in the database ends completed or
+//! failed with a reason), no charge happens twice, a notice cut off mid-call is never
+//! sent again (the engagement ends "outcome unknown"), and every instance's audit chain
+//! verifies with its signed checkpoints. The size is bounded for CI
+//! (`AGENTC_FAULT_ENGAGEMENTS`, default 60; `AGENTC_FAULT_KILLS`, default 6); a larger
+//! run is recorded in docs/BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../runtime/server/tests/common/postgres.rs"]
+mod postgres;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agentc_server::{PostgresStore, Store};
+
+const TOOLS: &str = r#"kind: openagentspec:v1/tool
+name: charge
+description: Charges the customer's card.
+effect: write
+input:
+  type: object
+  properties:
+    amount: {type: integer}
+  required: [amount]
+  additionalProperties: false
+output:
+  type: object
+  properties:
+    charge_id: {type: string}
+    amount: {type: integer}
+  required: [charge_id]
+binding:
+  http:
+    method: POST
+    url: http://127.0.0.1:PORT/charge
+    idempotency_header: Idempotency-Key
+---
+kind: openagentspec:v1/tool
+name: notify
+description: Sends the customer a notice.
+effect: egress
+input:
+  type: object
+  properties:
+    text: {type: string}
+  required: [text]
+  additionalProperties: false
+output:
+  type: object
+  properties:
+    sent: {type: boolean}
+  required: [sent]
+binding:
+  http:
+    method: POST
+    url: http://127.0.0.1:PORT/notify
+"#;
+
+const AGENT: &str = r#"kind: openagentspec:v1/agent
+name: payments
+description: Charges an order once its customer confirms, then tells them.
+intent: You charge orders the customer confirms and notify them.
+owner: billing@acme.example
+capabilities:
+  charge:
+    input_restriction:
+      require_review: user
+      assertion: recent.charge.inputs.amount <= 100
+  notify: {}
+"#;
+
+const SCRIPT: &str = r#"turns:
+  - tool_calls:
+      - name: charge
+        arguments: {amount: 25}
+  - tool_calls:
+      - name: notify
+        arguments: {text: "Your order was charged."}
+  - text: Charged and notified.
+"#;
+
+const AUTH: &str = r#"{"tokens": [{"token": "alice-token-1", "user": "alice"}]}"#;
+
+/// The key that signs every instance's audit checkpoints (tests only).
+const AUDIT_KEY: &str = "7777777777777777777777777777777777777777777777777777777777777777";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// A small deterministic generator, so a failing run can be repeated.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `agentc serve` process.
+struct Instance {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Instance {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The instance id it printed at start.
+    fn id(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let at = text.find("instance ")?;
+        Some(
+            text[at + "instance ".len()..]
+                .split_whitespace()
+                .next()?
+                .to_string(),
+        )
+    }
+}
+
+struct Cluster {
+    directory: PathBuf,
+    url: String,
+    instances: Mutex<Vec<Option<Instance>>>,
+    starts: AtomicUsize,
+}
+
+impl Cluster {
+    fn start(&self, slot: usize) {
+        let port = free_port();
+        let start = self.starts.fetch_add(1, Ordering::SeqCst);
+        let log = self.directory.join(format!("instance-{slot}-{start}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_agentc"))
+            .arg("serve")
+            .arg(self.directory.join("specs"))
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .args(["--db", &self.url])
+            .args(["--lease-ms", "2000", "--heartbeat-ms", "250"])
+            .arg("--model")
+            .arg(format!(
+                "scripted:{}",
+                self.directory.join("script.yaml").display()
+            ))
+            .arg("--auth-config")
+            .arg(self.directory.join("auth.json"))
+            .arg("--audit-key")
+            .arg(self.directory.join("audit.key"))
+            .args(["--tool-timeout", "10", "--auth-failure-limit", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let instance = Instance { child, port, log };
+        // Ready once it answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while agent()
+            .get(format!("{}/agents", instance.base()))
+            .header("authorization", "Bearer alice-token-1")
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "instance {slot} did not start: {}",
+                std::fs::read_to_string(&instance.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.instances.lock().unwrap()[slot] = Some(instance);
+    }
+
+    /// The base URL of a running instance, chosen by `random`.
+    fn any(&self, random: &mut Lcg) -> Option<String> {
+        let instances = self.instances.lock().unwrap();
+        let live: Vec<String> = instances.iter().flatten().map(Instance::base).collect();
+        (!live.is_empty()).then(|| live[random.below(live.len() as u64) as usize].clone())
+    }
+}
+
+fn post(base: &str, path: &str, body: &str) -> Option<(u16, Option<String>, serde_json::Value)> {
+    let mut response = agent()
+        .post(format!("{base}{path}"))
+        .header("authorization", "Bearer alice-token-1")
+        .header("content-type", "application/json")
+        .send(body)
+        .ok()?;
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    Some((
+        status,
+        location,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+fn get(base: &str, path: &str) -> Option<serde_json::Value> {
+    let mut response = agent()
+        .get(format!("{base}{path}"))
+        .header("authorization", "Bearer alice-token-1")
+        .call()
+        .ok()?;
+    if response.status().as_u16() != 200 {
+        return None;
+    }
+    serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()
+}
+
+fn python_service(directory: &Path) -> (Child, u16) {
+    let mut child = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scale_out/effects_service.py"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(directory.join("effects.log")).unwrap())
+        .spawn()
+        .expect("python3 runs the effects service");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
+    (child, port)
+}
+
+/// Ends every other connection to the test database; how many.
+async fn drop_connections(url: &str) -> u64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+}
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(url) = runtime.block_on(postgres::fresh_postgres("fault")) else {
+        return;
+    };
+    let engagements = setting("AGENTC_FAULT_ENGAGEMENTS", 60);
+    let kills = setting("AGENTC_FAULT_KILLS", 6);
+    let directory = std::env::temp_dir().join(format!("agentc-scale-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(directory.join("specs")).unwrap();
+    let (mut service, tool_port) = python_service(&directory);
+    std::fs::write(
+        directory.join("specs/tools.yaml"),
+        TOOLS.replace("PORT", &tool_port.to_string()),
+    )
+    .unwrap();
+    std::fs::write(directory.join("specs/payments.yaml"), AGENT).unwrap();
+    std::fs::write(directory.join("script.yaml"), SCRIPT).unwrap();
+    std::fs::write(directory.join("auth.json"), AUTH).unwrap();
+    std::fs::write(directory.join("audit.key"), AUDIT_KEY).unwrap();
+
+    let cluster = Arc::new(Cluster {
+        directory: directory.clone(),
+        url: url.clone(),
+        instances: Mutex::new((0..3).map(|_| None).collect()),
+        starts: AtomicUsize::new(0),
+    });
+    for slot in 0..3 {
+        cluster.start(slot);
+    }
+    let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+
+    // Reviews: alice approves each pending charge on a random instance; every third
+    // approval is sent to two instances at once, and exactly one may take it.
+    let reviewer = {
+        let cluster = Arc::clone(&cluster);
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut random = Lcg(7);
+            let (mut approved, mut duplicates_refused) = (0usize, 0usize);
+            while !done.load(Ordering::SeqCst) {
+                let Some(base) = cluster.any(&mut random) else {
+                    continue;
+                };
+                let Some(page) = get(&base, "/reviews?limit=100") else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                for review in page["reviews"].as_array().cloned().unwrap_or_default() {
+                    let id = review["id"].as_str().unwrap_or_default().to_string();
+                    let body = serde_json::json!({"decision": "approve", "call_hash": review["call_hash"]})
+                        .to_string();
+                    let twice = approved % 3 == 0;
+                    let targets: Vec<String> = (0..if twice { 2 } else { 1 })
+                        .filter_map(|_| cluster.any(&mut random))
+                        .collect();
+                    let answers: Vec<Option<u16>> = std::thread::scope(|scope| {
+                        let handles: Vec<_> = targets
+                            .iter()
+                            .map(|target| {
+                                let (path, body) = (format!("/reviews/{id}"), body.clone());
+                                scope.spawn(move || {
+                                    post(target, &path, &body).map(|(status, _, _)| status)
+                                })
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|handle| handle.join().unwrap())
+                            .collect()
+                    });
+                    let taken = answers
+                        .iter()
+                        .filter(|status| **status == Some(200))
+                        .count();
+                    assert!(taken <= 1, "one approval taken twice: {answers:?}");
+                    if taken == 1 {
+                        approved += 1;
+                        if targets.len() == 2 && answers.contains(&Some(409)) {
+                            duplicates_refused += 1;
+                        }
+                    }
+                }
+                // A reviewer takes a moment: engagements wait across the faults.
+                std::thread::sleep(Duration::from_millis(100 + random.below(300)));
+            }
+            (approved, duplicates_refused)
+        })
+    };
+
+    // Faults: kill -9 an instance at random and start it again; once, pause one past
+    // its lease (SIGSTOP) and let it go on (SIGCONT), fenced out by then.
+    let takeovers = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let killer = {
+        let cluster = Arc::clone(&cluster);
+        let takeovers = Arc::clone(&takeovers);
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let store = runtime
+                .block_on(PostgresStore::connect(&url, None))
+                .unwrap();
+            let mut random = Lcg(11);
+            for round in 0..kills + 1 {
+                std::thread::sleep(Duration::from_millis(600 + random.below(800)));
+                if round == kills / 2 {
+                    // Every connection to the database dropped at once, as a
+                    // database restart drops them: pools, listeners, audit writers.
+                    let dropped = runtime.block_on(drop_connections(&url));
+                    eprintln!("dropped {dropped} database connections");
+                }
+                let slot = random.below(3) as usize;
+                let taken = cluster.instances.lock().unwrap()[slot].take();
+                let Some(mut instance) = taken else { continue };
+                let id = instance.id();
+                if round == kills {
+                    // The pause: past the lease (2 s), then on again.
+                    let pid = instance.child.id().to_string();
+                    let _ = Command::new("kill").args(["-STOP", &pid]).status();
+                    std::thread::sleep(Duration::from_millis(3_500));
+                    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+                    cluster.instances.lock().unwrap()[slot] = Some(instance);
+                    continue;
+                }
+                let killed_at = Instant::now();
+                instance.child.kill().unwrap();
+                instance.child.wait().unwrap();
+                // How long until no unsettled engagement is left with the dead one.
+                if let Some(id) = id {
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while Instant::now() < deadline {
+                        let owned = runtime.block_on(store.owned_engagements(&id));
+                        if owned.is_ok_and(|owned| owned.is_empty()) {
+                            takeovers.lock().unwrap().push(killed_at.elapsed());
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                cluster.start(slot);
+            }
+        })
+    };
+
+    // The engagements, each started on a random live instance, spread over the time
+    // the faults take, so that every fault finds engagements at every step.
+    let spacing = Duration::from_millis(1_000 * (kills as u64 + 1) / engagements.max(1) as u64);
+    let mut random = Lcg(3);
+    let mut locations = Vec::new();
+    while locations.len() < engagements {
+        let Some(base) = cluster.any(&mut random) else {
+            continue;
+        };
+        let body = format!(r#"{{"text": "Charge order o-{}"}}"#, locations.len());
+        match post(&base, "/agents/payments", &body) {
+            Some((303, Some(location), _)) => {
+                locations.push(location);
+                std::thread::sleep(spacing);
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    killer.join().unwrap();
+
+    // Every engagement in the database ends: completed, or failed with a reason.
+    let store = runtime
+        .block_on(PostgresStore::connect(&url, None))
+        .unwrap();
+    let deadline =
+        Instant::now() + Duration::from_secs(setting("AGENTC_FAULT_SECONDS", 180) as u64);
+    let records = loop {
+        let records = runtime
+            .block_on(store.engagements_in_states(&[
+                "running",
+                "created",
+                "awaiting_model",
+                "awaiting_tool",
+                "awaiting_review",
+                "awaiting_remote",
+                "awaiting_user_input",
+                "completed",
+                "failed",
+            ]))
+            .unwrap();
+        let settled = records
+            .iter()
+            .filter(|record| matches!(record.state(), "completed" | "failed"))
+            .count();
+        if settled == records.len() && records.len() >= engagements {
+            break records;
+        }
+        if Instant::now() > deadline {
+            let stuck: Vec<String> = records
+                .iter()
+                .filter(|record| !matches!(record.state(), "completed" | "failed"))
+                .map(|record| format!("{} {} owner {}", record.id, record.status, record.owner))
+                .collect();
+            panic!(
+                "{} of {} engagements did not end in time: {stuck:#?}",
+                stuck.len(),
+                records.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let (approved, duplicates_refused) = reviewer.join().unwrap();
+
+    // No engagement a client was told of is missing.
+    let ids: HashSet<&str> = records.iter().map(|record| record.id.as_str()).collect();
+    for location in &locations {
+        let id = location.trim_start_matches("/engagements/");
+        assert!(ids.contains(id), "engagement {id} was lost");
+    }
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unknown = 0;
+    let mut journal_failures = 0;
+    for record in &records {
+        let state = record.state().to_string();
+        if state == "failed" {
+            let kind = record.status["reason"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            // A call cut off by a kill: unknown only for the call without a key. A call
+            // whose journal could not be written when the connections dropped: not
+            // sent (interrupted), or sent and its answer unrecorded (unknown).
+            let detail = record.status["reason"]["detail"]
+                .as_str()
+                .unwrap_or_default();
+            match kind.as_str() {
+                "outcome_unknown" if detail.contains("could not be journaled") => {
+                    journal_failures += 1;
+                }
+                "outcome_unknown" => assert_eq!(
+                    record.status["reason"]["tool"], "notify",
+                    "only the call without an idempotency key may be unknown: {}",
+                    record.status
+                ),
+                "interrupted" if detail.contains("could not be journaled") => {
+                    journal_failures += 1;
+                }
+                _ => panic!(
+                    "an engagement failed without a reason this test allows: {}",
+                    record.status
+                ),
+            }
+            unknown += 1;
+        }
+        *states.entry(state).or_default() += 1;
+    }
+    let completed = states.get("completed").copied().unwrap_or_default();
+
+    // Counted at the tool: no charge twice; no notice sent again.
+    let stats = get(&format!("http://127.0.0.1:{tool_port}"), "/stats").unwrap();
+    let charges = stats["charges"].as_object().unwrap();
+    assert!(
+        charges.values().all(|count| count == 1),
+        "a charge happened twice: {charges:?}"
+    );
+    assert!(
+        charges.len() + journal_failures >= completed,
+        "{} charges, {completed} completed",
+        charges.len()
+    );
+    assert!(charges.len() <= records.len());
+    let notices = stats["notices"].as_u64().unwrap() as usize;
+    assert!(
+        (completed.saturating_sub(journal_failures)..=completed + unknown).contains(&notices),
+        "{notices} notices for {completed} completed and {unknown} unknown engagements"
+    );
+
+    // Every instance's chain verifies, signed checkpoints included.
+    let key = agentc_runtime::AuditSigningKey::from_hex(AUDIT_KEY)
+        .unwrap()
+        .public_key();
+    let chains = runtime.block_on(store.audit_chains()).unwrap();
+    assert!(chains.len() >= 3, "{chains:?}");
+    let mut entries = 0;
+    for chain in &chains {
+        let lines = runtime.block_on(store.audit_lines(chain)).unwrap();
+        let verified = agentc_runtime::verify_signed(std::io::Cursor::new(lines.join("\n")), &key)
+            .unwrap_or_else(|error| panic!("chain {chain} does not verify: {error}"));
+        entries += verified.entries;
+    }
+
+    let takeovers = takeovers.lock().unwrap().clone();
+    eprintln!(
+        "scale-out fault run: {} engagements ({} asked) in {:.1} s over 3 instances, {} kills, 1 pause past the lease, all database connections dropped once; {states:?} ({journal_failures} when the connections dropped); {} charges ({} repeated keys answered from the first), {notices} notices; {approved} approvals ({duplicates_refused} sent twice, one refused); {} audit chains, {entries} entries, all verified; takeover after kill -9: {:?}",
+        records.len(),
+        engagements,
+        elapsed.as_secs_f64(),
+        kills,
+        charges.len(),
+        stats["repeated"],
+        chains.len(),
+        takeovers
+    );
+    for instance in cluster.instances.lock().unwrap().iter_mut().flatten() {
+        let _ = instance.child.kill();
+        let _ = instance.child.wait();
+    }
+    let _ = service.kill();
+    let _ = service.wait();
+    let _ = std::fs::remove_dir_all(&directory);
+}

@@ -1,0 +1,964 @@
+//! The shared store: PostgreSQL, for several server instances on one database
+//! (ARCHITECTURE.md, "Coordination"). A pool of connections serves the asynchronous
+//! operations; one more connection, on a thread of its own, takes the audit trail's
+//! lines, which the runtime writes synchronously (`std::io::Write`) and which must be
+//! stored before the action they record goes ahead; one more listens for review
+//! decisions (`LISTEN agentc_decisions`), which every instance hears of.
+//!
+//! The schema is created and migrated at start, in one transaction under an advisory
+//! lock, so that instances starting together migrate once. Values the runtime defines
+//! (status, snapshot, exposes, a review) are kept as JSON text, as in SQLite; what is
+//! looked up has a column. TLS: the connection string's `sslmode` (`disable`, `prefer`,
+//! the default, or `require`), with the web's root certificates or the one given.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc as blocking;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::store::{
+    EngagementRecord, ReviewRecord, SETTLED_STATES, Store, StoreError, StoredDecision, chain_head,
+    now_ms,
+};
+
+/// The channel on which decisions are announced; the payload is the engagement's id.
+const DECISIONS_CHANNEL: &str = "agentc_decisions";
+
+/// The advisory lock key under which the schema is migrated ("agentc" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0000_6167_656e_7463;
+
+/// The schema, one migration per entry, applied in order and recorded by number.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE engagements (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    user_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status_json TEXT NOT NULL,
+    text TEXT,
+    exposes_json TEXT NOT NULL,
+    snapshot_json TEXT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    fence BIGINT NOT NULL,
+    pending_input TEXT
+);
+CREATE INDEX engagements_state ON engagements(state);
+CREATE INDEX engagements_owner ON engagements(owner);
+CREATE TABLE reviews (
+    id TEXT PRIMARY KEY,
+    engagement TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    reviewer_is_agent BOOLEAN NOT NULL,
+    call_hash TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    decided BOOLEAN NOT NULL DEFAULT FALSE,
+    consumed BOOLEAN NOT NULL DEFAULT FALSE,
+    record_json TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE INDEX reviews_engagement ON reviews(engagement);
+CREATE INDEX reviews_reviewer ON reviews(reviewer, decided);
+CREATE TABLE audit (
+    chain TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    engagement TEXT NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE TABLE audit_chains (
+    chain TEXT PRIMARY KEY,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    heartbeat_ms BIGINT NOT NULL
+);
+"#];
+
+/// How many pooled connections one instance keeps at most.
+const POOL_SIZE: usize = 16;
+
+fn database(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+/// A PostgreSQL error with its detail (the bare `Display` says only "db error").
+fn postgres(error: tokio_postgres::Error) -> StoreError {
+    match error.as_db_error() {
+        Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
+        None => StoreError::Database(error.to_string()),
+    }
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => postgres(error),
+        other => database(other),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn state_of(status: &serde_json::Value) -> String {
+    status
+        .get("state")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn fenced(changed: u64, id: &str) -> Result<(), StoreError> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced(id.to_string()))
+    }
+}
+
+const ENGAGEMENT_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input";
+
+fn engagement_from_row(row: &Row) -> Result<EngagementRecord, StoreError> {
+    let get = |index: usize| -> Result<String, StoreError> { row.try_get(index).map_err(postgres) };
+    let snapshot: Option<String> = row.try_get(6).map_err(postgres)?;
+    Ok(EngagementRecord {
+        id: get(0)?,
+        agent: get(1)?,
+        user: from_json(&get(2)?)?,
+        status: from_json(&get(3)?)?,
+        text: row.try_get(4).map_err(postgres)?,
+        exposes: from_json(&get(5)?)?,
+        snapshot: snapshot.as_deref().map(from_json).transpose()?,
+        created_at_ms: row.try_get(7).map_err(postgres)?,
+        updated_at_ms: row.try_get(8).map_err(postgres)?,
+        owner: get(9)?,
+        fence: row.try_get(10).map_err(postgres)?,
+        pending_input: row.try_get(11).map_err(postgres)?,
+    })
+}
+
+fn review_from_row(row: &Row) -> Result<ReviewRecord, StoreError> {
+    let json: String = row.try_get(0).map_err(postgres)?;
+    let consumed: bool = row.try_get(1).map_err(postgres)?;
+    let mut review: ReviewRecord = from_json(&json)?;
+    review.consumed = consumed;
+    Ok(review)
+}
+
+/// The TLS connector of every connection: rustls, with the web's roots or `ca_file`.
+fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for certificate in CertificateDer::pem_file_iter(path)
+                .map_err(|error| database(format!("cannot read `{}`: {error}", path.display())))?
+            {
+                let certificate = certificate.map_err(|error| {
+                    database(format!("`{}` is not PEM: {error}", path.display()))
+                })?;
+                roots.add(certificate).map_err(database)?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(database)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// One audit line to store, and where to say it is stored.
+struct AuditRequest {
+    chain: String,
+    seq: i64,
+    engagement: String,
+    line: String,
+    done: blocking::SyncSender<Result<(), StoreError>>,
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    audit: std::sync::Mutex<blocking::Sender<AuditRequest>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("PostgresStore")
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`,
+    /// with `?sslmode=require` for TLS; `ca_file` is the PEM file of the certificate
+    /// authority to trust instead of the web's), then creates or migrates its schema.
+    /// The URL (it may hold a password) is never part of an error.
+    pub async fn connect(url: &str, ca_file: Option<&Path>) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| database("the database URL is not a PostgreSQL connection string"))?;
+        let tls = tls_connector(ca_file)?;
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            // A pooled connection is checked before use: after the database restarted
+            // or dropped its connections, an idle one would otherwise fail its next
+            // statement (which, for a journal, ends an engagement).
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(database)?;
+        let store = PostgresStore {
+            pool,
+            audit: std::sync::Mutex::new(spawn_audit_writer(config.clone(), tls.clone())?),
+            config,
+            tls,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres)?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(postgres)?;
+        transaction
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS agentc_schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+            )
+            .await
+            .map_err(postgres)?;
+        let applied: i32 = transaction
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM agentc_schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(postgres)?
+            .try_get(0)
+            .map_err(postgres)?;
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            let version = i32::try_from(index + 1).map_err(database)?;
+            if version <= applied {
+                continue;
+            }
+            transaction
+                .batch_execute(migration)
+                .await
+                .map_err(postgres)?;
+            transaction
+                .execute(
+                    "INSERT INTO agentc_schema_migrations (version, applied_at_ms) VALUES ($1, $2)",
+                    &[&version, &now_ms()],
+                )
+                .await
+                .map_err(postgres)?;
+        }
+        transaction.commit().await.map_err(postgres)
+    }
+
+    async fn reviews_where(
+        &self,
+        clause: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT record_json, consumed FROM reviews WHERE {clause} ORDER BY created_at_ms, id"
+                ),
+                parameters,
+            )
+            .await
+            .map_err(postgres)?;
+        rows.iter().map(review_from_row).collect()
+    }
+}
+
+/// The thread that stores audit lines, on a connection of its own: the runtime's
+/// audit log writes synchronously, from any thread (a runtime's worker included), so
+/// the line goes to this thread and the writer waits for its answer.
+fn spawn_audit_writer(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+) -> Result<blocking::Sender<AuditRequest>, StoreError> {
+    let (sender, receiver) = blocking::channel::<AuditRequest>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(database)?;
+    std::thread::Builder::new()
+        .name("agentc-audit-writer".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut client: Option<tokio_postgres::Client> = None;
+                while let Ok(request) = receiver.recv() {
+                    let result = append_line(&config, &tls, &mut client, &request).await;
+                    let _ = request.done.send(result);
+                }
+            });
+        })
+        .map_err(database)?;
+    Ok(sender)
+}
+
+/// Stores one line, connecting first when needed. A connection that broke is made
+/// again and the line sent once more; if the first attempt had in fact been stored,
+/// the second finds the same line at its place, which is the same success.
+async fn append_line(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    client: &mut Option<tokio_postgres::Client>,
+    request: &AuditRequest,
+) -> Result<(), StoreError> {
+    let mut last_error = None;
+    for _attempt in 0..2 {
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            match config.connect(tls.clone()).await {
+                Ok((connected, connection)) => {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    *client = Some(connected);
+                }
+                Err(error) => {
+                    last_error = Some(postgres(error));
+                    continue;
+                }
+            }
+        }
+        let Some(connected) = client.as_ref() else {
+            continue;
+        };
+        let inserted = connected
+            .execute(
+                "INSERT INTO audit (chain, seq, engagement, line) VALUES ($1, $2, $3, $4)",
+                &[
+                    &request.chain,
+                    &request.seq,
+                    &request.engagement,
+                    &request.line,
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(_) => return Ok(()),
+            Err(error)
+                if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+            {
+                let stored = connected
+                    .query_opt(
+                        "SELECT line FROM audit WHERE chain = $1 AND seq = $2",
+                        &[&request.chain, &request.seq],
+                    )
+                    .await
+                    .map_err(postgres)?;
+                return match stored {
+                    Some(row)
+                        if row.try_get::<_, String>(0).ok().as_deref() == Some(&request.line) =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(database(format!(
+                        "audit chain `{}` already has an entry {}",
+                        request.chain, request.seq
+                    ))),
+                };
+            }
+            Err(error) => {
+                last_error = Some(postgres(error));
+                *client = None;
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| database("the audit line could not be stored")))
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn heartbeat(&self, instance: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO instances (id, heartbeat_ms) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET heartbeat_ms = EXCLUDED.heartbeat_ms",
+                &[&instance, &now_ms],
+            )
+            .await
+            .map_err(postgres)?;
+        Ok(())
+    }
+
+    async fn retire_instance(&self, instance: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute("DELETE FROM instances WHERE id = $1", &[&instance])
+            .await
+            .map_err(postgres)?;
+        Ok(())
+    }
+
+    async fn orphaned_engagements(
+        &self,
+        instance: &str,
+        expired_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT e.id, e.fence FROM engagements e LEFT JOIN instances i ON i.id = e.owner \
+                 WHERE e.owner <> $1 AND NOT (e.state = ANY($4)) \
+                 AND (i.id IS NULL OR i.heartbeat_ms < $2) \
+                 ORDER BY e.created_at_ms, e.id LIMIT $3",
+                &[&instance, &expired_before_ms, &limit, &SETTLED_STATES],
+            )
+            .await
+            .map_err(postgres)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(postgres)?,
+                    row.try_get(1).map_err(postgres)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn claim_engagement(
+        &self,
+        id: &str,
+        instance: &str,
+        seen_fence: i64,
+    ) -> Result<Option<EngagementRecord>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "UPDATE engagements SET owner = $2, fence = fence + 1 WHERE id = $1 AND fence = $3 RETURNING {ENGAGEMENT_COLUMNS}"
+                ),
+                &[&id, &instance, &seen_fence],
+            )
+            .await
+            .map_err(postgres)?;
+        row.as_ref().map(engagement_from_row).transpose()
+    }
+
+    async fn owned_engagements(&self, instance: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, fence FROM engagements WHERE owner = $1 AND NOT (state = ANY($2))",
+                &[&instance, &SETTLED_STATES],
+            )
+            .await
+            .map_err(postgres)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(postgres)?,
+                    row.try_get(1).map_err(postgres)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn insert_engagement(&self, record: &EngagementRecord) -> Result<(), StoreError> {
+        let snapshot = record.snapshot.as_ref().map(to_json).transpose()?;
+        let user = to_json(&record.user)?;
+        let status = to_json(&record.status)?;
+        let exposes = to_json(&record.exposes)?;
+        let state = record.state().to_string();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO engagements (id, agent, user_json, state, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                &[
+                    &record.id,
+                    &record.agent,
+                    &user,
+                    &state,
+                    &status,
+                    &record.text,
+                    &exposes,
+                    &snapshot,
+                    &record.created_at_ms,
+                    &record.updated_at_ms,
+                    &record.owner,
+                    &record.fence,
+                    &record.pending_input,
+                ],
+            )
+            .await
+            .map_err(postgres)?;
+        Ok(())
+    }
+
+    async fn update_engagement(
+        &self,
+        record: &EngagementRecord,
+        fence: i64,
+    ) -> Result<(), StoreError> {
+        let snapshot = record.snapshot.as_ref().map(to_json).transpose()?;
+        let status = to_json(&record.status)?;
+        let exposes = to_json(&record.exposes)?;
+        let state = record.state().to_string();
+        let changed = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE engagements SET state = $2, status_json = $3, text = $4, exposes_json = $5, snapshot_json = COALESCE($6, snapshot_json), updated_at_ms = $7, pending_input = NULL WHERE id = $1 AND fence = $8",
+                &[
+                    &record.id,
+                    &state,
+                    &status,
+                    &record.text,
+                    &exposes,
+                    &snapshot,
+                    &record.updated_at_ms,
+                    &fence,
+                ],
+            )
+            .await
+            .map_err(postgres)?;
+        fenced(changed, &record.id)
+    }
+
+    async fn set_status(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+        fence: i64,
+    ) -> Result<(), StoreError> {
+        let state = state_of(status);
+        let status = to_json(status)?;
+        let changed = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE engagements SET state = $2, status_json = $3, updated_at_ms = $4 WHERE id = $1 AND fence = $5",
+                &[&id, &state, &status, &now_ms(), &fence],
+            )
+            .await
+            .map_err(postgres)?;
+        fenced(changed, id)
+    }
+
+    async fn set_pending_input(
+        &self,
+        id: &str,
+        status: &serde_json::Value,
+        input: &str,
+        fence: i64,
+    ) -> Result<(), StoreError> {
+        let state = state_of(status);
+        let status = to_json(status)?;
+        let changed = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE engagements SET state = $2, status_json = $3, pending_input = $4, updated_at_ms = $5 WHERE id = $1 AND fence = $6",
+                &[&id, &state, &status, &input, &now_ms(), &fence],
+            )
+            .await
+            .map_err(postgres)?;
+        fenced(changed, id)
+    }
+
+    async fn save_snapshot(
+        &self,
+        id: &str,
+        snapshot: &agentc_runtime::EngagementSnapshot,
+        fence: i64,
+    ) -> Result<(), StoreError> {
+        let snapshot = to_json(snapshot)?;
+        let changed = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE engagements SET snapshot_json = $2, pending_input = NULL, updated_at_ms = $3 WHERE id = $1 AND fence = $4",
+                &[&id, &snapshot, &now_ms(), &fence],
+            )
+            .await
+            .map_err(postgres)?;
+        fenced(changed, id)
+    }
+
+    async fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!("SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(postgres)?;
+        row.as_ref().map(engagement_from_row).transpose()
+    }
+
+    async fn engagements_in_states(
+        &self,
+        states: &[&str],
+    ) -> Result<Vec<EngagementRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE state = ANY($1) ORDER BY created_at_ms, id"
+                ),
+                &[&states],
+            )
+            .await
+            .map_err(postgres)?;
+        rows.iter().map(engagement_from_row).collect()
+    }
+
+    async fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError> {
+        let json = to_json(review)?;
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO reviews (id, engagement, reviewer, reviewer_is_agent, call_hash, stage, decided, consumed, record_json, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    &review.id,
+                    &review.engagement,
+                    &review.reviewer,
+                    &review.reviewer_is_agent,
+                    &review.call_hash,
+                    &review.stage,
+                    &review.decision.is_some(),
+                    &review.consumed,
+                    &json,
+                    &review.created_at_ms,
+                ],
+            )
+            .await
+            .map_err(postgres)?;
+        Ok(())
+    }
+
+    async fn review(&self, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
+        Ok(self
+            .reviews_where("id = $1", &[&id])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn open_review(
+        &self,
+        engagement: &str,
+        call_hash: &str,
+        stage: &str,
+    ) -> Result<Option<ReviewRecord>, StoreError> {
+        Ok(self
+            .reviews_where(
+                "engagement = $1 AND call_hash = $2 AND stage = $3 AND NOT consumed",
+                &[&engagement, &call_hash, &stage],
+            )
+            .await?
+            .into_iter()
+            .last())
+    }
+
+    async fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError> {
+        let Some(mut review) = self.review(id).await? else {
+            return Ok(false);
+        };
+        if review.decision.is_some() {
+            return Ok(false);
+        }
+        review.decision = Some(decision.clone());
+        let json = to_json(&review)?;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(postgres)?;
+        // `NOT decided` makes the decision once-only, even when two instances take a
+        // decision on it at the same moment; the notification leaves with the commit.
+        let changed = transaction
+            .execute(
+                "UPDATE reviews SET decided = TRUE, record_json = $2 WHERE id = $1 AND NOT decided",
+                &[&id, &json],
+            )
+            .await
+            .map_err(postgres)?;
+        if changed != 1 {
+            return Ok(false);
+        }
+        transaction
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&DECISIONS_CHANNEL, &review.engagement],
+            )
+            .await
+            .map_err(postgres)?;
+        transaction.commit().await.map_err(postgres)?;
+        Ok(true)
+    }
+
+    async fn consume_review(&self, id: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute("UPDATE reviews SET consumed = TRUE WHERE id = $1", &[&id])
+            .await
+            .map_err(postgres)?;
+        Ok(())
+    }
+
+    async fn take_decision(
+        &self,
+        review: &str,
+        engagement: &str,
+        status: &serde_json::Value,
+        fence: i64,
+    ) -> Result<(), StoreError> {
+        let state = state_of(status);
+        let status = to_json(status)?;
+        let mut client = self.client().await?;
+        // Dropped without `commit` on any error, which rolls both statements back.
+        let transaction = client.transaction().await.map_err(postgres)?;
+        let consumed = transaction
+            .execute(
+                "UPDATE reviews SET consumed = TRUE WHERE id = $1 AND decided",
+                &[&review],
+            )
+            .await
+            .map_err(postgres)?;
+        if consumed != 1 {
+            return Err(StoreError::Database(format!(
+                "review `{review}` is not decided"
+            )));
+        }
+        let updated = transaction
+            .execute(
+                "UPDATE engagements SET state = $2, status_json = $3, updated_at_ms = $4 WHERE id = $1 AND fence = $5",
+                &[&engagement, &state, &status, &now_ms(), &fence],
+            )
+            .await
+            .map_err(postgres)?;
+        fenced(updated, engagement)?;
+        transaction.commit().await.map_err(postgres)
+    }
+
+    async fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError> {
+        self.reviews_where("engagement = $1", &[&engagement]).await
+    }
+
+    async fn pending_reviews_for(
+        &self,
+        reviewers: &[&str],
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        self.reviews_where("reviewer = ANY($1) AND NOT decided", &[&reviewers])
+            .await
+    }
+
+    async fn pending_reviews_page(
+        &self,
+        reviewers: &[&str],
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        if reviewers.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (after_ms, after_id) = after.unwrap_or((i64::MIN, ""));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT record_json, consumed FROM reviews \
+                 WHERE reviewer = ANY($1) AND NOT decided AND NOT reviewer_is_agent \
+                 AND (created_at_ms > $2 OR (created_at_ms = $2 AND id > $3)) \
+                 ORDER BY created_at_ms, id LIMIT $4",
+                &[&reviewers, &after_ms, &after_id, &limit],
+            )
+            .await
+            .map_err(postgres)?;
+        rows.iter().map(review_from_row).collect()
+    }
+
+    async fn decided_reviews_owned_by(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
+        self.reviews_where(
+            "decided AND NOT consumed AND engagement IN (SELECT id FROM engagements WHERE owner = $1)",
+            &[&instance],
+        )
+        .await
+    }
+
+    async fn decision_notifications(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        tokio::spawn(async move {
+            // Listens until the receiver is gone; a lost connection is made again after
+            // a pause (what was announced meanwhile is found by the owner's poll).
+            while !sender.is_closed() {
+                if let Err(error) = listen(&config, &tls, &sender).await {
+                    tracing::warn!(%error, "the decision listener lost its connection");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
+        Ok(Some(receiver))
+    }
+
+    fn append_audit(
+        &self,
+        chain: &str,
+        seq: u64,
+        engagement: &str,
+        line: &str,
+    ) -> Result<(), StoreError> {
+        let (done, answer) = blocking::sync_channel(1);
+        let request = AuditRequest {
+            chain: chain.to_string(),
+            seq: i64::try_from(seq).map_err(database)?,
+            engagement: engagement.to_string(),
+            line: line.to_string(),
+            done,
+        };
+        self.audit
+            .lock()
+            .map_err(|_| database("the audit writer's lock is poisoned"))?
+            .send(request)
+            .map_err(|_| database("the audit writer has stopped"))?;
+        answer
+            .recv()
+            .map_err(|_| database("the audit writer has stopped"))?
+    }
+
+    async fn audit_head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO audit_chains (chain, created_at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&chain, &now_ms()],
+            )
+            .await
+            .map_err(postgres)?;
+        let row = client
+            .query_opt(
+                "SELECT line FROM audit WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+                &[&chain],
+            )
+            .await
+            .map_err(postgres)?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let line: String = row.try_get(0).map_err(postgres)?;
+                chain_head(&line).map(Some)
+            }
+        }
+    }
+
+    async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT c.chain FROM audit_chains c WHERE EXISTS (SELECT 1 FROM audit a WHERE a.chain = c.chain) ORDER BY c.created_at_ms, c.chain",
+                &[],
+            )
+            .await
+            .map_err(postgres)?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(postgres))
+            .collect()
+    }
+
+    async fn audit_lines(&self, chain: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT line FROM audit WHERE chain = $1 ORDER BY seq",
+                &[&chain],
+            )
+            .await
+            .map_err(postgres)?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(postgres))
+            .collect()
+    }
+}
+
+/// One `LISTEN` session: forwards each decision's engagement until the connection ends.
+async fn listen(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    sender: &tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<(), StoreError> {
+    let (client, mut connection) = config.connect(tls.clone()).await.map_err(postgres)?;
+    let (notifications, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|context| connection.poll_message(context)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(notification))) => {
+                    let _ = notifications.send(notification.payload().to_string());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {DECISIONS_CHANNEL}"))
+        .await
+        .map_err(postgres)?;
+    while let Some(engagement) = received.recv().await {
+        if sender.send(engagement).is_err() {
+            break;
+        }
+    }
+    pump.abort();
+    drop(client);
+    Ok(())
+}
