@@ -1209,3 +1209,79 @@ async fn agx_h1_path_parameters_fill_their_segment_and_never_change_the_route() 
     }
     server.verify().await;
 }
+
+/// AGX-T2: a tool that takes an idempotency key gets the call's key in its header on
+/// every attempt (so a POST is retried after a 503 as a GET is), is never called without
+/// one, and says it may be sent again after an interruption; a tool that declares only
+/// reads may too, and any other may not.
+#[tokio::test]
+async fn agx_t2_the_idempotency_key_travels_in_its_header_on_every_attempt() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/charge"))
+        .and(header("idempotency-key", "k-123"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/charge"))
+        .and(header("idempotency-key", "k-123"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"charged": true})))
+        .mount(&server)
+        .await;
+    let binding = HttpBindingSpec {
+        method: HttpMethod::Post,
+        url: format!("{}/charge", server.uri()),
+        timeout_ms: Some(2_000),
+        idempotency_header: Some("Idempotency-Key".into()),
+    };
+    let tool = HttpTool::new("charge", &binding, &AuthScheme::None)
+        .unwrap()
+        .with_retry_backoff(Duration::from_millis(5));
+    assert_eq!(tool.rerun(), agentc_runtime::Rerun::WithIdempotencyKey);
+    let mut keyed = context(None);
+    keyed.idempotency_key = Some("k-123".into());
+    let answer = tool.invoke(&json!({"amount": 5}), &keyed).await.unwrap();
+    assert_eq!(answer, json!({"charged": true}));
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+    // Denied: no key, no call.
+    let refused = tool.invoke(&json!({"amount": 5}), &context(None)).await;
+    assert!(
+        matches!(refused, Err(ToolError::Failed(ref detail)) if detail.contains("no idempotency key"))
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+    // The effect decides the rest: read may run again, write or nothing declared not.
+    let plain = HttpBindingSpec {
+        idempotency_header: None,
+        ..binding.clone()
+    };
+    for (effect, rerun) in [
+        (
+            Some(agentc_runtime::ToolEffect::Read),
+            agentc_runtime::Rerun::Read,
+        ),
+        (
+            Some(agentc_runtime::ToolEffect::Write),
+            agentc_runtime::Rerun::Never,
+        ),
+        (
+            Some(agentc_runtime::ToolEffect::Egress),
+            agentc_runtime::Rerun::Never,
+        ),
+        (None, agentc_runtime::Rerun::Never),
+    ] {
+        let tool = HttpTool::new("charge", &plain, &AuthScheme::None)
+            .unwrap()
+            .with_effect(effect);
+        assert_eq!(tool.rerun(), rerun, "{effect:?}");
+    }
+    // A header name that is not one is refused when the tool is built.
+    let broken = HttpBindingSpec {
+        idempotency_header: Some("Idempotency Key".into()),
+        ..binding
+    };
+    assert!(HttpTool::new("charge", &broken, &AuthScheme::None).is_err());
+}

@@ -1,12 +1,15 @@
 //! A bounded loopback load test of `agentc serve`: a scripted model and a mocked tool,
-//! an SQLite store in a temporary directory, and clients that each start an engagement
-//! (POST, 303), poll it to completion and start the next. For 10, 100 and 1,000
-//! concurrent engagements it reports engagements per second, latency percentiles
-//! (POST to the poll that sees `completed`, so a poll interval is included) and
-//! whether every engagement started completed (none lost).
+//! an SQLite store in a temporary directory (or a fresh PostgreSQL database), and
+//! clients that each start an engagement (POST, 303), wait for it to end
+//! (`GET …?wait=30`, held by the server while the engagement runs) and start the next.
+//! For 10, 100 and 1,000 concurrent engagements it reports engagements per second,
+//! latency percentiles (POST to the answer that says `completed`) and whether every
+//! engagement started completed (none lost).
 //!
 //! Run with `cargo bench -p agentc-server --bench load`; `AGENTC_LOAD_SCALE=0.1` runs a
-//! tenth of the engagements.
+//! tenth of the engagements, `AGENTC_LOAD_LEVELS=1000:4000` only the levels given
+//! (concurrent:engagements), and `AGENTC_LOAD_POSTGRES=postgres://…` (a server whose
+//! user may create databases) the PostgreSQL store instead of SQLite.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use agentc_compiler::SourceInput;
 use agentc_runtime::{InMemoryCredentials, MockTool, Model, ScriptedModel, ToolRegistry};
-use agentc_server::{AuthConfig, Engine, ServerConfig, ServerParts, SqliteStore, Store, serve};
+use agentc_server::{
+    AuthConfig, Engine, PostgresStore, ServerConfig, ServerParts, SqliteStore, Store, serve,
+};
 
 const SPECS: &str = r#"kind: openagentspec:v1/tool
 name: lookup_order
@@ -73,7 +78,14 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
         std::env::temp_dir().join(format!("agentc-load-{}-{concurrency}", std::process::id()));
     let _ = std::fs::remove_dir_all(&directory);
     std::fs::create_dir_all(&directory).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&directory.join("load.db")).unwrap());
+    let store: Arc<dyn Store> = match std::env::var("AGENTC_LOAD_POSTGRES") {
+        Ok(url) => Arc::new(
+            PostgresStore::connect(&fresh_database(&url, concurrency).await, None)
+                .await
+                .unwrap(),
+        ),
+        Err(_) => Arc::new(SqliteStore::open(&directory.join("load.db")).unwrap()),
+    };
     let loaded = agentc_server::load_specs(&[SourceInput {
         name: "specs.yaml".into(),
         bytes: SPECS.as_bytes().to_vec(),
@@ -92,7 +104,14 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
         agent_models: HashMap::new(),
         store: Arc::clone(&store),
         auth: AuthConfig::from_json(AUTH).unwrap(),
-        config: ServerConfig::default(),
+        // Every client is on 127.0.0.1 and holds its connection while it waits, so
+        // the per-address limit (meant for clients behind their own addresses) is
+        // raised, as it would be behind a proxy.
+        config: ServerConfig {
+            max_connections: 4096,
+            max_connections_per_address: Some(4096),
+            ..ServerConfig::default()
+        },
     })
     .await
     .unwrap();
@@ -131,9 +150,8 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
                 let location = response.headers()["location"].to_str().unwrap().to_string();
                 let deadline = Instant::now() + Duration::from_secs(120);
                 loop {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
                     let state: serde_json::Value = client
-                        .get(format!("{base}{location}"))
+                        .get(format!("{base}{location}?wait=30"))
                         .bearer_auth("bench-token-1")
                         .send()
                         .await
@@ -186,6 +204,41 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
     figures
 }
 
+/// A fresh database on the PostgreSQL server at `url`, for one level.
+async fn fresh_database(url: &str, concurrency: usize) -> String {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let name = format!("agentc_load_{}_{concurrency}", std::process::id());
+    // Two statements: CREATE DATABASE cannot run inside the transaction that one
+    // multi-statement query is.
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// The levels to run: `AGENTC_LOAD_LEVELS` (`concurrent:engagements,…`) or the default.
+fn levels() -> Vec<(usize, usize)> {
+    match std::env::var("AGENTC_LOAD_LEVELS") {
+        Ok(text) => text
+            .split(',')
+            .filter_map(|level| {
+                let (concurrency, engagements) = level.split_once(':')?;
+                Some((concurrency.parse().ok()?, engagements.parse().ok()?))
+            })
+            .collect(),
+        Err(_) => vec![(10, 1_000), (100, 2_000), (1_000, 4_000)],
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not used by this harness.
     let scale: f64 = std::env::var("AGENTC_LOAD_SCALE")
@@ -200,7 +253,7 @@ fn main() {
         "| concurrent | engagements | seconds | engagements/s | p50 ms | p99 ms | completed (client / stored) |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---|");
-    for (concurrency, engagements) in [(10, 1_000), (100, 2_000), (1_000, 4_000)] {
+    for (concurrency, engagements) in levels() {
         let engagements = ((engagements as f64 * scale) as usize).max(concurrency);
         let figures = runtime.block_on(run_level(concurrency, engagements));
         println!(

@@ -255,6 +255,9 @@ pub struct RateLimiter {
     config: RateLimitConfig,
     max_clients: usize,
     buckets: Mutex<Buckets>,
+    /// Among how many server instances the limit is shared: each counts its share of
+    /// the limit, so that together they never let more through than the limit.
+    share: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug)]
@@ -280,7 +283,20 @@ impl RateLimiter {
                 by_client: HashMap::new(),
                 next_prune: Instant::now(),
             }),
+            share: std::sync::atomic::AtomicU32::new(1),
         }
+    }
+
+    /// Shares the limit among `instances` server instances (those alive on one shared
+    /// store): each lets through `1/instances` of it, refilled at `1/instances` of the
+    /// rate, so a client spread over them gets the limit in all and never more. A
+    /// client that one instance serves alone gets that instance's share. The share
+    /// never falls below one request per bucket, so with more instances than requests
+    /// in the window the total can exceed the limit by the difference.
+    pub fn share_among(&self, instances: usize) {
+        let instances = u32::try_from(instances.max(1)).unwrap_or(u32::MAX);
+        self.share
+            .store(instances, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether `client` has a token left, without taking it; when none is left, how
@@ -297,8 +313,10 @@ impl RateLimiter {
 
     /// The answer for `client`, taking its token when `take` (and there is one).
     fn answer(&self, client: &str, take: bool) -> Result<(), Duration> {
-        let capacity = f64::from(self.config.requests);
-        let per_second = capacity / f64::from(self.config.per_seconds);
+        let share = f64::from(self.share.load(std::sync::atomic::Ordering::Relaxed).max(1));
+        let capacity = (f64::from(self.config.requests) / share).max(1.0);
+        let per_second =
+            f64::from(self.config.requests) / f64::from(self.config.per_seconds) / share;
         let now = Instant::now();
         let refill = |tokens: f64, last: Instant| {
             (tokens + now.duration_since(last).as_secs_f64() * per_second).min(capacity)
@@ -368,6 +386,37 @@ pub fn address_key(address: std::net::IpAddr) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_limit_shared_among_instances_lets_through_each_ones_share() {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            requests: 30,
+            per_seconds: 60,
+        });
+        limiter.share_among(3);
+        // Allowed: a third of the burst here.
+        for _ in 0..10 {
+            assert!(limiter.check("alice").is_ok());
+        }
+        // Denied: the eleventh, told to wait for this instance's slower refill (a
+        // third of one a second, so six seconds).
+        let wait = limiter.check("alice").unwrap_err();
+        assert!(
+            wait > Duration::from_secs(5) && wait <= Duration::from_secs(6),
+            "{wait:?}"
+        );
+        // Alone again, the whole limit is this instance's.
+        limiter.share_among(1);
+        assert!(limiter.check("bob").is_ok());
+        for _ in 0..29 {
+            assert!(limiter.check("bob").is_ok());
+        }
+        assert!(limiter.check("bob").is_err());
+        // Never below one request per bucket.
+        limiter.share_among(100);
+        assert!(limiter.check("carol").is_ok());
+        assert!(limiter.check("carol").is_err());
+    }
 
     #[test]
     fn the_limiter_tracks_a_bounded_number_of_clients() {

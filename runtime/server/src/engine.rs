@@ -26,7 +26,8 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::auth::{AuthConfig, Authenticator, RateLimitConfig, RateLimiter};
 use crate::store::{
-    EngagementRecord, ReviewRecord, Store, StoreAuditWriter, StoreError, StoredDecision, now_ms,
+    EngagementRecord, ReviewRecord, Store, StoreAuditWriter, StoreError, StoreNotification,
+    StoredDecision, now_ms,
 };
 
 /// An agent the server hosts: its runtime form and its document as written (OAS-S1).
@@ -341,6 +342,8 @@ pub struct Engine {
     fences: Arc<Fences>,
     /// Engagements held here without a task at the last coordination round.
     strays: Mutex<HashSet<String>>,
+    /// Clients waiting for an engagement to stop running, by engagement.
+    watchers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Engagements with a task in this process, by identifier.
     live: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     shutting_down: AtomicBool,
@@ -515,6 +518,9 @@ impl Reviewer for StoreReviewer {
                 forget(&self.waiters);
                 return refuse(format!("the engagement could not be saved: {error}"));
             }
+            if let Some(engine) = self.engine.get().and_then(Weak::upgrade) {
+                engine.announce(&request.root_engagement);
+            }
             // Parked at a safe point: the snapshot is saved, so shutdown need not wait.
             let parked = self.busy.park();
             let answer = receiver.await;
@@ -549,7 +555,7 @@ impl Reviewer for StoreReviewer {
 
 /// The state of an engagement whose call waits for a remote agent's engagement: its
 /// snapshot holds that engagement's location, so a restart resumes it by polling.
-pub const AWAITING_REMOTE: &str = "awaiting_remote";
+pub const AWAITING_REMOTE: &str = crate::store::AWAITING_REMOTE_STATE;
 
 /// Snapshots into the store.
 struct StoreCheckpoints {
@@ -767,6 +773,7 @@ impl Engine {
             instance,
             fences,
             strays: Mutex::new(HashSet::new()),
+            watchers: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             config: parts.config,
@@ -900,7 +907,7 @@ impl Engine {
             pending_input: None,
         };
         match self.store.update_engagement(&record, record.fence).await {
-            Ok(()) => {}
+            Ok(()) => self.announce(id),
             // Another instance runs the engagement now; what this one made of it is not
             // the engagement's outcome.
             Err(StoreError::Fenced(_)) => {
@@ -1079,8 +1086,11 @@ impl Engine {
             },
         })
         .unwrap_or_else(|_| serde_json::json!({"state": "failed"}));
-        if let Err(error) = self.store.set_status(id, &status, fence).await {
-            tracing::error!(engagement = %id, %error, "could not mark the engagement failed");
+        match self.store.set_status(id, &status, fence).await {
+            Ok(()) => self.announce(id),
+            Err(error) => {
+                tracing::error!(engagement = %id, %error, "could not mark the engagement failed");
+            }
         }
     }
 
@@ -1088,6 +1098,7 @@ impl Engine {
     /// store) or whose owner's lease has expired (a shared one), then keeps the lease
     /// and the takeover going in the background ([`Engine::coordinate`]).
     pub async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.share_limits().await;
         self.take_over_orphans().await?;
         let engine = Arc::downgrade(self);
         let interval = self.config.heartbeat_interval;
@@ -1106,18 +1117,82 @@ impl Engine {
                 engine.coordinate().await;
             }
         });
-        if let Some(mut decisions) = self.store.decision_notifications().await? {
+        if let Some(mut notifications) = self.store.notifications().await? {
             let engine = Arc::downgrade(self);
             tokio::spawn(async move {
-                while let Some(engagement) = decisions.recv().await {
+                while let Some(notification) = notifications.recv().await {
                     let Some(engine) = engine.upgrade() else {
                         return;
                     };
-                    engine.deliver_decisions(Some(&engagement)).await;
+                    match notification {
+                        StoreNotification::Decided(engagement) => {
+                            engine.deliver_decisions(Some(&engagement)).await;
+                        }
+                        StoreNotification::Changed(engagement) => engine.announce(&engagement),
+                    }
                 }
             });
         }
         Ok(())
+    }
+
+    /// Wakes the clients waiting here for `engagement` to stop running.
+    pub(crate) fn announce(&self, engagement: &str) {
+        let watcher = self
+            .watchers
+            .lock()
+            .ok()
+            .and_then(|watchers| watchers.get(engagement).cloned());
+        if let Some(watcher) = watcher {
+            watcher.notify_waiters();
+        }
+    }
+
+    /// The engagement `id` once it no longer runs ([`crate::store::RUNNING_STATES`]),
+    /// or as it is when `limit` has passed: what `GET /engagements/{id}?wait=…` answers,
+    /// so a client learns of the end without polling. Woken by this instance's own
+    /// writes and, in a shared store, by the other instances' announcements; read
+    /// again at least every second, so a lost announcement costs a second at most.
+    pub async fn wait_while_running(
+        &self,
+        id: &str,
+        limit: Duration,
+    ) -> Result<Option<EngagementRecord>, StoreError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let watcher = self.watchers.lock().ok().map(|mut watchers| {
+            Arc::clone(
+                watchers
+                    .entry(id.to_string())
+                    .or_insert_with(|| Arc::new(Notify::new())),
+            )
+        });
+        let Some(watcher) = watcher else {
+            return self.store.engagement_summary(id).await;
+        };
+        let result = loop {
+            let woken = watcher.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let record = self.store.engagement_summary(id).await;
+            let settled = match &record {
+                Ok(Some(record)) => !crate::store::RUNNING_STATES.contains(&record.state()),
+                _ => true,
+            };
+            let now = tokio::time::Instant::now();
+            if settled || now >= deadline {
+                break record;
+            }
+            let pause = (deadline - now).min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(pause, woken).await;
+        };
+        if let Ok(mut watchers) = self.watchers.lock()
+            && watchers
+                .get(id)
+                .is_some_and(|shared| Arc::strong_count(shared) <= 2)
+        {
+            watchers.remove(id);
+        }
+        result
     }
 
     /// One round of coordination: renews this instance's lease, stops the engagements
@@ -1129,6 +1204,7 @@ impl Engine {
             tracing::warn!(%error, "the lease could not be renewed");
             return;
         }
+        self.share_limits().await;
         match self.store.owned_engagements(&self.instance).await {
             Ok(owned) => {
                 self.stop_lost_engagements(&owned);
@@ -1140,6 +1216,23 @@ impl Engine {
             tracing::warn!(%error, "engagements could not be taken over");
         }
         self.deliver_decisions(None).await;
+    }
+
+    /// Shares the rate limits among the instances alive now (ours included).
+    async fn share_limits(&self) {
+        let alive_since = now_ms()
+            .saturating_sub(i64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(i64::MAX));
+        match self.store.live_instances(alive_since).await {
+            Ok(instances) => {
+                for limiter in [&self.limiter, &self.anonymous_limiter, &self.auth_failures]
+                    .into_iter()
+                    .flatten()
+                {
+                    limiter.share_among(instances);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "the live instances could not be counted"),
+        }
     }
 
     /// Aborts the tasks of engagements this instance no longer holds. Their writes are

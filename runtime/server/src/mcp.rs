@@ -162,7 +162,7 @@ impl HostedAgentsMcp {
             let record = self
                 .engine
                 .store()
-                .engagement(id)
+                .engagement_summary(id)
                 .await
                 .map_err(|error| {
                     tracing::error!(engagement = %id, %error, "an MCP engagement could not be read");

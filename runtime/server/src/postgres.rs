@@ -20,12 +20,15 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::{
-    EngagementRecord, ReviewRecord, SETTLED_STATES, Store, StoreError, StoredDecision, chain_head,
-    now_ms,
+    EngagementRecord, RUNNING_STATES, ReviewRecord, SETTLED_STATES, Store, StoreError,
+    StoreNotification, StoredDecision, chain_head, now_ms,
 };
 
 /// The channel on which decisions are announced; the payload is the engagement's id.
 const DECISIONS_CHANNEL: &str = "agentc_decisions";
+
+/// The channel on which an engagement that stopped running is announced (its id).
+const CHANGES_CHANNEL: &str = "agentc_changes";
 
 /// The advisory lock key under which the schema is migrated ("agentc" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0000_6167_656e_7463;
@@ -127,6 +130,9 @@ fn fenced(changed: u64, id: &str) -> Result<(), StoreError> {
 }
 
 const ENGAGEMENT_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input";
+
+/// The same columns with no snapshot in its place.
+const SUMMARY_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, NULL::TEXT, created_at_ms, updated_at_ms, owner, fence, pending_input";
 
 fn engagement_from_row(row: &Row) -> Result<EngagementRecord, StoreError> {
     let get = |index: usize| -> Result<String, StoreError> { row.try_get(index).map_err(postgres) };
@@ -308,7 +314,9 @@ impl PostgresStore {
 
 /// The thread that stores audit lines, on a connection of its own: the runtime's
 /// audit log writes synchronously, from any thread (a runtime's worker included), so
-/// the line goes to this thread and the writer waits for its answer.
+/// the line goes to this thread and the writer waits for its answer. Lines that arrive
+/// while one is being stored are stored together, in one statement (group commit):
+/// each writer still waits until its own line is stored.
 fn spawn_audit_writer(
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
@@ -323,9 +331,35 @@ fn spawn_audit_writer(
         .spawn(move || {
             runtime.block_on(async move {
                 let mut client: Option<tokio_postgres::Client> = None;
-                while let Ok(request) = receiver.recv() {
-                    let result = append_line(&config, &tls, &mut client, &request).await;
-                    let _ = request.done.send(result);
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < AUDIT_BATCH {
+                        match receiver.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    let stored = append_lines(&config, &tls, &mut client, &batch).await;
+                    match stored {
+                        Ok(()) => {
+                            for request in batch {
+                                let _ = request.done.send(Ok(()));
+                            }
+                        }
+                        // One by one, so that each writer learns of its own line.
+                        Err(_) => {
+                            for request in batch {
+                                let result = append_lines(
+                                    &config,
+                                    &tls,
+                                    &mut client,
+                                    std::slice::from_ref(&request),
+                                )
+                                .await;
+                                let _ = request.done.send(result);
+                            }
+                        }
+                    }
                 }
             });
         })
@@ -333,14 +367,18 @@ fn spawn_audit_writer(
     Ok(sender)
 }
 
-/// Stores one line, connecting first when needed. A connection that broke is made
-/// again and the line sent once more; if the first attempt had in fact been stored,
-/// the second finds the same line at its place, which is the same success.
-async fn append_line(
+/// How many audit lines one statement stores at most.
+const AUDIT_BATCH: usize = 256;
+
+/// Stores lines in one statement, connecting first when needed. A connection that
+/// broke is made again and the lines sent once more; if the first attempt had in fact
+/// been stored, the second finds the same lines at their places, which is the same
+/// success.
+async fn append_lines(
     config: &tokio_postgres::Config,
     tls: &MakeRustlsConnect,
     client: &mut Option<tokio_postgres::Client>,
-    request: &AuditRequest,
+    requests: &[AuditRequest],
 ) -> Result<(), StoreError> {
     let mut last_error = None;
     for _attempt in 0..2 {
@@ -364,15 +402,23 @@ async fn append_line(
         let Some(connected) = client.as_ref() else {
             continue;
         };
+        let chains: Vec<&str> = requests
+            .iter()
+            .map(|request| request.chain.as_str())
+            .collect();
+        let seqs: Vec<i64> = requests.iter().map(|request| request.seq).collect();
+        let engagements: Vec<&str> = requests
+            .iter()
+            .map(|request| request.engagement.as_str())
+            .collect();
+        let lines: Vec<&str> = requests
+            .iter()
+            .map(|request| request.line.as_str())
+            .collect();
         let inserted = connected
             .execute(
-                "INSERT INTO audit (chain, seq, engagement, line) VALUES ($1, $2, $3, $4)",
-                &[
-                    &request.chain,
-                    &request.seq,
-                    &request.engagement,
-                    &request.line,
-                ],
+                "INSERT INTO audit (chain, seq, engagement, line) SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[])",
+                &[&chains, &seqs, &engagements, &lines],
             )
             .await;
         match inserted {
@@ -380,24 +426,28 @@ async fn append_line(
             Err(error)
                 if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
             {
-                let stored = connected
-                    .query_opt(
-                        "SELECT line FROM audit WHERE chain = $1 AND seq = $2",
-                        &[&request.chain, &request.seq],
-                    )
-                    .await
-                    .map_err(postgres)?;
-                return match stored {
-                    Some(row)
-                        if row.try_get::<_, String>(0).ok().as_deref() == Some(&request.line) =>
+                // Stored already (a retry after a lost answer) only if every line is
+                // there as it is here.
+                for request in requests {
+                    let stored = connected
+                        .query_opt(
+                            "SELECT line FROM audit WHERE chain = $1 AND seq = $2",
+                            &[&request.chain, &request.seq],
+                        )
+                        .await
+                        .map_err(postgres)?;
+                    if stored
+                        .and_then(|row| row.try_get::<_, String>(0).ok())
+                        .as_deref()
+                        != Some(request.line.as_str())
                     {
-                        Ok(())
+                        return Err(database(format!(
+                            "audit chain `{}` already has an entry {}",
+                            request.chain, request.seq
+                        )));
                     }
-                    _ => Err(database(format!(
-                        "audit chain `{}` already has an entry {}",
-                        request.chain, request.seq
-                    ))),
-                };
+                }
+                return Ok(());
             }
             Err(error) => {
                 last_error = Some(postgres(error));
@@ -433,6 +483,21 @@ impl Store for PostgresStore {
             .await
             .map_err(postgres)?;
         Ok(())
+    }
+
+    async fn live_instances(&self, alive_since_ms: i64) -> Result<usize, StoreError> {
+        let count: i64 = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT COUNT(*) FROM instances WHERE heartbeat_ms >= $1",
+                &[&alive_since_ms],
+            )
+            .await
+            .map_err(postgres)?
+            .try_get(0)
+            .map_err(postgres)?;
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     async fn orphaned_engagements(
@@ -544,11 +609,13 @@ impl Store for PostgresStore {
         let status = to_json(&record.status)?;
         let exposes = to_json(&record.exposes)?;
         let state = record.state().to_string();
+        // The update and its announcement are one statement, so one transaction: the
+        // announcement leaves when the update is committed, never before.
         let changed = self
             .client()
             .await?
             .execute(
-                "UPDATE engagements SET state = $2, status_json = $3, text = $4, exposes_json = $5, snapshot_json = COALESCE($6, snapshot_json), updated_at_ms = $7, pending_input = NULL WHERE id = $1 AND fence = $8",
+                "WITH updated AS (UPDATE engagements SET state = $2, status_json = $3, text = $4, exposes_json = $5, snapshot_json = COALESCE($6, snapshot_json), updated_at_ms = $7, pending_input = NULL WHERE id = $1 AND fence = $8 RETURNING id) SELECT pg_notify('agentc_changes', id) FROM updated",
                 &[
                     &record.id,
                     &state,
@@ -573,13 +640,17 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let state = state_of(status);
         let status = to_json(status)?;
+        // Announced when the engagement stops running (a wait for a reviewer), in the
+        // update's own transaction.
+        let statement = if RUNNING_STATES.contains(&state.as_str()) {
+            "UPDATE engagements SET state = $2, status_json = $3, updated_at_ms = $4 WHERE id = $1 AND fence = $5"
+        } else {
+            "WITH updated AS (UPDATE engagements SET state = $2, status_json = $3, updated_at_ms = $4 WHERE id = $1 AND fence = $5 RETURNING id) SELECT pg_notify('agentc_changes', id) FROM updated"
+        };
         let changed = self
             .client()
             .await?
-            .execute(
-                "UPDATE engagements SET state = $2, status_json = $3, updated_at_ms = $4 WHERE id = $1 AND fence = $5",
-                &[&id, &state, &status, &now_ms(), &fence],
-            )
+            .execute(statement, &[&id, &state, &status, &now_ms(), &fence])
             .await
             .map_err(postgres)?;
         fenced(changed, id)
@@ -631,6 +702,19 @@ impl Store for PostgresStore {
             .await?
             .query_opt(
                 &format!("SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(postgres)?;
+        row.as_ref().map(engagement_from_row).transpose()
+    }
+
+    async fn engagement_summary(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!("SELECT {SUMMARY_COLUMNS} FROM engagements WHERE id = $1"),
                 &[&id],
             )
             .await
@@ -830,9 +914,9 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn decision_notifications(
+    async fn notifications(
         &self,
-    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<StoreNotification>>, StoreError> {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let config = self.config.clone();
         let tls = self.tls.clone();
@@ -930,11 +1014,11 @@ impl Store for PostgresStore {
     }
 }
 
-/// One `LISTEN` session: forwards each decision's engagement until the connection ends.
+/// One `LISTEN` session: forwards each announcement until the connection ends.
 async fn listen(
     config: &tokio_postgres::Config,
     tls: &MakeRustlsConnect,
-    sender: &tokio::sync::mpsc::UnboundedSender<String>,
+    sender: &tokio::sync::mpsc::UnboundedSender<StoreNotification>,
 ) -> Result<(), StoreError> {
     let (client, mut connection) = config.connect(tls.clone()).await.map_err(postgres)?;
     let (notifications, mut received) = tokio::sync::mpsc::unbounded_channel();
@@ -942,7 +1026,11 @@ async fn listen(
         loop {
             match std::future::poll_fn(|context| connection.poll_message(context)).await {
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(notification))) => {
-                    let _ = notifications.send(notification.payload().to_string());
+                    let engagement = notification.payload().to_string();
+                    let _ = notifications.send(match notification.channel() {
+                        DECISIONS_CHANNEL => StoreNotification::Decided(engagement),
+                        _ => StoreNotification::Changed(engagement),
+                    });
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => break,
@@ -950,11 +1038,13 @@ async fn listen(
         }
     });
     client
-        .batch_execute(&format!("LISTEN {DECISIONS_CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {DECISIONS_CHANNEL}; LISTEN {CHANGES_CHANNEL}"
+        ))
         .await
         .map_err(postgres)?;
-    while let Some(engagement) = received.recv().await {
-        if sender.send(engagement).is_err() {
+    while let Some(notification) = received.recv().await {
+        if sender.send(notification).is_err() {
             break;
         }
     }

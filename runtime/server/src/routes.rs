@@ -606,7 +606,7 @@ pub(crate) async fn visible_engagement(
 ) -> Result<EngagementRecord, ApiError> {
     let record = engine
         .store()
-        .engagement(id)
+        .engagement_summary(id)
         .await
         .map_err(|error| ApiError::store(&error))?
         .ok_or_else(|| ApiError::not_found("such engagement"))?;
@@ -668,15 +668,53 @@ pub(crate) fn engagement_view(record: &EngagementRecord) -> serde_json::Value {
     view
 }
 
+/// The longest `?wait=` a client may ask for, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// `?wait=SECONDS` of `GET /engagements/{id}`: how long to hold the answer while the
+/// engagement runs (1 to 30); other parameters are ignored.
+fn wait_query(query: Option<&str>) -> Result<Option<std::time::Duration>, ApiError> {
+    for pair in query.unwrap_or_default().split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "wait" {
+            return value
+                .parse::<u64>()
+                .ok()
+                .filter(|seconds| (1..=MAX_WAIT_SECONDS).contains(seconds))
+                .map(|seconds| Some(std::time::Duration::from_secs(seconds)))
+                .ok_or_else(|| {
+                    invalid_query("`wait` must be a whole number of seconds from 1 to 30")
+                });
+        }
+    }
+    Ok(None)
+}
+
+/// An engagement's state (OAS-X1: status, text, exposes). With `?wait=SECONDS`, the
+/// answer is held while the engagement runs, up to that long, so a client learns of
+/// its end (or of a review it waits for) at once rather than by polling.
 async fn read_engagement(
     State(engine): Shared,
     peer: Peer,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_value(path)?;
     let user = caller(&engine, peer, &headers)?;
-    let record = visible_engagement(&engine, &user, &id).await?;
+    let wait = wait_query(uri.query())?;
+    // Visibility is checked before any wait, and the waited-for state is shown only
+    // through the same check.
+    let mut record = visible_engagement(&engine, &user, &id).await?;
+    if let Some(limit) = wait
+        && crate::store::RUNNING_STATES.contains(&record.state())
+    {
+        engine
+            .wait_while_running(&id, limit)
+            .await
+            .map_err(|error| ApiError::store(&error))?;
+        record = visible_engagement(&engine, &user, &id).await?;
+    }
     Ok(json(StatusCode::OK, &engagement_view(&record)))
 }
 

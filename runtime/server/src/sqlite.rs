@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
-    EngagementRecord, ReviewRecord, SETTLED_STATES, Store, StoreError, StoredDecision,
+    EngagementRecord, ReviewRecord, SETTLED_STATES, Store, StoreError, StoreNotification,
+    StoredDecision,
 };
 
 const SCHEMA: &str = r#"
@@ -104,6 +105,9 @@ struct EngagementRow {
 }
 
 const ENGAGEMENT_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input";
+
+/// The same columns with no snapshot in its place.
+const SUMMARY_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, NULL, created_at_ms, updated_at_ms, owner, fence, pending_input";
 
 fn engagement_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EngagementRow> {
     Ok(EngagementRow {
@@ -322,6 +326,19 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn live_instances(&self, alive_since_ms: i64) -> Result<usize, StoreError> {
+        let count: i64 = self.with(|connection| {
+            connection
+                .query_row(
+                    "SELECT COUNT(*) FROM instances WHERE heartbeat_ms >= ?1",
+                    params![alive_since_ms],
+                    |row| row.get(0),
+                )
+                .map_err(database)
+        })?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
     async fn orphaned_engagements(
         &self,
         instance: &str,
@@ -515,6 +532,20 @@ impl Store for SqliteStore {
             connection
                 .query_row(
                     &format!("SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE id = ?1"),
+                    params![id],
+                    engagement_row,
+                )
+                .optional()
+                .map_err(database)
+        })?;
+        row.map(engagement_from_row).transpose()
+    }
+
+    async fn engagement_summary(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
+        let row = self.with(|connection| {
+            connection
+                .query_row(
+                    &format!("SELECT {SUMMARY_COLUMNS} FROM engagements WHERE id = ?1"),
                     params![id],
                     engagement_row,
                 )
@@ -729,9 +760,9 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn decision_notifications(
+    async fn notifications(
         &self,
-    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<StoreNotification>>, StoreError> {
         // One process uses this store: its waiters hear of decisions directly.
         Ok(None)
     }

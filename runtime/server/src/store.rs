@@ -60,6 +60,28 @@ pub struct EngagementRecord {
     pub pending_input: Option<String>,
 }
 
+/// What a shared store announces to every instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreNotification {
+    /// A review of this engagement was decided (on any instance).
+    Decided(String),
+    /// This engagement stopped running: it ended, yielded, or waits for a reviewer.
+    Changed(String),
+}
+
+/// The states in which an engagement runs (or is about to): what a client waiting
+/// for it (`GET /engagements/{id}?wait=…`) waits through.
+pub const RUNNING_STATES: &[&str] = &[
+    "running",
+    "created",
+    "awaiting_model",
+    "awaiting_tool",
+    AWAITING_REMOTE_STATE,
+];
+
+/// The state of an engagement whose call waits for a remote agent's engagement.
+pub const AWAITING_REMOTE_STATE: &str = "awaiting_remote";
+
 /// The states of an engagement that has ended, or waits for its user: no instance
 /// needs to run it, so none takes it over.
 pub const SETTLED_STATES: &[&str] = &["completed", "failed", "awaiting_user_input"];
@@ -130,6 +152,9 @@ pub trait Store: Send + Sync {
     async fn heartbeat(&self, instance: &str, now_ms: i64) -> Result<(), StoreError>;
     /// Removes `instance` (a graceful stop): its engagements may be taken over at once.
     async fn retire_instance(&self, instance: &str) -> Result<(), StoreError>;
+    /// How many instances have had a heartbeat since `alive_since_ms` (this one
+    /// included, once it has had one): what the rate limits are shared among.
+    async fn live_instances(&self, alive_since_ms: i64) -> Result<usize, StoreError>;
     /// Engagements not settled ([`SETTLED_STATES`]) and not owned by `instance`, whose
     /// owner's last heartbeat is before `expired_before_ms` or who has none, oldest
     /// first, at most `limit`: their identifier and fence.
@@ -186,6 +211,9 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// An engagement by identifier.
     async fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError>;
+    /// An engagement by identifier without its snapshot (`snapshot` is `None`): what
+    /// its status, answer and exposes need, read without parsing the conversation.
+    async fn engagement_summary(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError>;
     /// The engagements whose state is one of `states`.
     async fn engagements_in_states(
         &self,
@@ -241,11 +269,12 @@ pub trait Store: Send + Sync {
         &self,
         instance: &str,
     ) -> Result<Vec<ReviewRecord>, StoreError>;
-    /// The identifiers of engagements whose review was just decided on any instance, as
-    /// they come (PostgreSQL `LISTEN`); `None` for a store that only one instance uses.
-    async fn decision_notifications(
+    /// What other instances announce, as it comes (PostgreSQL `LISTEN`): review
+    /// decisions and engagements that stopped running; `None` for a store that only one
+    /// instance uses.
+    async fn notifications(
         &self,
-    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError>;
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<StoreNotification>>, StoreError>;
 
     /// Appends one line to the hash-chained audit trail `chain` (synchronous: see the
     /// module documentation).

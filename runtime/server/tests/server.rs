@@ -1930,6 +1930,10 @@ impl agentc_server::Store for CrashingStore {
         self.alive()?;
         self.inner.retire_instance(instance).await
     }
+    async fn live_instances(&self, alive_since_ms: i64) -> Result<usize, StoreError> {
+        self.alive()?;
+        self.inner.live_instances(alive_since_ms).await
+    }
     async fn orphaned_engagements(
         &self,
         instance: &str,
@@ -1997,6 +2001,10 @@ impl agentc_server::Store for CrashingStore {
     async fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
         self.alive()?;
         self.inner.engagement(id).await
+    }
+    async fn engagement_summary(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
+        self.alive()?;
+        self.inner.engagement_summary(id).await
     }
     async fn engagements_in_states(
         &self,
@@ -2084,9 +2092,12 @@ impl agentc_server::Store for CrashingStore {
         self.alive()?;
         self.inner.decided_reviews_owned_by(instance).await
     }
-    async fn decision_notifications(
+    async fn notifications(
         &self,
-    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
+    ) -> Result<
+        Option<tokio::sync::mpsc::UnboundedReceiver<agentc_server::store::StoreNotification>>,
+        StoreError,
+    > {
         Ok(None)
     }
     fn append_audit(
@@ -2371,5 +2382,89 @@ async fn openapi_document_agrees_with_the_server() {
     let served = documents[0].root.to_json();
     assert!(agent.is_valid(&served), "{served}");
     assert!(!agent.is_valid(&json!({"kind": "openagentspec:v1/agent", "name": 5})));
+    server.stop().await;
+}
+
+/// A tool that takes its time, so that a client has to wait for the engagement.
+struct SlowRefund;
+
+#[async_trait::async_trait]
+impl ToolBackend for SlowRefund {
+    async fn invoke(
+        &self,
+        _input: &serde_json::Value,
+        _context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok(json!({"refund_id": "rf-slow"}))
+    }
+}
+
+/// `GET /engagements/{id}?wait=SECONDS` holds the answer while the engagement runs and
+/// answers as soon as it ends, so a client need not poll; the wait is bounded, checked,
+/// and only for those who may read the engagement (others get the 404 at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waits_for_an_engagement_without_polling() {
+    let agent = r#"kind: openagentspec:v1/agent
+name: slow_refunds
+description: Issues refunds, slowly.
+intent: You issue refunds.
+owner: people-ops@acme.example
+capabilities:
+  issue_refund: {}
+"#;
+    let server = Setup::new(
+        vec![
+            ("slow.yaml", agent.to_string()),
+            ("tools.yaml", REFUND_TOOLS.to_string()),
+        ],
+        sqlite(&database_path("wait")),
+    )
+    .script("slow_refunds", REFUND_SCRIPT)
+    .tool("issue_refund", Arc::new(SlowRefund))
+    .start()
+    .await;
+    let base = server.base.clone();
+    let (_, location, _) = post(
+        &base,
+        "/agents/slow_refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-42"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+
+    // Denied: a wait out of bounds, or by someone who may not read the engagement.
+    for wait in ["0", "31", "soon", ""] {
+        let (status, body) = get(
+            &base,
+            &format!("{location}?wait={wait}"),
+            Some("alice-token-1"),
+        )
+        .await;
+        assert_eq!(status, 400, "wait={wait}: {body}");
+    }
+    let begun = std::time::Instant::now();
+    let (status, _) = get(&base, &format!("{location}?wait=10"), Some("bob-token-22")).await;
+    assert_eq!(status, 404);
+    assert!(
+        begun.elapsed() < Duration::from_secs(2),
+        "bob was kept waiting"
+    );
+
+    // Allowed: one request, answered when the engagement completes.
+    let begun = std::time::Instant::now();
+    let (status, body) = get(&base, &format!("{location}?wait=10"), Some("alice-token-1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"]["state"], "completed", "{body}");
+    assert!(
+        begun.elapsed() < Duration::from_secs(9),
+        "the answer waited for the limit"
+    );
+    // An engagement that has ended is answered at once.
+    let begun = std::time::Instant::now();
+    let (_, again) = get(&base, &format!("{location}?wait=10"), Some("alice-token-1")).await;
+    assert_eq!(again["status"]["state"], "completed");
+    assert!(begun.elapsed() < Duration::from_secs(2));
     server.stop().await;
 }

@@ -209,6 +209,9 @@ async fn a_dead_instances_engagements_are_taken_over_once() {
         owned.sort();
         assert_eq!(owned, vec![("e_old".to_string(), 2)], "{kind}");
 
+        // The instances alive since a moment: what rate limits are shared among.
+        assert_eq!(store.live_instances(5_000).await.unwrap(), 1, "{kind}");
+        assert_eq!(store.live_instances(0).await.unwrap(), 2, "{kind}");
         // A retired instance's engagements are free at once, whatever its heartbeat.
         store.heartbeat("i_alive", i64::MAX - 1).await.unwrap();
         assert!(
@@ -391,7 +394,7 @@ async fn postgres_a_decision_on_one_instance_is_announced_to_the_other() {
         return;
     };
     assert!(first.is_shared());
-    let mut announced = second.decision_notifications().await.unwrap().unwrap();
+    let mut announced = second.notifications().await.unwrap().unwrap();
     first.heartbeat("i_a", 1_000).await.unwrap();
     first
         .insert_engagement(&engagement("e_1", "i_b", "awaiting_review", 10))
@@ -419,9 +422,50 @@ async fn postgres_a_decision_on_one_instance_is_announced_to_the_other() {
             break;
         }
     }
-    assert_eq!(heard.as_deref(), Some("e_1"));
+    assert_eq!(
+        heard,
+        Some(agentc_server::store::StoreNotification::Decided(
+            "e_1".into()
+        ))
+    );
     // A decision already taken announces nothing.
     assert!(!first.decide_review("r_1", &approve("r_1")).await.unwrap());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), announced.recv())
+            .await
+            .is_err()
+    );
+    // An engagement that stops running is announced with its update; one that goes
+    // on running is not.
+    first
+        .set_status("e_1", &json!({"state": "running"}), 1)
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), announced.recv())
+            .await
+            .is_err()
+    );
+    first
+        .update_engagement(&engagement("e_1", "i_b", "completed", 10), 1)
+        .await
+        .unwrap();
+    let changed = tokio::time::timeout(Duration::from_secs(5), announced.recv())
+        .await
+        .unwrap();
+    assert_eq!(
+        changed,
+        Some(agentc_server::store::StoreNotification::Changed(
+            "e_1".into()
+        ))
+    );
+    // A fenced-out update changes nothing and announces nothing.
+    assert!(
+        first
+            .update_engagement(&engagement("e_1", "i_b", "failed", 10), 5)
+            .await
+            .is_err()
+    );
     assert!(
         tokio::time::timeout(Duration::from_millis(300), announced.recv())
             .await
