@@ -243,37 +243,112 @@ fn write_key_pair(out: &Path) -> Result<String, String> {
     Ok(public)
 }
 
-/// `agentc audit export --db PATH [-o FILE]`: the trail of a server's database as JSON
-/// lines, to FILE or stdout.
-pub fn export(db: &Path, output: Option<&Path>) -> ExitCode {
-    if !db.is_file() {
-        eprintln!("error: `{}` is not a database file", db.display());
+/// What `agentc audit export` was asked.
+pub struct ExportRequest<'a> {
+    /// An SQLite file, or a PostgreSQL URL.
+    pub db: &'a str,
+    /// The chain to write (PostgreSQL: an instance id).
+    pub chain: Option<&'a str>,
+    /// The certificate authority of PostgreSQL's TLS.
+    pub db_ca_cert: Option<&'a Path>,
+    /// Where to write; stdout when `None`.
+    pub output: Option<&'a Path>,
+}
+
+/// `agentc audit export --db DB [--chain ID] [-o FILE]`: a server's trail as JSON lines,
+/// to FILE or stdout. An SQLite file has one chain; a PostgreSQL database has one per
+/// server instance that wrote to it, and `--chain` picks it (required when there are
+/// several; the error lists them). The URL, which may hold a password, is never
+/// printed.
+pub fn export(request: &ExportRequest<'_>) -> ExitCode {
+    let postgres = request.db.starts_with("postgres://") || request.db.starts_with("postgresql://");
+    let shown = if postgres {
+        "the PostgreSQL database".to_string()
+    } else {
+        format!("`{}`", request.db)
+    };
+    if !postgres && !Path::new(request.db).is_file() {
+        eprintln!("error: `{}` is not a database file", request.db);
         return ExitCode::from(2);
     }
-    let exported = match output {
-        Some(path) => std::fs::File::create(path)
-            .map_err(|error| format!("cannot create `{}`: {error}", path.display()))
-            .and_then(|file| {
-                let mut writer = std::io::BufWriter::new(file);
-                agentc_server::sqlite::export_audit(db, &mut writer)
-                    .map_err(|error| error.to_string())
-            }),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            agentc_server::sqlite::export_audit(db, &mut stdout).map_err(|error| error.to_string())
-        }
+    let mut writer: Box<dyn std::io::Write> = match request.output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Box::new(std::io::BufWriter::new(file)),
+            Err(error) => {
+                eprintln!("error: cannot create `{}`: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let exported = if postgres {
+        export_postgres(request, &mut writer)
+    } else {
+        agentc_server::sqlite::export_audit(Path::new(request.db), &mut writer)
+            .map_err(|error| error.to_string())
     };
     match exported {
         Ok(count) => {
-            eprintln!("exported {count} audit entries from `{}`", db.display());
+            eprintln!("exported {count} audit entries from {shown}");
             ExitCode::SUCCESS
         }
         Err(message) => {
-            eprintln!(
-                "error: cannot export the audit trail of `{}`: {message}",
-                db.display()
-            );
+            eprintln!("error: cannot export the audit trail of {shown}: {message}");
             ExitCode::from(2)
         }
     }
+}
+
+/// One chain of a PostgreSQL database, written as `export_audit` writes SQLite's.
+fn export_postgres(
+    request: &ExportRequest<'_>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, String> {
+    use agentc_server::Store;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    runtime.block_on(async {
+        let store = agentc_server::PostgresStore::connect(request.db, request.db_ca_cert)
+            .await
+            .map_err(|error| error.to_string())?;
+        let chains = store.audit_chains().await.map_err(|error| error.to_string())?;
+        let chain = match (request.chain, chains.as_slice()) {
+            (Some(chain), _) if chains.iter().any(|known| known == chain) => chain.to_string(),
+            (Some(chain), _) => {
+                return Err(format!(
+                    "no chain `{chain}`; the database has: {}",
+                    chains.join(", ")
+                ));
+            }
+            (None, []) => return Ok(0),
+            (None, [only]) => only.clone(),
+            (None, _) => {
+                return Err(format!(
+                    "the database has {} chains, one per server instance; pick one with --chain: {}",
+                    chains.len(),
+                    chains.join(", ")
+                ));
+            }
+        };
+        let lines = store
+            .audit_lines(&chain)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut count = 0u64;
+        for line in lines {
+            // One entry per line, as SQLite's export: a stored line with a line break
+            // would be read as two, so it is refused.
+            if line.contains(['\n', '\r']) {
+                return Err(format!("audit entry {count} spans several lines"));
+            }
+            out.write_all(line.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|error| error.to_string())?;
+            count += 1;
+        }
+        out.flush().map_err(|error| error.to_string())?;
+        Ok(count)
+    })
 }

@@ -423,9 +423,16 @@ enum AuditCommand {
     /// Write the audit trail of an `agentc serve` database as the JSON lines `verify`
     /// reads (the database is only read).
     Export {
-        /// The SQLite database.
+        /// The server's database: an SQLite file, or a PostgreSQL URL.
         #[arg(long)]
-        db: PathBuf,
+        db: String,
+        /// With PostgreSQL, whose instances each write their own chain: the chain to
+        /// write (an instance id); required when there are several.
+        #[arg(long)]
+        chain: Option<String>,
+        /// With PostgreSQL: the PEM file of the certificate authority of its TLS.
+        #[arg(long)]
+        db_ca_cert: Option<PathBuf>,
         /// The file to write (default: stdout).
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
@@ -685,7 +692,17 @@ fn main() -> ExitCode {
                 audit::verify(&file, key.as_deref(), head.as_deref())
             }
             AuditCommand::Keygen { out } => audit::keygen(&out),
-            AuditCommand::Export { db, output } => audit::export(&db, output.as_deref()),
+            AuditCommand::Export {
+                db,
+                chain,
+                db_ca_cert,
+                output,
+            } => audit::export(&audit::ExportRequest {
+                db: &db,
+                chain: chain.as_deref(),
+                db_ca_cert: db_ca_cert.as_deref(),
+                output: output.as_deref(),
+            }),
         },
         Command::Build {
             paths,

@@ -582,6 +582,45 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
         entries += verified.entries;
     }
 
+    // The operator's way: `agentc audit export` per chain, then `agentc audit verify`
+    // with the public key; without `--chain`, the chains are listed, nothing written.
+    let listed = Command::new(env!("CARGO_BIN_EXE_agentc"))
+        .args(["audit", "export", "--db", &url])
+        .output()
+        .unwrap();
+    assert_eq!(listed.status.code(), Some(2));
+    let listing = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        listing.contains("--chain") && listing.contains(&chains[0]),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains(&url),
+        "the URL is never printed: {listing}"
+    );
+    let exported = directory.join("chain.jsonl");
+    let export = Command::new(env!("CARGO_BIN_EXE_agentc"))
+        .args(["audit", "export", "--db", &url, "--chain", &chains[0], "-o"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let verify = Command::new(env!("CARGO_BIN_EXE_agentc"))
+        .args(["audit", "verify"])
+        .arg(&exported)
+        .args(["--key", &key.to_hex()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
     let takeovers = takeovers.lock().unwrap().clone();
     eprintln!(
         "scale-out fault run: {} engagements ({} asked) in {:.1} s over 3 instances, {} kills, 1 pause past the lease, all database connections dropped once; {states:?} ({journal_failures} when the connections dropped); {} charges ({} repeated keys answered from the first), {notices} notices; {approved} approvals ({duplicates_refused} sent twice, one refused); {} audit chains, {entries} entries, all verified; takeover after kill -9: {:?}",

@@ -69,6 +69,7 @@ struct Figures {
     seconds: f64,
     p50: Duration,
     p99: Duration,
+    max: Duration,
     completed: usize,
     stored_completed: usize,
 }
@@ -186,6 +187,7 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
         seconds,
         p50: percentile(0.50),
         p99: percentile(0.99),
+        max: latencies.last().copied().unwrap_or_default(),
         completed: latencies.len(),
         stored_completed: store
             .engagements_in_states(&["completed"])
@@ -250,20 +252,21 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "| concurrent | engagements | seconds | engagements/s | p50 ms | p99 ms | completed (client / stored) |"
+        "| concurrent | engagements | seconds | engagements/s | p50 ms | p99 ms | max ms | completed (client / stored) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|");
     for (concurrency, engagements) in levels() {
         let engagements = ((engagements as f64 * scale) as usize).max(concurrency);
         let figures = runtime.block_on(run_level(concurrency, engagements));
         println!(
-            "| {} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {} / {} |",
+            "| {} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {} / {} |",
             figures.concurrency,
             figures.engagements,
             figures.seconds,
             figures.engagements as f64 / figures.seconds,
             figures.p50.as_secs_f64() * 1000.0,
             figures.p99.as_secs_f64() * 1000.0,
+            figures.max.as_secs_f64() * 1000.0,
             figures.completed,
             figures.stored_completed,
         );

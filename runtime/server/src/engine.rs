@@ -1205,9 +1205,13 @@ impl Engine {
             return;
         }
         self.share_limits().await;
+        // What this process holds is read before what the store says it holds: an
+        // engagement started in between is then in neither list, rather than held
+        // here and not yet seen there (and taken for lost).
+        let held = self.fences.held();
         match self.store.owned_engagements(&self.instance).await {
             Ok(owned) => {
-                self.stop_lost_engagements(&owned);
+                self.stop_lost_engagements(&held, &owned);
                 self.adopt_strays(&owned).await;
             }
             Err(error) => tracing::warn!(%error, "the engagements held could not be read"),
@@ -1237,21 +1241,30 @@ impl Engine {
 
     /// Aborts the tasks of engagements this instance no longer holds. Their writes are
     /// refused anyway (the fence moved on); stopping them saves the work.
-    fn stop_lost_engagements(&self, owned: &[(String, i64)]) {
+    fn stop_lost_engagements(&self, held: &[(String, i64)], owned: &[(String, i64)]) {
         let owned: HashMap<&str, i64> = owned
             .iter()
             .map(|(id, fence)| (id.as_str(), *fence))
             .collect();
-        for (id, fence) in self.fences.held() {
-            if owned.get(id.as_str()) == Some(&fence) {
+        for (id, fence) in held {
+            if owned.get(id.as_str()) == Some(fence) {
+                continue;
+            }
+            // Ended since (its outcome stored, so no longer in the store's list): its
+            // task is gone or going, and has nothing more to write.
+            if !self.is_live(id) {
                 continue;
             }
             tracing::warn!(engagement = %id, "the engagement was taken over by another instance; stopping it here");
-            let handle = self.live.lock().ok().and_then(|mut live| live.remove(&id));
+            let handle = self
+                .live
+                .lock()
+                .ok()
+                .and_then(|mut live| live.remove(id.as_str()));
             if let Some(handle) = handle {
                 handle.abort();
             }
-            self.fences.release(&id);
+            self.fences.release(id);
         }
     }
 

@@ -2468,3 +2468,137 @@ capabilities:
     assert!(begun.elapsed() < Duration::from_secs(2));
     server.stop().await;
 }
+
+/// A refund tool that records each call's idempotency key; the first server's never
+/// answers (the server stops while the call is under way).
+struct KeyedRefund {
+    rerun: agentc_runtime::Rerun,
+    hangs: bool,
+    keys: std::sync::Mutex<Vec<Option<String>>>,
+}
+
+#[async_trait::async_trait]
+impl ToolBackend for KeyedRefund {
+    async fn invoke(
+        &self,
+        _input: &serde_json::Value,
+        context: &ToolContext,
+    ) -> Result<serde_json::Value, ToolError> {
+        self.keys
+            .lock()
+            .unwrap()
+            .push(context.idempotency_key.clone());
+        if self.hangs {
+            std::future::pending::<()>().await;
+        }
+        Ok(json!({"refund_id": "rf-keyed"}))
+    }
+
+    fn rerun(&self) -> agentc_runtime::Rerun {
+        self.rerun
+    }
+}
+
+/// Issue 28, AGX-T2: a server that stops while a call is under way leaves it journaled;
+/// the next start takes the engagement over from there. A call without an idempotency
+/// key is never made again (the engagement ends "outcome unknown"); one with a key is
+/// made again with the same key, and the engagement completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_off_by_a_stop_is_resumed_only_as_its_tool_allows() {
+    let agent = r#"kind: openagentspec:v1/agent
+name: keyed_refunds
+description: Issues refunds.
+intent: You issue refunds.
+owner: people-ops@acme.example
+capabilities:
+  issue_refund: {}
+"#;
+    for rerun in [
+        agentc_runtime::Rerun::Never,
+        agentc_runtime::Rerun::WithIdempotencyKey,
+    ] {
+        let path = database_path("cut-off");
+        let setup = |backend: Arc<KeyedRefund>| {
+            let mut setup = Setup::new(
+                vec![
+                    ("keyed.yaml", agent.to_string()),
+                    ("tools.yaml", REFUND_TOOLS.to_string()),
+                ],
+                sqlite(&path),
+            )
+            .script("keyed_refunds", REFUND_SCRIPT)
+            .tool("issue_refund", backend);
+            setup.config.shutdown_grace = Duration::from_millis(100);
+            setup
+        };
+        let first = Arc::new(KeyedRefund {
+            rerun,
+            hangs: true,
+            keys: std::sync::Mutex::new(Vec::new()),
+        });
+        let server = setup(Arc::clone(&first)).start().await;
+        let (_, location, _) = post(
+            &server.base,
+            "/agents/keyed_refunds",
+            Some("alice-token-1"),
+            r#"{"text": "Please refund order o-42"}"#,
+        )
+        .await;
+        let location = location.unwrap();
+        for _ in 0..400 {
+            if !first.keys.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let first_keys = first.keys.lock().unwrap().clone();
+        assert_eq!(first_keys.len(), 1, "{rerun:?}");
+        // The stop finds the call under way: it is journaled as such.
+        server.stop().await;
+        let id = location.trim_start_matches("/engagements/").to_string();
+        let stored = agentc_server::Store::engagement(&SqliteStore::open(&path).unwrap(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.state(), "running", "{rerun:?}");
+        assert_eq!(
+            stored.snapshot.and_then(|snapshot| snapshot.journal),
+            Some(agentc_runtime::CallJournal::Invoking)
+        );
+
+        let second = Arc::new(KeyedRefund {
+            rerun,
+            hangs: false,
+            keys: std::sync::Mutex::new(Vec::new()),
+        });
+        let server = setup(Arc::clone(&second)).start().await;
+        let done = wait_for_state(
+            &server.base,
+            &location,
+            "alice-token-1",
+            &["completed", "failed"],
+        )
+        .await;
+        let second_keys = second.keys.lock().unwrap().clone();
+        match rerun {
+            agentc_runtime::Rerun::Never => {
+                // Denied: not made again; its outcome is for a person to find out.
+                assert_eq!(done["status"]["state"], "failed", "{done}");
+                assert_eq!(
+                    done["status"]["reason"]["kind"], "outcome_unknown",
+                    "{done}"
+                );
+                assert!(second_keys.is_empty(), "the call was made again");
+                assert_eq!(first_keys, [None]);
+            }
+            _ => {
+                // Allowed: made again, with the key of the first attempt.
+                assert_eq!(done["status"]["state"], "completed", "{done}");
+                assert_eq!(second_keys, first_keys);
+                assert!(first_keys[0].is_some());
+            }
+        }
+        server.stop().await;
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
