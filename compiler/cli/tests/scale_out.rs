@@ -12,8 +12,9 @@
 //! failed with a reason), no charge happens twice, a notice cut off mid-call is never
 //! sent again (the engagement ends "outcome unknown"), and every instance's audit chain
 //! verifies with its signed checkpoints. The size is bounded for CI
-//! (`AGENTC_FAULT_ENGAGEMENTS`, default 60; `AGENTC_FAULT_KILLS`, default 6); a larger
-//! run is recorded in docs/BENCHMARKS.md.
+//! (`AGENTC_FAULT_ENGAGEMENTS`, default 60; `AGENTC_FAULT_KILLS`, default 6; the lease
+//! `AGENTC_FAULT_LEASE_MS`, default 2000, and heartbeat `AGENTC_FAULT_HEARTBEAT_MS`,
+//! default 250); a larger run is recorded in docs/BENCHMARKS.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -159,6 +160,8 @@ impl Instance {
 struct Cluster {
     directory: PathBuf,
     url: String,
+    lease_ms: usize,
+    heartbeat_ms: usize,
     instances: Mutex<Vec<Option<Instance>>>,
     starts: AtomicUsize,
 }
@@ -173,7 +176,8 @@ impl Cluster {
             .arg(self.directory.join("specs"))
             .args(["--bind", &format!("127.0.0.1:{port}")])
             .args(["--db", &self.url])
-            .args(["--lease-ms", "2000", "--heartbeat-ms", "250"])
+            .args(["--lease-ms", &self.lease_ms.to_string()])
+            .args(["--heartbeat-ms", &self.heartbeat_ms.to_string()])
             .arg("--model")
             .arg(format!(
                 "scripted:{}",
@@ -315,6 +319,8 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
     let cluster = Arc::new(Cluster {
         directory: directory.clone(),
         url: url.clone(),
+        lease_ms: setting("AGENTC_FAULT_LEASE_MS", 2_000),
+        heartbeat_ms: setting("AGENTC_FAULT_HEARTBEAT_MS", 250),
         instances: Mutex::new((0..3).map(|_| None).collect()),
         starts: AtomicUsize::new(0),
     });
@@ -411,10 +417,10 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
                 let Some(mut instance) = taken else { continue };
                 let id = instance.id();
                 if round == kills {
-                    // The pause: past the lease (2 s), then on again.
+                    // The pause: past the lease, then on again.
                     let pid = instance.child.id().to_string();
                     let _ = Command::new("kill").args(["-STOP", &pid]).status();
-                    std::thread::sleep(Duration::from_millis(3_500));
+                    std::thread::sleep(Duration::from_millis(cluster.lease_ms as u64 * 7 / 4));
                     let _ = Command::new("kill").args(["-CONT", &pid]).status();
                     cluster.instances.lock().unwrap()[slot] = Some(instance);
                     continue;
@@ -424,7 +430,8 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
                 instance.child.wait().unwrap();
                 // How long until no unsettled engagement is left with the dead one.
                 if let Some(id) = id {
-                    let deadline = Instant::now() + Duration::from_secs(30);
+                    let deadline = Instant::now()
+                        + Duration::from_millis(cluster.lease_ms as u64 * 3 + 5_000);
                     while Instant::now() < deadline {
                         let owned = runtime.block_on(store.owned_engagements(&id));
                         if owned.is_ok_and(|owned| owned.is_empty()) {
