@@ -303,9 +303,14 @@ pub fn openapi(engine: &Engine, base: &str) -> serde_json::Value {
             "/engagements/{id}": {
                 "get": {
                     "operationId": "getEngagement", "summary": "The engagement's state (OAS-X1: status, text, exposes)",
-                    "security": secured, "parameters": [id_parameter],
+                    "security": secured, "parameters": [id_parameter, {
+                        "name": "wait", "in": "query", "required": false,
+                        "description": "hold the answer while the engagement runs, at most this many seconds: it comes when the engagement ends, yields or waits for a reviewer",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 30},
+                    }],
                     "responses": {
                         "200": {"description": "the state", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Engagement"}}}},
+                        "400": error_response("`wait` is not a whole number of seconds from 1 to 30"),
                         "401": unauthorized,
                         "404": error_response("no such engagement, or not yours"),
                         "429": limited,
