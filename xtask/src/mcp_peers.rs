@@ -75,11 +75,17 @@ pub fn ensure_chromium() -> Result<(), String> {
     if Path::new(&chromium).exists() {
         return Ok(());
     }
-    eprintln!("$ installing Chromium from Debian's packages (the console's browser tests)");
-    let as_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+    apt_install(
+        "chromium",
+        "the review console's browser tests; or set AGENTC_CHROMIUM to a Chromium",
+    )
+}
+
+/// Installs a Debian package (as root, or through `sudo -n`), refreshing the package
+/// lists first, since a fresh machine may have none; `why` says what needs it.
+pub fn apt_install(package: &str, why: &str) -> Result<(), String> {
+    eprintln!("$ installing {package} from Debian's packages ({why})");
+    let as_root = is_root();
     let apt_get = || {
         let mut command = if as_root {
             Command::new("apt-get")
@@ -91,15 +97,22 @@ pub fn ensure_chromium() -> Result<(), String> {
         command.env("DEBIAN_FRONTEND", "noninteractive");
         command
     };
-    // A fresh machine may have no package lists yet.
     run(
         apt_get().args(["update", "-qq"]),
-        "apt-get update (before installing Chromium)",
+        &format!("apt-get update (before installing {package})"),
     )?;
     run(
-        apt_get().args(["install", "-y", "--no-install-recommends", "chromium"]),
-        "apt-get install chromium (the review console's browser tests; or set AGENTC_CHROMIUM to a Chromium)",
+        apt_get().args(["install", "-y", "--no-install-recommends", package]),
+        &format!("apt-get install {package} ({why})"),
     )
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
 /// Where the peers go (the same rule as `agentc_mcp::peers`).

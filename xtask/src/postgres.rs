@@ -75,33 +75,6 @@ fn binaries() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-}
-
-fn install() -> Result<(), String> {
-    eprintln!("$ installing PostgreSQL from Debian's packages (the shared store's tests)");
-    let apt_get = || {
-        let mut command = if is_root() {
-            Command::new("apt-get")
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.args(["-n", "apt-get"]);
-            sudo
-        };
-        command.env("DEBIAN_FRONTEND", "noninteractive");
-        command
-    };
-    run(apt_get().args(["update", "-qq"]), "apt-get update")?;
-    run(
-        apt_get().args(["install", "-y", "--no-install-recommends", "postgresql"]),
-        "apt-get install postgresql (or set AGENTC_TEST_POSTGRES_URL to a server of your own)",
-    )
-}
-
 fn run(command: &mut Command, what: &str) -> Result<(), String> {
     let output = command
         .output()
@@ -140,11 +113,14 @@ pub fn start() -> Result<Cluster, String> {
     let binaries = match binaries() {
         Some(binaries) => binaries,
         None => {
-            install()?;
+            crate::mcp_peers::apt_install(
+                "postgresql",
+                "the shared store's tests; or set AGENTC_TEST_POSTGRES_URL to a server of your own",
+            )?;
             binaries().ok_or("PostgreSQL was installed, but no initdb was found")?
         }
     };
-    let as_postgres_user = is_root();
+    let as_postgres_user = crate::mcp_peers::is_root();
     let directory = std::env::temp_dir().join(format!("agentc-postgres-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&directory);
     std::fs::create_dir_all(&directory)

@@ -430,8 +430,8 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
                 instance.child.wait().unwrap();
                 // How long until no unsettled engagement is left with the dead one.
                 if let Some(id) = id {
-                    let deadline = Instant::now()
-                        + Duration::from_millis(cluster.lease_ms as u64 * 3 + 5_000);
+                    let deadline =
+                        Instant::now() + Duration::from_millis(cluster.lease_ms as u64 * 3 + 5_000);
                     while Instant::now() < deadline {
                         let owned = runtime.block_on(store.owned_engagements(&id));
                         if owned.is_ok_and(|owned| owned.is_empty()) {

@@ -21,7 +21,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::{
     EngagementRecord, RUNNING_STATES, ReviewRecord, SETTLED_STATES, Store, StoreError,
-    StoreNotification, StoredDecision, chain_head, now_ms,
+    StoreNotification, StoredDecision, chain_head, decided_review, fenced, from_json, now_ms,
+    state_of, to_json,
 };
 
 /// The channel on which decisions are announced; the payload is the engagement's id.
@@ -102,30 +103,6 @@ fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     match error {
         deadpool_postgres::PoolError::Backend(error) => postgres(error),
         other => database(other),
-    }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-fn state_of(status: &serde_json::Value) -> String {
-    status
-        .get("state")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("unknown")
-        .to_string()
-}
-
-fn fenced(changed: u64, id: &str) -> Result<(), StoreError> {
-    if changed == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Fenced(id.to_string()))
     }
 }
 
@@ -291,6 +268,24 @@ impl PostgresStore {
                 .map_err(postgres)?;
         }
         transaction.commit().await.map_err(postgres)
+    }
+
+    /// One engagement, read with `columns` (with or without its snapshot).
+    async fn engagement_with(
+        &self,
+        columns: &str,
+        id: &str,
+    ) -> Result<Option<EngagementRecord>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &format!("SELECT {columns} FROM engagements WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(postgres)?;
+        row.as_ref().map(engagement_from_row).transpose()
     }
 
     async fn reviews_where(
@@ -697,29 +692,11 @@ impl Store for PostgresStore {
     }
 
     async fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                &format!("SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE id = $1"),
-                &[&id],
-            )
-            .await
-            .map_err(postgres)?;
-        row.as_ref().map(engagement_from_row).transpose()
+        self.engagement_with(ENGAGEMENT_COLUMNS, id).await
     }
 
     async fn engagement_summary(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                &format!("SELECT {SUMMARY_COLUMNS} FROM engagements WHERE id = $1"),
-                &[&id],
-            )
-            .await
-            .map_err(postgres)?;
-        row.as_ref().map(engagement_from_row).transpose()
+        self.engagement_with(SUMMARY_COLUMNS, id).await
     }
 
     async fn engagements_in_states(
@@ -789,14 +766,9 @@ impl Store for PostgresStore {
     }
 
     async fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError> {
-        let Some(mut review) = self.review(id).await? else {
+        let Some((json, engagement)) = decided_review(self.review(id).await?, decision)? else {
             return Ok(false);
         };
-        if review.decision.is_some() {
-            return Ok(false);
-        }
-        review.decision = Some(decision.clone());
-        let json = to_json(&review)?;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(postgres)?;
         // `NOT decided` makes the decision once-only, even when two instances take a
@@ -814,7 +786,7 @@ impl Store for PostgresStore {
         transaction
             .execute(
                 "SELECT pg_notify($1, $2)",
-                &[&DECISIONS_CHANNEL, &review.engagement],
+                &[&DECISIONS_CHANNEL, &engagement],
             )
             .await
             .map_err(postgres)?;

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
     EngagementRecord, ReviewRecord, SETTLED_STATES, Store, StoreError, StoreNotification,
-    StoredDecision,
+    StoredDecision, decided_review, fenced, from_json, state_of, to_json,
 };
 
 const SCHEMA: &str = r#"
@@ -70,14 +70,6 @@ impl std::fmt::Debug for SqliteStore {
 
 fn database(error: impl std::fmt::Display) -> StoreError {
     StoreError::Database(error.to_string())
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
 /// Columns added after the first release, with their definitions: a database made
@@ -141,15 +133,6 @@ fn engagement_from_row(row: EngagementRow) -> Result<EngagementRecord, StoreErro
         fence: row.fence,
         pending_input: row.pending_input,
     })
-}
-
-/// The fenced-write answer: one row changed, or the engagement is another's (or gone).
-fn fenced(changed: usize, id: &str) -> Result<(), StoreError> {
-    if changed == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Fenced(id.to_string()))
-    }
 }
 
 /// `?N, ?N+1, …` for `count` parameters from `first`.
@@ -265,6 +248,25 @@ impl SqliteStore {
             .lock()
             .map_err(|_| StoreError::Database("the connection lock is poisoned".into()))?;
         work(&connection)
+    }
+
+    /// One engagement, read with `columns` (with or without its snapshot).
+    fn engagement_with(
+        &self,
+        columns: &str,
+        id: &str,
+    ) -> Result<Option<EngagementRecord>, StoreError> {
+        let row = self.with(|connection| {
+            connection
+                .query_row(
+                    &format!("SELECT {columns} FROM engagements WHERE id = ?1"),
+                    params![id],
+                    engagement_row,
+                )
+                .optional()
+                .map_err(database)
+        })?;
+        row.map(engagement_from_row).transpose()
     }
 
     fn reviews_where(
@@ -467,7 +469,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(database)
         })?;
-        fenced(changed, &record.id)
+        fenced(changed as u64, &record.id)
     }
 
     async fn set_status(
@@ -486,7 +488,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(database)
         })?;
-        fenced(changed, id)
+        fenced(changed as u64, id)
     }
 
     async fn set_pending_input(
@@ -506,7 +508,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(database)
         })?;
-        fenced(changed, id)
+        fenced(changed as u64, id)
     }
 
     async fn save_snapshot(
@@ -524,35 +526,15 @@ impl Store for SqliteStore {
                 )
                 .map_err(database)
         })?;
-        fenced(changed, id)
+        fenced(changed as u64, id)
     }
 
     async fn engagement(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
-        let row = self.with(|connection| {
-            connection
-                .query_row(
-                    &format!("SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE id = ?1"),
-                    params![id],
-                    engagement_row,
-                )
-                .optional()
-                .map_err(database)
-        })?;
-        row.map(engagement_from_row).transpose()
+        self.engagement_with(ENGAGEMENT_COLUMNS, id)
     }
 
     async fn engagement_summary(&self, id: &str) -> Result<Option<EngagementRecord>, StoreError> {
-        let row = self.with(|connection| {
-            connection
-                .query_row(
-                    &format!("SELECT {SUMMARY_COLUMNS} FROM engagements WHERE id = ?1"),
-                    params![id],
-                    engagement_row,
-                )
-                .optional()
-                .map_err(database)
-        })?;
-        row.map(engagement_from_row).transpose()
+        self.engagement_with(SUMMARY_COLUMNS, id)
     }
 
     async fn engagements_in_states(
@@ -624,14 +606,9 @@ impl Store for SqliteStore {
     }
 
     async fn decide_review(&self, id: &str, decision: &StoredDecision) -> Result<bool, StoreError> {
-        let Some(mut review) = self.review(id).await? else {
+        let Some((json, _)) = decided_review(self.review(id).await?, decision)? else {
             return Ok(false);
         };
-        if review.decision.is_some() {
-            return Ok(false);
-        }
-        review.decision = Some(decision.clone());
-        let json = to_json(&review)?;
         self.with(|connection| {
             // `decided = 0` in the condition makes the decision once-only even if two
             // reviewers answer at the same moment.
@@ -686,7 +663,7 @@ impl Store for SqliteStore {
                     params![engagement, state, status, crate::store::now_ms(), fence],
                 )
                 .map_err(database)?;
-            fenced(updated, engagement)?;
+            fenced(updated as u64, engagement)?;
             transaction.commit().map_err(database)
         })
     }
@@ -826,13 +803,4 @@ impl Store for SqliteStore {
             Ok(lines)
         })
     }
-}
-
-/// The `state` column of a status: its `state` tag, or `unknown`.
-fn state_of(status: &serde_json::Value) -> String {
-    status
-        .get("state")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("unknown")
-        .to_string()
 }

@@ -293,6 +293,53 @@ pub trait Store: Send + Sync {
     async fn audit_lines(&self, chain: &str) -> Result<Vec<String>, StoreError>;
 }
 
+/// A value the runtime defines (status, snapshot, exposes, a review), as the JSON text
+/// both stores keep it in.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// A stored JSON text, read back.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// The `state` column of a status: its `state` tag, or `unknown`.
+pub(crate) fn state_of(status: &serde_json::Value) -> String {
+    status
+        .get("state")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// The answer to a fenced write: one row changed, or the engagement is another
+/// instance's (or gone).
+pub(crate) fn fenced(changed: u64, id: &str) -> Result<(), StoreError> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced(id.to_string()))
+    }
+}
+
+/// A review with `decision` recorded, as JSON, and its engagement; `None` when there is
+/// no such review or it was decided already. Both stores then store it only where it is
+/// still undecided, so two decisions at once take one.
+pub(crate) fn decided_review(
+    review: Option<ReviewRecord>,
+    decision: &StoredDecision,
+) -> Result<Option<(String, String)>, StoreError> {
+    let Some(mut review) = review else {
+        return Ok(None);
+    };
+    if review.decision.is_some() {
+        return Ok(None);
+    }
+    review.decision = Some(decision.clone());
+    Ok(Some((to_json(&review)?, review.engagement)))
+}
+
 /// The name of the one audit chain of a store that one process writes (SQLite).
 pub const SINGLE_CHAIN: &str = "main";
 
