@@ -378,7 +378,7 @@ impl CallContext<'_> {
             inputs: inputs.clone(),
             outputs: outputs.cloned(),
             call_hash: hash.clone(),
-            engagement_state: engagement.to_json(),
+            engagement_state: engagement.to_reviewer_json(),
         };
         engagement.set_status(EngagementStatus::AwaitingReview {
             tool: self.call.name.clone(),

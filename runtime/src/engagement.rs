@@ -708,6 +708,23 @@ impl Engagement {
         Ok(engagement)
     }
 
+    /// The engagement as a reviewer is shown it (OAS-C7, "given the current
+    /// engagement"): [`Engagement::to_json`] with each refused call's inputs left out.
+    /// A refused call's values never travel (a reviewer may be someone other than the
+    /// user, and a refused input may be what an injected instruction tried to send);
+    /// its name, stage and reason, which name the rule and never a value, stay.
+    pub fn to_reviewer_json(&self) -> serde_json::Value {
+        let mut json = self.to_json();
+        if let Some(serde_json::Value::Array(refused)) = json.get_mut(field::REFUSED) {
+            for call in refused {
+                if let serde_json::Value::Object(call) = call {
+                    call.remove("inputs");
+                }
+            }
+        }
+        json
+    }
+
     /// The engagement as JSON: exactly the OAS-E3 fields, plus the refused calls and the
     /// status. Secrets are never part of an engagement, so none can appear here.
     pub fn to_json(&self) -> serde_json::Value {

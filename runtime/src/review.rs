@@ -32,7 +32,8 @@ pub struct ReviewRequest {
     pub outputs: Option<serde_json::Value>,
     /// The hash an approval must carry.
     pub call_hash: String,
-    /// The engagement as JSON, so the reviewer decides "given the current engagement".
+    /// The engagement as JSON, so the reviewer decides "given the current engagement"
+    /// (`Engagement::to_reviewer_json`: refused calls without their inputs).
     pub engagement_state: serde_json::Value,
 }
 

@@ -47,6 +47,29 @@ pub fn read_signing_key(path: &Path) -> Result<AuditSigningKey, String> {
         .map_err(|error| format!("`{}` is not an audit signing key: {error}", path.display()))
 }
 
+/// The review console's session key in `path` (`agentc serve --console-key`): 64
+/// hexadecimal digits (`openssl rand -hex 32`), the same file for every instance behind
+/// one address. Errors never quote the file's content.
+pub fn read_console_key(path: &Path) -> Result<[u8; 32], String> {
+    let text = read_small(path)?;
+    let digits = text.trim();
+    let invalid = || {
+        format!(
+            "`{}` is not a console key: write 64 hexadecimal digits (`openssl rand -hex 32`)",
+            path.display()
+        )
+    };
+    if digits.len() != 64 || !digits.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    let mut key = [0_u8; 32];
+    for (index, byte) in key.iter_mut().enumerate() {
+        let pair = digits.get(index * 2..index * 2 + 2).ok_or_else(invalid)?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| invalid())?;
+    }
+    Ok(key)
+}
+
 /// A public key given as its 64 hexadecimal digits, or as a file holding them (the
 /// `.pub` file `keygen` writes).
 fn read_public_key(given: &str) -> Result<AuditPublicKey, String> {
@@ -351,4 +374,32 @@ fn export_postgres(
         out.flush().map_err(|error| error.to_string())?;
         Ok(count)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_console_key_is_64_hex_digits_and_an_error_never_quotes_the_file() {
+        let directory =
+            std::env::temp_dir().join(format!("agentc-console-key-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let good = directory.join("good.key");
+        std::fs::write(&good, format!("{}\n", "0a".repeat(32))).unwrap();
+        assert_eq!(read_console_key(&good).unwrap(), [0x0a; 32]);
+        for (name, content) in [
+            ("short", "0a0b"),
+            ("not-hex", &*"zz".repeat(32)),
+            ("long", &*"0a".repeat(33)),
+        ] {
+            let path = directory.join(name);
+            std::fs::write(&path, content).unwrap();
+            let error = read_console_key(&path).unwrap_err();
+            assert!(error.contains("64 hexadecimal digits"), "{error}");
+            assert!(!error.contains(content), "{error}");
+        }
+        let _ = std::fs::remove_dir_all(&directory);
+    }
 }

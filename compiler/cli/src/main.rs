@@ -183,6 +183,11 @@ enum Command {
         /// for), in milliseconds; under `--lease-ms`.
         #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
         heartbeat_ms: u64,
+        /// The key the review console signs its sessions with: a file of 64 hexadecimal
+        /// digits (`openssl rand -hex 32`). Give every server behind one address the
+        /// same file, so a console session holds on all; default: a key drawn at start.
+        #[arg(long)]
+        console_key: Option<PathBuf>,
         /// The callers: a JSON file of bearer tokens and API keys, each mapped to a user
         /// id and email, and the per-user rate limit.
         #[arg(long)]
@@ -638,6 +643,7 @@ fn main() -> ExitCode {
             db_ca_cert,
             lease_ms,
             heartbeat_ms,
+            console_key,
             auth_config,
             model,
             agent_models,
@@ -667,6 +673,7 @@ fn main() -> ExitCode {
                 db_ca_cert: db_ca_cert.as_deref(),
                 lease_ms,
                 heartbeat_ms,
+                console_key: console_key.as_deref(),
                 auth_config: &auth_config,
                 model: &model,
                 agent_models: &agent_models,

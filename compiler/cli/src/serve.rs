@@ -28,6 +28,8 @@ pub struct ServeRequest<'a> {
     pub lease_ms: u64,
     /// The heartbeat interval, in milliseconds.
     pub heartbeat_ms: u64,
+    /// The file of the key the review console signs sessions with.
+    pub console_key: Option<&'a Path>,
     pub auth_config: &'a Path,
     pub model: &'a str,
     pub agent_models: &'a [String],
@@ -131,6 +133,10 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
             .map(crate::audit::read_signing_key)
             .transpose()?,
         audit_checkpoint_every: request.audit_checkpoint_every,
+        console_key: request
+            .console_key
+            .map(crate::audit::read_console_key)
+            .transpose()?,
         lease_ttl: std::time::Duration::from_millis(request.lease_ms),
         heartbeat_interval: std::time::Duration::from_millis(request.heartbeat_ms),
         ..ServerConfig::default()

@@ -5,7 +5,8 @@
 //! - **Sign-in.** A bearer token or API key of the server, entered once, becomes a
 //!   session cookie: `HttpOnly`, `SameSite=Strict`, `Secure` when the server's public
 //!   URL is `https`, scoped to `/console`, valid 8 hours. The cookie holds the user and a
-//!   CSRF token, signed with HMAC-SHA256 under a key drawn when the process starts, so
+//!   CSRF token, signed with HMAC-SHA256 under a key drawn when the process starts (or
+//!   the configured one that several instances share, `ServerConfig::console_key`), so
 //!   nothing is stored; a cookie from a restarted server (a new key) fails its signature
 //!   and leads back to sign-in, cleanly.
 //! - **What a user sees** is what the API would show them: the pending reviews whose
@@ -58,9 +59,15 @@ pub(crate) struct Console {
 
 /// The console's routes, under `/console`.
 pub(crate) fn console_router(engine: Arc<Engine>) -> Result<Router, String> {
-    let mut key = [0_u8; 32];
-    getrandom::fill(&mut key)
-        .map_err(|error| format!("no randomness for the console key: {error}"))?;
+    let key = match engine.config().console_key {
+        Some(key) => key,
+        None => {
+            let mut key = [0_u8; 32];
+            getrandom::fill(&mut key)
+                .map_err(|error| format!("no randomness for the console key: {error}"))?;
+            key
+        }
+    };
     let secure_cookie = engine.public_url().starts_with("https://");
     let console = Arc::new(Console {
         engine,

@@ -91,6 +91,10 @@ pub struct ServerConfig {
     /// How often an instance renews its lease, looks for engagements to take over, and
     /// looks for review decisions that a lost notification did not bring.
     pub heartbeat_interval: Duration,
+    /// The key the review console signs its sessions with. Instances behind one
+    /// address share it, so a session made on one holds on all; `None`: a key drawn
+    /// at start (a session then holds on this process only, until it stops).
+    pub console_key: Option<[u8; 32]>,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +116,7 @@ impl Default for ServerConfig {
             audit_checkpoint_every: DEFAULT_CHECKPOINT_INTERVAL,
             lease_ttl: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(2),
+            console_key: None,
         }
     }
 }

@@ -410,3 +410,37 @@ async fn the_review_says_an_argument_came_from_the_users_request() {
         "{html}"
     );
 }
+
+/// Issue 28: the instances behind one address share the console's key
+/// (`ServerConfig::console_key`, `agentc serve --console-key`), so a session made on one
+/// holds on another; an instance with another key refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_session_holds_on_every_instance_that_shares_its_key() {
+    let with_key = |key: [u8; 32]| {
+        let (mut setup, _) = Setup::new(
+            vec![
+                ("refunds.yaml", AGENT.to_string()),
+                ("tools.yaml", TOOLS.to_string()),
+            ],
+            Arc::new(SqliteStore::in_memory().unwrap()),
+        )
+        .script("refunds", SCRIPT)
+        .mock("issue_refund", json!({"refund_id": "rf-1"}));
+        setup.config.console_key = Some(key);
+        setup
+    };
+    let first = with_key([7; 32]).start().await;
+    let second = with_key([7; 32]).start().await;
+    let other = with_key([8; 32]).start().await;
+    let cookie = cookie_pair(&sign_in(&first.base, "alice-token-1").await.1.unwrap());
+    // Allowed: the same key, another instance.
+    let (status, html, _) = page(&second.base, "/console/reviews", Some(&cookie)).await;
+    assert_eq!(status, 200, "{html}");
+    // Denied: another key.
+    let (status, _, headers) = page(&other.base, "/console/reviews", Some(&cookie)).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/console/sign-in?expired=1");
+    for server in [first, second, other] {
+        server.stop().await;
+    }
+}

@@ -2602,3 +2602,74 @@ capabilities:
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }
+
+/// A refused call's values never travel, to a reviewer either: the review of a later
+/// call shows the engagement with the refused call named (tool, stage, reason) but not
+/// its inputs, through the API and in the stored review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_shows_earlier_refused_calls_without_their_values() {
+    let marker = "REFUSED-INPUT-7f3c";
+    let script = format!(
+        r#"turns:
+  - tool_calls:
+      - name: issue_refund
+        arguments: {{order: "{marker}", amount: 5000}}
+  - tool_calls:
+      - name: issue_refund
+        arguments: {{order: "o-42", amount: 50}}
+  - text: Refunded 50 on order o-42.
+"#
+    );
+    let path = database_path("refused-review");
+    let (setup, _) = Setup::new(
+        vec![
+            ("refunds.yaml", REFUNDS_AGENT.to_string()),
+            ("tools.yaml", REFUND_TOOLS.to_string()),
+        ],
+        sqlite(&path),
+    )
+    .script("refunds", &script)
+    .mock("issue_refund", json!({"refund_id": "rf-1"}));
+    let server = setup.start().await;
+    let (_, location, _) = post(
+        &server.base,
+        "/agents/refunds",
+        Some("alice-token-1"),
+        r#"{"text": "Please refund order o-42"}"#,
+    )
+    .await;
+    let location = location.unwrap();
+    wait_for_state(
+        &server.base,
+        &location,
+        "alice-token-1",
+        &["awaiting_review"],
+    )
+    .await;
+    let (_, reviews) = get(&server.base, "/reviews", Some("alice-token-1")).await;
+    let review = reviews["reviews"][0].clone();
+    let id = review["id"].as_str().unwrap().to_string();
+    let (status, shown) = get(
+        &server.base,
+        &format!("/reviews/{id}"),
+        Some("alice-token-1"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Allowed: the reviewer learns that a call was refused, and why by rule.
+    let refused = &shown["engagement_state"]["refused"][0];
+    assert_eq!(refused["name"], "issue_refund", "{shown}");
+    assert_eq!(refused["stage"], "input_restriction", "{shown}");
+    // Denied: not what it carried.
+    assert!(refused.get("inputs").is_none(), "{shown}");
+    for (place, text) in [
+        ("the review list", reviews.to_string()),
+        ("the review", shown.to_string()),
+    ] {
+        assert!(!text.contains(marker), "{place}: {text}");
+    }
+    let stored = server.engine.store().review(&id).await.unwrap().unwrap();
+    assert!(!stored.engagement_state.to_string().contains(marker));
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
