@@ -384,6 +384,11 @@ impl WaitPoint<'_> {
         self.checkpoints.save(&snapshot).await
     }
 
+    /// Whether calls are journaled here (a server's store).
+    pub(crate) fn journals(&self) -> bool {
+        self.checkpoints.journals()
+    }
+
     /// Saves the snapshot of the engagement the user started at a call's invocation
     /// (AGX-T2): `engagement`'s first pending call is about to be sent (`returned` is
     /// `None`), or has answered `returned`.

@@ -404,14 +404,13 @@ fn resumed_fits(
         .ok_or_else(|| format!("`{}` is not a capability of `{}`", call.name, agent.name))?;
     match resumed {
         // An output is saved before its review, or (AGX-T2) as the answer of a call
-        // journaled at its invocation; a remote agent's call is never journaled so
-        // (its wait is saved with its location instead).
+        // journaled at its invocation, once it passed the output checks.
         Resumed::Output(_) => (capability
             .output_restriction
             .as_ref()
             .is_some_and(|restriction| restriction.require_review.is_some())
-            || (journaled && !matches!(capability.kind, CapabilityKind::RemoteAgent { .. })))
-        .then_some(())
+            || journaled)
+            .then_some(())
             .ok_or_else(|| {
                 format!(
                     "the snapshot has an output of `{}`, whose output is not reviewed",

@@ -32,7 +32,7 @@ use crate::context::{
 };
 use crate::credentials::Identity;
 use crate::engagement::{
-    Engagement, EngagementStatus, Invocation, Pending, RefusedCall, share_or_copy,
+    Engagement, EngagementStatus, FailureReason, Invocation, Pending, RefusedCall, share_or_copy,
 };
 use crate::model::{Model, ToolCall};
 use crate::remote::RemoteAgentTool;
@@ -748,7 +748,7 @@ async fn enforce_call_inner(
     let (output, journaled) = match caller.obtained {
         Some(obtained) => (
             obtained.clone().map_err(|error| {
-                context.refuse(engagement, RefusalStage::Invoke, error.to_string())
+                context.refuse(engagement, invocation_failure(&error), error.to_string())
             })?,
             false,
         ),
@@ -866,6 +866,18 @@ async fn invoke(
                 // so that a restart resumes it rather than engaging it again; the call
                 // keeps its deadline inside, so that a saved wait is always ended.
                 (CapabilityKind::RemoteAgent { .. }, Some(remote), Some(point)) => {
+                    // AGX-T2: journaled before the remote engagement is started, so a
+                    // server that dies before its location is saved is never followed
+                    // by a second start (the call's outcome is unknown instead).
+                    if let Err(detail) = point.journal(engagement, None).await {
+                        drop(tool_context);
+                        return Err(context.refuse(
+                            engagement,
+                            RefusalStage::Journal,
+                            format!("the call could not be journaled: {detail}"),
+                        ));
+                    }
+                    journaled = point.journals();
                     awaiting_tool(engagement);
                     Ok(Box::pin(remote.call_at_wait_point(
                         point,
@@ -895,7 +907,7 @@ async fn invoke(
                             format!("the call could not be journaled: {detail}"),
                         ));
                     }
-                    journaled = caller.wait_point.is_some();
+                    journaled = caller.wait_point.is_some_and(WaitPoint::journals);
                     within(
                         deadline,
                         backend.invoke(&context.call.arguments, &tool_context),
@@ -935,7 +947,7 @@ async fn invoke(
             return Err(context.refuse(engagement, RefusalStage::Invoke, "tool timed out".into()));
         }
         Ok(Err(error)) => {
-            return Err(context.refuse(engagement, RefusalStage::Invoke, error.to_string()));
+            return Err(context.refuse(engagement, invocation_failure(&error), error.to_string()));
         }
         Ok(Ok(output)) => output,
     };
@@ -1183,6 +1195,19 @@ pub(crate) fn agent_output(
             }
             Ok(serde_json::Value::Object(output))
         }
+        (
+            EngagementStatus::Failed {
+                reason: reason @ FailureReason::OutcomeUnknown { .. },
+            },
+            _,
+        ) => Err(ToolError::AgentOutcomeUnknown {
+            agent: callee.to_string(),
+            detail: format!(
+                "engagement {} failed: {}",
+                outcome.engagement_id,
+                serde_json::to_string(&reason).unwrap_or_default()
+            ),
+        }),
         (EngagementStatus::Failed { reason }, _) => Err(failed(format!(
             "engagement {} failed: {}",
             outcome.engagement_id,
@@ -1195,9 +1220,54 @@ pub(crate) fn agent_output(
     }
 }
 
+/// The stage at which a failed invocation is refused: an agent that stopped with a call
+/// whose outcome is unknown stops its caller too (AGX-T2), any other failure is the
+/// tool's, reported to the model.
+fn invocation_failure(error: &ToolError) -> RefusalStage {
+    match error {
+        ToolError::AgentOutcomeUnknown { .. } => RefusalStage::JournalAnswer,
+        _ => RefusalStage::Invoke,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// AGX-T2: an agent called as a tool that stopped with a call whose outcome is
+    /// unknown stops its caller (a fatal stage), so the caller's model cannot call it
+    /// again; any other failure of the agent is reported to the model.
+    #[test]
+    fn an_agent_stopped_with_an_unknown_outcome_stops_its_caller() {
+        let outcome = |reason: FailureReason| EngagementOutcome {
+            engagement_id: "e-inner".into(),
+            status: EngagementStatus::Failed { reason },
+            text: None,
+            exposes: serde_json::Map::new(),
+            engagement: serde_json::Value::Null,
+            snapshot: crate::context::EngagementSnapshot::default(),
+        };
+        let unknown = agent_output(
+            "payer",
+            outcome(FailureReason::OutcomeUnknown {
+                tool: "pay".into(),
+                detail: "cut off".into(),
+            }),
+        )
+        .unwrap_err();
+        assert!(matches!(unknown, ToolError::AgentOutcomeUnknown { .. }));
+        assert_eq!(invocation_failure(&unknown), RefusalStage::JournalAnswer);
+        assert!(RefusalStage::JournalAnswer.is_fatal());
+        let failed = agent_output(
+            "payer",
+            outcome(FailureReason::Model {
+                detail: "no answer".into(),
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(invocation_failure(&failed), RefusalStage::Invoke);
+        assert!(!RefusalStage::Invoke.is_fatal());
+    }
 
     /// A future that answers at once is not given a timer: it completes outside any
     /// Tokio runtime, where making one would panic.

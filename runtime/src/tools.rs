@@ -106,6 +106,11 @@ pub enum ToolError {
     /// An agent called as a tool did not complete.
     #[error("agent `{agent}` did not complete: {detail}")]
     Agent { agent: String, detail: String },
+    /// An agent called as a tool stopped because a call of its own was cut off and its
+    /// outcome is unknown (AGX-T2): its caller stops too, rather than let its model call
+    /// the agent again and the call be made twice.
+    #[error("agent `{agent}` stopped with a call whose outcome is unknown: {detail}")]
+    AgentOutcomeUnknown { agent: String, detail: String },
 }
 
 /// Something that performs a tool call.

@@ -265,6 +265,20 @@ impl Drop for EngagementTask {
     }
 }
 
+/// An engagement reserved for one taker in this process ([`Engine::reserve`]).
+struct Reservation<'a> {
+    engine: &'a Engine,
+    id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut taking) = self.engine.taking.lock() {
+            taking.remove(&self.id);
+        }
+    }
+}
+
 /// The key under which an engagement waits for a decision on one call.
 fn waiter_key(engagement: &str, stage: &str, call_hash: &str) -> String {
     format!("{engagement}\n{stage}\n{call_hash}")
@@ -347,6 +361,8 @@ pub struct Engine {
     fences: Arc<Fences>,
     /// Engagements held here without a task at the last coordination round.
     strays: Mutex<HashSet<String>>,
+    /// Engagements this process is about to take and run: at most one taker each.
+    taking: Mutex<HashSet<String>>,
     /// Clients waiting for an engagement to stop running, by engagement.
     watchers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Engagements with a task in this process, by identifier.
@@ -778,6 +794,7 @@ impl Engine {
             instance,
             fences,
             strays: Mutex::new(HashSet::new()),
+            taking: Mutex::new(HashSet::new()),
             watchers: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
@@ -873,6 +890,12 @@ impl Engine {
     where
         F: Future<Output = EngagementOutcome> + Send + 'static,
     {
+        // One task per engagement in a process: its takers reserve it first
+        // (`Engine::reserve`), so a second one here is a mistake, refused.
+        if self.is_live(&id) {
+            tracing::error!(engagement = %id, "the engagement already runs here; it is not run twice");
+            return;
+        }
         self.busy.enter();
         self.fences.hold(&id, fence);
         let engine = Arc::clone(self);
@@ -881,17 +904,40 @@ impl Engine {
             id: id.clone(),
             fence,
         };
-        let mut live = match self.live.lock() {
-            Ok(live) => live,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        // The task starts once it is in the live map, so that it is never seen to end
+        // before it is there (no lock is held across the spawn).
+        let (go, ready) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let task = task;
+            if ready.await.is_err() {
+                return;
+            }
             let outcome = work.await;
             engine.record_outcome(&task.id, outcome).await;
             drop(task);
         });
-        live.insert(id, handle.abort_handle());
+        match self.live.lock() {
+            Ok(mut live) => {
+                live.insert(id, handle.abort_handle());
+            }
+            Err(poisoned) => {
+                poisoned.into_inner().insert(id, handle.abort_handle());
+            }
+        }
+        let _ = go.send(());
+    }
+
+    /// Reserves `id` for this process to take and run: `None` when it runs here already
+    /// or another taker here has it. Held until the engagement's task is spawned.
+    fn reserve(&self, id: &str) -> Option<Reservation<'_>> {
+        let mut taking = self.taking.lock().ok()?;
+        if self.is_live(id) || !taking.insert(id.to_string()) {
+            return None;
+        }
+        Some(Reservation {
+            engine: self,
+            id: id.to_string(),
+        })
     }
 
     async fn record_outcome(&self, id: &str, outcome: EngagementOutcome) {
@@ -1003,6 +1049,10 @@ impl Engine {
             .agents
             .get(&record.agent)
             .ok_or(StartError::UnknownAgent)?;
+        let Some(_reserved) = self.reserve(&record.id) else {
+            // It runs here already, or another request is adding input to it.
+            return Err(StartError::Store(StoreError::Fenced(record.id.clone())));
+        };
         let Some(claimed) = self
             .store
             .claim_engagement(&record.id, &self.instance, record.fence)
@@ -1105,8 +1155,27 @@ impl Engine {
     pub async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
         self.share_limits().await;
         self.take_over_orphans().await?;
-        let engine = Arc::downgrade(self);
         let interval = self.config.heartbeat_interval;
+        // The heartbeat has a loop of its own, so that a long round (a takeover of many
+        // engagements) never delays it past the lease.
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                if engine.is_shutting_down() {
+                    return;
+                }
+                if let Err(error) = engine.store.heartbeat(&engine.instance, now_ms()).await {
+                    tracing::warn!(%error, "the lease could not be renewed");
+                }
+            }
+        });
+        let engine = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1200,15 +1269,13 @@ impl Engine {
         result
     }
 
-    /// One round of coordination: renews this instance's lease, stops the engagements
-    /// whose lease it lost (it was paused or cut off past the lease, and another took
-    /// them over), takes over those whose owner's lease expired, and delivers review
-    /// decisions that a lost notification did not bring.
+    /// One round of coordination (the lease is renewed by a loop of its own): shares
+    /// the rate limits among the live instances, stops the engagements whose lease this
+    /// instance lost (it was paused or cut off past the lease, and another took them
+    /// over), runs again those it holds without a task, takes over those whose owner's
+    /// lease expired, and delivers review decisions that a lost notification did not
+    /// bring.
     pub async fn coordinate(self: &Arc<Self>) {
-        if let Err(error) = self.store.heartbeat(&self.instance, now_ms()).await {
-            tracing::warn!(%error, "the lease could not be renewed");
-            return;
-        }
         self.share_limits().await;
         // What this process holds is read before what the store says it holds: an
         // engagement started in between is then in neither list, rather than held
@@ -1256,8 +1323,9 @@ impl Engine {
                 continue;
             }
             // Ended since (its outcome stored, so no longer in the store's list): its
-            // task is gone or going, and has nothing more to write.
-            if !self.is_live(id) {
+            // task is gone or going, and has nothing more to write. Or taken again here
+            // since, with a new fence: that task is the engagement's now.
+            if !self.is_live(id) || self.fences.of(id) != *fence {
                 continue;
             }
             tracing::warn!(engagement = %id, "the engagement was taken over by another instance; stopping it here");
@@ -1293,6 +1361,9 @@ impl Engine {
             if !strays.contains(id) || !seen_before.contains(id) || self.is_live(id) {
                 continue;
             }
+            let Some(_reserved) = self.reserve(id) else {
+                continue;
+            };
             tracing::warn!(engagement = %id, "an engagement held here had no task; running it again");
             if let Ok(Some(record)) = self
                 .store
@@ -1325,6 +1396,9 @@ impl Engine {
                 if self.is_shutting_down() {
                     return Ok(());
                 }
+                let Some(_reserved) = self.reserve(&id) else {
+                    continue;
+                };
                 if let Some(record) = self
                     .store
                     .claim_engagement(&id, &self.instance, fence)
@@ -1368,8 +1442,14 @@ impl Engine {
                     let _ = waiter.send(decision);
                 }
                 None if !self.is_live(&review.engagement) => {
+                    let Some(_reserved) = self.reserve(&review.engagement) else {
+                        continue;
+                    };
+                    // Only an engagement that still waits for this review runs again:
+                    // one that has ended since (its review timed out, say) stays ended.
                     if let Ok(Some(record)) = self.store.engagement(&review.engagement).await
                         && record.owner == self.instance
+                        && record.state() == "awaiting_review"
                         && let Some(claimed) = self
                             .store
                             .claim_engagement(&record.id, &self.instance, record.fence)

@@ -42,14 +42,14 @@ CREATE TABLE engagements (
     user_json TEXT NOT NULL,
     state TEXT NOT NULL,
     status_json TEXT NOT NULL,
-    text TEXT,
+    text_json TEXT,
     exposes_json TEXT NOT NULL,
     snapshot_json TEXT,
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     owner TEXT NOT NULL,
     fence BIGINT NOT NULL,
-    pending_input TEXT
+    pending_input_json TEXT
 );
 CREATE INDEX engagements_state ON engagements(state);
 CREATE INDEX engagements_owner ON engagements(owner);
@@ -106,10 +106,12 @@ fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-const ENGAGEMENT_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input";
+// The answer and the pending input are kept as JSON strings, like every other value:
+// PostgreSQL's TEXT takes no NUL character, and a user or a model may send one.
+const ENGAGEMENT_COLUMNS: &str = "id, agent, user_json, status_json, text_json, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input_json";
 
 /// The same columns with no snapshot in its place.
-const SUMMARY_COLUMNS: &str = "id, agent, user_json, status_json, text, exposes_json, NULL::TEXT, created_at_ms, updated_at_ms, owner, fence, pending_input";
+const SUMMARY_COLUMNS: &str = "id, agent, user_json, status_json, text_json, exposes_json, NULL::TEXT, created_at_ms, updated_at_ms, owner, fence, pending_input_json";
 
 fn engagement_from_row(row: &Row) -> Result<EngagementRecord, StoreError> {
     let get = |index: usize| -> Result<String, StoreError> { row.try_get(index).map_err(postgres) };
@@ -119,15 +121,20 @@ fn engagement_from_row(row: &Row) -> Result<EngagementRecord, StoreError> {
         agent: get(1)?,
         user: from_json(&get(2)?)?,
         status: from_json(&get(3)?)?,
-        text: row.try_get(4).map_err(postgres)?,
+        text: optional_json(row.try_get(4).map_err(postgres)?)?,
         exposes: from_json(&get(5)?)?,
         snapshot: snapshot.as_deref().map(from_json).transpose()?,
         created_at_ms: row.try_get(7).map_err(postgres)?,
         updated_at_ms: row.try_get(8).map_err(postgres)?,
         owner: get(9)?,
         fence: row.try_get(10).map_err(postgres)?,
-        pending_input: row.try_get(11).map_err(postgres)?,
+        pending_input: optional_json(row.try_get(11).map_err(postgres)?)?,
     })
+}
+
+/// A JSON-string column, read back.
+fn optional_json(text: Option<String>) -> Result<Option<String>, StoreError> {
+    text.as_deref().map(from_json).transpose()
 }
 
 fn review_from_row(row: &Row) -> Result<ReviewRecord, StoreError> {
@@ -570,24 +577,26 @@ impl Store for PostgresStore {
         let status = to_json(&record.status)?;
         let exposes = to_json(&record.exposes)?;
         let state = record.state().to_string();
+        let text = record.text.as_ref().map(to_json).transpose()?;
+        let pending_input = record.pending_input.as_ref().map(to_json).transpose()?;
         self.client()
             .await?
             .execute(
-                "INSERT INTO engagements (id, agent, user_json, state, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                "INSERT INTO engagements (id, agent, user_json, state, status_json, text_json, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 &[
                     &record.id,
                     &record.agent,
                     &user,
                     &state,
                     &status,
-                    &record.text,
+                    &text,
                     &exposes,
                     &snapshot,
                     &record.created_at_ms,
                     &record.updated_at_ms,
                     &record.owner,
                     &record.fence,
-                    &record.pending_input,
+                    &pending_input,
                 ],
             )
             .await
@@ -604,18 +613,19 @@ impl Store for PostgresStore {
         let status = to_json(&record.status)?;
         let exposes = to_json(&record.exposes)?;
         let state = record.state().to_string();
+        let text = record.text.as_ref().map(to_json).transpose()?;
         // The update and its announcement are one statement, so one transaction: the
         // announcement leaves when the update is committed, never before.
         let changed = self
             .client()
             .await?
             .execute(
-                "WITH updated AS (UPDATE engagements SET state = $2, status_json = $3, text = $4, exposes_json = $5, snapshot_json = COALESCE($6, snapshot_json), updated_at_ms = $7, pending_input = NULL WHERE id = $1 AND fence = $8 RETURNING id) SELECT pg_notify('agentc_changes', id) FROM updated",
+                "WITH updated AS (UPDATE engagements SET state = $2, status_json = $3, text_json = $4, exposes_json = $5, snapshot_json = COALESCE($6, snapshot_json), updated_at_ms = $7, pending_input_json = NULL WHERE id = $1 AND fence = $8 RETURNING id) SELECT pg_notify('agentc_changes', id) FROM updated",
                 &[
                     &record.id,
                     &state,
                     &status,
-                    &record.text,
+                    &text,
                     &exposes,
                     &snapshot,
                     &record.updated_at_ms,
@@ -664,8 +674,8 @@ impl Store for PostgresStore {
             .client()
             .await?
             .execute(
-                "UPDATE engagements SET state = $2, status_json = $3, pending_input = $4, updated_at_ms = $5 WHERE id = $1 AND fence = $6",
-                &[&id, &state, &status, &input, &now_ms(), &fence],
+                "UPDATE engagements SET state = $2, status_json = $3, pending_input_json = $4, updated_at_ms = $5 WHERE id = $1 AND fence = $6",
+                &[&id, &state, &status, &to_json(&input)?, &now_ms(), &fence],
             )
             .await
             .map_err(postgres)?;
@@ -683,7 +693,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .execute(
-                "UPDATE engagements SET snapshot_json = $2, pending_input = NULL, updated_at_ms = $3 WHERE id = $1 AND fence = $4",
+                "UPDATE engagements SET snapshot_json = $2, pending_input_json = NULL, updated_at_ms = $3 WHERE id = $1 AND fence = $4",
                 &[&id, &snapshot, &now_ms(), &fence],
             )
             .await
@@ -817,14 +827,14 @@ impl Store for PostgresStore {
         let transaction = client.transaction().await.map_err(postgres)?;
         let consumed = transaction
             .execute(
-                "UPDATE reviews SET consumed = TRUE WHERE id = $1 AND decided",
+                "UPDATE reviews SET consumed = TRUE WHERE id = $1 AND decided AND NOT consumed",
                 &[&review],
             )
             .await
             .map_err(postgres)?;
         if consumed != 1 {
             return Err(StoreError::Database(format!(
-                "review `{review}` is not decided"
+                "review `{review}` is not decided, or its decision was taken already"
             )));
         }
         let updated = transaction
@@ -880,7 +890,7 @@ impl Store for PostgresStore {
         instance: &str,
     ) -> Result<Vec<ReviewRecord>, StoreError> {
         self.reviews_where(
-            "decided AND NOT consumed AND engagement IN (SELECT id FROM engagements WHERE owner = $1)",
+            "decided AND NOT consumed AND engagement IN (SELECT id FROM engagements WHERE owner = $1 AND state = 'awaiting_review')",
             &[&instance],
         )
         .await

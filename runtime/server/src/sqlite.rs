@@ -189,6 +189,7 @@ fn add_missing_columns(connection: &Connection) -> Result<(), StoreError> {
         .map_err(database)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(database)?;
+    let upgrading = !present.iter().any(|name| name == "fence");
     for (column, definition) in ADDED_ENGAGEMENT_COLUMNS {
         if !present.iter().any(|name| name == column) {
             connection
@@ -197,6 +198,24 @@ fn add_missing_columns(connection: &Connection) -> Result<(), StoreError> {
                 ))
                 .map_err(database)?;
         }
+    }
+    // A database of the version before the call journal (AGX-T2): what it has as
+    // running was not journaled, so it cannot be resumed faithfully. It fails as
+    // interrupted, as that version would have at its next start.
+    if upgrading {
+        let status = to_json(&serde_json::json!({
+            "state": "failed",
+            "reason": {
+                "kind": "interrupted",
+                "detail": "the server stopped before the engagement reached a safe point",
+            },
+        }))?;
+        connection
+            .execute(
+                "UPDATE engagements SET state = 'failed', status_json = ?1 WHERE state IN ('running', 'created')",
+                params![status],
+            )
+            .map_err(database)?;
     }
     Ok(())
 }
@@ -377,18 +396,21 @@ impl Store for SqliteStore {
         instance: &str,
         seen_fence: i64,
     ) -> Result<Option<EngagementRecord>, StoreError> {
-        let changed = self.with(|connection| {
+        // The update and the read under one lock, so that no other claim comes between
+        // them and the claimer reads back the fence it took.
+        let row = self.with(|connection| {
             connection
-                .execute(
-                    "UPDATE engagements SET owner = ?2, fence = fence + 1 WHERE id = ?1 AND fence = ?3",
+                .query_row(
+                    &format!(
+                        "UPDATE engagements SET owner = ?2, fence = fence + 1 WHERE id = ?1 AND fence = ?3 RETURNING {ENGAGEMENT_COLUMNS}"
+                    ),
                     params![id, instance, seen_fence],
+                    engagement_row,
                 )
+                .optional()
                 .map_err(database)
         })?;
-        if changed != 1 {
-            return Ok(None);
-        }
-        self.engagement(id).await
+        row.map(engagement_from_row).transpose()
     }
 
     async fn owned_engagements(&self, instance: &str) -> Result<Vec<(String, i64)>, StoreError> {
@@ -645,13 +667,13 @@ impl Store for SqliteStore {
             let transaction = connection.unchecked_transaction().map_err(database)?;
             let consumed = transaction
                 .execute(
-                    "UPDATE reviews SET consumed = 1 WHERE id = ?1 AND decided = 1",
+                    "UPDATE reviews SET consumed = 1 WHERE id = ?1 AND decided = 1 AND consumed = 0",
                     params![review],
                 )
                 .map_err(database)?;
             if consumed != 1 {
                 return Err(StoreError::Database(format!(
-                    "review `{review}` is not decided"
+                    "review `{review}` is not decided, or its decision was taken already"
                 )));
             }
             if self.fail_take_midway.swap(false, Ordering::SeqCst) {
@@ -732,7 +754,7 @@ impl Store for SqliteStore {
         instance: &str,
     ) -> Result<Vec<ReviewRecord>, StoreError> {
         self.reviews_where(
-            "decided = 1 AND consumed = 0 AND engagement IN (SELECT id FROM engagements WHERE owner = ?1)",
+            "decided = 1 AND consumed = 0 AND engagement IN (SELECT id FROM engagements WHERE owner = ?1 AND state = 'awaiting_review')",
             &[&instance],
         )
     }

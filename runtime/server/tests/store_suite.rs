@@ -139,6 +139,66 @@ async fn engagement_writes_carry_the_writers_fence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_text_is_kept_as_it_was_given() {
+    for (kind, store) in stores("text").await {
+        // A NUL character (PostgreSQL's TEXT takes none), a lone quote, a line break.
+        let awkward = "before\u{0}after \" '\n end";
+        let mut record = engagement("e_text", "i_a", "running", 10);
+        record.pending_input = Some(awkward.to_string());
+        store.insert_engagement(&record).await.unwrap();
+        let read = store.engagement("e_text").await.unwrap().unwrap();
+        assert_eq!(read.pending_input.as_deref(), Some(awkward), "{kind}");
+        store
+            .set_pending_input("e_text", &json!({"state": "running"}), awkward, 1)
+            .await
+            .unwrap();
+        record.text = Some(awkward.to_string());
+        record.status = json!({"state": "completed"});
+        store.update_engagement(&record, 1).await.unwrap();
+        let read = store.engagement_summary("e_text").await.unwrap().unwrap();
+        assert_eq!(read.text.as_deref(), Some(awkward), "{kind}");
+        assert!(
+            read.pending_input.is_none() && read.snapshot.is_none(),
+            "{kind}"
+        );
+    }
+}
+
+/// A database made before the call journal: what it has as running was not journaled,
+/// so it fails as interrupted (as that version would have at its next start) rather
+/// than be resumed from an old snapshot.
+#[tokio::test]
+async fn an_sqlite_database_of_the_version_before_is_upgraded() {
+    let path = database_path("upgrade");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                r#"CREATE TABLE engagements (id TEXT PRIMARY KEY, agent TEXT NOT NULL, user_json TEXT NOT NULL, state TEXT NOT NULL, status_json TEXT NOT NULL, text TEXT, exposes_json TEXT NOT NULL, snapshot_json TEXT, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL);
+                 INSERT INTO engagements VALUES ('e_old', 'refunds', '{"id":"alice"}', 'running', '{"state":"running"}', NULL, '{}', NULL, 1, 1);
+                 INSERT INTO engagements VALUES ('e_waits', 'refunds', '{"id":"alice"}', 'awaiting_review', '{"state":"awaiting_review"}', NULL, '{}', NULL, 2, 2);"#,
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let old = store.engagement("e_old").await.unwrap().unwrap();
+    assert_eq!(old.state(), "failed");
+    assert_eq!(old.status["reason"]["kind"], "interrupted");
+    let waits = store.engagement("e_waits").await.unwrap().unwrap();
+    assert_eq!(
+        (waits.state(), waits.fence, waits.owner.as_str()),
+        ("awaiting_review", 0, "")
+    );
+    // Opening it again changes nothing more.
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.engagement("e_waits").await.unwrap().unwrap().state(),
+        "awaiting_review"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_instances_engagements_are_taken_over_once() {
     for (kind, store) in stores("takeover").await {
         store.heartbeat("i_dead", 1_000).await.unwrap();
@@ -336,6 +396,14 @@ async fn a_review_is_decided_once_and_taken_with_the_engagements_fence() {
             store.engagement("e_1").await.unwrap().unwrap().state(),
             "running"
         );
+        // A decision is taken once: one approval lets one call through.
+        assert!(
+            store
+                .take_decision("r_1", "e_1", &json!({"state": "running"}), 1)
+                .await
+                .is_err(),
+            "{kind}"
+        );
         assert!(
             store
                 .decided_reviews_owned_by("i_a")
@@ -351,6 +419,30 @@ async fn a_review_is_decided_once_and_taken_with_the_engagements_fence() {
                 .is_err()
         );
         assert_eq!(store.reviews_of("e_1").await.unwrap().len(), 3, "{kind}");
+        // A decision that came after its engagement ended (its review timed out, say)
+        // wakes nothing: only engagements that wait for a review are listed.
+        store
+            .insert_engagement(&engagement("e_ended", "i_a", "failed", 20))
+            .await
+            .unwrap();
+        store
+            .insert_review(&review("r_late", "e_ended", "alice", 200))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .decide_review("r_late", &approve("r_late"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .decided_reviews_owned_by("i_a")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{kind}"
+        );
     }
 }
 
