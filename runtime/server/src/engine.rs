@@ -182,6 +182,10 @@ pub enum ServerError {
 pub struct Busy {
     running: AtomicUsize,
     idle: Notify,
+    /// The engagements parked in a wait for a remote agent (they left the count at
+    /// `save_remote_wait` and enter it again at `end_remote_wait`): a task stopped in
+    /// that wait must not leave a second time.
+    parked_remote: Mutex<HashSet<String>>,
 }
 
 impl Busy {
@@ -200,6 +204,43 @@ impl Busy {
             .unwrap_or(0);
         if before <= 1 {
             self.idle.notify_waiters();
+        }
+    }
+
+    /// Leaves for a wait for a remote agent (once per engagement).
+    fn park_remote(&self, engagement: &str) {
+        let newly = self
+            .parked_remote
+            .lock()
+            .map(|mut parked| parked.insert(engagement.to_string()))
+            .unwrap_or(false);
+        if newly {
+            self.leave();
+        }
+    }
+
+    /// Enters again after a wait for a remote agent.
+    fn unpark_remote(&self, engagement: &str) {
+        let was = self
+            .parked_remote
+            .lock()
+            .map(|mut parked| parked.remove(engagement))
+            .unwrap_or(false);
+        if was {
+            self.enter();
+        }
+    }
+
+    /// An engagement's task ends (or is stopped): it leaves, unless it had left already
+    /// for a remote wait it was stopped in.
+    fn leave_task(&self, engagement: &str) {
+        let parked = self
+            .parked_remote
+            .lock()
+            .map(|mut parked| parked.remove(engagement))
+            .unwrap_or(false);
+        if !parked {
+            self.leave();
         }
     }
 
@@ -261,7 +302,7 @@ impl Drop for EngagementTask {
         {
             fences.remove(&self.id);
         }
-        engine.busy.leave();
+        engine.busy.leave_task(&self.id);
     }
 }
 
@@ -641,12 +682,12 @@ impl Checkpoints for StoreCheckpoints {
             .map_err(|error| error.to_string())?;
         // Parked at a safe point: the location is saved, so shutdown need not wait
         // for the remote agent, and the next start polls it again.
-        self.busy.leave();
+        self.busy.park_remote(id);
         Ok(())
     }
 
     async fn end_remote_wait(&self, root_engagement: &str) -> Result<(), String> {
-        self.busy.enter();
+        self.busy.unpark_remote(root_engagement);
         // From here the engagement runs on past its saved wait; were it left marked
         // as waiting, a restart would resume it there and replay what ran since.
         self.store
@@ -1570,6 +1611,26 @@ const TAKEOVER_BATCH: usize = 100;
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A task stopped while parked in a remote wait leaves the running count once, not
+    /// twice (so `drain` still waits for the others); one that ends after its wait
+    /// leaves once too.
+    #[test]
+    fn a_task_stopped_in_a_remote_wait_leaves_the_count_once() {
+        let busy = Busy::default();
+        busy.enter();
+        busy.enter();
+        assert_eq!(busy.running(), 2);
+        busy.park_remote("e_1");
+        busy.park_remote("e_1");
+        assert_eq!(busy.running(), 1, "a second save of the same wait leaves nothing");
+        busy.leave_task("e_1");
+        assert_eq!(busy.running(), 1, "stopped in its wait: it had left already");
+        busy.park_remote("e_2");
+        busy.unpark_remote("e_2");
+        busy.leave_task("e_2");
+        assert_eq!(busy.running(), 0);
+    }
 
     #[test]
     fn identifiers_are_128_random_bits_and_do_not_repeat() {
