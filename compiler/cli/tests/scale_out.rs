@@ -283,6 +283,26 @@ async fn drop_connections(url: &str) -> u64 {
         .unwrap()
 }
 
+/// A fresh directory with the specs, script, callers and audit key, and the effects
+/// service: the directory, the service and its port.
+fn prepare(test: &str) -> (PathBuf, Child, u16) {
+    let directory =
+        std::env::temp_dir().join(format!("agentc-scale-out-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(directory.join("specs")).unwrap();
+    let (service, tool_port) = python_service(&directory);
+    std::fs::write(
+        directory.join("specs/tools.yaml"),
+        TOOLS.replace("PORT", &tool_port.to_string()),
+    )
+    .unwrap();
+    std::fs::write(directory.join("specs/payments.yaml"), AGENT).unwrap();
+    std::fs::write(directory.join("script.yaml"), SCRIPT).unwrap();
+    std::fs::write(directory.join("auth.json"), AUTH).unwrap();
+    std::fs::write(directory.join("audit.key"), AUDIT_KEY).unwrap();
+    (directory, service, tool_port)
+}
+
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -302,19 +322,7 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
     };
     let engagements = setting("AGENTC_FAULT_ENGAGEMENTS", 60);
     let kills = setting("AGENTC_FAULT_KILLS", 6);
-    let directory = std::env::temp_dir().join(format!("agentc-scale-out-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    std::fs::create_dir_all(directory.join("specs")).unwrap();
-    let (mut service, tool_port) = python_service(&directory);
-    std::fs::write(
-        directory.join("specs/tools.yaml"),
-        TOOLS.replace("PORT", &tool_port.to_string()),
-    )
-    .unwrap();
-    std::fs::write(directory.join("specs/payments.yaml"), AGENT).unwrap();
-    std::fs::write(directory.join("script.yaml"), SCRIPT).unwrap();
-    std::fs::write(directory.join("auth.json"), AUTH).unwrap();
-    std::fs::write(directory.join("audit.key"), AUDIT_KEY).unwrap();
+    let (directory, mut service, tool_port) = prepare("fault");
 
     let cluster = Arc::new(Cluster {
         directory: directory.clone(),
@@ -640,6 +648,123 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
         chains.len(),
         takeovers
     );
+    for instance in cluster.instances.lock().unwrap().iter_mut().flatten() {
+        let _ = instance.child.kill();
+        let _ = instance.child.wait();
+    }
+    let _ = service.kill();
+    let _ = service.wait();
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// A server paused past its lease while a call without an idempotency key is under
+/// way: the other server takes the engagement over and, the call's outcome being
+/// unknown, never sends it again; the paused one, once it runs again, is fenced out: its
+/// answer and its outcome are stored nowhere, and it calls no tool.
+#[test]
+fn a_paused_instance_that_lost_its_engagement_sends_nothing_more() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(url) = runtime.block_on(postgres::fresh_postgres("pause")) else {
+        return;
+    };
+    let (directory, mut service, tool_port) = prepare("pause");
+    let tools = format!("http://127.0.0.1:{tool_port}");
+    let cluster = Cluster {
+        directory: directory.clone(),
+        url: url.clone(),
+        lease_ms: 2_000,
+        heartbeat_ms: 250,
+        instances: Mutex::new((0..2).map(|_| None).collect()),
+        starts: AtomicUsize::new(0),
+    };
+    cluster.start(0);
+    cluster.start(1);
+    let (first, first_pid) = {
+        let instances = cluster.instances.lock().unwrap();
+        let first = instances[0].as_ref().unwrap();
+        (first.base(), first.child.id().to_string())
+    };
+    let second = cluster.instances.lock().unwrap()[1]
+        .as_ref()
+        .unwrap()
+        .base();
+
+    // The notice will be held at the tool, under way, after its effect.
+    post(&tools, "/hold", "{}").unwrap();
+    let (_, location, _) = post(
+        &first,
+        "/agents/payments",
+        r#"{"text": "Charge order o-1"}"#,
+    )
+    .unwrap();
+    let location = location.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let review = loop {
+        if let Some(page) = get(&first, "/reviews")
+            && let Some(review) = page["reviews"].get(0)
+        {
+            break review.clone();
+        }
+        assert!(Instant::now() < deadline, "no review came");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let approve = serde_json::json!({"decision": "approve", "call_hash": review["call_hash"]});
+    let id = review["id"].as_str().unwrap();
+    let (status, _, _) = post(&first, &format!("/reviews/{id}"), &approve.to_string()).unwrap();
+    assert_eq!(status, 200);
+    while get(&tools, "/stats").unwrap()["notices"] != 1 {
+        assert!(Instant::now() < deadline, "the notice was never sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Paused past its lease, mid-call.
+    Command::new("kill")
+        .args(["-STOP", &first_pid])
+        .status()
+        .unwrap();
+    let ended = loop {
+        if let Some(state) = get(&second, &format!("{location}?wait=5"))
+            && state["status"]["state"] == "failed"
+        {
+            break state;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "the engagement was not taken over"
+        );
+    };
+    assert_eq!(
+        ended["status"]["reason"]["kind"], "outcome_unknown",
+        "{ended}"
+    );
+    assert_eq!(ended["status"]["reason"]["tool"], "notify", "{ended}");
+
+    // It runs again and gets its answer: fenced out, it changes nothing.
+    post(&tools, "/release", "{}").unwrap();
+    Command::new("kill")
+        .args(["-CONT", &first_pid])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let after = get(&second, &location).unwrap();
+    assert_eq!(after["status"], ended["status"], "{after}");
+    let stats = get(&tools, "/stats").unwrap();
+    assert_eq!(stats["notices"], 1, "the notice was sent again: {stats}");
+    assert_eq!(stats["charges"].as_object().unwrap().len(), 1, "{stats}");
+    let store = runtime
+        .block_on(PostgresStore::connect(&url, None))
+        .unwrap();
+    let record = runtime
+        .block_on(store.engagement(location.trim_start_matches("/engagements/")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.fence, 2, "taken over once");
+    assert_eq!(record.state(), "failed");
+
     for instance in cluster.instances.lock().unwrap().iter_mut().flatten() {
         let _ = instance.child.kill();
         let _ = instance.child.wait();

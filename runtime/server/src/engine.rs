@@ -1623,9 +1623,17 @@ mod tests {
         assert_eq!(busy.running(), 2);
         busy.park_remote("e_1");
         busy.park_remote("e_1");
-        assert_eq!(busy.running(), 1, "a second save of the same wait leaves nothing");
+        assert_eq!(
+            busy.running(),
+            1,
+            "a second save of the same wait leaves nothing"
+        );
         busy.leave_task("e_1");
-        assert_eq!(busy.running(), 1, "stopped in its wait: it had left already");
+        assert_eq!(
+            busy.running(),
+            1,
+            "stopped in its wait: it had left already"
+        );
         busy.park_remote("e_2");
         busy.unpark_remote("e_2");
         busy.leave_task("e_2");

@@ -5,6 +5,9 @@ POST /charge  takes an `Idempotency-Key` header: the first request with a key ha
               effect (a charge is recorded); a repeated key has none and gets the first
               answer again. A charge without a key is refused (400).
 POST /notify  has no idempotency: every request has its effect (a notice is counted).
+POST /hold    makes every later /notify wait, after its effect, until /release, so a
+              test can pause the server that sent it while the call is under way.
+POST /release lets the held /notify calls answer.
 GET  /stats   what happened: effects per key, repeated keys, notices.
 
 Each effect takes a little time (0-40 ms), so that a server killed at random is often
@@ -24,6 +27,8 @@ charges = {}  # key -> number of times the effect ran (must stay 1)
 answers = {}  # key -> the first answer
 repeated = 0  # requests whose key had been seen
 notices = 0
+held = threading.Event()  # set: /notify waits for /release
+released = threading.Event()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -72,7 +77,17 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/notify":
             with lock:
                 notices += 1
+            if held.is_set():
+                released.wait(60)
             return self.answer(200, {"sent": True})
+        if self.path == "/hold":
+            released.clear()
+            held.set()
+            return self.answer(200, {})
+        if self.path == "/release":
+            held.clear()
+            released.set()
+            return self.answer(200, {})
         return self.answer(404, {"error": "not found"})
 
 
