@@ -103,8 +103,7 @@ fn with_postgres(command: &[String]) -> Result<(), String> {
     let cluster = postgres::start()?;
     let status = Command::new(program)
         .args(arguments)
-        .env(postgres::URL_VARIABLE, &cluster.url)
-        .env(postgres::REQUIRE_VARIABLE, "1")
+        .envs(cluster.variables())
         .status()
         .map_err(|error| format!("cannot run `{program}`: {error}"))?;
     drop(cluster);
@@ -235,13 +234,12 @@ fn ci() -> Result<(), String> {
     // A real PostgreSQL for the shared store and the several-instance tests, which
     // fail (rather than skip) without it here.
     let cluster = postgres::start()?;
-    cargo_with_env(
-        &["test", "--workspace"],
-        &[
-            (postgres::URL_VARIABLE, cluster.url.as_str()),
-            (postgres::REQUIRE_VARIABLE, "1"),
-        ],
-    )?;
+    let variables = cluster.variables();
+    let variables: Vec<(&str, &str)> = variables
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    cargo_with_env(&["test", "--workspace"], &variables)?;
     drop(cluster);
     // The seven agent-readiness tests on the examples' tools (mocks from their tool
     // documents), and the OpenAgentSpec behaviour cases on the runtime.

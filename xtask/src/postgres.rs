@@ -14,6 +14,9 @@ use std::process::Command;
 pub const URL_VARIABLE: &str = "AGENTC_TEST_POSTGRES_URL";
 /// The variable that makes a missing URL a test failure.
 pub const REQUIRE_VARIABLE: &str = "AGENTC_REQUIRE_POSTGRES";
+/// The variable holding a shell command that restarts the test server (set only for a
+/// cluster started here), for the test of a database restart.
+pub const RESTART_VARIABLE: &str = "AGENTC_TEST_POSTGRES_RESTART";
 
 /// A running cluster: stopped and removed when dropped.
 pub struct Cluster {
@@ -42,6 +45,34 @@ impl Drop for Cluster {
 impl Cluster {
     fn command(&self, program: &str) -> Command {
         command_as(&self.binaries, program, self.as_postgres_user)
+    }
+
+    /// The variables a test command gets: the URL, that PostgreSQL is required, and for
+    /// a cluster started here, how to restart it (`pg_ctl restart`, fast: what a
+    /// database restart does to its clients).
+    pub fn variables(&self) -> Vec<(&'static str, String)> {
+        let mut variables = vec![
+            (URL_VARIABLE, self.url.clone()),
+            (REQUIRE_VARIABLE, "1".to_string()),
+        ];
+        if let Some(directory) = &self.directory {
+            let pg_ctl = self.binaries.join("pg_ctl");
+            let data = directory.join("data");
+            let prefix = if self.as_postgres_user {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            };
+            variables.push((
+                RESTART_VARIABLE,
+                format!(
+                    "{prefix}'{}' -D '{}' -m fast -w -t 60 restart > /dev/null",
+                    pg_ctl.display(),
+                    data.display()
+                ),
+            ));
+        }
+        variables
     }
 }
 
