@@ -3,6 +3,13 @@
 
 #![forbid(unsafe_code)]
 
+/// mimalloc rather than the system allocator: under load `agentc serve` frees on one
+/// runtime thread what another allocated, and glibc's arena locks then serialised the
+/// threads (measured with the load bench, which uses the same allocator; see
+/// docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit;
 mod build;
 mod conform;

@@ -8,10 +8,15 @@
 //!
 //! Run with `cargo bench -p agentc-server --bench load`; `AGENTC_LOAD_SCALE=0.1` runs a
 //! tenth of the engagements, `AGENTC_LOAD_LEVELS=1000:4000` only the levels given
-//! (concurrent:engagements), and `AGENTC_LOAD_POSTGRES=postgres://…` (a server whose
-//! user may create databases) the PostgreSQL store instead of SQLite.
+//! (concurrent:engagements), `AGENTC_LOAD_POSTGRES=postgres://…` (a server whose
+//! user may create databases) the PostgreSQL store instead of SQLite, and
+//! `AGENTC_LOAD_STORE=memory` the SQLite store in memory (an upper bound: no file).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// The allocator of the `agentc` binary (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,6 +90,11 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
                 .await
                 .unwrap(),
         ),
+        // `AGENTC_LOAD_STORE=memory`: the SQLite store in memory, an upper bound on
+        // what the file store could reach (no file writes at all).
+        Err(_) if std::env::var("AGENTC_LOAD_STORE").as_deref() == Ok("memory") => {
+            Arc::new(SqliteStore::in_memory().unwrap())
+        }
         Err(_) => Arc::new(SqliteStore::open(&directory.join("load.db")).unwrap()),
     };
     let loaded = agentc_server::load_specs(&[SourceInput {

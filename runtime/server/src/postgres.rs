@@ -286,7 +286,7 @@ impl PostgresStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .query_opt_prepared(
                 &format!("SELECT {columns} FROM engagements WHERE id = $1"),
                 &[&id],
             )
@@ -302,7 +302,7 @@ impl PostgresStore {
     ) -> Result<Vec<ReviewRecord>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .query_prepared(
                 &format!(
                     "SELECT record_json, consumed FROM reviews WHERE {clause} ORDER BY created_at_ms, id"
                 ),
@@ -341,7 +341,8 @@ fn spawn_audit_writer(
                             Err(_) => break,
                         }
                     }
-                    let stored = append_lines(&config, &tls, &mut client, &batch).await;
+                    let deadline = std::time::Instant::now() + AUDIT_RETRY_FOR;
+                    let stored = append_lines(&config, &tls, &mut client, &batch, deadline).await;
                     match stored {
                         Ok(()) => {
                             for request in batch {
@@ -356,6 +357,7 @@ fn spawn_audit_writer(
                                     &tls,
                                     &mut client,
                                     std::slice::from_ref(&request),
+                                    deadline,
                                 )
                                 .await;
                                 let _ = request.done.send(result);
@@ -372,18 +374,35 @@ fn spawn_audit_writer(
 /// How many audit lines one statement stores at most.
 const AUDIT_BATCH: usize = 256;
 
+/// How long lines are sent again while the database cannot be reached (a restart, a
+/// failover), before their writers are told they could not be stored.
+const AUDIT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The pause between two attempts that failed.
+const AUDIT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Stores lines in one statement, connecting first when needed. A connection that
-/// broke is made again and the lines sent once more; if the first attempt had in fact
-/// been stored, the second finds the same lines at their places, which is the same
-/// success.
+/// broke is made again and the lines sent once more, until `deadline` (one attempt at
+/// least); if an attempt had in fact been stored although its answer was lost, the
+/// next finds the same lines at their places, which is the same success. Retrying for
+/// a while matters beyond the lost line: a line stored whose writer was told it failed
+/// would hold its place in the chain, and every line after it would be refused as a
+/// different entry at the same place (fail closed, but until the server restarts).
 async fn append_lines(
     config: &tokio_postgres::Config,
     tls: &MakeRustlsConnect,
     client: &mut Option<tokio_postgres::Client>,
     requests: &[AuditRequest],
+    deadline: std::time::Instant,
 ) -> Result<(), StoreError> {
     let mut last_error = None;
-    for _attempt in 0..2 {
+    for attempt in 0.. {
+        if attempt > 0 {
+            if std::time::Instant::now() + AUDIT_RETRY_PAUSE > deadline {
+                break;
+            }
+            tokio::time::sleep(AUDIT_RETRY_PAUSE).await;
+        }
         if client
             .as_ref()
             .is_none_or(tokio_postgres::Client::is_closed)
@@ -460,6 +479,69 @@ async fn append_lines(
     Err(last_error.unwrap_or_else(|| database("the audit line could not be stored")))
 }
 
+/// Statements prepared once per pooled connection (deadpool keeps them) rather than
+/// parsed and planned by the server on every call, which also saves a round trip.
+trait PreparedOnce {
+    async fn execute_prepared(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error>;
+    async fn query_prepared(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>;
+    async fn query_one_prepared(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error>;
+    async fn query_opt_prepared(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error>;
+}
+
+impl<Client: deadpool_postgres::GenericClient> PreparedOnce for Client {
+    async fn execute_prepared(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.execute(&statement, parameters).await
+    }
+
+    async fn query_prepared(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query(&statement, parameters).await
+    }
+
+    async fn query_one_prepared(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_one(&statement, parameters).await
+    }
+
+    async fn query_opt_prepared(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_opt(&statement, parameters).await
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     fn is_shared(&self) -> bool {
@@ -469,7 +551,7 @@ impl Store for PostgresStore {
     async fn heartbeat(&self, instance: &str, now_ms: i64) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute(
+            .execute_prepared(
                 "INSERT INTO instances (id, heartbeat_ms) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET heartbeat_ms = EXCLUDED.heartbeat_ms",
                 &[&instance, &now_ms],
             )
@@ -481,7 +563,7 @@ impl Store for PostgresStore {
     async fn retire_instance(&self, instance: &str) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute("DELETE FROM instances WHERE id = $1", &[&instance])
+            .execute_prepared("DELETE FROM instances WHERE id = $1", &[&instance])
             .await
             .map_err(postgres)?;
         Ok(())
@@ -491,7 +573,7 @@ impl Store for PostgresStore {
         let count: i64 = self
             .client()
             .await?
-            .query_one(
+            .query_one_prepared(
                 "SELECT COUNT(*) FROM instances WHERE heartbeat_ms >= $1",
                 &[&alive_since_ms],
             )
@@ -512,7 +594,7 @@ impl Store for PostgresStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .query_prepared(
                 "SELECT e.id, e.fence FROM engagements e LEFT JOIN instances i ON i.id = e.owner \
                  WHERE e.owner <> $1 AND NOT (e.state = ANY($4)) \
                  AND (i.id IS NULL OR i.heartbeat_ms < $2) \
@@ -540,7 +622,7 @@ impl Store for PostgresStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .query_opt_prepared(
                 &format!(
                     "UPDATE engagements SET owner = $2, fence = fence + 1 WHERE id = $1 AND fence = $3 RETURNING {ENGAGEMENT_COLUMNS}"
                 ),
@@ -555,7 +637,7 @@ impl Store for PostgresStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .query_prepared(
                 "SELECT id, fence FROM engagements WHERE owner = $1 AND NOT (state = ANY($2))",
                 &[&instance, &SETTLED_STATES],
             )
@@ -581,7 +663,7 @@ impl Store for PostgresStore {
         let pending_input = record.pending_input.as_ref().map(to_json).transpose()?;
         self.client()
             .await?
-            .execute(
+            .execute_prepared(
                 "INSERT INTO engagements (id, agent, user_json, state, status_json, text_json, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 &[
                     &record.id,
@@ -619,7 +701,7 @@ impl Store for PostgresStore {
         let changed = self
             .client()
             .await?
-            .execute(
+            .execute_prepared(
                 "WITH updated AS (UPDATE engagements SET state = $2, status_json = $3, text_json = $4, exposes_json = $5, snapshot_json = COALESCE($6, snapshot_json), updated_at_ms = $7, pending_input_json = NULL WHERE id = $1 AND fence = $8 RETURNING id) SELECT pg_notify('agentc_changes', id) FROM updated",
                 &[
                     &record.id,
@@ -655,7 +737,7 @@ impl Store for PostgresStore {
         let changed = self
             .client()
             .await?
-            .execute(statement, &[&id, &state, &status, &now_ms(), &fence])
+            .execute_prepared(statement, &[&id, &state, &status, &now_ms(), &fence])
             .await
             .map_err(postgres)?;
         fenced(changed, id)
@@ -673,7 +755,7 @@ impl Store for PostgresStore {
         let changed = self
             .client()
             .await?
-            .execute(
+            .execute_prepared(
                 "UPDATE engagements SET state = $2, status_json = $3, pending_input_json = $4, updated_at_ms = $5 WHERE id = $1 AND fence = $6",
                 &[&id, &state, &status, &to_json(&input)?, &now_ms(), &fence],
             )
@@ -692,7 +774,7 @@ impl Store for PostgresStore {
         let changed = self
             .client()
             .await?
-            .execute(
+            .execute_prepared(
                 "UPDATE engagements SET snapshot_json = $2, pending_input_json = NULL, updated_at_ms = $3 WHERE id = $1 AND fence = $4",
                 &[&id, &snapshot, &now_ms(), &fence],
             )
@@ -716,7 +798,7 @@ impl Store for PostgresStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .query_prepared(
                 &format!(
                     "SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE state = ANY($1) ORDER BY created_at_ms, id"
                 ),
@@ -731,7 +813,7 @@ impl Store for PostgresStore {
         let json = to_json(review)?;
         self.client()
             .await?
-            .execute(
+            .execute_prepared(
                 "INSERT INTO reviews (id, engagement, reviewer, reviewer_is_agent, call_hash, stage, decided, consumed, record_json, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     &review.id,
@@ -784,7 +866,7 @@ impl Store for PostgresStore {
         // `NOT decided` makes the decision once-only, even when two instances take a
         // decision on it at the same moment; the notification leaves with the commit.
         let changed = transaction
-            .execute(
+            .execute_prepared(
                 "UPDATE reviews SET decided = TRUE, record_json = $2 WHERE id = $1 AND NOT decided",
                 &[&id, &json],
             )
@@ -794,7 +876,7 @@ impl Store for PostgresStore {
             return Ok(false);
         }
         transaction
-            .execute(
+            .execute_prepared(
                 "SELECT pg_notify($1, $2)",
                 &[&DECISIONS_CHANNEL, &engagement],
             )
@@ -807,7 +889,7 @@ impl Store for PostgresStore {
     async fn consume_review(&self, id: &str) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute("UPDATE reviews SET consumed = TRUE WHERE id = $1", &[&id])
+            .execute_prepared("UPDATE reviews SET consumed = TRUE WHERE id = $1", &[&id])
             .await
             .map_err(postgres)?;
         Ok(())
@@ -826,7 +908,7 @@ impl Store for PostgresStore {
         // Dropped without `commit` on any error, which rolls both statements back.
         let transaction = client.transaction().await.map_err(postgres)?;
         let consumed = transaction
-            .execute(
+            .execute_prepared(
                 "UPDATE reviews SET consumed = TRUE WHERE id = $1 AND decided AND NOT consumed",
                 &[&review],
             )
@@ -838,7 +920,7 @@ impl Store for PostgresStore {
             )));
         }
         let updated = transaction
-            .execute(
+            .execute_prepared(
                 "UPDATE engagements SET state = $2, status_json = $3, updated_at_ms = $4 WHERE id = $1 AND fence = $5",
                 &[&engagement, &state, &status, &now_ms(), &fence],
             )
@@ -873,7 +955,7 @@ impl Store for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
         let rows = client
-            .query(
+            .query_prepared(
                 "SELECT record_json, consumed FROM reviews \
                  WHERE reviewer = ANY($1) AND NOT decided AND NOT reviewer_is_agent \
                  AND (created_at_ms > $2 OR (created_at_ms = $2 AND id > $3)) \
@@ -943,14 +1025,14 @@ impl Store for PostgresStore {
     async fn audit_head(&self, chain: &str) -> Result<Option<(u64, String)>, StoreError> {
         let client = self.client().await?;
         client
-            .execute(
+            .execute_prepared(
                 "INSERT INTO audit_chains (chain, created_at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&chain, &now_ms()],
             )
             .await
             .map_err(postgres)?;
         let row = client
-            .query_opt(
+            .query_opt_prepared(
                 "SELECT line FROM audit WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
                 &[&chain],
             )
@@ -969,7 +1051,7 @@ impl Store for PostgresStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .query_prepared(
                 "SELECT c.chain FROM audit_chains c WHERE EXISTS (SELECT 1 FROM audit a WHERE a.chain = c.chain) ORDER BY c.created_at_ms, c.chain",
                 &[],
             )
@@ -984,7 +1066,7 @@ impl Store for PostgresStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .query_prepared(
                 "SELECT line FROM audit WHERE chain = $1 ORDER BY seq",
                 &[&chain],
             )

@@ -1,10 +1,19 @@
 //! The embedded store: one SQLite file, created on first start (WAL journal, so reads
 //! do not wait for writes). Values the runtime defines (status, snapshot, exposes) are
 //! kept as JSON text; what is looked up (identifiers, state, reviewer) has a column.
+//!
+//! Writes go through one connection with group commit ([`group_commit`]): the writes
+//! that queue up while one transaction runs are committed together in the next.
+//! Reads use connections of their own, so they neither wait for a commit nor hold up
+//! the writes.
 
-use std::path::Path;
-use std::sync::Mutex;
+mod group_commit;
+
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use group_commit::GroupCommit;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -56,11 +65,27 @@ CREATE TABLE IF NOT EXISTS audit (
 
 /// The SQLite store.
 pub struct SqliteStore {
-    connection: Mutex<Connection>,
+    writer: GroupCommit,
+    readers: Readers,
     /// Fault injection for crash tests: the next `take_decision` fails between its two
     /// statements, inside its transaction.
-    fail_take_midway: AtomicBool,
+    fail_take_midway: Arc<AtomicBool>,
 }
+
+/// Where reads run.
+enum Readers {
+    /// Read-only connections to the file, opened when needed and kept for reuse (WAL
+    /// lets them read the last commit while a transaction writes).
+    File {
+        path: PathBuf,
+        idle: Mutex<Vec<Connection>>,
+    },
+    /// The write connection: a database in memory is seen by no other.
+    WriteConnection,
+}
+
+/// At most this many idle read connections are kept.
+const MOST_IDLE_READERS: usize = 8;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +95,32 @@ impl std::fmt::Debug for SqliteStore {
 
 fn database(error: impl std::fmt::Display) -> StoreError {
     StoreError::Database(error.to_string())
+}
+
+/// Runs one statement, prepared once per connection; says how many rows it changed.
+fn execute(
+    connection: &Connection,
+    sql: &str,
+    parameters: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    connection
+        .prepare_cached(sql)
+        .and_then(|mut statement| statement.execute(parameters))
+        .map_err(database)
+}
+
+/// A read-only connection to the database at `path`.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(database)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(database)?;
+    Ok(connection)
 }
 
 /// Columns added after the first release, with their definitions: a database made
@@ -223,15 +274,24 @@ fn add_missing_columns(connection: &Connection) -> Result<(), StoreError> {
 impl SqliteStore {
     /// Opens (creating on first start) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::from_connection(Connection::open(path).map_err(database)?)
+        Self::from_connection(
+            Connection::open(path).map_err(database)?,
+            Readers::File {
+                path: path.to_path_buf(),
+                idle: Mutex::new(Vec::new()),
+            },
+        )
     }
 
     /// A database in memory (tests that need no restart).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::from_connection(Connection::open_in_memory().map_err(database)?)
+        Self::from_connection(
+            Connection::open_in_memory().map_err(database)?,
+            Readers::WriteConnection,
+        )
     }
 
-    fn from_connection(connection: Connection) -> Result<Self, StoreError> {
+    fn from_connection(connection: Connection, readers: Readers) -> Result<Self, StoreError> {
         // WAL keeps readers off the writer's back; NORMAL syncs at checkpoints, which
         // in WAL mode still never corrupts the database on a crash.
         connection
@@ -246,8 +306,9 @@ impl SqliteStore {
         connection.execute_batch(SCHEMA).map_err(database)?;
         add_missing_columns(&connection)?;
         Ok(SqliteStore {
-            connection: Mutex::new(connection),
-            fail_take_midway: AtomicBool::new(false),
+            writer: GroupCommit::new(connection),
+            readers,
+            fail_take_midway: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -258,15 +319,30 @@ impl SqliteStore {
         self.fail_take_midway.store(true, Ordering::SeqCst);
     }
 
-    fn with<T>(
+    /// Runs `work` on a connection that reads the last commit.
+    fn read<T>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let connection = self
-            .connection
+        let (path, idle) = match &self.readers {
+            Readers::WriteConnection => return self.writer.with_connection(work),
+            Readers::File { path, idle } => (path, idle),
+        };
+        let reused = idle
             .lock()
-            .map_err(|_| StoreError::Database("the connection lock is poisoned".into()))?;
-        work(&connection)
+            .map_err(|_| StoreError::Database("the reader lock is poisoned".into()))?
+            .pop();
+        let connection = match reused {
+            Some(connection) => connection,
+            None => open_reader(path)?,
+        };
+        let result = work(&connection);
+        if let Ok(mut idle) = idle.lock()
+            && idle.len() < MOST_IDLE_READERS
+        {
+            idle.push(connection);
+        }
+        result
     }
 
     /// One engagement, read with `columns` (with or without its snapshot).
@@ -275,14 +351,12 @@ impl SqliteStore {
         columns: &str,
         id: &str,
     ) -> Result<Option<EngagementRecord>, StoreError> {
-        let row = self.with(|connection| {
+        let row = self.read(|connection| {
             connection
-                .query_row(
-                    &format!("SELECT {columns} FROM engagements WHERE id = ?1"),
-                    params![id],
-                    engagement_row,
-                )
-                .optional()
+                .prepare_cached(&format!("SELECT {columns} FROM engagements WHERE id = ?1"))
+                .and_then(|mut statement| {
+                    statement.query_row(params![id], engagement_row).optional()
+                })
                 .map_err(database)
         })?;
         row.map(engagement_from_row).transpose()
@@ -293,7 +367,7 @@ impl SqliteStore {
         clause: &str,
         parameters: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<ReviewRecord>, StoreError> {
-        self.with(|connection| {
+        self.read(|connection| {
             let mut statement = connection
                 .prepare_cached(&format!(
                     "SELECT record_json, decided, consumed FROM reviews WHERE {clause} ORDER BY created_at_ms, rowid"
@@ -327,28 +401,35 @@ impl Store for SqliteStore {
     }
 
     async fn heartbeat(&self, instance: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.with(|connection| {
-            connection
-                .execute(
+        let instance = instance.to_string();
+        self.writer
+            .write(move |connection| {
+                execute(
+                    connection,
                     "INSERT INTO instances (id, heartbeat_ms) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
                     params![instance, now_ms],
-                )
-                .map_err(database)?;
-            Ok(())
-        })
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn retire_instance(&self, instance: &str) -> Result<(), StoreError> {
-        self.with(|connection| {
-            connection
-                .execute("DELETE FROM instances WHERE id = ?1", params![instance])
-                .map_err(database)?;
-            Ok(())
-        })
+        let instance = instance.to_string();
+        self.writer
+            .write(move |connection| {
+                execute(
+                    connection,
+                    "DELETE FROM instances WHERE id = ?1",
+                    params![instance],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn live_instances(&self, alive_since_ms: i64) -> Result<usize, StoreError> {
-        let count: i64 = self.with(|connection| {
+        let count: i64 = self.read(|connection| {
             connection
                 .query_row(
                     "SELECT COUNT(*) FROM instances WHERE heartbeat_ms >= ?1",
@@ -372,7 +453,7 @@ impl Store for SqliteStore {
         for state in SETTLED_STATES {
             parameters.push(state);
         }
-        self.with(|connection| {
+        self.read(|connection| {
             let mut statement = connection
                 .prepare_cached(&format!(
                     "SELECT e.id, e.fence FROM engagements e LEFT JOIN instances i ON i.id = e.owner \
@@ -396,20 +477,24 @@ impl Store for SqliteStore {
         instance: &str,
         seen_fence: i64,
     ) -> Result<Option<EngagementRecord>, StoreError> {
-        // The update and the read under one lock, so that no other claim comes between
-        // them and the claimer reads back the fence it took.
-        let row = self.with(|connection| {
-            connection
-                .query_row(
-                    &format!(
+        // The update and the read in one statement, so that no other claim comes
+        // between them and the claimer reads back the fence it took.
+        let (id, instance) = (id.to_string(), instance.to_string());
+        let row = self
+            .writer
+            .write(move |connection| {
+                connection
+                    .prepare_cached(&format!(
                         "UPDATE engagements SET owner = ?2, fence = fence + 1 WHERE id = ?1 AND fence = ?3 RETURNING {ENGAGEMENT_COLUMNS}"
-                    ),
-                    params![id, instance, seen_fence],
-                    engagement_row,
-                )
-                .optional()
-                .map_err(database)
-        })?;
+                    ))
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row(params![id, instance, seen_fence], engagement_row)
+                            .optional()
+                    })
+                    .map_err(database)
+            })
+            .await?;
         row.map(engagement_from_row).transpose()
     }
 
@@ -419,7 +504,7 @@ impl Store for SqliteStore {
         for state in SETTLED_STATES {
             parameters.push(state);
         }
-        self.with(|connection| {
+        self.read(|connection| {
             let mut statement = connection
                 .prepare_cached(&format!(
                     "SELECT id, fence FROM engagements WHERE owner = ?1 AND state NOT IN ({settled})"
@@ -441,15 +526,21 @@ impl Store for SqliteStore {
             to_json(&record.status)?,
             to_json(&record.exposes)?,
         );
-        self.with(|connection| {
-            connection
-                .execute(
+        let state = record.state().to_string();
+        let record = EngagementRecord {
+            snapshot: None,
+            ..record.clone()
+        };
+        self.writer
+            .write(move |connection| {
+                execute(
+                    connection,
                     "INSERT INTO engagements (id, agent, user_json, state, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         record.id,
                         record.agent,
                         values.0,
-                        record.state(),
+                        state,
                         values.1,
                         record.text,
                         values.2,
@@ -460,10 +551,10 @@ impl Store for SqliteStore {
                         record.fence,
                         record.pending_input,
                     ],
-                )
-                .map_err(database)?;
-            Ok(())
-        })
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn update_engagement(
@@ -474,23 +565,22 @@ impl Store for SqliteStore {
         let snapshot = record.snapshot.as_ref().map(to_json).transpose()?;
         let status = to_json(&record.status)?;
         let exposes = to_json(&record.exposes)?;
-        let changed = self.with(|connection| {
-            connection
-                .execute(
+        let (id, state, text, updated_at_ms) = (
+            record.id.clone(),
+            record.state().to_string(),
+            record.text.clone(),
+            record.updated_at_ms,
+        );
+        let changed = self
+            .writer
+            .write(move |connection| {
+                execute(
+                    connection,
                     "UPDATE engagements SET state = ?2, status_json = ?3, text = ?4, exposes_json = ?5, snapshot_json = COALESCE(?6, snapshot_json), updated_at_ms = ?7, pending_input = NULL WHERE id = ?1 AND fence = ?8",
-                    params![
-                        record.id,
-                        record.state(),
-                        status,
-                        record.text,
-                        exposes,
-                        snapshot,
-                        record.updated_at_ms,
-                        fence
-                    ],
+                    params![id, state, status, text, exposes, snapshot, updated_at_ms, fence],
                 )
-                .map_err(database)
-        })?;
+            })
+            .await?;
         fenced(changed as u64, &record.id)
     }
 
@@ -500,16 +590,19 @@ impl Store for SqliteStore {
         status: &serde_json::Value,
         fence: i64,
     ) -> Result<(), StoreError> {
-        let state = state_of(status);
+        let state = state_of(status).to_string();
         let status = to_json(status)?;
-        let changed = self.with(|connection| {
-            connection
-                .execute(
+        let owned_id = id.to_string();
+        let changed = self
+            .writer
+            .write(move |connection| {
+                execute(
+                    connection,
                     "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1 AND fence = ?5",
-                    params![id, state, status, crate::store::now_ms(), fence],
+                    params![owned_id, state, status, crate::store::now_ms(), fence],
                 )
-                .map_err(database)
-        })?;
+            })
+            .await?;
         fenced(changed as u64, id)
     }
 
@@ -520,16 +613,19 @@ impl Store for SqliteStore {
         input: &str,
         fence: i64,
     ) -> Result<(), StoreError> {
-        let state = state_of(status);
+        let state = state_of(status).to_string();
         let status = to_json(status)?;
-        let changed = self.with(|connection| {
-            connection
-                .execute(
+        let (owned_id, input) = (id.to_string(), input.to_string());
+        let changed = self
+            .writer
+            .write(move |connection| {
+                execute(
+                    connection,
                     "UPDATE engagements SET state = ?2, status_json = ?3, pending_input = ?4, updated_at_ms = ?5 WHERE id = ?1 AND fence = ?6",
-                    params![id, state, status, input, crate::store::now_ms(), fence],
+                    params![owned_id, state, status, input, crate::store::now_ms(), fence],
                 )
-                .map_err(database)
-        })?;
+            })
+            .await?;
         fenced(changed as u64, id)
     }
 
@@ -540,14 +636,17 @@ impl Store for SqliteStore {
         fence: i64,
     ) -> Result<(), StoreError> {
         let snapshot = to_json(snapshot)?;
-        let changed = self.with(|connection| {
-            connection
-                .execute(
+        let owned_id = id.to_string();
+        let changed = self
+            .writer
+            .write(move |connection| {
+                execute(
+                    connection,
                     "UPDATE engagements SET snapshot_json = ?2, pending_input = NULL, updated_at_ms = ?3 WHERE id = ?1 AND fence = ?4",
-                    params![id, snapshot, crate::store::now_ms(), fence],
+                    params![owned_id, snapshot, crate::store::now_ms(), fence],
                 )
-                .map_err(database)
-        })?;
+            })
+            .await?;
         fenced(changed as u64, id)
     }
 
@@ -565,7 +664,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<EngagementRecord>, StoreError> {
         let mut records = Vec::new();
         for state in states {
-            let rows = self.with(|connection| {
+            let rows = self.read(|connection| {
                 let mut statement = connection
                     .prepare_cached(&format!(
                         "SELECT {ENGAGEMENT_COLUMNS} FROM engagements WHERE state = ?1 ORDER BY created_at_ms, id"
@@ -587,9 +686,11 @@ impl Store for SqliteStore {
 
     async fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError> {
         let json = to_json(review)?;
-        self.with(|connection| {
-            connection
-                .execute(
+        let review = review.clone();
+        self.writer
+            .write(move |connection| {
+                execute(
+                    connection,
                     "INSERT INTO reviews (id, engagement, reviewer, call_hash, stage, decided, consumed, record_json, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         review.id,
@@ -602,10 +703,10 @@ impl Store for SqliteStore {
                         json,
                         review.created_at_ms
                     ],
-                )
-                .map_err(database)?;
-            Ok(())
-        })
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn review(&self, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
@@ -631,26 +732,33 @@ impl Store for SqliteStore {
         let Some((json, _)) = decided_review(self.review(id).await?, decision)? else {
             return Ok(false);
         };
-        self.with(|connection| {
-            // `decided = 0` in the condition makes the decision once-only even if two
-            // reviewers answer at the same moment.
-            let changed = connection
-                .execute(
+        let id = id.to_string();
+        self.writer
+            .write(move |connection| {
+                // `decided = 0` in the condition makes the decision once-only even if
+                // two reviewers answer at the same moment.
+                let changed = execute(
+                    connection,
                     "UPDATE reviews SET decided = 1, record_json = ?2 WHERE id = ?1 AND decided = 0",
                     params![id, json],
-                )
-                .map_err(database)?;
-            Ok(changed == 1)
-        })
+                )?;
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn consume_review(&self, id: &str) -> Result<(), StoreError> {
-        self.with(|connection| {
-            connection
-                .execute("UPDATE reviews SET consumed = 1 WHERE id = ?1", params![id])
-                .map_err(database)?;
-            Ok(())
-        })
+        let id = id.to_string();
+        self.writer
+            .write(move |connection| {
+                execute(
+                    connection,
+                    "UPDATE reviews SET consumed = 1 WHERE id = ?1",
+                    params![id],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn take_decision(
@@ -660,34 +768,34 @@ impl Store for SqliteStore {
         status: &serde_json::Value,
         fence: i64,
     ) -> Result<(), StoreError> {
-        let state = state_of(status);
+        let state = state_of(status).to_string();
         let status = to_json(status)?;
-        self.with(|connection| {
-            // Dropped without `commit` on any error, which rolls both statements back.
-            let transaction = connection.unchecked_transaction().map_err(database)?;
-            let consumed = transaction
-                .execute(
+        let (review, engagement) = (review.to_string(), engagement.to_string());
+        let fail_midway = Arc::clone(&self.fail_take_midway);
+        self.writer
+            .write(move |connection| {
+                // One job, so one savepoint: any error rolls both statements back.
+                let consumed = execute(
+                    connection,
                     "UPDATE reviews SET consumed = 1 WHERE id = ?1 AND decided = 1 AND consumed = 0",
                     params![review],
-                )
-                .map_err(database)?;
-            if consumed != 1 {
-                return Err(StoreError::Database(format!(
-                    "review `{review}` is not decided, or its decision was taken already"
-                )));
-            }
-            if self.fail_take_midway.swap(false, Ordering::SeqCst) {
-                return Err(StoreError::Database("injected fault".into()));
-            }
-            let updated = transaction
-                .execute(
+                )?;
+                if consumed != 1 {
+                    return Err(StoreError::Database(format!(
+                        "review `{review}` is not decided, or its decision was taken already"
+                    )));
+                }
+                if fail_midway.swap(false, Ordering::SeqCst) {
+                    return Err(StoreError::Database("injected fault".into()));
+                }
+                let updated = execute(
+                    connection,
                     "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1 AND fence = ?5",
                     params![engagement, state, status, crate::store::now_ms(), fence],
-                )
-                .map_err(database)?;
-            fenced(updated as u64, engagement)?;
-            transaction.commit().map_err(database)
-        })
+                )?;
+                fenced(updated as u64, &engagement)
+            })
+            .await
     }
 
     async fn reviews_of(&self, engagement: &str) -> Result<Vec<ReviewRecord>, StoreError> {
@@ -723,7 +831,7 @@ impl Store for SqliteStore {
         for reviewer in reviewers {
             parameters.push(reviewer);
         }
-        self.with(|connection| {
+        self.read(|connection| {
             let mut statement = connection
                 .prepare_cached(&format!(
                     "SELECT record_json, consumed FROM reviews \
@@ -775,19 +883,19 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         // One process writes this store, so it has one chain, continued across restarts.
         let seq = i64::try_from(seq).map_err(database)?;
-        self.with(|connection| {
-            connection
-                .execute(
-                    "INSERT INTO audit (seq, engagement, line) VALUES (?1, ?2, ?3)",
-                    params![seq, engagement, line],
-                )
-                .map_err(database)?;
+        let (engagement, line) = (engagement.to_string(), line.to_string());
+        self.writer.write_blocking(move |connection| {
+            execute(
+                connection,
+                "INSERT INTO audit (seq, engagement, line) VALUES (?1, ?2, ?3)",
+                params![seq, engagement, line],
+            )?;
             Ok(())
         })
     }
 
     async fn audit_head(&self, _chain: &str) -> Result<Option<(u64, String)>, StoreError> {
-        let line: Option<String> = self.with(|connection| {
+        let line: Option<String> = self.read(|connection| {
             connection
                 .query_row(
                     "SELECT line FROM audit ORDER BY seq DESC LIMIT 1",
@@ -801,7 +909,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_chains(&self) -> Result<Vec<String>, StoreError> {
-        let any: Option<i64> = self.with(|connection| {
+        let any: Option<i64> = self.read(|connection| {
             connection
                 .query_row("SELECT seq FROM audit LIMIT 1", [], |row| row.get(0))
                 .optional()
@@ -813,7 +921,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_lines(&self, _chain: &str) -> Result<Vec<String>, StoreError> {
-        self.with(|connection| {
+        self.read(|connection| {
             let mut statement = connection
                 .prepare_cached("SELECT line FROM audit ORDER BY seq")
                 .map_err(database)?;
