@@ -313,12 +313,20 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
     let chains = runtime.block_on(store.audit_chains()).unwrap();
     assert!(chains.len() >= 3, "{chains:?}");
     let mut entries = 0;
+    let mut fully_signed = Vec::new();
     for chain in &chains {
         let lines = runtime.block_on(store.audit_lines(chain)).unwrap();
         let verified = agentc_runtime::verify_signed(std::io::Cursor::new(lines.join("\n")), &key)
             .unwrap_or_else(|error| panic!("chain {chain} does not verify: {error}"));
         entries += verified.entries;
+        // A chain ends with entries no checkpoint covers only when its instance was
+        // killed in the middle of an engagement (a live one signs at each end).
+        fully_signed.push(verified.unsigned_entries() == 0 && verified.checkpoints > 0);
     }
+    assert!(
+        fully_signed.iter().any(|signed| *signed),
+        "no chain is signed to its end"
+    );
 
     // The operator's way: `agentc audit export` per chain, then `agentc audit verify`
     // with the public key; without `--chain`, the chains are listed, nothing written.
@@ -336,28 +344,46 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
         !listing.contains(&url),
         "the URL is never printed: {listing}"
     );
-    let exported = directory.join("chain.jsonl");
-    let export = Command::new(env!("CARGO_BIN_EXE_agentc"))
-        .args(["audit", "export", "--db", &url, "--chain", &chains[0], "-o"])
-        .arg(&exported)
-        .output()
-        .unwrap();
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stderr)
-    );
-    let verify = Command::new(env!("CARGO_BIN_EXE_agentc"))
-        .args(["audit", "verify"])
-        .arg(&exported)
-        .args(["--key", &key.to_hex()])
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    // Every chain: one signed to its end verifies (exit 0); one whose instance was
+    // killed mid-engagement is intact but says which entries no checkpoint covers
+    // (exit 1), as the library found.
+    for (chain, fully_signed) in chains.iter().zip(&fully_signed) {
+        let exported = directory.join("chain.jsonl");
+        let export = Command::new(env!("CARGO_BIN_EXE_agentc"))
+            .args(["audit", "export", "--db", &url, "--chain", chain, "-o"])
+            .arg(&exported)
+            .output()
+            .unwrap();
+        assert!(
+            export.status.success(),
+            "{}",
+            String::from_utf8_lossy(&export.stderr)
+        );
+        let verify = Command::new(env!("CARGO_BIN_EXE_agentc"))
+            .args(["audit", "verify"])
+            .arg(&exported)
+            .args(["--key", &key.to_hex()])
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&verify.stdout);
+        if *fully_signed {
+            assert!(
+                verify.status.success() && report.starts_with("intact and signed"),
+                "chain `{chain}`: {}: {report}{}",
+                verify.status,
+                String::from_utf8_lossy(&verify.stderr)
+            );
+        } else {
+            assert!(
+                verify.status.code() == Some(1)
+                    && report.starts_with("intact chain")
+                    && report.contains("unsigned: the last"),
+                "chain `{chain}`: {}: {report}{}",
+                verify.status,
+                String::from_utf8_lossy(&verify.stderr)
+            );
+        }
+    }
 
     let takeovers = takeovers.lock().unwrap().clone();
     eprintln!(
