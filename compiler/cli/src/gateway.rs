@@ -183,7 +183,7 @@ fn run(request: GatewayRequest<'_>) -> Result<(), String> {
     let served = tokio_runtime.block_on(async {
         match (request.bind, authenticator) {
             (Some(bind), Some(authenticator)) => {
-                let listener = tokio::net::TcpListener::bind(bind)
+                let listener = agentc_server::listen(bind)
                     .await
                     .map_err(|error| format!("cannot listen on `{bind}`: {error}"))?;
                 let address = listener.local_addr().map_err(|error| error.to_string())?;

@@ -195,7 +195,7 @@ fn run(request: ServeRequest<'_>) -> Result<(), String> {
         }))
         .map_err(|error| error.to_string())?;
     tokio_runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(request.bind)
+        let listener = agentc_server::listen(request.bind)
             .await
             .map_err(|error| format!("cannot listen on `{}`: {error}", request.bind))?;
         let address = listener.local_addr().map_err(|error| error.to_string())?;

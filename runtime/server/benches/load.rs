@@ -126,7 +126,8 @@ async fn run_level(concurrency: usize, engagements: usize) -> Figures {
     })
     .await
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // As `agentc serve` listens (its backlog holds a thousand clients connecting at once).
+    let listener = agentc_server::listen("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(Arc::clone(&engine), listener, async move {

@@ -295,6 +295,42 @@ impl Drop for AddressSlot {
     }
 }
 
+/// How many connections the kernel may hold for `accept` (it lowers this to
+/// `net.core.somaxconn`). Tokio's default, 1,024, overflowed when a thousand clients
+/// connected at once: the kernel then drops their handshakes and they retry after a
+/// second or more (measured with the load bench: thousands of `ListenOverflows` per
+/// run, none with this).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `address` (`HOST:PORT`, each address it resolves to tried in turn),
+/// with [`LISTEN_BACKLOG`] and `SO_REUSEADDR`, as `TcpListener::bind` sets it.
+pub async fn listen(address: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last_error = None;
+    for resolved in tokio::net::lookup_host(address).await? {
+        let socket = if resolved.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        };
+        let listening = socket.and_then(|socket| {
+            #[cfg(unix)]
+            socket.set_reuseaddr(true)?;
+            socket.bind(resolved)?;
+            socket.listen(LISTEN_BACKLOG)
+        });
+        match listening {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
+
 /// Descriptors kept for everything but connections: the store, the listener, outgoing
 /// calls to tools and remote agents.
 const RESERVED_DESCRIPTORS: u64 = 32;
@@ -378,6 +414,19 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn listen_takes_a_host_and_port_and_refuses_what_is_not_one() {
+        let listener = listen("localhost:0").await.expect("listens on localhost");
+        let address = listener.local_addr().expect("has an address");
+        assert!(address.ip().is_loopback());
+        let (connected, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(address), listener.accept());
+        assert!(connected.is_ok() && accepted.is_ok());
+        assert!(listen("no port here").await.is_err());
+        // Taken already (no SO_REUSEPORT): a clear error, not a second listener.
+        assert!(listen(&address.to_string()).await.is_err());
+    }
 
     #[test]
     fn the_connection_limit_fits_the_open_files_limit() {

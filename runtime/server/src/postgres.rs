@@ -397,86 +397,116 @@ async fn append_lines(
 ) -> Result<(), StoreError> {
     let mut last_error = None;
     for attempt in 0.. {
+        let now = std::time::Instant::now();
         if attempt > 0 {
-            if std::time::Instant::now() + AUDIT_RETRY_PAUSE > deadline {
+            if now + AUDIT_RETRY_PAUSE >= deadline {
                 break;
             }
             tokio::time::sleep(AUDIT_RETRY_PAUSE).await;
         }
-        if client
-            .as_ref()
-            .is_none_or(tokio_postgres::Client::is_closed)
+        // Each attempt is bounded too: a connection to a server that stopped answering
+        // (no reset, no reply) would otherwise hold every audited action.
+        let remaining = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .max(AUDIT_RETRY_PAUSE);
+        match tokio::time::timeout(remaining, append_lines_once(config, tls, client, requests))
+            .await
         {
-            match config.connect(tls.clone()).await {
-                Ok((connected, connection)) => {
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                    *client = Some(connected);
-                }
-                Err(error) => {
-                    last_error = Some(postgres(error));
-                    continue;
-                }
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(AuditAttempt::Refused(error))) => return Err(error),
+            Ok(Err(AuditAttempt::Broken(error))) => {
+                last_error = Some(error);
+                *client = None;
             }
-        }
-        let Some(connected) = client.as_ref() else {
-            continue;
-        };
-        let chains: Vec<&str> = requests
-            .iter()
-            .map(|request| request.chain.as_str())
-            .collect();
-        let seqs: Vec<i64> = requests.iter().map(|request| request.seq).collect();
-        let engagements: Vec<&str> = requests
-            .iter()
-            .map(|request| request.engagement.as_str())
-            .collect();
-        let lines: Vec<&str> = requests
-            .iter()
-            .map(|request| request.line.as_str())
-            .collect();
-        let inserted = connected
-            .execute(
-                "INSERT INTO audit (chain, seq, engagement, line) SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[])",
-                &[&chains, &seqs, &engagements, &lines],
-            )
-            .await;
-        match inserted {
-            Ok(_) => return Ok(()),
-            Err(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
-            {
-                // Stored already (a retry after a lost answer) only if every line is
-                // there as it is here.
-                for request in requests {
-                    let stored = connected
-                        .query_opt(
-                            "SELECT line FROM audit WHERE chain = $1 AND seq = $2",
-                            &[&request.chain, &request.seq],
-                        )
-                        .await
-                        .map_err(postgres)?;
-                    if stored
-                        .and_then(|row| row.try_get::<_, String>(0).ok())
-                        .as_deref()
-                        != Some(request.line.as_str())
-                    {
-                        return Err(database(format!(
-                            "audit chain `{}` already has an entry {}",
-                            request.chain, request.seq
-                        )));
-                    }
-                }
-                return Ok(());
-            }
-            Err(error) => {
-                last_error = Some(postgres(error));
+            Err(_) => {
+                last_error = Some(database("the database did not answer in time"));
                 *client = None;
             }
         }
     }
     Err(last_error.unwrap_or_else(|| database("the audit line could not be stored")))
+}
+
+/// Why one attempt to store audit lines failed.
+enum AuditAttempt {
+    /// The database refused them for good: a different entry holds one of the places.
+    Refused(StoreError),
+    /// The connection failed: another attempt, on a new one, may succeed.
+    Broken(StoreError),
+}
+
+/// One attempt of [`append_lines`]: connects if needed, then stores the lines, or
+/// finds them stored already.
+async fn append_lines_once(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    client: &mut Option<tokio_postgres::Client>,
+    requests: &[AuditRequest],
+) -> Result<(), AuditAttempt> {
+    if client
+        .as_ref()
+        .is_none_or(tokio_postgres::Client::is_closed)
+    {
+        let (connected, connection) = config
+            .connect(tls.clone())
+            .await
+            .map_err(|error| AuditAttempt::Broken(postgres(error)))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        *client = Some(connected);
+    }
+    let Some(connected) = client.as_ref() else {
+        return Err(AuditAttempt::Broken(database("no connection")));
+    };
+    let chains: Vec<&str> = requests
+        .iter()
+        .map(|request| request.chain.as_str())
+        .collect();
+    let seqs: Vec<i64> = requests.iter().map(|request| request.seq).collect();
+    let engagements: Vec<&str> = requests
+        .iter()
+        .map(|request| request.engagement.as_str())
+        .collect();
+    let lines: Vec<&str> = requests
+        .iter()
+        .map(|request| request.line.as_str())
+        .collect();
+    let inserted = connected
+        .execute(
+            "INSERT INTO audit (chain, seq, engagement, line) SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[])",
+            &[&chains, &seqs, &engagements, &lines],
+        )
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            // Stored already (a retry after a lost answer) only if every line is there
+            // as it is here. A connection that breaks while this is read is one more
+            // attempt, not a refusal.
+            for request in requests {
+                let stored = connected
+                    .query_opt(
+                        "SELECT line FROM audit WHERE chain = $1 AND seq = $2",
+                        &[&request.chain, &request.seq],
+                    )
+                    .await
+                    .map_err(|error| AuditAttempt::Broken(postgres(error)))?;
+                if stored
+                    .and_then(|row| row.try_get::<_, String>(0).ok())
+                    .as_deref()
+                    != Some(request.line.as_str())
+                {
+                    return Err(AuditAttempt::Refused(database(format!(
+                        "audit chain `{}` already has an entry {}",
+                        request.chain, request.seq
+                    ))));
+                }
+            }
+            Ok(())
+        }
+        Err(error) => Err(AuditAttempt::Broken(postgres(error))),
+    }
 }
 
 /// Statements prepared once per pooled connection (deadpool keeps them) rather than

@@ -120,8 +120,13 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     connection
         .busy_timeout(std::time::Duration::from_secs(5))
         .map_err(database)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(connection)
 }
+
+/// Statements kept prepared per connection: more than the store has (about twenty on
+/// the write connection), so none is prepared twice (rusqlite keeps 16 by default).
+const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// Columns added after the first release, with their definitions: a database made
 /// before them gets them at open.
@@ -293,10 +298,18 @@ impl SqliteStore {
 
     fn from_connection(connection: Connection, readers: Readers) -> Result<Self, StoreError> {
         // WAL keeps readers off the writer's back; NORMAL syncs at checkpoints, which
-        // in WAL mode still never corrupts the database on a crash.
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
+        // in WAL mode still never corrupts the database on a crash. A file that cannot
+        // be put in WAL mode (some network file systems) is refused: its readers and
+        // commits would wait for each other.
+        let mode: String = connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(database)?;
+        if matches!(readers, Readers::File { .. }) && !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database(format!(
+                "the database cannot be put in WAL mode (its journal mode stays `{mode}`)"
+            )));
+        }
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(database)?;

@@ -7,18 +7,24 @@
 //! commit (one WAL append, one round of file locks); with no load a write is led by its
 //! own writer, at the cost it had before, with no thread to hand over to.
 //!
-//! An asynchronous writer that finds a leader at work does not block its thread: it
-//! awaits its answer, and the leader runs its job. A blocking writer (the audit log's,
-//! which writes through `std::io::Write` and must know its line is stored before the
-//! action it records goes ahead) waits for the connection and leads. A leader drains the
-//! queue until it is empty before it lets the connection go, and checks it once more
-//! after, so a job queued in that moment is never left behind.
+//! A writer that finds the connection taken does not wait for it: it waits for its
+//! answer, which the holder gives. The rule that makes this safe: **whoever lets the
+//! connection go (a leader, or a read of a database in memory) looks at the queue once
+//! it has, and leads if a job is there and nobody else took the connection.** So a job
+//! queued while the connection is held is always run, and a writer whose job was run
+//! by another is answered right after that commit, not when the leader is done.
+//!
+//! A leader drains the queue until it is empty. That cannot go on for ever: the
+//! writers wait for their answers before they write again.
+//!
+//! A write whose future is dropped after it was queued (its request cancelled) is still
+//! carried out, or refused, as a whole; nothing is left half done.
 //!
 //! (A writer thread that leads every asynchronous write batches more, but was measured
 //! slower: the audit log's blocking writes then wait behind its transactions, with
 //! the runtime's threads blocked.)
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use rusqlite::Connection;
 
@@ -29,9 +35,17 @@ use crate::store::StoreError;
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// A queued write: runs on the connection inside the leader's transaction (or, given
-/// why no transaction could begin, does not run), and gives back how to deliver its
-/// result.
-type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> Deliver + Send>;
+/// why no transaction could begin, does not run).
+type Job = Box<dyn FnOnce(Result<&Connection, &str>) -> Ran + Send>;
+
+/// What running a job left behind.
+struct Ran {
+    /// How to deliver its result once the transaction ended.
+    deliver: Deliver,
+    /// Its savepoint could not be closed: what the transaction holds is not known, so
+    /// it is rolled back whole rather than committed.
+    in_doubt: bool,
+}
 
 /// At most this many jobs in one transaction, so that one commit stays short.
 const MOST_JOBS_PER_TRANSACTION: usize = 512;
@@ -52,13 +66,16 @@ impl GroupCommit {
 
     /// The connection itself, held while `work` runs: for reads of a database in
     /// memory, which only this connection can see. What it reads is committed (a
-    /// leader holds the connection from its `BEGIN` to its `COMMIT`).
+    /// leader holds the connection from its `BEGIN` to its `COMMIT`). It then leads,
+    /// for the writes queued while it read.
     pub(super) fn with_connection<T>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let connection = self.connection.lock().map_err(|_| poisoned())?;
-        work(&connection)
+        let connection = self.take_connection();
+        let result = work(&connection);
+        self.lead(connection);
+        result
     }
 
     /// Runs `work` in the next transaction, without blocking this thread unless it
@@ -70,15 +87,16 @@ impl GroupCommit {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         self.enqueue(job(work, move |result| {
             let _ = sender.send(result);
-        }))?;
-        if let Ok(connection) = self.connection.try_lock() {
+        }));
+        if let Some(connection) = self.try_take_connection() {
             self.lead(connection);
         }
         receiver.await.unwrap_or_else(|_| Err(lost()))
     }
 
-    /// Runs `work` in the next transaction and waits for it on this thread: it leads
-    /// as soon as the connection is free, unless another leader ran its job first.
+    /// Runs `work` in the next transaction and waits for it on this thread (for the
+    /// audit log, which writes through `std::io::Write`): it leads if it finds the
+    /// connection free, and otherwise waits for the holder to run its job.
     pub(super) fn write_blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -86,15 +104,37 @@ impl GroupCommit {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         self.enqueue(job(work, move |result| {
             let _ = sender.send(result);
-        }))?;
-        let connection = self.connection.lock().map_err(|_| poisoned())?;
-        self.lead(connection);
+        }));
+        if let Some(connection) = self.try_take_connection() {
+            self.lead(connection);
+        }
         receiver.recv().unwrap_or_else(|_| Err(lost()))
     }
 
-    fn enqueue(&self, job: Job) -> Result<(), StoreError> {
-        self.queue.lock().map_err(|_| poisoned())?.push(job);
-        Ok(())
+    fn enqueue(&self, job: Job) {
+        self.queue().push(job);
+    }
+
+    /// The queue. A panic while it was held cannot leave it half changed (a push or a
+    /// drain), so a poisoned lock is taken as it is.
+    fn queue(&self) -> MutexGuard<'_, Vec<Job>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection, waiting for it. A panic while it was held may have left a
+    /// transaction open; the next leader rolls it back before it begins its own.
+    fn take_connection(&self) -> MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_take_connection(&self) -> Option<MutexGuard<'_, Connection>> {
+        match self.connection.try_lock() {
+            Ok(connection) => Some(connection),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Runs the queued jobs until none is left, then lets the connection go, and
@@ -102,14 +142,10 @@ impl GroupCommit {
     fn lead<'lock>(&'lock self, mut connection: MutexGuard<'lock, Connection>) {
         loop {
             loop {
-                let jobs = match self.queue.lock() {
-                    Ok(mut queue) => {
-                        let count = queue.len().min(MOST_JOBS_PER_TRANSACTION);
-                        queue.drain(..count).collect::<Vec<_>>()
-                    }
-                    // A poisoned queue: its jobs' writers learn of it when their
-                    // answers are dropped.
-                    Err(_) => Vec::new(),
+                let jobs = {
+                    let mut queue = self.queue();
+                    let count = queue.len().min(MOST_JOBS_PER_TRANSACTION);
+                    queue.drain(..count).collect::<Vec<_>>()
                 };
                 if jobs.is_empty() {
                     break;
@@ -117,14 +153,13 @@ impl GroupCommit {
                 run_in_transactions(&connection, jobs);
             }
             drop(connection);
-            let waiting = self.queue.lock().map(|queue| !queue.is_empty());
-            if !matches!(waiting, Ok(true)) {
+            if self.queue().is_empty() {
                 return;
             }
-            match self.connection.try_lock() {
-                Ok(again) => connection = again,
-                // Another leader holds it and drains the queue before letting go.
-                Err(_) => return,
+            match self.try_take_connection() {
+                Some(again) => connection = again,
+                // Its holder looks at the queue when it lets go.
+                None => return,
             }
         }
     }
@@ -137,26 +172,32 @@ fn job<T: Send + 'static>(
     answer: impl FnOnce(Result<T, StoreError>) + Send + 'static,
 ) -> Job {
     Box::new(move |connection: Result<&Connection, &str>| {
-        let result = match connection {
+        let (result, in_doubt) = match connection {
             Ok(connection) => in_savepoint(connection, work),
-            Err(failure) => Err(StoreError::Database(failure.to_string())),
+            Err(failure) => (Err(StoreError::Database(failure.to_string())), false),
         };
-        Box::new(move |committed: Result<(), String>| {
-            answer(match committed {
-                Ok(()) => result,
-                Err(failure) => Err(StoreError::Database(failure)),
-            });
-        })
+        Ran {
+            deliver: Box::new(move |committed: Result<(), String>| {
+                answer(match committed {
+                    Ok(()) => result,
+                    Err(failure) => Err(StoreError::Database(failure)),
+                });
+            }),
+            in_doubt,
+        }
     })
 }
 
 /// Runs `work` in a savepoint: released when it succeeds, rolled back (only its own
-/// changes) when it fails.
+/// changes) when it fails. Also says whether the savepoint could not be opened or
+/// closed, which leaves the transaction in doubt.
 fn in_savepoint<T>(
     connection: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    execute(connection, "SAVEPOINT job").map_err(StoreError::Database)?;
+) -> (Result<T, StoreError>, bool) {
+    if let Err(failure) = execute(connection, "SAVEPOINT job") {
+        return (Err(StoreError::Database(failure)), true);
+    }
     let result = work(connection);
     let ended = match &result {
         Ok(_) => execute(connection, "RELEASE job"),
@@ -165,11 +206,8 @@ fn in_savepoint<T>(
         }
     };
     match ended {
-        Ok(()) => result,
-        // The work may have succeeded, but its savepoint could not be closed: the
-        // transaction is in doubt, and the job is reported failed (the commit check
-        // below fails the whole transaction in that case).
-        Err(failure) => result.and(Err(StoreError::Database(failure))),
+        Ok(()) => (result, false),
+        Err(failure) => (result.and(Err(StoreError::Database(failure))), true),
     }
 }
 
@@ -181,44 +219,51 @@ fn execute(connection: &Connection, sql: &str) -> Result<(), String> {
         .map_err(|error| error.to_string())
 }
 
-/// Runs `jobs` in as few transactions as it can: one, unless SQLite rolls a
-/// transaction back by itself (it does on some I/O errors and when memory runs out),
-/// in which case what ran in it is reported failed and the rest go on in a new one.
-/// Nothing is reported committed that did not commit.
+/// Runs `jobs` in as few transactions as it can: one, unless a transaction cannot be
+/// trusted (SQLite rolled it back by itself, as it does on some I/O errors and when
+/// memory runs out, or a job's savepoint could not be closed). Then what ran in it is
+/// rolled back and reported failed, and the rest go on in a new one. Nothing is
+/// reported committed that did not commit, and nothing is committed that was reported
+/// failed.
 fn run_in_transactions(connection: &Connection, jobs: Vec<Job>) {
     let mut jobs = jobs.into_iter().peekable();
     while jobs.peek().is_some() {
+        // A transaction left open (by a leader that panicked, or a ROLLBACK that
+        // failed) would make every BEGIN fail: it is ended first.
+        if !connection.is_autocommit() {
+            let _ = execute(connection, "ROLLBACK");
+        }
         if let Err(failure) = execute(connection, "BEGIN IMMEDIATE") {
             // None of them runs: each is told why.
             for job in jobs {
-                job(Err(&failure))(Ok(()));
+                (job(Err(&failure)).deliver)(Ok(()));
             }
             return;
         }
         let mut delivers = Vec::new();
-        let mut ended_early = false;
+        let mut sound = true;
         for job in jobs.by_ref() {
-            delivers.push(job(Ok(connection)));
-            if connection.is_autocommit() {
-                ended_early = true;
+            let ran = job(Ok(connection));
+            delivers.push(ran.deliver);
+            if ran.in_doubt || connection.is_autocommit() {
+                sound = false;
                 break;
             }
         }
-        let committed = if ended_early || connection.is_autocommit() {
-            Err("the database rolled the transaction back".to_string())
-        } else {
+        let committed = if sound {
             execute(connection, "COMMIT").inspect_err(|_| {
                 let _ = execute(connection, "ROLLBACK");
             })
+        } else {
+            if !connection.is_autocommit() {
+                let _ = execute(connection, "ROLLBACK");
+            }
+            Err("the transaction was rolled back".to_string())
         };
         for deliver in delivers {
             deliver(committed.clone());
         }
     }
-}
-
-fn poisoned() -> StoreError {
-    StoreError::Database("the connection lock is poisoned".into())
 }
 
 fn lost() -> StoreError {
@@ -360,6 +405,88 @@ mod tests {
             outcomes_of(&outcomes),
             vec![(1, false), (2, false), (3, true)]
         );
+    }
+
+    #[test]
+    fn a_job_whose_savepoint_cannot_be_closed_rolls_its_transaction_back_whole() {
+        let connection = table();
+        let outcomes = Outcomes::default();
+        // Job 2 closes its own savepoint, so closing it fails: the transaction holds
+        // something nobody can vouch for, and is not committed.
+        run_in_transactions(
+            &connection,
+            vec![
+                insert(&outcomes, 1, None, ""),
+                insert(&outcomes, 2, None, "RELEASE job"),
+                insert(&outcomes, 3, None, ""),
+            ],
+        );
+        assert_eq!(stored(&connection), vec![3]);
+        assert_eq!(
+            outcomes_of(&outcomes),
+            vec![(1, false), (2, false), (3, true)]
+        );
+        assert!(connection.is_autocommit());
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_rolled_back_before_the_next_begins() {
+        let connection = table();
+        connection
+            .execute_batch("BEGIN; INSERT INTO rows (id) VALUES (9);")
+            .unwrap();
+        let outcomes = Outcomes::default();
+        run_in_transactions(&connection, vec![insert(&outcomes, 1, None, "")]);
+        assert_eq!(stored(&connection), vec![1]);
+        assert_eq!(outcomes_of(&outcomes), vec![(1, true)]);
+    }
+
+    #[test]
+    fn a_write_queued_while_a_read_holds_the_connection_is_run_when_the_read_ends() {
+        let writer = Arc::new(GroupCommit::new(table()));
+        let (reading, read_started) = std::sync::mpsc::channel();
+        let (finish, finish_read) = std::sync::mpsc::channel::<()>();
+        let reader = {
+            let writer = Arc::clone(&writer);
+            std::thread::spawn(move || {
+                writer.with_connection(|_| {
+                    reading.send(()).unwrap();
+                    finish_read.recv().unwrap();
+                    Ok(())
+                })
+            })
+        };
+        read_started.recv().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let write = runtime.spawn({
+            let writer = Arc::clone(&writer);
+            async move {
+                writer
+                    .write(|connection| {
+                        connection
+                            .execute("INSERT INTO rows (id) VALUES (1)", [])
+                            .map_err(|error| StoreError::Database(error.to_string()))
+                    })
+                    .await
+            }
+        });
+        while writer.queue().is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        finish.send(()).unwrap();
+        reader.join().unwrap().unwrap();
+        // No other write comes: the read's end alone must run the queued one.
+        let written = runtime
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(5), write).await
+            })
+            .expect("the queued write was left behind")
+            .unwrap();
+        assert_eq!(written.unwrap(), 1);
     }
 
     #[test]
