@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use group_commit::GroupCommit;
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::{
@@ -95,6 +96,11 @@ impl std::fmt::Debug for SqliteStore {
 
 fn database(error: impl std::fmt::Display) -> StoreError {
     StoreError::Database(error.to_string())
+}
+
+/// A text value for a statement.
+fn text(value: &str) -> Value {
+    Value::Text(value.to_string())
 }
 
 /// Runs one statement, prepared once per connection; says how many rows it changed.
@@ -203,15 +209,7 @@ fn placeholders(first: usize, count: usize) -> String {
 /// as `agentc audit verify` reads them; says how many. The database is opened read-only
 /// and must exist: nothing is created or changed.
 pub fn export_audit(path: &Path, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
-    use rusqlite::OpenFlags;
-    let connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(database)?;
-    connection
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(database)?;
+    let connection = open_reader(path)?;
     let mut statement = connection
         .prepare("SELECT line FROM audit ORDER BY seq")
         .map_err(database)?;
@@ -332,6 +330,18 @@ impl SqliteStore {
         self.fail_take_midway.store(true, Ordering::SeqCst);
     }
 
+    /// Runs one statement with `values` in the next transaction; says how many rows
+    /// it changed.
+    async fn write_statement(
+        &self,
+        sql: &'static str,
+        values: Vec<Value>,
+    ) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |connection| execute(connection, sql, rusqlite::params_from_iter(values)))
+            .await
+    }
+
     /// Runs `work` on a connection that reads the last commit.
     fn read<T>(
         &self,
@@ -414,31 +424,18 @@ impl Store for SqliteStore {
     }
 
     async fn heartbeat(&self, instance: &str, now_ms: i64) -> Result<(), StoreError> {
-        let instance = instance.to_string();
-        self.writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "INSERT INTO instances (id, heartbeat_ms) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
-                    params![instance, now_ms],
-                )?;
-                Ok(())
-            })
-            .await
+        self.write_statement(
+            "INSERT INTO instances (id, heartbeat_ms) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+            vec![text(instance), now_ms.into()],
+        )
+        .await
+        .map(drop)
     }
 
     async fn retire_instance(&self, instance: &str) -> Result<(), StoreError> {
-        let instance = instance.to_string();
-        self.writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "DELETE FROM instances WHERE id = ?1",
-                    params![instance],
-                )?;
-                Ok(())
-            })
+        self.write_statement("DELETE FROM instances WHERE id = ?1", vec![text(instance)])
             .await
+            .map(drop)
     }
 
     async fn live_instances(&self, alive_since_ms: i64) -> Result<usize, StoreError> {
@@ -539,35 +536,26 @@ impl Store for SqliteStore {
             to_json(&record.status)?,
             to_json(&record.exposes)?,
         );
-        let state = record.state().to_string();
-        let record = EngagementRecord {
-            snapshot: None,
-            ..record.clone()
-        };
-        self.writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "INSERT INTO engagements (id, agent, user_json, state, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    params![
-                        record.id,
-                        record.agent,
-                        values.0,
-                        state,
-                        values.1,
-                        record.text,
-                        values.2,
-                        snapshot,
-                        record.created_at_ms,
-                        record.updated_at_ms,
-                        record.owner,
-                        record.fence,
-                        record.pending_input,
-                    ],
-                )?;
-                Ok(())
-            })
-            .await
+        self.write_statement(
+            "INSERT INTO engagements (id, agent, user_json, state, status_json, text, exposes_json, snapshot_json, created_at_ms, updated_at_ms, owner, fence, pending_input) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            vec![
+                text(&record.id),
+                text(&record.agent),
+                values.0.into(),
+                text(record.state()),
+                values.1.into(),
+                record.text.clone().into(),
+                values.2.into(),
+                snapshot.into(),
+                record.created_at_ms.into(),
+                record.updated_at_ms.into(),
+                text(&record.owner),
+                record.fence.into(),
+                record.pending_input.clone().into(),
+            ],
+        )
+        .await
+        .map(drop)
     }
 
     async fn update_engagement(
@@ -578,21 +566,20 @@ impl Store for SqliteStore {
         let snapshot = record.snapshot.as_ref().map(to_json).transpose()?;
         let status = to_json(&record.status)?;
         let exposes = to_json(&record.exposes)?;
-        let (id, state, text, updated_at_ms) = (
-            record.id.clone(),
-            record.state().to_string(),
-            record.text.clone(),
-            record.updated_at_ms,
-        );
         let changed = self
-            .writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "UPDATE engagements SET state = ?2, status_json = ?3, text = ?4, exposes_json = ?5, snapshot_json = COALESCE(?6, snapshot_json), updated_at_ms = ?7, pending_input = NULL WHERE id = ?1 AND fence = ?8",
-                    params![id, state, status, text, exposes, snapshot, updated_at_ms, fence],
-                )
-            })
+            .write_statement(
+                "UPDATE engagements SET state = ?2, status_json = ?3, text = ?4, exposes_json = ?5, snapshot_json = COALESCE(?6, snapshot_json), updated_at_ms = ?7, pending_input = NULL WHERE id = ?1 AND fence = ?8",
+                vec![
+                    text(&record.id),
+                    text(record.state()),
+                    status.into(),
+                    record.text.clone().into(),
+                    exposes.into(),
+                    snapshot.into(),
+                    record.updated_at_ms.into(),
+                    fence.into(),
+                ],
+            )
             .await?;
         fenced(changed as u64, &record.id)
     }
@@ -603,18 +590,17 @@ impl Store for SqliteStore {
         status: &serde_json::Value,
         fence: i64,
     ) -> Result<(), StoreError> {
-        let state = state_of(status).to_string();
-        let status = to_json(status)?;
-        let owned_id = id.to_string();
         let changed = self
-            .writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1 AND fence = ?5",
-                    params![owned_id, state, status, crate::store::now_ms(), fence],
-                )
-            })
+            .write_statement(
+                "UPDATE engagements SET state = ?2, status_json = ?3, updated_at_ms = ?4 WHERE id = ?1 AND fence = ?5",
+                vec![
+                    text(id),
+                    Value::Text(state_of(status)),
+                    to_json(status)?.into(),
+                    crate::store::now_ms().into(),
+                    fence.into(),
+                ],
+            )
             .await?;
         fenced(changed as u64, id)
     }
@@ -626,18 +612,18 @@ impl Store for SqliteStore {
         input: &str,
         fence: i64,
     ) -> Result<(), StoreError> {
-        let state = state_of(status).to_string();
-        let status = to_json(status)?;
-        let (owned_id, input) = (id.to_string(), input.to_string());
         let changed = self
-            .writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "UPDATE engagements SET state = ?2, status_json = ?3, pending_input = ?4, updated_at_ms = ?5 WHERE id = ?1 AND fence = ?6",
-                    params![owned_id, state, status, input, crate::store::now_ms(), fence],
-                )
-            })
+            .write_statement(
+                "UPDATE engagements SET state = ?2, status_json = ?3, pending_input = ?4, updated_at_ms = ?5 WHERE id = ?1 AND fence = ?6",
+                vec![
+                    text(id),
+                    Value::Text(state_of(status)),
+                    to_json(status)?.into(),
+                    text(input),
+                    crate::store::now_ms().into(),
+                    fence.into(),
+                ],
+            )
             .await?;
         fenced(changed as u64, id)
     }
@@ -648,17 +634,16 @@ impl Store for SqliteStore {
         snapshot: &agentc_runtime::EngagementSnapshot,
         fence: i64,
     ) -> Result<(), StoreError> {
-        let snapshot = to_json(snapshot)?;
-        let owned_id = id.to_string();
         let changed = self
-            .writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "UPDATE engagements SET snapshot_json = ?2, pending_input = NULL, updated_at_ms = ?3 WHERE id = ?1 AND fence = ?4",
-                    params![owned_id, snapshot, crate::store::now_ms(), fence],
-                )
-            })
+            .write_statement(
+                "UPDATE engagements SET snapshot_json = ?2, pending_input = NULL, updated_at_ms = ?3 WHERE id = ?1 AND fence = ?4",
+                vec![
+                    text(id),
+                    to_json(snapshot)?.into(),
+                    crate::store::now_ms().into(),
+                    fence.into(),
+                ],
+            )
             .await?;
         fenced(changed as u64, id)
     }
@@ -698,28 +683,22 @@ impl Store for SqliteStore {
     }
 
     async fn insert_review(&self, review: &ReviewRecord) -> Result<(), StoreError> {
-        let json = to_json(review)?;
-        let review = review.clone();
-        self.writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "INSERT INTO reviews (id, engagement, reviewer, call_hash, stage, decided, consumed, record_json, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        review.id,
-                        review.engagement,
-                        review.reviewer,
-                        review.call_hash,
-                        review.stage,
-                        i64::from(review.decision.is_some()),
-                        i64::from(review.consumed),
-                        json,
-                        review.created_at_ms
-                    ],
-                )?;
-                Ok(())
-            })
-            .await
+        self.write_statement(
+            "INSERT INTO reviews (id, engagement, reviewer, call_hash, stage, decided, consumed, record_json, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            vec![
+                text(&review.id),
+                text(&review.engagement),
+                text(&review.reviewer),
+                text(&review.call_hash),
+                text(&review.stage),
+                i64::from(review.decision.is_some()).into(),
+                i64::from(review.consumed).into(),
+                to_json(review)?.into(),
+                review.created_at_ms.into(),
+            ],
+        )
+        .await
+        .map(drop)
     }
 
     async fn review(&self, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
@@ -745,33 +724,24 @@ impl Store for SqliteStore {
         let Some((json, _)) = decided_review(self.review(id).await?, decision)? else {
             return Ok(false);
         };
-        let id = id.to_string();
-        self.writer
-            .write(move |connection| {
-                // `decided = 0` in the condition makes the decision once-only even if
-                // two reviewers answer at the same moment.
-                let changed = execute(
-                    connection,
-                    "UPDATE reviews SET decided = 1, record_json = ?2 WHERE id = ?1 AND decided = 0",
-                    params![id, json],
-                )?;
-                Ok(changed == 1)
-            })
-            .await
+        // `decided = 0` in the condition makes the decision once-only even if two
+        // reviewers answer at the same moment.
+        let changed = self
+            .write_statement(
+                "UPDATE reviews SET decided = 1, record_json = ?2 WHERE id = ?1 AND decided = 0",
+                vec![text(id), json.into()],
+            )
+            .await?;
+        Ok(changed == 1)
     }
 
     async fn consume_review(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.writer
-            .write(move |connection| {
-                execute(
-                    connection,
-                    "UPDATE reviews SET consumed = 1 WHERE id = ?1",
-                    params![id],
-                )?;
-                Ok(())
-            })
-            .await
+        self.write_statement(
+            "UPDATE reviews SET consumed = 1 WHERE id = ?1",
+            vec![text(id)],
+        )
+        .await
+        .map(drop)
     }
 
     async fn take_decision(

@@ -388,45 +388,30 @@ mod tests {
     }
 
     #[test]
-    fn a_transaction_the_database_rolled_back_fails_what_ran_in_it_and_the_rest_go_on() {
-        let connection = table();
-        let outcomes = Outcomes::default();
-        // Job 2 ends the transaction as SQLite does by itself on some I/O errors.
-        run_in_transactions(
-            &connection,
-            vec![
-                insert(&outcomes, 1, None, ""),
-                insert(&outcomes, 2, None, "ROLLBACK"),
-                insert(&outcomes, 3, None, ""),
-            ],
-        );
-        assert_eq!(stored(&connection), vec![3]);
-        assert_eq!(
-            outcomes_of(&outcomes),
-            vec![(1, false), (2, false), (3, true)]
-        );
-    }
-
-    #[test]
-    fn a_job_whose_savepoint_cannot_be_closed_rolls_its_transaction_back_whole() {
-        let connection = table();
-        let outcomes = Outcomes::default();
-        // Job 2 closes its own savepoint, so closing it fails: the transaction holds
-        // something nobody can vouch for, and is not committed.
-        run_in_transactions(
-            &connection,
-            vec![
-                insert(&outcomes, 1, None, ""),
-                insert(&outcomes, 2, None, "RELEASE job"),
-                insert(&outcomes, 3, None, ""),
-            ],
-        );
-        assert_eq!(stored(&connection), vec![3]);
-        assert_eq!(
-            outcomes_of(&outcomes),
-            vec![(1, false), (2, false), (3, true)]
-        );
-        assert!(connection.is_autocommit());
+    fn a_transaction_that_cannot_be_trusted_fails_what_ran_in_it_and_the_rest_go_on() {
+        // Job 2 ends the transaction, as SQLite does by itself on some I/O errors, or
+        // closes its own savepoint, so that closing it fails and the transaction holds
+        // something nobody can vouch for: either way what ran in it is rolled back and
+        // reported failed, and job 3 commits in a new one.
+        for then in ["ROLLBACK", "RELEASE job"] {
+            let connection = table();
+            let outcomes = Outcomes::default();
+            run_in_transactions(
+                &connection,
+                vec![
+                    insert(&outcomes, 1, None, ""),
+                    insert(&outcomes, 2, None, then),
+                    insert(&outcomes, 3, None, ""),
+                ],
+            );
+            assert_eq!(stored(&connection), vec![3], "{then}");
+            assert_eq!(
+                outcomes_of(&outcomes),
+                vec![(1, false), (2, false), (3, true)],
+                "{then}"
+            );
+            assert!(connection.is_autocommit(), "{then}");
+        }
     }
 
     #[test]
