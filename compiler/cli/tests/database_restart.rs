@@ -113,39 +113,12 @@ fn the_database_restarted_under_two_instances_loses_nothing_and_repeats_nothing(
     let store = runtime
         .block_on(PostgresStore::connect(&url, None))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let records = loop {
-        let records = runtime
-            .block_on(store.engagements_in_states(&[
-                "running",
-                "created",
-                "awaiting_model",
-                "awaiting_tool",
-                "awaiting_review",
-                "awaiting_remote",
-                "awaiting_user_input",
-                "completed",
-                "failed",
-            ]))
-            .unwrap();
-        let settled = records
-            .iter()
-            .filter(|record| matches!(record.state(), "completed" | "failed"))
-            .count();
-        if settled == records.len() && records.len() >= engagements {
-            break records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "engagements did not end: {:#?}",
-            records
-                .iter()
-                .filter(|record| !matches!(record.state(), "completed" | "failed"))
-                .map(|record| (&record.id, &record.status, &record.owner))
-                .collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let records = wait_until_every_engagement_ends(
+        &runtime,
+        &store,
+        engagements,
+        Instant::now() + Duration::from_secs(120),
+    );
     done.store(true, Ordering::SeqCst);
     reviewer.join().unwrap();
 

@@ -201,43 +201,12 @@ fn three_instances_killed_at_random_lose_nothing_and_do_nothing_twice() {
     let store = runtime
         .block_on(PostgresStore::connect(&url, None))
         .unwrap();
-    let deadline =
-        Instant::now() + Duration::from_secs(setting("AGENTC_FAULT_SECONDS", 180) as u64);
-    let records = loop {
-        let records = runtime
-            .block_on(store.engagements_in_states(&[
-                "running",
-                "created",
-                "awaiting_model",
-                "awaiting_tool",
-                "awaiting_review",
-                "awaiting_remote",
-                "awaiting_user_input",
-                "completed",
-                "failed",
-            ]))
-            .unwrap();
-        let settled = records
-            .iter()
-            .filter(|record| matches!(record.state(), "completed" | "failed"))
-            .count();
-        if settled == records.len() && records.len() >= engagements {
-            break records;
-        }
-        if Instant::now() > deadline {
-            let stuck: Vec<String> = records
-                .iter()
-                .filter(|record| !matches!(record.state(), "completed" | "failed"))
-                .map(|record| format!("{} {} owner {}", record.id, record.status, record.owner))
-                .collect();
-            panic!(
-                "{} of {} engagements did not end in time: {stuck:#?}",
-                stuck.len(),
-                records.len()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let records = wait_until_every_engagement_ends(
+        &runtime,
+        &store,
+        engagements,
+        Instant::now() + Duration::from_secs(setting("AGENTC_FAULT_SECONDS", 180) as u64),
+    );
     let elapsed = started.elapsed();
     done.store(true, Ordering::SeqCst);
     let (approved, duplicates_refused) = reviewer.join().unwrap();

@@ -292,3 +292,47 @@ pub fn setting(name: &str, default: usize) -> usize {
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
 }
+
+/// Every engagement in `store`, once at least `engagements` exist and each has ended
+/// (completed or failed); panics with the ones still open when `deadline` passes.
+pub fn wait_until_every_engagement_ends(
+    runtime: &tokio::runtime::Runtime,
+    store: &agentc_server::PostgresStore,
+    engagements: usize,
+    deadline: Instant,
+) -> Vec<agentc_server::EngagementRecord> {
+    use agentc_server::Store;
+    let ended =
+        |record: &agentc_server::EngagementRecord| matches!(record.state(), "completed" | "failed");
+    loop {
+        let records = runtime
+            .block_on(store.engagements_in_states(&[
+                "running",
+                "created",
+                "awaiting_model",
+                "awaiting_tool",
+                "awaiting_review",
+                "awaiting_remote",
+                "awaiting_user_input",
+                "completed",
+                "failed",
+            ]))
+            .unwrap();
+        if records.len() >= engagements && records.iter().all(ended) {
+            return records;
+        }
+        if Instant::now() > deadline {
+            let open: Vec<String> = records
+                .iter()
+                .filter(|record| !ended(record))
+                .map(|record| format!("{} {} owner {}", record.id, record.status, record.owner))
+                .collect();
+            panic!(
+                "{} of {} engagements did not end in time: {open:#?}",
+                open.len(),
+                records.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
